@@ -1,0 +1,39 @@
+"""One exception hierarchy for the whole product.
+
+Every error hybridmcp raises on purpose derives from :class:`HybridMCPError`. Messages say
+what was wrong, with what value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class HybridMCPError(Exception):
+    """Base class of every error hybridmcp raises on purpose."""
+
+
+class ConfigError(HybridMCPError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+class TaskError(HybridMCPError):
+    """A task (the list of requests) is invalid: bad JSON, unknown skill, bad arguments."""
+
+
+class ProviderError(HybridMCPError):
+    """A provider (internal skill or external MCP tool) failed to produce a valid answer."""
+
+
+class ServerUnavailableError(ProviderError):
+    """An MCP server could not be started, reached, or has gone away."""
+
+
+class DeadlineExceededError(ProviderError):
+    """A call did not finish within its deadline."""
+
+
+class PolicyError(HybridMCPError):
+    """A policy (privacy, budget, circuit breaker) refused a call."""
+
+
+class AuditError(HybridMCPError):
+    """The audit trail is missing, malformed, or fails verification."""
