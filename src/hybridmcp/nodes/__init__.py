@@ -1,0 +1,1 @@
+"""The graph's nodes: thin functions that read state, call domain code, and return updates."""

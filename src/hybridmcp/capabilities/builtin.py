@@ -1,0 +1,212 @@
+"""Built-in internal skills: real implementations that run in-process.
+
+The time skills produce the same shapes as ``mcp-server-time``'s ``get_current_time`` and
+``convert_time``, so the two sides can cross-validate each other.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import re
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from hybridmcp.errors import ProviderError
+
+_KNOWN_ZONES: frozenset[str] | None = None
+
+
+def _zone(name: str) -> ZoneInfo:
+    global _KNOWN_ZONES
+    if _KNOWN_ZONES is None:
+        _KNOWN_ZONES = frozenset(available_timezones())
+    if name not in _KNOWN_ZONES:
+        raise ProviderError(f"invalid timezone {name!r}: not an IANA time zone name")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
+        raise ProviderError(f"invalid timezone {name!r}: {err}") from None
+
+
+def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
+    return {
+        "timezone": zone_name,
+        "datetime": moment.isoformat(timespec="seconds"),
+        "day_of_week": moment.strftime("%A"),
+        "is_dst": bool(moment.dst()),
+    }
+
+
+def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
+    """The current time in an IANA time zone."""
+    zone = _zone(timezone)
+    moment = (now or datetime.now(zone)).astimezone(zone)
+    return _time_result(timezone, moment)
+
+
+def convert_time(
+    source_timezone: str, time: str, target_timezone: str, now: datetime | None = None
+) -> dict[str, Any]:
+    """Convert a wall-clock time (HH:MM, today in the source zone) to another zone."""
+    source, target = _zone(source_timezone), _zone(target_timezone)
+    try:
+        parsed = datetime.strptime(time, "%H:%M").time()
+    except ValueError:
+        raise ProviderError(f"invalid time {time!r}: expected HH:MM (24-hour)") from None
+    today = (now or datetime.now(source)).astimezone(source)
+    moment = datetime(today.year, today.month, today.day, parsed.hour, parsed.minute, tzinfo=source)
+    round_trip = datetime.fromtimestamp(moment.timestamp(), source)
+    if round_trip.replace(tzinfo=None) != moment.replace(tzinfo=None):
+        raise ProviderError(f"{time} does not exist in {source_timezone} today (clock change)")
+    converted = moment.astimezone(target)
+    hours = (
+        (converted.utcoffset() or timedelta()) - (moment.utcoffset() or timedelta())
+    ).total_seconds() / 3600
+    diff = f"{hours:+.1f}h" if hours.is_integer() else f"{hours:+.2f}".rstrip("0").rstrip(".") + "h"
+    return {
+        "source": _time_result(source_timezone, moment),
+        "target": _time_result(target_timezone, converted),
+        "time_difference": diff,
+    }
+
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
+_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
+_CONSTANTS = {"pi": math.pi, "e": math.e}
+_MAX_EXPONENT = 10_000
+_MAX_EXPRESSION = 2_000
+
+
+def _evaluate(node: ast.AST) -> float | int:
+    if isinstance(node, ast.Expression):
+        return _evaluate(node.body)
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _CONSTANTS:
+        return _CONSTANTS[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        left, right = _evaluate(node.left), _evaluate(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
+            raise ProviderError(f"exponent {right} is too large (limit {_MAX_EXPONENT})")
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        return _UNARY[type(node.op)](_evaluate(node.operand))
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
+        return _FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args))
+    raise ProviderError(f"unsupported expression element: {ast.dump(node)[:60]}")
+
+
+def calculate(expression: str) -> dict[str, Any]:
+    """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
+    if len(expression) > _MAX_EXPRESSION:
+        raise ProviderError(f"expression is longer than {_MAX_EXPRESSION} characters")
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError as err:
+        raise ProviderError(f"invalid expression {expression!r}: {err.msg}") from None
+    try:
+        value = _evaluate(tree)
+    except ZeroDivisionError:
+        raise ProviderError(f"division by zero in {expression!r}") from None
+    except (OverflowError, ValueError, TypeError) as err:
+        raise ProviderError(f"cannot evaluate {expression!r}: {err}") from None
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return {"value": value}
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
+_STOPWORDS = frozenset(
+    "a an and are as at be by for from has have in is it its of on or that the this to was "
+    "were will with which who their there they them than then these those not but can".split()
+)
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
+
+
+def text_stats(text: str) -> dict[str, Any]:
+    """Counts of words, characters and sentences, and the most frequent content words."""
+    words = _WORD.findall(text)
+    content = Counter(w.lower() for w in words if w.lower() not in _STOPWORDS)
+    return {
+        "words": len(words),
+        "characters": len(text),
+        "sentences": len(_sentences(text)),
+        "top_words": [w for w, _ in content.most_common(5)],
+    }
+
+
+def summarize(text: str, max_sentences: int = 2) -> dict[str, Any]:
+    """Extractive summary: the sentences whose content words are most frequent, in order."""
+    if max_sentences < 1:
+        raise ProviderError(f"max_sentences must be at least 1, got {max_sentences}")
+    sentences = _sentences(text)
+    freq = Counter(
+        w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS
+    )
+
+    def score(sentence: str) -> float:
+        words = [w.lower() for w in _WORD.findall(sentence)]
+        return sum(freq[w] for w in words if w not in _STOPWORDS) / (len(words) or 1)
+
+    ranked = sorted(range(len(sentences)), key=lambda i: (-score(sentences[i]), i))
+    chosen = sorted(ranked[:max_sentences])
+    return {"summary": " ".join(sentences[i] for i in chosen), "sentences": len(chosen)}
+
+
+_PATH_TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+|\*)\]|\[\"([^\"]*)\"\]|\['([^']*)'\]")
+
+
+def query_path(data: Any, path: str) -> Any:
+    """Evaluate a small JSONPath subset: ``$``, ``.key``, ``["key"]``, ``[N]``, ``[*]``."""
+    if not path.startswith("$"):
+        raise ProviderError(f"invalid path {path!r}: a path starts with '$'")
+    pos, values, wildcard = 1, [data], False
+    while pos < len(path):
+        m = _PATH_TOKEN.match(path, pos)
+        if not m:
+            raise ProviderError(f"invalid path {path!r} at position {pos}: {path[pos:]!r}")
+        key = m.group(1) or m.group(3) or m.group(4)
+        index = m.group(2)
+        nxt: list[Any] = []
+        for v in values:
+            if key is not None:
+                if isinstance(v, dict) and key in v:
+                    nxt.append(v[key])
+            elif index == "*":
+                wildcard = True
+                nxt.extend(v.values() if isinstance(v, dict) else v if isinstance(v, list) else [])
+            elif isinstance(v, list) and int(index or 0) < len(v):
+                nxt.append(v[int(index or 0)])
+        values, pos = nxt, m.end()
+    if wildcard:
+        return values
+    if not values:
+        raise ProviderError(f"path {path!r} matches nothing")
+    return values[0]
+
+
+def json_query(data: Any, path: str) -> dict[str, Any]:
+    """Select a value out of a JSON document with a JSONPath subset."""
+    return {"result": query_path(data, path)}

@@ -1,0 +1,200 @@
+"""The one gate to the outside.
+
+Every call that leaves the process passes :meth:`Gate.call`, which applies, in order: privacy
+policy, budget, circuit breaker, deadline, audit record. No other code path calls an MCP tool.
+Each step is a small object with a permissive default, so a deployment tightens policy by
+configuration, never by a second code path.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
+from hybridmcp.errors import PolicyError, ProviderError
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who is calling, for policy and audit."""
+
+    run_id: str
+    request_id: str
+    skill: str
+    idempotency_key: str
+    sensitivity: str = "public"
+
+
+@dataclass
+class PrivacyDecision:
+    """What the privacy step did with the arguments."""
+
+    action: str  # "allow" | "redact" | "refuse"
+    reason: str
+    arguments: dict[str, Any]
+    restore: Callable[[Any], Any] = field(default=lambda value: value)
+    redactions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class PrivacyPolicy(Protocol):
+    def decide(
+        self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
+    ) -> PrivacyDecision: ...
+
+
+class AllowAll:
+    """The permissive default: a provider is trusted with what arbitration gave it."""
+
+    def decide(
+        self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
+    ) -> PrivacyDecision:
+        return PrivacyDecision("allow", "no privacy policy configured", arguments)
+
+
+class Budget:
+    """A run's spending limit; ``None`` means unlimited."""
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.limit = limit
+        self.spent = 0.0
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.limit is None else max(0.0, self.limit - self.spent)
+
+    def reserve(self, provider: Provider) -> None:
+        if self.limit is not None and self.spent + provider.cost_per_call > self.limit + 1e-12:
+            raise PolicyError(
+                f"budget exhausted: {provider.id} costs {provider.cost_per_call:g}, "
+                f"{self.remaining:g} of {self.limit:g} left"
+            )
+        self.spent += provider.cost_per_call
+
+
+class Breaker(Protocol):
+    def allow(self, provider_id: str, now: float) -> bool: ...
+    def record(self, provider_id: str, ok: bool, now: float) -> None: ...
+
+
+class AlwaysClosed:
+    """The default breaker: never trips."""
+
+    def allow(self, provider_id: str, now: float) -> bool:
+        return True
+
+    def record(self, provider_id: str, ok: bool, now: float) -> None:
+        return None
+
+
+class AuditSink(Protocol):
+    def append(self, record: dict[str, Any]) -> Any: ...
+
+
+class MemoryAudit:
+    """Keeps audit records in memory; the default when no audit file is configured."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records.append(record)
+        return record
+
+
+@dataclass
+class GateResult:
+    value: Any
+    cost: float
+    bytes_sent: int
+    bytes_received: int
+    privacy: str
+
+
+def _size(value: Any) -> int:
+    return len(json.dumps(value, default=str, separators=(",", ":")).encode())
+
+
+class Gate:
+    """The single function through which every external call passes."""
+
+    def __init__(
+        self,
+        pool: SessionPool,
+        *,
+        privacy: PrivacyPolicy | None = None,
+        budget: Budget | None = None,
+        breaker: Breaker | None = None,
+        audit: AuditSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pool = pool
+        self.privacy = privacy or AllowAll()
+        self.budget = budget or Budget()
+        self.breaker = breaker or AlwaysClosed()
+        self.audit = audit or MemoryAudit()
+        self.clock = clock
+
+    async def call(
+        self,
+        provider: Provider,
+        args: Mapping[str, Any],
+        ctx: CallContext,
+        *,
+        timeout_s: float | None = None,
+    ) -> GateResult:
+        assert provider.side == "external" and provider.server and provider.tool
+        base = {
+            "run_id": ctx.run_id,
+            "request_id": ctx.request_id,
+            "skill": ctx.skill,
+            "provider": provider.id,
+            "side": provider.side,
+            "idempotency_key": ctx.idempotency_key,
+        }
+        arguments = map_arguments(provider.arguments, args)
+        decision = self.privacy.decide(provider, arguments, ctx)
+        self.audit.append(
+            {**base, "kind": "policy_decision", "action": decision.action,
+             "reason": decision.reason, "redactions": decision.redactions}
+        )
+        if decision.action == "refuse":
+            raise PolicyError(f"privacy policy refused {provider.id}: {decision.reason}")
+        try:
+            self.budget.reserve(provider)
+        except PolicyError as err:
+            self.audit.append({**base, "kind": "policy_decision", "action": "refuse",
+                               "reason": str(err), "redactions": []})
+            raise
+        if not self.breaker.allow(provider.id, self.clock()):
+            self.budget.spent -= provider.cost_per_call
+            raise PolicyError(f"circuit breaker for {provider.id} is open")
+
+        sent = _size(decision.arguments)
+        outcome, received = "cancelled", 0
+        try:
+            result = await self.pool.call_tool(
+                provider.server,
+                provider.tool,
+                decision.arguments,
+                provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
+            )
+            received = sum(_size(c.model_dump()) for c in result.content)
+            value = decision.restore(extract_result(provider, result))
+            outcome = "ok"
+        except ProviderError as err:
+            outcome = f"error: {err}"
+            self.breaker.record(provider.id, False, self.clock())
+            raise
+        finally:
+            self.audit.append(
+                {**base, "kind": "external_call", "server": provider.server,
+                 "tool": provider.tool, "redactions": decision.redactions, "bytes_sent": sent,
+                 "bytes_received": received, "cost": provider.cost_per_call, "outcome": outcome}
+            )
+        self.breaker.record(provider.id, True, self.clock())
+        return GateResult(value, provider.cost_per_call, sent, received, decision.action)

@@ -1,0 +1,306 @@
+"""Skills and their providers: what can be done, and who can do it.
+
+A *skill* is a canonical capability (name, description, input schema). A *provider* serves a
+skill on one side: an in-process Python callable (internal) or a tool on an MCP server
+(external), with its argument mapping and result extraction. Every MCP tool that no skill names
+is callable as the external-only skill ``server.tool`` (so is every other tool, under that name).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import yaml
+from mcp.types import CallToolResult, Tool
+
+from hybridmcp.capabilities.builtin import query_path
+from hybridmcp.config import (
+    ComparatorConfig,
+    ExternalProviderConfig,
+    HybridConfig,
+    IntegrationStrategy,
+    InternalProviderConfig,
+    Side,
+    SkillConfig,
+)
+from hybridmcp.errors import ConfigError, ProviderError, TaskError
+
+INTERNAL_CLEARANCE = "restricted"
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One way to serve a skill, with the priors arbitration starts from."""
+
+    id: str
+    skill: str
+    side: Side
+    quality: float
+    expected_latency_ms: float
+    cost_per_call: float
+    clearance: str
+    timeout_ms: float
+    function: str | None = None
+    server: str | None = None
+    tool: str | None = None
+    arguments: Mapping[str, Any] | None = None
+    result_path: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "side": self.side,
+            "clearance": self.clearance,
+            "cost_per_call": self.cost_per_call,
+        }
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+    providers: tuple[Provider, ...]
+    comparator: ComparatorConfig
+    integration: IntegrationStrategy | None = None
+    tags: tuple[str, ...] = ()
+    complexity: str = "low"
+
+    def providers_on(self, side: Side) -> list[Provider]:
+        return [p for p in self.providers if p.side == side]
+
+    @cached_property
+    def _validator(self) -> jsonschema.protocols.Validator:
+        cls = jsonschema.validators.validator_for(self.input_schema)
+        return cls(self.input_schema)
+
+    def validate_args(self, args: Any) -> None:
+        """Raise :class:`TaskError` naming the first bad argument."""
+        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+        if errors:
+            err = errors[0]
+            where = "/".join(str(p) for p in err.absolute_path) or "<arguments>"
+            raise TaskError(f"skill {self.name!r}: argument {where}: {err.message}")
+
+    def catalogue_entry(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": dict(self.input_schema),
+            "sides": sorted({p.side for p in self.providers}),
+        }
+
+
+@dataclass
+class Registry:
+    """Every skill a run can use, built from configuration and the servers' tool lists."""
+
+    skills: dict[str, Skill] = field(default_factory=dict)
+
+    def get(self, name: str) -> Skill:
+        try:
+            return self.skills[name]
+        except KeyError:
+            raise TaskError(
+                f"unknown skill {name!r}; known skills: {', '.join(sorted(self.skills))}"
+            ) from None
+
+    def provider(self, provider_id: str) -> Provider:
+        for skill in self.skills.values():
+            for p in skill.providers:
+                if p.id == provider_id:
+                    return p
+        raise KeyError(provider_id)
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        return [s.catalogue_entry() for s in self.skills.values()]
+
+
+def builtin_skill_configs() -> dict[str, SkillConfig]:
+    text = resources.files("hybridmcp.data").joinpath("builtin_skills.yaml").read_text("utf-8")
+    return {name: SkillConfig.model_validate(raw) for name, raw in yaml.safe_load(text).items()}
+
+
+def _merge_with_builtin(name: str, skill: SkillConfig, builtin: SkillConfig) -> SkillConfig:
+    """A configured skill named like a built-in extends it: given fields win, providers add up."""
+    given = skill.model_fields_set
+    merged = builtin.model_copy(
+        update={k: getattr(skill, k) for k in given if k != "providers"}
+    )
+    return merged.model_copy(update={"providers": [*builtin.providers, *skill.providers]})
+
+
+def _internal_provider(skill: str, cfg: InternalProviderConfig, default_timeout: float) -> Provider:
+    return Provider(
+        id=f"internal:{cfg.name or skill}",
+        skill=skill,
+        side="internal",
+        quality=cfg.quality,
+        expected_latency_ms=cfg.expected_latency_ms,
+        cost_per_call=cfg.cost_per_call,
+        clearance=INTERNAL_CLEARANCE,
+        timeout_ms=cfg.timeout_ms or default_timeout,
+        function=cfg.function,
+    )
+
+
+def _external_provider(
+    skill: str, cfg: ExternalProviderConfig, config: HybridConfig
+) -> Provider:
+    server = config.mcpServers[cfg.server]
+    return Provider(
+        id=f"mcp:{cfg.name or f'{cfg.server}/{cfg.tool}'}",
+        skill=skill,
+        side="external",
+        quality=cfg.quality,
+        expected_latency_ms=cfg.expected_latency_ms,
+        cost_per_call=server.cost_per_call if cfg.cost_per_call is None else cfg.cost_per_call,
+        clearance=server.clearance,
+        timeout_ms=cfg.timeout_ms
+        or server.timeout_ms
+        or config.coordination_config.default_timeout_ms,
+        server=cfg.server,
+        tool=cfg.tool,
+        arguments=cfg.arguments,
+        result_path=cfg.result,
+    )
+
+
+def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) -> Registry:
+    """Build the registry from configuration and each reachable server's tool list.
+
+    ``tools`` maps server name to the tools it listed; a server that is down lists none, so
+    its generic ``server.tool`` skills are absent while configured skills keep their providers
+    (arbitration then sees the server is down).
+    """
+    skill_cfgs: dict[str, SkillConfig] = builtin_skill_configs() if config.builtin_skills else {}
+    for name, skill in config.skills.items():
+        skill_cfgs[name] = (
+            _merge_with_builtin(name, skill, skill_cfgs[name]) if name in skill_cfgs else skill
+        )
+
+    default_timeout = config.coordination_config.default_timeout_ms
+    registry = Registry()
+    for name, cfg in skill_cfgs.items():
+        providers: list[Provider] = []
+        for p in cfg.providers:
+            if isinstance(p, InternalProviderConfig):
+                resolve_function(p.function)  # fail at load time, not mid-run
+                providers.append(_internal_provider(name, p, default_timeout))
+            else:
+                providers.append(_external_provider(name, p, config))
+        registry.skills[name] = Skill(
+            name=name,
+            description=cfg.description,
+            input_schema=cfg.input_schema,
+            providers=tuple(providers),
+            comparator=cfg.comparator,
+            integration=cfg.integration,
+            tags=tuple(cfg.tags),
+            complexity=cfg.complexity,
+        )
+    for server, server_tools in tools.items():
+        for tool in server_tools:
+            name = f"{server}.{tool.name}"
+            if name in registry.skills:
+                continue
+            provider = _external_provider(
+                name, ExternalProviderConfig(server=server, tool=tool.name), config
+            )
+            registry.skills[name] = Skill(
+                name=name,
+                description=tool.description or "",
+                input_schema=tool.inputSchema or {"type": "object"},
+                providers=(provider,),
+                comparator=ComparatorConfig(),
+            )
+    return registry
+
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {}
+
+
+def resolve_function(spec: str) -> Callable[..., Any]:
+    """Import ``module:function`` once; raise :class:`ConfigError` if it cannot be found."""
+    if spec in _FUNCTIONS:
+        return _FUNCTIONS[spec]
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigError(f"internal provider {spec!r}: cannot import {module_name!r}: {err}") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)  # type: ignore[assignment]
+        if fn is None:
+            raise ConfigError(f"internal provider {spec!r}: {module_name!r} has no {attr!r}")
+    if not callable(fn):
+        raise ConfigError(f"internal provider {spec!r} is not callable")
+    _FUNCTIONS[spec] = fn
+    return fn
+
+
+async def invoke_internal(provider: Provider, args: Mapping[str, Any]) -> Any:
+    """Run an internal provider: coroutines directly, plain functions in a worker thread."""
+    assert provider.function is not None
+    fn = resolve_function(provider.function)
+    if inspect.iscoroutinefunction(fn):
+        return await fn(**args)
+    return await asyncio.to_thread(fn, **args)
+
+
+def map_arguments(mapping: Mapping[str, Any] | None, args: Mapping[str, Any]) -> dict[str, Any]:
+    """Canonical input -> tool input. ``'$.path'`` strings select from the input; the rest are
+    constants; a path that selects nothing leaves the argument out."""
+    if mapping is None:
+        return dict(args)
+
+    def resolve(spec: Any) -> tuple[bool, Any]:
+        if isinstance(spec, str) and spec.startswith("$"):
+            try:
+                return True, query_path(dict(args), spec)
+            except ProviderError:
+                return False, None
+        if isinstance(spec, dict):
+            return True, {k: v for k, (ok, v) in ((k, resolve(s)) for k, s in spec.items()) if ok}
+        return True, spec
+
+    out: dict[str, Any] = {}
+    for key, spec in mapping.items():
+        ok, value = resolve(spec)
+        if ok:
+            out[key] = value
+    return out
+
+
+def _tool_text(result: CallToolResult) -> str:
+    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+
+
+def extract_result(provider: Provider, result: CallToolResult) -> Any:
+    """A tool's answer as a JSON value; :class:`ProviderError` when the tool reported an error."""
+    text = _tool_text(result)
+    if result.isError:
+        raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
+    value: Any
+    if result.structuredContent is not None:
+        value = result.structuredContent
+        if isinstance(value, dict) and set(value) == {"result"} and text:
+            value = value["result"]
+    else:
+        try:
+            value = json.loads(text)
+        except (json.JSONDecodeError, ValueError):
+            value = text
+    if provider.result_path:
+        value = query_path(value, provider.result_path)
+    return value

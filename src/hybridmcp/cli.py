@@ -1,0 +1,115 @@
+"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json]``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridmcp.config import load_config
+from hybridmcp.coordinator import Coordinator
+from hybridmcp.errors import HybridMCPError
+from hybridmcp.task import load_task
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Coordinate work between internal skills and external MCP services.",
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def report(out: dict[str, Any]) -> dict[str, Any]:
+    """The run as one JSON-ready object: what ``--json`` prints."""
+    return {
+        "status": out.get("status", "failed"),
+        "results": list(out.get("results", {}).values()),
+        "conflicts": out.get("conflicts", []),
+        "events": out.get("events", []),
+        "quality": out.get("quality", {}),
+        "metrics": out.get("metrics", {}),
+    }
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"hybridmcp run: {data['status']}", show_lines=False)
+    for col in ("request", "allocation", "provider(s)", "latency ms", "agree", "conf", "value"):
+        table.add_column(col, overflow="fold")
+    for r in data["results"]:
+        ok = [a for a in r["attempts"] if a["ok"]]
+        providers = ", ".join(
+            f"{a['provider']}{'' if a['ok'] else ' ✗'}" for a in r["attempts"]
+        ) or "-"
+        latency = ", ".join(f"{a['latency_ms']:.1f}" for a in ok) or "-"
+        agree = {True: "yes", False: "CONFLICT", None: "-"}[r["agreement"]]
+        value = f"[red]{_short(r['error'], 80)}[/red]" if r["error"] else _short(r["value"])
+        table.add_row(r["id"], r["allocation"], providers, latency, agree,
+                      f"{r['confidence']:.2f}", value)
+    console.print(table)
+    for e in data["events"]:
+        detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
+        console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}")
+    q, m = data["quality"], data["metrics"]
+    console.print(
+        "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float))
+    )
+    console.print(
+        f"metrics: {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')}, "
+        f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms"
+    )
+
+
+async def _run(task_path: str | None, config_path: str | None) -> dict[str, Any]:
+    config = load_config(config_path)
+    task = load_task(task_path)
+    async with Coordinator.open(config) as co:
+        return report(await co.run(task))
+
+
+@app.command()
+def run(
+    task: Annotated[
+        str | None, typer.Argument(help="Task file (JSON/YAML), '-' for stdin; default: the demo.")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a task (or the embedded demo) and print the coordinated result."""
+    console = Console(stderr=as_json)
+    try:
+        data = asyncio.run(_run(task, config))
+    except HybridMCPError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        sys.stdout.write(json.dumps(data, default=str) + "\n")
+    else:
+        render(data, console)
+    raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+@app.callback()
+def _main() -> None:
+    """hybridmcp: internal and external capabilities, coordinated."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

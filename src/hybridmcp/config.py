@@ -1,0 +1,291 @@
+"""The configuration model: the spec's YAML sections, MCP servers, and skills.
+
+A configuration is loaded from YAML or JSON. Bad configuration fails here, at the edge, with a
+message that names the offending key (``skills.time.now.providers.0.server: ...``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hybridmcp.errors import ConfigError
+
+Side = Literal["internal", "external"]
+Strategy = Literal["auto", "internal", "external", "hybrid"]
+IntegrationStrategy = Literal["consensus", "weighted_average", "best_performer", "hybrid_synthesis"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CoordinationConfig(_Model):
+    """The spec's ``coordination_config`` plus the execution knobs it implies."""
+
+    parallel_execution: bool = True
+    dynamic_reallocation: bool = True
+    performance_monitoring: bool = True
+    cost_optimization: bool = True
+    quality_validation: bool = True
+    max_rounds: int = Field(3, ge=1, le=20, description="Reallocation rounds before giving up.")
+    default_timeout_ms: float = Field(10_000, gt=0, description="Deadline of one provider call.")
+    integration_strategy: IntegrationStrategy = "consensus"
+
+
+class CapabilityMapping(_Model):
+    internal_strengths: list[str] = ["complex_reasoning", "context_awareness", "privacy_sensitive"]
+    external_strengths: list[str] = [
+        "specialized_domains",
+        "large_scale_processing",
+        "real_time_data",
+    ]
+    strength_bonus: float = Field(
+        0.15, ge=0, le=1, description="Quality bonus of a side for each matched strength."
+    )
+
+
+class OptimizationCriteria(_Model):
+    performance_weight: float = Field(0.4, ge=0)
+    cost_weight: float = Field(0.3, ge=0)
+    quality_weight: float = Field(0.2, ge=0)
+    security_weight: float = Field(0.1, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> OptimizationCriteria:
+        if self.total <= 0:
+            raise ValueError("at least one weight must be positive")
+        return self
+
+    @property
+    def total(self) -> float:
+        return self.performance_weight + self.cost_weight + self.quality_weight + self.security_weight
+
+
+class ArbitrationConfig(_Model):
+    decision_threshold: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="Minimum fitness for a single-side allocation; below it, cross-validate.",
+    )
+    bias_ratio: float = Field(1.2, ge=1, description="The spec's 1.2 rule.")
+    reallocation_frequency: Literal["adaptive", "per_round", "never"] = "adaptive"
+    performance_baseline: Literal["moving_average"] = "moving_average"
+    cost_tracking: bool = True
+    latency_scale_ms: float = Field(
+        250, gt=0, description="Latency at which the performance score is 0.5."
+    )
+    cost_scale: float = Field(0.01, gt=0, description="Cost per call at which the cost score is 0.5.")
+    ewma_alpha: float = Field(0.2, gt=0, le=1, description="Weight of the newest observation.")
+
+
+class LLMConfig(_Model):
+    coordinator_model: str | None = None
+    arbitrator_model: str | None = None
+    synchronizer_model: str | None = None
+    planner_model: str | None = None
+    temperature: float = Field(0.2, ge=0, le=2)
+    max_tokens: int = Field(1500, gt=0)
+
+
+class _ServerCommon(_Model):
+    timeout_ms: float | None = Field(None, gt=0, description="Deadline of one call to this server.")
+    startup_timeout_ms: float = Field(20_000, gt=0)
+    clearance: Literal["public", "internal", "confidential", "restricted"] = "public"
+    cost_per_call: float = Field(0.001, ge=0)
+    enabled: bool = True
+    description: str = ""
+
+
+class StdioServer(_ServerCommon):
+    transport: Literal["stdio"] = "stdio"
+    command: str
+    args: list[str] = []
+    env: dict[str, str] | None = None
+    cwd: str | None = None
+
+
+class HttpServer(_ServerCommon):
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
+    url: str
+    headers: dict[str, str] | None = None
+
+
+ServerConfig = StdioServer | HttpServer
+
+_TRANSPORT_ALIASES = {
+    "stdio": "stdio",
+    "http": "streamable_http",
+    "streamable-http": "streamable_http",
+    "streamable_http": "streamable_http",
+    "streamableHttp": "streamable_http",
+    "sse": "sse",
+}
+
+
+def _normalize_server(raw: Any) -> Any:
+    """Accept the shapes MCP clients already use (``type`` or ``transport``, any spelling)."""
+    if not isinstance(raw, dict):
+        return raw
+    data = dict(raw)
+    kind = data.pop("type", None) or data.get("transport")
+    if kind is None:
+        kind = "stdio" if "command" in data else "streamable_http" if "url" in data else None
+    if kind is not None:
+        if kind not in _TRANSPORT_ALIASES:
+            raise ValueError(
+                f"unknown transport {kind!r}; use one of stdio, streamable_http (http), sse"
+            )
+        data["transport"] = _TRANSPORT_ALIASES[kind]
+    return data
+
+
+class ComparatorConfig(_Model):
+    """How two answers are compared in cross-validation."""
+
+    type: Literal["exact", "numeric", "json_subset", "text_similarity", "datetime", "fields"] = (
+        "exact"
+    )
+    tolerance: float = Field(1e-9, ge=0, description="numeric: relative; datetime: seconds.")
+    threshold: float = Field(0.8, ge=0, le=1, description="text_similarity: minimum ratio.")
+    fields: dict[str, ComparatorConfig] | list[str] | None = Field(
+        None,
+        description="json_subset: the keys to compare; fields: a comparator per key.",
+    )
+
+
+class InternalProviderConfig(_Model):
+    side: Literal["internal"] = "internal"
+    function: str = Field(description="A Python callable as 'module:function'.")
+    name: str | None = None
+    quality: float = Field(0.9, ge=0, le=1, description="Prior quality before anything is learned.")
+    expected_latency_ms: float = Field(1.0, ge=0)
+    cost_per_call: float = Field(0.0, ge=0)
+    timeout_ms: float | None = Field(None, gt=0)
+
+    @field_validator("function")
+    @classmethod
+    def _module_colon_function(cls, v: str) -> str:
+        module, _, attr = v.partition(":")
+        if not module or not attr:
+            raise ValueError(f"expected 'module:function', got {v!r}")
+        return v
+
+
+class ExternalProviderConfig(_Model):
+    side: Literal["external"] = "external"
+    server: str
+    tool: str
+    name: str | None = None
+    arguments: dict[str, Any] | None = Field(
+        None,
+        description="Tool argument -> '$.path' into the canonical input, or a constant. "
+        "None passes the canonical input through unchanged.",
+    )
+    result: str | None = Field(None, description="'$.path' into the tool's result; None: whole.")
+    quality: float = Field(0.9, ge=0, le=1)
+    expected_latency_ms: float = Field(25.0, ge=0)
+    cost_per_call: float | None = Field(None, ge=0, description="Default: the server's.")
+    timeout_ms: float | None = Field(None, gt=0)
+
+
+ProviderConfig = Annotated[
+    InternalProviderConfig | ExternalProviderConfig, Field(discriminator="side")
+]
+
+
+class SkillConfig(_Model):
+    description: str = ""
+    input_schema: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"}, alias="input_schema"
+    )
+    providers: list[ProviderConfig] = Field(min_length=1)
+    comparator: ComparatorConfig = ComparatorConfig()
+    integration: IntegrationStrategy | None = None
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Requirement tags matched against capability_mapping strengths.",
+    )
+    complexity: Literal["low", "medium", "high"] = "low"
+
+
+class HybridConfig(_Model):
+    """The whole configuration. Every section has defaults that work out of the box."""
+
+    coordination_config: CoordinationConfig = CoordinationConfig()
+    capability_mapping: CapabilityMapping = CapabilityMapping()
+    optimization_criteria: OptimizationCriteria = OptimizationCriteria()
+    arbitration_config: ArbitrationConfig = ArbitrationConfig()
+    llm_config: LLMConfig = LLMConfig()
+    mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
+    skills: dict[str, SkillConfig] = Field(default_factory=dict)
+    builtin_skills: bool = Field(True, description="Register the built-in internal skills.")
+
+    @field_validator("mcpServers", mode="before")
+    @classmethod
+    def _normalize_servers(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {name: _normalize_server(raw) for name, raw in v.items()}
+        return v
+
+    @model_validator(mode="after")
+    def _providers_name_known_servers(self) -> HybridConfig:
+        for skill_name, skill in self.skills.items():
+            for i, provider in enumerate(skill.providers):
+                if isinstance(provider, ExternalProviderConfig) and (
+                    provider.server not in self.mcpServers
+                ):
+                    known = ", ".join(sorted(self.mcpServers)) or "none"
+                    raise ValueError(
+                        f"skills.{skill_name}.providers.{i}.server: unknown MCP server "
+                        f"{provider.server!r} (configured servers: {known})"
+                    )
+        return self
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p not in ("StdioServer", "HttpServer"))
+        value = e.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        lines.append(f"  {loc or '<root>'}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> HybridConfig:
+    """Validate a configuration mapping; raise :class:`ConfigError` naming each bad key."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the configuration must be a mapping, got {type(data).__name__}")
+    try:
+        return HybridConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err, source)) from None
+    except ValueError as err:  # raised by the server normaliser before field validation
+        raise ConfigError(f"invalid configuration in {source}: {err}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
+    """Load a configuration file (YAML or JSON); with no path, the embedded default."""
+    if path is None:
+        text = resources.files("hybridmcp.data").joinpath("default.yaml").read_text("utf-8")
+        return parse_config(yaml.safe_load(text), "embedded default configuration")
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read configuration file {str(p)!r}: {err.strerror}") from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"configuration file {str(p)!r} is not valid YAML/JSON: {err}") from None
+    return parse_config(data, str(p))

@@ -1,0 +1,70 @@
+"""The coordinator as a LangGraph state machine: the picture of the flow.
+
+    START → analyze → arbitrate ─Send→ internal ─┐
+                                └Send→ external ─┤
+                                                 ↓
+                 reallocate ←─(moves, rounds left)── monitor
+                     │ Send→ internal / external      │ (all settled)
+                     └──────→ (back to monitor)       ↓
+                                          synchronize → learn → END
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+
+from hybridmcp.nodes.analyze import analyze
+from hybridmcp.nodes.arbitrate import arbitrate
+from hybridmcp.nodes.execute import external, internal
+from hybridmcp.nodes.learn import learn
+from hybridmcp.nodes.monitor import monitor
+from hybridmcp.nodes.reallocate import reallocate
+from hybridmcp.nodes.synchronize import synchronize
+from hybridmcp.runtime import Context
+from hybridmcp.state import InputState, OutputState, State
+
+
+def dispatch(state: State) -> list[Send] | Literal["monitor"]:
+    """Fan the pending work out to the parallel branches, one ``Send`` per attempt."""
+    pending = state.get("pending") or []
+    if not pending:
+        return "monitor"
+    return [Send(item["side"], item) for item in pending]
+
+
+def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
+    """Loop while work moves to another provider; otherwise integrate."""
+    return "reallocate" if state.get("moves") else "synchronize"
+
+
+def build_graph() -> StateGraph:
+    """The uncompiled coordinator; compile it with your own checkpointer and store."""
+    builder = StateGraph(
+        State, context_schema=Context, input_schema=InputState, output_schema=OutputState
+    )
+    builder.add_node("analyze", analyze)
+    builder.add_node("arbitrate", arbitrate)
+    builder.add_node("internal", internal)
+    builder.add_node("external", external)
+    builder.add_node("monitor", monitor)
+    builder.add_node("reallocate", reallocate)
+    builder.add_node("synchronize", synchronize)
+    builder.add_node("learn", learn)
+
+    builder.add_edge(START, "analyze")
+    builder.add_edge("analyze", "arbitrate")
+    builder.add_conditional_edges("arbitrate", dispatch, ["internal", "external", "monitor"])
+    builder.add_edge("internal", "monitor")
+    builder.add_edge("external", "monitor")
+    builder.add_conditional_edges("monitor", after_monitor, ["reallocate", "synchronize"])
+    builder.add_conditional_edges("reallocate", dispatch, ["internal", "external", "monitor"])
+    builder.add_edge("synchronize", "learn")
+    builder.add_edge("learn", END)
+    return builder
+
+
+graph = build_graph().compile(name="hybridmcp")
+"""The compiled graph served by ``langgraph.json`` (the server supplies persistence)."""

@@ -1,0 +1,44 @@
+"""Phase 1: validate each request and build its requirement profile."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+
+from hybridmcp.errors import TaskError
+from hybridmcp.policy.scoring import analyze_requirements
+from hybridmcp.runtime import Context, resources_for
+from hybridmcp.state import State
+
+
+async def analyze(state: State, runtime: Runtime[Context], config: RunnableConfig) -> dict[str, Any]:
+    res = await resources_for(runtime.context)
+    thread = (config.get("configurable") or {}).get("thread_id")
+    run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
+    profiles: dict[str, dict[str, Any]] = {}
+    errors: dict[str, str] = {}
+    for request in state["requests"]:
+        rid = str(request.get("id"))
+        try:
+            skill = res.registry.get(str(request.get("skill")))
+            skill.validate_args(request.get("args", {}))
+        except TaskError as err:
+            errors[rid] = str(err)
+            continue
+        profiles[rid] = analyze_requirements(
+            skill=skill.name,
+            tags=skill.tags,
+            complexity=skill.complexity,
+            args=request.get("args", {}),
+            sensitivity=request.get("sensitivity") or "public",
+        )
+    return {
+        "run_id": run_id,
+        "started_at": res.clock(),
+        "profiles": profiles,
+        "errors": errors,
+        "round": 0,
+    }

@@ -1,0 +1,56 @@
+"""Learning loop: fold this run's attempts and agreements into provider statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from langgraph.runtime import Runtime
+
+from hybridmcp.memory import load_stats, save_stats
+from hybridmcp.policy.learning import observe_agreement, observe_call
+from hybridmcp.runtime import Context, resources_for
+from hybridmcp.state import State
+
+
+def run_metrics(state: State, now: float) -> dict[str, Any]:
+    attempts = state.get("attempts", [])
+    latencies = [a["latency_ms"] for a in attempts if a["ok"]]
+    by_side = {side: [a for a in attempts if a["side"] == side] for side in ("internal", "external")}
+    return {
+        "requests": len(state["requests"]),
+        "answered": sum(1 for r in state.get("results", {}).values() if r["error"] is None),
+        "rounds": state.get("round", 0),
+        "calls": {side: len(v) for side, v in by_side.items()},
+        "failed_calls": {side: sum(1 for a in v if not a["ok"]) for side, v in by_side.items()},
+        "reallocations": sum(1 for e in state.get("events", []) if e.get("code") == "REALLOCATION"),
+        "conflicts": len(state.get("conflicts", [])),
+        "cost": round(sum(a.get("cost") or 0.0 for a in attempts), 6),
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
+            "p99": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
+        },
+        "wall_ms": round((now - state["started_at"]) * 1000, 3) if state.get("started_at") else None,
+    }
+
+
+async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    res = await resources_for(runtime.context)
+    store = runtime.store or res.store
+    alpha = res.config.arbitration_config.ewma_alpha
+    now = res.clock()
+    attempts = state.get("attempts", [])
+    stats = await load_stats(store, ((a["provider"], a["skill"]) for a in attempts))
+    for a in sorted(attempts, key=lambda a: a["started_at"]):
+        key = (a["provider"], a["skill"])
+        stats[key] = observe_call(stats[key], ok=a["ok"], latency_ms=a["latency_ms"],
+                                  cost=a.get("cost") or 0.0, now=now, alpha=alpha)
+    for result in state.get("results", {}).values():
+        if result.get("agreement") is None:
+            continue
+        for provider in result.get("sources", []):
+            key = (provider, result["skill"])
+            if key in stats:
+                stats[key] = observe_agreement(stats[key], agreed=result["agreement"], now=now)
+    await save_stats(store, stats.values())
+    return {"metrics": run_metrics(state, now)}

@@ -1,0 +1,32 @@
+"""Phase 2: move failed or degraded work to the best provider not yet tried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from hybridmcp.nodes.arbitrate import work_item
+from hybridmcp.runtime import Context, resources_for
+from hybridmcp.state import State
+
+
+async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    res = await resources_for(runtime.context)
+    round_no = state.get("round", 1) + 1
+    requests = {str(r["id"]): r for r in state["requests"]}
+    pending = []
+    events: list[dict[str, Any]] = []
+    for move in state.get("moves", []):
+        provider = res.registry.provider(move["provider"])
+        pending.append(work_item(state, requests[move["request_id"]], provider, round_no))
+        events.extend(move.get("events", []))
+        events.append({
+            "code": "REALLOCATION",
+            "request_id": move["request_id"],
+            "round": round_no,
+            "to_provider": provider.id,
+            "to_side": provider.side,
+            "reason": move.get("reason"),
+        })
+    return {"pending": pending, "round": round_no, "moves": [], "events": events}

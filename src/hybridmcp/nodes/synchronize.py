@@ -1,0 +1,87 @@
+"""Phase 3: cross-validate, integrate, record conflicts, and score the run's quality."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from hybridmcp.policy.integration import Answer, integrate, quality_metrics
+from hybridmcp.runtime import Context, resources_for
+from hybridmcp.state import State
+
+
+def _summary(attempt: dict[str, Any]) -> dict[str, Any]:
+    keep = ("provider", "side", "round", "ok", "latency_ms", "cost", "error")
+    return {k: attempt.get(k) for k in keep}
+
+
+def _status(results: dict[str, dict[str, Any]]) -> str:
+    answered = sum(1 for r in results.values() if r["error"] is None)
+    if answered == len(results) and results:
+        return "ok"
+    return "partial" if answered else "failed"
+
+
+async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    res = await resources_for(runtime.context)
+    default_strategy = res.config.coordination_config.integration_strategy
+    by_request: dict[str, list[dict[str, Any]]] = {}
+    for a in state.get("attempts", []):
+        by_request.setdefault(a["request_id"], []).append(a)
+    results: dict[str, dict[str, Any]] = {}
+    conflicts: list[dict[str, Any]] = []
+    for request in state["requests"]:
+        rid = str(request["id"])
+        attempts = by_request.get(rid, [])
+        allocation = state.get("allocations", {}).get(rid)
+        result: dict[str, Any] = {
+            "id": rid,
+            "skill": request.get("skill"),
+            "value": None,
+            "allocation": allocation["mode"] if allocation else "none",
+            "allocation_rule": allocation["rule"] if allocation else None,
+            "attempts": [_summary(a) for a in attempts],
+            "agreement": None,
+            "confidence": 0.0,
+            "error": None,
+        }
+        ok = [a for a in attempts if a["ok"]]
+        if not ok:
+            result["error"] = state.get("errors", {}).get(rid) or "no provider answered"
+            results[rid] = result
+            continue
+        skill = res.registry.get(request["skill"])
+        scores = allocation["scores"] if allocation else {}
+        answers = [
+            Answer(a["provider"], a["side"], a["value"],
+                   scores.get(a["provider"], {}).get("prediction", {}).get("quality", 0.5),
+                   a["latency_ms"])
+            for a in ok
+        ]
+        merged = integrate(rid, answers, skill.comparator, skill.integration or default_strategy)
+        result |= {
+            "value": merged.value,
+            "agreement": merged.agreement,
+            "similarity": merged.similarity,
+            "confidence": merged.confidence,
+            "strategy": merged.strategy,
+            "sources": merged.sources,
+        }
+        if merged.synthesis:
+            result["synthesis"] = merged.synthesis
+        if merged.conflict:
+            conflicts.append(merged.conflict)
+        results[rid] = result
+    events = [{"code": "RESULT_CONFLICT_DETECTED", "request_id": c["request_id"],
+               "disagreement_level": c["conflict_details"]["disagreement_level"],
+               "resolution_strategy": c["resolution_strategy"]} for c in conflicts]
+    quality = quality_metrics(results)
+    status = _status(results)
+    min_quality = (state.get("constraints") or {}).get("min_quality")
+    if min_quality is not None and quality["overall"] < min_quality and status != "failed":
+        events.append({"code": "QUALITY_BELOW_MINIMUM", "overall": quality["overall"],
+                       "min_quality": min_quality})
+        status = "failed"
+    return {"results": results, "conflicts": conflicts, "events": events,
+            "quality": quality, "status": status}

@@ -1,0 +1,119 @@
+"""Cross-validation comparators: do two answers agree, and how closely?
+
+Each comparator returns a :class:`Comparison` with a similarity in [0, 1] and the paths where
+the answers differ, so a conflict record can say what disagreed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hybridmcp.config import ComparatorConfig
+
+
+@dataclass(frozen=True)
+class Comparison:
+    agree: bool
+    similarity: float
+    differences: list[str] = field(default_factory=list)
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_timestamp(value: Any) -> float | None:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return _as_number(value)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _exact(a: Any, b: Any, path: str) -> Comparison:
+    ok = _canonical(a) == _canonical(b)
+    return Comparison(ok, 1.0 if ok else 0.0, [] if ok else [path or "$"])
+
+
+def _numeric(a: Any, b: Any, tolerance: float, path: str) -> Comparison:
+    x, y = _as_number(a), _as_number(b)
+    if x is None or y is None:
+        return _exact(a, b, path)
+    scale = max(abs(x), abs(y), 1e-12)
+    rel = abs(x - y) / scale
+    ok = math.isclose(x, y, rel_tol=tolerance, abs_tol=tolerance)
+    return Comparison(ok, max(0.0, 1.0 - rel), [] if ok else [path or "$"])
+
+
+def _datetime(a: Any, b: Any, tolerance_s: float, path: str) -> Comparison:
+    x, y = _as_timestamp(a), _as_timestamp(b)
+    if x is None or y is None:
+        return _exact(a, b, path)
+    gap = abs(x - y)
+    ok = gap <= tolerance_s
+    return Comparison(ok, 1.0 / (1.0 + gap / max(tolerance_s, 1e-9)) if not ok else 1.0,
+                      [] if ok else [path or "$"])
+
+
+def _text(a: Any, b: Any, threshold: float, path: str) -> Comparison:
+    sa = a if isinstance(a, str) else _canonical(a)
+    sb = b if isinstance(b, str) else _canonical(b)
+    ratio = difflib.SequenceMatcher(None, sa.split(), sb.split(), autojunk=False).ratio()
+    return Comparison(ratio >= threshold, ratio, [] if ratio >= threshold else [path or "$"])
+
+
+def _subset(a: Any, b: Any, keys: list[str] | None, path: str) -> Comparison:
+    """Agree when the compared keys (all shared keys by default) hold equal values."""
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return _exact(a, b, path)
+    chosen = keys if keys is not None else sorted(set(a) & set(b))
+    diffs = [f"{path}.{k}" for k in chosen if _canonical(a.get(k)) != _canonical(b.get(k))]
+    sim = 1.0 - len(diffs) / len(chosen) if chosen else 1.0
+    return Comparison(not diffs, sim, diffs)
+
+
+def _fields(a: Any, b: Any, spec: dict[str, ComparatorConfig], path: str) -> Comparison:
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return _exact(a, b, path)
+    parts = [compare(a.get(k), b.get(k), sub, f"{path}.{k}") for k, sub in spec.items()]
+    if not parts:
+        return Comparison(True, 1.0)
+    diffs = [d for p in parts for d in p.differences]
+    return Comparison(all(p.agree for p in parts), sum(p.similarity for p in parts) / len(parts), diffs)
+
+
+def compare(a: Any, b: Any, config: ComparatorConfig, path: str = "$") -> Comparison:
+    """Compare two answers with the skill's comparator."""
+    kind = config.type
+    if kind == "numeric":
+        return _numeric(a, b, config.tolerance, path)
+    if kind == "datetime":
+        return _datetime(a, b, config.tolerance, path)
+    if kind == "text_similarity":
+        return _text(a, b, config.threshold, path)
+    if kind == "json_subset":
+        keys = config.fields if isinstance(config.fields, list) else None
+        return _subset(a, b, keys, path)
+    if kind == "fields":
+        spec = config.fields if isinstance(config.fields, dict) else {}
+        return _fields(a, b, spec, path)
+    return _exact(a, b, path)

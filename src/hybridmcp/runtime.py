@@ -1,0 +1,102 @@
+"""The runtime context: live objects a run needs, kept out of the checkpointed state.
+
+In-process users open :class:`Resources` themselves (or use :class:`hybridmcp.Coordinator`)
+and pass them in ``Context(resources=...)``. On the LangGraph server, where the context comes
+from JSON, nodes open resources lazily once per process from ``Context.config_path`` (or the
+``HYBRIDMCP_CONFIG`` environment variable, or the embedded default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
+
+from hybridmcp.capabilities.gate import Gate
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.capabilities.registry import Registry, build_registry
+from hybridmcp.config import HybridConfig, load_config
+
+
+@dataclass
+class Context:
+    """Runtime configuration of one run (LangGraph ``context_schema``)."""
+
+    config_path: str | None = None
+    """Configuration file to load when no live resources are given (server mode)."""
+    resources: Any = field(default=None, repr=False)
+    """Live :class:`Resources`; never serialized."""
+
+
+class Resources:
+    """Configuration, registry, MCP session pool, gate and a fallback store, opened together."""
+
+    def __init__(
+        self,
+        config: HybridConfig,
+        pool: SessionPool,
+        registry: Registry,
+        gate: Gate,
+        store: BaseStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.registry = registry
+        self.gate = gate
+        self.store: BaseStore = store or InMemoryStore()
+        self.clock = clock
+
+    @classmethod
+    async def open(
+        cls, config: HybridConfig, *, gate_factory: Callable[[SessionPool], Gate] | None = None,
+        store: BaseStore | None = None,
+    ) -> Resources:
+        pool = await SessionPool(config.mcpServers).open()
+        try:
+            tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
+            registry = build_registry(config, tools)
+        except BaseException:
+            await pool.close()
+            raise
+        gate = gate_factory(pool) if gate_factory else Gate(pool)
+        return cls(config, pool, registry, gate, store)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def __aenter__(self) -> Resources:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def server_available(self, server: str) -> tuple[bool, str | None]:
+        status = self.pool.status(server)
+        return status.up, status.error
+
+
+_SHARED: dict[str | None, Resources] = {}
+_SHARED_LOCK: asyncio.Lock | None = None
+
+
+async def resources_for(context: Context | None) -> Resources:
+    """The live resources of a run: given in the context, or opened once per process."""
+    global _SHARED_LOCK
+    if context is not None and context.resources is not None:
+        return context.resources  # type: ignore[no-any-return]
+    path = (context.config_path if context else None) or os.environ.get("HYBRIDMCP_CONFIG")
+    if path in _SHARED:
+        return _SHARED[path]
+    if _SHARED_LOCK is None:
+        _SHARED_LOCK = asyncio.Lock()
+    async with _SHARED_LOCK:
+        if path not in _SHARED:
+            _SHARED[path] = await Resources.open(load_config(path))
+    return _SHARED[path]

@@ -1,0 +1,85 @@
+"""The checkpointed state of a coordination run, and its reducers.
+
+Everything here is plain data (invariant 1): any run can be resumed, inspected in Studio, and
+shipped to a server. Live objects (MCP sessions, the store, an LM) travel in the runtime
+context. Keys written by the parallel ``internal``/``external`` branches have reducers
+(invariant 6).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, NotRequired, TypedDict
+
+
+def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-key merge: a later write for a key replaces the earlier one."""
+    return {**(left or {}), **(right or {})}
+
+
+class InputState(TypedDict):
+    """What a user gives: the requests and the run's constraints."""
+
+    requests: list[dict[str, Any]]
+    """Each ``{id, skill, args, strategy?, critical?, sensitivity?}``."""
+    constraints: NotRequired[dict[str, Any]]
+    """``{deadline_ms?, budget?, min_quality?}``."""
+    run_id: NotRequired[str]
+    """Stable id of the run; derived from the thread when absent."""
+
+
+class WorkItem(TypedDict):
+    """One attempt to be made: sent to the ``internal`` or ``external`` node with ``Send``."""
+
+    request_id: str
+    skill: str
+    args: dict[str, Any]
+    provider: str
+    side: str
+    round: int
+    idempotency_key: str
+    run_id: str
+    sensitivity: str
+    deadline_at: float | None
+    """Absolute wall-clock deadline of the run (from ``constraints.deadline_ms``), if any."""
+
+
+class OutputState(TypedDict):
+    """What a run returns."""
+
+    status: str
+    """``ok`` (every request answered), ``partial``, or ``failed``."""
+    results: Annotated[dict[str, dict[str, Any]], merge]
+    """Per request: value, allocation, attempts, agreement, confidence, error (synchronize)."""
+    conflicts: Annotated[list[dict[str, Any]], operator.add]
+    """``RESULT_CONFLICT_DETECTED`` records from cross-validation (synchronize)."""
+    events: Annotated[list[dict[str, Any]], operator.add]
+    """Coordination events, each with the spec's ``code`` (any node)."""
+    quality: dict[str, Any]
+    """Completeness, consistency, reliability, transparency, overall."""
+    metrics: dict[str, Any]
+    """Run metrics: calls, latency, cost, rounds, reallocations."""
+
+
+class State(InputState, OutputState):
+    """The whole checkpointed state. Written by the node named in each comment."""
+
+    run_id: str
+    started_at: float
+    """Wall-clock start (analyze)."""
+    errors: Annotated[dict[str, str], merge]
+    """Per request id: why it cannot be served (analyze, monitor)."""
+    profiles: Annotated[dict[str, dict[str, Any]], merge]
+    """Per request id: the requirement profile (analyze)."""
+    allocations: Annotated[dict[str, dict[str, Any]], merge]
+    """Per request id: the allocation and the numbers behind it (arbitrate)."""
+    pending: list[WorkItem]
+    """Work for the next round, dispatched with ``Send`` (arbitrate, reallocate)."""
+    moves: list[dict[str, Any]]
+    """Reallocations planned by monitor, carried out by reallocate."""
+    attempts: Annotated[list[dict[str, Any]], operator.add]
+    """Every attempt: provider, side, round, ok, latency_ms, cost, value or error (workers)."""
+    settled: Annotated[list[str], operator.add]
+    """Request ids whose work is done, answered or not (monitor)."""
+    round: int
+    """The current round, from 1 (arbitrate, reallocate)."""
