@@ -49,14 +49,15 @@ def render(data: dict[str, Any], console: Console) -> None:
         table.add_column(col, overflow="fold")
     for r in data["results"]:
         ok = [a for a in r["attempts"] if a["ok"]]
-        providers = ", ".join(
-            f"{a['provider']}{'' if a['ok'] else ' ✗'}" for a in r["attempts"]
-        ) or "-"
+        providers = (
+            ", ".join(f"{a['provider']}{'' if a['ok'] else ' ✗'}" for a in r["attempts"]) or "-"
+        )
         latency = ", ".join(f"{a['latency_ms']:.1f}" for a in ok) or "-"
         agree = {True: "yes", False: "CONFLICT", None: "-"}[r["agreement"]]
         value = f"[red]{_short(r['error'], 80)}[/red]" if r["error"] else _short(r["value"])
-        table.add_row(r["id"], r["allocation"], providers, latency, agree,
-                      f"{r['confidence']:.2f}", value)
+        table.add_row(
+            r["id"], r["allocation"], providers, latency, agree, f"{r['confidence']:.2f}", value
+        )
     console.print(table)
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}

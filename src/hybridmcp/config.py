@@ -65,7 +65,9 @@ class OptimizationCriteria(_Model):
 
     @property
     def total(self) -> float:
-        return self.performance_weight + self.cost_weight + self.quality_weight + self.security_weight
+        return (
+            self.performance_weight + self.cost_weight + self.quality_weight + self.security_weight
+        )
 
 
 class ArbitrationConfig(_Model):
@@ -82,7 +84,9 @@ class ArbitrationConfig(_Model):
     latency_scale_ms: float = Field(
         250, gt=0, description="Latency at which the performance score is 0.5."
     )
-    cost_scale: float = Field(0.01, gt=0, description="Cost per call at which the cost score is 0.5.")
+    cost_scale: float = Field(
+        0.01, gt=0, description="Cost per call at which the cost score is 0.5."
+    )
     ewma_alpha: float = Field(0.2, gt=0, le=1, description="Weight of the newest observation.")
 
 
@@ -265,7 +269,9 @@ def parse_config(data: Any, source: str = "<config>") -> HybridConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the configuration must be a mapping, got {type(data).__name__}")
+        raise ConfigError(
+            f"{source}: the configuration must be a mapping, got {type(data).__name__}"
+        )
     try:
         return HybridConfig.model_validate(data)
     except ValidationError as err:

@@ -1,7 +1,7 @@
 """The in-process entry point: open resources once, run tasks, close cleanly.
 
-    async with Coordinator.open(load_config()) as co:
-        result = await co.run(load_task(None))
+async with Coordinator.open(load_config()) as co:
+    result = await co.run(load_task(None))
 """
 
 from __future__ import annotations
@@ -68,12 +68,17 @@ class Coordinator:
 
     def graph_input(self, task: Task, run_id: str | None = None) -> dict[str, Any]:
         data = task.model_dump(mode="json", exclude_none=True)
-        return {"requests": data["requests"], "constraints": data.get("constraints", {}),
-                **({"run_id": run_id} if run_id else {})}
+        return {
+            "requests": data["requests"],
+            "constraints": data.get("constraints", {}),
+            **({"run_id": run_id} if run_id else {}),
+        }
 
     def run_config(self, thread_id: str | None = None) -> dict[str, Any]:
-        return {"configurable": {"thread_id": thread_id or uuid.uuid4().hex},
-                "recursion_limit": 25 + 4 * self.resources.config.coordination_config.max_rounds}
+        return {
+            "configurable": {"thread_id": thread_id or uuid.uuid4().hex},
+            "recursion_limit": 25 + 4 * self.resources.config.coordination_config.max_rounds,
+        }
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
         """Validate and run a task; returns the output state (status, results, ...)."""

@@ -1,12 +1,12 @@
 """The coordinator as a LangGraph state machine: the picture of the flow.
 
-    START → analyze → arbitrate ─Send→ internal ─┐
-                                └Send→ external ─┤
-                                                 ↓
-                 reallocate ←─(moves, rounds left)── monitor
-                     │ Send→ internal / external      │ (all settled)
-                     └──────→ (back to monitor)       ↓
-                                          synchronize → learn → END
+START → analyze → arbitrate ─Send→ internal ─┐
+                            └Send→ external ─┤
+                                             ↓
+             reallocate ←─(moves, rounds left)── monitor
+                 │ Send→ internal / external      │ (all settled)
+                 └──────→ (back to monitor)       ↓
+                                      synchronize → learn → END
 """
 
 from __future__ import annotations

@@ -55,7 +55,10 @@ class Resources:
 
     @classmethod
     async def open(
-        cls, config: HybridConfig, *, gate_factory: Callable[[SessionPool], Gate] | None = None,
+        cls,
+        config: HybridConfig,
+        *,
+        gate_factory: Callable[[SessionPool], Gate] | None = None,
         store: BaseStore | None = None,
     ) -> Resources:
         pool = await SessionPool(config.mcpServers).open()

@@ -88,7 +88,9 @@ def load_task(path: str | None) -> Task:
     try:
         data = json.loads(text) if text.lstrip()[:1] in "[{" else yaml.safe_load(text)
     except json.JSONDecodeError as err:
-        raise TaskError(f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise TaskError(
+            f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from None
     except yaml.YAMLError as err:
         raise TaskError(f"{source}: invalid YAML: {err}") from None
     return parse_task(data, source)

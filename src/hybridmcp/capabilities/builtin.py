@@ -162,9 +162,7 @@ def summarize(text: str, max_sentences: int = 2) -> dict[str, Any]:
     if max_sentences < 1:
         raise ProviderError(f"max_sentences must be at least 1, got {max_sentences}")
     sentences = _sentences(text)
-    freq = Counter(
-        w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS
-    )
+    freq = Counter(w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS)
 
     def score(sentence: str) -> float:
         words = [w.lower() for w in _WORD.findall(sentence)]

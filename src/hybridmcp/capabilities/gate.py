@@ -159,16 +159,28 @@ class Gate:
         arguments = map_arguments(provider.arguments, args)
         decision = self.privacy.decide(provider, arguments, ctx)
         self.audit.append(
-            {**base, "kind": "policy_decision", "action": decision.action,
-             "reason": decision.reason, "redactions": decision.redactions}
+            {
+                **base,
+                "kind": "policy_decision",
+                "action": decision.action,
+                "reason": decision.reason,
+                "redactions": decision.redactions,
+            }
         )
         if decision.action == "refuse":
             raise PolicyError(f"privacy policy refused {provider.id}: {decision.reason}")
         try:
             self.budget.reserve(provider)
         except PolicyError as err:
-            self.audit.append({**base, "kind": "policy_decision", "action": "refuse",
-                               "reason": str(err), "redactions": []})
+            self.audit.append(
+                {
+                    **base,
+                    "kind": "policy_decision",
+                    "action": "refuse",
+                    "reason": str(err),
+                    "redactions": [],
+                }
+            )
             raise
         if not self.breaker.allow(provider.id, self.clock()):
             self.budget.spent -= provider.cost_per_call
@@ -192,9 +204,17 @@ class Gate:
             raise
         finally:
             self.audit.append(
-                {**base, "kind": "external_call", "server": provider.server,
-                 "tool": provider.tool, "redactions": decision.redactions, "bytes_sent": sent,
-                 "bytes_received": received, "cost": provider.cost_per_call, "outcome": outcome}
+                {
+                    **base,
+                    "kind": "external_call",
+                    "server": provider.server,
+                    "tool": provider.tool,
+                    "redactions": decision.redactions,
+                    "bytes_sent": sent,
+                    "bytes_received": received,
+                    "cost": provider.cost_per_call,
+                    "outcome": outcome,
+                }
             )
         self.breaker.record(provider.id, True, self.clock())
         return GateResult(value, provider.cost_per_call, sent, received, decision.action)

@@ -133,9 +133,7 @@ def builtin_skill_configs() -> dict[str, SkillConfig]:
 def _merge_with_builtin(name: str, skill: SkillConfig, builtin: SkillConfig) -> SkillConfig:
     """A configured skill named like a built-in extends it: given fields win, providers add up."""
     given = skill.model_fields_set
-    merged = builtin.model_copy(
-        update={k: getattr(skill, k) for k in given if k != "providers"}
-    )
+    merged = builtin.model_copy(update={k: getattr(skill, k) for k in given if k != "providers"})
     return merged.model_copy(update={"providers": [*builtin.providers, *skill.providers]})
 
 
@@ -153,9 +151,7 @@ def _internal_provider(skill: str, cfg: InternalProviderConfig, default_timeout:
     )
 
 
-def _external_provider(
-    skill: str, cfg: ExternalProviderConfig, config: HybridConfig
-) -> Provider:
+def _external_provider(skill: str, cfg: ExternalProviderConfig, config: HybridConfig) -> Provider:
     server = config.mcpServers[cfg.server]
     return Provider(
         id=f"mcp:{cfg.name or f'{cfg.server}/{cfg.tool}'}",
@@ -237,7 +233,9 @@ def resolve_function(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ConfigError(f"internal provider {spec!r}: cannot import {module_name!r}: {err}") from None
+        raise ConfigError(
+            f"internal provider {spec!r}: cannot import {module_name!r}: {err}"
+        ) from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)  # type: ignore[assignment]

@@ -14,7 +14,9 @@ from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
 
-async def analyze(state: State, runtime: Runtime[Context], config: RunnableConfig) -> dict[str, Any]:
+async def analyze(
+    state: State, runtime: Runtime[Context], config: RunnableConfig
+) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     thread = (config.get("configurable") or {}).get("thread_id")
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)

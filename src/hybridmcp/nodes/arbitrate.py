@@ -57,15 +57,22 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
     events = []
     for provider, info in moved.items():
         served = [rid for rid, mode in info["requests"] if mode in ("internal", "hybrid")]
-        events.append({
-            "code": "EXTERNAL_DEGRADATION_DETECTED",
-            "coordination_status": "EXTERNAL_DEGRADATION_DETECTED",
-            "degradation_metrics": {"provider": provider, "available": False,
-                                    "error": info["reason"]},
-            "reallocation_strategy": "SHIFT_TO_INTERNAL_PROCESSING" if served else "NONE_AVAILABLE",
-            "affected_requests": [rid for rid, _ in info["requests"]],
-            "moved_to_internal": served,
-        })
+        events.append(
+            {
+                "code": "EXTERNAL_DEGRADATION_DETECTED",
+                "coordination_status": "EXTERNAL_DEGRADATION_DETECTED",
+                "degradation_metrics": {
+                    "provider": provider,
+                    "available": False,
+                    "error": info["reason"],
+                },
+                "reallocation_strategy": "SHIFT_TO_INTERNAL_PROCESSING"
+                if served
+                else "NONE_AVAILABLE",
+                "affected_requests": [rid for rid, _ in info["requests"]],
+                "moved_to_internal": served,
+            }
+        )
     return events
 
 
@@ -99,10 +106,12 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
             errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
             continue
-        chosen = allocation["providers"] if allocation["mode"] == "hybrid" else allocation["providers"][:1]
-        pending.extend(
-            work_item(state, request, res.registry.provider(pid), 1) for pid in chosen
+        chosen = (
+            allocation["providers"]
+            if allocation["mode"] == "hybrid"
+            else allocation["providers"][:1]
         )
+        pending.extend(work_item(state, request, res.registry.provider(pid), 1) for pid in chosen)
     return {
         "allocations": allocations,
         "pending": pending,

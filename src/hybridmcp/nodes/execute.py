@@ -27,8 +27,17 @@ def _timeout_s(provider: Provider, item: WorkItem, now: float) -> float:
     return timeout
 
 
-def _attempt(item: WorkItem, *, ok: bool, started: float, elapsed_s: float, cost: float,
-             value: Any = None, error: str | None = None, **extra: Any) -> dict[str, Any]:
+def _attempt(
+    item: WorkItem,
+    *,
+    ok: bool,
+    started: float,
+    elapsed_s: float,
+    cost: float,
+    value: Any = None,
+    error: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     attempt = {
         "request_id": item["request_id"],
         "skill": item["skill"],
@@ -56,22 +65,42 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
         if provider.side == "internal":
             async with asyncio.timeout(timeout):
                 value = await invoke_internal(provider, item["args"])
-            return _attempt(item, ok=True, started=started, elapsed_s=time.perf_counter() - t0,
-                            cost=provider.cost_per_call, value=value)
-        ctx = CallContext(item["run_id"], item["request_id"], item["skill"],
-                          item["idempotency_key"], item["sensitivity"])
+            return _attempt(
+                item,
+                ok=True,
+                started=started,
+                elapsed_s=time.perf_counter() - t0,
+                cost=provider.cost_per_call,
+                value=value,
+            )
+        ctx = CallContext(
+            item["run_id"],
+            item["request_id"],
+            item["skill"],
+            item["idempotency_key"],
+            item["sensitivity"],
+        )
         result = await res.gate.call(provider, item["args"], ctx, timeout_s=timeout)
-        return _attempt(item, ok=True, started=started, elapsed_s=time.perf_counter() - t0,
-                        cost=result.cost, value=result.value, privacy=result.privacy,
-                        bytes_sent=result.bytes_sent, bytes_received=result.bytes_received)
+        return _attempt(
+            item,
+            ok=True,
+            started=started,
+            elapsed_s=time.perf_counter() - t0,
+            cost=result.cost,
+            value=result.value,
+            privacy=result.privacy,
+            bytes_sent=result.bytes_sent,
+            bytes_received=result.bytes_received,
+        )
     except TimeoutError:
         error = f"deadline exceeded after {timeout * 1000:.0f} ms"
     except HybridMCPError as err:
         error = str(err)
     except Exception as err:  # a provider's own bug must not take the run down
         error = f"{type(err).__name__}: {err}"
-    return _attempt(item, ok=False, started=started, elapsed_s=time.perf_counter() - t0,
-                    cost=0.0, error=error)
+    return _attempt(
+        item, ok=False, started=started, elapsed_s=time.perf_counter() - t0, cost=0.0, error=error
+    )
 
 
 async def internal(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:

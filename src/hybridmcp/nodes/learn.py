@@ -16,7 +16,9 @@ from hybridmcp.state import State
 def run_metrics(state: State, now: float) -> dict[str, Any]:
     attempts = state.get("attempts", [])
     latencies = [a["latency_ms"] for a in attempts if a["ok"]]
-    by_side = {side: [a for a in attempts if a["side"] == side] for side in ("internal", "external")}
+    by_side = {
+        side: [a for a in attempts if a["side"] == side] for side in ("internal", "external")
+    }
     return {
         "requests": len(state["requests"]),
         "answered": sum(1 for r in state.get("results", {}).values() if r["error"] is None),
@@ -30,7 +32,9 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
             "p50": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
             "p99": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
         },
-        "wall_ms": round((now - state["started_at"]) * 1000, 3) if state.get("started_at") else None,
+        "wall_ms": round((now - state["started_at"]) * 1000, 3)
+        if state.get("started_at")
+        else None,
     }
 
 
@@ -43,8 +47,14 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     stats = await load_stats(store, ((a["provider"], a["skill"]) for a in attempts))
     for a in sorted(attempts, key=lambda a: a["started_at"]):
         key = (a["provider"], a["skill"])
-        stats[key] = observe_call(stats[key], ok=a["ok"], latency_ms=a["latency_ms"],
-                                  cost=a.get("cost") or 0.0, now=now, alpha=alpha)
+        stats[key] = observe_call(
+            stats[key],
+            ok=a["ok"],
+            latency_ms=a["latency_ms"],
+            cost=a.get("cost") or 0.0,
+            now=now,
+            alpha=alpha,
+        )
     for result in state.get("results", {}).values():
         if result.get("agreement") is None:
             continue

@@ -43,7 +43,9 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {
         "settled": plan.settled + list(errors),
         "errors": errors,
-        "moves": [m | {"events": [e for e in plan.events if e.get("request_id") == m["request_id"]]}
-                  for m in moves],
+        "moves": [
+            m | {"events": [e for e in plan.events if e.get("request_id") == m["request_id"]]}
+            for m in moves
+        ],
         "events": [e for e in plan.events if e.get("request_id") not in moved],
     }

@@ -21,12 +21,14 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         provider = res.registry.provider(move["provider"])
         pending.append(work_item(state, requests[move["request_id"]], provider, round_no))
         events.extend(move.get("events", []))
-        events.append({
-            "code": "REALLOCATION",
-            "request_id": move["request_id"],
-            "round": round_no,
-            "to_provider": provider.id,
-            "to_side": provider.side,
-            "reason": move.get("reason"),
-        })
+        events.append(
+            {
+                "code": "REALLOCATION",
+                "request_id": move["request_id"],
+                "round": round_no,
+                "to_provider": provider.id,
+                "to_side": provider.side,
+                "reason": move.get("reason"),
+            }
+        )
     return {"pending": pending, "round": round_no, "moves": [], "events": events}

@@ -54,9 +54,13 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         skill = res.registry.get(request["skill"])
         scores = allocation["scores"] if allocation else {}
         answers = [
-            Answer(a["provider"], a["side"], a["value"],
-                   scores.get(a["provider"], {}).get("prediction", {}).get("quality", 0.5),
-                   a["latency_ms"])
+            Answer(
+                a["provider"],
+                a["side"],
+                a["value"],
+                scores.get(a["provider"], {}).get("prediction", {}).get("quality", 0.5),
+                a["latency_ms"],
+            )
             for a in ok
         ]
         merged = integrate(rid, answers, skill.comparator, skill.integration or default_strategy)
@@ -73,15 +77,31 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         if merged.conflict:
             conflicts.append(merged.conflict)
         results[rid] = result
-    events = [{"code": "RESULT_CONFLICT_DETECTED", "request_id": c["request_id"],
-               "disagreement_level": c["conflict_details"]["disagreement_level"],
-               "resolution_strategy": c["resolution_strategy"]} for c in conflicts]
+    events = [
+        {
+            "code": "RESULT_CONFLICT_DETECTED",
+            "request_id": c["request_id"],
+            "disagreement_level": c["conflict_details"]["disagreement_level"],
+            "resolution_strategy": c["resolution_strategy"],
+        }
+        for c in conflicts
+    ]
     quality = quality_metrics(results)
     status = _status(results)
     min_quality = (state.get("constraints") or {}).get("min_quality")
     if min_quality is not None and quality["overall"] < min_quality and status != "failed":
-        events.append({"code": "QUALITY_BELOW_MINIMUM", "overall": quality["overall"],
-                       "min_quality": min_quality})
+        events.append(
+            {
+                "code": "QUALITY_BELOW_MINIMUM",
+                "overall": quality["overall"],
+                "min_quality": min_quality,
+            }
+        )
         status = "failed"
-    return {"results": results, "conflicts": conflicts, "events": events,
-            "quality": quality, "status": status}
+    return {
+        "results": results,
+        "conflicts": conflicts,
+        "events": events,
+        "quality": quality,
+        "status": status,
+    }

@@ -70,8 +70,11 @@ def _datetime(a: Any, b: Any, tolerance_s: float, path: str) -> Comparison:
         return _exact(a, b, path)
     gap = abs(x - y)
     ok = gap <= tolerance_s
-    return Comparison(ok, 1.0 / (1.0 + gap / max(tolerance_s, 1e-9)) if not ok else 1.0,
-                      [] if ok else [path or "$"])
+    return Comparison(
+        ok,
+        1.0 / (1.0 + gap / max(tolerance_s, 1e-9)) if not ok else 1.0,
+        [] if ok else [path or "$"],
+    )
 
 
 def _text(a: Any, b: Any, threshold: float, path: str) -> Comparison:
@@ -98,7 +101,9 @@ def _fields(a: Any, b: Any, spec: dict[str, ComparatorConfig], path: str) -> Com
     if not parts:
         return Comparison(True, 1.0)
     diffs = [d for p in parts for d in p.differences]
-    return Comparison(all(p.agree for p in parts), sum(p.similarity for p in parts) / len(parts), diffs)
+    return Comparison(
+        all(p.agree for p in parts), sum(p.similarity for p in parts) / len(parts), diffs
+    )
 
 
 def compare(a: Any, b: Any, config: ComparatorConfig, path: str = "$") -> Comparison:

@@ -93,16 +93,19 @@ def conflict_record(
         "request_id": request_id,
         "conflict_details": {
             "internal_confidence": round(by_side["internal"].confidence, 4)
-            if "internal" in by_side else None,
+            if "internal" in by_side
+            else None,
             "external_confidence": round(by_side["external"].confidence, 4)
-            if "external" in by_side else None,
+            if "external" in by_side
+            else None,
             "disagreement_level": _disagreement(comparison.similarity),
             "similarity": round(comparison.similarity, 4),
             "conflict_areas": comparison.differences,
         },
         "values": {a.provider: a.value for a in answers},
         "resolution_strategy": "HIGHER_CONFIDENCE_WINS"
-        if strategy != "weighted_average" else "CONFIDENCE_WEIGHTED_AVERAGE",
+        if strategy != "weighted_average"
+        else "CONFIDENCE_WEIGHTED_AVERAGE",
         "final_approach": f"{strategy} with uncertainty quantification",
         "confidence_adjustment": CONFLICT_CONFIDENCE_ADJUSTMENT,
     }
@@ -134,7 +137,9 @@ def integrate(
         confidence = _combined(confidences)
     else:
         confidence = max(0.0, best.confidence + CONFLICT_CONFIDENCE_ADJUSTMENT)
-    conflict = None if comparison.agree else conflict_record(request_id, ranked, comparison, strategy)
+    conflict = (
+        None if comparison.agree else conflict_record(request_id, ranked, comparison, strategy)
+    )
 
     if strategy == "weighted_average":
         value = _average([a.value for a in ranked], confidences)
@@ -146,7 +151,11 @@ def integrate(
             value = _merge(value, other.value)
     else:  # consensus: agreeing answers confirm each other; otherwise the more confident wins
         value = best.value
-    synthesis = _synthesis(ranked, value, confidence, comparison) if strategy == "hybrid_synthesis" else None
+    synthesis = (
+        _synthesis(ranked, value, confidence, comparison)
+        if strategy == "hybrid_synthesis"
+        else None
+    )
     return Integrated(
         value,
         strategy,
@@ -163,6 +172,7 @@ def _synthesis(
     ranked: Sequence[Answer], value: Any, confidence: float, comparison: Comparison
 ) -> dict[str, Any]:
     """The spec's hybrid-synthesis record: findings, evidence, confidence, transparency."""
+
     def keys(a: Answer) -> set[str]:
         return set(a.value) if isinstance(a.value, dict) else set()
 
@@ -189,8 +199,14 @@ def _synthesis(
 def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The spec's quality metrics over a run's results, each in [0, 1], and their mean."""
     if not results:
-        return {"completeness": 0.0, "consistency": 0.0, "reliability": 0.0,
-                "transparency": 0.0, "overall": 0.0, "cross_validated": 0}
+        return {
+            "completeness": 0.0,
+            "consistency": 0.0,
+            "reliability": 0.0,
+            "transparency": 0.0,
+            "overall": 0.0,
+            "cross_validated": 0,
+        }
     values = list(results.values())
     answered = [r for r in values if r.get("error") is None]
     checked = [r for r in answered if r.get("agreement") is not None]
@@ -202,7 +218,8 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "reliability": float(np.mean([r.get("confidence") or 0.0 for r in values])),
         "transparency": sum(
             1 for r in values if r.get("allocation") and r.get("attempts") is not None
-        ) / len(values),
+        )
+        / len(values),
     }
     metrics["overall"] = float(np.mean(list(metrics.values())))
     return {k: round(v, 4) for k, v in metrics.items()} | {"cross_validated": len(checked)}

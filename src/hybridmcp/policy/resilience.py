@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
-DEGRADED = {"external": "EXTERNAL_DEGRADATION_DETECTED", "internal": "INTERNAL_DEGRADATION_DETECTED"}
+DEGRADED = {
+    "external": "EXTERNAL_DEGRADATION_DETECTED",
+    "internal": "INTERNAL_DEGRADATION_DETECTED",
+}
 
 
 @dataclass
@@ -31,7 +34,10 @@ def _pct(new: float, old: float | None) -> str | None:
 
 
 def _degradation_event(
-    request_id: str, attempt: Mapping[str, Any], baseline: Mapping[str, Any] | None, served_by: str | None
+    request_id: str,
+    attempt: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    served_by: str | None,
 ) -> dict[str, Any]:
     side = attempt["side"]
     metrics: dict[str, Any] = {
@@ -50,7 +56,9 @@ def _degradation_event(
         "request_id": request_id,
         "coordination_status": DEGRADED[side],
         "degradation_metrics": metrics,
-        "reallocation_strategy": SHIFT[side] if served_by and served_by != side else "NONE_AVAILABLE",
+        "reallocation_strategy": SHIFT[side]
+        if served_by and served_by != side
+        else "NONE_AVAILABLE",
         "moved_to": served_by,
     }
 
@@ -101,22 +109,32 @@ def plan_round(
             base = baselines.get(a["provider"], {}).get("prediction")
             plan.events.append(_degradation_event(rid, a, base, target_side))
         if allocation.get("mode") == "hybrid" and len({a["side"] for a in failed_now}) > 1:
-            plan.events.append({
-                "code": "COORDINATION_FAILURE",
-                "request_id": rid,
-                "coordination_status": "COORDINATION_FAILURE",
-                "failure_point": "parallel_execution",
-                "affected_components": [a["provider"] for a in failed_now],
-                "fallback_strategy": "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE",
-                "next_provider": target,
-            })
+            plan.events.append(
+                {
+                    "code": "COORDINATION_FAILURE",
+                    "request_id": rid,
+                    "coordination_status": "COORDINATION_FAILURE",
+                    "failure_point": "parallel_execution",
+                    "affected_components": [a["provider"] for a in failed_now],
+                    "fallback_strategy": "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE",
+                    "next_provider": target,
+                }
+            )
         if target is None:
             errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
-            why = "no other provider can serve it" if not remaining else (
-                f"stopped after {max_rounds} rounds"
+            why = (
+                "no other provider can serve it"
+                if not remaining
+                else (f"stopped after {max_rounds} rounds")
             )
             plan.failed[rid] = f"every provider failed ({errors}); {why}"
         else:
-            plan.moves.append({"request_id": rid, "provider": target, "side": target_side,
-                               "reason": failed_now[0].get("error")})
+            plan.moves.append(
+                {
+                    "request_id": rid,
+                    "provider": target,
+                    "side": target_side,
+                    "reason": failed_now[0].get("error"),
+                }
+            )
     return plan

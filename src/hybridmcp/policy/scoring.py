@@ -104,7 +104,9 @@ def fitness(
         mapping.internal_strengths if candidate.side == "internal" else mapping.external_strengths
     )
     matched = len(set(profile.get("needs", ())) & set(strengths))
-    performance = p.success * arbitration.latency_scale_ms / (arbitration.latency_scale_ms + p.latency_ms)
+    performance = (
+        p.success * arbitration.latency_scale_ms / (arbitration.latency_scale_ms + p.latency_ms)
+    )
     cost = arbitration.cost_scale / (arbitration.cost_scale + p.cost)
     quality = min(1.0, p.quality + mapping.strength_bonus * matched)
     security = security_score(candidate.clearance, profile.get("data_sensitivity", "public"))
@@ -161,7 +163,9 @@ def arbitrate(
         else:
             scored.append(fitness(c, profile, criteria, arbitration, mapping))
     scored.sort(key=lambda f: -f.total)
-    best = {side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")}
+    best = {
+        side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")
+    }
     internal, external = best["internal"], best["external"]
     mode, rule = _decide(strategy, critical, internal, external, arbitration)
     chosen = [f for f in (internal, external) if f is not None and mode in (f.side, "hybrid")]
@@ -205,7 +209,14 @@ def _decide(
     elif e > i * k:
         side, score, rule = "external", e, f"external {e:.3f} > {k:g} x internal {i:.3f}"
     else:
-        return "hybrid", f"within the {k:g} band (internal {i:.3f}, external {e:.3f}): cross-validate"
+        return (
+            "hybrid",
+            f"within the {k:g} band (internal {i:.3f}, external {e:.3f}): cross-validate",
+        )
     if score < cfg.decision_threshold:
-        return "hybrid", f"{rule}, but {score:.3f} < decision threshold {cfg.decision_threshold:g}: cross-validate"
+        return (
+            "hybrid",
+            f"{rule}, but {score:.3f} < decision threshold {cfg.decision_threshold:g}: "
+            "cross-validate",
+        )
     return side, rule
