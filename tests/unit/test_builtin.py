@@ -1,0 +1,84 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from hybridmcp.capabilities import builtin
+from hybridmcp.errors import ProviderError
+
+NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
+
+
+def test_current_time_shape_and_dst():
+    r = builtin.current_time("Europe/Paris", now=NOW)
+    assert r == {
+        "timezone": "Europe/Paris",
+        "datetime": "2026-07-01T12:00:00+02:00",
+        "day_of_week": "Wednesday",
+        "is_dst": True,
+    }
+
+
+def test_convert_time_matches_known_offsets():
+    r = builtin.convert_time("America/New_York", "14:30", "Asia/Tokyo", now=NOW)
+    assert r["target"]["datetime"] == "2026-07-02T03:30:00+09:00"
+    assert r["time_difference"] == "+13.0h"
+    assert builtin.convert_time("UTC", "00:00", "Asia/Kathmandu", now=NOW)["time_difference"] == (
+        "+5.75h"
+    )
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "europe/paris", "../etc/passwd"])
+def test_bad_timezones_are_refused(tz):
+    with pytest.raises(ProviderError, match="invalid timezone"):
+        builtin.current_time(tz)
+
+
+@pytest.mark.parametrize(
+    ("expr", "value"),
+    [
+        ("1 + 2 * 3", 7),
+        ("(17 * 23.5) + 2 ** 10 / 4 - sqrt(144)", 643.5),
+        ("-3 // 2", -2),
+        ("max(1, 5, 2) + abs(-1)", 6),
+        ("round(pi, 2)", 3.14),
+    ],
+)
+def test_calculate(expr, value):
+    assert builtin.calculate(expr)["value"] == value
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "__import__('os').system('true')",
+        "open('/etc/passwd')",
+        "1 +",
+        "2 ** 99999",
+        "1 / 0",
+        "(lambda: 1)()",
+        "[1, 2]",
+    ],
+)
+def test_calculate_refuses_anything_but_arithmetic(expr):
+    with pytest.raises(ProviderError):
+        builtin.calculate(expr)
+
+
+def test_text_stats_and_summary():
+    text = "Cats purr. Cats sleep a lot. Dogs bark at cats! Birds sing."
+    s = builtin.text_stats(text)
+    assert s["words"] == 12 and s["sentences"] == 4 and s["top_words"][0] == "cats"
+    summary = builtin.summarize(text, max_sentences=2)
+    assert summary["sentences"] == 2
+    assert summary["summary"].startswith("Cats purr.")
+
+
+def test_json_query_paths():
+    data = {"orders": [{"id": 1, "t": 2.5}, {"id": 2, "t": 4}], "a b": {"c": 1}}
+    assert builtin.json_query(data, "$.orders[1].t") == {"result": 4}
+    assert builtin.json_query(data, "$.orders[*].id") == {"result": [1, 2]}
+    assert builtin.json_query(data, '$["a b"].c') == {"result": 1}
+    with pytest.raises(ProviderError, match="matches nothing"):
+        builtin.json_query(data, "$.missing")
+    with pytest.raises(ProviderError, match="starts with"):
+        builtin.json_query(data, "orders")

@@ -1,0 +1,71 @@
+from hybridmcp.policy.resilience import plan_round
+
+SIDES = {"i": "internal", "e": "external"}
+
+
+def attempt(provider, ok, rnd=1, rid="r", error=None):
+    return {
+        "request_id": rid,
+        "provider": provider,
+        "side": SIDES[provider],
+        "round": rnd,
+        "ok": ok,
+        "latency_ms": 3.0,
+        "error": error,
+    }
+
+
+def plan(allocation, attempts, rnd=1, max_rounds=3):
+    return plan_round(
+        requests=["r"],
+        allocations={"r": allocation},
+        attempts=attempts,
+        round_no=rnd,
+        max_rounds=max_rounds,
+        sides=SIDES,
+    )
+
+
+ALLOC = {"mode": "external", "providers": ["e"], "ranking": ["e", "i"], "scores": {}}
+
+
+def test_success_settles():
+    p = plan(ALLOC, [attempt("e", True)])
+    assert p.settled == ["r"] and not p.moves and not p.failed
+
+
+def test_external_failure_moves_internal_with_degradation_event():
+    p = plan(ALLOC, [attempt("e", False, error="boom")])
+    assert p.moves == [{"request_id": "r", "provider": "i", "side": "internal", "reason": "boom"}]
+    (event,) = p.events
+    assert event["code"] == "EXTERNAL_DEGRADATION_DETECTED"
+    assert event["reallocation_strategy"] == "SHIFT_TO_INTERNAL_PROCESSING"
+
+
+def test_nothing_left_fails_with_the_errors():
+    p = plan(ALLOC, [attempt("e", False, error="boom"), attempt("i", False, 2, error="bad")], rnd=2)
+    assert "every provider failed" in p.failed["r"] and "boom" in p.failed["r"]
+
+
+def test_rounds_are_bounded():
+    p = plan(ALLOC, [attempt("e", False, error="boom")], rnd=1, max_rounds=1)
+    assert "stopped after 1 rounds" in p.failed["r"]
+
+
+def test_hybrid_with_one_side_down_settles_on_the_other():
+    alloc = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    p = plan(alloc, [attempt("i", True), attempt("e", False, error="timeout")])
+    assert p.settled == ["r"]
+    assert p.events[0]["reallocation_strategy"] == "SHIFT_TO_INTERNAL_PROCESSING"
+
+
+def test_hybrid_losing_both_sides_is_a_coordination_failure():
+    alloc = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    p = plan(alloc, [attempt("i", False, error="x"), attempt("e", False, error="y")])
+    codes = [e["code"] for e in p.events]
+    assert "COORDINATION_FAILURE" in codes
+    assert (
+        next(e for e in p.events if e["code"] == "COORDINATION_FAILURE")["fallback_strategy"]
+        == "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE"
+    )
+    assert "r" in p.failed

@@ -1,0 +1,117 @@
+import pytest
+
+from hybridmcp.config import ArbitrationConfig, CapabilityMapping, OptimizationCriteria
+from hybridmcp.policy.learning import Prediction
+from hybridmcp.policy.scoring import Candidate, analyze_requirements, arbitrate, security_score
+
+CRIT, ARB, MAP = OptimizationCriteria(), ArbitrationConfig(), CapabilityMapping()
+
+
+def cand(pid, side, latency=1.0, quality=0.9, cost=0.0, clearance=None, available=True):
+    clearance = clearance or ("restricted" if side == "internal" else "public")
+    pred = Prediction(latency, latency * 2, quality, cost, quality, 0)
+    return Candidate(pid, side, clearance, pred, available, None if available else "down")
+
+
+def decide(cands, strategy="auto", critical=False, sensitivity="public", tags=()):
+    profile = analyze_requirements(
+        skill="s.x", tags=tags, complexity="low", args={}, sensitivity=sensitivity
+    )
+    return arbitrate(
+        strategy=strategy,
+        critical=critical,
+        profile=profile,
+        candidates=cands,
+        criteria=CRIT,
+        arbitration=ARB,
+        mapping=MAP,
+    )
+
+
+def test_similar_fitness_goes_hybrid_within_the_bias_band():
+    a = decide([cand("i", "internal"), cand("e", "external", latency=5, cost=0.001)])
+    assert a["mode"] == "hybrid"
+    assert a["internal_fitness"] < a["external_fitness"] * 1.2
+    assert set(a["providers"]) == {"i", "e"}
+    assert "band" in a["rule"]
+
+
+def test_internal_wins_alone_when_external_is_slow_and_costly():
+    a = decide([cand("i", "internal"), cand("e", "external", latency=5000, cost=0.1)])
+    assert a["mode"] == "internal"
+    assert a["internal_fitness"] > 1.2 * a["external_fitness"]
+    assert a["providers"] == ["i"] and a["ranking"] == ["i", "e"]
+
+
+def test_external_wins_alone_when_internal_is_poor():
+    a = decide(
+        [
+            cand("i", "internal", latency=8000, quality=0.2, cost=0.2),
+            cand("e", "external", latency=5),
+        ]
+    )
+    assert a["mode"] == "external"
+
+
+def test_below_decision_threshold_cross_validates():
+    # internal wins by the ratio, but its own fitness is under 0.7: cross-validate.
+    a = decide(
+        [
+            cand("i", "internal", latency=400, quality=0.3, cost=0.004),
+            cand("e", "external", latency=9000, quality=0.05, cost=0.5),
+        ]
+    )
+    assert a["internal_fitness"] > 1.2 * a["external_fitness"]
+    assert a["internal_fitness"] < 0.7
+    assert a["mode"] == "hybrid" and "decision threshold" in a["rule"]
+
+
+def test_clearance_is_a_hard_constraint():
+    a = decide(
+        [cand("i", "internal"), cand("e", "external")],
+        strategy="external",
+        sensitivity="confidential",
+    )
+    assert a["mode"] == "internal"
+    assert a["excluded"][0]["provider"] == "e" and "clearance" in a["excluded"][0]["reason"]
+
+
+def test_unavailable_provider_is_excluded_and_none_when_nothing_left():
+    a = decide([cand("e", "external", available=False)])
+    assert a["mode"] == "none" and a["providers"] == []
+
+
+@pytest.mark.parametrize("strategy", ["internal", "external", "hybrid"])
+def test_requested_strategy_is_honoured(strategy):
+    a = decide([cand("i", "internal"), cand("e", "external")], strategy=strategy)
+    assert a["mode"] == strategy
+
+
+def test_critical_request_is_cross_validated():
+    a = decide([cand("i", "internal"), cand("e", "external", latency=5000, cost=1)], critical=True)
+    assert a["mode"] == "hybrid"
+
+
+def test_strengths_raise_quality_of_the_matching_side():
+    with_tag = decide([cand("i", "internal"), cand("e", "external")], tags=["real_time_data"])
+    without = decide([cand("i", "internal"), cand("e", "external")])
+    assert with_tag["scores"]["e"]["quality"] > without["scores"]["e"]["quality"]
+
+
+def test_security_score_is_headroom_above_sensitivity():
+    assert security_score("public", "public") == 1.0
+    assert security_score("restricted", "confidential") == 1.0
+    assert security_score("confidential", "confidential") == 0.5
+
+
+def test_profile_flags_scale_and_sensitivity():
+    p = analyze_requirements(
+        skill="text.stats",
+        tags=[],
+        complexity="low",
+        args={"text": "x" * 200_000},
+        sensitivity="confidential",
+    )
+    assert p["scale_requirements"] == "large"
+    assert "privacy_sensitive" in p["needs"] and "large_scale_processing" in p["needs"]
+    assert p["domain_specialization"] == "text"

@@ -1,0 +1,129 @@
+import io
+
+import pytest
+from mcp.types import CallToolResult, TextContent, Tool
+
+from hybridmcp.capabilities.registry import build_registry, extract_result, map_arguments
+from hybridmcp.config import parse_config
+from hybridmcp.errors import ConfigError, ProviderError, TaskError
+from hybridmcp.task import load_task, parse_task
+
+
+def test_demo_task_loads():
+    task = load_task(None)
+    assert len(task.requests) >= 5
+
+
+def test_bad_json_is_reported_with_position(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text('{"requests": [{"id": "a", }]}')
+    with pytest.raises(TaskError, match="invalid JSON at line 1"):
+        load_task(str(p))
+
+
+def test_task_from_stdin(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO('[{"id": "a", "skill": "math.calculate"}]'))
+    assert load_task("-").requests[0].skill == "math.calculate"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"requests": []}, "requests"),
+        ({"requests": [{"id": "a", "skill": "x", "strategy": "fastest"}]}, "requests.0.strategy"),
+        ({"requests": [{"id": "a", "skill": "x"}, {"id": "a", "skill": "y"}]}, "duplicate"),
+        ({"requests": [{"id": "a", "skill": "x", "colour": 1}]}, "requests.0.colour"),
+        (
+            {"requests": [{"id": "a", "skill": "x"}], "constraints": {"deadline_ms": -1}},
+            "constraints.deadline_ms",
+        ),
+    ],
+)
+def test_bad_tasks_name_the_problem(data, message):
+    with pytest.raises(TaskError, match=message):
+        parse_task(data)
+
+
+def registry(tools=None):
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "true"}},
+            "skills": {
+                "time.now": {
+                    "providers": [{"side": "external", "server": "s", "tool": "get_current_time"}]
+                }
+            },
+        }
+    )
+    return build_registry(cfg, tools or {})
+
+
+def test_configured_skill_extends_the_builtin():
+    skill = registry().get("time.now")
+    assert [p.side for p in skill.providers] == ["internal", "external"]
+    assert skill.input_schema["required"] == ["timezone"]
+    assert skill.comparator.type == "fields"
+
+
+def test_every_discovered_tool_is_a_server_dot_tool_skill():
+    tool = Tool(
+        name="echo",
+        description="Echo",
+        inputSchema={
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+    )
+    reg = registry({"s": [tool]})
+    skill = reg.get("s.echo")
+    assert [p.side for p in skill.providers] == ["external"]
+    with pytest.raises(TaskError, match="argument <arguments>: 'text' is a required"):
+        skill.validate_args({})
+
+
+def test_unknown_skill_lists_known_ones():
+    with pytest.raises(TaskError, match="unknown skill 'nope'.*math.calculate"):
+        registry().get("nope")
+
+
+def test_args_are_validated_against_the_schema():
+    with pytest.raises(TaskError, match="argument timezone: 5 is not of type 'string'"):
+        registry().get("time.now").validate_args({"timezone": 5})
+
+
+def test_internal_function_is_resolved_at_load():
+    cfg = parse_config(
+        {
+            "skills": {
+                "x": {
+                    "providers": [
+                        {"side": "internal", "function": "hybridmcp.capabilities.builtin:nope"}
+                    ]
+                }
+            }
+        }
+    )
+    with pytest.raises(ConfigError, match="has no 'nope'"):
+        build_registry(cfg, {})
+
+
+def test_argument_mapping():
+    mapping = {"tz": "$.timezone", "fmt": "iso", "opt": "$.missing", "nested": {"a": "$.n[0]"}}
+    assert map_arguments(mapping, {"timezone": "UTC", "n": [7]}) == {
+        "tz": "UTC",
+        "fmt": "iso",
+        "nested": {"a": 7},
+    }
+    assert map_arguments(None, {"x": 1}) == {"x": 1}
+
+
+def test_result_extraction():
+    p = registry().get("time.now").providers[1]
+    ok = CallToolResult(content=[TextContent(type="text", text='{"datetime": "x"}')])
+    assert extract_result(p, ok) == {"datetime": "x"}
+    err = CallToolResult(content=[TextContent(type="text", text="Invalid timezone")], isError=True)
+    with pytest.raises(ProviderError, match="returned an error: Invalid timezone"):
+        extract_result(p, err)
+    plain = CallToolResult(content=[TextContent(type="text", text="not json")])
+    assert extract_result(p, plain) == "not json"
