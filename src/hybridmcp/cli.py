@@ -43,32 +43,46 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
+    marks = []
+    for a in attempts:
+        mark = "[green]✓[/green]" if a["ok"] else "[red]✗[/red]"
+        marks.append(f"{a['side'][:3]} {mark} {a['latency_ms']:.1f}ms")
+    return "\n".join(marks) or "-"
+
+
 def render(data: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"hybridmcp run: {data['status']}", show_lines=False)
-    for col in ("request", "allocation", "provider(s)", "latency ms", "agree", "conf", "value"):
-        table.add_column(col, overflow="fold")
+    table = Table(title=f"hybridmcp run: {data['status']}", show_lines=True)
+    table.add_column("request", overflow="fold", max_width=22)
+    table.add_column("allocation")
+    table.add_column("attempts", no_wrap=True)
+    table.add_column("agree")
+    table.add_column("conf", justify="right")
+    table.add_column("value", overflow="fold", ratio=1)
     for r in data["results"]:
-        ok = [a for a in r["attempts"] if a["ok"]]
-        providers = (
-            ", ".join(f"{a['provider']}{'' if a['ok'] else ' ✗'}" for a in r["attempts"]) or "-"
-        )
-        latency = ", ".join(f"{a['latency_ms']:.1f}" for a in ok) or "-"
-        agree = {True: "yes", False: "CONFLICT", None: "-"}[r["agreement"]]
-        value = f"[red]{_short(r['error'], 80)}[/red]" if r["error"] else _short(r["value"])
+        agree = {True: "yes", False: "[red]CONFLICT[/red]", None: "-"}[r["agreement"]]
+        value = f"[red]{_short(r['error'], 160)}[/red]" if r["error"] else _short(r["value"], 120)
         table.add_row(
-            r["id"], r["allocation"], providers, latency, agree, f"{r['confidence']:.2f}", value
+            r["id"],
+            r["allocation"],
+            _attempts_cell(r["attempts"]),
+            agree,
+            f"{r['confidence']:.2f}",
+            value,
         )
     console.print(table)
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
-        console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}")
+        console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}", highlight=False)
     q, m = data["quality"], data["metrics"]
     console.print(
-        "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float))
+        "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)),
+        highlight=False,
     )
     console.print(
         f"metrics: {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')}, "
-        f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms"
+        f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms",
+        highlight=False,
     )
 
 
