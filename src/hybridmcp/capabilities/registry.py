@@ -115,11 +115,11 @@ class Registry:
             ) from None
 
     def provider(self, provider_id: str) -> Provider:
-        for skill in self.skills.values():
-            for p in skill.providers:
-                if p.id == provider_id:
-                    return p
-        raise KeyError(provider_id)
+        return self._providers[provider_id]
+
+    @cached_property
+    def _providers(self) -> dict[str, Provider]:
+        return {p.id: p for s in self.skills.values() for p in s.providers}
 
     def catalogue(self) -> list[dict[str, Any]]:
         return [s.catalogue_entry() for s in self.skills.values()]
