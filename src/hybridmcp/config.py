@@ -106,6 +106,9 @@ class _ServerCommon(_Model):
     cost_per_call: float = Field(0.001, ge=0)
     enabled: bool = True
     description: str = ""
+    max_concurrency: int = Field(
+        8, ge=1, le=1024, description="Calls in flight on this server at once; more wait."
+    )
 
 
 class StdioServer(_ServerCommon):
@@ -220,6 +223,71 @@ class SkillConfig(_Model):
     complexity: Literal["low", "medium", "high"] = "low"
 
 
+class BreakerConfig(_Model):
+    """Circuit breaker per external provider (see README, "Resilience", for the defaults)."""
+
+    enabled: bool = True
+    failure_rate_threshold: float = Field(
+        0.5, gt=0, le=1, description="Open when failures (or slow calls) reach this share."
+    )
+    window_size: int = Field(20, ge=1, description="Outcomes kept (count-based window).")
+    minimum_calls: int = Field(10, ge=1, description="Outcomes needed before a rate counts.")
+    consecutive_failures: int = Field(
+        5, ge=1, description="Open after this many failed or slow calls in a row."
+    )
+    open_ms: float = Field(30_000, gt=0, description="First open period; doubles per re-open.")
+    max_open_ms: float = Field(300_000, gt=0, description="Longest open period.")
+    half_open_calls: int = Field(3, ge=1, description="Trial calls that must all succeed.")
+
+
+class HedgingConfig(_Model):
+    """Hedged requests: start the other side when a single-side call runs past its tail."""
+
+    enabled: bool = True
+    budget_ratio: float = Field(
+        0.05, ge=0, le=1, description="Hedges earned per single-side request (5% extra load)."
+    )
+    budget_burst: float = Field(10, ge=0, description="Most unspent hedges kept.")
+    min_observations: int = Field(
+        10, ge=1, description="Calls a latency estimate needs before it triggers hedges."
+    )
+    min_delay_ms: float = Field(5, ge=0, description="Never hedge sooner than this.")
+
+
+class DegradationConfig(_Model):
+    """Degradation against the moving-average baseline (``performance_baseline``)."""
+
+    latency_ewma_factor: float = Field(3.0, ge=1, description="Slow: above this x EWMA...")
+    latency_p95_factor: float = Field(1.5, ge=1, description="...and this x the p95 estimate.")
+    min_observations: int = Field(5, ge=1, description="Calls the baseline needs first.")
+    error_rate_increase: float = Field(
+        0.3, gt=0, le=1, description="Error rate above baseline that counts as degraded."
+    )
+    cut_stragglers: bool = Field(
+        True,
+        description="In a hybrid request, stop waiting for a side past its slow threshold "
+        "once the other side answered.",
+    )
+
+
+class PoolConfig(_Model):
+    """MCP session pool health and re-opening."""
+
+    ping_timeout_ms: float = Field(2_000, gt=0, description="Health check (MCP ping) deadline.")
+    reopen_backoff_ms: float = Field(250, ge=0, description="Wait after a failed re-open...")
+    reopen_backoff_max_ms: float = Field(10_000, ge=0, description="...doubling up to this.")
+    health_interval_ms: float = Field(
+        30_000, ge=0, description="Ping idle sessions this often; 0 turns it off."
+    )
+
+
+class ResilienceConfig(_Model):
+    breaker: BreakerConfig = BreakerConfig()
+    hedging: HedgingConfig = HedgingConfig()
+    degradation: DegradationConfig = DegradationConfig()
+    pool: PoolConfig = PoolConfig()
+
+
 class HybridConfig(_Model):
     """The whole configuration. Every section has defaults that work out of the box."""
 
@@ -228,6 +296,7 @@ class HybridConfig(_Model):
     optimization_criteria: OptimizationCriteria = OptimizationCriteria()
     arbitration_config: ArbitrationConfig = ArbitrationConfig()
     llm_config: LLMConfig = LLMConfig()
+    resilience: ResilienceConfig = ResilienceConfig()
     mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
     skills: dict[str, SkillConfig] = Field(default_factory=dict)
     builtin_skills: bool = Field(True, description="Register the built-in internal skills.")
