@@ -1,0 +1,173 @@
+"""The graph served by ``langgraph dev`` from ``langgraph.json``, driven with ``langgraph_sdk``.
+
+The server is the real one (langgraph-cli's in-memory runtime), started on a free loopback port
+from the repository root with no set-up beyond ``langgraph.json``; it opens the coordinator's
+resources (the real ``mcp-server-time``) lazily in its own process. Everything it started is
+stopped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+LANGGRAPH = Path(sys.executable).with_name("langgraph")
+START_DEADLINE_S = 180.0
+RUN_DEADLINE_S = 120.0
+
+REQUESTS = [
+    {"id": "calc", "skill": "math.calculate", "args": {"expression": "(17 * 23.5) + 2 ** 10 / 4"}},
+    {"id": "now", "skill": "time.now", "args": {"timezone": "Europe/Paris"}, "strategy": "hybrid"},
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (stdio MCP servers run in sessions of their own)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        children = {p for p, ppid in parents.items() if ppid in frontier} - found
+        found |= children
+        frontier = children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> set[int]:
+    """Stop the server's process group and everything it started; return what outlived it."""
+    tree = _descendants(proc.pid)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        for pid in tree:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (proc.poll() is None or any(_alive(p) for p in tree)):
+            time.sleep(0.2)
+        if proc.poll() is not None and not any(_alive(p) for p in tree):
+            break
+    proc.wait(timeout=15)
+    return {p for p in tree if _alive(p)}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("langgraph") / "server.log"
+    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
+                *("--port", str(port), "--host", "127.0.0.1"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_DEADLINE_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"langgraph dev exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"langgraph dev did not answer /ok in time:\n{log.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        leaked = _stop(proc)
+        assert not leaked, f"processes outlived the server: {sorted(leaked)}"
+
+
+async def test_server_serves_the_graph_and_coordinates(server: str) -> None:
+    client = get_client(url=server)
+    async with asyncio.timeout(RUN_DEADLINE_S):
+        assistants = await client.assistants.search(graph_id="hybridmcp")
+        assert assistants, "langgraph.json's graph is not registered"
+        assistant = assistants[0]["assistant_id"]
+        thread = await client.threads.create()
+        out = await client.runs.wait(thread["thread_id"], assistant, input={"requests": REQUESTS})
+    assert out["status"] == "ok", out
+    assert out["results"]["calc"]["value"] == {"value": 655.5}
+    now = out["results"]["now"]
+    assert now["allocation"] == "hybrid" and now["agreement"] is True
+    assert {a["side"] for a in now["attempts"]} == {"internal", "external"}
+    assert set(out) >= {"status", "results", "conflicts", "events", "quality", "metrics"}
+    assert "pending" not in out  # the output schema, not the internal state
+
+
+async def test_server_streams_updates_and_a_second_run_reuses_its_resources(server: str) -> None:
+    client = get_client(url=server)
+    updates: list[str] = []
+    custom: list[dict] = []
+    async with asyncio.timeout(RUN_DEADLINE_S):
+        for _ in range(2):  # the MCP session opened by an earlier run serves the next one
+            async for part in client.runs.stream(
+                None,
+                "hybridmcp",
+                input={"requests": REQUESTS},
+                stream_mode=["updates", "custom"],
+            ):
+                if part.event == "updates":
+                    updates.extend(part.data)
+                elif part.event == "custom":
+                    custom.append(part.data)
+                elif part.event == "error":
+                    pytest.fail(f"run failed on the server: {part.data}")
+        thread = await client.threads.create()
+        out = await client.runs.wait(thread["thread_id"], "hybridmcp", input={"requests": REQUESTS})
+    for node in ("analyze", "arbitrate", "internal", "external", "monitor", "synchronize", "learn"):
+        assert node in updates
+    assert updates.count("learn") == 2
+    assert out["status"] == "ok" and out["results"]["now"]["agreement"] is True
