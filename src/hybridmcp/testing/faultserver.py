@@ -143,18 +143,23 @@ class FaultDecision:
 
 
 def _describe_validation_error(err: ValidationError, prefix: str) -> str:
-    parts = []
+    """One clause per offending key, e.g. ``faults.echo.fail_rate: ... (got 2)``."""
+    reasons: dict[str, list[str]] = {}
+    inputs: dict[str, Any] = {}
     for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"] if not str(p).startswith(("function-", "is-")))
-        # A union reports one error per member: name the key once, with the first reason.
-        key = f"{prefix}.{loc}" if loc else prefix
-        if any(p.startswith(key + ":") for p in parts):
-            continue
-        detail = item["msg"]
-        if item["type"] != "extra_forbidden" and "input" in item:
-            detail += f" (got {item['input']!r})"
-        parts.append(f"{key}: {detail}")
-    return "; ".join(parts)
+        key = f"{prefix}.{item['loc'][0]}" if item["loc"] else prefix
+        if item["type"] == "extra_forbidden":
+            message = f"unknown fault key; known keys: {', '.join(FaultSpec.model_fields)}"
+        else:
+            message = item["msg"]
+            inputs[key] = item.get("input")
+        reasons.setdefault(key, [])
+        if message not in reasons[key]:  # a union reports one error per member
+            reasons[key].append(message)
+    return "; ".join(
+        f"{key}: {', or '.join(messages)}" + (f" (got {inputs[key]!r})" if key in inputs else "")
+        for key, messages in reasons.items()
+    )
 
 
 class FaultPlan(BaseModel):
@@ -721,7 +726,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"faultserver: error: {err}", file=sys.stderr)
         return 2
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    recorder = CallRecorder(args.record) if args.record else None
+    try:
+        recorder = CallRecorder(args.record) if args.record else None
+    except OSError as err:
+        print(f"faultserver: error: --record {args.record!r}: {err.strerror}", file=sys.stderr)
+        return 2
     state = FaultState(plan, seed, recorder)
     server = build_server(state, host=args.host, port=args.port, log_level=args.log_level)
     try:
@@ -730,8 +739,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             import uvicorn
 
-            app = server.streamable_http_app() if args.transport == "streamable-http" else None
-            app = app or server.sse_app()
+            if args.transport == "streamable-http":
+                app = server.streamable_http_app()  # the MCP endpoint is /mcp
+            else:
+                app = server.sse_app()  # the event stream is /sse, messages go to /messages/
             config = uvicorn.Config(
                 app,
                 host=args.host,
