@@ -14,6 +14,7 @@ from rich.table import Table
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
+from hybridmcp.progress import LiveProgress
 from hybridmcp.task import load_task
 
 app = typer.Typer(
@@ -86,11 +87,22 @@ def render(data: dict[str, Any], console: Console) -> None:
     )
 
 
-async def _run(task_path: str | None, config_path: str | None) -> dict[str, Any]:
+async def _run(
+    task_path: str | None, config_path: str | None, live: bool = False
+) -> dict[str, Any]:
     config = load_config(config_path)
     task = load_task(task_path)
     async with Coordinator.open(config) as co:
-        return report(await co.run(task))
+        if not live:
+            return report(await co.run(task))
+        out: dict[str, Any] = {}
+        with LiveProgress(Console(stderr=True)) as display:  # progress on stderr, as it happens
+            async for event in co.stream(task):
+                if event["type"] == "result":
+                    out = event["output"]
+                else:
+                    display.update(event)
+        return report(out)
 
 
 @app.command()
@@ -106,7 +118,7 @@ def run(
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
     try:
-        data = asyncio.run(_run(task, config))
+        data = asyncio.run(_run(task, config, live=not as_json and sys.stdout.isatty()))
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None

@@ -20,6 +20,7 @@ from hybridmcp.config import HybridConfig
 from hybridmcp.errors import TaskError
 from hybridmcp.graph import build_graph
 from hybridmcp.runtime import Context, Resources
+from hybridmcp.state import OutputState
 from hybridmcp.task import Task
 
 
@@ -79,6 +80,26 @@ class Coordinator:
             "configurable": {"thread_id": thread_id or uuid.uuid4().hex},
             "recursion_limit": 25 + 4 * self.resources.config.coordination_config.max_rounds,
         }
+
+    async def stream(
+        self, task: Task, *, thread_id: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Validate and run a task, yielding progress events as they happen (see
+        :mod:`hybridmcp.progress`), then ``{"type": "result", "output": <what run returns>}``."""
+        self.validate(task)
+        last: dict[str, Any] = {}
+        async for mode, chunk in self.graph.astream(
+            self.graph_input(task),
+            self.run_config(thread_id),
+            context=Context(resources=self.resources),
+            stream_mode=["custom", "values"],
+        ):
+            if mode == "custom":
+                yield chunk
+            else:
+                last = chunk
+        keep = OutputState.__annotations__.keys() | {"__interrupt__"}
+        yield {"type": "result", "output": {k: v for k, v in last.items() if k in keep}}
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
         """Validate and run a task; returns the output state (status, results, ...)."""

@@ -23,6 +23,7 @@ from hybridmcp.nodes.learn import learn
 from hybridmcp.nodes.monitor import monitor
 from hybridmcp.nodes.reallocate import reallocate
 from hybridmcp.nodes.synchronize import synchronize
+from hybridmcp.progress import observed
 from hybridmcp.runtime import Context
 from hybridmcp.state import InputState, OutputState, State
 
@@ -45,14 +46,14 @@ def build_graph() -> StateGraph:
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
-    builder.add_node("analyze", analyze)
-    builder.add_node("arbitrate", arbitrate)
-    builder.add_node("internal", internal)
-    builder.add_node("external", external)
-    builder.add_node("monitor", monitor)
-    builder.add_node("reallocate", reallocate)
-    builder.add_node("synchronize", synchronize)
-    builder.add_node("learn", learn)
+    builder.add_node("analyze", observed("analyze", analyze))
+    builder.add_node("arbitrate", observed("arbitrate", arbitrate))
+    builder.add_node("internal", observed("internal", internal))
+    builder.add_node("external", observed("external", external))
+    builder.add_node("monitor", observed("monitor", monitor))
+    builder.add_node("reallocate", observed("reallocate", reallocate))
+    builder.add_node("synchronize", observed("synchronize", synchronize))
+    builder.add_node("learn", observed("learn", learn))
 
     builder.add_edge(START, "analyze")
     builder.add_edge("analyze", "arbitrate")

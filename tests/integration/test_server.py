@@ -170,4 +170,8 @@ async def test_server_streams_updates_and_a_second_run_reuses_its_resources(serv
     for node in ("analyze", "arbitrate", "internal", "external", "monitor", "synchronize", "learn"):
         assert node in updates
     assert updates.count("learn") == 2
+    phases = {(e["node"], e["status"]) for e in custom if e["type"] == "phase"}
+    assert ("arbitrate", "finished") in phases and ("learn", "finished") in phases
+    finished = [e for e in custom if e["type"] == "attempt" and e["status"] == "finished"]
+    assert len(finished) == 6 and all(e["ok"] for e in finished)  # 3 attempts per run
     assert out["status"] == "ok" and out["results"]["now"]["agreement"] is True

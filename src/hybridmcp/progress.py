@@ -1,0 +1,168 @@
+"""Progress as it happens: custom stream events of a coordination run.
+
+Every node of the graph is wrapped by :func:`observed` (in ``graph.py``), which emits, through
+LangGraph's stream writer (``stream_mode="custom"``):
+
+- ``{"type": "phase", "node", "status": "started"|"finished", "ms"?, ...}`` for each phase;
+  ``arbitrate`` and ``reallocate`` add ``attempts`` (the number of attempts they dispatch);
+- ``{"type": "attempt", "status": "started"|"finished", "request_id", "provider", "side",
+  "round", "ok"?, "latency_ms"?, "error"?}`` around each attempt of the parallel workers;
+- ``{"type": "reallocation", "request_id", "to_provider", "to_side", "round", "reason"}``;
+- ``{"type": "conflict", "request_id", "disagreement_level", "resolution_strategy"}``;
+- ``{"type": "event", "code", ...}`` for every other coordination event (degradation, hedge, ...).
+
+Events are plain dicts, so they cross the LangGraph server's ``custom`` stream unchanged. With
+no custom stream requested (``ainvoke``), emitting costs a no-op call.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
+
+from langgraph.config import get_stream_writer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+WORKERS = frozenset({"internal", "external"})
+"""Nodes that make one attempt each: reported as attempts, not phases."""
+
+_ATTEMPT_KEYS = ("request_id", "provider", "side", "round")
+
+
+def emit(event: dict[str, Any]) -> None:
+    """Send one progress event to the custom stream; a no-op when no writer is active."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a graph run
+        return
+    writer(event)
+
+
+def _attempt_event(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "attempt", **{k: item.get(k) for k in _ATTEMPT_KEYS}, **extra}
+
+
+def _finished_events(node: str, update: Any) -> list[dict[str, Any]]:
+    """Progress events read from a node's state update."""
+    if not isinstance(update, dict):
+        return []
+    out: list[dict[str, Any]] = []
+    for a in update.get("attempts") or []:
+        out.append(
+            _attempt_event(
+                a, status="finished", ok=a.get("ok"), latency_ms=a.get("latency_ms"),
+                error=a.get("error"),
+            )
+        )  # fmt: skip
+    for e in update.get("events") or []:
+        code = e.get("code")
+        if code == "REALLOCATION":
+            keep = ("request_id", "to_provider", "to_side", "round", "reason")
+            out.append({"type": "reallocation", **{k: e.get(k) for k in keep}})
+        elif code == "RESULT_CONFLICT_DETECTED":
+            keep = ("request_id", "disagreement_level", "resolution_strategy")
+            out.append({"type": "conflict", **{k: e.get(k) for k in keep}})
+        elif code:
+            out.append({"type": "event", **e})
+    return out
+
+
+def observed(node: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Wrap an async node so that it reports its progress (the signature is kept, so LangGraph
+    still injects ``runtime`` and ``config``)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        state = args[0] if args else {}
+        worker = node in WORKERS and isinstance(state, dict)
+        if worker:
+            emit(_attempt_event(state, status="started"))  # type: ignore[arg-type]
+        else:
+            emit({"type": "phase", "node": node, "status": "started"})
+        t0 = time.perf_counter()
+        update = await fn(*args, **kwargs)
+        for event in _finished_events(node, update):
+            emit(event)
+        if not worker:
+            finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
+            finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            if isinstance(update, dict) and "pending" in update:
+                finished["attempts"] = len(update["pending"] or [])
+            emit(finished)
+        return update
+
+    return wrapper
+
+
+class LiveProgress:
+    """A live view of the events above on a rich console (the CLI shows it on stderr).
+
+    One bar counts attempts (its total grows as arbitration and reallocation dispatch work),
+    its label names the phase under way; failures, reallocations and conflicts are printed above
+    it as they happen. The bar is transient: when the run ends, only those lines stay.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("attempts"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = self.progress.add_task("starting", total=None)
+        self.total = 0
+
+    def __enter__(self) -> LiveProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def _log(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False)
+
+    def update(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "phase":
+            if event["status"] == "started":
+                self.progress.update(self.task, description=event["node"])
+            elif event.get("attempts"):
+                self.total += event["attempts"]
+                self.progress.update(self.task, total=self.total)
+        elif kind == "attempt" and event["status"] == "finished":
+            self.progress.advance(self.task)
+            if not event.get("ok"):
+                self._log(
+                    f"[red]✗[/red] {event['request_id']}: {event['provider']} failed: "
+                    f"{event.get('error')}"
+                )
+        elif kind == "reallocation":
+            self._log(
+                f"[yellow]↪[/yellow] {event['request_id']}: reallocated to {event['to_provider']}"
+                f" (round {event['round']})"
+            )
+        elif kind == "conflict":
+            self._log(
+                f"[red]≠[/red] {event['request_id']}: the sides disagree "
+                f"(disagreement {event.get('disagreement_level')})"
+            )
+        elif kind == "event":
+            self._log(f"[yellow]event[/yellow] {event.get('code')}")

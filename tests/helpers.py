@@ -1,0 +1,25 @@
+"""Test-only internal providers (``tests.helpers:<name>`` in a configuration).
+
+Append only: several test modules use these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from hybridmcp.capabilities.builtin import current_time
+
+WRONG_TIME_SHIFT = timedelta(hours=2)
+
+
+def wrong_time(timezone: str) -> dict[str, Any]:
+    """``time.now`` with a clock two hours fast: disagrees with any honest time server."""
+    value = current_time(timezone)
+    shifted = datetime.fromisoformat(value["datetime"]) + WRONG_TIME_SHIFT
+    return value | {"datetime": shifted.isoformat(timespec="seconds")}
+
+
+def broken_time(timezone: str) -> dict[str, Any]:
+    """``time.now`` that always fails, so work on it moves to the other side."""
+    raise RuntimeError(f"the internal clock is broken (asked for {timezone})")
