@@ -37,6 +37,17 @@ class CoordinationConfig(_Model):
     max_rounds: int = Field(3, ge=1, le=20, description="Reallocation rounds before giving up.")
     default_timeout_ms: float = Field(10_000, gt=0, description="Deadline of one provider call.")
     integration_strategy: IntegrationStrategy = "consensus"
+    interrupt_on_conflict: bool = Field(
+        False,
+        description="Pause the run with interrupt() for a human decision on conflicts "
+        "(needs a checkpointer; resume with Command(resume={request_id: choice})).",
+    )
+    conflict_interrupt_threshold: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Minimum disagreement (1 - similarity) of a conflict that pauses the run.",
+    )
 
 
 class CapabilityMapping(_Model):

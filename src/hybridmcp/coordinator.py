@@ -13,6 +13,7 @@ from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
+from langgraph.types import Command
 
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
@@ -100,6 +101,16 @@ class Coordinator:
                 last = chunk
         keep = OutputState.__annotations__.keys() | {"__interrupt__"}
         yield {"type": "result", "output": {k: v for k, v in last.items() if k in keep}}
+
+    async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
+        """Resume a run paused for a human decision (``__interrupt__`` in its output): the
+        decision maps request ids to ``"internal"``, ``"external"`` or the value to use.
+        Needs the checkpointer the run was started with, and its ``thread_id``."""
+        return await self.graph.ainvoke(
+            Command(resume=decision),
+            self.run_config(thread_id),
+            context=Context(resources=self.resources),
+        )
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
         """Validate and run a task; returns the output state (status, results, ...)."""

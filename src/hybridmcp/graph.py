@@ -7,6 +7,7 @@ START → analyze → arbitrate ─Send→ internal ─┐
                  │ Send→ internal / external      │ (all settled)
                  └──────→ (back to monitor)       ↓
                                       synchronize → learn → END
+                                           └→ review ┘ (conflicts; may interrupt() for a human)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from hybridmcp.nodes.execute import external, internal
 from hybridmcp.nodes.learn import learn
 from hybridmcp.nodes.monitor import monitor
 from hybridmcp.nodes.reallocate import reallocate
+from hybridmcp.nodes.review import review
 from hybridmcp.nodes.synchronize import synchronize
 from hybridmcp.progress import observed
 from hybridmcp.runtime import Context
@@ -41,6 +43,11 @@ def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
     return "reallocate" if state.get("moves") else "synchronize"
 
 
+def after_synchronize(state: State) -> Literal["review", "learn"]:
+    """Conflicts go to review, which pauses for a human only when configured to."""
+    return "review" if state.get("conflicts") else "learn"
+
+
 def build_graph() -> StateGraph:
     """The uncompiled coordinator; compile it with your own checkpointer and store."""
     builder = StateGraph(
@@ -53,6 +60,7 @@ def build_graph() -> StateGraph:
     builder.add_node("monitor", observed("monitor", monitor))
     builder.add_node("reallocate", observed("reallocate", reallocate))
     builder.add_node("synchronize", observed("synchronize", synchronize))
+    builder.add_node("review", observed("review", review))
     builder.add_node("learn", observed("learn", learn))
 
     builder.add_edge(START, "analyze")
@@ -62,7 +70,8 @@ def build_graph() -> StateGraph:
     builder.add_edge("external", "monitor")
     builder.add_conditional_edges("monitor", after_monitor, ["reallocate", "synchronize"])
     builder.add_conditional_edges("reallocate", dispatch, ["internal", "external", "monitor"])
-    builder.add_edge("synchronize", "learn")
+    builder.add_conditional_edges("synchronize", after_synchronize, ["review", "learn"])
+    builder.add_edge("review", "learn")
     builder.add_edge("learn", END)
     return builder
 

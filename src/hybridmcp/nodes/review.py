@@ -1,0 +1,82 @@
+"""Phase 3, optional: a human decides conflicts the cross-validation could not settle.
+
+Reached only when synchronize recorded conflicts. With ``coordination_config.
+interrupt_on_conflict`` on, every conflict whose disagreement (1 - similarity) reaches
+``conflict_interrupt_threshold`` pauses the run with ``interrupt()``; the run needs a
+checkpointer, and resumes with ``Command(resume={request_id: choice})`` where a choice is
+``"internal"`` or ``"external"`` (take that side's answer) or any other value (use it as the
+answer). A request left out keeps the automatic resolution; a bare choice applies to all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from hybridmcp.runtime import Context, resources_for
+from hybridmcp.state import State
+
+SIDES = ("internal", "external")
+
+
+def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
+    """The conflicts of this run that need a human, as the reviewer sees them."""
+    results = state.get("results", {})
+    sides = {a["provider"]: a["side"] for a in state.get("attempts", []) if a["ok"]}
+    out = []
+    for c in state.get("conflicts", []):
+        rid = c["request_id"]
+        disagreement = round(1 - c["conflict_details"]["similarity"], 4)
+        if rid not in results or disagreement < threshold:
+            continue
+        values = {sides.get(p, p): v for p, v in c["values"].items()}
+        out.append(
+            {
+                "request_id": rid,
+                "skill": results[rid]["skill"],
+                "disagreement": disagreement,
+                "disagreement_level": c["conflict_details"]["disagreement_level"],
+                "conflict_areas": c["conflict_details"]["conflict_areas"],
+                "values": values,
+                "proposed": results[rid]["value"],
+            }
+        )
+    return out
+
+
+def _decide(result: dict[str, Any], conflict: dict[str, Any], choice: Any) -> dict[str, Any]:
+    if isinstance(choice, str) and choice in SIDES and choice in conflict["values"]:
+        value, how = conflict["values"][choice], choice
+    else:
+        value, how = choice, "value"
+    return result | {"value": value, "resolution": {"by": "human", "choice": how}}
+
+
+async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    cfg = (await resources_for(runtime.context)).config.coordination_config
+    if not cfg.interrupt_on_conflict:
+        return {}
+    conflicts = _to_review(state, cfg.conflict_interrupt_threshold)
+    if not conflicts:
+        return {}
+    decision = interrupt(
+        {
+            "type": "conflict_review",
+            "question": "The sides disagree. For each request id, answer 'internal' or "
+            "'external' to take that side's value, or give the value to use.",
+            "conflicts": conflicts,
+        }
+    )
+    results: dict[str, dict[str, Any]] = {}
+    events: list[dict[str, Any]] = []
+    for conflict in conflicts:
+        rid = conflict["request_id"]
+        choice = decision.get(rid) if isinstance(decision, dict) else decision
+        if choice is None:
+            continue
+        results[rid] = _decide(state["results"][rid], conflict, choice)
+        how = results[rid]["resolution"]["choice"]
+        events.append({"code": "CONFLICT_RESOLVED_BY_HUMAN", "request_id": rid, "choice": how})
+    return {"results": results, "events": events}
