@@ -14,6 +14,7 @@ from hybridmcp.errors import (
 from hybridmcp.graph import build_graph
 from hybridmcp.runtime import Context, Resources
 from hybridmcp.task import Constraints, Request, Task, load_task, parse_task
+from hybridmcp.toolnode import HybridToolNode, tools_for_model
 
 __all__ = [
     "ConfigError",
@@ -23,6 +24,7 @@ __all__ = [
     "DeadlineExceededError",
     "HybridConfig",
     "HybridMCPError",
+    "HybridToolNode",
     "PolicyError",
     "ProviderError",
     "Request",
@@ -35,4 +37,5 @@ __all__ = [
     "load_task",
     "parse_config",
     "parse_task",
+    "tools_for_model",
 ]
