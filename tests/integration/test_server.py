@@ -175,3 +175,18 @@ async def test_server_streams_updates_and_a_second_run_reuses_its_resources(serv
     finished = [e for e in custom if e["type"] == "attempt" and e["status"] == "finished"]
     assert len(finished) == 6 and all(e["ok"] for e in finished)  # 3 attempts per run
     assert out["status"] == "ok" and out["results"]["now"]["agreement"] is True
+
+
+def test_the_server_client_example(server: str) -> None:
+    example = ROOT / "examples" / "server_client.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), server],
+        capture_output=True,
+        text=True,
+        timeout=RUN_DEADLINE_S,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "phase arbitrate done" in proc.stdout and "status: ok" in proc.stdout
+    assert '  total: {"value": 655.5} (internal, single side)' in proc.stdout
+    assert "  paris: " in proc.stdout and "(hybrid, agreed)" in proc.stdout
