@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from hybridmcp.policy import privacy
 from hybridmcp.policy.privacy import (
     PrivacyConfig,
     Sensitivity,
@@ -251,6 +254,37 @@ def test_config_filters_entities_and_allow_list() -> None:
     assert "URL" in _types(scan(url, PrivacyConfig(enabled_entities={"URL"})))
     # A stricter threshold drops weaker matches (IPs score below e-mails).
     assert _types(scan(text, PrivacyConfig(min_score=0.99))) == {"EMAIL_ADDRESS"}
+
+
+def test_lists_of_small_numbers_are_not_phone_numbers() -> None:
+    assert scan({"ids": list(range(300)), "scores": [35, 36, 37, 38]}).findings == []
+    assert "PHONE_NUMBER" in _types(scan({"phones": ["+1 415", "867 5309"]}))
+
+
+# -- robustness ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["password" * 2500, "a_" * 20_000, "sk-aaaa" * 3000, "://a:" * 4000, "1234 " * 4000],
+    ids=["keyword-run", "underscores", "sk-run", "userinfo-run", "digit-groups"],
+)
+def test_pathological_strings_stay_cheap(text: str) -> None:
+    """Several detect-secrets regexes backtrack quadratically; the scan bounds their input."""
+    started = time.perf_counter()
+    report = scan({"blob": text})
+    redact({"blob": text}, report)
+    assert time.perf_counter() - started < 5.0  # unbounded, the keyword run alone takes ~75 s
+
+
+def test_threads_scanning_at_once_agree_with_one_thread() -> None:
+    cases = [c.args for c in canary_corpus(80, seed=7)]
+    expected = [scan(a).model_dump() for a in cases]
+    privacy._detect.cache_clear()  # make the threads do the work, not read the cache
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda a: scan(a).model_dump(), cases))
+    # Digests are salted per process, identical within it: whole reports must match.
+    assert got == expected
 
 
 # -- offline ---------------------------------------------------------------------------------

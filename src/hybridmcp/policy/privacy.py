@@ -331,11 +331,22 @@ def _key_words(key: str) -> tuple[str, ...]:
     return tuple(_WORD_RE.findall(key.lower()))
 
 
-@functools.cache
+def _supports(wanted: set[str], words: Iterable[str]) -> bool:
+    # Substring match, as Presidio's default: "phones" and "ssns" support "phone" and "ssn".
+    return any(c in w for w in words for c in wanted)
+
+
+_ANALYZER: Any = None
+
+
 def _analyzer() -> Any:
-    """The Presidio engine, built once per process."""
-    with _ENGINE_LOCK:
-        return _build_analyzer()
+    """The Presidio engine, built once per process even when threads race for it."""
+    global _ANALYZER
+    if _ANALYZER is None:
+        with _ENGINE_LOCK:
+            if _ANALYZER is None:
+                _ANALYZER = _build_analyzer()
+    return _ANALYZER
 
 
 def _build_analyzer() -> Any:
@@ -401,9 +412,9 @@ def _build_analyzer() -> Any:
                 wanted = {w.lower() for w in recognizer.context}
                 before = _WORD_RE.findall(text[max(0, result.start - 80) : result.start].lower())
                 near = set(before[-self.context_prefix_count :])
-                if wanted & field_words:
+                if _supports(wanted, field_words):
                     result.score = min(1.0, max(result.score + 0.35, 0.6))
-                elif wanted & near:
+                elif _supports(wanted, near):
                     result.score = min(1.0, max(result.score + 0.35, 0.4))
             return raw_results
 
@@ -582,7 +593,9 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "SECRET_KEYWORD",
         re.compile(
-            r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])*"
+            # No "(?:\w+_)*" prefix: it backtracks quadratically on "a_a_a_...". A keyword
+            # preceded by "_", "-" or "." (refresh_token, x-api-key) matches anyway.
+            r"(?i)(?<![A-Za-z0-9])"
             r"(?:token|api[_-]?key|apikey|access[_-]?key|passphrase|credentials?|client[_-]?secret)"
             r"(?![A-Za-z0-9])[\"']?\s*[:=]\s*[\"']?([^\s\"'`,;]{6,})"
         ),
@@ -739,31 +752,91 @@ def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
             yield from values or [match.span()]
 
 
+# Bounds on the work one string can cause. Several detect-secrets regexes backtrack
+# quadratically (measured: its keyword rule takes 75 s on 20 kB of "passwordpassword...", its
+# OpenAI rule 1 s on "sk-aaaa..." repeated). Typed plugins therefore run on windows of 4 kB
+# (overlapping by 512 characters, longer than any token they know), and the keyword rules on
+# lines, switching to a bounded rule of ours for long or keyword-dense lines.
+_WINDOW = 4096
+_OVERLAP = 512
+_KEYWORD_LINE_MAX = 1000
+_KEYWORDS_PER_LINE_MAX = 6
+_KEYWORD_HINT_RE = re.compile(
+    r"(?i)api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key"
+    r"|private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|secret"
+    r"|contrase(?:ñ|n)a"
+)
+_BOUNDED_KEYWORD_RE = re.compile(
+    r"(?i)(?:api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key"
+    r"|private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|secret"
+    r"|contrase(?:ñ|n)a)\w{0,40}[\"'\]]{0,2}[ \t]{0,8}(?:={1,3}|:=|:|=>)[ \t]{0,8}"
+    r"[\"'`]?([^\s\"'`,;]{1,256})"
+)
+
+
+def _windows(text: str) -> Iterable[tuple[int, str]]:
+    if len(text) <= _WINDOW:
+        yield 0, text
+        return
+    for start in range(0, len(text), _WINDOW - _OVERLAP):
+        yield start, text[start : start + _WINDOW]
+        if start + _WINDOW >= len(text):
+            return
+
+
+def _lines(text: str) -> Iterable[tuple[int, str]]:
+    offset = 0
+    for line in text.split("\n"):
+        yield offset, line
+        offset += len(line) + 1
+
+
+def _keyword_spans(text: str) -> list[_Span]:
+    spans: list[_Span] = []
+    for offset, line in _lines(text):
+        hints = 0
+        for _ in _KEYWORD_HINT_RE.finditer(line):
+            hints += 1
+            if hints > _KEYWORDS_PER_LINE_MAX:
+                break
+        if not hints:
+            continue
+        if len(line) <= _KEYWORD_LINE_MAX and hints <= _KEYWORDS_PER_LINE_MAX:
+            rules = _keyword_regexes()
+        else:
+            rules = ((_BOUNDED_KEYWORD_RE, 1),)
+        for regex, group in rules:
+            for match in regex.finditer(line):
+                start, end = match.span(group)
+                if start > 0 and line[start - 1] not in "\"'`":
+                    # Unquoted values in prose end at whitespace, not at the end of the line.
+                    cut = re.search(r"\s", line[start:end])
+                    end = start + cut.start() if cut else end
+                    while end > start and line[end - 1] in ".,;:)]}":
+                        end -= 1
+                if _plausible_secret(line[start:end], line):
+                    spans.append(
+                        _Span("SECRET_KEYWORD", offset + start, offset + end, 0.8, "detect_secrets")
+                    )
+    return spans
+
+
 def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
     for entity, plugin in _secret_plugins():
         if entity not in key.entities:
             continue
-        for s, e in set(_plugin_matches(plugin, text)):
+        found = {
+            (offset + s, offset + e)
+            for offset, window in _windows(text)
+            for s, e in _plugin_matches(plugin, window)
+        }
+        for s, e in found:
             if entity == "BASIC_AUTH" and _is_templated(text[s:e]):
                 continue
             spans.append(_Span(entity, s, e, 0.9, "detect_secrets"))
     if "SECRET_KEYWORD" in key.entities:
-        for regex, group in _keyword_regexes():
-            for match in regex.finditer(text):
-                start, end = match.span(group)
-                quoted = start > 0 and text[start - 1] in "\"'`"
-                if not quoted:
-                    # Unquoted values in prose end at whitespace, not at the end of the line.
-                    cut = re.search(r"\s", text[start:end])
-                    end = start + cut.start() if cut else end
-                    while end > start and text[end - 1] in ".,;:)]}":
-                        end -= 1
-                value = text[start:end]
-                line_end = text.find("\n", end)
-                line = text[text.rfind("\n", 0, start) + 1 : line_end if line_end >= 0 else None]
-                if _plausible_secret(value, line):
-                    spans.append(_Span("SECRET_KEYWORD", start, end, 0.8, "detect_secrets"))
+        spans += _keyword_spans(text)
     if "HIGH_ENTROPY_STRING" in key.entities:
         plugin = _entropy_plugin()
         for match in _CANDIDATE_TOKEN_RE.finditer(text):
@@ -973,6 +1046,10 @@ def _split_pass(
             bounds.append((leaf, offset, offset + len(leaf.text)))
             offset += len(leaf.text) + len(sep)
         for span in _detect(joined, ctx, state.key, True):
+            if span.entity_type == "PHONE_NUMBER" and span.score < 0.6:
+                # Runs of small numbers join into plausible national numbers ("35 36 37");
+                # a phone split over fields needs a supporting word to count.
+                continue
             touched = [
                 (leaf, lo, hi) for leaf, lo, hi in bounds if span.start < hi and span.end > lo
             ]
