@@ -119,7 +119,13 @@ class Registry:
 
     @cached_property
     def _providers(self) -> dict[str, Provider]:
-        return {p.id: p for s in self.skills.values() for p in s.providers}
+        # The first wins: a configured skill's provider, not the generic ``server.tool`` skill's
+        # provider of the same tool (same id; its own timeout, mapping and comparator).
+        index: dict[str, Provider] = {}
+        for s in self.skills.values():
+            for p in s.providers:
+                index.setdefault(p.id, p)
+        return index
 
     def catalogue(self) -> list[dict[str, Any]]:
         return [s.catalogue_entry() for s in self.skills.values()]
