@@ -22,6 +22,7 @@ from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.config import HybridConfig, load_config
+from hybridmcp.policy.breaker import BreakerBoard
 
 
 @dataclass
@@ -61,14 +62,15 @@ class Resources:
         gate_factory: Callable[[SessionPool], Gate] | None = None,
         store: BaseStore | None = None,
     ) -> Resources:
-        pool = await SessionPool(config.mcpServers).open()
+        pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             registry = build_registry(config, tools)
         except BaseException:
             await pool.close()
             raise
-        gate = gate_factory(pool) if gate_factory else Gate(pool)
+        breaker = BreakerBoard(config.resilience.breaker)
+        gate = gate_factory(pool) if gate_factory else Gate(pool, breaker=breaker)
         return cls(config, pool, registry, gate, store)
 
     async def close(self) -> None:
@@ -82,7 +84,7 @@ class Resources:
 
     def server_available(self, server: str) -> tuple[bool, str | None]:
         status = self.pool.status(server)
-        return status.up, status.error
+        return status.available, status.error
 
 
 _SHARED: dict[str | None, Resources] = {}

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
 from hybridmcp.errors import PolicyError, ProviderError
+from hybridmcp.policy.breaker import BreakerBoard
 
 
 @dataclass(frozen=True)
@@ -77,17 +78,27 @@ class Budget:
 
 
 class Breaker(Protocol):
+    """The breaker step (:class:`hybridmcp.policy.breaker.BreakerBoard` by default)."""
+
     def allow(self, provider_id: str, now: float) -> bool: ...
-    def record(self, provider_id: str, ok: bool, now: float) -> None: ...
+    def record(self, provider_id: str, ok: bool, now: float, *, slow: bool = False) -> None: ...
+    def release(self, provider_id: str, now: float) -> None: ...
+    def blocked(self, provider_id: str, now: float) -> str | None: ...
 
 
 class AlwaysClosed:
-    """The default breaker: never trips."""
+    """A breaker that never trips (to turn circuit breaking off in code)."""
 
     def allow(self, provider_id: str, now: float) -> bool:
         return True
 
-    def record(self, provider_id: str, ok: bool, now: float) -> None:
+    def record(self, provider_id: str, ok: bool, now: float, *, slow: bool = False) -> None:
+        return None
+
+    def release(self, provider_id: str, now: float) -> None:
+        return None
+
+    def blocked(self, provider_id: str, now: float) -> str | None:
         return None
 
 
@@ -135,7 +146,7 @@ class Gate:
         self.pool = pool
         self.privacy = privacy or AllowAll()
         self.budget = budget or Budget()
-        self.breaker = breaker or AlwaysClosed()
+        self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
         self.audit = audit or MemoryAudit()
         self.clock = clock
 
@@ -146,7 +157,12 @@ class Gate:
         ctx: CallContext,
         *,
         timeout_s: float | None = None,
+        slow_after_s: float | None = None,
+        validate: Callable[[Any], None] | None = None,
     ) -> GateResult:
+        """Make one external call. ``validate`` raises :class:`ProviderError` for an answer of
+        the wrong shape (counted as a failure); an answer later than ``slow_after_s`` counts
+        as slow for the circuit breaker."""
         assert provider.side == "external" and provider.server and provider.tool
         base = {
             "run_id": ctx.run_id,
@@ -188,6 +204,7 @@ class Gate:
 
         sent = _size(decision.arguments)
         outcome, received = "cancelled", 0
+        started = time.perf_counter()
         try:
             result = await self.pool.call_tool(
                 provider.server,
@@ -197,12 +214,16 @@ class Gate:
             )
             received = sum(_size(c.model_dump()) for c in result.content)
             value = decision.restore(extract_result(provider, result))
+            if validate is not None:
+                validate(value)
             outcome = "ok"
         except ProviderError as err:
             outcome = f"error: {err}"
             self.breaker.record(provider.id, False, self.clock())
             raise
         finally:
+            if outcome == "cancelled":
+                self.breaker.release(provider.id, self.clock())
             self.audit.append(
                 {
                     **base,
@@ -216,5 +237,6 @@ class Gate:
                     "outcome": outcome,
                 }
             )
-        self.breaker.record(provider.id, True, self.clock())
+        slow = slow_after_s is not None and time.perf_counter() - started > slow_after_s
+        self.breaker.record(provider.id, True, self.clock(), slow=slow)
         return GateResult(value, provider.cost_per_call, sent, received, decision.action)
