@@ -42,6 +42,9 @@ class WorkItem(TypedDict):
     sensitivity: str
     deadline_at: float | None
     """Absolute wall-clock deadline of the run (from ``constraints.deadline_ms``), if any."""
+    watch: NotRequired[dict[str, Any]]
+    """What the worker watches while the call runs: slow threshold, hedge, straggler peer
+    (:func:`hybridmcp.policy.hedging.watch_plan`)."""
 
 
 class OutputState(TypedDict):

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.memory import load_stats
+from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
 from hybridmcp.policy.scoring import arbitrate as decide
@@ -26,6 +27,9 @@ def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Cand
     if provider.server is not None:
         available, error = res.server_available(provider.server)
         reason = None if available else f"MCP server {provider.server!r} is down: {error}"
+    if available and provider.side == "external":
+        reason = res.gate.breaker.blocked(provider.id, res.clock())
+        available = reason is None
     return Candidate(provider.id, provider.side, provider.clearance, prediction, available, reason)
 
 
@@ -111,7 +115,10 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             if allocation["mode"] == "hybrid"
             else allocation["providers"][:1]
         )
-        pending.extend(work_item(state, request, res.registry.provider(pid), 1) for pid in chosen)
+        for pid in chosen:
+            item = work_item(state, request, res.registry.provider(pid), 1)
+            item["watch"] = watch_plan(allocation, pid, cfg.resilience)
+            pending.append(item)
     return {
         "allocations": allocations,
         "pending": pending,

@@ -1,23 +1,79 @@
-"""Phase 2: the parallel branches. Each call makes one attempt and records it.
+"""Phase 2: the parallel branches. Each call makes one attempt (two when hedged) and records it.
 
 ``internal`` runs an in-process provider; ``external`` calls an MCP tool through the gate.
 Both are bounded by the provider's deadline and the run's; both write only through the
-``attempts`` reducer, so any number of them can run in the same step.
+``attempts`` and ``events`` reducers, so any number of them can run in the same step.
+
+While a call runs, the worker watches it (:func:`hybridmcp.policy.hedging.watch_plan`):
+
+- past the provider's tail-latency estimate, a single-side request is *hedged*: the other side
+  starts too, the first valid answer wins, the other call is cancelled (``HEDGE_STARTED``);
+- past its degradation threshold, one side of a hybrid request whose other side has answered is
+  a *straggler*: it is cancelled and the request settles on the answer it has.
+
+Answers are checked against the shape the skill's comparator expects, so a truncated or
+wrong-shaped answer is a failed attempt (and a failure for the circuit breaker), not a value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.registry import Provider, invoke_internal
-from hybridmcp.errors import HybridMCPError
+from hybridmcp.errors import HybridMCPError, ProviderError
+from hybridmcp.policy.hedging import HedgeBudget
+from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import WorkItem
+
+
+@dataclass
+class _Live:
+    """Per-resources live state of the workers: the hedge budget, the hybrid pairs' answers."""
+
+    hedges: HedgeBudget
+    answered: dict[tuple[str, str, int], dict[str, asyncio.Event]] = field(default_factory=dict)
+    joined: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
+
+    def answer(self, key: tuple[str, str, int], side: str) -> asyncio.Event:
+        return self.answered.setdefault(key, {}).setdefault(side, asyncio.Event())
+
+    @contextlib.contextmanager
+    def pair(self, key: tuple[str, str, int]) -> Iterator[None]:
+        """Track the two workers of a hybrid request; forget the pair when both are done."""
+        counts = self.joined.setdefault(key, [0, 0])  # [joined, active]
+        counts[0] += 1
+        counts[1] += 1
+        try:
+            yield
+        finally:
+            counts[1] -= 1
+            if counts[0] >= 2 and counts[1] == 0:
+                self.joined.pop(key, None)
+                self.answered.pop(key, None)
+
+
+_LIVE: WeakKeyDictionary[Resources, _Live] = WeakKeyDictionary()
+
+
+def _live(res: Resources) -> _Live:
+    if res not in _LIVE:
+        _LIVE[res] = _Live(HedgeBudget.from_config(res.config.resilience.hedging))
+    return _LIVE[res]
+
+
+def hedge_budget(res: Resources) -> HedgeBudget:
+    """The hedge budget these resources' runs share (for reports and tests)."""
+    return _live(res).hedges
 
 
 def _timeout_s(provider: Provider, item: WorkItem, now: float) -> float:
@@ -55,16 +111,31 @@ def _attempt(
     return attempt | extra
 
 
+def _validator(res: Resources, skill: str) -> Any:
+    comparator = res.registry.get(skill).comparator
+
+    def validate(value: Any) -> None:
+        problem = shape_error(comparator, value)
+        if problem:
+            raise ProviderError(problem)
+
+    return validate
+
+
 async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
+    """One attempt; never raises except when cancelled."""
     provider = res.registry.provider(item["provider"])
     started, t0 = res.clock(), time.perf_counter()
     timeout = _timeout_s(provider, item, started)
+    validate = _validator(res, item["skill"])
+    slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
     try:
         if timeout <= 0:
             raise TimeoutError
         if provider.side == "internal":
             async with asyncio.timeout(timeout):
                 value = await invoke_internal(provider, item["args"])
+            validate(value)
             return _attempt(
                 item,
                 ok=True,
@@ -80,7 +151,14 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             item["idempotency_key"],
             item["sensitivity"],
         )
-        result = await res.gate.call(provider, item["args"], ctx, timeout_s=timeout)
+        result = await res.gate.call(
+            provider,
+            item["args"],
+            ctx,
+            timeout_s=timeout,
+            slow_after_s=None if slow_after_ms is None else slow_after_ms / 1000,
+            validate=validate,
+        )
         return _attempt(
             item,
             ok=True,
@@ -103,9 +181,140 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
     )
 
 
+@dataclass
+class _Call:
+    """An attempt in flight: its item, task and start."""
+
+    item: WorkItem
+    task: asyncio.Task[dict[str, Any]]
+    started: float
+    t0: float
+
+    @classmethod
+    def start(cls, item: WorkItem, res: Resources) -> _Call:
+        started, t0 = res.clock(), time.perf_counter()
+        return cls(item, asyncio.create_task(_run(item, res)), started, t0)
+
+    async def cancel(self, res: Resources, why: str, **extra: Any) -> dict[str, Any]:
+        """Cancel it and record it as a failed attempt (the call was made: its cost counts)."""
+        self.task.cancel()
+        with contextlib.suppress(BaseException):
+            await self.task
+        provider = res.registry.provider(self.item["provider"])
+        return _attempt(
+            self.item,
+            ok=False,
+            started=self.started,
+            elapsed_s=time.perf_counter() - self.t0,
+            cost=provider.cost_per_call,
+            error=f"cancelled: {why}",
+            **extra,
+        )
+
+
+async def _race(
+    primary: _Call, hedge: dict[str, Any], res: Resources, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Run a hedge against the primary; the first valid answer wins, the other is cancelled."""
+    item = primary.item
+    alt = WorkItem(
+        **{**item, "provider": hedge["provider"], "side": hedge["side"], "watch": {}},  # type: ignore[typeddict-item]
+    )
+    alt["idempotency_key"] = f"{item['idempotency_key']}:hedge"
+    second = _Call.start(alt, res)
+    budget = _live(res).hedges
+    events.append(
+        {
+            "code": "HEDGE_STARTED",
+            "request_id": item["request_id"],
+            "round": item["round"],
+            "provider": item["provider"],
+            "hedge_provider": alt["provider"],
+            "after_ms": hedge["after_ms"],
+            "elapsed_ms": round((time.perf_counter() - primary.t0) * 1000, 3),
+            "budget": {"tokens": round(budget.tokens, 3), "spent": budget.spent},
+        }
+    )
+    calls = {primary.task: (primary, "primary"), second.task: (second, "hedge")}
+    results: dict[asyncio.Task[dict[str, Any]], dict[str, Any]] = {}
+    pending: set[asyncio.Task[dict[str, Any]]] = set(calls)
+    while pending and not any(a["ok"] for a in results.values()):
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        results |= {t: t.result() for t in done}
+    attempts = []
+    for task, (call, role) in calls.items():
+        if task in results:
+            attempts.append(results[task] | {"hedge": role})
+        else:
+            attempts.append(await call.cancel(res, HEDGE_LOST, cancelled=HEDGE_LOST, hedge=role))
+    return attempts
+
+
+async def _straggle(call: _Call, slow_after_s: float, answered: asyncio.Event) -> bool:
+    """Wait for the call; True when it should be cut: past ``slow_after_s`` with the other
+    side's answer in."""
+    remaining = slow_after_s - (time.perf_counter() - call.t0)
+    done, _ = await asyncio.wait({call.task}, timeout=max(0.0, remaining))
+    if done:
+        return False
+    peer = asyncio.create_task(answered.wait())
+    try:
+        done, _ = await asyncio.wait({call.task, peer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        peer.cancel()
+    return call.task not in done
+
+
+async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
+    live = _live(res)
+    watch = item.get("watch") or {}
+    events: list[dict[str, Any]] = []
+    key = (item["run_id"], item["request_id"], item["round"])
+    peer_side = watch.get("peer_side")
+    slow_after_ms = watch.get("slow_after_ms")
+    hedge = watch.get("hedge")
+    pairing = live.pair(key) if peer_side else contextlib.nullcontext()
+    with pairing:
+        call = _Call.start(item, res)
+        try:
+            attempts: list[dict[str, Any]] | None = None
+            if hedge:
+                live.hedges.earn()
+                done, _ = await asyncio.wait({call.task}, timeout=hedge["after_ms"] / 1000)
+                if not done and live.hedges.spend():
+                    attempts = await _race(call, hedge, res, events)
+            if attempts is None and peer_side and slow_after_ms is not None:
+                if await _straggle(call, slow_after_ms / 1000, live.answer(key, peer_side)):
+                    why = f"{STRAGGLER}: past {slow_after_ms:.0f} ms, the other side answered"
+                    attempts = [await call.cancel(res, why, cancelled=STRAGGLER)]
+                    _record_slow(res, item)
+            if attempts is None:
+                attempts = [await call.task]
+            if peer_side and attempts[0]["ok"]:
+                live.answer(key, item["side"]).set()
+        finally:
+            if not call.task.done():
+                call.task.cancel()
+    return {"attempts": attempts, "events": events + _breaker_events(res, attempts)}
+
+
+def _record_slow(res: Resources, item: WorkItem) -> None:
+    """A straggler cut off never reaches the gate's outcome: count it as slow here."""
+    if item["side"] == "external":
+        res.gate.breaker.record(item["provider"], True, res.clock(), slow=True)
+
+
+def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    take = getattr(res.gate.breaker, "take_transitions", None)
+    if take is None:
+        return []
+    providers = {a["provider"] for a in attempts if a["side"] == "external"}
+    return [t.to_event() for p in sorted(providers) for t in take(p)]
+
+
 async def internal(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return {"attempts": [await _run(item, await resources_for(runtime.context))]}
+    return await _serve(item, await resources_for(runtime.context))
 
 
 async def external(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return {"attempts": [await _run(item, await resources_for(runtime.context))]}
+    return await _serve(item, await resources_for(runtime.context))

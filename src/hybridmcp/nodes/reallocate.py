@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.nodes.arbitrate import work_item
+from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -19,7 +20,10 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     for move in state.get("moves", []):
         provider = res.registry.provider(move["provider"])
-        pending.append(work_item(state, requests[move["request_id"]], provider, round_no))
+        item = work_item(state, requests[move["request_id"]], provider, round_no)
+        allocation = state.get("allocations", {}).get(move["request_id"], {})
+        item["watch"] = watch_plan(allocation, provider.id, res.config.resilience, round_no)
+        pending.append(item)
         events.extend(move.get("events", []))
         events.append(
             {

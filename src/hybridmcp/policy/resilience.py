@@ -4,6 +4,11 @@ Pure: takes the allocation and attempts of each request, returns decisions and t
 events (``EXTERNAL_DEGRADATION_DETECTED`` -> ``SHIFT_TO_INTERNAL_PROCESSING``,
 ``COORDINATION_FAILURE`` -> ``SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE``), each carrying the
 numbers that drove it.
+
+An attempt is *degraded* when it failed, or when it answered (or was cut off) later than its
+provider's slow threshold (:func:`hybridmcp.policy.hedging.slow_threshold_ms`: ``max(3 x EWMA,
+1.5 x p95)`` of the moving-average baseline the allocation was made with). A hedge that lost the
+race in normal time is not degraded.
 """
 
 from __future__ import annotations
@@ -12,11 +17,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybridmcp.config import ComparatorConfig, DegradationConfig
+from hybridmcp.policy.hedging import slow_threshold_ms
+
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
 DEGRADED = {
     "external": "EXTERNAL_DEGRADATION_DETECTED",
     "internal": "INTERNAL_DEGRADATION_DETECTED",
 }
+HEDGE_LOST = "hedge lost"
+STRAGGLER = "straggler"
 
 
 @dataclass
@@ -33,33 +43,168 @@ def _pct(new: float, old: float | None) -> str | None:
     return f"{(new - old) / old * 100:+.0f}%"
 
 
+def shape_error(comparator: ComparatorConfig, value: Any) -> str | None:
+    """Why an answer cannot be the skill's answer, judged by the keys its comparator compares;
+    None when it may be. Catches truncated JSON (a string) and answers of the wrong shape."""
+    keys: list[str] = []
+    if comparator.type == "fields" and isinstance(comparator.fields, dict):
+        keys = list(comparator.fields)
+    elif comparator.type == "json_subset" and isinstance(comparator.fields, list):
+        keys = list(comparator.fields)
+    if not keys:
+        return None
+    if not isinstance(value, dict):
+        return f"malformed answer: expected an object with {keys}, got {type(value).__name__}"
+    missing = [k for k in keys if k not in value]
+    if missing:
+        return f"malformed answer: missing {missing} (got keys {sorted(value)[:10]})"
+    return None
+
+
+def _error_rates(
+    provider: str,
+    attempts: Sequence[Mapping[str, Any]],
+    baseline: Mapping[str, Any] | None,
+    recent: Mapping[str, Any] | None,
+) -> tuple[float | None, float | None, int]:
+    """Observed error rate (the breaker's window when given, else this run), baseline's."""
+    observed: float | None = None
+    if recent and recent.get("window_calls"):
+        observed, calls = float(recent["failure_rate"]), int(recent["window_calls"])
+    else:
+        mine = [a for a in attempts if a["provider"] == provider and not a.get("cancelled")]
+        calls = len(mine)
+        if calls:
+            observed = sum(1 for a in mine if not a["ok"]) / calls
+    base = 1.0 - float(baseline["success"]) if baseline and "success" in baseline else None
+    return observed, base, calls
+
+
+def assess(
+    attempt: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    cfg: DegradationConfig,
+) -> list[str]:
+    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not."""
+    threshold = slow_threshold_ms(baseline, cfg)
+    slow = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
+    if attempt.get("cancelled") == HEDGE_LOST:
+        return ["latency"] if slow else []
+    if attempt.get("cancelled") == STRAGGLER:
+        return ["latency"]
+    reasons = [] if attempt["ok"] else ["error"]
+    return [*reasons, "latency"] if slow else reasons
+
+
+def degradation_metrics(
+    attempt: Mapping[str, Any],
+    attempts: Sequence[Mapping[str, Any]],
+    baseline: Mapping[str, Any] | None,
+    cfg: DegradationConfig,
+    recent: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The spec's ``degradation_metrics`` of an attempt, with the raw numbers behind them."""
+    provider = attempt["provider"]
+    latency = attempt.get("latency_ms") or 0.0
+    observed, base_error, calls = _error_rates(provider, attempts, baseline, recent)
+    metrics: dict[str, Any] = {
+        "provider": provider,
+        "error": attempt.get("error"),
+        "latency_ms": latency,
+        "observed_error_rate": None if observed is None else round(observed, 3),
+        "observed_calls": calls,
+    }
+    if baseline:
+        quality = float(baseline.get("quality", 0.0))
+        observed_quality = quality * (1.0 - (observed or 0.0))
+        metrics |= {
+            "baseline_latency_ms": round(float(baseline["latency_ms"]), 3),
+            "baseline_p95_latency_ms": round(float(baseline["p95_latency_ms"]), 3),
+            "slow_threshold_ms": slow_threshold_ms(baseline, cfg),
+            "baseline_observations": baseline.get("observations"),
+            "baseline_error_rate": None if base_error is None else round(base_error, 3),
+            "response_time_increase": _pct(latency, float(baseline["latency_ms"])),
+            "error_rate_increase": None
+            if observed is None or base_error is None
+            else f"{(observed - base_error) * 100:+.0f}%",
+            "quality_score_decrease": f"{(quality - observed_quality) / quality * 100:.0f}%"
+            if quality
+            else None,
+        }
+    return metrics
+
+
+def _impact(
+    attempt: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    served: Mapping[str, Any] | None,
+    target: str | None,
+    target_baseline: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Performance and cost impact: measured when another provider answered, else expected."""
+    base_latency = float(baseline["latency_ms"]) if baseline else None
+    base_cost = float(baseline["cost"]) if baseline else None
+    lost_ms, lost_cost = attempt.get("latency_ms") or 0.0, attempt.get("cost") or 0.0
+    if served is not None:
+        latency, cost, basis, by = (
+            served["latency_ms"],
+            served.get("cost") or 0.0,
+            "measured",
+            served,
+        )
+    elif target is not None and target_baseline:
+        latency, cost = float(target_baseline["latency_ms"]), float(target_baseline["cost"])
+        basis, by = "expected", {"provider": target}
+    else:
+        return {"basis": "none", "lost_ms": lost_ms}, {"basis": "none", "lost_cost": lost_cost}
+    performance = {
+        "basis": basis,
+        "served_by": by["provider"],
+        "latency_ms": round(latency, 3),
+        "baseline_latency_ms": None if base_latency is None else round(base_latency, 3),
+        "latency_change": _pct(latency, base_latency),
+        "lost_ms": lost_ms,
+    }
+    cost_impact = {
+        "basis": basis,
+        "cost": cost,
+        "baseline_cost": base_cost,
+        "cost_change": _pct(cost, base_cost),
+        "lost_cost": lost_cost,
+    }
+    return performance, cost_impact
+
+
 def _degradation_event(
     request_id: str,
     attempt: Mapping[str, Any],
-    baseline: Mapping[str, Any] | None,
-    served_by: str | None,
+    attempts: Sequence[Mapping[str, Any]],
+    scores: Mapping[str, Any],
+    cfg: DegradationConfig,
+    *,
+    reasons: Sequence[str],
+    served: Mapping[str, Any] | None = None,
+    target: str | None = None,
+    target_side: str | None = None,
+    recent: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     side = attempt["side"]
-    metrics: dict[str, Any] = {
-        "provider": attempt["provider"],
-        "error": attempt.get("error"),
-        "latency_ms": attempt.get("latency_ms"),
-    }
-    if baseline:
-        metrics["baseline_latency_ms"] = baseline.get("latency_ms")
-        metrics["response_time_increase"] = _pct(
-            attempt.get("latency_ms") or 0.0, baseline.get("latency_ms")
-        )
-        metrics["baseline_success_rate"] = baseline.get("success")
+    baseline = scores.get(attempt["provider"], {}).get("prediction")
+    to_side = served["side"] if served is not None else target_side
+    target_baseline = scores.get(target, {}).get("prediction") if target else None
+    performance, cost = _impact(attempt, baseline, served, target, target_baseline)
     return {
         "code": DEGRADED[side],
         "request_id": request_id,
         "coordination_status": DEGRADED[side],
-        "degradation_metrics": metrics,
-        "reallocation_strategy": SHIFT[side]
-        if served_by and served_by != side
-        else "NONE_AVAILABLE",
-        "moved_to": served_by,
+        "detected_by": list(reasons),
+        "degradation_metrics": degradation_metrics(
+            attempt, attempts, baseline, cfg, (recent or {}).get(attempt["provider"])
+        ),
+        "reallocation_strategy": SHIFT[side] if to_side and to_side != side else "NONE_AVAILABLE",
+        "moved_to": to_side,
+        "performance_impact": performance,
+        "cost_impact": cost,
     }
 
 
@@ -71,12 +216,18 @@ def plan_round(
     round_no: int,
     max_rounds: int,
     sides: Mapping[str, str],
+    degradation: DegradationConfig | None = None,
+    recent: Mapping[str, Mapping[str, Any]] | None = None,
+    deadline_passed: bool = False,
 ) -> RoundPlan:
     """Decide, after round ``round_no``, what happens to each open request.
 
     ``sides`` maps provider id to its side; ``allocations[...]["ranking"]`` orders every eligible
-    provider best first, so a move always goes to the best provider not yet tried.
+    provider best first, so a move always goes to the best provider not yet tried. ``recent``
+    maps provider id to its circuit breaker's window (``failure_rate``, ``window_calls``), the
+    observed error rate; ``deadline_passed`` turns every move into a failure.
     """
+    cfg = degradation or DegradationConfig()
     plan = RoundPlan()
     by_request: dict[str, list[Mapping[str, Any]]] = {}
     for a in attempts:
@@ -89,25 +240,34 @@ def plan_round(
         failed_now = [a for a in this_round if not a["ok"]]
         ranking = list(allocation.get("ranking", ()))
         remaining = [p for p in ranking if p not in {a["provider"] for a in tried}]
-        baselines = allocation.get("scores", {})
+        scores = allocation.get("scores", {})
+
+        def event(a: Mapping[str, Any], reasons: list[str], **kw: Any) -> dict[str, Any]:
+            return _degradation_event(rid, a, attempts, scores, cfg, reasons=reasons, **kw)  # noqa: B023
 
         if allocation.get("mode") == "none":
             plan.failed[rid] = allocation.get("rule", "no eligible provider")
             continue
         if ok:
-            for a in failed_now:
-                served = ok[0]["side"]
-                base = baselines.get(a["provider"], {}).get("prediction")
-                plan.events.append(_degradation_event(rid, a, base, served))
+            served = ok[0]
+            for a in this_round:
+                reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg)
+                if reasons and a is not served:
+                    plan.events.append(event(a, reasons, served=served, recent=recent))
+                elif reasons:  # answered, but slowly: later requests shift, this one is done
+                    plan.events.append(event(a, reasons, recent=recent))
             plan.settled.append(rid)
             continue
         if not failed_now:
             continue  # nothing ran for it this round; still in flight elsewhere
-        target = remaining[0] if remaining and round_no < max_rounds else None
+        can_move = remaining and round_no < max_rounds and not deadline_passed
+        target = remaining[0] if can_move else None
         target_side = sides.get(target) if target else None
         for a in failed_now:
-            base = baselines.get(a["provider"], {}).get("prediction")
-            plan.events.append(_degradation_event(rid, a, base, target_side))
+            reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg) or ["error"]
+            plan.events.append(
+                event(a, reasons, target=target, target_side=target_side, recent=recent)
+            )
         if allocation.get("mode") == "hybrid" and len({a["side"] for a in failed_now}) > 1:
             plan.events.append(
                 {
@@ -122,11 +282,12 @@ def plan_round(
             )
         if target is None:
             errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
-            why = (
-                "no other provider can serve it"
-                if not remaining
-                else (f"stopped after {max_rounds} rounds")
-            )
+            if deadline_passed:
+                why = "the run's deadline passed before it could be reallocated"
+            elif not remaining:
+                why = "no other provider can serve it"
+            else:
+                why = f"stopped after {max_rounds} rounds"
             plan.failed[rid] = f"every provider failed ({errors}); {why}"
         else:
             plan.moves.append(

@@ -1,0 +1,107 @@
+"""Hedged requests and stragglers: what a worker watches for while its call runs. Pure.
+
+A *hedge* (Dean and Barroso, "The Tail at Scale") starts the other side of a single-side request
+once the preferred provider has run past its tail-latency estimate (the p95 prediction); the first
+valid answer wins and the other call is cancelled. Hedges are paid from a token budget, as gRPC
+and Finagle bound their retries: each single-side request earns ``budget_ratio`` of a hedge (5%
+by default), so hedging adds at most that share of extra calls, plus ``budget_burst``, however
+slow a provider gets. A prediction needs ``min_observations`` calls behind it before it can
+trigger a hedge, so a provider's first calls never do.
+
+A *straggler* is one side of a hybrid (cross-validated) request that runs past its degradation
+threshold after the other side has already answered: the worker stops waiting for it, and the
+request settles on the answer it has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hybridmcp.config import DegradationConfig, HedgingConfig, ResilienceConfig
+
+OTHER_SIDE = {"internal": "external", "external": "internal"}
+
+
+def slow_threshold_ms(prediction: Mapping[str, Any] | None, cfg: DegradationConfig) -> float | None:
+    """The latency past which a call counts as degraded: ``max(3 x EWMA, 1.5 x p95)`` by
+    default, once the baseline has ``min_observations`` calls; None before that."""
+    if not prediction or (prediction.get("observations") or 0) < cfg.min_observations:
+        return None
+    return max(
+        cfg.latency_ewma_factor * float(prediction["latency_ms"]),
+        cfg.latency_p95_factor * float(prediction["p95_latency_ms"]),
+    )
+
+
+def hedge_target(
+    allocation: Mapping[str, Any], provider_id: str, cfg: HedgingConfig
+) -> dict[str, Any] | None:
+    """Where and when to hedge a single-side request's call to ``provider_id``, or None."""
+    if not cfg.enabled or allocation.get("mode") not in ("internal", "external"):
+        return None
+    scores = allocation.get("scores", {})
+    mine = scores.get(provider_id, {})
+    prediction = mine.get("prediction") or {}
+    if (prediction.get("observations") or 0) < cfg.min_observations:
+        return None
+    other = OTHER_SIDE.get(mine.get("side", ""))
+    alternative = next(
+        (p for p in allocation.get("ranking", ()) if scores.get(p, {}).get("side") == other), None
+    )
+    if alternative is None:
+        return None
+    return {
+        "provider": alternative,
+        "side": other,
+        "after_ms": round(max(float(prediction["p95_latency_ms"]), cfg.min_delay_ms), 3),
+    }
+
+
+def watch_plan(
+    allocation: Mapping[str, Any], provider_id: str, cfg: ResilienceConfig, round_no: int = 1
+) -> dict[str, Any]:
+    """What the worker running ``provider_id`` for this allocation watches for.
+
+    ``slow_after_ms``: the degradation threshold (a later answer counts as slow for the circuit
+    breaker); ``hedge``: the provider to start past ``after_ms``; ``peer_side``: in a hybrid
+    request's first round, the side whose answer lets this one stop as a straggler.
+    """
+    mine = allocation.get("scores", {}).get(provider_id, {})
+    plan: dict[str, Any] = {
+        "slow_after_ms": slow_threshold_ms(mine.get("prediction"), cfg.degradation),
+        "hedge": None,
+        "peer_side": None,
+    }
+    if round_no == 1:
+        plan["hedge"] = hedge_target(allocation, provider_id, cfg.hedging)
+        if allocation.get("mode") == "hybrid" and cfg.degradation.cut_stragglers:
+            plan["peer_side"] = OTHER_SIDE.get(mine.get("side", ""))
+    return plan
+
+
+@dataclass
+class HedgeBudget:
+    """Tokens for hedges: each eligible request earns ``ratio``; a hedge spends one."""
+
+    ratio: float = 0.05
+    burst: float = 10.0
+    tokens: float = 0.0
+    earned: int = 0
+    spent: int = 0
+
+    @classmethod
+    def from_config(cls, cfg: HedgingConfig) -> HedgeBudget:
+        return cls(cfg.budget_ratio, cfg.budget_burst)
+
+    def earn(self) -> None:
+        self.earned += 1
+        self.tokens = min(self.burst, self.tokens + self.ratio)
+
+    def spend(self) -> bool:
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        self.spent += 1
+        return True
