@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -93,11 +94,12 @@ def _stop(proc: subprocess.Popen[bytes]) -> set[int]:
     return {p for p in tree if _alive(p)}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextmanager
+def serve(log: Path, **env: str) -> Iterator[str]:
+    """``langgraph dev`` from the repository root on a free port; stopped, with everything it
+    started, on exit."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("langgraph") / "server.log"
-    env = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false"}
+    environ = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", **env}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
@@ -105,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 *("--port", str(port), "--host", "127.0.0.1"),
             ],
             cwd=ROOT,
-            env=env,
+            env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -130,6 +132,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert not leaked, f"processes outlived the server: {sorted(leaked)}"
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with serve(tmp_path_factory.mktemp("langgraph") / "server.log") as url:
+        yield url
+
+
 async def test_server_serves_the_graph_and_coordinates(server: str) -> None:
     client = get_client(url=server)
     async with asyncio.timeout(RUN_DEADLINE_S):
@@ -141,7 +149,7 @@ async def test_server_serves_the_graph_and_coordinates(server: str) -> None:
     assert out["status"] == "ok", out
     assert out["results"]["calc"]["value"] == {"value": 655.5}
     now = out["results"]["now"]
-    assert now["allocation"] == "hybrid" and now["agreement"] is True
+    assert now["allocation"] == "hybrid" and now["agreement"] is True, now
     assert {a["side"] for a in now["attempts"]} == {"internal", "external"}
     assert set(out) >= {"status", "results", "conflicts", "events", "quality", "metrics"}
     assert "pending" not in out  # the output schema, not the internal state
@@ -190,3 +198,47 @@ def test_the_server_client_example(server: str) -> None:
     assert "phase arbitrate done" in proc.stdout and "status: ok" in proc.stdout
     assert '  total: {"value": 655.5} (internal, single side)' in proc.stdout
     assert "  paris: " in proc.stdout and "(hybrid, agreed)" in proc.stdout
+
+
+REVIEW_CONFIG = """
+coordination_config: {interrupt_on_conflict: true}
+mcpServers:
+  time: {command: mcp-server-time, args: ["--local-timezone", "UTC"]}
+skills:
+  clock.now:
+    input_schema: {type: object, properties: {timezone: {type: string}}, required: [timezone]}
+    comparator:
+      type: fields
+      fields: {timezone: {type: exact}, datetime: {type: datetime, tolerance: 5}}
+    providers:
+      - {side: internal, function: "tests.helpers:wrong_time"}
+      - {side: external, server: time, tool: get_current_time}
+"""
+
+
+async def test_a_conflict_pauses_on_the_server_and_resumes_with_a_command(tmp_path: Path) -> None:
+    """What Studio does: the run stops at the review interrupt; a resume command finishes it."""
+    config = tmp_path / "review.yaml"
+    config.write_text(REVIEW_CONFIG)
+    request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
+    env = {"HYBRIDMCP_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+    with serve(tmp_path / "server.log", **env) as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(RUN_DEADLINE_S):
+            thread = (await client.threads.create())["thread_id"]
+            paused = await client.runs.wait(thread, "hybridmcp", input={"requests": [request]})
+            [interrupt] = paused["__interrupt__"]
+            [conflict] = interrupt["value"]["conflicts"]
+            assert conflict["request_id"] == "now" and set(conflict["values"]) == {
+                "internal",
+                "external",
+            }
+            state = await client.threads.get_state(thread)
+            assert state["next"] == ["review"]
+            out = await client.runs.wait(
+                thread, "hybridmcp", command={"resume": {"now": "external"}}
+            )
+    assert "__interrupt__" not in out
+    assert out["status"] == "ok"
+    assert out["results"]["now"]["value"] == conflict["values"]["external"]
+    assert out["results"]["now"]["resolution"] == {"by": "human", "choice": "external"}
