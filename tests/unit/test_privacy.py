@@ -155,6 +155,13 @@ def test_secret_named_field_and_echoes_elsewhere() -> None:
     red = redact(args, report)
     assert leaked(red.value, ["hunter22"]) == []
     assert red.value["conn"]["user"] == "app"
+    # An echo in a dict key is masked in the key's own path and in every path below it.
+    args = {"password": "hunter22", "hunter22": {"x": "hunter22 again"}}
+    report = scan(args)
+    assert {f.path for f in report.findings} == {"/password", "/~k1", "/~k1/x"}
+    red = redact(args, report)
+    assert leaked(red.value, ["hunter22"]) == []
+    assert restore(red.value, red.vault) == args
 
 
 def test_sensitive_dict_keys_are_redacted_and_paths_do_not_leak() -> None:

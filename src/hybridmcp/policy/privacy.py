@@ -922,9 +922,12 @@ class _Leaf:
 class _ScanState:
     key: _DetectorKey
     split: bool
+    echo: re.Pattern[str] | None = None
+    """Matches raw values found sensitive by a first pass (see :func:`scan`)."""
+    echo_origin: dict[str, Finding] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-    leaves: list[_Leaf] = field(default_factory=list)
     raw_values: dict[str, Finding] = field(default_factory=dict)
+    leaves: list[_Leaf] = field(default_factory=list)
 
     def add(self, leaf: _Leaf, span: _Span, split_of: str | None = None) -> None:
         raw = leaf.text[span.start : span.end]
@@ -944,8 +947,22 @@ class _ScanState:
             self.raw_values[raw] = finding
 
 
+def _echo_spans(text: str, found: tuple[_Span, ...], state: _ScanState) -> tuple[_Span, ...]:
+    """Occurrences of already-known sensitive values that nothing else flagged here."""
+    if state.echo is None or len(text) < 6:
+        return found
+    extra = []
+    for match in state.echo.finditer(text):
+        s, e = match.span()
+        if any(span.start <= s and e <= span.end for span in found):
+            continue
+        origin = state.echo_origin[match.group(0)]
+        extra.append(_Span(origin.entity_type, s, e, origin.score, origin.source))
+    return (*found, *extra)
+
+
 def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[str, tuple]:
-    spans = _detect(key, (), state.key, False)
+    spans = _echo_spans(key, _detect(key, (), state.key, False), state)
     if spans:
         masked = f"{path}/~k{index}"
         return masked, spans
@@ -987,7 +1004,7 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
 def _scan_leaf(value: Any, path: str, context: tuple[str, ...], state: _ScanState) -> _Leaf:
     leaf = _Leaf(path, _leaf_text(value))
     state.leaves.append(leaf)
-    for span in _detect(leaf.text, context, state.key, False):
+    for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key, False), state):
         state.add(leaf, span)
     return leaf
 
@@ -1064,27 +1081,27 @@ def _split_pass(
                     state.add(leaf, part, split_of=parent)
 
 
-def _echo_pass(state: _ScanState) -> None:
-    """Flag every other occurrence of a value already found sensitive somewhere in the request.
+_ECHO_MIN_LENGTH = 6
+_ECHO_MAX_VALUES = 1000
 
-    ``{"password": "hunter22", "note": "use hunter22"}``: the note alone says nothing, yet it
-    carries the password. Values shorter than six characters are left alone (too common).
-    """
-    values = sorted((v for v in state.raw_values if len(v.strip()) >= 6), key=len, reverse=True)
+
+def _echo_regex(state: _ScanState) -> re.Pattern[str] | None:
+    """A regex for the found values, if any of them also occurs where nothing flagged it."""
+    values = sorted({v for v in state.raw_values if len(v.strip()) >= _ECHO_MIN_LENGTH}, key=len)
     if not values:
-        return
-    regex = re.compile("|".join(re.escape(v) for v in values))
+        return None
+    longest_first = values[::-1][:_ECHO_MAX_VALUES]
+    regex = re.compile("|".join(re.escape(v) for v in longest_first))
     covered: dict[tuple[str, bool], list[tuple[int, int]]] = {}
     for f in state.findings:
         covered.setdefault((f.path, f.in_key), []).append((f.start, f.end))
     for leaf in state.leaves:
-        spans = covered.get((leaf.path, leaf.in_key), [])
+        spans = covered.get((leaf.path, leaf.in_key), ())
         for match in regex.finditer(leaf.text):
             s, e = match.span()
-            if any(lo <= s and e <= hi for lo, hi in spans):
-                continue
-            origin = state.raw_values[match.group(0)]
-            state.add(leaf, _Span(origin.entity_type, s, e, origin.score, origin.source))
+            if not any(lo <= s and e <= hi for lo, hi in spans):
+                return regex
+    return None
 
 
 def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
@@ -1092,16 +1109,34 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
 
     Walks nested dicts, lists and scalars (numbers as their decimal text, so a card number sent
     as an int is still a card number), scanning values and keys, then values split across
-    sibling fields, then echoes of found values elsewhere. The level is the highest level of
-    any finding, ``public`` when there is none.
+    sibling fields. The level is the highest level of any finding, ``public`` when there is
+    none.
+
+    When something was found, a second walk also flags every other occurrence of the found
+    values (six characters or longer): in ``{"password": "hunter22", "note": "use hunter22"}``
+    the note alone says nothing, yet it carries the password. It is a second walk rather than a
+    patch on the first so that a dict key found this way is masked in every path below it too.
     """
     config = config or PrivacyConfig()
-    state = _ScanState(key=_detector_key(config), split=config.split_fields)
+    key = _detector_key(config)
+    state = _ScanState(key=key, split=config.split_fields)
     _walk(value, "", (), state)
-    _echo_pass(state)
-    findings = sorted(
-        state.findings, key=lambda f: (f.path, f.in_key, f.start, f.end, f.entity_type)
-    )
+    echo = _echo_regex(state)
+    if echo is not None:
+        first = state
+        state = _ScanState(key=key, split=config.split_fields, echo=echo)
+        state.echo_origin = first.raw_values
+        _walk(value, "", (), state)
+    unique: dict[tuple[str, bool, int, int, str], Finding] = {}
+    for f in state.findings:
+        ident = (f.path, f.in_key, f.start, f.end, f.entity_type)
+        # Equal scores: keep the finding that says it was split over fields.
+        if ident not in unique or (unique[ident].score, bool(unique[ident].split_of)) < (
+            f.score,
+            bool(f.split_of),
+        ):
+            unique[ident] = f
+    findings = sorted(unique.values(), key=lambda f: (f.path, f.in_key, f.start, f.end))
     level = max((config.level_for(f.entity_type) for f in findings), default=Sensitivity.public)
     return SensitivityReport(level=level, findings=findings)
 
