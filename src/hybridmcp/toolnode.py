@@ -113,6 +113,8 @@ class HybridToolNode:
             process from ``HYBRIDMCP_CONFIG`` or the embedded default.
         strategy: ``auto`` (arbitration decides), ``internal``, ``external`` or ``hybrid``.
         critical: cross-validate every call (both sides, compared).
+        sensitivity: the data sensitivity of the calls (``public`` < ``internal`` <
+            ``confidential`` < ``restricted``): providers not cleared for it never see them.
         constraints: the run's ``{deadline_ms?, budget?, min_quality?}``.
         messages_key: where the messages are in the state.
     """
@@ -123,6 +125,7 @@ class HybridToolNode:
         resources: Resources | None = None,
         strategy: Literal["auto", "internal", "external", "hybrid"] = "auto",
         critical: bool = False,
+        sensitivity: str | None = None,
         constraints: Mapping[str, Any] | None = None,
         messages_key: str = "messages",
         name: str = "tools",
@@ -130,6 +133,7 @@ class HybridToolNode:
         self.resources = resources
         self.strategy = strategy
         self.critical = critical
+        self.sensitivity = sensitivity
         self.constraints = dict(constraints or {})
         self.messages_key = messages_key
         self.name = name
@@ -155,6 +159,7 @@ class HybridToolNode:
                 "args": call.get("args") or {},
                 "strategy": self.strategy,
                 "critical": self.critical,
+                **({"sensitivity": self.sensitivity} if self.sensitivity else {}),
             }
             for call_id, call in zip(ids, calls, strict=True)
         ]

@@ -148,3 +148,12 @@ async def test_a_failing_side_fails_over_to_the_other() -> None:
     assert message.status == "success" and json.loads(message.content)["timezone"] == "UTC"
     attempts = message.artifact["attempts"]
     assert [(a["side"], a["ok"]) for a in attempts] == [("internal", False), ("external", True)]
+
+
+async def test_sensitive_calls_stay_inside(resources) -> None:
+    node = HybridToolNode(resources=resources, critical=True, sensitivity="confidential")
+    calls = [{"name": "time__now", "args": {"timezone": "UTC"}, "id": "private"}]
+    async with asyncio.timeout(60):
+        [message] = await node([AIMessage("", tool_calls=calls)], {}, None)
+    assert message.status == "success" and message.artifact["allocation"] == "internal"
+    assert [a["side"] for a in message.artifact["attempts"]] == ["internal"]
