@@ -236,6 +236,13 @@ def test_levels_follow_the_most_sensitive_finding() -> None:
     assert scan("ip 203.0.113.9 card 4111111111111111").level == Sensitivity.restricted
     custom = PrivacyConfig(entity_levels={"IP_ADDRESS": "internal"})
     assert scan("ip 203.0.113.9", custom).level == Sensitivity.internal
+    # Overrides merge over the defaults: the card is still restricted.
+    assert custom.level_for("CREDIT_CARD") == Sensitivity.restricted
+    assert custom.level_for("SOMETHING_NEW") == Sensitivity.internal
+    with pytest.raises(ValueError, match="unknown entity type"):
+        PrivacyConfig(disabled_entities={"EMAIL"})
+    with pytest.raises(ValueError, match="unknown sensitivity"):
+        PrivacyConfig(entity_levels={"EMAIL_ADDRESS": "top-secret"})
 
 
 def test_sensitivity_is_ordered_and_parsable() -> None:

@@ -55,6 +55,7 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 __all__ = [
     "DEFAULT_DISABLED_ENTITIES",
+    "KNOWN_ENTITIES",
     "Finding",
     "PrivacyConfig",
     "Redaction",
@@ -215,6 +216,8 @@ _PRESIDIO_ENTITIES: frozenset[str] = frozenset(
         "DATE_TIME",
     }
 )
+KNOWN_ENTITIES: frozenset[str] = _PRESIDIO_ENTITIES | _SECRET_ENTITIES
+"""Every entity type this module can report."""
 DEFAULT_DISABLED_ENTITIES: frozenset[str] = frozenset({"URL", "UUID", "DATE_TIME", "UK_NHS"})
 """Off by default. URL, UUID and DATE_TIME are what many tool calls are *about* (fetch a URL,
 look up a request id, book a date): redacting them would break the call while protecting
@@ -259,7 +262,8 @@ class PrivacyConfig(BaseModel):
 
     min_score: float = Field(default=0.5, ge=0.0, le=1.0)
     entity_levels: dict[str, Sensitivity] = Field(default_factory=_default_entity_levels)
-    """Level per entity type; an entity not listed counts as ``internal``."""
+    """Level per entity type, merged over the defaults (so lowering one level cannot silently
+    lower all the others); an entity listed nowhere counts as ``internal``."""
     enabled_entities: set[str] | None = None
     """Only these entity types are reported; ``None`` means every known type except
     :data:`DEFAULT_DISABLED_ENTITIES`."""
@@ -274,22 +278,31 @@ class PrivacyConfig(BaseModel):
     @classmethod
     def _parse_levels(cls, value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {str(k).upper(): Sensitivity.parse(v) for k, v in value.items()}
+            given = {str(k).upper(): Sensitivity.parse(v) for k, v in value.items()}
+            return {**_default_entity_levels(), **given}
         return value
 
     @field_validator("enabled_entities", "disabled_entities", mode="before")
     @classmethod
-    def _upper(cls, value: Any) -> Any:
-        if value is None or isinstance(value, str):
-            return {value.upper()} if isinstance(value, str) else value
-        return {str(v).upper() for v in value}
+    def _known_names(cls, value: Any) -> Any:
+        # A typo ("EMAIL" for "EMAIL_ADDRESS") would otherwise disable nothing, silently.
+        if value is None:
+            return None
+        names = {value.upper()} if isinstance(value, str) else {str(v).upper() for v in value}
+        unknown = sorted(names - KNOWN_ENTITIES)
+        if unknown:
+            raise ValueError(
+                f"unknown entity type(s) {', '.join(unknown)}; "
+                f"known: {', '.join(sorted(KNOWN_ENTITIES))}"
+            )
+        return names
 
     def level_for(self, entity_type: str) -> Sensitivity:
         return self.entity_levels.get(entity_type, Sensitivity.internal)
 
     def active_entities(self) -> frozenset[str]:
         if self.enabled_entities is None:
-            base = (_PRESIDIO_ENTITIES | _SECRET_ENTITIES) - DEFAULT_DISABLED_ENTITIES
+            base = KNOWN_ENTITIES - DEFAULT_DISABLED_ENTITIES
         else:
             base = frozenset(self.enabled_entities)
         return frozenset(base - self.disabled_entities)
