@@ -881,11 +881,26 @@ def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
     return spans
 
 
-@functools.lru_cache(maxsize=8192)
+_CACHE_MAX_CHARS = 4096
+
+
 def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool) -> tuple:
-    """All spans in one string that pass the config. Cached: requests repeat their strings."""
+    """All spans in one string that pass the config.
+
+    Requests repeat their strings (retries, hedged calls, the same field in every call of a
+    run), so short strings are cached; long ones are not, which bounds the cache's memory to
+    about 8192 x 4 kB.
+    """
     if len(text) < 3:
         return ()
+    if len(text) > _CACHE_MAX_CHARS:
+        return _detect_uncached(text, context, key, presidio_only)
+    return _detect_cached(text, context, key, presidio_only)
+
+
+def _detect_uncached(
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool
+) -> tuple:
     spans = _presidio_spans(text, context, key)
     if not presidio_only:
         spans += _secret_spans(text, key)
@@ -900,6 +915,9 @@ def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio_onl
         if ident not in kept or kept[ident].score < span.score:
             kept[ident] = span
     return tuple(sorted(kept.values(), key=lambda s: (s.start, s.end, s.entity_type)))
+
+
+_detect_cached = functools.lru_cache(maxsize=8192)(_detect_uncached)
 
 
 # --------------------------------------------------------------------------------------------
