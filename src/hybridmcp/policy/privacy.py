@@ -31,6 +31,15 @@ Privacy rules of this module:
 - The vault returned by :func:`redact` maps pseudonyms back to raw values. It lives in the
   calling process only: never put it in checkpointed state, an audit record or a log.
 - The per-string result cache holds raw strings as keys, in process memory only, for speed.
+
+Cost: about 2-5 ms per request on first sight, well under 1 ms when its strings were seen
+before; about 0.6 s for 50 kB of prose. Some detect-secrets regexes backtrack quadratically on
+crafted input, so their input is bounded (see :data:`_WINDOW`); the gate should still cap the
+size of arguments it is willing to scan.
+
+Known gaps (no NLP model here): names and street addresses are not detected; a bare nine-digit
+SSN in prose is not (one in a field named like ``ssn`` is); "password is ..." is caught only
+when the value does not look like an ordinary word.
 """
 
 from __future__ import annotations
