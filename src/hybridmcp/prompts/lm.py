@@ -147,12 +147,16 @@ class LocalModel:
         self.name = name
         self.n_ctx = n_ctx
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hybridmcp-llama")
+        # use_mmap=False: reading the ~100 MB file up front takes a fraction of a second, while
+        # a memory-mapped file whose pages are cold (a fresh CI machine, or reclaimed page
+        # cache) faults in page by page during the first generation, measured at 10-13 s here.
         self._llama = self._worker.submit(
             llama_cls,
             model_path=str(path),
             n_ctx=n_ctx,
             n_threads=n_threads,
             seed=seed,
+            use_mmap=False,
             verbose=False,
         ).result()
 
