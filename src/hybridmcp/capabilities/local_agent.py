@@ -16,7 +16,7 @@ from hybridmcp.prompts.lm import LocalModel, get_local_model
 
 __all__ = ["local_answer", "local_summarize"]
 
-_ANSWER_TOKENS = 200
+_ANSWER_TOKENS = 128
 _TOKENS_PER_SENTENCE = 48
 _MAX_SUMMARY_TOKENS = 400
 # Room for the chat template's special tokens and role headers around the text we count.
