@@ -417,3 +417,11 @@ def test_make_lms_builds_one_lm_per_role_and_shares_equal_models():
     assert lms["coordinator"] is lms["arbitrator"]
     assert lms["synchronizer"].model == "openai/gpt-4o-mini"
     assert lms["coordinator"].kwargs["max_tokens"] == 1500
+
+
+def test_make_lms_reads_the_projects_llm_config():
+    from hybridmcp.config import LLMConfig
+
+    lms = make_lms(LLMConfig(planner_model="openai/gpt-4o-mini", max_tokens=300))
+    assert set(lms) == {"planner"}  # roles left unset get no LM: the engine runs without one
+    assert lms["planner"].kwargs["max_tokens"] == 300
