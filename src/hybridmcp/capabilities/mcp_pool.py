@@ -232,8 +232,11 @@ class _ServerSession:
             owner.add_done_callback(self._retired.discard)
 
     def _broken(self, why: str) -> None:
+        """Retire a broken session and start its replacement now, so the next call finds it
+        open (or opening)."""
         self.status.error = why
         self._retire()
+        self.reopen_in_background()
 
     async def close(self) -> None:
         self._closed = True
@@ -454,6 +457,15 @@ class SessionPool:
 
     def is_up(self, server: str) -> bool:
         return self.status(server).up
+
+    async def opened(self, server: str) -> bool:
+        """Wait for an open (or re-open) of the server's session in progress; is it up?"""
+        session = self._sessions.get(server)
+        if session is None:
+            return False
+        if session._opening is not None and not session._opening.done():
+            await asyncio.shield(session._opening)
+        return session.status.up
 
     async def call_tool(
         self, server: str, tool: str, arguments: dict[str, Any], timeout_s: float
