@@ -1,0 +1,1 @@
+"""The resilience benchmark (``python -m bench.resilience``); see :mod:`bench.resilience.run`."""

@@ -1,0 +1,3 @@
+from bench.resilience.run import main
+
+main()
