@@ -139,6 +139,7 @@ async def test_errors_move_work_and_open_the_circuit(transport):
         (opened,) = [e for e in out["events"] if e["code"] == "CIRCUIT_OPENED"]
         assert opened["provider"] == "mcp:faulty/calculate"
         assert "in a row" in opened["reason"]
+        assert out["metrics"]["circuits"]["mcp:faulty/calculate"]["state"] == "open"
         # the next run does not even try the open provider
         breaker = co.resources.gate.breaker
         assert "circuit breaker open" in breaker.blocked("mcp:faulty/calculate", time.time())

@@ -8,6 +8,7 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
+from hybridmcp.nodes.monitor import breaker_windows
 from hybridmcp.policy.learning import observe_agreement, observe_call
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
@@ -63,4 +64,6 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             if key in stats:
                 stats[key] = observe_agreement(stats[key], agreed=result["agreement"], now=now)
     await save_stats(store, stats.values())
-    return {"metrics": run_metrics(state, now)}
+    metrics = run_metrics(state, now)
+    metrics["circuits"] = breaker_windows(res)  # each external provider's circuit breaker
+    return {"metrics": metrics}
