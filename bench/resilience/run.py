@@ -96,7 +96,12 @@ class Outcome:
     latency_ms: float
     external_calls: int = 0
     hedges: int = 0
+    bad: bool = False
+    """An external call failed, timed out or was cut off as degraded."""
     detected: bool = False
+    """``EXTERNAL_DEGRADATION_DETECTED`` was reported."""
+    circuit_opened: bool = False
+    started: float = 0.0
 
 
 @dataclass
@@ -112,7 +117,10 @@ class Cell:
     external_calls_per_request: float
     hedge_extra_calls: float
     detect_calls: int | None
+    """External calls from the first bad one to the first degradation event, inclusive."""
     detect_ms: float | None
+    circuit_calls: int | None
+    """External calls from the first bad one until the circuit opened, inclusive."""
     seconds: float
     outcomes: list[Outcome] = field(default_factory=list, repr=False)
 
@@ -151,32 +159,35 @@ class Plain:
         return await self.internal_call(expression), 2
 
 
-async def run_hybridmcp(co: Coordinator, expression: str) -> tuple[Any, Outcome]:
-    task = parse_task(
-        {"requests": [{"id": "q", "skill": "math.calculate", "args": {"expression": expression}}]}
-    )
+async def run_hybridmcp(co: Coordinator, expression: str, n: int) -> tuple[Any, Outcome]:
+    # Half the requests leave the choice to arbitration (auto: cross-validated while both sides
+    # are healthy), half prefer the external service (single-side: these are the ones hedged).
+    request = {"id": "q", "skill": "math.calculate", "args": {"expression": expression}}
+    task = parse_task({"requests": [request | {"strategy": "external" if n % 2 else "auto"}]})
     t0 = time.perf_counter()
     out = await co.run(task)
     latency = (time.perf_counter() - t0) * 1000
     result = out["results"]["q"]
     codes = [e["code"] for e in out["events"]]
+    external = [a for a in result["attempts"] if a["side"] == "external"]
     outcome = Outcome(
         ok=result["error"] is None,
         latency_ms=latency,
-        external_calls=sum(1 for a in result["attempts"] if a["side"] == "external"),
+        external_calls=len(external),
         hedges=codes.count("HEDGE_STARTED"),
-        detected=any(
-            c in ("EXTERNAL_DEGRADATION_DETECTED", "CIRCUIT_OPENED", "HEDGE_STARTED") for c in codes
-        ),
+        bad=any(not a["ok"] and a["error"] != "cancelled: hedge lost" for a in external),
+        detected="EXTERNAL_DEGRADATION_DETECTED" in codes,
+        circuit_opened="CIRCUIT_OPENED" in codes,
     )
     return result["value"], outcome
 
 
 async def one_request(
-    strategy: str, co: Coordinator, plain: Plain, expression: str, expected: float
+    strategy: str, co: Coordinator, plain: Plain, expression: str, expected: float, n: int
 ) -> Outcome:
+    started = time.perf_counter()
     if strategy == "hybridmcp":
-        value, outcome = await run_hybridmcp(co, expression)
+        value, outcome = await run_hybridmcp(co, expression, n)
     else:
         t0 = time.perf_counter()
         try:
@@ -187,7 +198,21 @@ async def one_request(
         outcome = Outcome(ok, (time.perf_counter() - t0) * 1000, external_calls=calls)
     correct = isinstance(value, dict) and value.get("value") == expected
     outcome.ok = outcome.ok and correct
+    outcome.started = started
     return outcome
+
+
+def detection(outcomes: list[Outcome], flag: str) -> tuple[int | None, float | None]:
+    """External calls (and ms) from the first bad call to the first outcome with ``flag``."""
+    first = next((i for i, o in enumerate(outcomes) if o.bad), None)
+    if first is None:
+        return None, None
+    for i in range(first, len(outcomes)):
+        if getattr(outcomes[i], flag):
+            calls = sum(o.external_calls for o in outcomes[first : i + 1])
+            done = outcomes[i].started + outcomes[i].latency_ms / 1000
+            return calls, round((done - outcomes[first].started) * 1000, 1)
+    return None, None
 
 
 async def set_faults(co: Coordinator, faults: dict[str, Any]) -> None:
@@ -200,20 +225,16 @@ async def cell(scenario: str, strategy: str, requests: int, warmup: int, seed: i
     async with Coordinator.open(bench_config()) as co:
         plain = Plain(co)
         work = expressions(warmup + requests, seed)
-        for expression, expected in work[:warmup]:  # every strategy warms up the same way
-            await one_request(strategy, co, plain, expression, expected)
+        for n, (expression, expected) in enumerate(work[:warmup]):  # the same warm-up for all
+            await one_request(strategy, co, plain, expression, expected, n)
         await set_faults(co, SCENARIOS[scenario] or BASE_LATENCY)
-        onset = time.perf_counter()
-        outcomes: list[Outcome] = []
-        detect_calls = detect_ms = None
-        for expression, expected in work[warmup:]:
-            outcome = await one_request(strategy, co, plain, expression, expected)
-            outcomes.append(outcome)
-            if outcome.detected and detect_calls is None and scenario != "healthy":
-                detect_calls = sum(o.external_calls for o in outcomes)
-                detect_ms = round((time.perf_counter() - onset) * 1000, 1)
+        outcomes = [
+            await one_request(strategy, co, plain, expression, expected, n)
+            for n, (expression, expected) in enumerate(work[warmup:])
+        ]
     latencies = [o.latency_ms for o in outcomes]
-    single_side = sum(1 for o in outcomes if o.external_calls <= 1 and o.hedges == 0) or 1
+    detect_calls, detect_ms = detection(outcomes, "detected")
+    circuit_calls, _ = detection(outcomes, "circuit_opened")
     return Cell(
         scenario,
         strategy,
@@ -222,9 +243,10 @@ async def cell(scenario: str, strategy: str, requests: int, warmup: int, seed: i
         round(float(np.percentile(latencies, 50)), 2),
         round(float(np.percentile(latencies, 99)), 2),
         round(sum(o.external_calls for o in outcomes) / len(outcomes), 3),
-        round(sum(o.hedges for o in outcomes) / max(single_side, 1), 4),
+        round(sum(o.hedges for o in outcomes) / len(outcomes), 4),
         detect_calls,
         detect_ms,
+        circuit_calls,
         round(time.perf_counter() - started, 1),
         outcomes,
     )
@@ -242,8 +264,8 @@ def targets(cells: dict[tuple[str, str], Cell]) -> list[str]:
         lines.append(f"- {s}: success {c.success_rate:.2%} (target >= 99.9%)")
     if healthy:
         lines.append(
-            f"- healthy hedging extra calls: {healthy.hedge_extra_calls:.2%} of single-side "
-            "requests (target <= 5%)"
+            f"- healthy: hedging added {healthy.hedge_extra_calls:.2%} extra calls per request "
+            "(target <= 5%)"
         )
         for s in ("slow10x", "errors30", "hang", "crash"):
             c, e = hy.get(s), ext.get(s)
@@ -256,9 +278,10 @@ def targets(cells: dict[tuple[str, str], Cell]) -> list[str]:
                 "(target >= 50%)"
             )
             if c.detect_calls is not None:
+                circuit = f"; circuit opened after {c.circuit_calls}" if c.circuit_calls else ""
                 lines.append(
-                    f"- {s}: degradation detected after {c.detect_calls} external calls, "
-                    f"{c.detect_ms} ms (target: within 5 calls)"
+                    f"- {s}: degradation detected {c.detect_calls} external call(s) after the "
+                    f"first bad one, {c.detect_ms} ms{circuit} (target: within 5 calls)"
                 )
     return lines
 
@@ -266,14 +289,15 @@ def targets(cells: dict[tuple[str, str], Cell]) -> list[str]:
 def markdown(cells: dict[tuple[str, str], Cell], meta: dict[str, Any]) -> str:
     head = (
         "| scenario | strategy | success | p50 ms | p99 ms | ext calls/req | hedge extra "
-        "| detect (calls / ms) |\n|---|---|---|---|---|---|---|---|\n"
+        "| detect (calls / ms) | circuit open (calls) |\n|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for c in cells.values():
         detect = f"{c.detect_calls} / {c.detect_ms}" if c.detect_calls is not None else "-"
         rows.append(
             f"| {c.scenario} | {c.strategy} | {c.success_rate:.2%} | {c.p50_ms} | {c.p99_ms} "
-            f"| {c.external_calls_per_request} | {c.hedge_extra_calls:.2%} | {detect} |"
+            f"| {c.external_calls_per_request} | {c.hedge_extra_calls:.2%} | {detect} "
+            f"| {c.circuit_calls if c.circuit_calls is not None else '-'} |"
         )
     return (
         f"# Resilience benchmark\n\n{meta['requests']} requests per cell after a warm-up of "

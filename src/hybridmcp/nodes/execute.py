@@ -42,6 +42,8 @@ class _Live:
 
     hedges: HedgeBudget
     answered: dict[tuple[str, str, int], dict[str, asyncio.Event]] = field(default_factory=dict)
+    healthy_threshold: dict[str, float] = field(default_factory=dict)
+    """Per provider: the slow threshold of its last call that was not slow."""
     joined: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
 
     def answer(self, key: tuple[str, str, int], side: str) -> asyncio.Event:
@@ -63,6 +65,8 @@ class _Live:
 
 
 _LIVE: WeakKeyDictionary[Resources, _Live] = WeakKeyDictionary()
+PIN_ALPHA = 0.05
+"""How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
 
 def _live(res: Resources) -> _Live:
@@ -213,7 +217,11 @@ class _Call:
 
 
 async def _race(
-    primary: _Call, hedge: dict[str, Any], res: Resources, events: list[dict[str, Any]]
+    primary: _Call,
+    hedge: dict[str, Any],
+    res: Resources,
+    events: list[dict[str, Any]],
+    reason: str,
 ) -> list[dict[str, Any]]:
     """Run a hedge against the primary; the first valid answer wins, the other is cancelled."""
     item = primary.item
@@ -228,6 +236,7 @@ async def _race(
             "code": "HEDGE_STARTED",
             "request_id": item["request_id"],
             "round": item["round"],
+            "reason": reason,
             "provider": item["provider"],
             "hedge_provider": alt["provider"],
             "after_ms": hedge["after_ms"],
@@ -245,17 +254,45 @@ async def _race(
     for task, (call, role) in calls.items():
         if task in results:
             attempts.append(results[task] | {"hedge": role})
-        else:
-            attempts.append(await call.cancel(res, HEDGE_LOST, cancelled=HEDGE_LOST, hedge=role))
+            continue
+        lost = await call.cancel(res, HEDGE_LOST, cancelled=HEDGE_LOST, hedge=role)
+        slow_after_ms = (call.item.get("watch") or {}).get("slow_after_ms")
+        if slow_after_ms is not None and lost["latency_ms"] > slow_after_ms:
+            lost["slow_after_ms"] = slow_after_ms
+            _record_slow(res, call.item)
+        attempts.append(lost)
     return attempts
 
 
-async def _straggle(call: _Call, slow_after_s: float, answered: asyncio.Event) -> bool:
-    """Wait for the call; True when it should be cut: past ``slow_after_s`` with the other
-    side's answer in."""
-    remaining = slow_after_s - (time.perf_counter() - call.t0)
+async def _finished_within(call: _Call, at_ms: float) -> bool:
+    """Wait until the call is done or ``at_ms`` after its start; is it done?"""
+    remaining = at_ms / 1000 - (time.perf_counter() - call.t0)
     done, _ = await asyncio.wait({call.task}, timeout=max(0.0, remaining))
-    if done:
+    return bool(done)
+
+
+async def _hedged(
+    call: _Call,
+    hedge: dict[str, Any],
+    slow_after_ms: float | None,
+    res: Resources,
+    events: list[dict[str, Any]],
+) -> list[dict[str, Any]] | None:
+    """Past the tail estimate, hedge if the budget allows; past the degradation threshold, move
+    the work to the other side at once (the breaker bounds how often that can happen)."""
+    if await _finished_within(call, hedge["after_ms"]):
+        return None
+    if _live(res).hedges.spend():
+        return await _race(call, hedge, res, events, "tail")
+    if slow_after_ms is None or await _finished_within(call, slow_after_ms):
+        return None
+    return await _race(call, hedge, res, events, "degraded")
+
+
+async def _straggle(call: _Call, slow_after_ms: float, answered: asyncio.Event) -> bool:
+    """Wait for the call; True when it should be cut: past ``slow_after_ms`` with the other
+    side's answer in."""
+    if await _finished_within(call, slow_after_ms):
         return False
     peer = asyncio.create_task(answered.wait())
     try:
@@ -265,8 +302,36 @@ async def _straggle(call: _Call, slow_after_s: float, answered: asyncio.Event) -
     return call.task not in done
 
 
+def _effective_watch(item: WorkItem, live: _Live) -> WorkItem:
+    """The degradation threshold measured against the provider's last healthy baseline, so a
+    slowdown that the moving average has begun to absorb still counts as one."""
+    watch = dict(item.get("watch") or {})
+    current = watch.get("slow_after_ms")
+    pinned = live.healthy_threshold.get(item["provider"])
+    if current is not None and pinned is not None:
+        watch["slow_after_ms"] = min(current, pinned)
+    return WorkItem(**{**item, "watch": watch})  # type: ignore[typeddict-item]
+
+
+def _remember_health(
+    attempt: dict[str, Any], effective_ms: float | None, planned_ms: float | None, live: _Live
+) -> None:
+    """Judge the attempt by ``effective_ms``; a healthy one moves the provider's pinned
+    threshold slowly toward the current one (so a lasting change is learned, a slowdown is not
+    absorbed within a few calls)."""
+    if effective_ms is None:
+        return
+    attempt["slow_after_ms"] = round(effective_ms, 3)
+    if planned_ms is None or not attempt["ok"] or attempt["latency_ms"] > effective_ms:
+        return
+    pinned = live.healthy_threshold.get(attempt["provider"], planned_ms)
+    live.healthy_threshold[attempt["provider"]] = pinned + PIN_ALPHA * (planned_ms - pinned)
+
+
 async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
     live = _live(res)
+    planned = (item.get("watch") or {}).get("slow_after_ms")
+    item = _effective_watch(item, live)
     watch = item.get("watch") or {}
     events: list[dict[str, Any]] = []
     key = (item["run_id"], item["request_id"], item["round"])
@@ -280,11 +345,9 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
             attempts: list[dict[str, Any]] | None = None
             if hedge:
                 live.hedges.earn()
-                done, _ = await asyncio.wait({call.task}, timeout=hedge["after_ms"] / 1000)
-                if not done and live.hedges.spend():
-                    attempts = await _race(call, hedge, res, events)
-            if attempts is None and peer_side and slow_after_ms is not None:
-                if await _straggle(call, slow_after_ms / 1000, live.answer(key, peer_side)):
+                attempts = await _hedged(call, hedge, slow_after_ms, res, events)
+            elif peer_side and slow_after_ms is not None:
+                if await _straggle(call, slow_after_ms, live.answer(key, peer_side)):
                     why = f"{STRAGGLER}: past {slow_after_ms:.0f} ms, the other side answered"
                     attempts = [await call.cancel(res, why, cancelled=STRAGGLER)]
                     _record_slow(res, item)
@@ -295,11 +358,13 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
         finally:
             if not call.task.done():
                 call.task.cancel()
+    primary = next(a for a in attempts if a["provider"] == item["provider"])
+    _remember_health(primary, slow_after_ms, planned, live)
     return {"attempts": attempts, "events": events + _breaker_events(res, attempts)}
 
 
 def _record_slow(res: Resources, item: WorkItem) -> None:
-    """A straggler cut off never reaches the gate's outcome: count it as slow here."""
+    """A call cut off as degraded never reaches the gate's outcome: count it as slow here."""
     if item["side"] == "external":
         res.gate.breaker.record(item["provider"], True, res.clock(), slow=True)
 

@@ -85,8 +85,11 @@ def assess(
     baseline: Mapping[str, Any] | None,
     cfg: DegradationConfig,
 ) -> list[str]:
-    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not."""
-    threshold = slow_threshold_ms(baseline, cfg)
+    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not.
+
+    The threshold is the one the worker judged the call by (``slow_after_ms``, pinned to the
+    provider's last healthy baseline) when recorded, else the baseline's."""
+    threshold = attempt.get("slow_after_ms") or slow_threshold_ms(baseline, cfg)
     slow = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
     if attempt.get("cancelled") == HEDGE_LOST:
         return ["latency"] if slow else []
@@ -120,7 +123,7 @@ def degradation_metrics(
         metrics |= {
             "baseline_latency_ms": round(float(baseline["latency_ms"]), 3),
             "baseline_p95_latency_ms": round(float(baseline["p95_latency_ms"]), 3),
-            "slow_threshold_ms": slow_threshold_ms(baseline, cfg),
+            "slow_threshold_ms": attempt.get("slow_after_ms") or slow_threshold_ms(baseline, cfg),
             "baseline_observations": baseline.get("observations"),
             "baseline_error_rate": None if base_error is None else round(base_error, 3),
             "response_time_increase": _pct(latency, float(baseline["latency_ms"])),
