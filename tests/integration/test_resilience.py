@@ -362,3 +362,48 @@ async def test_server_everything_long_running_operation(transport):
             # the session still answers afterwards
             out = await run(co, {"id": "e", "skill": "everything.echo", "args": {"message": "x"}})
             assert out["results"]["e"]["value"] == "Echo: x"
+
+
+async def test_degraded_single_side_call_moves_at_once_without_hedge_budget():
+    cfg = config(
+        faultserver_stdio(),
+        hedging={"min_observations": 1, "budget_ratio": 0.0},
+        degradation={"min_observations": 1},
+        breaker={"consecutive_failures": 100},
+    )
+    cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        for i in range(3):
+            await run(co, calc(f"w{i}"))
+        await set_faults(co, {"calculate": {"latency_ms": 3000}})
+        out = await run(co, calc("d"))
+        assert out["results"]["d"]["value"] == {"value": 42}
+        (hedge,) = [e for e in out["events"] if e["code"] == "HEDGE_STARTED"]
+        assert hedge["reason"] == "degraded"
+        (event,) = [e for e in out["events"] if e["code"] == "EXTERNAL_DEGRADATION_DETECTED"]
+        assert event["detected_by"] == ["latency"]
+
+
+async def test_calls_beyond_max_concurrency_wait_for_a_slot():
+    server = faultserver_stdio(max_concurrency=1)
+    cfg = parse_config({"mcpServers": {"faulty": {**server, "timeout_ms": 10_000}}})
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        sleep = {"skill": "faulty.sleep", "args": {"ms": 300}}
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        out = await run(co, {"id": "a", **sleep}, {"id": "b", **sleep})
+        assert out["status"] == "ok"
+        assert loop.time() - t0 >= 0.6  # one after the other, not side by side
+
+
+async def test_sse_transport_deadline_and_recovery():
+    async with (
+        asyncio.timeout(OUTER_S),
+        HttpFaultServer({"calculate": {"hang": True}}, transport="sse") as http,
+        coordinator(config(http.server_config())) as co,
+    ):
+        echo = {"id": "echo", "skill": "faulty.echo", "args": {"text": "sse"}}
+        out = await run(co, calc("h"), echo)
+        assert out["status"] == "ok"
+        assert attempts(out, "h") == [("external", False, 1), ("internal", True, 2)]
+        assert out["results"]["echo"]["value"] == {"text": "sse"}
