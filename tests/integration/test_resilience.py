@@ -73,7 +73,7 @@ async def coordinator(
     async with Coordinator.open(cfg) as co:
         yield co
     ours = before | ({http.proc.pid} if http is not None and http.proc is not None else set())
-    left = set(await no_children_left(10)) - ours
+    left = await no_children_left(10, allowed=ours)
     assert not left, f"leaked processes: {left}"
 
 

@@ -154,12 +154,15 @@ def child_processes(pid: int | None = None) -> list[int]:
     return sorted(children)
 
 
-async def no_children_left(limit_s: float = 10.0, pid: int | None = None) -> list[int]:
-    """Wait until this process has no live children; the ones left after ``limit_s``."""
+async def no_children_left(
+    limit_s: float = 10.0, pid: int | None = None, allowed: set[int] | frozenset[int] = frozenset()
+) -> list[int]:
+    """Wait until this process has no live children but ``allowed``; the others left after
+    ``limit_s``."""
     deadline = time.monotonic() + limit_s
     for _ in range(int(limit_s / 0.05) + 1):
-        left = child_processes(pid)
+        left = [c for c in child_processes(pid) if c not in allowed]
         if not left or time.monotonic() >= deadline:
             return left
         await asyncio.sleep(0.05)
-    return child_processes(pid)
+    return [c for c in child_processes(pid) if c not in allowed]
