@@ -48,7 +48,7 @@ def after_synchronize(state: State) -> Literal["review", "learn"]:
     return "review" if state.get("conflicts") else "learn"
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
     """The uncompiled coordinator; compile it with your own checkpointer and store."""
     builder = StateGraph(
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState

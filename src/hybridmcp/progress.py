@@ -40,6 +40,8 @@ WORKERS = frozenset({"internal", "external"})
 """Nodes that make one attempt each: reported as attempts, not phases."""
 
 _ATTEMPT_KEYS = ("request_id", "provider", "side", "round")
+_REALLOCATION_KEYS = ("request_id", "to_provider", "to_side", "round", "reason")
+_CONFLICT_KEYS = ("request_id", "disagreement_level", "resolution_strategy")
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -70,11 +72,9 @@ def _finished_events(node: str, update: Any) -> list[dict[str, Any]]:
     for e in update.get("events") or []:
         code = e.get("code")
         if code == "REALLOCATION":
-            keep = ("request_id", "to_provider", "to_side", "round", "reason")
-            out.append({"type": "reallocation", **{k: e.get(k) for k in keep}})
+            out.append({"type": "reallocation", **{k: e.get(k) for k in _REALLOCATION_KEYS}})
         elif code == "RESULT_CONFLICT_DETECTED":
-            keep = ("request_id", "disagreement_level", "resolution_strategy")
-            out.append({"type": "conflict", **{k: e.get(k) for k in keep}})
+            out.append({"type": "conflict", **{k: e.get(k) for k in _CONFLICT_KEYS}})
         elif code:
             out.append({"type": "event", **e})
     return out

@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Registry
@@ -85,7 +84,7 @@ def _tool_calls(state: Any, messages_key: str) -> tuple[list[dict[str, Any]], bo
     ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
     if ai is None:
         raise ValueError("HybridToolNode: no AIMessage found in the input")
-    return list(ai.tool_calls), as_dict
+    return [dict(call) for call in ai.tool_calls], as_dict
 
 
 def _message(call: dict[str, Any], call_id: str, result: dict[str, Any] | None) -> ToolMessage:
@@ -137,7 +136,7 @@ class HybridToolNode:
         self.constraints = dict(constraints or {})
         self.messages_key = messages_key
         self.name = name
-        self._graph: CompiledStateGraph = build_graph().compile(name="hybridmcp")
+        self._graph = build_graph().compile(name="hybridmcp")
 
     def _context(self, runtime: Runtime[Any] | None) -> Context:
         if self.resources is not None:
