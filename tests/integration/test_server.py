@@ -9,12 +9,14 @@ stopped at the end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -242,3 +244,31 @@ async def test_a_conflict_pauses_on_the_server_and_resumes_with_a_command(tmp_pa
     assert out["status"] == "ok"
     assert out["results"]["now"]["value"] == conflict["values"]["external"]
     assert out["results"]["now"]["resolution"] == {"by": "human", "choice": "external"}
+
+
+async def test_the_server_refuses_requests_without_a_valid_api_key(tmp_path: Path) -> None:
+    """With keys configured every API call needs one, and threads stay private to their owner."""
+    # Fresh identities: the in-memory server keeps its threads in .langgraph_api between runs.
+    alice_name, bob_name = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
+    bob_digest = hashlib.sha256(b"bob-key").hexdigest()
+    keys = f"{alice_name}=alice-key, {bob_name}=sha256:{bob_digest}"
+    with serve(tmp_path / "server.log", HYBRIDMCP_API_KEYS=keys) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            for headers in ({}, {"x-api-key": "wrong"}, {"authorization": "Bearer wrong"}):
+                refused = await http.post("/threads", json={}, headers=headers)
+                assert refused.status_code == 401, refused.text
+                assert "API key" in refused.json()["detail"]
+            assert (await http.post("/assistants/search", json={})).status_code == 401
+        alice = get_client(url=url, api_key="alice-key")
+        bob = get_client(url=url, headers={"authorization": "Bearer bob-key"})
+        async with asyncio.timeout(RUN_DEADLINE_S):
+            thread = (await alice.threads.create())["thread_id"]
+            out = await alice.runs.wait(thread, "hybridmcp", input={"requests": REQUESTS[:1]})
+            assert out["status"] == "ok" and out["results"]["calc"]["value"] == {"value": 655.5}
+            assert [t["thread_id"] for t in await alice.threads.search()] == [thread]
+            assert await bob.threads.search() == []
+            with pytest.raises(httpx.HTTPStatusError) as hidden:
+                await bob.threads.get(thread)
+            assert hidden.value.response.status_code == 404
+            stateless = await bob.runs.wait(None, "hybridmcp", input={"requests": REQUESTS[:1]})
+            assert stateless["status"] == "ok"
