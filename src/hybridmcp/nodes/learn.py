@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
-from hybridmcp.policy.learning import observe_agreement, observe_call
+from hybridmcp.policy.learning import observe_agreement, observe_call, observe_pass
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -39,13 +39,30 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
     }
 
 
+def passed_over(state: State) -> list[str]:
+    """Providers arbitration scored for a request and did not use: one entry per request."""
+    tried: dict[str, set[str]] = {}
+    for a in state.get("attempts", []):
+        tried.setdefault(a["request_id"], set()).add(a["provider"])
+    return [
+        provider
+        for rid, allocation in state.get("allocations", {}).items()
+        for provider in allocation.get("scores", {})
+        if provider not in tried.get(rid, set())
+    ]
+
+
 async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
-    alpha = res.config.arbitration_config.ewma_alpha
+    arbitration = res.config.arbitration_config
+    alpha = arbitration.ewma_alpha
     now = res.clock()
     attempts = state.get("attempts", [])
-    stats = await load_stats(store, ((a["provider"], a["skill"]) for a in attempts))
+    passes = [(p, res.registry.provider(p).skill) for p in passed_over(state)]
+    stats = await load_stats(store, [*((a["provider"], a["skill"]) for a in attempts), *passes])
+    for key in passes:
+        stats[key] = observe_pass(stats[key], now=now, half_life=arbitration.stale_half_life)
     for a in sorted(attempts, key=lambda a: a["started_at"]):
         key = (a["provider"], a["skill"])
         stats[key] = observe_call(
