@@ -9,7 +9,12 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
-from hybridmcp.policy.learning import observe_agreement, observe_call, observe_pass
+from hybridmcp.policy.learning import (
+    observe_agreement,
+    observe_call,
+    observe_pass,
+    prediction_accuracy,
+)
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -36,6 +41,17 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "wall_ms": round((now - state["started_at"]) * 1000, 3)
         if state.get("started_at")
         else None,
+        "prediction": prediction_accuracy(attempts, _predictions(state)),
+    }
+
+
+def _predictions(state: State) -> dict[tuple[str, str], dict[str, Any]]:
+    """What arbitration predicted of each (request, provider) it scored."""
+    return {
+        (rid, provider): score["prediction"]
+        for rid, allocation in state.get("allocations", {}).items()
+        for provider, score in allocation.get("scores", {}).items()
+        if score.get("prediction")
     }
 
 
