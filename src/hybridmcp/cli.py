@@ -1,10 +1,12 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json]``."""
+"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json] [--db DB] [--thread ID]``,
+``hybridmcp stats``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import uuid
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +16,7 @@ from rich.table import Table
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
+from hybridmcp.persistence import ENV_DB, default_db_path, open_persistence, resolve_db
 from hybridmcp.progress import LiveProgress
 from hybridmcp.task import load_task
 
@@ -85,24 +88,45 @@ def render(data: dict[str, Any], console: Console) -> None:
         f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms",
         highlight=False,
     )
+    accuracy = (m.get("prediction") or {}).get("accuracy")
+    if accuracy is not None:
+        console.print(
+            f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
+            highlight=False,
+        )
 
 
 async def _run(
-    task_path: str | None, config_path: str | None, live: bool = False
+    task_path: str | None,
+    config_path: str | None,
+    *,
+    db: str | None = None,
+    thread: str | None = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     config = load_config(config_path)
     task = load_task(task_path)
-    async with Coordinator.open(config) as co:
-        if not live:
-            return report(await co.run(task))
-        out: dict[str, Any] = {}
-        with LiveProgress(Console(stderr=True)) as display:  # progress on stderr, as it happens
-            async for event in co.stream(task):
-                if event["type"] == "result":
-                    out = event["output"]
-                else:
-                    display.update(event)
-        return report(out)
+    thread_id = thread or uuid.uuid4().hex
+    async with (
+        open_persistence(resolve_db(db)) as (checkpointer, store),
+        Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
+    ):
+        status = await co.thread_status(task, thread_id)
+        try:
+            if not live:
+                out = await co.run(task, thread_id=thread_id)
+            else:
+                out = {}
+                with LiveProgress(Console(stderr=True)) as display:  # progress on stderr
+                    async for event in co.stream(task, thread_id=thread_id):
+                        if event["type"] == "result":
+                            out = event["output"]
+                        else:
+                            display.update(event)
+        finally:
+            if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
+                await checkpointer.adelete_thread(thread_id)
+    return report(out) | {"thread": {"id": thread, "found": status.state}}
 
 
 @app.command()
@@ -114,14 +138,39 @@ def run(
         str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help=f"Database of checkpoints and learned statistics: a SQLite file, "
+            f"postgresql://..., or :memory: (default: ${ENV_DB}, else {default_db_path()}).",
+        ),
+    ] = None,
+    thread: Annotated[
+        str | None,
+        typer.Option(
+            "--thread",
+            help="Durable run id: a run interrupted on this thread resumes where it stopped; "
+            "a finished one returns its stored result.",
+        ),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
+    live = not as_json and sys.stdout.isatty()
     try:
-        data = asyncio.run(_run(task, config, live=not as_json and sys.stdout.isatty()))
+        data = asyncio.run(_run(task, config, db=db, thread=thread, live=live))
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    found = data["thread"]["found"]
+    if found != "new":
+        note = {
+            "unfinished": "resumed where it stopped",
+            "finished": "had finished: its stored result, nothing was run",
+            "paused": "is paused for a human decision (resume it with Coordinator.resume)",
+        }[found]
+        Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
