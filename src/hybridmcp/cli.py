@@ -7,15 +7,18 @@ import asyncio
 import json
 import sys
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
+from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.persistence import ENV_DB, default_db_path, open_persistence, resolve_db
 from hybridmcp.progress import LiveProgress
 from hybridmcp.task import load_task
@@ -176,6 +179,77 @@ def run(
     else:
         render(data, console)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
+    if not records:
+        console.print(f"nothing learned yet in {db}", highlight=False)
+        return
+    table = Table(title=f"learned provider statistics ({db})", box=box.SIMPLE_HEAD)
+    table.add_column("provider / skill", no_wrap=True)
+    for name in ("calls", "success", "latency ms", "p95 ms", "agree", "cost/call", "evidence"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
+    for r in records:
+        updated = r["updated_at"]
+        table.add_row(
+            f"{r['provider']}\n[dim]{r['skill']}[/dim]",
+            f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
+            _share(r["success_rate"]),
+            _ms(r["ewma_latency_ms"]),
+            _ms(r["p95_latency_ms"]),
+            f"{_share(r['agreement_rate'])} of {r['cross_validations']}"
+            if r["cross_validations"]
+            else "-",
+            "-" if r["cost_per_call"] is None else f"{r['cost_per_call']:g}",
+            f"{r['evidence']:.1f}" + (f" ({r['passed_over']} passes)" if r["passed_over"] else ""),
+            "-"
+            if updated is None
+            else datetime.fromtimestamp(updated, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+
+
+async def _stats(db: str, reset: bool) -> tuple[list[dict[str, Any]], int]:
+    async with open_persistence(db) as (_checkpointer, store):
+        deleted = await reset_stats(store) if reset else 0
+        found = sorted(await all_stats(store), key=lambda s: (s.skill, s.provider))
+    return [stats_record(s) for s in found], deleted
+
+
+@app.command()
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help=f"Database (default: ${ENV_DB}, else {default_db_path()})."),
+    ] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Forget every learned statistic first.")
+    ] = False,
+) -> None:
+    """Show what was learned of each provider, per skill: the numbers arbitration predicts from."""
+    where = resolve_db(db)
+    try:
+        records, deleted = asyncio.run(_stats(where, reset))
+    except HybridMCPError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if reset:
+        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {where}")
+    if as_json:
+        sys.stdout.write(json.dumps(records) + "\n")
+    elif not reset or records:
+        # piped output gets room for the whole table; a terminal gets its own width
+        render_stats(records, where, Console(width=None if sys.stdout.isatty() else 130))
 
 
 @app.callback()

@@ -51,6 +51,24 @@ def test_statistics_survive_across_cli_runs(tmp_path):
     assert second["metrics"]["prediction"]["attempts"] == len(learned)
     assert second["thread"] == {"id": None, "found": "new"}
 
+    # `hybridmcp stats` shows what was learned; --reset forgets it
+    shown = cli("stats", "--db", str(db), "--json")
+    assert shown.returncode == 0, shown.stderr
+    records = {(r["provider"], r["skill"]): r for r in json.loads(shown.stdout)}
+    external = records[("mcp:time/get_current_time", "time.now")]
+    calls_made = sum(
+        1 for d in (first, second) for r in d["results"] for a in r["attempts"]
+        if a["provider"] == "mcp:time/get_current_time"
+    )  # fmt: skip
+    assert external["calls"] == calls_made and external["agreement_rate"] == 1.0
+    assert external["ewma_latency_ms"] > 0 and external["p95_latency_ms"] >= 0
+    table = cli("stats", "--db", str(db))
+    assert table.returncode == 0 and "mcp:time/get_current_time" in table.stdout
+    reset = cli("stats", "--db", str(db), "--reset", "--json")
+    assert reset.returncode == 0 and json.loads(reset.stdout) == []
+    assert f"{len(records)} statistics deleted" in reset.stderr
+    assert "nothing learned yet" in cli("stats", "--db", str(db)).stdout
+
 
 @pytest.mark.integration
 def test_an_unusable_database_is_a_clear_error(tmp_path):
