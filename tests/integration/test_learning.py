@@ -6,8 +6,9 @@ import asyncio
 
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
-from hybridmcp import Coordinator, parse_task
+from hybridmcp import Coordinator, HybridConfig, parse_config, parse_task
 from hybridmcp.memory import all_stats
+from hybridmcp.testing.harness import HttpFaultServer
 
 TIME_TASK = {
     "requests": [
@@ -41,3 +42,101 @@ async def test_predictions_sit_next_to_outcomes_and_are_scored(time_config, tmp_
     assert metric["attempts"] == 4
     assert 0.0 <= metric["accuracy"] <= 1.0
     assert metric["success_accuracy"] == 1.0  # every call predicted to succeed did
+
+
+# --------------------------------------------------------------------------------------------
+# Dynamic adaptation: an external provider slows down, then recovers, across runs.
+# --------------------------------------------------------------------------------------------
+
+EXTERNAL = "mcp:faults/calculate"
+SLOW_MS = 500  # healthy calls take a few ms: two orders of magnitude of margin
+CALC_TASK = parse_task(
+    {
+        "requests": [
+            {"id": f"r{i}", "skill": "math.calculate", "args": {"expression": f"{i} * 7 + 1"}}
+            for i in range(4)
+        ]
+    }
+)
+
+
+def adaptive_config(server: dict) -> HybridConfig:
+    return parse_config(
+        {
+            "mcpServers": {"faults": server},
+            "skills": {
+                "math.calculate": {
+                    "providers": [{"side": "external", "server": "faults", "tool": "calculate"}]
+                }
+            },
+            # evidence halves every 2 passes, so a provider avoided for a few runs is re-tried
+            "arbitration_config": {"stale_half_life": 2},
+        }
+    )
+
+
+async def one_run(cfg: HybridConfig, store) -> tuple[set[str], list[dict]]:
+    """A run as the CLI makes one: fresh process state, the shared store. Its allocation
+    modes, and its external attempts."""
+    async with Coordinator.open(cfg, store=store) as co:
+        out = await co.run(CALC_TASK)
+    assert out["status"] == "ok"  # whoever served them, every request was answered
+    for i in range(4):
+        assert out["results"][f"r{i}"]["value"] == {"value": i * 7 + 1}
+    modes = {r["allocation"] for r in out["results"].values()}
+    external = [
+        a for r in out["results"].values() for a in r["attempts"] if a["side"] == "external"
+    ]
+    return modes, external
+
+
+async def test_arbitration_shifts_internal_as_a_provider_slows_and_back_when_it_recovers(
+    tmp_path,
+):
+    async with (
+        asyncio.timeout(120),
+        HttpFaultServer({"calculate": {"latency_ms": 0}}) as server,
+        AsyncSqliteStore.from_conn_string(str(tmp_path / "stats.db")) as store,
+    ):
+        await store.setup()
+        cfg = adaptive_config(server.server_config())
+        for _ in range(2):  # healthy: similar fitness on both sides, cross-validated
+            modes, external = await one_run(cfg, store)
+            assert modes == {"hybrid"} and all(a["ok"] for a in external)
+
+        await server.stop()
+        await server.start({"calculate": {"latency_ms": SLOW_MS}})
+        history = [await one_run(cfg, store)]
+        assert history[0][0] == {"hybrid"}  # the slowdown is not known yet...
+        for _ in range(2):  # ...then it is: the work goes internal
+            history.append(await one_run(cfg, store))
+        assert history[1][0] == history[2][0] == {"internal"}
+        assert not history[1][1] and not history[2][1]  # no external call at all
+        slow = {s.provider: s for s in await all_stats(store)}[EXTERNAL]
+        assert slow.passed_over == 8 and slow.success_rate < 0.5
+        # its evidence ages while it is passed over, until arbitration tries it again (a probe);
+        # still slow, the probe fails (cut as a straggler once the internal side answered)...
+        for _ in range(4):
+            history.append(await one_run(cfg, store))
+            if history[-1][1]:
+                break
+        modes, probe = history[-1]
+        assert modes == {"hybrid"} and probe and not any(a["ok"] for a in probe), history
+        # ...and the work goes internal again at once
+        modes, external = await one_run(cfg, store)
+        assert modes == {"internal"} and not external
+        slow = {s.provider: s for s in await all_stats(store)}[EXTERNAL]
+
+        await server.stop()
+        await server.start({"calculate": {"latency_ms": 0}})
+        recovered = []
+        for _ in range(6):  # staleness brings it back to a probe; the probe sees it healthy
+            recovered.append(await one_run(cfg, store))
+            if recovered[-1][1] and all(a["ok"] for a in recovered[-1][1]):
+                break
+        assert recovered[-1][0] == {"hybrid"}, recovered
+        for _ in range(2):  # and it stays in use
+            modes, external = await one_run(cfg, store)
+            assert modes == {"hybrid"} and external and all(a["ok"] for a in external)
+        healthy = {s.provider: s for s in await all_stats(store)}[EXTERNAL]
+        assert healthy.passed_over == 0 and healthy.success_rate > slow.success_rate
