@@ -6,9 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from hybridmcp.testing.harness import child_processes
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 PRIORS = {"internal": 1.0, "external": 25.0}  # the providers' configured expected latencies
@@ -146,18 +149,6 @@ def checkpointed_attempts(db: Path, thread: str) -> set[str]:
     }
 
 
-def children(pid: int) -> list[int]:
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            out.append(int(stat.parent.name))
-    return out
-
-
 def alive(pid: int) -> bool:
     """Running (a zombie waiting for its new parent to reap it has exited)."""
     try:
@@ -168,8 +159,6 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
-    import time
-
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -194,7 +183,7 @@ def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path
         wait_for(lambda: set(FAST) <= checkpointed_attempts(db, "job-1"), 60, "fast calls")
         assert [c["tool"] for c in recorded(record)].count(SLOW[1]) == 1
         assert SLOW[0] not in checkpointed_attempts(db, "job-1")
-        servers = children(first.pid)
+        servers = child_processes(first.pid)
         assert servers, "the fault server runs as the CLI's child"
         first.kill()  # SIGKILL: no cleanup of any kind
         first.wait(timeout=10)
