@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.runtime import Runtime
+from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from hybridmcp import Coordinator, HybridConfig, parse_config, parse_task
 from hybridmcp.memory import all_stats
+from hybridmcp.nodes.learn import learn
+from hybridmcp.runtime import Context
 from hybridmcp.testing.harness import HttpFaultServer
 
 TIME_TASK = {
@@ -140,3 +145,20 @@ async def test_arbitration_shifts_internal_as_a_provider_slows_and_back_when_it_
             assert modes == {"hybrid"} and external and all(a["ok"] for a in external)
         healthy = {s.provider: s for s in await all_stats(store)}[EXTERNAL]
         assert healthy.passed_over == 0 and healthy.success_rate > slow.success_rate
+
+
+async def test_learning_a_run_again_changes_nothing(time_config):
+    """A run resumed after being killed inside ``learn`` folds its attempts in only once."""
+    store, saver = InMemoryStore(), InMemorySaver()
+    async with (
+        asyncio.timeout(60),
+        Coordinator.open(time_config, store=store, checkpointer=saver) as co,
+    ):
+        await co.run(parse_task(TIME_TASK), thread_id="once")
+        state = (await co.graph.aget_state(co.run_config("once"))).values
+        before = {s.provider: s for s in await all_stats(store)}
+        runtime = Runtime(context=Context(resources=co.resources), store=store)
+        again = await learn(state, runtime)
+    assert {s.provider: s for s in await all_stats(store)} == before
+    assert before["mcp:time/get_current_time"].calls == 2
+    assert again["metrics"]["requests"] == 2

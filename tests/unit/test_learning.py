@@ -5,6 +5,8 @@ import pytest
 from hybridmcp.policy.learning import (
     ProviderStats,
     latency_within_band,
+    learned_from,
+    mark_learned,
     observe_agreement,
     observe_call,
     observe_pass,
@@ -140,3 +142,14 @@ def test_prediction_accuracy_over_attempts():
     assert acc["success_accuracy"] == pytest.approx(2 / 3, abs=1e-3)
     assert acc["latency_accuracy"] == pytest.approx(1 / 2)
     assert prediction_accuracy([], predictions)["accuracy"] is None
+
+
+def test_a_run_is_remembered_so_it_is_never_counted_twice():
+    s = ProviderStats("e", "s")
+    assert not learned_from(s, "run-1@1.0")
+    s = mark_learned(s, "run-1@1.0")
+    assert learned_from(s, "run-1@1.0") and not learned_from(s, "run-1@2.0")
+    for i in range(40):
+        s = mark_learned(s, f"r{i}", keep=16)
+    assert len(s.recent_runs) == 16 and learned_from(s, "r39") and not learned_from(s, "r0")
+    assert ProviderStats.from_dict(s.to_dict() | {"recent_runs": list(s.recent_runs)}) == s

@@ -56,6 +56,8 @@ class ProviderStats:
     """Allocations that passed this provider over since its last call."""
     last_call_at: float | None = None
     updated_at: float | None = None
+    recent_runs: tuple[str, ...] = ()
+    """The last runs folded in (:func:`mark_learned`), so a resumed run is not counted twice."""
 
     @property
     def failures(self) -> int:
@@ -76,6 +78,7 @@ class ProviderStats:
         values = {k: v for k, v in data.items() if k in fields}
         if "evidence" not in values:
             values["evidence"] = float(values.get("calls", 0))
+        values["recent_runs"] = tuple(values.get("recent_runs") or ())
         return cls(**values)
 
 
@@ -141,6 +144,20 @@ def observe_pass(
         evidence=stats.evidence * 0.5 ** (1.0 / half_life),
         updated_at=now,
     )
+
+
+RECENT_RUNS = 16
+
+
+def learned_from(stats: ProviderStats, run: str) -> bool:
+    """Has this run already been folded into these statistics?"""
+    return run in stats.recent_runs
+
+
+def mark_learned(stats: ProviderStats, run: str, keep: int = RECENT_RUNS) -> ProviderStats:
+    """Remember that this run was folded in. Saved with the statistics in one write, so a run
+    resumed after being killed while it saved them is never counted twice."""
+    return replace(stats, recent_runs=(*stats.recent_runs, run)[-keep:])
 
 
 @dataclass(frozen=True)
