@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -29,3 +30,12 @@ def time_server_config(**overrides: Any) -> HybridConfig:
 @pytest.fixture
 def time_config() -> HybridConfig:
     return time_server_config()
+
+
+@pytest.fixture(autouse=True)
+def _private_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """CLI runs started by a test keep their checkpoints and statistics in a database of the
+    test session, never in the user's data directory."""
+    if "HYBRIDMCP_DB" not in os.environ:
+        db = tmp_path_factory.getbasetemp() / "hybridmcp.db"
+        monkeypatch.setenv("HYBRIDMCP_DB", str(db))

@@ -1,19 +1,25 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json]``."""
+"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json] [--db DB] [--thread ID]``,
+``hybridmcp stats``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
+from hybridmcp.memory import all_stats, reset_stats, stats_record
+from hybridmcp.persistence import ENV_DB, default_db_path, open_persistence, resolve_db
 from hybridmcp.progress import LiveProgress
 from hybridmcp.task import load_task
 
@@ -85,24 +91,45 @@ def render(data: dict[str, Any], console: Console) -> None:
         f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms",
         highlight=False,
     )
+    accuracy = (m.get("prediction") or {}).get("accuracy")
+    if accuracy is not None:
+        console.print(
+            f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
+            highlight=False,
+        )
 
 
 async def _run(
-    task_path: str | None, config_path: str | None, live: bool = False
+    task_path: str | None,
+    config_path: str | None,
+    *,
+    db: str | None = None,
+    thread: str | None = None,
+    live: bool = False,
 ) -> dict[str, Any]:
     config = load_config(config_path)
     task = load_task(task_path)
-    async with Coordinator.open(config) as co:
-        if not live:
-            return report(await co.run(task))
-        out: dict[str, Any] = {}
-        with LiveProgress(Console(stderr=True)) as display:  # progress on stderr, as it happens
-            async for event in co.stream(task):
-                if event["type"] == "result":
-                    out = event["output"]
-                else:
-                    display.update(event)
-        return report(out)
+    thread_id = thread or uuid.uuid4().hex
+    async with (
+        open_persistence(resolve_db(db)) as (checkpointer, store),
+        Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
+    ):
+        status = await co.thread_status(task, thread_id)
+        try:
+            if not live:
+                out = await co.run(task, thread_id=thread_id)
+            else:
+                out = {}
+                with LiveProgress(Console(stderr=True)) as display:  # progress on stderr
+                    async for event in co.stream(task, thread_id=thread_id):
+                        if event["type"] == "result":
+                            out = event["output"]
+                        else:
+                            display.update(event)
+        finally:
+            if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
+                await checkpointer.adelete_thread(thread_id)
+    return report(out) | {"thread": {"id": thread, "found": status.state}}
 
 
 @app.command()
@@ -114,19 +141,115 @@ def run(
         str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help=f"Database of checkpoints and learned statistics: a SQLite file, "
+            f"postgresql://..., or :memory: (default: ${ENV_DB}, else {default_db_path()}).",
+        ),
+    ] = None,
+    thread: Annotated[
+        str | None,
+        typer.Option(
+            "--thread",
+            help="Durable run id: a run interrupted on this thread resumes where it stopped; "
+            "a finished one returns its stored result.",
+        ),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
+    live = not as_json and sys.stdout.isatty()
     try:
-        data = asyncio.run(_run(task, config, live=not as_json and sys.stdout.isatty()))
+        data = asyncio.run(_run(task, config, db=db, thread=thread, live=live))
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
+    found = data["thread"]["found"]
+    if found != "new":
+        note = {
+            "unfinished": "resumed where it stopped",
+            "finished": "had finished: its stored result, nothing was run",
+            "paused": "is paused for a human decision (resume it with Coordinator.resume)",
+        }[found]
+        Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     else:
         render(data, console)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
+    if not records:
+        console.print(f"nothing learned yet in {db}", highlight=False)
+        return
+    table = Table(title=f"learned provider statistics ({db})", box=box.SIMPLE_HEAD)
+    table.add_column("provider / skill", no_wrap=True)
+    for name in ("calls", "success", "latency ms", "p95 ms", "agree", "cost/call", "evidence"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("updated (UTC)", no_wrap=True)
+    for r in records:
+        updated = r["updated_at"]
+        table.add_row(
+            f"{r['provider']}\n[dim]{r['skill']}[/dim]",
+            f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
+            _share(r["success_rate"]),
+            _ms(r["ewma_latency_ms"]),
+            _ms(r["p95_latency_ms"]),
+            f"{_share(r['agreement_rate'])} of {r['cross_validations']}"
+            if r["cross_validations"]
+            else "-",
+            "-" if r["cost_per_call"] is None else f"{r['cost_per_call']:g}",
+            f"{r['evidence']:.1f}" + (f" ({r['passed_over']} passes)" if r["passed_over"] else ""),
+            "-"
+            if updated is None
+            else datetime.fromtimestamp(updated, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    console.print(table)
+
+
+async def _stats(db: str, reset: bool) -> tuple[list[dict[str, Any]], int]:
+    async with open_persistence(db) as (_checkpointer, store):
+        deleted = await reset_stats(store) if reset else 0
+        found = sorted(await all_stats(store), key=lambda s: (s.skill, s.provider))
+    return [stats_record(s) for s in found], deleted
+
+
+@app.command()
+def stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help=f"Database (default: ${ENV_DB}, else {default_db_path()})."),
+    ] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Forget every learned statistic first.")
+    ] = False,
+) -> None:
+    """Show what was learned of each provider, per skill: the numbers arbitration predicts from."""
+    where = resolve_db(db)
+    try:
+        records, deleted = asyncio.run(_stats(where, reset))
+    except HybridMCPError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if reset:
+        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {where}")
+    if as_json:
+        sys.stdout.write(json.dumps(records) + "\n")
+    elif not reset or records:
+        # piped output gets room for the whole table; a terminal gets its own width
+        render_stats(records, where, Console(width=None if sys.stdout.isatty() else 130))
 
 
 @app.callback()

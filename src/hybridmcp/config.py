@@ -99,6 +99,15 @@ class ArbitrationConfig(_Model):
         0.01, gt=0, description="Cost per call at which the cost score is 0.5."
     )
     ewma_alpha: float = Field(0.2, gt=0, le=1, description="Weight of the newest observation.")
+    prior_weight: float = Field(
+        3, ge=0, description="Observations a provider's configured priors count for."
+    )
+    stale_half_life: float = Field(
+        25,
+        gt=0,
+        description="Allocations passing a provider over after which its learned evidence has "
+        "halved (its predictions drift back toward its priors, so it is tried again).",
+    )
 
 
 class LLMConfig(_Model):

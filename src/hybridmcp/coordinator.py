@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -82,41 +83,94 @@ class Coordinator:
             "recursion_limit": 25 + 4 * self.resources.config.coordination_config.max_rounds,
         }
 
+    async def thread_status(self, task: Task, thread_id: str | None) -> ThreadStatus:
+        """Where a task stands on a thread: ``new`` (nothing checkpointed), ``unfinished``
+        (started, interrupted mid-way: resuming finishes it), ``paused`` (waiting for a human
+        decision, see :meth:`resume`) or ``finished``. A thread holding another task is an
+        error: a thread id names one run."""
+        if self.graph.checkpointer is None or thread_id is None:
+            return ThreadStatus("new", {})
+        snapshot = await self.graph.aget_state(self.run_config(thread_id))
+        values = dict(snapshot.values or {})
+        if not values:
+            return ThreadStatus("new", {})
+        given = self.graph_input(task)
+        stored = {"requests": values.get("requests"), "constraints": values.get("constraints", {})}
+        if stored != {k: given[k] for k in ("requests", "constraints")}:
+            raise TaskError(
+                f"thread {thread_id!r} already holds a different task; "
+                "run this task on a new thread id"
+            )
+        if snapshot.interrupts:
+            return ThreadStatus("paused", values | {"__interrupt__": list(snapshot.interrupts)})
+        return ThreadStatus("unfinished" if snapshot.next else "finished", values)
+
+    async def _start(self, task: Task, thread_id: str | None) -> tuple[ThreadStatus, Any]:
+        """Validate the task; what to give the graph to start or resume it on the thread."""
+        self.validate(task)
+        status = await self.thread_status(task, thread_id)
+        return status, (self.graph_input(task) if status.state == "new" else None)
+
+    def _invoke_kwargs(self) -> dict[str, Any]:
+        # With a checkpointer, each step is saved before the next starts, and each finished
+        # parallel call's writes as soon as it finishes: a run killed at any point resumes
+        # without repeating a completed call.
+        durability = "sync" if self.graph.checkpointer is not None else None
+        return {"context": Context(resources=self.resources), "durability": durability}
+
     async def stream(
         self, task: Task, *, thread_id: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
         """Validate and run a task, yielding progress events as they happen (see
-        :mod:`hybridmcp.progress`), then ``{"type": "result", "output": <what run returns>}``."""
-        self.validate(task)
-        last: dict[str, Any] = {}
-        async for mode, chunk in self.graph.astream(
-            self.graph_input(task),
-            self.run_config(thread_id),
-            context=Context(resources=self.resources),
-            stream_mode=["custom", "values"],
-        ):
-            if mode == "custom":
-                yield chunk
-            else:
-                last = chunk
-        keep = OutputState.__annotations__.keys() | {"__interrupt__"}
-        yield {"type": "result", "output": {k: v for k, v in last.items() if k in keep}}
+        :mod:`hybridmcp.progress`), then ``{"type": "result", "output": <what run returns>}``.
+        On a thread with a checkpoint, resumes or replays it as :meth:`run` does."""
+        status, graph_input = await self._start(task, thread_id)
+        last: dict[str, Any] = status.values
+        if status.state in ("new", "unfinished"):
+            async for mode, chunk in self.graph.astream(
+                graph_input,
+                self.run_config(thread_id),
+                stream_mode=["custom", "values"],
+                **self._invoke_kwargs(),
+            ):
+                if mode == "custom":
+                    yield chunk
+                else:
+                    last = chunk
+        yield {"type": "result", "output": output_of(last)}
 
     async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
         """Resume a run paused for a human decision (``__interrupt__`` in its output): the
         decision maps request ids to ``"internal"``, ``"external"`` or the value to use.
         Needs the checkpointer the run was started with, and its ``thread_id``."""
         return await self.graph.ainvoke(
-            Command(resume=decision),
-            self.run_config(thread_id),
-            context=Context(resources=self.resources),
+            Command(resume=decision), self.run_config(thread_id), **self._invoke_kwargs()
         )
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
-        """Validate and run a task; returns the output state (status, results, ...)."""
-        self.validate(task)
+        """Validate and run a task; returns the output state (status, results, ...).
+
+        With a checkpointer and a ``thread_id``, the run is durable: on a thread whose run was
+        interrupted mid-way it resumes where the checkpoints stop (calls that completed are
+        not made again); on a thread whose run finished it returns the stored result without
+        running anything; on a thread paused for review it returns the paused output."""
+        status, graph_input = await self._start(task, thread_id)
+        if status.state in ("finished", "paused"):
+            return output_of(status.values)
         return await self.graph.ainvoke(
-            self.graph_input(task),
-            self.run_config(thread_id),
-            context=Context(resources=self.resources),
+            graph_input, self.run_config(thread_id), **self._invoke_kwargs()
         )
+
+
+@dataclass(frozen=True)
+class ThreadStatus:
+    """A thread's run: ``new``, ``unfinished``, ``paused`` or ``finished``, and its state."""
+
+    state: str
+    values: dict[str, Any]
+
+
+def output_of(values: dict[str, Any]) -> dict[str, Any]:
+    """The output keys of a run's state (what :meth:`Coordinator.run` returns)."""
+    keep = OutputState.__annotations__.keys() | {"__interrupt__"}
+    return {k: v for k, v in values.items() if k in keep}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from langgraph.store.base import BaseStore
 
@@ -36,3 +37,16 @@ async def save_stats(store: BaseStore, stats: Iterable[ProviderStats]) -> None:
 async def all_stats(store: BaseStore) -> list[ProviderStats]:
     items = await store.asearch(NAMESPACE, limit=10_000)
     return [ProviderStats.from_dict(i.value) for i in items]
+
+
+async def reset_stats(store: BaseStore) -> int:
+    """Forget everything learned; returns how many (provider, skill) records were deleted."""
+    items = await store.asearch(NAMESPACE, limit=10_000)
+    for item in items:
+        await store.adelete(NAMESPACE, item.key)
+    return len(items)
+
+
+def stats_record(stats: ProviderStats) -> dict[str, Any]:
+    """One provider's statistics as shown to a user: the stored fields plus derived rates."""
+    return stats.to_dict() | {"failures": stats.failures, "agreement_rate": stats.agreement_rate}

@@ -22,6 +22,7 @@ def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Cand
         prior_latency_ms=provider.expected_latency_ms,
         prior_quality=provider.quality,
         prior_cost=provider.cost_per_call,
+        prior_weight=res.config.arbitration_config.prior_weight,
     )
     available, reason = True, None
     if provider.server is not None:
@@ -85,17 +86,21 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     cfg = res.config
     requests = [r for r in state["requests"] if str(r["id"]) in state["profiles"]]
     skills = {str(r["id"]): res.registry.get(r["skill"]) for r in requests}
-    stats = await load_stats(
-        runtime.store or res.store,
-        ((p.id, s.name) for s in skills.values() for p in s.providers),
-    )
+    # Keyed as the workers record attempts: by the provider's own skill (a generic
+    # ``server.tool`` skill shares its provider with the configured skill that wraps the tool).
+    key = {
+        p.id: (p.id, res.registry.provider(p.id).skill)
+        for s in skills.values()
+        for p in s.providers
+    }
+    stats = await load_stats(runtime.store or res.store, key.values())
     allocations: dict[str, dict[str, Any]] = {}
     pending: list[WorkItem] = []
     errors: dict[str, str] = {}
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
-        candidates = [_candidate(res, p, stats[(p.id, skill.name)]) for p in skill.providers]
+        candidates = [_candidate(res, p, stats[key[p.id]]) for p in skill.providers]
         allocation = decide(
             strategy=request.get("strategy", "auto"),
             critical=bool(request.get("critical", False)),

@@ -9,7 +9,14 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
-from hybridmcp.policy.learning import observe_agreement, observe_call
+from hybridmcp.policy.learning import (
+    learned_from,
+    mark_learned,
+    observe_agreement,
+    observe_call,
+    observe_pass,
+    prediction_accuracy,
+)
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -36,34 +43,74 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "wall_ms": round((now - state["started_at"]) * 1000, 3)
         if state.get("started_at")
         else None,
+        "prediction": prediction_accuracy(attempts, _predictions(state)),
     }
+
+
+def _predictions(state: State) -> dict[tuple[str, str], dict[str, Any]]:
+    """What arbitration predicted of each (request, provider) it scored."""
+    return {
+        (rid, provider): score["prediction"]
+        for rid, allocation in state.get("allocations", {}).items()
+        for provider, score in allocation.get("scores", {}).items()
+        if score.get("prediction")
+    }
+
+
+def passed_over(state: State) -> list[str]:
+    """Providers arbitration scored for a request and did not use: one entry per request."""
+    tried: dict[str, set[str]] = {}
+    for a in state.get("attempts", []):
+        tried.setdefault(a["request_id"], set()).add(a["provider"])
+    return [
+        provider
+        for rid, allocation in state.get("allocations", {}).items()
+        for provider in allocation.get("scores", {})
+        if provider not in tried.get(rid, set())
+    ]
 
 
 async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
-    alpha = res.config.arbitration_config.ewma_alpha
+    arbitration = res.config.arbitration_config
     now = res.clock()
     attempts = state.get("attempts", [])
-    stats = await load_stats(store, ((a["provider"], a["skill"]) for a in attempts))
+    skill_of = {p: res.registry.provider(p).skill for p in _providers(state)}
+    passes = [(p, skill_of[p]) for p in passed_over(state)]
+    loaded = await load_stats(store, [*((a["provider"], a["skill"]) for a in attempts), *passes])
+    # A run is identified by its id and start (a thread can hold several runs when the
+    # coordinator is embedded); statistics that already hold it are left alone on a resume.
+    run = f"{state.get('run_id')}@{state.get('started_at')}"
+    stats = {key: s for key, s in loaded.items() if not learned_from(s, run)}
+    for key in passes:
+        if key in stats:
+            stats[key] = observe_pass(stats[key], now=now, half_life=arbitration.stale_half_life)
     for a in sorted(attempts, key=lambda a: a["started_at"]):
         key = (a["provider"], a["skill"])
-        stats[key] = observe_call(
-            stats[key],
-            ok=a["ok"],
-            latency_ms=a["latency_ms"],
-            cost=a.get("cost") or 0.0,
-            now=now,
-            alpha=alpha,
-        )
+        if key in stats:
+            stats[key] = observe_call(
+                stats[key],
+                ok=a["ok"],
+                latency_ms=a["latency_ms"],
+                cost=a.get("cost") or 0.0,
+                now=now,
+                alpha=arbitration.ewma_alpha,
+            )
     for result in state.get("results", {}).values():
         if result.get("agreement") is None:
             continue
         for provider in result.get("sources", []):
-            key = (provider, result["skill"])
+            key = (provider, skill_of.get(provider, result["skill"]))
             if key in stats:
                 stats[key] = observe_agreement(stats[key], agreed=result["agreement"], now=now)
-    await save_stats(store, stats.values())
+    await save_stats(store, (mark_learned(s, run) for s in stats.values()))
     metrics = run_metrics(state, now)
     metrics["circuits"] = breaker_windows(res)  # each external provider's circuit breaker
     return {"metrics": metrics}
+
+
+def _providers(state: State) -> set[str]:
+    """Every provider the run scored or called."""
+    scored = {p for a in state.get("allocations", {}).values() for p in a.get("scores", {})}
+    return scored | {a["provider"] for a in state.get("attempts", [])}

@@ -11,9 +11,17 @@ from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
 
-def _summary(attempt: dict[str, Any]) -> dict[str, Any]:
+def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
+    """What happened, next to what arbitration predicted of the provider (None for a provider
+    it did not score)."""
     keep = ("provider", "side", "round", "ok", "latency_ms", "cost", "error")
-    return {k: attempt.get(k) for k in keep}
+    prediction = scores.get(attempt["provider"], {}).get("prediction")
+    predicted = (
+        {k: round(prediction[k], 4) for k in ("latency_ms", "p95_latency_ms", "success")}
+        if prediction
+        else None
+    )
+    return {k: attempt.get(k) for k in keep} | {"predicted": predicted}
 
 
 def _status(results: dict[str, dict[str, Any]]) -> str:
@@ -35,13 +43,14 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         rid = str(request["id"])
         attempts = by_request.get(rid, [])
         allocation = state.get("allocations", {}).get(rid)
+        scores = allocation["scores"] if allocation else {}
         result: dict[str, Any] = {
             "id": rid,
             "skill": request.get("skill"),
             "value": None,
             "allocation": allocation["mode"] if allocation else "none",
             "allocation_rule": allocation["rule"] if allocation else None,
-            "attempts": [_summary(a) for a in attempts],
+            "attempts": [_summary(a, scores) for a in attempts],
             "agreement": None,
             "confidence": 0.0,
             "error": None,
@@ -52,7 +61,6 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             results[rid] = result
             continue
         skill = res.registry.get(request["skill"])
-        scores = allocation["scores"] if allocation else {}
         answers = [
             Answer(
                 a["provider"],

@@ -1,18 +1,42 @@
 """Per-provider performance memory: pure update functions over plain values.
 
 Statistics are kept per (provider, skill): an exponentially weighted moving average (EWMA) of
-latency, a running tail-latency estimate, success and agreement rates, cost, and call counts.
-The moving average is the spec's ``performance_baseline: moving_average``.
+latency, a running tail-latency estimate (p95), success and agreement rates, cost per call, call
+counts and the times of the last call and last update. The moving average is the spec's
+``performance_baseline: moving_average``.
+
+Two refinements keep the memory honest over time:
+
+- *Evidence.* ``evidence`` counts the observations behind the averages. While it is below
+  ``1 / alpha`` the averages are running means (each new call weighs ``1 / (evidence + 1)``),
+  so a provider's first calls are not under-weighted against an arbitrary start value.
+- *Staleness.* Each time arbitration passes a provider over (it could have served a request,
+  another was chosen), its evidence decays by ``0.5 ** (1 / half_life)``. Predictions blend the
+  learned values with the provider's priors by evidence, so a provider that has not been tried
+  for a while drifts back toward its priors, becomes worth cross-validating again, and its next
+  call (carrying little evidence) resets what is known of it. That is how a provider that was
+  slow, and was therefore avoided, can be seen recovering without a separate prober.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+DEFAULT_ALPHA = 0.2
+DEFAULT_HALF_LIFE = 25.0
+"""Passes after which a provider's evidence has halved."""
+DEFAULT_PRIOR_WEIGHT = 3.0
+"""How many observations the priors count for in a prediction."""
+TAIL_DEVIATIONS = 2.0
+"""p95 estimate: mean + 2 mean absolute deviations (about mean + 1.6 sigma for normal data)."""
 
 
 @dataclass(frozen=True)
 class ProviderStats:
+    """What was learned of one provider serving one skill. Plain data, stored as a dict."""
+
     provider: str
     skill: str
     calls: int = 0
@@ -21,10 +45,23 @@ class ProviderStats:
     ewma_latency_dev_ms: float = 0.0
     p95_latency_ms: float | None = None
     success_rate: float | None = None
+    """EWMA of success (1) and failure (0)."""
     cross_validations: int = 0
     agreements: int = 0
     cost_per_call: float | None = None
+    """EWMA of the cost of a call."""
+    evidence: float = 0.0
+    """Effective number of observations behind the averages (decays while passed over)."""
+    passed_over: int = 0
+    """Allocations that passed this provider over since its last call."""
+    last_call_at: float | None = None
     updated_at: float | None = None
+    recent_runs: tuple[str, ...] = ()
+    """The last runs folded in (:func:`mark_learned`), so a resumed run is not counted twice."""
+
+    @property
+    def failures(self) -> int:
+        return self.calls - self.successes
 
     @property
     def agreement_rate(self) -> float | None:
@@ -34,13 +71,19 @@ class ProviderStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ProviderStats:
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderStats:
+        """Tolerant of records written by older versions (unknown keys dropped, evidence
+        defaulting to the call count)."""
         fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in fields})
+        values = {k: v for k, v in data.items() if k in fields}
+        if "evidence" not in values:
+            values["evidence"] = float(values.get("calls", 0))
+        values["recent_runs"] = tuple(values.get("recent_runs") or ())
+        return cls(**values)
 
 
-def _ewma(old: float | None, new: float, alpha: float) -> float:
-    return new if old is None else (1 - alpha) * old + alpha * new
+def _blend(old: float | None, new: float, weight: float) -> float:
+    return new if old is None else (1 - weight) * old + weight * new
 
 
 def observe_call(
@@ -50,19 +93,20 @@ def observe_call(
     latency_ms: float,
     cost: float,
     now: float,
-    alpha: float = 0.2,
+    alpha: float = DEFAULT_ALPHA,
 ) -> ProviderStats:
     """Fold one attempt into the statistics.
 
-    The tail estimate follows mean + 2 deviations of the EWMA (a Jacobson/Karels-style
-    estimator, as TCP uses for retransmission timeouts), which tracks p95 for roughly normal
-    latencies without keeping samples.
+    The new call weighs ``max(alpha, 1 / (evidence + 1))``. The tail estimate is the mean plus
+    two EWMA absolute deviations (the Jacobson/Karels estimator TCP uses for retransmission
+    timeouts): it tracks p95 for roughly normal latencies without keeping samples.
     """
-    mean = _ewma(stats.ewma_latency_ms, latency_ms, alpha)
+    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
+    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
     dev = (
         0.0
         if stats.ewma_latency_ms is None
-        else (1 - alpha) * stats.ewma_latency_dev_ms + alpha * abs(latency_ms - mean)
+        else (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
     )
     return replace(
         stats,
@@ -70,9 +114,12 @@ def observe_call(
         successes=stats.successes + int(ok),
         ewma_latency_ms=mean,
         ewma_latency_dev_ms=dev,
-        p95_latency_ms=mean + 2 * dev,
-        success_rate=_ewma(stats.success_rate, 1.0 if ok else 0.0, alpha),
-        cost_per_call=_ewma(stats.cost_per_call, cost, alpha),
+        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
+        success_rate=_blend(stats.success_rate, 1.0 if ok else 0.0, weight),
+        cost_per_call=_blend(stats.cost_per_call, cost, weight),
+        evidence=stats.evidence + 1.0,
+        passed_over=0,
+        last_call_at=now,
         updated_at=now,
     )
 
@@ -87,6 +134,32 @@ def observe_agreement(stats: ProviderStats, *, agreed: bool, now: float) -> Prov
     )
 
 
+def observe_pass(
+    stats: ProviderStats, *, now: float, half_life: float = DEFAULT_HALF_LIFE
+) -> ProviderStats:
+    """Arbitration could have used this provider and chose another: its evidence ages."""
+    return replace(
+        stats,
+        passed_over=stats.passed_over + 1,
+        evidence=stats.evidence * 0.5 ** (1.0 / half_life),
+        updated_at=now,
+    )
+
+
+RECENT_RUNS = 16
+
+
+def learned_from(stats: ProviderStats, run: str) -> bool:
+    """Has this run already been folded into these statistics?"""
+    return run in stats.recent_runs
+
+
+def mark_learned(stats: ProviderStats, run: str, keep: int = RECENT_RUNS) -> ProviderStats:
+    """Remember that this run was folded in. Saved with the statistics in one write, so a run
+    resumed after being killed while it saved them is never counted twice."""
+    return replace(stats, recent_runs=(*stats.recent_runs, run)[-keep:])
+
+
 @dataclass(frozen=True)
 class Prediction:
     """What arbitration expects of a provider: the spec's ``performance_prediction``."""
@@ -97,9 +170,18 @@ class Prediction:
     cost: float
     quality: float
     observations: int
+    """Calls ever observed (the hedging and degradation baselines need enough of them)."""
+    evidence: float = 0.0
+    """Effective observations behind this prediction, after staleness decay."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def prior_prediction(*, latency_ms: float, quality: float, cost: float) -> Prediction:
+    """A provider never seen: its configured latency, quality and cost; the tail at twice the
+    expected latency; success as likely as its quality says."""
+    return Prediction(latency_ms, latency_ms * 2, quality, cost, quality, 0, 0.0)
 
 
 def predict(
@@ -108,24 +190,90 @@ def predict(
     prior_latency_ms: float,
     prior_quality: float,
     prior_cost: float,
-    prior_weight: int = 3,
+    prior_weight: float = DEFAULT_PRIOR_WEIGHT,
 ) -> Prediction:
     """Expected performance of a provider, blending priors with what was learned.
 
-    A provider never seen gets its configured priors; each observation shifts the prediction
-    toward the measurements, the prior counting as ``prior_weight`` observations.
+    A provider never seen gets its configured priors; each unit of evidence shifts the
+    prediction toward the measurements, the prior counting as ``prior_weight`` observations.
     """
+    prior = prior_prediction(latency_ms=prior_latency_ms, quality=prior_quality, cost=prior_cost)
     if stats is None or stats.calls == 0 or stats.ewma_latency_ms is None:
-        return Prediction(
-            prior_latency_ms, prior_latency_ms * 2, prior_quality, prior_cost, prior_quality, 0
-        )
-    w = stats.calls / (stats.calls + prior_weight)
-    success = w * (stats.success_rate or 0.0) + (1 - w) * prior_quality
+        return prior
+    n = stats.evidence
+    w = n / (n + prior_weight)
+    success = w * (stats.success_rate or 0.0) + (1 - w) * prior.success
     quality = success
     if stats.agreement_rate is not None:
         v = stats.cross_validations / (stats.cross_validations + prior_weight)
         quality = success * (v * stats.agreement_rate + (1 - v))
-    latency = w * stats.ewma_latency_ms + (1 - w) * prior_latency_ms
-    p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
-    cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior_cost
-    return Prediction(latency, max(p95, latency), success, cost, quality, stats.calls)
+    latency = w * stats.ewma_latency_ms + (1 - w) * prior.latency_ms
+    learned_p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
+    p95 = w * learned_p95 + (1 - w) * prior.p95_latency_ms
+    cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior.cost
+    return Prediction(latency, max(p95, latency), success, cost, quality, stats.calls, round(n, 4))
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction accuracy: how well the predictions arbitration acted on matched what happened.
+# --------------------------------------------------------------------------------------------
+
+LATENCY_FACTOR = 2.0
+"""A latency prediction is right when the actual latency is within this factor of it..."""
+LATENCY_SLACK_MS = 5.0
+"""...or within this many milliseconds (sub-millisecond calls vary by more than a factor)."""
+
+
+def latency_within_band(
+    predicted_ms: float,
+    actual_ms: float,
+    *,
+    factor: float = LATENCY_FACTOR,
+    slack_ms: float = LATENCY_SLACK_MS,
+) -> bool:
+    if abs(actual_ms - predicted_ms) <= slack_ms:
+        return True
+    return predicted_ms / factor <= actual_ms <= predicted_ms * factor
+
+
+def prediction_hit(prediction: Mapping[str, Any], *, ok: bool, latency_ms: float) -> bool:
+    """Was this attempt predicted right? Its outcome matches the predicted success (a call
+    predicted to succeed with probability >= 0.5 succeeded, or one predicted to fail failed),
+    and, for a call that succeeded, its latency is within the band of the predicted latency."""
+    if (float(prediction["success"]) >= 0.5) != ok:
+        return False
+    return not ok or latency_within_band(float(prediction["latency_ms"]), latency_ms)
+
+
+def prediction_accuracy(
+    attempts: Iterable[Mapping[str, Any]],
+    predictions: Mapping[tuple[str, str], Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The share of attempts predicted right (:func:`prediction_hit`), with its two parts.
+
+    ``predictions`` maps (request id, provider) to the prediction arbitration made; attempts
+    without one (hedges to a provider never scored) are not counted.
+    """
+    scored = success_hits = latency_hits = latency_n = hits = 0
+    for a in attempts:
+        p = predictions.get((a["request_id"], a["provider"]))
+        if p is None:
+            continue
+        scored += 1
+        success_hits += (float(p["success"]) >= 0.5) == a["ok"]
+        if a["ok"]:
+            latency_n += 1
+            latency_hits += latency_within_band(float(p["latency_ms"]), a["latency_ms"])
+        hits += prediction_hit(p, ok=a["ok"], latency_ms=a["latency_ms"])
+
+    def share(k: int, n: int) -> float | None:
+        return round(k / n, 4) if n else None
+
+    return {
+        "attempts": scored,
+        "accuracy": share(hits, scored),
+        "success_accuracy": share(success_hits, scored),
+        "latency_accuracy": share(latency_hits, latency_n),
+        "latency_factor": LATENCY_FACTOR,
+        "latency_slack_ms": LATENCY_SLACK_MS,
+    }

@@ -1,0 +1,105 @@
+"""Where runs and learned statistics live between processes: one database.
+
+By default a SQLite file under the user's data directory holds both the LangGraph checkpoints
+(durable, resumable runs) and the LangGraph store (provider statistics). ``--db PATH`` or the
+``HYBRIDMCP_DB`` environment variable choose another file; ``postgresql://...`` uses PostgreSQL
+(the ``postgres`` extra); ``:memory:`` keeps everything in the process (nothing survives it).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.store.base import BaseStore
+
+from hybridmcp.errors import ConfigError
+
+ENV_DB = "HYBRIDMCP_DB"
+DB_FILENAME = "hybridmcp.db"
+MEMORY = ":memory:"
+
+
+def default_db_path() -> Path:
+    """``<user data dir>/hybridmcp/hybridmcp.db``: platformdirs' answer when it is installed,
+    else ``$XDG_DATA_HOME`` or ``~/.local/share``."""
+    try:
+        import platformdirs
+    except ImportError:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+        return base / "hybridmcp" / DB_FILENAME
+    return Path(platformdirs.user_data_dir("hybridmcp")) / DB_FILENAME
+
+
+def resolve_db(db: str | None) -> str:
+    """The database to use: the given one, else ``$HYBRIDMCP_DB``, else the default file."""
+    return db or os.environ.get(ENV_DB) or str(default_db_path())
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
+
+
+@asynccontextmanager
+async def open_persistence(db: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    """The checkpointer and the store on ``db``, their tables created if needed."""
+    if db == MEMORY:
+        from langgraph.checkpoint.memory import InMemorySaver
+        from langgraph.store.memory import InMemoryStore
+
+        yield InMemorySaver(), InMemoryStore()
+    elif is_postgres(db):
+        async with _postgres(db) as opened:
+            yield opened
+    else:
+        async with _sqlite(db) as opened:
+            yield opened
+
+
+def _prepare_file(db: str) -> str:
+    """The database file's path, its directory created."""
+    path = Path(db).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
+@asynccontextmanager
+async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    async with AsyncExitStack() as stack:
+        try:
+            path = _prepare_file(path)
+            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
+            store = await stack.enter_async_context(AsyncSqliteStore.from_conn_string(path))
+            await saver.setup()
+            await store.setup()
+        except (OSError, sqlite3.Error) as err:
+            raise ConfigError(
+                f"database {path!r} cannot be used: {err} "
+                f"(choose another file with --db or ${ENV_DB})"
+            ) from None
+        yield saver, store
+
+
+@asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    try:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+    except ImportError:
+        raise ConfigError(
+            "a postgresql:// database needs the postgres extra: pip install 'hybridmcp[postgres]'"
+        ) from None
+    async with (
+        AsyncPostgresSaver.from_conn_string(url) as saver,
+        AsyncPostgresStore.from_conn_string(url) as store,
+    ):
+        await saver.setup()
+        await store.setup()
+        yield saver, store
