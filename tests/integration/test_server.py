@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -96,10 +97,25 @@ def _stop(proc: subprocess.Popen[bytes]) -> set[int]:
     return {p for p in tree if _alive(p)}
 
 
+def _config_in(folder: Path) -> Path:
+    """The repository's ``langgraph.json`` with its paths made absolute, written to ``folder``
+    (the server resolves them against its working directory)."""
+    config = json.loads((ROOT / "langgraph.json").read_text())
+    config["dependencies"] = [str((ROOT / d).resolve()) for d in config["dependencies"]]
+    config["graphs"] = {
+        name: str(ROOT / spec) if spec.startswith("./") else spec
+        for name, spec in config["graphs"].items()
+    }
+    path = folder / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
 @contextmanager
 def serve(log: Path, **env: str) -> Iterator[str]:
-    """``langgraph dev`` from the repository root on a free port; stopped, with everything it
-    started, on exit."""
+    """``langgraph dev`` serving the repository's ``langgraph.json`` on a free port, from a
+    fresh directory (its threads and learned statistics start empty); stopped, with everything
+    it started, on exit."""
     port = _free_port()
     environ = {**os.environ, "LANGSMITH_TRACING": "false", "LANGCHAIN_TRACING_V2": "false", **env}
     with log.open("wb") as out:
@@ -107,8 +123,9 @@ def serve(log: Path, **env: str) -> Iterator[str]:
             [
                 *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
                 *("--port", str(port), "--host", "127.0.0.1"),
+                *("--config", str(_config_in(log.parent))),
             ],
-            cwd=ROOT,
+            cwd=log.parent,  # the server keeps its threads and store here: fresh per test
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -248,7 +265,6 @@ async def test_a_conflict_pauses_on_the_server_and_resumes_with_a_command(tmp_pa
 
 async def test_the_server_refuses_requests_without_a_valid_api_key(tmp_path: Path) -> None:
     """With keys configured every API call needs one, and threads stay private to their owner."""
-    # Fresh identities: the in-memory server keeps its threads in .langgraph_api between runs.
     alice_name, bob_name = f"alice-{uuid.uuid4().hex[:8]}", f"bob-{uuid.uuid4().hex[:8]}"
     bob_digest = hashlib.sha256(b"bob-key").hexdigest()
     keys = f"{alice_name}=alice-key, {bob_name}=sha256:{bob_digest}"
