@@ -18,10 +18,11 @@ from typing import Any
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from hybridmcp.capabilities.gate import Gate
+from hybridmcp.capabilities.gate import Gate, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.config import HybridConfig, load_config
+from hybridmcp.errors import ConfigError
 from hybridmcp.policy.breaker import BreakerBoard
 
 
@@ -33,6 +34,15 @@ class Context:
     """Configuration file to load when no live resources are given (server mode)."""
     resources: Any = field(default=None, repr=False)
     """Live :class:`Resources`; never serialized."""
+
+
+def _check_privacy_skills(config: HybridConfig, registry: Registry) -> None:
+    unknown = sorted(set(config.privacy.skills) - set(registry.skills))
+    if unknown:
+        raise ConfigError(
+            f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; "
+            f"known skills: {', '.join(sorted(registry.skills))}"
+        )
 
 
 class Resources:
@@ -66,11 +76,13 @@ class Resources:
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             registry = build_registry(config, tools)
+            _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()
             raise
         breaker = BreakerBoard(config.resilience.breaker)
-        gate = gate_factory(pool) if gate_factory else Gate(pool, breaker=breaker)
+        privacy = ScanningPolicy(config.privacy)
+        gate = gate_factory(pool) if gate_factory else Gate(pool, breaker=breaker, privacy=privacy)
         return cls(config, pool, registry, gate, store)
 
     async def close(self) -> None:

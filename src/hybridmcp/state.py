@@ -40,6 +40,8 @@ class WorkItem(TypedDict):
     idempotency_key: str
     run_id: str
     sensitivity: str
+    declared_sensitivity: NotRequired[str]
+    """The request's declared level, which redaction cannot lower (analyze)."""
     deadline_at: float | None
     """Absolute wall-clock deadline of the run (from ``constraints.deadline_ms``), if any."""
     watch: NotRequired[dict[str, Any]]

@@ -16,8 +16,11 @@ from typing import Any, Protocol
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
+from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import PolicyError, ProviderError
+from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.breaker import BreakerBoard
+from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class CallContext:
     skill: str
     idempotency_key: str
     sensitivity: str = "public"
+    declared_sensitivity: str = "public"
 
 
 @dataclass
@@ -55,6 +59,69 @@ class AllowAll:
         self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
     ) -> PrivacyDecision:
         return PrivacyDecision("allow", "no privacy policy configured", arguments)
+
+
+class PrivacyRefused(PolicyError):
+    """The privacy step refused a call; ``reason`` says why (no raw value in it)."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"privacy policy refused {provider}: {reason}")
+        self.reason = reason
+
+
+class ScanningPolicy:
+    """Defense in depth: re-scan the arguments about to be sent, whatever arbitration decided.
+
+    Data within the provider's clearance goes as it is. Above it, the per skill/server policy
+    applies: ``redact`` sends pseudonyms (the vault lives only in this call's closure and
+    restores the answer), ``route_internal`` and ``refuse`` refuse the call (the run then moves
+    the work to another provider or reports the error). A redaction that still scans above the
+    clearance is refused: fail closed.
+    """
+
+    def __init__(self, settings: PrivacySettings | None = None) -> None:
+        self.settings = settings or PrivacySettings()
+
+    def decide(
+        self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
+    ) -> PrivacyDecision:
+        cfg = self.settings
+        clearance = scanner.Sensitivity.parse(provider.clearance)
+        declared = scanner.Sensitivity.parse(ctx.declared_sensitivity)
+        oversized = _size(arguments) > cfg.max_scan_bytes
+        report = (
+            scanner.scan(arguments, cfg.detection)
+            if cfg.enabled and not oversized
+            else scanner.SensitivityReport()
+        )
+        action = policy_for(
+            ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
+        )
+        verdict = release(
+            detected=report.level,
+            declared=declared,
+            clearance=clearance,
+            action=action,
+            oversized=oversized and cfg.enabled,
+        )
+        if verdict.action != "redact":
+            return PrivacyDecision(verdict.action, verdict.reason, arguments)
+        vault: dict[str, str] = {}
+        redacted = scanner.redact(arguments, report, vault=vault).value
+        residual = scanner.scan(redacted, cfg.detection).level
+        if residual > clearance:
+            return PrivacyDecision(
+                "refuse",
+                f"{verdict.reason}, but the redacted arguments still scan {residual}",
+                arguments,
+            )
+        return PrivacyDecision(
+            "redact",
+            f"{verdict.reason}: {len(vault)} value(s) replaced by pseudonyms",
+            redacted,
+            restore=lambda value: scanner.restore(value, vault),
+            redactions=redaction_summary(report.findings),
+        )
 
 
 class Budget:
@@ -124,6 +191,7 @@ class GateResult:
     bytes_sent: int
     bytes_received: int
     privacy: str
+    redactions: int = 0
 
 
 def _size(value: Any) -> int:
@@ -144,7 +212,7 @@ class Gate:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
-        self.privacy = privacy or AllowAll()
+        self.privacy = privacy or ScanningPolicy()
         self.budget = budget or Budget()
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
         self.audit = audit or MemoryAudit()
@@ -178,13 +246,14 @@ class Gate:
             {
                 **base,
                 "kind": "policy_decision",
+                "stage": "gate",
                 "action": decision.action,
                 "reason": decision.reason,
                 "redactions": decision.redactions,
             }
         )
         if decision.action == "refuse":
-            raise PolicyError(f"privacy policy refused {provider.id}: {decision.reason}")
+            raise PrivacyRefused(provider.id, decision.reason)
         try:
             self.budget.reserve(provider)
         except PolicyError as err:
@@ -239,4 +308,6 @@ class Gate:
             )
         slow = slow_after_s is not None and time.perf_counter() - started > slow_after_s
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
-        return GateResult(value, provider.cost_per_call, sent, received, decision.action)
+        return GateResult(
+            value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)
+        )

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.memory import load_stats
+from hybridmcp.nodes.disclosure import disclose
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
@@ -16,7 +17,9 @@ from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem
 
 
-def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Candidate:
+def _candidate(
+    res: Resources, provider: Provider, stats: ProviderStats, redacts: bool = False
+) -> Candidate:
     prediction = predict(
         stats,
         prior_latency_ms=provider.expected_latency_ms,
@@ -30,7 +33,9 @@ def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Cand
     if available and provider.side == "external":
         reason = res.gate.breaker.blocked(provider.id, res.clock())
         available = reason is None
-    return Candidate(provider.id, provider.side, provider.clearance, prediction, available, reason)
+    return Candidate(
+        provider.id, provider.side, provider.clearance, prediction, available, reason, redacts
+    )
 
 
 def work_item(state: State, request: dict[str, Any], provider: Provider, round_no: int) -> WorkItem:
@@ -46,6 +51,9 @@ def work_item(state: State, request: dict[str, Any], provider: Provider, round_n
         idempotency_key=f"{run_id}:{request['id']}:{provider.id}:{round_no}",
         run_id=run_id,
         sensitivity=state["profiles"][str(request["id"])]["data_sensitivity"],
+        declared_sensitivity=state["profiles"][str(request["id"])].get(
+            "declared_sensitivity", "public"
+        ),
         deadline_at=state["started_at"] + deadline_ms / 1000 if deadline_ms else None,
     )
 
@@ -92,10 +100,19 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     allocations: dict[str, dict[str, Any]] = {}
     pending: list[WorkItem] = []
     errors: dict[str, str] = {}
+    events: list[dict[str, Any]] = []
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
-        candidates = [_candidate(res, p, stats[(p.id, skill.name)]) for p in skill.providers]
+        privacy, privacy_events = disclose(res, state["run_id"], rid, skill, state["profiles"][rid])
+        events += privacy_events
+        if privacy.refused:
+            errors[rid] = f"refused by privacy policy: {privacy.refused}"
+            continue
+        candidates = [
+            _candidate(res, p, stats[(p.id, skill.name)], p.id in privacy.redacting)
+            for p in skill.providers
+        ]
         allocation = decide(
             strategy=request.get("strategy", "auto"),
             critical=bool(request.get("critical", False)),
@@ -109,6 +126,8 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
             errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
+            if privacy.decisions:
+                errors[rid] += f"; privacy policy {privacy.decisions[0]['action']}"
             continue
         chosen = (
             allocation["providers"]
@@ -124,5 +143,5 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": _unavailable_events(allocations),
+        "events": events + _unavailable_events(allocations),
     }

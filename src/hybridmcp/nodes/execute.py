@@ -27,7 +27,7 @@ from weakref import WeakKeyDictionary
 
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.gate import CallContext
+from hybridmcp.capabilities.gate import CallContext, PrivacyRefused
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.errors import HybridMCPError, ProviderError
 from hybridmcp.policy.hedging import HedgeBudget
@@ -154,6 +154,7 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             item["skill"],
             item["idempotency_key"],
             item["sensitivity"],
+            item.get("declared_sensitivity", "public"),
         )
         result = await res.gate.call(
             provider,
@@ -171,11 +172,22 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             cost=result.cost,
             value=result.value,
             privacy=result.privacy,
+            redactions=result.redactions,
             bytes_sent=result.bytes_sent,
             bytes_received=result.bytes_received,
         )
     except TimeoutError:
         error = f"deadline exceeded after {timeout * 1000:.0f} ms"
+    except PrivacyRefused as err:
+        return _attempt(
+            item,
+            ok=False,
+            started=started,
+            elapsed_s=time.perf_counter() - t0,
+            cost=0.0,
+            error=str(err),
+            privacy="refuse",
+        )
     except HybridMCPError as err:
         error = str(err)
     except Exception as err:  # a provider's own bug must not take the run down

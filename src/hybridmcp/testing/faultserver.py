@@ -7,6 +7,8 @@ It serves real tools, so its answers can be cross-validated against hybridmcp's 
 - ``calculate(expression)`` -> ``{"value": number}`` (safe arithmetic, an ``ast`` walker);
 - ``word_count(text)`` -> ``{"words", "characters", "sentences"}``;
 - ``echo(text)`` -> ``{"text"}`` and ``sleep(ms)`` -> ``{"slept_ms"}`` (a real asyncio sleep);
+- ``echo_json(payload)`` -> ``{"payload"}``: any JSON object back, never faulted (the privacy
+  proof's recording target);
 - ``fault_control(faults=None, reset_counters=False)``: replace the fault configuration at run
   time and read it back with the per-tool call counters (never itself subject to faults).
 
@@ -667,6 +669,11 @@ def build_server(
     def echo(text: str) -> CallToolResult:
         """Return the text unchanged, as {"text": text}."""
         return _normal({"text": text})
+
+    @server.tool(name="echo_json", annotations=read_only, structured_output=False)
+    def echo_json(payload: dict[str, Any]) -> CallToolResult:
+        """Return a JSON object unchanged, as {"payload": payload}."""
+        return _normal({"payload": payload})
 
     @server.tool(name="sleep", annotations=read_only, structured_output=False)
     async def sleep(
