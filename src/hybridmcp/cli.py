@@ -1,4 +1,5 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json]``."""
+"""The command line: ``hybridmcp run [TASK] [--config FILE] [--audit FILE] [--json]`` and
+``hybridmcp audit verify FILE``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
@@ -88,9 +90,13 @@ def render(data: dict[str, Any], console: Console) -> None:
 
 
 async def _run(
-    task_path: str | None, config_path: str | None, live: bool = False
+    task_path: str | None, config_path: str | None, live: bool = False, audit: str | None = None
 ) -> dict[str, Any]:
     config = load_config(config_path)
+    if audit is not None:
+        config = config.model_copy(
+            update={"audit": config.audit.model_copy(update={"path": audit})}
+        )
     task = load_task(task_path)
     async with Coordinator.open(config) as co:
         if not live:
@@ -114,11 +120,15 @@ def run(
         str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    audit: Annotated[
+        str | None,
+        typer.Option("--audit", help="Append the hash-chained audit trail to FILE (JSON lines)."),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
     try:
-        data = asyncio.run(_run(task, config, live=not as_json and sys.stdout.isatty()))
+        data = asyncio.run(_run(task, config, not as_json and sys.stdout.isatty(), audit))
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -127,6 +137,27 @@ def run(
     else:
         render(data, console)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines) to check.")],
+) -> None:
+    """Check the hash chain: exit 1, naming the first bad record, on any edit, removal,
+    insertion or reordering."""
+    result = verify_audit(file)
+    if result.ok:
+        seq, digest = result.head or (0, "")
+        print(f"ok: {result.records} records, chain intact (last seq {seq}, hash {digest[:16]})")
+        raise typer.Exit(EXIT_OK)
+    typer.echo(f"FAILED: {result.problems[0]}", err=True)  # one line per problem, unwrapped
+    for problem in result.problems[1:10]:
+        typer.echo(f"  also: {problem}", err=True)
+    raise typer.Exit(EXIT_FAILED)
 
 
 @app.callback()
