@@ -43,6 +43,7 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
         "events": out.get("events", []),
         "quality": out.get("quality", {}),
         "metrics": out.get("metrics", {}),
+        "cost": out.get("cost", {}),
     }
 
 
@@ -87,6 +88,20 @@ def render(data: dict[str, Any], console: Console) -> None:
         f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms",
         highlight=False,
     )
+    c = data.get("cost") or {}
+    if c:
+        opt = c["cost_optimization"]
+        budget = (
+            f", budget {c['budget']:g} ({c['budget_remaining']:g} left)"
+            if c["budget"] is not None
+            else ""
+        )
+        console.print(
+            f"cost: spent {c['spent']:g}{budget}; always-external would have cost "
+            f"{opt['always_external']:g} for {opt['requests_compared']} request(s), "
+            f"saved {opt['saved']:g}",
+            highlight=False,
+        )
 
 
 async def _run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,6 +23,9 @@ from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
 
+RUN_BUDGETS_KEPT = 1024
+"""Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
+
 
 @dataclass(frozen=True)
 class CallContext:
@@ -33,6 +37,8 @@ class CallContext:
     idempotency_key: str
     sensitivity: str = "public"
     declared_sensitivity: str = "public"
+    budget: float | None = None
+    """The run's budget; the gate keeps each run's spending against it."""
 
 
 @dataclass
@@ -124,8 +130,12 @@ class ScanningPolicy:
         )
 
 
+class BudgetExhausted(PolicyError):
+    """The run's budget cannot pay for this call."""
+
+
 class Budget:
-    """A run's spending limit; ``None`` means unlimited."""
+    """A spending limit; ``None`` means unlimited."""
 
     def __init__(self, limit: float | None = None) -> None:
         self.limit = limit
@@ -137,7 +147,7 @@ class Budget:
 
     def reserve(self, provider: Provider) -> None:
         if self.limit is not None and self.spent + provider.cost_per_call > self.limit + 1e-12:
-            raise PolicyError(
+            raise BudgetExhausted(
                 f"budget exhausted: {provider.id} costs {provider.cost_per_call:g}, "
                 f"{self.remaining:g} of {self.limit:g} left"
             )
@@ -217,6 +227,18 @@ class Gate:
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
         self.audit = audit or MemoryAudit()
         self.clock = clock
+        self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
+
+    def budget_for(self, ctx: CallContext) -> Budget:
+        """The run's own budget when it has one (the last runs' are kept), else the gate's."""
+        if ctx.budget is None:
+            return self.budget
+        budget = self.run_budgets.get(ctx.run_id)
+        if budget is None:
+            budget = self.run_budgets[ctx.run_id] = Budget(ctx.budget)
+            while len(self.run_budgets) > RUN_BUDGETS_KEPT:
+                self.run_budgets.popitem(last=False)
+        return budget
 
     async def call(
         self,
@@ -254,13 +276,16 @@ class Gate:
         )
         if decision.action == "refuse":
             raise PrivacyRefused(provider.id, decision.reason)
+        budget = self.budget_for(ctx)
         try:
-            self.budget.reserve(provider)
+            budget.reserve(provider)
         except PolicyError as err:
             self.audit.append(
                 {
                     **base,
                     "kind": "policy_decision",
+                    "stage": "gate",
+                    "policy": "budget",
                     "action": "refuse",
                     "reason": str(err),
                     "redactions": [],
@@ -268,7 +293,7 @@ class Gate:
             )
             raise
         if not self.breaker.allow(provider.id, self.clock()):
-            self.budget.spent -= provider.cost_per_call
+            budget.spent -= provider.cost_per_call
             raise PolicyError(f"circuit breaker for {provider.id} is open")
 
         sent = _size(decision.arguments)

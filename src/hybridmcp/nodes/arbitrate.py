@@ -9,6 +9,7 @@ from langgraph.runtime import Runtime
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.memory import load_stats
 from hybridmcp.nodes.disclosure import disclose
+from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
@@ -55,6 +56,7 @@ def work_item(state: State, request: dict[str, Any], provider: Provider, round_n
             "declared_sensitivity", "public"
         ),
         deadline_at=state["started_at"] + deadline_ms / 1000 if deadline_ms else None,
+        budget=(state.get("constraints") or {}).get("budget"),
     )
 
 
@@ -88,6 +90,11 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
     return events
 
 
+def _budget_event(budget: BudgetPlan, allocations: dict[str, Any]) -> list[dict[str, Any]]:
+    event = budget.event(allocations)
+    return [event] if event else []
+
+
 async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config
@@ -101,6 +108,9 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     pending: list[WorkItem] = []
     errors: dict[str, str] = {}
     events: list[dict[str, Any]] = []
+    budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
+    projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
+    criteria = budget_criteria(cfg.optimization_criteria, pressure(budget.limit, projected))
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
@@ -110,7 +120,11 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             errors[rid] = f"refused by privacy policy: {privacy.refused}"
             continue
         candidates = [
-            _candidate(res, p, stats[(p.id, skill.name)], p.id in privacy.redacting)
+            budget.admit(
+                rid,
+                _candidate(res, p, stats[(p.id, skill.name)], p.id in privacy.redacting),
+                p.cost_per_call,
+            )
             for p in skill.providers
         ]
         allocation = decide(
@@ -118,10 +132,15 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             critical=bool(request.get("critical", False)),
             profile=state["profiles"][rid],
             candidates=candidates,
-            criteria=cfg.optimization_criteria,
+            criteria=criteria,
             arbitration=cfg.arbitration_config,
             mapping=cfg.capability_mapping,
         )
+        if budget.limit is not None:
+            allocation["budget"] = {
+                "remaining": budget.remaining,
+                "cost_weight": round(criteria.cost_weight, 4),
+            }
         allocations[rid] = allocation
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
@@ -134,6 +153,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             if allocation["mode"] == "hybrid"
             else allocation["providers"][:1]
         )
+        budget.commit(res.registry.provider(pid).cost_per_call for pid in chosen)
         for pid in chosen:
             item = work_item(state, request, res.registry.provider(pid), 1)
             item["watch"] = watch_plan(allocation, pid, cfg.resilience)
@@ -143,5 +163,5 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": events + _unavailable_events(allocations),
+        "events": events + _unavailable_events(allocations) + _budget_event(budget, allocations),
     }
