@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybridmcp.errors import ConfigError
+from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
 from hybridmcp.policy.privacy import PrivacyConfig
 
 Side = Literal["internal", "external"]
@@ -337,6 +339,27 @@ class AuditSettings(_Model):
     fsync: bool = Field(False, description="Flush each record to disk before going on.")
 
 
+class ToolOutputSettings(_Model):
+    """Limits on what an MCP tool may answer (its output is untrusted)."""
+
+    max_bytes: int = Field(1_000_000, gt=0, description="Larger answers are failed attempts.")
+    error_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ERROR_PATTERNS),
+        description="Regexes (case-insensitive) of text answers that are errors although "
+        "isError is false; [] turns the check off.",
+    )
+
+    @field_validator("error_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"error_patterns.{i}: invalid regex {pattern!r}: {err}") from None
+        return value
+
+
 class HybridConfig(_Model):
     """The whole configuration. Every section has defaults that work out of the box."""
 
@@ -348,6 +371,7 @@ class HybridConfig(_Model):
     resilience: ResilienceConfig = ResilienceConfig()
     privacy: PrivacySettings = PrivacySettings()
     audit: AuditSettings = AuditSettings()
+    tool_output: ToolOutputSettings = ToolOutputSettings()
     mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
     skills: dict[str, SkillConfig] = Field(default_factory=dict)
     builtin_skills: bool = Field(True, description="Register the built-in internal skills.")

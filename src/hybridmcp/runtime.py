@@ -103,7 +103,9 @@ class Resources:
         gate = (
             gate_factory(pool)
             if gate_factory
-            else Gate(pool, breaker=breaker, privacy=privacy, audit=audit)
+            else Gate(
+                pool, breaker=breaker, privacy=privacy, audit=audit, output=config.tool_output
+            )
         )
         return cls(config, pool, registry, gate, store)
 

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
-from hybridmcp.config import PrivacySettings
+from hybridmcp.config import PrivacySettings, ToolOutputSettings
 from hybridmcp.errors import PolicyError, ProviderError
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
+from hybridmcp.policy.output import compile_patterns, output_problem
 
 RUN_BUDGETS_KEPT = 1024
 """Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
@@ -219,6 +220,7 @@ class Gate:
         budget: Budget | None = None,
         breaker: Breaker | None = None,
         audit: AuditSink | None = None,
+        output: ToolOutputSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
@@ -227,6 +229,8 @@ class Gate:
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
         self.audit = audit or MemoryAudit()
         self.clock = clock
+        self.output = output or ToolOutputSettings()
+        self._error_patterns = compile_patterns(self.output.error_patterns)
         self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
 
     def budget_for(self, ctx: CallContext) -> Budget:
@@ -239,6 +243,19 @@ class Gate:
             while len(self.run_budgets) > RUN_BUDGETS_KEPT:
                 self.run_budgets.popitem(last=False)
         return budget
+
+    def _check_output(self, provider: Provider, result: Any, size: int) -> None:
+        """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`)."""
+        text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+        problem = output_problem(
+            text,
+            result.structuredContent,
+            size,
+            max_bytes=self.output.max_bytes,
+            error_patterns=self._error_patterns,
+        )
+        if problem:
+            raise ProviderError(f"{provider.id}: {problem}")
 
     async def call(
         self,
@@ -307,6 +324,10 @@ class Gate:
                 provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
             )
             received = sum(_size(c.model_dump()) for c in result.content)
+            if result.structuredContent is not None:
+                received += _size(result.structuredContent)
+            if not result.isError:
+                self._check_output(provider, result, received)
             value = decision.restore(extract_result(provider, result))
             if validate is not None:
                 validate(value)
