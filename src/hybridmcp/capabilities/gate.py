@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -185,10 +185,11 @@ class AuditSink(Protocol):
 
 
 class MemoryAudit:
-    """Keeps audit records in memory; the default when no audit file is configured."""
+    """Keeps the latest audit records in memory; the default when no audit file is configured
+    (bounded, so a long-lived process does not grow without end)."""
 
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+    def __init__(self, keep: int = 10_000) -> None:
+        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         self.records.append(record)
