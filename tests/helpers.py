@@ -23,3 +23,13 @@ def wrong_time(timezone: str) -> dict[str, Any]:
 def broken_time(timezone: str) -> dict[str, Any]:
     """``time.now`` that always fails, so work on it moves to the other side."""
     raise RuntimeError(f"the internal clock is broken (asked for {timezone})")
+
+
+def echo_text(text: str) -> dict[str, Any]:
+    """``note.echo`` served internally: the text back, as the fault server's ``echo`` does."""
+    return {"text": text}
+
+
+def echo_payload(**payload: Any) -> dict[str, Any]:
+    """``canary.echo`` served internally: the arguments back, as ``echo_json`` does."""
+    return {"payload": payload}

@@ -1,5 +1,5 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json] [--db DB] [--thread ID]``,
-``hybridmcp stats``."""
+"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json] [--db DB] [--thread ID]
+[--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
@@ -47,6 +48,7 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
         "events": out.get("events", []),
         "quality": out.get("quality", {}),
         "metrics": out.get("metrics", {}),
+        "cost": out.get("cost", {}),
     }
 
 
@@ -97,6 +99,20 @@ def render(data: dict[str, Any], console: Console) -> None:
             f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
             highlight=False,
         )
+    c = data.get("cost") or {}
+    if c:
+        opt = c["cost_optimization"]
+        budget = (
+            f", budget {c['budget']:g} ({c['budget_remaining']:g} left)"
+            if c["budget"] is not None
+            else ""
+        )
+        console.print(
+            f"cost: spent {c['spent']:g}{budget}; always-external would have cost "
+            f"{opt['always_external']:g} for {opt['requests_compared']} request(s), "
+            f"saved {opt['saved']:g}",
+            highlight=False,
+        )
 
 
 async def _run(
@@ -106,8 +122,13 @@ async def _run(
     db: str | None = None,
     thread: str | None = None,
     live: bool = False,
+    audit: str | None = None,
 ) -> dict[str, Any]:
     config = load_config(config_path)
+    if audit is not None:
+        config = config.model_copy(
+            update={"audit": config.audit.model_copy(update={"path": audit})}
+        )
     task = load_task(task_path)
     thread_id = thread or uuid.uuid4().hex
     async with (
@@ -157,12 +178,16 @@ def run(
             "a finished one returns its stored result.",
         ),
     ] = None,
+    audit: Annotated[
+        str | None,
+        typer.Option("--audit", help="Append the hash-chained audit trail to FILE (JSON lines)."),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
     live = not as_json and sys.stdout.isatty()
     try:
-        data = asyncio.run(_run(task, config, db=db, thread=thread, live=live))
+        data = asyncio.run(_run(task, config, db=db, thread=thread, live=live, audit=audit))
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None
@@ -250,6 +275,27 @@ def stats(
     elif not reset or records:
         # piped output gets room for the whole table; a terminal gets its own width
         render_stats(records, where, Console(width=None if sys.stdout.isatty() else 130))
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines) to check.")],
+) -> None:
+    """Check the hash chain: exit 1, naming the first bad record, on any edit, removal,
+    insertion or reordering."""
+    result = verify_audit(file)
+    if result.ok:
+        seq, digest = result.head or (0, "")
+        print(f"ok: {result.records} records, chain intact (last seq {seq}, hash {digest[:16]})")
+        raise typer.Exit(EXIT_OK)
+    typer.echo(f"FAILED: {result.problems[0]}", err=True)  # one line per problem, unwrapped
+    for problem in result.problems[1:10]:
+        typer.echo(f"  also: {problem}", err=True)
+    raise typer.Exit(EXIT_FAILED)
 
 
 @app.callback()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybridmcp.errors import ConfigError
+from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
+from hybridmcp.policy.privacy import PrivacyConfig
 
 Side = Literal["internal", "external"]
 Strategy = Literal["auto", "internal", "external", "hybrid"]
@@ -308,6 +311,64 @@ class ResilienceConfig(_Model):
     pool: PoolConfig = PoolConfig()
 
 
+PrivacyAction = Literal["route_internal", "redact", "refuse"]
+
+
+class PrivacySettings(_Model):
+    """Sensitivity analysis of every request and the policy for data above a provider's
+    clearance (see README, "Privacy, audit and cost")."""
+
+    enabled: bool = Field(True, description="Scan each request's arguments (Presidio, secrets).")
+    detection: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,
+        description="Thresholds: min_score, entity_levels, enabled/disabled_entities, "
+        "allow_list, split_fields.",
+    )
+    policy: PrivacyAction = Field(
+        "route_internal", description="Default for data above an external provider's clearance."
+    )
+    skills: dict[str, PrivacyAction] = Field(
+        default_factory=dict, description="Policy per skill (wins over the server's)."
+    )
+    servers: dict[str, PrivacyAction] = Field(
+        default_factory=dict, description="Policy per MCP server."
+    )
+    max_scan_bytes: int = Field(
+        1_000_000, gt=0, description="Larger arguments are not scanned: treated as restricted."
+    )
+
+    def policy_table(self) -> dict[str, Any]:
+        return {"default": self.policy, "skills": self.skills, "servers": self.servers}
+
+
+class AuditSettings(_Model):
+    """The hash-chained audit trail of every external data flow and policy decision."""
+
+    path: str | None = Field(None, description="JSON-lines file; None keeps records in memory.")
+    fsync: bool = Field(False, description="Flush each record to disk before going on.")
+
+
+class ToolOutputSettings(_Model):
+    """Limits on what an MCP tool may answer (its output is untrusted)."""
+
+    max_bytes: int = Field(1_000_000, gt=0, description="Larger answers are failed attempts.")
+    error_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ERROR_PATTERNS),
+        description="Regexes (case-insensitive) of text answers that are errors although "
+        "isError is false; [] turns the check off.",
+    )
+
+    @field_validator("error_patterns")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise ValueError(f"error_patterns.{i}: invalid regex {pattern!r}: {err}") from None
+        return value
+
+
 class HybridConfig(_Model):
     """The whole configuration. Every section has defaults that work out of the box."""
 
@@ -317,6 +378,9 @@ class HybridConfig(_Model):
     arbitration_config: ArbitrationConfig = ArbitrationConfig()
     llm_config: LLMConfig = LLMConfig()
     resilience: ResilienceConfig = ResilienceConfig()
+    privacy: PrivacySettings = PrivacySettings()
+    audit: AuditSettings = AuditSettings()
+    tool_output: ToolOutputSettings = ToolOutputSettings()
     mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
     skills: dict[str, SkillConfig] = Field(default_factory=dict)
     builtin_skills: bool = Field(True, description="Register the built-in internal skills.")
@@ -340,6 +404,13 @@ class HybridConfig(_Model):
                         f"skills.{skill_name}.providers.{i}.server: unknown MCP server "
                         f"{provider.server!r} (configured servers: {known})"
                     )
+        unknown = sorted(set(self.privacy.servers) - set(self.mcpServers))
+        if unknown:
+            known = ", ".join(sorted(self.mcpServers)) or "none"
+            raise ValueError(
+                f"privacy.servers: unknown MCP server(s) {', '.join(map(repr, unknown))} "
+                f"(configured servers: {known})"
+            )
         return self
 
 

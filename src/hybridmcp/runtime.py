@@ -13,15 +13,18 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from hybridmcp.capabilities.gate import Gate
+from hybridmcp.audit import AuditLog
+from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.config import HybridConfig, load_config
+from hybridmcp.errors import ConfigError
 from hybridmcp.policy.breaker import BreakerBoard
 
 
@@ -33,6 +36,30 @@ class Context:
     """Configuration file to load when no live resources are given (server mode)."""
     resources: Any = field(default=None, repr=False)
     """Live :class:`Resources`; never serialized."""
+
+
+def open_audit(config: HybridConfig) -> AuditSink:
+    """The audit trail of the configuration: a hash-chained file, or records in memory."""
+    if config.audit.path is None:
+        return MemoryAudit()
+    try:  # fail at open, not at the first external call
+        Path(config.audit.path).parent.mkdir(parents=True, exist_ok=True)
+        with open(config.audit.path, "a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"audit.path: cannot append to {config.audit.path!r}: {err.strerror}"
+        ) from None
+    return AuditLog(config.audit.path, fsync=config.audit.fsync)
+
+
+def _check_privacy_skills(config: HybridConfig, registry: Registry) -> None:
+    unknown = sorted(set(config.privacy.skills) - set(registry.skills))
+    if unknown:
+        raise ConfigError(
+            f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; "
+            f"known skills: {', '.join(sorted(registry.skills))}"
+        )
 
 
 class Resources:
@@ -66,15 +93,27 @@ class Resources:
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             registry = build_registry(config, tools)
+            _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()
             raise
         breaker = BreakerBoard(config.resilience.breaker)
-        gate = gate_factory(pool) if gate_factory else Gate(pool, breaker=breaker)
+        privacy = ScanningPolicy(config.privacy)
+        audit = open_audit(config)
+        gate = (
+            gate_factory(pool)
+            if gate_factory
+            else Gate(
+                pool, breaker=breaker, privacy=privacy, audit=audit, output=config.tool_output
+            )
+        )
         return cls(config, pool, registry, gate, store)
 
     async def close(self) -> None:
         await self.pool.close()
+        close = getattr(self.gate.audit, "close", None)
+        if close is not None:
+            close()
 
     async def __aenter__(self) -> Resources:
         return self

@@ -40,8 +40,12 @@ class WorkItem(TypedDict):
     idempotency_key: str
     run_id: str
     sensitivity: str
+    declared_sensitivity: NotRequired[str]
+    """The request's declared level, which redaction cannot lower (analyze)."""
     deadline_at: float | None
     """Absolute wall-clock deadline of the run (from ``constraints.deadline_ms``), if any."""
+    budget: NotRequired[float | None]
+    """The run's budget (``constraints.budget``), enforced by the gate per run."""
     watch: NotRequired[dict[str, Any]]
     """What the worker watches while the call runs: slow threshold, hedge, straggler peer
     (:func:`hybridmcp.policy.hedging.watch_plan`)."""
@@ -62,6 +66,8 @@ class OutputState(TypedDict):
     """Completeness, consistency, reliability, transparency, overall."""
     metrics: dict[str, Any]
     """Run metrics: calls, latency, cost, rounds, reallocations."""
+    cost: NotRequired[dict[str, Any]]
+    """Spent per provider and side, the budget, ``cost_optimization`` (synchronize)."""
 
 
 class State(InputState, OutputState):

@@ -170,7 +170,7 @@ async def fault_server(
 async def test_every_tool_answers_normally(tmp_path, transport):
     async with asyncio.timeout(DEADLINE), fault_server(tmp_path, transport=transport) as server:
         names = {tool.name for tool in (await server.session.list_tools()).tools}
-        assert names == {*FAULTABLE_TOOLS, "fault_control"}
+        assert names == {*FAULTABLE_TOOLS, "echo_json", "fault_control"}
 
         assert await server.value("calculate", expression="(2 + 3) * 4 - 2 ** 3 / 8") == {
             "value": 19
@@ -183,6 +183,8 @@ async def test_every_tool_answers_normally(tmp_path, transport):
         }
         assert await server.value("echo", text="héllo ✓") == {"text": "héllo ✓"}
         assert await server.value("sleep", ms=20) == {"slept_ms": 20}
+        nested = {"a": [1, {"b": "c"}], "n": 4111111111111111}
+        assert await server.value("echo_json", payload=nested) == {"payload": nested}
 
         now = await server.value("get_current_time", timezone="Asia/Tokyo")
         assert set(now) == {"timezone", "datetime", "day_of_week", "is_dst"}

@@ -10,14 +10,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
+from hybridmcp.config import PrivacySettings, ToolOutputSettings
 from hybridmcp.errors import PolicyError, ProviderError
+from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.breaker import BreakerBoard
+from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
+from hybridmcp.policy.output import compile_patterns, output_problem
+
+RUN_BUDGETS_KEPT = 1024
+"""Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,9 @@ class CallContext:
     skill: str
     idempotency_key: str
     sensitivity: str = "public"
+    declared_sensitivity: str = "public"
+    budget: float | None = None
+    """The run's budget; the gate keeps each run's spending against it."""
 
 
 @dataclass
@@ -57,8 +68,75 @@ class AllowAll:
         return PrivacyDecision("allow", "no privacy policy configured", arguments)
 
 
+class PrivacyRefused(PolicyError):
+    """The privacy step refused a call; ``reason`` says why (no raw value in it)."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"privacy policy refused {provider}: {reason}")
+        self.reason = reason
+
+
+class ScanningPolicy:
+    """Defense in depth: re-scan the arguments about to be sent, whatever arbitration decided.
+
+    Data within the provider's clearance goes as it is. Above it, the per skill/server policy
+    applies: ``redact`` sends pseudonyms (the vault lives only in this call's closure and
+    restores the answer), ``route_internal`` and ``refuse`` refuse the call (the run then moves
+    the work to another provider or reports the error). A redaction that still scans above the
+    clearance is refused: fail closed.
+    """
+
+    def __init__(self, settings: PrivacySettings | None = None) -> None:
+        self.settings = settings or PrivacySettings()
+
+    def decide(
+        self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
+    ) -> PrivacyDecision:
+        cfg = self.settings
+        clearance = scanner.Sensitivity.parse(provider.clearance)
+        declared = scanner.Sensitivity.parse(ctx.declared_sensitivity)
+        oversized = _size(arguments) > cfg.max_scan_bytes
+        report = (
+            scanner.scan(arguments, cfg.detection)
+            if cfg.enabled and not oversized
+            else scanner.SensitivityReport()
+        )
+        action = policy_for(
+            ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
+        )
+        verdict = release(
+            detected=report.level,
+            declared=declared,
+            clearance=clearance,
+            action=action,
+            oversized=oversized and cfg.enabled,
+        )
+        if verdict.action != "redact":
+            return PrivacyDecision(verdict.action, verdict.reason, arguments)
+        vault: dict[str, str] = {}
+        redacted = scanner.redact(arguments, report, vault=vault).value
+        residual = scanner.scan(redacted, cfg.detection).level
+        if residual > clearance:
+            return PrivacyDecision(
+                "refuse",
+                f"{verdict.reason}, but the redacted arguments still scan {residual}",
+                arguments,
+            )
+        return PrivacyDecision(
+            "redact",
+            f"{verdict.reason}: {len(vault)} value(s) replaced by pseudonyms",
+            redacted,
+            restore=lambda value: scanner.restore(value, vault),
+            redactions=redaction_summary(report.findings),
+        )
+
+
+class BudgetExhausted(PolicyError):
+    """The run's budget cannot pay for this call."""
+
+
 class Budget:
-    """A run's spending limit; ``None`` means unlimited."""
+    """A spending limit; ``None`` means unlimited."""
 
     def __init__(self, limit: float | None = None) -> None:
         self.limit = limit
@@ -70,7 +148,7 @@ class Budget:
 
     def reserve(self, provider: Provider) -> None:
         if self.limit is not None and self.spent + provider.cost_per_call > self.limit + 1e-12:
-            raise PolicyError(
+            raise BudgetExhausted(
                 f"budget exhausted: {provider.id} costs {provider.cost_per_call:g}, "
                 f"{self.remaining:g} of {self.limit:g} left"
             )
@@ -107,10 +185,11 @@ class AuditSink(Protocol):
 
 
 class MemoryAudit:
-    """Keeps audit records in memory; the default when no audit file is configured."""
+    """Keeps the latest audit records in memory; the default when no audit file is configured
+    (bounded, so a long-lived process does not grow without end)."""
 
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
+    def __init__(self, keep: int = 10_000) -> None:
+        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         self.records.append(record)
@@ -124,6 +203,7 @@ class GateResult:
     bytes_sent: int
     bytes_received: int
     privacy: str
+    redactions: int = 0
 
 
 def _size(value: Any) -> int:
@@ -141,14 +221,42 @@ class Gate:
         budget: Budget | None = None,
         breaker: Breaker | None = None,
         audit: AuditSink | None = None,
+        output: ToolOutputSettings | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.pool = pool
-        self.privacy = privacy or AllowAll()
+        self.privacy = privacy or ScanningPolicy()
         self.budget = budget or Budget()
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
         self.audit = audit or MemoryAudit()
         self.clock = clock
+        self.output = output or ToolOutputSettings()
+        self._error_patterns = compile_patterns(self.output.error_patterns)
+        self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
+
+    def budget_for(self, ctx: CallContext) -> Budget:
+        """The run's own budget when it has one (the last runs' are kept), else the gate's."""
+        if ctx.budget is None:
+            return self.budget
+        budget = self.run_budgets.get(ctx.run_id)
+        if budget is None:
+            budget = self.run_budgets[ctx.run_id] = Budget(ctx.budget)
+            while len(self.run_budgets) > RUN_BUDGETS_KEPT:
+                self.run_budgets.popitem(last=False)
+        return budget
+
+    def _check_output(self, provider: Provider, result: Any, size: int) -> None:
+        """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`)."""
+        text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+        problem = output_problem(
+            text,
+            result.structuredContent,
+            size,
+            max_bytes=self.output.max_bytes,
+            error_patterns=self._error_patterns,
+        )
+        if problem:
+            raise ProviderError(f"{provider.id}: {problem}")
 
     async def call(
         self,
@@ -178,20 +286,24 @@ class Gate:
             {
                 **base,
                 "kind": "policy_decision",
+                "stage": "gate",
                 "action": decision.action,
                 "reason": decision.reason,
                 "redactions": decision.redactions,
             }
         )
         if decision.action == "refuse":
-            raise PolicyError(f"privacy policy refused {provider.id}: {decision.reason}")
+            raise PrivacyRefused(provider.id, decision.reason)
+        budget = self.budget_for(ctx)
         try:
-            self.budget.reserve(provider)
+            budget.reserve(provider)
         except PolicyError as err:
             self.audit.append(
                 {
                     **base,
                     "kind": "policy_decision",
+                    "stage": "gate",
+                    "policy": "budget",
                     "action": "refuse",
                     "reason": str(err),
                     "redactions": [],
@@ -199,7 +311,7 @@ class Gate:
             )
             raise
         if not self.breaker.allow(provider.id, self.clock()):
-            self.budget.spent -= provider.cost_per_call
+            budget.spent -= provider.cost_per_call
             raise PolicyError(f"circuit breaker for {provider.id} is open")
 
         sent = _size(decision.arguments)
@@ -213,6 +325,10 @@ class Gate:
                 provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
             )
             received = sum(_size(c.model_dump()) for c in result.content)
+            if result.structuredContent is not None:
+                received += _size(result.structuredContent)
+            if not result.isError:
+                self._check_output(provider, result, received)
             value = decision.restore(extract_result(provider, result))
             if validate is not None:
                 validate(value)
@@ -239,4 +355,6 @@ class Gate:
             )
         slow = slow_after_s is not None and time.perf_counter() - started > slow_after_s
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
-        return GateResult(value, provider.cost_per_call, sent, received, decision.action)
+        return GateResult(
+            value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)
+        )

@@ -2,16 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
+from hybridmcp.policy.disclosure import assess
 from hybridmcp.policy.scoring import analyze_requirements
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
+
+
+def _scan_all(requests: list[dict[str, Any]], settings: PrivacySettings) -> dict[str, Any]:
+    """Each request's privacy fields: the declared sensitivity, raised by what the scan finds
+    (in a worker thread: a few milliseconds per request)."""
+    return {
+        str(r.get("id")): assess(
+            r.get("args", {}),
+            r.get("sensitivity"),
+            enabled=settings.enabled,
+            detection=settings.detection,
+            max_scan_bytes=settings.max_scan_bytes,
+        )
+        for r in requests
+    }
 
 
 async def analyze(
@@ -22,6 +40,7 @@ async def analyze(
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
+    privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
     for request in state["requests"]:
         rid = str(request.get("id"))
         try:
@@ -30,12 +49,15 @@ async def analyze(
         except TaskError as err:
             errors[rid] = str(err)
             continue
-        profiles[rid] = analyze_requirements(
-            skill=skill.name,
-            tags=skill.tags,
-            complexity=skill.complexity,
-            args=request.get("args", {}),
-            sensitivity=request.get("sensitivity") or "public",
+        profiles[rid] = (
+            analyze_requirements(
+                skill=skill.name,
+                tags=skill.tags,
+                complexity=skill.complexity,
+                args=request.get("args", {}),
+                sensitivity=privacy[rid]["data_sensitivity"],
+            )
+            | privacy[rid]
         )
     return {
         "run_id": run_id,

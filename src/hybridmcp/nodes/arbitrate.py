@@ -8,6 +8,8 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.memory import load_stats
+from hybridmcp.nodes.disclosure import disclose
+from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
@@ -16,7 +18,9 @@ from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem
 
 
-def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Candidate:
+def _candidate(
+    res: Resources, provider: Provider, stats: ProviderStats, redacts: bool = False
+) -> Candidate:
     prediction = predict(
         stats,
         prior_latency_ms=provider.expected_latency_ms,
@@ -31,7 +35,9 @@ def _candidate(res: Resources, provider: Provider, stats: ProviderStats) -> Cand
     if available and provider.side == "external":
         reason = res.gate.breaker.blocked(provider.id, res.clock())
         available = reason is None
-    return Candidate(provider.id, provider.side, provider.clearance, prediction, available, reason)
+    return Candidate(
+        provider.id, provider.side, provider.clearance, prediction, available, reason, redacts
+    )
 
 
 def work_item(state: State, request: dict[str, Any], provider: Provider, round_no: int) -> WorkItem:
@@ -47,7 +53,11 @@ def work_item(state: State, request: dict[str, Any], provider: Provider, round_n
         idempotency_key=f"{run_id}:{request['id']}:{provider.id}:{round_no}",
         run_id=run_id,
         sensitivity=state["profiles"][str(request["id"])]["data_sensitivity"],
+        declared_sensitivity=state["profiles"][str(request["id"])].get(
+            "declared_sensitivity", "public"
+        ),
         deadline_at=state["started_at"] + deadline_ms / 1000 if deadline_ms else None,
+        budget=(state.get("constraints") or {}).get("budget"),
     )
 
 
@@ -81,6 +91,11 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
     return events
 
 
+def _budget_event(budget: BudgetPlan, allocations: dict[str, Any]) -> list[dict[str, Any]]:
+    event = budget.event(allocations)
+    return [event] if event else []
+
+
 async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config
@@ -97,29 +112,53 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     allocations: dict[str, dict[str, Any]] = {}
     pending: list[WorkItem] = []
     errors: dict[str, str] = {}
+    events: list[dict[str, Any]] = []
+    budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
+    projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
+    criteria = budget_criteria(cfg.optimization_criteria, pressure(budget.limit, projected))
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
-        candidates = [_candidate(res, p, stats[key[p.id]]) for p in skill.providers]
+        privacy, privacy_events = disclose(res, state["run_id"], rid, skill, state["profiles"][rid])
+        events += privacy_events
+        if privacy.refused:
+            errors[rid] = f"refused by privacy policy: {privacy.refused}"
+            continue
+        candidates = [
+            budget.admit(
+                rid,
+                _candidate(res, p, stats[key[p.id]], p.id in privacy.redacting),
+                p.cost_per_call,
+            )
+            for p in skill.providers
+        ]
         allocation = decide(
             strategy=request.get("strategy", "auto"),
             critical=bool(request.get("critical", False)),
             profile=state["profiles"][rid],
             candidates=candidates,
-            criteria=cfg.optimization_criteria,
+            criteria=criteria,
             arbitration=cfg.arbitration_config,
             mapping=cfg.capability_mapping,
         )
+        if budget.limit is not None:
+            allocation["budget"] = {
+                "remaining": budget.remaining,
+                "cost_weight": round(criteria.cost_weight, 4),
+            }
         allocations[rid] = allocation
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
             errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
+            if privacy.decisions:
+                errors[rid] += f"; privacy policy {privacy.decisions[0]['action']}"
             continue
         chosen = (
             allocation["providers"]
             if allocation["mode"] == "hybrid"
             else allocation["providers"][:1]
         )
+        budget.commit(res.registry.provider(pid).cost_per_call for pid in chosen)
         for pid in chosen:
             item = work_item(state, request, res.registry.provider(pid), 1)
             item["watch"] = watch_plan(allocation, pid, cfg.resilience)
@@ -129,5 +168,5 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": _unavailable_events(allocations),
+        "events": events + _unavailable_events(allocations) + _budget_event(budget, allocations),
     }

@@ -27,9 +27,10 @@ from weakref import WeakKeyDictionary
 
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.gate import CallContext
+from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, PrivacyRefused
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.errors import HybridMCPError, ProviderError
+from hybridmcp.policy.cost import BUDGET_EXHAUSTED
 from hybridmcp.policy.hedging import HedgeBudget
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.runtime import Context, Resources, resources_for
@@ -154,6 +155,8 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             item["skill"],
             item["idempotency_key"],
             item["sensitivity"],
+            item.get("declared_sensitivity", "public"),
+            item.get("budget"),
         )
         result = await res.gate.call(
             provider,
@@ -171,11 +174,25 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             cost=result.cost,
             value=result.value,
             privacy=result.privacy,
+            redactions=result.redactions,
             bytes_sent=result.bytes_sent,
             bytes_received=result.bytes_received,
         )
     except TimeoutError:
         error = f"deadline exceeded after {timeout * 1000:.0f} ms"
+    except (PrivacyRefused, BudgetExhausted) as err:
+        flag = (
+            {"privacy": "refuse"} if isinstance(err, PrivacyRefused) else {"budget_exhausted": True}
+        )
+        return _attempt(
+            item,
+            ok=False,
+            started=started,
+            elapsed_s=time.perf_counter() - t0,
+            cost=0.0,
+            error=str(err),
+            **flag,
+        )
     except HybridMCPError as err:
         error = str(err)
     except Exception as err:  # a provider's own bug must not take the run down
@@ -360,6 +377,18 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
                 call.task.cancel()
     primary = next(a for a in attempts if a["provider"] == item["provider"])
     _remember_health(primary, slow_after_ms, planned, live)
+    events += [
+        {
+            "code": BUDGET_EXHAUSTED,
+            "stage": "gate",
+            "request_id": a["request_id"],
+            "provider": a["provider"],
+            "round": a["round"],
+            "reason": a["error"],
+        }
+        for a in attempts
+        if a.get("budget_exhausted")
+    ]
     return {"attempts": attempts, "events": events + _breaker_events(res, attempts)}
 
 

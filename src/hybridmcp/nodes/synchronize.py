@@ -6,8 +6,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.policy.cost import cost_report
 from hybridmcp.policy.integration import Answer, integrate, quality_metrics
-from hybridmcp.runtime import Context, resources_for
+from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
 
@@ -112,4 +113,19 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         "events": events,
         "quality": quality,
         "status": status,
+        "cost": _cost(state, res),
     }
+
+
+def _cost(state: State, res: Resources) -> dict[str, Any]:
+    skills = {str(r["id"]): str(r.get("skill")) for r in state["requests"]}
+    prices: dict[str, float | None] = {}
+    for name in set(skills.values()):
+        external = (
+            [p.cost_per_call for p in res.registry.skills[name].providers_on("external")]
+            if name in res.registry.skills
+            else []
+        )
+        prices[name] = min(external) if external else None
+    budget = (state.get("constraints") or {}).get("budget")
+    return cost_report(state.get("attempts", []), skills, prices, budget)

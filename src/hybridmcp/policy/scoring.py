@@ -69,6 +69,9 @@ class Candidate:
     prediction: Prediction
     available: bool = True
     unavailable_reason: str | None = None
+    redacts: bool = False
+    """Receives redacted arguments (privacy policy ``redact``): judged by the declared
+    sensitivity, the part redaction cannot remove."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ def fitness(
     )
     cost = arbitration.cost_scale / (arbitration.cost_scale + p.cost)
     quality = min(1.0, p.quality + mapping.strength_bonus * matched)
-    security = security_score(candidate.clearance, profile.get("data_sensitivity", "public"))
+    security = security_score(candidate.clearance, _sensitivity_for(candidate, profile))
     total = (
         criteria.performance_weight * performance
         + criteria.cost_weight * cost
@@ -126,6 +129,13 @@ def fitness(
         round(total, 4),
         p.to_dict(),
     )
+
+
+def _sensitivity_for(candidate: Candidate, profile: Mapping[str, Any]) -> str:
+    """What the candidate would see: all of it, or (redacting) only the declared level."""
+    if candidate.redacts:
+        return str(profile.get("declared_sensitivity", "public"))
+    return str(profile.get("data_sensitivity", "public"))
 
 
 def eligible(candidate: Candidate, sensitivity: str) -> str | None:
@@ -153,11 +163,10 @@ def arbitrate(
     ``providers`` lists the chosen providers, ``ranking`` every eligible one best first (the
     reallocation order).
     """
-    sensitivity = profile.get("data_sensitivity", "public")
     excluded = []
     scored: list[Fitness] = []
     for c in candidates:
-        reason = eligible(c, sensitivity)
+        reason = eligible(c, _sensitivity_for(c, profile))
         if reason:
             excluded.append({"provider": c.provider, "side": c.side, "reason": reason})
         else:

@@ -5,8 +5,12 @@ It serves real tools, so its answers can be cross-validated against hybridmcp's 
 - ``get_current_time(timezone)`` and ``convert_time(source_timezone, time, target_timezone)``,
   with the output shapes of the PyPI ``mcp-server-time`` server;
 - ``calculate(expression)`` -> ``{"value": number}`` (safe arithmetic, an ``ast`` walker);
+  ``calculate_typed(expression)`` is the same with a declared ``outputSchema`` (the only tool
+  with one), so a ``wrong_shape`` answer breaks a schema the client can check;
 - ``word_count(text)`` -> ``{"words", "characters", "sentences"}``;
 - ``echo(text)`` -> ``{"text"}`` and ``sleep(ms)`` -> ``{"slept_ms"}`` (a real asyncio sleep);
+- ``echo_json(payload)`` -> ``{"payload"}``: any JSON object back, never faulted (the privacy
+  proof's recording target);
 - ``fault_control(faults=None, reset_counters=False)``: replace the fault configuration at run
   time and read it back with the per-tool call counters (never itself subject to faults).
 
@@ -94,6 +98,7 @@ FAULTABLE_TOOLS = (
     "get_current_time",
     "convert_time",
     "calculate",
+    "calculate_typed",
     "word_count",
     "echo",
     "sleep",
@@ -518,6 +523,7 @@ WRONG_ANSWERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "get_current_time": _shift_time,
     "convert_time": _wrong_convert,
     "calculate": lambda r: {"value": r["value"] + 1},
+    "calculate_typed": lambda r: {"value": r["value"] + 1},
     "word_count": lambda r: {**r, "words": r["words"] + 1},
     "echo": _wrong_echo,
     "sleep": lambda r: {"slept_ms": r["slept_ms"] + 1},
@@ -589,6 +595,12 @@ def _run(tool: str, *args: Any) -> CallToolResult:
         raise ToolError(str(err)) from None
 
 
+class TypedValue(BaseModel):
+    """The declared output of ``calculate_typed``."""
+
+    value: float
+
+
 class FaultMCP(FastMCP):
     """FastMCP with one hook: every ``tools/call`` is recorded, then passes the fault plan."""
 
@@ -614,11 +626,18 @@ class FaultMCP(FastMCP):
         if decision.action == "fail":
             raise ToolError(f"injected failure in {name} ({decision.reason})")
         result = await super().call_tool(name, arguments)
-        if decision.output == "normal" or not isinstance(result, CallToolResult):
+        if decision.output == "normal":
             return result
-        if result.isError or result.structuredContent is None:  # pragma: no cover - defensive
+        if isinstance(result, tuple):  # a tool with an output schema: (content, structured)
+            structured = result[1]
+        elif isinstance(result, CallToolResult) and not result.isError:
+            structured = result.structuredContent
+        else:  # pragma: no cover - defensive
             return result
-        return _answer(*render_output(decision, result.structuredContent, WRONG_ANSWERS.get(name)))
+        if structured is None:  # pragma: no cover - defensive
+            return result
+        # A CallToolResult is sent as it is: the server does not check it against the schema.
+        return _answer(*render_output(decision, structured, WRONG_ANSWERS.get(name)))
 
 
 def build_server(
@@ -658,6 +677,16 @@ def build_server(
         """Evaluate an arithmetic expression safely; returns {"value": number}."""
         return _run("calculate", expression)
 
+    @server.tool(name="calculate_typed", annotations=read_only, structured_output=True)
+    def calculate_typed(
+        expression: Annotated[str, Field(description="Arithmetic: + - * / // % ** and ( )")],
+    ) -> TypedValue:
+        """calculate, with an output schema: {"value": number}."""
+        try:
+            return TypedValue(**IMPLEMENTATIONS["calculate"](expression))
+        except ToolInputError as err:
+            raise ToolError(str(err)) from None
+
     @server.tool(name="word_count", annotations=read_only, structured_output=False)
     def word_count(text: str) -> CallToolResult:
         """Count words, characters and sentences of a text."""
@@ -667,6 +696,11 @@ def build_server(
     def echo(text: str) -> CallToolResult:
         """Return the text unchanged, as {"text": text}."""
         return _normal({"text": text})
+
+    @server.tool(name="echo_json", annotations=read_only, structured_output=False)
+    def echo_json(payload: dict[str, Any]) -> CallToolResult:
+        """Return a JSON object unchanged, as {"payload": payload}."""
+        return _normal({"payload": payload})
 
     @server.tool(name="sleep", annotations=read_only, structured_output=False)
     async def sleep(

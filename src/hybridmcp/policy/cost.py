@@ -1,0 +1,140 @@
+"""Cost: a run's budget during arbitration, and the run's cost report. Pure.
+
+The gate is the hard stop (it never makes a call the run's budget cannot pay for); arbitration
+plans with the same numbers so that work goes to cheaper providers before money runs out:
+
+- with a budget, the cost weight of the fitness grows with the *pressure*, what serving every
+  request on its dearest provider would cost over the budget (capped), so cheaper providers win
+  more often as the budget tightens;
+- a provider whose price is above what is left of the budget (after the calls already planned)
+  is not a candidate: the request goes to a cheaper (usually internal) provider, or fails with an
+  error, and a ``BUDGET_EXHAUSTED`` event says which requests were affected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hybridmcp.config import OptimizationCriteria
+from hybridmcp.policy.scoring import Candidate
+
+BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+MAX_PRESSURE = 3.0
+"""The cost weight grows at most to ``(1 + MAX_PRESSURE)`` times its configured value."""
+
+
+def pressure(budget: float | None, projected: float) -> float:
+    """How much the budget constrains the run: 0 without a budget, up to ``MAX_PRESSURE``."""
+    if budget is None or projected <= 0:
+        return 0.0
+    if budget <= 0:
+        return MAX_PRESSURE
+    return min(MAX_PRESSURE, projected / budget)
+
+
+def budget_criteria(criteria: OptimizationCriteria, budget_pressure: float) -> OptimizationCriteria:
+    """The fitness weights with the cost weight raised by the budget's pressure."""
+    if budget_pressure <= 0:
+        return criteria
+    return criteria.model_copy(
+        update={"cost_weight": criteria.cost_weight * (1.0 + budget_pressure)}
+    )
+
+
+@dataclass
+class BudgetPlan:
+    """What is left of a run's budget as arbitration assigns work, request by request."""
+
+    limit: float | None
+    spent: float = 0.0
+    planned: float = 0.0
+    affected: dict[str, list[str]] = field(default_factory=dict)
+    """Request id -> providers excluded because the budget could not pay for them."""
+
+    @property
+    def remaining(self) -> float | None:
+        if self.limit is None:
+            return None
+        return max(0.0, self.limit - self.spent - self.planned)
+
+    def admit(self, request_id: str, candidate: Candidate, price: float) -> Candidate:
+        """The candidate, marked unavailable when its price is above what is left."""
+        left = self.remaining
+        if left is None or price <= left + 1e-12 or not candidate.available:
+            return candidate
+        self.affected.setdefault(request_id, []).append(candidate.provider)
+        return replace(
+            candidate,
+            available=False,
+            unavailable_reason=f"budget: costs {price:g}, {left:g} of {self.limit:g} left",
+        )
+
+    def commit(self, prices: Iterable[float]) -> None:
+        self.planned += sum(prices)
+
+    def event(self, allocations: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+        """One ``BUDGET_EXHAUSTED`` event for the requests the budget moved or failed."""
+        if not self.affected:
+            return None
+        moved = [
+            r for r in self.affected if allocations.get(r, {}).get("mode") not in (None, "none")
+        ]
+        return {
+            "code": BUDGET_EXHAUSTED,
+            "stage": "arbitrate",
+            "budget": self.limit,
+            "planned": round(self.planned, 6),
+            "remaining": self.remaining,
+            "excluded": dict(self.affected),
+            "served_by_cheaper_provider": moved,
+            "failed": [r for r in self.affected if r not in moved],
+        }
+
+
+def cost_report(
+    attempts: Iterable[Mapping[str, Any]],
+    skills: Mapping[str, str],
+    external_price: Mapping[str, float | None],
+    budget: float | None,
+) -> dict[str, Any]:
+    """The run's cost: per provider and side, the budget, and the spec's ``cost_optimization``
+    (what was spent against what sending every request to the cheapest external provider of its
+    skill, once, would have cost).
+
+    ``skills`` maps request id -> skill; ``external_price`` skill -> the cheapest external
+    provider's price per call (None when the skill has no external provider).
+    """
+    attempts = list(attempts)
+    by_provider: dict[str, dict[str, Any]] = {}
+    by_side = {"internal": 0.0, "external": 0.0}
+    spent = 0.0
+    for a in attempts:
+        cost = float(a.get("cost") or 0.0)
+        entry = by_provider.setdefault(a["provider"], {"side": a["side"], "calls": 0, "cost": 0.0})
+        entry["calls"] += 1
+        entry["cost"] = round(entry["cost"] + cost, 6)
+        by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost
+        spent += cost
+    compared = {r: external_price.get(s) for r, s in skills.items()}
+    baseline = sum(p for p in compared.values() if p is not None)
+    spent_compared = sum(
+        float(a.get("cost") or 0.0) for a in attempts if compared.get(a["request_id"]) is not None
+    )
+    saved = baseline - spent_compared
+    return {
+        "spent": round(spent, 6),
+        "by_side": {k: round(v, 6) for k, v in by_side.items()},
+        "by_provider": by_provider,
+        "budget": budget,
+        "budget_remaining": None if budget is None else round(max(0.0, budget - spent), 6),
+        "cost_optimization": {
+            "spent": round(spent_compared, 6),
+            "always_external": round(baseline, 6),
+            "saved": round(saved, 6),
+            "saved_pct": round(100 * saved / baseline, 2) if baseline > 0 else None,
+            "requests_compared": sum(1 for p in compared.values() if p is not None),
+            "basis": "each request once on its skill's cheapest external provider",
+        },
+    }

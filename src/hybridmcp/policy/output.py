@@ -1,0 +1,64 @@
+"""Untrusted tool output: what makes an MCP tool's answer unusable, before anyone reads it. Pure.
+
+An answer is data, never code: the coordinator parses it as JSON or keeps it as text, compares
+it, and returns it; nothing evaluates it or splices it into code. Before that, the gate rejects
+(as a failed attempt, so the work moves elsewhere):
+
+- answers larger than ``tool_output.max_bytes`` (default 1 MB);
+- answers that are errors in disguise: ``isError=false`` yet text such as ``Error: ...`` or
+  ``Database error: ...`` (``mcp-server-sqlite`` answers so), a Python traceback, or a JSON
+  object that only carries an ``error``.
+
+Structured content is checked against the tool's ``outputSchema`` by the MCP client itself
+(``ClientSession.call_tool`` since mcp 1.10); a violation reaches the gate as a provider error.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
+    r"^\s*(?:[A-Za-z][\w ]{0,40}?\s)?(?:error|exception)\s*:",
+    r"^\s*Traceback \(most recent call last\)",
+    r"^\s*(?:failed|failure)\s*:",
+)
+"""Text answers that start like these are errors (case-insensitive), unless structured."""
+ERROR_ONLY_KEYS = frozenset({"error", "message", "code", "details", "status"})
+
+
+def _error_object(value: Any) -> bool:
+    return isinstance(value, dict) and "error" in value and set(value) <= ERROR_ONLY_KEYS
+
+
+def output_problem(
+    text: str,
+    structured: Any,
+    size: int,
+    *,
+    max_bytes: int,
+    error_patterns: Sequence[re.Pattern[str]],
+) -> str | None:
+    """Why a tool's (non-error) answer must not be used, or None. ``text`` is its text content,
+    ``structured`` its structured content (None if absent), ``size`` its size in bytes."""
+    if size > max_bytes:
+        return f"answer of {size} bytes exceeds the {max_bytes}-byte limit (tool_output.max_bytes)"
+    if structured is not None:
+        return "the answer is an error object" if _error_object(structured) else None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    if parsed is not None:
+        return "the answer is an error object" if _error_object(parsed) else None
+    for pattern in error_patterns:
+        if pattern.search(text):
+            first = text.strip().splitlines()[0] if text.strip() else ""
+            return f"the answer is an error in disguise (isError=false): {first[:200]!r}"
+    return None
+
+
+def compile_patterns(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:
+    return tuple(re.compile(p, re.IGNORECASE) for p in patterns)

@@ -1,0 +1,124 @@
+"""Cost and budgets against a real MCP server (the fault server, stdio, recording its calls):
+the budget steers arbitration to cheaper providers, stops spending when exhausted (an event, an
+internal fallback or a per-request error), and the gate never overspends a run's budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybridmcp.capabilities.gate import BudgetExhausted, CallContext
+from hybridmcp.config import HybridConfig, parse_config
+from hybridmcp.coordinator import Coordinator
+from hybridmcp.task import parse_task
+from hybridmcp.testing.harness import faultserver_stdio
+
+pytestmark = pytest.mark.integration
+
+PRICE = 0.01
+
+
+def config(record: Path) -> HybridConfig:
+    ext = {"side": "external", "server": "paid", "timeout_ms": 10_000}
+    return parse_config(
+        {
+            "mcpServers": {"paid": faultserver_stdio(record=record, cost_per_call=PRICE)},
+            "skills": {
+                "math.calculate": {"providers": [{**ext, "tool": "calculate"}]},
+                "note.echo": {
+                    "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+                    "providers": [{**ext, "tool": "echo"}],
+                },
+                "math.priced": {
+                    "input_schema": {"type": "object"},
+                    "providers": [
+                        {**ext, "tool": "calculate", "name": "cheap", "quality": 0.7,
+                         "cost_per_call": 0.008},
+                        {**ext, "tool": "calculate", "name": "dear", "quality": 1.0,
+                         "cost_per_call": 0.02},
+                    ],
+                },
+            },
+        }
+    )  # fmt: skip
+
+
+def calls(record: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+
+
+def calc(n: int, budget: float | None, skill: str = "math.calculate") -> Any:
+    requests = [
+        {"id": f"r{i}", "skill": skill, "args": {"expression": f"{i} + 1"}, "strategy": "external"}
+        for i in range(n)
+    ]
+    constraints = {"budget": budget} if budget is not None else {}
+    return parse_task({"requests": requests, "constraints": constraints})
+
+
+async def test_exhausted_budget_falls_back_internal_with_an_event(tmp_path: Path) -> None:
+    record = tmp_path / "calls.jsonl"
+    async with Coordinator.open(config(record)) as co:
+        out = await co.run(calc(5, budget=0.025))
+    assert out["status"] == "ok"
+    sides = {r: out["results"][r]["attempts"][0]["side"] for r in out["results"]}
+    assert sorted(sides.values()) == ["external", "external", "internal", "internal", "internal"]
+    assert len(calls(record)) == 2
+    event = next(e for e in out["events"] if e["code"] == "BUDGET_EXHAUSTED")
+    assert sorted(event["served_by_cheaper_provider"]) == sorted(
+        r for r, side in sides.items() if side == "internal"
+    )
+    cost = out["cost"]
+    assert cost["spent"] == pytest.approx(0.02) and cost["budget_remaining"] == pytest.approx(0.005)
+    assert cost["by_provider"]["mcp:paid/calculate"]["calls"] == 2
+    opt = cost["cost_optimization"]
+    assert opt["always_external"] == pytest.approx(0.05) and opt["saved"] == pytest.approx(0.03)
+
+
+async def test_exhausted_budget_without_internal_provider_is_a_per_request_error(
+    tmp_path: Path,
+) -> None:
+    record = tmp_path / "calls.jsonl"
+    requests = [
+        {"id": f"e{i}", "skill": "note.echo", "args": {"text": f"hi {i}"}} for i in range(3)
+    ]
+    async with Coordinator.open(config(record)) as co:
+        out = await co.run(parse_task({"requests": requests, "constraints": {"budget": 0.015}}))
+    errors = [r["error"] for r in out["results"].values()]
+    assert errors.count(None) == 1
+    assert sum(1 for e in errors if e and "budget: costs 0.01, 0.005 of 0.015 left" in e) == 2
+    assert out["status"] == "partial" and len(calls(record)) == 1
+
+
+async def test_budget_steers_arbitration_to_the_cheaper_provider(tmp_path: Path) -> None:
+    record = tmp_path / "calls.jsonl"
+    """Without a budget the dearer, better provider wins; with a budget that could pay for it
+    (0.03 for three requests whose dearest provider costs 0.02: pressure 2, cost weight 0.3 ->
+    0.9) the cheaper one does while the dearer one is still affordable."""
+    async with Coordinator.open(config(record)) as co:  # fresh statistics for each
+        free = await co.run(calc(3, budget=None, skill="math.priced"))
+    async with Coordinator.open(config(record)) as co:
+        tight = await co.run(calc(3, budget=0.03, skill="math.priced"))
+    assert {r["attempts"][0]["provider"] for r in free["results"].values()} == {"mcp:dear"}
+    assert {r["attempts"][0]["provider"] for r in tight["results"].values()} == {"mcp:cheap"}
+    # r0 and r1 chose cheap with dear affordable; by r2 dear no longer fits (0.014 left)
+    event = next(e for e in tight["events"] if e["code"] == "BUDGET_EXHAUSTED")
+    assert event["excluded"] == {"r2": ["mcp:dear"]}
+    assert tight["cost"]["spent"] == pytest.approx(0.024)
+
+
+async def test_the_gate_never_overspends_a_run(tmp_path: Path) -> None:
+    record = tmp_path / "calls.jsonl"
+    async with Coordinator.open(config(record)) as co:
+        gate = co.resources.gate
+        provider = co.resources.registry.provider("mcp:paid/echo")
+        ctx = CallContext("run-1", "r", "note.echo", "k", budget=0.015)
+        await gate.call(provider, {"text": "one"}, ctx, timeout_s=10)
+        with pytest.raises(BudgetExhausted, match="budget exhausted"):
+            await gate.call(provider, {"text": "two"}, ctx, timeout_s=10)
+        other_run = CallContext("run-2", "r", "note.echo", "k", budget=0.015)
+        await gate.call(provider, {"text": "three"}, other_run, timeout_s=10)
+    assert [c["arguments"]["text"] for c in calls(record)] == ["one", "three"]

@@ -1,0 +1,171 @@
+"""Invariant 2, checked two ways: no code in ``src/`` can call an MCP tool except through
+``Gate.call``, and at run time every call that reaches the session pool came through it."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybridmcp.capabilities.gate import Gate
+from hybridmcp.config import parse_config
+from hybridmcp.coordinator import Coordinator
+from hybridmcp.task import parse_task
+from hybridmcp.testing.harness import faultserver_stdio
+
+pytestmark = pytest.mark.integration
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "hybridmcp"
+
+# Where an MCP tool may be called, and why.
+ALLOWED_CALL_TOOL = {
+    ("capabilities/gate.py", "Gate.call"),  # the gate: pool.call_tool
+    ("capabilities/mcp_pool.py", "_ServerSession.call"),  # deadline and re-open around _send
+    ("capabilities/mcp_pool.py", "_ServerSession._send"),  # the one session.call_tool
+    ("testing/faultserver.py", "FaultMCP.call_tool"),  # the server side (super().call_tool)
+}
+POOL_INTERNALS = {"_sessions", "_ServerSession"}  # how SessionPool.call_tool reaches a session
+# Client machinery that can reach an MCP server: only the session pool may touch it.
+CLIENT_NAMES = {
+    "ClientSession",
+    "MultiServerMCPClient",
+    "load_mcp_tools",
+    "stdio_client",
+    "streamablehttp_client",
+    "streamable_http_client",
+    "sse_client",
+    "websocket_client",
+}
+CLIENT_MODULES = ("mcp.client", "langchain_mcp_adapters")
+POOL_MODULE = "capabilities/mcp_pool.py"
+
+
+def _functions(tree: ast.AST) -> Iterator[tuple[str, ast.AST]]:
+    """Every node with the qualified name of the function it is in."""
+
+    def walk(node: ast.AST, scope: list[str]) -> Iterator[tuple[str, ast.AST]]:
+        for child in ast.iter_child_nodes(node):
+            named = isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+            inner = [*scope, child.name] if named else scope  # type: ignore[attr-defined]
+            yield ".".join(inner), child
+            yield from walk(child, inner)
+
+    yield from walk(tree, [])
+
+
+def scan_source(root: Path) -> tuple[list[str], set[tuple[str, str]]]:
+    """Violations, and every (file, function) that calls ``.call_tool`` / ``._send``."""
+    problems: list[str] = []
+    callers: set[tuple[str, str]] = set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text(), str(path))
+        for scope, node in _functions(tree):
+            where = f"{rel}:{getattr(node, 'lineno', '?')} in {scope or '<module>'}"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in ("call_tool", "_send", "send_request"):
+                    callers.add((rel, scope))
+                    if (rel, scope) not in ALLOWED_CALL_TOOL:
+                        problems.append(f"{where}: calls .{node.func.attr}() outside the gate")
+            if rel == POOL_MODULE:
+                continue
+            if isinstance(node, ast.Name | ast.Attribute):
+                name = node.id if isinstance(node, ast.Name) else node.attr
+                if name in CLIENT_NAMES:
+                    problems.append(f"{where}: uses the MCP client {name} outside the pool")
+                if name in POOL_INTERNALS:
+                    problems.append(f"{where}: reaches into the pool's sessions ({name})")
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                modules = (
+                    [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else [a.name for a in node.names]
+                )
+                if any(m.startswith(CLIENT_MODULES) for m in modules):
+                    problems.append(f"{where}: imports MCP client code ({modules[0]})")
+                if isinstance(node, ast.ImportFrom):
+                    clash = CLIENT_NAMES & {a.name for a in node.names}
+                    if clash:
+                        problems.append(f"{where}: imports {sorted(clash)}")
+    return problems, callers
+
+
+def test_no_code_path_calls_an_mcp_tool_around_the_gate() -> None:
+    problems, callers = scan_source(SRC)
+    assert not problems, "\n".join(problems)
+    # The scan really sees the legitimate calls (it would see an illegitimate one too).
+    assert ("capabilities/gate.py", "Gate.call") in callers
+    assert ("capabilities/mcp_pool.py", "_ServerSession._send") in callers
+
+
+def test_the_scan_catches_a_bypass(tmp_path: Path) -> None:
+    (tmp_path / "nodes").mkdir()
+    (tmp_path / "nodes" / "sneaky.py").write_text(
+        "from mcp import ClientSession\n"
+        "async def fetch(res):\n"
+        "    return await res.pool.call_tool('s', 't', {}, 1.0)\n"
+    )
+    problems, _ = scan_source(tmp_path)
+    assert any("calls .call_tool() outside the gate" in p for p in problems)
+    assert any("imports ['ClientSession']" in p for p in problems)
+
+
+def _through_gate() -> bool:
+    return any(
+        f.function == "call" and f.frame.f_locals.get("self").__class__ is Gate
+        for f in inspect.stack(0)
+    )
+
+
+async def test_every_pool_call_at_run_time_comes_through_the_gate(tmp_path: Path) -> None:
+    """Hybrid requests, a reallocation after injected failures and a redacted call: every
+    ``SessionPool.call_tool`` made during the run has ``Gate.call`` on its stack."""
+    ext = {"side": "external", "server": "faulty", "timeout_ms": 5000}
+    cfg = parse_config(
+        {
+            "mcpServers": {"faulty": faultserver_stdio({"calculate": {"fail_first": 2}})},
+            "skills": {
+                "math.calculate": {"providers": [{**ext, "tool": "calculate"}]},
+                "note.echo": {"providers": [{**ext, "tool": "echo"}]},
+            },
+            "privacy": {"policy": "redact"},
+        }
+    )
+    seen: list[tuple[str, bool]] = []
+    async with Coordinator.open(cfg) as co:
+        pool = co.resources.pool
+        real = pool.call_tool
+
+        async def observed(server: str, tool: str, arguments: dict[str, Any], timeout_s: float):  # type: ignore[no-untyped-def]
+            seen.append((tool, _through_gate()))
+            return await real(server, tool, arguments, timeout_s)
+
+        pool.call_tool = observed  # type: ignore[method-assign]
+        out = await co.run(
+            parse_task(
+                [
+                    {
+                        "id": "a",
+                        "skill": "math.calculate",
+                        "args": {"expression": "6*7"},
+                        "strategy": "hybrid",
+                    },
+                    {
+                        "id": "b",
+                        "skill": "math.calculate",
+                        "args": {"expression": "1+1"},
+                        "strategy": "external",
+                    },
+                    {"id": "c", "skill": "note.echo", "args": {"text": "mail ines.novak@post.fr"}},
+                ]
+            )
+        )
+        await observed("faulty", "echo", {"text": "direct"}, 5)  # the check can fail
+    assert out["status"] == "ok", out["results"]
+    assert [t for t, via in seen if not via] == ["echo"]  # only the direct call above
+    assert sorted(t for t, via in seen if via) == ["calculate", "calculate", "echo"]
+    assert any(e["code"] == "REALLOCATION" for e in out["events"])  # the failures moved work

@@ -1,0 +1,72 @@
+"""Budget planning and the run's cost report (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hybridmcp.config import OptimizationCriteria
+from hybridmcp.policy.cost import (
+    BUDGET_EXHAUSTED,
+    MAX_PRESSURE,
+    BudgetPlan,
+    budget_criteria,
+    cost_report,
+    pressure,
+)
+from hybridmcp.policy.learning import Prediction
+from hybridmcp.policy.scoring import Candidate
+
+
+def _candidate(pid: str, side: str = "external") -> Candidate:
+    return Candidate(pid, side, "public", Prediction(10.0, 20.0, 1.0, 0.01, 0.9, 0))
+
+
+def test_pressure_grows_with_projected_spend_and_is_capped() -> None:
+    assert pressure(None, 5.0) == 0.0
+    assert pressure(1.0, 0.0) == 0.0
+    assert pressure(1.0, 0.5) == 0.5
+    assert pressure(1.0, 100.0) == MAX_PRESSURE
+    assert pressure(0.0, 1.0) == MAX_PRESSURE
+    base = OptimizationCriteria()
+    assert budget_criteria(base, 0.0) is base
+    assert budget_criteria(base, 2.0).cost_weight == pytest.approx(0.9)
+    assert budget_criteria(base, 2.0).performance_weight == base.performance_weight
+
+
+def test_plan_excludes_what_the_rest_of_the_budget_cannot_pay() -> None:
+    plan = BudgetPlan(0.025)
+    assert plan.admit("r1", _candidate("mcp:a"), 0.01).available
+    plan.commit([0.01])
+    assert plan.admit("r2", _candidate("mcp:a"), 0.01).available
+    plan.commit([0.01])
+    excluded = plan.admit("r3", _candidate("mcp:a"), 0.01)
+    assert not excluded.available
+    assert excluded.unavailable_reason == "budget: costs 0.01, 0.005 of 0.025 left"
+    assert plan.admit("r3", _candidate("internal:a", "internal"), 0.0).available
+    event = plan.event({"r3": {"mode": "internal"}})
+    assert event is not None and event["code"] == BUDGET_EXHAUSTED
+    assert event["served_by_cheaper_provider"] == ["r3"] and event["failed"] == []
+    assert plan.event({"r3": {"mode": "none"}})["failed"] == ["r3"]  # type: ignore[index]
+    unlimited = BudgetPlan(None)
+    assert unlimited.admit("r", _candidate("mcp:a"), 99.0).available
+    assert unlimited.event({}) is None
+
+
+def test_cost_report_per_provider_and_against_always_external() -> None:
+    attempts = [
+        {"request_id": "a", "provider": "mcp:x", "side": "external", "cost": 0.01},
+        {"request_id": "a", "provider": "internal:x", "side": "internal", "cost": 0.0},
+        {"request_id": "b", "provider": "internal:x", "side": "internal", "cost": 0.0},
+        {"request_id": "c", "provider": "internal:y", "side": "internal", "cost": 0.0},
+    ]
+    report = cost_report(
+        attempts, {"a": "x", "b": "x", "c": "y"}, {"x": 0.01, "y": None}, budget=0.05
+    )
+    assert report["spent"] == 0.01
+    assert report["by_side"] == {"internal": 0.0, "external": 0.01}
+    assert report["by_provider"]["mcp:x"] == {"side": "external", "calls": 1, "cost": 0.01}
+    assert report["budget_remaining"] == 0.04
+    opt = report["cost_optimization"]
+    assert opt["always_external"] == 0.02 and opt["spent"] == 0.01
+    assert opt["saved"] == 0.01 and opt["saved_pct"] == 50.0
+    assert opt["requests_compared"] == 2  # c has no external provider
