@@ -62,6 +62,9 @@ class OutputState(TypedDict):
     """Completeness, consistency, reliability, transparency, overall."""
     metrics: dict[str, Any]
     """Run metrics: calls, latency, cost, rounds, reallocations."""
+    coordination: NotRequired[dict[str, Any]]
+    """The coordinator LM's strategy, integration points and optimization (analyze; only
+    when ``llm_config.coordinator_model`` is set and answered)."""
 
 
 class State(InputState, OutputState):

@@ -10,6 +10,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.scoring import analyze_requirements
+from hybridmcp.prompts.advice import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -37,10 +38,14 @@ async def analyze(
             args=request.get("args", {}),
             sensitivity=request.get("sensitivity") or "public",
         )
+    started_at = res.clock()  # before the LM: its time counts against the run's deadline
+    coordination, events = await coordinate(res, state["requests"], profiles)
     return {
         "run_id": run_id,
-        "started_at": res.clock(),
+        "started_at": started_at,
         "profiles": profiles,
         "errors": errors,
         "round": 0,
+        "events": events,
+        **({"coordination": coordination} if coordination else {}),
     }

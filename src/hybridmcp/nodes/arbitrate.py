@@ -12,6 +12,7 @@ from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
 from hybridmcp.policy.scoring import arbitrate as decide
+from hybridmcp.prompts.advice import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem
 
@@ -106,6 +107,12 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             mapping=cfg.capability_mapping,
         )
         allocations[rid] = allocation
+    advice_events = await advise_allocations(
+        res, requests, allocations, state["profiles"], state.get("constraints")
+    )
+    for request in requests:
+        rid = str(request["id"])
+        skill, allocation = skills[rid], allocations[rid]
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
             errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
@@ -124,5 +131,5 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": _unavailable_events(allocations),
+        "events": _unavailable_events(allocations) + advice_events,
     }
