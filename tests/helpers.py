@@ -23,3 +23,26 @@ def wrong_time(timezone: str) -> dict[str, Any]:
 def broken_time(timezone: str) -> dict[str, Any]:
     """``time.now`` that always fails, so work on it moves to the other side."""
     raise RuntimeError(f"the internal clock is broken (asked for {timezone})")
+
+
+def echo_text(text: str) -> dict[str, Any]:
+    """An internal twin of the fault server's ``echo`` tool: the two agree on any text."""
+    return {"text": text}
+
+
+PLANNER_ANSWER_ENV = "HYBRIDMCP_TEST_PLANNER_ANSWER"
+
+
+def scripted_planner_lm(**_options: Any) -> Any:
+    """An LM factory for ``llm_config.planner_model: python:tests.helpers:scripted_planner_lm``.
+
+    It answers the planner with the JSON object in ``$HYBRIDMCP_TEST_PLANNER_ANSWER``
+    (``{"requests": ..., "rationale": ...}``), so a CLI subprocess can be given a plan.
+    """
+    import json
+    import os
+
+    from dspy.utils import DummyLM
+
+    answer = json.loads(os.environ[PLANNER_ANSWER_ENV])
+    return DummyLM([answer] * 2)

@@ -48,6 +48,8 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             "confidence": 0.0,
             "error": None,
         }
+        if allocation and allocation.get("advice"):
+            result["allocation_advice"] = allocation["advice"]
         ok = [a for a in attempts if a["ok"]]
         if not ok:
             result["error"] = state.get("errors", {}).get(rid) or "no provider answered"
