@@ -1,10 +1,11 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json]``."""
+"""The command line: ``hybridmcp run [TASK | --ask TEXT] [--config FILE] [--json]``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -15,7 +16,8 @@ from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
 from hybridmcp.progress import LiveProgress
-from hybridmcp.task import load_task
+from hybridmcp.prompts.advice import Plan, plan_requests
+from hybridmcp.task import load_task, parse_task
 
 app = typer.Typer(
     add_completion=False,
@@ -87,12 +89,43 @@ def render(data: dict[str, Any], console: Console) -> None:
     )
 
 
+def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
+    """The planner's requests, before anything runs: a table, or one JSON line on stderr."""
+    if as_json:
+        sys.stderr.write(json.dumps({"plan": plan_record(plan)}, default=str) + "\n")
+        return
+    table = Table(title=f"plan by {plan.model}", show_lines=True)
+    table.add_column("request")
+    table.add_column("skill")
+    table.add_column("args", overflow="fold", ratio=1)
+    for r in plan.requests:
+        table.add_row(r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False))
+    console.print(table)
+    if plan.rationale:
+        console.print(f"rationale: {plan.rationale}", highlight=False)
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    return {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+
+
 async def _run(
-    task_path: str | None, config_path: str | None, live: bool = False
+    task_path: str | None,
+    config_path: str | None,
+    live: bool = False,
+    ask: str | None = None,
+    show: Callable[[Plan], None] | None = None,
 ) -> dict[str, Any]:
     config = load_config(config_path)
-    task = load_task(task_path)
+    task = load_task(task_path) if ask is None else None
     async with Coordinator.open(config) as co:
+        if ask is not None:
+            plan = await plan_requests(co.resources, ask)
+            if show is not None:
+                show(plan)
+            task = parse_task({"requests": plan.requests}, "the planner's plan")
+            return report(await co.run(task)) | {"plan": plan_record(plan)}
+        assert task is not None
         if not live:
             return report(await co.run(task))
         out: dict[str, Any] = {}
@@ -114,11 +147,25 @@ def run(
         str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    ask: Annotated[
+        str | None,
+        typer.Option(
+            "--ask",
+            help="A task in free text: the planner LM turns it into requests, which are "
+            "shown, validated, then run.",
+        ),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
+    if ask is not None and task is not None:
+        Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
+        raise typer.Exit(EXIT_USAGE)
+    live = not as_json and sys.stdout.isatty() and ask is None
     try:
-        data = asyncio.run(_run(task, config, live=not as_json and sys.stdout.isatty()))
+        data = asyncio.run(
+            _run(task, config, live, ask, lambda plan: show_plan(plan, console, as_json))
+        )
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None

@@ -119,6 +119,7 @@ async def _ask(
     signature: type[dspy.Signature],
     *,
     demos: Sequence[Mapping[str, Any]] = (),
+    adapter: Any = None,
     **inputs: Any,
 ) -> tuple[Any, str | None]:
     """Ask ``lm``, bounded by ``llm_config.timeout_ms``; ``(prediction, error)``."""
@@ -127,7 +128,7 @@ async def _ask(
     outcome = await arun_signature(
         signature,
         lm,
-        adapter=_adapter(lm),
+        adapter=adapter or _adapter(lm),
         demos=demos,
         time_limit=res.config.llm_config.timeout_ms / 1000,
         **inputs,
@@ -556,6 +557,17 @@ _PLANNER_DEMO_SKILLS = [
         },
     },
 ]
+_PLANNER_DEMO_SUMMARY = [
+    {
+        "name": "text.summarize",
+        "description": "Summarize a text.",
+        "input_schema": {
+            "type": "object",
+            "properties": {"text": {"type": "string"}},
+            "required": ["text"],
+        },
+    }
+]
 PLANNER_DEMOS = (
     {
         "task": "What is 7*6 and what time is it in Paris?",
@@ -568,7 +580,83 @@ PLANNER_DEMOS = (
         ),
         "rationale": "One call per question: the arithmetic, then the time in Paris.",
     },
+    {
+        "task": "Summarize: The sky is blue. Grass is green.",
+        "skills": json.dumps(_PLANNER_DEMO_SKILLS[:1] + _PLANNER_DEMO_SUMMARY),
+        "requests": json.dumps(
+            [
+                {
+                    "id": "r1",
+                    "skill": "text.summarize",
+                    "args": {"text": "The sky is blue. Grass is green."},
+                }
+            ]
+        ),
+        "rationale": "The task asks for a summary of the given text.",
+    },
 )
+
+
+def small_model_adapter() -> Any:
+    """A dspy adapter for the planner on a small local model.
+
+    dspy's chat format (field headers, a structure to echo back) is more than a 135M model
+    can follow: SmolLM2 copies the headers and rambles. This one puts the context inputs
+    (the skill list) in the system turn, asks only for the first output field (the plan),
+    and shows the demos as earlier question/answer turns; whatever the model answers is then
+    held to :func:`~hybridmcp.prompts.lm.parse_plan` as usual.
+    """
+    import dspy
+
+    class PlanOnlyAdapter(dspy.Adapter):
+        def format(
+            self,
+            signature: type[dspy.Signature],
+            demos: list[dict[str, Any]],
+            inputs: dict[str, Any],
+        ) -> list[dict[str, Any]]:
+            question, *context = signature.input_fields
+            first = next(iter(signature.output_fields))
+            desc = signature.output_fields[first].json_schema_extra["desc"]
+            system = "\n".join(
+                [signature.instructions]
+                + [f"{name}:\n{inputs[name]}" for name in context]
+                + [f"Answer with {first} only: {desc}."]
+            )
+            messages = [{"role": "system", "content": system}]
+            for demo in demos:
+                messages.append({"role": "user", "content": str(demo[question])})
+                messages.append({"role": "assistant", "content": str(demo[first])})
+            messages.append({"role": "user", "content": str(inputs[question])})
+            return messages
+
+        def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
+            first, *rest = signature.output_fields
+            return {first: completion.strip()} | {
+                name: "(not asked of the small local model)" for name in rest
+            }
+
+    return PlanOnlyAdapter()
+
+
+def _compact_catalogue(catalogue: str) -> str:
+    """One line per skill: name, argument types (``?`` when optional), what it does. About a
+    third of the JSON schema's tokens, so a 2k-token local model has room to answer."""
+    lines = []
+    for entry in json.loads(catalogue):
+        schema = entry["input_schema"]
+        required = set(schema.get("required", []))
+        args = {
+            name: f"{(spec or {}).get('type', 'any')}{'' if name in required else '?'}"
+            for name, spec in (schema.get("properties") or {}).items()
+        }
+        lines.append(f"{entry['name']} {json.dumps(args)} - {_cut(entry['description'], 90)}")
+    return "\n".join(lines)
+
+
+LOCAL_PLAN_TOKENS = 256
+"""Answer bound of the default local planner: a plan is short, and a 135M model that misses
+the format rambles on to the bound (10-30 s on 2 busy cores at 1500 tokens)."""
 
 
 @dataclass(frozen=True)
@@ -605,7 +693,8 @@ def planner_lm(res: Resources) -> Any:
     from hybridmcp.prompts.lm import LOCAL_MODEL, make_lm
 
     llm = res.config.llm_config
-    lm = make_lm(LOCAL_MODEL, temperature=llm.temperature, max_tokens=llm.max_tokens)
+    max_tokens = min(llm.max_tokens, LOCAL_PLAN_TOKENS)
+    lm = make_lm(LOCAL_MODEL, temperature=llm.temperature, max_tokens=max_tokens)
     res.lms = res.lms | {"planner": lm}
     return lm
 
@@ -623,8 +712,12 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
 
     lm = lm if lm is not None else planner_lm(res)
     catalogue = skill_catalogue(res.registry.catalogue())
+    shown, demos, adapter = catalogue, PLANNER_DEMOS, None
+    if _is_local(lm):
+        shown, adapter = _compact_catalogue(catalogue), small_model_adapter()
+        demos = tuple(d | {"skills": _compact_catalogue(d["skills"])} for d in PLANNER_DEMOS)
     prediction, error = await _ask(
-        res, lm, TaskPlannerSignature, demos=PLANNER_DEMOS, task=text, skills=catalogue
+        res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=text, skills=shown
     )
     if prediction is None:
         raise TaskError(f"the planner ({_model(lm)}) gave no usable answer: {error}")

@@ -682,7 +682,32 @@ def _extract_requests(text: str) -> list[Any]:
                     return value["requests"]
                 if "skill" in value and not broken_list:
                     return [value]
+    for candidate in candidates:
+        repaired = _repair_closed_list(candidate)
+        if repaired is not None:
+            return repaired
     raise TaskError(f"plan: no JSON list of requests found in the planner's answer: {text!r:.300}")
+
+
+def _repair_closed_list(text: str) -> list[Any] | None:
+    """A list with a stray brace or quote, as small models write them, repaired.
+
+    Only a list the answer closes (its last character is ``]``) is repaired: an answer cut
+    off mid-list would repair into part of a plan, which must be refused, not run.
+    """
+    stripped = text.strip()
+    start = stripped.find("[")
+    if start < 0 or not stripped.endswith("]"):
+        return None
+    import json_repair  # a dspy dependency
+
+    try:
+        value = json_repair.loads(stripped[start:])
+    except Exception:
+        return None
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        return value
+    return None
 
 
 def _validator(name: str, schema: Mapping[str, Any]) -> Any:
