@@ -46,3 +46,17 @@ def scripted_planner_lm(**_options: Any) -> Any:
 
     answer = json.loads(os.environ[PLANNER_ANSWER_ENV])
     return DummyLM([answer] * 2)
+
+
+SCRIPTED_LM_ENV = "HYBRIDMCP_TEST_LM_ANSWERS"
+
+
+def scripted_lm(**_options: Any) -> Any:
+    """An LM factory answering by prompt content: ``$HYBRIDMCP_TEST_LM_ANSWERS`` maps a text
+    the prompt contains (a signature's field name) to that call's output fields."""
+    import json
+    import os
+
+    from dspy.utils import DummyLM
+
+    return DummyLM(json.loads(os.environ[SCRIPTED_LM_ENV]))

@@ -43,6 +43,7 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
         "events": out.get("events", []),
         "quality": out.get("quality", {}),
         "metrics": out.get("metrics", {}),
+        **({"coordination": out["coordination"]} if out.get("coordination") else {}),
     }
 
 
@@ -77,6 +78,9 @@ def render(data: dict[str, Any], console: Console) -> None:
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
         console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}", highlight=False)
+    if data.get("coordination"):
+        strategy = data["coordination"]["coordination_strategy"]
+        console.print(f"coordination: {_short(strategy, 200)}", highlight=False)
     q, m = data["quality"], data["metrics"]
     console.print(
         "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)),

@@ -20,7 +20,7 @@ from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts import advice
 from hybridmcp.runtime import Resources
-from tests.helpers import PLANNER_ANSWER_ENV
+from tests.helpers import PLANNER_ANSWER_ENV, SCRIPTED_LM_ENV
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +107,33 @@ async def test_without_a_planner_or_the_local_model_ask_names_the_fix(monkeypatc
             await advice.plan_requests(res, "what is 1+1")
         with pytest.raises(TaskError, match="empty"):
             await advice.plan_requests(res, "   ")
+
+
+def test_json_output_carries_the_coordinators_plan(tmp_path):
+    answer = {
+        "coordination_strategy": "run both requests internally, in parallel",
+        "capability_allocation": "internal",
+        "integration_points": "none",
+        "performance_optimization": "no external calls",
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text("llm_config: {coordinator_model: 'python:tests.helpers:scripted_lm'}\n")
+    task = tmp_path / "task.json"
+    task.write_text(
+        json.dumps([{"id": "c", "skill": "math.calculate", "args": {"expression": "1+1"}}])
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        SCRIPTED_LM_ENV: json.dumps({"task_requirements": answer}),
+    }
+    done = subprocess.run(
+        [HYBRIDMCP, "run", str(task), "-c", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["coordination"] == {"source": "lm", "model": "dummy"} | answer
