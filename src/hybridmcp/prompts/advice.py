@@ -163,7 +163,9 @@ async def coordinate(
         return None, []
     from hybridmcp.prompts.signatures import HybridCoordinatorSignature
 
-    task, internal, external = [], {}, {}
+    task: list[dict[str, Any]] = []
+    internal: dict[str, list[str]] = {}
+    external: dict[str, list[str]] = {}
     for request in requests:
         rid = str(request.get("id"))
         if rid not in profiles:
@@ -225,7 +227,7 @@ def in_hybrid_band(allocation: Mapping[str, Any], critical: bool, bias_ratio: fl
 
 def _arbitration_inputs(
     res: Resources, allocation: Mapping[str, Any], profile: Mapping[str, Any], constraints: Any
-) -> dict[str, str]:
+) -> dict[str, Any]:
     scores = allocation["scores"]
     chosen = {scores[p]["side"]: scores[p] for p in allocation["providers"]}
     return {
@@ -712,7 +714,8 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
 
     lm = lm if lm is not None else planner_lm(res)
     catalogue = skill_catalogue(res.registry.catalogue())
-    shown, demos, adapter = catalogue, PLANNER_DEMOS, None
+    shown, adapter = catalogue, None
+    demos: Sequence[Mapping[str, Any]] = PLANNER_DEMOS
     if _is_local(lm):
         shown, adapter = _compact_catalogue(catalogue), small_model_adapter()
         demos = tuple(d | {"skills": _compact_catalogue(d["skills"])} for d in PLANNER_DEMOS)
