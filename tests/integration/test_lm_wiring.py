@@ -139,6 +139,7 @@ async def test_arbitrator_decides_inside_the_band_only():
     assert band["allocation_advice"]["used"] is True
     assert band["allocation_advice"]["decision"] == "external"
     assert band["allocation_advice"]["risk_assessment"] == ARBITRATOR["risk_assessment"]
+    assert "within the 100 band" in band["allocation_advice"]["deterministic_rule"]
     # A requested strategy and a hard privacy constraint are not the LM's to change.
     assert out["results"]["asked"]["allocation"] == "internal"
     assert "allocation_advice" not in out["results"]["asked"]

@@ -306,7 +306,12 @@ async def _advise_one(
         signature,
         **_arbitration_inputs(res, allocation, profile, constraints),
     )
-    advice: dict[str, Any] = {"role": "arbitrator", "model": _model(lm), "used": False}
+    advice: dict[str, Any] = {
+        "role": "arbitrator",
+        "model": _model(lm),
+        "used": False,
+        "deterministic_rule": allocation["rule"],
+    }
     if prediction is None:
         allocation["advice"] = advice | {"error": _cut(error, 600)}
         return [fallback_event("arbitrator", "arbitrate", lm, error or "no answer", rid)]
