@@ -1,4 +1,4 @@
-"""The real local model (SmolLM2-135M through llama.cpp) driving the graph and ``--ask``.
+"""The real local model (SmolLM2-135M through llama.cpp) driving arbitration and ``--ask``.
 
 A 135M model is weak: these tests assert structure and the fallback contract, never content.
 Every LM step either records a well-formed answer or leaves an ``LM_FALLBACK`` event, and the
@@ -32,32 +32,23 @@ ROOT = Path(__file__).resolve().parents[2]
 HYBRIDMCP = str(Path(sys.executable).with_name("hybridmcp"))
 
 
-async def test_local_model_as_coordinator_and_arbitrator_never_breaks_a_run():
+async def test_local_model_as_arbitrator_never_breaks_a_run():
     config = time_server_config(
         arbitration_config={"bias_ratio": 100.0},  # every auto request is in the hybrid band
-        llm_config={
-            "coordinator_model": LOCAL_MODEL,
-            "arbitrator_model": LOCAL_MODEL,
-            "max_tokens": 48,
-            "timeout_ms": 90_000,
-        },
+        llm_config={"arbitrator_model": LOCAL_MODEL, "max_tokens": 48, "timeout_ms": 90_000},
     )
     requests = [
         {"id": "tokyo", "skill": "time.now", "args": {"timezone": "Asia/Tokyo"}},
         {"id": "calc", "skill": "math.calculate", "args": {"expression": "2+2*3"}},
     ]
     async with asyncio.timeout(240), Coordinator.open(config) as co:
-        lms = co.resources.lms
-        assert isinstance(lms["coordinator"], LocalLlamaLM)
-        assert lms["coordinator"] is lms["arbitrator"]  # one model, shared
+        assert set(co.resources.lms) == {"arbitrator"}
+        assert isinstance(co.resources.lms["arbitrator"], LocalLlamaLM)
         out = await co.run(parse_task({"requests": requests}))
     assert out["status"] == "ok"
     assert out["results"]["calc"]["value"]["value"] == 8
+    assert "allocation_advice" not in out["results"]["calc"]  # internal only: nothing to decide
     fallbacks = {e["role"] for e in out["events"] if e["code"] == LM_FALLBACK}
-    if "coordinator" not in fallbacks:
-        coordination = out["coordination"]
-        assert coordination["model"] == LOCAL_MODEL
-        assert all(coordination[k].strip() for k in ("coordination_strategy", "integration_points"))
     tokyo = out["results"]["tokyo"]
     advice = tokyo["allocation_advice"]
     assert advice["used"] is ("arbitrator" not in fallbacks)
