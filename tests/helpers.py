@@ -37,7 +37,8 @@ def scripted_planner_lm(**_options: Any) -> Any:
     """An LM factory for ``llm_config.planner_model: python:tests.helpers:scripted_planner_lm``.
 
     It answers the planner with the JSON object in ``$HYBRIDMCP_TEST_PLANNER_ANSWER``
-    (``{"requests": ..., "rationale": ...}``), so a CLI subprocess can be given a plan.
+    (``{"requests": ..., "rationale": ...}``, every time), or with a list of such objects, one
+    per call, so a CLI subprocess can be given a plan.
     """
     import json
     import os
@@ -45,7 +46,7 @@ def scripted_planner_lm(**_options: Any) -> Any:
     from dspy.utils import DummyLM
 
     answer = json.loads(os.environ[PLANNER_ANSWER_ENV])
-    return DummyLM([answer] * 2)
+    return DummyLM(answer if isinstance(answer, list) else [answer] * 4)
 
 
 SCRIPTED_LM_ENV = "HYBRIDMCP_TEST_LM_ANSWERS"

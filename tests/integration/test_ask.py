@@ -28,7 +28,7 @@ HYBRIDMCP = str(Path(sys.executable).with_name("hybridmcp"))
 SCRIPTED = "python:tests.helpers:scripted_planner_lm"
 
 
-def ask(tmp_path: Path, text: str, answer: dict[str, Any] | None, *extra: str):
+def ask(tmp_path: Path, text: str, answer: Any, *extra: str):
     config = tmp_path / "config.yaml"
     config.write_text(f"llm_config: {{planner_model: '{SCRIPTED}'}}\n" if answer else "{}\n")
     env = {
@@ -93,6 +93,17 @@ def test_an_invalid_plan_is_a_clear_error_and_runs_nothing(tmp_path, requests, m
     assert done.returncode == 2
     assert message in done.stderr
     assert done.stdout == ""
+
+
+def test_a_refused_plan_goes_back_to_the_planner_once_with_the_reason(tmp_path):
+    bad = [{"skill": "math.calculator", "args": {"expression": "6*7"}}]
+    good = [{"id": "calc", "skill": "math.calculate", "args": {"expression": "6*7"}}]
+    answers: Any = [plan_answer(bad), plan_answer(good)]
+    done = ask(tmp_path, "six times seven", answers, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["plan"]["requests"] == good
+    assert out["results"][0]["value"]["value"] == 42
 
 
 def test_ask_and_a_task_file_together_are_refused(tmp_path):

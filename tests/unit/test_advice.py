@@ -12,10 +12,12 @@ from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts.advice import (
     ALLOCATION_CHOICES,
+    PLAN_ATTEMPTS,
     PLANNER_DEMOS,
     _compact_catalogue,
     in_hybrid_band,
     parse_choice,
+    plan_requests,
     small_model_adapter,
 )
 from hybridmcp.prompts.lm import make_lm, make_lms, parse_plan
@@ -157,3 +159,14 @@ async def test_a_bad_model_string_fails_when_resources_open():
     config = parse_config({"llm_config": {"arbitrator_model": "local/no-such-model"}})
     with pytest.raises(ConfigError, match="unknown local model"):
         await Resources.open(config)
+
+
+async def test_plan_requests_puts_a_refused_plan_back_once_with_the_reason():
+    bad = {"requests": '[{"skill": "math.calculator"}]', "rationale": "r"}
+    lm = DummyLM([bad, bad, bad])
+    async with await Resources.open(parse_config({})) as res:
+        with pytest.raises(TaskError, match="unknown skill 'math.calculator'"):
+            await plan_requests(res, "what is 6*7", lm)
+    assert len(lm.history) == PLAN_ATTEMPTS == 2
+    retry = json.dumps(lm.history[1]["messages"])
+    assert "previous plan was refused" in retry and "math.calculator" in retry

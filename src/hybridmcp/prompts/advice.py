@@ -661,6 +661,9 @@ def _compact_catalogue(catalogue: str) -> str:
     return "\n".join(lines)
 
 
+PLAN_ATTEMPTS = 2
+"""A refused plan is put back to the planner once, with the reason it was refused."""
+
 LOCAL_PLAN_TOKENS = 256
 """Answer bound of the default local planner: a plan is short, and a 135M model that misses
 the format rambles on to the bound (10-30 s on 2 busy cores at 1500 tokens)."""
@@ -724,10 +727,19 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     if _is_local(lm):
         shown, adapter = _compact_catalogue(catalogue), small_model_adapter()
         demos = tuple(d | {"skills": _compact_catalogue(d["skills"])} for d in PLANNER_DEMOS)
-    prediction, error = await _ask(
-        res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=text, skills=shown
-    )
-    if prediction is None:
-        raise TaskError(f"the planner ({_model(lm)}) gave no usable answer: {error}")
-    requests = parse_plan(prediction.requests, catalogue)
-    return Plan(requests, _cut(prediction.rationale, 500), _model(lm))
+    task, refused = text, None
+    for _ in range(PLAN_ATTEMPTS):
+        prediction, error = await _ask(
+            res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=task, skills=shown
+        )
+        if prediction is None:
+            raise TaskError(f"the planner ({_model(lm)}) gave no usable answer: {error}")
+        try:
+            requests = parse_plan(prediction.requests, catalogue)
+        except TaskError as exc:
+            refused = exc
+            task = f"{text}\n(A previous plan was refused: {exc}. Fix it.)"
+            continue
+        return Plan(requests, _cut(prediction.rationale, 500), _model(lm))
+    assert refused is not None
+    raise refused
