@@ -16,7 +16,7 @@ from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
 from hybridmcp.progress import LiveProgress
-from hybridmcp.prompts.advice import Plan, plan_requests
+from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.task import load_task, parse_task
 
 app = typer.Typer(

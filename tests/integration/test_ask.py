@@ -18,7 +18,7 @@ import pytest
 
 from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
-from hybridmcp.prompts import advice
+from hybridmcp.prompts import planner
 from hybridmcp.runtime import Resources
 from tests.helpers import PLANNER_ANSWER_ENV, SCRIPTED_LM_ENV
 
@@ -112,12 +112,12 @@ def test_ask_and_a_task_file_together_are_refused(tmp_path):
 
 
 async def test_without_a_planner_or_the_local_model_ask_names_the_fix(monkeypatch):
-    monkeypatch.setattr(advice, "_local_model_installed", lambda: False)
+    monkeypatch.setattr(planner, "_local_model_installed", lambda: False)
     async with await Resources.open(parse_config({})) as res:
         with pytest.raises(ConfigError, match="planner_model"):
-            await advice.plan_requests(res, "what is 1+1")
+            await planner.plan_requests(res, "what is 1+1")
         with pytest.raises(TaskError, match="empty"):
-            await advice.plan_requests(res, "   ")
+            await planner.plan_requests(res, "   ")
 
 
 def test_json_output_carries_the_coordinators_plan(tmp_path):

@@ -10,17 +10,15 @@ from dspy.utils import DummyLM
 
 from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
-from hybridmcp.prompts.advice import (
-    ALLOCATION_CHOICES,
+from hybridmcp.prompts.advice import ALLOCATION_CHOICES, in_hybrid_band, parse_choice
+from hybridmcp.prompts.lm import make_lm, make_lms, parse_plan
+from hybridmcp.prompts.planner import (
     PLAN_ATTEMPTS,
     PLANNER_DEMOS,
     _compact_catalogue,
-    in_hybrid_band,
-    parse_choice,
     plan_requests,
     small_model_adapter,
 )
-from hybridmcp.prompts.lm import make_lm, make_lms, parse_plan
 from hybridmcp.prompts.signatures import TaskPlannerSignature
 from hybridmcp.runtime import Resources
 

