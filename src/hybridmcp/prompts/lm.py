@@ -699,7 +699,7 @@ def _repair_closed_list(text: str) -> list[Any] | None:
     start = stripped.find("[")
     if start < 0 or not stripped.endswith("]"):
         return None
-    import json_repair  # a dspy dependency
+    import json_repair
 
     try:
         value = json_repair.loads(stripped[start:])
