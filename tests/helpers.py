@@ -33,3 +33,36 @@ def echo_text(text: str) -> dict[str, Any]:
 def echo_payload(**payload: Any) -> dict[str, Any]:
     """``canary.echo`` served internally: the arguments back, as ``echo_json`` does."""
     return {"payload": payload}
+
+
+PLANNER_ANSWER_ENV = "HYBRIDMCP_TEST_PLANNER_ANSWER"
+
+
+def scripted_planner_lm(**_options: Any) -> Any:
+    """An LM factory for ``llm_config.planner_model: python:tests.helpers:scripted_planner_lm``.
+
+    It answers the planner with the JSON object in ``$HYBRIDMCP_TEST_PLANNER_ANSWER``
+    (``{"requests": ..., "rationale": ...}``, every time), or with a list of such objects, one
+    per call, so a CLI subprocess can be given a plan.
+    """
+    import json
+    import os
+
+    from dspy.utils import DummyLM
+
+    answer = json.loads(os.environ[PLANNER_ANSWER_ENV])
+    return DummyLM(answer if isinstance(answer, list) else [answer] * 4)
+
+
+SCRIPTED_LM_ENV = "HYBRIDMCP_TEST_LM_ANSWERS"
+
+
+def scripted_lm(**_options: Any) -> Any:
+    """An LM factory answering by prompt content: ``$HYBRIDMCP_TEST_LM_ANSWERS`` maps a text
+    the prompt contains (a signature's field name) to that call's output fields."""
+    import json
+    import os
+
+    from dspy.utils import DummyLM
+
+    return DummyLM(json.loads(os.environ[SCRIPTED_LM_ENV]))

@@ -1,5 +1,5 @@
-"""The command line: ``hybridmcp run [TASK] [--config FILE] [--json] [--db DB] [--thread ID]
-[--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE``."""
+"""The command line: ``hybridmcp run [TASK | --ask TEXT] [--config FILE] [--json] [--db DB]
+[--thread ID] [--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,7 +23,8 @@ from hybridmcp.errors import HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.persistence import ENV_DB, default_db_path, open_persistence, resolve_db
 from hybridmcp.progress import LiveProgress
-from hybridmcp.task import load_task
+from hybridmcp.prompts.planner import Plan, plan_requests
+from hybridmcp.task import load_task, parse_task
 
 app = typer.Typer(
     add_completion=False,
@@ -49,6 +51,7 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
         "quality": out.get("quality", {}),
         "metrics": out.get("metrics", {}),
         "cost": out.get("cost", {}),
+        **({"coordination": out["coordination"]} if out.get("coordination") else {}),
     }
 
 
@@ -83,6 +86,9 @@ def render(data: dict[str, Any], console: Console) -> None:
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
         console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}", highlight=False)
+    if data.get("coordination"):
+        strategy = data["coordination"]["coordination_strategy"]
+        console.print(f"coordination: {_short(strategy, 200)}", highlight=False)
     q, m = data["quality"], data["metrics"]
     console.print(
         "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)),
@@ -115,6 +121,26 @@ def render(data: dict[str, Any], console: Console) -> None:
         )
 
 
+def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
+    """The planner's requests, before anything runs: a table, or one JSON line on stderr."""
+    if as_json:
+        sys.stderr.write(json.dumps({"plan": plan_record(plan)}, default=str) + "\n")
+        return
+    table = Table(title=f"plan by {plan.model}", show_lines=True)
+    table.add_column("request")
+    table.add_column("skill")
+    table.add_column("args", overflow="fold", ratio=1)
+    for r in plan.requests:
+        table.add_row(r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False))
+    console.print(table)
+    if plan.rationale:
+        console.print(f"rationale: {plan.rationale}", highlight=False)
+
+
+def plan_record(plan: Plan) -> dict[str, Any]:
+    return {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+
+
 async def _run(
     task_path: str | None,
     config_path: str | None,
@@ -123,18 +149,28 @@ async def _run(
     thread: str | None = None,
     live: bool = False,
     audit: str | None = None,
+    ask: str | None = None,
+    show: Callable[[Plan], None] | None = None,
 ) -> dict[str, Any]:
     config = load_config(config_path)
     if audit is not None:
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
         )
-    task = load_task(task_path)
+    task = load_task(task_path) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
+    planned: dict[str, Any] = {}
     async with (
         open_persistence(resolve_db(db)) as (checkpointer, store),
         Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
     ):
+        if ask is not None:
+            plan = await plan_requests(co.resources, ask)
+            if show is not None:
+                show(plan)
+            task = parse_task({"requests": plan.requests}, "the planner's plan")
+            planned = {"plan": plan_record(plan)}
+        assert task is not None
         status = await co.thread_status(task, thread_id)
         try:
             if not live:
@@ -150,7 +186,7 @@ async def _run(
         finally:
             if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
                 await checkpointer.adelete_thread(thread_id)
-    return report(out) | {"thread": {"id": thread, "found": status.state}}
+    return report(out) | {"thread": {"id": thread, "found": status.state}} | planned
 
 
 @app.command()
@@ -182,12 +218,34 @@ def run(
         str | None,
         typer.Option("--audit", help="Append the hash-chained audit trail to FILE (JSON lines)."),
     ] = None,
+    ask: Annotated[
+        str | None,
+        typer.Option(
+            "--ask",
+            help="A task in free text: the planner LM turns it into requests, which are "
+            "shown, validated, then run.",
+        ),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result."""
     console = Console(stderr=as_json)
-    live = not as_json and sys.stdout.isatty()
+    if ask is not None and task is not None:
+        Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
+        raise typer.Exit(EXIT_USAGE)
+    live = not as_json and sys.stdout.isatty() and ask is None
     try:
-        data = asyncio.run(_run(task, config, db=db, thread=thread, live=live, audit=audit))
+        data = asyncio.run(
+            _run(
+                task,
+                config,
+                db=db,
+                thread=thread,
+                live=live,
+                audit=audit,
+                ask=ask,
+                show=lambda plan: show_plan(plan, console, as_json),
+            )
+        )
     except HybridMCPError as err:
         Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
         raise typer.Exit(EXIT_USAGE) from None

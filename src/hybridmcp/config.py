@@ -114,12 +114,22 @@ class ArbitrationConfig(_Model):
 
 
 class LLMConfig(_Model):
+    """The LM per role; a role whose model is ``null`` (the default) runs deterministically.
+
+    Model strings: ``local/smollm2`` (the bundled private model), ``local:<path.gguf>``,
+    ``python:<module>:<factory>`` (a callable returning a ``dspy.BaseLM``), or any provider
+    string ``dspy.LM`` accepts (``openai/gpt-4o-mini``, ...), with keys from the environment.
+    """
+
     coordinator_model: str | None = None
     arbitrator_model: str | None = None
     synchronizer_model: str | None = None
     planner_model: str | None = None
     temperature: float = Field(0.2, ge=0, le=2)
     max_tokens: int = Field(1500, gt=0)
+    timeout_ms: float = Field(
+        30_000, gt=0, description="Deadline of one LM call; past it the step falls back."
+    )
 
 
 class _ServerCommon(_Model):

@@ -80,6 +80,29 @@ class Resources:
         self.gate = gate
         self.store: BaseStore = store or InMemoryStore()
         self.clock = clock
+        self._lms: dict[str, Any] | None = None
+
+    @property
+    def lms(self) -> dict[str, Any]:
+        """The configured ``dspy.BaseLM`` per role (``coordinator``, ``arbitrator``,
+        ``synchronizer``, ``planner``), built on first use from ``llm_config``.
+
+        Empty when ``llm_config`` names no model (the default): every step then takes its
+        deterministic path, and dspy is not even imported.
+        """
+        if self._lms is None:
+            llm = self.config.llm_config
+            if any(v is not None for k, v in llm if k.endswith("_model")):
+                from hybridmcp.prompts.lm import make_lms
+
+                self._lms = make_lms(llm)
+            else:
+                self._lms = {}
+        return self._lms
+
+    @lms.setter
+    def lms(self, value: dict[str, Any]) -> None:
+        self._lms = dict(value)
 
     @classmethod
     async def open(
@@ -107,7 +130,13 @@ class Resources:
                 pool, breaker=breaker, privacy=privacy, audit=audit, output=config.tool_output
             )
         )
-        return cls(config, pool, registry, gate, store)
+        resources = cls(config, pool, registry, gate, store)
+        try:
+            resources.lms  # noqa: B018 - a bad model string fails here, not mid-run (cheap: weights load on first call)
+        except BaseException:
+            await pool.close()
+            raise
+        return resources
 
     async def close(self) -> None:
         await self.pool.close()

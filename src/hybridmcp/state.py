@@ -68,6 +68,9 @@ class OutputState(TypedDict):
     """Run metrics: calls, latency, cost, rounds, reallocations."""
     cost: NotRequired[dict[str, Any]]
     """Spent per provider and side, the budget, ``cost_optimization`` (synchronize)."""
+    coordination: NotRequired[dict[str, Any]]
+    """The coordinator LM's strategy, integration points and optimization (analyze; only
+    when ``llm_config.coordinator_model`` is set and answered)."""
 
 
 class State(InputState, OutputState):

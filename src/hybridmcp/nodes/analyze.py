@@ -13,6 +13,7 @@ from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.disclosure import assess
 from hybridmcp.policy.scoring import analyze_requirements
+from hybridmcp.prompts.advice import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -59,10 +60,14 @@ async def analyze(
             )
             | privacy[rid]
         )
+    started_at = res.clock()  # before the LM: its time counts against the run's deadline
+    coordination, events = await coordinate(res, state["requests"], profiles)
     return {
         "run_id": run_id,
-        "started_at": res.clock(),
+        "started_at": started_at,
         "profiles": profiles,
         "errors": errors,
         "round": 0,
+        "events": events,
+        **({"coordination": coordination} if coordination else {}),
     }

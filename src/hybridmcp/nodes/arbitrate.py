@@ -14,6 +14,7 @@ from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate
 from hybridmcp.policy.scoring import arbitrate as decide
+from hybridmcp.prompts.advice import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem
 
@@ -96,6 +97,13 @@ def _budget_event(budget: BudgetPlan, allocations: dict[str, Any]) -> list[dict[
     return [event] if event else []
 
 
+def _chosen(res: Resources, allocation: dict[str, Any]) -> list[Provider]:
+    """The providers an allocation runs in its first round: both sides of a hybrid, else the
+    best one."""
+    ids = allocation["providers"] if allocation["mode"] == "hybrid" else allocation["providers"][:1]
+    return [res.registry.provider(pid) for pid in ids]
+
+
 async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config
@@ -153,20 +161,27 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             if privacy.decisions:
                 errors[rid] += f"; privacy policy {privacy.decisions[0]['action']}"
             continue
-        chosen = (
-            allocation["providers"]
-            if allocation["mode"] == "hybrid"
-            else allocation["providers"][:1]
-        )
-        budget.commit(res.registry.provider(pid).cost_per_call for pid in chosen)
-        for pid in chosen:
-            item = work_item(state, request, res.registry.provider(pid), 1)
-            item["watch"] = watch_plan(allocation, pid, cfg.resilience)
+        # Reserve what the deterministic choice would spend; LM advice below can only narrow
+        # a hybrid allocation to one side, so the reservation stays an upper bound.
+        budget.commit(p.cost_per_call for p in _chosen(res, allocation))
+    advice_events = await advise_allocations(
+        res, requests, allocations, state["profiles"], state.get("constraints")
+    )
+    for request in requests:
+        allocation = allocations.get(str(request["id"]))
+        if allocation is None or allocation["mode"] == "none":
+            continue
+        for provider in _chosen(res, allocation):
+            item = work_item(state, request, provider, 1)
+            item["watch"] = watch_plan(allocation, provider.id, cfg.resilience)
             pending.append(item)
     return {
         "allocations": allocations,
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": events + _unavailable_events(allocations) + _budget_event(budget, allocations),
+        "events": events
+        + _unavailable_events(allocations)
+        + _budget_event(budget, allocations)
+        + advice_events,
     }

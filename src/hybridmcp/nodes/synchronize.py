@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.policy.cost import cost_report
 from hybridmcp.policy.integration import Answer, integrate, quality_metrics
+from hybridmcp.prompts.advice import refine_integration
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
@@ -40,6 +41,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         by_request.setdefault(a["request_id"], []).append(a)
     results: dict[str, dict[str, Any]] = {}
     conflicts: list[dict[str, Any]] = []
+    answered: dict[str, list[Answer]] = {}
     for request in state["requests"]:
         rid = str(request["id"])
         attempts = by_request.get(rid, [])
@@ -56,6 +58,8 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             "confidence": 0.0,
             "error": None,
         }
+        if allocation and allocation.get("advice"):
+            result["allocation_advice"] = allocation["advice"]
         ok = [a for a in attempts if a["ok"]]
         if not ok:
             result["error"] = state.get("errors", {}).get(rid) or "no provider answered"
@@ -72,6 +76,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             )
             for a in ok
         ]
+        answered[rid] = answers
         merged = integrate(rid, answers, skill.comparator, skill.integration or default_strategy)
         result |= {
             "value": merged.value,
@@ -86,6 +91,9 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         if merged.conflict:
             conflicts.append(merged.conflict)
         results[rid] = result
+    lm_events = await refine_integration(
+        res, results, conflicts, answered, state.get("profiles", {})
+    )
     events = [
         {
             "code": "RESULT_CONFLICT_DETECTED",
@@ -94,7 +102,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             "resolution_strategy": c["resolution_strategy"],
         }
         for c in conflicts
-    ]
+    ] + lm_events
     quality = quality_metrics(results)
     status = _status(results)
     min_quality = (state.get("constraints") or {}).get("min_quality")

