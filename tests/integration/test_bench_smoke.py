@@ -36,3 +36,30 @@ def test_bench_resilience_runs_and_writes_its_report(tmp_path):
     assert set(cells) == {("hang", "naive-retry-fallback"), ("hang", "hybridmcp")}
     assert all(c["requests"] == 3 for c in cells.values())
     assert "| hang | hybridmcp |" in (tmp_path / "resilience.md").read_text()
+
+
+def run_bench(module: str, *args: str, timeout: float = 120) -> None:
+    command = [sys.executable, "-m", module, *args]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_bench_overhead_runs_and_writes_its_report(tmp_path):
+    run_bench(
+        "bench.overhead",
+        *("--sizes", "2,4", "--sequential", "1", "--adapters-calls", "1", "--out", str(tmp_path)),
+    )
+    report = json.loads((tmp_path / "overhead.json").read_text())
+    assert [r["requests"] for r in report["rows"]] == [2, 4]
+    for row in report["rows"]:
+        for key in ("raw-session_ms", "hybridmcp-external_ms", "bare-send_ms"):
+            assert row[key] > 0
+        assert {"overhead_vs_raw_session_ms", "overhead_vs_bare_send_ms"} <= row.keys()
+    assert set(report["sequential"]) == {
+        "raw-session",
+        "hybridmcp-external",
+        "bare-send",
+        "hybridmcp-internal",
+    }
+    assert report["adapters_ms_per_call"] > 0 and report["peak_rss_mb"] > 0
+    assert "| 4 |" in (tmp_path / "overhead.md").read_text()
