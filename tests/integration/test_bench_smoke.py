@@ -63,3 +63,16 @@ def test_bench_overhead_runs_and_writes_its_report(tmp_path):
     }
     assert report["adapters_ms_per_call"] > 0 and report["peak_rss_mb"] > 0
     assert "| 4 |" in (tmp_path / "overhead.md").read_text()
+
+
+def test_bench_throughput_runs_and_writes_its_report(tmp_path):
+    run_bench(
+        "bench.throughput",
+        *("--seconds", "0.2", "--batches", "2", "--clients", "2", "--out", str(tmp_path)),
+    )
+    report = json.loads((tmp_path / "throughput.json").read_text())
+    cells = {(c["workload"], c["subject"]) for c in report["cells"]}
+    assert ("internal-noop", "hybridmcp") in cells and ("external-pooled", "hybridmcp") in cells
+    assert all(c["rps"] > 0 and c["batch"] == 2 for c in report["cells"])
+    assert report["peak_rss_mb"] > 0
+    assert "requests/s" in (tmp_path / "throughput.md").read_text()
