@@ -343,6 +343,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sequential", type=int, default=100, help="one-request runs to time")
     p.add_argument("--adapters-calls", type=int, default=10, help="adapter calls (a process each)")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
 
 
@@ -366,6 +367,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "peak_rss_mb": peak_rss_mb(),
     }
     write_report(args.out, "overhead", report, markdown(report))
+    if not args.no_plots:
+        from bench.plots import overhead_plot
+
+        overhead_plot(report, args.out)
     return report
 
 

@@ -117,6 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", default="1,50", help="requests per task, comma-separated")
     p.add_argument("--clients", type=int, default=4, help="concurrent callers")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
 
 
@@ -132,6 +133,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     raw = asyncio.run(run(batches, args.clients, args.seconds))
     report = {"meta": meta, **raw, "peak_rss_mb": peak_rss_mb()}
     write_report(args.out, "throughput", report, markdown(report))
+    if not args.no_plots:
+        from bench.plots import throughput_plot
+
+        throughput_plot(report, args.out)
     return report
 
 
