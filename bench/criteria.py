@@ -494,7 +494,7 @@ def criteria(
         "best_single_approach": best_single,
         "cost_saved_on_requests": len(both),
         "criteria": {
-            k: {"value": v, "target": TARGETS[k], "met": v is not None and v > TARGETS[k]}
+            k: {"value": v, "target": TARGETS[k], "met": None if v is None else v > TARGETS[k]}
             for k, v in found.items()
         },
     }
@@ -591,6 +591,10 @@ def confusion(records: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]) -
     return out
 
 
+def met_text(met: bool | None) -> str:
+    return "n/a (nothing to measure)" if met is None else "yes" if met else "**no**"
+
+
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
 
@@ -645,7 +649,7 @@ def markdown(rep: dict[str, Any]) -> str:
                 k.replace("_", " "),
                 pct(v["value"]),
                 f"> {v['target']:.0%}",
-                "yes" if v["met"] else "**no**",
+                met_text(v["met"]),
             ]
             for k, v in c.items()
         ]

@@ -52,7 +52,10 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
         keys = list(crit)
         fig, ax = plt.subplots(figsize=(9, 4))
         values = [100 * (crit[k]["value"] or 0) for k in keys]
-        colors = ["tab:green" if crit[k]["met"] else "tab:red" for k in keys]
+        colors = [
+            "tab:grey" if crit[k]["met"] is None else "tab:green" if crit[k]["met"] else "tab:red"
+            for k in keys
+        ]
         ax.bar(range(len(keys)), values, color=colors, label="measured")
         ax.scatter(
             range(len(keys)),
@@ -66,7 +69,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
         ax.set_xticks(range(len(keys)), [k.replace("_", "\n") for k in keys], fontsize=8)
         ax.set_ylabel("%")
         ax.legend(fontsize=8)
-        ax.set_title("hybridmcp against the spec's success criteria (green: met)")
+        ax.set_title("hybridmcp against the spec's success criteria (green: met, grey: n/a)")
         _save(fig, out / "criteria_targets.png")
 
 
