@@ -430,6 +430,7 @@ def hybrid_figures(
         verdicts += r["agreement"] == truth
     latency_hits: dict[str, list[bool]] = {"internal": [], "external": []}
     success_hits = []
+    p95_hits = []
     for r in records:
         for a in r["attempts"]:
             p = a["prediction"]
@@ -437,6 +438,7 @@ def hybrid_figures(
                 continue
             success_hits.append((p["success"] >= 0.5) == a["ok"])
             if a["ok"]:
+                p95_hits.append(a["latency_ms"] <= p["p95_latency_ms"])
                 latency_hits[a["side"]].append(
                     latency_prediction_ok(p["latency_ms"], a["latency_ms"])
                 )
@@ -459,6 +461,7 @@ def hybrid_figures(
             sum(latency_hits["external"]), len(latency_hits["external"])
         ),
         "success_prediction_accuracy": rate(sum(success_hits), len(success_hits)),
+        "p95_coverage": rate(sum(p95_hits), len(p95_hits)),
         "predicted_attempts": len(all_latency),
     }
 
@@ -662,7 +665,8 @@ def markdown(rep: dict[str, Any]) -> str:
             f"cross-validated: {h['cross_validated_requests']}; latency predictions checked: "
             f"{h['predicted_attempts']} (internal {pct(h['prediction_accuracy_internal'])}, "
             f"external {pct(h['prediction_accuracy_external'])}); success predictions "
-            f"{pct(h['success_prediction_accuracy'])}; the coordinator's own quality score "
+            f"{pct(h['success_prediction_accuracy'])}; answers within the predicted p95 latency "
+            f"{pct(h['p95_coverage'])}; the coordinator's own quality score "
             f"{h['self_reported_quality']}.\n\n"
             "Allocations (oracle -> hybridmcp): "
             + "; ".join(

@@ -5,6 +5,7 @@
 Every request carries its reference answer (how to check an answer: ``check``) and the oracle's
 best allocation with the reason, under the cost model of ``bench/README.md``:
 
+0. a request pinned by the caller to a side (``strategy: external``): that side;
 1. a request whose sensitivity is above every external provider's clearance: ``internal``;
 2. a ``critical`` request (cross-validation required by the caller): ``hybrid``;
 3. otherwise, among the sides whose provider answers this request correctly (known by
@@ -123,6 +124,7 @@ def request(
 
 
 CHEAPER = "both sides answer correctly; internal costs nothing per call"
+PINNED = "the caller pinned the external side (strategy: external)"
 
 
 def both_sides(
@@ -258,6 +260,21 @@ def text_requests(rng: random.Random) -> list[dict[str, Any]]:
                     f"stats-{i}", "text.stats", {"text": body}, ref, "fields", critical=i % 10 == 9
                 )
             )
+    for i in range(20):  # the caller pins the external service; it fails 35% of its calls
+        body, words = text(rng, rng.randint(1, 6))
+        ref = {"words": words, "sentences": body.count(".")}
+        out.append(
+            request(
+                f"stats-pinned-{i}",
+                "text.stats",
+                {"text": body},
+                ref,
+                "fields",
+                "external",
+                PINNED,
+                strategy="external",
+            )
+        )
     for i in range(15):
         message = " ".join(rng.sample(WORDS, rng.randint(1, 5)))
         out.append(
