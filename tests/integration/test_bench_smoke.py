@@ -16,6 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the bench package lives beside src
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,16 @@ def test_summary_gathers_every_report(quick):
     text = (quick / "summary.md").read_text()
     for heading in ("### Overhead", "### Throughput", "### Success criteria", "### Resilience"):
         assert heading in text
+
+
+def test_the_committed_workload_is_the_generated_one():
+    from bench.workload.generate import WORKLOAD, generate
+
+    committed = json.loads(WORKLOAD.read_text())
+    assert committed == json.loads(json.dumps(generate()))
+    requests = committed["requests"]
+    assert len(requests) >= 200
+    assert len({r["id"] for r in requests}) == len(requests)
+    for r in requests:
+        assert r["oracle"]["allocation"] in {"internal", "external", "hybrid"}
+        assert r["oracle"]["reason"] and "reference" in r and r["check"]
