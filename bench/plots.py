@@ -23,7 +23,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
     names = list(per)
     x = range(len(names))
 
-    fig, ax = plt.subplots(figsize=(9, 4))
+    fig, ax = plt.subplots(figsize=(10, 4))
     width = 0.4
     correct = [100 * (per[s]["correct"] or 0) for s in names]
     alloc = [100 * (per[s]["allocation_accuracy"] or 0) for s in names]
@@ -33,7 +33,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
     ax.set_xticks(list(x), names, rotation=20, ha="right")
     ax.set_ylabel("% of requests")
     ax.set_ylim(0, 105)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Quality and allocation accuracy per strategy")
     _save(fig, out / "criteria_quality.png")
 
@@ -43,7 +43,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
     ax.set_yscale("log")
     ax.set_xticks(list(x), names, rotation=20, ha="right")
     ax.set_ylabel("latency per request, ms (log)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Latency per strategy")
     _save(fig, out / "criteria_latency.png")
 
@@ -68,7 +68,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
         )
         ax.set_xticks(range(len(keys)), [k.replace("_", "\n") for k in keys], fontsize=8)
         ax.set_ylabel("%")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.set_title("hybridmcp against the spec's success criteria (green: met, grey: n/a)")
         _save(fig, out / "criteria_targets.png")
 
@@ -76,7 +76,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
 def overhead_plot(rep: dict[str, Any], out: Path) -> None:
     rows = rep["rows"]
     sizes = [r["requests"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     for key, label in (
         ("raw-session_ms", "raw ClientSession.call_tool"),
         ("hybridmcp-external_ms", "hybridmcp, external"),
@@ -88,7 +88,7 @@ def overhead_plot(rep: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("requests in one run")
     ax.set_ylabel("ms per request")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Per-request cost (flat = linear total)")
     _save(fig, out / "overhead.png")
 
