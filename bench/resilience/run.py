@@ -39,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from hybridmcp.capabilities.gate import AlwaysClosed, CallContext, Gate
-from hybridmcp.capabilities.registry import invoke_internal
+from bench.plain import PlainClient
 from hybridmcp.config import HybridConfig, parse_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
@@ -125,38 +124,26 @@ class Cell:
     outcomes: list[Outcome] = field(default_factory=list, repr=False)
 
 
-class Plain:
-    """The baseline clients: the same held session and gate, no breaker, no coordinator."""
+class Plain(PlainClient):
+    """The baseline clients of ``math.calculate`` (see :class:`bench.plain.PlainClient`)."""
 
     def __init__(self, co: Coordinator) -> None:
-        res = co.resources
-        self.registry = res.registry
-        self.gate = Gate(res.pool, breaker=AlwaysClosed())
-        skill = res.registry.get("math.calculate")
-        self.external = skill.providers_on("external")[0]
-        self.internal = skill.providers_on("internal")[0]
-        self.n = 0
-
-    async def external_call(self, expression: str) -> Any:
-        self.n += 1
-        ctx = CallContext("bench", str(self.n), "math.calculate", f"bench:{self.n}")
-        result = await self.gate.call(self.external, {"expression": expression}, ctx)
-        return result.value
-
-    async def internal_call(self, expression: str) -> Any:
-        return await invoke_internal(self.internal, {"expression": expression})
+        super().__init__(co)
+        self.external = self.provider("math.calculate", "external")
+        self.internal = self.provider("math.calculate", "internal")
 
     async def run(self, strategy: str, expression: str) -> tuple[Any, int]:
+        args = {"expression": expression}
         if strategy == "internal-only":
-            return await self.internal_call(expression), 0
+            return await self.call(self.internal, args), 0
         if strategy == "external-only":
-            return await self.external_call(expression), 1
+            return await self.call(self.external, args), 1
         for attempt in (1, 2):  # naive: try external twice, then fall back to internal
             try:
-                return await self.external_call(expression), attempt
+                return await self.call(self.external, args), attempt
             except HybridMCPError:
                 continue
-        return await self.internal_call(expression), 2
+        return await self.call(self.internal, args), 2
 
 
 async def run_hybridmcp(co: Coordinator, expression: str, n: int) -> tuple[Any, Outcome]:

@@ -1,0 +1,378 @@
+"""Overhead benchmark: what the coordinator adds per request, measured side by side.
+
+    python -m bench.overhead                 # 10, 100 and 1000 requests per run
+    python -m bench.overhead --sizes 10 --sequential 5 --adapters-calls 2   # a smoke run
+
+For each size N, in one process and interleaved (so the machine's load falls on all alike):
+
+- ``raw-session``: N ``mcp.ClientSession.call_tool`` calls on one open stdio session to
+  ``mcp-server-time`` (``get_current_time``), at most 8 in flight (the pool's default);
+- ``hybridmcp-external``: one coordinator run of N requests ``time.now`` with strategy
+  ``external``, the same tool of the same server on the coordinator's pooled session;
+- ``bare-send``: a bare LangGraph graph fanning N no-op nodes out with ``Send`` and joining them;
+- ``hybridmcp-internal``: one coordinator run of N requests to an internal no-op skill.
+
+The per-request cost is the wall time of the whole batch divided by N. The coordinator's
+overhead is ``hybridmcp-external - raw-session`` and ``hybridmcp-internal - bare-send``; it
+grows linearly when the per-request cost stays flat from 10 to 1000 (the report gives the
+ratio of the per-request cost at each size to that at the size before).
+
+Two more rows: ``sequential`` runs one request per coordinator run (the latency a single caller
+sees) against one raw call; ``langchain-mcp-adapters`` calls the tools of
+``MultiServerMCPClient.get_tools()`` directly, which opens a session (for stdio, a process) per
+call, so it runs only ``--adapters-calls`` calls.
+
+Results: ``bench/results/overhead.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import operator
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+from langchain_mcp_adapters.client import MultiServerMCPClient
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from bench.common import (
+    NOOP_SKILL,
+    RESULTS,
+    describe_machine,
+    machine,
+    peak_rss_mb,
+    table,
+    write_report,
+)
+from hybridmcp.capabilities.mcp_pool import resolve_command
+from hybridmcp.config import HybridConfig, parse_config
+from hybridmcp.coordinator import Coordinator
+from hybridmcp.task import parse_task
+
+TIME_SERVER = {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
+CALL_TIMEOUT_S = 60.0
+CONCURRENCY = 8
+"""Calls in flight on one session: the pool's ``max_concurrency`` default, for both sides."""
+REPEATS = {10: 5, 100: 3}
+"""Repetitions per size (median kept); larger sizes run once."""
+
+
+def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
+    """The coordinator as measured: defaults, except that queueing for the 8 session slots is
+    not taken for degradation (no hedges, no moves): the work measured is the work asked for."""
+    return parse_config(
+        {
+            "mcpServers": {
+                "time": {**(server or TIME_SERVER), "timeout_ms": CALL_TIMEOUT_S * 1000}
+            },
+            "skills": {
+                "time.now": {
+                    "providers": [
+                        {"side": "external", "server": "time", "tool": "get_current_time"}
+                    ]
+                },
+                "bench.noop": NOOP_SKILL,
+            },
+            "resilience": {
+                "hedging": {"enabled": False},
+                "degradation": {"latency_ewma_factor": 1000, "latency_p95_factor": 1000},
+            },
+        }
+    )
+
+
+class _FanState(TypedDict):
+    items: list[int]
+    done: Annotated[list[int], operator.add]
+
+
+def bare_fanout() -> Any:
+    """The floor: a LangGraph graph that fans N no-op nodes out with ``Send`` and joins them."""
+
+    async def start(state: _FanState) -> dict[str, Any]:
+        return {}
+
+    def fan(state: _FanState) -> list[Send]:
+        return [Send("work", {"items": [], "done": [i]}) for i in state["items"]]
+
+    async def work(state: _FanState) -> dict[str, Any]:
+        return {"done": state["done"]}
+
+    async def join(state: _FanState) -> dict[str, Any]:
+        return {}
+
+    builder = StateGraph(_FanState)
+    builder.add_node("start", start)
+    builder.add_node("work", work)
+    builder.add_node("join", join)
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges("start", fan, ["work"])
+    builder.add_edge("work", "join")
+    builder.add_edge("join", END)
+    return builder.compile(name="bare-send")
+
+
+def time_task(n: int, skill: str) -> Any:
+    if skill == "time.now":
+        args: dict[str, Any] = {"timezone": "UTC"}
+        return parse_task(
+            [
+                {"id": f"r{i}", "skill": skill, "args": args, "strategy": "external"}
+                for i in range(n)
+            ]
+        )
+    return parse_task([{"id": f"r{i}", "skill": skill, "args": {}} for i in range(n)])
+
+
+async def timed(fn: Callable[[int], Awaitable[Any]], n: int) -> float:
+    t0 = time.perf_counter()
+    await asyncio.wait_for(fn(n), CALL_TIMEOUT_S * 4)
+    return time.perf_counter() - t0
+
+
+class Subjects:
+    """The four ways of doing N requests, each over resources opened once."""
+
+    def __init__(self, co: Coordinator, session: ClientSession) -> None:
+        self.co = co
+        self.session = session
+        self.fanout = bare_fanout()
+
+    async def raw(self, n: int) -> None:
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def one() -> None:
+            async with slots:
+                result = await self.session.call_tool(
+                    "get_current_time",
+                    {"timezone": "UTC"},
+                    read_timeout_seconds=timedelta(seconds=CALL_TIMEOUT_S),
+                )
+                assert not result.isError, result
+
+        await asyncio.gather(*(one() for _ in range(n)))
+
+    async def coordinated(self, n: int, skill: str) -> None:
+        out = await self.co.run(time_task(n, skill))
+        assert out["status"] == "ok", out["status"]
+        wrong = [r for r in out["results"].values() if r["allocation"] not in skill_sides(skill)]
+        assert not wrong, f"{len(wrong)} requests served on the wrong side"
+
+    async def bare(self, n: int) -> None:
+        out = await self.fanout.ainvoke({"items": list(range(n)), "done": []})
+        assert len(out["done"]) == n
+
+    def subjects(self) -> dict[str, Callable[[int], Awaitable[None]]]:
+        return {
+            "raw-session": self.raw,
+            "hybridmcp-external": lambda n: self.coordinated(n, "time.now"),
+            "bare-send": self.bare,
+            "hybridmcp-internal": lambda n: self.coordinated(n, "bench.noop"),
+        }
+
+
+def skill_sides(skill: str) -> set[str]:
+    return {"external"} if skill == "time.now" else {"internal"}
+
+
+async def measure_sizes(subjects: Subjects, sizes: list[int]) -> dict[int, dict[str, float]]:
+    """Per-request ms of each subject at each size: the median of the repetitions, the subjects
+    interleaved within each repetition."""
+    out: dict[int, dict[str, float]] = {}
+    for n in sizes:
+        samples: dict[str, list[float]] = {name: [] for name in subjects.subjects()}
+        for _ in range(REPEATS.get(n, 1)):
+            for name, fn in subjects.subjects().items():
+                seconds = await timed(fn, n)
+                samples[name].append(seconds * 1000 / n)
+        out[n] = {name: round(statistics.median(v), 4) for name, v in samples.items()}
+        print(f"n={n:5}  " + "  ".join(f"{k} {v:.3f}" for k, v in out[n].items()), flush=True)
+    return out
+
+
+async def measure_sequential(subjects: Subjects, runs: int) -> dict[str, float]:
+    """Mean ms per request when each request is its own run (a single caller's latency)."""
+    if runs <= 0:
+        return {}
+    totals = {"raw-session": 0.0, "hybridmcp-external": 0.0, "hybridmcp-internal": 0.0}
+    totals |= {"bare-send": 0.0}
+    for _ in range(runs):
+        for name, fn in subjects.subjects().items():
+            totals[name] += await timed(fn, 1)
+    return {k: round(v * 1000 / runs, 4) for k, v in totals.items()}
+
+
+async def measure_adapters(calls: int) -> float | None:
+    """Mean ms per call of a ``MultiServerMCPClient.get_tools()`` tool called directly."""
+    if calls <= 0:
+        return None
+    connection = {
+        "transport": "stdio",
+        "command": resolve_command(TIME_SERVER["command"]),
+        "args": TIME_SERVER["args"],
+    }
+    client = MultiServerMCPClient({"time": connection})  # type: ignore[dict-item]
+    tools = {t.name: t for t in await asyncio.wait_for(client.get_tools(), CALL_TIMEOUT_S)}
+    tool = tools["get_current_time"]
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        await asyncio.wait_for(tool.ainvoke({"timezone": "UTC"}), CALL_TIMEOUT_S)
+    return round((time.perf_counter() - t0) * 1000 / calls, 3)
+
+
+async def run(sizes: list[int], sequential: int, adapters_calls: int) -> dict[str, Any]:
+    params = StdioServerParameters(
+        command=resolve_command(TIME_SERVER["command"]), args=TIME_SERVER["args"]
+    )
+    async with (
+        Coordinator.open(bench_config()) as co,
+        stdio_client(params) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await asyncio.wait_for(session.initialize(), CALL_TIMEOUT_S)
+        subjects = Subjects(co, session)
+        for fn in subjects.subjects().values():  # warm up every path once
+            await timed(fn, 10)
+        per_size = await measure_sizes(subjects, sizes)
+        seq = await measure_sequential(subjects, sequential)
+    adapters = await measure_adapters(adapters_calls)
+    return {"sizes": per_size, "sequential": seq, "adapters_ms_per_call": adapters}
+
+
+def analyse(raw: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
+    """Overheads and linearity from the per-request figures."""
+    rows = []
+    per = raw["sizes"]
+    for prev, n in zip([sizes[0], *sizes], sizes, strict=False):
+        p, base = per[n], per[prev]
+        ext = p["hybridmcp-external"] - p["raw-session"]
+        inner = p["hybridmcp-internal"] - p["bare-send"]
+        rows.append(
+            {
+                "requests": n,
+                **{f"{k}_ms": v for k, v in p.items()},
+                "overhead_vs_raw_session_ms": round(ext, 4),
+                "overhead_vs_bare_send_ms": round(inner, 4),
+                "ratio_vs_raw_session": round(p["hybridmcp-external"] / p["raw-session"], 2),
+                "ratio_vs_bare_send": round(p["hybridmcp-internal"] / p["bare-send"], 2),
+                "growth_external": round(p["hybridmcp-external"] / base["hybridmcp-external"], 2),
+                "growth_internal": round(p["hybridmcp-internal"] / base["hybridmcp-internal"], 2),
+                "growth_bare_send": round(p["bare-send"] / base["bare-send"], 2),
+            }
+        )
+    return {"rows": rows}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    size_table = table(
+        [
+            "requests",
+            "raw session",
+            "hybridmcp external",
+            "overhead",
+            "x raw",
+            "bare Send",
+            "hybridmcp internal",
+            "overhead",
+            "x bare",
+            "growth (ext / int / bare)",
+        ],
+        [
+            [
+                r["requests"],
+                r["raw-session_ms"],
+                r["hybridmcp-external_ms"],
+                r["overhead_vs_raw_session_ms"],
+                r["ratio_vs_raw_session"],
+                r["bare-send_ms"],
+                r["hybridmcp-internal_ms"],
+                r["overhead_vs_bare_send_ms"],
+                r["ratio_vs_bare_send"],
+                f"{r['growth_external']} / {r['growth_internal']} / {r['growth_bare_send']}",
+            ]
+            for r in rows
+        ],
+    )
+    seq = report["sequential"]
+    seq_line = ""
+    if seq:
+        seq_line = (
+            f"\n\nOne request per run ({report['meta']['sequential_runs']} runs each, mean ms): "
+            f"raw session {seq['raw-session']}, hybridmcp external {seq['hybridmcp-external']} "
+            f"(+{round(seq['hybridmcp-external'] - seq['raw-session'], 3)}); bare Send "
+            f"{seq['bare-send']}, hybridmcp internal {seq['hybridmcp-internal']} "
+            f"(+{round(seq['hybridmcp-internal'] - seq['bare-send'], 3)})."
+        )
+    adapters = report["adapters_ms_per_call"]
+    adapters_line = ""
+    if adapters is not None:
+        raw_ms = seq.get("raw-session") if seq else rows[0]["raw-session_ms"]
+        adapters_line = (
+            f"\n\nlangchain-mcp-adapters (`MultiServerMCPClient.get_tools()` tool called "
+            f"directly, {report['meta']['adapters_calls']} calls one after another): "
+            f"{adapters} ms per call, {round(adapters / raw_ms)}x a call on a held session "
+            f"({raw_ms} ms): it starts a server process per call."
+        )
+    return (
+        "# Overhead benchmark\n\n"
+        f"{describe_machine(report['meta']['machine'])}; peak RSS of the benchmark process "
+        f"{report['peak_rss_mb']} MB. Generated by `python -m bench.overhead`.\n\n"
+        "Per-request milliseconds (wall time of a batch of N requests / N, median of "
+        "repetitions; at most 8 calls in flight on the session). Overhead = hybridmcp - its "
+        "baseline; growth = per-request cost at N / at the size before (1.0: the total grows "
+        "linearly; below 1: fixed costs spread thinner; well above 1: worse than linear).\n\n"
+        + size_table
+        + seq_line
+        + adapters_line
+        + "\n"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
+    p.add_argument("--sizes", default="10,100,1000", help="requests per run, comma-separated")
+    p.add_argument("--sequential", type=int, default=100, help="one-request runs to time")
+    p.add_argument("--adapters-calls", type=int, default=10, help="adapter calls (a process each)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--no-plots", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    meta = {
+        "machine": machine(),
+        "sizes": sizes,
+        "sequential_runs": args.sequential,
+        "adapters_calls": args.adapters_calls,
+        "concurrency": CONCURRENCY,
+        "server": "mcp-server-time get_current_time over stdio",
+    }
+    raw = asyncio.run(run(sizes, args.sequential, args.adapters_calls))
+    report = {
+        "meta": meta,
+        **analyse(raw, sizes),
+        "sequential": raw["sequential"],
+        "adapters_ms_per_call": raw["adapters_ms_per_call"],
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    write_report(args.out, "overhead", report, markdown(report))
+    if not args.no_plots:
+        from bench.plots import overhead_plot
+
+        overhead_plot(report, args.out)
+    return report
+
+
+if __name__ == "__main__":
+    main()

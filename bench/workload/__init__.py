@@ -1,0 +1,1 @@
+"""The labelled workload of the criteria benchmark: ``generate.py`` writes ``workload.json``."""
