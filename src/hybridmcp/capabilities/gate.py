@@ -135,6 +135,10 @@ class BudgetExhausted(PolicyError):
     """The run's budget cannot pay for this call."""
 
 
+class CircuitOpen(PolicyError):
+    """The provider's circuit breaker is open: the call was not made."""
+
+
 class Budget:
     """A spending limit; ``None`` means unlimited."""
 
@@ -312,7 +316,7 @@ class Gate:
             raise
         if not self.breaker.allow(provider.id, self.clock()):
             budget.spent -= provider.cost_per_call
-            raise PolicyError(f"circuit breaker for {provider.id} is open")
+            raise CircuitOpen(f"circuit breaker for {provider.id} is open")
 
         sent = _size(decision.arguments)
         outcome, received = "cancelled", 0

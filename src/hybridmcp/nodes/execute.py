@@ -27,7 +27,7 @@ from weakref import WeakKeyDictionary
 
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, PrivacyRefused
+from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, CircuitOpen, PrivacyRefused
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.errors import HybridMCPError, ProviderError
 from hybridmcp.policy.cost import BUDGET_EXHAUSTED
@@ -180,9 +180,14 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
         )
     except TimeoutError:
         error = f"deadline exceeded after {timeout * 1000:.0f} ms"
-    except (PrivacyRefused, BudgetExhausted) as err:
-        flag = (
-            {"privacy": "refuse"} if isinstance(err, PrivacyRefused) else {"budget_exhausted": True}
+    except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
+        # Refused by the gate: the call never left, so the provider is not to blame for it.
+        flag: dict[str, Any] = (
+            {"privacy": "refuse"}
+            if isinstance(err, PrivacyRefused)
+            else {"budget_exhausted": True}
+            if isinstance(err, BudgetExhausted)
+            else {"circuit_open": True}
         )
         return _attempt(
             item,

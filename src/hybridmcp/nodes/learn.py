@@ -70,6 +70,16 @@ def passed_over(state: State) -> list[str]:
     ]
 
 
+def refused_by_gate(attempt: dict[str, Any]) -> bool:
+    """An attempt the gate refused (privacy, budget, open circuit) never reached its provider:
+    it says nothing about the provider's latency or reliability."""
+    return bool(
+        attempt.get("privacy") == "refuse"
+        or attempt.get("budget_exhausted")
+        or attempt.get("circuit_open")
+    )
+
+
 async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
@@ -88,7 +98,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             stats[key] = observe_pass(stats[key], now=now, half_life=arbitration.stale_half_life)
     for a in sorted(attempts, key=lambda a: a["started_at"]):
         key = (a["provider"], a["skill"])
-        if key in stats:
+        if key in stats and not refused_by_gate(a):
             stats[key] = observe_call(
                 stats[key],
                 ok=a["ok"],
