@@ -10,8 +10,9 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from langgraph.types import Command
@@ -77,7 +78,7 @@ class Coordinator:
             **({"run_id": run_id} if run_id else {}),
         }
 
-    def run_config(self, thread_id: str | None = None) -> dict[str, Any]:
+    def run_config(self, thread_id: str | None = None) -> RunnableConfig:
         return {
             "configurable": {"thread_id": thread_id or uuid.uuid4().hex},
             "recursion_limit": 25 + 4 * self.resources.config.coordination_config.max_rounds,
@@ -111,12 +112,14 @@ class Coordinator:
         status = await self.thread_status(task, thread_id)
         return status, (self.graph_input(task) if status.state == "new" else None)
 
-    def _invoke_kwargs(self) -> dict[str, Any]:
+    def _durability(self) -> Literal["sync"] | None:
         # With a checkpointer, each step is saved before the next starts, and each finished
         # parallel call's writes as soon as it finishes: a run killed at any point resumes
         # without repeating a completed call.
-        durability = "sync" if self.graph.checkpointer is not None else None
-        return {"context": Context(resources=self.resources), "durability": durability}
+        return "sync" if self.graph.checkpointer is not None else None
+
+    def _context(self) -> Context:
+        return Context(resources=self.resources)
 
     async def stream(
         self, task: Task, *, thread_id: str | None = None
@@ -131,12 +134,13 @@ class Coordinator:
                 graph_input,
                 self.run_config(thread_id),
                 stream_mode=["custom", "values"],
-                **self._invoke_kwargs(),
+                context=self._context(),
+                durability=self._durability(),
             ):
                 if mode == "custom":
-                    yield chunk
+                    yield cast(dict[str, Any], chunk)
                 else:
-                    last = chunk
+                    last = cast(dict[str, Any], chunk)
         yield {"type": "result", "output": output_of(last)}
 
     async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
@@ -144,7 +148,10 @@ class Coordinator:
         decision maps request ids to ``"internal"``, ``"external"`` or the value to use.
         Needs the checkpointer the run was started with, and its ``thread_id``."""
         return await self.graph.ainvoke(
-            Command(resume=decision), self.run_config(thread_id), **self._invoke_kwargs()
+            Command(resume=decision),
+            self.run_config(thread_id),
+            context=self._context(),
+            durability=self._durability(),
         )
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
@@ -158,7 +165,10 @@ class Coordinator:
         if status.state in ("finished", "paused"):
             return output_of(status.values)
         return await self.graph.ainvoke(
-            graph_input, self.run_config(thread_id), **self._invoke_kwargs()
+            graph_input,
+            self.run_config(thread_id),
+            context=self._context(),
+            durability=self._durability(),
         )
 
 

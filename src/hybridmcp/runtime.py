@@ -163,7 +163,7 @@ async def resources_for(context: Context | None) -> Resources:
     """The live resources of a run: given in the context, or opened once per process."""
     global _SHARED_LOCK
     if context is not None and context.resources is not None:
-        return context.resources  # type: ignore[no-any-return]
+        return context.resources
     path = (context.config_path if context else None) or os.environ.get("HYBRIDMCP_CONFIG")
     if path in _SHARED:
         return _SHARED[path]

@@ -76,7 +76,7 @@ class OutputState(TypedDict):
 class State(InputState, OutputState):
     """The whole checkpointed state. Written by the node named in each comment."""
 
-    run_id: str
+    run_id: str  # type: ignore[misc]  # optional in the input, always set once analyze ran
     started_at: float
     """Wall-clock start (analyze)."""
     errors: Annotated[dict[str, str], merge]

@@ -20,7 +20,7 @@ from typing import Any
 
 import jsonschema
 import yaml
-from mcp.types import CallToolResult, Tool
+from mcp.types import CallToolResult, TextContent, Tool
 
 from hybridmcp.capabilities.builtin import query_path
 from hybridmcp.config import (
@@ -287,7 +287,7 @@ def map_arguments(mapping: Mapping[str, Any] | None, args: Mapping[str, Any]) ->
 
 
 def _tool_text(result: CallToolResult) -> str:
-    return "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+    return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
 def extract_result(provider: Provider, result: CallToolResult) -> Any:

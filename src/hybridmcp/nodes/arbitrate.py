@@ -168,12 +168,12 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         res, requests, allocations, state["profiles"], state.get("constraints")
     )
     for request in requests:
-        allocation = allocations.get(str(request["id"]))
-        if allocation is None or allocation["mode"] == "none":
+        planned = allocations.get(str(request["id"]))
+        if planned is None or planned["mode"] == "none":
             continue
-        for provider in _chosen(res, allocation):
+        for provider in _chosen(res, planned):
             item = work_item(state, request, provider, 1)
-            item["watch"] = watch_plan(allocation, provider.id, cfg.resilience)
+            item["watch"] = watch_plan(planned, provider.id, cfg.resilience)
             pending.append(item)
     return {
         "allocations": allocations,

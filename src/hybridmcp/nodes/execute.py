@@ -248,7 +248,7 @@ async def _race(
     """Run a hedge against the primary; the first valid answer wins, the other is cancelled."""
     item = primary.item
     alt = WorkItem(
-        **{**item, "provider": hedge["provider"], "side": hedge["side"], "watch": {}},  # type: ignore[typeddict-item]
+        **{**item, "provider": hedge["provider"], "side": hedge["side"], "watch": {}},
     )
     alt["idempotency_key"] = f"{item['idempotency_key']}:hedge"
     second = _Call.start(alt, res)
@@ -332,7 +332,7 @@ def _effective_watch(item: WorkItem, live: _Live) -> WorkItem:
     pinned = live.healthy_threshold.get(item["provider"])
     if current is not None and pinned is not None:
         watch["slow_after_ms"] = min(current, pinned)
-    return WorkItem(**{**item, "watch": watch})  # type: ignore[typeddict-item]
+    return WorkItem(**{**item, "watch": watch})
 
 
 def _remember_health(

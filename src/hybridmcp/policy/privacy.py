@@ -103,7 +103,7 @@ class Sensitivity(enum.IntEnum):
     def parse(cls, value: str | int | Sensitivity) -> Sensitivity:
         """Parse a name or a number; raise ``ValueError`` naming the accepted values."""
         try:
-            return cls(value)
+            return cls(value)  # type: ignore[arg-type]  # names resolve through _missing_
         except ValueError:
             names = ", ".join(cls.__members__)
             raise ValueError(
@@ -474,7 +474,8 @@ def _secret_plugins() -> tuple[tuple[str, Any], ...]:
     """The typed detect-secrets plugins, instantiated once (they are stateless)."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
-    plugins = []
+    plugins: list[tuple[str, Any]] = []
+    plugin_class: Any
     for plugin_class in get_mapping_from_secret_type_to_class().values():
         entity = _DETECT_SECRETS_ENTITIES.get(plugin_class.__name__)
         if entity is not None:
@@ -914,7 +915,7 @@ def _detect_uncached(
     if not presidio_only:
         spans += _secret_spans(text, key)
         spans += _pattern_spans(text, key)
-    kept = {}
+    kept: dict[tuple[str, int, int], _Span] = {}
     for span in spans:
         if span.score < key.min_score or span.entity_type not in key.entities:
             continue
@@ -977,7 +978,7 @@ class _ScanState:
             start=span.start,
             end=span.end,
             score=round(span.score, 3),
-            source=span.source,  # type: ignore[arg-type]
+            source=span.source,
             in_key=leaf.in_key,
             split_of=split_of,
             digest=_digest(raw),

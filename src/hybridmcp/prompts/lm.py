@@ -713,7 +713,7 @@ def _repair_closed_list(text: str) -> list[Any] | None:
 def _validator(name: str, schema: Mapping[str, Any]) -> Any:
     cls = jsonschema.validators.validator_for(schema)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(dict(schema))
     except jsonschema.SchemaError as exc:
         raise ConfigError(f"skill {name!r} has an invalid input schema: {exc.message}") from exc
     return cls(schema)
@@ -756,7 +756,7 @@ def parse_plan(text: str | Sequence[Any], skills: Any) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             raise TaskError(f"plan: request #{index + 1} is not an object: {item!r:.200}")
         skill = item.get("skill")
-        if skill not in catalogue:
+        if not isinstance(skill, str) or skill not in catalogue:
             raise _unknown_skill(index, skill, catalogue)
         args = item.get("args", {})
         if args is None:

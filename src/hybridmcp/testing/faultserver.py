@@ -82,7 +82,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from mcp.server.fastmcp import FastMCP
@@ -447,7 +447,7 @@ def _walk(node: ast.AST) -> int | float:
     if isinstance(node, ast.Expression):
         return _walk(node.body)
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return _check_int(node.value)
+        return _check_int(cast(int | float, node.value))
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _walk(node.left), _walk(node.right)
         if isinstance(node.op, ast.Pow):
@@ -650,7 +650,7 @@ def build_server(
         instructions="Real tools with configurable injected faults (hybridmcp test tooling).",
         host=host,
         port=port,
-        log_level=log_level,  # type: ignore[arg-type]
+        log_level=log_level,
     )
     read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
 
