@@ -6,6 +6,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,42 @@ def test_cli_human_output_and_bad_task(tmp_path):
     proc = subprocess.run([HYBRIDMCP, "run", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "unknown skill 'no.such'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("tags", "winner"), [(["real_time_data"], "external"), (["context_awareness"], "internal")]
+)
+async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(tags, winner):
+    """A clock two hours fast against mcp-server-time: on real-time data the external answer
+    leads the conflict; on work that needs context, the internal one (capability_mapping)."""
+    config = time_server_config(
+        skills={
+            "clock.now": {
+                "tags": tags,
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"timezone": {"type": "string"}},
+                    "required": ["timezone"],
+                },
+                "comparator": {
+                    "type": "fields",
+                    "fields": {"datetime": {"type": "datetime", "tolerance": 60}},
+                },
+                "providers": [
+                    {"side": "internal", "function": "tests.helpers:wrong_time"},
+                    {"side": "external", "server": "time", "tool": "get_current_time"},
+                ],
+            }
+        }
+    )
+    request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
+    out = await run(config, [request])
+    result = out["results"]["now"]
+    assert result["agreement"] is False and len(out["conflicts"]) == 1
+    details = out["conflicts"][0]["conflict_details"]
+    loser = "internal" if winner == "external" else "external"
+    assert details[f"{winner}_confidence"] > details[f"{loser}_confidence"]
+    truth = datetime.now(UTC)
+    led = abs(datetime.fromisoformat(result["value"]["datetime"]) - truth) < timedelta(minutes=5)
+    assert led is (winner == "external")  # the external clock is the honest one
+    assert result["sources"][0].startswith("mcp:" if winner == "external" else "internal:")

@@ -33,6 +33,16 @@ def _status(results: dict[str, dict[str, Any]]) -> str:
     return "partial" if answered else "failed"
 
 
+def answer_confidence(score: dict[str, Any]) -> float:
+    """How far an answer is trusted: the provider's quality as arbitration scored it, learned
+    success and agreement plus the bonus of its side's strengths that the request needs
+    (``capability_mapping``). So when the sides conflict on real-time data the external answer
+    leads, on context or privacy-sensitive work the internal one."""
+    if "quality" in score:
+        return float(score["quality"])
+    return float(score.get("prediction", {}).get("quality", 0.5))
+
+
 async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     default_strategy = res.config.coordination_config.integration_strategy
@@ -71,7 +81,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
                 a["provider"],
                 a["side"],
                 a["value"],
-                scores.get(a["provider"], {}).get("prediction", {}).get("quality", 0.5),
+                answer_confidence(scores.get(a["provider"], {})),
                 a["latency_ms"],
             )
             for a in ok
