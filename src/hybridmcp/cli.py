@@ -290,7 +290,6 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
             _ms(r["ewma_latency_ms"]),
             _ms(r["p95_latency_ms"]),
             f"{_share(r['agreement_rate'])} of {r['cross_validations']}"
-            f" ({r['agreement_streak']} in a row)"
             if r["cross_validations"]
             else "-",
             "-" if r["cost_per_call"] is None else f"{r['cost_per_call']:g}",
