@@ -84,6 +84,41 @@ class OptimizationCriteria(_Model):
         )
 
 
+class ValidationSampling(_Model):
+    """When cross-validation has stopped telling anything new, validate a sample instead.
+
+    A request arbitration would cross-validate only because of the bias band or the decision
+    threshold (never a requested ``hybrid``, never ``critical``, never with a hard constraint
+    applying) runs on the fitter side alone once both candidates' answers for its skill have
+    agreed consistently. A deterministic share is still cross-validated (an audit), so a provider
+    that starts to disagree is noticed; one disagreement brings back full cross-validation.
+    """
+
+    enabled: bool = Field(
+        True, description="Learn when cross-validation can be sampled; false: always validate."
+    )
+    min_cross_validations: int = Field(
+        10,
+        ge=1,
+        description="Agreeing cross-validations in a row (since the last disagreement) each "
+        "candidate needs before its skill's requests run on one side.",
+    )
+    min_agreement: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="Minimum share of each candidate's cross-validations (all of them, "
+        "not only the latest) that agreed.",
+    )
+    audit_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Share of such requests still cross-validated, chosen by a hash of the run "
+        "id and request id (a resumed run decides the same); 1 validates every one.",
+    )
+
+
 class ArbitrationConfig(_Model):
     decision_threshold: float = Field(
         0.7,
@@ -110,6 +145,10 @@ class ArbitrationConfig(_Model):
         gt=0,
         description="Allocations passing a provider over after which its learned evidence has "
         "halved (its predictions drift back toward its priors, so it is tried again).",
+    )
+    validation_sampling: ValidationSampling = Field(
+        default_factory=ValidationSampling,
+        description="Single-side allocation, with audits, once the sides agree consistently.",
     )
 
 

@@ -74,8 +74,13 @@ def adaptive_config(server: dict) -> HybridConfig:
                     "providers": [{"side": "external", "server": "faults", "tool": "calculate"}]
                 }
             },
-            # evidence halves every 2 passes, so a provider avoided for a few runs is re-tried
-            "arbitration_config": {"stale_half_life": 2},
+            # evidence halves every 2 passes, so a provider avoided for a few runs is re-tried;
+            # cross-validation is never sampled away here (this test follows the fitness rule
+            # alone: with sampling, the sides' agreeing runs would send later runs internal)
+            "arbitration_config": {
+                "stale_half_life": 2,
+                "validation_sampling": {"enabled": False},
+            },
         }
     )
 

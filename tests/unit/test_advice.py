@@ -68,6 +68,9 @@ def allocation(i, e, mode="hybrid", strategy="auto"):
         (allocation(0.70, 0.65, strategy="hybrid"), False, False),  # the user asked
         (allocation(0.70, None, mode="internal"), False, False),  # one side only
         (allocation(0.90, 0.50, mode="internal"), False, False),
+        # an audit of learned agreement is there to cross-validate: advice leaves it alone
+        (allocation(0.70, 0.65) | {"validation_sampling": {"audit": True}}, False, False),
+        (allocation(0.70, 0.65) | {"validation_sampling": {"sampled": False}}, False, True),
     ],
 )
 def test_in_hybrid_band(alloc, critical, inside):

@@ -72,6 +72,32 @@ def test_agreement_rate_counts_cross_validations():
     assert s.agreement_rate == 0.75 and s.cross_validations == 4
 
 
+def test_a_disagreement_ends_the_streak_of_agreements():
+    s = ProviderStats("e", "s")
+    for _ in range(12):
+        s = observe_agreement(s, agreed=True, now=1.0)
+    assert s.agreement_streak == 12
+    s = observe_agreement(s, agreed=False, now=2.0)
+    assert s.agreement_streak == 0 and s.agreement_rate == pytest.approx(12 / 13)
+    s = observe_agreement(s, agreed=True, now=3.0)
+    assert s.agreement_streak == 1
+
+
+def test_prediction_carries_the_agreement_evidence():
+    never = predict(None, **PRIORS)  # a provider never seen: no evidence of agreement
+    assert (never.cross_validations, never.agreement_rate, never.agreement_streak) == (0, None, 0)
+    s = feed(ProviderStats("e", "s"), [10.0] * 4)
+    assert predict(s, **PRIORS).agreement_rate is None  # called, never cross-validated
+    for agreed in (False, True, True, True):
+        s = observe_agreement(s, agreed=agreed, now=1.0)
+    p = predict(s, **PRIORS)
+    assert (p.cross_validations, p.agreement_rate, p.agreement_streak) == (4, 0.75, 3)
+    assert p.to_dict()["agreement_streak"] == 3
+    # records written before the streak was kept load with none: no evidence yet
+    old = {k: v for k, v in s.to_dict().items() if k != "agreement_streak"}
+    assert ProviderStats.from_dict(old).agreement_streak == 0
+
+
 def test_disagreement_lowers_predicted_quality():
     s = feed(ProviderStats("e", "s"), [10.0] * 10)
     agreeing = predict(observe_agreement(s, agreed=True, now=1.0), **PRIORS)

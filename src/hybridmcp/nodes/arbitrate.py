@@ -148,6 +148,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             criteria=criteria,
             arbitration=cfg.arbitration_config,
             mapping=cfg.capability_mapping,
+            audit_key=f"{state['run_id']}:{rid}",
         )
         if budget.limit is not None:
             allocation["budget"] = {

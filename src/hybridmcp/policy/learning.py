@@ -48,6 +48,8 @@ class ProviderStats:
     """EWMA of success (1) and failure (0)."""
     cross_validations: int = 0
     agreements: int = 0
+    agreement_streak: int = 0
+    """Cross-validations in a row that agreed, since the last one that did not."""
     cost_per_call: float | None = None
     """EWMA of the cost of a call."""
     evidence: float = 0.0
@@ -125,11 +127,14 @@ def observe_call(
 
 
 def observe_agreement(stats: ProviderStats, *, agreed: bool, now: float) -> ProviderStats:
-    """Fold one cross-validation outcome into the statistics."""
+    """Fold one cross-validation outcome into the statistics. A disagreement ends the streak
+    of agreements, which is what lets arbitration stop cross-validating a skill (see
+    :func:`hybridmcp.policy.scoring.validation_evidence`)."""
     return replace(
         stats,
         cross_validations=stats.cross_validations + 1,
         agreements=stats.agreements + int(agreed),
+        agreement_streak=stats.agreement_streak + 1 if agreed else 0,
         updated_at=now,
     )
 
@@ -173,6 +178,12 @@ class Prediction:
     """Calls ever observed (the hedging and degradation baselines need enough of them)."""
     evidence: float = 0.0
     """Effective observations behind this prediction, after staleness decay."""
+    cross_validations: int = 0
+    """Cross-validations this provider took part in (0: no evidence of agreement)."""
+    agreement_rate: float | None = None
+    """Share of them that agreed; None when never cross-validated."""
+    agreement_streak: int = 0
+    """Agreeing cross-validations in a row, since the last disagreement."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,7 +222,18 @@ def predict(
     learned_p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
     p95 = w * learned_p95 + (1 - w) * prior.p95_latency_ms
     cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior.cost
-    return Prediction(latency, max(p95, latency), success, cost, quality, stats.calls, round(n, 4))
+    return Prediction(
+        latency,
+        max(p95, latency),
+        success,
+        cost,
+        quality,
+        stats.calls,
+        round(n, 4),
+        stats.cross_validations,
+        None if stats.agreement_rate is None else round(stats.agreement_rate, 4),
+        stats.agreement_streak,
+    )
 
 
 # --------------------------------------------------------------------------------------------

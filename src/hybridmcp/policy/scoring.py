@@ -5,21 +5,35 @@ quality 0.2, security 0.1 by default), then the 1.2 bias rule: a side wins alone
 fitness exceeds the other's by the bias ratio; otherwise the request runs on both sides and is
 cross-validated. Hard constraints come first: a provider not cleared for the request's
 sensitivity is never a candidate. Every decision keeps the numbers that drove it.
+
+Cross-validation's value is learned: when a request would go hybrid only because of the band or
+the decision threshold, and both sides' answers for its skill have agreed consistently (each
+candidate's streak of agreeing cross-validations and its agreement rate, carried in its
+prediction), the fitter side runs alone, except for a deterministic audit share drawn from a hash
+of the run and request ids (``arbitration_config.validation_sampling``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hybridmcp.config import ArbitrationConfig, CapabilityMapping, OptimizationCriteria
+from hybridmcp.config import (
+    ArbitrationConfig,
+    CapabilityMapping,
+    OptimizationCriteria,
+    ValidationSampling,
+)
 from hybridmcp.policy.learning import Prediction
 
 SENSITIVITY_LEVELS = ("public", "internal", "confidential", "restricted")
 LARGE_INPUT_BYTES = 100_000
 COMPLEX_INPUT_BYTES = 10_000
+CROSS_VALIDATE = ": cross-validate"
+"""How the rule of an undecided (hybrid by the band or the threshold) allocation ends."""
 
 
 def sensitivity_rank(level: str) -> int:
@@ -156,12 +170,14 @@ def arbitrate(
     criteria: OptimizationCriteria,
     arbitration: ArbitrationConfig,
     mapping: CapabilityMapping,
+    audit_key: str = "",
 ) -> dict[str, Any]:
     """Decide who serves one request. Returns the allocation with every number behind it.
 
     ``mode`` is ``internal``, ``external``, ``hybrid`` (both sides, cross-validated) or ``none``;
     ``providers`` lists the chosen providers, ``ranking`` every eligible one best first (the
-    reallocation order).
+    reallocation order). ``audit_key`` (the run id and request id) draws the audit share of
+    :func:`sample_validation`: the same key always draws the same.
     """
     excluded = []
     scored: list[Fitness] = []
@@ -176,7 +192,19 @@ def arbitrate(
         side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")
     }
     internal, external = best["internal"], best["external"]
-    mode, rule = _decide(strategy, critical, internal, external, arbitration)
+    mode, rule, undecided = _decide(strategy, critical, internal, external, arbitration)
+    sampling: dict[str, Any] | None = None
+    if undecided and arbitration.validation_sampling.enabled:
+        assert internal is not None and external is not None
+        constraint = _hard_constraint(excluded, candidates, (internal, external))
+        mode, rule, sampling = sample_validation(
+            internal,
+            external,
+            rule,
+            arbitration.validation_sampling,
+            audit_draw(audit_key),
+            constraint,
+        )
     chosen = [f for f in (internal, external) if f is not None and mode in (f.side, "hybrid")]
     chosen.sort(key=lambda f: -f.total)
     return {
@@ -190,7 +218,7 @@ def arbitrate(
         "external_fitness": external.total if external else None,
         "excluded": excluded,
         "validation_strategy": "cross_validation" if mode == "hybrid" else "none",
-    }
+    } | ({"validation_sampling": sampling} if sampling is not None else {})
 
 
 def _decide(
@@ -199,19 +227,21 @@ def _decide(
     internal: Fitness | None,
     external: Fitness | None,
     cfg: ArbitrationConfig,
-) -> tuple[str, str]:
+) -> tuple[str, str, bool]:
+    """The mode and its rule, and whether the request is hybrid only because the fitness rule
+    left it undecided (the band or the decision threshold): the one case sampling may narrow."""
     if internal is None and external is None:
-        return "none", "no eligible provider on either side"
+        return "none", "no eligible provider on either side", False
     if internal is None or external is None:
         only = internal or external
         assert only is not None
-        return only.side, f"only the {only.side} side can serve this request"
+        return only.side, f"only the {only.side} side can serve this request", False
     if strategy in ("internal", "external"):
-        return strategy, f"requested strategy {strategy!r}"
+        return strategy, f"requested strategy {strategy!r}", False
     if strategy == "hybrid":
-        return "hybrid", "requested strategy 'hybrid': both sides, cross-validated"
+        return "hybrid", "requested strategy 'hybrid': both sides, cross-validated", False
     if critical:
-        return "hybrid", "critical request: both sides, cross-validated"
+        return "hybrid", "critical request: both sides, cross-validated", False
     i, e, k = internal.total, external.total, cfg.bias_ratio
     if i > e * k:
         side, score, rule = "internal", i, f"internal {i:.3f} > {k:g} x external {e:.3f}"
@@ -220,12 +250,123 @@ def _decide(
     else:
         return (
             "hybrid",
-            f"within the {k:g} band (internal {i:.3f}, external {e:.3f}): cross-validate",
+            f"within the {k:g} band (internal {i:.3f}, external {e:.3f}){CROSS_VALIDATE}",
+            True,
         )
     if score < cfg.decision_threshold:
         return (
             "hybrid",
-            f"{rule}, but {score:.3f} < decision threshold {cfg.decision_threshold:g}: "
-            "cross-validate",
+            f"{rule}, but {score:.3f} < decision threshold {cfg.decision_threshold:g}"
+            f"{CROSS_VALIDATE}",
+            True,
         )
-    return side, rule
+    return side, rule, False
+
+
+def audit_draw(key: str) -> float:
+    """A number in [0, 1), uniform over keys, from a hash of ``key``: stateless, so a resumed
+    run (same run id and request id) draws the same, and a test can predict it."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _hard_constraint(
+    excluded: Sequence[Mapping[str, Any]],
+    candidates: Sequence[Candidate],
+    chosen: Sequence[Fitness],
+) -> str | None:
+    """A hard constraint shaping this request (a provider excluded, or one seeing redacted
+    arguments): its cross-validation is then never sampled away."""
+    if excluded:
+        first = excluded[0]
+        return f"hard constraint: {first['provider']} excluded ({first['reason']})"
+    ids = {f.provider for f in chosen}
+    redacting = [c.provider for c in candidates if c.redacts and c.provider in ids]
+    if redacting:
+        return f"hard constraint: {redacting[0]} receives redacted arguments"
+    return None
+
+
+def validation_evidence(fit: Fitness, cfg: ValidationSampling) -> dict[str, Any]:
+    """One candidate's record of agreement, from its prediction, and what it lacks (``short``,
+    None when it has enough: a streak of ``min_cross_validations`` agreeing cross-validations
+    since its last disagreement, and an agreement rate of at least ``min_agreement``)."""
+    p = fit.prediction
+    n, streak, rate = (
+        int(p.get("cross_validations", 0)),
+        int(p.get("agreement_streak", 0)),
+        p.get("agreement_rate"),
+    )
+    short = None
+    if streak < cfg.min_cross_validations:
+        short = (
+            f"{fit.provider}: {streak} agreeing cross-validations in a row "
+            f"< {cfg.min_cross_validations}"
+        )
+    elif rate is None or rate < cfg.min_agreement:
+        short = f"{fit.provider}: agreement rate {_pct(rate)} of {n} < {_pct(cfg.min_agreement)}"
+    return {
+        "provider": fit.provider,
+        "cross_validations": n,
+        "agreement_rate": rate,
+        "agreement_streak": streak,
+        "short": short,
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{round(value * 100, 1):g}%"
+
+
+def sample_validation(
+    internal: Fitness,
+    external: Fitness,
+    rule: str,
+    cfg: ValidationSampling,
+    draw: float,
+    constraint: str | None = None,
+) -> tuple[str, str, dict[str, Any]]:
+    """Narrow an undecided (hybrid by the band or the threshold) allocation to its fitter side
+    when cross-validating it has stopped telling anything new.
+
+    Both candidates must have agreed consistently (:func:`validation_evidence`); then the
+    request runs on the fitter side alone unless ``draw`` falls under ``audit_share`` (an
+    audit: still cross-validated). A hard constraint (``constraint``) keeps it hybrid. Returns
+    the mode, the rule, and the record of the numbers behind them.
+    """
+    sides = [validation_evidence(f, cfg) for f in (internal, external)]
+    record: dict[str, Any] = {
+        "min_cross_validations": cfg.min_cross_validations,
+        "min_agreement": cfg.min_agreement,
+        "audit_share": cfg.audit_share,
+        "audit_draw": round(draw, 4),
+        "evidence": {s["provider"]: {k: v for k, v in s.items() if k != "provider"} for s in sides},
+    }
+    short = [s["short"] for s in sides if s["short"]]
+    if constraint or short:
+        return "hybrid", rule, record | {"sampled": False, "reason": constraint or "; ".join(short)}
+    leader = internal if internal.total >= external.total else external
+    base = rule.removesuffix(CROSS_VALIDATE)
+    agreed = (
+        f"the sides agreed in their last {sides[0]['agreement_streak']} and "
+        f"{sides[1]['agreement_streak']} cross-validations (agreement "
+        f"{_pct(sides[0]['agreement_rate'])} and {_pct(sides[1]['agreement_rate'])}; "
+        f">= {cfg.min_cross_validations} in a row and {_pct(cfg.min_agreement)} needed)"
+    )
+    if draw < cfg.audit_share:
+        audit = f"audited (draw {draw:.3f} < share {cfg.audit_share:g})"
+        return (
+            "hybrid",
+            f"{base}; {agreed}, {audit}{CROSS_VALIDATE}",
+            record
+            | {
+                "sampled": True,
+                "audit": True,
+            },
+        )
+    return (
+        leader.side,
+        f"{base}; {agreed}: {leader.side} alone "
+        f"(audit draw {draw:.3f} >= share {cfg.audit_share:g})",
+        record | {"sampled": True, "audit": False},
+    )

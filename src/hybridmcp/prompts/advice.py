@@ -213,9 +213,12 @@ def in_hybrid_band(allocation: Mapping[str, Any], critical: bool, bias_ratio: fl
     """True when the 1.2 rule left the request undecided: the one place advice may decide.
 
     Not when a user asked for a strategy or marked the request critical, not when only one
-    side is eligible, and not when one side clearly won (then the numbers decide).
+    side is eligible, not when one side clearly won (then the numbers decide), and not for an
+    audit of learned agreement (its point is to cross-validate).
     """
     if allocation.get("mode") != "hybrid" or allocation.get("strategy") != "auto" or critical:
+        return False
+    if (allocation.get("validation_sampling") or {}).get("audit"):
         return False
     i, e = allocation.get("internal_fitness"), allocation.get("external_fitness")
     if i is None or e is None:
