@@ -146,6 +146,17 @@ class Plain(PlainClient):
         return await self.call(self.internal, args), 2
 
 
+HEALTHY_MAX_MS = 2 * (BASE_LATENCY["latency_ms"] + BASE_LATENCY["jitter_ms"])
+
+
+def _bad(attempt: dict[str, Any]) -> bool:
+    """A failed external call, or a hedge's loser cut after running longer than any healthy
+    call takes here (the degraded hedge); not a healthy call that merely lost a race."""
+    if attempt["ok"]:
+        return False
+    return attempt["error"] != "cancelled: hedge lost" or attempt["latency_ms"] > HEALTHY_MAX_MS
+
+
 async def run_hybridmcp(co: Coordinator, expression: str, n: int) -> tuple[Any, Outcome]:
     # Half the requests leave the choice to arbitration (auto: cross-validated while both sides
     # are healthy), half prefer the external service (single-side: these are the ones hedged).
@@ -162,7 +173,7 @@ async def run_hybridmcp(co: Coordinator, expression: str, n: int) -> tuple[Any, 
         latency_ms=latency,
         external_calls=len(external),
         hedges=codes.count("HEDGE_STARTED"),
-        bad=any(not a["ok"] and a["error"] != "cancelled: hedge lost" for a in external),
+        bad=any(_bad(a) for a in external),
         detected="EXTERNAL_DEGRADATION_DETECTED" in codes,
         circuit_opened="CIRCUIT_OPENED" in codes,
     )
