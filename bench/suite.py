@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, describe_machine, machine, table
-from bench.criteria import met_text
+from bench.criteria import criteria_table, strategies_table
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
@@ -131,48 +131,13 @@ def summary(out: Path) -> str:
         )
     criteria = _load(out, "criteria")
     if criteria:
-        per = criteria["strategies"]
-        rows = [
-            [
-                s,
-                pct(f["correct"]),
-                pct(f["allocation_accuracy"]),
-                f["p50_ms"],
-                f["p99_ms"],
-                f["cost"],
-                f["privacy_violations"],
-                f["peak_rss_mb"],
-            ]
-            for s, f in per.items()
-        ]
         text = (
             f"### Success criteria ({criteria['workload']['requests']} labelled requests)\n\n"
-            + table(
-                [
-                    "strategy",
-                    "correct",
-                    "allocation = oracle",
-                    "p50 ms",
-                    "p99 ms",
-                    "cost",
-                    "privacy violations",
-                    "peak RSS MB",
-                ],
-                rows,
-            )
+            + strategies_table(criteria["strategies"], calls=False)
             + "\n"
         )
         if "criteria" in criteria:
-            crit = [
-                [
-                    k.replace("_", " "),
-                    pct(v["value"]),
-                    f"> {v['target']:.0%}",
-                    met_text(v["met"]),
-                ]
-                for k, v in criteria["criteria"].items()
-            ]
-            text += "\n" + table(["criterion", "hybridmcp", "target", "met"], crit) + "\n"
+            text += "\n" + criteria_table(criteria["criteria"], "hybridmcp") + "\n"
         parts.append(text)
     resilience = _load(out, "resilience")
     if resilience:
