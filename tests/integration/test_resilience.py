@@ -384,6 +384,41 @@ async def test_degraded_single_side_call_moves_at_once_without_hedge_budget():
         assert event["detected_by"] == ["latency"]
 
 
+async def test_a_suspect_provider_is_hedged_at_its_tail_until_it_answers_in_time():
+    """After a degraded call, the provider's next calls are hedged at the tail estimate with no
+    hedge budget (not at the degradation threshold); one call in normal time clears it."""
+    cfg = config(
+        faultserver_stdio(),
+        hedging={"min_observations": 1, "budget_ratio": 0.0, "budget_burst": 0},
+        degradation={"min_observations": 1},
+        breaker={"consecutive_failures": 100},
+    )
+    cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        for i in range(3):
+            await run(co, calc(f"w{i}"))
+        await set_faults(co, {"calculate": {"latency_ms": 3000}})
+        first = await run(co, calc("d1"))
+        second = await run(co, calc("d2"))
+        await set_faults(co, {})
+        healed = await run(co, calc("ok"))
+        after = await run(co, calc("after"))
+    reasons = [
+        [e["reason"] for e in out["events"] if e["code"] == "HEDGE_STARTED"]
+        for out in (first, second, healed, after)
+    ]
+    assert reasons[:2] == [["degraded"], ["suspect"]]
+    assert second["results"]["d2"]["value"] == {"value": 42}
+    (cut,) = [a for a in second["results"]["d2"]["attempts"] if a["side"] == "external"]
+    (hedge,) = [e for e in second["events"] if e["code"] == "HEDGE_STARTED"]
+    assert cut["error"] == "cancelled: hedge lost"
+    assert hedge["elapsed_ms"] < cut["latency_ms"] < 3000  # cut soon after the tail, not waited
+    # The server answers in time again: at most the first call after healing is still hedged
+    # (it may run past the tail estimate), and then the provider is no longer suspect.
+    assert healed["results"]["ok"]["value"] == {"value": 42}
+    assert reasons[3] == [] and after["results"]["after"]["attempts"][0]["side"] == "external"
+
+
 async def test_calls_beyond_max_concurrency_wait_for_a_slot():
     server = faultserver_stdio(max_concurrency=1)
     cfg = parse_config({"mcpServers": {"faulty": {**server, "timeout_ms": 10_000}}})

@@ -8,6 +8,8 @@ While a call runs, the worker watches it (:func:`hybridmcp.policy.hedging.watch_
 
 - past the provider's tail-latency estimate, a single-side request is *hedged*: the other side
   starts too, the first valid answer wins, the other call is cancelled (``HEDGE_STARTED``);
+  paid from the hedge budget, except past the degradation threshold (``degraded``) or when the
+  provider's last judged call was degraded (``suspect``: hedged at its last healthy tail);
 - past its degradation threshold, one side of a hybrid request whose other side has answered is
   a *straggler*: it is cancelled and the request settles on the answer it has.
 
@@ -45,6 +47,13 @@ class _Live:
     answered: dict[tuple[str, str, int], dict[str, asyncio.Event]] = field(default_factory=dict)
     healthy_threshold: dict[str, float] = field(default_factory=dict)
     """Per provider: the slow threshold of its last call that was not slow."""
+    suspect: set[str] = field(default_factory=set)
+    """Providers whose last judged call was degraded: their next calls are hedged at the tail
+    estimate of their last healthy call, without waiting for the hedge budget, until one
+    answers in normal time."""
+    healthy_tail: dict[str, float] = field(default_factory=dict)
+    """Per provider: the hedge delay (tail estimate) of its last call that was not slow; the
+    current estimate has begun to absorb the slow calls."""
     joined: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
 
     def answer(self, key: tuple[str, str, int], side: str) -> asyncio.Event:
@@ -67,6 +76,8 @@ class _Live:
 
 _LIVE: WeakKeyDictionary[Resources, _Live] = WeakKeyDictionary()
 PIN_ALPHA = 0.05
+SUSPECT = "suspect"
+"""Hedge reason: the provider's last judged call was degraded."""
 """How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
 
@@ -282,6 +293,9 @@ async def _race(
         if slow_after_ms is not None and lost["latency_ms"] > slow_after_ms:
             lost["slow_after_ms"] = slow_after_ms
             _record_slow(res, call.item)
+        elif role == "primary" and reason == SUSPECT:
+            # Past its tail again while already suspect: more evidence for the breaker.
+            _record_slow(res, call.item)
         attempts.append(lost)
     return attempts
 
@@ -302,9 +316,16 @@ async def _hedged(
 ) -> list[dict[str, Any]] | None:
     """Past the tail estimate, hedge if the budget allows; past the degradation threshold, move
     the work to the other side at once (the breaker bounds how often that can happen)."""
+    live = _live(res)
+    provider = call.item["provider"]
+    if provider in live.suspect:
+        at_ms = min(hedge["after_ms"], live.healthy_tail.get(provider, hedge["after_ms"]))
+        if await _finished_within(call, at_ms):
+            return None
+        return await _race(call, {**hedge, "after_ms": at_ms}, res, events, SUSPECT)
     if await _finished_within(call, hedge["after_ms"]):
         return None
-    if _live(res).hedges.spend():
+    if live.hedges.spend():
         return await _race(call, hedge, res, events, "tail")
     if slow_after_ms is None or await _finished_within(call, slow_after_ms):
         return None
@@ -344,6 +365,10 @@ def _remember_health(
     if effective_ms is None:
         return
     attempt["slow_after_ms"] = round(effective_ms, 3)
+    if attempt["latency_ms"] > effective_ms:
+        live.suspect.add(attempt["provider"])
+    elif attempt["ok"]:
+        live.suspect.discard(attempt["provider"])
     if planned_ms is None or not attempt["ok"] or attempt["latency_ms"] > effective_ms:
         return
     pinned = live.healthy_threshold.get(attempt["provider"], planned_ms)
@@ -382,6 +407,8 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
                 call.task.cancel()
     primary = next(a for a in attempts if a["provider"] == item["provider"])
     _remember_health(primary, slow_after_ms, planned, live)
+    if hedge and primary["ok"] and primary["provider"] not in live.suspect:
+        live.healthy_tail[primary["provider"]] = hedge["after_ms"]
     events += [
         {
             "code": BUDGET_EXHAUSTED,
