@@ -31,6 +31,16 @@ class DeadlineExceededError(ProviderError):
     """A call did not finish within its deadline."""
 
 
+class RequestError(HybridMCPError):
+    """The request itself is wrong (invalid parameters, an input the tool rejects): a caller's
+    error, never held against the provider that reported it."""
+
+
+class BackPressureError(HybridMCPError):
+    """A call waited for a session slot until its deadline and was never sent: the coordinator's
+    own queue, never held against the provider."""
+
+
 class PolicyError(HybridMCPError):
     """A policy (privacy, budget, circuit breaker) refused a call."""
 
