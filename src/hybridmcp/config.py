@@ -332,6 +332,15 @@ class DegradationConfig(_Model):
     latency_ewma_factor: float = Field(3.0, ge=1, description="Slow: above this x EWMA...")
     latency_p95_factor: float = Field(1.5, ge=1, description="...and this x the p95 estimate.")
     min_observations: int = Field(5, ge=1, description="Calls the baseline needs first.")
+    min_slow_ms: float = Field(
+        10.0, ge=0, description="Never call an answer faster than this slow (scheduling noise)."
+    )
+    recent_window: int = Field(
+        32,
+        ge=0,
+        description="Healthy latencies kept per provider: the slow threshold never falls below "
+        "latency_p95_factor x their p95, so load that slows every call is not degradation.",
+    )
     error_rate_increase: float = Field(
         0.3, gt=0, le=1, description="Error rate above baseline that counts as degraded."
     )

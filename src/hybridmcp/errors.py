@@ -23,6 +23,10 @@ class ProviderError(HybridMCPError):
     """A provider (internal skill or external MCP tool) failed to produce a valid answer."""
 
 
+class ToolError(ProviderError):
+    """The tool itself reported an error (``isError``, or an internal skill raised one)."""
+
+
 class ServerUnavailableError(ProviderError):
     """An MCP server could not be started, reached, or has gone away."""
 

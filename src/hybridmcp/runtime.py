@@ -22,10 +22,12 @@ from langgraph.store.memory import InMemoryStore
 from hybridmcp.audit import AuditLog
 from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.capabilities.pairs import HybridPairs
 from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import ConfigError
 from hybridmcp.policy.breaker import BreakerBoard
+from hybridmcp.policy.hedging import HealthWatch
 
 
 @dataclass
@@ -80,6 +82,10 @@ class Resources:
         self.gate = gate
         self.store: BaseStore = store or InMemoryStore()
         self.clock = clock
+        self.watch = HealthWatch.from_config(config.resilience)
+        """What the workers remember of each provider between calls (hedging, thresholds)."""
+        self.pairs = HybridPairs()
+        """The live answers of hybrid requests' two sides (stragglers)."""
         self._lms: dict[str, Any] | None = None
 
     @property

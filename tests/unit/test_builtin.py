@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 import pytest
 
 from hybridmcp.capabilities import builtin
-from hybridmcp.errors import ProviderError
+from hybridmcp.errors import ProviderError, RequestError
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
@@ -29,7 +29,7 @@ def test_convert_time_matches_known_offsets():
 
 @pytest.mark.parametrize("tz", ["Mars/Olympus", "europe/paris", "../etc/passwd"])
 def test_bad_timezones_are_refused(tz):
-    with pytest.raises(ProviderError, match="invalid timezone"):
+    with pytest.raises(RequestError, match="invalid timezone"):
         builtin.current_time(tz)
 
 
@@ -60,7 +60,7 @@ def test_calculate(expr, value):
     ],
 )
 def test_calculate_refuses_anything_but_arithmetic(expr):
-    with pytest.raises(ProviderError):
+    with pytest.raises(RequestError):
         builtin.calculate(expr)
 
 

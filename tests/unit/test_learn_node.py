@@ -11,7 +11,8 @@ from langgraph.store.memory import InMemoryStore
 
 from hybridmcp.config import parse_config
 from hybridmcp.memory import load_stats
-from hybridmcp.nodes.learn import learn, refused_by_gate
+from hybridmcp.nodes.learn import learn
+from hybridmcp.policy.blame import learnable
 from hybridmcp.runtime import Context, Resources
 
 PROVIDER, SKILL = "internal:math.calculate", "math.calculate"
@@ -45,7 +46,7 @@ def attempt(n: int, ok: bool, **flags: Any) -> dict[str, Any]:
     ],
 )
 def test_refused_by_gate(flags: dict[str, Any], refused: bool) -> None:
-    assert refused_by_gate(attempt(0, False, **flags)) is refused
+    assert (learnable(attempt(0, False, **flags), set()) is None) is refused
 
 
 async def test_refused_attempts_are_not_learned_as_failures() -> None:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from hybridmcp.errors import ProviderError
+from hybridmcp.errors import ProviderError, RequestError
 
 _KNOWN_ZONES: frozenset[str] | None = None
 
@@ -26,11 +26,11 @@ def _zone(name: str) -> ZoneInfo:
     if _KNOWN_ZONES is None:
         _KNOWN_ZONES = frozenset(available_timezones())
     if name not in _KNOWN_ZONES:
-        raise ProviderError(f"invalid timezone {name!r}: not an IANA time zone name")
+        raise RequestError(f"invalid timezone {name!r}: not an IANA time zone name")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
-        raise ProviderError(f"invalid timezone {name!r}: {err}") from None
+        raise RequestError(f"invalid timezone {name!r}: {err}") from None
 
 
 def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
@@ -57,12 +57,12 @@ def convert_time(
     try:
         parsed = datetime.strptime(time, "%H:%M").time()
     except ValueError:
-        raise ProviderError(f"invalid time {time!r}: expected HH:MM (24-hour)") from None
+        raise RequestError(f"invalid time {time!r}: expected HH:MM (24-hour)") from None
     today = (now or datetime.now(source)).astimezone(source)
     moment = datetime(today.year, today.month, today.day, parsed.hour, parsed.minute, tzinfo=source)
     round_trip = datetime.fromtimestamp(moment.timestamp(), source)
     if round_trip.replace(tzinfo=None) != moment.replace(tzinfo=None):
-        raise ProviderError(f"{time} does not exist in {source_timezone} today (clock change)")
+        raise RequestError(f"{time} does not exist in {source_timezone} today (clock change)")
     converted = moment.astimezone(target)
     hours = (
         (converted.utcoffset() or timedelta()) - (moment.utcoffset() or timedelta())
@@ -110,7 +110,7 @@ def _evaluate(node: ast.AST) -> float | int:
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
-            raise ProviderError(f"exponent {right} is too large (limit {_MAX_EXPONENT})")
+            raise RequestError(f"exponent {right} is too large (limit {_MAX_EXPONENT})")
         return _BINARY[type(node.op)](left, right)
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_evaluate(node.operand))
@@ -121,23 +121,23 @@ def _evaluate(node: ast.AST) -> float | int:
         and not node.keywords
     ):
         return _FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args))
-    raise ProviderError(f"unsupported expression element: {ast.dump(node)[:60]}")
+    raise RequestError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
 def calculate(expression: str) -> dict[str, Any]:
     """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
     if len(expression) > _MAX_EXPRESSION:
-        raise ProviderError(f"expression is longer than {_MAX_EXPRESSION} characters")
+        raise RequestError(f"expression is longer than {_MAX_EXPRESSION} characters")
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
-        raise ProviderError(f"invalid expression {expression!r}: {err.msg}") from None
+        raise RequestError(f"invalid expression {expression!r}: {err.msg}") from None
     try:
         value = _evaluate(tree)
     except ZeroDivisionError:
-        raise ProviderError(f"division by zero in {expression!r}") from None
+        raise RequestError(f"division by zero in {expression!r}") from None
     except (OverflowError, ValueError, TypeError) as err:
-        raise ProviderError(f"cannot evaluate {expression!r}: {err}") from None
+        raise RequestError(f"cannot evaluate {expression!r}: {err}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     return {"value": value}
@@ -170,7 +170,7 @@ def text_stats(text: str) -> dict[str, Any]:
 def summarize(text: str, max_sentences: int = 2) -> dict[str, Any]:
     """Extractive summary: the sentences whose content words are most frequent, in order."""
     if max_sentences < 1:
-        raise ProviderError(f"max_sentences must be at least 1, got {max_sentences}")
+        raise RequestError(f"max_sentences must be at least 1, got {max_sentences}")
     sentences = _sentences(text)
     freq = Counter(w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS)
 

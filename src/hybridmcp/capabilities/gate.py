@@ -17,9 +17,17 @@ from typing import Any, Protocol
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
+from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ToolOutputSettings
-from hybridmcp.errors import PolicyError, ProviderError
+from hybridmcp.errors import (
+    BackPressureError,
+    PolicyError,
+    ProviderError,
+    RequestError,
+    ToolError,
+)
 from hybridmcp.policy import privacy as scanner
+from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
 from hybridmcp.policy.output import compile_patterns, output_problem
@@ -271,11 +279,17 @@ class Gate:
         timeout_s: float | None = None,
         slow_after_s: float | None = None,
         validate: Callable[[Any], None] | None = None,
+        timing: CallTiming | None = None,
+        queue_timeout_s: float | None = None,
     ) -> GateResult:
-        """Make one external call. ``validate`` raises :class:`ProviderError` for an answer of
-        the wrong shape (counted as a failure); an answer later than ``slow_after_s`` counts
-        as slow for the circuit breaker."""
-        assert provider.side == "external" and provider.server and provider.tool
+        """Make one external call. ``timeout_s`` bounds the call from the moment it is sent;
+        ``queue_timeout_s`` bounds the wait for a session slot before it. ``validate`` raises
+        :class:`ProviderError` for an answer of the wrong shape (counted as a failure); an
+        answer later than ``slow_after_s`` after it was sent counts as slow for the circuit
+        breaker. A caller's error (:class:`RequestError`) and a call never sent
+        (:class:`BackPressureError`) are never held against the provider."""
+        if provider.side != "external" or not provider.server or not provider.tool:
+            raise ProviderError(f"{provider.id} is not an MCP tool provider")
         base = {
             "run_id": ctx.run_id,
             "request_id": ctx.request_id,
@@ -318,31 +332,40 @@ class Gate:
             budget.spent -= provider.cost_per_call
             raise CircuitOpen(f"circuit breaker for {provider.id} is open")
 
+        timing = timing or CallTiming()
         sent = _size(decision.arguments)
         outcome, received = "cancelled", 0
-        started = time.perf_counter()
         try:
             result = await self.pool.call_tool(
                 provider.server,
                 provider.tool,
                 decision.arguments,
                 provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
+                timing=timing,
+                queue_timeout_s=queue_timeout_s,
             )
             received = sum(_size(c.model_dump()) for c in result.content)
             if result.structuredContent is not None:
                 received += _size(result.structuredContent)
-            if not result.isError:
-                self._check_output(provider, result, received)
+            if result.isError:
+                _raise_tool_error(provider, result)
+            self._check_output(provider, result, received)
             value = decision.restore(extract_result(provider, result))
             if validate is not None:
                 validate(value)
             outcome = "ok"
+        except (RequestError, BackPressureError) as err:
+            outcome = f"{'request error' if isinstance(err, RequestError) else 'not sent'}: {err}"
+            if timing.sent_at is None:
+                budget.spent -= provider.cost_per_call
+            raise
         except ProviderError as err:
             outcome = f"error: {err}"
             self.breaker.record(provider.id, False, self.clock())
             raise
         finally:
-            if outcome == "cancelled":
+            timing.mark_ended()
+            if outcome == "cancelled" or outcome.startswith(("request error", "not sent")):
                 self.breaker.release(provider.id, self.clock())
             self.audit.append(
                 {
@@ -353,12 +376,23 @@ class Gate:
                     "redactions": decision.redactions,
                     "bytes_sent": sent,
                     "bytes_received": received,
-                    "cost": provider.cost_per_call,
+                    "cost": provider.cost_per_call if timing.sent_at is not None else 0.0,
                     "outcome": outcome,
+                    "queue_ms": round(timing.queue_ms, 3),
+                    "latency_ms": round(timing.latency_ms(), 3),
                 }
             )
-        slow = slow_after_s is not None and time.perf_counter() - started > slow_after_s
+        slow = slow_after_s is not None and timing.since_sent_s(timing.ended_at) > slow_after_s
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
         return GateResult(
             value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)
         )
+
+
+def _raise_tool_error(provider: Provider, result: Any) -> None:
+    """A tool error (``isError``); one whose message says the input is wrong is the
+    request's, not the tool's."""
+    text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+    if says_input_is_wrong(text):
+        raise RequestError(f"{provider.id} rejected the request: {text[:500]}")
+    raise ToolError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")

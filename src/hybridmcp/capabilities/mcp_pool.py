@@ -55,6 +55,7 @@ from mcp.types import (
     Tool,
 )
 
+from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import DeadlineExceededError, ProviderError, ServerUnavailableError
 
@@ -309,7 +310,13 @@ class _ServerSession:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> CallToolResult:
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        timing: CallTiming | None = None,
+    ) -> CallToolResult:
         where = f"{self.name}/{tool}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -317,6 +324,8 @@ class _ServerSession:
             async with asyncio.timeout_at(deadline), self._slots:
                 for attempt in (1, 2):
                     session = await self._ensure()
+                    if timing is not None:
+                        timing.mark_sent()
                     try:
                         return await self._send(session, tool, arguments, deadline - loop.time())
                     except _SESSION_GONE as err:
@@ -468,7 +477,14 @@ class SessionPool:
         return session.status.up
 
     async def call_tool(
-        self, server: str, tool: str, arguments: dict[str, Any], timeout_s: float
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        *,
+        timing: CallTiming | None = None,
+        queue_timeout_s: float | None = None,
     ) -> CallToolResult:
         """Call a tool on the server's session, bounded by ``timeout_s`` in all (waiting for a
         slot, re-opening, the call itself).
@@ -478,4 +494,4 @@ class SessionPool:
         """
         if server not in self._sessions:
             raise ServerUnavailableError(f"MCP server {server!r} is not configured")
-        return await self._sessions[server].call(tool, arguments, timeout_s)
+        return await self._sessions[server].call(tool, arguments, timeout_s, timing)

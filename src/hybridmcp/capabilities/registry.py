@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ import yaml
 from mcp.types import CallToolResult, TextContent, Tool
 
 from hybridmcp.capabilities.builtin import query_path
+from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import (
     ComparatorConfig,
     ExternalProviderConfig,
@@ -253,13 +255,27 @@ def resolve_function(spec: str) -> Callable[..., Any]:
     return fn
 
 
-async def invoke_internal(provider: Provider, args: Mapping[str, Any]) -> Any:
-    """Run an internal provider: coroutines directly, plain functions in a worker thread."""
-    assert provider.function is not None
+async def invoke_internal(
+    provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
+) -> Any:
+    """Run an internal provider: coroutines directly, plain functions in a worker thread.
+    ``timing`` is marked sent when the function starts (a thread may first wait in the
+    executor's queue: the coordinator's time, not the provider's)."""
+    if provider.function is None:
+        raise ProviderError(f"{provider.id} has no function")
     fn = resolve_function(provider.function)
+    timing = timing or CallTiming()
     if inspect.iscoroutinefunction(fn):
+        timing.mark_sent()
         return await fn(**args)
-    return await asyncio.to_thread(fn, **args)
+    loop = asyncio.get_running_loop()
+
+    def run() -> Any:
+        timing.sent_at = time.perf_counter()  # the event is set on the loop's thread below
+        loop.call_soon_threadsafe(timing.sent.set)
+        return fn(**args)
+
+    return await asyncio.to_thread(run)
 
 
 def map_arguments(mapping: Mapping[str, Any] | None, args: Mapping[str, Any]) -> dict[str, Any]:

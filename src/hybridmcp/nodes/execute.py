@@ -4,7 +4,12 @@
 Both are bounded by the provider's deadline and the run's; both write only through the
 ``attempts`` and ``events`` reducers, so any number of them can run in the same step.
 
-While a call runs, the worker watches it (:func:`hybridmcp.policy.hedging.watch_plan`):
+A provider is measured from the moment its call was *sent* (:class:`CallTiming`): time waiting
+for a session slot or a worker thread is the coordinator's queue, recorded as ``queue_ms``, and
+never counts as the provider's latency or slowness (invariant 7).
+
+While a call runs, the worker watches it (:func:`hybridmcp.policy.hedging.watch_plan`, with the
+provider's memory in :class:`hybridmcp.policy.hedging.HealthWatch`):
 
 - past the provider's tail-latency estimate, a single-side request is *hedged*: the other side
   starts too, the first valid answer wins, the other call is cancelled (``HEDGE_STARTED``);
@@ -13,103 +18,63 @@ While a call runs, the worker watches it (:func:`hybridmcp.policy.hedging.watch_
 - past its degradation threshold, one side of a hybrid request whose other side has answered is
   a *straggler*: it is cancelled and the request settles on the answer it has.
 
-Answers are checked against the shape the skill's comparator expects, so a truncated or
-wrong-shaped answer is a failed attempt (and a failure for the circuit breaker), not a value.
+A call the coordinator cut (a hedge that lost, a straggler, the run's deadline) is *censored*:
+it tells only that the provider took longer than that, never that it failed
+(:mod:`hybridmcp.policy.blame`). Answers are checked against the shape the skill's comparator
+expects, so a truncated or wrong-shaped answer is a failed attempt, not a value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, CircuitOpen, PrivacyRefused
 from hybridmcp.capabilities.registry import Provider, invoke_internal
-from hybridmcp.errors import HybridMCPError, ProviderError
-from hybridmcp.policy.cost import BUDGET_EXHAUSTED
-from hybridmcp.policy.hedging import HedgeBudget
+from hybridmcp.capabilities.timing import CallTiming
+from hybridmcp.errors import (
+    BackPressureError,
+    DeadlineExceededError,
+    HybridMCPError,
+    ProviderError,
+    RequestError,
+    ToolError,
+)
+from hybridmcp.events import EventCode
+from hybridmcp.policy import blame
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import WorkItem
 
-
-@dataclass
-class _Live:
-    """Per-resources live state of the workers: the hedge budget, the hybrid pairs' answers."""
-
-    hedges: HedgeBudget
-    answered: dict[tuple[str, str, int], dict[str, asyncio.Event]] = field(default_factory=dict)
-    healthy_threshold: dict[str, float] = field(default_factory=dict)
-    """Per provider: the slow threshold of its last call that was not slow."""
-    suspect: set[str] = field(default_factory=set)
-    """Providers whose last judged call was degraded: their next calls are hedged at the tail
-    estimate of their last healthy call, without waiting for the hedge budget, until one
-    answers in normal time."""
-    healthy_tail: dict[str, float] = field(default_factory=dict)
-    """Per provider: the hedge delay (tail estimate) of its last call that was not slow; the
-    current estimate has begun to absorb the slow calls."""
-    joined: dict[tuple[str, str, int], list[int]] = field(default_factory=dict)
-
-    def answer(self, key: tuple[str, str, int], side: str) -> asyncio.Event:
-        return self.answered.setdefault(key, {}).setdefault(side, asyncio.Event())
-
-    @contextlib.contextmanager
-    def pair(self, key: tuple[str, str, int]) -> Iterator[None]:
-        """Track the two workers of a hybrid request; forget the pair when both are done."""
-        counts = self.joined.setdefault(key, [0, 0])  # [joined, active]
-        counts[0] += 1
-        counts[1] += 1
-        try:
-            yield
-        finally:
-            counts[1] -= 1
-            if counts[0] >= 2 and counts[1] == 0:
-                self.joined.pop(key, None)
-                self.answered.pop(key, None)
-
-
-_LIVE: WeakKeyDictionary[Resources, _Live] = WeakKeyDictionary()
-PIN_ALPHA = 0.05
 SUSPECT = "suspect"
 """Hedge reason: the provider's last judged call was degraded."""
-"""How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
+RUN_DEADLINE = "run deadline"
+"""Censoring reason: the run's deadline came before the provider's own."""
+INTERNAL_ERRORS_OF_INPUT = (RequestError, ValueError, ArithmeticError)
+"""What an internal skill raises when its input is wrong: a request error, not its fault."""
 
 
-def _live(res: Resources) -> _Live:
-    if res not in _LIVE:
-        _LIVE[res] = _Live(HedgeBudget.from_config(res.config.resilience.hedging))
-    return _LIVE[res]
-
-
-def hedge_budget(res: Resources) -> HedgeBudget:
-    """The hedge budget these resources' runs share (for reports and tests)."""
-    return _live(res).hedges
-
-
-def _timeout_s(provider: Provider, item: WorkItem, now: float) -> float:
-    timeout = provider.timeout_ms / 1000
-    if item.get("deadline_at") is not None:
-        timeout = min(timeout, max(0.0, item["deadline_at"] - now))  # type: ignore[operator]
-    return timeout
+def _run_left_s(item: WorkItem, now: float) -> float | None:
+    deadline = item.get("deadline_at")
+    return None if deadline is None else max(0.0, deadline - now)
 
 
 def _attempt(
     item: WorkItem,
+    timing: CallTiming,
     *,
     ok: bool,
     started: float,
-    elapsed_s: float,
     cost: float,
     value: Any = None,
     error: str | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
+    sent = timing.sent_at is not None
     attempt = {
         "request_id": item["request_id"],
         "skill": item["skill"],
@@ -119,8 +84,10 @@ def _attempt(
         "idempotency_key": item["idempotency_key"],
         "ok": ok,
         "started_at": started,
-        "latency_ms": round(elapsed_s * 1000, 3),
-        "cost": cost,
+        "latency_ms": round(timing.latency_ms(), 3),
+        "queue_ms": round(timing.queue_ms, 3),
+        "sent": sent,
+        "cost": cost if sent else 0.0,
         "value": value,
         "error": error,
     }
@@ -138,37 +105,41 @@ def _validator(res: Resources, skill: str) -> Any:
     return validate
 
 
-async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
-    """One attempt; never raises except when cancelled."""
-    provider = res.registry.provider(item["provider"])
-    started, t0 = res.clock(), time.perf_counter()
-    timeout = _timeout_s(provider, item, started)
+def _refusal(err: Exception) -> dict[str, Any]:
+    """What the gate refused, as attempt flags (the call never left the process)."""
+    if isinstance(err, PrivacyRefused):
+        return {"privacy": "refuse"}
+    if isinstance(err, BudgetExhausted):
+        return {"budget_exhausted": True}
+    return {"circuit_open": True}
+
+
+async def _call(
+    item: WorkItem, provider: Provider, res: Resources, timing: CallTiming, run_left: float | None
+) -> tuple[Any, dict[str, Any]]:
+    """Make the call; returns the validated value and what to record beside it."""
     validate = _validator(res, item["skill"])
+    timeout = provider.timeout_ms / 1000
+    if provider.side == "internal":
+        async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
+            try:
+                value = await invoke_internal(provider, item["args"], timing)
+            except ProviderError as err:
+                raise ToolError(str(err)) from None
+        timing.mark_ended()
+        validate(value)
+        return value, {"cost": provider.cost_per_call}
+    ctx = CallContext(
+        item["run_id"],
+        item["request_id"],
+        item["skill"],
+        item["idempotency_key"],
+        item["sensitivity"],
+        item.get("declared_sensitivity", "public"),
+        item.get("budget"),
+    )
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
-    try:
-        if timeout <= 0:
-            raise TimeoutError
-        if provider.side == "internal":
-            async with asyncio.timeout(timeout):
-                value = await invoke_internal(provider, item["args"])
-            validate(value)
-            return _attempt(
-                item,
-                ok=True,
-                started=started,
-                elapsed_s=time.perf_counter() - t0,
-                cost=provider.cost_per_call,
-                value=value,
-            )
-        ctx = CallContext(
-            item["run_id"],
-            item["request_id"],
-            item["skill"],
-            item["idempotency_key"],
-            item["sensitivity"],
-            item.get("declared_sensitivity", "public"),
-            item.get("budget"),
-        )
+    async with asyncio.timeout(run_left):
         result = await res.gate.call(
             provider,
             item["args"],
@@ -176,77 +147,102 @@ async def _run(item: WorkItem, res: Resources) -> dict[str, Any]:
             timeout_s=timeout,
             slow_after_s=None if slow_after_ms is None else slow_after_ms / 1000,
             validate=validate,
+            timing=timing,
+            queue_timeout_s=run_left,
         )
-        return _attempt(
-            item,
-            ok=True,
-            started=started,
-            elapsed_s=time.perf_counter() - t0,
-            cost=result.cost,
-            value=result.value,
-            privacy=result.privacy,
-            redactions=result.redactions,
-            bytes_sent=result.bytes_sent,
-            bytes_received=result.bytes_received,
-        )
+    return result.value, {
+        "cost": result.cost,
+        "privacy": result.privacy,
+        "redactions": result.redactions,
+        "bytes_sent": result.bytes_sent,
+        "bytes_received": result.bytes_received,
+    }
+
+
+async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
+    """One attempt; never raises except when cancelled."""
+    provider = res.registry.provider(item["provider"])
+    started = res.clock()
+    run_left = _run_left_s(item, started)
+    record: dict[str, Any]
+    try:
+        if run_left is not None and run_left <= 0:
+            raise TimeoutError
+        value, extra = await _call(item, provider, res, timing, run_left)
+        return _attempt(item, timing, ok=True, started=started, value=value, **extra)
     except TimeoutError:
-        error = f"deadline exceeded after {timeout * 1000:.0f} ms"
+        # The run's deadline (asyncio's), or an internal call past its own timeout.
+        timing.mark_ended()
+        by_run = run_left is not None and run_left * 1000 < provider.timeout_ms
+        if not by_run:
+            error, record = (
+                f"deadline exceeded after {provider.timeout_ms:.0f} ms",
+                {"error_kind": blame.TIMEOUT},
+            )
+        elif timing.sent_at is None:
+            error, record = (
+                "the run's deadline came before the call was sent",
+                {"error_kind": blame.QUEUED},
+            )
+        else:
+            error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
     except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
-        # Refused by the gate: the call never left, so the provider is not to blame for it.
-        flag: dict[str, Any] = (
-            {"privacy": "refuse"}
-            if isinstance(err, PrivacyRefused)
-            else {"budget_exhausted": True}
-            if isinstance(err, BudgetExhausted)
-            else {"circuit_open": True}
-        )
-        return _attempt(
-            item,
-            ok=False,
-            started=started,
-            elapsed_s=time.perf_counter() - t0,
-            cost=0.0,
-            error=str(err),
-            **flag,
-        )
+        error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
+    except BackPressureError as err:
+        error, record = str(err), {"error_kind": blame.QUEUED}
+    except DeadlineExceededError as err:
+        error, record = str(err), {"error_kind": blame.TIMEOUT}
+    except RequestError as err:
+        error, record = str(err), {"error_kind": blame.REQUEST}
+    except ToolError as err:
+        error, record = str(err), {"error_kind": blame.PROVIDER, "tool_error": True}
     except HybridMCPError as err:
-        error = str(err)
+        error, record = str(err), {"error_kind": blame.PROVIDER}
+    except INTERNAL_ERRORS_OF_INPUT as err:
+        kind = blame.REQUEST if provider.side == "internal" else blame.PROVIDER
+        error, record = f"{type(err).__name__}: {err}", {"error_kind": kind}
     except Exception as err:  # a provider's own bug must not take the run down
-        error = f"{type(err).__name__}: {err}"
-    return _attempt(
-        item, ok=False, started=started, elapsed_s=time.perf_counter() - t0, cost=0.0, error=error
-    )
+        error, record = f"{type(err).__name__}: {err}", {"error_kind": blame.PROVIDER}
+    timing.mark_ended()
+    return _attempt(item, timing, ok=False, started=started, cost=0.0, error=error, **record)
 
 
 @dataclass
 class _Call:
-    """An attempt in flight: its item, task and start."""
+    """An attempt in flight: its item, task and timeline."""
 
     item: WorkItem
     task: asyncio.Task[dict[str, Any]]
+    timing: CallTiming
     started: float
-    t0: float
 
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
-        started, t0 = res.clock(), time.perf_counter()
-        return cls(item, asyncio.create_task(_run(item, res)), started, t0)
+        timing = CallTiming()
+        return cls(item, asyncio.create_task(_run(item, res, timing)), timing, res.clock())
 
     async def cancel(self, res: Resources, why: str, **extra: Any) -> dict[str, Any]:
-        """Cancel it and record it as a failed attempt (the call was made: its cost counts)."""
+        """Cancel it and record it as censored: the provider took longer than this, nothing
+        more is known (its cost counts when it was sent)."""
+        latency_ms = self.timing.latency_ms()
         self.task.cancel()
         with contextlib.suppress(BaseException):
             await self.task
         provider = res.registry.provider(self.item["provider"])
-        return _attempt(
+        attempt = _attempt(
             self.item,
+            self.timing,
             ok=False,
             started=self.started,
-            elapsed_s=time.perf_counter() - self.t0,
             cost=provider.cost_per_call,
             error=f"cancelled: {why}",
+            censored=why,
             **extra,
         )
+        attempt["latency_ms"] = round(latency_ms, 3)
+        if not attempt["sent"]:
+            attempt |= {"censored": None, "error_kind": blame.QUEUED}
+        return attempt
 
 
 async def _race(
@@ -263,17 +259,17 @@ async def _race(
     )
     alt["idempotency_key"] = f"{item['idempotency_key']}:hedge"
     second = _Call.start(alt, res)
-    budget = _live(res).hedges
+    budget = res.watch.hedges
     events.append(
         {
-            "code": "HEDGE_STARTED",
+            "code": EventCode.HEDGE_STARTED,
             "request_id": item["request_id"],
             "round": item["round"],
             "reason": reason,
             "provider": item["provider"],
             "hedge_provider": alt["provider"],
             "after_ms": hedge["after_ms"],
-            "elapsed_ms": round((time.perf_counter() - primary.t0) * 1000, 3),
+            "elapsed_ms": round(primary.timing.since_sent_s() * 1000, 3),
             "budget": {"tokens": round(budget.tokens, 3), "spent": budget.spent},
         }
     )
@@ -293,7 +289,7 @@ async def _race(
         if slow_after_ms is not None and lost["latency_ms"] > slow_after_ms:
             lost["slow_after_ms"] = slow_after_ms
             _record_slow(res, call.item)
-        elif role == "primary" and reason == SUSPECT:
+        elif role == "primary" and reason == SUSPECT and lost["sent"]:
             # Past its tail again while already suspect: more evidence for the breaker.
             _record_slow(res, call.item)
         attempts.append(lost)
@@ -301,8 +297,17 @@ async def _race(
 
 
 async def _finished_within(call: _Call, at_ms: float) -> bool:
-    """Wait until the call is done or ``at_ms`` after its start; is it done?"""
-    remaining = at_ms / 1000 - (time.perf_counter() - call.t0)
+    """Wait until the call is done or ``at_ms`` after it was sent; is it done? Time in the
+    queue does not count: a call is judged only once its provider has it."""
+    if call.timing.sent_at is None:
+        sent = asyncio.ensure_future(call.timing.sent.wait())
+        try:
+            await asyncio.wait({call.task, sent}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sent.cancel()
+        if call.task.done():
+            return True
+    remaining = at_ms / 1000 - call.timing.since_sent_s()
     done, _ = await asyncio.wait({call.task}, timeout=max(0.0, remaining))
     return bool(done)
 
@@ -316,16 +321,14 @@ async def _hedged(
 ) -> list[dict[str, Any]] | None:
     """Past the tail estimate, hedge if the budget allows; past the degradation threshold, move
     the work to the other side at once (the breaker bounds how often that can happen)."""
-    live = _live(res)
-    provider = call.item["provider"]
-    if provider in live.suspect:
-        at_ms = min(hedge["after_ms"], live.healthy_tail.get(provider, hedge["after_ms"]))
-        if await _finished_within(call, at_ms):
+    suspect_at = res.watch.hedge_delay(call.item["provider"], hedge["after_ms"])
+    if suspect_at is not None:
+        if await _finished_within(call, suspect_at):
             return None
-        return await _race(call, {**hedge, "after_ms": at_ms}, res, events, SUSPECT)
+        return await _race(call, {**hedge, "after_ms": suspect_at}, res, events, SUSPECT)
     if await _finished_within(call, hedge["after_ms"]):
         return None
-    if live.hedges.spend():
+    if res.watch.hedges.spend():
         return await _race(call, hedge, res, events, "tail")
     if slow_after_ms is None or await _finished_within(call, slow_after_ms):
         return None
@@ -345,73 +348,60 @@ async def _straggle(call: _Call, slow_after_ms: float, answered: asyncio.Event) 
     return call.task not in done
 
 
-def _effective_watch(item: WorkItem, live: _Live) -> WorkItem:
-    """The degradation threshold measured against the provider's last healthy baseline, so a
-    slowdown that the moving average has begun to absorb still counts as one."""
-    watch = dict(item.get("watch") or {})
-    current = watch.get("slow_after_ms")
-    pinned = live.healthy_threshold.get(item["provider"])
-    if current is not None and pinned is not None:
-        watch["slow_after_ms"] = min(current, pinned)
-    return WorkItem(**{**item, "watch": watch})
-
-
-def _remember_health(
-    attempt: dict[str, Any], effective_ms: float | None, planned_ms: float | None, live: _Live
+def _judge(
+    res: Resources, primary: dict[str, Any], threshold: float | None, plan: dict[str, Any]
 ) -> None:
-    """Judge the attempt by ``effective_ms``; a healthy one moves the provider's pinned
-    threshold slowly toward the current one (so a lasting change is learned, a slowdown is not
-    absorbed within a few calls)."""
-    if effective_ms is None:
+    """Fold the primary attempt into the provider's live health (provider time only)."""
+    if not primary["sent"]:
         return
-    attempt["slow_after_ms"] = round(effective_ms, 3)
-    if attempt["latency_ms"] > effective_ms:
-        live.suspect.add(attempt["provider"])
-    elif attempt["ok"]:
-        live.suspect.discard(attempt["provider"])
-    if planned_ms is None or not attempt["ok"] or attempt["latency_ms"] > effective_ms:
-        return
-    pinned = live.healthy_threshold.get(attempt["provider"], planned_ms)
-    live.healthy_threshold[attempt["provider"]] = pinned + PIN_ALPHA * (planned_ms - pinned)
+    if primary.get("censored") and (threshold is None or primary["latency_ms"] <= threshold):
+        return  # cut before its threshold: nothing known of its health
+    if threshold is not None:
+        primary["slow_after_ms"] = round(threshold, 3)
+    hedge = plan.get("hedge")
+    res.watch.remember(
+        primary["provider"],
+        latency_ms=primary["latency_ms"],
+        ok=primary["ok"],
+        threshold_ms=threshold,
+        planned_ms=plan.get("slow_after_ms"),
+        hedge_after_ms=hedge["after_ms"] if hedge else None,
+    )
 
 
 async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
-    live = _live(res)
-    planned = (item.get("watch") or {}).get("slow_after_ms")
-    item = _effective_watch(item, live)
-    watch = item.get("watch") or {}
+    plan = dict(item.get("watch") or {})
+    threshold = res.watch.threshold(item["provider"], plan.get("slow_after_ms"))
+    item = WorkItem(**{**item, "watch": {**plan, "slow_after_ms": threshold}})
     events: list[dict[str, Any]] = []
     key = (item["run_id"], item["request_id"], item["round"])
-    peer_side = watch.get("peer_side")
-    slow_after_ms = watch.get("slow_after_ms")
-    hedge = watch.get("hedge")
-    pairing = live.pair(key) if peer_side else contextlib.nullcontext()
+    peer_side, hedge = plan.get("peer_side"), plan.get("hedge")
+    pairing = res.pairs.pair(key) if peer_side else contextlib.nullcontext()
     with pairing:
         call = _Call.start(item, res)
         try:
             attempts: list[dict[str, Any]] | None = None
             if hedge:
-                live.hedges.earn()
-                attempts = await _hedged(call, hedge, slow_after_ms, res, events)
-            elif peer_side and slow_after_ms is not None:
-                if await _straggle(call, slow_after_ms, live.answer(key, peer_side)):
-                    why = f"{STRAGGLER}: past {slow_after_ms:.0f} ms, the other side answered"
+                res.watch.hedges.earn()
+                attempts = await _hedged(call, hedge, threshold, res, events)
+            elif peer_side and threshold is not None:
+                if await _straggle(call, threshold, res.pairs.answer(key, peer_side)):
+                    why = f"{STRAGGLER}: past {threshold:.0f} ms, the other side answered"
                     attempts = [await call.cancel(res, why, cancelled=STRAGGLER)]
-                    _record_slow(res, item)
+                    if attempts[0]["sent"]:
+                        _record_slow(res, item)
             if attempts is None:
                 attempts = [await call.task]
             if peer_side and attempts[0]["ok"]:
-                live.answer(key, item["side"]).set()
+                res.pairs.answer(key, item["side"]).set()
         finally:
             if not call.task.done():
                 call.task.cancel()
     primary = next(a for a in attempts if a["provider"] == item["provider"])
-    _remember_health(primary, slow_after_ms, planned, live)
-    if hedge and primary["ok"] and primary["provider"] not in live.suspect:
-        live.healthy_tail[primary["provider"]] = hedge["after_ms"]
+    _judge(res, primary, threshold, plan)
     events += [
         {
-            "code": BUDGET_EXHAUSTED,
+            "code": EventCode.BUDGET_EXHAUSTED,
             "stage": "gate",
             "request_id": a["request_id"],
             "provider": a["provider"],

@@ -9,12 +9,15 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
+from hybridmcp.policy.blame import learnable, request_faults
 from hybridmcp.policy.learning import (
     learned_from,
     mark_learned,
     observe_agreement,
     observe_call,
+    observe_censored,
     observe_pass,
+    observe_verdict,
     prediction_accuracy,
 )
 from hybridmcp.runtime import Context, resources_for
@@ -70,16 +73,6 @@ def passed_over(state: State) -> list[str]:
     ]
 
 
-def refused_by_gate(attempt: dict[str, Any]) -> bool:
-    """An attempt the gate refused (privacy, budget, open circuit) never reached its provider:
-    it says nothing about the provider's latency or reliability."""
-    return bool(
-        attempt.get("privacy") == "refuse"
-        or attempt.get("budget_exhausted")
-        or attempt.get("circuit_open")
-    )
-
-
 async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
@@ -96,18 +89,30 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     for key in passes:
         if key in stats:
             stats[key] = observe_pass(stats[key], now=now, half_life=arbitration.stale_half_life)
+    faults = request_faults(attempts)
     for a in sorted(attempts, key=lambda a: a["started_at"]):
         key = (a["provider"], a["skill"])
-        if key in stats and not refused_by_gate(a):
-            stats[key] = observe_call(
-                stats[key],
-                ok=a["ok"],
-                latency_ms=a["latency_ms"],
-                cost=a.get("cost") or 0.0,
-                now=now,
-                alpha=arbitration.ewma_alpha,
+        how = learnable(a, faults)
+        if key not in stats or how is None:
+            continue
+        if how == "censored":
+            stats[key] = observe_censored(
+                stats[key], latency_ms=a["latency_ms"], now=now, alpha=arbitration.ewma_alpha
             )
+            continue
+        stats[key] = observe_call(
+            stats[key],
+            ok=a["ok"],
+            latency_ms=a["latency_ms"],
+            cost=a.get("cost") or 0.0,
+            now=now,
+            alpha=arbitration.ewma_alpha,
+        )
     for result in state.get("results", {}).values():
+        for provider, confirmed in (result.get("verdicts") or {}).items():
+            key = (provider, skill_of.get(provider, result["skill"]))
+            if key in stats:
+                stats[key] = observe_verdict(stats[key], confirmed=confirmed, now=now)
         if result.get("agreement") is None:
             continue
         for provider in result.get("sources", []):

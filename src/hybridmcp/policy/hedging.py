@@ -15,8 +15,9 @@ request settles on the answer it has.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from hybridmcp.config import DegradationConfig, HedgingConfig, ResilienceConfig
@@ -26,12 +27,14 @@ OTHER_SIDE = {"internal": "external", "external": "internal"}
 
 def slow_threshold_ms(prediction: Mapping[str, Any] | None, cfg: DegradationConfig) -> float | None:
     """The latency past which a call counts as degraded: ``max(3 x EWMA, 1.5 x p95)`` by
-    default, once the baseline has ``min_observations`` calls; None before that."""
+    default (never under ``min_slow_ms``), once the baseline has ``min_observations`` calls; None
+    before that."""
     if not prediction or (prediction.get("observations") or 0) < cfg.min_observations:
         return None
     return max(
         cfg.latency_ewma_factor * float(prediction["latency_ms"]),
         cfg.latency_p95_factor * float(prediction["p95_latency_ms"]),
+        cfg.min_slow_ms,
     )
 
 
@@ -105,3 +108,94 @@ class HedgeBudget:
         self.tokens -= 1.0
         self.spent += 1
         return True
+
+
+PIN_ALPHA = 0.05
+"""How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
+
+
+def _p95(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+
+
+@dataclass
+class HealthWatch:
+    """What the workers remember of each provider between calls. Pure state, no clock, no I/O;
+    owned by the runtime resources, so two coordinators never share it.
+
+    - the hedge budget;
+    - a *pinned* slow threshold per provider, following its healthy calls slowly, so a slowdown
+      that the moving average has begun to absorb still counts as one;
+    - the *recent* healthy latencies (provider time, queue excluded): the threshold never falls
+      below ``latency_p95_factor`` x their p95, so load that slows every call (CPU contention,
+      many runs at once) is the new normal, not degradation;
+    - *suspect* providers: their last judged call was slow, so their next calls are hedged at
+      the tail estimate of their last healthy call until one answers in normal time.
+    """
+
+    hedges: HedgeBudget
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    pinned: dict[str, float] = field(default_factory=dict)
+    recent: dict[str, deque[float]] = field(default_factory=dict)
+    suspect: set[str] = field(default_factory=set)
+    healthy_tail: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, cfg: ResilienceConfig) -> HealthWatch:
+        return cls(HedgeBudget.from_config(cfg.hedging), cfg.degradation)
+
+    def threshold(self, provider: str, planned_ms: float | None) -> float | None:
+        """The slow threshold to judge a call by: the planned one, lowered to the pinned
+        healthy one, raised to the floor of recent healthy latencies."""
+        if planned_ms is None:
+            return None
+        pinned = self.pinned.get(provider)
+        current = planned_ms if pinned is None else min(planned_ms, pinned)
+        recent = self.recent.get(provider)
+        if recent and len(recent) >= self.degradation.min_observations:
+            current = max(current, self.degradation.latency_p95_factor * _p95(recent))
+        return max(current, self.degradation.min_slow_ms)
+
+    def hedge_delay(self, provider: str, after_ms: float) -> float | None:
+        """For a suspect provider, when to hedge (its last healthy tail); None otherwise."""
+        if provider not in self.suspect:
+            return None
+        return min(after_ms, self.healthy_tail.get(provider, after_ms))
+
+    def remember(
+        self,
+        provider: str,
+        *,
+        latency_ms: float,
+        ok: bool,
+        threshold_ms: float | None,
+        planned_ms: float | None,
+        hedge_after_ms: float | None = None,
+    ) -> bool:
+        """Fold one judged call in (provider time); True when it was slow."""
+        if threshold_ms is None:
+            if ok:
+                self._healthy(provider, latency_ms)
+            return False
+        slow = latency_ms > threshold_ms
+        if slow:
+            self.suspect.add(provider)
+            return True
+        if not ok:
+            return False
+        self.suspect.discard(provider)
+        self._healthy(provider, latency_ms)
+        if hedge_after_ms is not None:
+            self.healthy_tail[provider] = hedge_after_ms
+        if planned_ms is not None:
+            pinned = self.pinned.get(provider, planned_ms)
+            self.pinned[provider] = pinned + PIN_ALPHA * (planned_ms - pinned)
+        return False
+
+    def _healthy(self, provider: str, latency_ms: float) -> None:
+        size = self.degradation.recent_window
+        if size <= 0:
+            return
+        window = self.recent.setdefault(provider, deque(maxlen=size))
+        window.append(latency_ms)

@@ -50,6 +50,14 @@ class ProviderStats:
     agreements: int = 0
     agreement_streak: int = 0
     """Cross-validations in a row that agreed, since the last one that did not."""
+    confirmations: int = 0
+    """Answers confirmed right: agreed with another provider, sided with the majority when a
+    third provider broke a tie, or chosen by a human review."""
+    refutations: int = 0
+    """Answers shown wrong: outvoted by a third provider, or rejected by a human review."""
+    censored: int = 0
+    """Calls cut by the coordinator (a hedge lost, a straggler, the run's deadline): each a
+    latency lower bound, never an outcome."""
     cost_per_call: float | None = None
     """EWMA of the cost of a call."""
     evidence: float = 0.0
@@ -68,6 +76,11 @@ class ProviderStats:
     @property
     def agreement_rate(self) -> float | None:
         return self.agreements / self.cross_validations if self.cross_validations else None
+
+    @property
+    def trust(self) -> float:
+        """Evidence of correctness: :func:`trust`."""
+        return trust(self.confirmations, self.refutations)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +135,48 @@ def observe_call(
         evidence=stats.evidence + 1.0,
         passed_over=0,
         last_call_at=now,
+        updated_at=now,
+    )
+
+
+def observe_censored(
+    stats: ProviderStats,
+    *,
+    latency_ms: float,
+    now: float,
+    alpha: float = DEFAULT_ALPHA,
+) -> ProviderStats:
+    """Fold a call the coordinator cut: it took *at least* ``latency_ms``. A lower bound above
+    the current mean raises the latency estimate; success is not touched, and nothing else is
+    known (a healthy provider keeps its success rate however many hedges it loses)."""
+    if stats.ewma_latency_ms is None or latency_ms <= stats.ewma_latency_ms:
+        return replace(stats, censored=stats.censored + 1, last_call_at=now, updated_at=now)
+    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
+    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
+    dev = (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
+    return replace(
+        stats,
+        censored=stats.censored + 1,
+        ewma_latency_ms=mean,
+        ewma_latency_dev_ms=dev,
+        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
+        last_call_at=now,
+        updated_at=now,
+    )
+
+
+def trust(confirmations: int, refutations: int) -> float:
+    """How likely an answer is right, from evidence alone: Laplace's rule of succession,
+    ``(confirmed + 1) / (confirmed + refuted + 2)``; 0.5 with no evidence."""
+    return (confirmations + 1) / (confirmations + refutations + 2)
+
+
+def observe_verdict(stats: ProviderStats, *, confirmed: bool, now: float) -> ProviderStats:
+    """An answer of this provider was shown right (``confirmed``) or wrong."""
+    return replace(
+        stats,
+        confirmations=stats.confirmations + int(confirmed),
+        refutations=stats.refutations + int(not confirmed),
         updated_at=now,
     )
 
@@ -184,6 +239,10 @@ class Prediction:
     """Share of them that agreed; None when never cross-validated."""
     agreement_streak: int = 0
     """Agreeing cross-validations in a row, since the last disagreement."""
+    confirmations: int = 0
+    """Answers confirmed right (:attr:`ProviderStats.confirmations`)."""
+    refutations: int = 0
+    """Answers shown wrong (:attr:`ProviderStats.refutations`)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +277,9 @@ def predict(
     if stats.agreement_rate is not None:
         v = stats.cross_validations / (stats.cross_validations + prior_weight)
         quality = success * (v * stats.agreement_rate + (1 - v))
+    if stats.refutations:
+        # Shown wrong: quality falls with the share of verdicts that went against it.
+        quality *= 2 * min(0.5, stats.trust)
     latency = w * stats.ewma_latency_ms + (1 - w) * prior.latency_ms
     learned_p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
     p95 = w * learned_p95 + (1 - w) * prior.p95_latency_ms
@@ -233,6 +295,8 @@ def predict(
         stats.cross_validations,
         None if stats.agreement_rate is None else round(stats.agreement_rate, 4),
         stats.agreement_streak,
+        stats.confirmations,
+        stats.refutations,
     )
 
 

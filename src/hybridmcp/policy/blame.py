@@ -1,0 +1,93 @@
+"""Who a failed attempt is held against: the provider, the request, or nobody. Pure.
+
+Learning and the circuit breakers are told only what the provider did (invariant 7):
+
+- a *censored* attempt (a hedge that lost, a straggler cut, the run's deadline) says only "took
+  longer than t": a lower bound for latency, no outcome for success;
+- an attempt never *sent* (refused by the gate, or still queued for a session slot when its
+  deadline came) says nothing at all of the provider;
+- a *request error* is the caller's: invalid parameters (JSON-RPC -32602), an input the tool
+  rejects with an error that says so, an internal skill refusing its input, or the same input
+  failing with such errors on two providers. It ends the request; the provider is not blamed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+INVALID_PARAMS = -32602
+"""JSON-RPC: invalid method parameter(s)."""
+
+CALLER_ERROR_PATTERNS: tuple[str, ...] = (
+    r"\binvalid\b",
+    r"\bnot found\b",
+    r"\bno such (file|directory|table|column|key|tool|resource)",
+    r"\bdoes not exist\b",
+    r"\bunknown (timezone|argument|parameter|key|field|column|table)\b",
+    r"\b(is|are) required\b",
+    r"\bmissing (required )?(argument|parameter|field|property)",
+    r"\bvalidation error",
+    r"\bmust be\b",
+    r"\bdivision by zero\b",
+    r"\bout of range\b",
+    r"\boutside (of )?(the )?allowed\b",
+    r"\bENOENT\b",
+)
+"""Tool error texts that say the input is wrong (case-insensitive)."""
+
+_CALLER_ERROR = re.compile("|".join(CALLER_ERROR_PATTERNS), re.IGNORECASE)
+
+REQUEST = "request"
+"""``error_kind`` of an attempt that failed because of its request."""
+PROVIDER = "provider"
+TIMEOUT = "timeout"
+REFUSED = "refused"
+"""Refused by the gate (privacy, budget, open circuit): never sent."""
+QUEUED = "queued"
+"""Still waiting for a session slot at its deadline: never sent."""
+
+
+def says_input_is_wrong(error_text: str) -> bool:
+    """Does a tool's error message blame its input?"""
+    return bool(_CALLER_ERROR.search(error_text or ""))
+
+
+def refused(attempt: Mapping[str, Any]) -> bool:
+    """Refused by the gate (privacy, budget, open circuit): the call never left the process."""
+    return bool(
+        attempt.get("error_kind") == REFUSED
+        or attempt.get("privacy") == "refuse"
+        or attempt.get("budget_exhausted")
+        or attempt.get("circuit_open")
+    )
+
+
+def request_faults(attempts: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Request ids whose failures are their own: an attempt classed as a request error, or the
+    same input failing with a tool error (not a timeout, not a transport failure) on two or more
+    providers."""
+    failed: dict[str, set[str]] = {}
+    faults: set[str] = set()
+    for a in attempts:
+        if a.get("ok"):
+            continue
+        kind = a.get("error_kind")
+        if kind == REQUEST:
+            faults.add(a["request_id"])
+        elif kind == PROVIDER and a.get("tool_error"):
+            failed.setdefault(a["request_id"], set()).add(a["provider"])
+    return faults | {rid for rid, providers in failed.items() if len(providers) >= 2}
+
+
+def learnable(attempt: Mapping[str, Any], faults: set[str]) -> str | None:
+    """How an attempt enters the provider's statistics: ``"outcome"`` (success or failure,
+    with its latency), ``"censored"`` (a latency lower bound only), or None (not at all)."""
+    if not attempt.get("sent", True) or refused(attempt) or attempt.get("error_kind") == QUEUED:
+        return None
+    if attempt.get("censored"):
+        return "censored"
+    if not attempt.get("ok") and attempt["request_id"] in faults:
+        return None
+    return "outcome"
