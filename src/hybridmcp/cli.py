@@ -32,8 +32,13 @@ app = typer.Typer(
     help="Coordinate work between internal skills and external MCP services.",
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
-_EXIT = {"ok": EXIT_OK, "partial": EXIT_PARTIAL, "failed": EXIT_FAILED}
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNRESOLVED = 0, 1, 2, 3, 4
+_EXIT = {
+    "ok": EXIT_OK,
+    "partial": EXIT_PARTIAL,
+    "unresolved": EXIT_UNRESOLVED,
+    "failed": EXIT_FAILED,
+}
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -67,16 +72,24 @@ def render(data: dict[str, Any], console: Console) -> None:
     table = Table(title=f"hybridmcp run: {data['status']}", show_lines=True)
     table.add_column("request", overflow="fold", max_width=22)
     table.add_column("allocation")
+    table.add_column("served by")
     table.add_column("attempts", no_wrap=True)
     table.add_column("agree")
     table.add_column("conf", justify="right")
     table.add_column("value", overflow="fold", ratio=1)
     for r in data["results"]:
         agree = {True: "yes", False: "[red]CONFLICT[/red]", None: "-"}[r["agreement"]]
-        value = f"[red]{_short(r['error'], 160)}[/red]" if r["error"] else _short(r["value"], 120)
+        if r["error"]:
+            value = f"[red]{_short(r['error'], 160)}[/red]"
+        elif r.get("status") == "unresolved":
+            value = f"[red]UNRESOLVED[/red] {_short(r.get('values'), 120)}"
+        else:
+            value = _short(r["value"], 120)
+        served = r.get("served_by")
         table.add_row(
             r["id"],
             r["allocation"],
+            served["side"] if served else "-",
             _attempts_cell(r["attempts"]),
             agree,
             f"{r['confidence']:.2f}",

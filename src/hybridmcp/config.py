@@ -38,6 +38,11 @@ class CoordinationConfig(_Model):
     cost_optimization: bool = True
     quality_validation: bool = True
     max_rounds: int = Field(3, ge=1, le=20, description="Reallocation rounds before giving up.")
+    fallback: bool = Field(
+        True,
+        description="A request pinned to a side (strategy internal/external) that this side "
+        "cannot serve is served by the other side (event PIN_OVERRIDDEN); false makes it fail.",
+    )
     default_timeout_ms: float = Field(10_000, gt=0, description="Deadline of one provider call.")
     integration_strategy: IntegrationStrategy = "consensus"
     interrupt_on_conflict: bool = Field(

@@ -26,6 +26,11 @@ class Request(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     strategy: Literal["auto", "internal", "external", "hybrid"] = "auto"
     critical: bool = False
+    fallback: bool | None = Field(
+        None,
+        description="For a pinned strategy: may the other side serve it when the pinned side "
+        "cannot? Default: coordination_config.fallback.",
+    )
     sensitivity: Sensitivity | None = Field(
         None, description="Declared sensitivity; the privacy scan may only raise it."
     )

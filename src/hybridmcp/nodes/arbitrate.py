@@ -7,6 +7,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Provider
+from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats
 from hybridmcp.nodes.disclosure import disclose
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
@@ -75,8 +76,8 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
         served = [rid for rid, mode in info["requests"] if mode in ("internal", "hybrid")]
         events.append(
             {
-                "code": "EXTERNAL_DEGRADATION_DETECTED",
-                "coordination_status": "EXTERNAL_DEGRADATION_DETECTED",
+                "code": EventCode.EXTERNAL_DEGRADATION_DETECTED,
+                "coordination_status": EventCode.EXTERNAL_DEGRADATION_DETECTED,
                 "degradation_metrics": {
                     "provider": provider,
                     "available": False,
@@ -149,6 +150,9 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             arbitration=cfg.arbitration_config,
             mapping=cfg.capability_mapping,
             audit_key=f"{state['run_id']}:{rid}",
+            fallback=cfg.coordination_config.fallback
+            if request.get("fallback") is None
+            else bool(request["fallback"]),
         )
         if budget.limit is not None:
             allocation["budget"] = {

@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.policy.integration import UNRESOLVED, answer_for, integrate
 from hybridmcp.policy.resilience import plan_round
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
@@ -20,6 +21,24 @@ def breaker_windows(res: Resources) -> dict[str, dict[str, Any]]:
     """Each external provider's circuit breaker state: the observed error rates."""
     snapshot = getattr(res.gate.breaker, "snapshot", None)
     return snapshot(res.clock()) if snapshot is not None else {}
+
+
+def disputed(state: State, res: Resources) -> set[str]:
+    """Open critical requests whose answers disagree with no evidence to decide: a third
+    provider, where there is one, is asked to break the tie."""
+    critical = {str(r["id"]): r for r in state["requests"] if r.get("critical")}
+    ok: dict[str, list[dict[str, Any]]] = {}
+    for a in state.get("attempts", []):
+        if a["ok"] and a["request_id"] in critical:
+            ok.setdefault(a["request_id"], []).append(a)
+    out = set()
+    for rid in set(open_requests(state)) & {r for r, answers in ok.items() if len(answers) > 1}:
+        scores = state.get("allocations", {}).get(rid, {}).get("scores", {})
+        skill = res.registry.get(critical[rid]["skill"])
+        answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok[rid]]
+        if integrate(rid, answers, skill.comparator, critical=True).status == UNRESOLVED:
+            out.add(rid)
+    return out
 
 
 async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -39,6 +58,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         degradation=res.config.resilience.degradation,
         recent=breaker_windows(res),
         deadline_passed=deadline_passed,
+        disputed=disputed(state, res),
     )
     moved = {m["request_id"] for m in plan.moves}
     return {

@@ -15,6 +15,8 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from hybridmcp.events import EventCode
+from hybridmcp.policy.integration import run_status
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -32,6 +34,7 @@ def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
         if rid not in results or disagreement < threshold:
             continue
         values = {sides.get(p, p): v for p, v in c["values"].items()}
+        by_provider = {p: sides.get(p, p) for p in c["values"]}
         out.append(
             {
                 "request_id": rid,
@@ -40,6 +43,7 @@ def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
                 "disagreement_level": c["conflict_details"]["disagreement_level"],
                 "conflict_areas": c["conflict_details"]["conflict_areas"],
                 "values": values,
+                "sides": by_provider,
                 "proposed": results[rid]["value"],
             }
         )
@@ -47,11 +51,22 @@ def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
 
 
 def _decide(result: dict[str, Any], conflict: dict[str, Any], choice: Any) -> dict[str, Any]:
+    """The human's choice settles the request; a side chosen is evidence of correctness: its
+    providers are confirmed, the others refuted (learn folds the verdicts in)."""
     if isinstance(choice, str) and choice in SIDES and choice in conflict["values"]:
         value, how = conflict["values"][choice], choice
+        verdicts = {p: side == choice for p, side in conflict["sides"].items()}
+        chosen = next(p for p, side in conflict["sides"].items() if side == choice)
+        served_by: dict[str, str] | None = {"provider": chosen, "side": choice}
     else:
-        value, how = choice, "value"
-    return result | {"value": value, "resolution": {"by": "human", "choice": how}}
+        value, how, verdicts, served_by = choice, "value", {}, None
+    return result | {
+        "status": "ok",
+        "value": value,
+        "served_by": served_by,
+        "verdicts": verdicts,
+        "resolution": {"by": "human", "choice": how},
+    }
 
 
 async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -78,5 +93,11 @@ async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             continue
         results[rid] = _decide(state["results"][rid], conflict, choice)
         how = results[rid]["resolution"]["choice"]
-        events.append({"code": "CONFLICT_RESOLVED_BY_HUMAN", "request_id": rid, "choice": how})
-    return {"results": results, "events": events}
+        events.append(
+            {"code": EventCode.CONFLICT_RESOLVED_BY_HUMAN, "request_id": rid, "choice": how}
+        )
+    return {
+        "results": results,
+        "events": events,
+        "status": run_status({**state.get("results", {}), **results}),
+    }

@@ -6,11 +6,21 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.events import EventCode
 from hybridmcp.policy.cost import cost_report
-from hybridmcp.policy.integration import Answer, integrate, quality_metrics
+from hybridmcp.policy.integration import (
+    UNRESOLVED,
+    Answer,
+    answer_for,
+    integrate,
+    quality_metrics,
+    run_status,
+)
 from hybridmcp.prompts.advice import refine_integration
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
+
+SIDES = ("internal", "external")
 
 
 def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
@@ -26,21 +36,63 @@ def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
     return {k: attempt.get(k) for k in keep} | {"predicted": predicted}
 
 
-def _status(results: dict[str, dict[str, Any]]) -> str:
-    answered = sum(1 for r in results.values() if r["error"] is None)
-    if answered == len(results) and results:
-        return "ok"
-    return "partial" if answered else "failed"
+def _served_by(result: dict[str, Any], sides: dict[str, str]) -> dict[str, str] | None:
+    if result["status"] != "ok" or not result.get("sources"):
+        return None
+    provider = result["sources"][0]
+    return {"provider": provider, "side": sides[provider]}
 
 
-def answer_confidence(score: dict[str, Any]) -> float:
-    """How far an answer is trusted: the provider's quality as arbitration scored it, learned
-    success and agreement plus the bonus of its side's strengths that the request needs
-    (``capability_mapping``). So when the sides conflict on real-time data the external answer
-    leads, on context or privacy-sensitive work the internal one."""
-    if "quality" in score:
-        return float(score["quality"])
-    return float(score.get("prediction", {}).get("quality", 0.5))
+def _visibility_events(
+    request: dict[str, Any], result: dict[str, Any], allocation: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """A pin served by the other side, or cross-validation asked for and not done: each is an
+    event, never silent (invariant 10)."""
+    rid, events = result["id"], []
+    pinned = request.get("strategy") if request.get("strategy") in SIDES else None
+    served = result.get("served_by")
+    if pinned and served and served["side"] != pinned:
+        events.append(
+            {
+                "code": EventCode.PIN_OVERRIDDEN,
+                "request_id": rid,
+                "requested": pinned,
+                "served_by": served,
+                "reason": _why_not(result, allocation, pinned),
+            }
+        )
+    asked = request.get("critical") or request.get("strategy") == "hybrid"
+    if allocation is not None and allocation.get("mode") == "hybrid":
+        asked = True
+    if asked and result["agreement"] is None and result["status"] != "error":
+        events.append(
+            {
+                "code": EventCode.CROSS_VALIDATION_SKIPPED,
+                "request_id": rid,
+                "critical": bool(request.get("critical")),
+                "reason": _why_not(result, allocation, None),
+            }
+        )
+    return events
+
+
+def _why_not(result: dict[str, Any], allocation: dict[str, Any] | None, side: str | None) -> str:
+    """Why a side (or, for None, one of the two sides) did not serve: its exclusions at
+    arbitration, else its failed attempts."""
+    excluded = [
+        f"{e['provider']}: {e['reason']}"
+        for e in (allocation or {}).get("excluded", [])
+        if side is None or e["side"] == side
+    ]
+    failed = [
+        f"{a['provider']}: {a.get('error')}"
+        for a in result["attempts"]
+        if not a["ok"] and (side is None or a["side"] == side)
+    ]
+    reasons = excluded + failed
+    if not reasons and allocation is not None:
+        reasons = [str(allocation.get("rule"))]
+    return "; ".join(reasons) or "not run"
 
 
 async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -49,9 +101,11 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     by_request: dict[str, list[dict[str, Any]]] = {}
     for a in state.get("attempts", []):
         by_request.setdefault(a["request_id"], []).append(a)
+    sides = {a["provider"]: a["side"] for a in state.get("attempts", [])}
     results: dict[str, dict[str, Any]] = {}
     conflicts: list[dict[str, Any]] = []
     answered: dict[str, list[Answer]] = {}
+    events: list[dict[str, Any]] = []
     for request in state["requests"]:
         rid = str(request["id"])
         attempts = by_request.get(rid, [])
@@ -60,7 +114,9 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         result: dict[str, Any] = {
             "id": rid,
             "skill": request.get("skill"),
+            "status": "ok",
             "value": None,
+            "served_by": None,
             "allocation": allocation["mode"] if allocation else "none",
             "allocation_rule": allocation["rule"] if allocation else None,
             "attempts": [_summary(a, scores) for a in attempts],
@@ -72,54 +128,78 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             result["allocation_advice"] = allocation["advice"]
         ok = [a for a in attempts if a["ok"]]
         if not ok:
+            result["status"] = "error"
             result["error"] = state.get("errors", {}).get(rid) or "no provider answered"
             results[rid] = result
+            events += _visibility_events(request, result, allocation)
             continue
         skill = res.registry.get(request["skill"])
-        answers = [
-            Answer(
-                a["provider"],
-                a["side"],
-                a["value"],
-                answer_confidence(scores.get(a["provider"], {})),
-                a["latency_ms"],
-            )
-            for a in ok
-        ]
+        answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok]
         answered[rid] = answers
-        merged = integrate(rid, answers, skill.comparator, skill.integration or default_strategy)
+        merged = integrate(
+            rid,
+            answers,
+            skill.comparator,
+            skill.integration or default_strategy,
+            critical=bool(request.get("critical")),
+        )
         result |= {
+            "status": merged.status,
             "value": merged.value,
             "agreement": merged.agreement,
             "similarity": merged.similarity,
             "confidence": merged.confidence,
             "strategy": merged.strategy,
             "sources": merged.sources,
+            "verdicts": merged.verdicts,
         }
         if merged.synthesis:
             result["synthesis"] = merged.synthesis
         if merged.conflict:
             conflicts.append(merged.conflict)
+        if merged.status == UNRESOLVED:
+            result["values"] = {a.provider: a.value for a in answers}
+        result["served_by"] = _served_by(result, sides)
         results[rid] = result
+        events += _visibility_events(request, result, allocation)
     lm_events = await refine_integration(
         res, results, conflicts, answered, state.get("profiles", {})
     )
-    events = [
-        {
-            "code": "RESULT_CONFLICT_DETECTED",
-            "request_id": c["request_id"],
-            "disagreement_level": c["conflict_details"]["disagreement_level"],
-            "resolution_strategy": c["resolution_strategy"],
-        }
-        for c in conflicts
-    ] + lm_events
+    _keep_unresolved(results)
+    events = (
+        [
+            {
+                "code": EventCode.RESULT_CONFLICT_DETECTED,
+                "request_id": c["request_id"],
+                "disagreement_level": c["conflict_details"]["disagreement_level"],
+                "resolution_strategy": c["resolution_strategy"],
+            }
+            for c in conflicts
+        ]
+        + [
+            {
+                "code": EventCode.CONFLICT_UNRESOLVED,
+                "request_id": rid,
+                "values": r["values"],
+                "reason": "the sides disagree on a critical request and no evidence of "
+                "correctness (agreement history, a third provider, a review) decides",
+            }
+            for rid, r in results.items()
+            if r["status"] == UNRESOLVED
+        ]
+        + events
+        + lm_events
+    )
     quality = quality_metrics(results)
-    status = _status(results)
+    quality["cross_validation_skipped"] = sum(
+        1 for e in events if e.get("code") == EventCode.CROSS_VALIDATION_SKIPPED
+    )
+    status = run_status(results)
     min_quality = (state.get("constraints") or {}).get("min_quality")
     if min_quality is not None and quality["overall"] < min_quality and status != "failed":
         events.append(
             {
-                "code": "QUALITY_BELOW_MINIMUM",
+                "code": EventCode.QUALITY_BELOW_MINIMUM,
                 "overall": quality["overall"],
                 "min_quality": min_quality,
             }
@@ -133,6 +213,15 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         "status": status,
         "cost": _cost(state, res),
     }
+
+
+def _keep_unresolved(results: dict[str, dict[str, Any]]) -> None:
+    """An LM's expert arbitration is advice, not evidence: an unresolved critical conflict
+    keeps no value (the LM's choice stays on record as ``expert_advice``)."""
+    for result in results.values():
+        if result["status"] == UNRESOLVED and result.get("resolution"):
+            result["expert_advice"] = result.pop("resolution")
+            result["value"] = None
 
 
 def _cost(state: State, res: Resources) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from hybridmcp.config import ComparatorConfig
 from hybridmcp.policy.comparators import Comparison, compare
+from hybridmcp.policy.learning import trust
 
 CONFLICT_CONFIDENCE_ADJUSTMENT = -0.2
 
@@ -24,7 +25,57 @@ class Answer:
     side: str
     value: Any
     confidence: float
+    """How far the answer is trusted a priori: its provider's scored quality."""
     latency_ms: float
+    trust: float = 0.5
+    """Evidence of correctness for this skill (:func:`hybridmcp.policy.learning.trust`)."""
+    confirmations: int = 0
+    """Times this provider's answers for the skill were confirmed right."""
+
+
+def answer_confidence(score: dict[str, Any]) -> float:
+    """How far an answer is trusted a priori: the provider's quality as arbitration scored it,
+    learned success and agreement plus the bonus of its side's strengths that the request
+    needs (``capability_mapping``). It ranks agreeing answers and breaks an undecided
+    conflict of a non-critical request; evidence of correctness (:func:`answer_for`) decides
+    conflicts first."""
+    if "quality" in score:
+        return float(score["quality"])
+    return float(score.get("prediction", {}).get("quality", 0.5))
+
+
+def answer_for(attempt: dict[str, Any], score: dict[str, Any]) -> Answer:
+    """An attempt's answer with its provider's evidence of correctness for the skill."""
+    prediction = score.get("prediction") or {}
+    confirmations = int(prediction.get("confirmations", 0))
+    refutations = int(prediction.get("refutations", 0))
+    return Answer(
+        attempt["provider"],
+        attempt["side"],
+        attempt["value"],
+        answer_confidence(score),
+        attempt["latency_ms"],
+        trust(confirmations, refutations),
+        confirmations,
+    )
+
+
+@dataclass(frozen=True)
+class EvidenceRule:
+    """When evidence alone settles a two-sided conflict: the leader was confirmed at least
+    ``min_confirmations`` times and its trust exceeds the other side's by ``margin``."""
+
+    min_confirmations: int = 3
+    margin: float = 0.25
+
+
+MAJORITY, EVIDENCE, PRIOR, UNRESOLVED = "majority", "evidence", "prior", "unresolved"
+RESOLUTION_STRATEGY = {
+    MAJORITY: "THIRD_PROVIDER_MAJORITY",
+    EVIDENCE: "EVIDENCE_OF_CORRECTNESS",
+    PRIOR: "HIGHER_CONFIDENCE_WINS",
+    UNRESOLVED: "UNRESOLVED_NO_EVIDENCE",
+}
 
 
 @dataclass
@@ -37,6 +88,12 @@ class Integrated:
     conflict: dict[str, Any] | None = None
     synthesis: dict[str, Any] | None = None
     sources: list[str] = field(default_factory=list)
+    status: str = "ok"
+    """``ok``, or ``unresolved``: a conflict nothing decided (value None)."""
+    resolution: str | None = None
+    """How a conflict was settled: majority, evidence, prior, unresolved."""
+    verdicts: dict[str, bool] = field(default_factory=dict)
+    """Per provider: shown right (True) or wrong (False) by this integration."""
 
 
 def _combined(confidences: Sequence[float]) -> float:
@@ -48,7 +105,8 @@ def _combined(confidences: Sequence[float]) -> float:
 
 
 def _ranked(answers: Sequence[Answer]) -> list[Answer]:
-    return sorted(answers, key=lambda a: (-a.confidence, a.latency_ms))
+    """Most trusted first; never by speed (a fast answer is not a right one)."""
+    return sorted(answers, key=lambda a: (-a.trust, -a.confidence, a.provider))
 
 
 def _average(values: Sequence[Any], weights: Sequence[float]) -> Any:
@@ -84,10 +142,20 @@ def _disagreement(similarity: float) -> str:
 
 
 def conflict_record(
-    request_id: str, answers: Sequence[Answer], comparison: Comparison, strategy: str
+    request_id: str,
+    answers: Sequence[Answer],
+    comparison: Comparison,
+    strategy: str,
+    resolution: str = PRIOR,
 ) -> dict[str, Any]:
-    """The spec's ``RESULT_CONFLICT_DETECTED`` record."""
-    by_side = {a.side: a for a in answers}
+    """The spec's ``RESULT_CONFLICT_DETECTED`` record, with the evidence behind its
+    resolution."""
+    by_side: dict[str, Answer] = {}
+    for a in answers:
+        by_side.setdefault(a.side, a)
+    rule = RESOLUTION_STRATEGY[resolution]
+    if resolution == PRIOR and strategy == "weighted_average":
+        rule = "CONFIDENCE_WEIGHTED_AVERAGE"
     return {
         "integration_status": "RESULT_CONFLICT_DETECTED",
         "request_id": request_id,
@@ -103,12 +171,57 @@ def conflict_record(
             "conflict_areas": comparison.differences,
         },
         "values": {a.provider: a.value for a in answers},
-        "resolution_strategy": "HIGHER_CONFIDENCE_WINS"
-        if strategy != "weighted_average"
-        else "CONFIDENCE_WEIGHTED_AVERAGE",
+        "evidence": {
+            a.provider: {"trust": round(a.trust, 4), "confirmations": a.confirmations}
+            for a in answers
+        },
+        "resolution": resolution,
+        "resolution_strategy": rule,
         "final_approach": f"{strategy} with uncertainty quantification",
         "confidence_adjustment": CONFLICT_CONFIDENCE_ADJUSTMENT,
     }
+
+
+def _clusters(ranked: Sequence[Answer], comparator: ComparatorConfig) -> list[list[Answer]]:
+    """Group the answers that agree with each other (each joins the first group whose leader
+    it agrees with)."""
+    groups: list[list[Answer]] = []
+    for a in ranked:
+        home = next((g for g in groups if compare(g[0].value, a.value, comparator).agree), None)
+        if home is None:
+            groups.append([a])
+        else:
+            home.append(a)
+    return groups
+
+
+def _resolve(
+    groups: Sequence[Sequence[Answer]], critical: bool, rule: EvidenceRule
+) -> tuple[Sequence[Answer] | None, str]:
+    """Which group of answers wins a conflict, and by what. A larger group (a third provider
+    sided with it) wins; else evidence of correctness, if it is strong enough; else, for a
+    critical request, nothing wins; else the a-priori confidence (strengths, learned quality)."""
+    by_size = sorted(groups, key=len, reverse=True)
+    if len(by_size[0]) > len(by_size[1]):
+        return by_size[0], MAJORITY
+    leaders = sorted((g[0] for g in groups), key=lambda a: -a.trust)
+    top, runner = leaders[0], leaders[1]
+    if top.confirmations >= rule.min_confirmations and top.trust - runner.trust >= rule.margin:
+        return next(g for g in groups if g[0] is top), EVIDENCE
+    if critical:
+        return None, UNRESOLVED
+    best = max(groups, key=lambda g: (g[0].confidence, g[0].trust))
+    return best, PRIOR
+
+
+def _value(strategy: str, answers: Sequence[Answer]) -> Any:
+    if strategy == "weighted_average":
+        return _average([a.value for a in answers], [a.confidence for a in answers])
+    value = answers[0].value
+    if strategy == "hybrid_synthesis":
+        for other in answers[1:]:
+            value = _merge(value, other.value)
+    return value  # consensus and best_performer: the leading answer
 
 
 def integrate(
@@ -116,43 +229,68 @@ def integrate(
     answers: Sequence[Answer],
     comparator: ComparatorConfig,
     strategy: str = "consensus",
+    *,
+    critical: bool = False,
+    rule: EvidenceRule | None = None,
 ) -> Integrated:
-    """Integrate the answers of one request (at least one)."""
+    """Integrate the answers of one request (at least one).
+
+    Agreeing answers confirm each other. In a conflict the winner is decided by evidence of
+    correctness (:func:`_resolve`), never by speed; a critical conflict that nothing decides is
+    ``unresolved``, with no value.
+    """
     if not answers:
         raise ValueError("integrate needs at least one answer")
     ranked = _ranked(answers)
     best = ranked[0]
     if len(ranked) == 1:
         return Integrated(best.value, strategy, best.confidence, None, sources=[best.provider])
-    comparison = compare(ranked[0].value, ranked[1].value, comparator)
-    for other in ranked[2:]:
-        extra = compare(best.value, other.value, comparator)
-        comparison = Comparison(
-            comparison.agree and extra.agree,
-            min(comparison.similarity, extra.similarity),
-            comparison.differences + extra.differences,
+    groups = _clusters(ranked, comparator)
+    rivals = [g[0] for g in groups]
+    comparison = compare(rivals[0].value, rivals[-1].value, comparator)
+    if len(groups) == 1:
+        comparison = compare(ranked[0].value, ranked[-1].value, comparator)
+        value = _value(strategy, ranked)
+        confidence = _combined([a.confidence for a in ranked])
+        return Integrated(
+            value,
+            strategy,
+            round(confidence, 4),
+            True,
+            round(comparison.similarity, 4),
+            None,
+            _synthesis(ranked, value, confidence, comparison)
+            if strategy == "hybrid_synthesis"
+            else None,
+            [a.provider for a in ranked],
+            verdicts={a.provider: True for a in ranked},
         )
-    confidences = [a.confidence for a in ranked]
-    if comparison.agree:
-        confidence = _combined(confidences)
+    winners, resolution = _resolve(groups, critical, rule or EvidenceRule())
+    conflict = conflict_record(request_id, ranked, comparison, strategy, resolution)
+    if winners is None:
+        return Integrated(
+            None,
+            strategy,
+            0.0,
+            False,
+            round(comparison.similarity, 4),
+            conflict,
+            None,
+            [a.provider for a in ranked],
+            status=UNRESOLVED,
+            resolution=resolution,
+        )
+    ordered = [*winners, *(a for a in ranked if a not in winners)]
+    if resolution == MAJORITY:
+        value = _value(strategy, winners)
+        verdicts = {a.provider: a in winners for a in ranked}
     else:
-        confidence = max(0.0, best.confidence + CONFLICT_CONFIDENCE_ADJUSTMENT)
-    conflict = (
-        None if comparison.agree else conflict_record(request_id, ranked, comparison, strategy)
-    )
-
-    if strategy == "weighted_average":
-        value = _average([a.value for a in ranked], confidences)
-    elif strategy == "best_performer":
-        value = best.value
-    elif strategy == "hybrid_synthesis":
-        value = best.value
-        for other in ranked[1:]:
-            value = _merge(value, other.value)
-    else:  # consensus: agreeing answers confirm each other; otherwise the more confident wins
-        value = best.value
+        value = _value(strategy, ordered if strategy == "weighted_average" else winners)
+        verdicts = {}
+    lead = winners[0]
+    confidence = max(0.0, lead.confidence + CONFLICT_CONFIDENCE_ADJUSTMENT)
     synthesis = (
-        _synthesis(ranked, value, confidence, comparison)
+        _synthesis(ordered, value, confidence, comparison)
         if strategy == "hybrid_synthesis"
         else None
     )
@@ -160,11 +298,13 @@ def integrate(
         value,
         strategy,
         round(confidence, 4),
-        comparison.agree,
+        False,
         round(comparison.similarity, 4),
         conflict,
         synthesis,
-        [a.provider for a in ranked],
+        [a.provider for a in ordered],
+        resolution=resolution,
+        verdicts=verdicts,
     )
 
 
@@ -197,7 +337,8 @@ def _synthesis(
 
 
 def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """The spec's quality metrics over a run's results, each in [0, 1], and their mean."""
+    """The spec's quality metrics over a run's results, each in [0, 1], and their mean; an
+    unresolved conflict is not a complete answer."""
     if not results:
         return {
             "completeness": 0.0,
@@ -206,9 +347,10 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "transparency": 0.0,
             "overall": 0.0,
             "cross_validated": 0,
+            "unresolved": 0,
         }
     values = list(results.values())
-    answered = [r for r in values if r.get("error") is None]
+    answered = [r for r in values if r.get("status", "ok") == "ok" and r.get("error") is None]
     checked = [r for r in answered if r.get("agreement") is not None]
     metrics = {
         "completeness": len(answered) / len(values),
@@ -222,4 +364,19 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         / len(values),
     }
     metrics["overall"] = float(np.mean(list(metrics.values())))
-    return {k: round(v, 4) for k, v in metrics.items()} | {"cross_validated": len(checked)}
+    unresolved = sum(1 for r in values if r.get("status") == UNRESOLVED)
+    return {k: round(v, 4) for k, v in metrics.items()} | {
+        "cross_validated": len(checked),
+        "unresolved": unresolved,
+    }
+
+
+def run_status(results: dict[str, dict[str, Any]]) -> str:
+    """``ok`` when every request has a trusted answer; ``unresolved`` when some conflict was
+    left undecided (and nothing failed); ``partial`` or ``failed`` when requests have errors."""
+    statuses = [r["status"] for r in results.values()]
+    if not statuses:
+        return "failed"
+    if "error" in statuses:
+        return "partial" if any(s != "error" for s in statuses) else "failed"
+    return "unresolved" if UNRESOLVED in statuses else "ok"

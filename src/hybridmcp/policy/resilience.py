@@ -13,17 +13,19 @@ race in normal time is not degraded.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig
+from hybridmcp.events import EventCode
+from hybridmcp.policy.blame import request_faults
 from hybridmcp.policy.hedging import slow_threshold_ms
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
 DEGRADED = {
-    "external": "EXTERNAL_DEGRADATION_DETECTED",
-    "internal": "INTERNAL_DEGRADATION_DETECTED",
+    "external": EventCode.EXTERNAL_DEGRADATION_DETECTED,
+    "internal": EventCode.INTERNAL_DEGRADATION_DETECTED,
 }
 HEDGE_LOST = "hedge lost"
 STRAGGLER = "straggler"
@@ -222,16 +224,22 @@ def plan_round(
     degradation: DegradationConfig | None = None,
     recent: Mapping[str, Mapping[str, Any]] | None = None,
     deadline_passed: bool = False,
+    disputed: Collection[str] = (),
 ) -> RoundPlan:
     """Decide, after round ``round_no``, what happens to each open request.
 
     ``sides`` maps provider id to its side; ``allocations[...]["ranking"]`` orders every eligible
     provider best first, so a move always goes to the best provider not yet tried. ``recent``
     maps provider id to its circuit breaker's window (``failure_rate``, ``window_calls``), the
-    observed error rate; ``deadline_passed`` turns every move into a failure.
+    observed error rate; ``deadline_passed`` turns every move into a failure. ``disputed``
+    names the requests whose answers disagree with nothing to decide between them: a third
+    provider, when one is left, is asked to break the tie (``TIE_BREAK``). A request whose
+    failure is its own (:func:`hybridmcp.policy.blame.request_faults`) ends with a request
+    error (``REQUEST_ERROR``), not a move: the same input would fail elsewhere too.
     """
     cfg = degradation or DegradationConfig()
     plan = RoundPlan()
+    faults = request_faults(attempts)
     by_request: dict[str, list[Mapping[str, Any]]] = {}
     for a in attempts:
         by_request.setdefault(a["request_id"], []).append(a)
@@ -248,8 +256,32 @@ def plan_round(
         def event(a: Mapping[str, Any], reasons: list[str], **kw: Any) -> dict[str, Any]:
             return _degradation_event(rid, a, attempts, scores, cfg, reasons=reasons, **kw)  # noqa: B023
 
+        can_move = bool(remaining) and round_no < max_rounds and not deadline_passed
         if allocation.get("mode") == "none":
             plan.failed[rid] = allocation.get("rule", "no eligible provider")
+            continue
+        if ok and rid in disputed and can_move:
+            plan.moves.append(
+                {
+                    "request_id": rid,
+                    "provider": remaining[0],
+                    "side": sides.get(remaining[0]),
+                    "reason": "tie-break: the answers disagree and no evidence decides",
+                }
+            )
+            plan.events.append(
+                {
+                    "code": EventCode.TIE_BREAK,
+                    "request_id": rid,
+                    "disputed_by": sorted(a["provider"] for a in ok),
+                    "asked": remaining[0],
+                }
+            )
+            continue
+        if not ok and failed_now and rid in faults:
+            why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in failed_now)
+            plan.failed[rid] = f"request error (the request itself is wrong): {why}"
+            plan.events.append({"code": EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
             continue
         if ok:
             served = ok[0]
@@ -263,7 +295,6 @@ def plan_round(
             continue
         if not failed_now:
             continue  # nothing ran for it this round; still in flight elsewhere
-        can_move = remaining and round_no < max_rounds and not deadline_passed
         target = remaining[0] if can_move else None
         target_side = sides.get(target) if target else None
         for a in failed_now:
@@ -274,9 +305,9 @@ def plan_round(
         if allocation.get("mode") == "hybrid" and len({a["side"] for a in failed_now}) > 1:
             plan.events.append(
                 {
-                    "code": "COORDINATION_FAILURE",
+                    "code": EventCode.COORDINATION_FAILURE,
                     "request_id": rid,
-                    "coordination_status": "COORDINATION_FAILURE",
+                    "coordination_status": EventCode.COORDINATION_FAILURE,
                     "failure_point": "parallel_execution",
                     "affected_components": [a["provider"] for a in failed_now],
                     "fallback_strategy": "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE",

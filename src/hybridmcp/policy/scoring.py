@@ -171,13 +171,17 @@ def arbitrate(
     arbitration: ArbitrationConfig,
     mapping: CapabilityMapping,
     audit_key: str = "",
+    fallback: bool = True,
 ) -> dict[str, Any]:
     """Decide who serves one request. Returns the allocation with every number behind it.
 
     ``mode`` is ``internal``, ``external``, ``hybrid`` (both sides, cross-validated) or ``none``;
     ``providers`` lists the chosen providers, ``ranking`` every eligible one best first (the
     reallocation order). ``audit_key`` (the run id and request id) draws the audit share of
-    :func:`sample_validation`: the same key always draws the same.
+    :func:`sample_validation`: the same key always draws the same. A request pinned to a side
+    (``strategy`` internal or external) that this side cannot serve falls back to the other
+    side, said in its rule and ``pin``; with ``fallback`` off it gets ``none`` instead, and
+    its ranking (so its reallocation and hedging) never leaves the pinned side.
     """
     excluded = []
     scored: list[Fitness] = []
@@ -192,7 +196,14 @@ def arbitrate(
         side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")
     }
     internal, external = best["internal"], best["external"]
+    pin = _pin(strategy, best, excluded, fallback)
     mode, rule, undecided = _decide(strategy, critical, internal, external, arbitration)
+    if pin is not None and not fallback:
+        scored = [f for f in scored if f.side == strategy]  # never leaves the pinned side
+        if pin["overridden"]:
+            mode, rule = "none", pin["reason"]
+    elif pin is not None and pin["overridden"]:
+        rule = f"{pin['reason']}; {rule}"
     sampling: dict[str, Any] | None = None
     if undecided and arbitration.validation_sampling.enabled:
         assert internal is not None and external is not None
@@ -207,18 +218,44 @@ def arbitrate(
         )
     chosen = [f for f in (internal, external) if f is not None and mode in (f.side, "hybrid")]
     chosen.sort(key=lambda f: -f.total)
+    return (
+        {
+            "mode": mode,
+            "strategy": strategy,
+            "rule": rule,
+            "providers": [f.provider for f in chosen],
+            "ranking": [f.provider for f in scored],
+            "scores": {f.provider: asdict(f) for f in scored},
+            "internal_fitness": internal.total if internal else None,
+            "external_fitness": external.total if external else None,
+            "excluded": excluded,
+            "validation_strategy": "cross_validation" if mode == "hybrid" else "none",
+        }
+        | ({"validation_sampling": sampling} if sampling is not None else {})
+        | ({"pin": pin} if pin is not None else {})
+    )
+
+
+def _pin(
+    strategy: str,
+    best: Mapping[str, Fitness | None],
+    excluded: Sequence[Mapping[str, Any]],
+    fallback: bool,
+) -> dict[str, Any] | None:
+    """A request pinned to a side: whether that side can serve it, and what happens if not."""
+    if strategy not in ("internal", "external"):
+        return None
+    if best[strategy] is not None:
+        return {"requested": strategy, "overridden": False, "fallback": fallback}
+    why = "; ".join(f"{e['provider']}: {e['reason']}" for e in excluded if e["side"] == strategy)
+    why = why or f"no {strategy} provider serves this skill"
+    then = "falling back to the other side" if fallback else "fallback is off"
     return {
-        "mode": mode,
-        "strategy": strategy,
-        "rule": rule,
-        "providers": [f.provider for f in chosen],
-        "ranking": [f.provider for f in scored],
-        "scores": {f.provider: asdict(f) for f in scored},
-        "internal_fitness": internal.total if internal else None,
-        "external_fitness": external.total if external else None,
-        "excluded": excluded,
-        "validation_strategy": "cross_validation" if mode == "hybrid" else "none",
-    } | ({"validation_sampling": sampling} if sampling is not None else {})
+        "requested": strategy,
+        "overridden": True,
+        "fallback": fallback,
+        "reason": f"requested strategy {strategy!r} cannot be served ({why}); {then}",
+    }
 
 
 def _decide(
