@@ -69,3 +69,44 @@ def test_hybrid_losing_both_sides_is_a_coordination_failure():
         == "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE"
     )
     assert "r" in p.failed
+
+
+HYBRID3 = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e", "e2"], "scores": {}}
+
+
+def test_a_disputed_request_asks_a_third_provider():
+    sides = {**SIDES, "e2": "external"}
+    attempts = [attempt("i", True), attempt("e", True)]
+    p = plan_round(
+        requests=["r"],
+        allocations={"r": HYBRID3},
+        attempts=attempts,
+        round_no=1,
+        max_rounds=3,
+        sides=sides,
+        disputed={"r"},
+    )
+    assert [m["provider"] for m in p.moves] == ["e2"] and not p.settled
+    assert p.events[0]["code"] == "TIE_BREAK"
+
+
+def test_a_disputed_request_settles_when_no_third_provider_is_left():
+    attempts = [attempt("i", True), attempt("e", True)]
+    alloc = {**HYBRID3, "ranking": ["i", "e"]}
+    p = plan_round(
+        requests=["r"],
+        allocations={"r": alloc},
+        attempts=attempts,
+        round_no=1,
+        max_rounds=3,
+        sides=SIDES,
+        disputed={"r"},
+    )
+    assert p.settled == ["r"] and not p.moves
+
+
+def test_a_request_error_ends_the_request_without_a_move():
+    bad = attempt("e", False, error="rejected") | {"error_kind": "request"}
+    p = plan(ALLOC, [bad])
+    assert not p.moves and "request error" in p.failed["r"]
+    assert [e["code"] for e in p.events] == ["REQUEST_ERROR"]

@@ -115,3 +115,34 @@ def test_profile_flags_scale_and_sensitivity():
     assert p["scale_requirements"] == "large"
     assert "privacy_sensitive" in p["needs"] and "large_scale_processing" in p["needs"]
     assert p["domain_specialization"] == "text"
+
+
+def pinned(strategy, cands, fallback=True):
+    profile = analyze_requirements(skill="s.x", tags=(), complexity="low", args={})
+    return arbitrate(
+        strategy=strategy,
+        critical=False,
+        profile=profile,
+        candidates=cands,
+        criteria=CRIT,
+        arbitration=ARB,
+        mapping=MAP,
+        fallback=fallback,
+    )
+
+
+def test_a_pin_the_side_cannot_serve_falls_back_and_says_so():
+    a = pinned("external", [cand("i", "internal"), cand("e", "external", available=False)])
+    assert a["mode"] == "internal"
+    assert a["pin"]["overridden"] and "cannot be served" in a["rule"] and "e: down" in a["rule"]
+
+
+def test_fallback_off_fails_the_pin_instead():
+    a = pinned("external", [cand("i", "internal"), cand("e", "external", available=False)], False)
+    assert a["mode"] == "none" and "fallback is off" in a["rule"]
+
+
+def test_fallback_off_keeps_reallocation_and_hedging_on_the_pinned_side():
+    a = pinned("external", [cand("i", "internal"), cand("e", "external")], fallback=False)
+    assert a["mode"] == "external" and a["ranking"] == ["e"]
+    assert not a["pin"]["overridden"]
