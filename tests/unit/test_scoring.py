@@ -146,3 +146,16 @@ def test_fallback_off_keeps_reallocation_and_hedging_on_the_pinned_side():
     a = pinned("external", [cand("i", "internal"), cand("e", "external")], fallback=False)
     assert a["mode"] == "external" and a["ranking"] == ["e"]
     assert not a["pin"]["overridden"]
+
+
+def test_a_probe_cross_validates_a_single_side_allocation_with_the_recovering_provider():
+    from hybridmcp.policy.scoring import add_probe
+
+    a = decide([cand("i", "internal"), cand("e", "external", latency=5000, cost=0.1)])
+    assert a["mode"] == "internal"
+    probed = add_probe(a, "e", "probe: e's circuit is half-open")
+    assert probed["mode"] == "hybrid" and probed["providers"] == ["i", "e"]
+    assert probed["probe"] == "e" and "half-open" in probed["rule"]
+    assert add_probe(a, "i", "x") is a  # same side: nothing to probe
+    pin = decide([cand("i", "internal"), cand("e", "external")], strategy="internal")
+    assert add_probe(pin, "e", "x") is pin  # a pinned request is never widened

@@ -174,6 +174,7 @@ class Breaker(Protocol):
     def record(self, provider_id: str, ok: bool, now: float, *, slow: bool = False) -> None: ...
     def release(self, provider_id: str, now: float) -> None: ...
     def blocked(self, provider_id: str, now: float) -> str | None: ...
+    def probing(self, provider_id: str, now: float) -> bool: ...
 
 
 class AlwaysClosed:
@@ -190,6 +191,9 @@ class AlwaysClosed:
 
     def blocked(self, provider_id: str, now: float) -> str | None:
         return None
+
+    def probing(self, provider_id: str, now: float) -> bool:
+        return False
 
 
 class AuditSink(Protocol):

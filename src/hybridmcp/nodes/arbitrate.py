@@ -13,7 +13,7 @@ from hybridmcp.nodes.disclosure import disclose
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
-from hybridmcp.policy.scoring import Candidate
+from hybridmcp.policy.scoring import Candidate, add_probe
 from hybridmcp.policy.scoring import arbitrate as decide
 from hybridmcp.prompts.advice import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
@@ -105,6 +105,21 @@ def _chosen(res: Resources, allocation: dict[str, Any]) -> list[Provider]:
     return [res.registry.provider(pid) for pid in ids]
 
 
+def _probe(res: Resources, allocation: dict[str, Any], probed: set[str]) -> dict[str, Any]:
+    """One request per run, per provider whose circuit is half-open, also runs on it: the
+    trial call that closes its circuit, and whose answer teaches the statistics that it has
+    recovered (otherwise a provider learned bad would never be chosen again)."""
+    now = res.clock()
+    for provider in allocation.get("ranking", ()):
+        if provider in probed or not res.gate.breaker.probing(provider, now):
+            continue
+        probing = add_probe(allocation, provider, f"probe: {provider}'s circuit is half-open")
+        if probing is not allocation:
+            probed.add(provider)
+            return probing
+    return allocation
+
+
 async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config
@@ -119,6 +134,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     }
     stats = await load_stats(runtime.store or res.store, key.values())
     allocations: dict[str, dict[str, Any]] = {}
+    probed: set[str] = set()
     pending: list[WorkItem] = []
     errors: dict[str, str] = {}
     events: list[dict[str, Any]] = []
@@ -159,6 +175,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                 "remaining": budget.remaining,
                 "cost_weight": round(criteria.cost_weight, 4),
             }
+        allocation = _probe(res, allocation, probed)
         allocations[rid] = allocation
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])

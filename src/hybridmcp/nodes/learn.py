@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
-from hybridmcp.policy.blame import learnable, request_faults
+from hybridmcp.policy.blame import learnable, request_faults, slow
 from hybridmcp.policy.learning import (
     learned_from,
     mark_learned,
@@ -97,7 +97,11 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             continue
         if how == "censored":
             stats[key] = observe_censored(
-                stats[key], latency_ms=a["latency_ms"], now=now, alpha=arbitration.ewma_alpha
+                stats[key],
+                latency_ms=a["latency_ms"],
+                now=now,
+                alpha=arbitration.ewma_alpha,
+                slow=slow(a),
             )
             continue
         stats[key] = observe_call(
@@ -107,6 +111,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             cost=a.get("cost") or 0.0,
             now=now,
             alpha=arbitration.ewma_alpha,
+            slow=slow(a),
         )
     for result in state.get("results", {}).values():
         for provider, confirmed in (result.get("verdicts") or {}).items():

@@ -17,6 +17,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+HEDGE_LOST = "hedge lost"
+"""Why a call was cancelled: the other side's hedge answered first."""
+STRAGGLER = "straggler"
+"""Why a call was cancelled: past its slow threshold, with the other side's answer in."""
 INVALID_PARAMS = -32602
 """JSON-RPC: invalid method parameter(s)."""
 
@@ -91,3 +95,11 @@ def learnable(attempt: Mapping[str, Any], faults: set[str]) -> str | None:
     if not attempt.get("ok") and attempt["request_id"] in faults:
         return None
     return "outcome"
+
+
+def slow(attempt: Mapping[str, Any]) -> bool:
+    """Was the provider past its slow threshold (answered late, or cut as a straggler)?"""
+    if attempt.get("cancelled") == STRAGGLER:
+        return True
+    threshold = attempt.get("slow_after_ms")
+    return threshold is not None and float(attempt.get("latency_ms") or 0.0) > float(threshold)

@@ -209,6 +209,11 @@ class BreakerBoard:
             return None
         return f"circuit breaker open for another {(b.open_until - now) * 1000:.0f} ms"
 
+    def probing(self, provider_id: str, now: float) -> bool:
+        """Is the circuit half-open, waiting for trial calls to decide (no side effects)?"""
+        b = self._breakers.get(provider_id)
+        return self.config.enabled and b is not None and b.current(now) == "half_open"
+
     def snapshot(self, now: float) -> dict[str, dict[str, Any]]:
         return {pid: b.snapshot(now) for pid, b in sorted(self._breakers.items())}
 

@@ -46,6 +46,9 @@ class ProviderStats:
     p95_latency_ms: float | None = None
     success_rate: float | None = None
     """EWMA of success (1) and failure (0)."""
+    slow_rate: float | None = None
+    """EWMA of calls past their slow threshold (1) or not (0), answered or cut: degraded,
+    which is not failed."""
     cross_validations: int = 0
     agreements: int = 0
     agreement_streak: int = 0
@@ -109,8 +112,9 @@ def observe_call(
     cost: float,
     now: float,
     alpha: float = DEFAULT_ALPHA,
+    slow: bool = False,
 ) -> ProviderStats:
-    """Fold one attempt into the statistics.
+    """Fold one attempt into the statistics (``slow``: past its slow threshold).
 
     The new call weighs ``max(alpha, 1 / (evidence + 1))``. The tail estimate is the mean plus
     two EWMA absolute deviations (the Jacobson/Karels estimator TCP uses for retransmission
@@ -131,6 +135,7 @@ def observe_call(
         ewma_latency_dev_ms=dev,
         p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
         success_rate=_blend(stats.success_rate, 1.0 if ok else 0.0, weight),
+        slow_rate=_blend(stats.slow_rate, 1.0 if slow else 0.0, weight),
         cost_per_call=_blend(stats.cost_per_call, cost, weight),
         evidence=stats.evidence + 1.0,
         passed_over=0,
@@ -145,13 +150,22 @@ def observe_censored(
     latency_ms: float,
     now: float,
     alpha: float = DEFAULT_ALPHA,
+    slow: bool = False,
 ) -> ProviderStats:
     """Fold a call the coordinator cut: it took *at least* ``latency_ms``. A lower bound above
-    the current mean raises the latency estimate; success is not touched, and nothing else is
-    known (a healthy provider keeps its success rate however many hedges it loses)."""
+    the current mean raises the latency estimate; a cut past the slow threshold (``slow``: a
+    straggler, a hedge lost while degraded) counts as slow; success is never touched (a
+    healthy provider keeps its success rate however many hedges it loses)."""
+    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
+    if slow:  # an observation of degradation: evidence like any other
+        stats = replace(
+            stats,
+            slow_rate=_blend(stats.slow_rate, 1.0, weight),
+            evidence=stats.evidence + 1.0,
+            passed_over=0,
+        )
     if stats.ewma_latency_ms is None or latency_ms <= stats.ewma_latency_ms:
         return replace(stats, censored=stats.censored + 1, last_call_at=now, updated_at=now)
-    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
     mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
     dev = (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
     return replace(
@@ -243,6 +257,8 @@ class Prediction:
     """Answers confirmed right (:attr:`ProviderStats.confirmations`)."""
     refutations: int = 0
     """Answers shown wrong (:attr:`ProviderStats.refutations`)."""
+    slow: float = 0.0
+    """Expected share of calls past their slow threshold (degraded, not failed)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -297,6 +313,7 @@ def predict(
         stats.agreement_streak,
         stats.confirmations,
         stats.refutations,
+        round(w * (stats.slow_rate or 0.0), 4),
     )
 
 

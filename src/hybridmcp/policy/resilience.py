@@ -19,7 +19,7 @@ from typing import Any
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig
 from hybridmcp.events import EventCode
-from hybridmcp.policy.blame import request_faults
+from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, request_faults
 from hybridmcp.policy.hedging import slow_threshold_ms
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
@@ -27,8 +27,6 @@ DEGRADED = {
     "external": EventCode.EXTERNAL_DEGRADATION_DETECTED,
     "internal": EventCode.INTERNAL_DEGRADATION_DETECTED,
 }
-HEDGE_LOST = "hedge lost"
-STRAGGLER = "straggler"
 
 
 @dataclass

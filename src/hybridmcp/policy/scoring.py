@@ -122,7 +122,10 @@ def fitness(
     )
     matched = len(set(profile.get("needs", ())) & set(strengths))
     performance = (
-        p.success * arbitration.latency_scale_ms / (arbitration.latency_scale_ms + p.latency_ms)
+        p.success
+        * (1.0 - p.slow)
+        * arbitration.latency_scale_ms
+        / (arbitration.latency_scale_ms + p.latency_ms)
     )
     cost = arbitration.cost_scale / (arbitration.cost_scale + p.cost)
     quality = min(1.0, p.quality + mapping.strength_bonus * matched)
@@ -407,3 +410,21 @@ def sample_validation(
         f"(audit draw {draw:.3f} >= share {cfg.audit_share:g})",
         record | {"sampled": True, "audit": False},
     )
+
+
+def add_probe(allocation: dict[str, Any], provider: str, reason: str) -> dict[str, Any]:
+    """Cross-validate a single-side allocation with ``provider`` of the other side, to test
+    its recovery (a half-open circuit's trial call): its answer feeds the statistics, and the
+    request is still served by the side that was chosen. Unchanged when not applicable."""
+    score = allocation["scores"].get(provider)
+    if allocation["mode"] not in ("internal", "external") or score is None:
+        return allocation
+    if allocation["strategy"] != "auto" or score["side"] == allocation["mode"]:
+        return allocation
+    return allocation | {
+        "mode": "hybrid",
+        "providers": [*allocation["providers"][:1], provider],
+        "rule": f"{allocation['rule']}; {reason}",
+        "validation_strategy": "cross_validation",
+        "probe": provider,
+    }
