@@ -33,6 +33,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from hybridmcp.events import EventCode
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -71,9 +73,9 @@ def _finished_events(node: str, update: Any) -> list[dict[str, Any]]:
         )  # fmt: skip
     for e in update.get("events") or []:
         code = e.get("code")
-        if code == "REALLOCATION":
+        if code == EventCode.REALLOCATION:
             out.append({"type": "reallocation", **{k: e.get(k) for k in _REALLOCATION_KEYS}})
-        elif code == "RESULT_CONFLICT_DETECTED":
+        elif code == EventCode.RESULT_CONFLICT_DETECTED:
             out.append({"type": "conflict", **{k: e.get(k) for k in _CONFLICT_KEYS}})
         elif code:
             out.append({"type": "event", **e})

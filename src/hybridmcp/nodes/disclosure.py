@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from hybridmcp.capabilities.registry import Skill
+from hybridmcp.events import EventCode
 from hybridmcp.policy.disclosure import DisclosurePlan, ProviderView, plan_disclosure
 from hybridmcp.runtime import Resources
 
-PRIVACY_DECISION = "PRIVACY_DECISION"
+PRIVACY_DECISION = EventCode.PRIVACY_DECISION
 
 
 def disclose(

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 from langgraph.runtime import Runtime
 
+from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats, save_stats
 from hybridmcp.nodes.monitor import breaker_windows
 from hybridmcp.policy.blame import learnable, request_faults, slow
@@ -36,7 +37,9 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "rounds": state.get("round", 0),
         "calls": {side: len(v) for side, v in by_side.items()},
         "failed_calls": {side: sum(1 for a in v if not a["ok"]) for side, v in by_side.items()},
-        "reallocations": sum(1 for e in state.get("events", []) if e.get("code") == "REALLOCATION"),
+        "reallocations": sum(
+            1 for e in state.get("events", []) if e.get("code") == EventCode.REALLOCATION
+        ),
         "conflicts": len(state.get("conflicts", [])),
         "cost": round(sum(a.get("cost") or 0.0 for a in attempts), 6),
         "latency_ms": {

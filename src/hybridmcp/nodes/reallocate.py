@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.events import EventCode
 from hybridmcp.nodes.arbitrate import work_item
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.runtime import Context, resources_for
@@ -27,7 +28,7 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         events.extend(move.get("events", []))
         events.append(
             {
-                "code": "REALLOCATION",
+                "code": EventCode.REALLOCATION,
                 "request_id": move["request_id"],
                 "round": round_no,
                 "to_provider": provider.id,

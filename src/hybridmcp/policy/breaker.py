@@ -23,9 +23,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from hybridmcp.config import BreakerConfig
+from hybridmcp.events import EventCode
 
 State = Literal["closed", "open", "half_open"]
-EVENT = {"open": "CIRCUIT_OPENED", "half_open": "CIRCUIT_HALF_OPEN", "closed": "CIRCUIT_CLOSED"}
+EVENT = {
+    "open": EventCode.CIRCUIT_OPENED,
+    "half_open": EventCode.CIRCUIT_HALF_OPEN,
+    "closed": EventCode.CIRCUIT_CLOSED,
+}
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hybridmcp.config import OptimizationCriteria
+from hybridmcp.events import EventCode
 from hybridmcp.policy.scoring import Candidate
 
-BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+BUDGET_EXHAUSTED = EventCode.BUDGET_EXHAUSTED
 MAX_PRESSURE = 3.0
 """The cost weight grows at most to ``(1 + MAX_PRESSURE)`` times its configured value."""
 

@@ -32,6 +32,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from hybridmcp.events import EventCode
+
 if TYPE_CHECKING:
     import dspy
 
@@ -53,7 +55,7 @@ __all__ = [
     "refine_integration",
 ]
 
-LM_FALLBACK = "LM_FALLBACK"
+LM_FALLBACK = EventCode.LM_FALLBACK
 EXPERT_ARBITRATION = "EXPERT_ARBITRATION_WITH_ADDITIONAL_VALIDATION"
 ALLOCATION_CHOICES = ("internal", "external", "hybrid")
 VERDICT_CHOICES = ("internal", "external", "undecided")
