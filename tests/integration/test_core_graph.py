@@ -111,8 +111,9 @@ async def test_external_error_moves_work_to_internal():
     ]
     assert "get_current_time_v2" in r["attempts"][0]["error"]
     codes = [e["code"] for e in out["events"]]
-    assert codes == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION"]
+    assert codes == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION", "PIN_OVERRIDDEN"]
     assert out["events"][0]["reallocation_strategy"] == "SHIFT_TO_INTERNAL_PROCESSING"
+    assert r["served_by"] == {"provider": "internal:time.now", "side": "internal"}
     assert out["metrics"]["reallocations"] == 1 and out["metrics"]["rounds"] == 2
 
 
