@@ -343,8 +343,9 @@ class DegradationConfig(_Model):
     recent_window: int = Field(
         32,
         ge=0,
-        description="Healthy latencies kept per provider: the slow threshold never falls below "
-        "latency_p95_factor x their p95, so load that slows every call is not degradation.",
+        description="Answered latencies kept per provider: the slow threshold never falls "
+        "below latency_ewma_factor x their 75th percentile, so load that slows every call is "
+        "not degradation.",
     )
     error_rate_increase: float = Field(
         0.3, gt=0, le=1, description="Error rate above baseline that counts as degraded."

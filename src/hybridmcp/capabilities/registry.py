@@ -271,9 +271,14 @@ async def invoke_internal(
     loop = asyncio.get_running_loop()
 
     def run() -> Any:
-        timing.sent_at = time.perf_counter()  # the event is set on the loop's thread below
+        # Timed in the worker thread: the provider's own time, not the event loop's lag in
+        # getting back to it. (The event is set on the loop's thread.)
+        timing.sent_at = time.perf_counter()
         loop.call_soon_threadsafe(timing.sent.set)
-        return fn(**args)
+        try:
+            return fn(**args)
+        finally:
+            timing.ended_at = time.perf_counter()
 
     return await asyncio.to_thread(run)
 

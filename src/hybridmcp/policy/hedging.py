@@ -114,9 +114,9 @@ PIN_ALPHA = 0.05
 """How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
 
-def _p95(values: Sequence[float]) -> float:
+def _quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 @dataclass
@@ -127,9 +127,11 @@ class HealthWatch:
     - the hedge budget;
     - a *pinned* slow threshold per provider, following its healthy calls slowly, so a slowdown
       that the moving average has begun to absorb still counts as one;
-    - the *recent* healthy latencies (provider time, queue excluded): the threshold never falls
-      below ``latency_p95_factor`` x their p95, so load that slows every call (CPU contention,
-      many runs at once) is the new normal, not degradation;
+    - the *recent* answered latencies (provider time, queue excluded): the threshold never falls
+      below ``latency_ewma_factor`` x their 75th percentile, so load that slows every call (CPU
+      contention, many runs at once) becomes the new normal within a few calls instead of
+      flagging them all. A provider that alone turns slow is flagged until a quarter of the
+      window has seen it, long enough for its breaker and its learned slow rate;
     - *suspect* providers: their last judged call was slow, so their next calls are hedged at
       the tail estimate of their last healthy call until one answers in normal time.
     """
@@ -154,7 +156,7 @@ class HealthWatch:
         current = planned_ms if pinned is None else min(planned_ms, pinned)
         recent = self.recent.get(provider)
         if recent and len(recent) >= self.degradation.min_observations:
-            current = max(current, self.degradation.latency_p95_factor * _p95(recent))
+            current = max(current, self.degradation.latency_ewma_factor * _quantile(recent, 0.75))
         return max(current, self.degradation.min_slow_ms)
 
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
@@ -176,16 +178,17 @@ class HealthWatch:
         """Fold one judged call in (provider time); True when it was slow."""
         if threshold_ms is None:
             if ok:
-                self._healthy(provider, latency_ms)
+                self._answered(provider, latency_ms)
             return False
         slow = latency_ms > threshold_ms
+        if ok:
+            self._answered(provider, latency_ms)
         if slow:
             self.suspect.add(provider)
             return True
         if not ok:
             return False
         self.suspect.discard(provider)
-        self._healthy(provider, latency_ms)
         if hedge_after_ms is not None:
             self.healthy_tail[provider] = hedge_after_ms
         if planned_ms is not None:
@@ -193,7 +196,7 @@ class HealthWatch:
             self.pinned[provider] = pinned + PIN_ALPHA * (planned_ms - pinned)
         return False
 
-    def _healthy(self, provider: str, latency_ms: float) -> None:
+    def _answered(self, provider: str, latency_ms: float) -> None:
         size = self.degradation.recent_window
         if size <= 0:
             return
