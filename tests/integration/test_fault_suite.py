@@ -369,7 +369,7 @@ def test_critical_requests_of_the_wrong_servers_are_never_ok_with_their_value(su
             for i in range(2):
                 result = run.results[f"{inst.server}-c{i}"]
                 if status_of(result) == "ok":
-                    assert result.get("served_by", {}).get("provider") != inst.provider, (
+                    assert (result.get("served_by") or {}).get("provider") != inst.provider, (
                         run.number,
                         result,
                     )
@@ -548,8 +548,17 @@ async def test_mcp_server_time_beside_a_wrong_twin_never_lets_the_wrong_value_ou
             "skills": {
                 "time.convert": {
                     "providers": [
+                        # The wrong twin is declared first and flattered (fast, free, high
+                        # quality), so arbitration sends it work: priors are no evidence.
+                        {
+                            "side": "external",
+                            "server": "wrong",
+                            "tool": "convert_time",
+                            "quality": 0.99,
+                            "expected_latency_ms": 1,
+                            "cost_per_call": 0,
+                        },
                         {"side": "external", "server": "time", "tool": "convert_time"},
-                        {"side": "external", "server": "wrong", "tool": "convert_time"},
                     ]
                 }
             },
