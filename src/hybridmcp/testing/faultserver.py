@@ -14,9 +14,21 @@ It serves real tools, so its answers can be cross-validated against hybridmcp's 
 - ``fault_control(faults=None, reset_counters=False)``: replace the fault configuration at run
   time and read it back with the per-tool call counters (never itself subject to faults).
 
-Results are a JSON text content (indented, like ``mcp-server-time``) plus the same object as
-structured content. No tool declares an output schema, so a malformed answer reaches the client
-as it is, the way a badly behaved real server's would.
+How results are answered is chosen with ``--answers`` (faulted answers included):
+
+``both`` (the default)
+    A JSON text content (indented, like ``mcp-server-time``) plus the same object as structured
+    content. No tool declares an output schema, so a malformed answer reaches the client as it
+    is, the way a badly behaved real server's would.
+``text``
+    The JSON text content only, no structured content: the client must parse the text.
+``structured``
+    FastMCP's natural structured output: each tool returns its object and is registered with
+    ``structured_output=True``, so it declares an output schema (any object) and FastMCP writes
+    both contents. A faulted answer is still sent as it is; the client checks it against the
+    schema (an ``invalid_json`` answer, having no structured content, fails that check).
+
+``calculate_typed`` keeps its declared output schema and structured content in every mode.
 
 Run it::
 
@@ -24,7 +36,7 @@ Run it::
     python -m hybridmcp.testing.faultserver --transport streamable-http --port 8123  # /mcp
     python -m hybridmcp.testing.faultserver --transport sse --port 8124              # /sse
     python -m hybridmcp.testing.faultserver --faults '{"calculate": {"fail_first": 2}}' \\
-        --seed 7 --record calls.jsonl
+        --seed 7 --record calls.jsonl --answers text
 
 Faults are keyed by tool name, or ``"*"`` for every tool (a tool's own keys override the ``"*"``
 keys one by one). They come from ``--faults`` (a JSON object, or the path of a JSON or YAML file),
@@ -104,6 +116,8 @@ FAULTABLE_TOOLS = (
     "sleep",
 )
 ENV_FAULTS = "HYBRIDMCP_FAULTS"
+Answers = Literal["both", "text", "structured"]
+ANSWER_MODES: tuple[Answers, ...] = ("both", "text", "structured")
 WRONG_TIME_SHIFT = timedelta(hours=3)
 
 
@@ -588,9 +602,9 @@ def _normal(result: dict[str, Any]) -> CallToolResult:
     return _answer(*render_output(FaultDecision(), result))
 
 
-def _run(tool: str, *args: Any) -> CallToolResult:
+def _run(tool: str, *args: Any) -> dict[str, Any]:
     try:
-        return _normal(IMPLEMENTATIONS[tool](*args))
+        return IMPLEMENTATIONS[tool](*args)
     except ToolInputError as err:
         raise ToolError(str(err)) from None
 
@@ -604,16 +618,23 @@ class TypedValue(BaseModel):
 class FaultMCP(FastMCP):
     """FastMCP with one hook: every ``tools/call`` is recorded, then passes the fault plan."""
 
-    def __init__(self, state: FaultState, **kwargs: Any) -> None:
+    def __init__(self, state: FaultState, answers: Answers = "both", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fault_state = state
+        self.answers = answers
+
+    def _present(self, result: Any) -> Any:
+        """In ``text`` mode, a result built with structured content is sent without it."""
+        if self.answers == "text" and isinstance(result, CallToolResult):
+            return result.model_copy(update={"structuredContent": None})
+        return result
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         state = self.fault_state
         if state.recorder is not None:
             state.recorder.record(name, arguments)
         if name not in FAULTABLE_TOOLS:
-            return await super().call_tool(name, arguments)
+            return self._present(await super().call_tool(name, arguments))
         decision = state.next_decision(name)
         if decision.delay_s > 0:
             await asyncio.sleep(decision.delay_s)
@@ -627,7 +648,7 @@ class FaultMCP(FastMCP):
             raise ToolError(f"injected failure in {name} ({decision.reason})")
         result = await super().call_tool(name, arguments)
         if decision.output == "normal":
-            return result
+            return self._present(result)
         if isinstance(result, tuple):  # a tool with an output schema: (content, structured)
             structured = result[1]
         elif isinstance(result, CallToolResult) and not result.isError:
@@ -637,15 +658,21 @@ class FaultMCP(FastMCP):
         if structured is None:  # pragma: no cover - defensive
             return result
         # A CallToolResult is sent as it is: the server does not check it against the schema.
-        return _answer(*render_output(decision, structured, WRONG_ANSWERS.get(name)))
+        return self._present(_answer(*render_output(decision, structured, WRONG_ANSWERS.get(name))))
 
 
 def build_server(
-    state: FaultState, host: str = "127.0.0.1", port: int = 8000, log_level: str = "WARNING"
+    state: FaultState,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "WARNING",
+    answers: Answers = "both",
 ) -> FaultMCP:
-    """The MCP server: the real tools, served through ``state``'s fault plan."""
+    """The MCP server: the real tools, served through ``state``'s fault plan, answering as
+    ``answers`` says (see the module docstring)."""
     server = FaultMCP(
         state,
+        answers,
         name="hybridmcp-faultserver",
         instructions="Real tools with configurable injected faults (hybridmcp test tooling).",
         host=host,
@@ -653,29 +680,44 @@ def build_server(
         log_level=log_level,
     )
     read_only = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+    structured = answers == "structured"
+    returns = dict[str, Any] if structured else CallToolResult
 
-    @server.tool(name="get_current_time", annotations=read_only, structured_output=False)
+    def answer(result: dict[str, Any]) -> Any:
+        """A normal answer: the object itself for FastMCP to render, or text plus structure."""
+        return result if structured else _normal(result)
+
+    def tool(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Any]:
+        """``server.tool``, with the return type and structured output of the answer mode."""
+
+        def register(fn: Callable[..., Any]) -> Any:
+            fn.__annotations__["return"] = returns
+            return server.tool(name=name, structured_output=structured, **kwargs)(fn)
+
+        return register
+
+    @tool("get_current_time", annotations=read_only)
     def get_current_time(
         timezone: Annotated[str, Field(description="IANA timezone name, e.g. 'Europe/London'")],
-    ) -> CallToolResult:
+    ) -> Any:
         """Get current time in a specific timezone."""
-        return _run("get_current_time", timezone)
+        return answer(_run("get_current_time", timezone))
 
-    @server.tool(name="convert_time", annotations=read_only, structured_output=False)
+    @tool("convert_time", annotations=read_only)
     def convert_time(
         source_timezone: Annotated[str, Field(description="Source IANA timezone name")],
         time: Annotated[str, Field(description="Time to convert in 24-hour format (HH:MM)")],
         target_timezone: Annotated[str, Field(description="Target IANA timezone name")],
-    ) -> CallToolResult:
+    ) -> Any:
         """Convert time between timezones."""
-        return _run("convert_time", source_timezone, time, target_timezone)
+        return answer(_run("convert_time", source_timezone, time, target_timezone))
 
-    @server.tool(name="calculate", annotations=read_only, structured_output=False)
+    @tool("calculate", annotations=read_only)
     def calculate(
         expression: Annotated[str, Field(description="Arithmetic: + - * / // % ** and ( )")],
-    ) -> CallToolResult:
+    ) -> Any:
         """Evaluate an arithmetic expression safely; returns {"value": number}."""
-        return _run("calculate", expression)
+        return answer(_run("calculate", expression))
 
     @server.tool(name="calculate_typed", annotations=read_only, structured_output=True)
     def calculate_typed(
@@ -687,33 +729,31 @@ def build_server(
         except ToolInputError as err:
             raise ToolError(str(err)) from None
 
-    @server.tool(name="word_count", annotations=read_only, structured_output=False)
-    def word_count(text: str) -> CallToolResult:
+    @tool("word_count", annotations=read_only)
+    def word_count(text: str) -> Any:
         """Count words, characters and sentences of a text."""
-        return _run("word_count", text)
+        return answer(_run("word_count", text))
 
-    @server.tool(name="echo", annotations=read_only, structured_output=False)
-    def echo(text: str) -> CallToolResult:
+    @tool("echo", annotations=read_only)
+    def echo(text: str) -> Any:
         """Return the text unchanged, as {"text": text}."""
-        return _normal({"text": text})
+        return answer({"text": text})
 
-    @server.tool(name="echo_json", annotations=read_only, structured_output=False)
-    def echo_json(payload: dict[str, Any]) -> CallToolResult:
+    @tool("echo_json", annotations=read_only)
+    def echo_json(payload: dict[str, Any]) -> Any:
         """Return a JSON object unchanged, as {"payload": payload}."""
-        return _normal({"payload": payload})
+        return answer({"payload": payload})
 
-    @server.tool(name="sleep", annotations=read_only, structured_output=False)
+    @tool("sleep", annotations=read_only)
     async def sleep(
         ms: Annotated[int, Field(ge=0, le=3_600_000, description="Milliseconds to sleep")],
-    ) -> CallToolResult:
+    ) -> Any:
         """Sleep for ms milliseconds (a real asyncio sleep), then return {"slept_ms": ms}."""
         await asyncio.sleep(ms / 1000.0)
-        return _normal({"slept_ms": ms})
+        return answer({"slept_ms": ms})
 
-    @server.tool(name=CONTROL_TOOL, structured_output=False)
-    def fault_control(
-        faults: dict[str, Any] | None = None, reset_counters: bool = False
-    ) -> CallToolResult:
+    @tool(CONTROL_TOOL)
+    def fault_control(faults: dict[str, Any] | None = None, reset_counters: bool = False) -> Any:
         """Replace the fault configuration (if given), optionally reset the call counters, and
         return the configuration, the per-tool call counters, the seed and the server's pid."""
         if faults is not None:
@@ -724,7 +764,7 @@ def build_server(
         if reset_counters:
             state.counters.clear()
             state.total_calls = 0
-        return _normal(state.snapshot())
+        return answer(state.snapshot())
 
     return server
 
@@ -744,6 +784,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--record", metavar="FILE", help="append one JSON line per call to FILE")
     parser.add_argument("--seed", type=int, help="seed of the random faults (default: random)")
+    parser.add_argument(
+        "--answers",
+        choices=ANSWER_MODES,
+        default="both",
+        help="answer with JSON text and structured content (both), text only, or FastMCP's "
+        "structured output with an output schema (structured)",
+    )
     parser.add_argument(
         "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
@@ -766,7 +813,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"faultserver: error: --record {args.record!r}: {err.strerror}", file=sys.stderr)
         return 2
     state = FaultState(plan, seed, recorder)
-    server = build_server(state, host=args.host, port=args.port, log_level=args.log_level)
+    server = build_server(
+        state, host=args.host, port=args.port, log_level=args.log_level, answers=args.answers
+    )
     try:
         if args.transport == "stdio":
             server.run("stdio")

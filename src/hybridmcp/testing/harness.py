@@ -24,13 +24,18 @@ FAULTSERVER = "hybridmcp.testing.faultserver"
 
 
 def faultserver_args(
-    faults: dict[str, Any] | None = None, seed: int = 7, record: str | Path | None = None
+    faults: dict[str, Any] | None = None,
+    seed: int = 7,
+    record: str | Path | None = None,
+    answers: str = "both",
 ) -> list[str]:
     args = ["-m", FAULTSERVER, "--seed", str(seed)]
     if faults:
         args += ["--faults", json.dumps(faults)]
     if record:
         args += ["--record", str(record)]
+    if answers != "both":
+        args += ["--answers", answers]
     return args
 
 
@@ -38,13 +43,14 @@ def faultserver_stdio(
     faults: dict[str, Any] | None = None,
     seed: int = 7,
     record: str | Path | None = None,
+    answers: str = "both",
     **server: Any,
 ) -> dict[str, Any]:
     """The ``mcpServers`` entry of a fault server over stdio."""
     return {
         "transport": "stdio",
         "command": sys.executable,
-        "args": faultserver_args(faults, seed, record),
+        "args": faultserver_args(faults, seed, record, answers),
         "env": {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
         **server,
     }
@@ -67,11 +73,13 @@ class HttpFaultServer:
         seed: int = 7,
         record: str | Path | None = None,
         port: int | None = None,
+        answers: str = "both",
     ) -> None:
         self.faults = faults
         self.transport = transport
         self.seed = seed
         self.record = record
+        self.answers = answers
         self.port = port or free_port()
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -87,7 +95,7 @@ class HttpFaultServer:
     async def start(self, faults: dict[str, Any] | None = None, limit_s: float = 20.0) -> None:
         if faults is not None:
             self.faults = faults
-        args = [*faultserver_args(self.faults, self.seed, self.record)]
+        args = [*faultserver_args(self.faults, self.seed, self.record, self.answers)]
         args += ["--transport", self.transport, "--port", str(self.port)]
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, stdout=asyncio.subprocess.DEVNULL
