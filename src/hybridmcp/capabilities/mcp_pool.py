@@ -14,6 +14,14 @@ Queue time is not the provider's time. A call first *queues* (a slot of the serv
 :class:`~hybridmcp.capabilities.timing.CallTiming` is marked *sent* when the request is written,
 and ``timeout_s`` runs from that moment.
 
+``max_concurrency`` stays at 8 by measurement: 5,000 concurrent ``get_current_time`` calls to
+one ``mcp-server-time`` over stdio (2 cores) were all answered at every setting from 1 to 1,024,
+at 180-320 calls/s whatever the setting (the server is the bottleneck), while the provider
+latency grew with the calls in flight at the server: p50/p99 1.8/13 ms at 1, 33/92 ms at 8,
+178/333 ms at 32, 3.7/6.7 s at 1,024. More slots only move the queue into the server, where it
+is counted as the provider's time; the 5,000th call queued here for about 20 s, well within
+``max_queue_wait_ms``.
+
 Abandon, never cancel. A caller that stops waiting (a hedge that lost, a straggler cut, the
 deadline) does not cancel the request inside the MCP client: the request runs in a task the pool
 owns, its answer discarded, until it ends by itself or by the client's read timeout
