@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,7 @@ import pytest
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PoolConfig, parse_config
-from hybridmcp.errors import BackPressureError, DeadlineExceededError
+from hybridmcp.errors import BackPressureError, DeadlineExceededError, ServerUnavailableError
 from hybridmcp.testing.harness import faultserver_stdio, no_children_left
 
 pytestmark = pytest.mark.integration
@@ -31,9 +32,9 @@ OUTER_S = 120
 
 
 @asynccontextmanager
-async def pool(**server: Any) -> AsyncIterator[SessionPool]:
+async def pool(faults: dict[str, Any] | None = None, **server: Any) -> AsyncIterator[SessionPool]:
     """A pool over one fault server (stdio); no child process may outlive it."""
-    cfg = parse_config({"mcpServers": {"faulty": faultserver_stdio(**server)}})
+    cfg = parse_config({"mcpServers": {"faulty": faultserver_stdio(faults, **server)}})
     async with SessionPool(cfg.mcpServers, PoolConfig(health_interval_ms=0)) as opened:
         assert opened.is_up("faulty"), opened.status("faulty").error
         yield opened
@@ -118,3 +119,30 @@ async def test_queue_time_is_not_the_providers_time() -> None:
         assert text(await p.call_tool("faulty", "echo", {"text": "x"}, 5.0)) == {"text": "x"}
         status = p.status("faulty")
         assert status.opens == 1 and status.abandoned == 1, status.describe()
+
+
+async def test_a_broken_session_is_replaced_without_failing_the_calls_not_on_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="hybridmcp.pool")
+    async with (
+        asyncio.timeout(OUTER_S),
+        pool({"calculate": {"crash": True}}, max_concurrency=2) as p,
+    ):
+        on_it = [
+            asyncio.create_task(p.call_tool("faulty", "sleep", {"ms": 500}, 10.0)),
+            asyncio.create_task(p.call_tool("faulty", "calculate", {"expression": "1+1"}, 10.0)),
+        ]
+        await asyncio.sleep(0.1)  # both sent; the server dies in the second
+        queued = [
+            asyncio.create_task(p.call_tool("faulty", "echo", {"text": str(i)}, 10.0))
+            for i in range(5)
+        ]
+        lost = await asyncio.gather(*on_it, return_exceptions=True)
+        assert all(isinstance(e, ServerUnavailableError) for e in lost), lost
+        answers = [text(r) for r in await asyncio.gather(*queued)]
+        assert answers == [{"text": str(i)} for i in range(5)]
+        status = p.status("faulty")
+        assert status.replacements == 1 and status.opens == 2, status.describe()
+        assert status.describe()["replacements"] == 1
+    assert [r.getMessage() for r in caplog.records if "session broken" in r.getMessage()]

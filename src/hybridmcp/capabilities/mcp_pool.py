@@ -483,7 +483,7 @@ class _ServerSession:
             self._last_used = time.monotonic()
             self._slots.release()
 
-    def _call_error(self, where: str, call: _Call, err: Exception) -> Exception:
+    def _call_error(self, where: str, call: _Call | None, err: Exception) -> Exception:
         """The project's error for a failed request (the session is marked as it deserves)."""
         if isinstance(err, HybridMCPError):
             return err
@@ -492,7 +492,7 @@ class _ServerSession:
             return ProviderError(f"{where} failed: {_describe(err)}")
         code = err.error.code
         if code == CONNECTION_CLOSED:
-            self._broken(f"connection closed during {where}", call.session)
+            self._broken(f"connection closed during {where}", call.session if call else None)
             return ServerUnavailableError(
                 f"{where}: the connection closed mid-call (server crashed or went away)"
             )
