@@ -366,6 +366,18 @@ class PoolConfig(_Model):
     health_interval_ms: float = Field(
         30_000, ge=0, description="Ping idle sessions this often; 0 turns it off."
     )
+    max_queue_wait_ms: float = Field(
+        300_000,
+        gt=0,
+        description="How long a call may wait for a slot or a live session before it is "
+        "refused with BackPressureError (never sent, never held against the server).",
+    )
+    cancel_notifications: bool = Field(
+        False,
+        description="Send notifications/cancelled for an abandoned request (a lost hedge, a "
+        "cut straggler, a missed deadline). Off by default: it crashes servers built on the "
+        "mcp Python SDK 1.30 now and then (see capabilities/mcp_pool.py).",
+    )
 
 
 class ResilienceConfig(_Model):

@@ -9,6 +9,7 @@ from JSON, nodes open resources lazily once per process from ``Context.config_pa
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -179,3 +180,16 @@ async def resources_for(context: Context | None) -> Resources:
         if path not in _SHARED:
             _SHARED[path] = await Resources.open(load_config(path))
     return _SHARED[path]
+
+
+async def close_shared() -> None:
+    """Close every resource :func:`resources_for` opened in this process (server shutdown):
+    the MCP sessions and the server processes they started. Safe to call more than once."""
+    while _SHARED:
+        path, resources = _SHARED.popitem()
+        try:
+            await resources.close()
+        except Exception:  # one failed close must not keep the others open
+            logging.getLogger("hybridmcp.pool").exception(
+                "closing the shared resources of %s failed", path or "the default configuration"
+            )

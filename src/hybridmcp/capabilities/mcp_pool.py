@@ -8,31 +8,72 @@ node in a task of its own. Each session therefore lives in an *owner task* that 
 transport's context, publishes the session, and waits to be told to stop; other tasks only
 send requests through the session's streams.
 
+Queue time is not the provider's time. A call first *queues* (a slot of the server's
+``max_concurrency``, then a live session, re-opened if need be), bounded by ``queue_timeout_s``
+(``max_queue_wait_ms``); past it :class:`BackPressureError`, the request never sent. The
+:class:`~hybridmcp.capabilities.timing.CallTiming` is marked *sent* when the request is written,
+and ``timeout_s`` runs from that moment.
+
+``max_concurrency`` stays at 8 by measurement: 5,000 concurrent ``get_current_time`` calls to
+one ``mcp-server-time`` over stdio (2 cores) were all answered at every setting from 1 to 1,024,
+at 180-320 calls/s whatever the setting (the server is the bottleneck), while the provider
+latency grew with the calls in flight at the server: p50/p99 1.8/13 ms at 1, 33/92 ms at 8,
+178/333 ms at 32, 3.7/6.7 s at 1,024. More slots only move the queue into the server, where it
+is counted as the provider's time; the 5,000th call queued here for about 20 s, well within
+``max_queue_wait_ms``.
+
+Abandon, never cancel. A caller that stops waiting (a hedge that lost, a straggler cut, the
+deadline) does not cancel the request inside the MCP client: the request runs in a task the pool
+owns, its answer discarded, until it ends by itself or by the client's read timeout
+(``STRAGGLER_GRACE_S`` after the deadline); it holds its slot until then. Measured here
+(fault server over stdio, mcp 1.30, anyio 4.16; batches of 60 concurrent calls to ``sleep``
+of 0-10 ms, a third of the callers cancelled at random points):
+
+- caller cancelled inside ``ClientSession.call_tool``: the session broke in 5 of 5 trials
+  with ``notifications/cancelled`` (after 1, 1, 2, 5 batches, once at exit; a rerun: 4, 4, 7),
+  the server's session ending as described below; and in 5 of 5 without, the client's own
+  session ending (its stdio transport fails with ``BrokenResourceError`` writing to the
+  session's closed read stream; no error is logged by the session, the exact race inside the
+  SDK was not pinned down);
+- abandoned, no notification: 0 broken in 3 trials of 200 batches (36,000 calls); through the
+  pool, 0 broken (``opens == 1``) in each of 5 runs of the stress test (10,000 calls, 3,000
+  callers cancelled at random points);
+- abandoned, with ``notifications/cancelled``: the *server* ends its session: 1 trial in 11 of
+  the bare-session test, and 5 of 5 runs of the pool's stress test, each in its first batch of
+  250. In mcp 1.30's server, ``RequestResponder.cancel()`` writes a "Request cancelled"
+  response from the session's receive loop, and that loop is cancelled in the write; the
+  session's streams close and the stdio server exits (upstream: python-sdk #2416, #2480).
+  Hence ``cancel_notifications`` is off by default: an abandoned request costs the server the
+  rest of its work (bounded by the deadline plus ``STRAGGLER_GRACE_S``) and holds its slot that
+  long, never the session that every run shares.
+
 Resilience, per server:
 
-- **deadlines**: every call runs under an outer ``asyncio`` deadline (the MCP client's read
-  timeout alone does not end a call whose streamable-HTTP server died mid-call). A call that
-  misses its deadline, or whose caller is cancelled, sends the server ``notifications/cancelled``
-  so the server stops the work, and marks the session *suspect*;
+- **deadlines**: every call runs under a deadline of its own (the MCP client's read timeout
+  alone does not end a call whose streamable-HTTP server died mid-call); a missed deadline marks
+  the session *suspect*;
 - **health**: a suspect session is pinged before its next call, and idle sessions are pinged
   every ``health_interval_ms``; a session that fails a ping, whose connection closed, or whose
   transport died is *broken*;
-- **re-opening**: a broken session is replaced on the next call (one open shared by all the
-  callers waiting for it). A request that could not even be sent on a dead session is retried
-  once on the new one; a request that was in flight when the connection died fails (the server
-  may have acted on it) and the coordinator reallocates it. Failed opens back off exponentially
-  (``reopen_backoff_ms`` doubling up to ``reopen_backoff_max_ms``), and calls during the backoff
-  fail fast with :class:`ServerUnavailableError`;
-- **bounded concurrency**: at most ``max_concurrency`` calls in flight per server; the others wait
-  for a slot within their own deadline;
-- **clean shutdown**: :meth:`SessionPool.close` stops every owner task (stdio processes are ended
-  by their transport), waiting at most a few seconds for each before cancelling it.
+- **replacement**: a broken session is retired and re-opened at once (one open shared by all
+  the callers waiting for it); calls still queued wait for the new one, and each replacement is
+  logged (logger ``hybridmcp.pool``) and counted (``ServerStatus.replacements``). A request that
+  could not even be written to a dead session is sent again on the new one; a request in flight
+  when the connection died fails (the server may have acted on it) and the coordinator
+  reallocates it. Failed opens back off exponentially (``reopen_backoff_ms`` doubling up to
+  ``reopen_backoff_max_ms``), and calls during the backoff fail fast with
+  :class:`ServerUnavailableError`;
+- **errors**: JSON-RPC -32602 (invalid params) is the request's fault (:class:`RequestError`),
+  never the provider's;
+- **clean shutdown**: :meth:`SessionPool.close` stops every request task and owner task (stdio
+  processes are ended by their transport), waiting at most a few seconds for each.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -48,6 +89,7 @@ from mcp import ClientSession
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
+    INVALID_PARAMS,
     CallToolResult,
     CancelledNotification,
     CancelledNotificationParams,
@@ -57,12 +99,24 @@ from mcp.types import (
 
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
-from hybridmcp.errors import DeadlineExceededError, ProviderError, ServerUnavailableError
+from hybridmcp.errors import (
+    BackPressureError,
+    DeadlineExceededError,
+    HybridMCPError,
+    ProviderError,
+    RequestError,
+    ServerUnavailableError,
+)
+
+log = logging.getLogger("hybridmcp.pool")
 
 REQUEST_TIMEOUT = 408
 """The JSON-RPC error code the MCP client raises when its own read timeout fires."""
 STOP_GRACE_S = 5.0
 """How long a stopping owner task may take (a stdio transport waits 2 s for its process)."""
+STRAGGLER_GRACE_S = 2.0
+"""How long an abandoned request may outlive its deadline before the MCP client's own read
+timeout ends it (a server that answers neither the call nor ``notifications/cancelled``)."""
 _SESSION_GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
 
 
@@ -119,6 +173,11 @@ class ServerStatus:
     retry_at: float = 0.0
     """``time.monotonic()`` before which no re-open is tried."""
     in_flight: int = 0
+    """Requests sent and not yet ended (abandoned ones included: they hold their slot)."""
+    abandoned: int = 0
+    """Requests whose caller stopped waiting (cancelled, or past the deadline) while in flight."""
+    replacements: int = 0
+    """Sessions found broken and replaced; never held against the server's record."""
 
     @property
     def available(self) -> bool:
@@ -132,7 +191,9 @@ class ServerStatus:
             "error": self.error,
             "calls": self.calls,
             "opens": self.opens,
+            "replacements": self.replacements,
             "in_flight": self.in_flight,
+            "abandoned": self.abandoned,
         }
 
 
@@ -158,6 +219,7 @@ class _ServerSession:
         self._opening: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._requests: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._suspect = False
         self._closed = False
@@ -198,6 +260,7 @@ class _ServerSession:
 
     async def _own(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
         me = asyncio.current_task()
+        published = False
         try:
             async with create_session(to_connection(self.config)) as session:  # type: ignore[arg-type]
                 await session.initialize()
@@ -208,6 +271,7 @@ class _ServerSession:
                     self.status.up = True
                     self.status.error = None
                     self.status.opened_at = time.time()
+                    published = True
                 ready.set()
                 await stop.wait()
         except asyncio.CancelledError:
@@ -219,6 +283,8 @@ class _ServerSession:
             if self._owner is me:
                 self._session = None
                 self.status.up = False
+                if published and not stop.is_set():  # ended by itself: replace it
+                    self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
 
     def _retire(self) -> None:
@@ -232,9 +298,20 @@ class _ServerSession:
             self._retired.add(owner)
             owner.add_done_callback(self._retired.discard)
 
-    def _broken(self, why: str) -> None:
+    def _broken(self, why: str, session: ClientSession | None = None) -> None:
         """Retire a broken session and start its replacement now, so the next call finds it
-        open (or opening)."""
+        open (or opening). ``session``: the one the failure was seen on; a failure seen on a
+        session already replaced changes nothing."""
+        if session is not None and session is not self._session:
+            return
+        if self._owner is not None:
+            self.status.replacements += 1
+            log.warning(
+                "MCP server %r: session broken (%s); replacing it (replacement %d)",
+                self.name,
+                why,
+                self.status.replacements,
+            )
         self.status.error = why
         self._retire()
         self.reopen_in_background()
@@ -243,10 +320,12 @@ class _ServerSession:
         self._closed = True
         if self._opening is not None and not self._opening.done():
             self._opening.cancel()
-        self._retire()
-        for task in list(self._background):
+        for task in [*self._requests, *self._background]:
             task.cancel()
-        await asyncio.gather(*(_finish(t) for t in [*self._retired, *self._background]))
+        self._retire()
+        await asyncio.gather(
+            *(_finish(t) for t in [*self._retired, *self._background, *self._requests])
+        )
 
     # -- health ---------------------------------------------------------------------------------
 
@@ -262,8 +341,7 @@ class _ServerSession:
             async with asyncio.timeout(timeout_s):
                 await session.send_ping()
         except Exception as err:
-            if session is self._session:
-                self._broken(f"health check failed: {_describe(err) or 'no answer'}")
+            self._broken(f"health check failed: {_describe(err) or 'no answer'}", session)
             return False
         self._suspect = False
         return True
@@ -315,74 +393,145 @@ class _ServerSession:
         tool: str,
         arguments: dict[str, Any],
         timeout_s: float,
-        timing: CallTiming | None = None,
+        timing: CallTiming,
+        queue_timeout_s: float,
     ) -> CallToolResult:
-        where = f"{self.name}/{tool}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        """Queue for a slot and a live session, then send; a caller that stops waiting (its
+        cancellation, or the deadline) abandons the request instead of cancelling it."""
         try:
-            async with asyncio.timeout_at(deadline), self._slots:
-                for attempt in (1, 2):
-                    session = await self._ensure()
-                    if timing is not None:
-                        timing.mark_sent()
-                    try:
-                        return await self._send(session, tool, arguments, deadline - loop.time())
-                    except _SESSION_GONE as err:
-                        # Nothing reached the server: safe to send again on a fresh session.
-                        self._broken(f"session closed: {_describe(err)}")
-                        if attempt == 2:
-                            raise ServerUnavailableError(
-                                f"{where}: the session closed and re-opening did not help"
-                            ) from None
-        except TimeoutError:
-            raise DeadlineExceededError(
-                f"{where} did not answer within {timeout_s * 1000:.0f} ms"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            session = await self._queue(tool, queue_timeout_s)
+        except BaseException:
+            timing.mark_ended()
+            raise
+        # From here the slot belongs to the request task: it releases it when the request ends.
+        call = _Call(tool, arguments, timeout_s, timing, asyncio.get_running_loop().create_future())
+        request = asyncio.create_task(self._send(call, session), name=f"mcp-call:{self.name}")
+        self._requests.add(request)
+        request.add_done_callback(self._requests.discard)
+        try:
+            return await asyncio.shield(call.outcome)
+        except asyncio.CancelledError:
+            timing.mark_ended()
+            if call.outcome.cancel():  # still in flight (or not even sent): abandon it
+                self._abandon(call, "the caller cancelled the request")
+            raise
 
-    async def _send(
-        self, session: ClientSession, tool: str, arguments: dict[str, Any], remaining_s: float
-    ) -> CallToolResult:
-        """One ``tools/call``; on deadline or cancellation the server is told to stop."""
-        where = f"{self.name}/{tool}"
-        # The id the session gives this request: read synchronously, just before the call.
-        request_id = getattr(session, "_request_id", None)
+    async def _queue(self, tool: str, queue_timeout_s: float) -> ClientSession:
+        """A slot and a live session within ``queue_timeout_s``; the slot is held on return."""
+        try:
+            async with asyncio.timeout(queue_timeout_s):
+                await self._slots.acquire()
+                try:
+                    return await self._ensure()
+                except BaseException:
+                    self._slots.release()
+                    raise
+        except TimeoutError:
+            raise BackPressureError(
+                f"{self.name}/{tool}: no free slot or live session within "
+                f"{queue_timeout_s * 1000:.0f} ms ({self.status.in_flight} calls in flight, "
+                f"max_concurrency {self.config.max_concurrency}); the request was not sent. "
+                "Raise the server's max_concurrency or resilience.pool.max_queue_wait_ms, "
+                "or send fewer requests at once"
+            ) from None
+
+    async def _send(self, call: _Call, session: ClientSession) -> None:
+        """The request task: one ``tools/call``, owned by the pool, never cancelled by a caller.
+
+        Its answer settles ``call.outcome`` unless the caller gave up first, in which case it
+        is discarded. The deadline runs from the moment the request is written; the MCP
+        client's own read timeout, ``STRAGGLER_GRACE_S`` later, ends a request whose server
+        answers neither the call nor its cancellation.
+        """
+        where = f"{self.name}/{call.tool}"
+        loop = asyncio.get_running_loop()
+        if call.outcome.done():  # the caller left before the request was written: skip it
+            self._slots.release()
+            return
+        call.timing.mark_sent()
+        deadline = loop.time() + call.timeout_s
+        timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
         self.status.in_flight += 1
+        read_timeout = timedelta(seconds=call.timeout_s + STRAGGLER_GRACE_S)
         try:
-            return await session.call_tool(
-                tool, arguments, read_timeout_seconds=timedelta(seconds=max(remaining_s, 0.001))
-            )
-        except asyncio.CancelledError:
-            # The outer deadline, or a caller that no longer wants the answer (a lost hedge).
-            self._suspect = True
-            self._cancel_remote(session, request_id, "the caller cancelled the request")
+            for attempt in (1, 2):
+                # The id the session gives this request: read synchronously, just before it.
+                call.session, call.request_id = session, getattr(session, "_request_id", None)
+                try:
+                    result = await session.call_tool(
+                        call.tool, call.arguments, read_timeout_seconds=read_timeout
+                    )
+                except _SESSION_GONE as err:
+                    # Nothing reached the server: safe to send again on a fresh session.
+                    self._broken(f"session closed: {_describe(err)}", session)
+                    if attempt == 2 or call.outcome.done():
+                        raise ServerUnavailableError(
+                            f"{where}: the session closed and re-opening did not help"
+                        ) from None
+                    async with asyncio.timeout_at(deadline):
+                        session = await self._ensure()
+                    continue
+                _settle(call, result)
+                return
+        except asyncio.CancelledError:  # only the pool's own close cancels a request task
+            _settle(call, ServerUnavailableError(f"{where}: the session pool closed mid-call"))
             raise
-        except McpError as err:
-            code = err.error.code
-            if code == CONNECTION_CLOSED:
-                self._broken(f"connection closed during {where}")
-                raise ServerUnavailableError(
-                    f"{where}: the connection closed mid-call (server crashed or went away)"
-                ) from None
-            if code == REQUEST_TIMEOUT:
-                self._suspect = True
-                self._cancel_remote(session, request_id, "deadline exceeded")
-                raise DeadlineExceededError(f"{where} did not answer in time") from None
-            raise ProviderError(f"{where} failed: {err.error.message}") from None
-        except _SESSION_GONE:
-            raise
+        except TimeoutError:  # no live session again before the deadline
+            _settle(call, DeadlineExceededError(f"{where}: no live session before the deadline"))
         except Exception as err:
-            self._suspect = True
-            raise ProviderError(f"{where} failed: {_describe(err)}") from None
+            _settle(call, self._call_error(where, call, err))
         finally:
+            timer.cancel()
+            call.timing.mark_ended()
             self.status.in_flight -= 1
             self._last_used = time.monotonic()
+            self._slots.release()
 
-    def _cancel_remote(self, session: ClientSession, request_id: Any, reason: str) -> None:
-        """Send ``notifications/cancelled`` in the background (the caller may be cancelled)."""
-        if request_id is None or session is not self._session:
+    def _call_error(self, where: str, call: _Call | None, err: Exception) -> Exception:
+        """The project's error for a failed request (the session is marked as it deserves)."""
+        if isinstance(err, HybridMCPError):
+            return err
+        if not isinstance(err, McpError):
+            self._suspect = True
+            return ProviderError(f"{where} failed: {_describe(err)}")
+        code = err.error.code
+        if code == CONNECTION_CLOSED:
+            self._broken(f"connection closed during {where}", call.session if call else None)
+            return ServerUnavailableError(
+                f"{where}: the connection closed mid-call (server crashed or went away)"
+            )
+        if code == REQUEST_TIMEOUT:
+            self._suspect = True
+            return DeadlineExceededError(f"{where} did not answer in time")
+        if code == INVALID_PARAMS:
+            return RequestError(f"{where} rejected the arguments: {err.error.message}")
+        return ProviderError(f"{where} failed: {err.error.message}")
+
+    def _expire(self, call: _Call) -> None:
+        """The deadline (a timer, ``timeout_s`` after sending): the caller gets
+        :class:`DeadlineExceededError` now; the request is abandoned, not cancelled."""
+        if call.outcome.done():
+            return
+        call.timing.mark_ended()
+        call.outcome.set_exception(
+            DeadlineExceededError(
+                f"{self.name}/{call.tool} did not answer within {call.timeout_s * 1000:.0f} ms"
+            )
+        )
+        self._suspect = True
+        self._abandon(call, "deadline exceeded")
+
+    def _abandon(self, call: _Call, reason: str) -> None:
+        """The caller no longer wants the answer: tell the server it may stop (in the
+        background), and let the request run out in its task, its answer discarded."""
+        if call.timing.sent_at is None:  # never sent: _send will skip it
+            return
+        self.status.abandoned += 1
+        session, request_id = call.session, call.request_id
+        if not self.settings.cancel_notifications or request_id is None:
+            return
+        if session is None or session is not self._session:
             return
         note = ClientNotification(
             CancelledNotification(
@@ -398,6 +547,30 @@ class _ServerSession:
         task = asyncio.create_task(send(), name=f"mcp-cancel:{self.name}")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+@dataclass
+class _Call:
+    """One request on its way: what the caller awaits, and what identifies it on the wire."""
+
+    tool: str
+    arguments: dict[str, Any]
+    timeout_s: float
+    timing: CallTiming
+    outcome: asyncio.Future[CallToolResult]
+    session: ClientSession | None = None
+    request_id: Any = None
+
+
+def _settle(call: _Call, answer: CallToolResult | Exception) -> None:
+    """Give the caller its answer, unless it has already gone (the answer is discarded)."""
+    if call.outcome.done():
+        return
+    call.timing.mark_ended()
+    if isinstance(answer, Exception):
+        call.outcome.set_exception(answer)
+    else:
+        call.outcome.set_result(answer)
 
 
 async def _finish(task: asyncio.Task[Any]) -> None:
@@ -486,12 +659,26 @@ class SessionPool:
         timing: CallTiming | None = None,
         queue_timeout_s: float | None = None,
     ) -> CallToolResult:
-        """Call a tool on the server's session, bounded by ``timeout_s`` in all (waiting for a
-        slot, re-opening, the call itself).
+        """Call a tool on the server's session.
+
+        Waiting for a slot and a live session is bounded by ``queue_timeout_s`` (default
+        ``max_queue_wait_ms``; past it :class:`BackPressureError`, the request never sent).
+        ``timeout_s`` bounds the call from the moment it is written (``timing.mark_sent()``).
+        ``timing.sent_at`` stays ``None`` for a request that was never sent. A caller that is
+        cancelled abandons the request (see the module docstring); the session survives.
+
+        Raises :class:`RequestError` when the server rejects the arguments (JSON-RPC -32602),
+        :class:`DeadlineExceededError`, :class:`ServerUnavailableError`, :class:`ProviderError`.
 
         Callers outside :mod:`hybridmcp.capabilities.gate` must not use this directly: every
         external call passes the gate.
         """
+        timing = timing if timing is not None else CallTiming()
         if server not in self._sessions:
+            timing.mark_ended()
             raise ServerUnavailableError(f"MCP server {server!r} is not configured")
-        return await self._sessions[server].call(tool, arguments, timeout_s, timing)
+        if queue_timeout_s is None:
+            queue_timeout_s = self.settings.max_queue_wait_ms / 1000
+        return await self._sessions[server].call(
+            tool, arguments, timeout_s, timing, queue_timeout_s
+        )
