@@ -374,7 +374,7 @@ def _unwrapped(inner: Any, parse_any_json: bool) -> Any:
     return parsed if parse_any_json or isinstance(parsed, dict | list) else inner
 
 
-def answer_value(
+def _answer_value(
     result: CallToolResult,
     *,
     parse_any_json: bool = False,
@@ -413,13 +413,13 @@ def extract_result(
     *,
     output_schema: Mapping[str, Any] | None = None,
 ) -> Any:
-    """A tool's answer as a JSON value (see :func:`answer_value`), then the provider's
+    """A tool's answer as a JSON value (see :func:`_answer_value`), then the provider's
     ``result`` path applied; :class:`ProviderError` when the tool reported an error.
     ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping)."""
     if result.isError:
         text = _tool_text(result)
         raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
-    value = answer_value(
+    value = _answer_value(
         result, parse_any_json=provider.result_path is not None, output_schema=output_schema
     )
     if provider.result_path:
