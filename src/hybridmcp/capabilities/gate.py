@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
-from hybridmcp.capabilities.registry import Provider, extract_result, map_arguments
+from hybridmcp.capabilities.registry import (
+    Provider,
+    answer_to_judge,
+    extract_result,
+    map_arguments,
+)
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ToolOutputSettings
 from hybridmcp.errors import (
@@ -262,11 +267,12 @@ class Gate:
         return budget
 
     def _check_output(self, provider: Provider, result: Any, size: int) -> None:
-        """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`)."""
-        text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+        """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`),
+        judged on the answer as it will be read (a FastMCP-wrapped ``str`` is text)."""
+        text, structured = answer_to_judge(result)
         problem = output_problem(
             text,
-            result.structuredContent,
+            structured,
             size,
             max_bytes=self.output.max_bytes,
             error_patterns=self._error_patterns,

@@ -21,7 +21,17 @@ from typing import Any
 
 import jsonschema
 import yaml
-from mcp.types import CallToolResult, TextContent, Tool
+from mcp.types import (
+    AudioContent,
+    CallToolResult,
+    ContentBlock,
+    EmbeddedResource,
+    ImageContent,
+    ResourceLink,
+    TextContent,
+    TextResourceContents,
+    Tool,
+)
 
 from hybridmcp.capabilities.builtin import query_path
 from hybridmcp.capabilities.timing import CallTiming
@@ -311,21 +321,128 @@ def _tool_text(result: CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
-def extract_result(provider: Provider, result: CallToolResult) -> Any:
-    """A tool's answer as a JSON value; :class:`ProviderError` when the tool reported an error."""
-    text = _tool_text(result)
+# -- answer shapes: what each way an MCP tool can answer becomes (README "Answer shapes") -------
+
+FASTMCP_WRAP_MARKER = "x-fastmcp-wrap-result"
+"""Set in an output schema by the standalone ``fastmcp`` package when it wraps the return value."""
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _json_or_text(text: str) -> Any:
+    """A text's JSON value when it is JSON (``mcp-server-time`` answers so), else the text.
+    ``NaN`` and ``Infinity`` stay text: they are not JSON, and NaN never compares equal."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except ValueError:
+        return text
+
+
+def _content_value(part: ContentBlock) -> Any:
+    """One content part as a JSON value. Text is data; any other part keeps its kind as a typed
+    value, so an image or a resource reaches the result (and the comparator), never dropped."""
+    if isinstance(part, TextContent):
+        return _json_or_text(part.text)
+    if isinstance(part, ImageContent | AudioContent):
+        return {"type": part.type, "mime_type": part.mimeType, "data": part.data}
+    if isinstance(part, ResourceLink):
+        return {
+            "type": "resource_link",
+            "uri": str(part.uri),
+            "name": part.name,
+            "mime_type": part.mimeType,
+        }
+    if isinstance(part, EmbeddedResource):
+        res = part.resource
+        body = {"text": res.text} if isinstance(res, TextResourceContents) else {"blob": res.blob}
+        return {"type": "resource", "uri": str(res.uri), "mime_type": res.mimeType, **body}
+    return part.model_dump(mode="json", exclude_none=True)  # a kind newer than this code
+
+
+def _one_or_list(values: list[Any]) -> Any:
+    """One part is the answer; several are the list of their values, in order; none is None."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _fastmcp_wrapped(result: CallToolResult, output_schema: Mapping[str, Any] | None) -> bool:
+    """Whether the structured content is FastMCP's ``{"result": value}`` wrapper of a return
+    value that is not an object (a ``str``, ``int``, list, ``None``...).
+
+    The standalone ``fastmcp`` marks such schemas; the SDK's FastMCP does not, but it always
+    sends the unwrapped value as the text content too. So a lone ``result`` key is a wrapper
+    unless the content reads as the whole object, as it does for a tool returning a model or
+    a dict with a ``result`` field (and for the fault server's text + same object)."""
+    structured = result.structuredContent
+    if not (isinstance(structured, dict) and set(structured) == {"result"}):
+        return False
+    if output_schema is not None and output_schema.get(FASTMCP_WRAP_MARKER):
+        return True
+    return bool(_one_or_list([_content_value(c) for c in result.content]) != structured)
+
+
+def _unwrapped(inner: Any, parse_any_json: bool) -> Any:
+    """A wrapped value. A ``str`` holding JSON text of an object or array is that object: a
+    tool that returns ``json.dumps(...)`` (a twin of ``mcp-server-time``) means the object.
+    Other JSON text (``"42"``) stays the text the tool returned, unless a ``result`` path is to
+    be applied to it."""
+    if not isinstance(inner, str):
+        return inner
+    parsed = _json_or_text(inner)
+    return parsed if parse_any_json or isinstance(parsed, dict | list) else inner
+
+
+def _answer_value(
+    result: CallToolResult,
+    *,
+    parse_any_json: bool = False,
+    output_schema: Mapping[str, Any] | None = None,
+) -> Any:
+    """A (non-error) answer as a JSON value, whatever its shape.
+
+    Structured content is the answer (unwrapped when FastMCP wrapped it); its text parts are
+    only its serialization, but any other part rides along, so ``[value, *typed parts]``.
+    Without structured content, each part is its value (see :func:`_content_value`)."""
+    if result.structuredContent is None:
+        return _one_or_list([_content_value(c) for c in result.content])
+    value: Any = result.structuredContent
+    if _fastmcp_wrapped(result, output_schema):
+        value = _unwrapped(value["result"], parse_any_json)
+    extras = [_content_value(c) for c in result.content if not isinstance(c, TextContent)]
+    return [value, *extras] if extras else value
+
+
+def answer_to_judge(
+    result: CallToolResult, output_schema: Mapping[str, Any] | None = None
+) -> tuple[str, Any]:
+    """The text and the structure (None if unstructured) the untrusted-output check judges.
+    A FastMCP-wrapped ``str`` is judged as the text it is, so ``{"result": "Error: ..."}`` is
+    still an error in disguise; another wrapped value is judged as the structure it is."""
+    structured = result.structuredContent
+    if structured is not None and _fastmcp_wrapped(result, output_schema):
+        inner = structured["result"]
+        return (inner, None) if isinstance(inner, str) else ("", inner)
+    return _tool_text(result), structured
+
+
+def extract_result(
+    provider: Provider,
+    result: CallToolResult,
+    *,
+    output_schema: Mapping[str, Any] | None = None,
+) -> Any:
+    """A tool's answer as a JSON value (see :func:`_answer_value`), then the provider's
+    ``result`` path applied; :class:`ProviderError` when the tool reported an error.
+    ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping)."""
     if result.isError:
+        text = _tool_text(result)
         raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
-    value: Any
-    if result.structuredContent is not None:
-        value = result.structuredContent
-        if isinstance(value, dict) and set(value) == {"result"} and text:
-            value = value["result"]
-    else:
-        try:
-            value = json.loads(text)
-        except (json.JSONDecodeError, ValueError):
-            value = text
+    value = _answer_value(
+        result, parse_any_json=provider.result_path is not None, output_schema=output_schema
+    )
     if provider.result_path:
         value = query_path(value, provider.result_path)
     return value

@@ -9,6 +9,11 @@ it, and returns it; nothing evaluates it or splices it into code. Before that, t
   ``Database error: ...`` (``mcp-server-sqlite`` answers so), a Python traceback, or a JSON
   object that only carries an ``error``.
 
+The caller passes the answer as it will be read (``registry.answer_to_judge``): a FastMCP tool
+returning a ``str`` sends ``{"result": "<text>"}`` as structured content, and that text is
+judged as text, so ``{"result": "Error: ..."}`` is still an error in disguise. Image, audio and
+resource parts are never text: an answer of only those has empty text and passes.
+
 Structured content is checked against the tool's ``outputSchema`` by the MCP client itself
 (``ClientSession.call_tool`` since mcp 1.10); a violation reaches the gate as a provider error.
 """
@@ -42,7 +47,8 @@ def output_problem(
     error_patterns: Sequence[re.Pattern[str]],
 ) -> str | None:
     """Why a tool's (non-error) answer must not be used, or None. ``text`` is its text content,
-    ``structured`` its structured content (None if absent), ``size`` its size in bytes."""
+    ``structured`` its structured content, FastMCP's wrapper removed (None if absent or if the
+    wrapped value is text), ``size`` its size in bytes."""
     if size > max_bytes:
         return f"answer of {size} bytes exceeds the {max_bytes}-byte limit (tool_output.max_bytes)"
     if structured is not None:
