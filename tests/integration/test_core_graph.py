@@ -134,12 +134,15 @@ async def test_request_nobody_can_serve_fails_alone(time_config):
     assert out["status"] == "partial"
     assert out["results"]["good"]["value"] == {"value": 4}
     bad = out["results"]["bad"]
+    # the caller's own errors: ended as request errors, never moved or held against a provider
     assert bad["value"] is None and "division by zero" in bad["error"]
-    assert "no other provider can serve it" in bad["error"]
+    assert bad["error"].startswith("request error")
     tz = out["results"]["tz"]
-    assert "every provider failed" in tz["error"]
+    assert tz["error"].startswith("request error") and "Not/AZone" in tz["error"]
+    assert {e["request_id"] for e in out["events"] if e["code"] == "REQUEST_ERROR"} == {"bad", "tz"}
     assert {a["side"] for a in tz["attempts"]} == {"internal", "external"}
-    assert any(e["code"] == "COORDINATION_FAILURE" for e in out["events"])
+    # both sides refused the caller's input: the request's fault, not a coordination failure
+    assert not any(e["code"] == "COORDINATION_FAILURE" for e in out["events"])
 
 
 async def test_invalid_task_is_refused_before_anything_runs(time_config):
@@ -230,8 +233,9 @@ def test_cli_human_output_and_bad_task(tmp_path):
     ("tags", "winner"), [(["real_time_data"], "external"), (["context_awareness"], "internal")]
 )
 async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(tags, winner):
-    """A clock two hours fast against mcp-server-time: on real-time data the external answer
-    leads the conflict; on work that needs context, the internal one (capability_mapping)."""
+    """A clock two hours fast against mcp-server-time, no evidence yet of which is right, a
+    non-critical request: on real-time data the external answer leads the conflict; on work
+    that needs context, the internal one (capability_mapping)."""
     config = time_server_config(
         skills={
             "clock.now": {
@@ -252,10 +256,11 @@ async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(t
             }
         }
     )
-    request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
+    request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "strategy": "hybrid"}
     out = await run(config, [request])
     result = out["results"]["now"]
     assert result["agreement"] is False and len(out["conflicts"]) == 1
+    assert out["conflicts"][0]["resolution_strategy"] == "HIGHER_CONFIDENCE_WINS"
     details = out["conflicts"][0]["conflict_details"]
     loser = "internal" if winner == "external" else "external"
     assert details[f"{winner}_confidence"] > details[f"{loser}_confidence"]
@@ -263,3 +268,36 @@ async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(t
     led = abs(datetime.fromisoformat(result["value"]["datetime"]) - truth) < timedelta(minutes=5)
     assert led is (winner == "external")  # the external clock is the honest one
     assert result["sources"][0].startswith("mcp:" if winner == "external" else "internal:")
+
+
+async def test_a_critical_conflict_nothing_decides_is_unresolved_not_ok():
+    """The same wrong clock on a critical request: no evidence, no third provider, so neither
+    answer is returned as the answer; both are on the result and the run says unresolved."""
+    config = time_server_config(
+        skills={
+            "clock.now": {
+                "tags": ["real_time_data"],
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"timezone": {"type": "string"}},
+                    "required": ["timezone"],
+                },
+                "comparator": {
+                    "type": "fields",
+                    "fields": {"datetime": {"type": "datetime", "tolerance": 60}},
+                },
+                "providers": [
+                    {"side": "internal", "function": "tests.helpers:wrong_time"},
+                    {"side": "external", "server": "time", "tool": "get_current_time"},
+                ],
+            }
+        }
+    )
+    request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
+    out = await run(config, [request])
+    result = out["results"]["now"]
+    assert out["status"] == "unresolved" and result["status"] == "unresolved"
+    assert result["value"] is None and result["served_by"] is None
+    assert set(result["values"]) == {"internal:clock.now", "mcp:time/get_current_time"}
+    assert out["conflicts"][0]["resolution"] == "unresolved"
+    assert [e["code"] for e in out["events"]].count("CONFLICT_UNRESOLVED") == 1

@@ -140,9 +140,11 @@ async def test_every_pool_call_at_run_time_comes_through_the_gate(tmp_path: Path
         pool = co.resources.pool
         real = pool.call_tool
 
-        async def observed(server: str, tool: str, arguments: dict[str, Any], timeout_s: float):  # type: ignore[no-untyped-def]
+        async def observed(  # type: ignore[no-untyped-def]
+            server: str, tool: str, arguments: dict[str, Any], timeout_s: float, **kw: Any
+        ):
             seen.append((tool, _through_gate()))
-            return await real(server, tool, arguments, timeout_s)
+            return await real(server, tool, arguments, timeout_s, **kw)
 
         pool.call_tool = observed  # type: ignore[method-assign]
         out = await co.run(

@@ -115,7 +115,8 @@ async def test_latency_past_the_deadline_moves_work_and_the_session_stays_usable
         assert attempts(out, "slow") == [("external", False, 1), ("internal", True, 2)]
         assert "did not answer within 500 ms" in out["results"]["slow"]["attempts"][0]["error"]
         assert out["results"]["echo"]["value"] == {"text": "hi"}
-        assert codes(out) == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION"]
+        # pinned external, served internal: said so
+        assert codes(out) == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION", "PIN_OVERRIDDEN"]
         event = out["events"][0]
         assert event["reallocation_strategy"] == "SHIFT_TO_INTERNAL_PROCESSING"
         assert event["performance_impact"]["served_by"] == "internal:math.calculate"
@@ -203,7 +204,7 @@ async def test_malformed_answer_is_a_failed_attempt(transport, malformed):
         assert out["results"]["m"]["value"] == {"value": 42}
         assert attempts(out, "m") == [("external", False, 1), ("internal", True, 2)]
         assert "malformed answer" in out["results"]["m"]["attempts"][0]["error"]
-        assert codes(out) == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION"]
+        assert codes(out) == ["EXTERNAL_DEGRADATION_DETECTED", "REALLOCATION", "PIN_OVERRIDDEN"]
 
 
 # -- coordination: deadlines, both sides lost, hedges, stragglers -----------------------------
@@ -218,18 +219,46 @@ async def test_run_deadline_reports_unfinished_work():
         assert out["results"]["quick"]["value"] == {"value": 42}
         late = out["results"]["late"]
         assert "deadline passed" in late["error"]
-        assert "did not answer" in late["attempts"][0]["error"]
+        # cut by the run's deadline: censored, not the provider's failure
+        assert late["attempts"][0]["error"] == "cancelled: the run's deadline"
 
 
 async def test_hybrid_request_losing_both_sides_is_a_coordination_failure():
+    cfg = parse_config(
+        {
+            "mcpServers": {"faulty": faultserver_stdio({"get_current_time": {"fail_rate": 1}})},
+            "skills": {
+                "clock.broken": {
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"timezone": {"type": "string"}},
+                    },
+                    "providers": [
+                        {"side": "internal", "function": "tests.helpers:broken_time"},
+                        {"side": "external", "server": "faulty", "tool": "get_current_time"},
+                    ],
+                }
+            },
+        }
+    )
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        both = {"id": "both", "skill": "clock.broken", "args": {"timezone": "UTC"}}
+        out = await run(co, both | {"strategy": "hybrid"}, calc("fine", "hybrid"))
+        assert out["status"] == "partial"
+        assert out["results"]["fine"]["value"] == {"value": 42}
+        assert "every provider failed" in out["results"]["both"]["error"]
+        (failure,) = [e for e in out["events"] if e["code"] == "COORDINATION_FAILURE"]
+        assert failure["fallback_strategy"] == "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE"
+        assert failure["request_id"] == "both"
+
+
+async def test_the_callers_error_on_both_sides_is_a_request_error_not_a_coordination_failure():
     async with asyncio.timeout(OUTER_S), coordinator(config(faultserver_stdio())) as co:
         out = await run(co, calc("div0", "hybrid", "1/0"), calc("fine", "hybrid"))
         assert out["status"] == "partial"
         assert out["results"]["fine"]["agreement"] is True
-        assert "every provider failed" in out["results"]["div0"]["error"]
-        (failure,) = [e for e in out["events"] if e["code"] == "COORDINATION_FAILURE"]
-        assert failure["fallback_strategy"] == "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE"
-        assert failure["request_id"] == "div0"
+        assert out["results"]["div0"]["error"].startswith("request error")
+        assert "COORDINATION_FAILURE" not in codes(out) and "REQUEST_ERROR" in codes(out)
 
 
 async def set_faults(co: Coordinator, faults: dict[str, Any]) -> None:

@@ -180,6 +180,8 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         if allocation["mode"] == "none":
             reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
             errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
+            if allocation.get("pin", {}).get("overridden"):
+                errors[rid] = allocation["rule"]
             if privacy.decisions:
                 errors[rid] += f"; privacy policy {privacy.decisions[0]['action']}"
             continue
