@@ -266,10 +266,20 @@ class Gate:
                 self.run_budgets.popitem(last=False)
         return budget
 
-    def _check_output(self, provider: Provider, result: Any, size: int) -> None:
+    def _output_schema(self, provider: Provider) -> dict[str, Any] | None:
+        """The tool's declared ``outputSchema``, from the server's tool list (it settles how a
+        FastMCP answer is wrapped)."""
+        for tool in self.pool.status(str(provider.server)).tools:
+            if tool.name == provider.tool:
+                return tool.outputSchema
+        return None
+
+    def _check_output(
+        self, provider: Provider, result: Any, size: int, schema: dict[str, Any] | None
+    ) -> None:
         """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`),
         judged on the answer as it will be read (a FastMCP-wrapped ``str`` is text)."""
-        text, structured = answer_to_judge(result)
+        text, structured = answer_to_judge(result, schema)
         problem = output_problem(
             text,
             structured,
@@ -359,8 +369,9 @@ class Gate:
                 received += _size(result.structuredContent)
             if result.isError:
                 _raise_tool_error(provider, result)
-            self._check_output(provider, result, received)
-            value = decision.restore(extract_result(provider, result))
+            schema = self._output_schema(provider)
+            self._check_output(provider, result, received, schema)
+            value = decision.restore(extract_result(provider, result, output_schema=schema))
             if validate is not None:
                 validate(value)
             outcome = "ok"
