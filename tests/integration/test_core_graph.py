@@ -13,7 +13,15 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
 
-from hybridmcp import Context, Coordinator, Resources, TaskError, build_graph, parse_task
+from hybridmcp import (
+    Context,
+    Coordinator,
+    HybridConfig,
+    Resources,
+    TaskError,
+    build_graph,
+    parse_task,
+)
 from tests.conftest import time_server_config
 
 pytestmark = pytest.mark.integration
@@ -229,14 +237,9 @@ def test_cli_human_output_and_bad_task(tmp_path):
     assert "unknown skill 'no.such'" in proc.stderr
 
 
-@pytest.mark.parametrize(
-    ("tags", "winner"), [(["real_time_data"], "external"), (["context_awareness"], "internal")]
-)
-async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(tags, winner):
-    """A clock two hours fast against mcp-server-time, no evidence yet of which is right, a
-    non-critical request: on real-time data the external answer leads the conflict; on work
-    that needs context, the internal one (capability_mapping)."""
-    config = time_server_config(
+def wrong_clock_config(tags: list[str]) -> HybridConfig:
+    """``clock.now``: an internal clock two hours fast beside the honest mcp-server-time."""
+    return time_server_config(
         skills={
             "clock.now": {
                 "tags": tags,
@@ -256,6 +259,16 @@ async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(t
             }
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("tags", "winner"), [(["real_time_data"], "external"), (["context_awareness"], "internal")]
+)
+async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(tags, winner):
+    """A clock two hours fast against mcp-server-time, no evidence yet of which is right, a
+    non-critical request: on real-time data the external answer leads the conflict; on work
+    that needs context, the internal one (capability_mapping)."""
+    config = wrong_clock_config(tags)
     request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "strategy": "hybrid"}
     out = await run(config, [request])
     result = out["results"]["now"]
@@ -273,26 +286,7 @@ async def test_a_conflict_is_led_by_the_side_whose_strengths_the_request_needs(t
 async def test_a_critical_conflict_nothing_decides_is_unresolved_not_ok():
     """The same wrong clock on a critical request: no evidence, no third provider, so neither
     answer is returned as the answer; both are on the result and the run says unresolved."""
-    config = time_server_config(
-        skills={
-            "clock.now": {
-                "tags": ["real_time_data"],
-                "input_schema": {
-                    "type": "object",
-                    "properties": {"timezone": {"type": "string"}},
-                    "required": ["timezone"],
-                },
-                "comparator": {
-                    "type": "fields",
-                    "fields": {"datetime": {"type": "datetime", "tolerance": 60}},
-                },
-                "providers": [
-                    {"side": "internal", "function": "tests.helpers:wrong_time"},
-                    {"side": "external", "server": "time", "tool": "get_current_time"},
-                ],
-            }
-        }
-    )
+    config = wrong_clock_config(["real_time_data"])
     request = {"id": "now", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
     out = await run(config, [request])
     result = out["results"]["now"]

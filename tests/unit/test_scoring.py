@@ -13,7 +13,7 @@ def cand(pid, side, latency=1.0, quality=0.9, cost=0.0, clearance=None, availabl
     return Candidate(pid, side, clearance, pred, available, None if available else "down")
 
 
-def decide(cands, strategy="auto", critical=False, sensitivity="public", tags=()):
+def decide(cands, strategy="auto", critical=False, sensitivity="public", tags=(), fallback=True):
     profile = analyze_requirements(
         skill="s.x", tags=tags, complexity="low", args={}, sensitivity=sensitivity
     )
@@ -25,6 +25,7 @@ def decide(cands, strategy="auto", critical=False, sensitivity="public", tags=()
         criteria=CRIT,
         arbitration=ARB,
         mapping=MAP,
+        fallback=fallback,
     )
 
 
@@ -118,17 +119,7 @@ def test_profile_flags_scale_and_sensitivity():
 
 
 def pinned(strategy, cands, fallback=True):
-    profile = analyze_requirements(skill="s.x", tags=(), complexity="low", args={})
-    return arbitrate(
-        strategy=strategy,
-        critical=False,
-        profile=profile,
-        candidates=cands,
-        criteria=CRIT,
-        arbitration=ARB,
-        mapping=MAP,
-        fallback=fallback,
-    )
+    return decide(cands, strategy=strategy, fallback=fallback)
 
 
 def test_a_pin_the_side_cannot_serve_falls_back_and_says_so():

@@ -104,6 +104,23 @@ def _blend(old: float | None, new: float, weight: float) -> float:
     return new if old is None else (1 - weight) * old + weight * new
 
 
+def _fold_latency(stats: ProviderStats, latency_ms: float, weight: float) -> ProviderStats:
+    """The latency mean, its mean absolute deviation and the tail estimate, with one more
+    observation of weight ``weight``."""
+    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
+    dev = (
+        0.0
+        if stats.ewma_latency_ms is None
+        else (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
+    )
+    return replace(
+        stats,
+        ewma_latency_ms=mean,
+        ewma_latency_dev_ms=dev,
+        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
+    )
+
+
 def observe_call(
     stats: ProviderStats,
     *,
@@ -121,19 +138,10 @@ def observe_call(
     timeouts): it tracks p95 for roughly normal latencies without keeping samples.
     """
     weight = max(alpha, 1.0 / (stats.evidence + 1.0))
-    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
-    dev = (
-        0.0
-        if stats.ewma_latency_ms is None
-        else (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
-    )
     return replace(
-        stats,
+        _fold_latency(stats, latency_ms, weight),
         calls=stats.calls + 1,
         successes=stats.successes + int(ok),
-        ewma_latency_ms=mean,
-        ewma_latency_dev_ms=dev,
-        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
         success_rate=_blend(stats.success_rate, 1.0 if ok else 0.0, weight),
         slow_rate=_blend(stats.slow_rate, 1.0 if slow else 0.0, weight),
         cost_per_call=_blend(stats.cost_per_call, cost, weight),
@@ -166,14 +174,9 @@ def observe_censored(
         )
     if stats.ewma_latency_ms is None or latency_ms <= stats.ewma_latency_ms:
         return replace(stats, censored=stats.censored + 1, last_call_at=now, updated_at=now)
-    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
-    dev = (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
     return replace(
-        stats,
+        _fold_latency(stats, latency_ms, weight),
         censored=stats.censored + 1,
-        ewma_latency_ms=mean,
-        ewma_latency_dev_ms=dev,
-        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
         last_call_at=now,
         updated_at=now,
     )
