@@ -224,9 +224,9 @@ def task(run: str, rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, 
     def add(
         rid: str, skill: str, args: dict[str, Any], check: str, ref: Any, critical: bool
     ) -> None:
-        request = {"id": f"{run}-{rid}", "skill": skill, "args": args}
+        request: dict[str, Any] = {"id": f"{run}-{rid}", "skill": skill, "args": args}
         requests.append(request | ({"critical": True} if critical else {}))
-        references[request["id"]] = (check, ref)
+        references[f"{run}-{rid}"] = (check, ref)
 
     for i in range(4):
         expr, value = expression(rng)
@@ -244,8 +244,8 @@ def task(run: str, rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, 
         add(f"stats-{i}", "text.stats", {"text": body}, "fields", ref, i == 0)
     for i in range(3):
         zone = rng.choice(NO_DST_ZONES)
-        ref = {"timezone": zone, "is_dst": False}
-        add(f"now-{i}", "time.now", {"timezone": zone}, "time_now", ref, i == 0)
+        zone_ref = {"timezone": zone, "is_dst": False}
+        add(f"now-{i}", "time.now", {"timezone": zone}, "time_now", zone_ref, i == 0)
     return requests, references
 
 
@@ -309,7 +309,7 @@ async def level(client: Any, server: Server, n: int, rounds: int, rng: random.Ra
         cpu += cpu_seconds(server.proc.pid) - cpu0
     latencies = [x["latency_ms"] for x in runs]
     answered = [x for x in runs if x["error"] is None]
-    sums = Counter()
+    sums: Counter[str] = Counter()
     for x in answered:
         sums.update({k: v for k, v in x.items() if k not in ("latency_ms", "error")})
     return {
