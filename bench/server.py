@@ -249,8 +249,9 @@ def task(run: str, rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, 
     return requests, references
 
 
-def tally(output: dict[str, Any], references: dict[str, tuple[str, Any]]) -> dict[str, int]:
-    """What one run's output says: correct answers, cross-talk, and the counted events."""
+def tally(output: dict[str, Any], references: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """What one run's output says: correct answers, cross-talk, the counted events (and, to
+    explain them, every event code, the attempts' errors and the circuits opened)."""
     own = set(references)
     results = output.get("results") or {}
     attempts = [a for r in results.values() for a in r.get("attempts") or []]
@@ -278,6 +279,9 @@ def tally(output: dict[str, Any], references: dict[str, tuple[str, Any]]) -> dic
         "circuits_opened": codes["CIRCUIT_OPENED"],
         "cross_validations_skipped": codes["CROSS_VALIDATION_SKIPPED"],
         "status_ok": int(output.get("status") == "ok"),
+        "event_codes": dict(codes),
+        "attempt_errors": dict(Counter(a["error"][:80] for a in attempts if a.get("error"))),
+        "circuit_events": [e for e in events if e.get("code") == "CIRCUIT_OPENED"],
     }
 
 
@@ -301,16 +305,24 @@ async def one_run(client: Any, run: str, rng: random.Random) -> dict[str, Any]:
 async def level(client: Any, server: Server, n: int, rounds: int, rng: random.Random) -> dict:
     """``rounds`` times: ``n`` runs submitted together, awaited together."""
     runs: list[dict[str, Any]] = []
-    wall = cpu = 0.0
+    wall = 0.0
+    cpu: Counter[str] = Counter()
     for r in range(rounds):
-        cpu0, t0 = cpu_seconds(server.proc.pid), time.perf_counter()
+        cpu0, t0 = cpu_use(server), time.perf_counter()
         runs += await asyncio.gather(*(one_run(client, f"c{n}r{r}n{i}", rng) for i in range(n)))
         wall += time.perf_counter() - t0
-        cpu += cpu_seconds(server.proc.pid) - cpu0
+        cpu.update(cpu_use(server))
+        cpu.subtract(cpu0)
     latencies = [x["latency_ms"] for x in runs]
     answered = [x for x in runs if x["error"] is None]
     sums: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    circuits: list[dict[str, Any]] = []
     for x in answered:
+        codes.update(x.pop("event_codes"))
+        errors.update(x.pop("attempt_errors"))
+        circuits += x.pop("circuit_events")
         sums.update({k: v for k, v in x.items() if k not in ("latency_ms", "error")})
     return {
         "concurrency": n,
@@ -322,9 +334,24 @@ async def level(client: Any, server: Server, n: int, rounds: int, rng: random.Ra
         "runs_per_s": round(len(runs) / wall, 2),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
-        "server_cpu_ms_per_run": round(cpu * 1000 / len(runs), 1),
+        **{f"{k}_cpu_ms_per_run": round(v * 1000 / len(runs), 1) for k, v in cpu.items()},
+        "server_cores_busy": round(cpu["server"] / wall, 2),
         **dict(sums),
+        "event_codes": dict(codes),
+        "attempt_errors": dict(errors),
+        "circuit_events": circuits[:5],
     }
+
+
+def cpu_use(server: Server) -> dict[str, float]:
+    """CPU seconds so far: the server process, the MCP servers it started, this client."""
+    mcp = 0.0
+    for pid in descendants(server.proc.pid):
+        try:
+            mcp += cpu_seconds(pid)
+        except (OSError, IndexError):
+            pass
+    return {"server": cpu_seconds(server.proc.pid), "mcp": mcp, "client": time.process_time()}
 
 
 def server_side(runs: list[dict[str, int]]) -> dict[str, Any]:
@@ -379,7 +406,9 @@ def markdown(report: dict[str, Any]) -> str:
             r["p50_ms"],
             r["p99_ms"],
             round(r["p50_ms"] / base["p50_ms"], 2),
-            r["server_cpu_ms_per_run"],
+            f"{r['server_cpu_ms_per_run']} / {r['mcp_cpu_ms_per_run']} / "
+            f"{r['client_cpu_ms_per_run']}",
+            r["server_cores_busy"],
             f"{r.get('correct', 0)}/{r['runs'] * 10}",
             r.get("cross_talk", 0),
             r["failed_runs"],
@@ -410,6 +439,12 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for r in report["levels"]
     ]
+    details = "".join(
+        f"\n- {r['concurrency']} at once: events {json.dumps(r['event_codes'], sort_keys=True)}; "
+        f"attempt errors {json.dumps(r['attempt_errors'], sort_keys=True)}"
+        + (f"; circuits opened {json.dumps(r['circuit_events'])}" if r["circuit_events"] else "")
+        for r in report["levels"]
+    )
     stop = report["stop"]
     return (
         "# Server concurrency benchmark\n\n"
@@ -429,7 +464,8 @@ def markdown(report: dict[str, Any]) -> str:
                 "p50 ms",
                 "p99 ms",
                 "p50 x level 1",
-                "server CPU ms/run",
+                "CPU ms/run server / MCP / client",
+                "server cores busy",
                 "correct",
                 "cross-talk",
                 "failed runs",
@@ -449,8 +485,11 @@ def markdown(report: dict[str, Any]) -> str:
             ],
             events,
         )
+        + "\n\nEvery event code and attempt error in the outputs, per level:\n"
+        + details
         + "\n\nThe server's own timing of the runs (its log: `run_wait_time_ms`, time in its "
-        "queue, and `run_exec_ms`; an idle in-memory queue looks for new runs every 0.5 s):\n\n"
+        "queue, and `run_exec_ms`). An idle in-memory queue looks for runs every 0.5 s and "
+        "takes only those created before its wait began, so a lone run waits 0.5-1 s:\n\n"
         + table(
             [
                 "runs at once",
