@@ -14,8 +14,9 @@ cross-validated on both sides), every run with its own expressions, texts and re
 
 Per level: runs/s (runs over the wall time of the round), p50/p99 of a run's latency (submit to
 output), the server process's CPU per run, and, read from the runs' outputs, hedges started
-(``HEDGE_STARTED``) and lost (attempts ``cancelled == "hedge lost"``), stragglers cut
-(``cancelled == "straggler"``), circuits opened (``CIRCUIT_OPENED``) and cross-validations
+(``HEDGE_STARTED``) and lost (attempts cancelled as ``hedge lost``), stragglers cut
+(cancelled as ``straggler``; the output's attempts carry no ``cancelled`` field, their error
+``cancelled: <why>`` says it), circuits opened (``CIRCUIT_OPENED``) and cross-validations
 skipped (``CROSS_VALIDATION_SKIPPED``). The server has no API for its pool's status, so sessions
 replaced are counted from its log (``hybridmcp.pool`` lines saying ``replac``). Every answer is
 checked against a reference computed here (arithmetic while building each expression, word and
@@ -249,6 +250,18 @@ def task(run: str, rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, 
     return requests, references
 
 
+def cut(attempt: dict[str, Any]) -> str | None:
+    """Why the coordinator cut an attempt (``hedge lost``, ``straggler``), if it did. A run's
+    output summarises attempts without their ``cancelled`` field; their error says it."""
+    if attempt.get("cancelled"):
+        return str(attempt["cancelled"])
+    error = attempt.get("error") or ""
+    for why in (HEDGE_LOST, STRAGGLER):
+        if error.startswith(f"cancelled: {why}"):
+            return why
+    return None
+
+
 def tally(output: dict[str, Any], references: dict[str, tuple[str, Any]]) -> dict[str, Any]:
     """What one run's output says: correct answers, cross-talk, the counted events (and, to
     explain them, every event code, the attempts' errors and the circuits opened)."""
@@ -263,7 +276,7 @@ def tally(output: dict[str, Any], references: dict[str, tuple[str, Any]]) -> dic
         | {e["request_id"] for e in events if e.get("request_id")}
     )
     codes = Counter(e.get("code") for e in events)
-    cancelled = Counter(a.get("cancelled") for a in attempts)
+    cancelled = Counter(cut(a) for a in attempts)
     return {
         "requests": len(own),
         "correct": sum(
