@@ -30,6 +30,7 @@ FULL: dict[str, list[str]] = {
     "throughput": [],
     "criteria": [],
     "resilience": [],
+    "server": [],
 }
 QUICK: dict[str, list[str]] = {
     "overhead": ["--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"],
@@ -39,6 +40,7 @@ QUICK: dict[str, list[str]] = {
         *("--requests", "3", "--warmup", "2", "--scenarios", "hang"),
         *("--strategies", "naive-retry-fallback,hybridmcp"),
     ],
+    "server": ["--quick"],
 }
 
 
@@ -150,6 +152,47 @@ def summary(out: Path) -> str:
             + table(["scenario", "strategy", "success", "p50 ms", "p99 ms"], rows)
             + "\n"
         )
+    server = _load(out, "server")
+    if server:
+        rows = [
+            [
+                r["concurrency"],
+                r["runs"],
+                r["runs_per_s"],
+                r["p50_ms"],
+                r["p99_ms"],
+                r["server"]["queue_p50_ms"],
+                r["server"]["exec_p50_ms"],
+                f"{r.get('correct', 0)}/{r['runs'] * 10}",
+                r.get("cross_talk", 0),
+                r.get("hedges_started", 0),
+                r.get("hedges_lost", 0),
+                r["sessions_replaced"],
+            ]
+            for r in server["levels"]
+        ]
+        parts.append(
+            "### Server concurrency (`langgraph dev --n-jobs-per-worker "
+            f"{server['meta']['jobs']}`, 10-request runs)\n\n"
+            + table(
+                [
+                    "runs at once",
+                    "runs",
+                    "runs/s",
+                    "p50 ms",
+                    "p99 ms",
+                    "queue p50 ms",
+                    "exec p50 ms",
+                    "correct",
+                    "cross-talk",
+                    "hedges started",
+                    "hedges lost",
+                    "sessions replaced",
+                ],
+                rows,
+            )
+            + "\n"
+        )
     return "\n".join(parts)
 
 
@@ -165,7 +208,7 @@ def refresh_readme(text: str) -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="a tiny workload of each benchmark")
-    p.add_argument("--only", default="", help="comma-separated: overhead,throughput,...")
+    p.add_argument("--only", default="", help="comma-separated: overhead,throughput,server,...")
     p.add_argument("--out", type=Path, default=None, help="default: bench/results[/quick]")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark at most")
     p.add_argument("--jobs", type=int, default=1, help="benchmarks run at once (default 1)")

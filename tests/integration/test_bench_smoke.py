@@ -95,9 +95,37 @@ def test_resilience_report(quick):
     assert all(c["requests"] == 3 for c in rep["cells"])
 
 
+def test_server_report(quick):
+    rep = report(quick, "server")
+    assert rep["meta"]["jobs"] == 100 and rep["meta"]["rounds"] == 1
+    assert [r["concurrency"] for r in rep["levels"]] == [1, 3]
+    for row in rep["levels"]:
+        assert row["runs"] == row["concurrency"] and row["failed_runs"] == 0
+        assert row["requests"] == 10 * row["runs"]
+        assert row["correct"] == row["requests"] and row["cross_talk"] == 0
+        assert row["runs_per_s"] > 0 and row["p50_ms"] > 0 and row["p99_ms"] > 0
+        for key in (
+            "hedges_started",
+            "hedges_lost",
+            "stragglers_cut",
+            "circuits_opened",
+            "cross_validations_skipped",
+            "sessions_replaced",
+        ):
+            assert row[key] >= 0
+        assert row["server"]["runs_logged"] == row["runs"]
+    assert rep["stop"]["exited_by_itself"] and rep["stop"]["processes_left"] == 0
+
+
 def test_summary_gathers_every_report(quick):
     text = (quick / "summary.md").read_text()
-    for heading in ("### Overhead", "### Throughput", "### Success criteria", "### Resilience"):
+    for heading in (
+        "### Overhead",
+        "### Throughput",
+        "### Success criteria",
+        "### Resilience",
+        "### Server concurrency",
+    ):
         assert heading in text
 
 
