@@ -25,6 +25,7 @@ from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPo
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.pairs import HybridPairs
 from hybridmcp.capabilities.registry import Registry, build_registry
+from hybridmcp.capabilities.timing import LoopLag
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import ConfigError
 from hybridmcp.policy.breaker import BreakerBoard
@@ -87,6 +88,8 @@ class Resources:
         """What the workers remember of each provider between calls (hedging, thresholds)."""
         self.pairs = HybridPairs()
         """The live answers of hybrid requests' two sides (stragglers)."""
+        self.loop_lag = LoopLag()
+        """How late the event loop runs: left out of the providers' measured latency."""
         self._lms: dict[str, Any] | None = None
 
     @property
@@ -146,6 +149,7 @@ class Resources:
         return resources
 
     async def close(self) -> None:
+        await self.loop_lag.close()
         await self.pool.close()
         close = getattr(self.gate.audit, "close", None)
         if close is not None:

@@ -403,7 +403,7 @@ class Gate:
                     "latency_ms": round(timing.latency_ms(), 3),
                 }
             )
-        slow = slow_after_s is not None and timing.since_sent_s(timing.ended_at) > slow_after_s
+        slow = slow_after_s is not None and timing.latency_ms() / 1000 > slow_after_s
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
         return GateResult(
             value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)

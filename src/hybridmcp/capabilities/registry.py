@@ -279,6 +279,7 @@ async def invoke_internal(
         timing.mark_sent()
         return await fn(**args)
     loop = asyncio.get_running_loop()
+    timing.lag_ms = None  # timed in its thread: the event loop's lateness is not in it
 
     def run() -> Any:
         # Timed in the worker thread: the provider's own time, not the event loop's lag in

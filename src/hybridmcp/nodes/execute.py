@@ -218,7 +218,8 @@ class _Call:
 
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
-        timing = CallTiming()
+        res.loop_lag.ensure_running()
+        timing = CallTiming(lag_ms=res.loop_lag.total_ms)
         return cls(item, asyncio.create_task(_run(item, res, timing)), timing, res.clock())
 
     async def cancel(self, res: Resources, why: str, **extra: Any) -> dict[str, Any]:

@@ -27,13 +27,18 @@ def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
     """What happened, next to what arbitration predicted of the provider (None for a provider
     it did not score)."""
     keep = ("provider", "side", "round", "ok", "latency_ms", "cost", "error")
+    when_set = ("queue_ms", "error_kind", "cancelled", "censored", "hedge")
     prediction = scores.get(attempt["provider"], {}).get("prediction")
     predicted = (
         {k: round(prediction[k], 4) for k in ("latency_ms", "p95_latency_ms", "success")}
         if prediction
         else None
     )
-    return {k: attempt.get(k) for k in keep} | {"predicted": predicted}
+    return (
+        {k: attempt.get(k) for k in keep}
+        | {k: attempt[k] for k in when_set if attempt.get(k) is not None}
+        | {"predicted": predicted}
+    )
 
 
 def _served_by(result: dict[str, Any], sides: dict[str, str]) -> dict[str, str] | None:
