@@ -4,8 +4,8 @@ follows the provider's recent healthy latencies instead of flagging them all."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import time
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -14,25 +14,18 @@ from langgraph.store.memory import InMemoryStore
 from hybridmcp import Coordinator, parse_config, parse_task
 
 
-def _spin(seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        pass
-
-
 @contextmanager
 def cpu_load(processes: int, seconds: float) -> Iterator[None]:
-    """Busy processes on every core, for at most ``seconds``."""
-    ctx = multiprocessing.get_context("spawn")
-    hogs = [ctx.Process(target=_spin, args=(seconds,), daemon=True) for _ in range(processes)]
-    for h in hogs:
-        h.start()
+    """Busy processes on every core, for at most ``seconds`` (plain subprocesses: no
+    multiprocessing helper process outlives them)."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(processes)]
     try:
         yield
     finally:
         for h in hogs:
-            h.terminate()
-            h.join(5)
+            h.kill()
+            h.wait(5)
 
 
 TASK = parse_task(
