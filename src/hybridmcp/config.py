@@ -310,7 +310,7 @@ class BreakerConfig(_Model):
     window_size: int = Field(20, ge=1, description="Outcomes kept (count-based window).")
     minimum_calls: int = Field(10, ge=1, description="Outcomes needed before a rate counts.")
     consecutive_failures: int = Field(
-        5, ge=1, description="Open after this many failed or slow calls in a row."
+        5, ge=1, description="Open after this many failed calls in a row (slow: as a rate)."
     )
     open_ms: float = Field(30_000, gt=0, description="First open period; doubles per re-open.")
     max_open_ms: float = Field(300_000, gt=0, description="Longest open period.")

@@ -19,7 +19,7 @@ def test_consecutive_failures_open_it():
     assert b.record(False, 0.0) is None
     assert b.record(False, 1.0) is None
     t = b.record(False, 2.0)
-    assert t is not None and t.to_state == "open" and "3 failed or slow calls in a row" in t.reason
+    assert t is not None and t.to_state == "open" and "3 failed calls in a row" in t.reason
     assert b.allow(2.5) == (False, None)
 
 
@@ -117,3 +117,14 @@ def test_disabled_board_never_trips():
 def test_config_refuses_nonsense(bad):
     with pytest.raises(ValueError):
         BreakerConfig(**bad)
+
+
+def test_a_burst_of_slow_calls_is_not_a_run_of_failures():
+    """Slow calls open the breaker only as a rate over the window, never as a run: many runs
+    sharing one server make slow calls come in bursts."""
+    b = breaker(consecutive_failures=5, minimum_calls=10, window_size=20)
+    for _ in range(10):
+        assert b.record(True, 0) is None
+    for _ in range(6):
+        assert b.record(True, 0, slow=True) is None  # 6 slow in a row: 6/16 = 38% < 50%
+    assert b.state == "closed"

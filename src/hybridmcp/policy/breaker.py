@@ -3,7 +3,8 @@
 A pure state machine per provider, driven by outcomes and the time passed in (``now``, seconds):
 
 - **closed**: calls flow. Each outcome enters a count-based window. The breaker opens when the
-  last ``consecutive_failures`` outcomes were all bad (Envoy's ``consecutive_5xx``), or when the
+  last ``consecutive_failures`` outcomes all failed (Envoy's ``consecutive_5xx``; slow calls do
+  not count here: they come in bursts when many runs share a server), or when the
   window holds at least ``minimum_calls`` outcomes and the share of failures, or of slow calls,
   reaches ``failure_rate_threshold`` (resilience4j's failure-rate and slow-call-rate rules).
   A *slow* call is one that answered past the provider's degradation threshold.
@@ -105,9 +106,11 @@ class CircuitBreaker:
         self.window.append((not ok, slow))
         while len(self.window) > self.config.window_size:
             self.window.popleft()
-        self.consecutive_bad = self.consecutive_bad + 1 if bad else 0
+        # Failures in a row open at once (Envoy's consecutive_5xx); slowness only as a rate: slow
+        # calls come in bursts when many runs share a server, and a burst is load, not a fault.
+        self.consecutive_bad = self.consecutive_bad + 1 if not ok else 0
         if self.consecutive_bad >= self.config.consecutive_failures:
-            return self._open(now, f"{self.consecutive_bad} failed or slow calls in a row")
+            return self._open(now, f"{self.consecutive_bad} failed calls in a row")
         if len(self.window) >= self.config.minimum_calls:
             failure_rate, slow_rate = self.rates()
             threshold = self.config.failure_rate_threshold
