@@ -178,10 +178,8 @@ async def _run(
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
         )
-    if db is not None and config.audit.head_db is None:  # the trail's head lives with the runs
-        config = config.model_copy(
-            update={"audit": config.audit.model_copy(update={"head_db": db})}
-        )
+    if db is not None:  # the trail's head is anchored beside the run database
+        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
     task = load_task(task_path) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -369,7 +367,12 @@ app.add_typer(audit_app, name="audit")
 
 
 _DB_OPTION = typer.Option(
-    "--db", help=f"Database anchoring the trail's head (default: ${ENV_DB}, else the default file)."
+    "--db",
+    help=f"Run database; the trail's head is anchored beside it in <name>.audit-heads.db "
+    f"(default: ${ENV_DB}, else {default_db_path()}).",
+)
+_HEAD_DB_OPTION = typer.Option(
+    "--head-db", help="The head file itself, when the configuration sets audit.head_db."
 )
 _KEY_OPTION = typer.Option(
     "--key-file", help="The trail's key file (default: $HYBRIDMCP_AUDIT_KEY, else FILE.key)."
@@ -377,11 +380,13 @@ _KEY_OPTION = typer.Option(
 
 
 def _check_trail(
-    file: str, db: str | None, key_file: str | None, head: str | None = None
-) -> AuditReport:
+    file: str, db: str | None, head_db: str | None, key_file: str | None, head: str | None = None
+) -> tuple[AuditReport, str]:
     key = load_key(key_file or f"{file}.key", create=False)
     expected = parse_head(head) if head is not None else None
-    return verify_audit(file, key=key, anchor=head_anchor(db), expected_head=expected)
+    anchor = head_anchor(db, head_db)
+    where = str(getattr(anchor, "db", "this process"))
+    return verify_audit(file, key=key, anchor=anchor, expected_head=expected), where
 
 
 def _fail(result: AuditReport) -> None:
@@ -399,12 +404,13 @@ def audit_verify(
         typer.Option("--head", help="An exported head (SEQ:MAC) the trail must still contain."),
     ] = None,
     db: Annotated[str | None, _DB_OPTION] = None,
+    head_db: Annotated[str | None, _HEAD_DB_OPTION] = None,
     key_file: Annotated[str | None, _KEY_OPTION] = None,
 ) -> None:
     """Check the MAC chain and the anchored head: exit 1, naming the first bad record, on any
     edit, removal, insertion, reordering, cut tail, emptied file or recomputed chain."""
     try:
-        result = _check_trail(file, db, key_file, head)
+        result, where = _check_trail(file, db, head_db, key_file, head)
     except HybridMCPError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
@@ -414,7 +420,7 @@ def audit_verify(
     what = "MAC chain intact" if result.keyed else "chain intact"
     print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
     if result.anchored is not None:
-        print(f"head anchored in {resolve_db(db)}: matches")
+        print(f"head anchored in {where}: matches")
     for note in result.notes:
         print(f"note: {note}")
     raise typer.Exit(EXIT_OK)
@@ -424,12 +430,13 @@ def audit_verify(
 def audit_head(
     file: Annotated[str, typer.Argument(help="Audit trail (JSON lines).")],
     db: Annotated[str | None, _DB_OPTION] = None,
+    head_db: Annotated[str | None, _HEAD_DB_OPTION] = None,
     key_file: Annotated[str | None, _KEY_OPTION] = None,
 ) -> None:
     """Print the verified trail's head (SEQ:MAC) to keep elsewhere; check the trail against it
     later with `audit verify FILE --head SEQ:MAC`."""
     try:
-        result = _check_trail(file, db, key_file)
+        result, _ = _check_trail(file, db, head_db, key_file)
     except HybridMCPError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None

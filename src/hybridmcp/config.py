@@ -441,8 +441,11 @@ class AuditSettings(_Model):
     )
     head_db: str | None = Field(
         None,
-        description="SQLite file anchoring the trail's head; default: the run database "
-        "(--db, $HYBRIDMCP_DB, or the default file).",
+        description="SQLite file anchoring the trail's head; default: beside the run database "
+        "(--db, $HYBRIDMCP_DB, or the default file), as <name>.audit-heads.db.",
+    )
+    run_db: str | None = Field(
+        None, exclude=True, description="The run database (set by `hybridmcp run --db`)."
     )
 
     def key_path(self, trail: str) -> Path:

@@ -5,8 +5,13 @@ By default a SQLite file under the user's data directory holds both the LangGrap
 ``HYBRIDMCP_DB`` environment variable choose another file; ``postgresql://...`` uses PostgreSQL
 (the ``postgres`` extra); ``:memory:`` keeps everything in the process (nothing survives it).
 
-The same SQLite file anchors the heads of audit trails (:class:`SqliteHeads`, a table of its
-own), so that a trail cut or rewritten on disk no longer matches what the database remembers.
+Beside it, ``<name>.audit-heads.db`` anchors the heads of audit trails (:class:`SqliteHeads`),
+so that a trail cut or rewritten on disk no longer matches what the database remembers. It is a
+file of its own, not a table in the run database, because the gate appends audit records (and
+saves the head) synchronously on the event loop, while the async checkpointer holds the run
+database's write lock across ``await``s (``execute`` ... ``await commit()``): a head saved in that
+file would wait on a lock only the blocked loop can release (observed: 30 s stalls, then
+``database is locked``).
 """
 
 from __future__ import annotations
@@ -165,10 +170,19 @@ class MemoryHeads:
         self._heads[trail] = head
 
 
-def head_anchor(db: str | None) -> SqliteHeads | MemoryHeads:
-    """Where audit heads are anchored for ``db`` (as :func:`resolve_db` reads it): that SQLite
-    file; the default SQLite file when the runs live in PostgreSQL; the process for ``:memory:``."""
+def heads_path(db: str) -> Path:
+    """The audit-head file that goes with the SQLite run database ``db``."""
+    path = Path(db).expanduser()
+    return path.with_name(f"{path.stem}.audit-heads.db")
+
+
+def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | MemoryHeads:
+    """Where audit heads are anchored: ``head_db`` if given, else beside the run database ``db``
+    (as :func:`resolve_db` reads it), beside the default SQLite file when the runs live in
+    PostgreSQL, in the process for ``:memory:``."""
+    if head_db is not None:
+        return MemoryHeads() if head_db == MEMORY else SqliteHeads(head_db)
     where = resolve_db(db)
     if where == MEMORY:
         return MemoryHeads()
-    return SqliteHeads(default_db_path() if is_postgres(where) else where)
+    return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))

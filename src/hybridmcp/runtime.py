@@ -52,7 +52,7 @@ def open_audit(config: HybridConfig) -> AuditSink:
     path = Path(settings.path).expanduser()
     secret = settings.key.get_secret_value() if settings.key is not None else None
     key = load_key(settings.key_path(str(path)), secret=secret)
-    anchor = head_anchor(settings.head_db)
+    anchor = head_anchor(settings.run_db, settings.head_db)
     if path.exists():
         report = verify(path, key=key, anchor=anchor)
         if report.keyed is False:
