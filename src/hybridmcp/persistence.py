@@ -10,8 +10,8 @@ so that a trail cut or rewritten on disk no longer matches what the database rem
 file of its own, not a table in the run database, because the gate appends audit records (and
 saves the head) synchronously on the event loop, while the async checkpointer holds the run
 database's write lock across ``await``s (``execute`` ... ``await commit()``): a head saved in that
-file would wait on a lock only the blocked loop can release (observed: 30 s stalls, then
-``database is locked``).
+file would wait on a lock only the blocked loop can release (seen in a test run: the last record
+written, its head never saved).
 """
 
 from __future__ import annotations
