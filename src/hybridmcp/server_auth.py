@@ -69,6 +69,8 @@ def parse_keys(spec: str) -> list[ApiKey]:
         if not sep:
             name, key = "", entry
         name, key = name.strip(), key.strip()
+        if "." in name:  # the name is a store namespace label, which may hold no period
+            raise ConfigError(f"{ENV_KEYS}: entry {n} ({name}=): a name may not contain '.'")
         if not key:
             raise ConfigError(f"{ENV_KEYS}: entry {n} ({name or '?'}=) has an empty key")
         if key.startswith("sha256:"):

@@ -44,7 +44,11 @@ def test_with_no_keys_only_loopback_clients_are_served(host: str | None, served:
 
 @pytest.mark.parametrize(
     ("spec", "named"),
-    [("alice=", "entry 1 (alice=) has an empty key"), ("a=k, b=sha256:xyz", "entry 2 (b)")],
+    [
+        ("alice=", "entry 1 (alice=) has an empty key"),
+        ("a=k, b=sha256:xyz", "entry 2 (b)"),
+        ("a=k, al.ice=k2", "entry 2 (al.ice=): a name may not contain '.'"),
+    ],
 )
 def test_malformed_key_settings_name_the_entry(spec: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
