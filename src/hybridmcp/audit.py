@@ -466,6 +466,8 @@ def verify(
         )
     if anchor is not None:
         problems.extend(_anchor_problems(anchored, last, by_seq, keyed, exported=expected_head))
+    elif keyed and expected_head is None:
+        notes.append("no anchored head was consulted: records cut off the end cannot be ruled out")
     if expected_head is not None:
         problems.extend(_exported_problems(Head(*expected_head), by_seq))
     return AuditReport(

@@ -385,7 +385,7 @@ def _check_trail(
     key = load_key(key_file or f"{file}.key", create=False)
     expected = parse_head(head) if head is not None else None
     anchor = head_anchor(db, head_db)
-    where = str(getattr(anchor, "db", "this process"))
+    where = str(anchor.db) if anchor is not None else "nowhere"
     return verify_audit(file, key=key, anchor=anchor, expected_head=expected), where
 
 

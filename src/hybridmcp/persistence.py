@@ -157,32 +157,20 @@ class SqliteHeads:
             )
 
 
-class MemoryHeads:
-    """Heads kept in the process only (a ``:memory:`` database: nothing survives the process)."""
-
-    def __init__(self) -> None:
-        self._heads: dict[str, Head] = {}
-
-    def load(self, trail: str) -> Head | None:
-        return self._heads.get(trail)
-
-    def save(self, trail: str, head: Head) -> None:
-        self._heads[trail] = head
-
-
 def heads_path(db: str) -> Path:
     """The audit-head file that goes with the SQLite run database ``db``."""
     path = Path(db).expanduser()
     return path.with_name(f"{path.stem}.audit-heads.db")
 
 
-def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | MemoryHeads:
+def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | None:
     """Where audit heads are anchored: ``head_db`` if given, else beside the run database ``db``
     (as :func:`resolve_db` reads it), beside the default SQLite file when the runs live in
-    PostgreSQL, in the process for ``:memory:``."""
+    PostgreSQL; nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a
+    later run could not tell a lost anchor from a cut trail."""
     if head_db is not None:
-        return MemoryHeads() if head_db == MEMORY else SqliteHeads(head_db)
+        return None if head_db == MEMORY else SqliteHeads(head_db)
     where = resolve_db(db)
     if where == MEMORY:
-        return MemoryHeads()
+        return None
     return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))

@@ -25,7 +25,7 @@ from hybridmcp.audit import (
 )
 from hybridmcp.config import parse_config
 from hybridmcp.errors import AuditError
-from hybridmcp.persistence import MemoryHeads, SqliteHeads
+from hybridmcp.persistence import SqliteHeads, head_anchor
 from hybridmcp.runtime import open_audit
 
 KEY = b"k" * 32
@@ -158,7 +158,7 @@ def test_unkeyed_trails_are_still_read_and_say_what_they_cannot_show(tmp_path: P
     path = tmp_path / "old.jsonl"
     with AuditLog(path) as log:
         log.append({"kind": "external_call"})
-    report = verify(path, key=KEY, anchor=MemoryHeads())
+    report = verify(path, key=KEY, anchor=SqliteHeads(tmp_path / "runs.db"))
     assert report.ok and report.keyed is False
     assert not report.problems and "not records cut off the end" in report.notes[0]
     with AuditLog(path, key=KEY) as log, pytest.raises(AuditError, match="not a keyed"):
@@ -253,3 +253,15 @@ def test_two_processes_keep_one_chain_and_one_anchored_head(tmp_path: Path):
     report = verify(path, key=KEY, anchor=SqliteHeads(db))
     assert report.ok, report.problems[:5]
     assert report.records == 120 and report.anchored == report.head
+
+
+def test_heads_are_anchored_beside_the_run_database_and_nowhere_for_memory(tmp_path: Path):
+    anchor = head_anchor(str(tmp_path / "runs.db"))
+    assert anchor is not None and anchor.db == str(tmp_path / "runs.audit-heads.db")
+    assert head_anchor(None, str(tmp_path / "h.db")).db == str(tmp_path / "h.db")  # type: ignore[union-attr]
+    assert head_anchor(":memory:") is None
+    path = tmp_path / "a.jsonl"
+    with AuditLog(path, key=KEY) as log:
+        log.append({"kind": "external_call"})
+    report = verify(path, key=KEY)
+    assert report.ok and "cut off the end cannot be ruled out" in report.notes[0]
