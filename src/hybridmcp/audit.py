@@ -1,13 +1,23 @@
-"""Append-only, hash-chained JSON-lines audit trail of everything that crossed the gate.
+"""Append-only, chained JSON-lines audit trail of everything that crossed the gate.
 
 Each line is one record: the caller's fields (run_id, request_id, skill, provider, side,
 kind "external_call" | "policy_decision", redactions, bytes_sent, bytes_received, cost,
-outcome, ...) plus ``seq`` (1, 2, ...), ``ts`` (ISO 8601, UTC), ``prev_hash`` (the previous
-line's ``hash``; 64 zeros for the first) and ``hash``: SHA-256 of the canonical JSON of the
-record without ``hash`` (keys sorted, no spaces, UTF-8). Editing, removing, inserting or
-reordering lines therefore breaks the chain, and :func:`verify` says where. Cutting whole
-records off the end leaves a valid shorter chain; to catch that, keep the last ``(seq, hash)``
-(:attr:`AuditLog.head`) somewhere else, e.g. the run's state, and pass it to :func:`verify`.
+outcome, ...) plus ``seq`` (1, 2, ...), ``ts`` (ISO 8601, UTC) and the chain: ``prev_mac`` (the
+previous line's ``mac``; 64 zeros for the first) and ``mac``, HMAC-SHA256 under the trail's key
+of the canonical JSON of the record without ``mac`` (keys sorted, no spaces, UTF-8). Editing,
+removing, inserting or reordering lines breaks the chain, and :func:`verify` says where; without
+the key nobody can recompute it.
+
+Cutting whole records off the end still leaves a valid shorter chain, and a holder of the key
+can rewrite the whole chain. The **head** (the last ``seq`` and ``mac``) is therefore anchored
+outside the file: every append saves it in a :class:`HeadAnchor` (the run database by default,
+``persistence.SqliteHeads``) while the file is locked, and :func:`verify` checks that the file
+ends exactly at the anchored head. An exported head (``hybridmcp audit head``) kept elsewhere
+is checked the same way, except that records written after it are allowed.
+
+Trails written before keys (``prev_hash`` / ``hash``: plain SHA-256) are still read and verified
+(:attr:`AuditReport.keyed` is False): they show edits, not truncation or a recomputed chain, and
+keyed records are never appended to them.
 
 **Records must never contain raw sensitive values.** The gate passes only redaction metadata
 (entity types, counts, paths, the salted digests of ``privacy.Finding``), never arguments,
@@ -24,14 +34,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import hashlib
+import hmac
 import json
 import os
+import secrets
+import stat
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from hybridmcp.errors import AuditError
 
@@ -40,11 +53,101 @@ try:  # POSIX only; elsewhere processes must not share a file (documented in Aud
 except ImportError:  # pragma: no cover - not reached on Linux/macOS
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["GENESIS_HASH", "AuditLog", "AuditReport", "canonical_json", "record_hash", "verify"]
+__all__ = [
+    "ENV_KEY",
+    "GENESIS_HASH",
+    "AuditLog",
+    "AuditReport",
+    "Head",
+    "HeadAnchor",
+    "canonical_json",
+    "load_key",
+    "parse_head",
+    "record_hash",
+    "record_mac",
+    "trail_id",
+    "verify",
+]
 
+ENV_KEY = "HYBRIDMCP_AUDIT_KEY"
 GENESIS_HASH = "0" * 64
-_RESERVED = ("seq", "prev_hash", "hash")
+_RESERVED = ("seq", "prev_hash", "hash", "prev_mac", "mac")
 _TAIL_CHUNK = 64 * 1024
+
+
+class Head(NamedTuple):
+    """The last record of a trail: its ``seq`` and its ``mac`` (``hash`` in unkeyed trails)."""
+
+    seq: int
+    mac: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.mac}"
+
+
+def parse_head(text: str) -> Head:
+    """``"35:<64 hex>"`` (what ``hybridmcp audit head`` prints) as a :class:`Head`."""
+    seq, sep, mac = text.strip().partition(":")
+    if not sep or not seq.isdigit() or len(mac) != 64 or not _is_hex(mac):
+        raise AuditError(
+            f"head {text!r} is not SEQ:MAC (a number, a colon and 64 hex digits), "
+            "as `hybridmcp audit head FILE` prints it"
+        )
+    return Head(int(seq), mac.lower())
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+class HeadAnchor(Protocol):
+    """Where a trail's head is kept outside the file (``persistence.SqliteHeads``)."""
+
+    def load(self, trail: str) -> Head | None: ...
+
+    def save(self, trail: str, head: Head) -> None: ...
+
+
+def trail_id(path: str | os.PathLike[str]) -> str:
+    """The name a trail's head is anchored under: its absolute, resolved path."""
+    return str(Path(path).expanduser().resolve())
+
+
+def load_key(
+    key_file: str | os.PathLike[str], *, secret: str | None = None, create: bool = True
+) -> bytes | None:
+    """The trail's MAC key: ``secret`` (from the configuration), else ``$HYBRIDMCP_AUDIT_KEY``,
+    else the key file, which is created (32 random bytes, hex, mode 0600) when missing and
+    ``create`` is set. ``None`` when there is no key and none may be created."""
+    if secret:
+        return secret.encode()
+    if env := os.environ.get(ENV_KEY):
+        return env.encode()
+    path = Path(key_file).expanduser()
+    if not path.exists():
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first: use theirs
+            return load_key(path, create=False)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise AuditError(
+            f"audit key file {path} is accessible to other users (mode {mode:o}): "
+            f"run `chmod 600 {path}`"
+        )
+    key = path.read_text(encoding="utf-8").strip()
+    if not key:
+        raise AuditError(f"audit key file {path} is empty: delete it to have a new key made")
+    return key.encode()
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -93,9 +196,19 @@ def canonical_json(record: Mapping[str, Any]) -> bytes:
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of a record's canonical JSON, ``hash`` itself excluded."""
+    """SHA-256 (hex) of a record's canonical JSON, ``hash`` itself excluded (unkeyed trails)."""
     body = {k: v for k, v in record.items() if k != "hash"}
     return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+def record_mac(record: Mapping[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 (hex) under ``key`` of a record's canonical JSON, ``mac`` itself excluded."""
+    body = {k: v for k, v in record.items() if k != "mac"}
+    return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
+
+
+def _chain_fields(keyed: bool) -> tuple[str, str]:
+    return ("prev_mac", "mac") if keyed else ("prev_hash", "hash")
 
 
 def _utc_now() -> datetime:
@@ -104,6 +217,12 @@ def _utc_now() -> datetime:
 
 class AuditLog:
     """One audit file, appended to by any number of tasks, threads and processes.
+
+    With ``key`` the records are chained with HMAC-SHA256 (``prev_mac`` / ``mac``); without it,
+    with plain SHA-256 (``prev_hash`` / ``hash``: the old format, which cannot show a recomputed
+    chain). With ``anchor`` every append checks, while the file is locked, that the file still
+    ends at the anchored head, then saves the new head there: a trail cut, emptied or rewritten
+    behind the writer's back is refused (:class:`AuditError`), never continued.
 
     ``fsync=True`` makes every append durable before it returns (slower: one disk flush per
     record). ``clock`` supplies ``ts`` when a record has none (tests pass a fixed clock).
@@ -114,15 +233,20 @@ class AuditLog:
         self,
         path: str | os.PathLike[str],
         *,
+        key: bytes | None = None,
+        anchor: HeadAnchor | None = None,
         fsync: bool = False,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self.path = Path(path)
+        self.key = key
+        self.anchor = anchor
         self.fsync = fsync
         self.clock = clock
+        self._prev_field, self._mac_field = _chain_fields(key is not None)
         self._lock = threading.Lock()
         self._fd: int | None = None
-        # What this instance last saw at the end of the file: size, seq, hash.
+        # What this instance last saw at the end of the file: size, seq, mac.
         self._size = -1
         self._seq = 0
         self._hash = GENESIS_HASH
@@ -157,12 +281,14 @@ class AuditLog:
                 pass
 
     def _sync_tail(self, fd: int) -> None:
-        """Continue the chain from the file's last line if the file changed since we wrote."""
+        """Continue the chain from the file's last line if the file changed since we wrote,
+        after checking that line against the key and the anchored head."""
         size = os.fstat(fd).st_size
         if size == self._size:
             return
         if size == 0:
             self._size, self._seq, self._hash = 0, 0, GENESIS_HASH
+            self._check_anchor(Head(0, GENESIS_HASH))
             return
         start = max(0, size - _TAIL_CHUNK)
         tail = os.pread(fd, size - start, start)
@@ -178,23 +304,49 @@ class AuditLog:
         last = tail[:-1].rsplit(b"\n", 1)[-1]
         try:
             record = json.loads(last)
-            seq, digest = int(record["seq"]), str(record["hash"])
+            seq, digest = int(record["seq"]), str(record[self._mac_field])
         except (ValueError, KeyError, TypeError) as exc:
+            kind = "keyed" if self.key is not None else "unkeyed"
             raise AuditError(
-                f"{self.path}: the last line is not an audit record ({exc}); "
-                "run `verify` before appending"
+                f"{self.path}: the last line is not a {kind} audit record (no {exc}); "
+                "keyed and unkeyed records never share a file: run `hybridmcp audit verify`, "
+                "and start a new file for new records"
             ) from None
+        if self.key is not None and not hmac.compare_digest(record_mac(record, self.key), digest):
+            raise AuditError(
+                f"{self.path}: the last record (seq {seq}) does not carry a valid MAC under this "
+                "key (edited, or written with another key); nothing was appended. "
+                "Run `hybridmcp audit verify`."
+            )
+        self._check_anchor(Head(seq, digest))
         self._size, self._seq, self._hash = size, seq, digest
+
+    def _check_anchor(self, tail: Head) -> None:
+        if self.anchor is None:
+            return
+        anchored = self.anchor.load(trail_id(self.path))
+        if anchored is None and tail.seq == 0:
+            return
+        if anchored != tail:
+            found = "no head" if anchored is None else f"seq {anchored.seq}"
+            raise AuditError(
+                f"{self.path}: the file ends at seq {tail.seq} but its anchored head is {found}: "
+                "records were cut off, rewritten or appended outside the log; nothing was "
+                "appended. Run `hybridmcp audit verify` and start a new file."
+            )
 
     # -- appending --------------------------------------------------------------------------
 
     @property
     def head(self) -> tuple[int, str]:
-        """``(seq, hash)`` of the last record this instance wrote or saw: anchor it elsewhere."""
-        return self._seq, self._hash
+        """``(seq, mac)`` of the last record this instance wrote or saw."""
+        return Head(self._seq, self._hash)
+
+    def _seal(self, written: dict[str, Any]) -> str:
+        return record_mac(written, self.key) if self.key is not None else record_hash(written)
 
     def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Write one record and return it as written (with seq, ts, prev_hash, hash)."""
+        """Write one record and return it as written (with seq, ts and the chain fields)."""
         clash = [k for k in _RESERVED if k in record]
         if clash:
             raise AuditError(f"audit record may not set {', '.join(clash)}: the log assigns them")
@@ -207,8 +359,8 @@ class AuditLog:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 self._sync_tail(fd)
-                written = {"seq": self._seq + 1, "ts": ts, **body, "prev_hash": self._hash}
-                written["hash"] = record_hash(written)
+                written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
+                written[self._mac_field] = self._seal(written)
                 line = json.dumps(written, ensure_ascii=False, allow_nan=False) + "\n"
                 data = line.encode("utf-8")
                 view = memoryview(data)
@@ -216,8 +368,10 @@ class AuditLog:
                     view = view[os.write(fd, view) :]
                 if self.fsync:
                     os.fsync(fd)
-                self._seq, self._hash = written["seq"], written["hash"]
+                self._seq, self._hash = written["seq"], written[self._mac_field]
                 self._size = os.fstat(fd).st_size
+                if self.anchor is not None:  # still under the file lock: one head per file
+                    self.anchor.save(trail_id(self.path), Head(self._seq, self._hash))
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -239,7 +393,13 @@ class AuditReport:
     ok: bool
     records: int
     problems: list[str] = field(default_factory=list)
-    head: tuple[int, str] | None = None
+    head: Head | None = None
+    keyed: bool | None = None
+    """True: MAC-chained records; False: an unkeyed (SHA-256) trail; None: no records."""
+    anchored: Head | None = None
+    """The head the anchor holds for this file, if an anchor was consulted and had one."""
+    notes: list[str] = field(default_factory=list)
+    """What the check could not establish (an unkeyed trail cannot show truncation)."""
 
     def raise_for_problems(self) -> None:
         if not self.ok:
@@ -256,24 +416,76 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
+def _read_with_anchor(target: Path, anchor: HeadAnchor | None) -> tuple[bytes, Head | None]:
+    """The file's bytes and its anchored head, read together under a shared lock so that an
+    append (which writes the line, then the head) is never seen half done."""
+    with open(target, "rb") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        try:
+            data = handle.read()
+            anchored = anchor.load(trail_id(target)) if anchor is not None else None
+        finally:
+            if fcntl is not None:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return data, anchored
+
+
 def verify(
     path: str | os.PathLike[str],
     *,
+    key: bytes | None = None,
+    anchor: HeadAnchor | None = None,
     expected_head: tuple[int, str] | None = None,
 ) -> AuditReport:
     """Check the whole chain and say, per line, what is wrong.
 
-    Detects edited records (hash mismatch), removed, inserted or reordered ones (seq out of
-    order, prev_hash not the previous line's hash) and an incomplete final line. With
-    ``expected_head`` (an :attr:`AuditLog.head` kept elsewhere) it also detects records cut off
-    the end, which a chain alone cannot.
+    Detects edited records (MAC or hash mismatch), removed, inserted or reordered ones (seq out
+    of order, the previous-link not the previous line's) and an incomplete final line. Keyed
+    records need ``key``: without it their MACs cannot be checked, which is a problem.
+
+    With ``anchor`` the file must end exactly at the head anchored for it: this shows records
+    cut off the end, an emptied file, a chain recomputed (even with the key) and records appended
+    outside the log. A keyed trail with records but no anchored head fails too (the anchor was
+    lost, or the file moved: pass the exported head). ``expected_head`` (an exported head, kept
+    elsewhere) must be in the file with the same MAC; records after it are allowed.
     """
     target = Path(path)
     try:
-        data = target.read_bytes()
+        data, anchored = _read_with_anchor(target, anchor)
     except FileNotFoundError:
         return AuditReport(ok=False, records=0, problems=[f"{target}: no such audit file"])
     problems: list[str] = []
+    records, keyed, by_seq = _check_chain(data, key, problems)
+    last = Head(*max(by_seq.items())) if by_seq else None
+    notes: list[str] = []
+    if keyed is False:
+        notes.append(
+            "unkeyed trail (SHA-256 chain, no key): it shows edited, removed and reordered "
+            "records, not records cut off the end or a recomputed chain"
+        )
+    if anchor is not None:
+        problems.extend(_anchor_problems(anchored, last, by_seq, keyed, exported=expected_head))
+    elif keyed and expected_head is None:
+        notes.append("no anchored head was consulted: records cut off the end cannot be ruled out")
+    if expected_head is not None:
+        problems.extend(_exported_problems(Head(*expected_head), by_seq))
+    return AuditReport(
+        ok=not problems,
+        records=records,
+        problems=problems,
+        head=last,
+        keyed=keyed,
+        anchored=anchored,
+        notes=notes,
+    )
+
+
+def _check_chain(
+    data: bytes, key: bytes | None, problems: list[str]
+) -> tuple[int, bool | None, dict[int, str]]:
+    """Walk the lines; append what is wrong to ``problems``. Returns the record count, whether
+    the trail is keyed, and each record's seq and mac (hash)."""
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
@@ -284,7 +496,9 @@ def verify(
         )
     prev_seq, prev_hash = 0, GENESIS_HASH
     records = 0
-    last: tuple[int, str] | None = None
+    keyed: bool | None = None
+    by_seq: dict[int, str] = {}
+    missing_key_told = False
     for number, raw in enumerate(lines, start=1):
         if number == len(lines) and not data.endswith(b"\n"):
             break  # already reported as incomplete
@@ -296,13 +510,25 @@ def verify(
         except ValueError as exc:
             problems.append(f"line {number}: not valid JSON ({exc.args[0] if exc.args else exc})")
             continue
+        this_keyed = isinstance(record, dict) and "mac" in record
+        prev_field, mac_field = _chain_fields(this_keyed)
         if not isinstance(record, dict) or not all(
-            k in record for k in ("seq", "hash", "prev_hash")
+            k in record for k in ("seq", prev_field, mac_field)
         ):
-            problems.append(f"line {number}: not an audit record (seq, prev_hash or hash missing)")
+            problems.append(
+                f"line {number}: not an audit record (seq, prev_mac/prev_hash or mac/hash missing)"
+            )
             continue
+        if keyed is None:
+            keyed = this_keyed
+        elif keyed != this_keyed:
+            problems.append(
+                f"line {number}: {'keyed' if this_keyed else 'unkeyed'} record in "
+                f"{'a keyed' if keyed else 'an unkeyed'} trail: records of another trail were "
+                "mixed in"
+            )
         records += 1
-        seq, stored = record["seq"], record["hash"]
+        seq, stored = record["seq"], str(record[mac_field])
         if not isinstance(seq, int) or isinstance(seq, bool):
             problems.append(f"line {number}: seq is {seq!r}, not an integer")
             seq = prev_seq + 1
@@ -312,25 +538,84 @@ def verify(
             else:
                 what = "out of order or duplicated"
             problems.append(f"line {number}: seq {seq} follows seq {prev_seq}: {what}")
-        if record["prev_hash"] != prev_hash:
+        if record[prev_field] != prev_hash:
             problems.append(
-                f"line {number} (seq {seq}): prev_hash does not match the hash of the line before "
-                "it: a record was removed, inserted or moved here"
+                f"line {number} (seq {seq}): {prev_field} does not match the line before it: "
+                "a record was removed, inserted or moved here"
             )
-        if record_hash(record) != stored:
+        if not this_keyed:
+            if record_hash(record) != stored:
+                problems.append(
+                    f"line {number} (seq {seq}): hash mismatch: the record was modified after "
+                    "it was written"
+                )
+        elif key is None:
+            if not missing_key_told:
+                problems.append(
+                    f"line {number}: keyed records but no key to check their MACs: set "
+                    f"${ENV_KEY}, pass --key-file, or keep the key file beside the trail"
+                )
+                missing_key_told = True
+        elif not hmac.compare_digest(record_mac(record, key), stored):
             problems.append(
-                f"line {number} (seq {seq}): hash mismatch: the record was modified after it was "
-                "written"
+                f"line {number} (seq {seq}): MAC mismatch: the record was modified after it was "
+                "written, or forged without the key (or the key is not this trail's)"
             )
         # Go on from what the file says, so one bad line is reported once, not for every line
         # after it.
         prev_seq, prev_hash = seq, stored
-        last = (seq, stored)
-    if expected_head is not None and last != tuple(expected_head):
-        exp_seq, exp_hash = expected_head
-        have = f"seq {last[0]}" if last else "no records"
-        problems.append(
-            f"end of file: expected the last record to be seq {exp_seq} "
-            f"(hash {exp_hash[:12]}...), found {have}: records were cut off or replaced"
-        )
-    return AuditReport(ok=not problems, records=records, problems=problems, head=last)
+        by_seq[seq] = stored
+    return records, keyed, by_seq
+
+
+def _anchor_problems(
+    anchored: Head | None,
+    last: Head | None,
+    by_seq: dict[int, str],
+    keyed: bool | None,
+    *,
+    exported: tuple[int, str] | None,
+) -> list[str]:
+    if anchored is None:
+        if keyed and exported is None:
+            seq = last.seq if last else 0
+            return [
+                f"end of file: no head is anchored for this file (last seq {seq}): the anchor "
+                "was lost or the file moved, so records cut off the end cannot be ruled out; "
+                "verify against an exported head with --head SEQ:MAC"
+            ]
+        return []
+    if last == anchored:
+        return []
+    have = f"seq {last.seq}" if last else "no records"
+    if by_seq.get(anchored.seq) == anchored.mac and last is not None and last.seq > anchored.seq:
+        return [
+            f"end of file: {last.seq - anchored.seq} record(s) after the anchored head (seq "
+            f"{anchored.seq}): appended outside the log, by a holder of the key, or by a write "
+            "interrupted before its head was anchored"
+        ]
+    if anchored.seq in by_seq:
+        return [
+            f"seq {anchored.seq}: its MAC is not the anchored one ({anchored.mac[:12]}...): "
+            "the chain was rewritten"
+        ]
+    return [
+        f"end of file: the anchored head is seq {anchored.seq} ({anchored.mac[:12]}...), the "
+        f"file has {have}: records were cut off the end or the file was emptied or replaced"
+    ]
+
+
+def _exported_problems(expected: Head, by_seq: dict[int, str]) -> list[str]:
+    found = by_seq.get(expected.seq)
+    if found is None:
+        last = max(by_seq, default=0)
+        return [
+            f"end of file: expected the trail to reach seq {expected.seq} "
+            f"({expected.mac[:12]}...), it ends at seq {last}: records were cut off or replaced"
+        ]
+    if found != expected.mac:
+        return [
+            f"seq {expected.seq}: its MAC is not the exported head's ({expected.mac[:12]}...): "
+            "the chain was rewritten"
+        ]
+    return []

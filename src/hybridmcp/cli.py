@@ -1,5 +1,6 @@
 """The command line: ``hybridmcp run [TASK | --ask TEXT] [--config FILE] [--json] [--db DB]
-[--thread ID] [--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE``."""
+[--thread ID] [--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE [--head H]``,
+``hybridmcp audit head FILE``."""
 
 from __future__ import annotations
 
@@ -16,12 +17,19 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
-from hybridmcp.persistence import ENV_DB, default_db_path, open_persistence, resolve_db
+from hybridmcp.persistence import (
+    ENV_DB,
+    default_db_path,
+    head_anchor,
+    open_persistence,
+    resolve_db,
+)
 from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.task import load_task, parse_task
@@ -170,6 +178,8 @@ async def _run(
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
         )
+    if db is not None:  # the trail's head is anchored beside the run database
+        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
     task = load_task(task_path) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -229,7 +239,11 @@ def run(
     ] = None,
     audit: Annotated[
         str | None,
-        typer.Option("--audit", help="Append the hash-chained audit trail to FILE (JSON lines)."),
+        typer.Option(
+            "--audit",
+            help="Append the MAC-chained audit trail to FILE (JSON lines); its head is "
+            "anchored in the database.",
+        ),
     ] = None,
     ask: Annotated[
         str | None,
@@ -352,21 +366,87 @@ audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(audit_app, name="audit")
 
 
-@audit_app.command("verify")
-def audit_verify(
-    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines) to check.")],
-) -> None:
-    """Check the hash chain: exit 1, naming the first bad record, on any edit, removal,
-    insertion or reordering."""
-    result = verify_audit(file)
-    if result.ok:
-        seq, digest = result.head or (0, "")
-        print(f"ok: {result.records} records, chain intact (last seq {seq}, hash {digest[:16]})")
-        raise typer.Exit(EXIT_OK)
+_DB_OPTION = typer.Option(
+    "--db",
+    help=f"Run database; the trail's head is anchored beside it in <name>.audit-heads.db "
+    f"(default: ${ENV_DB}, else {default_db_path()}).",
+)
+_HEAD_DB_OPTION = typer.Option(
+    "--head-db", help="The head file itself, when the configuration sets audit.head_db."
+)
+_KEY_OPTION = typer.Option(
+    "--key-file", help="The trail's key file (default: $HYBRIDMCP_AUDIT_KEY, else FILE.key)."
+)
+
+
+def _check_trail(
+    file: str, db: str | None, head_db: str | None, key_file: str | None, head: str | None = None
+) -> tuple[AuditReport, str]:
+    key = load_key(key_file or f"{file}.key", create=False)
+    expected = parse_head(head) if head is not None else None
+    anchor = head_anchor(db, head_db)
+    where = str(anchor.db) if anchor is not None else "nowhere"
+    return verify_audit(file, key=key, anchor=anchor, expected_head=expected), where
+
+
+def _fail(result: AuditReport) -> None:
     typer.echo(f"FAILED: {result.problems[0]}", err=True)  # one line per problem, unwrapped
     for problem in result.problems[1:10]:
         typer.echo(f"  also: {problem}", err=True)
     raise typer.Exit(EXIT_FAILED)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines) to check.")],
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="An exported head (SEQ:MAC) the trail must still contain."),
+    ] = None,
+    db: Annotated[str | None, _DB_OPTION] = None,
+    head_db: Annotated[str | None, _HEAD_DB_OPTION] = None,
+    key_file: Annotated[str | None, _KEY_OPTION] = None,
+) -> None:
+    """Check the MAC chain and the anchored head: exit 1, naming the first bad record, on any
+    edit, removal, insertion, reordering, cut tail, emptied file or recomputed chain."""
+    try:
+        result, where = _check_trail(file, db, head_db, key_file, head)
+    except HybridMCPError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not result.ok:
+        _fail(result)
+    seq, digest = result.head or (0, "")
+    what = "MAC chain intact" if result.keyed else "chain intact"
+    print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
+    if result.anchored is not None:
+        print(f"head anchored in {where}: matches")
+    for note in result.notes:
+        print(f"note: {note}")
+    raise typer.Exit(EXIT_OK)
+
+
+@audit_app.command("head")
+def audit_head(
+    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines).")],
+    db: Annotated[str | None, _DB_OPTION] = None,
+    head_db: Annotated[str | None, _HEAD_DB_OPTION] = None,
+    key_file: Annotated[str | None, _KEY_OPTION] = None,
+) -> None:
+    """Print the verified trail's head (SEQ:MAC) to keep elsewhere; check the trail against it
+    later with `audit verify FILE --head SEQ:MAC`."""
+    try:
+        result, _ = _check_trail(file, db, head_db, key_file)
+    except HybridMCPError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not result.ok:
+        _fail(result)
+    if result.head is None:
+        typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    print(result.head)
+    raise typer.Exit(EXIT_OK)
 
 
 @app.callback()

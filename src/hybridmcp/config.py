@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hybridmcp.errors import ConfigError
 from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
@@ -418,10 +426,31 @@ class PrivacySettings(_Model):
 
 
 class AuditSettings(_Model):
-    """The hash-chained audit trail of every external data flow and policy decision."""
+    """The MAC-chained audit trail of every external data flow and policy decision (see
+    ``audit.py`` and the README's threat model)."""
 
     path: str | None = Field(None, description="JSON-lines file; None keeps records in memory.")
     fsync: bool = Field(False, description="Flush each record to disk before going on.")
+    key: SecretStr | None = Field(
+        None,
+        description="HMAC key of the chain; else $HYBRIDMCP_AUDIT_KEY, else the key file.",
+    )
+    key_file: str | None = Field(
+        None,
+        description="Key file, made (mode 0600) at first use; default: the trail's path + '.key'.",
+    )
+    head_db: str | None = Field(
+        None,
+        description="SQLite file anchoring the trail's head; default: beside the run database "
+        "(--db, $HYBRIDMCP_DB, or the default file), as <name>.audit-heads.db.",
+    )
+    run_db: str | None = Field(
+        None, exclude=True, description="The run database (set by `hybridmcp run --db`)."
+    )
+
+    def key_path(self, trail: str) -> Path:
+        """The key file of the trail at ``trail``."""
+        return Path(self.key_file or f"{trail}.key").expanduser()
 
 
 class ToolOutputSettings(_Model):

@@ -4,20 +4,30 @@ By default a SQLite file under the user's data directory holds both the LangGrap
 (durable, resumable runs) and the LangGraph store (provider statistics). ``--db PATH`` or the
 ``HYBRIDMCP_DB`` environment variable choose another file; ``postgresql://...`` uses PostgreSQL
 (the ``postgres`` extra); ``:memory:`` keeps everything in the process (nothing survives it).
+
+Beside it, ``<name>.audit-heads.db`` anchors the heads of audit trails (:class:`SqliteHeads`),
+so that a trail cut or rewritten on disk no longer matches what the database remembers. It is a
+file of its own, not a table in the run database, because the gate appends audit records (and
+saves the head) synchronously on the event loop, while the async checkpointer holds the run
+database's write lock across ``await``s (``execute`` ... ``await commit()``): a head saved in that
+file would wait on a lock only the blocked loop can release (seen in a test run: the last record
+written, its head never saved).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
-from hybridmcp.errors import ConfigError
+from hybridmcp.audit import Head
+from hybridmcp.errors import AuditError, ConfigError
 
 ENV_DB = "HYBRIDMCP_DB"
 DB_FILENAME = "hybridmcp.db"
@@ -103,3 +113,64 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
         await saver.setup()
         await store.setup()
         yield saver, store
+
+
+class SqliteHeads:
+    """Audit-trail heads in a SQLite file, one row per trail (``audit.HeadAnchor``).
+
+    A connection per call: appends come from worker threads and several processes, and SQLite's
+    own locking (with a busy timeout) orders them."""
+
+    TABLE = "hybridmcp_audit_heads"
+
+    def __init__(self, db: str | os.PathLike[str]) -> None:
+        self.db = _prepare_file(str(db))
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.db, timeout=30, isolation_level=None)
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.TABLE} (trail TEXT PRIMARY KEY, "
+                "seq INTEGER NOT NULL, mac TEXT NOT NULL, updated_at REAL NOT NULL)"
+            )
+        except sqlite3.Error as err:
+            raise AuditError(
+                f"audit head database {self.db!r} cannot be used: {err} "
+                "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
+            ) from None
+        return conn
+
+    def load(self, trail: str) -> Head | None:
+        with closing(self._connect()) as conn:
+            row = conn.execute(
+                f"SELECT seq, mac FROM {self.TABLE} WHERE trail = ?", (trail,)
+            ).fetchone()
+        return Head(int(row[0]), str(row[1])) if row else None
+
+    def save(self, trail: str, head: Head) -> None:
+        with closing(self._connect()) as conn:
+            conn.execute(
+                f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(trail) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, "
+                "updated_at = excluded.updated_at",
+                (trail, head.seq, head.mac, time.time()),
+            )
+
+
+def heads_path(db: str) -> Path:
+    """The audit-head file that goes with the SQLite run database ``db``."""
+    path = Path(db).expanduser()
+    return path.with_name(f"{path.stem}.audit-heads.db")
+
+
+def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | None:
+    """Where audit heads are anchored: ``head_db`` if given, else beside the run database ``db``
+    (as :func:`resolve_db` reads it), beside the default SQLite file when the runs live in
+    PostgreSQL; nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a
+    later run could not tell a lost anchor from a cut trail."""
+    if head_db is not None:
+        return None if head_db == MEMORY else SqliteHeads(head_db)
+    where = resolve_db(db)
+    if where == MEMORY:
+        return None
+    return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))

@@ -20,14 +20,15 @@ from typing import Any
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from hybridmcp.audit import AuditLog
+from hybridmcp.audit import AuditLog, load_key, verify
 from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.pairs import HybridPairs
 from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.capabilities.timing import LoopLag
 from hybridmcp.config import HybridConfig, load_config
-from hybridmcp.errors import ConfigError
+from hybridmcp.errors import AuditError, ConfigError
+from hybridmcp.persistence import head_anchor
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.hedging import HealthWatch
 
@@ -43,18 +44,38 @@ class Context:
 
 
 def open_audit(config: HybridConfig) -> AuditSink:
-    """The audit trail of the configuration: a hash-chained file, or records in memory."""
-    if config.audit.path is None:
+    """The audit trail of the configuration: a MAC-chained file whose head is anchored in the
+    run database, or records in memory. A trail that does not verify is refused (nothing is
+    written to it), so a cut or rewritten trail is never continued and hidden."""
+    settings = config.audit
+    if settings.path is None:
         return MemoryAudit()
+    path = Path(settings.path).expanduser()
+    secret = settings.key.get_secret_value() if settings.key is not None else None
+    key = load_key(settings.key_path(str(path)), secret=secret)
+    anchor = head_anchor(settings.run_db, settings.head_db)
+    if path.exists():
+        report = verify(path, key=key, anchor=anchor)
+        if report.keyed is False:
+            raise AuditError(
+                f"audit.path: {str(path)!r} is an unkeyed trail (written before MAC chains); "
+                "keyed records cannot continue it. Keep it (`hybridmcp audit verify` still "
+                "reads it) and give the run a new audit file."
+            )
+        if not report.ok:
+            more = f" (and {len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
+            raise AuditError(
+                f"audit.path: {str(path)!r} does not verify, so nothing will be appended to it: "
+                f"{report.problems[0]}{more}. Run `hybridmcp audit verify {path}`, keep the file "
+                "as evidence, and give the run a new audit file."
+            )
     try:  # fail at open, not at the first external call
-        Path(config.audit.path).parent.mkdir(parents=True, exist_ok=True)
-        with open(config.audit.path, "a", encoding="utf-8"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
             pass
     except OSError as err:
-        raise ConfigError(
-            f"audit.path: cannot append to {config.audit.path!r}: {err.strerror}"
-        ) from None
-    return AuditLog(config.audit.path, fsync=config.audit.fsync)
+        raise ConfigError(f"audit.path: cannot append to {str(path)!r}: {err.strerror}") from None
+    return AuditLog(path, key=key, anchor=anchor, fsync=settings.fsync)
 
 
 def _check_privacy_skills(config: HybridConfig, registry: Registry) -> None:

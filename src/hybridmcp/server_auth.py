@@ -11,6 +11,14 @@ deployment reachable from elsewhere (or behind a proxy on the same host) must se
 
 Threads are private to the identity that created them: each thread is stamped with its owner,
 and reads, searches, runs and updates only see the caller's own.
+
+Store items are private too: every store call's namespace is moved under ``("user", <identity>)``,
+so a caller reads, searches, lists, writes and deletes only its own items. The one exception is
+the learned statistics (``memory.NAMESPACE``, ``("hybridmcp", "provider_stats")``), which steer
+routing: every caller may read them, only the coordinator (which writes them in process, not
+through this API) and an admin key (``HYBRIDMCP_ADMIN_KEYS``, same format) may change them.
+Keys from ``HYBRIDMCP_ADMIN_KEYS`` are API keys too. Without any key configured (loopback only),
+the store is the local user's, unscoped.
 """
 
 from __future__ import annotations
@@ -26,9 +34,17 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from hybridmcp.errors import ConfigError
+from hybridmcp.memory import NAMESPACE as STATS_NAMESPACE
 
 ENV_KEYS = "HYBRIDMCP_API_KEYS"
+ENV_ADMIN_KEYS = "HYBRIDMCP_ADMIN_KEYS"
 LOCAL_IDENTITY = "local"
+ADMIN = "admin"
+"""Permission of a caller holding an admin key: may change the learned statistics."""
+LOCAL = "local"
+"""Permission of a loopback caller while no key is configured: the store unscoped."""
+USER_PREFIX = "user"
+"""First label of every caller's own store namespace: ``("user", identity, ...)``."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,8 @@ def parse_keys(spec: str) -> list[ApiKey]:
         if not sep:
             name, key = "", entry
         name, key = name.strip(), key.strip()
+        if "." in name:  # the name is a store namespace label, which may hold no period
+            raise ConfigError(f"{ENV_KEYS}: entry {n} ({name}=): a name may not contain '.'")
         if not key:
             raise ConfigError(f"{ENV_KEYS}: entry {n} ({name or '?'}=) has an empty key")
         if key.startswith("sha256:"):
@@ -103,24 +121,54 @@ def _is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
+def store_namespace(
+    namespace: tuple[str, ...] | None, identity: str, permissions: list[str], *, write: bool
+) -> tuple[str, ...] | None:
+    """The namespace a store call may use, or ``None`` to refuse it. Pure.
+
+    The learned statistics (and namespaces below them) stay where they are: readable by all,
+    writable by an admin only. Everything else is moved under the caller's own prefix."""
+    ns = tuple(namespace or ())
+    if LOCAL in permissions:
+        return ns
+    if ns[: len(STATS_NAMESPACE)] == STATS_NAMESPACE:
+        return ns if (ADMIN in permissions or not write) else None
+    return (USER_PREFIX, identity, *ns)
+
+
 auth = Auth()
+
+
+def _configured_keys() -> tuple[list[ApiKey], list[ApiKey]]:
+    try:
+        return parse_keys(os.environ.get(ENV_KEYS, "")), parse_keys(
+            os.environ.get(ENV_ADMIN_KEYS, "")
+        )
+    except ConfigError as err:  # refuse everything rather than run open on a bad setting
+        raise Auth.exceptions.HTTPException(status_code=500, detail=str(err)) from None
 
 
 @auth.authenticate
 async def authenticate(request: Any, headers: dict[bytes, bytes]) -> Auth.types.MinimalUserDict:
-    try:
-        keys = parse_keys(os.environ.get(ENV_KEYS, ""))
-    except ConfigError as err:  # refuse everything rather than run open on a bad setting
-        raise Auth.exceptions.HTTPException(status_code=500, detail=str(err)) from None
+    keys, admin_keys = _configured_keys()
     client = getattr(request, "client", None)
-    identity = identify(presented_key(headers), keys, getattr(client, "host", None))
+    host = getattr(client, "host", None)
+    key = presented_key(headers)
+    if not keys and not admin_keys:
+        if identify(key, [], host) is None:
+            raise Auth.exceptions.HTTPException(
+                status_code=401,
+                detail=f"only loopback clients are served while {ENV_KEYS} is unset",
+            )
+        return {"identity": LOCAL_IDENTITY, "permissions": [LOCAL]}
+    if admin_keys and (admin := identify(key, admin_keys, host)) is not None:
+        return {"identity": admin, "permissions": [ADMIN]}
+    identity = identify(key, keys, host) if keys else None
     if identity is None:
-        detail = (
-            "a valid API key is required (x-api-key or Authorization: Bearer)"
-            if keys
-            else f"only loopback clients are served while {ENV_KEYS} is unset"
+        raise Auth.exceptions.HTTPException(
+            status_code=401,
+            detail="a valid API key is required (x-api-key or Authorization: Bearer)",
         )
-        raise Auth.exceptions.HTTPException(status_code=401, detail=detail)
     return {"identity": identity, "permissions": []}
 
 
@@ -132,3 +180,22 @@ async def own_threads(ctx: Auth.types.AuthContext, value: Any) -> dict[str, str]
     if isinstance(value, dict) and ctx.action in ("create", "create_run"):
         value.setdefault("metadata", {}).update(owner)
     return owner
+
+
+@auth.on.store
+async def own_store(ctx: Auth.types.AuthContext, value: Any) -> None:
+    """Scope every store call to its caller; keep the learned statistics read-only to callers
+    without an admin key (see :func:`store_namespace`)."""
+    if LOCAL in ctx.permissions:
+        return
+    write = ctx.action in ("put", "delete")
+    scoped = store_namespace(
+        value.get("namespace"), ctx.user.identity, list(ctx.permissions), write=write
+    )
+    if scoped is None:
+        raise Auth.exceptions.HTTPException(
+            status_code=403,
+            detail=f"the learned statistics {'/'.join(STATS_NAMESPACE)} are written by the "
+            f"coordinator only: changing them needs a key from {ENV_ADMIN_KEYS}",
+        )
+    value["namespace"] = scoped

@@ -1,17 +1,24 @@
 """The audit trail as a user gets it: ``hybridmcp run --audit FILE`` against a real MCP server
 (the fault server, stdio), then ``hybridmcp audit verify FILE`` on the real file, intact and
-tampered with (a record edited, removed, reordered)."""
+tampered with (a record edited, removed, reordered; the tail cut, the file emptied, the chain
+recomputed), ``audit head`` exported and checked, and a second run refusing a tampered trail.
+
+Every CLI call here uses the test session's database (``HYBRIDMCP_DB``, set by conftest), where
+the run anchored the trail's head; the key file sits beside the trail."""
 
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from hybridmcp.audit import AuditLog, record_mac
 from hybridmcp.testing.harness import faultserver_stdio
 
 pytestmark = pytest.mark.integration
@@ -42,7 +49,18 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def audited_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], Path]:
+def _module_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's database for the module's fixtures too (conftest's is per test, and a
+    module fixture runs before it): the run anchors the head where `audit verify` looks."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HYBRIDMCP_DB", str(tmp_path_factory.getbasetemp() / "hybridmcp.db"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def audited_run(
+    tmp_path_factory: pytest.TempPathFactory, _module_database: None
+) -> tuple[Path, dict[str, Any], Path]:
     """One real run with an audit file: a redacted request, a public one, a refused one."""
     tmp = tmp_path_factory.mktemp("audit")
     record = tmp / "calls.jsonl"
@@ -113,14 +131,16 @@ def test_verify_accepts_the_intact_trail(audited_run: tuple[Path, dict[str, Any]
     lines = audit.read_text().splitlines()
     proc = cli("audit", "verify", str(audit))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"ok: {len(lines)} records, chain intact")
+    assert proc.stdout.startswith(f"ok: {len(lines)} records, MAC chain intact")
 
 
 def _tampered(audit: Path, tmp_path: Path, change: Any) -> subprocess.CompletedProcess[str]:
+    """Verify a copy of the trail changed by ``change``, with its key and its exported head."""
     lines = audit.read_text().splitlines(keepends=True)
     target = tmp_path / "tampered.jsonl"
     target.write_text("".join(change(lines)))
-    return cli("audit", "verify", str(target))
+    head = cli("audit", "head", str(audit)).stdout.strip()
+    return cli("audit", "verify", str(target), "--key-file", f"{audit}.key", "--head", head)
 
 
 def test_verify_names_the_edited_removed_or_reordered_record(
@@ -135,7 +155,7 @@ def test_verify_names_the_edited_removed_or_reordered_record(
 
     proc = _tampered(audit, tmp_path, edit)
     assert proc.returncode == 1
-    assert "FAILED: line 3 (seq 3): hash mismatch" in proc.stderr
+    assert "FAILED: line 3 (seq 3): MAC mismatch" in proc.stderr
 
     proc = _tampered(audit, tmp_path, lambda lines: lines[:1] + lines[2:])
     assert proc.returncode == 1
@@ -147,3 +167,82 @@ def test_verify_names_the_edited_removed_or_reordered_record(
 
     proc = cli("audit", "verify", str(tmp_path / "missing.jsonl"))
     assert proc.returncode == 1 and "no such audit file" in proc.stderr
+
+
+def _copy_run(audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path, name: str) -> Path:
+    """A second real run writing its own trail, so tampering with it leaves the shared one."""
+    audit, _, _ = audited_run
+    folder = audit.parent
+    trail = tmp_path / name
+    proc = cli(
+        "run",
+        str(folder / "task.json"),
+        "-c",
+        str(folder / "config.json"),
+        "--audit",
+        str(trail),
+        "--json",
+    )
+    assert proc.returncode == 3, proc.stderr
+    return trail
+
+
+def test_verify_shows_a_cut_tail_an_emptied_file_and_a_recomputed_chain(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    trail = _copy_run(audited_run, tmp_path, "cut.jsonl")
+    assert stat.S_IMODE(Path(f"{trail}.key").stat().st_mode) == 0o600
+    lines = trail.read_text().splitlines(keepends=True)
+    ok = cli("audit", "verify", str(trail))
+    assert ok.returncode == 0 and "head anchored in" in ok.stdout, ok.stderr
+
+    trail.write_text("".join(lines[:-2]))
+    proc = cli("audit", "verify", str(trail))
+    assert proc.returncode == 1
+    assert f"the anchored head is seq {len(lines)}" in proc.stderr
+    assert f"the file has seq {len(lines) - 2}: records were cut off" in proc.stderr
+
+    trail.write_text("")
+    proc = cli("audit", "verify", str(trail))
+    assert proc.returncode == 1 and "the file has no records" in proc.stderr
+
+    key = Path(f"{trail}.key").read_bytes().strip()  # a holder of the key rewrites it all
+    prev, rewritten = "0" * 64, []
+    for n, line in enumerate(lines, 1):
+        record = json.loads(line)
+        if n == 1:
+            record["outcome"] = "rewritten"
+        record["prev_mac"] = prev
+        record.pop("mac")
+        prev = record["mac"] = record_mac(record, key)
+        rewritten.append(json.dumps(record) + "\n")
+    trail.write_text("".join(rewritten))
+    proc = cli("audit", "verify", str(trail))
+    assert proc.returncode == 1
+    assert f"FAILED: seq {len(lines)}: its MAC is not the anchored one" in proc.stderr
+
+
+def test_a_run_refuses_to_append_to_a_trail_that_does_not_verify(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    audit, _, _ = audited_run
+    trail = _copy_run(audited_run, tmp_path, "refused.jsonl")
+    cut = "".join(trail.read_text().splitlines(keepends=True)[:-1])
+    trail.write_text(cut)
+    folder = audit.parent
+    proc = cli(
+        "run", str(folder / "task.json"), "-c", str(folder / "config.json"), "--audit", str(trail)
+    )
+    assert proc.returncode == 2
+    assert "does not verify, so nothing will be appended to it" in proc.stderr
+    assert trail.read_text() == cut
+
+
+def test_verify_reads_an_old_unkeyed_trail_and_says_what_it_cannot_show(tmp_path: Path) -> None:
+    old = tmp_path / "old.jsonl"
+    with AuditLog(old) as log:
+        log.append({"kind": "external_call"})
+    proc = cli("audit", "verify", str(old))
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: 1 records, chain intact" in proc.stdout
+    assert "note: unkeyed trail" in proc.stdout and "not records cut off the end" in proc.stdout

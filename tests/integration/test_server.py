@@ -288,3 +288,51 @@ async def test_the_server_refuses_requests_without_a_valid_api_key(tmp_path: Pat
             assert hidden.value.response.status_code == 404
             stateless = await bob.runs.wait(None, "hybridmcp", input={"requests": REQUESTS[:1]})
             assert stateless["status"] == "ok"
+
+
+async def test_store_items_are_private_per_key_and_the_statistics_read_only(
+    tmp_path: Path,
+) -> None:
+    """Two API keys and an admin key: each caller's store items are its own; the learned
+    statistics, written by the coordinator, are read by both callers and changed by neither."""
+    stats = ["hybridmcp", "provider_stats"]
+    keys = "alice=alice-key, bob=bob-key"
+    with serve(
+        tmp_path / "server.log", HYBRIDMCP_API_KEYS=keys, HYBRIDMCP_ADMIN_KEYS="ops=ops-key"
+    ) as url:
+        alice = get_client(url=url, api_key="alice-key")
+        bob = get_client(url=url, api_key="bob-key")
+        ops = get_client(url=url, api_key="ops-key")
+        async with asyncio.timeout(RUN_DEADLINE_S):
+            out = await alice.runs.wait(None, "hybridmcp", input={"requests": REQUESTS[:1]})
+            assert out["status"] == "ok"
+            learned = await bob.store.search_items(stats)
+            assert learned["items"], "the coordinator's statistics are readable by every caller"
+            assert learned == await alice.store.search_items(stats)
+            item = learned["items"][0]
+
+            await alice.store.put_item(["notes"], "n1", {"text": "alice's"})
+            assert (await alice.store.get_item(["notes"], "n1"))["value"] == {"text": "alice's"}
+            assert await bob.store.get_item(["notes"], "n1") is None
+            assert (await bob.store.search_items(["notes"]))["items"] == []
+            assert (await bob.store.search_items([]))["items"] == []
+            assert await bob.store.get_item(["user", "alice", "notes"], "n1") is None
+            await bob.store.put_item(["notes"], "n1", {"text": "bob's"})  # his own item
+            await bob.store.delete_item(["notes"], "n1")
+            assert (await alice.store.get_item(["notes"], "n1"))["value"] == {"text": "alice's"}
+            listed = (await bob.store.list_namespaces())["namespaces"]
+            assert all(ns[:2] == ["user", "bob"] for ns in listed), listed
+
+            for caller in (alice, bob):
+                for write in (
+                    caller.store.put_item(stats, item["key"], {"calls": 10**6}),
+                    caller.store.delete_item(stats, item["key"]),
+                ):
+                    with pytest.raises(httpx.HTTPStatusError) as refused:
+                        await write
+                    assert refused.value.response.status_code == 403
+                    assert "HYBRIDMCP_ADMIN_KEYS" in refused.value.response.text
+            assert (await bob.store.get_item(stats, item["key"]))["value"] == item["value"]
+            await ops.store.put_item(stats, "probe", {"calls": 1})  # an admin may
+            assert (await alice.store.get_item(stats, "probe"))["value"] == {"calls": 1}
+            await ops.store.delete_item(stats, "probe")

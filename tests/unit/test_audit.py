@@ -200,7 +200,7 @@ def test_garbage_line_and_records_cut_off_the_end(tmp_path: Path) -> None:
     path.write_text("".join(lines[:3]), encoding="utf-8")
     cut = verify(path, expected_head=head)
     assert not cut.ok
-    assert cut.problems[0].startswith("end of file: expected the last record to be seq 5")
+    assert cut.problems[0].startswith("end of file: expected the trail to reach seq 5")
     path.write_text("".join([*lines[:2], "{not json\n", *lines[2:]]), encoding="utf-8")
     assert any(p.startswith("line 3: not valid JSON") for p in verify(path).problems)
 

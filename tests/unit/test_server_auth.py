@@ -7,7 +7,15 @@ import hashlib
 import pytest
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.server_auth import LOCAL_IDENTITY, identify, parse_keys, presented_key
+from hybridmcp.server_auth import (
+    ADMIN,
+    LOCAL,
+    LOCAL_IDENTITY,
+    identify,
+    parse_keys,
+    presented_key,
+    store_namespace,
+)
 
 
 def test_named_bare_and_hashed_keys_identify_their_holder() -> None:
@@ -36,7 +44,11 @@ def test_with_no_keys_only_loopback_clients_are_served(host: str | None, served:
 
 @pytest.mark.parametrize(
     ("spec", "named"),
-    [("alice=", "entry 1 (alice=) has an empty key"), ("a=k, b=sha256:xyz", "entry 2 (b)")],
+    [
+        ("alice=", "entry 1 (alice=) has an empty key"),
+        ("a=k, b=sha256:xyz", "entry 2 (b)"),
+        ("a=k, al.ice=k2", "entry 2 (al.ice=): a name may not contain '.'"),
+    ],
 )
 def test_malformed_key_settings_name_the_entry(spec: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
@@ -48,3 +60,33 @@ def test_the_key_is_read_from_x_api_key_or_a_bearer_token() -> None:
     assert presented_key({b"authorization": b"Bearer k2"}) == "k2"
     assert presented_key({b"authorization": b"Basic k2"}) is None
     assert presented_key({}) is None
+
+
+STATS = ("hybridmcp", "provider_stats")
+
+
+@pytest.mark.parametrize(
+    ("namespace", "permissions", "write", "expected"),
+    [
+        (("notes",), [], False, ("user", "alice", "notes")),
+        (("notes",), [], True, ("user", "alice", "notes")),
+        ((), [], False, ("user", "alice")),
+        (None, [], False, ("user", "alice")),  # list_namespaces with no prefix
+        (("user", "bob"), [], False, ("user", "alice", "user", "bob")),  # never another's
+        (("hybridmcp",), [], False, ("user", "alice", "hybridmcp")),
+        (STATS, [], False, STATS),  # the learned statistics: read by all
+        ((*STATS, "x"), [], False, (*STATS, "x")),
+        (STATS, [], True, None),  # ... written by no caller
+        ((*STATS, "x"), [], True, None),
+        (STATS, [ADMIN], True, STATS),  # but an admin
+        (("notes",), [ADMIN], True, ("user", "alice", "notes")),
+        (("notes",), [LOCAL], True, ("notes",)),  # no keys configured: the local user's store
+    ],
+)
+def test_store_calls_are_scoped_to_their_caller_and_the_statistics_are_read_only(
+    namespace: tuple[str, ...] | None,
+    permissions: list[str],
+    write: bool,
+    expected: tuple[str, ...] | None,
+) -> None:
+    assert store_namespace(namespace, "alice", permissions, write=write) == expected
