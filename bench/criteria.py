@@ -1,13 +1,16 @@
-"""The spec's success criteria, measured on the labelled workload against the baselines.
+"""The spec's success criteria, measured on the labelled workloads against the baselines.
 
-    python -m bench.criteria                    # the whole workload (a few minutes on 2 cores)
-    python -m bench.criteria --limit 12         # the first 12 requests (a smoke run)
+    python -m bench.criteria                    # both workloads (several minutes on 2 cores)
+    python -m bench.criteria --workload bench/workload/workload-seed2.json   # one of them
+    python -m bench.criteria --limit 12         # the first 12 requests of each (a smoke run)
 
 Providers are real: the built-in internal skills, ``mcp-server-time``, ``mcp-server-sqlite`` (on
 a live database; the internal SQL path reads a stale replica), ``server-everything`` (npm), and
 the project's fault server as two poor external providers (a slow ``calculate``, a
-``word_count`` that fails 35% of its calls). The workload (``bench/workload/workload.json``)
-gives each request its reference answer and the oracle's best allocation.
+``word_count`` that fails 35% of its calls). Each workload (``bench/workload/workload.json``,
+``workload-seed2.json``: another seed, another mix of skills, the requests best served externally
+late in the run) gives each request its reference answer and the oracle's best allocation; each
+runs in a coordinator of its own, and the report sets their criteria side by side.
 
 Every strategy runs the whole workload in the same process run, one request at a time, in the
 workload's order: ``internal-only``, ``external-only``, ``static-routing`` (a route per skill
@@ -18,7 +21,8 @@ directly: a new session and server process per call; external providers only) an
 ``hybridmcp`` (the coordinator with its defaults; each request is one run, and it learns across
 runs). The figures and how each is computed are in bench/README.md.
 
-Results: ``bench/results/criteria.json``, ``.md`` and ``criteria_*.png``.
+Results: ``bench/results/criteria.json`` (``workloads``: one report per workload), ``.md`` and
+``criteria_*.png`` (``criteria-seed2_*.png`` for the second workload).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from bench.common import (
     write_report,
 )
 from bench.plain import PlainClient
-from bench.workload.generate import WORKLOAD
+from bench.workload.generate import WORKLOADS
 from hybridmcp.capabilities.mcp_pool import to_connection
 from hybridmcp.capabilities.registry import Provider, map_arguments
 from hybridmcp.config import HybridConfig, parse_config
@@ -360,6 +364,7 @@ async def run_hybridmcp(co: Coordinator, req: dict[str, Any]) -> dict[str, Any]:
         and sensitivity_rank(req.get("sensitivity") or "public") > sensitivity_rank("public"),
         error=result["error"],
         reallocated="REALLOCATION" in codes or "HEDGE_STARTED" in codes,
+        rule=allocation.get("rule"),
         agreement=result.get("agreement"),
         quality_overall=(state.get("quality") or {}).get("overall"),
         attempts=[
@@ -557,6 +562,7 @@ async def run(args: argparse.Namespace, workload: dict[str, Any]) -> dict[str, A
 
 
 def report(raw: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+    """One workload's report: every strategy's figures, hybridmcp's criteria, the records."""
     by_id = {r["id"]: r for r in raw["requests"]}
     per = {s: strategy_figures(recs, by_id) for s, recs in raw["records"].items()}
     for s in per:
@@ -579,10 +585,32 @@ def report(raw: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
         s: confusion(recs, by_id) for s, recs in raw["records"].items() if s == "hybridmcp"
     }
     out["records"] = {
-        s: [{k: v for k, v in r.items() if k not in ("attempts", "value")} for r in recs]
+        s: [
+            {k: v for k, v in r.items() if k not in ("attempts", "value")} | decision_attempts(r)
+            for r in recs
+        ]
         for s, recs in raw["records"].items()
     }
     return out
+
+
+def decision_attempts(r: dict[str, Any]) -> dict[str, Any]:
+    """A coordinator run's attempts, as the report keeps them (baselines have none)."""
+    return {"attempts": [decision_attempt(a) for a in r["attempts"]]} if "attempts" in r else {}
+
+
+def decision_attempt(a: dict[str, Any]) -> dict[str, Any]:
+    """One attempt of a coordinator run, as the report keeps it: what was predicted of it
+    beside what it did, for reading the decisions request by request."""
+    p = a["prediction"] or {}
+    return {
+        "provider": a["provider"],
+        "ok": a["ok"],
+        "error": a["error"],
+        "latency_ms": round(a["latency_ms"], 3),
+        "predicted_ms": None if not p else round(p["latency_ms"], 3),
+        "predicted_success": None if not p else round(p["success"], 3),
+    }
 
 
 def confusion(records: list[dict[str, Any]], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -631,12 +659,12 @@ def criteria_table(criteria: dict[str, Any], measured: str = "measured") -> str:
     return table(["criterion", measured, "target", "met"], rows)
 
 
-def markdown(rep: dict[str, Any]) -> str:
-    meta, per, w = rep["meta"], rep["strategies"], rep["workload"]
+def workload_markdown(name: str, rep: dict[str, Any]) -> str:
+    """One workload's section: every strategy, then hybridmcp's criteria and details."""
+    per, w = rep["strategies"], rep["workload"]
     text = (
-        "# Success criteria benchmark\n\n"
-        f"{describe_machine(meta['machine'])}. Generated by `python -m bench.criteria`.\n\n"
-        f"Workload: {w['requests']} labelled requests (oracle: {w['oracle']}), one at a time, "
+        f"## Workload `{name}`\n\n"
+        f"{w['requests']} labelled requests (oracle: {w['oracle']}), one at a time, "
         "every strategy in the same process run."
         + (
             f" Left out: {w['skipped_requests']} requests of servers not installed "
@@ -651,7 +679,7 @@ def markdown(rep: dict[str, Any]) -> str:
     if "criteria" in rep:
         h = rep["hybridmcp"]
         text += (
-            "\n## The spec's criteria (hybridmcp)\n\n"
+            "\n### The spec's criteria (hybridmcp)\n\n"
             + criteria_table(rep["criteria"])
             + f"\n\nBest single approach: {rep['best_single_approach']}; cost saved measured on "
             f"the {rep['cost_saved_on_requests']} requests that both hybridmcp and external-only "
@@ -672,27 +700,80 @@ def markdown(rep: dict[str, Any]) -> str:
     return text
 
 
+def side_by_side(workloads: dict[str, dict[str, Any]]) -> str:
+    """hybridmcp's criteria on each workload, one column per workload."""
+    names = [n for n, rep in workloads.items() if "criteria" in rep]
+    if not names:
+        return ""
+    rows = []
+    for key, target in TARGETS.items():
+        cells = []
+        for n in names:
+            c = workloads[n]["criteria"][key]
+            cells.append(f"{pct(c['value'])} ({met_text(c['met']).replace('**', '')})")
+        rows.append([key.replace("_", " "), *cells, f"> {target:.0%}"])
+    head = ["criterion", *(f"`{n}` ({workloads[n]['workload']['requests']})" for n in names)]
+    return table([*head, "target"], rows)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    workloads = rep["workloads"]
+    text = (
+        "# Success criteria benchmark\n\n"
+        f"{describe_machine(rep['meta']['machine'])}. Generated by `python -m bench.criteria`. "
+        "Each workload runs in a coordinator of its own (nothing learned on one is carried to "
+        "the next).\n\n"
+    )
+    both = side_by_side(workloads)
+    if both:
+        text += "hybridmcp against the spec's criteria, per workload:\n\n" + both + "\n\n"
+    return text + "\n".join(workload_markdown(n, r) for n, r in workloads.items())
+
+
+def plot_prefix(name: str) -> str:
+    """``criteria`` for the first workload, ``criteria-seed2`` for ``workload-seed2``."""
+    return "criteria" + name.removeprefix("workload")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.criteria", description=__doc__)
-    p.add_argument("--workload", default=str(WORKLOAD))
-    p.add_argument("--limit", type=int, default=0, help="only the first N requests")
+    p.add_argument(
+        "--workload",
+        action="append",
+        type=Path,
+        help="a workload file (repeatable); default: every committed one "
+        f"({', '.join(p.name for p in WORKLOADS)})",
+    )
+    p.add_argument("--limit", type=int, default=0, help="only the first N requests of each")
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-plots", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.workload = args.workload or list(WORKLOADS)
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    meta = {"machine": machine(), "workload": args.workload, "cost_per_call": COST_PER_CALL}
-    workload = json.loads(Path(args.workload).read_text())
-    raw = asyncio.run(run(args, workload))
-    rep = report(raw, meta)
+    meta = {
+        "machine": machine(),
+        "workloads": [str(p) for p in args.workload],
+        "cost_per_call": COST_PER_CALL,
+    }
+    reports: dict[str, dict[str, Any]] = {}
+    for path in args.workload:
+        print(f"== workload {path}", flush=True)
+        workload = json.loads(path.read_text())
+        raw = asyncio.run(run(args, workload))
+        reports[path.stem] = {"path": str(path)} | report(raw, {})
+        reports[path.stem].pop("meta")
+    rep = {"meta": meta, "workloads": reports}
     write_report(args.out, "criteria", rep, markdown(rep))
     if not args.no_plots:
         from bench.plots import criteria_plots
 
-        criteria_plots(rep, args.out)
+        for name, one in reports.items():
+            criteria_plots(one, args.out, plot_prefix(name))
     return rep
 
 

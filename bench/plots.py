@@ -18,7 +18,7 @@ def _save(fig: Any, path: Path) -> None:
     print(f"wrote {path}", flush=True)
 
 
-def criteria_plots(rep: dict[str, Any], out: Path) -> None:
+def criteria_plots(rep: dict[str, Any], out: Path, prefix: str = "criteria") -> None:
     per = rep["strategies"]
     names = list(per)
     x = range(len(names))
@@ -35,7 +35,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Quality and allocation accuracy per strategy")
-    _save(fig, out / "criteria_quality.png")
+    _save(fig, out / f"{prefix}_quality.png")
 
     fig, ax = plt.subplots(figsize=(9, 4))
     ax.bar([i - width / 2 for i in x], [per[s]["p50_ms"] or 0 for s in names], width, label="p50")
@@ -45,7 +45,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("latency per request, ms (log)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Latency per strategy")
-    _save(fig, out / "criteria_latency.png")
+    _save(fig, out / f"{prefix}_latency.png")
 
     if "criteria" in rep:
         crit = rep["criteria"]
@@ -70,7 +70,7 @@ def criteria_plots(rep: dict[str, Any], out: Path) -> None:
         ax.set_ylabel("%")
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.set_title("hybridmcp against the spec's success criteria (green: met, grey: n/a)")
-        _save(fig, out / "criteria_targets.png")
+        _save(fig, out / f"{prefix}_targets.png")
 
 
 def overhead_plot(rep: dict[str, Any], out: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, describe_machine, machine, table
-from bench.criteria import criteria_table, strategies_table
+from bench.criteria import side_by_side, strategies_table
 
 README = Path(__file__).resolve().parent / "README.md"
 START, END = "<!-- figures:start -->", "<!-- figures:end -->"
@@ -133,14 +133,15 @@ def summary(out: Path) -> str:
         )
     criteria = _load(out, "criteria")
     if criteria:
-        text = (
-            f"### Success criteria ({criteria['workload']['requests']} labelled requests)\n\n"
-            + strategies_table(criteria["strategies"], calls=False)
-            + "\n"
-        )
-        if "criteria" in criteria:
-            text += "\n" + criteria_table(criteria["criteria"], "hybridmcp") + "\n"
-        parts.append(text)
+        workloads = criteria["workloads"]
+        for name, rep in workloads.items():
+            parts.append(
+                f"### Success criteria (`{name}`, {rep['workload']['requests']} labelled "
+                "requests)\n\n" + strategies_table(rep["strategies"], calls=False) + "\n"
+            )
+        both = side_by_side(workloads)
+        if both:
+            parts.append("hybridmcp against the spec's criteria:\n\n" + both + "\n")
     resilience = _load(out, "resilience")
     if resilience:
         rows = [

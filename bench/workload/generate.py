@@ -1,6 +1,14 @@
-"""Generate the labelled workload (``bench/workload/workload.json``), deterministically.
+"""Generate the labelled workloads (``bench/workload/*.json``), deterministically.
 
     python -m bench.workload.generate          # rewrites workload.json (same seed, same file)
+    python -m bench.workload.generate --seed 2 --mix seed2 --order external-late \
+        --out bench/workload/workload-seed2.json   # the second workload (see WORKLOADS)
+
+A mix (``MIXES``, or ``group=count,...`` over the default) says how many requests each skill
+gets; the order is ``shuffled`` (skills interleave, as in real traffic) or ``external-late``
+(shuffled, then every request whose oracle allocation is ``external`` moved into the last part
+of the run, among as many others: what was learned early must not decide them unseen). The
+seed, mix and order are written into the file, so it can be regenerated from itself.
 
 Every request carries its reference answer (how to check an answer: ``check``) and the oracle's
 best allocation with the reason, under the cost model of ``bench/README.md``:
@@ -22,9 +30,11 @@ workload was generated (a regression reference, said so in ``check``).
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import sqlite3
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,7 +44,48 @@ from hybridmcp.capabilities.builtin import summarize
 
 HERE = Path(__file__).resolve().parent
 WORKLOAD = HERE / "workload.json"
+WORKLOAD_SEED2 = HERE / "workload-seed2.json"
 SEED = 20261125
+
+MIXES: dict[str, dict[str, int]] = {
+    "default": {
+        "time.now": 25,
+        "time.convert": 25,
+        "math.calculate": 30,
+        "math.add": 20,
+        "everything.get-sum": 10,
+        "text.stats": 30,
+        "text.stats:pinned": 20,
+        "text.echo": 15,
+        "text.summarize": 10,
+        "json.query": 15,
+        "sql.query": 40,
+        "sqlite.describe_table": 5,
+        "sqlite.list_tables": 5,
+    },
+    # More requests for some skills (conversions, sums, echoes, SQL), fewer for others.
+    "seed2": {
+        "time.now": 10,
+        "time.convert": 40,
+        "math.calculate": 15,
+        "math.add": 35,
+        "everything.get-sum": 5,
+        "text.stats": 20,
+        "text.stats:pinned": 10,
+        "text.echo": 30,
+        "text.summarize": 5,
+        "json.query": 10,
+        "sql.query": 60,
+        "sqlite.describe_table": 8,
+        "sqlite.list_tables": 4,
+    },
+}
+ORDERS = ("shuffled", "external-late")
+WORKLOADS = {
+    WORKLOAD: {"seed": SEED, "mix": "default", "order": "shuffled"},
+    WORKLOAD_SEED2: {"seed": 2, "mix": "seed2", "order": "external-late"},
+}
+"""The committed workloads and the arguments that write each."""
 
 NO_DST_ZONES = [
     "UTC",
@@ -144,9 +195,9 @@ def both_sides(
     return request(rid, skill, args, reference, check, "internal", CHEAPER)
 
 
-def time_requests(rng: random.Random) -> list[dict[str, Any]]:
+def time_requests(rng: random.Random, mix: Mapping[str, int]) -> list[dict[str, Any]]:
     out = []
-    for i in range(25):
+    for i in range(mix["time.now"]):
         zone = NO_DST_ZONES[i % len(NO_DST_ZONES)]
         ref = {"timezone": zone, "is_dst": False}
         out.append(
@@ -154,7 +205,7 @@ def time_requests(rng: random.Random) -> list[dict[str, Any]]:
                 f"now-{i}", "time.now", {"timezone": zone}, ref, "time_now", critical=i % 6 == 5
             )
         )
-    for i in range(25):
+    for i in range(mix["time.convert"]):
         src, dst = rng.sample(NO_DST_ZONES, 2)
         hh, mm = rng.randint(0, 23), rng.choice([0, 15, 30, 45])
         day = datetime(2026, 1, 15, hh, mm, tzinfo=ZoneInfo(src))
@@ -185,9 +236,9 @@ def expression(rng: random.Random) -> tuple[str, int | float]:
     return rng.choice(forms)
 
 
-def math_requests(rng: random.Random) -> list[dict[str, Any]]:
+def math_requests(rng: random.Random, mix: Mapping[str, int]) -> list[dict[str, Any]]:
     out = []
-    for i in range(30):
+    for i in range(mix["math.calculate"]):
         expr, value = expression(rng)
         out.append(
             both_sides(
@@ -199,13 +250,13 @@ def math_requests(rng: random.Random) -> list[dict[str, Any]]:
                 critical=i % 10 == 9,
             )
         )
-    for i in range(20):
+    for i in range(mix["math.add"]):
         a, b = rng.randint(-500, 999), rng.randint(0, 999)
         ref = f"The sum of {a} and {b} is {a + b}."
         out.append(
             both_sides(f"add-{i}", "math.add", {"a": a, "b": b}, ref, "exact", critical=i % 10 == 9)
         )
-    for i in range(10):
+    for i in range(mix["everything.get-sum"]):
         a, b = rng.randint(0, 999), rng.randint(0, 999)
         ref = f"The sum of {a} and {b} is {a + b}."
         out.append(
@@ -234,9 +285,9 @@ def text(rng: random.Random, sentences: int, topic: str | None = None) -> tuple[
     return " ".join(parts), words
 
 
-def text_requests(rng: random.Random) -> list[dict[str, Any]]:
+def text_requests(rng: random.Random, mix: Mapping[str, int]) -> list[dict[str, Any]]:
     out = []
-    for i in range(30):
+    for i in range(mix["text.stats"]):
         body, words = text(rng, rng.randint(1, 6))
         sentences = body.count(".")
         ref = {"words": words, "sentences": sentences}
@@ -260,7 +311,8 @@ def text_requests(rng: random.Random) -> list[dict[str, Any]]:
                     f"stats-{i}", "text.stats", {"text": body}, ref, "fields", critical=i % 10 == 9
                 )
             )
-    for i in range(20):  # the caller pins the external service; it fails 35% of its calls
+    # The caller pins the external service; it fails 35% of its calls.
+    for i in range(mix["text.stats:pinned"]):
         body, words = text(rng, rng.randint(1, 6))
         ref = {"words": words, "sentences": body.count(".")}
         out.append(
@@ -275,7 +327,7 @@ def text_requests(rng: random.Random) -> list[dict[str, Any]]:
                 strategy="external",
             )
         )
-    for i in range(15):
+    for i in range(mix["text.echo"]):
         message = " ".join(rng.sample(WORDS, rng.randint(1, 5)))
         out.append(
             both_sides(
@@ -287,7 +339,7 @@ def text_requests(rng: random.Random) -> list[dict[str, Any]]:
                 critical=i % 10 == 9,
             )
         )
-    for i in range(10):
+    for i in range(mix["text.summarize"]):
         body, _ = text(rng, rng.randint(4, 8), topic=rng.choice(TOPICS))
         ref = summarize(body, 2)["summary"]
         out.append(
@@ -304,9 +356,9 @@ def text_requests(rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
-def json_requests(rng: random.Random) -> list[dict[str, Any]]:
+def json_requests(rng: random.Random, mix: Mapping[str, int]) -> list[dict[str, Any]]:
     out = []
-    for i in range(15):
+    for i in range(mix["json.query"]):
         items = [
             {
                 "sku": f"{rng.choice(WORDS)}-{k}",
@@ -339,7 +391,9 @@ def json_requests(rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
-def sql_requests(rng: random.Random, db: dict[str, list[str]]) -> list[dict[str, Any]]:
+def sql_requests(
+    rng: random.Random, db: dict[str, list[str]], mix: Mapping[str, int]
+) -> list[dict[str, Any]]:
     live = db["base"] + db["recent"]
     out = []
     old = [
@@ -356,7 +410,7 @@ def sql_requests(rng: random.Random, db: dict[str, list[str]]) -> list[dict[str,
         "SELECT MAX(day) AS last_day FROM orders",
         "SELECT COUNT(*) AS n FROM orders WHERE product_id = {p}",
     ]
-    for i in range(40):
+    for i in range(mix["sql.query"]):
         fresh = i % 2 == 1
         template = rng.choice(recent if fresh else old)
         query = template.format(
@@ -399,7 +453,9 @@ def sql_requests(rng: random.Random, db: dict[str, list[str]]) -> list[dict[str,
             out.append(
                 both_sides(f"sql-{i}", "sql.query", args, reference, "exact", critical=i % 10 == 8)
             )
-    for i, table in enumerate(["products", "orders", "customers", "products", "orders"]):
+    tables = ["products", "orders", "customers"]
+    for i in range(mix["sqlite.describe_table"]):
+        table = tables[i % 3]
         ref = sql_rows(live, f"PRAGMA table_info({table})")
         out.append(
             request(
@@ -412,7 +468,7 @@ def sql_requests(rng: random.Random, db: dict[str, list[str]]) -> list[dict[str,
                 "served by the external side only",
             )
         )
-    for i in range(5):
+    for i in range(mix["sqlite.list_tables"]):
         ref = sql_rows(live, "SELECT name FROM sqlite_master WHERE type='table'")
         out.append(
             request(
@@ -428,33 +484,80 @@ def sql_requests(rng: random.Random, db: dict[str, list[str]]) -> list[dict[str,
     return out
 
 
-def generate(seed: int = SEED) -> dict[str, Any]:
+def mix_counts(mix: str) -> dict[str, int]:
+    """A named mix (``MIXES``), or ``group=count,...`` overriding the default mix."""
+    if mix in MIXES:
+        return dict(MIXES[mix])
+    counts = dict(MIXES["default"])
+    for part in filter(None, mix.split(",")):
+        group, _, count = part.partition("=")
+        if group not in counts or not count.isdigit():
+            raise SystemExit(
+                f"--mix {mix!r}: {part!r} is not group=count with a group of {sorted(counts)} "
+                f"or a mix of {sorted(MIXES)}"
+            )
+        counts[group] = int(count)
+    return counts
+
+
+def order(rng: random.Random, requests: list[dict[str, Any]], how: str) -> list[dict[str, Any]]:
+    """Shuffle the requests (skills interleave, as in real traffic); ``external-late`` then
+    moves those whose oracle allocation is external into the last part of the run, shuffled
+    among as many of the others."""
+    rng.shuffle(requests)
+    if how == "shuffled":
+        return requests
+    if how != "external-late":
+        raise SystemExit(f"--order {how!r}: expected one of {ORDERS}")
+    late = [r for r in requests if r["oracle"]["allocation"] == "external"]
+    rest = [r for r in requests if r["oracle"]["allocation"] != "external"]
+    cut = max(0, len(rest) - len(late))
+    tail = rest[cut:] + late
+    rng.shuffle(tail)
+    return rest[:cut] + tail
+
+
+def generate(seed: int = SEED, mix: str = "default", how: str = "shuffled") -> dict[str, Any]:
     rng = random.Random(seed)
+    counts = mix_counts(mix)
     db = database(rng)
     requests = (
-        time_requests(rng)
-        + math_requests(rng)
-        + text_requests(rng)
-        + json_requests(rng)
-        + sql_requests(rng, db)
+        time_requests(rng, counts)
+        + math_requests(rng, counts)
+        + text_requests(rng, counts)
+        + json_requests(rng, counts)
+        + sql_requests(rng, db, counts)
     )
-    rng.shuffle(requests)  # skills interleave, as in real traffic
-    return {
+    data: dict[str, Any] = {
         "description": "hybridmcp's labelled workload; see bench/README.md (generated by "
         "python -m bench.workload.generate)",
         "seed": seed,
-        "database": db,
-        "requests": requests,
     }
+    if (mix, how) != ("default", "shuffled"):
+        data |= {"mix": mix, "order": how, "counts": counts}
+    return data | {"database": db, "requests": order(rng, requests, how)}
 
 
-def main() -> None:
-    data = generate()
-    WORKLOAD.write_text(json.dumps(data, indent=1) + "\n")
+def regenerate(committed: Mapping[str, Any]) -> dict[str, Any]:
+    """What the generator writes for a committed workload's own seed, mix and order."""
+    return generate(
+        committed["seed"], committed.get("mix", "default"), committed.get("order", "shuffled")
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.workload.generate", description=__doc__)
+    p.add_argument("--seed", type=int, default=SEED)
+    p.add_argument("--mix", default="default", help=f"one of {sorted(MIXES)}, or group=count,...")
+    p.add_argument("--order", default="shuffled", choices=ORDERS)
+    p.add_argument("--out", type=Path, default=WORKLOAD)
+    args = p.parse_args(argv)
+    data = generate(args.seed, args.mix, args.order)
+    args.out.write_text(json.dumps(data, indent=1) + "\n")
     oracle: dict[str, int] = {}
     for r in data["requests"]:
         oracle[r["oracle"]["allocation"]] = oracle.get(r["oracle"]["allocation"], 0) + 1
-    print(f"wrote {WORKLOAD}: {len(data['requests'])} requests, oracle {oracle}")
+    print(f"wrote {args.out}: {len(data['requests'])} requests, oracle {oracle}")
 
 
 if __name__ == "__main__":

@@ -62,30 +62,35 @@ def test_throughput_report(quick):
 
 def test_criteria_report(quick):
     rep = report(quick, "criteria")
-    assert rep["workload"]["requests"] == 6
-    assert set(rep["strategies"]) == {
-        "internal-only",
-        "external-only",
-        "static-routing",
-        "naive-retry-fallback",
-        "langchain-mcp-adapters",
-        "hybridmcp",
-    }
-    for figures in rep["strategies"].values():
-        assert figures["requests"] == 6
-        assert {"correct", "allocation_accuracy", "p50_ms", "p99_ms", "cost"} <= figures.keys()
-    assert set(rep["criteria"]) == {
-        "allocation_accuracy",
-        "performance_improvement",
-        "cost_saved",
-        "integration_quality",
-        "reallocation_success",
-        "cross_validation_accuracy",
-        "prediction_accuracy",
-    }
-    assert all(len(records) == 6 for records in rep["records"].values())
-    for name in ("quality", "latency", "targets"):
-        assert (quick / f"criteria_{name}.png").stat().st_size > 0
+    assert list(rep["workloads"]) == ["workload", "workload-seed2"]
+    for name, one in rep["workloads"].items():
+        assert one["workload"]["requests"] == 6
+        assert set(one["strategies"]) == {
+            "internal-only",
+            "external-only",
+            "static-routing",
+            "naive-retry-fallback",
+            "langchain-mcp-adapters",
+            "hybridmcp",
+        }
+        for figures in one["strategies"].values():
+            assert figures["requests"] == 6
+            assert {"correct", "allocation_accuracy", "p50_ms", "p99_ms", "cost"} <= figures.keys()
+        assert set(one["criteria"]) == {
+            "allocation_accuracy",
+            "performance_improvement",
+            "cost_saved",
+            "integration_quality",
+            "reallocation_success",
+            "cross_validation_accuracy",
+            "prediction_accuracy",
+        }
+        assert all(len(records) == 6 for records in one["records"].values())
+        assert all("rule" in r and r["attempts"] for r in one["records"]["hybridmcp"])
+        prefix = "criteria" + name.removeprefix("workload")
+        for plot in ("quality", "latency", "targets"):
+            assert (quick / f"{prefix}_{plot}.png").stat().st_size > 0
+    assert "`workload-seed2` (6)" in (quick / "criteria.md").read_text()
 
 
 def test_resilience_report(quick):
@@ -129,14 +134,36 @@ def test_summary_gathers_every_report(quick):
         assert heading in text
 
 
-def test_the_committed_workload_is_the_generated_one():
-    from bench.workload.generate import WORKLOAD, generate
+@pytest.mark.parametrize("name", ["workload.json", "workload-seed2.json"])
+def test_the_committed_workloads_are_the_generated_ones(name):
+    from bench.workload.generate import WORKLOADS, generate
 
-    committed = json.loads(WORKLOAD.read_text())
-    assert committed == json.loads(json.dumps(generate()))
+    path = next(p for p in WORKLOADS if p.name == name)
+    committed = json.loads(path.read_text())
+    spec = WORKLOADS[path]
+    assert committed == json.loads(json.dumps(generate(spec["seed"], spec["mix"], spec["order"])))
     requests = committed["requests"]
     assert len(requests) >= 200
     assert len({r["id"] for r in requests}) == len(requests)
     for r in requests:
         assert r["oracle"]["allocation"] in {"internal", "external", "hybrid"}
         assert r["oracle"]["reason"] and "reference" in r and r["check"]
+
+
+def test_the_second_workload_differs_in_seed_mix_and_order():
+    from bench.workload.generate import WORKLOAD, WORKLOAD_SEED2
+
+    first, second = (json.loads(p.read_text()) for p in (WORKLOAD, WORKLOAD_SEED2))
+    assert first["seed"] != second["seed"]
+
+    def counts(w: dict[str, Any]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in w["requests"]:
+            out[r["skill"]] = out.get(r["skill"], 0) + 1
+        return out
+
+    a, b = counts(first), counts(second)
+    assert any(b[s] > a[s] for s in a) and any(b[s] < a[s] for s in a)
+    # The requests best served externally arrive late in the second run.
+    late = [i for i, r in enumerate(second["requests"]) if r["oracle"]["allocation"] == "external"]
+    assert min(late) >= len(second["requests"]) // 3

@@ -4,6 +4,7 @@ import pytest
 
 from hybridmcp.policy.learning import (
     ProviderStats,
+    latency_prior_weight,
     latency_within_band,
     learned_from,
     mark_learned,
@@ -111,7 +112,52 @@ def test_prediction_moves_from_the_prior_toward_the_measurements():
     one = predict(feed(ProviderStats("e", "s"), [5.0]), **PRIORS)
     many = predict(feed(ProviderStats("e", "s"), [5.0] * 30), **PRIORS)
     assert 5.0 < many.latency_ms < one.latency_ms < 25.0
-    assert many.latency_ms == pytest.approx(5.0 + 20.0 * 3 / 33)
+    # calls that do not scatter: the prior's weight is its shrinkage alone, 3 / (30 + 3)
+    assert many.latency_ms == pytest.approx(5.0 + 20.0 * (3 / 33) / (30 + 3 / 33))
+    failing = predict(feed(ProviderStats("e", "s"), [5.0] * 30, ok=False), **PRIORS)
+    assert failing.success == pytest.approx(0.9 * 3 / 33)  # the others keep prior_weight
+
+
+def scattered(mean, spread, n):
+    """``n`` latencies alternating ``mean - spread`` and ``mean + spread``."""
+    return [mean + spread * (-1) ** i for i in range(n)]
+
+
+def test_consistent_calls_outweigh_a_default_prior_sooner_than_scattered_ones():
+    consistent = feed(ProviderStats("e", "s"), scattered(4.0, 0.5, 6))
+    noisy = feed(ProviderStats("e", "s"), scattered(40.0, 60.0, 6))
+    assert latency_prior_weight(consistent, 25.0, 3.0) < 0.5
+    assert latency_prior_weight(noisy, 25.0, 3.0) == 3.0  # scatter far beyond the guess: capped
+    like_the_guess = feed(ProviderStats("e", "s"), scattered(25.0, 20.0, 40))
+    assert 0.6 < latency_prior_weight(like_the_guess, 25.0, 3.0) < 1.2  # about one
+    near, far = predict(consistent, **PRIORS), predict(noisy, **PRIORS)
+    mean = consistent.ewma_latency_ms
+    assert mean < near.latency_ms < 1.3 * mean  # with the prior as 3 calls: about 2.8 x mean
+    assert far.latency_ms - noisy.ewma_latency_ms == pytest.approx(
+        (25.0 - noisy.ewma_latency_ms) * 3 / (6 + 3)
+    )
+
+
+def test_a_single_call_does_not_silence_the_prior():
+    one = feed(ProviderStats("e", "s"), [4.0])
+    assert one.ewma_latency_dev_ms == 0  # no scatter seen yet
+    assert latency_prior_weight(one, 25.0, 3.0) == pytest.approx(3 / 4)
+    assert 4.0 < predict(one, **PRIORS).latency_ms < 25.0
+
+
+def test_a_consistent_provider_passed_over_still_drifts_back_to_its_prior():
+    s = feed(ProviderStats("e", "s"), scattered(400.0, 10.0, 20))
+    fresh = predict(s, **PRIORS)
+    for i in range(250):  # ten half-lives
+        s = observe_pass(s, now=1000.0 + i)
+    aged = predict(s, **PRIORS)
+    assert aged.latency_ms < 0.5 * fresh.latency_ms
+    assert latency_prior_weight(s, 25.0, 3.0) > 0.9  # the scatter's evidence aged too
+
+
+def test_without_a_prior_latency_the_configured_weight_applies():
+    s = feed(ProviderStats("e", "s"), scattered(4.0, 0.5, 6))
+    assert latency_prior_weight(s, 0.0, 3.0) == 3.0
 
 
 def test_staleness_decays_evidence_toward_the_prior():

@@ -202,3 +202,50 @@ def test_bad_sampling_config_names_the_key():
         parse_config({"arbitration_config": {"validation_sampling": {"audit_share": 1.5}}})
     with pytest.raises(ConfigError, match="validation_sampling.min_agreemnt"):
         parse_config({"arbitration_config": {"validation_sampling": {"min_agreemnt": 0.9}}})
+
+
+def decide_needing(cands, key, tags):
+    """:func:`decide` for a request of a skill with these tags."""
+    profile = analyze_requirements(skill="s.x", tags=tags, complexity="low", args={})
+    return arbitrate(
+        strategy="auto",
+        critical=False,
+        profile=profile,
+        candidates=cands,
+        criteria=CRIT,
+        arbitration=ArbitrationConfig(),
+        mapping=MAP,
+        audit_key=key,
+    )
+
+
+def test_a_request_needing_the_other_sides_strength_runs_on_that_side_once_they_agree():
+    # internal is fitter (free), but the request needs real-time data, an external strength:
+    # a conflict would have kept the external answer, so that is the side that runs alone
+    a = decide_needing(band(), KEPT, ["real_time_data"])
+    assert a["internal_fitness"] > a["external_fitness"]
+    assert a["mode"] == "external" and a["providers"] == ["e"]
+    assert (
+        "external alone, the side whose strengths the request needs (real_time_data)" in (a["rule"])
+    )
+    assert a["validation_sampling"]["narrowed_to"] == "external"
+    # the audit share is still cross-validated
+    assert decide_needing(band(), AUDITED, ["real_time_data"])["mode"] == "hybrid"
+
+
+@pytest.mark.parametrize(
+    "tags",
+    [
+        (),  # nothing needed: the fitter side
+        ("context_awareness",),  # the fitter side's own strength
+        ("context_awareness", "real_time_data"),  # strengths of both sides: the fitter side
+    ],
+)
+def test_otherwise_the_fitter_side_runs_alone(tags):
+    a = decide_needing(band(), KEPT, list(tags))
+    assert a["mode"] == "internal" and "internal alone, the fitter side" in a["rule"]
+
+
+def test_a_needed_strength_does_not_end_cross_validation_before_the_sides_agree():
+    a = decide_needing(band(external=NEVER), KEPT, ["real_time_data"])
+    assert a["mode"] == "hybrid" and a["validation_sampling"]["sampled"] is False

@@ -273,6 +273,36 @@ def prior_prediction(*, latency_ms: float, quality: float, cost: float) -> Predi
     return Prediction(latency_ms, latency_ms * 2, quality, cost, quality, 0, 0.0)
 
 
+SIGMA_PER_MEAN_DEVIATION = 1.25
+"""Standard deviation per mean absolute deviation, for normal data."""
+
+
+def latency_prior_weight(
+    stats: ProviderStats, prior_latency_ms: float, prior_weight: float
+) -> float:
+    """How many observations the configured latency counts for against this provider's own.
+
+    Under the normal model a prior mean counts for (calls' variance / prior's variance)
+    observations. The configured latency is a guess made before the provider was measured,
+    uncertain by about its own size; the calls' scatter is measured (the EWMA absolute
+    deviation), and shrunk toward the guess's own uncertainty with ``prior_weight``
+    pseudo-observations, so one call, or a few that happen to agree, do not silence the prior.
+    Calls that scatter as widely as the guess count it as one observation; more widely, up
+    to ``prior_weight`` (the weight of every other prior); consistent calls, a fraction of one:
+    a provider measured a few times is predicted from its measurements, not pulled toward a
+    default that was never about it. Evidence aged by :func:`observe_pass` loses its hold on
+    the scatter too, so a provider passed over for long still drifts back toward its prior.
+    """
+    if prior_latency_ms <= 0:
+        return prior_weight
+    ratio = SIGMA_PER_MEAN_DEVIATION * stats.ewma_latency_dev_ms / prior_latency_ms
+    n = stats.evidence
+    relative_variance = (
+        (n * ratio**2 + prior_weight) / (n + prior_weight) if n + prior_weight else 1.0
+    )
+    return min(prior_weight, relative_variance)
+
+
 def predict(
     stats: ProviderStats | None,
     *,
@@ -284,13 +314,15 @@ def predict(
     """Expected performance of a provider, blending priors with what was learned.
 
     A provider never seen gets its configured priors; each unit of evidence shifts the
-    prediction toward the measurements, the prior counting as ``prior_weight`` observations.
+    prediction toward the measurements, the prior counting as ``prior_weight`` observations
+    (for latency, fewer when the provider's calls are consistent: :func:`latency_prior_weight`).
     """
     prior = prior_prediction(latency_ms=prior_latency_ms, quality=prior_quality, cost=prior_cost)
     if stats is None or stats.calls == 0 or stats.ewma_latency_ms is None:
         return prior
     n = stats.evidence
     w = n / (n + prior_weight)
+    w_latency = n / (n + latency_prior_weight(stats, prior_latency_ms, prior_weight))
     success = w * (stats.success_rate or 0.0) + (1 - w) * prior.success
     quality = success
     if stats.agreement_rate is not None:
@@ -299,9 +331,9 @@ def predict(
     if stats.refutations:
         # Shown wrong: quality falls with the share of verdicts that went against it.
         quality *= 2 * min(0.5, stats.trust)
-    latency = w * stats.ewma_latency_ms + (1 - w) * prior.latency_ms
+    latency = w_latency * stats.ewma_latency_ms + (1 - w_latency) * prior.latency_ms
     learned_p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
-    p95 = w * learned_p95 + (1 - w) * prior.p95_latency_ms
+    p95 = w_latency * learned_p95 + (1 - w_latency) * prior.p95_latency_ms
     cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior.cost
     return Prediction(
         latency,

@@ -9,8 +9,10 @@ sensitivity is never a candidate. Every decision keeps the numbers that drove it
 Cross-validation's value is learned: when a request would go hybrid only because of the band or
 the decision threshold, and both sides' answers for its skill have agreed consistently (each
 candidate's streak of agreeing cross-validations and its agreement rate, carried in its
-prediction), the fitter side runs alone, except for a deterministic audit share drawn from a hash
-of the run and request ids (``arbitration_config.validation_sampling``).
+prediction), one side runs alone, except for a deterministic audit share drawn from a hash
+of the run and request ids (``arbitration_config.validation_sampling``): the fitter side, or
+the side whose strengths the request needs when only the other side lacks them (the answer a
+conflict would have kept).
 """
 
 from __future__ import annotations
@@ -218,6 +220,7 @@ def arbitrate(
             arbitration.validation_sampling,
             audit_draw(audit_key),
             constraint,
+            strengths=needed_strengths(profile, mapping),
         )
     chosen = [f for f in (internal, external) if f is not None and mode in (f.side, "hybrid")]
     chosen.sort(key=lambda f: -f.total)
@@ -358,6 +361,33 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{round(value * 100, 1):g}%"
 
 
+def needed_strengths(
+    profile: Mapping[str, Any], mapping: CapabilityMapping
+) -> dict[str, list[str]]:
+    """Per side, the strengths of that side (``capability_mapping``) the request needs."""
+    needs = set(profile.get("needs", ()))
+    return {
+        "internal": sorted(needs & set(mapping.internal_strengths)),
+        "external": sorted(needs & set(mapping.external_strengths)),
+    }
+
+
+def _narrow_to(
+    internal: Fitness, external: Fitness, strengths: Mapping[str, Sequence[str]]
+) -> tuple[Fitness, str]:
+    """The side a sampled request runs on alone, and why: the fitter one, unless the request
+    needs strengths of the other side only. Then the other: a conflict would have taken its
+    answer (the a-priori confidence carries the strengths), so running one side must not be
+    the one whose answer a disagreement would have overruled. Past agreement says nothing of
+    the requests where the needed strength matters (data that moved since a replica was made)."""
+    fitter = internal if internal.total >= external.total else external
+    other = external if fitter is internal else internal
+    if strengths.get(other.side) and not strengths.get(fitter.side):
+        needs = ", ".join(strengths[other.side])
+        return other, f"the side whose strengths the request needs ({needs})"
+    return fitter, "the fitter side"
+
+
 def sample_validation(
     internal: Fitness,
     external: Fitness,
@@ -365,14 +395,17 @@ def sample_validation(
     cfg: ValidationSampling,
     draw: float,
     constraint: str | None = None,
+    *,
+    strengths: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[str, str, dict[str, Any]]:
-    """Narrow an undecided (hybrid by the band or the threshold) allocation to its fitter side
-    when cross-validating it has stopped telling anything new.
+    """Narrow an undecided (hybrid by the band or the threshold) allocation to one side when
+    cross-validating it has stopped telling anything new.
 
     Both candidates must have agreed consistently (:func:`validation_evidence`); then the
-    request runs on the fitter side alone unless ``draw`` falls under ``audit_share`` (an
-    audit: still cross-validated). A hard constraint (``constraint``) keeps it hybrid. Returns
-    the mode, the rule, and the record of the numbers behind them.
+    request runs alone on the fitter side, or on the side whose strengths it needs
+    (``strengths``, per side: :func:`_narrow_to`), unless ``draw`` falls under ``audit_share``
+    (an audit: still cross-validated). A hard constraint (``constraint``) keeps it hybrid.
+    Returns the mode, the rule, and the record of the numbers behind them.
     """
     sides = [validation_evidence(f, cfg) for f in (internal, external)]
     record: dict[str, Any] = {
@@ -385,7 +418,7 @@ def sample_validation(
     short = [s["short"] for s in sides if s["short"]]
     if constraint or short:
         return "hybrid", rule, record | {"sampled": False, "reason": constraint or "; ".join(short)}
-    leader = internal if internal.total >= external.total else external
+    leader, why = _narrow_to(internal, external, strengths or {})
     base = rule.removesuffix(CROSS_VALIDATE)
     agreed = (
         f"the sides agreed in their last {sides[0]['agreement_streak']} and "
@@ -406,9 +439,9 @@ def sample_validation(
         )
     return (
         leader.side,
-        f"{base}; {agreed}: {leader.side} alone "
+        f"{base}; {agreed}: {leader.side} alone, {why} "
         f"(audit draw {draw:.3f} >= share {cfg.audit_share:g})",
-        record | {"sampled": True, "audit": False},
+        record | {"sampled": True, "audit": False, "narrowed_to": leader.side},
     )
 
 
