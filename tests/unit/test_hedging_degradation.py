@@ -173,3 +173,17 @@ def test_shape_error_from_the_comparator_keys():
     subset = ComparatorConfig(type="json_subset", fields=["words"])
     assert shape_error(subset, {"words": 3}) is None
     assert shape_error(ComparatorConfig(), "anything") is None
+
+
+def test_a_critical_requests_slow_side_is_waited_for_not_cut():
+    from hybridmcp.config import ResilienceConfig
+    from hybridmcp.policy.hedging import watch_plan
+
+    scores = {
+        "i": {"side": "internal", "prediction": {}},
+        "e": {"side": "external", "prediction": {}},
+    }
+    hybrid = {"mode": "hybrid", "scores": scores, "ranking": ["i", "e"]}
+    assert watch_plan(hybrid, "e", ResilienceConfig())["peer_side"] == "internal"
+    critical = hybrid | {"critical": True}
+    assert watch_plan(critical, "e", ResilienceConfig())["peer_side"] is None

@@ -68,8 +68,9 @@ def watch_plan(
     """What the worker running ``provider_id`` for this allocation watches for.
 
     ``slow_after_ms``: the degradation threshold (a later answer counts as slow for the circuit
-    breaker); ``hedge``: the provider to start past ``after_ms``; ``peer_side``: in a hybrid
-    request's first round, the side whose answer lets this one stop as a straggler.
+    breaker); ``hedge``: the provider to start past ``after_ms``; ``peer_side``: in a hybrid,
+    non-critical request's first round, the side whose answer lets this one stop as a
+    straggler.
     """
     mine = allocation.get("scores", {}).get(provider_id, {})
     plan: dict[str, Any] = {
@@ -79,7 +80,10 @@ def watch_plan(
     }
     if round_no == 1:
         plan["hedge"] = hedge_target(allocation, provider_id, cfg.hedging)
-        if allocation.get("mode") == "hybrid" and cfg.degradation.cut_stragglers:
+        # A critical request is never settled on one answer to save time: its slow side is
+        # waited for (to its own deadline), so that it is cross-validated.
+        hybrid = allocation.get("mode") == "hybrid" and not allocation.get("critical")
+        if hybrid and cfg.degradation.cut_stragglers:
             plan["peer_side"] = OTHER_SIDE.get(mine.get("side", ""))
     return plan
 

@@ -228,6 +228,7 @@ def arbitrate(
         {
             "mode": mode,
             "strategy": strategy,
+            "critical": critical,
             "rule": rule,
             "providers": [f.provider for f in chosen],
             "ranking": [f.provider for f in scored],
