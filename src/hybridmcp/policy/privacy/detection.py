@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridmcp.policy.privacy.engines import (
+    _WORD_RE,
     _analyzer,
     _entropy_plugin,
     _keyword_regexes,
@@ -18,7 +19,6 @@ from hybridmcp.policy.privacy.levels import _PRESIDIO_ENTITIES, PrivacyConfig
 from hybridmcp.policy.privacy.patterns import (
     _CANDIDATE_TOKEN_RE,
     _PATTERNS,
-    _PRESIDIO_HINT_RE,
     _PSEUDONYM_RE,
 )
 
@@ -84,9 +84,9 @@ def _plausible_secret(value: str, line: str) -> bool:
 
 def _presidio_spans(text: str, context: tuple[str, ...], key: _DetectorKey) -> list[_Span]:
     entities = sorted(key.entities & _PRESIDIO_ENTITIES)
-    if not entities or not _PRESIDIO_HINT_RE.search(text):
-        # Every Presidio entity we load needs a digit, an '@' or a ':'; skipping the rest
-        # saves most of the cost on ordinary prose.
+    if not entities or not presidio_candidate(text, key.entities):
+        # The cheap pre-scan: without it, Presidio (a second to import and build) would load
+        # for the first request that has a digit or a colon in it.
         return []
     results = _analyzer().analyze(
         text=text, language="en", entities=entities, context=list(context) or None
@@ -95,8 +95,80 @@ def _presidio_spans(text: str, context: tuple[str, ...], key: _DetectorKey) -> l
     for r in results:
         score = float(r.score)
         score -= _shape_doubt(r.entity_type, text, r.start, r.end)
+        if r.entity_type == "IP_ADDRESS" and _version_like(text, r.start, r.end, context):
+            continue
+        if (
+            r.entity_type == "PHONE_NUMBER"
+            and score <= 0.5
+            and not _phone_shaped(text[r.start : r.end])
+        ):
+            continue
         spans.append(_Span(r.entity_type, r.start, r.end, score, "presidio"))
     return spans
+
+
+_CANDIDATE_RE = re.compile(
+    r"@"  # email
+    r"|[0-9](?:[\s().,/-]{0,3}[0-9]){5,}"  # phone, card, SSN, IBAN, account, licence numbers
+    r"|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"  # IPv4
+    r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}"  # IPv6, MAC
+    r"|[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-"  # MAC with dashes
+    r"|\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[0-9a-z]{20,}|0x[0-9a-fA-F]{40})"  # crypto
+)
+
+
+# Entities off by default whose shapes the pre-scan above does not cover.
+_LOOSE_CANDIDATES = {"URL": re.compile(r"\."), "UUID": re.compile(r"[0-9a-fA-F]{8}-")}
+_DIGIT_RE = re.compile(r"[0-9]")
+
+
+def presidio_candidate(text: str, entities: frozenset[str] = frozenset()) -> bool:
+    """Whether ``text`` could hold anything a Presidio recognizer of ``entities`` finds."""
+    if _CANDIDATE_RE.search(text) is not None:
+        return True
+    for entity in entities & _LOOSE_CANDIDATES.keys():
+        if _LOOSE_CANDIDATES[entity].search(text):
+            return True
+    return bool(entities & {"DATE_TIME", "UK_NHS"}) and _DIGIT_RE.search(text) is not None
+
+
+_VERSION_WORD_RE = re.compile(
+    r"(?i)(?:\bv|version|ver\.?|release|rel\.?|section|sec\.?|§|build|chapter|rev\.?|step"
+    r"|clause|article|art\.?|rule|item|no\.?|firmware|fw|sdk|api|python|node)\W{0,3}\Z"
+)
+_IP_WORDS = frozenset(
+    "ip ips ipv4 addr address host hostname server client remote src dst destination "
+    "gateway dns peer proxy connect connected ping subnet cidr endpoint nameserver listen bind "
+    "origin forwarded".split()
+)
+
+
+def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> bool:
+    """A dotted quad that reads as a version or a section number, not an address.
+
+    "1.2.3.4", "4.7.2.0" and "Section 2.3.1.4" pass Presidio's IPv4 pattern. Without a word
+    about addresses nearby (or in the field's name), a quad after "version", "v", "section"
+    and the like, or one whose parts are all small (<= 20, other than 10.x private ranges), is
+    read as a version.
+    """
+    value = text[start:end]
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return False
+    near = set(_WORD_RE.findall(text[max(0, start - 40) : start].lower())[-4:])
+    if near & _IP_WORDS or _IP_WORDS.intersection(context):
+        return False
+    if _VERSION_WORD_RE.search(text[max(0, start - 16) : start]):
+        return True
+    return parts[0] != "10" and all(int(p) <= 20 for p in parts)
+
+
+def _phone_shaped(value: str) -> bool:
+    """Written as people write phone numbers: '+', parentheses, a trunk 0, or 3-3-4 / 5-5."""
+    if value.startswith(("+", "(", "0")):
+        return True
+    groups = [len(g) for g in re.split(r"[^0-9]+", value) if g]
+    return groups in ([3, 3, 4], [5, 5])
 
 
 def _shape_doubt(entity: str, text: str, start: int, end: int) -> float:
@@ -243,9 +315,12 @@ def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
         for match in _CANDIDATE_TOKEN_RE.finditer(text):
             value = match.group(0)
             # Random credentials mix cases and digits; paths, words and hex hashes do not.
-            if not (re.search(r"[0-9]", value) and re.search(r"[a-z]", value)):
+            # An id's lowercase type prefix (req_01HQ..., cus_9Z...) is not part of its
+            # randomness: an upper-case ULID after it is an id, not a credential.
+            body = _ID_PREFIX_RE.sub("", value, count=1)
+            if not (re.search(r"[0-9]", body) and re.search(r"[a-z]", body)):
                 continue
-            if not re.search(r"[A-Z]", value) or re.fullmatch(r"[0-9a-fA-F]+", value):
+            if not re.search(r"[A-Z]", body) or re.fullmatch(r"[0-9a-fA-F]+", body):
                 continue
             if plugin.calculate_shannon_entropy(value) <= plugin.entropy_limit:
                 continue
@@ -269,6 +344,7 @@ def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
     return spans
 
 
+_ID_PREFIX_RE = re.compile(r"\A[a-z]{1,12}_")
 _CACHE_MAX_CHARS = 4096
 
 

@@ -19,7 +19,7 @@ from hybridmcp.policy.privacy.detection import (
 )
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
-from hybridmcp.policy.privacy.patterns import _PRESIDIO_HINT_RE, _SECRET_KEY_RE
+from hybridmcp.policy.privacy.patterns import _SECRET_KEY_RE
 
 _SALT = secrets.token_bytes(16)
 
@@ -45,6 +45,10 @@ class _Leaf:
     path: str
     text: str
     in_key: bool = False
+    words: tuple[str, ...] = ()
+    """Words of the field names above the leaf: context for the detectors."""
+    is_text: bool = True
+    """A string (rather than a number rendered as text)."""
 
 
 @dataclass
@@ -57,6 +61,8 @@ class _ScanState:
     findings: list[Finding] = field(default_factory=list)
     raw_values: dict[str, Finding] = field(default_factory=dict)
     leaves: list[_Leaf] = field(default_factory=list)
+    values: list[_Leaf] = field(default_factory=list)
+    """The value leaves (not keys) in document order: the windows of :func:`_window_pass`."""
 
     def add(self, leaf: _Leaf, span: _Span, split_of: str | None = None) -> None:
         raw = leaf.text[span.start : span.end]
@@ -100,7 +106,6 @@ def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[st
 
 def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> None:
     if isinstance(node, Mapping):
-        siblings: list[tuple[_Leaf, tuple[str, ...]]] = []
         for index, (raw_key, child) in enumerate(node.items()):
             key = _leaf_text(raw_key)
             child_path, key_spans = _member_path(path, index, key, state)
@@ -113,26 +118,24 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
                 leaf = _scan_leaf(child, child_path, words, state)
                 if _SECRET_KEY_RE.match(key) and not isinstance(child, float):
                     _flag_whole(leaf, state)
-                siblings.append((leaf, words))
             else:
                 _walk(child, child_path, words, state)
-        _split_pass(siblings, path, context, state)
     elif isinstance(node, list | tuple):
-        siblings = []
         for index, child in enumerate(node):
             child_path = f"{path}/{index}"
             if _is_leaf(child):
-                siblings.append((_scan_leaf(child, child_path, context, state), context))
+                _scan_leaf(child, child_path, context, state)
             else:
                 _walk(child, child_path, context, state)
-        _split_pass(siblings, path, context, state)
     elif _is_leaf(node):
         _scan_leaf(node, path, context, state)
 
 
 def _scan_leaf(value: Any, path: str, context: tuple[str, ...], state: _ScanState) -> _Leaf:
-    leaf = _Leaf(path, _leaf_text(value))
+    leaf = _Leaf(path, _leaf_text(value), words=context, is_text=isinstance(value, str))
     state.leaves.append(leaf)
+    if leaf.is_text:
+        state.values.append(leaf)
     for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key, False), state):
         state.add(leaf, span)
     return leaf
@@ -148,66 +151,139 @@ def _flag_whole(leaf: _Leaf, state: _ScanState) -> None:
     state.add(leaf, _Span("SECRET_KEYWORD", start, start + len(text), 0.8, "pattern"))
 
 
-_MAX_SPLIT_LEAVES = 64
-_DIGITISH_RE = re.compile(r"[0-9][0-9 .-]*")
+_WINDOW_LEAVES = 4
+"""A value is looked for across up to this many adjacent leaves (two halves, or four groups
+of a card number in four fields)."""
+_WINDOW_EDGE = 512
+"""Characters of a leaf's end and start that take part in a window: a value split at a field
+boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
+_MAX_WINDOW_LEAVES = 512
 
 
-def _split_pass(
-    siblings: list[tuple[_Leaf, tuple[str, ...]]],
-    parent: str,
-    context: tuple[str, ...],
-    state: _ScanState,
-) -> None:
-    """Find personal data spread over neighbouring fields (card halves, SSN in parts).
+def _window_pass(state: _ScanState) -> None:
+    """Find values split across adjacent string leaves (in document order, through nesting).
 
-    Windows of two and three adjacent scalar siblings are joined with a space, and pairs of
-    digit-only siblings are also joined with nothing ("41111111" + "11111111"); a finding that
-    crosses a field boundary is reported in each field it touches, with ``split_of`` naming the
-    container. Only Presidio runs here: credentials are not typed in halves, and the windows
-    are bounded so long lists stay cheap.
+    Windows of two to four neighbouring leaves are joined with nothing (a value cut
+    mid-token: "alice.smi" + "th@example.com") and with a space (parts given as words), and
+    every detector runs on them. A finding that crosses a leaf boundary is reported in each
+    leaf it touches, with ``split_of`` naming their
+    innermost common container, so redaction replaces the
+    whole value wherever its pieces are. Leaves that are numbers join only with a space: a
+    list of integers is not one long number.
     """
-    if not state.split or len(siblings) < 2:
-        return
-    siblings = siblings[:_MAX_SPLIT_LEAVES]
-    words = set(context)
-    for _, w in siblings:
-        words.update(w)
-    ctx = tuple(sorted(words))
-    windows: list[tuple[list[_Leaf], str]] = []
-    for i in range(len(siblings) - 1):
-        pair = [siblings[i][0], siblings[i + 1][0]]
-        windows.append((pair, " "))
-        if all(_DIGITISH_RE.fullmatch(leaf.text.strip()) for leaf in pair):
-            windows.append((pair, ""))
-        if i + 2 < len(siblings):
-            windows.append(([*pair, siblings[i + 2][0]], " "))
+    leaves = state.values[:_MAX_WINDOW_LEAVES]
     seen: set[tuple[str, int, int, str]] = set()
-    for leaves, sep in windows:
-        if not any(_PRESIDIO_HINT_RE.search(leaf.text) for leaf in leaves):
+    for i in range(len(leaves) - 1):
+        for size in range(2, _WINDOW_LEAVES + 1):
+            window = leaves[i : i + size]
+            if len(window) < size:
+                break
+            if size > 2 and any(len(w.text) > 64 for w in window[1:-1]):
+                break  # a value spread over 3+ fields has short middle parts
+            texts = _window_texts(window)
+            words = tuple(sorted({w for leaf in window for w in leaf.words}))
+            seps = ("", " ") if all(leaf.is_text for leaf in window) else (" ",)
+            for sep in seps:
+                _scan_window(window, texts, sep, words, state, seen)
+
+
+def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
+    """Each leaf's part in a window: the end of the first, the start of the last, middles
+    whole; with the offset of the part in the leaf."""
+    out = []
+    last = len(window) - 1
+    for n, leaf in enumerate(window):
+        text = leaf.text
+        if n == 0 and len(text) > _WINDOW_EDGE:
+            out.append((len(text) - _WINDOW_EDGE, text[-_WINDOW_EDGE:]))
+        elif n == last and len(text) > _WINDOW_EDGE:
+            out.append((0, text[:_WINDOW_EDGE]))
+        else:
+            out.append((0, text))
+    return out
+
+
+def _scan_window(
+    window: list[_Leaf],
+    texts: list[tuple[int, str]],
+    sep: str,
+    words: tuple[str, ...],
+    state: _ScanState,
+    seen: set[tuple[str, int, int, str]],
+) -> None:
+    joined = sep.join(text for _, text in texts)
+    bounds = []
+    pos = 0
+    for leaf, (shift, text) in zip(window, texts, strict=True):
+        bounds.append((leaf, pos, pos + len(text), shift))
+        pos += len(text) + len(sep)
+    for span in _detect(joined, words, state.key, False):
+        touched = [b for b in bounds if span.start < b[2] and span.end > b[1]]
+        if len(touched) == 1 and len(bounds) == 2 and span.entity_type in _CONTEXT_SECRETS:
+            # Within one leaf, yet found only with its neighbour: the keyword is in the other
+            # field ("password=" | "hunter22"). Unless the leaf alone found it too.
+            _add_if_new(touched[0], span, state, seen)
             continue
-        joined = sep.join(leaf.text for leaf in leaves)
-        bounds = []
-        offset = 0
-        for leaf in leaves:
-            bounds.append((leaf, offset, offset + len(leaf.text)))
-            offset += len(leaf.text) + len(sep)
-        for span in _detect(joined, ctx, state.key, True):
-            if span.entity_type == "PHONE_NUMBER" and span.score < 0.6:
-                # Runs of small numbers join into plausible national numbers ("35 36 37");
-                # a phone split over fields needs a supporting word to count.
-                continue
-            touched = [
-                (leaf, lo, hi) for leaf, lo, hi in bounds if span.start < hi and span.end > lo
-            ]
-            if len(touched) < 2:
-                continue
-            for leaf, lo, hi in touched:
-                start, end = max(span.start, lo) - lo, min(span.end, hi) - lo
-                ident = (leaf.path, start, end, span.entity_type)
-                if end > start and ident not in seen:
-                    seen.add(ident)
-                    part = _Span(span.entity_type, start, end, span.score, span.source)
-                    state.add(leaf, part, split_of=parent)
+        if len(touched) < len(bounds) or not _plausible_split(span, touched, joined):
+            continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
+        first = _common_parent([b[0].path for b in touched])
+        for leaf, lo, hi, shift in touched:
+            start = max(span.start, lo) - lo + shift
+            end = min(span.end, hi) - lo + shift
+            ident = (leaf.path, start, end, span.entity_type)
+            if end > start and ident not in seen:
+                seen.add(ident)
+                part = _Span(span.entity_type, start, end, span.score, span.source)
+                state.add(leaf, part, split_of=first)
+
+
+_CONTEXT_SECRETS = frozenset({"SECRET_KEYWORD", "BASIC_AUTH", "BEARER_TOKEN"})
+_Bound = tuple[_Leaf, int, int, int]
+_QUAD_RE = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])")
+
+
+def _common_parent(paths: list[str]) -> str:
+    """The JSON pointer of the innermost container holding every one of ``paths``."""
+    split = [p.split("/")[:-1] for p in paths]
+    common = []
+    for segments in zip(*split, strict=False):
+        if any(s != segments[0] for s in segments):
+            break
+        common.append(segments[0])
+    return "/".join(common)
+
+
+def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
+    """Reject joins that made a value out of two whole ones.
+
+    A random-looking string glued from an id and the next field's first word ("...K52" +
+    "Build"), or an address glued from a version and a number ("1.7.4.3" + "81"), is not a
+    split value: entropy counts only when every part is long and mixes letters and digits,
+    and an address only when no part is a dotted quad of its own.
+    """
+    parts = [joined[max(span.start, lo) : min(span.end, hi)] for _, lo, hi, _ in touched]
+    if span.entity_type == "HIGH_ENTROPY_STRING":
+        # A part of 20+ characters was judged on its own in its leaf already.
+        return all(
+            8 <= len(p) < 20 and re.search(r"[0-9]", p) and re.search(r"[A-Za-z]", p) for p in parts
+        )
+    if span.entity_type == "IP_ADDRESS":
+        return not any(_QUAD_RE.search(p) for p in parts)
+    return True
+
+
+def _add_if_new(
+    bound: _Bound, span: _Span, state: _ScanState, seen: set[tuple[str, int, int, str]]
+) -> None:
+    leaf, lo, _, shift = bound
+    start, end = span.start - lo + shift, span.end - lo + shift
+    own = _detect(leaf.text, leaf.words, state.key, False)
+    if any(s.start <= start and end <= s.end for s in own):
+        return
+    ident = (leaf.path, start, end, span.entity_type)
+    if ident not in seen:
+        seen.add(ident)
+        state.add(leaf, _Span(span.entity_type, start, end, span.score, span.source))
 
 
 _ECHO_MIN_LENGTH = 6
@@ -233,6 +309,12 @@ def _echo_regex(state: _ScanState) -> re.Pattern[str] | None:
     return None
 
 
+def _walk_and_join(value: Any, state: _ScanState) -> None:
+    _walk(value, "", (), state)
+    if state.split:
+        _window_pass(state)
+
+
 def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
     """Classify a request's arguments and locate every sensitive span in them.
 
@@ -249,13 +331,13 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
     config = config or PrivacyConfig()
     key = _detector_key(config)
     state = _ScanState(key=key, split=config.split_fields)
-    _walk(value, "", (), state)
+    _walk_and_join(value, state)
     echo = _echo_regex(state)
     if echo is not None:
         first = state
         state = _ScanState(key=key, split=config.split_fields, echo=echo)
         state.echo_origin = first.raw_values
-        _walk(value, "", (), state)
+        _walk_and_join(value, state)
     unique: dict[tuple[str, bool, int, int, str], Finding] = {}
     for f in state.findings:
         ident = (f.path, f.in_key, f.start, f.end, f.entity_type)
