@@ -603,13 +603,18 @@ def shaped_corpus(n: int = 2000, seed: int = 0, *, held_out: bool = False) -> li
     return cases
 
 
-def fragments_leaked(value: Any, secret: str, min_len: int = 6) -> list[str]:
-    """Substrings of ``secret`` of ``min_len`` characters or more present in ``value``."""
+def fragments_leaked(
+    value: Any, secret: str, min_len: int = 6, background: Iterable[str] = ()
+) -> list[str]:
+    """Substrings of ``secret`` of ``min_len`` characters or more present in ``value``
+    (any longer one contains one of these), except those the ``background`` text around the
+    secret holds anyway ("example.com" of an email beside a URL on that domain)."""
     texts = list(strings_in(value))
+    known = list(background)
     found = []
     for i in range(0, max(0, len(secret) - min_len) + 1):
         piece = secret[i : i + min_len]
-        if any(piece in t for t in texts):
+        if any(piece in t for t in texts) and not any(piece in b for b in known):
             found.append(piece)
     return found
 

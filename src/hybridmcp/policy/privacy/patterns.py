@@ -203,7 +203,7 @@ _PATTERNS: tuple[_Pattern, ...] = (
     # Card numbers in any grouping (spaces, dashes, dots; a split rejoined), by Luhn.
     _Pattern(
         "CREDIT_CARD",
-        re.compile(r"(?<![\w.-])[2-6][0-9]{2,5}(?:[ .-]?[0-9]{3,6}){1,4}(?![\w-])"),
+        re.compile(r"(?<![\w.+-])[2-6][0-9]{2,5}(?:[ .-]?[0-9]{3,6}){1,4}(?![\w-])"),
         0.8,
         why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups or dots "
         "is the same card. Its digits must pass Luhn and have a card network's length.",

@@ -253,13 +253,18 @@ def _common_parent(paths: list[str]) -> str:
     return "/".join(common)
 
 
+def _is_quad(text: str) -> bool:
+    """A dotted quad as written alone: no leading zeros, every part at most 255."""
+    return all(p == str(int(p)) and int(p) <= 255 for p in text.split("."))
+
+
 def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
     """Reject joins that made a value out of two whole ones.
 
     A random-looking string glued from an id and the next field's first word ("...K52" +
     "Build"), or an address glued from a version and a number ("1.7.4.3" + "81"), is not a
     split value: entropy counts only when every part is long and mixes letters and digits,
-    and an address only when no part is a dotted quad of its own.
+    and an address only when no part is a dotted quad of its own (judged there).
     """
     parts = [joined[max(span.start, lo) : min(span.end, hi)] for _, lo, hi, _ in touched]
     if span.entity_type == "HIGH_ENTROPY_STRING":
@@ -268,7 +273,7 @@ def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
             8 <= len(p) < 20 and re.search(r"[0-9]", p) and re.search(r"[A-Za-z]", p) for p in parts
         )
     if span.entity_type == "IP_ADDRESS":
-        return not any(_QUAD_RE.search(p) for p in parts)
+        return not any(_is_quad(m.group(0)) for p in parts for m in _QUAD_RE.finditer(p))
     return True
 
 
