@@ -226,6 +226,8 @@ def _scan_window(
             continue
         if len(touched) < len(bounds) or not _plausible_split(span, touched, joined):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
+        if _overreach(span, bounds, joined, words, state):
+            continue
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
@@ -275,6 +277,20 @@ def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
     if span.entity_type == "IP_ADDRESS":
         return not any(_is_quad(m.group(0)) for p in parts for m in _QUAD_RE.finditer(p))
     return True
+
+
+def _overreach(
+    span: _Span, bounds: list[_Bound], joined: str, words: tuple[str, ...], state: _ScanState
+) -> bool:
+    """The same value complete at the end of the window's other fields, run on into a few characters
+    of its last ("<api key>" + "r38", an id): not a split. Fewer than six characters are
+    below the fragment size that identifies a value, so nothing leaks by leaving them."""
+    _, lo, hi, _ = bounds[-1]
+    if min(span.end, hi) - lo >= _ECHO_MIN_LENGTH:
+        return False
+    prefix = joined[: bounds[-2][2]]
+    own = _detect(prefix, words, state.key, False)
+    return any(s.start == span.start and s.end == len(prefix) for s in own)
 
 
 def _add_if_new(
