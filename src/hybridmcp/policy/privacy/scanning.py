@@ -19,7 +19,7 @@ from hybridmcp.policy.privacy.detection import (
 )
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
-from hybridmcp.policy.privacy.patterns import _SECRET_KEY_RE
+from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE
 
 _SALT = secrets.token_bytes(16)
 
@@ -217,12 +217,18 @@ def _scan_window(
     for leaf, (shift, text) in zip(window, texts, strict=True):
         bounds.append((leaf, pos, pos + len(text), shift))
         pos += len(text) + len(sep)
-    for span in _detect(joined, words, state.key, False):
+    for found in _detect(joined, words, state.key, False):
+        # Pseudonyms are what redaction left: a value found only by reading one as part of it
+        # ("secret=<SECRET_2>" + "last note") is the neighbour's text, not a split value.
+        span = _without_pseudonyms(found, joined)
+        if span is None:
+            continue
         touched = [b for b in bounds if span.start < b[2] and span.end > b[1]]
         if len(touched) == 1 and len(bounds) == 2 and span.entity_type in _CONTEXT_SECRETS:
             # Within one leaf, yet found only with its neighbour: the keyword is in the other
             # field ("password=" | "hunter22"). Unless the leaf alone found it too.
-            _add_if_new(touched[0], span, state, seen)
+            if span is found:
+                _add_if_new(touched[0], span, state, seen)
             continue
         if len(touched) < len(bounds) or not _plausible_split(span, touched, joined):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
@@ -239,6 +245,26 @@ def _scan_window(
                 state.add(leaf, part, split_of=first)
 
 
+def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
+    """``span`` without pseudonyms at its ends (the same object when it has none there)."""
+    start, end = span.start, span.end
+    while True:
+        head = _PSEUDONYM_RE.match(text, start, end)
+        tail = _PSEUDONYM_AT_END_RE.search(text, start, end)
+        if head is not None:
+            start = head.end()
+        elif tail is not None:
+            end = tail.start()
+        else:
+            break
+    if (start, end) == (span.start, span.end):
+        return span
+    if end - start < 1:
+        return None
+    return _Span(span.entity_type, start, end, span.score, span.source)
+
+
+_PSEUDONYM_AT_END_RE = re.compile(r"<[A-Z][A-Z0-9_]*?_\d+>\Z")
 _CONTEXT_SECRETS = frozenset({"SECRET_KEYWORD", "BASIC_AUTH", "BEARER_TOKEN"})
 _Bound = tuple[_Leaf, int, int, int]
 _QUAD_RE = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])")
