@@ -49,9 +49,9 @@ Privacy rules of this module:
 
 Cost (measured on the canary corpus): about 6 ms per request on first sight, 0.2 ms when its
 strings were seen before; about 0.1 s for 50 kB of prose. Text with no candidate (no digit
-run, ``@``, dotted quad or colon pair) never loads Presidio. Some detect-secrets regexes backtrack quadratically on
-crafted input, so their input is bounded (see :data:`_WINDOW`); the gate should still cap the
-size of arguments it is willing to scan.
+run, ``@``, dotted quad or colon pair) never loads Presidio. Some detect-secrets regexes
+backtrack quadratically on crafted input, so their input is bounded (see
+``detection._WINDOW``); the gate should still cap the size of arguments it is willing to scan.
 
 Known gaps (no NLP model here): names and street addresses are not detected; a bare nine-digit
 SSN in prose is not (one in a field named like ``ssn`` is); "password is ..." is caught only
