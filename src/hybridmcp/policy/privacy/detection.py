@@ -20,6 +20,7 @@ from hybridmcp.policy.privacy.patterns import (
     _CANDIDATE_TOKEN_RE,
     _PATTERNS,
     _PSEUDONYM_RE,
+    _cursor,
 )
 
 
@@ -324,7 +325,7 @@ def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
                 continue
             if plugin.calculate_shannon_entropy(value) <= plugin.entropy_limit:
                 continue
-            if _plausible_secret(value, value):
+            if _plausible_secret(value, value) and not _cursor(value):
                 spans.append(_Span("HIGH_ENTROPY_STRING", *match.span(), 0.6, "detect_secrets"))
     return spans
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +17,17 @@ def _luhn_card(digits: str) -> bool:
         d = int(ch) * (2 if i % 2 else 1)
         total += d - 9 if d > 9 else d
     return total % 10 == 0
+
+
+def _cursor(value: str) -> bool:
+    """Base64 of one whole JSON object that is not a JWT header (``{"page": 2}``)."""
+    if "." in value:
+        return False
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        return False
+    return isinstance(decoded, dict) and "alg" not in decoded and "typ" not in decoded
 
 
 def _not_a_word(value: str) -> bool:
@@ -149,7 +162,9 @@ _PATTERNS: tuple[_Pattern, ...] = (
         ),
         0.7,
         why="A piece of a JWT: base64 of '{\"' starts every header; header and claims (``sub``) "
-        "are as sensitive as the signature.",
+        "are as sensitive as the signature. A whole JSON object without ``alg`` and nothing "
+        "after it is an API's paging cursor, not a piece of a token.",
+        accept=lambda v: not _cursor(v),
     ),
     _Pattern(
         "SLACK_TOKEN",
