@@ -166,10 +166,10 @@ def _window_pass(state: _ScanState) -> None:
     Windows of two to four neighbouring leaves are joined with nothing (a value cut
     mid-token: "alice.smi" + "th@example.com") and with a space (parts given as words), and
     every detector runs on them. A finding that crosses a leaf boundary is reported in each
-    leaf it touches, with ``split_of`` naming their
-    innermost common container, so redaction replaces the
-    whole value wherever its pieces are. Leaves that are numbers join only with a space: a
-    list of integers is not one long number.
+    leaf it touches, with ``split_of`` naming their innermost common container, so redaction
+    replaces the whole value wherever its pieces are. Only strings take part: a list of
+    integers is not one long number (a number is scanned whole, as its decimal text). The
+    first :data:`_MAX_WINDOW_LEAVES` strings of a request are windowed.
     """
     leaves = state.values[:_MAX_WINDOW_LEAVES]
     seen: set[tuple[str, int, int, str]] = set()
@@ -182,8 +182,7 @@ def _window_pass(state: _ScanState) -> None:
                 break  # a value spread over 3+ fields has short middle parts
             texts = _window_texts(window)
             words = tuple(sorted({w for leaf in window for w in leaf.words}))
-            seps = ("", " ") if all(leaf.is_text for leaf in window) else (" ",)
-            for sep in seps:
+            for sep in ("", " "):
                 _scan_window(window, texts, sep, words, state, seen)
 
 
