@@ -488,3 +488,185 @@ def leaked(value: Any, secrets: Iterable[str]) -> list[str]:
     """The secrets still present anywhere in ``value`` (empty when redaction held)."""
     texts = list(strings_in(value))
     return [s for s in secrets if any(s in t for t in texts)]
+
+
+# --------------------------------------------------------------------------------------------
+# The shaped corpus: every kind in every shape, values split at any position
+
+SHAPE_KINDS: tuple[str, ...] = (
+    "email", "phone", "credit_card", "iban", "us_ssn", "ip_address", "aws_key",
+    "github_token", "slack_token", "openai_key", "jwt", "password",
+)  # fmt: skip
+"""Kinds of the shaped corpus: one raw value each (a password inside its ``password=``)."""
+
+_SURROUNDINGS: tuple[tuple[str, str], ...] = (
+    ("", ""),
+    ("Please contact ", " about the invoice."),
+    ("log: user_ref=", " action=login status=ok"),
+    ("Hi team,\nthe value is ", "\nRegards"),
+    ('{"note": "', '"}'),
+    ("<td>", "</td>"),
+)
+
+
+def shaped_value(kind: str, rng: random.Random) -> tuple[str, str]:
+    """A raw value of ``kind`` as text, and the part of it that must never leave (for a
+    password, the text carries ``password=`` and the secret is what follows)."""
+    if kind == "password":
+        pw = _password_value(rng)
+        return f"password={pw}", pw
+    if kind == "aws_key":
+        key = rng.choice(["AKIA", "ASIA"]) + _chars(rng, _UPPER_DIGITS, 16)
+        return key, key
+    value, found, _ = _GENERATORS[kind](rng)
+    text = str(value)
+    return text, found[0] if kind != "credit_card" else text
+
+
+def split_fields(text: str, cut: int, before: str = "", after: str = "") -> tuple[str, str]:
+    """``before + text + after`` cut in two at ``len(before) + cut``."""
+    whole = before + text + after
+    at = len(before) + cut
+    return whole[:at], whole[at:]
+
+
+def _shape_field(rng: random.Random, v: str) -> dict[str, Any]:
+    return {"value": v, "request_id": f"req-{rng.randint(1000, 9999)}"}
+
+
+def _shape_text(rng: random.Random, v: str) -> dict[str, Any]:
+    before, after = rng.choice(_SURROUNDINGS)
+    return {"message": before + v + after, "channel": "chat"}
+
+
+def _shape_nested(rng: random.Random, v: str) -> dict[str, Any]:
+    return {"request": {"items": [{"note": "first"}, {"detail": [v]}]}, "limit": 10}
+
+
+def _shape_split(rng: random.Random, v: str) -> dict[str, Any]:
+    a, b = split_fields(v, rng.randint(1, len(v) - 1))
+    return {"part_a": a, "part_b": b}
+
+
+def _shape_split_text(rng: random.Random, v: str) -> dict[str, Any]:
+    before, after = rng.choice(_SURROUNDINGS)
+    a, b = split_fields(v, rng.randint(1, len(v) - 1), before, after)
+    return {"subject": "re: ticket", "body_1": a, "body_2": b}
+
+
+# Held out: shapes the detectors were not tuned on (see tests/unit/test_shaped_corpus.py).
+def _shape_split_list(rng: random.Random, v: str) -> dict[str, Any]:
+    a, b = split_fields(v, rng.randint(1, len(v) - 1), "chunk: ", " (cont.)")
+    return {"batch": [{"lines": ["header", a, b, "footer"]}]}
+
+
+def _shape_csv(rng: random.Random, v: str) -> dict[str, Any]:
+    return {"csv": f"id,name,value\n{rng.randint(1, 99)},row,{v}\n"}
+
+
+def _shape_query(rng: random.Random, v: str) -> dict[str, Any]:
+    return {"url": f"https://api.example.com/v1/lookup?q={v}&page=2"}
+
+
+def _shape_split_nested(rng: random.Random, v: str) -> dict[str, Any]:
+    a, b = split_fields(v, rng.randint(1, len(v) - 1))
+    return {"form": {"first": {"text": a}, "second": {"text": b}}}
+
+
+SHAPES: dict[str, Callable[[random.Random, str], dict[str, Any]]] = {
+    "field": _shape_field,
+    "text": _shape_text,
+    "nested": _shape_nested,
+    "split": _shape_split,
+    "split_text": _shape_split_text,
+}
+HELD_OUT_SHAPES: dict[str, Callable[[random.Random, str], dict[str, Any]]] = {
+    "split_list": _shape_split_list,
+    "csv": _shape_csv,
+    "query": _shape_query,
+    "split_nested": _shape_split_nested,
+}
+
+
+def shaped_corpus(n: int = 2000, seed: int = 0, *, held_out: bool = False) -> list[CanaryCase]:
+    """``n`` cases cycling through :data:`SHAPE_KINDS` x the shapes (or the held-out shapes).
+    Each case's ``secrets`` is its one raw value; check leaks with :func:`fragments_leaked`."""
+    rng = random.Random(seed)
+    shapes = HELD_OUT_SHAPES if held_out else SHAPES
+    combos = [(k, s) for k in SHAPE_KINDS for s in shapes]
+    cases = []
+    for i in range(n):
+        kind, shape = combos[i % len(combos)]
+        text, secret = shaped_value(kind, rng)
+        args = shapes[shape](rng, text)
+        cases.append(CanaryCase(f"s{i:05d}", kind, shape, args, [secret]))
+    return cases
+
+
+def fragments_leaked(
+    value: Any, secret: str, min_len: int = 6, background: Iterable[str] = ()
+) -> list[str]:
+    """Substrings of ``secret`` of ``min_len`` characters or more present in ``value``
+    (any longer one contains one of these), except those the ``background`` text around the
+    secret holds anyway ("example.com" of an email beside a URL on that domain)."""
+    texts = list(strings_in(value))
+    known = list(background)
+    found = []
+    for i in range(0, max(0, len(secret) - min_len) + 1):
+        piece = secret[i : i + min_len]
+        if any(piece in t for t in texts) and not any(piece in b for b in known):
+            found.append(piece)
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# Benign business text: what detection must leave alone
+
+
+def _benign_value(rng: random.Random) -> Any:
+    hexs = "0123456789abcdef"
+    crock = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    d = rng.randint
+    makers: list[Callable[[], Any]] = [
+        lambda: f"{d(0, 9)}.{d(0, 20)}.{d(0, 9)}.{d(0, 9)}",
+        lambda: f"v{d(0, 9)}.{d(0, 20)}.{d(0, 99)}",
+        lambda: f"Section {d(1, 9)}.{d(1, 9)}.{d(1, 9)}.{d(1, 9)} applies",
+        lambda: f"req_{_chars(rng, crock, 26)}",
+        lambda: f"order {rng.choice(['ORD', 'PO', 'INV'])}-{d(2020, 2026)}-{_digits(rng, 6)}",
+        lambda: "-".join(_chars(rng, hexs, n) for n in (8, 4, 4, 4, 12)),
+        lambda: f"https://shop.example.com/p/{d(1000, 99999)}?ref=mail&utm_source=x{d(1, 9)}",
+        lambda: f"{d(2000, 2030)}-{d(1, 12):02d}-{d(1, 28):02d}T{d(0, 23):02d}:{d(0, 59):02d}Z",
+        lambda: f"rows {', '.join(str(d(1, 500)) for _ in range(d(3, 8)))} failed",
+        lambda: [d(1, 9999) for _ in range(d(3, 8))],
+        lambda: rng.choice(["ThinkPad X1 Carbon Gen 11", "iPhone 15 Pro Max 256GB", "Galaxy S24"]),
+        lambda: f"2024-05-0{d(1, 9)} 12:0{d(0, 9)}:11 INFO worker-{d(1, 9)} done in {d(1, 999)} ms",
+        lambda: (
+            f"Build {d(1000, 9999)} of {rng.choice(['api', 'web'])} at commit "
+            f"{_chars(rng, hexs, 7)}"
+        ),
+        lambda: f"Invoice total {d(1, 9999)}.{d(0, 99):02d} EUR, due {d(1, 28)}/{d(1, 12)}",
+        lambda: f"Call the API at /v{d(1, 3)}/items/{d(1, 99999)} with limit={d(1, 100)}",
+        lambda: f"{d(10, 99)} {d(10, 99)} {d(10, 99)} {d(10, 99)} {d(10, 99)}",
+        lambda: f"sku-{_chars(rng, string.ascii_uppercase, 3)}-{d(100, 999)}",
+        lambda: f"Meeting moved to {d(1, 12)}:{d(0, 59):02d} pm in room {d(100, 999)}",
+    ]
+    return rng.choice(makers)()
+
+
+def benign_corpus(n: int = 1000, seed: int = 0) -> list[dict[str, Any]]:
+    """Ordinary request arguments (versions, ids, UUIDs, URLs, dates, number lists, product
+    names, log lines) in fields, nested objects, lists and text, none of them sensitive."""
+    rng = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    for _ in range(n):
+        a, b = _benign_value(rng), _benign_value(rng)
+        shape = rng.randrange(4)
+        if shape == 0:
+            out.append({"value": a, "other": b})
+        elif shape == 1:
+            out.append({"data": {"items": [a, b]}})
+        elif shape == 2:
+            out.append({"message": f"Note: {a} and then {b}."})
+        else:
+            out.append({"first": str(a), "second": str(b), "n": rng.randint(1, 50)})
+    return out

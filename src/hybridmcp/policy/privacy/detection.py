@@ -1,0 +1,385 @@
+"""String-level detection: every detector on one string, cached."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from hybridmcp.policy.privacy.engines import (
+    _WORD_RE,
+    _analyzer,
+    _entropy_plugin,
+    _keyword_regexes,
+    _secret_plugins,
+)
+from hybridmcp.policy.privacy.levels import _PRESIDIO_ENTITIES, PrivacyConfig
+from hybridmcp.policy.privacy.patterns import (
+    _CANDIDATE_TOKEN_RE,
+    _PATTERNS,
+    _PSEUDONYM_RE,
+    _cursor,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    source: str
+
+
+@dataclass(frozen=True)
+class _DetectorKey:
+    """The parts of a config that change what is detected in a string: the cache key."""
+
+    min_score: float
+    entities: frozenset[str]
+    allow_list: frozenset[str]
+
+
+def _detector_key(config: PrivacyConfig) -> _DetectorKey:
+    return _DetectorKey(
+        min_score=config.min_score,
+        entities=config.active_entities(),
+        allow_list=frozenset(v.strip().lower() for v in config.allow_list),
+    )
+
+
+def _is_templated(value: str) -> bool:
+    # Placeholders, our own pseudonyms included, so that redacted text scans clean.
+    from detect_secrets.filters.heuristic import (
+        is_prefixed_with_dollar_sign,
+        is_templated_secret,
+    )
+
+    return bool(
+        _PSEUDONYM_RE.fullmatch(value)
+        or is_templated_secret(value)
+        or is_prefixed_with_dollar_sign(value)
+    )
+
+
+def _plausible_secret(value: str, line: str) -> bool:
+    """detect-secrets' own false-positive filters, applied to the loose detectors."""
+    from detect_secrets.filters.heuristic import (
+        is_indirect_reference,
+        is_likely_id_string,
+        is_not_alphanumeric_string,
+        is_potential_uuid,
+        is_sequential_string,
+    )
+
+    if not value or _is_templated(value):
+        return False
+    if is_not_alphanumeric_string(value) or is_sequential_string(value):
+        return False
+    if is_potential_uuid(value) or is_likely_id_string(value, line):
+        return False
+    return not is_indirect_reference(line)
+
+
+def _presidio_spans(text: str, context: tuple[str, ...], key: _DetectorKey) -> list[_Span]:
+    entities = sorted(key.entities & _PRESIDIO_ENTITIES)
+    if not entities or not presidio_candidate(text, key.entities):
+        # The cheap pre-scan: without it, Presidio (a second to import and build) would load
+        # for the first request that has a digit or a colon in it.
+        return []
+    results = _analyzer().analyze(
+        text=text, language="en", entities=entities, context=list(context) or None
+    )
+    spans = []
+    for r in results:
+        score = float(r.score)
+        score -= _shape_doubt(r.entity_type, text, r.start, r.end)
+        if r.entity_type == "IP_ADDRESS" and _version_like(text, r.start, r.end, context):
+            continue
+        if (
+            r.entity_type == "PHONE_NUMBER"
+            and score <= 0.5
+            and not _phone_shaped(text[r.start : r.end])
+        ):
+            continue
+        spans.append(_Span(r.entity_type, r.start, r.end, score, "presidio"))
+    return spans
+
+
+_CANDIDATE_RE = re.compile(
+    r"@"  # email
+    r"|[0-9](?:[\s().,/-]{0,3}[0-9]){5,}"  # phone, card, SSN, IBAN, account, licence numbers
+    r"|[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"  # IPv4
+    r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}"  # IPv6, MAC
+    r"|[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-[0-9A-Fa-f]{2}-"  # MAC with dashes
+    r"|\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[0-9a-z]{20,}|0x[0-9a-fA-F]{40})"  # crypto
+)
+
+
+# Entities off by default whose shapes the pre-scan above does not cover.
+_LOOSE_CANDIDATES = {"URL": re.compile(r"\."), "UUID": re.compile(r"[0-9a-fA-F]{8}-")}
+_DIGIT_RE = re.compile(r"[0-9]")
+
+
+def presidio_candidate(text: str, entities: frozenset[str] = frozenset()) -> bool:
+    """Whether ``text`` could hold anything a Presidio recognizer of ``entities`` finds."""
+    if _CANDIDATE_RE.search(text) is not None:
+        return True
+    for entity in entities & _LOOSE_CANDIDATES.keys():
+        if _LOOSE_CANDIDATES[entity].search(text):
+            return True
+    return bool(entities & {"DATE_TIME", "UK_NHS"}) and _DIGIT_RE.search(text) is not None
+
+
+_VERSION_WORD_RE = re.compile(
+    r"(?i)(?:\bv|version|ver\.?|release|rel\.?|section|sec\.?|§|build|chapter|rev\.?|step"
+    r"|clause|article|art\.?|rule|item|no\.?|firmware|fw|sdk|api|python|node)\W{0,3}\Z"
+)
+_IP_WORDS = frozenset(
+    "ip ips ipv4 addr address host hostname server client remote src dst destination "
+    "gateway dns peer proxy connect connected ping subnet cidr endpoint nameserver listen bind "
+    "origin forwarded".split()
+)
+
+
+def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> bool:
+    """A dotted quad that reads as a version or a section number, not an address.
+
+    "1.2.3.4", "4.7.2.0" and "Section 2.3.1.4" pass Presidio's IPv4 pattern. Without a word
+    about addresses nearby (or in the field's name), a quad after "version", "v", "section"
+    and the like, or one whose parts are all small (<= 20, other than 10.x private ranges), is
+    read as a version.
+    """
+    value = text[start:end]
+    parts = value.split(".")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        return False
+    near = set(_WORD_RE.findall(text[max(0, start - 40) : start].lower())[-4:])
+    if near & _IP_WORDS or _IP_WORDS.intersection(context):
+        return False
+    if _VERSION_WORD_RE.search(text[max(0, start - 16) : start]):
+        return True
+    return parts[0] != "10" and all(int(p) <= 20 for p in parts)
+
+
+def _phone_shaped(value: str) -> bool:
+    """Written as people write phone numbers: '+', parentheses, a trunk 0, or 3-3-4 / 5-5."""
+    if value.startswith(("+", "(", "0")):
+        return True
+    groups = [len(g) for g in re.split(r"[^0-9]+", value) if g]
+    return groups in ([3, 3, 4], [5, 5])
+
+
+def _shape_doubt(entity: str, text: str, start: int, end: int) -> float:
+    """How much less to trust a match that does not look written as what it claims to be.
+
+    Pattern recognizers and libphonenumber accept any digit run that fits: build numbers, epoch
+    times, the middle of a hex checksum, the digits of "ORD-2024-965646". Real values stand as
+    their own token, and people write phone numbers with a "+", spaces, dashes or parentheses.
+    The penalties push such matches below the default threshold unless context (a nearby
+    "phone", a field named ``mobile``) lifted them first.
+    """
+    before = text[start - 1] if start > 0 else " "
+    after = text[end] if end < len(text) else " "
+    doubt = 0.6 if before.isalnum() or after.isalnum() else 0.0
+    if entity == "PHONE_NUMBER":
+        if text[start:end].isdigit():
+            doubt += 0.1
+        if not doubt and (before in "-#/._" or after in "-_/"):
+            doubt += 0.3
+    return doubt
+
+
+def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
+    start = text.find(value)
+    while start >= 0:
+        yield start, start + len(value)
+        start = text.find(value, start + 1)
+
+
+def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
+    """Spans of one typed plugin's matches in ``text``.
+
+    The plugins yield values, not positions, and for a regex with a group they yield the group:
+    the password of ``://user:pass@``, but also just ``ghp`` of a GitHub token. So the regexes
+    are run here with ``finditer``: a group counts as the secret when it reaches (nearly) the end
+    of the match or is long enough to be a value rather than a prefix; otherwise the whole match
+    is the secret. Plugins with their own validation (JWT) are asked for values, located here.
+    """
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    if not isinstance(plugin, RegexBasedDetector) or "analyze_string" in type(plugin).__dict__:
+        for value in set(plugin.analyze_string(text)):
+            if value:
+                yield from _occurrences(text, value)
+        return
+    for regex in plugin.denylist:
+        for match in regex.finditer(text):
+            groups = [
+                match.span(i)
+                for i in range(1, (regex.groups or 0) + 1)
+                if match.start(i) >= 0 and match.end(i) > match.start(i)
+            ]
+            values = [(s, e) for s, e in groups if e >= match.end() - 2 or e - s >= 8]
+            yield from values or [match.span()]
+
+
+# Bounds on the work one string can cause. Several detect-secrets regexes backtrack
+# quadratically (measured: its keyword rule takes 75 s on 20 kB of "passwordpassword...", its
+# OpenAI rule 1 s on "sk-aaaa..." repeated). Typed plugins therefore run on windows of 4 kB
+# (overlapping by 512 characters, longer than any token they know), and the keyword rules on
+# lines, switching to a bounded rule of ours for long or keyword-dense lines.
+_WINDOW = 4096
+_OVERLAP = 512
+_KEYWORD_LINE_MAX = 1000
+_KEYWORDS_PER_LINE_MAX = 6
+_KEYWORD_HINT_RE = re.compile(
+    r"(?i)api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key"
+    r"|private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|secret"
+    r"|contrase(?:ñ|n)a"
+)
+_BOUNDED_KEYWORD_RE = re.compile(
+    r"(?i)(?:api_?key|auth_?key|service_?key|account_?key|db_?key|database_?key|priv_?key"
+    r"|private_?key|client_?key|db_?pass|database_?pass|key_?pass|password|passwd|pwd|secret"
+    r"|contrase(?:ñ|n)a)\w{0,40}[\"'\]]{0,2}[ \t]{0,8}(?:={1,3}|:=|:|=>)[ \t]{0,8}"
+    r"[\"'`]?([^\s\"'`,;]{1,256})"
+)
+
+
+def _windows(text: str) -> Iterable[tuple[int, str]]:
+    if len(text) <= _WINDOW:
+        yield 0, text
+        return
+    for start in range(0, len(text), _WINDOW - _OVERLAP):
+        yield start, text[start : start + _WINDOW]
+        if start + _WINDOW >= len(text):
+            return
+
+
+def _lines(text: str) -> Iterable[tuple[int, str]]:
+    offset = 0
+    for line in text.split("\n"):
+        yield offset, line
+        offset += len(line) + 1
+
+
+def _keyword_spans(text: str) -> list[_Span]:
+    spans: list[_Span] = []
+    for offset, line in _lines(text):
+        hints = 0
+        for _ in _KEYWORD_HINT_RE.finditer(line):
+            hints += 1
+            if hints > _KEYWORDS_PER_LINE_MAX:
+                break
+        if not hints:
+            continue
+        if len(line) <= _KEYWORD_LINE_MAX and hints <= _KEYWORDS_PER_LINE_MAX:
+            rules = _keyword_regexes()
+        else:
+            rules = ((_BOUNDED_KEYWORD_RE, 1),)
+        for regex, group in rules:
+            for match in regex.finditer(line):
+                start, end = match.span(group)
+                if start > 0 and line[start - 1] not in "\"'`":
+                    # Unquoted values in prose end at whitespace, not at the end of the line.
+                    cut = re.search(r"\s", line[start:end])
+                    end = start + cut.start() if cut else end
+                    while end > start and line[end - 1] in ".,;:)]}":
+                        end -= 1
+                if _plausible_secret(line[start:end], line):
+                    spans.append(
+                        _Span("SECRET_KEYWORD", offset + start, offset + end, 0.8, "detect_secrets")
+                    )
+    return spans
+
+
+def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
+    spans: list[_Span] = []
+    for entity, plugin in _secret_plugins():
+        if entity not in key.entities:
+            continue
+        found = {
+            (offset + s, offset + e)
+            for offset, window in _windows(text)
+            for s, e in _plugin_matches(plugin, window)
+        }
+        for s, e in found:
+            if entity == "BASIC_AUTH" and _is_templated(text[s:e]):
+                continue
+            spans.append(_Span(entity, s, e, 0.9, "detect_secrets"))
+    if "SECRET_KEYWORD" in key.entities:
+        spans += _keyword_spans(text)
+    if "HIGH_ENTROPY_STRING" in key.entities:
+        plugin = _entropy_plugin()
+        for match in _CANDIDATE_TOKEN_RE.finditer(text):
+            value = match.group(0)
+            # Random credentials mix cases and digits; paths, words and hex hashes do not.
+            # An id's lowercase type prefix (req_01HQ..., cus_9Z...) is not part of its
+            # randomness: an upper-case ULID after it is an id, not a credential.
+            body = _ID_PREFIX_RE.sub("", value, count=1)
+            if not (re.search(r"[0-9]", body) and re.search(r"[a-z]", body)):
+                continue
+            if not re.search(r"[A-Z]", body) or re.fullmatch(r"[0-9a-fA-F]+", body):
+                continue
+            if plugin.calculate_shannon_entropy(value) <= plugin.entropy_limit:
+                continue
+            if _plausible_secret(value, value) and not _cursor(value):
+                spans.append(_Span("HIGH_ENTROPY_STRING", *match.span(), 0.6, "detect_secrets"))
+    return spans
+
+
+def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
+    spans: list[_Span] = []
+    for pattern in _PATTERNS:
+        if pattern.entity not in key.entities:
+            continue
+        for match in pattern.regex.finditer(text):
+            start, end = match.span(pattern.group)
+            value = text[start:end]
+            if end <= start or _is_templated(value):
+                continue
+            if pattern.accept is None or pattern.accept(value):
+                spans.append(_Span(pattern.entity, start, end, pattern.score, "pattern"))
+    return spans
+
+
+_ID_PREFIX_RE = re.compile(r"\A[a-z]{1,12}_")
+_CACHE_MAX_CHARS = 4096
+
+
+def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool) -> tuple:
+    """All spans in one string that pass the config.
+
+    Requests repeat their strings (retries, hedged calls, the same field in every call of a
+    run), so short strings are cached; long ones are not, which bounds the cache's memory to
+    about 8192 x 4 kB.
+    """
+    if len(text) < 3:
+        return ()
+    if len(text) > _CACHE_MAX_CHARS:
+        return _detect_uncached(text, context, key, presidio_only)
+    return _detect_cached(text, context, key, presidio_only)
+
+
+def _detect_uncached(
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool
+) -> tuple:
+    spans = _presidio_spans(text, context, key)
+    if not presidio_only:
+        spans += _secret_spans(text, key)
+        spans += _pattern_spans(text, key)
+    kept: dict[tuple[str, int, int], _Span] = {}
+    for span in spans:
+        if span.score < key.min_score or span.entity_type not in key.entities:
+            continue
+        if key.allow_list and text[span.start : span.end].strip().lower() in key.allow_list:
+            continue
+        ident = (span.entity_type, span.start, span.end)
+        if ident not in kept or kept[ident].score < span.score:
+            kept[ident] = span
+    return tuple(sorted(kept.values(), key=lambda s: (s.start, s.end, s.entity_type)))
+
+
+_detect_cached = functools.lru_cache(maxsize=8192)(_detect_uncached)

@@ -1,0 +1,237 @@
+"""Patterns of our own, each for a gap in both libraries."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _luhn_card(digits: str) -> bool:
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def _cursor(value: str) -> bool:
+    """Base64 of one whole JSON object that is not a JWT header (``{"page": 2}``)."""
+    if "." in value:
+        return False
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except ValueError:
+        return False
+    return isinstance(decoded, dict) and "alg" not in decoded and "typ" not in decoded
+
+
+def _not_a_word(value: str) -> bool:
+    # "password is Tr0ub4dor&3" names a password; "password is required" does not.
+    return bool(re.search(r"[0-9]|[^A-Za-z0-9]|[A-Z]", value[1:]))
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    entity: str
+    regex: re.Pattern[str]
+    score: float
+    group: int = 0
+    why: str = ""
+    accept: Callable[[str], bool] | None = None
+
+
+_PATTERNS: tuple[_Pattern, ...] = (
+    _Pattern(
+        "PRIVATE_KEY",
+        re.compile(
+            r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
+            r"(?:.*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|.*\Z)",
+            re.DOTALL,
+        ),
+        1.0,
+        why="detect-secrets flags only the BEGIN line; the key material is in the lines below. "
+        "A block without its END line is redacted to the end of the string.",
+    ),
+    _Pattern(
+        "API_KEY",
+        re.compile(r"(?<![\w-])sk-(?!ant-)(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_-]{20,}"),
+        0.9,
+        why="detect-secrets' OpenAI plugin knows only the legacy T3BlbkFJ-marked keys; current "
+        "OpenAI keys and many look-alikes are sk-<long random>.",
+    ),
+    _Pattern(
+        "ANTHROPIC_KEY",
+        re.compile(r"(?<![\w-])sk-ant-[A-Za-z0-9_-]{20,}"),
+        0.95,
+        why="No detector in either library.",
+    ),
+    _Pattern(
+        "GITHUB_TOKEN",
+        re.compile(r"(?<!\w)github_pat_[A-Za-z0-9_]{22,}"),
+        0.95,
+        why="detect-secrets knows ghp_/gho_/... but not fine-grained tokens.",
+    ),
+    _Pattern(
+        "JWT",
+        re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]+={0,2}\.eyJ[A-Za-z0-9_-]+={0,2}\.[A-Za-z0-9_-]*"),
+        0.9,
+        why="detect-secrets' JWT regex ends lazily before the signature, leaving it behind.",
+    ),
+    _Pattern(
+        "BASIC_AUTH",
+        re.compile(r"://[^\s/?#@:]+:([^\s/?#@]+)@"),
+        0.85,
+        group=1,
+        why="detect-secrets' basic-auth regex rejects passwords with !$&'()*+,;= in them, "
+        "which URLs allow in the userinfo part.",
+    ),
+    _Pattern(
+        "SECRET_KEYWORD",
+        re.compile(
+            r"(?i)\b(?:password|passwd|passphrase|pwd)\s+(?:is|was)\s+"
+            r"([^\s\"'`]{4,}?)[.,;!?]?(?=\s|$)"
+        ),
+        0.7,
+        group=1,
+        why="Prose (\"my password is ...\") has no '=' or ':' for detect-secrets' keyword rules.",
+        accept=_not_a_word,
+    ),
+    _Pattern(
+        "NPM_TOKEN",
+        re.compile(r"(?<![\w-])npm_[A-Za-z0-9]{36}(?![A-Za-z0-9])"),
+        0.9,
+        why="detect-secrets finds npm tokens only inside an .npmrc _authToken line.",
+    ),
+    _Pattern(
+        "STRIPE_KEY",
+        re.compile(r"(?<!\w)(?:sk|rk|pk)_test_[0-9A-Za-z]{16,}"),
+        0.8,
+        why="detect-secrets covers live keys only.",
+    ),
+    _Pattern(
+        "GOOGLE_API_KEY",
+        re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}"),
+        0.9,
+        why="No detector in either library.",
+    ),
+    _Pattern(
+        "BEARER_TOKEN",
+        re.compile(r"(?i)\bbearer\s+([A-Za-z0-9._~+/-]{12,}=*)"),
+        0.85,
+        group=1,
+        why="Authorization headers pasted into text carry opaque tokens no typed rule knows.",
+    ),
+    _Pattern(
+        "SECRET_KEYWORD",
+        re.compile(
+            # No "(?:\w+_)*" prefix: it backtracks quadratically on "a_a_a_...". A keyword
+            # preceded by "_", "-" or "." (refresh_token, x-api-key) matches anyway.
+            r"(?i)(?<![A-Za-z0-9])"
+            r"(?:token|api[_-]?key|apikey|access[_-]?key|passphrase|credentials?|client[_-]?secret)"
+            r"(?![A-Za-z0-9])[\"']?\s*[:=]\s*[\"']?([^\s\"'`,;]{6,})"
+        ),
+        0.8,
+        group=1,
+        why="detect-secrets' keyword list has password/secret/api_key but not token=, "
+        "access_key=, credentials=.",
+    ),
+    # Partial secrets: a value cut by a field boundary, a truncation or a paste leaves a prefix
+    # no typed rule accepts. The prefixes are distinctive enough that a piece of a key counts.
+    _Pattern(
+        "AWS_ACCESS_KEY",
+        re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)(?:[A-Z0-9]{0,15}\Z|[A-Z0-9]{6,})"),
+        0.7,
+        why="A piece of an AWS key id: its prefix at the end of a field, or 6+ characters.",
+    ),
+    _Pattern(
+        "GITHUB_TOKEN",
+        re.compile(r"(?<![A-Za-z0-9])(?:gh[pousr]_|github_pat_)(?:\w*\Z|[A-Za-z0-9_]{6,})"),
+        0.7,
+        why="A piece of a GitHub token.",
+    ),
+    _Pattern(
+        "JWT",
+        re.compile(
+            r"(?<![\w-])eyJ(?:[A-Za-z0-9_=-]*(?:\.[A-Za-z0-9_=-]*){0,2}\Z|[A-Za-z0-9_-]{8,}"
+            r"(?:\.[A-Za-z0-9_=-]*){0,2})"
+        ),
+        0.7,
+        why="A piece of a JWT: base64 of '{\"' starts every header; header and claims (``sub``) "
+        "are as sensitive as the signature. A whole JSON object without ``alg`` and nothing "
+        "after it is an API's paging cursor, not a piece of a token.",
+        accept=lambda v: not _cursor(v),
+    ),
+    _Pattern(
+        "SLACK_TOKEN",
+        re.compile(r"(?<![A-Za-z0-9])xox[abposr]-[0-9A-Za-z-]*"),
+        0.7,
+        why="A piece of a Slack token.",
+    ),
+    _Pattern(
+        "API_KEY",
+        re.compile(
+            r"(?<![\w-])(?:sk-(?:proj-|ant-|svcacct-|admin-)?|sk_live_|rk_live_|npm_|glpat-|AIza)"
+            r"(?:[A-Za-z0-9_-]*\Z|(?=[A-Za-z0-9_-]{0,40}[0-9])(?=[A-Za-z0-9_-]{0,40}[A-Z])"
+            r"[A-Za-z0-9_-]{8,})"
+        ),
+        0.7,
+        why="A piece of an OpenAI/Anthropic/Stripe/npm/GitLab/Google key.",
+    ),
+    _Pattern(
+        "PRIVATE_KEY",
+        re.compile(
+            r"\A(?:[A-Za-z0-9+/=]*\r?\n)*[A-Za-z0-9+/=]*-----END (?:[A-Z0-9]+ )*PRIVATE KEY"
+            r"(?: BLOCK)?-----"
+        ),
+        1.0,
+        why="The tail of a key block whose BEGIN line is in another field.",
+    ),
+    # Phones written as people write them, found without libphonenumber's validity check
+    # (which rejects numbers with unassigned area codes and leaves them raw).
+    _Pattern(
+        "PHONE_NUMBER",
+        re.compile(r"(?<![\w+])\+[1-9](?:[ .-]?\(?[0-9]{1,5}\)?){2,6}(?![\w])"),
+        0.7,
+        why="E.164 and international shapes: a '+', a country code, 8 to 15 digits.",
+        accept=lambda v: 8 <= sum(c.isdigit() for c in v) <= 15,
+    ),
+    _Pattern(
+        "PHONE_NUMBER",
+        re.compile(
+            r"(?<![\w.+-])(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}[ .-])[0-9]{3}[ .-][0-9]{4}(?![\w.-])"
+        ),
+        0.65,
+        why="North American national shapes: (415) 867-5309, 415-867-5309, 415.867.5309.",
+    ),
+    _Pattern(
+        "PHONE_NUMBER",
+        re.compile(r"(?<![\w.+/-])0[1-9][0-9]{0,3}(?:[ -]?[0-9]{2,4}){2,4}(?![\w./-])"),
+        0.6,
+        why="National shapes with a trunk 0 (UK, DE, FR, ...): 07912 345678, 06 12 34 56 78.",
+        accept=lambda v: 10 <= sum(c.isdigit() for c in v) <= 12,
+    ),
+    # Card numbers in any grouping (spaces, dashes, dots; a split rejoined), by Luhn.
+    _Pattern(
+        "CREDIT_CARD",
+        re.compile(r"(?<![\w.+-])[2-6][0-9]{2,5}(?:[ .-]?[0-9]{3,6}){1,4}(?![\w-])"),
+        0.8,
+        why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups or dots "
+        "is the same card. Its digits must pass Luhn and have a card network's length.",
+        accept=lambda v: _luhn_card("".join(c for c in v if c.isdigit())),
+    ),
+)
+
+# A dict key naming a secret makes its whole (scalar) value a finding, which no text scanner
+# can see: {"password": "hunter2"} has no "password=" in any single string.
+_SECRET_KEY_RE = re.compile(
+    r"(?i)^(?:[\w.-]*[_.-])?(?:password|passwd|passphrase|pwd|pass|secret|token|api[_-]?key|apikey"
+    r"|access[_-]?key|private[_-]?key|secret[_-]?key|client[_-]?secret|credentials?"
+    r"|authorization|cookie|session[_-]?id)$"
+)
+_PSEUDONYM_RE = re.compile(r"<([A-Z][A-Z0-9_]*?)_(\d+)>")
+_CANDIDATE_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{20,}={0,2}")
