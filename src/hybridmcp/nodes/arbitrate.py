@@ -169,6 +169,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             fallback=cfg.coordination_config.fallback
             if request.get("fallback") is None
             else bool(request["fallback"]),
+            effect=skill.effect,
         )
         if budget.limit is not None:
             allocation["budget"] = {
