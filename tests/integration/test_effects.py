@@ -146,3 +146,40 @@ async def test_a_write_moves_only_when_it_was_never_sent(tmp_path, monkeypatch):
     assert served == [("external", True, None)], runs
     assert [a[:2] for a in moved] == [("external", False), ("internal", True)], runs
     assert sorted(w["side"] for w in lines(journal)) == ["external", "internal"]
+
+
+def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
+    """The CLI is killed while a write is in flight (the line is written, the answer is not
+    in); the resumed thread reports ``outcome_unknown`` and does not call again."""
+    import subprocess
+
+    from tests.integration.test_durable import cli, cli_env, wait_for
+
+    journal, config, task = tmp_path / "j.jsonl", tmp_path / "c.json", tmp_path / "t.json"
+    data = journal_config(journal)
+    data["mcpServers"]["journal"]["timeout_ms"] = 300_000
+    config.write_text(json.dumps(data))
+    request = {"id": "w", "skill": "journal.append", "args": {"entry": "x", "sleep_ms": 600_000}}
+    task.write_text(json.dumps({"requests": [request]}))
+    db = tmp_path / "runs.db"
+    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "t-1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        wait_for(lambda: len(lines(journal)) == 1, 60, "the write")
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    resumed = cli(*args, "--thread", "t-1")
+    assert "resumed where it stopped" in " ".join(resumed.stderr.split()), resumed.stderr
+    out = json.loads(resumed.stdout)
+    result = next(r for r in out["results"] if r["id"] == "w")
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
+    assert [w["entry"] for w in lines(journal)] == ["x"]  # not written a second time
