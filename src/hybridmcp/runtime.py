@@ -123,6 +123,9 @@ class Resources:
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             registry = build_registry(config, tools)
+            registry.unavailable = {
+                name: s.error or "not started" for name, s in pool.statuses().items() if not s.up
+            }
             _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()

@@ -133,11 +133,20 @@ class Registry:
     """Every skill a run can use, built from configuration and the servers' tool lists."""
 
     skills: dict[str, Skill] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Configured servers that were down when the registry was built, with why: their tools'
+    ``server.tool`` skills are missing, and a request for one says so."""
 
     def get(self, name: str) -> Skill:
         try:
             return self.skills[name]
         except KeyError:
+            down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
+            if down is not None:
+                raise TaskError(
+                    f"skill {name!r}: MCP server {down!r} is down ({self.unavailable[down]}), "
+                    "so its tools cannot be called; `hybridmcp servers` shows every server's state"
+                ) from None
             raise TaskError(
                 f"unknown skill {name!r}; known skills: {', '.join(sorted(self.skills))}"
             ) from None

@@ -41,7 +41,7 @@ def build_server(journal: Path) -> FastMCP:
     server = FastMCP("journal")
 
     @server.tool(annotations=WRITE)
-    async def append(entry: str, ctx: Context, sleep_ms: int = 0) -> dict[str, Any]:  # type: ignore[type-arg]
+    async def append(entry: str, ctx: Context, sleep_ms: int = 0) -> dict[str, Any]:
         meta = ctx.request_context.meta
         key = getattr(meta, "idempotency_key", None) if meta is not None else None
         append_line(journal, {"entry": entry, "side": "external", "key": key})
