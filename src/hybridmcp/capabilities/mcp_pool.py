@@ -124,7 +124,8 @@ def resolve_command(command: str) -> str:
     """Find a stdio server's command on PATH, or beside the running interpreter.
 
     A project installed in a virtual environment that is not activated still finds the console
-    scripts it installed (``.venv/bin/mcp-server-time``).
+    scripts it installed (``.venv/bin/mcp-server-time``). It reads the file system: call it off
+    the event loop (the pool does, in a worker thread).
     """
     if os.path.sep in command or shutil.which(command):
         return command
@@ -262,7 +263,9 @@ class _ServerSession:
         me = asyncio.current_task()
         published = False
         try:
-            async with create_session(to_connection(self.config)) as session:  # type: ignore[arg-type]
+            # Finding the command reads the file system: never on the event loop.
+            connection = await asyncio.to_thread(to_connection, self.config)
+            async with create_session(connection) as session:  # type: ignore[arg-type]
                 await session.initialize()
                 listed = await session.list_tools()
                 if self._owner is me:
