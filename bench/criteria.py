@@ -158,7 +158,8 @@ def bench_config(live_db: Path) -> tuple[HybridConfig, list[str]]:
             },
             "providers": [
                 {"side": "internal", "function": "bench.providers:sql_query"},
-                {"side": ext, "server": "sqlite", "tool": "read_query"},
+                # mcp-server-sqlite declares no annotations: its read tool is declared here
+                {"side": ext, "server": "sqlite", "tool": "read_query", "effect": "read"},
             ],
         },
     }

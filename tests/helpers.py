@@ -66,3 +66,20 @@ def scripted_lm(**_options: Any) -> Any:
     from dspy.utils import DummyLM
 
     return DummyLM(json.loads(os.environ[SCRIPTED_LM_ENV]))
+
+
+JOURNAL_ENV = "HYBRIDMCP_TEST_JOURNAL"
+
+
+def journal_append(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    """``journal.append`` served internally: the same line in the same journal as the journal
+    server's ``append`` (``$HYBRIDMCP_TEST_JOURNAL``), then ``sleep_ms`` (after the write)."""
+    import os
+    import time
+    from pathlib import Path
+
+    from hybridmcp.testing.journal_server import append_line
+
+    append_line(Path(os.environ[JOURNAL_ENV]), {"entry": entry, "side": "internal", "key": None})
+    time.sleep(sleep_ms / 1000)
+    return {"entry": entry, "written": True}

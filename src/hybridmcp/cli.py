@@ -1,6 +1,6 @@
 """The command line: ``hybridmcp run [TASK | --ask TEXT] [--config FILE] [--json] [--db DB]
-[--thread ID] [--audit FILE]``, ``hybridmcp stats``, ``hybridmcp audit verify FILE [--head H]``,
-``hybridmcp audit head FILE``."""
+[--thread ID] [--audit FILE]``, ``hybridmcp servers``, ``hybridmcp tools``, ``hybridmcp stats``,
+``hybridmcp audit verify FILE [--head H]``, ``hybridmcp audit head FILE``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from rich.table import Table
 
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
-from hybridmcp.config import load_config
+from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
@@ -32,6 +32,7 @@ from hybridmcp.persistence import (
 )
 from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
+from hybridmcp.runtime import Resources
 from hybridmcp.task import load_task, parse_task
 
 app = typer.Typer(
@@ -187,6 +188,7 @@ async def _run(
         open_persistence(resolve_db(db)) as (checkpointer, store),
         Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
     ):
+        warn_unavailable(co.resources)
         if ask is not None:
             plan = await plan_requests(co.resources, ask)
             if show is not None:
@@ -289,6 +291,120 @@ def run(
     else:
         render(data, console)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def warn_unavailable(resources: Resources) -> None:
+    """One warning line on stderr per configured server that could not start or connect."""
+    console = Console(stderr=True)
+    for server, reason in sorted(resources.registry.unavailable.items()):
+        console.print(
+            f"[yellow]warning:[/yellow] MCP server {server!r} is down: {reason}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def server_records(config: HybridConfig, resources: Resources) -> list[dict[str, Any]]:
+    """Each configured server: transport, state, tool count, and why it is down."""
+    statuses = resources.pool.statuses()
+    records = []
+    for name, cfg in config.mcpServers.items():
+        status = statuses.get(name)
+        state = "disabled" if status is None else "up" if status.up else "down"
+        records.append(
+            {
+                "server": name,
+                "transport": cfg.transport,
+                "state": state,
+                "tools": len(status.tools) if status is not None and status.up else 0,
+                "reason": None if status is None or status.up else status.error or "not started",
+            }
+        )
+    return records
+
+
+def tool_records(resources: Resources) -> list[dict[str, Any]]:
+    """Each skill (and so each tool) with its providers, sides and effect classes."""
+    return [
+        {
+            "skill": skill.name,
+            "effect": skill.effect,
+            "providers": [
+                {
+                    "id": p.id,
+                    "side": p.side,
+                    "effect": p.effect,
+                    **({"server": p.server, "tool": p.tool} if p.server else {}),
+                    **({"function": p.function} if p.function else {}),
+                }
+                for p in skill.providers
+            ],
+        }
+        for skill in sorted(resources.registry.skills.values(), key=lambda s: s.name)
+    ]
+
+
+async def _inspect(
+    config_path: str | None, what: Callable[[HybridConfig, Resources], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    config = load_config(config_path)
+    async with await Resources.open(config) as resources:
+        return what(config, resources)
+
+
+def _print_records(
+    records: list[dict[str, Any]], columns: list[str], as_json: bool, title: str
+) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(records, default=str) + "\n")
+        return
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in columns:
+        table.add_column(column)
+    for r in records:
+        table.add_row(*("-" if r.get(c) is None else str(r[c]) for c in columns))
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+
+
+ConfigOption = Annotated[
+    str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
+
+
+@app.command()
+def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List each configured MCP server: transport, state, tool count, and why it is down."""
+    try:
+        records = asyncio.run(_inspect(config, server_records))
+    except HybridMCPError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    columns = ["server", "transport", "state", "tools", "reason"]
+    _print_records(records, columns, as_json, "MCP servers")
+    raise typer.Exit(EXIT_OK if all(r["state"] != "down" for r in records) else EXIT_FAILED)
+
+
+@app.command()
+def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List skills and tools with their providers, sides and effect classes."""
+    try:
+        records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
+    except HybridMCPError as err:
+        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        _print_records(records, [], True, "")
+        return
+    rows = [
+        {"skill": r["skill"], "effect": r["effect"]}
+        | {"provider": p["id"], "side": p["side"], "provider effect": p["effect"]}
+        for r in records
+        for p in r["providers"]
+    ]
+    _print_records(
+        rows, ["skill", "effect", "provider", "side", "provider effect"], False, "Skills"
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from hybridmcp.errors import ConfigError
+from hybridmcp.policy.effects import Effect
 from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
 from hybridmcp.policy.privacy import PrivacyConfig
 
@@ -191,6 +192,11 @@ class _ServerCommon(_Model):
     cost_per_call: float = Field(0.001, ge=0)
     enabled: bool = True
     description: str = ""
+    read_only: bool = Field(
+        False,
+        description="Every tool of this server only reads: the effect class of its tools whose "
+        "annotations say nothing (otherwise 'write').",
+    )
     max_concurrency: int = Field(
         8, ge=1, le=1024, description="Calls in flight on this server at once; more wait."
     )
@@ -261,6 +267,10 @@ class InternalProviderConfig(_Model):
     expected_latency_ms: float = Field(1.0, ge=0)
     cost_per_call: float = Field(0.0, ge=0)
     timeout_ms: float | None = Field(None, gt=0)
+    effect: Effect | None = Field(
+        None,
+        description="read | idempotent | write; overrides the skill's and the tool's annotations.",
+    )
 
     @field_validator("function")
     @classmethod
@@ -286,6 +296,10 @@ class ExternalProviderConfig(_Model):
     expected_latency_ms: float = Field(25.0, ge=0)
     cost_per_call: float | None = Field(None, ge=0, description="Default: the server's.")
     timeout_ms: float | None = Field(None, gt=0)
+    effect: Effect | None = Field(
+        None,
+        description="read | idempotent | write; overrides the skill's and the tool's annotations.",
+    )
 
 
 ProviderConfig = Annotated[
@@ -306,6 +320,9 @@ class SkillConfig(_Model):
         description="Requirement tags matched against capability_mapping strengths.",
     )
     complexity: Literal["low", "medium", "high"] = "low"
+    effect: Effect | None = Field(
+        None, description="read | idempotent | write, for every provider that declares none."
+    )
 
 
 class BreakerConfig(_Model):

@@ -146,14 +146,18 @@ class Resources:
         pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
-            registry = build_registry(config, tools)
+            # Reads files and imports the internal providers' modules: off the event loop.
+            registry = await asyncio.to_thread(build_registry, config, tools)
+            registry.unavailable = {
+                name: s.error or "not started" for name, s in pool.statuses().items() if not s.up
+            }
             _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()
             raise
         breaker = BreakerBoard(config.resilience.breaker)
         privacy = ScanningPolicy(config.privacy)
-        audit = open_audit(config)
+        audit = await asyncio.to_thread(open_audit, config)
         gate = (
             gate_factory(pool)
             if gate_factory
@@ -163,7 +167,9 @@ class Resources:
         )
         resources = cls(config, pool, registry, gate, store)
         try:
-            resources.lms  # noqa: B018 - a bad model string fails here, not mid-run (cheap: weights load on first call)
+            # A bad model string fails here, not mid-run (weights load on first call; building
+            # the LMs imports dspy: off the event loop).
+            await asyncio.to_thread(lambda: resources.lms)
         except BaseException:
             await pool.close()
             raise
@@ -203,7 +209,7 @@ async def resources_for(context: Context | None) -> Resources:
         _SHARED_LOCK = asyncio.Lock()
     async with _SHARED_LOCK:
         if path not in _SHARED:
-            _SHARED[path] = await Resources.open(load_config(path))
+            _SHARED[path] = await Resources.open(await asyncio.to_thread(load_config, path))
     return _SHARED[path]
 
 

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -336,3 +337,42 @@ async def test_store_items_are_private_per_key_and_the_statistics_read_only(
             await ops.store.put_item(stats, "probe", {"calls": 1})  # an admin may
             assert (await alice.store.get_item(stats, "probe"))["value"] == {"calls": 1}
             await ops.store.delete_item(stats, "probe")
+
+
+EVERYTHING_DIR = os.environ.get("MCP_EVERYTHING_DIR")
+
+
+@pytest.mark.skipif(
+    not EVERYTHING_DIR or shutil.which("npx") is None,
+    reason="needs npx and MCP_EVERYTHING_DIR (npm install --prefix DIR "
+    "@modelcontextprotocol/server-everything)",
+)
+async def test_a_server_started_by_bare_name_works_under_langgraph_dev(tmp_path: Path) -> None:
+    """``npx`` is found on PATH without blocking the event loop (LangGraph's blocking-call
+    detector rejects ``shutil.which`` there): the server is up and its tool answers."""
+    assert EVERYTHING_DIR is not None
+    config = tmp_path / "npx.json"
+    everything = ["--prefix", EVERYTHING_DIR, "--no-install", "mcp-server-everything"]
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "everything": {
+                        "command": "npx",
+                        "args": everything,
+                        "startup_timeout_ms": 60_000,
+                        "timeout_ms": 20_000,
+                    }
+                }
+            }
+        )
+    )
+    request = {"id": "e", "skill": "everything.echo", "args": {"message": "bare name"}}
+    with serve(tmp_path / "server.log", HYBRIDMCP_CONFIG=str(config)) as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(RUN_DEADLINE_S):
+            thread = (await client.threads.create())["thread_id"]
+            out = await client.runs.wait(thread, "hybridmcp", input={"requests": [request]})
+    assert out["status"] == "ok", out
+    assert "bare name" in json.dumps(out["results"]["e"]["value"])
+    assert not [e for e in out["events"] if e["code"] == "SERVER_UNAVAILABLE"]

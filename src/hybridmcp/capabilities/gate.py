@@ -37,6 +37,9 @@ from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
 from hybridmcp.policy.output import compile_patterns, output_problem
 
+IDEMPOTENCY_META_KEY = "idempotency_key"
+"""The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
+writes can recognise a request it has already served."""
 RUN_BUDGETS_KEPT = 1024
 """Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
 
@@ -363,6 +366,7 @@ class Gate:
                 provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
+                meta={IDEMPOTENCY_META_KEY: ctx.idempotency_key},
             )
             received = sum(_size(c.model_dump()) for c in result.content)
             if result.structuredContent is not None:

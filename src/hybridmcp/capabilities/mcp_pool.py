@@ -124,7 +124,8 @@ def resolve_command(command: str) -> str:
     """Find a stdio server's command on PATH, or beside the running interpreter.
 
     A project installed in a virtual environment that is not activated still finds the console
-    scripts it installed (``.venv/bin/mcp-server-time``).
+    scripts it installed (``.venv/bin/mcp-server-time``). It reads the file system: call it off
+    the event loop (the pool does, in a worker thread).
     """
     if os.path.sep in command or shutil.which(command):
         return command
@@ -262,7 +263,9 @@ class _ServerSession:
         me = asyncio.current_task()
         published = False
         try:
-            async with create_session(to_connection(self.config)) as session:  # type: ignore[arg-type]
+            # Finding the command reads the file system: never on the event loop.
+            connection = await asyncio.to_thread(to_connection, self.config)
+            async with create_session(connection) as session:  # type: ignore[arg-type]
                 await session.initialize()
                 listed = await session.list_tools()
                 if self._owner is me:
@@ -395,6 +398,7 @@ class _ServerSession:
         timeout_s: float,
         timing: CallTiming,
         queue_timeout_s: float,
+        meta: dict[str, Any] | None = None,
     ) -> CallToolResult:
         """Queue for a slot and a live session, then send; a caller that stops waiting (its
         cancellation, or the deadline) abandons the request instead of cancelling it."""
@@ -404,7 +408,9 @@ class _ServerSession:
             timing.mark_ended()
             raise
         # From here the slot belongs to the request task: it releases it when the request ends.
-        call = _Call(tool, arguments, timeout_s, timing, asyncio.get_running_loop().create_future())
+        call = _Call(
+            tool, arguments, timeout_s, timing, asyncio.get_running_loop().create_future(), meta
+        )
         request = asyncio.create_task(self._send(call, session), name=f"mcp-call:{self.name}")
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
@@ -460,7 +466,7 @@ class _ServerSession:
                 call.session, call.request_id = session, getattr(session, "_request_id", None)
                 try:
                     result = await session.call_tool(
-                        call.tool, call.arguments, read_timeout_seconds=read_timeout
+                        call.tool, call.arguments, read_timeout_seconds=read_timeout, meta=call.meta
                     )
                 except _SESSION_GONE as err:
                     # Nothing reached the server: safe to send again on a fresh session.
@@ -558,6 +564,8 @@ class _Call:
     timeout_s: float
     timing: CallTiming
     outcome: asyncio.Future[CallToolResult]
+    meta: dict[str, Any] | None = None
+    """The request's ``_meta`` (its idempotency key)."""
     session: ClientSession | None = None
     request_id: Any = None
 
@@ -658,8 +666,9 @@ class SessionPool:
         *,
         timing: CallTiming | None = None,
         queue_timeout_s: float | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> CallToolResult:
-        """Call a tool on the server's session.
+        """Call a tool on the server's session; ``meta`` goes in the request's ``_meta``.
 
         Waiting for a slot and a live session is bounded by ``queue_timeout_s`` (default
         ``max_queue_wait_ms``; past it :class:`BackPressureError`, the request never sent).
@@ -680,5 +689,5 @@ class SessionPool:
         if queue_timeout_s is None:
             queue_timeout_s = self.settings.max_queue_wait_ms / 1000
         return await self._sessions[server].call(
-            tool, arguments, timeout_s, timing, queue_timeout_s
+            tool, arguments, timeout_s, timing, queue_timeout_s, meta
         )

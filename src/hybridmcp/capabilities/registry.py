@@ -9,9 +9,11 @@ is callable as the external-only skill ``server.tool`` (so is every other tool, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import inspect
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from hybridmcp.config import (
     SkillConfig,
 )
 from hybridmcp.errors import ConfigError, ProviderError, TaskError
+from hybridmcp.policy.effects import READ, Effect, strongest, tool_effect
 
 INTERNAL_CLEARANCE = "restricted"
 
@@ -66,6 +69,8 @@ class Provider:
     tool: str | None = None
     arguments: Mapping[str, Any] | None = None
     result_path: str | None = None
+    effect: Effect = READ
+    """``read``, ``idempotent`` or ``write`` (:mod:`hybridmcp.policy.effects`)."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -73,7 +78,12 @@ class Provider:
             "side": self.side,
             "clearance": self.clearance,
             "cost_per_call": self.cost_per_call,
+            "effect": self.effect,
         }
+
+    def mapping_signature(self) -> str:
+        """What makes two providers of one tool different providers: their mappings."""
+        return json.dumps([self.arguments, self.result_path], sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,11 @@ class Skill:
 
     def providers_on(self, side: Side) -> list[Provider]:
         return [p for p in self.providers if p.side == side]
+
+    @property
+    def effect(self) -> Effect:
+        """The strongest effect class of its providers: a request may run on any of them."""
+        return strongest(p.effect for p in self.providers)
 
     @cached_property
     def _validator(self) -> jsonschema.protocols.Validator:
@@ -109,6 +124,7 @@ class Skill:
             "description": self.description,
             "input_schema": dict(self.input_schema),
             "sides": sorted({p.side for p in self.providers}),
+            "effect": self.effect,
         }
 
 
@@ -117,11 +133,20 @@ class Registry:
     """Every skill a run can use, built from configuration and the servers' tool lists."""
 
     skills: dict[str, Skill] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    """Configured servers that were down when the registry was built, with why: their tools'
+    ``server.tool`` skills are missing, and a request for one says so."""
 
     def get(self, name: str) -> Skill:
         try:
             return self.skills[name]
         except KeyError:
+            down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
+            if down is not None:
+                raise TaskError(
+                    f"skill {name!r}: MCP server {down!r} is down ({self.unavailable[down]}), "
+                    "so its tools cannot be called; `hybridmcp servers` shows every server's state"
+                ) from None
             raise TaskError(
                 f"unknown skill {name!r}; known skills: {', '.join(sorted(self.skills))}"
             ) from None
@@ -131,8 +156,8 @@ class Registry:
 
     @cached_property
     def _providers(self) -> dict[str, Provider]:
-        # The first wins: a configured skill's provider, not the generic ``server.tool`` skill's
-        # provider of the same tool (same id; its own timeout, mapping and comparator).
+        # Providers of one tool with the same mapping share an id (and statistics): the first
+        # wins (a configured skill's provider, not the generic ``server.tool`` skill's one).
         index: dict[str, Provider] = {}
         for s in self.skills.values():
             for p in s.providers:
@@ -155,7 +180,9 @@ def _merge_with_builtin(name: str, skill: SkillConfig, builtin: SkillConfig) -> 
     return merged.model_copy(update={"providers": [*builtin.providers, *skill.providers]})
 
 
-def _internal_provider(skill: str, cfg: InternalProviderConfig, default_timeout: float) -> Provider:
+def _internal_provider(
+    skill: str, cfg: InternalProviderConfig, default_timeout: float, effect: Effect | None = None
+) -> Provider:
     return Provider(
         id=f"internal:{cfg.name or skill}",
         skill=skill,
@@ -166,11 +193,23 @@ def _internal_provider(skill: str, cfg: InternalProviderConfig, default_timeout:
         clearance=INTERNAL_CLEARANCE,
         timeout_ms=cfg.timeout_ms or default_timeout,
         function=cfg.function,
+        effect=cfg.effect or effect or READ,
     )
 
 
-def _external_provider(skill: str, cfg: ExternalProviderConfig, config: HybridConfig) -> Provider:
+def _external_provider(
+    skill: str,
+    cfg: ExternalProviderConfig,
+    config: HybridConfig,
+    tool: Tool | None = None,
+    effect: Effect | None = None,
+    unlisted: bool = False,
+) -> Provider:
+    """``tool`` is the server's listing of the tool (None when the server is down): its
+    annotations give the effect class unless the provider or its skill declares one. A tool
+    the live server does not list (``unlisted``) is ``read``: calling it cannot act."""
     server = config.mcpServers[cfg.server]
+    effect = effect or (READ if unlisted else None)
     return Provider(
         id=f"mcp:{cfg.name or f'{cfg.server}/{cfg.tool}'}",
         skill=skill,
@@ -186,7 +225,25 @@ def _external_provider(skill: str, cfg: ExternalProviderConfig, config: HybridCo
         tool=cfg.tool,
         arguments=cfg.arguments,
         result_path=cfg.result,
+        effect=cfg.effect or effect or tool_effect(tool, server_read_only=server.read_only),
     )
+
+
+class _Ids:
+    """Provider ids: ``mcp:server/tool`` for the first mapping of a tool, and for every other
+    with the same mapping; ``mcp:server/tool#skill`` for a skill that maps it differently."""
+
+    def __init__(self) -> None:
+        self._mappings: dict[str, str] = {}
+
+    def distinct(self, provider: Provider) -> Provider:
+        if provider.side != "external":
+            return provider
+        signature = provider.mapping_signature()
+        known = self._mappings.setdefault(provider.id, signature)
+        if known == signature:
+            return provider
+        return dataclasses.replace(provider, id=f"{provider.id}#{provider.skill}")
 
 
 def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) -> Registry:
@@ -203,15 +260,20 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
         )
 
     default_timeout = config.coordination_config.default_timeout_ms
+    listed = {(server, t.name): t for server, ts in tools.items() for t in ts}
+    ids = _Ids()
     registry = Registry()
     for name, cfg in skill_cfgs.items():
         providers: list[Provider] = []
         for p in cfg.providers:
             if isinstance(p, InternalProviderConfig):
                 resolve_function(p.function)  # fail at load time, not mid-run
-                providers.append(_internal_provider(name, p, default_timeout))
+                providers.append(_internal_provider(name, p, default_timeout, cfg.effect))
             else:
-                providers.append(_external_provider(name, p, config))
+                tool = listed.get((p.server, p.tool))
+                unlisted = tool is None and p.server in tools
+                made = _external_provider(name, p, config, tool, cfg.effect, unlisted)
+                providers.append(ids.distinct(made))
         registry.skills[name] = Skill(
             name=name,
             description=cfg.description,
@@ -227,8 +289,10 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
             name = f"{server}.{tool.name}"
             if name in registry.skills:
                 continue
-            provider = _external_provider(
-                name, ExternalProviderConfig(server=server, tool=tool.name), config
+            provider = ids.distinct(
+                _external_provider(
+                    name, ExternalProviderConfig(server=server, tool=tool.name), config, tool
+                )
             )
             registry.skills[name] = Skill(
                 name=name,
@@ -280,18 +344,29 @@ async def invoke_internal(
         return await fn(**args)
     loop = asyncio.get_running_loop()
     timing.lag_ms = None  # timed in its thread: the event loop's lateness is not in it
+    # Either the thread starts the function (and marks it sent) before the caller gives up,
+    # or it never starts it: a write abandoned in the executor's queue was never sent.
+    starting, abandoned = threading.Lock(), threading.Event()
 
     def run() -> Any:
         # Timed in the worker thread: the provider's own time, not the event loop's lag in
         # getting back to it. (The event is set on the loop's thread.)
-        timing.sent_at = time.perf_counter()
+        with starting:
+            if abandoned.is_set():
+                return None
+            timing.sent_at = time.perf_counter()
         loop.call_soon_threadsafe(timing.sent.set)
         try:
             return fn(**args)
         finally:
             timing.ended_at = time.perf_counter()
 
-    return await asyncio.to_thread(run)
+    try:
+        return await asyncio.to_thread(run)
+    except asyncio.CancelledError:
+        with starting:
+            abandoned.set()
+        raise
 
 
 def map_arguments(mapping: Mapping[str, Any] | None, args: Mapping[str, Any]) -> dict[str, Any]:

@@ -93,6 +93,29 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
     return events
 
 
+def _server_events(res: Resources, skills: dict[str, Any]) -> list[dict[str, Any]]:
+    """``SERVER_UNAVAILABLE`` for each server a request of this run could use that is down:
+    its name, why, and the requests it cannot serve (invariant 10)."""
+    using: dict[str, list[str]] = {}
+    for rid, skill in skills.items():
+        for p in skill.providers:
+            if p.server is not None and rid not in using.setdefault(p.server, []):
+                using[p.server].append(rid)
+    events = []
+    for server, rids in using.items():
+        available, error = res.server_available(server)
+        if not available:
+            events.append(
+                {
+                    "code": EventCode.SERVER_UNAVAILABLE,
+                    "server": server,
+                    "reason": error or "not started",
+                    "requests": rids,
+                }
+            )
+    return events
+
+
 def _budget_event(budget: BudgetPlan, allocations: dict[str, Any]) -> list[dict[str, Any]]:
     event = budget.event(allocations)
     return [event] if event else []
@@ -169,6 +192,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             fallback=cfg.coordination_config.fallback
             if request.get("fallback") is None
             else bool(request["fallback"]),
+            effect=skill.effect,
         )
         if budget.limit is not None:
             allocation["budget"] = {
@@ -204,7 +228,8 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "pending": pending,
         "errors": errors,
         "round": 1,
-        "events": events
+        "events": _server_events(res, skills)
+        + events
         + _unavailable_events(allocations)
         + _budget_event(budget, allocations)
         + advice_events,

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore
 
 from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, CircuitOpen, PrivacyRefused
 from hybridmcp.capabilities.registry import Provider, invoke_internal
@@ -46,6 +47,7 @@ from hybridmcp.errors import (
 )
 from hybridmcp.events import EventCode
 from hybridmcp.policy import blame
+from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import WorkItem
@@ -56,6 +58,8 @@ RUN_DEADLINE = "run deadline"
 """Censoring reason: the run's deadline came before the provider's own."""
 INTERNAL_ERRORS_OF_INPUT = (RequestError, ValueError, ArithmeticError)
 """What an internal skill raises when its input is wrong: a request error, not its fault."""
+DISPATCHED = ("hybridmcp", "dispatched")
+"""Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
 
 
 def _run_left_s(item: WorkItem, now: float) -> float | None:
@@ -433,9 +437,39 @@ def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 
+async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, Any]:
+    """A write runs once, even across a resume (invariant 9): its dispatch is recorded in the
+    store before the call, its attempt after. A resumed run that finds the dispatch without
+    its attempt does not call again: the outcome is unknown (the server may have written)."""
+    key = item["idempotency_key"]
+    prior = await store.aget(DISPATCHED, key)
+    if prior is not None and prior.value.get("attempt"):
+        return {"attempts": [prior.value["attempt"] | {"replayed": True}], "events": []}
+    if prior is not None:
+        timing = CallTiming()
+        error = (
+            f"{OUTCOME_UNKNOWN}: an earlier run of this thread dispatched this write and "
+            "stopped before its outcome was recorded; not repeated (write effect)"
+        )
+        attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
+        return {"attempts": [attempt | {"sent": True, "replayed": True}], "events": []}
+    await store.aput(DISPATCHED, key, {"state": "dispatched", "at": res.clock()})
+    update = await _serve(item, res)
+    primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
+    await store.aput(DISPATCHED, key, {"state": "done", "attempt": primary})
+    return update
+
+
+async def _work(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
+    res = await resources_for(runtime.context)
+    if res.registry.provider(item["provider"]).effect == WRITE:
+        return await _once(item, res, runtime.store or res.store)
+    return await _serve(item, res)
+
+
 async def internal(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _serve(item, await resources_for(runtime.context))
+    return await _work(item, runtime)
 
 
 async def external(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _serve(item, await resources_for(runtime.context))
+    return await _work(item, runtime)

@@ -59,6 +59,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         recent=breaker_windows(res),
         deadline_passed=deadline_passed,
         disputed=disputed(state, res),
+        effects={pid: res.registry.provider(pid).effect for pid in sides},
     )
     moved = {m["request_id"] for m in plan.moves}
     return {

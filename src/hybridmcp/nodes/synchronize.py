@@ -26,7 +26,7 @@ SIDES = ("internal", "external")
 def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
     """What happened, next to what arbitration predicted of the provider (None for a provider
     it did not score)."""
-    keep = ("provider", "side", "round", "ok", "latency_ms", "cost", "error")
+    keep = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
     when_set = ("queue_ms", "error_kind", "cancelled", "censored", "hedge")
     prediction = scores.get(attempt["provider"], {}).get("prediction")
     predicted = (
@@ -82,8 +82,10 @@ def _visibility_events(
 
 
 def _why_not(result: dict[str, Any], allocation: dict[str, Any] | None, side: str | None) -> str:
-    """Why a side (or, for None, one of the two sides) did not serve: its exclusions at
-    arbitration, else its failed attempts."""
+    """Why a side (or, for None, one of the two sides) did not serve: a write's effect, its
+    exclusions at arbitration, else its failed attempts."""
+    if side is None and (allocation or {}).get("effect") == "write":
+        return "write effect"
     excluded = [
         f"{e['provider']}: {e['reason']}"
         for e in (allocation or {}).get("excluded", [])

@@ -90,6 +90,8 @@ def learnable(attempt: Mapping[str, Any], faults: set[str]) -> str | None:
     with its latency), ``"censored"`` (a latency lower bound only), or None (not at all)."""
     if not attempt.get("sent", True) or refused(attempt) or attempt.get("error_kind") == QUEUED:
         return None
+    if attempt.get("replayed"):  # recorded by an earlier process of the run, not observed now
+        return None
     if attempt.get("censored"):
         return "censored"
     if not attempt.get("ok") and attempt["request_id"] in faults:

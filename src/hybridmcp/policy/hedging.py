@@ -44,6 +44,8 @@ def hedge_target(
     """Where and when to hedge a single-side request's call to ``provider_id``, or None."""
     if not cfg.enabled or allocation.get("mode") not in ("internal", "external"):
         return None
+    if allocation.get("effect") == "write":  # a hedge would write a second time
+        return None
     scores = allocation.get("scores", {})
     mine = scores.get(provider_id, {})
     prediction = mine.get("prediction") or {}

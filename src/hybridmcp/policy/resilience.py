@@ -20,6 +20,7 @@ from typing import Any
 from hybridmcp.config import ComparatorConfig, DegradationConfig
 from hybridmcp.events import EventCode
 from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, request_faults
+from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
 from hybridmcp.policy.hedging import slow_threshold_ms
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
@@ -223,6 +224,7 @@ def plan_round(
     recent: Mapping[str, Mapping[str, Any]] | None = None,
     deadline_passed: bool = False,
     disputed: Collection[str] = (),
+    effects: Mapping[str, str] | None = None,
 ) -> RoundPlan:
     """Decide, after round ``round_no``, what happens to each open request.
 
@@ -234,6 +236,9 @@ def plan_round(
     provider, when one is left, is asked to break the tie (``TIE_BREAK``). A request whose
     failure is its own (:func:`hybridmcp.policy.blame.request_faults`) ends with a request
     error (``REQUEST_ERROR``), not a move: the same input would fail elsewhere too.
+    ``effects`` maps provider id to its effect class: a failed ``write`` that may have reached
+    the server (:func:`hybridmcp.policy.effects.unrepeatable`) is never moved; the request
+    ends ``outcome_unknown`` (``WRITE_NOT_REPEATED``), or as a failed write when the server said so.
     """
     cfg = degradation or DegradationConfig()
     plan = RoundPlan()
@@ -293,7 +298,8 @@ def plan_round(
             continue
         if not failed_now:
             continue  # nothing ran for it this round; still in flight elsewhere
-        target = remaining[0] if can_move else None
+        held = [a for a in failed_now if unrepeatable(a, (effects or {}).get(a["provider"], ""))]
+        target = remaining[0] if can_move and not held else None
         target_side = sides.get(target) if target else None
         for a in failed_now:
             reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg) or ["error"]
@@ -312,7 +318,18 @@ def plan_round(
                     "next_provider": target,
                 }
             )
-        if target is None:
+        if held:
+            plan.failed[rid] = unrepeatable_reason(held)
+            plan.events.append(
+                {
+                    "code": EventCode.WRITE_NOT_REPEATED,
+                    "request_id": rid,
+                    "providers": [a["provider"] for a in held],
+                    "outcome": "unknown" if OUTCOME_UNKNOWN in plan.failed[rid] else "failed",
+                    "reason": plan.failed[rid],
+                }
+            )
+        elif target is None:
             errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
             if deadline_passed:
                 why = "the run's deadline passed before it could be reallocated"

@@ -36,6 +36,8 @@ LARGE_INPUT_BYTES = 100_000
 COMPLEX_INPUT_BYTES = 10_000
 CROSS_VALIDATE = ": cross-validate"
 """How the rule of an undecided (hybrid by the band or the threshold) allocation ends."""
+WRITE_ONE_SIDE = "write effect: one side only, never cross-validated"
+"""Said in the rule of a write that would have run on both sides."""
 
 
 def sensitivity_rank(level: str) -> int:
@@ -177,6 +179,7 @@ def arbitrate(
     mapping: CapabilityMapping,
     audit_key: str = "",
     fallback: bool = True,
+    effect: str = "read",
 ) -> dict[str, Any]:
     """Decide who serves one request. Returns the allocation with every number behind it.
 
@@ -186,7 +189,9 @@ def arbitrate(
     :func:`sample_validation`: the same key always draws the same. A request pinned to a side
     (``strategy`` internal or external) that this side cannot serve falls back to the other
     side, said in its rule and ``pin``; with ``fallback`` off it gets ``none`` instead, and
-    its ranking (so its reallocation and hedging) never leaves the pinned side.
+    its ranking (so its reallocation and hedging) never leaves the pinned side. A request
+    whose ``effect`` is ``write`` runs on one side only, however it would be cross-validated
+    (invariant 9): its fitter side, said in its rule.
     """
     excluded = []
     scored: list[Fitness] = []
@@ -209,6 +214,10 @@ def arbitrate(
             mode, rule = "none", pin["reason"]
     elif pin is not None and pin["overridden"]:
         rule = f"{pin['reason']}; {rule}"
+    if effect == "write" and mode == "hybrid":
+        assert internal is not None and external is not None
+        mode = internal.side if internal.total >= external.total else external.side
+        rule, undecided = f"{rule}; {WRITE_ONE_SIDE} ({mode})", False
     sampling: dict[str, Any] | None = None
     if undecided and arbitration.validation_sampling.enabled:
         assert internal is not None and external is not None
@@ -240,6 +249,7 @@ def arbitrate(
         }
         | ({"validation_sampling": sampling} if sampling is not None else {})
         | ({"pin": pin} if pin is not None else {})
+        | ({"effect": effect} if effect != "read" else {})
     )
 
 
@@ -449,8 +459,11 @@ def sample_validation(
 def add_probe(allocation: dict[str, Any], provider: str, reason: str) -> dict[str, Any]:
     """Cross-validate a single-side allocation with ``provider`` of the other side, to test
     its recovery (a half-open circuit's trial call): its answer feeds the statistics, and the
-    request is still served by the side that was chosen. Unchanged when not applicable."""
+    request is still served by the side that was chosen. Unchanged when not applicable (a
+    write is never probed: the probe would write a second time)."""
     score = allocation["scores"].get(provider)
+    if allocation.get("effect") == "write":
+        return allocation
     if allocation["mode"] not in ("internal", "external") or score is None:
         return allocation
     if allocation["strategy"] != "auto" or score["side"] == allocation["mode"]:

@@ -14,6 +14,8 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
   parts, ``captioned_image`` -> a text and an image (no structured content for these);
 - ``fail`` -> a tool error (``isError=true``).
 
+Every tool is annotated ``readOnlyHint: true`` (an unannotated tool would be a ``write``).
+
 Run it (stdio)::
 
     python -m hybridmcp.testing.shapes_server
@@ -36,6 +38,7 @@ from mcp.types import (
     ResourceLink,
     TextContent,
     TextResourceContents,
+    ToolAnnotations,
 )
 from pydantic import AnyUrl, BaseModel
 
@@ -51,6 +54,8 @@ TINY_WAV = (
 )  # fmt: skip
 """Four samples of 8-bit mono WAV at 8 kHz."""
 BLOB = b"\x00\x01shapes\xff"
+READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True)
+"""Every tool here only reads (as ``mcp-server-time``'s): cross-validated like its twin."""
 LINK_URI = "shapes://files/report.csv"
 DOC_URI = "shapes://docs/readme.md"
 
@@ -80,57 +85,57 @@ def current_time_text(timezone: str, now: datetime | None = None) -> str:
 def build_server() -> FastMCP:
     server = FastMCP("hybridmcp-shapes", log_level="WARNING")
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def get_current_time(timezone: str) -> str:
         """The current time in an IANA time zone (mcp-server-time's answer, as a str)."""
         return current_time_text(timezone)
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def plain_text() -> str:
         return "hello, shapes"
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def wrapped_error() -> str:
         return "Error: the upstream store is unreachable"
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def count() -> int:
         return 42
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def primes() -> list[int]:
         return [2, 3, 5, 7]
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def city() -> dict[str, Any]:
         return {"name": "Lyon", "population": 522_250, "rivers": ["Rhône", "Saône"]}
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def weather() -> Weather:
         return Weather(city="Lyon", temperature_c=21.5, conditions="sunny")
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def tiny_image() -> Image:
         return Image(data=TINY_PNG, format="png")
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def beep() -> Audio:
         return Audio(data=TINY_WAV, format="wav")
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def link() -> ContentBlock:
         return ResourceLink(
             type="resource_link", uri=AnyUrl(LINK_URI), name="report.csv", mimeType="text/csv"
         )
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def embedded_text() -> ContentBlock:
         contents = TextResourceContents(
             uri=AnyUrl(DOC_URI), mimeType="text/markdown", text="# Shapes\n"
         )
         return EmbeddedResource(type="resource", resource=contents)
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def embedded_blob() -> ContentBlock:
         contents = BlobResourceContents(
             uri=AnyUrl("shapes://blobs/1"),
@@ -139,18 +144,18 @@ def build_server() -> FastMCP:
         )
         return EmbeddedResource(type="resource", resource=contents)
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def several_texts() -> list[ContentBlock]:
         return [
             TextContent(type="text", text="first part"),
             TextContent(type="text", text='{"part": 2}'),
         ]
 
-    @server.tool(structured_output=False)
+    @server.tool(annotations=READ_ONLY, structured_output=False)
     def captioned_image() -> list[Any]:
         return ["a red pixel", Image(data=TINY_PNG, format="png")]
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def fail() -> str:
         raise ToolError("the shapes server refuses on purpose")
 

@@ -1,0 +1,78 @@
+"""Effect classes: what may be repeated (invariant 9). Pure.
+
+Every provider is ``read``, ``idempotent`` or ``write``:
+
+- from config first: the provider's ``effect:``, else its skill's;
+- an internal provider that declares nothing is ``read`` (the built-in skills are);
+- an MCP tool by its annotations: ``readOnlyHint: true`` is ``read``; else ``idempotentHint:
+  true`` is ``idempotent``; else (a hint given, as MCP's defaults read: not read-only,
+  destructive, not idempotent) ``write``;
+- an MCP tool whose annotations say nothing: ``read`` on a server marked ``read_only: true``,
+  else ``write``.
+
+A ``write`` runs once: never cross-validated on two sides, never hedged or probed, never moved
+to another provider after a call that may have reached the server, never re-run on resume
+when its outcome is unknown. ``read`` and ``idempotent`` work may be repeated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from mcp.types import Tool
+
+Effect = Literal["read", "idempotent", "write"]
+READ: Effect = "read"
+IDEMPOTENT: Effect = "idempotent"
+WRITE: Effect = "write"
+_ORDER: dict[str, int] = {READ: 0, IDEMPOTENT: 1, WRITE: 2}
+
+OUTCOME_UNKNOWN = "outcome_unknown"
+"""How a result whose write may or may not have happened is reported (its error starts so)."""
+
+
+def tool_effect(tool: Tool | None, *, server_read_only: bool = False) -> Effect:
+    """A tool's effect class from its MCP annotations (see the module docstring)."""
+    hints = tool.annotations if tool is not None else None
+    said = hints is not None and any(
+        getattr(hints, h, None) is not None
+        for h in ("readOnlyHint", "destructiveHint", "idempotentHint")
+    )
+    if not said:
+        return READ if server_read_only else WRITE
+    assert hints is not None
+    if hints.readOnlyHint:
+        return READ
+    if hints.idempotentHint:
+        return IDEMPOTENT
+    return WRITE
+
+
+def strongest(effects: Iterable[str]) -> Effect:
+    """The effect class of work that may run on any of these: the strongest of them."""
+    out: Effect = READ
+    for e in effects:
+        if _ORDER.get(e, 2) > _ORDER[out]:
+            out = e  # type: ignore[assignment]
+    return out
+
+
+def unrepeatable(attempt: Mapping[str, Any], effect: str) -> bool:
+    """A failed write that may have reached the server (it was sent; or its sending is not
+    known): repeating it elsewhere could write twice. Only definite non-delivery (never sent:
+    refused by the gate, still queued, circuit open, server down at dispatch) may move."""
+    return effect == WRITE and not attempt.get("ok") and bool(attempt.get("sent", True))
+
+
+def unrepeatable_reason(attempts: Iterable[Mapping[str, Any]]) -> str:
+    """The error of a request whose write is not repeated: ``outcome_unknown`` unless the server
+    answered with an error (then the write is known to have failed)."""
+    attempts = list(attempts)
+    why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in attempts)
+    if all(a.get("tool_error") for a in attempts):
+        return f"write failed, not repeated (write effect): {why}"
+    return (
+        f"{OUTCOME_UNKNOWN}: the write may have reached the server and is not repeated "
+        f"(write effect): {why}"
+    )

@@ -1,0 +1,185 @@
+"""Writes run once (invariant 9), against a real FastMCP server with an annotated write tool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybridmcp import Coordinator, parse_task
+from hybridmcp.config import parse_config
+from hybridmcp.events import EventCode
+from tests.helpers import JOURNAL_ENV
+
+pytestmark = pytest.mark.integration
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def journal_config(journal: Path, **skill: Any) -> dict[str, Any]:
+    return {
+        "mcpServers": {
+            "journal": {
+                "command": sys.executable,
+                "args": ["-m", "hybridmcp.testing.journal_server", "--journal", str(journal)],
+                "env": {"PYTHONPATH": SRC},
+                "timeout_ms": 400,
+            }
+        },
+        "skills": {
+            "journal.add": {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"entry": {"type": "string"}, "sleep_ms": {"type": "integer"}},
+                    "required": ["entry"],
+                },
+                "providers": [
+                    {
+                        "side": "internal",
+                        "function": "tests.helpers:journal_append",
+                        "effect": "write",
+                        "timeout_ms": 400,
+                    },
+                    {"side": "external", "server": "journal", "tool": "append"},
+                ],
+                **skill,
+            }
+        },
+    }
+
+
+def lines(journal: Path) -> list[dict[str, Any]]:
+    if not journal.exists():
+        return []
+    return [json.loads(line) for line in journal.read_text().splitlines() if line.strip()]
+
+
+async def test_effect_classes_come_from_annotations_and_config(tmp_path, monkeypatch):
+    monkeypatch.setenv(JOURNAL_ENV, str(tmp_path / "j.jsonl"))
+    cfg = parse_config(journal_config(tmp_path / "j.jsonl"))
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        reg = co.resources.registry
+        assert reg.provider("mcp:journal/append").effect == "write"
+        assert reg.get("journal.put").providers[0].effect == "idempotent"
+        assert reg.get("journal.read_journal").providers[0].effect == "read"
+        assert reg.provider("internal:journal.add").effect == "write"
+        assert reg.get("journal.add").effect == "write"
+        assert reg.get("time.now").effect == "read"  # built-ins read
+
+
+async def test_a_write_runs_once_per_request_whatever_the_faults(tmp_path, monkeypatch):
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv(JOURNAL_ENV, str(journal))
+    cfg = parse_config(journal_config(journal))
+    requests = []
+    for i in range(16):
+        request: dict[str, Any] = {
+            "id": f"r{i}",
+            "skill": "journal.add",
+            "args": {"entry": f"e{i}"},
+        }
+        if i % 2:
+            request["critical"] = True  # asks for cross-validation: a write gets one side
+        if i % 4 in (2, 3):
+            request["args"]["sleep_ms"] = 1500  # times out after writing, on either side
+        requests.append(request)
+    async with asyncio.timeout(120), Coordinator.open(cfg) as co:
+        out = await co.run(parse_task({"requests": requests}))
+    written = lines(journal)
+    entries = [w["entry"] for w in written]
+    assert sorted(entries) == sorted(f"e{i}" for i in range(16)), written  # exactly once each
+
+    events = out["events"]
+    assert not [e for e in events if e["code"] == EventCode.HEDGE_STARTED]
+    skipped = {
+        e["request_id"]: e for e in events if e["code"] == EventCode.CROSS_VALIDATION_SKIPPED
+    }
+    for request in requests:
+        r = out["results"][request["id"]]
+        *moved_from, last = r["attempts"]
+        # moved only after definite non-delivery (an internal call still queued for a thread)
+        assert all(not a["sent"] for a in moved_from), r
+        assert last["sent"] and r["allocation"] in ("internal", "external")
+        if "sleep_ms" in request["args"]:
+            assert r["status"] == "error" and r["error"].startswith("outcome_unknown"), r
+        else:
+            assert r["status"] == "ok" and r["value"]["written"] is True
+            if request.get("critical"):
+                assert skipped[request["id"]]["reason"] == "write effect"
+    unknown = [e for e in events if e["code"] == EventCode.WRITE_NOT_REPEATED]
+    assert len(unknown) == 8 and all(e["outcome"] == "unknown" for e in unknown)
+    # the idempotency key travels in the call's _meta
+    external = [w for w in written if w["side"] == "external"]
+    for w in external:
+        rid = w["key"].split(":")[1]
+        assert ":mcp:journal/append:" in w["key"] and rid == f"r{w['entry'][1:]}"
+
+
+async def test_a_write_moves_only_when_it_was_never_sent(tmp_path, monkeypatch):
+    """One slot on the server, two writes of 300 ms: the second waits past the queue limit,
+    is never sent,
+    and moves to the internal side, where it runs once."""
+    journal = tmp_path / "journal.jsonl"
+    monkeypatch.setenv(JOURNAL_ENV, str(journal))
+    data = journal_config(journal)
+    data["mcpServers"]["journal"]["max_concurrency"] = 1
+    data["resilience"] = {"pool": {"max_queue_wait_ms": 100}, "hedging": {"enabled": False}}
+    cfg = parse_config(data)
+    pinned = {"skill": "journal.add", "strategy": "external"}
+    task = {
+        "requests": [
+            pinned | {"id": "slow", "args": {"entry": "slow", "sleep_ms": 300}},
+            pinned | {"id": "queued", "args": {"entry": "queued", "sleep_ms": 300}},
+        ]
+    }
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(parse_task(task))
+    runs = {
+        rid: [(a["side"], a["sent"], a["error"]) for a in r["attempts"]]
+        for rid, r in out["results"].items()
+    }
+    assert all(r["status"] == "ok" for r in out["results"].values()), runs
+    served, moved = sorted(runs.values(), key=len)
+    assert served == [("external", True, None)], runs
+    assert [a[:2] for a in moved] == [("external", False), ("internal", True)], runs
+    assert sorted(w["side"] for w in lines(journal)) == ["external", "internal"]
+
+
+def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
+    """The CLI is killed while a write is in flight (the line is written, the answer is not
+    in); the resumed thread reports ``outcome_unknown`` and does not call again."""
+    import subprocess
+
+    from tests.integration.test_durable import cli, cli_env, wait_for
+
+    journal, config, task = tmp_path / "j.jsonl", tmp_path / "c.json", tmp_path / "t.json"
+    data = journal_config(journal)
+    data["mcpServers"]["journal"]["timeout_ms"] = 300_000
+    config.write_text(json.dumps(data))
+    request = {"id": "w", "skill": "journal.append", "args": {"entry": "x", "sleep_ms": 600_000}}
+    task.write_text(json.dumps({"requests": [request]}))
+    db = tmp_path / "runs.db"
+    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "t-1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        wait_for(lambda: len(lines(journal)) == 1, 60, "the write")
+        first.kill()
+        first.wait(timeout=10)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    resumed = cli(*args, "--thread", "t-1")
+    assert "resumed where it stopped" in " ".join(resumed.stderr.split()), resumed.stderr
+    out = json.loads(resumed.stdout)
+    result = next(r for r in out["results"] if r["id"] == "w")
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
+    assert [w["entry"] for w in lines(journal)] == ["x"]  # not written a second time

@@ -1,0 +1,158 @@
+"""Effect classes (invariant 9): where they come from, and what a write may not do."""
+
+import pytest
+from mcp.types import Tool, ToolAnnotations
+
+from hybridmcp.capabilities.registry import build_registry
+from hybridmcp.config import ResilienceConfig, parse_config
+from hybridmcp.policy.effects import tool_effect
+from hybridmcp.policy.hedging import watch_plan
+from hybridmcp.policy.resilience import plan_round
+from hybridmcp.policy.scoring import add_probe, arbitrate
+from tests.unit.test_scoring import ARB, CRIT, MAP, analyze_requirements, cand
+
+
+def tool(name="t", **hints):
+    return Tool(
+        name=name,
+        inputSchema={"type": "object"},
+        annotations=ToolAnnotations(**hints) if hints else None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("hints", "read_only", "effect"),
+    [
+        ({"readOnlyHint": True}, False, "read"),
+        ({"readOnlyHint": False, "idempotentHint": True}, False, "idempotent"),
+        ({"destructiveHint": True, "idempotentHint": False}, False, "write"),
+        ({"destructiveHint": False}, False, "write"),  # additive, not idempotent: a write
+        ({}, False, "write"),  # says nothing
+        ({}, True, "read"),  # says nothing, on a server marked read_only
+        ({"title": "T"}, False, "write"),  # a title is not a hint
+    ],
+)
+def test_tool_effect_from_annotations(hints, read_only, effect):
+    t = Tool(name="t", inputSchema={"type": "object"}, annotations=ToolAnnotations(**hints))
+    assert tool_effect(t, server_read_only=read_only) == effect
+
+
+def test_config_overrides_annotations_per_provider_and_skill():
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "x"}, "ro": {"command": "x", "read_only": True}},
+            "skills": {
+                "a.one": {"providers": [{"side": "external", "server": "s", "tool": "w"}]},
+                "a.two": {
+                    "effect": "idempotent",
+                    "providers": [{"side": "external", "server": "s", "tool": "w"}],
+                },
+                "a.three": {
+                    "providers": [
+                        {"side": "external", "server": "s", "tool": "w", "effect": "read"},
+                        {"side": "internal", "function": "tests.helpers:echo_text"},
+                    ]
+                },
+            },
+        }
+    )
+    reg = build_registry(
+        cfg,
+        {
+            "s": [tool("w", destructiveHint=True)],
+            "ro": [tool("q"), tool("d", destructiveHint=True)],
+        },
+    )
+    assert reg.get("a.one").effect == "write"
+    assert reg.get("a.two").effect == "idempotent"
+    assert reg.get("a.three").effect == "read"  # internal providers are read unless declared
+    assert reg.get("ro.q").effect == "read" and reg.get("ro.d").effect == "write"
+
+
+def decide(critical=False, strategy="auto", effect="write"):
+    return arbitrate(
+        strategy=strategy,
+        critical=critical,
+        profile=analyze_requirements(skill="s.x", tags=(), complexity="low", args={}),
+        candidates=[cand("i", "internal"), cand("e", "external", latency=5, cost=0.001)],
+        criteria=CRIT,
+        arbitration=ARB,
+        mapping=MAP,
+        effect=effect,
+    )
+
+
+@pytest.mark.parametrize(
+    ("critical", "strategy"), [(True, "auto"), (False, "hybrid"), (False, "auto")]
+)
+def test_a_write_runs_on_one_side(critical, strategy):
+    a = decide(critical, strategy)
+    assert a["mode"] in ("internal", "external") and len(a["providers"]) == 1
+    assert a["effect"] == "write" and "write effect" in a["rule"]
+    assert decide(critical, strategy, effect="read")["mode"] == "hybrid"
+
+
+def test_a_write_is_never_probed_nor_hedged():
+    a = decide()
+    assert add_probe(a, "e" if a["mode"] == "internal" else "i", "probe") is a
+    a["scores"][a["providers"][0]]["prediction"]["observations"] = 100
+    assert watch_plan(a, a["providers"][0], ResilienceConfig())["hedge"] is None
+
+
+SIDES = {"i": "internal", "e": "external"}
+ALLOC = {"mode": "external", "providers": ["e"], "ranking": ["e", "i"], "scores": {}}
+
+
+def failed(sent, **extra):
+    return {"request_id": "r", "provider": "e", "side": "external", "round": 1, "ok": False,
+            "latency_ms": 3.0, "error": "boom", "sent": sent} | extra  # fmt: skip
+
+
+def plan(attempt, effect="write"):
+    return plan_round(
+        requests=["r"],
+        allocations={"r": ALLOC},
+        attempts=[attempt],
+        round_no=1,
+        max_rounds=3,
+        sides=SIDES,
+        effects={"e": effect, "i": "read"},
+    )
+
+
+def test_a_write_that_may_have_reached_the_server_is_not_moved():
+    p = plan(failed(True, error_kind="timeout"))
+    assert not p.moves and p.failed["r"].startswith("outcome_unknown")
+    assert p.events[-1]["code"] == "WRITE_NOT_REPEATED" and p.events[-1]["outcome"] == "unknown"
+    p = plan(failed(True, tool_error=True))
+    assert not p.moves and p.failed["r"].startswith("write failed")
+
+
+def test_a_write_never_sent_moves_and_other_effects_move_anyway():
+    assert [m["provider"] for m in plan(failed(False, error_kind="refused")).moves] == ["i"]
+    assert [m["provider"] for m in plan(failed(True), effect="idempotent").moves] == ["i"]
+
+
+def test_each_skill_mapping_of_a_tool_is_its_own_provider():
+    mapped = {"side": "external", "server": "s", "tool": "w"}
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "x"}},
+            "skills": {
+                "a.plain": {"providers": [mapped]},
+                "a.same": {"providers": [mapped]},
+                "a.text": {"providers": [mapped | {"arguments": {"x": "$.text"}, "result": "$.y"}]},
+            },
+        }
+    )
+    reg = build_registry(cfg, {"s": [tool("w", readOnlyHint=True)]})
+    ids = {name: reg.get(name).providers[0].id for name in ("a.plain", "a.same", "a.text", "s.w")}
+    # today's id where the mapping is the same (statistics shared), its own where it differs
+    assert ids == {
+        "a.plain": "mcp:s/w",
+        "a.same": "mcp:s/w",
+        "a.text": "mcp:s/w#a.text",
+        "s.w": "mcp:s/w",
+    }
+    assert reg.provider("mcp:s/w#a.text").arguments == {"x": "$.text"}
+    assert reg.provider("mcp:s/w").arguments is None
