@@ -56,7 +56,7 @@ from bench.common import RESULTS, describe_machine, machine, percentile, table, 
 from bench.criteria import correct
 from bench.workload.generate import NO_DST_ZONES, expression, text
 from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER
-from hybridmcp.testing.harness import child_processes, free_port
+from hybridmcp.testing.harness import child_processes, free_port, langgraph_config_in
 
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
@@ -85,20 +85,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a live process so far (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def server_config(folder: Path) -> Path:
-    """The repository's ``langgraph.json`` with its paths made absolute, written to ``folder``
-    (the server resolves them against its working directory, which is ``folder``)."""
-    config = json.loads((ROOT / "langgraph.json").read_text())
-    config["dependencies"] = [str((ROOT / d).resolve()) for d in config["dependencies"]]
-    config["graphs"] = {
-        name: str(ROOT / spec) if spec.startswith("./") else spec
-        for name, spec in config["graphs"].items()
-    }
-    path = folder / "langgraph.json"
-    path.write_text(json.dumps(config))
-    return path
 
 
 class Server:
@@ -184,7 +170,7 @@ def serve(folder: Path, jobs: int) -> Iterator[Server]:
                 *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
                 *("--port", str(port), "--host", "127.0.0.1"),
                 *("--n-jobs-per-worker", str(jobs)),
-                *("--config", str(server_config(folder))),
+                *("--config", str(langgraph_config_in(folder, ROOT))),
             ],
             cwd=folder,  # its threads and learned statistics start empty
             env=env,

@@ -27,6 +27,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from hybridmcp.testing.harness import langgraph_config_in
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,20 +100,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> set[int]:
     return {p for p in tree if _alive(p)}
 
 
-def _config_in(folder: Path) -> Path:
-    """The repository's ``langgraph.json`` with its paths made absolute, written to ``folder``
-    (the server resolves them against its working directory)."""
-    config = json.loads((ROOT / "langgraph.json").read_text())
-    config["dependencies"] = [str((ROOT / d).resolve()) for d in config["dependencies"]]
-    config["graphs"] = {
-        name: str(ROOT / spec) if spec.startswith("./") else spec
-        for name, spec in config["graphs"].items()
-    }
-    path = folder / "langgraph.json"
-    path.write_text(json.dumps(config))
-    return path
-
-
 @contextmanager
 def serve(log: Path, **env: str) -> Iterator[str]:
     """``langgraph dev`` serving the repository's ``langgraph.json`` on a free port, from a
@@ -124,7 +112,7 @@ def serve(log: Path, **env: str) -> Iterator[str]:
             [
                 *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
                 *("--port", str(port), "--host", "127.0.0.1"),
-                *("--config", str(_config_in(log.parent))),
+                *("--config", str(langgraph_config_in(log.parent, ROOT))),
             ],
             cwd=log.parent,  # the server keeps its threads and store here: fresh per test
             env=environ,

@@ -20,13 +20,14 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
+from hybridmcp.testing.harness import langgraph_config_in
 from tests.integration.test_server import (
     LANGGRAPH,
     REQUESTS,
+    ROOT,
     RUN_DEADLINE_S,
     START_DEADLINE_S,
     _alive,
-    _config_in,
     _descendants,
     _free_port,
 )
@@ -50,7 +51,7 @@ def _start(folder: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
             [
                 *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
                 *("--port", str(port), "--host", "127.0.0.1"),
-                *("--config", str(_config_in(folder))),
+                *("--config", str(langgraph_config_in(folder, ROOT))),
             ],
             cwd=folder,
             env=env,

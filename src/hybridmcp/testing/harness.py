@@ -56,6 +56,20 @@ def faultserver_stdio(
     }
 
 
+def langgraph_config_in(folder: Path, root: Path) -> Path:
+    """The ``langgraph.json`` of the repository at ``root`` with its paths made absolute,
+    written to ``folder`` (``langgraph dev`` resolves them against its working directory)."""
+    config = json.loads((root / "langgraph.json").read_text())
+    config["dependencies"] = [str((root / d).resolve()) for d in config["dependencies"]]
+    config["graphs"] = {
+        name: str(root / spec) if spec.startswith("./") else spec
+        for name, spec in config["graphs"].items()
+    }
+    path = folder / "langgraph.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
