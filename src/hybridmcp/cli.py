@@ -10,11 +10,12 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp.audit import AuditReport, load_key, parse_head
@@ -181,7 +182,7 @@ async def _run(
         )
     if db is not None:  # the trail's head is anchored beside the run database
         config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
-    task = load_task(task_path) if ask is None else None
+    task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
     async with (
@@ -193,7 +194,9 @@ async def _run(
             plan = await plan_requests(co.resources, ask)
             if show is not None:
                 show(plan)
-            task = parse_task({"requests": plan.requests}, "the planner's plan")
+            task = parse_task(
+                {"requests": plan.requests}, "the planner's plan", config.input_limits
+            )
             planned = {"plan": plan_record(plan)}
         assert task is not None
         status = await co.thread_status(task, thread_id)
@@ -276,8 +279,7 @@ def run(
             )
         )
     except HybridMCPError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        _refuse(err)
     found = data["thread"]["found"]
     if found != "new":
         note = {
@@ -291,6 +293,14 @@ def run(
     else:
         render(data, console)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _refuse(err: HybridMCPError) -> NoReturn:
+    """Exit 2 with the error on stderr, unwrapped (a limit's message is one line)."""
+    Console(stderr=True).print(
+        f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+    )
+    raise typer.Exit(EXIT_USAGE)
 
 
 def warn_unavailable(resources: Resources) -> None:
@@ -378,8 +388,7 @@ def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     try:
         records = asyncio.run(_inspect(config, server_records))
     except HybridMCPError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        _refuse(err)
     columns = ["server", "transport", "state", "tools", "reason"]
     _print_records(records, columns, as_json, "MCP servers")
     raise typer.Exit(EXIT_OK if all(r["state"] != "down" for r in records) else EXIT_FAILED)
@@ -391,8 +400,7 @@ def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     try:
         records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
     except HybridMCPError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        _refuse(err)
     if as_json:
         _print_records(records, [], True, "")
         return
@@ -467,8 +475,7 @@ def stats(
     try:
         records, deleted = asyncio.run(_stats(where, reset))
     except HybridMCPError as err:
-        Console(stderr=True).print(f"[red]error:[/red] {err}", highlight=False)
-        raise typer.Exit(EXIT_USAGE) from None
+        _refuse(err)
     if reset:
         Console(stderr=True).print(f"reset: {deleted} statistics deleted from {where}")
     if as_json:

@@ -6,7 +6,6 @@ message that names the offending key (``skills.time.now.providers.0.server: ...`
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from importlib import resources
@@ -25,6 +24,14 @@ from pydantic import (
 )
 
 from hybridmcp.errors import ConfigError
+from hybridmcp.limits import (
+    InputLimitError,
+    InputLimits,
+    decode,
+    parse_document,
+    preview,
+    read_file,
+)
 from hybridmcp.policy.effects import Effect
 from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
 from hybridmcp.policy.privacy import PrivacyConfig
@@ -506,6 +513,10 @@ class HybridConfig(_Model):
     mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
     skills: dict[str, SkillConfig] = Field(default_factory=dict)
     builtin_skills: bool = Field(True, description="Register the built-in internal skills.")
+    input_limits: InputLimits = Field(
+        default_factory=InputLimits,
+        description="Limits of task files (a configuration file is read under the defaults).",
+    )
 
     @field_validator("mcpServers", mode="before")
     @classmethod
@@ -541,7 +552,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"] if p not in ("StdioServer", "HttpServer"))
         value = e.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+        shown = "" if isinstance(value, dict | list) else f" (got {preview(value)})"
         lines.append(f"  {loc or '<root>'}: {e['msg']}{shown}")
     return "\n".join(lines)
 
@@ -563,17 +574,20 @@ def parse_config(data: Any, source: str = "<config>") -> HybridConfig:
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
-    """Load a configuration file (YAML or JSON); with no path, the embedded default."""
+    """Load a configuration file (YAML or JSON); with no path, the embedded default.
+
+    The file is read under the default :class:`InputLimits`: bytes, depth, YAML aliases and
+    string length are checked before anything is built from it."""
     if path is None:
         text = resources.files("hybridmcp.data").joinpath("default.yaml").read_text("utf-8")
         return parse_config(yaml.safe_load(text), "embedded default configuration")
     p = Path(path)
+    limits = InputLimits()
     try:
-        text = p.read_text("utf-8")
+        text = decode(read_file(p, limits))
+        data = parse_document(text, limits, as_json=p.suffix == ".json")
     except OSError as err:
         raise ConfigError(f"cannot read configuration file {str(p)!r}: {err.strerror}") from None
-    try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"configuration file {str(p)!r} is not valid YAML/JSON: {err}") from None
+    except InputLimitError as err:
+        raise ConfigError(f"configuration file {str(p)!r}: {err}") from None
     return parse_config(data, str(p))

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hybridmcp.errors import TaskError
+from hybridmcp.limits import (
+    InputLimitError,
+    InputLimits,
+    decode,
+    parse_document,
+    preview,
+    read_capped,
+    read_file,
+)
 
 Sensitivity = Literal["public", "internal", "confidential", "restricted"]
 
@@ -55,17 +61,24 @@ class Task(BaseModel):
         seen: set[str] = set()
         for r in self.requests:
             if r.id in seen:
-                raise ValueError(f"duplicate request id {r.id!r}")
+                raise ValueError(f"duplicate request id {preview(r.id)}")
             seen.add(r.id)
         return self
 
 
-def parse_task(data: Any, source: str = "<task>") -> Task:
+def parse_task(data: Any, source: str = "<task>", limits: InputLimits | None = None) -> Task:
     """Validate a task mapping (or a bare list of requests)."""
+    limits = limits or InputLimits()
     if isinstance(data, list):
         data = {"requests": data}
     if not isinstance(data, dict):
         raise TaskError(f"{source}: a task is a mapping with 'requests', got {type(data).__name__}")
+    requests = data.get("requests")
+    if isinstance(requests, list) and len(requests) > limits.max_requests:
+        raise TaskError(
+            f"{source}: {len(requests)} requests, more than {limits.max_requests} "
+            "(input_limits.max_requests)"
+        )
     try:
         return Task.model_validate(data)
     except ValidationError as err:
@@ -76,26 +89,35 @@ def parse_task(data: Any, source: str = "<task>") -> Task:
         raise TaskError("\n".join(lines)) from None
 
 
-def load_task(path: str | None) -> Task:
-    """Read a task from a JSON/YAML file, ``-`` for stdin, or None for the embedded demo."""
-    if path is None:
-        text = resources.files("hybridmcp.data").joinpath("demo_task.yaml").read_text("utf-8")
-        return parse_task(yaml.safe_load(text), "embedded demo task")
-    if path == "-":
-        text, source = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            text, source = Path(path).read_text("utf-8"), path
-        except OSError as err:
-            raise TaskError(f"cannot read task file {path!r}: {err.strerror}") from None
-    if not text.strip():
-        raise TaskError(f"{source}: the task is empty")
-    try:
-        data = json.loads(text) if text.lstrip()[:1] in "[{" else yaml.safe_load(text)
-    except json.JSONDecodeError as err:
+def task_from_bytes(raw: bytes, source: str = "<task>", limits: InputLimits | None = None) -> Task:
+    """A task from a file's bytes (JSON or YAML): decoded, its limits checked before anything
+    is built, then validated. Raises :class:`TaskError` with one line for a limit."""
+    limits = limits or InputLimits()
+    if len(raw) > limits.max_file_bytes:
         raise TaskError(
-            f"{source}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-        ) from None
-    except yaml.YAMLError as err:
-        raise TaskError(f"{source}: invalid YAML: {err}") from None
-    return parse_task(data, source)
+            f"{source}: larger than {limits.max_file_bytes} bytes (input_limits.max_file_bytes)"
+        )
+    try:
+        text = decode(raw)
+        if not text.strip():
+            raise TaskError(f"{source}: the task is empty")
+        data = parse_document(text, limits, as_json=text.lstrip()[:1] in ("[", "{"))
+    except InputLimitError as err:
+        raise TaskError(f"{source}: {err}") from None
+    return parse_task(data, source, limits)
+
+
+def load_task(path: str | None, limits: InputLimits | None = None) -> Task:
+    """Read a task from a JSON/YAML file, ``-`` for stdin, or None for the embedded demo."""
+    limits = limits or InputLimits()
+    if path is None:
+        raw = resources.files("hybridmcp.data").joinpath("demo_task.yaml").read_bytes()
+        return task_from_bytes(raw, "embedded demo task", limits)
+    source = "<stdin>" if path == "-" else path
+    try:
+        raw = read_capped(sys.stdin.buffer, limits) if path == "-" else read_file(path, limits)
+    except InputLimitError as err:
+        raise TaskError(f"{source}: {err}") from None
+    except OSError as err:
+        raise TaskError(f"cannot read task file {preview(path)}: {err.strerror}") from None
+    return task_from_bytes(raw, source, limits)

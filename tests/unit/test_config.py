@@ -80,7 +80,7 @@ def test_json_and_yaml_files(tmp_path):
     assert load_config(j).coordination_config.max_rounds == 5
     y = tmp_path / "c.yaml"
     y.write_text("coordination_config:\n  max_rounds: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="invalid YAML"):
         load_config(y)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")

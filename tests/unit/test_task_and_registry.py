@@ -22,7 +22,8 @@ def test_bad_json_is_reported_with_position(tmp_path):
 
 
 def test_task_from_stdin(monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO('[{"id": "a", "skill": "math.calculate"}]'))
+    stdin = io.TextIOWrapper(io.BytesIO(b'[{"id": "a", "skill": "math.calculate"}]'))
+    monkeypatch.setattr("sys.stdin", stdin)  # read as bytes (sys.stdin.buffer), like a real one
     assert load_task("-").requests[0].skill == "math.calculate"
 
 

@@ -17,6 +17,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hybridmcp.errors import ProviderError, RequestError
+from hybridmcp.limits import preview
 
 _KNOWN_ZONES: frozenset[str] | None = None
 
@@ -26,11 +27,11 @@ def _zone(name: str) -> ZoneInfo:
     if _KNOWN_ZONES is None:
         _KNOWN_ZONES = frozenset(available_timezones())
     if name not in _KNOWN_ZONES:
-        raise RequestError(f"invalid timezone {name!r}: not an IANA time zone name")
+        raise RequestError(f"invalid timezone {preview(name)}: not an IANA time zone name")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
-        raise RequestError(f"invalid timezone {name!r}: {err}") from None
+        raise RequestError(f"invalid timezone {preview(name)}: {err}") from None
 
 
 def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def convert_time(
     try:
         parsed = datetime.strptime(time, "%H:%M").time()
     except ValueError:
-        raise RequestError(f"invalid time {time!r}: expected HH:MM (24-hour)") from None
+        raise RequestError(f"invalid time {preview(time)}: expected HH:MM (24-hour)") from None
     today = (now or datetime.now(source)).astimezone(source)
     moment = datetime(today.year, today.month, today.day, parsed.hour, parsed.minute, tzinfo=source)
     round_trip = datetime.fromtimestamp(moment.timestamp(), source)
@@ -131,13 +132,13 @@ def calculate(expression: str) -> dict[str, Any]:
     try:
         tree = ast.parse(expression, mode="eval")
     except SyntaxError as err:
-        raise RequestError(f"invalid expression {expression!r}: {err.msg}") from None
+        raise RequestError(f"invalid expression {preview(expression)}: {err.msg}") from None
     try:
         value = _evaluate(tree)
     except ZeroDivisionError:
-        raise RequestError(f"division by zero in {expression!r}") from None
+        raise RequestError(f"division by zero in {preview(expression)}") from None
     except (OverflowError, ValueError, TypeError) as err:
-        raise RequestError(f"cannot evaluate {expression!r}: {err}") from None
+        raise RequestError(f"cannot evaluate {preview(expression)}: {err}") from None
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
     return {"value": value}
@@ -189,12 +190,14 @@ _PATH_TOKEN = re.compile(r"\.([A-Za-z_][\w-]*)|\[(\d+|\*)\]|\[\"([^\"]*)\"\]|\['
 def query_path(data: Any, path: str) -> Any:
     """Evaluate a small JSONPath subset: ``$``, ``.key``, ``["key"]``, ``[N]``, ``[*]``."""
     if not path.startswith("$"):
-        raise ProviderError(f"invalid path {path!r}: a path starts with '$'")
+        raise ProviderError(f"invalid path {preview(path)}: a path starts with '$'")
     pos, values, wildcard = 1, [data], False
     while pos < len(path):
         m = _PATH_TOKEN.match(path, pos)
         if not m:
-            raise ProviderError(f"invalid path {path!r} at position {pos}: {path[pos:]!r}")
+            raise ProviderError(
+                f"invalid path {preview(path)} at position {pos}: {preview(path[pos:])}"
+            )
         key = m.group(1) or m.group(3) or m.group(4)
         index = m.group(2)
         nxt: list[Any] = []
@@ -211,7 +214,7 @@ def query_path(data: Any, path: str) -> Any:
     if wildcard:
         return values
     if not values:
-        raise ProviderError(f"path {path!r} matches nothing")
+        raise ProviderError(f"path {preview(path)} matches nothing")
     return values[0]
 
 

@@ -1,0 +1,211 @@
+"""Input limits: what a task or configuration file may be before anything is built from it.
+
+Files are read as bytes, at most ``max_file_bytes + 1`` of them; the text is decoded by its BOM
+(UTF-8, UTF-16, UTF-32) or as strict UTF-8, and refused if it is not text. Nesting depth is
+measured on the raw text (JSON) or on the parser's events (YAML) before a single object is
+built, and a YAML alias counts as the nodes it stands for, so an alias bomb is refused from its
+events, never expanded. Strings longer than ``max_string_chars`` are refused once the document
+is built. Every refusal is one line that quotes at most a short prefix of the bad value.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+PREVIEW_CHARS = 80
+
+_BOMS = (  # UTF-32 first: its little-endian BOM begins with UTF-16's
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+_YamlLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class InputLimits(BaseModel):
+    """How big a task or configuration file may be (the README's "Input limits")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_file_bytes: int = Field(1_048_576, gt=0, description="Bytes per task or config file.")
+    max_depth: int = Field(
+        64,
+        ge=2,
+        le=200,
+        description="Nesting depth of mappings and lists (a YAML alias counts "
+        "as the depth of what it stands for).",
+    )
+    max_nodes: int = Field(
+        200_000, gt=0, description="Values in a document, YAML aliases counted as expanded."
+    )
+    max_string_chars: int = Field(100_000, gt=0, description="Characters per string value.")
+    max_requests: int = Field(1_000, gt=0, description="Requests per task.")
+
+
+class InputLimitError(ValueError):
+    """A document breaks an input limit or is not text; the message is one line."""
+
+
+def preview(value: Any, width: int = PREVIEW_CHARS) -> str:
+    """``repr`` of a value cut to ``width`` characters, saying how long the whole was."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= width:
+        return repr(value)
+    return f"{text[:width]!r}… ({len(text)} chars)"
+
+
+def read_capped(stream: BinaryIO, limits: InputLimits) -> bytes:
+    """At most ``max_file_bytes`` bytes of ``stream``; more is refused, never read whole."""
+    raw = stream.read(limits.max_file_bytes + 1)
+    if len(raw) > limits.max_file_bytes:
+        raise InputLimitError(
+            f"larger than {limits.max_file_bytes} bytes (input_limits.max_file_bytes)"
+        )
+    return raw
+
+
+def read_file(path: str | Path, limits: InputLimits) -> bytes:
+    """The bytes of the file at ``path``, capped (``OSError`` if it cannot be read)."""
+    with open(path, "rb") as stream:
+        return read_capped(stream, limits)
+
+
+def decode(raw: bytes) -> str:
+    """Text from bytes: by the BOM if there is one, else strict UTF-8; binary is refused."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return raw[len(bom) :].decode(encoding)
+            except UnicodeDecodeError as err:
+                raise InputLimitError(
+                    f"not valid {encoding.upper()} text at byte {err.start + len(bom)}"
+                ) from None
+    if b"\x00" in raw:
+        raise InputLimitError(
+            "contains NUL bytes: a binary file, or UTF-16/32 without a BOM (save it as UTF-8)"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputLimitError(
+            f"not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start}; save it as UTF-8)"
+        ) from None
+
+
+def parse_document(text: str, limits: InputLimits, *, as_json: bool) -> Any:
+    """The value of a JSON or YAML document, its limits checked before it is built."""
+    if as_json:
+        _check_json_depth(text, limits)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InputLimitError(
+                f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+            ) from None
+    else:
+        try:
+            _check_yaml_events(text, limits)
+            data = yaml.load(text, Loader=_YamlLoader)
+        except yaml.YAMLError as err:
+            raise InputLimitError(f"invalid YAML: {_one_line(str(err))}") from None
+    check_strings(data, limits)
+    return data
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+def _too_deep(limits: InputLimits) -> InputLimitError:
+    return InputLimitError(f"nested deeper than {limits.max_depth} levels (input_limits.max_depth)")
+
+
+def _check_json_depth(text: str, limits: InputLimits) -> None:
+    depth = 0
+    for match in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > limits.max_depth:
+            raise _too_deep(limits)
+
+
+def _check_yaml_events(text: str, limits: InputLimits) -> None:
+    """Depth and expanded size from the parser's events: nothing is composed or expanded.
+
+    Each open collection keeps [nodes so far, deepest level below it, anchor]; an anchored node
+    remembers its size and depth, and an alias adds them where it stands."""
+    anchors: dict[str, tuple[int, int]] = {}
+    stack: list[list[Any]] = [[0, 0, None]]
+    total = 0
+    for event in _yaml_events(text):
+        if isinstance(event, yaml.AliasEvent):
+            if any(open_[2] == event.anchor for open_ in stack):
+                raise InputLimitError(
+                    f"the YAML alias *{preview(event.anchor)} is inside the node it names (a cycle)"
+                )
+            size, below = anchors.get(event.anchor or "", (1, 0))
+            _count(stack, size, below, limits)
+            total += size
+        elif isinstance(event, yaml.ScalarEvent):
+            _count(stack, 1, 0, limits)
+            total += 1
+            if event.anchor:
+                anchors[event.anchor] = (1, 0)
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(stack) > limits.max_depth:
+                raise _too_deep(limits)
+            stack.append([1, 0, event.anchor])
+            total += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            size, below, anchor = stack.pop()
+            if anchor:
+                anchors[anchor] = (size, below + 1)
+            _count(stack, size, below + 1, limits)
+        if total > limits.max_nodes:
+            raise InputLimitError(
+                f"more than {limits.max_nodes} values, YAML aliases expanded "
+                "(input_limits.max_nodes)"
+            )
+
+
+def _count(stack: list[list[Any]], size: int, below: int, limits: InputLimits) -> None:
+    parent = stack[-1]
+    parent[0] += size
+    parent[1] = max(parent[1], below)
+    if len(stack) - 1 + below > limits.max_depth:
+        raise _too_deep(limits)
+
+
+def _yaml_events(text: str) -> Iterator[yaml.Event]:
+    return yaml.parse(text, Loader=_YamlLoader)
+
+
+def check_strings(data: Any, limits: InputLimits) -> None:
+    """Refuse a string (key or value) longer than ``max_string_chars``; ``data`` is already
+    known to be within the depth limit, so the walk is bounded."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if len(value) > limits.max_string_chars:
+                raise InputLimitError(
+                    f"a string of {len(value)} characters, more than "
+                    f"{limits.max_string_chars} (input_limits.max_string_chars): "
+                    f"{preview(value)}"
+                )
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple | set):
+            pending.extend(value)

@@ -1,0 +1,121 @@
+"""Hostile task and configuration files through the real command line: exit 2, one short line
+on stderr, no traceback, and nothing run (the run database is never even created)."""
+
+from __future__ import annotations
+
+import codecs
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_durable import cli_env
+
+TASK = 'requests:\n- {id: a, skill: math.calculate, args: {expression: "1+1"}}\n'
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """The YAML "billion laughs": 9**10 strings once expanded, a few hundred bytes on disk."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    lines.append(f"requests:\n- id: a\n  skill: json.query\n  args: {{data: *a{levels}}}")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
+    "binary": (bytes(range(256)) * 8, "NUL bytes"),
+    "latin-1": ('requests: [{id: "é", skill: x}]'.encode("latin-1"), "not UTF-8"),
+    "utf-16 without BOM": (TASK.encode("utf-16-le"), "NUL bytes"),
+    "bad utf-16": (codecs.BOM_UTF16_LE + b"\x00\xd8a\x00", "not valid UTF-16"),
+    "deep json": (b'{"requests": [' + b"[" * 10_000 + b"]" * 10_000 + b"]}", "max_depth"),
+    "deep yaml": (
+        b"requests:\n- id: a\n  skill: x\n  args: {a: " + b"[" * 500 + b"]" * 500 + b"}\n",
+        "max_depth",
+    ),
+    "alias bomb": (alias_bomb().encode(), "max_nodes"),
+    "alias cycle": (b"requests: &r\n- id: a\n  skill: x\n  args: {a: *r}\n", "cycle"),
+    "huge string": (
+        b'requests:\n- id: a\n  skill: time.now\n  args: {timezone: "' + b"x" * 200_000 + b'"}\n',
+        "max_string_chars",
+    ),
+    "huge file": (b"# " + b"x" * 1_100_000 + b"\n" + TASK.encode(), "max_file_bytes"),
+}
+
+
+def refused(proc: subprocess.CompletedProcess[str], reason: str) -> None:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert reason in lines[0]
+    assert len(lines[0]) < 400  # a bad value is quoted by a short prefix, never whole
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hybridmcp.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=cli_env(),
+        cwd=cwd,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_TASKS))
+def test_a_hostile_task_file_is_refused_before_anything_runs(name, tmp_path):
+    content, reason = HOSTILE_TASKS[name]
+    task = tmp_path / "task.yaml"
+    task.write_bytes(content)
+    db = tmp_path / "runs.db"
+    started = time.monotonic()
+    proc = cli("run", str(task), "--db", str(db), cwd=tmp_path)
+    assert time.monotonic() - started < 20
+    refused(proc, reason)
+    assert not db.exists()  # nothing opened, nothing run, nothing learned
+
+
+def test_a_utf16_task_with_a_bom_is_decoded(tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_bytes(codecs.BOM_UTF16_LE + TASK.encode("utf-16-le"))
+    proc = cli("run", str(task), "--db", ":memory:", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert '"value": 2' in proc.stdout
+
+
+def test_a_hostile_task_on_stdin_is_refused(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "hybridmcp.cli", "run", "-", "--db", ":memory:"],
+        input=alias_bomb().encode(),
+        capture_output=True,
+        timeout=60,
+        env=cli_env(),
+        cwd=tmp_path,
+    )
+    refused(
+        subprocess.CompletedProcess(proc.args, proc.returncode, "", proc.stderr.decode()),
+        "<stdin>: more than",
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["binary", "latin-1", "deep json", "alias bomb", "huge string", "huge file"]
+)
+def test_a_hostile_config_file_is_refused(name, tmp_path):
+    content, reason = HOSTILE_TASKS[name]
+    config = tmp_path / ("config.json" if name == "deep json" else "config.yaml")
+    config.write_bytes(content)
+    db = tmp_path / "runs.db"
+    refused(cli("run", "--config", str(config), "--db", str(db), cwd=tmp_path), reason)
+    assert not db.exists()
+
+
+def test_task_limits_are_configurable(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("input_limits: {max_string_chars: 20}\n")
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK.replace("1+1", "1+" * 20 + "1"))
+    proc = cli("run", str(task), "-c", str(config), "--db", ":memory:", cwd=tmp_path)
+    refused(proc, "a string of 41 characters, more than 20 (input_limits.max_string_chars)")
