@@ -32,6 +32,13 @@ from hybridmcp.errors import AuditError, ConfigError
 ENV_DB = "HYBRIDMCP_DB"
 DB_FILENAME = "hybridmcp.db"
 MEMORY = ":memory:"
+APPLICATION_ID = 0x48594D43  # "HYMC" in the SQLite header: a file hybridmcp made
+SCHEMA_VERSION = 1  # PRAGMA user_version of the databases this version makes
+# Tables LangGraph's SQLite checkpointer and store create: a file holding only these (and no
+# application id) was made by a hybridmcp from before the id, and is adopted.
+_OWN_TABLES = frozenset(
+    {"checkpoints", "writes", "store", "store_migrations", "store_vectors", "vector_migrations"}
+)
 
 
 def default_db_path() -> Path:
@@ -85,6 +92,8 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
     async with AsyncExitStack() as stack:
         try:
             path = _prepare_file(path)
+            check_sqlite(path)
+            _stamp(path)
             saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
             store = await stack.enter_async_context(AsyncSqliteStore.from_conn_string(path))
             await saver.setup()
@@ -95,6 +104,81 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                 f"(choose another file with --db or ${ENV_DB})"
             ) from None
         yield saver, store
+
+
+def _refuse(path: str, why: str) -> ConfigError:
+    return ConfigError(
+        f"database {path!r} {why}; it was not written to (choose another file with --db or "
+        f"${ENV_DB})"
+    )
+
+
+def check_sqlite(path: str) -> None:
+    """Refuse a damaged or foreign SQLite file before anything writes to it.
+
+    Read-only: ``PRAGMA quick_check`` must answer ``ok``, and the file must carry hybridmcp's
+    application id, or none with only LangGraph's tables (made before the id, or empty).
+    A missing or empty file is new. Raises :class:`ConfigError`, the file untouched."""
+    file = Path(path)
+    if not file.exists() or file.stat().st_size == 0:
+        return
+    sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    existed = [p.exists() for p in sidecars]
+    try:
+        with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+            problem = _sqlite_problem(conn)
+    except sqlite3.DatabaseError as err:
+        problem = f"is not a usable SQLite database ({err})"
+    if problem:
+        _remove_new_sidecars(sidecars, existed)
+        raise _refuse(path, problem)
+
+
+def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
+    """A read-only look at a WAL-mode file leaves an empty -wal and a -shm behind (SQLite
+    removes them only on a writable close): remove the ones the look made, if still empty."""
+    wal = sidecars[0]
+    if wal.exists() and wal.stat().st_size > 0:
+        return
+    for sidecar, was_there in zip(sidecars, existed, strict=True):
+        if not was_there:
+            sidecar.unlink(missing_ok=True)
+
+
+def _sqlite_problem(conn: sqlite3.Connection) -> str | None:
+    check = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
+    if check != ["ok"]:
+        first = " ".join(" ".join(check).split())
+        return f"is damaged (PRAGMA quick_check: {first[:200]})"
+    app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            return (
+                f"was made by a newer hybridmcp (schema {version}, this one knows {SCHEMA_VERSION})"
+            )
+        return None
+    if app_id != 0:
+        return f"belongs to another application (SQLite application_id {app_id:#x})"
+    tables = {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    foreign = sorted(tables - _OWN_TABLES)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        return f"belongs to another application (tables: {shown})"
+    return None
+
+
+def _stamp(path: str) -> None:
+    """Mark the file as hybridmcp's (a new one, or one adopted from an older hybridmcp)."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 @asynccontextmanager
