@@ -1,0 +1,130 @@
+"""A damaged or foreign run database through the real command line: `run` and `stats` exit 2
+with one line, no traceback, and the file byte for byte as it was; an older hybridmcp's file
+(LangGraph's tables, no application id) is adopted."""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from hybridmcp.persistence import APPLICATION_ID, SCHEMA_VERSION
+from tests.integration.test_durable import cli_env
+
+TASK = '[{"id": "a", "skill": "math.calculate", "args": {"expression": "2*3"}}]'
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hybridmcp.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(),
+        cwd=cwd,
+    )
+
+
+def sql(db: Path, *statements: str) -> None:
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def hybridmcp_db(db: Path) -> None:
+    """A database as hybridmcp makes it (its tables, its id), with free pages in it."""
+    proc = cli("stats", "--db", str(db), cwd=db.parent)
+    assert proc.returncode == 0, proc.stderr
+    sql(
+        db,
+        "CREATE TABLE scratch (x)",
+        "INSERT INTO scratch SELECT randomblob(1000) FROM (WITH RECURSIVE n(i) AS "
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) SELECT i FROM n)",
+        "DROP TABLE scratch",
+    )
+
+
+def damaged_free_list(db: Path) -> None:
+    hybridmcp_db(db)
+    data = bytearray(db.read_bytes())
+    page_size = struct.unpack(">H", data[16:18])[0]
+    trunk = struct.unpack(">I", data[32:36])[0]  # the first free-list trunk page
+    assert trunk, "no free list to damage"
+    offset = (trunk - 1) * page_size
+    data[offset : offset + 4] = struct.pack(">I", 999_999)  # its next trunk: past the file
+    db.write_bytes(bytes(data))
+
+
+def foreign_tables(db: Path) -> None:
+    sql(db, "CREATE TABLE contacts (name TEXT)", "INSERT INTO contacts VALUES ('Ada')")
+
+
+def foreign_application_id(db: Path) -> None:
+    sql(db, "PRAGMA application_id = 1234", "CREATE TABLE checkpoints (x)")
+
+
+def not_sqlite(db: Path) -> None:
+    db.write_bytes(b"these are someone's notes, not a database\n" * 100)
+
+
+def newer_hybridmcp(db: Path) -> None:
+    hybridmcp_db(db)
+    sql(db, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+
+
+BAD: dict[str, tuple[Callable[[Path], None], str]] = {
+    "damaged free list": (damaged_free_list, "is damaged (PRAGMA quick_check"),
+    "foreign tables": (foreign_tables, "another application (tables: contacts)"),
+    "foreign application id": (foreign_application_id, "another application (SQLite"),
+    "not sqlite": (not_sqlite, "not a usable SQLite database"),
+    "newer hybridmcp": (newer_hybridmcp, "newer hybridmcp"),
+}
+
+
+@pytest.mark.parametrize("command", ["run", "stats"])
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_database_is_refused_untouched(name, command, tmp_path):
+    make, reason = BAD[name]
+    db = tmp_path / "runs.db"
+    make(db)
+    before = db.read_bytes()
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    args = ["run", str(task)] if command == "run" else ["stats"]
+    proc = cli(*args, "--db", str(db), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert reason in lines[0]
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs.db", "task.json"]
+
+
+def test_an_older_hybridmcp_database_is_adopted(tmp_path):
+    db = tmp_path / "runs.db"
+    hybridmcp_db(db)
+    sql(db, "PRAGMA application_id = 0", "PRAGMA user_version = 0")  # as made before the id
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    proc = cli("run", str(task), "--db", str(db), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    proc = cli("stats", "--db", str(db), "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "math.calculate" in proc.stdout  # what the run learned is there
+
+
+def test_a_new_database_carries_the_application_id(tmp_path):
+    db = tmp_path / "new" / "runs.db"
+    assert cli("stats", "--db", str(db), cwd=tmp_path).returncode == 0
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
