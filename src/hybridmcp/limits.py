@@ -39,7 +39,7 @@ class InputLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_file_bytes: int = Field(1_048_576, gt=0, description="Bytes per task or config file.")
+    max_file_bytes: int = Field(16_777_216, gt=0, description="Bytes per task or config file.")
     max_depth: int = Field(
         64,
         ge=2,
@@ -48,10 +48,10 @@ class InputLimits(BaseModel):
         "as the depth of what it stands for).",
     )
     max_nodes: int = Field(
-        200_000, gt=0, description="Values in a document, YAML aliases counted as expanded."
+        2_000_000, gt=0, description="Values in a document, YAML aliases counted as expanded."
     )
     max_string_chars: int = Field(100_000, gt=0, description="Characters per string value.")
-    max_requests: int = Field(1_000, gt=0, description="Requests per task.")
+    max_requests: int = Field(100_000, gt=0, description="Requests per task.")
 
 
 class InputLimitError(ValueError):

@@ -40,7 +40,7 @@ HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
         b'requests:\n- id: a\n  skill: time.now\n  args: {timezone: "' + b"x" * 200_000 + b'"}\n',
         "max_string_chars",
     ),
-    "huge file": (b"# " + b"x" * 1_100_000 + b"\n" + TASK.encode(), "max_file_bytes"),
+    "huge file": (b"# " + b"x" * 17_000_000 + b"\n" + TASK.encode(), "max_file_bytes"),
 }
 
 

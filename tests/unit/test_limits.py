@@ -14,7 +14,9 @@ from hybridmcp.errors import TaskError
 from hybridmcp.limits import InputLimits, preview
 from hybridmcp.task import Task, task_from_bytes
 
-LIMITS = InputLimits(max_file_bytes=200_000, max_string_chars=5_000)
+LIMITS = InputLimits(
+    max_file_bytes=200_000, max_string_chars=5_000, max_nodes=200_000, max_requests=1_000
+)
 TIME_BOUND_S = 2.0
 
 
