@@ -23,13 +23,20 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env | extra
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120):
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, on this checkout's source."""
     return subprocess.run(
         [sys.executable, "-m", "hybridmcp.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env=env or cli_env(),
+        cwd=cwd,
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_durable import cli as durable_cli
 from tests.integration.test_durable import cli_env
 
 TASK = 'requests:\n- {id: a, skill: math.calculate, args: {expression: "1+1"}}\n'
@@ -54,14 +55,7 @@ def refused(proc: subprocess.CompletedProcess[str], reason: str) -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hybridmcp.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=cli_env(),
-        cwd=cwd,
-    )
+    return durable_cli(*args, cwd=cwd, timeout=60)
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE_TASKS))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import sqlite3
 import struct
 import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -15,20 +14,13 @@ from pathlib import Path
 import pytest
 
 from hybridmcp.persistence import APPLICATION_ID, SCHEMA_VERSION
-from tests.integration.test_durable import cli_env
+from tests.integration.test_durable import cli as durable_cli
 
 TASK = '[{"id": "a", "skill": "math.calculate", "args": {"expression": "2*3"}}]'
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hybridmcp.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=cli_env(),
-        cwd=cwd,
-    )
+    return durable_cli(*args, cwd=cwd, timeout=120)
 
 
 def sql(db: Path, *statements: str) -> None:
