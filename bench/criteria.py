@@ -58,8 +58,8 @@ from hybridmcp.capabilities.mcp_pool import to_connection
 from hybridmcp.capabilities.registry import Provider, map_arguments
 from hybridmcp.config import HybridConfig, parse_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.policy.scoring import sensitivity_rank
 from hybridmcp.runtime import Context
+from hybridmcp.sensitivity import Sensitivity
 from hybridmcp.task import parse_task
 from hybridmcp.testing.harness import faultserver_stdio
 
@@ -246,7 +246,7 @@ class Baselines(PlainClient):
     def exceeds(self, provider: Provider, req: dict[str, Any]) -> bool:
         """An external call with data above the provider's clearance (no policy stops it)."""
         level = req.get("sensitivity") or "public"
-        return sensitivity_rank(level) > sensitivity_rank(provider.clearance)
+        return Sensitivity.parse(level) > Sensitivity.parse(provider.clearance)
 
     def plan(self, strategy: str, req: dict[str, Any]) -> list[Provider]:
         """The providers a baseline tries, in order."""
@@ -260,7 +260,7 @@ class Baselines(PlainClient):
             order = [external, external, internal]
         else:  # static routing: one route per skill, decided from its description alone
             tags = set(self.registry.get(req["skill"]).tags)
-            confidential = sensitivity_rank(req.get("sensitivity") or "public") >= 2
+            confidential = Sensitivity.parse(req.get("sensitivity") or "public") >= "confidential"
             realtime = "real_time_data" in tags and not confidential
             order = [external if realtime or internal is None else internal]
         return [p for p in order if p is not None]
@@ -362,7 +362,7 @@ async def run_hybridmcp(co: Coordinator, req: dict[str, Any]) -> dict[str, Any]:
         cost=sum(a.get("cost") or 0.0 for a in attempts),
         external_calls=len(external),
         privacy_violation=bool(external)
-        and sensitivity_rank(req.get("sensitivity") or "public") > sensitivity_rank("public"),
+        and Sensitivity.parse(req.get("sensitivity") or "public") > Sensitivity.public,
         error=result["error"],
         reallocated="REALLOCATION" in codes or "HEDGE_STARTED" in codes,
         rule=allocation.get("rule"),

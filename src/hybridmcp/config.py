@@ -35,6 +35,7 @@ from hybridmcp.limits import (
 from hybridmcp.policy.effects import Effect
 from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
 from hybridmcp.policy.privacy import PrivacyConfig
+from hybridmcp.sensitivity import Sensitivity, SensitivityField
 
 Side = Literal["internal", "external"]
 Strategy = Literal["auto", "internal", "external", "hybrid"]
@@ -195,7 +196,7 @@ class LLMConfig(_Model):
 class _ServerCommon(_Model):
     timeout_ms: float | None = Field(None, gt=0, description="Deadline of one call to this server.")
     startup_timeout_ms: float = Field(20_000, gt=0)
-    clearance: Literal["public", "internal", "confidential", "restricted"] = "public"
+    clearance: SensitivityField = Sensitivity.public
     cost_per_call: float = Field(0.001, ge=0)
     enabled: bool = True
     description: str = ""
@@ -333,7 +334,7 @@ class SkillConfig(_Model):
 
 
 class BreakerConfig(_Model):
-    """Circuit breaker per external provider (see README, "Resilience", for the defaults)."""
+    """Circuit breaker per external provider (see docs/resilience.md for the defaults)."""
 
     enabled: bool = True
     failure_rate_threshold: float = Field(
@@ -424,7 +425,7 @@ PrivacyAction = Literal["route_internal", "redact", "refuse"]
 
 class PrivacySettings(_Model):
     """Sensitivity analysis of every request and the policy for data above a provider's
-    clearance (see README, "Privacy, audit and cost")."""
+    clearance (see docs/privacy-and-audit.md)."""
 
     enabled: bool = Field(True, description="Scan each request's arguments (Presidio, secrets).")
     detection: PrivacyConfig = Field(

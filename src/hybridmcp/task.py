@@ -18,8 +18,7 @@ from hybridmcp.limits import (
     read_capped,
     read_file,
 )
-
-Sensitivity = Literal["public", "internal", "confidential", "restricted"]
+from hybridmcp.sensitivity import SensitivityField
 
 
 class Request(BaseModel):
@@ -37,7 +36,7 @@ class Request(BaseModel):
         description="For a pinned strategy: may the other side serve it when the pinned side "
         "cannot? Default: coordination_config.fallback.",
     )
-    sensitivity: Sensitivity | None = Field(
+    sensitivity: SensitivityField | None = Field(
         None, description="Declared sensitivity; the privacy scan may only raise it."
     )
 

@@ -247,7 +247,8 @@ def test_levels_follow_the_most_sensitive_finding() -> None:
 
 def test_sensitivity_is_ordered_and_parsable() -> None:
     assert Sensitivity.public < Sensitivity.internal < Sensitivity.confidential
-    assert Sensitivity.confidential < Sensitivity.restricted == 3
+    assert Sensitivity.confidential < Sensitivity.restricted
+    assert Sensitivity.restricted.rank == 3
     assert Sensitivity.parse("Restricted") is Sensitivity.restricted
     assert Sensitivity.parse("2") is Sensitivity.confidential
     assert str(Sensitivity.internal) == "internal"

@@ -48,8 +48,9 @@ from hybridmcp.config import (
 )
 from hybridmcp.errors import ConfigError, ProviderError, TaskError
 from hybridmcp.policy.effects import READ, Effect, strongest, tool_effect
+from hybridmcp.sensitivity import Sensitivity
 
-INTERNAL_CLEARANCE = "restricted"
+INTERNAL_CLEARANCE = Sensitivity.restricted
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Provider:
     quality: float
     expected_latency_ms: float
     cost_per_call: float
-    clearance: str
+    clearance: Sensitivity
     timeout_ms: float
     function: str | None = None
     server: str | None = None

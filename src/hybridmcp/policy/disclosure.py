@@ -99,7 +99,7 @@ class ProviderView:
     id: str
     side: str
     server: str | None
-    clearance: str
+    clearance: str | Sensitivity
 
 
 @dataclass
@@ -138,7 +138,7 @@ def plan_disclosure(
             skills=policy.get("skills", {}),
             servers=policy.get("servers", {}),
         )
-        what = f"{sensitivity} data ({entities}) above {p.id}'s clearance {p.clearance!r}"
+        what = f"{sensitivity} data ({entities}) above {p.id}'s clearance {str(p.clearance)!r}"
         if action == "redact" and declared > level(p.clearance):
             reason = (
                 f"{what}; policy redact, but the declared sensitivity {declared} is itself above "

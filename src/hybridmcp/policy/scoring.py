@@ -30,8 +30,8 @@ from hybridmcp.config import (
     ValidationSampling,
 )
 from hybridmcp.policy.learning import Prediction
+from hybridmcp.sensitivity import Sensitivity
 
-SENSITIVITY_LEVELS = ("public", "internal", "confidential", "restricted")
 LARGE_INPUT_BYTES = 100_000
 COMPLEX_INPUT_BYTES = 10_000
 CROSS_VALIDATE = ": cross-validate"
@@ -40,17 +40,13 @@ WRITE_ONE_SIDE = "write effect: one side only, never cross-validated"
 """Said in the rule of a write that would have run on both sides."""
 
 
-def sensitivity_rank(level: str) -> int:
-    return SENSITIVITY_LEVELS.index(level)
-
-
 def analyze_requirements(
     *,
     skill: str,
     tags: Sequence[str],
     complexity: str,
     args: Any,
-    sensitivity: str = "public",
+    sensitivity: str | Sensitivity = Sensitivity.public,
     findings: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The spec's requirement profile of one request, deterministic."""
@@ -63,7 +59,7 @@ def analyze_requirements(
         needs.add("complex_reasoning")
     if scale == "large":
         needs.add("large_scale_processing")
-    if sensitivity_rank(sensitivity) >= sensitivity_rank("confidential"):
+    if Sensitivity.parse(sensitivity) >= Sensitivity.confidential:
         needs.add("privacy_sensitive")
     return {
         "processing_complexity": complexity,
@@ -83,7 +79,7 @@ class Candidate:
 
     provider: str
     side: str
-    clearance: str
+    clearance: Sensitivity
     prediction: Prediction
     available: bool = True
     unavailable_reason: str | None = None
@@ -104,13 +100,13 @@ class Fitness:
     prediction: dict[str, Any] = field(default_factory=dict)
 
 
-def security_score(clearance: str, sensitivity: str) -> float:
+def security_score(clearance: str | Sensitivity, sensitivity: str | Sensitivity) -> float:
     """Clearance headroom above the data's sensitivity; any cleared provider is fine for public
     data."""
-    s, c = sensitivity_rank(sensitivity), sensitivity_rank(clearance)
+    s, c = Sensitivity.parse(sensitivity).rank, Sensitivity.parse(clearance).rank
     if s == 0:
         return 1.0
-    return (c - s + 1) / (len(SENSITIVITY_LEVELS) - s)
+    return (c - s + 1) / (len(Sensitivity) - s)
 
 
 def fitness(
@@ -159,12 +155,15 @@ def _sensitivity_for(candidate: Candidate, profile: Mapping[str, Any]) -> str:
     return str(profile.get("data_sensitivity", "public"))
 
 
-def eligible(candidate: Candidate, sensitivity: str) -> str | None:
+def eligible(candidate: Candidate, sensitivity: str | Sensitivity) -> str | None:
     """Why a candidate cannot serve the request, or None when it can."""
     if not candidate.available:
         return candidate.unavailable_reason or "unavailable"
-    if sensitivity_rank(candidate.clearance) < sensitivity_rank(sensitivity):
-        return f"clearance {candidate.clearance!r} is below the data's sensitivity {sensitivity!r}"
+    if Sensitivity.parse(candidate.clearance) < Sensitivity.parse(sensitivity):
+        return (
+            f"clearance {str(candidate.clearance)!r} is below the data's sensitivity "
+            f"{str(sensitivity)!r}"
+        )
     return None
 
 

@@ -497,7 +497,7 @@ async def _synthesize(
 def _withheld(lm: Any, sensitivity: str) -> str | None:
     if sensitivity == "public" or is_local(lm):
         return None
-    return f"{sensitivity!r} data is not sent to the non-local LM {model_name(lm)!r}"
+    return f"{str(sensitivity)!r} data is not sent to the non-local LM {model_name(lm)!r}"
 
 
 async def refine_integration(

@@ -2,46 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-class Sensitivity(enum.IntEnum):
-    """Ordered so that clearance checks are plain comparisons (``level <= cleared``)."""
-
-    public = 0
-    internal = 1
-    confidential = 2
-    restricted = 3
-
-    @classmethod
-    def _missing_(cls, value: object) -> Sensitivity | None:
-        # Lets pydantic and callers accept names ("Restricted") as well as numbers.
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text.isdigit():
-                return cls(int(text))
-            return cls.__members__.get(text)
-        return None
-
-    @classmethod
-    def parse(cls, value: str | int | Sensitivity) -> Sensitivity:
-        """Parse a name or a number; raise ``ValueError`` naming the accepted values."""
-        try:
-            return cls(value)  # type: ignore[arg-type]  # names resolve through _missing_
-        except ValueError:
-            names = ", ".join(cls.__members__)
-            raise ValueError(
-                f"unknown sensitivity {value!r}: use one of {names} (or 0..3)"
-            ) from None
-
-    def __str__(self) -> str:
-        return self.name
-
+from hybridmcp.sensitivity import Sensitivity
 
 Source = Literal["presidio", "detect_secrets", "pattern"]
 
