@@ -4,6 +4,7 @@ on stderr, no traceback, and nothing run (the run database is never even created
 from __future__ import annotations
 
 import codecs
+import json
 import subprocess
 import sys
 import time
@@ -113,3 +114,37 @@ def test_task_limits_are_configurable(tmp_path):
     task.write_text(TASK.replace("1+1", "1+" * 20 + "1"))
     proc = cli("run", str(task), "-c", str(config), "--db", ":memory:", cwd=tmp_path)
     refused(proc, "a string of 41 characters, more than 20 (input_limits.max_string_chars)")
+
+
+@pytest.mark.parametrize("deadline", ["1e-300", "0.001"])
+def test_an_impossible_deadline_fails_without_learning_or_blame(deadline, tmp_path):
+    """The caller's own deadline cannot be met before any call is made: every request fails
+    with that reason, no side is said to degrade, and no statistic changes (the real
+    mcp-server-time is the external side of time.now)."""
+    task = tmp_path / "task.yaml"
+    task.write_text(
+        "requests:\n"
+        "- {id: a, skill: time.now, args: {timezone: UTC}, strategy: hybrid}\n"
+        "- {id: b, skill: text.stats, args: {text: a b c}}\n"
+        f"constraints: {{deadline_ms: {deadline}}}\n"
+    )
+    db = tmp_path / "runs.db"
+    proc = cli("run", str(task), "--db", str(db), "--json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    out = json.loads(proc.stdout)
+    assert {r["status"] for r in out["results"]} == {"error"}
+    assert all("before any call was sent" in r["error"] for r in out["results"])
+    codes = {e["code"] for e in out["events"]}
+    assert not codes & {
+        "INTERNAL_DEGRADATION_DETECTED",
+        "EXTERNAL_DEGRADATION_DETECTED",
+        "COORDINATION_FAILURE",
+        "CIRCUIT_OPENED",
+    }, codes
+    stats = cli("stats", "--db", str(db), "--json", cwd=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    rows = json.loads(stats.stdout)
+    assert rows, "the run's providers are listed"
+    for row in rows:
+        assert (row["calls"], row["failures"], row["censored"]) == (0, 0, 0), row

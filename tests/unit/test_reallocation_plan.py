@@ -110,3 +110,32 @@ def test_a_request_error_ends_the_request_without_a_move():
     p = plan(ALLOC, [bad])
     assert not p.moves and "request error" in p.failed["r"]
     assert [e["code"] for e in p.events] == ["REQUEST_ERROR"]
+
+
+def test_calls_never_sent_blame_no_side():
+    """Still queued when the caller's own deadline came: no degradation is said of either side,
+    no coordination failure, and the failure says nothing was sent."""
+    hybrid = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    queued = [
+        attempt(p, False, error="the run's deadline came before the call was sent")
+        | {"sent": False, "error_kind": "queued"}
+        for p in ("i", "e")
+    ]
+    p = plan_round(
+        requests=["r"],
+        allocations={"r": hybrid},
+        attempts=queued,
+        round_no=1,
+        max_rounds=3,
+        sides=SIDES,
+        deadline_passed=True,
+    )
+    assert p.events == [] and p.moves == []
+    assert "before any call was sent" in p.failed["r"]
+
+
+def test_a_sent_failure_beside_a_queued_one_still_counts():
+    queued = attempt("i", False, error="queued") | {"sent": False, "error_kind": "queued"}
+    failed = attempt("e", False, error="boom") | {"sent": True}
+    p = plan(ALLOC, [queued, failed])
+    assert [e["degradation_metrics"]["provider"] for e in p.events] == ["e"]

@@ -53,6 +53,12 @@ QUEUED = "queued"
 """Still waiting for a session slot at its deadline: never sent."""
 
 
+def never_sent(attempt: Mapping[str, Any]) -> bool:
+    """Still queued (our own session slots, the run's own deadline) when it ended: the call
+    never reached the provider and says nothing of it, good or bad."""
+    return attempt.get("error_kind") == QUEUED
+
+
 def says_input_is_wrong(error_text: str) -> bool:
     """Does a tool's error message blame its input?"""
     return bool(_CALLER_ERROR.search(error_text or ""))

@@ -19,7 +19,7 @@ from typing import Any
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig
 from hybridmcp.events import EventCode
-from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, request_faults
+from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, never_sent, request_faults
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
 from hybridmcp.policy.hedging import slow_threshold_ms
 
@@ -301,12 +301,15 @@ def plan_round(
         held = [a for a in failed_now if unrepeatable(a, (effects or {}).get(a["provider"], ""))]
         target = remaining[0] if can_move and not held else None
         target_side = sides.get(target) if target else None
-        for a in failed_now:
+        # A call still queued when it ended (our slots, the caller's deadline) never reached
+        # its provider: no degradation is said of it, no side is blamed.
+        informative = [a for a in failed_now if not never_sent(a)]
+        for a in informative:
             reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg) or ["error"]
             plan.events.append(
                 event(a, reasons, target=target, target_side=target_side, recent=recent)
             )
-        if allocation.get("mode") == "hybrid" and len({a["side"] for a in failed_now}) > 1:
+        if allocation.get("mode") == "hybrid" and len({a["side"] for a in informative}) > 1:
             plan.events.append(
                 {
                     "code": EventCode.COORDINATION_FAILURE,
@@ -331,7 +334,9 @@ def plan_round(
             )
         elif target is None:
             errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
-            if deadline_passed:
+            if deadline_passed and not any(a.get("sent") for a in tried):
+                why = "the run's deadline passed before any call was sent (nothing was learned)"
+            elif deadline_passed:
                 why = "the run's deadline passed before it could be reallocated"
             elif not remaining:
                 why = "no other provider can serve it"
