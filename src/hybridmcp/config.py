@@ -245,9 +245,10 @@ def _normalize_server(raw: Any) -> Any:
     if kind is None:
         kind = "stdio" if "command" in data else "streamable_http" if "url" in data else None
     if kind is not None:
-        if kind not in _TRANSPORT_ALIASES:
+        if not isinstance(kind, str) or kind not in _TRANSPORT_ALIASES:
             raise ValueError(
-                f"unknown transport {kind!r}; use one of stdio, streamable_http (http), sse"
+                f"unknown transport {str(kind)[:40]!r}; use one of stdio, streamable_http "
+                "(http), sse"
             )
         data["transport"] = _TRANSPORT_ALIASES[kind]
     return data

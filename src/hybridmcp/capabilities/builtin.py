@@ -99,6 +99,19 @@ _FUNCTIONS: dict[str, Callable[..., float | int]] = {
 _CONSTANTS = {"pi": math.pi, "e": math.e}
 _MAX_EXPONENT = 10_000
 _MAX_EXPRESSION = 2_000
+_MAX_INT_BITS = 13_000
+"""About 3,900 decimal digits: below Python's 4,300-digit limit on printing an int, so every
+result can be written as JSON, and far below what takes measurable time to compute."""
+
+
+def _bounded(value: float | int) -> float | int:
+    if isinstance(value, complex):  # (-8) ** (1/3)
+        raise RequestError("result is not a real number")
+    if isinstance(value, int) and value.bit_length() > _MAX_INT_BITS:
+        raise RequestError(f"result has more than {_MAX_INT_BITS} bits (about 3,900 digits)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RequestError(f"result is not a finite number ({value})")
+    return value
 
 
 def _evaluate(node: ast.AST) -> float | int:
@@ -112,16 +125,24 @@ def _evaluate(node: ast.AST) -> float | int:
         left, right = _evaluate(node.left), _evaluate(node.right)
         if isinstance(node.op, ast.Pow) and abs(right) > _MAX_EXPONENT:
             raise RequestError(f"exponent {right} is too large (limit {_MAX_EXPONENT})")
-        return _BINARY[type(node.op)](left, right)
+        if (
+            isinstance(node.op, ast.Pow)
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and right > 0
+            and (abs(left).bit_length() - 1) * right > _MAX_INT_BITS
+        ):  # refused before computing: (9**9999)**9999 would take minutes
+            raise RequestError(f"result has more than {_MAX_INT_BITS} bits (about 3,900 digits)")
+        return _bounded(_BINARY[type(node.op)](left, right))
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
+        return _bounded(_UNARY[type(node.op)](_evaluate(node.operand)))
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        return _FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args))
+        return _bounded(_FUNCTIONS[node.func.id](*(_evaluate(a) for a in node.args)))
     raise RequestError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
