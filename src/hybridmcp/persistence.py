@@ -106,14 +106,16 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
         yield saver, store
 
 
-def _refuse(path: str, why: str) -> ConfigError:
-    return ConfigError(
-        f"database {path!r} {why}; it was not written to (choose another file with --db or "
-        f"${ENV_DB})"
-    )
+RUN_DB_HINT = f"choose another file with --db or ${ENV_DB}"
 
 
-def check_sqlite(path: str) -> None:
+def _refuse(path: str, why: str, hint: str = RUN_DB_HINT) -> ConfigError:
+    return ConfigError(f"database {path!r} {why}; it was not written to ({hint})")
+
+
+def check_sqlite(
+    path: str, own_tables: frozenset[str] = _OWN_TABLES, hint: str = RUN_DB_HINT
+) -> None:
     """Refuse a damaged or foreign SQLite file before anything writes to it.
 
     Read-only: ``PRAGMA quick_check`` must answer ``ok``, and the file must carry hybridmcp's
@@ -126,12 +128,12 @@ def check_sqlite(path: str) -> None:
     existed = [p.exists() for p in sidecars]
     try:
         with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
-            problem = _sqlite_problem(conn)
+            problem = _sqlite_problem(conn, own_tables)
     except sqlite3.DatabaseError as err:
         problem = f"is not a usable SQLite database ({err})"
     if problem:
         _remove_new_sidecars(sidecars, existed)
-        raise _refuse(path, problem)
+        raise _refuse(path, problem, hint)
 
 
 def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
@@ -145,7 +147,7 @@ def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
             sidecar.unlink(missing_ok=True)
 
 
-def _sqlite_problem(conn: sqlite3.Connection) -> str | None:
+def _sqlite_problem(conn: sqlite3.Connection, own_tables: frozenset[str]) -> str | None:
     check = [str(row[0]) for row in conn.execute("PRAGMA quick_check(5)")]
     if check != ["ok"]:
         first = " ".join(" ".join(check).split())
@@ -166,7 +168,7 @@ def _sqlite_problem(conn: sqlite3.Connection) -> str | None:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     }
-    foreign = sorted(tables - _OWN_TABLES)
+    foreign = sorted(tables - own_tables)
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"belongs to another application (tables: {shown})"
@@ -209,6 +211,9 @@ class SqliteHeads:
 
     def __init__(self, db: str | os.PathLike[str]) -> None:
         self.db = _prepare_file(str(db))
+        # Checked like the run database: a damaged or foreign file is refused, untouched.
+        check_sqlite(self.db, frozenset({self.TABLE}), "choose another with audit.head_db")
+        self._stamped = False
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -217,6 +222,9 @@ class SqliteHeads:
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} (trail TEXT PRIMARY KEY, "
                 "seq INTEGER NOT NULL, mac TEXT NOT NULL, updated_at REAL NOT NULL)"
             )
+            if not self._stamped:
+                _stamp(self.db)
+                self._stamped = True
         except sqlite3.Error as err:
             raise AuditError(
                 f"audit head database {self.db!r} cannot be used: {err} "

@@ -143,7 +143,14 @@ class Resources:
         gate_factory: Callable[[SessionPool], Gate] | None = None,
         store: BaseStore | None = None,
     ) -> Resources:
-        pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
+        # The audit trail (and its anchored head) is checked before any server starts: a bad
+        # trail or head file is refused with nothing started and nothing written.
+        audit = await asyncio.to_thread(open_audit, config)
+        try:
+            pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
+        except BaseException:
+            _close_audit(audit)
+            raise
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             # Reads files and imports the internal providers' modules: off the event loop.
@@ -154,10 +161,10 @@ class Resources:
             _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()
+            _close_audit(audit)
             raise
         breaker = BreakerBoard(config.resilience.breaker)
         privacy = ScanningPolicy(config.privacy)
-        audit = await asyncio.to_thread(open_audit, config)
         gate = (
             gate_factory(pool)
             if gate_factory
@@ -178,9 +185,7 @@ class Resources:
     async def close(self) -> None:
         await self.loop_lag.close()
         await self.pool.close()
-        close = getattr(self.gate.audit, "close", None)
-        if close is not None:
-            close()
+        _close_audit(self.gate.audit)
 
     async def __aenter__(self) -> Resources:
         return self
@@ -191,6 +196,12 @@ class Resources:
     def server_available(self, server: str) -> tuple[bool, str | None]:
         status = self.pool.status(server)
         return status.available, status.error
+
+
+def _close_audit(audit: object) -> None:
+    close = getattr(audit, "close", None)
+    if close is not None:
+        close()
 
 
 _SHARED: dict[str | None, Resources] = {}

@@ -17,6 +17,9 @@ from hybridmcp.persistence import APPLICATION_ID, SCHEMA_VERSION
 from tests.integration.test_durable import cli as durable_cli
 
 TASK = '[{"id": "a", "skill": "math.calculate", "args": {"expression": "2*3"}}]'
+EXTERNAL_TASK = (
+    '[{"id": "a", "skill": "time.now", "args": {"timezone": "UTC"}, "strategy": "external"}]'
+)
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -120,3 +123,37 @@ def test_a_new_database_carries_the_application_id(tmp_path):
     assert cli("stats", "--db", str(db), cwd=tmp_path).returncode == 0
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+@pytest.mark.parametrize("name", ["not sqlite", "foreign tables", "foreign application id"])
+def test_a_bad_audit_head_file_is_refused_untouched(name, tmp_path):
+    """The audit heads beside the run database are checked like it: one line, exit 2."""
+    make, reason = BAD[name]
+    db = tmp_path / "runs.db"
+    heads = tmp_path / "runs.audit-heads.db"
+    make(heads)
+    before = heads.read_bytes()
+    task = tmp_path / "task.json"
+    task.write_text(EXTERNAL_TASK)
+    audit = str(tmp_path / "audit.jsonl")
+    proc = cli("run", str(task), "--db", str(db), "--audit", audit, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert reason in lines[0] and "audit-heads" in lines[0]
+    assert heads.read_bytes() == before
+
+
+def test_the_audit_head_file_carries_the_application_id(tmp_path):
+    db = tmp_path / "runs.db"
+    task = tmp_path / "task.json"
+    task.write_text(EXTERNAL_TASK)
+    audit = str(tmp_path / "audit.jsonl")
+    proc = cli("run", str(task), "--db", str(db), "--audit", audit, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with closing(sqlite3.connect(tmp_path / "runs.audit-heads.db")) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+    again = cli("run", str(task), "--db", str(db), "--audit", audit, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert cli("audit", "verify", audit, "--db", str(db), cwd=tmp_path).returncode == 0
