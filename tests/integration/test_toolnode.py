@@ -122,7 +122,7 @@ async def test_a_list_of_messages_gives_a_list(resources) -> None:
     node = HybridToolNode(resources=resources, strategy="external")
     calls = [{"name": "time__now", "args": {"timezone": "UTC"}, "id": "ext"}]
     async with asyncio.timeout(60):
-        out = await node([HumanMessage("now?"), AIMessage("", tool_calls=calls)], {}, None)
+        out = await node.ainvoke([HumanMessage("now?"), AIMessage("", tool_calls=calls)])
     assert isinstance(out, list) and len(out) == 1
     assert out[0].status == "success" and out[0].artifact["allocation"] == "external"
     assert out[0].artifact["attempts"][0]["provider"] == "mcp:time/get_current_time"
@@ -143,7 +143,7 @@ async def test_a_failing_side_fails_over_to_the_other() -> None:
     calls = [{"name": "clock__now", "args": {"timezone": "UTC"}, "id": "x"}]
     async with asyncio.timeout(60), await Resources.open(config) as res:
         node = HybridToolNode(resources=res, strategy="internal")
-        out = await node({"messages": [AIMessage("", tool_calls=calls)]}, {}, None)
+        out = await node.ainvoke({"messages": [AIMessage("", tool_calls=calls)]})
     [message] = out["messages"]
     assert message.status == "success" and json.loads(message.content)["timezone"] == "UTC"
     attempts = message.artifact["attempts"]
@@ -154,6 +154,6 @@ async def test_sensitive_calls_stay_inside(resources) -> None:
     node = HybridToolNode(resources=resources, critical=True, sensitivity="confidential")
     calls = [{"name": "time__now", "args": {"timezone": "UTC"}, "id": "private"}]
     async with asyncio.timeout(60):
-        [message] = await node([AIMessage("", tool_calls=calls)], {}, None)
+        [message] = await node.ainvoke([AIMessage("", tool_calls=calls)])
     assert message.status == "success" and message.artifact["allocation"] == "internal"
     assert [a["side"] for a in message.artifact["attempts"]] == ["internal"]
