@@ -39,6 +39,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.tools import tool as create_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_RUNTIME
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import _get_all_injected_args, _infer_handled_types
 from langgraph.runtime import Runtime
@@ -398,14 +399,20 @@ class _Portal:
         self._thread.join(timeout=10)
 
 
-def _not_in_a_running_loop(what: str) -> None:
+def _runtime(config: RunnableConfig) -> Runtime[Any] | None:
+    """The graph's runtime (its context), when the node runs in a graph. Read from the config,
+    not asked for as a parameter, so the node also runs on its own (``node.invoke(...)``)."""
+    return (config.get("configurable") or {}).get(CONFIG_KEY_RUNTIME)
+
+
+def _not_in_a_running_loop(what: str, instead: str = "use the async form (ainvoke) there") -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
     raise RuntimeError(
         f"HybridToolNode: {what} was called from a running event loop, which it would block; "
-        "use the async form (ainvoke) there"
+        f"{instead}"
     )
 
 
@@ -424,6 +431,9 @@ class HybridToolNode(ToolNode):
             (every MCP tool too) is offered at once; otherwise the configured and built-in
             skills are (a server's tools are listed only once it is connected).
         config_path: the configuration file to open resources from when none are given.
+        connect: open the node's own resources from ``config_path`` now (from sync code: on a
+            loop of the node's own), so that every skill, every MCP tool too, is offered at
+            once; :meth:`close` closes them.
         skills: the skills to offer (default: all); a call to another skill is refused.
         provides: tool name -> the skill it serves, for a tool not named after it.
         effects: tool name -> ``read`` | ``idempotent`` | ``write`` (see ``docs/effects.md``).
@@ -446,6 +456,7 @@ class HybridToolNode(ToolNode):
         *,
         resources: Resources | None = None,
         config_path: str | None = None,
+        connect: bool = False,
         skills: Iterable[str] | None = None,
         provides: Mapping[str, str] | None = None,
         effects: Mapping[str, Effect] | None = None,
@@ -469,8 +480,16 @@ class HybridToolNode(ToolNode):
             handle_tool_errors=handle_tool_errors,
             messages_key=messages_key,
         )
-        self.resources = resources
         self.config_path = config_path
+        self._portal: _Portal | None = None
+        self._portal_lock = threading.Lock()
+        if connect and resources is None:
+            _not_in_a_running_loop(
+                "HybridToolNode(connect=True)",
+                "in async code pass resources=await Resources.open(config) instead",
+            )
+            resources = self._own_portal().own_resources(config_path)
+        self.resources = resources
         self.strategy = strategy
         self.critical = critical
         self.sensitivity = sensitivity
@@ -481,8 +500,6 @@ class HybridToolNode(ToolNode):
         """The tools given, as ``BaseTool``\\ s (what serves their skills in process)."""
         self._handled = self._handled_types(handle_tool_errors)
         self._graph = build_graph().compile(name="hybridmcp")
-        self._portal: _Portal | None = None
-        self._portal_lock = threading.Lock()
         registry = _registry or (resources.registry if resources else self._configured())
         self._only = None if skills is None else set(skills)
         self._tools_by_name = self._offer(registry)
@@ -585,19 +602,22 @@ class HybridToolNode(ToolNode):
     def close(self) -> None:
         """Close the resources the node opened for sync use (its MCP servers stop), if any."""
         if self._portal is not None:
+            if self.resources is self._portal.resources:
+                self.resources = None
             self._portal.close()
             self._portal = None
 
     # -- ToolNode's entry points
 
-    def _func(self, input: Any, config: RunnableConfig, runtime: Runtime[Any]) -> Any:
+    def _func(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
+        runtime = _runtime(config)
         outputs = self._sync(runtime, lambda context: self._messages(calls, context))
         return self._combine_tool_outputs(list(outputs), input_type)
 
-    async def _afunc(self, input: Any, config: RunnableConfig, runtime: Runtime[Any]) -> Any:
+    async def _afunc(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
-        context = self._context(runtime)
+        context = self._context(_runtime(config))
         outputs = await self._on_their_loop(context, self._messages(calls, context))
         return self._combine_tool_outputs(list(outputs), input_type)
 
