@@ -500,17 +500,34 @@ class HybridToolNode(ToolNode):
         """The tools given, as ``BaseTool``\\ s (what serves their skills in process)."""
         self._handled = self._handled_types(handle_tool_errors)
         self._graph = build_graph().compile(name="hybridmcp")
-        registry = _registry or (resources.registry if resources else self._configured())
         self._only = None if skills is None else set(skills)
-        self._tools_by_name = self._offer(registry)
         self._injected_args = {}
+        self._offered: dict[str, BaseTool] | None = None
+        self._before_run: dict[str, BaseTool] | None = None
+        registry = _registry or (resources.registry if resources else None)
+        if registry is not None:
+            self._offered = self._offer(registry)
+
+    @property
+    def tools_by_name(self) -> dict[str, BaseTool]:
+        """The tools offered to the model, by name: the skills of the node's resources; before
+        a node given none has run, the configured and built-in skills (its servers' other tools
+        are listed once it is connected)."""
+        if self._offered is not None:
+            return self._offered
+        if self._before_run is None:
+            registry, servers = self._configured()
+            self._before_run = self._offer(registry, pending=servers)
+        return self._before_run
 
     # -- construction
 
-    def _configured(self) -> Registry:
-        """The configured and built-in skills (no server is started to list its tools)."""
+    def _configured(self) -> tuple[Registry, set[str]]:
+        """The configured and built-in skills (no server is started to list its tools), and
+        the configured servers."""
         path = self.config_path or os.environ.get("HYBRIDMCP_CONFIG")
-        return _build_registry(load_config(path), {})
+        config = load_config(path)
+        return _build_registry(config, {}), set(config.mcpServers)
 
     def _register(self, registry: Registry, default_timeout_ms: float) -> dict[str, str]:
         return register_tools(
@@ -521,7 +538,9 @@ class HybridToolNode(ToolNode):
             effects=self.effects,
         )
 
-    def _offer(self, registry: Registry) -> dict[str, BaseTool]:
+    def _offer(self, registry: Registry, pending: set[str] = frozenset()) -> dict[str, BaseTool]:  # type: ignore[assignment]
+        """The tools offered for the skills of ``registry``; a named skill of a ``pending``
+        server (not listed yet) is left out, any other unknown one is refused."""
         config = self.resources.config.coordination_config if self.resources else None
         served = self._register(registry, (config or CoordinationConfig()).default_timeout_ms)
         direct = {served[t.name] for t in self.given_tools if t.return_direct}
@@ -529,6 +548,8 @@ class HybridToolNode(ToolNode):
         names += [s for s in served.values() if s not in names]
         offered: dict[str, BaseTool] = {}
         for skill in names:
+            if skill not in registry.skills and skill.partition(".")[0] in pending:
+                continue
             tool = _skill_tool(registry.get(skill), self, return_direct=skill in direct)
             if tool.name in offered:
                 raise ValueError(
@@ -657,7 +678,7 @@ class HybridToolNode(ToolNode):
         return messages
 
     def _skill_of(self, name: str, registry: Registry) -> str:
-        offered = self._tools_by_name.get(name)
+        offered = (self._offered or {}).get(name)
         if isinstance(offered, SkillTool):
             return offered.skill
         skill = skill_name(name, registry)
@@ -674,7 +695,7 @@ class HybridToolNode(ToolNode):
             detail = ""
         raise InvalidToolCallError(
             f"Error: {name} is not a valid tool{detail}, try one of "
-            f"[{', '.join(self._tools_by_name)}].",
+            f"[{', '.join(self._offered or {})}].",
             tool=name,
             skill=skill,
         )
@@ -685,6 +706,8 @@ class HybridToolNode(ToolNode):
         """Each call's (text, artifact), or the error it ended with."""
         res = await resources_for(context)
         self._register(res.registry, res.config.coordination_config.default_timeout_ms)
+        if self._offered is None:  # what the model may call: the run's skills (no I/O here)
+            self._offered = self._offer(res.registry)
         outcomes: list[Any] = [None] * len(calls)
         requests, labels = [], {}
         ids = [str(call.get("id") or f"call-{i}") for i, call in enumerate(calls)]

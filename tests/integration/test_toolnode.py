@@ -28,7 +28,7 @@ from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, create_react_agent, tools_condition
 from pydantic import Field
 
-from hybridmcp import Context, Resources, parse_config
+from hybridmcp import Context, Resources, TaskError, parse_config
 from hybridmcp.toolnode import (
     HybridToolError,
     HybridToolNode,
@@ -420,3 +420,37 @@ async def test_images_and_resources_ride_as_artifacts() -> None:
     assert links.content.count("[resource link") == 2
     final = out["messages"][-1]
     assert "img: " in final.content and part["data"] not in final.content
+
+
+async def test_direct_tool_calls_and_skill_tools_on_their_own(resources) -> None:
+    node = HybridToolNode([shout], resources=resources)
+    direct = [{"name": "shout", "args": {"text": "hi"}, "id": "d", "type": "tool_call"}]
+    async with asyncio.timeout(60):
+        out = await node.ainvoke(direct)
+        [message] = out["messages"]
+        assert message.content == "HI" and message.tool_call_id == "d"
+        calculate = node.tools_by_name["math__calculate"]
+        assert await calculate.ainvoke({"expression": "1+2"}) == '{"value": 3}'
+        called = await calculate.ainvoke(
+            {
+                "name": "math__calculate",
+                "args": {"expression": "2*3"},
+                "id": "c",
+                "type": "tool_call",
+            }
+        )
+        assert (
+            called.content == '{"value": 6}' and called.artifact["served_by"]["side"] == "internal"
+        )
+        with pytest.raises(InvalidToolCallError, match="'expression' is a required property"):
+            await calculate.ainvoke({"expr": "1"})
+
+
+def test_skills_of_servers_not_yet_listed_are_left_out(tmp_path: Path) -> None:
+    config = tmp_path / "hybridmcp.yaml"
+    config.write_text(yaml.safe_dump({"mcpServers": {"time": {"command": "mcp-server-time"}}}))
+    node = HybridToolNode(config_path=str(config), skills=["time.get_current_time", "time.now"])
+    assert set(node.tools_by_name) == {"time__now"}  # the server's tool: once it is listed
+    typo = HybridToolNode(config_path=str(config), skills=["tme.now"])
+    with pytest.raises(TaskError, match="unknown skill 'tme.now'"):
+        assert typo.tools_by_name
