@@ -289,9 +289,10 @@ def register_tools(
             changed = True
             continue
         same = next((p for p in known.providers if p.id == provider.id), None)
-        if same is not None and getattr(same.call, "tool", None) is tool:
+        same_tool = same is not None and getattr(same.call, "tool", None) is tool
+        if same_tool and same is not None and same.effect == provider.effect:
             continue
-        if same is not None:
+        if same is not None and not same_tool:
             _log.warning("tool %r replaces an earlier tool of that name as a provider", tool.name)
         others = tuple(p for p in known.providers if p.id != provider.id)
         registry.skills[skill] = Skill(
@@ -383,7 +384,7 @@ class _Portal:
     def own_resources(self, config_path: str | None) -> Resources:
         with self.lock:
             if self.resources is None:
-                config = load_config(config_path)
+                config = load_config(config_path or os.environ.get("HYBRIDMCP_CONFIG"))
                 self.resources = self.run(Resources.open(config))
             return self.resources
 

@@ -238,6 +238,19 @@ async def test_a_users_tool_cross_validates_an_mcp_tool(resources) -> None:
     sides = {a["provider"] for a in message.artifact["attempts"]}
     assert sides == {"internal:tool/paris_time", "mcp:time/get_current_time"}
 
+    # declared a write, it runs once, on one side: never cross-validated
+    writer = HybridToolNode(
+        [paris_time],
+        resources=resources,
+        critical=True,
+        provides={"paris_time": "time.get_current_time"},
+        effects={"paris_time": "write"},
+    )
+    assert writer.tools_by_name["time__get_current_time"].effect == "write"  # type: ignore[attr-defined]
+    async with asyncio.timeout(60):
+        [once] = await writer.ainvoke([AIMessage("", tool_calls=[call])])
+    assert once.status == "success" and len(once.artifact["attempts"]) == 1
+
 
 @pytest.mark.parametrize(
     ("handling", "expected"),
