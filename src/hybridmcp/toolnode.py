@@ -43,13 +43,14 @@ from langgraph._internal._constants import CONFIG_KEY_RUNTIME
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import _get_all_injected_args, _infer_handled_types
 from langgraph.runtime import Runtime
+from langgraph.types import Command
 from mcp.types import Tool, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from hybridmcp.capabilities.registry import INTERNAL_CLEARANCE, Provider, Registry, Skill
 from hybridmcp.capabilities.registry import build_registry as _build_registry
 from hybridmcp.config import ComparatorConfig, CoordinationConfig, load_config
-from hybridmcp.errors import HybridMCPError, TaskError
+from hybridmcp.errors import HybridMCPError, TaskError, ToolError
 from hybridmcp.graph import build_graph
 from hybridmcp.policy.effects import Effect, tool_effect
 from hybridmcp.runtime import Context, Resources, resources_for
@@ -223,6 +224,11 @@ def _schema(tool: BaseTool) -> dict[str, Any]:
 
 def _value(output: Any) -> Any:
     """A tool's output as the coordinated value (data, checkpointed with the run)."""
+    if isinstance(output, Command):
+        raise ToolError(
+            "the tool returned a Command (a graph update), which a coordinated call cannot "
+            "apply; keep such tools in a plain ToolNode"
+        )
     if isinstance(output, ToolMessage):
         return output.content
     if isinstance(output, BaseModel):

@@ -14,10 +14,11 @@ from langchain_core.tools import BaseTool, StructuredTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from langgraph.prebuilt import InjectedState, ToolNode
+from langgraph.types import Command
 from mcp.types import Tool
 
 from hybridmcp.capabilities.registry import Registry, build_registry, invoke_internal
-from hybridmcp.errors import TaskError
+from hybridmcp.errors import TaskError, ToolError
 from hybridmcp.toolnode import (
     HybridToolNode,
     SkillTool,
@@ -194,3 +195,16 @@ def test_error_handlers_are_typed_as_in_tool_node() -> None:
 
     with pytest.raises(ValueError, match="Arbitrary types are not supported"):
         HybridToolNode(handle_tool_errors=bad)
+
+
+async def test_a_tool_returning_a_command_fails_with_what_to_do() -> None:
+    @tool
+    def jump(to: str) -> Command:
+        """Moves the graph."""
+        return Command(goto=to)
+
+    registry = Registry()
+    register_tools(registry, [jump], default_timeout_ms=5000)
+    [provider] = registry.get("jump").providers
+    with pytest.raises(ToolError, match="returned a Command"):
+        await invoke_internal(provider, {"to": "x"})
