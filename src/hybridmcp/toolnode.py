@@ -545,7 +545,7 @@ class HybridToolNode(ToolNode):
             effects=self.effects,
         )
 
-    def _offer(self, registry: Registry, pending: set[str] = frozenset()) -> dict[str, BaseTool]:  # type: ignore[assignment]
+    def _offer(self, registry: Registry, pending: Iterable[str] = ()) -> dict[str, BaseTool]:
         """The tools offered for the skills of ``registry``; a named skill of a ``pending``
         server (not listed yet) is left out, any other unknown one is refused."""
         config = self.resources.config.coordination_config if self.resources else None
@@ -553,18 +553,21 @@ class HybridToolNode(ToolNode):
         direct = {served[t.name] for t in self.given_tools if t.return_direct}
         names = sorted(registry.skills) if self._only is None else sorted(self._only)
         names += [s for s in served.values() if s not in names]
-        offered: dict[str, BaseTool] = {}
+        pending = set(pending)
+        offered: dict[str, SkillTool] = {}
         for skill in names:
             if skill not in registry.skills and skill.partition(".")[0] in pending:
                 continue
             tool = _skill_tool(registry.get(skill), self, return_direct=skill in direct)
-            if tool.name in offered:
+            clash = offered.get(tool.name)
+            if clash is not None:
                 raise ValueError(
-                    f"HybridToolNode: skills {offered[tool.name].skill!r} and {skill!r} are both "  # type: ignore[attr-defined]
-                    f"offered as tool {tool.name!r}; rename one"
+                    f"HybridToolNode: skills {clash.skill!r} and {skill!r} are both offered as "
+                    f"tool {tool.name!r}; rename one"
                 )
             offered[tool.name] = tool
-        return offered
+        result: dict[str, BaseTool] = dict(offered)
+        return result
 
     @staticmethod
     def _handled_types(flag: ErrorHandling) -> tuple[type[Exception], ...]:
@@ -691,15 +694,17 @@ class HybridToolNode(ToolNode):
         skill = skill_name(name, registry)
         if self._only is None and skill in registry.skills:
             return skill
-        if self._only is None:
-            try:
-                registry.get(skill)  # says when the skill's server is down
-            except TaskError as err:
-                detail = f": {err}" if "is down" in str(err) else ""
-            else:
-                detail = ""
-        else:
-            detail = ""
+        down = next(
+            (
+                s
+                for s in registry.unavailable
+                if skill.startswith(f"{s}.") or name.startswith(f"{tool_name(s)}__")
+            ),
+            None,
+        )
+        detail = (
+            "" if down is None else f" (MCP server {down!r} is down: {registry.unavailable[down]})"
+        )
         raise InvalidToolCallError(
             f"Error: {name} is not a valid tool{detail}, try one of "
             f"[{', '.join(self._offered or {})}].",

@@ -467,3 +467,15 @@ def test_skills_of_servers_not_yet_listed_are_left_out(tmp_path: Path) -> None:
     typo = HybridToolNode(config_path=str(config), skills=["tme.now"])
     with pytest.raises(TaskError, match="unknown skill 'tme.now'"):
         assert typo.tools_by_name
+
+
+async def test_a_call_to_a_down_servers_tool_says_it_is_down(tmp_path: Path) -> None:
+    config = parse_config({"mcpServers": {"gone": {"command": str(tmp_path / "no-such-server")}}})
+    async with asyncio.timeout(60), await Resources.open(config) as res:
+        node = HybridToolNode(resources=res)
+        calls = [{"name": "gone__read", "args": {}, "id": "g"}]
+        [message] = await node.ainvoke([AIMessage("", tool_calls=calls)])
+    assert message.status == "error"
+    assert message.content.startswith(
+        "Error: gone__read is not a valid tool (MCP server 'gone' is down:"
+    )
