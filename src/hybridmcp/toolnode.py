@@ -397,13 +397,20 @@ class _Portal:
     def close(self) -> None:
         if not self.loop.is_running():
             return
-        if self.resources is not None:
-            try:
-                self.run(self.resources.close())
-            finally:
-                self.resources = None
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+        resources, self.resources = self.resources, None
+        if threading.current_thread() is self._thread:  # collected on its own loop: no waiting
+            if resources is not None:
+                task = self.loop.create_task(resources.close())
+                task.add_done_callback(lambda _: self.loop.stop())
+            else:
+                self.loop.stop()
+            return
+        try:
+            if resources is not None:
+                self.run(resources.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
 
 
 def _runtime(config: RunnableConfig) -> Runtime[Any] | None:

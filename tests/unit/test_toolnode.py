@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Annotated, Any
 
 import pytest
@@ -17,14 +18,17 @@ from langgraph.prebuilt import InjectedState, ToolNode
 from langgraph.types import Command
 from mcp.types import Tool
 
-from hybridmcp.capabilities.registry import Registry, build_registry, invoke_internal
+from hybridmcp.capabilities.registry import Registry, Skill, build_registry, invoke_internal
+from hybridmcp.config import ComparatorConfig
 from hybridmcp.errors import TaskError, ToolError
 from hybridmcp.toolnode import (
     HybridToolNode,
     SkillTool,
     register_tools,
+    skill_name,
     split_content,
     tool_effect_of,
+    tool_name,
     tools_for_model,
 )
 from tests.conftest import time_server_config
@@ -208,3 +212,21 @@ async def test_a_tool_returning_a_command_fails_with_what_to_do() -> None:
     [provider] = registry.get("jump").providers
     with pytest.raises(ToolError, match="returned a Command"):
         await invoke_internal(provider, {"to": "x"})
+
+
+@given(st.lists(st.text(min_size=1, max_size=80), unique=True, min_size=1, max_size=6))
+def test_any_skill_names_map_to_valid_tool_names_or_are_refused(names: list[str]) -> None:
+    registry = Registry()
+    for name in names:
+        registry.skills[name] = Skill(name, "", {"type": "object"}, (), ComparatorConfig())
+    tool_names = [tool_name(n) for n in names]
+    assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", t) for t in tool_names)
+    if len(set(tool_names)) < len(tool_names):
+        with pytest.raises(ValueError, match="are both offered as tool"):
+            tools_for_model(registry)
+        return
+    tools = tools_for_model(registry)
+    assert sorted(t.name for t in tools) == sorted(tool_names)
+    for tool_, name in zip(tools, sorted(names), strict=True):
+        assert tool_.skill == name  # type: ignore[attr-defined]
+        assert skill_name(tool_.name, registry) == name
