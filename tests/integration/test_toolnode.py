@@ -184,7 +184,8 @@ async def test_hand_written_loop_runs_tool_calls_through_the_coordinator(resourc
     assert len(model.seen) == 2  # the model saw the tool results once, then answered
 
 
-async def test_create_react_agent_with_the_users_tools_beside_mcp(resources) -> None:
+@pytest.mark.parametrize("version", ["v1", "v2"])  # v1: one node run; v2: a Send per call
+async def test_create_react_agent_with_the_users_tools_beside_mcp(resources, version) -> None:
     node = HybridToolNode([get_weather, shout], resources=resources)
     calls = [
         {"name": "get_weather", "args": {"city": "Oslo"}, "id": "w"},
@@ -192,7 +193,7 @@ async def test_create_react_agent_with_the_users_tools_beside_mcp(resources) -> 
         {"name": "time__get_current_time", "args": {"timezone": "Europe/Paris"}, "id": "t"},
     ]
     model = ScriptedChatModel(turns=[calls])
-    agent = create_react_agent(model, tools=node)
+    agent = create_react_agent(model, tools=node, version=version)
     bound = {t["name"]: t for t in model.bound}
     assert {"get_weather", "shout", "time__now", "time__get_current_time"} <= set(bound)
     assert bound["get_weather"]["parameters"]["required"] == ["city"]
