@@ -2,7 +2,8 @@
 
 The model here is scripted (it asks for two tools, then answers from their results), so the
 example runs offline; swap in any LangChain chat model that supports tool calling:
-``model = ChatOpenAI(...).bind_tools(tools_for_model(resources.registry))``.
+``model = ChatOpenAI(...).bind_tools(tools_for_model(resources))``, or hand the node to
+``create_react_agent(model, tools=HybridToolNode(resources=resources))`` (docs/toolnode.md).
 
     python examples/toolnode_agent.py
 """
@@ -22,7 +23,7 @@ from hybridmcp import Context, HybridToolNode, Resources, load_config, tools_for
 class ScriptedModel:
     """Stands in for a chat model: first tool calls, then an answer from the tool results."""
 
-    def bind_tools(self, tools: list[dict[str, Any]]) -> ScriptedModel:
+    def bind_tools(self, tools: list[Any]) -> ScriptedModel:
         self.tools = tools
         return self
 
@@ -54,9 +55,9 @@ def build_agent(model: Any) -> Any:
 
 async def main() -> None:
     async with await Resources.open(load_config()) as resources:
-        model = ScriptedModel().bind_tools(tools_for_model(resources.registry))
+        model = ScriptedModel().bind_tools(tools_for_model(resources))
         print(f"{len(model.tools)} tools offered to the model, e.g. ", end="")
-        print(", ".join(t["function"]["name"] for t in model.tools[:4]))
+        print(", ".join(t.name for t in model.tools[:4]))
         out = await build_agent(model).ainvoke(
             {"messages": [HumanMessage("What time is it in Tokyo, and 3 items at 19.99?")]},
             context=Context(resources=resources),

@@ -14,7 +14,12 @@ from hybridmcp.errors import (
 from hybridmcp.graph import build_graph
 from hybridmcp.runtime import Context, Resources
 from hybridmcp.task import Constraints, Request, Task, load_task, parse_task
-from hybridmcp.toolnode import HybridToolNode, tools_for_model
+from hybridmcp.toolnode import (
+    HybridToolError,
+    HybridToolNode,
+    InvalidToolCallError,
+    tools_for_model,
+)
 
 __all__ = [
     "ConfigError",
@@ -24,7 +29,9 @@ __all__ = [
     "DeadlineExceededError",
     "HybridConfig",
     "HybridMCPError",
+    "HybridToolError",
     "HybridToolNode",
+    "InvalidToolCallError",
     "PolicyError",
     "ProviderError",
     "Request",

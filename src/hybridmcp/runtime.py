@@ -112,6 +112,8 @@ class Resources:
         self.loop_lag = LoopLag()
         """How late the event loop runs: left out of the providers' measured latency."""
         self._lms: dict[str, Any] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the resources were opened on (their MCP sessions live there)."""
 
     @property
     def lms(self) -> dict[str, Any]:
@@ -173,6 +175,7 @@ class Resources:
             )
         )
         resources = cls(config, pool, registry, gate, store)
+        resources.loop = asyncio.get_running_loop()
         try:
             # A bad model string fails here, not mid-run (weights load on first call; building
             # the LMs imports dspy: off the event loop).

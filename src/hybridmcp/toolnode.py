@@ -1,39 +1,69 @@
-"""HybridToolNode: a drop-in alternative to LangGraph's ``ToolNode``, coordinated by hybridmcp.
+"""HybridToolNode: LangGraph's ``ToolNode``, with every tool call coordinated by hybridmcp.
 
 An agent's model asks for tools; instead of calling one implementation of each, this node turns
 the last AI message's ``tool_calls`` into one coordination run: each call becomes a request
 (skill = the tool, args = the call's args), and arbitration decides internal, external or both
 (cross-validated), with failover, reallocation, privacy policy and audit as in any run. It
-answers with one ``ToolMessage`` per call, ``tool_call_id`` preserved: the JSON of the value, or
-the error with ``status="error"``; the coordination record (allocation, attempts, agreement,
-confidence) rides along as the message's ``artifact``.
+answers with one ``ToolMessage`` per call, ``tool_call_id`` preserved.
 
-The model sees the same skills through :func:`tools_for_model`. Skill names contain dots
-(``time.now``), which model APIs refuse in tool names, so tools are named ``time__now``;
-:func:`tool_name` and :func:`skill_name` map between the two.
+It is a ``ToolNode`` (a subclass), so it goes wherever one goes: ``create_react_agent(model,
+tools=HybridToolNode(...))``, or ``builder.add_node("tools", HybridToolNode(...))`` beside
+``tools_condition``; sync (``invoke``) and async (``ainvoke``); ``handle_tool_errors`` as
+``ToolNode``'s. Its ``tools_by_name`` are the skills as ``BaseTool``\\ s (:class:`SkillTool`)
+with the skills' argument schemas, ready for ``chat_model.bind_tools``.
 
-    model = chat_model.bind_tools(tools_for_model(resources.registry))
-    builder.add_node("tools", HybridToolNode())
-    builder.add_conditional_edges("agent", tools_condition)
+The ``BaseTool``\\ s, ``@tool`` functions and plain callables it is given become internal
+providers (:func:`register_tools`): of a skill of their own, with the tool's schema, or of the
+skill they are named after (``time__now`` or ``provides={"my_clock": "time.now"}``), beside the
+MCP tools that serve it.
+
+Skill names contain dots (``time.now``), which model APIs refuse in tool names, so tools are
+named ``time__now``; :func:`tool_name` and :func:`skill_name` map between the two. See
+``docs/toolnode.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeVar
 
-from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
+from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import BaseTool, ToolException
+from langchain_core.tools import tool as create_tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph._internal._constants import CONFIG_KEY_RUNTIME
+from langgraph.prebuilt import ToolNode
+from langgraph.prebuilt.tool_node import _get_all_injected_args, _infer_handled_types
 from langgraph.runtime import Runtime
+from langgraph.types import Command
+from mcp.types import Tool, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, Field
 
-from hybridmcp.capabilities.registry import Registry
+from hybridmcp.capabilities.registry import INTERNAL_CLEARANCE, Provider, Registry, Skill
+from hybridmcp.capabilities.registry import build_registry as _build_registry
+from hybridmcp.config import ComparatorConfig, CoordinationConfig, load_config
+from hybridmcp.errors import HybridMCPError, TaskError, ToolError
 from hybridmcp.graph import build_graph
+from hybridmcp.policy.effects import Effect, tool_effect
 from hybridmcp.runtime import Context, Resources, resources_for
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 MAX_TOOL_NAME = 64
+_log = logging.getLogger("hybridmcp.toolnode")
+_T = TypeVar("_T")
+
+ErrorHandling = bool | str | Callable[..., str] | type[Exception] | tuple[type[Exception], ...]
+
+
+# -- names ----------------------------------------------------------------------------------
 
 
 def tool_name(skill: str) -> str:
@@ -49,130 +79,739 @@ def skill_name(tool: str, registry: Registry) -> str:
     return {tool_name(s): s for s in registry.skills}.get(tool, tool)
 
 
-def tools_for_model(
-    registry: Registry, skills: Iterable[str] | None = None
-) -> list[dict[str, Any]]:
-    """The registry's skills (or the named ones) as OpenAI-style tool schemas, ready for
-    ``chat_model.bind_tools``."""
-    names = list(skills) if skills is not None else sorted(registry.skills)
-    tools = []
-    for name in names:
-        skill = registry.get(name)
-        sides = " and ".join(sorted({p.side for p in skill.providers}))
-        tools.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": tool_name(skill.name),
-                    "description": f"{skill.description or skill.name} (served by {sides})",
-                    "parameters": dict(skill.input_schema),
-                },
-            }
-        )
-    return tools
+# -- errors ---------------------------------------------------------------------------------
 
 
-def _tool_calls(state: Any, messages_key: str) -> tuple[list[dict[str, Any]], bool]:
-    """The last AI message's tool calls, and whether the input was a state dict."""
-    if isinstance(state, Mapping):
-        messages: Sequence[AnyMessage] = state.get(messages_key) or []
-        as_dict = True
-    elif isinstance(state, Sequence):
-        messages, as_dict = state, False
-    else:
-        raise TypeError(f"HybridToolNode expects a state with {messages_key!r} or a message list")
-    ai = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-    if ai is None:
-        raise ValueError("HybridToolNode: no AIMessage found in the input")
-    return [dict(call) for call in ai.tool_calls], as_dict
+class HybridToolError(HybridMCPError, ToolException):
+    """A tool call the coordinator could not answer (every provider failed, a write's outcome
+    is unknown, a policy refused it...). ``result`` is the request's coordination record."""
+
+    def __init__(
+        self, message: str, *, tool: str, skill: str, result: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.skill = skill
+        self.result = dict(result) if result is not None else None
 
 
-def _message(call: dict[str, Any], call_id: str, result: dict[str, Any] | None) -> ToolMessage:
-    name = call["name"]
+class InvalidToolCallError(HybridToolError):
+    """The call itself is wrong (an unknown tool, bad arguments): the model can fix it."""
+
+
+# -- content: what the model reads, what rides along ----------------------------------------
+
+_PART_KINDS = frozenset({"image", "audio", "resource", "resource_link"})
+
+
+def _is_part(value: Any) -> bool:
+    """A typed non-text part of an MCP answer (see ``registry._content_value``)."""
+    return (
+        isinstance(value, dict)
+        and value.get("type") in _PART_KINDS
+        and ("data" in value or "uri" in value)
+    )
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _stand_in(part: Mapping[str, Any], index: int) -> str:
+    """The line the model reads in place of a non-text part."""
+    kind, mime = part["type"], part.get("mime_type") or "unknown type"
+    where = f"artifact content[{index}]"
+    if kind == "resource_link":
+        name = f" {part['name']}" if part.get("name") else ""
+        return f"[resource link{name}: {part.get('uri')} ({mime}); {where}]"
+    if kind == "resource":
+        if "text" in part:
+            return f"[resource {part.get('uri')} ({mime}); {where}]\n{part['text']}"
+        return f"[resource {part.get('uri')} ({mime}, binary); {where}]"
+    data = str(part.get("data") or "")
+    size = len(data) * 3 // 4 - data[-2:].count("=")  # the decoded size
+    return f"[{kind} {mime}, {size} bytes; {where}]"
+
+
+def split_content(value: Any) -> tuple[str, list[dict[str, Any]]]:
+    """A coordinated value as (text for the model, its non-text parts).
+
+    Text stays text, other JSON values are their JSON; an image, audio clip or resource (alone
+    or among the parts of an answer) is replaced by a line naming it (a text resource keeps its
+    text) and returned apart, to ride in the ``ToolMessage``'s artifact."""
+    parts = value if isinstance(value, list) and any(map(_is_part, value)) else [value]
+    if not any(map(_is_part, parts)):
+        return _as_text(value), []
+    lines: list[str] = []
+    blocks: list[dict[str, Any]] = []
+    for part in parts:
+        if _is_part(part):
+            lines.append(_stand_in(part, len(blocks)))
+            blocks.append(dict(part))
+        else:
+            lines.append(_as_text(part))
+    return "\n".join(lines), blocks
+
+
+def _problem(result: Mapping[str, Any] | None) -> str | None:
+    """Why a coordinated result is no answer (None when it is one)."""
     if result is None:
-        return ToolMessage(
-            f"Error: no result for tool call {call_id!r}", tool_call_id=call_id, name=name,
-            status="error",
-        )  # fmt: skip
+        return None
     if result.get("error"):
-        return ToolMessage(
-            f"Error: {result['error']}", tool_call_id=call_id, name=name, status="error",
-            artifact=result,
-        )  # fmt: skip
-    content = json.dumps(result["value"], ensure_ascii=False, default=str)
-    return ToolMessage(content, tool_call_id=call_id, name=name, artifact=result)
+        return str(result["error"])
+    status = result.get("status")
+    if status == "ok":
+        return None
+    if status == "unresolved":
+        values = json.dumps(result.get("values"), ensure_ascii=False, default=str)
+        return f"conflict unresolved: the providers disagree and nothing settles it: {values}"
+    return f"no answer (status {status})"
 
 
-class HybridToolNode:
+# -- the user's tools as internal providers -------------------------------------------------
+
+
+def as_tool(obj: BaseTool | Callable[..., Any]) -> BaseTool:
+    """A ``BaseTool`` as it is; a ``@tool`` function is one; a plain callable becomes one (its
+    signature and docstring give the schema and description, as in ``ToolNode``)."""
+    if isinstance(obj, BaseTool):
+        return obj
+    if callable(obj):
+        return create_tool(obj)
+    raise TypeError(f"HybridToolNode: {obj!r} is neither a BaseTool nor a callable")
+
+
+def _check_tool(tool: BaseTool) -> None:
+    """Refuse what the coordinator cannot run as an in-process provider, with what to do."""
+    coroutine = getattr(tool, "coroutine", None)
+    if getattr(coroutine, "__module__", "").startswith("langchain_mcp_adapters"):
+        raise TypeError(
+            f"HybridToolNode: tool {tool.name!r} calls an MCP server through "
+            "langchain-mcp-adapters, around hybridmcp's gate (privacy, budget, audit). Put the "
+            "same connection under `mcpServers` in the configuration instead: its tools are "
+            "then skills (`server.tool`, offered as `server__tool`)."
+        )
+    injected = _get_all_injected_args(tool)
+    if injected.state or injected.store or injected.runtime:
+        raise TypeError(
+            f"HybridToolNode: tool {tool.name!r} takes injected graph state, store or runtime; "
+            "a coordinated call runs apart from the graph's state, so it cannot supply them. "
+            "Keep such tools in a plain ToolNode."
+        )
+
+
+_HINTS = ("readOnlyHint", "destructiveHint", "idempotentHint")
+
+
+def tool_effect_of(tool: BaseTool, declared: Effect | None = None) -> Effect:
+    """A given tool's effect class: ``declared`` if given; else its MCP annotations when its
+    metadata carries them (as tools converted from MCP do); else ``read``, as every internal
+    provider that declares nothing."""
+    if declared is not None:
+        return declared
+    meta = tool.metadata or {}
+    hints = {h: meta[h] for h in _HINTS if meta.get(h) is not None}
+    if not hints:
+        return "read"
+    listing = Tool(name=tool.name, inputSchema={}, annotations=ToolAnnotations(**hints))
+    return tool_effect(listing)
+
+
+def _schema(tool: BaseTool) -> dict[str, Any]:
+    params = convert_to_openai_tool(tool)["function"].get("parameters")
+    return dict(params or {"type": "object", "properties": {}})
+
+
+def _value(output: Any) -> Any:
+    """A tool's output as the coordinated value (data, checkpointed with the run)."""
+    if isinstance(output, Command):
+        raise ToolError(
+            "the tool returned a Command (a graph update), which a coordinated call cannot "
+            "apply; keep such tools in a plain ToolNode"
+        )
+    if isinstance(output, ToolMessage):
+        return output.content
+    if isinstance(output, BaseModel):
+        return output.model_dump(mode="json")
+    return output
+
+
+def _provider_call(tool: BaseTool) -> Callable[..., Awaitable[Any]]:
+    async def call(**args: Any) -> Any:
+        return _value(await tool.ainvoke(args))
+
+    call.tool = tool  # type: ignore[attr-defined]  # what "the same tool" is checked by
+    return call
+
+
+def register_tools(
+    registry: Registry,
+    tools: Iterable[BaseTool],
+    *,
+    default_timeout_ms: float,
+    provides: Mapping[str, str] | None = None,
+    effects: Mapping[str, Effect] | None = None,
+) -> dict[str, str]:
+    """Make each tool an internal provider (id ``internal:tool/<name>``) in ``registry``; returns
+    tool name -> skill.
+
+    A tool serves the skill ``provides`` names for it, else the skill its name stands for
+    (``time__now`` -> ``time.now``), joining that skill's providers; else a new skill named
+    like it, with its description and argument schema. Registering the same tool again changes
+    nothing; another tool of the same name replaces the first (with a warning)."""
+    provides, effects = dict(provides or {}), dict(effects or {})
+    served: dict[str, str] = {}
+    changed = False
+    for tool in tools:
+        skill = provides.get(tool.name) or skill_name(tool.name, registry)
+        served[tool.name] = skill
+        provider = Provider(
+            id=f"internal:tool/{tool.name}",
+            skill=skill,
+            side="internal",
+            quality=0.9,
+            expected_latency_ms=1.0,
+            cost_per_call=0.0,
+            clearance=INTERNAL_CLEARANCE,
+            timeout_ms=default_timeout_ms,
+            function=f"tool:{tool.name}",
+            effect=tool_effect_of(tool, effects.get(tool.name)),
+            call=_provider_call(tool),
+        )
+        known = registry.skills.get(skill)
+        if known is None:
+            if skill != tool.name and tool.name in provides:
+                raise TaskError(
+                    f"HybridToolNode: provides[{tool.name!r}] names unknown skill {skill!r}; "
+                    f"known skills: {', '.join(sorted(registry.skills))}"
+                )
+            registry.skills[skill] = Skill(
+                name=skill,
+                description=tool.description or "",
+                input_schema=_schema(tool),
+                providers=(provider,),
+                comparator=ComparatorConfig(),
+            )
+            changed = True
+            continue
+        same = next((p for p in known.providers if p.id == provider.id), None)
+        same_tool = same is not None and getattr(same.call, "tool", None) is tool
+        if same_tool and same is not None and same.effect == provider.effect:
+            continue
+        if same is not None and not same_tool:
+            _log.warning("tool %r replaces an earlier tool of that name as a provider", tool.name)
+        others = tuple(p for p in known.providers if p.id != provider.id)
+        registry.skills[skill] = Skill(
+            name=known.name,
+            description=known.description,
+            input_schema=known.input_schema,
+            providers=(*others, provider),
+            comparator=known.comparator,
+            integration=known.integration,
+            tags=known.tags,
+            complexity=known.complexity,
+        )
+        changed = True
+    if changed:
+        registry.__dict__.pop("_providers", None)  # the cached provider index is stale
+    return served
+
+
+# -- skills as BaseTools --------------------------------------------------------------------
+
+
+class SkillTool(BaseTool):
+    """A skill as a LangChain tool: calling it runs one coordinated request through its node;
+    it answers ``(text, artifact)`` (``response_format="content_and_artifact"``) and raises
+    :class:`HybridToolError` when the request fails."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    skill: str
+    """The skill this tool stands for (``time.now`` for ``time__now``)."""
+    effect: str = "read"
+    """The skill's effect class (its strongest provider's)."""
+    node: Any = Field(default=None, exclude=True, repr=False)
+    """The :class:`HybridToolNode` that runs it."""
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+
+    def _run(self, **args: Any) -> tuple[str, dict[str, Any]]:
+        return self.node._call_tool_sync(self.name, args)
+
+    async def _arun(self, **args: Any) -> tuple[str, dict[str, Any]]:
+        return await self.node._call_tool(self.name, args)
+
+
+def _skill_tool(skill: Skill, node: HybridToolNode, return_direct: bool = False) -> SkillTool:
+    sides = " and ".join(sorted({p.side for p in skill.providers}))
+    return SkillTool(
+        name=tool_name(skill.name),
+        description=f"{skill.description or skill.name} (served by {sides})",
+        args_schema=dict(skill.input_schema),
+        skill=skill.name,
+        effect=skill.effect,
+        node=node,
+        return_direct=return_direct,
+    )
+
+
+def tools_for_model(
+    source: Resources | Registry, skills: Iterable[str] | None = None
+) -> list[BaseTool]:
+    """The skills of live resources (or of a registry) as ``BaseTool``\\ s, ready for
+    ``chat_model.bind_tools`` or a plain ``ToolNode``; each call runs one coordinated request,
+    on those resources (for a registry: on the run's, as :class:`HybridToolNode` finds them)."""
+    if isinstance(source, Resources):
+        node = HybridToolNode(resources=source, skills=skills)
+    else:
+        node = HybridToolNode(skills=skills, _registry=source)
+    return list(node.tools_by_name.values())
+
+
+# -- running from sync code -----------------------------------------------------------------
+
+
+class _Portal:
+    """An event loop in a daemon thread: where a node invoked from sync code opens (and keeps)
+    its own resources when it is given none."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.resources: Resources | None = None
+        self.lock = threading.Lock()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="hybridmcp-toolnode", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def own_resources(self, config_path: str | None) -> Resources:
+        with self.lock:
+            if self.resources is None:
+                config = load_config(config_path or os.environ.get("HYBRIDMCP_CONFIG"))
+                self.resources = self.run(Resources.open(config))
+            return self.resources
+
+    def close(self) -> None:
+        if not self.loop.is_running():
+            return
+        resources, self.resources = self.resources, None
+        if threading.current_thread() is self._thread:  # collected on its own loop: no waiting
+            if resources is not None:
+                task = self.loop.create_task(resources.close())
+                task.add_done_callback(lambda _: self.loop.stop())
+            else:
+                self.loop.stop()
+            return
+        try:
+            if resources is not None:
+                self.run(resources.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+
+def _runtime(config: RunnableConfig) -> Runtime[Any] | None:
+    """The graph's runtime (its context), when the node runs in a graph. Read from the config,
+    not asked for as a parameter, so the node also runs on its own (``node.invoke(...)``)."""
+    return (config.get("configurable") or {}).get(CONFIG_KEY_RUNTIME)
+
+
+def _not_in_a_running_loop(what: str, instead: str = "use the async form (ainvoke) there") -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"HybridToolNode: {what} was called from a running event loop, which it would block; "
+        f"{instead}"
+    )
+
+
+# -- the node -------------------------------------------------------------------------------
+
+
+class HybridToolNode(ToolNode):
     """Runs the tool calls of the last AI message as one coordinated hybridmcp run.
 
     Args:
-        resources: live resources to use; default: the parent graph's ``Context`` (when its
-            ``context_schema`` is :class:`~hybridmcp.Context`), else resources opened once per
-            process from ``HYBRIDMCP_CONFIG`` or the embedded default.
+        tools: ``BaseTool``\\ s, ``@tool`` functions or plain callables to serve as internal
+            providers (see :func:`register_tools`), offered to the model beside the skills.
+        resources: live resources to use; default: the graph's ``Context(resources=...)``,
+            else resources opened once per process from ``config_path`` (or
+            ``HYBRIDMCP_CONFIG``, or the embedded default). Given here, every skill they have
+            (every MCP tool too) is offered at once; otherwise the configured and built-in
+            skills are (a server's tools are listed only once it is connected).
+        config_path: the configuration file to open resources from when none are given.
+        connect: open the node's own resources from ``config_path`` now (from sync code: on a
+            loop of the node's own), so that every skill, every MCP tool too, is offered at
+            once; :meth:`close` closes them.
+        skills: the skills to offer (default: all); a call to another skill is refused.
+        provides: tool name -> the skill it serves, for a tool not named after it.
+        effects: tool name -> ``read`` | ``idempotent`` | ``write`` (see ``docs/effects.md``).
         strategy: ``auto`` (arbitration decides), ``internal``, ``external`` or ``hybrid``.
         critical: cross-validate every call (both sides, compared).
         sensitivity: the data sensitivity of the calls (``public`` < ``internal`` <
             ``confidential`` < ``restricted``): providers not cleared for it never see them.
         constraints: the run's ``{deadline_ms?, budget?, min_quality?}``.
+        handle_tool_errors: as ``ToolNode``'s: ``True`` (the default here) turns every failed
+            call into an error ``ToolMessage``; a ``str`` is that message; an exception type or
+            tuple handles those only; a callable (typed by the exceptions it takes) returns the
+            message; ``False`` raises. Failures are :class:`HybridToolError`, and
+            :class:`InvalidToolCallError` for an unknown tool or bad arguments.
         messages_key: where the messages are in the state.
     """
 
     def __init__(
         self,
+        tools: Sequence[BaseTool | Callable[..., Any]] = (),
         *,
         resources: Resources | None = None,
+        config_path: str | None = None,
+        connect: bool = False,
+        skills: Iterable[str] | None = None,
+        provides: Mapping[str, str] | None = None,
+        effects: Mapping[str, Effect] | None = None,
         strategy: Literal["auto", "internal", "external", "hybrid"] = "auto",
         critical: bool = False,
         sensitivity: str | None = None,
         constraints: Mapping[str, Any] | None = None,
+        handle_tool_errors: ErrorHandling = True,
         messages_key: str = "messages",
         name: str = "tools",
+        tags: list[str] | None = None,
+        _registry: Registry | None = None,
     ) -> None:
+        given = [as_tool(t) for t in tools]
+        for tool in given:
+            _check_tool(tool)
+        super().__init__(
+            given,
+            name=name,
+            tags=tags,
+            handle_tool_errors=handle_tool_errors,
+            messages_key=messages_key,
+        )
+        self.config_path = config_path
+        self._portal: _Portal | None = None
+        self._portal_lock = threading.Lock()
+        if connect and resources is None:
+            _not_in_a_running_loop(
+                "HybridToolNode(connect=True)",
+                "in async code pass resources=await Resources.open(config) instead",
+            )
+            resources = self._own_portal().own_resources(config_path)
         self.resources = resources
         self.strategy = strategy
         self.critical = critical
         self.sensitivity = sensitivity
         self.constraints = dict(constraints or {})
-        self.messages_key = messages_key
-        self.name = name
+        self.provides = dict(provides or {})
+        self.effects = dict(effects or {})
+        self.given_tools = given
+        """The tools given, as ``BaseTool``\\ s (what serves their skills in process)."""
+        self._handled = self._handled_types(handle_tool_errors)
         self._graph = build_graph().compile(name="hybridmcp")
+        self._only = None if skills is None else set(skills)
+        self._injected_args = {}
+        self._offered: dict[str, BaseTool] | None = None
+        self._before_run: dict[str, BaseTool] | None = None
+        registry = _registry or (resources.registry if resources else None)
+        if registry is not None:
+            self._offered = self._offer(registry)
+
+    @property
+    def tools_by_name(self) -> dict[str, BaseTool]:
+        """The tools offered to the model, by name: the skills of the node's resources; before
+        a node given none has run, the configured and built-in skills (its servers' other tools
+        are listed once it is connected)."""
+        if self._offered is not None:
+            return self._offered
+        if self._before_run is None:
+            registry, servers = self._configured()
+            self._before_run = self._offer(registry, pending=servers)
+        return self._before_run
+
+    # -- construction
+
+    def _configured(self) -> tuple[Registry, set[str]]:
+        """The configured and built-in skills (no server is started to list its tools), and
+        the configured servers."""
+        path = self.config_path or os.environ.get("HYBRIDMCP_CONFIG")
+        config = load_config(path)
+        return _build_registry(config, {}), set(config.mcpServers)
+
+    def _register(self, registry: Registry, default_timeout_ms: float) -> dict[str, str]:
+        return register_tools(
+            registry,
+            self.given_tools,
+            default_timeout_ms=default_timeout_ms,
+            provides=self.provides,
+            effects=self.effects,
+        )
+
+    def _offer(self, registry: Registry, pending: Iterable[str] = ()) -> dict[str, BaseTool]:
+        """The tools offered for the skills of ``registry``; a named skill of a ``pending``
+        server (not listed yet) is left out, any other unknown one is refused."""
+        config = self.resources.config.coordination_config if self.resources else None
+        served = self._register(registry, (config or CoordinationConfig()).default_timeout_ms)
+        direct = {served[t.name] for t in self.given_tools if t.return_direct}
+        names = sorted(registry.skills) if self._only is None else sorted(self._only)
+        names += [s for s in served.values() if s not in names]
+        pending = set(pending)
+        offered: dict[str, SkillTool] = {}
+        for skill in names:
+            if skill not in registry.skills and skill.partition(".")[0] in pending:
+                continue
+            tool = _skill_tool(registry.get(skill), self, return_direct=skill in direct)
+            clash = offered.get(tool.name)
+            if clash is not None:
+                raise ValueError(
+                    f"HybridToolNode: skills {clash.skill!r} and {skill!r} are both offered as "
+                    f"tool {tool.name!r}; rename one"
+                )
+            offered[tool.name] = tool
+        result: dict[str, BaseTool] = dict(offered)
+        return result
+
+    @staticmethod
+    def _handled_types(flag: ErrorHandling) -> tuple[type[Exception], ...]:
+        if isinstance(flag, type) and issubclass(flag, Exception):
+            return (flag,)
+        if isinstance(flag, tuple):
+            return flag
+        if callable(flag) and not isinstance(flag, type):
+            return _infer_handled_types(flag)
+        return (Exception,)
+
+    # -- where a call runs
 
     def _context(self, runtime: Runtime[Any] | None) -> Context:
         if self.resources is not None:
             return Context(resources=self.resources)
         given = runtime.context if runtime is not None else None
-        return given if isinstance(given, Context) else Context()
+        if isinstance(given, Context):
+            return given
+        return Context(config_path=self.config_path)
 
-    async def __call__(
-        self, state: Any, config: RunnableConfig, runtime: Runtime[Any]
-    ) -> dict[str, list[ToolMessage]] | list[ToolMessage]:
-        calls, as_dict = _tool_calls(state, self.messages_key)
+    async def _on_their_loop(self, context: Context, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run on the loop the resources live on (their MCP sessions are bound to it)."""
+        res = context.resources
+        loop = getattr(res, "loop", None)
+        if loop is None or loop is asyncio.get_running_loop():
+            return await coro
+        if not loop.is_running():
+            coro.close()
+            raise RuntimeError(
+                "HybridToolNode: the resources' event loop is not running; call the node "
+                "from that loop, or give it no resources so it opens its own"
+            )
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+
+    def _sync(
+        self, runtime: Runtime[Any] | None, make: Callable[[Context], Coroutine[Any, Any, _T]]
+    ) -> _T:
+        """Run from sync code: on the resources' loop, in another thread; with no resources
+        given, on the node's own loop, with resources it opens once (closed by :meth:`close`)."""
+        _not_in_a_running_loop("invoke")
         context = self._context(runtime)
-        registry = (await resources_for(context)).registry
-        ids = [call.get("id") or f"call-{i}" for i, call in enumerate(calls)]
-        requests = [
-            {
-                "id": call_id,
-                "skill": skill_name(call["name"], registry),
-                "args": call.get("args") or {},
-                "strategy": self.strategy,
-                "critical": self.critical,
-                **({"sensitivity": self.sensitivity} if self.sensitivity else {}),
-            }
-            for call_id, call in zip(ids, calls, strict=True)
-        ]
+        if context.resources is None:
+            portal = self._own_portal()
+            context = Context(resources=portal.own_resources(self.config_path))
+            return portal.run(make(context))
+        loop = getattr(context.resources, "loop", None)
+        if loop is None or not loop.is_running():
+            raise RuntimeError(
+                "HybridToolNode: invoke needs the resources' event loop running in another "
+                "thread; call ainvoke on that loop, or give the node no resources so it opens "
+                "its own"
+            )
+        return asyncio.run_coroutine_threadsafe(make(context), loop).result()
+
+    def _own_portal(self) -> _Portal:
+        with self._portal_lock:
+            if self._portal is None:
+                self._portal = _Portal()
+                weakref.finalize(self, self._portal.close)
+            return self._portal
+
+    def close(self) -> None:
+        """Close the resources the node opened for sync use (its MCP servers stop), if any."""
+        if self._portal is not None:
+            if self.resources is self._portal.resources:
+                self.resources = None
+            self._portal.close()
+            self._portal = None
+
+    # -- ToolNode's entry points
+
+    def _func(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
+        calls, input_type = self._parse_input(input)
+        runtime = _runtime(config)
+        outputs = self._sync(runtime, lambda context: self._messages(calls, context))
+        return self._combine_tool_outputs(list(outputs), input_type)
+
+    async def _afunc(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
+        calls, input_type = self._parse_input(input)
+        context = self._context(_runtime(config))
+        outputs = await self._on_their_loop(context, self._messages(calls, context))
+        return self._combine_tool_outputs(list(outputs), input_type)
+
+    # -- SkillTool's entry points
+
+    async def _call_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        context = self._context(None)
+        return await self._on_their_loop(context, self._one(name, args, context))
+
+    def _call_tool_sync(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return self._sync(None, lambda context: self._one(name, args, context))
+
+    async def _one(
+        self, name: str, args: dict[str, Any], context: Context
+    ) -> tuple[str, dict[str, Any]]:
+        call = {"name": name, "args": args, "id": "call", "type": "tool_call"}
+        [(outcome, error)] = await self._run_calls([call], context)
+        if error is not None:
+            raise error
+        assert outcome is not None
+        return outcome
+
+    # -- the coordinated run
+
+    async def _messages(self, calls: list[Any], context: Context) -> list[Any]:
+        outcomes = await self._run_calls(calls, context)
+        messages: list[Any] = []
+        for call, (outcome, error) in zip(calls, outcomes, strict=True):
+            if error is not None:
+                messages.append(self._error_message(call, error))
+                continue
+            assert outcome is not None
+            content, artifact = outcome
+            messages.append(
+                ToolMessage(content, tool_call_id=call["id"], name=call["name"], artifact=artifact)
+            )
+        return messages
+
+    def _skill_of(self, name: str, registry: Registry) -> str:
+        offered = (self._offered or {}).get(name)
+        if isinstance(offered, SkillTool):
+            return offered.skill
+        skill = skill_name(name, registry)
+        if self._only is None and skill in registry.skills:
+            return skill
+        down = next(
+            (
+                s
+                for s in registry.unavailable
+                if skill.startswith(f"{s}.") or name.startswith(f"{tool_name(s)}__")
+            ),
+            None,
+        )
+        detail = (
+            "" if down is None else f" (MCP server {down!r} is down: {registry.unavailable[down]})"
+        )
+        raise InvalidToolCallError(
+            f"Error: {name} is not a valid tool{detail}, try one of "
+            f"[{', '.join(self._offered or {})}].",
+            tool=name,
+            skill=skill,
+        )
+
+    async def _run_calls(
+        self, calls: list[Any], context: Context
+    ) -> list[tuple[tuple[str, dict[str, Any]] | None, HybridToolError | None]]:
+        """Each call's (text, artifact), or the error it ended with."""
+        res = await resources_for(context)
+        self._register(res.registry, res.config.coordination_config.default_timeout_ms)
+        if self._offered is None:  # what the model may call: the run's skills (no I/O here)
+            self._offered = self._offer(res.registry)
+        outcomes: list[Any] = [None] * len(calls)
+        requests, labels = [], {}
+        ids = [str(call.get("id") or f"call-{i}") for i, call in enumerate(calls)]
+        if len(set(ids)) < len(ids):
+            ids = [f"call-{i}" for i in range(len(calls))]
+        for i, call in enumerate(calls):
+            name, args = call["name"], call.get("args") or {}
+            try:
+                skill = self._skill_of(name, res.registry)
+            except InvalidToolCallError as err:
+                outcomes[i] = (None, err)
+                continue
+            label = f"tool {name!r}" if name == skill else f"tool {name!r} (skill {skill!r})"
+            labels[i] = (name, skill, label)
+            try:
+                res.registry.get(skill).validate_args(args)
+            except TaskError as err:
+                message = str(err).replace(f"skill {skill!r}", label, 1)
+                outcomes[i] = (None, InvalidToolCallError(message, tool=name, skill=skill))
+                continue
+            requests.append(
+                {
+                    "id": ids[i],
+                    "skill": skill,
+                    "args": args,
+                    "strategy": self.strategy,
+                    "critical": self.critical,
+                    **({"sensitivity": self.sensitivity} if self.sensitivity else {}),
+                }
+            )
         results: dict[str, dict[str, Any]] = {}
         if requests:
-            max_rounds = (await resources_for(context)).config.coordination_config.max_rounds
+            max_rounds = res.config.coordination_config.max_rounds
             out = await self._graph.ainvoke(
                 {"requests": requests, "constraints": self.constraints},
                 {"recursion_limit": 25 + 4 * max_rounds},
-                context=context,
+                context=Context(resources=res),
             )
             results = out.get("results", {})
-        messages = [
-            _message(call, call_id, results.get(call_id))
-            for call_id, call in zip(ids, calls, strict=True)
-        ]
-        return {self.messages_key: messages} if as_dict else messages
+        for i, (name, skill, label) in labels.items():
+            if outcomes[i] is not None:
+                continue
+            result = results.get(ids[i])
+            problem = _problem(result)
+            if result is None or problem is not None:
+                message = (problem or "no result").replace(f"skill {skill!r}", label, 1)
+                if not message.startswith(label):
+                    message = f"{label}: {message}"
+                error = HybridToolError(message, tool=name, skill=skill, result=result)
+                outcomes[i] = (None, error)
+            else:
+                content, parts = split_content(result.get("value"))
+                outcomes[i] = ((content, {**result, "content": parts}), None)
+        return outcomes
+
+    def _error_message(self, call: Any, error: HybridToolError) -> ToolMessage:
+        """The error as a ``ToolMessage``, as ``handle_tool_errors`` says; raised when it is
+        ``False`` or does not handle the error's type."""
+        flag = self._handle_tool_errors
+        if flag is False or not isinstance(error, self._handled):
+            raise error
+        if isinstance(flag, str):
+            content = flag
+        elif callable(flag) and not isinstance(flag, type):
+            content = flag(error)
+        else:
+            text = str(error)
+            content = text if text.startswith("Error:") else f"Error: {text}"
+        return ToolMessage(
+            content,
+            tool_call_id=call["id"],
+            name=call["name"],
+            status="error",
+            artifact=error.result,
+        )
+
+
+__all__ = [
+    "HybridToolError",
+    "HybridToolNode",
+    "InvalidToolCallError",
+    "SkillTool",
+    "register_tools",
+    "skill_name",
+    "split_content",
+    "tool_name",
+    "tools_for_model",
+]

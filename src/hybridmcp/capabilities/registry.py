@@ -72,6 +72,9 @@ class Provider:
     result_path: str | None = None
     effect: Effect = READ
     """``read``, ``idempotent`` or ``write`` (:mod:`hybridmcp.policy.effects`)."""
+    call: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    """A live callable serving an internal provider given in process (a LangChain tool handed
+    to :class:`~hybridmcp.toolnode.HybridToolNode`), used instead of importing ``function``."""
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -336,9 +339,12 @@ async def invoke_internal(
     """Run an internal provider: coroutines directly, plain functions in a worker thread.
     ``timing`` is marked sent when the function starts (a thread may first wait in the
     executor's queue: the coordinator's time, not the provider's)."""
-    if provider.function is None:
+    if provider.call is not None:
+        fn = provider.call
+    elif provider.function is None:
         raise ProviderError(f"{provider.id} has no function")
-    fn = resolve_function(provider.function)
+    else:
+        fn = resolve_function(provider.function)
     timing = timing or CallTiming()
     if inspect.iscoroutinefunction(fn):
         timing.mark_sent()
