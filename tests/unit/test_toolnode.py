@@ -9,7 +9,7 @@ import re
 from typing import Annotated, Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.tools import BaseTool, StructuredTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -214,6 +214,7 @@ async def test_a_tool_returning_a_command_fails_with_what_to_do() -> None:
         await invoke_internal(provider, {"to": "x"})
 
 
+@settings(deadline=None)  # builds pydantic models: slow on a loaded machine
 @given(st.lists(st.text(min_size=1, max_size=80), unique=True, min_size=1, max_size=6))
 def test_any_skill_names_map_to_valid_tool_names_or_are_refused(names: list[str]) -> None:
     registry = Registry()
