@@ -6,8 +6,15 @@ import os
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from hybridmcp.config import HybridConfig, parse_config
+
+# Property tests judge values, never speed: no per-example deadline (2 cores shared by a whole
+# suite of subprocess servers make one example's time meaningless). Tests that want a time
+# bound measure it themselves.
+settings.register_profile("hybridmcp", deadline=None)
+settings.load_profile("hybridmcp")
 
 
 def time_server_config(**overrides: Any) -> HybridConfig:
