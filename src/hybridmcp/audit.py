@@ -36,6 +36,7 @@ import enum
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import stat
@@ -47,6 +48,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from hybridmcp.errors import AuditError
+
+logger = logging.getLogger(__name__)
 
 try:  # POSIX only; elsewhere processes must not share a file (documented in AuditLog).
     import fcntl
@@ -318,14 +321,26 @@ class AuditLog:
                 "key (edited, or written with another key); nothing was appended. "
                 "Run `hybridmcp audit verify`."
             )
-        self._check_anchor(Head(seq, digest))
+        self._check_anchor(Head(seq, digest), prev=record.get(self._prev_field))
         self._size, self._seq, self._hash = size, seq, digest
 
-    def _check_anchor(self, tail: Head) -> None:
+    def _check_anchor(self, tail: Head, prev: object = None) -> None:
         if self.anchor is None:
             return
         anchored = self.anchor.load(trail_id(self.path))
         if anchored is None and tail.seq == 0:
+            return
+        if interrupted_append(anchored, tail, prev, keyed=self.key is not None):
+            # The last append wrote its record (chained to the anchored head, its MAC checked
+            # above: only a key holder can make one) and stopped before anchoring it: anchor it.
+            assert anchored is not None
+            logger.warning(
+                "%s: seq %d was written but its head not anchored (an interrupted append); "
+                "anchored it now",
+                self.path,
+                tail.seq,
+            )
+            self.anchor.save(trail_id(self.path), tail)
             return
         if anchored != tail:
             found = "no head" if anchored is None else f"seq {anchored.seq}"
@@ -464,7 +479,16 @@ def verify(
             "unkeyed trail (SHA-256 chain, no key): it shows edited, removed and reordered "
             "records, not records cut off the end or a recomputed chain"
         )
-    if anchor is not None:
+    before_last = by_seq.get(last.seq - 1) if last is not None else None
+    if anchor is not None and not problems and interrupted_append(
+        anchored, last, before_last, keyed=keyed
+    ):
+        assert last is not None
+        notes.append(
+            f"seq {last.seq} was written but its head not anchored (an append interrupted "
+            "between the two): the next append anchors it"
+        )
+    elif anchor is not None:
         problems.extend(_anchor_problems(anchored, last, by_seq, keyed, exported=expected_head))
     elif keyed and expected_head is None:
         notes.append("no anchored head was consulted: records cut off the end cannot be ruled out")
@@ -566,6 +590,22 @@ def _check_chain(
         prev_seq, prev_hash = seq, stored
         by_seq[seq] = stored
     return records, keyed, by_seq
+
+
+def interrupted_append(
+    anchored: Head | None, last: Head | None, prev: object, *, keyed: bool | None
+) -> bool:
+    """Is the file exactly one keyed record past its anchored head, chained to it? That is what
+    an append leaves when it stops between writing its record and anchoring it (appends hold
+    the file lock, so at most one): a crash, not a cut or a rewrite."""
+    return bool(
+        keyed
+        and anchored is not None
+        and last is not None
+        and last.seq == anchored.seq + 1
+        and isinstance(prev, str)
+        and hmac.compare_digest(prev, anchored.mac)
+    )
 
 
 def _anchor_problems(

@@ -125,8 +125,45 @@ def test_records_appended_outside_the_log_fail(tmp_path: Path, heads: SqliteHead
     _write(path, heads, n=2)
     with AuditLog(path, key=KEY) as rogue:  # a key holder who does not update the anchor
         rogue.append({"kind": "external_call", "i": "forged"})
+        rogue.append({"kind": "external_call", "i": "forged again"})
     report = verify(path, key=KEY, anchor=heads)
-    assert report.problems[0].startswith("end of file: 1 record(s) after the anchored head")
+    assert report.problems[0].startswith("end of file: 2 record(s) after the anchored head")
+    with pytest.raises(AuditError, match="anchored head is seq 2"):
+        _write(path, heads, n=1)
+
+
+def test_an_append_interrupted_before_anchoring_is_anchored_by_the_next(
+    tmp_path: Path, heads: SqliteHeads, caplog: pytest.LogCaptureFixture
+):
+    """A crash between writing a record and anchoring it leaves one chained, MAC-valid record
+    past the head (appends hold the file lock: never more). Verify says so without failing, and
+    the next append anchors it and goes on: a crash does not make the trail unusable."""
+    path = tmp_path / "a.jsonl"
+    _write(path, heads, n=3)
+    with AuditLog(path, key=KEY) as crashed:  # wrote its record; died before the anchor
+        crashed.append({"kind": "external_call", "i": "interrupted"})
+    report = verify(path, key=KEY, anchor=heads)
+    assert report.ok, report.problems
+    assert any("seq 4 was written but its head not anchored" in n for n in report.notes)
+    with caplog.at_level("WARNING", logger="hybridmcp.audit"):
+        _write(path, heads, n=1)
+    assert "anchored it now" in caplog.text
+    assert heads.load(trail_id(path)) == verify(path, key=KEY, anchor=heads).head
+    assert verify(path, key=KEY, anchor=heads).records == 5
+
+
+def test_one_record_past_the_head_under_another_key_is_not_taken_for_a_crash(
+    tmp_path: Path, heads: SqliteHeads
+):
+    path = tmp_path / "a.jsonl"
+    last = _write(path, heads, n=2)[-1]
+    forged = {"seq": 3, "ts": last["ts"], "kind": "external_call", "prev_mac": last["mac"]}
+    forged["mac"] = record_mac(forged, b"x" * 32)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(forged) + "\n")
+    assert not verify(path, key=KEY, anchor=heads).ok
+    with pytest.raises(AuditError, match="valid MAC"):
+        _write(path, heads, n=1)
 
 
 def test_an_exported_head_allows_later_records_but_not_a_cut(tmp_path: Path, heads: SqliteHeads):
