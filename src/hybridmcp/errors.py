@@ -49,5 +49,21 @@ class PolicyError(HybridMCPError):
     """A policy (privacy, budget, circuit breaker) refused a call."""
 
 
+class PrivacyRefused(PolicyError):
+    """The privacy step refused a call; ``reason`` says why (no raw value in it)."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"privacy policy refused {provider}: {reason}")
+        self.reason = reason
+
+
+class BudgetExhausted(PolicyError):
+    """The run's budget cannot pay for this call."""
+
+
+class CircuitOpen(PolicyError):
+    """The provider's circuit breaker is open: the call was not made."""
+
+
 class AuditError(HybridMCPError):
     """The audit trail is missing, malformed, or fails verification."""

@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "hybridmcp"
 
 # Where an MCP tool may be called, and why.
 ALLOWED_CALL_TOOL = {
-    ("capabilities/gate.py", "Gate.call"),  # the gate: pool.call_tool
+    ("capabilities/gate.py", "Gate._dispatch"),  # the gate's send step: pool.call_tool
     ("capabilities/mcp_pool.py", "_ServerSession.call"),  # deadline and re-open around _send
     ("capabilities/mcp_pool.py", "_ServerSession._send"),  # the one session.call_tool
     ("testing/faultserver.py", "FaultMCP.call_tool"),  # the server side (super().call_tool)
@@ -98,7 +98,7 @@ def test_no_code_path_calls_an_mcp_tool_around_the_gate() -> None:
     problems, callers = scan_source(SRC)
     assert not problems, "\n".join(problems)
     # The scan really sees the legitimate calls (it would see an illegitimate one too).
-    assert ("capabilities/gate.py", "Gate.call") in callers
+    assert ("capabilities/gate.py", "Gate._dispatch") in callers
     assert ("capabilities/mcp_pool.py", "_ServerSession._send") in callers
 
 

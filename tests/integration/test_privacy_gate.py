@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from hybridmcp.capabilities.gate import CallContext, PrivacyRefused
+from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.config import HybridConfig, parse_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.errors import ConfigError
+from hybridmcp.errors import ConfigError, PrivacyRefused
 from hybridmcp.task import parse_task
 from hybridmcp.testing.harness import faultserver_stdio
 

@@ -1,9 +1,12 @@
 """The one gate to the outside.
 
-Every call that leaves the process passes :meth:`Gate.call`, which applies, in order: privacy
-policy, budget, circuit breaker, deadline, audit record. No other code path calls an MCP tool.
-Each step is a small object with a permissive default, so a deployment tightens policy by
-configuration, never by a second code path.
+Every call that leaves the process passes :meth:`Gate.call`, a chain of small steps in a fixed
+order: privacy (re-scan, redact or refuse) → reserve the price in the run's budget → admit
+(circuit breaker) → send (within the deadline) and read the answer (untrusted output checks,
+restore pseudonyms) → record (audit, breaker). No other code path calls an MCP tool. Each step
+is a small object with a default, so a deployment tightens policy by configuration, never by a
+second code path. A step that refuses raises a :class:`~hybridmcp.errors.PolicyError`
+(``PrivacyRefused``, ``BudgetExhausted``, ``CircuitOpen``): the call was never sent.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ToolOutputSettings
 from hybridmcp.errors import (
     BackPressureError,
+    CircuitOpen,
     PolicyError,
+    PrivacyRefused,
     ProviderError,
     RequestError,
     ToolError,
 )
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.blame import says_input_is_wrong
-from hybridmcp.policy.breaker import BreakerBoard
+from hybridmcp.policy.breaker import BreakerBoard, Transition
+from hybridmcp.policy.cost import Budget
 from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
 from hybridmcp.policy.output import compile_patterns, output_problem
 
@@ -73,23 +79,6 @@ class PrivacyPolicy(Protocol):
     def decide(
         self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
     ) -> PrivacyDecision: ...
-
-
-class AllowAll:
-    """The permissive default: a provider is trusted with what arbitration gave it."""
-
-    def decide(
-        self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
-    ) -> PrivacyDecision:
-        return PrivacyDecision("allow", "no privacy policy configured", arguments)
-
-
-class PrivacyRefused(PolicyError):
-    """The privacy step refused a call; ``reason`` says why (no raw value in it)."""
-
-    def __init__(self, provider: str, reason: str) -> None:
-        super().__init__(f"privacy policy refused {provider}: {reason}")
-        self.reason = reason
 
 
 class ScanningPolicy:
@@ -147,34 +136,6 @@ class ScanningPolicy:
         )
 
 
-class BudgetExhausted(PolicyError):
-    """The run's budget cannot pay for this call."""
-
-
-class CircuitOpen(PolicyError):
-    """The provider's circuit breaker is open: the call was not made."""
-
-
-class Budget:
-    """A spending limit; ``None`` means unlimited."""
-
-    def __init__(self, limit: float | None = None) -> None:
-        self.limit = limit
-        self.spent = 0.0
-
-    @property
-    def remaining(self) -> float | None:
-        return None if self.limit is None else max(0.0, self.limit - self.spent)
-
-    def reserve(self, provider: Provider) -> None:
-        if self.limit is not None and self.spent + provider.cost_per_call > self.limit + 1e-12:
-            raise BudgetExhausted(
-                f"budget exhausted: {provider.id} costs {provider.cost_per_call:g}, "
-                f"{self.remaining:g} of {self.limit:g} left"
-            )
-        self.spent += provider.cost_per_call
-
-
 class Breaker(Protocol):
     """The breaker step (:class:`hybridmcp.policy.breaker.BreakerBoard` by default)."""
 
@@ -183,6 +144,8 @@ class Breaker(Protocol):
     def release(self, provider_id: str, now: float) -> None: ...
     def blocked(self, provider_id: str, now: float) -> str | None: ...
     def probing(self, provider_id: str, now: float) -> bool: ...
+    def snapshot(self, now: float) -> dict[str, dict[str, Any]]: ...
+    def take_transitions(self, provider_id: str | None = None) -> list[Transition]: ...
 
 
 class AlwaysClosed:
@@ -202,6 +165,12 @@ class AlwaysClosed:
 
     def probing(self, provider_id: str, now: float) -> bool:
         return False
+
+    def snapshot(self, now: float) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def take_transitions(self, provider_id: str | None = None) -> list[Transition]:
+        return []
 
 
 class AuditSink(Protocol):
@@ -313,76 +282,99 @@ class Gate:
         (:class:`BackPressureError`) are never held against the provider."""
         if provider.side != "external" or not provider.server or not provider.tool:
             raise ProviderError(f"{provider.id} is not an MCP tool provider")
-        base = {
-            "run_id": ctx.run_id,
-            "request_id": ctx.request_id,
-            "skill": ctx.skill,
-            "provider": provider.id,
-            "side": provider.side,
-            "idempotency_key": ctx.idempotency_key,
-        }
-        arguments = map_arguments(provider.arguments, args)
-        decision = self.privacy.decide(provider, arguments, ctx)
+        call = _Call(provider, ctx, timing or CallTiming())
+        decision = self._privacy(call, map_arguments(provider.arguments, args))
+        budget = self._reserve(call)
+        self._admit(call, budget)
+        value, sent, received = await self._dispatch(
+            call,
+            decision,
+            budget,
+            timeout_s=provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
+            queue_timeout_s=queue_timeout_s,
+            validate=validate,
+        )
+        slow = slow_after_s is not None and call.timing.latency_ms() / 1000 > slow_after_s
+        self.breaker.record(provider.id, True, self.clock(), slow=slow)
+        return GateResult(
+            value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)
+        )
+
+    # -- the steps, in order ------------------------------------------------------------------
+
+    def _privacy(self, call: _Call, arguments: dict[str, Any]) -> PrivacyDecision:
+        """Re-scan the exact arguments about to be sent; record the decision; refuse or redact."""
+        decision = self.privacy.decide(call.provider, arguments, call.ctx)
         self.audit.append(
-            {
-                **base,
-                "kind": "policy_decision",
-                "stage": "gate",
-                "action": decision.action,
-                "reason": decision.reason,
-                "redactions": decision.redactions,
-            }
+            call.record(
+                kind="policy_decision",
+                stage="gate",
+                action=decision.action,
+                reason=decision.reason,
+                redactions=decision.redactions,
+            )
         )
         if decision.action == "refuse":
-            raise PrivacyRefused(provider.id, decision.reason)
-        budget = self.budget_for(ctx)
+            raise PrivacyRefused(call.provider.id, decision.reason)
+        return decision
+
+    def _reserve(self, call: _Call) -> Budget:
+        """Reserve the call's price in the run's budget (refunded if it is never sent)."""
+        budget = self.budget_for(call.ctx)
         try:
-            budget.reserve(provider)
+            budget.reserve(call.provider.id, call.provider.cost_per_call)
         except PolicyError as err:
             self.audit.append(
-                {
-                    **base,
-                    "kind": "policy_decision",
-                    "stage": "gate",
-                    "policy": "budget",
-                    "action": "refuse",
-                    "reason": str(err),
-                    "redactions": [],
-                }
+                call.record(
+                    kind="policy_decision",
+                    stage="gate",
+                    policy="budget",
+                    action="refuse",
+                    reason=str(err),
+                    redactions=[],
+                )
             )
             raise
-        if not self.breaker.allow(provider.id, self.clock()):
-            budget.spent -= provider.cost_per_call
-            raise CircuitOpen(f"circuit breaker for {provider.id} is open")
+        return budget
 
-        timing = timing or CallTiming()
+    def _admit(self, call: _Call, budget: Budget) -> None:
+        """The circuit breaker: an open circuit refuses the call before it is sent."""
+        if not self.breaker.allow(call.provider.id, self.clock()):
+            budget.refund(call.provider.cost_per_call)
+            raise CircuitOpen(f"circuit breaker for {call.provider.id} is open")
+
+    async def _dispatch(
+        self,
+        call: _Call,
+        decision: PrivacyDecision,
+        budget: Budget,
+        *,
+        timeout_s: float,
+        queue_timeout_s: float | None,
+        validate: Callable[[Any], None] | None,
+    ) -> tuple[Any, int, int]:
+        """Send within the deadline and read the answer; record the outcome whatever it is.
+        Returns the value, the bytes sent and the bytes received."""
+        provider, timing = call.provider, call.timing
         sent = _size(decision.arguments)
         outcome, received = "cancelled", 0
         try:
             result = await self.pool.call_tool(
-                provider.server,
-                provider.tool,
+                str(provider.server),
+                str(provider.tool),
                 decision.arguments,
-                provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
+                timeout_s,
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
-                meta={IDEMPOTENCY_META_KEY: ctx.idempotency_key},
+                meta={IDEMPOTENCY_META_KEY: call.ctx.idempotency_key},
             )
-            received = sum(_size(c.model_dump()) for c in result.content)
-            if result.structuredContent is not None:
-                received += _size(result.structuredContent)
-            if result.isError:
-                _raise_tool_error(provider, result)
-            schema = self._output_schema(provider)
-            self._check_output(provider, result, received, schema)
-            value = decision.restore(extract_result(provider, result, output_schema=schema))
-            if validate is not None:
-                validate(value)
+            received = _answer_size(result)
+            value = self._read(provider, result, received, decision, validate)
             outcome = "ok"
         except (RequestError, BackPressureError) as err:
             outcome = f"{'request error' if isinstance(err, RequestError) else 'not sent'}: {err}"
             if timing.sent_at is None:
-                budget.spent -= provider.cost_per_call
+                budget.refund(provider.cost_per_call)
             raise
         except ProviderError as err:
             outcome = f"error: {err}"
@@ -392,26 +384,73 @@ class Gate:
             timing.mark_ended()
             if outcome == "cancelled" or outcome.startswith(("request error", "not sent")):
                 self.breaker.release(provider.id, self.clock())
-            self.audit.append(
-                {
-                    **base,
-                    "kind": "external_call",
-                    "server": provider.server,
-                    "tool": provider.tool,
-                    "redactions": decision.redactions,
-                    "bytes_sent": sent,
-                    "bytes_received": received,
-                    "cost": provider.cost_per_call if timing.sent_at is not None else 0.0,
-                    "outcome": outcome,
-                    "queue_ms": round(timing.queue_ms, 3),
-                    "latency_ms": round(timing.latency_ms(), 3),
-                }
-            )
-        slow = slow_after_s is not None and timing.latency_ms() / 1000 > slow_after_s
-        self.breaker.record(provider.id, True, self.clock(), slow=slow)
-        return GateResult(
-            value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)
+            self.audit.append(self._call_record(call, decision, sent, received, outcome))
+        return value, sent, received
+
+    def _read(
+        self,
+        provider: Provider,
+        result: Any,
+        received: int,
+        decision: PrivacyDecision,
+        validate: Callable[[Any], None] | None,
+    ) -> Any:
+        """The answer as a value: tool errors raised, untrusted output checked, pseudonyms
+        restored, the skill's shape validated."""
+        if result.isError:
+            _raise_tool_error(provider, result)
+        schema = self._output_schema(provider)
+        self._check_output(provider, result, received, schema)
+        value = decision.restore(extract_result(provider, result, output_schema=schema))
+        if validate is not None:
+            validate(value)
+        return value
+
+    @staticmethod
+    def _call_record(
+        call: _Call, decision: PrivacyDecision, sent: int, received: int, outcome: str
+    ) -> dict[str, Any]:
+        timing = call.timing
+        return call.record(
+            kind="external_call",
+            server=call.provider.server,
+            tool=call.provider.tool,
+            redactions=decision.redactions,
+            bytes_sent=sent,
+            bytes_received=received,
+            cost=call.provider.cost_per_call if timing.sent_at is not None else 0.0,
+            outcome=outcome,
+            queue_ms=round(timing.queue_ms, 3),
+            latency_ms=round(timing.latency_ms(), 3),
         )
+
+
+@dataclass
+class _Call:
+    """One call passing the gate: what every step and audit record needs."""
+
+    provider: Provider
+    ctx: CallContext
+    timing: CallTiming
+
+    def record(self, **fields: Any) -> dict[str, Any]:
+        """An audit record about this call (never an argument value)."""
+        return {
+            "run_id": self.ctx.run_id,
+            "request_id": self.ctx.request_id,
+            "skill": self.ctx.skill,
+            "provider": self.provider.id,
+            "side": self.provider.side,
+            "idempotency_key": self.ctx.idempotency_key,
+            **fields,
+        }
+
+
+def _answer_size(result: Any) -> int:
+    received = sum(_size(c.model_dump()) for c in result.content)
+    if result.structuredContent is not None:
+        received += _size(result.structuredContent)
+    return received
 
 
 def _raise_tool_error(provider: Provider, result: Any) -> None:

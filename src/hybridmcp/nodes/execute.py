@@ -34,13 +34,16 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 
-from hybridmcp.capabilities.gate import BudgetExhausted, CallContext, CircuitOpen, PrivacyRefused
+from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
     BackPressureError,
+    BudgetExhausted,
+    CircuitOpen,
     DeadlineExceededError,
     HybridMCPError,
+    PrivacyRefused,
     ProviderError,
     RequestError,
     ToolError,
@@ -430,10 +433,8 @@ def _record_slow(res: Resources, item: WorkItem) -> None:
 
 
 def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    take = getattr(res.gate.breaker, "take_transitions", None)
-    if take is None:
-        return []
     providers = {a["provider"] for a in attempts if a["side"] == "external"}
+    take = res.gate.breaker.take_transitions
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 

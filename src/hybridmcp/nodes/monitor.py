@@ -19,8 +19,7 @@ def open_requests(state: State) -> list[str]:
 
 def breaker_windows(res: Resources) -> dict[str, dict[str, Any]]:
     """Each external provider's circuit breaker state: the observed error rates."""
-    snapshot = getattr(res.gate.breaker, "snapshot", None)
-    return snapshot(res.clock()) if snapshot is not None else {}
+    return res.gate.breaker.snapshot(res.clock())
 
 
 def disputed(state: State, res: Resources) -> set[str]:

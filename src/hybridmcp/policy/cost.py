@@ -1,4 +1,5 @@
-"""Cost: a run's budget during arbitration, and the run's cost report. Pure.
+"""Cost: a run's budget at call time (:class:`Budget`) and during arbitration
+(:class:`BudgetPlan`), and the run's cost report. Pure.
 
 The gate is the hard stop (it never makes a call the run's budget cannot pay for); arbitration
 plans with the same numbers so that work goes to cheaper providers before money runs out:
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hybridmcp.config import OptimizationCriteria
+from hybridmcp.errors import BudgetExhausted
 from hybridmcp.events import EventCode
 from hybridmcp.policy.scoring import Candidate
 
@@ -42,6 +44,32 @@ def budget_criteria(criteria: OptimizationCriteria, budget_pressure: float) -> O
     return criteria.model_copy(
         update={"cost_weight": criteria.cost_weight * (1.0 + budget_pressure)}
     )
+
+
+class Budget:
+    """A run's spending at call time; ``None`` means unlimited. The gate reserves a call's price
+    before sending it and refunds it when the call was never sent."""
+
+    def __init__(self, limit: float | None = None) -> None:
+        self.limit = limit
+        self.spent = 0.0
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.limit is None else max(0.0, self.limit - self.spent)
+
+    def reserve(self, provider_id: str, price: float) -> None:
+        """Count ``price`` as spent, or raise :class:`BudgetExhausted` when it does not fit."""
+        if self.limit is not None and self.spent + price > self.limit + 1e-12:
+            raise BudgetExhausted(
+                f"budget exhausted: {provider_id} costs {price:g}, "
+                f"{self.remaining:g} of {self.limit:g} left"
+            )
+        self.spent += price
+
+    def refund(self, price: float) -> None:
+        """A reserved call that was never sent costs nothing."""
+        self.spent = max(0.0, self.spent - price)
 
 
 @dataclass
