@@ -39,7 +39,7 @@ from hybridmcp.persistence import (
 from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.report import write_report
-from hybridmcp.report.source import from_database, from_server
+from hybridmcp.report.source import from_database, from_server, own_types_quiet
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
 from hybridmcp.runtime import Resources
 from hybridmcp.task import load_task, parse_task
@@ -202,7 +202,8 @@ async def _run(
                         else:
                             display.update(event)
             if captured is not None:  # the full final state and what is learned: the report's
-                snapshot = await co.graph.aget_state(co.run_config(thread_id))
+                with own_types_quiet():
+                    snapshot = await co.graph.aget_state(co.run_config(thread_id))
                 captured["state"] = dict(snapshot.values or {})
                 captured["learned"] = [stats_record(s) for s in await all_stats(store)]
         finally:

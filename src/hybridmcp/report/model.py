@@ -423,7 +423,7 @@ def conflict_rows(
                 "similarity": details.get("similarity"),
                 "internal_confidence": details.get("internal_confidence"),
                 "external_confidence": details.get("external_confidence"),
-                "values": [
+                "answers": [
                     {"provider": p, "side": sides.get(p, "?"), "value": short(v)}
                     for p, v in (c.get("values") or {}).items()
                 ],

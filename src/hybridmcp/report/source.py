@@ -3,13 +3,31 @@ from the run database (checkpoints and store) or from a LangGraph server serving
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 from hybridmcp.errors import ConfigError
 from hybridmcp.memory import NAMESPACE, all_stats, stats_record
 from hybridmcp.persistence import open_persistence
 
-STATE_KEYS = ("requests", "attempts", "results")
+_SERDE_LOG = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
+
+
+def _not_our_types(record: logging.LogRecord) -> bool:
+    return not (isinstance(record.args, tuple) and record.args[:1] == ("hybridmcp.events",))
+
+
+@contextlib.contextmanager
+def own_types_quiet() -> Iterator[None]:
+    """Reading a checkpoint back, LangGraph warns once per process of each type it was not
+    told about; the event codes in a run's state are ours, so that warning is noise here."""
+    _SERDE_LOG.addFilter(_not_our_types)
+    try:
+        yield
+    finally:
+        _SERDE_LOG.removeFilter(_not_our_types)
 
 
 def _check(values: dict[str, Any], thread: str, where: str) -> dict[str, Any]:
@@ -27,7 +45,8 @@ async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict
 
     async with open_persistence(db) as (checkpointer, store):
         graph = build_graph().compile(checkpointer=checkpointer, store=store)
-        snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+        with own_types_quiet():
+            snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
         values = _check(dict(snapshot.values or {}), thread, db)
         learned = [stats_record(s) for s in await all_stats(store)]
     return values, learned
