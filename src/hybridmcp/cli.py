@@ -27,7 +27,7 @@ from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.errors import HybridMCPError
+from hybridmcp.errors import ConfigError, HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.persistence import (
     ENV_DB,
@@ -165,7 +165,7 @@ async def _run(
 ) -> dict[str, Any]:
     config = load_config(config_path)
     if server_log is not None and config.resilience.pool.server_log is None:
-        config = _with_server_log(config, server_log)
+        config = _with_server_log(config, server_log, chosen=server_log != str(_SERVER_LOG))
     if audit is not None:
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
@@ -353,9 +353,19 @@ def _size(path: str) -> int:
         return 0
 
 
-def _with_server_log(config: HybridConfig, path: str) -> HybridConfig:
-    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    pool = config.resilience.pool.model_copy(update={"server_log": str(Path(path).expanduser())})
+def _with_server_log(config: HybridConfig, path: str, chosen: bool) -> HybridConfig:
+    """The configuration with stdio servers' stderr appended to ``path``. A file that cannot be
+    written is an error when chosen (``--server-log``); the default one is then left out."""
+    where = Path(path).expanduser()
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        with where.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        if chosen:
+            raise ConfigError(f"--server-log {path!r} cannot be written: {err}") from None
+        return config
+    pool = config.resilience.pool.model_copy(update={"server_log": str(where)})
     resilience = config.resilience.model_copy(update={"pool": pool})
     return config.model_copy(update={"resilience": resilience})
 

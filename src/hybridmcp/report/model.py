@@ -34,6 +34,8 @@ VALUE_CHARS = 240
 CHART_WIDTH = 1000.0
 """Width of the timeline's drawing area, in SVG units (the page scales it)."""
 LANE_HEIGHT = 14.0
+MIN_BAR = 2.5
+"""Narrowest bar drawn: a call of a few microseconds in a run of seconds stays visible."""
 LABEL_WIDTH = 260.0
 HEAT_BUCKETS = 120
 
@@ -158,7 +160,7 @@ def timeline(
                         "round": a.get("round"),
                         "x": round(start_ms * scale, 2),
                         "queue_w": round(queue * scale, 2),
-                        "w": round(max(latency * scale, 1.0), 2),
+                        "w": round(max(latency * scale, MIN_BAR), 2),
                         "title": f"{rid} · {provider} · round {a.get('round')} · {kind}"
                         f" · queue {queue:.1f} ms · call {latency:.1f} ms"
                         + (f" · {short(a.get('error'), 120)}" if a.get("error") else ""),
