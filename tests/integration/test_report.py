@@ -507,3 +507,32 @@ def test_stdio_servers_stderr_goes_to_the_log_file_named_on_stderr(tmp_path: Pat
 def _browser_present() -> Iterator[None]:
     assert CHROMIUM, "chromium is not installed (.ci/run installs it: apt-get install chromium)"
     yield
+
+
+async def test_report_of_a_run_served_by_the_langgraph_server(tmp_path: Path) -> None:
+    """A run made on ``langgraph dev``: its thread's state and the server's learned statistics
+    make the report (``--url``), drawn in the browser like a local one."""
+    from langgraph_sdk import get_client
+
+    from tests.integration.test_server import REQUESTS, serve
+
+    with serve(tmp_path / "server.log") as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(120):
+            thread = (await client.threads.create())["thread_id"]
+            out = await client.runs.wait(thread, "hybridmcp", input={"requests": REQUESTS})
+            assert out["status"] == "ok"
+            values = (await client.threads.get_state(thread))["values"]
+        page = tmp_path / "served.html"
+        proc = await asyncio.to_thread(
+            cli, "report", "--thread", thread, "--url", url, "-o", str(page), cwd=tmp_path
+        )
+        assert proc.returncode == 0, proc.stderr
+        missing = await asyncio.to_thread(
+            cli, "report", "--thread", "no-such-thread", "--url", url, "-o", "x.html", cwd=tmp_path
+        )
+    assert missing.returncode == 2 and "no-such-thread" in missing.stderr
+    dom = dump_dom(page)
+    assert len(dom.inside("timeline", "g", class_="bar")) == len(values["attempts"])
+    providers = dom.find(id="providers")[0]["text"]
+    assert "mcp:time/get_current_time" in providers
