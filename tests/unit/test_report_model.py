@@ -187,7 +187,7 @@ def test_values_from_servers_cannot_break_out_of_the_page():
     assert parser.scripts == 2  # the page's own: its records and its code
     assert "img" not in parser.tags
     records = re.search(r'<script id="records" type="application/json">(.*?)</script>', html, re.S)
-    assert records is not None and json.loads(records.group(1))[0]["id"] == hostile
+    assert records is not None and json.loads(records.group(1))["records"][0]["id"] == hostile
 
 
 def test_an_empty_run_renders():

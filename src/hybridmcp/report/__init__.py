@@ -14,6 +14,7 @@ plotting library at run time and opens offline in any browser.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from hybridmcp.report.model import BAR_KINDS, report_model
+from hybridmcp.report.model import BAR_KINDS, page_records, report_model
 
 __all__ = ["BAR_KINDS", "render_report", "report_model", "write_report"]
 
@@ -94,7 +95,20 @@ def render_report(
     when = (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S UTC")
     subtitle = " · ".join(p for p in (source, f"generated {when}") if p)
     template = _environment().get_template("report.html.j2")
-    return template.render(m=model, subtitle=subtitle, version=_version())
+    return template.render(
+        m=model,
+        subtitle=subtitle,
+        version=_version(),
+        records=_script_json(page_records(model["records"])),
+    )
+
+
+def _script_json(value: Any) -> Markup:
+    """Compact JSON safe inside a ``<script>`` element (no ``<``, ``>``, ``&`` or ``'``)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
+        text = text.replace(char, escaped)
+    return Markup(text)
 
 
 def write_report(

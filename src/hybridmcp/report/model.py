@@ -408,7 +408,54 @@ def request_record(
             "areas": short(details.get("conflict_areas"), 200),
             "resolution": conflict.get("resolution_strategy"),
         }
+    if len(values) == 1 and values[0]["value"] == record["value"]:
+        values[0].pop("value")  # the one answer is the value: kept once
     return record
+
+
+SCORE_FIELDS = ("performance", "cost", "quality", "security", "total")
+ATTEMPT_FIELDS = ("round", "kind", "queue_ms", "latency_ms", "cost", "error")
+
+
+def page_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every request's record as the page keeps it for its lookup: providers named once in a
+    table (``[name, side]``), scores, attempts and values as rows that refer to it by index
+    (``[provider, *SCORE_FIELDS]``, ``[provider, *ATTEMPT_FIELDS]``, ``[provider, value,
+    verdict]``), empty fields left out."""
+    index: dict[str, int] = {}
+    providers: list[list[Any]] = []
+
+    def ref(name: str, side: Any) -> int:
+        if name not in index:
+            index[name] = len(providers)
+            providers.append([name, side])
+        return index[name]
+
+    out = []
+    for r in records:
+        row = {k: v for k, v in r.items() if k not in ("scores", "attempts", "values")}
+        row["scores"] = [
+            [ref(x["provider"], x["side"]), *(x[f] for f in SCORE_FIELDS)] for x in r["scores"]
+        ]
+        row["attempts"] = [
+            [ref(a["provider"], a["side"]), *(a[f] for f in ATTEMPT_FIELDS)] for a in r["attempts"]
+        ]
+        row["values"] = [
+            [ref(v["provider"], v["side"]), v.get("value"), v.get("verdict")] for v in r["values"]
+        ]
+        out.append(compact(row))
+    return {"providers": providers, "records": out}
+
+
+def compact(value: Any) -> Any:
+    """The value without its empty fields (None, empty lists and dicts), for the page's
+    records: a big run's lookup data is most of the file."""
+    if isinstance(value, dict):
+        kept = {k: compact(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (None, [], {})}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value
 
 
 def conflict_rows(
