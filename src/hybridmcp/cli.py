@@ -292,6 +292,8 @@ def run(
     log_size = _size(log_path)
     captured: dict[str, Any] | None = {} if report_file else None
     try:
+        if report_file:  # refused before the run, not after it
+            _check_writable(report_file, "--report")
         data = asyncio.run(
             _run(
                 task,
@@ -344,6 +346,17 @@ def run(
 
 _SERVER_LOG = default_db_path().parent / "servers.log"
 """Where the stderr of stdio servers goes by default: beside the default database."""
+
+
+def _check_writable(path: str, option: str) -> None:
+    where = Path(path).expanduser()
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {path!r} cannot be written: {err}") from None
+    if where.is_dir() or not os.access(where.parent, os.W_OK):
+        why = "it is a directory" if where.is_dir() else "its directory is not writable"
+        raise ConfigError(f"{option} {path!r} cannot be written: {why}")
 
 
 def _size(path: str) -> int:
@@ -400,6 +413,7 @@ def report_command(
     if url is not None and db is not None:
         _refuse(HybridMCPError("give --db or --url, not both"))
     try:
+        _check_writable(output, "--output")
         if url is not None:
             state, learned = asyncio.run(from_server(url, thread, api_key))
             where = url

@@ -487,6 +487,28 @@ def test_version_quiet_and_table(runs: Runs, tmp_path: Path) -> None:
     assert "calc-51" in table.stdout and "by skill" not in table.stdout
 
 
+def test_an_unwritable_report_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text(json.dumps({"requests": [stats(0)]}))
+    (tmp_path / "c.json").write_text(json.dumps(config(word_count_ms=2)))
+    log = tmp_path / "servers.log"
+    proc = cli(
+        "run",
+        "t.json",
+        "-c",
+        "c.json",
+        "--db",
+        ":memory:",
+        "--server-log",
+        str(log),
+        "--report",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("error:") == 1 and "--report" in proc.stderr
+    assert not log.exists() or log.stat().st_size == 0  # no server was started
+
+
 def test_stdio_servers_stderr_goes_to_the_log_file_named_on_stderr(tmp_path: Path) -> None:
     """A server that writes to its stderr: the run's own output stays clean."""
     server = tmp_path / "noisy.py"
