@@ -565,3 +565,54 @@ async def test_report_of_a_run_served_by_the_langgraph_server(tmp_path: Path) ->
     assert len(dom.inside("timeline", "g", class_="bar")) == len(values["attempts"])
     providers = dom.find(id="providers")[0]["text"]
     assert "mcp:time/get_current_time" in providers
+
+
+def test_live_progress_on_a_terminal_counts_done_failed_in_flight(tmp_path: Path) -> None:
+    """On a terminal (a pseudo-terminal here), stderr shows the live line while calls run."""
+    import pty
+    import select
+    import time
+
+    (tmp_path / "c.json").write_text(json.dumps(config(word_count_ms=2)))
+    (tmp_path / "t.json").write_text(json.dumps(task(60)))
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            HYBRIDMCP,
+            "run",
+            "t.json",
+            "-c",
+            "c.json",
+            "--db",
+            ":memory:",
+            "--server-log",
+            str(tmp_path / "servers.log"),
+        ],
+        cwd=tmp_path,
+        env=env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    )
+    os.close(terminal)
+    seen = b""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([controller], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the run ended: the terminal closed
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(controller)
+    stdout, _ = proc.communicate(timeout=60)
+    shown = seen.decode(errors="replace")
+    assert "failed" in shown and "in flight" in shown and "ETA" in shown
+    assert "now-ext-0: mcp:flaky/get_current_time failed" in shown  # failures printed above
+    assert "— 60 requests" in stdout  # the summary, on stdout
