@@ -164,8 +164,10 @@ async def _run(
     captured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = load_config(config_path)
-    if server_log is not None and config.resilience.pool.server_log is None:
-        config = _with_server_log(config, server_log, chosen=server_log != str(_SERVER_LOG))
+    if server_log is not None:  # --server-log wins; the default yields to the configuration's
+        chosen = server_log != str(_SERVER_LOG)
+        if chosen or config.resilience.pool.server_log is None:
+            config = _with_server_log(config, server_log, chosen)
     if audit is not None:
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
