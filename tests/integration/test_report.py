@@ -509,17 +509,22 @@ def test_an_unwritable_report_is_refused_before_the_run(tmp_path: Path) -> None:
     assert not log.exists() or log.stat().st_size == 0  # no server was started
 
 
-def test_stdio_servers_stderr_goes_to_the_log_file_named_on_stderr(tmp_path: Path) -> None:
-    """A server that writes to its stderr: the run's own output stays clean."""
+def test_stdio_servers_stderr_goes_to_the_log_file_named_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that writes to its stderr: the run's own output stays clean. Its environment's
+    ``${VAR}`` references are expanded as on the default path."""
     server = tmp_path / "noisy.py"
     server.write_text(
-        "import sys\n"
-        "print('NOISY BANNER', file=sys.stderr, flush=True)\n"
+        "import os, sys\n"
+        "print('NOISY BANNER', os.environ.get('MARK'), file=sys.stderr, flush=True)\n"
         "from hybridmcp.testing.faultserver import main\n"
         "main()\n"
     )
+    monkeypatch.setenv("HYBRIDMCP_TEST_MARK", "from-the-environment")
     cfg = config(word_count_ms=2)
     cfg["mcpServers"]["flaky"]["args"] = [str(server)]
+    cfg["mcpServers"]["flaky"]["env"]["MARK"] = "${HYBRIDMCP_TEST_MARK}"
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     (tmp_path / "t.json").write_text(json.dumps({"requests": [stats(0)]}))
     log = tmp_path / "logs" / "servers.log"
@@ -527,7 +532,7 @@ def test_stdio_servers_stderr_goes_to_the_log_file_named_on_stderr(tmp_path: Pat
         "run", "t.json", "-c", "c.json", "--db", ":memory:", "--server-log", str(log), cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
-    assert "NOISY BANNER" in log.read_text()
+    assert "NOISY BANNER from-the-environment" in log.read_text()
     assert "NOISY BANNER" not in proc.stdout + proc.stderr
     assert f"servers' stderr: {log}" in proc.stderr
 

@@ -75,6 +75,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import time
@@ -158,6 +159,13 @@ def to_connection(server: ServerConfig) -> dict[str, Any]:
     return conn
 
 
+_BRACED_VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+def _from_environ(match: re.Match[str]) -> str:
+    return os.environ.get(match.group(1), match.group(0))
+
+
 @contextlib.asynccontextmanager
 async def _session_for(
     connection: dict[str, Any], server_log: str | None
@@ -168,9 +176,10 @@ async def _session_for(
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
         return
-    params = StdioServerParameters(
-        **{k: connection[k] for k in ("command", "args", "env", "cwd") if k in connection}
-    )
+    given = {k: connection[k] for k in ("command", "args", "env", "cwd") if k in connection}
+    if given.get("env") is not None:  # ${VAR} expanded, as langchain-mcp-adapters does
+        given["env"] = {k: _BRACED_VAR.sub(_from_environ, v) for k, v in given["env"].items()}
+    params = StdioServerParameters(**given)
     log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
     try:
         async with (
