@@ -1,15 +1,20 @@
 """The command line: ``hybridmcp run [TASK | --ask TEXT] [--config FILE] [--json] [--db DB]
-[--thread ID] [--audit FILE]``, ``hybridmcp servers``, ``hybridmcp tools``, ``hybridmcp stats``,
-``hybridmcp audit verify FILE [--head H]``, ``hybridmcp audit head FILE``."""
+[--thread ID] [--audit FILE] [--report FILE] [--table] [--quiet] [--server-log FILE]``,
+``hybridmcp report --thread ID [--db DB | --url URL] -o FILE``, ``hybridmcp servers``,
+``hybridmcp tools``, ``hybridmcp stats``, ``hybridmcp audit verify FILE [--head H]``,
+``hybridmcp audit head FILE``, ``hybridmcp --version``."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -22,7 +27,7 @@ from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.errors import HybridMCPError
+from hybridmcp.errors import ConfigError, HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.persistence import (
     ENV_DB,
@@ -33,6 +38,9 @@ from hybridmcp.persistence import (
 )
 from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
+from hybridmcp.report import write_report
+from hybridmcp.report.source import from_database, from_server, own_types_quiet
+from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
 from hybridmcp.runtime import Resources
 from hybridmcp.task import load_task, parse_task
 
@@ -112,34 +120,12 @@ def render(data: dict[str, Any], console: Console) -> None:
     if data.get("coordination"):
         strategy = data["coordination"]["coordination_strategy"]
         console.print(f"coordination: {_short(strategy, 200)}", highlight=False)
-    q, m = data["quality"], data["metrics"]
-    console.print(
-        "quality: " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)),
-        highlight=False,
-    )
-    console.print(
-        f"metrics: {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')}, "
-        f"calls {m.get('calls')}, cost {m.get('cost')}, wall {m.get('wall_ms')} ms",
-        highlight=False,
-    )
+    render_totals(data, console)
+    m = data["metrics"]
     accuracy = (m.get("prediction") or {}).get("accuracy")
     if accuracy is not None:
         console.print(
             f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
-            highlight=False,
-        )
-    c = data.get("cost") or {}
-    if c:
-        opt = c["cost_optimization"]
-        budget = (
-            f", budget {c['budget']:g} ({c['budget_remaining']:g} left)"
-            if c["budget"] is not None
-            else ""
-        )
-        console.print(
-            f"cost: spent {c['spent']:g}{budget}; always-external would have cost "
-            f"{opt['always_external']:g} for {opt['requests_compared']} request(s), "
-            f"saved {opt['saved']:g}",
             highlight=False,
         )
 
@@ -174,8 +160,14 @@ async def _run(
     audit: str | None = None,
     ask: str | None = None,
     show: Callable[[Plan], None] | None = None,
+    server_log: str | None = None,
+    captured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     config = load_config(config_path)
+    if server_log is not None:  # --server-log wins; the default yields to the configuration's
+        chosen = server_log != str(_SERVER_LOG)
+        if chosen or config.resilience.pool.server_log is None:
+            config = _with_server_log(config, server_log, chosen)
     if audit is not None:
         config = config.model_copy(
             update={"audit": config.audit.model_copy(update={"path": audit})}
@@ -211,6 +203,11 @@ async def _run(
                             out = event["output"]
                         else:
                             display.update(event)
+            if captured is not None:  # the full final state and what is learned: the report's
+                with own_types_quiet():
+                    snapshot = await co.graph.aget_state(co.run_config(thread_id))
+                captured["state"] = dict(snapshot.values or {})
+                captured["learned"] = [stats_record(s) for s in await all_stats(store)]
         finally:
             if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
                 await checkpointer.adelete_thread(thread_id)
@@ -258,14 +255,47 @@ def run(
             "shown, validated, then run.",
         ),
     ] = None,
+    report_file: Annotated[
+        str | None,
+        typer.Option(
+            "--report",
+            help="Write the run as one self-contained HTML file: timeline, decisions, "
+            "conflicts, events, cost and quality (docs/report.md).",
+        ),
+    ] = None,
+    table: Annotated[
+        bool,
+        typer.Option(
+            "--table", help=f"Print a row per request even above {SUMMARY_ABOVE} requests."
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress and no result on stdout: the exit code says it."
+        ),
+    ] = False,
+    server_log: Annotated[
+        str | None,
+        typer.Option(
+            "--server-log",
+            help=f"Append the stderr of stdio MCP servers to FILE (default: {_SERVER_LOG}).",
+        ),
+    ] = None,
 ) -> None:
-    """Run a task (or the embedded demo) and print the coordinated result."""
+    """Run a task (or the embedded demo) and print the coordinated result: a table, or above
+    50 requests a summary."""
     console = Console(stderr=as_json)
     if ask is not None and task is not None:
         Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
         raise typer.Exit(EXIT_USAGE)
-    live = not as_json and sys.stdout.isatty() and ask is None
+    live = not as_json and not quiet and sys.stderr.isatty() and ask is None
+    log_path = server_log or str(_SERVER_LOG)
+    log_size = _size(log_path)
+    captured: dict[str, Any] | None = {} if report_file else None
     try:
+        if report_file:  # refused before the run, not after it
+            _check_writable(report_file, "--report")
         data = asyncio.run(
             _run(
                 task,
@@ -276,10 +306,22 @@ def run(
                 audit=audit,
                 ask=ask,
                 show=lambda plan: show_plan(plan, console, as_json),
+                server_log=log_path,
+                captured=captured,
             )
         )
+        if report_file and captured is not None:
+            where = f"thread {thread}" if thread else "an unnamed run"
+            write_report(
+                report_file,
+                captured["state"],
+                captured["learned"],
+                source=f"{len(data['results'])} requests, {where}",
+            )
     except HybridMCPError as err:
         _refuse(err)
+    except OSError as err:
+        _refuse(HybridMCPError(f"cannot write the report {report_file!r}: {err}"))
     found = data["thread"]["found"]
     if found != "new":
         note = {
@@ -290,9 +332,102 @@ def run(
         Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
+    elif quiet:
+        pass
+    elif len(data["results"]) > SUMMARY_ABOVE and not table:
+        render_summary(data, console)
     else:
         render(data, console)
+    notes = Console(stderr=True)
+    if _size(log_path) > log_size and not quiet:
+        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
+    if report_file and not quiet:
+        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+_SERVER_LOG = default_db_path().parent / "servers.log"
+"""Where the stderr of stdio servers goes by default: beside the default database."""
+
+
+def _check_writable(path: str, option: str) -> None:
+    where = Path(path).expanduser()
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {path!r} cannot be written: {err}") from None
+    if where.is_dir() or not os.access(where.parent, os.W_OK):
+        why = "it is a directory" if where.is_dir() else "its directory is not writable"
+        raise ConfigError(f"{option} {path!r} cannot be written: {why}")
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _with_server_log(config: HybridConfig, path: str, chosen: bool) -> HybridConfig:
+    """The configuration with stdio servers' stderr appended to ``path``. A file that cannot be
+    written is an error when chosen (``--server-log``); the default one is then left out."""
+    where = Path(path).expanduser()
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        with where.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        if chosen:
+            raise ConfigError(f"--server-log {path!r} cannot be written: {err}") from None
+        return config
+    pool = config.resilience.pool.model_copy(update={"server_log": str(where)})
+    resilience = config.resilience.model_copy(update={"pool": pool})
+    return config.model_copy(update={"resilience": resilience})
+
+
+@app.command("report")
+def report_command(
+    thread: Annotated[
+        str, typer.Option("--thread", help="The thread the run was started on.")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write.")],
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            help=f"Run database holding the thread's checkpoints (default: ${ENV_DB}, "
+            f"else {default_db_path()}).",
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="Read the thread from a LangGraph server instead (its URL)."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="LANGGRAPH_API_KEY", help="The server's API key (with --url)."
+        ),
+    ] = None,
+) -> None:
+    """Write the HTML report of a checkpointed run (from the run database or a LangGraph
+    server): one self-contained file, see docs/report.md."""
+    if url is not None and db is not None:
+        _refuse(HybridMCPError("give --db or --url, not both"))
+    try:
+        _check_writable(output, "--output")
+        if url is not None:
+            state, learned = asyncio.run(from_server(url, thread, api_key))
+            where = url
+        else:
+            where = resolve_db(db)
+            state, learned = asyncio.run(from_database(where, thread))
+        write_report(output, state, learned, source=f"thread {thread} in {where}")
+    except HybridMCPError as err:
+        _refuse(err)
+    except OSError as err:
+        _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
+    Console(stderr=True).print(f"report: {output}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
@@ -572,8 +707,25 @@ def audit_head(
     raise typer.Exit(EXIT_OK)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            version = importlib.metadata.version("hybridmcp")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        print(f"hybridmcp {version}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     """hybridmcp: internal and external capabilities, coordinated."""
 
 

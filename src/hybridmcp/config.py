@@ -406,6 +406,11 @@ class PoolConfig(_Model):
         description="How long a call may wait for a slot or a live session before it is "
         "refused with BackPressureError (never sent, never held against the server).",
     )
+    server_log: str | None = Field(
+        None,
+        description="Append the stderr of stdio servers (their banners and logs) to this "
+        "file; by default it is the coordinator's own stderr.",
+    )
     cancel_notifications: bool = Field(
         False,
         description="Send notifications/cancelled for an abandoned request (a lost hedge, a "

@@ -31,6 +31,7 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 from hybridmcp.events import EventCode
@@ -113,9 +114,14 @@ class LiveProgress:
     """A live view of the events above on a rich console (the CLI shows it on stderr).
 
     One bar counts attempts (its total grows as arbitration and reallocation dispatch work),
-    its label names the phase under way; failures, reallocations and conflicts are printed above
-    it as they happen. The bar is transient: when the run ends, only those lines stay.
+    with how many failed, how many are in flight and the time left at the current pace; its
+    label names the phase under way (``calls`` while attempts run). Failures, reallocations and
+    conflicts are printed above it as they happen, the first :attr:`lines` of them (then only
+    counted, so a big run does not scroll). The bar is transient: when the run ends, only those
+    lines stay.
     """
+
+    lines = 20
 
     def __init__(self, console: Console) -> None:
         self.progress = Progress(
@@ -123,13 +129,20 @@ class LiveProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("attempts"),
+            TextColumn("done · [red]{task.fields[failed]}[/red] failed · "
+                       "{task.fields[flight]} in flight"),
             TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
             console=console,
             transient=True,
-        )
-        self.task = self.progress.add_task("starting", total=None)
+        )  # fmt: skip
+        self.task = self.progress.add_task("starting", total=None, failed=0, flight=0)
         self.total = 0
+        self.failed = 0
+        self.flying: set[tuple[Any, ...]] = set()
+        self.logged = 0
+        self.unlogged = 0
 
     def __enter__(self) -> LiveProgress:
         self.progress.start()
@@ -137,9 +150,21 @@ class LiveProgress:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        if self.unlogged:
+            self.progress.console.print(
+                f"… {self.unlogged} more failures, reallocations or conflicts (see the result)",
+                highlight=False,
+            )
 
     def _log(self, text: str) -> None:
+        if self.logged >= self.lines:
+            self.unlogged += 1
+            return
+        self.logged += 1
         self.progress.console.print(text, highlight=False)
+
+    def _counts(self) -> None:
+        self.progress.update(self.task, failed=self.failed, flight=len(self.flying))
 
     def update(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -148,14 +173,25 @@ class LiveProgress:
                 self.progress.update(self.task, description=event["node"])
             elif event.get("attempts"):
                 self.total += event["attempts"]
-                self.progress.update(self.task, total=self.total)
+                self.progress.update(self.task, total=self.total, description="calls")
+        elif kind == "attempt" and event["status"] == "started":
+            self.flying.add(tuple(event.get(k) for k in _ATTEMPT_KEYS))
+            self._counts()
         elif kind == "attempt" and event["status"] == "finished":
+            key = tuple(event.get(k) for k in _ATTEMPT_KEYS)
+            if key in self.flying:
+                self.flying.discard(key)
+            else:  # a hedge: one more attempt than was dispatched
+                self.total += 1
+                self.progress.update(self.task, total=self.total)
             self.progress.advance(self.task)
             if not event.get("ok"):
+                self.failed += 1
                 self._log(
                     f"[red]✗[/red] {event['request_id']}: {event['provider']} failed: "
                     f"{event.get('error')}"
                 )
+            self._counts()
         elif kind == "reallocation":
             self._log(
                 f"[yellow]↪[/yellow] {event['request_id']}: reallocated to {event['to_provider']}"

@@ -75,17 +75,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sys
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import anyio
 from langchain_mcp_adapters.sessions import create_session
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
@@ -155,6 +157,38 @@ def to_connection(server: ServerConfig) -> dict[str, Any]:
     if server.headers:
         conn["headers"] = dict(server.headers)
     return conn
+
+
+_BRACED_VAR = re.compile(r"\$\{([^}]+)\}")
+
+
+def _from_environ(match: re.Match[str]) -> str:
+    return os.environ.get(match.group(1), match.group(0))
+
+
+@contextlib.asynccontextmanager
+async def _session_for(
+    connection: dict[str, Any], server_log: str | None
+) -> AsyncIterator[ClientSession]:
+    """A session on the connection; a stdio server's stderr appended to ``server_log`` when
+    set (``langchain-mcp-adapters`` leaves it on the coordinator's own stderr)."""
+    if connection["transport"] != "stdio" or server_log is None:
+        async with create_session(connection) as session:  # type: ignore[arg-type]
+            yield session
+        return
+    given = {k: connection[k] for k in ("command", "args", "env", "cwd") if k in connection}
+    if given.get("env") is not None:  # ${VAR} expanded, as langchain-mcp-adapters does
+        given["env"] = {k: _BRACED_VAR.sub(_from_environ, v) for k, v in given["env"].items()}
+    params = StdioServerParameters(**given)
+    log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
+    try:
+        async with (
+            stdio_client(params, errlog=log) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            yield session
+    finally:
+        log.close()
 
 
 @dataclass
@@ -265,7 +299,7 @@ class _ServerSession:
         try:
             # Finding the command reads the file system: never on the event loop.
             connection = await asyncio.to_thread(to_connection, self.config)
-            async with create_session(connection) as session:  # type: ignore[arg-type]
+            async with _session_for(connection, self.settings.server_log) as session:
                 await session.initialize()
                 listed = await session.list_tools()
                 if self._owner is me:
