@@ -1,15 +1,16 @@
 """Every coordination event code, in one place.
 
-Events are plain dicts in state (``{"code": ..., ...}``); the codes are members of
-:class:`EventCode`, a ``StrEnum``, so they compare equal to (and serialize as) their names.
+Events are plain dicts in state (``{"code": ..., ...}``). The codes are the attributes of
+:class:`EventCode`, plain strings: not ``Enum`` members, because checkpointed state must hold
+only JSON types. LangGraph's checkpoint serializer stores an ``Enum`` member as a custom type,
+warns when it loads one, and refuses it in strict mode (``LANGGRAPH_STRICT_MSGPACK``), which
+would make a checkpointed run unresumable.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 
-
-class EventCode(StrEnum):
+class EventCode:
     """What happened during a run; each event dict carries one as its ``code``."""
 
     # Degradation and reallocation (spec, Phase 2)
@@ -41,3 +42,8 @@ class EventCode(StrEnum):
     # LM layer
     LM_FALLBACK = "LM_FALLBACK"
     EXPERT_ARBITRATION = "EXPERT_ARBITRATION"
+
+    @classmethod
+    def codes(cls) -> frozenset[str]:
+        """Every code."""
+        return frozenset(v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str))
