@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -146,3 +147,33 @@ async def test_a_broken_session_is_replaced_without_failing_the_calls_not_on_it(
         assert status.replacements == 1 and status.opens == 2, status.describe()
         assert status.describe()["replacements"] == 1
     assert [r.getMessage() for r in caplog.records if "session broken" in r.getMessage()]
+
+
+async def test_an_answer_waiting_behind_a_busy_loop_is_not_a_timeout() -> None:
+    """The server answers at once, but the event loop is busy (blocked) for longer than the
+    call's deadline right after sending: the answer waits unread in the pipe. The deadline is
+    the provider's time, so the timer is set again for what the provider has left and the
+    answer is read; the latency excludes the loop's lateness. Without a lag measure (no
+    ``lag_ms``) the same call times out: the deadline is then wall-clock."""
+    from hybridmcp.capabilities.timing import LoopLag
+
+    lag = LoopLag()
+    lag.ensure_running()
+    await asyncio.sleep(0.05)  # the probe is running
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(OUTER_S), pool() as p:
+        await p.call_tool("faulty", "echo", {"text": "warm"}, 10.0)  # the server's first call
+        for measured in (True, False):
+            timing = CallTiming(lag_ms=lag.total_ms if measured else None)
+            call = asyncio.create_task(
+                p.call_tool("faulty", "echo", {"text": "hi"}, 0.3, timing=timing)
+            )
+            await timing.sent.wait()
+            loop.call_soon(time.sleep, 0.8)  # the loop is busy elsewhere: 0.8 s > 0.3 s
+            if measured:
+                assert text(await call) == {"text": "hi"}
+                assert timing.latency_ms() < 300
+            else:
+                with pytest.raises(DeadlineExceededError, match="did not answer within 300 ms"):
+                    await call
+    await lag.close()

@@ -117,6 +117,8 @@ REQUEST_TIMEOUT = 408
 STOP_GRACE_S = 5.0
 """How long a stopping owner task may take (a stdio transport waits 2 s for its process)."""
 STRAGGLER_GRACE_S = 2.0
+REARM_MIN_S = 0.005
+"""A deadline timer that fires with less than this of the provider's time left expires."""
 """How long an abandoned request may outlive its deadline before the MCP client's own read
 timeout ends it (a server that answers neither the call nor ``notifications/cancelled``)."""
 _SESSION_GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
@@ -481,7 +483,7 @@ class _ServerSession:
         Its answer settles ``call.outcome`` unless the caller gave up first, in which case it
         is discarded. The deadline runs from the moment the request is written; the MCP
         client's own read timeout, ``STRAGGLER_GRACE_S`` later, ends a request whose server
-        answers neither the call nor its cancellation.
+        answers neither the call nor its cancellation (twice the deadline, plus that).
         """
         where = f"{self.name}/{call.tool}"
         loop = asyncio.get_running_loop()
@@ -493,7 +495,9 @@ class _ServerSession:
         timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
         self.status.in_flight += 1
-        read_timeout = timedelta(seconds=call.timeout_s + STRAGGLER_GRACE_S)
+        # A backstop for a server that answers neither the call nor its cancellation: late
+        # enough that a deadline re-armed over the loop's lateness (see _expire) comes first.
+        read_timeout = timedelta(seconds=2 * call.timeout_s + STRAGGLER_GRACE_S)
         try:
             for attempt in (1, 2):
                 # The id the session gives this request: read synchronously, just before it.
@@ -550,8 +554,16 @@ class _ServerSession:
 
     def _expire(self, call: _Call) -> None:
         """The deadline (a timer, ``timeout_s`` after sending): the caller gets
-        :class:`DeadlineExceededError` now; the request is abandoned, not cancelled."""
+        :class:`DeadlineExceededError` now; the request is abandoned, not cancelled.
+
+        The deadline is the provider's time, like its latency: when the event loop ran late
+        during the call (an answer may be waiting, unread, behind other work), the provider has
+        not had ``timeout_s`` yet, and the timer is set again for what it has left."""
         if call.outcome.done():
+            return
+        left = call.timeout_s - call.timing.since_sent_s()
+        if left > REARM_MIN_S:
+            asyncio.get_running_loop().call_later(left, self._expire, call)
             return
         call.timing.mark_ended()
         call.outcome.set_exception(
