@@ -480,8 +480,10 @@ def verify(
             "records, not records cut off the end or a recomputed chain"
         )
     before_last = by_seq.get(last.seq - 1) if last is not None else None
-    if anchor is not None and not problems and interrupted_append(
-        anchored, last, before_last, keyed=keyed
+    if (
+        anchor is not None
+        and not problems
+        and interrupted_append(anchored, last, before_last, keyed=keyed)
     ):
         assert last is not None
         notes.append(
@@ -518,78 +520,106 @@ def _check_chain(
             f"line {len(lines)}: incomplete final line ({len(lines[-1])} bytes, no newline): "
             "an interrupted or truncated write"
         )
-    prev_seq, prev_hash = 0, GENESIS_HASH
-    records = 0
-    keyed: bool | None = None
-    by_seq: dict[int, str] = {}
-    missing_key_told = False
+        lines.pop()  # reported: not read as a record
+    walk = _ChainWalk(key, problems)
     for number, raw in enumerate(lines, start=1):
-        if number == len(lines) and not data.endswith(b"\n"):
-            break  # already reported as incomplete
-        if not raw.strip():
-            problems.append(f"line {number}: empty line")
-            continue
-        try:
-            record = json.loads(raw)
-        except ValueError as exc:
-            problems.append(f"line {number}: not valid JSON ({exc.args[0] if exc.args else exc})")
-            continue
-        this_keyed = isinstance(record, dict) and "mac" in record
+        record = _parse_line(number, raw, problems)
+        if record is not None:
+            walk.check(number, record)
+    return walk.records, walk.keyed, walk.by_seq
+
+
+def _parse_line(number: int, raw: bytes, problems: list[str]) -> dict[str, Any] | None:
+    """The line's record, or None (its problem appended) when it is not one."""
+    if not raw.strip():
+        problems.append(f"line {number}: empty line")
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:
+        problems.append(f"line {number}: not valid JSON ({exc.args[0] if exc.args else exc})")
+        return None
+    keyed = isinstance(record, dict) and "mac" in record
+    prev_field, mac_field = _chain_fields(keyed)
+    if not isinstance(record, dict) or not all(k in record for k in ("seq", prev_field, mac_field)):
+        problems.append(
+            f"line {number}: not an audit record (seq, prev_mac/prev_hash or mac/hash missing)"
+        )
+        return None
+    return record
+
+
+@dataclass
+class _ChainWalk:
+    """The chain so far, as :func:`_check_chain` reads it line by line."""
+
+    key: bytes | None
+    problems: list[str]
+    records: int = 0
+    keyed: bool | None = None
+    by_seq: dict[int, str] = field(default_factory=dict)
+    prev_seq: int = 0
+    prev_hash: str = GENESIS_HASH
+    missing_key_told: bool = False
+
+    def check(self, number: int, record: dict[str, Any]) -> None:
+        this_keyed = "mac" in record
         prev_field, mac_field = _chain_fields(this_keyed)
-        if not isinstance(record, dict) or not all(
-            k in record for k in ("seq", prev_field, mac_field)
-        ):
-            problems.append(
-                f"line {number}: not an audit record (seq, prev_mac/prev_hash or mac/hash missing)"
-            )
-            continue
-        if keyed is None:
-            keyed = this_keyed
-        elif keyed != this_keyed:
-            problems.append(
+        if self.keyed is None:
+            self.keyed = this_keyed
+        elif self.keyed != this_keyed:
+            self.problems.append(
                 f"line {number}: {'keyed' if this_keyed else 'unkeyed'} record in "
-                f"{'a keyed' if keyed else 'an unkeyed'} trail: records of another trail were "
-                "mixed in"
+                f"{'a keyed' if self.keyed else 'an unkeyed'} trail: records of another trail "
+                "were mixed in"
             )
-        records += 1
-        seq, stored = record["seq"], str(record[mac_field])
-        if not isinstance(seq, int) or isinstance(seq, bool):
-            problems.append(f"line {number}: seq is {seq!r}, not an integer")
-            seq = prev_seq + 1
-        elif seq != prev_seq + 1:
-            if seq > prev_seq + 1:
-                what = f"{seq - prev_seq - 1} record(s) missing before it"
-            else:
-                what = "out of order or duplicated"
-            problems.append(f"line {number}: seq {seq} follows seq {prev_seq}: {what}")
-        if record[prev_field] != prev_hash:
-            problems.append(
+        self.records += 1
+        seq, stored = self._seq(number, record["seq"]), str(record[mac_field])
+        if record[prev_field] != self.prev_hash:
+            self.problems.append(
                 f"line {number} (seq {seq}): {prev_field} does not match the line before it: "
                 "a record was removed, inserted or moved here"
             )
-        if not this_keyed:
+        self._check_seal(number, seq, record, stored, this_keyed)
+        # Go on from what the file says, so one bad line is reported once, not for every line
+        # after it.
+        self.prev_seq, self.prev_hash = seq, stored
+        self.by_seq[seq] = stored
+
+    def _seq(self, number: int, seq: Any) -> int:
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            self.problems.append(f"line {number}: seq is {seq!r}, not an integer")
+            return self.prev_seq + 1
+        if seq != self.prev_seq + 1:
+            if seq > self.prev_seq + 1:
+                what = f"{seq - self.prev_seq - 1} record(s) missing before it"
+            else:
+                what = "out of order or duplicated"
+            self.problems.append(f"line {number}: seq {seq} follows seq {self.prev_seq}: {what}")
+        return seq
+
+    def _check_seal(
+        self, number: int, seq: int, record: dict[str, Any], stored: str, keyed: bool
+    ) -> None:
+        """The record's hash (unkeyed) or MAC (keyed) against what it carries."""
+        if not keyed:
             if record_hash(record) != stored:
-                problems.append(
+                self.problems.append(
                     f"line {number} (seq {seq}): hash mismatch: the record was modified after "
                     "it was written"
                 )
-        elif key is None:
-            if not missing_key_told:
-                problems.append(
+        elif self.key is None:
+            if not self.missing_key_told:
+                self.problems.append(
                     f"line {number}: keyed records but no key to check their MACs: set "
                     f"${ENV_KEY}, pass --key-file, or keep the key file beside the trail"
                 )
-                missing_key_told = True
-        elif not hmac.compare_digest(record_mac(record, key), stored):
-            problems.append(
+                self.missing_key_told = True
+        elif not hmac.compare_digest(record_mac(record, self.key), stored):
+            self.problems.append(
                 f"line {number} (seq {seq}): MAC mismatch: the record was modified after it was "
                 "written, or forged without the key (or the key is not this trail's)"
             )
-        # Go on from what the file says, so one bad line is reported once, not for every line
-        # after it.
-        prev_seq, prev_hash = seq, stored
-        by_seq[seq] = stored
-    return records, keyed, by_seq
 
 
 def interrupted_append(

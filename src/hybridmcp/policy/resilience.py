@@ -240,116 +240,198 @@ def plan_round(
     the server (:func:`hybridmcp.policy.effects.unrepeatable`) is never moved; the request
     ends ``outcome_unknown`` (``WRITE_NOT_REPEATED``), or as a failed write when the server said so.
     """
-    cfg = degradation or DegradationConfig()
+    rnd = _Round(
+        attempts=attempts,
+        round_no=round_no,
+        max_rounds=max_rounds,
+        sides=sides,
+        cfg=degradation or DegradationConfig(),
+        recent=recent,
+        deadline_passed=deadline_passed,
+        disputed=disputed,
+        effects=effects or {},
+        faults=request_faults(attempts),
+    )
     plan = RoundPlan()
-    faults = request_faults(attempts)
     by_request: dict[str, list[Mapping[str, Any]]] = {}
     for a in attempts:
         by_request.setdefault(a["request_id"], []).append(a)
     for rid in requests:
-        allocation = allocations.get(rid) or {}
-        tried = by_request.get(rid, [])
-        this_round = [a for a in tried if a.get("round") == round_no]
-        ok = [a for a in tried if a["ok"]]
-        failed_now = [a for a in this_round if not a["ok"]]
-        ranking = list(allocation.get("ranking", ()))
-        remaining = [p for p in ranking if p not in {a["provider"] for a in tried}]
-        scores = allocation.get("scores", {})
-
-        def event(a: Mapping[str, Any], reasons: list[str], **kw: Any) -> dict[str, Any]:
-            return _degradation_event(rid, a, attempts, scores, cfg, reasons=reasons, **kw)  # noqa: B023
-
-        can_move = bool(remaining) and round_no < max_rounds and not deadline_passed
-        if allocation.get("mode") == "none":
-            plan.failed[rid] = allocation.get("rule", "no eligible provider")
-            continue
-        if ok and rid in disputed and can_move:
-            plan.moves.append(
-                {
-                    "request_id": rid,
-                    "provider": remaining[0],
-                    "side": sides.get(remaining[0]),
-                    "reason": "tie-break: the answers disagree and no evidence decides",
-                }
-            )
-            plan.events.append(
-                {
-                    "code": EventCode.TIE_BREAK,
-                    "request_id": rid,
-                    "disputed_by": sorted(a["provider"] for a in ok),
-                    "asked": remaining[0],
-                }
-            )
-            continue
-        if not ok and failed_now and rid in faults:
-            why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in failed_now)
-            plan.failed[rid] = f"request error (the request itself is wrong): {why}"
-            plan.events.append({"code": EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
-            continue
-        if ok:
-            served = ok[0]
-            for a in this_round:
-                reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg)
-                if reasons and a is not served:
-                    plan.events.append(event(a, reasons, served=served, recent=recent))
-                elif reasons:  # answered, but slowly: later requests shift, this one is done
-                    plan.events.append(event(a, reasons, recent=recent))
-            plan.settled.append(rid)
-            continue
-        if not failed_now:
-            continue  # nothing ran for it this round; still in flight elsewhere
-        held = [a for a in failed_now if unrepeatable(a, (effects or {}).get(a["provider"], ""))]
-        target = remaining[0] if can_move and not held else None
-        target_side = sides.get(target) if target else None
-        # A call still queued when it ended (our slots, the caller's deadline) never reached
-        # its provider: no degradation is said of it, no side is blamed.
-        informative = [a for a in failed_now if not never_sent(a)]
-        for a in informative:
-            reasons = assess(a, scores.get(a["provider"], {}).get("prediction"), cfg) or ["error"]
-            plan.events.append(
-                event(a, reasons, target=target, target_side=target_side, recent=recent)
-            )
-        if allocation.get("mode") == "hybrid" and len({a["side"] for a in informative}) > 1:
-            plan.events.append(
-                {
-                    "code": EventCode.COORDINATION_FAILURE,
-                    "request_id": rid,
-                    "coordination_status": EventCode.COORDINATION_FAILURE,
-                    "failure_point": "parallel_execution",
-                    "affected_components": [a["provider"] for a in failed_now],
-                    "fallback_strategy": "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE",
-                    "next_provider": target,
-                }
-            )
-        if held:
-            plan.failed[rid] = unrepeatable_reason(held)
-            plan.events.append(
-                {
-                    "code": EventCode.WRITE_NOT_REPEATED,
-                    "request_id": rid,
-                    "providers": [a["provider"] for a in held],
-                    "outcome": "unknown" if OUTCOME_UNKNOWN in plan.failed[rid] else "failed",
-                    "reason": plan.failed[rid],
-                }
-            )
-        elif target is None:
-            errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
-            if deadline_passed and not any(a.get("sent") for a in tried):
-                why = "the run's deadline passed before any call was sent (nothing was learned)"
-            elif deadline_passed:
-                why = "the run's deadline passed before it could be reallocated"
-            elif not remaining:
-                why = "no other provider can serve it"
-            else:
-                why = f"stopped after {max_rounds} rounds"
-            plan.failed[rid] = f"every provider failed ({errors}); {why}"
-        else:
-            plan.moves.append(
-                {
-                    "request_id": rid,
-                    "provider": target,
-                    "side": target_side,
-                    "reason": failed_now[0].get("error"),
-                }
-            )
+        _plan_request(rnd, plan, rid, allocations.get(rid) or {}, by_request.get(rid, []))
     return plan
+
+
+@dataclass(frozen=True)
+class _Round:
+    """What every request's decision in one round needs (see :func:`plan_round`)."""
+
+    attempts: Sequence[Mapping[str, Any]]
+    round_no: int
+    max_rounds: int
+    sides: Mapping[str, str]
+    cfg: DegradationConfig
+    recent: Mapping[str, Mapping[str, Any]] | None
+    deadline_passed: bool
+    disputed: Collection[str]
+    effects: Mapping[str, str]
+    faults: set[str]
+
+    def assess(self, allocation: Mapping[str, Any], a: Mapping[str, Any]) -> list[str]:
+        scores = allocation.get("scores", {})
+        return assess(a, scores.get(a["provider"], {}).get("prediction"), self.cfg)
+
+    def event(
+        self,
+        rid: str,
+        allocation: Mapping[str, Any],
+        a: Mapping[str, Any],
+        reasons: list[str],
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """The degradation event of attempt ``a`` (see :func:`_degradation_event`)."""
+        scores = allocation.get("scores", {})
+        return _degradation_event(
+            rid, a, self.attempts, scores, self.cfg, reasons=reasons, recent=self.recent, **kw
+        )
+
+
+def _plan_request(
+    rnd: _Round,
+    plan: RoundPlan,
+    rid: str,
+    allocation: Mapping[str, Any],
+    tried: list[Mapping[str, Any]],
+) -> None:
+    """One request's fate after this round: settled, moved, asked to break a tie, or failed."""
+    this_round = [a for a in tried if a.get("round") == rnd.round_no]
+    ok = [a for a in tried if a["ok"]]
+    failed_now = [a for a in this_round if not a["ok"]]
+    ranking = list(allocation.get("ranking", ()))
+    remaining = [p for p in ranking if p not in {a["provider"] for a in tried}]
+    can_move = bool(remaining) and rnd.round_no < rnd.max_rounds and not rnd.deadline_passed
+    if allocation.get("mode") == "none":
+        plan.failed[rid] = allocation.get("rule", "no eligible provider")
+    elif ok and rid in rnd.disputed and can_move:
+        _tie_break(rnd, plan, rid, ok, remaining[0])
+    elif not ok and failed_now and rid in rnd.faults:
+        why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in failed_now)
+        plan.failed[rid] = f"request error (the request itself is wrong): {why}"
+        plan.events.append({"code": EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
+    elif ok:
+        _settle(rnd, plan, rid, allocation, this_round, served=ok[0])
+    elif failed_now:
+        _after_failure(rnd, plan, rid, allocation, tried, failed_now, remaining, can_move)
+    # else: nothing ran for it this round; still in flight elsewhere
+
+
+def _tie_break(
+    rnd: _Round, plan: RoundPlan, rid: str, ok: list[Mapping[str, Any]], asked: str
+) -> None:
+    plan.moves.append(
+        {
+            "request_id": rid,
+            "provider": asked,
+            "side": rnd.sides.get(asked),
+            "reason": "tie-break: the answers disagree and no evidence decides",
+        }
+    )
+    plan.events.append(
+        {
+            "code": EventCode.TIE_BREAK,
+            "request_id": rid,
+            "disputed_by": sorted(a["provider"] for a in ok),
+            "asked": asked,
+        }
+    )
+
+
+def _settle(
+    rnd: _Round,
+    plan: RoundPlan,
+    rid: str,
+    allocation: Mapping[str, Any],
+    this_round: list[Mapping[str, Any]],
+    *,
+    served: Mapping[str, Any],
+) -> None:
+    """Answered: degraded attempts of this round are reported (a slow answer shifts later
+    requests; this one is done)."""
+    for a in this_round:
+        reasons = rnd.assess(allocation, a)
+        if reasons and a is not served:
+            plan.events.append(rnd.event(rid, allocation, a, reasons, served=served))
+        elif reasons:
+            plan.events.append(rnd.event(rid, allocation, a, reasons))
+    plan.settled.append(rid)
+
+
+def _after_failure(
+    rnd: _Round,
+    plan: RoundPlan,
+    rid: str,
+    allocation: Mapping[str, Any],
+    tried: list[Mapping[str, Any]],
+    failed_now: list[Mapping[str, Any]],
+    remaining: list[str],
+    can_move: bool,
+) -> None:
+    """Every attempt of this round failed: move to the best provider left, hold a write that
+    may have reached its server, or fail saying why."""
+    held = [a for a in failed_now if unrepeatable(a, rnd.effects.get(a["provider"], ""))]
+    target = remaining[0] if can_move and not held else None
+    target_side = rnd.sides.get(target) if target else None
+    # A call still queued when it ended (our slots, the caller's deadline) never reached
+    # its provider: no degradation is said of it, no side is blamed.
+    informative = [a for a in failed_now if not never_sent(a)]
+    for a in informative:
+        reasons = rnd.assess(allocation, a) or ["error"]
+        plan.events.append(
+            rnd.event(rid, allocation, a, reasons, target=target, target_side=target_side)
+        )
+    if allocation.get("mode") == "hybrid" and len({a["side"] for a in informative}) > 1:
+        plan.events.append(
+            {
+                "code": EventCode.COORDINATION_FAILURE,
+                "request_id": rid,
+                "coordination_status": EventCode.COORDINATION_FAILURE,
+                "failure_point": "parallel_execution",
+                "affected_components": [a["provider"] for a in failed_now],
+                "fallback_strategy": "SEQUENTIAL_PROCESSING_WITH_BEST_AVAILABLE",
+                "next_provider": target,
+            }
+        )
+    if held:
+        plan.failed[rid] = unrepeatable_reason(held)
+        plan.events.append(
+            {
+                "code": EventCode.WRITE_NOT_REPEATED,
+                "request_id": rid,
+                "providers": [a["provider"] for a in held],
+                "outcome": "unknown" if OUTCOME_UNKNOWN in plan.failed[rid] else "failed",
+                "reason": plan.failed[rid],
+            }
+        )
+    elif target is None:
+        plan.failed[rid] = _why_failed(rnd, tried, remaining)
+    else:
+        plan.moves.append(
+            {
+                "request_id": rid,
+                "provider": target,
+                "side": target_side,
+                "reason": failed_now[0].get("error"),
+            }
+        )
+
+
+def _why_failed(rnd: _Round, tried: list[Mapping[str, Any]], remaining: list[str]) -> str:
+    errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
+    if rnd.deadline_passed and not any(a.get("sent") for a in tried):
+        why = "the run's deadline passed before any call was sent (nothing was learned)"
+    elif rnd.deadline_passed:
+        why = "the run's deadline passed before it could be reallocated"
+    elif not remaining:
+        why = "no other provider can serve it"
+    else:
+        why = f"stopped after {rnd.max_rounds} rounds"
+    return f"every provider failed ({errors}); {why}"
