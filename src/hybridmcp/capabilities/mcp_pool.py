@@ -96,6 +96,7 @@ from mcp.types import (
     CancelledNotification,
     CancelledNotificationParams,
     ClientNotification,
+    Implementation,
     Tool,
 )
 
@@ -142,22 +143,44 @@ def resolve_command(command: str) -> str:
 
 
 def to_connection(server: ServerConfig) -> dict[str, Any]:
-    """The ``langchain-mcp-adapters`` connection for a configured server."""
+    """The ``langchain-mcp-adapters`` connection for a configured server: its transport's
+    keys (``headers`` on every HTTP request; ``timeout`` and ``sse_read_timeout`` in seconds)
+    and the ``ClientSession`` arguments of ``session_kwargs``."""
+    conn: dict[str, Any]
     if isinstance(server, StdioServer):
-        conn: dict[str, Any] = {
+        conn = {
             "transport": "stdio",
             "command": resolve_command(server.command),
             "args": list(server.args),
         }
-        if server.env is not None:
-            conn["env"] = dict(server.env)
-        if server.cwd is not None:
-            conn["cwd"] = server.cwd
-        return conn
-    assert isinstance(server, HttpServer)
-    conn = {"transport": server.transport, "url": server.url}
-    if server.headers:
-        conn["headers"] = dict(server.headers)
+        optional: dict[str, Any] = {
+            "env": dict(server.env) if server.env is not None else None,
+            "cwd": server.cwd,
+            "encoding": server.encoding,
+            "encoding_error_handler": server.encoding_error_handler,
+        }
+    else:
+        assert isinstance(server, HttpServer)
+        conn = {"transport": server.transport, "url": server.url}
+        optional: dict[str, Any] = {
+            "headers": dict(server.headers) if server.headers else None,
+            "timeout": server.timeout,
+            "sse_read_timeout": server.sse_read_timeout,
+        }
+        if server.transport == "streamable_http":
+            optional["terminate_on_close"] = server.terminate_on_close
+    conn |= {key: value for key, value in optional.items() if value is not None}
+    session = server.session_kwargs
+    if session is not None:
+        kwargs: dict[str, Any] = {}
+        if session.read_timeout_seconds is not None:
+            kwargs["read_timeout_seconds"] = timedelta(seconds=session.read_timeout_seconds)
+        if session.client_info is not None:
+            kwargs["client_info"] = Implementation(
+                name=session.client_info.name, version=session.client_info.version
+            )
+        if kwargs:
+            conn["session_kwargs"] = kwargs
     return conn
 
 
