@@ -448,7 +448,8 @@ def _normalize_server(name: str, raw: Any, path: str, check: _Check | None) -> A
     """One server entry as MCP clients write it, in this model's terms (``None``: refused,
     the problem noted in ``check``).
 
-    ``type`` (VS Code, Cline, Cursor) or ``transport`` (langchain-mcp-adapters), any spelling;
+    ``type`` (VS Code, Cline, Cursor), ``transportType`` (older Cline) or ``transport``
+    (langchain-mcp-adapters), any spelling of the transport;
     neither: stdio when there is a ``command``, streamable HTTP when there is a ``url``."""
 
     def refuse(message: str) -> None:
@@ -461,7 +462,8 @@ def _normalize_server(name: str, raw: Any, path: str, check: _Check | None) -> A
         return None
     data = dict(raw)
 
-    given = {k: data.pop(k, None) if k == "type" else data.get(k) for k in ("type", "transport")}
+    spellings = ("type", "transportType", "transport")  # VS Code/Cursor, older Cline, langchain
+    given = {k: data.pop(k, None) if k != "transport" else data.get(k) for k in spellings}
     given = {k: v for k, v in given.items() if v is not None}
     kinds = {k: _TRANSPORT_ALIASES.get(v) if isinstance(v, str) else None for k, v in given.items()}
     for key, kind in kinds.items():
@@ -472,7 +474,8 @@ def _normalize_server(name: str, raw: Any, path: str, check: _Check | None) -> A
             )
             return None
     if len(set(kinds.values())) > 1:
-        refuse(f"{path}: 'type' {given['type']!r} and 'transport' {given['transport']!r} differ")
+        said = " and ".join(f"{k!r} {v!r}" for k, v in given.items())
+        refuse(f"{path}: {said} name different transports")
         return None
     kind = next(iter(kinds.values()), None)
     if kind is None:

@@ -162,7 +162,7 @@ def to_connection(server: ServerConfig) -> dict[str, Any]:
     else:
         assert isinstance(server, HttpServer)
         conn = {"transport": server.transport, "url": server.url}
-        optional: dict[str, Any] = {
+        optional = {
             "headers": dict(server.headers) if server.headers else None,
             "timeout": server.timeout,
             "sse_read_timeout": server.sse_read_timeout,
