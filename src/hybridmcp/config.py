@@ -856,6 +856,21 @@ def _reference_problems(
                     f"{preview(server)} (configured servers: {known})"
                 )
     privacy = data.get("privacy")
+    named = privacy.get("skills") if isinstance(privacy, dict) else None
+    if isinstance(named, dict):
+        skill_names = set(skills) if isinstance(skills, dict) else set()
+        if data.get("builtin_skills", True) is not False:
+            skill_names |= builtin_skill_names()
+        unknown = sorted(
+            name
+            for name in named
+            if name not in skill_names and str(name).partition(".")[0] not in servers
+        )
+        if unknown:  # a server's 'server.tool' skills are known once it lists its tools
+            problems.append(
+                f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; known "
+                f"skills: {', '.join(sorted(skill_names))} and each server's 'server.tool'"
+            )
     policies = privacy.get("servers") if isinstance(privacy, dict) else None
     unknown = sorted(set(policies) - servers) if isinstance(policies, dict) else []
     if unknown:
@@ -864,6 +879,12 @@ def _reference_problems(
             f"(configured servers: {known})"
         )
     return problems
+
+
+def builtin_skill_names() -> set[str]:
+    """The names of the built-in internal skills."""
+    text = resources.files("hybridmcp.data").joinpath("builtin_skills.yaml").read_text("utf-8")
+    return set(yaml.safe_load(text))
 
 
 _UNION_TAGS = {"StdioServer", "HttpServer"}

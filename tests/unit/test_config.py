@@ -428,3 +428,17 @@ def test_a_bad_value_of_a_known_key_is_one_line_naming_it(key, value):
             p == f"mcpServers.s.{key}" or p.startswith(f"mcpServers.s.{key}.") for p in paths
         )
         assert len(set(paths)) == len(paths), text
+
+
+def test_privacy_policy_of_an_unknown_skill_is_refused_before_any_server_starts():
+    servers = {"notes": {"command": "x"}}
+    with pytest.raises(ConfigError, match=r"privacy.skills: unknown skill\(s\) 'tim.now'"):
+        parse_config({"mcpServers": servers, "privacy": {"skills": {"tim.now": "refuse"}}})
+    # built-in skills, and a server's tools (known once it lists them), pass here
+    cfg = parse_config(
+        {
+            "mcpServers": servers,
+            "privacy": {"skills": {"time.now": "redact", "notes.add": "refuse"}},
+        }
+    )
+    assert cfg.privacy.skills == {"time.now": "redact", "notes.add": "refuse"}
