@@ -444,7 +444,7 @@ def _drop_unknown(
         del data[key]
 
 
-def _normalize_server(name: str, raw: Any, path: str, check: _Check | None) -> Any:
+def _normalize_server(raw: Any, path: str, check: _Check | None) -> Any:
     """One server entry as MCP clients write it, in this model's terms (``None``: refused,
     the problem noted in ``check``).
 
@@ -820,7 +820,7 @@ class HybridConfig(_Model):
         keys = check.server_keys if check is not None else {}
         out = {}
         for name, raw in v.items():
-            server = _normalize_server(name, raw, f"{keys.get(name, 'mcpServers')}.{name}", check)
+            server = _normalize_server(raw, f"{keys.get(name, 'mcpServers')}.{name}", check)
             if server is not None:
                 out[name] = server
         return out

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from hybridmcp.testing.harness import HttpFaultServer
-from tests.integration.test_durable import SRC, cli, cli_env
+from tests.integration.test_durable import SRC, cli
 from tests.integration.test_resilience import everything_entry, requires_everything
 
 TOKEN = "Bearer s3cret-token"
@@ -273,7 +273,7 @@ def test_headers_reach_http_servers(tmp_path, transport):
                 }
             )
         )
-        records, stderr, code = listed(config)
+        records, _, code = listed(config)
         out = run_task(config, [{"id": "e", "skill": "with.echo", "args": {"text": "x"}}], tmp_path)
     assert records["with"]["state"] == "up", records
     assert records["without"]["state"] == "down" and records["wrong"]["state"] == "down"
