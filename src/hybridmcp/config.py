@@ -68,6 +68,15 @@ class _Check:
     """Each server entry's name -> the top-level key it was written under."""
 
 
+def key_path(key: Any) -> str:
+    """One step of a key path as an error message shows it: ``.name`` (dots and all, as in
+    ``skills.time.now``), ``.0`` for a list index; a key that could not be read back that way
+    (empty, with spaces, control characters or brackets) as ``['its repr']``."""
+    text = str(key)
+    plain = text and text.isprintable() and not any(c.isspace() or c in "[]'\"" for c in text)
+    return f".{text}" if plain or isinstance(key, int) else f"[{preview(text, 40)}]"
+
+
 def _check_of(info: ValidationInfo) -> _Check | None:
     context = info.context
     check = context.get("check") if isinstance(context, dict) else None
@@ -439,8 +448,8 @@ def _drop_unknown(
         elsewhere = other and key in _field_names(StdioServer if other == "stdio" else HttpServer)
         why = f"ignored: a key of {other} servers" if elsewhere else "unknown key, ignored"
         if check is None:
-            raise ValueError(f"{path}.{key}: {why}")
-        check.warnings.append(f"{path}.{key}: {why}")
+            raise ValueError(f"{path}{key_path(key)}: {why}")
+        check.warnings.append(f"{path}{key_path(key)}: {why}")
         del data[key]
 
 
@@ -800,7 +809,7 @@ class HybridConfig(_Model):
         merged = dict(merged)
         for name, entry in servers.items():
             if name in merged:
-                message = f"servers.{name}: also given under mcpServers"
+                message = f"servers{key_path(name)}: also given under mcpServers"
                 if check is None:
                     raise ValueError(message)
                 check.problems.append(message)
@@ -820,7 +829,8 @@ class HybridConfig(_Model):
         keys = check.server_keys if check is not None else {}
         out = {}
         for name, raw in v.items():
-            server = _normalize_server(raw, f"{keys.get(name, 'mcpServers')}.{name}", check)
+            where = f"{keys.get(name, 'mcpServers')}{key_path(name)}"
+            server = _normalize_server(raw, where, check)
             if server is not None:
                 out[name] = server
         return out
@@ -841,7 +851,7 @@ def _reference_problems(
 ) -> list[str]:
     """Providers and privacy policies naming servers that are not configured (on the raw
     document: whatever else is wrong with it, these names can be checked)."""
-    known = ", ".join(sorted(servers)) or "none"
+    known = ", ".join(sorted(map(str, servers))) or "none"
     problems = []
     skills = data.get("skills")
     for skill_name, skill in skills.items() if isinstance(skills, dict) else []:
@@ -852,7 +862,7 @@ def _reference_problems(
             server = provider.get("server")
             if isinstance(server, str) and server not in servers:
                 problems.append(
-                    f"skills.{skill_name}.providers.{i}.server: unknown MCP server "
+                    f"skills{key_path(skill_name)}.providers.{i}.server: unknown MCP server "
                     f"{preview(server)} (configured servers: {known})"
                 )
     privacy = data.get("privacy")
@@ -862,17 +872,21 @@ def _reference_problems(
         if data.get("builtin_skills", True) is not False:
             skill_names |= builtin_skill_names()
         unknown = sorted(
-            name
-            for name in named
-            if name not in skill_names and str(name).partition(".")[0] not in servers
+            (
+                name
+                for name in named
+                if name not in skill_names and str(name).partition(".")[0] not in servers
+            ),
+            key=str,
         )
         if unknown:  # a server's 'server.tool' skills are known once it lists its tools
             problems.append(
                 f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; known "
-                f"skills: {', '.join(sorted(skill_names))} and each server's 'server.tool'"
+                f"skills: {', '.join(sorted(map(str, skill_names)))} and each server's "
+                "'server.tool'"
             )
     policies = privacy.get("servers") if isinstance(privacy, dict) else None
-    unknown = sorted(set(policies) - servers) if isinstance(policies, dict) else []
+    unknown = sorted(set(policies) - servers, key=str) if isinstance(policies, dict) else []
     if unknown:
         problems.append(
             f"privacy.servers: unknown MCP server(s) {', '.join(map(repr, unknown))} "
@@ -899,6 +913,17 @@ def _error_lines(err: ValidationError, server_keys: dict[str, str]) -> list[str]
     for e in err.errors():
         loc: list[Any] = []
         branch = None
+        value = e.get("input")
+        if e["loc"] and e["loc"][-1] == "[key]":  # a mapping's key, not its value
+            where = "".join(key_path(p) for p in e["loc"][:-2]).removeprefix(".")
+            hint = (
+                " (YAML reads an unquoted on, off, yes, no, true or false as a boolean: "
+                "quote the name)"
+                if isinstance(value, bool)
+                else ""
+            )
+            lines.append(f"{where}: the key {preview(value)} is not a string{hint}")
+            continue
         for i, part in enumerate(e["loc"]):
             if part in _UNION_TAGS and i == 2:
                 continue  # mcpServers.<name>.<the entry's model>
@@ -910,8 +935,7 @@ def _error_lines(err: ValidationError, server_keys: dict[str, str]) -> list[str]
             loc.append(part)
         if loc and loc[0] == "mcpServers" and len(loc) > 1:
             loc[0] = server_keys.get(str(loc[1]), "mcpServers")
-        where = ".".join(str(p) for p in loc)
-        value = e.get("input")
+        where = "".join(key_path(p) for p in loc).removeprefix(".")
         shown = "" if isinstance(value, dict | list) else f" (got {preview(value)})"
         if branch is not None:
             kind = branch.partition("[")[0]

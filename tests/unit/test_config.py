@@ -14,6 +14,7 @@ from hybridmcp.config import (
     StdioServer,
     _field_names,
     import_function,
+    key_path,
     load_config,
     parse_config,
 )
@@ -383,7 +384,10 @@ JSON = st.recursive(
 def test_unknown_keys_of_any_value_only_warn(extra):
     cfg = parse_config({"mcpServers": {"s": {"command": "x", **extra}}})
     assert cfg.mcpServers["s"].command == "x"
-    assert cfg.warnings == [f"<config>: mcpServers.s.{k}: unknown key, ignored" for k in extra]
+    assert cfg.warnings == [
+        f"<config>: mcpServers.s{key_path(k)}: unknown key, ignored" for k in extra
+    ]
+    assert all(len(w.splitlines()) == 1 for w in cfg.warnings)
 
 
 TYPED_KEYS = sorted(
@@ -424,9 +428,8 @@ def test_a_bad_value_of_a_known_key_is_one_line_naming_it(key, value):
             assert first == f"{head} ({len(problems)} problems):"
             problems = [p.strip() for p in problems]
         paths = [p.partition(": ")[0] for p in problems]
-        assert all(
-            p == f"mcpServers.s.{key}" or p.startswith(f"mcpServers.s.{key}.") for p in paths
-        )
+        under = f"mcpServers.s.{key}"
+        assert all(p == under or p.startswith((f"{under}.", f"{under}[")) for p in paths), text
         assert len(set(paths)) == len(paths), text
 
 
@@ -442,3 +445,66 @@ def test_privacy_policy_of_an_unknown_skill_is_refused_before_any_server_starts(
         }
     )
     assert cfg.privacy.skills == {"time.now": "redact", "notes.add": "refuse"}
+
+
+async def test_the_server_logs_what_its_configuration_ignored(tmp_path, caplog):
+    """Under ``langgraph dev`` there is no terminal: the warnings go to the logger."""
+    from hybridmcp.runtime import Context, close_shared, resources_for
+
+    path = tmp_path / "hybrid.yaml"
+    path.write_text("mcpServers:\n  paused: {command: x, disabled: true, envFile: .env}\n")
+    with caplog.at_level("WARNING", logger="hybridmcp.config"):
+        resources = await resources_for(Context(config_path=str(path)))
+        await close_shared()
+    assert resources.pool.statuses() == {}  # the disabled server was never started
+    assert [r.getMessage() for r in caplog.records if r.name == "hybridmcp.config"] == [
+        f"{path}: mcpServers.paused.envFile: unknown key, ignored"
+    ]
+
+
+def test_yaml_booleans_as_names_are_named():
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_load("mcpServers:\n  off: {command: x}\n"))
+    assert str(err.value) == (
+        "invalid configuration in <config>: mcpServers: the key False is not a string (YAML "
+        "reads an unquoted on, off, yes, no, true or false as a boolean: quote the name)"
+    )
+
+
+KEYS = st.sampled_from(
+    ["mcpServers", "servers", "skills", "privacy", "optimization_criteria", "inputs", "x"]
+)
+SERVER = st.fixed_dictionaries(
+    {},
+    optional={
+        "command": JSON,
+        "url": JSON,
+        "type": st.sampled_from(["stdio", "http", "sse", "ws"]) | JSON,
+        "args": JSON,
+        "headers": JSON,
+        "timeout": JSON,
+        "disabled": JSON,
+    },
+)
+DOCUMENT = st.dictionaries(
+    KEYS,
+    JSON
+    | st.dictionaries(
+        st.text(max_size=4) | st.booleans() | st.integers(), SERVER | JSON, max_size=3
+    ),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOCUMENT)
+def test_any_document_loads_or_is_refused_line_by_line(document):
+    """Whatever the document, a configuration or a ConfigError: never another exception, and
+    every line of the error says something."""
+    try:
+        parse_config(document)
+    except ConfigError as err:
+        lines = str(err).splitlines()
+        assert all(line.strip() for line in lines)
+        if len(lines) > 1:
+            assert lines[0].endswith(f"({len(lines) - 1} problems):")
