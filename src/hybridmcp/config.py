@@ -453,6 +453,69 @@ def _drop_unknown(
         del data[key]
 
 
+_VARIABLE = re.compile(r"\$\{(env:[^}]*|workspaceFolder|userHome|input:[^}]*)\}")
+_EXPANDED = ("command", "args", "env", "cwd", "url", "headers", "envFile")
+"""The keys whose strings may hold ``${env:NAME}``, ``${workspaceFolder}``, ``${userHome}``."""
+
+
+def _expand(value: Any, path: str, check: _Check, problems: list[str]) -> Any:
+    """VS Code's and Cursor's variables in a string (or the strings of a list or mapping):
+    ``${env:NAME}`` (must be set), ``${workspaceFolder}`` (the configuration's directory, or
+    its parent when that is ``.vscode`` or ``.cursor``), ``${userHome}``. ``${input:...}``
+    cannot be prompted for: it stays as written, with a warning."""
+    if isinstance(value, list):
+        return [_expand(v, f"{path}.{i}", check, problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}{key_path(k)}", check, problems) for k, v in value.items()}
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith("env:"):
+            found = os.environ.get(name[4:])
+            if found is None:
+                problems.append(f"{path}: environment variable {name[4:]!r} is not set")
+                return match.group(0)
+            return found
+        if name == "userHome":
+            return str(Path.home())
+        if name == "workspaceFolder":
+            folder = check.base_dir or Path.cwd()
+            return str(folder.parent if folder.name in (".vscode", ".cursor") else folder)
+        check.warnings.append(f"{path}: {match.group(0)} cannot be prompted for; left as written")
+        return match.group(0)
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def _read_env_file(value: Any, path: str, check: _Check) -> dict[str, str] | str:
+    """``envFile`` (VS Code, Cursor): ``NAME=value`` lines (``#`` comments, ``export``,
+    quotes) read now, so a missing file is a problem of the configuration; or the problem."""
+    if not isinstance(value, str):
+        return f"{path}: expected a file name, got {preview(value)}"
+    file = Path(value).expanduser()
+    if not file.is_absolute():
+        file = (check.base_dir or Path.cwd()) / file
+    try:
+        text = decode(read_file(file, InputLimits()))
+    except OSError as err:
+        return f"{path}: cannot read {str(file)!r}: {err.strerror}"
+    except InputLimitError as err:
+        return f"{path}: {str(file)!r}: {err}"
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, item = line.removeprefix("export ").partition("=")
+        item = item.strip()
+        if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\"":
+            item = item[1:-1]
+        found[name.strip()] = item
+    return found
+
+
 def _normalize_server(raw: Any, path: str, check: _Check | None) -> Any:
     """One server entry as MCP clients write it, in this model's terms (``None``: refused,
     the problem noted in ``check``).
@@ -493,6 +556,23 @@ def _normalize_server(raw: Any, path: str, check: _Check | None) -> Any:
         refuse(f"{path}: needs 'command' (a stdio server) or 'url' (an HTTP or SSE server)")
         return None
     data["transport"] = kind
+    off = data.get("disabled") is True or data.get("enabled") is False
+    if off and kind == "stdio":
+        data.pop("envFile", None)  # never read for a server that is not started
+    if check is not None and not off:
+        problems: list[str] = []
+        for key in _EXPANDED:
+            if key in data:
+                data[key] = _expand(data[key], f"{path}.{key}", check, problems)
+        if kind == "stdio" and "envFile" in data:
+            read = _read_env_file(data.pop("envFile"), f"{path}.envFile", check)
+            if isinstance(read, str):
+                problems.append(read)
+            elif "env" not in data or isinstance(data["env"], dict):
+                data["env"] = read | (data.get("env") or {})  # env itself wins
+        if problems:
+            check.problems.extend(problems)
+            return None
     model: type[BaseModel] = StdioServer if kind == "stdio" else HttpServer
     _drop_unknown(data, model, path, check, other="HTTP" if kind == "stdio" else "stdio")
     if isinstance(data.get("session_kwargs"), dict):

@@ -1,6 +1,7 @@
 import json
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import yaml
@@ -452,13 +453,13 @@ async def test_the_server_logs_what_its_configuration_ignored(tmp_path, caplog):
     from hybridmcp.runtime import Context, close_shared, resources_for
 
     path = tmp_path / "hybrid.yaml"
-    path.write_text("mcpServers:\n  paused: {command: x, disabled: true, envFile: .env}\n")
+    path.write_text("mcpServers:\n  paused: {command: x, disabled: true, dev: {watch: x}}\n")
     with caplog.at_level("WARNING", logger="hybridmcp.config"):
         resources = await resources_for(Context(config_path=str(path)))
         await close_shared()
     assert resources.pool.statuses() == {}  # the disabled server was never started
     assert [r.getMessage() for r in caplog.records if r.name == "hybridmcp.config"] == [
-        f"{path}: mcpServers.paused.envFile: unknown key, ignored"
+        f"{path}: mcpServers.paused.dev: unknown key, ignored"
     ]
 
 
@@ -508,3 +509,68 @@ def test_any_document_loads_or_is_refused_line_by_line(document):
         assert all(line.strip() for line in lines)
         if len(lines) > 1:
             assert lines[0].endswith(f"({len(lines) - 1} problems):")
+
+
+def test_vscode_and_cursor_variables_and_env_file(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    (project / ".vscode").mkdir(parents=True)
+    (project / ".env").write_text(
+        "# secrets\nexport API_KEY='k1'\nREGION=eu\n\nMODE=\"from file\"\n"
+    )
+    monkeypatch.setenv("HYBRIDMCP_TEST_TOKEN", "t0k")
+    monkeypatch.delenv("HYBRIDMCP_TEST_UNSET", raising=False)
+    path = project / ".vscode" / "mcp.json"
+    path.write_text(
+        json.dumps(
+            {
+                "servers": {
+                    "local": {
+                        "type": "stdio",
+                        "command": "${userHome}/bin/server",
+                        "args": ["--root", "${workspaceFolder}"],
+                        "env": {"MODE": "explicit"},
+                        "envFile": "${workspaceFolder}/.env",
+                    },
+                    "remote": {
+                        "type": "http",
+                        "url": "https://example.test/mcp",
+                        "headers": {
+                            "Authorization": "Bearer ${env:HYBRIDMCP_TEST_TOKEN}",
+                            "X-Key": "${input:api-key}",
+                        },
+                    },
+                    "off": {
+                        "url": "u",
+                        "headers": {"A": "${env:HYBRIDMCP_TEST_UNSET}"},
+                        "disabled": True,
+                    },
+                }
+            }
+        )
+    )
+    cfg = load_config(path)
+    local, remote = cfg.mcpServers["local"], cfg.mcpServers["remote"]
+    assert local.command == f"{Path.home()}/bin/server"
+    assert local.args == ["--root", str(project)]
+    assert local.env == {"API_KEY": "k1", "REGION": "eu", "MODE": "explicit"}
+    assert remote.headers == {"Authorization": "Bearer t0k", "X-Key": "${input:api-key}"}
+    assert cfg.warnings == [
+        f"{path}: servers.remote.headers.X-Key: ${{input:api-key}} cannot be prompted for; "
+        "left as written"
+    ]
+    # an unset variable or a missing env file is a problem of the configuration
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            {
+                "mcpServers": {
+                    "a": {"url": "u", "headers": {"A": "${env:HYBRIDMCP_TEST_UNSET}"}},
+                    "b": {"command": "x", "envFile": "missing.env"},
+                }
+            },
+            base_dir=tmp_path,
+        )
+    assert str(err.value).splitlines()[1:] == [
+        "  mcpServers.a.headers.A: environment variable 'HYBRIDMCP_TEST_UNSET' is not set",
+        f"  mcpServers.b.envFile: cannot read '{tmp_path / 'missing.env'}': "
+        "No such file or directory",
+    ]
