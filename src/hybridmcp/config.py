@@ -1,7 +1,10 @@
 """The configuration model: the spec's YAML sections, MCP servers, and skills.
 
-A configuration is loaded from YAML or JSON. Bad configuration fails here, at the edge, with a
-message that names the offending key (``skills.time.now.providers.0.server: ...``).
+A configuration is loaded from YAML or JSON and checked whole here, at the edge, before any MCP
+server is started: every problem is one line naming its key
+(``skills.time.now.providers.0.server: ...``), all reported at once. MCP server entries are
+accepted as the MCP clients write them (Claude Desktop, Cursor, VS Code, Cline,
+langchain-mcp-adapters); keys of an entry that nothing reads are dropped with a warning.
 """
 
 from __future__ import annotations
