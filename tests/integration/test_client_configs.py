@@ -1,8 +1,9 @@
 """Configuration files as MCP clients write them, run through the real CLI against real servers.
 
 Each file has the shape its client documents: Claude Desktop's ``claude_desktop_config.json``,
-VS Code's ``.vscode/mcp.json``, Cline's ``cline_mcp_settings.json``, and the connections of
-langchain-mcp-adapters' ``MultiServerMCPClient`` (as YAML under ``mcpServers``).
+Cursor's ``.cursor/mcp.json``, VS Code's ``.vscode/mcp.json``, Cline's
+``cline_mcp_settings.json``, and the connections of langchain-mcp-adapters'
+``MultiServerMCPClient`` (as YAML under ``mcpServers``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from hybridmcp.testing.harness import HttpFaultServer
-from tests.integration.test_durable import SRC, cli
+from tests.integration.test_durable import SRC, cli, cli_env
 from tests.integration.test_resilience import everything_entry, requires_everything
 
 TOKEN = "Bearer s3cret-token"
@@ -280,3 +281,59 @@ def test_headers_reach_http_servers(tmp_path, transport):
     assert "401" in records["without"]["reason"] or "Unauthorized" in records["without"]["reason"]
     assert code == 1  # some server is down
     assert out["results"][0]["value"] == {"text": "x"}
+
+
+def test_cursor_mcp_json_with_variables(tmp_path):
+    """Cursor's ``.cursor/mcp.json``: ``${env:NAME}`` in a header (the server refuses the
+    request without the right token), ``${workspaceFolder}`` and an ``envFile``."""
+    project = tmp_path / "project"
+    (project / ".cursor").mkdir(parents=True)
+    (project / ".env").write_text(f"PYTHONPATH={SRC}\n")
+    with http_servers("streamable-http") as (http,):
+        config = project / ".cursor" / "mcp.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "mcpServers": {
+                        "remote": {
+                            "url": http.url,
+                            "headers": {"Authorization": "Bearer ${env:HYBRIDMCP_TEST_TOKEN}"},
+                        },
+                        "local": {
+                            "type": "stdio",
+                            "command": FAULTS[0],
+                            "args": FAULTS[1:],
+                            "cwd": "${workspaceFolder}",
+                            "envFile": "${workspaceFolder}/.env",
+                        },
+                    }
+                },
+                indent=2,
+            )
+        )
+        token = TOKEN.removeprefix("Bearer ")
+        proc = cli(
+            "servers",
+            "--config",
+            str(config),
+            "--json",
+            env=cli_env(HYBRIDMCP_TEST_TOKEN=token),
+            cwd=tmp_path,
+        )
+        wrong = cli(
+            "servers",
+            "--config",
+            str(config),
+            "--json",
+            env=cli_env(HYBRIDMCP_TEST_TOKEN="nope"),
+            cwd=tmp_path,
+        )
+        unset = cli("servers", "--config", str(config), cwd=tmp_path)
+    states = {r["server"]: r["state"] for r in json.loads(proc.stdout)}
+    assert states == {"remote": "up", "local": "up"}, proc.stderr
+    assert {r["server"]: r["state"] for r in json.loads(wrong.stdout)}["remote"] == "down"
+    assert unset.returncode == 2
+    assert unset.stderr.splitlines() == [
+        f"error: invalid configuration in {config}: mcpServers.remote.headers.Authorization: "
+        "environment variable 'HYBRIDMCP_TEST_TOKEN' is not set"
+    ]
