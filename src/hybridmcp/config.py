@@ -109,9 +109,9 @@ def import_function(spec: str, base_dir: Path | None = None) -> Callable[..., An
                 sys.path.append(where)
         try:
             module = importlib.import_module(module_name)
-        except Exception as again:
+        except (Exception, SystemExit) as again:
             raise ValueError(f"cannot import {module_name!r}: {_one_line(again)}") from None
-    except Exception as err:  # the module itself fails: a syntax error, an exception
+    except (Exception, SystemExit) as err:  # the module fails: a syntax error, an exception
         raise ValueError(f"cannot import {module_name!r}: {_one_line(err)}") from None
     fn: Any = module
     for part in attr.split("."):

@@ -339,6 +339,7 @@ def test_a_module_that_fails_to_import_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "modules", dict(sys.modules))
     (tmp_path / "broken_mod.py").write_text("def f(:\n")
     (tmp_path / "raising_mod.py").write_text("raise RuntimeError('no database\\nconfigured')\n")
+    (tmp_path / "exiting_mod.py").write_text("import sys\nsys.exit(3)\n")
     with pytest.raises(ConfigError) as err:
         parse_config(
             {
@@ -348,6 +349,7 @@ def test_a_module_that_fails_to_import_is_one_line(tmp_path, monkeypatch):
                             {"side": "internal", "function": "broken_mod:f"},
                             {"side": "internal", "function": "raising_mod:f"},
                             {"side": "internal", "function": "json:__doc__"},
+                            {"side": "internal", "function": "exiting_mod:f"},
                         ]
                     }
                 }
@@ -360,6 +362,7 @@ def test_a_module_that_fails_to_import_is_one_line(tmp_path, monkeypatch):
         "cannot import 'raising_mod': RuntimeError: no database configured (got 'raising_mod:f')"
     )
     assert "json:__doc__ is not callable" in lines[2]
+    assert "cannot import 'exiting_mod': SystemExit: 3" in lines[3]
 
 
 # -- properties ---------------------------------------------------------------------------------
