@@ -201,7 +201,8 @@ async def _session_for(
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
         return
-    given = {k: connection[k] for k in ("command", "args", "env", "cwd") if k in connection}
+    keys = ("command", "args", "env", "cwd", "encoding", "encoding_error_handler")
+    given = {k: connection[k] for k in keys if k in connection}
     if given.get("env") is not None:  # ${VAR} expanded, as langchain-mcp-adapters does
         given["env"] = {k: _BRACED_VAR.sub(_from_environ, v) for k, v in given["env"].items()}
     params = StdioServerParameters(**given)
@@ -209,7 +210,7 @@ async def _session_for(
     try:
         async with (
             stdio_client(params, errlog=log) as (read, write),
-            ClientSession(read, write) as session,
+            ClientSession(read, write, **(connection.get("session_kwargs") or {})) as session,
         ):
             yield session
     finally:
