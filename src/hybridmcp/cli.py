@@ -163,7 +163,7 @@ async def _run(
     server_log: str | None = None,
     captured: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    config = load_config(config_path)
+    config = configured(config_path)
     if server_log is not None:  # --server-log wins; the default yields to the configuration's
         chosen = server_log != str(_SERVER_LOG)
         if chosen or config.resilience.pool.server_log is None:
@@ -438,6 +438,17 @@ def _refuse(err: HybridMCPError) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def configured(path: str | None) -> HybridConfig:
+    """The configuration, checked whole; one warning line on stderr per key it ignored."""
+    config = load_config(path)
+    console = Console(stderr=True)
+    for warning in config.warnings:
+        console.print(
+            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+        )
+    return config
+
+
 def warn_unavailable(resources: Resources) -> None:
     """One warning line on stderr per configured server that could not start or connect."""
     console = Console(stderr=True)
@@ -456,13 +467,16 @@ def server_records(config: HybridConfig, resources: Resources) -> list[dict[str,
     for name, cfg in config.mcpServers.items():
         status = statuses.get(name)
         state = "disabled" if status is None else "up" if status.up else "down"
+        reason = (status.error or "not started") if status is not None else None
+        if not cfg.enabled:
+            reason = "disabled in the configuration"
         records.append(
             {
                 "server": name,
                 "transport": cfg.transport,
                 "state": state,
                 "tools": len(status.tools) if status is not None and status.up else 0,
-                "reason": None if status is None or status.up else status.error or "not started",
+                "reason": None if status is not None and status.up else reason,
             }
         )
     return records
@@ -492,7 +506,7 @@ def tool_records(resources: Resources) -> list[dict[str, Any]]:
 async def _inspect(
     config_path: str | None, what: Callable[[HybridConfig, Resources], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    config = load_config(config_path)
+    config = configured(config_path)
     async with await Resources.open(config) as resources:
         return what(config, resources)
 

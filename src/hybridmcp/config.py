@@ -1,14 +1,23 @@
 """The configuration model: the spec's YAML sections, MCP servers, and skills.
 
-A configuration is loaded from YAML or JSON. Bad configuration fails here, at the edge, with a
-message that names the offending key (``skills.time.now.providers.0.server: ...``).
+A configuration is loaded from YAML or JSON and checked whole here, at the edge, before any MCP
+server is started: every problem is one line naming its key
+(``skills.time.now.providers.0.server: ...``), all reported at once. MCP server entries are
+accepted as the MCP clients write them (Claude Desktop, Cursor, VS Code, Cline,
+langchain-mcp-adapters); keys of an entry that nothing reads are dropped with a warning.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
+from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,9 +25,13 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -44,6 +57,76 @@ IntegrationStrategy = Literal["consensus", "weighted_average", "best_performer",
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+@dataclass
+class _Check:
+    """What validating one configuration found beyond pydantic's own errors: passed to the
+    validators as the validation context by :func:`parse_config`."""
+
+    base_dir: Path | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    server_keys: dict[str, str] = field(default_factory=dict)
+    """Each server entry's name -> the top-level key it was written under."""
+
+
+def key_path(key: Any) -> str:
+    """One step of a key path as an error message shows it: ``.name`` (dots and all, as in
+    ``skills.time.now``), ``.0`` for a list index; a key that could not be read back that way
+    (empty, with spaces, control characters or brackets) as ``['its repr']``."""
+    text = str(key)
+    plain = text and text.isprintable() and not any(c.isspace() or c in "[]'\"" for c in text)
+    return f".{text}" if plain or isinstance(key, int) else f"[{preview(text, 40)}]"
+
+
+def _check_of(info: ValidationInfo) -> _Check | None:
+    context = info.context
+    check = context.get("check") if isinstance(context, dict) else None
+    return check if isinstance(check, _Check) else None
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def import_function(spec: str, base_dir: Path | None = None) -> Callable[..., Any]:
+    """Import ``module:function`` (``function`` may be dotted: ``module:Class.method``).
+
+    A module that is not importable as installed is looked for in ``base_dir`` (the
+    configuration file's directory): when found there, that directory is added to the end of
+    ``sys.path``, so installed packages keep precedence and the module's own imports of its
+    neighbours work too. Raises :class:`ValueError` with one line saying what is wrong."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        top = module_name.partition(".")[0]
+        where = str(base_dir) if base_dir is not None else None
+        if err.name != top or where is None or PathFinder.find_spec(top, [where]) is None:
+            raise ValueError(f"cannot import {module_name!r}: {_one_line(err)}") from None
+        with _IMPORT_LOCK:
+            if where not in sys.path:
+                sys.path.append(where)
+        try:
+            module = importlib.import_module(module_name)
+        except (Exception, SystemExit) as again:
+            raise ValueError(f"cannot import {module_name!r}: {_one_line(again)}") from None
+    except (Exception, SystemExit) as err:  # the module fails: a syntax error, an exception
+        raise ValueError(f"cannot import {module_name!r}: {_one_line(err)}") from None
+    fn: Any = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)
+        if fn is None:
+            raise ValueError(f"{module_name!r} has no {attr!r}")
+    if not callable(fn):
+        raise ValueError(f"{module_name}:{attr} is not callable")
+    return fn
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    text = text if len(text) <= 200 else text[:199] + "…"
+    return text if isinstance(err, ImportError) else f"{type(err).__name__}: {text}"
 
 
 class CoordinationConfig(_Model):
@@ -87,16 +170,33 @@ class CapabilityMapping(_Model):
     )
 
 
+WEIGHT_TOLERANCE = 1e-3
+"""How far from 1 the four weights may sum (decimals such as 0.333 + 0.333 + 0.334 + 0)."""
+
+
 class OptimizationCriteria(_Model):
+    """The spec's weights: each factor's share of a provider's fitness, so they sum to 1.
+
+    They are never normalised behind the user's back: weights that do not sum to 1 are refused
+    (a partial section is completed with the defaults before the sum is taken)."""
+
     performance_weight: float = Field(0.4, ge=0)
     cost_weight: float = Field(0.3, ge=0)
     quality_weight: float = Field(0.2, ge=0)
     security_weight: float = Field(0.1, ge=0)
 
     @model_validator(mode="after")
-    def _some_weight(self) -> OptimizationCriteria:
-        if self.total <= 0:
-            raise ValueError("at least one weight must be positive")
+    def _shares(self) -> OptimizationCriteria:
+        if abs(self.total - 1) > WEIGHT_TOLERANCE:
+            parts = " + ".join(
+                f"{name.removesuffix('_weight')} {getattr(self, name):g}"
+                + ("" if name in self.model_fields_set else " (default)")
+                for name in type(self).model_fields
+            )
+            raise ValueError(
+                f"the weights must sum to 1 (each is its factor's share of the fitness "
+                f"score), got {self.total:g} = {parts}"
+            )
         return self
 
     @property
@@ -193,12 +293,69 @@ class LLMConfig(_Model):
     )
 
 
+class ClientInfo(_Model):
+    name: str
+    version: str
+
+
+class SessionKwargs(_Model):
+    """The ``ClientSession`` arguments a configuration file can set (the ``session_kwargs`` of a
+    langchain-mcp-adapters connection; callbacks cannot come from a file)."""
+
+    read_timeout_seconds: float | None = Field(
+        None, gt=0, description="Read timeout of each request of the session, in seconds."
+    )
+    client_info: ClientInfo | None = Field(
+        None, description="The name and version the client announces to the server."
+    )
+
+
+def _as_strings(value: Any) -> Any:
+    """``env`` and ``headers`` values written as YAML numbers or booleans, as the strings a
+    process environment or an HTTP header holds (``PORT: 8080`` -> ``"8080"``)."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(item, bool):
+            item = "true" if item else "false"
+        elif isinstance(item, int | float):
+            item = str(item)
+        out[key] = item
+    return out
+
+
 class _ServerCommon(_Model):
+    """What every MCP server entry may say, whatever its transport.
+
+    Entries are accepted as MCP clients write them (Claude Desktop, Cursor, VS Code, Cline,
+    langchain-mcp-adapters); :func:`_normalize_server` maps their spellings onto these fields
+    and warns of (then drops) keys no field takes. A new key is a new field here (or on the
+    transport's model below): nothing else needs to learn about it.
+    """
+
     timeout_ms: float | None = Field(None, gt=0, description="Deadline of one call to this server.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds (Cline, langchain-mcp-adapters): the deadline of one call when "
+        "timeout_ms is not given; for HTTP and SSE also the transport's HTTP timeout.",
+    )
     startup_timeout_ms: float = Field(20_000, gt=0)
     clearance: SensitivityField = Sensitivity.public
     cost_per_call: float = Field(0.001, ge=0)
     enabled: bool = True
+    disabled: bool | None = Field(
+        None, description="Cline's spelling of enabled: false (the server is not started)."
+    )
+    autoApprove: list[str] = Field(
+        default_factory=list,
+        description="Cline's tools approved without asking. Accepted; hybridmcp asks no "
+        "approval per call, so it changes nothing.",
+    )
+    alwaysAllow: list[str] = Field(
+        default_factory=list, description="Roo Code's spelling of autoApprove (changes nothing)."
+    )
     description: str = ""
     read_only: bool = Field(
         False,
@@ -208,6 +365,19 @@ class _ServerCommon(_Model):
     max_concurrency: int = Field(
         8, ge=1, le=1024, description="Calls in flight on this server at once; more wait."
     )
+    session_kwargs: SessionKwargs | None = Field(
+        None, description="ClientSession arguments (langchain-mcp-adapters)."
+    )
+
+    @model_validator(mode="after")
+    def _spellings(self) -> Any:
+        if self.disabled is not None:
+            if "enabled" in self.model_fields_set and self.enabled == self.disabled:
+                raise ValueError("'enabled' and 'disabled' contradict each other: give one")
+            self.enabled = not self.disabled
+        if self.timeout_ms is None and self.timeout is not None:
+            self.timeout_ms = self.timeout * 1000
+        return self
 
 
 class StdioServer(_ServerCommon):
@@ -216,15 +386,46 @@ class StdioServer(_ServerCommon):
     args: list[str] = []
     env: dict[str, str] | None = None
     cwd: str | None = None
+    encoding: str | None = Field(None, description="Of the server's stdio (default utf-8).")
+    encoding_error_handler: Literal["strict", "ignore", "replace"] | None = None
+
+    _strings = field_validator("env", mode="before")(_as_strings)
 
 
 class HttpServer(_ServerCommon):
     transport: Literal["streamable_http", "sse"] = "streamable_http"
     url: str
-    headers: dict[str, str] | None = None
+    headers: dict[str, str] | None = Field(
+        None, description="Sent with every HTTP request to the server (authorization, ...)."
+    )
+    sse_read_timeout: float | None = Field(
+        None, gt=0, description="Seconds to wait for the next event of a stream."
+    )
+    terminate_on_close: bool | None = Field(
+        None, description="Streamable HTTP: end the server's session when closing (default)."
+    )
+
+    _strings = field_validator("headers", mode="before")(_as_strings)
 
 
-ServerConfig = StdioServer | HttpServer
+_SERVER_TAGS = {"stdio": "StdioServer", "streamable_http": "HttpServer", "sse": "HttpServer"}
+
+
+def _server_tag(value: Any) -> str | None:
+    transport = value.get("transport") if isinstance(value, dict) else None
+    if isinstance(value, _ServerCommon):
+        transport = getattr(value, "transport", None)
+    return _SERVER_TAGS.get(transport) if isinstance(transport, str) else None
+
+
+ServerConfig = Annotated[
+    Annotated[StdioServer, Tag("StdioServer")] | Annotated[HttpServer, Tag("HttpServer")],
+    Discriminator(
+        _server_tag,
+        custom_error_type="server_transport",
+        custom_error_message="needs 'command' (a stdio server) or 'url' (an HTTP or SSE server)",
+    ),
+]
 
 _TRANSPORT_ALIASES = {
     "stdio": "stdio",
@@ -236,21 +437,150 @@ _TRANSPORT_ALIASES = {
 }
 
 
-def _normalize_server(raw: Any) -> Any:
-    """Accept the shapes MCP clients already use (``type`` or ``transport``, any spelling)."""
+def _field_names(model: type[BaseModel]) -> set[str]:
+    return {alias for name, f in model.model_fields.items() for alias in (name, f.alias) if alias}
+
+
+def _drop_unknown(
+    data: dict[str, Any], model: type[BaseModel], path: str, check: _Check | None, other: str = ""
+) -> None:
+    """Warn of (and drop) the keys ``model`` has no field for; ``other``: the model that would
+    take a key that belongs to the other kind of server."""
+    known = _field_names(model)
+    for key in [k for k in data if k not in known]:
+        elsewhere = other and key in _field_names(StdioServer if other == "stdio" else HttpServer)
+        why = f"ignored: a key of {other} servers" if elsewhere else "unknown key, ignored"
+        if check is None:
+            raise ValueError(f"{path}{key_path(key)}: {why}")
+        check.warnings.append(f"{path}{key_path(key)}: {why}")
+        del data[key]
+
+
+_VARIABLE = re.compile(r"\$\{(env:[^}]*|workspaceFolder|userHome|input:[^}]*)\}")
+_EXPANDED = ("command", "args", "env", "cwd", "url", "headers", "envFile")
+"""The keys whose strings may hold ``${env:NAME}``, ``${workspaceFolder}``, ``${userHome}``."""
+
+
+def _expand(value: Any, path: str, check: _Check, problems: list[str]) -> Any:
+    """VS Code's and Cursor's variables in a string (or the strings of a list or mapping):
+    ``${env:NAME}`` (must be set), ``${workspaceFolder}`` (the configuration's directory, or
+    its parent when that is ``.vscode`` or ``.cursor``), ``${userHome}``. ``${input:...}``
+    cannot be prompted for: it stays as written, with a warning."""
+    if isinstance(value, list):
+        return [_expand(v, f"{path}.{i}", check, problems) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}{key_path(k)}", check, problems) for k, v in value.items()}
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.startswith("env:"):
+            found = os.environ.get(name[4:])
+            if found is None:
+                problems.append(f"{path}: environment variable {name[4:]!r} is not set")
+                return match.group(0)
+            return found
+        if name == "userHome":
+            return str(Path.home())
+        if name == "workspaceFolder":
+            folder = check.base_dir or Path.cwd()
+            return str(folder.parent if folder.name in (".vscode", ".cursor") else folder)
+        check.warnings.append(f"{path}: {match.group(0)} cannot be prompted for; left as written")
+        return match.group(0)
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def _read_env_file(value: Any, path: str, check: _Check) -> dict[str, str] | str:
+    """``envFile`` (VS Code, Cursor): ``NAME=value`` lines (``#`` comments, ``export``,
+    quotes) read now, so a missing file is a problem of the configuration; or the problem."""
+    if not isinstance(value, str):
+        return f"{path}: expected a file name, got {preview(value)}"
+    file = Path(value).expanduser()
+    if not file.is_absolute():
+        file = (check.base_dir or Path.cwd()) / file
+    try:
+        text = decode(read_file(file, InputLimits()))
+    except OSError as err:
+        return f"{path}: cannot read {str(file)!r}: {err.strerror}"
+    except InputLimitError as err:
+        return f"{path}: {str(file)!r}: {err}"
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, item = line.removeprefix("export ").partition("=")
+        item = item.strip()
+        if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\"":
+            item = item[1:-1]
+        found[name.strip()] = item
+    return found
+
+
+def _normalize_server(raw: Any, path: str, check: _Check | None) -> Any:
+    """One server entry as MCP clients write it, in this model's terms (``None``: refused,
+    the problem noted in ``check``).
+
+    ``type`` (VS Code, Cline, Cursor), ``transportType`` (older Cline) or ``transport``
+    (langchain-mcp-adapters), any spelling of the transport;
+    neither: stdio when there is a ``command``, streamable HTTP when there is a ``url``."""
+
+    def refuse(message: str) -> None:
+        if check is None:
+            raise ValueError(message)
+        check.problems.append(message)
+
     if not isinstance(raw, dict):
-        return raw
+        refuse(f"{path}: expected a mapping (a server entry), got {preview(raw)}")
+        return None
     data = dict(raw)
-    kind = data.pop("type", None) or data.get("transport")
+
+    spellings = ("type", "transportType", "transport")  # VS Code/Cursor, older Cline, langchain
+    given = {k: data.pop(k, None) if k != "transport" else data.get(k) for k in spellings}
+    given = {k: v for k, v in given.items() if v is not None}
+    kinds = {k: _TRANSPORT_ALIASES.get(v) if isinstance(v, str) else None for k, v in given.items()}
+    for key, kind in kinds.items():
+        if kind is None:
+            refuse(
+                f"{path}.{key}: unknown transport {preview(given[key])}; "
+                "use stdio, http (streamable_http) or sse"
+            )
+            return None
+    if len(set(kinds.values())) > 1:
+        said = " and ".join(f"{k!r} {v!r}" for k, v in given.items())
+        refuse(f"{path}: {said} name different transports")
+        return None
+    kind = next(iter(kinds.values()), None)
     if kind is None:
         kind = "stdio" if "command" in data else "streamable_http" if "url" in data else None
-    if kind is not None:
-        if not isinstance(kind, str) or kind not in _TRANSPORT_ALIASES:
-            raise ValueError(
-                f"unknown transport {str(kind)[:40]!r}; use one of stdio, streamable_http "
-                "(http), sse"
-            )
-        data["transport"] = _TRANSPORT_ALIASES[kind]
+    if kind is None:
+        refuse(f"{path}: needs 'command' (a stdio server) or 'url' (an HTTP or SSE server)")
+        return None
+    data["transport"] = kind
+    off = data.get("disabled") is True or data.get("enabled") is False
+    if off and kind == "stdio":
+        data.pop("envFile", None)  # never read for a server that is not started
+    if check is not None and not off:
+        problems: list[str] = []
+        for key in _EXPANDED:
+            if key in data:
+                data[key] = _expand(data[key], f"{path}.{key}", check, problems)
+        if kind == "stdio" and "envFile" in data:
+            read = _read_env_file(data.pop("envFile"), f"{path}.envFile", check)
+            if isinstance(read, str):
+                problems.append(read)
+            elif "env" not in data or isinstance(data["env"], dict):
+                data["env"] = read | (data.get("env") or {})  # env itself wins
+        if problems:
+            check.problems.extend(problems)
+            return None
+    model: type[BaseModel] = StdioServer if kind == "stdio" else HttpServer
+    _drop_unknown(data, model, path, check, other="HTTP" if kind == "stdio" else "stdio")
+    if isinstance(data.get("session_kwargs"), dict):
+        data["session_kwargs"] = dict(data["session_kwargs"])
+        _drop_unknown(data["session_kwargs"], SessionKwargs, f"{path}.session_kwargs", check)
     return data
 
 
@@ -283,10 +613,13 @@ class InternalProviderConfig(_Model):
 
     @field_validator("function")
     @classmethod
-    def _module_colon_function(cls, v: str) -> str:
+    def _module_colon_function(cls, v: str, info: ValidationInfo) -> str:
         module, _, attr = v.partition(":")
         if not module or not attr:
-            raise ValueError(f"expected 'module:function', got {v!r}")
+            raise ValueError(f"expected 'module:function', got {preview(v)}")
+        check = _check_of(info)
+        if check is not None:  # a whole configuration: the function must import now
+            import_function(v, check.base_dir)
         return v
 
 
@@ -517,74 +850,242 @@ class HybridConfig(_Model):
     privacy: PrivacySettings = PrivacySettings()
     audit: AuditSettings = AuditSettings()
     tool_output: ToolOutputSettings = ToolOutputSettings()
-    mcpServers: dict[str, ServerConfig] = Field(default_factory=dict)
+    mcpServers: dict[str, ServerConfig] = Field(
+        default_factory=dict, description="The MCP servers; VS Code's top-level key 'servers' too."
+    )
     skills: dict[str, SkillConfig] = Field(default_factory=dict)
     builtin_skills: bool = Field(True, description="Register the built-in internal skills.")
     input_limits: InputLimits = Field(
         default_factory=InputLimits,
         description="Limits of task files (a configuration file is read under the defaults).",
     )
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What loading accepted but ignored (unknown keys of server entries), one line each."""
+        return self._warnings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _client_top_keys(cls, data: Any, info: ValidationInfo) -> Any:
+        """VS Code's ``servers`` (and its ``inputs``) beside or instead of ``mcpServers``."""
+        if not isinstance(data, dict) or not ({"servers", "inputs"} & data.keys()):
+            return data
+        check = _check_of(info)
+        data = dict(data)
+        if "inputs" in data:
+            data.pop("inputs")
+            note = "inputs: VS Code input variables are not supported; ignored"
+            if check is None:
+                raise ValueError(note)
+            check.warnings.append(note + " (${input:...} references stay as written)")
+        servers = data.pop("servers", None)
+        if servers is None:
+            return data
+        merged = data.get("mcpServers", {})
+        for key, value in (("servers", servers), ("mcpServers", merged)):
+            if not isinstance(value, dict):
+                raise ValueError(
+                    f"{key}: expected a mapping of server entries, got {preview(value)}"
+                )
+        merged = dict(merged)
+        for name, entry in servers.items():
+            if name in merged:
+                message = f"servers{key_path(name)}: also given under mcpServers"
+                if check is None:
+                    raise ValueError(message)
+                check.problems.append(message)
+                continue
+            merged[name] = entry
+            if check is not None:
+                check.server_keys[name] = "servers"
+        data["mcpServers"] = merged
+        return data
 
     @field_validator("mcpServers", mode="before")
     @classmethod
-    def _normalize_servers(cls, v: Any) -> Any:
-        if isinstance(v, dict):
-            return {name: _normalize_server(raw) for name, raw in v.items()}
-        return v
+    def _normalize_servers(cls, v: Any, info: ValidationInfo) -> Any:
+        if not isinstance(v, dict):
+            return v
+        check = _check_of(info)
+        keys = check.server_keys if check is not None else {}
+        out = {}
+        for name, raw in v.items():
+            where = f"{keys.get(name, 'mcpServers')}{key_path(name)}"
+            server = _normalize_server(raw, where, check)
+            if server is not None:
+                out[name] = server
+        return out
 
     @model_validator(mode="after")
-    def _providers_name_known_servers(self) -> HybridConfig:
-        for skill_name, skill in self.skills.items():
-            for i, provider in enumerate(skill.providers):
-                if isinstance(provider, ExternalProviderConfig) and (
-                    provider.server not in self.mcpServers
-                ):
-                    known = ", ".join(sorted(self.mcpServers)) or "none"
-                    raise ValueError(
-                        f"skills.{skill_name}.providers.{i}.server: unknown MCP server "
-                        f"{provider.server!r} (configured servers: {known})"
-                    )
-        unknown = sorted(set(self.privacy.servers) - set(self.mcpServers))
-        if unknown:
-            known = ", ".join(sorted(self.mcpServers)) or "none"
-            raise ValueError(
-                f"privacy.servers: unknown MCP server(s) {', '.join(map(repr, unknown))} "
-                f"(configured servers: {known})"
-            )
+    def _references(self, info: ValidationInfo) -> HybridConfig:
+        """Names that must exist; :func:`parse_config` checks them on the raw document (so they
+        are reported with every other problem), this covers a bare ``model_validate``."""
+        if _check_of(info) is None:
+            problems = _reference_problems(self.model_dump(), set(self.mcpServers), {})
+            if problems:
+                raise ValueError(problems[0])
         return self
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def _reference_problems(
+    data: dict[str, Any], servers: set[str], server_keys: dict[str, str]
+) -> list[str]:
+    """Providers and privacy policies naming servers that are not configured (on the raw
+    document: whatever else is wrong with it, these names can be checked)."""
+    known = ", ".join(sorted(map(str, servers))) or "none"
+    problems = []
+    skills = data.get("skills")
+    for skill_name, skill in skills.items() if isinstance(skills, dict) else []:
+        providers = skill.get("providers") if isinstance(skill, dict) else None
+        for i, provider in enumerate(providers if isinstance(providers, list) else []):
+            if not isinstance(provider, dict) or provider.get("side") != "external":
+                continue
+            server = provider.get("server")
+            if isinstance(server, str) and server not in servers:
+                problems.append(
+                    f"skills{key_path(skill_name)}.providers.{i}.server: unknown MCP server "
+                    f"{preview(server)} (configured servers: {known})"
+                )
+    privacy = data.get("privacy")
+    named = privacy.get("skills") if isinstance(privacy, dict) else None
+    if isinstance(named, dict):
+        skill_names = set(skills) if isinstance(skills, dict) else set()
+        if data.get("builtin_skills", True) is not False:
+            skill_names |= builtin_skill_names()
+        unknown = sorted(
+            (
+                name
+                for name in named
+                if name not in skill_names and str(name).partition(".")[0] not in servers
+            ),
+            key=str,
+        )
+        if unknown:  # a server's 'server.tool' skills are known once it lists its tools
+            problems.append(
+                f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; known "
+                f"skills: {', '.join(sorted(map(str, skill_names)))} and each server's "
+                "'server.tool'"
+            )
+    policies = privacy.get("servers") if isinstance(privacy, dict) else None
+    unknown = sorted(set(policies) - servers, key=str) if isinstance(policies, dict) else []
+    if unknown:
+        problems.append(
+            f"privacy.servers: unknown MCP server(s) {', '.join(map(repr, unknown))} "
+            f"(configured servers: {known})"
+        )
+    return problems
+
+
+def builtin_skill_names() -> set[str]:
+    """The names of the built-in internal skills."""
+    text = resources.files("hybridmcp.data").joinpath("builtin_skills.yaml").read_text("utf-8")
+    return set(yaml.safe_load(text))
+
+
+_UNION_TAGS = {"StdioServer", "HttpServer"}
+_BRANCH_NAMES = {"dict": "a mapping", "list": "a list", "str": "a string", "float": "a number"}
+
+
+def _error_lines(err: ValidationError, server_keys: dict[str, str]) -> list[str]:
+    """One line per problem: union branches collapse into one line naming the key."""
+    lines: list[str] = []
+    branches: dict[str, list[str]] = {}
+    got: dict[str, str] = {}
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"] if p not in ("StdioServer", "HttpServer"))
+        loc: list[Any] = []
+        branch = None
         value = e.get("input")
+        if e["loc"] and e["loc"][-1] == "[key]":  # a mapping's key, not its value
+            where = "".join(key_path(p) for p in e["loc"][:-2]).removeprefix(".")
+            hint = (
+                " (YAML reads an unquoted on, off, yes, no, true or false as a boolean: "
+                "quote the name)"
+                if isinstance(value, bool)
+                else ""
+            )
+            lines.append(f"{where}: the key {preview(value)} is not a string{hint}")
+            continue
+        for i, part in enumerate(e["loc"]):
+            if part in _UNION_TAGS and i == 2:
+                continue  # mcpServers.<name>.<the entry's model>
+            if part in ("internal", "external") and i >= 2 and e["loc"][i - 2] == "providers":
+                continue  # the provider's side tag
+            if isinstance(part, str) and "[" in part and branch is None:
+                branch = part  # a member of a plain union: collapse below
+                break
+            loc.append(part)
+        if loc and loc[0] == "mcpServers" and len(loc) > 1:
+            loc[0] = server_keys.get(str(loc[1]), "mcpServers")
+        where = "".join(key_path(p) for p in loc).removeprefix(".")
         shown = "" if isinstance(value, dict | list) else f" (got {preview(value)})"
-        lines.append(f"  {loc or '<root>'}: {e['msg']}{shown}")
-    return "\n".join(lines)
+        if branch is not None:
+            kind = branch.partition("[")[0]
+            if where not in branches:
+                branches[where] = []
+                lines.append(where)  # placeholder, filled in below
+            branches[where].append(_BRANCH_NAMES.get(kind, kind))
+            got[where] = shown
+            continue
+        message = str(e["msg"]).removeprefix("Value error, ")
+        lines.append(f"{where}: {message}{shown}" if where else message)
+    return [
+        f"{line}: expected {' or '.join(dict.fromkeys(branches[line]))}{got[line]}"
+        if line in branches
+        else line
+        for line in lines
+    ]
 
 
-def parse_config(data: Any, source: str = "<config>") -> HybridConfig:
-    """Validate a configuration mapping; raise :class:`ConfigError` naming each bad key."""
+def parse_config(
+    data: Any, source: str = "<config>", base_dir: str | os.PathLike[str] | None = None
+) -> HybridConfig:
+    """Validate a whole configuration before anything is started; raise :class:`ConfigError`
+    with one line per problem, every problem at once.
+
+    Checked beyond each key's type and range: internal providers' functions import
+    (``base_dir``, the configuration file's directory, is searched for their modules; default
+    the working directory), providers and privacy policies name configured servers, the
+    optimization weights sum to 1. Keys of server entries that nothing reads are dropped with
+    a warning (:attr:`HybridConfig.warnings`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"{source}: the configuration must be a mapping, got {type(data).__name__}"
         )
+    check = _Check(base_dir=Path(base_dir).resolve() if base_dir is not None else Path.cwd())
+    config: HybridConfig | None = None
+    lines: list[str] = []
     try:
-        return HybridConfig.model_validate(data)
+        config = HybridConfig.model_validate(data, context={"check": check})
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source)) from None
-    except ValueError as err:  # raised by the server normaliser before field validation
-        raise ConfigError(f"invalid configuration in {source}: {err}") from None
+        lines = _error_lines(err, check.server_keys)
+    except ValueError as err:  # a shape no model gets to see
+        lines = [str(err)]
+    servers = data.get("mcpServers")
+    names = set(servers) if isinstance(servers, dict) else set()
+    names |= set(check.server_keys)
+    lines += check.problems + _reference_problems(data, names, check.server_keys)
+    if lines or config is None:
+        lines = list(dict.fromkeys(lines)) or ["invalid configuration"]
+        if len(lines) == 1:
+            raise ConfigError(f"invalid configuration in {source}: {lines[0]}")
+        raise ConfigError(
+            f"invalid configuration in {source} ({len(lines)} problems):\n"
+            + "\n".join(f"  {line}" for line in lines)
+        )
+    config._warnings = [f"{source}: {w}" for w in check.warnings]
+    return config
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
     """Load a configuration file (YAML or JSON); with no path, the embedded default.
 
     The file is read under the default :class:`InputLimits`: bytes, depth, YAML aliases and
-    string length are checked before anything is built from it."""
+    string length are checked before anything is built from it. Internal providers' modules
+    are looked for beside the file as well (:func:`import_function`)."""
     if path is None:
         text = resources.files("hybridmcp.data").joinpath("default.yaml").read_text("utf-8")
         return parse_config(yaml.safe_load(text), "embedded default configuration")
@@ -597,4 +1098,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
         raise ConfigError(f"cannot read configuration file {str(p)!r}: {err.strerror}") from None
     except InputLimitError as err:
         raise ConfigError(f"configuration file {str(p)!r}: {err}") from None
-    return parse_config(data, str(p))
+    return parse_config(data, str(p), base_dir=p.resolve().parent)

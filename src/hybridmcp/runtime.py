@@ -223,7 +223,10 @@ async def resources_for(context: Context | None) -> Resources:
         _SHARED_LOCK = asyncio.Lock()
     async with _SHARED_LOCK:
         if path not in _SHARED:
-            _SHARED[path] = await Resources.open(await asyncio.to_thread(load_config, path))
+            config = await asyncio.to_thread(load_config, path)
+            for warning in config.warnings:
+                logging.getLogger("hybridmcp.config").warning("%s", warning)
+            _SHARED[path] = await Resources.open(config)
     return _SHARED[path]
 
 

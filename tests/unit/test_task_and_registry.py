@@ -4,7 +4,7 @@ import pytest
 from mcp.types import CallToolResult, TextContent, Tool
 
 from hybridmcp.capabilities.registry import build_registry, extract_result, map_arguments
-from hybridmcp.config import parse_config
+from hybridmcp.config import HybridConfig, parse_config
 from hybridmcp.errors import ConfigError, ProviderError, TaskError
 from hybridmcp.task import load_task, parse_task
 
@@ -94,19 +94,20 @@ def test_args_are_validated_against_the_schema():
 
 
 def test_internal_function_is_resolved_at_load():
-    cfg = parse_config(
-        {
-            "skills": {
-                "x": {
-                    "providers": [
-                        {"side": "internal", "function": "hybridmcp.capabilities.builtin:nope"}
-                    ]
-                }
+    raw = {
+        "skills": {
+            "x": {
+                "providers": [
+                    {"side": "internal", "function": "hybridmcp.capabilities.builtin:nope"}
+                ]
             }
         }
-    )
+    }
+    with pytest.raises(ConfigError, match=r"skills.x.providers.0.function: .* has no 'nope'"):
+        parse_config(raw)
+    # a configuration built without parse_config is still checked before anything runs
     with pytest.raises(ConfigError, match="has no 'nope'"):
-        build_registry(cfg, {})
+        build_registry(HybridConfig.model_validate(raw), {})
 
 
 def test_argument_mapping():

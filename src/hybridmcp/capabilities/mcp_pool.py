@@ -96,6 +96,7 @@ from mcp.types import (
     CancelledNotification,
     CancelledNotificationParams,
     ClientNotification,
+    Implementation,
     Tool,
 )
 
@@ -142,22 +143,44 @@ def resolve_command(command: str) -> str:
 
 
 def to_connection(server: ServerConfig) -> dict[str, Any]:
-    """The ``langchain-mcp-adapters`` connection for a configured server."""
+    """The ``langchain-mcp-adapters`` connection for a configured server: its transport's
+    keys (``headers`` on every HTTP request; ``timeout`` and ``sse_read_timeout`` in seconds)
+    and the ``ClientSession`` arguments of ``session_kwargs``."""
+    conn: dict[str, Any]
     if isinstance(server, StdioServer):
-        conn: dict[str, Any] = {
+        conn = {
             "transport": "stdio",
             "command": resolve_command(server.command),
             "args": list(server.args),
         }
-        if server.env is not None:
-            conn["env"] = dict(server.env)
-        if server.cwd is not None:
-            conn["cwd"] = server.cwd
-        return conn
-    assert isinstance(server, HttpServer)
-    conn = {"transport": server.transport, "url": server.url}
-    if server.headers:
-        conn["headers"] = dict(server.headers)
+        optional: dict[str, Any] = {
+            "env": dict(server.env) if server.env is not None else None,
+            "cwd": server.cwd,
+            "encoding": server.encoding,
+            "encoding_error_handler": server.encoding_error_handler,
+        }
+    else:
+        assert isinstance(server, HttpServer)
+        conn = {"transport": server.transport, "url": server.url}
+        optional = {
+            "headers": dict(server.headers) if server.headers else None,
+            "timeout": server.timeout,
+            "sse_read_timeout": server.sse_read_timeout,
+        }
+        if server.transport == "streamable_http":
+            optional["terminate_on_close"] = server.terminate_on_close
+    conn |= {key: value for key, value in optional.items() if value is not None}
+    session = server.session_kwargs
+    if session is not None:
+        kwargs: dict[str, Any] = {}
+        if session.read_timeout_seconds is not None:
+            kwargs["read_timeout_seconds"] = timedelta(seconds=session.read_timeout_seconds)
+        if session.client_info is not None:
+            kwargs["client_info"] = Implementation(
+                name=session.client_info.name, version=session.client_info.version
+            )
+        if kwargs:
+            conn["session_kwargs"] = kwargs
     return conn
 
 
@@ -178,7 +201,8 @@ async def _session_for(
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
         return
-    given = {k: connection[k] for k in ("command", "args", "env", "cwd") if k in connection}
+    keys = ("command", "args", "env", "cwd", "encoding", "encoding_error_handler")
+    given = {k: connection[k] for k in keys if k in connection}
     if given.get("env") is not None:  # ${VAR} expanded, as langchain-mcp-adapters does
         given["env"] = {k: _BRACED_VAR.sub(_from_environ, v) for k, v in given["env"].items()}
     params = StdioServerParameters(**given)
@@ -186,7 +210,7 @@ async def _session_for(
     try:
         async with (
             stdio_client(params, errlog=log) as (read, write),
-            ClientSession(read, write) as session,
+            ClientSession(read, write, **(connection.get("session_kwargs") or {})) as session,
         ):
             yield session
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import inspect
 import json
 import threading
@@ -45,6 +44,7 @@ from hybridmcp.config import (
     InternalProviderConfig,
     Side,
     SkillConfig,
+    import_function,
 )
 from hybridmcp.errors import ConfigError, ProviderError, TaskError
 from hybridmcp.policy.effects import READ, Effect, strongest, tool_effect
@@ -312,23 +312,16 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 
 def resolve_function(spec: str) -> Callable[..., Any]:
-    """Import ``module:function`` once; raise :class:`ConfigError` if it cannot be found."""
+    """Import ``module:function`` once; raise :class:`ConfigError` if it cannot be found.
+
+    A configuration loaded from a file has imported it already (its modules are found beside
+    the file too: :func:`hybridmcp.config.import_function`)."""
     if spec in _FUNCTIONS:
         return _FUNCTIONS[spec]
-    module_name, _, attr = spec.partition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"internal provider {spec!r}: cannot import {module_name!r}: {err}"
-        ) from None
-    fn = module
-    for part in attr.split("."):
-        fn = getattr(fn, part, None)  # type: ignore[assignment]
-        if fn is None:
-            raise ConfigError(f"internal provider {spec!r}: {module_name!r} has no {attr!r}")
-    if not callable(fn):
-        raise ConfigError(f"internal provider {spec!r} is not callable")
+        fn = import_function(spec)
+    except ValueError as err:
+        raise ConfigError(f"internal provider {spec!r}: {err}") from None
     _FUNCTIONS[spec] = fn
     return fn
 

@@ -35,6 +35,8 @@ Run it::
     python -m hybridmcp.testing.faultserver                       # stdio
     python -m hybridmcp.testing.faultserver --transport streamable-http --port 8123  # /mcp
     python -m hybridmcp.testing.faultserver --transport sse --port 8124              # /sse
+    python -m hybridmcp.testing.faultserver --transport streamable-http \\
+        --require-header 'Authorization: Bearer s3cret'   # 401 to any request without it
     python -m hybridmcp.testing.faultserver --faults '{"calculate": {"fail_first": 2}}' \\
         --seed 7 --record calls.jsonl --answers text
 
@@ -769,6 +771,28 @@ def build_server(
     return server
 
 
+def require_header(app: Any, header: str) -> Any:
+    """The ASGI ``app`` behind a check: an HTTP request without ``header`` ("Name: value")
+    gets 401 and never reaches the MCP server."""
+    name, _, value = header.partition(":")
+    wanted = (name.strip().lower().encode(), value.strip().encode())
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and wanted not in list(scope.get("headers", [])):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"missing or wrong header\n"})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m hybridmcp.testing.faultserver",
@@ -790,6 +814,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="both",
         help="answer with JSON text and structured content (both), text only, or FastMCP's "
         "structured output with an output schema (structured)",
+    )
+    parser.add_argument(
+        "--require-header",
+        metavar="'NAME: VALUE'",
+        help="HTTP transports: answer 401 to every request that lacks this header",
     )
     parser.add_argument(
         "--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR")
@@ -826,6 +855,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 app = server.streamable_http_app()  # the MCP endpoint is /mcp
             else:
                 app = server.sse_app()  # the event stream is /sse, messages go to /messages/
+            if args.require_header:
+                app = require_header(app, args.require_header)
             config = uvicorn.Config(
                 app,
                 host=args.host,

@@ -88,8 +88,10 @@ class HttpFaultServer:
         record: str | Path | None = None,
         port: int | None = None,
         answers: str = "both",
+        require_header: str | None = None,
     ) -> None:
         self.faults = faults
+        self.require_header = require_header
         self.transport = transport
         self.seed = seed
         self.record = record
@@ -111,6 +113,8 @@ class HttpFaultServer:
             self.faults = faults
         args = [*faultserver_args(self.faults, self.seed, self.record, self.answers)]
         args += ["--transport", self.transport, "--port", str(self.port)]
+        if self.require_header:
+            args += ["--require-header", self.require_header]
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, stdout=asyncio.subprocess.DEVNULL
         )
