@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from hybridmcp.entities import PrivacyConfig
 from hybridmcp.errors import ConfigError
 from hybridmcp.limits import (
     InputLimitError,
@@ -45,10 +46,17 @@ from hybridmcp.limits import (
     preview,
     read_file,
 )
-from hybridmcp.policy.effects import Effect
-from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS
-from hybridmcp.policy.privacy import PrivacyConfig
 from hybridmcp.sensitivity import Sensitivity, SensitivityField
+
+Effect = Literal["read", "idempotent", "write"]
+"""A provider's effect class (see :mod:`hybridmcp.policy.effects`)."""
+DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
+    r"^\s*(?:[A-Za-z][\w ]{0,40}?\s)?(?:error|exception)\s*:",
+    r"^\s*Traceback \(most recent call last\)",
+    r"^\s*(?:failed|failure)\s*:",
+)
+"""Text answers that start like these are errors (case-insensitive), unless structured
+(:mod:`hybridmcp.policy.output`)."""
 
 Side = Literal["internal", "external"]
 Strategy = Literal["auto", "internal", "external", "hybrid"]

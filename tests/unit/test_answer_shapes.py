@@ -33,8 +33,9 @@ from hybridmcp.capabilities.registry import (
     answer_to_judge,
     extract_result,
 )
+from hybridmcp.config import DEFAULT_ERROR_PATTERNS
 from hybridmcp.errors import ProviderError
-from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS, compile_patterns, output_problem
+from hybridmcp.policy.output import compile_patterns, output_problem
 
 PNG = base64.b64encode(b"\x89PNG fake").decode()
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hybridmcp.config import parse_config
+from hybridmcp.config import DEFAULT_ERROR_PATTERNS, parse_config
 from hybridmcp.errors import ConfigError
-from hybridmcp.policy.output import DEFAULT_ERROR_PATTERNS, compile_patterns, output_problem
+from hybridmcp.policy.output import compile_patterns, output_problem
 
 PATTERNS = compile_patterns(DEFAULT_ERROR_PATTERNS)
 

@@ -18,11 +18,12 @@ when its outcome is unknown. ``read`` and ``idempotent`` work may be repeated.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from mcp.types import Tool
 
-Effect = Literal["read", "idempotent", "write"]
+from hybridmcp.config import Effect
+
 READ: Effect = "read"
 IDEMPOTENT: Effect = "idempotent"
 WRITE: Effect = "write"

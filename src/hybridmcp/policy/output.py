@@ -25,12 +25,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
-    r"^\s*(?:[A-Za-z][\w ]{0,40}?\s)?(?:error|exception)\s*:",
-    r"^\s*Traceback \(most recent call last\)",
-    r"^\s*(?:failed|failure)\s*:",
-)
-"""Text answers that start like these are errors (case-insensitive), unless structured."""
 ERROR_ONLY_KEYS = frozenset({"error", "message", "code", "details", "status"})
 
 
