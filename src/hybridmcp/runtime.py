@@ -196,6 +196,10 @@ class Resources:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def breaker_windows(self) -> dict[str, dict[str, Any]]:
+        """Each external provider's circuit breaker state: the observed error rates."""
+        return self.gate.breaker.snapshot(self.clock())
+
     def server_available(self, server: str) -> tuple[bool, str | None]:
         status = self.pool.status(server)
         return status.available, status.error

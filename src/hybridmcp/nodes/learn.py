@@ -9,7 +9,6 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats, save_stats
-from hybridmcp.nodes.monitor import breaker_windows
 from hybridmcp.policy.blame import learnable, request_faults, slow
 from hybridmcp.policy.learning import (
     learned_from,
@@ -129,7 +128,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
                 stats[key] = observe_agreement(stats[key], agreed=result["agreement"], now=now)
     await save_stats(store, (mark_learned(s, run) for s in stats.values()))
     metrics = run_metrics(state, now)
-    metrics["circuits"] = breaker_windows(res)  # each external provider's circuit breaker
+    metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
     return {"metrics": metrics}
 
 

@@ -17,11 +17,6 @@ def open_requests(state: State) -> list[str]:
     return [str(r["id"]) for r in state["requests"] if str(r["id"]) not in done]
 
 
-def breaker_windows(res: Resources) -> dict[str, dict[str, Any]]:
-    """Each external provider's circuit breaker state: the observed error rates."""
-    return res.gate.breaker.snapshot(res.clock())
-
-
 def disputed(state: State, res: Resources) -> set[str]:
     """Open critical requests whose answers disagree with no evidence to decide: a third
     provider, where there is one, is asked to break the tie."""
@@ -55,7 +50,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         max_rounds=max_rounds,
         sides=sides,
         degradation=res.config.resilience.degradation,
-        recent=breaker_windows(res),
+        recent=res.breaker_windows(),
         deadline_passed=deadline_passed,
         disputed=disputed(state, res),
         effects={pid: res.registry.provider(pid).effect for pid in sides},
