@@ -28,7 +28,8 @@ from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.capabilities.timing import LoopLag
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError
-from hybridmcp.persistence import head_anchor
+from hybridmcp.oauth import OAuthSessions, TokenStore
+from hybridmcp.persistence import head_anchor, tokens_path
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.hedging import HealthWatch
 
@@ -143,7 +144,8 @@ class Resources:
         gate_factory: Callable[[SessionPool], Gate] | None = None,
         store: BaseStore | None = None,
     ) -> Resources:
-        pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
+        oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
+        pool = await SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth).open()
         try:
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             # Reads files and imports the internal providers' modules: off the event loop.

@@ -81,7 +81,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from langchain_mcp_adapters.sessions import create_session
@@ -107,6 +107,11 @@ from hybridmcp.errors import (
     RequestError,
     ServerUnavailableError,
 )
+
+if TYPE_CHECKING:
+    import httpx
+
+    from hybridmcp.oauth import OAuthSessions
 
 log = logging.getLogger("hybridmcp.pool")
 
@@ -206,13 +211,29 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
 
 
+def _open_error(name: str, config: ServerConfig, err: BaseException) -> str:
+    """Why a session did not open: a server that needs the user's authorization says so, with
+    the command to run."""
+    from hybridmcp.oauth import auth_problem
+
+    return auth_problem(name, config, err) or _describe(err)
+
+
 class _ServerSession:
     """One server's session (re-opened as needed), owned by a dedicated task."""
 
-    def __init__(self, name: str, config: ServerConfig, settings: PoolConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        settings: PoolConfig,
+        auth: httpx.Auth | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.settings = settings
+        self.auth = auth
+        """The server's OAuth (held across re-opens, so its tokens are too)."""
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -265,6 +286,8 @@ class _ServerSession:
         try:
             # Finding the command reads the file system: never on the event loop.
             connection = await asyncio.to_thread(to_connection, self.config)
+            if self.auth is not None:
+                connection["auth"] = self.auth
             async with create_session(connection) as session:  # type: ignore[arg-type]
                 await session.initialize()
                 listed = await session.list_tools()
@@ -281,7 +304,7 @@ class _ServerSession:
             raise
         except BaseException as err:
             if self._owner is me:
-                self.status.error = _describe(err)
+                self.status.error = _open_error(self.name, self.config, err)
         finally:
             if self._owner is me:
                 self._session = None
@@ -597,11 +620,17 @@ class SessionPool:
     """The MCP sessions of a run: opened together, used concurrently, closed together."""
 
     def __init__(
-        self, servers: dict[str, ServerConfig], settings: PoolConfig | None = None
+        self,
+        servers: dict[str, ServerConfig],
+        settings: PoolConfig | None = None,
+        *,
+        oauth: OAuthSessions | None = None,
     ) -> None:
         self.settings = settings or PoolConfig()
         self._sessions = {
-            name: _ServerSession(name, cfg, self.settings)
+            name: _ServerSession(
+                name, cfg, self.settings, oauth.auth_for(name, cfg) if oauth else None
+            )
             for name, cfg in servers.items()
             if cfg.enabled
         }

@@ -1,0 +1,131 @@
+"""The official MCP conformance suite's client scenarios, run against hybridmcp.
+
+``@modelcontextprotocol/conformance`` starts each scenario's test server (and authorization
+server) and runs ``tests/conformance/client.py``, which drives hybridmcp's command line only:
+``auth login`` and ``run`` on a generated configuration. A scenario passes when every check the
+suite makes of the client passes. The expected outcome of each scenario is recorded in
+``tests/conformance/expected.yaml``; a regression, or a listed failure that now passes, fails
+this test.
+
+Needs Node 22+ and the suite: ``npm install --prefix DIR node@22
+@modelcontextprotocol/conformance@0.1.16`` with ``MCP_CONFORMANCE_DIR=DIR`` (``.ci/run`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT = ROOT / "tests" / "conformance" / "client.py"
+EXPECTED = yaml.safe_load((ROOT / "tests" / "conformance" / "expected.yaml").read_text())
+SCENARIOS = [*EXPECTED["pass"], *EXPECTED["fail"]]
+SUITE_DIR = os.environ.get("MCP_CONFORMANCE_DIR")
+CONCURRENCY = 2  # each scenario runs two or three Python processes: the machine has 2 cores
+
+pytestmark = pytest.mark.skipif(
+    not SUITE_DIR or not (Path(SUITE_DIR) / "node_modules" / ".bin" / "conformance").exists(),
+    reason="needs MCP_CONFORMANCE_DIR (npm install --prefix DIR node@22 "
+    "@modelcontextprotocol/conformance@0.1.16)",
+)
+
+
+def run_scenario(scenario: str, out: Path) -> dict[str, Any]:
+    """One scenario through the suite's runner; its checks and the client's output."""
+    assert SUITE_DIR is not None
+    bin_dir = Path(SUITE_DIR) / "node_modules" / ".bin"
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # node 22 first
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
+    where = out / scenario.replace("/", "_")
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [
+                str(bin_dir / "conformance"),
+                "client",
+                "--command",
+                f"{sys.executable} {CLIENT}",
+                "--scenario",
+                scenario,
+                "--timeout",
+                "60000",
+                "-o",
+                str(where),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        log, status = done.stdout + done.stderr, done.returncode
+    except subprocess.TimeoutExpired as err:
+        log, status = f"the suite did not finish in time: {err}", -1
+    checks: list[dict[str, Any]] = []
+    client_stderr = ""
+    for found in where.rglob("checks.json"):
+        checks = json.loads(found.read_text())
+        stderr = found.with_name("stderr.txt")
+        client_stderr = stderr.read_text() if stderr.exists() else ""
+    failed = [c for c in checks if c.get("status") == "FAILURE"]
+    return {
+        "passed": status == 0 and not failed,
+        "seconds": time.monotonic() - started,
+        "failed_checks": [f"{c['id']}: {c.get('description')}" for c in failed],
+        "log": log[-3000:],
+        "client_stderr": client_stderr[-3000:],
+    }
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("conformance")
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        results = dict(zip(SCENARIOS, pool.map(lambda s: run_scenario(s, out), SCENARIOS)))
+    table = "\n".join(
+        f"{name:45} {'pass' if r['passed'] else 'FAIL'} {r['seconds']:5.1f} s"
+        for name, r in results.items()
+    )
+    print(f"\nMCP conformance ({EXPECTED['version']}), client scenarios:\n{table}")
+    return results
+
+
+def test_every_client_scenario_is_listed() -> None:
+    """The expected list names every client scenario the suite has (a new one is noticed)."""
+    assert SUITE_DIR is not None
+    bin_dir = Path(SUITE_DIR) / "node_modules" / ".bin"
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    listed = subprocess.run(
+        [str(bin_dir / "conformance"), "list"], env=env, capture_output=True, text=True, timeout=60
+    ).stdout
+    client_part = listed.split("Client scenarios", 1)[1]
+    names = {
+        line.strip()[2:].split(" [")[0]
+        for line in client_part.splitlines()
+        if line.strip().startswith("- ")
+    }
+    assert names == set(SCENARIOS)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario(scenario: str, outcomes: dict[str, dict[str, Any]]) -> None:
+    result = outcomes[scenario]
+    if scenario in EXPECTED["pass"]:
+        assert result["passed"], (
+            f"{scenario} regressed: {result['failed_checks']}\n"
+            f"client stderr:\n{result['client_stderr']}\nsuite:\n{result['log']}"
+        )
+    else:
+        assert not result["passed"], (
+            f"{scenario} now passes: move it to `pass` in tests/conformance/expected.yaml "
+            "and update docs/conformance.md"
+        )
