@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,6 +33,9 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "elicitation-sep1034-client-defaults": ("test_client_elicitation_defaults", {}),
 }
 AUTH_TOOL = ("test-tool", {})
+# How the user behaves: "" logs in as told; "no-login" runs without logging in first;
+# "no-auth-block" has not written the server's `auth:` block (the 401 messages' tests).
+MODE = os.environ.get("HYBRIDMCP_CONFORMANCE_MODE", "")
 
 
 def hybridmcp(*args: str, workdir: Path) -> int:
@@ -39,7 +43,7 @@ def hybridmcp(*args: str, workdir: Path) -> int:
     command = [sys.executable, "-m", "hybridmcp.cli", *args]
     print("$ hybridmcp " + " ".join(args), file=sys.stderr, flush=True)
     started = time.monotonic()
-    status = subprocess.run(command, cwd=workdir, timeout=25).returncode
+    status = subprocess.run(command, cwd=workdir, timeout=100).returncode
     print(f"(exit {status} after {time.monotonic() - started:.1f} s)", file=sys.stderr, flush=True)
     return status
 
@@ -52,7 +56,7 @@ def free_port() -> int:
 
 def auth_block(scenario: str, context: dict[str, Any], workdir: Path) -> dict[str, Any] | None:
     """The ``auth:`` block a user would write for the scenario's server."""
-    if not scenario.startswith("auth/"):
+    if not scenario.startswith("auth/") or MODE == "no-auth-block":
         return None
     if scenario == "auth/client-credentials-basic":
         return {
@@ -75,8 +79,9 @@ def auth_block(scenario: str, context: dict[str, Any], workdir: Path) -> dict[st
         "redirect_uri": f"http://localhost:{free_port()}/callback",
         "browser": f"{sys.executable} {HERE / 'user_agent.py'}",
         "client_metadata_url": "https://conformance-test.local/client-metadata.json",
-        "authorize_during_run": True,  # a server may ask for more scope mid-run (step-up)
-        "login_timeout_s": 15,
+        # a server may ask for more scope mid-run (step-up)
+        "authorize_during_run": MODE != "no-login",
+        "login_timeout_s": 60,
     }
     if context.get("client_id"):  # pre-registered
         block["client_id"] = context["client_id"]
@@ -85,10 +90,8 @@ def auth_block(scenario: str, context: dict[str, Any], workdir: Path) -> dict[st
     return block
 
 
-def server_entry(
-    url: str, scenario: str, context: dict[str, Any], workdir: Path
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {"url": url, "startup_timeout_ms": 15_000, "timeout_ms": 10_000}
+def server_entry(url: str, scenario: str, context: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {"url": url, "startup_timeout_ms": 60_000, "timeout_ms": 60_000}
     auth = auth_block(scenario, context, workdir)
     if auth is not None:
         entry["auth"] = auth
@@ -116,11 +119,41 @@ def main() -> int:
         common += ["--db", "run.db"]
         entry = config["mcpServers"][SERVER]
         if entry.get("auth", {}).get("grant", "authorization_code") == "authorization_code":
-            if "auth" in entry:  # the user logs in once, then runs
+            if "auth" in entry and MODE != "no-login":  # the user logs in once, then runs
                 status = hybridmcp("auth", "login", SERVER, *common, workdir=workdir)
                 if status != 0:
                     return status
-        return hybridmcp("run", "task.json", *common, "--json", workdir=workdir)
+        run = ["run", "task.json", *common, "--json", "--thread", "t1", "--audit", "audit.jsonl"]
+        status = hybridmcp(*run, workdir=workdir)
+        given = {context[k] for k in ("client_secret", "private_key_pem") if context.get(k)}
+        leaked = secrets_leaked(workdir, given)
+        if leaked:
+            print(f"secrets leaked into {leaked}", file=sys.stderr)
+            return 1
+        return status
+
+
+def secrets_leaked(workdir: Path, given: set[str]) -> list[str]:
+    """The files hybridmcp wrote, other than the token database, that hold a token, a client
+    secret or a private key: the checkpoints (kept: the run has a thread id), the learned
+    statistics and the audit trail must hold none."""
+    tokens_db = workdir / "run.tokens.db"
+    secrets = {value.encode() for value in given}
+    rows = []
+    if tokens_db.exists():
+        with sqlite3.connect(tokens_db) as conn:
+            rows = conn.execute("SELECT tokens, client_info FROM hybridmcp_oauth").fetchall()
+    for tokens, client in rows:
+        for field, value in (json.loads(tokens or "{}") | json.loads(client or "{}")).items():
+            if field in ("access_token", "refresh_token", "client_secret") and value:
+                secrets.add(str(value).encode())
+    return [
+        found.name
+        for found in workdir.iterdir()
+        if found.is_file()
+        and found.name not in ("run.tokens.db", "config.json", "client-key.pem")
+        and any(secret in found.read_bytes() for secret in secrets)
+    ]
 
 
 if __name__ == "__main__":

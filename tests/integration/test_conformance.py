@@ -39,11 +39,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def run_scenario(scenario: str, out: Path) -> dict[str, Any]:
+def run_scenario(scenario: str, out: Path, mode: str = "") -> dict[str, Any]:
     """One scenario through the suite's runner; its checks and the client's output."""
     assert SUITE_DIR is not None
     bin_dir = Path(SUITE_DIR) / "node_modules" / ".bin"
-    env = dict(os.environ)
+    env = dict(os.environ, HYBRIDMCP_CONFORMANCE_MODE=mode)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # node 22 first
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), env.get("PYTHONPATH")) if p)
     where = out / scenario.replace("/", "_")
@@ -58,14 +58,14 @@ def run_scenario(scenario: str, out: Path) -> dict[str, Any]:
                 "--scenario",
                 scenario,
                 "--timeout",
-                "60000",
+                "240000",
                 "-o",
                 str(where),
             ],
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
         )
         log, status = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as err:
@@ -90,7 +90,9 @@ def run_scenario(scenario: str, out: Path) -> dict[str, Any]:
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     out = tmp_path_factory.mktemp("conformance")
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        results = dict(zip(SCENARIOS, pool.map(lambda s: run_scenario(s, out), SCENARIOS)))
+        results = dict(
+            zip(SCENARIOS, pool.map(lambda s: run_scenario(s, out), SCENARIOS), strict=True)
+        )
     table = "\n".join(
         f"{name:45} {'pass' if r['passed'] else 'FAIL'} {r['seconds']:5.1f} s"
         for name, r in results.items()
@@ -129,3 +131,27 @@ def test_scenario(scenario: str, outcomes: dict[str, dict[str, Any]]) -> None:
             f"{scenario} now passes: move it to `pass` in tests/conformance/expected.yaml "
             "and update docs/conformance.md"
         )
+
+
+@pytest.mark.parametrize(
+    ("mode", "told"),
+    [
+        ("no-login", "MCP server 'conf' needs authentication: run `hybridmcp auth login conf`"),
+        (
+            "no-auth-block",
+            "MCP server 'conf' needs authentication (HTTP 401): give its entry an `auth:` block",
+        ),
+    ],
+)
+def test_a_server_that_needs_authentication_says_which_command_to_run(
+    mode: str, told: str, tmp_path: Path
+) -> None:
+    """A run against an OAuth-protected server without a login (or without an ``auth:``
+    block) stops at once with one line naming the command, never 'unknown skill'."""
+    result = run_scenario("auth/metadata-default", tmp_path, mode)
+    stderr = " ".join(result["client_stderr"].split())
+    assert not result["passed"]
+    assert f"warning: {told}" in stderr
+    assert f"skill 'conf.test-tool': {told}" in stderr
+    assert "(exit 2 after" in stderr
+    assert "Traceback" not in stderr and "unknown skill" not in stderr

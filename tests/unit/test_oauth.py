@@ -180,9 +180,7 @@ def test_a_restored_token_keeps_its_expiry_so_it_is_refreshed(tmp_path: Path) ->
     entry = server({"client_id": "c"})
     provider = build_auth("s", entry, store)
     stored = ServerTokens(store, "s", entry.url)
-    asyncio.run(
-        stored.set_tokens(OAuthToken(access_token="a", refresh_token="r", expires_in=-5))
-    )
+    asyncio.run(stored.set_tokens(OAuthToken(access_token="a", refresh_token="r", expires_in=-5)))
     asyncio.run(provider._initialize())
     assert not provider.context.is_token_valid()
     assert provider.context.can_refresh_token()
