@@ -262,14 +262,31 @@ class ServerTokens:
 
 
 class _RestoredExpiry(OAuthClientProvider):
-    """Tokens loaded from storage keep their expiry (the SDK would take them as never
-    expiring, replay an expired one and re-authorize on the 401 instead of refreshing)."""
+    """The SDK's provider, with two things of the configuration kept: a token loaded from
+    storage keeps its expiry (the SDK would take it as never expiring, replay an expired one and
+    re-authorize on the 401 instead of refreshing), and the configured ``scope`` is asked for
+    beside the scopes the server names (the SDK would ask for the server's only)."""
+
+    configured_scope: str | None = None
+    user_step: _UserStep | None = None
+
+    async def _perform_authorization(self) -> httpx.Request:
+        metadata = self.context.client_metadata
+        metadata.scope = _scope_union(metadata.scope, self.configured_scope)
+        return await super()._perform_authorization()
 
     async def _initialize(self) -> None:
         await super()._initialize()
         tokens = self.context.current_tokens
         if tokens is not None and tokens.expires_in is not None:
             self.context.update_token_expiry(tokens)
+
+
+def _scope_union(*scopes: str | None) -> str | None:
+    words: list[str] = []
+    for scope in scopes:
+        words += [w for w in (scope or "").split() if w not in words]
+    return " ".join(words) or None
 
 
 class _AuthorizationCode(_RestoredExpiry):
@@ -351,10 +368,16 @@ class _UserStep:
         self.server, self.auth, self.interactive, self.out = server, auth, interactive, out
         self._callback: _Callback | None = None
         self._browser: asyncio.subprocess.Process | None = None
+        self.refused: AuthenticationRequired | None = None
+        """The last authorization this step refused to ask the user for (outside a login)."""
 
     async def redirect(self, authorization_url: str) -> None:
         if not (self.interactive or self.auth.authorize_during_run):
-            raise AuthenticationRequired(self.server)
+            scope = parse_qs(urlsplit(authorization_url).query).get("scope")
+            self.refused = AuthenticationRequired(
+                self.server, f"for scope {scope[0]!r}" if scope else ""
+            )
+            raise self.refused
         loopback = self.auth.loopback()
         if loopback is not None:
             self._callback = _Callback(*loopback)
@@ -473,7 +496,7 @@ def build_auth(
         scope=auth.scope,
         token_endpoint_auth_method=method,
     )
-    return _AuthorizationCode(
+    provider = _AuthorizationCode(
         server_url=server.url,
         client_metadata=metadata,
         storage=ServerTokens(store, name, server.url, preregistered),
@@ -482,6 +505,9 @@ def build_auth(
         timeout=auth.login_timeout_s,
         client_metadata_url=auth.client_metadata_url,
     )
+    provider.configured_scope = auth.scope
+    provider.user_step = step
+    return provider
 
 
 def _client_credentials(
@@ -503,7 +529,7 @@ def _client_credentials(
             signing_key=key,
             signing_algorithm=auth.signing_algorithm,
         ).create_assertion_provider()
-        return _PrivateKeyJWT(
+        jwt = _PrivateKeyJWT(
             server_url=url,
             storage=storage,
             client_id=auth.client_id,
@@ -511,6 +537,8 @@ def _client_credentials(
             scopes=auth.scope,
             issuer=auth.issuer,
         )
+        jwt.configured_scope = auth.scope
+        return jwt
     secret = auth.secret()
     assert secret is not None
     method = auth.token_endpoint_auth_method or "client_secret_basic"
@@ -519,7 +547,7 @@ def _client_credentials(
             f"mcpServers.{name}.auth.token_endpoint_auth_method: {method!r} does not send a "
             "client secret; use client_secret_basic or client_secret_post"
         )
-    return _ClientSecret(
+    provider = _ClientSecret(
         server_url=url,
         storage=storage,
         client_id=auth.client_id,
@@ -528,6 +556,8 @@ def _client_credentials(
         scopes=auth.scope,
         issuer=auth.issuer,
     )
+    provider.configured_scope = auth.scope
+    return provider
 
 
 # -- what a failed open says ------------------------------------------------------------
@@ -541,6 +571,16 @@ def _leaves(err: BaseException) -> Iterator[BaseException]:
     yield err
     if err.__cause__ is not None:
         yield from _leaves(err.__cause__)
+
+
+def refused_mid_call(auth: httpx.Auth | None) -> str | None:
+    """Why a call's connection closed, when it closed because the server asked for more
+    authorization (a step-up) that only a login can give; taken once."""
+    step = getattr(auth, "user_step", None)
+    if not isinstance(step, _UserStep) or step.refused is None:
+        return None
+    refused, step.refused = step.refused, None
+    return str(refused)
 
 
 def auth_problem(name: str, server: ServerConfig, err: BaseException) -> str | None:

@@ -33,8 +33,9 @@ CALLS: dict[str, tuple[str, dict[str, Any]]] = {
     "elicitation-sep1034-client-defaults": ("test_client_elicitation_defaults", {}),
 }
 AUTH_TOOL = ("test-tool", {})
-# How the user behaves: "" logs in as told; "no-login" runs without logging in first;
-# "no-auth-block" has not written the server's `auth:` block (the 401 messages' tests).
+# How the user behaves (the messages' tests): "" logs in as told; "no-login" runs without
+# logging in first; "no-auth-block" has not written the server's `auth:` block; "no-step-up"
+# logs in but does not let a run ask for more scope.
 MODE = os.environ.get("HYBRIDMCP_CONFORMANCE_MODE", "")
 
 
@@ -80,7 +81,7 @@ def auth_block(scenario: str, context: dict[str, Any], workdir: Path) -> dict[st
         "browser": f"{sys.executable} {HERE / 'user_agent.py'}",
         "client_metadata_url": "https://conformance-test.local/client-metadata.json",
         # a server may ask for more scope mid-run (step-up)
-        "authorize_during_run": MODE != "no-login",
+        "authorize_during_run": MODE not in ("no-login", "no-step-up"),
         "login_timeout_s": 60,
     }
     if context.get("client_id"):  # pre-registered

@@ -71,11 +71,12 @@ def run_scenario(scenario: str, out: Path, mode: str = "") -> dict[str, Any]:
     except subprocess.TimeoutExpired as err:
         log, status = f"the suite did not finish in time: {err}", -1
     checks: list[dict[str, Any]] = []
-    client_stderr = ""
+    client_stderr = client_stdout = ""
     for found in where.rglob("checks.json"):
         checks = json.loads(found.read_text())
-        stderr = found.with_name("stderr.txt")
+        stderr, stdout = found.with_name("stderr.txt"), found.with_name("stdout.txt")
         client_stderr = stderr.read_text() if stderr.exists() else ""
+        client_stdout = stdout.read_text() if stdout.exists() else ""
     failed = [c for c in checks if c.get("status") == "FAILURE"]
     return {
         "passed": status == 0 and not failed,
@@ -83,6 +84,7 @@ def run_scenario(scenario: str, out: Path, mode: str = "") -> dict[str, Any]:
         "failed_checks": [f"{c['id']}: {c.get('description')}" for c in failed],
         "log": log[-3000:],
         "client_stderr": client_stderr[-3000:],
+        "client_stdout": client_stdout,
     }
 
 
@@ -155,3 +157,19 @@ def test_a_server_that_needs_authentication_says_which_command_to_run(
     assert f"skill 'conf.test-tool': {told}" in stderr
     assert "(exit 2 after" in stderr
     assert "Traceback" not in stderr and "unknown skill" not in stderr
+
+
+def test_a_call_that_needs_more_scope_says_so_when_a_run_may_not_ask(tmp_path: Path) -> None:
+    """Logged in, but a call asks for more scope (403 insufficient_scope) and the run may not
+    open the browser: the call fails naming the scope and the command, not as a crash."""
+    result = run_scenario("auth/scope-step-up", tmp_path, "no-step-up")
+    assert not result["passed"]
+    stderr = result["client_stderr"]
+    assert "$ hybridmcp auth login conf" in stderr and "(exit 0 after" in stderr
+    out = json.loads(result["client_stdout"].strip().splitlines()[-1])
+    [call] = out["results"]
+    assert call["status"] == "failed"
+    assert call["error"].endswith(
+        "MCP server 'conf' needs authentication (for scope 'mcp:basic mcp:write'): "
+        "run `hybridmcp auth login conf`"
+    )

@@ -23,9 +23,11 @@ from hybridmcp.oauth import (
     OAuthSessions,
     ServerTokens,
     TokenStore,
+    _scope_union,
     _UserStep,
     auth_problem,
     build_auth,
+    refused_mid_call,
 )
 from hybridmcp.persistence import tokens_path
 
@@ -242,6 +244,24 @@ def test_outside_login_the_users_step_stops_with_the_command_to_run() -> None:
     with pytest.raises(AuthenticationRequired) as err:
         asyncio.run(step.redirect("https://auth.example.com/authorize?x=1"))
     assert str(err.value) == "needs authentication: run `hybridmcp auth login notes`"
+
+
+def test_a_refused_step_up_is_told_once_with_its_scope() -> None:
+    provider = build_auth("notes", server({}), TokenStore(None))
+    assert provider.user_step is not None
+    with pytest.raises(AuthenticationRequired):
+        asyncio.run(provider.user_step.redirect("https://a.example/authorize?scope=read+write"))
+    assert refused_mid_call(provider) == (
+        "needs authentication (for scope 'read write'): run `hybridmcp auth login notes`"
+    )
+    assert refused_mid_call(provider) is None  # taken once
+    assert refused_mid_call(None) is None
+
+
+def test_configured_scopes_are_asked_beside_the_servers() -> None:
+    assert _scope_union("mcp:basic", "mcp:write mcp:basic") == "mcp:basic mcp:write"
+    assert _scope_union(None, None) is None
+    assert _scope_union("a", None) == "a"
 
 
 def _browser_landing_on(callback_url: str) -> str:

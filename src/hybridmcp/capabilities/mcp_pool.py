@@ -81,9 +81,10 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
+import httpx
 from langchain_mcp_adapters.sessions import create_session
 from mcp import ClientSession
 from mcp.shared.exceptions import McpError
@@ -107,11 +108,7 @@ from hybridmcp.errors import (
     RequestError,
     ServerUnavailableError,
 )
-
-if TYPE_CHECKING:
-    import httpx
-
-    from hybridmcp.oauth import OAuthSessions
+from hybridmcp.oauth import OAuthSessions, auth_problem, refused_mid_call
 
 log = logging.getLogger("hybridmcp.pool")
 
@@ -214,8 +211,6 @@ def _describe(err: BaseException) -> str:
 def _open_error(name: str, config: ServerConfig, err: BaseException) -> str:
     """Why a session did not open: a server that needs the user's authorization says so, with
     the command to run."""
-    from hybridmcp.oauth import auth_problem
-
     return auth_problem(name, config, err) or _describe(err)
 
 
@@ -527,6 +522,8 @@ class _ServerSession:
         code = err.error.code
         if code == CONNECTION_CLOSED:
             self._broken(f"connection closed during {where}", call.session if call else None)
+            if why := refused_mid_call(self.auth):  # a step-up only a login can give
+                return ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}")
             return ServerUnavailableError(
                 f"{where}: the connection closed mid-call (server crashed or went away)"
             )
