@@ -90,3 +90,19 @@ def test_login_refuses_what_it_cannot_log_in_to_in_one_line(tmp_path: Path) -> N
         assert "Traceback" not in out.stderr
     memory = cli("auth", "login", "notes", "-c", str(config), "--db", ":memory:")
     assert memory.returncode == 2 and "keeps no tokens" in memory.stderr
+
+
+def test_the_conformance_clients_leak_check_finds_a_leaked_token(tmp_path: Path) -> None:
+    """The check every authorized conformance run ends with can fail: a token written anywhere
+    but the token database is found."""
+    from tests.conformance.client import secrets_leaked
+
+    TokenStore(tmp_path / "run.tokens.db").save(
+        "conf", "http://x/mcp", tokens={"access_token": "tok-123", "refresh_token": "ref-456"}
+    )
+    (tmp_path / "audit.jsonl").write_text('{"ok": true}\n')
+    (tmp_path / "config.json").write_text('{"client_secret": "given-secret"}')
+    assert secrets_leaked(tmp_path, {"given-secret"}) == []
+    (tmp_path / "run.db").write_bytes(b"...ref-456...")
+    (tmp_path / "audit.jsonl").write_text('{"arg": "given-secret"}\n')
+    assert sorted(secrets_leaked(tmp_path, {"given-secret"})) == ["audit.jsonl", "run.db"]

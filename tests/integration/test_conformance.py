@@ -168,7 +168,7 @@ def test_a_call_that_needs_more_scope_says_so_when_a_run_may_not_ask(tmp_path: P
     assert "$ hybridmcp auth login conf" in stderr and "(exit 0 after" in stderr
     out = json.loads(result["client_stdout"].strip().splitlines()[-1])
     [call] = out["results"]
-    assert call["status"] == "failed"
+    assert call["status"] == "error"
     assert call["error"].endswith(
         "MCP server 'conf' needs authentication (for scope 'mcp:basic mcp:write'): "
         "run `hybridmcp auth login conf`"

@@ -237,6 +237,7 @@ class _ServerSession:
         self._retired: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()
+        self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._suspect = False
         self._closed = False
@@ -302,11 +303,24 @@ class _ServerSession:
                 self.status.error = _open_error(self.name, self.config, err)
         finally:
             if self._owner is me:
-                self._session = None
+                ended, self._session = self._session, None
                 self.status.up = False
                 if published and not stop.is_set():  # ended by itself: replace it
+                    self._fail_in_flight(ended, self.status.error or "transport closed")
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
+
+    def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
+        """The calls in flight on a session that ended by itself fail now, not at their
+        deadline (their outcome is unknown: the server may have acted on them)."""
+        for call in [c for c in self._in_flight if c.session is session]:
+            where = f"{self.name}/{call.tool}"
+            if why.startswith("needs authentication"):  # a step-up only a login can give
+                _settle(call, ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}"))
+            else:
+                _settle(
+                    call, ServerUnavailableError(f"{where}: the connection closed mid-call ({why})")
+                )
 
     def _retire(self) -> None:
         """Tell the current owner task to stop; it finishes in the background."""
@@ -473,6 +487,7 @@ class _ServerSession:
             self._slots.release()
             return
         call.timing.mark_sent()
+        self._in_flight.add(call)
         deadline = loop.time() + call.timeout_s
         timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
@@ -506,6 +521,7 @@ class _ServerSession:
         except Exception as err:
             _settle(call, self._call_error(where, call, err))
         finally:
+            self._in_flight.discard(call)
             timer.cancel()
             call.timing.mark_ended()
             self.status.in_flight -= 1
@@ -575,7 +591,7 @@ class _ServerSession:
         task.add_done_callback(self._background.discard)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Call:
     """One request on its way: what the caller awaits, and what identifies it on the wire."""
 
