@@ -258,10 +258,10 @@ class ServerTokens:
         await asyncio.to_thread(lambda: self.store.save(self.server, self.url, client_info=data))
 
 
-# -- the SDK's providers, with their expiry restored ---------------------------------------------
+# -- the SDK's providers, as the configuration asks ----------------------------------------
 
 
-class _RestoredExpiry(OAuthClientProvider):
+class _Provider(OAuthClientProvider):
     """The SDK's provider, with two things of the configuration kept: a token loaded from
     storage keeps its expiry (the SDK would take it as never expiring, replay an expired one and
     re-authorize on the 401 instead of refreshing), and the configured ``scope`` is asked for
@@ -289,15 +289,15 @@ def _scope_union(*scopes: str | None) -> str | None:
     return " ".join(words) or None
 
 
-class _AuthorizationCode(_RestoredExpiry):
+class _AuthorizationCode(_Provider):
     pass
 
 
-class _ClientSecret(_RestoredExpiry, ClientCredentialsOAuthProvider):
+class _ClientSecret(_Provider, ClientCredentialsOAuthProvider):
     pass
 
 
-class _PrivateKeyJWT(_RestoredExpiry, PrivateKeyJWTOAuthProvider):
+class _PrivateKeyJWT(_Provider, PrivateKeyJWTOAuthProvider):
     pass
 
 
