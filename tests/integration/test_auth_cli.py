@@ -4,14 +4,17 @@ contacted by status or logout; login's refusals are checked before any network).
 from __future__ import annotations
 
 import json
+import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import yaml
 
 from hybridmcp.oauth import TokenStore
-from tests.integration.test_durable import cli
+from tests.integration.test_durable import cli, cli_env
 
 CONFIG = {
     "builtin_skills": False,
@@ -106,3 +109,85 @@ def test_the_conformance_clients_leak_check_finds_a_leaked_token(tmp_path: Path)
     (tmp_path / "run.db").write_bytes(b"...ref-456...")
     (tmp_path / "audit.jsonl").write_text('{"arg": "given-secret"}\n')
     assert sorted(secrets_leaked(tmp_path, {"given-secret"})) == ["audit.jsonl", "run.db"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the OAuth test server exited"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError("the OAuth test server did not start listening")
+
+
+def test_login_once_then_runs_refresh_the_kept_token(tmp_path: Path) -> None:
+    """Against the MCP SDK's own authorization and resource server: `auth login` registers and
+    authorizes once; a later run whose kept token has expired refreshes it (no new
+    authorization, no browser) and keeps the new one, still in a file only its owner reads."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.testing.oauth_server", str(port)],
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_listening(port, server)
+        config = tmp_path / "servers.yaml"
+        user_agent = Path(__file__).parents[1] / "conformance" / "user_agent.py"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "builtin_skills": False,
+                    "mcpServers": {
+                        "notes": {
+                            "url": f"http://127.0.0.1:{port}/mcp",
+                            "auth": {
+                                "redirect_uri": f"http://127.0.0.1:{_free_port()}/callback",
+                                "browser": f"{sys.executable} {user_agent}",
+                            },
+                        }
+                    },
+                }
+            )
+        )
+        db = str(tmp_path / "runs.db")
+        login = cli("auth", "login", "notes", "-c", str(config), "--db", db)
+        assert login.returncode == 0, login.stderr
+        assert "logged in to MCP server 'notes' (1 tools)" in login.stdout
+        assert "refreshable" in login.stdout
+
+        store = TokenStore(tmp_path / "runs.tokens.db")
+        kept = store.load("notes")
+        assert kept is not None and kept.tokens is not None
+        first = kept.tokens["access_token"]
+        store.save("notes", kept.url, tokens=kept.tokens, expires_at=time.time() - 1)
+
+        task = tmp_path / "task.json"
+        task.write_text(json.dumps({"requests": [{"id": "w", "skill": "notes.whoami"}]}))
+        run = cli("run", str(task), "-c", str(config), "--db", db, "--json")
+        assert run.returncode == 0, run.stderr
+        [result] = json.loads(run.stdout)["results"]
+        assert result["value"] == {
+            "registrations": 1,
+            "authorizations": 1,
+            "code_exchanges": 1,
+            "refreshes": 1,
+        }
+        renewed = store.load("notes")
+        assert renewed is not None and renewed.tokens is not None
+        assert renewed.tokens["access_token"] != first
+        assert renewed.expires_at is not None and renewed.expires_at > time.time()
+        assert stat.S_IMODE((tmp_path / "runs.tokens.db").stat().st_mode) == 0o600
+        assert first not in run.stdout + run.stderr + login.stdout + login.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
