@@ -2,7 +2,8 @@
 [--thread ID] [--audit FILE] [--report FILE] [--table] [--quiet] [--server-log FILE]``,
 ``hybridmcp report --thread ID [--db DB | --url URL] -o FILE``, ``hybridmcp servers``,
 ``hybridmcp tools``, ``hybridmcp stats``, ``hybridmcp audit verify FILE [--head H]``,
-``hybridmcp audit head FILE``, ``hybridmcp --version``."""
+``hybridmcp audit head FILE``, ``hybridmcp auth login SERVER``, ``hybridmcp auth status``,
+``hybridmcp auth logout SERVER``, ``hybridmcp --version``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import importlib.metadata
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,16 +27,19 @@ from rich.table import Table
 
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
-from hybridmcp.config import HybridConfig, load_config
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.config import HttpServer, HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import ConfigError, HybridMCPError
 from hybridmcp.memory import all_stats, reset_stats, stats_record
+from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
 from hybridmcp.persistence import (
     ENV_DB,
     default_db_path,
     head_anchor,
     open_persistence,
     resolve_db,
+    tokens_path,
 )
 from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
@@ -453,8 +458,9 @@ def warn_unavailable(resources: Resources) -> None:
     """One warning line on stderr per configured server that could not start or connect."""
     console = Console(stderr=True)
     for server, reason in sorted(resources.registry.unavailable.items()):
+        state = "" if reason.startswith("needs authentication") else "is down: "
         console.print(
-            f"[yellow]warning:[/yellow] MCP server {server!r} is down: {reason}",
+            f"[yellow]warning:[/yellow] MCP server {server!r} {state}{escape(reason)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -729,6 +735,163 @@ def _print_version(value: bool) -> None:
             version = "unknown"
         print(f"hybridmcp {version}")
         raise typer.Exit(EXIT_OK)
+
+
+auth_app = typer.Typer(no_args_is_help=True, help="OAuth authorization of HTTP MCP servers.")
+app.add_typer(auth_app, name="auth")
+
+_AUTH_DB_OPTION = typer.Option(
+    "--db",
+    help=f"Run database; tokens are kept beside it in <name>.tokens.db, mode 0600 "
+    f"(default: ${ENV_DB}, else {default_db_path()}).",
+)
+
+
+def _oauth_server(config: HybridConfig, server: str) -> HttpServer:
+    entry = config.mcpServers.get(server)
+    if entry is None:
+        known = ", ".join(sorted(config.mcpServers)) or "none"
+        raise ConfigError(f"unknown MCP server {server!r} (configured servers: {known})")
+    if not isinstance(entry, HttpServer) or entry.auth is None:
+        raise ConfigError(
+            f"MCP server {server!r} has no `auth:` block: give its entry one "
+            "(docs/configuration.md, 'Authorization') to log in to it"
+        )
+    return entry
+
+
+def _token_store(db: str | None) -> TokenStore:
+    path = tokens_path(db)
+    if path is None:
+        raise ConfigError("--db :memory: keeps no tokens: give a database file")
+    return TokenStore(path)
+
+
+async def _login(config_path: str | None, server: str, db: str | None) -> tuple[bool, str]:
+    config = load_config(config_path)
+    entry = _oauth_server(config, server)
+    assert entry.auth is not None
+    store = _token_store(db)
+    await asyncio.to_thread(store.forget, server)  # a fresh authorization, same registration
+    # The user's step may take minutes: the open waits for it.
+    wait_ms = entry.startup_timeout_ms + entry.auth.login_timeout_s * 1000
+    entry = entry.model_copy(update={"startup_timeout_ms": wait_ms})
+    settings = config.resilience.pool.model_copy(update={"health_interval_ms": 0})
+    oauth = OAuthSessions(store, interactive=True)
+    async with SessionPool({server: entry}, settings, oauth=oauth) as pool:
+        status = pool.status(server)
+        if not status.up:
+            return False, status.error or "the session did not open"
+        tools = len(status.tools)
+    stored = await asyncio.to_thread(store.load, server, entry.url)
+    detail = _token_summary(stored, time.time()) if stored is not None else "no token kept"
+    return True, f"logged in to MCP server {server!r} ({tools} tools): {detail}"
+
+
+def _token_summary(stored: StoredAuth, now: float) -> str:
+    tokens = stored.tokens or {}
+    parts = []
+    if stored.expires_at is not None:
+        left = stored.expires_at - now
+        parts.append(f"expires in {left / 60:.0f} min" if left > 0 else "expired")
+    if tokens.get("scope"):
+        parts.append(f"scope {tokens['scope']}")
+    parts.append("refreshable" if tokens.get("refresh_token") else "not refreshable")
+    return ", ".join(parts)
+
+
+@auth_app.command("login")
+def auth_login(
+    server: Annotated[str, typer.Argument(help="The MCP server, as named in mcpServers.")],
+    config: ConfigOption = None,
+    db: Annotated[str | None, _AUTH_DB_OPTION] = None,
+) -> None:
+    """Authorize hybridmcp for an OAuth-protected MCP server (the browser opens once); the
+    tokens are kept and refreshed for every later run."""
+    try:
+        ok, message = asyncio.run(_login(config, server, db))
+    except HybridMCPError as err:
+        _refuse(err)
+    if not ok:
+        typer.echo(f"error: MCP server {server!r}: {message}", err=True)
+        raise typer.Exit(EXIT_FAILED)
+    typer.echo(message)
+
+
+def auth_records(config: HybridConfig, store: TokenStore, now: float) -> list[dict[str, Any]]:
+    """Each server with an ``auth:`` block: its grant and what is kept for it (no secrets)."""
+    records = []
+    for name, entry in config.mcpServers.items():
+        if not isinstance(entry, HttpServer) or entry.auth is None:
+            continue
+        stored = store.load(name, entry.url)
+        tokens = stored.tokens if stored is not None else None
+        if tokens is None:
+            state = (
+                "no token yet (fetched at first use)"
+                if entry.auth.grant == "client_credentials"
+                else "not logged in"
+            )
+        elif stored is not None and stored.expires_at is not None and stored.expires_at <= now:
+            state = "expired, refreshed at next use" if tokens.get("refresh_token") else "expired"
+        else:
+            state = "logged in"
+        records.append(
+            {
+                "server": name,
+                "grant": entry.auth.grant,
+                "state": state,
+                "expires_at": stored.expires_at if stored is not None else None,
+                "scope": tokens.get("scope") if tokens else None,
+                "refreshable": bool(tokens and tokens.get("refresh_token")),
+                "registered": bool(
+                    entry.auth.client_id or (stored is not None and stored.client_info)
+                ),
+                "url": entry.url,
+            }
+        )
+    return records
+
+
+@auth_app.command("status")
+def auth_status(
+    config: ConfigOption = None,
+    db: Annotated[str | None, _AUTH_DB_OPTION] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each OAuth server's state: logged in, expired, or not logged in (offline: no
+    server is contacted, no token is shown)."""
+    try:
+        cfg = load_config(config)
+        records = auth_records(cfg, _token_store(db), time.time())
+    except HybridMCPError as err:
+        _refuse(err)
+    if as_json:
+        sys.stdout.write(json.dumps(records) + "\n")
+        return
+    for r in records:
+        r["expires (UTC)"] = (
+            None
+            if r["expires_at"] is None
+            else datetime.fromtimestamp(r["expires_at"], UTC).strftime("%Y-%m-%d %H:%M:%S")
+        )
+    columns = ["server", "grant", "state", "expires (UTC)", "scope", "refreshable"]
+    _print_records(records, columns, False, "OAuth servers")
+
+
+@auth_app.command("logout")
+def auth_logout(
+    server: Annotated[str, typer.Argument(help="The MCP server, as named in mcpServers.")],
+    config: ConfigOption = None,
+    db: Annotated[str | None, _AUTH_DB_OPTION] = None,
+) -> None:
+    """Forget the server's tokens and client registration."""
+    try:
+        _oauth_server(load_config(config), server)
+        forgot = _token_store(db).forget(server, registration=True)
+    except HybridMCPError as err:
+        _refuse(err)
+    typer.echo(f"forgot the tokens of {server!r}" if forgot else f"nothing kept for {server!r}")
 
 
 @app.callback()

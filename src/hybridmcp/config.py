@@ -400,6 +400,118 @@ class StdioServer(_ServerCommon):
     _strings = field_validator("env", mode="before")(_as_strings)
 
 
+TokenEndpointAuth = Literal["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+class OAuthConfig(_Model):
+    """OAuth 2.1 authorization of an HTTP server (``auth:`` in its entry), built on the MCP SDK's
+    OAuth providers: discovery, registration, PKCE, scopes, refresh. Tokens are kept in the
+    token database beside the run database (``hybridmcp auth login`` / ``auth status``)."""
+
+    grant: Literal["authorization_code", "client_credentials"] = Field(
+        "authorization_code",
+        description="authorization_code: a user authorizes once (`hybridmcp auth login`); "
+        "client_credentials: machine-to-machine, with a client secret or a private-key JWT.",
+    )
+    client_id: str | None = Field(
+        None, description="A pre-registered client id; none: the client registers itself."
+    )
+    client_secret: SecretStr | None = Field(None, description="The pre-registered client secret.")
+    client_secret_env: str | None = Field(
+        None, description="An environment variable holding the client secret instead."
+    )
+    token_endpoint_auth_method: TokenEndpointAuth | None = Field(
+        None,
+        description="How the client authenticates at the token endpoint; default: "
+        "client_secret_basic with a secret, private_key_jwt with a key, else none.",
+    )
+    private_key_file: str | None = Field(
+        None, description="PEM private key signing the client's JWT assertion (private_key_jwt)."
+    )
+    signing_algorithm: str = Field("RS256", description="The JWT assertion's algorithm (ES256...).")
+    issuer: str | None = Field(
+        None,
+        description="client_credentials: the authorization server the credentials belong to; "
+        "they are sent to no other.",
+    )
+    client_metadata_url: str | None = Field(
+        None,
+        description="An HTTPS URL of this client's metadata document, used as its client id "
+        "where the authorization server supports it (instead of registering).",
+    )
+    client_name: str = "hybridmcp"
+    scope: str | None = Field(
+        None, description="Scopes to ask for; none: the ones the server asks for or supports."
+    )
+    redirect_uri: str = Field(
+        "http://localhost:33418/callback",
+        description="Where the browser returns with the code: a loopback URL is answered by a "
+        "local listener; any other URL is pasted back by hand.",
+    )
+    browser: str | None = Field(
+        None,
+        description="Command that opens the authorization URL (appended as its last argument); "
+        "default: the system browser, and the URL is printed.",
+    )
+    authorize_during_run: bool = Field(
+        False,
+        description="Let a run open the browser when the server asks for (more) authorization; "
+        "false: the run stops with 'needs authentication: run hybridmcp auth login SERVER'.",
+    )
+    login_timeout_s: float = Field(300, gt=0, description="How long to wait for the browser.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OAuthConfig:
+        if self.client_secret is not None and self.client_secret_env is not None:
+            raise ValueError("give client_secret or client_secret_env, not both")
+        if self.grant == "client_credentials":
+            if self.client_id is None:
+                raise ValueError("client_credentials needs client_id")
+            has_secret = self.client_secret is not None or self.client_secret_env is not None
+            if has_secret == (self.private_key_file is not None):
+                raise ValueError(
+                    "client_credentials needs a client secret (client_secret or "
+                    "client_secret_env) or a private_key_file, and not both"
+                )
+        elif self.private_key_file is not None:
+            raise ValueError("private_key_file is for grant client_credentials")
+        scheme, _, rest = self.redirect_uri.partition("://")
+        if scheme not in ("http", "https") or not rest:
+            raise ValueError(f"redirect_uri must be an http(s) URL, got {self.redirect_uri!r}")
+        if self.client_metadata_url is not None and not self.client_metadata_url.startswith(
+            "https://"
+        ):
+            raise ValueError("client_metadata_url must be an https:// URL")
+        return self
+
+    def secret(self) -> str | None:
+        """The client secret, read from the environment when so configured."""
+        if self.client_secret is not None:
+            return self.client_secret.get_secret_value()
+        if self.client_secret_env is None:
+            return None
+        value = os.environ.get(self.client_secret_env)
+        if not value:
+            raise ConfigError(
+                f"auth.client_secret_env: environment variable {self.client_secret_env!r} "
+                "is not set"
+            )
+        return value
+
+    def loopback(self) -> tuple[str, int, str] | None:
+        """``(host, port, path)`` of a loopback redirect URI (a local listener answers it)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.redirect_uri)
+        if parts.scheme != "http" or parts.hostname is None:
+            return None
+        host = parts.hostname
+        if host not in _LOOPBACK_HOSTS:
+            return None
+        return host, parts.port or 80, parts.path or "/"
+
+
 class HttpServer(_ServerCommon):
     transport: Literal["streamable_http", "sse"] = "streamable_http"
     url: str
@@ -411,6 +523,9 @@ class HttpServer(_ServerCommon):
     )
     terminate_on_close: bool | None = Field(
         None, description="Streamable HTTP: end the server's session when closing (default)."
+    )
+    auth: OAuthConfig | None = Field(
+        None, description="OAuth authorization of this server (see docs/authorization.md)."
     )
 
     _strings = field_validator("headers", mode="before")(_as_strings)

@@ -266,3 +266,15 @@ def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | Non
     if where == MEMORY:
         return None
     return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))
+
+
+def tokens_path(db: str | None) -> Path | None:
+    """The OAuth token file that goes with the run database ``db`` (as :func:`resolve_db` reads
+    it): ``<name>.tokens.db`` beside a SQLite file, beside the default file for PostgreSQL;
+    ``None`` (tokens kept in the process) for ``:memory:``. A file of its own, mode 0600: the
+    run database holds checkpoints a user may share, never secrets."""
+    where = resolve_db(db)
+    if where == MEMORY:
+        return None
+    path = Path(str(default_db_path()) if is_postgres(where) else where).expanduser()
+    return path.with_name(f"{path.stem}.tokens.db")

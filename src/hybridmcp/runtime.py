@@ -28,7 +28,8 @@ from hybridmcp.capabilities.registry import Registry, build_registry
 from hybridmcp.capabilities.timing import LoopLag
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError
-from hybridmcp.persistence import head_anchor
+from hybridmcp.oauth import OAuthSessions, TokenStore
+from hybridmcp.persistence import head_anchor, tokens_path
 from hybridmcp.policy.breaker import BreakerBoard
 from hybridmcp.policy.hedging import HealthWatch
 
@@ -148,8 +149,11 @@ class Resources:
         # The audit trail (and its anchored head) is checked before any server starts: a bad
         # trail or head file is refused with nothing started and nothing written.
         audit = await asyncio.to_thread(open_audit, config)
+        oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
-            pool = await SessionPool(config.mcpServers, config.resilience.pool).open()
+            pool = await SessionPool(
+                config.mcpServers, config.resilience.pool, oauth=oauth
+            ).open()
         except BaseException:
             _close_audit(audit)
             raise

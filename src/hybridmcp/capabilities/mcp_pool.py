@@ -85,6 +85,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import httpx
 from langchain_mcp_adapters.sessions import create_session
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -110,6 +111,7 @@ from hybridmcp.errors import (
     RequestError,
     ServerUnavailableError,
 )
+from hybridmcp.oauth import OAuthSessions, auth_problem, refused_mid_call
 
 log = logging.getLogger("hybridmcp.pool")
 
@@ -266,13 +268,27 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
 
 
+def _open_error(name: str, config: ServerConfig, err: BaseException) -> str:
+    """Why a session did not open: a server that needs the user's authorization says so, with
+    the command to run."""
+    return auth_problem(name, config, err) or _describe(err)
+
+
 class _ServerSession:
     """One server's session (re-opened as needed), owned by a dedicated task."""
 
-    def __init__(self, name: str, config: ServerConfig, settings: PoolConfig) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        settings: PoolConfig,
+        auth: httpx.Auth | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self.settings = settings
+        self.auth = auth
+        """The server's OAuth (held across re-opens, so its tokens are too)."""
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -281,6 +297,7 @@ class _ServerSession:
         self._retired: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._requests: set[asyncio.Task[None]] = set()
+        self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._suspect = False
         self._closed = False
@@ -325,6 +342,8 @@ class _ServerSession:
         try:
             # Finding the command reads the file system: never on the event loop.
             connection = await asyncio.to_thread(to_connection, self.config)
+            if self.auth is not None:
+                connection["auth"] = self.auth
             async with _session_for(connection, self.settings.server_log) as session:
                 await session.initialize()
                 listed = await session.list_tools()
@@ -341,14 +360,27 @@ class _ServerSession:
             raise
         except BaseException as err:
             if self._owner is me:
-                self.status.error = _describe(err)
+                self.status.error = _open_error(self.name, self.config, err)
         finally:
             if self._owner is me:
-                self._session = None
+                ended, self._session = self._session, None
                 self.status.up = False
                 if published and not stop.is_set():  # ended by itself: replace it
+                    self._fail_in_flight(ended, self.status.error or "transport closed")
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
+
+    def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
+        """The calls in flight on a session that ended by itself fail now, not at their
+        deadline (their outcome is unknown: the server may have acted on them)."""
+        for call in [c for c in self._in_flight if c.session is session]:
+            where = f"{self.name}/{call.tool}"
+            if why.startswith("needs authentication"):  # a step-up only a login can give
+                _settle(call, ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}"))
+            else:
+                _settle(
+                    call, ServerUnavailableError(f"{where}: the connection closed mid-call ({why})")
+                )
 
     def _retire(self) -> None:
         """Tell the current owner task to stop; it finishes in the background."""
@@ -515,6 +547,7 @@ class _ServerSession:
             self._slots.release()
             return
         call.timing.mark_sent()
+        self._in_flight.add(call)
         deadline = loop.time() + call.timeout_s
         timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
@@ -550,6 +583,7 @@ class _ServerSession:
         except Exception as err:
             _settle(call, self._call_error(where, call, err))
         finally:
+            self._in_flight.discard(call)
             timer.cancel()
             call.timing.mark_ended()
             self.status.in_flight -= 1
@@ -566,6 +600,8 @@ class _ServerSession:
         code = err.error.code
         if code == CONNECTION_CLOSED:
             self._broken(f"connection closed during {where}", call.session if call else None)
+            if why := refused_mid_call(self.auth):  # a step-up only a login can give
+                return ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}")
             return ServerUnavailableError(
                 f"{where}: the connection closed mid-call (server crashed or went away)"
             )
@@ -625,7 +661,7 @@ class _ServerSession:
         task.add_done_callback(self._background.discard)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Call:
     """One request on its way: what the caller awaits, and what identifies it on the wire."""
 
@@ -667,11 +703,17 @@ class SessionPool:
     """The MCP sessions of a run: opened together, used concurrently, closed together."""
 
     def __init__(
-        self, servers: dict[str, ServerConfig], settings: PoolConfig | None = None
+        self,
+        servers: dict[str, ServerConfig],
+        settings: PoolConfig | None = None,
+        *,
+        oauth: OAuthSessions | None = None,
     ) -> None:
         self.settings = settings or PoolConfig()
         self._sessions = {
-            name: _ServerSession(name, cfg, self.settings)
+            name: _ServerSession(
+                name, cfg, self.settings, oauth.auth_for(name, cfg) if oauth else None
+            )
             for name, cfg in servers.items()
             if cfg.enabled
         }

@@ -146,6 +146,10 @@ class Registry:
             return self.skills[name]
         except KeyError:
             down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
+            if down is not None and self.unavailable[down].startswith("needs authentication"):
+                raise TaskError(
+                    f"skill {name!r}: MCP server {down!r} {self.unavailable[down]}"
+                ) from None
             if down is not None:
                 raise TaskError(
                     f"skill {name!r}: MCP server {down!r} is down ({self.unavailable[down]}), "
