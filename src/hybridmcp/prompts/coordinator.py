@@ -1,0 +1,78 @@
+"""The coordinator's advice (``analyze``): the spec's ``HybridCoordinatorSignature`` over the
+task's requirement profiles. Its four fields are recorded in ``state["coordination"]`` for the
+reader; it does not change allocations.
+
+Privacy: the prompt carries skill names, requirement profiles (without findings, which may
+quote the sensitive text) and provider names, never request arguments or results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from hybridmcp.prompts.asking import ask_lm, clip, fallback_event, model_name, to_json
+
+if TYPE_CHECKING:
+    from hybridmcp.runtime import Resources
+
+__all__ = ["coordinate"]
+
+
+def _profile_view(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """A requirement profile without findings (which may quote the sensitive text)."""
+    return {k: v for k, v in profile.items() if k != "sensitivity_findings"}
+
+
+async def coordinate(
+    res: Resources, requests: Sequence[Mapping[str, Any]], profiles: Mapping[str, Any]
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The coordinator's plan for the run: ``(coordination record or None, events)``."""
+    lm = res.lms.get("coordinator")
+    if lm is None or not profiles:
+        return None, []
+    from hybridmcp.prompts.signatures import HybridCoordinatorSignature
+
+    task: list[dict[str, Any]] = []
+    internal: dict[str, list[str]] = {}
+    external: dict[str, list[str]] = {}
+    for request in requests:
+        rid = str(request.get("id"))
+        if rid not in profiles:
+            continue
+        skill = res.registry.get(str(request["skill"]))
+        task.append(
+            {
+                "id": rid,
+                "skill": skill.name,
+                "strategy": request.get("strategy", "auto"),
+                "critical": bool(request.get("critical", False)),
+                "profile": _profile_view(profiles[rid]),
+            }
+        )
+        for p in skill.providers:
+            where = internal if p.side == "internal" else external
+            where.setdefault(skill.name, []).append(
+                p.id if p.side == "internal" else f"{p.server}/{p.tool}"
+            )
+    cfg = res.config
+    prediction, error = await ask_lm(
+        res,
+        lm,
+        HybridCoordinatorSignature,
+        task_requirements=to_json(task),
+        internal_capabilities=to_json(internal or "none"),
+        external_services=to_json(external or "none"),
+        optimization_criteria=to_json(
+            {
+                "weights": cfg.optimization_criteria.model_dump(),
+                "internal_strengths": cfg.capability_mapping.internal_strengths,
+                "external_strengths": cfg.capability_mapping.external_strengths,
+            }
+        ),
+    )
+    if prediction is None:
+        return None, [fallback_event("coordinator", "coordinate", lm, error or "no answer")]
+    fields = HybridCoordinatorSignature.output_fields
+    record = {"source": "lm", "model": model_name(lm)}
+    return record | {name: clip(getattr(prediction, name)) for name in fields}, []
