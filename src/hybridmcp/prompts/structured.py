@@ -263,7 +263,9 @@ class StructuredAdapter(dspy.Adapter):
     # ------------------------------------------------------------------ the answer
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        schema = self.schema(signature)
+        """The answer's fields, held to the schema. A field with a schema of its own is checked
+        only for its JSON type here (a JSON text of it is accepted); its caller checks the rest
+        with better messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
         value = _load_object(completion, repair=self.repair)
         if value is None:
             raise AdapterParseError(
@@ -272,8 +274,15 @@ class StructuredAdapter(dspy.Adapter):
                 lm_response=completion,
                 message="the answer is not a JSON object",
             )
+        for name in self.fields:
+            if isinstance(value.get(name), str) and self.fields[name].get("type") != "string":
+                try:
+                    value[name] = json.loads(value[name])
+                except json.JSONDecodeError:
+                    pass
+        schema = _loose(self.schema(signature), self.fields)
         error = jsonschema.exceptions.best_match(
-            jsonschema.Draft202012Validator(_loose(schema)).iter_errors(value)
+            jsonschema.Draft202012Validator(schema).iter_errors(value)
         )
         if error is not None:
             where = "/".join(map(str, error.absolute_path)) or "(top level)"
@@ -312,14 +321,22 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _loose(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """The schema without length bounds: a string cut at the budget is still an answer."""
+def _loose(schema: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """The schema without length bounds (a string cut at the budget is still an answer), and
+    fields with a schema of their own reduced to their JSON type."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, Mapping):
-            return {k: strip(v) for k, v in node.items() if k not in ("maxLength",)}
+            return {k: strip(v) for k, v in node.items() if k != "maxLength"}
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node
 
-    return dict(strip(schema))
+    out = dict(strip(schema))
+    out["properties"] = {
+        name: ({"type": own[name]["type"]} if "type" in own[name] else {})
+        if name in own
+        else sub
+        for name, sub in out["properties"].items()
+    }
+    return out
