@@ -264,3 +264,28 @@ def test_parse_plan_reads_the_adapters_json_text_of_a_plan():
     parsed = adapter.parse(TaskPlannerSignature, json.dumps(answer))
     assert parse_plan(parsed["requests"], skills) == answer["requests"]
     assert isinstance(dspy.Prediction(**parsed).requests, str)
+
+
+async def test_advice_earns_trust_from_runs_where_it_was_right_and_the_rule_was_not():
+    from langgraph.store.memory import InMemoryStore
+
+    from hybridmcp.prompts.trust import learn_advice, load_advice_stats
+
+    store = InMemoryStore()
+    both = [attempt("i", "internal"), attempt("e", "external")]
+    result = {
+        "id": "r1",
+        "skill": "s",
+        "attempts": both,
+        "agreement": False,
+        "verdicts": {"i": False, "e": True},  # a third provider sided with external
+        "allocation_advice": {"decision": "external", "rule_choice": "internal", "used": False},
+    }
+    for run in range(MIN_SCORED):
+        report = await learn_advice(store, {"r1": result}, f"run{run}")
+        assert report["accuracy"]["arbitrator|s"]["trusted"] is (run + 1 >= MIN_SCORED)
+    again = await learn_advice(store, {"r1": result}, f"run{MIN_SCORED - 1}")  # a resume
+    assert again["accuracy"]["arbitrator|s"]["scored"] == MIN_SCORED
+    (stats,) = (await load_advice_stats(store, [("arbitrator", "s")])).values()
+    assert trusted(stats) and stats.rule_right == 0
+    assert await learn_advice(store, {"r1": {"id": "r1", "skill": "s"}}, "x") == {}
