@@ -144,10 +144,13 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     console.print(table)
     if plan.rationale:
         console.print(f"rationale: {plan.rationale}", highlight=False)
+    for part in plan.uncovered:
+        console.print(f"[yellow]not planned:[/] {part}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
-    return {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+    record = {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+    return record | ({"uncovered": list(plan.uncovered)} if plan.uncovered else {})
 
 
 async def _run(

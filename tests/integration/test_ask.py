@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hybridmcp.capabilities import local_model
 from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts import planner
@@ -106,13 +107,52 @@ def test_a_refused_plan_goes_back_to_the_planner_once_with_the_reason(tmp_path):
     assert out["results"][0]["value"]["value"] == 42
 
 
+TOKYO = {"id": "tokyo", "skill": "time.now", "args": {"timezone": "Asia/Tokyo"}}
+CALC = {"id": "calc", "skill": "math.calculate", "args": {"expression": "2+2*3"}}
+TWO_PARTS = "what time is it in Tokyo and what is 2+2*3"
+
+
+def test_a_plan_missing_a_part_of_the_question_is_asked_again_naming_the_part(tmp_path):
+    answers: Any = [plan_answer([TOKYO]), plan_answer([TOKYO, CALC])]
+    done = ask(tmp_path, TWO_PARTS, answers, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["plan"]["requests"] == [TOKYO, CALC]
+    assert "uncovered" not in out["plan"]
+    assert {r["id"] for r in out["results"]} == {"tokyo", "calc"}
+
+
+async def test_the_second_ask_names_the_missing_part(monkeypatch):
+    monkeypatch.setenv(
+        PLANNER_ANSWER_ENV, json.dumps([plan_answer([TOKYO]), plan_answer([TOKYO, CALC])])
+    )
+    from tests.helpers import scripted_planner_lm
+
+    lm = scripted_planner_lm()
+    async with await Resources.open(parse_config({})) as res:
+        plan = await planner.plan_requests(res, TWO_PARTS, lm)
+    assert plan.requests == [TOKYO, CALC] and plan.uncovered == ()
+    retry = json.dumps(lm.history[1]["messages"])
+    assert "missed: what is 2+2*3" in retry
+
+
+def test_a_part_still_missing_after_asking_again_is_shown_with_the_plan(tmp_path):
+    answers: Any = [plan_answer([TOKYO]), plan_answer([TOKYO])]
+    done = ask(tmp_path, TWO_PARTS, answers, "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["plan"]["uncovered"] == ["what is 2+2*3"]
+    table = ask(tmp_path, TWO_PARTS, answers)
+    assert "not planned: what is 2+2*3" in table.stdout
+
+
 def test_ask_and_a_task_file_together_are_refused(tmp_path):
     done = ask(tmp_path, "anything", plan_answer([]), str(tmp_path / "task.json"))
     assert done.returncode == 2 and "not both" in done.stderr
 
 
 async def test_without_a_planner_or_the_local_model_ask_names_the_fix(monkeypatch):
-    monkeypatch.setattr(planner, "_local_model_installed", lambda: False)
+    monkeypatch.setattr(local_model, "local_model_installed", lambda: False)
     async with await Resources.open(parse_config({})) as res:
         with pytest.raises(ConfigError, match="planner_model"):
             await planner.plan_requests(res, "what is 1+1")

@@ -66,9 +66,7 @@ async def run(
     async with asyncio.timeout(60), Coordinator.open(config) as co:
         co.resources.lms = lms
         for stats in trust:
-            await co.resources.store.aput(
-                NAMESPACE, f"{stats.role}|{stats.skill}", stats.to_dict()
-            )
+            await co.resources.store.aput(NAMESPACE, f"{stats.role}|{stats.skill}", stats.to_dict())
         return await co.run(parse_task({"requests": requests}))
 
 

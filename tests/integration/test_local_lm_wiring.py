@@ -22,9 +22,10 @@ pytest.importorskip(
     "CI installs it, so these tests run there",
 )
 
-from hybridmcp import Coordinator, parse_task
 from hybridmcp.prompts.advice import ALLOCATION_CHOICES, LM_FALLBACK
 from hybridmcp.prompts.lm import LOCAL_MODEL, LocalLlamaLM
+
+from hybridmcp import Coordinator, parse_task
 from tests.conftest import time_server_config
 
 pytestmark = pytest.mark.integration

@@ -139,7 +139,7 @@ def render(signature):
 
 def test_a_prompt_that_fits_is_left_alone():
     inputs = {"task": "what is 1+1", "skills": "math.calculate"}
-    fitted, demos, notes = fit_inputs(chars, render(TaskPlannerSignature), inputs, [], 100, 2048)
+    fitted, _, notes = fit_inputs(chars, render(TaskPlannerSignature), inputs, [], 100, 2048)
     assert fitted == inputs and notes == []
 
 

@@ -15,8 +15,8 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
-from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.capabilities.local_model import LOCAL_MODEL
+from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts.models import make_lm, make_lms
 from hybridmcp.prompts.plans import parse_plan, skill_catalogue
 from hybridmcp.prompts.running import arun_signature, run_signature

@@ -33,6 +33,7 @@ __all__ = [
     "PLAN_ATTEMPTS",
     "Plan",
     "plan_requests",
+    "planner_adapter",
     "planner_lm",
 ]
 
@@ -151,6 +152,18 @@ def planner_lm(res: Resources) -> Any:
     return lm
 
 
+def planner_adapter(catalogue: Any) -> Any:
+    """The planner's answer form: a plan of the catalogue's skills (a grammar for the local
+    model) and a one-line rationale. A plan cut off at its budget is refused, never run in
+    part."""
+    from hybridmcp.prompts.plans import plan_schema
+    from hybridmcp.prompts.structured import StructuredAdapter
+
+    return StructuredAdapter(
+        fields={"requests": plan_schema(catalogue), "rationale": _RATIONALE}, repair=False
+    )
+
+
 async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     """Turn free text into validated requests for the registry's skills.
 
@@ -159,16 +172,12 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     """
     if not isinstance(text, str) or not text.strip():
         raise TaskError("--ask: the task text is empty")
-    from hybridmcp.prompts.plans import parse_plan, plan_schema, skill_catalogue
+    from hybridmcp.prompts.plans import parse_plan, skill_catalogue
     from hybridmcp.prompts.signatures import TaskPlannerSignature
-    from hybridmcp.prompts.structured import StructuredAdapter
 
     lm = lm if lm is not None else planner_lm(res)
     catalogue = skill_catalogue(res.registry.catalogue())
-    adapter = StructuredAdapter(
-        fields={"requests": plan_schema(catalogue), "rationale": _RATIONALE},
-        repair=False,  # a plan cut off at its budget is refused, never run in part
-    )
+    adapter = planner_adapter(catalogue)
     shown = catalogue
     demos: Sequence[Mapping[str, Any]] = PLANNER_DEMOS
     if is_local(lm):

@@ -263,9 +263,9 @@ class StructuredAdapter(dspy.Adapter):
     # ------------------------------------------------------------------ the answer
 
     def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-        """The answer's fields, held to the schema. A field with a schema of its own is checked
-        only for its JSON type here (a JSON text of it is accepted); its caller checks the rest
-        with better messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
+        """The answer's fields, held to the schema. A field with a schema of its own is passed
+        on as it came (a JSON text of it is accepted); its caller checks it with better
+        messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
         value = _load_object(completion, repair=self.repair)
         if value is None:
             raise AdapterParseError(
@@ -323,7 +323,7 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
 
 def _loose(schema: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
     """The schema without length bounds (a string cut at the budget is still an answer), and
-    fields with a schema of their own reduced to their JSON type."""
+    without the schemas of fields that have their own (their caller checks them)."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, Mapping):
@@ -334,9 +334,7 @@ def _loose(schema: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
 
     out = dict(strip(schema))
     out["properties"] = {
-        name: ({"type": own[name]["type"]} if "type" in own[name] else {})
-        if name in own
-        else sub
+        name: {} if name in own else sub
         for name, sub in out["properties"].items()
     }
     return out
