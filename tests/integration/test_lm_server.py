@@ -49,9 +49,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    # The server logs a lot (the model's metadata, every request's timings): into a file, since
+    # a pipe nobody reads fills up and blocks it.
+    log = (tmp_path_factory.mktemp("llama-server") / "server.log").open("w+b")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -68,8 +71,8 @@ def server() -> Iterator[str]:
             "--n_threads",
             "2",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         env=env,
     )
     base = f"http://127.0.0.1:{port}/v1"
@@ -77,7 +80,8 @@ def server() -> Iterator[str]:
         deadline = time.monotonic() + 120
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited: {process.stderr.read()[-2000:]!r}")
+                log.seek(0)
+                raise RuntimeError(f"llama_cpp.server exited: {log.read()[-2000:]!r}")
             try:
                 if httpx.get(f"{base}/models", timeout=2).status_code == 200:
                     break
@@ -95,6 +99,7 @@ def server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        log.close()
 
 
 def served_lm(temperature: float = 0.2, max_tokens: int = 1500, **_: Any) -> dspy.BaseLM:

@@ -245,17 +245,17 @@ def _grammar_safe(schema: Any) -> Any:
 
 
 def plan_schema(skills: Any, *, max_requests: int = MAX_PLAN_REQUESTS) -> dict[str, Any]:
-    """The JSON schema of a plan over ``skills``: a list of ``{id, skill, args}``, each skill
-    from the catalogue with arguments of that skill's (grammar-safe) input schema."""
+    """The JSON schema of a plan over ``skills``: a list of ``{skill, args}``, each skill from
+    the catalogue with arguments of that skill's (grammar-safe) input schema. Ids are left to
+    :func:`parse_plan` (``r1``, ``r2``, ...), so a bound plan never repeats one."""
     variants = [
         {
             "type": "object",
             "properties": {
-                "id": {"type": "string", "minLength": 1, "maxLength": 16},
                 "skill": {"type": "string", "enum": [entry["name"]]},
                 "args": _grammar_safe(entry["input_schema"]) | {"type": "object"},
             },
-            "required": ["id", "skill", "args"],
+            "required": ["skill", "args"],
             "additionalProperties": False,
         }
         for entry in _catalogue_entries(skills)
