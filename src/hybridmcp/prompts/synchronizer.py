@@ -84,7 +84,6 @@ async def _resolve_conflict(
     and must name a side that answered; it replaces the deterministic resolution only while
     the synchronizer's learned accuracy for this skill beats the rule's, and then the chosen
     side's own (already validated) answer becomes the value: the LM never supplies one."""
-    from hybridmcp.policy.integration import CONFLICT_CONFIDENCE_ADJUSTMENT
     from hybridmcp.prompts.signatures import ResultSynchronizerSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
@@ -145,6 +144,21 @@ async def _resolve_conflict(
         }
         conflict["uncertainty"]["confidence_after"] = result["confidence"]
         return []
+    _apply_verdict(result, conflict, chosen, verdict, model_name(lm))
+    conflict["expert_arbitration"] = expert | {"used": True}
+    return []
+
+
+def _apply_verdict(
+    result: dict[str, Any],
+    conflict: dict[str, Any],
+    chosen: Sequence[Answer],
+    verdict: str,
+    model: str,
+) -> None:
+    """A trusted verdict resolves the conflict: the chosen side's own answer is the value."""
+    from hybridmcp.policy.integration import CONFLICT_CONFIDENCE_ADJUSTMENT
+
     conflict["resolution_strategy"] = EXPERT_ARBITRATION
     conflict["confidence_adjustment"] = CONFLICT_CONFIDENCE_ADJUSTMENT
     best = max(chosen, key=lambda a: a.confidence)
@@ -153,16 +167,14 @@ async def _resolve_conflict(
         "value": best.value,
         "confidence": confidence,
         "sources": [best.provider] + [s for s in result["sources"] if s != best.provider],
-        "resolution": {"by": "expert_arbitration", "choice": verdict, "model": model_name(lm)},
+        "resolution": {"by": "expert_arbitration", "choice": verdict, "model": model},
     }
     result["expert_advice"]["used"] = True
-    conflict["expert_arbitration"] = expert | {"used": True}
     conflict["final_approach"] = (
         f"expert arbitration chose the {verdict} answer ({best.provider}); "
         "hybrid result with uncertainty quantification"
     )
     conflict["uncertainty"]["confidence_after"] = result["confidence"]
-    return []
 
 
 async def _synthesize(
