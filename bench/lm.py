@@ -68,6 +68,11 @@ def task_config(timeout_ms: float) -> Any:
                 "timeout_ms": timeout_ms,
             },
             "skills": {
+                "time.now": {
+                    "providers": [
+                        {"side": "external", "server": "time", "tool": "get_current_time"}
+                    ]
+                },
                 "clock.now": {
                     "input_schema": string | {"required": ["timezone"]},
                     "comparator": {
@@ -139,11 +144,19 @@ def _cause(error: str) -> str:
 async def run_task(timeout_ms: float) -> dict[str, Any]:
     from hybridmcp import Coordinator, parse_task
 
-    steps = {"coordinator": 1, "arbitrator": 8, "synchronizer": 6 + 4}
     started = time.perf_counter()
     async with asyncio.timeout(900), Coordinator.open(task_config(timeout_ms)) as co:
         out = await co.run(parse_task({"requests": task_requests()}))
     seconds = time.perf_counter() - started
+    results = out["results"].values() if isinstance(out["results"], dict) else out["results"]
+    steps = {
+        "coordinator": 1,
+        "arbitrator": sum(1 for r in results if "allocation_advice" in r),
+        "synchronizer": sum(
+            1 for c in out["conflicts"] if "withheld" not in c.get("expert_arbitration", {"w": 1})
+        )
+        + sum(1 for r in results if "lm_synthesis" in (r.get("synthesis") or {})),
+    }
     fallbacks = [e for e in out["events"] if e["code"] == "LM_FALLBACK"]
     causes: dict[str, int] = {}
     for event in fallbacks:
@@ -165,15 +178,17 @@ async def run_task(timeout_ms: float) -> dict[str, Any]:
 
 ARBITRATION_CASES = [
     # (internal quality, external quality, internal total, external total): the right side is
-    # the one with the clearly higher quality; the totals (the rule) weigh speed and cost too.
-    (0.95, 0.60, 0.66, 0.70),
-    (0.55, 0.92, 0.71, 0.64),
-    (0.90, 0.50, 0.60, 0.68),
-    (0.52, 0.94, 0.69, 0.62),
-    (0.93, 0.58, 0.72, 0.65),
-    (0.50, 0.91, 0.64, 0.70),
-    (0.96, 0.55, 0.63, 0.69),
-    (0.57, 0.95, 0.70, 0.66),
+    # the one with the clearly higher quality. The totals (the rule) weigh speed and cost too,
+    # so they point to the right side in 6 of the 8 cases, as a reasonable rule would; the
+    # right side is internal in half of them.
+    (0.95, 0.60, 0.72, 0.65),
+    (0.55, 0.92, 0.63, 0.70),
+    (0.90, 0.50, 0.70, 0.62),
+    (0.52, 0.94, 0.61, 0.69),
+    (0.93, 0.58, 0.71, 0.66),
+    (0.50, 0.91, 0.62, 0.68),
+    (0.96, 0.55, 0.63, 0.69),  # the rule is wrong: speed and cost favour external
+    (0.57, 0.95, 0.70, 0.66),  # the rule is wrong: speed and cost favour internal
 ]
 
 

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["coordinate"]
 
+TEXT_CHARS = 120  # each of the four fields: a sentence (the record is for the reader)
+
 
 def _profile_view(profile: Mapping[str, Any]) -> dict[str, Any]:
     """A requirement profile without findings (which may quote the sensitive text)."""
@@ -32,6 +34,7 @@ async def coordinate(
     if lm is None or not profiles:
         return None, []
     from hybridmcp.prompts.signatures import HybridCoordinatorSignature
+    from hybridmcp.prompts.structured import StructuredAdapter
 
     task: list[dict[str, Any]] = []
     internal: dict[str, list[str]] = {}
@@ -60,6 +63,7 @@ async def coordinate(
         res,
         lm,
         HybridCoordinatorSignature,
+        adapter=StructuredAdapter(text_chars=TEXT_CHARS),
         task_requirements=to_json(task),
         internal_capabilities=to_json(internal or "none"),
         external_services=to_json(external or "none"),

@@ -12,6 +12,7 @@ arun_signature`) bounds its generation, not its wait in the model's queue.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -113,7 +114,7 @@ class LlamaCppEngine:
         return self._response(request, completion)
 
     async def acomplete(self, request: Request) -> Response:
-        model = self.model()
+        model = await asyncio.to_thread(self.model)  # the first call loads the weights
         try:
             completion = await model.achat(_request_messages(request), **self._options(request))
         except ContextOverflow as exc:
