@@ -128,6 +128,13 @@ def render(data: dict[str, Any], console: Console) -> None:
             f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
             highlight=False,
         )
+    for key, learned in ((m.get("advice") or {}).get("accuracy") or {}).items():
+        console.print(
+            f"advice {key}: accuracy {learned['advice_accuracy']:.2f} vs the rule's "
+            f"{learned['rule_accuracy']:.2f} over {learned['scored']} scored"
+            + (" (trusted)" if learned["trusted"] else " (not trusted: the rule decides)"),
+            highlight=False,
+        )
 
 
 def show_plan(plan: Plan, console: Console, as_json: bool) -> None:

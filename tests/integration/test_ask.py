@@ -188,3 +188,41 @@ def test_json_output_carries_the_coordinators_plan(tmp_path):
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["coordination"] == {"source": "lm", "model": "dummy"} | answer
+
+
+def test_the_run_output_reports_advice_beside_the_rule_and_its_learned_accuracy(tmp_path):
+    answer = {
+        "allocation_decision": "external",
+        "performance_prediction": "fast",
+        "cost_optimization": "one call",
+        "risk_assessment": "low",
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "mcpServers: {time: {command: mcp-server-time, args: [--local-timezone, UTC]}}\n"
+        "skills:\n  time.now:\n    providers:\n"
+        "      - {side: external, server: time, tool: get_current_time}\n"
+        "arbitration_config: {bias_ratio: 100.0}\n"
+        "llm_config: {arbitrator_model: 'python:tests.helpers:scripted_lm'}\n"
+    )
+    task = tmp_path / "task.json"
+    task.write_text(
+        json.dumps([{"id": "t", "skill": "time.now", "args": {"timezone": "Asia/Tokyo"}}])
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        SCRIPTED_LM_ENV: json.dumps({"capability_comparison": answer}),
+    }
+    done = subprocess.run(
+        [HYBRIDMCP, "run", str(task), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())  # the console wraps long lines
+    assert "advice arbitrator|time.now: accuracy 0.67 vs the rule's 0.67 over 1 scored" in text
+    assert "(not trusted: the rule decides)" in text
