@@ -72,30 +72,23 @@ def _rule_choice(result: Mapping[str, Any], answers: Sequence[Answer]) -> str | 
     return side if side in ("internal", "external") else None
 
 
-async def _resolve_conflict(
+async def _ask_verdict(
     res: Resources,
     lm: Any,
-    result: dict[str, Any],
-    conflict: dict[str, Any],
+    result: Mapping[str, Any],
+    details: Mapping[str, Any],
     answers: Sequence[Answer],
-    stats: AdviceStats,
-) -> list[dict[str, Any]]:
-    """Expert arbitration of one conflict. The verdict is bound to a side (or ``undecided``)
-    and must name a side that answered; it replaces the deterministic resolution only while
-    the synchronizer's learned accuracy for this skill beats the rule's, and then the chosen
-    side's own (already validated) answer becomes the value: the LM never supplies one."""
+) -> tuple[Any, str | None]:
     from hybridmcp.prompts.signatures import ResultSynchronizerSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
-    rid = result["id"]
     signature = ResultSynchronizerSignature.with_updated_fields(
         "synchronized_results",
         type_=Literal["internal", "external", "undecided"],
         desc="Which side's answer is correct: internal, external or undecided",
     )
-    details = conflict["conflict_details"]
     internal, external = _sides(answers)
-    prediction, error = await ask_lm(
+    return await ask_lm(
         res,
         lm,
         signature,
@@ -109,6 +102,23 @@ async def _resolve_conflict(
         ),
         quality_standards="Choose only between the two answers given; say undecided if unsure.",
     )
+
+
+async def _resolve_conflict(
+    res: Resources,
+    lm: Any,
+    result: dict[str, Any],
+    conflict: dict[str, Any],
+    answers: Sequence[Answer],
+    stats: AdviceStats,
+) -> list[dict[str, Any]]:
+    """Expert arbitration of one conflict. The verdict is bound to a side (or ``undecided``)
+    and must name a side that answered; it replaces the deterministic resolution only while
+    the synchronizer's learned accuracy for this skill beats the rule's, and then the chosen
+    side's own (already validated) answer becomes the value: the LM never supplies one."""
+    rid = result["id"]
+    details = conflict["conflict_details"]
+    prediction, error = await _ask_verdict(res, lm, result, details, answers)
     rule = _rule_choice(result, answers)
     expert: dict[str, Any] = {
         "model": model_name(lm),
