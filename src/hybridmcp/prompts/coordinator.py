@@ -36,7 +36,7 @@ async def coordinate(
     from hybridmcp.prompts.signatures import HybridCoordinatorSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
-    task: list[dict[str, Any]] = []
+    task: dict[str, dict[str, Any]] = {}
     internal: dict[str, list[str]] = {}
     external: dict[str, list[str]] = {}
     for request in requests:
@@ -44,27 +44,27 @@ async def coordinate(
         if rid not in profiles:
             continue
         skill = res.registry.get(str(request["skill"]))
-        task.append(
-            {
-                "id": rid,
-                "skill": skill.name,
-                "strategy": request.get("strategy", "auto"),
-                "critical": bool(request.get("critical", False)),
-                "profile": _profile_view(profiles[rid]),
-            }
-        )
+        entry = {
+            "skill": skill.name,
+            "strategy": request.get("strategy", "auto"),
+            "critical": bool(request.get("critical", False)),
+            "profile": _profile_view(profiles[rid]),
+        }
+        # Requests alike in all of that are one entry with their ids: twenty requests of four
+        # kinds make a prompt of four entries, not twenty.
+        task.setdefault(to_json(entry), entry | {"ids": []})["ids"].append(rid)
         for p in skill.providers:
             where = internal if p.side == "internal" else external
-            where.setdefault(skill.name, []).append(
-                p.id if p.side == "internal" else f"{p.server}/{p.tool}"
-            )
+            name = p.id if p.side == "internal" else f"{p.server}/{p.tool}"
+            if name not in where.setdefault(skill.name, []):
+                where[skill.name].append(name)
     cfg = res.config
     prediction, error = await ask_lm(
         res,
         lm,
         HybridCoordinatorSignature,
         adapter=StructuredAdapter(text_chars=TEXT_CHARS),
-        task_requirements=to_json(task),
+        task_requirements=to_json(list(task.values())),
         internal_capabilities=to_json(internal or "none"),
         external_services=to_json(external or "none"),
         optimization_criteria=to_json(
