@@ -15,6 +15,7 @@ up before its turn is dropped from the queue without generating.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.metadata
 import importlib.util
 import logging
@@ -193,6 +194,14 @@ class LocalModel:
             verbose=False,
         ).result()
 
+    def close(self) -> None:
+        """Free the weights on the worker thread and stop it (at exit, while modules live)."""
+        try:
+            self._worker.submit(self._llama.close).result(timeout=10)
+        except Exception as exc:  # at exit a failure to free is not worth a traceback
+            log.debug("closing %s: %s", self.name, exc)
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
     # ------------------------------------------------------------------ tokens and context
 
     def count_tokens(self, text: str) -> int:
@@ -368,6 +377,15 @@ _models: dict[Path, LocalModel] = {}
 _models_lock = threading.Lock()
 
 
+def _close_models() -> None:
+    """Free every loaded model before the interpreter tears its modules down (llama.cpp's own
+    finalizer, run later, fails then with a traceback)."""
+    with _models_lock:
+        for model in _models.values():
+            model.close()
+        _models.clear()
+
+
 def get_local_model(model_path: str | Path | None = None) -> LocalModel:
     """The process-wide :class:`LocalModel` for a GGUF, loaded on first use.
 
@@ -380,5 +398,7 @@ def get_local_model(model_path: str | Path | None = None) -> LocalModel:
         model = _models.get(path)
         if model is None:
             name = LOCAL_MODEL if model_path is None else f"{LOCAL_PATH_PREFIX}{path}"
+            if not _models:
+                atexit.register(_close_models)
             model = _models[path] = LocalModel(path, name=name)
         return model
