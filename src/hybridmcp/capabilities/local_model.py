@@ -7,7 +7,8 @@ nothing here imports them until a local model is asked for.
 llama.cpp's context is not re-entrant, so generations run one at a time on one worker thread.
 The queue in front of it keeps its own deadline accounting: a caller's ``time_limit`` is the
 time its *generation* may take, counted from the moment it starts; the time spent waiting
-behind earlier calls is bounded separately by the limits those calls booked. So twenty calls
+behind earlier calls is bounded separately by the limits those calls booked (a call without a
+limit, such as an agent skill's, books its token bound at 5 tokens a second). So twenty calls
 queued at once do not time each other out, and none waits without bound. A caller that gives
 up before its turn is dropped from the queue without generating.
 """
@@ -60,6 +61,7 @@ _TOKENS_PER_PROMPT = 4
 # Prompt evaluation cannot be interrupted; a queued caller allows this much per job ahead of it
 # on top of the generation limits those jobs booked.
 _PROMPT_SLACK_S = 5.0
+_SLOW_TOKENS_PER_S = 5.0  # what an unlimited job books: its token bound at this rate
 
 
 class ContextOverflow(ValueError):
@@ -153,9 +155,13 @@ class LocalCompletion:
 class _Job:
     """One queued generation and the time it booked."""
 
-    def __init__(self, run: Callable[[_Job], LocalCompletion], time_limit: float | None) -> None:
+    def __init__(
+        self, run: Callable[[_Job], LocalCompletion], time_limit: float | None, max_tokens: int
+    ) -> None:
         self.run = run
         self.time_limit = time_limit
+        # A job without a limit (an agent skill's call) books its token bound at a slow rate.
+        self.booked = time_limit if time_limit is not None else max_tokens / _SLOW_TOKENS_PER_S
         self.enqueued = time.perf_counter()
         self.abandoned = threading.Event()
 
@@ -251,7 +257,7 @@ class LocalModel:
         with self._lock:
             ahead = len(self._booked)
             wait_bound = sum(self._booked.values()) + ahead * _PROMPT_SLACK_S
-            self._booked[id(job)] = job.time_limit if job.time_limit is not None else 0.0
+            self._booked[id(job)] = job.booked
 
         def run() -> LocalCompletion:
             try:
@@ -267,7 +273,9 @@ class LocalModel:
     def chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> LocalCompletion:
         """Generate one assistant turn; bounded by ``max_tokens``, the context window and
         ``time_limit`` (seconds of generation, if given). Options as :meth:`achat`."""
-        job = _Job(self._job(messages, **options), options.get("time_limit"))
+        job = _Job(
+            self._job(messages, **options), options.get("time_limit"), options["max_tokens"]
+        )
         future, _ = self._submit(job)
         return future.result()
 
@@ -300,7 +308,7 @@ class LocalModel:
             grammar=grammar,
             time_limit=time_limit,
         )
-        job = _Job(run, time_limit)
+        job = _Job(run, time_limit, max_tokens)
         future, wait_bound = self._submit(job)
         bound = None if time_limit is None else wait_bound + time_limit + _PROMPT_SLACK_S
         try:
