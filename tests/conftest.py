@@ -8,6 +8,11 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+# llama.cpp's OpenMP threads must wait passively on a shared machine (see
+# hybridmcp.capabilities.local_model); the choice is read when the runtime loads, which is the
+# first import of llama_cpp, and a test module may import it before hybridmcp does.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from hybridmcp.config import HybridConfig, parse_config
 
 # Property tests judge values, never speed: no per-example deadline (2 cores shared by a whole

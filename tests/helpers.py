@@ -48,10 +48,12 @@ def scripted_planner_lm(**_options: Any) -> Any:
     import json
     import os
 
+    import dspy
     from dspy.utils import DummyLM
 
     answer = json.loads(os.environ[PLANNER_ANSWER_ENV])
-    return DummyLM(answer if isinstance(answer, list) else [answer] * 4)
+    answers = answer if isinstance(answer, list) else [answer] * 4
+    return DummyLM(answers, adapter=dspy.JSONAdapter())  # JSON, as the planner asks
 
 
 SCRIPTED_LM_ENV = "HYBRIDMCP_TEST_LM_ANSWERS"
@@ -63,9 +65,10 @@ def scripted_lm(**_options: Any) -> Any:
     import json
     import os
 
+    import dspy
     from dspy.utils import DummyLM
 
-    return DummyLM(json.loads(os.environ[SCRIPTED_LM_ENV]))
+    return DummyLM(json.loads(os.environ[SCRIPTED_LM_ENV]), adapter=dspy.JSONAdapter())
 
 
 JOURNAL_ENV = "HYBRIDMCP_TEST_JOURNAL"

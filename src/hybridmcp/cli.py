@@ -133,6 +133,13 @@ def render(data: dict[str, Any], console: Console) -> None:
             f"prediction accuracy: {accuracy:.2f} over {m['prediction']['attempts']} attempts",
             highlight=False,
         )
+    for key, learned in ((m.get("advice") or {}).get("accuracy") or {}).items():
+        console.print(
+            f"advice {key}: accuracy {learned['advice_accuracy']:.2f} vs the rule's "
+            f"{learned['rule_accuracy']:.2f} over {learned['scored']} scored"
+            + (" (trusted)" if learned["trusted"] else " (not trusted: the rule decides)"),
+            highlight=False,
+        )
 
 
 def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
@@ -149,10 +156,13 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     console.print(table)
     if plan.rationale:
         console.print(f"rationale: {plan.rationale}", highlight=False)
+    for part in plan.uncovered:
+        console.print(f"[yellow]not planned:[/] {part}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
-    return {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+    record = {"model": plan.model, "requests": plan.requests, "rationale": plan.rationale}
+    return record | ({"uncovered": list(plan.uncovered)} if plan.uncovered else {})
 
 
 async def _run(

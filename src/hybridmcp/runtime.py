@@ -127,7 +127,7 @@ class Resources:
         if self._lms is None:
             llm = self.config.llm_config
             if any(v is not None for k, v in llm if k.endswith("_model")):
-                from hybridmcp.prompts.lm import make_lms
+                from hybridmcp.prompts.models import make_lms
 
                 self._lms = make_lms(llm)
             else:

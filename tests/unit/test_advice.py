@@ -10,16 +10,18 @@ from dspy.utils import DummyLM
 
 from hybridmcp.config import parse_config
 from hybridmcp.errors import ConfigError, TaskError
-from hybridmcp.prompts.advice import ALLOCATION_CHOICES, in_hybrid_band, parse_choice
-from hybridmcp.prompts.lm import make_lm, make_lms, parse_plan
+from hybridmcp.prompts.arbitrator import ALLOCATION_CHOICES, in_hybrid_band
+from hybridmcp.prompts.asking import parse_choice
+from hybridmcp.prompts.models import make_lm, make_lms
 from hybridmcp.prompts.planner import (
     PLAN_ATTEMPTS,
     PLANNER_DEMOS,
     _compact_catalogue,
     plan_requests,
-    small_model_adapter,
 )
+from hybridmcp.prompts.plans import parse_plan, plan_schema
 from hybridmcp.prompts.signatures import TaskPlannerSignature
+from hybridmcp.prompts.structured import StructuredAdapter
 from hybridmcp.runtime import Resources
 
 SKILLS = [
@@ -98,19 +100,27 @@ def test_compact_catalogue_lists_names_argument_types_and_purpose():
     assert purpose == "Evaluate an arithmetic expression."
 
 
-def test_small_model_adapter_asks_for_the_plan_only():
-    adapter = small_model_adapter()
+def test_the_planner_prompt_shows_demos_as_json_answers_and_asks_for_the_plan_first():
+    adapter = StructuredAdapter(fields={"requests": plan_schema(SKILLS)})
     messages = adapter.format(
         TaskPlannerSignature, list(PLANNER_DEMOS), {"task": "what is 1+1", "skills": "S"}
     )
-    assert messages[0]["role"] == "system" and "skills:\nS" in messages[0]["content"]
+    assert messages[0]["role"] == "system"
+    assert "- requests:" in messages[0]["content"] and "- rationale:" in messages[0]["content"]
     assert [m["role"] for m in messages[1:]] == ["user", "assistant"] * len(PLANNER_DEMOS) + [
         "user"
     ]
-    assert messages[2]["content"] == PLANNER_DEMOS[0]["requests"]
-    assert messages[-1]["content"] == "what is 1+1"
-    parsed = adapter.parse(TaskPlannerSignature, ' [{"skill": "x"}] ')
-    assert parsed["requests"] == '[{"skill": "x"}]' and parsed["rationale"]
+    demo = json.loads(messages[2]["content"])
+    assert list(demo) == ["requests", "rationale"]
+    assert demo["requests"] == PLANNER_DEMOS[0]["requests"]
+    assert "what is 1+1" in messages[-1]["content"]
+    parsed = adapter.parse(TaskPlannerSignature, '{"requests": [{"skill": "x"}], "rationale": "r"}')
+    assert json.loads(parsed["requests"]) == [{"skill": "x"}] and parsed["rationale"] == "r"
+
+
+def json_lm(answers):
+    """dspy's scripted LM, answering in JSON as the structured adapter asks."""
+    return DummyLM(answers, adapter=dspy.JSONAdapter())
 
 
 def scripted(**options):
@@ -164,7 +174,7 @@ async def test_a_bad_model_string_fails_when_resources_open():
 
 async def test_plan_requests_puts_a_refused_plan_back_once_with_the_reason():
     bad = {"requests": '[{"skill": "math.calculator"}]', "rationale": "r"}
-    lm = DummyLM([bad, bad, bad])
+    lm = json_lm([bad, bad, bad])
     async with await Resources.open(parse_config({})) as res:
         with pytest.raises(TaskError, match="unknown skill 'math.calculator'"):
             await plan_requests(res, "what is 6*7", lm)

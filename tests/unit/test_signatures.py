@@ -15,16 +15,11 @@ import dspy
 import pytest
 from dspy.utils import DummyLM
 
+from hybridmcp.capabilities.local_model import LOCAL_MODEL
 from hybridmcp.errors import ConfigError, TaskError
-from hybridmcp.prompts.lm import (
-    LOCAL_MODEL,
-    arun_signature,
-    make_lm,
-    make_lms,
-    parse_plan,
-    run_signature,
-    skill_catalogue,
-)
+from hybridmcp.prompts.models import make_lm, make_lms
+from hybridmcp.prompts.plans import parse_plan, skill_catalogue
+from hybridmcp.prompts.running import arun_signature, run_signature
 from hybridmcp.prompts.signatures import (
     CapabilityArbitratorSignature,
     HybridCoordinatorSignature,
@@ -140,6 +135,11 @@ class AsyncFailingEngine:
         raise RuntimeError("provider is down")
 
 
+def scripted(answers):
+    """dspy's scripted LM, answering in JSON as the structured adapter asks."""
+    return DummyLM(answers, adapter=dspy.JSONAdapter())
+
+
 def failing_lm() -> dspy.LM:
     return dspy.LM(
         "test/failing",
@@ -184,7 +184,7 @@ def test_task_planner_fields():
 
 @pytest.mark.parametrize("signature", ALL_SIGNATURES, ids=lambda s: s.__name__)
 def test_run_signature_returns_the_scripted_prediction(signature):
-    lm = DummyLM([answers_for(signature)])
+    lm = scripted([answers_for(signature)])
     prediction, error = run_signature(signature, lm, **inputs_for(signature))
     assert error is None
     for name, value in answers_for(signature).items():
@@ -192,7 +192,7 @@ def test_run_signature_returns_the_scripted_prediction(signature):
 
 
 def test_run_signature_chain_of_thought_adds_reasoning():
-    lm = DummyLM([{"reasoning": "step by step", **answers_for(TaskPlannerSignature)}])
+    lm = scripted([{"reasoning": "step by step", **answers_for(TaskPlannerSignature)}])
     outcome = run_signature(
         TaskPlannerSignature, lm, chain_of_thought=True, **inputs_for(TaskPlannerSignature)
     )
@@ -202,7 +202,7 @@ def test_run_signature_chain_of_thought_adds_reasoning():
 
 def test_run_signature_malformed_output_returns_none_with_error():
     # Neither dspy's chat adapter nor its JSON fallback can find the fields in this answer.
-    lm = DummyLM([{"unrelated": "junk"}] * 2)
+    lm = scripted([{"unrelated": "junk"}] * 2)
     prediction, error = run_signature(
         CapabilityArbitratorSignature, lm, **inputs_for(CapabilityArbitratorSignature)
     )
@@ -211,7 +211,7 @@ def test_run_signature_malformed_output_returns_none_with_error():
 
 
 def test_run_signature_empty_output_field_is_a_failure():
-    lm = DummyLM([{"requests": "", "rationale": "none"}])
+    lm = scripted([{"requests": "", "rationale": "none"}])
     outcome = run_signature(TaskPlannerSignature, lm, **inputs_for(TaskPlannerSignature))
     assert not outcome.ok
     assert "requests" in outcome.error
@@ -227,7 +227,7 @@ def test_run_signature_lm_error_returns_none_with_error():
 
 
 def test_run_signature_mismatched_inputs_return_none_without_calling_the_lm():
-    lm = DummyLM([])  # any call would fail differently: there are no scripted answers
+    lm = scripted([])  # any call would fail differently: there are no scripted answers
     prediction, error = run_signature(TaskPlannerSignature, lm, task="t", skils="[]")
     assert prediction is None
     assert "missing ['skills']" in error
@@ -236,13 +236,13 @@ def test_run_signature_mismatched_inputs_return_none_without_calling_the_lm():
 
 
 def test_run_signature_rejects_a_non_signature_without_raising():
-    outcome = run_signature(object, DummyLM([]), task="t")
+    outcome = run_signature(object, scripted([]), task="t")
     assert not outcome.ok
     assert "not a dspy signature" in outcome.error
 
 
 async def test_arun_signature_success_and_failure():
-    lm = DummyLM([answers_for(HybridCoordinatorSignature)])
+    lm = scripted([answers_for(HybridCoordinatorSignature)])
     outcome = await arun_signature(
         HybridCoordinatorSignature, lm, **inputs_for(HybridCoordinatorSignature)
     )
@@ -259,7 +259,7 @@ async def test_arun_signature_success_and_failure():
 
 def test_planner_through_dummy_lm_then_parse_plan():
     fenced = "```json\n" + json.dumps(GOOD_PLAN) + "\n```"
-    lm = DummyLM([{"requests": fenced, "rationale": "echo then add"}])
+    lm = scripted([{"requests": fenced, "rationale": "echo then add"}])
     prediction, error = run_signature(
         TaskPlannerSignature, lm, task="echo hi and add 1 and 2", skills=skill_catalogue(SKILLS)
     )

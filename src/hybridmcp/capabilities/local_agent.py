@@ -2,7 +2,8 @@
 
 The spec gives internal capabilities the privacy-sensitive work; these skills are where that
 work can go when it needs a language model. The model runs in this process (SmolLM2 through
-llama-cpp-python, see :mod:`hybridmcp.prompts.lm`), so the text given here never leaves it.
+llama-cpp-python, see :mod:`hybridmcp.capabilities.local_model`), so the text given here never
+leaves it.
 A 135M model is weak: answers are short and bounded, and an empty answer is a provider
 failure the coordinator can reallocate, not a result.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import re
 
+from hybridmcp.capabilities.local_model import LocalModel, get_local_model
 from hybridmcp.errors import ProviderError, TaskError
-from hybridmcp.prompts.lm import LocalModel, get_local_model
 
 __all__ = ["local_answer", "local_summarize"]
 

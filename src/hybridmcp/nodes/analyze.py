@@ -13,7 +13,7 @@ from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.disclosure import assess
 from hybridmcp.policy.scoring import analyze_requirements
-from hybridmcp.prompts.advice import coordinate
+from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 

@@ -15,7 +15,7 @@ from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate, add_probe
 from hybridmcp.policy.scoring import arbitrate as decide
-from hybridmcp.prompts.advice import advise_allocations
+from hybridmcp.prompts.arbitrator import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem
 
@@ -213,7 +213,12 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         # a hybrid allocation to one side, so the reservation stays an upper bound.
         budget.commit(p.cost_per_call for p in _chosen(res, allocation))
     advice_events = await advise_allocations(
-        res, requests, allocations, state["profiles"], state.get("constraints")
+        res,
+        requests,
+        allocations,
+        state["profiles"],
+        state.get("constraints"),
+        store=runtime.store or res.store,
     )
     for request in requests:
         planned = allocations.get(str(request["id"]))

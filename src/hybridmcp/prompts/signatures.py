@@ -4,7 +4,7 @@ The first three are the spec's own (``spec/hybrid-coordination-pattern.md``), ke
 with the same names and descriptions, so a prompt optimized against the spec's wording transfers
 unchanged. ``TaskPlannerSignature`` is the project's addition: it turns free text into the
 request list the engine runs, the one place an LM's output becomes executable input (and so is
-validated by :func:`hybridmcp.prompts.lm.parse_plan` before anything runs).
+validated by :func:`hybridmcp.prompts.plans.parse_plan` before anything runs).
 """
 
 from __future__ import annotations
