@@ -74,8 +74,11 @@ def test_a_bad_auth_block_is_refused_naming_the_problem(auth: dict, named: str) 
 
 
 def test_a_stdio_server_takes_no_auth_block() -> None:
-    with pytest.raises(ConfigError):
-        parse_config({"mcpServers": {"s": {"command": "x", "auth": {}}}})
+    """Like any key of the other kind of server: ignored, with one warning naming it."""
+    cfg = parse_config({"mcpServers": {"s": {"command": "x", "auth": {}}}})
+    assert not hasattr(cfg.mcpServers["s"], "auth")
+    assert len(cfg.warnings) == 1 and "mcpServers.s.auth" in cfg.warnings[0]
+    assert "a key of HTTP servers" in cfg.warnings[0]
 
 
 def test_the_secret_comes_from_the_environment_when_so_configured(
