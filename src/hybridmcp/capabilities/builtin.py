@@ -13,13 +13,44 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
 _KNOWN_ZONES: frozenset[str] | None = None
+
+F = TypeVar("F", bound=Callable[..., Any])
+INLINE_TEXT_CHARS = 4_000
+"""Texts up to this size are counted or summarized on the event loop (tens of microseconds);
+longer ones in a worker thread."""
+
+
+def runs_inline(when: Callable[..., bool]) -> Callable[[F], F]:
+    """Declare a pure built-in cheap enough to run on the event loop when ``when(**args)``
+    holds: a worker thread costs far more than the call itself (about 0.3 ms against a few
+    microseconds). Arguments for which ``when`` is false (a long text) still run in a thread,
+    so the loop is never held for long (:func:`hybridmcp.capabilities.registry.invoke_internal`)."""
+
+    def mark(fn: F) -> F:
+        fn.inline_when = when  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _always(**args: Any) -> bool:
+    return True
+
+
+def _short_text(text: Any = "", **args: Any) -> bool:
+    return isinstance(text, str) and len(text) <= INLINE_TEXT_CHARS
+
+
+def _no_powers(expression: Any = "", **args: Any) -> bool:
+    """Arithmetic without exponentiation is microseconds; a power of a big base may not be."""
+    return isinstance(expression, str) and "**" not in expression and len(expression) <= 500
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -43,6 +74,7 @@ def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
     }
 
 
+@runs_inline(_always)
 def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     """The current time in an IANA time zone."""
     zone = _zone(timezone)
@@ -50,6 +82,7 @@ def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     return _time_result(timezone, moment)
 
 
+@runs_inline(_always)
 def convert_time(
     source_timezone: str, time: str, target_timezone: str, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -125,6 +158,7 @@ def _evaluate(node: ast.AST) -> float | int:
     raise RequestError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
+@runs_inline(_no_powers)
 def calculate(expression: str) -> dict[str, Any]:
     """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
     if len(expression) > _MAX_EXPRESSION:
@@ -156,6 +190,7 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
 
 
+@runs_inline(_short_text)
 def text_stats(text: str) -> dict[str, Any]:
     """Counts of words, characters and sentences, and the most frequent content words."""
     words = _WORD.findall(text)
@@ -168,6 +203,7 @@ def text_stats(text: str) -> dict[str, Any]:
     }
 
 
+@runs_inline(_short_text)
 def summarize(text: str, max_sentences: int = 2) -> dict[str, Any]:
     """Extractive summary: the sentences whose content words are most frequent, in order."""
     if max_sentences < 1:

@@ -332,9 +332,11 @@ def resolve_function(spec: str) -> Callable[..., Any]:
 async def invoke_internal(
     provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
 ) -> Any:
-    """Run an internal provider: coroutines directly, plain functions in a worker thread.
-    ``timing`` is marked sent when the function starts (a thread may first wait in the
-    executor's queue: the coordinator's time, not the provider's)."""
+    """Run an internal provider: coroutines directly; plain functions in a worker thread,
+    except a built-in declared cheap for these arguments
+    (:func:`hybridmcp.capabilities.builtin.runs_inline`), which runs on the loop. ``timing``
+    is marked sent when the function starts (a thread may first wait in the executor's queue:
+    the coordinator's time, not the provider's)."""
     if provider.function is None:
         raise ProviderError(f"{provider.id} has no function")
     fn = resolve_function(provider.function)
@@ -342,6 +344,13 @@ async def invoke_internal(
     if inspect.iscoroutinefunction(fn):
         timing.mark_sent()
         return await fn(**args)
+    inline_when = getattr(fn, "inline_when", None)
+    if inline_when is not None and inline_when(**args):
+        timing.mark_sent()
+        try:
+            return fn(**args)
+        finally:
+            timing.mark_ended()
     loop = asyncio.get_running_loop()
     timing.lag_ms = None  # timed in its thread: the event loop's lateness is not in it
     # Either the thread starts the function (and marks it sent) before the caller gives up,

@@ -420,7 +420,13 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
         for a in attempts
         if a.get("budget_exhausted")
     ]
-    return {"attempts": attempts, "events": events + _breaker_events(res, attempts)}
+    return _update(attempts, events + _breaker_events(res, attempts))
+
+
+def _update(attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A worker's state update. No empty ``events`` write: LangGraph rescans the step's pending
+    writes for each one a task saves, so every write costs in proportion to the fan-out."""
+    return {"attempts": attempts, "events": events} if events else {"attempts": attempts}
 
 
 def _record_slow(res: Resources, item: WorkItem) -> None:
@@ -444,7 +450,7 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
     key = item["idempotency_key"]
     prior = await store.aget(DISPATCHED, key)
     if prior is not None and prior.value.get("attempt"):
-        return {"attempts": [prior.value["attempt"] | {"replayed": True}], "events": []}
+        return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
         timing = CallTiming()
         error = (
@@ -452,7 +458,7 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
             "stopped before its outcome was recorded; not repeated (write effect)"
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
-        return {"attempts": [attempt | {"sent": True, "replayed": True}], "events": []}
+        return _update([attempt | {"sent": True, "replayed": True}], [])
     await store.aput(DISPATCHED, key, {"state": "dispatched", "at": res.clock()})
     update = await _serve(item, res)
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
