@@ -1,6 +1,6 @@
 """Overhead benchmark: what the coordinator adds per request, measured side by side.
 
-    python -m bench.overhead                 # 10, 100 and 1000 requests per run
+    python -m bench.overhead                 # 1, 10, 100, 1000 and 5000 requests per run
     python -m bench.overhead --sizes 10 --sequential 5 --adapters-calls 2   # a smoke run
 
 For each size N, in one process and interleaved (so the machine's load falls on all alike):
@@ -29,8 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import operator
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -61,13 +66,24 @@ TIME_SERVER = {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]
 CALL_TIMEOUT_S = 60.0
 CONCURRENCY = 8
 """Calls in flight on one session: the pool's ``max_concurrency`` default, for both sides."""
-REPEATS = {10: 5, 100: 3}
+REPEATS = {1: 30, 10: 9, 100: 5, 1000: 3}
 """Repetitions per size (median kept); larger sizes run once."""
+TARGETS = {
+    "internal_vs_bare": 1.3,
+    "external_vs_raw": 1.2,
+    "flat": 0.2,
+    "single_request_ms": 2.0,
+    "cli_vs_import": 1.5,
+}
+"""What the coordinator is held to (issue 14): per-request ratio to bare LangGraph for N = 10
+to 5000 and to the raw session for N = 10 to 1000; per-request cost within ±20% of N = 100's
+up to 5000; a single request at most 2 ms more than the raw call; CLI start at most 1.5x the
+bare ``import langgraph.graph``."""
 
 
 def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
-    """The coordinator as measured: defaults, except that queueing for the 8 session slots is
-    not taken for degradation (no hedges, no moves): the work measured is the work asked for."""
+    """The coordinator as measured: its defaults (degradation detection, hedging, learning on);
+    only the providers are declared, the server with a 60 s per-call timeout."""
     return parse_config(
         {
             "mcpServers": {
@@ -80,10 +96,6 @@ def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
                     ]
                 },
                 "bench.noop": NOOP_SKILL,
-            },
-            "resilience": {
-                "hedging": {"enabled": False},
-                "degradation": {"latency_ewma_factor": 1000, "latency_p95_factor": 1000},
             },
         }
     )
@@ -179,6 +191,9 @@ class Subjects:
         }
 
 
+SUBJECTS = ("raw-session", "hybridmcp-external", "bare-send", "hybridmcp-internal")
+
+
 def skill_sides(skill: str) -> set[str]:
     return {"external"} if skill == "time.now" else {"internal"}
 
@@ -247,6 +262,93 @@ async def run(sizes: list[int], sequential: int, adapters_calls: int) -> dict[st
     return {"sizes": per_size, "sequential": seq, "adapters_ms_per_call": adapters}
 
 
+async def memory_probe(subject: str, n: int) -> dict[str, Any]:
+    """In a process of its own: the peak RSS one run of ``n`` requests adds (``getrusage``,
+    after a warm-up run of 10), per request."""
+    params = StdioServerParameters(
+        command=resolve_command(TIME_SERVER["command"]), args=TIME_SERVER["args"]
+    )
+    async with (
+        Coordinator.open(bench_config()) as co,
+        stdio_client(params) as (read, write),
+        ClientSession(read, write) as session,
+    ):
+        await asyncio.wait_for(session.initialize(), CALL_TIMEOUT_S)
+        fn = Subjects(co, session).subjects()[subject]
+        await timed(fn, 10)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        await timed(fn, n)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "subject": subject,
+        "requests": n,
+        "peak_rss_mb": round(after / 1024, 1),
+        "kb_per_request": round((after - before) / n, 2),
+    }
+
+
+def measure_memory(sizes: list[int]) -> list[dict[str, Any]]:
+    """:func:`memory_probe` of each subject at each size, each in a fresh process."""
+    out = []
+    for n in sizes:
+        for subject in SUBJECTS:
+            command = [sys.executable, "-m", "bench.overhead", "--memory-probe", subject]
+            done = subprocess.run(
+                [*command, "--sizes", str(n)],
+                capture_output=True,
+                text=True,
+                timeout=CALL_TIMEOUT_S * 10,
+                check=True,
+            )
+            out.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"memory n={n:5} {subject:20} {out[-1]['kb_per_request']} KB/request", flush=True)
+    return out
+
+
+CLI_COMMANDS = {
+    "hybridmcp run --json": ["-m", "hybridmcp.cli", "run", "--json", "--db"],
+    "python -c 'import langgraph.graph'": ["-c", "import langgraph.graph"],
+}
+
+
+def measure_cli(runs: int) -> dict[str, Any] | None:
+    """Start-up to exit of ``hybridmcp run --json`` (the demo task, a database file) against
+    ``python -c "import langgraph.graph"``, interleaved, after one warm-up each; medians."""
+    if runs <= 0:
+        return None
+    wall: dict[str, list[float]] = {name: [] for name in CLI_COMMANDS}
+    cpu: dict[str, list[float]] = {name: [] for name in CLI_COMMANDS}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs + 1):
+            for name, args in CLI_COMMANDS.items():
+                extra = [str(Path(tmp) / "runs.db")] if args[-1] == "--db" else []
+                used = _children_cpu_s()
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, *args, *extra], capture_output=True, timeout=300, check=True
+                )
+                if i:  # the first of each is the warm-up (file caches, the database's tables)
+                    wall[name].append(time.perf_counter() - t0)
+                    cpu[name].append(_children_cpu_s() - used)
+    seconds = {name: round(statistics.median(v), 3) for name, v in wall.items()}
+    cpu_s = {name: round(statistics.median(v), 3) for name, v in cpu.items()}
+    (cli, bare), (cli_cpu, bare_cpu) = seconds.values(), cpu_s.values()
+    return {
+        "runs": runs,
+        "seconds": seconds,
+        "cpu_seconds": cpu_s,
+        "ratio": round(cli / bare, 2),
+        "cpu_ratio": round(cli_cpu / bare_cpu, 2),
+    }
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes and their descendants (the
+    CLI's MCP server included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def analyse(raw: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
     """Overheads and linearity from the per-request figures."""
     rows = []
@@ -269,6 +371,59 @@ def analyse(raw: dict[str, Any], sizes: list[int]) -> dict[str, Any]:
             }
         )
     return {"rows": rows}
+
+
+def _span(values: list[float]) -> str:
+    return f"{min(values)}-{max(values)}" if len(set(values)) > 1 else f"{values[0]}"
+
+
+def targets(
+    rows: list[dict[str, Any]], seq: dict[str, float], cli: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each target of :data:`TARGETS`, what was measured, and whether it is met (None: not
+    measured in this run)."""
+    by_n = {r["requests"]: r for r in rows}
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, values: list[float], limit: float, unit: str = "x") -> None:
+        measured = f"{_span(values)}{unit}" if values else "-"
+        out.append(
+            {
+                "target": target,
+                "measured": measured,
+                "met": (max(values) <= limit) if values else None,
+            }
+        )
+
+    ratios = [r["ratio_vs_bare_send"] for n, r in by_n.items() if 10 <= n <= 5000]
+    add("internal <= 1.3x bare LangGraph Send, N = 10-5000", ratios, TARGETS["internal_vs_bare"])
+    ratios = [r["ratio_vs_raw_session"] for n, r in by_n.items() if 10 <= n <= 1000]
+    add("external <= 1.2x raw ClientSession, N = 10-1000", ratios, TARGETS["external_vs_raw"])
+    base = by_n.get(100)
+    for subject in ("hybridmcp-internal", "hybridmcp-external", "bare-send"):
+        values = [
+            round(r[f"{subject}_ms"] / base[f"{subject}_ms"], 2)
+            for n, r in by_n.items()
+            if base and n > 100
+        ]
+        out.append(
+            {
+                "target": f"per-request cost of {subject} within ±20% of N = 100's, to N = "
+                f"{max(by_n)}",
+                "measured": f"{_span(values)}x N = 100's" if values else "-",
+                "met": all(abs(v - 1) <= TARGETS["flat"] for v in values) if values else None,
+            }
+        )
+    if seq:
+        extra = round(seq["hybridmcp-external"] - seq["raw-session"], 3)
+        add("single request <= raw call + 2 ms", [extra], TARGETS["single_request_ms"], " ms")
+    if cli:
+        add("CLI start <= 1.5x `import langgraph.graph`", [cli["ratio"]], TARGETS["cli_vs_import"])
+    return out
+
+
+def _met(met: bool | None) -> str:
+    return "-" if met is None else "yes" if met else "no"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -322,6 +477,41 @@ def markdown(report: dict[str, Any]) -> str:
             f"{adapters} ms per call, {round(adapters / raw_ms)}x a call on a held session "
             f"({raw_ms} ms): it starts a server process per call."
         )
+    memory = report.get("memory") or []
+    memory_line = ""
+    if memory:
+        memory_line = "\n\nPeak RSS added by one run, per request (a fresh process each):\n\n" + (
+            table(
+                ["requests", "subject", "KB per request", "peak RSS MB"],
+                [
+                    [m["requests"], m["subject"], m["kb_per_request"], m["peak_rss_mb"]]
+                    for m in memory
+                ],
+            )
+        )
+    cli = report.get("cli")
+    cli_line = ""
+    if cli:
+        cli_line = (
+            f"\n\nCLI start to exit, median of {cli['runs']} interleaved runs: "
+            + ", ".join(f"`{k}` {v} s" for k, v in cli["seconds"].items())
+            + f" ({cli['ratio']}x); CPU (user + system, its MCP server included) "
+            + ", ".join(f"{v} s" for v in cli["cpu_seconds"].values())
+            + f" ({cli['cpu_ratio']}x)."
+        )
+    target_lines = "\n\nTargets (defaults: degradation detection, hedging and learning on):\n\n" + (
+        table(
+            ["target", "measured", "met"],
+            [
+                [
+                    t["target"],
+                    t["measured"],
+                    "-" if t["met"] is None else "yes" if t["met"] else "no",
+                ]
+                for t in report.get("targets", [])
+            ],
+        )
+    )
     return (
         "# Overhead benchmark\n\n"
         f"{describe_machine(report['meta']['machine'])}; peak RSS of the benchmark process "
@@ -333,15 +523,25 @@ def markdown(report: dict[str, Any]) -> str:
         + size_table
         + seq_line
         + adapters_line
+        + memory_line
+        + cli_line
+        + target_lines
         + "\n"
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__)
-    p.add_argument("--sizes", default="10,100,1000", help="requests per run, comma-separated")
+    p.add_argument(
+        "--sizes", default="1,10,100,1000,5000", help="requests per run, comma-separated"
+    )
     p.add_argument("--sequential", type=int, default=100, help="one-request runs to time")
     p.add_argument("--adapters-calls", type=int, default=10, help="adapter calls (a process each)")
+    p.add_argument(
+        "--memory-sizes", default="1000,5000", help="sizes whose peak RSS is measured ('' none)"
+    )
+    p.add_argument("--cli-runs", type=int, default=5, help="CLI start-up timings of each command")
+    p.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--no-plots", action="store_true")
     return p.parse_args(argv)
@@ -350,6 +550,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    if args.memory_probe:  # one memory measurement, in a process of its own
+        probe = asyncio.run(memory_probe(args.memory_probe, sizes[-1]))
+        print(json.dumps(probe), flush=True)
+        return probe
     meta = {
         "machine": machine(),
         "sizes": sizes,
@@ -359,11 +563,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "server": "mcp-server-time get_current_time over stdio",
     }
     raw = asyncio.run(run(sizes, args.sequential, args.adapters_calls))
+    memory = measure_memory([int(s) for s in args.memory_sizes.split(",") if s])
+    cli = measure_cli(args.cli_runs)
+    analysed = analyse(raw, sizes)
     report = {
         "meta": meta,
-        **analyse(raw, sizes),
+        **analysed,
         "sequential": raw["sequential"],
         "adapters_ms_per_call": raw["adapters_ms_per_call"],
+        "memory": memory,
+        "cli": cli,
+        "targets": targets(analysed["rows"], raw["sequential"], cli),
         "peak_rss_mb": peak_rss_mb(),
     }
     write_report(args.out, "overhead", report, markdown(report))

@@ -33,7 +33,10 @@ FULL: dict[str, list[str]] = {
     "server": [],
 }
 QUICK: dict[str, list[str]] = {
-    "overhead": ["--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"],
+    "overhead": [
+        *("--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"),
+        *("--memory-sizes", "6", "--cli-runs", "1"),
+    ],
     "throughput": ["--seconds", "0.2", "--batches", "2", "--clients", "2"],
     "criteria": ["--limit", "6"],
     "resilience": [
@@ -71,6 +74,37 @@ def _load(out: Path, name: str) -> dict[str, Any] | None:
 
 def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
+
+
+def _memory_and_cli(overhead: dict[str, Any]) -> str:
+    """The overhead report's peak RSS per request, CLI start and targets, as markdown."""
+    parts = []
+    memory = overhead.get("memory") or []
+    if memory:
+        parts.append(
+            "Peak RSS added per request (KB, a fresh process each): "
+            + "; ".join(
+                f"{m['subject']} {m['kb_per_request']} at N = {m['requests']}" for m in memory
+            )
+            + "."
+        )
+    cli = overhead.get("cli")
+    if cli:
+        parts.append(
+            "CLI start to exit (median): "
+            + ", ".join(f"`{k}` {v} s" for k, v in cli["seconds"].items())
+            + f" ({cli['ratio']}x)."
+        )
+    if overhead.get("targets"):
+        rows = [
+            [t["target"], t["measured"], "-" if t["met"] is None else "yes" if t["met"] else "no"]
+            for t in overhead["targets"]
+        ]
+        parts.append(
+            "Targets (defaults: degradation detection, hedging and learning on):\n\n"
+            + table(["target", "measured", "met"], rows)
+        )
+    return "".join(f"\n\n{p}" for p in parts)
 
 
 def summary(out: Path) -> str:
@@ -120,6 +154,7 @@ def summary(out: Path) -> str:
                 if overhead.get("adapters_ms_per_call")
                 else ""
             )
+            + _memory_and_cli(overhead)
             + "\n"
         )
     throughput = _load(out, "throughput")

@@ -1,8 +1,12 @@
-"""Phase 2: the parallel branches. Each call makes one attempt (two when hedged) and records it.
+"""Phase 2: the parallel branches. Each work item makes one attempt (two when hedged) and
+records it.
 
-``internal`` runs an in-process provider; ``external`` calls an MCP tool through the gate.
-Both are bounded by the provider's deadline and the run's; both write only through the
-``attempts`` and ``events`` reducers, so any number of them can run in the same step.
+``internal`` runs in-process providers; ``external`` calls MCP tools through the gate. Each
+takes a bounded batch of work items (one LangGraph task per batch, not per call: see
+``BATCH_SIZE``) and makes them concurrently; each call is checkpointed as it finishes
+(:mod:`hybridmcp.journal`), so a resumed run repeats no finished call. Every call is bounded
+by the provider's deadline and the run's; the workers write only through the ``attempts`` and
+``events`` reducers, so any number of them can run in the same step.
 
 A provider is measured from the moment its call was *sent* (:class:`CallTiming`): time waiting
 for a session slot or a worker thread is the coordinator's queue, recorded as ``queue_ms``, and
@@ -46,11 +50,13 @@ from hybridmcp.errors import (
     ToolError,
 )
 from hybridmcp.events import EventCode
+from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
+from hybridmcp.progress import attempt_finished, attempt_started
 from hybridmcp.runtime import Context, Resources, resources_for
-from hybridmcp.state import WorkItem
+from hybridmcp.state import Batch, WorkItem
 
 SUSPECT = "suspect"
 """Hedge reason: the provider's last judged call was degraded."""
@@ -58,6 +64,10 @@ RUN_DEADLINE = "run deadline"
 """Censoring reason: the run's deadline came before the provider's own."""
 INTERNAL_ERRORS_OF_INPUT = (RequestError, ValueError, ArithmeticError)
 """What an internal skill raises when its input is wrong: a request error, not its fault."""
+BATCH_SIZE = 64
+"""Attempts per worker task at most. LangGraph's cost per task grows with the number of tasks
+in the step (each one's writes rescan the step's pending writes), so calls go in bounded
+batches; each call is still checkpointed on its own (:mod:`hybridmcp.journal`)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
 
@@ -466,16 +476,52 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
     return update
 
 
-async def _work(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    res = await resources_for(runtime.context)
+async def _work(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, Any]:
     if res.registry.provider(item["provider"]).effect == WRITE:
-        return await _once(item, res, runtime.store or res.store)
+        return await _once(item, res, store)
     return await _serve(item, res)
 
 
-async def internal(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _work(item, runtime)
+def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
+    """The round's work as (side, batch) pairs: per side, in order, at most ``BATCH_SIZE``
+    attempts a batch."""
+    by_side: dict[str, list[WorkItem]] = {}
+    for item in pending:
+        by_side.setdefault(item["side"], []).append(item)
+    return [
+        (side, Batch(items=items[i : i + BATCH_SIZE]))
+        for side, items in by_side.items()
+        for i in range(0, len(items), BATCH_SIZE)
+    ]
 
 
-async def external(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _work(item, runtime)
+async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Make a batch's attempts concurrently. Each call is checkpointed as it finishes
+    (:mod:`hybridmcp.journal`), so a resumed run replays the calls that finished instead of
+    making them again; progress is reported per call."""
+    res = await resources_for(runtime.context)
+    store = runtime.store or res.store
+    journal = await CallJournal.open(runtime.execution_info)
+
+    async def one(item: WorkItem) -> dict[str, Any]:
+        key = item["idempotency_key"]
+        update = journal.done.get(key)
+        if update is None:
+            attempt_started(item)
+            update = await _work(item, res, store)
+            await journal.record(key, update)
+        attempt_finished(update)
+        return update
+
+    items = batch["items"]
+    updates = [await one(items[0])] if len(items) == 1 else await asyncio.gather(*map(one, items))
+    attempts = [a for u in updates for a in u["attempts"]]
+    return _update(attempts, [e for u in updates for e in u.get("events", ())])
+
+
+async def internal(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    return await _batch(batch, runtime)
+
+
+async def external(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    return await _batch(batch, runtime)
