@@ -27,6 +27,7 @@ START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 FULL: dict[str, list[str]] = {
     "overhead": [],
+    "costs": [],
     "throughput": [],
     "criteria": [],
     "resilience": [],
@@ -37,6 +38,7 @@ QUICK: dict[str, list[str]] = {
         *("--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"),
         *("--memory-sizes", "6", "--cli-runs", "1"),
     ],
+    "costs": ["--sizes", "6", "--repeats", "1"],
     "throughput": ["--seconds", "0.2", "--batches", "2", "--clients", "2"],
     "criteria": ["--limit", "6"],
     "resilience": [
@@ -155,6 +157,17 @@ def summary(out: Path) -> str:
                 else ""
             )
             + _memory_and_cli(overhead)
+            + "\n"
+        )
+    costs = _load(out, "costs")
+    if costs:
+        rows = [
+            [r["cost"], r["requests"], r["before_ms"], r["after_ms"], r["ratio"]]
+            for r in costs["rows"]
+        ]
+        parts.append(
+            "### Avoidable costs (ms per request, remedy off / on, one process)\n\n"
+            + table(["cost", "N", "before", "after", "after / before"], rows)
             + "\n"
         )
     throughput = _load(out, "throughput")
