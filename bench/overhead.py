@@ -7,8 +7,8 @@ For each size N, in one process and interleaved (so the machine's load falls on 
 
 - ``raw-session``: N ``mcp.ClientSession.call_tool`` calls on one open stdio session to
   ``mcp-server-time`` (``get_current_time``), at most 8 in flight (the pool's default);
-- ``hybridmcp-external``: one coordinator run of N requests ``time.now`` with strategy
-  ``external``, the same tool of the same server on the coordinator's pooled session;
+- ``hybridmcp-external``: one coordinator run of N requests to the external-only skill
+  ``time.get_current_time``: the same tool of the same server on the coordinator's pooled session;
 - ``bare-send``: a bare LangGraph graph fanning N no-op nodes out with ``Send`` and joining them;
 - ``hybridmcp-internal``: one coordinator run of N requests to an internal no-op skill.
 
@@ -84,6 +84,12 @@ more than 20% above N = 100's (cheaper is flat enough); a single request at most
 the raw call; CLI start at most 1.5x the bare ``import langgraph.graph``."""
 
 
+EXTERNAL_SKILL = "time.get_current_time"
+"""The server's tool as the external-only skill ``server.tool``: every request is the tool's
+call (a hedge or a move would have no other provider to go to; the built-in ``time.now``
+would take over whenever queueing for the 8 slots made the tool look slow)."""
+
+
 def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
     """The coordinator as measured: its defaults (degradation detection, hedging, learning on);
     only the providers are declared, the server with a 60 s per-call timeout."""
@@ -92,14 +98,7 @@ def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
             "mcpServers": {
                 "time": {**(server or TIME_SERVER), "timeout_ms": CALL_TIMEOUT_S * 1000}
             },
-            "skills": {
-                "time.now": {
-                    "providers": [
-                        {"side": "external", "server": "time", "tool": "get_current_time"}
-                    ]
-                },
-                "bench.noop": NOOP_SKILL,
-            },
+            "skills": {"bench.noop": NOOP_SKILL},
         }
     )
 
@@ -136,14 +135,9 @@ def bare_fanout() -> Any:
 
 
 def time_task(n: int, skill: str) -> Any:
-    if skill == "time.now":
+    if skill == EXTERNAL_SKILL:
         args: dict[str, Any] = {"timezone": "UTC"}
-        return parse_task(
-            [
-                {"id": f"r{i}", "skill": skill, "args": args, "strategy": "external"}
-                for i in range(n)
-            ]
-        )
+        return parse_task([{"id": f"r{i}", "skill": skill, "args": args} for i in range(n)])
     return parse_task([{"id": f"r{i}", "skill": skill, "args": {}} for i in range(n)])
 
 
@@ -160,7 +154,7 @@ class Subjects:
         self.co = co
         self.session = session
         self.fanout = bare_fanout()
-        self.other_side: dict[str, int] = {"time.now": 0, "bench.noop": 0}
+        self.other_side: dict[str, int] = {EXTERNAL_SKILL: 0, "bench.noop": 0}
         """Requests answered by the other side (a hedge that won: hedging is on)."""
 
     async def raw(self, n: int) -> None:
@@ -190,7 +184,7 @@ class Subjects:
     def subjects(self) -> dict[str, Callable[[int], Awaitable[None]]]:
         return {
             "raw-session": self.raw,
-            "hybridmcp-external": lambda n: self.coordinated(n, "time.now"),
+            "hybridmcp-external": lambda n: self.coordinated(n, EXTERNAL_SKILL),
             "bare-send": self.bare,
             "hybridmcp-internal": lambda n: self.coordinated(n, "bench.noop"),
         }
@@ -200,7 +194,7 @@ SUBJECTS = ("raw-session", "hybridmcp-external", "bare-send", "hybridmcp-interna
 
 
 def skill_sides(skill: str) -> set[str]:
-    return {"external"} if skill == "time.now" else {"internal"}
+    return {"external"} if skill == EXTERNAL_SKILL else {"internal"}
 
 
 async def measure_sizes(subjects: Subjects, sizes: list[int]) -> dict[int, dict[str, float]]:
@@ -523,7 +517,7 @@ def markdown(report: dict[str, Any]) -> str:
     if other:
         other_line = (
             f"\n\nRequests answered by the other side (a hedge that won), all sizes together: "
-            f"external `time.now` {other.get('time.now', 0)}, internal no-op "
+            f"external {other.get(EXTERNAL_SKILL, 0)}, internal no-op "
             f"{other.get('bench.noop', 0)}."
         )
     memory = report.get("memory") or []

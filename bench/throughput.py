@@ -9,8 +9,8 @@ Workloads:
 
 - ``internal-noop``: an internal no-op skill (the coordinator's own ceiling), beside a bare
   LangGraph ``Send`` fan-out of the same batches (the ceiling of LangGraph itself);
-- ``external-pooled``: ``time.now`` with strategy ``external`` on ``mcp-server-time`` over one
-  pooled stdio session (at most 8 calls in flight), beside raw ``ClientSession.call_tool`` calls
+- ``external-pooled``: the external-only skill ``time.get_current_time`` (``mcp-server-time``) over
+  one pooled stdio session (at most 8 calls in flight), beside raw ``ClientSession.call_tool`` calls
   on an open session with the same 8 slots.
 
 Peak RSS (``getrusage``) of the benchmark process and of the MCP server processes it started

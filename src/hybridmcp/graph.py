@@ -30,7 +30,9 @@ from hybridmcp.runtime import Context
 from hybridmcp.state import InputState, OutputState, State
 
 
-def dispatch(state: State) -> list[Send] | Literal["monitor"]:
+# Routing functions are coroutines: LangGraph runs a plain one on a worker thread, a thread hop
+# per step for a decision of a few microseconds.
+async def dispatch(state: State) -> list[Send] | Literal["monitor"]:
     """Fan the pending work out to the parallel branches, one ``Send`` per bounded batch of
     attempts (each call in a batch is still checkpointed on its own)."""
     pending = state.get("pending") or []
@@ -39,12 +41,12 @@ def dispatch(state: State) -> list[Send] | Literal["monitor"]:
     return [Send(side, batch) for side, batch in batches(pending)]
 
 
-def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
+async def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
     """Loop while work moves to another provider; otherwise integrate."""
     return "reallocate" if state.get("moves") else "synchronize"
 
 
-def after_synchronize(state: State) -> Literal["review", "learn"]:
+async def after_synchronize(state: State) -> Literal["review", "learn"]:
     """Conflicts go to review, which pauses for a human only when configured to."""
     return "review" if state.get("conflicts") else "learn"
 
