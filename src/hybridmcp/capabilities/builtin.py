@@ -6,6 +6,7 @@ The time skills produce the same shapes as ``mcp-server-time``'s ``get_current_t
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401  # imported here, not on the event loop at the first strptime
 import ast
 import math
 import operator
@@ -20,6 +21,8 @@ from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
 _KNOWN_ZONES: frozenset[str] | None = None
+_LOADED_ZONES: set[str] = set()
+"""Zones ``ZoneInfo`` has loaded (and caches): using them again reads no file."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 INLINE_TEXT_CHARS = 4_000
@@ -40,8 +43,11 @@ def runs_inline(when: Callable[..., bool]) -> Callable[[F], F]:
     return mark
 
 
-def _always(**args: Any) -> bool:
-    return True
+def _zones_loaded(**args: Any) -> bool:
+    """Every time zone the call names is loaded already: loading one reads files (the zone
+    list, its tzdata file), which must not happen on the event loop."""
+    names = [v for k, v in args.items() if k.endswith("timezone")]
+    return all(isinstance(n, str) and n in _LOADED_ZONES for n in names)
 
 
 def _short_text(text: Any = "", **args: Any) -> bool:
@@ -60,9 +66,11 @@ def _zone(name: str) -> ZoneInfo:
     if name not in _KNOWN_ZONES:
         raise RequestError(f"invalid timezone {preview(name)}: not an IANA time zone name")
     try:
-        return ZoneInfo(name)
+        zone = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
         raise RequestError(f"invalid timezone {preview(name)}: {err}") from None
+    _LOADED_ZONES.add(name)
+    return zone
 
 
 def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
@@ -74,7 +82,7 @@ def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
     }
 
 
-@runs_inline(_always)
+@runs_inline(_zones_loaded)
 def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     """The current time in an IANA time zone."""
     zone = _zone(timezone)
@@ -82,7 +90,7 @@ def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     return _time_result(timezone, moment)
 
 
-@runs_inline(_always)
+@runs_inline(_zones_loaded)
 def convert_time(
     source_timezone: str, time: str, target_timezone: str, now: datetime | None = None
 ) -> dict[str, Any]:
