@@ -10,7 +10,8 @@ the two variants run interleaved (medians of ``--repeats``), on one coordinator 
 - ``batches``: attempts in batches of ``BATCH_SIZE`` per LangGraph task, against one task per
   attempt (``BATCH_SIZE = 1``, what ``Send`` per attempt did);
 - ``gc-freeze``: the objects alive after start-up frozen out of the cyclic GC, against not
-  (``gc.unfreeze()``);
+  frozen (fresh processes, alternating: unfreezing later would not undo the collector's
+  accounting);
 - ``inline-builtins``: ``time.now`` run on the event loop, against in a worker thread;
 - ``arbitration-memo``: :func:`hybridmcp.policy.scoring.arbitrate` for N requests of one skill
   with one memo, against a fresh computation (and copy) per request.
@@ -22,8 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -51,14 +54,43 @@ def one_task_per_attempt(on: bool) -> Iterator[None]:
         execute.BATCH_SIZE = saved
 
 
-@contextmanager
-def frozen(on: bool) -> Iterator[None]:
-    if not on:
-        gc.unfreeze()
-    try:
-        yield
-    finally:
-        gc.freeze()
+async def gc_probe(freeze: bool, n: int, repeats: int) -> list[float]:
+    """In a process of its own: ms per request of runs of ``n`` internal no-op requests, with
+    the start-up freeze or without it (unfreezing later would not restore the collector's
+    accounting of what was frozen)."""
+    from hybridmcp import runtime
+
+    if not freeze:
+        runtime.freeze_startup_objects = lambda: None
+    samples = []
+    async with Coordinator.open(bench_config()) as co:
+        await co.run(time_task(10, "bench.noop"))
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            await co.run(time_task(n, "bench.noop"))
+            samples.append((time.perf_counter() - t0) * 1000 / n)
+    return samples
+
+
+def measure_gc(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    """:func:`gc_probe` with and without the freeze, alternating fresh processes."""
+    rows = []
+    for n in sizes:
+        samples: dict[bool, list[float]] = {True: [], False: []}
+        for _ in range(repeats):
+            for on in (False, True):
+                command = [sys.executable, "-m", "bench.costs", "--gc-probe", "on" if on else "off"]
+                done = subprocess.run(
+                    [*command, "--sizes", str(n), "--repeats", "1"],
+                    capture_output=True,
+                    text=True,
+                    timeout=600,
+                    check=True,
+                )
+                samples[on] += json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(_row("gc-freeze", n, samples))
+        print(f"gc-freeze n={n:5} before {rows[-1]['before_ms']} after {rows[-1]['after_ms']}")
+    return rows
 
 
 @contextmanager
@@ -120,7 +152,6 @@ async def measure(co: Coordinator, sizes: list[int], repeats: int) -> list[dict[
     for n in sizes:
         noop = time_task(n, "bench.noop")
         cases.append(("batches", n, one_task_per_attempt, lambda t=noop: run(t)))
-        cases.append(("gc-freeze", n, frozen, lambda t=noop: run(t)))
         now = time_now_task(n)
         cases.append(("inline-builtins", n, inline, lambda t=now: run(t)))
     rows = []
@@ -182,14 +213,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", default="100,1000,5000", help="requests per run, comma-separated")
     p.add_argument("--repeats", type=int, default=5, help="interleaved runs of each variant")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--gc-probe", choices=("on", "off"), default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    if args.gc_probe:  # one measurement, in a process of its own
+        samples = asyncio.run(gc_probe(args.gc_probe == "on", sizes[-1], args.repeats))
+        print(json.dumps(samples), flush=True)
+        return {"samples": samples}
     meta = {"machine": machine(), "sizes": sizes, "repeats": args.repeats}
-    report = {"meta": meta, "rows": asyncio.run(main_async(sizes, args.repeats))}
+    rows = asyncio.run(main_async(sizes, args.repeats))
+    report = {"meta": meta, "rows": rows + measure_gc(sizes, args.repeats)}
     write_report(args.out, "costs", report, markdown(report))
     return report
 

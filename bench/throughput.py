@@ -74,11 +74,12 @@ async def run(batches: list[int], clients: int, seconds: float) -> dict[str, Any
     cells = []
     async with (
         Coordinator.open(bench_config()) as co,
+        Coordinator.open(bench_config(external=True)) as co_external,
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
         await asyncio.wait_for(session.initialize(), CALL_TIMEOUT_S)
-        subjects = Subjects(co, session).subjects()
+        subjects = Subjects(co, session, co_external).subjects()
         for fn in subjects.values():  # warm up
             await fn(10)
         for batch in batches:
