@@ -514,7 +514,15 @@ async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         return update
 
     items = batch["items"]
-    updates = [await one(items[0])] if len(items) == 1 else await asyncio.gather(*map(one, items))
+    if len(items) == 1:
+        updates = [await one(items[0])]
+    else:  # a call that fails the batch (its store or journal) cancels the others
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(item)) for item in items]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        updates = [task.result() for task in tasks]
     attempts = [a for u in updates for a in u["attempts"]]
     return _update(attempts, [e for u in updates for e in u.get("events", ())])
 
