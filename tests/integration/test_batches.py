@@ -96,3 +96,32 @@ async def test_without_a_checkpointer_batches_answer_every_request() -> None:
         out = await co.run(task)
     assert out["status"] == "ok" and len(out["results"]) == n
     assert sorted(CALLS) == sorted(f"c{i}" for i in range(n))
+
+
+async def test_built_ins_never_block_the_event_loop() -> None:
+    """The built-ins that run on the loop (hybridmcp.capabilities.builtin.runs_inline) do no
+    blocking I/O there, as LangGraph's server demands (its blocking-call detector, here
+    in process): a time zone is loaded in a worker thread the first time, used inline after."""
+    from blockbuster import blockbuster_ctx
+
+    zones = ["America/Lima", "Pacific/Chatham", "Africa/Casablanca"]
+    requests = [
+        {"id": f"now-{z}", "skill": "time.now", "args": {"timezone": z}, "strategy": "internal"}
+        for z in zones
+    ] + [
+        {
+            "id": "convert",
+            "skill": "time.convert",
+            "args": {"source_timezone": zones[0], "time": "10:00", "target_timezone": zones[1]},
+            "strategy": "internal",
+        },
+        {"id": "calc", "skill": "math.calculate", "args": {"expression": "1 + 2 * 3"}},
+        {"id": "stats", "skill": "text.stats", "args": {"text": "One two. Three four five."}},
+        {"id": "sum", "skill": "text.summarize", "args": {"text": "One. Two two. Three."}},
+    ]
+    async with Coordinator.open(parse_config({})) as co, asyncio.timeout(60):
+        with blockbuster_ctx():
+            for _ in range(2):  # the first loads the zones (in a thread), the second inline
+                out = await co.run(parse_task(requests))
+                errors = {k: r["error"] for k, r in out["results"].items() if r["error"]}
+                assert out["status"] == "ok", errors

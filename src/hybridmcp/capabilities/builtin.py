@@ -21,8 +21,9 @@ from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
 _KNOWN_ZONES: frozenset[str] | None = None
-_LOADED_ZONES: set[str] = set()
-"""Zones ``ZoneInfo`` has loaded (and caches): using them again reads no file."""
+_LOADED_ZONES: dict[str, ZoneInfo] = {}
+"""Zones loaded so far, held here so that using them again reads no file (``ZoneInfo``'s own
+cache keeps only a few, the rest weakly)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 INLINE_TEXT_CHARS = 4_000
@@ -61,6 +62,9 @@ def _no_powers(expression: Any = "", **args: Any) -> bool:
 
 def _zone(name: str) -> ZoneInfo:
     global _KNOWN_ZONES
+    loaded = _LOADED_ZONES.get(name)
+    if loaded is not None:
+        return loaded
     if _KNOWN_ZONES is None:
         _KNOWN_ZONES = frozenset(available_timezones())
     if name not in _KNOWN_ZONES:
@@ -69,7 +73,7 @@ def _zone(name: str) -> ZoneInfo:
         zone = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
         raise RequestError(f"invalid timezone {preview(name)}: {err}") from None
-    _LOADED_ZONES.add(name)
+    _LOADED_ZONES[name] = zone
     return zone
 
 
