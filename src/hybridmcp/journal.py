@@ -25,7 +25,9 @@ from langgraph.config import get_config
 from langgraph.runtime import ExecutionInfo
 
 _CHECKPOINTER = "__pregel_checkpointer"
-"""Where LangGraph hands a run's checkpointer to the run's tasks (``configurable``)."""
+"""Where LangGraph hands a run's checkpointer to the run's tasks (``configurable``; LangGraph's
+``CONFIG_KEY_CHECKPOINTER``, not public API: were it to move, the journal would find no
+checkpointer and do nothing, which ``tests/integration/test_batches.py`` catches)."""
 
 
 def _checkpointer() -> BaseCheckpointSaver | None:

@@ -332,11 +332,9 @@ def resolve_function(spec: str) -> Callable[..., Any]:
 async def invoke_internal(
     provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
 ) -> Any:
-    """Run an internal provider: coroutines directly; plain functions in a worker thread,
-    except a built-in declared cheap for these arguments
-    (:func:`hybridmcp.capabilities.builtin.runs_inline`), which runs on the loop. ``timing``
-    is marked sent when the function starts (a thread may first wait in the executor's queue:
-    the coordinator's time, not the provider's)."""
+    """Run an internal provider: coroutines directly, plain functions in a worker thread.
+    ``timing`` is marked sent when the function starts (a thread may first wait in the
+    executor's queue: the coordinator's time, not the provider's)."""
     if provider.function is None:
         raise ProviderError(f"{provider.id} has no function")
     fn = resolve_function(provider.function)
@@ -344,6 +342,8 @@ async def invoke_internal(
     if inspect.iscoroutinefunction(fn):
         timing.mark_sent()
         return await fn(**args)
+    # A function declared cheap for these arguments (a built-in: builtin.runs_inline) runs on
+    # the loop: a worker thread would cost far more than the call.
     inline_when = getattr(fn, "inline_when", None)
     if inline_when is not None and inline_when(**args):
         timing.mark_sent()
