@@ -27,13 +27,18 @@ START, END = "<!-- figures:start -->", "<!-- figures:end -->"
 
 FULL: dict[str, list[str]] = {
     "overhead": [],
+    "costs": [],
     "throughput": [],
     "criteria": [],
     "resilience": [],
     "server": [],
 }
 QUICK: dict[str, list[str]] = {
-    "overhead": ["--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"],
+    "overhead": [
+        *("--sizes", "3,6", "--sequential", "2", "--adapters-calls", "1"),
+        *("--memory-sizes", "6", "--cli-runs", "1"),
+    ],
+    "costs": ["--sizes", "6", "--repeats", "1"],
     "throughput": ["--seconds", "0.2", "--batches", "2", "--clients", "2"],
     "criteria": ["--limit", "6"],
     "resilience": [
@@ -73,6 +78,38 @@ def pct(v: float | None) -> str:
     return "-" if v is None else f"{v:.1%}"
 
 
+def _memory_and_cli(overhead: dict[str, Any]) -> str:
+    """The overhead report's peak RSS per request, CLI start and targets, as markdown."""
+    parts = []
+    memory = overhead.get("memory") or []
+    if memory:
+        parts.append(
+            "Peak RSS added per request (KB, a fresh process each): "
+            + "; ".join(
+                f"{m['subject']} {m['kb_per_request']} at N = {m['requests']}" for m in memory
+            )
+            + "."
+        )
+    cli = overhead.get("cli")
+    if cli:
+        parts.append(
+            "CLI start to exit (median): "
+            + ", ".join(f"`{k}` {v} s" for k, v in cli["seconds"].items())
+            + f" ({cli['ratio']}x)."
+        )
+    if overhead.get("targets"):
+        rows = [
+            [t["target"], t["measured"], "-" if t["met"] is None else "yes" if t["met"] else "no"]
+            for t in overhead["targets"]
+        ]
+        parts.append(
+            "Targets (defaults: degradation detection, hedging and learning on; the external "
+            "measurements raise the degradation factors to 1000, see Configuration):\n\n"
+            + table(["target", "measured", "met"], rows)
+        )
+    return "".join(f"\n\n{p}" for p in parts)
+
+
 def summary(out: Path) -> str:
     """The headline figures of every report in ``out``, as markdown."""
     parts = [f"Machine: {describe_machine(machine())} (summary written then).\n"]
@@ -83,10 +120,10 @@ def summary(out: Path) -> str:
                 r["requests"],
                 r["raw-session_ms"],
                 r["hybridmcp-external_ms"],
-                f"+{r['overhead_vs_raw_session_ms']}",
+                f"{r['overhead_vs_raw_session_ms']:+}",
                 r["bare-send_ms"],
                 r["hybridmcp-internal_ms"],
-                f"+{r['overhead_vs_bare_send_ms']}",
+                f"{r['overhead_vs_bare_send_ms']:+}",
                 f"{r['growth_external']} / {r['growth_internal']} / {r['growth_bare_send']}",
             ]
             for r in overhead["rows"]
@@ -120,6 +157,18 @@ def summary(out: Path) -> str:
                 if overhead.get("adapters_ms_per_call")
                 else ""
             )
+            + _memory_and_cli(overhead)
+            + "\n"
+        )
+    costs = _load(out, "costs")
+    if costs:
+        rows = [
+            [r["cost"], r["requests"], r["before_ms"], r["after_ms"], r["ratio"]]
+            for r in costs["rows"]
+        ]
+        parts.append(
+            "### Avoidable costs (ms per request, remedy off / on, one process)\n\n"
+            + table(["cost", "N", "before", "after", "after / before"], rows)
             + "\n"
         )
     throughput = _load(out, "throughput")

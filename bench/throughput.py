@@ -9,8 +9,8 @@ Workloads:
 
 - ``internal-noop``: an internal no-op skill (the coordinator's own ceiling), beside a bare
   LangGraph ``Send`` fan-out of the same batches (the ceiling of LangGraph itself);
-- ``external-pooled``: ``time.now`` with strategy ``external`` on ``mcp-server-time`` over one
-  pooled stdio session (at most 8 calls in flight), beside raw ``ClientSession.call_tool`` calls
+- ``external-pooled``: the external-only skill ``time.get_current_time`` (``mcp-server-time``) over
+  one pooled stdio session (at most 8 calls in flight), beside raw ``ClientSession.call_tool`` calls
   on an open session with the same 8 slots.
 
 Peak RSS (``getrusage``) of the benchmark process and of the MCP server processes it started
@@ -74,11 +74,12 @@ async def run(batches: list[int], clients: int, seconds: float) -> dict[str, Any
     cells = []
     async with (
         Coordinator.open(bench_config()) as co,
+        Coordinator.open(bench_config(external=True)) as co_external,
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
         await asyncio.wait_for(session.initialize(), CALL_TIMEOUT_S)
-        subjects = Subjects(co, session).subjects()
+        subjects = Subjects(co, session, co_external).subjects()
         for fn in subjects.values():  # warm up
             await fn(10)
         for batch in batches:

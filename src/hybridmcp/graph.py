@@ -19,7 +19,7 @@ from langgraph.types import Send
 
 from hybridmcp.nodes.analyze import analyze
 from hybridmcp.nodes.arbitrate import arbitrate
-from hybridmcp.nodes.execute import external, internal
+from hybridmcp.nodes.execute import batches, external, internal
 from hybridmcp.nodes.learn import learn
 from hybridmcp.nodes.monitor import monitor
 from hybridmcp.nodes.reallocate import reallocate
@@ -30,20 +30,23 @@ from hybridmcp.runtime import Context
 from hybridmcp.state import InputState, OutputState, State
 
 
-def dispatch(state: State) -> list[Send] | Literal["monitor"]:
-    """Fan the pending work out to the parallel branches, one ``Send`` per attempt."""
+# Routing functions are coroutines: LangGraph runs a plain one on a worker thread, a thread hop
+# per step for a decision of a few microseconds.
+async def dispatch(state: State) -> list[Send] | Literal["monitor"]:
+    """Fan the pending work out to the parallel branches, one ``Send`` per bounded batch of
+    attempts (each call in a batch is still checkpointed on its own)."""
     pending = state.get("pending") or []
     if not pending:
         return "monitor"
-    return [Send(item["side"], item) for item in pending]
+    return [Send(side, batch) for side, batch in batches(pending)]
 
 
-def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
+async def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
     """Loop while work moves to another provider; otherwise integrate."""
     return "reallocate" if state.get("moves") else "synchronize"
 
 
-def after_synchronize(state: State) -> Literal["review", "learn"]:
+async def after_synchronize(state: State) -> Literal["review", "learn"]:
     """Conflicts go to review, which pauses for a human only when configured to."""
     return "review" if state.get("conflicts") else "learn"
 
@@ -54,7 +57,7 @@ def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
         State, context_schema=Context, input_schema=InputState, output_schema=OutputState
     )
     # LangGraph's add_node overloads type neither a node taking (state, runtime, config) nor
-    # one fed a Send payload (WorkItem) instead of the state; both are supported at run time.
+    # one fed a Send payload (Batch) instead of the state; both are supported at run time.
     builder.add_node("analyze", observed("analyze", analyze))  # type: ignore[call-overload]
     builder.add_node("arbitrate", observed("arbitrate", arbitrate))
     builder.add_node("internal", observed("internal", internal))  # type: ignore[call-overload]

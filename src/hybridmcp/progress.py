@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from langgraph.config import get_stream_writer
@@ -40,7 +40,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 WORKERS = frozenset({"internal", "external"})
-"""Nodes that make one attempt each: reported as attempts, not phases."""
+"""Nodes that make attempts: each reported as an attempt, not as a phase."""
 
 _ATTEMPT_KEYS = ("request_id", "provider", "side", "round")
 _REALLOCATION_KEYS = ("request_id", "to_provider", "to_side", "round", "reason")
@@ -56,11 +56,11 @@ def emit(event: dict[str, Any]) -> None:
     writer(event)
 
 
-def _attempt_event(item: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def _attempt_event(item: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "attempt", **{k: item.get(k) for k in _ATTEMPT_KEYS}, **extra}
 
 
-def _finished_events(node: str, update: Any) -> list[dict[str, Any]]:
+def _finished_events(update: Any) -> list[dict[str, Any]]:
     """Progress events read from a node's state update."""
     if not isinstance(update, dict):
         return []
@@ -83,28 +83,35 @@ def _finished_events(node: str, update: Any) -> list[dict[str, Any]]:
     return out
 
 
+def attempt_started(item: Mapping[str, Any]) -> None:
+    """Report an attempt of a worker batch as it starts (:mod:`hybridmcp.nodes.execute`)."""
+    emit(_attempt_event(item, status="started"))
+
+
+def attempt_finished(update: Mapping[str, Any]) -> None:
+    """Report one call's attempts and events as it finishes, not when its batch does."""
+    for event in _finished_events(dict(update)):
+        emit(event)
+
+
 def observed(node: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
     """Wrap an async node so that it reports its progress (the signature is kept, so LangGraph
-    still injects ``runtime`` and ``config``)."""
+    still injects ``runtime`` and ``config``). The workers report each attempt themselves."""
+    if node in WORKERS:
+        return fn
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        state = args[0] if args else {}
-        worker = node in WORKERS and isinstance(state, dict)
-        if worker:
-            emit(_attempt_event(state, status="started"))  # type: ignore[arg-type]
-        else:
-            emit({"type": "phase", "node": node, "status": "started"})
+        emit({"type": "phase", "node": node, "status": "started"})
         t0 = time.perf_counter()
         update = await fn(*args, **kwargs)
-        for event in _finished_events(node, update):
+        for event in _finished_events(update):
             emit(event)
-        if not worker:
-            finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
-            finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
-            if isinstance(update, dict) and "pending" in update:
-                finished["attempts"] = len(update["pending"] or [])
-            emit(finished)
+        finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
+        finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
+        if isinstance(update, dict) and "pending" in update:
+            finished["attempts"] = len(update["pending"] or [])
+        emit(finished)
         return update
 
     return wrapper

@@ -9,6 +9,7 @@ from JSON, nodes open resources lazily once per process from ``Context.config_pa
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -86,6 +87,17 @@ def _check_privacy_skills(config: HybridConfig, registry: Registry) -> None:
             f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; "
             f"known skills: {', '.join(sorted(registry.skills))}"
         )
+
+
+def freeze_startup_objects() -> None:
+    """Move what exists once the first resources are open (imported modules, configuration,
+    registry, sessions: long-lived) out of the cyclic garbage collector's reach, so that its
+    full passes during a run scan only what runs create (at 1,000 requests, they took a third
+    of the run's time). Once per process, and never when anything is frozen already (the
+    application froze its own heap, or an earlier open did). Reference counting still frees
+    frozen objects; only cycles among them are kept."""
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
 
 
 class Resources:
@@ -187,6 +199,7 @@ class Resources:
         except BaseException:
             await pool.close()
             raise
+        freeze_startup_objects()
         return resources
 
     async def close(self) -> None:

@@ -29,7 +29,8 @@ class InputState(TypedDict):
 
 
 class WorkItem(TypedDict):
-    """One attempt to be made: sent to the ``internal`` or ``external`` node with ``Send``."""
+    """One attempt to be made: sent, in a :class:`Batch`, to the ``internal`` or ``external``
+    node with ``Send``."""
 
     request_id: str
     skill: str
@@ -49,6 +50,13 @@ class WorkItem(TypedDict):
     watch: NotRequired[dict[str, Any]]
     """What the worker watches while the call runs: slow threshold, hedge, straggler peer
     (:func:`hybridmcp.policy.hedging.watch_plan`)."""
+
+
+class Batch(TypedDict):
+    """Attempts sent together to the ``internal`` or ``external`` node: one LangGraph task,
+    each call in it checkpointed on its own (:mod:`hybridmcp.journal`)."""
+
+    items: list[WorkItem]
 
 
 class OutputState(TypedDict):
@@ -86,7 +94,7 @@ class State(InputState, OutputState):
     allocations: Annotated[dict[str, dict[str, Any]], merge]
     """Per request id: the allocation and the numbers behind it (arbitrate)."""
     pending: list[WorkItem]
-    """Work for the next round, dispatched with ``Send`` (arbitrate, reallocate)."""
+    """Work for the next round, dispatched in batches with ``Send`` (arbitrate, reallocate)."""
     moves: list[dict[str, Any]]
     """Reallocations planned by monitor, carried out by reallocate."""
     attempts: Annotated[list[dict[str, Any]], operator.add]

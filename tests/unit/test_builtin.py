@@ -82,3 +82,19 @@ def test_json_query_paths():
         builtin.json_query(data, "$.missing")
     with pytest.raises(ProviderError, match="starts with"):
         builtin.json_query(data, "orders")
+
+
+def test_time_skills_run_inline_only_once_their_zones_are_loaded():
+    """Loading a zone reads files (never on the event loop): a call naming a zone not loaded
+    yet runs in a worker thread; once loaded, on the loop."""
+    zone, other = "Antarctica/Troll", "Asia/Kathmandu"
+    builtin._LOADED_ZONES.pop(zone, None)
+    assert not builtin.current_time.inline_when(timezone=zone)
+    builtin.current_time(zone)
+    assert builtin.current_time.inline_when(timezone=zone)
+    builtin._LOADED_ZONES.pop(other, None)
+    args = {"source_timezone": zone, "time": "10:00", "target_timezone": other}
+    assert not builtin.convert_time.inline_when(**args)
+    builtin.convert_time(**args)
+    assert builtin.convert_time.inline_when(**args)
+    assert not builtin.current_time.inline_when(timezone=123)

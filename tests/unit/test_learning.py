@@ -1,6 +1,10 @@
 """Provider statistics, predictions and prediction accuracy: pure functions."""
 
+import statistics
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridmcp.policy.learning import (
     ProviderStats,
@@ -11,6 +15,7 @@ from hybridmcp.policy.learning import (
     observe_agreement,
     observe_call,
     observe_pass,
+    percentile,
     predict,
     prediction_accuracy,
     prediction_hit,
@@ -225,3 +230,22 @@ def test_a_run_is_remembered_so_it_is_never_counted_twice():
         s = mark_learned(s, f"r{i}", keep=16)
     assert len(s.recent_runs) == 16 and learned_from(s, "r39") and not learned_from(s, "r0")
     assert ProviderStats.from_dict(s.to_dict() | {"recent_runs": list(s.recent_runs)}) == s
+
+
+@given(
+    st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=60),
+    st.integers(1, 99),
+)
+def test_percentile_is_linear_interpolation_between_ranks(values, q):
+    """The same as numpy's default and the ``inclusive`` method of :mod:`statistics`."""
+    expected = statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+    assert percentile(values, q) == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+def test_percentile_ends_and_one_value():
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([5.0, 1.0, 3.0], 0) == 1.0
+    assert percentile([5.0, 1.0, 3.0], 100) == 5.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    with pytest.raises(ValueError):
+        percentile([], 50)

@@ -150,3 +150,43 @@ def test_a_probe_cross_validates_a_single_side_allocation_with_the_recovering_pr
     assert add_probe(a, "i", "x") is a  # same side: nothing to probe
     pin = decide([cand("i", "internal"), cand("e", "external")], strategy="internal")
     assert add_probe(pin, "e", "x") is pin  # a pinned request is never widened
+
+
+def _profile(sensitivity="public", tags=()):
+    return analyze_requirements(
+        skill="s.x", tags=tags, complexity="low", args={}, sensitivity=sensitivity
+    )
+
+
+def test_a_shared_memo_changes_no_decision_and_shares_the_scores():
+    """Requests of one arbitration share their fitness and score records through the memo;
+    each decision is the one made without it, and requests with other needs or sensitivity
+    get their own numbers."""
+    cands = [cand("i", "internal"), cand("e", "external", latency=5, cost=0.001)]
+    memo: dict = {}
+    cases = [
+        ("public", ()),
+        ("public", ()),
+        ("confidential", ()),
+        ("public", ("real_time_data",)),
+        ("public", ()),
+    ]
+    made = []
+    for sensitivity, tags in cases:
+        profile = _profile(sensitivity, tags)
+        kwargs = dict(
+            strategy="auto",
+            critical=False,
+            profile=profile,
+            candidates=cands,
+            criteria=CRIT,
+            arbitration=ARB,
+            mapping=MAP,
+        )
+        alone, shared = arbitrate(**kwargs), arbitrate(**kwargs, memo=memo)
+        assert shared == alone
+        made.append(shared)
+    assert made[0]["scores"] is made[1]["scores"] is made[4]["scores"]
+    assert made[2]["scores"] is not made[0]["scores"]
+    assert made[3]["scores"] is not made[0]["scores"]
+    assert made[2]["mode"] == "internal" and made[0]["mode"] == "hybrid"

@@ -129,3 +129,46 @@ def test_result_extraction():
         extract_result(p, err)
     plain = CallToolResult(content=[TextContent(type="text", text="not json")])
     assert extract_result(p, plain) == "not json"
+
+
+_THREADS: list[str] = []
+
+
+def _text_stats_spy(text: str) -> dict:
+    """``text.stats`` that notes the thread it runs on."""
+    import threading
+
+    from hybridmcp.capabilities import builtin
+
+    _THREADS.append(threading.current_thread().name)
+    return builtin.text_stats(text)
+
+
+def _declare_spy() -> None:
+    from hybridmcp.capabilities import builtin
+
+    _text_stats_spy.inline_when = builtin.text_stats.inline_when  # type: ignore[attr-defined]
+
+
+async def test_a_cheap_builtin_runs_on_the_loop_and_a_long_input_in_a_thread():
+    """``text.stats`` of a short text runs inline (no worker thread); of a text past the inline
+    size, in a worker thread, so a long call never holds the event loop."""
+    import threading
+
+    from hybridmcp.capabilities import builtin
+    from hybridmcp.capabilities.registry import Provider, invoke_internal
+
+    _declare_spy()
+    _THREADS.clear()
+    provider = Provider(
+        "p", "text.stats", "internal", 1.0, 1.0, 0.0, "restricted", 1000.0,
+        function="tests.unit.test_task_and_registry:_text_stats_spy",
+    )  # fmt: skip
+    words = builtin.INLINE_TEXT_CHARS // 5 + 10
+    short = await invoke_internal(provider, {"text": "One two. Three."})
+    long = await invoke_internal(provider, {"text": "word " * words})
+    assert short["words"] == 3 and long["words"] == words
+    assert _THREADS[0] == threading.main_thread().name
+    assert _THREADS[1] != threading.main_thread().name
+    assert not builtin.calculate.inline_when(expression="2**64**2")
+    assert builtin.calculate.inline_when(expression="1 + 2 * 3")

@@ -6,6 +6,7 @@ The time skills produce the same shapes as ``mcp-server-time``'s ``get_current_t
 
 from __future__ import annotations
 
+import _strptime  # noqa: F401  # imported here, not on the event loop at the first strptime
 import ast
 import math
 import operator
@@ -13,25 +14,67 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
 _KNOWN_ZONES: frozenset[str] | None = None
+_LOADED_ZONES: dict[str, ZoneInfo] = {}
+"""Zones loaded so far, held here so that using them again reads no file (``ZoneInfo``'s own
+cache keeps only a few, the rest weakly)."""
+
+F = TypeVar("F", bound=Callable[..., Any])
+INLINE_TEXT_CHARS = 4_000
+"""Texts up to this size are counted or summarized on the event loop (tens of microseconds);
+longer ones in a worker thread."""
+
+
+def runs_inline(when: Callable[..., bool]) -> Callable[[F], F]:
+    """Declare a pure built-in cheap enough to run on the event loop when ``when(**args)``
+    holds: a worker thread costs far more than the call itself (about 0.3 ms against a few
+    microseconds). Arguments for which ``when`` is false (a long text) still run in a thread,
+    so the loop is never held for long (:func:`hybridmcp.capabilities.registry.invoke_internal`)."""
+
+    def mark(fn: F) -> F:
+        fn.inline_when = when  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def _zones_loaded(**args: Any) -> bool:
+    """Every time zone the call names is loaded already: loading one reads files (the zone
+    list, its tzdata file), which must not happen on the event loop."""
+    names = [v for k, v in args.items() if k.endswith("timezone")]
+    return all(isinstance(n, str) and n in _LOADED_ZONES for n in names)
+
+
+def _short_text(text: Any = "", **args: Any) -> bool:
+    return isinstance(text, str) and len(text) <= INLINE_TEXT_CHARS
+
+
+def _no_powers(expression: Any = "", **args: Any) -> bool:
+    """Arithmetic without exponentiation is microseconds; a power of a big base may not be."""
+    return isinstance(expression, str) and "**" not in expression and len(expression) <= 500
 
 
 def _zone(name: str) -> ZoneInfo:
     global _KNOWN_ZONES
+    loaded = _LOADED_ZONES.get(name)
+    if loaded is not None:
+        return loaded
     if _KNOWN_ZONES is None:
         _KNOWN_ZONES = frozenset(available_timezones())
     if name not in _KNOWN_ZONES:
         raise RequestError(f"invalid timezone {preview(name)}: not an IANA time zone name")
     try:
-        return ZoneInfo(name)
+        zone = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:  # pragma: no cover - listed but unloadable
         raise RequestError(f"invalid timezone {preview(name)}: {err}") from None
+    _LOADED_ZONES[name] = zone
+    return zone
 
 
 def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
@@ -43,6 +86,7 @@ def _time_result(zone_name: str, moment: datetime) -> dict[str, Any]:
     }
 
 
+@runs_inline(_zones_loaded)
 def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     """The current time in an IANA time zone."""
     zone = _zone(timezone)
@@ -50,6 +94,7 @@ def current_time(timezone: str, now: datetime | None = None) -> dict[str, Any]:
     return _time_result(timezone, moment)
 
 
+@runs_inline(_zones_loaded)
 def convert_time(
     source_timezone: str, time: str, target_timezone: str, now: datetime | None = None
 ) -> dict[str, Any]:
@@ -146,6 +191,7 @@ def _evaluate(node: ast.AST) -> float | int:
     raise RequestError(f"unsupported expression element: {ast.dump(node)[:60]}")
 
 
+@runs_inline(_no_powers)
 def calculate(expression: str) -> dict[str, Any]:
     """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
     if len(expression) > _MAX_EXPRESSION:
@@ -177,6 +223,7 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text.strip()) if s.strip()]
 
 
+@runs_inline(_short_text)
 def text_stats(text: str) -> dict[str, Any]:
     """Counts of words, characters and sentences, and the most frequent content words."""
     words = _WORD.findall(text)
@@ -189,6 +236,7 @@ def text_stats(text: str) -> dict[str, Any]:
     }
 
 
+@runs_inline(_short_text)
 def summarize(text: str, max_sentences: int = 2) -> dict[str, Any]:
     """Extractive summary: the sentences whose content words are most frequent, in order."""
     if max_sentences < 1:

@@ -346,6 +346,15 @@ async def invoke_internal(
     if inspect.iscoroutinefunction(fn):
         timing.mark_sent()
         return await fn(**args)
+    # A function declared cheap for these arguments (a built-in: builtin.runs_inline) runs on
+    # the loop: a worker thread would cost far more than the call.
+    inline_when = getattr(fn, "inline_when", None)
+    if inline_when is not None and inline_when(**args):
+        timing.mark_sent()
+        try:
+            return fn(**args)
+        finally:
+            timing.mark_ended()
     loop = asyncio.get_running_loop()
     timing.lag_ms = None  # timed in its thread: the event loop's lateness is not in it
     # Either the thread starts the function (and marks it sent) before the caller gives up,

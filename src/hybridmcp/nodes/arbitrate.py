@@ -164,6 +164,17 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
     projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
     criteria = budget_criteria(cfg.optimization_criteria, pressure(budget.limit, projected))
+    # Computed once per provider (and fitness once per candidate and needs), not per request:
+    # every request of a skill sees the same statistics and health in one arbitration.
+    candidates_of: dict[tuple[str, bool], Candidate] = {}
+    memo: dict[Any, Any] = {}
+
+    def candidate(p: Provider, redacts: bool) -> Candidate:
+        c = candidates_of.get((p.id, redacts))
+        if c is None:
+            c = candidates_of[p.id, redacts] = _candidate(res, p, stats[key[p.id]], redacts)
+        return c
+
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
@@ -173,11 +184,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             errors[rid] = f"refused by privacy policy: {privacy.refused}"
             continue
         candidates = [
-            budget.admit(
-                rid,
-                _candidate(res, p, stats[key[p.id]], p.id in privacy.redacting),
-                p.cost_per_call,
-            )
+            budget.admit(rid, candidate(p, p.id in privacy.redacting), p.cost_per_call)
             for p in skill.providers
         ]
         allocation = decide(
@@ -193,6 +200,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             if request.get("fallback") is None
             else bool(request["fallback"]),
             effect=skill.effect,
+            memo=memo,
         )
         if budget.limit is not None:
             allocation["budget"] = {

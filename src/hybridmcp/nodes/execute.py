@@ -1,8 +1,12 @@
-"""Phase 2: the parallel branches. Each call makes one attempt (two when hedged) and records it.
+"""Phase 2: the parallel branches. Each work item makes one attempt (two when hedged) and
+records it.
 
-``internal`` runs an in-process provider; ``external`` calls an MCP tool through the gate.
-Both are bounded by the provider's deadline and the run's; both write only through the
-``attempts`` and ``events`` reducers, so any number of them can run in the same step.
+``internal`` runs in-process providers; ``external`` calls MCP tools through the gate. Each
+takes a bounded batch of work items (one LangGraph task per batch, not per call: see
+``BATCH_SIZE``) and makes them concurrently; each call is checkpointed as it finishes
+(:mod:`hybridmcp.journal`), so a resumed run repeats no finished call. Every call is bounded
+by the provider's deadline and the run's; the workers write only through the ``attempts`` and
+``events`` reducers, so any number of them can run in the same step.
 
 A provider is measured from the moment its call was *sent* (:class:`CallTiming`): time waiting
 for a session slot or a worker thread is the coordinator's queue, recorded as ``queue_ms``, and
@@ -49,11 +53,13 @@ from hybridmcp.errors import (
     ToolError,
 )
 from hybridmcp.events import EventCode
+from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
+from hybridmcp.progress import attempt_finished, attempt_started
 from hybridmcp.runtime import Context, Resources, resources_for
-from hybridmcp.state import WorkItem
+from hybridmcp.state import Batch, WorkItem
 
 SUSPECT = "suspect"
 """Hedge reason: the provider's last judged call was degraded."""
@@ -61,6 +67,10 @@ RUN_DEADLINE = "run deadline"
 """Censoring reason: the run's deadline came before the provider's own."""
 INTERNAL_ERRORS_OF_INPUT = (RequestError, ValueError, ArithmeticError)
 """What an internal skill raises when its input is wrong: a request error, not its fault."""
+BATCH_SIZE = 64
+"""Attempts per worker task at most. LangGraph's cost per task grows with the number of tasks
+in the step (each one's writes rescan the step's pending writes), so calls go in bounded
+batches; each call is still checkpointed on its own (:mod:`hybridmcp.journal`)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
 
@@ -423,7 +433,13 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
         for a in attempts
         if a.get("budget_exhausted")
     ]
-    return {"attempts": attempts, "events": events + _breaker_events(res, attempts)}
+    return _update(attempts, events + _breaker_events(res, attempts))
+
+
+def _update(attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """A worker's state update. No empty ``events`` write: LangGraph rescans the step's pending
+    writes for each one a task saves, so every write costs in proportion to the fan-out."""
+    return {"attempts": attempts, "events": events} if events else {"attempts": attempts}
 
 
 def _record_slow(res: Resources, item: WorkItem) -> None:
@@ -445,7 +461,7 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
     key = item["idempotency_key"]
     prior = await store.aget(DISPATCHED, key)
     if prior is not None and prior.value.get("attempt"):
-        return {"attempts": [prior.value["attempt"] | {"replayed": True}], "events": []}
+        return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
         timing = CallTiming()
         error = (
@@ -453,7 +469,7 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
             "stopped before its outcome was recorded; not repeated (write effect)"
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
-        return {"attempts": [attempt | {"sent": True, "replayed": True}], "events": []}
+        return _update([attempt | {"sent": True, "replayed": True}], [])
     await store.aput(DISPATCHED, key, {"state": "dispatched", "at": res.clock()})
     update = await _serve(item, res)
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
@@ -461,16 +477,60 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
     return update
 
 
-async def _work(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    res = await resources_for(runtime.context)
+async def _work(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, Any]:
     if res.registry.provider(item["provider"]).effect == WRITE:
-        return await _once(item, res, runtime.store or res.store)
+        return await _once(item, res, store)
     return await _serve(item, res)
 
 
-async def internal(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _work(item, runtime)
+def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
+    """The round's work as (side, batch) pairs: per side, in order, at most ``BATCH_SIZE``
+    attempts a batch."""
+    by_side: dict[str, list[WorkItem]] = {}
+    for item in pending:
+        by_side.setdefault(item["side"], []).append(item)
+    return [
+        (side, Batch(items=items[i : i + BATCH_SIZE]))
+        for side, items in by_side.items()
+        for i in range(0, len(items), BATCH_SIZE)
+    ]
 
 
-async def external(item: WorkItem, runtime: Runtime[Context]) -> dict[str, Any]:
-    return await _work(item, runtime)
+async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Make a batch's attempts concurrently. Each call is checkpointed as it finishes
+    (:mod:`hybridmcp.journal`), so a resumed run replays the calls that finished instead of
+    making them again; progress is reported per call."""
+    res = await resources_for(runtime.context)
+    store = runtime.store or res.store
+    journal = await CallJournal.open(runtime.execution_info)
+
+    async def one(item: WorkItem) -> dict[str, Any]:
+        key = item["idempotency_key"]
+        update = journal.done.get(key)
+        if update is None:
+            attempt_started(item)
+            update = await _work(item, res, store)
+            await journal.record(key, update)
+        attempt_finished(update)
+        return update
+
+    items = batch["items"]
+    if len(items) == 1:
+        updates = [await one(items[0])]
+    else:  # a call that fails the batch (its store or journal) cancels the others
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(item)) for item in items]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        updates = [task.result() for task in tasks]
+    attempts = [a for u in updates for a in u["attempts"]]
+    return _update(attempts, [e for u in updates for e in u.get("events", ())])
+
+
+async def internal(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    return await _batch(batch, runtime)
+
+
+async def external(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    return await _batch(batch, runtime)

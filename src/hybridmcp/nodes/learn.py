@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
@@ -18,6 +17,7 @@ from hybridmcp.policy.learning import (
     observe_censored,
     observe_pass,
     observe_verdict,
+    percentile,
     prediction_accuracy,
 )
 from hybridmcp.prompts.trust import learn_advice
@@ -43,8 +43,8 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "conflicts": len(state.get("conflicts", [])),
         "cost": round(sum(a.get("cost") or 0.0 for a in attempts), 6),
         "latency_ms": {
-            "p50": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
-            "p99": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
+            "p50": round(percentile(latencies, 50), 3) if latencies else None,
+            "p99": round(percentile(latencies, 99), 3) if latencies else None,
         },
         "wall_ms": round((now - state["started_at"]) * 1000, 3)
         if state.get("started_at")

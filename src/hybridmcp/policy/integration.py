@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import fmean
 from typing import Any
-
-import numpy as np
 
 from hybridmcp.config import ComparatorConfig
 from hybridmcp.policy.comparators import Comparison, compare
@@ -357,13 +356,13 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         "consistency": (
             sum(1 for r in checked if r["agreement"]) / len(checked) if checked else 1.0
         ),
-        "reliability": float(np.mean([r.get("confidence") or 0.0 for r in values])),
+        "reliability": fmean([r.get("confidence") or 0.0 for r in values]),
         "transparency": sum(
             1 for r in values if r.get("allocation") and r.get("attempts") is not None
         )
         / len(values),
     }
-    metrics["overall"] = float(np.mean(list(metrics.values())))
+    metrics["overall"] = fmean(metrics.values())
     unresolved = sum(1 for r in values if r.get("status") == UNRESOLVED)
     return {k: round(v, 4) for k, v in metrics.items()} | {
         "cross_validated": len(checked),

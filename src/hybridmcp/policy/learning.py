@@ -20,7 +20,7 @@ Two refinements keep the memory honest over time:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -264,7 +264,7 @@ class Prediction:
     """Expected share of calls past their slow threshold (degraded, not failed)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)  # asdict without its deep copy: every field is a scalar
 
 
 def prior_prediction(*, latency_ms: float, quality: float, cost: float) -> Prediction:
@@ -372,6 +372,18 @@ def latency_within_band(
     if abs(actual_ms - predicted_ms) <= slack_ms:
         return True
     return predicted_ms / factor <= actual_ms <= predicted_ms * factor
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between the closest ranks:
+    numpy's default method, without importing numpy for it."""
+    if not values:
+        raise ValueError("percentile of no values")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def prediction_hit(prediction: Mapping[str, Any], *, ok: bool, latency_ms: float) -> bool:

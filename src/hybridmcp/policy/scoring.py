@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from hybridmcp.config import (
@@ -98,6 +98,10 @@ class Fitness:
     security: float
     total: float
     prediction: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As ``dataclasses.asdict`` (its fields are plain values), without its deep copy."""
+        return {**self.__dict__, "prediction": dict(self.prediction)}
 
 
 def security_score(clearance: str | Sensitivity, sensitivity: str | Sensitivity) -> float:
@@ -179,6 +183,7 @@ def arbitrate(
     audit_key: str = "",
     fallback: bool = True,
     effect: str = "read",
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Decide who serves one request. Returns the allocation with every number behind it.
 
@@ -191,15 +196,25 @@ def arbitrate(
     its ranking (so its reallocation and hedging) never leaves the pinned side. A request
     whose ``effect`` is ``write`` runs on one side only, however it would be cross-validated
     (invariant 9): its fitter side, said in its rule.
+
+    ``memo``, one dict shared by the requests of one arbitration, keeps each candidate's
+    fitness and the ``scores`` record built from them: requests of a skill with the same
+    candidates and needs share them (read-only) instead of recomputing and copying them.
     """
+    memo = {} if memo is None else memo
     excluded = []
     scored: list[Fitness] = []
     for c in candidates:
-        reason = eligible(c, _sensitivity_for(c, profile))
+        sensitivity = _sensitivity_for(c, profile)
+        reason = eligible(c, sensitivity)
         if reason:
             excluded.append({"provider": c.provider, "side": c.side, "reason": reason})
-        else:
-            scored.append(fitness(c, profile, criteria, arbitration, mapping))
+            continue
+        key = (c, sensitivity, tuple(profile.get("needs", ())))
+        fit = memo.get(key)
+        if fit is None:
+            fit = memo[key] = fitness(c, profile, criteria, arbitration, mapping)
+        scored.append(fit)
     scored.sort(key=lambda f: -f.total)
     best = {
         side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")
@@ -240,7 +255,7 @@ def arbitrate(
             "rule": rule,
             "providers": [f.provider for f in chosen],
             "ranking": [f.provider for f in scored],
-            "scores": {f.provider: asdict(f) for f in scored},
+            "scores": _scores(scored, memo),
             "internal_fitness": internal.total if internal else None,
             "external_fitness": external.total if external else None,
             "excluded": excluded,
@@ -250,6 +265,16 @@ def arbitrate(
         | ({"pin": pin} if pin is not None else {})
         | ({"effect": effect} if effect != "read" else {})
     )
+
+
+def _scores(scored: Sequence[Fitness], memo: dict[Any, Any]) -> dict[str, dict[str, Any]]:
+    """The allocation's ``scores``: each fitness as a plain dict, built once per set of
+    fitnesses (the memo holds them, so their ids stay theirs)."""
+    key = ("scores", *(id(f) for f in scored))
+    scores = memo.get(key)
+    if scores is None:
+        scores = memo[key] = {f.provider: f.to_dict() for f in scored}
+    return scores
 
 
 def _pin(
