@@ -31,6 +31,7 @@ from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HttpServer, HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import ConfigError, HybridMCPError
+from hybridmcp.live import LiveProgress
 from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
 from hybridmcp.persistence import (
@@ -41,7 +42,6 @@ from hybridmcp.persistence import (
     resolve_db,
     tokens_path,
 )
-from hybridmcp.progress import LiveProgress
 from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.report import write_report
 from hybridmcp.report.source import from_database, from_server, own_types_quiet

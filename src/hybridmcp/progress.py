@@ -12,7 +12,8 @@ LangGraph's stream writer (``stream_mode="custom"``):
 - ``{"type": "event", "code", ...}`` for every other coordination event (degradation, hedge, ...).
 
 Events are plain dicts, so they cross the LangGraph server's ``custom`` stream unchanged. With
-no custom stream requested (``ainvoke``), emitting costs a no-op call.
+no custom stream requested (``ainvoke``), emitting costs a no-op call. The CLI renders them
+(:mod:`hybridmcp.live`); nothing here draws.
 """
 
 from __future__ import annotations
@@ -23,16 +24,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 from langgraph.config import get_stream_writer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from hybridmcp.events import EventCode
 
@@ -42,7 +33,7 @@ R = TypeVar("R")
 WORKERS = frozenset({"internal", "external"})
 """Nodes that make attempts: each reported as an attempt, not as a phase."""
 
-_ATTEMPT_KEYS = ("request_id", "provider", "side", "round")
+ATTEMPT_KEYS = ("request_id", "provider", "side", "round")
 _REALLOCATION_KEYS = ("request_id", "to_provider", "to_side", "round", "reason")
 _CONFLICT_KEYS = ("request_id", "disagreement_level", "resolution_strategy")
 
@@ -57,7 +48,7 @@ def emit(event: dict[str, Any]) -> None:
 
 
 def _attempt_event(item: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"type": "attempt", **{k: item.get(k) for k in _ATTEMPT_KEYS}, **extra}
+    return {"type": "attempt", **{k: item.get(k) for k in ATTEMPT_KEYS}, **extra}
 
 
 def _finished_events(update: Any) -> list[dict[str, Any]]:
@@ -115,99 +106,3 @@ def observed(node: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[
         return update
 
     return wrapper
-
-
-class LiveProgress:
-    """A live view of the events above on a rich console (the CLI shows it on stderr).
-
-    One bar counts attempts (its total grows as arbitration and reallocation dispatch work),
-    with how many failed, how many are in flight and the time left at the current pace; its
-    label names the phase under way (``calls`` while attempts run). Failures, reallocations and
-    conflicts are printed above it as they happen, the first :attr:`lines` of them (then only
-    counted, so a big run does not scroll). The bar is transient: when the run ends, only those
-    lines stay.
-    """
-
-    lines = 20
-
-    def __init__(self, console: Console) -> None:
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("done · [red]{task.fields[failed]}[/red] failed · "
-                       "{task.fields[flight]} in flight"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )  # fmt: skip
-        self.task = self.progress.add_task("starting", total=None, failed=0, flight=0)
-        self.total = 0
-        self.failed = 0
-        self.flying: set[tuple[Any, ...]] = set()
-        self.logged = 0
-        self.unlogged = 0
-
-    def __enter__(self) -> LiveProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-        if self.unlogged:
-            self.progress.console.print(
-                f"… {self.unlogged} more failures, reallocations or conflicts (see the result)",
-                highlight=False,
-            )
-
-    def _log(self, text: str) -> None:
-        if self.logged >= self.lines:
-            self.unlogged += 1
-            return
-        self.logged += 1
-        self.progress.console.print(text, highlight=False)
-
-    def _counts(self) -> None:
-        self.progress.update(self.task, failed=self.failed, flight=len(self.flying))
-
-    def update(self, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "phase":
-            if event["status"] == "started":
-                self.progress.update(self.task, description=event["node"])
-            elif event.get("attempts"):
-                self.total += event["attempts"]
-                self.progress.update(self.task, total=self.total, description="calls")
-        elif kind == "attempt" and event["status"] == "started":
-            self.flying.add(tuple(event.get(k) for k in _ATTEMPT_KEYS))
-            self._counts()
-        elif kind == "attempt" and event["status"] == "finished":
-            key = tuple(event.get(k) for k in _ATTEMPT_KEYS)
-            if key in self.flying:
-                self.flying.discard(key)
-            else:  # a hedge: one more attempt than was dispatched
-                self.total += 1
-                self.progress.update(self.task, total=self.total)
-            self.progress.advance(self.task)
-            if not event.get("ok"):
-                self.failed += 1
-                self._log(
-                    f"[red]✗[/red] {event['request_id']}: {event['provider']} failed: "
-                    f"{event.get('error')}"
-                )
-            self._counts()
-        elif kind == "reallocation":
-            self._log(
-                f"[yellow]↪[/yellow] {event['request_id']}: reallocated to {event['to_provider']}"
-                f" (round {event['round']})"
-            )
-        elif kind == "conflict":
-            self._log(
-                f"[red]≠[/red] {event['request_id']}: the sides disagree "
-                f"(disagreement {event.get('disagreement_level')})"
-            )
-        elif kind == "event":
-            self._log(f"[yellow]event[/yellow] {event.get('code')}")

@@ -103,3 +103,28 @@ class State(InputState, OutputState):
     """Request ids whose work is done, answered or not (monitor)."""
     round: int
     """The current round, from 1 (arbitrate, reallocate)."""
+
+
+def work_item(
+    state: State, request: dict[str, Any], provider: str, skill: str, side: str, round_no: int
+) -> WorkItem:
+    """The attempt of ``request`` on ``provider`` in round ``round_no`` (arbitrate, reallocate):
+    its idempotency key names the run, the request, the provider and the round."""
+    run_id = state["run_id"]
+    constraints = state.get("constraints") or {}
+    deadline_ms = constraints.get("deadline_ms")
+    profile = state["profiles"][str(request["id"])]
+    return WorkItem(
+        request_id=str(request["id"]),
+        skill=skill,
+        args=request.get("args", {}),
+        provider=provider,
+        side=side,
+        round=round_no,
+        idempotency_key=f"{run_id}:{request['id']}:{provider}:{round_no}",
+        run_id=run_id,
+        sensitivity=profile["data_sensitivity"],
+        declared_sensitivity=profile.get("declared_sensitivity", "public"),
+        deadline_at=state["started_at"] + deadline_ms / 1000 if deadline_ms else None,
+        budget=constraints.get("budget"),
+    )

@@ -13,7 +13,8 @@ import pytest
 from rich.console import Console
 
 from hybridmcp import Coordinator, parse_task
-from hybridmcp.progress import LiveProgress, emit
+from hybridmcp.live import LiveProgress
+from hybridmcp.progress import emit
 from tests.conftest import time_server_config
 
 pytestmark = pytest.mark.integration

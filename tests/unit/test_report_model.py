@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
 
-from hybridmcp.progress import LiveProgress
+from hybridmcp.live import LiveProgress
 from hybridmcp.report import render_report
 from hybridmcp.report.model import (
     BAR_KINDS,

@@ -9,15 +9,15 @@ from langgraph.runtime import Runtime
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats
-from hybridmcp.nodes.disclosure import disclose
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
+from hybridmcp.policy.disclosure import ProviderView, decision_records, plan_disclosure
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate, add_probe
 from hybridmcp.policy.scoring import arbitrate as decide
 from hybridmcp.prompts.arbitrator import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
-from hybridmcp.state import State, WorkItem
+from hybridmcp.state import State, WorkItem, work_item
 
 
 def _candidate(
@@ -39,27 +39,6 @@ def _candidate(
         available = reason is None
     return Candidate(
         provider.id, provider.side, provider.clearance, prediction, available, reason, redacts
-    )
-
-
-def work_item(state: State, request: dict[str, Any], provider: Provider, round_no: int) -> WorkItem:
-    run_id = state["run_id"]
-    deadline_ms = (state.get("constraints") or {}).get("deadline_ms")
-    return WorkItem(
-        request_id=str(request["id"]),
-        skill=provider.skill,
-        args=request.get("args", {}),
-        provider=provider.id,
-        side=provider.side,
-        round=round_no,
-        idempotency_key=f"{run_id}:{request['id']}:{provider.id}:{round_no}",
-        run_id=run_id,
-        sensitivity=state["profiles"][str(request["id"])]["data_sensitivity"],
-        declared_sensitivity=state["profiles"][str(request["id"])].get(
-            "declared_sensitivity", "public"
-        ),
-        deadline_at=state["started_at"] + deadline_ms / 1000 if deadline_ms else None,
-        budget=(state.get("constraints") or {}).get("budget"),
     )
 
 
@@ -178,8 +157,17 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     for request in requests:
         rid = str(request["id"])
         skill = skills[rid]
-        privacy, privacy_events = disclose(res, state["run_id"], rid, skill, state["profiles"][rid])
-        events += privacy_events
+        privacy = plan_disclosure(
+            skill.name,
+            state["profiles"][rid],
+            [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
+            res.config.privacy.policy_table(),
+        )
+        for record in decision_records(
+            privacy, state["run_id"], rid, skill.name, state["profiles"][rid]
+        ):
+            res.gate.audit.append({**record, "kind": "policy_decision"})
+            events.append({"code": EventCode.PRIVACY_DECISION, **record})
         if privacy.refused:
             errors[rid] = f"refused by privacy policy: {privacy.refused}"
             continue
@@ -233,7 +221,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         if planned is None or planned["mode"] == "none":
             continue
         for provider in _chosen(res, planned):
-            item = work_item(state, request, provider, 1)
+            item = work_item(state, request, provider.id, provider.skill, provider.side, 1)
             item["watch"] = watch_plan(planned, provider.id, cfg.resilience)
             pending.append(item)
     return {

@@ -7,10 +7,9 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
-from hybridmcp.nodes.arbitrate import work_item
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.runtime import Context, resources_for
-from hybridmcp.state import State
+from hybridmcp.state import State, work_item
 
 
 async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -21,7 +20,14 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     for move in state.get("moves", []):
         provider = res.registry.provider(move["provider"])
-        item = work_item(state, requests[move["request_id"]], provider, round_no)
+        item = work_item(
+            state,
+            requests[move["request_id"]],
+            provider.id,
+            provider.skill,
+            provider.side,
+            round_no,
+        )
         allocation = state.get("allocations", {}).get(move["request_id"], {})
         item["watch"] = watch_plan(allocation, provider.id, res.config.resilience, round_no)
         pending.append(item)

@@ -200,3 +200,25 @@ def redaction_summary(findings: Sequence[Any]) -> list[dict[str, Any]]:
         {"entity_type": f.entity_type, "path": f.path, "in_key": f.in_key, "digest": f.digest}
         for f in findings
     ]
+
+
+def decision_records(
+    plan: DisclosurePlan, run_id: str, request_id: str, skill: str, profile: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One record per decision of ``plan``: arbitration writes each to the audit trail (as a
+    ``policy_decision``) and to state (as a ``PRIVACY_DECISION`` event). No raw value in it."""
+    return [
+        {
+            "run_id": run_id,
+            "request_id": request_id,
+            "skill": skill,
+            "provider": d["provider"],
+            "side": "external",
+            "stage": "arbitrate",
+            "action": d["action"],
+            "reason": d["reason"],
+            "sensitivity": profile.get("data_sensitivity"),
+            "entities": profile.get("sensitive_entities", []),
+        }
+        for d in plan.decisions
+    ]
