@@ -11,6 +11,8 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, NotRequired, TypedDict
 
+from hybridmcp.records import Allocation, Attempt, Event, RequestResult
+
 
 def merge(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
     """Per-key merge: a later write for a key replaces the earlier one."""
@@ -64,11 +66,11 @@ class OutputState(TypedDict):
 
     status: str
     """``ok`` (every request answered), ``partial``, or ``failed``."""
-    results: Annotated[dict[str, dict[str, Any]], merge]
+    results: Annotated[dict[str, RequestResult], merge]
     """Per request: value, allocation, attempts, agreement, confidence, error (synchronize)."""
     conflicts: Annotated[list[dict[str, Any]], operator.add]
     """``RESULT_CONFLICT_DETECTED`` records from cross-validation (synchronize)."""
-    events: Annotated[list[dict[str, Any]], operator.add]
+    events: Annotated[list[Event], operator.add]
     """Coordination events, each with the spec's ``code`` (any node)."""
     quality: dict[str, Any]
     """Completeness, consistency, reliability, transparency, overall."""
@@ -91,13 +93,13 @@ class State(InputState, OutputState):
     """Per request id: why it cannot be served (analyze, monitor)."""
     profiles: Annotated[dict[str, dict[str, Any]], merge]
     """Per request id: the requirement profile (analyze)."""
-    allocations: Annotated[dict[str, dict[str, Any]], merge]
+    allocations: Annotated[dict[str, Allocation], merge]
     """Per request id: the allocation and the numbers behind it (arbitrate)."""
     pending: list[WorkItem]
     """Work for the next round, dispatched in batches with ``Send`` (arbitrate, reallocate)."""
     moves: list[dict[str, Any]]
     """Reallocations planned by monitor, carried out by reallocate."""
-    attempts: Annotated[list[dict[str, Any]], operator.add]
+    attempts: Annotated[list[Attempt], operator.add]
     """Every attempt: provider, side, round, ok, latency_ms, cost, value or error (workers)."""
     settled: Annotated[list[str], operator.add]
     """Request ids whose work is done, answered or not (monitor)."""

@@ -121,12 +121,13 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             key = (provider, skill_of.get(provider, result["skill"]))
             if key in stats:
                 stats[key] = observe_verdict(stats[key], confirmed=confirmed, now=now)
-        if result.get("agreement") is None:
+        agreed = result.get("agreement")
+        if agreed is None:
             continue
         for provider in result.get("sources", []):
             key = (provider, skill_of.get(provider, result["skill"]))
             if key in stats:
-                stats[key] = observe_agreement(stats[key], agreed=result["agreement"], now=now)
+                stats[key] = observe_agreement(stats[key], agreed=agreed, now=now)
     await save_stats(store, (mark_learned(s, run) for s in stats.values()))
     metrics = run_metrics(state, now)
     metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker

@@ -8,6 +8,7 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.policy.integration import UNRESOLVED, answer_for, integrate
 from hybridmcp.policy.resilience import plan_round
+from hybridmcp.records import Attempt
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
@@ -21,13 +22,14 @@ def disputed(state: State, res: Resources) -> set[str]:
     """Open critical requests whose answers disagree with no evidence to decide: a third
     provider, where there is one, is asked to break the tie."""
     critical = {str(r["id"]): r for r in state["requests"] if r.get("critical")}
-    ok: dict[str, list[dict[str, Any]]] = {}
+    ok: dict[str, list[Attempt]] = {}
     for a in state.get("attempts", []):
         if a["ok"] and a["request_id"] in critical:
             ok.setdefault(a["request_id"], []).append(a)
     out = set()
     for rid in set(open_requests(state)) & {r for r, answers in ok.items() if len(answers) > 1}:
-        scores = state.get("allocations", {}).get(rid, {}).get("scores", {})
+        allocation = state.get("allocations", {}).get(rid)
+        scores = allocation.get("scores", {}) if allocation else {}
         skill = res.registry.get(critical[rid]["skill"])
         answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok[rid]]
         if integrate(rid, answers, skill.comparator, critical=True).status == UNRESOLVED:

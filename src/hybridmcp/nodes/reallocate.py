@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -28,7 +29,7 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             provider.side,
             round_no,
         )
-        allocation = state.get("allocations", {}).get(move["request_id"], {})
+        allocation: Mapping[str, Any] = state.get("allocations", {}).get(move["request_id"], {})
         item["watch"] = watch_plan(allocation, provider.id, res.config.resilience, round_no)
         pending.append(item)
         events.extend(move.get("events", []))

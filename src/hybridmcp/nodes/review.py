@@ -17,6 +17,7 @@ from langgraph.types import interrupt
 
 from hybridmcp.events import EventCode
 from hybridmcp.policy.integration import run_status
+from hybridmcp.records import RequestResult
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
@@ -50,7 +51,7 @@ def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
     return out
 
 
-def _decide(result: dict[str, Any], conflict: dict[str, Any], choice: Any) -> dict[str, Any]:
+def _decide(result: RequestResult, conflict: dict[str, Any], choice: Any) -> RequestResult:
     """The human's choice settles the request; a side chosen is evidence of correctness: its
     providers are confirmed, the others refuted (learn folds the verdicts in)."""
     if isinstance(choice, str) and choice in SIDES and choice in conflict["values"]:
@@ -84,7 +85,7 @@ async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             "conflicts": conflicts,
         }
     )
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, RequestResult] = {}
     events: list[dict[str, Any]] = []
     for conflict in conflicts:
         rid = conflict["request_id"]
@@ -99,5 +100,5 @@ async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {
         "results": results,
         "events": events,
-        "status": run_status({**state.get("results", {}), **results}),
+        "status": run_status(state.get("results", {}) | results),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -17,13 +18,14 @@ from hybridmcp.policy.integration import (
     run_status,
 )
 from hybridmcp.prompts.synchronizer import refine_integration
+from hybridmcp.records import Allocation, Attempt
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
 SIDES = ("internal", "external")
 
 
-def _summary(attempt: dict[str, Any], scores: dict[str, Any]) -> dict[str, Any]:
+def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
     """What happened, next to what arbitration predicted of the provider (None for a provider
     it did not score)."""
     keep = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
@@ -49,7 +51,7 @@ def _served_by(result: dict[str, Any], sides: dict[str, str]) -> dict[str, str] 
 
 
 def _visibility_events(
-    request: dict[str, Any], result: dict[str, Any], allocation: dict[str, Any] | None
+    request: dict[str, Any], result: dict[str, Any], allocation: Allocation | None
 ) -> list[dict[str, Any]]:
     """A pin served by the other side, or cross-validation asked for and not done: each is an
     event, never silent (invariant 10)."""
@@ -81,7 +83,9 @@ def _visibility_events(
     return events
 
 
-def _why_not(result: dict[str, Any], allocation: dict[str, Any] | None, side: str | None) -> str:
+def _why_not(
+    result: Mapping[str, Any], allocation: Mapping[str, Any] | None, side: str | None
+) -> str:
     """Why a side (or, for None, one of the two sides) did not serve: a write's effect, its
     exclusions at arbitration, else its failed attempts."""
     if side is None and (allocation or {}).get("effect") == "write":
@@ -105,7 +109,7 @@ def _why_not(result: dict[str, Any], allocation: dict[str, Any] | None, side: st
 async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     default_strategy = res.config.coordination_config.integration_strategy
-    by_request: dict[str, list[dict[str, Any]]] = {}
+    by_request: dict[str, list[Attempt]] = {}
     for a in state.get("attempts", []):
         by_request.setdefault(a["request_id"], []).append(a)
     sides = {a["provider"]: a["side"] for a in state.get("attempts", [])}

@@ -32,7 +32,7 @@ class Answer:
     """Times this provider's answers for the skill were confirmed right."""
 
 
-def answer_confidence(score: dict[str, Any]) -> float:
+def answer_confidence(score: Mapping[str, Any]) -> float:
     """How far an answer is trusted a priori: the provider's quality as arbitration scored it,
     learned success and agreement plus the bonus of its side's strengths that the request
     needs (``capability_mapping``). It ranks agreeing answers and breaks an undecided
@@ -43,7 +43,7 @@ def answer_confidence(score: dict[str, Any]) -> float:
     return float(score.get("prediction", {}).get("quality", 0.5))
 
 
-def answer_for(attempt: dict[str, Any], score: dict[str, Any]) -> Answer:
+def answer_for(attempt: Mapping[str, Any], score: Mapping[str, Any]) -> Answer:
     """An attempt's answer with its provider's evidence of correctness for the skill."""
     prediction = score.get("prediction") or {}
     confirmations = int(prediction.get("confirmations", 0))
@@ -370,7 +370,7 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def run_status(results: dict[str, dict[str, Any]]) -> str:
+def run_status(results: Mapping[str, Mapping[str, Any]]) -> str:
     """``ok`` when every request has a trusted answer; ``unresolved`` when some conflict was
     left undecided (and nothing failed); ``partial`` or ``failed`` when requests have errors."""
     statuses = [r["status"] for r in results.values()]
