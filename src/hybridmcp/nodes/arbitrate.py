@@ -6,11 +6,16 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.registry import Provider
+from hybridmcp.capabilities.registry import Provider, Skill
 from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
-from hybridmcp.policy.disclosure import ProviderView, decision_records, plan_disclosure
+from hybridmcp.policy.disclosure import (
+    DisclosurePlan,
+    ProviderView,
+    decision_records,
+    plan_disclosure,
+)
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.policy.scoring import Candidate, add_probe
@@ -124,7 +129,6 @@ def _probe(res: Resources, allocation: dict[str, Any], probed: set[str]) -> dict
 
 async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
-    cfg = res.config
     requests = [r for r in state["requests"] if str(r["id"]) in state["profiles"]]
     skills = {str(r["id"]): res.registry.get(r["skill"]) for r in requests}
     # Keyed as the workers record attempts: by the provider's own skill (a generic
@@ -135,79 +139,16 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         for p in s.providers
     }
     stats = await load_stats(runtime.store or res.store, key.values())
+    arbiter = _Arbiter(res, state, skills, {pid: stats[k] for pid, k in key.items()})
     allocations: dict[str, dict[str, Any]] = {}
-    probed: set[str] = set()
-    pending: list[WorkItem] = []
     errors: dict[str, str] = {}
-    events: list[dict[str, Any]] = []
-    budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
-    projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
-    criteria = budget_criteria(cfg.optimization_criteria, pressure(budget.limit, projected))
-    # Computed once per provider (and fitness once per candidate and needs), not per request:
-    # every request of a skill sees the same statistics and health in one arbitration.
-    candidates_of: dict[tuple[str, bool], Candidate] = {}
-    memo: dict[Any, Any] = {}
-
-    def candidate(p: Provider, redacts: bool) -> Candidate:
-        c = candidates_of.get((p.id, redacts))
-        if c is None:
-            c = candidates_of[p.id, redacts] = _candidate(res, p, stats[key[p.id]], redacts)
-        return c
-
     for request in requests:
         rid = str(request["id"])
-        skill = skills[rid]
-        privacy = plan_disclosure(
-            skill.name,
-            state["profiles"][rid],
-            [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
-            res.config.privacy.policy_table(),
-        )
-        for record in decision_records(
-            privacy, state["run_id"], rid, skill.name, state["profiles"][rid]
-        ):
-            res.gate.audit.append({**record, "kind": "policy_decision"})
-            events.append({"code": EventCode.PRIVACY_DECISION, **record})
-        if privacy.refused:
-            errors[rid] = f"refused by privacy policy: {privacy.refused}"
-            continue
-        candidates = [
-            budget.admit(rid, candidate(p, p.id in privacy.redacting), p.cost_per_call)
-            for p in skill.providers
-        ]
-        allocation = decide(
-            strategy=request.get("strategy", "auto"),
-            critical=bool(request.get("critical", False)),
-            profile=state["profiles"][rid],
-            candidates=candidates,
-            criteria=criteria,
-            arbitration=cfg.arbitration_config,
-            mapping=cfg.capability_mapping,
-            audit_key=f"{state['run_id']}:{rid}",
-            fallback=cfg.coordination_config.fallback
-            if request.get("fallback") is None
-            else bool(request["fallback"]),
-            effect=skill.effect,
-            memo=memo,
-        )
-        if budget.limit is not None:
-            allocation["budget"] = {
-                "remaining": budget.remaining,
-                "cost_weight": round(criteria.cost_weight, 4),
-            }
-        allocation = _probe(res, allocation, probed)
-        allocations[rid] = allocation
-        if allocation["mode"] == "none":
-            reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
-            errors[rid] = f"no provider can serve skill {skill.name!r} ({reasons})"
-            if allocation.get("pin", {}).get("overridden"):
-                errors[rid] = allocation["rule"]
-            if privacy.decisions:
-                errors[rid] += f"; privacy policy {privacy.decisions[0]['action']}"
-            continue
-        # Reserve what the deterministic choice would spend; LM advice below can only narrow
-        # a hybrid allocation to one side, so the reservation stays an upper bound.
-        budget.commit(p.cost_per_call for p in _chosen(res, allocation))
+        allocation, error = arbiter.allocate(request, skills[rid])
+        if allocation is not None:
+            allocations[rid] = allocation
+        if error is not None:
+            errors[rid] = error
     advice_events = await advise_allocations(
         res,
         requests,
@@ -216,22 +157,128 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         state.get("constraints"),
         store=runtime.store or res.store,
     )
+    return {
+        "allocations": allocations,
+        "pending": _first_round(res, state, requests, allocations),
+        "errors": errors,
+        "round": 1,
+        "events": _server_events(res, skills)
+        + arbiter.events
+        + _unavailable_events(allocations)
+        + _budget_event(arbiter.budget, allocations)
+        + advice_events,
+    }
+
+
+class _Arbiter:
+    """One arbitration pass: the run's budget, the candidates (computed once per provider, and
+    fitness once per candidate set and needs, not per request: every request of a skill sees
+    the same statistics and health), the circuits probed, and the events so far."""
+
+    def __init__(
+        self,
+        res: Resources,
+        state: State,
+        skills: dict[str, Skill],
+        stats: dict[str, ProviderStats],
+    ) -> None:
+        self.res, self.state, self.stats = res, state, stats
+        self.budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
+        projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
+        self.criteria = budget_criteria(
+            res.config.optimization_criteria, pressure(self.budget.limit, projected)
+        )
+        self.candidates: dict[tuple[str, bool], Candidate] = {}
+        self.memo: dict[Any, Any] = {}
+        self.probed: set[str] = set()
+        self.events: list[dict[str, Any]] = []
+
+    def candidate(self, p: Provider, redacts: bool) -> Candidate:
+        c = self.candidates.get((p.id, redacts))
+        if c is None:
+            c = self.candidates[p.id, redacts] = _candidate(self.res, p, self.stats[p.id], redacts)
+        return c
+
+    def disclosure(self, rid: str, skill: Skill) -> DisclosurePlan:
+        """The privacy decisions for the request, each audited and recorded as an event."""
+        profile = self.state["profiles"][rid]
+        plan = plan_disclosure(
+            skill.name,
+            profile,
+            [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
+            self.res.config.privacy.policy_table(),
+        )
+        for record in decision_records(plan, self.state["run_id"], rid, skill.name, profile):
+            self.res.gate.audit.append({**record, "kind": "policy_decision"})
+            self.events.append({"code": EventCode.PRIVACY_DECISION, **record})
+        return plan
+
+    def allocate(
+        self, request: dict[str, Any], skill: Skill
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The request's allocation, and why it cannot be served (or None)."""
+        rid, cfg = str(request["id"]), self.res.config
+        privacy = self.disclosure(rid, skill)
+        if privacy.refused:
+            return None, f"refused by privacy policy: {privacy.refused}"
+        candidates = [
+            self.budget.admit(rid, self.candidate(p, p.id in privacy.redacting), p.cost_per_call)
+            for p in skill.providers
+        ]
+        allocation = decide(
+            strategy=request.get("strategy", "auto"),
+            critical=bool(request.get("critical", False)),
+            profile=self.state["profiles"][rid],
+            candidates=candidates,
+            criteria=self.criteria,
+            arbitration=cfg.arbitration_config,
+            mapping=cfg.capability_mapping,
+            audit_key=f"{self.state['run_id']}:{rid}",
+            fallback=cfg.coordination_config.fallback
+            if request.get("fallback") is None
+            else bool(request["fallback"]),
+            effect=skill.effect,
+            memo=self.memo,
+        )
+        if self.budget.limit is not None:
+            allocation["budget"] = {
+                "remaining": self.budget.remaining,
+                "cost_weight": round(self.criteria.cost_weight, 4),
+            }
+        allocation = _probe(self.res, allocation, self.probed)
+        if allocation["mode"] == "none":
+            return allocation, _why_none(skill, allocation, privacy)
+        # Reserve what the deterministic choice would spend; LM advice can only narrow a
+        # hybrid allocation to one side, so the reservation stays an upper bound.
+        self.budget.commit(p.cost_per_call for p in _chosen(self.res, allocation))
+        return allocation, None
+
+
+def _why_none(skill: Skill, allocation: dict[str, Any], privacy: DisclosurePlan) -> str:
+    if allocation.get("pin", {}).get("overridden"):
+        error = str(allocation["rule"])
+    else:
+        reasons = "; ".join(f"{e['provider']}: {e['reason']}" for e in allocation["excluded"])
+        error = f"no provider can serve skill {skill.name!r} ({reasons})"
+    if privacy.decisions:
+        error += f"; privacy policy {privacy.decisions[0]['action']}"
+    return error
+
+
+def _first_round(
+    res: Resources,
+    state: State,
+    requests: list[dict[str, Any]],
+    allocations: dict[str, dict[str, Any]],
+) -> list[WorkItem]:
+    """The first round's work: each allocated request on its chosen providers, watched."""
+    pending: list[WorkItem] = []
     for request in requests:
         planned = allocations.get(str(request["id"]))
         if planned is None or planned["mode"] == "none":
             continue
         for provider in _chosen(res, planned):
             item = work_item(state, request, provider.id, provider.skill, provider.side, 1)
-            item["watch"] = watch_plan(planned, provider.id, cfg.resilience)
+            item["watch"] = watch_plan(planned, provider.id, res.config.resilience)
             pending.append(item)
-    return {
-        "allocations": allocations,
-        "pending": pending,
-        "errors": errors,
-        "round": 1,
-        "events": _server_events(res, skills)
-        + events
-        + _unavailable_events(allocations)
-        + _budget_event(budget, allocations)
-        + advice_events,
-    }
+    return pending

@@ -43,7 +43,7 @@ def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str,
     )
 
 
-def _served_by(result: dict[str, Any], sides: dict[str, str]) -> dict[str, str] | None:
+def _served_by(result: dict[str, Any], sides: Mapping[str, str]) -> dict[str, str] | None:
     if result["status"] != "ok" or not result.get("sources"):
         return None
     provider = result["sources"][0]
@@ -108,7 +108,6 @@ def _why_not(
 
 async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
-    default_strategy = res.config.coordination_config.integration_strategy
     by_request: dict[str, list[Attempt]] = {}
     for a in state.get("attempts", []):
         by_request.setdefault(a["request_id"], []).append(a)
@@ -119,59 +118,15 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     events: list[dict[str, Any]] = []
     for request in state["requests"]:
         rid = str(request["id"])
-        attempts = by_request.get(rid, [])
         allocation = state.get("allocations", {}).get(rid)
-        scores = allocation["scores"] if allocation else {}
-        result: dict[str, Any] = {
-            "id": rid,
-            "skill": request.get("skill"),
-            "status": "ok",
-            "value": None,
-            "served_by": None,
-            "allocation": allocation["mode"] if allocation else "none",
-            "allocation_rule": allocation["rule"] if allocation else None,
-            "attempts": [_summary(a, scores) for a in attempts],
-            "agreement": None,
-            "confidence": 0.0,
-            "error": None,
-        }
-        if allocation and allocation.get("advice"):
-            result["allocation_advice"] = allocation["advice"]
-        ok = [a for a in attempts if a["ok"]]
-        if not ok:
-            result["status"] = "error"
-            result["error"] = state.get("errors", {}).get(rid) or "no provider answered"
-            results[rid] = result
-            events += _visibility_events(request, result, allocation)
-            continue
-        skill = res.registry.get(request["skill"])
-        answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok]
-        answered[rid] = answers
-        merged = integrate(
-            rid,
-            answers,
-            skill.comparator,
-            skill.integration or default_strategy,
-            critical=bool(request.get("critical")),
+        result, answers, conflict = _integrate_request(
+            res, request, by_request.get(rid, []), allocation, sides, state.get("errors", {})
         )
-        result |= {
-            "status": merged.status,
-            "value": merged.value,
-            "agreement": merged.agreement,
-            "similarity": merged.similarity,
-            "confidence": merged.confidence,
-            "strategy": merged.strategy,
-            "sources": merged.sources,
-            "verdicts": merged.verdicts,
-        }
-        if merged.synthesis:
-            result["synthesis"] = merged.synthesis
-        if merged.conflict:
-            conflicts.append(merged.conflict)
-        if merged.status == UNRESOLVED:
-            result["values"] = {a.provider: a.value for a in answers}
-        result["served_by"] = _served_by(result, sides)
         results[rid] = result
+        if answers:
+            answered[rid] = answers
+        if conflict:
+            conflicts.append(conflict)
         events += _visibility_events(request, result, allocation)
     lm_events = await refine_integration(
         res,
@@ -182,30 +137,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         store=runtime.store or res.store,
     )
     _keep_unresolved(results)
-    events = (
-        [
-            {
-                "code": EventCode.RESULT_CONFLICT_DETECTED,
-                "request_id": c["request_id"],
-                "disagreement_level": c["conflict_details"]["disagreement_level"],
-                "resolution_strategy": c["resolution_strategy"],
-            }
-            for c in conflicts
-        ]
-        + [
-            {
-                "code": EventCode.CONFLICT_UNRESOLVED,
-                "request_id": rid,
-                "values": r["values"],
-                "reason": "the sides disagree on a critical request and no evidence of "
-                "correctness (agreement history, a third provider, a review) decides",
-            }
-            for rid, r in results.items()
-            if r["status"] == UNRESOLVED
-        ]
-        + events
-        + lm_events
-    )
+    events = _conflict_events(conflicts, results) + events + lm_events
     quality = quality_metrics(results)
     quality["cross_validation_skipped"] = sum(
         1 for e in events if e.get("code") == EventCode.CROSS_VALIDATION_SKIPPED
@@ -229,6 +161,93 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         "status": status,
         "cost": _cost(state, res),
     }
+
+
+def _integrate_request(
+    res: Resources,
+    request: Mapping[str, Any],
+    attempts: list[Attempt],
+    allocation: Allocation | None,
+    sides: Mapping[str, str],
+    errors: Mapping[str, str],
+) -> tuple[dict[str, Any], list[Answer], dict[str, Any] | None]:
+    """One request's result (answered or not), the answers compared, and its conflict record
+    if the answers disagreed."""
+    rid = str(request["id"])
+    scores = allocation["scores"] if allocation else {}
+    result: dict[str, Any] = {
+        "id": rid,
+        "skill": request.get("skill"),
+        "status": "ok",
+        "value": None,
+        "served_by": None,
+        "allocation": allocation["mode"] if allocation else "none",
+        "allocation_rule": allocation["rule"] if allocation else None,
+        "attempts": [_summary(a, scores) for a in attempts],
+        "agreement": None,
+        "confidence": 0.0,
+        "error": None,
+    }
+    if allocation and allocation.get("advice"):
+        result["allocation_advice"] = allocation["advice"]
+    ok = [a for a in attempts if a["ok"]]
+    if not ok:
+        result["status"] = "error"
+        result["error"] = errors.get(rid) or "no provider answered"
+        return result, [], None
+    skill = res.registry.get(request["skill"])
+    answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok]
+    merged = integrate(
+        rid,
+        answers,
+        skill.comparator,
+        skill.integration or res.config.coordination_config.integration_strategy,
+        critical=bool(request.get("critical")),
+    )
+    result |= {
+        "status": merged.status,
+        "value": merged.value,
+        "agreement": merged.agreement,
+        "similarity": merged.similarity,
+        "confidence": merged.confidence,
+        "strategy": merged.strategy,
+        "sources": merged.sources,
+        "verdicts": merged.verdicts,
+    }
+    if merged.synthesis:
+        result["synthesis"] = merged.synthesis
+    if merged.status == UNRESOLVED:
+        result["values"] = {a.provider: a.value for a in answers}
+    result["served_by"] = _served_by(result, sides)
+    return result, answers, merged.conflict
+
+
+def _conflict_events(
+    conflicts: list[dict[str, Any]], results: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """``RESULT_CONFLICT_DETECTED`` per conflict, ``CONFLICT_UNRESOLVED`` per critical request
+    left undecided."""
+    detected = [
+        {
+            "code": EventCode.RESULT_CONFLICT_DETECTED,
+            "request_id": c["request_id"],
+            "disagreement_level": c["conflict_details"]["disagreement_level"],
+            "resolution_strategy": c["resolution_strategy"],
+        }
+        for c in conflicts
+    ]
+    unresolved = [
+        {
+            "code": EventCode.CONFLICT_UNRESOLVED,
+            "request_id": rid,
+            "values": r["values"],
+            "reason": "the sides disagree on a critical request and no evidence of "
+            "correctness (agreement history, a third provider, a review) decides",
+        }
+        for rid, r in results.items()
+        if r["status"] == UNRESOLVED
+    ]
+    return detected + unresolved
 
 
 def _keep_unresolved(results: dict[str, dict[str, Any]]) -> None:
