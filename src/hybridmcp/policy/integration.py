@@ -245,25 +245,10 @@ def integrate(
     if len(ranked) == 1:
         return Integrated(best.value, strategy, best.confidence, None, sources=[best.provider])
     groups = _clusters(ranked, comparator)
+    if len(groups) == 1:
+        return _agreed(ranked, comparator, strategy)
     rivals = [g[0] for g in groups]
     comparison = compare(rivals[0].value, rivals[-1].value, comparator)
-    if len(groups) == 1:
-        comparison = compare(ranked[0].value, ranked[-1].value, comparator)
-        value = _value(strategy, ranked)
-        confidence = _combined([a.confidence for a in ranked])
-        return Integrated(
-            value,
-            strategy,
-            round(confidence, 4),
-            True,
-            round(comparison.similarity, 4),
-            None,
-            _synthesis(ranked, value, confidence, comparison)
-            if strategy == "hybrid_synthesis"
-            else None,
-            [a.provider for a in ranked],
-            verdicts={a.provider: True for a in ranked},
-        )
     winners, resolution = _resolve(groups, critical, rule or EvidenceRule())
     conflict = conflict_record(request_id, ranked, comparison, strategy, resolution)
     if winners is None:
@@ -279,6 +264,39 @@ def integrate(
             status=UNRESOLVED,
             resolution=resolution,
         )
+    return _decided(ranked, winners, resolution, comparison, conflict, strategy)
+
+
+def _agreed(ranked: Sequence[Answer], comparator: ComparatorConfig, strategy: str) -> Integrated:
+    """Every answer agrees: they confirm each other."""
+    comparison = compare(ranked[0].value, ranked[-1].value, comparator)
+    value = _value(strategy, ranked)
+    confidence = _combined([a.confidence for a in ranked])
+    return Integrated(
+        value,
+        strategy,
+        round(confidence, 4),
+        True,
+        round(comparison.similarity, 4),
+        None,
+        _synthesis(ranked, value, confidence, comparison)
+        if strategy == "hybrid_synthesis"
+        else None,
+        [a.provider for a in ranked],
+        verdicts={a.provider: True for a in ranked},
+    )
+
+
+def _decided(
+    ranked: Sequence[Answer],
+    winners: Sequence[Answer],
+    resolution: str,
+    comparison: Comparison,
+    conflict: dict[str, Any],
+    strategy: str,
+) -> Integrated:
+    """A conflict the evidence decided: the winners' value, with a confidence lowered for the
+    disagreement; a majority is a verdict on each provider, other evidence is not."""
     ordered = [*winners, *(a for a in ranked if a not in winners)]
     if resolution == MAJORITY:
         value = _value(strategy, winners)
@@ -286,8 +304,7 @@ def integrate(
     else:
         value = _value(strategy, ordered if strategy == "weighted_average" else winners)
         verdicts = {}
-    lead = winners[0]
-    confidence = max(0.0, lead.confidence + CONFLICT_CONFIDENCE_ADJUSTMENT)
+    confidence = max(0.0, winners[0].confidence + CONFLICT_CONFIDENCE_ADJUSTMENT)
     synthesis = (
         _synthesis(ordered, value, confidence, comparison)
         if strategy == "hybrid_synthesis"
