@@ -202,19 +202,7 @@ def arbitrate(
     candidates and needs share them (read-only) instead of recomputing and copying them.
     """
     memo = {} if memo is None else memo
-    excluded = []
-    scored: list[Fitness] = []
-    for c in candidates:
-        sensitivity = _sensitivity_for(c, profile)
-        reason = eligible(c, sensitivity)
-        if reason:
-            excluded.append({"provider": c.provider, "side": c.side, "reason": reason})
-            continue
-        key = (c, sensitivity, tuple(profile.get("needs", ())))
-        fit = memo.get(key)
-        if fit is None:
-            fit = memo[key] = fitness(c, profile, criteria, arbitration, mapping)
-        scored.append(fit)
+    scored, excluded = _score_eligible(candidates, profile, criteria, arbitration, mapping, memo)
     scored.sort(key=lambda f: -f.total)
     best = {
         side: next((f for f in scored if f.side == side), None) for side in ("internal", "external")
@@ -265,6 +253,31 @@ def arbitrate(
         | ({"pin": pin} if pin is not None else {})
         | ({"effect": effect} if effect != "read" else {})
     )
+
+
+def _score_eligible(
+    candidates: Sequence[Candidate],
+    profile: Mapping[str, Any],
+    criteria: OptimizationCriteria,
+    arbitration: ArbitrationConfig,
+    mapping: CapabilityMapping,
+    memo: dict[Any, Any],
+) -> tuple[list[Fitness], list[dict[str, Any]]]:
+    """The fitness of every eligible candidate (memoised), and why each other one is not."""
+    excluded: list[dict[str, Any]] = []
+    scored: list[Fitness] = []
+    for c in candidates:
+        sensitivity = _sensitivity_for(c, profile)
+        reason = eligible(c, sensitivity)
+        if reason:
+            excluded.append({"provider": c.provider, "side": c.side, "reason": reason})
+            continue
+        key = (c, sensitivity, tuple(profile.get("needs", ())))
+        fit = memo.get(key)
+        if fit is None:
+            fit = memo[key] = fitness(c, profile, criteria, arbitration, mapping)
+        scored.append(fit)
+    return scored, excluded
 
 
 def _scores(scored: Sequence[Fitness], memo: dict[Any, Any]) -> dict[str, dict[str, Any]]:
