@@ -244,6 +244,7 @@ def _provider_call(tool: BaseTool) -> Callable[..., Awaitable[Any]]:
     return call
 
 
+# Long by design: each kind of tool given (BaseTool, @tool, callable) handled in turn.
 def register_tools(
     registry: Registry,
     tools: Iterable[BaseTool],
@@ -719,6 +720,7 @@ class HybridToolNode(ToolNode):
             skill=skill,
         )
 
+    # Long by design: one coordinated run for all calls, then one message per call in order.
     async def _run_calls(
         self, calls: list[Any], context: Context
     ) -> list[tuple[tuple[str, dict[str, Any]] | None, HybridToolError | None]]:

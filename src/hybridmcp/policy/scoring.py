@@ -171,6 +171,7 @@ def eligible(candidate: Candidate, sensitivity: str | Sensitivity) -> str | None
     return None
 
 
+# Long by design: the arbitration steps in the order the spec gives them, on one screen.
 def arbitrate(
     *,
     strategy: str,

@@ -121,6 +121,7 @@ def _ticks(span_ms: float) -> list[dict[str, Any]]:
     return ticks
 
 
+# Long by design: one bar per attempt with every field the page draws, built in one pass.
 def timeline(
     state: Mapping[str, Any], sample: Sequence[str], by_request: Mapping[str, Sequence[Any]]
 ) -> dict[str, Any]:
@@ -341,6 +342,7 @@ def by_provider(
 # -- per request ------------------------------------------------------------------------------
 
 
+# Long by design: the one record the page shows per request, field by field.
 def request_record(
     request: Mapping[str, Any],
     result: Mapping[str, Any],

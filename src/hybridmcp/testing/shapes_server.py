@@ -82,6 +82,7 @@ def current_time_text(timezone: str, now: datetime | None = None) -> str:
     return json.dumps(answer, indent=2)
 
 
+# Long by design: one registration per answer shape, read as the list of shapes.
 def build_server() -> FastMCP:
     server = FastMCP("hybridmcp-shapes", log_level="WARNING")
 

@@ -147,6 +147,7 @@ class FaultMCP(FastMCP):
         return self._present(_answer(*render_output(decision, structured, WRONG_ANSWERS.get(name))))
 
 
+# Long by design: one registration per tool, each a few lines, read as the tool list.
 def build_server(
     state: FaultState,
     host: str = "127.0.0.1",
