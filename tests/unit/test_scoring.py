@@ -190,3 +190,16 @@ def test_a_shared_memo_changes_no_decision_and_shares_the_scores():
     assert made[2]["scores"] is not made[0]["scores"]
     assert made[3]["scores"] is not made[0]["scores"]
     assert made[2]["mode"] == "internal" and made[0]["mode"] == "hybrid"
+
+
+def test_without_quality_validation_an_undecided_request_runs_on_its_fitter_side():
+    cands = [cand("i", "internal"), cand("e", "external", latency=5, cost=0.001)]
+    profile = analyze_requirements(skill="s.x", tags=(), complexity="low", args={})
+    common = dict(profile=profile, candidates=cands, criteria=CRIT, arbitration=ARB, mapping=MAP)
+    band = arbitrate(strategy="auto", critical=False, cross_validate=False, **common)
+    assert band["mode"] == "internal" and band["providers"] == ["i"]
+    assert "quality_validation off" in band["rule"]
+    # Asked for, or critical: still both sides.
+    asked = arbitrate(strategy="hybrid", critical=False, cross_validate=False, **common)
+    critical = arbitrate(strategy="auto", critical=True, cross_validate=False, **common)
+    assert asked["mode"] == critical["mode"] == "hybrid"

@@ -185,8 +185,12 @@ class _Arbiter:
         self.res, self.state, self.stats = res, state, stats
         self.budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
         projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
+        # cost_optimization: a budget's pressure raises the cost weight (off: the weights as
+        # configured; the budget still refuses what it cannot pay for).
+        optimize = res.config.coordination_config.cost_optimization
         self.criteria = budget_criteria(
-            res.config.optimization_criteria, pressure(self.budget.limit, projected)
+            res.config.optimization_criteria,
+            pressure(self.budget.limit, projected) if optimize else 0.0,
         )
         self.candidates: dict[tuple[str, bool], Candidate] = {}
         self.memo: dict[Any, Any] = {}
@@ -238,6 +242,7 @@ class _Arbiter:
             if request.get("fallback") is None
             else bool(request["fallback"]),
             effect=skill.effect,
+            cross_validate=cfg.coordination_config.quality_validation,
             memo=self.memo,
         )
         if self.budget.limit is not None:
@@ -279,6 +284,12 @@ def _first_round(
             continue
         for provider in _chosen(res, planned):
             item = work_item(state, request, provider.id, provider.skill, provider.side, 1)
-            item["watch"] = watch_plan(planned, provider.id, res.config.resilience)
+            item["watch"] = watch_plan(
+                planned,
+                provider.id,
+                res.config.resilience,
+                monitoring=res.config.coordination_config.performance_monitoring,
+                parallel=res.config.coordination_config.parallel_execution,
+            )
             pending.append(item)
     return pending

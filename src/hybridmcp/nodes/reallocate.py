@@ -30,7 +30,15 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             round_no,
         )
         allocation: Mapping[str, Any] = state.get("allocations", {}).get(move["request_id"], {})
-        item["watch"] = watch_plan(allocation, provider.id, res.config.resilience, round_no)
+        coordination = res.config.coordination_config
+        item["watch"] = watch_plan(
+            allocation,
+            provider.id,
+            res.config.resilience,
+            round_no,
+            monitoring=coordination.performance_monitoring,
+            parallel=coordination.parallel_execution,
+        )
         pending.append(item)
         events.extend(move.get("events", []))
         events.append(

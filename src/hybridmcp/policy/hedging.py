@@ -65,22 +65,32 @@ def hedge_target(
 
 
 def watch_plan(
-    allocation: Mapping[str, Any], provider_id: str, cfg: ResilienceConfig, round_no: int = 1
+    allocation: Mapping[str, Any],
+    provider_id: str,
+    cfg: ResilienceConfig,
+    round_no: int = 1,
+    *,
+    monitoring: bool = True,
+    parallel: bool = True,
 ) -> dict[str, Any]:
     """What the worker running ``provider_id`` for this allocation watches for.
 
     ``slow_after_ms``: the degradation threshold (a later answer counts as slow for the circuit
     breaker); ``hedge``: the provider to start past ``after_ms``; ``peer_side``: in a hybrid,
     non-critical request's first round, the side whose answer lets this one stop as a
-    straggler.
+    straggler. Without performance ``monitoring`` nothing is judged by its latency (no
+    threshold, no hedge, no straggler cut); without ``parallel`` execution nothing races (no
+    hedge, no straggler cut). Errors still move work either way.
     """
     mine = allocation.get("scores", {}).get(provider_id, {})
     plan: dict[str, Any] = {
-        "slow_after_ms": slow_threshold_ms(mine.get("prediction"), cfg.degradation),
+        "slow_after_ms": slow_threshold_ms(mine.get("prediction"), cfg.degradation)
+        if monitoring
+        else None,
         "hedge": None,
         "peer_side": None,
     }
-    if round_no == 1:
+    if round_no == 1 and monitoring and parallel:
         plan["hedge"] = hedge_target(allocation, provider_id, cfg.hedging)
         # A critical request is never settled on one answer to save time: its slow side is
         # waited for (to its own deadline), so that it is cross-validated.

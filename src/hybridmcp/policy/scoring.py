@@ -37,6 +37,7 @@ COMPLEX_INPUT_BYTES = 10_000
 CROSS_VALIDATE = ": cross-validate"
 """How the rule of an undecided (hybrid by the band or the threshold) allocation ends."""
 WRITE_ONE_SIDE = "write effect: one side only, never cross-validated"
+NO_QUALITY_VALIDATION = "quality_validation off: the fitter side only"
 """Said in the rule of a write that would have run on both sides."""
 
 
@@ -184,6 +185,7 @@ def arbitrate(
     audit_key: str = "",
     fallback: bool = True,
     effect: str = "read",
+    cross_validate: bool = True,
     memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Decide who serves one request. Returns the allocation with every number behind it.
@@ -196,7 +198,10 @@ def arbitrate(
     side, said in its rule and ``pin``; with ``fallback`` off it gets ``none`` instead, and
     its ranking (so its reallocation and hedging) never leaves the pinned side. A request
     whose ``effect`` is ``write`` runs on one side only, however it would be cross-validated
-    (invariant 9): its fitter side, said in its rule.
+    (invariant 9): its fitter side, said in its rule. Without ``cross_validate``
+    (``coordination_config.quality_validation`` off) only a request that asks for it (strategy
+    ``hybrid``) or a critical one runs on both sides; one the band or threshold left undecided
+    runs on its fitter side.
 
     ``memo``, one dict shared by the requests of one arbitration, keeps each candidate's
     fitness and the ``scores`` record built from them: requests of a skill with the same
@@ -221,6 +226,10 @@ def arbitrate(
         assert internal is not None and external is not None
         mode = internal.side if internal.total >= external.total else external.side
         rule, undecided = f"{rule}; {WRITE_ONE_SIDE} ({mode})", False
+    elif not cross_validate and mode == "hybrid" and undecided and not critical:
+        assert internal is not None and external is not None
+        mode = internal.side if internal.total >= external.total else external.side
+        rule, undecided = f"{rule}; {NO_QUALITY_VALIDATION} ({mode})", False
     sampling: dict[str, Any] | None = None
     if undecided and arbitration.validation_sampling.enabled:
         assert internal is not None and external is not None
