@@ -86,3 +86,27 @@ def journal_append(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
     append_line(Path(os.environ[JOURNAL_ENV]), {"entry": entry, "side": "internal", "key": None})
     time.sleep(sleep_ms / 1000)
     return {"entry": entry, "written": True}
+
+
+FIXED_LM_ENV = "HYBRIDMCP_TEST_SAMPLING_ANSWER"
+
+
+def fixed_answer_lm(**_options: Any) -> Any:
+    """An LM factory whose every answer is ``$HYBRIDMCP_TEST_SAMPLING_ANSWER`` (default: a
+    line with an e-mail address), for sampling tests that need an exact answer."""
+    import os
+
+    import dspy
+
+    class FixedAnswerLM(dspy.BaseLM):
+        def __init__(self, text: str) -> None:
+            super().__init__(model="test/fixed-answer")
+            self.text = text
+
+        def __call__(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            return [self.text]
+
+        async def acall(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            return [self.text]
+
+    return FixedAnswerLM(os.environ.get(FIXED_LM_ENV, "Write to alice.jones@example.com today"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import logging
 import os
 import sys
 import time
@@ -30,7 +31,7 @@ from hybridmcp.audit import verify as verify_audit
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HttpServer, HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.errors import ConfigError, HybridMCPError
+from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
 from hybridmcp.live import LiveProgress
 from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
@@ -55,13 +56,57 @@ app = typer.Typer(
     help="Coordinate work between internal skills and external MCP services.",
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNRESOLVED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNRESOLVED, EXIT_PAUSED = 0, 1, 2, 3, 4, 5
 _EXIT = {
     "ok": EXIT_OK,
     "partial": EXIT_PARTIAL,
     "unresolved": EXIT_UNRESOLVED,
     "failed": EXIT_FAILED,
+    "paused": EXIT_PAUSED,
 }
+
+
+class _OneLine(logging.Formatter):
+    """``logger: message``, an exception as its one-line text, never a traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = f"{record.name}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            err = record.exc_info[1]
+            text += f" ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        return text
+
+
+def _ours(record: logging.LogRecord) -> bool:
+    return record.name.startswith("hybridmcp") and not record.name.startswith("hybridmcp.server")
+
+
+def configure_logging(verbose: bool = False, log_file: str | None = None) -> None:
+    """Where log records go: hybridmcp's warnings to stderr as one line each; with
+    ``verbose``, every record at INFO and above (MCP servers' log messages, the SDK's), still
+    one line each; with ``log_file``, every record at INFO and above with tracebacks."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "hybridmcp", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(_OneLine())
+    stderr.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose:
+        stderr.addFilter(_ours)
+    handlers: list[logging.Handler] = [stderr]
+    if log_file is not None:
+        try:
+            file = logging.FileHandler(log_file, encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"--log-file: cannot write {log_file!r}: {err.strerror}") from None
+        file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        file.setLevel(logging.INFO)
+        handlers.append(file)
+    for handler in handlers:
+        handler.hybridmcp = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose or log_file else logging.WARNING)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -70,9 +115,12 @@ def _short(value: Any, width: int = 60) -> str:
 
 
 def report(out: dict[str, Any]) -> dict[str, Any]:
-    """The run as one JSON-ready object: what ``--json`` prints."""
+    """The run as one JSON-ready object: what ``--json`` prints. A run paused for a human
+    has status ``paused`` and its questions under ``questions`` (answer with ``--answer``)."""
+    questions = [{"id": i.id, **_as_dict(i.value)} for i in out.get("__interrupt__") or []]
     return {
-        "status": out.get("status", "failed"),
+        "status": "paused" if questions else out.get("status", "failed"),
+        **({"questions": questions} if questions else {}),
         "results": list(out.get("results", {}).values()),
         "conflicts": out.get("conflicts", []),
         "events": out.get("events", []),
@@ -81,6 +129,24 @@ def report(out: dict[str, Any]) -> dict[str, Any]:
         "cost": out.get("cost", {}),
         **({"coordination": out["coordination"]} if out.get("coordination") else {}),
     }
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return dict(value) if isinstance(value, dict) else {"value": value}
+
+
+def _decision(answer: Any, pending: list[Any]) -> Any:
+    """The resume value of ``--answer``: as given for one question; for several, a mapping of
+    question ids to answers (which LangGraph needs)."""
+    if len(pending) <= 1:
+        return answer
+    ids = {i.id for i in pending}
+    if isinstance(answer, dict) and answer and set(answer) <= ids:
+        return answer
+    raise TaskError(
+        f"{len(pending)} questions are pending: give --answer as a JSON object mapping "
+        f"question ids ({', '.join(sorted(ids))}) to answers"
+    )
 
 
 def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
@@ -177,6 +243,8 @@ async def _run(
     show: Callable[[Plan], None] | None = None,
     server_log: str | None = None,
     captured: dict[str, Any] | None = None,
+    answer: Any = None,
+    prompt: Callable[[list[Any]], Any] | None = None,
 ) -> dict[str, Any]:
     config = configured(config_path)
     if server_log is not None:  # --server-log wins; the default yields to the configuration's
@@ -208,7 +276,15 @@ async def _run(
         assert task is not None
         status = await co.thread_status(task, thread_id)
         try:
-            if not live:
+            if answer is not None and status.state == "paused":
+                pending = status.values.get("__interrupt__") or []
+                out = await co.resume(_decision(answer, pending), thread_id=thread_id)
+            elif answer is not None:
+                raise TaskError(
+                    f"--answer: thread {thread!r} is not paused for a question "
+                    f"(it is {status.state})"
+                )
+            elif not live:
                 out = await co.run(task, thread_id=thread_id)
             else:
                 out = {}
@@ -218,6 +294,11 @@ async def _run(
                             out = event["output"]
                         else:
                             display.update(event)
+            while prompt is not None and out.get("__interrupt__"):
+                decision = await asyncio.to_thread(prompt, list(out["__interrupt__"]))
+                if decision is None:  # no answer (end of input): the run stays paused
+                    break
+                out = await co.resume(decision, thread_id=thread_id)
             if captured is not None:  # the full final state and what is learned: the report's
                 with own_types_quiet():
                     snapshot = await co.graph.aget_state(co.run_config(thread_id))
@@ -297,10 +378,38 @@ def run(
             help=f"Append the stderr of stdio MCP servers to FILE (default: {_SERVER_LOG}).",
         ),
     ] = None,
+    answer: Annotated[
+        str | None,
+        typer.Option(
+            "--answer",
+            help="Resume the run paused on --thread with this answer (JSON; a bare word is a "
+            "string): the fields a server asked for, 'decline', or a review's choices.",
+        ),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Log to stderr, one line each: MCP servers' log messages, the MCP SDK's.",
+        ),
+    ] = False,
+    log_file: Annotated[
+        str | None,
+        typer.Option("--log-file", help="Append the log (with tracebacks) to FILE."),
+    ] = None,
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result: a table, or above
     50 requests a summary."""
     console = Console(stderr=as_json)
+    try:
+        configure_logging(verbose, log_file)
+        decision = _parse_answer(answer) if answer is not None else None
+    except HybridMCPError as err:
+        _refuse(err)
+    if answer is not None and thread is None:
+        Console(stderr=True).print("[red]error:[/red] --answer needs the --thread of the run")
+        raise typer.Exit(EXIT_USAGE)
     if ask is not None and task is not None:
         Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
         raise typer.Exit(EXIT_USAGE)
@@ -323,6 +432,8 @@ def run(
                 show=lambda plan: show_plan(plan, console, as_json),
                 server_log=log_path,
                 captured=captured,
+                answer=decision,
+                prompt=ask_on_terminal if answer is None and sys.stdin.isatty() else None,
             )
         )
         if report_file and captured is not None:
@@ -342,7 +453,8 @@ def run(
         note = {
             "unfinished": "resumed where it stopped",
             "finished": "had finished: its stored result, nothing was run",
-            "paused": "is paused for a human decision (resume it with Coordinator.resume)",
+            "paused": "was paused for a human decision"
+            + ("; answered" if answer is not None else "; answer it with --answer"),
         }[found]
         Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
     if as_json:
@@ -353,6 +465,8 @@ def run(
         render_summary(data, console)
     else:
         render(data, console)
+    if not as_json and not quiet:
+        show_questions(data, thread, Console(stderr=True))
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
         notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
@@ -402,9 +516,7 @@ def _with_server_log(config: HybridConfig, path: str, chosen: bool) -> HybridCon
 
 @app.command("report")
 def report_command(
-    thread: Annotated[
-        str, typer.Option("--thread", help="The thread the run was started on.")
-    ],
+    thread: Annotated[str, typer.Option("--thread", help="The thread the run was started on.")],
     output: Annotated[str, typer.Option("--output", "-o", help="The HTML file to write.")],
     db: Annotated[
         str | None,
@@ -443,6 +555,104 @@ def report_command(
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
     Console(stderr=True).print(f"report: {output}", highlight=False, soft_wrap=True)
+
+
+def coerce(text: str, prop: dict[str, Any]) -> Any:
+    """A typed answer to one field of a requested schema (``ValueError`` when it is not one)."""
+    kind = prop.get("type")
+    if kind == "integer":
+        return int(text)
+    if kind == "number":
+        return float(text)
+    if kind == "boolean":
+        if text.strip().lower() in ("y", "yes", "true", "1"):
+            return True
+        if text.strip().lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError(f"expected yes or no, got {text!r}")
+    if kind == "array":
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return text
+
+
+def answer_question(value: Any, ask: Callable[[str, str | None], str]) -> Any:
+    """One question answered through ``ask(label, default) -> text``: a server's elicitation
+    field by field (``decline``/``cancel`` at the first prompt say no), anything else as JSON
+    or a bare word."""
+    if not isinstance(value, dict) or value.get("type") != "elicitation":
+        return _parse_answer(ask(f"answer ({_short(value, 200)})", None))
+    schema = value.get("requested_schema") or {}
+    action = ask(
+        f"{value.get('server')} asks: {value.get('message')} [accept/decline/cancel]", "accept"
+    )
+    if action.strip().lower() in ("decline", "cancel"):
+        return action.strip().lower()
+    content: dict[str, Any] = {}
+    required = set(schema.get("required") or [])
+    for name, prop in (schema.get("properties") or {}).items():
+        label = f"  {prop.get('title') or name}" + (
+            f" ({prop['description']})" if prop.get("description") else ""
+        )
+        default = prop.get("default")
+        shown = (
+            None
+            if default is None
+            else (", ".join(map(str, default)) if isinstance(default, list) else str(default))
+        )
+        while True:
+            text = ask(label, shown)
+            if not text and name not in required:
+                break
+            try:
+                content[name] = coerce(text, prop)
+                break
+            except ValueError as err:
+                Console(stderr=True).print(f"  [red]{escape(str(err))}[/red]", highlight=False)
+    return content
+
+
+def ask_on_terminal(pending: list[Any]) -> Any:
+    """Ask a person on the terminal for the answer to each pending question (prompts on
+    stderr); ``None`` when the input ends."""
+
+    def ask(label: str, default: str | None) -> str:
+        return str(typer.prompt(label, default=default or "", show_default=bool(default), err=True))
+
+    try:
+        answers = {i.id: answer_question(i.value, ask) for i in pending}
+    except (typer.Abort, EOFError):
+        return None
+    return next(iter(answers.values())) if len(answers) == 1 else answers
+
+
+def _parse_answer(text: str) -> Any:
+    """``--answer``: JSON, or a bare word taken as a string (``decline``, ``external``)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if text.strip() and not text.strip().startswith(("{", "[", '"')):
+            return text.strip()
+        raise TaskError(f"--answer: not valid JSON: {_short(text)}") from None
+
+
+def show_questions(data: dict[str, Any], thread: str | None, console: Console) -> None:
+    """The questions a paused run waits on, and how to answer them."""
+    for q in data.get("questions", []):
+        what = q.get("message") or q.get("question") or ""
+        fields = ", ".join((q.get("requested_schema") or {}).get("properties") or {})
+        console.print(
+            f"[yellow]paused[/yellow] {q.get('type', 'question')} {q['id']}: {what}"
+            + (f" (fields: {fields})" if fields else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
+    if data.get("questions"):
+        how = (
+            f"hybridmcp run TASK --thread {thread} --answer JSON"
+            if thread
+            else "run it again with --thread ID to be able to answer"
+        )
+        console.print(f"resume: {how}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
@@ -550,6 +760,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
 @app.command()
 def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List each configured MCP server: transport, state, tool count, and why it is down."""
+    configure_logging()
     try:
         records = asyncio.run(_inspect(config, server_records))
     except HybridMCPError as err:
@@ -562,6 +773,7 @@ def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List skills and tools with their providers, sides and effect classes."""
+    configure_logging()
     try:
         records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
     except HybridMCPError as err:

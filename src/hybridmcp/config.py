@@ -61,6 +61,9 @@ DEFAULT_ERROR_PATTERNS: tuple[str, ...] = (
 Side = Literal["internal", "external"]
 Strategy = Literal["auto", "internal", "external", "hybrid"]
 IntegrationStrategy = Literal["consensus", "weighted_average", "best_performer", "hybrid_synthesis"]
+ElicitationPolicy = Literal["decline", "defaults", "ask"]
+SamplingPolicy = Literal["decline", "lm"]
+LMRole = Literal["coordinator", "arbitrator", "synchronizer", "planner"]
 
 
 class _Model(BaseModel):
@@ -386,6 +389,69 @@ class _ServerCommon(_Model):
         if self.timeout_ms is None and self.timeout is not None:
             self.timeout_ms = self.timeout * 1000
         return self
+
+    roots: list[str] | None = Field(
+        None,
+        description="Directories (paths or file:// URIs) offered to the server as MCP roots; "
+        "relative paths are taken from the configuration file's directory. None: the roots "
+        "capability is not advertised.",
+    )
+    elicitation: ElicitationPolicy | None = Field(
+        None,
+        description="What to do when the server asks the user for input: decline, accept the "
+        "requested schema's defaults, or ask a human (the run pauses with interrupt()). "
+        "None: the elicitation capability is not advertised.",
+    )
+    sampling: SamplingPolicy | None = Field(
+        None,
+        description="What to do when the server asks for a model completion: decline, or "
+        "answer with the LM of sampling_role (through privacy policy, budget and audit). "
+        "None: the sampling capability is not advertised.",
+    )
+    sampling_role: LMRole = Field(
+        "coordinator", description="The llm_config role whose model answers sampling requests."
+    )
+    sampling_max_tokens: int = Field(
+        512,
+        gt=0,
+        description="The most tokens a sampling answer may have (the server may ask for fewer).",
+    )
+    sampling_cost: float = Field(
+        0.0, ge=0, description="What one sampling answer costs against the run's budget."
+    )
+    extend_deadline_on_progress: bool = Field(
+        False,
+        description="A progress notification from the server restarts the call's deadline "
+        "(timeout_ms from the notification), up to max_call_ms and the run's deadline.",
+    )
+    max_call_ms: float = Field(
+        300_000,
+        gt=0,
+        description="The longest a call may run when progress keeps extending its deadline.",
+    )
+
+    @field_validator("roots")
+    @classmethod
+    def _root_uris(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if value is None:
+            return None
+        base = (info.context or {}).get("base_dir")
+        return [root_uri(root, base) for root in value]
+
+
+def root_uri(root: str, base: str | os.PathLike[str] | None = None) -> str:
+    """A root as a ``file://`` URI: an absolute path, or one relative to ``base`` (the
+    configuration file's directory; else the working directory)."""
+    if not isinstance(root, str) or not root.strip():
+        raise ValueError(f"a root must be a non-empty path or file:// URI, got {root!r}")
+    if root.startswith("file://"):
+        return root
+    if "://" in root:
+        raise ValueError(f"a root must be a path or a file:// URI, got {root!r}")
+    path = Path(root).expanduser()
+    if not path.is_absolute():
+        path = Path(base or Path.cwd()) / path
+    return path.resolve(strict=False).as_uri()
 
 
 class StdioServer(_ServerCommon):
@@ -1042,6 +1108,18 @@ class HybridConfig(_Model):
         return out
 
     @model_validator(mode="after")
+    def _sampling_has_a_model(self) -> HybridConfig:
+        for name, server in self.mcpServers.items():
+            role = server.sampling_role
+            if server.sampling == "lm" and getattr(self.llm_config, f"{role}_model") is None:
+                raise ValueError(
+                    f"mcpServers.{name}.sampling: 'lm' answers with the {role} role's model, "
+                    f"and llm_config.{role}_model is not set; set it (local/smollm2 is the "
+                    "bundled local model), choose another sampling_role, or use 'decline'"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> HybridConfig:
         """Names that must exist; :func:`parse_config` checks them on the raw document (so they
         are reported with every other problem), this covers a bare ``model_validate``."""
@@ -1182,7 +1260,7 @@ def parse_config(
     config: HybridConfig | None = None
     lines: list[str] = []
     try:
-        config = HybridConfig.model_validate(data, context={"check": check})
+        config = HybridConfig.model_validate(data, context={"check": check, "base_dir": base_dir})
     except ValidationError as err:
         lines = _error_lines(err, check.server_keys)
     except ValueError as err:  # a shape no model gets to see

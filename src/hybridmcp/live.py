@@ -111,5 +111,13 @@ class LiveProgress:
                 f"[red]≠[/red] {event['request_id']}: the sides disagree "
                 f"(disagreement {event.get('disagreement_level')})"
             )
+        elif kind == "progress":  # an MCP server's progress notification of a call
+            done = event.get("progress")
+            total = event.get("total")
+            share = f"{done:g}/{total:g}" if total else f"{done:g}"
+            note = f" {event['message']}" if event.get("message") else ""
+            self.progress.update(
+                self.task, description=f"{event.get('provider')} {share}{note}"[:60]
+            )
         elif kind == "event":
             self._log(f"[yellow]event[/yellow] {event.get('code')}")

@@ -9,6 +9,8 @@ LangGraph's stream writer (``stream_mode="custom"``):
   "round", "ok"?, "latency_ms"?, "error"?}`` around each attempt of the parallel workers;
 - ``{"type": "reallocation", "request_id", "to_provider", "to_side", "round", "reason"}``;
 - ``{"type": "conflict", "request_id", "disagreement_level", "resolution_strategy"}``;
+- ``{"type": "progress", "request_id", "provider", "round", "progress", "total", "message"}``
+  for each progress notification an MCP server sends during a call;
 - ``{"type": "event", "code", ...}`` for every other coordination event (degradation, hedge, ...).
 
 Events are plain dicts, so they cross the LangGraph server's ``custom`` stream unchanged. With
@@ -18,6 +20,7 @@ no custom stream requested (``ainvoke``), emitting costs a no-op call. The CLI r
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -45,6 +48,17 @@ def emit(event: dict[str, Any]) -> None:
     except RuntimeError:  # called outside a graph run
         return
     writer(event)
+
+
+def current_writer() -> Callable[[Any], None]:
+    """The run's stream writer, bound to the caller's context, to emit from tasks that do not
+    run in the graph's context (an MCP session's callbacks); a no-op outside a graph run."""
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:
+        return lambda _event: None
+    context = contextvars.copy_context()  # the writer reads the run's config when it writes
+    return lambda event: context.run(writer, event)
 
 
 def _attempt_event(item: Mapping[str, Any], **extra: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
 from hybridmcp.audit import AuditLog, load_key, verify
+from hybridmcp.capabilities.client_features import make_sampler
 from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.pairs import HybridPairs
@@ -192,6 +193,10 @@ class Resources:
         )
         resources = cls(config, pool, registry, gate, store)
         resources.loop = asyncio.get_running_loop()
+        pool.hooks.record = gate.audit.append
+        pool.hooks.sample = make_sampler(
+            gate, lambda: resources.lms, config.llm_config.timeout_ms / 1000
+        )
         try:
             # A bad model string fails here, not mid-run (weights load on first call; building
             # the LMs imports dspy: off the event loop).

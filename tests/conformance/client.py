@@ -96,6 +96,8 @@ def server_entry(url: str, scenario: str, context: dict[str, Any], workdir: Path
     auth = auth_block(scenario, context, workdir)
     if auth is not None:
         entry["auth"] = auth
+    if scenario.startswith("elicitation"):  # the policy a user would choose: the defaults
+        entry["elicitation"] = "defaults"
     return entry
 
 

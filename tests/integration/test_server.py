@@ -364,3 +364,40 @@ async def test_a_server_started_by_bare_name_works_under_langgraph_dev(tmp_path:
     assert out["status"] == "ok", out
     assert "bare name" in json.dumps(out["results"]["e"]["value"])
     assert not [e for e in out["events"] if e["code"] == "SERVER_UNAVAILABLE"]
+
+
+CHATTY_CONFIG = """
+mcpServers:
+  chatty: {command: %s, args: [tests/chatty_server.py], elicitation: ask, cwd: %s}
+skills:
+  place.city: {providers: [{side: external, server: chatty, tool: ask_city}]}
+builtin_skills: false
+"""
+
+
+async def test_a_servers_question_pauses_on_the_server_and_resumes_with_the_answer(
+    tmp_path: Path,
+) -> None:
+    """What Studio does with elicitation ``ask``: the run stops at the server's question; a
+    resume command with the answer finishes the call."""
+    config = tmp_path / "ask.yaml"
+    config.write_text(CHATTY_CONFIG % (json.dumps(sys.executable), json.dumps(str(ROOT))))
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)])  # this checkout's code
+    env = {"HYBRIDMCP_CONFIG": str(config), "PYTHONPATH": path}
+    with serve(tmp_path / "server.log", **env) as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(RUN_DEADLINE_S):
+            thread = (await client.threads.create())["thread_id"]
+            request = {"id": "c", "skill": "place.city", "args": {}}
+            paused = await client.runs.wait(thread, "hybridmcp", input={"requests": [request]})
+            [interrupt] = paused["__interrupt__"]
+            assert interrupt["value"]["type"] == "elicitation"
+            assert interrupt["value"]["message"] == "Which city, and how many?"
+            out = await client.runs.wait(
+                thread, "hybridmcp", command={"resume": {"city": "Porto", "count": 2}}
+            )
+    assert "__interrupt__" not in out and out["status"] == "ok", out
+    assert out["results"]["c"]["value"] == {
+        "action": "accept",
+        "content": {"city": "Porto", "count": 2},
+    }

@@ -11,13 +11,15 @@ second code path. A step that refuses raises a :class:`~hybridmcp.errors.PolicyE
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
     Provider,
@@ -26,10 +28,12 @@ from hybridmcp.capabilities.registry import (
     map_arguments,
 )
 from hybridmcp.capabilities.timing import CallTiming
-from hybridmcp.config import PrivacySettings, ToolOutputSettings
+from hybridmcp.config import PrivacySettings, ServerConfig, ToolOutputSettings
 from hybridmcp.errors import (
     BackPressureError,
+    BudgetExhausted,
     CircuitOpen,
+    DeadlineExceededError,
     PolicyError,
     PrivacyRefused,
     ProviderError,
@@ -46,6 +50,8 @@ from hybridmcp.policy.output import compile_patterns, output_problem
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
 writes can recognise a request it has already served."""
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused")
+"""Outcomes never held against the provider by its circuit breaker."""
 RUN_BUDGETS_KEPT = 1024
 """Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
 
@@ -227,6 +233,12 @@ class Gate:
         self._error_patterns = compile_patterns(self.output.error_patterns)
         self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
 
+    @property
+    def privacy_settings(self) -> PrivacySettings:
+        """The scanning policy's settings (another policy: nothing is scanned)."""
+        settings = getattr(self.privacy, "settings", None)
+        return settings if isinstance(settings, PrivacySettings) else PrivacySettings(enabled=False)
+
     def budget_for(self, ctx: CallContext) -> Budget:
         """The run's own budget when it has one (the last runs' are kept), else the gate's."""
         if ctx.budget is None:
@@ -273,16 +285,21 @@ class Gate:
         validate: Callable[[Any], None] | None = None,
         timing: CallTiming | None = None,
         queue_timeout_s: float | None = None,
+        scope: CallScope | None = None,
     ) -> GateResult:
         """Make one external call. ``timeout_s`` bounds the call from the moment it is sent;
         ``queue_timeout_s`` bounds the wait for a session slot before it. ``validate`` raises
         :class:`ProviderError` for an answer of the wrong shape (counted as a failure); an
         answer later than ``slow_after_s`` after it was sent counts as slow for the circuit
         breaker. A caller's error (:class:`RequestError`) and a call never sent
-        (:class:`BackPressureError`) are never held against the provider."""
+        (:class:`BackPressureError`) are never held against the provider. ``scope`` gets the
+        call's progress and answers the server's questions during it (its ``caller`` is set to
+        ``ctx``, so a sampling request during the call is charged and audited to this run)."""
         if provider.side != "external" or not provider.server or not provider.tool:
             raise ProviderError(f"{provider.id} is not an MCP tool provider")
         call = _Call(provider, ctx, timing or CallTiming())
+        if scope is not None:
+            scope.caller = ctx
         decision = self._privacy(call, map_arguments(provider.arguments, args))
         budget = self._reserve(call)
         self._admit(call, budget)
@@ -293,6 +310,7 @@ class Gate:
             timeout_s=provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
             queue_timeout_s=queue_timeout_s,
             validate=validate,
+            scope=scope,
         )
         slow = slow_after_s is not None and call.timing.latency_ms() / 1000 > slow_after_s
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
@@ -352,6 +370,7 @@ class Gate:
         timeout_s: float,
         queue_timeout_s: float | None,
         validate: Callable[[Any], None] | None,
+        scope: CallScope | None = None,
     ) -> tuple[Any, int, int]:
         """Send within the deadline and read the answer; record the outcome whatever it is.
         Returns the value, the bytes sent and the bytes received."""
@@ -367,10 +386,14 @@ class Gate:
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
                 meta={IDEMPOTENCY_META_KEY: call.ctx.idempotency_key},
+                scope=scope,
             )
             received = _answer_size(result)
             value = self._read(provider, result, received, decision, validate)
             outcome = "ok"
+        except ElicitationRequired:
+            outcome = "paused: the server asked for a human's input"
+            raise
         except (RequestError, BackPressureError) as err:
             outcome = f"{'request error' if isinstance(err, RequestError) else 'not sent'}: {err}"
             if timing.sent_at is None:
@@ -382,7 +405,7 @@ class Gate:
             raise
         finally:
             timing.mark_ended()
-            if outcome == "cancelled" or outcome.startswith(("request error", "not sent")):
+            if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
             self.audit.append(self._call_record(call, decision, sent, received, outcome))
         return value, sent, received
@@ -423,6 +446,91 @@ class Gate:
             queue_ms=round(timing.queue_ms, 3),
             latency_ms=round(timing.latency_ms(), 3),
         )
+
+    async def sample(
+        self,
+        server: str,
+        config: ServerConfig,
+        messages: list[dict[str, str]],
+        complete: Callable[[], Awaitable[tuple[str, str]]],
+        ctx: CallContext | None,
+        *,
+        timeout_s: float,
+    ) -> tuple[str, str]:
+        """A server's sampling request, an external data flow the other way round: what the
+        server asks the model to read is scanned (its level audited), the answer is charged
+        (``sampling_cost``) to the run's budget, computed within ``timeout_s``, scanned, and
+        released to the server under the same privacy policy as a call's arguments (allowed
+        within the server's clearance; above it redacted or refused as the policy says).
+        Every step is audited; nothing of the text itself is written."""
+        base = {
+            "run_id": ctx.run_id if ctx else None,
+            "request_id": ctx.request_id if ctx else None,
+            "skill": ctx.skill if ctx else None,
+            "server": server,
+            "kind": "sampling",
+        }
+        cfg = self.privacy_settings
+        prompt_level = scanner.scan(messages, cfg.detection).level if cfg.enabled else None
+        price = config.sampling_cost
+        budget = self.budget_for(ctx) if ctx is not None else self.budget
+        outcome, answer_level, action, reason = "cancelled", None, "refuse", ""
+        redactions: list[dict[str, Any]] = []
+        started = time.perf_counter()
+        try:
+            try:
+                budget.reserve(f"sampling:{server}", price)
+            except BudgetExhausted as err:
+                outcome, reason = "refused: budget", str(err)
+                raise
+            async with asyncio.timeout(timeout_s):
+                text, model = await complete()
+            report = scanner.scan(text, cfg.detection) if cfg.enabled else None
+            answer_level = report.level if report is not None else scanner.Sensitivity.public
+            policy = policy_for(
+                ctx.skill if ctx else "", server, default=cfg.policy,
+                skills=cfg.skills, servers=cfg.servers,
+            )  # fmt: skip
+            verdict = release(
+                detected=answer_level,
+                declared=scanner.Sensitivity.public,
+                clearance=scanner.Sensitivity.parse(config.clearance),
+                action=policy,
+            )
+            action, reason = verdict.action, verdict.reason
+            if verdict.action == "refuse":
+                outcome = "refused: privacy"
+                raise PrivacyRefused(f"sampling:{server}", verdict.reason)
+            if verdict.action == "redact" and report is not None:
+                text = scanner.redact(text, report).value
+                redactions = redaction_summary(report.findings)
+            outcome = "ok"
+            return text, model
+        except TimeoutError:
+            outcome = f"error: no answer within {timeout_s:g} s"
+            raise DeadlineExceededError(f"sampling for {server}: {outcome[7:]}") from None
+        except PolicyError:
+            raise
+        except Exception as err:
+            outcome = f"error: {type(err).__name__}"
+            raise
+        finally:
+            if outcome != "ok" and not outcome.startswith("refused: budget"):
+                budget.refund(price)
+            self.audit.append(
+                {
+                    **base,
+                    "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
+                    "answer_sensitivity": None if answer_level is None else str(answer_level),
+                    "action": action,
+                    "reason": reason,
+                    "redactions": redactions,
+                    "bytes_read": _size(messages),
+                    "cost": price if outcome == "ok" else 0.0,
+                    "outcome": outcome,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                }
+            )
 
 
 @dataclass

@@ -67,6 +67,12 @@ Resilience, per server:
   never the provider's;
 - **clean shutdown**: :meth:`SessionPool.close` stops every request task and owner task (stdio
   processes are ended by their transport), waiting at most a few seconds for each.
+
+What a server sends the client besides answers (log messages, progress, roots, elicitation and
+sampling requests) is answered by the session's
+:class:`~hybridmcp.capabilities.client_features.ServerFeatures`; a call's progress and the
+server's questions during it reach the caller through the call's ``scope``. Progress may move
+a call's deadline (``extend_deadline_on_progress``), never past ``max_call_ms`` from sending.
 """
 
 from __future__ import annotations
@@ -101,6 +107,12 @@ from mcp.types import (
     Tool,
 )
 
+from hybridmcp.capabilities.client_features import (
+    CallScope,
+    ClientHooks,
+    ElicitationRequired,
+    ServerFeatures,
+)
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
@@ -283,12 +295,14 @@ class _ServerSession:
         config: ServerConfig,
         settings: PoolConfig,
         auth: httpx.Auth | None = None,
+        hooks: ClientHooks | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self.settings = settings
         self.auth = auth
         """The server's OAuth (held across re-opens, so its tokens are too)."""
+        self.features = ServerFeatures(name, config, self._sole_scope, hooks or ClientHooks())
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -344,6 +358,10 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            connection["session_kwargs"] = {
+                **(connection.get("session_kwargs") or {}),
+                **self.features.session_kwargs(),
+            }
             async with _session_for(connection, self.settings.server_log) as session:
                 await session.initialize()
                 listed = await session.list_tools()
@@ -483,6 +501,32 @@ class _ServerSession:
 
     # -- calls ----------------------------------------------------------------------------------
 
+    def _sole_scope(self) -> CallScope | None:
+        """The scope of the only call in flight: the call a server's request belongs to."""
+        if len(self._in_flight) != 1:
+            return None
+        return next(iter(self._in_flight)).scope
+
+    def _progressed(
+        self, call: _Call, progress: float, total: float | None, message: str | None
+    ) -> None:
+        """A progress notification of ``call``: a progress event, and, where configured, a
+        deadline restarted (never past ``max_call_ms`` from sending)."""
+        event = {"progress": progress, "total": total, "message": message}
+        scope = call.scope
+        if scope is not None:
+            scope.progress, scope.notifications = event, scope.notifications + 1
+            if scope.on_progress is not None:
+                scope.on_progress(event)
+        if not self.config.extend_deadline_on_progress or call.outcome.done():
+            return
+        loop = asyncio.get_running_loop()
+        deadline = min(loop.time() + call.timeout_s, call.sent_at + self.config.max_call_ms / 1000)
+        if call.timer is not None and deadline > call.deadline:
+            call.timer.cancel()
+            call.deadline = deadline
+            call.timer = loop.call_at(deadline, self._expire, call)
+
     async def call(
         self,
         tool: str,
@@ -491,6 +535,7 @@ class _ServerSession:
         timing: CallTiming,
         queue_timeout_s: float,
         meta: dict[str, Any] | None = None,
+        scope: CallScope | None = None,
     ) -> CallToolResult:
         """Queue for a slot and a live session, then send; a caller that stops waiting (its
         cancellation, or the deadline) abandons the request instead of cancelling it."""
@@ -501,7 +546,13 @@ class _ServerSession:
             raise
         # From here the slot belongs to the request task: it releases it when the request ends.
         call = _Call(
-            tool, arguments, timeout_s, timing, asyncio.get_running_loop().create_future(), meta
+            tool,
+            arguments,
+            timeout_s,
+            timing,
+            asyncio.get_running_loop().create_future(),
+            meta,
+            scope=scope,
         )
         request = asyncio.create_task(self._send(call, session), name=f"mcp-call:{self.name}")
         self._requests.add(request)
@@ -548,20 +599,34 @@ class _ServerSession:
             return
         call.timing.mark_sent()
         self._in_flight.add(call)
-        deadline = loop.time() + call.timeout_s
-        timer = loop.call_at(deadline, self._expire, call)
+        call.sent_at = loop.time()
+        call.deadline = deadline = call.sent_at + call.timeout_s
+        call.timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
         self.status.in_flight += 1
+        longest = (
+            max(self.config.max_call_ms / 1000, call.timeout_s)
+            if self.config.extend_deadline_on_progress
+            else call.timeout_s
+        )
         # A backstop for a server that answers neither the call nor its cancellation: late
         # enough that a deadline re-armed over the loop's lateness (see _expire) comes first.
-        read_timeout = timedelta(seconds=2 * call.timeout_s + STRAGGLER_GRACE_S)
+        read_timeout = timedelta(seconds=2 * longest + STRAGGLER_GRACE_S)
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            self._progressed(call, progress, total, message)
+
         try:
             for attempt in (1, 2):
                 # The id the session gives this request: read synchronously, just before it.
                 call.session, call.request_id = session, getattr(session, "_request_id", None)
                 try:
                     result = await session.call_tool(
-                        call.tool, call.arguments, read_timeout_seconds=read_timeout, meta=call.meta
+                        call.tool,
+                        call.arguments,
+                        read_timeout_seconds=read_timeout,
+                        progress_callback=progressed,
+                        meta=call.meta,
                     )
                 except _SESSION_GONE as err:
                     # Nothing reached the server: safe to send again on a fresh session.
@@ -573,7 +638,8 @@ class _ServerSession:
                     async with asyncio.timeout_at(deadline):
                         session = await self._ensure()
                     continue
-                _settle(call, result)
+                question = call.scope.question if call.scope is not None else None
+                _settle(call, ElicitationRequired(question) if question else result)
                 return
         except asyncio.CancelledError:  # only the pool's own close cancels a request task
             _settle(call, ServerUnavailableError(f"{where}: the session pool closed mid-call"))
@@ -584,7 +650,8 @@ class _ServerSession:
             _settle(call, self._call_error(where, call, err))
         finally:
             self._in_flight.discard(call)
-            timer.cancel()
+            if call.timer is not None:
+                call.timer.cancel()
             call.timing.mark_ended()
             self.status.in_flight -= 1
             self._last_used = time.monotonic()
@@ -621,15 +688,17 @@ class _ServerSession:
         not had ``timeout_s`` yet, and the timer is set again for what it has left."""
         if call.outcome.done():
             return
-        left = call.timeout_s - call.timing.since_sent_s()
+        left = (call.deadline - call.sent_at) - call.timing.since_sent_s()  # progress moves it
         if left > REARM_MIN_S:
-            asyncio.get_running_loop().call_later(left, self._expire, call)
+            call.timer = asyncio.get_running_loop().call_later(left, self._expire, call)
             return
         call.timing.mark_ended()
+        waited = f"within {call.timeout_s * 1000:.0f} ms"
+        if call.deadline - call.sent_at > call.timeout_s + 1e-6:
+            total_ms = (call.deadline - call.sent_at) * 1000
+            waited += f" of its last progress ({total_ms:.0f} ms in all)"
         call.outcome.set_exception(
-            DeadlineExceededError(
-                f"{self.name}/{call.tool} did not answer within {call.timeout_s * 1000:.0f} ms"
-            )
+            DeadlineExceededError(f"{self.name}/{call.tool} did not answer {waited}")
         )
         self._suspect = True
         self._abandon(call, "deadline exceeded")
@@ -674,6 +743,13 @@ class _Call:
     """The request's ``_meta`` (its idempotency key)."""
     session: ClientSession | None = None
     request_id: Any = None
+    scope: CallScope | None = None
+    """What the server's requests during the call are attributed to."""
+    sent_at: float = 0.0
+    """``loop.time()`` when the request was written."""
+    deadline: float = 0.0
+    """``loop.time()`` of the deadline (moved by progress where configured)."""
+    timer: asyncio.TimerHandle | None = None
 
 
 def _settle(call: _Call, answer: CallToolResult | Exception) -> None:
@@ -710,9 +786,16 @@ class SessionPool:
         oauth: OAuthSessions | None = None,
     ) -> None:
         self.settings = settings or PoolConfig()
+        self.hooks = ClientHooks()
+        """What the servers' requests reach beyond the pool (sampling), set once the gate
+        exists."""
         self._sessions = {
             name: _ServerSession(
-                name, cfg, self.settings, oauth.auth_for(name, cfg) if oauth else None
+                name,
+                cfg,
+                self.settings,
+                oauth.auth_for(name, cfg) if oauth else None,
+                self.hooks,
             )
             for name, cfg in servers.items()
             if cfg.enabled
@@ -779,8 +862,11 @@ class SessionPool:
         timing: CallTiming | None = None,
         queue_timeout_s: float | None = None,
         meta: dict[str, Any] | None = None,
+        scope: CallScope | None = None,
     ) -> CallToolResult:
-        """Call a tool on the server's session; ``meta`` goes in the request's ``_meta``.
+        """Call a tool on the server's session; ``meta`` goes in the request's ``_meta``;
+        ``scope`` receives the call's progress and answers the server's questions during it
+        (:mod:`hybridmcp.capabilities.client_features`).
 
         Waiting for a slot and a live session is bounded by ``queue_timeout_s`` (default
         ``max_queue_wait_ms``; past it :class:`BackPressureError`, the request never sent).
@@ -801,5 +887,5 @@ class SessionPool:
         if queue_timeout_s is None:
             queue_timeout_s = self.settings.max_queue_wait_ms / 1000
         return await self._sessions[server].call(
-            tool, arguments, timeout_s, timing, queue_timeout_s, meta
+            tool, arguments, timeout_s, timing, queue_timeout_s, meta, scope
         )

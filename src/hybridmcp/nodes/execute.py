@@ -32,12 +32,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
+from langgraph.types import interrupt
 
+from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
@@ -57,7 +62,7 @@ from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
-from hybridmcp.progress import attempt_finished, attempt_started
+from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import Batch, WorkItem
 
@@ -71,6 +76,10 @@ BATCH_SIZE = 64
 """Attempts per worker task at most. LangGraph's cost per task grows with the number of tasks
 in the step (each one's writes rescan the step's pending writes), so calls go in bounded
 batches; each call is still checkpointed on its own (:mod:`hybridmcp.journal`)."""
+ASKED = ("hybridmcp", "elicitation")
+"""Store namespace of the questions servers asked a human during a call, by idempotency key."""
+_ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answers", default=())
+"""A human's answers to the current attempt's questions (set by the node, read by its call)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
 
@@ -156,6 +165,7 @@ async def _call(
         item.get("budget"),
     )
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
+    scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
     async with asyncio.timeout(run_left):
         result = await res.gate.call(
             provider,
@@ -166,14 +176,30 @@ async def _call(
             validate=validate,
             timing=timing,
             queue_timeout_s=run_left,
+            scope=scope,
         )
-    return result.value, {
+    extra = {
         "cost": result.cost,
         "privacy": result.privacy,
         "redactions": result.redactions,
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }
+    if scope.notifications:
+        extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
+    return result.value, extra
+
+
+def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
+    """Progress notifications of the call as progress events of the run (the writer is taken
+    here, in the graph's context: the notification arrives in the session's own task)."""
+    write = current_writer()
+    who = {k: item[k] for k in ("request_id", "provider", "round")}
+
+    def report(progress: dict[str, Any]) -> None:
+        write({"type": "progress", **who, **progress})
+
+    return report
 
 
 async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
@@ -203,6 +229,8 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
             )
         else:
             error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
+    except ElicitationRequired:
+        raise  # the node pauses the run for a human (see _work)
     except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
@@ -294,9 +322,14 @@ async def _race(
     calls = {primary.task: (primary, "primary"), second.task: (second, "hedge")}
     results: dict[asyncio.Task[dict[str, Any]], dict[str, Any]] = {}
     pending: set[asyncio.Task[dict[str, Any]]] = set(calls)
-    while pending and not any(a["ok"] for a in results.values()):
-        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        results |= {t: t.result() for t in done}
+    try:
+        while pending and not any(a["ok"] for a in results.values()):
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            results |= {t: t.result() for t in done}
+    except BaseException:  # a call paused for a human's input (or this task cancelled)
+        for task in pending:
+            task.cancel()
+        raise
     attempts = []
     for task, (call, role) in calls.items():
         if task in results:
@@ -471,16 +504,66 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
         return _update([attempt | {"sent": True, "replayed": True}], [])
     await store.aput(DISPATCHED, key, {"state": "dispatched", "at": res.clock()})
-    update = await _serve(item, res)
+    try:
+        update = await _serve(item, res)
+    except ElicitationRequired:
+        # The server answered after its question was cancelled: the outcome is known, and the
+        # call is made again once a human has answered.
+        await store.adelete(DISPATCHED, key)
+        raise
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
     await store.aput(DISPATCHED, key, {"state": "done", "attempt": primary})
     return update
 
 
-async def _work(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, Any]:
-    if res.registry.provider(item["provider"]).effect == WRITE:
-        return await _once(item, res, store)
-    return await _serve(item, res)
+async def _work(
+    item: WorkItem, res: Resources, store: BaseStore, answers: Sequence[Any] = ()
+) -> dict[str, Any]:
+    """One attempt; ``answers``: a person's answers to the questions its server asked so far
+    (elicitation ``ask``, see :func:`_batch`)."""
+    token = _ANSWERS.set(tuple(answers))
+    try:
+        if res.registry.provider(item["provider"]).effect == WRITE:
+            return await _once(item, res, store)
+        return await _serve(item, res)
+    finally:
+        _ANSWERS.reset(token)
+
+
+def _question(item: WorkItem, question: dict[str, Any], order: int) -> dict[str, Any]:
+    """What the person sees: the server's question, and the request it came from."""
+    return {
+        **question,
+        "request_id": item["request_id"],
+        "skill": item["skill"],
+        "provider": item["provider"],
+        "question": "Answer with an object of the requested fields, or 'decline' or 'cancel'.",
+        "order": order,
+    }
+
+
+async def _asked(store: BaseStore, items: Sequence[WorkItem]) -> dict[str, list[dict[str, Any]]]:
+    """The questions servers asked a person during the batch's calls so far, by call."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        kept = await store.aget(ASKED, item["idempotency_key"])
+        if kept is not None:
+            found[item["idempotency_key"]] = list(kept.value["questions"])
+    return found
+
+
+def _answer(questions: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
+    """Each question put to the person with ``interrupt()``, in the order they were asked (so
+    a resumed node meets them in the order LangGraph kept their answers); the first without
+    an answer pauses the run."""
+    answers: dict[str, list[Any]] = {key: [] for key in questions}
+    ordered = sorted(
+        ((q["order"], key, q) for key, qs in questions.items() for q in qs),
+        key=lambda t: (t[0], t[1]),
+    )
+    for _order, key, question in ordered:
+        answers[key].append(interrupt(question))
+    return answers
 
 
 def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
@@ -503,18 +586,30 @@ async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
     journal = await CallJournal.open(runtime.execution_info)
+    items = batch["items"]
+    questions = await _asked(store, items)
+    answers = _answer(questions)  # a resumed run: the person's answers so far
+    new: list[str] = []
 
-    async def one(item: WorkItem) -> dict[str, Any]:
+    async def one(item: WorkItem) -> dict[str, Any] | None:
         key = item["idempotency_key"]
         update = journal.done.get(key)
         if update is None:
             attempt_started(item)
-            update = await _work(item, res, store)
+            try:
+                update = await _work(item, res, store, answers.get(key, ()))
+            except ElicitationRequired as need:  # asked at the end, in the order asked
+                asked = questions.setdefault(key, [])
+                asked.append(_question(item, need.question, time.time_ns()))
+                await store.aput(ASKED, key, {"questions": asked})
+                new.append(key)
+                return None
+            if key in questions:
+                await store.adelete(ASKED, key)
             await journal.record(key, update)
         attempt_finished(update)
         return update
 
-    items = batch["items"]
     if len(items) == 1:
         updates = [await one(items[0])]
     else:  # a call that fails the batch (its store or journal) cancels the others
@@ -524,8 +619,11 @@ async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
         updates = [task.result() for task in tasks]
-    attempts = [a for u in updates for a in u["attempts"]]
-    return _update(attempts, [e for u in updates for e in u.get("events", ())])
+    if new:  # the calls that finished are journaled; the run pauses for the person
+        _answer({key: [questions[key][-1]] for key in new})
+    done = [u for u in updates if u is not None]
+    attempts = [a for u in done for a in u["attempts"]]
+    return _update(attempts, [e for u in done for e in u.get("events", ())])
 
 
 async def internal(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:

@@ -29,7 +29,14 @@ def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str,
     """What happened, next to what arbitration predicted of the provider (None for a provider
     it did not score)."""
     keep = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
-    when_set = ("queue_ms", "error_kind", "cancelled", "censored", "hedge")
+    when_set = (
+        "queue_ms",
+        "error_kind",
+        "cancelled",
+        "censored",
+        "hedge",
+        "progress_notifications",
+    )
     prediction = scores.get(attempt["provider"], {}).get("prediction")
     predicted = (
         {k: round(prediction[k], 4) for k in ("latency_ms", "p95_latency_ms", "success")}

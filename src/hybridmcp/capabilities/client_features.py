@@ -1,0 +1,388 @@
+"""What hybridmcp answers when an MCP server speaks to it: identity, roots, log messages,
+progress, elicitation and sampling (the client side of the protocol).
+
+Each server's session gets the callbacks of one :class:`ServerFeatures`, built from the server's
+configuration; a capability is advertised in ``initialize`` only when it is configured
+(``roots``, ``elicitation``, ``sampling``). A server's request during a tool call is attributed
+to that call when it is the only one in flight on the session (the protocol does not say which
+call a request belongs to); otherwise it has no call: elicitation ``ask`` then declines, and
+sampling is charged to the gate's own budget and audited without a run.
+
+The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
+:func:`log_level`, :func:`sampling_messages`), tested alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import jsonschema
+from mcp.shared.context import RequestContext
+from mcp.types import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestFormParams,
+    ElicitRequestParams,
+    ElicitResult,
+    ErrorData,
+    Implementation,
+    ListRootsResult,
+    LoggingMessageNotificationParams,
+    Root,
+    TextContent,
+)
+from pydantic import FileUrl
+
+from hybridmcp.errors import HybridMCPError
+
+if TYPE_CHECKING:
+    from hybridmcp.config import ServerConfig
+
+log = logging.getLogger("hybridmcp.client")
+
+
+def _installed_version() -> str:
+    try:
+        return metadata.version("hybridmcp")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+VERSION = _installed_version()
+"""hybridmcp's installed version, read once at import (reading it later would touch the file
+system on the event loop)."""
+
+
+def client_info() -> Implementation:
+    """The ``clientInfo`` of ``initialize``: hybridmcp and its installed version."""
+    return Implementation(name="hybridmcp", version=VERSION)
+
+
+class ElicitationRequired(HybridMCPError):
+    """A server asked for a human's input during a call and no answer is known yet: the run
+    pauses with ``interrupt()`` and the call is made again with the answer."""
+
+    def __init__(self, question: dict[str, Any]) -> None:
+        super().__init__(f"MCP server {question.get('server')!r} asks: {question.get('message')}")
+        self.question = question
+
+
+@dataclass
+class CallScope:
+    """One tool call in flight, as the server's requests during it see it."""
+
+    caller: Any = None
+    """The gate's ``CallContext`` (run, request, budget), set by the gate."""
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    """Called with each progress notification of the call (as a progress event)."""
+    answers: list[Any] = field(default_factory=list)
+    """A human's answers to this call's elicitations, in the order they are asked."""
+    asked: int = 0
+    """Elicitations answered so far in this call."""
+    question: dict[str, Any] | None = None
+    """Set when the server asked and no answer was known: the call ends with
+    :class:`ElicitationRequired`."""
+    progress: dict[str, Any] | None = None
+    """The call's last progress notification."""
+    notifications: int = 0
+    """Progress notifications received."""
+
+
+# -- pure decisions ---------------------------------------------------------------------------
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "notice": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "alert": logging.CRITICAL,
+    "emergency": logging.CRITICAL,
+}
+
+
+def log_level(level: str) -> int:
+    """The Python logging level of an MCP (syslog) level; unknown levels log as warnings."""
+    return _LEVELS.get(str(level).lower(), logging.WARNING)
+
+
+def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The answer made of the requested schema's defaults, or ``None`` when a required field
+    has no default (then there is no answer to give without a human)."""
+    properties = schema.get("properties")
+    required = schema.get("required")
+    content = {
+        name: prop["default"]
+        for name, prop in (properties.items() if isinstance(properties, Mapping) else ())
+        if isinstance(prop, Mapping) and "default" in prop
+    }
+    names = required if isinstance(required, list) else []
+    if any(not isinstance(name, str) or name not in content for name in names):
+        return None
+    return content
+
+
+def human_answer(answer: Any, schema: Mapping[str, Any]) -> ElicitResult:
+    """A human's answer as the elicitation's result: ``"decline"`` or ``"cancel"`` (or a
+    mapping ``{"action": ...}``) say no; a mapping of the schema's fields accepts. An answer
+    that does not fit the schema raises :class:`ValueError` naming the field."""
+    if isinstance(answer, str) and answer in ("decline", "cancel"):
+        return ElicitResult(action=answer)
+    if isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel"):
+        return ElicitResult(action=answer["action"])
+    if isinstance(answer, Mapping) and answer.get("action") == "accept":
+        answer = answer.get("content") or {}
+    if not isinstance(answer, Mapping):
+        raise ValueError(
+            f"an answer must be 'decline', 'cancel' or an object of the requested fields, "
+            f"got {type(answer).__name__}"
+        )
+    content = {**(schema_defaults({"properties": schema.get("properties")}) or {})}
+    content.update(answer)
+    try:
+        jsonschema.validate(content, dict(schema))
+    except jsonschema.ValidationError as err:
+        where = ".".join(str(p) for p in err.absolute_path) or "answer"
+        raise ValueError(f"{where}: {err.message}") from None
+    except jsonschema.SchemaError as err:
+        raise ValueError(f"the server's requested schema is not valid: {err.message}") from None
+    return ElicitResult(action="accept", content=content)
+
+
+def sampling_messages(params: CreateMessageRequestParams) -> list[dict[str, str]]:
+    """The server's sampling request as chat messages (non-text content is named, not sent)."""
+    messages = []
+    if params.systemPrompt:
+        messages.append({"role": "system", "content": params.systemPrompt})
+    for message in params.messages:
+        parts = message.content if isinstance(message.content, list) else [message.content]
+        text = "\n".join(
+            getattr(p, "text", None) or f"[{getattr(p, 'type', 'content')} omitted]" for p in parts
+        )
+        messages.append({"role": message.role, "content": text})
+    return messages
+
+
+# -- the callbacks of one server ----------------------------------------------------------------
+
+
+SampleFn = Callable[
+    [str, "ServerConfig", list[dict[str, str]], int, Any], Awaitable[tuple[str, str]]
+]
+"""``(server, config, messages, max_tokens, caller) -> (answer text, model name)``: the gate's
+sampling path (privacy, budget, LM, audit); raises :class:`HybridMCPError` to refuse."""
+
+
+@dataclass
+class ClientHooks:
+    """What the sessions' callbacks reach beyond the pool, attached once the gate exists."""
+
+    sample: SampleFn | None = None
+    record: Callable[[dict[str, Any]], Any] | None = None
+    """The audit trail's ``append``: what a server was answered when it asked for input."""
+
+
+class ServerFeatures:
+    """The client features one server's session offers, and their callbacks."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        scope: Callable[[], CallScope | None],
+        hooks: ClientHooks,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._scope = scope
+        self._hooks = hooks
+        self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
+
+    def session_kwargs(self) -> dict[str, Any]:
+        """The ``ClientSession`` keywords: identity, log and message handlers always; roots,
+        elicitation and sampling when configured (which is what ``initialize`` advertises)."""
+        kwargs: dict[str, Any] = {
+            "client_info": client_info(),
+            "logging_callback": self.on_log,
+            "message_handler": self.on_message,
+        }
+        if self.config.roots is not None:
+            kwargs["list_roots_callback"] = self.list_roots
+        if self.config.elicitation is not None:
+            kwargs["elicitation_callback"] = self.elicit
+        if self.config.sampling is not None:
+            kwargs["sampling_callback"] = self.sample
+        return kwargs
+
+    async def list_roots(self, context: RequestContext[Any, Any]) -> ListRootsResult:
+        roots = self.config.roots or []
+        return ListRootsResult(
+            roots=[Root(uri=FileUrl(uri), name=uri.rstrip("/").rsplit("/", 1)[-1]) for uri in roots]
+        )
+
+    async def on_log(self, params: LoggingMessageNotificationParams) -> None:
+        source = f"{self.name}/{params.logger}" if params.logger else self.name
+        self.server_log.log(log_level(params.level), "%s: %s", source, params.data)
+
+    async def on_message(self, message: Any) -> None:
+        """Anything the session could not read (a server writing garbage to stdout) is logged
+        as one line; the session goes on."""
+        if isinstance(message, Exception):
+            log.info(
+                "MCP server %r sent something that is not a JSON-RPC message: %s",
+                self.name,
+                _one_line(message),
+            )
+
+    async def elicit(
+        self, context: RequestContext[Any, Any], params: ElicitRequestParams
+    ) -> ElicitResult | ErrorData:
+        """Answer by policy; every answer that goes back to the server is audited (its action
+        and the names of the fields given, never their values)."""
+        scope = self._scope()
+        result = self._elicited(params, scope)
+        if self._hooks.record is not None:
+            caller = scope.caller if scope is not None else None
+            self._hooks.record(
+                {
+                    "kind": "elicitation",
+                    "run_id": getattr(caller, "run_id", None),
+                    "request_id": getattr(caller, "request_id", None),
+                    "server": self.name,
+                    "policy": self.config.elicitation,
+                    "action": getattr(result, "action", "error"),
+                    "fields": sorted(getattr(result, "content", None) or {}),
+                    "paused": scope is not None and scope.question is not None,
+                }
+            )
+        return result
+
+    def _elicited(
+        self, params: ElicitRequestParams, scope: CallScope | None
+    ) -> ElicitResult | ErrorData:
+        policy = self.config.elicitation
+        if not isinstance(params, ElicitRequestFormParams):
+            log.info("MCP server %r asked for a URL elicitation: declined", self.name)
+            return ElicitResult(action="decline")
+        schema = dict(params.requestedSchema)
+        if policy == "defaults":
+            content = schema_defaults(schema)
+            if content is None:
+                log.info("MCP server %r: a required field has no default: declined", self.name)
+                return ElicitResult(action="decline")
+            return ElicitResult(action="accept", content=content)
+        if policy != "ask":
+            return ElicitResult(action="decline")
+        if scope is None:
+            log.warning(
+                "MCP server %r asked for input outside a single call in flight: declined",
+                self.name,
+            )
+            return ElicitResult(action="decline")
+        if scope.asked < len(scope.answers):
+            answer = scope.answers[scope.asked]
+            scope.asked += 1
+            try:
+                return human_answer(answer, schema)
+            except ValueError as err:
+                return ErrorData(code=INVALID_REQUEST, message=f"invalid answer: {err}")
+        scope.question = {
+            "type": "elicitation",
+            "server": self.name,
+            "message": params.message,
+            "requested_schema": schema,
+            "answers_so_far": scope.asked,
+        }
+        return ElicitResult(action="cancel")
+
+    async def sample(
+        self, context: RequestContext[Any, Any], params: CreateMessageRequestParams
+    ) -> CreateMessageResult | ErrorData:
+        sample = self._hooks.sample
+        if self.config.sampling != "lm" or sample is None:
+            return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
+        scope = self._scope()
+        max_tokens = max(1, min(params.maxTokens, self.config.sampling_max_tokens))
+        try:
+            text, model = await sample(
+                self.name,
+                self.config,
+                sampling_messages(params),
+                max_tokens,
+                scope.caller if scope is not None else None,
+            )
+        except HybridMCPError as err:
+            return ErrorData(code=INVALID_REQUEST, message=f"sampling refused: {err}")
+        except Exception as err:  # the model failed: the server gets an error, the run goes on
+            log.warning("sampling for MCP server %r failed: %s", self.name, _one_line(err))
+            return ErrorData(code=INTERNAL_ERROR, message=f"sampling failed: {_one_line(err)}")
+        return CreateMessageResult(
+            role="assistant",
+            content=TextContent(type="text", text=text),
+            model=model,
+            stopReason="endTurn",
+        )
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text[:300]
+
+
+def make_sampler(gate: Any, lms: Callable[[], Mapping[str, Any]], timeout_s: float) -> SampleFn:
+    """The sampling path of a server's session: the LM of the server's ``sampling_role``,
+    called through :meth:`hybridmcp.capabilities.gate.Gate.sample` (privacy, budget, deadline,
+    audit)."""
+
+    async def sample(
+        server: str,
+        config: ServerConfig,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        caller: Any,
+    ) -> tuple[str, str]:
+        role = config.sampling_role
+        lm = lms().get(role)
+        if lm is None:
+            raise HybridMCPError(f"no model for role {role!r}: set llm_config.{role}_model")
+
+        async def complete() -> tuple[str, str]:
+            answer = await lm.acall(_lm_request(lm, messages, max_tokens))
+            if isinstance(answer, list):  # an LM of the older list-returning interface
+                first = answer[0] if answer else ""
+                text = first if isinstance(first, str) else str(first.get("text") or "")
+            else:
+                text = answer.text or ""
+            return text, str(getattr(lm, "model", role))
+
+        answer: tuple[str, str] = await gate.sample(
+            server, config, messages, complete, caller, timeout_s=timeout_s
+        )
+        return answer
+
+    return sample
+
+
+def _lm_request(lm: Any, messages: list[dict[str, str]], max_tokens: int) -> Any:
+    """The chat as a dspy ``lm15`` request (system prompt apart, at most ``max_tokens``)."""
+    from dspy.lm15 import Config, Message, Request
+
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system") or None
+    turns = tuple(
+        Message.assistant(m["content"]) if m["role"] == "assistant" else Message.user(m["content"])
+        for m in messages
+        if m["role"] != "system"
+    )
+    return Request(
+        model=str(getattr(lm, "model", "")),
+        messages=turns,
+        system=system,
+        config=Config(max_tokens=max_tokens),
+    )

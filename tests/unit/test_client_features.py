@@ -1,0 +1,208 @@
+"""The client features' pure decisions: defaults of a requested schema, a human's answer, log
+levels, sampling messages, roots from configuration."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mcp.types import CreateMessageRequestParams, ImageContent, SamplingMessage, TextContent
+
+from hybridmcp.capabilities.client_features import (
+    client_info,
+    human_answer,
+    log_level,
+    sampling_messages,
+    schema_defaults,
+)
+from hybridmcp.config import load_config, parse_config, root_uri
+from hybridmcp.errors import ConfigError
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "count": {"type": "integer", "minimum": 1, "default": 3},
+        "city": {"type": "string", "default": "Lisbon"},
+    },
+    "required": ["name"],
+}
+
+values = st.one_of(st.integers(), st.text(max_size=5), st.booleans(), st.none())
+
+
+def test_defaults_answer_only_when_every_required_field_has_one() -> None:
+    assert schema_defaults(SCHEMA) is None
+    optional = {**SCHEMA, "required": []}
+    assert schema_defaults(optional) == {"count": 3, "city": "Lisbon"}
+    assert schema_defaults({"type": "object"}) == {}
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=6), values, max_size=6), st.data())
+def test_defaults_are_exactly_the_declared_defaults(defaults: dict[str, Any], data) -> None:
+    names = list(defaults)
+    required = data.draw(st.lists(st.sampled_from(names), unique=True)) if names else []
+    extra = data.draw(st.lists(st.text(min_size=1, max_size=6), max_size=2))
+    schema = {
+        "properties": {
+            **{n: {"type": "string"} for n in extra if n not in defaults},
+            **{n: {"default": v} for n, v in defaults.items()},
+        },
+        "required": required + [n for n in extra if n not in defaults][:1],
+    }
+    got = schema_defaults(schema)
+    if any(n not in defaults for n in schema["required"]):
+        assert got is None
+    else:
+        assert got == defaults
+
+
+def test_a_human_answer_is_checked_against_the_schema_and_completed_by_defaults() -> None:
+    result = human_answer({"name": "Ada"}, SCHEMA)
+    assert result.action == "accept"
+    assert result.content == {"name": "Ada", "count": 3, "city": "Lisbon"}
+    assert human_answer({"action": "accept", "content": {"name": "Bo"}}, SCHEMA).content == {
+        "name": "Bo",
+        "count": 3,
+        "city": "Lisbon",
+    }
+    assert human_answer("decline", SCHEMA).action == "decline"
+    assert human_answer({"action": "cancel"}, SCHEMA).action == "cancel"
+    with pytest.raises(ValueError, match="count"):
+        human_answer({"name": "Ada", "count": 0}, SCHEMA)
+    with pytest.raises(ValueError, match="'name' is a required property"):
+        human_answer({"city": "Porto"}, SCHEMA)
+    with pytest.raises(ValueError, match="got int"):
+        human_answer(7, SCHEMA)
+    with pytest.raises(ValueError, match="requested schema is not valid"):
+        human_answer({"a": 1}, {"type": "object", "properties": {"a": {"type": 5}}})
+
+
+@given(st.one_of(values, st.lists(values, max_size=3)))
+def test_any_answer_is_a_result_or_one_clear_error(answer: Any) -> None:
+    try:
+        result = human_answer(answer, SCHEMA)
+    except ValueError as err:
+        assert str(err) and "\n" not in str(err)
+    else:
+        assert result.action in ("accept", "decline", "cancel")
+
+
+def test_log_levels_map_syslog_levels_and_unknown_ones_warn() -> None:
+    assert log_level("debug") == logging.DEBUG
+    assert log_level("notice") == logging.INFO
+    assert log_level("emergency") == logging.CRITICAL
+    assert log_level("loud") == logging.WARNING
+
+
+def test_sampling_messages_keep_text_and_name_what_is_not_text() -> None:
+    params = CreateMessageRequestParams(
+        messages=[
+            SamplingMessage(role="user", content=TextContent(type="text", text="hello")),
+            SamplingMessage(
+                role="user", content=ImageContent(type="image", data="AA==", mimeType="image/png")
+            ),
+        ],
+        systemPrompt="be brief",
+        maxTokens=5,
+    )
+    assert sampling_messages(params) == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello"},
+        {"role": "user", "content": "[image omitted]"},
+    ]
+
+
+def test_client_info_names_hybridmcp() -> None:
+    info = client_info()
+    assert info.name == "hybridmcp" and info.version
+
+
+def test_roots_are_file_uris_relative_to_the_config_file(tmp_path: Path) -> None:
+    assert root_uri("/srv/data") == "file:///srv/data"
+    assert root_uri("file:///x/y") == "file:///x/y"
+    assert root_uri("data", tmp_path) == (tmp_path / "data").resolve().as_uri()
+    config = tmp_path / "c.yaml"
+    config.write_text("mcpServers:\n  fs: {command: x, roots: [data, /abs]}\n")
+    assert load_config(config).mcpServers["fs"].roots == [
+        (tmp_path / "data").resolve().as_uri(),
+        "file:///abs",
+    ]
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.roots.*file:// URI"):
+        parse_config({"mcpServers": {"fs": {"command": "x", "roots": ["https://a/b"]}}})
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.sampling: .*llm_config\.planner_model"):
+        parse_config(
+            {"mcpServers": {"fs": {"command": "x", "sampling": "lm", "sampling_role": "planner"}}}
+        )
+    with pytest.raises(ConfigError, match=r"mcpServers\.fs\.elicitation"):
+        parse_config({"mcpServers": {"fs": {"command": "x", "elicitation": "always"}}})
+
+
+QUESTION = {
+    "type": "elicitation",
+    "server": "s",
+    "message": "Who?",
+    "requested_schema": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "title": "Name"},
+            "count": {"type": "integer", "default": 3},
+            "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name"],
+    },
+}
+
+
+def scripted(*replies: str) -> Any:
+    """``ask(label, default)`` answering from a script (an empty reply takes the default)."""
+    queue = list(replies)
+
+    def ask(label: str, default: str | None) -> str:
+        reply = queue.pop(0)
+        return reply or (default or "")
+
+    return ask
+
+
+def test_a_terminal_answer_is_asked_field_by_field_and_typed() -> None:
+    from hybridmcp.cli import answer_question
+
+    answer = answer_question(QUESTION, scripted("", "Ada", "x", "", "yes", "a, b"))
+    assert answer == {"name": "Ada", "count": 3, "ok": True, "tags": ["a", "b"]}
+    assert answer_question(QUESTION, scripted("decline")) == "decline"
+    assert answer_question({"type": "conflict_review"}, scripted("external")) == "external"
+    assert answer_question({"type": "conflict_review"}, scripted('{"now": 1}')) == {"now": 1}
+
+
+schemas = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {}, optional={"properties": schemas, "required": schemas, "type": schemas}
+    ),
+    st.one_of(schemas, st.dictionaries(st.text(max_size=4), schemas, max_size=3)),
+)
+def test_any_schema_a_server_sends_gives_an_answer_or_one_clear_error(
+    schema: dict[str, Any], answer: Any
+) -> None:
+    defaults = schema_defaults(schema)
+    assert defaults is None or isinstance(defaults, dict)
+    try:
+        result = human_answer(answer, schema)
+    except ValueError as err:
+        assert str(err)
+    else:
+        assert result.action in ("accept", "decline", "cancel")
