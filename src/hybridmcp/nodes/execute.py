@@ -580,7 +580,8 @@ def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
 
 
 async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Make a batch's attempts concurrently. Each call is checkpointed as it finishes
+    """Make a batch's attempts concurrently (one at a time with
+    ``coordination_config.parallel_execution`` off). Each call is checkpointed as it finishes
     (:mod:`hybridmcp.journal`), so a resumed run replays the calls that finished instead of
     making them again; progress is reported per call."""
     res = await resources_for(runtime.context)
@@ -610,8 +611,8 @@ async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         attempt_finished(update)
         return update
 
-    if len(items) == 1:
-        updates = [await one(items[0])]
+    if len(items) == 1 or not res.config.coordination_config.parallel_execution:
+        updates = [await one(item) for item in items]  # one at a time
     else:  # a call that fails the batch (its store or journal) cancels the others
         try:
             async with asyncio.TaskGroup() as group:
