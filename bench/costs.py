@@ -13,7 +13,7 @@ the two variants run interleaved (medians of ``--repeats``), on one coordinator 
   frozen (fresh processes, alternating: unfreezing later would not undo the collector's
   accounting);
 - ``inline-builtins``: ``time.now`` run on the event loop, against in a worker thread;
-- ``arbitration-memo``: :func:`hybridmcp.policy.scoring.arbitrate` for N requests of one skill
+- ``arbitration-memo``: :func:`hybridmcp.policy.arbitration.arbitrate` for N requests of one skill
   with one memo, against a fresh computation (and copy) per request.
 
 Results: ``bench/results/costs.json`` and ``.md``.
@@ -39,8 +39,8 @@ from hybridmcp.capabilities import builtin
 from hybridmcp.config import ArbitrationConfig, CapabilityMapping, OptimizationCriteria
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.nodes import execute
+from hybridmcp.policy.arbitration import Candidate, analyze_requirements, arbitrate
 from hybridmcp.policy.learning import Prediction
-from hybridmcp.policy.scoring import Candidate, analyze_requirements, arbitrate
 from hybridmcp.task import parse_task
 
 

@@ -51,7 +51,7 @@ class Attempt(TypedDict, total=False):
 
 
 class Allocation(TypedDict, total=False):
-    """Who serves a request and why (``arbitrate``; see :func:`policy.scoring.arbitrate`)."""
+    """Who serves a request and why (``arbitrate``; see :func:`policy.arbitration.arbitrate`)."""
 
     mode: Required[str]
     """``internal``, ``external``, ``hybrid`` or ``none``."""

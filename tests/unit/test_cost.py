@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hybridmcp.config import OptimizationCriteria
+from hybridmcp.policy.arbitration import Candidate
 from hybridmcp.policy.cost import (
     BUDGET_EXHAUSTED,
     MAX_PRESSURE,
@@ -14,7 +15,6 @@ from hybridmcp.policy.cost import (
     pressure,
 )
 from hybridmcp.policy.learning import Prediction
-from hybridmcp.policy.scoring import Candidate
 
 
 def _candidate(pid: str, side: str = "external") -> Candidate:

@@ -5,10 +5,10 @@ from mcp.types import Tool, ToolAnnotations
 
 from hybridmcp.capabilities.registry import build_registry
 from hybridmcp.config import ResilienceConfig, parse_config
+from hybridmcp.policy.arbitration import add_probe, arbitrate
+from hybridmcp.policy.degradation import plan_round
 from hybridmcp.policy.effects import tool_effect
 from hybridmcp.policy.hedging import watch_plan
-from hybridmcp.policy.resilience import plan_round
-from hybridmcp.policy.scoring import add_probe, arbitrate
 from tests.unit.test_scoring import ARB, CRIT, MAP, analyze_requirements, cand
 
 

@@ -8,8 +8,8 @@ from hybridmcp.config import (
     HedgingConfig,
     ResilienceConfig,
 )
+from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, assess, plan_round, shape_error
 from hybridmcp.policy.hedging import HedgeBudget, hedge_target, slow_threshold_ms, watch_plan
-from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, assess, plan_round, shape_error
 
 
 def prediction(latency=10.0, p95=20.0, n=20, success=1.0, cost=0.001, quality=0.9):

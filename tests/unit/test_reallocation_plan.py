@@ -1,4 +1,4 @@
-from hybridmcp.policy.resilience import plan_round
+from hybridmcp.policy.degradation import plan_round
 
 SIDES = {"i": "internal", "e": "external"}
 

@@ -1,8 +1,8 @@
 import pytest
 
 from hybridmcp.config import ArbitrationConfig, CapabilityMapping, OptimizationCriteria
+from hybridmcp.policy.arbitration import Candidate, analyze_requirements, arbitrate, security_score
 from hybridmcp.policy.learning import Prediction
-from hybridmcp.policy.scoring import Candidate, analyze_requirements, arbitrate, security_score
 
 CRIT, ARB, MAP = OptimizationCriteria(), ArbitrationConfig(), CapabilityMapping()
 
@@ -140,7 +140,7 @@ def test_fallback_off_keeps_reallocation_and_hedging_on_the_pinned_side():
 
 
 def test_a_probe_cross_validates_a_single_side_allocation_with_the_recovering_provider():
-    from hybridmcp.policy.scoring import add_probe
+    from hybridmcp.policy.arbitration import add_probe
 
     a = decide([cand("i", "internal"), cand("e", "external", latency=5000, cost=0.1)])
     assert a["mode"] == "internal"

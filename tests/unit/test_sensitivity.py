@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.config import parse_config
-from hybridmcp.policy import disclosure, scoring
+from hybridmcp.policy import arbitration as scoring
+from hybridmcp.policy import disclosure
 from hybridmcp.policy.learning import Prediction
 from hybridmcp.policy.privacy import Sensitivity as PrivacySensitivity
 from hybridmcp.sensitivity import Sensitivity

@@ -9,8 +9,8 @@ from hybridmcp.config import (
     parse_config,
 )
 from hybridmcp.errors import ConfigError
+from hybridmcp.policy.arbitration import Candidate, analyze_requirements, arbitrate, audit_draw
 from hybridmcp.policy.learning import Prediction
-from hybridmcp.policy.scoring import Candidate, analyze_requirements, arbitrate, audit_draw
 
 CRIT, MAP = OptimizationCriteria(), CapabilityMapping()
 AGREED = {"cross_validations": 40, "agreement_rate": 1.0, "agreement_streak": 40}

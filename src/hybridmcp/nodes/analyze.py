@@ -11,8 +11,8 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
+from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess
-from hybridmcp.policy.scoring import analyze_requirements
 from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State

@@ -9,6 +9,8 @@ from langgraph.runtime import Runtime
 from hybridmcp.capabilities.registry import Provider, Skill
 from hybridmcp.events import EventCode
 from hybridmcp.memory import load_stats
+from hybridmcp.policy.arbitration import Candidate, add_probe
+from hybridmcp.policy.arbitration import arbitrate as decide
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
 from hybridmcp.policy.disclosure import (
     DisclosurePlan,
@@ -18,8 +20,6 @@ from hybridmcp.policy.disclosure import (
 )
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.policy.learning import ProviderStats, predict
-from hybridmcp.policy.scoring import Candidate, add_probe
-from hybridmcp.policy.scoring import arbitrate as decide
 from hybridmcp.prompts.arbitrator import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem, work_item

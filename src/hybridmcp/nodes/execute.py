@@ -60,8 +60,8 @@ from hybridmcp.errors import (
 from hybridmcp.events import EventCode
 from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
+from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
-from hybridmcp.policy.resilience import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import Batch, WorkItem

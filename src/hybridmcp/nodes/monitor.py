@@ -6,8 +6,8 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.policy.degradation import plan_round
 from hybridmcp.policy.integration import UNRESOLVED, answer_for, integrate
-from hybridmcp.policy.resilience import plan_round
 from hybridmcp.records import Attempt
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State

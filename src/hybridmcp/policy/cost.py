@@ -21,7 +21,7 @@ from typing import Any
 from hybridmcp.config import OptimizationCriteria
 from hybridmcp.errors import BudgetExhausted
 from hybridmcp.events import EventCode
-from hybridmcp.policy.scoring import Candidate
+from hybridmcp.policy.arbitration import Candidate
 
 BUDGET_EXHAUSTED = EventCode.BUDGET_EXHAUSTED
 MAX_PRESSURE = 3.0

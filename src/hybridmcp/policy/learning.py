@@ -201,7 +201,7 @@ def observe_verdict(stats: ProviderStats, *, confirmed: bool, now: float) -> Pro
 def observe_agreement(stats: ProviderStats, *, agreed: bool, now: float) -> ProviderStats:
     """Fold one cross-validation outcome into the statistics. A disagreement ends the streak
     of agreements, which is what lets arbitration stop cross-validating a skill (see
-    :func:`hybridmcp.policy.scoring.validation_evidence`)."""
+    :func:`hybridmcp.policy.arbitration.validation_evidence`)."""
     return replace(
         stats,
         cross_validations=stats.cross_validations + 1,
