@@ -16,12 +16,15 @@ written, its head never saved).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
@@ -183,22 +186,183 @@ def _stamp(path: str) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-@asynccontextmanager
-async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+# --------------------------------------------------------------------------------------------
+# PostgreSQL: one pool per process, shared by the checkpointer and the store.
+# --------------------------------------------------------------------------------------------
+
+PG_CONNECT_TIMEOUT_S = 10
+"""How long to wait for the server before saying it is unreachable."""
+PG_POOL_MAX = 8
+"""Connections per process (the checkpointer, the store and the learning locks share them)."""
+SETUP_TIMEOUT_S = 120.0
+"""Longest wait for another process creating or migrating the tables."""
+SCHEMA_TABLE = "hybridmcp_schema"
+_SETUP_LOCK = 0x48594D43  # advisory lock held while a process creates or migrates the tables
+
+
+def pg_where(url: str) -> str:
+    """The server and database of a PostgreSQL URL, without its password: for messages."""
     try:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from langgraph.store.postgres.aio import AsyncPostgresStore
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://?"
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{host}{port}/{info.get('dbname') or ''}"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _pg_refuse(url: str, why: str) -> ConfigError:
+    return ConfigError(f"database {pg_where(url)} {why} (choose another with --db or ${ENV_DB})")
+
+
+def _pg_imports() -> None:
+    try:
+        import langgraph.checkpoint.postgres.aio
+        import langgraph.store.postgres.aio  # noqa: F401
+        import psycopg_pool  # noqa: F401
     except ImportError:
         raise ConfigError(
             "a postgresql:// database needs the postgres extra: pip install 'hybridmcp[postgres]'"
         ) from None
-    async with (
-        AsyncPostgresSaver.from_conn_string(url) as saver,
-        AsyncPostgresStore.from_conn_string(url) as store,
-    ):
-        await saver.setup()
-        await store.setup()
+
+
+async def _pg_connect(url: str) -> Any:
+    """One autocommit connection, or the one-line reason the server cannot be reached."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=PG_CONNECT_TIMEOUT_S,
+        )
+    except psycopg.Error as err:
+        raise _pg_refuse(url, f"is unreachable: {_one_line(err)}") from None
+
+
+async def _pg_versions(conn: Any) -> dict[str, int | None]:
+    """The highest migration of each schema found in the database (None: no such table)."""
+    found: dict[str, int | None] = {}
+    for table in (SCHEMA_TABLE, "checkpoint_migrations", "store_migrations"):
+        exists = await (await conn.execute("SELECT to_regclass(%s) AS t", (table,))).fetchone()
+        if exists["t"] is None:
+            found[table] = None
+            continue
+        column = "version" if table == SCHEMA_TABLE else "v"
+        row = await (await conn.execute(f"SELECT max({column}) AS v FROM {table}")).fetchone()
+        found[table] = row["v"]
+    return found
+
+
+def pg_schema_problem(versions: dict[str, int | None]) -> str | None:
+    """Why a database whose schemas are at ``versions`` cannot be used by this version, if so:
+    tables migrated further than this hybridmcp (or its LangGraph savers) knows."""
+    from langgraph.checkpoint.postgres.base import BasePostgresSaver
+    from langgraph.store.postgres.base import BasePostgresStore
+
+    known = {
+        SCHEMA_TABLE: (SCHEMA_VERSION, "hybridmcp"),
+        "checkpoint_migrations": (len(BasePostgresSaver.MIGRATIONS) - 1, "checkpointer"),
+        "store_migrations": (len(BasePostgresStore.MIGRATIONS) - 1, "store"),
+    }
+    for table, (newest, what) in known.items():
+        found = versions.get(table)
+        if found is not None and found > newest:
+            return (
+                f"has a schema from a newer version ({what} schema {found}, this hybridmcp "
+                f"knows up to {newest}); it was not written to. Upgrade hybridmcp"
+            )
+    return None
+
+
+async def _pg_setup_lock(url: str, conn: Any) -> None:
+    """Wait for the setup lock by polling: a backend blocked in ``pg_advisory_lock`` holds a
+    snapshot, which the holder's ``CREATE INDEX CONCURRENTLY`` (a store migration) would wait
+    for: a deadlock PostgreSQL does not detect."""
+    deadline = time.monotonic() + SETUP_TIMEOUT_S
+    while True:
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_SETUP_LOCK,))
+        ).fetchone()
+        if row["ok"]:
+            return
+        if time.monotonic() > deadline:
+            raise _pg_refuse(
+                url, f"is being set up by another process for over {SETUP_TIMEOUT_S:.0f} s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> None:
+    """Check the schema versions, then create or migrate the tables: one process at a time
+    (an advisory lock), since LangGraph's migrations are not safe to run concurrently."""
+    conn = await _pg_connect(url)
+    try:
+        await _pg_setup_lock(url, conn)
+        problem = pg_schema_problem(await _pg_versions(conn))
+        if problem:
+            raise _pg_refuse(url, problem)
+        await saver.setup()  # type: ignore[attr-defined]
+        await store.setup()  # type: ignore[attr-defined]
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY)"
+        )
+        await conn.execute(
+            f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (%s) ON CONFLICT DO NOTHING",
+            (SCHEMA_VERSION,),
+        )
+        await conn.execute(PostgresHeads.CREATE)
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    _pg_imports()
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=PG_POOL_MAX,
+        open=False,
+        timeout=60,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        },
+    )
+    await (await _pg_connect(url)).close()  # unreachable: one clear line, before the pool
+    try:
+        await pool.open(wait=True, timeout=PG_CONNECT_TIMEOUT_S * 2)
+    except Exception as err:
+        await pool.close()
+        raise _pg_refuse(url, f"is unreachable: {_one_line(err)}") from None
+    try:
+        saver = AsyncPostgresSaver(conn=pool)
+        store = AsyncPostgresStore(conn=pool)
+        try:
+            await _pg_setup(url, saver, store)
+        except psycopg.Error as err:
+            raise _pg_refuse(url, f"cannot be used: {_one_line(err)}") from None
         yield saver, store
+    finally:
+        await pool.close()
 
 
 class SqliteHeads:
@@ -249,23 +413,99 @@ class SqliteHeads:
             )
 
 
+class PostgresHeads:
+    """Audit-trail heads in a PostgreSQL table (``audit.HeadAnchor``), beside the runs.
+
+    Appends save heads synchronously (under the trail file's lock), so this holds one
+    synchronous connection of its own, made on first use and made again if it broke."""
+
+    TABLE = SqliteHeads.TABLE
+    CREATE = (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (trail TEXT PRIMARY KEY, "
+        "seq BIGINT NOT NULL, mac TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = pg_where(url)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _error(self, err: BaseException) -> AuditError:
+        return AuditError(
+            f"audit head database {self.db} cannot be used: {_one_line(err)} "
+            "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
+        )
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise AuditError(
+                "audit heads in PostgreSQL need the postgres extra: "
+                "pip install 'hybridmcp[postgres]'"
+            ) from None
+        with self._lock:
+            for attempt in (1, 2):  # a connection broken since the last call is made again
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(
+                            self.url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S
+                        )
+                        try:
+                            self._conn.execute(self.CREATE)
+                        except psycopg.errors.UniqueViolation:
+                            pass  # another process created it at the same moment
+                    return self._conn.execute(sql, params).fetchall()
+                except psycopg.OperationalError as err:
+                    self.close_connection()
+                    if attempt == 2:
+                        raise self._error(err) from None
+                except psycopg.Error as err:
+                    raise self._error(err) from None
+        raise AssertionError("unreachable")
+
+    def close_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_connection()
+
+    def load(self, trail: str) -> Head | None:
+        rows = self._execute(f"SELECT seq, mac FROM {self.TABLE} WHERE trail = %s", (trail,))
+        return Head(int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def save(self, trail: str, head: Head) -> None:
+        self._execute(
+            f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (trail) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, "
+            "updated_at = excluded.updated_at RETURNING seq",
+            (trail, head.seq, head.mac, time.time()),
+        )
+
+
 def heads_path(db: str) -> Path:
     """The audit-head file that goes with the SQLite run database ``db``."""
     path = Path(db).expanduser()
     return path.with_name(f"{path.stem}.audit-heads.db")
 
 
-def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | None:
-    """Where audit heads are anchored: ``head_db`` if given, else beside the run database ``db``
-    (as :func:`resolve_db` reads it), beside the default SQLite file when the runs live in
-    PostgreSQL; nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a
-    later run could not tell a lost anchor from a cut trail."""
-    if head_db is not None:
-        return None if head_db == MEMORY else SqliteHeads(head_db)
-    where = resolve_db(db)
+def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | PostgresHeads | None:
+    """Where audit heads are anchored: ``head_db`` if given, else with the run database ``db``
+    (as :func:`resolve_db` reads it): beside a SQLite file, in a table of a PostgreSQL one;
+    nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a later run
+    could not tell a lost anchor from a cut trail."""
+    where = resolve_db(db) if head_db is None else head_db
     if where == MEMORY:
         return None
-    return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))
+    if is_postgres(where):
+        return PostgresHeads(where)
+    return SqliteHeads(where if head_db is not None else heads_path(where))
 
 
 def tokens_path(db: str | None) -> Path | None:

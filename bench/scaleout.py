@@ -1,0 +1,277 @@
+"""Scale-out benchmark: several coordinator processes on one PostgreSQL database.
+
+    python -m bench.scaleout                        # 1, 2, 4 processes; 40 runs each
+    python -m bench.scaleout --runs 10 --processes 1,2   # a smoke run
+
+Every cell starts its worker processes (each a coordinator with its own fault-server MCP
+process over stdio, persistence opened on the database), waits until all are ready, then
+releases them together: each runs ``--runs`` durable runs (a thread each, checkpointed, learning
+into the shared statistics), ``--concurrency`` at a time. Runs/s is all runs over the time from
+the release to the last run's end; the run latency is each run's own wall time. The PostgreSQL
+cells run 1, 2 and 4 processes on one throwaway cluster (``initdb`` under a temp dir, a fresh
+database per cell); beside them one process on a SQLite file. After each cell the learned
+statistics are checked: every attempt of every run counted once.
+
+``python -m bench.scaleout worker ...`` is one worker process (the tests drive it too): it
+prints ``{"ready": ...}``, waits for a line on stdin, then prints one JSON line per run and
+``{"done": ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS, describe_machine, machine, percentile, table, write_report
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+ROOT = str(Path(__file__).resolve().parents[1])
+
+REQUESTS = [
+    {"id": "sum", "skill": "faults.calculate", "args": {"expression": "6*7"}},
+    {"id": "words", "skill": "faults.word_count", "args": {"text": "Scale out, learn once."}},
+    {"id": "echo", "skill": "faults.echo", "args": {"text": "hello"}},
+]
+
+
+def write_setup(directory: Path, *, record: Path | None = None) -> tuple[Path, Path]:
+    """A configuration (the fault server over stdio) and a task, written into ``directory``."""
+    server = ["-m", "hybridmcp.testing.faultserver"]
+    if record is not None:
+        server += ["--record", str(record)]
+    config, task = directory / "config.json", directory / "task.json"
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "faults": {
+                        "command": sys.executable,
+                        "args": server,
+                        "env": {"PYTHONPATH": SRC},
+                        "timeout_ms": 60_000,
+                    }
+                }
+            }
+        )
+    )
+    task.write_text(json.dumps({"requests": REQUESTS}))
+    return config, task
+
+
+# --------------------------------------------------------------------------------------------
+# One worker process.
+# --------------------------------------------------------------------------------------------
+
+
+def _line(data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+async def worker(args: argparse.Namespace) -> None:
+    from hybridmcp.config import load_config
+    from hybridmcp.coordinator import Coordinator
+    from hybridmcp.persistence import open_persistence
+    from hybridmcp.task import load_task
+
+    config = load_config(args.config)
+    task = load_task(args.task)
+    async with (
+        open_persistence(args.db) as (checkpointer, store),
+        Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
+    ):
+        _line({"ready": args.name})
+        await asyncio.to_thread(sys.stdin.readline)
+        slots = asyncio.Semaphore(args.concurrency)
+
+        async def one(i: int) -> None:
+            async with slots:
+                thread = f"{args.name}-{i}"
+                started = time.perf_counter()
+                out = await co.run(task, thread_id=thread)
+                ms = (time.perf_counter() - started) * 1000
+            attempts = [
+                [a["provider"], r["skill"], a["ok"]]
+                for r in out.get("results", {}).values()
+                for a in r.get("attempts", [])
+            ]
+            _line({"thread": thread, "ms": round(ms, 3), "status": out.get("status"),
+                   "attempts": attempts})  # fmt: skip
+
+        await asyncio.gather(*(one(i) for i in range(args.runs)))
+    _line({"done": args.name})
+
+
+def start_workers(
+    n: int, *, db: str, config: Path, task: Path, runs: int, concurrency: int, prefix: str
+) -> list[subprocess.Popen[str]]:
+    """``n`` worker processes, each ready (its MCP server started, the database open)."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, ROOT])}
+    procs = [
+        subprocess.Popen(
+            [
+                *(sys.executable, "-m", "bench.scaleout", "worker"),
+                *("--db", db, "--config", str(config), "--task", str(task)),
+                *("--runs", str(runs), "--concurrency", str(concurrency)),
+                *("--name", f"{prefix}{k}"),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        for k in range(n)
+    ]
+    for p in procs:
+        assert p.stdout is not None
+        first = p.stdout.readline()
+        if not first.startswith('{"ready"'):
+            for q in procs:
+                q.kill()
+            raise RuntimeError(f"a worker failed to start: {first}{p.communicate()[1][-3000:]}")
+    return procs
+
+
+def release(procs: list[subprocess.Popen[str]], timeout: float = 600) -> list[dict[str, Any]]:
+    """Let the ready workers run; every run's line once all have finished."""
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    runs: list[dict[str, Any]] = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        if p.returncode != 0:
+            raise RuntimeError(f"a worker failed ({p.returncode}): {err[-3000:]}")
+        lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+        runs += [r for r in lines if "thread" in r]
+    return runs
+
+
+async def _learned(db: str) -> dict[tuple[str, str], int]:
+    from hybridmcp.memory import all_stats
+    from hybridmcp.persistence import open_persistence
+
+    async with open_persistence(db) as (_saver, store):
+        return {(s.provider, s.skill): s.calls + s.censored for s in await all_stats(store)}
+
+
+def learned_counts(db: str) -> dict[tuple[str, str], int]:
+    """Attempts the statistics on ``db`` hold, per (provider, skill)."""
+    return asyncio.run(_learned(db))
+
+
+def attempted_counts(runs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Attempts the runs report, per (provider, skill)."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in runs:
+        for provider, skill, _ok in r["attempts"]:
+            counts[(provider, skill)] = counts.get((provider, skill), 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark.
+# --------------------------------------------------------------------------------------------
+
+
+def cell(
+    backend: str, processes: int, db: str, setup: tuple[Path, Path], runs: int, concurrency: int
+) -> dict[str, Any]:
+    config, task = setup
+    procs = start_workers(
+        processes, db=db, config=config, task=task, runs=runs, concurrency=concurrency,
+        prefix=f"{backend}{processes}-",
+    )  # fmt: skip
+    started = time.perf_counter()
+    done = release(procs)
+    wall = time.perf_counter() - started
+    latencies = [r["ms"] for r in done]
+    lost = attempted_counts(done) != learned_counts(db)
+    return {
+        "backend": backend,
+        "processes": processes,
+        "runs": len(done),
+        "ok": sum(r["status"] == "ok" for r in done),
+        "runs_per_s": round(len(done) / wall, 2),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "statistics_exact": not lost,
+    }
+
+
+def run(process_counts: list[int], runs: int, concurrency: int) -> dict[str, Any]:
+    from hybridmcp.testing.pgcluster import TempCluster
+
+    cells = []
+    with tempfile.TemporaryDirectory() as tmp, TempCluster() as cluster:
+        setup = write_setup(Path(tmp))
+        cells.append(cell("sqlite", 1, str(Path(tmp) / "runs.db"), setup, runs, concurrency))
+        for n in process_counts:
+            db = cluster.create_database(f"scaleout_{n}")
+            cells.append(cell("postgresql", n, db, setup, runs, concurrency))
+    return {"machine": machine(), "runs_per_process": runs, "concurrency": concurrency,
+            "cells": cells}  # fmt: skip
+
+
+HEADER = ["database", "processes", "runs", "ok", "runs/s", "p50 ms", "p99 ms",
+          "every attempt learned once"]  # fmt: skip
+
+
+def markdown(report: dict[str, Any]) -> str:
+    rows = [
+        [c["backend"], c["processes"], c["runs"], c["ok"], c["runs_per_s"], c["p50_ms"],
+         c["p99_ms"], "yes" if c["statistics_exact"] else "NO"]
+        for c in report["cells"]
+    ]  # fmt: skip
+    return (
+        "# Scale-out: processes on one database\n\n"
+        f"{describe_machine(report['machine'])}. {report['runs_per_process']} runs per process, "
+        f"{report['concurrency']} at a time; a run = 3 requests to the fault server "
+        "(its own stdio process per worker), checkpointed, learning into shared statistics.\n\n"
+        + table(HEADER, rows)
+        + "\n"
+    )
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
+    sub = p.add_subparsers(dest="command")
+    w = sub.add_parser("worker", help="one worker process (driven by the benchmark or tests)")
+    w.add_argument("--db", required=True)
+    w.add_argument("--config", required=True)
+    w.add_argument("--task", required=True)
+    w.add_argument("--runs", type=int, default=50)
+    w.add_argument("--concurrency", type=int, default=4)
+    w.add_argument("--name", default="w")
+    p.add_argument("--processes", default="1,2,4", help="PostgreSQL cells, comma-separated")
+    p.add_argument("--runs", type=int, default=40, help="runs per process")
+    p.add_argument("--concurrency", type=int, default=4, help="runs in flight per process")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    args = parse_args(argv)
+    if args.command == "worker":
+        asyncio.run(worker(args))
+        return None
+    report = run([int(n) for n in args.processes.split(",")], args.runs, args.concurrency)
+    write_report(args.out, "scaleout", report, markdown(report))
+    print(markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    main()
