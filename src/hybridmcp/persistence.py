@@ -64,6 +64,11 @@ def is_postgres(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
+def shown_db(db: str) -> str:
+    """The database as shown to a user: a PostgreSQL URL without its user and password."""
+    return pg_where(db) if is_postgres(db) else db
+
+
 @asynccontextmanager
 async def open_persistence(db: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     """The checkpointer and the store on ``db``, their tables created if needed."""
