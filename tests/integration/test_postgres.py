@@ -167,7 +167,7 @@ def test_four_processes_learn_every_attempt_exactly_once(pg_url, tmp_path):
 
     stats = {(s.provider, s.skill): s for s in asyncio.run(learned())}
     made = attempted_counts(runs)
-    assert set(made) <= set(stats) and sum(made.values()) >= 600
+    assert set(made) <= set(stats) and sum(made.values()) >= 400  # (a circuit may open)
     for key, n in made.items():
         assert stats[key].calls + stats[key].censored == n, (key, stats[key], n)
     succeeded: dict[tuple[str, str], int] = {}
