@@ -259,3 +259,52 @@ def test_audit_heads_follow_the_database_and_an_unreachable_one_is_an_audit_erro
     assert "\n" not in str(err.value)
     assert head_anchor(None, url).db == anchor.db  # type: ignore[union-attr]
     assert Path(str(head_anchor(str(tmp_path / "r.db")).db)).name == "r.audit-heads.db"  # type: ignore[union-attr]
+
+
+HAMMER = """
+import asyncio, sys
+from hybridmcp.memory import load_stats, save_stats, stats_lock
+from hybridmcp.persistence import open_persistence
+from hybridmcp.policy.learning import observe_call
+
+async def main(db, n):
+    lock = asyncio.Lock()
+    async with open_persistence(db) as (_saver, store):
+        async def one(i):
+            pairs = [("p", "s"), ("q", "s")]
+            async with stats_lock(store, pairs, lock):
+                loaded = await load_stats(store, pairs)
+                await asyncio.sleep(0.001)  # widen the window a lost update needs
+                await save_stats(store, [
+                    observe_call(s, ok=i % 3 != 0, latency_ms=1.0, cost=0.0, now=0.0)
+                    for s in loaded.values()
+                ])
+        await asyncio.gather(*(one(i) for i in range(n)))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_updates_of_the_same_statistics_are_never_lost(backend, request, tmp_path):
+    """Processes updating the same two records at once, on SQLite and on PostgreSQL: every
+    update is in the result (the store's own read-modify-write would lose most of them)."""
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else str(tmp_path / "s.db")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", HAMMER, db, "40"], env=cli_env(),
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    for p in procs:
+        _out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+
+    async def learned() -> list[ProviderStats]:
+        async with open_persistence(db) as (_saver, store):
+            return await all_stats(store)
+
+    stats = asyncio.run(learned())
+    assert sorted((s.provider, s.calls, s.successes) for s in stats) == [
+        ("p", 160, 4 * 26),
+        ("q", 160, 4 * 26),
+    ]
