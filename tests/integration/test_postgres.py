@@ -308,3 +308,41 @@ def test_concurrent_updates_of_the_same_statistics_are_never_lost(backend, reque
         ("p", 160, 4 * 26),
         ("q", 160, 4 * 26),
     ]
+
+
+async def test_the_langgraph_server_keeps_checkpoints_and_statistics_in_postgres(
+    pg_url, tmp_path
+):
+    """``langgraph dev`` with ``langgraph.postgres.json``: the server's own checkpointer and
+    store are hybridmcp's on PostgreSQL; a second server (another replica, started after the
+    first stopped) on the same database adds to the same statistics."""
+    from langgraph_sdk import get_client
+
+    from tests.integration.test_server import REQUESTS, RUN_DEADLINE_S, serve
+
+    request = REQUESTS[:1]  # math.calculate: internal, no external server needed
+    outputs, threads = [], []
+    for replica in ("one", "two"):
+        folder = tmp_path / replica
+        folder.mkdir()
+        with serve(folder / "server.log", config="langgraph.postgres.json",
+                   HYBRIDMCP_DB=pg_url) as url:  # fmt: skip
+            client = get_client(url=url)
+            async with asyncio.timeout(RUN_DEADLINE_S):
+                thread = await client.threads.create()
+                outputs.append(
+                    await client.runs.wait(thread["thread_id"], "hybridmcp",
+                                           input={"requests": request})
+                )  # fmt: skip
+            threads.append(thread["thread_id"])
+        assert "hybridmcp.server_persistence" in (folder / "server.log").read_text()
+    assert [o["status"] for o in outputs] == ["ok", "ok"]
+    with psycopg.connect(pg_url) as conn:
+        saved = conn.execute("SELECT DISTINCT thread_id FROM checkpoints").fetchall()
+        value = conn.execute(
+            "SELECT value FROM store WHERE prefix = 'hybridmcp.provider_stats'"
+        ).fetchall()
+    assert sorted(t[0] for t in saved) == sorted(threads)
+    assert sum(v[0]["calls"] for v in value) == sum(
+        len(r["attempts"]) for o in outputs for r in o["results"].values()
+    )
