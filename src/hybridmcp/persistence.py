@@ -3,7 +3,9 @@
 By default a SQLite file under the user's data directory holds both the LangGraph checkpoints
 (durable, resumable runs) and the LangGraph store (provider statistics). ``--db PATH`` or the
 ``HYBRIDMCP_DB`` environment variable choose another file; ``postgresql://...`` uses PostgreSQL
-(the ``postgres`` extra); ``:memory:`` keeps everything in the process (nothing survives it).
+(the ``postgres`` extra): one connection pool per process shared by the official
+``AsyncPostgresSaver`` and ``AsyncPostgresStore``, any number of processes on one database;
+``:memory:`` keeps everything in the process (nothing survives it).
 
 Beside it, ``<name>.audit-heads.db`` anchors the heads of audit trails (:class:`SqliteHeads`),
 so that a trail cut or rewritten on disk no longer matches what the database remembers. It is a
@@ -11,7 +13,8 @@ file of its own, not a table in the run database, because the gate appends audit
 saves the head) synchronously on the event loop, while the async checkpointer holds the run
 database's write lock across ``await``s (``execute`` ... ``await commit()``): a head saved in that
 file would wait on a lock only the blocked loop can release (seen in a test run: the last record
-written, its head never saved).
+written, its head never saved). In PostgreSQL, whose locks are per row, the heads are a table
+of the run database (:class:`PostgresHeads`).
 """
 
 from __future__ import annotations
