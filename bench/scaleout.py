@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,13 +88,10 @@ async def worker(args: argparse.Namespace) -> None:
         open_persistence(args.db) as (checkpointer, store),
         Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
     ):
-        _line({"ready": args.name})
-        await asyncio.to_thread(sys.stdin.readline)
         slots = asyncio.Semaphore(args.concurrency)
 
-        async def one(i: int) -> None:
+        async def one(thread: str, warmup: bool = False) -> dict[str, Any]:
             async with slots:
-                thread = f"{args.name}-{i}"
                 started = time.perf_counter()
                 out = await co.run(task, thread_id=thread)
                 ms = (time.perf_counter() - started) * 1000
@@ -102,15 +100,33 @@ async def worker(args: argparse.Namespace) -> None:
                 for r in out.get("results", {}).values()
                 for a in r.get("attempts", [])
             ]
-            _line({"thread": thread, "ms": round(ms, 3), "status": out.get("status"),
-                   "attempts": attempts})  # fmt: skip
+            return {"thread": thread, "ms": round(ms, 3), "status": out.get("status"),
+                    "attempts": attempts, "warmup": warmup}  # fmt: skip
 
-        await asyncio.gather(*(one(i) for i in range(args.runs)))
+        # Untimed runs first (imports, first sessions and statements): reported at the end.
+        warm = [await one(f"{args.name}-warmup-{i}", True) for i in range(args.warmup)]
+        _line({"ready": args.name})
+        await asyncio.to_thread(sys.stdin.readline)
+
+        async def timed(i: int) -> None:
+            _line(await one(f"{args.name}-{i}"))
+
+        await asyncio.gather(*(timed(i) for i in range(args.runs)))
+        for line in warm:
+            _line(line)
     _line({"done": args.name})
 
 
 def start_workers(
-    n: int, *, db: str, config: Path, task: Path, runs: int, concurrency: int, prefix: str
+    n: int,
+    *,
+    db: str,
+    config: Path,
+    task: Path,
+    runs: int,
+    concurrency: int,
+    prefix: str,
+    warmup: int = 0,
 ) -> list[subprocess.Popen[str]]:
     """``n`` worker processes, each ready (its MCP server started, the database open)."""
     import os
@@ -122,6 +138,7 @@ def start_workers(
                 *(sys.executable, "-m", "bench.scaleout", "worker"),
                 *("--db", db, "--config", str(config), "--task", str(task)),
                 *("--runs", str(runs), "--concurrency", str(concurrency)),
+                *("--warmup", str(warmup)),
                 *("--name", f"{prefix}{k}"),
             ],
             stdin=subprocess.PIPE,
@@ -187,58 +204,84 @@ def attempted_counts(runs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
 
 
 def cell(
-    backend: str, processes: int, db: str, setup: tuple[Path, Path], runs: int, concurrency: int
+    backend: str,
+    processes: int,
+    db: str,
+    setup: tuple[Path, Path],
+    runs: int,
+    concurrency: int,
+    tag: str,
 ) -> dict[str, Any]:
     config, task = setup
     procs = start_workers(
         processes, db=db, config=config, task=task, runs=runs, concurrency=concurrency,
-        prefix=f"{backend}{processes}-",
+        prefix=f"{backend}{processes}-{tag}-", warmup=2,
     )  # fmt: skip
     started = time.perf_counter()
     done = release(procs)
     wall = time.perf_counter() - started
-    latencies = [r["ms"] for r in done]
-    lost = attempted_counts(done) != learned_counts(db)
-    return {
-        "backend": backend,
-        "processes": processes,
-        "runs": len(done),
-        "ok": sum(r["status"] == "ok" for r in done),
-        "runs_per_s": round(len(done) / wall, 2),
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
-        "statistics_exact": not lost,
-    }
+    timed = [r for r in done if not r["warmup"]]
+    return {"runs": timed, "all": done, "wall_s": wall}
 
 
-def run(process_counts: list[int], runs: int, concurrency: int) -> dict[str, Any]:
+def run(process_counts: list[int], runs: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Every cell once per round, the cells interleaved (the machine's load moves); per cell,
+    the median round's runs/s and the latency percentiles of all its timed runs."""
     from hybridmcp.testing.pgcluster import TempCluster
 
-    cells = []
+    cells = [("sqlite", 1), *(("postgresql", n) for n in process_counts)]
+    measured: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in cells}
+    exact: dict[tuple[str, int], bool] = {c: True for c in cells}
     with tempfile.TemporaryDirectory() as tmp, TempCluster() as cluster:
         setup = write_setup(Path(tmp))
-        cells.append(cell("sqlite", 1, str(Path(tmp) / "runs.db"), setup, runs, concurrency))
-        for n in process_counts:
-            db = cluster.create_database(f"scaleout_{n}")
-            cells.append(cell("postgresql", n, db, setup, runs, concurrency))
+        for r in range(rounds):
+            for backend, n in cells:
+                if backend == "sqlite":
+                    db = str(Path(tmp) / f"runs-{r}.db")
+                else:
+                    db = cluster.create_database(f"scaleout_{n}_{r}")
+                got = cell(backend, n, db, setup, runs, concurrency, f"r{r}")
+                measured[(backend, n)].append(got)
+                # warm-up runs learn too: every run's attempts against the statistics
+                exact[(backend, n)] &= attempted_counts(got["all"]) == learned_counts(db)
+    rows = []
+    for backend, n in cells:
+        results = measured[(backend, n)]
+        rates = sorted(len(x["runs"]) / x["wall_s"] for x in results)
+        latencies = [run_["ms"] for x in results for run_ in x["runs"]]
+        rows.append(
+            {
+                "backend": backend,
+                "processes": n,
+                "runs": sum(len(x["runs"]) for x in results),
+                "ok": sum(run_["status"] == "ok" for x in results for run_ in x["runs"]),
+                "runs_per_s": round(statistics.median(rates), 2),
+                "runs_per_s_rounds": [round(x, 2) for x in rates],
+                "p50_ms": percentile(latencies, 50),
+                "p99_ms": percentile(latencies, 99),
+                "statistics_exact": exact[(backend, n)],
+            }
+        )
     return {"machine": machine(), "runs_per_process": runs, "concurrency": concurrency,
-            "cells": cells}  # fmt: skip
+            "rounds": rounds, "cells": rows}  # fmt: skip
 
 
-HEADER = ["database", "processes", "runs", "ok", "runs/s", "p50 ms", "p99 ms",
-          "every attempt learned once"]  # fmt: skip
+HEADER = ["database", "processes", "runs", "ok", "runs/s (median of rounds)", "rounds' runs/s",
+          "p50 ms", "p99 ms", "every attempt learned once"]  # fmt: skip
 
 
 def markdown(report: dict[str, Any]) -> str:
     rows = [
-        [c["backend"], c["processes"], c["runs"], c["ok"], c["runs_per_s"], c["p50_ms"],
-         c["p99_ms"], "yes" if c["statistics_exact"] else "NO"]
+        [c["backend"], c["processes"], c["runs"], c["ok"], c["runs_per_s"],
+         ", ".join(map(str, c["runs_per_s_rounds"])), c["p50_ms"], c["p99_ms"],
+         "yes" if c["statistics_exact"] else "NO"]
         for c in report["cells"]
     ]  # fmt: skip
     return (
         "# Scale-out: processes on one database\n\n"
-        f"{describe_machine(report['machine'])}. {report['runs_per_process']} runs per process, "
-        f"{report['concurrency']} at a time; a run = 3 requests to the fault server "
+        f"{describe_machine(report['machine'])}. {report['runs_per_process']} timed runs per "
+        f"process (after 2 untimed), {report['concurrency']} at a time, {report['rounds']} "
+        "rounds with the cells interleaved; a run = 3 requests to the fault server "
         "(its own stdio process per worker), checkpointed, learning into shared statistics.\n\n"
         + table(HEADER, rows)
         + "\n"
@@ -255,9 +298,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     w.add_argument("--runs", type=int, default=50)
     w.add_argument("--concurrency", type=int, default=4)
     w.add_argument("--name", default="w")
+    w.add_argument("--warmup", type=int, default=0, help="untimed runs before ready")
     p.add_argument("--processes", default="1,2,4", help="PostgreSQL cells, comma-separated")
     p.add_argument("--runs", type=int, default=40, help="runs per process")
     p.add_argument("--concurrency", type=int, default=4, help="runs in flight per process")
+    p.add_argument("--rounds", type=int, default=2, help="rounds of every cell, interleaved")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
 
@@ -267,7 +312,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     if args.command == "worker":
         asyncio.run(worker(args))
         return None
-    report = run([int(n) for n in args.processes.split(",")], args.runs, args.concurrency)
+    processes = [int(n) for n in args.processes.split(",")]
+    report = run(processes, args.runs, args.concurrency, args.rounds)
     write_report(args.out, "scaleout", report, markdown(report))
     print(markdown(report))
     return report
