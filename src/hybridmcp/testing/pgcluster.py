@@ -54,7 +54,11 @@ class TempCluster:
     """One PostgreSQL cluster in a temp dir, trust authentication on loopback only."""
 
     def __init__(self, *, settings: dict[str, str] | None = None) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="hybridmcp-pg-"))
+        self._as_root = os.geteuid() == 0
+        # As root the cluster runs as ``postgres``, who must reach its directory: under /tmp,
+        # not under a $TMPDIR only root may enter.
+        base = "/tmp" if self._as_root and os.path.isdir("/tmp") else None
+        self.root = Path(tempfile.mkdtemp(prefix="hybridmcp-pg-", dir=base))
         self.data = self.root / "data"
         self.port = free_port()
         self.settings = {
@@ -66,7 +70,6 @@ class TempCluster:
             "max_connections": "200",
             **(settings or {}),
         }
-        self._as_root = os.geteuid() == 0
         self.started = False
 
     def _run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
