@@ -8,18 +8,14 @@ statistics exclusively across every process using the database until the update 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
-import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from langgraph.store.base import BaseStore
 
-from hybridmcp.errors import HybridMCPError
+from hybridmcp.persistence import LockTimeout, file_lock, lock_path
 from hybridmcp.policy.learning import ProviderStats
 
 NAMESPACE = ("hybridmcp", "provider_stats")
@@ -69,7 +65,7 @@ LOCK_TIMEOUT_S = 60.0
 """Longest wait for another process's update of the same statistics (each takes milliseconds)."""
 
 
-class StatsLockTimeout(HybridMCPError):
+class StatsLockTimeout(LockTimeout):
     """Another process held the statistics for longer than :data:`LOCK_TIMEOUT_S`."""
 
 
@@ -87,9 +83,10 @@ async def stats_lock(
 
     ``local`` orders the updates of this process; across processes the database orders them:
     on PostgreSQL a transaction-scoped advisory lock per record (taken in one global order, so
-    two updates never deadlock), on SQLite an exclusive ``flock`` on ``<db>.learn.lock`` beside
-    the file. Both are released by the database or the kernel if the process dies. A store of
-    another kind (in memory) lives in one process, where ``local`` is enough.
+    two updates never deadlock), on SQLite an exclusive ``flock`` on ``<db>.lock`` beside the
+    file (:func:`hybridmcp.persistence.file_lock`). Both are released by the database or the
+    kernel if the process dies. A store of another kind (in memory) lives in one process,
+    where ``local`` is enough.
     """
     async with local:
         pg_pool = _postgres_pool(store)
@@ -99,7 +96,7 @@ async def stats_lock(
             return
         path = await _sqlite_path(store)
         if path:
-            with await _flock(Path(f"{path}.learn.lock")):
+            with await file_lock(lock_path(path), LOCK_TIMEOUT_S, "learned statistics"):
                 yield
             return
         yield
@@ -143,40 +140,3 @@ async def _sqlite_path(store: BaseStore) -> str | None:
     async with store.conn.execute("PRAGMA database_list") as cursor:
         rows = await cursor.fetchall()
     return next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)
-
-
-class _Held:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing the descriptor releases the lock
-
-
-async def _flock(path: Path) -> _Held:
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
-    deadline = time.monotonic() + LOCK_TIMEOUT_S
-    pause = 0.002
-    try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return _Held(fd)
-            except BlockingIOError:
-                pass
-            if time.monotonic() > deadline:
-                raise StatsLockTimeout(
-                    f"learned statistics stayed locked by another process for "
-                    f"{LOCK_TIMEOUT_S:.0f} s ({path})"
-                )
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.05)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-        raise

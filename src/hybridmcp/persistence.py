@@ -20,6 +20,7 @@ of the run database (:class:`PostgresHeads`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -33,7 +34,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
 from hybridmcp.audit import Head
-from hybridmcp.errors import AuditError, ConfigError
+from hybridmcp.errors import AuditError, ConfigError, HybridMCPError
 
 ENV_DB = "HYBRIDMCP_DB"
 DB_FILENAME = "hybridmcp.db"
@@ -103,12 +104,27 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
     async with AsyncExitStack() as stack:
         try:
             path = _prepare_file(path)
-            check_sqlite(path)
-            _stamp(path)
-            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
-            store = await stack.enter_async_context(AsyncSqliteStore.from_conn_string(path))
-            await saver.setup()
-            await store.setup()
+            # One process at a time: LangGraph's SQLite migrations are not safe to run at once
+            # (two processes opening a new file both add the same column).
+            check_sqlite(path)  # read-only: a refused file gets no lock file beside it
+            lock = lock_path(path)
+            made_lock = not lock.exists()
+            try:
+                with await file_lock(lock, what=f"database {path!r}"):
+                    check_sqlite(path)  # again, now that no other process is setting it up
+                    _stamp(path)
+                    saver = await stack.enter_async_context(
+                        AsyncSqliteSaver.from_conn_string(path)
+                    )
+                    store = await stack.enter_async_context(
+                        AsyncSqliteStore.from_conn_string(path)
+                    )
+                    await saver.setup()
+                    await store.setup()
+            except BaseException:
+                if made_lock:  # a database refused leaves nothing new beside it
+                    lock.unlink(missing_ok=True)
+                raise
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(
                 f"database {path!r} cannot be used: {err} "
@@ -118,6 +134,66 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
 
 
 RUN_DB_HINT = f"choose another file with --db or ${ENV_DB}"
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite: one lock file beside the database orders its set-up and the statistics updates of
+# every process using it.
+# --------------------------------------------------------------------------------------------
+
+FILE_LOCK_TIMEOUT_S = 60.0
+
+
+class LockTimeout(HybridMCPError):
+    """Another process held a lock for longer than allowed."""
+
+
+def lock_path(db: str) -> Path:
+    """``<db>.lock``: hybridmcp's lock file beside the SQLite database ``db``."""
+    return Path(f"{db}.lock")
+
+
+class HeldLock:
+    """An exclusive ``flock`` held on an open descriptor; closing it releases the lock (so does
+    the process's death)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+async def file_lock(
+    path: Path, timeout_s: float = FILE_LOCK_TIMEOUT_S, what: str = "the database"
+) -> HeldLock:
+    """An exclusive lock on ``path`` (made if missing), waited for without blocking the event
+    loop; :class:`LockTimeout` after ``timeout_s``. Use as ``with await file_lock(p): ...``."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return HeldLock(fd)
+            except BlockingIOError:
+                pass
+            if time.monotonic() > deadline:
+                raise LockTimeout(
+                    f"{what} stayed locked by another process for {timeout_s:.0f} s ({path})"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 def _refuse(path: str, why: str, hint: str = RUN_DB_HINT) -> ConfigError:
