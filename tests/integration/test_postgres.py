@@ -185,7 +185,7 @@ def checkpointed_attempts_pg(url: str, thread: str) -> set[str]:
     with PostgresSaver.from_conn_string(url) as saver:
         try:
             saved = saver.get_tuple({"configurable": {"thread_id": thread}})
-        except psycopg.errors.UndefinedTable:
+        except psycopg.errors.ProgrammingError:  # the run's process is still making tables
             return set()
     if saved is None:
         return set()
