@@ -80,6 +80,7 @@ async def worker(args: argparse.Namespace) -> None:
     from hybridmcp.config import load_config
     from hybridmcp.coordinator import Coordinator
     from hybridmcp.persistence import open_persistence
+    from hybridmcp.policy.blame import learnable, request_faults
     from hybridmcp.task import load_task
 
     config = load_config(args.config)
@@ -95,11 +96,12 @@ async def worker(args: argparse.Namespace) -> None:
                 started = time.perf_counter()
                 out = await co.run(task, thread_id=thread)
                 ms = (time.perf_counter() - started) * 1000
-            attempts = [
-                [a["provider"], r["skill"], a["ok"]]
-                for r in out.get("results", {}).values()
-                for a in r.get("attempts", [])
-            ]
+            # Every attempt of the run as checkpointed, with how learn takes it (the product's
+            # own rule: an attempt never sent, e.g. refused by an open circuit, is not learned).
+            snapshot = await co.graph.aget_state(co.run_config(thread))
+            made = snapshot.values.get("attempts", [])
+            faults = request_faults(made)
+            attempts = [[a["provider"], a["skill"], a["ok"], learnable(a, faults)] for a in made]
             return {"thread": thread, "ms": round(ms, 3), "status": out.get("status"),
                     "attempts": attempts, "warmup": warmup}  # fmt: skip
 
@@ -190,11 +192,13 @@ def learned_counts(db: str) -> dict[tuple[str, str], int]:
 
 
 def attempted_counts(runs: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
-    """Attempts the runs report, per (provider, skill)."""
+    """Attempts the runs made that learn takes in (an outcome or a censored latency), per
+    (provider, skill)."""
     counts: dict[tuple[str, str], int] = {}
     for r in runs:
-        for provider, skill, _ok in r["attempts"]:
-            counts[(provider, skill)] = counts.get((provider, skill), 0) + 1
+        for provider, skill, _ok, how in r["attempts"]:
+            if how is not None:
+                counts[(provider, skill)] = counts.get((provider, skill), 0) + 1
     return counts
 
 
