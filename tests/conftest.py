@@ -63,3 +63,33 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and session.exitstatus == 0:
         reporter.write_line(f"{skipped} test(s) skipped: CI runs every test", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --------------------------------------------------------------------------------------------
+# A real PostgreSQL: one throwaway cluster per test session, a fresh database per test.
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL cluster under a temp dir (``initdb`` + ``pg_ctl``), stopped at the end."""
+    from hybridmcp.testing.pgcluster import ClusterError, TempCluster
+
+    try:
+        cluster = TempCluster().start()
+    except ClusterError as err:  # CI installs PostgreSQL: a skip there fails the run
+        pytest.skip(f"no PostgreSQL to test against: {err}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster, request) -> str:
+    """The URL of an empty database of its own on the session's cluster."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return pg_cluster.create_database(name)

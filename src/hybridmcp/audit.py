@@ -268,6 +268,9 @@ class AuditLog:
                 os.close(self._fd)
                 self._fd = None
                 self._size = -1
+        close_anchor = getattr(self.anchor, "close", None)  # a database connection it holds
+        if close_anchor is not None:
+            close_anchor()
 
     def __enter__(self) -> AuditLog:
         return self

@@ -41,6 +41,7 @@ from hybridmcp.persistence import (
     head_anchor,
     open_persistence,
     resolve_db,
+    shown_db,
     tokens_path,
 )
 from hybridmcp.prompts.planner import Plan, plan_requests
@@ -854,12 +855,12 @@ def stats(
     except HybridMCPError as err:
         _refuse(err)
     if reset:
-        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {where}")
+        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {shown_db(where)}")
     if as_json:
         sys.stdout.write(json.dumps(records) + "\n")
     elif not reset or records:
         # piped output gets room for the whole table; a terminal gets its own width
-        render_stats(records, where, Console(width=None if sys.stdout.isatty() else 130))
+        render_stats(records, shown_db(where), Console(width=None if sys.stdout.isatty() else 130))
 
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
@@ -886,7 +887,12 @@ def _check_trail(
     expected = parse_head(head) if head is not None else None
     anchor = head_anchor(db, head_db)
     where = str(anchor.db) if anchor is not None else "nowhere"
-    return verify_audit(file, key=key, anchor=anchor, expected_head=expected), where
+    try:
+        return verify_audit(file, key=key, anchor=anchor, expected_head=expected), where
+    finally:
+        close = getattr(anchor, "close", None)  # a database connection it holds
+        if close is not None:
+            close()
 
 
 def _fail(result: AuditReport) -> None:

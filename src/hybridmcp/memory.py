@@ -1,12 +1,21 @@
-"""Provider statistics in the LangGraph Store: what every run learned, for the next one."""
+"""Provider statistics in the LangGraph Store: what every run learned, for the next one.
+
+Several processes may learn into one database at once (scale-out): each update of a provider's
+statistics is a read-modify-write, so it runs under :func:`stats_lock`, which holds those
+statistics exclusively across every process using the database until the update is saved.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from langgraph.store.base import BaseStore
 
+from hybridmcp.persistence import LockTimeout, file_lock, lock_path
 from hybridmcp.policy.learning import ProviderStats
 
 NAMESPACE = ("hybridmcp", "provider_stats")
@@ -50,3 +59,84 @@ async def reset_stats(store: BaseStore) -> int:
 def stats_record(stats: ProviderStats) -> dict[str, Any]:
     """One provider's statistics as shown to a user: the stored fields plus derived rates."""
     return stats.to_dict() | {"failures": stats.failures, "agreement_rate": stats.agreement_rate}
+
+
+LOCK_TIMEOUT_S = 60.0
+"""Longest wait for another process's update of the same statistics (each takes milliseconds)."""
+
+
+class StatsLockTimeout(LockTimeout):
+    """Another process held the statistics for longer than :data:`LOCK_TIMEOUT_S`."""
+
+
+def lock_id(provider: str, skill: str) -> int:
+    """A stable signed 64-bit id of one (provider, skill) record: PostgreSQL advisory locks."""
+    digest = hashlib.blake2b(stats_key(provider, skill).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@asynccontextmanager
+async def stats_lock(
+    store: BaseStore, pairs: Iterable[tuple[str, str]], local: asyncio.Lock
+) -> AsyncIterator[None]:
+    """Hold the statistics of ``pairs`` exclusively while they are read, updated and saved.
+
+    ``local`` orders the updates of this process; across processes the database orders them:
+    on PostgreSQL a transaction-scoped advisory lock per record (taken in one global order, so
+    two updates never deadlock), on SQLite an exclusive ``flock`` on ``<db>.lock`` beside the
+    file (:func:`hybridmcp.persistence.file_lock`). Both are released by the database or the
+    kernel if the process dies. A store of another kind (in memory) lives in one process,
+    where ``local`` is enough.
+    """
+    async with local:
+        pg_pool = _postgres_pool(store)
+        if pg_pool is not None:
+            async with _pg_locks(pg_pool, pairs):
+                yield
+            return
+        path = await _sqlite_path(store)
+        if path:
+            with await file_lock(lock_path(path), LOCK_TIMEOUT_S, "learned statistics"):
+                yield
+            return
+        yield
+
+
+def _postgres_pool(store: BaseStore) -> Any:
+    try:
+        from langgraph.store.postgres.aio import AsyncPostgresStore
+        from psycopg_pool import AsyncConnectionPool
+    except ImportError:
+        return None
+    if isinstance(store, AsyncPostgresStore) and isinstance(store.conn, AsyncConnectionPool):
+        return store.conn
+    return None
+
+
+@asynccontextmanager
+async def _pg_locks(pool: Any, pairs: Iterable[tuple[str, str]]) -> AsyncIterator[None]:
+    import psycopg
+
+    ids = sorted({lock_id(p, s) for p, s in pairs})
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(f"SET LOCAL lock_timeout = '{int(LOCK_TIMEOUT_S * 1000)}ms'")
+        try:
+            for i in ids:
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (i,))
+        except psycopg.errors.LockNotAvailable:
+            raise StatsLockTimeout(
+                f"learned statistics stayed locked by another process for {LOCK_TIMEOUT_S:.0f} s"
+            ) from None
+        yield  # the transaction's end releases the locks, after the update was saved
+
+
+async def _sqlite_path(store: BaseStore) -> str | None:
+    try:
+        from langgraph.store.sqlite.aio import AsyncSqliteStore
+    except ImportError:
+        return None
+    if not isinstance(store, AsyncSqliteStore):
+        return None
+    async with store.conn.execute("PRAGMA database_list") as cursor:
+        rows = await cursor.fetchall()
+    return next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)

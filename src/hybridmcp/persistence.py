@@ -3,7 +3,9 @@
 By default a SQLite file under the user's data directory holds both the LangGraph checkpoints
 (durable, resumable runs) and the LangGraph store (provider statistics). ``--db PATH`` or the
 ``HYBRIDMCP_DB`` environment variable choose another file; ``postgresql://...`` uses PostgreSQL
-(the ``postgres`` extra); ``:memory:`` keeps everything in the process (nothing survives it).
+(the ``postgres`` extra): one connection pool per process shared by the official
+``AsyncPostgresSaver`` and ``AsyncPostgresStore``, any number of processes on one database;
+``:memory:`` keeps everything in the process (nothing survives it).
 
 Beside it, ``<name>.audit-heads.db`` anchors the heads of audit trails (:class:`SqliteHeads`),
 so that a trail cut or rewritten on disk no longer matches what the database remembers. It is a
@@ -11,23 +13,28 @@ file of its own, not a table in the run database, because the gate appends audit
 saves the head) synchronously on the event loop, while the async checkpointer holds the run
 database's write lock across ``await``s (``execute`` ... ``await commit()``): a head saved in that
 file would wait on a lock only the blocked loop can release (seen in a test run: the last record
-written, its head never saved).
+written, its head never saved). In PostgreSQL, whose locks are per row, the heads are a table
+of the run database (:class:`PostgresHeads`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
 from hybridmcp.audit import Head
-from hybridmcp.errors import AuditError, ConfigError
+from hybridmcp.errors import AuditError, ConfigError, HybridMCPError
 
 ENV_DB = "HYBRIDMCP_DB"
 DB_FILENAME = "hybridmcp.db"
@@ -61,6 +68,11 @@ def is_postgres(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
+def shown_db(db: str) -> str:
+    """The database as shown to a user: a PostgreSQL URL without its user and password."""
+    return pg_where(db) if is_postgres(db) else db
+
+
 @asynccontextmanager
 async def open_persistence(db: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     """The checkpointer and the store on ``db``, their tables created if needed."""
@@ -92,12 +104,27 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
     async with AsyncExitStack() as stack:
         try:
             path = _prepare_file(path)
-            check_sqlite(path)
-            _stamp(path)
-            saver = await stack.enter_async_context(AsyncSqliteSaver.from_conn_string(path))
-            store = await stack.enter_async_context(AsyncSqliteStore.from_conn_string(path))
-            await saver.setup()
-            await store.setup()
+            # One process at a time: LangGraph's SQLite migrations are not safe to run at once
+            # (two processes opening a new file both add the same column).
+            check_sqlite(path)  # read-only: a refused file gets no lock file beside it
+            lock = lock_path(path)
+            made_lock = not lock.exists()
+            try:
+                with await file_lock(lock, what=f"database {path!r}"):
+                    check_sqlite(path)  # again, now that no other process is setting it up
+                    _stamp(path)
+                    saver = await stack.enter_async_context(
+                        AsyncSqliteSaver.from_conn_string(path)
+                    )
+                    store = await stack.enter_async_context(
+                        AsyncSqliteStore.from_conn_string(path)
+                    )
+                    await saver.setup()
+                    await store.setup()
+            except BaseException:
+                if made_lock:  # a database refused leaves nothing new beside it
+                    lock.unlink(missing_ok=True)
+                raise
         except (OSError, sqlite3.Error) as err:
             raise ConfigError(
                 f"database {path!r} cannot be used: {err} "
@@ -107,6 +134,66 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
 
 
 RUN_DB_HINT = f"choose another file with --db or ${ENV_DB}"
+
+
+# --------------------------------------------------------------------------------------------
+# SQLite: one lock file beside the database orders its set-up and the statistics updates of
+# every process using it.
+# --------------------------------------------------------------------------------------------
+
+FILE_LOCK_TIMEOUT_S = 60.0
+
+
+class LockTimeout(HybridMCPError):
+    """Another process held a lock for longer than allowed."""
+
+
+def lock_path(db: str) -> Path:
+    """``<db>.lock``: hybridmcp's lock file beside the SQLite database ``db``."""
+    return Path(f"{db}.lock")
+
+
+class HeldLock:
+    """An exclusive ``flock`` held on an open descriptor; closing it releases the lock (so does
+    the process's death)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+async def file_lock(
+    path: Path, timeout_s: float = FILE_LOCK_TIMEOUT_S, what: str = "the database"
+) -> HeldLock:
+    """An exclusive lock on ``path`` (made if missing), waited for without blocking the event
+    loop; :class:`LockTimeout` after ``timeout_s``. Use as ``with await file_lock(p): ...``."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+    deadline = time.monotonic() + timeout_s
+    pause = 0.002
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return HeldLock(fd)
+            except BlockingIOError:
+                pass
+            if time.monotonic() > deadline:
+                raise LockTimeout(
+                    f"{what} stayed locked by another process for {timeout_s:.0f} s ({path})"
+                )
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
 
 
 def _refuse(path: str, why: str, hint: str = RUN_DB_HINT) -> ConfigError:
@@ -183,22 +270,183 @@ def _stamp(path: str) -> None:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-@asynccontextmanager
-async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+# --------------------------------------------------------------------------------------------
+# PostgreSQL: one pool per process, shared by the checkpointer and the store.
+# --------------------------------------------------------------------------------------------
+
+PG_CONNECT_TIMEOUT_S = 10
+"""How long to wait for the server before saying it is unreachable."""
+PG_POOL_MAX = 8
+"""Connections per process (the checkpointer, the store and the learning locks share them)."""
+SETUP_TIMEOUT_S = 120.0
+"""Longest wait for another process creating or migrating the tables."""
+SCHEMA_TABLE = "hybridmcp_schema"
+_SETUP_LOCK = 0x48594D43  # advisory lock held while a process creates or migrates the tables
+
+
+def pg_where(url: str) -> str:
+    """The server and database of a PostgreSQL URL, without its password: for messages."""
     try:
-        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-        from langgraph.store.postgres.aio import AsyncPostgresStore
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(url)
+    except Exception:
+        return "postgresql://?"
+    host = info.get("host") or "localhost"
+    port = f":{info['port']}" if info.get("port") else ""
+    return f"postgresql://{host}{port}/{info.get('dbname') or ''}"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _pg_refuse(url: str, why: str) -> ConfigError:
+    return ConfigError(f"database {pg_where(url)} {why} (choose another with --db or ${ENV_DB})")
+
+
+def _pg_imports() -> None:
+    try:
+        import langgraph.checkpoint.postgres.aio
+        import langgraph.store.postgres.aio  # noqa: F401
+        import psycopg_pool  # noqa: F401
     except ImportError:
         raise ConfigError(
             "a postgresql:// database needs the postgres extra: pip install 'hybridmcp[postgres]'"
         ) from None
-    async with (
-        AsyncPostgresSaver.from_conn_string(url) as saver,
-        AsyncPostgresStore.from_conn_string(url) as store,
-    ):
-        await saver.setup()
-        await store.setup()
+
+
+async def _pg_connect(url: str) -> Any:
+    """One autocommit connection, or the one-line reason the server cannot be reached."""
+    import psycopg
+    from psycopg.rows import dict_row
+
+    try:
+        return await psycopg.AsyncConnection.connect(
+            url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=PG_CONNECT_TIMEOUT_S,
+        )
+    except psycopg.Error as err:
+        raise _pg_refuse(url, f"is unreachable: {_one_line(err)}") from None
+
+
+async def _pg_versions(conn: Any) -> dict[str, int | None]:
+    """The highest migration of each schema found in the database (None: no such table)."""
+    found: dict[str, int | None] = {}
+    for table in (SCHEMA_TABLE, "checkpoint_migrations", "store_migrations"):
+        exists = await (await conn.execute("SELECT to_regclass(%s) AS t", (table,))).fetchone()
+        if exists["t"] is None:
+            found[table] = None
+            continue
+        column = "version" if table == SCHEMA_TABLE else "v"
+        row = await (await conn.execute(f"SELECT max({column}) AS v FROM {table}")).fetchone()
+        found[table] = row["v"]
+    return found
+
+
+def pg_schema_problem(versions: dict[str, int | None]) -> str | None:
+    """Why a database whose schemas are at ``versions`` cannot be used by this version, if so:
+    tables migrated further than this hybridmcp (or its LangGraph savers) knows."""
+    from langgraph.checkpoint.postgres.base import BasePostgresSaver
+    from langgraph.store.postgres.base import BasePostgresStore
+
+    known = {
+        SCHEMA_TABLE: (SCHEMA_VERSION, "hybridmcp"),
+        "checkpoint_migrations": (len(BasePostgresSaver.MIGRATIONS) - 1, "checkpointer"),
+        "store_migrations": (len(BasePostgresStore.MIGRATIONS) - 1, "store"),
+    }
+    for table, (newest, what) in known.items():
+        found = versions.get(table)
+        if found is not None and found > newest:
+            return (
+                f"has a schema from a newer version ({what} schema {found}, this hybridmcp "
+                f"knows up to {newest}); it was not written to. Upgrade hybridmcp"
+            )
+    return None
+
+
+async def _pg_setup_lock(url: str, conn: Any) -> None:
+    """Wait for the setup lock by polling: a backend blocked in ``pg_advisory_lock`` holds a
+    snapshot, which the holder's ``CREATE INDEX CONCURRENTLY`` (a store migration) would wait
+    for: a deadlock PostgreSQL does not detect."""
+    deadline = time.monotonic() + SETUP_TIMEOUT_S
+    while True:
+        row = await (
+            await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (_SETUP_LOCK,))
+        ).fetchone()
+        if row["ok"]:
+            return
+        if time.monotonic() > deadline:
+            raise _pg_refuse(
+                url, f"is being set up by another process for over {SETUP_TIMEOUT_S:.0f} s"
+            )
+        await asyncio.sleep(0.05)
+
+
+async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> None:
+    """Check the schema versions, then create or migrate the tables: one process at a time
+    (an advisory lock), since LangGraph's migrations are not safe to run concurrently."""
+    conn = await _pg_connect(url)
+    try:
+        await _pg_setup_lock(url, conn)
+        problem = pg_schema_problem(await _pg_versions(conn))
+        if problem:
+            raise _pg_refuse(url, problem)
+        await saver.setup()  # type: ignore[attr-defined]
+        await store.setup()  # type: ignore[attr-defined]
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY)"
+        )
+        await conn.execute(
+            f"INSERT INTO {SCHEMA_TABLE} (version) VALUES (%s) ON CONFLICT DO NOTHING",
+            (SCHEMA_VERSION,),
+        )
+        await conn.execute(PostgresHeads.CREATE)
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    _pg_imports()
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=PG_POOL_MAX,
+        open=False,
+        timeout=60,
+        kwargs={
+            "autocommit": True,
+            "prepare_threshold": 0,
+            "row_factory": dict_row,
+            "connect_timeout": PG_CONNECT_TIMEOUT_S,
+        },
+    )
+    await (await _pg_connect(url)).close()  # unreachable: one clear line, before the pool
+    try:
+        await pool.open(wait=True, timeout=PG_CONNECT_TIMEOUT_S * 2)
+    except Exception as err:
+        await pool.close()
+        raise _pg_refuse(url, f"is unreachable: {_one_line(err)}") from None
+    try:
+        saver = AsyncPostgresSaver(conn=pool)
+        store = AsyncPostgresStore(conn=pool)
+        try:
+            await _pg_setup(url, saver, store)
+        except psycopg.Error as err:
+            raise _pg_refuse(url, f"cannot be used: {_one_line(err)}") from None
         yield saver, store
+    finally:
+        await pool.close()
 
 
 class SqliteHeads:
@@ -249,23 +497,99 @@ class SqliteHeads:
             )
 
 
+class PostgresHeads:
+    """Audit-trail heads in a PostgreSQL table (``audit.HeadAnchor``), beside the runs.
+
+    Appends save heads synchronously (under the trail file's lock), so this holds one
+    synchronous connection of its own, made on first use and made again if it broke."""
+
+    TABLE = SqliteHeads.TABLE
+    CREATE = (
+        f"CREATE TABLE IF NOT EXISTS {TABLE} (trail TEXT PRIMARY KEY, "
+        "seq BIGINT NOT NULL, mac TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)"
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.db = pg_where(url)
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def _error(self, err: BaseException) -> AuditError:
+        return AuditError(
+            f"audit head database {self.db} cannot be used: {_one_line(err)} "
+            "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
+        )
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise AuditError(
+                "audit heads in PostgreSQL need the postgres extra: "
+                "pip install 'hybridmcp[postgres]'"
+            ) from None
+        with self._lock:
+            for attempt in (1, 2):  # a connection broken since the last call is made again
+                try:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = psycopg.connect(
+                            self.url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S
+                        )
+                        try:
+                            self._conn.execute(self.CREATE)
+                        except psycopg.errors.UniqueViolation:
+                            pass  # another process created it at the same moment
+                    return self._conn.execute(sql, params).fetchall()
+                except psycopg.OperationalError as err:
+                    self.close_connection()
+                    if attempt == 2:
+                        raise self._error(err) from None
+                except psycopg.Error as err:
+                    raise self._error(err) from None
+        raise AssertionError("unreachable")
+
+    def close_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            self.close_connection()
+
+    def load(self, trail: str) -> Head | None:
+        rows = self._execute(f"SELECT seq, mac FROM {self.TABLE} WHERE trail = %s", (trail,))
+        return Head(int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def save(self, trail: str, head: Head) -> None:
+        self._execute(
+            f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (trail) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, "
+            "updated_at = excluded.updated_at RETURNING seq",
+            (trail, head.seq, head.mac, time.time()),
+        )
+
+
 def heads_path(db: str) -> Path:
     """The audit-head file that goes with the SQLite run database ``db``."""
     path = Path(db).expanduser()
     return path.with_name(f"{path.stem}.audit-heads.db")
 
 
-def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | None:
-    """Where audit heads are anchored: ``head_db`` if given, else beside the run database ``db``
-    (as :func:`resolve_db` reads it), beside the default SQLite file when the runs live in
-    PostgreSQL; nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a
-    later run could not tell a lost anchor from a cut trail."""
-    if head_db is not None:
-        return None if head_db == MEMORY else SqliteHeads(head_db)
-    where = resolve_db(db)
+def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | PostgresHeads | None:
+    """Where audit heads are anchored: ``head_db`` if given, else with the run database ``db``
+    (as :func:`resolve_db` reads it): beside a SQLite file, in a table of a PostgreSQL one;
+    nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a later run
+    could not tell a lost anchor from a cut trail."""
+    where = resolve_db(db) if head_db is None else head_db
     if where == MEMORY:
         return None
-    return SqliteHeads(heads_path(str(default_db_path()) if is_postgres(where) else where))
+    if is_postgres(where):
+        return PostgresHeads(where)
+    return SqliteHeads(where if head_db is not None else heads_path(where))
 
 
 def tokens_path(db: str | None) -> Path | None:

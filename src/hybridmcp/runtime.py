@@ -21,7 +21,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
-from hybridmcp.audit import AuditLog, load_key, verify
+from hybridmcp.audit import AuditLog, load_key, trail_id, verify
 from hybridmcp.capabilities.client_features import make_sampler
 from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
@@ -57,6 +57,8 @@ def open_audit(config: HybridConfig) -> AuditSink:
     secret = settings.key.get_secret_value() if settings.key is not None else None
     key = load_key(settings.key_path(str(path)), secret=secret)
     anchor = head_anchor(settings.run_db, settings.head_db)
+    if anchor is not None:  # a head database that cannot be reached fails here, not mid-run
+        anchor.load(trail_id(path))
     if path.exists():
         report = verify(path, key=key, anchor=anchor)
         if report.keyed is False:
@@ -124,6 +126,8 @@ class Resources:
         self.pairs = HybridPairs()
         """The live answers of hybrid requests' two sides (stragglers)."""
         self.loop_lag = LoopLag()
+        self.learn_lock = asyncio.Lock()
+        """Orders this process's updates of the learned statistics (``memory.stats_lock``)."""
         """How late the event loop runs: left out of the providers' measured latency."""
         self._lms: dict[str, Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -101,7 +101,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> set[int]:
 
 
 @contextmanager
-def serve(log: Path, **env: str) -> Iterator[str]:
+def serve(log: Path, *, config: str = "langgraph.json", **env: str) -> Iterator[str]:
     """``langgraph dev`` serving the repository's ``langgraph.json`` on a free port, from a
     fresh directory (its threads and learned statistics start empty); stopped, with everything
     it started, on exit."""
@@ -112,7 +112,7 @@ def serve(log: Path, **env: str) -> Iterator[str]:
             [
                 *(str(LANGGRAPH), "dev", "--no-browser", "--no-reload"),
                 *("--port", str(port), "--host", "127.0.0.1"),
-                *("--config", str(langgraph_config_in(log.parent, ROOT))),
+                *("--config", str(langgraph_config_in(log.parent, ROOT, config))),
             ],
             cwd=log.parent,  # the server keeps its threads and store here: fresh per test
             env=environ,

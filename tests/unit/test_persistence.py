@@ -50,3 +50,74 @@ async def test_memory_keeps_nothing_and_postgres_needs_its_extra():
         with pytest.raises(ConfigError, match=r"hybridmcp\[postgres\]"):
             async with open_persistence("postgresql://localhost/x"):
                 pass
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL: what is decided without a server (the server itself: test_postgres.py).
+# --------------------------------------------------------------------------------------------
+
+from urllib.parse import quote  # noqa: E402
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from hybridmcp.memory import lock_id  # noqa: E402
+from hybridmcp.persistence import (  # noqa: E402
+    SCHEMA_VERSION,
+    head_anchor,
+    pg_schema_problem,
+    pg_where,
+    shown_db,
+)
+
+secret = st.text(min_size=4, max_size=20).filter(lambda s: s.strip() == s and s.strip())
+
+
+@given(user=secret, password=secret, port=st.integers(1, 65535))
+def test_a_postgres_url_is_shown_without_its_user_and_password(user, password, port):
+    url = f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@db.example:{port}/runs"
+    shown = shown_db(url)
+    unparsable = "\x00" in user + password  # libpq refuses the URL: nothing of it is shown
+    expected = "postgresql://?" if unparsable else f"postgresql://db.example:{port}/runs"
+    assert shown == pg_where(url) == expected
+    assert shown_db("/some/file.db") == "/some/file.db"
+
+
+def test_only_schemas_newer_than_this_version_are_refused():
+    from langgraph.checkpoint.postgres.base import BasePostgresSaver
+    from langgraph.store.postgres.base import BasePostgresStore
+
+    newest = len(BasePostgresSaver.MIGRATIONS) - 1
+    assert pg_schema_problem({}) is None  # a new database
+    fine = {
+        "hybridmcp_schema": SCHEMA_VERSION,
+        "checkpoint_migrations": newest,
+        "store_migrations": len(BasePostgresStore.MIGRATIONS) - 1,
+    }
+    assert pg_schema_problem(fine) is None
+    assert pg_schema_problem(fine | {"checkpoint_migrations": 3}) is None  # older: migrated
+    for table in fine:
+        problem = pg_schema_problem(fine | {table: fine[table] + 1})
+        assert problem and "newer version" in problem and str(fine[table] + 1) in problem
+
+
+@given(st.lists(st.tuples(st.text(max_size=30), st.text(max_size=30)), min_size=2, unique=True))
+def test_each_statistics_record_has_its_own_stable_64_bit_lock(pairs):
+    ids = [lock_id(p, s) for p, s in pairs]
+    assert all(-(2**63) <= i < 2**63 for i in ids)
+    assert ids == [lock_id(p, s) for p, s in pairs]  # stable within and across processes
+    keys = {f"{p}|{s}" for p, s in pairs}
+    if len(keys) == len(pairs):  # distinct records: distinct locks (64-bit, no collisions here)
+        assert len(set(ids)) == len(ids)
+
+
+def test_audit_heads_live_where_the_runs_do(tmp_path):
+    from hybridmcp.persistence import PostgresHeads, SqliteHeads
+
+    url = "postgresql://u:pw@db.example:5432/runs"
+    assert isinstance(head_anchor(url), PostgresHeads)
+    assert head_anchor(url).db == "postgresql://db.example:5432/runs"  # type: ignore[union-attr]
+    sqlite = head_anchor(str(tmp_path / "runs.db"))
+    assert isinstance(sqlite, SqliteHeads) and sqlite.db.endswith("runs.audit-heads.db")
+    assert isinstance(head_anchor(str(tmp_path / "r.db"), url), PostgresHeads)
+    assert head_anchor(url, ":memory:") is None and head_anchor(":memory:") is None

@@ -7,9 +7,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
-from hybridmcp.memory import load_stats, save_stats
+from hybridmcp.memory import load_stats, save_stats, stats_lock
 from hybridmcp.policy.blame import learnable, request_faults, slow
 from hybridmcp.policy.learning import (
+    ProviderStats,
     learned_from,
     mark_learned,
     observe_agreement,
@@ -20,8 +21,8 @@ from hybridmcp.policy.learning import (
     percentile,
     prediction_accuracy,
 )
-from hybridmcp.prompts.trust import learn_advice
-from hybridmcp.runtime import Context, resources_for
+from hybridmcp.prompts.trust import advice_records, learn_advice
+from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
 
@@ -75,16 +76,48 @@ def passed_over(state: State) -> list[str]:
         if provider not in tried.get(rid, set())
     ]
 
+ADVICE_LOCK = ("hybridmcp.advice", "*")
+"""The lock record of the learned advice accuracies (one for all: advice is rare)."""
+
 
 async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     store = runtime.store or res.store
-    arbitration = res.config.arbitration_config
     now = res.clock()
     attempts = state.get("attempts", [])
     skill_of = {p: res.registry.provider(p).skill for p in _providers(state)}
     passes = [(p, skill_of[p]) for p in passed_over(state)]
-    loaded = await load_stats(store, [*((a["provider"], a["skill"]) for a in attempts), *passes])
+    pairs = [*((a["provider"], a["skill"]) for a in attempts), *passes]
+    # Read, fold and save under a lock that other processes on the same database respect:
+    # two runs finishing at once each add their own observations, neither overwrites the other.
+    async with stats_lock(store, pairs, res.learn_lock):
+        loaded = await load_stats(store, pairs)
+        await save_stats(store, _fold_run(state, loaded, skill_of, passes, res, now))
+    run = f"{state.get('run_id')}@{state.get('started_at')}"
+    metrics = run_metrics(state, now)
+    metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
+    results = state.get("results", {})
+    advice: dict[str, Any] = {}
+    if advice_records(results):  # LM advice was given: its accuracies, under the same rule
+        async with stats_lock(store, [ADVICE_LOCK], res.learn_lock):
+            advice = await learn_advice(store, results, run)
+    if advice:
+        metrics["advice"] = advice  # each LM advice beside the rule, and learned accuracies
+    return {"metrics": metrics}
+
+
+def _fold_run(
+    state: State,
+    loaded: dict[tuple[str, str], ProviderStats],
+    skill_of: dict[str, str],
+    passes: list[tuple[str, str]],
+    res: Resources,
+    now: float,
+) -> list[ProviderStats]:
+    """The statistics ``loaded`` with this run's observations folded in (none for a record
+    that already holds the run: a resumed run is counted once)."""
+    arbitration = res.config.arbitration_config
+    attempts = state.get("attempts", [])
     # A run is identified by its id and start (a thread can hold several runs when the
     # coordinator is embedded); statistics that already hold it are left alone on a resume.
     run = f"{state.get('run_id')}@{state.get('started_at')}"
@@ -128,13 +161,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             key = (provider, skill_of.get(provider, result["skill"]))
             if key in stats:
                 stats[key] = observe_agreement(stats[key], agreed=agreed, now=now)
-    await save_stats(store, (mark_learned(s, run) for s in stats.values()))
-    metrics = run_metrics(state, now)
-    metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
-    advice = await learn_advice(store, state.get("results", {}), run)
-    if advice:
-        metrics["advice"] = advice  # each LM advice beside the rule, and learned accuracies
-    return {"metrics": metrics}
+    return [mark_learned(s, run) for s in stats.values()]
 
 
 def _providers(state: State) -> set[str]:

@@ -56,10 +56,11 @@ def faultserver_stdio(
     }
 
 
-def langgraph_config_in(folder: Path, root: Path) -> Path:
-    """The ``langgraph.json`` of the repository at ``root`` with its paths made absolute,
-    written to ``folder`` (``langgraph dev`` resolves them against its working directory)."""
-    config = json.loads((root / "langgraph.json").read_text())
+def langgraph_config_in(folder: Path, root: Path, name: str = "langgraph.json") -> Path:
+    """The ``langgraph.json`` (or another of its configurations, ``name``) of the repository at
+    ``root`` with its paths made absolute, written to ``folder`` as ``langgraph.json``
+    (``langgraph dev`` resolves them against its working directory)."""
+    config = json.loads((root / name).read_text())
     config["dependencies"] = [str((root / d).resolve()) for d in config["dependencies"]]
     config["graphs"] = {
         name: str(root / spec) if spec.startswith("./") else spec
