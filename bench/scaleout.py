@@ -179,8 +179,8 @@ def release(procs: list[subprocess.Popen[str]], timeout: float = 600) -> list[di
 
 
 async def _learned(db: str) -> dict[tuple[str, str], int]:
-    from hybridmcp.memory import all_stats
     from hybridmcp.persistence import open_persistence
+    from hybridmcp.stats_store import all_stats
 
     async with open_persistence(db) as (_saver, store):
         return {(s.provider, s.skill): s.calls + s.censored for s in await all_stats(store)}

@@ -33,7 +33,6 @@ from hybridmcp.config import HttpServer, HybridConfig, load_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
 from hybridmcp.live import LiveProgress
-from hybridmcp.memory import all_stats, reset_stats, stats_record
 from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
 from hybridmcp.persistence import (
     ENV_DB,
@@ -49,6 +48,7 @@ from hybridmcp.report import write_report
 from hybridmcp.report.source import from_database, from_server, own_types_quiet
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
 from hybridmcp.runtime import Resources
+from hybridmcp.stats_store import all_stats, reset_stats, stats_record
 from hybridmcp.task import load_task, parse_task
 
 app = typer.Typer(

@@ -127,7 +127,7 @@ class Resources:
         """The live answers of hybrid requests' two sides (stragglers)."""
         self.loop_lag = LoopLag()
         self.learn_lock = asyncio.Lock()
-        """Orders this process's updates of the learned statistics (``memory.stats_lock``)."""
+        """Orders this process's updates of the learned statistics (``stats_store.stats_lock``)."""
         """How late the event loop runs: left out of the providers' measured latency."""
         self._lms: dict[str, Any] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -14,7 +14,7 @@ and reads, searches, runs and updates only see the caller's own.
 
 Store items are private too: every store call's namespace is moved under ``("user", <identity>)``,
 so a caller reads, searches, lists, writes and deletes only its own items. The one exception is
-the learned statistics (``memory.NAMESPACE``, ``("hybridmcp", "provider_stats")``), which steer
+the learned statistics (``stats_store.NAMESPACE``, ``("hybridmcp", "provider_stats")``), which steer
 routing: every caller may read them, only the coordinator (which writes them in process, not
 through this API) and an admin key (``HYBRIDMCP_ADMIN_KEYS``, same format) may change them.
 Keys from ``HYBRIDMCP_ADMIN_KEYS`` are API keys too. Without any key configured (loopback only),
@@ -34,7 +34,7 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.memory import NAMESPACE as STATS_NAMESPACE
+from hybridmcp.stats_store import NAMESPACE as STATS_NAMESPACE
 
 ENV_KEYS = "HYBRIDMCP_API_KEYS"
 ENV_ADMIN_KEYS = "HYBRIDMCP_ADMIN_KEYS"

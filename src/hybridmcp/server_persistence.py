@@ -4,7 +4,7 @@
 ``store.path``: with ``HYBRIDMCP_DB=postgresql://...`` every server replica keeps its threads,
 checkpoints and the learned statistics in that one PostgreSQL database, through the official
 ``AsyncPostgresSaver`` / ``AsyncPostgresStore`` on a connection pool, with the statistics
-updated under the database's locks (``memory.stats_lock``). The server enters each context
+updated under the database's locks (``stats_store.stats_lock``). The server enters each context
 once per process and closes it at shutdown.
 """
 

@@ -8,7 +8,7 @@ from typing import Any
 from langgraph.store.memory import InMemoryStore
 
 from hybridmcp import Coordinator, parse_task
-from hybridmcp.memory import all_stats
+from hybridmcp.stats_store import all_stats
 from tests.conftest import time_server_config
 
 EXTERNAL = "mcp:time/get_current_time"

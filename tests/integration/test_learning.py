@@ -10,9 +10,9 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from hybridmcp import Coordinator, HybridConfig, parse_config, parse_task
-from hybridmcp.memory import all_stats
 from hybridmcp.nodes.learn import learn
 from hybridmcp.runtime import Context
+from hybridmcp.stats_store import all_stats
 from hybridmcp.testing.harness import HttpFaultServer
 
 TIME_TASK = {

@@ -20,9 +20,9 @@ import pytest
 
 from bench.scaleout import attempted_counts, release, start_workers, write_setup
 from hybridmcp.errors import ConfigError
-from hybridmcp.memory import all_stats, save_stats
 from hybridmcp.persistence import PostgresHeads, head_anchor, open_persistence
 from hybridmcp.policy.learning import ProviderStats
+from hybridmcp.stats_store import all_stats, save_stats
 from hybridmcp.testing.pgcluster import free_port
 from tests.integration.test_durable import (
     FAST,
@@ -265,7 +265,7 @@ def test_audit_heads_follow_the_database_and_an_unreachable_one_is_an_audit_erro
 
 HAMMER = """
 import asyncio, sys
-from hybridmcp.memory import load_stats, save_stats, stats_lock
+from hybridmcp.stats_store import load_stats, save_stats, stats_lock
 from hybridmcp.persistence import open_persistence
 from hybridmcp.policy.learning import observe_call
 

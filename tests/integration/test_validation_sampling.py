@@ -10,8 +10,8 @@ import asyncio
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 
 from hybridmcp import Coordinator, parse_config, parse_task
-from hybridmcp.memory import all_stats
 from hybridmcp.policy.arbitration import audit_draw
+from hybridmcp.stats_store import all_stats
 from hybridmcp.testing.harness import faultserver_stdio
 
 EXTERNAL, INTERNAL = "mcp:faults/calculate", "internal:math.calculate"

@@ -10,10 +10,10 @@ from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
 
 from hybridmcp.config import parse_config
-from hybridmcp.memory import load_stats
 from hybridmcp.nodes.learn import learn
 from hybridmcp.policy.blame import learnable
 from hybridmcp.runtime import Context, Resources
+from hybridmcp.stats_store import load_stats
 
 PROVIDER, SKILL = "internal:math.calculate", "math.calculate"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.memory import all_stats, reset_stats, save_stats
 from hybridmcp.persistence import default_db_path, open_persistence, resolve_db
 from hybridmcp.policy.learning import ProviderStats
+from hybridmcp.stats_store import all_stats, reset_stats, save_stats
 
 
 def test_the_database_is_the_option_else_the_environment_else_the_default(monkeypatch):
@@ -61,7 +61,6 @@ from urllib.parse import quote  # noqa: E402
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from hybridmcp.memory import lock_id  # noqa: E402
 from hybridmcp.persistence import (  # noqa: E402
     SCHEMA_VERSION,
     head_anchor,
@@ -69,6 +68,7 @@ from hybridmcp.persistence import (  # noqa: E402
     pg_where,
     shown_db,
 )
+from hybridmcp.stats_store import lock_id  # noqa: E402
 
 secret = st.text(min_size=4, max_size=20).filter(lambda s: s.strip() == s and s.strip())
 

@@ -8,7 +8,6 @@ from langgraph.runtime import Runtime
 
 from hybridmcp.capabilities.registry import Provider, Skill
 from hybridmcp.events import EventCode
-from hybridmcp.memory import load_stats
 from hybridmcp.policy.arbitration import Candidate, add_probe
 from hybridmcp.policy.arbitration import arbitrate as decide
 from hybridmcp.policy.cost import BudgetPlan, budget_criteria, pressure
@@ -23,6 +22,7 @@ from hybridmcp.policy.learning import ProviderStats, predict
 from hybridmcp.prompts.arbitrator import advise_allocations
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State, WorkItem, work_item
+from hybridmcp.stats_store import load_stats
 
 
 def _candidate(

@@ -7,7 +7,6 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
-from hybridmcp.memory import load_stats, save_stats, stats_lock
 from hybridmcp.policy.blame import learnable, request_faults, slow
 from hybridmcp.policy.learning import (
     ProviderStats,
@@ -24,6 +23,7 @@ from hybridmcp.policy.learning import (
 from hybridmcp.prompts.trust import advice_records, learn_advice
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
+from hybridmcp.stats_store import load_stats, save_stats, stats_lock
 
 
 def run_metrics(state: State, now: float) -> dict[str, Any]:

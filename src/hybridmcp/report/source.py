@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.memory import NAMESPACE, all_stats, stats_record
 from hybridmcp.persistence import open_persistence
+from hybridmcp.stats_store import NAMESPACE, all_stats, stats_record
 
 _SERDE_LOG = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
 
