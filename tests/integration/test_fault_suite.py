@@ -39,7 +39,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -218,12 +218,14 @@ def right_value(
         got = value.get("value")
         return isinstance(got, int | float) and math.isclose(got, expected, rel_tol=1e-9)
     if builtin_skill == "time.convert":
-        expected = builtin.convert_time(**args)
+        # "today" in the source zone as the run saw it: the run may straddle midnight there.
         target = value.get("target") or {}
-        return (
+        moments = {datetime.fromtimestamp(w, UTC) for w in window if w} or {datetime.now(UTC)}
+        return any(
             target.get("datetime") == expected["target"]["datetime"]
             and target.get("timezone") == expected["target"]["timezone"]
             and value.get("time_difference") == expected["time_difference"]
+            for expected in (builtin.convert_time(**args, now=m) for m in moments)
         )
     try:
         moment = datetime.fromisoformat(value["datetime"]).timestamp()
@@ -595,14 +597,16 @@ async def test_mcp_server_time_beside_a_wrong_twin_never_lets_the_wrong_value_ou
                 }
                 for i in range(4)
             ]
+            started = time.time()
             out = await co.run(parse_task({"requests": requests}))
+            window = (started, time.time())
             for request in requests:
                 result = out["results"][request["id"]]
                 seen |= {a["provider"] for a in result["attempts"] if a["ok"]}
                 served = (result.get("served_by") or {}).get("provider")
                 if status_of(result) == "ok" and (
                     served == wrong
-                    or not right_value("time.convert", request["args"], result["value"], (0, 0))
+                    or not right_value("time.convert", request["args"], result["value"], window)
                 ):
                     returned_wrong.append((run, request["id"], result["value"]))
     assert returned_wrong == []
