@@ -358,9 +358,10 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            # The configured session_kwargs (a client_info of the user's own) win over ours.
             connection["session_kwargs"] = {
-                **(connection.get("session_kwargs") or {}),
                 **self.features.session_kwargs(),
+                **(connection.get("session_kwargs") or {}),
             }
             async with _session_for(connection, self.settings.server_log) as session:
                 await session.initialize()
