@@ -173,6 +173,16 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def kill_mid_call(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the CLI (no cleanup of any kind) and wait for its stdio server to exit: it sees
+    its pipes close, even mid-call, so no orphan is left."""
+    servers = child_processes(process.pid)
+    assert servers, "the fault server runs as the CLI's child"
+    process.kill()
+    process.wait(timeout=10)
+    wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
+
+
 @pytest.mark.integration
 def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path):
     faults, record, config, task = fault_server_setup(tmp_path)
@@ -190,12 +200,7 @@ def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path
         wait_for(lambda: set(FAST) <= checkpointed_attempts(db, "job-1"), 60, "fast calls")
         assert [c["tool"] for c in recorded(record)].count(SLOW[1]) == 1
         assert SLOW[0] not in checkpointed_attempts(db, "job-1")
-        servers = child_processes(first.pid)
-        assert servers, "the fault server runs as the CLI's child"
-        first.kill()  # SIGKILL: no cleanup of any kind
-        first.wait(timeout=10)
-        # the stdio server sees its pipes close and exits, even mid-call: no orphan
-        wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
+        kill_mid_call(first)
     finally:
         if first.poll() is None:
             first.kill()

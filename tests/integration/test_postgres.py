@@ -27,10 +27,10 @@ from hybridmcp.testing.pgcluster import free_port
 from tests.integration.test_durable import (
     FAST,
     SLOW,
-    alive,
     cli,
     cli_env,
     fault_server_setup,
+    kill_mid_call,
     recorded,
     wait_for,
 )
@@ -202,8 +202,6 @@ def checkpointed_attempts_pg(url: str, thread: str) -> set[str]:
 def test_a_run_killed_in_one_process_is_resumed_by_another(pg_url, tmp_path):
     """Process A starts a durable run on PostgreSQL and is killed with SIGKILL mid-way;
     process B, sharing only the database, resumes it: no completed call is made again."""
-    from hybridmcp.testing.harness import child_processes
-
     faults, record, config, task = fault_server_setup(tmp_path)
     faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 600_000}}))  # hangs for ten minutes
     args = ["run", str(task), "--config", str(config), "--db", pg_url, "--json"]
@@ -217,10 +215,7 @@ def test_a_run_killed_in_one_process_is_resumed_by_another(pg_url, tmp_path):
         wait_for(lambda: set(FAST) <= checkpointed_attempts_pg(pg_url, "job-1"), 90, "fast calls")
         assert [c["tool"] for c in recorded(record)].count(SLOW[1]) == 1
         assert SLOW[0] not in checkpointed_attempts_pg(pg_url, "job-1")
-        servers = child_processes(first.pid)
-        first.kill()  # SIGKILL: no cleanup of any kind
-        first.wait(timeout=10)
-        wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
+        kill_mid_call(first)
     finally:
         if first.poll() is None:
             first.kill()

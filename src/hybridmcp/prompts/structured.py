@@ -194,11 +194,8 @@ class StructuredAdapter(dspy.Adapter):
         try:
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
         except Exception as exc:
-            if not self._switch_format(lm, exc):
+            if not self._retry_format(lm, lm_kwargs, signature, exc):
                 raise
-            lm_kwargs["response_format"] = self._response_format(
-                lm, signature, self.schema(signature)
-            )
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
 
     async def acall(
@@ -214,12 +211,23 @@ class StructuredAdapter(dspy.Adapter):
         try:
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
         except Exception as exc:
-            if not self._switch_format(lm, exc):
+            if not self._retry_format(lm, lm_kwargs, signature, exc):
                 raise
-            lm_kwargs["response_format"] = self._response_format(
-                lm, signature, self.schema(signature)
-            )
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
+
+    def _retry_format(
+        self,
+        lm: Any,
+        lm_kwargs: dict[str, Any],
+        signature: type[dspy.Signature],
+        exc: Exception,
+    ) -> bool:
+        """After a refusal of the schema form: switch ``lm`` to the other form (once) and set
+        ``lm_kwargs`` for the retry; False when the error is not such a refusal."""
+        if not self._switch_format(lm, exc):
+            return False
+        lm_kwargs["response_format"] = self._response_format(lm, signature, self.schema(signature))
+        return True
 
     @staticmethod
     def _switch_format(lm: Any, exc: Exception) -> bool:
@@ -334,7 +342,6 @@ def _loose(schema: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
 
     out = dict(strip(schema))
     out["properties"] = {
-        name: {} if name in own else sub
-        for name, sub in out["properties"].items()
+        name: {} if name in own else sub for name, sub in out["properties"].items()
     }
     return out
