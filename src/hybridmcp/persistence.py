@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,6 @@ def _prepare_file(db: str) -> str:
 @asynccontextmanager
 async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     async with AsyncExitStack() as stack:
         try:
@@ -113,12 +113,14 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                 with await file_lock(lock, what=f"database {path!r}"):
                     check_sqlite(path)  # again, now that no other process is setting it up
                     _stamp(path)
-                    saver = await stack.enter_async_context(
-                        AsyncSqliteSaver.from_conn_string(path)
-                    )
-                    store = await stack.enter_async_context(
-                        AsyncSqliteStore.from_conn_string(path)
-                    )
+                    # The connections LangGraph's saver and store would open themselves, with a
+                    # busy timeout: a write waits for other processes' writes, bounded.
+                    # The saver's implicit transactions begin IMMEDIATE; the store's explicit
+                    # ones too when they write (_ImmediateStore).
+                    conn = await _connect(stack, path, isolation_level="IMMEDIATE")
+                    saver = AsyncSqliteSaver(conn)
+                    store = _store_class()(await _connect(stack, path, isolation_level=None))
+                    await _wal(saver.conn, path)
                     await saver.setup()
                     await store.setup()
             except BaseException:
@@ -130,7 +132,102 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                 f"database {path!r} cannot be used: {err} "
                 f"(choose another file with --db or ${ENV_DB})"
             ) from None
-        yield saver, store
+        try:
+            yield saver, store
+        except sqlite3.Error as err:  # raised by the saver or the store inside a run
+            raise sqlite_failure(path, err) from None
+
+
+BUSY_TIMEOUT_S = 60.0
+"""Longest wait of a write for the other processes' writes to the same SQLite file (each
+takes milliseconds): then :class:`DatabaseBusy`, never a hang."""
+
+
+class DatabaseBusy(HybridMCPError):
+    """A SQLite file stayed locked by other processes for longer than :data:`BUSY_TIMEOUT_S`."""
+
+
+def sqlite_failure(path: str, err: sqlite3.Error) -> HybridMCPError:
+    """One line for a SQLite error met while using the database ``path``."""
+    text = " ".join(str(err).split())
+    if "locked" in text or "busy" in text:
+        return DatabaseBusy(
+            f"database {path!r} stayed locked by other processes for over "
+            f"{BUSY_TIMEOUT_S:.0f} s ({text})"
+        )
+    return HybridMCPError(f"database {path!r} failed: {text}")
+
+
+async def _connect(stack: AsyncExitStack, path: str, isolation_level: str | None) -> Any:
+    """An aiosqlite connection to ``path`` closed with ``stack``, waiting up to
+    :data:`BUSY_TIMEOUT_S` for a lock another connection holds."""
+    import aiosqlite
+
+    conn = aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=isolation_level)
+    return await stack.enter_async_context(conn)
+
+
+_immediate: contextvars.ContextVar[bool] = contextvars.ContextVar("immediate", default=False)
+
+
+def _store_class() -> Any:
+    """LangGraph's SQLite store, its writing transactions begun ``IMMEDIATE``.
+
+    The store runs each batch of operations in one ``BEGIN`` (deferred) transaction, and
+    batches mix reads and writes (an ``aget`` and an ``aput`` from two tasks of a run). A
+    deferred transaction that has read takes the write lock only at its first write, and in WAL
+    mode, if another process committed in between, SQLite refuses it at once with "database is
+    locked" (SQLITE_BUSY_SNAPSHOT: no busy timeout applies, the snapshot it read is stale). An
+    ``IMMEDIATE`` transaction takes the write lock first, waiting on the busy timeout, so that
+    cannot happen; read-only batches keep the deferred ``BEGIN`` (readers never wait in WAL).
+    """
+    global _STORE_CLASS
+    if _STORE_CLASS is not None:
+        return _STORE_CLASS
+    from langgraph.store.base import PutOp
+    from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+    class ImmediateSqliteStore(AsyncSqliteStore):
+        async def abatch(self, ops: Iterable[Any]) -> list[Any]:
+            ops = list(ops)
+            token = _immediate.set(any(isinstance(op, PutOp) for op in ops))
+            try:
+                return await super().abatch(ops)
+            finally:
+                _immediate.reset(token)
+
+        @asynccontextmanager
+        async def _cursor(self, *, transaction: bool = True) -> AsyncIterator[Any]:
+            if not self.is_setup:
+                await self.setup()
+            async with self.lock:
+                if transaction:
+                    await self.conn.execute("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+                async with self.conn.cursor() as cur:
+                    try:
+                        yield cur
+                    except BaseException:
+                        if transaction:  # nothing of a failed batch is kept
+                            await self.conn.execute("ROLLBACK")
+                        raise
+                    if transaction:
+                        await self.conn.execute("COMMIT")
+
+    _STORE_CLASS = ImmediateSqliteStore
+    return _STORE_CLASS
+
+
+_STORE_CLASS: Any = None
+
+
+async def _wal(conn: Any, path: str) -> None:
+    """Write-ahead logging: readers never wait for a writer, and writers queue on the busy
+    timeout (the checkpointer asks for it too; a file that cannot have it is refused here)."""
+    async with conn.execute("PRAGMA journal_mode=WAL") as cursor:
+        row = await cursor.fetchone()
+    mode = str(row[0]).lower() if row else "?"
+    if mode != "wal":
+        raise sqlite3.OperationalError(f"journal mode {mode!r} where WAL is needed")
 
 
 RUN_DB_HINT = f"choose another file with --db or ${ENV_DB}"
