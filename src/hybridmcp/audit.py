@@ -41,6 +41,7 @@ import os
 import secrets
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -76,6 +77,32 @@ ENV_KEY = "HYBRIDMCP_AUDIT_KEY"
 GENESIS_HASH = "0" * 64
 _RESERVED = ("seq", "prev_hash", "hash", "prev_mac", "mac")
 _TAIL_CHUNK = 64 * 1024
+LOCK_TIMEOUT_S = 60.0
+"""Longest wait for another process's append to the same trail (each takes milliseconds)."""
+
+
+def _flock(fd: int, exclusive: bool, path: object, timeout_s: float | None = None) -> None:
+    """Lock the trail file (exclusively to append, shared to read), waiting at most
+    ``timeout_s`` (:data:`LOCK_TIMEOUT_S`) for another process: then one-line
+    :class:`AuditError`, never a hang (a process stopped while appending keeps the lock)."""
+    if fcntl is None:  # pragma: no cover - not reached on Linux/macOS
+        return
+    wait = LOCK_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        if time.monotonic() > deadline:
+            raise AuditError(
+                f"audit trail {path} stayed locked by another process for over {wait:.0f} s; "
+                "nothing was written"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 class Head(NamedTuple):
@@ -135,12 +162,22 @@ def load_key(
         if not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole under a name of its own, then linked into place: a process starting
+        # at the same moment sees no key or the whole key, never an empty file; if it linked
+        # its key first, that one is used.
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process created it first: use theirs
-            return load_key(path, create=False)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(draft, path)
+            except FileExistsError:  # another process created it first: use theirs
+                pass
+        finally:
+            draft.unlink(missing_ok=True)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise AuditError(
@@ -373,8 +410,7 @@ class AuditLog:
         ts = _iso_utc(ts if ts is not None else self.clock())
         with self._lock:
             fd = self._open()
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock(fd, True, self.path)
             try:
                 self._sync_tail(fd)
                 written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
@@ -438,8 +474,7 @@ def _read_with_anchor(target: Path, anchor: HeadAnchor | None) -> tuple[bytes, H
     """The file's bytes and its anchored head, read together under a shared lock so that an
     append (which writes the line, then the head) is never seen half done."""
     with open(target, "rb") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+        _flock(handle.fileno(), False, target)
         try:
             data = handle.read()
             anchored = anchor.load(trail_id(target)) if anchor is not None else None

@@ -136,6 +136,14 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
             yield saver, store
         except sqlite3.Error as err:  # raised by the saver or the store inside a run
             raise sqlite_failure(path, err) from None
+        except BaseExceptionGroup as group:  # the same, through a task group
+            found, rest = group.split(sqlite3.Error)
+            if found is None or rest is not None:
+                raise
+            first: BaseException = found
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise sqlite_failure(path, first) from None  # type: ignore[arg-type]
 
 
 BUSY_TIMEOUT_S = 60.0
@@ -361,7 +369,7 @@ def _sqlite_problem(conn: sqlite3.Connection, own_tables: frozenset[str]) -> str
 
 def _stamp(path: str) -> None:
     """Mark the file as hybridmcp's (a new one, or one adopted from an older hybridmcp)."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)) as conn:
         if conn.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -560,9 +568,15 @@ class SqliteHeads:
         check_sqlite(self.db, frozenset({self.TABLE}), "choose another with audit.head_db")
         self._stamped = False
 
+    def _error(self, err: sqlite3.Error) -> AuditError:
+        return AuditError(
+            f"audit head database {self.db!r} cannot be used: {' '.join(str(err).split())} "
+            "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
+        )
+
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.db, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} (trail TEXT PRIMARY KEY, "
                 "seq INTEGER NOT NULL, mac TEXT NOT NULL, updated_at REAL NOT NULL)"
@@ -571,27 +585,30 @@ class SqliteHeads:
                 _stamp(self.db)
                 self._stamped = True
         except sqlite3.Error as err:
-            raise AuditError(
-                f"audit head database {self.db!r} cannot be used: {err} "
-                "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
-            ) from None
+            raise self._error(err) from None
         return conn
 
     def load(self, trail: str) -> Head | None:
         with closing(self._connect()) as conn:
-            row = conn.execute(
-                f"SELECT seq, mac FROM {self.TABLE} WHERE trail = ?", (trail,)
-            ).fetchone()
+            try:
+                row = conn.execute(
+                    f"SELECT seq, mac FROM {self.TABLE} WHERE trail = ?", (trail,)
+                ).fetchone()
+            except sqlite3.Error as err:  # e.g. locked by another process past the timeout
+                raise self._error(err) from None
         return Head(int(row[0]), str(row[1])) if row else None
 
     def save(self, trail: str, head: Head) -> None:
         with closing(self._connect()) as conn:
-            conn.execute(
-                f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(trail) DO UPDATE SET seq = excluded.seq, mac = excluded.mac, "
-                "updated_at = excluded.updated_at",
-                (trail, head.seq, head.mac, time.time()),
-            )
+            try:
+                conn.execute(
+                    f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT(trail) DO UPDATE SET seq = excluded.seq, "
+                    "mac = excluded.mac, updated_at = excluded.updated_at",
+                    (trail, head.seq, head.mac, time.time()),
+                )
+            except sqlite3.Error as err:
+                raise self._error(err) from None
 
 
 class PostgresHeads:
