@@ -116,9 +116,9 @@ def test_cli_runs_started_together_share_one_sqlite_file(tmp_path):
                  str(config), "--db", db, "--audit", str(trail), "--json",
                  "--thread", f"t{round_}-{k}"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),
-            )  # fmt: skip
+            )
             for k in range(4)
-        ]
+        ]  # fmt: skip
         for p in procs:
             out, err = p.communicate(timeout=300)
             assert p.returncode == 0, err
