@@ -29,7 +29,7 @@ import sys
 import time
 import webbrowser
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -100,25 +100,38 @@ class TokenStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
             os.chmod(self.path, 0o600)  # an older file made with a looser mode is tightened
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} (server TEXT PRIMARY KEY, "
                 "url TEXT NOT NULL, tokens TEXT, expires_at REAL, client_info TEXT, "
                 "updated_at REAL NOT NULL)"
             )
         except (OSError, sqlite3.Error) as err:
-            raise ConfigError(
-                f"token database {str(self.path)!r} cannot be used: {err} "
-                "(choose another run database with --db or $HYBRIDMCP_DB)"
-            ) from None
+            raise self._error(err) from None
         return conn
+
+    def _error(self, err: BaseException) -> ConfigError:
+        return ConfigError(
+            f"token database {str(self.path)!r} cannot be used: {' '.join(str(err).split())} "
+            "(choose another run database with --db or $HYBRIDMCP_DB)"
+        )
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        """A connection, closed after the block; a SQLite error in the block (another process
+        holding the file past the busy timeout) is one line naming the file."""
+        with closing(self._connect()) as conn:
+            try:
+                yield conn
+            except sqlite3.Error as err:
+                raise self._error(err) from None
 
     def load(self, server: str, url: str | None = None) -> StoredAuth | None:
         """The server's row; ``None`` if there is none or it was kept for another URL."""
         if self.path is None:
             found = self._memory.get(server)
         else:
-            with closing(self._connect()) as conn:
+            with self._db() as conn:
                 row = conn.execute(
                     f"SELECT server, url, tokens, expires_at, client_info, updated_at "
                     f"FROM {self.TABLE} WHERE server = ?",
@@ -134,7 +147,7 @@ class TokenStore:
             return sorted(self._memory.values(), key=lambda s: s.server)
         if not self.path.exists():
             return []
-        with closing(self._connect()) as conn:
+        with self._db() as conn:
             rows = conn.execute(
                 f"SELECT server, url, tokens, expires_at, client_info, updated_at "
                 f"FROM {self.TABLE} ORDER BY server"
@@ -171,7 +184,7 @@ class TokenStore:
             if self.path is None:
                 self._memory.pop(server, None)
             else:
-                with closing(self._connect()) as conn:
+                with self._db() as conn:
                     conn.execute(f"DELETE FROM {self.TABLE} WHERE server = ?", (server,))
             return True
         self._write(StoredAuth(server, old.url, None, None, old.client_info, time.time()))
@@ -181,7 +194,7 @@ class TokenStore:
         if self.path is None:
             self._memory[row.server] = row
             return
-        with closing(self._connect()) as conn:
+        with self._db() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO {self.TABLE} "
                 "(server, url, tokens, expires_at, client_info, updated_at) "
