@@ -1,4 +1,4 @@
-"""Scale-out benchmark: several coordinator processes on one PostgreSQL database.
+"""Scale-out benchmark: several coordinator processes on one database, PostgreSQL or SQLite.
 
     python -m bench.scaleout                        # 1, 2, 4 processes; 40 runs each
     python -m bench.scaleout --runs 10 --processes 1,2   # a smoke run
@@ -9,8 +9,9 @@ releases them together: each runs ``--runs`` durable runs (a thread each, checkp
 into the shared statistics), ``--concurrency`` at a time. Runs/s is all runs over the time from
 the release to the last run's end; the run latency is each run's own wall time. The PostgreSQL
 cells run 1, 2 and 4 processes on one throwaway cluster (``initdb`` under a temp dir, a fresh
-database per cell); beside them one process on a SQLite file. After each cell the learned
-statistics are checked: every attempt of every run counted once.
+database per cell); the SQLite cells as many processes on one SQLite file (a fresh file per
+cell; ``--sqlite-processes``). After each cell the learned statistics are checked: every
+attempt of every run counted once.
 
 ``python -m bench.scaleout worker ...`` is one worker process (the tests drive it too): it
 prints ``{"ready": ...}``, waits for a line on stdin, then prints one JSON line per run and
@@ -228,12 +229,19 @@ def cell(
     return {"runs": timed, "all": done, "wall_s": wall}
 
 
-def run(process_counts: list[int], runs: int, concurrency: int, rounds: int) -> dict[str, Any]:
+def run(
+    process_counts: list[int],
+    runs: int,
+    concurrency: int,
+    rounds: int,
+    sqlite_counts: list[int] | None = None,
+) -> dict[str, Any]:
     """Every cell once per round, the cells interleaved (the machine's load moves); per cell,
     the median round's runs/s and the latency percentiles of all its timed runs."""
     from hybridmcp.testing.pgcluster import TempCluster
 
-    cells = [("sqlite", 1), *(("postgresql", n) for n in process_counts)]
+    sqlite = process_counts if sqlite_counts is None else sqlite_counts
+    cells = [*(("sqlite", n) for n in sqlite), *(("postgresql", n) for n in process_counts)]
     measured: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in cells}
     exact: dict[tuple[str, int], bool] = {c: True for c in cells}
     with tempfile.TemporaryDirectory() as tmp, TempCluster() as cluster:
@@ -241,7 +249,7 @@ def run(process_counts: list[int], runs: int, concurrency: int, rounds: int) -> 
         for r in range(rounds):
             for backend, n in cells:
                 if backend == "sqlite":
-                    db = str(Path(tmp) / f"runs-{r}.db")
+                    db = str(Path(tmp) / f"runs-{n}-{r}.db")
                 else:
                     db = cluster.create_database(f"scaleout_{n}_{r}")
                 got = cell(backend, n, db, setup, runs, concurrency, f"r{r}")
@@ -304,6 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     w.add_argument("--name", default="w")
     w.add_argument("--warmup", type=int, default=0, help="untimed runs before ready")
     p.add_argument("--processes", default="1,2,4", help="PostgreSQL cells, comma-separated")
+    p.add_argument(
+        "--sqlite-processes", default="1,2,4", help="SQLite cells (one file each), comma-separated"
+    )
     p.add_argument("--runs", type=int, default=40, help="runs per process")
     p.add_argument("--concurrency", type=int, default=4, help="runs in flight per process")
     p.add_argument("--rounds", type=int, default=2, help="rounds of every cell, interleaved")
@@ -317,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         asyncio.run(worker(args))
         return None
     processes = [int(n) for n in args.processes.split(",")]
-    report = run(processes, args.runs, args.concurrency, args.rounds)
+    sqlite = [int(n) for n in args.sqlite_processes.split(",") if n.strip()]
+    report = run(processes, args.runs, args.concurrency, args.rounds, sqlite)
     write_report(args.out, "scaleout", report, markdown(report))
     print(markdown(report))
     return report
