@@ -215,8 +215,9 @@ def _store_class() -> Any:
                     try:
                         yield cur
                     except BaseException:
-                        if transaction:  # nothing of a failed batch is kept
-                            await self.conn.execute("ROLLBACK")
+                        if transaction and self.conn.in_transaction:  # nothing of it is kept
+                            with contextlib.suppress(sqlite3.Error):  # the first error tells
+                                await self.conn.execute("ROLLBACK")
                         raise
                     if transaction:
                         await self.conn.execute("COMMIT")

@@ -215,3 +215,27 @@ def test_the_cli_on_a_file_locked_past_the_timeout_is_one_line_exit_2(tmp_path):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert db in one_line(proc.stderr) and "locked" in proc.stderr
+
+
+async def test_store_batches_that_write_take_the_write_lock_first(tmp_path):
+    """What keeps a batch mixing reads and writes from failing at once when another process
+    commits between them: it begins IMMEDIATE. Read-only batches keep the deferred BEGIN (in
+    WAL they never wait), and a batch that fails keeps nothing."""
+    from langgraph.store.base import GetOp, PutOp
+
+    db = str(tmp_path / "runs.db")
+    async with open_persistence(db) as (saver, store):
+        seen: list[str] = []
+        await store.conn.set_trace_callback(seen.append)
+        await store.abatch([GetOp(("ns",), "a"), PutOp(("ns",), "a", {"v": 1})])
+        assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN IMMEDIATE"]
+        seen.clear()
+        await store.abatch([GetOp(("ns",), "a")])
+        assert [s for s in seen if s.startswith("BEGIN")] == ["BEGIN"]
+        assert seen[-1] == "COMMIT"
+        seen.clear()
+        with pytest.raises(TypeError):  # a value JSON cannot hold, after a good one
+            await store.abatch([PutOp(("ns",), "b", {"v": 2}), PutOp(("ns",), "c", {"v": {1j}})])
+        assert "ROLLBACK" in seen and await store.aget(("ns",), "b") is None
+        async with saver.conn.execute("PRAGMA journal_mode") as cursor:
+            assert (await cursor.fetchone())[0] == "wal"
