@@ -7,6 +7,12 @@ By default a SQLite file under the user's data directory holds both the LangGrap
 ``AsyncPostgresSaver`` and ``AsyncPostgresStore``, any number of processes on one database;
 ``:memory:`` keeps everything in the process (nothing survives it).
 
+Several processes on one machine may share a SQLite file: it is in WAL mode, every connection
+waits up to :data:`BUSY_TIMEOUT_S` for another's write (then :class:`DatabaseBusy`, one line),
+and every transaction that writes takes the write lock first (``IMMEDIATE``: the saver's
+connection, and the store's writing batches, :func:`_store_class`). Across machines or on a
+network file system SQLite's locks do not hold: PostgreSQL is the answer there.
+
 Beside it, ``<name>.audit-heads.db`` anchors the heads of audit trails (:class:`SqliteHeads`),
 so that a trail cut or rewritten on disk no longer matches what the database remembers. It is a
 file of its own, not a table in the run database, because the gate appends audit records (and
