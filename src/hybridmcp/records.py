@@ -27,6 +27,9 @@ class Attempt(TypedDict, total=False):
     """The provider's time: from sent to answered, less the event loop's lateness."""
     queue_ms: float
     """Waiting for a session slot before it was sent: the coordinator's time."""
+    in_flight: int
+    """Calls already in flight on the session when it was sent (external calls): the load its
+    latency is judged at (:func:`hybridmcp.policy.hedging.at_load`)."""
     sent: bool
     cost: float
     value: Any

@@ -598,6 +598,7 @@ class _ServerSession:
         if call.outcome.done():  # the caller left before the request was written: skip it
             self._slots.release()
             return
+        call.timing.in_flight = self.status.in_flight  # its load: calls ahead of it
         call.timing.mark_sent()
         self._in_flight.add(call)
         call.sent_at = loop.time()

@@ -11,6 +11,15 @@ trigger a hedge, so a provider's first calls never do.
 A *straggler* is one side of a hybrid (cross-validated) request that runs past its degradation
 threshold after the other side has already answered: the worker stops waiting for it, and the
 request settles on the answer it has.
+
+*In flight.* Calls the coordinator sends at once share the server's session; a server that works
+through them one at a time (a single stdio process) answers the call with ``k`` calls ahead of
+it up to ``k + 1`` times later than a lone call, through no fault of its own. Every latency
+judgement (the slow threshold, the hedge and straggler timers, the breaker's slow flag) is
+therefore made *at the call's load*, the number of calls already in flight on its session when it
+was sent (:func:`at_load`): against what that provider's recent calls sent at the same load took
+(in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those, against
+``k + 1`` times what a lone call is held to. A call sent alone is judged exactly as before.
 """
 
 from __future__ import annotations
@@ -126,6 +135,38 @@ class HedgeBudget:
         return True
 
 
+def load_bucket(in_flight: int | None) -> int:
+    """The load a call was sent at, as a bucket: calls already in flight on its session 0, 1,
+    2-3, 4-7, 8-15, ... -> 0, 1, 2, 3, 4, ... (None, a call not sent on a session: 0)."""
+    return max(0, in_flight or 0).bit_length()
+
+
+def at_load(
+    lone_ms: float,
+    in_flight: int | None,
+    recent: Sequence[float] | None,
+    *,
+    factor: float,
+    quantile: float,
+    min_observations: int,
+) -> float:
+    """What a call sent with ``in_flight`` calls already in flight on its session is held to,
+    given ``lone_ms``, what it would be held to sent alone (a slow threshold, a hedge delay).
+
+    ``recent``: the provider's recent answered latencies at the call's load
+    (:func:`load_bucket`). With ``min_observations`` of them: ``lone_ms``, raised to ``factor``
+    x their ``quantile``, so a server that works through its calls in turn is held to what its
+    calls at that load take, and a server that serves them side by side (whose calls take as long
+    at any load) to what it always was. Before that: ``(in_flight + 1) x lone_ms``, what a server
+    serving one call at a time would need, at worst, for the calls ahead and this one. Never
+    below ``lone_ms``: more calls in flight never make a judgement stricter."""
+    if not in_flight or in_flight <= 0:
+        return lone_ms
+    if recent is not None and len(recent) >= min_observations:
+        return max(lone_ms, factor * _quantile(recent, quantile))
+    return lone_ms * (in_flight + 1)
+
+
 PIN_ALPHA = 0.05
 """How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
@@ -143,10 +184,12 @@ class HealthWatch:
     - the hedge budget;
     - a *pinned* slow threshold per provider, following its healthy calls slowly, so a slowdown
       that the moving average has begun to absorb still counts as one;
-    - the *recent* answered latencies (provider time, queue excluded): the threshold never falls
-      below ``latency_ewma_factor`` x their 75th percentile, so load that slows every call (CPU
-      contention, many runs at once) becomes the new normal within a few calls instead of
-      flagging them all. A provider that alone turns slow is flagged until a quarter of the
+    - the *recent* answered latencies (provider time, queue excluded), per load the calls were
+      sent at (:func:`load_bucket`): a lone call's threshold never falls below
+      ``latency_ewma_factor`` x the 75th percentile of the lone calls', so load that slows every
+      call (CPU contention, many runs at once) becomes the new normal within a few calls instead
+      of flagging them all; a call sent behind others is judged against the calls sent at its
+      load (:func:`at_load`). A provider that alone turns slow is flagged until a quarter of the
       window has seen it, long enough for its breaker and its learned slow rate;
     - *suspect* providers: their last judged call was slow, so their next calls are hedged at
       the tail estimate of their last healthy call until one answers in normal time.
@@ -155,7 +198,8 @@ class HealthWatch:
     hedges: HedgeBudget
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     pinned: dict[str, float] = field(default_factory=dict)
-    recent: dict[str, deque[float]] = field(default_factory=dict)
+    recent: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
+    """Recent answered latencies by (provider, :func:`load_bucket`)."""
     suspect: set[str] = field(default_factory=set)
     healthy_tail: dict[str, float] = field(default_factory=dict)
 
@@ -164,16 +208,42 @@ class HealthWatch:
         return cls(HedgeBudget.from_config(cfg.hedging), cfg.degradation)
 
     def threshold(self, provider: str, planned_ms: float | None) -> float | None:
-        """The slow threshold to judge a call by: the planned one, lowered to the pinned
-        healthy one, raised to the floor of recent healthy latencies."""
+        """The slow threshold to judge a lone call by: the planned one, lowered to the pinned
+        healthy one, raised to the floor of recent healthy lone latencies (a call sent behind
+        others: :meth:`slow_at_load`)."""
         if planned_ms is None:
             return None
         pinned = self.pinned.get(provider)
         current = planned_ms if pinned is None else min(planned_ms, pinned)
-        recent = self.recent.get(provider)
+        recent = self.recent.get((provider, 0))
         if recent and len(recent) >= self.degradation.min_observations:
             current = max(current, self.degradation.latency_ewma_factor * _quantile(recent, 0.75))
         return max(current, self.degradation.min_slow_ms)
+
+    def slow_at_load(self, provider: str, threshold_ms: float, in_flight: int | None) -> float:
+        """The slow threshold of a call sent with ``in_flight`` calls already in flight on its
+        session, ``threshold_ms`` being a lone call's (:func:`at_load`; 75th percentile)."""
+        cfg = self.degradation
+        return at_load(
+            threshold_ms,
+            in_flight,
+            self.recent.get((provider, load_bucket(in_flight))),
+            factor=cfg.latency_ewma_factor,
+            quantile=0.75,
+            min_observations=cfg.min_observations,
+        )
+
+    def tail_at_load(self, provider: str, after_ms: float, in_flight: int | None) -> float:
+        """When to hedge a call sent with ``in_flight`` calls already in flight on its session,
+        ``after_ms`` being a lone call's hedge delay (:func:`at_load`; 95th percentile)."""
+        return at_load(
+            after_ms,
+            in_flight,
+            self.recent.get((provider, load_bucket(in_flight))),
+            factor=1.0,
+            quantile=0.95,
+            min_observations=self.degradation.min_observations,
+        )
 
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
         """For a suspect provider, when to hedge (its last healthy tail); None otherwise."""
@@ -190,15 +260,17 @@ class HealthWatch:
         threshold_ms: float | None,
         planned_ms: float | None,
         hedge_after_ms: float | None = None,
+        in_flight: int | None = None,
     ) -> bool:
-        """Fold one judged call in (provider time); True when it was slow."""
+        """Fold one judged call in (provider time; ``threshold_ms`` already at the call's load,
+        ``in_flight`` calls ahead of it at send); True when it was slow."""
         if threshold_ms is None:
             if ok:
-                self._answered(provider, latency_ms)
+                self._answered(provider, latency_ms, in_flight)
             return False
         slow = latency_ms > threshold_ms
         if ok:
-            self._answered(provider, latency_ms)
+            self._answered(provider, latency_ms, in_flight)
         if slow:
             self.suspect.add(provider)
             return True
@@ -212,9 +284,10 @@ class HealthWatch:
             self.pinned[provider] = pinned + PIN_ALPHA * (planned_ms - pinned)
         return False
 
-    def _answered(self, provider: str, latency_ms: float) -> None:
+    def _answered(self, provider: str, latency_ms: float, in_flight: int | None) -> None:
         size = self.degradation.recent_window
         if size <= 0:
             return
-        window = self.recent.setdefault(provider, deque(maxlen=size))
+        key = (provider, load_bucket(in_flight))
+        window = self.recent.setdefault(key, deque(maxlen=size))
         window.append(latency_ms)
