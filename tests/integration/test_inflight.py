@@ -1,0 +1,98 @@
+"""Many calls in flight on one session are our load, not the server's degradation: with the
+default settings, a healthy server that works through 8 calls at a time (under CPU load, too)
+is never flagged, while a server that turns 10x slower is caught, with 8 calls in flight and
+alone, and work moves to the other side."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hybridmcp.config import parse_config
+from hybridmcp.coordinator import Coordinator
+from hybridmcp.task import parse_task
+from hybridmcp.testing.harness import faultserver_stdio
+from tests.integration.test_load_thresholds import cpu_load
+
+pytestmark = pytest.mark.integration
+OUTER_S = 300
+N = 120
+TIME_SERVER = {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
+SERVERS = {
+    "mcp-server-time": (TIME_SERVER, "time.get_current_time", {"timezone": "UTC"}),
+    "faultserver": (faultserver_stdio(), "faulty.echo", {"text": "hello"}),
+}
+
+
+async def run(co: Coordinator, requests: list[dict[str, Any]]) -> dict[str, Any]:
+    return await co.run(parse_task({"requests": requests}))
+
+
+def codes(out: dict[str, Any]) -> list[str]:
+    return [e["code"] for e in out["events"]]
+
+
+@pytest.mark.parametrize("name", sorted(SERVERS))
+async def test_a_healthy_server_with_8_calls_in_flight_is_not_degraded(name: str) -> None:
+    server, skill, args = SERVERS[name]
+    cfg = parse_config({"mcpServers": {skill.split(".")[0]: server}})  # the defaults
+    async with asyncio.timeout(OUTER_S), Coordinator.open(cfg) as co:
+        for i in range(6):  # a baseline of lone calls
+            alone = await run(co, [{"id": f"w{i}", "skill": skill, "args": args}])
+            assert alone["status"] == "ok"
+        batch = [{"id": f"r{i}", "skill": skill, "args": args} for i in range(N)]
+        with cpu_load(processes=2, seconds=120):
+            outs = [await run(co, batch) for _ in range(2)]
+    for out in outs:
+        assert out["status"] == "ok", {r: v["error"] for r, v in out["results"].items()}
+        attempts = [a for r in out["results"].values() for a in r["attempts"]]
+        assert len(attempts) == N and all(a["ok"] and a["side"] == "external" for a in attempts)
+        assert max(a["in_flight"] for a in attempts) == 7  # 8 in flight on the session
+        assert not {"EXTERNAL_DEGRADATION_DETECTED", "CIRCUIT_OPENED"} & set(codes(out))
+
+
+def calc(rid: str) -> dict[str, Any]:
+    return {
+        "id": rid,
+        "skill": "math.calculate",
+        "args": {"expression": "6*7"},
+        "strategy": "external",
+    }
+
+
+async def test_a_server_ten_times_slower_is_caught_with_8_in_flight_and_alone() -> None:
+    ext = {"side": "external", "server": "faulty", "tool": "calculate", "timeout_ms": 20_000}
+    cfg = parse_config(
+        {
+            "mcpServers": {"faulty": faultserver_stdio({"calculate": {"latency_ms": 40}})},
+            "skills": {"math.calculate": {"providers": [ext]}},  # beside the built-in one
+        }
+    )
+    async with asyncio.timeout(OUTER_S), Coordinator.open(cfg) as co:
+        for i in range(12):  # the baseline: lone calls, then 8 at a time
+            await run(co, [calc(f"w{i}")])
+        healthy = await run(co, [calc(f"h{i}") for i in range(40)])
+        assert healthy["status"] == "ok"
+        assert "EXTERNAL_DEGRADATION_DETECTED" not in codes(healthy)
+        assert max(a.get("in_flight", 0) for r in healthy["results"].values()
+                   for a in r["attempts"]) == 7  # fmt: skip
+        control = {"id": "f", "skill": "faulty.fault_control"}
+        slow = {"faults": {"calculate": {"latency_ms": 400}}}
+        assert (await run(co, [control | {"args": slow}]))["status"] == "ok"
+        loaded = await run(co, [calc(f"s{i}") for i in range(40)])
+        alone = await run(co, [calc("one")])
+    for out in (loaded, alone):
+        assert out["status"] == "ok"
+        assert all(r["value"] == {"value": 42} for r in out["results"].values())
+        moved = [e for e in out["events"] if e["code"] in ("HEDGE_STARTED",)]
+        flagged = [e for e in out["events"] if e["code"] == "EXTERNAL_DEGRADATION_DETECTED"]
+        answered_inside = [
+            a
+            for r in out["results"].values()
+            for a in r["attempts"]
+            if a["ok"] and a["side"] == "internal"
+        ]
+        assert flagged or moved, codes(out)
+        assert answered_inside  # the work moved to the other side
