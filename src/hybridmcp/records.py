@@ -28,7 +28,7 @@ class Attempt(TypedDict, total=False):
     queue_ms: float
     """Waiting for a session slot before it was sent: the coordinator's time."""
     in_flight: int
-    """Calls already in flight on the session when it was sent (external calls): the load its
+    """The most other calls in flight on the session beside it (external calls): the load its
     latency is judged at (:func:`hybridmcp.policy.hedging.at_load`)."""
     sent: bool
     cost: float

@@ -4,7 +4,7 @@ simulated servers (one call at a time, FIFO; or side by side) fed through the li
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -30,7 +30,8 @@ class Call:
     sent: float
     completed: float
     in_flight: int
-    """Calls sent before it and not yet completed when it was sent."""
+    """The most other calls in flight at any moment while it was (as the session pool
+    records it)."""
     service: float
 
     @property
@@ -50,10 +51,16 @@ def simulate(gaps: list[float], services: list[float], cap: int, serial: bool) -
         ends = sorted((c.completed for c in calls), reverse=True)
         if len(ends) >= cap:
             sent = max(sent, ends[cap - 1])  # the cap-th latest end frees a slot
-        ahead = sum(1 for c in calls if c.completed > sent)
         start = max(sent, calls[-1].completed) if serial and calls else sent
-        calls.append(Call(sent, start + service, ahead, service))
-    return calls
+        calls.append(Call(sent, start + service, 0, service))
+    return [replace(c, in_flight=_load(c, calls)) for c in calls]
+
+
+def _load(call: Call, calls: list[Call]) -> int:
+    """The most other calls in flight at a moment ``call`` was (the peak is at a send)."""
+    others = [c for c in calls if c is not call]
+    moments = [call.sent] + [c.sent for c in others if call.sent < c.sent < call.completed]
+    return max(sum(1 for c in others if c.sent <= t < c.completed) for t in moments)
 
 
 def planned_ms() -> float:

@@ -292,7 +292,7 @@ class Gate:
         :class:`ProviderError` for an answer of the wrong shape (counted as a failure); an
         answer later than ``slow_after_s`` after it was sent counts as slow for the circuit
         breaker (or later than what a function of the call's timing gives: the threshold at
-        the load it was sent at, ``timing.in_flight``). A caller's error (:class:`RequestError`)
+        the call's load, ``timing.in_flight``). A caller's error (:class:`RequestError`)
         and a call never sent (:class:`BackPressureError`) are never held against the provider.
         ``scope`` gets the call's progress and answers the server's questions during it (its
         ``caller`` is set to ``ctx``, so a sampling request during the call is charged and

@@ -598,9 +598,10 @@ class _ServerSession:
         if call.outcome.done():  # the caller left before the request was written: skip it
             self._slots.release()
             return
-        call.timing.in_flight = self.status.in_flight  # its load: calls ahead of it
         call.timing.mark_sent()
         self._in_flight.add(call)
+        for other in self._in_flight:  # the load: most other calls in flight beside each one
+            other.timing.in_flight = max(other.timing.in_flight or 0, len(self._in_flight) - 1)
         call.sent_at = loop.time()
         call.deadline = deadline = call.sent_at + call.timeout_s
         call.timer = loop.call_at(deadline, self._expire, call)

@@ -80,8 +80,9 @@ class CallTiming:
     """The event loop's accumulated lateness (:meth:`LoopLag.total_ms`), when the call's end is
     noticed on the loop; None for a call timed where it runs (an internal worker thread)."""
     in_flight: int | None = None
-    """Calls already in flight on the session when this one was sent (set by the session pool;
-    None for a call not sent on a session): its load, which latency judgements allow for."""
+    """The most other calls in flight on the session at any moment while this one was (set by
+    the session pool from the moment it is sent; None for a call not sent on a session): its
+    load, which latency judgements allow for."""
     _lag_at_sent: float = field(default=0.0, repr=False)
     _lag_at_end: float | None = field(default=None, repr=False)
 

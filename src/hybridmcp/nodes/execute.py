@@ -276,8 +276,8 @@ class _Call:
         return cls(item, task, timing, res.clock(), res.watch)
 
     def at_load(self, at_ms: float, *, tail: bool) -> float:
-        """A lone call's timer (a hedge delay when ``tail``, else a slow threshold) at the load
-        this call was sent at (:func:`hybridmcp.policy.hedging.at_load`)."""
+        """A lone call's timer (a hedge delay when ``tail``, else a slow threshold) at this
+        call's load so far (:func:`hybridmcp.policy.hedging.at_load`)."""
         at = self.watch.tail_at_load if tail else self.watch.slow_at_load
         return at(self.item["provider"], at_ms, self.timing.in_flight)
 
@@ -366,8 +366,8 @@ async def _race(
 async def _finished_within(call: _Call, at_ms: float, *, tail: bool = False) -> bool:
     """Wait until the call is done or ``at_ms`` after it was sent; is it done? Time in the
     queue does not count: a call is judged only once its provider has it, and ``at_ms`` (a
-    lone call's hedge delay when ``tail``, else its slow threshold) is taken at the load it
-    was sent at (:meth:`_Call.at_load`)."""
+    lone call's hedge delay when ``tail``, else its slow threshold) is taken at the call's load
+    (:meth:`_Call.at_load`)."""
     if call.timing.sent_at is None:
         sent = asyncio.ensure_future(call.timing.sent.wait())
         try:
@@ -376,9 +376,9 @@ async def _finished_within(call: _Call, at_ms: float, *, tail: bool = False) -> 
             sent.cancel()
         if call.task.done():
             return True
-    at_ms = call.at_load(at_ms, tail=tail)
     while True:  # the provider's time, less the loop's lateness: wait until it reaches at_ms
-        remaining = at_ms / 1000 - call.timing.since_sent_s()
+        # (at the call's load so far: calls sent beside it while it waits move the limit on)
+        remaining = call.at_load(at_ms, tail=tail) / 1000 - call.timing.since_sent_s()
         if remaining <= 0:
             return call.task.done()
         done, _ = await asyncio.wait({call.task}, timeout=remaining)
@@ -428,7 +428,7 @@ def _judge(
     """Fold the primary attempt into the provider's live health (provider time only)."""
     if not primary["sent"]:
         return
-    if threshold is not None:  # at the load the call was sent at
+    if threshold is not None:  # at the call's load
         threshold = res.watch.slow_at_load(primary["provider"], threshold, primary.get("in_flight"))
     if primary.get("censored") and (threshold is None or primary["latency_ms"] <= threshold):
         return  # cut before its threshold: nothing known of its health

@@ -8,7 +8,7 @@ numbers that drove it.
 An attempt is *degraded* when it failed, or when it answered (or was cut off) later than its
 provider's slow threshold (:func:`hybridmcp.policy.hedging.slow_threshold_ms`: ``max(3 x EWMA,
 1.5 x p95)`` of the moving-average baseline the allocation was made with), taken at the load the
-call was sent at: with ``in_flight`` calls already in flight on its session, what the
+call had: with ``in_flight`` other calls in flight beside it on its session, what the
 provider's calls at that load take (:func:`hybridmcp.policy.hedging.at_load`). A hedge that lost
 the race in normal time is not degraded.
 """
@@ -88,7 +88,7 @@ def threshold_ms(
 ) -> float | None:
     """The slow threshold an attempt is judged by: the one the worker judged it by
     (``slow_after_ms``: pinned to the provider's last healthy baseline, at the call's load)
-    when recorded, else the baseline's, times ``in_flight + 1`` for a call sent behind others
+    when recorded, else the baseline's, times ``in_flight + 1`` for a call beside others
     (what a server serving one call at a time needs, at worst)."""
     recorded = attempt.get("slow_after_ms")
     if recorded:

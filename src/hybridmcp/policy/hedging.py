@@ -13,13 +13,13 @@ threshold after the other side has already answered: the worker stops waiting fo
 request settles on the answer it has.
 
 *In flight.* Calls the coordinator sends at once share the server's session; a server that works
-through them one at a time (a single stdio process) answers the call with ``k`` calls ahead of
-it up to ``k + 1`` times later than a lone call, through no fault of its own. Every latency
+through them one at a time (a single stdio process) answers a call that shares it with ``k``
+others up to ``k + 1`` times later than a lone call, through no fault of its own. Every latency
 judgement (the slow threshold, the hedge and straggler timers, the breaker's slow flag) is
-therefore made *at the call's load*, the number of calls already in flight on its session when it
-was sent (:func:`at_load`): against what that provider's recent calls sent at the same load took
-(in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those, against
-``k + 1`` times what a lone call is held to. A call sent alone is judged exactly as before.
+therefore made *at the call's load* ``k``, the most other calls in flight on its session at any
+moment while it was (:func:`at_load`): against what that provider's recent calls at the same
+load took (in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those,
+against ``k + 1`` times what a lone call is held to. A call alone is judged exactly as before.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class HedgeBudget:
 
 
 def load_bucket(in_flight: int | None) -> int:
-    """The load a call was sent at, as a bucket: calls already in flight on its session 0, 1,
+    """A call's load as a bucket: most other calls in flight beside it on its session 0, 1,
     2-3, 4-7, 8-15, ... -> 0, 1, 2, 3, 4, ... (None, a call not sent on a session: 0)."""
     return max(0, in_flight or 0).bit_length()
 
@@ -150,7 +150,7 @@ def at_load(
     quantile: float,
     min_observations: int,
 ) -> float:
-    """What a call sent with ``in_flight`` calls already in flight on its session is held to,
+    """What a call with ``in_flight`` other calls in flight beside it on its session is held to,
     given ``lone_ms``, what it would be held to sent alone (a slow threshold, a hedge delay).
 
     ``recent``: the provider's recent answered latencies at the call's load
@@ -158,7 +158,7 @@ def at_load(
     x their ``quantile``, so a server that works through its calls in turn is held to what its
     calls at that load take, and a server that serves them side by side (whose calls take as long
     at any load) to what it always was. Before that: ``(in_flight + 1) x lone_ms``, what a server
-    serving one call at a time would need, at worst, for the calls ahead and this one. Never
+    serving one call at a time would need, at worst, for the others and this one. Never
     below ``lone_ms``: more calls in flight never make a judgement stricter."""
     if not in_flight or in_flight <= 0:
         return lone_ms
@@ -185,10 +185,10 @@ class HealthWatch:
     - a *pinned* slow threshold per provider, following its healthy calls slowly, so a slowdown
       that the moving average has begun to absorb still counts as one;
     - the *recent* answered latencies (provider time, queue excluded), per load the calls were
-      sent at (:func:`load_bucket`): a lone call's threshold never falls below
+      had (:func:`load_bucket`): a lone call's threshold never falls below
       ``latency_ewma_factor`` x the 75th percentile of the lone calls', so load that slows every
       call (CPU contention, many runs at once) becomes the new normal within a few calls instead
-      of flagging them all; a call sent behind others is judged against the calls sent at its
+      of flagging them all; a call beside others is judged against the calls at its
       load (:func:`at_load`). A provider that alone turns slow is flagged until a quarter of the
       window has seen it, long enough for its breaker and its learned slow rate;
     - *suspect* providers: their last judged call was slow, so their next calls are hedged at
@@ -221,7 +221,7 @@ class HealthWatch:
         return max(current, self.degradation.min_slow_ms)
 
     def slow_at_load(self, provider: str, threshold_ms: float, in_flight: int | None) -> float:
-        """The slow threshold of a call sent with ``in_flight`` calls already in flight on its
+        """The slow threshold of a call with ``in_flight`` other calls in flight beside it on its
         session, ``threshold_ms`` being a lone call's (:func:`at_load`; 75th percentile)."""
         cfg = self.degradation
         return at_load(
@@ -234,7 +234,7 @@ class HealthWatch:
         )
 
     def tail_at_load(self, provider: str, after_ms: float, in_flight: int | None) -> float:
-        """When to hedge a call sent with ``in_flight`` calls already in flight on its session,
+        """When to hedge a call with ``in_flight`` other calls in flight beside it on its session,
         ``after_ms`` being a lone call's hedge delay (:func:`at_load`; 95th percentile)."""
         return at_load(
             after_ms,
@@ -263,7 +263,7 @@ class HealthWatch:
         in_flight: int | None = None,
     ) -> bool:
         """Fold one judged call in (provider time; ``threshold_ms`` already at the call's load,
-        ``in_flight`` calls ahead of it at send); True when it was slow."""
+        ``in_flight`` other calls in flight beside it at most); True when it was slow."""
         if threshold_ms is None:
             if ok:
                 self._answered(provider, latency_ms, in_flight)
