@@ -149,6 +149,15 @@ async def timed(fn: Callable[[int], Awaitable[Any]], n: int) -> float:
     return time.perf_counter() - t0
 
 
+WATCHED_EVENTS = (
+    "EXTERNAL_DEGRADATION_DETECTED",
+    "INTERNAL_DEGRADATION_DETECTED",
+    "CIRCUIT_OPENED",
+    "HEDGE_STARTED",
+)
+"""Counted per skill over the timed runs: each would mean a provider was judged slow or failing."""
+
+
 class Subjects:
     """The four ways of doing N requests, each over resources opened once."""
 
@@ -164,6 +173,8 @@ class Subjects:
         self.failed: dict[str, int] = {EXTERNAL_SKILL: 0, "bench.noop": 0}
         """Requests not answered (e.g. a circuit opened by slow calls under load)."""
         self.first_error: dict[str, str] = {}
+        self.events: dict[str, dict[str, int]] = {EXTERNAL_SKILL: {}, "bench.noop": {}}
+        """Events that would say the coordinator judged a provider degraded (0 expected)."""
 
     async def raw(self, n: int) -> None:
         slots = asyncio.Semaphore(CONCURRENCY)
@@ -188,6 +199,10 @@ class Subjects:
             self.first_error[skill] = str(failed[0]["error"])[:300]
         wrong = [r for r in out["results"].values() if r["allocation"] not in skill_sides(skill)]
         self.other_side[skill] += len(wrong)
+        for event in out["events"]:
+            if event["code"] in WATCHED_EVENTS:
+                seen = self.events[skill]
+                seen[event["code"]] = seen.get(event["code"], 0) + 1
 
     async def bare(self, n: int) -> None:
         out = await self.fanout.ainvoke({"items": list(range(n)), "done": []})
@@ -278,6 +293,7 @@ async def run(sizes: list[int], sequential: int, adapters_calls: int) -> dict[st
         "other_side": subjects.other_side,
         "failed": subjects.failed,
         "first_error": subjects.first_error,
+        "events": subjects.events,
     }
 
 
@@ -537,6 +553,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"{report['not_answered'].get(EXTERNAL_SKILL, 0)}, internal "
             f"{report['not_answered'].get('bench.noop', 0)}"
             + "".join(f"; first error ({k}): {v}" for k, v in report["first_error"].items())
+            + ". Degradation, circuit and hedge events: "
+            + "; ".join(
+                f"{k}: {dict(sorted(v.items())) or 'none'}"
+                for k, v in (report.get("events") or {}).items()
+            )
             + "."
         )
     memory = report.get("memory") or []
@@ -653,6 +674,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "answered_by_the_other_side": raw["other_side"],
         "not_answered": raw["failed"],
         "first_error": raw["first_error"],
+        "events": raw["events"],
         "memory": memory,
         "cli": cli,
         "targets": targets(analysed["rows"], raw["sequential"], cli),
