@@ -42,6 +42,11 @@ class Attempt(TypedDict, total=False):
     cancelled: str
     tool_error: bool
     slow_after_ms: float
+    service_ms: float
+    """From the later of its sending and the server's last answer to another call on the
+    session, to its own answer (external calls)."""
+    lateness_shared: bool
+    """Past ``slow_after_ms``, but the server answered the calls beside it meanwhile: not slow."""
     hedge: str
     """``primary`` or ``hedge`` when the call raced another."""
     replayed: bool

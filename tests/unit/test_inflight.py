@@ -33,10 +33,16 @@ class Call:
     """The most other calls in flight at any moment while it was (as the session pool
     records it)."""
     service: float
+    idle_from: float = 0.0
+    """The later of its sending and the last answer to another call before its own."""
 
     @property
     def latency(self) -> float:
         return self.completed - self.sent
+
+    @property
+    def service_ms(self) -> float:
+        return self.completed - self.idle_from
 
 
 def simulate(gaps: list[float], services: list[float], cap: int, serial: bool) -> list[Call]:
@@ -53,7 +59,14 @@ def simulate(gaps: list[float], services: list[float], cap: int, serial: bool) -
             sent = max(sent, ends[cap - 1])  # the cap-th latest end frees a slot
         start = max(sent, calls[-1].completed) if serial and calls else sent
         calls.append(Call(sent, start + service, 0, service))
-    return [replace(c, in_flight=_load(c, calls)) for c in calls]
+    answered = sorted(range(len(calls)), key=lambda i: (calls[i].completed, i))
+    last_answer = {
+        i: calls[answered[n - 1]].completed if n else 0.0 for n, i in enumerate(answered)
+    }
+    return [
+        replace(c, in_flight=_load(c, calls), idle_from=max(c.sent, last_answer[i]))
+        for i, c in enumerate(calls)
+    ]
 
 
 def _load(call: Call, calls: list[Call]) -> int:
@@ -75,7 +88,7 @@ def planned_ms() -> float:
     return threshold
 
 
-def judge(calls: list[Call]) -> list[tuple[Call, bool, bool]]:
+def judge(calls: list[Call], *, services: bool = True) -> list[tuple[Call, bool, bool]]:
     """Each call judged when it completes, as the workers do: (call, slow, bucket warm with
     healthy answers only)."""
     w = HealthWatch(HedgeBudget.from_config(HedgingConfig()), DegradationConfig())
@@ -94,6 +107,7 @@ def judge(calls: list[Call]) -> list[tuple[Call, bool, bool]]:
             threshold_ms=threshold,
             planned_ms=planned,
             in_flight=call.in_flight,
+            service_ms=call.service_ms if services else None,
         )
         judged.append((call, slow, warm))
     return judged
@@ -163,3 +177,18 @@ def test_degradation_without_a_recorded_threshold_allows_for_the_calls_ahead() -
     assert assess(behind, baseline, cfg) == []
     assert assess(behind | {"latency_ms": 300.0}, baseline, cfg) == ["latency"]
     assert threshold_ms(behind | {"slow_after_ms": 50.0}, baseline, cfg) == 50.0
+
+
+def test_a_stall_that_holds_up_every_call_in_flight_is_charged_once() -> None:
+    """One call the server takes 30x longer over: the 7 queued behind it are late too, but the
+    server answered each in its usual time once it got to it; only the stalled call is slow."""
+    services = [BASE_MS * 1.2] * 200
+    services[150] = BASE_MS * 30
+    for serial in (True, False):
+        calls = simulate([0.0] * 200, services, 8, serial)
+        judged = judge(calls)
+        slow = [c.service for c, s, _ in judged if s]
+        assert slow == [BASE_MS * 30], serial
+        if serial:  # held up past their thresholds, not slow: judged by latency alone they are
+            by_latency = [c for c, s, _ in judge(calls, services=False) if s]
+            assert len(by_latency) > 5

@@ -316,6 +316,8 @@ class _ServerSession:
         self._suspect = False
         self._closed = False
         self._last_used = time.monotonic()
+        self._answered_at = 0.0
+        """``time.perf_counter()`` when a request on the session last ended."""
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -652,6 +654,9 @@ class _ServerSession:
         except Exception as err:
             _settle(call, self._call_error(where, call, err))
         finally:
+            sent_at = call.timing.sent_at or 0.0  # the server answered nothing else since:
+            call.timing.idle_from = max(sent_at, self._answered_at)
+            self._answered_at = time.perf_counter()
             self._in_flight.discard(call)
             if call.timer is not None:
                 call.timer.cancel()

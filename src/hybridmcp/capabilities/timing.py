@@ -83,6 +83,9 @@ class CallTiming:
     """The most other calls in flight on the session at any moment while this one was (set by
     the session pool from the moment it is sent; None for a call not sent on a session): its
     load, which latency judgements allow for."""
+    idle_from: float | None = None
+    """The later of its sending and the session's last answer before its own (set by the
+    session pool when the request ends): from then on the server answered nothing else."""
     _lag_at_sent: float = field(default=0.0, repr=False)
     _lag_at_end: float | None = field(default=None, repr=False)
 
@@ -118,6 +121,14 @@ class CallTiming:
         end = self.ended_at if ended else (now if now is not None else time.perf_counter())
         assert end is not None
         return max(0.0, (end - self.sent_at) * 1000 - self._loop_lag_ms(ended))
+
+    def service_ms(self) -> float:
+        """The provider's time on this call alone: from :attr:`idle_from` (the server answered
+        nothing else on the session since) to the end; its latency when it shared nothing."""
+        latency = self.latency_ms()
+        if self.idle_from is None or self.ended_at is None:
+            return latency
+        return min(latency, max(0.0, (self.ended_at - self.idle_from) * 1000))
 
     def since_sent_s(self, now: float | None = None) -> float:
         """Seconds the provider has had the call so far, less the loop's lateness (0 while

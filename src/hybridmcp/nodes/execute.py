@@ -120,6 +120,7 @@ def _attempt(
     }
     if timing.in_flight is not None:
         attempt["in_flight"] = timing.in_flight
+        attempt["service_ms"] = round(timing.service_ms(), 3)
     return attempt | extra
 
 
@@ -177,7 +178,7 @@ async def _call(
             timeout_s=timeout,
             slow_after_s=None
             if slow_after_ms is None
-            else lambda t: res.watch.slow_at_load(provider.id, slow_after_ms, t.in_flight) / 1000,
+            else _slow_after(res, provider, slow_after_ms),
             validate=validate,
             timing=timing,
             queue_timeout_s=run_left,
@@ -193,6 +194,20 @@ async def _call(
     if scope.notifications:
         extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
     return result.value, extra
+
+
+def _slow_after(
+    res: Resources, provider: Provider, lone_ms: float
+) -> Callable[[CallTiming], float | None]:
+    """The breaker's slow threshold of a call, in seconds, once it has ended: at its load, None
+    when its lateness was shared with the calls beside it (:meth:`HealthWatch.shared`)."""
+
+    def after(t: CallTiming) -> float | None:
+        if res.watch.shared(provider.id, t.service_ms(), t.in_flight):
+            return None
+        return res.watch.slow_at_load(provider.id, lone_ms, t.in_flight) / 1000
+
+    return after
 
 
 def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
@@ -434,6 +449,11 @@ def _judge(
         return  # cut before its threshold: nothing known of its health
     if threshold is not None:
         primary["slow_after_ms"] = round(threshold, 3)
+        late = primary["ok"] and primary["latency_ms"] > threshold
+        if late and res.watch.shared(
+            primary["provider"], primary.get("service_ms"), primary.get("in_flight")
+        ):
+            primary[blame.LATENESS_SHARED] = True
     hedge = plan.get("hedge")
     res.watch.remember(
         primary["provider"],
@@ -443,6 +463,7 @@ def _judge(
         planned_ms=plan.get("slow_after_ms"),
         hedge_after_ms=hedge["after_ms"] if hedge else None,
         in_flight=primary.get("in_flight"),
+        service_ms=primary.get("service_ms"),
     )
 
 

@@ -21,7 +21,13 @@ from typing import Any
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig
 from hybridmcp.events import EventCode
-from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, never_sent, request_faults
+from hybridmcp.policy.blame import (
+    HEDGE_LOST,
+    LATENESS_SHARED,
+    STRAGGLER,
+    never_sent,
+    request_faults,
+)
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
 from hybridmcp.policy.hedging import at_load, slow_threshold_ms
 
@@ -114,7 +120,8 @@ def assess(
     """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not.
     The threshold: :func:`threshold_ms`."""
     threshold = threshold_ms(attempt, baseline, cfg)
-    slow = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
+    late = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
+    slow = late and not attempt.get(LATENESS_SHARED)
     if attempt.get("cancelled") == HEDGE_LOST:
         return ["latency"] if slow else []
     if attempt.get("cancelled") == STRAGGLER:
@@ -148,7 +155,8 @@ def degradation_metrics(
             "baseline_latency_ms": round(float(baseline["latency_ms"]), 3),
             "baseline_p95_latency_ms": round(float(baseline["p95_latency_ms"]), 3),
             "slow_threshold_ms": threshold_ms(attempt, baseline, cfg),
-            "in_flight_at_send": attempt.get("in_flight"),
+            "in_flight": attempt.get("in_flight"),
+            "service_ms": attempt.get("service_ms"),
             "baseline_observations": baseline.get("observations"),
             "baseline_error_rate": None if base_error is None else round(base_error, 3),
             "response_time_increase": _pct(latency, float(baseline["latency_ms"])),

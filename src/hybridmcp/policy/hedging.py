@@ -20,6 +20,11 @@ therefore made *at the call's load* ``k``, the most other calls in flight on its
 moment while it was (:func:`at_load`): against what that provider's recent calls at the same
 load took (in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those,
 against ``k + 1`` times what a lone call is held to. A call alone is judged exactly as before.
+A call past its threshold that shared its session is still not slow when its *service time*
+(from the later of its sending and the server's last answer to another call, to its own
+answer) is within what the provider's calls at that load show (:func:`shared_lateness`): the
+server kept answering the calls beside it, so its lateness was theirs (a stall that holds up
+every call in flight is charged to the first answer after it, not to each one).
 """
 
 from __future__ import annotations
@@ -167,6 +172,30 @@ def at_load(
     return lone_ms * (in_flight + 1)
 
 
+def shared_lateness(
+    service_ms: float | None,
+    in_flight: int | None,
+    recent_service: Sequence[float] | None,
+    *,
+    factor: float,
+    min_observations: int,
+    floor_ms: float,
+) -> bool:
+    """Was a late call's lateness shared with the calls beside it? True when it shared its
+    session (``in_flight`` > 0) and its service time (from the later of its sending and the
+    server's last answer to another call, to its own answer) is within ``factor`` x the 75th
+    percentile of the provider's recent service times at that load (``min_observations`` of
+    them at least), and under ``floor_ms``-at-least: the server answered the others meanwhile,
+    at its usual pace. A server that turns slow answers every call later, so service times grow
+    with latencies and nothing is excused; a stall that holds up every call in flight shows as
+    one long service time, the first answer's after it."""
+    if not in_flight or service_ms is None:
+        return False
+    if recent_service is None or len(recent_service) < min_observations:
+        return False
+    return service_ms <= max(floor_ms, factor * _quantile(recent_service, 0.75))
+
+
 PIN_ALPHA = 0.05
 """How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
@@ -200,6 +229,9 @@ class HealthWatch:
     pinned: dict[str, float] = field(default_factory=dict)
     recent: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
     """Recent answered latencies by (provider, :func:`load_bucket`)."""
+    recent_service: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
+    """Recent answered service times by (provider, :func:`load_bucket`) (see
+    :func:`shared_lateness`)."""
     suspect: set[str] = field(default_factory=set)
     healthy_tail: dict[str, float] = field(default_factory=dict)
 
@@ -245,6 +277,18 @@ class HealthWatch:
             min_observations=self.degradation.min_observations,
         )
 
+    def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
+        """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
+        cfg = self.degradation
+        return shared_lateness(
+            service_ms,
+            in_flight,
+            self.recent_service.get((provider, load_bucket(in_flight))),
+            factor=cfg.latency_ewma_factor,
+            min_observations=cfg.min_observations,
+            floor_ms=cfg.min_slow_ms,
+        )
+
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
         """For a suspect provider, when to hedge (its last healthy tail); None otherwise."""
         if provider not in self.suspect:
@@ -261,16 +305,19 @@ class HealthWatch:
         planned_ms: float | None,
         hedge_after_ms: float | None = None,
         in_flight: int | None = None,
+        service_ms: float | None = None,
     ) -> bool:
         """Fold one judged call in (provider time; ``threshold_ms`` already at the call's load,
-        ``in_flight`` other calls in flight beside it at most); True when it was slow."""
+        ``in_flight`` other calls in flight beside it at most, ``service_ms`` its service time);
+        True when it was slow: past the threshold, its lateness not shared
+        (:meth:`shared`)."""
         if threshold_ms is None:
             if ok:
-                self._answered(provider, latency_ms, in_flight)
+                self._answered(provider, latency_ms, in_flight, service_ms)
             return False
-        slow = latency_ms > threshold_ms
+        slow = latency_ms > threshold_ms and not self.shared(provider, service_ms, in_flight)
         if ok:
-            self._answered(provider, latency_ms, in_flight)
+            self._answered(provider, latency_ms, in_flight, service_ms)
         if slow:
             self.suspect.add(provider)
             return True
@@ -284,10 +331,13 @@ class HealthWatch:
             self.pinned[provider] = pinned + PIN_ALPHA * (planned_ms - pinned)
         return False
 
-    def _answered(self, provider: str, latency_ms: float, in_flight: int | None) -> None:
+    def _answered(
+        self, provider: str, latency_ms: float, in_flight: int | None, service_ms: float | None
+    ) -> None:
         size = self.degradation.recent_window
         if size <= 0:
             return
         key = (provider, load_bucket(in_flight))
-        window = self.recent.setdefault(key, deque(maxlen=size))
-        window.append(latency_ms)
+        self.recent.setdefault(key, deque(maxlen=size)).append(latency_ms)
+        if service_ms is not None:
+            self.recent_service.setdefault(key, deque(maxlen=size)).append(service_ms)
