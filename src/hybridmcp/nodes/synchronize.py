@@ -32,6 +32,7 @@ def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str,
     when_set = (
         "queue_ms",
         "in_flight",
+        "service_ms",
         "error_kind",
         "cancelled",
         "censored",
