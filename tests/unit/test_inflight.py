@@ -4,6 +4,7 @@ simulated servers (one call at a time, FIFO; or side by side) fed through the li
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
 from hypothesis import assume, given, settings
@@ -94,12 +95,16 @@ def judge(calls: list[Call], *, services: bool = True) -> list[tuple[Call, bool,
     w = HealthWatch(HedgeBudget.from_config(HedgingConfig()), DegradationConfig())
     planned = planned_ms()
     judged = []
+    seen: Counter[int] = Counter()
+    degraded: defaultdict[int, bool] = defaultdict(bool)
     for call in sorted(calls, key=lambda c: c.completed):
         lone = w.threshold("p", planned)
         assert lone is not None
         threshold = w.slow_at_load("p", lone, call.in_flight)
-        window = w.recent.get(("p", load_bucket(call.in_flight)), [])
-        warm = len(window) >= 5 and max(window, default=0.0) <= BASE_MS * 8 * JITTER
+        bucket = load_bucket(call.in_flight)
+        warm = seen[bucket] >= 5 and not degraded[bucket]  # its load seen healthy, only
+        seen[bucket] += 1
+        degraded[bucket] |= call.service > BASE_MS * JITTER
         slow = w.remember(
             "p",
             latency_ms=call.latency,

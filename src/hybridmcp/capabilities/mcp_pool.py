@@ -600,6 +600,7 @@ class _ServerSession:
         if call.outcome.done():  # the caller left before the request was written: skip it
             self._slots.release()
             return
+        call.timing.last_answer = self._last_answer
         call.timing.mark_sent()
         self._in_flight.add(call)
         for other in self._in_flight:  # the load: most other calls in flight beside each one
@@ -664,6 +665,10 @@ class _ServerSession:
             self.status.in_flight -= 1
             self._last_used = time.monotonic()
             self._slots.release()
+
+    def _last_answer(self) -> float:
+        """When a request on the session last ended (``time.perf_counter()``)."""
+        return self._answered_at
 
     def _call_error(self, where: str, call: _Call | None, err: Exception) -> Exception:
         """The project's error for a failed request (the session is marked as it deserves)."""

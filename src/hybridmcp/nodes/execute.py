@@ -296,6 +296,12 @@ class _Call:
         at = self.watch.tail_at_load if tail else self.watch.slow_at_load
         return at(self.item["provider"], at_ms, self.timing.in_flight)
 
+    def shared_for_ms(self) -> float:
+        """Past its slow threshold: how much longer its lateness counts as shared (the server
+        answering the calls beside it: :meth:`HealthWatch.shared`); 0 once it is its own."""
+        limit = self.watch.service_limit(self.item["provider"], self.timing.in_flight)
+        return 0.0 if limit is None else max(0.0, limit - self.timing.service_ms())
+
     async def cancel(self, res: Resources, why: str, **extra: Any) -> dict[str, Any]:
         """Cancel it and record it as censored: the provider took longer than this, nothing
         more is known (its cost counts when it was sent)."""
@@ -370,7 +376,10 @@ async def _race(
             slow_after_ms = round(call.at_load(slow_after_ms, tail=False), 3)
         if slow_after_ms is not None and lost["latency_ms"] > slow_after_ms:
             lost["slow_after_ms"] = slow_after_ms
-            _record_slow(res, call.item)
+            if res.watch.shared(lost["provider"], lost.get("service_ms"), lost.get("in_flight")):
+                lost[blame.LATENESS_SHARED] = True
+            else:
+                _record_slow(res, call.item)
         elif role == "primary" and reason == SUSPECT and lost["sent"]:
             # Past its tail again while already suspect: more evidence for the breaker.
             _record_slow(res, call.item)
@@ -392,8 +401,11 @@ async def _finished_within(call: _Call, at_ms: float, *, tail: bool = False) -> 
         if call.task.done():
             return True
     while True:  # the provider's time, less the loop's lateness: wait until it reaches at_ms
-        # (at the call's load so far: calls sent beside it while it waits move the limit on)
+        # (at the call's load so far: calls sent beside it while it waits move the limit on;
+        # past a slow threshold, while the server keeps answering the others, it waits on)
         remaining = call.at_load(at_ms, tail=tail) / 1000 - call.timing.since_sent_s()
+        if remaining <= 0 and not tail:
+            remaining = call.shared_for_ms() / 1000
         if remaining <= 0:
             return call.task.done()
         done, _ = await asyncio.wait({call.task}, timeout=remaining)

@@ -172,6 +172,23 @@ def at_load(
     return lone_ms * (in_flight + 1)
 
 
+def service_limit(
+    in_flight: int | None,
+    recent_service: Sequence[float] | None,
+    *,
+    factor: float,
+    min_observations: int,
+    floor_ms: float,
+) -> float | None:
+    """The longest service time a call sharing its session (``in_flight`` > 0) may take and
+    still have shared its lateness (:func:`shared_lateness`): ``factor`` x the 75th percentile
+    of the provider's recent service times at that load, never under ``floor_ms``; None for a
+    call alone, or before ``min_observations`` service times at that load."""
+    if not in_flight or recent_service is None or len(recent_service) < min_observations:
+        return None
+    return max(floor_ms, factor * _quantile(recent_service, 0.75))
+
+
 def shared_lateness(
     service_ms: float | None,
     in_flight: int | None,
@@ -189,11 +206,14 @@ def shared_lateness(
     at its usual pace. A server that turns slow answers every call later, so service times grow
     with latencies and nothing is excused; a stall that holds up every call in flight shows as
     one long service time, the first answer's after it."""
-    if not in_flight or service_ms is None:
-        return False
-    if recent_service is None or len(recent_service) < min_observations:
-        return False
-    return service_ms <= max(floor_ms, factor * _quantile(recent_service, 0.75))
+    limit = service_limit(
+        in_flight,
+        recent_service,
+        factor=factor,
+        min_observations=min_observations,
+        floor_ms=floor_ms,
+    )
+    return limit is not None and service_ms is not None and service_ms <= limit
 
 
 PIN_ALPHA = 0.05
@@ -277,17 +297,22 @@ class HealthWatch:
             min_observations=self.degradation.min_observations,
         )
 
-    def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
-        """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
+    def service_limit(self, provider: str, in_flight: int | None) -> float | None:
+        """The longest service time at this load that still shares its lateness
+        (:func:`service_limit`); None: a late call is slow whatever its service time."""
         cfg = self.degradation
-        return shared_lateness(
-            service_ms,
+        return service_limit(
             in_flight,
             self.recent_service.get((provider, load_bucket(in_flight))),
             factor=cfg.latency_ewma_factor,
             min_observations=cfg.min_observations,
             floor_ms=cfg.min_slow_ms,
         )
+
+    def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
+        """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
+        limit = self.service_limit(provider, in_flight)
+        return limit is not None and service_ms is not None and service_ms <= limit
 
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
         """For a suspect provider, when to hedge (its last healthy tail); None otherwise."""
