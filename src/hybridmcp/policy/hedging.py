@@ -23,8 +23,10 @@ against ``k + 1`` times what a lone call is held to. A call alone is judged exac
 A call past its threshold that shared its session is still not slow when its *service time*
 (from the later of its sending and the server's last answer to another call, to its own
 answer) is within what the provider's calls at that load show (:func:`shared_lateness`): the
-server kept answering the calls beside it, so its lateness was theirs (a stall that holds up
-every call in flight is charged to the first answer after it, not to each one).
+server kept answering the calls beside it, so its lateness was theirs (a call queued behind a
+long one is late, not slow; a server that answers nothing at all is slow for every call it
+holds once that silence outlasts its usual service time). The degraded hedge and the straggler
+cut wait on the same terms.
 """
 
 from __future__ import annotations
