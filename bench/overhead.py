@@ -90,25 +90,17 @@ call (a hedge or a move would have no other provider to go to; the built-in ``ti
 would take over whenever queueing for the 8 slots made the tool look slow)."""
 
 
-QUEUE_TOLERANT = {"degradation": {"latency_ewma_factor": 1000, "latency_p95_factor": 1000}}
-"""The one setting the external measurements change. With 8 calls in flight on one stdio
-session the server works through them in turn, so a call's time from send grows up to 8-fold
-over a lone call's; the default degradation factors read that as degradation, slow calls open
-the tool's circuit, and with no other provider the rest of the batch fails fast (seen at
-N = 100 on a loaded machine). Hedging and learning stay on."""
-
-
-def bench_config(server: dict[str, Any] | None = None, *, external: bool = False) -> HybridConfig:
-    """The coordinator as measured: its defaults (degradation detection, hedging, learning on);
-    only the providers are declared, the server with a 60 s per-call timeout. ``external``: the
-    coordinator of the external measurements, with :data:`QUEUE_TOLERANT`."""
+def bench_config(server: dict[str, Any] | None = None) -> HybridConfig:
+    """The coordinator as measured: its defaults (degradation detection, hedging, learning on),
+    for the external measurements too (a call's latency is judged at its load, the calls in
+    flight beside it on the session, so 8 at a time on one stdio server is not degradation);
+    only the providers are declared, the server with a 60 s per-call timeout."""
     return parse_config(
         {
             "mcpServers": {
                 "time": {**(server or TIME_SERVER), "timeout_ms": CALL_TIMEOUT_S * 1000}
             },
             "skills": {"bench.noop": NOOP_SKILL},
-            **({"resilience": QUEUE_TOLERANT} if external else {}),
         }
     )
 
@@ -157,6 +149,15 @@ async def timed(fn: Callable[[int], Awaitable[Any]], n: int) -> float:
     return time.perf_counter() - t0
 
 
+WATCHED_EVENTS = (
+    "EXTERNAL_DEGRADATION_DETECTED",
+    "INTERNAL_DEGRADATION_DETECTED",
+    "CIRCUIT_OPENED",
+    "HEDGE_STARTED",
+)
+"""Counted per skill over the timed runs: each would mean a provider was judged slow or failing."""
+
+
 class Subjects:
     """The four ways of doing N requests, each over resources opened once."""
 
@@ -172,6 +173,8 @@ class Subjects:
         self.failed: dict[str, int] = {EXTERNAL_SKILL: 0, "bench.noop": 0}
         """Requests not answered (e.g. a circuit opened by slow calls under load)."""
         self.first_error: dict[str, str] = {}
+        self.events: dict[str, dict[str, int]] = {EXTERNAL_SKILL: {}, "bench.noop": {}}
+        """Events that would say the coordinator judged a provider degraded (0 expected)."""
 
     async def raw(self, n: int) -> None:
         slots = asyncio.Semaphore(CONCURRENCY)
@@ -196,6 +199,10 @@ class Subjects:
             self.first_error[skill] = str(failed[0]["error"])[:300]
         wrong = [r for r in out["results"].values() if r["allocation"] not in skill_sides(skill)]
         self.other_side[skill] += len(wrong)
+        for event in out["events"]:
+            if event["code"] in WATCHED_EVENTS:
+                seen = self.events[skill]
+                seen[event["code"]] = seen.get(event["code"], 0) + 1
 
     async def bare(self, n: int) -> None:
         out = await self.fanout.ainvoke({"items": list(range(n)), "done": []})
@@ -268,7 +275,7 @@ async def run(sizes: list[int], sequential: int, adapters_calls: int) -> dict[st
     )
     async with (
         Coordinator.open(bench_config()) as co,
-        Coordinator.open(bench_config(external=True)) as co_external,
+        Coordinator.open(bench_config()) as co_external,
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -286,6 +293,7 @@ async def run(sizes: list[int], sequential: int, adapters_calls: int) -> dict[st
         "other_side": subjects.other_side,
         "failed": subjects.failed,
         "first_error": subjects.first_error,
+        "events": subjects.events,
     }
 
 
@@ -296,7 +304,7 @@ async def memory_probe(subject: str, n: int) -> dict[str, Any]:
         command=resolve_command(TIME_SERVER["command"]), args=TIME_SERVER["args"]
     )
     async with (
-        Coordinator.open(bench_config(external=subject == "hybridmcp-external")) as co,
+        Coordinator.open(bench_config()) as co,
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):
@@ -545,6 +553,11 @@ def markdown(report: dict[str, Any]) -> str:
             f"{report['not_answered'].get(EXTERNAL_SKILL, 0)}, internal "
             f"{report['not_answered'].get('bench.noop', 0)}"
             + "".join(f"; first error ({k}): {v}" for k, v in report["first_error"].items())
+            + ". Degradation, circuit and hedge events: "
+            + "; ".join(
+                f"{k}: {dict(sorted(v.items())) or 'none'}"
+                for k, v in (report.get("events") or {}).items()
+            )
             + "."
         )
     memory = report.get("memory") or []
@@ -661,6 +674,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "answered_by_the_other_side": raw["other_side"],
         "not_answered": raw["failed"],
         "first_error": raw["first_error"],
+        "events": raw["events"],
         "memory": memory,
         "cli": cli,
         "targets": targets(analysed["rows"], raw["sequential"], cli),

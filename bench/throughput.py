@@ -74,7 +74,7 @@ async def run(batches: list[int], clients: int, seconds: float) -> dict[str, Any
     cells = []
     async with (
         Coordinator.open(bench_config()) as co,
-        Coordinator.open(bench_config(external=True)) as co_external,
+        Coordinator.open(bench_config()) as co_external,
         stdio_client(params) as (read, write),
         ClientSession(read, write) as session,
     ):

@@ -27,6 +27,9 @@ class Attempt(TypedDict, total=False):
     """The provider's time: from sent to answered, less the event loop's lateness."""
     queue_ms: float
     """Waiting for a session slot before it was sent: the coordinator's time."""
+    in_flight: int
+    """The most other calls in flight on the session beside it (external calls): the load its
+    latency is judged at (:func:`hybridmcp.policy.hedging.at_load`)."""
     sent: bool
     cost: float
     value: Any
@@ -39,6 +42,11 @@ class Attempt(TypedDict, total=False):
     cancelled: str
     tool_error: bool
     slow_after_ms: float
+    service_ms: float
+    """From the later of its sending and the server's last answer to another call on the
+    session, to its own answer (external calls)."""
+    lateness_shared: bool
+    """Past ``slow_after_ms``, but the server answered the calls beside it meanwhile: not slow."""
     hedge: str
     """``primary`` or ``hedge`` when the call raced another."""
     replayed: bool

@@ -281,7 +281,7 @@ class Gate:
         ctx: CallContext,
         *,
         timeout_s: float | None = None,
-        slow_after_s: float | None = None,
+        slow_after_s: float | Callable[[CallTiming], float | None] | None = None,
         validate: Callable[[Any], None] | None = None,
         timing: CallTiming | None = None,
         queue_timeout_s: float | None = None,
@@ -291,10 +291,12 @@ class Gate:
         ``queue_timeout_s`` bounds the wait for a session slot before it. ``validate`` raises
         :class:`ProviderError` for an answer of the wrong shape (counted as a failure); an
         answer later than ``slow_after_s`` after it was sent counts as slow for the circuit
-        breaker. A caller's error (:class:`RequestError`) and a call never sent
-        (:class:`BackPressureError`) are never held against the provider. ``scope`` gets the
-        call's progress and answers the server's questions during it (its ``caller`` is set to
-        ``ctx``, so a sampling request during the call is charged and audited to this run)."""
+        breaker (or later than what a function of the call's timing gives: the threshold at
+        the call's load, ``timing.in_flight``). A caller's error (:class:`RequestError`)
+        and a call never sent (:class:`BackPressureError`) are never held against the provider.
+        ``scope`` gets the call's progress and answers the server's questions during it (its
+        ``caller`` is set to ``ctx``, so a sampling request during the call is charged and
+        audited to this run)."""
         if provider.side != "external" or not provider.server or not provider.tool:
             raise ProviderError(f"{provider.id} is not an MCP tool provider")
         call = _Call(provider, ctx, timing or CallTiming())
@@ -312,7 +314,8 @@ class Gate:
             validate=validate,
             scope=scope,
         )
-        slow = slow_after_s is not None and call.timing.latency_ms() / 1000 > slow_after_s
+        limit = slow_after_s(call.timing) if callable(slow_after_s) else slow_after_s
+        slow = limit is not None and call.timing.latency_ms() / 1000 > limit
         self.breaker.record(provider.id, True, self.clock(), slow=slow)
         return GateResult(
             value, provider.cost_per_call, sent, received, decision.action, len(decision.redactions)

@@ -316,6 +316,8 @@ class _ServerSession:
         self._suspect = False
         self._closed = False
         self._last_used = time.monotonic()
+        self._answered_at = 0.0
+        """``time.perf_counter()`` when a request on the session last ended."""
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -598,8 +600,11 @@ class _ServerSession:
         if call.outcome.done():  # the caller left before the request was written: skip it
             self._slots.release()
             return
+        call.timing.last_answer = self._last_answer
         call.timing.mark_sent()
         self._in_flight.add(call)
+        for other in self._in_flight:  # the load: most other calls in flight beside each one
+            other.timing.in_flight = max(other.timing.in_flight or 0, len(self._in_flight) - 1)
         call.sent_at = loop.time()
         call.deadline = deadline = call.sent_at + call.timeout_s
         call.timer = loop.call_at(deadline, self._expire, call)
@@ -650,6 +655,9 @@ class _ServerSession:
         except Exception as err:
             _settle(call, self._call_error(where, call, err))
         finally:
+            sent_at = call.timing.sent_at or 0.0  # the server answered nothing else since:
+            call.timing.idle_from = max(sent_at, self._answered_at)
+            self._answered_at = time.perf_counter()
             self._in_flight.discard(call)
             if call.timer is not None:
                 call.timer.cancel()
@@ -657,6 +665,10 @@ class _ServerSession:
             self.status.in_flight -= 1
             self._last_used = time.monotonic()
             self._slots.release()
+
+    def _last_answer(self) -> float:
+        """When a request on the session last ended (``time.perf_counter()``)."""
+        return self._answered_at
 
     def _call_error(self, where: str, call: _Call | None, err: Exception) -> Exception:
         """The project's error for a failed request (the session is marked as it deserves)."""

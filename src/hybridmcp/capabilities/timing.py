@@ -79,6 +79,16 @@ class CallTiming:
     lag_ms: Callable[[], float] | None = field(default=None, repr=False)
     """The event loop's accumulated lateness (:meth:`LoopLag.total_ms`), when the call's end is
     noticed on the loop; None for a call timed where it runs (an internal worker thread)."""
+    in_flight: int | None = None
+    """The most other calls in flight on the session at any moment while this one was (set by
+    the session pool from the moment it is sent; None for a call not sent on a session): its
+    load, which latency judgements allow for."""
+    idle_from: float | None = None
+    """The later of its sending and the session's last answer before its own (set by the
+    session pool when the request ends): from then on the server answered nothing else."""
+    last_answer: Callable[[], float] | None = field(default=None, repr=False)
+    """When the session last answered a request (``time.perf_counter()``; set by the pool at
+    sending), for the service time of a call still running or abandoned."""
     _lag_at_sent: float = field(default=0.0, repr=False)
     _lag_at_end: float | None = field(default=None, repr=False)
 
@@ -114,6 +124,19 @@ class CallTiming:
         end = self.ended_at if ended else (now if now is not None else time.perf_counter())
         assert end is not None
         return max(0.0, (end - self.sent_at) * 1000 - self._loop_lag_ms(ended))
+
+    def service_ms(self) -> float:
+        """The provider's time on this call alone: from the later of its sending and the
+        session's last answer to another request (:attr:`idle_from`; while it runs, or once
+        abandoned, :attr:`last_answer`) to its end or now; never more than its latency."""
+        latency = self.latency_ms()
+        idle = self.idle_from
+        if idle is None and self.last_answer is not None and self.sent_at is not None:
+            idle = max(self.sent_at, self.last_answer())
+        if idle is None:
+            return latency
+        end = self.ended_at if self.ended_at is not None else time.perf_counter()
+        return min(latency, max(0.0, (end - idle) * 1000))
 
     def since_sent_s(self, now: float | None = None) -> float:
         """Seconds the provider has had the call so far, less the loop's lateness (0 while

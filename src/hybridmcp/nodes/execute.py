@@ -62,6 +62,7 @@ from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
 from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
+from hybridmcp.policy.hedging import HealthWatch
 from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import Batch, WorkItem
@@ -117,6 +118,9 @@ def _attempt(
         "value": value,
         "error": error,
     }
+    if timing.in_flight is not None:
+        attempt["in_flight"] = timing.in_flight
+        attempt["service_ms"] = round(timing.service_ms(), 3)
     return attempt | extra
 
 
@@ -172,7 +176,9 @@ async def _call(
             item["args"],
             ctx,
             timeout_s=timeout,
-            slow_after_s=None if slow_after_ms is None else slow_after_ms / 1000,
+            slow_after_s=None
+            if slow_after_ms is None
+            else _slow_after(res, provider, slow_after_ms),
             validate=validate,
             timing=timing,
             queue_timeout_s=run_left,
@@ -188,6 +194,20 @@ async def _call(
     if scope.notifications:
         extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
     return result.value, extra
+
+
+def _slow_after(
+    res: Resources, provider: Provider, lone_ms: float
+) -> Callable[[CallTiming], float | None]:
+    """The breaker's slow threshold of a call, in seconds, once it has ended: at its load, None
+    when its lateness was shared with the calls beside it (:meth:`HealthWatch.shared`)."""
+
+    def after(t: CallTiming) -> float | None:
+        if res.watch.shared(provider.id, t.service_ms(), t.in_flight):
+            return None
+        return res.watch.slow_at_load(provider.id, lone_ms, t.in_flight) / 1000
+
+    return after
 
 
 def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
@@ -261,11 +281,26 @@ class _Call:
     timing: CallTiming
     started: float
 
+    watch: HealthWatch
+
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
         res.loop_lag.ensure_running()
         timing = CallTiming(lag_ms=res.loop_lag.total_ms)
-        return cls(item, asyncio.create_task(_run(item, res, timing)), timing, res.clock())
+        task = asyncio.create_task(_run(item, res, timing))
+        return cls(item, task, timing, res.clock(), res.watch)
+
+    def at_load(self, at_ms: float, *, tail: bool) -> float:
+        """A lone call's timer (a hedge delay when ``tail``, else a slow threshold) at this
+        call's load so far (:func:`hybridmcp.policy.hedging.at_load`)."""
+        at = self.watch.tail_at_load if tail else self.watch.slow_at_load
+        return at(self.item["provider"], at_ms, self.timing.in_flight)
+
+    def shared_for_ms(self) -> float:
+        """Past its slow threshold: how much longer its lateness counts as shared (the server
+        answering the calls beside it: :meth:`HealthWatch.shared`); 0 once it is its own."""
+        limit = self.watch.service_limit(self.item["provider"], self.timing.in_flight)
+        return 0.0 if limit is None else max(0.0, limit - self.timing.service_ms())
 
     async def cancel(self, res: Resources, why: str, **extra: Any) -> dict[str, Any]:
         """Cancel it and record it as censored: the provider took longer than this, nothing
@@ -337,9 +372,14 @@ async def _race(
             continue
         lost = await call.cancel(res, HEDGE_LOST, cancelled=HEDGE_LOST, hedge=role)
         slow_after_ms = (call.item.get("watch") or {}).get("slow_after_ms")
+        if slow_after_ms is not None:
+            slow_after_ms = round(call.at_load(slow_after_ms, tail=False), 3)
         if slow_after_ms is not None and lost["latency_ms"] > slow_after_ms:
             lost["slow_after_ms"] = slow_after_ms
-            _record_slow(res, call.item)
+            if res.watch.shared(lost["provider"], lost.get("service_ms"), lost.get("in_flight")):
+                lost[blame.LATENESS_SHARED] = True
+            else:
+                _record_slow(res, call.item)
         elif role == "primary" and reason == SUSPECT and lost["sent"]:
             # Past its tail again while already suspect: more evidence for the breaker.
             _record_slow(res, call.item)
@@ -347,9 +387,11 @@ async def _race(
     return attempts
 
 
-async def _finished_within(call: _Call, at_ms: float) -> bool:
+async def _finished_within(call: _Call, at_ms: float, *, tail: bool = False) -> bool:
     """Wait until the call is done or ``at_ms`` after it was sent; is it done? Time in the
-    queue does not count: a call is judged only once its provider has it."""
+    queue does not count: a call is judged only once its provider has it, and ``at_ms`` (a
+    lone call's hedge delay when ``tail``, else its slow threshold) is taken at the call's load
+    (:meth:`_Call.at_load`)."""
     if call.timing.sent_at is None:
         sent = asyncio.ensure_future(call.timing.sent.wait())
         try:
@@ -359,7 +401,11 @@ async def _finished_within(call: _Call, at_ms: float) -> bool:
         if call.task.done():
             return True
     while True:  # the provider's time, less the loop's lateness: wait until it reaches at_ms
-        remaining = at_ms / 1000 - call.timing.since_sent_s()
+        # (at the call's load so far: calls sent beside it while it waits move the limit on;
+        # past a slow threshold, while the server keeps answering the others, it waits on)
+        remaining = call.at_load(at_ms, tail=tail) / 1000 - call.timing.since_sent_s()
+        if remaining <= 0 and not tail:
+            remaining = call.shared_for_ms() / 1000
         if remaining <= 0:
             return call.task.done()
         done, _ = await asyncio.wait({call.task}, timeout=remaining)
@@ -378,10 +424,10 @@ async def _hedged(
     the work to the other side at once (the breaker bounds how often that can happen)."""
     suspect_at = res.watch.hedge_delay(call.item["provider"], hedge["after_ms"])
     if suspect_at is not None:
-        if await _finished_within(call, suspect_at):
+        if await _finished_within(call, suspect_at, tail=True):
             return None
         return await _race(call, {**hedge, "after_ms": suspect_at}, res, events, SUSPECT)
-    if await _finished_within(call, hedge["after_ms"]):
+    if await _finished_within(call, hedge["after_ms"], tail=True):
         return None
     if res.watch.hedges.spend():
         return await _race(call, hedge, res, events, "tail")
@@ -409,10 +455,17 @@ def _judge(
     """Fold the primary attempt into the provider's live health (provider time only)."""
     if not primary["sent"]:
         return
+    if threshold is not None:  # at the call's load
+        threshold = res.watch.slow_at_load(primary["provider"], threshold, primary.get("in_flight"))
     if primary.get("censored") and (threshold is None or primary["latency_ms"] <= threshold):
         return  # cut before its threshold: nothing known of its health
     if threshold is not None:
         primary["slow_after_ms"] = round(threshold, 3)
+        late = primary["ok"] and primary["latency_ms"] > threshold
+        if late and res.watch.shared(
+            primary["provider"], primary.get("service_ms"), primary.get("in_flight")
+        ):
+            primary[blame.LATENESS_SHARED] = True
     hedge = plan.get("hedge")
     res.watch.remember(
         primary["provider"],
@@ -421,6 +474,8 @@ def _judge(
         threshold_ms=threshold,
         planned_ms=plan.get("slow_after_ms"),
         hedge_after_ms=hedge["after_ms"] if hedge else None,
+        in_flight=primary.get("in_flight"),
+        service_ms=primary.get("service_ms"),
     )
 
 

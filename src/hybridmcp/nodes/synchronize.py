@@ -31,6 +31,8 @@ def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str,
     keep = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
     when_set = (
         "queue_ms",
+        "in_flight",
+        "service_ms",
         "error_kind",
         "cancelled",
         "censored",

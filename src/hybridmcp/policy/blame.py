@@ -43,6 +43,10 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
 
 _CALLER_ERROR = re.compile("|".join(CALLER_ERROR_PATTERNS), re.IGNORECASE)
 
+LATENESS_SHARED = "lateness_shared"
+"""Attempt flag: past its slow threshold, but its service time shows the server answering the
+calls beside it meanwhile (:func:`hybridmcp.policy.hedging.shared_lateness`): not slow."""
+
 REQUEST = "request"
 """``error_kind`` of an attempt that failed because of its request."""
 PROVIDER = "provider"
@@ -109,5 +113,7 @@ def slow(attempt: Mapping[str, Any]) -> bool:
     """Was the provider past its slow threshold (answered late, or cut as a straggler)?"""
     if attempt.get("cancelled") == STRAGGLER:
         return True
+    if attempt.get(LATENESS_SHARED):
+        return False
     threshold = attempt.get("slow_after_ms")
     return threshold is not None and float(attempt.get("latency_ms") or 0.0) > float(threshold)

@@ -7,7 +7,10 @@ A pure state machine per provider, driven by outcomes and the time passed in (``
   not count here: they come in bursts when many runs share a server), or when the
   window holds at least ``minimum_calls`` outcomes and the share of failures, or of slow calls,
   reaches ``failure_rate_threshold`` (resilience4j's failure-rate and slow-call-rate rules).
-  A *slow* call is one that answered past the provider's degradation threshold.
+  A *slow* call is one that answered past the provider's degradation threshold, taken at the
+  call's load (the calls in flight beside it on its session:
+  :func:`hybridmcp.policy.hedging.at_load`), so a server working through our own calls in
+  turn is not slow.
 - **open**: calls are refused for ``open_ms``; each re-open without a successful close in
   between doubles the period, up to ``max_open_ms`` (Envoy's ejection time grows the same way).
 - **half-open**: once the period is over, up to ``half_open_calls`` trial calls are let through.

@@ -7,8 +7,10 @@ numbers that drove it.
 
 An attempt is *degraded* when it failed, or when it answered (or was cut off) later than its
 provider's slow threshold (:func:`hybridmcp.policy.hedging.slow_threshold_ms`: ``max(3 x EWMA,
-1.5 x p95)`` of the moving-average baseline the allocation was made with). A hedge that lost the
-race in normal time is not degraded.
+1.5 x p95)`` of the moving-average baseline the allocation was made with), taken at the load the
+call had: with ``in_flight`` other calls in flight beside it on its session, what the
+provider's calls at that load take (:func:`hybridmcp.policy.hedging.at_load`). A hedge that lost
+the race in normal time is not degraded.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from typing import Any
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig
 from hybridmcp.events import EventCode
-from hybridmcp.policy.blame import HEDGE_LOST, STRAGGLER, never_sent, request_faults
+from hybridmcp.policy.blame import (
+    HEDGE_LOST,
+    LATENESS_SHARED,
+    STRAGGLER,
+    never_sent,
+    request_faults,
+)
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
-from hybridmcp.policy.hedging import slow_threshold_ms
+from hybridmcp.policy.hedging import at_load, slow_threshold_ms
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
 DEGRADED = {
@@ -81,17 +89,39 @@ def _error_rates(
     return observed, base, calls
 
 
+def threshold_ms(
+    attempt: Mapping[str, Any], baseline: Mapping[str, Any] | None, cfg: DegradationConfig
+) -> float | None:
+    """The slow threshold an attempt is judged by: the one the worker judged it by
+    (``slow_after_ms``: pinned to the provider's last healthy baseline, at the call's load)
+    when recorded, else the baseline's, times ``in_flight + 1`` for a call beside others
+    (what a server serving one call at a time needs, at worst)."""
+    recorded = attempt.get("slow_after_ms")
+    if recorded:
+        return float(recorded)
+    lone = slow_threshold_ms(baseline, cfg)
+    if lone is None:
+        return None
+    return at_load(
+        lone,
+        attempt.get("in_flight"),
+        None,
+        factor=cfg.latency_ewma_factor,
+        quantile=0.75,
+        min_observations=cfg.min_observations,
+    )
+
+
 def assess(
     attempt: Mapping[str, Any],
     baseline: Mapping[str, Any] | None,
     cfg: DegradationConfig,
 ) -> list[str]:
     """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not.
-
-    The threshold is the one the worker judged the call by (``slow_after_ms``, pinned to the
-    provider's last healthy baseline) when recorded, else the baseline's."""
-    threshold = attempt.get("slow_after_ms") or slow_threshold_ms(baseline, cfg)
-    slow = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
+    The threshold: :func:`threshold_ms`."""
+    threshold = threshold_ms(attempt, baseline, cfg)
+    late = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
+    slow = late and not attempt.get(LATENESS_SHARED)
     if attempt.get("cancelled") == HEDGE_LOST:
         return ["latency"] if slow else []
     if attempt.get("cancelled") == STRAGGLER:
@@ -124,7 +154,9 @@ def degradation_metrics(
         metrics |= {
             "baseline_latency_ms": round(float(baseline["latency_ms"]), 3),
             "baseline_p95_latency_ms": round(float(baseline["p95_latency_ms"]), 3),
-            "slow_threshold_ms": attempt.get("slow_after_ms") or slow_threshold_ms(baseline, cfg),
+            "slow_threshold_ms": threshold_ms(attempt, baseline, cfg),
+            "in_flight": attempt.get("in_flight"),
+            "service_ms": attempt.get("service_ms"),
             "baseline_observations": baseline.get("observations"),
             "baseline_error_rate": None if base_error is None else round(base_error, 3),
             "response_time_increase": _pct(latency, float(baseline["latency_ms"])),

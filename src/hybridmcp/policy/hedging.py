@@ -11,6 +11,22 @@ trigger a hedge, so a provider's first calls never do.
 A *straggler* is one side of a hybrid (cross-validated) request that runs past its degradation
 threshold after the other side has already answered: the worker stops waiting for it, and the
 request settles on the answer it has.
+
+*In flight.* Calls the coordinator sends at once share the server's session; a server that works
+through them one at a time (a single stdio process) answers a call that shares it with ``k``
+others up to ``k + 1`` times later than a lone call, through no fault of its own. Every latency
+judgement (the slow threshold, the hedge and straggler timers, the breaker's slow flag) is
+therefore made *at the call's load* ``k``, the most other calls in flight on its session at any
+moment while it was (:func:`at_load`): against what that provider's recent calls at the same
+load took (in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those,
+against ``k + 1`` times what a lone call is held to. A call alone is judged exactly as before.
+A call past its threshold that shared its session is still not slow when its *service time*
+(from the later of its sending and the server's last answer to another call, to its own
+answer) is within what the provider's calls at that load show (:func:`shared_lateness`): the
+server kept answering the calls beside it, so its lateness was theirs (a call queued behind a
+long one is late, not slow; a server that answers nothing at all is slow for every call it
+holds once that silence outlasts its usual service time). The degraded hedge and the straggler
+cut wait on the same terms.
 """
 
 from __future__ import annotations
@@ -126,6 +142,82 @@ class HedgeBudget:
         return True
 
 
+def load_bucket(in_flight: int | None) -> int:
+    """A call's load as a bucket: most other calls in flight beside it on its session 0, 1,
+    2-3, 4-7, 8-15, ... -> 0, 1, 2, 3, 4, ... (None, a call not sent on a session: 0)."""
+    return max(0, in_flight or 0).bit_length()
+
+
+def at_load(
+    lone_ms: float,
+    in_flight: int | None,
+    recent: Sequence[float] | None,
+    *,
+    factor: float,
+    quantile: float,
+    min_observations: int,
+) -> float:
+    """What a call with ``in_flight`` other calls in flight beside it on its session is held to,
+    given ``lone_ms``, what it would be held to sent alone (a slow threshold, a hedge delay).
+
+    ``recent``: the provider's recent answered latencies at the call's load
+    (:func:`load_bucket`). With ``min_observations`` of them: ``lone_ms``, raised to ``factor``
+    x their ``quantile``, so a server that works through its calls in turn is held to what its
+    calls at that load take, and a server that serves them side by side (whose calls take as long
+    at any load) to what it always was. Before that: ``(in_flight + 1) x lone_ms``, what a server
+    serving one call at a time would need, at worst, for the others and this one. Never
+    below ``lone_ms``: more calls in flight never make a judgement stricter."""
+    if not in_flight or in_flight <= 0:
+        return lone_ms
+    if recent is not None and len(recent) >= min_observations:
+        return max(lone_ms, factor * _quantile(recent, quantile))
+    return lone_ms * (in_flight + 1)
+
+
+def service_limit(
+    in_flight: int | None,
+    recent_service: Sequence[float] | None,
+    *,
+    factor: float,
+    min_observations: int,
+    floor_ms: float,
+) -> float | None:
+    """The longest service time a call sharing its session (``in_flight`` > 0) may take and
+    still have shared its lateness (:func:`shared_lateness`): ``factor`` x the 75th percentile
+    of the provider's recent service times at that load, never under ``floor_ms``; None for a
+    call alone, or before ``min_observations`` service times at that load."""
+    if not in_flight or recent_service is None or len(recent_service) < min_observations:
+        return None
+    return max(floor_ms, factor * _quantile(recent_service, 0.75))
+
+
+def shared_lateness(
+    service_ms: float | None,
+    in_flight: int | None,
+    recent_service: Sequence[float] | None,
+    *,
+    factor: float,
+    min_observations: int,
+    floor_ms: float,
+) -> bool:
+    """Was a late call's lateness shared with the calls beside it? True when it shared its
+    session (``in_flight`` > 0) and its service time (from the later of its sending and the
+    server's last answer to another call, to its own answer) is within ``factor`` x the 75th
+    percentile of the provider's recent service times at that load (``min_observations`` of
+    them at least), and under ``floor_ms``-at-least: the server answered the others meanwhile,
+    at its usual pace. A server that turns slow answers every call later, so service times grow
+    with latencies and nothing is excused; a stall that holds up every call in flight shows as
+    one long service time, the first answer's after it."""
+    limit = service_limit(
+        in_flight,
+        recent_service,
+        factor=factor,
+        min_observations=min_observations,
+        floor_ms=floor_ms,
+    )
+    return limit is not None and service_ms is not None and service_ms <= limit
+
+
 PIN_ALPHA = 0.05
 """How fast a provider's pinned slow threshold follows its healthy calls' thresholds."""
 
@@ -143,10 +235,12 @@ class HealthWatch:
     - the hedge budget;
     - a *pinned* slow threshold per provider, following its healthy calls slowly, so a slowdown
       that the moving average has begun to absorb still counts as one;
-    - the *recent* answered latencies (provider time, queue excluded): the threshold never falls
-      below ``latency_ewma_factor`` x their 75th percentile, so load that slows every call (CPU
-      contention, many runs at once) becomes the new normal within a few calls instead of
-      flagging them all. A provider that alone turns slow is flagged until a quarter of the
+    - the *recent* answered latencies (provider time, queue excluded), per load the calls were
+      had (:func:`load_bucket`): a lone call's threshold never falls below
+      ``latency_ewma_factor`` x the 75th percentile of the lone calls', so load that slows every
+      call (CPU contention, many runs at once) becomes the new normal within a few calls instead
+      of flagging them all; a call beside others is judged against the calls at its
+      load (:func:`at_load`). A provider that alone turns slow is flagged until a quarter of the
       window has seen it, long enough for its breaker and its learned slow rate;
     - *suspect* providers: their last judged call was slow, so their next calls are hedged at
       the tail estimate of their last healthy call until one answers in normal time.
@@ -155,7 +249,11 @@ class HealthWatch:
     hedges: HedgeBudget
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     pinned: dict[str, float] = field(default_factory=dict)
-    recent: dict[str, deque[float]] = field(default_factory=dict)
+    recent: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
+    """Recent answered latencies by (provider, :func:`load_bucket`)."""
+    recent_service: dict[tuple[str, int], deque[float]] = field(default_factory=dict)
+    """Recent answered service times by (provider, :func:`load_bucket`) (see
+    :func:`shared_lateness`)."""
     suspect: set[str] = field(default_factory=set)
     healthy_tail: dict[str, float] = field(default_factory=dict)
 
@@ -164,16 +262,59 @@ class HealthWatch:
         return cls(HedgeBudget.from_config(cfg.hedging), cfg.degradation)
 
     def threshold(self, provider: str, planned_ms: float | None) -> float | None:
-        """The slow threshold to judge a call by: the planned one, lowered to the pinned
-        healthy one, raised to the floor of recent healthy latencies."""
+        """The slow threshold to judge a lone call by: the planned one, lowered to the pinned
+        healthy one, raised to the floor of recent healthy lone latencies (a call sent behind
+        others: :meth:`slow_at_load`)."""
         if planned_ms is None:
             return None
         pinned = self.pinned.get(provider)
         current = planned_ms if pinned is None else min(planned_ms, pinned)
-        recent = self.recent.get(provider)
+        recent = self.recent.get((provider, 0))
         if recent and len(recent) >= self.degradation.min_observations:
             current = max(current, self.degradation.latency_ewma_factor * _quantile(recent, 0.75))
         return max(current, self.degradation.min_slow_ms)
+
+    def slow_at_load(self, provider: str, threshold_ms: float, in_flight: int | None) -> float:
+        """The slow threshold of a call with ``in_flight`` other calls in flight beside it on its
+        session, ``threshold_ms`` being a lone call's (:func:`at_load`; 75th percentile)."""
+        cfg = self.degradation
+        return at_load(
+            threshold_ms,
+            in_flight,
+            self.recent.get((provider, load_bucket(in_flight))),
+            factor=cfg.latency_ewma_factor,
+            quantile=0.75,
+            min_observations=cfg.min_observations,
+        )
+
+    def tail_at_load(self, provider: str, after_ms: float, in_flight: int | None) -> float:
+        """When to hedge a call with ``in_flight`` other calls in flight beside it on its session,
+        ``after_ms`` being a lone call's hedge delay (:func:`at_load`; 95th percentile)."""
+        return at_load(
+            after_ms,
+            in_flight,
+            self.recent.get((provider, load_bucket(in_flight))),
+            factor=1.0,
+            quantile=0.95,
+            min_observations=self.degradation.min_observations,
+        )
+
+    def service_limit(self, provider: str, in_flight: int | None) -> float | None:
+        """The longest service time at this load that still shares its lateness
+        (:func:`service_limit`); None: a late call is slow whatever its service time."""
+        cfg = self.degradation
+        return service_limit(
+            in_flight,
+            self.recent_service.get((provider, load_bucket(in_flight))),
+            factor=cfg.latency_ewma_factor,
+            min_observations=cfg.min_observations,
+            floor_ms=cfg.min_slow_ms,
+        )
+
+    def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
+        """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
+        limit = self.service_limit(provider, in_flight)
+        return limit is not None and service_ms is not None and service_ms <= limit
 
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
         """For a suspect provider, when to hedge (its last healthy tail); None otherwise."""
@@ -190,15 +331,20 @@ class HealthWatch:
         threshold_ms: float | None,
         planned_ms: float | None,
         hedge_after_ms: float | None = None,
+        in_flight: int | None = None,
+        service_ms: float | None = None,
     ) -> bool:
-        """Fold one judged call in (provider time); True when it was slow."""
+        """Fold one judged call in (provider time; ``threshold_ms`` already at the call's load,
+        ``in_flight`` other calls in flight beside it at most, ``service_ms`` its service time);
+        True when it was slow: past the threshold, its lateness not shared
+        (:meth:`shared`)."""
         if threshold_ms is None:
             if ok:
-                self._answered(provider, latency_ms)
+                self._answered(provider, latency_ms, in_flight, service_ms)
             return False
-        slow = latency_ms > threshold_ms
+        slow = latency_ms > threshold_ms and not self.shared(provider, service_ms, in_flight)
         if ok:
-            self._answered(provider, latency_ms)
+            self._answered(provider, latency_ms, in_flight, service_ms)
         if slow:
             self.suspect.add(provider)
             return True
@@ -212,9 +358,13 @@ class HealthWatch:
             self.pinned[provider] = pinned + PIN_ALPHA * (planned_ms - pinned)
         return False
 
-    def _answered(self, provider: str, latency_ms: float) -> None:
+    def _answered(
+        self, provider: str, latency_ms: float, in_flight: int | None, service_ms: float | None
+    ) -> None:
         size = self.degradation.recent_window
         if size <= 0:
             return
-        window = self.recent.setdefault(provider, deque(maxlen=size))
-        window.append(latency_ms)
+        key = (provider, load_bucket(in_flight))
+        self.recent.setdefault(key, deque(maxlen=size)).append(latency_ms)
+        if service_ms is not None:
+            self.recent_service.setdefault(key, deque(maxlen=size)).append(service_ms)
