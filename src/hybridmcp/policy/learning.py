@@ -21,7 +21,7 @@ Two refinements keep the memory honest over time:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 DEFAULT_ALPHA = 0.2
@@ -86,7 +86,8 @@ class ProviderStats:
         return trust(self.confirmations, self.refutations)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # asdict without its deep copy: every field is a scalar or a tuple of strings
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderStats:
@@ -104,21 +105,20 @@ def _blend(old: float | None, new: float, weight: float) -> float:
     return new if old is None else (1 - weight) * old + weight * new
 
 
-def _fold_latency(stats: ProviderStats, latency_ms: float, weight: float) -> ProviderStats:
+def _fold_latency(stats: ProviderStats, latency_ms: float, weight: float) -> dict[str, float]:
     """The latency mean, its mean absolute deviation and the tail estimate, with one more
-    observation of weight ``weight``."""
+    observation of weight ``weight`` (the fields to replace)."""
     mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
     dev = (
         0.0
         if stats.ewma_latency_ms is None
         else (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
     )
-    return replace(
-        stats,
-        ewma_latency_ms=mean,
-        ewma_latency_dev_ms=dev,
-        p95_latency_ms=mean + TAIL_DEVIATIONS * dev,
-    )
+    return {
+        "ewma_latency_ms": mean,
+        "ewma_latency_dev_ms": dev,
+        "p95_latency_ms": mean + TAIL_DEVIATIONS * dev,
+    }
 
 
 def observe_call(
@@ -139,7 +139,8 @@ def observe_call(
     """
     weight = max(alpha, 1.0 / (stats.evidence + 1.0))
     return replace(
-        _fold_latency(stats, latency_ms, weight),
+        stats,
+        **_fold_latency(stats, latency_ms, weight),
         calls=stats.calls + 1,
         successes=stats.successes + int(ok),
         success_rate=_blend(stats.success_rate, 1.0 if ok else 0.0, weight),
@@ -175,7 +176,8 @@ def observe_censored(
     if stats.ewma_latency_ms is None or latency_ms <= stats.ewma_latency_ms:
         return replace(stats, censored=stats.censored + 1, last_call_at=now, updated_at=now)
     return replace(
-        _fold_latency(stats, latency_ms, weight),
+        stats,
+        **_fold_latency(stats, latency_ms, weight),
         censored=stats.censored + 1,
         last_call_at=now,
         updated_at=now,
