@@ -44,6 +44,9 @@ class Context:
     """Configuration file to load when no live resources are given (server mode)."""
     resources: Any = field(default=None, repr=False)
     """Live :class:`Resources`; never serialized."""
+    validated: bool = False
+    """The requests were checked against the registry of ``resources`` before the run (as
+    :class:`hybridmcp.Coordinator` does): analyze does not check them again."""
 
 
 def open_audit(config: HybridConfig) -> AuditSink:
@@ -168,9 +171,7 @@ class Resources:
         audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
-            pool = await SessionPool(
-                config.mcpServers, config.resilience.pool, oauth=oauth
-            ).open()
+            pool = await SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth).open()
         except BaseException:
             _close_audit(audit)
             raise

@@ -24,18 +24,29 @@ microseconds, less than the hop to a worker thread; larger ones in a worker thre
 milliseconds per request)."""
 
 
-def _small(requests: list[dict[str, Any]], settings: PrivacySettings) -> bool:
+def _inline_sizes(
+    requests: list[dict[str, Any]], settings: PrivacySettings
+) -> list[int | None] | None:
+    """Each request's arguments' size in bytes as JSON (as the scan measures them) when they
+    are small enough in all to scan on the event loop; None when they are not."""
     if not settings.enabled:
-        return True
-    size = 0
+        return [None] * len(requests)
+    sizes: list[int | None] = []
+    total = 0
     for r in requests:
-        size += len(json.dumps(r.get("args", {}), default=str))
-        if size > INLINE_SCAN_BYTES:
-            return False
-    return True
+        size = len(json.dumps(r.get("args", {}), default=str).encode())
+        total += size
+        if total > INLINE_SCAN_BYTES:
+            return None
+        sizes.append(size)
+    return sizes
 
 
-def _scan_all(requests: list[dict[str, Any]], settings: PrivacySettings) -> dict[str, Any]:
+def _scan_all(
+    requests: list[dict[str, Any]],
+    settings: PrivacySettings,
+    sizes: list[int | None] | None = None,
+) -> dict[str, Any]:
     """Each request's privacy fields: the declared sensitivity, raised by what the scan finds."""
     return {
         str(r.get("id")): assess(
@@ -44,8 +55,9 @@ def _scan_all(requests: list[dict[str, Any]], settings: PrivacySettings) -> dict
             enabled=settings.enabled,
             detection=settings.detection,
             max_scan_bytes=settings.max_scan_bytes,
+            size=size,
         )
-        for r in requests
+        for r, size in zip(requests, sizes or [None] * len(requests), strict=True)
     }
 
 
@@ -57,15 +69,18 @@ async def analyze(
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    if _small(state["requests"], res.config.privacy):
-        privacy = _scan_all(state["requests"], res.config.privacy)
+    sizes = _inline_sizes(state["requests"], res.config.privacy)
+    if sizes is not None:
+        privacy = _scan_all(state["requests"], res.config.privacy, sizes)
     else:
         privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
+    validated = runtime.context is not None and runtime.context.validated
     for request in state["requests"]:
         rid = str(request.get("id"))
         try:
             skill = res.registry.get(str(request.get("skill")))
-            skill.validate_args(request.get("args", {}))
+            if not validated:
+                skill.validate_args(request.get("args", {}))
         except TaskError as err:
             errors[rid] = str(err)
             continue
