@@ -75,7 +75,7 @@ async def analyze(
     else:
         privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
     validated = runtime.context is not None and runtime.context.validated
-    for request in state["requests"]:
+    for i, request in enumerate(state["requests"]):
         rid = str(request.get("id"))
         try:
             skill = res.registry.get(str(request.get("skill")))
@@ -91,6 +91,7 @@ async def analyze(
                 complexity=skill.complexity,
                 args=request.get("args", {}),
                 sensitivity=privacy[rid]["data_sensitivity"],
+                size=sizes[i] if sizes else None,
             )
             | privacy[rid]
         )

@@ -163,17 +163,24 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         state.get("constraints"),
         store=runtime.store or res.store,
     )
-    return {
-        "allocations": allocations,
-        "pending": _first_round(res, state, requests, allocations),
-        "errors": errors,
-        "round": 1,
-        "events": _server_events(res, skills)
+    events = (
+        _server_events(res, skills)
         + arbiter.events
         + _unavailable_events(allocations)
         + _budget_event(arbiter.budget, allocations)
-        + advice_events,
+        + advice_events
+    )
+    update: dict[str, Any] = {
+        "allocations": allocations,
+        "pending": _first_round(res, state, requests, allocations),
+        "round": 1,
     }
+    # analyze created both channels: an empty write would change nothing, at a cost per step
+    if errors:
+        update["errors"] = errors
+    if events:
+        update["events"] = events
+    return update
 
 
 class _Arbiter:

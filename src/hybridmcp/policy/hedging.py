@@ -158,6 +158,9 @@ class HealthWatch:
     recent: dict[str, deque[float]] = field(default_factory=dict)
     suspect: set[str] = field(default_factory=set)
     healthy_tail: dict[str, float] = field(default_factory=dict)
+    _floor: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    """Per provider, the 75th percentile of ``recent``, until the window changes: calls
+    started together share one sort."""
 
     @classmethod
     def from_config(cls, cfg: ResilienceConfig) -> HealthWatch:
@@ -172,7 +175,10 @@ class HealthWatch:
         current = planned_ms if pinned is None else min(planned_ms, pinned)
         recent = self.recent.get(provider)
         if recent and len(recent) >= self.degradation.min_observations:
-            current = max(current, self.degradation.latency_ewma_factor * _quantile(recent, 0.75))
+            q75 = self._floor.get(provider)
+            if q75 is None:
+                q75 = self._floor[provider] = _quantile(recent, 0.75)
+            current = max(current, self.degradation.latency_ewma_factor * q75)
         return max(current, self.degradation.min_slow_ms)
 
     def hedge_delay(self, provider: str, after_ms: float) -> float | None:
@@ -218,3 +224,4 @@ class HealthWatch:
             return
         window = self.recent.setdefault(provider, deque(maxlen=size))
         window.append(latency_ms)
+        self._floor.pop(provider, None)
