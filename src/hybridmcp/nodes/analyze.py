@@ -14,14 +14,16 @@ from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess
+from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
 INLINE_SCAN_BYTES = 512
 """Arguments up to this size in all (as JSON) are scanned on the event loop: tens of
-microseconds, less than the hop to a worker thread; larger ones in a worker thread (a few
-milliseconds per request)."""
+microseconds, less than the hop to a worker thread, once the detection engines are built;
+larger ones, and a scan that would build an engine, in a worker thread (a few milliseconds
+per request; building an engine takes seconds)."""
 
 
 def _inline_sizes(
@@ -70,9 +72,14 @@ async def analyze(
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     sizes = _inline_sizes(state["requests"], res.config.privacy)
+    privacy = None
     if sizes is not None:
-        privacy = _scan_all(state["requests"], res.config.privacy, sizes)
-    else:
+        try:
+            with without_loading():
+                privacy = _scan_all(state["requests"], res.config.privacy, sizes)
+        except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
+            privacy = None
+    if privacy is None:
         privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
     validated = runtime.context is not None and runtime.context.validated
     for i, request in enumerate(state["requests"]):
