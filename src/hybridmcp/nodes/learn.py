@@ -76,7 +76,6 @@ def passed_over(state: State) -> list[str]:
         if provider not in tried.get(rid, set())
     ]
 
-
 ADVICE_LOCK = ("hybridmcp.advice", "*")
 """The lock record of the learned advice accuracies (one for all: advice is rare)."""
 
