@@ -118,8 +118,10 @@ class Coordinator:
         # without repeating a completed call.
         return "sync" if self.graph.checkpointer is not None else None
 
-    def _context(self) -> Context:
-        return Context(resources=self.resources)
+    def _context(self, validated: bool = False) -> Context:
+        # ``validated``: the task went through validate() (run, stream), so analyze need not
+        # check its requests again.
+        return Context(resources=self.resources, validated=validated)
 
     async def stream(
         self, task: Task, *, thread_id: str | None = None
@@ -134,7 +136,7 @@ class Coordinator:
                 graph_input,
                 self.run_config(thread_id),
                 stream_mode=["custom", "values"],
-                context=self._context(),
+                context=self._context(validated=True),
                 durability=self._durability(),
             ):
                 if mode == "custom":
@@ -167,7 +169,7 @@ class Coordinator:
         return await self.graph.ainvoke(
             graph_input,
             self.run_config(thread_id),
-            context=self._context(),
+            context=self._context(validated=True),
             durability=self._durability(),
         )
 

@@ -12,7 +12,8 @@ START → analyze → arbitrate ─Send→ internal ─┐
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
@@ -30,25 +31,29 @@ from hybridmcp.runtime import Context
 from hybridmcp.state import InputState, OutputState, State
 
 
-# Routing functions are coroutines: LangGraph runs a plain one on a worker thread, a thread hop
-# per step for a decision of a few microseconds.
-async def dispatch(state: State) -> list[Send] | Literal["monitor"]:
+# Each routing decision reads only what its node has just written, so the node returns it with
+# its update (a LangGraph ``Command``, see ``observed``). A conditional edge would read the
+# whole state back instead, copying every channel, at every step of every run.
+def dispatch(update: Mapping[str, Any]) -> list[Send] | str:
     """Fan the pending work out to the parallel branches, one ``Send`` per bounded batch of
     attempts (each call in a batch is still checkpointed on its own)."""
-    pending = state.get("pending") or []
+    pending = update.get("pending") or []
     if not pending:
         return "monitor"
     return [Send(side, batch) for side, batch in batches(pending)]
 
 
-async def after_monitor(state: State) -> Literal["reallocate", "synchronize"]:
+def after_monitor(update: Mapping[str, Any]) -> str:
     """Loop while work moves to another provider; otherwise integrate."""
-    return "reallocate" if state.get("moves") else "synchronize"
+    return "reallocate" if update.get("moves") else "synchronize"
 
 
-async def after_synchronize(state: State) -> Literal["review", "learn"]:
+def after_synchronize(update: Mapping[str, Any]) -> str:
     """Conflicts go to review, which pauses for a human only when configured to."""
-    return "review" if state.get("conflicts") else "learn"
+    return "review" if update.get("conflicts") else "learn"
+
+
+WORK = ("internal", "external", "monitor")
 
 
 def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
@@ -58,24 +63,33 @@ def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
     )
     # LangGraph's add_node overloads type neither a node taking (state, runtime, config) nor
     # one fed a Send payload (Batch) instead of the state; both are supported at run time.
+    # ``then``: the node's routing, on its update; ``destinations``: where it can lead.
     builder.add_node("analyze", observed("analyze", analyze))  # type: ignore[call-overload]
-    builder.add_node("arbitrate", observed("arbitrate", arbitrate))
+    builder.add_node(
+        "arbitrate", observed("arbitrate", arbitrate, then=dispatch), destinations=WORK
+    )
     builder.add_node("internal", observed("internal", internal))  # type: ignore[call-overload]
     builder.add_node("external", observed("external", external))  # type: ignore[call-overload]
-    builder.add_node("monitor", observed("monitor", monitor))
-    builder.add_node("reallocate", observed("reallocate", reallocate))
-    builder.add_node("synchronize", observed("synchronize", synchronize))
+    builder.add_node(
+        "monitor",
+        observed("monitor", monitor, then=after_monitor),
+        destinations=("reallocate", "synchronize"),
+    )
+    builder.add_node(
+        "reallocate", observed("reallocate", reallocate, then=dispatch), destinations=WORK
+    )
+    builder.add_node(
+        "synchronize",
+        observed("synchronize", synchronize, then=after_synchronize),
+        destinations=("review", "learn"),
+    )
     builder.add_node("review", observed("review", review))
     builder.add_node("learn", observed("learn", learn))
 
     builder.add_edge(START, "analyze")
     builder.add_edge("analyze", "arbitrate")
-    builder.add_conditional_edges("arbitrate", dispatch, ["internal", "external", "monitor"])
     builder.add_edge("internal", "monitor")
     builder.add_edge("external", "monitor")
-    builder.add_conditional_edges("monitor", after_monitor, ["reallocate", "synchronize"])
-    builder.add_conditional_edges("reallocate", dispatch, ["internal", "external", "monitor"])
-    builder.add_conditional_edges("synchronize", after_synchronize, ["review", "learn"])
     builder.add_edge("review", "learn")
     builder.add_edge("learn", END)
     return builder

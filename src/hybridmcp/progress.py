@@ -24,14 +24,14 @@ import contextvars
 import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec
 
 from langgraph.config import get_stream_writer
+from langgraph.types import Command
 
 from hybridmcp.events import EventCode
 
 P = ParamSpec("P")
-R = TypeVar("R")
 
 WORKERS = frozenset({"internal", "external"})
 """Nodes that make attempts: each reported as an attempt, not as a phase."""
@@ -99,24 +99,45 @@ def attempt_finished(update: Mapping[str, Any]) -> None:
         emit(event)
 
 
-def observed(node: str, fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def _writer() -> Callable[[Any], None]:
+    try:
+        return get_stream_writer()
+    except RuntimeError:  # called outside a graph run
+        return _no_writer
+
+
+def _no_writer(_event: Any) -> None:
+    return None
+
+
+def observed(
+    node: str,
+    fn: Callable[P, Awaitable[Any]],
+    then: Callable[[dict[str, Any]], Any] | None = None,
+) -> Callable[P, Awaitable[Any]]:
     """Wrap an async node so that it reports its progress (the signature is kept, so LangGraph
-    still injects ``runtime`` and ``config``). The workers report each attempt themselves."""
+    still injects ``runtime`` and ``config``). The workers report each attempt themselves.
+
+    ``then`` routes: given the node's update, where the run goes next (node names or ``Send``
+    packets); the node then returns both as a ``Command``."""
     if node in WORKERS:
         return fn
 
     @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        emit({"type": "phase", "node": node, "status": "started"})
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+        write = _writer()  # one look-up per node run, not per event
+        write({"type": "phase", "node": node, "status": "started"})
         t0 = time.perf_counter()
         update = await fn(*args, **kwargs)
         for event in _finished_events(update):
-            emit(event)
+            write(event)
         finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
         finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
         if isinstance(update, dict) and "pending" in update:
             finished["attempts"] = len(update["pending"] or [])
-        emit(finished)
-        return update
+        write(finished)
+        if then is None:
+            return update
+        return Command(update=update, goto=then(update))
 
     return wrapper

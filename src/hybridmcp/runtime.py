@@ -44,6 +44,9 @@ class Context:
     """Configuration file to load when no live resources are given (server mode)."""
     resources: Any = field(default=None, repr=False)
     """Live :class:`Resources`; never serialized."""
+    validated: bool = False
+    """The requests were checked against the registry of ``resources`` before the run (as
+    :class:`hybridmcp.Coordinator` does): analyze does not check them again."""
 
 
 def open_audit(config: HybridConfig) -> AuditSink:

@@ -3,15 +3,24 @@ so they say nothing of the provider and are not learned as its failures."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
 
 from hybridmcp.config import parse_config
 from hybridmcp.nodes.learn import learn
 from hybridmcp.policy.blame import learnable
+from hybridmcp.policy.learning import (
+    ProviderStats,
+    mark_learned,
+    observe_call,
+    observe_censored,
+)
 from hybridmcp.runtime import Context, Resources
 from hybridmcp.stats_store import load_stats
 
@@ -71,3 +80,77 @@ async def test_refused_attempts_are_not_learned_as_failures() -> None:
         await resources.close()
     stats = (await load_stats(store, [(PROVIDER, SKILL)]))[(PROVIDER, SKILL)]
     assert stats.calls == 1 and stats.failures == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(),
+            st.floats(0, 1e5, allow_nan=False),
+            st.floats(0, 10, allow_nan=False),
+            st.booleans(),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_statistics_are_plain_data_whatever_was_folded_in(
+    observations: list[tuple[bool, float, float, bool, bool]],
+) -> None:
+    """What is stored is exactly the dataclass's fields, and reads back equal."""
+    stats = ProviderStats(PROVIDER, SKILL)
+    for n, (ok, latency, cost, slow, censored) in enumerate(observations):
+        if censored:
+            stats = observe_censored(stats, latency_ms=latency, now=float(n), slow=slow)
+        else:
+            stats = observe_call(
+                stats, ok=ok, latency_ms=latency, cost=cost, now=float(n), slow=slow
+            )
+        stats = mark_learned(stats, f"run{n}")
+    assert stats.to_dict() == dataclasses.asdict(stats)
+    assert ProviderStats.from_dict(stats.to_dict()) == stats
+    assert stats.calls == sum(1 for o in observations if not o[4])
+    assert stats.censored == sum(1 for o in observations if o[4])
+
+
+async def test_a_run_folds_every_attempt_in_the_order_the_calls_started() -> None:
+    """The learn node gives the statistics that folding each attempt in turn gives: every
+    call counted once, in start order, the run remembered; a provider scored and not used
+    ages."""
+    resources = await Resources.open(parse_config({}))
+    store = InMemoryStore()
+    other = ("internal:text.stats", "text.stats")
+    order = [3, 0, 4, 1, 2, 5]
+    attempts = [
+        attempt(n, n % 3 != 1) | {"latency_ms": 1.0 + 7.0 * n, "started_at": 1000.0 + order[n]}
+        for n in range(6)
+    ]
+    state: dict[str, Any] = {
+        "run_id": "run",
+        "started_at": 1000.0,
+        "requests": [{"id": f"r{n}", "skill": SKILL, "args": {}} for n in range(6)],
+        "attempts": attempts,
+        "results": {},
+        "allocations": {"r0": {"scores": {PROVIDER: {}, other[0]: {}}}},
+    }
+    try:
+        await load_stats(store, [(PROVIDER, SKILL)])
+        runtime = Runtime(context=Context(resources=resources), store=store)
+        await learn(state, runtime)  # type: ignore[arg-type]
+        learned = await load_stats(store, [(PROVIDER, SKILL), other])
+    finally:
+        await resources.close()
+    now_used, passed = learned[PROVIDER, SKILL], learned[other]
+    assert passed.passed_over == 1 and passed.calls == 0 and passed.recent_runs == ("run@1000.0",)
+    expected = ProviderStats(PROVIDER, SKILL)
+    for a in sorted(attempts, key=lambda a: a["started_at"]):
+        expected = observe_call(
+            expected,
+            ok=a["ok"],
+            latency_ms=a["latency_ms"],
+            cost=0.0,
+            now=now_used.updated_at or 0.0,
+            alpha=resources.config.arbitration_config.ewma_alpha,
+        )
+    assert now_used == mark_learned(expected, "run@1000.0")

@@ -333,6 +333,51 @@ def test_runs_without_network_even_if_tldextract_was_imported_first() -> None:
     assert out.stdout.strip() == "['EMAIL_ADDRESS'] 0"
 
 
+def test_a_scan_on_the_event_loop_never_builds_an_engine() -> None:
+    """analyze scans small arguments on the event loop (:func:`without_loading`): a scan that
+    would build a detection engine or import a detector (seconds, file reads) is refused
+    there, before anything is loaded; once the engines are built it runs, and finds what a
+    scan anywhere else finds. A fresh process: no engine is built yet."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from hybridmcp.policy.privacy import scan
+        from hybridmcp.policy.privacy.detection import _detect_cached
+        from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
+        args = {"note": "mail alice.smith@startup.ai", "cfg": "password = hunter2hunter2"}
+        before = {m for m in sys.modules if m.startswith(("presidio", "detect_secrets"))}
+        try:
+            with without_loading():
+                scan(args)
+            print("scanned without its engines")
+        except EnginesNotLoaded:
+            pass
+        after = {m for m in sys.modules if m.startswith(("presidio", "detect_secrets"))}
+        print("loaded", sorted(after - before))
+        with without_loading():
+            print("empty", scan({}).level)
+        first = scan(args)  # builds what it needs
+        _detect_cached.cache_clear()
+        with without_loading():
+            again = scan(args)
+        print(again == first, sorted({f.entity_type for f in first.findings}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "loaded []",
+        "empty public",
+        "True ['EMAIL_ADDRESS', 'SECRET_KEYWORD']",
+    ], out.stdout
+
+
 # -- the privacy proof over the canary corpus ----------------------------------------------------
 
 # Measured with seed 0 (540 sensitive cases, 974 secrets, 60 clean): secret recall 1.000,

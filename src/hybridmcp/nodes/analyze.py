@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -13,14 +14,42 @@ from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess
+from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
 
+INLINE_SCAN_BYTES = 512
+"""Arguments up to this size in all (as JSON) are scanned on the event loop: tens of
+microseconds, less than the hop to a worker thread, once the detection engines are built;
+larger ones, and a scan that would build an engine, in a worker thread (a few milliseconds
+per request; building an engine takes seconds)."""
 
-def _scan_all(requests: list[dict[str, Any]], settings: PrivacySettings) -> dict[str, Any]:
-    """Each request's privacy fields: the declared sensitivity, raised by what the scan finds
-    (in a worker thread: a few milliseconds per request)."""
+
+def _inline_sizes(
+    requests: list[dict[str, Any]], settings: PrivacySettings
+) -> list[int | None] | None:
+    """Each request's arguments' size in bytes as JSON (as the scan measures them) when they
+    are small enough in all to scan on the event loop; None when they are not."""
+    if not settings.enabled:
+        return [None] * len(requests)
+    sizes: list[int | None] = []
+    total = 0
+    for r in requests:
+        size = len(json.dumps(r.get("args", {}), default=str).encode())
+        total += size
+        if total > INLINE_SCAN_BYTES:
+            return None
+        sizes.append(size)
+    return sizes
+
+
+def _scan_all(
+    requests: list[dict[str, Any]],
+    settings: PrivacySettings,
+    sizes: list[int | None] | None = None,
+) -> dict[str, Any]:
+    """Each request's privacy fields: the declared sensitivity, raised by what the scan finds."""
     return {
         str(r.get("id")): assess(
             r.get("args", {}),
@@ -28,8 +57,9 @@ def _scan_all(requests: list[dict[str, Any]], settings: PrivacySettings) -> dict
             enabled=settings.enabled,
             detection=settings.detection,
             max_scan_bytes=settings.max_scan_bytes,
+            size=size,
         )
-        for r in requests
+        for r, size in zip(requests, sizes or [None] * len(requests), strict=True)
     }
 
 
@@ -41,12 +71,23 @@ async def analyze(
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
-    for request in state["requests"]:
+    sizes = _inline_sizes(state["requests"], res.config.privacy)
+    privacy = None
+    if sizes is not None:
+        try:
+            with without_loading():
+                privacy = _scan_all(state["requests"], res.config.privacy, sizes)
+        except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
+            privacy = None
+    if privacy is None:
+        privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
+    validated = runtime.context is not None and runtime.context.validated
+    for i, request in enumerate(state["requests"]):
         rid = str(request.get("id"))
         try:
             skill = res.registry.get(str(request.get("skill")))
-            skill.validate_args(request.get("args", {}))
+            if not validated:
+                skill.validate_args(request.get("args", {}))
         except TaskError as err:
             errors[rid] = str(err)
             continue
@@ -57,6 +98,7 @@ async def analyze(
                 complexity=skill.complexity,
                 args=request.get("args", {}),
                 sensitivity=privacy[rid]["data_sensitivity"],
+                size=sizes[i] if sizes else None,
             )
             | privacy[rid]
         )

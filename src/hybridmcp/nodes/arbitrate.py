@@ -112,13 +112,19 @@ def _chosen(res: Resources, allocation: dict[str, Any]) -> list[Provider]:
     return [res.registry.provider(pid) for pid in ids]
 
 
-def _probe(res: Resources, allocation: dict[str, Any], probed: set[str]) -> dict[str, Any]:
+def _probe(
+    res: Resources, allocation: dict[str, Any], probed: set[str], half_open: dict[str, bool]
+) -> dict[str, Any]:
     """One request per run, per provider whose circuit is half-open, also runs on it: the
     trial call that closes its circuit, and whose answer teaches the statistics that it has
-    recovered (otherwise a provider learned bad would never be chosen again)."""
-    now = res.clock()
+    recovered (otherwise a provider learned bad would never be chosen again). ``half_open``
+    keeps each circuit's answer for the arbitration pass (nothing changes it meanwhile)."""
     for provider in allocation.get("ranking", ()):
-        if provider in probed or not res.gate.breaker.probing(provider, now):
+        if provider in probed:
+            continue
+        if provider not in half_open:
+            half_open[provider] = res.gate.breaker.probing(provider, res.clock())
+        if not half_open[provider]:
             continue
         probing = add_probe(allocation, provider, f"probe: {provider}'s circuit is half-open")
         if probing is not allocation:
@@ -157,17 +163,24 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         state.get("constraints"),
         store=runtime.store or res.store,
     )
-    return {
-        "allocations": allocations,
-        "pending": _first_round(res, state, requests, allocations),
-        "errors": errors,
-        "round": 1,
-        "events": _server_events(res, skills)
+    events = (
+        _server_events(res, skills)
         + arbiter.events
         + _unavailable_events(allocations)
         + _budget_event(arbiter.budget, allocations)
-        + advice_events,
+        + advice_events
+    )
+    update: dict[str, Any] = {
+        "allocations": allocations,
+        "pending": _first_round(res, state, requests, allocations),
+        "round": 1,
     }
+    # analyze created both channels: an empty write would change nothing, at a cost per step
+    if errors:
+        update["errors"] = errors
+    if events:
+        update["events"] = events
+    return update
 
 
 class _Arbiter:
@@ -195,6 +208,9 @@ class _Arbiter:
         self.candidates: dict[tuple[str, bool], Candidate] = {}
         self.memo: dict[Any, Any] = {}
         self.probed: set[str] = set()
+        self.half_open: dict[str, bool] = {}
+        self.plans: dict[tuple[Any, ...], DisclosurePlan] = {}
+        self.policy = res.config.privacy.policy_table()
         self.events: list[dict[str, Any]] = []
 
     def candidate(self, p: Provider, redacts: bool) -> Candidate:
@@ -206,12 +222,22 @@ class _Arbiter:
     def disclosure(self, rid: str, skill: Skill) -> DisclosurePlan:
         """The privacy decisions for the request, each audited and recorded as an event."""
         profile = self.state["profiles"][rid]
-        plan = plan_disclosure(
+        # The plan depends on the skill and the profile's privacy fields only: requests alike
+        # share it (read-only); each still gets its own audited decision records.
+        key = (
             skill.name,
-            profile,
-            [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
-            self.res.config.privacy.policy_table(),
+            profile.get("data_sensitivity"),
+            profile.get("declared_sensitivity"),
+            tuple(profile.get("sensitive_entities") or ()),
         )
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = self.plans[key] = plan_disclosure(
+                skill.name,
+                profile,
+                [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
+                self.policy,
+            )
         for record in decision_records(plan, self.state["run_id"], rid, skill.name, profile):
             self.res.gate.audit.append({**record, "kind": "policy_decision"})
             self.events.append({"code": EventCode.PRIVACY_DECISION, **record})
@@ -250,7 +276,7 @@ class _Arbiter:
                 "remaining": self.budget.remaining,
                 "cost_weight": round(self.criteria.cost_weight, 4),
             }
-        allocation = _probe(self.res, allocation, self.probed)
+        allocation = _probe(self.res, allocation, self.probed, self.half_open)
         if allocation["mode"] == "none":
             return allocation, _why_none(skill, allocation, privacy)
         # Reserve what the deterministic choice would spend; LM advice can only narrow a

@@ -58,12 +58,17 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         effects={pid: res.registry.provider(pid).effect for pid in sides},
     )
     moved = {m["request_id"] for m in plan.moves}
-    return {
-        "settled": plan.settled + list(plan.failed),
-        "errors": plan.failed,
-        "moves": [
+    update: dict[str, Any] = {"settled": plan.settled + list(plan.failed)}
+    # Only what changes is written (analyze created ``errors`` and ``events``; ``moves`` is
+    # cleared by reallocate): an empty write would change nothing, at a cost per step.
+    if plan.failed:
+        update["errors"] = plan.failed
+    if plan.moves or state.get("moves"):
+        update["moves"] = [
             m | {"events": [e for e in plan.events if e.get("request_id") == m["request_id"]]}
             for m in plan.moves
-        ],
-        "events": [e for e in plan.events if e.get("request_id") not in moved],
-    }
+        ]
+    events = [e for e in plan.events if e.get("request_id") not in moved]
+    if events:
+        update["events"] = events
+    return update

@@ -25,31 +25,31 @@ from hybridmcp.state import State
 SIDES = ("internal", "external")
 
 
+_KEEP = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
+_WHEN_SET = (
+    "queue_ms",
+    "in_flight",
+    "service_ms",
+    "error_kind",
+    "cancelled",
+    "censored",
+    "hedge",
+    "progress_notifications",
+)
+_PREDICTED = ("latency_ms", "p95_latency_ms", "success")
+
+
 def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
     """What happened, next to what arbitration predicted of the provider (None for a provider
     it did not score)."""
-    keep = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
-    when_set = (
-        "queue_ms",
-        "in_flight",
-        "service_ms",
-        "error_kind",
-        "cancelled",
-        "censored",
-        "hedge",
-        "progress_notifications",
-    )
+    out = {k: attempt.get(k) for k in _KEEP}
+    for k in _WHEN_SET:
+        value = attempt.get(k)
+        if value is not None:
+            out[k] = value
     prediction = scores.get(attempt["provider"], {}).get("prediction")
-    predicted = (
-        {k: round(prediction[k], 4) for k in ("latency_ms", "p95_latency_ms", "success")}
-        if prediction
-        else None
-    )
-    return (
-        {k: attempt.get(k) for k in keep}
-        | {k: attempt[k] for k in when_set if attempt.get(k) is not None}
-        | {"predicted": predicted}
-    )
+    out["predicted"] = {k: round(prediction[k], 4) for k in _PREDICTED} if prediction else None
+    return out
 
 
 def _served_by(result: dict[str, Any], sides: Mapping[str, str]) -> dict[str, str] | None:
@@ -162,14 +162,16 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             }
         )
         status = "failed"
-    return {
+    update = {
         "results": results,
-        "conflicts": conflicts,
-        "events": events,
+        "conflicts": conflicts,  # written even when empty: the output always lists them
         "quality": quality,
         "status": status,
         "cost": _cost(state, res),
     }
+    if events:  # analyze created the channel: an empty write would change nothing
+        update["events"] = events
+    return update
 
 
 def _integrate_request(

@@ -49,9 +49,12 @@ def analyze_requirements(
     args: Any,
     sensitivity: str | Sensitivity = Sensitivity.public,
     findings: Sequence[Mapping[str, Any]] = (),
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """The spec's requirement profile of one request, deterministic."""
-    size = len(json.dumps(args, default=str))
+    """The spec's requirement profile of one request, deterministic (``size``: the arguments'
+    length as JSON, when the caller measured it already)."""
+    if size is None:
+        size = len(json.dumps(args, default=str))
     if size > COMPLEX_INPUT_BYTES and complexity == "low":
         complexity = "medium"
     scale = "large" if size > LARGE_INPUT_BYTES else "small"

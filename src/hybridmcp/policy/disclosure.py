@@ -83,11 +83,15 @@ def assess(
     enabled: bool = True,
     detection: PrivacyConfig | None = None,
     max_scan_bytes: int = 1_000_000,
+    size: int | None = None,
 ) -> dict[str, Any]:
-    """Scan a request's arguments and return its profile's privacy fields."""
-    if not enabled:
+    """Scan a request's arguments and return its profile's privacy fields (``size``: the
+    arguments' size in bytes as JSON, when the caller measured it already)."""
+    if not enabled or (isinstance(args, dict) and not args):  # nothing to scan
         return profile_fields(None, declared)
-    if len(json.dumps(args, default=str).encode()) > max_scan_bytes:
+    if size is None:
+        size = len(json.dumps(args, default=str).encode())
+    if size > max_scan_bytes:
         return profile_fields(None, declared, oversized=True)
     return profile_fields(scan(args, detection), declared)
 

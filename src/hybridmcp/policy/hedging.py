@@ -256,6 +256,9 @@ class HealthWatch:
     :func:`shared_lateness`)."""
     suspect: set[str] = field(default_factory=set)
     healthy_tail: dict[str, float] = field(default_factory=dict)
+    _floor: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    """Per provider, the 75th percentile of its lone calls in ``recent``, until that window
+    changes: calls started together share one sort."""
 
     @classmethod
     def from_config(cls, cfg: ResilienceConfig) -> HealthWatch:
@@ -271,7 +274,10 @@ class HealthWatch:
         current = planned_ms if pinned is None else min(planned_ms, pinned)
         recent = self.recent.get((provider, 0))
         if recent and len(recent) >= self.degradation.min_observations:
-            current = max(current, self.degradation.latency_ewma_factor * _quantile(recent, 0.75))
+            q75 = self._floor.get(provider)
+            if q75 is None:
+                q75 = self._floor[provider] = _quantile(recent, 0.75)
+            current = max(current, self.degradation.latency_ewma_factor * q75)
         return max(current, self.degradation.min_slow_ms)
 
     def slow_at_load(self, provider: str, threshold_ms: float, in_flight: int | None) -> float:
@@ -368,3 +374,5 @@ class HealthWatch:
         self.recent.setdefault(key, deque(maxlen=size)).append(latency_ms)
         if service_ms is not None:
             self.recent_service.setdefault(key, deque(maxlen=size)).append(service_ms)
+        if key[1] == 0:
+            self._floor.pop(provider, None)

@@ -14,6 +14,7 @@ from hybridmcp.policy.privacy.engines import (
     _entropy_plugin,
     _keyword_regexes,
     _secret_plugins,
+    may_load,
 )
 from hybridmcp.policy.privacy.levels import _PRESIDIO_ENTITIES, PrivacyConfig
 from hybridmcp.policy.privacy.patterns import (
@@ -52,6 +53,7 @@ def _detector_key(config: PrivacyConfig) -> _DetectorKey:
 
 def _is_templated(value: str) -> bool:
     # Placeholders, our own pseudonyms included, so that redacted text scans clean.
+    may_load("detect_secrets.filters.heuristic")
     from detect_secrets.filters.heuristic import (
         is_prefixed_with_dollar_sign,
         is_templated_secret,
@@ -66,6 +68,7 @@ def _is_templated(value: str) -> bool:
 
 def _plausible_secret(value: str, line: str) -> bool:
     """detect-secrets' own false-positive filters, applied to the loose detectors."""
+    may_load("detect_secrets.filters.heuristic")
     from detect_secrets.filters.heuristic import (
         is_indirect_reference,
         is_likely_id_string,
@@ -208,6 +211,7 @@ def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
     of the match or is long enough to be a value rather than a prefix; otherwise the whole match
     is the secret. Plugins with their own validation (JWT) are asked for values, located here.
     """
+    may_load("detect_secrets.plugins.base")
     from detect_secrets.plugins.base import RegexBasedDetector
 
     if not isinstance(plugin, RegexBasedDetector) or "analyze_string" in type(plugin).__dict__:

@@ -3,13 +3,44 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
+import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from hybridmcp.policy.privacy.levels import _DETECT_SECRETS_ENTITIES
+
+_NO_LOADING: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "hybridmcp_scan_no_loading", default=False
+)
+
+
+class EnginesNotLoaded(Exception):
+    """A scan run under :func:`without_loading` needs an engine (or its module) not built yet."""
+
+
+@contextmanager
+def without_loading() -> Iterator[None]:
+    """Scan without building an engine or importing a detector's module: either needs file
+    reads and seconds of work, which an event loop must not wait for. A scan that needs one
+    raises :class:`EnginesNotLoaded` (to be run again where it may load, e.g. a worker
+    thread); nothing half-done is kept."""
+    token = _NO_LOADING.set(True)
+    try:
+        yield
+    finally:
+        _NO_LOADING.reset(token)
+
+
+def may_load(module: str | None = None) -> None:
+    """Before building an engine (or importing ``module`` lazily, unless it is imported
+    already): refused under :func:`without_loading`."""
+    if _NO_LOADING.get() and (module is None or module not in sys.modules):
+        raise EnginesNotLoaded(module or "a detection engine")
 
 
 def _force_offline_tldextract() -> None:
@@ -56,6 +87,7 @@ def _analyzer() -> Any:
     """The Presidio engine, built once per process even when threads race for it."""
     global _ANALYZER
     if _ANALYZER is None:
+        may_load()
         with _ENGINE_LOCK:
             if _ANALYZER is None:
                 _ANALYZER = _build_analyzer()
@@ -164,6 +196,7 @@ def _build_analyzer() -> Any:
 @functools.cache
 def _secret_plugins() -> tuple[tuple[str, Any], ...]:
     """The typed detect-secrets plugins, instantiated once (they are stateless)."""
+    may_load()
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
     plugins: list[tuple[str, Any]] = []
@@ -183,6 +216,7 @@ def _keyword_regexes() -> tuple[tuple[re.Pattern[str], int], ...]:
     quotes-required flavour (code) are used, with ``finditer`` rather than the plugin's
     ``search``, so that every assignment in a string is found, not only the first.
     """
+    may_load()
     from detect_secrets.plugins import keyword
 
     pairs = {**keyword.CONFIG_DENYLIST_REGEX_TO_GROUP}
@@ -192,6 +226,7 @@ def _keyword_regexes() -> tuple[tuple[re.Pattern[str], int], ...]:
 
 @functools.cache
 def _entropy_plugin() -> Any:
+    may_load()
     from detect_secrets.plugins.high_entropy_strings import Base64HighEntropyString
 
     return Base64HighEntropyString()
