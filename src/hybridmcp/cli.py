@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -15,10 +17,11 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich import box
@@ -28,28 +31,32 @@ from rich.table import Table
 
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
-from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HttpServer, HybridConfig, load_config
-from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
-from hybridmcp.live import LiveProgress
-from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
+from hybridmcp.lazyimport import defer
 from hybridmcp.persistence import (
     ENV_DB,
+    MEMORY,
+    check_sqlite,
     default_db_path,
     head_anchor,
+    is_postgres,
     open_persistence,
     resolve_db,
     shown_db,
     tokens_path,
 )
 from hybridmcp.prompts.planner import Plan, plan_requests
-from hybridmcp.report import write_report
-from hybridmcp.report.source import from_database, from_server, own_types_quiet
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
-from hybridmcp.runtime import Resources
-from hybridmcp.stats_store import all_stats, reset_stats, stats_record
 from hybridmcp.task import load_task, parse_task
+
+# The rest is imported where it is used, so that each command loads only what it needs: `run`
+# starts its MCP servers first and imports the graph while they start (see `_started`); the HTML
+# report (Jinja2) loads only for --report and `report`, the OAuth flows only for `auth`.
+if TYPE_CHECKING:
+    from hybridmcp.coordinator import Coordinator
+    from hybridmcp.oauth import StoredAuth, TokenStore
+    from hybridmcp.runtime import Resources
 
 app = typer.Typer(
     add_completion=False,
@@ -261,10 +268,7 @@ async def _run(
     task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
-    async with (
-        open_persistence(resolve_db(db)) as (checkpointer, store),
-        Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
-    ):
+    async with _started(config, resolve_db(db)) as (co, checkpointer, store):
         warn_unavailable(co.resources)
         if ask is not None:
             plan = await plan_requests(co.resources, ask)
@@ -288,6 +292,8 @@ async def _run(
             elif not live:
                 out = await co.run(task, thread_id=thread_id)
             else:
+                from hybridmcp.live import LiveProgress
+
                 out = {}
                 with LiveProgress(Console(stderr=True)) as display:  # progress on stderr
                     async for event in co.stream(task, thread_id=thread_id):
@@ -301,6 +307,9 @@ async def _run(
                     break
                 out = await co.resume(decision, thread_id=thread_id)
             if captured is not None:  # the full final state and what is learned: the report's
+                from hybridmcp.report.source import own_types_quiet
+                from hybridmcp.stats_store import all_stats, stats_record
+
                 with own_types_quiet():
                     snapshot = await co.graph.aget_state(co.run_config(thread_id))
                 captured["state"] = dict(snapshot.values or {})
@@ -309,6 +318,47 @@ async def _run(
             if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
                 await checkpointer.adelete_thread(thread_id)
     return report(out) | {"thread": {"id": thread, "found": status.state}} | planned
+
+
+@contextlib.asynccontextmanager
+async def _started(config: HybridConfig, db: str) -> AsyncIterator[tuple[Coordinator, Any, Any]]:
+    """A run's coordinator, its checkpointer and its store on the run database ``db``.
+
+    The MCP servers start first (the configuration, the task, the audit trail and the database
+    file checked before, as ever): the graph's modules import, in a worker thread, and the
+    database opens while the server processes start, which is most of a short run's start-up.
+    A PostgreSQL database, reached over the network, is opened before any server starts."""
+    await asyncio.to_thread(_check_db_file, db)
+    from hybridmcp.runtime import opening  # the MCP client: what starting the servers needs
+
+    async with AsyncExitStack() as stack:
+        if is_postgres(db):
+            checkpointer, store = await stack.enter_async_context(open_persistence(db))
+        starting = await stack.enter_async_context(opening(config))
+        await asyncio.to_thread(_import_the_run, db)
+        if not is_postgres(db):
+            checkpointer, store = await stack.enter_async_context(open_persistence(db))
+        # entered last, closed first: the servers stop before the database closes
+        resources = await stack.enter_async_context(await starting.resources(store))
+        from hybridmcp.coordinator import Coordinator
+
+        yield Coordinator(resources, checkpointer=checkpointer, store=store), checkpointer, store
+
+
+def _check_db_file(db: str) -> None:
+    """A damaged or foreign SQLite file is refused before any server starts (read-only)."""
+    if db != MEMORY and not is_postgres(db):
+        check_sqlite(str(Path(db).expanduser()))
+
+
+def _import_the_run(db: str) -> None:
+    """What a run imports beyond the MCP client: the graph (LangGraph, the nodes, the
+    policies) and the run database's LangGraph savers."""
+    importlib.import_module("hybridmcp.coordinator")
+    if db != MEMORY and not is_postgres(db):
+        defer("sqlite_vec")  # as persistence does: numpy is for vector search only
+        importlib.import_module("langgraph.checkpoint.sqlite.aio")
+        importlib.import_module("langgraph.store.sqlite.aio")
 
 
 @app.command()
@@ -438,6 +488,8 @@ def run(
             )
         )
         if report_file and captured is not None:
+            from hybridmcp.report import write_report
+
             where = f"thread {thread}" if thread else "an unnamed run"
             write_report(
                 report_file,
@@ -542,6 +594,9 @@ def report_command(
     server): one self-contained file, see docs/report.md."""
     if url is not None and db is not None:
         _refuse(HybridMCPError("give --db or --url, not both"))
+    from hybridmcp.report import write_report
+    from hybridmcp.report.source import from_database, from_server
+
     try:
         _check_writable(output, "--output")
         if url is not None:
@@ -733,6 +788,8 @@ def tool_records(resources: Resources) -> list[dict[str, Any]]:
 async def _inspect(
     config_path: str | None, what: Callable[[HybridConfig, Resources], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
+    from hybridmcp.runtime import Resources
+
     config = configured(config_path)
     async with await Resources.open(config) as resources:
         return what(config, resources)
@@ -831,6 +888,8 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
 
 
 async def _stats(db: str, reset: bool) -> tuple[list[dict[str, Any]], int]:
+    from hybridmcp.stats_store import all_stats, reset_stats, stats_record
+
     async with open_persistence(db) as (_checkpointer, store):
         deleted = await reset_stats(store) if reset else 0
         found = sorted(await all_stats(store), key=lambda s: (s.skill, s.provider))
@@ -989,6 +1048,8 @@ def _oauth_server(config: HybridConfig, server: str) -> HttpServer:
 
 
 def _token_store(db: str | None) -> TokenStore:
+    from hybridmcp.oauth import TokenStore
+
     path = tokens_path(db)
     if path is None:
         raise ConfigError("--db :memory: keeps no tokens: give a database file")
@@ -1005,6 +1066,9 @@ async def _login(config_path: str | None, server: str, db: str | None) -> tuple[
     wait_ms = entry.startup_timeout_ms + entry.auth.login_timeout_s * 1000
     entry = entry.model_copy(update={"startup_timeout_ms": wait_ms})
     settings = config.resilience.pool.model_copy(update={"health_interval_ms": 0})
+    from hybridmcp.capabilities.mcp_pool import SessionPool
+    from hybridmcp.oauth import OAuthSessions
+
     oauth = OAuthSessions(store, interactive=True)
     async with SessionPool({server: entry}, settings, oauth=oauth) as pool:
         status = pool.status(server)
