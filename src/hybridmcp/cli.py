@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import anyio.lowlevel
 import typer
 from rich import box
 from rich.console import Console
@@ -329,13 +330,23 @@ async def _started(config: HybridConfig, db: str) -> AsyncIterator[tuple[Coordin
     database opens while the server processes start, which is most of a short run's start-up.
     A PostgreSQL database, reached over the network, is opened before any server starts."""
     await asyncio.to_thread(_check_db_file, db)
+    for unused in ("mcp.server", "jwt"):  # the MCP SDK's server side, OAuth's JWT signing
+        defer(unused)  # (hybridmcp.lazyimport): loaded only if used
     from hybridmcp.runtime import opening  # the MCP client: what starting the servers needs
 
     async with AsyncExitStack() as stack:
         if is_postgres(db):
             checkpointer, store = await stack.enter_async_context(open_persistence(db))
+        await anyio.lowlevel.checkpoint()  # anyio's backend loads now, not as the graph imports
         starting = await stack.enter_async_context(opening(config))
-        await asyncio.to_thread(_import_the_run, db)
+        switch = sys.getswitchinterval()
+        # The event loop takes the interpreter from the importing thread at once (not after
+        # the default 5 ms) at each step of starting the servers, so they start first.
+        sys.setswitchinterval(0.0005)
+        try:
+            await asyncio.to_thread(_import_the_run, db)
+        finally:
+            sys.setswitchinterval(switch)
         if not is_postgres(db):
             checkpointer, store = await stack.enter_async_context(open_persistence(db))
         # entered last, closed first: the servers stop before the database closes
