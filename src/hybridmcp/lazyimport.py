@@ -40,7 +40,7 @@ def _load(stand_in: _Deferred) -> ModuleType:
     with _LOCK:
         real = stand_in.__dict__.get("_deferred_real")
         if real is not None:
-            return real  # type: ignore[no-any-return]
+            return real
         name = stand_in.__name__
         if sys.modules.get(name) is stand_in:
             del sys.modules[name]
