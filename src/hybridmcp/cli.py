@@ -255,17 +255,7 @@ async def _run(
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
 ) -> dict[str, Any]:
-    config = configured(config_path)
-    if server_log is not None:  # --server-log wins; the default yields to the configuration's
-        chosen = server_log != str(_SERVER_LOG)
-        if chosen or config.resilience.pool.server_log is None:
-            config = _with_server_log(config, server_log, chosen)
-    if audit is not None:
-        config = config.model_copy(
-            update={"audit": config.audit.model_copy(update={"path": audit})}
-        )
-    if db is not None:  # the trail's head is anchored beside the run database
-        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
+    config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
     task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -282,43 +272,78 @@ async def _run(
         assert task is not None
         status = await co.thread_status(task, thread_id)
         try:
-            if answer is not None and status.state == "paused":
-                pending = status.values.get("__interrupt__") or []
-                out = await co.resume(_decision(answer, pending), thread_id=thread_id)
-            elif answer is not None:
-                raise TaskError(
-                    f"--answer: thread {thread!r} is not paused for a question "
-                    f"(it is {status.state})"
-                )
-            elif not live:
-                out = await co.run(task, thread_id=thread_id)
+            if answer is not None:
+                out = await _answered(co, status, answer, thread, thread_id)
             else:
-                from hybridmcp.live import LiveProgress
-
-                out = {}
-                with LiveProgress(Console(stderr=True)) as display:  # progress on stderr
-                    async for event in co.stream(task, thread_id=thread_id):
-                        if event["type"] == "result":
-                            out = event["output"]
-                        else:
-                            display.update(event)
+                out = await _ran(co, task, thread_id, live)
             while prompt is not None and out.get("__interrupt__"):
                 decision = await asyncio.to_thread(prompt, list(out["__interrupt__"]))
                 if decision is None:  # no answer (end of input): the run stays paused
                     break
                 out = await co.resume(decision, thread_id=thread_id)
             if captured is not None:  # the full final state and what is learned: the report's
-                from hybridmcp.report.source import own_types_quiet
-                from hybridmcp.stats_store import all_stats, stats_record
-
-                with own_types_quiet():
-                    snapshot = await co.graph.aget_state(co.run_config(thread_id))
-                captured["state"] = dict(snapshot.values or {})
-                captured["learned"] = [stats_record(s) for s in await all_stats(store)]
+                captured |= await _captured(co, store, thread_id)
         finally:
             if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
                 await checkpointer.adelete_thread(thread_id)
     return report(out) | {"thread": {"id": thread, "found": status.state}} | planned
+
+
+def _run_config(
+    path: str | None, *, server_log: str | None, audit: str | None, db: str | None
+) -> HybridConfig:
+    """The configuration checked whole, with the command's options applied."""
+    config = configured(path)
+    if server_log is not None:  # --server-log wins; the default yields to the configuration's
+        chosen = server_log != str(_SERVER_LOG)
+        if chosen or config.resilience.pool.server_log is None:
+            config = _with_server_log(config, server_log, chosen)
+    if audit is not None:
+        config = config.model_copy(
+            update={"audit": config.audit.model_copy(update={"path": audit})}
+        )
+    if db is not None:  # the trail's head is anchored beside the run database
+        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
+    return config
+
+
+async def _answered(
+    co: Coordinator, status: Any, answer: Any, thread: str | None, thread_id: str
+) -> Any:
+    """The thread paused for a question, resumed with ``--answer``."""
+    if status.state != "paused":
+        raise TaskError(
+            f"--answer: thread {thread!r} is not paused for a question (it is {status.state})"
+        )
+    pending = status.values.get("__interrupt__") or []
+    return await co.resume(_decision(answer, pending), thread_id=thread_id)
+
+
+async def _ran(co: Coordinator, task: Any, thread_id: str, live: bool) -> Any:
+    """The task run on the thread; with ``live``, its progress shown on stderr meanwhile."""
+    if not live:
+        return await co.run(task, thread_id=thread_id)
+    from hybridmcp.live import LiveProgress
+
+    out: Any = {}
+    with LiveProgress(Console(stderr=True)) as display:
+        async for event in co.stream(task, thread_id=thread_id):
+            if event["type"] == "result":
+                out = event["output"]
+            else:
+                display.update(event)
+    return out
+
+
+async def _captured(co: Coordinator, store: Any, thread_id: str) -> dict[str, Any]:
+    """The run's full final state and what is learned: what ``--report`` shows."""
+    from hybridmcp.report.source import own_types_quiet
+    from hybridmcp.stats_store import all_stats, stats_record
+
+    with own_types_quiet():
+        snapshot = await co.graph.aget_state(co.run_config(thread_id))
+    learned = [stats_record(s) for s in await all_stats(store)]
+    return {"state": dict(snapshot.values or {}), "learned": learned}
 
 
 @contextlib.asynccontextmanager
@@ -512,15 +537,40 @@ def run(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {report_file!r}: {err}"))
-    found = data["thread"]["found"]
-    if found != "new":
-        note = {
-            "unfinished": "resumed where it stopped",
-            "finished": "had finished: its stored result, nothing was run",
-            "paused": "was paused for a human decision"
-            + ("; answered" if answer is not None else "; answer it with --answer"),
-        }[found]
-        Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+    _note_thread(data["thread"]["found"], thread, answered=answer is not None)
+    _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
+    notes = Console(stderr=True)
+    if _size(log_path) > log_size and not quiet:
+        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
+    if report_file and not quiet:
+        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
+    raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
+    """On stderr: what was found on a named thread that was not new."""
+    if found == "new":
+        return
+    note = {
+        "unfinished": "resumed where it stopped",
+        "finished": "had finished: its stored result, nothing was run",
+        "paused": "was paused for a human decision"
+        + ("; answered" if answered else "; answer it with --answer"),
+    }[found]
+    Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+
+
+def _print_run(
+    data: dict[str, Any],
+    console: Console,
+    *,
+    as_json: bool,
+    quiet: bool,
+    table: bool,
+    thread: str | None,
+) -> None:
+    """The run's result: one JSON object, nothing (``--quiet``), a summary above
+    ``SUMMARY_ABOVE`` requests, or a table; then the questions it is paused on."""
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     elif quiet:
@@ -531,12 +581,6 @@ def run(
         render(data, console)
     if not as_json and not quiet:
         show_questions(data, thread, Console(stderr=True))
-    notes = Console(stderr=True)
-    if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
-    if report_file and not quiet:
-        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
-    raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
 _SERVER_LOG = default_db_path().parent / "servers.log"
