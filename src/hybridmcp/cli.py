@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.metadata
 import json
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,8 +256,9 @@ async def _run(
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
 ) -> dict[str, Any]:
-    config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
-    task = load_task(task_path, config.input_limits) if ask is None else None
+    with _collector_paused():
+        config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
+        task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
     async with _started(config, resolve_db(db)) as (co, checkpointer, store):
@@ -354,31 +356,48 @@ async def _started(config: HybridConfig, db: str) -> AsyncIterator[tuple[Coordin
     file checked before, as ever): the graph's modules import, in a worker thread, and the
     database opens while the server processes start, which is most of a short run's start-up.
     A PostgreSQL database, reached over the network, is opened before any server starts."""
-    await asyncio.to_thread(_check_db_file, db)
-    for unused in ("mcp.server", "jwt"):  # the MCP SDK's server side, OAuth's JWT signing
-        defer(unused)  # (hybridmcp.lazyimport): loaded only if used
-    from hybridmcp.runtime import opening  # the MCP client: what starting the servers needs
-
     async with AsyncExitStack() as stack:
-        if is_postgres(db):
-            checkpointer, store = await stack.enter_async_context(open_persistence(db))
-        await anyio.lowlevel.checkpoint()  # anyio's backend loads now, not as the graph imports
-        starting = await stack.enter_async_context(opening(config))
-        switch = sys.getswitchinterval()
-        # The event loop takes the interpreter from the importing thread at once (not after
-        # the default 5 ms) at each step of starting the servers, so they start first.
-        sys.setswitchinterval(0.0005)
-        try:
-            await asyncio.to_thread(_import_the_run, db)
-        finally:
-            sys.setswitchinterval(switch)
-        if not is_postgres(db):
-            checkpointer, store = await stack.enter_async_context(open_persistence(db))
-        # entered last, closed first: the servers stop before the database closes
-        resources = await stack.enter_async_context(await starting.resources(store))
-        from hybridmcp.coordinator import Coordinator
+        with _collector_paused():
+            await asyncio.to_thread(_check_db_file, db)
+            for unused in ("mcp.server", "jwt"):  # the MCP SDK's server side, OAuth's JWT
+                defer(unused)  # signing (hybridmcp.lazyimport): loaded only if used
+            from hybridmcp.runtime import opening  # the MCP client: to start the servers
 
-        yield Coordinator(resources, checkpointer=checkpointer, store=store), checkpointer, store
+            if is_postgres(db):
+                checkpointer, store = await stack.enter_async_context(open_persistence(db))
+            await anyio.lowlevel.checkpoint()  # anyio's backend loads now, not with the graph
+            starting = await stack.enter_async_context(opening(config))
+            switch = sys.getswitchinterval()
+            # The event loop takes the interpreter from the importing thread at once (not
+            # after the default 5 ms) at each step of starting the servers, so they start first.
+            sys.setswitchinterval(0.0005)
+            try:
+                await asyncio.to_thread(_import_the_run, db)
+            finally:
+                sys.setswitchinterval(switch)
+            if not is_postgres(db):
+                checkpointer, store = await stack.enter_async_context(open_persistence(db))
+            # entered last, closed first: the servers stop before the database closes
+            resources = await stack.enter_async_context(await starting.resources(store))
+            from hybridmcp.coordinator import Coordinator
+
+            co = Coordinator(resources, checkpointer=checkpointer, store=store)
+        yield co, checkpointer, store
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a run starts: start-up makes long-lived objects
+    (modules, classes, the configuration, the sessions) that a collection would only scan, a
+    fifth of the start-up's time; they are frozen once the resources are open
+    (``runtime.freeze_startup_objects``), and the few cycles left unreachable with them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _check_db_file(db: str) -> None:
