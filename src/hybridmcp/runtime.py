@@ -184,8 +184,11 @@ class Resources:
         store: BaseStore | None = None,
     ) -> Resources:
         # The audit trail (and its anchored head) is checked before any server starts: a bad
-        # trail or head file is refused with nothing started and nothing written.
-        audit = await asyncio.to_thread(open_audit, config)
+        # trail or head file is refused with nothing started and nothing written. Records kept
+        # in memory need no check: their sink is made once the servers are starting.
+        audit: AuditSink | None = None
+        if config.audit.path is not None:
+            audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
             pool = await SessionPool(
@@ -195,8 +198,11 @@ class Resources:
             _close_audit(audit)
             raise
         try:
+            from hybridmcp.capabilities.gate import MemoryAudit
             from hybridmcp.capabilities.registry import build_registry
 
+            if audit is None:
+                audit = MemoryAudit()
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             # Reads files and imports the internal providers' modules: off the event loop.
             registry = await asyncio.to_thread(build_registry, config, tools)
