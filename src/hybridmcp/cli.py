@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import importlib
 import importlib.metadata
 import json
 import logging
@@ -15,11 +18,13 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import anyio.lowlevel
 import typer
 from rich import box
 from rich.console import Console
@@ -28,28 +33,32 @@ from rich.table import Table
 
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
-from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HttpServer, HybridConfig, load_config
-from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
-from hybridmcp.live import LiveProgress
-from hybridmcp.oauth import OAuthSessions, StoredAuth, TokenStore
+from hybridmcp.lazyimport import defer
 from hybridmcp.persistence import (
     ENV_DB,
+    MEMORY,
+    check_sqlite,
     default_db_path,
     head_anchor,
+    is_postgres,
     open_persistence,
     resolve_db,
     shown_db,
     tokens_path,
 )
 from hybridmcp.prompts.planner import Plan, plan_requests
-from hybridmcp.report import write_report
-from hybridmcp.report.source import from_database, from_server, own_types_quiet
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
-from hybridmcp.runtime import Resources
-from hybridmcp.stats_store import all_stats, reset_stats, stats_record
 from hybridmcp.task import load_task, parse_task
+
+# The rest is imported where it is used, so that each command loads only what it needs: `run`
+# starts its MCP servers first and imports the graph while they start (see `_started`); the HTML
+# report (Jinja2) loads only for --report and `report`, the OAuth flows only for `auth`.
+if TYPE_CHECKING:
+    from hybridmcp.coordinator import Coordinator
+    from hybridmcp.oauth import StoredAuth, TokenStore
+    from hybridmcp.runtime import Resources
 
 app = typer.Typer(
     add_completion=False,
@@ -247,24 +256,12 @@ async def _run(
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
 ) -> dict[str, Any]:
-    config = configured(config_path)
-    if server_log is not None:  # --server-log wins; the default yields to the configuration's
-        chosen = server_log != str(_SERVER_LOG)
-        if chosen or config.resilience.pool.server_log is None:
-            config = _with_server_log(config, server_log, chosen)
-    if audit is not None:
-        config = config.model_copy(
-            update={"audit": config.audit.model_copy(update={"path": audit})}
-        )
-    if db is not None:  # the trail's head is anchored beside the run database
-        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
-    task = load_task(task_path, config.input_limits) if ask is None else None
+    with _collector_paused():
+        config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
+        task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
-    async with (
-        open_persistence(resolve_db(db)) as (checkpointer, store),
-        Coordinator.open(config, checkpointer=checkpointer, store=store) as co,
-    ):
+    async with _started(config, resolve_db(db)) as (co, checkpointer, store):
         warn_unavailable(co.resources)
         if ask is not None:
             plan = await plan_requests(co.resources, ask)
@@ -277,38 +274,146 @@ async def _run(
         assert task is not None
         status = await co.thread_status(task, thread_id)
         try:
-            if answer is not None and status.state == "paused":
-                pending = status.values.get("__interrupt__") or []
-                out = await co.resume(_decision(answer, pending), thread_id=thread_id)
-            elif answer is not None:
-                raise TaskError(
-                    f"--answer: thread {thread!r} is not paused for a question "
-                    f"(it is {status.state})"
-                )
-            elif not live:
-                out = await co.run(task, thread_id=thread_id)
+            if answer is not None:
+                out = await _answered(co, status, answer, thread, thread_id)
             else:
-                out = {}
-                with LiveProgress(Console(stderr=True)) as display:  # progress on stderr
-                    async for event in co.stream(task, thread_id=thread_id):
-                        if event["type"] == "result":
-                            out = event["output"]
-                        else:
-                            display.update(event)
+                out = await _ran(co, task, thread_id, live)
             while prompt is not None and out.get("__interrupt__"):
                 decision = await asyncio.to_thread(prompt, list(out["__interrupt__"]))
                 if decision is None:  # no answer (end of input): the run stays paused
                     break
                 out = await co.resume(decision, thread_id=thread_id)
             if captured is not None:  # the full final state and what is learned: the report's
-                with own_types_quiet():
-                    snapshot = await co.graph.aget_state(co.run_config(thread_id))
-                captured["state"] = dict(snapshot.values or {})
-                captured["learned"] = [stats_record(s) for s in await all_stats(store)]
+                captured |= await _captured(co, store, thread_id)
         finally:
             if thread is None:  # an unnamed run cannot be resumed: keep no checkpoints of it
                 await checkpointer.adelete_thread(thread_id)
     return report(out) | {"thread": {"id": thread, "found": status.state}} | planned
+
+
+def _run_config(
+    path: str | None, *, server_log: str | None, audit: str | None, db: str | None
+) -> HybridConfig:
+    """The configuration checked whole, with the command's options applied."""
+    config = configured(path)
+    if server_log is not None:  # --server-log wins; the default yields to the configuration's
+        chosen = server_log != str(_SERVER_LOG)
+        if chosen or config.resilience.pool.server_log is None:
+            config = _with_server_log(config, server_log, chosen)
+    if audit is not None:
+        config = config.model_copy(
+            update={"audit": config.audit.model_copy(update={"path": audit})}
+        )
+    if db is not None:  # the trail's head is anchored beside the run database
+        config = config.model_copy(update={"audit": config.audit.model_copy(update={"run_db": db})})
+    return config
+
+
+async def _answered(
+    co: Coordinator, status: Any, answer: Any, thread: str | None, thread_id: str
+) -> Any:
+    """The thread paused for a question, resumed with ``--answer``."""
+    if status.state != "paused":
+        raise TaskError(
+            f"--answer: thread {thread!r} is not paused for a question (it is {status.state})"
+        )
+    pending = status.values.get("__interrupt__") or []
+    return await co.resume(_decision(answer, pending), thread_id=thread_id)
+
+
+async def _ran(co: Coordinator, task: Any, thread_id: str, live: bool) -> Any:
+    """The task run on the thread; with ``live``, its progress shown on stderr meanwhile."""
+    if not live:
+        return await co.run(task, thread_id=thread_id)
+    from hybridmcp.live import LiveProgress
+
+    out: Any = {}
+    with LiveProgress(Console(stderr=True)) as display:
+        async for event in co.stream(task, thread_id=thread_id):
+            if event["type"] == "result":
+                out = event["output"]
+            else:
+                display.update(event)
+    return out
+
+
+async def _captured(co: Coordinator, store: Any, thread_id: str) -> dict[str, Any]:
+    """The run's full final state and what is learned: what ``--report`` shows."""
+    from hybridmcp.report.source import own_types_quiet
+    from hybridmcp.stats_store import all_stats, stats_record
+
+    with own_types_quiet():
+        snapshot = await co.graph.aget_state(co.run_config(thread_id))
+    learned = [stats_record(s) for s in await all_stats(store)]
+    return {"state": dict(snapshot.values or {}), "learned": learned}
+
+
+@contextlib.asynccontextmanager
+async def _started(config: HybridConfig, db: str) -> AsyncIterator[tuple[Coordinator, Any, Any]]:
+    """A run's coordinator, its checkpointer and its store on the run database ``db``.
+
+    The MCP servers start first (the configuration, the task, the audit trail and the database
+    file checked before, as ever): the graph's modules import, in a worker thread, and the
+    database opens while the server processes start, which is most of a short run's start-up.
+    A PostgreSQL database, reached over the network, is opened before any server starts."""
+    async with AsyncExitStack() as stack:
+        with _collector_paused():
+            await asyncio.to_thread(_check_db_file, db)
+            for unused in ("mcp.server", "jwt"):  # the MCP SDK's server side, OAuth's JWT
+                defer(unused)  # signing (hybridmcp.lazyimport): loaded only if used
+            from hybridmcp.runtime import opening  # the MCP client: to start the servers
+
+            if is_postgres(db):
+                checkpointer, store = await stack.enter_async_context(open_persistence(db))
+            await anyio.lowlevel.checkpoint()  # anyio's backend loads now, not with the graph
+            starting = await stack.enter_async_context(opening(config))
+            switch = sys.getswitchinterval()
+            # The event loop takes the interpreter from the importing thread at once (not
+            # after the default 5 ms) at each step of starting the servers, so they start first.
+            sys.setswitchinterval(0.0005)
+            try:
+                await asyncio.to_thread(_import_the_run, db)
+            finally:
+                sys.setswitchinterval(switch)
+            if not is_postgres(db):
+                checkpointer, store = await stack.enter_async_context(open_persistence(db))
+            # entered last, closed first: the servers stop before the database closes
+            resources = await stack.enter_async_context(await starting.resources(store))
+            from hybridmcp.coordinator import Coordinator
+
+            co = Coordinator(resources, checkpointer=checkpointer, store=store)
+        yield co, checkpointer, store
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a run starts: start-up makes long-lived objects
+    (modules, classes, the configuration, the sessions) that a collection would only scan, a
+    fifth of the start-up's time; they are frozen once the resources are open
+    (``runtime.freeze_startup_objects``), and the few cycles left unreachable with them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _check_db_file(db: str) -> None:
+    """A damaged or foreign SQLite file is refused before any server starts (read-only)."""
+    if db != MEMORY and not is_postgres(db):
+        check_sqlite(str(Path(db).expanduser()))
+
+
+def _import_the_run(db: str) -> None:
+    """What a run imports beyond the MCP client: the graph (LangGraph, the nodes, the
+    policies) and the run database's LangGraph savers."""
+    importlib.import_module("hybridmcp.coordinator")
+    if db != MEMORY and not is_postgres(db):
+        defer("sqlite_vec")  # as persistence does: numpy is for vector search only
+        importlib.import_module("langgraph.checkpoint.sqlite.aio")
+        importlib.import_module("langgraph.store.sqlite.aio")
 
 
 @app.command()
@@ -438,6 +543,8 @@ def run(
             )
         )
         if report_file and captured is not None:
+            from hybridmcp.report import write_report
+
             where = f"thread {thread}" if thread else "an unnamed run"
             write_report(
                 report_file,
@@ -449,15 +556,40 @@ def run(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {report_file!r}: {err}"))
-    found = data["thread"]["found"]
-    if found != "new":
-        note = {
-            "unfinished": "resumed where it stopped",
-            "finished": "had finished: its stored result, nothing was run",
-            "paused": "was paused for a human decision"
-            + ("; answered" if answer is not None else "; answer it with --answer"),
-        }[found]
-        Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+    _note_thread(data["thread"]["found"], thread, answered=answer is not None)
+    _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
+    notes = Console(stderr=True)
+    if _size(log_path) > log_size and not quiet:
+        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
+    if report_file and not quiet:
+        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
+    raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
+    """On stderr: what was found on a named thread that was not new."""
+    if found == "new":
+        return
+    note = {
+        "unfinished": "resumed where it stopped",
+        "finished": "had finished: its stored result, nothing was run",
+        "paused": "was paused for a human decision"
+        + ("; answered" if answered else "; answer it with --answer"),
+    }[found]
+    Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+
+
+def _print_run(
+    data: dict[str, Any],
+    console: Console,
+    *,
+    as_json: bool,
+    quiet: bool,
+    table: bool,
+    thread: str | None,
+) -> None:
+    """The run's result: one JSON object, nothing (``--quiet``), a summary above
+    ``SUMMARY_ABOVE`` requests, or a table; then the questions it is paused on."""
     if as_json:
         sys.stdout.write(json.dumps(data, default=str) + "\n")
     elif quiet:
@@ -468,12 +600,6 @@ def run(
         render(data, console)
     if not as_json and not quiet:
         show_questions(data, thread, Console(stderr=True))
-    notes = Console(stderr=True)
-    if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
-    if report_file and not quiet:
-        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
-    raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
 _SERVER_LOG = default_db_path().parent / "servers.log"
@@ -542,6 +668,9 @@ def report_command(
     server): one self-contained file, see docs/report.md."""
     if url is not None and db is not None:
         _refuse(HybridMCPError("give --db or --url, not both"))
+    from hybridmcp.report import write_report
+    from hybridmcp.report.source import from_database, from_server
+
     try:
         _check_writable(output, "--output")
         if url is not None:
@@ -733,6 +862,8 @@ def tool_records(resources: Resources) -> list[dict[str, Any]]:
 async def _inspect(
     config_path: str | None, what: Callable[[HybridConfig, Resources], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
+    from hybridmcp.runtime import Resources
+
     config = configured(config_path)
     async with await Resources.open(config) as resources:
         return what(config, resources)
@@ -831,6 +962,8 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
 
 
 async def _stats(db: str, reset: bool) -> tuple[list[dict[str, Any]], int]:
+    from hybridmcp.stats_store import all_stats, reset_stats, stats_record
+
     async with open_persistence(db) as (_checkpointer, store):
         deleted = await reset_stats(store) if reset else 0
         found = sorted(await all_stats(store), key=lambda s: (s.skill, s.provider))
@@ -989,6 +1122,8 @@ def _oauth_server(config: HybridConfig, server: str) -> HttpServer:
 
 
 def _token_store(db: str | None) -> TokenStore:
+    from hybridmcp.oauth import TokenStore
+
     path = tokens_path(db)
     if path is None:
         raise ConfigError("--db :memory: keeps no tokens: give a database file")
@@ -1005,6 +1140,9 @@ async def _login(config_path: str | None, server: str, db: str | None) -> tuple[
     wait_ms = entry.startup_timeout_ms + entry.auth.login_timeout_s * 1000
     entry = entry.model_copy(update={"startup_timeout_ms": wait_ms})
     settings = config.resilience.pool.model_copy(update={"health_interval_ms": 0})
+    from hybridmcp.capabilities.mcp_pool import SessionPool
+    from hybridmcp.oauth import OAuthSessions
+
     oauth = OAuthSessions(store, interactive=True)
     async with SessionPool({server: entry}, settings, oauth=oauth) as pool:
         status = pool.status(server)

@@ -35,13 +35,15 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
-from typing import Any
-
-from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.store.base import BaseStore
+from typing import TYPE_CHECKING, Any
 
 from hybridmcp.audit import Head
 from hybridmcp.errors import AuditError, ConfigError, HybridMCPError
+from hybridmcp.lazyimport import defer
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from langgraph.store.base import BaseStore
 
 ENV_DB = "HYBRIDMCP_DB"
 DB_FILENAME = "hybridmcp.db"
@@ -199,6 +201,8 @@ def _store_class() -> Any:
     if _STORE_CLASS is not None:
         return _STORE_CLASS
     from langgraph.store.base import PutOp
+
+    defer("sqlite_vec")  # numpy, for vector search only: never loaded by this store
     from langgraph.store.sqlite.aio import AsyncSqliteStore
 
     class ImmediateSqliteStore(AsyncSqliteStore):

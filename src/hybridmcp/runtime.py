@@ -13,27 +13,27 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from langgraph.store.base import BaseStore
-from langgraph.store.memory import InMemoryStore
+from typing import TYPE_CHECKING, Any
 
 from hybridmcp.audit import AuditLog, load_key, trail_id, verify
-from hybridmcp.capabilities.client_features import make_sampler
-from hybridmcp.capabilities.gate import AuditSink, Gate, MemoryAudit, ScanningPolicy
 from hybridmcp.capabilities.mcp_pool import SessionPool
-from hybridmcp.capabilities.pairs import HybridPairs
-from hybridmcp.capabilities.registry import Registry, build_registry
-from hybridmcp.capabilities.timing import LoopLag
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError
 from hybridmcp.oauth import OAuthSessions, TokenStore
 from hybridmcp.persistence import head_anchor, tokens_path
-from hybridmcp.policy.breaker import BreakerBoard
-from hybridmcp.policy.hedging import HealthWatch
+
+# What the resources are built of beyond the MCP pool (the gate, the registry, the policies,
+# LangGraph's store) is imported where it is used: starting the servers (:func:`opening`)
+# then waits only for the pool's own imports, and the rest loads while the processes start.
+if TYPE_CHECKING:
+    from langgraph.store.base import BaseStore
+
+    from hybridmcp.capabilities.gate import AuditSink, Gate
+    from hybridmcp.capabilities.registry import Registry
 
 
 @dataclass
@@ -53,6 +53,8 @@ def open_audit(config: HybridConfig) -> AuditSink:
     """The audit trail of the configuration: a MAC-chained file whose head is anchored in the
     run database, or records in memory. A trail that does not verify is refused (nothing is
     written to it), so a cut or rewritten trail is never continued and hidden."""
+    from hybridmcp.capabilities.gate import MemoryAudit
+
     settings = config.audit
     if settings.path is None:
         return MemoryAudit()
@@ -118,6 +120,12 @@ class Resources:
         store: BaseStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        from langgraph.store.memory import InMemoryStore
+
+        from hybridmcp.capabilities.pairs import HybridPairs
+        from hybridmcp.capabilities.timing import LoopLag
+        from hybridmcp.policy.hedging import HealthWatch
+
         self.config = config
         self.pool = pool
         self.registry = registry
@@ -166,9 +174,24 @@ class Resources:
         gate_factory: Callable[[SessionPool], Gate] | None = None,
         store: BaseStore | None = None,
     ) -> Resources:
+        resources = await cls._open(config, gate_factory=gate_factory, store=store)
+        freeze_startup_objects()
+        return resources
+
+    @classmethod
+    async def _open(
+        cls,
+        config: HybridConfig,
+        *,
+        gate_factory: Callable[[SessionPool], Gate] | None = None,
+        store: BaseStore | None = None,
+    ) -> Resources:
         # The audit trail (and its anchored head) is checked before any server starts: a bad
-        # trail or head file is refused with nothing started and nothing written.
-        audit = await asyncio.to_thread(open_audit, config)
+        # trail or head file is refused with nothing started and nothing written. Records kept
+        # in memory need no check: their sink is made once the servers are starting.
+        audit: AuditSink | None = None
+        if config.audit.path is not None:
+            audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
             pool = await SessionPool(
@@ -178,6 +201,11 @@ class Resources:
             _close_audit(audit)
             raise
         try:
+            from hybridmcp.capabilities.gate import MemoryAudit
+            from hybridmcp.capabilities.registry import build_registry
+
+            if audit is None:
+                audit = MemoryAudit()
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             # Reads files and imports the internal providers' modules: off the event loop.
             registry = await asyncio.to_thread(build_registry, config, tools)
@@ -189,6 +217,10 @@ class Resources:
             await pool.close()
             _close_audit(audit)
             raise
+        from hybridmcp.capabilities.client_features import make_sampler
+        from hybridmcp.capabilities.gate import Gate, ScanningPolicy
+        from hybridmcp.policy.breaker import BreakerBoard
+
         breaker = BreakerBoard(config.resilience.breaker)
         privacy = ScanningPolicy(config.privacy)
         gate = (
@@ -211,7 +243,6 @@ class Resources:
         except BaseException:
             await pool.close()
             raise
-        freeze_startup_objects()
         return resources
 
     async def close(self) -> None:
@@ -232,6 +263,55 @@ class Resources:
     def server_available(self, server: str) -> tuple[bool, str | None]:
         status = self.pool.status(server)
         return status.available, status.error
+
+
+class Starting:
+    """Resources being opened in the background (:func:`opening`)."""
+
+    def __init__(self, task: asyncio.Task[Resources]) -> None:
+        self._task = task
+        self.given = False
+        """The caller has the resources: closing them is its part."""
+
+    async def resources(self, store: BaseStore | None = None) -> Resources:
+        """The open resources, once every server has started or failed to (an error of the open
+        is raised here); the caller closes them. ``store``: the run's store, opened meanwhile."""
+        resources = await self._task
+        self.given = True
+        if store is not None:
+            resources.store = store
+        freeze_startup_objects()  # now that the caller's start-up imports are done too
+        return resources
+
+    async def discard(self) -> None:
+        """Resources never given to the caller: the open is let finish, then closed, so no
+        server process outlives the start-up that failed. Its own error is not raised: the
+        caller's is the one being raised."""
+        try:
+            resources = await self._task
+        except BaseException:
+            return
+        await resources.close()
+
+
+@asynccontextmanager
+async def opening(
+    config: HybridConfig, *, gate_factory: Callable[[SessionPool], Gate] | None = None
+) -> AsyncIterator[Starting]:
+    """:meth:`Resources.open` begun now, in a task of its own: the MCP server processes start
+    (the audit trail checked first, as ever) while the caller does the rest of its start-up
+    (imports, the run database) on the same event loop or in worker threads; then
+    ``await starting.resources(store)``. Resources not given to the caller by then are closed
+    on exit."""
+    task = asyncio.create_task(
+        Resources._open(config, gate_factory=gate_factory), name="hybridmcp-resources-open"
+    )
+    starting = Starting(task)
+    try:
+        yield starting
+    finally:
+        if not starting.given:
+            await starting.discard()
 
 
 def _close_audit(audit: object) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -103,6 +104,8 @@ async def stats_lock(
 
 
 def _postgres_pool(store: BaseStore) -> Any:
+    if "langgraph.store.postgres.aio" not in sys.modules:
+        return None  # no PostgreSQL store was made in this process: psycopg is not imported
     try:
         from langgraph.store.postgres.aio import AsyncPostgresStore
         from psycopg_pool import AsyncConnectionPool

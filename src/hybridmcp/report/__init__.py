@@ -18,12 +18,14 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from hybridmcp.report.model import BAR_KINDS, page_records, report_model
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 __all__ = ["BAR_KINDS", "render_report", "report_model", "write_report"]
 
@@ -71,6 +73,9 @@ def _version() -> str:
 
 
 def _environment() -> Environment:
+    # Imported here: a run without --report (and `hybridmcp` at start-up) never loads Jinja2.
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
     env = Environment(
         loader=PackageLoader("hybridmcp", "report"),
         autoescape=select_autoescape(default=True, default_for_string=True),
