@@ -12,8 +12,8 @@ internal run that came next spent a third of its time in them).
 Calls run with :func:`apart_from_step`: the config of the node's task less the keys that reach
 the step's channels and writes. What a call uses of the config stays: the run's stream writer
 (progress events), the runtime (context, store), the checkpointer, the thread and checkpoint
-ids, the callbacks, tags and metadata (tracing). ``tests/unit/test_callcontext.py`` checks
-that a finished run is no longer reachable from the event loop.
+ids, the callbacks, tags and metadata (tracing). ``tests/integration/test_run_released.py``
+checks that a finished run leaves nothing of its state in memory.
 """
 
 from __future__ import annotations
