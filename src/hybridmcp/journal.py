@@ -11,17 +11,26 @@ ends, carry the same attempts); a resumed batch has the same task id (LangGraph 
 the checkpoint and the ``Send``), reads its calls' writes back, and replays them instead of
 calling again.
 
+The batches of a step read the step's saved writes once between them (:class:`_StepWrites`):
+reading them means loading the step's checkpoint, the whole state of the run, and a batch each
+doing so made a run's cost grow with the square of its requests (at 5,000 requests with an
+in-memory checkpointer, nine tenths of the run).
+
 Without a checkpointer nothing can be resumed, and the journal does nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.config import get_config
+from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import ExecutionInfo
 
 _CHECKPOINTER = "__pregel_checkpointer"
@@ -42,6 +51,56 @@ def _graph_namespace(task_namespace: str) -> str:
     """The checkpoint namespace of the graph running the task: a task's own is the graph's,
     then ``|node:task_id`` (or ``node:task_id`` in the root graph)."""
     return task_namespace.rsplit("|", 1)[0] if "|" in task_namespace else ""
+
+
+Finished = dict[str, dict[str, dict[str, Any]]]
+"""Finished calls by batch task id: by idempotency key, the call's update (channel: value)."""
+
+
+async def _load(saver: BaseCheckpointSaver, config: RunnableConfig) -> Finished:
+    """The calls saved under the step's checkpoint, by batch task."""
+    saved = await saver.aget_tuple(config)
+    finished: Finished = {}
+    for task_id, channel, value in (saved.pending_writes if saved else None) or ():
+        batch, sep, key = task_id.partition(":")
+        if sep:
+            finished.setdefault(batch, {}).setdefault(key, {})[channel] = value
+    return finished
+
+
+class _StepWrites:
+    """The saved calls of the steps under way in one execution of a graph, read once per step
+    for all its batches (each batch takes its own calls; a call it saves is added to them, so
+    a batch that runs again in the same execution finds it too). Held per execution, which
+    ends with the run: the run's stream writer is created for it and dropped with it, so a
+    run resumed later, here or in another process, reads the checkpoint afresh."""
+
+    _by_run: ClassVar[weakref.WeakKeyDictionary[Callable[..., Any], _StepWrites]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, str], tuple[str, asyncio.Future[Finished]]] = {}
+        """By thread and namespace: the step's checkpoint id and its calls (the latest step
+        only: a namespace's steps follow one another)."""
+
+    @classmethod
+    async def read(cls, saver: BaseCheckpointSaver, config: RunnableConfig) -> Finished:
+        try:
+            steps = cls._by_run.setdefault(get_stream_writer(), cls()).steps
+        except (RuntimeError, KeyError, TypeError):  # no run's writer to hold them by
+            return await _load(saver, config)
+        conf = config["configurable"]
+        where, checkpoint_id = (conf["thread_id"], conf["checkpoint_ns"]), conf["checkpoint_id"]
+        known = steps.get(where)
+        loop = asyncio.get_running_loop()
+        if known is None or known[0] != checkpoint_id or known[1].get_loop() is not loop:
+            # In a context of its own: the task, kept with its result, must not hold the
+            # run's config (it holds the writer, which would then never be let go).
+            load = loop.create_task(_load(saver, config), context=contextvars.Context())
+            known = (checkpoint_id, load)
+            steps[where] = known
+        return await asyncio.shield(known[1])
 
 
 @dataclass
@@ -66,16 +125,12 @@ class CallJournal:
                 "checkpoint_id": info.checkpoint_id,
             }
         }
-        prefix = f"{info.task_id}:"
-        saved = await saver.aget_tuple(config)
-        done: dict[str, dict[str, Any]] = {}
-        for task_id, channel, value in (saved.pending_writes if saved else None) or ():
-            if task_id.startswith(prefix):
-                done.setdefault(task_id[len(prefix) :], {})[channel] = value
-        return cls(saver, config, prefix, done)
+        finished = await _StepWrites.read(saver, config)
+        return cls(saver, config, f"{info.task_id}:", finished.setdefault(info.task_id, {}))
 
     async def record(self, key: str, update: dict[str, Any]) -> None:
         """Save one finished call's state update (a no-op without a checkpointer)."""
         if self.saver is None or self.config is None:
             return
         await self.saver.aput_writes(self.config, list(update.items()), self.prefix + key)
+        self.done[key] = dict(update)

@@ -29,6 +29,7 @@ from typing import Any, ParamSpec
 from langgraph.config import get_stream_writer
 from langgraph.types import Command
 
+from hybridmcp.callcontext import apart_from_step_in
 from hybridmcp.events import EventCode
 
 P = ParamSpec("P")
@@ -57,7 +58,9 @@ def current_writer() -> Callable[[Any], None]:
         writer = get_stream_writer()
     except RuntimeError:
         return lambda _event: None
-    context = contextvars.copy_context()  # the writer reads the run's config when it writes
+    # The writer reads the run's config when it writes: the copy keeps it, less the run's state
+    # (a session may hold the callback after the run).
+    context = apart_from_step_in(contextvars.copy_context())
     return lambda event: context.run(writer, event)
 
 

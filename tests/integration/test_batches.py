@@ -85,6 +85,36 @@ async def test_a_run_cut_mid_batch_repeats_no_finished_call() -> None:
     assert len(attempts) == n + 1  # one attempt each: replayed calls are not counted twice
 
 
+class CountingSaver(InMemorySaver):
+    """LangGraph's in-memory checkpointer, counting the reads of a given checkpoint."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    async def aget_tuple(self, config: Any) -> Any:
+        if config["configurable"].get("checkpoint_id"):
+            self.reads.append(config["configurable"]["checkpoint_id"])
+        return await super().aget_tuple(config)
+
+
+async def test_a_steps_batches_read_its_checkpoint_once() -> None:
+    """Each batch's journal needs the step's saved calls: read once for all the step's
+    batches (the checkpoint is the run's whole state), and afresh by a resumed run."""
+    CALLS.clear()
+    GATE.pop("started", None)
+    n = 3 * BATCH_SIZE + 1  # four batches in one step
+    task = parse_task(
+        [{"id": f"c{i}", "skill": "t.count", "args": {"key": f"c{i}"}} for i in range(n)]
+    )
+    saver = CountingSaver()
+    async with Coordinator.open(CONFIG, checkpointer=saver) as co, asyncio.timeout(60):
+        out = await co.run(task, thread_id="once")
+    assert out["status"] == "ok" and len(out["results"]) == n
+    assert sorted(CALLS) == sorted(f"c{i}" for i in range(n))
+    assert len(saver.reads) == len(set(saver.reads)) == 1
+
+
 async def test_without_a_checkpointer_batches_answer_every_request() -> None:
     CALLS.clear()
     GATE.pop("started", None)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,7 +47,11 @@ class LoopLag:
         loop = asyncio.get_running_loop()
         if task is not None and not task.done() and task.get_loop() is loop:
             return
-        self._task = loop.create_task(self._probe(), name="hybridmcp-loop-lag")
+        # In a context of its own: started by a run's first call, it would otherwise keep that
+        # run's context (and through it the run's state) for as long as the resources live.
+        self._task = loop.create_task(
+            self._probe(), name="hybridmcp-loop-lag", context=contextvars.Context()
+        )
 
     async def _probe(self) -> None:
         while True:

@@ -42,6 +42,7 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 
+from hybridmcp.callcontext import apart_from_step
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.registry import Provider, invoke_internal
@@ -666,15 +667,16 @@ async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         attempt_finished(update)
         return update
 
-    if len(items) == 1 or not res.config.coordination_config.parallel_execution:
-        updates = [await one(item) for item in items]  # one at a time
-    else:  # a call that fails the batch (its store or journal) cancels the others
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(item)) for item in items]
-        except BaseExceptionGroup as failed:
-            raise failed.exceptions[0] from None
-        updates = [task.result() for task in tasks]
+    with apart_from_step():  # what outlives a call (its timers) must not keep the run's state
+        if len(items) == 1 or not res.config.coordination_config.parallel_execution:
+            updates = [await one(item) for item in items]  # one at a time
+        else:  # a call that fails the batch (its store or journal) cancels the others
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(one(item)) for item in items]
+            except BaseExceptionGroup as failed:
+                raise failed.exceptions[0] from None
+            updates = [task.result() for task in tasks]
     if new:  # the calls that finished are journaled; the run pauses for the person
         _answer({key: [questions[key][-1]] for key in new})
     done = [u for u in updates if u is not None]
