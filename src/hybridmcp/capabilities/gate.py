@@ -79,6 +79,8 @@ class PrivacyDecision:
     arguments: dict[str, Any]
     restore: Callable[[Any], Any] = field(default=lambda value: value)
     redactions: list[dict[str, Any]] = field(default_factory=list)
+    size: int | None = None
+    """The JSON size of ``arguments`` in bytes, when the policy measured it."""
 
 
 class PrivacyPolicy(Protocol):
@@ -106,7 +108,8 @@ class ScanningPolicy:
         cfg = self.settings
         clearance = scanner.Sensitivity.parse(provider.clearance)
         declared = scanner.Sensitivity.parse(ctx.declared_sensitivity)
-        oversized = _size(arguments) > cfg.max_scan_bytes
+        size = _size(arguments)
+        oversized = size > cfg.max_scan_bytes
         report = (
             scanner.scan(arguments, cfg.detection)
             if cfg.enabled and not oversized
@@ -123,7 +126,7 @@ class ScanningPolicy:
             oversized=oversized and cfg.enabled,
         )
         if verdict.action != "redact":
-            return PrivacyDecision(verdict.action, verdict.reason, arguments)
+            return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
         vault: dict[str, str] = {}
         redacted = scanner.redact(arguments, report, vault=vault).value
         residual = scanner.scan(redacted, cfg.detection).level
@@ -378,7 +381,7 @@ class Gate:
         """Send within the deadline and read the answer; record the outcome whatever it is.
         Returns the value, the bytes sent and the bytes received."""
         provider, timing = call.provider, call.timing
-        sent = _size(decision.arguments)
+        sent = decision.size if decision.size is not None else _size(decision.arguments)
         outcome, received = "cancelled", 0
         try:
             result = await self.pool.call_tool(

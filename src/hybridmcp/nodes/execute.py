@@ -45,6 +45,7 @@ from langgraph.types import interrupt
 from hybridmcp.callcontext import apart_from_step
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.gate import CallContext
+from hybridmcp.capabilities.pairs import PairKey
 from hybridmcp.capabilities.registry import Provider, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
@@ -82,6 +83,8 @@ ASKED = ("hybridmcp", "elicitation")
 """Store namespace of the questions servers asked a human during a call, by idempotency key."""
 _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answers", default=())
 """A human's answers to the current attempt's questions (set by the node, read by its call)."""
+_WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
+"""The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
 
@@ -213,8 +216,9 @@ def _slow_after(
 
 def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
     """Progress notifications of the call as progress events of the run (the writer is taken
-    here, in the graph's context: the notification arrives in the session's own task)."""
-    write = current_writer()
+    in the graph's context, once per batch: the notification arrives in the session's own
+    task)."""
+    write = _WRITER.get() or current_writer()
     who = {k: item[k] for k in ("request_id", "provider", "round")}
 
     def report(progress: dict[str, Any]) -> None:
@@ -273,9 +277,15 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
     return _attempt(item, timing, ok=False, started=started, cost=0.0, error=error, **record)
 
 
+def _timing(res: Resources) -> CallTiming:
+    """A new attempt's timeline, its provider time measured without the loop's lateness."""
+    res.loop_lag.ensure_running()
+    return CallTiming(lag_ms=res.loop_lag.total_ms)
+
+
 @dataclass
 class _Call:
-    """An attempt in flight: its item, task and timeline."""
+    """An attempt in flight that is watched (hedge, straggler): its item, task and timeline."""
 
     item: WorkItem
     task: asyncio.Task[dict[str, Any]]
@@ -286,8 +296,7 @@ class _Call:
 
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
-        res.loop_lag.ensure_running()
-        timing = CallTiming(lag_ms=res.loop_lag.total_ms)
+        timing = _timing(res)
         task = asyncio.create_task(_run(item, res, timing))
         return cls(item, task, timing, res.clock(), res.watch)
 
@@ -489,25 +498,12 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
     peer_side, hedge = plan.get("peer_side"), plan.get("hedge")
     pairing = res.pairs.pair(key) if peer_side else contextlib.nullcontext()
     with pairing:
-        call = _Call.start(item, res)
-        try:
-            attempts: list[dict[str, Any]] | None = None
-            if hedge:
-                res.watch.hedges.earn()
-                attempts = await _hedged(call, hedge, threshold, res, events)
-            elif peer_side and threshold is not None:
-                if await _straggle(call, threshold, res.pairs.answer(key, peer_side)):
-                    why = f"{STRAGGLER}: past {threshold:.0f} ms, the other side answered"
-                    attempts = [await call.cancel(res, why, cancelled=STRAGGLER)]
-                    if attempts[0]["sent"]:
-                        _record_slow(res, item)
-            if attempts is None:
-                attempts = [await call.task]
-            if peer_side and attempts[0]["ok"]:
-                res.pairs.answer(key, item["side"]).set()
-        finally:
-            if not call.task.done():
-                call.task.cancel()
+        if hedge or (peer_side and threshold is not None):
+            attempts = await _watched(item, res, hedge, threshold, key, peer_side, events)
+        else:  # nothing to watch the call for: it runs in this task
+            attempts = [await _run(item, res, _timing(res))]
+        if peer_side and attempts[0]["ok"]:
+            res.pairs.answer(key, item["side"]).set()
     primary = next(a for a in attempts if a["provider"] == item["provider"])
     _judge(res, primary, threshold, plan)
     events += [
@@ -523,6 +519,36 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
         if a.get("budget_exhausted")
     ]
     return _update(attempts, events + _breaker_events(res, attempts))
+
+
+async def _watched(
+    item: WorkItem,
+    res: Resources,
+    hedge: dict[str, Any] | None,
+    threshold: float | None,
+    key: PairKey,
+    peer_side: str | None,
+    events: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """The call in a task of its own, watched for a hedge or as a straggler."""
+    call = _Call.start(item, res)
+    try:
+        attempts: list[dict[str, Any]] | None = None
+        if hedge:
+            res.watch.hedges.earn()
+            attempts = await _hedged(call, hedge, threshold, res, events)
+        elif peer_side and threshold is not None:
+            if await _straggle(call, threshold, res.pairs.answer(key, peer_side)):
+                why = f"{STRAGGLER}: past {threshold:.0f} ms, the other side answered"
+                attempts = [await call.cancel(res, why, cancelled=STRAGGLER)]
+                if attempts[0]["sent"]:
+                    _record_slow(res, item)
+        if attempts is None:
+            attempts = [await call.task]
+        return attempts
+    finally:
+        if not call.task.done():
+            call.task.cancel()
 
 
 def _update(attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -636,6 +662,15 @@ def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
 
 
 async def _batch(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A batch's attempts, with the run's progress writer taken once for all its calls."""
+    token = _WRITER.set(current_writer())
+    try:
+        return await _calls(batch, runtime)
+    finally:
+        _WRITER.reset(token)
+
+
+async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
     """Make a batch's attempts concurrently (one at a time with
     ``coordination_config.parallel_execution`` off). Each call is checkpointed as it finishes
     (:mod:`hybridmcp.journal`), so a resumed run replays the calls that finished instead of
