@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp, Item
 from langgraph.types import interrupt
 
 from hybridmcp.callcontext import apart_from_step
@@ -625,13 +625,16 @@ def _question(item: WorkItem, question: dict[str, Any], order: int) -> dict[str,
 
 
 async def _asked(store: BaseStore, items: Sequence[WorkItem]) -> dict[str, list[dict[str, Any]]]:
-    """The questions servers asked a person during the batch's calls so far, by call."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for item in items:
-        kept = await store.aget(ASKED, item["idempotency_key"])
-        if kept is not None:
-            found[item["idempotency_key"]] = list(kept.value["questions"])
-    return found
+    """The questions servers asked a person during the batch's calls so far, by call (one
+    read of the store for the whole batch)."""
+    keys = [item["idempotency_key"] for item in items]
+    refresh = (store.ttl_config or {}).get("refresh_on_read", True)  # as ``aget`` does
+    kept = await store.abatch([GetOp(ASKED, key, refresh) for key in keys])
+    return {
+        key: list(item.value["questions"])
+        for key, item in zip(keys, kept, strict=True)
+        if isinstance(item, Item)
+    }
 
 
 def _answer(questions: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
