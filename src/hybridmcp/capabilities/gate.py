@@ -54,6 +54,10 @@ _NOT_THE_PROVIDERS = ("request error", "not sent", "paused")
 """Outcomes never held against the provider by its circuit breaker."""
 RUN_BUDGETS_KEPT = 1024
 """Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
+CLEAN_SCANS_KEPT = 1024
+"""Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
+CLEAN_SCAN_MAX_CHARS = 1024
+"""Arguments longer than this as JSON are always scanned."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class ScanningPolicy:
 
     def __init__(self, settings: PrivacySettings | None = None) -> None:
         self.settings = settings or PrivacySettings()
+        self._clean = _CleanScans()
 
     def decide(
         self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
@@ -108,10 +113,11 @@ class ScanningPolicy:
         cfg = self.settings
         clearance = scanner.Sensitivity.parse(provider.clearance)
         declared = scanner.Sensitivity.parse(ctx.declared_sensitivity)
-        size = _size(arguments)
+        text = _json(arguments)
+        size = len(text.encode())
         oversized = size > cfg.max_scan_bytes
         report = (
-            scanner.scan(arguments, cfg.detection)
+            self._clean.scan(arguments, text, cfg.detection)
             if cfg.enabled and not oversized
             else scanner.SensitivityReport()
         )
@@ -143,6 +149,57 @@ class ScanningPolicy:
             restore=lambda value: scanner.restore(value, vault),
             redactions=redaction_summary(report.findings),
         )
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """JSON's own types only (exact types, string keys): the JSON text says all of it."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return kind in _PLAIN_SCALARS
+
+
+class _CleanScans:
+    """Small plain arguments that scanned clean, so that the same arguments (the same field
+    in every call of a run, a retry, a hedge) are not walked again.
+
+    Exactly as safe as scanning: a scan is a pure function of the value and of the detection
+    settings, and both are the key here. The value is keyed by its JSON text, which for JSON's
+    own types (checked by :func:`_plain`: no tuple, no string-like object, no non-string key)
+    determines it exactly, types and order included (``1``, ``1.0``, ``true`` and ``"1"`` all
+    differ; floats by their ``repr``). Only a scan that found nothing is kept: any finding,
+    and anything larger or not plain, is scanned every time.
+    """
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+    def scan(
+        self, arguments: Any, text: str, config: scanner.PrivacyConfig
+    ) -> scanner.SensitivityReport:
+        key = None
+        if len(text) <= CLEAN_SCAN_MAX_CHARS and _plain(arguments):
+            key = (
+                text,
+                config.min_score,
+                config.active_entities(),
+                frozenset(config.allow_list),
+                config.split_fields,
+            )
+            if key in self._kept:
+                self._kept.move_to_end(key)
+                return scanner.SensitivityReport()
+        report = scanner.scan(arguments, config)
+        if key is not None and not report.findings:
+            self._kept[key] = None
+            if len(self._kept) > CLEAN_SCANS_KEPT:
+                self._kept.popitem(last=False)
+        return report
 
 
 class Breaker(Protocol):
@@ -208,8 +265,12 @@ class GateResult:
     redactions: int = 0
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
 def _size(value: Any) -> int:
-    return len(json.dumps(value, default=str, separators=(",", ":")).encode())
+    return len(_json(value).encode())
 
 
 class Gate:

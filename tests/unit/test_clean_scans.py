@@ -1,0 +1,106 @@
+"""The gate's privacy step remembers small plain arguments that scanned clean: it must decide
+exactly as a fresh scan would, whatever was seen before (real Presidio and detect-secrets)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridmcp.capabilities.gate import CallContext, ScanningPolicy, _CleanScans
+from hybridmcp.capabilities.registry import Provider
+from hybridmcp.config import PrivacySettings
+from hybridmcp.policy.privacy import PrivacyConfig
+
+PROVIDER = Provider(
+    id="mcp:s/t",
+    skill="s.t",
+    side="external",
+    quality=0.9,
+    expected_latency_ms=10,
+    cost_per_call=0.0,
+    clearance="public",
+    timeout_ms=1000,
+    server="s",
+    tool="t",
+)
+CTX = CallContext("run", "r", "s.t", "run:r:s:1", "public")
+SENSITIVE = [
+    "alice.smith@example.com",
+    "4111 1111 1111 1111",
+    "+44 20 7946 0958",
+    "536-22-1234",
+    "hunter22hunter22",
+    "ghp_A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8",
+]
+WORDS = ["UTC", "Europe/Paris", "14:30", "note", "email", "phone", "password", "ssn", "card"]
+scalars = st.one_of(
+    st.sampled_from(SENSITIVE + WORDS),
+    st.text(max_size=12),
+    st.integers(min_value=-(10**17), max_value=10**17),
+    st.sampled_from([4111111111111111, 5362212341, 0, 1, -1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1.0]),
+    st.booleans(),
+    st.none(),
+)
+plain = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(WORDS + ["a", "b"]), inner, max_size=4),
+    ),
+    max_leaves=8,
+)
+arguments = st.dictionaries(st.sampled_from(WORDS + ["x", "y"]), plain, max_size=4)
+
+
+def _decision(policy: ScanningPolicy, args: dict[str, Any]) -> tuple[Any, ...]:
+    d = policy.decide(PROVIDER, args, CTX)
+    return d.action, d.reason, d.arguments, d.redactions, d.size
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seen=st.lists(arguments, max_size=6), args=arguments)
+def test_a_remembering_policy_decides_as_a_fresh_scan(
+    seen: list[dict[str, Any]], args: dict[str, Any]
+) -> None:
+    policy = ScanningPolicy(PrivacySettings(policy="redact"))
+    for earlier in [*seen, args]:
+        policy.decide(PROVIDER, earlier, CTX)
+    fresh = ScanningPolicy(PrivacySettings(policy="redact"))
+    assert _decision(policy, args) == _decision(fresh, args)
+
+
+def test_only_clean_plain_arguments_are_remembered() -> None:
+    memo = _CleanScans()
+    config = PrivacyConfig()
+    clean, dirty = {"timezone": "UTC"}, {"to": SENSITIVE[0]}
+    for args in (clean, clean, dirty, dirty):
+        memo.scan(args, _json(args), config)
+    assert len(memo._kept) == 1
+    # Same JSON text, not the same value: a tuple, a string-like object.
+    memo.scan({"t": ("UTC",)}, '{"t":["UTC"]}', config)
+
+    class Text(str):
+        pass
+
+    memo.scan({"timezone": Text("UTC")}, '{"timezone":"UTC"}', config)
+    assert len(memo._kept) == 1
+
+
+def test_a_detection_setting_is_part_of_what_was_remembered() -> None:
+    """A value allowed by an allow list scans clean; without the list it is a finding again."""
+    args = {"to": SENSITIVE[0]}
+    allowing = ScanningPolicy(PrivacySettings(policy="refuse"))
+    allowing.settings.detection.allow_list.add(SENSITIVE[0])
+    assert allowing.decide(PROVIDER, args, CTX).action == "allow"
+    allowing.settings.detection.allow_list.clear()  # the same settings object, changed
+    assert allowing.decide(PROVIDER, args, CTX).action == "refuse"
+
+
+def _json(value: Any) -> str:
+    from hybridmcp.capabilities.gate import _json as text
+
+    return text(value)
