@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.capabilities.gate import CallContext, ScanningPolicy, _CleanScans
+from hybridmcp.capabilities.gate import _json as json_text
 from hybridmcp.capabilities.registry import Provider
 from hybridmcp.config import PrivacySettings
 from hybridmcp.policy.privacy import PrivacyConfig
@@ -36,7 +37,7 @@ SENSITIVE = [
 ]
 WORDS = ["UTC", "Europe/Paris", "14:30", "note", "email", "phone", "password", "ssn", "card"]
 scalars = st.one_of(
-    st.sampled_from(SENSITIVE + WORDS),
+    st.sampled_from([*SENSITIVE, *WORDS]),
     st.text(max_size=12),
     st.integers(min_value=-(10**17), max_value=10**17),
     st.sampled_from([4111111111111111, 5362212341, 0, 1, -1]),
@@ -49,11 +50,11 @@ plain = st.recursive(
     scalars,
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(st.sampled_from(WORDS + ["a", "b"]), inner, max_size=4),
+        st.dictionaries(st.sampled_from([*WORDS, "a", "b"]), inner, max_size=4),
     ),
     max_leaves=8,
 )
-arguments = st.dictionaries(st.sampled_from(WORDS + ["x", "y"]), plain, max_size=4)
+arguments = st.dictionaries(st.sampled_from([*WORDS, "x", "y"]), plain, max_size=4)
 
 
 def _decision(policy: ScanningPolicy, args: dict[str, Any]) -> tuple[Any, ...]:
@@ -78,7 +79,7 @@ def test_only_clean_plain_arguments_are_remembered() -> None:
     config = PrivacyConfig()
     clean, dirty = {"timezone": "UTC"}, {"to": SENSITIVE[0]}
     for args in (clean, clean, dirty, dirty):
-        memo.scan(args, _json(args), config)
+        memo.scan(args, json_text(args), config)
     assert len(memo._kept) == 1
     # Same JSON text, not the same value: a tuple, a string-like object.
     memo.scan({"t": ("UTC",)}, '{"t":["UTC"]}', config)
@@ -98,9 +99,3 @@ def test_a_detection_setting_is_part_of_what_was_remembered() -> None:
     assert allowing.decide(PROVIDER, args, CTX).action == "allow"
     allowing.settings.detection.allow_list.clear()  # the same settings object, changed
     assert allowing.decide(PROVIDER, args, CTX).action == "refuse"
-
-
-def _json(value: Any) -> str:
-    from hybridmcp.capabilities.gate import _json as text
-
-    return text(value)
