@@ -479,10 +479,6 @@ class _ServerSession:
             self.reopen_in_background()
         return self._alive()
 
-    def _ready(self) -> bool:
-        """A live session that needs no ping: :meth:`_ensure` would return it at once."""
-        return not self._closed and not self._suspect and self._alive()
-
     async def _ensure(self) -> ClientSession:
         """The live session: a suspect one is pinged, a broken one re-opened (shared open)."""
         if self._closed:
@@ -576,10 +572,6 @@ class _ServerSession:
 
     async def _queue(self, tool: str, queue_timeout_s: float) -> ClientSession:
         """A slot and a live session within ``queue_timeout_s``; the slot is held on return."""
-        session = self._session
-        if session is not None and not self._slots.locked() and self._ready():
-            await self._slots.acquire()  # a free slot and a live session: nothing to wait for
-            return session
         try:
             async with asyncio.timeout(queue_timeout_s):
                 await self._slots.acquire()
