@@ -554,8 +554,9 @@ def run(
             )
     except HybridMCPError as err:
         _refuse(err)
-    except OSError as err:
-        _refuse(HybridMCPError(f"cannot write the report {report_file!r}: {err}"))
+    except OSError as err:  # the report is the only file written here after the run
+        what = f"cannot write the report {report_file!r}" if report_file else "cannot run"
+        _refuse(HybridMCPError(f"{what}: {err}"))
     _note_thread(data["thread"]["found"], thread, answered=answer is not None)
     _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)

@@ -59,6 +59,8 @@ def open_audit(config: HybridConfig) -> AuditSink:
     if settings.path is None:
         return MemoryAudit()
     path = Path(settings.path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"audit.path: {str(path)!r} is a directory; give the trail's file name")
     secret = settings.key.get_secret_value() if settings.key is not None else None
     key = load_key(settings.key_path(str(path)), secret=secret)
     anchor = head_anchor(settings.run_db, settings.head_db)

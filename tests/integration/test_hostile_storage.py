@@ -158,3 +158,20 @@ def test_the_audit_head_file_carries_the_application_id(tmp_path):
     again = cli("run", str(task), "--db", str(db), "--audit", audit, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert cli("audit", "verify", audit, "--db", str(db), cwd=tmp_path).returncode == 0
+
+
+def test_an_audit_path_that_is_a_directory_is_refused(tmp_path):
+    """``--audit`` naming a directory: one line naming ``audit.path``, exit 2, nothing made
+    inside it and no run started."""
+    trail = tmp_path / "trail"
+    trail.mkdir()
+    task = tmp_path / "task.json"
+    task.write_text(EXTERNAL_TASK)
+    db = tmp_path / "runs.db"
+    proc = cli("run", str(task), "--db", str(db), "--audit", str(trail), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert "audit.path" in lines[0] and "directory" in lines[0] and "report" not in lines[0]
+    assert list(trail.iterdir()) == []
