@@ -381,7 +381,9 @@ async def test_server_everything_long_running_operation(transport):
             assert out["results"]["echo"]["value"] == "Echo: hi"
             assert "completed" in out["results"]["long"]["value"]
             (attempt,) = out["results"]["long"]["attempts"]
-            assert attempt["latency_ms"] >= 900  # the operation's real latency
+            # the operation's real latency (1 s), as provider time: the loop's own lag is taken
+            # off it, which a loaded machine makes up to a few hundred ms
+            assert attempt["latency_ms"] >= 600
             # past the run's deadline, with no internal side: a clear per-request error
             late = await run(
                 co, {"id": "late", "skill": long, "args": {"duration": 5}}, deadline_ms=400
