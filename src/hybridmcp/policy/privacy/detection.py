@@ -202,8 +202,60 @@ def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
         start = text.find(value, start + 1)
 
 
-def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
-    """Spans of one typed plugin's matches in ``text``.
+@functools.cache
+def _secret_rules() -> tuple[tuple[str, Any, tuple[re.Pattern[str], ...] | None], ...]:
+    """Each typed plugin's entity, the plugin, and its regexes when they are run here (None
+    when the plugin is asked for values: it validates them itself, as JWT does). Sorted out
+    once: the plugins are stateless, their regexes class constants."""
+    plugins = _secret_plugins()
+    may_load("detect_secrets.plugins.base")
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    rules = []
+    for entity, plugin in plugins:
+        runs = isinstance(plugin, RegexBasedDetector)
+        runs = runs and "analyze_string" not in type(plugin).__dict__
+        rules.append((entity, plugin, tuple(plugin.denylist) if runs else None))
+    _build_prefilter(rules)
+    return tuple(rules)
+
+
+_SEPARATE: dict[Any, Any] = {}
+"""``"any"``: one regex that matches wherever any typed plugin's regex it joins would (None:
+none could be joined); per plugin (by ``id``): its regexes left out of it, run always."""
+_JOINABLE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL
+_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
+_BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+
+
+def _build_prefilter(rules: list[tuple[str, Any, tuple[re.Pattern[str], ...] | None]]) -> None:
+    """The cheap first look of :func:`_secret_spans`: the typed plugins' regexes joined in one
+    alternation, each with its own flags (scoped), so one search tells whether any of them can
+    match a string at all; most strings (numbers, words, times) match none. A regex that
+    cannot be joined exactly (other flags, group references, named groups) runs always."""
+    parts: list[str] = []
+    for _, plugin, regexes in rules:
+        if regexes is None:
+            continue
+        separate = []
+        for regex in regexes:
+            flags = regex.flags & ~re.UNICODE
+            if flags & ~_JOINABLE_FLAGS or regex.groupindex or _BACKREF_RE.search(regex.pattern):
+                separate.append(regex)
+                continue
+            letters = "".join(c for f, c in _FLAG_LETTERS if flags & f)
+            parts.append(f"(?{letters}:{regex.pattern})" if letters else f"(?:{regex.pattern})")
+        _SEPARATE[id(plugin)] = tuple(separate)
+    try:
+        _SEPARATE["any"] = re.compile("|".join(parts)) if parts else None
+    except re.error:  # a pattern that only compiles alone: no first look, every regex runs
+        _SEPARATE["any"] = None
+
+
+def _plugin_matches(
+    plugin: Any, regexes: tuple[re.Pattern[str], ...] | None, text: str
+) -> Iterable[tuple[int, int]]:
+    """Spans of one typed plugin's matches in ``text`` (``regexes``: see :func:`_secret_rules`).
 
     The plugins yield values, not positions, and for a regex with a group they yield the group:
     the password of ``://user:pass@``, but also just ``ghp`` of a GitHub token. So the regexes
@@ -211,15 +263,12 @@ def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
     of the match or is long enough to be a value rather than a prefix; otherwise the whole match
     is the secret. Plugins with their own validation (JWT) are asked for values, located here.
     """
-    may_load("detect_secrets.plugins.base")
-    from detect_secrets.plugins.base import RegexBasedDetector
-
-    if not isinstance(plugin, RegexBasedDetector) or "analyze_string" in type(plugin).__dict__:
+    if regexes is None:
         for value in set(plugin.analyze_string(text)):
             if value:
                 yield from _occurrences(text, value)
         return
-    for regex in plugin.denylist:
+    for regex in regexes:
         for match in regex.finditer(text):
             groups = [
                 match.span(i)
@@ -301,14 +350,22 @@ def _keyword_spans(text: str) -> list[_Span]:
 
 def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
-    for entity, plugin in _secret_plugins():
+    rules = _secret_rules()
+    prefilter = _SEPARATE.get("any")
+    maybe = prefilter is None or prefilter.search(text) is not None
+    for entity, plugin, regexes in rules:
         if entity not in key.entities:
             continue
-        found = {
-            (offset + s, offset + e)
-            for offset, window in _windows(text)
-            for s, e in _plugin_matches(plugin, window)
-        }
+        if len(text) <= _WINDOW:
+            if regexes is not None and not maybe:
+                regexes = _SEPARATE[id(plugin)]
+            found = set(_plugin_matches(plugin, regexes, text))
+        else:
+            found = {
+                (offset + s, offset + e)
+                for offset, window in _windows(text)
+                for s, e in _plugin_matches(plugin, regexes, window)
+            }
         for s, e in found:
             if entity == "BASIC_AUTH" and _is_templated(text[s:e]):
                 continue
