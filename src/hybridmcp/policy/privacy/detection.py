@@ -202,54 +202,67 @@ def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
         start = text.find(value, start + 1)
 
 
+_Rule = tuple[str, Any, tuple[re.Pattern[str], ...] | None]
+"""A typed plugin's entity, the plugin, and its regexes when they are run here (None when the
+plugin is asked for values: it validates them itself, as JWT does)."""
+
+
+@dataclass(frozen=True)
+class _SecretRules:
+    every: tuple[_Rule, ...]
+    joined: re.Pattern[str] | None
+    """Matches wherever any regex it joins would: a cheap first look (None: nothing joined)."""
+    unjoined: tuple[_Rule, ...]
+    """What still runs when ``joined`` finds nothing: value plugins, and regexes that could not
+    be joined exactly."""
+
+
+FIRST_LOOK = True
+"""Whether :func:`_secret_spans` looks with the joined regex first (it decides the same)."""
+
+
 @functools.cache
-def _secret_rules() -> tuple[tuple[str, Any, tuple[re.Pattern[str], ...] | None], ...]:
-    """Each typed plugin's entity, the plugin, and its regexes when they are run here (None
-    when the plugin is asked for values: it validates them itself, as JWT does). Sorted out
-    once: the plugins are stateless, their regexes class constants."""
+def _secret_rules() -> _SecretRules:
+    """The typed plugins sorted out once (they are stateless, their regexes class constants),
+    and their regexes joined in one alternation, each with its own flags scoped, so that one
+    search tells whether any of them can match a string at all: most strings (numbers, words,
+    times) match none. A regex that cannot be joined exactly (other flags, group references,
+    named groups) runs always."""
     plugins = _secret_plugins()
     may_load("detect_secrets.plugins.base")
     from detect_secrets.plugins.base import RegexBasedDetector
 
-    rules = []
+    every: list[_Rule] = []
+    unjoined: list[_Rule] = []
+    parts: list[str] = []
     for entity, plugin in plugins:
         runs = isinstance(plugin, RegexBasedDetector)
-        runs = runs and "analyze_string" not in type(plugin).__dict__
-        rules.append((entity, plugin, tuple(plugin.denylist) if runs else None))
-    _build_prefilter(rules)
-    return tuple(rules)
-
-
-_SEPARATE: dict[Any, Any] = {}
-"""``"any"``: one regex that matches wherever any typed plugin's regex it joins would (None:
-none could be joined); per plugin (by ``id``): its regexes left out of it, run always."""
-_JOINABLE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL
-_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
-_BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
-
-
-def _build_prefilter(rules: list[tuple[str, Any, tuple[re.Pattern[str], ...] | None]]) -> None:
-    """The cheap first look of :func:`_secret_spans`: the typed plugins' regexes joined in one
-    alternation, each with its own flags (scoped), so one search tells whether any of them can
-    match a string at all; most strings (numbers, words, times) match none. A regex that
-    cannot be joined exactly (other flags, group references, named groups) runs always."""
-    parts: list[str] = []
-    for _, plugin, regexes in rules:
-        if regexes is None:
+        if not runs or "analyze_string" in type(plugin).__dict__:
+            every.append((entity, plugin, None))
+            unjoined.append((entity, plugin, None))
             continue
-        separate = []
+        regexes = tuple(plugin.denylist)
+        every.append((entity, plugin, regexes))
+        alone = []
         for regex in regexes:
             flags = regex.flags & ~re.UNICODE
             if flags & ~_JOINABLE_FLAGS or regex.groupindex or _BACKREF_RE.search(regex.pattern):
-                separate.append(regex)
+                alone.append(regex)
                 continue
             letters = "".join(c for f, c in _FLAG_LETTERS if flags & f)
             parts.append(f"(?{letters}:{regex.pattern})" if letters else f"(?:{regex.pattern})")
-        _SEPARATE[id(plugin)] = tuple(separate)
+        if alone:
+            unjoined.append((entity, plugin, tuple(alone)))
     try:
-        _SEPARATE["any"] = re.compile("|".join(parts)) if parts else None
+        joined = re.compile("|".join(parts)) if parts else None
     except re.error:  # a pattern that only compiles alone: no first look, every regex runs
-        _SEPARATE["any"] = None
+        joined = None
+    return _SecretRules(tuple(every), joined, tuple(unjoined) if joined else tuple(every))
+
+
+_JOINABLE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL
+_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
+_BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
 
 
 def _plugin_matches(
@@ -351,14 +364,15 @@ def _keyword_spans(text: str) -> list[_Span]:
 def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
     rules = _secret_rules()
-    prefilter = _SEPARATE.get("any")
-    maybe = prefilter is None or prefilter.search(text) is not None
-    for entity, plugin, regexes in rules:
+    short = len(text) <= _WINDOW
+    # The first look covers a whole string: a long one is run in windows (whose edges can
+    # change what an anchored regex matches), every rule on each.
+    joined = rules.joined if short and FIRST_LOOK else None
+    quiet = joined is not None and joined.search(text) is None
+    for entity, plugin, regexes in rules.unjoined if quiet else rules.every:
         if entity not in key.entities:
             continue
-        if len(text) <= _WINDOW:
-            if regexes is not None and not maybe:
-                regexes = _SEPARATE[id(plugin)]
+        if short:
             found = set(_plugin_matches(plugin, regexes, text))
         else:
             found = {
