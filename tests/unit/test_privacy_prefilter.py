@@ -109,3 +109,15 @@ def test_a_card_number_as_an_int_is_still_found() -> None:
     assert rules.joined is not None  # the first look is in use
     assert len(rules.unjoined) < len(rules.every)
     assert scan({"n": 3}, CONFIG).findings == []
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=texts)
+def test_pattern_spans_of_a_string_are_those_of_every_pattern(text: str) -> None:
+    key = detection._detector_key(ALL)
+    fast = sorted(detection._pattern_spans(text, key), key=repr)
+    with _every_detector():
+        full = sorted(detection._pattern_spans(text, key), key=repr)
+    assert fast == full
+    joined, alone = detection._pattern_look()
+    assert joined is not None and len(alone) < len(detection._PATTERNS)

@@ -245,12 +245,11 @@ def _secret_rules() -> _SecretRules:
         every.append((entity, plugin, regexes))
         alone = []
         for regex in regexes:
-            flags = regex.flags & ~re.UNICODE
-            if flags & ~_JOINABLE_FLAGS or regex.groupindex or _BACKREF_RE.search(regex.pattern):
+            part = _joinable(regex)
+            if part is None:
                 alone.append(regex)
-                continue
-            letters = "".join(c for f, c in _FLAG_LETTERS if flags & f)
-            parts.append(f"(?{letters}:{regex.pattern})" if letters else f"(?:{regex.pattern})")
+            else:
+                parts.append(part)
         if alone:
             unjoined.append((entity, plugin, tuple(alone)))
     try:
@@ -263,6 +262,38 @@ def _secret_rules() -> _SecretRules:
 _JOINABLE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL
 _FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
 _BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+_LEADING_FLAGS_RE = re.compile(r"\A\(\?[imsx]+\)")
+
+
+def _joinable(regex: re.Pattern[str]) -> str | None:
+    """``regex`` as a part of an alternation that matches exactly where it does: its flags
+    scoped to it (a leading ``(?i)`` is in its flags already); None when that cannot be
+    exact (other flags, group references, named groups)."""
+    flags = regex.flags & ~re.UNICODE
+    if flags & ~_JOINABLE_FLAGS or regex.groupindex or _BACKREF_RE.search(regex.pattern):
+        return None
+    pattern = _LEADING_FLAGS_RE.sub("", regex.pattern, count=1)
+    if "(?" in pattern and re.search(r"\(\?[aiLmsux]", pattern):
+        return None  # inline flags elsewhere
+    letters = "".join(c for f, c in _FLAG_LETTERS if flags & f)
+    return f"(?{letters}:{pattern})" if letters else f"(?:{pattern})"
+
+
+@functools.cache
+def _pattern_look() -> tuple[re.Pattern[str] | None, tuple[Any, ...]]:
+    """Our own patterns' first look, as :func:`_secret_rules` for the plugins: the joined
+    regex, and the patterns that still run when it finds nothing."""
+    parts, alone = [], []
+    for pattern in _PATTERNS:
+        part = _joinable(pattern.regex)
+        if part is None:
+            alone.append(pattern)
+        else:
+            parts.append(part)
+    try:
+        return (re.compile("|".join(parts)) if parts else None), tuple(alone)
+    except re.error:
+        return None, tuple(_PATTERNS)
 
 
 def _plugin_matches(
@@ -407,7 +438,9 @@ def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
 
 def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
-    for pattern in _PATTERNS:
+    joined, alone = _pattern_look() if FIRST_LOOK else (None, ())
+    quiet = joined is not None and joined.search(text) is None
+    for pattern in alone if quiet else _PATTERNS:
         if pattern.entity not in key.entities:
             continue
         for match in pattern.regex.finditer(text):
