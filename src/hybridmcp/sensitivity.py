@@ -23,7 +23,7 @@ class Sensitivity(enum.StrEnum):
 
     @property
     def rank(self) -> int:
-        return _ORDER.index(self)
+        return _RANKS[self]
 
     @classmethod
     def _missing_(cls, value: object) -> Sensitivity | None:
@@ -42,6 +42,10 @@ class Sensitivity(enum.StrEnum):
     @classmethod
     def parse(cls, value: str | int | Sensitivity) -> Sensitivity:
         """Parse a name or a number; raise ``ValueError`` naming the accepted values."""
+        if type(value) is cls:
+            return value
+        if type(value) is str and value in _BY_NAME:
+            return _BY_NAME[value]
         try:
             return cls(value)  # type: ignore[arg-type]  # numbers resolve through _missing_
         except ValueError:
@@ -51,24 +55,29 @@ class Sensitivity(enum.StrEnum):
             ) from None
 
     def __lt__(self, other: object) -> bool:
-        return self.rank < _rank(other)
+        return _RANKS[self] < _rank(other)
 
     def __le__(self, other: object) -> bool:
-        return self.rank <= _rank(other)
+        return _RANKS[self] <= _rank(other)
 
     def __gt__(self, other: object) -> bool:
-        return self.rank > _rank(other)
+        return _RANKS[self] > _rank(other)
 
     def __ge__(self, other: object) -> bool:
-        return self.rank >= _rank(other)
+        return _RANKS[self] >= _rank(other)
 
     __hash__ = str.__hash__
 
 
 _ORDER: tuple[Sensitivity, ...] = tuple(Sensitivity)
+_RANKS: dict[Sensitivity, int] = {s: i for i, s in enumerate(_ORDER)}
+"""Each level's rank; a plain string name finds its level here too (same hash and equality)."""
+_BY_NAME: dict[str, Sensitivity] = {s.value: s for s in _ORDER}
 
 
 def _rank(value: object) -> int:
+    if type(value) is Sensitivity or (type(value) is str and value in _BY_NAME):
+        return _RANKS[value]  # type: ignore[index]  # a name equals its member
     if isinstance(value, (str, int)):
         return Sensitivity.parse(value).rank
     raise TypeError(f"cannot compare a sensitivity with {type(value).__name__}")

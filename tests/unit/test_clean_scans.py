@@ -99,3 +99,34 @@ def test_a_detection_setting_is_part_of_what_was_remembered() -> None:
     assert allowing.decide(PROVIDER, args, CTX).action == "allow"
     allowing.settings.detection.allow_list.clear()  # the same settings object, changed
     assert allowing.decide(PROVIDER, args, CTX).action == "refuse"
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seen=st.lists(arguments, max_size=6), args=arguments)
+def test_scanning_through_the_memory_reports_as_a_fresh_scan(
+    seen: list[dict[str, Any]], args: dict[str, Any]
+) -> None:
+    """What analysis scans through the gate's memory: the same report as a fresh scan, and the
+    gate's decision afterwards the same as a fresh policy's."""
+    from hybridmcp.policy.privacy import scan
+
+    policy = ScanningPolicy(PrivacySettings(policy="redact"))
+    for earlier in seen:
+        policy.scan(earlier, policy.settings.detection)
+        policy.decide(PROVIDER, earlier, CTX)
+    config = policy.settings.detection
+    assert policy.scan(args, config) == scan(args, config)
+    assert policy.scan(args, config) == scan(args, config)  # now perhaps from the memory
+    fresh = ScanningPolicy(PrivacySettings(policy="redact"))
+    assert _decision(policy, args) == _decision(fresh, args)
+
+
+def test_a_clean_scan_before_the_call_is_the_gates_hit() -> None:
+    policy = ScanningPolicy(PrivacySettings())
+    args = {"timezone": "Europe/Paris", "n": 3}
+    policy.scan(args, policy.settings.detection)
+    assert len(policy._clean._kept) == 1
+    assert policy.decide(PROVIDER, args, CTX).action == "allow"
+    assert len(policy._clean._kept) == 1  # the gate's scan found it: nothing new kept
+    policy.scan({"to": SENSITIVE[0]}, policy.settings.detection)
+    assert len(policy._clean._kept) == 1  # a finding is never kept

@@ -107,6 +107,14 @@ class ScanningPolicy:
         self.settings = settings or PrivacySettings()
         self._clean = _CleanScans()
 
+    def scan(
+        self, arguments: Any, config: scanner.PrivacyConfig | None = None
+    ) -> scanner.SensitivityReport:
+        """:func:`scanner.scan` through this step's memory of clean scans: a request's
+        arguments scanned before the run (by analysis) leave the memory filled for the call's
+        own scan here. The same report a fresh scan gives (only clean scans are kept)."""
+        return self._clean.scan(arguments, _json(arguments), config or scanner.PrivacyConfig())
+
     def decide(
         self, provider: Provider, arguments: dict[str, Any], ctx: CallContext
     ) -> PrivacyDecision:

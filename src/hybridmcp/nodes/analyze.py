@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from hybridmcp.capabilities.gate import ScanningPolicy
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess
+from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
@@ -48,6 +51,7 @@ def _scan_all(
     requests: list[dict[str, Any]],
     settings: PrivacySettings,
     sizes: list[int | None] | None = None,
+    scanner: Callable[[Any, PrivacyConfig | None], SensitivityReport] = scan,
 ) -> dict[str, Any]:
     """Each request's privacy fields: the declared sensitivity, raised by what the scan finds."""
     return {
@@ -58,9 +62,19 @@ def _scan_all(
             detection=settings.detection,
             max_scan_bytes=settings.max_scan_bytes,
             size=size,
+            scanner=scanner,
         )
         for r, size in zip(requests, sizes or [None] * len(requests), strict=True)
     }
+
+
+def _memory_scan(gate: Any) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
+    """The gate's privacy step scanning through its memory of clean scans, when it has one:
+    a request's arguments that scan clean here are then a hit when the gate scans its call
+    (the gate still scans every call; the memory gives the report a fresh scan gives). Only
+    on the event loop, the memory's one thread."""
+    privacy = getattr(gate, "privacy", None)
+    return privacy.scan if isinstance(privacy, ScanningPolicy) else scan
 
 
 async def analyze(
@@ -76,7 +90,9 @@ async def analyze(
     if sizes is not None:
         try:
             with without_loading():
-                privacy = _scan_all(state["requests"], res.config.privacy, sizes)
+                privacy = _scan_all(
+                    state["requests"], res.config.privacy, sizes, _memory_scan(res.gate)
+                )
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
     if privacy is None:

@@ -17,7 +17,7 @@ provider's clearance; data within a provider's clearance always flows:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -84,16 +84,18 @@ def assess(
     detection: PrivacyConfig | None = None,
     max_scan_bytes: int = 1_000_000,
     size: int | None = None,
+    scanner: Callable[[Any, PrivacyConfig | None], SensitivityReport] = scan,
 ) -> dict[str, Any]:
     """Scan a request's arguments and return its profile's privacy fields (``size``: the
-    arguments' size in bytes as JSON, when the caller measured it already)."""
+    arguments' size in bytes as JSON, when the caller measured it already; ``scanner``: what
+    scans, :func:`scan` or one that gives the same reports, e.g. through a memory)."""
     if not enabled or (isinstance(args, dict) and not args):  # nothing to scan
         return profile_fields(None, declared)
     if size is None:
         size = len(json.dumps(args, default=str).encode())
     if size > max_scan_bytes:
         return profile_fields(None, declared, oversized=True)
-    return profile_fields(scan(args, detection), declared)
+    return profile_fields(scanner(args, detection), declared)
 
 
 @dataclass(frozen=True)

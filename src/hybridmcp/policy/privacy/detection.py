@@ -202,8 +202,104 @@ def _occurrences(text: str, value: str) -> Iterable[tuple[int, int]]:
         start = text.find(value, start + 1)
 
 
-def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
-    """Spans of one typed plugin's matches in ``text``.
+_Rule = tuple[str, Any, tuple[re.Pattern[str], ...] | None]
+"""A typed plugin's entity, the plugin, and its regexes when they are run here (None when the
+plugin is asked for values: it validates them itself, as JWT does)."""
+
+
+@dataclass(frozen=True)
+class _SecretRules:
+    every: tuple[_Rule, ...]
+    joined: re.Pattern[str] | None
+    """Matches wherever any regex it joins would: a cheap first look (None: nothing joined)."""
+    unjoined: tuple[_Rule, ...]
+    """What still runs when ``joined`` finds nothing: value plugins, and regexes that could not
+    be joined exactly."""
+
+
+FIRST_LOOK = True
+"""Whether :func:`_secret_spans` looks with the joined regex first (it decides the same)."""
+
+
+@functools.cache
+def _secret_rules() -> _SecretRules:
+    """The typed plugins sorted out once (they are stateless, their regexes class constants),
+    and their regexes joined in one alternation, each with its own flags scoped, so that one
+    search tells whether any of them can match a string at all: most strings (numbers, words,
+    times) match none. A regex that cannot be joined exactly (other flags, group references,
+    named groups) runs always."""
+    plugins = _secret_plugins()
+    may_load("detect_secrets.plugins.base")
+    from detect_secrets.plugins.base import RegexBasedDetector
+
+    every: list[_Rule] = []
+    unjoined: list[_Rule] = []
+    parts: list[str] = []
+    for entity, plugin in plugins:
+        runs = isinstance(plugin, RegexBasedDetector)
+        if not runs or "analyze_string" in type(plugin).__dict__:
+            every.append((entity, plugin, None))
+            unjoined.append((entity, plugin, None))
+            continue
+        regexes = tuple(plugin.denylist)
+        every.append((entity, plugin, regexes))
+        alone = []
+        for regex in regexes:
+            part = _joinable(regex)
+            if part is None:
+                alone.append(regex)
+            else:
+                parts.append(part)
+        if alone:
+            unjoined.append((entity, plugin, tuple(alone)))
+    try:
+        joined = re.compile("|".join(parts)) if parts else None
+    except re.error:  # a pattern that only compiles alone: no first look, every regex runs
+        joined = None
+    return _SecretRules(tuple(every), joined, tuple(unjoined) if joined else tuple(every))
+
+
+_JOINABLE_FLAGS = re.IGNORECASE | re.MULTILINE | re.DOTALL
+_FLAG_LETTERS = ((re.IGNORECASE, "i"), (re.MULTILINE, "m"), (re.DOTALL, "s"))
+_BACKREF_RE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(")
+_LEADING_FLAGS_RE = re.compile(r"\A\(\?[imsx]+\)")
+
+
+def _joinable(regex: re.Pattern[str]) -> str | None:
+    """``regex`` as a part of an alternation that matches exactly where it does: its flags
+    scoped to it (a leading ``(?i)`` is in its flags already); None when that cannot be
+    exact (other flags, group references, named groups)."""
+    flags = regex.flags & ~re.UNICODE
+    if flags & ~_JOINABLE_FLAGS or regex.groupindex or _BACKREF_RE.search(regex.pattern):
+        return None
+    pattern = _LEADING_FLAGS_RE.sub("", regex.pattern, count=1)
+    if "(?" in pattern and re.search(r"\(\?[aiLmsux]", pattern):
+        return None  # inline flags elsewhere
+    letters = "".join(c for f, c in _FLAG_LETTERS if flags & f)
+    return f"(?{letters}:{pattern})" if letters else f"(?:{pattern})"
+
+
+@functools.cache
+def _pattern_look() -> tuple[re.Pattern[str] | None, tuple[Any, ...]]:
+    """Our own patterns' first look, as :func:`_secret_rules` for the plugins: the joined
+    regex, and the patterns that still run when it finds nothing."""
+    parts, alone = [], []
+    for pattern in _PATTERNS:
+        part = _joinable(pattern.regex)
+        if part is None:
+            alone.append(pattern)
+        else:
+            parts.append(part)
+    try:
+        return (re.compile("|".join(parts)) if parts else None), tuple(alone)
+    except re.error:
+        return None, tuple(_PATTERNS)
+
+
+def _plugin_matches(
+    plugin: Any, regexes: tuple[re.Pattern[str], ...] | None, text: str
+) -> Iterable[tuple[int, int]]:
+    """Spans of one typed plugin's matches in ``text`` (``regexes``: see :func:`_secret_rules`).
 
     The plugins yield values, not positions, and for a regex with a group they yield the group:
     the password of ``://user:pass@``, but also just ``ghp`` of a GitHub token. So the regexes
@@ -211,15 +307,12 @@ def _plugin_matches(plugin: Any, text: str) -> Iterable[tuple[int, int]]:
     of the match or is long enough to be a value rather than a prefix; otherwise the whole match
     is the secret. Plugins with their own validation (JWT) are asked for values, located here.
     """
-    may_load("detect_secrets.plugins.base")
-    from detect_secrets.plugins.base import RegexBasedDetector
-
-    if not isinstance(plugin, RegexBasedDetector) or "analyze_string" in type(plugin).__dict__:
+    if regexes is None:
         for value in set(plugin.analyze_string(text)):
             if value:
                 yield from _occurrences(text, value)
         return
-    for regex in plugin.denylist:
+    for regex in regexes:
         for match in regex.finditer(text):
             groups = [
                 match.span(i)
@@ -301,14 +394,23 @@ def _keyword_spans(text: str) -> list[_Span]:
 
 def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
-    for entity, plugin in _secret_plugins():
+    rules = _secret_rules()
+    short = len(text) <= _WINDOW
+    # The first look covers a whole string: a long one is run in windows (whose edges can
+    # change what an anchored regex matches), every rule on each.
+    joined = rules.joined if short and FIRST_LOOK else None
+    quiet = joined is not None and joined.search(text) is None
+    for entity, plugin, regexes in rules.unjoined if quiet else rules.every:
         if entity not in key.entities:
             continue
-        found = {
-            (offset + s, offset + e)
-            for offset, window in _windows(text)
-            for s, e in _plugin_matches(plugin, window)
-        }
+        if short:
+            found = set(_plugin_matches(plugin, regexes, text))
+        else:
+            found = {
+                (offset + s, offset + e)
+                for offset, window in _windows(text)
+                for s, e in _plugin_matches(plugin, regexes, window)
+            }
         for s, e in found:
             if entity == "BASIC_AUTH" and _is_templated(text[s:e]):
                 continue
@@ -336,7 +438,9 @@ def _secret_spans(text: str, key: _DetectorKey) -> list[_Span]:
 
 def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
     spans: list[_Span] = []
-    for pattern in _PATTERNS:
+    joined, alone = _pattern_look() if FIRST_LOOK else (None, ())
+    quiet = joined is not None and joined.search(text) is None
+    for pattern in alone if quiet else _PATTERNS:
         if pattern.entity not in key.entities:
             continue
         for match in pattern.regex.finditer(text):
