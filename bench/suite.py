@@ -103,9 +103,8 @@ def _memory_and_cli(overhead: dict[str, Any]) -> str:
             for t in overhead["targets"]
         ]
         parts.append(
-            "Targets (defaults: degradation detection, hedging and learning on; the external "
-            "measurements raise the degradation factors to 1000, see Configuration):\n\n"
-            + table(["target", "measured", "met"], rows)
+            "Targets (every measurement with the defaults: degradation detection, hedging and "
+            "learning on; see Configuration):\n\n" + table(["target", "measured", "met"], rows)
         )
     return "".join(f"\n\n{p}" for p in parts)
 
