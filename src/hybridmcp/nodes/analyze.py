@@ -11,7 +11,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.gate import ScanningPolicy
+from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
@@ -68,12 +68,13 @@ def _scan_all(
     }
 
 
-def _memory_scan(gate: Any) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
-    """The gate's privacy step scanning through its memory of clean scans, when it has one:
-    a request's arguments that scan clean here are then a hit when the gate scans its call
-    (the gate still scans every call; the memory gives the report a fresh scan gives). Only
-    on the event loop, the memory's one thread."""
-    privacy = getattr(gate, "privacy", None)
+def _memory_scan(
+    privacy: PrivacyPolicy,
+) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
+    """The gate's privacy step scanning through its memory of clean scans, when it has one
+    (a policy of the caller's own has none): a request's arguments that scan clean here are
+    then a hit when the gate scans its call (the gate still scans every call; the memory gives
+    the report a fresh scan gives). Only on the event loop, the memory's one thread."""
     return privacy.scan if isinstance(privacy, ScanningPolicy) else scan
 
 
@@ -91,7 +92,7 @@ async def analyze(
         try:
             with without_loading():
                 privacy = _scan_all(
-                    state["requests"], res.config.privacy, sizes, _memory_scan(res.gate)
+                    state["requests"], res.config.privacy, sizes, _memory_scan(res.gate.privacy)
                 )
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
