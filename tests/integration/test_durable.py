@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -183,12 +184,15 @@ def kill_mid_call(process: subprocess.Popen[bytes]) -> None:
     wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
 
 
-@pytest.mark.integration
-def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path):
-    faults, record, config, task = fault_server_setup(tmp_path)
-    db = tmp_path / "runs.db"
-    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 600_000}}))  # hangs for ten minutes
-    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+def killed_mid_call(
+    args: list[str],
+    record: Path,
+    checkpointed: Callable[[], set[str]],
+    *,
+    timeout_s: float,
+) -> None:
+    """Start the CLI run ``args`` on thread ``job-1``, wait until its fast calls have answered
+    and are checkpointed while the slow one runs, and SIGKILL it mid-call."""
     first = subprocess.Popen(
         [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "job-1"],
         stdout=subprocess.PIPE,
@@ -196,15 +200,23 @@ def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path
         env=cli_env(),
     )
     try:
-        # the fast calls have answered and their results are checkpointed; the slow one runs
-        wait_for(lambda: set(FAST) <= checkpointed_attempts(db, "job-1"), 60, "fast calls")
+        wait_for(lambda: set(FAST) <= checkpointed(), timeout_s, "fast calls")
         assert [c["tool"] for c in recorded(record)].count(SLOW[1]) == 1
-        assert SLOW[0] not in checkpointed_attempts(db, "job-1")
+        assert SLOW[0] not in checkpointed()
         kill_mid_call(first)
     finally:
         if first.poll() is None:
             first.kill()
         first.communicate()
+
+
+@pytest.mark.integration
+def test_a_run_killed_mid_way_resumes_without_repeating_completed_calls(tmp_path):
+    faults, record, config, task = fault_server_setup(tmp_path)
+    db = tmp_path / "runs.db"
+    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 600_000}}))  # hangs for ten minutes
+    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+    killed_mid_call(args, record, lambda: checkpointed_attempts(db, "job-1"), timeout_s=60)
 
     faults.write_text("{}")  # the slow service has recovered
     resumed = cli(*args, "--thread", "job-1")

@@ -30,9 +30,8 @@ from tests.integration.test_durable import (
     cli,
     cli_env,
     fault_server_setup,
-    kill_mid_call,
+    killed_mid_call,
     recorded,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
@@ -205,21 +204,7 @@ def test_a_run_killed_in_one_process_is_resumed_by_another(pg_url, tmp_path):
     faults, record, config, task = fault_server_setup(tmp_path)
     faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 600_000}}))  # hangs for ten minutes
     args = ["run", str(task), "--config", str(config), "--db", pg_url, "--json"]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "job-1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=cli_env(),
-    )
-    try:
-        wait_for(lambda: set(FAST) <= checkpointed_attempts_pg(pg_url, "job-1"), 90, "fast calls")
-        assert [c["tool"] for c in recorded(record)].count(SLOW[1]) == 1
-        assert SLOW[0] not in checkpointed_attempts_pg(pg_url, "job-1")
-        kill_mid_call(first)
-    finally:
-        if first.poll() is None:
-            first.kill()
-        first.communicate()
+    killed_mid_call(args, record, lambda: checkpointed_attempts_pg(pg_url, "job-1"), timeout_s=90)
 
     faults.write_text("{}")  # the slow service has recovered
     # another process (the other's connections are gone with it) resumes the thread
@@ -307,9 +292,7 @@ def test_concurrent_updates_of_the_same_statistics_are_never_lost(backend, reque
     ]
 
 
-async def test_the_langgraph_server_keeps_checkpoints_and_statistics_in_postgres(
-    pg_url, tmp_path
-):
+async def test_the_langgraph_server_keeps_checkpoints_and_statistics_in_postgres(pg_url, tmp_path):
     """``langgraph dev`` with ``langgraph.postgres.json``: the server's own checkpointer and
     store are hybridmcp's on PostgreSQL; a second server (another replica, started after the
     first stopped) on the same database adds to the same statistics."""
