@@ -1,11 +1,11 @@
 """Phase 3, optional: a human decides conflicts the cross-validation could not settle.
 
-Reached only when synchronize recorded conflicts. With ``coordination_config.
-interrupt_on_conflict`` on, every conflict whose disagreement (1 - similarity) reaches
-``conflict_interrupt_threshold`` pauses the run with ``interrupt()``; the run needs a
-checkpointer, and resumes with ``Command(resume={request_id: choice})`` where a choice is
-``"internal"`` or ``"external"`` (take that side's answer) or any other value (use it as the
-answer). A request left out keeps the automatic resolution; a bare choice applies to all.
+Reached only when a human must decide (``human_needed``): with ``coordination_config.
+interrupt_on_conflict`` on, every conflict synchronize recorded whose disagreement
+(1 - similarity) reaches ``conflict_interrupt_threshold`` pauses the run with ``interrupt()``;
+the run needs a checkpointer, and resumes with ``Command(resume={request_id: choice})`` where a
+choice is ``"internal"`` or ``"external"`` (take that side's answer) or any other value (use it
+as the answer). A request left out keeps the automatic resolution; a bare choice applies to all.
 """
 
 from __future__ import annotations
@@ -68,6 +68,15 @@ def _decide(result: RequestResult, conflict: dict[str, Any], choice: Any) -> Req
         "verdicts": verdicts,
         "resolution": {"by": "human", "choice": how},
     }
+
+
+async def human_needed(state: State, runtime: Runtime[Context]) -> bool:
+    """Whether the run must pause for a human: ``interrupt_on_conflict`` is on and a conflict
+    of this run reaches the threshold (synchronize has run)."""
+    cfg = (await resources_for(runtime.context)).config.coordination_config
+    return cfg.interrupt_on_conflict and bool(
+        _to_review(state, cfg.conflict_interrupt_threshold)
+    )
 
 
 async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
