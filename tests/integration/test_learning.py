@@ -54,7 +54,14 @@ async def test_predictions_sit_next_to_outcomes_and_are_scored(time_config, tmp_
 # --------------------------------------------------------------------------------------------
 
 EXTERNAL = "mcp:faults/calculate"
-SLOW_MS = 500  # healthy calls take a few ms: two orders of magnitude of margin
+SLOW_MS = 5_000
+"""The slowdown. A slow call is cut as a straggler once past its slow threshold at its load,
+which in a fresh process is (calls beside it + 1) x a lone call's: here 4 x (3 x the learned
+latency, or more). For a provider learned at 10 ms that is about 0.13 s for its first slow
+calls and up to about 1 s for a probe (its estimate aged toward its 25 ms prior and raised by
+the cuts before); where healthy calls took 100 ms on a loaded machine, a few seconds. The
+slowdown stays well past that, or a probe would answer before it is cut (at 500 ms it did, in
+about half the runs even on a quiet machine), and well inside the 10 s call deadline."""
 CALC_TASK = parse_task(
     {
         "requests": [
@@ -74,11 +81,17 @@ def adaptive_config(server: dict) -> HybridConfig:
                     "providers": [{"side": "external", "server": "faults", "tool": "calculate"}]
                 }
             },
-            # evidence halves every 2 passes, so a provider avoided for a few runs is re-tried;
+            # evidence halves every 3 passes, so a provider avoided for a few runs is re-tried;
             # cross-validation is never sampled away here (this test follows the fitness rule
-            # alone: with sampling, the sides' agreeing runs would send later runs internal)
+            # alone: with sampling, the sides' agreeing runs would send later runs internal).
+            # Latency scores on a 1 s scale, not 250 ms: on a loaded machine a healthy call to
+            # the fault server (a process waiting for a CPU) can take 200 ms, against an
+            # internal skill's microseconds, and at 250 ms that alone rightly sends the work
+            # internal. What moves the work here is what holds at any machine speed: calls
+            # slow against the provider's own (cut as stragglers), and their latency.
             "arbitration_config": {
-                "stale_half_life": 2,
+                "stale_half_life": 3,
+                "latency_scale_ms": 1000,
                 "validation_sampling": {"enabled": False},
             },
         }
