@@ -151,7 +151,7 @@ async def test_arbitration_shifts_internal_as_a_provider_slows_and_back_when_it_
         assert modes == {"internal"} and not external
         slow = {s.provider: s for s in await all_stats(store)}[EXTERNAL]
 
-        await server.stop()
+        await server.kill()  # a graceful stop would wait out the calls cut above, still asleep
         await server.start({"calculate": {"latency_ms": 0}})
         recovered = []
         for _ in range(6):  # staleness brings it back to a probe; the probe sees it healthy
