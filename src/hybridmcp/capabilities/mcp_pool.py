@@ -572,6 +572,16 @@ class _ServerSession:
 
     async def _queue(self, tool: str, queue_timeout_s: float) -> ClientSession:
         """A slot and a live session within ``queue_timeout_s``; the slot is held on return."""
+        session = self._session
+        if (
+            session is not None
+            and not self._slots.locked()
+            and not self._suspect
+            and not self._closed
+            and self._alive()
+        ):  # a free slot on a healthy session: nothing to wait for, so no timer to arm
+            await self._slots.acquire()  # returns at once (not locked)
+            return session
         try:
             async with asyncio.timeout(queue_timeout_s):
                 await self._slots.acquire()
