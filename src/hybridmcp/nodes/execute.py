@@ -125,7 +125,9 @@ def _attempt(
     if timing.in_flight is not None:
         attempt["in_flight"] = timing.in_flight
         attempt["service_ms"] = round(timing.service_ms(), 3)
-    return attempt | extra
+    if extra:
+        attempt.update(extra)
+    return attempt
 
 
 def _validator(res: Resources, skill: str) -> Any:
