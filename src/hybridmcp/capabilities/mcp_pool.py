@@ -313,6 +313,7 @@ class _ServerSession:
         self._requests: set[asyncio.Task[None]] = set()
         self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._call_name = f"mcp-call:{name}"
         self._suspect = False
         self._closed = False
         self._last_used = time.monotonic()
@@ -557,7 +558,7 @@ class _ServerSession:
             meta,
             scope=scope,
         )
-        request = asyncio.create_task(self._send(call, session), name=f"mcp-call:{self.name}")
+        request = asyncio.create_task(self._send(call, session), name=self._call_name)
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
         try:

@@ -221,7 +221,7 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
     in the graph's context, once per batch: the notification arrives in the session's own
     task)."""
     write = _WRITER.get() or current_writer()
-    who = {k: item[k] for k in ("request_id", "provider", "round")}
+    who = {"request_id": item["request_id"], "provider": item["provider"], "round": item["round"]}
 
     def report(progress: dict[str, Any]) -> None:
         write({"type": "progress", **who, **progress})

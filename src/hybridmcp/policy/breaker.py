@@ -235,6 +235,8 @@ class BreakerBoard:
 
     def take_transitions(self, provider_id: str | None = None) -> list[Transition]:
         """Remove and return the recorded transitions (of one provider, or all)."""
+        if not self._transitions:  # the usual case: nothing to take
+            return []
         taken = [t for t in self._transitions if provider_id in (None, t.provider)]
         self._transitions = [t for t in self._transitions if provider_id not in (None, t.provider)]
         return taken
