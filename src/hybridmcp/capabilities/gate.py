@@ -127,15 +127,15 @@ class ScanningPolicy:
         size = len(text)  # ASCII (see _size)
         oversized = size > cfg.max_scan_bytes
         report = (
-            self._clean.scan(arguments, text, cfg.detection)
+            self._clean.findings(arguments, text, cfg.detection)
             if cfg.enabled and not oversized
-            else scanner.SensitivityReport()
-        )
+            else None
+        )  # None: nothing found
         action = policy_for(
             ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
         )
         verdict = release(
-            detected=report.level,
+            detected=scanner.Sensitivity.public if report is None else report.level,
             declared=declared,
             clearance=clearance,
             action=action,
@@ -143,6 +143,7 @@ class ScanningPolicy:
         )
         if verdict.action != "redact":
             return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
+        report = report or scanner.SensitivityReport()
         vault: dict[str, str] = {}
         redacted = scanner.redact(arguments, report, vault=vault).value
         residual = scanner.scan(redacted, cfg.detection).level
@@ -210,6 +211,14 @@ class _CleanScans:
     def scan(
         self, arguments: Any, text: str, config: scanner.PrivacyConfig
     ) -> scanner.SensitivityReport:
+        """What :func:`scanner.scan` reports (a new report, whether or not remembered)."""
+        return self.findings(arguments, text, config) or scanner.SensitivityReport()
+
+    def findings(
+        self, arguments: Any, text: str, config: scanner.PrivacyConfig
+    ) -> scanner.SensitivityReport | None:
+        """None when the arguments are remembered as clean, else :func:`scanner.scan`'s
+        report (remembered when it found nothing)."""
         key = None
         if len(text) <= CLEAN_SCAN_MAX_CHARS and _plain(arguments):
             key = (
@@ -221,7 +230,7 @@ class _CleanScans:
             )
             if key in self._kept:
                 self._kept.move_to_end(key)
-                return scanner.SensitivityReport()
+                return None
         report = scanner.scan(arguments, config)
         if key is not None and not report.findings:
             self._kept[key] = None
