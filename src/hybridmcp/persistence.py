@@ -605,7 +605,8 @@ class SqliteHeads:
             conn = sqlite3.connect(
                 self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
-            conn.execute("PRAGMA journal_mode = WAL")
+            with contextlib.suppress(sqlite3.OperationalError):  # a file only to be read
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} (trail TEXT PRIMARY KEY, "
