@@ -63,3 +63,19 @@ def test_an_answers_size_is_the_sum_of_its_dumps(
         expected += _dumped_size(structured)
     assert _answer_size(result) == expected
     assert _size(structured) == _dumped_size(structured)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values | st.tuples(texts, st.integers()))
+def test_the_gates_json_text_is_json_dumps(value: Any) -> None:
+    from hybridmcp.capabilities.gate import _json
+
+    assert _json(value) == json.dumps(value, default=str, separators=(",", ":"))
+    assert _json({"at": object}) == json.dumps({"at": object}, default=str, separators=(",", ":"))

@@ -302,8 +302,13 @@ class GateResult:
     redactions: int = 0
 
 
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+"""Built once (``json.dumps`` with these options builds an encoder per call)."""
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    """``json.dumps(value, default=str, separators=(",", ":"))``."""
+    return _ENCODER.encode(value)
 
 
 def _size(value: Any) -> int:
