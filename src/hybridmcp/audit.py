@@ -286,6 +286,7 @@ class AuditLog:
         self._prev_field, self._mac_field = _chain_fields(key is not None)
         self._lock = threading.Lock()
         self._fd: int | None = None
+        self._trail = ""
         # What this instance last saw at the end of the file: size, seq, mac.
         self._size = -1
         self._seq = 0
@@ -297,6 +298,8 @@ class AuditLog:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+            # The name its head is anchored under, resolved once for the file it has open.
+            self._trail = trail_id(self.path)
         return self._fd
 
     def close(self) -> None:
@@ -367,7 +370,7 @@ class AuditLog:
     def _check_anchor(self, tail: Head, prev: object = None) -> None:
         if self.anchor is None:
             return
-        anchored = self.anchor.load(trail_id(self.path))
+        anchored = self.anchor.load(self._trail)
         if anchored is None and tail.seq == 0:
             return
         if interrupted_append(anchored, tail, prev, keyed=self.key is not None):
@@ -380,7 +383,7 @@ class AuditLog:
                 self.path,
                 tail.seq,
             )
-            self.anchor.save(trail_id(self.path), tail)
+            self.anchor.save(self._trail, tail)
             return
         if anchored != tail:
             found = "no head" if anchored is None else f"seq {anchored.seq}"
@@ -425,7 +428,7 @@ class AuditLog:
                 self._seq, self._hash = written["seq"], written[self._mac_field]
                 self._size = os.fstat(fd).st_size
                 if self.anchor is not None:  # still under the file lock: one head per file
-                    self.anchor.save(trail_id(self.path), Head(self._seq, self._hash))
+                    self.anchor.save(self._trail, Head(self._seq, self._hash))
             finally:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)

@@ -568,16 +568,24 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
 class SqliteHeads:
     """Audit-trail heads in a SQLite file, one row per trail (``audit.HeadAnchor``).
 
-    A connection per call: appends come from worker threads and several processes, and SQLite's
-    own locking (with a busy timeout) orders them."""
+    Appends come from the event loop, worker threads and several processes: each thread keeps
+    a connection of its own (opened again when the file was removed or replaced), and SQLite's
+    own locking (with a busy timeout) orders them. The file is in WAL mode, so saving a head is
+    one append to its log: with ``durable`` (``audit.fsync``) flushed to disk before it returns,
+    as the trail's records are; without, it survives the process (a crash between a record and
+    its head is the one-record slack ``verify`` allows), as the trail's unflushed records do."""
 
     TABLE = "hybridmcp_audit_heads"
 
-    def __init__(self, db: str | os.PathLike[str]) -> None:
+    def __init__(self, db: str | os.PathLike[str], *, durable: bool = True) -> None:
         self.db = _prepare_file(str(db))
         # Checked like the run database: a damaged or foreign file is refused, untouched.
         check_sqlite(self.db, frozenset({self.TABLE}), "choose another with audit.head_db")
+        self.durable = durable
         self._stamped = False
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
 
     def _error(self, err: sqlite3.Error) -> AuditError:
         return AuditError(
@@ -585,9 +593,21 @@ class SqliteHeads:
             "(choose another with audit.head_db, --db or $HYBRIDMCP_DB)"
         )
 
+    def _file(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.db)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn = sqlite3.connect(
+                self.db, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            with contextlib.suppress(sqlite3.OperationalError):  # a file only to be read
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
             conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {self.TABLE} (trail TEXT PRIMARY KEY, "
                 "seq INTEGER NOT NULL, mac TEXT NOT NULL, updated_at REAL NOT NULL)"
@@ -599,27 +619,60 @@ class SqliteHeads:
             raise self._error(err) from None
         return conn
 
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the file at ``db`` now (a new one if the file was
+        removed or replaced since)."""
+        file = self._file()
+        held: tuple[sqlite3.Connection, tuple[int, int] | None] | None = getattr(
+            self._local, "held", None
+        )
+        if held is not None and file is not None and held[1] == file:
+            return held[0]
+        if held is not None:
+            self._forget(held[0])
+        conn = self._connect()
+        self._local.held = (conn, self._file())
+        with self._opened_lock:
+            self._opened.append(conn)
+        return conn
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        self._local.held = None
+        with self._opened_lock:
+            if conn in self._opened:
+                self._opened.remove(conn)
+        conn.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (a later use opens new ones)."""
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        self._local = threading.local()
+        for conn in opened:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
     def load(self, trail: str) -> Head | None:
-        with closing(self._connect()) as conn:
-            try:
-                row = conn.execute(
-                    f"SELECT seq, mac FROM {self.TABLE} WHERE trail = ?", (trail,)
-                ).fetchone()
-            except sqlite3.Error as err:  # e.g. locked by another process past the timeout
-                raise self._error(err) from None
+        conn = self._connection()
+        try:
+            row = conn.execute(
+                f"SELECT seq, mac FROM {self.TABLE} WHERE trail = ?", (trail,)
+            ).fetchone()
+        except sqlite3.Error as err:  # e.g. locked by another process past the timeout
+            raise self._error(err) from None
         return Head(int(row[0]), str(row[1])) if row else None
 
     def save(self, trail: str, head: Head) -> None:
-        with closing(self._connect()) as conn:
-            try:
-                conn.execute(
-                    f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(trail) DO UPDATE SET seq = excluded.seq, "
-                    "mac = excluded.mac, updated_at = excluded.updated_at",
-                    (trail, head.seq, head.mac, time.time()),
-                )
-            except sqlite3.Error as err:
-                raise self._error(err) from None
+        conn = self._connection()
+        try:
+            conn.execute(
+                f"INSERT INTO {self.TABLE} (trail, seq, mac, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(trail) DO UPDATE SET seq = excluded.seq, "
+                "mac = excluded.mac, updated_at = excluded.updated_at",
+                (trail, head.seq, head.mac, time.time()),
+            )
+        except sqlite3.Error as err:
+            raise self._error(err) from None
 
 
 class PostgresHeads:
@@ -704,7 +757,9 @@ def heads_path(db: str) -> Path:
     return path.with_name(f"{path.stem}.audit-heads.db")
 
 
-def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | PostgresHeads | None:
+def head_anchor(
+    db: str | None, head_db: str | None = None, *, durable: bool = True
+) -> SqliteHeads | PostgresHeads | None:
     """Where audit heads are anchored: ``head_db`` if given, else with the run database ``db``
     (as :func:`resolve_db` reads it): beside a SQLite file, in a table of a PostgreSQL one;
     nowhere (``None``) for ``:memory:``, where nothing outlives the process, so a later run
@@ -714,7 +769,7 @@ def head_anchor(db: str | None, head_db: str | None = None) -> SqliteHeads | Pos
         return None
     if is_postgres(where):
         return PostgresHeads(where)
-    return SqliteHeads(where if head_db is not None else heads_path(where))
+    return SqliteHeads(where if head_db is not None else heads_path(where), durable=durable)
 
 
 def tokens_path(db: str | None) -> Path | None:

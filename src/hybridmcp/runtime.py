@@ -63,7 +63,7 @@ def open_audit(config: HybridConfig) -> AuditSink:
         raise ConfigError(f"audit.path: {str(path)!r} is a directory; give the trail's file name")
     secret = settings.key.get_secret_value() if settings.key is not None else None
     key = load_key(settings.key_path(str(path)), secret=secret)
-    anchor = head_anchor(settings.run_db, settings.head_db)
+    anchor = head_anchor(settings.run_db, settings.head_db, durable=settings.fsync)
     if anchor is not None:  # a head database that cannot be reached fails here, not mid-run
         anchor.load(trail_id(path))
     if path.exists():

@@ -286,3 +286,30 @@ def test_plain_text_round_trips(value: str) -> None:
 @given(st.lists(json_values, min_size=2, max_size=5))
 def test_several_text_parts_round_trip(value: list[Any]) -> None:
     assert read(answer(*(text(json.dumps(item)) for item in value))) == value
+
+
+def _json_or_text_as_json_loads(text: str) -> Any:
+    """What a text part reads as, by ``json.loads`` itself."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return text
+
+
+json_texts = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+).map(json.dumps)
+
+
+@given(text=st.text(max_size=40) | json_texts | st.sampled_from(["\ufeff{}", " 1 ", "NaN", "[1,"]))
+def test_a_text_part_reads_as_json_loads_reads_it(text: str) -> None:
+    from hybridmcp.capabilities.registry import _json_or_text
+
+    got, expected = _json_or_text(text), _json_or_text_as_json_loads(text)
+    assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)

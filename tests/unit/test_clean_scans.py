@@ -130,3 +130,20 @@ def test_a_clean_scan_before_the_call_is_the_gates_hit() -> None:
     assert len(policy._clean._kept) == 1  # the gate's scan found it: nothing new kept
     policy.scan({"to": SENSITIVE[0]}, policy.settings.detection)
     assert len(policy._clean._kept) == 1  # a finding is never kept
+
+
+def test_entity_settings_changed_in_place_are_part_of_what_was_remembered() -> None:
+    """The active entity types are worked out once per entity settings; a set changed in
+    place (an entity disabled, then enabled again) is a new key, never a stale one."""
+    args = {"to": SENSITIVE[0]}
+    policy = ScanningPolicy(PrivacySettings(policy="refuse"))
+    detection = policy.settings.detection
+    assert policy.decide(PROVIDER, args, CTX).action == "refuse"
+    detection.disabled_entities.add("EMAIL_ADDRESS")
+    assert policy.decide(PROVIDER, args, CTX).action == "allow"  # now remembered as clean
+    detection.disabled_entities.discard("EMAIL_ADDRESS")
+    assert policy.decide(PROVIDER, args, CTX).action == "refuse"
+    detection.enabled_entities = {"PHONE_NUMBER"}
+    assert policy.decide(PROVIDER, args, CTX).action == "allow"
+    detection.enabled_entities.add("EMAIL_ADDRESS")
+    assert policy.decide(PROVIDER, args, CTX).action == "refuse"

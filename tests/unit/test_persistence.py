@@ -121,3 +121,45 @@ def test_audit_heads_live_where_the_runs_do(tmp_path):
     assert isinstance(sqlite, SqliteHeads) and sqlite.db.endswith("runs.audit-heads.db")
     assert isinstance(head_anchor(str(tmp_path / "r.db"), url), PostgresHeads)
     assert head_anchor(url, ":memory:") is None and head_anchor(":memory:") is None
+
+
+def test_audit_heads_in_sqlite_keep_a_connection_per_thread_and_follow_the_file(tmp_path):
+    """A thread's connection is kept between saves; a heads file removed or replaced behind
+    it is opened again (the head is saved where the path leads now, never into a lost file)."""
+    import sqlite3
+    import threading
+
+    from hybridmcp.audit import Head
+    from hybridmcp.persistence import SqliteHeads
+
+    for durable in (True, False):
+        heads = SqliteHeads(tmp_path / f"heads-{durable}.db", durable=durable)
+        heads.save("t", Head(1, "a"))
+        first = heads._connection()
+        heads.save("t", Head(2, "b"))
+        assert heads._connection() is first and heads.load("t") == Head(2, "b")
+        with sqlite3.connect(heads.db) as other:  # WAL: what another connection sees
+            assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert other.execute("SELECT seq FROM hybridmcp_audit_heads").fetchone()[0] == 2
+
+        seen: list[Head | None] = []
+
+        def elsewhere(heads: SqliteHeads = heads, seen: list[Head | None] = seen) -> None:
+            heads.save("u", Head(7, "c"))
+            seen.append(heads.load("t"))
+
+        worker = threading.Thread(target=elsewhere)
+        worker.start()
+        worker.join()
+        assert seen == [Head(2, "b")] and heads.load("u") == Head(7, "c")
+
+        Path(heads.db).unlink()  # the file removed behind the connection
+        for suffix in ("-wal", "-shm"):
+            Path(heads.db + suffix).unlink(missing_ok=True)
+        assert heads.load("t") is None
+        heads.save("t", Head(3, "d"))
+        with sqlite3.connect(heads.db) as other:
+            assert other.execute("SELECT seq FROM hybridmcp_audit_heads").fetchall() == [(3,)]
+        heads.close()
+        assert heads.load("t") == Head(3, "d")  # closed: a later use opens again
+        heads.close()

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mcp.types import TextContent
+
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
@@ -122,18 +124,18 @@ class ScanningPolicy:
         clearance = scanner.Sensitivity.parse(provider.clearance)
         declared = scanner.Sensitivity.parse(ctx.declared_sensitivity)
         text = _json(arguments)
-        size = len(text.encode())
+        size = len(text)  # ASCII (see _size)
         oversized = size > cfg.max_scan_bytes
         report = (
-            self._clean.scan(arguments, text, cfg.detection)
+            self._clean.findings(arguments, text, cfg.detection)
             if cfg.enabled and not oversized
-            else scanner.SensitivityReport()
-        )
+            else None
+        )  # None: nothing found
         action = policy_for(
             ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
         )
         verdict = release(
-            detected=report.level,
+            detected=scanner.Sensitivity.public if report is None else report.level,
             declared=declared,
             clearance=clearance,
             action=action,
@@ -141,6 +143,7 @@ class ScanningPolicy:
         )
         if verdict.action != "redact":
             return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
+        report = report or scanner.SensitivityReport()
         vault: dict[str, str] = {}
         redacted = scanner.redact(arguments, report, vault=vault).value
         residual = scanner.scan(redacted, cfg.detection).level
@@ -186,22 +189,48 @@ class _CleanScans:
 
     def __init__(self) -> None:
         self._kept: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+        self._entities: tuple[Any, Any, frozenset[str]] | None = None
+        """The last settings' ``enabled_entities`` and ``disabled_entities`` (copies), and
+        the active entities they give (rebuilt only when they change)."""
+
+    def _active_entities(self, config: scanner.PrivacyConfig) -> frozenset[str]:
+        """``config.active_entities()``, rebuilt only when the entity settings change (they
+        are compared by value, so a set changed in place is seen)."""
+        enabled, disabled = config.enabled_entities, config.disabled_entities
+        last = self._entities
+        if last is not None and last[0] == enabled and last[1] == disabled:
+            return last[2]
+        active = config.active_entities()
+        self._entities = (
+            None if enabled is None else frozenset(enabled),
+            frozenset(disabled),
+            active,
+        )
+        return active
 
     def scan(
         self, arguments: Any, text: str, config: scanner.PrivacyConfig
     ) -> scanner.SensitivityReport:
+        """What :func:`scanner.scan` reports (a new report, whether or not remembered)."""
+        return self.findings(arguments, text, config) or scanner.SensitivityReport()
+
+    def findings(
+        self, arguments: Any, text: str, config: scanner.PrivacyConfig
+    ) -> scanner.SensitivityReport | None:
+        """None when the arguments are remembered as clean, else :func:`scanner.scan`'s
+        report (remembered when it found nothing)."""
         key = None
         if len(text) <= CLEAN_SCAN_MAX_CHARS and _plain(arguments):
             key = (
                 text,
                 config.min_score,
-                config.active_entities(),
+                self._active_entities(config),
                 frozenset(config.allow_list),
                 config.split_fields,
             )
             if key in self._kept:
                 self._kept.move_to_end(key)
-                return scanner.SensitivityReport()
+                return None
         report = scanner.scan(arguments, config)
         if key is not None and not report.findings:
             self._kept[key] = None
@@ -273,12 +302,36 @@ class GateResult:
     redactions: int = 0
 
 
+_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
+"""Built once (``json.dumps`` with these options builds an encoder per call)."""
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
+    """``json.dumps(value, default=str, separators=(",", ":"))``."""
+    return _ENCODER.encode(value)
 
 
 def _size(value: Any) -> int:
-    return len(_json(value).encode())
+    """The value's size as JSON, in bytes: the text is ASCII (non-ASCII is escaped), so its
+    length is its size."""
+    return len(_json(value))
+
+
+_TEXT_PART_FRAME = _size(TextContent(type="text", text="").model_dump()) - _size("")
+"""What a plain text part (no annotations, no ``_meta``, no extra fields) adds to its text's
+size as JSON: ``_size(part.model_dump())`` is this plus ``_size(part.text)``."""
+
+
+def _part_size(part: Any) -> int:
+    """``_size(part.model_dump())``, without the dump for a plain text part."""
+    if (
+        type(part) is TextContent
+        and part.annotations is None
+        and part.meta is None
+        and not part.model_extra
+    ):
+        return _TEXT_PART_FRAME + _size(part.text)
+    return _size(part.model_dump())
 
 
 class Gate:
@@ -304,6 +357,8 @@ class Gate:
         self.output = output or ToolOutputSettings()
         self._error_patterns = compile_patterns(self.output.error_patterns)
         self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
+        self._schemas: dict[str, tuple[list[Any], int, dict[str, dict[str, Any] | None]]] = {}
+        """By server: its tool list, its length and each tool's output schema by name."""
 
     @property
     def privacy_settings(self) -> PrivacySettings:
@@ -324,11 +379,16 @@ class Gate:
 
     def _output_schema(self, provider: Provider) -> dict[str, Any] | None:
         """The tool's declared ``outputSchema``, from the server's tool list (it settles how a
-        FastMCP answer is wrapped)."""
-        for tool in self.pool.status(str(provider.server)).tools:
-            if tool.name == provider.tool:
-                return tool.outputSchema
-        return None
+        FastMCP answer is wrapped). The list is indexed once per list the server gave (a
+        re-opened session lists its tools anew)."""
+        tools = self.pool.status(str(provider.server)).tools
+        known = self._schemas.get(str(provider.server))
+        if known is None or known[0] is not tools or known[1] != len(tools):
+            schemas: dict[str, dict[str, Any] | None] = {}
+            for tool in tools:
+                schemas.setdefault(tool.name, tool.outputSchema)
+            known = self._schemas[str(provider.server)] = (tools, len(tools), schemas)
+        return known[2].get(str(provider.tool))
 
     def _check_output(
         self, provider: Provider, result: Any, size: int, schema: dict[str, Any] | None
@@ -630,7 +690,7 @@ class _Call:
 
 
 def _answer_size(result: Any) -> int:
-    received = sum(_size(c.model_dump()) for c in result.content)
+    received = sum(_part_size(c) for c in result.content)
     if result.structuredContent is not None:
         received += _size(result.structuredContent)
     return received

@@ -313,6 +313,7 @@ class _ServerSession:
         self._requests: set[asyncio.Task[None]] = set()
         self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
+        self._call_name = f"mcp-call:{name}"
         self._suspect = False
         self._closed = False
         self._last_used = time.monotonic()
@@ -557,7 +558,7 @@ class _ServerSession:
             meta,
             scope=scope,
         )
-        request = asyncio.create_task(self._send(call, session), name=f"mcp-call:{self.name}")
+        request = asyncio.create_task(self._send(call, session), name=self._call_name)
         self._requests.add(request)
         request.add_done_callback(self._requests.discard)
         try:
@@ -572,6 +573,16 @@ class _ServerSession:
 
     async def _queue(self, tool: str, queue_timeout_s: float) -> ClientSession:
         """A slot and a live session within ``queue_timeout_s``; the slot is held on return."""
+        session = self._session
+        if (
+            session is not None
+            and not self._slots.locked()
+            and not self._suspect
+            and not self._closed
+            and self._alive()
+        ):  # a free slot on a healthy session: nothing to wait for, so no timer to arm
+            await self._slots.acquire()  # returns at once (not locked)
+            return session
         try:
             async with asyncio.timeout(queue_timeout_s):
                 await self._slots.acquire()

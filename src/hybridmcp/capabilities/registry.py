@@ -420,11 +420,16 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
 
 
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
+"""A decoder that refuses ``NaN`` and ``Infinity`` (built once: ``json.loads`` with a
+``parse_constant`` builds a decoder per call)."""
+
+
 def _json_or_text(text: str) -> Any:
     """A text's JSON value when it is JSON (``mcp-server-time`` answers so), else the text.
     ``NaN`` and ``Infinity`` stay text: they are not JSON, and NaN never compares equal."""
     try:
-        return json.loads(text, parse_constant=_not_json)
+        return _STRICT_JSON.decode(text)
     except ValueError:
         return text
 

@@ -125,7 +125,9 @@ def _attempt(
     if timing.in_flight is not None:
         attempt["in_flight"] = timing.in_flight
         attempt["service_ms"] = round(timing.service_ms(), 3)
-    return attempt | extra
+    if extra:
+        attempt.update(extra)
+    return attempt
 
 
 def _validator(res: Resources, skill: str) -> Any:
@@ -219,7 +221,7 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
     in the graph's context, once per batch: the notification arrives in the session's own
     task)."""
     write = _WRITER.get() or current_writer()
-    who = {k: item[k] for k in ("request_id", "provider", "round")}
+    who = {"request_id": item["request_id"], "provider": item["provider"], "round": item["round"]}
 
     def report(progress: dict[str, Any]) -> None:
         write({"type": "progress", **who, **progress})

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any, Literal
 
 from hybridmcp.config import BreakerConfig
@@ -54,6 +55,10 @@ class Transition:
     def to_event(self) -> dict[str, Any]:
         data = asdict(self)
         return {"code": EVENT[self.to_state], **{k: v for k, v in data.items() if v is not None}}
+
+
+_FAILED, _SLOW = itemgetter(0), itemgetter(1)
+"""The two flags of an outcome in a breaker's window: ``(failed, slow)``."""
 
 
 @dataclass
@@ -128,7 +133,7 @@ class CircuitBreaker:
         n = len(self.window)
         if not n:
             return 0.0, 0.0
-        return sum(f for f, _ in self.window) / n, sum(s for _, s in self.window) / n
+        return sum(map(_FAILED, self.window)) / n, sum(map(_SLOW, self.window)) / n
 
     def snapshot(self, now: float) -> dict[str, Any]:
         failure_rate, slow_rate = self.rates()
@@ -230,6 +235,8 @@ class BreakerBoard:
 
     def take_transitions(self, provider_id: str | None = None) -> list[Transition]:
         """Remove and return the recorded transitions (of one provider, or all)."""
+        if not self._transitions:  # the usual case: nothing to take
+            return []
         taken = [t for t in self._transitions if provider_id in (None, t.provider)]
         self._transitions = [t for t in self._transitions if provider_id not in (None, t.provider)]
         return taken
