@@ -131,7 +131,7 @@ def test_loop_lateness_while_the_provider_works_is_the_providers_time(
     turns = _cycled(pattern, send_ms + 20)
     if early_block is not None:  # ends at least 100 ms before the answer arrives
         block_ms, where = early_block
-        turns += _cycled(pattern, where * (answer_ms - block_ms - 130)) + [block_ms]
+        turns += [*_cycled(pattern, where * (answer_ms - block_ms - 130)), block_ms]
     turns += _cycled(pattern, answer_ms + 200)
     measured, wall = _measure(turns, send_ms, answer_ms, step, hops, probe_first)
     last_turns = (RECENT_WAKES + 1) * step * max(pattern)
