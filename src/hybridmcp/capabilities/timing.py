@@ -122,6 +122,7 @@ class CallTiming:
     """When the session last answered a request (``time.perf_counter()``; set by the pool at
     sending), for the service time of a call still running or abandoned."""
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
+    """The timeline's clock, the one its :class:`LoopLag` reads (given in tests)."""
     _held_at_end: float | None = field(default=None, repr=False)
 
     def mark_sent(self) -> None:
