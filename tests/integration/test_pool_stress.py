@@ -154,7 +154,7 @@ async def test_an_answer_waiting_behind_a_busy_loop_is_not_a_timeout() -> None:
     call's deadline right after sending: the answer waits unread in the pipe. The deadline is
     the provider's time, so the timer is set again for what the provider has left and the
     answer is read; the latency excludes the loop's lateness. Without a lag measure (no
-    ``lag_ms``) the same call times out: the deadline is then wall-clock."""
+    ``loop_lag``) the same call times out: the deadline is then wall-clock."""
     from hybridmcp.capabilities.timing import LoopLag
 
     lag = LoopLag()
@@ -164,7 +164,7 @@ async def test_an_answer_waiting_behind_a_busy_loop_is_not_a_timeout() -> None:
     async with asyncio.timeout(OUTER_S), pool() as p:
         await p.call_tool("faulty", "echo", {"text": "warm"}, 10.0)  # the server's first call
         for measured in (True, False):
-            timing = CallTiming(lag_ms=lag.total_ms if measured else None)
+            timing = CallTiming(loop_lag=lag if measured else None)
             call = asyncio.create_task(
                 p.call_tool("faulty", "echo", {"text": "hi"}, 0.3, timing=timing)
             )

@@ -356,7 +356,7 @@ async def invoke_internal(
         finally:
             timing.mark_ended()
     loop = asyncio.get_running_loop()
-    timing.lag_ms = None  # timed in its thread: the event loop's lateness is not in it
+    timing.loop_lag = None  # timed in its thread: the event loop's lateness is not in it
     # Either the thread starts the function (and marks it sent) before the caller gives up,
     # or it never starts it: a write abandoned in the executor's queue was never sent.
     starting, abandoned = threading.Lock(), threading.Event()

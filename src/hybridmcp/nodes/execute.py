@@ -282,7 +282,7 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
 def _timing(res: Resources) -> CallTiming:
     """A new attempt's timeline, its provider time measured without the loop's lateness."""
     res.loop_lag.ensure_running()
-    return CallTiming(lag_ms=res.loop_lag.total_ms)
+    return CallTiming(loop_lag=res.loop_lag)
 
 
 @dataclass
