@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, GetOp, PutOp
 
 from hybridmcp.persistence import LockTimeout, file_lock, lock_path
 from hybridmcp.policy.learning import ProviderStats
@@ -29,19 +29,45 @@ def stats_key(provider: str, skill: str) -> str:
 async def load_stats(
     store: BaseStore, pairs: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], ProviderStats]:
-    """Stats for each (provider, skill) pair; a pair never seen gets empty stats."""
-    out: dict[tuple[str, str], ProviderStats] = {}
-    for provider, skill in set(pairs):
-        item = await store.aget(NAMESPACE, stats_key(provider, skill))
-        out[(provider, skill)] = (
+    """Stats for each (provider, skill) pair; a pair never seen gets empty stats. One store
+    batch for all of them (one query on a database), read as ``aget`` reads each."""
+    wanted = list(set(pairs))
+    if not wanted:
+        return {}
+    refresh = _refresh_on_read(store)
+    items = await store.abatch(
+        [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
+    )
+    return {
+        (provider, skill): (
             ProviderStats.from_dict(item.value) if item else ProviderStats(provider, skill)
         )
-    return out
+        for (provider, skill), item in zip(wanted, items, strict=True)
+    }
 
 
 async def save_stats(store: BaseStore, stats: Iterable[ProviderStats]) -> None:
-    for s in stats:
-        await store.aput(NAMESPACE, stats_key(s.provider, s.skill), s.to_dict())
+    """Write each record as ``aput`` writes it, in one store batch (one transaction on a
+    database)."""
+    ttl = _default_ttl(store)
+    ops = [
+        PutOp(NAMESPACE, stats_key(s.provider, s.skill), s.to_dict(), index=None, ttl=ttl)
+        for s in stats
+    ]
+    if ops:
+        await store.abatch(ops)
+
+
+def _refresh_on_read(store: BaseStore) -> bool:
+    """What ``aget`` passes for a read without ``refresh_ttl``: the store's TTL setting."""
+    ttl_config = store.ttl_config
+    return ttl_config.get("refresh_on_read", True) if ttl_config is not None else True
+
+
+def _default_ttl(store: BaseStore) -> float | None:
+    """What ``aput`` passes for a write without ``ttl``: the store's default TTL, if any."""
+    ttl_config = store.ttl_config
+    return ttl_config.get("default_ttl") if ttl_config else None
 
 
 async def all_stats(store: BaseStore) -> list[ProviderStats]:

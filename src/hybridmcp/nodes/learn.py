@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, cast
 
 from langgraph.runtime import Runtime
 
@@ -10,13 +11,15 @@ from hybridmcp.events import EventCode
 from hybridmcp.policy.blame import learnable, request_faults, slow
 from hybridmcp.policy.learning import (
     ProviderStats,
+    draft_of,
+    fold_agreement,
+    fold_call,
+    fold_censored,
+    fold_learned,
+    fold_pass,
+    fold_verdict,
+    from_draft,
     learned_from,
-    mark_learned,
-    observe_agreement,
-    observe_call,
-    observe_censored,
-    observe_pass,
-    observe_verdict,
     percentile,
     prediction_accuracy,
 )
@@ -28,21 +31,31 @@ from hybridmcp.stats_store import load_stats, save_stats, stats_lock
 
 def run_metrics(state: State, now: float) -> dict[str, Any]:
     attempts = state.get("attempts", [])
-    latencies = [a["latency_ms"] for a in attempts if a["ok"]]
-    by_side = {
-        side: [a for a in attempts if a["side"] == side] for side in ("internal", "external")
-    }
+    # One pass over the attempts for every figure (they are many at a large N).
+    latencies: list[float] = []
+    calls = {"internal": 0, "external": 0}
+    failed = {"internal": 0, "external": 0}
+    cost: float = 0  # as sum() adds: an int until a float is added
+    for a in attempts:
+        side = a["side"]
+        if a["ok"]:
+            latencies.append(a["latency_ms"])
+        elif side in failed:
+            failed[side] += 1
+        if side in calls:
+            calls[side] += 1
+        cost += a.get("cost") or 0.0
     return {
         "requests": len(state["requests"]),
         "answered": sum(1 for r in state.get("results", {}).values() if r["error"] is None),
         "rounds": state.get("round", 0),
-        "calls": {side: len(v) for side, v in by_side.items()},
-        "failed_calls": {side: sum(1 for a in v if not a["ok"]) for side, v in by_side.items()},
+        "calls": calls,
+        "failed_calls": failed,
         "reallocations": sum(
             1 for e in state.get("events", []) if e.get("code") == EventCode.REALLOCATION
         ),
         "conflicts": len(state.get("conflicts", [])),
-        "cost": round(sum(a.get("cost") or 0.0 for a in attempts), 6),
+        "cost": round(cost, 6),
         "latency_ms": {
             "p50": round(percentile(latencies, 50), 3) if latencies else None,
             "p99": round(percentile(latencies, 99), 3) if latencies else None,
@@ -50,18 +63,40 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "wall_ms": round((now - state["started_at"]) * 1000, 3)
         if state.get("started_at")
         else None,
-        "prediction": prediction_accuracy(attempts, _predictions(state)),
+        "prediction": prediction_accuracy(attempts, _Predictions(state.get("allocations", {}))),
     }
 
 
-def _predictions(state: State) -> dict[tuple[str, str], dict[str, Any]]:
-    """What arbitration predicted of each (request, provider) it scored."""
-    return {
-        (rid, provider): score["prediction"]
-        for rid, allocation in state.get("allocations", {}).items()
-        for provider, score in allocation.get("scores", {}).items()
-        if score.get("prediction")
-    }
+class _Predictions(Mapping[tuple[str, str], Mapping[str, Any]]):
+    """What arbitration predicted of each (request, provider) it scored, read from the
+    allocations where they are (not copied into a dict of their own)."""
+
+    def __init__(self, allocations: Mapping[str, Mapping[str, Any]]) -> None:
+        self.allocations = allocations
+
+    def __getitem__(self, key: tuple[str, str]) -> Mapping[str, Any]:
+        rid, provider = key
+        allocation = self.allocations.get(rid)
+        score = allocation.get("scores", {}).get(provider) if allocation else None
+        prediction = score.get("prediction") if score else None
+        if not prediction:
+            raise KeyError(key)
+        return cast(Mapping[str, Any], prediction)
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for rid, allocation in self.allocations.items():
+            for provider, score in allocation.get("scores", {}).items():
+                if score.get("prediction"):
+                    yield rid, provider
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def passed_over(state: State) -> list[str]:
@@ -115,53 +150,54 @@ def _fold_run(
     now: float,
 ) -> list[ProviderStats]:
     """The statistics ``loaded`` with this run's observations folded in (none for a record
-    that already holds the run: a resumed run is counted once)."""
+    that already holds the run: a resumed run is counted once). Each record's observations
+    are folded into one draft of it, in the order the ``observe_*`` functions would take them."""
     arbitration = res.config.arbitration_config
     attempts = state.get("attempts", [])
     # A run is identified by its id and start (a thread can hold several runs when the
     # coordinator is embedded); statistics that already hold it are left alone on a resume.
     run = f"{state.get('run_id')}@{state.get('started_at')}"
-    stats = {key: s for key, s in loaded.items() if not learned_from(s, run)}
+    drafts = {key: draft_of(s) for key, s in loaded.items() if not learned_from(s, run)}
     for key in passes:
-        if key in stats:
-            stats[key] = observe_pass(stats[key], now=now, half_life=arbitration.stale_half_life)
+        draft = drafts.get(key)
+        if draft is not None:
+            fold_pass(draft, now=now, half_life=arbitration.stale_half_life)
     faults = request_faults(attempts)
+    alpha = arbitration.ewma_alpha
     for a in sorted(attempts, key=lambda a: a["started_at"]):
-        key = (a["provider"], a["skill"])
+        draft = drafts.get((a["provider"], a["skill"]))
+        if draft is None:
+            continue
         how = learnable(a, faults)
-        if key not in stats or how is None:
+        if how is None:
             continue
         if how == "censored":
-            stats[key] = observe_censored(
-                stats[key],
-                latency_ms=a["latency_ms"],
-                now=now,
-                alpha=arbitration.ewma_alpha,
-                slow=slow(a),
-            )
+            fold_censored(draft, latency_ms=a["latency_ms"], now=now, alpha=alpha, slow=slow(a))
             continue
-        stats[key] = observe_call(
-            stats[key],
+        fold_call(
+            draft,
             ok=a["ok"],
             latency_ms=a["latency_ms"],
             cost=a.get("cost") or 0.0,
             now=now,
-            alpha=arbitration.ewma_alpha,
+            alpha=alpha,
             slow=slow(a),
         )
     for result in state.get("results", {}).values():
         for provider, confirmed in (result.get("verdicts") or {}).items():
-            key = (provider, skill_of.get(provider, result["skill"]))
-            if key in stats:
-                stats[key] = observe_verdict(stats[key], confirmed=confirmed, now=now)
+            draft = drafts.get((provider, skill_of.get(provider, result["skill"])))
+            if draft is not None:
+                fold_verdict(draft, confirmed=confirmed, now=now)
         agreed = result.get("agreement")
         if agreed is None:
             continue
         for provider in result.get("sources", []):
-            key = (provider, skill_of.get(provider, result["skill"]))
-            if key in stats:
-                stats[key] = observe_agreement(stats[key], agreed=agreed, now=now)
-    return [mark_learned(s, run) for s in stats.values()]
+            draft = drafts.get((provider, skill_of.get(provider, result["skill"])))
+            if draft is not None:
+                fold_agreement(draft, agreed=agreed, now=now)
+    for draft in drafts.values():
+        fold_learned(draft, run)
+    return [from_draft(draft) for draft in drafts.values()]
 
 
 def _providers(state: State) -> set[str]:

@@ -101,40 +101,114 @@ class ProviderStats:
         return cls(**values)
 
 
-_FIELDS = frozenset(ProviderStats.__dataclass_fields__)
-
-
-def _evolve(stats: ProviderStats, **changes: Any) -> ProviderStats:
-    """``dataclasses.replace`` without running ``__init__`` again (a sixth of its time: every
-    field is plain data, nothing to convert or check), for the fold of every attempt."""
-    unknown = changes.keys() - _FIELDS
-    if unknown:
-        raise TypeError(f"ProviderStats has no field(s) {', '.join(sorted(unknown))}")
-    new = object.__new__(ProviderStats)
-    fields = new.__dict__
-    fields.update(stats.__dict__)
-    fields.update(changes)
-    return new
-
-
 def _blend(old: float | None, new: float, weight: float) -> float:
     return new if old is None else (1 - weight) * old + weight * new
 
 
-def _fold_latency(stats: ProviderStats, latency_ms: float, weight: float) -> dict[str, float]:
+# Each observation is folded into a draft: a dict of the statistics' fields, changed in place.
+# The public ``observe_*`` functions fold one observation into a copy of the statistics; a run's
+# learning (:func:`fold_observations`) folds all of a record's observations into one draft and
+# builds one object from it. Either way, the same arithmetic in the same order.
+
+
+def _fold_latency(draft: dict[str, Any], latency_ms: float, weight: float) -> None:
     """The latency mean, its mean absolute deviation and the tail estimate, with one more
-    observation of weight ``weight`` (the fields to replace)."""
-    mean = _blend(stats.ewma_latency_ms, latency_ms, weight)
+    observation of weight ``weight``."""
+    old = draft["ewma_latency_ms"]
+    mean = _blend(old, latency_ms, weight)
     dev = (
         0.0
-        if stats.ewma_latency_ms is None
-        else (1 - weight) * stats.ewma_latency_dev_ms + weight * abs(latency_ms - mean)
+        if old is None
+        else (1 - weight) * draft["ewma_latency_dev_ms"] + weight * abs(latency_ms - mean)
     )
-    return {
-        "ewma_latency_ms": mean,
-        "ewma_latency_dev_ms": dev,
-        "p95_latency_ms": mean + TAIL_DEVIATIONS * dev,
-    }
+    draft["ewma_latency_ms"] = mean
+    draft["ewma_latency_dev_ms"] = dev
+    draft["p95_latency_ms"] = mean + TAIL_DEVIATIONS * dev
+
+
+def _weight(draft: Mapping[str, Any], alpha: float) -> float:
+    """The weight of a new observation: ``max(alpha, 1 / (evidence + 1))``."""
+    return max(alpha, 1.0 / (draft["evidence"] + 1.0))
+
+
+def fold_call(
+    draft: dict[str, Any],
+    *,
+    ok: bool,
+    latency_ms: float,
+    cost: float,
+    now: float,
+    alpha: float = DEFAULT_ALPHA,
+    slow: bool = False,
+) -> None:
+    """:func:`observe_call` on a draft (changed in place)."""
+    weight = _weight(draft, alpha)
+    _fold_latency(draft, latency_ms, weight)
+    draft["calls"] += 1
+    draft["successes"] += int(ok)
+    draft["success_rate"] = _blend(draft["success_rate"], 1.0 if ok else 0.0, weight)
+    draft["slow_rate"] = _blend(draft["slow_rate"], 1.0 if slow else 0.0, weight)
+    draft["cost_per_call"] = _blend(draft["cost_per_call"], cost, weight)
+    draft["evidence"] += 1.0
+    draft["passed_over"] = 0
+    draft["last_call_at"] = now
+    draft["updated_at"] = now
+
+
+def fold_censored(
+    draft: dict[str, Any],
+    *,
+    latency_ms: float,
+    now: float,
+    alpha: float = DEFAULT_ALPHA,
+    slow: bool = False,
+) -> None:
+    """:func:`observe_censored` on a draft (changed in place)."""
+    weight = _weight(draft, alpha)
+    if slow:  # an observation of degradation: evidence like any other
+        draft["slow_rate"] = _blend(draft["slow_rate"], 1.0, weight)
+        draft["evidence"] += 1.0
+        draft["passed_over"] = 0
+    mean = draft["ewma_latency_ms"]
+    if mean is not None and latency_ms > mean:
+        _fold_latency(draft, latency_ms, weight)
+    draft["censored"] += 1
+    draft["last_call_at"] = now
+    draft["updated_at"] = now
+
+
+def fold_verdict(draft: dict[str, Any], *, confirmed: bool, now: float) -> None:
+    """:func:`observe_verdict` on a draft (changed in place)."""
+    draft["confirmations"] += int(confirmed)
+    draft["refutations"] += int(not confirmed)
+    draft["updated_at"] = now
+
+
+def fold_agreement(draft: dict[str, Any], *, agreed: bool, now: float) -> None:
+    """:func:`observe_agreement` on a draft (changed in place)."""
+    draft["cross_validations"] += 1
+    draft["agreements"] += int(agreed)
+    draft["agreement_streak"] = draft["agreement_streak"] + 1 if agreed else 0
+    draft["updated_at"] = now
+
+
+def fold_pass(draft: dict[str, Any], *, now: float, half_life: float = DEFAULT_HALF_LIFE) -> None:
+    """:func:`observe_pass` on a draft (changed in place)."""
+    draft["passed_over"] += 1
+    draft["evidence"] = draft["evidence"] * 0.5 ** (1.0 / half_life)
+    draft["updated_at"] = now
+
+
+def draft_of(stats: ProviderStats) -> dict[str, Any]:
+    """A copy of the statistics' fields, to fold observations into."""
+    return dict(stats.__dict__)
+
+
+def from_draft(draft: Mapping[str, Any]) -> ProviderStats:
+    """The statistics of a draft (every field plain data: nothing to convert or check)."""
+    new = object.__new__(ProviderStats)
+    new.__dict__.update(draft)
+    return new
 
 
 def observe_call(
@@ -153,20 +227,9 @@ def observe_call(
     two EWMA absolute deviations (the Jacobson/Karels estimator TCP uses for retransmission
     timeouts): it tracks p95 for roughly normal latencies without keeping samples.
     """
-    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
-    return _evolve(
-        stats,
-        **_fold_latency(stats, latency_ms, weight),
-        calls=stats.calls + 1,
-        successes=stats.successes + int(ok),
-        success_rate=_blend(stats.success_rate, 1.0 if ok else 0.0, weight),
-        slow_rate=_blend(stats.slow_rate, 1.0 if slow else 0.0, weight),
-        cost_per_call=_blend(stats.cost_per_call, cost, weight),
-        evidence=stats.evidence + 1.0,
-        passed_over=0,
-        last_call_at=now,
-        updated_at=now,
-    )
+    draft = draft_of(stats)
+    fold_call(draft, ok=ok, latency_ms=latency_ms, cost=cost, now=now, alpha=alpha, slow=slow)
+    return from_draft(draft)
 
 
 def observe_censored(
@@ -181,23 +244,9 @@ def observe_censored(
     the current mean raises the latency estimate; a cut past the slow threshold (``slow``: a
     straggler, a hedge lost while degraded) counts as slow; success is never touched (a
     healthy provider keeps its success rate however many hedges it loses)."""
-    weight = max(alpha, 1.0 / (stats.evidence + 1.0))
-    if slow:  # an observation of degradation: evidence like any other
-        stats = _evolve(
-            stats,
-            slow_rate=_blend(stats.slow_rate, 1.0, weight),
-            evidence=stats.evidence + 1.0,
-            passed_over=0,
-        )
-    if stats.ewma_latency_ms is None or latency_ms <= stats.ewma_latency_ms:
-        return _evolve(stats, censored=stats.censored + 1, last_call_at=now, updated_at=now)
-    return _evolve(
-        stats,
-        **_fold_latency(stats, latency_ms, weight),
-        censored=stats.censored + 1,
-        last_call_at=now,
-        updated_at=now,
-    )
+    draft = draft_of(stats)
+    fold_censored(draft, latency_ms=latency_ms, now=now, alpha=alpha, slow=slow)
+    return from_draft(draft)
 
 
 def trust(confirmations: int, refutations: int) -> float:
@@ -208,37 +257,27 @@ def trust(confirmations: int, refutations: int) -> float:
 
 def observe_verdict(stats: ProviderStats, *, confirmed: bool, now: float) -> ProviderStats:
     """An answer of this provider was shown right (``confirmed``) or wrong."""
-    return _evolve(
-        stats,
-        confirmations=stats.confirmations + int(confirmed),
-        refutations=stats.refutations + int(not confirmed),
-        updated_at=now,
-    )
+    draft = draft_of(stats)
+    fold_verdict(draft, confirmed=confirmed, now=now)
+    return from_draft(draft)
 
 
 def observe_agreement(stats: ProviderStats, *, agreed: bool, now: float) -> ProviderStats:
     """Fold one cross-validation outcome into the statistics. A disagreement ends the streak
     of agreements, which is what lets arbitration stop cross-validating a skill (see
     :func:`hybridmcp.policy.arbitration.validation_evidence`)."""
-    return _evolve(
-        stats,
-        cross_validations=stats.cross_validations + 1,
-        agreements=stats.agreements + int(agreed),
-        agreement_streak=stats.agreement_streak + 1 if agreed else 0,
-        updated_at=now,
-    )
+    draft = draft_of(stats)
+    fold_agreement(draft, agreed=agreed, now=now)
+    return from_draft(draft)
 
 
 def observe_pass(
     stats: ProviderStats, *, now: float, half_life: float = DEFAULT_HALF_LIFE
 ) -> ProviderStats:
     """Arbitration could have used this provider and chose another: its evidence ages."""
-    return _evolve(
-        stats,
-        passed_over=stats.passed_over + 1,
-        evidence=stats.evidence * 0.5 ** (1.0 / half_life),
-        updated_at=now,
-    )
+    draft = draft_of(stats)
+    fold_pass(draft, now=now, half_life=half_life)
+    return from_draft(draft)
 
 
 RECENT_RUNS = 16
@@ -252,7 +291,14 @@ def learned_from(stats: ProviderStats, run: str) -> bool:
 def mark_learned(stats: ProviderStats, run: str, keep: int = RECENT_RUNS) -> ProviderStats:
     """Remember that this run was folded in. Saved with the statistics in one write, so a run
     resumed after being killed while it saved them is never counted twice."""
-    return _evolve(stats, recent_runs=(*stats.recent_runs, run)[-keep:])
+    draft = draft_of(stats)
+    fold_learned(draft, run, keep)
+    return from_draft(draft)
+
+
+def fold_learned(draft: dict[str, Any], run: str, keep: int = RECENT_RUNS) -> None:
+    """:func:`mark_learned` on a draft (changed in place)."""
+    draft["recent_runs"] = (*draft["recent_runs"], run)[-keep:]
 
 
 @dataclass(frozen=True)
