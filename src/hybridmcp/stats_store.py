@@ -12,9 +12,9 @@ import hashlib
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-from langgraph.store.base import BaseStore, GetOp, PutOp
+from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
 from hybridmcp.persistence import LockTimeout, file_lock, lock_path
 from hybridmcp.policy.learning import ProviderStats
@@ -35,8 +35,11 @@ async def load_stats(
     if not wanted:
         return {}
     refresh = _refresh_on_read(store)
-    items = await store.abatch(
-        [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
+    items = cast(
+        "list[Item | None]",
+        await store.abatch(
+            [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
+        ),
     )
     return {
         (provider, skill): (
