@@ -141,7 +141,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     # ``server.tool`` skill shares its provider with the configured skill that wraps the tool).
     key = {
         p.id: (p.id, res.registry.provider(p.id).skill)
-        for s in skills.values()
+        for s in {s.name: s for s in skills.values()}.values()  # each skill once, not per request
         for p in s.providers
     }
     stats = await load_stats(runtime.store or res.store, key.values())
@@ -197,16 +197,17 @@ class _Arbiter:
     ) -> None:
         self.res, self.state, self.stats = res, state, stats
         self.budget = BudgetPlan((state.get("constraints") or {}).get("budget"))
-        projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
         # cost_optimization: a budget's pressure raises the cost weight (off: the weights as
-        # configured; the budget still refuses what it cannot pay for).
+        # configured; the budget still refuses what it cannot pay for). No budget, no pressure.
         optimize = res.config.coordination_config.cost_optimization
-        self.criteria = budget_criteria(
-            res.config.optimization_criteria,
-            pressure(self.budget.limit, projected) if optimize else 0.0,
-        )
+        self.criteria = res.config.optimization_criteria
+        if optimize and self.budget.limit is not None:
+            projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
+            self.criteria = budget_criteria(self.criteria, pressure(self.budget.limit, projected))
         self.candidates: dict[tuple[str, bool], Candidate] = {}
         self.memo: dict[Any, Any] = {}
+        self.decided: dict[tuple[Any, ...], dict[str, Any]] = {}
+        """Allocations decided, by everything the decision reads: requests alike get a copy."""
         self.probed: set[str] = set()
         self.half_open: dict[str, bool] = {}
         self.plans: dict[tuple[Any, ...], DisclosurePlan] = {}
@@ -255,22 +256,54 @@ class _Arbiter:
             self.budget.admit(rid, self.candidate(p, p.id in privacy.redacting), p.cost_per_call)
             for p in skill.providers
         ]
-        allocation = decide(
-            strategy=request.get("strategy", "auto"),
-            critical=bool(request.get("critical", False)),
-            profile=self.state["profiles"][rid],
-            candidates=candidates,
-            criteria=self.criteria,
-            arbitration=cfg.arbitration_config,
-            mapping=cfg.capability_mapping,
-            audit_key=f"{self.state['run_id']}:{rid}",
-            fallback=cfg.coordination_config.fallback
+        strategy = request.get("strategy", "auto")
+        critical = bool(request.get("critical", False))
+        profile = self.state["profiles"][rid]
+        fallback = (
+            cfg.coordination_config.fallback
             if request.get("fallback") is None
-            else bool(request["fallback"]),
-            effect=skill.effect,
-            cross_validate=cfg.coordination_config.quality_validation,
-            memo=self.memo,
+            else bool(request["fallback"])
         )
+        # Everything the decision reads but the run's constants (criteria, configuration) and
+        # the audit key (read only by validation sampling, whose allocations are not kept).
+        # Without a budget the candidates are this pass's own, alive as long as it is.
+        alike = (
+            (
+                strategy,
+                critical,
+                fallback,
+                skill.effect,
+                tuple(map(id, candidates)),
+                tuple(profile.get("needs", ())),
+                str(profile.get("data_sensitivity", "public")),
+                str(profile.get("declared_sensitivity", "public")),
+            )
+            if self.budget.limit is None
+            else None
+        )
+        try:
+            decided = self.decided.get(alike) if alike is not None else None
+        except TypeError:  # a request's field of a kind no key can hold: decided on its own
+            alike = decided = None
+        if decided is not None:
+            allocation = dict(decided)  # its lists are shared, read-only, like its scores
+        else:
+            allocation = decide(
+                strategy=strategy,
+                critical=critical,
+                profile=profile,
+                candidates=candidates,
+                criteria=self.criteria,
+                arbitration=cfg.arbitration_config,
+                mapping=cfg.capability_mapping,
+                audit_key=f"{self.state['run_id']}:{rid}",
+                fallback=fallback,
+                effect=skill.effect,
+                cross_validate=cfg.coordination_config.quality_validation,
+                memo=self.memo,
+            )
+            if alike is not None and "validation_sampling" not in allocation:
+                self.decided[alike] = dict(allocation)
         if self.budget.limit is not None:
             allocation["budget"] = {
                 "remaining": self.budget.remaining,
@@ -280,8 +313,10 @@ class _Arbiter:
         if allocation["mode"] == "none":
             return allocation, _why_none(skill, allocation, privacy)
         # Reserve what the deterministic choice would spend; LM advice can only narrow a
-        # hybrid allocation to one side, so the reservation stays an upper bound.
-        self.budget.commit(p.cost_per_call for p in _chosen(self.res, allocation))
+        # hybrid allocation to one side, so the reservation stays an upper bound. (Without a
+        # budget nothing reads what is reserved.)
+        if self.budget.limit is not None:
+            self.budget.commit(p.cost_per_call for p in _chosen(self.res, allocation))
         return allocation, None
 
 
@@ -304,18 +339,35 @@ def _first_round(
 ) -> list[WorkItem]:
     """The first round's work: each allocated request on its chosen providers, watched."""
     pending: list[WorkItem] = []
+    coordination = res.config.coordination_config
+    # A watch plan reads the provider, the allocation's mode, criticality and effect, and its
+    # scores and ranking: requests whose allocations share those (copies of one decision) share
+    # the plan's numbers (each item gets its own copy). The ids are those of objects the
+    # allocations hold for the whole pass.
+    plans: dict[tuple[Any, ...], dict[str, Any]] = {}
     for request in requests:
         planned = allocations.get(str(request["id"]))
         if planned is None or planned["mode"] == "none":
             continue
         for provider in _chosen(res, planned):
             item = work_item(state, request, provider.id, provider.skill, provider.side, 1)
-            item["watch"] = watch_plan(
-                planned,
+            alike = (
                 provider.id,
-                res.config.resilience,
-                monitoring=res.config.coordination_config.performance_monitoring,
-                parallel=res.config.coordination_config.parallel_execution,
+                planned["mode"],
+                planned.get("critical"),
+                planned.get("effect"),
+                id(planned.get("scores")),
+                id(planned.get("ranking")),
             )
+            plan = plans.get(alike)
+            if plan is None:
+                plan = plans[alike] = watch_plan(
+                    planned,
+                    provider.id,
+                    res.config.resilience,
+                    monitoring=coordination.performance_monitoring,
+                    parallel=coordination.parallel_execution,
+                )
+            item["watch"] = dict(plan)
             pending.append(item)
     return pending
