@@ -1,6 +1,7 @@
-"""Arbitration decides requests that are alike once and gives each a copy: every request of a
-mixed run gets exactly the allocation, and the watched work item, it gets when it is arbitrated
-alone (against a real MCP server, with learned statistics that make validation sampling draw)."""
+"""Analysis and arbitration assess and decide requests that are alike once, each getting a
+copy: every request of a mixed run gets exactly the profile, the allocation and the watched
+work item it gets when it is analysed and arbitrated alone (against a real MCP server, with
+learned statistics that make validation sampling draw)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,10 @@ CONFIG = parse_config(
 )
 
 
-def requests(rng: random.Random, n: int) -> list[dict[str, Any]]:
+LONG = " + ".join(["1"] * 200)  # a few of these take the run's scan off the event loop
+
+
+def requests(rng: random.Random, n: int, long: bool = True) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         r: dict[str, Any] = {
@@ -48,7 +52,11 @@ def requests(rng: random.Random, n: int) -> list[dict[str, Any]]:
             "strategy": rng.choice(["auto", "auto", "internal", "external", "hybrid"]),
         }
         r["args"] = (
-            {"expression": rng.choice(["1 + 2", "2 * 3", "card 4111 1111 1111 1111"])}
+            {
+                "expression": rng.choice(
+                    ["1 + 2", "2 * 3", "10 + 20", "card 4111 1111 1111 1111", *[LONG] * long]
+                )
+            }
             if r["skill"] == "math.calculate"
             else {"timezone": "UTC"}
         )
@@ -68,7 +76,8 @@ async def decide(res: Resources, store: Any, reqs: list[dict[str, Any]], run: st
     state |= await analyze(state, runtime, {"configurable": {"thread_id": run}})  # type: ignore[arg-type]
     update = await arbitrate(state, runtime)  # type: ignore[arg-type]
     pending = {(p["request_id"], p["provider"]): p for p in update["pending"]}
-    return update["allocations"], pending, update.get("errors", {})
+    errors = state["errors"] | update.get("errors", {})
+    return update["allocations"], pending, errors, state["profiles"]
 
 
 async def test_every_request_of_a_mixed_run_is_allocated_as_it_would_be_alone():
@@ -97,14 +106,22 @@ async def test_every_request_of_a_mixed_run_is_allocated_as_it_would_be_alone():
                             for p in (EXTERNAL, INTERNAL)
                         ],
                     )
-                for seed in range(4):
+                for seed in range(8):
                     run = f"run-{learned}-{seed}"
-                    reqs = requests(random.Random(seed), 60)
-                    together, pending, errors = await decide(res, store, reqs, run)
+                    # small runs are scanned on the event loop, large ones in a thread
+                    reqs = (
+                        requests(random.Random(seed), 60)
+                        if seed % 2
+                        else requests(random.Random(seed), 10, long=False)
+                    )
+                    together, pending, errors, profiles = await decide(res, store, reqs, run)
                     assert together  # the run decided something
                     for r in reqs:
-                        alone, alone_pending, alone_errors = await decide(res, store, [r], run)
+                        alone, alone_pending, alone_errors, alone_profiles = await decide(
+                            res, store, [r], run
+                        )
                         rid = r["id"]
+                        assert profiles.get(rid) == alone_profiles.get(rid), r
                         assert together.get(rid) == alone.get(rid), r
                         assert errors.get(rid) == alone_errors.get(rid), r
                         mine = {k: v for k, v in pending.items() if k[0] == rid}

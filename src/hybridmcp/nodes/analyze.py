@@ -31,20 +31,38 @@ per request; building an engine takes seconds)."""
 
 def _inline_sizes(
     requests: list[dict[str, Any]], settings: PrivacySettings
-) -> list[int | None] | None:
-    """Each request's arguments' size in bytes as JSON (as the scan measures them) when they
-    are small enough in all to scan on the event loop; None when they are not."""
+) -> tuple[list[int | None], list[str | None]] | None:
+    """Each request's arguments' size in bytes as JSON (as the scan measures them), and that
+    JSON text, when they are small enough in all to scan on the event loop; None when they are
+    not."""
     if not settings.enabled:
-        return [None] * len(requests)
+        return [None] * len(requests), [None] * len(requests)
     sizes: list[int | None] = []
+    texts: list[str | None] = []
     total = 0
     for r in requests:
-        size = len(json.dumps(r.get("args", {}), default=str).encode())
+        text = json.dumps(r.get("args", {}), default=str)
+        size = len(text.encode())
         total += size
         if total > INLINE_SCAN_BYTES:
             return None
         sizes.append(size)
-    return sizes
+        texts.append(text)
+    return sizes, texts
+
+
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> bool:
+    """JSON's own types only (exact types, string keys): its JSON text says all of it, so two
+    arguments with the same text scan the same."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list:
+        return all(_plain(v) for v in value)
+    return kind in _PLAIN_SCALARS
 
 
 def _scan_all(
@@ -52,20 +70,38 @@ def _scan_all(
     settings: PrivacySettings,
     sizes: list[int | None] | None = None,
     scanner: Callable[[Any, PrivacyConfig | None], SensitivityReport] = scan,
+    texts: list[str | None] | None = None,
 ) -> dict[str, Any]:
-    """Each request's privacy fields: the declared sensitivity, raised by what the scan finds."""
-    return {
-        str(r.get("id")): assess(
-            r.get("args", {}),
-            r.get("sensitivity"),
+    """Each request's privacy fields: the declared sensitivity, raised by what the scan finds.
+    Requests with the same plain arguments (the same JSON text) and the same declared level
+    are assessed once; each gets its own copy of the fields (``texts``: the arguments' JSON
+    text, when the caller made it already)."""
+    out: dict[str, Any] = {}
+    seen: dict[tuple[str, str | None], dict[str, Any]] = {}
+    for i, r in enumerate(requests):
+        args = r.get("args", {})
+        declared = r.get("sensitivity")
+        key: tuple[str, str | None] | None = None
+        if settings.enabled and (declared is None or type(declared) is str) and _plain(args):
+            text = texts[i] if texts else None
+            key = (text if text is not None else json.dumps(args, default=str), declared)
+            fields = seen.get(key)
+            if fields is not None:
+                out[str(r.get("id"))] = dict(fields)
+                continue
+        fields = assess(
+            args,
+            declared,
             enabled=settings.enabled,
             detection=settings.detection,
             max_scan_bytes=settings.max_scan_bytes,
-            size=size,
+            size=sizes[i] if sizes else None,
             scanner=scanner,
         )
-        for r, size in zip(requests, sizes or [None] * len(requests), strict=True)
-    }
+        if key is not None:
+            seen[key] = fields
+        out[str(r.get("id"))] = dict(fields) if key is not None else fields
+    return out
 
 
 def _memory_scan(
@@ -86,19 +122,27 @@ async def analyze(
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    sizes = _inline_sizes(state["requests"], res.config.privacy)
+    measured = _inline_sizes(state["requests"], res.config.privacy)
+    sizes = measured[0] if measured is not None else None
     privacy = None
-    if sizes is not None:
+    if measured is not None:
         try:
             with without_loading():
                 privacy = _scan_all(
-                    state["requests"], res.config.privacy, sizes, _memory_scan(res.gate.privacy)
+                    state["requests"],
+                    res.config.privacy,
+                    sizes,
+                    _memory_scan(res.gate.privacy),
+                    measured[1],
                 )
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
     if privacy is None:
         privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
     validated = runtime.context is not None and runtime.context.validated
+    # The requirements read the skill, the arguments' size and the sensitivity only: requests
+    # alike share them (each profile is a dict of its own, merged with its privacy fields).
+    requirements: dict[tuple[str, int, str], dict[str, Any]] = {}
     for i, request in enumerate(state["requests"]):
         rid = str(request.get("id"))
         try:
@@ -108,17 +152,22 @@ async def analyze(
         except TaskError as err:
             errors[rid] = str(err)
             continue
-        profiles[rid] = (
-            analyze_requirements(
+        size = sizes[i] if sizes else None
+        sensitivity = privacy[rid]["data_sensitivity"]
+        key = (skill.name, size, sensitivity) if size is not None else None
+        needs = requirements.get(key) if key is not None else None
+        if needs is None:
+            needs = analyze_requirements(
                 skill=skill.name,
                 tags=skill.tags,
                 complexity=skill.complexity,
                 args=request.get("args", {}),
-                sensitivity=privacy[rid]["data_sensitivity"],
-                size=sizes[i] if sizes else None,
+                sensitivity=sensitivity,
+                size=size,
             )
-            | privacy[rid]
-        )
+            if key is not None:
+                requirements[key] = needs
+        profiles[rid] = needs | privacy[rid]
     started_at = res.clock()  # before the LM: its time counts against the run's deadline
     coordination, events = await coordinate(res, state["requests"], profiles)
     return {

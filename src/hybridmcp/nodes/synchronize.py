@@ -39,16 +39,31 @@ _WHEN_SET = (
 _PREDICTED = ("latency_ms", "p95_latency_ms", "success")
 
 
-def _summary(attempt: Mapping[str, Any], scores: Mapping[str, Any]) -> dict[str, Any]:
+def _summary(
+    attempt: Mapping[str, Any],
+    scores: Mapping[str, Any],
+    predicted: dict[int, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     """What happened, next to what arbitration predicted of the provider (None for a provider
-    it did not score)."""
-    out = {k: attempt.get(k) for k in _KEEP}
+    it did not score). ``predicted``: the rounded predictions so far, by the id of the
+    prediction they came from (requests alike share their scores), each summary a copy."""
+    get = attempt.get
+    out = {k: get(k) for k in _KEEP}
     for k in _WHEN_SET:
-        value = attempt.get(k)
+        value = get(k)
         if value is not None:
             out[k] = value
     prediction = scores.get(attempt["provider"], {}).get("prediction")
-    out["predicted"] = {k: round(prediction[k], 4) for k in _PREDICTED} if prediction else None
+    if not prediction:
+        out["predicted"] = None
+        return out
+    if predicted is None:
+        out["predicted"] = {k: round(prediction[k], 4) for k in _PREDICTED}
+        return out
+    rounded = predicted.get(id(prediction))
+    if rounded is None:
+        rounded = predicted[id(prediction)] = {k: round(prediction[k], 4) for k in _PREDICTED}
+    out["predicted"] = dict(rounded)
     return out
 
 
@@ -125,11 +140,14 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     conflicts: list[dict[str, Any]] = []
     answered: dict[str, list[Answer]] = {}
     events: list[dict[str, Any]] = []
+    allocations = state.get("allocations", {})
+    errors = state.get("errors", {})
+    predicted: dict[int, dict[str, float]] = {}
     for request in state["requests"]:
         rid = str(request["id"])
-        allocation = state.get("allocations", {}).get(rid)
+        allocation = allocations.get(rid)
         result, answers, conflict = _integrate_request(
-            res, request, by_request.get(rid, []), allocation, sides, state.get("errors", {})
+            res, request, by_request.get(rid, []), allocation, sides, errors, predicted
         )
         results[rid] = result
         if answers:
@@ -181,9 +199,10 @@ def _integrate_request(
     allocation: Allocation | None,
     sides: Mapping[str, str],
     errors: Mapping[str, str],
+    predicted: dict[int, dict[str, float]] | None = None,
 ) -> tuple[dict[str, Any], list[Answer], dict[str, Any] | None]:
     """One request's result (answered or not), the answers compared, and its conflict record
-    if the answers disagreed."""
+    if the answers disagreed (``predicted``: see :func:`_summary`)."""
     rid = str(request["id"])
     scores = allocation["scores"] if allocation else {}
     result: dict[str, Any] = {
@@ -194,7 +213,7 @@ def _integrate_request(
         "served_by": None,
         "allocation": allocation["mode"] if allocation else "none",
         "allocation_rule": allocation["rule"] if allocation else None,
-        "attempts": [_summary(a, scores) for a in attempts],
+        "attempts": [_summary(a, scores, predicted) for a in attempts],
         "agreement": None,
         "confidence": 0.0,
         "error": None,
