@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -207,3 +208,32 @@ def test_a_draft_is_a_copy_the_statistics_it_came_from_are_left_alone():
     fold_call(draft, ok=True, latency_ms=30.0, cost=0.0, now=1.0)
     assert stats.calls == 2 and stats.ewma_latency_ms == 10.0
     assert from_draft(draft).calls == 3
+
+
+stored = st.fixed_dictionaries(
+    {"provider": st.text(max_size=5), "skill": st.text(max_size=5)},
+    optional={
+        "calls": st.integers(0, 100),
+        "ewma_latency_ms": st.none() | st.floats(0, 1e4),
+        "evidence": st.floats(0, 100),
+        "recent_runs": st.lists(st.text(max_size=3), max_size=3),
+        "agreement_streak": st.integers(0, 9),
+        "unknown_key": st.integers(),
+    },
+)
+
+
+@given(stored)
+def test_a_stored_record_reads_back_as_the_constructor_builds_it(data):
+    values = {k: v for k, v in data.items() if k != "unknown_key"}
+    values.setdefault("evidence", float(values.get("calls", 0)))
+    values["recent_runs"] = tuple(values.get("recent_runs") or ())
+    built = ProviderStats(**values)
+    read = ProviderStats.from_dict(data)
+    assert read == built
+    assert list(read.to_dict().items()) == list(built.to_dict().items())  # same order too
+
+
+def test_a_stored_record_without_its_provider_is_refused():
+    with pytest.raises(TypeError):
+        ProviderStats.from_dict({"skill": "s"})

@@ -18,16 +18,20 @@ def open_requests(state: State) -> list[str]:
     return [str(r["id"]) for r in state["requests"] if str(r["id"]) not in done]
 
 
-def disputed(state: State, res: Resources) -> set[str]:
+def disputed(state: State, res: Resources, open_ids: list[str] | None = None) -> set[str]:
     """Open critical requests whose answers disagree with no evidence to decide: a third
-    provider, where there is one, is asked to break the tie."""
+    provider, where there is one, is asked to break the tie (``open_ids``: the open requests,
+    when the caller has them)."""
     critical = {str(r["id"]): r for r in state["requests"] if r.get("critical")}
+    if not critical:
+        return set()
     ok: dict[str, list[Attempt]] = {}
     for a in state.get("attempts", []):
         if a["ok"] and a["request_id"] in critical:
             ok.setdefault(a["request_id"], []).append(a)
     out = set()
-    for rid in set(open_requests(state)) & {r for r, answers in ok.items() if len(answers) > 1}:
+    still_open = set(open_requests(state) if open_ids is None else open_ids)
+    for rid in still_open & {r for r, answers in ok.items() if len(answers) > 1}:
         allocation = state.get("allocations", {}).get(rid)
         scores = allocation.get("scores", {}) if allocation else {}
         skill = res.registry.get(critical[rid]["skill"])
@@ -44,8 +48,9 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     sides = {p.id: p.side for s in res.registry.skills.values() for p in s.providers}
     deadline_ms = (state.get("constraints") or {}).get("deadline_ms")
     deadline_passed = bool(deadline_ms and res.clock() >= state["started_at"] + deadline_ms / 1000)
+    open_ids = open_requests(state)
     plan = plan_round(
-        requests=open_requests(state),
+        requests=open_ids,
         allocations=state.get("allocations", {}),
         attempts=state.get("attempts", []),
         round_no=state.get("round", 1),
@@ -54,7 +59,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         degradation=res.config.resilience.degradation,
         recent=res.breaker_windows(),
         deadline_passed=deadline_passed,
-        disputed=disputed(state, res),
+        disputed=disputed(state, res, open_ids),
         effects={pid: res.registry.provider(pid).effect for pid in sides},
     )
     moved = {m["request_id"] for m in plan.moves}

@@ -339,7 +339,8 @@ def _plan_request(
     ok = [a for a in tried if a["ok"]]
     failed_now = [a for a in this_round if not a["ok"]]
     ranking = list(allocation.get("ranking", ()))
-    remaining = [p for p in ranking if p not in {a["provider"] for a in tried}]
+    used = {a["provider"] for a in tried}
+    remaining = [p for p in ranking if p not in used]
     can_move = bool(remaining) and rnd.round_no < rnd.max_rounds and not rnd.deadline_passed
     if allocation.get("mode") == "none":
         plan.failed[rid] = allocation.get("rule", "no eligible provider")

@@ -21,7 +21,7 @@ Two refinements keep the memory honest over time:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from typing import Any
 
 DEFAULT_ALPHA = 0.2
@@ -98,7 +98,20 @@ class ProviderStats:
         if "evidence" not in values:
             values["evidence"] = float(values.get("calls", 0))
         values["recent_runs"] = tuple(values.get("recent_runs") or ())
-        return cls(**values)
+        if cls is not ProviderStats or "provider" not in values or "skill" not in values:
+            return cls(**values)  # the constructor says what is missing
+        # What the constructor does (the defaults, then the values: no field converts or
+        # checks anything), without its assignment of each field through object.__setattr__.
+        return from_draft({k: values[k] if k in values else _DEFAULTS[k] for k in fields})
+
+
+_DEFAULTS = {
+    name: f.default
+    for name, f in ProviderStats.__dataclass_fields__.items()
+    if f.default is not MISSING
+}
+"""The default of every field that has one (none has a default factory)."""
+assert all(f.default_factory is MISSING for f in ProviderStats.__dataclass_fields__.values())
 
 
 def _blend(old: float | None, new: float, weight: float) -> float:
