@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from langgraph.runtime import Runtime
 
@@ -11,6 +12,9 @@ from hybridmcp.policy.integration import UNRESOLVED, answer_for, integrate
 from hybridmcp.records import Attempt
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
+
+if TYPE_CHECKING:
+    from hybridmcp.capabilities.gate import Breaker
 
 
 def open_requests(state: State) -> list[str]:
@@ -41,6 +45,32 @@ def disputed(state: State, res: Resources, open_ids: list[str] | None = None) ->
     return out
 
 
+class _Windows(Mapping[str, dict[str, Any]]):
+    """Each external provider's circuit breaker state at ``now`` (``Resources.breaker_windows``),
+    taken when a degradation event first reads it: most rounds have none. The same numbers:
+    the breakers cannot change while the round is planned (nothing awaits), and ``now`` is
+    the round's."""
+
+    def __init__(self, board: Breaker, now: float) -> None:
+        self.board, self.now = board, now
+        self._windows: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def windows(self) -> dict[str, dict[str, Any]]:
+        if self._windows is None:
+            self._windows = self.board.snapshot(self.now)
+        return self._windows
+
+    def __getitem__(self, provider: str) -> dict[str, Any]:
+        return self.windows[provider]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
 async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config.coordination_config
@@ -57,7 +87,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         max_rounds=max_rounds,
         sides=sides,
         degradation=res.config.resilience.degradation,
-        recent=res.breaker_windows(),
+        recent=_Windows(res.gate.breaker, res.clock()),
         deadline_passed=deadline_passed,
         disputed=disputed(state, res, open_ids),
         effects={pid: res.registry.provider(pid).effect for pid in sides},

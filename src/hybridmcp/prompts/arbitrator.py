@@ -193,11 +193,11 @@ async def advise_allocations(
     events for the failures. ``store`` holds the learned advice accuracy (default: the
     resources' store).
     """
-    from hybridmcp.prompts.trust import load_advice_stats
-
     lm = res.lms.get("arbitrator")
     if lm is None:
         return []
+    from hybridmcp.prompts.trust import load_advice_stats
+
     ratio = res.config.arbitration_config.bias_ratio
     asked = []
     for request in requests:

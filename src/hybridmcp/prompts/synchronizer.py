@@ -238,11 +238,11 @@ async def refine_integration(
     synthesis. Values reach a non-local LM only for ``public`` data. ``store`` holds the
     learned advice accuracy (default: the resources' store).
     """
-    from hybridmcp.prompts.trust import load_advice_stats
-
     lm = res.lms.get("synchronizer")
     if lm is None:
         return []
+    from hybridmcp.prompts.trust import load_advice_stats
+
     by_request = {c["request_id"]: c for c in conflicts}
     stats = await load_advice_stats(
         store if store is not None else res.store,
