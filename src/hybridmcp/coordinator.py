@@ -6,6 +6,7 @@ async with Coordinator.open(load_config()) as co:
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
 from hybridmcp.errors import TaskError
 from hybridmcp.graph import build_graph
+from hybridmcp.policy.disclosure import plain_json
 from hybridmcp.runtime import Context, Resources
 from hybridmcp.state import OutputState
 from hybridmcp.task import Task
@@ -62,11 +64,18 @@ class Coordinator:
     def validate(self, task: Task) -> None:
         """Check every request against the registry before anything runs."""
         problems = []
+        valid: set[tuple[str, str]] = set()  # (skill, arguments as JSON) found valid
         for request in task.requests:
+            alike = (request.skill, json.dumps(request.args)) if plain_json(request.args) else None
+            if alike is not None and alike in valid:
+                continue  # the same skill and the same plain arguments: the same verdict
             try:
                 self.resources.registry.get(request.skill).validate_args(request.args)
             except TaskError as err:
                 problems.append(f"request {request.id!r}: {err}")
+                continue
+            if alike is not None:
+                valid.add(alike)
         if problems:
             raise TaskError("invalid task:\n  " + "\n  ".join(problems))
 

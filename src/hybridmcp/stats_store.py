@@ -8,8 +8,10 @@ statistics exclusively across every process using the database until the update 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import sys
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -169,6 +171,20 @@ async def _sqlite_path(store: BaseStore) -> str | None:
         return None
     if not isinstance(store, AsyncSqliteStore):
         return None
+    try:
+        known = _SQLITE_PATHS.get(store)
+    except TypeError:  # a store that cannot be a weak key: asked every time
+        known = None
+    if known is not None and known[0] is store.conn:
+        return known[1]
     async with store.conn.execute("PRAGMA database_list") as cursor:
         rows = await cursor.fetchall()
-    return next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)
+    path = next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)
+    with contextlib.suppress(TypeError):
+        _SQLITE_PATHS[store] = (store.conn, path)
+    return path
+
+
+_SQLITE_PATHS: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.WeakKeyDictionary()
+"""The file of each SQLite store's connection (its main database never changes): asked once,
+not at every update of the statistics."""

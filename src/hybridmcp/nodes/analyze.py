@@ -15,7 +15,7 @@ from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
-from hybridmcp.policy.disclosure import assess
+from hybridmcp.policy.disclosure import assess, plain_json
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
@@ -51,20 +51,6 @@ def _inline_sizes(
     return sizes, texts
 
 
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain(value: Any) -> bool:
-    """JSON's own types only (exact types, string keys): its JSON text says all of it, so two
-    arguments with the same text scan the same."""
-    kind = type(value)
-    if kind is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    if kind is list:
-        return all(_plain(v) for v in value)
-    return kind in _PLAIN_SCALARS
-
-
 def _scan_all(
     requests: list[dict[str, Any]],
     settings: PrivacySettings,
@@ -82,7 +68,7 @@ def _scan_all(
         args = r.get("args", {})
         declared = r.get("sensitivity")
         key: tuple[str, str | None] | None = None
-        if settings.enabled and (declared is None or type(declared) is str) and _plain(args):
+        if settings.enabled and (declared is None or type(declared) is str) and plain_json(args):
             text = texts[i] if texts else None
             key = (text if text is not None else json.dumps(args, default=str), declared)
             fields = seen.get(key)

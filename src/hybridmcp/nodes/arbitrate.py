@@ -239,6 +239,8 @@ class _Arbiter:
                 [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
                 self.policy,
             )
+        if not plan.decisions:
+            return plan  # nothing decided, nothing to audit
         for record in decision_records(plan, self.state["run_id"], rid, skill.name, profile):
             self.res.gate.audit.append({**record, "kind": "policy_decision"})
             self.events.append({"code": EventCode.PRIVACY_DECISION, **record})

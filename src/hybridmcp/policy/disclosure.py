@@ -76,6 +76,20 @@ def profile_fields(
     }
 
 
+_PLAIN_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_json(value: Any) -> bool:
+    """JSON's own types only (exact types, string keys): its JSON text says all of it, so two
+    values with the same text are the same value (what scans or validates one does the other)."""
+    kind = type(value)
+    if kind is dict:
+        return all(type(k) is str and plain_json(v) for k, v in value.items())
+    if kind is list:
+        return all(plain_json(v) for v in value)
+    return kind in _PLAIN_SCALARS
+
+
 def assess(
     args: Any,
     declared: str | None,
