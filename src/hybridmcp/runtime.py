@@ -160,6 +160,7 @@ class Resources:
         """Orders this process's updates of the learned statistics (``stats_store.stats_lock``)."""
         """How late the event loop runs: left out of the providers' measured latency."""
         self._lms: dict[str, Any] | None = None
+        self._provider_index: tuple[Any, dict[str, str], dict[str, str]] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         """The event loop the resources were opened on (their MCP sessions live there)."""
 
@@ -279,6 +280,20 @@ class Resources:
     def breaker_windows(self) -> dict[str, dict[str, Any]]:
         """Each external provider's circuit breaker state: the observed error rates."""
         return self.gate.breaker.snapshot(self.clock())
+
+    def provider_sides(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each provider's side and effect class, by provider id: built once per registry (its
+        skills are fixed once built, as its provider index is), not at every round."""
+        index = self._provider_index
+        if index is None or index[0] is not self.registry:
+            registry = self.registry
+            sides: dict[str, str] = {
+                p.id: p.side for s in registry.skills.values() for p in s.providers
+            }
+            effects: dict[str, str] = {pid: registry.provider(pid).effect for pid in sides}
+            index = (registry, sides, effects)
+            self._provider_index = index
+        return index[1], index[2]
 
     def server_available(self, server: str) -> tuple[bool, str | None]:
         status = self.pool.status(server)

@@ -75,7 +75,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     cfg = res.config.coordination_config
     max_rounds = cfg.max_rounds if cfg.dynamic_reallocation else 1
-    sides = {p.id: p.side for s in res.registry.skills.values() for p in s.providers}
+    sides, effects = res.provider_sides()
     deadline_ms = (state.get("constraints") or {}).get("deadline_ms")
     deadline_passed = bool(deadline_ms and res.clock() >= state["started_at"] + deadline_ms / 1000)
     open_ids = open_requests(state)
@@ -90,7 +90,7 @@ async def monitor(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         recent=_Windows(res.gate.breaker, res.clock()),
         deadline_passed=deadline_passed,
         disputed=disputed(state, res, open_ids),
-        effects={pid: res.registry.provider(pid).effect for pid in sides},
+        effects=effects,
     )
     moved = {m["request_id"] for m in plan.moves}
     update: dict[str, Any] = {"settled": plan.settled + list(plan.failed)}
