@@ -94,15 +94,19 @@ class ProviderStats:
         """Tolerant of records written by older versions (unknown keys dropped, evidence
         defaulting to the call count)."""
         fields = cls.__dataclass_fields__
-        values = {k: v for k, v in data.items() if k in fields}
-        if "evidence" not in values:
-            values["evidence"] = float(values.get("calls", 0))
-        values["recent_runs"] = tuple(values.get("recent_runs") or ())
-        if cls is not ProviderStats or "provider" not in values or "skill" not in values:
+        if cls is not ProviderStats or "provider" not in data or "skill" not in data:
+            values = {k: v for k, v in data.items() if k in fields}
+            if "evidence" not in values:
+                values["evidence"] = float(values.get("calls", 0))
+            values["recent_runs"] = tuple(values.get("recent_runs") or ())
             return cls(**values)  # the constructor says what is missing
-        # What the constructor does (the defaults, then the values: no field converts or
-        # checks anything), without its assignment of each field through object.__setattr__.
-        return from_draft({k: values[k] if k in values else _DEFAULTS[k] for k in fields})
+        # What the constructor does (each field's value, else its default: no field converts
+        # or checks anything), without its assignment of each field through object.__setattr__.
+        draft = {k: data[k] if k in data else _DEFAULTS[k] for k in fields}
+        if "evidence" not in data:
+            draft["evidence"] = float(draft["calls"])
+        draft["recent_runs"] = tuple(draft["recent_runs"] or ())
+        return from_draft(draft)
 
 
 _DEFAULTS = {
