@@ -57,20 +57,28 @@ def _scan_all(
     sizes: list[int | None] | None = None,
     scanner: Callable[[Any, PrivacyConfig | None], SensitivityReport] = scan,
     texts: list[str | None] | None = None,
+    measured: list[int | None] | None = None,
 ) -> dict[str, Any]:
     """Each request's privacy fields: the declared sensitivity, raised by what the scan finds.
     Requests with the same plain arguments (the same JSON text) and the same declared level
     are assessed once; each gets its own copy of the fields (``texts``: the arguments' JSON
-    text, when the caller made it already)."""
+    text, when the caller made it already; ``measured``, when given, gets the size of each
+    text made here, as ``sizes`` would hold it)."""
     out: dict[str, Any] = {}
     seen: dict[tuple[str, str | None], dict[str, Any]] = {}
     for i, r in enumerate(requests):
         args = r.get("args", {})
         declared = r.get("sensitivity")
+        size = sizes[i] if sizes else None
         key: tuple[str, str | None] | None = None
         if settings.enabled and (declared is None or type(declared) is str) and plain_json(args):
             text = texts[i] if texts else None
-            key = (text if text is not None else json.dumps(args, default=str), declared)
+            if text is None:
+                text = "{}" if not args and type(args) is dict else json.dumps(args, default=str)
+                size = len(text)  # JSON text escapes every non-ASCII character: bytes = chars
+                if measured is not None:
+                    measured[i] = size
+            key = (text, declared)
             fields = seen.get(key)
             if fields is not None:
                 out[str(r.get("id"))] = dict(fields)
@@ -81,7 +89,7 @@ def _scan_all(
             enabled=settings.enabled,
             detection=settings.detection,
             max_scan_bytes=settings.max_scan_bytes,
-            size=sizes[i] if sizes else None,
+            size=size,
             scanner=scanner,
         )
         if key is not None:
@@ -108,10 +116,10 @@ async def analyze(
     run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
-    measured = _inline_sizes(state["requests"], res.config.privacy)
-    sizes = measured[0] if measured is not None else None
-    privacy = None
-    if measured is not None:
+    inline = _inline_sizes(state["requests"], res.config.privacy)
+    sizes = inline[0] if inline is not None else None
+    privacy: dict[str, Any] | None = None
+    if inline is not None:
         try:
             with without_loading():
                 privacy = _scan_all(
@@ -119,12 +127,16 @@ async def analyze(
                     res.config.privacy,
                     sizes,
                     _memory_scan(res.gate.privacy),
-                    measured[1],
+                    inline[1],
                 )
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
     if privacy is None:
-        privacy = await asyncio.to_thread(_scan_all, state["requests"], res.config.privacy)
+        measured: list[int | None] = [None] * len(state["requests"])
+        privacy = await asyncio.to_thread(
+            _scan_all, state["requests"], res.config.privacy, None, scan, None, measured
+        )
+        sizes = measured
     validated = runtime.context is not None and runtime.context.validated
     # The requirements read the skill, the arguments' size and the sensitivity only: requests
     # alike share them (each profile is a dict of its own, merged with its privacy fields).
