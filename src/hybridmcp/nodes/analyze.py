@@ -66,12 +66,13 @@ def _scan_all(
     text made here, as ``sizes`` would hold it)."""
     out: dict[str, Any] = {}
     seen: dict[tuple[str, str | None], dict[str, Any]] = {}
+    alike = settings.enabled and len(requests) > 1  # a lone request has nothing to share
     for i, r in enumerate(requests):
         args = r.get("args", {})
         declared = r.get("sensitivity")
         size = sizes[i] if sizes else None
         key: tuple[str, str | None] | None = None
-        if settings.enabled and (declared is None or type(declared) is str) and plain_json(args):
+        if alike and (declared is None or type(declared) is str) and plain_json(args):
             text = texts[i] if texts else None
             if text is None:
                 text = "{}" if not args and type(args) is dict else json.dumps(args, default=str)
