@@ -65,8 +65,14 @@ class Coordinator:
         """Check every request against the registry before anything runs."""
         problems = []
         valid: set[tuple[str, str]] = set()  # (skill, arguments as JSON) found valid
+        several = len(task.requests) > 1  # a lone request has nothing to share
         for request in task.requests:
-            alike = (request.skill, json.dumps(request.args)) if plain_json(request.args) else None
+            args = request.args
+            alike = (
+                (request.skill, json.dumps(args) if args else "{}")
+                if several and plain_json(args)
+                else None
+            )
             if alike is not None and alike in valid:
                 continue  # the same skill and the same plain arguments: the same verdict
             try:
