@@ -80,13 +80,13 @@ def _unavailable_events(allocations: dict[str, dict[str, Any]]) -> list[dict[str
 def _server_events(res: Resources, skills: dict[str, Any]) -> list[dict[str, Any]]:
     """``SERVER_UNAVAILABLE`` for each server a request of this run could use that is down:
     its name, why, and the requests it cannot serve (invariant 10)."""
-    using: dict[str, list[str]] = {}
+    using: dict[str, dict[str, None]] = {}  # server -> its requests, in order, once each
     for rid, skill in skills.items():
         for p in skill.providers:
-            if p.server is not None and rid not in using.setdefault(p.server, []):
-                using[p.server].append(rid)
+            if p.server is not None:
+                using.setdefault(p.server, {})[rid] = None
     events = []
-    for server, rids in using.items():
+    for server, requests in using.items():
         available, error = res.server_available(server)
         if not available:
             events.append(
@@ -94,7 +94,7 @@ def _server_events(res: Resources, skills: dict[str, Any]) -> list[dict[str, Any
                     "code": EventCode.SERVER_UNAVAILABLE,
                     "server": server,
                     "reason": error or "not started",
-                    "requests": rids,
+                    "requests": list(requests),
                 }
             )
     return events
