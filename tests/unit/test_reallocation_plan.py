@@ -1,4 +1,10 @@
-from hybridmcp.policy.degradation import plan_round
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hybridmcp.config import DegradationConfig
+from hybridmcp.policy.degradation import degradation_metrics, plan_round, run_calls
 
 SIDES = {"i": "internal", "e": "external"}
 
@@ -139,3 +145,30 @@ def test_a_sent_failure_beside_a_queued_one_still_counts():
     failed = attempt("e", False, error="boom") | {"sent": True}
     p = plan(ALLOC, [queued, failed])
     assert [e["degradation_metrics"]["provider"] for e in p.events] == ["e"]
+
+
+# -- a run's error rates are counted once per round --------------------------------------------
+
+_attempt = st.fixed_dictionaries(
+    {
+        "provider": st.sampled_from(["a", "b", "c"]),
+        "ok": st.booleans(),
+    },
+    optional={"cancelled": st.sampled_from([None, "hedge_lost", "straggler_cut"])},
+)
+
+
+@given(attempts=st.lists(_attempt, max_size=30), provider=st.sampled_from(["a", "b", "c", "z"]))
+def test_error_rates_counted_once_per_round_are_those_of_a_scan_per_event(
+    attempts: list[dict[str, Any]], provider: str
+) -> None:
+    """plan_round counts each provider's calls once for all its events (a scan of the run's
+    attempts per event is quadratic when a large run fails); the metrics are the same."""
+    attempt = {"provider": provider, "ok": False, "latency_ms": 12.0, "side": "internal"}
+    cfg = DegradationConfig()
+    counts = run_calls(attempts)
+    assert degradation_metrics(attempt, attempts, None, cfg, None, counts) == (
+        degradation_metrics(attempt, attempts, None, cfg)
+    )
+    mine = [a for a in attempts if a["provider"] == provider and not a.get("cancelled")]
+    assert counts.get(provider, (0, 0)) == (sum(not a["ok"] for a in mine), len(mine))

@@ -15,6 +15,7 @@ the race in normal time is not degraded.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,21 +71,34 @@ def shape_error(comparator: ComparatorConfig, value: Any) -> str | None:
     return None
 
 
+def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``."""
+    out: dict[str, tuple[int, int]] = {}
+    for a in attempts:
+        if not a.get("cancelled"):
+            failed, calls = out.get(a["provider"], (0, 0))
+            out[a["provider"]] = (failed + (not a["ok"]), calls + 1)
+    return out
+
+
 def _error_rates(
     provider: str,
     attempts: Sequence[Mapping[str, Any]],
     baseline: Mapping[str, Any] | None,
     recent: Mapping[str, Any] | None,
+    counts: Mapping[str, tuple[int, int]] | None = None,
 ) -> tuple[float | None, float | None, int]:
-    """Observed error rate (the breaker's window when given, else this run), baseline's."""
+    """Observed error rate (the breaker's window when given, else this run), baseline's.
+    ``counts``: :func:`run_calls` of ``attempts``, when the caller has it already."""
     observed: float | None = None
     if recent and recent.get("window_calls"):
         observed, calls = float(recent["failure_rate"]), int(recent["window_calls"])
     else:
-        mine = [a for a in attempts if a["provider"] == provider and not a.get("cancelled")]
-        calls = len(mine)
+        failed, calls = (counts if counts is not None else run_calls(attempts)).get(
+            provider, (0, 0)
+        )
         if calls:
-            observed = sum(1 for a in mine if not a["ok"]) / calls
+            observed = failed / calls
     base = 1.0 - float(baseline["success"]) if baseline and "success" in baseline else None
     return observed, base, calls
 
@@ -136,11 +150,13 @@ def degradation_metrics(
     baseline: Mapping[str, Any] | None,
     cfg: DegradationConfig,
     recent: Mapping[str, Any] | None = None,
+    counts: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """The spec's ``degradation_metrics`` of an attempt, with the raw numbers behind them."""
+    """The spec's ``degradation_metrics`` of an attempt, with the raw numbers behind them
+    (``counts``: :func:`run_calls` of ``attempts``, when the caller has it already)."""
     provider = attempt["provider"]
     latency = attempt.get("latency_ms") or 0.0
-    observed, base_error, calls = _error_rates(provider, attempts, baseline, recent)
+    observed, base_error, calls = _error_rates(provider, attempts, baseline, recent, counts)
     metrics: dict[str, Any] = {
         "provider": provider,
         "error": attempt.get("error"),
@@ -223,6 +239,7 @@ def _degradation_event(
     target: str | None = None,
     target_side: str | None = None,
     recent: Mapping[str, Mapping[str, Any]] | None = None,
+    counts: Mapping[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     side = attempt["side"]
     baseline = scores.get(attempt["provider"], {}).get("prediction")
@@ -235,7 +252,7 @@ def _degradation_event(
         "coordination_status": DEGRADED[side],
         "detected_by": list(reasons),
         "degradation_metrics": degradation_metrics(
-            attempt, attempts, baseline, cfg, (recent or {}).get(attempt["provider"])
+            attempt, attempts, baseline, cfg, (recent or {}).get(attempt["provider"]), counts
         ),
         "reallocation_strategy": SHIFT[side] if to_side and to_side != side else "NONE_AVAILABLE",
         "moved_to": to_side,
@@ -308,6 +325,12 @@ class _Round:
     effects: Mapping[str, str]
     faults: set[str]
 
+    @functools.cached_property
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """This run's calls per provider, counted once for every event of the round (each
+        event reading them would scan all the run's attempts)."""
+        return run_calls(self.attempts)
+
     def assess(self, allocation: Mapping[str, Any], a: Mapping[str, Any]) -> list[str]:
         scores = allocation.get("scores", {})
         return assess(a, scores.get(a["provider"], {}).get("prediction"), self.cfg)
@@ -323,7 +346,15 @@ class _Round:
         """The degradation event of attempt ``a`` (see :func:`_degradation_event`)."""
         scores = allocation.get("scores", {})
         return _degradation_event(
-            rid, a, self.attempts, scores, self.cfg, reasons=reasons, recent=self.recent, **kw
+            rid,
+            a,
+            self.attempts,
+            scores,
+            self.cfg,
+            reasons=reasons,
+            recent=self.recent,
+            counts=self.counts,
+            **kw,
         )
 
 
