@@ -46,7 +46,7 @@ from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard, Transition
 from hybridmcp.policy.cost import Budget
-from hybridmcp.policy.disclosure import policy_for, redaction_summary, release
+from hybridmcp.policy.disclosure import plain_json, policy_for, redaction_summary, release
 from hybridmcp.policy.output import compile_patterns, output_problem
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
@@ -162,26 +162,14 @@ class ScanningPolicy:
         )
 
 
-_PLAIN_SCALARS = (str, int, float, bool, type(None))
-
-
-def _plain(value: Any) -> bool:
-    """JSON's own types only (exact types, string keys): the JSON text says all of it."""
-    kind = type(value)
-    if kind is dict:
-        return all(type(k) is str and _plain(v) for k, v in value.items())
-    if kind is list:
-        return all(_plain(v) for v in value)
-    return kind in _PLAIN_SCALARS
-
-
 class _CleanScans:
     """Small plain arguments that scanned clean, so that the same arguments (the same field
     in every call of a run, a retry, a hedge) are not walked again.
 
     Exactly as safe as scanning: a scan is a pure function of the value and of the detection
     settings, and both are the key here. The value is keyed by its JSON text, which for JSON's
-    own types (checked by :func:`_plain`: no tuple, no string-like object, no non-string key)
+    own types (checked by :func:`~hybridmcp.policy.disclosure.plain_json`: no tuple, no
+    string-like object, no non-string key)
     determines it exactly, types and order included (``1``, ``1.0``, ``true`` and ``"1"`` all
     differ; floats by their ``repr``). Only a scan that found nothing is kept: any finding,
     and anything larger or not plain, is scanned every time.
@@ -220,7 +208,7 @@ class _CleanScans:
         """None when the arguments are remembered as clean, else :func:`scanner.scan`'s
         report (remembered when it found nothing)."""
         key = None
-        if len(text) <= CLEAN_SCAN_MAX_CHARS and _plain(arguments):
+        if len(text) <= CLEAN_SCAN_MAX_CHARS and plain_json(arguments):
             key = (
                 text,
                 config.min_score,
