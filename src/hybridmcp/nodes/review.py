@@ -15,6 +15,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
+from hybridmcp.config import CoordinationConfig
 from hybridmcp.events import EventCode
 from hybridmcp.policy.integration import run_status
 from hybridmcp.records import RequestResult
@@ -24,8 +25,12 @@ from hybridmcp.state import State
 SIDES = ("internal", "external")
 
 
-def _to_review(state: State, threshold: float) -> list[dict[str, Any]]:
-    """The conflicts of this run that need a human, as the reviewer sees them."""
+def _to_review(state: State, cfg: CoordinationConfig) -> list[dict[str, Any]]:
+    """The conflicts of this run that need a human, as the reviewer sees them: none unless
+    ``interrupt_on_conflict`` is on, then those reaching ``conflict_interrupt_threshold``."""
+    if not cfg.interrupt_on_conflict:
+        return []
+    threshold = cfg.conflict_interrupt_threshold
     results = state.get("results", {})
     sides = {a["provider"]: a["side"] for a in state.get("attempts", []) if a["ok"]}
     out = []
@@ -71,19 +76,14 @@ def _decide(result: RequestResult, conflict: dict[str, Any], choice: Any) -> Req
 
 
 async def human_needed(state: State, runtime: Runtime[Context]) -> bool:
-    """Whether the run must pause for a human: ``interrupt_on_conflict`` is on and a conflict
-    of this run reaches the threshold (synchronize has run)."""
+    """Whether the run must pause for a human (synchronize has run): :func:`_to_review`."""
     cfg = (await resources_for(runtime.context)).config.coordination_config
-    return cfg.interrupt_on_conflict and bool(
-        _to_review(state, cfg.conflict_interrupt_threshold)
-    )
+    return bool(_to_review(state, cfg))
 
 
 async def review(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     cfg = (await resources_for(runtime.context)).config.coordination_config
-    if not cfg.interrupt_on_conflict:
-        return {}
-    conflicts = _to_review(state, cfg.conflict_interrupt_threshold)
+    conflicts = _to_review(state, cfg)
     if not conflicts:
         return {}
     decision = interrupt(
