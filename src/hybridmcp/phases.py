@@ -45,9 +45,7 @@ def fold(state: Mapping[str, Any], update: Mapping[str, Any], by: Mapping[str, R
     ``reducer(old, new)`` (LangGraph starts an unset one from the new value), any other key is
     replaced."""
     out = dict(state)
-    for key, value in update.items():
-        reducer = by.get(key)
-        out[key] = reducer(out[key], value) if reducer and key in out else value
+    _apply(out, update, by)
     return out
 
 
@@ -57,10 +55,15 @@ def combine(updates: Sequence[Mapping[str, Any]], by: Mapping[str, Reducer]) -> 
     and per-key merge), any other key the last value written."""
     out: dict[str, Any] = {}
     for update in updates:
-        for key, value in update.items():
-            reducer = by.get(key)
-            out[key] = reducer(out[key], value) if reducer and key in out else value
+        _apply(out, update, by)
     return out
+
+
+def _apply(out: dict[str, Any], update: Mapping[str, Any], by: Mapping[str, Reducer]) -> None:
+    """``update`` written into ``out`` in place, as :func:`fold` says."""
+    for key, value in update.items():
+        reducer = by.get(key)
+        out[key] = reducer(out[key], value) if reducer and key in out else value
 
 
 def _call(fn: Phase) -> Callable[[Any, Runtime[Any], RunnableConfig], Awaitable[Any]]:
