@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
     from hybridmcp.capabilities.gate import AuditSink, Gate
     from hybridmcp.capabilities.registry import Registry
+    from hybridmcp.stats_store import StoreFiles
 
 
 @dataclass
@@ -156,9 +158,11 @@ class Resources:
         self.pairs = HybridPairs()
         """The live answers of hybrid requests' two sides (stragglers)."""
         self.loop_lag = LoopLag()
+        """How late the event loop runs: left out of the providers' measured latency."""
         self.learn_lock = asyncio.Lock()
         """Orders this process's updates of the learned statistics (``stats_store.stats_lock``)."""
-        """How late the event loop runs: left out of the providers' measured latency."""
+        self.store_files: StoreFiles = weakref.WeakKeyDictionary()
+        """Each SQLite store's file, asked once (``stats_store.stats_lock``)."""
         self._lms: dict[str, Any] | None = None
         self._provider_index: tuple[Any, dict[str, str], dict[str, str]] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -24,6 +24,11 @@ from hybridmcp.policy.learning import ProviderStats
 NAMESPACE = ("hybridmcp", "provider_stats")
 
 
+StoreFiles = weakref.WeakKeyDictionary[Any, tuple[Any, str | None]]
+"""Each SQLite store's file, by store (with the connection it was read on): its main database
+never changes. Owned by the runtime resources (invariant 11), not by this module."""
+
+
 def stats_key(provider: str, skill: str) -> str:
     return f"{provider}|{skill}"
 
@@ -109,7 +114,10 @@ def lock_id(provider: str, skill: str) -> int:
 
 @asynccontextmanager
 async def stats_lock(
-    store: BaseStore, pairs: Iterable[tuple[str, str]], local: asyncio.Lock
+    store: BaseStore,
+    pairs: Iterable[tuple[str, str]],
+    local: asyncio.Lock,
+    files: StoreFiles | None = None,
 ) -> AsyncIterator[None]:
     """Hold the statistics of ``pairs`` exclusively while they are read, updated and saved.
 
@@ -118,7 +126,9 @@ async def stats_lock(
     two updates never deadlock), on SQLite an exclusive ``flock`` on ``<db>.lock`` beside the
     file (:func:`hybridmcp.persistence.file_lock`). Both are released by the database or the
     kernel if the process dies. A store of another kind (in memory) lives in one process,
-    where ``local`` is enough.
+    where ``local`` is enough. ``files``: where the caller remembers each SQLite store's file
+    (the runtime resources' :attr:`~hybridmcp.runtime.Resources.store_files`), so that it is
+    asked once, not at every update.
     """
     async with local:
         pg_pool = _postgres_pool(store)
@@ -126,7 +136,7 @@ async def stats_lock(
             async with _pg_locks(pg_pool, pairs):
                 yield
             return
-        path = await _sqlite_path(store)
+        path = await _sqlite_path(store, files)
         if path:
             with await file_lock(lock_path(path), LOCK_TIMEOUT_S, "learned statistics"):
                 yield
@@ -164,7 +174,7 @@ async def _pg_locks(pool: Any, pairs: Iterable[tuple[str, str]]) -> AsyncIterato
         yield  # the transaction's end releases the locks, after the update was saved
 
 
-async def _sqlite_path(store: BaseStore) -> str | None:
+async def _sqlite_path(store: BaseStore, files: StoreFiles | None = None) -> str | None:
     try:
         from langgraph.store.sqlite.aio import AsyncSqliteStore
     except ImportError:
@@ -172,7 +182,7 @@ async def _sqlite_path(store: BaseStore) -> str | None:
     if not isinstance(store, AsyncSqliteStore):
         return None
     try:
-        known = _SQLITE_PATHS.get(store)
+        known = files.get(store) if files is not None else None
     except TypeError:  # a store that cannot be a weak key: asked every time
         known = None
     if known is not None and known[0] is store.conn:
@@ -180,11 +190,7 @@ async def _sqlite_path(store: BaseStore) -> str | None:
     async with store.conn.execute("PRAGMA database_list") as cursor:
         rows = await cursor.fetchall()
     path = next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)
-    with contextlib.suppress(TypeError):
-        _SQLITE_PATHS[store] = (store.conn, path)
+    if files is not None:
+        with contextlib.suppress(TypeError):
+            files[store] = (store.conn, path)
     return path
-
-
-_SQLITE_PATHS: weakref.WeakKeyDictionary[Any, tuple[Any, str | None]] = weakref.WeakKeyDictionary()
-"""The file of each SQLite store's connection (its main database never changes): asked once,
-not at every update of the statistics."""

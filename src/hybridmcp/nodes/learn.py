@@ -125,7 +125,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     pairs = [*((a["provider"], a["skill"]) for a in attempts), *passes]
     # Read, fold and save under a lock that other processes on the same database respect:
     # two runs finishing at once each add their own observations, neither overwrites the other.
-    async with stats_lock(store, pairs, res.learn_lock):
+    async with stats_lock(store, pairs, res.learn_lock, res.store_files):
         loaded = await load_stats(store, pairs)
         await save_stats(store, _fold_run(state, loaded, skill_of, passes, res, now))
     run = f"{state.get('run_id')}@{state.get('started_at')}"
@@ -134,7 +134,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     results = state.get("results", {})
     advice: dict[str, Any] = {}
     if advice_records(results):  # LM advice was given: its accuracies, under the same rule
-        async with stats_lock(store, [ADVICE_LOCK], res.learn_lock):
+        async with stats_lock(store, [ADVICE_LOCK], res.learn_lock, res.store_files):
             advice = await learn_advice(store, results, run)
     if advice:
         metrics["advice"] = advice  # each LM advice beside the rule, and learned accuracies
