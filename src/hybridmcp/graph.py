@@ -3,16 +3,17 @@
 START → assess ─Send→ internal ─┐      assess: analyze, then arbitrate (spec phase 1)
                └Send→ external ─┤
                                 ↓
-  reallocate ←─(moves, rounds left)── monitor        (phase 2: parallel execution, checkpoints)
-      │ Send→ internal / external       │ (all settled)
-      └──────→ (back to monitor)        ↓
-                                    integrate → END  integrate: synchronize, then learn (phase 3)
-                                        └→ review → END  (a conflict a human must decide:
-                                                          interrupt(), then learn)
+  reallocate ←─(work moves)──── settle  settle: monitor (phase 2's checkpoint), then, once
+      │ Send→ internal / external  │      nothing moves, synchronize and learn (phase 3)
+      └──────→ (back to settle)    ↓
+                                  END
+                                   └→ review → END  (a conflict a human must decide:
+                                                     interrupt(), then learn)
 
 Phases that always follow one another share a node (:mod:`hybridmcp.phases`): each is its own
 function in ``nodes/`` and reports its own progress, and the run pays one LangGraph step for
-them instead of one each.
+them instead of one each. A phase may end its node early and send the run elsewhere: monitor
+to reallocate while work moves, synchronize to review.
 """
 
 from __future__ import annotations
@@ -46,13 +47,14 @@ def dispatch(update: Mapping[str, Any]) -> list[Send] | str:
     attempts (each call in a batch is still checkpointed on its own)."""
     pending = update.get("pending") or []
     if not pending:
-        return "monitor"
+        return "settle"
     return [Send(side, batch) for side, batch in batches(pending)]
 
 
-def after_monitor(update: Mapping[str, Any]) -> str:
-    """Loop while work moves to another provider; otherwise integrate."""
-    return "reallocate" if update.get("moves") else "integrate"
+async def to_reallocate(state: State, runtime: Runtime[Context]) -> str | None:
+    """After monitor: while work moves to another provider, it goes out again before
+    anything is integrated."""
+    return "reallocate" if state.get("moves") else None
 
 
 async def to_review(state: State, runtime: Runtime[Context]) -> str | None:
@@ -60,7 +62,7 @@ async def to_review(state: State, runtime: Runtime[Context]) -> str | None:
     return "review" if await human_needed(state, runtime) else None
 
 
-WORK = ("internal", "external", "monitor")
+WORK = ("internal", "external", "settle")
 
 
 def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
@@ -78,26 +80,26 @@ def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
     )
     builder.add_node("internal", observed("internal", internal))  # type: ignore[call-overload]
     builder.add_node("external", observed("external", external))  # type: ignore[call-overload]
-    builder.add_node(
-        "monitor",
-        observed("monitor", monitor, then=after_monitor),
-        destinations=("reallocate", "integrate"),
+    builder.add_node(  # type: ignore[call-overload]
+        "settle",
+        phases(
+            State,
+            ("monitor", monitor, to_reallocate),
+            ("synchronize", synchronize, to_review),
+            ("learn", learn),
+        ),
+        destinations=("reallocate", "review", END),
     )
     builder.add_node(
         "reallocate", observed("reallocate", reallocate, then=dispatch), destinations=WORK
-    )
-    builder.add_node(  # type: ignore[call-overload]
-        "integrate",
-        phases(State, ("synchronize", synchronize, to_review), ("learn", learn)),
-        destinations=("review", END),
     )
     builder.add_node(  # type: ignore[call-overload]
         "review", phases(State, ("review", review), ("learn", learn)), destinations=(END,)
     )
 
     builder.add_edge(START, "assess")
-    builder.add_edge("internal", "monitor")
-    builder.add_edge("external", "monitor")
+    builder.add_edge("internal", "settle")
+    builder.add_edge("external", "settle")
     return builder
 
 

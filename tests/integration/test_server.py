@@ -183,9 +183,9 @@ async def test_server_streams_updates_and_a_second_run_reuses_its_resources(serv
                     pytest.fail(f"run failed on the server: {part.data}")
         thread = await client.threads.create()
         out = await client.runs.wait(thread["thread_id"], "hybridmcp", input={"requests": REQUESTS})
-    for node in ("assess", "internal", "external", "monitor", "integrate"):
+    for node in ("assess", "internal", "external", "settle"):
         assert node in updates
-    assert updates.count("integrate") == 2
+    assert updates.count("settle") == 2
     phases = {(e["node"], e["status"]) for e in custom if e["type"] == "phase"}
     for phase in ("analyze", "arbitrate", "monitor", "synchronize", "learn"):
         assert (phase, "finished") in phases
