@@ -164,12 +164,7 @@ class Coordinator:
         """Resume a run paused for a human decision (``__interrupt__`` in its output): the
         decision maps request ids to ``"internal"``, ``"external"`` or the value to use.
         Needs the checkpointer the run was started with, and its ``thread_id``."""
-        return await self.graph.ainvoke(
-            Command(resume=decision),
-            self.run_config(thread_id),
-            context=self._context(),
-            durability=self._durability(),
-        )
+        return await self._invoke(Command(resume=decision), thread_id, self._context())
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
         """Validate and run a task; returns the output state (status, results, ...).
@@ -181,12 +176,23 @@ class Coordinator:
         status, graph_input = await self._start(task, thread_id)
         if status.state in ("finished", "paused"):
             return output_of(status.values)
-        return await self.graph.ainvoke(
+        return await self._invoke(graph_input, thread_id, self._context(validated=True))
+
+    async def _invoke(self, graph_input: Any, thread_id: str | None, context: Context) -> Any:
+        """The graph run to its end or its pause: the output state, with ``__interrupt__``
+        when a human must answer. Only the final state is asked of LangGraph (its ``v2``
+        output): the ``v1`` default also streams every node's update, for nothing."""
+        out = await self.graph.ainvoke(
             graph_input,
             self.run_config(thread_id),
-            context=self._context(validated=True),
+            context=context,
             durability=self._durability(),
+            version="v2",
         )
+        if not out.interrupts:
+            return out.value
+        interrupts = {"__interrupt__": list(out.interrupts)}
+        return out.value | interrupts if isinstance(out.value, dict) else interrupts
 
 
 @dataclass(frozen=True)
