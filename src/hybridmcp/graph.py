@@ -1,7 +1,7 @@
 """The coordinator as a LangGraph state machine: the picture of the flow.
 
 START → assess ─Send→ internal ─┐      assess: analyze, then arbitrate (spec phase 1)
-               └Send→ external ─┤
+               └Send→ external ─┤      (a round of one batch: its branch settles it, below)
                                 ↓
   reallocate ←─(work moves)──── settle  settle: monitor (phase 2's checkpoint), then, once
       │ Send→ internal / external  │      nothing moves, synchronize and learn (phase 3)
@@ -13,17 +13,20 @@ START → assess ─Send→ internal ─┐      assess: analyze, then arbitrate
 Phases that always follow one another share a node (:mod:`hybridmcp.phases`): each is its own
 function in ``nodes/`` and reports its own progress, and the run pays one LangGraph step for
 them instead of one each. A phase may end its node early and send the run elsewhere: monitor
-to reallocate while work moves, synchronize to review.
+to reallocate while work moves, synchronize to review. For the same reason a round whose work
+is one batch (up to 64 attempts on one side) sends no batch: its branch reads the work from
+the state, makes the calls, and settles the round in the same step, as ``settle`` would once
+every batch is back (there is nothing else to wait for).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
-from langgraph.types import Send
+from langgraph.types import Command, RunnableConfig, Send
 
 from hybridmcp.nodes.analyze import analyze
 from hybridmcp.nodes.arbitrate import arbitrate
@@ -36,7 +39,7 @@ from hybridmcp.nodes.synchronize import synchronize
 from hybridmcp.phases import phases
 from hybridmcp.progress import observed
 from hybridmcp.runtime import Context
-from hybridmcp.state import InputState, OutputState, State
+from hybridmcp.state import Batch, InputState, OutputState, State
 
 
 # Each routing decision reads only what its node has just written, so the node returns it with
@@ -44,11 +47,15 @@ from hybridmcp.state import InputState, OutputState, State
 # would read the whole state back instead, copying every channel, at every step of every run.
 def dispatch(update: Mapping[str, Any]) -> list[Send] | str:
     """Fan the pending work out to the parallel branches, one ``Send`` per bounded batch of
-    attempts (each call in a batch is still checkpointed on its own)."""
+    attempts (each call in a batch is still checkpointed on its own); the round's only batch
+    goes to its branch as the state's ``pending`` work."""
     pending = update.get("pending") or []
     if not pending:
         return "settle"
-    return [Send(side, batch) for side, batch in batches(pending)]
+    work = batches(pending)
+    if len(work) == 1:
+        return work[0][0]
+    return [Send(side, batch) for side, batch in work]
 
 
 async def to_reallocate(state: State, runtime: Runtime[Context]) -> str | None:
@@ -63,6 +70,31 @@ async def to_review(state: State, runtime: Runtime[Context]) -> str | None:
 
 
 WORK = ("internal", "external", "settle")
+SETTLE: tuple[Any, ...] = (
+    ("monitor", monitor, to_reallocate),
+    ("synchronize", synchronize, to_review),
+    ("learn", learn),
+)
+"""The phases that end a round: monitor, then, once nothing moves, synchronize and learn."""
+
+
+def branch(side: str, work: Callable[[Batch, Runtime[Context]], Awaitable[dict[str, Any]]]) -> Any:
+    """A parallel branch's node. Fed a batch (``Send``: one of the round's batches), it makes
+    the batch's calls, and the round settles in ``settle`` once every batch is back. Fed the
+    state (the round's only batch: its ``pending`` work), it makes the calls and then runs
+    the settle phases itself."""
+
+    async def pending(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        return await work(Batch(items=state["pending"]), runtime)
+
+    alone = phases(State, (side, pending), *SETTLE)
+
+    async def node(payload: Any, runtime: Runtime[Context], config: RunnableConfig) -> Any:
+        if "items" in payload:
+            return Command(update=await work(payload, runtime), goto="settle")
+        return await alone(payload, runtime, config)
+
+    return node
 
 
 def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
@@ -78,17 +110,11 @@ def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
         phases(State, ("analyze", analyze), ("arbitrate", arbitrate), then=dispatch),
         destinations=WORK,
     )
-    builder.add_node("internal", observed("internal", internal))  # type: ignore[call-overload]
-    builder.add_node("external", observed("external", external))  # type: ignore[call-overload]
+    after_work = ("settle", "reallocate", "review", END)
+    for side, work in (("internal", internal), ("external", external)):
+        builder.add_node(side, branch(side, work), destinations=after_work)
     builder.add_node(  # type: ignore[call-overload]
-        "settle",
-        phases(
-            State,
-            ("monitor", monitor, to_reallocate),
-            ("synchronize", synchronize, to_review),
-            ("learn", learn),
-        ),
-        destinations=("reallocate", "review", END),
+        "settle", phases(State, *SETTLE), destinations=("reallocate", "review", END)
     )
     builder.add_node(
         "reallocate", observed("reallocate", reallocate, then=dispatch), destinations=WORK
@@ -98,8 +124,6 @@ def build_graph() -> StateGraph[State, Context, InputState, OutputState]:
     )
 
     builder.add_edge(START, "assess")
-    builder.add_edge("internal", "settle")
-    builder.add_edge("external", "settle")
     return builder
 
 
