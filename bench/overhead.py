@@ -69,8 +69,10 @@ TIME_SERVER = {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]
 CALL_TIMEOUT_S = 60.0
 CONCURRENCY = 8
 """Calls in flight on one session: the pool's ``max_concurrency`` default, for both sides."""
-REPEATS = {1: 30, 10: 9, 100: 5, 1000: 3, 5000: 2}
-"""Repetitions per size (median kept); sizes not listed run once."""
+REPEATS = {1: 60, 10: 40, 100: 10, 1000: 3, 5000: 2}
+"""Repetitions per size (median kept); sizes not listed run once. A run of 10 lasts about 15 ms,
+and the machine's noise moves one by 10-20%: the median of 40 is stable to a few percent, where
+the median of 9 moved the external ratio between 1.26x and 1.50x from one run to the next."""
 TARGETS = {
     "internal_vs_bare": 1.3,
     "external_vs_raw": 1.2,
@@ -224,14 +226,29 @@ def skill_sides(skill: str) -> set[str]:
     return {"external"} if skill == EXTERNAL_SKILL else {"internal"}
 
 
+def rotated(subjects: dict[str, Any], rep: int) -> list[tuple[str, Any]]:
+    """The subjects in the order of repetition ``rep``, a row of a balanced Latin square
+    (Williams): over ``len(subjects)`` repetitions (twice that for an odd number) each subject
+    runs in each position and right after each other subject equally often. What runs just
+    before a subject (another server still finishing its answers, a cache another subject
+    filled) then weighs on all alike, as it does not in a fixed order."""
+    items = list(subjects.items())
+    n = len(items)
+    base = [0]
+    for i in range(1, n):  # 0, 1, n-1, 2, n-2, ...
+        base.append((i + 1) // 2 if i % 2 else n - i // 2)
+    row = [items[(b + rep) % n] for b in base]
+    return row[::-1] if n % 2 and (rep // n) % 2 else row
+
+
 async def measure_sizes(subjects: Subjects, sizes: list[int]) -> dict[int, dict[str, float]]:
     """Per-request ms of each subject at each size: the median of the repetitions, the subjects
     interleaved within each repetition."""
     out: dict[int, dict[str, float]] = {}
     for n in sizes:
         samples: dict[str, list[float]] = {name: [] for name in subjects.subjects()}
-        for _ in range(REPEATS.get(n, 1)):
-            for name, fn in subjects.subjects().items():
+        for rep in range(REPEATS.get(n, 1)):
+            for name, fn in rotated(subjects.subjects(), rep):
                 seconds = await timed(fn, n)
                 samples[name].append(seconds * 1000 / n)
         out[n] = {name: round(statistics.median(v), 4) for name, v in samples.items()}
@@ -245,8 +262,8 @@ async def measure_sequential(subjects: Subjects, runs: int) -> dict[str, float]:
         return {}
     totals = {"raw-session": 0.0, "hybridmcp-external": 0.0, "hybridmcp-internal": 0.0}
     totals |= {"bare-send": 0.0}
-    for _ in range(runs):
-        for name, fn in subjects.subjects().items():
+    for rep in range(runs):
+        for name, fn in rotated(subjects.subjects(), rep):
             totals[name] += await timed(fn, 1)
     return {k: round(v * 1000 / runs, 4) for k, v in totals.items()}
 
