@@ -213,12 +213,33 @@ class _Arbiter:
         self.plans: dict[tuple[Any, ...], DisclosurePlan] = {}
         self.policy = res.config.privacy.policy_table()
         self.events: list[dict[str, Any]] = []
+        self.effects: dict[str, str] = {}
+        """Each skill's effect class (a property computed from its providers at each read)."""
+        self.lineups: dict[tuple[int, int], list[Candidate]] = {}
+        """Without a budget, the candidates of a skill under a disclosure plan (both held by
+        the pass, so their ids stay theirs): requests alike share the list (read-only)."""
 
     def candidate(self, p: Provider, redacts: bool) -> Candidate:
         c = self.candidates.get((p.id, redacts))
         if c is None:
             c = self.candidates[p.id, redacts] = _candidate(self.res, p, self.stats[p.id], redacts)
         return c
+
+    def lineup(self, rid: str, skill: Skill, privacy: DisclosurePlan) -> list[Candidate]:
+        """The request's candidates, each admitted by the budget (without one, every request
+        of the skill under the same plan gets the same list)."""
+        if self.budget.limit is None:
+            key = (id(skill), id(privacy))
+            lineup = self.lineups.get(key)
+            if lineup is None:
+                lineup = self.lineups[key] = [
+                    self.candidate(p, p.id in privacy.redacting) for p in skill.providers
+                ]
+            return lineup
+        return [
+            self.budget.admit(rid, self.candidate(p, p.id in privacy.redacting), p.cost_per_call)
+            for p in skill.providers
+        ]
 
     def disclosure(self, rid: str, skill: Skill) -> DisclosurePlan:
         """The privacy decisions for the request, each audited and recorded as an event."""
@@ -254,10 +275,10 @@ class _Arbiter:
         privacy = self.disclosure(rid, skill)
         if privacy.refused:
             return None, f"refused by privacy policy: {privacy.refused}"
-        candidates = [
-            self.budget.admit(rid, self.candidate(p, p.id in privacy.redacting), p.cost_per_call)
-            for p in skill.providers
-        ]
+        candidates = self.lineup(rid, skill, privacy)
+        effect = self.effects.get(skill.name)
+        if effect is None:
+            effect = self.effects[skill.name] = skill.effect
         strategy = request.get("strategy", "auto")
         critical = bool(request.get("critical", False))
         profile = self.state["profiles"][rid]
@@ -274,7 +295,7 @@ class _Arbiter:
                 strategy,
                 critical,
                 fallback,
-                skill.effect,
+                effect,
                 tuple(map(id, candidates)),
                 tuple(profile.get("needs", ())),
                 str(profile.get("data_sensitivity", "public")),
@@ -300,7 +321,7 @@ class _Arbiter:
                 mapping=cfg.capability_mapping,
                 audit_key=f"{self.state['run_id']}:{rid}",
                 fallback=fallback,
-                effect=skill.effect,
+                effect=effect,
                 cross_validate=cfg.coordination_config.quality_validation,
                 memo=self.memo,
             )
@@ -347,11 +368,17 @@ def _first_round(
     # the plan's numbers (each item gets its own copy). The ids are those of objects the
     # allocations hold for the whole pass.
     plans: dict[tuple[Any, ...], dict[str, Any]] = {}
+    # Copies of one decision share its list of providers: their chosen ones are looked up once.
+    chosen: dict[tuple[str, int], list[Provider]] = {}
     for request in requests:
         planned = allocations.get(str(request["id"]))
         if planned is None or planned["mode"] == "none":
             continue
-        for provider in _chosen(res, planned):
+        who = (planned["mode"], id(planned["providers"]))
+        providers = chosen.get(who)
+        if providers is None:
+            providers = chosen[who] = _chosen(res, planned)
+        for provider in providers:
             item = work_item(state, request, provider.id, provider.skill, provider.side, 1)
             alike = (
                 provider.id,
