@@ -7,6 +7,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.capabilities.registry import Skill
 from hybridmcp.events import EventCode
 from hybridmcp.policy.cost import cost_report
 from hybridmcp.policy.integration import (
@@ -143,11 +144,12 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     allocations = state.get("allocations", {})
     errors = state.get("errors", {})
     predicted: dict[int, dict[str, float]] = {}
+    skills: dict[str, Skill] = {}
     for request in state["requests"]:
         rid = str(request["id"])
         allocation = allocations.get(rid)
         result, answers, conflict = _integrate_request(
-            res, request, by_request.get(rid, []), allocation, sides, errors, predicted
+            res, request, by_request.get(rid, []), allocation, sides, errors, predicted, skills
         )
         results[rid] = result
         if answers:
@@ -200,9 +202,11 @@ def _integrate_request(
     sides: Mapping[str, str],
     errors: Mapping[str, str],
     predicted: dict[int, dict[str, float]] | None = None,
+    skills: dict[str, Skill] | None = None,
 ) -> tuple[dict[str, Any], list[Answer], dict[str, Any] | None]:
     """One request's result (answered or not), the answers compared, and its conflict record
-    if the answers disagreed (``predicted``: see :func:`_summary`)."""
+    if the answers disagreed (``predicted``: see :func:`_summary`; ``skills``: the skills
+    looked up so far, by name)."""
     rid = str(request["id"])
     scores = allocation["scores"] if allocation else {}
     result: dict[str, Any] = {
@@ -225,7 +229,11 @@ def _integrate_request(
         result["status"] = "error"
         result["error"] = errors.get(rid) or "no provider answered"
         return result, [], None
-    skill = res.registry.get(request["skill"])
+    skill = skills.get(request["skill"]) if skills is not None else None
+    if skill is None:
+        skill = res.registry.get(request["skill"])
+        if skills is not None:
+            skills[request["skill"]] = skill
     answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok]
     merged = integrate(
         rid,

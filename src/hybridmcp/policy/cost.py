@@ -141,7 +141,9 @@ def cost_report(
     spent = 0.0
     for a in attempts:
         cost = float(a.get("cost") or 0.0)
-        entry = by_provider.setdefault(a["provider"], {"side": a["side"], "calls": 0, "cost": 0.0})
+        entry = by_provider.get(a["provider"])
+        if entry is None:
+            entry = by_provider[a["provider"]] = {"side": a["side"], "calls": 0, "cost": 0.0}
         entry["calls"] += 1
         entry["cost"] = round(entry["cost"] + cost, 6)
         by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost

@@ -240,10 +240,10 @@ def integrate(
     """
     if not answers:
         raise ValueError("integrate needs at least one answer")
-    ranked = _ranked(answers)
-    best = ranked[0]
-    if len(ranked) == 1:
+    if len(answers) == 1:  # nothing to rank or compare
+        best = answers[0]
         return Integrated(best.value, strategy, best.confidence, None, sources=[best.provider])
+    ranked = _ranked(answers)
     groups = _clusters(ranked, comparator)
     if len(groups) == 1:
         return _agreed(ranked, comparator, strategy)
