@@ -84,10 +84,10 @@ class _Predictions(Mapping[tuple[str, str], Mapping[str, Any]]):
         return cast(Mapping[str, Any], prediction)
 
     def get(self, key: tuple[str, str], default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
+        allocation = self.allocations.get(key[0])
+        score = allocation.get("scores", {}).get(key[1]) if allocation else None
+        prediction = score.get("prediction") if score else None
+        return prediction if prediction else default
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for rid, allocation in self.allocations.items():
@@ -110,6 +110,7 @@ def passed_over(state: State) -> list[str]:
         for provider in allocation.get("scores", {})
         if provider not in tried.get(rid, set())
     ]
+
 
 ADVICE_LOCK = ("hybridmcp.advice", "*")
 """The lock record of the learned advice accuracies (one for all: advice is rare)."""

@@ -491,11 +491,16 @@ def prediction_accuracy(
         if p is None:
             continue
         scored += 1
-        success_hits += (float(p["success"]) >= 0.5) == a["ok"]
-        if a["ok"]:
+        ok = a["ok"]
+        success_hit = (float(p["success"]) >= 0.5) == ok
+        success_hits += success_hit
+        if ok:
             latency_n += 1
-            latency_hits += latency_within_band(float(p["latency_ms"]), a["latency_ms"])
-        hits += prediction_hit(p, ok=a["ok"], latency_ms=a["latency_ms"])
+            latency_hit = latency_within_band(float(p["latency_ms"]), a["latency_ms"])
+            latency_hits += latency_hit
+            hits += success_hit and latency_hit  # prediction_hit, from its two parts
+        else:
+            hits += success_hit
 
     def share(k: int, n: int) -> float | None:
         return round(k / n, 4) if n else None
