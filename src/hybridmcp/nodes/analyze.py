@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +14,7 @@ from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
-from hybridmcp.policy.disclosure import assess, plain_json
+from hybridmcp.policy.disclosure import assess, json_text, plain_json
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
@@ -41,8 +40,8 @@ def _inline_sizes(
     texts: list[str | None] = []
     total = 0
     for r in requests:
-        text = json.dumps(r.get("args", {}), default=str)
-        size = len(text.encode())
+        text = json_text(r.get("args", {}))
+        size = len(text)  # ASCII: as many bytes as characters
         total += size
         if total > INLINE_SCAN_BYTES:
             return None
@@ -75,7 +74,7 @@ def _scan_all(
         if alike and (declared is None or type(declared) is str) and plain_json(args):
             text = texts[i] if texts else None
             if text is None:
-                text = "{}" if not args and type(args) is dict else json.dumps(args, default=str)
+                text = "{}" if not args and type(args) is dict else json_text(args)
                 size = len(text)  # JSON text escapes every non-ASCII character: bytes = chars
                 if measured is not None:
                     measured[i] = size

@@ -84,10 +84,24 @@ def plain_json(value: Any) -> bool:
     values with the same text are the same value (what scans or validates one does the other)."""
     kind = type(value)
     if kind is dict:
-        return all(type(k) is str and plain_json(v) for k, v in value.items())
+        for k, v in value.items():
+            # a scalar is checked here, without a call of its own (most arguments are flat)
+            if type(k) is not str or (type(v) not in _PLAIN_SCALARS and not plain_json(v)):
+                return False
+        return True
     if kind is list:
-        return all(plain_json(v) for v in value)
+        return all(type(v) in _PLAIN_SCALARS or plain_json(v) for v in value)
     return kind in _PLAIN_SCALARS
+
+
+_JSON = json.JSONEncoder(default=str)
+"""Built once (``json.dumps`` with an option builds an encoder per call)."""
+
+
+def json_text(value: Any) -> str:
+    """``json.dumps(value, default=str)``: ASCII (every other character escaped), so its
+    length is its size in bytes."""
+    return _JSON.encode(value)
 
 
 def assess(
@@ -106,7 +120,7 @@ def assess(
     if not enabled or (isinstance(args, dict) and not args):  # nothing to scan
         return profile_fields(None, declared)
     if size is None:
-        size = len(json.dumps(args, default=str).encode())
+        size = len(json_text(args))
     if size > max_scan_bytes:
         return profile_fields(None, declared, oversized=True)
     return profile_fields(scanner(args, detection), declared)
