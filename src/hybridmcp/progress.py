@@ -14,8 +14,9 @@ LangGraph's stream writer (``stream_mode="custom"``):
 - ``{"type": "event", "code", ...}`` for every other coordination event (degradation, hedge, ...).
 
 Events are plain dicts, so they cross the LangGraph server's ``custom`` stream unchanged. With
-no custom stream requested (``ainvoke``), emitting costs a no-op call. The CLI renders them
-(:mod:`hybridmcp.live`); nothing here draws.
+no custom stream requested (``ainvoke``), LangGraph's writer does nothing: the events are then
+not built at all (:func:`silent`). The CLI renders them (:mod:`hybridmcp.live`); nothing here
+draws.
 """
 
 from __future__ import annotations
@@ -42,6 +43,22 @@ _REALLOCATION_KEYS = ("request_id", "to_provider", "to_side", "round", "reason")
 _CONFLICT_KEYS = ("request_id", "disagreement_level", "resolution_strategy")
 
 
+def _pass(_event: Any) -> None:
+    pass
+
+
+_PASS = _pass.__code__
+
+
+def silent(writer: Callable[[Any], None]) -> bool:
+    """Does ``writer`` do nothing? LangGraph's writer when no ``custom`` stream was asked for
+    (``ainvoke``, or streaming other modes) is a function whose body is ``pass``: the same
+    code as :func:`_pass`, which can have no effect. Events for it need not be built. Any
+    other writer (a real stream, a wrapper around one) is written to."""
+    code = getattr(writer, "__code__", None)
+    return code is not None and code.co_code == _PASS.co_code and code.co_consts == _PASS.co_consts
+
+
 def emit(event: dict[str, Any]) -> None:
     """Send one progress event to the custom stream; a no-op when no writer is active."""
     try:
@@ -54,10 +71,9 @@ def emit(event: dict[str, Any]) -> None:
 def current_writer() -> Callable[[Any], None]:
     """The run's stream writer, bound to the caller's context, to emit from tasks that do not
     run in the graph's context (an MCP session's callbacks); a no-op outside a graph run."""
-    try:
-        writer = get_stream_writer()
-    except RuntimeError:
-        return lambda _event: None
+    writer = _writer()
+    if writer is _no_writer:
+        return _no_writer
     # The writer reads the run's config when it writes: the copy keeps it, less the run's state
     # (a session may hold the callback after the run).
     context = apart_from_step_in(contextvars.copy_context())
@@ -93,20 +109,27 @@ def _finished_events(update: Any) -> list[dict[str, Any]]:
 
 def attempt_started(item: Mapping[str, Any]) -> None:
     """Report an attempt of a worker batch as it starts (:mod:`hybridmcp.nodes.execute`)."""
-    emit(_attempt_event(item, status="started"))
+    write = _writer()
+    if write is not _no_writer:
+        write(_attempt_event(item, status="started"))
 
 
 def attempt_finished(update: Mapping[str, Any]) -> None:
     """Report one call's attempts and events as it finishes, not when its batch does."""
-    for event in _finished_events(dict(update)):
-        emit(event)
+    write = _writer()
+    if write is not _no_writer:
+        for event in _finished_events(dict(update)):
+            write(event)
 
 
 def _writer() -> Callable[[Any], None]:
+    """The run's stream writer; :func:`_no_writer` outside a graph run or when it does
+    nothing (:func:`silent`)."""
     try:
-        return get_stream_writer()
+        writer = get_stream_writer()
     except RuntimeError:  # called outside a graph run
         return _no_writer
+    return _no_writer if silent(writer) else writer
 
 
 def _no_writer(_event: Any) -> None:
@@ -129,16 +152,19 @@ def observed(
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
         write = _writer()  # one look-up per node run, not per event
-        write({"type": "phase", "node": node, "status": "started"})
-        t0 = time.perf_counter()
-        update = await fn(*args, **kwargs)
-        for event in _finished_events(update):
-            write(event)
-        finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
-        finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
-        if isinstance(update, dict) and "pending" in update:
-            finished["attempts"] = len(update["pending"] or [])
-        write(finished)
+        if write is _no_writer:  # nothing would receive them: no events built
+            update = await fn(*args, **kwargs)
+        else:
+            write({"type": "phase", "node": node, "status": "started"})
+            t0 = time.perf_counter()
+            update = await fn(*args, **kwargs)
+            for event in _finished_events(update):
+                write(event)
+            finished: dict[str, Any] = {"type": "phase", "node": node, "status": "finished"}
+            finished["ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            if isinstance(update, dict) and "pending" in update:
+                finished["attempts"] = len(update["pending"] or [])
+            write(finished)
         if then is None:
             return update
         return Command(update=update, goto=then(update))
