@@ -13,6 +13,7 @@ from hybridmcp.policy.cost import cost_report
 from hybridmcp.policy.integration import (
     UNRESOLVED,
     Answer,
+    Evidence,
     answer_for,
     integrate,
     quality_metrics,
@@ -24,6 +25,8 @@ from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
 SIDES = ("internal", "external")
+_NO_SCORE: Mapping[str, Any] = {}
+"""The score of a provider arbitration did not score (read only)."""
 
 
 _KEEP = ("provider", "side", "round", "ok", "sent", "latency_ms", "cost", "error")
@@ -145,11 +148,20 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     errors = state.get("errors", {})
     predicted: dict[int, dict[str, float]] = {}
     skills: dict[str, Skill] = {}
+    evidence: Evidence = {}
     for request in state["requests"]:
         rid = str(request["id"])
         allocation = allocations.get(rid)
         result, answers, conflict = _integrate_request(
-            res, request, by_request.get(rid, []), allocation, sides, errors, predicted, skills
+            res,
+            request,
+            by_request.get(rid, []),
+            allocation,
+            sides,
+            errors,
+            predicted,
+            skills,
+            evidence,
         )
         results[rid] = result
         if answers:
@@ -203,10 +215,11 @@ def _integrate_request(
     errors: Mapping[str, str],
     predicted: dict[int, dict[str, float]] | None = None,
     skills: dict[str, Skill] | None = None,
+    evidence: Evidence | None = None,
 ) -> tuple[dict[str, Any], list[Answer], dict[str, Any] | None]:
     """One request's result (answered or not), the answers compared, and its conflict record
     if the answers disagreed (``predicted``: see :func:`_summary`; ``skills``: the skills
-    looked up so far, by name)."""
+    looked up so far, by name; ``evidence``: see :func:`answer_for`)."""
     rid = str(request["id"])
     scores = allocation["scores"] if allocation else {}
     result: dict[str, Any] = {
@@ -234,7 +247,7 @@ def _integrate_request(
         skill = res.registry.get(request["skill"])
         if skills is not None:
             skills[request["skill"]] = skill
-    answers = [answer_for(a, scores.get(a["provider"], {})) for a in ok]
+    answers = [answer_for(a, scores.get(a["provider"], _NO_SCORE), evidence) for a in ok]
     merged = integrate(
         rid,
         answers,
@@ -242,16 +255,15 @@ def _integrate_request(
         skill.integration or res.config.coordination_config.integration_strategy,
         critical=bool(request.get("critical")),
     )
-    result |= {
-        "status": merged.status,
-        "value": merged.value,
-        "agreement": merged.agreement,
-        "similarity": merged.similarity,
-        "confidence": merged.confidence,
-        "strategy": merged.strategy,
-        "sources": merged.sources,
-        "verdicts": merged.verdicts,
-    }
+    # written in this order: the keys already there keep their places, the others follow
+    result["status"] = merged.status
+    result["value"] = merged.value
+    result["agreement"] = merged.agreement
+    result["similarity"] = merged.similarity
+    result["confidence"] = merged.confidence
+    result["strategy"] = merged.strategy
+    result["sources"] = merged.sources
+    result["verdicts"] = merged.verdicts
     if merged.synthesis:
         result["synthesis"] = merged.synthesis
     if merged.status == UNRESOLVED:

@@ -43,18 +43,35 @@ def answer_confidence(score: Mapping[str, Any]) -> float:
     return float(score.get("prediction", {}).get("quality", 0.5))
 
 
-def answer_for(attempt: Mapping[str, Any], score: Mapping[str, Any]) -> Answer:
-    """An attempt's answer with its provider's evidence of correctness for the skill."""
-    prediction = score.get("prediction") or {}
-    confirmations = int(prediction.get("confirmations", 0))
-    refutations = int(prediction.get("refutations", 0))
+Evidence = dict[int, tuple[Mapping[str, Any], float, float, int]]
+"""What :func:`answer_for` read of each score so far, by the score's id (with the score, so
+that the id stays its own): its confidence, trust and confirmations."""
+
+
+def answer_for(
+    attempt: Mapping[str, Any], score: Mapping[str, Any], memo: Evidence | None = None
+) -> Answer:
+    """An attempt's answer with its provider's evidence of correctness for the skill
+    (``memo``: the evidence read of the scores so far, which must not change meanwhile;
+    requests alike share their scores)."""
+    known = memo.get(id(score)) if memo is not None else None
+    if known is not None and known[0] is score:
+        _, confidence, trusted, confirmations = known
+    else:
+        prediction = score.get("prediction") or {}
+        confirmations = int(prediction.get("confirmations", 0))
+        refutations = int(prediction.get("refutations", 0))
+        confidence = answer_confidence(score)
+        trusted = trust(confirmations, refutations)
+        if memo is not None:
+            memo[id(score)] = (score, confidence, trusted, confirmations)
     return Answer(
         attempt["provider"],
         attempt["side"],
         attempt["value"],
-        answer_confidence(score),
+        confidence,
         attempt["latency_ms"],
-        trust(confirmations, refutations),
+        trusted,
         confirmations,
     )
 
