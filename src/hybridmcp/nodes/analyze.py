@@ -60,7 +60,8 @@ def _scan_all(
 ) -> dict[str, Any]:
     """Each request's privacy fields: the declared sensitivity, raised by what the scan finds.
     Requests with the same plain arguments (the same JSON text) and the same declared level
-    are assessed once; each gets its own copy of the fields (``texts``: the arguments' JSON
+    are assessed once and share the fields, read-only: the caller merges them into a profile
+    of each request's own (``texts``: the arguments' JSON
     text, when the caller made it already; ``measured``, when given, gets the size of each
     text made here, as ``sizes`` would hold it)."""
     out: dict[str, Any] = {}
@@ -81,7 +82,7 @@ def _scan_all(
             key = (text, declared)
             fields = seen.get(key)
             if fields is not None:
-                out[str(r.get("id"))] = dict(fields)
+                out[str(r.get("id"))] = fields
                 continue
         fields = assess(
             args,
@@ -94,7 +95,7 @@ def _scan_all(
         )
         if key is not None:
             seen[key] = fields
-        out[str(r.get("id"))] = dict(fields) if key is not None else fields
+        out[str(r.get("id"))] = fields
     return out
 
 
