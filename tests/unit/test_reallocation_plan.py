@@ -172,3 +172,87 @@ def test_error_rates_counted_once_per_round_are_those_of_a_scan_per_event(
     )
     mine = [a for a in attempts if a["provider"] == provider and not a.get("cancelled")]
     assert counts.get(provider, (0, 0)) == (sum(not a["ok"] for a in mine), len(mine))
+
+
+def _reference_plan_request(rnd, plan_, rid, allocation, tried):
+    """``_plan_request`` as it decided before answered requests took their short path."""
+    from hybridmcp.policy import degradation as d
+
+    this_round = [a for a in tried if a.get("round") == rnd.round_no]
+    ok = [a for a in tried if a["ok"]]
+    failed_now = [a for a in this_round if not a["ok"]]
+    ranking = list(allocation.get("ranking", ()))
+    used = {a["provider"] for a in tried}
+    remaining = [p for p in ranking if p not in used]
+    can_move = bool(remaining) and rnd.round_no < rnd.max_rounds and not rnd.deadline_passed
+    if allocation.get("mode") == "none":
+        plan_.failed[rid] = allocation.get("rule", "no eligible provider")
+    elif ok and rid in rnd.disputed and can_move:
+        d._tie_break(rnd, plan_, rid, ok, remaining[0])
+    elif not ok and failed_now and rid in rnd.faults:
+        why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in failed_now)
+        plan_.failed[rid] = f"request error (the request itself is wrong): {why}"
+        plan_.events.append({"code": d.EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
+    elif ok:
+        d._settle(rnd, plan_, rid, allocation, this_round, served=ok[0])
+    elif failed_now:
+        d._after_failure(rnd, plan_, rid, allocation, tried, failed_now, remaining, can_move)
+
+
+ROUND_ATTEMPTS = st.lists(
+    st.builds(
+        lambda p, ok, rnd, rid, kind: (
+            attempt(p, ok, rnd, rid, None if ok else "boom")
+            | ({"error_kind": kind, "tool_error": True} if kind else {})
+        ),
+        st.sampled_from(["i", "e"]),
+        st.booleans(),
+        st.integers(1, 3),
+        st.sampled_from(["r0", "r1", "r2"]),
+        st.sampled_from([None, "request", "provider"]),
+    ),
+    max_size=8,
+)
+ALLOCATIONS = st.sampled_from(
+    [
+        ALLOC,
+        {"mode": "internal", "providers": ["i"], "ranking": ["i", "e"], "scores": {}},
+        {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}},
+        {"mode": "none", "providers": [], "ranking": [], "scores": {}, "rule": "nothing"},
+        {"mode": "external", "providers": ["e"], "ranking": ["e"], "scores": {}},
+    ]
+)
+
+
+@given(
+    ROUND_ATTEMPTS,
+    st.dictionaries(st.sampled_from(["r0", "r1", "r2"]), ALLOCATIONS),
+    st.integers(1, 3),
+    st.integers(1, 3),
+    st.sets(st.sampled_from(["r0", "r1", "r2"])),
+    st.booleans(),
+)
+def test_every_request_is_planned_as_before_the_short_path(
+    attempts, allocations, round_no, max_rounds, disputed, deadline_passed
+):
+    from hybridmcp.policy import degradation as d
+
+    requests = ["r0", "r1", "r2"]
+    kwargs: dict[str, Any] = dict(
+        requests=requests,
+        allocations=allocations,
+        attempts=attempts,
+        round_no=round_no,
+        max_rounds=max_rounds,
+        sides=SIDES,
+        disputed=disputed,
+        deadline_passed=deadline_passed,
+    )
+    now = plan_round(**kwargs)
+    before = d._plan_request
+    d._plan_request = _reference_plan_request
+    try:
+        reference = plan_round(**kwargs)
+    finally:
+        d._plan_request = before
+    assert now == reference

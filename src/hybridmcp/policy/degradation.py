@@ -368,6 +368,10 @@ def _plan_request(
     """One request's fate after this round: settled, moved, asked to break a tie, or failed."""
     this_round = [a for a in tried if a.get("round") == rnd.round_no]
     ok = [a for a in tried if a["ok"]]
+    if ok and rid not in rnd.disputed and allocation.get("mode") != "none":
+        # answered and undisputed (most requests): settled, whatever else could happen
+        _settle(rnd, plan, rid, allocation, this_round, served=ok[0])
+        return
     failed_now = [a for a in this_round if not a["ok"]]
     ranking = list(allocation.get("ranking", ()))
     used = {a["provider"] for a in tried}
