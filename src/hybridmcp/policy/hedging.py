@@ -32,7 +32,7 @@ cut wait on the same terms.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,6 +156,7 @@ def at_load(
     factor: float,
     quantile: float,
     min_observations: int,
+    quantile_of: Callable[[Sequence[float], float], float] | None = None,
 ) -> float:
     """What a call with ``in_flight`` other calls in flight beside it on its session is held to,
     given ``lone_ms``, what it would be held to sent alone (a slow threshold, a hedge delay).
@@ -166,11 +167,12 @@ def at_load(
     calls at that load take, and a server that serves them side by side (whose calls take as long
     at any load) to what it always was. Before that: ``(in_flight + 1) x lone_ms``, what a server
     serving one call at a time would need, at worst, for the others and this one. Never
-    below ``lone_ms``: more calls in flight never make a judgement stricter."""
+    below ``lone_ms``: more calls in flight never make a judgement stricter.
+    ``quantile_of``: what computes the quantile (:func:`_quantile`, or a memory of it)."""
     if not in_flight or in_flight <= 0:
         return lone_ms
     if recent is not None and len(recent) >= min_observations:
-        return max(lone_ms, factor * _quantile(recent, quantile))
+        return max(lone_ms, factor * (quantile_of or _quantile)(recent, quantile))
     return lone_ms * (in_flight + 1)
 
 
@@ -181,14 +183,16 @@ def service_limit(
     factor: float,
     min_observations: int,
     floor_ms: float,
+    quantile_of: Callable[[Sequence[float], float], float] | None = None,
 ) -> float | None:
     """The longest service time a call sharing its session (``in_flight`` > 0) may take and
     still have shared its lateness (:func:`shared_lateness`): ``factor`` x the 75th percentile
     of the provider's recent service times at that load, never under ``floor_ms``; None for a
-    call alone, or before ``min_observations`` service times at that load."""
+    call alone, or before ``min_observations`` service times at that load (``quantile_of``:
+    as in :func:`at_load`)."""
     if not in_flight or recent_service is None or len(recent_service) < min_observations:
         return None
-    return max(floor_ms, factor * _quantile(recent_service, 0.75))
+    return max(floor_ms, factor * (quantile_of or _quantile)(recent_service, 0.75))
 
 
 def shared_lateness(
@@ -223,7 +227,10 @@ PIN_ALPHA = 0.05
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
+    return _of_sorted(sorted(values), q)
+
+
+def _of_sorted(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
@@ -259,6 +266,12 @@ class HealthWatch:
     _floor: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     """Per provider, the 75th percentile of its lone calls in ``recent``, until that window
     changes: calls started together share one sort."""
+    _sorted: dict[int, tuple[deque[float], list[float]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    """Each window of ``recent`` and ``recent_service`` (by its ``id``, held with it), sorted,
+    until it changes (:meth:`_answered`): a call's judgements (its slow threshold and whether
+    its lateness was shared, in the gate and again when it is judged) share one sort."""
 
     @classmethod
     def from_config(cls, cfg: ResilienceConfig) -> HealthWatch:
@@ -291,6 +304,7 @@ class HealthWatch:
             factor=cfg.latency_ewma_factor,
             quantile=0.75,
             min_observations=cfg.min_observations,
+            quantile_of=self._quantile,
         )
 
     def tail_at_load(self, provider: str, after_ms: float, in_flight: int | None) -> float:
@@ -303,6 +317,7 @@ class HealthWatch:
             factor=1.0,
             quantile=0.95,
             min_observations=self.degradation.min_observations,
+            quantile_of=self._quantile,
         )
 
     def service_limit(self, provider: str, in_flight: int | None) -> float | None:
@@ -315,7 +330,17 @@ class HealthWatch:
             factor=cfg.latency_ewma_factor,
             min_observations=cfg.min_observations,
             floor_ms=cfg.min_slow_ms,
+            quantile_of=self._quantile,
         )
+
+    def _quantile(self, window: Sequence[float], q: float) -> float:
+        """:func:`_quantile` of one of this watch's windows, sorted once until it changes."""
+        kept = self._sorted.get(id(window))
+        if kept is None or kept[0] is not window:
+            if not isinstance(window, deque):  # not one of the windows: nothing to keep
+                return _quantile(window, q)
+            kept = self._sorted[id(window)] = (window, sorted(window))
+        return _of_sorted(kept[1], q)
 
     def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
         """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
@@ -371,8 +396,12 @@ class HealthWatch:
         if size <= 0:
             return
         key = (provider, load_bucket(in_flight))
-        self.recent.setdefault(key, deque(maxlen=size)).append(latency_ms)
+        window = self.recent.setdefault(key, deque(maxlen=size))
+        window.append(latency_ms)
+        self._sorted.pop(id(window), None)
         if service_ms is not None:
-            self.recent_service.setdefault(key, deque(maxlen=size)).append(service_ms)
+            window = self.recent_service.setdefault(key, deque(maxlen=size))
+            window.append(service_ms)
+            self._sorted.pop(id(window), None)
         if key[1] == 0:
             self._floor.pop(provider, None)

@@ -1,0 +1,96 @@
+"""The live health's sorted windows (kept until a window changes) give exactly the judgements
+that sorting afresh gives: the pure functions applied to the watch's own windows, after any
+sequence of judged calls, at any load and with any settings."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridmcp.config import DegradationConfig, HedgingConfig
+from hybridmcp.policy.hedging import (
+    HealthWatch,
+    HedgeBudget,
+    at_load,
+    load_bucket,
+    service_limit,
+)
+
+PROVIDERS = ("a", "b")
+latency = st.floats(0.0, 5000.0, allow_nan=False)
+in_flight = st.one_of(st.none(), st.sampled_from((0, 1, 7)), st.integers(0, 40))
+remembered = st.tuples(
+    st.sampled_from(PROVIDERS),
+    latency,
+    st.booleans(),
+    st.one_of(st.none(), latency),  # threshold
+    st.one_of(st.none(), latency),  # planned
+    in_flight,
+    st.one_of(st.none(), latency),  # service time
+)
+asked = st.tuples(st.sampled_from(PROVIDERS), latency, in_flight, st.one_of(st.none(), latency))
+steps = st.lists(st.tuples(remembered, st.lists(asked, max_size=4)), min_size=5, max_size=60)
+configs = st.builds(
+    DegradationConfig,
+    min_observations=st.integers(1, 8),
+    recent_window=st.integers(0, 12),
+    latency_ewma_factor=st.floats(1.0, 4.0),
+)
+
+
+def fresh(w: HealthWatch, provider: str, lone: float, k: int | None, service: float | None):
+    """The judgements of a call, each window sorted afresh (the pure functions)."""
+    cfg = w.degradation
+    key = (provider, load_bucket(k))
+    recent, recent_service = w.recent.get(key), w.recent_service.get(key)
+    obs = cfg.min_observations
+    limit = service_limit(
+        k, recent_service, factor=cfg.latency_ewma_factor, min_observations=obs,
+        floor_ms=cfg.min_slow_ms,
+    )  # fmt: skip
+    return (
+        at_load(lone, k, recent, factor=cfg.latency_ewma_factor, quantile=0.75, min_observations=obs),
+        at_load(lone, k, recent, factor=1.0, quantile=0.95, min_observations=obs),
+        limit,
+        limit is not None and service is not None and service <= limit,
+    )
+
+
+def kept(w: HealthWatch, provider: str, lone: float, k: int | None, service: float | None):
+    return (
+        w.slow_at_load(provider, lone, k),
+        w.tail_at_load(provider, lone, k),
+        w.service_limit(provider, k),
+        w.shared(provider, service, k),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(configs, steps)
+def test_kept_sorts_judge_as_fresh_ones(cfg: DegradationConfig, run: list) -> None:
+    w = HealthWatch(HedgeBudget.from_config(HedgingConfig()), cfg)
+    for (provider, lat, ok, threshold, planned, k, service), others in run:
+        questions = [(provider, lat, k, service), *others]  # its own load, and others
+        for asked_provider, lone, asked_k, asked_service in questions:
+            # asked twice: the second answer comes from the kept sort
+            assert kept(w, asked_provider, lone, asked_k, asked_service) == fresh(
+                w, asked_provider, lone, asked_k, asked_service
+            )
+            assert kept(w, asked_provider, lone, asked_k, asked_service) == fresh(
+                w, asked_provider, lone, asked_k, asked_service
+            )
+        slow = w.remember(
+            provider, latency_ms=lat, ok=ok, threshold_ms=threshold, planned_ms=planned,
+            in_flight=k, service_ms=service,
+        )  # fmt: skip
+        expected = (
+            threshold is not None
+            and lat > threshold
+            and not fresh(w, provider, 0.0, k, service)[3]
+        )
+        if threshold is not None and not (ok and w.degradation.recent_window > 0):
+            assert slow == expected  # nothing was added to the windows: same windows judged
+        for asked_provider, lone, asked_k, asked_service in questions:
+            assert kept(w, asked_provider, lone, asked_k, asked_service) == fresh(
+                w, asked_provider, lone, asked_k, asked_service
+            )
