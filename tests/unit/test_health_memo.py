@@ -48,8 +48,9 @@ def fresh(w: HealthWatch, provider: str, lone: float, k: int | None, service: fl
         k, recent_service, factor=cfg.latency_ewma_factor, min_observations=obs,
         floor_ms=cfg.min_slow_ms,
     )  # fmt: skip
+    slow_factor = cfg.latency_ewma_factor
     return (
-        at_load(lone, k, recent, factor=cfg.latency_ewma_factor, quantile=0.75, min_observations=obs),
+        at_load(lone, k, recent, factor=slow_factor, quantile=0.75, min_observations=obs),
         at_load(lone, k, recent, factor=1.0, quantile=0.95, min_observations=obs),
         limit,
         limit is not None and service is not None and service <= limit,
