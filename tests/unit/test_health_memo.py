@@ -85,9 +85,7 @@ def test_kept_sorts_judge_as_fresh_ones(cfg: DegradationConfig, run: list) -> No
             in_flight=k, service_ms=service,
         )  # fmt: skip
         expected = (
-            threshold is not None
-            and lat > threshold
-            and not fresh(w, provider, 0.0, k, service)[3]
+            threshold is not None and lat > threshold and not fresh(w, provider, 0.0, k, service)[3]
         )
         if threshold is not None and not (ok and w.degradation.recent_window > 0):
             assert slow == expected  # nothing was added to the windows: same windows judged
