@@ -176,20 +176,22 @@ async def _call(
     )
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
     scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
-    async with asyncio.timeout(run_left):
-        result = await res.gate.call(
-            provider,
-            item["args"],
-            ctx,
-            timeout_s=timeout,
-            slow_after_s=None
-            if slow_after_ms is None
-            else _slow_after(res, provider, slow_after_ms),
-            validate=validate,
-            timing=timing,
-            queue_timeout_s=run_left,
-            scope=scope,
-        )
+    calling = res.gate.call(
+        provider,
+        item["args"],
+        ctx,
+        timeout_s=timeout,
+        slow_after_s=None if slow_after_ms is None else _slow_after(res, provider, slow_after_ms),
+        validate=validate,
+        timing=timing,
+        queue_timeout_s=run_left,
+        scope=scope,
+    )
+    if run_left is None:  # no deadline of the run's (``asyncio.timeout(None)`` does nothing)
+        result = await calling
+    else:
+        async with asyncio.timeout(run_left):
+            result = await calling
     extra = {
         "cost": result.cost,
         "privacy": result.privacy,
