@@ -24,9 +24,12 @@ from mcp.types import TextContent
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
+    NOT_JSON,
+    ParsedText,
     Provider,
     answer_to_judge,
     extract_result,
+    json_value,
     map_arguments,
 )
 from hybridmcp.capabilities.timing import CallTiming
@@ -47,7 +50,7 @@ from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard, Transition
 from hybridmcp.policy.cost import Budget
 from hybridmcp.policy.disclosure import plain_json, policy_for, redaction_summary, release
-from hybridmcp.policy.output import compile_patterns, output_problem
+from hybridmcp.policy.output import UNPARSED, compile_patterns, output_problem
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
@@ -380,19 +383,32 @@ class Gate:
 
     def _check_output(
         self, provider: Provider, result: Any, size: int, schema: dict[str, Any] | None
-    ) -> None:
+    ) -> ParsedText | None:
         """Untrusted output: size limit and errors in disguise (see :mod:`policy.output`),
-        judged on the answer as it will be read (a FastMCP-wrapped ``str`` is text)."""
+        judged on the answer as it will be read (a FastMCP-wrapped ``str`` is text). Returns
+        the answer's one text part and its JSON value when it parsed it (read once, for the
+        check and for the value)."""
         text, structured = answer_to_judge(result, schema)
+        parsed: ParsedText | None = None
+        hint = UNPARSED
+        plain = structured is None and result.structuredContent is None
+        if plain and size <= self.output.max_bytes:
+            texts = [c for c in result.content if isinstance(c, TextContent)]
+            if len(texts) == 1 and texts[0].text == text:
+                parsed = (texts[0].text, json_value(texts[0].text))
+                if parsed[1] is not NOT_JSON:  # strict JSON: json.loads reads it the same
+                    hint = parsed[1]
         problem = output_problem(
             text,
             structured,
             size,
             max_bytes=self.output.max_bytes,
             error_patterns=self._error_patterns,
+            parsed=hint,
         )
         if problem:
             raise ProviderError(f"{provider.id}: {problem}")
+        return parsed
 
     async def call(
         self,
@@ -546,8 +562,10 @@ class Gate:
         if result.isError:
             _raise_tool_error(provider, result)
         schema = self._output_schema(provider)
-        self._check_output(provider, result, received, schema)
-        value = decision.restore(extract_result(provider, result, output_schema=schema))
+        parsed = self._check_output(provider, result, received, schema)
+        value = decision.restore(
+            extract_result(provider, result, output_schema=schema, parsed=parsed)
+        )
         if validate is not None:
             validate(value)
         return value

@@ -425,19 +425,36 @@ _STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
 ``parse_constant`` builds a decoder per call)."""
 
 
-def _json_or_text(text: str) -> Any:
-    """A text's JSON value when it is JSON (``mcp-server-time`` answers so), else the text.
-    ``NaN`` and ``Infinity`` stay text: they are not JSON, and NaN never compares equal."""
+NOT_JSON: Any = object()
+"""What :func:`json_value` gives for a text that is not JSON."""
+
+
+def json_value(text: str) -> Any:
+    """A text's JSON value, or :data:`NOT_JSON`. ``NaN`` and ``Infinity`` are not JSON (and
+    NaN never compares equal)."""
     try:
         return _STRICT_JSON.decode(text)
     except ValueError:
-        return text
+        return NOT_JSON
 
 
-def _content_value(part: ContentBlock) -> Any:
+def _json_or_text(text: str) -> Any:
+    """A text's JSON value when it is JSON (``mcp-server-time`` answers so), else the text."""
+    value = json_value(text)
+    return text if value is NOT_JSON else value
+
+
+ParsedText = tuple[str, Any]
+"""A text part's text and its :func:`json_value`, when the caller has parsed it already."""
+
+
+def _content_value(part: ContentBlock, parsed: ParsedText | None = None) -> Any:
     """One content part as a JSON value. Text is data; any other part keeps its kind as a typed
-    value, so an image or a resource reaches the result (and the comparator), never dropped."""
+    value, so an image or a resource reaches the result (and the comparator), never dropped.
+    ``parsed``: a text and its JSON value, used when this part holds that very text."""
     if isinstance(part, TextContent):
+        if parsed is not None and parsed[0] is part.text:
+            return part.text if parsed[1] is NOT_JSON else parsed[1]
         return _json_or_text(part.text)
     if isinstance(part, ImageContent | AudioContent):
         return {"type": part.type, "mime_type": part.mimeType, "data": part.data}
@@ -494,14 +511,16 @@ def _answer_value(
     *,
     parse_any_json: bool = False,
     output_schema: Mapping[str, Any] | None = None,
+    parsed: ParsedText | None = None,
 ) -> Any:
     """A (non-error) answer as a JSON value, whatever its shape.
 
     Structured content is the answer (unwrapped when FastMCP wrapped it); its text parts are
     only its serialization, but any other part rides along, so ``[value, *typed parts]``.
-    Without structured content, each part is its value (see :func:`_content_value`)."""
+    Without structured content, each part is its value (see :func:`_content_value`; ``parsed``:
+    a text part already parsed)."""
     if result.structuredContent is None:
-        return _one_or_list([_content_value(c) for c in result.content])
+        return _one_or_list([_content_value(c, parsed) for c in result.content])
     value: Any = result.structuredContent
     if _fastmcp_wrapped(result, output_schema):
         value = _unwrapped(value["result"], parse_any_json)
@@ -527,15 +546,20 @@ def extract_result(
     result: CallToolResult,
     *,
     output_schema: Mapping[str, Any] | None = None,
+    parsed: ParsedText | None = None,
 ) -> Any:
     """A tool's answer as a JSON value (see :func:`_answer_value`), then the provider's
     ``result`` path applied; :class:`ProviderError` when the tool reported an error.
-    ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping)."""
+    ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping);
+    ``parsed``: the answer's text part and its :func:`json_value`, when the caller has it."""
     if result.isError:
         text = _tool_text(result)
         raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
     value = _answer_value(
-        result, parse_any_json=provider.result_path is not None, output_schema=output_schema
+        result,
+        parse_any_json=provider.result_path is not None,
+        output_schema=output_schema,
+        parsed=parsed,
     )
     if provider.result_path:
         value = query_path(value, provider.result_path)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 ERROR_ONLY_KEYS = frozenset({"error", "message", "code", "details", "status"})
+UNPARSED: Any = object()
+"""``output_problem``'s ``parsed`` when the caller has not parsed the text."""
 
 
 def _error_object(value: Any) -> bool:
@@ -39,18 +41,21 @@ def output_problem(
     *,
     max_bytes: int,
     error_patterns: Sequence[re.Pattern[str]],
+    parsed: Any = UNPARSED,
 ) -> str | None:
     """Why a tool's (non-error) answer must not be used, or None. ``text`` is its text content,
     ``structured`` its structured content, FastMCP's wrapper removed (None if absent or if the
-    wrapped value is text), ``size`` its size in bytes."""
+    wrapped value is text), ``size`` its size in bytes; ``parsed``: ``json.loads(text)`` when
+    the caller has it already (a text parsed without ``NaN`` and ``Infinity`` parses the same)."""
     if size > max_bytes:
         return f"answer of {size} bytes exceeds the {max_bytes}-byte limit (tool_output.max_bytes)"
     if structured is not None:
         return "the answer is an error object" if _error_object(structured) else None
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
+    if parsed is UNPARSED:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
     if parsed is not None:
         return "the answer is an error object" if _error_object(parsed) else None
     for pattern in error_patterns:
