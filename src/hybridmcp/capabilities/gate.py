@@ -49,7 +49,13 @@ from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard, Transition
 from hybridmcp.policy.cost import Budget
-from hybridmcp.policy.disclosure import plain_json, policy_for, redaction_summary, release
+from hybridmcp.policy.disclosure import (
+    Release,
+    plain_json,
+    policy_for,
+    redaction_summary,
+    release,
+)
 from hybridmcp.policy.output import UNPARSED, compile_patterns, output_problem
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
@@ -63,6 +69,8 @@ CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
 """Arguments longer than this as JSON are always scanned."""
+RELEASES_KEPT = 256
+"""Release verdicts the privacy step remembers (see :meth:`ScanningPolicy._release`)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,36 @@ class ScanningPolicy:
     def __init__(self, settings: PrivacySettings | None = None) -> None:
         self.settings = settings or PrivacySettings()
         self._clean = _CleanScans()
+        self._releases: dict[tuple[Any, ...], Release] = {}
+
+    def _release(
+        self,
+        detected: scanner.Sensitivity,
+        declared: scanner.Sensitivity,
+        clearance: scanner.Sensitivity,
+        action: str,
+        oversized: bool,
+    ) -> Release:
+        """:func:`release`, remembered: a pure function of these five (levels, the policy's
+        action, a flag), whose verdict is frozen, so the same five get the same verdict."""
+        exact = (
+            type(detected) is type(declared) is type(clearance) is scanner.Sensitivity
+            and type(action) is str
+            and type(oversized) is bool
+        )  # (a plain string equal to a level is not the level: never looked up)
+        key = (detected, declared, clearance, action, oversized)
+        known = self._releases.get(key) if exact else None
+        if known is None:
+            known = release(
+                detected=detected,
+                declared=declared,
+                clearance=clearance,
+                action=action,
+                oversized=oversized,
+            )
+            if exact and len(self._releases) < RELEASES_KEPT:
+                self._releases[key] = known
+        return known
 
     def scan(
         self, arguments: Any, config: scanner.PrivacyConfig | None = None
@@ -137,12 +175,12 @@ class ScanningPolicy:
         action = policy_for(
             ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
         )
-        verdict = release(
-            detected=scanner.Sensitivity.public if report is None else report.level,
-            declared=declared,
-            clearance=clearance,
-            action=action,
-            oversized=oversized and cfg.enabled,
+        verdict = self._release(
+            scanner.Sensitivity.public if report is None else report.level,
+            declared,
+            clearance,
+            action,
+            oversized and cfg.enabled,
         )
         if verdict.action != "redact":
             return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
