@@ -494,9 +494,11 @@ def _judge(
 
 
 async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
-    plan = dict(item.get("watch") or {})
-    threshold = res.watch.threshold(item["provider"], plan.get("slow_after_ms"))
-    item = WorkItem(**{**item, "watch": {**plan, "slow_after_ms": threshold}})
+    plan = item.get("watch") or {}  # read only
+    planned = plan.get("slow_after_ms")
+    threshold = res.watch.threshold(item["provider"], planned)
+    if threshold != planned:  # the call is watched and judged by the threshold as it is now
+        item = WorkItem(**{**item, "watch": {**plan, "slow_after_ms": threshold}})
     events: list[dict[str, Any]] = []
     key = (item["run_id"], item["request_id"], item["round"])
     peer_side, hedge = plan.get("peer_side"), plan.get("hedge")
@@ -568,8 +570,11 @@ def _record_slow(res: Resources, item: WorkItem) -> None:
 
 
 def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    providers = {a["provider"] for a in attempts if a["side"] == "external"}
     take = res.gate.breaker.take_transitions
+    if len(attempts) == 1:  # the usual case: one attempt, one provider
+        [a] = attempts
+        return [t.to_event() for t in take(a["provider"])] if a["side"] == "external" else []
+    providers = {a["provider"] for a in attempts if a["side"] == "external"}
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 
