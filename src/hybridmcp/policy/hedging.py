@@ -31,6 +31,8 @@ cut wait on the same terms.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -269,9 +271,10 @@ class HealthWatch:
     _sorted: dict[int, tuple[deque[float], list[float]]] = field(
         default_factory=dict, init=False, repr=False
     )
-    """Each window of ``recent`` and ``recent_service`` (by its ``id``, held with it), sorted,
-    until it changes (:meth:`_answered`): a call's judgements (its slow threshold and whether
-    its lateness was shared, in the gate and again when it is judged) share one sort."""
+    """Each window of ``recent`` and ``recent_service`` (by its ``id``, held with it), sorted:
+    a call's judgements (its slow threshold and whether its lateness was shared, in the gate
+    and again when it is judged) share one sort, and a value added to the window moves in and
+    out of the sorted copy as it does of the window (:meth:`_add`) instead of a new sort."""
 
     @classmethod
     def from_config(cls, cfg: ResilienceConfig) -> HealthWatch:
@@ -337,10 +340,30 @@ class HealthWatch:
         """:func:`_quantile` of one of this watch's windows, sorted once until it changes."""
         kept = self._sorted.get(id(window))
         if kept is None or kept[0] is not window:
-            if not isinstance(window, deque):  # not one of the windows: nothing to keep
-                return _quantile(window, q)
-            kept = self._sorted[id(window)] = (window, sorted(window))
+            ordered = sorted(window)
+            if isinstance(window, deque) and not any(map(math.isnan, ordered)):
+                # one of the windows (NaN, which orders with nothing, is never kept)
+                self._sorted[id(window)] = (window, ordered)
+            return _of_sorted(ordered, q)
         return _of_sorted(kept[1], q)
+
+    def _add(self, window: deque[float], value: float) -> None:
+        """Append to a window, and to its sorted copy if kept: the value leaving a full window
+        is its oldest, the first of its equals in a stable sort (so taken out at the left), and
+        the new one the last of its equals (put in at the right), just where ``sorted`` of the
+        window puts them."""
+        kept = self._sorted.get(id(window))
+        leaving = window[0] if window.maxlen is not None and len(window) == window.maxlen else None
+        window.append(value)
+        if kept is None or kept[0] is not window:
+            return
+        if math.isnan(value) or (leaving is not None and math.isnan(leaving)):
+            del self._sorted[id(window)]
+            return
+        ordered = kept[1]
+        if leaving is not None:
+            del ordered[bisect.bisect_left(ordered, leaving)]
+        bisect.insort_right(ordered, value)
 
     def shared(self, provider: str, service_ms: float | None, in_flight: int | None) -> bool:
         """Was a late call's lateness shared with the calls beside it (:func:`shared_lateness`)?"""
@@ -396,12 +419,8 @@ class HealthWatch:
         if size <= 0:
             return
         key = (provider, load_bucket(in_flight))
-        window = self.recent.setdefault(key, deque(maxlen=size))
-        window.append(latency_ms)
-        self._sorted.pop(id(window), None)
+        self._add(self.recent.setdefault(key, deque(maxlen=size)), latency_ms)
         if service_ms is not None:
-            window = self.recent_service.setdefault(key, deque(maxlen=size))
-            window.append(service_ms)
-            self._sorted.pop(id(window), None)
+            self._add(self.recent_service.setdefault(key, deque(maxlen=size)), service_ms)
         if key[1] == 0:
             self._floor.pop(provider, None)
