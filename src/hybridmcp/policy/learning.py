@@ -398,13 +398,13 @@ def predict(
     prediction toward the measurements, the prior counting as ``prior_weight`` observations
     (for latency, fewer when the provider's calls are consistent: :func:`latency_prior_weight`).
     """
+    prior = prior_prediction(latency_ms=prior_latency_ms, quality=prior_quality, cost=prior_cost)
     if stats is None or stats.calls == 0 or stats.ewma_latency_ms is None:
-        return prior_prediction(latency_ms=prior_latency_ms, quality=prior_quality, cost=prior_cost)
-    # blended with the prior's values (prior_prediction), read here without building it
+        return prior
     n = stats.evidence
     w = n / (n + prior_weight)
     w_latency = n / (n + latency_prior_weight(stats, prior_latency_ms, prior_weight))
-    success = w * (stats.success_rate or 0.0) + (1 - w) * prior_quality
+    success = w * (stats.success_rate or 0.0) + (1 - w) * prior.success
     quality = success
     if stats.agreement_rate is not None:
         v = stats.cross_validations / (stats.cross_validations + prior_weight)
@@ -412,10 +412,10 @@ def predict(
     if stats.refutations:
         # Shown wrong: quality falls with the share of verdicts that went against it.
         quality *= 2 * min(0.5, stats.trust)
-    latency = w_latency * stats.ewma_latency_ms + (1 - w_latency) * prior_latency_ms
+    latency = w_latency * stats.ewma_latency_ms + (1 - w_latency) * prior.latency_ms
     learned_p95 = stats.p95_latency_ms if stats.p95_latency_ms is not None else latency * 2
-    p95 = w_latency * learned_p95 + (1 - w_latency) * (prior_latency_ms * 2)
-    cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior_cost
+    p95 = w_latency * learned_p95 + (1 - w_latency) * prior.p95_latency_ms
+    cost = w * (stats.cost_per_call or 0.0) + (1 - w) * prior.cost
     return Prediction(
         latency,
         max(p95, latency),
@@ -491,16 +491,11 @@ def prediction_accuracy(
         if p is None:
             continue
         scored += 1
-        ok = a["ok"]
-        success_hit = (float(p["success"]) >= 0.5) == ok
-        success_hits += success_hit
-        if ok:
+        success_hits += (float(p["success"]) >= 0.5) == a["ok"]
+        if a["ok"]:
             latency_n += 1
-            latency_hit = latency_within_band(float(p["latency_ms"]), a["latency_ms"])
-            latency_hits += latency_hit
-            hits += success_hit and latency_hit  # prediction_hit, from its two parts
-        else:
-            hits += success_hit
+            latency_hits += latency_within_band(float(p["latency_ms"]), a["latency_ms"])
+        hits += prediction_hit(p, ok=a["ok"], latency_ms=a["latency_ms"])
 
     def share(k: int, n: int) -> float | None:
         return round(k / n, 4) if n else None
