@@ -7,7 +7,6 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from hybridmcp.capabilities.registry import Skill
 from hybridmcp.events import EventCode
 from hybridmcp.policy.cost import cost_report
 from hybridmcp.policy.integration import (
@@ -147,7 +146,6 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     allocations = state.get("allocations", {})
     errors = state.get("errors", {})
     predicted: dict[int, dict[str, float]] = {}
-    skills: dict[str, Skill] = {}
     evidence: Evidence = {}
     for request in state["requests"]:
         rid = str(request["id"])
@@ -160,7 +158,6 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
             sides,
             errors,
             predicted,
-            skills,
             evidence,
         )
         results[rid] = result
@@ -214,12 +211,11 @@ def _integrate_request(
     sides: Mapping[str, str],
     errors: Mapping[str, str],
     predicted: dict[int, dict[str, float]] | None = None,
-    skills: dict[str, Skill] | None = None,
     evidence: Evidence | None = None,
 ) -> tuple[dict[str, Any], list[Answer], dict[str, Any] | None]:
     """One request's result (answered or not), the answers compared, and its conflict record
-    if the answers disagreed (``predicted``: see :func:`_summary`; ``skills``: the skills
-    looked up so far, by name; ``evidence``: see :func:`answer_for`)."""
+    if the answers disagreed (``predicted``: see :func:`_summary`; ``evidence``: see
+    :func:`answer_for`)."""
     rid = str(request["id"])
     scores = allocation["scores"] if allocation else {}
     result: dict[str, Any] = {
@@ -242,11 +238,7 @@ def _integrate_request(
         result["status"] = "error"
         result["error"] = errors.get(rid) or "no provider answered"
         return result, [], None
-    skill = skills.get(request["skill"]) if skills is not None else None
-    if skill is None:
-        skill = res.registry.get(request["skill"])
-        if skills is not None:
-            skills[request["skill"]] = skill
+    skill = res.registry.get(request["skill"])
     answers = [answer_for(a, scores.get(a["provider"], _NO_SCORE), evidence) for a in ok]
     merged = integrate(
         rid,
