@@ -61,11 +61,7 @@ def silent(writer: Callable[[Any], None]) -> bool:
 
 def emit(event: dict[str, Any]) -> None:
     """Send one progress event to the custom stream; a no-op when no writer is active."""
-    try:
-        writer = get_stream_writer()
-    except RuntimeError:  # called outside a graph run
-        return
-    writer(event)
+    _writer()(event)
 
 
 def current_writer() -> Callable[[Any], None]:

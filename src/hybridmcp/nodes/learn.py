@@ -75,11 +75,8 @@ class _Predictions(Mapping[tuple[str, str], Mapping[str, Any]]):
         self.allocations = allocations
 
     def __getitem__(self, key: tuple[str, str]) -> Mapping[str, Any]:
-        rid, provider = key
-        allocation = self.allocations.get(rid)
-        score = allocation.get("scores", {}).get(provider) if allocation else None
-        prediction = score.get("prediction") if score else None
-        if not prediction:
+        prediction = self.get(key)
+        if prediction is None:
             raise KeyError(key)
         return cast(Mapping[str, Any], prediction)
 
