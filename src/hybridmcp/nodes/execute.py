@@ -570,11 +570,8 @@ def _record_slow(res: Resources, item: WorkItem) -> None:
 
 
 def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    take = res.gate.breaker.take_transitions
-    if len(attempts) == 1:  # the usual case: one attempt, one provider
-        [a] = attempts
-        return [t.to_event() for t in take(a["provider"])] if a["side"] == "external" else []
     providers = {a["provider"] for a in attempts if a["side"] == "external"}
+    take = res.gate.breaker.take_transitions
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 
