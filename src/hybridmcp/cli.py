@@ -145,20 +145,6 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {"value": value}
 
 
-def _decision(answer: Any, pending: list[Any]) -> Any:
-    """The resume value of ``--answer``: as given for one question; for several, a mapping of
-    question ids to answers (which LangGraph needs)."""
-    if len(pending) <= 1:
-        return answer
-    ids = {i.id for i in pending}
-    if isinstance(answer, dict) and answer and set(answer) <= ids:
-        return answer
-    raise TaskError(
-        f"{len(pending)} questions are pending: give --answer as a JSON object mapping "
-        f"question ids ({', '.join(sorted(ids))}) to answers"
-    )
-
-
 def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
     marks = []
     for a in attempts:
@@ -317,8 +303,7 @@ async def _answered(
         raise TaskError(
             f"--answer: thread {thread!r} is not paused for a question (it is {status.state})"
         )
-    pending = status.values.get("__interrupt__") or []
-    return await co.resume(_decision(answer, pending), thread_id=thread_id)
+    return await co.resume(answer, thread_id=thread_id)
 
 
 async def _ran(co: Coordinator, task: Any, thread_id: str, live: bool) -> Any:

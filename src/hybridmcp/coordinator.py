@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -16,13 +16,14 @@ from typing import Any, Literal, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
-from langgraph.types import Command
+from langgraph.types import Command, Interrupt
 
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
 from hybridmcp.errors import TaskError
 from hybridmcp.graph import build_graph
+from hybridmcp.nodes.review import check_choices
 from hybridmcp.policy.disclosure import plain_json
 from hybridmcp.runtime import Context, Resources
 from hybridmcp.state import OutputState
@@ -163,7 +164,25 @@ class Coordinator:
     async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
         """Resume a run paused for a human decision (``__interrupt__`` in its output): the
         decision maps request ids to ``"internal"``, ``"external"`` or the value to use.
-        Needs the checkpointer the run was started with, and its ``thread_id``."""
+        Needs the checkpointer the run was started with, and its ``thread_id``. A decision
+        that cannot answer the pending questions is refused with :class:`TaskError` before
+        anything runs, and the run stays paused (:func:`check_decision`)."""
+        if self.graph.checkpointer is None:
+            raise TaskError(
+                "resume needs the checkpointer the run was started with, and this coordinator "
+                "has none: open it with Coordinator.open(config, checkpointer=...) and run "
+                "the task with a thread_id"
+            )
+        snapshot = await self.graph.aget_state(self.run_config(thread_id))
+        if not snapshot.values:
+            raise TaskError(f"thread {thread_id!r} holds no run to resume")
+        if not snapshot.interrupts:
+            state = "unfinished" if snapshot.next else "finished"
+            raise TaskError(
+                f"thread {thread_id!r} is not paused for a decision (its run is {state}); "
+                "an unfinished run finishes when its task runs on the thread again"
+            )
+        check_decision(decision, snapshot.interrupts)
         return await self._invoke(Command(resume=decision), thread_id, self._context())
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
@@ -193,6 +212,28 @@ class Coordinator:
             return out.value
         interrupts = {"__interrupt__": list(out.interrupts)}
         return out.value | interrupts if isinstance(out.value, dict) else interrupts
+
+
+def check_decision(decision: Any, pending: Sequence[Interrupt]) -> None:
+    """Refuse a resume value that cannot answer the pending questions: with several pending,
+    LangGraph needs a mapping of their ids to answers; a conflict review's answer may name
+    only requests under review (:func:`hybridmcp.nodes.review.check_choices`)."""
+    by_id = {i.id: i for i in pending}
+    if len(pending) > 1:
+        if not (isinstance(decision, dict) and decision and set(decision) <= set(by_id)):
+            raise TaskError(
+                f"{len(pending)} questions are pending: answer with an object mapping question "
+                f"ids ({', '.join(sorted(by_id))}) to answers"
+            )
+        answers = [(by_id[key], answer) for key, answer in decision.items()]
+    elif isinstance(decision, dict) and decision and set(decision) == set(by_id):
+        answers = [(pending[0], decision[pending[0].id])]  # LangGraph's form for one question
+    else:
+        answers = [(pending[0], decision)]
+    for question, answer in answers:
+        value = question.value
+        if isinstance(value, dict) and value.get("type") == "conflict_review":
+            check_choices(answer, value["conflicts"])
 
 
 @dataclass(frozen=True)

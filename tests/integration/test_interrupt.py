@@ -14,6 +14,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from hybridmcp import Coordinator, parse_task
+from hybridmcp.errors import TaskError
 from tests.conftest import time_server_config
 from tests.helpers import WRONG_TIME_SHIFT
 
@@ -105,3 +106,27 @@ async def test_conflicts_below_the_threshold_or_with_review_off_do_not_pause(coo
     assert out["results"]["now"]["agreement"] is False
     assert [c["request_id"] for c in out["conflicts"]] == ["now"]
     assert "resolution" not in out["results"]["now"]
+
+
+async def test_a_decision_naming_no_request_under_review_is_refused_and_the_run_stays_paused():
+    cfg = config(interrupt_on_conflict=True)
+    async with asyncio.timeout(60), Coordinator.open(cfg, checkpointer=InMemorySaver()) as co:
+        assert "__interrupt__" in await co.run(TASK, thread_id="review-3")
+        with pytest.raises(TaskError, match=r"names 'nwo', not under review; under review: 'now'"):
+            await co.resume({"nwo": "external"}, thread_id="review-3")
+        status = await co.thread_status(TASK, "review-3")
+        assert status.state == "paused"  # the typo ended nothing
+        out = await co.resume({"now": "external"}, thread_id="review-3")
+        assert out["results"]["now"]["resolution"] == {"by": "human", "choice": "external"}
+        with pytest.raises(TaskError, match="'review-3' is not paused for a decision .*finished"):
+            await co.resume({"now": "internal"}, thread_id="review-3")
+        with pytest.raises(TaskError, match="'nobody' holds no run to resume"):
+            await co.resume({"now": "internal"}, thread_id="nobody")
+
+
+async def test_resume_without_a_checkpointer_says_what_it_needs() -> None:
+    async with asyncio.timeout(60), Coordinator.open(config(interrupt_on_conflict=True)) as co:
+        paused = await co.run(TASK)
+        assert "__interrupt__" in paused  # the question is shown; nothing can answer it here
+        with pytest.raises(TaskError, match=r"needs the checkpointer .*checkpointer=\.\.\."):
+            await co.resume({"now": "external"}, thread_id="any")

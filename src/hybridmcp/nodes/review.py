@@ -6,6 +6,8 @@ interrupt_on_conflict`` on, every conflict synchronize recorded whose disagreeme
 the run needs a checkpointer, and resumes with ``Command(resume={request_id: choice})`` where a
 choice is ``"internal"`` or ``"external"`` (take that side's answer) or any other value (use it
 as the answer). A request left out keeps the automatic resolution; a bare choice applies to all.
+A mapping that names a request not under review is refused before the run resumes
+(:func:`check_choices`): the pause is kept for a corrected answer.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from hybridmcp.config import CoordinationConfig
+from hybridmcp.errors import TaskError
 from hybridmcp.events import EventCode
 from hybridmcp.policy.integration import run_status
 from hybridmcp.records import RequestResult
@@ -54,6 +57,22 @@ def _to_review(state: State, cfg: CoordinationConfig) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def check_choices(decision: Any, conflicts: list[dict[str, Any]]) -> None:
+    """Refuse a reviewer's mapping that names requests not under review (a typo would
+    otherwise leave every conflict to its automatic resolution and end the pause). A bare
+    choice, and an empty mapping (keep every automatic resolution), are always answers."""
+    if not isinstance(decision, dict):
+        return
+    under = [c["request_id"] for c in conflicts]
+    unknown = sorted(set(decision) - set(under), key=str)
+    if unknown:
+        raise TaskError(
+            f"the decision names {', '.join(map(repr, unknown))}, not under review; "
+            f"under review: {', '.join(map(repr, under))} (answer 'internal', 'external' or "
+            "the value to use, per request id)"
+        )
 
 
 def _decide(result: RequestResult, conflict: dict[str, Any], choice: Any) -> RequestResult:
