@@ -46,6 +46,14 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Error: Access denied - path outside allowed directories",
         "division by zero in '1/0'",
         "1 validation error for call[get]: url field is required",
+        # mcp-server-sqlite, as plain text: the caller's SQL
+        "Database error: no such table: users",
+        'Database error: near "SELEC": syntax error',
+        "Error: Only SELECT queries are allowed for read_query",
+        # FastMCP's own wrapping of an argument that fails validation
+        "Error executing tool add: 1 validation error for addArguments\nb\n  Field required",
+        # the TypeScript SDK's, as a tool error
+        "MCP error -32602: Input validation error: Invalid arguments for tool get-sum",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -54,7 +62,23 @@ def test_errors_that_blame_the_input(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["injected failure in calculate (fail_rate 0.3)", "Internal server error", "upstream 503"],
+    [
+        "injected failure in calculate (fail_rate 0.3)",
+        "Internal server error",
+        "upstream 503",
+        # the server's own failures, though they say "invalid", "not found" or "validation"
+        "Error executing tool r_bytes: Error serializing to JSON: invalid utf-8 sequence of 1 "
+        "bytes from index 1",
+        "Output validation error: 'x' is not of type 'integer'",
+        "Output validation error: outputSchema defined but no structured output returned",
+        "MCP error -32602: Tool lookup_weather not found",
+        "Unknown tool: lookup_weather",
+        "Internal error: invalid state in worker pool",
+        "Invalid response from upstream: 502 Bad Gateway",
+        "Invalid API key provided",
+        "Error: Resource not found on upstream server (HTTP 404)",
+        "Object of type datetime is not JSON serializable",
+    ],
 )
 def test_errors_that_do_not(text: str) -> None:
     assert not says_input_is_wrong(text)

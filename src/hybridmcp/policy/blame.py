@@ -27,7 +27,7 @@ INVALID_PARAMS = -32602
 CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\binvalid\b",
     r"\bnot found\b",
-    r"\bno such (file|directory|table|column|key|tool|resource)",
+    r"\bno such (file|directory|table|column|key|resource)",
     r"\bdoes not exist\b",
     r"\bunknown (timezone|argument|parameter|key|field|column|table)\b",
     r"\b(is|are) required\b",
@@ -38,10 +38,32 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\bout of range\b",
     r"\boutside (of )?(the )?allowed\b",
     r"\bENOENT\b",
+    r"\bsyntax error\b",
+    r"\bnot allowed\b",
+    r"\bonly\b.{0,60}\ballowed\b",
 )
 """Tool error texts that say the input is wrong (case-insensitive)."""
 
+SERVER_ERROR_PATTERNS: tuple[str, ...] = (
+    r"\b(unknown|no such) tool\b",
+    r"\btool\s+\S+\s+not found\b",
+    r"\bmethod not found\b",
+    r"\boutput validation\b",
+    r"\binvalid structured content\b",
+    r"\bserializ(e|es|ed|ing|ation|able)\b",
+    r"\binternal (server )?error\b",
+    r"\bupstream\b",
+    r"\b(api[ _-]?key|credentials?|access token)\b",
+    r"\brate[ -]limit",
+    r"\bquota\b",
+)
+"""Tool error texts that name the server's own failure (case-insensitive): its tool missing,
+its answer not serializable or not matching its own output schema, an internal error, its
+upstream, its credentials, its limits. They are the provider's, though they may also say
+"invalid" or "not found" (``Error serializing to JSON: invalid utf-8 ...``)."""
+
 _CALLER_ERROR = re.compile("|".join(CALLER_ERROR_PATTERNS), re.IGNORECASE)
+_SERVER_ERROR = re.compile("|".join(SERVER_ERROR_PATTERNS), re.IGNORECASE)
 
 LATENESS_SHARED = "lateness_shared"
 """Attempt flag: past its slow threshold, but its service time shows the server answering the
@@ -64,8 +86,9 @@ def never_sent(attempt: Mapping[str, Any]) -> bool:
 
 
 def says_input_is_wrong(error_text: str) -> bool:
-    """Does a tool's error message blame its input?"""
-    return bool(_CALLER_ERROR.search(error_text or ""))
+    """Does a tool's error message blame its input (and not the server itself)?"""
+    text = error_text or ""
+    return bool(_CALLER_ERROR.search(text)) and not _SERVER_ERROR.search(text)
 
 
 def refused(attempt: Mapping[str, Any]) -> bool:

@@ -12,7 +12,9 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
 - ``tiny_image`` -> :class:`Image`, ``beep`` -> :class:`Audio`, ``link`` -> a resource link,
   ``embedded_text`` / ``embedded_blob`` -> an embedded resource, ``several_texts`` -> two text
   parts, ``captioned_image`` -> a text and an image (no structured content for these);
-- ``fail`` -> a tool error (``isError=true``).
+- ``fail`` -> a tool error (``isError=true``); ``raw_bytes`` -> ``bytes`` that are not UTF-8,
+  which FastMCP cannot serialize: a tool error of the server's own (``Error serializing to
+  JSON: invalid utf-8 ...``), whatever the arguments.
 
 Every tool is annotated ``readOnlyHint: true`` (an unannotated tool would be a ``write``).
 
@@ -159,6 +161,10 @@ def build_server() -> FastMCP:
     @server.tool(annotations=READ_ONLY)
     def fail() -> str:
         raise ToolError("the shapes server refuses on purpose")
+
+    @server.tool(annotations=READ_ONLY)
+    def raw_bytes() -> bytes:
+        return BLOB
 
     return server
 
