@@ -1,8 +1,8 @@
 """Who a real server's failed answer is held against, and what its answer is read as, on
 servers nobody shaped the code around: ``mcp-server-sqlite`` (errors as plain text,
-``isError=false``; rows as Python's ``str()`` of a list), ``@modelcontextprotocol/server-everything``
-(a tool a provider names that the server does not have), and a FastMCP tool that fails to
-serialize its own answer."""
+``isError=false``; rows as Python's ``str()`` of a list),
+``@modelcontextprotocol/server-everything`` (a tool a provider names that the server does not
+have), and a FastMCP tool that fails to serialize its own answer."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ async def test_bad_queries_on_mcp_server_sqlite_are_the_callers_not_the_servers(
         for i in range(12)
     ]
     good = {"id": "good", "skill": "sqlite.read_query", "args": {"query": "SELECT id FROM items"}}
-    async with asyncio.timeout(120), Coordinator.open(sqlite_config(shop(tmp_path)), store=store) as co:
+    cfg = sqlite_config(shop(tmp_path))
+    async with asyncio.timeout(120), Coordinator.open(cfg, store=store) as co:
         out = await co.run(parse_task({"requests": bad}))
         after = await co.run(parse_task({"requests": [good]}))
     for i in range(12):

@@ -56,7 +56,8 @@ def test_structured_answers_are_judged_by_their_structure() -> None:
     assert problem("Error: ignored when structured", {"value": 1}) is None
     assert problem("", {"error": "boom"}) == "the answer is an error object"
     assert problem("", {"error": None, "status": "ok"}) is None
-    assert problem("", {"error": {"code": 5}, "status": "failed"}) == "the answer is an error object"
+    failed = {"error": {"code": 5}, "status": "failed"}
+    assert problem("", failed) == "the answer is an error object"
 
 
 def test_size_limit() -> None:
