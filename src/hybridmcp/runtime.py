@@ -219,7 +219,9 @@ class Resources:
             audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
-            pool = await SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth).open()
+            pool = await SessionPool(
+                config.mcpServers, config.resilience.pool, oauth=oauth
+            ).open()
         except BaseException:
             _close_audit(audit)
             raise
