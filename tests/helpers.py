@@ -110,3 +110,19 @@ def fixed_answer_lm(**_options: Any) -> Any:
             return [self.text]
 
     return FixedAnswerLM(os.environ.get(FIXED_LM_ENV, "Write to alice.jones@example.com today"))
+
+
+STATION_READINGS = {
+    "New York": (33.0, "Cloudy", 82.0),
+    "Chicago": (36.0, "Light rain / drizzle", 82.0),
+    "Los Angeles": (74.0, "Sunny / Clear", 48.0),
+}
+"""A weather station's readings, as Python floats. They match the readings of
+``@modelcontextprotocol/server-everything``'s ``get-structured-content`` (which JavaScript sends
+as integers: ``36``) but for Los Angeles, where the station reads a degree warmer."""
+
+
+def station_weather(location: str) -> dict[str, Any]:
+    """``weather.now`` served internally: the station's reading of a city."""
+    temperature, conditions, humidity = STATION_READINGS[location]
+    return {"temperature": temperature, "conditions": conditions, "humidity": humidity}

@@ -1,0 +1,62 @@
+"""Two sides that mean the same answer agree, on a real server that spells it its own way:
+``@modelcontextprotocol/server-everything`` (JavaScript) sends the reading ``36.0`` as ``36``;
+a Python side keeps ``36.0``. Cross-validated under the ``exact`` comparator, they agree, and a
+reading that really differs still conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hybridmcp import Coordinator, parse_task
+from hybridmcp.config import parse_config
+from tests.integration.test_resilience import everything, requires_everything
+
+pytestmark = pytest.mark.integration
+
+
+@requires_everything
+async def test_a_javascript_servers_integers_agree_with_a_python_sides_floats() -> None:
+    async with asyncio.timeout(60), everything("stdio") as server:
+        cfg = parse_config(
+            {
+                "mcpServers": {"everything": {**server, "timeout_ms": 10_000}},
+                "skills": {
+                    "weather.now": {
+                        "description": "The weather in a city.",
+                        "input_schema": {
+                            "type": "object",
+                            "properties": {"location": {"type": "string"}},
+                            "required": ["location"],
+                        },
+                        "comparator": {"type": "exact"},
+                        "providers": [
+                            {"side": "internal", "function": "tests.helpers:station_weather"},
+                            {
+                                "side": "external",
+                                "server": "everything",
+                                "tool": "get-structured-content",
+                            },
+                        ],
+                    }
+                },
+            }
+        )
+        cities = ["New York", "Chicago", "Los Angeles"]
+        task = parse_task(
+            [
+                {"id": city, "skill": "weather.now", "args": {"location": city}, "critical": True}
+                for city in cities
+            ]
+        )
+        async with Coordinator.open(cfg) as co:
+            out = await co.run(task)
+    for city in ("New York", "Chicago"):
+        result = out["results"][city]
+        assert result["status"] == "ok" and result["agreement"] is True, result
+        assert len(result["sources"]) == 2
+    la = out["results"]["Los Angeles"]
+    assert la["status"] == "unresolved" and la["agreement"] is False
+    assert la["values"]["mcp:everything/get-structured-content"]["temperature"] == 73
+    assert [c["request_id"] for c in out["conflicts"]] == ["Los Angeles"]
