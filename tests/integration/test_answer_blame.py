@@ -145,3 +145,50 @@ async def test_an_answer_the_server_cannot_serialize_is_the_servers_fault() -> N
     broken = result["attempts"][0]
     assert broken["provider"] == "mcp:shapes/raw_bytes" and broken["error_kind"] == "provider"
     assert "serializing" in broken["error"] and not events(out, "REQUEST_ERROR")
+
+
+@pytest.mark.skipif(
+    shutil.which(SQLITE) is None, reason="needs mcp-server-sqlite (pip install mcp-server-sqlite)"
+)
+async def test_mcp_server_sqlite_rows_read_as_the_rows_it_means(tmp_path: Path) -> None:
+    """mcp-server-sqlite answers ``str(rows)`` (``[{'id': 1, 'price': None}]``, Python's
+    notation, not JSON): read as the rows, so a ``result`` path into them works, and a text
+    that is not such a list stays text."""
+    db = shop(tmp_path)
+    cfg = parse_config(
+        {
+            "mcpServers": {"sqlite": {"command": SQLITE, "args": ["--db-path", str(db)]}},
+            "skills": {
+                "shop.first_name": {
+                    "description": "The first item's name.",
+                    "input_schema": {"type": "object", "properties": {"query": {}}},
+                    "providers": [
+                        {
+                            "side": "external",
+                            "server": "sqlite",
+                            "tool": "read_query",
+                            "result": "$[0].name",
+                            "effect": "read",
+                        }
+                    ],
+                }
+            },
+        }
+    )
+    query = "SELECT id, name, price FROM items ORDER BY id"
+    task = parse_task(
+        [
+            {"id": "rows", "skill": "sqlite.read_query", "args": {"query": query}},
+            {"id": "first", "skill": "shop.first_name", "args": {"query": query}},
+            {"id": "tables", "skill": "sqlite.list_tables", "args": {}},
+        ]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    results = out["results"]
+    assert results["rows"]["value"] == [
+        {"id": 1, "name": "tea", "price": 2.5},
+        {"id": 2, "name": "milk", "price": None},
+    ]
+    assert results["first"]["value"] == "tea"
+    assert results["tables"]["value"] == [{"name": "items"}]

@@ -58,7 +58,7 @@ def output_problem(
     if parsed is UNPARSED:
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than it reads
             parsed = None
     if parsed is not None:
         return ERROR_OBJECT if _error_object(parsed) else None
