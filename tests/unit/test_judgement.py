@@ -70,6 +70,8 @@ def test_errors_that_blame_the_input(text: str) -> None:
         "Error executing tool r_bytes: Error serializing to JSON: invalid utf-8 sequence of 1 "
         "bytes from index 1",
         "Output validation error: 'x' is not of type 'integer'",
+        "Error executing tool count: 1 validation error for countOutput\nresult\n  Input should "
+        "be a valid integer, unable to parse string as an integer",
         "Output validation error: outputSchema defined but no structured output returned",
         "MCP error -32602: Tool lookup_weather not found",
         "Unknown tool: lookup_weather",

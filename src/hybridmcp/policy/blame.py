@@ -49,6 +49,7 @@ SERVER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\btool\s+\S+\s+not found\b",
     r"\bmethod not found\b",
     r"\boutput validation\b",
+    r"\bvalidation errors? for \w*output\b",  # FastMCP: a return value breaking its own type
     r"\binvalid structured content\b",
     r"\bserializ(e|es|ed|ing|ation|able)\b",
     r"\binternal (server )?error\b",
