@@ -5,6 +5,7 @@ Append only: several test modules use these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -126,3 +127,24 @@ def station_weather(location: str) -> dict[str, Any]:
     """``weather.now`` served internally: the station's reading of a city."""
     temperature, conditions, humidity = STATION_READINGS[location]
     return {"temperature": temperature, "conditions": conditions, "humidity": humidity}
+
+
+def lyon_weather_model() -> Any:
+    """The shapes server's ``weather`` served internally by the same code: the pydantic model
+    its FastMCP tool returns (the server sends it as structured content)."""
+    from hybridmcp.testing.shapes_server import Weather
+
+    return Weather(city="Lyon", temperature_c=21.5, conditions="sunny")
+
+
+@dataclass
+class LyonWeather:
+    city: str
+    temperature_c: float
+    conditions: str
+    measured: tuple[int, ...] = (2026, 6, 1)
+
+
+def lyon_weather_dataclass() -> LyonWeather:
+    """The same reading as a dataclass (with a tuple a FastMCP tool would send as a list)."""
+    return LyonWeather("Lyon", 21.5, "sunny")

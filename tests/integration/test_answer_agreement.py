@@ -6,11 +6,14 @@ reading that really differs still conflicts."""
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import pytest
 
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.config import parse_config
+from tests.integration.test_answer_shapes import shapes_stdio
 from tests.integration.test_resilience import everything, requires_everything
 
 pytestmark = pytest.mark.integration
@@ -60,3 +63,56 @@ async def test_a_javascript_servers_integers_agree_with_a_python_sides_floats() 
     assert la["status"] == "unresolved" and la["agreement"] is False
     assert la["values"]["mcp:everything/get-structured-content"]["temperature"] == 73
     assert [c["request_id"] for c in out["conflicts"]] == ["Los Angeles"]
+
+
+@pytest.mark.parametrize(
+    ("function", "expected"),
+    [
+        (
+            "tests.helpers:lyon_weather_model",
+            {"city": "Lyon", "temperature_c": 21.5, "conditions": "sunny"},
+        ),
+        (
+            "tests.helpers:lyon_weather_dataclass",
+            {
+                "city": "Lyon",
+                "temperature_c": 21.5,
+                "conditions": "sunny",
+                "measured": [2026, 6, 1],
+            },
+        ),
+    ],
+)
+async def test_an_internal_twin_returning_a_model_agrees_with_its_fastmcp_tool(
+    function: str, expected: dict[str, Any]
+) -> None:
+    """The same code served internally and as a FastMCP tool: the tool's pydantic model (or
+    dataclass) reaches the coordinator as structured content; the internal side's is read as
+    the same JSON value, so the two agree, and the result is plain data."""
+    cfg = parse_config(
+        {
+            "mcpServers": {"shapes": shapes_stdio()},
+            "skills": {
+                "lyon.weather": {
+                    "description": "The weather in Lyon.",
+                    "input_schema": {"type": "object"},
+                    "comparator": {"type": "json_subset", "fields": ["city", "temperature_c"]},
+                    "providers": [
+                        {"side": "internal", "function": function},
+                        {"side": "external", "server": "shapes", "tool": "weather"},
+                    ],
+                }
+            },
+        }
+    )
+    task = parse_task(
+        [{"id": "w", "skill": "lyon.weather", "args": {}, "critical": True, "strategy": "hybrid"}]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    result = out["results"]["w"]
+    assert result["status"] == "ok" and result["agreement"] is True, result
+    internal = next(a for a in result["attempts"] if a["side"] == "internal")
+    assert internal["ok"], internal
+    assert json.loads(json.dumps(result["value"])) == result["value"]
+    assert result["value"] in (expected, {k: v for k, v in expected.items() if k != "measured"})

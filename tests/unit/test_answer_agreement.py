@@ -131,3 +131,31 @@ def test_agreeing_spellings_integrate_as_one_answer() -> None:
     ]
     assert integrate("r", lists, TEXT, "hybrid_synthesis").value == [1.0, 2.5]
     assert synthesis.agreement is True
+
+
+def test_an_internal_answer_reads_as_fastmcp_sends_the_same_return_value() -> None:
+    from dataclasses import dataclass
+    from datetime import UTC, datetime
+
+    from pydantic import BaseModel
+
+    from hybridmcp.capabilities.registry import internal_value
+
+    class Reading(BaseModel):
+        at: datetime
+        values: tuple[float, ...]
+
+    @dataclass
+    class Row:
+        id: int
+        tags: frozenset[str]
+
+    reading = Reading(at=datetime(2026, 1, 1, tzinfo=UTC), values=(1.0, 2.5))
+    assert internal_value(reading) == {"at": "2026-01-01T00:00:00Z", "values": [1.0, 2.5]}
+    assert internal_value([Row(1, frozenset({"a"}))]) == [{"id": 1, "tags": ["a"]}]
+    assert internal_value({"k": (1, 2)}) == {"k": [1, 2]}
+    plain = {"a": [1, {"b": None}]}
+    assert internal_value(plain) == plain
+    odd = object()
+    assert internal_value(odd) is odd  # kept as it is: nothing to read it as
+    assert internal_value(b"\xff") == b"\xff"

@@ -36,6 +36,7 @@ from mcp.types import (
     TextResourceContents,
     Tool,
 )
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from hybridmcp.capabilities.builtin import query_path
 from hybridmcp.capabilities.timing import CallTiming
@@ -333,12 +334,30 @@ def resolve_function(spec: str) -> Callable[..., Any]:
     return fn
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def internal_value(value: Any) -> Any:
+    """An internal provider's answer as the JSON value it means, read as FastMCP sends the same
+    return value (``pydantic_core.to_jsonable_python``): a pydantic model or a dataclass is
+    its object, a tuple or a set a list, a ``datetime`` its ISO text. So the same code served
+    internally and as a FastMCP tool gives the same answer, and the answer is plain data. A
+    value it cannot convert is kept as it is."""
+    if type(value) in _SCALARS:
+        return value
+    try:
+        return to_jsonable_python(value)
+    except (PydanticSerializationError, ValueError, TypeError):
+        return value
+
+
 async def invoke_internal(
     provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
 ) -> Any:
-    """Run an internal provider: coroutines directly, plain functions in a worker thread.
-    ``timing`` is marked sent when the function starts (a thread may first wait in the
-    executor's queue: the coordinator's time, not the provider's)."""
+    """Run an internal provider: coroutines directly, plain functions in a worker thread; its
+    answer read as :func:`internal_value`. ``timing`` is marked sent when the function starts
+    (a thread may first wait in the executor's queue: the coordinator's time, not the
+    provider's)."""
     if provider.call is not None:
         fn = provider.call
     elif provider.function is None:
@@ -348,16 +367,17 @@ async def invoke_internal(
     timing = timing or CallTiming()
     if inspect.iscoroutinefunction(fn):
         timing.mark_sent()
-        return await fn(**args)
+        return internal_value(await fn(**args))
     # A function declared cheap for these arguments (a built-in: builtin.runs_inline) runs on
     # the loop: a worker thread would cost far more than the call.
     inline_when = getattr(fn, "inline_when", None)
     if inline_when is not None and inline_when(**args):
         timing.mark_sent()
         try:
-            return fn(**args)
+            value = fn(**args)
         finally:
             timing.mark_ended()
+        return internal_value(value)
     loop = asyncio.get_running_loop()
     timing.loop_lag = None  # timed in its thread: the event loop's lateness is not in it
     # Either the thread starts the function (and marks it sent) before the caller gives up,
@@ -373,9 +393,10 @@ async def invoke_internal(
             timing.sent_at = time.perf_counter()
         loop.call_soon_threadsafe(timing.sent.set)
         try:
-            return fn(**args)
+            value = fn(**args)
         finally:
             timing.ended_at = time.perf_counter()
+        return internal_value(value)  # in the thread too
 
     try:
         return await asyncio.to_thread(run)
