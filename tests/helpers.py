@@ -148,3 +148,8 @@ class LyonWeather:
 def lyon_weather_dataclass() -> LyonWeather:
     """The same reading as a dataclass (with a tuple a FastMCP tool would send as a list)."""
     return LyonWeather("Lyon", 21.5, "sunny")
+
+
+def echo_str(text: str) -> str:
+    """``text.echo`` served internally: the text back, as the shapes server's ``echo`` does."""
+    return text

@@ -116,3 +116,41 @@ async def test_an_internal_twin_returning_a_model_agrees_with_its_fastmcp_tool(
     assert internal["ok"], internal
     assert json.loads(json.dumps(result["value"])) == result["value"]
     assert result["value"] in (expected, {k: v for k, v in expected.items() if k != "measured"})
+
+
+async def test_a_json_text_and_the_value_it_spells_agree() -> None:
+    """A FastMCP ``str`` tool echoing JSON text of an object is read as that object (as
+    ``mcp-server-time``'s twin needs); the internal twin returns the text itself. They mean
+    the same answer and agree; a text that spells a different object conflicts."""
+    cfg = parse_config(
+        {
+            "mcpServers": {"shapes": shapes_stdio()},
+            "skills": {
+                "text.echo": {
+                    "description": "The text back.",
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"text": {"type": "string"}},
+                        "required": ["text"],
+                    },
+                    "comparator": {"type": "exact"},
+                    "providers": [
+                        {"side": "internal", "function": "tests.helpers:echo_str"},
+                        {"side": "external", "server": "shapes", "tool": "echo"},
+                    ],
+                }
+            },
+        }
+    )
+    texts = {"object": '{"b": [2, 3.0], "a": 1}', "list": "[1, 2]", "plain": "hello"}
+    task = parse_task(
+        [
+            {"id": k, "skill": "text.echo", "args": {"text": t}, "critical": True}
+            for k, t in texts.items()
+        ]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    for key in texts:
+        result = out["results"][key]
+        assert result["status"] == "ok" and result["agreement"] is True, result

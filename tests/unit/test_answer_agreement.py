@@ -97,6 +97,12 @@ def test_a_different_value_conflicts(value: Any) -> None:
         (2.0**70, 2**70, True),
         ((1, "a"), [1, "a"], True),
         ({1: "a", "b": 2}, {"1": "a", "b": 2.0}, True),  # a Python side's int key
+        ('{"b": [2, 3.0], "a": 1}', {"a": 1, "b": [2, 3]}, True),  # JSON text of the object
+        ("[1, 2]", [1, 2.0], True),
+        ('{"a": 1}', {"a": 2}, False),
+        ('{"a": 1', {"a": 1}, False),
+        ('"x"', "x", False),  # only objects and arrays are read from their text
+        ("[1]", 1, False),
         (True, 1, False),
         (False, 0, False),
         (None, 0, False),

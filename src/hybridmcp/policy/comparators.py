@@ -66,6 +66,19 @@ def canonical(value: Any) -> str:
     return json.dumps(_as_json(value), sort_keys=True, default=str)
 
 
+def _spelled(text: Any, value: Any) -> bool:
+    """Is ``text`` the JSON text of the object or array ``value``? One side may send an object
+    as its JSON text (a ``str`` tool returning ``json.dumps(...)``) and the other as the
+    object."""
+    if not (isinstance(text, str) and isinstance(value, dict | list)):
+        return False
+    try:
+        spelled = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(spelled, dict | list) and canonical(spelled) == canonical(value)
+
+
 def same(a: Any, b: Any) -> bool:
     """Do two answers mean the same JSON value? (Equal texts first: the common case costs no
     more than two encodings.)"""
@@ -74,7 +87,7 @@ def same(a: Any, b: Any) -> bool:
             return True
     except TypeError:  # keys of mixed types cannot be sorted: compared as JSON keys below
         pass
-    return canonical(a) == canonical(b)
+    return canonical(a) == canonical(b) or _spelled(a, b) or _spelled(b, a)
 
 
 def _exact(a: Any, b: Any, path: str) -> Comparison:

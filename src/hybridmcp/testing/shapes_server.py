@@ -6,6 +6,7 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
 - ``get_current_time(timezone)`` -> ``str``: the JSON text ``mcp-server-time`` sends (same keys,
   same indentation), which FastMCP wraps as ``structuredContent = {"result": "<json text>"}``;
   the twin that lets ``time.now`` be cross-validated against a FastMCP server;
+- ``echo(text)`` -> ``str``: the text back, whatever it holds (JSON text too);
 - ``plain_text`` -> ``str`` (not JSON), ``wrapped_error`` -> ``str`` starting ``Error:`` (an
   error in disguise inside the wrapper), ``count`` -> ``int``, ``primes`` -> ``list[int]``,
   ``city`` -> ``dict[str, Any]``, ``weather`` -> a pydantic model;
@@ -92,6 +93,10 @@ def build_server() -> FastMCP:
     def get_current_time(timezone: str) -> str:
         """The current time in an IANA time zone (mcp-server-time's answer, as a str)."""
         return current_time_text(timezone)
+
+    @server.tool(annotations=READ_ONLY)
+    def echo(text: str) -> str:
+        return text
 
     @server.tool(annotations=READ_ONLY)
     def plain_text() -> str:
