@@ -46,6 +46,9 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Error: Access denied - path outside allowed directories",
         "division by zero in '1/0'",
         "1 validation error for call[get]: url field is required",
+        "EISDIR: illegal operation on a directory, read",  # server-filesystem
+        "[Errno 21] Is a directory: '/srv/data'",
+        "Error: Destination already exists: /tmp/a.txt",
         # mcp-server-sqlite, as plain text: the caller's SQL
         "Database error: no such table: users",
         'Database error: near "SELEC": syntax error',
