@@ -154,3 +154,73 @@ async def test_a_json_text_and_the_value_it_spells_agree() -> None:
     for key in texts:
         result = out["results"][key]
         assert result["status"] == "ok" and result["agreement"] is True, result
+
+
+def clock_config(*, third: bool, tags: list[str]) -> Any:
+    """``clock.now``: an internal clock two hours fast, the honest mcp-server-time and (when
+    ``third``) its FastMCP twin, whose answer is a ``str`` of JSON text."""
+    providers: list[dict[str, Any]] = [
+        {"side": "internal", "function": "tests.helpers:wrong_time"},
+        {"side": "external", "server": "time", "tool": "get_current_time"},
+    ]
+    servers: dict[str, Any] = {
+        "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
+    }
+    if third:
+        providers.append({"side": "external", "server": "shapes", "tool": "get_current_time"})
+        servers["shapes"] = shapes_stdio()
+    return parse_config(
+        {
+            "mcpServers": servers,
+            "skills": {
+                "clock.now": {
+                    "tags": tags,
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"timezone": {"type": "string"}},
+                        "required": ["timezone"],
+                    },
+                    "comparator": {
+                        "type": "fields",
+                        "fields": {"datetime": {"type": "datetime", "tolerance": 60}},
+                    },
+                    "providers": providers,
+                }
+            },
+        }
+    )
+
+
+async def test_after_learning_the_side_shown_wrong_never_wins() -> None:
+    """Critical requests with a third provider show the fast clock wrong (the two time servers,
+    one of them a FastMCP twin answering in another shape, agree). Afterwards, with only the
+    two sides, the honest server wins every conflict on evidence, critical or not, even where
+    the request's needs favour the internal side."""
+    from langgraph.store.memory import InMemoryStore
+
+    store = InMemoryStore()
+    learn = [
+        {"id": f"c{i}", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True}
+        for i in range(4)
+    ]
+    async with asyncio.timeout(120):
+        cfg = clock_config(third=True, tags=["context_awareness"])
+        async with Coordinator.open(cfg, store=store) as co:
+            for request in learn:
+                out = await co.run(parse_task([request]))
+                result = out["results"][request["id"]]
+                assert result["status"] == "ok" and result["agreement"] is False, result
+                assert result["sources"][0] != "internal:clock.now"
+        after = [
+            {"id": "crit", "skill": "clock.now", "args": {"timezone": "UTC"}, "critical": True},
+            {"id": "hyb", "skill": "clock.now", "args": {"timezone": "UTC"}, "strategy": "hybrid"},
+        ]
+        cfg = clock_config(third=False, tags=["context_awareness"])
+        async with Coordinator.open(cfg, store=store) as co:
+            out = await co.run(parse_task(after))
+    for rid in ("crit", "hyb"):
+        result = out["results"][rid]
+        assert result["status"] == "ok", result
+        assert result["served_by"]["provider"] == "mcp:time/get_current_time", result
+    resolutions = {c["request_id"]: c["resolution_strategy"] for c in out["conflicts"]}
+    assert resolutions == {"crit": "EVIDENCE_OF_CORRECTNESS", "hyb": "EVIDENCE_OF_CORRECTNESS"}
