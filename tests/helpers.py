@@ -153,3 +153,10 @@ def lyon_weather_dataclass() -> LyonWeather:
 def echo_str(text: str) -> str:
     """``text.echo`` served internally: the text back, as the shapes server's ``echo`` does."""
     return text
+
+
+def time_as_text(timezone: str) -> str:
+    """``time.now`` answered as ``mcp-server-time`` does, as JSON text (a ``str``)."""
+    from hybridmcp.testing.shapes_server import current_time_text
+
+    return current_time_text(timezone)

@@ -224,3 +224,46 @@ async def test_after_learning_the_side_shown_wrong_never_wins() -> None:
         assert result["served_by"]["provider"] == "mcp:time/get_current_time", result
     resolutions = {c["request_id"]: c["resolution_strategy"] for c in out["conflicts"]}
     assert resolutions == {"crit": "EVIDENCE_OF_CORRECTNESS", "hyb": "EVIDENCE_OF_CORRECTNESS"}
+
+
+async def test_an_internal_side_answering_json_text_is_read_as_mcp_server_time_is() -> None:
+    """An internal ``time.now`` that returns its answer as JSON text (``json.dumps``, as
+    ``mcp-server-time`` and its FastMCP twin send it) is read as the object, so it passes the
+    skill's shape check and cross-validates with the time server."""
+    cfg = parse_config(
+        {
+            "mcpServers": {
+                "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC"]}
+            },
+            "builtin_skills": False,
+            "skills": {
+                "time.now": {
+                    "input_schema": {
+                        "type": "object",
+                        "properties": {"timezone": {"type": "string"}},
+                        "required": ["timezone"],
+                    },
+                    "comparator": {
+                        "type": "fields",
+                        "fields": {
+                            "timezone": {"type": "exact"},
+                            "datetime": {"type": "datetime", "tolerance": 5},
+                        },
+                    },
+                    "providers": [
+                        {"side": "internal", "function": "tests.helpers:time_as_text"},
+                        {"side": "external", "server": "time", "tool": "get_current_time"},
+                    ],
+                }
+            },
+        }
+    )
+    task = parse_task(
+        [{"id": "t", "skill": "time.now", "args": {"timezone": "Asia/Tokyo"}, "critical": True}]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    result = out["results"]["t"]
+    assert result["status"] == "ok" and result["agreement"] is True, result
+    assert all(a["ok"] for a in result["attempts"])
+    assert result["value"]["timezone"] == "Asia/Tokyo"

@@ -162,6 +162,11 @@ def test_an_internal_answer_reads_as_fastmcp_sends_the_same_return_value() -> No
     assert internal_value({"k": (1, 2)}) == {"k": [1, 2]}
     plain = {"a": [1, {"b": None}]}
     assert internal_value(plain) == plain
+    # a str is read as a FastMCP tool's str is: JSON (or Python) text of an object or array is
+    # that object or array; any other text stays text
+    assert internal_value('{"a": [1, 2]}') == {"a": [1, 2]}
+    assert internal_value("[{'id': 1, 'note': None}]") == [{"id": 1, "note": None}]
+    assert internal_value("42") == "42" and internal_value("hello") == "hello"
     odd = object()
     assert internal_value(odd) is odd  # kept as it is: nothing to read it as
     assert internal_value(b"\xff") == b"\xff"

@@ -338,11 +338,14 @@ _SCALARS = (str, int, float, bool, type(None))
 
 
 def internal_value(value: Any) -> Any:
-    """An internal provider's answer as the JSON value it means, read as FastMCP sends the same
-    return value (``pydantic_core.to_jsonable_python``): a pydantic model or a dataclass is
-    its object, a tuple or a set a list, a ``datetime`` its ISO text. So the same code served
-    internally and as a FastMCP tool gives the same answer, and the answer is plain data. A
-    value it cannot convert is kept as it is."""
+    """An internal provider's answer as the JSON value it means, read as the same return value
+    of a FastMCP tool is read (``pydantic_core.to_jsonable_python``, as FastMCP sends it, then
+    :func:`_unwrapped`): a pydantic model or a dataclass is its object, a tuple or a set a
+    list, a ``datetime`` its ISO text, a ``str`` of JSON text of an object or array that
+    object or array. So the same code served internally and as a FastMCP tool gives the same
+    answer, and the answer is plain data. A value it cannot convert is kept as it is."""
+    if type(value) is str:
+        return _unwrapped(value, parse_any_json=False)
     if type(value) in _SCALARS:
         return value
     try:
