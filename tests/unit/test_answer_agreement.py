@@ -170,3 +170,20 @@ def test_an_internal_answer_reads_as_fastmcp_sends_the_same_return_value() -> No
     odd = object()
     assert internal_value(odd) is odd  # kept as it is: nothing to read it as
     assert internal_value(b"\xff") == b"\xff"
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Tokyo", "America/New_York"])
+def test_a_time_without_an_offset_is_judged_alike_on_every_machine(
+    zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        when = ComparatorConfig(type="datetime", tolerance=5)
+        assert compare("2026-01-01T12:00:00", "2026-01-01T12:00:02+00:00", when).agree
+        assert not compare("2026-01-01T12:00:00", "2026-01-01T12:00:00+09:00", when).agree
+    finally:
+        monkeypatch.undo()
+        time.tzset()

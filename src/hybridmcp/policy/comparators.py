@@ -10,7 +10,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hybridmcp.config import ComparatorConfig
@@ -37,11 +37,16 @@ def _as_number(value: Any) -> float | None:
 
 
 def _as_timestamp(value: Any) -> float | None:
+    """Seconds since the epoch. A time without an offset is taken as UTC, not as this
+    machine's local time: two answers are judged alike on every machine."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value).timestamp()
+            moment = datetime.fromisoformat(value)
         except ValueError:
             return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
     return _as_number(value)
 
 
