@@ -267,3 +267,45 @@ async def test_an_internal_side_answering_json_text_is_read_as_mcp_server_time_i
     assert result["status"] == "ok" and result["agreement"] is True, result
     assert all(a["ok"] for a in result["attempts"])
     assert result["value"]["timezone"] == "Asia/Tokyo"
+
+
+async def test_a_result_field_of_a_server_that_is_not_fastmcp_is_its_answer() -> None:
+    """A low-level server's ``add`` answers ``{"result": 5}`` beside the sentence ``The sum of 2
+    and 3 is 5.``: its object is the answer (FastMCP's wrapper of a bare value always sends
+    that value as its text), so ``result: $.result`` reads 5 and the generic skill reads the
+    object; a FastMCP ``int`` tool's wrapper is still removed."""
+    import sys
+
+    server = {
+        "command": sys.executable,
+        "args": ["-m", "tests.result_field_server"],
+        "env": shapes_stdio()["env"],
+    }
+    cfg = parse_config(
+        {
+            "mcpServers": {"calc": server, "shapes": shapes_stdio()},
+            "skills": {
+                "sum": {
+                    "description": "a + b",
+                    "input_schema": {"type": "object"},
+                    "comparator": {"type": "numeric"},
+                    "providers": [
+                        {"side": "external", "server": "calc", "tool": "add", "result": "$.result"}
+                    ],
+                }
+            },
+        }
+    )
+    task = parse_task(
+        [
+            {"id": "mapped", "skill": "sum", "args": {"a": 2, "b": 3}},
+            {"id": "generic", "skill": "calc.add", "args": {"a": 2, "b": 3}},
+            {"id": "fastmcp", "skill": "shapes.count", "args": {}},
+        ]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    results = out["results"]
+    assert results["mapped"]["value"] == 5, results["mapped"]
+    assert results["generic"]["value"] == {"result": 5}
+    assert results["fastmcp"]["value"] == 42

@@ -355,3 +355,28 @@ def test_a_text_part_reads_as_json_loads_reads_it(text: str) -> None:
 
     got, expected = _json_or_text(text), _json_or_text_as_json_loads(text)
     assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("content", "structured", "expected"),
+    [
+        # FastMCP's wrapper: the content is the bare value's rendering
+        ([text("5")], {"result": 5}, 5),
+        ([text("1.0")], {"result": 1.0}, 1.0),
+        ([text("true")], {"result": True}, True),
+        ([text("hi")], {"result": "hi"}, "hi"),
+        ([], {"result": None}, None),
+        # another server's object with a lone ``result`` field, beside a sentence or nothing
+        ([text("The sum of 2 and 3 is 5.")], {"result": 5}, {"result": 5}),
+        ([text("1")], {"result": True}, {"result": True}),
+        ([text("Result: hi")], {"result": "hi"}, {"result": "hi"}),
+        ([], {"result": 5}, {"result": 5}),
+        ([text("no value")], {"result": None}, {"result": None}),
+        ([text("5"), text("5")], {"result": 5}, {"result": 5}),
+    ],
+)
+def test_a_lone_result_field_is_a_wrapper_only_around_its_rendering(
+    content: list[Any], structured: Any, expected: Any
+) -> None:
+    got = read(answer(*content, structured=structured))
+    assert got == expected and type(got) is type(expected)

@@ -557,15 +557,30 @@ def _fastmcp_wrapped(result: CallToolResult, output_schema: Mapping[str, Any] | 
     value that is not an object (a ``str``, ``int``, list, ``None``...).
 
     The standalone ``fastmcp`` marks such schemas; the SDK's FastMCP does not, but it always
-    sends the unwrapped value as the text content too. So a lone ``result`` key is a wrapper
-    unless the content reads as the whole object, as it does for a tool returning a model or
-    a dict with a ``result`` field (and for the fault server's text + same object)."""
+    sends the unwrapped value as the content too: a ``str`` as its text, ``None`` as no part,
+    a number, a ``bool`` or an object as its JSON text. So a lone ``result`` key around such a
+    value is a wrapper only when the content is that rendering of it: an object whose
+    ``result`` field a server sends beside a sentence (``The sum of 2 and 3 is 5.``), or a
+    FastMCP tool returning a model or a dict with a ``result`` field (its text is the whole
+    object), is the answer. A list is rendered part by part, flattened: around a list, the key
+    is a wrapper unless the content reads as the whole object."""
     structured = result.structuredContent
     if not (isinstance(structured, dict) and set(structured) == {"result"}):
         return False
     if output_schema is not None and output_schema.get(FASTMCP_WRAP_MARKER):
         return True
-    return bool(_one_or_list([_content_value(c) for c in result.content]) != structured)
+    inner, content = structured["result"], result.content
+    if isinstance(inner, list):
+        return bool(_one_or_list([_content_value(c) for c in content]) != structured)
+    if inner is None:
+        return not content
+    if len(content) != 1 or not isinstance(content[0], TextContent):
+        return False
+    text = content[0].text
+    if isinstance(inner, str):
+        return text == inner
+    rendered = json_value(text)
+    return type(rendered) is type(inner) and bool(rendered == inner)
 
 
 def _unwrapped(inner: Any, parse_any_json: bool) -> Any:
