@@ -83,6 +83,8 @@ def test_errors_that_blame_the_input(text: str) -> None:
         "Invalid API key provided",
         "Error: Resource not found on upstream server (HTTP 404)",
         "Object of type datetime is not JSON serializable",
+        "Error: database is locked",
+        "Service temporarily unavailable: no such table cache, try again later",
     ],
 )
 def test_errors_that_do_not(text: str) -> None:
@@ -100,6 +102,14 @@ def test_the_same_input_failing_on_two_providers_is_the_requests_fault() -> None
         attempt("d", "p1", False, error_kind="request"),
     ]
     assert request_faults(attempts) == {"a", "d"}
+
+    locked = "mcp:db/q returned an error: 'Database error: database is locked'"
+    tool_failed = {"error_kind": "provider", "tool_error": True}
+    both_locked = [
+        attempt("e", "p1", False, error=locked, **tool_failed),
+        attempt("e", "p2", False, error="database is locked", **tool_failed),
+    ]
+    assert request_faults(both_locked) == set()  # the servers' own state, twice
 
 
 def test_what_enters_the_statistics() -> None:
