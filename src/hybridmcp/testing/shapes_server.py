@@ -7,6 +7,9 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
   same indentation), which FastMCP wraps as ``structuredContent = {"result": "<json text>"}``;
   the twin that lets ``time.now`` be cross-validated against a FastMCP server;
 - ``echo(text)`` -> ``str``: the text back, whatever it holds (JSON text too);
+- ``give_object(doc)`` -> ``dict[str, Any]``, ``give_list(doc)`` -> ``list[Any]``,
+  ``give_number(doc)`` -> ``float``: the JSON document ``doc`` as that type (answers in
+  shapes a test generates);
 - ``plain_text`` -> ``str`` (not JSON), ``wrapped_error`` -> ``str`` starting ``Error:`` (an
   error in disguise inside the wrapper), ``count`` -> ``int``, ``primes`` -> ``list[int]``,
   ``city`` -> ``dict[str, Any]``, ``weather`` -> a pydantic model;
@@ -97,6 +100,18 @@ def build_server() -> FastMCP:
     @server.tool(annotations=READ_ONLY)
     def echo(text: str) -> str:
         return text
+
+    @server.tool(annotations=READ_ONLY)
+    def give_object(doc: str) -> dict[str, Any]:
+        return dict(json.loads(doc))
+
+    @server.tool(annotations=READ_ONLY)
+    def give_list(doc: str) -> list[Any]:
+        return list(json.loads(doc))
+
+    @server.tool(annotations=READ_ONLY)
+    def give_number(doc: str) -> float:
+        return float(json.loads(doc))
 
     @server.tool(annotations=READ_ONLY)
     def plain_text() -> str:
