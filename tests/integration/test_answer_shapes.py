@@ -322,9 +322,7 @@ def test_generated_answers_of_a_real_fastmcp_server_read_as_sent() -> None:
                     for schema in (None, schemas[tool])
                 ]
 
-            @settings(
-                max_examples=80, deadline=None, suppress_health_check=list(HealthCheck)
-            )
+            @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
             @given(values, st.floats(allow_nan=False, allow_infinity=False))
             def check(value: Any, number: float) -> None:
                 if isinstance(value, dict):
