@@ -5,6 +5,7 @@ Append only: several test modules use these.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -110,3 +111,52 @@ def fixed_answer_lm(**_options: Any) -> Any:
             return [self.text]
 
     return FixedAnswerLM(os.environ.get(FIXED_LM_ENV, "Write to alice.jones@example.com today"))
+
+
+STATION_READINGS = {
+    "New York": (33.0, "Cloudy", 82.0),
+    "Chicago": (36.0, "Light rain / drizzle", 82.0),
+    "Los Angeles": (74.0, "Sunny / Clear", 48.0),
+}
+"""A weather station's readings, as Python floats. They match the readings of
+``@modelcontextprotocol/server-everything``'s ``get-structured-content`` (which JavaScript sends
+as integers: ``36``) but for Los Angeles, where the station reads a degree warmer."""
+
+
+def station_weather(location: str) -> dict[str, Any]:
+    """``weather.now`` served internally: the station's reading of a city."""
+    temperature, conditions, humidity = STATION_READINGS[location]
+    return {"temperature": temperature, "conditions": conditions, "humidity": humidity}
+
+
+def lyon_weather_model() -> Any:
+    """The shapes server's ``weather`` served internally by the same code: the pydantic model
+    its FastMCP tool returns (the server sends it as structured content)."""
+    from hybridmcp.testing.shapes_server import Weather
+
+    return Weather(city="Lyon", temperature_c=21.5, conditions="sunny")
+
+
+@dataclass
+class LyonWeather:
+    city: str
+    temperature_c: float
+    conditions: str
+    measured: tuple[int, ...] = (2026, 6, 1)
+
+
+def lyon_weather_dataclass() -> LyonWeather:
+    """The same reading as a dataclass (with a tuple a FastMCP tool would send as a list)."""
+    return LyonWeather("Lyon", 21.5, "sunny")
+
+
+def echo_str(text: str) -> str:
+    """``text.echo`` served internally: the text back, as the shapes server's ``echo`` does."""
+    return text
+
+
+def time_as_text(timezone: str) -> str:
+    """``time.now`` answered as ``mcp-server-time`` does, as JSON text (a ``str``)."""
+    from hybridmcp.testing.shapes_server import current_time_text
+
+    return current_time_text(timezone)

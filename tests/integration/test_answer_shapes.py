@@ -286,3 +286,55 @@ async def test_server_everything_images_and_resources() -> None:
     assert set(r["weather"]["value"]) == {"temperature", "conditions", "humidity"}
     # a text "Error: ..." beside an image is still an error in disguise
     assert "error in disguise" in r["annotated"]["error"]
+
+
+def test_generated_answers_of_a_real_fastmcp_server_read_as_sent() -> None:
+    """Hypothesis over JSON values, each sent back by the real shapes server as a
+    ``dict[str, Any]``, a ``list[Any]``, a ``str`` of its JSON text or a ``float``, read with
+    and without the tool's output schema: the value read is the value the tool returned."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    leaves = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**53), 2**53)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=12)
+    )
+    values = st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+        max_leaves=12,
+    )
+    servers = parse_config({"mcpServers": {"shapes": shapes_stdio()}}).mcpServers
+    with asyncio.Runner() as runner:
+        pool = SessionPool(servers)
+        runner.run(pool.__aenter__())
+        try:
+            schemas = {t.name: t.outputSchema for t in pool.status("shapes").tools}
+
+            def read_back(tool: str, value: Any) -> list[Any]:
+                doc = json.dumps(value)
+                result = runner.run(pool.call_tool("shapes", tool, {"doc": doc}, 10))
+                return [
+                    extract_result(external("shapes", tool), result, output_schema=schema)
+                    for schema in (None, schemas[tool])
+                ]
+
+            @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+            @given(values, st.floats(allow_nan=False, allow_infinity=False))
+            def check(value: Any, number: float) -> None:
+                if isinstance(value, dict):
+                    assert read_back("give_object", value) == [value, value]
+                if isinstance(value, list):
+                    assert read_back("give_list", value) == [value, value]
+                if isinstance(value, dict | list):  # a str tool returning json.dumps(value)
+                    doc = json.dumps(value)
+                    result = runner.run(pool.call_tool("shapes", "echo", {"text": doc}, 10))
+                    assert extract_result(external("shapes", "echo"), result) == value
+                assert read_back("give_number", number) == [number, number]
+
+            check()
+        finally:
+            runner.run(pool.__aexit__(None, None, None))

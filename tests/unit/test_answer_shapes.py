@@ -29,9 +29,12 @@ from pydantic import AnyUrl
 
 from hybridmcp.capabilities.registry import (
     FASTMCP_WRAP_MARKER,
+    NOT_JSON,
+    PYTHON_LITERAL_MAX_CHARS,
     Provider,
     answer_to_judge,
     extract_result,
+    python_literal,
 )
 from hybridmcp.config import DEFAULT_ERROR_PATTERNS
 from hybridmcp.errors import ProviderError
@@ -278,8 +281,47 @@ def test_json_text_round_trips(value: Any) -> None:
     assert read(answer(text(json.dumps(value, indent=2)))) == value
 
 
-@given(st.text().filter(lambda s: parsed(s) is ...))
+@given(st.text().filter(lambda s: parsed(s) is ... and python_literal(s) is NOT_JSON))
 def test_plain_text_round_trips(value: str) -> None:
+    assert read(answer(text(value))) == value
+
+
+finite_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=10,
+)
+
+
+@given(finite_json.filter(lambda v: isinstance(v, dict | list)))
+def test_a_python_str_of_rows_reads_as_the_rows(value: Any) -> None:
+    """``mcp-server-sqlite`` answers ``str(rows)``: the rows, as a text part or as the ``str``
+    a FastMCP tool returned."""
+    assert read(answer(text(str(value)))) == value
+    assert read(answer(text(str(value)), structured={"result": str(value)})) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[citation needed]",
+        "{x}",
+        "[1, 2] and more",
+        "{1, 2}",  # a set is not JSON
+        "[b'raw']",
+        "{1: 'a'}",  # a key that is not a string
+        "[1+2j]",
+        "[__import__('os')]",  # never evaluated
+        "(1, 2)",
+        "[" * 5000 + "]" * 5000,  # nested deeper than JSON's decoder or Python's parser go
+        "[" + "0, " * (PYTHON_LITERAL_MAX_CHARS // 3) + "]",
+    ],
+)
+def test_other_texts_that_look_like_python_stay_text(value: str) -> None:
     assert read(answer(text(value))) == value
 
 
@@ -313,3 +355,28 @@ def test_a_text_part_reads_as_json_loads_reads_it(text: str) -> None:
 
     got, expected = _json_or_text(text), _json_or_text_as_json_loads(text)
     assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("content", "structured", "expected"),
+    [
+        # FastMCP's wrapper: the content is the bare value's rendering
+        ([text("5")], {"result": 5}, 5),
+        ([text("1.0")], {"result": 1.0}, 1.0),
+        ([text("true")], {"result": True}, True),
+        ([text("hi")], {"result": "hi"}, "hi"),
+        ([], {"result": None}, None),
+        # another server's object with a lone ``result`` field, beside a sentence or nothing
+        ([text("The sum of 2 and 3 is 5.")], {"result": 5}, {"result": 5}),
+        ([text("1")], {"result": True}, {"result": True}),
+        ([text("Result: hi")], {"result": "hi"}, {"result": "hi"}),
+        ([], {"result": 5}, {"result": 5}),
+        ([text("no value")], {"result": None}, {"result": None}),
+        ([text("5"), text("5")], {"result": 5}, {"result": 5}),
+    ],
+)
+def test_a_lone_result_field_is_a_wrapper_only_around_its_rendering(
+    content: list[Any], structured: Any, expected: Any
+) -> None:
+    got = read(answer(*content, structured=structured))
+    assert got == expected and type(got) is type(expected)

@@ -46,6 +46,17 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Error: Access denied - path outside allowed directories",
         "division by zero in '1/0'",
         "1 validation error for call[get]: url field is required",
+        "EISDIR: illegal operation on a directory, read",  # server-filesystem
+        "[Errno 21] Is a directory: '/srv/data'",
+        "Error: Destination already exists: /tmp/a.txt",
+        # mcp-server-sqlite, as plain text: the caller's SQL
+        "Database error: no such table: users",
+        'Database error: near "SELEC": syntax error',
+        "Error: Only SELECT queries are allowed for read_query",
+        # FastMCP's own wrapping of an argument that fails validation
+        "Error executing tool add: 1 validation error for addArguments\nb\n  Field required",
+        # the TypeScript SDK's, as a tool error
+        "MCP error -32602: Input validation error: Invalid arguments for tool get-sum",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -54,7 +65,27 @@ def test_errors_that_blame_the_input(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["injected failure in calculate (fail_rate 0.3)", "Internal server error", "upstream 503"],
+    [
+        "injected failure in calculate (fail_rate 0.3)",
+        "Internal server error",
+        "upstream 503",
+        # the server's own failures, though they say "invalid", "not found" or "validation"
+        "Error executing tool r_bytes: Error serializing to JSON: invalid utf-8 sequence of 1 "
+        "bytes from index 1",
+        "Output validation error: 'x' is not of type 'integer'",
+        "Error executing tool count: 1 validation error for countOutput\nresult\n  Input should "
+        "be a valid integer, unable to parse string as an integer",
+        "Output validation error: outputSchema defined but no structured output returned",
+        "MCP error -32602: Tool lookup_weather not found",
+        "Unknown tool: lookup_weather",
+        "Internal error: invalid state in worker pool",
+        "Invalid response from upstream: 502 Bad Gateway",
+        "Invalid API key provided",
+        "Error: Resource not found on upstream server (HTTP 404)",
+        "Object of type datetime is not JSON serializable",
+        "Error: database is locked",
+        "Service temporarily unavailable: no such table cache, try again later",
+    ],
 )
 def test_errors_that_do_not(text: str) -> None:
     assert not says_input_is_wrong(text)
@@ -71,6 +102,14 @@ def test_the_same_input_failing_on_two_providers_is_the_requests_fault() -> None
         attempt("d", "p1", False, error_kind="request"),
     ]
     assert request_faults(attempts) == {"a", "d"}
+
+    locked = "mcp:db/q returned an error: 'Database error: database is locked'"
+    tool_failed = {"error_kind": "provider", "tool_error": True}
+    both_locked = [
+        attempt("e", "p1", False, error=locked, **tool_failed),
+        attempt("e", "p2", False, error="database is locked", **tool_failed),
+    ]
+    assert request_faults(both_locked) == set()  # the servers' own state, twice
 
 
 def test_what_enters_the_statistics() -> None:

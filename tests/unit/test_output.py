@@ -41,6 +41,12 @@ def test_errors_in_disguise_are_recognised(text: str) -> None:
         "The error rate fell: 2% to 1%.",  # 'error' mid-text is not an error answer
         "",
         "[1, 2, 3]",
+        # an object that reports no error: a success with an empty error field
+        '{"status": "ok", "error": null}',
+        '{"error": false, "message": "sent"}',
+        '{"error": "", "code": 0, "status": "done"}',
+        '{"error": [], "details": {}}',
+        "[" * 5000 + "]" * 5000,  # nested deeper than the JSON decoder reads: text
     ],
 )
 def test_ordinary_answers_pass(text: str) -> None:
@@ -50,6 +56,9 @@ def test_ordinary_answers_pass(text: str) -> None:
 def test_structured_answers_are_judged_by_their_structure() -> None:
     assert problem("Error: ignored when structured", {"value": 1}) is None
     assert problem("", {"error": "boom"}) == "the answer is an error object"
+    assert problem("", {"error": None, "status": "ok"}) is None
+    failed = {"error": {"code": 5}, "status": "failed"}
+    assert problem("", failed) == "the answer is an error object"
 
 
 def test_size_limit() -> None:

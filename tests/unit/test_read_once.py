@@ -18,8 +18,9 @@ from hybridmcp.capabilities.gate import Gate, PrivacyDecision, _answer_size
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, answer_to_judge, extract_result
 from hybridmcp.config import ToolOutputSettings
-from hybridmcp.errors import ProviderError
-from hybridmcp.policy.output import compile_patterns, output_problem
+from hybridmcp.errors import ProviderError, RequestError, ToolError
+from hybridmcp.policy.blame import says_input_is_wrong
+from hybridmcp.policy.output import compile_patterns, is_error_answer, output_problem
 
 PNG = base64.b64encode(b"\x89PNG fake").decode()
 
@@ -65,11 +66,11 @@ texts = st.one_of(
 
 
 def apart(call: Any) -> tuple[str, Any]:
-    """An outcome: the value, or the error raised."""
+    """An outcome: the value, or the error raised (its kind and message)."""
     try:
         return "value", call()
-    except ProviderError as err:
-        return "error", str(err)
+    except (ProviderError, RequestError) as err:
+        return "error", (type(err).__name__, str(err))
 
 
 def same(a: Any, b: Any) -> bool:
@@ -112,6 +113,10 @@ def test_an_answer_read_once_reads_as_checked_and_read_apart(
             max_bytes=settings_.max_bytes,
             error_patterns=compile_patterns(settings_.error_patterns),
         )
+        if problem and is_error_answer(problem):  # a tool error in disguise, blamed as one
+            if says_input_is_wrong(judged):
+                raise RequestError(f"{p.id} rejected the request: {problem}")
+            raise ToolError(f"{p.id} returned an error: {problem}")
         if problem:
             raise ProviderError(f"{p.id}: {problem}")
         return extract_result(p, result, output_schema=None)

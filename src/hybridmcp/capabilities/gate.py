@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from mcp.types import TextContent
 
@@ -56,7 +56,7 @@ from hybridmcp.policy.disclosure import (
     redaction_summary,
     release,
 )
-from hybridmcp.policy.output import UNPARSED, compile_patterns, output_problem
+from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer, output_problem
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
@@ -444,6 +444,9 @@ class Gate:
             error_patterns=self._error_patterns,
             parsed=hint,
         )
+        if problem and is_error_answer(problem):  # a tool error, blamed as one
+            said = text if structured is None else _json(structured)
+            _raise_tool_error(provider, said, problem)
         if problem:
             raise ProviderError(f"{provider.id}: {problem}")
         return parsed
@@ -598,7 +601,8 @@ class Gate:
         """The answer as a value: tool errors raised, untrusted output checked, pseudonyms
         restored, the skill's shape validated."""
         if result.isError:
-            _raise_tool_error(provider, result)
+            text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+            _raise_tool_error(provider, text, text[:500] or "(no message)")
         schema = self._output_schema(provider)
         parsed = self._check_output(provider, result, received, schema)
         value = decision.restore(
@@ -740,10 +744,10 @@ def _answer_size(result: Any) -> int:
     return received
 
 
-def _raise_tool_error(provider: Provider, result: Any) -> None:
-    """A tool error (``isError``); one whose message says the input is wrong is the
-    request's, not the tool's."""
-    text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+def _raise_tool_error(provider: Provider, text: str, detail: str) -> NoReturn:
+    """A tool error (``isError``, or an error in disguise: ``text`` is what the tool said,
+    ``detail`` what the attempt's error says of it); one whose text says the input is wrong
+    is the request's, not the tool's."""
     if says_input_is_wrong(text):
-        raise RequestError(f"{provider.id} rejected the request: {text[:500]}")
-    raise ToolError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
+        raise RequestError(f"{provider.id} rejected the request: {detail}")
+    raise ToolError(f"{provider.id} returned an error: {detail}")

@@ -27,7 +27,7 @@ INVALID_PARAMS = -32602
 CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\binvalid\b",
     r"\bnot found\b",
-    r"\bno such (file|directory|table|column|key|tool|resource)",
+    r"\bno such (file|directory|table|column|key|resource)",
     r"\bdoes not exist\b",
     r"\bunknown (timezone|argument|parameter|key|field|column|table)\b",
     r"\b(is|are) required\b",
@@ -37,11 +37,38 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\bdivision by zero\b",
     r"\bout of range\b",
     r"\boutside (of )?(the )?allowed\b",
-    r"\bENOENT\b",
+    r"\b(ENOENT|EISDIR|ENOTDIR|EEXIST|ENOTEMPTY)\b",
+    r"\b(is|not) a directory\b",
+    r"\balready exists\b",
+    r"\bsyntax error\b",
+    r"\bnot allowed\b",
+    r"\bonly\b.{0,60}\ballowed\b",
 )
 """Tool error texts that say the input is wrong (case-insensitive)."""
 
+SERVER_ERROR_PATTERNS: tuple[str, ...] = (
+    r"\b(unknown|no such) tool\b",
+    r"\btool\s+\S+\s+not found\b",
+    r"\bmethod not found\b",
+    r"\boutput validation\b",
+    r"\bvalidation errors? for \w*output\b",  # FastMCP: a return value breaking its own type
+    r"\binvalid structured content\b",
+    r"\bserializ(e|es|ed|ing|ation|able)\b",
+    r"\binternal (server )?error\b",
+    r"\bupstream\b",
+    r"\b(api[ _-]?key|credentials?|access token)\b",
+    r"\brate[ -]limit",
+    r"\bquota\b",
+    r"\b(is locked|busy|unavailable|overloaded|temporarily|try again later)\b",
+)
+"""Tool error texts that name the server's own failure (case-insensitive): its tool missing,
+its answer not serializable or not matching its own output schema, an internal error, its
+upstream, its credentials, its limits, a transient state (locked, busy, unavailable). They are
+the provider's, though they may also say "invalid" or "not found" (``Error serializing to JSON:
+invalid utf-8 ...``), and the same such error on two providers is not the request's either."""
+
 _CALLER_ERROR = re.compile("|".join(CALLER_ERROR_PATTERNS), re.IGNORECASE)
+_SERVER_ERROR = re.compile("|".join(SERVER_ERROR_PATTERNS), re.IGNORECASE)
 
 LATENESS_SHARED = "lateness_shared"
 """Attempt flag: past its slow threshold, but its service time shows the server answering the
@@ -63,9 +90,15 @@ def never_sent(attempt: Mapping[str, Any]) -> bool:
     return attempt.get("error_kind") == QUEUED
 
 
+def names_server_fault(error_text: str | None) -> bool:
+    """Does a tool's error message name the server's own failure (``SERVER_ERROR_PATTERNS``)?"""
+    return bool(_SERVER_ERROR.search(error_text or ""))
+
+
 def says_input_is_wrong(error_text: str) -> bool:
-    """Does a tool's error message blame its input?"""
-    return bool(_CALLER_ERROR.search(error_text or ""))
+    """Does a tool's error message blame its input (and not the server itself)?"""
+    text = error_text or ""
+    return bool(_CALLER_ERROR.search(text)) and not _SERVER_ERROR.search(text)
 
 
 def refused(attempt: Mapping[str, Any]) -> bool:
@@ -80,8 +113,8 @@ def refused(attempt: Mapping[str, Any]) -> bool:
 
 def request_faults(attempts: Iterable[Mapping[str, Any]]) -> set[str]:
     """Request ids whose failures are their own: an attempt classed as a request error, or the
-    same input failing with a tool error (not a timeout, not a transport failure) on two or more
-    providers."""
+    same input failing with a tool error (not a timeout, not a transport failure, not one that
+    names the server's own failure) on two or more providers."""
     failed: dict[str, set[str]] = {}
     faults: set[str] = set()
     for a in attempts:
@@ -90,7 +123,7 @@ def request_faults(attempts: Iterable[Mapping[str, Any]]) -> set[str]:
         kind = a.get("error_kind")
         if kind == REQUEST:
             faults.add(a["request_id"])
-        elif kind == PROVIDER and a.get("tool_error"):
+        elif kind == PROVIDER and a.get("tool_error") and not names_server_fault(a.get("error")):
             failed.setdefault(a["request_id"], set()).add(a["provider"])
     return faults | {rid for rid, providers in failed.items() if len(providers) >= 2}
 

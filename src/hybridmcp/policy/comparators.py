@@ -10,7 +10,7 @@ import difflib
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from hybridmcp.config import ComparatorConfig
@@ -37,20 +37,66 @@ def _as_number(value: Any) -> float | None:
 
 
 def _as_timestamp(value: Any) -> float | None:
+    """Seconds since the epoch. A time without an offset is taken as UTC, not as this
+    machine's local time: two answers are judged alike on every machine."""
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value).timestamp()
+            moment = datetime.fromisoformat(value)
         except ValueError:
             return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
     return _as_number(value)
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def _as_json(value: Any) -> Any:
+    """The value as JSON means it: an integral float is that integer (JSON has one number type,
+    and a JavaScript server sends ``36.0`` as ``36``), a tuple is a list, a key is a string."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {
+            k if isinstance(k, str) else json.dumps(k, default=str): _as_json(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_as_json(v) for v in value]
+    return value
+
+
+def canonical(value: Any) -> str:
+    """A JSON text of the value that two spellings of the same JSON value share: keys sorted,
+    ``1.0`` written as ``1`` (see :func:`_as_json`)."""
+    return json.dumps(_as_json(value), sort_keys=True, default=str)
+
+
+def _spelled(text: Any, value: Any) -> bool:
+    """Is ``text`` the JSON text of the object or array ``value``? One side may send an object
+    as its JSON text (a ``str`` tool returning ``json.dumps(...)``) and the other as the
+    object."""
+    if not (isinstance(text, str) and isinstance(value, dict | list)):
+        return False
+    try:
+        spelled = json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(spelled, dict | list) and canonical(spelled) == canonical(value)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Do two answers mean the same JSON value? (Equal texts first: the common case costs no
+    more than two encodings.)"""
+    try:
+        if json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str):
+            return True
+    except TypeError:  # keys of mixed types cannot be sorted: compared as JSON keys below
+        pass
+    return canonical(a) == canonical(b) or _spelled(a, b) or _spelled(b, a)
 
 
 def _exact(a: Any, b: Any, path: str) -> Comparison:
-    ok = _canonical(a) == _canonical(b)
+    ok = same(a, b)
     return Comparison(ok, 1.0 if ok else 0.0, [] if ok else [path or "$"])
 
 
@@ -78,8 +124,8 @@ def _datetime(a: Any, b: Any, tolerance_s: float, path: str) -> Comparison:
 
 
 def _text(a: Any, b: Any, threshold: float, path: str) -> Comparison:
-    sa = a if isinstance(a, str) else _canonical(a)
-    sb = b if isinstance(b, str) else _canonical(b)
+    sa = a if isinstance(a, str) else canonical(a)
+    sb = b if isinstance(b, str) else canonical(b)
     ratio = difflib.SequenceMatcher(None, sa.split(), sb.split(), autojunk=False).ratio()
     return Comparison(ratio >= threshold, ratio, [] if ratio >= threshold else [path or "$"])
 
@@ -89,7 +135,7 @@ def _subset(a: Any, b: Any, keys: list[str] | None, path: str) -> Comparison:
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return _exact(a, b, path)
     chosen = keys if keys is not None else sorted(set(a) & set(b))
-    diffs = [f"{path}.{k}" for k in chosen if _canonical(a.get(k)) != _canonical(b.get(k))]
+    diffs = [f"{path}.{k}" for k in chosen if not same(a.get(k), b.get(k))]
     sim = 1.0 - len(diffs) / len(chosen) if chosen else 1.0
     return Comparison(not diffs, sim, diffs)
 

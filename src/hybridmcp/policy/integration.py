@@ -12,7 +12,7 @@ from statistics import fmean
 from typing import Any
 
 from hybridmcp.config import ComparatorConfig
-from hybridmcp.policy.comparators import Comparison, compare
+from hybridmcp.policy.comparators import Comparison, canonical, compare
 from hybridmcp.policy.learning import trust
 
 CONFLICT_CONFIDENCE_ADJUSTMENT = -0.2
@@ -148,8 +148,8 @@ def _merge(primary: Any, secondary: Any) -> Any:
             out[k] = _merge(primary[k], v) if k in primary else v
         return out
     if isinstance(primary, list) and isinstance(secondary, list):
-        seen = {repr(x) for x in primary}
-        return [*primary, *(x for x in secondary if repr(x) not in seen)]
+        seen = {canonical(x) for x in primary}
+        return [*primary, *(x for x in secondary if canonical(x) not in seen)]
     return primary
 
 

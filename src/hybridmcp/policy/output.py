@@ -26,12 +26,16 @@ from collections.abc import Sequence
 from typing import Any
 
 ERROR_ONLY_KEYS = frozenset({"error", "message", "code", "details", "status"})
+ERROR_OBJECT = "the answer is an error object"
+IN_DISGUISE = "the answer is an error in disguise (isError=false)"
 UNPARSED: Any = object()
 """``output_problem``'s ``parsed`` when the caller has not parsed the text."""
 
 
 def _error_object(value: Any) -> bool:
-    return isinstance(value, dict) and "error" in value and set(value) <= ERROR_ONLY_KEYS
+    """An object that only carries an error, and an error there is: ``{"error": null,
+    "status": "ok"}`` (or ``false``, ``""``, ``{}``) reports none."""
+    return isinstance(value, dict) and bool(value.get("error")) and set(value) <= ERROR_ONLY_KEYS
 
 
 def output_problem(
@@ -50,19 +54,27 @@ def output_problem(
     if size > max_bytes:
         return f"answer of {size} bytes exceeds the {max_bytes}-byte limit (tool_output.max_bytes)"
     if structured is not None:
-        return "the answer is an error object" if _error_object(structured) else None
+        return ERROR_OBJECT if _error_object(structured) else None
     if parsed is UNPARSED:
         try:
             parsed = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than it reads
             parsed = None
     if parsed is not None:
-        return "the answer is an error object" if _error_object(parsed) else None
+        return ERROR_OBJECT if _error_object(parsed) else None
     for pattern in error_patterns:
         if pattern.search(text):
             first = text.strip().splitlines()[0] if text.strip() else ""
-            return f"the answer is an error in disguise (isError=false): {first[:200]!r}"
+            return f"{IN_DISGUISE}: {first[:200]!r}"
     return None
+
+
+def is_error_answer(problem: str) -> bool:
+    """Is this problem of :func:`output_problem` the tool reporting an error (in disguise, or
+    as an error object), rather than an answer too large to read? Such an answer is a tool
+    error like one with ``isError``, and is blamed as one (the request's when its message says
+    the input is wrong: :func:`hybridmcp.policy.blame.says_input_is_wrong`)."""
+    return problem.startswith((ERROR_OBJECT, IN_DISGUISE))
 
 
 def compile_patterns(patterns: Sequence[str]) -> tuple[re.Pattern[str], ...]:

@@ -6,13 +6,19 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
 - ``get_current_time(timezone)`` -> ``str``: the JSON text ``mcp-server-time`` sends (same keys,
   same indentation), which FastMCP wraps as ``structuredContent = {"result": "<json text>"}``;
   the twin that lets ``time.now`` be cross-validated against a FastMCP server;
+- ``echo(text)`` -> ``str``: the text back, whatever it holds (JSON text too);
+- ``give_object(doc)`` -> ``dict[str, Any]``, ``give_list(doc)`` -> ``list[Any]``,
+  ``give_number(doc)`` -> ``float``: the JSON document ``doc`` as that type (answers in
+  shapes a test generates);
 - ``plain_text`` -> ``str`` (not JSON), ``wrapped_error`` -> ``str`` starting ``Error:`` (an
   error in disguise inside the wrapper), ``count`` -> ``int``, ``primes`` -> ``list[int]``,
   ``city`` -> ``dict[str, Any]``, ``weather`` -> a pydantic model;
 - ``tiny_image`` -> :class:`Image`, ``beep`` -> :class:`Audio`, ``link`` -> a resource link,
   ``embedded_text`` / ``embedded_blob`` -> an embedded resource, ``several_texts`` -> two text
   parts, ``captioned_image`` -> a text and an image (no structured content for these);
-- ``fail`` -> a tool error (``isError=true``).
+- ``fail`` -> a tool error (``isError=true``); ``raw_bytes`` -> ``bytes`` that are not UTF-8,
+  which FastMCP cannot serialize: a tool error of the server's own (``Error serializing to
+  JSON: invalid utf-8 ...``), whatever the arguments.
 
 Every tool is annotated ``readOnlyHint: true`` (an unannotated tool would be a ``write``).
 
@@ -92,6 +98,22 @@ def build_server() -> FastMCP:
         return current_time_text(timezone)
 
     @server.tool(annotations=READ_ONLY)
+    def echo(text: str) -> str:
+        return text
+
+    @server.tool(annotations=READ_ONLY)
+    def give_object(doc: str) -> dict[str, Any]:
+        return dict(json.loads(doc))
+
+    @server.tool(annotations=READ_ONLY)
+    def give_list(doc: str) -> list[Any]:
+        return list(json.loads(doc))
+
+    @server.tool(annotations=READ_ONLY)
+    def give_number(doc: str) -> float:
+        return float(json.loads(doc))
+
+    @server.tool(annotations=READ_ONLY)
     def plain_text() -> str:
         return "hello, shapes"
 
@@ -159,6 +181,10 @@ def build_server() -> FastMCP:
     @server.tool(annotations=READ_ONLY)
     def fail() -> str:
         raise ToolError("the shapes server refuses on purpose")
+
+    @server.tool(annotations=READ_ONLY)
+    def raw_bytes() -> bytes:
+        return BLOB
 
     return server
 
