@@ -180,6 +180,12 @@ SampleFn = Callable[
 sampling path (privacy, budget, LM, audit); raises :class:`HybridMCPError` to refuse."""
 
 
+ReleaseFn = Callable[
+    [str, "ServerConfig", dict[str, Any], Any], tuple[dict[str, Any] | None, dict[str, Any]]
+]
+"""``(server, config, answer, caller) -> (what the server may receive or None, audit fields)``."""
+
+
 @dataclass
 class ClientHooks:
     """What the sessions' callbacks reach beyond the pool, attached once the gate exists."""
@@ -187,6 +193,9 @@ class ClientHooks:
     sample: SampleFn | None = None
     record: Callable[[dict[str, Any]], Any] | None = None
     """The audit trail's ``append``: what a server was answered when it asked for input."""
+    release: ReleaseFn | None = None
+    """The privacy policy on a person's answer before it goes to the server (the gate's
+    ``release_answer``): without it, no person's answer is sent (declined)."""
 
 
 class ServerFeatures:
@@ -247,9 +256,17 @@ class ServerFeatures:
         """Answer by policy; every answer that goes back to the server is audited (its action
         and the names of the fields given, never their values)."""
         scope = self._scope()
+        caller = scope.caller if scope is not None else None
         result = self._elicited(params, scope)
+        released: dict[str, Any] = {}
+        if (
+            self.config.elicitation == "ask"
+            and isinstance(result, ElicitResult)
+            and result.action == "accept"
+            and result.content
+        ):  # a person's answer leaves the process: the privacy policy decides what goes
+            result, released = self._released(result.content, caller)
         if self._hooks.record is not None:
-            caller = scope.caller if scope is not None else None
             self._hooks.record(
                 {
                     "kind": "elicitation",
@@ -258,11 +275,24 @@ class ServerFeatures:
                     "server": self.name,
                     "policy": self.config.elicitation,
                     "action": getattr(result, "action", "error"),
-                    "fields": sorted(getattr(result, "content", None) or {}),
+                    "fields": sorted(_field_names(getattr(result, "content", None))),
                     "paused": scope is not None and scope.question is not None,
+                    **released,
                 }
             )
         return result
+
+    def _released(self, content: Any, caller: Any) -> tuple[ElicitResult, dict[str, Any]]:
+        """A person's answer as the privacy policy lets it go: as given, redacted, or
+        declined (also when no policy is attached: fail closed)."""
+        release = self._hooks.release
+        if release is None:
+            return ElicitResult(action="decline"), {"privacy": "refuse", "reason": "no policy"}
+        allowed, fields = release(self.name, self.config, dict(content), caller)
+        if allowed is None:
+            log.info("MCP server %r: the answer is above its clearance: declined", self.name)
+            return ElicitResult(action="decline"), fields
+        return ElicitResult(action="accept", content=allowed), fields
 
     def _elicited(
         self, params: ElicitRequestParams, scope: CallScope | None
@@ -329,6 +359,11 @@ class ServerFeatures:
             model=model,
             stopReason="endTurn",
         )
+
+
+def _field_names(content: Any) -> list[str]:
+    """The names of an answer's fields (a redacted name is its pseudonym)."""
+    return [str(k) for k in content] if isinstance(content, Mapping) else []
 
 
 def _one_line(err: BaseException) -> str:

@@ -630,6 +630,40 @@ class Gate:
             latency_ms=round(timing.latency_ms(), 3),
         )
 
+    def release_answer(
+        self, server: str, config: ServerConfig, content: dict[str, Any], ctx: CallContext | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """A person's answer to a server's elicitation, another external data flow: scanned
+        and released under the privacy policy of the server (and of the asking call's skill)
+        as a call's arguments are. Returns what the server may receive (None: decline) and
+        the audit fields (``privacy``, ``reason``, ``redactions``; never a value)."""
+        cfg = self.privacy_settings
+        report = scanner.scan(content, cfg.detection) if cfg.enabled else None
+        policy = policy_for(
+            ctx.skill if ctx else "", server, default=cfg.policy,
+            skills=cfg.skills, servers=cfg.servers,
+        )  # fmt: skip
+        clearance = scanner.Sensitivity.parse(config.clearance)
+        verdict = release(
+            detected=report.level if report is not None else scanner.Sensitivity.public,
+            declared=scanner.Sensitivity.public,
+            clearance=clearance,
+            action=policy,
+        )
+        fields: dict[str, Any] = {
+            "privacy": verdict.action, "reason": verdict.reason, "redactions": [],
+        }  # fmt: skip
+        if verdict.action == "allow":
+            return content, fields
+        if verdict.action == "redact" and report is not None:
+            redacted = scanner.redact(content, report).value
+            if scanner.scan(redacted, cfg.detection).level <= clearance:
+                fields["redactions"] = redaction_summary(report.findings)
+                return redacted, fields
+            fields["reason"] = f"{verdict.reason}, but the redacted answer still scans above it"
+        fields["privacy"] = "refuse"
+        return None, fields
+
     async def sample(
         self,
         server: str,

@@ -1,0 +1,77 @@
+"""Data flows to external servers other than a call's arguments, against real servers in
+subprocesses: a person's answer to a server's elicitation, what the audit trail keeps of a
+server's error, and what the synchronizer's model is shown of the answers.
+
+Each flow must keep the rule of the arguments: data above a server's clearance reaches it
+only redacted (where the policy allows), and no raw value is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+
+from hybridmcp import Coordinator, parse_config, parse_task
+from tests.integration.test_mcp_client import everything, skill
+from tests.integration.test_resilience import requires_everything
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "alice.jones@example.com"
+CARD = "4111 1111 1111 1111"
+
+
+def _elicitation_config(policy: str, clearance: str = "public") -> Any:
+    return parse_config(
+        {
+            "mcpServers": {"ev": everything(elicitation="ask", clearance=clearance)},
+            "skills": {"form.fill": skill("ev", "trigger-elicitation-request")},
+            "builtin_skills": False,
+            "privacy": {"policy": policy},
+        }
+    )
+
+
+async def _answer_elicitation(policy: str, answer: dict[str, Any], clearance: str = "public"):
+    """Run server-everything's elicitation tool, answer its question with ``answer``; the
+    run's output and the elicitation audit records."""
+    task = parse_task({"requests": [{"id": "form", "skill": "form.fill", "args": {}}]})
+    config = _elicitation_config(policy, clearance)
+    async with asyncio.timeout(90), Coordinator.open(config, checkpointer=InMemorySaver()) as co:
+        paused = await co.run(task, thread_id=f"ask-{policy}-{clearance}")
+        assert paused["__interrupt__"], paused
+        out = await co.resume(answer, thread_id=f"ask-{policy}-{clearance}")
+        audited = [r for r in co.resources.gate.audit.records if r["kind"] == "elicitation"]
+    return out, audited
+
+
+@requires_everything
+@pytest.mark.parametrize("policy", ["redact", "refuse", "route_internal"])
+async def test_an_elicitation_answer_above_the_clearance_is_redacted_or_declined(policy) -> None:
+    """The server echoes what it was answered: a person's email and card number reach it only
+    as pseudonyms (redact) or not at all (the answer is declined)."""
+    answer = {"name": f"{EMAIL} card {CARD}", "check": True}
+    out, audited = await _answer_elicitation(policy, answer)
+    echoed = json.dumps(out["results"]["form"], default=str)
+    assert EMAIL not in echoed and "4111" not in echoed, echoed
+    last = audited[-1]
+    assert EMAIL not in json.dumps(audited) and "4111" not in json.dumps(audited)
+    if policy == "redact":
+        assert "<EMAIL_1>" in echoed and last["action"] == "accept"
+        assert last["privacy"] == "redact" and last["redactions"]
+    else:
+        assert last["action"] == "decline" and last["privacy"] == "refuse"
+        assert "declined" in echoed.lower()
+
+
+@requires_everything
+async def test_an_elicitation_answer_within_the_clearance_goes_as_given() -> None:
+    answer = {"name": EMAIL, "check": True}
+    out, audited = await _answer_elicitation("refuse", answer, clearance="restricted")
+    assert EMAIL in json.dumps(out["results"]["form"], default=str)
+    assert audited[-1]["action"] == "accept" and audited[-1]["privacy"] == "allow"
+    assert EMAIL not in json.dumps(audited)
