@@ -16,6 +16,7 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
 from hybridmcp import Coordinator, parse_config, parse_task
+from hybridmcp.testing.harness import faultserver_stdio
 from tests.integration.test_mcp_client import everything, skill
 from tests.integration.test_resilience import requires_everything
 
@@ -75,3 +76,33 @@ async def test_an_elicitation_answer_within_the_clearance_goes_as_given() -> Non
     assert EMAIL in json.dumps(out["results"]["form"], default=str)
     assert audited[-1]["action"] == "accept" and audited[-1]["privacy"] == "allow"
     assert EMAIL not in json.dumps(audited)
+
+
+# -- the audit trail keeps no raw value of a server's error ----------------------------------
+
+
+async def test_a_servers_error_quoting_the_arguments_is_audited_without_the_raw_values(
+    tmp_path,
+) -> None:
+    """A server cleared ``restricted`` receives the raw value (policy allows it) and quotes
+    it in its error; the run reports the error, the audit trail keeps it redacted."""
+    config = parse_config(
+        {
+            "mcpServers": {"fs": faultserver_stdio(clearance="restricted")},
+            "skills": {"clock.now": skill("fs", "get_current_time", timeout_ms=20_000)},
+            "builtin_skills": False,
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+        }
+    )
+    zone = f"{EMAIL} {CARD}"
+    task = parse_task(
+        {"requests": [{"id": "t", "skill": "clock.now", "args": {"timezone": zone}}]}
+    )
+    async with asyncio.timeout(60), Coordinator.open(config) as co:
+        out = await co.run(task)
+    result = out["results"]["t"]
+    assert result["status"] == "error" and EMAIL in str(result["error"])  # the user sees it
+    trail = (tmp_path / "audit.jsonl").read_text()
+    [call] = [json.loads(line) for line in trail.splitlines() if '"external_call"' in line]
+    assert "rejected the request" in call["outcome"] and "<EMAIL_1>" in call["outcome"], call
+    assert EMAIL not in trail and "4111" not in trail

@@ -587,8 +587,16 @@ class Gate:
             timing.mark_ended()
             if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
+            if outcome != "ok":
+                outcome = self._audit_text(outcome)
             self.audit.append(self._call_record(call, decision, sent, received, outcome))
         return value, sent, received
+
+    def _audit_text(self, text: str) -> str:
+        """``text`` as the audit trail may keep it: a server's error can quote the raw
+        arguments it was sent (within its clearance), which the trail never holds; every
+        finding is replaced by a pseudonym whose value is kept nowhere."""
+        return str(scanner.redact(text, self.privacy_settings.detection).value)
 
     def _read(
         self,
