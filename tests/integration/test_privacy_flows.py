@@ -95,9 +95,7 @@ async def test_a_servers_error_quoting_the_arguments_is_audited_without_the_raw_
         }
     )
     zone = f"{EMAIL} {CARD}"
-    task = parse_task(
-        {"requests": [{"id": "t", "skill": "clock.now", "args": {"timezone": zone}}]}
-    )
+    task = parse_task({"requests": [{"id": "t", "skill": "clock.now", "args": {"timezone": zone}}]})
     async with asyncio.timeout(60), Coordinator.open(config) as co:
         out = await co.run(task)
     result = out["results"]["t"]
@@ -106,3 +104,56 @@ async def test_a_servers_error_quoting_the_arguments_is_audited_without_the_raw_
     [call] = [json.loads(line) for line in trail.splitlines() if '"external_call"' in line]
     assert "rejected the request" in call["outcome"] and "<EMAIL_1>" in call["outcome"], call
     assert EMAIL not in trail and "4111" not in trail
+
+
+# -- the synchronizer's model is an external service unless it runs here ----------------------
+
+
+def owned_time(timezone: str) -> dict[str, Any]:
+    """An internal clock that also says whose account asked (a value from private data)."""
+    return {"timezone": timezone, "datetime": "2001-01-01T00:00:00", "owner": EMAIL}
+
+
+async def test_private_answers_never_reach_a_non_local_synchronizer_model() -> None:
+    """The request's arguments are public, but the internal side's answer carries an email:
+    a model that does not run in this process is not shown the answers."""
+    from tests.conftest import time_server_config
+    from tests.integration.test_lm_wiring import (
+        CLOCK_COMPARATOR,
+        SYNCHRONIZER,
+        clock,
+        earned,
+        prompts,
+        run,
+        scripted,
+    )
+
+    def config(function: str) -> Any:
+        return time_server_config(
+            skills={
+                "clock.now": {
+                    "comparator": CLOCK_COMPARATOR,
+                    "providers": [
+                        {"side": "internal", "function": function},
+                        {"side": "external", "server": "time", "tool": "get_current_time"},
+                    ],
+                }
+            }
+        )
+
+    verdict = {"internal_results": {"synchronized_results": "external", **SYNCHRONIZER}}
+    control = scripted(verdict)  # a public answer is shown (so the test can see a leak)
+    await run(
+        config("tests.helpers:wrong_time"), [clock("pub")], {"synchronizer": control},
+        (earned("synchronizer", "clock.now"),),
+    )  # fmt: skip
+    assert len(control.history) == 1
+
+    lm = scripted(verdict)
+    out = await run(
+        config(f"{__name__}:owned_time"), [clock("owned")], {"synchronizer": lm},
+        (earned("synchronizer", "clock.now"),),
+    )  # fmt: skip
+    assert EMAIL not in prompts(lm) and lm.history == []
+    [conflict] = out["conflicts"]
+    assert "not sent" in conflict["expert_arbitration"]["withheld"]
