@@ -645,32 +645,40 @@ class Gate:
         and released under the privacy policy of the server (and of the asking call's skill)
         as a call's arguments are. Returns what the server may receive (None: decline) and
         the audit fields (``privacy``, ``reason``, ``redactions``; never a value)."""
+        out = self._outbound(content, server, config, ctx)
+        fields = {"privacy": out.action, "reason": out.reason, "redactions": out.redactions}
+        return out.value, fields
+
+    def _outbound(
+        self, value: Any, server: str, config: ServerConfig, ctx: CallContext | None
+    ) -> _Outbound:
+        """What of ``value`` (data other than a call's arguments: a sampling answer, a
+        person's answer) may go to ``server``: as it is within its clearance; above it,
+        redacted where the policy says so and the redaction scans within it; else nothing."""
         cfg = self.privacy_settings
-        report = scanner.scan(content, cfg.detection) if cfg.enabled else None
+        report = scanner.scan(value, cfg.detection) if cfg.enabled else None
+        level = report.level if report is not None else scanner.Sensitivity.public
         policy = policy_for(
             ctx.skill if ctx else "", server, default=cfg.policy,
             skills=cfg.skills, servers=cfg.servers,
         )  # fmt: skip
         clearance = scanner.Sensitivity.parse(config.clearance)
         verdict = release(
-            detected=report.level if report is not None else scanner.Sensitivity.public,
+            detected=level,
             declared=scanner.Sensitivity.public,
             clearance=clearance,
             action=policy,
         )
-        fields: dict[str, Any] = {
-            "privacy": verdict.action, "reason": verdict.reason, "redactions": [],
-        }  # fmt: skip
         if verdict.action == "allow":
-            return content, fields
+            return _Outbound(value, level, "allow", verdict.reason)
         if verdict.action == "redact" and report is not None:
-            redacted = scanner.redact(content, report).value
+            redacted = scanner.redact(value, report).value
             if scanner.scan(redacted, cfg.detection).level <= clearance:
-                fields["redactions"] = redaction_summary(report.findings)
-                return redacted, fields
-            fields["reason"] = f"{verdict.reason}, but the redacted answer still scans above it"
-        fields["privacy"] = "refuse"
-        return None, fields
+                summary = redaction_summary(report.findings)
+                return _Outbound(redacted, level, "redact", verdict.reason, summary)
+            reason = f"{verdict.reason}, but the redacted text still scans above the clearance"
+            return _Outbound(None, level, "refuse", reason)
+        return _Outbound(None, level, "refuse", verdict.reason)
 
     async def sample(
         self,
@@ -710,25 +718,12 @@ class Gate:
                 raise
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
-            report = scanner.scan(text, cfg.detection) if cfg.enabled else None
-            answer_level = report.level if report is not None else scanner.Sensitivity.public
-            policy = policy_for(
-                ctx.skill if ctx else "", server, default=cfg.policy,
-                skills=cfg.skills, servers=cfg.servers,
-            )  # fmt: skip
-            verdict = release(
-                detected=answer_level,
-                declared=scanner.Sensitivity.public,
-                clearance=scanner.Sensitivity.parse(config.clearance),
-                action=policy,
-            )
-            action, reason = verdict.action, verdict.reason
-            if verdict.action == "refuse":
+            out = self._outbound(text, server, config, ctx)
+            answer_level, action, reason = out.level, out.action, out.reason
+            if out.value is None:
                 outcome = "refused: privacy"
-                raise PrivacyRefused(f"sampling:{server}", verdict.reason)
-            if verdict.action == "redact" and report is not None:
-                text = scanner.redact(text, report).value
-                redactions = redaction_summary(report.findings)
+                raise PrivacyRefused(f"sampling:{server}", out.reason)
+            text, redactions = out.value, out.redactions
             outcome = "ok"
             return text, model
         except TimeoutError:
@@ -756,6 +751,18 @@ class Gate:
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 }
             )
+
+
+@dataclass
+class _Outbound:
+    """What the privacy policy lets go to a server of data other than a call's arguments."""
+
+    value: Any
+    """What may be sent (None: nothing)."""
+    level: scanner.Sensitivity
+    action: str
+    reason: str
+    redactions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
