@@ -51,12 +51,18 @@ class View:
     text: str
     spans: tuple[tuple[int, int], ...] = ()
     whole: tuple[int, int] | None = None
+    length: int = 0
+    """The original string's length."""
 
     def source(self, start: int, end: int) -> tuple[int, int]:
-        """The span of the original string that ``text[start:end]`` came from."""
+        """The span of the original string that ``text[start:end]`` came from, with the
+        invisible characters right after it (a value ends where the next visible one
+        starts)."""
         if self.whole is not None:
             return self.whole
-        return self.spans[start][0], self.spans[max(start, end - 1)][1]
+        last = self.spans[max(start, end - 1)][1]
+        after = self.spans[end][0] if end < len(self.spans) else self.length
+        return self.spans[start][0], max(last, after)
 
 
 def _needs_surface(text: str) -> bool:
@@ -115,7 +121,7 @@ def surface(text: str) -> View | None:
         pos = match.end()
     _fold_into(text, pos, len(text), out, spans)
     view = "".join(out)
-    return None if view == text else View(view, tuple(spans))
+    return None if view == text else View(view, tuple(spans), length=len(text))
 
 
 def _fold_into(
