@@ -157,3 +157,67 @@ async def test_private_answers_never_reach_a_non_local_synchronizer_model() -> N
     assert EMAIL not in prompts(lm) and lm.history == []
     [conflict] = out["conflicts"]
     assert "not sent" in conflict["expert_arbitration"]["withheld"]
+
+
+# -- a server's sampling request is read by the model of its role ----------------------------
+
+SHOWN_TO_MODEL: list[str] = []
+"""What :func:`recording_lm` was asked (this test process's coordinator calls it in-process)."""
+
+
+def recording_lm(**_options: Any) -> Any:
+    """A model outside the process (as far as hybridmcp knows): it records what it is shown."""
+    import dspy
+
+    class RecordingLM(dspy.BaseLM):
+        def __init__(self) -> None:
+            super().__init__(model="test/remote-recorder")
+
+        def __call__(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            SHOWN_TO_MODEL.append(repr((prompt, messages)))
+            return ["noted"]
+
+        async def acall(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+            return self(prompt, messages, **kwargs)
+
+    return RecordingLM()
+
+
+@requires_everything
+async def test_a_sampling_prompt_above_public_never_reaches_a_non_local_model() -> None:
+    """A server cleared ``restricted`` receives an email (policy allows it) and puts it in
+    its sampling request: the model answering it runs outside the process, so the request is
+    refused rather than the email sent to it; a public prompt is answered (the control)."""
+    config = parse_config(
+        {
+            "mcpServers": {
+                "ev": everything(
+                    sampling="lm",
+                    sampling_role="planner",
+                    clearance="restricted",
+                    max_concurrency=1,  # each sampling request is attributed to its call
+                )
+            },
+            "skills": {"llm.sample": skill("ev", "trigger-sampling-request", timeout_ms=30_000)},
+            "builtin_skills": False,
+            "llm_config": {"planner_model": f"python:{__name__}:recording_lm"},
+        }
+    )
+    task = parse_task(
+        {
+            "requests": [
+                {"id": "pub", "skill": "llm.sample", "args": {"prompt": "Say hello."}},
+                {"id": "mail", "skill": "llm.sample", "args": {"prompt": f"Write to {EMAIL}"}},
+            ]
+        }
+    )
+    SHOWN_TO_MODEL.clear()
+    async with asyncio.timeout(60), Coordinator.open(config) as co:
+        out = await co.run(task)
+        records = [r for r in co.resources.gate.audit.records if r["kind"] == "sampling"]
+    assert EMAIL not in json.dumps(SHOWN_TO_MODEL)
+    assert any("Say hello." in shown for shown in SHOWN_TO_MODEL)  # the control
+    by_request = {r["request_id"]: r for r in records}
+    assert by_request["pub"]["outcome"] == "ok"
+    assert by_request["mail"]["outcome"] == "refused: privacy", by_request["mail"]
+    assert "sampling refused" in json.dumps(out["results"]["mail"], default=str)

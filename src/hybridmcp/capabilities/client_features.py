@@ -374,7 +374,8 @@ def _one_line(err: BaseException) -> str:
 def make_sampler(gate: Any, lms: Callable[[], Mapping[str, Any]], timeout_s: float) -> SampleFn:
     """The sampling path of a server's session: the LM of the server's ``sampling_role``,
     called through :meth:`hybridmcp.capabilities.gate.Gate.sample` (privacy, budget, deadline,
-    audit)."""
+    audit). A model that does not run in this process is an external service cleared
+    ``public``: it is never shown a prompt above that."""
 
     async def sample(
         server: str,
@@ -397,8 +398,16 @@ def make_sampler(gate: Any, lms: Callable[[], Mapping[str, Any]], timeout_s: flo
                 text = answer.text or ""
             return text, str(getattr(lm, "model", role))
 
+        from hybridmcp.prompts.asking import is_local
+
         answer: tuple[str, str] = await gate.sample(
-            server, config, messages, complete, caller, timeout_s=timeout_s
+            server,
+            config,
+            messages,
+            complete,
+            caller,
+            timeout_s=timeout_s,
+            model_clearance=None if is_local(lm) else "public",
         )
         return answer
 

@@ -689,9 +689,13 @@ class Gate:
         ctx: CallContext | None,
         *,
         timeout_s: float,
+        model_clearance: str | None = None,
     ) -> tuple[str, str]:
         """A server's sampling request, an external data flow the other way round: what the
-        server asks the model to read is scanned (its level audited), the answer is charged
+        server asks the model to read is scanned (its level audited; a model outside the
+        process, cleared ``model_clearance``, never reads a prompt above it: the request is
+        refused before it is asked, as the server's own data may hold what it was sent
+        within its clearance), the answer is charged
         (``sampling_cost``) to the run's budget, computed within ``timeout_s``, scanned, and
         released to the server under the same privacy policy as a call's arguments (allowed
         within the server's clearance; above it redacted or refused as the policy says).
@@ -711,6 +715,17 @@ class Gate:
         redactions: list[dict[str, Any]] = []
         started = time.perf_counter()
         try:
+            if (
+                model_clearance is not None
+                and prompt_level is not None
+                and prompt_level > scanner.Sensitivity.parse(model_clearance)
+            ):
+                outcome, price = "refused: privacy", 0.0
+                reason = (
+                    f"the request holds {prompt_level} data, above the clearance "
+                    f"{model_clearance} of a model outside this process: not sent to it"
+                )
+                raise PrivacyRefused(f"sampling:{server}", reason)
             try:
                 budget.reserve(f"sampling:{server}", price)
             except BudgetExhausted as err:
