@@ -99,7 +99,10 @@ CHAR_CODES = {
     "json_escape": _json_escape,
     "html_entity": _entity,
 }
-ENCODINGS = (*CHAR_CODES, "zero_width", "nbsp", "base64", "base64_url", "base64_of_percent")
+ENCODINGS = (
+    *CHAR_CODES, "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
+)  # fmt: skip
+DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63")
 
 
 def encode(text: str, how: str, picked: list[int], zw: str) -> str:
@@ -110,7 +113,9 @@ def encode(text: str, how: str, picked: list[int], zw: str) -> str:
         return "".join(code(c) if i in picked else c for i, c in enumerate(text))
     if how == "zero_width":
         return "".join(c + zw if i in picked else c for i, c in enumerate(text))
-    if how == "nbsp":
+    if how == "dashes" and "-" in text:
+        return text.replace("-", DASHES[len(picked) % len(DASHES)])
+    if how in ("nbsp", "dashes"):
         if " " not in text:
             return encode(text, "zero_width", picked, zw)
         return text.replace(" ", "\u00a0")
@@ -128,6 +133,7 @@ def reader_decodes(text: str) -> list[str]:
     plain = "".join(c for c in text if unicodedata.category(c) != "Cf")
     plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in plain)
     plain = unicodedata.normalize("NFKC", plain)
+    plain = "".join("-" if unicodedata.category(c) == "Pd" or c == "\u2212" else c for c in plain)
     plain = html.unescape(urllib.parse.unquote(plain))
     plain = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), plain)
     out = [text, plain]

@@ -97,6 +97,8 @@ def _fold(ch: str) -> str:
         return ""
     if category == "Zs":
         return " "
+    if category == "Pd" or ch == "\u2212":  # hyphens and dashes of every kind, the minus sign
+        return "-"
     if ch.isdecimal():
         return str(unicodedata.decimal(ch))
     return unicodedata.normalize("NFKC", ch)
