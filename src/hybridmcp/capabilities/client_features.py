@@ -275,7 +275,7 @@ class ServerFeatures:
                     "server": self.name,
                     "policy": self.config.elicitation,
                     "action": getattr(result, "action", "error"),
-                    "fields": sorted(_field_names(getattr(result, "content", None))),
+                    "fields": _field_names(getattr(result, "content", None), params),
                     "paused": scope is not None and scope.question is not None,
                     **released,
                 }
@@ -361,9 +361,16 @@ class ServerFeatures:
         )
 
 
-def _field_names(content: Any) -> list[str]:
-    """The names of an answer's fields (a redacted name is its pseudonym)."""
-    return [str(k) for k in content] if isinstance(content, Mapping) else []
+def _field_names(content: Any, params: Any) -> list[str]:
+    """The names of an answer's fields, for the audit trail: the requested schema's own
+    names; any other name (a person's answer may add fields, and a name is data too) as
+    ``~k<n>``, its place in the answer."""
+    if not isinstance(content, Mapping):
+        return []
+    schema = getattr(params, "requestedSchema", None)
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    known = props if isinstance(props, Mapping) else {}
+    return sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
 
 
 def _one_line(err: BaseException) -> str:
