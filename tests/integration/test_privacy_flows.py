@@ -221,3 +221,47 @@ async def test_a_sampling_prompt_above_public_never_reaches_a_non_local_model() 
     assert by_request["pub"]["outcome"] == "ok"
     assert by_request["mail"]["outcome"] == "refused: privacy", by_request["mail"]
     assert "sampling refused" in json.dumps(out["results"]["mail"], default=str)
+
+
+# -- ids are data too: a request id travels in each call's _meta ------------------------------
+
+
+async def test_a_request_id_holding_personal_data_never_reaches_the_server_or_the_trail(
+    tmp_path,
+) -> None:
+    """The journal server writes the idempotency key each call carries in ``_meta``: a plain
+    id goes as ``<run>:<request>:<provider>:<round>``, an id holding an email as a digest
+    of it (stable, so the server still recognises a repeat); the audit trail holds neither."""
+    import sys
+
+    journal = tmp_path / "journal.jsonl"
+    config = parse_config(
+        {
+            "mcpServers": {
+                "journal": {
+                    "command": sys.executable,
+                    "args": ["-m", "hybridmcp.testing.journal_server", "--journal", str(journal)],
+                    "env": {"PYTHONPATH": ":".join(sys.path)},
+                }
+            },
+            "skills": {"journal.add": skill("journal", "append", timeout_ms=20_000)},
+            "builtin_skills": False,
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+        }
+    )
+    task = parse_task(
+        {
+            "requests": [
+                {"id": "plain-1", "skill": "journal.add", "args": {"entry": "a"}},
+                {"id": f"order for {EMAIL}", "skill": "journal.add", "args": {"entry": "b"}},
+            ]
+        }
+    )
+    async with asyncio.timeout(60), Coordinator.open(config) as co:
+        out = await co.run(task, thread_id="t-ids")
+    assert all(r["status"] == "ok" for r in out["results"].values()), out["results"]
+    keys = {json.loads(line)["entry"]: json.loads(line)["key"] for line in journal.open()}
+    assert keys["a"].startswith("t-ids") and ":plain-1:" in keys["a"], keys
+    assert keys["b"].startswith("sha256:") and EMAIL not in keys["b"], keys
+    trail = (tmp_path / "audit.jsonl").read_text()
+    assert EMAIL not in trail and "plain-1" in trail

@@ -12,6 +12,7 @@ second code path. A step that refuses raises a :class:`~hybridmcp.errors.PolicyE
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict, deque
@@ -69,6 +70,8 @@ CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
 """Arguments longer than this as JSON are always scanned."""
+IDS_KEPT = 4096
+"""Run and request ids the gate remembers having judged (see :meth:`Gate._holds_data`)."""
 RELEASES_KEPT = 256
 """Release verdicts the privacy step remembers (see :meth:`ScanningPolicy._release`)."""
 
@@ -309,6 +312,39 @@ class AuditSink(Protocol):
     def append(self, record: dict[str, Any]) -> Any: ...
 
 
+def digest_id(value: str) -> str:
+    """An id that holds data, as it is written outside the process: ``sha256:`` and the first
+    32 hex digits of its SHA-256 (stable across processes, so records still correlate)."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class _IdsAsDigests:
+    """The audit sink as every writer reaches it (``Gate.audit``): a record's run id,
+    request id and idempotency key are written as digests when an id holds data; everything
+    else is the sink's own (its records, its path, ``close``)."""
+
+    def __init__(self, sink: AuditSink, holds_data: Callable[[Any], bool]) -> None:
+        self.sink = sink
+        self._holds_data = holds_data
+
+    def append(self, record: dict[str, Any]) -> Any:
+        run, request = record.get("run_id"), record.get("request_id")
+        if self._holds_data(run) or self._holds_data(request):
+            record = dict(record)
+            for name in ("run_id", "request_id", "idempotency_key"):
+                value = record.get(name)
+                if isinstance(value, str) and (
+                    name == "idempotency_key" or self._holds_data(value)
+                ):
+                    record[name] = digest_id(value)
+        return self.sink.append(record)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "sink":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.sink, name)
+
+
 class MemoryAudit:
     """Keeps the latest audit records in memory; the default when no audit file is configured
     (bounded, so a long-lived process does not grow without end)."""
@@ -381,13 +417,38 @@ class Gate:
         self.privacy = privacy or ScanningPolicy()
         self.budget = budget or Budget()
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
-        self.audit = audit or MemoryAudit()
+        self._ids: dict[str, bool] = {}
+        """Run and request ids already judged: whether each holds data (see :meth:`_holds_data`)."""
+        self.audit: AuditSink = _IdsAsDigests(audit or MemoryAudit(), self._holds_data)
         self.clock = clock
         self.output = output or ToolOutputSettings()
         self._error_patterns = compile_patterns(self.output.error_patterns)
         self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
         self._schemas: dict[str, tuple[list[Any], int, dict[str, dict[str, Any] | None]]] = {}
         """By server: its tool list, its length and each tool's output schema by name."""
+
+    def _holds_data(self, value: Any) -> bool:
+        """Whether a run or request id holds something the scanner finds (an id is chosen by
+        whoever wrote the task: ``order for alice@example.com``). Judged once per id (the
+        last :data:`IDS_KEPT`)."""
+        if type(value) is not str or not value:
+            return False
+        known = self._ids.get(value)
+        if known is None:
+            cfg = self.privacy_settings
+            known = cfg.enabled and bool(scanner.scan(value, cfg.detection).findings)
+            if len(self._ids) >= IDS_KEPT:
+                self._ids.clear()
+            self._ids[value] = known
+        return known
+
+    def _wire_key(self, ctx: CallContext) -> str:
+        """The idempotency key as the server receives it: ``<run>:<request>:<provider>:<round>``,
+        or its digest when the run or request id holds data (as stable: a repeat is still
+        recognised)."""
+        if self._holds_data(ctx.run_id) or self._holds_data(ctx.request_id):
+            return digest_id(ctx.idempotency_key)
+        return ctx.idempotency_key
 
     @property
     def privacy_settings(self) -> PrivacySettings:
@@ -565,7 +626,7 @@ class Gate:
                 timeout_s,
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
-                meta={IDEMPOTENCY_META_KEY: call.ctx.idempotency_key},
+                meta={IDEMPOTENCY_META_KEY: self._wire_key(call.ctx)},
                 scope=scope,
             )
             received = _answer_size(result)
