@@ -99,8 +99,11 @@ CHAR_CODES = {
     "json_escape": _json_escape,
     "html_entity": _entity,
 }
+LOOKALIKES = dict(zip("aeopcxyABEKMHOPCTX", "аеорсхуАВЕКМНОРСТХ", strict=True))
+"""Latin letters and the Cyrillic ones that look the same."""
 ENCODINGS = (
-    *CHAR_CODES, "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
+    *CHAR_CODES,
+    "lookalike", "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
 )  # fmt: skip
 DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63")
 
@@ -113,6 +116,8 @@ def encode(text: str, how: str, picked: list[int], zw: str) -> str:
         return "".join(code(c) if i in picked else c for i, c in enumerate(text))
     if how == "zero_width":
         return "".join(c + zw if i in picked else c for i, c in enumerate(text))
+    if how == "lookalike":
+        return "".join(LOOKALIKES.get(c, c) if i in picked else c for i, c in enumerate(text))
     if how == "dashes" and "-" in text:
         return text.replace("-", DASHES[len(picked) % len(DASHES)])
     if how in ("nbsp", "dashes"):
@@ -130,7 +135,8 @@ def reader_decodes(text: str) -> list[str]:
     """What a reader can recover from ``text`` with the standard library: the text with
     invisible characters dropped and compatibility forms folded, unquoted, unescaped, and
     every base64-alphabet run decoded."""
-    plain = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    latin = {v: k for k, v in LOOKALIKES.items()}
+    plain = "".join(latin.get(c, c) for c in text if unicodedata.category(c) != "Cf")
     plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in plain)
     plain = unicodedata.normalize("NFKC", plain)
     plain = "".join("-" if unicodedata.category(c) == "Pd" or c == "\u2212" else c for c in plain)

@@ -5,7 +5,8 @@ A value need not be written in the form a detector knows to reach a server intac
 read as:
 
 - its **surface** form: Unicode compatibility forms folded (full-width ``４１１１``, ``＠``,
-  ligatures; NFKC), digits of any script as ASCII digits (``٤١١١``), invisible format
+  ligatures; NFKC), digits of any script as ASCII digits (``٤١١١``), Cyrillic and Greek
+  letters that look Latin as those (``аlice`` with a Cyrillic ``а``), invisible format
   characters dropped (zero-width space and joiners, soft hyphen, BOM: Unicode category
   ``Cf``), other spaces (no-break, thin, ideographic) and tabs as a plain space, and the
   escapes a transport adds undone: percent-encoding (``alice%40example.com``), JSON and
@@ -88,10 +89,23 @@ def _unescape(token: str) -> str | None:
         return None
 
 
+_CONFUSABLES = dict(
+    zip(
+        "АВЕЅІЈКМНОРСТХУаеіјорсхуѕԁһԛԝΑΒΕΖΗΙΚΜΝΟΡΤΥΧοναρτυχℓ",
+        "ABESIJKMHOPCTXYaeijopcxysdhqwABEZHIKMNOPTYXovaptuxl",
+        strict=True,
+    )
+)
+"""Letters of other scripts that read as Latin ones (Cyrillic ``а`` in ``аlice@...``)."""
+
+
 def _fold(ch: str) -> str:
     """One character's surface form."""
     if ch.isascii():
         return " " if ch == "\t" else ch
+    latin = _CONFUSABLES.get(ch)
+    if latin is not None:
+        return latin
     category = unicodedata.category(ch)
     if category == "Cf":
         return ""
