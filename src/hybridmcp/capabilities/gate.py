@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -312,6 +313,11 @@ class AuditSink(Protocol):
     def append(self, record: dict[str, Any]) -> Any: ...
 
 
+_GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+"""The form of the ids hybridmcp makes itself (``uuid4().hex``): never scanned (their digit
+runs would load the personal-data recognizers for nothing)."""
+
+
 def digest_id(value: str) -> str:
     """An id that holds data, as it is written outside the process: ``sha256:`` and the first
     32 hex digits of its SHA-256 (stable across processes, so records still correlate)."""
@@ -431,12 +437,16 @@ class Gate:
         """Whether a run or request id holds something the scanner finds (an id is chosen by
         whoever wrote the task: ``order for alice@example.com``). Judged once per id (the
         last :data:`IDS_KEPT`)."""
-        if type(value) is not str or not value:
+        if type(value) is not str:
             return False
         known = self._ids.get(value)
         if known is None:
             cfg = self.privacy_settings
-            known = cfg.enabled and bool(scanner.scan(value, cfg.detection).findings)
+            known = (
+                cfg.enabled
+                and _GENERATED_ID.fullmatch(value) is None  # (uuid4's hex: holds nothing)
+                and bool(scanner.scan(value, cfg.detection).findings)
+            )
             if len(self._ids) >= IDS_KEPT:
                 self._ids.clear()
             self._ids[value] = known
