@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -59,6 +59,7 @@ from hybridmcp.policy.disclosure import (
     release,
 )
 from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer, output_problem
+from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
@@ -441,15 +442,30 @@ class Gate:
             return False
         known = self._ids.get(value)
         if known is None:
-            cfg = self.privacy_settings
-            known = (
-                cfg.enabled
-                and _GENERATED_ID.fullmatch(value) is None  # (uuid4's hex: holds nothing)
-                and bool(scanner.scan(value, cfg.detection).findings)
-            )
-            if len(self._ids) >= IDS_KEPT:
-                self._ids.clear()
-            self._ids[value] = known
+            try:
+                with without_loading():  # on the event loop: no engine is built here
+                    known = self._judge(value)
+            except EnginesNotLoaded:
+                return True  # not judged yet (analysis judges a run's ids): fail closed
+        return known
+
+    def judge_ids(self, ids: Iterable[Any]) -> None:
+        """Judge a run's ids ahead of its calls and audit records (analysis does, off the
+        event loop when a detection engine must be built, or under ``without_loading``)."""
+        for value in ids:
+            if type(value) is str and value not in self._ids:
+                self._judge(value)
+
+    def _judge(self, value: str) -> bool:
+        cfg = self.privacy_settings
+        known = (
+            cfg.enabled
+            and _GENERATED_ID.fullmatch(value) is None  # (uuid4's hex: holds nothing)
+            and bool(scanner.scan(value, cfg.detection).findings)
+        )
+        if len(self._ids) >= IDS_KEPT:
+            self._ids.clear()
+        self._ids[value] = known
         return known
 
     def _wire_key(self, ctx: CallContext) -> str:
