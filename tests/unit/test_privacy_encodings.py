@@ -106,6 +106,7 @@ VENDOR_TOKENS: tuple[tuple[str, str, int], ...] = (
 )
 CREDENTIAL_FORMS: tuple[tuple[str, str], ...] = (
     ("redis://:{}@cache:6379/0", "url, empty user"),
+    ("postgres://admin:p@{}!@db:5432/app", "url, password with an unescaped @"),
     ("Authorization: Basic {}", "basic header"),
     ("https://acct.blob.core.windows.net/c/f?sv=2021-06-08&sp=r&sig={}", "signed url"),
 )

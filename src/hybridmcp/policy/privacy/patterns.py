@@ -109,11 +109,12 @@ _PATTERNS: tuple[_Pattern, ...] = (
     ),
     _Pattern(
         "BASIC_AUTH",
-        re.compile(r"://[^\s/?#@:]*:([^\s/?#@]+)@"),
+        re.compile(r"://[^\s/?#@:]*:([^\s/?#]+)@"),
         0.85,
         group=1,
         why="detect-secrets' basic-auth regex rejects passwords with !$&'()*+,;= in them, "
-        "which URLs allow in the userinfo part, and an empty user (redis://:pass@host).",
+        "which URLs allow in the userinfo part, and an empty user (redis://:pass@host); a "
+        "password with an unescaped '@' runs to the last '@' before the host.",
     ),
     _Pattern(
         "SECRET_KEYWORD",
