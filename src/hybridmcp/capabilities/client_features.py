@@ -181,7 +181,8 @@ sampling path (privacy, budget, LM, audit); raises :class:`HybridMCPError` to re
 
 
 ReleaseFn = Callable[
-    [str, "ServerConfig", dict[str, Any], Any], tuple[dict[str, Any] | None, dict[str, Any]]
+    [str, "ServerConfig", dict[str, Any], Any],
+    Awaitable[tuple[dict[str, Any] | None, dict[str, Any]]],
 ]
 """``(server, config, answer, caller) -> (what the server may receive or None, audit fields)``."""
 
@@ -265,7 +266,7 @@ class ServerFeatures:
             and result.action == "accept"
             and result.content
         ):  # a person's answer leaves the process: the privacy policy decides what goes
-            result, released = self._released(result.content, caller)
+            result, released = await self._released(result.content, caller)
         if self._hooks.record is not None:
             self._hooks.record(
                 {
@@ -282,13 +283,13 @@ class ServerFeatures:
             )
         return result
 
-    def _released(self, content: Any, caller: Any) -> tuple[ElicitResult, dict[str, Any]]:
+    async def _released(self, content: Any, caller: Any) -> tuple[ElicitResult, dict[str, Any]]:
         """A person's answer as the privacy policy lets it go: as given, redacted, or
         declined (also when no policy is attached: fail closed)."""
         release = self._hooks.release
         if release is None:
             return ElicitResult(action="decline"), {"privacy": "refuse", "reason": "no policy"}
-        allowed, fields = release(self.name, self.config, dict(content), caller)
+        allowed, fields = await release(self.name, self.config, dict(content), caller)
         if allowed is None:
             log.info("MCP server %r: the answer is above its clearance: declined", self.name)
             return ElicitResult(action="decline"), fields

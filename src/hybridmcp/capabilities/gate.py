@@ -682,8 +682,14 @@ class Gate:
     def _audit_text(self, text: str) -> str:
         """``text`` as the audit trail may keep it: a server's error can quote the raw
         arguments it was sent (within its clearance), which the trail never holds; every
-        finding is replaced by a pseudonym whose value is kept nowhere."""
-        return str(scanner.redact(text, self.privacy_settings.detection).value)
+        finding is replaced by a pseudonym whose value is kept nowhere. On the event loop no
+        detection engine is built: a text that would need one keeps only its first words."""
+        try:
+            with without_loading():
+                return str(scanner.redact(text, self.privacy_settings.detection).value)
+        except EnginesNotLoaded:
+            head = text.split(":", 1)[0]
+            return f"{head}: (the message is not kept: it could not be scanned here)"
 
     def _read(
         self,
@@ -725,25 +731,37 @@ class Gate:
             latency_ms=round(timing.latency_ms(), 3),
         )
 
-    def release_answer(
+    async def release_answer(
         self, server: str, config: ServerConfig, content: dict[str, Any], ctx: CallContext | None
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """A person's answer to a server's elicitation, another external data flow: scanned
         and released under the privacy policy of the server (and of the asking call's skill)
         as a call's arguments are. Returns what the server may receive (None: decline) and
         the audit fields (``privacy``, ``reason``, ``redactions``; never a value)."""
-        out = self._outbound(content, server, config, ctx)
+        out = await self._outbound(content, server, config, ctx)
         fields = {"privacy": out.action, "reason": out.reason, "redactions": out.redactions}
         return out.value, fields
 
-    def _outbound(
+    async def _scan(self, value: Any) -> scanner.SensitivityReport | None:
+        """:func:`scanner.scan` under the privacy settings (None when scanning is off), on the
+        event loop unless a detection engine must be built first: then in a worker thread."""
+        cfg = self.privacy_settings
+        if not cfg.enabled:
+            return None
+        try:
+            with without_loading():
+                return scanner.scan(value, cfg.detection)
+        except EnginesNotLoaded:
+            return await asyncio.to_thread(scanner.scan, value, cfg.detection)
+
+    async def _outbound(
         self, value: Any, server: str, config: ServerConfig, ctx: CallContext | None
     ) -> _Outbound:
         """What of ``value`` (data other than a call's arguments: a sampling answer, a
         person's answer) may go to ``server``: as it is within its clearance; above it,
         redacted where the policy says so and the redaction scans within it; else nothing."""
         cfg = self.privacy_settings
-        report = scanner.scan(value, cfg.detection) if cfg.enabled else None
+        report = await self._scan(value)
         level = report.level if report is not None else scanner.Sensitivity.public
         policy = policy_for(
             ctx.skill if ctx else "", server, default=cfg.policy,
@@ -760,7 +778,8 @@ class Gate:
             return _Outbound(value, level, "allow", verdict.reason)
         if verdict.action == "redact" and report is not None:
             redacted = scanner.redact(value, report).value
-            if scanner.scan(redacted, cfg.detection).level <= clearance:
+            residual = await self._scan(redacted)
+            if residual is None or residual.level <= clearance:
                 summary = redaction_summary(report.findings)
                 return _Outbound(redacted, level, "redact", verdict.reason, summary)
             reason = f"{verdict.reason}, but the redacted text still scans above the clearance"
@@ -794,8 +813,8 @@ class Gate:
             "server": server,
             "kind": "sampling",
         }
-        cfg = self.privacy_settings
-        prompt_level = scanner.scan(messages, cfg.detection).level if cfg.enabled else None
+        prompt = await self._scan(messages)
+        prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
         outcome, answer_level, action, reason = "cancelled", None, "refuse", ""
@@ -820,7 +839,7 @@ class Gate:
                 raise
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
-            out = self._outbound(text, server, config, ctx)
+            out = await self._outbound(text, server, config, ctx)
             answer_level, action, reason = out.level, out.action, out.reason
             if out.value is None:
                 outcome = "refused: privacy"
