@@ -103,7 +103,8 @@ LOOKALIKES = dict(zip("aeopcxyABEKMHOPCTX", "аеорсхуАВЕКМНОРСТ�
 """Latin letters and the Cyrillic ones that look the same."""
 ENCODINGS = (
     *CHAR_CODES,
-    "lookalike", "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
+    "lookalike",
+    "hex", "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
 )  # fmt: skip
 DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63")
 
@@ -116,6 +117,8 @@ def encode(text: str, how: str, picked: list[int], zw: str) -> str:
         return "".join(code(c) if i in picked else c for i, c in enumerate(text))
     if how == "zero_width":
         return "".join(c + zw if i in picked else c for i, c in enumerate(text))
+    if how == "hex":
+        return text.encode().hex()
     if how == "lookalike":
         return "".join(LOOKALIKES.get(c, c) if i in picked else c for i, c in enumerate(text))
     if how == "dashes" and "-" in text:
@@ -134,7 +137,7 @@ def encode(text: str, how: str, picked: list[int], zw: str) -> str:
 def reader_decodes(text: str) -> list[str]:
     """What a reader can recover from ``text`` with the standard library: the text with
     invisible characters dropped and compatibility forms folded, unquoted, unescaped, and
-    every base64-alphabet run decoded."""
+    every hex or base64-alphabet run decoded."""
     latin = {v: k for k, v in LOOKALIKES.items()}
     plain = "".join(latin.get(c, c) for c in text if unicodedata.category(c) != "Cf")
     plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in plain)
@@ -143,6 +146,11 @@ def reader_decodes(text: str) -> list[str]:
     plain = html.unescape(urllib.parse.unquote(plain))
     plain = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), plain)
     out = [text, plain]
+    for token in re.findall(r"(?:[0-9a-fA-F]{2}){8,}", plain):
+        try:
+            out.append(bytes.fromhex(token).decode())
+        except ValueError:
+            pass
     for token in re.findall(r"[A-Za-z0-9+/_-]{12,}={0,2}", plain):
         for decode in (base64.b64decode, base64.urlsafe_b64decode):
             try:

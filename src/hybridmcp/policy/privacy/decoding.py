@@ -12,8 +12,8 @@ read as:
   escapes a transport adds undone: percent-encoding (``alice%40example.com``), JSON and
   C-style backslash escapes (``\\u0040``, ``\\x40``, ``\\n``) and numeric HTML entities
   (``&#64;``);
-- each **base64** token (standard or URL-safe alphabet, 12+ characters) that decodes to
-  printable UTF-8 text, as that text.
+- each **base64** token (standard or URL-safe alphabet, 12+ characters) and each run of
+  **hex** digit pairs (16+ digits) that decodes to printable UTF-8 text, as that text.
 
 Each view maps a span of its text back to the span of the original string it came from (a
 finding inside a decoded base64 token covers the whole token), so redaction replaces the
@@ -181,12 +181,32 @@ def base64_views(text: str) -> list[View]:
     return views
 
 
+_HEX_RE = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{2}){8,}(?![0-9A-Za-z])")
+
+
+def hex_views(text: str) -> list[View]:
+    """Each run of hex digit pairs (16+ digits) that decodes to printable UTF-8 text, as that
+    text (a hash or an id decodes to bytes that are not text)."""
+    views = []
+    for n, match in enumerate(_HEX_RE.finditer(text)):
+        if n >= MAX_BASE64_TOKENS:
+            break
+        try:
+            decoded = bytes.fromhex(match.group(0)).decode("utf-8")
+        except ValueError:
+            continue
+        if len(decoded) >= MIN_DECODED_CHARS and _printable(decoded):
+            views.append(View(decoded, whole=match.span()))
+    return views
+
+
 def decoded_views(text: str) -> list[View]:
     """Every view of ``text`` other than itself: its surface form, if it differs, and its
-    base64 tokens' texts (read from the surface form, mapped back to ``text``)."""
+    base64 and hex tokens' texts (read from the surface form, mapped back to ``text``)."""
     shown = surface(text)
     views = [] if shown is None else [shown]
-    for view in base64_views(text if shown is None else shown.text):
+    read = text if shown is None else shown.text
+    for view in [*base64_views(read), *hex_views(read)]:
         if shown is not None and view.whole is not None:
             view = View(view.text, whole=shown.source(*view.whole))
         views.append(view)
