@@ -14,10 +14,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
@@ -62,8 +61,8 @@ from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer,
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
-"""The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
-writes can recognise a request it has already served."""
+"""The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
+:func:`digest_id`): a server that writes can recognise a request it has already served."""
 _NOT_THE_PROVIDERS = ("request error", "not sent", "paused")
 """Outcomes never held against the provider by its circuit breaker."""
 RUN_BUDGETS_KEPT = 1024
@@ -72,8 +71,6 @@ CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
 """Arguments longer than this as JSON are always scanned."""
-IDS_KEPT = 4096
-"""Run and request ids the gate remembers having judged (see :meth:`Gate._holds_data`)."""
 RELEASES_KEPT = 256
 """Release verdicts the privacy step remembers (see :meth:`ScanningPolicy._release`)."""
 
@@ -314,42 +311,11 @@ class AuditSink(Protocol):
     def append(self, record: dict[str, Any]) -> Any: ...
 
 
-_GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-"""The form of the ids hybridmcp makes itself (``uuid4().hex``): never scanned (their digit
-runs would load the personal-data recognizers for nothing)."""
-
-
 def digest_id(value: str) -> str:
-    """An id that holds data, as it is written outside the process: ``sha256:`` and the first
-    32 hex digits of its SHA-256 (stable across processes, so records still correlate)."""
+    """The idempotency key as a server receives it: ``sha256:`` and the first 32 hex digits of
+    its SHA-256 (stable across processes, so a server still recognises a repeat; the run and
+    request ids in it, labels a task's author chose, never leave the process)."""
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-class _IdsAsDigests:
-    """The audit sink as every writer reaches it (``Gate.audit``): a record's run id,
-    request id and idempotency key are written as digests when an id holds data; everything
-    else is the sink's own (its records, its path, ``close``)."""
-
-    def __init__(self, sink: AuditSink, holds_data: Callable[[Any], bool]) -> None:
-        self.sink = sink
-        self._holds_data = holds_data
-
-    def append(self, record: dict[str, Any]) -> Any:
-        run, request = record.get("run_id"), record.get("request_id")
-        if self._holds_data(run) or self._holds_data(request):
-            record = dict(record)
-            for name in ("run_id", "request_id", "idempotency_key"):
-                value = record.get(name)
-                if isinstance(value, str) and (
-                    name == "idempotency_key" or self._holds_data(value)
-                ):
-                    record[name] = digest_id(value)
-        return self.sink.append(record)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "sink":  # not set yet (a copy being made): no recursion
-            raise AttributeError(name)
-        return getattr(self.sink, name)
 
 
 class MemoryAudit:
@@ -424,57 +390,13 @@ class Gate:
         self.privacy = privacy or ScanningPolicy()
         self.budget = budget or Budget()
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
-        self._ids: dict[str, bool] = {}
-        """Run and request ids already judged: whether each holds data (see :meth:`_holds_data`)."""
-        self.audit: AuditSink = _IdsAsDigests(audit or MemoryAudit(), self._holds_data)
+        self.audit: AuditSink = audit or MemoryAudit()
         self.clock = clock
         self.output = output or ToolOutputSettings()
         self._error_patterns = compile_patterns(self.output.error_patterns)
         self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
         self._schemas: dict[str, tuple[list[Any], int, dict[str, dict[str, Any] | None]]] = {}
         """By server: its tool list, its length and each tool's output schema by name."""
-
-    def _holds_data(self, value: Any) -> bool:
-        """Whether a run or request id holds something the scanner finds (an id is chosen by
-        whoever wrote the task: ``order for alice@example.com``). Judged once per id (the
-        last :data:`IDS_KEPT`)."""
-        if type(value) is not str:
-            return False
-        known = self._ids.get(value)
-        if known is None:
-            try:
-                with without_loading():  # on the event loop: no engine is built here
-                    known = self._judge(value)
-            except EnginesNotLoaded:
-                return True  # not judged yet (analysis judges a run's ids): fail closed
-        return known
-
-    def judge_ids(self, ids: Iterable[Any]) -> None:
-        """Judge a run's ids ahead of its calls and audit records (analysis does, off the
-        event loop when a detection engine must be built, or under ``without_loading``)."""
-        for value in ids:
-            if type(value) is str and value not in self._ids:
-                self._judge(value)
-
-    def _judge(self, value: str) -> bool:
-        cfg = self.privacy_settings
-        known = (
-            cfg.enabled
-            and _GENERATED_ID.fullmatch(value) is None  # (uuid4's hex: holds nothing)
-            and bool(scanner.scan(value, cfg.detection).findings)
-        )
-        if len(self._ids) >= IDS_KEPT:
-            self._ids.clear()
-        self._ids[value] = known
-        return known
-
-    def _wire_key(self, ctx: CallContext) -> str:
-        """The idempotency key as the server receives it: ``<run>:<request>:<provider>:<round>``,
-        or its digest when the run or request id holds data (as stable: a repeat is still
-        recognised)."""
-        if self._holds_data(ctx.run_id) or self._holds_data(ctx.request_id):
-            return digest_id(ctx.idempotency_key)
-        return ctx.idempotency_key
 
     @property
     def privacy_settings(self) -> PrivacySettings:
@@ -652,7 +574,7 @@ class Gate:
                 timeout_s,
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
-                meta={IDEMPOTENCY_META_KEY: self._wire_key(call.ctx)},
+                meta={IDEMPOTENCY_META_KEY: digest_id(call.ctx.idempotency_key)},
                 scope=scope,
             )
             received = _answer_size(result)
@@ -674,7 +596,7 @@ class Gate:
             timing.mark_ended()
             if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
-            if outcome != "ok":
+            if ": " in outcome:  # a message (a category alone holds nothing)
                 outcome = self._audit_text(outcome)
             self.audit.append(self._call_record(call, decision, sent, received, outcome))
         return value, sent, received

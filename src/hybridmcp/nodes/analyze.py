@@ -109,19 +109,6 @@ def _memory_scan(
     return privacy.scan if isinstance(privacy, ScanningPolicy) else scan
 
 
-async def _judge_ids(gate: Any, ids: list[Any]) -> None:
-    """The gate judges the run's ids (whether one holds data) before any call or audit
-    record needs it: here, off the event loop when that needs a detection engine built."""
-    judge = getattr(gate, "judge_ids", None)
-    if judge is None:
-        return
-    try:
-        with without_loading():
-            judge(ids)
-    except EnginesNotLoaded:
-        await asyncio.to_thread(judge, ids)
-
-
 async def analyze(
     state: State, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
@@ -151,7 +138,6 @@ async def analyze(
             _scan_all, state["requests"], res.config.privacy, None, scan, None, measured
         )
         sizes = measured
-    await _judge_ids(res.gate, [run_id, *(r.get("id") for r in state["requests"])])
     validated = runtime.context is not None and runtime.context.validated
     # The requirements read the skill, the arguments' size and the sensitivity only: requests
     # alike share them (each profile is a dict of its own, merged with its privacy fields).
