@@ -4,13 +4,18 @@ lists and dicts. Shared by the pure-function tests and the recording-server test
 
 from __future__ import annotations
 
+import base64
+import html
 import random
+import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import strategies as st
 
-from hybridmcp.testing.canary import SHAPE_KINDS, shaped_value, split_fields
+from hybridmcp.testing.canary import SHAPE_KINDS, shaped_value, split_fields, strings_in
 
 SURROUNDINGS: tuple[tuple[str, str], ...] = (
     ("", ""),
@@ -59,3 +64,132 @@ def privacy_cases(draw: st.DrawFn, kinds: tuple[str, ...] = SHAPE_KINDS) -> Priv
         fields = [before + text + after]
     background = (before, after, "header", "footer", "notes")
     return PrivacyCase(kind, secret, _nest(fields, nesting), background)
+
+
+# -- values written in a form a reader decodes (tests/unit/test_privacy_encodings.py) ---------
+
+PSEUDONYM = re.compile(r"<[A-Z][A-Z0-9_]*_[0-9]+>")
+ZERO_WIDTH = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
+
+
+def _fullwidth(ch: str) -> str:
+    return chr(ord(ch) + 0xFEE0) if "!" <= ch <= "~" else ch
+
+
+def _arabic_indic(ch: str) -> str:
+    return chr(0x0660 + int(ch)) if ch.isdigit() else ch
+
+
+def _percent(ch: str) -> str:
+    return f"%{ord(ch):02X}" if ch.isascii() else ch
+
+
+def _json_escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}"
+
+
+def _entity(ch: str) -> str:
+    return f"&#{ord(ch)};"
+
+
+CHAR_CODES = {
+    "fullwidth": _fullwidth,
+    "arabic_indic": _arabic_indic,
+    "percent": _percent,
+    "json_escape": _json_escape,
+    "html_entity": _entity,
+}
+LOOKALIKES = dict(zip("aeopcxyABEKMHOPCTX", "аеорсхуАВЕКМНОРСТХ", strict=True))
+"""Latin letters and the Cyrillic ones that look the same."""
+ENCODINGS = (
+    *CHAR_CODES,
+    "lookalike",
+    "hex", "zero_width", "nbsp", "dashes", "base64", "base64_url", "base64_of_percent",
+)  # fmt: skip
+DASHES = ("\u2010", "\u2011", "\u2012", "\u2013", "\u2014", "\u2212", "\ufe63")
+
+
+def encode(text: str, how: str, picked: list[int], zw: str) -> str:
+    """``text`` with the characters at ``picked`` written as ``how`` writes them (or a
+    zero-width character after each of them; base64 encodes the whole)."""
+    if how in CHAR_CODES:
+        code = CHAR_CODES[how]
+        return "".join(code(c) if i in picked else c for i, c in enumerate(text))
+    if how == "zero_width":
+        return "".join(c + zw if i in picked else c for i, c in enumerate(text))
+    if how == "hex":
+        return text.encode().hex()
+    if how == "lookalike":
+        return "".join(LOOKALIKES.get(c, c) if i in picked else c for i, c in enumerate(text))
+    if how == "dashes" and "-" in text:
+        return text.replace("-", DASHES[len(picked) % len(DASHES)])
+    if how in ("nbsp", "dashes"):
+        if " " not in text:
+            return encode(text, "zero_width", picked, zw)
+        return text.replace(" ", "\u00a0")
+    if how == "base64":
+        return base64.b64encode(text.encode()).decode()
+    if how == "base64_url":
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return base64.b64encode(urllib.parse.quote(text, safe="").encode()).decode()
+
+
+def reader_decodes(text: str) -> list[str]:
+    """What a reader can recover from ``text`` with the standard library: the text with
+    invisible characters dropped and compatibility forms folded, unquoted, unescaped, and
+    every hex or base64-alphabet run decoded."""
+    latin = {v: k for k, v in LOOKALIKES.items()}
+    plain = "".join(latin.get(c, c) for c in text if unicodedata.category(c) != "Cf")
+    plain = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in plain)
+    plain = unicodedata.normalize("NFKC", plain)
+    plain = "".join("-" if unicodedata.category(c) == "Pd" or c == "\u2212" else c for c in plain)
+    plain = html.unescape(urllib.parse.unquote(plain))
+    plain = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), plain)
+    out = [text, plain]
+    for token in re.findall(r"(?:[0-9a-fA-F]{2}){8,}", plain):
+        try:
+            out.append(bytes.fromhex(token).decode())
+        except ValueError:
+            pass
+    for token in re.findall(r"[A-Za-z0-9+/_-]{12,}={0,2}", plain):
+        for decode in (base64.b64decode, base64.urlsafe_b64decode):
+            try:
+                decoded = decode(token + "=" * (-len(token) % 4)).decode()
+            except ValueError:
+                continue
+            out += reader_decodes(decoded) if decoded != text else [decoded]
+    return out
+
+
+def fragments(value: Any, secret: str, background: tuple[str, ...]) -> list[str]:
+    """Pieces of six characters of ``secret`` a reader recovers from ``value``'s strings
+    (except those the background text holds anyway)."""
+    texts = [t for s in strings_in(value) for t in reader_decodes(PSEUDONYM.sub("", s))]
+    known = [t for b in background for t in reader_decodes(b)]
+    pieces = {secret[i : i + 6] for i in range(max(0, len(secret) - 5))}
+    return sorted(
+        p for p in pieces if any(p in t for t in texts) and not any(p in k for k in known)
+    )
+
+
+@st.composite
+def encoded_cases(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], tuple[str, ...]]:
+    kind = draw(st.sampled_from(SHAPE_KINDS))
+    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
+    how = draw(st.sampled_from(ENCODINGS))
+    every = draw(st.booleans())
+    picked = (
+        list(range(len(text)))
+        if every
+        else draw(st.lists(st.integers(0, len(text) - 1), min_size=1, max_size=6))
+    )
+    encoded = encode(text, how, picked, draw(st.sampled_from(ZERO_WIDTH)))
+    before, after = draw(st.sampled_from(SURROUNDINGS))
+    nesting = draw(st.sampled_from(("flat", "list", "deep")))
+    if draw(st.booleans()):
+        cut = draw(st.integers(1, len(encoded) - 1))
+        whole = before + encoded + after
+        fields = [whole[: len(before) + cut], whole[len(before) + cut :]]
+    else:
+        fields = [before + encoded + after]
+    return f"{kind}/{how}", secret, _nest(fields, nesting), (before, after, "header", "footer")

@@ -258,6 +258,7 @@ class Resources:
         resources = cls(config, pool, registry, gate, store)
         resources.loop = asyncio.get_running_loop()
         pool.hooks.record = gate.audit.append
+        pool.hooks.release = getattr(gate, "release_answer", None)
         pool.hooks.sample = make_sampler(
             gate, lambda: resources.lms, config.llm_config.timeout_ms / 1000
         )

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from hybridmcp import Coordinator, parse_task
+from hybridmcp.capabilities.gate import digest_id
 from hybridmcp.config import parse_config
 from hybridmcp.events import EventCode
 from tests.helpers import JOURNAL_ENV
@@ -87,7 +88,7 @@ async def test_a_write_runs_once_per_request_whatever_the_faults(tmp_path, monke
             request["args"]["sleep_ms"] = 1500  # times out after writing, on either side
         requests.append(request)
     async with asyncio.timeout(120), Coordinator.open(cfg) as co:
-        out = await co.run(parse_task({"requests": requests}))
+        out = await co.run(parse_task({"requests": requests}), thread_id="writes")
     written = lines(journal)
     entries = [w["entry"] for w in written]
     assert sorted(entries) == sorted(f"e{i}" for i in range(16)), written  # exactly once each
@@ -111,11 +112,13 @@ async def test_a_write_runs_once_per_request_whatever_the_faults(tmp_path, monke
                 assert skipped[request["id"]]["reason"] == "write effect"
     unknown = [e for e in events if e["code"] == EventCode.WRITE_NOT_REPEATED]
     assert len(unknown) == 8 and all(e["outcome"] == "unknown" for e in unknown)
-    # the idempotency key travels in the call's _meta
+    # the idempotency key travels in the call's _meta, as its digest
     external = [w for w in written if w["side"] == "external"]
     for w in external:
-        rid = w["key"].split(":")[1]
-        assert ":mcp:journal/append:" in w["key"] and rid == f"r{w['entry'][1:]}"
+        rid = f"r{w['entry'][1:]}"
+        [sent] = [a for a in out["results"][rid]["attempts"] if a["side"] == "external"]
+        key = f"writes:{rid}:{sent['provider']}:{sent['round']}"  # run:request:provider:round
+        assert w["key"] == digest_id(key) and sent["provider"] == "mcp:journal/append", (w, sent)
 
 
 async def test_a_write_moves_only_when_it_was_never_sent(tmp_path, monkeypatch):

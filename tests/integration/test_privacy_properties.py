@@ -2,7 +2,8 @@
 position across two fields, nested, with text around them, sent by the coordinator under each
 policy to fault servers that record every argument they receive (stdio, ``--record``).
 
-Under ``refuse``, ``route_internal`` and ``redact`` no raw value and no fragment of 6 or more
+Values written in a form a reader decodes (tests/unit/test_privacy_encodings.py) run the same
+way. Under ``refuse``, ``route_internal`` and ``redact`` no raw value and no fragment of 6 or more
 characters of it may reach a server cleared ``public``; redacted answers come back restored.
 A sample of the shaped corpus (tuned and held-out shapes) runs the same way; the whole corpus
 runs through the pure functions in tests/unit/test_privacy_forms.py.
@@ -27,7 +28,7 @@ from hybridmcp.coordinator import Coordinator
 from hybridmcp.task import parse_task
 from hybridmcp.testing.canary import fragments_leaked, shaped_corpus
 from hybridmcp.testing.harness import faultserver_stdio
-from tests.privacy_cases import PrivacyCase, privacy_cases
+from tests.privacy_cases import PrivacyCase, encoded_cases, fragments, privacy_cases
 
 pytestmark = pytest.mark.integration
 
@@ -142,6 +143,29 @@ def test_no_value_or_fragment_reaches_a_recording_server(
 ) -> None:
     for policy in POLICIES:
         _check(recorded, policy, [case])
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=encoded_cases())
+def test_no_encoded_value_reaches_a_recording_server(recorded: Recorded, case: Any) -> None:
+    """Values written as a reader decodes them (full-width, zero-width characters, %XX,
+    escapes, entities, base64), cut or whole: nothing a reader recovers reaches the server;
+    under redact the answer comes back restored exactly."""
+    what, secret, args, background = case
+    for policy in POLICIES:
+        out, got = recorded.run(policy, [args])
+        [result] = out["results"].values()
+        if policy == "redact":
+            [payload] = got
+            assert fragments(payload, secret, background) == [], (what, args, payload)
+            assert result["value"]["payload"] == {**args, "case_id": result["id"]}
+        else:
+            assert got == [], (policy, what, args)
 
 
 def test_a_sample_of_the_shaped_corpus_through_the_gate(recorded: Recorded) -> None:

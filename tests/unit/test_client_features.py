@@ -3,6 +3,7 @@ levels, sampling messages, roots from configuration."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,97 @@ def test_any_schema_a_server_sends_gives_an_answer_or_one_clear_error(
         assert str(err)
     else:
         assert result.action in ("accept", "decline", "cancel")
+
+
+async def test_a_persons_answer_is_released_by_the_privacy_policy_and_audited_without_values() -> (
+    None
+):
+    """What a person answers goes to the server as the server's clearance and policy allow;
+    the audit names the schema's fields and the decision, never a value (nor a field name the
+    person added)."""
+    from mcp.types import ElicitRequestFormParams
+
+    from hybridmcp.capabilities.client_features import CallScope, ClientHooks, ServerFeatures
+    from hybridmcp.capabilities.gate import Gate, ScanningPolicy
+    from hybridmcp.capabilities.mcp_pool import SessionPool
+    from hybridmcp.config import parse_config
+
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}}
+    params = ElicitRequestFormParams(message="Who?", requestedSchema=schema)
+    answer = {"name": "Ada, alice.jones@example.com", "alice.jones@example.com": "x"}
+    redacted = {"name": "Ada, <EMAIL_1>", "<EMAIL_1>": "x"}
+    for clearance, policy, action, sent, decision in (
+        ("restricted", "refuse", "accept", answer, "allow"),
+        ("public", "redact", "accept", redacted, "redact"),
+        ("public", "refuse", "decline", None, "refuse"),
+        ("public", "route_internal", "decline", None, "refuse"),
+    ):
+        server = {"command": "true", "elicitation": "ask", "clearance": clearance}
+        config = parse_config({"mcpServers": {"s": server}, "privacy": {"policy": policy}})
+        gate = Gate(SessionPool({}), privacy=ScanningPolicy(config.privacy))
+        records: list[dict[str, Any]] = []
+        features = ServerFeatures(
+            "s",
+            config.mcpServers["s"],
+            lambda: CallScope(answers=[answer]),
+            ClientHooks(record=records.append, release=gate.release_answer),
+        )
+        result = await features.elicit(None, params)  # type: ignore[arg-type]
+        assert (result.action, result.content) == (action, sent), (clearance, policy, result)
+        [record] = records
+        assert "alice" not in json.dumps(record) and record["privacy"] == decision, record
+        assert record["fields"] == (["name", "~k1"] if sent else [])
+    # without a policy to release it, a person's answer is not sent (fail closed)
+    records = []
+    bare = ServerFeatures(
+        "s",
+        config.mcpServers["s"],
+        lambda: CallScope(answers=[answer]),
+        ClientHooks(records.append),
+    )
+    assert (await bare.elicit(None, params)).action == "decline"  # type: ignore[arg-type, union-attr]
+
+
+_FRESH_PROCESS = """
+import asyncio, json, sys
+from hybridmcp.capabilities.gate import Gate, ScanningPolicy
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.config import parse_config
+
+config = parse_config({"mcpServers": {"s": {"command": "true"}}, "privacy": {"policy": "redact"}})
+gate = Gate(SessionPool({}), privacy=ScanningPolicy(config.privacy))
+loaded = lambda: sorted(m for m in sys.modules if m.startswith("presidio"))
+kept = gate._audit_text("error: no zone 4111 1111 1111 1111 for alice.jones@example.com")
+before = loaded()
+
+async def answer():
+    return await gate.release_answer(
+        "s", config.mcpServers["s"], {"phone": "call +1 415 867 5309"}, None
+    )
+
+sent, fields = asyncio.run(answer())
+print(json.dumps([kept, before, sent, fields["privacy"], bool(loaded())]))
+"""
+
+
+def test_no_detection_engine_is_built_on_the_event_loop_for_what_a_server_is_answered() -> None:
+    """In a fresh process (no engine built yet): a failed call's outcome that would need one
+    is kept without its message (never its raw values), and a person's answer is scanned in
+    a worker thread (the engine is built there) and released redacted."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(src), "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kept, before, sent, decision, loaded = json.loads(proc.stdout.splitlines()[-1])
+    assert kept.startswith("error: ") and "4111" not in kept and "alice" not in kept
+    assert before == []  # the audit text built nothing
+    assert sent == {"phone": "call <PHONE_1>"} and decision == "redact" and loaded

@@ -180,6 +180,13 @@ SampleFn = Callable[
 sampling path (privacy, budget, LM, audit); raises :class:`HybridMCPError` to refuse."""
 
 
+ReleaseFn = Callable[
+    [str, "ServerConfig", dict[str, Any], Any],
+    Awaitable[tuple[dict[str, Any] | None, dict[str, Any]]],
+]
+"""``(server, config, answer, caller) -> (what the server may receive or None, audit fields)``."""
+
+
 @dataclass
 class ClientHooks:
     """What the sessions' callbacks reach beyond the pool, attached once the gate exists."""
@@ -187,6 +194,9 @@ class ClientHooks:
     sample: SampleFn | None = None
     record: Callable[[dict[str, Any]], Any] | None = None
     """The audit trail's ``append``: what a server was answered when it asked for input."""
+    release: ReleaseFn | None = None
+    """The privacy policy on a person's answer before it goes to the server (the gate's
+    ``release_answer``): without it, no person's answer is sent (declined)."""
 
 
 class ServerFeatures:
@@ -247,9 +257,17 @@ class ServerFeatures:
         """Answer by policy; every answer that goes back to the server is audited (its action
         and the names of the fields given, never their values)."""
         scope = self._scope()
+        caller = scope.caller if scope is not None else None
         result = self._elicited(params, scope)
+        released: dict[str, Any] = {}
+        if (
+            self.config.elicitation == "ask"
+            and isinstance(result, ElicitResult)
+            and result.action == "accept"
+            and result.content
+        ):  # a person's answer leaves the process: the privacy policy decides what goes
+            result, released = await self._released(result.content, caller)
         if self._hooks.record is not None:
-            caller = scope.caller if scope is not None else None
             self._hooks.record(
                 {
                     "kind": "elicitation",
@@ -258,11 +276,24 @@ class ServerFeatures:
                     "server": self.name,
                     "policy": self.config.elicitation,
                     "action": getattr(result, "action", "error"),
-                    "fields": sorted(getattr(result, "content", None) or {}),
+                    "fields": _field_names(getattr(result, "content", None), params),
                     "paused": scope is not None and scope.question is not None,
+                    **released,
                 }
             )
         return result
+
+    async def _released(self, content: Any, caller: Any) -> tuple[ElicitResult, dict[str, Any]]:
+        """A person's answer as the privacy policy lets it go: as given, redacted, or
+        declined (also when no policy is attached: fail closed)."""
+        release = self._hooks.release
+        if release is None:
+            return ElicitResult(action="decline"), {"privacy": "refuse", "reason": "no policy"}
+        allowed, fields = await release(self.name, self.config, dict(content), caller)
+        if allowed is None:
+            log.info("MCP server %r: the answer is above its clearance: declined", self.name)
+            return ElicitResult(action="decline"), fields
+        return ElicitResult(action="accept", content=allowed), fields
 
     def _elicited(
         self, params: ElicitRequestParams, scope: CallScope | None
@@ -331,6 +362,18 @@ class ServerFeatures:
         )
 
 
+def _field_names(content: Any, params: Any) -> list[str]:
+    """The names of an answer's fields, for the audit trail: the requested schema's own
+    names; any other name (a person's answer may add fields, and a name is data too) as
+    ``~k<n>``, its place in the answer."""
+    if not isinstance(content, Mapping):
+        return []
+    schema = getattr(params, "requestedSchema", None)
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    known = props if isinstance(props, Mapping) else {}
+    return sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text[:300]
@@ -339,7 +382,8 @@ def _one_line(err: BaseException) -> str:
 def make_sampler(gate: Any, lms: Callable[[], Mapping[str, Any]], timeout_s: float) -> SampleFn:
     """The sampling path of a server's session: the LM of the server's ``sampling_role``,
     called through :meth:`hybridmcp.capabilities.gate.Gate.sample` (privacy, budget, deadline,
-    audit)."""
+    audit). A model that does not run in this process is an external service cleared
+    ``public``: it is never shown a prompt above that."""
 
     async def sample(
         server: str,
@@ -362,8 +406,16 @@ def make_sampler(gate: Any, lms: Callable[[], Mapping[str, Any]], timeout_s: flo
                 text = answer.text or ""
             return text, str(getattr(lm, "model", role))
 
+        from hybridmcp.prompts.asking import is_local
+
         answer: tuple[str, str] = await gate.sample(
-            server, config, messages, complete, caller, timeout_s=timeout_s
+            server,
+            config,
+            messages,
+            complete,
+            caller,
+            timeout_s=timeout_s,
+            model_clearance=None if is_local(lm) else "public",
         )
         return answer
 

@@ -12,6 +12,7 @@ second code path. A step that refuses raises a :class:`~hybridmcp.errors.PolicyE
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections import OrderedDict, deque
@@ -57,10 +58,11 @@ from hybridmcp.policy.disclosure import (
     release,
 )
 from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer, output_problem
+from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
-"""The key of the request's idempotency key in each ``tools/call``'s ``_meta``: a server that
-writes can recognise a request it has already served."""
+"""The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
+:func:`digest_id`): a server that writes can recognise a request it has already served."""
 _NOT_THE_PROVIDERS = ("request error", "not sent", "paused")
 """Outcomes never held against the provider by its circuit breaker."""
 RUN_BUDGETS_KEPT = 1024
@@ -309,6 +311,13 @@ class AuditSink(Protocol):
     def append(self, record: dict[str, Any]) -> Any: ...
 
 
+def digest_id(value: str) -> str:
+    """The idempotency key as a server receives it: ``sha256:`` and the first 32 hex digits of
+    its SHA-256 (stable across processes, so a server still recognises a repeat; the run and
+    request ids in it, labels a task's author chose, never leave the process)."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 class MemoryAudit:
     """Keeps the latest audit records in memory; the default when no audit file is configured
     (bounded, so a long-lived process does not grow without end)."""
@@ -381,7 +390,7 @@ class Gate:
         self.privacy = privacy or ScanningPolicy()
         self.budget = budget or Budget()
         self.breaker: Breaker = breaker if breaker is not None else BreakerBoard()
-        self.audit = audit or MemoryAudit()
+        self.audit: AuditSink = audit or MemoryAudit()
         self.clock = clock
         self.output = output or ToolOutputSettings()
         self._error_patterns = compile_patterns(self.output.error_patterns)
@@ -565,7 +574,7 @@ class Gate:
                 timeout_s,
                 timing=timing,
                 queue_timeout_s=queue_timeout_s,
-                meta={IDEMPOTENCY_META_KEY: call.ctx.idempotency_key},
+                meta={IDEMPOTENCY_META_KEY: digest_id(call.ctx.idempotency_key)},
                 scope=scope,
             )
             received = _answer_size(result)
@@ -587,8 +596,22 @@ class Gate:
             timing.mark_ended()
             if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
+            if ": " in outcome:  # a message (a category alone holds nothing)
+                outcome = self._audit_text(outcome)
             self.audit.append(self._call_record(call, decision, sent, received, outcome))
         return value, sent, received
+
+    def _audit_text(self, text: str) -> str:
+        """``text`` as the audit trail may keep it: a server's error can quote the raw
+        arguments it was sent (within its clearance), which the trail never holds; every
+        finding is replaced by a pseudonym whose value is kept nowhere. On the event loop no
+        detection engine is built: a text that would need one keeps only its first words."""
+        try:
+            with without_loading():
+                return str(scanner.redact(text, self.privacy_settings.detection).value)
+        except EnginesNotLoaded:
+            head = text.split(":", 1)[0]
+            return f"{head}: (the message is not kept: it could not be scanned here)"
 
     def _read(
         self,
@@ -630,6 +653,61 @@ class Gate:
             latency_ms=round(timing.latency_ms(), 3),
         )
 
+    async def release_answer(
+        self, server: str, config: ServerConfig, content: dict[str, Any], ctx: CallContext | None
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """A person's answer to a server's elicitation, another external data flow: scanned
+        and released under the privacy policy of the server (and of the asking call's skill)
+        as a call's arguments are. Returns what the server may receive (None: decline) and
+        the audit fields (``privacy``, ``reason``, ``redactions``; never a value)."""
+        out = await self._outbound(content, server, config, ctx)
+        fields = {"privacy": out.action, "reason": out.reason, "redactions": out.redactions}
+        return out.value, fields
+
+    async def _scan(self, value: Any) -> scanner.SensitivityReport | None:
+        """:func:`scanner.scan` under the privacy settings (None when scanning is off), on the
+        event loop unless a detection engine must be built first: then in a worker thread."""
+        cfg = self.privacy_settings
+        if not cfg.enabled:
+            return None
+        try:
+            with without_loading():
+                return scanner.scan(value, cfg.detection)
+        except EnginesNotLoaded:
+            return await asyncio.to_thread(scanner.scan, value, cfg.detection)
+
+    async def _outbound(
+        self, value: Any, server: str, config: ServerConfig, ctx: CallContext | None
+    ) -> _Outbound:
+        """What of ``value`` (data other than a call's arguments: a sampling answer, a
+        person's answer) may go to ``server``: as it is within its clearance; above it,
+        redacted where the policy says so and the redaction scans within it; else nothing."""
+        cfg = self.privacy_settings
+        report = await self._scan(value)
+        level = report.level if report is not None else scanner.Sensitivity.public
+        policy = policy_for(
+            ctx.skill if ctx else "", server, default=cfg.policy,
+            skills=cfg.skills, servers=cfg.servers,
+        )  # fmt: skip
+        clearance = scanner.Sensitivity.parse(config.clearance)
+        verdict = release(
+            detected=level,
+            declared=scanner.Sensitivity.public,
+            clearance=clearance,
+            action=policy,
+        )
+        if verdict.action == "allow":
+            return _Outbound(value, level, "allow", verdict.reason)
+        if verdict.action == "redact" and report is not None:
+            redacted = scanner.redact(value, report).value
+            residual = await self._scan(redacted)
+            if residual is None or residual.level <= clearance:
+                summary = redaction_summary(report.findings)
+                return _Outbound(redacted, level, "redact", verdict.reason, summary)
+            reason = f"{verdict.reason}, but the redacted text still scans above the clearance"
+            return _Outbound(None, level, "refuse", reason)
+        return _Outbound(None, level, "refuse", verdict.reason)
+
     async def sample(
         self,
         server: str,
@@ -639,9 +717,13 @@ class Gate:
         ctx: CallContext | None,
         *,
         timeout_s: float,
+        model_clearance: str | None = None,
     ) -> tuple[str, str]:
         """A server's sampling request, an external data flow the other way round: what the
-        server asks the model to read is scanned (its level audited), the answer is charged
+        server asks the model to read is scanned (its level audited; a model outside the
+        process, cleared ``model_clearance``, never reads a prompt above it: the request is
+        refused before it is asked, as the server's own data may hold what it was sent
+        within its clearance), the answer is charged
         (``sampling_cost``) to the run's budget, computed within ``timeout_s``, scanned, and
         released to the server under the same privacy policy as a call's arguments (allowed
         within the server's clearance; above it redacted or refused as the policy says).
@@ -653,14 +735,25 @@ class Gate:
             "server": server,
             "kind": "sampling",
         }
-        cfg = self.privacy_settings
-        prompt_level = scanner.scan(messages, cfg.detection).level if cfg.enabled else None
+        prompt = await self._scan(messages)
+        prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
         outcome, answer_level, action, reason = "cancelled", None, "refuse", ""
         redactions: list[dict[str, Any]] = []
         started = time.perf_counter()
         try:
+            if (
+                model_clearance is not None
+                and prompt_level is not None
+                and prompt_level > scanner.Sensitivity.parse(model_clearance)
+            ):
+                outcome, price = "refused: privacy", 0.0
+                reason = (
+                    f"the request holds {prompt_level} data, above the clearance "
+                    f"{model_clearance} of a model outside this process: not sent to it"
+                )
+                raise PrivacyRefused(f"sampling:{server}", reason)
             try:
                 budget.reserve(f"sampling:{server}", price)
             except BudgetExhausted as err:
@@ -668,25 +761,12 @@ class Gate:
                 raise
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
-            report = scanner.scan(text, cfg.detection) if cfg.enabled else None
-            answer_level = report.level if report is not None else scanner.Sensitivity.public
-            policy = policy_for(
-                ctx.skill if ctx else "", server, default=cfg.policy,
-                skills=cfg.skills, servers=cfg.servers,
-            )  # fmt: skip
-            verdict = release(
-                detected=answer_level,
-                declared=scanner.Sensitivity.public,
-                clearance=scanner.Sensitivity.parse(config.clearance),
-                action=policy,
-            )
-            action, reason = verdict.action, verdict.reason
-            if verdict.action == "refuse":
+            out = await self._outbound(text, server, config, ctx)
+            answer_level, action, reason = out.level, out.action, out.reason
+            if out.value is None:
                 outcome = "refused: privacy"
-                raise PrivacyRefused(f"sampling:{server}", verdict.reason)
-            if verdict.action == "redact" and report is not None:
-                text = scanner.redact(text, report).value
-                redactions = redaction_summary(report.findings)
+                raise PrivacyRefused(f"sampling:{server}", out.reason)
+            text, redactions = out.value, out.redactions
             outcome = "ok"
             return text, model
         except TimeoutError:
@@ -714,6 +794,18 @@ class Gate:
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 }
             )
+
+
+@dataclass
+class _Outbound:
+    """What the privacy policy lets go to a server of data other than a call's arguments."""
+
+    value: Any
+    """What may be sent (None: nothing)."""
+    level: scanner.Sensitivity
+    action: str
+    reason: str
+    redactions: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

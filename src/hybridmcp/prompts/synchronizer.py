@@ -10,7 +10,7 @@ cross-validated requests.
   the deterministic merge (``synthesis.lm_synthesis``); the value stays the merge.
 
 Privacy: result values reach the synchronizer only when its LM runs in this process (the local
-model) or the request's data is ``public``.
+model), or when both the request's data and the answers themselves scan ``public``.
 """
 
 from __future__ import annotations
@@ -218,10 +218,36 @@ async def _synthesize(
     return []
 
 
-def _withheld(lm: Any, sensitivity: str) -> str | None:
-    if sensitivity == "public" or is_local(lm):
+def _withheld(res: Resources, lm: Any, sensitivity: str, answers: Sequence[Answer]) -> str | None:
+    """Why the answers may not be shown to ``lm`` (None: they may). A model that does not run
+    in this process is an external service cleared ``public``: neither the request's data
+    above it nor answers that scan above it (an internal side's answer can carry private
+    data the public arguments did not) are sent to it."""
+    if is_local(lm):
         return None
-    return f"{str(sensitivity)!r} data is not sent to the non-local LM {model_name(lm)!r}"
+    if sensitivity == "public":
+        sensitivity = _answers_level(res, answers)
+        if sensitivity == "public":
+            return None
+        what = f"answers holding {sensitivity!r} data are"
+    else:
+        what = f"{sensitivity!r} data is"
+    return f"{what} not sent to the non-local LM {model_name(lm)!r}"
+
+
+def _answers_level(res: Resources, answers: Sequence[Answer]) -> str:
+    """The sensitivity of the answers' values, as the privacy settings scan (too large to
+    scan: ``restricted``)."""
+    from hybridmcp.policy.disclosure import json_text
+    from hybridmcp.policy.privacy import Sensitivity, scan
+
+    privacy = res.config.privacy
+    if not privacy.enabled:
+        return str(Sensitivity.public)
+    values = [a.value for a in answers]
+    if len(json_text(values)) > privacy.max_scan_bytes:
+        return str(Sensitivity.restricted)
+    return str(scan(values, privacy.detection).level)
 
 
 async def refine_integration(
@@ -235,8 +261,8 @@ async def refine_integration(
     """The synchronizer LM on the run's cross-validated requests; changes records in place.
 
     A conflict gets expert arbitration; an agreeing ``hybrid_synthesis`` of text gets an LM
-    synthesis. Values reach a non-local LM only for ``public`` data. ``store`` holds the
-    learned advice accuracy (default: the resources' store).
+    synthesis. Values reach a non-local LM only for ``public`` data (the request's and the
+    answers' own). ``store`` holds the learned advice accuracy (default: the resources' store).
     """
     lm = res.lms.get("synchronizer")
     if lm is None:
@@ -254,7 +280,7 @@ async def refine_integration(
             continue
         result, conflict = results[rid], by_request.get(rid)
         sensitivity = str(profiles.get(rid, {}).get("data_sensitivity", "public"))
-        reason = _withheld(lm, sensitivity)
+        reason = _withheld(res, lm, sensitivity, given)
         if conflict is not None:
             if reason:
                 conflict["expert_arbitration"] = {"model": model_name(lm), "used": False} | {

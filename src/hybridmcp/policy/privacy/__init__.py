@@ -27,11 +27,16 @@ run through every detector; a value crossing a boundary is a finding in each fie
 so redaction replaces all of it. Version-like dotted numbers ("1.2.3.4", "Section 2.3.1.4")
 are not addresses without an address word nearby; ``req_<ULID>`` ids are not secrets.
 
+Every detector also runs on what a reader would decode from a string (:mod:`.decoding`:
+full-width and other-script digits, look-alike letters, invisible characters, other spaces
+and dashes, ``%XX``, ``\\u`` escapes, ``&#NN;``, base64 tokens), a finding there covering the
+characters it came from.
+
 The package by concern: :mod:`.levels` (``Sensitivity``, entity types, ``PrivacyConfig``,
 the safe result models), :mod:`.engines` (Presidio and detect-secrets, built lazily),
-:mod:`.patterns`, :mod:`.detection` (one string; the cheap pre-scan that decides whether
-Presidio, and so spaCy's import, is needed at all), :mod:`.scanning` (JSON values, windows),
-:mod:`.redaction` (pseudonyms and the vault).
+:mod:`.patterns`, :mod:`.decoding` (the decoded views of a string), :mod:`.detection` (one
+string; the cheap pre-scan that decides whether Presidio, and so spaCy's import, is needed at
+all), :mod:`.scanning` (JSON values, windows), :mod:`.redaction` (pseudonyms and the vault).
 
 Everything runs offline. Presidio's email recognizer validates domains with ``tldextract``, whose
 default extractor downloads the Public Suffix List on first use; :func:`_force_offline_tldextract`

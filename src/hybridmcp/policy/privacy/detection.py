@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from hybridmcp.policy.privacy.decoding import decoded_views
 from hybridmcp.policy.privacy.engines import (
     _WORD_RE,
     _analyzer,
@@ -478,6 +479,13 @@ def _detect_uncached(
     if not presidio_only:
         spans += _secret_spans(text, key)
         spans += _pattern_spans(text, key)
+    for view in decoded_views(text):
+        # What a reader decodes from the text (full-width digits, zero-width characters,
+        # %40, \u0040, base64, ...) is scanned too; a finding there covers the characters
+        # of the text it came from (see :mod:`.decoding`).
+        for span in _detect(view.text, context, key, presidio_only):
+            start, end = view.source(span.start, span.end)
+            spans.append(_Span(span.entity_type, start, end, span.score, span.source))
     kept: dict[tuple[str, int, int], _Span] = {}
     for span in spans:
         if span.score < key.min_score or span.entity_type not in key.entities:

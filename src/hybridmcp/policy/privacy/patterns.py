@@ -83,12 +83,38 @@ _PATTERNS: tuple[_Pattern, ...] = (
         why="detect-secrets' JWT regex ends lazily before the signature, leaving it behind.",
     ),
     _Pattern(
+        "API_KEY",
+        re.compile(
+            r"(?<![\w.-])(?:hf_[A-Za-z0-9]{30,}|pypi-AgE[A-Za-z0-9_-]{40,}"
+            r"|do[por]_v1_[a-f0-9]{64}|shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}"
+            r"|ya29\.[A-Za-z0-9_-]{30,}|sq0(?:atp|csp)-[A-Za-z0-9_-]{22,}|dapi[a-f0-9]{32}"
+            r"|AGE-SECRET-KEY-1[A-Z0-9]{50,}|glc_[A-Za-z0-9+/=_-]{32,}|lin_api_[A-Za-z0-9]{32,}"
+            r"|xapp-[0-9]-[A-Z0-9]+-[0-9]+-[a-f0-9]{32,}|sntr[ysu]s_[A-Za-z0-9+/=_-]{40,}"
+            r"|dckr_pat_[A-Za-z0-9_-]{24,}|hv[sbr]\.[A-Za-z0-9_-]{24,}|ATATT3[A-Za-z0-9_=-]{60,}"
+            r"|dp\.(?:st|ct|pt|sa|scim|audit)\.[A-Za-z0-9_.-]{40,}|pul-[a-f0-9]{40}"
+            r"|NRAK-[A-Z0-9]{27}|PMAK-[a-f0-9]{24}-[a-f0-9]{34})"
+        ),
+        0.9,
+        why="Vendors' prefixed tokens no rule of either library knows (Hugging Face, PyPI, "
+        "DigitalOcean, Shopify, Google OAuth, Square, Databricks, age, Grafana, Linear, Slack "
+        "apps, Sentry, Docker, Vault, Atlassian, Doppler, Pulumi, New Relic, Postman): a "
+        "random-looking tail alone is only a high-entropy string, which counts lower.",
+    ),
+    _Pattern(
         "BASIC_AUTH",
-        re.compile(r"://[^\s/?#@:]+:([^\s/?#@]+)@"),
+        re.compile(r"(?i)\bbasic\s+([A-Za-z0-9+/]{8,}={0,2})(?![A-Za-z0-9+/=])"),
+        0.85,
+        group=1,
+        why="An HTTP Basic authorization pasted into text: base64 of user:password.",
+    ),
+    _Pattern(
+        "BASIC_AUTH",
+        re.compile(r"://[^\s/?#@:]*:([^\s/?#]+)@"),
         0.85,
         group=1,
         why="detect-secrets' basic-auth regex rejects passwords with !$&'()*+,;= in them, "
-        "which URLs allow in the userinfo part.",
+        "which URLs allow in the userinfo part, and an empty user (redis://:pass@host); a "
+        "password with an unescaped '@' runs to the last '@' before the host.",
     ),
     _Pattern(
         "SECRET_KEYWORD",
@@ -132,13 +158,14 @@ _PATTERNS: tuple[_Pattern, ...] = (
             # No "(?:\w+_)*" prefix: it backtracks quadratically on "a_a_a_...". A keyword
             # preceded by "_", "-" or "." (refresh_token, x-api-key) matches anyway.
             r"(?i)(?<![A-Za-z0-9])"
-            r"(?:token|api[_-]?key|apikey|access[_-]?key|passphrase|credentials?|client[_-]?secret)"
+            r"(?:token|api[_-]?key|apikey|access[_-]?key|passphrase|credentials?|client[_-]?secret"
+            r"|sig|x-amz-signature)"
             r"(?![A-Za-z0-9])[\"']?\s*[:=]\s*[\"']?([^\s\"'`,;]{6,})"
         ),
         0.8,
         group=1,
         why="detect-secrets' keyword list has password/secret/api_key but not token=, "
-        "access_key=, credentials=.",
+        "access_key=, credentials=, nor a signed URL's sig= (a SAS or presigned URL's key).",
     ),
     # Partial secrets: a value cut by a field boundary, a truncation or a paste leaves a prefix
     # no typed rule accepts. The prefixes are distinctive enough that a piece of a key counts.
@@ -215,14 +242,45 @@ _PATTERNS: tuple[_Pattern, ...] = (
         why="National shapes with a trunk 0 (UK, DE, FR, ...): 07912 345678, 06 12 34 56 78.",
         accept=lambda v: 10 <= sum(c.isdigit() for c in v) <= 12,
     ),
-    # Card numbers in any grouping (spaces, dashes, dots; a split rejoined), by Luhn.
+    # Card numbers in any grouping (spaces, dashes, dots, slashes; a split rejoined), by Luhn.
     _Pattern(
         "CREDIT_CARD",
-        re.compile(r"(?<![\w.+-])[2-6][0-9]{2,5}(?:[ .-]?[0-9]{3,6}){1,4}(?![\w-])"),
+        re.compile(
+            r"(?<![\w.+/-])[2-6][0-9]{2,5}(?:(?:[ ./-]|_(?=[0-9]))?[0-9]{3,6}){1,4}(?![\w/-])"
+        ),
         0.8,
         why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups or dots "
         "is the same card. Its digits must pass Luhn and have a card network's length.",
         accept=lambda v: _luhn_card("".join(c for c in v if c.isdigit())),
+    ),
+)
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22,
+    "DK": 18, "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28,
+    "IE": 22, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31,
+    "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SA": 24, "SE": 24, "SI": 19, "SK": 24,
+    "SM": 27, "TR": 26,
+}  # fmt: skip
+
+
+def _iban(value: str) -> bool:
+    """An IBAN of a listed country with its length and its mod-97 check, in any case."""
+    compact = "".join(c for c in value if c.isalnum()).upper()
+    if _IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return False
+    moved = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+_PATTERNS += (
+    _Pattern(
+        "IBAN_CODE",
+        re.compile(r"(?i)(?<![a-z0-9])[a-z]{2}[0-9]{2}(?:[ -]?[a-z0-9]{2,4}){3,8}(?![a-z0-9])"),
+        0.8,
+        why="Presidio's IBAN recognizer wants capitals; an IBAN typed in lower case is the "
+        "same account. Its country's length and the mod-97 check must hold.",
+        accept=_iban,
     ),
 )
 

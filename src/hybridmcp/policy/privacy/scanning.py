@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hybridmcp.policy.privacy.decoding import surface
 from hybridmcp.policy.privacy.detection import (
     _detect,
     _detector_key,
@@ -193,13 +194,28 @@ def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
     last = len(window) - 1
     for n, leaf in enumerate(window):
         text = leaf.text
-        if n == 0 and len(text) > _WINDOW_EDGE:
-            out.append((len(text) - _WINDOW_EDGE, text[-_WINDOW_EDGE:]))
-        elif n == last and len(text) > _WINDOW_EDGE:
-            out.append((0, text[:_WINDOW_EDGE]))
+        edge = _edge(text) if len(text) > _WINDOW_EDGE and n in (0, last) else len(text)
+        if n == 0 and len(text) > edge:
+            out.append((len(text) - edge, text[-edge:]))
+        elif n == last and len(text) > edge:
+            out.append((0, text[:edge]))
         else:
             out.append((0, text))
     return out
+
+
+def _edge(text: str) -> int:
+    """How many characters of a long leaf take part in a window: :data:`_WINDOW_EDGE` of
+    the text as read, so more of a text whose escapes take several characters each
+    (``\\u0040`` is one character as read)."""
+    view = surface(text)
+    if view is None or not view.text:
+        return _WINDOW_EDGE
+    ratio = min(_MAX_EDGE_RATIO, -(-len(text) // len(view.text)))
+    return _WINDOW_EDGE * ratio
+
+
+_MAX_EDGE_RATIO = 10
 
 
 def _scan_window(
