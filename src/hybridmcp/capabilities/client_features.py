@@ -214,6 +214,9 @@ class ServerFeatures:
         self._scope = scope
         self._hooks = hooks
         self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
+        self.unreadable: Exception | None = None
+        """The last thing the server sent that was not a JSON-RPC message (what a start-up
+        that timed out got instead of an answer)."""
 
     def session_kwargs(self) -> dict[str, Any]:
         """The ``ClientSession`` keywords: identity, log and message handlers always; roots,
@@ -245,6 +248,7 @@ class ServerFeatures:
         """Anything the session could not read (a server writing garbage to stdout) is logged
         as one line; the session goes on."""
         if isinstance(message, Exception):
+            self.unreadable = message
             log.info(
                 "MCP server %r sent something that is not a JSON-RPC message: %s",
                 self.name,
