@@ -165,3 +165,26 @@ async def test_a_start_up_that_times_out_is_ended_at_once_not_left_running() -> 
         assert not session._retired
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("how", ["exits", "closes stdout"])
+def test_a_stdio_server_that_dies_at_start_up_says_so_and_where_its_stderr_went(
+    how, tmp_path
+) -> None:
+    code = {
+        "exits": "import sys; sys.stderr.write('boom: no settings file\\n'); sys.exit(3)",
+        "closes stdout": "import os, sys, time; os.close(1); sys.stdin.read(); time.sleep(60)",
+    }[how]
+    config = _write_config(tmp_path, {"command": sys.executable, "args": ["-c", code]})
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]\n")
+    log = tmp_path / "servers.log"
+    proc = cli(
+        "run", str(task), "--config", str(config), "--db", ":memory:", "--server-log", str(log),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (warning,) = [line for line in proc.stderr.splitlines() if "MCP server 'h'" in line]
+    assert "before answering the MCP handshake" in warning, warning
+    assert str(log) in warning
+    assert "BrokenResourceError" not in warning and "Connection closed" not in warning

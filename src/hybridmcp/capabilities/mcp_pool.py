@@ -299,10 +299,32 @@ def _describe(err: BaseException) -> str:
     return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
 
 
-def _open_error(name: str, config: ServerConfig, err: BaseException) -> str:
+def _open_error(
+    name: str,
+    config: ServerConfig,
+    err: BaseException,
+    *,
+    handshake: bool = False,
+    server_log: str | None = None,
+) -> str:
     """Why a session did not open: a server that needs the user's authorization says so, with
-    the command to run."""
-    return auth_problem(name, config, err) or _describe(err)
+    the command to run; a stdio server whose process ended (or closed its stdout) during the
+    ``handshake`` says so, and where its stderr went."""
+    if problem := auth_problem(name, config, err):
+        return problem
+    if handshake and isinstance(config, StdioServer) and _closed(err):
+        where = f"; its stderr is in {server_log}" if server_log else ""
+        return f"the process exited or closed its stdout before answering the MCP handshake{where}"
+    return _describe(err)
+
+
+def _closed(err: BaseException) -> bool:
+    """The connection ended under the session (anyio's exception groups unwrapped)."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    if isinstance(err, McpError):
+        return err.error.code == CONNECTION_CLOSED
+    return isinstance(err, _SESSION_GONE)
 
 
 class _ServerSession:
@@ -406,7 +428,13 @@ class _ServerSession:
             raise
         except BaseException as err:
             if self._owner is me:
-                self.status.error = _open_error(self.name, self.config, err)
+                self.status.error = _open_error(
+                    self.name,
+                    self.config,
+                    err,
+                    handshake=not published,  # not a session that ended later
+                    server_log=self.settings.server_log,
+                )
         finally:
             if self._owner is me:
                 ended, self._session = self._session, None
