@@ -64,6 +64,14 @@ def foreign_application_id(db: Path) -> None:
     sql(db, "PRAGMA application_id = 1234", "CREATE TABLE checkpoints (x)")
 
 
+def borrowed_table_names(db: Path) -> None:
+    sql(
+        db,
+        "CREATE TABLE checkpoints (owner TEXT, due TEXT)",
+        "INSERT INTO checkpoints VALUES ('a', 'b')",
+    )
+
+
 def not_sqlite(db: Path) -> None:
     db.write_bytes(b"these are someone's notes, not a database\n" * 100)
 
@@ -76,6 +84,7 @@ def newer_hybridmcp(db: Path) -> None:
 BAD: dict[str, tuple[Callable[[Path], None], str]] = {
     "damaged free list": (damaged_free_list, "is damaged (PRAGMA quick_check"),
     "foreign tables": (foreign_tables, "another application (tables: contacts)"),
+    "borrowed table names": (borrowed_table_names, "another application (table checkpoints"),
     "foreign application id": (foreign_application_id, "another application (SQLite"),
     "not sqlite": (not_sqlite, "not a usable SQLite database"),
     "newer hybridmcp": (newer_hybridmcp, "newer hybridmcp"),
