@@ -68,6 +68,7 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNRESOLVED, EXIT_PAUSED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 _EXIT = {
     "ok": EXIT_OK,
     "partial": EXIT_PARTIAL,
@@ -543,6 +544,8 @@ def run(
     except OSError as err:  # the report is the only file written here after the run
         what = f"cannot write the report {report_file!r}" if report_file else "cannot run"
         _refuse(HybridMCPError(f"{what}: {err}"))
+    except KeyboardInterrupt:
+        _interrupted(thread)
     _note_thread(data["thread"]["found"], thread, answered=answer is not None)
     _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
@@ -551,6 +554,20 @@ def run(
     if report_file and not quiet:
         notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _interrupted(thread: str | None) -> NoReturn:
+    """Ctrl-C: one line on what was kept (a named thread keeps every step that ended: the
+    same command resumes it), exit 130."""
+    if thread is not None:
+        note = (
+            f"interrupted: thread {thread!r} keeps every completed step; "
+            "run the same command again to resume it"
+        )
+    else:
+        note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
+    Console(stderr=True).print(note, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
