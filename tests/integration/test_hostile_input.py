@@ -43,6 +43,14 @@ HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
         "max_string_chars",
     ),
     "huge file": (b"# " + b"x" * 17_000_000 + b"\n" + TASK.encode(), "max_file_bytes"),
+    "huge integer": (TASK.replace('"1+1"', "1" * 5_000).encode(), "more than 4300 digits"),
+    "unreadable tag": (TASK.replace('"1+1"', "!!int zz").encode(), "!!int cannot read"),
+    "key given twice": (TASK.replace("id: a,", "id: a, id: b,").encode(), "'id' twice"),
+    "NaN in JSON": (
+        b'{"requests": [{"id": "a", "skill": "math.calculate", "args": {"x": NaN}}]}',
+        "requests.0.args.x: nan",
+    ),
+    "escaped quotes": (b'["' + b'\\"' * 400_000, "invalid JSON"),
 }
 
 

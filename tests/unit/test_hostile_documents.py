@@ -227,3 +227,16 @@ def test_configuration_files_with_every_shape_are_a_config_or_one_config_error(
         env = config.mcpServers["s"].env or {}
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())
     assert time.monotonic() - started < TIME_BOUND_S
+
+
+def test_a_yaml_flow_mapping_is_a_yaml_task_not_broken_json() -> None:
+    raw = b"{requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]}"
+    result = _outcome(raw)
+    assert isinstance(result, Task), result
+    assert result.requests[0].args == {"expression": "1+1"}
+
+
+def test_broken_json_is_still_reported_as_json() -> None:
+    result = _outcome(b'{"requests": [{"id": "a", "skill": "x"}')
+    assert isinstance(result, TaskError)
+    assert "invalid JSON at line 1" in str(result)
