@@ -503,6 +503,8 @@ def run(
     if answer is not None and thread is None:
         Console(stderr=True).print("[red]error:[/red] --answer needs the --thread of the run")
         raise typer.Exit(EXIT_USAGE)
+    if thread is not None and not thread.strip():  # it would name a run no one can resume
+        _refuse(HybridMCPError("--thread: give the run a non-empty id"))
     if ask is not None and task is not None:
         Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
         raise typer.Exit(EXIT_USAGE)

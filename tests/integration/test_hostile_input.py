@@ -156,3 +156,13 @@ def test_an_impossible_deadline_fails_without_learning_or_blame(deadline, tmp_pa
     assert rows, "the run's providers are listed"
     for row in rows:
         assert (row["calls"], row["failures"], row["censored"]) == (0, 0, 0), row
+
+
+@pytest.mark.parametrize("thread", ["", "   "])
+def test_an_empty_thread_id_is_refused_not_a_run_no_one_can_resume(thread, tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    db = tmp_path / "runs.db"
+    proc = cli("run", str(task), "--db", str(db), "--thread", thread, cwd=tmp_path)
+    refused(proc, "--thread")
+    assert not db.exists()
