@@ -188,3 +188,29 @@ def test_a_stdio_server_that_dies_at_start_up_says_so_and_where_its_stderr_went(
     assert "before answering the MCP handshake" in warning, warning
     assert str(log) in warning
     assert "BrokenResourceError" not in warning and "Connection closed" not in warning
+
+
+@pytest.mark.parametrize(
+    ("tool", "text", "code", "said"),
+    [
+        ("broken", "hi", 0, None),  # the schema cannot check: the server judges the arguments
+        ("remote_ref", "hi", 0, None),
+        ("backtracking", "aaaa", 0, None),
+        ("backtracking", "a" * 60 + "!", 2, "could not be checked"),
+    ],
+)
+def test_a_servers_input_schema_never_hangs_or_breaks_a_run(tool, text, code, said, tmp_path):
+    config = _write_config(tmp_path, _stdio("odd_schemas"))
+    task = tmp_path / "t.json"
+    request = {"id": "e", "skill": f"h.{tool}", "args": {"text": text}}
+    task.write_text(json.dumps({"requests": [request]}))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "│" not in proc.stderr
+    if said is not None:
+        assert said in proc.stderr and "argument text" in proc.stderr
+    else:
+        (result,) = json.loads(proc.stdout)["results"]
+        assert result["value"] == {"text": text}

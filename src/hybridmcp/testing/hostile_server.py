@@ -9,7 +9,9 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   ``tools/list`` result that is not MCP), ``bad_result`` (a ``tools/call`` result that is not
   MCP), ``nan`` (an answer holding NaN and Infinity, structured and as text), ``slow_init``
   (never answers ``initialize``), ``garbage_init`` (answers ``initialize`` only with lines
-  that are not JSON-RPC);
+  that are not JSON-RPC), ``odd_schemas`` (tools whose input schemas are invalid
+  (``broken``), refer to what nothing resolves (``remote_ref``), or hold a pattern that
+  backtracks for ever on ``aaa…!`` (``backtracking``));
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
   (status 500 with a text body), ``hang`` (never answers).
 """
@@ -22,7 +24,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-STDIO_MODES = ("ok", "bad_init", "bad_list", "bad_result", "nan", "slow_init", "garbage_init")
+STDIO_MODES = (
+    "ok",
+    "bad_init",
+    "bad_list",
+    "bad_result",
+    "nan",
+    "slow_init",
+    "garbage_init",
+    "odd_schemas",
+)
 HTTP_MODES = ("html", "json", "e500", "hang")
 TOOL = {
     "name": "echo",
@@ -58,6 +69,24 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
         _send({"jsonrpc": "2.0", "id": request_id, "result": result})
     elif method == "tools/list":
         tools: Any = "not a list" if mode == "bad_list" else [TOOL]
+        if mode == "odd_schemas":
+            text = {"type": "string", "pattern": "(a|aa)+$"}
+            tools = [
+                TOOL | {"name": "broken", "inputSchema": {"type": "nonsense", "properties": 5}},
+                TOOL
+                | {
+                    "name": "remote_ref",
+                    "inputSchema": {
+                        "type": "object",
+                        "properties": {"text": {"$ref": "http://127.0.0.1:1/schema.json"}},
+                    },
+                },
+                TOOL
+                | {
+                    "name": "backtracking",
+                    "inputSchema": {"type": "object", "properties": {"text": text}},
+                },
+            ]
         _send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         if mode == "bad_result":
