@@ -105,3 +105,19 @@ def test_any_schema_and_arguments_end_at_once_accepted_or_one_task_error(schema,
     err = _check(schema, args)
     if err is not None:
         assert len(str(err).splitlines()) == 1
+
+
+def test_a_plan_checked_against_a_backtracking_or_unresolvable_schema_ends_at_once() -> None:
+    from hybridmcp.prompts.plans import parse_plan
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": EVIL}}}
+    unresolvable = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/s"}}}
+    skills = [
+        {"name": "s.evil", "description": "", "input_schema": schema},
+        {"name": "s.ref", "description": "", "input_schema": unresolvable},
+    ]
+    started = time.monotonic()
+    with pytest.raises(TaskError, match="invalid args at a"):
+        parse_plan([{"skill": "s.evil", "args": {"a": "a" * 60 + "!"}}], skills)
+    assert parse_plan([{"skill": "s.ref", "args": {"a": 1}}], skills)[0]["args"] == {"a": 1}
+    assert time.monotonic() - started < TIME_BOUND_S

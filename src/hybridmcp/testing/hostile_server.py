@@ -70,7 +70,7 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
     elif method == "tools/list":
         tools: Any = "not a list" if mode == "bad_list" else [TOOL]
         if mode == "odd_schemas":
-            text = {"type": "string", "pattern": "(a|aa)+$"}
+            pattern = {"type": "string", "pattern": "(a|aa)+$"}
             tools = [
                 TOOL | {"name": "broken", "inputSchema": {"type": "nonsense", "properties": 5}},
                 TOOL
@@ -84,7 +84,7 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
                 TOOL
                 | {
                     "name": "backtracking",
-                    "inputSchema": {"type": "object", "properties": {"text": text}},
+                    "inputSchema": {"type": "object", "properties": {"text": pattern}},
                 },
             ]
         _send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
