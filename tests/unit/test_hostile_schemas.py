@@ -121,3 +121,16 @@ def test_a_plan_checked_against_a_backtracking_or_unresolvable_schema_ends_at_on
         parse_plan([{"skill": "s.evil", "args": {"a": "a" * 60 + "!"}}], skills)
     assert parse_plan([{"skill": "s.ref", "args": {"a": 1}}], skills)[0]["args"] == {"a": 1}
     assert time.monotonic() - started < TIME_BOUND_S
+
+
+def test_an_elicitation_answer_against_a_backtracking_pattern_ends_at_once() -> None:
+    from hybridmcp.capabilities.client_features import human_answer
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": EVIL}}}
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="name"):
+        human_answer({"name": "a" * 60 + "!"}, schema)
+    assert human_answer({"name": "aaa"}, schema).content == {"name": "aaa"}
+    with pytest.raises(ValueError, match="not valid"):
+        human_answer({"name": "x"}, {"type": "object", "properties": 5})
+    assert time.monotonic() - started < TIME_BOUND_S
