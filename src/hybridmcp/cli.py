@@ -14,7 +14,6 @@ import importlib
 import importlib.metadata
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -32,6 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hybridmcp import jsontext
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HttpServer, HybridConfig, load_config
@@ -597,7 +597,8 @@ def _print_run(
     """The run's result: one JSON object, nothing (``--quiet``), a summary above
     ``SUMMARY_ABOVE`` requests, or a table; then the questions it is paused on."""
     if as_json:
-        sys.stdout.write(as_json_text(data) + "\n")
+        # a NaN or infinity of a server's answer is written as null: the output is JSON
+        sys.stdout.write(jsontext.dumps(data, default=str) + "\n")
     elif quiet:
         pass
     elif len(data["results"]) > SUMMARY_ABOVE and not table:
@@ -606,25 +607,6 @@ def _print_run(
         render(data, console)
     if not as_json and not quiet:
         show_questions(data, thread, Console(stderr=True))
-
-
-def as_json_text(data: Any) -> str:
-    """``data`` as JSON text that any JSON reader reads: a number JSON has no form for (NaN or
-    an infinity in a server's answer) is written as ``null``, never as ``NaN``."""
-    try:
-        return json.dumps(data, default=str, allow_nan=False)
-    except ValueError:
-        return json.dumps(_finite(data), default=str, allow_nan=False)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 _SERVER_LOG = default_db_path().parent / "servers.log"
