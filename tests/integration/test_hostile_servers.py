@@ -158,7 +158,7 @@ async def test_a_start_up_that_times_out_is_ended_at_once_not_left_running() -> 
         assert not session.status.up
         assert "did not start within 0.5 s" in (session.status.error or "")
         # the owner of the hung start-up was cancelled, not left waiting for the pool's close
-        for _ in range(100):
+        for _ in range(300):  # (a stdio transport gives its process 2 s to exit)
             if not session._retired:
                 break
             await asyncio.sleep(0.05)
