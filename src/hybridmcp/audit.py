@@ -511,6 +511,8 @@ def verify(
         data, anchored = _read_with_anchor(target, anchor)
     except FileNotFoundError:
         return AuditReport(ok=False, records=0, problems=[f"{target}: no such audit file"])
+    except OSError as err:  # a directory, a file it may not read
+        return AuditReport(ok=False, records=0, problems=[f"{target}: cannot read: {err.strerror}"])
     problems: list[str] = []
     records, keyed, by_seq = _check_chain(data, key, problems)
     last = Head(*max(by_seq.items())) if by_seq else None

@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from hybridmcp import jsontext
 from hybridmcp.audit import AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HttpServer, HybridConfig, load_config
@@ -67,6 +68,7 @@ app = typer.Typer(
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_UNRESOLVED, EXIT_PAUSED = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
 _EXIT = {
     "ok": EXIT_OK,
     "partial": EXIT_PARTIAL,
@@ -501,6 +503,8 @@ def run(
     if answer is not None and thread is None:
         Console(stderr=True).print("[red]error:[/red] --answer needs the --thread of the run")
         raise typer.Exit(EXIT_USAGE)
+    if thread is not None and not thread.strip():  # it would name a run no one can resume
+        _refuse(HybridMCPError("--thread: give the run a non-empty id"))
     if ask is not None and task is not None:
         Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
         raise typer.Exit(EXIT_USAGE)
@@ -542,6 +546,8 @@ def run(
     except OSError as err:  # the report is the only file written here after the run
         what = f"cannot write the report {report_file!r}" if report_file else "cannot run"
         _refuse(HybridMCPError(f"{what}: {err}"))
+    except KeyboardInterrupt:
+        _interrupted(thread)
     _note_thread(data["thread"]["found"], thread, answered=answer is not None)
     _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
@@ -550,6 +556,20 @@ def run(
     if report_file and not quiet:
         notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
+
+
+def _interrupted(thread: str | None) -> NoReturn:
+    """Ctrl-C: one line on what was kept (a named thread keeps every step that ended: the
+    same command resumes it), exit 130."""
+    if thread is not None:
+        note = (
+            f"interrupted: thread {thread!r} keeps every completed step; "
+            "run the same command again to resume it"
+        )
+    else:
+        note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
+    Console(stderr=True).print(note, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
@@ -577,7 +597,8 @@ def _print_run(
     """The run's result: one JSON object, nothing (``--quiet``), a summary above
     ``SUMMARY_ABOVE`` requests, or a table; then the questions it is paused on."""
     if as_json:
-        sys.stdout.write(json.dumps(data, default=str) + "\n")
+        # a NaN or infinity of a server's answer is written as null: the output is JSON
+        sys.stdout.write(jsontext.dumps(data, default=str) + "\n")
     elif quiet:
         pass
     elif len(data["results"]) > SUMMARY_ABOVE and not table:

@@ -66,8 +66,33 @@ SamplingPolicy = Literal["decline", "lm"]
 LMRole = Literal["coordinator", "arbitrator", "synchronizer", "planner"]
 
 
+MAX_DURATION_S = 30 * 86_400
+"""The longest duration a configuration may give (30 days): longer ones are refused, as a
+timer of 1e300 ms is no deadline at all (and more than a ``timedelta`` can hold)."""
+_SECONDS = frozenset({"timeout", "sse_read_timeout", "read_timeout_seconds"})
+"""Duration fields in seconds that do not end in ``_s`` (langchain-mcp-adapters' names)."""
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_duration(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every duration (a field named ``*_ms``, ``*_s`` or a timeout in seconds) is at
+        most :data:`MAX_DURATION_S`."""
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return value
+        name = info.field_name or ""
+        if name.endswith("_ms"):
+            limit, unit = MAX_DURATION_S * 1000, "ms"
+        elif name.endswith("_s") or name in _SECONDS:
+            limit, unit = MAX_DURATION_S, "s"
+        else:
+            return value
+        if value > limit:
+            raise ValueError(f"a duration of at most 30 days ({limit} {unit})")
+        return value
 
 
 @dataclass

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,9 +31,107 @@ _BOMS = (  # UTF-32 first: its little-endian BOM begins with UTF-16's
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, or an unterminated one to the end of the text: one linear pass whatever the
+# text (a pattern that must find the closing quote rescans the rest from every quote).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _JSON_BRACKET = re.compile(r"[\[\]{}]")
-_YamlLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+_NOT_JSON = ("binary", "set", "omap", "pairs")
+_DIGITS_BITS = 4_000
+"""Integers longer than this in bits may have more decimal digits than Python writes
+(``sys.get_int_max_str_digits``, 4,300 by default): those are tried."""
+"""YAML 1.1 types JSON has no value for: refused, never passed on as bytes, sets or tuples."""
+
+
+class _JsonValuesLoader(_SafeLoader):
+    """YAML read as JSON values: a key is the text written (``1:``, ``on:`` and ``~:`` are
+    the keys "1", "on" and "~"), a key given twice in one mapping is refused (a merged ``<<``
+    key may still be overridden), a date or time stays the text written, ``!!binary``,
+    ``!!set``, ``!!omap`` and ``!!pairs`` are refused, and a scalar its tag cannot read
+    (``!!int zz``, ``2020-13-45`` as a date, 5,000 digits) is a YAML error naming it."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"expected a mapping, but found {type(node).__name__}", node.start_mark
+            )
+        own = {id(key) for key, _ in node.value if key.tag != _MERGE}
+        self.flatten_mapping(node)  # merged pairs first, the mapping's own last
+        mapping: dict[str, Any] = {}
+        written: set[str] = set()
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found a {kind} as a key (a key is text)",
+                    key_node.start_mark,
+                )
+            key = str(key_node.value)
+            if id(key_node) in own:
+                if key in written:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found the key {preview(key)} twice",
+                        key_node.start_mark,
+                    )
+                written.add(key)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_as_text(self, node: yaml.Node) -> str:
+        return str(self.construct_scalar(node))
+
+
+def _refuse_tag(loader: Any, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None,
+        None,
+        f"{node.tag.replace('tag:yaml.org,2002:', '!!')} has no JSON value "
+        "(a task or configuration holds text, numbers, booleans, null, lists and mappings)",
+        node.start_mark,
+    )
+
+
+def _checked(construct: Any) -> Any:
+    """A scalar constructor whose failure (a ``ValueError``, a ``KeyError``...) is a YAML error
+    naming the tag and the value, never an exception of its own."""
+
+    def constructor(loader: Any, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except yaml.YAMLError:
+            raise
+        except Exception as err:
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            value = node.value if isinstance(node.value, str) else type(node).__name__
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{tag} cannot read {preview(value)}: {_why(err)}", node.start_mark
+            ) from None
+
+    return constructor
+
+
+def _why(err: Exception) -> str:
+    if "integer string conversion" in str(err):  # Python's own limit on integer digits
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits (quote it)"
+    return _one_line(str(err)) or type(err).__name__
+
+
+for _tag in ("null", "bool", "int", "float"):
+    _JsonValuesLoader.add_constructor(
+        f"tag:yaml.org,2002:{_tag}",
+        _checked(_SafeLoader.yaml_constructors[f"tag:yaml.org,2002:{_tag}"]),
+    )
+_JsonValuesLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _JsonValuesLoader.construct_as_text
+)
+for _tag in _NOT_JSON:
+    _JsonValuesLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+_YamlLoader: type = _JsonValuesLoader
 
 
 class InputLimits(BaseModel):
@@ -109,11 +209,13 @@ def parse_document(text: str, limits: InputLimits, *, as_json: bool) -> Any:
     if as_json:
         _check_json_depth(text, limits)
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as err:
             raise InputLimitError(
                 f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
             ) from None
+        except ValueError as err:  # more digits than Python reads as an integer
+            raise InputLimitError(f"invalid JSON: {_why(err)}") from None
     else:
         try:
             _check_yaml_events(text, limits)
@@ -121,6 +223,16 @@ def parse_document(text: str, limits: InputLimits, *, as_json: bool) -> Any:
         except yaml.YAMLError as err:
             raise InputLimitError(f"invalid YAML: {_one_line(str(err))}") from None
     check_strings(data, limits)
+    return data
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object; a key given twice in it is refused (``json`` would keep the last)."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise InputLimitError(f"invalid JSON: the key {preview(twice)} is given twice in an object")
     return data
 
 
@@ -192,8 +304,9 @@ def _yaml_events(text: str) -> Iterator[yaml.Event]:
 
 
 def check_strings(data: Any, limits: InputLimits) -> None:
-    """Refuse a string (key or value) longer than ``max_string_chars``; ``data`` is already
-    known to be within the depth limit, so the walk is bounded."""
+    """Refuse a string (key or value) longer than ``max_string_chars``, and a number JSON
+    cannot write (NaN, an infinity: ``.nan``, ``NaN``, ``1e999``), naming where it is;
+    ``data`` is already known to be within the depth limit, so the walk is bounded."""
     pending = [data]
     while pending:
         value = pending.pop()
@@ -204,8 +317,35 @@ def check_strings(data: Any, limits: InputLimits) -> None:
                     f"{limits.max_string_chars} (input_limits.max_string_chars): "
                     f"{preview(value)}"
                 )
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InputLimitError(
+                    f"{_where(data, value)}: {value} is not a number JSON can hold "
+                    "(write a finite number, or leave the key out)"
+                )
+        elif isinstance(value, int) and value.bit_length() > _DIGITS_BITS:
+            try:  # a YAML 0x... or 0o... literal: more digits than Python writes in decimal
+                str(value)
+            except ValueError as err:
+                raise InputLimitError(
+                    f"{_where(data, value)}: {_why(err)}, a number JSON cannot write"
+                ) from None
         elif isinstance(value, dict):
             pending.extend(value.keys())
             pending.extend(value.values())
         elif isinstance(value, list | tuple | set):
             pending.extend(value)
+
+
+def _where(data: Any, bad: float | int) -> str:
+    """The key path of a value (``requests.0.args.x``), looked for only once it is refused."""
+    pending: list[tuple[Any, str]] = [(data, "")]
+    while pending:
+        value, path = pending.pop()
+        if value is bad or (isinstance(value, float) and value != value and bad != bad):
+            return path or "<root>"
+        if isinstance(value, dict):
+            pending.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list | tuple):
+            pending.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value))
+    return repr(bad)

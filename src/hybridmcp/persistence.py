@@ -55,6 +55,14 @@ SCHEMA_VERSION = 1  # PRAGMA user_version of the databases this version makes
 _OWN_TABLES = frozenset(
     {"checkpoints", "writes", "store", "store_migrations", "store_vectors", "vector_migrations"}
 )
+_OWN_COLUMNS = {
+    "checkpoints": {"thread_id", "checkpoint_ns", "checkpoint_id", "checkpoint", "metadata"},
+    "writes": {"thread_id", "checkpoint_ns", "checkpoint_id", "task_id", "idx", "channel"},
+    "store": {"prefix", "key", "value"},
+    "store_migrations": {"v"},
+}
+"""Columns LangGraph's tables have always had: a table of one of their names without them
+belongs to another application, whose file is refused rather than written to."""
 
 
 def default_db_path() -> Path:
@@ -375,6 +383,13 @@ def _sqlite_problem(conn: sqlite3.Connection, own_tables: frozenset[str]) -> str
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
         return f"belongs to another application (tables: {shown})"
+    for table in sorted(tables & _OWN_COLUMNS.keys()):
+        columns = {str(row[1]) for row in conn.execute(f'PRAGMA table_info("{table}")')}
+        if missing := sorted(_OWN_COLUMNS[table] - columns):
+            return (
+                f"belongs to another application (table {table} has no column "
+                f"{', '.join(missing[:3])})"
+            )
     return None
 
 

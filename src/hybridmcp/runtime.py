@@ -64,7 +64,17 @@ def open_audit(config: HybridConfig) -> AuditSink:
     if path.is_dir():
         raise ConfigError(f"audit.path: {str(path)!r} is a directory; give the trail's file name")
     secret = settings.key.get_secret_value() if settings.key is not None else None
-    key = load_key(settings.key_path(str(path)), secret=secret)
+    try:
+        key = load_key(settings.key_path(str(path)), secret=secret)
+    except OSError as err:  # a part of the path that is a file, a directory it may not write
+        why = (
+            f"{err.filename} is a file, not a directory"
+            if isinstance(err, FileExistsError | NotADirectoryError)
+            else f"{err.strerror} ({err.filename})"
+        )
+        raise ConfigError(
+            f"audit.path: cannot keep the trail's key beside {str(path)!r}: {why}"
+        ) from None
     anchor = head_anchor(settings.run_db, settings.head_db, durable=settings.fsync)
     if anchor is not None:  # a head database that cannot be reached fails here, not mid-run
         anchor.load(trail_id(path))
@@ -219,9 +229,7 @@ class Resources:
             audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
-            pool = await SessionPool(
-                config.mcpServers, config.resilience.pool, oauth=oauth
-            ).open()
+            pool = await SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth).open()
         except BaseException:
             _close_audit(audit)
             raise

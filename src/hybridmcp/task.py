@@ -100,10 +100,27 @@ def task_from_bytes(raw: bytes, source: str = "<task>", limits: InputLimits | No
         text = decode(raw)
         if not text.strip():
             raise TaskError(f"{source}: the task is empty")
-        data = parse_document(text, limits, as_json=text.lstrip()[:1] in ("[", "{"))
+        data = _document(text, limits, json_only=source.lower().endswith(".json"))
     except InputLimitError as err:
         raise TaskError(f"{source}: {err}") from None
     return parse_task(data, source, limits)
+
+
+def _document(text: str, limits: InputLimits, *, json_only: bool) -> Any:
+    """JSON when the text opens like it; a YAML flow collection (``{requests: [...]}``) that
+    is not JSON is read as the YAML it is, unless the file is named ``.json``. Text that is
+    neither is reported as the JSON it looked like."""
+    if text.lstrip()[:1] not in ("[", "{"):
+        return parse_document(text, limits, as_json=False)
+    try:
+        return parse_document(text, limits, as_json=True)
+    except InputLimitError as err:
+        if json_only or not str(err).startswith("invalid JSON at"):  # a limit, a key twice...
+            raise
+        try:
+            return parse_document(text, limits, as_json=False)
+        except InputLimitError:
+            raise err from None
 
 
 def load_task(path: str | None, limits: InputLimits | None = None) -> Task:

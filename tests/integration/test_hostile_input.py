@@ -43,6 +43,14 @@ HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
         "max_string_chars",
     ),
     "huge file": (b"# " + b"x" * 17_000_000 + b"\n" + TASK.encode(), "max_file_bytes"),
+    "huge integer": (TASK.replace('"1+1"', "1" * 5_000).encode(), "more than 4300 digits"),
+    "unreadable tag": (TASK.replace('"1+1"', "!!int zz").encode(), "!!int cannot read"),
+    "key given twice": (TASK.replace("id: a,", "id: a, id: b,").encode(), "'id' twice"),
+    "NaN in JSON": (
+        b'{"requests": [{"id": "a", "skill": "math.calculate", "args": {"x": NaN}}]}',
+        "requests.0.args.x: nan",
+    ),
+    "escaped quotes": (b'["' + b'\\"' * 400_000, "invalid JSON"),
 }
 
 
@@ -148,3 +156,13 @@ def test_an_impossible_deadline_fails_without_learning_or_blame(deadline, tmp_pa
     assert rows, "the run's providers are listed"
     for row in rows:
         assert (row["calls"], row["failures"], row["censored"]) == (0, 0, 0), row
+
+
+@pytest.mark.parametrize("thread", ["", "   "])
+def test_an_empty_thread_id_is_refused_not_a_run_no_one_can_resume(thread, tmp_path):
+    task = tmp_path / "task.yaml"
+    task.write_text(TASK)
+    db = tmp_path / "runs.db"
+    proc = cli("run", str(task), "--db", str(db), "--thread", thread, cwd=tmp_path)
+    refused(proc, "--thread")
+    assert not db.exists()

@@ -64,6 +64,14 @@ def foreign_application_id(db: Path) -> None:
     sql(db, "PRAGMA application_id = 1234", "CREATE TABLE checkpoints (x)")
 
 
+def borrowed_table_names(db: Path) -> None:
+    sql(
+        db,
+        "CREATE TABLE checkpoints (owner TEXT, due TEXT)",
+        "INSERT INTO checkpoints VALUES ('a', 'b')",
+    )
+
+
 def not_sqlite(db: Path) -> None:
     db.write_bytes(b"these are someone's notes, not a database\n" * 100)
 
@@ -76,6 +84,7 @@ def newer_hybridmcp(db: Path) -> None:
 BAD: dict[str, tuple[Callable[[Path], None], str]] = {
     "damaged free list": (damaged_free_list, "is damaged (PRAGMA quick_check"),
     "foreign tables": (foreign_tables, "another application (tables: contacts)"),
+    "borrowed table names": (borrowed_table_names, "another application (table checkpoints"),
     "foreign application id": (foreign_application_id, "another application (SQLite"),
     "not sqlite": (not_sqlite, "not a usable SQLite database"),
     "newer hybridmcp": (newer_hybridmcp, "newer hybridmcp"),
@@ -175,3 +184,30 @@ def test_an_audit_path_that_is_a_directory_is_refused(tmp_path):
     assert len(lines) == 1, lines[:5]
     assert "audit.path" in lines[0] and "directory" in lines[0] and "report" not in lines[0]
     assert list(trail.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["audit", "verify", "{dir}"],
+        ["audit", "head", "{dir}"],
+        ["audit", "verify", "{file}", "--key-file", "{dir}"],
+        ["run", "{task}", "--audit", "{file}/audit.jsonl"],
+    ],
+)
+def test_an_audit_path_that_is_a_directory_or_under_a_file_is_one_line(args, tmp_path):
+    """Paths that cannot be the trail (a directory, a key that is a directory, a directory
+    that is a file): one line naming the path, no traceback."""
+    directory = tmp_path / "trail"
+    directory.mkdir()
+    plain = tmp_path / "plain.txt"
+    plain.write_text("not a directory\n")
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    given = [a.format(dir=directory, file=plain, task=task) for a in args]
+    proc = cli(*given, "--db", str(tmp_path / "runs.db"), cwd=tmp_path)
+    assert proc.returncode in (1, 2), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "│" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines[:5]
+    assert str(directory) in lines[0] or str(plain) in lines[0]

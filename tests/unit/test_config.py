@@ -577,3 +577,43 @@ def test_vscode_and_cursor_variables_and_env_file(tmp_path, monkeypatch):
         f"  mcpServers.b.envFile: cannot read '{tmp_path / 'missing.env'}': "
         "No such file or directory",
     ]
+
+
+@pytest.mark.parametrize(
+    ("data", "path"),
+    [
+        ({"mcpServers": {"s": {"command": "x", "timeout_ms": 1e300}}}, "mcpServers.s.timeout_ms"),
+        ({"mcpServers": {"s": {"command": "x", "timeout": 1e300}}}, "mcpServers.s.timeout"),
+        (
+            {"mcpServers": {"s": {"command": "x", "startup_timeout_ms": 1e20}}},
+            "mcpServers.s.startup_timeout_ms",
+        ),
+        (
+            {"mcpServers": {"s": {"url": "http://h/mcp", "sse_read_timeout": 1e18}}},
+            "mcpServers.s.sse_read_timeout",
+        ),
+        (
+            {
+                "mcpServers": {
+                    "s": {"command": "x", "session_kwargs": {"read_timeout_seconds": 1e16}}
+                }
+            },
+            "mcpServers.s.session_kwargs.read_timeout_seconds",
+        ),
+        ({"coordination_config": {"default_timeout_ms": 1e300}}, "default_timeout_ms"),
+        ({"resilience": {"pool": {"max_queue_wait_ms": 1e300}}}, "max_queue_wait_ms"),
+        ({"llm_config": {"timeout_ms": 1e300}}, "llm_config.timeout_ms"),
+    ],
+)
+def test_a_duration_no_timer_can_hold_is_refused_naming_its_key(data, path):
+    """A deadline of 1e300 ms once made every call to the server wait forever (no timer, no
+    error): durations are bounded like every other value, the key named."""
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    assert path in str(err.value)
+    assert "30 days" in str(err.value)
+
+
+def test_a_long_but_sane_duration_is_kept():
+    config = parse_config({"mcpServers": {"s": {"command": "x", "timeout_ms": 86_400_000}}})
+    assert config.mcpServers["s"].timeout_ms == 86_400_000

@@ -247,3 +247,31 @@ def test_progress_shows_done_failed_in_flight():
     shown = buffer.getvalue()
     assert "1 failed" in shown and "1 in flight" in shown and "ETA" in shown
     assert "b: p failed: boom" in shown
+
+
+def test_a_number_json_has_no_form_for_leaves_the_page_readable():
+    """A NaN or an infinity (a server's answer, a similarity of NaNs) is written as null in
+    the page's records, which its script reads with JSON.parse (that refuses NaN)."""
+    state = {
+        "requests": [{"id": "r", "skill": "s", "args": {}}],
+        "attempts": [],
+        "results": {
+            "r": {
+                "id": "r",
+                "status": "ok",
+                "value": {"v": float("nan")},
+                "similarity": float("nan"),
+                "confidence": float("inf"),
+                "agreement": None,
+            }
+        },
+        "started_at": T0,
+    }
+    html = render_report(state)
+    records = re.search(r'<script id="records" type="application/json">(.*?)</script>', html, re.S)
+    assert records is not None
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    json.loads(records.group(1), parse_constant=refuse)

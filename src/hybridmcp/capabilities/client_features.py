@@ -39,6 +39,7 @@ from mcp.types import (
 )
 from pydantic import FileUrl
 
+from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
 from hybridmcp.errors import HybridMCPError
 
 if TYPE_CHECKING:
@@ -147,12 +148,16 @@ def human_answer(answer: Any, schema: Mapping[str, Any]) -> ElicitResult:
     content = {**(schema_defaults({"properties": schema.get("properties")}) or {})}
     content.update(answer)
     try:
-        jsonschema.validate(content, dict(schema))
-    except jsonschema.ValidationError as err:
-        where = ".".join(str(p) for p in err.absolute_path) or "answer"
-        raise ValueError(f"{where}: {err.message}") from None
-    except jsonschema.SchemaError as err:
-        raise ValueError(f"the server's requested schema is not valid: {err.message}") from None
+        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
+        validator = argument_validator(schema)  # its patterns under a time limit
+        errors = argument_errors(validator, content) if validator is not None else []
+    except (jsonschema.SchemaError, SchemaUnusable) as err:
+        why = err.message if isinstance(err, jsonschema.SchemaError) else str(err)
+        raise ValueError(f"the server's requested schema is not valid: {why}") from None
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "answer"
+        raise ValueError(f"{where}: {first.message}")
     return ElicitResult(action="accept", content=content)
 
 
@@ -214,6 +219,9 @@ class ServerFeatures:
         self._scope = scope
         self._hooks = hooks
         self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
+        self.unreadable: Exception | None = None
+        """The last thing the server sent that was not a JSON-RPC message (what a start-up
+        that timed out got instead of an answer)."""
 
     def session_kwargs(self) -> dict[str, Any]:
         """The ``ClientSession`` keywords: identity, log and message handlers always; roots,
@@ -245,6 +253,7 @@ class ServerFeatures:
         """Anything the session could not read (a server writing garbage to stdout) is logged
         as one line; the session goes on."""
         if isinstance(message, Exception):
+            self.unreadable = message
             log.info(
                 "MCP server %r sent something that is not a JSON-RPC message: %s",
                 self.name,

@@ -92,6 +92,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pydantic
 from langchain_mcp_adapters.sessions import create_session
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
@@ -272,18 +273,58 @@ class ServerStatus:
         }
 
 
+_DESCRIBED_CHARS = 300
+_LINK_LINES = ("For more information check:", "For further information visit")
+"""Lines of httpx's and pydantic's messages that only link to their documentation."""
+
+
 def _describe(err: BaseException) -> str:
-    """A one-line description, unwrapping the exception groups anyio raises."""
+    """A one-line description, unwrapping the exception groups anyio raises: a message that
+    is not MCP (pydantic's validation of what the server sent) names the MCP type and the
+    first fields at fault, and no message spans lines or links to a library's docs."""
     while isinstance(err, BaseExceptionGroup) and err.exceptions:
         err = err.exceptions[0]
-    text = str(err) or type(err).__name__
+    if isinstance(err, pydantic.ValidationError):
+        faults = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+            for e in err.errors()[:3]
+        )
+        text = f"the server's {err.title} is not valid MCP ({faults})"
+    else:
+        text = str(err) or type(err).__name__
+    lines = [line for line in text.splitlines() if not line.strip().startswith(_LINK_LINES)]
+    text = " ".join(" ".join(lines).split())
+    if len(text) > _DESCRIBED_CHARS:
+        text = text[: _DESCRIBED_CHARS - 1] + "…"
     return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
 
 
-def _open_error(name: str, config: ServerConfig, err: BaseException) -> str:
+def _open_error(
+    name: str,
+    config: ServerConfig,
+    err: BaseException,
+    *,
+    handshake: bool = False,
+    server_log: str | None = None,
+) -> str:
     """Why a session did not open: a server that needs the user's authorization says so, with
-    the command to run."""
-    return auth_problem(name, config, err) or _describe(err)
+    the command to run; a stdio server whose process ended (or closed its stdout) during the
+    ``handshake`` says so, and where its stderr went."""
+    if problem := auth_problem(name, config, err):
+        return problem
+    if handshake and isinstance(config, StdioServer) and _closed(err):
+        where = f"; its stderr is in {server_log}" if server_log else ""
+        return f"the process exited or closed its stdout before answering the MCP handshake{where}"
+    return _describe(err)
+
+
+def _closed(err: BaseException) -> bool:
+    """The connection ended under the session (anyio's exception groups unwrapped)."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    if isinstance(err, McpError):
+        return err.error.code == CONNECTION_CLOSED
+    return isinstance(err, _SESSION_GONE)
 
 
 class _ServerSession:
@@ -334,11 +375,16 @@ class _ServerSession:
         owner = asyncio.create_task(self._own(ready, stop), name=f"mcp-session:{self.name}")
         self._owner = owner
         timeout = self.config.startup_timeout_ms / 1000
+        self.features.unreadable = None
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
-            self.status.error = f"did not start within {timeout:g} s"
+            got = self.features.unreadable  # what came instead of an answer, if anything
+            self.status.error = f"did not start within {timeout:g} s" + (
+                f" (it sent what is not JSON-RPC: {_describe(got)})" if got is not None else ""
+            )
             self._retire()
+            owner.cancel()  # a hung start-up has nothing to close gracefully: end it now
         if self._session is not None and self._owner is owner:
             self.status.opens += 1
             self.status.failed_opens = 0
@@ -382,7 +428,13 @@ class _ServerSession:
             raise
         except BaseException as err:
             if self._owner is me:
-                self.status.error = _open_error(self.name, self.config, err)
+                self.status.error = _open_error(
+                    self.name,
+                    self.config,
+                    err,
+                    handshake=not published,  # not a session that ended later
+                    server_log=self.settings.server_log,
+                )
         finally:
             if self._owner is me:
                 ended, self._session = self._session, None

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import logging
 import math
 import re
 import threading
@@ -39,6 +40,7 @@ from mcp.types import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from hybridmcp.capabilities.builtin import query_path
+from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import (
     ComparatorConfig,
@@ -55,6 +57,8 @@ from hybridmcp.policy.effects import READ, Effect, strongest, tool_effect
 from hybridmcp.sensitivity import Sensitivity
 
 INTERNAL_CLEARANCE = Sensitivity.restricted
+
+log = logging.getLogger("hybridmcp.registry")
 
 
 @dataclass(frozen=True)
@@ -114,13 +118,20 @@ class Skill:
         return strongest(p.effect for p in self.providers)
 
     @cached_property
-    def _validator(self) -> jsonschema.protocols.Validator:
-        cls = jsonschema.validators.validator_for(self.input_schema)
-        return cls(self.input_schema)
+    def _validator(self) -> jsonschema.protocols.Validator | None:
+        return argument_validator(self.input_schema)
 
     def validate_args(self, args: Any) -> None:
-        """Raise :class:`TaskError` naming the first bad argument."""
-        errors = sorted(self._validator.iter_errors(args), key=lambda e: list(e.absolute_path))
+        """Raise :class:`TaskError` naming the first bad argument. A schema that cannot check
+        them (a server's invalid schema) leaves the arguments to the server
+        (:mod:`hybridmcp.capabilities.schemas`)."""
+        if self._validator is None:
+            return
+        try:
+            errors = argument_errors(self._validator, args)
+        except SchemaUnusable as why:
+            log.warning("skill %r: arguments left to the server: %s", self.name, why)
+            return
         if errors:
             err = errors[0]
             where = "/".join(str(p) for p in err.absolute_path) or "<arguments>"

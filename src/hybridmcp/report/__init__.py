@@ -14,7 +14,6 @@ plotting library at run time and opens offline in any browser.
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
+from hybridmcp import jsontext
 from hybridmcp.report.model import BAR_KINDS, page_records, report_model
 
 if TYPE_CHECKING:
@@ -109,8 +109,9 @@ def render_report(
 
 
 def _script_json(value: Any) -> Markup:
-    """Compact JSON safe inside a ``<script>`` element (no ``<``, ``>``, ``&`` or ``'``)."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON safe inside a ``<script>`` element (no ``<``, ``>``, ``&`` or ``'``; a
+    NaN or infinity written as null, which ``JSON.parse`` reads)."""
+    text = jsontext.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
     for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("'", "\\u0027")):
         text = text.replace(char, escaped)
     return Markup(text)

@@ -1,0 +1,103 @@
+"""Checking a request's arguments against a skill's input schema, which may come from a
+server: a schema that is not valid JSON Schema, or whose ``$ref`` nothing resolves, cannot check
+anything (the arguments go to the server, which judges them; a warning says so once), and a
+``pattern`` runs with a time limit, so a server's pattern that backtracks for ever on the
+arguments given (``^(a+)+$`` on ``aaa…!``) is one error, never a coordinator that hangs.
+
+Python's ``re`` cannot be interrupted (and holds the interpreter while it runs), so patterns
+are searched with the ``regex`` module's ``timeout``; its default syntax is ``re``'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import jsonschema
+import regex
+from referencing.exceptions import Unresolvable
+
+log = logging.getLogger("hybridmcp.schemas")
+
+PATTERN_TIMEOUT_S = 0.05
+"""Longest search of one ``pattern`` (a sane one takes microseconds)."""
+
+
+class SchemaUnusable(Exception):
+    """The schema cannot check arguments (invalid, or a reference nothing resolves)."""
+
+
+def _search(pattern: str, text: str) -> bool | None:
+    """Whether ``pattern`` is found in ``text``; None when it could not be told in time or
+    the pattern does not compile."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+    except (TimeoutError, regex.error):
+        return None
+
+
+def _untold(what: str, pattern: str) -> jsonschema.ValidationError:
+    return jsonschema.ValidationError(
+        f"{what}: the pattern {pattern!r} could not be checked within "
+        f"{PATTERN_TIMEOUT_S * 1000:g} ms"
+    )
+
+
+def _pattern(
+    validator: Any, pattern: str, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    found = _search(pattern, instance)
+    if found is None:
+        yield _untold(f"{instance[:40]!r}", pattern)
+    elif not found:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in patterns.items():
+        for name, value in instance.items():
+            found = _search(pattern, name)
+            if found is None:
+                yield _untold(f"property name {name[:40]!r}", pattern)
+            elif found:
+                yield from validator.descend(value, subschema, path=name, schema_path=pattern)
+
+
+def argument_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:
+    """A validator of ``schema`` whose patterns run with a time limit; None (and one warning)
+    when the schema is not valid JSON Schema."""
+    try:
+        with warnings.catch_warnings():  # an unknown $schema: the latest draft, said below
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(dict(schema))
+    except Exception as err:  # SchemaError, or a schema of a shape no draft has
+        log.warning("input schema not used, arguments left to the server: %s", _one_line(err))
+        return None
+    bounded = jsonschema.validators.extend(
+        cls, {"pattern": _pattern, "patternProperties": _pattern_properties}
+    )
+    return bounded(schema)
+
+
+def argument_errors(
+    validator: jsonschema.protocols.Validator, args: Any
+) -> list[jsonschema.ValidationError]:
+    """The arguments' errors, the first by path first; :class:`SchemaUnusable` when the schema
+    turns out unable to check them (a reference that does not resolve)."""
+    try:
+        return sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
+    except (Unresolvable, jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as err:
+        raise SchemaUnusable(_one_line(err)) from None
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:200] or type(err).__name__

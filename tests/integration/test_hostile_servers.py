@@ -1,0 +1,216 @@
+"""Servers that break the MCP protocol itself (``hybridmcp.testing.hostile_server``, real
+processes over stdio and HTTP), through the real command line and the pool: why a server is
+down is one line naming what it sent, a start-up that times out says what came instead of an
+answer, and an answer holding NaN never makes ``--json`` print something JSON cannot read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.config import parse_config
+from tests.integration.test_durable import cli as durable_cli
+
+SERVER = [sys.executable, "-m", "hybridmcp.testing.hostile_server"]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return durable_cli(*args, cwd=cwd, timeout=90)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def http_port() -> Iterator[int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([*SERVER, "--http", str(port)], env=env)
+    try:
+        for _ in range(200):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _stdio(mode: str) -> dict[str, object]:
+    return {
+        "command": SERVER[0],
+        "args": [*SERVER[1:], mode],
+        "env": {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+        "timeout_ms": 5000,
+        "startup_timeout_ms": 5000,
+    }
+
+
+def _write_config(tmp_path: Path, server: dict[str, object]) -> Path:
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps({"mcpServers": {"h": server}}))
+    return path
+
+
+def _down_reason(tmp_path: Path, server: dict[str, object]) -> str:
+    proc = cli("servers", "--json", "--config", str(_write_config(tmp_path, server)), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (record,) = json.loads(proc.stdout)
+    assert record["state"] == "down"
+    reason = str(record["reason"])
+    assert "\n" not in reason, reason
+    assert len(reason) < 600
+    return reason
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("bad_init", "InitializeResult"), ("bad_list", "ListToolsResult")],
+)
+def test_a_handshake_that_is_not_mcp_is_one_line_naming_it(mode, said, tmp_path) -> None:
+    reason = _down_reason(tmp_path, _stdio(mode))
+    assert said in reason
+    assert "errors.pydantic.dev" not in reason
+
+
+@pytest.mark.parametrize(
+    ("mode", "transport", "said"),
+    [
+        ("e500", "http", "500"),
+        ("html", "http", "text/html"),
+        ("json", "http", "JSON-RPC"),
+        ("html", "sse", "text/html"),
+    ],
+)
+def test_an_http_endpoint_that_is_not_mcp_says_what_it_answered(
+    mode, transport, said, http_port, tmp_path
+) -> None:
+    server = {
+        "type": transport,
+        "url": f"http://127.0.0.1:{http_port}/{mode}",
+        "startup_timeout_ms": 2000,
+    }
+    reason = _down_reason(tmp_path, server)
+    assert said in reason, reason
+
+
+def test_a_server_that_writes_garbage_instead_of_a_handshake_says_so(tmp_path) -> None:
+    server = _stdio("garbage_init") | {"startup_timeout_ms": 1500}
+    reason = _down_reason(tmp_path, server)
+    assert "did not start within 1.5 s" in reason
+    assert "not JSON-RPC" in reason, reason
+
+
+def test_a_call_answered_with_a_result_that_is_not_mcp_fails_in_one_line(tmp_path) -> None:
+    config = _write_config(tmp_path, _stdio("bad_result"))
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: e, skill: h.echo, args: {text: hi}}]\n")
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (result,) = json.loads(proc.stdout)["results"]
+    (attempt,) = result["attempts"]
+    assert "CallToolResult" in attempt["error"]
+    assert "\n" not in attempt["error"] and "errors.pydantic.dev" not in attempt["error"]
+
+
+def test_an_answer_holding_nan_still_prints_json(tmp_path) -> None:
+    config = _write_config(tmp_path, _stdio("nan"))
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: e, skill: h.echo, args: {text: hi}}]\n")
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert "Traceback" not in proc.stderr
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} in --json output")
+
+    out = json.loads(proc.stdout, parse_constant=refuse)
+    (result,) = out["results"]
+    assert result["status"] == "ok"
+    assert result["value"] == {"v": None, "w": None}
+
+
+async def test_a_start_up_that_times_out_is_ended_at_once_not_left_running() -> None:
+    config = parse_config({"mcpServers": {"h": _stdio("slow_init") | {"startup_timeout_ms": 500}}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        session = pool._sessions["h"]
+        assert not session.status.up
+        assert "did not start within 0.5 s" in (session.status.error or "")
+        # the owner of the hung start-up was cancelled, not left waiting for the pool's close
+        for _ in range(300):  # (a stdio transport gives its process 2 s to exit)
+            if not session._retired:
+                break
+            await asyncio.sleep(0.05)
+        assert not session._retired
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("how", ["exits", "closes stdout"])
+def test_a_stdio_server_that_dies_at_start_up_says_so_and_where_its_stderr_went(
+    how, tmp_path
+) -> None:
+    code = {
+        "exits": "import sys; sys.stderr.write('boom: no settings file\\n'); sys.exit(3)",
+        "closes stdout": "import os, sys, time; os.close(1); sys.stdin.read(); time.sleep(60)",
+    }[how]
+    config = _write_config(tmp_path, {"command": sys.executable, "args": ["-c", code]})
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]\n")
+    log = tmp_path / "servers.log"
+    proc = cli(
+        "run", str(task), "--config", str(config), "--db", ":memory:", "--server-log", str(log),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (warning,) = [line for line in proc.stderr.splitlines() if "MCP server 'h'" in line]
+    assert "before answering the MCP handshake" in warning, warning
+    assert str(log) in warning
+    assert "BrokenResourceError" not in warning and "Connection closed" not in warning
+
+
+@pytest.mark.parametrize(
+    ("tool", "text", "code", "said"),
+    [
+        ("broken", "hi", 0, None),  # the schema cannot check: the server judges the arguments
+        ("remote_ref", "hi", 0, None),
+        ("backtracking", "aaaa", 0, None),
+        ("backtracking", "a" * 60 + "!", 2, "could not be checked"),
+    ],
+)
+def test_a_servers_input_schema_never_hangs_or_breaks_a_run(tool, text, code, said, tmp_path):
+    config = _write_config(tmp_path, _stdio("odd_schemas"))
+    task = tmp_path / "t.json"
+    request = {"id": "e", "skill": f"h.{tool}", "args": {"text": text}}
+    task.write_text(json.dumps({"requests": [request]}))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "│" not in proc.stderr
+    if said is not None:
+        assert said in proc.stderr and "argument text" in proc.stderr
+    else:
+        (result,) = json.loads(proc.stdout)["results"]
+        assert result["value"] == {"text": text}

@@ -1,0 +1,136 @@
+"""Input schemas as a server may send them: invalid, with references nothing can resolve, with
+patterns that backtrack for ever on the arguments given. Checking a request's arguments ends at
+once with the arguments accepted (a schema that cannot check them leaves that to the server) or
+one ``TaskError`` naming the argument; never another exception, never a hang (Hypothesis)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hybridmcp.capabilities.registry import Skill
+from hybridmcp.config import ComparatorConfig
+from hybridmcp.errors import TaskError
+
+TIME_BOUND_S = 2.0
+EVIL = "^(a+)+$"  # exponential backtracking in Python's re on 'aaaa...!'
+EVIL_EVERYWHERE = "(a|aa)+$"  # exponential in the regex module as well
+
+
+def _skill(schema: Any) -> Skill:
+    return Skill(
+        name="s.t", description="", input_schema=schema, providers=(), comparator=ComparatorConfig()
+    )
+
+
+def _check(schema: Any, args: Any) -> TaskError | None:
+    started = time.monotonic()
+    try:
+        _skill(schema).validate_args(args)
+    except TaskError as err:
+        return err
+    finally:
+        assert time.monotonic() - started < TIME_BOUND_S
+    return None
+
+
+@pytest.mark.parametrize("pattern", [EVIL, EVIL_EVERYWHERE])
+def test_a_pattern_that_backtracks_for_ever_is_one_error_not_a_hang(pattern) -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": pattern}}}
+    err = _check(schema, {"a": "a" * 60 + "!"})
+    assert err is not None
+    assert "argument a" in str(err) and pattern in str(err)
+    if pattern == EVIL_EVERYWHERE:
+        assert "could not be checked" in str(err)
+    assert _check(schema, {"a": "aaaa"}) is None  # a pattern that matches still matches
+    assert "does not match" in str(_check(schema, {"a": "b"}))
+
+
+def test_pattern_properties_that_backtrack_for_ever_are_one_error_not_a_hang() -> None:
+    schema = {"type": "object", "patternProperties": {EVIL_EVERYWHERE: {"type": "integer"}}}
+    err = _check(schema, {"a" * 60 + "!": 1})
+    assert err is not None and EVIL_EVERYWHERE in str(err)
+    assert "is not of type 'integer'" in str(_check(schema, {"aaa": "x"}))
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "nonsense", "properties": 5},
+        {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/x.json"}}},
+        {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}},
+        {"type": "object", "required": "a"},
+        {"$schema": "http://example.com/unknown-draft", "type": "object"},
+    ],
+)
+def test_a_schema_that_cannot_check_leaves_the_arguments_to_the_server(schema) -> None:
+    assert _check(schema, {"a": 1}) is None
+
+
+schemas = st.recursive(
+    st.sampled_from(
+        [
+            {},
+            {"type": "string", "pattern": EVIL},
+            {"type": "string", "pattern": EVIL_EVERYWHERE},
+            {"type": "nonsense"},
+            {"$ref": "#/x"},
+            {"$ref": "http://127.0.0.1:1/s.json"},
+            {"type": "integer", "minimum": "zero"},
+            {"enum": 5},
+        ]
+    ),
+    lambda inner: (
+        st.fixed_dictionaries(
+            {"type": st.just("object"), "properties": st.dictionaries(st.sampled_from("ab"), inner)}
+        )
+        | st.fixed_dictionaries({"patternProperties": st.dictionaries(st.just(EVIL), inner)})
+    ),
+    max_leaves=6,
+)
+arguments = st.recursive(
+    st.none() | st.integers() | st.sampled_from(["a" * 60 + "!", "aaa", "x"]),
+    lambda inner: st.dictionaries(st.sampled_from(["a", "b", "a" * 60 + "!"]), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schemas, arguments)
+def test_any_schema_and_arguments_end_at_once_accepted_or_one_task_error(schema, args) -> None:
+    err = _check(schema, args)
+    if err is not None:
+        assert len(str(err).splitlines()) == 1
+
+
+def test_a_plan_checked_against_a_backtracking_or_unresolvable_schema_ends_at_once() -> None:
+    from hybridmcp.prompts.plans import parse_plan
+
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": EVIL}}}
+    unresolvable = {"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:1/s"}}}
+    skills = [
+        {"name": "s.evil", "description": "", "input_schema": schema},
+        {"name": "s.ref", "description": "", "input_schema": unresolvable},
+    ]
+    started = time.monotonic()
+    with pytest.raises(TaskError, match="invalid args at a"):
+        parse_plan([{"skill": "s.evil", "args": {"a": "a" * 60 + "!"}}], skills)
+    assert parse_plan([{"skill": "s.ref", "args": {"a": 1}}], skills)[0]["args"] == {"a": 1}
+    assert time.monotonic() - started < TIME_BOUND_S
+
+
+def test_an_elicitation_answer_against_a_backtracking_pattern_ends_at_once() -> None:
+    from hybridmcp.capabilities.client_features import human_answer
+
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": EVIL}}}
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="name"):
+        human_answer({"name": "a" * 60 + "!"}, schema)
+    assert human_answer({"name": "aaa"}, schema).content == {"name": "aaa"}
+    with pytest.raises(ValueError, match="not valid"):
+        human_answer({"name": "x"}, {"type": "object", "properties": 5})
+    assert time.monotonic() - started < TIME_BOUND_S
