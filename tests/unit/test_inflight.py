@@ -177,10 +177,12 @@ def test_at_load() -> None:
     ]  # fmt: skip
 
 
-def test_a_service_time_is_never_excused_past_a_lone_calls_threshold() -> None:
+def test_a_load_not_seen_healthy_excuses_no_service_time_past_a_lone_calls_threshold() -> None:
     kw = {"factor": 3.0, "min_observations": 5, "floor_ms": 10.0}
     assert service_limit(7, [200.0] * 5, **kw) == 600.0
     assert service_limit(7, [200.0] * 5, lone_ms=84.0, **kw) == 84.0
+    assert service_limit(7, [20.0] * 4 + [200.0] * 4, lone_ms=84.0, **kw) == 84.0
+    assert service_limit(7, [20.0] * 5 + [200.0] * 3, lone_ms=84.0, **kw) == 600.0  # seen healthy
     assert service_limit(7, [20.0] * 5, lone_ms=84.0, **kw) == 60.0
     assert service_limit(7, [1.0] * 5, lone_ms=5.0, **kw) == 10.0  # never under the floor
     assert service_limit(0, [20.0] * 5, lone_ms=84.0, **kw) is None  # alone: nothing shared

@@ -24,11 +24,11 @@ Whatever its calls at that load took, a call is held to no more than ``k + 1`` l
 what the calls ahead of it can explain.
 A call past its threshold that shared its session is still not slow when its *service time*
 (from the later of its sending and the server's last answer to another call, to its own
-answer) is within what the provider's calls at that load show, and within what a lone call is
-held to (:func:`shared_lateness`): the server kept answering the calls beside it, so its
-lateness was theirs (a call queued behind a
-long one is late, not slow; a server that answers nothing at all is slow for every call it
-holds once that silence outlasts its usual service time). The degraded hedge and the straggler
+answer) is within what the provider's calls at that load show (:func:`shared_lateness`; at a
+load not seen healthy, within what a lone call is held to too): the server kept answering the
+calls beside it, so its lateness was theirs (a call queued behind a long one is late, not
+slow; a server that answers nothing at all is slow for every call it holds once that silence
+outlasts its usual service time). The degraded hedge and the straggler
 cut wait on the same terms.
 """
 
@@ -197,15 +197,21 @@ def service_limit(
 ) -> float | None:
     """The longest service time a call sharing its session (``in_flight`` > 0) may take and
     still have shared its lateness (:func:`shared_lateness`): ``factor`` x the 75th percentile
-    of the provider's recent service times at that load, never above ``lone_ms`` (what a lone
-    call is held to, when known: the server's time on the call alone took longer than a
-    whole lone call may, which no queue explains), never under ``floor_ms``; None for a call
-    alone, or before ``min_observations`` service times at that load (``quantile_of``: as in
-    :func:`at_load`)."""
+    of the provider's recent service times at that load, never under ``floor_ms``; None for a
+    call alone, or before ``min_observations`` service times at that load (``quantile_of``: as
+    in :func:`at_load`). Never above ``lone_ms`` (what a lone call is held to, when known)
+    unless ``min_observations`` of those service times are within it: a load not seen healthy
+    (a server that turned slow as it first reached that load fills its window within
+    ``min_observations`` calls) does not excuse a service time no queue explains, longer than
+    a whole lone call may take."""
     if not in_flight or recent_service is None or len(recent_service) < min_observations:
         return None
-    usual = factor * (quantile_of or _quantile)(recent_service, 0.75)
-    return max(floor_ms, usual if lone_ms is None else min(lone_ms, usual))
+    of = quantile_of or _quantile
+    usual = factor * of(recent_service, 0.75)
+    nth = (min_observations - 0.5) / len(recent_service)  # the min_observations-th smallest
+    if lone_ms is not None and of(recent_service, nth) > lone_ms:
+        usual = min(lone_ms, usual)
+    return max(floor_ms, usual)
 
 
 def shared_lateness(
@@ -222,11 +228,10 @@ def shared_lateness(
     session (``in_flight`` > 0) and its service time (from the later of its sending and the
     server's last answer to another call, to its own answer) is within ``factor`` x the 75th
     percentile of the provider's recent service times at that load (``min_observations`` of
-    them at least) and within ``lone_ms`` (what a lone call is held to), and under
-    ``floor_ms``-at-least: the server answered the others meanwhile, at its usual pace. A
-    server that turns slow answers every call later, so service times grow with latencies and
-    nothing is excused (past what a lone call may take, even once its service times at that
-    load have learned the slowness); a stall that holds up every call in flight shows as one
+    them at least; within ``lone_ms`` too at a load not seen healthy: :func:`service_limit`),
+    and under ``floor_ms``-at-least: the server answered the others meanwhile, at its usual
+    pace. A server that turns slow answers every call later, so service times grow with
+    latencies and nothing is excused; a stall that holds up every call in flight shows as one
     long service time, the first answer's after it."""
     limit = service_limit(
         in_flight,
@@ -340,8 +345,8 @@ class HealthWatch:
 
     def service_limit(self, provider: str, in_flight: int | None) -> float | None:
         """The longest service time at this load that still shares its lateness
-        (:func:`service_limit`, never above what a lone call is held to: :meth:`lone_ms`);
-        None: a late call is slow whatever its service time."""
+        (:func:`service_limit`, a lone call's threshold being :meth:`lone_ms`); None: a late
+        call is slow whatever its service time."""
         if not in_flight:
             return None
         cfg = self.degradation
