@@ -45,6 +45,21 @@ configs = st.builds(
 )
 
 
+def fresh_lone(w: HealthWatch, provider: str) -> float | None:
+    """What a lone call of ``provider`` is held to (its pinned threshold raised to its lone
+    calls' floor), the lone window sorted afresh."""
+    pinned = w.pinned.get(provider)
+    if pinned is None:
+        return None
+    cfg = w.degradation
+    lone = w.recent.get((provider, 0))
+    if lone and len(lone) >= cfg.min_observations:
+        ordered = sorted(lone)
+        q75 = ordered[min(len(ordered) - 1, int(0.75 * len(ordered)))]
+        pinned = max(pinned, cfg.latency_ewma_factor * q75)
+    return max(pinned, cfg.min_slow_ms)
+
+
 def fresh(w: HealthWatch, provider: str, lone: float, k: int | None, service: float | None):
     """The judgements of a call, each window sorted afresh (the pure functions)."""
     cfg = w.degradation
@@ -53,7 +68,7 @@ def fresh(w: HealthWatch, provider: str, lone: float, k: int | None, service: fl
     obs = cfg.min_observations
     limit = service_limit(
         k, recent_service, factor=cfg.latency_ewma_factor, min_observations=obs,
-        floor_ms=cfg.min_slow_ms,
+        floor_ms=cfg.min_slow_ms, lone_ms=fresh_lone(w, provider),
     )  # fmt: skip
     slow_factor = cfg.latency_ewma_factor
     return (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, replace
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.config import DegradationConfig, HedgingConfig
@@ -17,6 +17,7 @@ from hybridmcp.policy.hedging import (
     HedgeBudget,
     at_load,
     load_bucket,
+    service_limit,
     slow_threshold_ms,
 )
 
@@ -144,6 +145,10 @@ def test_a_healthy_server_is_never_slow_at_any_load(
     st.lists(st.tuples(gaps, healthy), min_size=40, max_size=100),
     st.lists(st.tuples(gaps, healthy), min_size=20, max_size=40),
 )
+@example(cap=7, serial=True, before=[(0.0, 20.0)] * 40, after=[(20.0, 20.0)] + [(0.0, 20.0)] * 19)
+# Alone until the slow era, which first fills the server: its first calls at that load stay
+# under 8 lone thresholds while its queue builds, and then make the load's windows.
+@example(cap=8, serial=True, before=[(60.0, 28.0)] * 39 + [(0.0, 20.0)], after=[(0.0, 20.0)] * 20)
 def test_a_server_ten_times_slower_is_caught_alone_and_under_load(
     cap: int, serial: bool, before: list[tuple[float, float]], after: list[tuple[float, float]]
 ) -> None:
@@ -166,9 +171,22 @@ def test_at_load() -> None:
     assert at_load(30.0, 7, [10.0] * 4, **kw) == 240.0  # too few
     assert at_load(30.0, 7, [50.0] * 5, **kw) == 150.0  # 3 x what calls at that load take
     assert at_load(30.0, 7, [5.0] * 5, **kw) == 30.0  # never stricter than alone
+    assert at_load(30.0, 1, [50.0] * 5, **kw) == 60.0  # never past what the one ahead explains
     assert [load_bucket(k) for k in (None, 0, 1, 2, 3, 4, 7, 8, 15, 16)] == [
         0, 0, 1, 2, 2, 3, 3, 4, 4, 5,
     ]  # fmt: skip
+
+
+def test_a_load_not_seen_healthy_excuses_no_service_time_past_a_lone_calls_threshold() -> None:
+    kw = {"factor": 3.0, "min_observations": 5, "floor_ms": 10.0}
+    assert service_limit(7, [200.0] * 5, **kw) == 600.0
+    assert service_limit(7, [200.0] * 5, lone_ms=84.0, **kw) == 84.0
+    assert service_limit(7, [20.0] * 4 + [200.0] * 4, lone_ms=84.0, **kw) == 84.0
+    assert service_limit(7, [20.0] * 5 + [200.0] * 3, lone_ms=84.0, **kw) == 600.0  # seen healthy
+    assert service_limit(7, [20.0] * 5, lone_ms=84.0, **kw) == 60.0
+    assert service_limit(7, [1.0] * 5, lone_ms=5.0, **kw) == 10.0  # never under the floor
+    assert service_limit(0, [20.0] * 5, lone_ms=84.0, **kw) is None  # alone: nothing shared
+    assert service_limit(7, [20.0] * 4, lone_ms=84.0, **kw) is None  # too few
 
 
 def test_degradation_without_a_recorded_threshold_allows_for_the_calls_ahead() -> None:

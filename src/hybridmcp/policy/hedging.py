@@ -20,12 +20,15 @@ therefore made *at the call's load* ``k``, the most other calls in flight on its
 moment while it was (:func:`at_load`): against what that provider's recent calls at the same
 load took (in power-of-two buckets: 0, 1, 2-3, 4-7, ...), and before there are enough of those,
 against ``k + 1`` times what a lone call is held to. A call alone is judged exactly as before.
+Whatever its calls at that load took, a call is held to no more than ``k + 1`` lone thresholds,
+what the calls ahead of it can explain.
 A call past its threshold that shared its session is still not slow when its *service time*
 (from the later of its sending and the server's last answer to another call, to its own
-answer) is within what the provider's calls at that load show (:func:`shared_lateness`): the
-server kept answering the calls beside it, so its lateness was theirs (a call queued behind a
-long one is late, not slow; a server that answers nothing at all is slow for every call it
-holds once that silence outlasts its usual service time). The degraded hedge and the straggler
+answer) is within what the provider's calls at that load show (:func:`shared_lateness`; at a
+load not seen healthy, within what a lone call is held to too): the server kept answering the
+calls beside it, so its lateness was theirs (a call queued behind a long one is late, not
+slow; a server that answers nothing at all is slow for every call it holds once that silence
+outlasts its usual service time). The degraded hedge and the straggler
 cut wait on the same terms.
 """
 
@@ -169,12 +172,16 @@ def at_load(
     calls at that load take, and a server that serves them side by side (whose calls take as long
     at any load) to what it always was. Before that: ``(in_flight + 1) x lone_ms``, what a server
     serving one call at a time would need, at worst, for the others and this one. Never
-    below ``lone_ms``: more calls in flight never make a judgement stricter.
+    below ``lone_ms``: more calls in flight never make a judgement stricter; never above
+    ``(in_flight + 1) x lone_ms``: a window that has learned a slowness (a server that turned
+    slow at a load it had not been seen healthy at fills it within ``min_observations`` calls)
+    does not excuse more than the calls ahead can explain.
     ``quantile_of``: what computes the quantile (:func:`_quantile`, or a memory of it)."""
     if not in_flight or in_flight <= 0:
         return lone_ms
     if recent is not None and len(recent) >= min_observations:
-        return max(lone_ms, factor * (quantile_of or _quantile)(recent, quantile))
+        worst = lone_ms * (in_flight + 1)
+        return min(worst, max(lone_ms, factor * (quantile_of or _quantile)(recent, quantile)))
     return lone_ms * (in_flight + 1)
 
 
@@ -185,16 +192,26 @@ def service_limit(
     factor: float,
     min_observations: int,
     floor_ms: float,
+    lone_ms: float | None = None,
     quantile_of: Callable[[Sequence[float], float], float] | None = None,
 ) -> float | None:
     """The longest service time a call sharing its session (``in_flight`` > 0) may take and
     still have shared its lateness (:func:`shared_lateness`): ``factor`` x the 75th percentile
     of the provider's recent service times at that load, never under ``floor_ms``; None for a
-    call alone, or before ``min_observations`` service times at that load (``quantile_of``:
-    as in :func:`at_load`)."""
+    call alone, or before ``min_observations`` service times at that load (``quantile_of``: as
+    in :func:`at_load`). Never above ``lone_ms`` (what a lone call is held to, when known)
+    unless ``min_observations`` of those service times are within it: a load not seen healthy
+    (a server that turned slow as it first reached that load fills its window within
+    ``min_observations`` calls) does not excuse a service time no queue explains, longer than
+    a whole lone call may take."""
     if not in_flight or recent_service is None or len(recent_service) < min_observations:
         return None
-    return max(floor_ms, factor * (quantile_of or _quantile)(recent_service, 0.75))
+    of = quantile_of or _quantile
+    usual = factor * of(recent_service, 0.75)
+    nth = (min_observations - 0.5) / len(recent_service)  # the min_observations-th smallest
+    if lone_ms is not None and of(recent_service, nth) > lone_ms:
+        usual = min(lone_ms, usual)
+    return max(floor_ms, usual)
 
 
 def shared_lateness(
@@ -205,21 +222,24 @@ def shared_lateness(
     factor: float,
     min_observations: int,
     floor_ms: float,
+    lone_ms: float | None = None,
 ) -> bool:
     """Was a late call's lateness shared with the calls beside it? True when it shared its
     session (``in_flight`` > 0) and its service time (from the later of its sending and the
     server's last answer to another call, to its own answer) is within ``factor`` x the 75th
     percentile of the provider's recent service times at that load (``min_observations`` of
-    them at least), and under ``floor_ms``-at-least: the server answered the others meanwhile,
-    at its usual pace. A server that turns slow answers every call later, so service times grow
-    with latencies and nothing is excused; a stall that holds up every call in flight shows as
-    one long service time, the first answer's after it."""
+    them at least; within ``lone_ms`` too at a load not seen healthy: :func:`service_limit`),
+    and under ``floor_ms``-at-least: the server answered the others meanwhile, at its usual
+    pace. A server that turns slow answers every call later, so service times grow with
+    latencies and nothing is excused; a stall that holds up every call in flight shows as one
+    long service time, the first answer's after it."""
     limit = service_limit(
         in_flight,
         recent_service,
         factor=factor,
         min_observations=min_observations,
         floor_ms=floor_ms,
+        lone_ms=lone_ms,
     )
     return limit is not None and service_ms is not None and service_ms <= limit
 
@@ -325,7 +345,10 @@ class HealthWatch:
 
     def service_limit(self, provider: str, in_flight: int | None) -> float | None:
         """The longest service time at this load that still shares its lateness
-        (:func:`service_limit`); None: a late call is slow whatever its service time."""
+        (:func:`service_limit`, a lone call's threshold being :meth:`lone_ms`); None: a late
+        call is slow whatever its service time."""
+        if not in_flight:
+            return None
         cfg = self.degradation
         return service_limit(
             in_flight,
@@ -333,8 +356,15 @@ class HealthWatch:
             factor=cfg.latency_ewma_factor,
             min_observations=cfg.min_observations,
             floor_ms=cfg.min_slow_ms,
+            lone_ms=self.lone_ms(provider),
             quantile_of=self._quantile,
         )
+
+    def lone_ms(self, provider: str) -> float | None:
+        """What a lone call of the provider is held to, as remembered: its pinned healthy
+        threshold, raised to the floor of its recent lone calls (:meth:`threshold`); None
+        before a healthy call of it was judged."""
+        return self.threshold(provider, self.pinned.get(provider))
 
     def _quantile(self, window: Sequence[float], q: float) -> float:
         """:func:`_quantile` of one of this watch's windows, sorted once until it changes."""
