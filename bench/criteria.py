@@ -55,7 +55,7 @@ from bench.common import (
 from bench.plain import PlainClient
 from bench.workload.generate import WORKLOADS
 from hybridmcp.capabilities.mcp_pool import to_connection
-from hybridmcp.capabilities.registry import Provider, map_arguments
+from hybridmcp.capabilities.registry import Provider, map_arguments, python_literal
 from hybridmcp.config import HybridConfig, parse_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.runtime import Context
@@ -198,7 +198,12 @@ def correct(check: str, value: Any, reference: Any, now: datetime) -> bool:
     """Whether an answer matches the request's reference answer."""
     try:
         if check == "exact":
-            return bool(value == reference)
+            # A text reference in Python's notation of rows (mcp-server-sqlite's str(rows)) is
+            # compared as hybridmcp reads that text from a server (and from an internal twin
+            # answering as the server does): the rows it spells.
+            return bool(value == reference) or (
+                isinstance(reference, str) and bool(value == python_literal(reference))
+            )
         if check.startswith("fields"):
             return all(value[k] == v for k, v in reference.items())
         if check == "numeric_value":
