@@ -350,10 +350,11 @@ json_texts = st.recursive(
 
 
 @given(text=st.text(max_size=40) | json_texts | st.sampled_from(["\ufeff{}", " 1 ", "NaN", "[1,"]))
-def test_a_text_part_reads_as_json_loads_reads_it(text: str) -> None:
-    from hybridmcp.capabilities.registry import _json_or_text
+def test_a_texts_json_value_is_what_json_loads_reads(text: str) -> None:
+    from hybridmcp.capabilities.registry import NOT_JSON, json_value
 
-    got, expected = _json_or_text(text), _json_or_text_as_json_loads(text)
+    value = json_value(text)  # a text part's JSON reading (text parts: _text_value)
+    got, expected = text if value is NOT_JSON else value, _json_or_text_as_json_loads(text)
     assert json.dumps(got) == json.dumps(expected) and type(got) is type(expected)
 
 

@@ -476,12 +476,6 @@ def json_value(text: str) -> Any:
         return NOT_JSON
 
 
-def _json_or_text(text: str) -> Any:
-    """A text's JSON value when it is JSON (``mcp-server-time`` answers so), else the text."""
-    value = json_value(text)
-    return text if value is NOT_JSON else value
-
-
 PYTHON_LITERAL_MAX_CHARS = 256 * 1024
 """Longer texts in Python's notation stay text: reading one costs about 0.4 ms per KB on the
 event loop (JSON: 100 times less)."""
