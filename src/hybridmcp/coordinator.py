@@ -147,10 +147,11 @@ class Coordinator:
         On a thread with a checkpoint, resumes or replays it as :meth:`run` does."""
         status, graph_input = await self._start(task, thread_id)
         last: dict[str, Any] = status.values
+        named = thread_id or self._unnamed_thread()
         if status.state in ("new", "unfinished"):
             async for mode, chunk in self.graph.astream(
                 graph_input,
-                self.run_config(thread_id),
+                self.run_config(named),
                 stream_mode=["custom", "values"],
                 context=self._context(validated=True),
                 durability=self._durability(),
@@ -159,7 +160,8 @@ class Coordinator:
                     yield cast(dict[str, Any], chunk)
                 else:
                     last = cast(dict[str, Any], chunk)
-        yield {"type": "result", "output": output_of(last)}
+        unnamed = named if thread_id is None else None
+        yield {"type": "result", "output": paused_on(output_of(last), unnamed)}
 
     async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
         """Resume a run paused for a human decision (``__interrupt__`` in its output): the
@@ -191,11 +193,20 @@ class Coordinator:
         With a checkpointer and a ``thread_id``, the run is durable: on a thread whose run was
         interrupted mid-way it resumes where the checkpoints stop (calls that completed are
         not made again); on a thread whose run finished it returns the stored result without
-        running anything; on a thread paused for review it returns the paused output."""
+        running anything; on a thread paused for review it returns the paused output. A run
+        given no ``thread_id`` that pauses returns the thread it can be resumed on as
+        ``thread_id`` (with a checkpointer; without one there is nothing to resume)."""
         status, graph_input = await self._start(task, thread_id)
         if status.state in ("finished", "paused"):
             return output_of(status.values)
-        return await self._invoke(graph_input, thread_id, self._context(validated=True))
+        named = thread_id or self._unnamed_thread()
+        out = await self._invoke(graph_input, named, self._context(validated=True))
+        return paused_on(out, named if thread_id is None else None)
+
+    def _unnamed_thread(self) -> str | None:
+        """The thread of a run given none: with a checkpointer, one it can be resumed on
+        should it pause (:func:`paused_on`); without, LangGraph's own throwaway one."""
+        return uuid.uuid4().hex if self.graph.checkpointer is not None else None
 
     async def _invoke(self, graph_input: Any, thread_id: str | None, context: Context) -> Any:
         """The graph run to its end or its pause: the output state, with ``__interrupt__``
@@ -234,6 +245,14 @@ def check_decision(decision: Any, pending: Sequence[Interrupt]) -> None:
         value = question.value
         if isinstance(value, dict) and value.get("type") == "conflict_review":
             check_choices(answer, value["conflicts"])
+
+
+def paused_on(output: dict[str, Any], thread_id: str | None) -> dict[str, Any]:
+    """A paused output of a run started without a thread id, with the ``thread_id`` it can be
+    resumed on (:meth:`Coordinator.resume`); any other output as it is."""
+    if thread_id is None or "__interrupt__" not in output:
+        return output
+    return output | {"thread_id": thread_id}
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,24 @@ async def test_resume_without_a_checkpointer_says_what_it_needs() -> None:
         assert "__interrupt__" in paused  # the question is shown; nothing can answer it here
         with pytest.raises(TaskError, match=r"needs the checkpointer .*checkpointer=\.\.\."):
             await co.resume({"now": "external"}, thread_id="any")
+
+
+async def test_a_run_given_no_thread_id_pauses_on_one_it_can_be_resumed_on() -> None:
+    cfg = config(interrupt_on_conflict=True)
+    async with asyncio.timeout(90), Coordinator.open(cfg, checkpointer=InMemorySaver()) as co:
+        paused = await co.run(TASK)
+        thread = paused["thread_id"]
+        assert "__interrupt__" in paused and isinstance(thread, str) and thread
+        assert (await co.thread_status(TASK, thread)).state == "paused"
+        out = await co.resume({"now": "external"}, thread_id=thread)
+        assert out["results"]["now"]["resolution"] == {"by": "human", "choice": "external"}
+        assert "thread_id" not in out  # only a pause names it
+
+        events = [e async for e in co.stream(TASK)]
+        streamed = events[-1]["output"]
+        assert "__interrupt__" in streamed and streamed["thread_id"] != thread
+        out = await co.resume({"now": "internal"}, thread_id=streamed["thread_id"])
+        assert out["results"]["now"]["resolution"] == {"by": "human", "choice": "internal"}
+
+        named = await co.run(TASK, thread_id="review-named")
+        assert "__interrupt__" in named and "thread_id" not in named  # the caller knows it
