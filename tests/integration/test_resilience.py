@@ -283,6 +283,9 @@ async def test_slow_single_side_request_is_hedged_and_the_loser_cancelled():
         by_side = {a["side"]: a for a in out["results"]["h"]["attempts"]}
         assert by_side["internal"]["ok"] is True
         assert by_side["external"]["error"] == "cancelled: hedge lost"
+        # the loser is the coordinator's own cancellation, not a call the server failed
+        assert out["metrics"]["failed_calls"] == {"internal": 0, "external": 0}
+        assert out["metrics"]["cancelled_calls"] == {"internal": 0, "external": 1}
         (hedge,) = [e for e in out["events"] if e["code"] == "HEDGE_STARTED"]
         assert hedge["provider"] == "mcp:faulty/calculate"
         assert hedge["hedge_provider"] == "internal:math.calculate"

@@ -35,13 +35,14 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
     latencies: list[float] = []
     calls = {"internal": 0, "external": 0}
     failed = {"internal": 0, "external": 0}
+    cancelled = {"internal": 0, "external": 0}  # by the coordinator: a hedge lost, ...
     cost: float = 0  # as sum() adds: an int until a float is added
     for a in attempts:
         side = a["side"]
         if a["ok"]:
             latencies.append(a["latency_ms"])
         elif side in failed:
-            failed[side] += 1
+            (cancelled if a.get("censored") else failed)[side] += 1
         if side in calls:
             calls[side] += 1
         cost += a.get("cost") or 0.0
@@ -51,6 +52,7 @@ def run_metrics(state: State, now: float) -> dict[str, Any]:
         "rounds": state.get("round", 0),
         "calls": calls,
         "failed_calls": failed,
+        "cancelled_calls": cancelled,
         "reallocations": sum(
             1 for e in state.get("events", []) if e.get("code") == EventCode.REALLOCATION
         ),

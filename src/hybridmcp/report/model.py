@@ -539,6 +539,7 @@ def summary(state: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) 
         "rounds": metrics.get("rounds"),
         "calls": metrics.get("calls"),
         "failed_calls": metrics.get("failed_calls"),
+        "cancelled_calls": metrics.get("cancelled_calls") or {},
         "reallocations": metrics.get("reallocations"),
         "wall_ms": metrics.get("wall_ms"),
         "circuits": metrics.get("circuits") or {},

@@ -89,7 +89,8 @@ def render_totals(data: dict[str, Any], console: Console) -> None:
     say("quality:     " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)))
     say(
         f"metrics:     {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')},"
-        f" calls {m.get('calls')}, failed {m.get('failed_calls')}, "
+        f" calls {m.get('calls')}, failed {m.get('failed_calls')}"
+        f"{_cancelled(m.get('cancelled_calls'))}, "
         f"reallocations {m.get('reallocations')}, wall {m.get('wall_ms')} ms"
     )
     if c:
@@ -104,3 +105,11 @@ def render_totals(data: dict[str, Any], console: Console) -> None:
             f"{opt['always_external']:g} for {opt['requests_compared']} request(s), "
             f"saved {opt['saved']:g}"
         )
+
+
+def _cancelled(counts: Any) -> str:
+    """The calls the coordinator cancelled itself (a hedge lost, a straggler cut, the run's
+    deadline): not the providers' failures, said apart and only when there were some."""
+    if not isinstance(counts, dict) or not any(counts.values()):
+        return ""
+    return f", cancelled by the coordinator {counts}"
