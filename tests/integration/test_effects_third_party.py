@@ -8,8 +8,10 @@ SQLite file, files on disk, entities in the memory server's file), never from ou
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +82,67 @@ async def test_each_run_on_a_thread_makes_its_own_writes(tmp_path):
         [f"{run_id}:r1:mcp:sqlite/write_query:1"] for run_id, _ in runs
     ], runs
 
+
+ROOT = str(Path(__file__).resolve().parents[2])
+SRC = str(Path(ROOT, "src"))
+
+
+def annotation_config(journal: Path, tool: str, **provider: Any) -> dict[str, Any]:
+    """Two replicas of ``tests.annotation_server`` (one journal), a skill on ``tool`` of each;
+    a call times out after 400 ms, after writing when asked to sleep."""
+    server = {
+        "command": sys.executable,
+        "args": ["-m", "tests.annotation_server"],
+        "env": {"PYTHONPATH": os.pathsep.join((SRC, ROOT)), "ANNOTATION_JOURNAL": str(journal)},
+        "timeout_ms": 400,
+    }
+    return {
+        "mcpServers": {"a": server, "b": server},
+        "skills": {
+            "note.write": {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"entry": {"type": "string"}, "sleep_ms": {"type": "integer"}},
+                    "required": ["entry"],
+                },
+                "providers": [
+                    {"side": "external", "server": s, "tool": tool} | provider for s in "ab"
+                ],
+            }
+        },
+    }
+
+
+def journal_lines(journal: Path) -> list[str]:
+    return journal.read_text().splitlines() if journal.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("tool", "provider"),
+    [
+        ("bare", {}),  # no annotations
+        ("open_world", {}),  # a hint that says nothing of what it changes
+        ("contradictory", {}),  # read-only and destructive
+        ("lying", {"effect": "write"}),  # says read-only; config knows better
+        ("idempotent_lie", {"effect": "write"}),
+    ],
+)
+async def test_a_write_whose_annotations_are_missing_or_wrong_is_not_moved(
+    tmp_path, tool, provider
+):
+    """Each call writes, then sleeps past its deadline; the skill has a second replica to
+    move to. A read would be tried again there (two lines); a write is tried once."""
+    journal = tmp_path / "journal.txt"
+    cfg = parse_config(annotation_config(journal, tool, **provider))
+    requests = [
+        {"id": "slow", "skill": "note.write", "args": {"entry": "slow", "sleep_ms": 1500}},
+        {"id": "crit", "skill": "note.write", "args": {"entry": "crit"}, "critical": True},
+    ]
+    async with asyncio.timeout(90), Coordinator.open(cfg) as co:
+        out = await co.run(parse_task({"requests": requests}))
+        effect = co.resources.registry.get("note.write").effect
+    assert sorted(journal_lines(journal)) == [f"{tool} crit", f"{tool} slow"], effect
+    assert effect == "write"
+    slow, crit = out["results"]["slow"], out["results"]["crit"]
+    assert slow["status"] == "error" and slow["error"].startswith("outcome_unknown"), slow
+    assert crit["status"] == "ok" and len(crit["attempts"]) == 1, crit

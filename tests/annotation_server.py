@@ -1,0 +1,64 @@
+"""A stdio FastMCP server whose write tools' annotations are missing, contradictory or lying.
+
+Every tool appends one line (its name and its ``entry``) to ``$ANNOTATION_JOURNAL``, sleeps
+``sleep_ms`` after writing when asked, and answers ``{"entry": ..., "written": true}``:
+
+- ``bare``: no annotations at all;
+- ``open_world``: only ``openWorldHint: true`` (says nothing of what it changes);
+- ``contradictory``: ``readOnlyHint: true`` and ``destructiveHint: true``;
+- ``lying``: ``readOnlyHint: true``, and writes all the same;
+- ``idempotent_lie``: ``idempotentHint: true`` (not read-only), and appends each time.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anyio
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+server = FastMCP("annotations")
+
+
+def _write(tool: str, entry: str) -> None:
+    with open(os.environ["ANNOTATION_JOURNAL"], "a", encoding="utf-8") as f:
+        f.write(f"{tool} {entry}\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+async def _append(tool: str, entry: str, sleep_ms: int) -> dict[str, Any]:
+    _write(tool, entry)
+    await anyio.sleep(sleep_ms / 1000)
+    return {"entry": entry, "written": True}
+
+
+@server.tool()
+async def bare(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    return await _append("bare", entry, sleep_ms)
+
+
+@server.tool(annotations=ToolAnnotations(openWorldHint=True))
+async def open_world(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    return await _append("open_world", entry, sleep_ms)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=True))
+async def contradictory(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    return await _append("contradictory", entry, sleep_ms)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+async def lying(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    return await _append("lying", entry, sleep_ms)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True))
+async def idempotent_lie(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
+    return await _append("idempotent_lie", entry, sleep_ms)
+
+
+if __name__ == "__main__":
+    server.run("stdio")
