@@ -8,19 +8,26 @@ SQLite file, files on disk, entities in the memory server's file), never from ou
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from langgraph.checkpoint.memory import InMemorySaver
 
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.capabilities.mcp_pool import resolve_command
 from hybridmcp.config import parse_config
+from hybridmcp.testing.harness import child_processes
 
 pytestmark = pytest.mark.integration
 SQLITE = resolve_command("mcp-server-sqlite")
@@ -146,3 +153,73 @@ async def test_a_write_whose_annotations_are_missing_or_wrong_is_not_moved(
     slow, crit = out["results"]["slow"], out["results"]["crit"]
     assert slow["status"] == "error" and slow["error"].startswith("outcome_unknown"), slow
     assert crit["status"] == "ok" and len(crit["attempts"]) == 1, crit
+
+
+def slow_insert(rid: str, n: int) -> dict[str, Any]:
+    """An insert that computes for a while (``n`` rows counted) before its row is written."""
+    query = (
+        f"INSERT INTO t (v) SELECT '{rid}' FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL "
+        f"SELECT x + 1 FROM c WHERE x < {n}) SELECT count(*) FROM c)"
+    )
+    return {"id": rid, "skill": "sqlite.write_query", "args": {"query": query}}
+
+
+@requires_sqlite
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    kills=st.lists(
+        st.tuples(st.integers(0, 5), st.floats(0.0, 0.5)), min_size=1, max_size=2
+    )
+)
+def test_a_run_killed_anywhere_and_resumed_writes_each_row_at_most_once(kills):
+    """The CLI (``run --thread --db``) is SIGKILLed at arbitrary points (once ``k`` rows are
+    in, ``extra`` seconds later: mid-query, between a write and its checkpoint, between
+    steps) and run again on the same thread until it finishes; then once more. Counted in the
+    SQLite file: no row twice, every request answered ``ok`` exactly once, and nothing
+    written by the extra run."""
+    from tests.integration.test_durable import alive, cli, cli_env, wait_for
+
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(tmp)
+        db = sqlite_db(where / "data.db")
+        config, task = where / "c.json", where / "t.json"
+        config.write_text(json.dumps(sqlite_config(db, timeout_ms=20_000)))
+        requests = [
+            slow_insert(f"s{i}", 2_000_000) if i % 2 else insert(f"f{i}", f"f{i}")
+            for i in range(6)
+        ]
+        task.write_text(json.dumps({"requests": requests}))
+        args = ["run", str(task), "--config", str(config), "--db", str(where / "runs.db")]
+        args += ["--json", "--thread", "t-1"]
+        for k, extra in kills:
+            run = subprocess.Popen(
+                [sys.executable, "-m", "hybridmcp.cli", *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=cli_env(),
+            )
+            try:
+                wait_for(lambda: len(rows(db)) >= k or run.poll() is not None, 60, f"{k} rows")
+                time.sleep(extra)
+                servers = child_processes(run.pid)
+                run.kill()
+                run.wait(timeout=10)
+                wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
+            finally:
+                if run.poll() is None:
+                    run.kill()
+                run.communicate()
+        done = cli(*args)
+        assert done.returncode in (0, 1, 3), done.stderr  # ok, failed, partial
+        results = {r["id"]: r for r in json.loads(done.stdout)["results"]}
+        written = rows(db)
+        for request in requests:
+            rid, result = request["id"], results[request["id"]]
+            assert written.count(rid) <= 1, (rid, written, result)
+            if result["status"] == "ok":
+                assert written.count(rid) == 1, (rid, written, result)
+            else:
+                assert result["error"].startswith("outcome_unknown"), result
+        again = cli(*args)
+        assert again.returncode == done.returncode, again.stderr
+        assert rows(db) == written
