@@ -1,7 +1,9 @@
 """A stdio FastMCP server whose write tools' annotations are missing, contradictory or lying.
 
 Every tool appends one line (its name and its ``entry``) to ``$ANNOTATION_JOURNAL``, sleeps
-``sleep_ms`` after writing when asked, and answers ``{"entry": ..., "written": true}``:
+``sleep_ms`` after writing when asked, and answers ``{"entry": ..., "written": true}``; with
+``then: "crash"`` the process dies after writing (no answer), with ``then: "error"`` it
+answers with a tool error (``isError``) after writing:
 
 - ``bare``: no annotations at all;
 - ``open_world``: only ``openWorldHint: true`` (says nothing of what it changes);
@@ -29,35 +31,39 @@ def _write(tool: str, entry: str) -> None:
         os.fsync(f.fileno())
 
 
-async def _append(tool: str, entry: str, sleep_ms: int) -> dict[str, Any]:
+async def _append(tool: str, entry: str, sleep_ms: int, then: str) -> dict[str, Any]:
     _write(tool, entry)
     await anyio.sleep(sleep_ms / 1000)
+    if then == "crash":
+        os._exit(1)
+    if then == "error":
+        raise RuntimeError(f"{entry}: written, then failed")
     return {"entry": entry, "written": True}
 
 
 @server.tool()
-async def bare(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
-    return await _append("bare", entry, sleep_ms)
+async def bare(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
+    return await _append("bare", entry, sleep_ms, then)
 
 
 @server.tool(annotations=ToolAnnotations(openWorldHint=True))
-async def open_world(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
-    return await _append("open_world", entry, sleep_ms)
+async def open_world(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
+    return await _append("open_world", entry, sleep_ms, then)
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=True, destructiveHint=True))
-async def contradictory(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
-    return await _append("contradictory", entry, sleep_ms)
+async def contradictory(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
+    return await _append("contradictory", entry, sleep_ms, then)
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
-async def lying(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
-    return await _append("lying", entry, sleep_ms)
+async def lying(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
+    return await _append("lying", entry, sleep_ms, then)
 
 
 @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True))
-async def idempotent_lie(entry: str, sleep_ms: int = 0) -> dict[str, Any]:
-    return await _append("idempotent_lie", entry, sleep_ms)
+async def idempotent_lie(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
+    return await _append("idempotent_lie", entry, sleep_ms, then)
 
 
 if __name__ == "__main__":

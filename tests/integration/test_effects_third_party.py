@@ -109,7 +109,11 @@ def annotation_config(journal: Path, tool: str, **provider: Any) -> dict[str, An
             "note.write": {
                 "input_schema": {
                     "type": "object",
-                    "properties": {"entry": {"type": "string"}, "sleep_ms": {"type": "integer"}},
+                    "properties": {
+                        "entry": {"type": "string"},
+                        "sleep_ms": {"type": "integer"},
+                        "then": {"type": "string"},
+                    },
                     "required": ["entry"],
                 },
                 "providers": [
@@ -166,11 +170,7 @@ def slow_insert(rid: str, n: int) -> dict[str, Any]:
 
 @requires_sqlite
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
-@given(
-    kills=st.lists(
-        st.tuples(st.integers(0, 5), st.floats(0.0, 0.5)), min_size=1, max_size=2
-    )
-)
+@given(kills=st.lists(st.tuples(st.integers(0, 5), st.floats(0.0, 0.5)), min_size=1, max_size=2))
 def test_a_run_killed_anywhere_and_resumed_writes_each_row_at_most_once(kills):
     """The CLI (``run --thread --db``) is SIGKILLed at arbitrary points (once ``k`` rows are
     in, ``extra`` seconds later: mid-query, between a write and its checkpoint, between
@@ -185,8 +185,7 @@ def test_a_run_killed_anywhere_and_resumed_writes_each_row_at_most_once(kills):
         config, task = where / "c.json", where / "t.json"
         config.write_text(json.dumps(sqlite_config(db, timeout_ms=20_000)))
         requests = [
-            slow_insert(f"s{i}", 2_000_000) if i % 2 else insert(f"f{i}", f"f{i}")
-            for i in range(6)
+            slow_insert(f"s{i}", 2_000_000) if i % 2 else insert(f"f{i}", f"f{i}") for i in range(6)
         ]
         task.write_text(json.dumps({"requests": requests}))
         args = ["run", str(task), "--config", str(config), "--db", str(where / "runs.db")]
@@ -199,12 +198,20 @@ def test_a_run_killed_anywhere_and_resumed_writes_each_row_at_most_once(kills):
                 env=cli_env(),
             )
             try:
-                wait_for(lambda: len(rows(db)) >= k or run.poll() is not None, 60, f"{k} rows")
+
+                def reached(k: int = k, run: subprocess.Popen[bytes] = run) -> bool:
+                    return len(rows(db)) >= k or run.poll() is not None
+
+                wait_for(reached, 60, f"{k} rows")
                 time.sleep(extra)
                 servers = child_processes(run.pid)
                 run.kill()
                 run.wait(timeout=10)
-                wait_for(lambda: not any(alive(p) for p in servers), 20, "the server to exit")
+                wait_for(
+                    lambda servers=servers: not any(alive(p) for p in servers),
+                    20,
+                    "the server to exit",
+                )
             finally:
                 if run.poll() is None:
                     run.kill()
@@ -223,3 +230,71 @@ def test_a_run_killed_anywhere_and_resumed_writes_each_row_at_most_once(kills):
         again = cli(*args)
         assert again.returncode == done.returncode, again.stderr
         assert rows(db) == written
+
+
+@requires_sqlite
+async def test_a_write_is_never_sent_redacted(tmp_path):
+    """Under privacy policy ``redact``, a read receives pseudonyms and gets its answer
+    restored; a write would store them, and nothing can restore a stored pseudonym: the write
+    is not sent (no provider cleared for it: the request fails, saying why)."""
+    db = sqlite_db(tmp_path / "t.db")
+    data = sqlite_config(db, clearance="public") | {"privacy": {"policy": "redact"}}
+    cfg = parse_config(data)
+    task = parse_task(
+        {"requests": [insert("mail", "alice@example.com"), insert("plain", "nothing private")]}
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    assert rows(db) == ["nothing private"]  # no pseudonym stored, no raw value sent
+    mail = out["results"]["mail"]
+    assert mail["status"] == "error" and "write" in mail["error"], mail
+    assert not [a for a in mail["attempts"] if a["sent"]], mail
+    assert out["results"]["plain"]["status"] == "ok"
+
+
+FAULTS = {
+    "none": {},
+    "late": {"sleep_ms": 1500},  # the deadline passes after the write
+    "crash": {"then": "crash"},  # the server dies after the write, mid-call
+    "error": {"then": "error"},  # a tool error after the write
+}
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    faults=st.lists(
+        st.tuples(st.sampled_from(sorted(FAULTS)), st.booleans()), min_size=1, max_size=6
+    )
+)
+def test_a_write_failing_after_it_wrote_is_never_made_again(faults):
+    """Requests on an unannotated write tool with two replicas to move to; each call writes,
+    then (Hypothesis's choice) answers, passes its deadline, kills its server, or answers
+    with a tool error; some are critical (asking for cross-validation). Counted in the
+    journal: one line per request, whatever happened after it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Path(tmp, "journal.txt")
+        cfg = parse_config(annotation_config(journal, "bare"))
+        requests = [
+            {"id": f"r{i}", "skill": "note.write", "args": {"entry": f"r{i}"} | FAULTS[fault]}
+            | ({"critical": True} if critical else {})
+            for i, (fault, critical) in enumerate(faults)
+        ]
+
+        async def run() -> dict[str, Any]:
+            async with asyncio.timeout(90), Coordinator.open(cfg) as co:
+                return await co.run(parse_task({"requests": requests}))
+
+        out = asyncio.run(run())
+        written = journal_lines(journal)
+        crashed = any(fault == "crash" for fault, _ in faults)  # takes the calls beside it
+        for i, (fault, _critical) in enumerate(faults):
+            result, line = out["results"][f"r{i}"], f"bare r{i}"
+            assert written.count(line) <= 1, (result, written)
+            assert len([a for a in result["attempts"] if a["sent"]]) <= 1, result
+            if result["status"] == "ok":
+                assert written.count(line) == 1 and fault == "none", (result, written)
+            else:
+                assert result["error"].startswith(("outcome_unknown", "write failed")), result
+            if not crashed:
+                assert written.count(line) == 1, (result, written)
+                assert (result["status"] == "ok") == (fault == "none"), result
