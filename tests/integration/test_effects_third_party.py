@@ -298,3 +298,31 @@ def test_a_write_failing_after_it_wrote_is_never_made_again(faults):
             if not crashed:
                 assert written.count(line) == 1, (result, written)
                 assert (result["status"] == "ok") == (fault == "none"), result
+
+
+@requires_sqlite
+async def test_identical_writes_asked_several_times_are_each_made(tmp_path):
+    """The same write with the same arguments asked five times (plain, critical, hybrid) is
+    five calls: nothing takes two requests for one. A write past the run's deadline after it
+    was sent is reported ``outcome_unknown`` and made once (the server finishes it)."""
+    db = sqlite_db(tmp_path / "t.db")
+    cfg = parse_config(sqlite_config(db))
+    same = [
+        insert("a", "dup"),
+        insert("b", "dup"),
+        insert("c", "dup", critical=True),
+        insert("d", "dup", strategy="hybrid"),
+        insert("e", "dup", critical=True, strategy="hybrid"),
+    ]
+    async with asyncio.timeout(90), Coordinator.open(cfg) as co:
+        out = await co.run(parse_task({"requests": same}))
+        late = await co.run(
+            parse_task(
+                {"requests": [slow_insert("late", 3_000_000)], "constraints": {"deadline_ms": 150}}
+            )
+        )
+    assert rows(db).count("dup") == 5
+    assert all(r["status"] == "ok" for r in out["results"].values()), out["results"]
+    result = late["results"]["late"]
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
+    assert rows(db).count("late") <= 1
