@@ -10,11 +10,15 @@ answers with a tool error (``isError``) after writing:
 - ``contradictory``: ``readOnlyHint: true`` and ``destructiveHint: true``;
 - ``lying``: ``readOnlyHint: true``, and writes all the same;
 - ``idempotent_lie``: ``idempotentHint: true`` (not read-only), and appends each time.
+
+``block(ms)`` (read-only) holds the server's event loop for ``ms`` (a synchronous sleep): no
+other call, and no ping, is answered meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import anyio
@@ -64,6 +68,12 @@ async def lying(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]
 @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=True))
 async def idempotent_lie(entry: str, sleep_ms: int = 0, then: str = "") -> dict[str, Any]:
     return await _append("idempotent_lie", entry, sleep_ms, then)
+
+
+@server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+def block(ms: int) -> dict[str, Any]:
+    time.sleep(ms / 1000)
+    return {"blocked_ms": ms}
 
 
 if __name__ == "__main__":

@@ -326,3 +326,118 @@ async def test_identical_writes_asked_several_times_are_each_made(tmp_path):
     result = late["results"]["late"]
     assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
     assert rows(db).count("late") <= 1
+
+
+async def test_a_write_in_flight_when_its_session_is_replaced_fails_at_once(tmp_path):
+    """A write is in flight; another call misses its deadline (the server's loop is held),
+    so the next call health-checks the session, gets no answer and replaces it. The write's
+    answer can no longer arrive: it fails then (``ServerUnavailableError``, the outcome
+    unknown), not at its own deadline, and it is never sent again."""
+    from hybridmcp.capabilities.mcp_pool import SessionPool
+    from hybridmcp.errors import DeadlineExceededError, ServerUnavailableError
+    from tests.integration.test_durable import wait_for
+
+    journal = tmp_path / "journal.txt"
+    server = annotation_config(journal, "bare")["mcpServers"]["a"]
+    data = {"mcpServers": {"a": server}, "resilience": {"pool": {"ping_timeout_ms": 200}}}
+    cfg = parse_config(data)
+    async with asyncio.timeout(120), SessionPool(cfg.mcpServers, cfg.resilience.pool) as pool:
+        write = asyncio.create_task(
+            pool.call_tool("a", "bare", {"entry": "W", "sleep_ms": 2_000}, 60)
+        )
+        await asyncio.to_thread(wait_for, lambda: journal_lines(journal), 30, "the write")
+        with pytest.raises(DeadlineExceededError):  # the session is now suspect
+            await pool.call_tool("a", "block", {"ms": 1_500}, 0.1)
+        after = await pool.call_tool("a", "bare", {"entry": "Y"}, 30)  # on the new session
+        assert not after.isError
+        with pytest.raises(ServerUnavailableError):
+            await write
+        assert pool.status("a").replacements == 1
+    assert journal_lines(journal) == ["bare W", "bare Y"]
+
+
+NODE = shutil.which("node") or "node"
+
+
+def npm_server(package: str) -> str | None:
+    prefix = os.environ.get("MCP_EVERYTHING_DIR")
+    entry = Path(prefix or "/nonexistent", f"node_modules/@modelcontextprotocol/{package}")
+    return str(entry / "dist/index.js") if (entry / "dist/index.js").exists() else None
+
+
+requires_npm_servers = pytest.mark.skipif(
+    shutil.which("node") is None
+    or npm_server("server-filesystem") is None
+    or npm_server("server-memory") is None,
+    reason="needs node, @modelcontextprotocol/server-filesystem and server-memory "
+    "(npm install --prefix DIR ... with MCP_EVERYTHING_DIR=DIR)",
+)
+
+
+@requires_npm_servers
+async def test_npm_servers_writes_run_once_counted_on_disk(tmp_path):
+    """``server-filesystem`` and ``server-memory`` annotate their tools: writes are classed
+    from those annotations, run on one side when critical, and each lands once, as the files
+    on disk and the memory server's file say."""
+    root, memory = tmp_path / "root", tmp_path / "memory.jsonl"
+    root.mkdir()
+    env = {"PATH": os.environ["PATH"]}
+    cfg = parse_config(
+        {
+            "mcpServers": {
+                "fs": {"command": NODE, "args": [npm_server("server-filesystem"), str(root)]},
+                "mem": {
+                    "command": NODE,
+                    "args": [npm_server("server-memory")],
+                    "env": env | {"MEMORY_FILE_PATH": str(memory)},
+                },
+            }
+        }
+    )
+    note, moved = str(root / "note.txt"), str(root / "moved.txt")
+    entities = [
+        {"name": f"e{i}", "entityType": "thing", "observations": [f"seen {i}"]} for i in range(3)
+    ]
+    steps = [
+        [{"id": "w", "skill": "fs.write_file", "args": {"path": note, "content": "one\n"}}],
+        [
+            {
+                "id": "edit",
+                "skill": "fs.edit_file",
+                "args": {"path": note, "edits": [{"oldText": "one", "newText": "one two"}]},
+            },
+            {"id": "ents", "skill": "mem.create_entities", "args": {"entities": entities}},
+        ],
+        [
+            {"id": "mv", "skill": "fs.move_file", "args": {"source": note, "destination": moved}},
+            {
+                "id": "obs",
+                "skill": "mem.add_observations",
+                "args": {"observations": [{"entityName": "e1", "contents": ["again"]}]},
+            },
+        ],
+    ]
+    async with asyncio.timeout(120), Coordinator.open(cfg) as co:
+        reg = co.resources.registry
+        effects = {s: reg.get(s).effect for s in ("fs.write_file", "fs.edit_file", "fs.read_file")}
+        effects |= {s: reg.get(s).effect for s in ("mem.create_entities", "mem.read_graph")}
+        outs = []
+        for step in steps:
+            task = parse_task({"requests": [r | {"critical": True} for r in step]})
+            outs.append(await co.run(task))
+    assert effects == {
+        "fs.write_file": "idempotent",
+        "fs.edit_file": "write",
+        "fs.read_file": "read",
+        "mem.create_entities": "write",
+        "mem.read_graph": "read",
+    }
+    for out in outs:
+        for rid, result in out["results"].items():
+            assert result["status"] == "ok", (rid, result)
+            assert len(result["attempts"]) == 1, (rid, result)
+    assert sorted(p.name for p in root.iterdir()) == ["moved.txt"]
+    assert (root / "moved.txt").read_text() == "one two\n"
+    graph = [json.loads(line) for line in memory.read_text().splitlines() if line.strip()]
+    stored = {e["name"]: e["observations"] for e in graph if e.get("type") == "entity"}
+    assert stored == {"e0": ["seen 0"], "e1": ["seen 1", "again"], "e2": ["seen 2"]}
