@@ -441,3 +441,21 @@ async def test_npm_servers_writes_run_once_counted_on_disk(tmp_path):
     graph = [json.loads(line) for line in memory.read_text().splitlines() if line.strip()]
     stored = {e["name"]: e["observations"] for e in graph if e.get("type") == "entity"}
     assert stored == {"e0": ["seen 0"], "e1": ["seen 1", "again"], "e2": ["seen 2"]}
+
+
+@requires_sqlite
+async def test_a_thread_deleted_and_used_again_makes_its_writes(tmp_path):
+    """A thread's checkpoints are deleted (the LangGraph server's thread delete, or its
+    ``rollback`` of a run) and the thread id is used again: the new run's write is made; it is
+    not taken for the deleted run's (the same request id on the same thread id)."""
+    db = sqlite_db(tmp_path / "t.db")
+    cfg = parse_config(sqlite_config(db))
+    saver = InMemorySaver()
+    async with asyncio.timeout(90), Coordinator.open(cfg, checkpointer=saver) as co:
+        outs = []
+        for value in ("first", "second"):
+            task = parse_task({"requests": [insert("r1", value)]})
+            outs.append(await co.run(task, thread_id="t"))
+            await saver.adelete_thread("t")
+    assert rows(db) == ["first", "second"]
+    assert all(out["results"]["r1"]["status"] == "ok" for out in outs), outs
