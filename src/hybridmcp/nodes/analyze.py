@@ -9,7 +9,6 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
 from langgraph.types import Overwrite
 
 from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
@@ -17,7 +16,6 @@ from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess, json_text, plain_json
-from hybridmcp.policy.effects import WRITE
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
@@ -137,24 +135,6 @@ def _numbered(run_id: str) -> tuple[str, int]:
     return (base, int(n)) if sep and n.isdigit() else (run_id, 1)
 
 
-RUNS = ("hybridmcp", "runs")
-"""Store namespace: by a thread's first run id, the number of the last run with writes that
-started on it. A thread whose checkpoints were deleted (the LangGraph server's thread delete,
-its ``rollback`` of a run) starts again with an empty state; its runs' ids go on from this
-number, so a write of a new run never has the idempotency key of a write made before."""
-
-
-async def unused_run_id(store: BaseStore, run_id: str) -> str:
-    """``run_id``, or the next number after the last run with writes started under its base
-    id (a run cut inside this node and run again takes one more number: nothing was
-    dispatched under the one it took first)."""
-    base, n = _numbered(run_id)
-    known = await store.aget(RUNS, base)
-    n = max(n, int(known.value.get("runs", 0)) + 1 if known is not None else 1)
-    await store.aput(RUNS, base, {"runs": n})
-    return base if n == 1 else f"{base}#{n}"
-
-
 def _memory_scan(
     privacy: PrivacyPolicy,
 ) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
@@ -223,12 +203,6 @@ async def analyze(
             if key is not None:
                 requirements[key] = needs
         profiles[rid] = needs | privacy[rid]
-    if thread and any(
-        res.registry.get(str(r.get("skill"))).effect == WRITE
-        for r in state["requests"]
-        if str(r.get("id")) in profiles
-    ):  # keys no write was ever dispatched under (RUNS)
-        run_id = await unused_run_id(runtime.store or res.store, run_id)
     started_at = res.clock()  # before the LM: its time counts against the run's deadline
     coordination, events = await coordinate(res, state["requests"], profiles)
     update: dict[str, Any] = {
