@@ -461,33 +461,45 @@ async def test_a_thread_deleted_and_used_again_makes_its_writes(tmp_path):
     assert all(out["results"]["r1"]["status"] == "ok" for out in outs), outs
 
 
+def three_at_once(where: Path, runs_db: str | None = None) -> None:
+    """Three CLI processes run one task of eight writes on thread ``x`` of one database at
+    once; each write lands once in the SQLite file."""
+    from tests.integration.test_durable import cli_env
+
+    where.mkdir()
+    db = sqlite_db(where / "data.db")
+    config, task = where / "c.json", where / "t.json"
+    config.write_text(json.dumps(sqlite_config(db, timeout_ms=20_000)))
+    requests = [insert(f"r{i}", f"r{i}") for i in range(8)]
+    task.write_text(json.dumps({"requests": requests}))
+    args = ["run", str(task), "--config", str(config), "--db", runs_db or str(where / "runs.db")]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "hybridmcp.cli", *args, "--json", "--thread", "x"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=cli_env(),
+        )
+        for _ in range(3)
+    ]
+    outs = [run.communicate(timeout=180) for run in runs]
+    written = rows(db)
+    for request in requests:
+        assert written.count(request["id"]) <= 1, (written, [o[1][-500:] for o in outs])
+    assert sorted(set(written)) == sorted(r["id"] for r in requests), written
+
+
 @requires_sqlite
 def test_processes_running_one_thread_at_once_write_once(tmp_path):
     """The same task on the same thread and database, started by three CLI processes at once
     (a command run again while the first still runs): each write lands once in the SQLite
     file, whichever process makes it; the others report it made or its outcome unknown."""
-    from tests.integration.test_durable import cli_env
+    for trial in range(3):
+        three_at_once(tmp_path / f"trial{trial}")
 
-    for trial in range(2):
-        where = tmp_path / f"trial{trial}"
-        where.mkdir()
-        db = sqlite_db(where / "data.db")
-        config, task = where / "c.json", where / "t.json"
-        config.write_text(json.dumps(sqlite_config(db, timeout_ms=20_000)))
-        requests = [insert(f"r{i}", f"r{i}") for i in range(4)]
-        task.write_text(json.dumps({"requests": requests}))
-        args = ["run", str(task), "--config", str(config), "--db", str(where / "runs.db")]
-        runs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "hybridmcp.cli", *args, "--json", "--thread", "x"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=cli_env(),
-            )
-            for _ in range(3)
-        ]
-        outs = [run.communicate(timeout=180) for run in runs]
-        written = rows(db)
-        for request in requests:
-            assert written.count(request["id"]) <= 1, (written, [o[1][-500:] for o in outs])
-        assert sorted(set(written)) == sorted(r["id"] for r in requests), written
+
+@requires_sqlite
+def test_processes_running_one_thread_at_once_write_once_on_postgres(pg_url, tmp_path):
+    """As above, the runs' database on PostgreSQL (the dispatch claimed under an advisory
+    lock)."""
+    three_at_once(tmp_path / "pg", pg_url)
