@@ -68,14 +68,23 @@ async def test_each_run_on_a_thread_makes_its_own_writes(tmp_path):
         runs: list[tuple[str, list[str]]] = []
         for value in ("first", "second", "second"):  # asked twice: written twice
             task = parse_task({"requests": [insert("r1", value)]})
-            outs.append(
-                await co.graph.ainvoke(
-                    co.graph_input(task),
-                    co.run_config("one-thread"),
-                    context=co._context(),
-                    durability="sync",
-                )
-            )
+            progress = []
+            async for mode, chunk in co.graph.astream(  # as the server streams a run
+                co.graph_input(task),
+                co.run_config("one-thread"),
+                stream_mode=["custom", "values"],
+                context=co._context(),
+                durability="sync",
+            ):
+                if mode == "custom":
+                    progress.append(chunk)
+                else:
+                    last = chunk
+            outs.append(last)
+            finished = [
+                p for p in progress if p["type"] == "attempt" and p.get("status") == "finished"
+            ]
+            assert len(finished) == 1, progress  # this run's one attempt, reported once
             state = (await co.graph.aget_state(co.run_config("one-thread"))).values
             runs.append((state["run_id"], [a["idempotency_key"] for a in state["attempts"]]))
     assert rows(db) == ["first", "second", "second"]
