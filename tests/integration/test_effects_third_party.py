@@ -512,3 +512,33 @@ def test_processes_running_one_thread_at_once_write_once_on_postgres(pg_url, tmp
     """As above, the runs' database on PostgreSQL (the dispatch claimed under an advisory
     lock)."""
     three_at_once(tmp_path / "pg", pg_url)
+
+
+@requires_sqlite
+async def test_runs_on_one_server_thread_each_make_their_writes(tmp_path):
+    """On ``langgraph dev``: three runs on one thread (the same write asked twice among them),
+    then the thread deleted and made again under its id, and one more run. Every write is made
+    once per run that asked it, counted in the SQLite file."""
+    from langgraph_sdk import get_client
+
+    from tests.integration.test_server import serve
+
+    db = sqlite_db(tmp_path / "t.db")
+    config = tmp_path / "sqlite.json"
+    config.write_text(json.dumps(sqlite_config(db)))
+    with serve(tmp_path / "server.log", HYBRIDMCP_CONFIG=str(config)) as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(120):
+            thread = (await client.threads.create())["thread_id"]
+            outs = []
+            for value in ("first", "second", "second"):
+                task = {"requests": [insert("r1", value)]}
+                outs.append(await client.runs.wait(thread, "hybridmcp", input=task))
+            await client.threads.delete(thread)
+            await client.threads.create(thread_id=thread)
+            task = {"requests": [insert("r1", "after delete")]}
+            outs.append(await client.runs.wait(thread, "hybridmcp", input=task))
+    assert rows(db) == ["first", "second", "second", "after delete"]
+    for out in outs:
+        result = out["results"]["r1"]
+        assert result["status"] == "ok" and len(result["attempts"]) == 1, result
