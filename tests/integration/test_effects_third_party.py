@@ -27,6 +27,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.capabilities.mcp_pool import resolve_command
 from hybridmcp.config import parse_config
+from hybridmcp.stats_store import all_stats
 from hybridmcp.testing.harness import child_processes
 
 pytestmark = pytest.mark.integration
@@ -87,6 +88,8 @@ async def test_each_run_on_a_thread_makes_its_own_writes(tmp_path):
             assert len(finished) == 1, progress  # this run's one attempt, reported once
             state = (await co.graph.aget_state(co.run_config("one-thread"))).values
             runs.append((state["run_id"], [a["idempotency_key"] for a in state["attempts"]]))
+        learned = {s.provider: s.calls for s in await all_stats(co.store)}
+    assert learned["mcp:sqlite/write_query"] == 3  # each run learns its own call, once
     assert rows(db) == ["first", "second", "second"]
     for out in outs:
         result = out["results"]["r1"]
