@@ -88,8 +88,9 @@ _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
-DISPATCH_LOCK = ("hybridmcp.dispatched", "")
-"""What :func:`_claim` locks besides the call's own key (on SQLite one file lock serves all)."""
+DISPATCH_LOCK = "hybridmcp.dispatched"
+"""What :func:`_claim` locks a call's key under (PostgreSQL: an advisory lock per key; SQLite:
+the one file lock beside the database)."""
 
 
 def _run_left_s(item: WorkItem, now: float) -> float | None:
@@ -590,7 +591,7 @@ async def _claim(
     gone, and the call is made."""
     key = item["idempotency_key"]
     where = journal.where()
-    async with stats_lock(store, [DISPATCH_LOCK, (key, "")], res.learn_lock, res.store_files):
+    async with stats_lock(store, [(DISPATCH_LOCK, key)], res.learn_lock, res.store_files):
         prior = await store.aget(DISPATCHED, key)
         if prior is not None and not await journal.gone(prior.value.get("checkpoint")):
             return prior
