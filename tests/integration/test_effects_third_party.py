@@ -545,3 +545,38 @@ async def test_runs_on_one_server_thread_each_make_their_writes(tmp_path):
     for out in outs:
         result = out["results"]["r1"]
         assert result["status"] == "ok" and len(result["attempts"]) == 1, result
+
+
+@requires_sqlite
+async def test_writes_of_threads_whose_ids_run_together_are_each_made(tmp_path):
+    """Thread ``tenant1`` asks request ``order:42``, thread ``tenant1:order`` request ``42``:
+    joined with colons their calls read alike, and they are two writes all the same."""
+    db = sqlite_db(tmp_path / "t.db")
+    cfg = parse_config(sqlite_config(db))
+    async with asyncio.timeout(60), Coordinator.open(cfg, checkpointer=InMemorySaver()) as co:
+        first = await co.run(
+            parse_task({"requests": [insert("order:42", "tenant")]}), thread_id="tenant1"
+        )
+        second = await co.run(
+            parse_task({"requests": [insert("42", "order")]}), thread_id="tenant1:order"
+        )
+    assert rows(db) == ["tenant", "order"]
+    assert first["results"]["order:42"]["status"] == "ok"
+    assert second["results"]["42"]["status"] == "ok", second["results"]
+
+
+@requires_sqlite
+async def test_a_dispatch_recorded_under_the_idempotency_key_is_still_honoured(tmp_path):
+    """A write in flight when a run stopped, recorded the way earlier versions did (under its
+    idempotency key): resumed on this version, it is not made again."""
+    from hybridmcp.nodes.execute import DISPATCHED
+
+    db = sqlite_db(tmp_path / "t.db")
+    cfg = parse_config(sqlite_config(db))
+    async with asyncio.timeout(60), Coordinator.open(cfg, checkpointer=InMemorySaver()) as co:
+        key = "t:r1:mcp:sqlite/write_query:1"
+        await co.store.aput(DISPATCHED, key, {"state": "dispatched", "at": 0.0})
+        out = await co.run(parse_task({"requests": [insert("r1", "again")]}), thread_id="t")
+    assert rows(db) == []
+    result = out["results"]["r1"]
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -87,7 +88,8 @@ _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answer
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
-"""Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
+"""Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
+redo)."""
 DISPATCH_LOCK = "hybridmcp.dispatched"
 """What :func:`_claim` locks a call's key under (PostgreSQL: an advisory lock per key; SQLite:
 the one file lock beside the database)."""
@@ -579,6 +581,27 @@ def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 
+def dispatch_key(item: WorkItem) -> str:
+    """A write's key in the store: its run, request, provider and round as a JSON array, which
+    no two calls share (the idempotency key joins them with colons, so thread ``t`` asking
+    request ``a:b`` and thread ``t:a`` asking ``b`` read alike there)."""
+    call = [item["run_id"], item["request_id"], item["provider"], item["round"]]
+    return json.dumps(call, separators=(",", ":"), ensure_ascii=False)
+
+
+def _earlier_form(prior: Item | None, item: WorkItem) -> Item | None:
+    """A record kept under the idempotency key (how a dispatch was recorded before
+    :func:`dispatch_key`): this call's when its attempt says so; one still without an attempt
+    is taken as this call's (a write in flight when the run stopped is not repeated)."""
+    if prior is None:
+        return None
+    attempt = prior.value.get("attempt")
+    if attempt is None:
+        return prior
+    mine = (item["request_id"], item["provider"], item["round"])
+    return prior if (attempt["request_id"], attempt["provider"], attempt["round"]) == mine else None
+
+
 async def _claim(
     item: WorkItem, res: Resources, store: BaseStore, journal: CallJournal
 ) -> Item | None:
@@ -589,10 +612,15 @@ async def _claim(
     both find it free. A record left by a thread whose checkpoints have since been deleted (a
     thread deleted and used again, a run rolled back) is not this thread's: its checkpoint is
     gone, and the call is made."""
-    key = item["idempotency_key"]
+    key = dispatch_key(item)
     where = journal.where()
+    refresh = (store.ttl_config or {}).get("refresh_on_read", True)  # as ``aget`` does
     async with stats_lock(store, [(DISPATCH_LOCK, key)], res.learn_lock, res.store_files):
-        prior = await store.aget(DISPATCHED, key)
+        found = await store.abatch(
+            [GetOp(DISPATCHED, key, refresh), GetOp(DISPATCHED, item["idempotency_key"], refresh)]
+        )
+        prior = found[0] if isinstance(found[0], Item) else None
+        prior = prior or _earlier_form(found[1] if isinstance(found[1], Item) else None, item)
         if prior is not None and not await journal.gone(prior.value.get("checkpoint")):
             return prior
         record = {"state": "dispatched", "at": res.clock()}
@@ -607,7 +635,7 @@ async def _once(
     store before the call (:func:`_claim`), its attempt after. A resumed run that finds the
     dispatch without its attempt does not call again: the outcome is unknown (the server may
     have written)."""
-    key = item["idempotency_key"]
+    key = dispatch_key(item)
     prior = await _claim(item, res, store, journal)
     if prior is not None and prior.value.get("attempt"):
         return _update([prior.value["attempt"] | {"replayed": True}], [])
