@@ -128,6 +128,20 @@ class CallJournal:
         finished = await _StepWrites.read(saver, config)
         return cls(saver, config, f"{info.task_id}:", finished.setdefault(info.task_id, {}))
 
+    def where(self) -> dict[str, Any] | None:
+        """The checkpoint this batch runs from (thread, namespace, id), or None without one."""
+        if self.config is None:
+            return None
+        return dict(self.config["configurable"])
+
+    async def gone(self, where: dict[str, Any] | None) -> bool:
+        """Is the checkpoint ``where`` (from :meth:`where`, maybe of an earlier run) no longer
+        saved? Its thread was deleted, or the run rolled back. False when not known: no
+        checkpointer here, or none given."""
+        if self.saver is None or not where:
+            return False
+        return await self.saver.aget_tuple({"configurable": where}) is None
+
     async def record(self, key: str, update: dict[str, Any]) -> None:
         """Save one finished call's state update (a no-op without a checkpointer)."""
         if self.saver is None or self.config is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from langgraph.graph import END
 from langgraph.runtime import Runtime
-from langgraph.types import Command, RunnableConfig
+from langgraph.types import Command, Overwrite, RunnableConfig
 
 from hybridmcp.progress import observed
 
@@ -43,27 +43,44 @@ def reducers(schema: type) -> dict[str, Reducer]:
 def fold(state: Mapping[str, Any], update: Mapping[str, Any], by: Mapping[str, Reducer]) -> dict:
     """The state as the next node would read it after ``update``: a key with a reducer takes
     ``reducer(old, new)`` (LangGraph starts an unset one from the new value), any other key is
-    replaced."""
+    replaced; an :class:`Overwrite` replaces a key with a reducer too."""
     out = dict(state)
-    _apply(out, update, by)
+    _apply(out, update, by, keep_overwrite=False)
     return out
 
 
 def combine(updates: Sequence[Mapping[str, Any]], by: Mapping[str, Reducer]) -> dict[str, Any]:
     """One update with the effect of ``updates`` applied one after another: a key with a
     reducer gets the reduced values (the state's reducers are associative: list concatenation
-    and per-key merge), any other key the last value written."""
+    and per-key merge), any other key the last value written. A key an :class:`Overwrite`
+    replaced stays one, with the later values reduced into it."""
     out: dict[str, Any] = {}
     for update in updates:
-        _apply(out, update, by)
+        _apply(out, update, by, keep_overwrite=True)
     return out
 
 
-def _apply(out: dict[str, Any], update: Mapping[str, Any], by: Mapping[str, Reducer]) -> None:
-    """``update`` written into ``out`` in place, as :func:`fold` says."""
+def _apply(
+    out: dict[str, Any],
+    update: Mapping[str, Any],
+    by: Mapping[str, Reducer],
+    *,
+    keep_overwrite: bool,
+) -> None:
+    """``update`` written into ``out`` in place, as :func:`fold` (``keep_overwrite`` off) or
+    :func:`combine` says."""
     for key, value in update.items():
         reducer = by.get(key)
-        out[key] = reducer(out[key], value) if reducer and key in out else value
+        if isinstance(value, Overwrite):
+            out[key] = value if keep_overwrite else value.value
+        elif reducer and key in out:
+            old = out[key]
+            if isinstance(old, Overwrite):
+                out[key] = Overwrite(reducer(old.value, value))
+            else:
+                out[key] = reducer(old, value)
+        else:
+            out[key] = value
 
 
 def _call(fn: Phase) -> Callable[[Any, Runtime[Any], RunnableConfig], Awaitable[Any]]:

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec
 
 from langgraph.config import get_stream_writer
-from langgraph.types import Command
+from langgraph.types import Command, Overwrite
 
 from hybridmcp.callcontext import apart_from_step_in
 from hybridmcp.events import EventCode
@@ -80,19 +80,28 @@ def _attempt_event(item: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "attempt", **{k: item.get(k) for k in ATTEMPT_KEYS}, **extra}
 
 
+def _written(update: dict[str, Any], key: str) -> Any:
+    """What a node's update adds to a list key (the list an ``Overwrite`` replaces it with:
+    a run that follows an earlier one on its thread)."""
+    value = update.get(key)
+    if isinstance(value, Overwrite):
+        value = value.value
+    return value or ()
+
+
 def _finished_events(update: Any) -> list[dict[str, Any]]:
     """Progress events read from a node's state update."""
     if not isinstance(update, dict):
         return []
     out: list[dict[str, Any]] = []
-    for a in update.get("attempts") or []:
+    for a in _written(update, "attempts"):
         out.append(
             _attempt_event(
                 a, status="finished", ok=a.get("ok"), latency_ms=a.get("latency_ms"),
                 error=a.get("error"),
             )
         )  # fmt: skip
-    for e in update.get("events") or []:
+    for e in _written(update, "events"):
         code = e.get("code")
         if code == EventCode.REALLOCATION:
             out.append({"type": "reallocation", **{k: e.get(k) for k in _REALLOCATION_KEYS}})

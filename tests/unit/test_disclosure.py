@@ -108,6 +108,23 @@ def test_declared_sensitivity_cannot_be_redacted_away() -> None:
     assert "cannot be redacted away" in plan.decisions[0]["reason"]
 
 
+@pytest.mark.parametrize("effect", ["write", "idempotent"])
+def test_a_provider_that_writes_is_never_sent_pseudonyms(effect: str) -> None:
+    """It would keep them, and nothing restores a stored pseudonym: under ``redact`` it is not
+    a candidate, and the gate refuses the call; a reader is still sent pseudonyms."""
+    policy = {"default": "redact", "skills": {}, "servers": {}}
+    writer = ProviderView("mcp:pub/w", "external", "pub", "public", effect)
+    reader = ProviderView("mcp:pub/r", "external", "pub", "public", "read")
+    plan = plan_disclosure("x", _profile("confidential"), [writer, reader], policy)
+    assert plan.redacting == {"mcp:pub/r"}
+    actions = {d["provider"]: (d["action"], d["reason"]) for d in plan.decisions}
+    assert actions["mcp:pub/w"][0] == "route_internal" and "writes" in actions["mcp:pub/w"][1]
+    conf, pub = Sensitivity.confidential, Sensitivity.public
+    kw = {"detected": conf, "declared": pub, "clearance": pub, "action": "redact"}
+    assert release(**kw, effect=effect).action == "refuse"
+    assert release(**kw, effect="read").action == "redact"
+
+
 def test_release_at_call_time() -> None:
     pub, conf, res = Sensitivity.public, Sensitivity.confidential, Sensitivity.restricted
     assert release(detected=pub, declared=pub, clearance=pub, action="refuse").action == "allow"

@@ -30,6 +30,11 @@ def tool(name="t", **hints):
         ({}, False, "write"),  # says nothing
         ({}, True, "read"),  # says nothing, on a server marked read_only
         ({"title": "T"}, False, "write"),  # a title is not a hint
+        # contradictory: read-only and destructive; the safe reading is a write
+        ({"readOnlyHint": True, "destructiveHint": True}, False, "write"),
+        ({"readOnlyHint": True, "destructiveHint": True}, True, "write"),
+        ({"readOnlyHint": True, "destructiveHint": False}, False, "read"),
+        ({"openWorldHint": True}, False, "write"),  # says nothing of what it changes
     ],
 )
 def test_tool_effect_from_annotations(hints, read_only, effect):

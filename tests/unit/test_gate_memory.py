@@ -15,28 +15,31 @@ ACTIONS = ["route_internal", "redact", "refuse", "allow", ""]
 
 def test_remembered_verdicts_are_releases_verdicts() -> None:
     policy = ScanningPolicy()
-    combos = list(itertools.product(LEVELS, LEVELS, LEVELS, ACTIONS, [False, True]))
+    effects = ["read", "idempotent", "write"]
+    combos = list(itertools.product(LEVELS, LEVELS, LEVELS, ACTIONS, [False, True], effects))
     for _ in range(2):  # first asked, then remembered
-        for detected, declared, clearance, action, oversized in combos:
+        for detected, declared, clearance, action, oversized, effect in combos:
             expected = release(
                 detected=detected,
                 declared=declared,
                 clearance=clearance,
                 action=action,
                 oversized=oversized,
+                effect=effect,
             )
-            assert policy._release(detected, declared, clearance, action, oversized) == expected
+            got = policy._release(detected, declared, clearance, action, oversized, effect)
+            assert got == expected
 
 
 def test_a_plain_string_is_never_taken_for_a_level() -> None:
     policy = ScanningPolicy()
     levels = list(itertools.product(LEVELS, LEVELS, LEVELS))
     for detected, declared, clearance in levels:
-        policy._release(detected, declared, clearance, "redact", False)
+        policy._release(detected, declared, clearance, "redact", False, "read")
     differ = 0
     for detected, declared, clearance in levels:  # equal to the levels, compared as strings
         plain = (str(detected), str(declared), str(clearance))
-        got = policy._release(*plain, "redact", False)  # type: ignore[arg-type]
+        got = policy._release(*plain, "redact", False, "read")  # type: ignore[arg-type]
         expected = release(
             detected=plain[0],  # type: ignore[arg-type]
             declared=plain[1],  # type: ignore[arg-type]

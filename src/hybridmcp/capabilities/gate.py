@@ -130,15 +130,18 @@ class ScanningPolicy:
         clearance: scanner.Sensitivity,
         action: str,
         oversized: bool,
+        effect: str,
     ) -> Release:
-        """:func:`release`, remembered: a pure function of these five (levels, the policy's
-        action, a flag), whose verdict is frozen, so the same five get the same verdict."""
+        """:func:`release`, remembered: a pure function of these six (levels, the policy's
+        action, a flag, the provider's effect class), whose verdict is frozen, so the same six
+        get the same verdict."""
         exact = (
             type(detected) is type(declared) is type(clearance) is scanner.Sensitivity
             and type(action) is str
             and type(oversized) is bool
+            and type(effect) is str
         )  # (a plain string equal to a level is not the level: never looked up)
-        key = (detected, declared, clearance, action, oversized)
+        key = (detected, declared, clearance, action, oversized, effect)
         known = self._releases.get(key) if exact else None
         if known is None:
             known = release(
@@ -147,6 +150,7 @@ class ScanningPolicy:
                 clearance=clearance,
                 action=action,
                 oversized=oversized,
+                effect=effect,
             )
             if exact and len(self._releases) < RELEASES_KEPT:
                 self._releases[key] = known
@@ -183,6 +187,7 @@ class ScanningPolicy:
             clearance,
             action,
             oversized and cfg.enabled,
+            provider.effect,
         )
         if verdict.action != "redact":
             return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)

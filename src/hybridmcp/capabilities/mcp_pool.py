@@ -467,12 +467,27 @@ class _ServerSession:
             self._retired.add(owner)
             owner.add_done_callback(self._retired.discard)
 
-    def _broken(self, why: str, session: ClientSession | None = None) -> None:
+    def _broken(
+        self, why: str, session: ClientSession | None = None, *, but: _Call | None = None
+    ) -> None:
         """Retire a broken session and start its replacement now, so the next call finds it
         open (or opening). ``session``: the one the failure was seen on; a failure seen on a
-        session already replaced changes nothing."""
+        session already replaced changes nothing. The calls in flight on it fail now, their
+        answers can no longer arrive; ``but`` the one that saw the failure (it settles itself:
+        with its own error, or sent again on the new session when its request never left)."""
         if session is not None and session is not self._session:
             return
+        retired = self._session
+        if retired is not None:
+            for call in [c for c in self._in_flight if c.session is retired and c is not but]:
+                where = f"{self.name}/{call.tool}"
+                _settle(
+                    call,
+                    ServerUnavailableError(
+                        f"{where}: the connection closed mid-call (the session was replaced: "
+                        f"{why}); the server may have acted on it"
+                    ),
+                )
         if self._owner is not None:
             self.status.replacements += 1
             log.warning(
@@ -701,7 +716,7 @@ class _ServerSession:
                     )
                 except _SESSION_GONE as err:
                     # Nothing reached the server: safe to send again on a fresh session.
-                    self._broken(f"session closed: {_describe(err)}", session)
+                    self._broken(f"session closed: {_describe(err)}", session, but=call)
                     if attempt == 2 or call.outcome.done():
                         raise ServerUnavailableError(
                             f"{where}: the session closed and re-opening did not help"
@@ -744,7 +759,9 @@ class _ServerSession:
             return ProviderError(f"{where} failed: {_describe(err)}")
         code = err.error.code
         if code == CONNECTION_CLOSED:
-            self._broken(f"connection closed during {where}", call.session if call else None)
+            self._broken(
+                f"connection closed during {where}", call.session if call else None, but=call
+            )
             if why := refused_mid_call(self.auth):  # a step-up only a login can give
                 return ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}")
             return ServerUnavailableError(

@@ -9,6 +9,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
 from hybridmcp.config import PrivacySettings
@@ -99,6 +100,41 @@ def _scan_all(
     return out
 
 
+RUN_RECORDS = {
+    "results": dict,
+    "conflicts": list,
+    "events": list,
+    "errors": dict,
+    "profiles": dict,
+    "allocations": dict,
+    "attempts": list,
+    "settled": list,
+}
+"""The state a run adds to through reducers: what a later run on the same thread starts
+without."""
+
+
+def run_identity(state: State, thread: Any) -> tuple[str, bool]:
+    """The run's id, and whether it follows an earlier run on the same thread.
+
+    A thread takes run after run (the LangGraph server, Studio): each new input starts a new
+    run, and this node runs once per run (a resumed run goes on from its checkpoint; one cut
+    inside this node runs it again, before anything was dispatched). The first run's id is
+    the thread's; a later one's is the earlier id with ``#<n>`` after it, so its idempotency
+    keys are its own: a write asked again is a new call, never the earlier run's result."""
+    earlier = state.get("run_id")
+    if not earlier or not any(state.get(key) for key in RUN_RECORDS):
+        return earlier or (str(thread) if thread else uuid.uuid4().hex), False
+    base, n = _numbered(earlier)
+    return f"{base}#{n + 1}", True
+
+
+def _numbered(run_id: str) -> tuple[str, int]:
+    """``thread#3`` is run 3 of ``thread``; ``thread`` its run 1."""
+    base, sep, n = run_id.rpartition("#")
+    return (base, int(n)) if sep and n.isdigit() else (run_id, 1)
+
+
 def _memory_scan(
     privacy: PrivacyPolicy,
 ) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
@@ -114,7 +150,7 @@ async def analyze(
 ) -> dict[str, Any]:
     res = await resources_for(runtime.context)
     thread = (config.get("configurable") or {}).get("thread_id")
-    run_id = state.get("run_id") or (str(thread) if thread else uuid.uuid4().hex)
+    run_id, again = run_identity(state, thread)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     inline = _inline_sizes(state["requests"], res.config.privacy)
@@ -169,7 +205,7 @@ async def analyze(
         profiles[rid] = needs | privacy[rid]
     started_at = res.clock()  # before the LM: its time counts against the run's deadline
     coordination, events = await coordinate(res, state["requests"], profiles)
-    return {
+    update: dict[str, Any] = {
         "run_id": run_id,
         "started_at": started_at,
         "profiles": profiles,
@@ -178,3 +214,6 @@ async def analyze(
         "events": events,
         **({"coordination": coordination} if coordination else {}),
     }
+    if again:  # what the earlier run on the thread recorded is not this run's
+        update |= {key: Overwrite(update.get(key) or empty()) for key, empty in RUN_RECORDS.items()}
+    return update

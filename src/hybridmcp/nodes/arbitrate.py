@@ -257,7 +257,10 @@ class _Arbiter:
             plan = self.plans[key] = plan_disclosure(
                 skill.name,
                 profile,
-                [ProviderView(p.id, p.side, p.server, p.clearance) for p in skill.providers],
+                [
+                    ProviderView(p.id, p.side, p.server, p.clearance, p.effect)
+                    for p in skill.providers
+                ],
                 self.policy,
             )
         if not plan.decisions:

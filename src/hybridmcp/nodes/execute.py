@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -68,6 +69,7 @@ from hybridmcp.policy.hedging import HealthWatch
 from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import Batch, WorkItem
+from hybridmcp.stats_store import stats_lock
 
 SUSPECT = "suspect"
 """Hedge reason: the provider's last judged call was degraded."""
@@ -86,7 +88,11 @@ _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answer
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
-"""Store namespace of write calls dispatched, by idempotency key (what a resume may not redo)."""
+"""Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
+redo)."""
+DISPATCH_LOCK = "hybridmcp.dispatched"
+"""What :func:`_claim` locks a call's key under (PostgreSQL: an advisory lock per key; SQLite:
+the one file lock beside the database)."""
 
 
 def _run_left_s(item: WorkItem, now: float) -> float | None:
@@ -575,23 +581,73 @@ def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict
     return [t.to_event() for p in sorted(providers) for t in take(p)]
 
 
-async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, Any]:
+def dispatch_key(item: WorkItem) -> str:
+    """A write's key in the store: its run, request, provider and round as a JSON array, which
+    no two calls share (the idempotency key joins them with colons, so thread ``t`` asking
+    request ``a:b`` and thread ``t:a`` asking ``b`` read alike there)."""
+    call = [item["run_id"], item["request_id"], item["provider"], item["round"]]
+    return json.dumps(call, separators=(",", ":"), ensure_ascii=False)
+
+
+def _earlier_form(prior: Item | None, item: WorkItem) -> Item | None:
+    """A record kept under the idempotency key (how a dispatch was recorded before
+    :func:`dispatch_key`): this call's when its attempt says so; one still without an attempt
+    is taken as this call's (a write in flight when the run stopped is not repeated)."""
+    if prior is None:
+        return None
+    attempt = prior.value.get("attempt")
+    if attempt is None:
+        return prior
+    mine = (item["request_id"], item["provider"], item["round"])
+    return prior if (attempt["request_id"], attempt["provider"], attempt["round"]) == mine else None
+
+
+async def _claim(
+    item: WorkItem, res: Resources, store: BaseStore, journal: CallJournal
+) -> Item | None:
+    """Take the write's dispatch, or find it taken: the record of an earlier dispatch of the
+    same call (a resumed run; another process running the same thread at the same time), or
+    None once this run has recorded its own. Read and recorded under the lock every process
+    on the store respects (:func:`hybridmcp.stats_store.stats_lock`), so two processes never
+    both find it free. A record left by a thread whose checkpoints have since been deleted (a
+    thread deleted and used again, a run rolled back) is not this thread's: its checkpoint is
+    gone, and the call is made."""
+    key = dispatch_key(item)
+    where = journal.where()
+    refresh = (store.ttl_config or {}).get("refresh_on_read", True)  # as ``aget`` does
+    async with stats_lock(store, [(DISPATCH_LOCK, key)], res.learn_lock, res.store_files):
+        found = await store.abatch(
+            [GetOp(DISPATCHED, key, refresh), GetOp(DISPATCHED, item["idempotency_key"], refresh)]
+        )
+        prior = found[0] if isinstance(found[0], Item) else None
+        prior = prior or _earlier_form(found[1] if isinstance(found[1], Item) else None, item)
+        if prior is not None and not await journal.gone(prior.value.get("checkpoint")):
+            return prior
+        record = {"state": "dispatched", "at": res.clock()}
+        await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
+    return None
+
+
+async def _once(
+    item: WorkItem, res: Resources, store: BaseStore, journal: CallJournal
+) -> dict[str, Any]:
     """A write runs once, even across a resume (invariant 9): its dispatch is recorded in the
-    store before the call, its attempt after. A resumed run that finds the dispatch without
-    its attempt does not call again: the outcome is unknown (the server may have written)."""
-    key = item["idempotency_key"]
-    prior = await store.aget(DISPATCHED, key)
+    store before the call (:func:`_claim`), its attempt after. A resumed run that finds the
+    dispatch without its attempt does not call again: the outcome is unknown (the server may
+    have written)."""
+    key = dispatch_key(item)
+    prior = await _claim(item, res, store, journal)
     if prior is not None and prior.value.get("attempt"):
         return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
         timing = CallTiming()
         error = (
             f"{OUTCOME_UNKNOWN}: an earlier run of this thread dispatched this write and "
-            "stopped before its outcome was recorded; not repeated (write effect)"
+            "stopped before its outcome was recorded, or another process runs it now; not "
+            "repeated (write effect)"
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
         return _update([attempt | {"sent": True, "replayed": True}], [])
-    await store.aput(DISPATCHED, key, {"state": "dispatched", "at": res.clock()})
     try:
         update = await _serve(item, res)
     except ElicitationRequired:
@@ -600,19 +656,25 @@ async def _once(item: WorkItem, res: Resources, store: BaseStore) -> dict[str, A
         await store.adelete(DISPATCHED, key)
         raise
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
-    await store.aput(DISPATCHED, key, {"state": "done", "attempt": primary})
+    record = {"state": "done", "attempt": primary}
+    where = journal.where()
+    await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
     return update
 
 
 async def _work(
-    item: WorkItem, res: Resources, store: BaseStore, answers: Sequence[Any] = ()
+    item: WorkItem,
+    res: Resources,
+    store: BaseStore,
+    journal: CallJournal,
+    answers: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """One attempt; ``answers``: a person's answers to the questions its server asked so far
     (elicitation ``ask``, see :func:`_batch`)."""
     token = _ANSWERS.set(tuple(answers))
     try:
         if res.registry.provider(item["provider"]).effect == WRITE:
-            return await _once(item, res, store)
+            return await _once(item, res, store, journal)
         return await _serve(item, res)
     finally:
         _ANSWERS.reset(token)
@@ -698,7 +760,7 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         if update is None:
             attempt_started(item)
             try:
-                update = await _work(item, res, store, answers.get(key, ()))
+                update = await _work(item, res, store, journal, answers.get(key, ()))
             except ElicitationRequired as need:  # asked at the end, in the order asked
                 asked = questions.setdefault(key, [])
                 asked.append(_question(item, need.question, time.time_ns()))

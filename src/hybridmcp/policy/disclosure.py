@@ -134,6 +134,9 @@ class ProviderView:
     side: str
     server: str | None
     clearance: str | Sensitivity
+    effect: str = "read"
+    """Its effect class: one that is not ``read`` keeps what it is sent, so it is never sent
+    pseudonyms (nothing could restore them where they are stored)."""
 
 
 @dataclass
@@ -179,6 +182,9 @@ def plan_disclosure(
                 "the clearance and cannot be redacted away: not a candidate"
             )
             action = "route_internal"
+        elif action == "redact" and p.effect != "read":
+            reason = f"{what}; policy redact, but {STORES.format(effect=p.effect)}: not a candidate"
+            action = "route_internal"
         elif action == "redact":
             plan.redacting.add(p.id)
             reason = f"{what}; policy redact: it receives pseudonyms, restored in its answer"
@@ -191,6 +197,10 @@ def plan_disclosure(
             {"provider": p.id, "server": p.server, "action": action, "reason": reason}
         )
     return plan
+
+
+STORES = "it writes (effect {effect}): the server would keep the pseudonyms, which nothing restores"
+"""Why a provider that writes is never sent redacted arguments."""
 
 
 @dataclass(frozen=True)
@@ -208,17 +218,21 @@ def release(
     clearance: Sensitivity,
     action: str,
     oversized: bool = False,
+    effect: str = "read",
 ) -> Release:
     """At call time, may these arguments go to a provider with this clearance, and how?
 
     ``detected`` is the scan of the arguments actually about to be sent; ``declared`` the
-    request's declared level (redaction cannot lower it)."""
+    request's declared level (redaction cannot lower it); ``effect`` the provider's effect
+    class (one that writes is never sent pseudonyms)."""
     if oversized:
         return Release("refuse", "arguments too large to scan: refused (fail closed)")
     effective = max(detected, declared)
     if effective <= clearance:
         return Release("allow", f"{effective} data within clearance {clearance}")
     what = f"{effective} data above clearance {clearance}"
+    if action == "redact" and effect != "read":
+        return Release("refuse", f"{what}: policy redact, but {STORES.format(effect=effect)}")
     if action == "redact" and declared <= clearance:
         return Release("redact", f"{what}: policy redact")
     if action == "redact":

@@ -4,9 +4,10 @@ Every provider is ``read``, ``idempotent`` or ``write``:
 
 - from config first: the provider's ``effect:``, else its skill's;
 - an internal provider that declares nothing is ``read`` (the built-in skills are);
-- an MCP tool by its annotations: ``readOnlyHint: true`` is ``read``; else ``idempotentHint:
-  true`` is ``idempotent``; else (a hint given, as MCP's defaults read: not read-only,
-  destructive, not idempotent) ``write``;
+- an MCP tool by its annotations: ``readOnlyHint: true`` is ``read`` (unless it also says
+  ``destructiveHint: true``: a tool that contradicts itself is a ``write``); else
+  ``idempotentHint: true`` is ``idempotent``; else (a hint given, as MCP's defaults read: not
+  read-only, destructive, not idempotent) ``write``;
 - an MCP tool whose annotations say nothing: ``read`` on a server marked ``read_only: true``,
   else ``write``.
 
@@ -44,7 +45,9 @@ def tool_effect(tool: Tool | None, *, server_read_only: bool = False) -> Effect:
         return READ if server_read_only else WRITE
     assert hints is not None
     if hints.readOnlyHint:
-        return READ
+        # Read-only and destructive at once: MCP says the second counts only when the first is
+        # false, but a server that says both may mean either; the one that cannot write twice.
+        return WRITE if hints.destructiveHint else READ
     if hints.idempotentHint:
         return IDEMPOTENT
     return WRITE
