@@ -1,6 +1,8 @@
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridmcp.capabilities import builtin
 from hybridmcp.errors import ProviderError, RequestError
@@ -98,3 +100,30 @@ def test_time_skills_run_inline_only_once_their_zones_are_loaded():
     builtin.convert_time(**args)
     assert builtin.convert_time.inline_when(**args)
     assert not builtin.current_time.inline_when(timezone=123)
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Привет мир, как дела?", 4),
+        ("Καλημέρα κόσμε", 2),
+        ("नमस्ते दुनिया", 2),
+        ("日本語 テキスト 🚀", 2),
+        ("héllo wörld it's", 3),
+        ("snake_case x", 3),
+    ],
+)
+def test_text_stats_counts_words_in_any_script(text, words):
+    s = builtin.text_stats(text)
+    assert s["words"] == words
+    assert all(w in text.lower() for w in s["top_words"])
+
+
+@given(st.lists(st.text(st.characters(categories=["Lu", "Ll", "Lo"]), min_size=1), max_size=8))
+def test_text_stats_counts_every_space_separated_word(tokens):
+    assert builtin.text_stats(" ".join(tokens))["words"] == len(tokens)
+
+
+def test_summary_ranks_sentences_in_any_script():
+    text = "Кошки мурлычут. Кошки спят. Собаки лают на кошек! Птицы поют."
+    assert builtin.summarize(text, max_sentences=1)["summary"] == "Кошки мурлычут."

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
+
 from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
@@ -212,7 +214,8 @@ def calculate(expression: str) -> dict[str, Any]:
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
+# Words: runs of letters (with their combining marks), digits and apostrophes, in any script.
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}']+")
 _STOPWORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was "
     "were will with which who their there they them than then these those not but can".split()
