@@ -122,8 +122,13 @@ def configure_logging(verbose: bool = False, log_file: str | None = None) -> Non
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _text(value: Any, width: int = 60) -> str:
+    """A value cut to ``width``, as console markup that shows it as the text it is."""
+    return escape(_short(value, width))
 
 
 def report(out: dict[str, Any]) -> dict[str, Any]:
@@ -167,14 +172,14 @@ def render(data: dict[str, Any], console: Console) -> None:
     for r in data["results"]:
         agree = {True: "yes", False: "[red]CONFLICT[/red]", None: "-"}[r["agreement"]]
         if r["error"]:
-            value = f"[red]{_short(r['error'], 160)}[/red]"
+            value = f"[red]{_text(r['error'], 160)}[/red]"
         elif r.get("status") == "unresolved":
-            value = f"[red]UNRESOLVED[/red] {_short(r.get('values'), 120)}"
+            value = f"[red]UNRESOLVED[/red] {_text(r.get('values'), 120)}"
         else:
-            value = _short(r["value"], 120)
+            value = _text(r["value"], 120)
         served = r.get("served_by")
         table.add_row(
-            r["id"],
+            escape(r["id"]),
             r["allocation"],
             served["side"] if served else "-",
             _attempts_cell(r["attempts"]),
@@ -185,10 +190,10 @@ def render(data: dict[str, Any], console: Console) -> None:
     console.print(table)
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
-        console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}", highlight=False)
+        console.print(f"[yellow]event[/yellow] {e['code']}: {_text(detail, 160)}", highlight=False)
     if data.get("coordination"):
         strategy = data["coordination"]["coordination_strategy"]
-        console.print(f"coordination: {_short(strategy, 200)}", highlight=False)
+        console.print(f"coordination: {_text(strategy, 200)}", highlight=False)
     render_totals(data, console)
     m = data["metrics"]
     accuracy = (m.get("prediction") or {}).get("accuracy")
@@ -216,12 +221,14 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     table.add_column("skill")
     table.add_column("args", overflow="fold", ratio=1)
     for r in plan.requests:
-        table.add_row(r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False))
+        table.add_row(
+            *map(escape, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
+        )
     console.print(table)
     if plan.rationale:
-        console.print(f"rationale: {plan.rationale}", highlight=False)
+        console.print(f"rationale: {escape(plan.rationale)}", highlight=False)
     for part in plan.uncovered:
-        console.print(f"[yellow]not planned:[/] {part}", highlight=False)
+        console.print(f"[yellow]not planned:[/] {escape(part)}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
@@ -552,9 +559,9 @@ def run(
     _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
+        notes.print(f"servers' stderr: {escape(str(log_path))}", highlight=False, soft_wrap=True)
     if report_file and not quiet:
-        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
+        notes.print(f"report: {escape(str(report_file))}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
@@ -568,7 +575,7 @@ def _interrupted(thread: str | None) -> NoReturn:
         )
     else:
         note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
-    Console(stderr=True).print(note, highlight=False, soft_wrap=True)
+    Console(stderr=True).print(escape(note), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -582,7 +589,7 @@ def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
         "paused": "was paused for a human decision"
         + ("; answered" if answered else "; answer it with --answer"),
     }[found]
-    Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+    Console(stderr=True).print(escape(f"thread {thread!r} {note}"), highlight=False)
 
 
 def _print_run(
@@ -691,7 +698,7 @@ def report_command(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
-    Console(stderr=True).print(f"report: {output}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"report: {escape(str(output))}", highlight=False, soft_wrap=True)
 
 
 def coerce(text: str, prop: dict[str, Any]) -> Any:
@@ -778,8 +785,11 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
         what = q.get("message") or q.get("question") or ""
         fields = ", ".join((q.get("requested_schema") or {}).get("properties") or {})
         console.print(
-            f"[yellow]paused[/yellow] {q.get('type', 'question')} {q['id']}: {what}"
-            + (f" (fields: {fields})" if fields else ""),
+            "[yellow]paused[/yellow] "
+            + escape(
+                f"{q.get('type', 'question')} {q['id']}: {what}"
+                + (f" (fields: {fields})" if fields else "")
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -789,7 +799,7 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
             if thread
             else "run it again with --thread ID to be able to answer"
         )
-        console.print(f"resume: {how}", highlight=False, soft_wrap=True)
+        console.print(f"resume: {escape(how)}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
@@ -817,7 +827,7 @@ def warn_unavailable(resources: Resources) -> None:
     for server, reason in sorted(resources.registry.unavailable.items()):
         state = "" if reason.startswith("needs authentication") else "is down: "
         console.print(
-            f"[yellow]warning:[/yellow] MCP server {server!r} {state}{escape(reason)}",
+            f"[yellow]warning:[/yellow] MCP server {escape(repr(server))} {state}{escape(reason)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -886,7 +896,7 @@ def _print_records(
     for column in columns:
         table.add_column(column)
     for r in records:
-        table.add_row(*("-" if r.get(c) is None else str(r[c]) for c in columns))
+        table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -941,9 +951,9 @@ def _share(value: float | None) -> str:
 
 def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
     if not records:
-        console.print(f"nothing learned yet in {db}", highlight=False)
+        console.print(f"nothing learned yet in {escape(db)}", highlight=False)
         return
-    table = Table(title=f"learned provider statistics ({db})", box=box.SIMPLE_HEAD)
+    table = Table(title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD)
     table.add_column("provider / skill", no_wrap=True)
     for name in ("calls", "success", "latency ms", "p95 ms", "agree", "cost/call", "evidence"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -951,7 +961,7 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
     for r in records:
         updated = r["updated_at"]
         table.add_row(
-            f"{r['provider']}\n[dim]{r['skill']}[/dim]",
+            f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
             f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
             _ms(r["ewma_latency_ms"]),
@@ -995,7 +1005,9 @@ def stats(
     except HybridMCPError as err:
         _refuse(err)
     if reset:
-        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {shown_db(where)}")
+        Console(stderr=True).print(
+            f"reset: {deleted} statistics deleted from {escape(shown_db(where))}", highlight=False
+        )
     if as_json:
         sys.stdout.write(json.dumps(records) + "\n")
     elif not reset or records:

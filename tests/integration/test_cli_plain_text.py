@@ -1,0 +1,97 @@
+"""What the command line prints of a task, a server's answer, a name or a path is shown as the
+text it is: square brackets are never read as console markup (a value such as ``[/b]`` used to
+end the run in a traceback, and ``[link=...]`` could hide text), and Unicode is shown as itself,
+not as ``\\uXXXX`` escapes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.integration.test_durable import cli, cli_env
+
+ODD = "[/b]x[bold]"
+VALUE = "[/oops] [bold]big[/bold] [link=http://x]l[/link] 日本"
+SKILL = "odd.[/s]"
+WIDE = cli_env(COLUMNS="300")
+
+
+def _config(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mcpServers": {},
+                "skills": {
+                    SKILL: {
+                        "input_schema": {
+                            "type": "object",
+                            "properties": {"text": {"type": "string"}},
+                            "required": ["text"],
+                        },
+                        "providers": [
+                            {
+                                "side": "internal",
+                                "function": "hybridmcp.capabilities.builtin:text_stats",
+                            }
+                        ],
+                    }
+                },
+            }
+        )
+    )
+    return path
+
+
+def _task(tmp_path, n: int = 1):
+    requests = [
+        {"id": ODD, "skill": "json.query", "args": {"data": {"a": VALUE}, "path": "$.a"}},
+        {"id": "[/e]", "skill": "json.query", "args": {"data": {"a": 1}, "path": "$.[/zz]"}},
+    ]
+    requests += [
+        {"id": f"[/n{i}]", "skill": SKILL, "args": {"text": f"[/t] {i}"}} for i in range(n)
+    ]
+    path = tmp_path / "task.json"
+    path.write_text(json.dumps({"requests": requests}))
+    return path
+
+
+def _clean(proc, *shown: str) -> None:
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    flat = " ".join(proc.stdout.split())
+    for text in shown:
+        assert text in proc.stdout or text in flat, (text, proc.stdout[-3000:])
+
+
+@pytest.mark.integration
+def test_the_table_shows_ids_values_and_errors_as_text(tmp_path):
+    config = _config(tmp_path)
+    db = str(tmp_path / "r.db")
+    proc = cli("run", str(_task(tmp_path)), "--config", str(config), "--db", db, env=WIDE)
+    _clean(proc, ODD, VALUE.replace('"', '\\"'), "[/e]", "[/n0]", "[/zz]")
+    assert "\\u65e5" not in proc.stdout
+
+
+@pytest.mark.integration
+def test_the_summary_of_a_big_run_shows_names_as_text(tmp_path):
+    config = _config(tmp_path)
+    proc = cli(
+        "run", str(_task(tmp_path, 60)), "--config", str(config), "--db", str(tmp_path / "r.db")
+    )
+    _clean(proc, SKILL, "[/e]")
+
+
+@pytest.mark.integration
+def test_thread_notes_stats_and_tools_show_names_as_text(tmp_path):
+    config = _config(tmp_path)
+    db = str(tmp_path / "r.db")
+    args = ("run", str(_task(tmp_path)), "--config", str(config), "--db", db, "--thread", "[/t]")
+    _clean(cli(*args))
+    again = cli(*args)
+    _clean(again)
+    assert "thread '[/t]' had finished" in again.stderr
+    _clean(cli("stats", "--db", db), SKILL)
+    _clean(cli("tools", "--config", str(config)), SKILL)
