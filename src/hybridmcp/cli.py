@@ -882,6 +882,8 @@ async def _inspect(
     from hybridmcp.runtime import Resources
 
     config = configured(config_path)
+    if config.resilience.pool.server_log is None:  # stdio servers' banners: where `run` puts them
+        config = _with_server_log(config, str(_SERVER_LOG), False)
     async with await Resources.open(config) as resources:
         return what(config, resources)
 

@@ -6,6 +6,7 @@ not as ``\\uXXXX`` escapes."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import yaml
@@ -95,3 +96,33 @@ def test_thread_notes_stats_and_tools_show_names_as_text(tmp_path):
     assert "thread '[/t]' had finished" in again.stderr
     _clean(cli("stats", "--db", db), SKILL)
     _clean(cli("tools", "--config", str(config)), SKILL)
+
+
+BANNER_SERVER = """
+import sys
+sys.stderr.write("BANNER: starting up\\n"); sys.stderr.flush()
+from mcp.server.fastmcp import FastMCP
+mcp = FastMCP("b")
+
+@mcp.tool()
+def ping() -> str:
+    return "pong"
+
+mcp.run()
+"""
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("command", ["servers", "tools", "run"])
+def test_a_stdio_servers_banner_goes_to_the_server_log_for_every_command(command, tmp_path):
+    config = tmp_path / "c.json"
+    server = {"command": sys.executable, "args": ["-c", BANNER_SERVER]}
+    config.write_text(json.dumps({"mcpServers": {"b": server}}))
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: b.ping, args: {}}]\n")
+    env = cli_env(XDG_DATA_HOME=str(tmp_path / "data"))
+    args = [command, "--config", str(config)] + ([str(task)] if command == "run" else [])
+    proc = cli(*args, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "b" in proc.stdout and "BANNER" not in proc.stdout + proc.stderr
+    assert "BANNER: starting up" in (tmp_path / "data" / "hybridmcp" / "servers.log").read_text()
