@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp import jsontext
-from hybridmcp.audit import AuditReport, load_key, parse_head
+from hybridmcp.audit import NO_HEAD, AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HttpServer, HybridConfig, load_config
 from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
@@ -1049,9 +1049,15 @@ def _check_trail(
             close()
 
 
-def _fail(result: AuditReport) -> None:
-    typer.echo(f"FAILED: {result.problems[0]}", err=True)  # one line per problem, unwrapped
-    for problem in result.problems[1:10]:
+def _fail(result: AuditReport, where: str) -> None:
+    problems = [
+        f"{p} (looked in {where}: give verify the --db or --head-db the run used)"
+        if p.startswith(NO_HEAD)
+        else p
+        for p in result.problems
+    ]
+    typer.echo(f"FAILED: {problems[0]}", err=True)  # one line per problem, unwrapped
+    for problem in problems[1:10]:
         typer.echo(f"  also: {problem}", err=True)
     raise typer.Exit(EXIT_FAILED)
 
@@ -1075,7 +1081,7 @@ def audit_verify(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
-        _fail(result)
+        _fail(result, where)
     seq, digest = result.head or (0, "")
     what = "MAC chain intact" if result.keyed else "chain intact"
     print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
@@ -1096,12 +1102,12 @@ def audit_head(
     """Print the verified trail's head (SEQ:MAC) to keep elsewhere; check the trail against it
     later with `audit verify FILE --head SEQ:MAC`."""
     try:
-        result, _ = _check_trail(file, db, head_db, key_file)
+        result, where = _check_trail(file, db, head_db, key_file)
     except HybridMCPError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
-        _fail(result)
+        _fail(result, where)
     if result.head is None:
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)

@@ -246,3 +246,17 @@ def test_verify_reads_an_old_unkeyed_trail_and_says_what_it_cannot_show(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "ok: 1 records, chain intact" in proc.stdout
     assert "note: unkeyed trail" in proc.stdout and "not records cut off the end" in proc.stdout
+
+
+def test_verify_with_another_database_says_where_it_looked_for_the_head(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """A run given ``--db D`` anchors its heads beside D; ``verify`` without it looks beside the
+    default database, finds none, and says where it looked and how to point it at the run's."""
+    audit, _, _ = audited_run
+    other = tmp_path / "other.db"
+    proc = cli("audit", "verify", str(audit), "--db", str(other))
+    assert proc.returncode == 1
+    assert "no head is anchored for this file" in proc.stderr
+    assert str(tmp_path / "other.audit-heads.db") in proc.stderr
+    assert "--db" in proc.stderr
