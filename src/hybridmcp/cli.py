@@ -161,6 +161,10 @@ def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
 
 
 def render(data: dict[str, Any], console: Console) -> None:
+    if not data["results"]:  # paused before any request settled: its questions follow
+        console.print(f"hybridmcp run: {data['status']}", highlight=False)
+        render_totals(data, console)
+        return
     table = Table(title=f"hybridmcp run: {data['status']}", show_lines=True)
     table.add_column("request", overflow="fold", max_width=22)
     table.add_column("allocation")

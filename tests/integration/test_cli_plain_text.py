@@ -126,3 +126,36 @@ def test_a_stdio_servers_banner_goes_to_the_server_log_for_every_command(command
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "b" in proc.stdout and "BANNER" not in proc.stdout + proc.stderr
     assert "BANNER: starting up" in (tmp_path / "data" / "hybridmcp" / "servers.log").read_text()
+
+
+@pytest.mark.integration
+def test_a_run_paused_for_a_conflict_review_prints_no_empty_metrics(tmp_path):
+    """Paused in review, the table shows the conflicting request; the totals say what is known
+    (no ``None/None answered`` of metrics that are computed once the run ends)."""
+    from hybridmcp.testing.harness import faultserver_stdio
+
+    config = tmp_path / "c.json"
+    faulty = faultserver_stdio({"get_current_time": {"wrong_answer": True}})
+    config.write_text(
+        json.dumps(
+            {
+                "coordination_config": {"interrupt_on_conflict": True},
+                "mcpServers": {"faulty": faulty},
+                "skills": {
+                    "time.now": {
+                        "providers": [
+                            {"side": "external", "server": "faulty", "tool": "get_current_time"}
+                        ]
+                    }
+                },
+            }
+        )
+    )
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: c, skill: time.now, args: {timezone: UTC}, critical: true}]\n")
+    db = str(tmp_path / "r.db")
+    proc = cli("run", str(task), "--config", str(config), "--db", db, "--thread", "r", env=WIDE)
+    assert proc.returncode == 5, proc.stderr[-2000:]
+    assert "hybridmcp run: paused" in proc.stdout and "CONFLICT" in proc.stdout
+    assert "None" not in proc.stdout, proc.stdout
+    assert "paused conflict_review" in proc.stderr

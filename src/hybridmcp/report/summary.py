@@ -86,12 +86,15 @@ def render_totals(data: dict[str, Any], console: Console) -> None:
     """Quality, calls and cost: the lines both the table and the summary end with."""
     q, m, c = data.get("quality") or {}, data.get("metrics") or {}, data.get("cost") or {}
     say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-    say("quality:     " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)))
-    say(
-        f"metrics:     {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')},"
-        f" calls {m.get('calls')}, failed {m.get('failed_calls')}, "
-        f"reallocations {m.get('reallocations')}, wall {m.get('wall_ms')} ms"
-    )
+    if q:  # a run paused before it ended has no quality or metrics yet
+        scores = (f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float))
+        say("quality:     " + ", ".join(scores))
+    if m:
+        say(
+            f"metrics:     {m.get('answered')}/{m.get('requests')} answered, rounds "
+            f"{m.get('rounds')}, calls {m.get('calls')}, failed {m.get('failed_calls')}, "
+            f"reallocations {m.get('reallocations')}, wall {m.get('wall_ms')} ms"
+        )
     if c:
         opt = c["cost_optimization"]
         budget = (
