@@ -633,6 +633,14 @@ def _check_writable(path: str, option: str) -> None:
     if where.is_dir() or not os.access(where.parent, os.W_OK):
         why = "it is a directory" if where.is_dir() else "its directory is not writable"
         raise ConfigError(f"{option} {path!r} cannot be written: {why}")
+    existed = where.exists()
+    try:  # permission bits do not stop root: open it (a file made here is removed again)
+        with where.open("a", encoding="utf-8"):
+            pass
+        if not existed:
+            where.unlink()
+    except OSError as err:
+        raise ConfigError(f"{option} {path!r} cannot be written: {err.strerror}") from None
 
 
 def _size(path: str) -> int:
