@@ -1152,10 +1152,15 @@ def _oauth_server(config: HybridConfig, server: str) -> HttpServer:
     if entry is None:
         known = ", ".join(sorted(config.mcpServers)) or "none"
         raise ConfigError(f"unknown MCP server {server!r} (configured servers: {known})")
-    if not isinstance(entry, HttpServer) or entry.auth is None:
+    if not isinstance(entry, HttpServer):
+        raise ConfigError(
+            f"MCP server {server!r} is a stdio server: OAuth is for HTTP servers "
+            "(a stdio server takes its credentials from its `env:`)"
+        )
+    if entry.auth is None:
         raise ConfigError(
             f"MCP server {server!r} has no `auth:` block: give its entry one "
-            "(docs/configuration.md, 'Authorization') to log in to it"
+            "(docs/authorization.md) to log in to it"
         )
     return entry
 
