@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from hybridmcp.capabilities import builtin
 from hybridmcp.errors import ProviderError, RequestError
+from hybridmcp.testing.faultserver.tools import calculate as faultserver_calculate
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
@@ -80,10 +81,29 @@ def test_json_query_paths():
     assert builtin.json_query(data, "$.orders[1].t") == {"result": 4}
     assert builtin.json_query(data, "$.orders[*].id") == {"result": [1, 2]}
     assert builtin.json_query(data, '$["a b"].c') == {"result": 1}
-    with pytest.raises(ProviderError, match="matches nothing"):
+    # the skill's document and path are both the request's: a path that matches nothing or
+    # cannot be read is the request's error, never held against the provider
+    with pytest.raises(RequestError, match="matches nothing"):
         builtin.json_query(data, "$.missing")
-    with pytest.raises(ProviderError, match="starts with"):
+    with pytest.raises(RequestError, match="starts with"):
         builtin.json_query(data, "orders")
+    with pytest.raises(RequestError, match="at position 1"):
+        builtin.json_query(data, "$..x")
+    # a mapping's path into a server's answer: a missing field is the answer's (the provider's)
+    with pytest.raises(ProviderError, match="matches nothing"):
+        builtin.query_path(data, "$.missing")
+
+
+@pytest.mark.parametrize("text", ["  1+1", "\t1 + 1", "1+1\n", " \n 1+1 "])
+def test_calculate_reads_an_expression_between_blanks(text):
+    """As the fault server's calculate (its external twin) does: leading blanks are no error."""
+    assert builtin.calculate(text) == {"value": 2} == faultserver_calculate(text)
+
+
+def test_blank_expression_says_so():
+    for blank in ("", "   ", "\n\t"):
+        with pytest.raises(RequestError, match="empty expression"):
+            builtin.calculate(blank)
 
 
 def test_time_skills_run_inline_only_once_their_zones_are_loaded():

@@ -198,8 +198,10 @@ def calculate(expression: str) -> dict[str, Any]:
     """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
     if len(expression) > _MAX_EXPRESSION:
         raise RequestError(f"expression is longer than {_MAX_EXPRESSION} characters")
+    if not expression.strip():
+        raise RequestError("empty expression: give arithmetic such as '2 * (3 + 4)'")
     try:
-        tree = ast.parse(expression, mode="eval")
+        tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as err:
         raise RequestError(f"invalid expression {preview(expression)}: {err.msg}") from None
     try:
@@ -291,5 +293,9 @@ def query_path(data: Any, path: str) -> Any:
 
 
 def json_query(data: Any, path: str) -> dict[str, Any]:
-    """Select a value out of a JSON document with a JSONPath subset."""
-    return {"result": query_path(data, path)}
+    """Select a value out of a JSON document with a JSONPath subset. The document and the path
+    are both the request's, so a path that matches nothing is the request's error."""
+    try:
+        return {"result": query_path(data, path)}
+    except ProviderError as err:
+        raise RequestError(str(err)) from None
