@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hybridmcp.capabilities import builtin
 from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.testing.faultserver.tools import calculate as faultserver_calculate
+from hybridmcp.testing.faultserver.tools import word_count as faultserver_word_count
 
 NOW = datetime(2026, 7, 1, 10, 0, tzinfo=UTC)
 
@@ -147,3 +148,17 @@ def test_text_stats_counts_every_space_separated_word(tokens):
 def test_summary_ranks_sentences_in_any_script():
     text = "Кошки мурлычут. Кошки спят. Собаки лают на кошек! Птицы поют."
     assert builtin.summarize(text, max_sentences=1)["summary"] == "Кошки мурлычут."
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences"),
+    [
+        ("日本語です。次の文です！最後？", 3),
+        ("中文句子。第二句。", 2),
+        ("Version 3.14 is out. Really.", 2),
+        ("Ende。 Next one.", 2),
+    ],
+)
+def test_sentences_end_at_full_stops_of_any_script(text, sentences):
+    assert builtin.text_stats(text)["sentences"] == sentences
+    assert faultserver_word_count(text)["sentences"] == sentences  # its external twin agrees

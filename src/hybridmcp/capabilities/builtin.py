@@ -215,7 +215,8 @@ def calculate(expression: str) -> dict[str, Any]:
     return {"value": value}
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# after . ! ? and a blank, or after the full stops of CJK scripts (written with no blank after)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 # Words: runs of letters (with their combining marks), digits and apostrophes, in any script.
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}']+")
 _STOPWORDS = frozenset(

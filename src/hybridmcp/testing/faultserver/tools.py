@@ -157,7 +157,8 @@ def calculate(expression: str) -> dict[str, Any]:
 
 # Words: runs of letters (with their combining marks), digits and apostrophes, in any script.
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}']+")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+# after . ! ? and a blank, or after the full stops of CJK scripts (written with no blank after)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 
 
 def word_count(text: str) -> dict[str, int]:
