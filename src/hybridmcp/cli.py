@@ -1094,9 +1094,12 @@ def audit_verify(
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
         _fail(result, where)
-    seq, digest = result.head or (0, "")
-    what = "MAC chain intact" if result.keyed else "chain intact"
-    print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
+    if result.head is None:
+        print("ok: 0 records (the trail is empty: no external call or decision was recorded)")
+    else:
+        seq, digest = result.head
+        what = "MAC chain intact" if result.keyed else "chain intact"
+        print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
     if result.anchored is not None:
         print(f"head anchored in {where}: matches")
     for note in result.notes:

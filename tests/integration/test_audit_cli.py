@@ -260,3 +260,17 @@ def test_verify_with_another_database_says_where_it_looked_for_the_head(
     assert "no head is anchored for this file" in proc.stderr
     assert str(tmp_path / "other.audit-heads.db") in proc.stderr
     assert "--db" in proc.stderr
+
+
+def test_verify_of_an_empty_trail_says_it_is_empty(tmp_path: Path) -> None:
+    """A run whose requests all ran internally leaves an empty trail: it verifies, and says so
+    (not ``last seq 0, ``)."""
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]\n")
+    audit = tmp_path / "empty.jsonl"
+    assert cli("run", str(task), "--audit", str(audit), "--quiet").returncode == 0
+    proc = cli("audit", "verify", str(audit))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        "ok: 0 records (the trail is empty: no external call or decision was recorded)"
+    )
