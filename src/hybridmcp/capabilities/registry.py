@@ -155,11 +155,19 @@ class Registry:
     unavailable: dict[str, str] = field(default_factory=dict)
     """Configured servers that were down when the registry was built, with why: their tools'
     ``server.tool`` skills are missing, and a request for one says so."""
+    disabled: frozenset[str] = frozenset()
+    """Configured servers switched off (``disabled: true``): a request for a tool says so."""
 
     def get(self, name: str) -> Skill:
         try:
             return self.skills[name]
         except KeyError:
+            off = next((s for s in self.disabled if str(name).startswith(f"{s}.")), None)
+            if off is not None:
+                raise TaskError(
+                    f"skill {name!r}: MCP server {off!r} is disabled in the configuration, "
+                    "so its tools cannot be called"
+                ) from None
             down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
             if down is not None and self.unavailable[down].startswith("needs authentication"):
                 raise TaskError(
@@ -285,7 +293,9 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
     default_timeout = config.coordination_config.default_timeout_ms
     listed = {(server, t.name): t for server, ts in tools.items() for t in ts}
     ids = _Ids()
-    registry = Registry()
+    registry = Registry(
+        disabled=frozenset(name for name, server in config.mcpServers.items() if not server.enabled)
+    )
     for name, cfg in skill_cfgs.items():
         providers: list[Provider] = []
         for p in cfg.providers:
