@@ -42,6 +42,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from hybridmcp.capabilities.builtin import query_path
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
 from hybridmcp.capabilities.timing import CallTiming
+from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import (
     ComparatorConfig,
     ExternalProviderConfig,
@@ -376,9 +377,13 @@ def internal_value(value: Any) -> Any:
 
 
 async def invoke_internal(
-    provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
+    provider: Provider,
+    args: Mapping[str, Any],
+    timing: CallTiming | None = None,
+    workers: Workers | None = None,
 ) -> Any:
-    """Run an internal provider: coroutines directly, plain functions in a worker thread; its
+    """Run an internal provider: coroutines directly, plain functions in a worker thread (of
+    ``workers``, daemon threads nothing waits for, else asyncio's default executor); its
     answer read as :func:`internal_value`. ``timing`` is marked sent when the function starts
     (a thread may first wait in the executor's queue: the coordinator's time, not the
     provider's)."""
@@ -423,7 +428,7 @@ async def invoke_internal(
         return internal_value(value)  # in the thread too
 
     try:
-        return await asyncio.to_thread(run)
+        return await (asyncio.to_thread(run) if workers is None else workers.run(run))
     except asyncio.CancelledError:
         with starting:
             abandoned.set()
