@@ -514,6 +514,17 @@ def test_any_document_loads_or_is_refused_line_by_line(document):
             assert lines[0].endswith(f"({len(lines) - 1} problems):")
 
 
+@pytest.mark.parametrize("name", ["\r[", "odd.[/s]", "a[b]", "list"])
+def test_a_key_with_brackets_is_named_in_its_error_not_read_as_a_union(name):
+    """Pydantic names a union's members ``dict[str,...]``; a skill the user named with a ``[``
+    is still a key, and its error names it."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"skills": {name: None}})
+    message = str(err.value)
+    assert f"skills{key_path(name)}: Input should be a valid dictionary" in message, message
+    assert "expected" not in message
+
+
 def test_vscode_and_cursor_variables_and_env_file(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / ".vscode").mkdir(parents=True)
