@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import yaml
 from pydantic import (
@@ -1221,7 +1221,7 @@ _UNION_MEMBER = re.compile(
 )
 
 
-def _union_member(part: object) -> bool:
+def _union_member(part: object) -> TypeGuard[str]:
     """A location part that names a member of a union (``dict[str,...]``, ``list[str]``), as
     pydantic writes it: not a key of the user's (a skill named ``odd.[x]`` is a key)."""
     return isinstance(part, str) and _UNION_MEMBER.fullmatch(part) is not None
