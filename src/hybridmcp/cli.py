@@ -32,10 +32,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp import jsontext
+from hybridmcp.audit import ENV_KEY as ENV_AUDIT_KEY
 from hybridmcp.audit import NO_HEAD, AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HttpServer, HybridConfig, load_config
-from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
+from hybridmcp.errors import AuditError, ConfigError, HybridMCPError, TaskError
 from hybridmcp.lazyimport import defer
 from hybridmcp.persistence import (
     ENV_DB,
@@ -1049,6 +1050,8 @@ _KEY_OPTION = typer.Option(
 def _check_trail(
     file: str, db: str | None, head_db: str | None, key_file: str | None, head: str | None = None
 ) -> tuple[AuditReport, str]:
+    if key_file is not None and not os.environ.get(ENV_AUDIT_KEY) and not Path(key_file).exists():
+        raise AuditError(f"--key-file {key_file!r}: no such file")
     key = load_key(key_file or f"{file}.key", create=False)
     expected = parse_head(head) if head is not None else None
     anchor = head_anchor(db, head_db)

@@ -274,3 +274,12 @@ def test_verify_of_an_empty_trail_says_it_is_empty(tmp_path: Path) -> None:
     assert proc.stdout.splitlines()[0] == (
         "ok: 0 records (the trail is empty: no external call or decision was recorded)"
     )
+
+
+def test_verify_with_a_key_file_that_is_not_there_is_bad_input(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    audit, _, _ = audited_run
+    proc = cli("audit", "verify", str(audit), "--key-file", str(tmp_path / "nope.key"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"error: --key-file '{tmp_path / 'nope.key'}': no such file"
