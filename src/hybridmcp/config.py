@@ -1332,7 +1332,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
     limits = InputLimits()
     try:
         text = decode(read_file(p, limits))
-        data = parse_document(text, limits, as_json=p.suffix == ".json")
+        data = parse_document(text, limits, as_json=p.suffix == ".json", jsonc=True)
     except OSError as err:
         raise ConfigError(f"cannot read configuration file {str(p)!r}: {err.strerror}") from None
     except InputLimitError as err:

@@ -628,3 +628,32 @@ def test_a_duration_no_timer_can_hold_is_refused_naming_its_key(data, path):
 def test_a_long_but_sane_duration_is_kept():
     config = parse_config({"mcpServers": {"s": {"command": "x", "timeout_ms": 86_400_000}}})
     assert config.mcpServers["s"].timeout_ms == 86_400_000
+
+
+def test_a_vscode_mcp_json_with_comments_and_trailing_commas_loads(tmp_path):
+    """VS Code and Cursor write mcp.json as JSON with comments (JSONC): comments and trailing
+    commas are read as they do, and text inside strings (a URL's ``//``) is left alone."""
+    folder = tmp_path / ".vscode"
+    folder.mkdir()
+    path = folder / "mcp.json"
+    path.write_text(
+        "{\n"
+        "  // the servers of this workspace\n"
+        '  "servers": {\n'
+        '    "web": {"type": "http", "url": "https://example.com/mcp", /* the API */\n'
+        '            "headers": {"X-Note": "a /* not a comment */ // either",},},\n'
+        '    "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC",],},\n'
+        "  },\n"
+        "}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.mcpServers["web"].url == "https://example.com/mcp"
+    assert cfg.mcpServers["web"].headers == {"X-Note": "a /* not a comment */ // either"}
+    assert cfg.mcpServers["time"].args == ["--local-timezone", "UTC"]
+
+
+def test_an_error_in_a_json_file_with_comments_keeps_its_line(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{\n  /* one\n  two */\n  "servers": {"a": {"command": "x"}}\n  "x": 1\n}\n')
+    with pytest.raises(ConfigError, match="line 5 column 3"):
+        load_config(path)
