@@ -1015,8 +1015,9 @@ def stats(
 ) -> None:
     """Show what was learned of each provider, per skill: the numbers arbitration predicts from."""
     where = resolve_db(db)
-    try:
-        records, deleted = asyncio.run(_stats(where, reset))
+    made = is_postgres(where) or where == MEMORY or Path(where).expanduser().exists()
+    try:  # a database not made yet has nothing learned: looking makes none
+        records, deleted = asyncio.run(_stats(where, reset)) if made else ([], 0)
     except HybridMCPError as err:
         _refuse(err)
     if reset:
