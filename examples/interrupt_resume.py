@@ -59,6 +59,15 @@ TASK = {
 }
 
 
+async def ask(prompt: str) -> str:
+    try:
+        return (await asyncio.to_thread(input, prompt)).strip()
+    except EOFError:  # no terminal and nothing piped in
+        print("\nerror: no answer on stdin: give it as an argument (internal or external)",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(2)
+
+
 async def main(answer: str | None) -> None:
     config = parse_config(CONFIG)
     async with Coordinator.open(config, checkpointer=InMemorySaver()) as co:
@@ -70,8 +79,7 @@ async def main(answer: str | None) -> None:
                 print(f"conflict on {conflict['request_id']!r} ({conflict['skill']}):")
                 for side, value in conflict["values"].items():
                     print(f"  {side}: {json.dumps(value)}")
-                prompt = "take which side? [internal/external] "
-                choice = answer or (await asyncio.to_thread(input, prompt)).strip()
+                choice = answer or await ask("take which side? [internal/external] ")
                 decision[conflict["request_id"]] = choice
             out = await co.resume(decision, thread_id="review-demo")
     result = out["results"]["now"]

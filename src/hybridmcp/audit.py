@@ -681,6 +681,10 @@ def interrupted_append(
     )
 
 
+NO_HEAD = "end of file: no head is anchored for this file"
+"""How ``verify`` starts the problem of a keyed trail whose head it found nowhere."""
+
+
 def _anchor_problems(
     anchored: Head | None,
     last: Head | None,
@@ -693,7 +697,7 @@ def _anchor_problems(
         if keyed and exported is None:
             seq = last.seq if last else 0
             return [
-                f"end of file: no head is anchored for this file (last seq {seq}): the anchor "
+                f"{NO_HEAD} (last seq {seq}): the anchor "
                 "was lost or the file moved, so records cut off the end cannot be ruled out; "
                 "verify against an exported head with --head SEQ:MAC"
             ]

@@ -32,10 +32,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp import jsontext
-from hybridmcp.audit import AuditReport, load_key, parse_head
+from hybridmcp.audit import ENV_KEY as ENV_AUDIT_KEY
+from hybridmcp.audit import NO_HEAD, AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import HttpServer, HybridConfig, load_config
-from hybridmcp.errors import ConfigError, HybridMCPError, TaskError
+from hybridmcp.errors import AuditError, ConfigError, HybridMCPError, TaskError
 from hybridmcp.lazyimport import defer
 from hybridmcp.persistence import (
     ENV_DB,
@@ -122,8 +123,13 @@ def configure_logging(verbose: bool = False, log_file: str | None = None) -> Non
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _text(value: Any, width: int = 60) -> str:
+    """A value cut to ``width``, as console markup that shows it as the text it is."""
+    return escape(_short(value, width))
 
 
 def report(out: dict[str, Any]) -> dict[str, Any]:
@@ -156,6 +162,10 @@ def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
 
 
 def render(data: dict[str, Any], console: Console) -> None:
+    if not data["results"]:  # paused before any request settled: its questions follow
+        console.print(f"hybridmcp run: {data['status']}", highlight=False)
+        render_totals(data, console)
+        return
     table = Table(title=f"hybridmcp run: {data['status']}", show_lines=True)
     table.add_column("request", overflow="fold", max_width=22)
     table.add_column("allocation")
@@ -167,14 +177,14 @@ def render(data: dict[str, Any], console: Console) -> None:
     for r in data["results"]:
         agree = {True: "yes", False: "[red]CONFLICT[/red]", None: "-"}[r["agreement"]]
         if r["error"]:
-            value = f"[red]{_short(r['error'], 160)}[/red]"
+            value = f"[red]{_text(r['error'], 160)}[/red]"
         elif r.get("status") == "unresolved":
-            value = f"[red]UNRESOLVED[/red] {_short(r.get('values'), 120)}"
+            value = f"[red]UNRESOLVED[/red] {_text(r.get('values'), 120)}"
         else:
-            value = _short(r["value"], 120)
+            value = _text(r["value"], 120)
         served = r.get("served_by")
         table.add_row(
-            r["id"],
+            escape(r["id"]),
             r["allocation"],
             served["side"] if served else "-",
             _attempts_cell(r["attempts"]),
@@ -185,10 +195,10 @@ def render(data: dict[str, Any], console: Console) -> None:
     console.print(table)
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
-        console.print(f"[yellow]event[/yellow] {e['code']}: {_short(detail, 160)}", highlight=False)
+        console.print(f"[yellow]event[/yellow] {e['code']}: {_text(detail, 160)}", highlight=False)
     if data.get("coordination"):
         strategy = data["coordination"]["coordination_strategy"]
-        console.print(f"coordination: {_short(strategy, 200)}", highlight=False)
+        console.print(f"coordination: {_text(strategy, 200)}", highlight=False)
     render_totals(data, console)
     m = data["metrics"]
     accuracy = (m.get("prediction") or {}).get("accuracy")
@@ -216,12 +226,14 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     table.add_column("skill")
     table.add_column("args", overflow="fold", ratio=1)
     for r in plan.requests:
-        table.add_row(r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False))
+        table.add_row(
+            *map(escape, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
+        )
     console.print(table)
     if plan.rationale:
-        console.print(f"rationale: {plan.rationale}", highlight=False)
+        console.print(f"rationale: {escape(plan.rationale)}", highlight=False)
     for part in plan.uncovered:
-        console.print(f"[yellow]not planned:[/] {part}", highlight=False)
+        console.print(f"[yellow]not planned:[/] {escape(part)}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
@@ -552,9 +564,9 @@ def run(
     _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {log_path}", highlight=False, soft_wrap=True)
+        notes.print(f"servers' stderr: {escape(str(log_path))}", highlight=False, soft_wrap=True)
     if report_file and not quiet:
-        notes.print(f"report: {report_file}", highlight=False, soft_wrap=True)
+        notes.print(f"report: {escape(str(report_file))}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
@@ -568,7 +580,7 @@ def _interrupted(thread: str | None) -> NoReturn:
         )
     else:
         note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
-    Console(stderr=True).print(note, highlight=False, soft_wrap=True)
+    Console(stderr=True).print(escape(note), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -582,7 +594,7 @@ def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
         "paused": "was paused for a human decision"
         + ("; answered" if answered else "; answer it with --answer"),
     }[found]
-    Console(stderr=True).print(f"thread {thread!r} {note}", highlight=False)
+    Console(stderr=True).print(escape(f"thread {thread!r} {note}"), highlight=False)
 
 
 def _print_run(
@@ -622,6 +634,14 @@ def _check_writable(path: str, option: str) -> None:
     if where.is_dir() or not os.access(where.parent, os.W_OK):
         why = "it is a directory" if where.is_dir() else "its directory is not writable"
         raise ConfigError(f"{option} {path!r} cannot be written: {why}")
+    existed = where.exists()
+    try:  # permission bits do not stop root: open it (a file made here is removed again)
+        with where.open("a", encoding="utf-8"):
+            pass
+        if not existed:
+            where.unlink()
+    except OSError as err:
+        raise ConfigError(f"{option} {path!r} cannot be written: {err.strerror}") from None
 
 
 def _size(path: str) -> int:
@@ -691,7 +711,7 @@ def report_command(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
-    Console(stderr=True).print(f"report: {output}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"report: {escape(str(output))}", highlight=False, soft_wrap=True)
 
 
 def coerce(text: str, prop: dict[str, Any]) -> Any:
@@ -778,8 +798,11 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
         what = q.get("message") or q.get("question") or ""
         fields = ", ".join((q.get("requested_schema") or {}).get("properties") or {})
         console.print(
-            f"[yellow]paused[/yellow] {q.get('type', 'question')} {q['id']}: {what}"
-            + (f" (fields: {fields})" if fields else ""),
+            "[yellow]paused[/yellow] "
+            + escape(
+                f"{q.get('type', 'question')} {q['id']}: {what}"
+                + (f" (fields: {fields})" if fields else "")
+            ),
             highlight=False,
             soft_wrap=True,
         )
@@ -789,7 +812,7 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
             if thread
             else "run it again with --thread ID to be able to answer"
         )
-        console.print(f"resume: {how}", highlight=False, soft_wrap=True)
+        console.print(f"resume: {escape(how)}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
@@ -817,7 +840,7 @@ def warn_unavailable(resources: Resources) -> None:
     for server, reason in sorted(resources.registry.unavailable.items()):
         state = "" if reason.startswith("needs authentication") else "is down: "
         console.print(
-            f"[yellow]warning:[/yellow] MCP server {server!r} {state}{escape(reason)}",
+            f"[yellow]warning:[/yellow] MCP server {escape(repr(server))} {state}{escape(reason)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -872,6 +895,8 @@ async def _inspect(
     from hybridmcp.runtime import Resources
 
     config = configured(config_path)
+    if config.resilience.pool.server_log is None:  # stdio servers' banners: where `run` puts them
+        config = _with_server_log(config, str(_SERVER_LOG), False)
     async with await Resources.open(config) as resources:
         return what(config, resources)
 
@@ -886,7 +911,7 @@ def _print_records(
     for column in columns:
         table.add_column(column)
     for r in records:
-        table.add_row(*("-" if r.get(c) is None else str(r[c]) for c in columns))
+        table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
@@ -941,9 +966,9 @@ def _share(value: float | None) -> str:
 
 def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
     if not records:
-        console.print(f"nothing learned yet in {db}", highlight=False)
+        console.print(f"nothing learned yet in {escape(db)}", highlight=False)
         return
-    table = Table(title=f"learned provider statistics ({db})", box=box.SIMPLE_HEAD)
+    table = Table(title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD)
     table.add_column("provider / skill", no_wrap=True)
     for name in ("calls", "success", "latency ms", "p95 ms", "agree", "cost/call", "evidence"):
         table.add_column(name, justify="right", no_wrap=True)
@@ -951,7 +976,7 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
     for r in records:
         updated = r["updated_at"]
         table.add_row(
-            f"{r['provider']}\n[dim]{r['skill']}[/dim]",
+            f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
             f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
             _ms(r["ewma_latency_ms"]),
@@ -990,12 +1015,15 @@ def stats(
 ) -> None:
     """Show what was learned of each provider, per skill: the numbers arbitration predicts from."""
     where = resolve_db(db)
-    try:
-        records, deleted = asyncio.run(_stats(where, reset))
+    made = is_postgres(where) or where == MEMORY or Path(where).expanduser().exists()
+    try:  # a database not made yet has nothing learned: looking makes none
+        records, deleted = asyncio.run(_stats(where, reset)) if made else ([], 0)
     except HybridMCPError as err:
         _refuse(err)
     if reset:
-        Console(stderr=True).print(f"reset: {deleted} statistics deleted from {shown_db(where)}")
+        Console(stderr=True).print(
+            f"reset: {deleted} statistics deleted from {escape(shown_db(where))}", highlight=False
+        )
     if as_json:
         sys.stdout.write(json.dumps(records) + "\n")
     elif not reset or records:
@@ -1023,6 +1051,8 @@ _KEY_OPTION = typer.Option(
 def _check_trail(
     file: str, db: str | None, head_db: str | None, key_file: str | None, head: str | None = None
 ) -> tuple[AuditReport, str]:
+    if key_file is not None and not os.environ.get(ENV_AUDIT_KEY) and not Path(key_file).exists():
+        raise AuditError(f"--key-file {key_file!r}: no such file")
     key = load_key(key_file or f"{file}.key", create=False)
     expected = parse_head(head) if head is not None else None
     anchor = head_anchor(db, head_db)
@@ -1035,9 +1065,15 @@ def _check_trail(
             close()
 
 
-def _fail(result: AuditReport) -> None:
-    typer.echo(f"FAILED: {result.problems[0]}", err=True)  # one line per problem, unwrapped
-    for problem in result.problems[1:10]:
+def _fail(result: AuditReport, where: str) -> None:
+    problems = [
+        f"{p} (looked in {where}: give verify the --db or --head-db the run used)"
+        if p.startswith(NO_HEAD)
+        else p
+        for p in result.problems
+    ]
+    typer.echo(f"FAILED: {problems[0]}", err=True)  # one line per problem, unwrapped
+    for problem in problems[1:10]:
         typer.echo(f"  also: {problem}", err=True)
     raise typer.Exit(EXIT_FAILED)
 
@@ -1061,10 +1097,13 @@ def audit_verify(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
-        _fail(result)
-    seq, digest = result.head or (0, "")
-    what = "MAC chain intact" if result.keyed else "chain intact"
-    print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
+        _fail(result, where)
+    if result.head is None:
+        print("ok: 0 records (the trail is empty: no external call or decision was recorded)")
+    else:
+        seq, digest = result.head
+        what = "MAC chain intact" if result.keyed else "chain intact"
+        print(f"ok: {result.records} records, {what} (last seq {seq}, {digest[:16]})")
     if result.anchored is not None:
         print(f"head anchored in {where}: matches")
     for note in result.notes:
@@ -1082,12 +1121,12 @@ def audit_head(
     """Print the verified trail's head (SEQ:MAC) to keep elsewhere; check the trail against it
     later with `audit verify FILE --head SEQ:MAC`."""
     try:
-        result, _ = _check_trail(file, db, head_db, key_file)
+        result, where = _check_trail(file, db, head_db, key_file)
     except HybridMCPError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
-        _fail(result)
+        _fail(result, where)
     if result.head is None:
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)
@@ -1120,10 +1159,15 @@ def _oauth_server(config: HybridConfig, server: str) -> HttpServer:
     if entry is None:
         known = ", ".join(sorted(config.mcpServers)) or "none"
         raise ConfigError(f"unknown MCP server {server!r} (configured servers: {known})")
-    if not isinstance(entry, HttpServer) or entry.auth is None:
+    if not isinstance(entry, HttpServer):
+        raise ConfigError(
+            f"MCP server {server!r} is a stdio server: OAuth is for HTTP servers "
+            "(a stdio server takes its credentials from its `env:`)"
+        )
+    if entry.auth is None:
         raise ConfigError(
             f"MCP server {server!r} has no `auth:` block: give its entry one "
-            "(docs/configuration.md, 'Authorization') to log in to it"
+            "(docs/authorization.md) to log in to it"
         )
     return entry
 

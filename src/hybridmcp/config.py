@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 import yaml
 from pydantic import (
@@ -1214,6 +1214,19 @@ _UNION_TAGS = {"StdioServer", "HttpServer"}
 _BRANCH_NAMES = {"dict": "a mapping", "list": "a list", "str": "a string", "float": "a number"}
 
 
+_UNION_MEMBER = re.compile(
+    r"(dict|list|tuple|set|str|int|float|bool|literal|nullable|union|tagged-union"
+    r"|function-(after|before|plain|wrap))\[.*\]",
+    re.DOTALL,
+)
+
+
+def _union_member(part: object) -> TypeGuard[str]:
+    """A location part that names a member of a union (``dict[str,...]``, ``list[str]``), as
+    pydantic writes it: not a key of the user's (a skill named ``odd.[x]`` is a key)."""
+    return isinstance(part, str) and _UNION_MEMBER.fullmatch(part) is not None
+
+
 def _error_lines(err: ValidationError, server_keys: dict[str, str]) -> list[str]:
     """One line per problem: union branches collapse into one line naming the key."""
     lines: list[str] = []
@@ -1238,7 +1251,7 @@ def _error_lines(err: ValidationError, server_keys: dict[str, str]) -> list[str]
                 continue  # mcpServers.<name>.<the entry's model>
             if part in ("internal", "external") and i >= 2 and e["loc"][i - 2] == "providers":
                 continue  # the provider's side tag
-            if isinstance(part, str) and "[" in part and branch is None:
+            if _union_member(part) and branch is None:
                 branch = part  # a member of a plain union: collapse below
                 break
             loc.append(part)
@@ -1319,7 +1332,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
     limits = InputLimits()
     try:
         text = decode(read_file(p, limits))
-        data = parse_document(text, limits, as_json=p.suffix == ".json")
+        data = parse_document(text, limits, as_json=p.suffix == ".json", jsonc=True)
     except OSError as err:
         raise ConfigError(f"cannot read configuration file {str(p)!r}: {err.strerror}") from None
     except InputLimitError as err:

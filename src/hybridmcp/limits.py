@@ -204,13 +204,54 @@ def decode(raw: bytes) -> str:
         ) from None
 
 
-def parse_document(text: str, limits: InputLimits, *, as_json: bool) -> Any:
-    """The value of a JSON or YAML document, its limits checked before it is built."""
+# A JSON string, a comment, a comma, or a run of anything else (JSONC, as VS Code reads it).
+_JSONC_TOKEN = re.compile(
+    r'"[^"\\]*(?:\\.[^"\\]*)*"?|//[^\n]*|/\*.*?(?:\*/|$)|,|[^"/,]+|/', re.DOTALL
+)
+
+
+def strip_jsonc(text: str) -> str:
+    """JSON with comments (``//``, ``/* */``) and trailing commas, as VS Code and Cursor write
+    ``mcp.json``, as plain JSON: each comment and trailing comma becomes blanks (its line
+    breaks kept, so an error's line and column stay the file's). Text in strings is kept."""
+    if "/" not in text and "," not in text:
+        return text
+    parts = [m.group() for m in _JSONC_TOKEN.finditer(text)]
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if _comment(part):
+            out.append("".join(c if c == "\n" else " " for c in part))
+        elif part == "," and _closes(parts, i + 1):
+            out.append(" ")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def _comment(part: str) -> bool:
+    return part.startswith(("//", "/*"))
+
+
+def _closes(parts: list[str], start: int) -> bool:
+    """Whether the next part that is not a comment or blanks closes an array or object."""
+    for i in range(start, len(parts)):
+        part = parts[i]
+        if _comment(part) or not part.strip():
+            continue
+        return part.lstrip()[0] in "]}"
+    return False
+
+
+def parse_document(text: str, limits: InputLimits, *, as_json: bool, jsonc: bool = False) -> Any:
+    """The value of a JSON or YAML document, its limits checked before it is built. ``jsonc``:
+    a JSON document may hold comments and trailing commas (:func:`strip_jsonc`)."""
     if as_json:
         _check_json_depth(text, limits)
         try:
             data = json.loads(text, object_pairs_hook=_json_object)
         except json.JSONDecodeError as err:
+            if jsonc and (plain := strip_jsonc(text)) != text:  # only a file that needs it
+                return parse_document(plain, limits, as_json=True)
             raise InputLimitError(
                 f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
             ) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -97,19 +98,27 @@ class LiveProgress:
             if not event.get("ok"):
                 self.failed += 1
                 self._log(
-                    f"[red]✗[/red] {event['request_id']}: {event['provider']} failed: "
-                    f"{event.get('error')}"
+                    "[red]✗[/red] "
+                    + escape(
+                        f"{event['request_id']}: {event['provider']} failed: {event.get('error')}"
+                    )
                 )
             self._counts()
         elif kind == "reallocation":
             self._log(
-                f"[yellow]↪[/yellow] {event['request_id']}: reallocated to {event['to_provider']}"
-                f" (round {event['round']})"
+                "[yellow]↪[/yellow] "
+                + escape(
+                    f"{event['request_id']}: reallocated to {event['to_provider']}"
+                    f" (round {event['round']})"
+                )
             )
         elif kind == "conflict":
             self._log(
-                f"[red]≠[/red] {event['request_id']}: the sides disagree "
-                f"(disagreement {event.get('disagreement_level')})"
+                "[red]≠[/red] "
+                + escape(
+                    f"{event['request_id']}: the sides disagree "
+                    f"(disagreement {event.get('disagreement_level')})"
+                )
             )
         elif kind == "progress":  # an MCP server's progress notification of a call
             done = event.get("progress")
@@ -117,7 +126,7 @@ class LiveProgress:
             share = f"{done:g}/{total:g}" if total else f"{done:g}"
             note = f" {event['message']}" if event.get("message") else ""
             self.progress.update(
-                self.task, description=f"{event.get('provider')} {share}{note}"[:60]
+                self.task, description=escape(f"{event.get('provider')} {share}{note}"[:60])
             )
         elif kind == "event":
             self._log(f"[yellow]event[/yellow] {event.get('code')}")

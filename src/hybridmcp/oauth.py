@@ -607,7 +607,8 @@ def auth_problem(name: str, server: ServerConfig, err: BaseException) -> str | N
             if isinstance(server, HttpServer) and server.auth is None:
                 return (
                     "needs authentication (HTTP 401): give its entry an `auth:` block "
-                    f"(docs/configuration.md), then run `hybridmcp auth login {name}`"
+                    f"(docs/authorization.md), then run `hybridmcp auth login {name}`; "
+                    "or, for an API key or token, the `headers:` it expects"
                 )
             return str(AuthenticationRequired(name, "HTTP 401"))
     return None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from hybridmcp.audit import AuditLog, load_key, trail_id, verify
 from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError
 from hybridmcp.oauth import OAuthSessions, TokenStore
@@ -177,6 +178,9 @@ class Resources:
         self._provider_index: tuple[Any, dict[str, str], dict[str, str]] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         """The event loop the resources were opened on (their MCP sessions live there)."""
+        self.workers = Workers()
+        """The threads internal plain functions run in: a function past its deadline is
+        abandoned there, never waited for at the end of a run or of the process."""
 
     @property
     def lms(self) -> dict[str, Any]:
@@ -283,6 +287,7 @@ class Resources:
         await self.loop_lag.close()
         await self.pool.close()
         _close_audit(self.gate.audit)
+        self.workers.close()
 
     async def __aenter__(self) -> Resources:
         return self

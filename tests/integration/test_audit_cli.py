@@ -246,3 +246,40 @@ def test_verify_reads_an_old_unkeyed_trail_and_says_what_it_cannot_show(tmp_path
     assert proc.returncode == 0, proc.stderr
     assert "ok: 1 records, chain intact" in proc.stdout
     assert "note: unkeyed trail" in proc.stdout and "not records cut off the end" in proc.stdout
+
+
+def test_verify_with_another_database_says_where_it_looked_for_the_head(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    """A run given ``--db D`` anchors its heads beside D; ``verify`` without it looks beside the
+    default database, finds none, and says where it looked and how to point it at the run's."""
+    audit, _, _ = audited_run
+    other = tmp_path / "other.db"
+    proc = cli("audit", "verify", str(audit), "--db", str(other))
+    assert proc.returncode == 1
+    assert "no head is anchored for this file" in proc.stderr
+    assert str(tmp_path / "other.audit-heads.db") in proc.stderr
+    assert "--db" in proc.stderr
+
+
+def test_verify_of_an_empty_trail_says_it_is_empty(tmp_path: Path) -> None:
+    """A run whose requests all ran internally leaves an empty trail: it verifies, and says so
+    (not ``last seq 0, ``)."""
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]\n")
+    audit = tmp_path / "empty.jsonl"
+    assert cli("run", str(task), "--audit", str(audit), "--quiet").returncode == 0
+    proc = cli("audit", "verify", str(audit))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        "ok: 0 records (the trail is empty: no external call or decision was recorded)"
+    )
+
+
+def test_verify_with_a_key_file_that_is_not_there_is_bad_input(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    audit, _, _ = audited_run
+    proc = cli("audit", "verify", str(audit), "--key-file", str(tmp_path / "nope.key"))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == f"error: --key-file '{tmp_path / 'nope.key'}': no such file"

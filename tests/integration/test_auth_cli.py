@@ -83,8 +83,9 @@ def test_login_refuses_what_it_cannot_log_in_to_in_one_line(tmp_path: Path) -> N
     config, db = setup(tmp_path)
     cases = {
         "nowhere": "unknown MCP server 'nowhere' (configured servers: batch, local, notes, plain)",
-        "plain": "MCP server 'plain' has no `auth:` block",
-        "local": "MCP server 'local' has no `auth:` block",
+        "plain": "MCP server 'plain' has no `auth:` block: give its entry one "
+        "(docs/authorization.md) to log in to it",
+        "local": "MCP server 'local' is a stdio server: OAuth is for HTTP servers",
     }
     for server, told in cases.items():
         out = cli("auth", "login", server, "-c", str(config), "--db", str(db))

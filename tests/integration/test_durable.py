@@ -82,6 +82,19 @@ def test_statistics_survive_across_cli_runs(tmp_path):
 
 
 @pytest.mark.integration
+def test_stats_of_a_database_not_made_yet_reads_nothing_and_makes_nothing(tmp_path):
+    """`stats` only reads: a database that does not exist has nothing learned, and is not
+    created (nor its folder, nor its lock file) by looking."""
+    db = tmp_path / "not" / "yet.db"
+    for args in (["--db", str(db)], ["--db", str(db), "--json"], ["--db", str(db), "--reset"]):
+        proc = cli("stats", *args)
+        assert proc.returncode == 0, proc.stderr
+    assert "nothing learned yet" in cli("stats", "--db", str(db)).stdout
+    assert json.loads(cli("stats", "--db", str(db), "--json").stdout) == []
+    assert not (tmp_path / "not").exists()
+
+
+@pytest.mark.integration
 def test_an_unusable_database_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

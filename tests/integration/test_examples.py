@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def run_example(name: str, *args: str, stdin: str | None = None) -> str:
+def run_example(name: str, *args: str, stdin: str | None = None, code: int = 0) -> str:
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         input=stdin,
@@ -22,7 +22,10 @@ def run_example(name: str, *args: str, stdin: str | None = None) -> str:
         timeout=120,
         check=False,
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == code, proc.stderr
+    if code:
+        assert "Traceback" not in proc.stderr
+        return proc.stderr
     return proc.stdout
 
 
@@ -39,3 +42,10 @@ def test_interrupt_resume_takes_the_chosen_side(side: str) -> None:
     assert "conflict on 'now' (clock.now):" in out
     assert out.splitlines()[-1] == f"resolution: {{'by': 'human', 'choice': '{side}'}}"
     assert "status ok:" in out
+
+
+def test_interrupt_resume_without_an_answer_says_how_to_give_one() -> None:
+    err = run_example("interrupt_resume.py", stdin="", code=2)
+    assert err.strip().splitlines()[-1] == (
+        "error: no answer on stdin: give it as an argument (internal or external)"
+    )

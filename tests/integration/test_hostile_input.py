@@ -166,3 +166,37 @@ def test_an_empty_thread_id_is_refused_not_a_run_no_one_can_resume(thread, tmp_p
     proc = cli("run", str(task), "--db", str(db), "--thread", thread, cwd=tmp_path)
     refused(proc, "--thread")
     assert not db.exists()
+
+
+STUCK = '''
+import time
+
+
+def stuck(x: float) -> dict:
+    """An internal function that never returns in any useful time."""
+    time.sleep(600)
+    return {"value": x}
+'''
+
+
+def test_an_internal_function_past_its_deadline_never_holds_the_command(tmp_path: Path) -> None:
+    """A plain function runs in a worker thread, which cannot be stopped: past its deadline the
+    run goes on without it, and the command prints the result and exits; the thread is not
+    waited for (it used to hold the output until the function returned)."""
+    (tmp_path / "stuckmod.py").write_text(STUCK)
+    schema = {"type": "object", "properties": {"x": {"type": "number"}}, "required": ["x"]}
+    skill = {
+        "input_schema": schema,
+        "providers": [{"side": "internal", "function": "stuckmod:stuck", "timeout_ms": 300}],
+    }
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"mcpServers": {}, "skills": {"stuck": skill}}))
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps({"requests": [{"id": "a", "skill": "stuck", "args": {"x": 1}}]}))
+    # a hang is the subprocess' timeout (60 s), far below the function's 600 s
+    proc = durable_cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", timeout=60
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (result,) = json.loads(proc.stdout)["results"]
+    assert "deadline exceeded after 300 ms" in result["error"]

@@ -19,6 +19,7 @@ import pytest
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
+from hybridmcp.testing.harness import HttpFaultServer
 from tests.integration.test_durable import cli as durable_cli
 
 SERVER = [sys.executable, "-m", "hybridmcp.testing.hostile_server"]
@@ -149,6 +150,35 @@ def test_an_answer_holding_nan_still_prints_json(tmp_path) -> None:
     assert result["value"] == {"v": None, "w": None}
 
 
+@pytest.mark.parametrize(
+    ("transport", "path", "said"),
+    [
+        # a URL without the endpoint's path: the SDK reads a 404 as "Session terminated"
+        ("streamable_http", "/", "HTTP 404 Not Found: no MCP endpoint at http://127.0.0.1:"),
+        ("streamable_http", "/", "(streamable HTTP servers usually serve /mcp)"),
+        # the other transport's endpoint
+        ("streamable_http", "/sse", "an SSE endpoint? give the entry type: sse"),
+        ("sse", "/mcp", "a streamable HTTP endpoint? give the entry type: http"),
+    ],
+)
+async def test_a_wrong_url_or_transport_says_what_to_change(transport, path, said) -> None:
+    """A user's common slips: the server's base URL, or an SSE server entered as streamable
+    HTTP (and the other way round). The reason names the URL and what to change."""
+    fault_transport = "sse" if path == "/sse" else "streamable-http"
+    async with HttpFaultServer(transport=fault_transport) as server:
+        url = f"http://127.0.0.1:{server.port}{path}"
+        entry = {"transport": transport, "url": url, "startup_timeout_ms": 5000}
+        config = parse_config({"mcpServers": {"h": entry}})
+        pool = SessionPool(config.mcpServers)
+        try:
+            await pool.open()
+            reason = pool._sessions["h"].status.error or ""
+        finally:
+            await pool.close()
+    assert said in reason, reason
+    assert "Session terminated" not in reason
+
+
 async def test_a_start_up_that_times_out_is_ended_at_once_not_left_running() -> None:
     config = parse_config({"mcpServers": {"h": _stdio("slow_init") | {"startup_timeout_ms": 500}}})
     pool = SessionPool(config.mcpServers)
@@ -165,6 +195,30 @@ async def test_a_start_up_that_times_out_is_ended_at_once_not_left_running() -> 
         assert not session._retired
     finally:
         await pool.close()
+
+
+@pytest.mark.parametrize("command", ["servers", "run"])
+def test_a_silent_server_that_ignores_its_stdin_closing_is_down_in_one_line(
+    command, tmp_path
+) -> None:
+    """A process that never answers the handshake and does not exit when its stdin closes
+    (``sleep``): its start-up times out, it is ended, and the command says so and exits, with
+    no traceback from closing its half-stopped start-ups."""
+    silent = {
+        "command": sys.executable,
+        "args": ["-c", "import time; time.sleep(120)"],
+        "startup_timeout_ms": 1000,
+    }
+    if command == "servers":
+        assert "did not start within 1 s" in _down_reason(tmp_path, silent)
+        return
+    config = _write_config(tmp_path, silent)
+    task = tmp_path / "t.yaml"
+    task.write_text("requests: [{id: a, skill: math.calculate, args: {expression: '1+1'}}]\n")
+    proc = cli("run", str(task), "--config", str(config), "--db", ":memory:", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "CancelledError" not in proc.stderr
+    assert "did not start within 1 s" in proc.stderr
 
 
 @pytest.mark.parametrize("how", ["exits", "closes stdout"])

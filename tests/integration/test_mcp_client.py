@@ -314,6 +314,24 @@ async def test_elicitation_ask_through_the_cli_with_two_questions(tmp_path: Path
     assert value["colour"] == {"action": "decline", "content": None}
 
 
+async def test_a_paused_run_prints_its_question_not_an_empty_table(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path,
+        "config.yaml",
+        {"mcpServers": {"chatty": chatty(elicitation="ask")}, "builtin_skills": False},
+    )
+    task = _write(
+        tmp_path, "task.yaml", {"requests": [{"id": "me", "skill": "chatty.ask_name", "args": {}}]}
+    )
+    env = cli_env(HYBRIDMCP_DB=str(tmp_path / "runs.db"))
+    proc = cli("run", task, "--config", config, "--thread", "t1", env=env)
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout.strip() == "hybridmcp run: paused", proc.stdout
+    assert "None" not in proc.stdout + proc.stderr
+    assert "What is your name? (fields: name)" in proc.stderr
+    assert "resume: hybridmcp run TASK --thread t1 --answer JSON" in proc.stderr
+
+
 # -- sampling ----------------------------------------------------------------------------------
 
 

@@ -487,7 +487,10 @@ def test_version_quiet_and_table(runs: Runs, tmp_path: Path) -> None:
     assert "calc-51" in table.stdout and "by skill" not in table.stdout
 
 
-def test_an_unwritable_report_is_refused_before_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["a directory", "/proc/report.html"])
+def test_an_unwritable_report_is_refused_before_the_run(tmp_path: Path, where: str) -> None:
+    """A directory, or a file its directory cannot hold (``/proc`` takes no new file, even from
+    root, whom permission bits do not stop): refused before the run, not after it."""
     (tmp_path / "t.json").write_text(json.dumps({"requests": [stats(0)]}))
     (tmp_path / "c.json").write_text(json.dumps(config(word_count_ms=2)))
     log = tmp_path / "servers.log"
@@ -501,10 +504,11 @@ def test_an_unwritable_report_is_refused_before_the_run(tmp_path: Path) -> None:
         "--server-log",
         str(log),
         "--report",
-        str(tmp_path),
+        str(tmp_path) if where == "a directory" else where,
         cwd=tmp_path,
     )
     assert proc.returncode == 2 and proc.stdout == ""
+    assert "cannot be written" in proc.stderr
     assert proc.stderr.count("error:") == 1 and "--report" in proc.stderr
     assert not log.exists() or log.stat().st_size == 0  # no server was started
 

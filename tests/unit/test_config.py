@@ -514,6 +514,17 @@ def test_any_document_loads_or_is_refused_line_by_line(document):
             assert lines[0].endswith(f"({len(lines) - 1} problems):")
 
 
+@pytest.mark.parametrize("name", ["\r[", "odd.[/s]", "a[b]", "list"])
+def test_a_key_with_brackets_is_named_in_its_error_not_read_as_a_union(name):
+    """Pydantic names a union's members ``dict[str,...]``; a skill the user named with a ``[``
+    is still a key, and its error names it."""
+    with pytest.raises(ConfigError) as err:
+        parse_config({"skills": {name: None}})
+    message = str(err.value)
+    assert f"skills{key_path(name)}: Input should be a valid dictionary" in message, message
+    assert "expected" not in message
+
+
 def test_vscode_and_cursor_variables_and_env_file(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / ".vscode").mkdir(parents=True)
@@ -617,3 +628,32 @@ def test_a_duration_no_timer_can_hold_is_refused_naming_its_key(data, path):
 def test_a_long_but_sane_duration_is_kept():
     config = parse_config({"mcpServers": {"s": {"command": "x", "timeout_ms": 86_400_000}}})
     assert config.mcpServers["s"].timeout_ms == 86_400_000
+
+
+def test_a_vscode_mcp_json_with_comments_and_trailing_commas_loads(tmp_path):
+    """VS Code and Cursor write mcp.json as JSON with comments (JSONC): comments and trailing
+    commas are read as they do, and text inside strings (a URL's ``//``) is left alone."""
+    folder = tmp_path / ".vscode"
+    folder.mkdir()
+    path = folder / "mcp.json"
+    path.write_text(
+        "{\n"
+        "  // the servers of this workspace\n"
+        '  "servers": {\n'
+        '    "web": {"type": "http", "url": "https://example.com/mcp", /* the API */\n'
+        '            "headers": {"X-Note": "a /* not a comment */ // either",},},\n'
+        '    "time": {"command": "mcp-server-time", "args": ["--local-timezone", "UTC",],},\n'
+        "  },\n"
+        "}\n"
+    )
+    cfg = load_config(path)
+    assert cfg.mcpServers["web"].url == "https://example.com/mcp"
+    assert cfg.mcpServers["web"].headers == {"X-Note": "a /* not a comment */ // either"}
+    assert cfg.mcpServers["time"].args == ["--local-timezone", "UTC"]
+
+
+def test_an_error_in_a_json_file_with_comments_keeps_its_line(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{\n  /* one\n  two */\n  "servers": {"a": {"command": "x"}}\n  "x": 1\n}\n')
+    with pytest.raises(ConfigError, match="line 5 column 3"):
+        load_config(path)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.errors import TaskError
-from hybridmcp.limits import InputLimits, preview
+from hybridmcp.limits import InputLimits, preview, strip_jsonc
 from hybridmcp.task import Task, task_from_bytes
 
 LIMITS = InputLimits(
@@ -109,3 +109,34 @@ def test_preview_quotes_a_short_prefix():
     assert preview("abc") == "'abc'"
     assert preview("x" * 1_000).endswith("… (1000 chars)")
     assert len(preview("x" * 10**6)) < 100
+
+
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+        max_leaves=20,
+    )
+)
+def test_strip_jsonc_leaves_plain_json_as_it_is(value):
+    text = json.dumps(value)
+    assert strip_jsonc(text) == text
+    assert strip_jsonc(json.dumps(value, indent=2)) == json.dumps(value, indent=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("[1, /*a*/ /*b*/ ]", [1]),
+        ('{"a": "//x", // c\n "b": [1,2,],}', {"a": "//x", "b": [1, 2]}),
+        ('{"u": "http://h/*x*/"} // end', {"u": "http://h/*x*/"}),
+        ('["a\\\\", "b",]', ["a\\", "b"]),
+        ('{"a": 1, /* unclosed', None),
+    ],
+)
+def test_strip_jsonc_reads_comments_and_trailing_commas(text, value):
+    if value is None:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(strip_jsonc(text))
+    else:
+        assert json.loads(strip_jsonc(text)) == value

@@ -349,6 +349,8 @@ def test_a_401_names_the_command_to_run() -> None:
     without = auth_problem("notes", server(None), group)
     assert without is not None and "give its entry an `auth:` block" in without
     assert "hybridmcp auth login notes" in without
+    # where OAuth is documented, and the other way a server asks for a key: a header
+    assert "docs/authorization.md" in without and "`headers:`" in without
     assert auth_problem("notes", server({}), group) == (
         "needs authentication (HTTP 401): run `hybridmcp auth login notes`"
     )

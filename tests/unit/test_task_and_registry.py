@@ -172,3 +172,16 @@ async def test_a_cheap_builtin_runs_on_the_loop_and_a_long_input_in_a_thread():
     assert _THREADS[1] != threading.main_thread().name
     assert not builtin.calculate.inline_when(expression="2**64**2")
     assert builtin.calculate.inline_when(expression="1 + 2 * 3")
+
+
+def test_a_tool_of_a_disabled_server_says_the_server_is_disabled():
+    """Not "unknown skill": the server is configured, and switched off."""
+    cfg = parse_config({"mcpServers": {"off": {"command": "nope", "disabled": True}}})
+    with pytest.raises(TaskError) as err:
+        build_registry(cfg, {}).get("off.read_file")
+    assert str(err.value) == (
+        "skill 'off.read_file': MCP server 'off' is disabled in the configuration, "
+        "so its tools cannot be called"
+    )
+    with pytest.raises(TaskError, match="unknown skill 'offline.x'"):
+        build_registry(cfg, {}).get("offline.x")

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
+
 from hybridmcp.errors import ProviderError, RequestError
 from hybridmcp.limits import preview
 
@@ -196,8 +198,10 @@ def calculate(expression: str) -> dict[str, Any]:
     """Safe arithmetic: an AST walker over numbers and a few math functions, never ``eval``."""
     if len(expression) > _MAX_EXPRESSION:
         raise RequestError(f"expression is longer than {_MAX_EXPRESSION} characters")
+    if not expression.strip():
+        raise RequestError("empty expression: give arithmetic such as '2 * (3 + 4)'")
     try:
-        tree = ast.parse(expression, mode="eval")
+        tree = ast.parse(expression.strip(), mode="eval")
     except SyntaxError as err:
         raise RequestError(f"invalid expression {preview(expression)}: {err.msg}") from None
     try:
@@ -211,8 +215,10 @@ def calculate(expression: str) -> dict[str, Any]:
     return {"value": value}
 
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
+# after . ! ? and a blank, or after the full stops of CJK scripts (written with no blank after)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
+# Words: runs of letters (with their combining marks), digits and apostrophes, in any script.
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}']+")
 _STOPWORDS = frozenset(
     "a an and are as at be by for from has have in is it its of on or that the this to was "
     "were will with which who their there they them than then these those not but can".split()
@@ -288,5 +294,9 @@ def query_path(data: Any, path: str) -> Any:
 
 
 def json_query(data: Any, path: str) -> dict[str, Any]:
-    """Select a value out of a JSON document with a JSONPath subset."""
-    return {"result": query_path(data, path)}
+    """Select a value out of a JSON document with a JSONPath subset. The document and the path
+    are both the request's, so a path that matches nothing is the request's error."""
+    try:
+        return {"result": query_path(data, path)}
+    except ProviderError as err:
+        raise RequestError(str(err)) from None

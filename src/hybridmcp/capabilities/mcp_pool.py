@@ -315,7 +315,33 @@ def _open_error(
     if handshake and isinstance(config, StdioServer) and _closed(err):
         where = f"; its stderr is in {server_log}" if server_log else ""
         return f"the process exited or closed its stdout before answering the MCP handshake{where}"
+    if handshake and isinstance(config, HttpServer) and (hint := _endpoint_hint(config, err)):
+        return hint
     return _describe(err)
+
+
+def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
+    """The handshake's answer when the URL is not the server's endpoint of that transport: the
+    server's base URL (the SDK reads streamable HTTP's 404 as "Session terminated"), or the
+    other transport's endpoint. None when the error says nothing of that."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    streamable = config.transport == "streamable_http"
+    if streamable and isinstance(err, McpError) and err.error.message == "Session terminated":
+        return (
+            f"HTTP 404 Not Found: no MCP endpoint at {config.url} "
+            "(streamable HTTP servers usually serve /mcp)"
+        )
+    if not isinstance(err, httpx.HTTPStatusError):
+        return None
+    status = err.response.status_code
+    if streamable and status == 405:
+        return f"{_describe(err)}: an SSE endpoint? give the entry type: sse"
+    if not streamable and status == 404:
+        return f"{_describe(err)} (SSE servers usually serve /sse)"
+    if not streamable and status in (400, 405, 406):
+        return f"{_describe(err)}: a streamable HTTP endpoint? give the entry type: http"
+    return None
 
 
 def _closed(err: BaseException) -> bool:
@@ -864,6 +890,11 @@ async def _finish(task: asyncio.Task[Any]) -> None:
         return
     try:
         await asyncio.wait_for(asyncio.shield(task), STOP_GRACE_S)
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if not task.cancelled() or (current is not None and current.cancelling()):
+            raise  # this wait itself was cancelled: pass it on
+        # the task was cancelled already (a start-up the close cancelled): it has ended
     except (TimeoutError, Exception):
         task.cancel()
         with contextlib.suppress(BaseException):

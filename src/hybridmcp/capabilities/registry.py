@@ -42,6 +42,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from hybridmcp.capabilities.builtin import query_path
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
 from hybridmcp.capabilities.timing import CallTiming
+from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import (
     ComparatorConfig,
     ExternalProviderConfig,
@@ -155,11 +156,19 @@ class Registry:
     unavailable: dict[str, str] = field(default_factory=dict)
     """Configured servers that were down when the registry was built, with why: their tools'
     ``server.tool`` skills are missing, and a request for one says so."""
+    disabled: frozenset[str] = frozenset()
+    """Configured servers switched off (``disabled: true``): a request for a tool says so."""
 
     def get(self, name: str) -> Skill:
         try:
             return self.skills[name]
         except KeyError:
+            off = next((s for s in self.disabled if str(name).startswith(f"{s}.")), None)
+            if off is not None:
+                raise TaskError(
+                    f"skill {name!r}: MCP server {off!r} is disabled in the configuration, "
+                    "so its tools cannot be called"
+                ) from None
             down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
             if down is not None and self.unavailable[down].startswith("needs authentication"):
                 raise TaskError(
@@ -285,7 +294,9 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
     default_timeout = config.coordination_config.default_timeout_ms
     listed = {(server, t.name): t for server, ts in tools.items() for t in ts}
     ids = _Ids()
-    registry = Registry()
+    registry = Registry(
+        disabled=frozenset(name for name, server in config.mcpServers.items() if not server.enabled)
+    )
     for name, cfg in skill_cfgs.items():
         providers: list[Provider] = []
         for p in cfg.providers:
@@ -366,9 +377,13 @@ def internal_value(value: Any) -> Any:
 
 
 async def invoke_internal(
-    provider: Provider, args: Mapping[str, Any], timing: CallTiming | None = None
+    provider: Provider,
+    args: Mapping[str, Any],
+    timing: CallTiming | None = None,
+    workers: Workers | None = None,
 ) -> Any:
-    """Run an internal provider: coroutines directly, plain functions in a worker thread; its
+    """Run an internal provider: coroutines directly, plain functions in a worker thread (of
+    ``workers``, daemon threads nothing waits for, else asyncio's default executor); its
     answer read as :func:`internal_value`. ``timing`` is marked sent when the function starts
     (a thread may first wait in the executor's queue: the coordinator's time, not the
     provider's)."""
@@ -413,7 +428,7 @@ async def invoke_internal(
         return internal_value(value)  # in the thread too
 
     try:
-        return await asyncio.to_thread(run)
+        return await (asyncio.to_thread(run) if workers is None else workers.run(run))
     except asyncio.CancelledError:
         with starting:
             abandoned.set()

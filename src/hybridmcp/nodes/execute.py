@@ -165,7 +165,7 @@ async def _call(
     if provider.side == "internal":
         async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
             try:
-                value = await invoke_internal(provider, item["args"], timing)
+                value = await invoke_internal(provider, item["args"], timing, res.workers)
             except ProviderError as err:
                 raise ToolError(str(err)) from None
         timing.mark_ended()

@@ -26,7 +26,7 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def _one_line(value: Any, width: int) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -59,7 +59,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
     for name in ("skill", "requests", "status", "served by"):
         table.add_column(name, justify="right" if name == "requests" else "left")
     for row in skill_rows(results):
-        table.add_row(row["skill"], str(row["requests"]), _counts(row["status"]),
+        table.add_row(escape(row["skill"]), str(row["requests"]), _counts(row["status"]),
                       _counts(row["side"]))  # fmt: skip
     console.print(table)
     failed = [r for r in results if r.get("status") not in ("ok",)]
@@ -71,7 +71,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                 if r.get("status") == "unresolved"
                 else r.get("status")
             )
-            say(f"  {escape(str(r['id']))} ({r.get('skill')}): {escape(_one_line(why, 140))}")
+            say(escape(f"  {r['id']} ({r.get('skill')}): {_one_line(why, 140)}"))
         if len(failed) > FAILURES_LISTED:
             say(f"  … {len(failed) - FAILURES_LISTED} more (--table or --json lists them all)")
     if data.get("conflicts"):
@@ -86,13 +86,16 @@ def render_totals(data: dict[str, Any], console: Console) -> None:
     """Quality, calls and cost: the lines both the table and the summary end with."""
     q, m, c = data.get("quality") or {}, data.get("metrics") or {}, data.get("cost") or {}
     say = lambda text: console.print(text, highlight=False, soft_wrap=True)  # noqa: E731
-    say("quality:     " + ", ".join(f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float)))
-    say(
-        f"metrics:     {m.get('answered')}/{m.get('requests')} answered, rounds {m.get('rounds')},"
-        f" calls {m.get('calls')}, failed {m.get('failed_calls')}"
-        f"{_cancelled(m.get('cancelled_calls'))}, "
-        f"reallocations {m.get('reallocations')}, wall {m.get('wall_ms')} ms"
-    )
+    if q:  # a run paused before it ended has no quality or metrics yet
+        scores = (f"{k} {v:.2f}" for k, v in q.items() if isinstance(v, float))
+        say("quality:     " + ", ".join(scores))
+    if m:
+        say(
+            f"metrics:     {m.get('answered')}/{m.get('requests')} answered, rounds "
+            f"{m.get('rounds')}, calls {m.get('calls')}, failed {m.get('failed_calls')}"
+            f"{_cancelled(m.get('cancelled_calls'))}, "
+            f"reallocations {m.get('reallocations')}, wall {m.get('wall_ms')} ms"
+        )
     if c:
         opt = c["cost_optimization"]
         budget = (

@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+import regex
+
 from hybridmcp.testing.faultserver.plan import WRONG_TIME_SHIFT
 
 
@@ -153,8 +155,10 @@ def calculate(expression: str) -> dict[str, Any]:
     return {"value": value}
 
 
-_WORD = re.compile(r"[A-Za-z0-9À-ÿ']+")
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+")
+# Words: runs of letters (with their combining marks), digits and apostrophes, in any script.
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}']+")
+# after . ! ? and a blank, or after the full stops of CJK scripts (written with no blank after)
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|(?<=[。！？])\s*")
 
 
 def word_count(text: str) -> dict[str, int]:
