@@ -118,6 +118,7 @@ from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
     BackPressureError,
+    CoordinatorClosed,
     DeadlineExceededError,
     HybridMCPError,
     ProviderError,
@@ -576,7 +577,7 @@ class _ServerSession:
     async def _ensure(self) -> ClientSession:
         """The live session: a suspect one is pinged, a broken one re-opened (shared open)."""
         if self._closed:
-            raise ServerUnavailableError(f"MCP server {self.name!r}: the session pool is closed")
+            raise self._closed_error()
         if self._alive() and self._suspect:
             await self.ping(self.settings.ping_timeout_ms / 1000)
         if not self._alive():
@@ -588,13 +589,24 @@ class _ServerSession:
                         f"next re-open in {wait:.1f} s"
                     )
                 self._opening = asyncio.create_task(self._start(), name=f"mcp-open:{self.name}")
-            await asyncio.shield(self._opening)
+            try:
+                await asyncio.shield(self._opening)
+            except asyncio.CancelledError:  # the open ended by the pool's close, not this caller
+                task = asyncio.current_task()
+                if self._closed and task is not None and not task.cancelling():
+                    raise self._closed_error() from None
+                raise
+        if self._closed:
+            raise self._closed_error()
         session = self._session
         if session is None:
             raise ServerUnavailableError(
                 f"MCP server {self.name!r} is not available: {self.status.error or 'not open'}"
             )
         return session
+
+    def _closed_error(self) -> CoordinatorClosed:
+        return CoordinatorClosed(f"MCP server {self.name!r}: the session pool is closed")
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -754,7 +766,7 @@ class _ServerSession:
                 _settle(call, ElicitationRequired(question) if question else result)
                 return
         except asyncio.CancelledError:  # only the pool's own close cancels a request task
-            _settle(call, ServerUnavailableError(f"{where}: the session pool closed mid-call"))
+            _settle(call, CoordinatorClosed(f"{where}: the session pool closed mid-call"))
             raise
         except TimeoutError:  # no live session again before the deadline
             _settle(call, DeadlineExceededError(f"{where}: no live session before the deadline"))

@@ -53,6 +53,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    CoordinatorClosed,
     DeadlineExceededError,
     HybridMCPError,
     PrivacyRefused,
@@ -238,7 +239,7 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
 
 
 async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
-    """One attempt; never raises except when cancelled."""
+    """One attempt; never raises except when cancelled or when the coordinator closed."""
     provider = res.registry.provider(item["provider"])
     started = res.clock()
     run_left = _run_left_s(item, started)
@@ -266,6 +267,8 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
             error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
     except ElicitationRequired:
         raise  # the node pauses the run for a human (see _work)
+    except CoordinatorClosed:
+        raise  # the run ends with it: nothing is known of the provider (Coordinator.run)
     except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
