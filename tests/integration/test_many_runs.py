@@ -9,6 +9,8 @@ nothing is learned against the server, and the session stays usable for the othe
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from hybridmcp.testing.harness import faultserver_stdio, no_children_left
 
 pytestmark = pytest.mark.integration
 
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 OUTER_S = 240
 """Every test's whole bound: generous on a loaded 2-core machine; never a timing assertion."""
 
@@ -75,3 +78,44 @@ async def test_closing_the_coordinator_under_runs_in_flight_fails_them_clearly_b
             )
     for out in resumed:
         assert out["status"] == "ok", {k: v["error"] for k, v in out["results"].items()}
+
+
+@pytest.mark.parametrize("ended_by", ["close", "cancel"])
+async def test_writes_still_queued_when_a_run_ends_are_sent_once_on_resume(
+    tmp_path: Path, ended_by: str
+) -> None:
+    """One slot on a write tool, three writes: the one in flight when the coordinator closes
+    (or the caller cancels the run) keeps its unknown outcome (not repeated on resume); the two
+    still queued were never sent, so the resumed run sends them. Each entry is written exactly
+    once."""
+    journal = tmp_path / "journal.jsonl"
+    server = {
+        "command": sys.executable,
+        "args": ["-m", "hybridmcp.testing.journal_server", "--journal", str(journal)],
+        "env": {"PYTHONPATH": SRC},
+        "max_concurrency": 1,
+    }
+    cfg = parse_config({"mcpServers": {"journal": server}})
+    requests = [
+        {"id": f"w{i}", "skill": "journal.append", "args": {"entry": f"e{i}", "sleep_ms": 1500}}
+        for i in range(3)
+    ]
+    task = parse_task({"requests": requests})
+    async with asyncio.timeout(OUTER_S), open_persistence(str(tmp_path / "runs.db")) as db:
+        async with Coordinator.open(cfg, checkpointer=db[0], store=db[1]) as co:
+            run = asyncio.create_task(co.run(task, thread_id="writes"))
+            await in_flight(co, "journal", 1)
+            if ended_by == "cancel":
+                run.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await run
+        if ended_by == "close":
+            with pytest.raises(CoordinatorClosed):
+                await run
+        async with Coordinator.open(cfg, checkpointer=db[0], store=db[1]) as again:
+            out = await again.run(task, thread_id="writes")
+    entries = sorted(json.loads(line)["entry"] for line in journal.read_text().splitlines())
+    assert entries == ["e0", "e1", "e2"], entries
+    results = out["results"]
+    assert [r for r in results if results[r]["status"] == "ok"] == ["w1", "w2"], results
+    assert results["w0"]["error"].startswith("outcome_unknown"), results["w0"]
