@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from hybridmcp.config import parse_config
 from hybridmcp.coordinator import Coordinator
@@ -22,7 +24,7 @@ from hybridmcp.errors import CoordinatorClosed
 from hybridmcp.persistence import open_persistence
 from hybridmcp.stats_store import all_stats
 from hybridmcp.task import parse_task
-from hybridmcp.testing.harness import faultserver_stdio, no_children_left
+from hybridmcp.testing.harness import HttpFaultServer, faultserver_stdio, no_children_left
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +121,126 @@ async def test_writes_still_queued_when_a_run_ends_are_sent_once_on_resume(
     results = out["results"]
     assert [r for r in results if results[r]["status"] == "ok"] == ["w1", "w2"], results
     assert results["w0"]["error"].startswith("outcome_unknown"), results["w0"]
+
+
+# -- many runs, some cancelled by their callers at any point -----------------------------------
+
+SKILLS = {
+    "sleep": lambda i, ms: {"skill": "faulty.sleep", "args": {"ms": ms}},
+    "echo": lambda i, ms: {"skill": "faulty.echo", "args": {"text": f"m{i}"}},
+    "time": lambda i, ms: {"skill": "time.now", "args": {"timezone": "UTC"}},  # both sides
+}
+NO_SHRINK = (Phase.explicit, Phase.reuse, Phase.generate)
+"""Each example runs dozens of runs: a failure is reported as found (shrinking takes hours)."""
+ENDS = ("finish", "cancel_queued", "cancel_in_flight", "wait_for")
+
+run_plans = st.lists(
+    st.tuples(
+        st.lists(
+            st.tuples(st.sampled_from(sorted(SKILLS)), st.sampled_from([0, 5, 40])),
+            min_size=1,
+            max_size=4,
+        ),
+        st.sampled_from(ENDS),
+        st.sampled_from([0.0, 0.001, 0.02, 0.2]),
+    ),
+    min_size=20,
+    max_size=60,
+)
+
+
+async def one_run(co: Coordinator, n: int, plan: Any) -> dict[str, Any] | str:
+    """A run that finishes, or that its caller cancels: while its calls are still queued, once
+    one of its calls is in flight (after ``delay``), or by ``asyncio.wait_for``."""
+    wanted, end, delay = plan
+    requests = [{"id": f"q{j}", **SKILLS[kind](n, ms)} for j, (kind, ms) in enumerate(wanted)]
+    task = parse_task({"requests": requests})
+    if end == "finish":
+        return await co.run(task)
+    if end == "wait_for":
+        try:
+            return await asyncio.wait_for(co.run(task), delay)
+        except TimeoutError:
+            return "cancelled"
+    sent = asyncio.Event()
+
+    async def streamed() -> dict[str, Any]:
+        async for event in co.stream(task):
+            if event.get("type") == "attempt" and event.get("side") == "external":
+                sent.set()
+            if event.get("type") == "result":
+                return dict(event["output"])
+        raise AssertionError("a stream without its result")
+
+    run = asyncio.create_task(streamed())
+    if end == "cancel_in_flight":
+        waiting = asyncio.create_task(sent.wait())
+        await asyncio.wait({run, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        await asyncio.sleep(delay)
+    run.cancel()
+    try:
+        return await run
+    except asyncio.CancelledError:
+        return "cancelled"
+
+
+async def many_runs(
+    server: dict[str, Any], plans: list[Any], mine: frozenset[int] = frozenset()
+) -> None:
+    """The runs on one coordinator over one server; no child process but ``mine`` left."""
+    cfg = parse_config(
+        {
+            "mcpServers": {"faulty": server},
+            "skills": {
+                "time.now": {
+                    "providers": [
+                        {"side": "external", "server": "faulty", "tool": "get_current_time"}
+                    ]
+                }
+            },
+        }
+    )
+    async with asyncio.timeout(OUTER_S), Coordinator.open(cfg) as co:
+        outs = await asyncio.gather(*(one_run(co, n, p) for n, p in enumerate(plans)))
+        pool = co.resources.pool
+        for _ in range(2000):  # abandoned calls run out in the pool (at most 40 ms each)
+            if pool.status("faulty").in_flight == 0:
+                break
+            await asyncio.sleep(0.01)
+        finished = [o for o in outs if not isinstance(o, str)]
+        for out in finished:
+            assert out["status"] == "ok", {k: v["error"] for k, v in out["results"].items()}
+            codes = [e["code"] for e in out["events"]]
+            assert "CIRCUIT_OPENED" not in codes, out["events"]
+            failed = [a for r in out["results"].values() for a in r["attempts"] if not a["ok"]]
+            assert all(a.get("censored") for a in failed), failed  # cut by us, never failed
+        for provider, window in co.resources.breaker_windows().items():
+            assert window["failure_rate"] == 0.0 and window["trips"] == 0, (provider, window)
+        for stats in await all_stats(co.store):
+            assert stats.failures == stats.censored, stats  # nothing failed but what we cut
+        status = pool.status("faulty")
+        assert (status.opens, status.replacements, status.in_flight) == (1, 0, 0), status
+        after = await co.run(parse_task({"requests": [{"id": "x", **SKILLS["echo"](0, 0)}]}))
+        assert after["status"] == "ok" and after["results"]["x"]["allocation"] == "external"
+    assert not await no_children_left(10, allowed=mine)
+
+
+HEAVY = {"suppress_health_check": list(HealthCheck), "phases": NO_SHRINK}
+
+
+@settings(max_examples=4, **HEAVY)
+@given(plans=run_plans)
+def test_runs_cancelled_at_any_point_blame_no_one_over_stdio(plans: list[Any]) -> None:
+    asyncio.run(many_runs(faultserver_stdio(), plans))
+
+
+@settings(max_examples=3, **HEAVY)
+@given(plans=run_plans)
+def test_runs_cancelled_at_any_point_blame_no_one_over_streamable_http(plans: list[Any]) -> None:
+    async def over_http() -> None:
+        async with HttpFaultServer() as server:
+            assert server.proc is not None
+            await many_runs(server.server_config(), plans, frozenset({server.proc.pid}))
+
+    asyncio.run(over_http())
