@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -145,7 +145,7 @@ class Coordinator:
         """Validate and run a task, yielding progress events as they happen (see
         :mod:`hybridmcp.progress`), then ``{"type": "result", "output": <what run returns>}``.
         On a thread with a checkpoint, resumes or replays it as :meth:`run` does."""
-        with self._running(thread_id):
+        async with self._running(thread_id):
             status, graph_input = await self._start(task, thread_id)
             last: dict[str, Any] = status.values
             named = thread_id or self._unnamed_thread()
@@ -164,15 +164,25 @@ class Coordinator:
         unnamed = named if thread_id is None else None
         yield {"type": "result", "output": paused_on(output_of(last), unnamed)}
 
-    @contextmanager
-    def _running(self, thread_id: str | None) -> Iterator[None]:
-        """A run: refused on a closed coordinator; one the coordinator's close ends mid-way
-        fails with one :class:`CoordinatorClosed` that says what was kept."""
+    @asynccontextmanager
+    async def _running(self, thread_id: str | None) -> AsyncIterator[None]:
+        """A run: refused on a closed coordinator, and on a thread another run is running now
+        (:mod:`hybridmcp.thread_lock`); one the coordinator's close ends mid-way fails with
+        one :class:`CoordinatorClosed` that says what was kept."""
         with self.resources.running():
-            try:
-                yield
-            except CoordinatorClosed as err:
-                raise CoordinatorClosed(self._closed_mid_run(err, thread_id)) from None
+            async with self._thread(thread_id):
+                try:
+                    yield
+                except CoordinatorClosed as err:
+                    raise CoordinatorClosed(self._closed_mid_run(err, thread_id)) from None
+
+    def _thread(self, thread_id: str | None) -> AbstractAsyncContextManager[None]:
+        """The thread held for the run (a durable run's only: one without a checkpointer
+        keeps nothing another run could repeat)."""
+        if self.graph.checkpointer is None or thread_id is None:
+            return nullcontext()
+        res = self.resources
+        return res.thread_locks.hold(self.store, thread_id, res.store_files)
 
     def _closed_mid_run(self, err: CoordinatorClosed, thread_id: str | None) -> str:
         if self.graph.checkpointer is not None and thread_id is not None:
@@ -209,7 +219,7 @@ class Coordinator:
                 "an unfinished run finishes when its task runs on the thread again"
             )
         check_decision(decision, snapshot.interrupts)
-        with self._running(thread_id):
+        async with self._running(thread_id):
             return await self._invoke(Command(resume=decision), thread_id, self._context())
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
@@ -221,7 +231,7 @@ class Coordinator:
         running anything; on a thread paused for review it returns the paused output. A run
         given no ``thread_id`` that pauses returns the thread it can be resumed on as
         ``thread_id`` (with a checkpointer; without one there is nothing to resume)."""
-        with self._running(thread_id):
+        async with self._running(thread_id):
             status, graph_input = await self._start(task, thread_id)
             if status.state in ("finished", "paused"):
                 return output_of(status.values)

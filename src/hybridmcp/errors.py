@@ -52,6 +52,11 @@ class CoordinatorClosed(HybridMCPError):
     stop on a coordinator that is open."""
 
 
+class ThreadBusy(HybridMCPError):
+    """A run on a thread that another run (in this process or another one on the same database)
+    is running now: a thread names one run, so it is not run twice at once."""
+
+
 class PolicyError(HybridMCPError):
     """A policy (privacy, budget, circuit breaker) refused a call."""
 

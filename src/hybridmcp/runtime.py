@@ -186,6 +186,10 @@ class Resources:
         self.workers = Workers()
         """The threads internal plain functions run in: a function past its deadline is
         abandoned there, never waited for at the end of a run or of the process."""
+        from hybridmcp.thread_lock import ThreadLocks
+
+        self.thread_locks = ThreadLocks()
+        """The threads running now, here and (through the database) in other processes."""
         self.closed = False
         """Closed (or closing): no run may start on them (:meth:`running`)."""
         self._running: set[asyncio.Event] = set()
@@ -317,6 +321,7 @@ class Resources:
             _done, late = await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
             for wait in late:
                 wait.cancel()
+        await self.thread_locks.close()
         _close_audit(self.gate.audit)
         self.workers.close()
 

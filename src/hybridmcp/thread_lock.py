@@ -1,0 +1,150 @@
+"""One run per thread at a time, across the processes sharing a database.
+
+A thread id names one durable run. Two runs of it at once (a job retried on another worker
+while the first still runs it, or started twice in one process) would each make the calls its
+checkpoints do not hold yet, and a write would be written twice. :class:`ThreadLocks` lets one
+run have a thread at a time; the others are refused at once with :class:`ThreadBusy`.
+
+- In one process: the thread ids running now.
+- On PostgreSQL: a session-level advisory lock per thread (``pg_try_advisory_lock``), taken on
+  one connection of the process's own, opened on first use beside the store's pool (whose
+  connections are lent out per statement and cannot hold a lock for a whole run).
+- On SQLite: an exclusive POSIX record lock on one byte per thread of ``<db>.threads.lock``
+  beside the file, on one descriptor per process (closing any descriptor of a file ends all of
+  the process's record locks on it).
+
+Both are released by the database or the kernel when the process dies, so a thread whose
+process was killed is resumed by the next process that runs it. On a store of another kind
+(in memory: one process), the first is enough. A lock the database lost (its connection
+dropped mid-run) is not noticed: the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from langgraph.store.base import BaseStore
+
+from hybridmcp.errors import ThreadBusy
+from hybridmcp.stats_store import StoreFiles, _postgres_pool, _sqlite_path
+
+_KEY_PREFIX = b"hybridmcp-thread:"
+
+
+def thread_key(thread_id: str) -> int:
+    """A stable signed 64-bit id of a thread (PostgreSQL's advisory lock key)."""
+    digest = hashlib.blake2b(_KEY_PREFIX + thread_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def threads_lock_path(db: str) -> Path:
+    """``<db>.threads.lock``: the record locks of the SQLite database ``db``'s threads."""
+    return Path(f"{db}.threads.lock")
+
+
+def _busy(thread_id: str, where: str) -> ThreadBusy:
+    return ThreadBusy(
+        f"thread {thread_id!r} is already running in {where}; run it again once that run has "
+        "ended (a finished thread returns its stored result, an unfinished one resumes)"
+    )
+
+
+class ThreadLocks:
+    """The threads this process runs now, and its handles on the databases' thread locks."""
+
+    def __init__(self) -> None:
+        self.running: set[str] = set()
+        self._pg: dict[int, Any] = {}
+        """A connection of its own per PostgreSQL pool (by the pool's id)."""
+        self._pg_lock = asyncio.Lock()
+        self._files: dict[str, int] = {}
+        """One open descriptor per SQLite lock file."""
+
+    @asynccontextmanager
+    async def hold(
+        self, store: BaseStore | None, thread_id: str, files: StoreFiles | None = None
+    ) -> AsyncIterator[None]:
+        """Hold ``thread_id`` for a run; :class:`ThreadBusy` when another run has it."""
+        if thread_id in self.running:
+            raise _busy(thread_id, "this process")
+        self.running.add(thread_id)
+        try:
+            pool = _postgres_pool(store) if store is not None else None
+            if pool is not None:
+                async with self._pg_hold(pool, thread_id):
+                    yield
+                return
+            path = await _sqlite_path(store, files) if store is not None else None
+            if path:
+                with self._file_hold(threads_lock_path(path), thread_id):
+                    yield
+                return
+            yield
+        finally:
+            self.running.discard(thread_id)
+
+    # -- PostgreSQL ------------------------------------------------------------------------------
+
+    async def _pg_connection(self, pool: Any) -> Any:
+        conn = self._pg.get(id(pool))
+        if conn is None or conn.closed:
+            import psycopg
+
+            conn = await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
+            self._pg[id(pool)] = conn
+        return conn
+
+    @asynccontextmanager
+    async def _pg_hold(self, pool: Any, thread_id: str) -> AsyncIterator[None]:
+        key = thread_key(thread_id)
+        async with self._pg_lock:
+            conn = await self._pg_connection(pool)
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            row = await cursor.fetchone()
+        if not (row and row[0]):
+            raise _busy(thread_id, "another process")
+        try:
+            yield
+        finally:
+            async with self._pg_lock:
+                with contextlib.suppress(Exception):  # a connection lost released it anyway
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    # -- SQLite ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _file_hold(self, path: Path, thread_id: str) -> Any:
+        import fcntl
+
+        fd = self._files.get(str(path))
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+            self._files[str(path)] = fd
+        offset = thread_key(thread_id) & (2**62 - 1)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset, os.SEEK_SET)
+        except OSError:  # held by another process (EAGAIN, EACCES)
+            raise _busy(thread_id, "another process") from None
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(fd, fcntl.LOCK_UN, 1, offset, os.SEEK_SET)
+
+    async def close(self) -> None:
+        """Close the handles (releasing whatever they still hold)."""
+        conns, self._pg = list(self._pg.values()), {}
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                await conn.close()
+        fds, self._files = list(self._files.values()), {}
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
