@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from hybridmcp.audit import iter_records, load_key, verify
 from hybridmcp.config import parse_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import CoordinatorClosed
@@ -68,8 +69,9 @@ async def test_closing_the_coordinator_under_runs_in_flight_fails_them_clearly_b
 
 
 async def closing_under_runs(tmp_path: Path, server: dict[str, Any], mine: frozenset[int]) -> None:
-    cfg = parse_config({"mcpServers": {"faulty": server}})
     db = str(tmp_path / "runs.db")
+    audit = {"path": str(tmp_path / "trail.jsonl"), "run_db": db}
+    cfg = parse_config({"mcpServers": {"faulty": server}, "audit": audit})
     threads = [f"t{i}" for i in range(20)]
     async with asyncio.timeout(OUTER_S), open_persistence(db) as (saver, store):
         async with Coordinator.open(cfg, checkpointer=saver, store=store) as co:
@@ -80,6 +82,11 @@ async def closing_under_runs(tmp_path: Path, server: dict[str, Any], mine: froze
         assert all(isinstance(o, CoordinatorClosed) for o in outcomes), outcomes
         assert "closed" in str(outcomes[0]) and "resume" in str(outcomes[0]), outcomes[0]
         assert_not_blamed(first, "mcp:faulty/sleep")
+        trail = tmp_path / "trail.jsonl"  # written before the trail closed: each call once
+        assert verify(trail, key=load_key(f"{trail}.key", create=False)).ok
+        calls = [r for r in iter_records(trail) if r["kind"] == "external_call"]
+        assert len(calls) == 20 * 3, len(calls)
+        assert all(r["outcome"].startswith("closed: ") for r in calls), calls
         assert [s for s in await all_stats(store) if s.provider == "mcp:faulty/sleep"] == []
         assert not await no_children_left(10, allowed=mine), "a server outlived the coordinator"
         with pytest.raises(CoordinatorClosed):
