@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.audit import iter_records, load_key, verify
-from hybridmcp.config import parse_config
+from hybridmcp.capabilities.mcp_pool import SessionPool
+from hybridmcp.config import PoolConfig, parse_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.errors import CoordinatorClosed
 from hybridmcp.persistence import open_persistence
@@ -261,3 +262,20 @@ def test_runs_cancelled_at_any_point_blame_no_one_over_streamable_http(plans: li
             await many_runs(server.server_config(), plans, frozenset({server.proc.pid}))
 
     asyncio.run(over_http())
+
+
+async def test_a_call_handed_to_the_pool_as_it_closes_is_answered_not_left_waiting() -> None:
+    """The pool's close begins, then a call takes a free slot before the close reaches its
+    session: the call's request is cancelled before it ever ran. Its caller gets
+    :class:`CoordinatorClosed` at once (it waited for good, its slot lost with it)."""
+    cfg = parse_config({"mcpServers": {"faulty": faultserver_stdio()}})
+    pool = await SessionPool(cfg.mcpServers, PoolConfig(health_interval_ms=0)).open()
+    closing = asyncio.create_task(pool.close())
+    caller = asyncio.create_task(pool.call_tool("faulty", "echo", {"text": "x"}, 5.0))
+    async with asyncio.timeout(OUTER_S):
+        await closing
+        done, _ = await asyncio.wait({caller}, timeout=30)  # generous: an answer comes at once
+    assert caller in done, "the caller was left waiting after the pool closed"
+    with pytest.raises(CoordinatorClosed):
+        caller.result()
+    assert not await no_children_left(10)

@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -665,7 +666,7 @@ class _ServerSession:
         )
         request = asyncio.create_task(self._send(call, session), name=self._call_name)
         self._requests.add(request)
-        request.add_done_callback(self._requests.discard)
+        request.add_done_callback(functools.partial(self._request_ended, call))
         try:
             # Awaited directly: the caller's cancellation cancels only this future (the
             # request task never awaits it), which is how the request learns it is abandoned.
@@ -705,6 +706,14 @@ class _ServerSession:
                 "or send fewer requests at once"
             ) from None
 
+    def _request_ended(self, call: _Call, request: asyncio.Task[None]) -> None:
+        """A request task ended; one cancelled (by the pool's close) before it even started
+        still gives its slot back and its caller an answer."""
+        self._requests.discard(request)
+        if not call.started:
+            self._slots.release()
+            _settle(call, self._closed_error())
+
     async def _send(self, call: _Call, session: ClientSession) -> None:
         """The request task: one ``tools/call``, owned by the pool, never cancelled by a caller.
 
@@ -713,6 +722,7 @@ class _ServerSession:
         client's own read timeout, ``STRAGGLER_GRACE_S`` later, ends a request whose server
         answers neither the call nor its cancellation (twice the deadline, plus that).
         """
+        call.started = True  # from here the task gives the slot back itself
         where = f"{self.name}/{call.tool}"
         loop = asyncio.get_running_loop()
         if call.outcome.done():  # the caller left before the request was written: skip it
@@ -883,6 +893,8 @@ class _Call:
     deadline: float = 0.0
     """``loop.time()`` of the deadline (moved by progress where configured)."""
     timer: asyncio.TimerHandle | None = None
+    started: bool = False
+    """Its request task has begun (and gives the slot back when it ends)."""
 
 
 def _settle(call: _Call, answer: CallToolResult | Exception) -> None:
