@@ -279,3 +279,55 @@ async def test_a_call_handed_to_the_pool_as_it_closes_is_answered_not_left_waiti
     with pytest.raises(CoordinatorClosed):
         caller.result()
     assert not await no_children_left(10)
+
+
+pool_plans = st.fixed_dictionaries(
+    {
+        "slots": st.sampled_from([1, 2, 8]),
+        "calls": st.lists(
+            st.tuples(st.sampled_from([0, 5, 50, 300]), st.sampled_from([0.05, 1.0, 5.0])),
+            min_size=1,
+            max_size=40,
+        ),
+        "cancel": st.lists(st.booleans(), min_size=40, max_size=40),
+        "before_cancel_s": st.sampled_from([0, 0.001, 0.05]),
+        "before_close_s": st.sampled_from([0, 0.001, 0.05, 0.3]),
+    }
+)
+
+
+@settings(max_examples=30, **HEAVY)
+@given(plan=pool_plans)
+def test_a_pool_closed_at_any_point_answers_every_caller(plan: dict[str, Any]) -> None:
+    """Calls (some of which hang) queued and in flight, some cancelled by their callers, then
+    the pool closed at any point: every caller ends, with its answer, its deadline,
+    :class:`CoordinatorClosed`, or its own cancellation; no server process is left."""
+
+    async def scenario() -> None:
+        faults = {"sleep": {"hang_rate": 0.1}}
+        server = faultserver_stdio(faults, max_concurrency=plan["slots"])
+        cfg = parse_config({"mcpServers": {"faulty": server}})
+        pool = await SessionPool(cfg.mcpServers, PoolConfig(health_interval_ms=0)).open()
+        callers = [
+            asyncio.create_task(pool.call_tool("faulty", "sleep", {"ms": ms}, deadline_s))
+            for ms, deadline_s in plan["calls"]
+        ]
+        await asyncio.sleep(plan["before_cancel_s"])
+        for caller, cancel in zip(callers, plan["cancel"], strict=False):
+            if cancel:
+                caller.cancel()
+        await asyncio.sleep(plan["before_close_s"])
+        async with asyncio.timeout(OUTER_S):
+            await pool.close()
+            done, _ = await asyncio.wait(callers, timeout=60)
+        assert len(done) == len(callers), "callers left waiting after the pool closed"
+        ends = {
+            "CallToolResult" if not c.cancelled() and c.exception() is None else
+            "CancelledError" if c.cancelled() else type(c.exception()).__name__
+            for c in callers
+        }  # fmt: skip
+        allowed = {"CallToolResult", "CancelledError", "CoordinatorClosed", "DeadlineExceededError"}
+        assert ends <= allowed, ends
+        assert not await no_children_left(10)
+
+    asyncio.run(scenario())
