@@ -66,7 +66,9 @@ Resilience, per server:
 - **errors**: JSON-RPC -32602 (invalid params) is the request's fault (:class:`RequestError`),
   never the provider's;
 - **clean shutdown**: :meth:`SessionPool.close` stops every request task and owner task (stdio
-  processes are ended by their transport), waiting at most a few seconds for each.
+  processes are ended by their transport), waiting at most a few seconds for each. Every
+  caller still queued or in flight then, or calling after, gets :class:`CoordinatorClosed`
+  (never held against the server), a request cancelled before its task even ran included.
 
 What a server sends the client besides answers (log messages, progress, roots, elicitation and
 sampling requests) is answered by the session's
