@@ -33,9 +33,12 @@ from typing import Any
 from langgraph.store.base import BaseStore
 
 from hybridmcp.errors import ThreadBusy
+from hybridmcp.persistence import LockTimeout
 from hybridmcp.stats_store import StoreFiles, _postgres_pool, _sqlite_path
 
 _KEY_PREFIX = b"hybridmcp-thread:"
+DB_TIMEOUT_S = 30.0
+"""The longest wait for PostgreSQL to connect, or to take or give back a thread's lock."""
 
 
 def thread_key(thread_id: str) -> int:
@@ -97,24 +100,32 @@ class ThreadLocks:
         if conn is None or conn.closed:
             import psycopg
 
-            conn = await psycopg.AsyncConnection.connect(pool.conninfo, autocommit=True)
+            conn = await psycopg.AsyncConnection.connect(
+                pool.conninfo, autocommit=True, connect_timeout=int(DB_TIMEOUT_S)
+            )
             self._pg[id(pool)] = conn
         return conn
 
     @asynccontextmanager
     async def _pg_hold(self, pool: Any, thread_id: str) -> AsyncIterator[None]:
         key = thread_key(thread_id)
-        async with self._pg_lock:
-            conn = await self._pg_connection(pool)
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-            row = await cursor.fetchone()
+        try:
+            async with self._pg_lock, asyncio.timeout(DB_TIMEOUT_S):
+                conn = await self._pg_connection(pool)
+                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                row = await cursor.fetchone()
+        except TimeoutError:
+            raise LockTimeout(
+                f"thread {thread_id!r}: the database did not answer within {DB_TIMEOUT_S:.0f} s "
+                "when asked whether another process runs the thread"
+            ) from None
         if not (row and row[0]):
             raise _busy(thread_id, "another process")
         try:
             yield
         finally:
-            async with self._pg_lock:
-                with contextlib.suppress(Exception):  # a connection lost released it anyway
+            with contextlib.suppress(Exception):  # a connection lost released it anyway
+                async with self._pg_lock, asyncio.timeout(DB_TIMEOUT_S):
                     await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     # -- SQLite ----------------------------------------------------------------------------------
