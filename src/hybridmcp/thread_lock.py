@@ -5,7 +5,9 @@ while the first still runs it, or started twice in one process) would each make 
 checkpoints do not hold yet, and a write would be written twice. :class:`ThreadLocks` lets one
 run have a thread at a time; the others are refused at once with :class:`ThreadBusy`.
 
-- In one process: the thread ids running now.
+- In one process: the thread ids running now (a run waits up to ``LOCAL_GRACE_S`` for another
+  run of its thread to end: a stream whose reader stopped reading ends only once the event
+  loop closes it).
 - On PostgreSQL: a session-level advisory lock per thread (``pg_try_advisory_lock``), taken on
   one connection of the process's own, opened on first use beside the store's pool (whose
   connections are lent out per statement and cannot hold a lock for a whole run).
@@ -37,6 +39,9 @@ from hybridmcp.persistence import LockTimeout
 from hybridmcp.stats_store import StoreFiles, _postgres_pool, _sqlite_path
 
 _KEY_PREFIX = b"hybridmcp-thread:"
+LOCAL_GRACE_S = 2.0
+"""How long a run waits for another run of its thread in this process to end before it is
+refused: a stream its reader stopped reading ends only once the event loop closes it."""
 DB_TIMEOUT_S = 30.0
 """The longest wait for PostgreSQL to connect, or to take or give back a thread's lock."""
 
@@ -63,7 +68,8 @@ class ThreadLocks:
     """The threads this process runs now, and its handles on the databases' thread locks."""
 
     def __init__(self) -> None:
-        self.running: set[str] = set()
+        self.running: dict[str, asyncio.Event] = {}
+        """The threads running here, each with the event set when its run ends."""
         self._pg: dict[int, Any] = {}
         """A connection of its own per PostgreSQL pool (by the pool's id)."""
         self._pg_lock = asyncio.Lock()
@@ -75,9 +81,13 @@ class ThreadLocks:
         self, store: BaseStore | None, thread_id: str, files: StoreFiles | None = None
     ) -> AsyncIterator[None]:
         """Hold ``thread_id`` for a run; :class:`ThreadBusy` when another run has it."""
-        if thread_id in self.running:
-            raise _busy(thread_id, "this process")
-        self.running.add(thread_id)
+        ended = self.running.get(thread_id)
+        if ended is not None:  # a stream its reader left is closed by the loop a moment later
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), LOCAL_GRACE_S)
+            if thread_id in self.running:
+                raise _busy(thread_id, "this process")
+        mine = self.running[thread_id] = asyncio.Event()
         try:
             pool = _postgres_pool(store) if store is not None else None
             if pool is not None:
@@ -91,7 +101,8 @@ class ThreadLocks:
                 return
             yield
         finally:
-            self.running.discard(thread_id)
+            del self.running[thread_id]
+            mine.set()
 
     # -- PostgreSQL ------------------------------------------------------------------------------
 

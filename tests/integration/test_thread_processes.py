@@ -120,8 +120,10 @@ def test_the_same_threads_in_processes_at_once_on_postgres(pg_url: str, tmp_path
 
 
 async def test_the_same_thread_twice_in_one_process_is_refused(tmp_path: Path) -> None:
-    """Two runs of one thread in one process at once: the second is refused, the first runs."""
-    cfg = parse_config({"mcpServers": {"faults": faultserver_stdio({"*": {"latency_ms": 300}})}})
+    """Two runs of one thread in one process at once: the second is refused (after a grace of
+    2 s for the first to end), the first runs."""
+    faults = {"*": {"latency_ms": 8000}}  # far longer than the grace
+    cfg = parse_config({"mcpServers": {"faults": faultserver_stdio(faults, timeout_ms=60_000)}})
     task = parse_task({"requests": REQUESTS})
     async with (
         asyncio.timeout(120),
@@ -135,3 +137,20 @@ async def test_the_same_thread_twice_in_one_process_is_refused(tmp_path: Path) -
             await co.run(task, thread_id="job")
         assert (await first)["status"] == "ok"
         assert (await co.run(task, thread_id="job"))["status"] == "ok"  # its stored result
+
+
+async def test_a_stream_left_early_does_not_hold_its_thread(tmp_path: Path) -> None:
+    """A caller that stops reading a run's stream (``break``) and runs the thread again: the
+    left stream is closed by the event loop a moment later, so the new run goes on (it resumes
+    or returns the stored result) instead of being refused."""
+    cfg = parse_config({"mcpServers": {"faults": faultserver_stdio()}})
+    task = parse_task({"requests": REQUESTS})
+    async with (
+        asyncio.timeout(120),
+        open_persistence(str(tmp_path / "runs.db")) as (saver, store),
+        Coordinator.open(cfg, checkpointer=saver, store=store) as co,
+    ):
+        async for event in co.stream(task, thread_id="job"):
+            if event.get("type") == "phase":
+                break
+        assert (await co.run(task, thread_id="job"))["status"] == "ok"
