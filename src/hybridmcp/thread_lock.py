@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,8 @@ class ThreadLocks:
         """The threads running here, each with the event set when its run ends."""
         self._pg: dict[int, Any] = {}
         """A connection of its own per PostgreSQL pool (by the pool's id)."""
+        self._pool_of: dict[int, int] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
         self._pg_lock = asyncio.Lock()
         self._files: dict[str, int] = {}
         """One open descriptor per SQLite lock file."""
@@ -115,6 +117,7 @@ class ThreadLocks:
                 pool.conninfo, autocommit=True, connect_timeout=int(DB_TIMEOUT_S)
             )
             self._pg[id(pool)] = conn
+            self._pool_of[id(conn)] = id(pool)
         return conn
 
     @asynccontextmanager
@@ -123,8 +126,12 @@ class ThreadLocks:
         try:
             async with self._pg_lock, asyncio.timeout(DB_TIMEOUT_S):
                 conn = await self._pg_connection(pool)
-                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
-                row = await cursor.fetchone()
+                try:
+                    cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                    row = await cursor.fetchone()
+                except BaseException:  # cut (cancelled, timed out): granted all the same?
+                    await self._shielded(self._pg_release(conn, key))
+                    raise
         except TimeoutError:
             raise LockTimeout(
                 f"thread {thread_id!r}: the database did not answer within {DB_TIMEOUT_S:.0f} s "
@@ -135,9 +142,33 @@ class ThreadLocks:
         try:
             yield
         finally:
-            with contextlib.suppress(Exception):  # a connection lost released it anyway
-                async with self._pg_lock, asyncio.timeout(DB_TIMEOUT_S):
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            await self._shielded(self._pg_release_locked(conn, key))
+
+    async def _pg_release_locked(self, conn: Any, key: int) -> None:
+        async with self._pg_lock:
+            await self._pg_release(conn, key)
+
+    async def _shielded(self, release: Coroutine[Any, Any, None]) -> None:
+        """Run a release to its end even when the caller is cancelled (again) meanwhile."""
+        task = asyncio.ensure_future(release)
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+        await asyncio.shield(task)
+
+    async def _pg_release(self, conn: Any, key: int) -> None:
+        """Give a thread's lock back (a no-op when the session does not hold it). A session
+        that cannot say is closed, which ends every lock it holds: a lock this process no
+        longer knows of must not hold a thread from every other process for its lifetime."""
+        try:
+            async with asyncio.timeout(DB_TIMEOUT_S):
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            return
+        except Exception:
+            pass
+        if self._pg.get(self._pool_of.get(id(conn), -1)) is conn:
+            del self._pg[self._pool_of[id(conn)]]
+        with contextlib.suppress(Exception):
+            await conn.close()
 
     # -- SQLite ----------------------------------------------------------------------------------
 
@@ -162,6 +193,8 @@ class ThreadLocks:
 
     async def close(self) -> None:
         """Close the handles (releasing whatever they still hold)."""
+        if self._releasing:
+            await asyncio.wait(list(self._releasing), timeout=DB_TIMEOUT_S)
         conns, self._pg = list(self._pg.values()), {}
         for conn in conns:
             with contextlib.suppress(Exception):

@@ -154,3 +154,44 @@ async def test_a_stream_left_early_does_not_hold_its_thread(tmp_path: Path) -> N
             if event.get("type") == "phase":
                 break
         assert (await co.run(task, thread_id="job"))["status"] == "ok"
+
+
+async def test_a_run_cancelled_while_it_takes_its_thread_leaves_it_free(pg_url: str) -> None:
+    """Runs cancelled by their callers at any point while they take their thread's lock on
+    PostgreSQL (the lock may be granted after the caller is gone): each thread is free for
+    another process at once, not held for as long as this process lives."""
+    import psycopg
+
+    from hybridmcp.thread_lock import ThreadLocks, thread_key
+
+    async with asyncio.timeout(240), open_persistence(pg_url) as (_saver, store):
+        locks = ThreadLocks()
+        other = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
+        held: list[str] = []
+        try:
+            for i in range(120):
+                thread = f"t{i}"
+
+                async def run(thread: str = thread) -> None:
+                    async with locks.hold(store, thread):
+                        await asyncio.sleep(60)
+
+                task = asyncio.ensure_future(run())
+                for _ in range(i % 12):  # cut a few loop turns later each time
+                    await asyncio.sleep(0)
+                if i % 3 == 0:  # or while the query is at the server
+                    await asyncio.sleep(0.001 * (i % 7))
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                cursor = await other.execute(
+                    "SELECT pg_try_advisory_lock(%s)", (thread_key(thread),)
+                )
+                row = await cursor.fetchone()
+                if row and row[0]:
+                    await other.execute("SELECT pg_advisory_unlock(%s)", (thread_key(thread),))
+                else:
+                    held.append(thread)
+        finally:
+            await locks.close()
+            await other.close()
+    assert held == [], f"{len(held)} of 120 threads left locked"
