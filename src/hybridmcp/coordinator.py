@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -21,7 +21,7 @@ from langgraph.types import Command, Interrupt
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
-from hybridmcp.errors import TaskError
+from hybridmcp.errors import CoordinatorClosed, TaskError
 from hybridmcp.graph import build_graph
 from hybridmcp.nodes.review import check_choices
 from hybridmcp.policy.disclosure import plain_json
@@ -145,23 +145,57 @@ class Coordinator:
         """Validate and run a task, yielding progress events as they happen (see
         :mod:`hybridmcp.progress`), then ``{"type": "result", "output": <what run returns>}``.
         On a thread with a checkpoint, resumes or replays it as :meth:`run` does."""
-        status, graph_input = await self._start(task, thread_id)
-        last: dict[str, Any] = status.values
-        named = thread_id or self._unnamed_thread()
-        if status.state in ("new", "unfinished"):
-            async for mode, chunk in self.graph.astream(
-                graph_input,
-                self.run_config(named),
-                stream_mode=["custom", "values"],
-                context=self._context(validated=True),
-                durability=self._durability(),
-            ):
-                if mode == "custom":
-                    yield cast(dict[str, Any], chunk)
-                else:
-                    last = cast(dict[str, Any], chunk)
+        async with self._running(thread_id):
+            status, graph_input = await self._start(task, thread_id)
+            last: dict[str, Any] = status.values
+            named = thread_id or self._unnamed_thread()
+            if status.state in ("new", "unfinished"):
+                async for mode, chunk in self.graph.astream(
+                    graph_input,
+                    self.run_config(named),
+                    stream_mode=["custom", "values"],
+                    context=self._context(validated=True),
+                    durability=self._durability(),
+                ):
+                    if mode == "custom":
+                        yield cast(dict[str, Any], chunk)
+                    else:
+                        last = cast(dict[str, Any], chunk)
         unnamed = named if thread_id is None else None
         yield {"type": "result", "output": paused_on(output_of(last), unnamed)}
+
+    @asynccontextmanager
+    async def _running(self, thread_id: str | None) -> AsyncIterator[None]:
+        """A run: refused on a closed coordinator, and on a thread another run is running now
+        (:mod:`hybridmcp.thread_lock`); one the coordinator's close ends mid-way fails with
+        one :class:`CoordinatorClosed` that says what was kept."""
+        with self.resources.running():
+            async with self._thread(thread_id):
+                try:
+                    yield
+                except CoordinatorClosed as err:
+                    raise CoordinatorClosed(self._closed_mid_run(err, thread_id)) from None
+
+    def _thread(self, thread_id: str | None) -> AbstractAsyncContextManager[None]:
+        """The thread held for the run (a durable run's only: one without a checkpointer
+        keeps nothing another run could repeat)."""
+        if self.graph.checkpointer is None or thread_id is None:
+            return nullcontext()
+        res = self.resources
+        return res.thread_locks.hold(self.store, thread_id, res.store_files)
+
+    def _closed_mid_run(self, err: CoordinatorClosed, thread_id: str | None) -> str:
+        if self.graph.checkpointer is not None and thread_id is not None:
+            kept = (
+                f"run the task again on thread {thread_id!r} with an open coordinator to "
+                "resume it where its checkpoints stop"
+            )
+        else:
+            kept = "nothing of it was kept (no checkpointer and thread id): it cannot resume"
+        return (
+            f"the coordinator closed while the run was in flight ({err}); nothing was "
+            f"learned from it; {kept}"
+        )
 
     async def resume(self, decision: Any, *, thread_id: str) -> dict[str, Any]:
         """Resume a run paused for a human decision (``__interrupt__`` in its output): the
@@ -185,7 +219,8 @@ class Coordinator:
                 "an unfinished run finishes when its task runs on the thread again"
             )
         check_decision(decision, snapshot.interrupts)
-        return await self._invoke(Command(resume=decision), thread_id, self._context())
+        async with self._running(thread_id):
+            return await self._invoke(Command(resume=decision), thread_id, self._context())
 
     async def run(self, task: Task, *, thread_id: str | None = None) -> dict[str, Any]:
         """Validate and run a task; returns the output state (status, results, ...).
@@ -196,12 +231,13 @@ class Coordinator:
         running anything; on a thread paused for review it returns the paused output. A run
         given no ``thread_id`` that pauses returns the thread it can be resumed on as
         ``thread_id`` (with a checkpointer; without one there is nothing to resume)."""
-        status, graph_input = await self._start(task, thread_id)
-        if status.state in ("finished", "paused"):
-            return output_of(status.values)
-        named = thread_id or self._unnamed_thread()
-        out = await self._invoke(graph_input, named, self._context(validated=True))
-        return paused_on(out, named if thread_id is None else None)
+        async with self._running(thread_id):
+            status, graph_input = await self._start(task, thread_id)
+            if status.state in ("finished", "paused"):
+                return output_of(status.values)
+            named = thread_id or self._unnamed_thread()
+            out = await self._invoke(graph_input, named, self._context(validated=True))
+            return paused_on(out, named if thread_id is None else None)
 
     def _unnamed_thread(self) -> str | None:
         """The thread of a run given none: with a checkpointer, one it can be resumed on

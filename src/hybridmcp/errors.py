@@ -45,6 +45,18 @@ class BackPressureError(HybridMCPError):
     own queue, never held against the provider."""
 
 
+class CoordinatorClosed(HybridMCPError):
+    """The coordinator was closed while a run was in flight, or before it started: the run's
+    calls still queued were never sent and those in flight lost their answers. Never the fault
+    of a provider: nothing of it is learned, and a run on a thread resumes where its checkpoints
+    stop on a coordinator that is open."""
+
+
+class ThreadBusy(HybridMCPError):
+    """A run on a thread that another run (in this process or another one on the same database)
+    is running now: a thread names one run, so it is not run twice at once."""
+
+
 class PolicyError(HybridMCPError):
     """A policy (privacy, budget, circuit breaker) refused a call."""
 

@@ -115,8 +115,6 @@ def _prepare_file(db: str) -> str:
 
 @asynccontextmanager
 async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
     async with AsyncExitStack() as stack:
         try:
             path = _prepare_file(path)
@@ -134,7 +132,7 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                     # The saver's implicit transactions begin IMMEDIATE; the store's explicit
                     # ones too when they write (_ImmediateStore).
                     conn = await _connect(stack, path, isolation_level="IMMEDIATE")
-                    saver = AsyncSqliteSaver(conn)
+                    saver = _saver_class()(conn)
                     store = _store_class()(await _connect(stack, path, isolation_level=None))
                     await _wal(saver.conn, path)
                     await saver.setup()
@@ -227,24 +225,70 @@ def _store_class() -> Any:
             if not self.is_setup:
                 await self.setup()
             async with self.lock:
-                if transaction:
-                    await self.conn.execute("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
-                async with self.conn.cursor() as cur:
-                    try:
+                try:
+                    if transaction:
+                        await self.conn.execute("BEGIN IMMEDIATE" if _immediate.get() else "BEGIN")
+                    async with self.conn.cursor() as cur:
                         yield cur
-                    except BaseException:
-                        if transaction and self.conn.in_transaction:  # nothing of it is kept
-                            with contextlib.suppress(sqlite3.Error):  # the first error tells
-                                await self.conn.execute("ROLLBACK")
-                        raise
                     if transaction:
                         await self.conn.execute("COMMIT")
+                except BaseException:
+                    if transaction:  # nothing of it is kept, even of a BEGIN still running
+                        await _roll_back(self.conn)
+                    raise
 
     _STORE_CLASS = ImmediateSqliteStore
     return _STORE_CLASS
 
 
 _STORE_CLASS: Any = None
+
+
+async def _roll_back(conn: Any) -> None:
+    """End whatever transaction an operation cut short began. A cancelled caller's statement
+    still runs in aiosqlite's thread (its ``BEGIN`` included): the rollback, queued at once,
+    runs right after it, before any other statement. A transaction left open would hold the
+    file's write lock from every other process, and fail the connection's next ``BEGIN``."""
+    with contextlib.suppress(sqlite3.Error, ValueError):  # the first error tells; closed
+        await conn.rollback()  # a no-op outside a transaction
+
+
+def _saver_class() -> Any:
+    """LangGraph's SQLite checkpointer, each write whole or not at all: one cancelled (its
+    run cancelled by its caller) is rolled back (:func:`_roll_back`), where LangGraph's left
+    its implicit transaction open."""
+    global _SAVER_CLASS
+    if _SAVER_CLASS is not None:
+        return _SAVER_CLASS
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    class WholeWritesSqliteSaver(AsyncSqliteSaver):
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().aput(*args, **kwargs)
+            except asyncio.CancelledError:
+                await _roll_back(self.conn)
+                raise
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                await super().aput_writes(*args, **kwargs)
+            except asyncio.CancelledError:
+                await _roll_back(self.conn)
+                raise
+
+        async def adelete_thread(self, thread_id: str) -> None:
+            try:
+                await super().adelete_thread(thread_id)
+            except asyncio.CancelledError:
+                await _roll_back(self.conn)
+                raise
+
+    _SAVER_CLASS = WholeWritesSqliteSaver
+    return _SAVER_CLASS
+
+
+_SAVER_CLASS: Any = None
 
 
 async def _wal(conn: Any, path: str) -> None:

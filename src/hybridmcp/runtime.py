@@ -14,8 +14,8 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from hybridmcp.audit import AuditLog, load_key, trail_id, verify
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import HybridConfig, load_config
-from hybridmcp.errors import AuditError, ConfigError
+from hybridmcp.errors import AuditError, ConfigError, CoordinatorClosed
 from hybridmcp.oauth import OAuthSessions, TokenStore
 from hybridmcp.persistence import head_anchor, tokens_path
 
@@ -37,6 +37,11 @@ if TYPE_CHECKING:
     from hybridmcp.capabilities.gate import AuditSink, Gate
     from hybridmcp.capabilities.registry import Registry
     from hybridmcp.stats_store import StoreFiles
+
+
+CLOSE_GRACE_S = 5.0
+"""How long closing the resources waits for the runs in flight to end (on the closed pool's
+error, which ends an external call at once; an internal call may run on past it)."""
 
 
 @dataclass
@@ -181,6 +186,13 @@ class Resources:
         self.workers = Workers()
         """The threads internal plain functions run in: a function past its deadline is
         abandoned there, never waited for at the end of a run or of the process."""
+        from hybridmcp.thread_lock import ThreadLocks
+
+        self.thread_locks = ThreadLocks()
+        """The threads running now, here and (through the database) in other processes."""
+        self.closed = False
+        """Closed (or closing): no run may start on them (:meth:`running`)."""
+        self._running: set[asyncio.Event] = set()
 
     @property
     def lms(self) -> dict[str, Any]:
@@ -283,9 +295,33 @@ class Resources:
             raise
         return resources
 
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """A run on the resources, from its start to its end: refused once they are closed,
+        and waited for (a few seconds) by :meth:`close`."""
+        if self.closed:
+            raise CoordinatorClosed("the coordinator is closed: open a new one to run tasks")
+        ended = asyncio.Event()
+        self._running.add(ended)
+        try:
+            yield
+        finally:
+            self._running.discard(ended)
+            ended.set()
+
     async def close(self) -> None:
+        """Close the MCP sessions (calls queued or in flight fail with
+        :class:`CoordinatorClosed`), let the runs in flight end on that error (for at most
+        ``CLOSE_GRACE_S``: their last audit records are written), then close the audit trail."""
+        self.closed = True
         await self.loop_lag.close()
         await self.pool.close()
+        if self._running:
+            waits = [asyncio.ensure_future(e.wait()) for e in self._running]
+            _done, late = await asyncio.wait(waits, timeout=CLOSE_GRACE_S)
+            for wait in late:
+                wait.cancel()
+        await self.thread_locks.close()
         _close_audit(self.gate.audit)
         self.workers.close()
 

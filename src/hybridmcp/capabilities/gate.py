@@ -39,6 +39,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    CoordinatorClosed,
     DeadlineExceededError,
     PolicyError,
     PrivacyRefused,
@@ -63,8 +64,14 @@ from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
 :func:`digest_id`): a server that writes can recognise a request it has already served."""
-_NOT_THE_PROVIDERS = ("request error", "not sent", "paused")
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed")
 """Outcomes never held against the provider by its circuit breaker."""
+_NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
+    RequestError: "request error",
+    BackPressureError: "not sent",
+    CoordinatorClosed: "closed",
+}
+"""The outcome of a call that ended in one of these errors (none held against the provider)."""
 RUN_BUDGETS_KEPT = 1024
 """Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
 CLEAN_SCANS_KEPT = 1024
@@ -588,8 +595,9 @@ class Gate:
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
             raise
-        except (RequestError, BackPressureError) as err:
-            outcome = f"{'request error' if isinstance(err, RequestError) else 'not sent'}: {err}"
+        except (RequestError, BackPressureError, CoordinatorClosed) as err:
+            kind = next(o for t, o in _NOT_THE_PROVIDERS_BY_TYPE.items() if isinstance(err, t))
+            outcome = f"{kind}: {err}"
             if timing.sent_at is None:
                 budget.refund(provider.cost_per_call)
             raise

@@ -66,7 +66,9 @@ Resilience, per server:
 - **errors**: JSON-RPC -32602 (invalid params) is the request's fault (:class:`RequestError`),
   never the provider's;
 - **clean shutdown**: :meth:`SessionPool.close` stops every request task and owner task (stdio
-  processes are ended by their transport), waiting at most a few seconds for each.
+  processes are ended by their transport), waiting at most a few seconds for each. Every
+  caller still queued or in flight then, or calling after, gets :class:`CoordinatorClosed`
+  (never held against the server), a request cancelled before its task even ran included.
 
 What a server sends the client besides answers (log messages, progress, roots, elicitation and
 sampling requests) is answered by the session's
@@ -79,6 +81,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -118,6 +121,7 @@ from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
     BackPressureError,
+    CoordinatorClosed,
     DeadlineExceededError,
     HybridMCPError,
     ProviderError,
@@ -576,7 +580,7 @@ class _ServerSession:
     async def _ensure(self) -> ClientSession:
         """The live session: a suspect one is pinged, a broken one re-opened (shared open)."""
         if self._closed:
-            raise ServerUnavailableError(f"MCP server {self.name!r}: the session pool is closed")
+            raise self._closed_error()
         if self._alive() and self._suspect:
             await self.ping(self.settings.ping_timeout_ms / 1000)
         if not self._alive():
@@ -588,13 +592,24 @@ class _ServerSession:
                         f"next re-open in {wait:.1f} s"
                     )
                 self._opening = asyncio.create_task(self._start(), name=f"mcp-open:{self.name}")
-            await asyncio.shield(self._opening)
+            try:
+                await asyncio.shield(self._opening)
+            except asyncio.CancelledError:  # the open ended by the pool's close, not this caller
+                task = asyncio.current_task()
+                if self._closed and task is not None and not task.cancelling():
+                    raise self._closed_error() from None
+                raise
+        if self._closed:
+            raise self._closed_error()
         session = self._session
         if session is None:
             raise ServerUnavailableError(
                 f"MCP server {self.name!r} is not available: {self.status.error or 'not open'}"
             )
         return session
+
+    def _closed_error(self) -> CoordinatorClosed:
+        return CoordinatorClosed(f"MCP server {self.name!r}: the session pool is closed")
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -653,7 +668,7 @@ class _ServerSession:
         )
         request = asyncio.create_task(self._send(call, session), name=self._call_name)
         self._requests.add(request)
-        request.add_done_callback(self._requests.discard)
+        request.add_done_callback(functools.partial(self._request_ended, call))
         try:
             # Awaited directly: the caller's cancellation cancels only this future (the
             # request task never awaits it), which is how the request learns it is abandoned.
@@ -693,6 +708,14 @@ class _ServerSession:
                 "or send fewer requests at once"
             ) from None
 
+    def _request_ended(self, call: _Call, request: asyncio.Task[None]) -> None:
+        """A request task ended; one cancelled (by the pool's close) before it even started
+        still gives its slot back and its caller an answer."""
+        self._requests.discard(request)
+        if not call.started:
+            self._slots.release()
+            _settle(call, self._closed_error())
+
     async def _send(self, call: _Call, session: ClientSession) -> None:
         """The request task: one ``tools/call``, owned by the pool, never cancelled by a caller.
 
@@ -701,6 +724,7 @@ class _ServerSession:
         client's own read timeout, ``STRAGGLER_GRACE_S`` later, ends a request whose server
         answers neither the call nor its cancellation (twice the deadline, plus that).
         """
+        call.started = True  # from here the task gives the slot back itself
         where = f"{self.name}/{call.tool}"
         loop = asyncio.get_running_loop()
         if call.outcome.done():  # the caller left before the request was written: skip it
@@ -754,7 +778,7 @@ class _ServerSession:
                 _settle(call, ElicitationRequired(question) if question else result)
                 return
         except asyncio.CancelledError:  # only the pool's own close cancels a request task
-            _settle(call, ServerUnavailableError(f"{where}: the session pool closed mid-call"))
+            _settle(call, CoordinatorClosed(f"{where}: the session pool closed mid-call"))
             raise
         except TimeoutError:  # no live session again before the deadline
             _settle(call, DeadlineExceededError(f"{where}: no live session before the deadline"))
@@ -871,6 +895,8 @@ class _Call:
     deadline: float = 0.0
     """``loop.time()`` of the deadline (moved by progress where configured)."""
     timer: asyncio.TimerHandle | None = None
+    started: bool = False
+    """Its request task has begun (and gives the slot back when it ends)."""
 
 
 def _settle(call: _Call, answer: CallToolResult | Exception) -> None:

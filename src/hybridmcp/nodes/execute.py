@@ -53,6 +53,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    CoordinatorClosed,
     DeadlineExceededError,
     HybridMCPError,
     PrivacyRefused,
@@ -86,6 +87,8 @@ ASKED = ("hybridmcp", "elicitation")
 _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answers", default=())
 """A human's answers to the current attempt's questions (set by the node, read by its call)."""
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
+_TIMINGS: ContextVar[list[CallTiming] | None] = ContextVar("hybridmcp_timings", default=None)
+"""The timelines of a write's attempts (:func:`_once`): was any of them sent?"""
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
@@ -238,7 +241,7 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
 
 
 async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
-    """One attempt; never raises except when cancelled."""
+    """One attempt; never raises except when cancelled or when the coordinator closed."""
     provider = res.registry.provider(item["provider"])
     started = res.clock()
     run_left = _run_left_s(item, started)
@@ -266,6 +269,8 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
             error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
     except ElicitationRequired:
         raise  # the node pauses the run for a human (see _work)
+    except CoordinatorClosed:
+        raise  # the run ends with it: nothing is known of the provider (Coordinator.run)
     except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
@@ -290,7 +295,11 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
 def _timing(res: Resources) -> CallTiming:
     """A new attempt's timeline, its provider time measured without the loop's lateness."""
     res.loop_lag.ensure_running()
-    return CallTiming(loop_lag=res.loop_lag)
+    timing = CallTiming(loop_lag=res.loop_lag)
+    kept = _TIMINGS.get()
+    if kept is not None:
+        kept.append(timing)
+    return timing
 
 
 @dataclass
@@ -648,6 +657,8 @@ async def _once(
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
         return _update([attempt | {"sent": True, "replayed": True}], [])
+    timings: list[CallTiming] = []
+    token = _TIMINGS.set(timings)
     try:
         update = await _serve(item, res)
     except ElicitationRequired:
@@ -655,11 +666,34 @@ async def _once(
         # call is made again once a human has answered.
         await store.adelete(DISPATCHED, key)
         raise
+    except (asyncio.CancelledError, CoordinatorClosed):
+        # The run ended (cancelled, or its coordinator closed) with the write still queued:
+        # it was never sent, so the resumed run sends it. A write sent stays unknown.
+        if not any(t.sent_at is not None for t in timings):
+            await _forget_dispatch(store, key)
+        raise
+    finally:
+        _TIMINGS.reset(token)
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
     record = {"state": "done", "attempt": primary}
     where = journal.where()
     await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
     return update
+
+
+async def _forget_dispatch(store: BaseStore, key: str) -> None:
+    """Forget a write's dispatch that was never sent, even when the run's other calls cancel
+    this one meanwhile (the run is ending); a dispatch that cannot be forgotten stays unknown,
+    never sent twice."""
+    forget = asyncio.ensure_future(store.adelete(DISPATCHED, key))
+    try:
+        await asyncio.shield(forget)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await forget
+        raise
+    except Exception:
+        return
 
 
 async def _work(
