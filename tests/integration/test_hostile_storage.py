@@ -26,6 +26,15 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return durable_cli(*args, cwd=cwd, timeout=120)
 
 
+def make_db(db: Path) -> None:
+    """A database made by a run (``stats`` reads one, and makes none)."""
+    task = db.parent / "made.json"
+    task.write_text(TASK)
+    proc = cli("run", str(task), "--db", str(db), cwd=db.parent)
+    assert proc.returncode == 0, proc.stderr
+    task.unlink()
+
+
 def sql(db: Path, *statements: str) -> None:
     with closing(sqlite3.connect(db, isolation_level=None)) as conn:
         for statement in statements:
@@ -34,8 +43,7 @@ def sql(db: Path, *statements: str) -> None:
 
 def hybridmcp_db(db: Path) -> None:
     """A database as hybridmcp makes it (its tables, its id), with free pages in it."""
-    proc = cli("stats", "--db", str(db), cwd=db.parent)
-    assert proc.returncode == 0, proc.stderr
+    make_db(db)
     sql(
         db,
         "CREATE TABLE scratch (x)",
@@ -129,8 +137,9 @@ def test_an_older_hybridmcp_database_is_adopted(tmp_path):
 
 
 def test_a_new_database_carries_the_application_id(tmp_path):
+    (tmp_path / "new").mkdir()
     db = tmp_path / "new" / "runs.db"
-    assert cli("stats", "--db", str(db), cwd=tmp_path).returncode == 0
+    make_db(db)
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
 
