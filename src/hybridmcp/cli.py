@@ -517,6 +517,14 @@ def run(
         raise typer.Exit(EXIT_USAGE)
     if thread is not None and not thread.strip():  # it would name a run no one can resume
         _refuse(HybridMCPError("--thread: give the run a non-empty id"))
+    if thread is not None and resolve_db(db) == MEMORY and not quiet:
+        Console(stderr=True).print(
+            f"note: --db {MEMORY} keeps nothing after this command: thread {thread!r} "
+            "cannot be resumed or answered later (give --db a file to keep it)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if ask is not None and task is not None:
         Console(stderr=True).print("[red]error:[/red] give a TASK file or --ask, not both")
         raise typer.Exit(EXIT_USAGE)

@@ -280,3 +280,16 @@ def test_a_thread_holds_one_task(tmp_path):
     proc = cli("run", str(task), "--config", str(config), "--db", str(db), "--thread", "t")
     assert proc.returncode == 2
     assert "thread 't' already holds a different task" in " ".join(proc.stderr.split())
+
+
+def test_a_thread_on_a_database_in_memory_is_said_to_be_kept_nowhere(tmp_path):
+    task = tmp_path / "task.json"
+    request = {"id": "x", "skill": "math.calculate", "args": {"expression": "1+2"}}
+    task.write_text(json.dumps({"requests": [request]}))
+    proc = cli("run", str(task), "--db", ":memory:", "--thread", "t[/b]", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "ok"  # the run itself is as ever
+    said = " ".join(proc.stderr.split())
+    assert "note: --db :memory: keeps nothing after this command: thread 't[/b]' cannot be" in said
+    named = cli("run", str(task), "--db", str(tmp_path / "runs.db"), "--thread", "t", "--json")
+    assert named.returncode == 0 and ":memory:" not in named.stderr
