@@ -18,6 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 from langgraph.types import Command, Interrupt
 
+from hybridmcp.capabilities.client_features import human_answer
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
@@ -264,7 +265,9 @@ class Coordinator:
 def check_decision(decision: Any, pending: Sequence[Interrupt]) -> None:
     """Refuse a resume value that cannot answer the pending questions: with several pending,
     LangGraph needs a mapping of their ids to answers; a conflict review's answer may name
-    only requests under review (:func:`hybridmcp.nodes.review.check_choices`)."""
+    only requests under review (:func:`hybridmcp.nodes.review.check_choices`); a server's
+    question's answer must fit its schema, and name no field it does not have
+    (:func:`hybridmcp.capabilities.client_features.human_answer`)."""
     by_id = {i.id: i for i in pending}
     if len(pending) > 1:
         if not (isinstance(decision, dict) and decision and set(decision) <= set(by_id)):
@@ -281,6 +284,8 @@ def check_decision(decision: Any, pending: Sequence[Interrupt]) -> None:
         value = question.value
         if isinstance(value, dict) and value.get("type") == "conflict_review":
             check_choices(answer, value["conflicts"])
+        elif isinstance(value, dict) and value.get("type") == "elicitation":
+            _check_answer(answer, value.get("requested_schema") or {}, question.id)
 
 
 def paused_on(output: dict[str, Any], thread_id: str | None) -> dict[str, Any]:
@@ -289,6 +294,25 @@ def paused_on(output: dict[str, Any], thread_id: str | None) -> dict[str, Any]:
     if thread_id is None or "__interrupt__" not in output:
         return output
     return output | {"thread_id": thread_id}
+
+
+def _check_answer(answer: Any, schema: dict[str, Any], question: str) -> None:
+    """An answer to a server's question, checked before the run resumes as the server's call
+    will check it then (an answer that does not fit would fail the call, and the pause would
+    be spent); a field the question does not have is refused too (a misspelt field would be
+    sent, and the one meant left to its default)."""
+    fields = schema.get("properties")
+    if isinstance(answer, dict) and answer.get("action") is None and isinstance(fields, dict):
+        unknown = sorted(str(k) for k in answer if k not in fields)
+        if fields and unknown:
+            raise TaskError(
+                f"answer to question {question}: {unknown[0]}: not a field of the question "
+                f"(its fields: {', '.join(map(str, fields))})"
+            )
+    try:
+        human_answer(answer, schema)
+    except ValueError as err:
+        raise TaskError(f"answer to question {question}: {err}") from None
 
 
 @dataclass(frozen=True)

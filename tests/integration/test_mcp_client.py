@@ -296,6 +296,15 @@ async def test_elicitation_ask_through_the_cli_with_two_questions(tmp_path: Path
     assert asked["message"] == "What is your name?"
     bad = cli("run", task, "--config", config, "--thread", "t1", "--answer", "{bad", env=env)
     assert bad.returncode == 2 and "--answer: not valid JSON" in bad.stderr
+    for wrong, says in (  # refused before anything runs: the question stays pending
+        ('{"nmae": "Ada"}', "nmae: not a field of the question (its fields: name)"),
+        ('{"name": 7}', "name: 7 is not of type 'string'"),
+    ):
+        refused = cli(
+            "run", task, "--config", config, "--thread", "t1", "--answer", wrong, env=env
+        )  # fmt: skip
+        assert refused.returncode == 2, refused.stderr
+        assert says in " ".join(refused.stderr.split()), refused.stderr
 
     second = cli(
         "run", task, "--config", config, "--thread", "t1", "--json",

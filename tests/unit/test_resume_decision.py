@@ -62,3 +62,53 @@ def test_several_questions_need_a_mapping_of_their_ids() -> None:
         check_decision({"name": "Ada"}, pending)
     with pytest.raises(TaskError, match="'later', not under review"):
         check_decision({"q2": {"later": "external"}}, pending)
+
+
+def asking(schema: dict, interrupt_id: str = "q1") -> Interrupt:
+    return Interrupt(value={"type": "elicitation", "requested_schema": schema}, id=interrupt_id)
+
+
+NAME = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer", "default": 30}},
+    "required": ["name"],
+}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"name": "Ada"}, {"name": "Ada", "age": 36}, "decline", "cancel", {"action": "cancel"}],
+)
+def test_an_answer_that_fits_the_servers_question_resumes(answer) -> None:
+    check_decision(answer, [asking(NAME)])
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (
+            {"nmae": "Ada"},
+            r"answer to question q1: nmae: not a field of the question \(its fields: name, age\)",
+        ),
+        ({"age": 36}, r"answer to question q1: answer: 'name' is a required property"),
+        (
+            {"name": "Ada", "age": "old"},
+            r"answer to question q1: age: 'old' is not of type 'integer'",
+        ),
+        (["Ada"], r"answer to question q1: an answer must be 'decline', 'cancel' or an object"),
+    ],
+)
+def test_an_answer_that_does_not_fit_the_servers_question_is_refused(answer, says) -> None:
+    with pytest.raises(TaskError, match=says):
+        check_decision(answer, [asking(NAME)])
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=6), st.text(max_size=4), min_size=1))
+def test_a_field_the_question_does_not_have_is_named(extra) -> None:
+    answer = {"name": "Ada"} | extra
+    unknown = sorted(k for k in answer if k not in NAME["properties"])
+    if not unknown:
+        check_decision(answer, [asking(NAME)])
+        return
+    with pytest.raises(TaskError, match="not a field of the question"):
+        check_decision(answer, [asking(NAME)])

@@ -331,8 +331,11 @@ class ServerFeatures:
             scope.asked += 1
             try:
                 return human_answer(answer, schema)
-            except ValueError as err:
-                return ErrorData(code=INVALID_REQUEST, message=f"invalid answer: {err}")
+            except ValueError as err:  # the detail may quote the person's values: kept here
+                log.warning("MCP server %r: the answer given does not fit: %s", self.name, err)
+                return ErrorData(
+                    code=INVALID_REQUEST, message="invalid answer: it does not fit the schema"
+                )
         scope.question = {
             "type": "elicitation",
             "server": self.name,
