@@ -299,18 +299,9 @@ def paused_on(output: dict[str, Any], thread_id: str | None) -> dict[str, Any]:
 def _check_answer(answer: Any, schema: dict[str, Any], question: str) -> None:
     """An answer to a server's question, checked before the run resumes as the server's call
     will check it then (an answer that does not fit would fail the call, and the pause would
-    be spent); a field the question does not have is refused too (a misspelt field would be
-    sent, and the one meant left to its default)."""
-    fields = schema.get("properties")
-    if isinstance(answer, dict) and answer.get("action") is None and isinstance(fields, dict):
-        unknown = sorted(str(k) for k in answer if k not in fields)
-        if fields and unknown:
-            raise TaskError(
-                f"answer to question {question}: {unknown[0]}: not a field of the question "
-                f"(its fields: {', '.join(map(str, fields))})"
-            )
+    be spent), and naming only the question's fields."""
     try:
-        human_answer(answer, schema)
+        human_answer(answer, schema, only_asked=True)
     except ValueError as err:
         raise TaskError(f"answer to question {question}: {err}") from None
 

@@ -90,6 +90,10 @@ def test_an_answer_that_fits_the_servers_question_resumes(answer) -> None:
             {"nmae": "Ada"},
             r"answer to question q1: nmae: not a field of the question \(its fields: name, age\)",
         ),
+        (  # the same answer in the accept form
+            {"action": "accept", "content": {"nmae": "Ada"}},
+            r"answer to question q1: nmae: not a field of the question",
+        ),
         ({"age": 36}, r"answer to question q1: answer: 'name' is a required property"),
         (
             {"name": "Ada", "age": "old"},

@@ -39,7 +39,7 @@ from mcp.types import (
 )
 from pydantic import FileUrl
 
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
+from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
 from hybridmcp.errors import HybridMCPError
 
 if TYPE_CHECKING:
@@ -130,10 +130,14 @@ def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     return content
 
 
-def human_answer(answer: Any, schema: Mapping[str, Any]) -> ElicitResult:
+def human_answer(
+    answer: Any, schema: Mapping[str, Any], *, only_asked: bool = False
+) -> ElicitResult:
     """A human's answer as the elicitation's result: ``"decline"`` or ``"cancel"`` (or a
     mapping ``{"action": ...}``) say no; a mapping of the schema's fields accepts. An answer
-    that does not fit the schema raises :class:`ValueError` naming the field."""
+    that does not fit the schema raises :class:`ValueError` naming the field; with
+    ``only_asked``, so does a field the schema does not have (a misspelt field would be sent,
+    and the one meant left to its default)."""
     if isinstance(answer, str) and answer in ("decline", "cancel"):
         return ElicitResult(action=answer)
     if isinstance(answer, Mapping) and answer.get("action") in ("decline", "cancel"):
@@ -145,12 +149,18 @@ def human_answer(answer: Any, schema: Mapping[str, Any]) -> ElicitResult:
             f"an answer must be 'decline', 'cancel' or an object of the requested fields, "
             f"got {type(answer).__name__}"
         )
-    content = {**(schema_defaults({"properties": schema.get("properties")}) or {})}
+    fields = schema.get("properties")
+    if only_asked and isinstance(fields, Mapping) and fields:
+        unknown = sorted(str(k) for k in answer if k not in fields)
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]}: not a field of the question "
+                f"(its fields: {', '.join(map(str, fields))})"
+            )
+    content = {**(schema_defaults({"properties": fields}) or {})}
     content.update(answer)
     try:
-        jsonschema.validators.validator_for(schema).check_schema(dict(schema))
-        validator = argument_validator(schema)  # its patterns under a time limit
-        errors = argument_errors(validator, content) if validator is not None else []
+        errors = argument_errors(checked_validator(schema), content)  # patterns time-limited
     except (jsonschema.SchemaError, SchemaUnusable) as err:
         why = err.message if isinstance(err, jsonschema.SchemaError) else str(err)
         raise ValueError(f"the server's requested schema is not valid: {why}") from None

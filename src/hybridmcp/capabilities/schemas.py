@@ -71,21 +71,28 @@ def _pattern_properties(
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
 
-def argument_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:
-    """A validator of ``schema`` whose patterns run with a time limit; None (and one warning)
-    when the schema is not valid JSON Schema."""
-    try:
-        with warnings.catch_warnings():  # an unknown $schema: the latest draft, said below
-            warnings.simplefilter("ignore", DeprecationWarning)
-            cls = jsonschema.validators.validator_for(schema)
-        cls.check_schema(dict(schema))
-    except Exception as err:  # SchemaError, or a schema of a shape no draft has
-        log.warning("input schema not used, arguments left to the server: %s", _one_line(err))
-        return None
+def checked_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    """A validator of ``schema`` whose patterns run with a time limit, the schema checked
+    first: :class:`jsonschema.SchemaError` when it is not valid JSON Schema (another error for
+    a schema of a shape no draft has)."""
+    with warnings.catch_warnings():  # an unknown $schema: the latest draft
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(dict(schema))
     bounded = jsonschema.validators.extend(
         cls, {"pattern": _pattern, "patternProperties": _pattern_properties}
     )
     return bounded(schema)
+
+
+def argument_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:
+    """:func:`checked_validator`, or None (and one warning) when the schema is not valid JSON
+    Schema: the arguments are then left to the server."""
+    try:
+        return checked_validator(schema)
+    except Exception as err:  # SchemaError, or a schema of a shape no draft has
+        log.warning("input schema not used, arguments left to the server: %s", _one_line(err))
+        return None
 
 
 def argument_errors(

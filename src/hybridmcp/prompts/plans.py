@@ -15,7 +15,7 @@ from typing import Any
 
 import jsonschema
 
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
+from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
 from hybridmcp.errors import ConfigError, TaskError
 
 __all__ = ["MAX_PLAN_REQUESTS", "parse_plan", "plan_schema", "skill_catalogue"]
@@ -136,19 +136,15 @@ def _repair_closed_list(text: str) -> list[Any] | None:
 
 
 def _validator(name: str, schema: Mapping[str, Any]) -> Any:
-    cls = jsonschema.validators.validator_for(schema)
     try:
-        cls.check_schema(dict(schema))
+        return checked_validator(schema)  # its patterns under a time limit
     except jsonschema.SchemaError as exc:
         raise ConfigError(f"skill {name!r} has an invalid input schema: {exc.message}") from exc
-    return argument_validator(schema)  # its patterns under a time limit
 
 
 def _errors(validator: Any, args: dict[str, Any]) -> list[jsonschema.ValidationError]:
     """The plan's arguments' errors; none when the schema cannot check them (the skill's
     own check, or its server, judges them)."""
-    if validator is None:
-        return []
     try:
         return argument_errors(validator, args)
     except SchemaUnusable:
