@@ -38,10 +38,10 @@ _JSON_BRACKET = re.compile(r"[\[\]{}]")
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
 _NOT_JSON = ("binary", "set", "omap", "pairs")
+"""YAML 1.1 types JSON has no value for: refused, never passed on as bytes, sets or tuples."""
 _DIGITS_BITS = 4_000
 """Integers longer than this in bits may have more decimal digits than Python writes
 (``sys.get_int_max_str_digits``, 4,300 by default): those are tried."""
-"""YAML 1.1 types JSON has no value for: refused, never passed on as bytes, sets or tuples."""
 
 
 class _JsonValuesLoader(_SafeLoader):
@@ -206,7 +206,7 @@ def decode(raw: bytes) -> str:
 
 # A JSON string, a comment, a comma, or a run of anything else (JSONC, as VS Code reads it).
 _JSONC_TOKEN = re.compile(
-    r'"[^"\\]*(?:\\.[^"\\]*)*"?|//[^\n]*|/\*.*?(?:\*/|$)|,|[^"/,]+|/', re.DOTALL
+    _JSON_STRING.pattern + r'|//[^\n]*|/\*.*?(?:\*/|$)|,|[^"/,]+|/', re.DOTALL
 )
 
 

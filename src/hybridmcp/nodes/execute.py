@@ -87,9 +87,9 @@ ASKED = ("hybridmcp", "elicitation")
 _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answers", default=())
 """A human's answers to the current attempt's questions (set by the node, read by its call)."""
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
+"""The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 _TIMINGS: ContextVar[list[CallTiming] | None] = ContextVar("hybridmcp_timings", default=None)
 """The timelines of a write's attempts (:func:`_once`): was any of them sent?"""
-"""The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
 redo)."""
