@@ -282,12 +282,18 @@ _LINK_LINES = ("For more information check:", "For further information visit")
 """Lines of httpx's and pydantic's messages that only link to their documentation."""
 
 
+def _innermost(err: BaseException) -> BaseException:
+    """The first error inside the exception groups anyio raises (``err`` when it is none)."""
+    while isinstance(err, BaseExceptionGroup) and err.exceptions:
+        err = err.exceptions[0]
+    return err
+
+
 def _describe(err: BaseException) -> str:
     """A one-line description, unwrapping the exception groups anyio raises: a message that
     is not MCP (pydantic's validation of what the server sent) names the MCP type and the
     first fields at fault, and no message spans lines or links to a library's docs."""
-    while isinstance(err, BaseExceptionGroup) and err.exceptions:
-        err = err.exceptions[0]
+    err = _innermost(err)
     if isinstance(err, pydantic.ValidationError):
         faults = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
@@ -328,8 +334,7 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
     """The handshake's answer when the URL is not the server's endpoint of that transport: the
     server's base URL (the SDK reads streamable HTTP's 404 as "Session terminated"), or the
     other transport's endpoint. None when the error says nothing of that."""
-    while isinstance(err, BaseExceptionGroup) and err.exceptions:
-        err = err.exceptions[0]
+    err = _innermost(err)
     streamable = config.transport == "streamable_http"
     if streamable and isinstance(err, McpError) and err.error.message == "Session terminated":
         return (
@@ -350,8 +355,7 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
 
 def _closed(err: BaseException) -> bool:
     """The connection ended under the session (anyio's exception groups unwrapped)."""
-    while isinstance(err, BaseExceptionGroup) and err.exceptions:
-        err = err.exceptions[0]
+    err = _innermost(err)
     if isinstance(err, McpError):
         return err.error.code == CONNECTION_CLOSED
     return isinstance(err, _SESSION_GONE)

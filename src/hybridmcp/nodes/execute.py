@@ -622,7 +622,6 @@ async def _claim(
     thread deleted and used again, a run rolled back) is not this thread's: its checkpoint is
     gone, and the call is made."""
     key = dispatch_key(item)
-    where = journal.where()
     refresh = (store.ttl_config or {}).get("refresh_on_read", True)  # as ``aget`` does
     async with stats_lock(store, [(DISPATCH_LOCK, key)], res.learn_lock, res.store_files):
         found = await store.abatch(
@@ -632,9 +631,16 @@ async def _claim(
         prior = prior or _earlier_form(found[1] if isinstance(found[1], Item) else None, item)
         if prior is not None and not await journal.gone(prior.value.get("checkpoint")):
             return prior
-        record = {"state": "dispatched", "at": res.clock()}
-        await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
+        await _record_dispatch(store, key, journal, {"state": "dispatched", "at": res.clock()})
     return None
+
+
+async def _record_dispatch(
+    store: BaseStore, key: str, journal: CallJournal, record: dict[str, Any]
+) -> None:
+    """A write's dispatch record, with the checkpoint it was made from (:func:`_claim`)."""
+    where = journal.where()
+    await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
 
 
 async def _once(
@@ -675,9 +681,7 @@ async def _once(
     finally:
         _TIMINGS.reset(token)
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
-    record = {"state": "done", "attempt": primary}
-    where = journal.where()
-    await store.aput(DISPATCHED, key, record | ({"checkpoint": where} if where else {}))
+    await _record_dispatch(store, key, journal, {"state": "done", "attempt": primary})
     return update
 
 
