@@ -32,10 +32,10 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from hybridmcp.audit import Head
 from hybridmcp.errors import AuditError, ConfigError, HybridMCPError
@@ -253,6 +253,18 @@ async def _roll_back(conn: Any) -> None:
         await conn.rollback()  # a no-op outside a transaction
 
 
+T = TypeVar("T")
+
+
+async def _whole(conn: Any, write: Awaitable[T]) -> T:
+    """``write``, rolled back (:func:`_roll_back`) when its caller is cancelled."""
+    try:
+        return await write
+    except asyncio.CancelledError:
+        await _roll_back(conn)
+        raise
+
+
 def _saver_class() -> Any:
     """LangGraph's SQLite checkpointer, each write whole or not at all: one cancelled (its
     run cancelled by its caller) is rolled back (:func:`_roll_back`), where LangGraph's left
@@ -264,25 +276,13 @@ def _saver_class() -> Any:
 
     class WholeWritesSqliteSaver(AsyncSqliteSaver):
         async def aput(self, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return await super().aput(*args, **kwargs)
-            except asyncio.CancelledError:
-                await _roll_back(self.conn)
-                raise
+            return await _whole(self.conn, super().aput(*args, **kwargs))
 
         async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
-            try:
-                await super().aput_writes(*args, **kwargs)
-            except asyncio.CancelledError:
-                await _roll_back(self.conn)
-                raise
+            await _whole(self.conn, super().aput_writes(*args, **kwargs))
 
         async def adelete_thread(self, thread_id: str) -> None:
-            try:
-                await super().adelete_thread(thread_id)
-            except asyncio.CancelledError:
-                await _roll_back(self.conn)
-                raise
+            await _whole(self.conn, super().adelete_thread(thread_id))
 
     _SAVER_CLASS = WholeWritesSqliteSaver
     return _SAVER_CLASS
