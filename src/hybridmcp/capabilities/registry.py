@@ -62,6 +62,11 @@ INTERNAL_CLEARANCE = Sensitivity.restricted
 log = logging.getLogger("hybridmcp.registry")
 
 
+def _server_of(skill: str, servers: Iterable[str]) -> str | None:
+    """The server of ``servers`` whose tools a ``server.tool`` skill name names, if any."""
+    return next((s for s in servers if str(skill).startswith(f"{s}.")), None)
+
+
 @dataclass(frozen=True)
 class Provider:
     """One way to serve a skill, with the priors arbitration starts from."""
@@ -163,13 +168,13 @@ class Registry:
         try:
             return self.skills[name]
         except KeyError:
-            off = next((s for s in self.disabled if str(name).startswith(f"{s}.")), None)
+            off = _server_of(name, self.disabled)
             if off is not None:
                 raise TaskError(
                     f"skill {name!r}: MCP server {off!r} is disabled in the configuration, "
                     "so its tools cannot be called"
                 ) from None
-            down = next((s for s in self.unavailable if str(name).startswith(f"{s}.")), None)
+            down = _server_of(name, self.unavailable)
             if down is not None and self.unavailable[down].startswith("needs authentication"):
                 raise TaskError(
                     f"skill {name!r}: MCP server {down!r} {self.unavailable[down]}"
