@@ -118,13 +118,18 @@ def test_a_server_that_writes_garbage_instead_of_a_handshake_says_so(tmp_path) -
     assert "not JSON-RPC" in reason, reason
 
 
-def test_a_call_answered_with_a_result_that_is_not_mcp_fails_in_one_line(tmp_path) -> None:
-    config = _write_config(tmp_path, _stdio("bad_result"))
+def _run_echo(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    """``run --json`` of one call to the hostile server's echo, in ``mode``."""
+    config = _write_config(tmp_path, _stdio(mode))
     task = tmp_path / "t.yaml"
     task.write_text("requests: [{id: e, skill: h.echo, args: {text: hi}}]\n")
-    proc = cli(
+    return cli(
         "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
     )
+
+
+def test_a_call_answered_with_a_result_that_is_not_mcp_fails_in_one_line(tmp_path) -> None:
+    proc = _run_echo(tmp_path, "bad_result")
     assert proc.returncode == 1, proc.stderr[-2000:]
     (result,) = json.loads(proc.stdout)["results"]
     (attempt,) = result["attempts"]
@@ -133,12 +138,7 @@ def test_a_call_answered_with_a_result_that_is_not_mcp_fails_in_one_line(tmp_pat
 
 
 def test_an_answer_holding_nan_still_prints_json(tmp_path) -> None:
-    config = _write_config(tmp_path, _stdio("nan"))
-    task = tmp_path / "t.yaml"
-    task.write_text("requests: [{id: e, skill: h.echo, args: {text: hi}}]\n")
-    proc = cli(
-        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
-    )
+    proc = _run_echo(tmp_path, "nan")
     assert "Traceback" not in proc.stderr
 
     def refuse(constant: str) -> None:
