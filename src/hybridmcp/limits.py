@@ -158,6 +158,11 @@ class InputLimitError(ValueError):
     """A document breaks an input limit or is not text; the message is one line."""
 
 
+class InvalidJSON(InputLimitError):
+    """A document read as JSON is not JSON text (its syntax; not a limit or a key given
+    twice)."""
+
+
 def preview(value: Any, width: int = PREVIEW_CHARS) -> str:
     """``repr`` of a value cut to ``width`` characters, saying how long the whole was."""
     text = value if isinstance(value, str) else repr(value)
@@ -252,7 +257,7 @@ def parse_document(text: str, limits: InputLimits, *, as_json: bool, jsonc: bool
         except json.JSONDecodeError as err:
             if jsonc and (plain := strip_jsonc(text)) != text:  # only a file that needs it
                 return parse_document(plain, limits, as_json=True)
-            raise InputLimitError(
+            raise InvalidJSON(
                 f"invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
             ) from None
         except ValueError as err:  # more digits than Python reads as an integer

@@ -12,6 +12,7 @@ from hybridmcp.errors import TaskError
 from hybridmcp.limits import (
     InputLimitError,
     InputLimits,
+    InvalidJSON,
     decode,
     parse_document,
     preview,
@@ -114,8 +115,8 @@ def _document(text: str, limits: InputLimits, *, json_only: bool) -> Any:
         return parse_document(text, limits, as_json=False)
     try:
         return parse_document(text, limits, as_json=True)
-    except InputLimitError as err:
-        if json_only or not str(err).startswith("invalid JSON at"):  # a limit, a key twice...
+    except InvalidJSON as err:  # (a limit, a key given twice: raised as they are)
+        if json_only:
             raise
         try:
             return parse_document(text, limits, as_json=False)
