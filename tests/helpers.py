@@ -160,3 +160,24 @@ def time_as_text(timezone: str) -> str:
     from hybridmcp.testing.shapes_server import current_time_text
 
     return current_time_text(timezone)
+
+
+MODEL_URL_ENV = "HYBRIDMCP_TEST_MODEL_URL"
+
+
+def served_model_lm(max_tokens: int = 1000, **_options: Any) -> Any:
+    """An LM factory for a model outside the process: a plain ``dspy.LM`` on the
+    OpenAI-compatible recording server of :mod:`tests.model_server` at
+    ``$HYBRIDMCP_TEST_MODEL_URL``, as a user would configure their own provider."""
+    import os
+
+    import dspy
+
+    return dspy.LM(
+        "openai/recorded",
+        api_base=os.environ[MODEL_URL_ENV],
+        api_key="not-needed",
+        max_tokens=max_tokens,
+        cache=False,
+        num_retries=0,
+    )

@@ -61,13 +61,21 @@ def earned(role: str, skill: str) -> AdviceStats:
 
 
 async def run(
-    config, requests, lms: dict[str, Any], trust: tuple[AdviceStats, ...] = ()
+    config,
+    requests,
+    lms: dict[str, Any],
+    trust: tuple[AdviceStats, ...] = (),
+    audit: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """The run's output; its audit records are appended to ``audit`` when given."""
     async with asyncio.timeout(60), Coordinator.open(config) as co:
         co.resources.lms = lms
         for stats in trust:
             await co.resources.store.aput(NAMESPACE, f"{stats.role}|{stats.skill}", stats.to_dict())
-        return await co.run(parse_task({"requests": requests}))
+        out = await co.run(parse_task({"requests": requests}))
+        if audit is not None:
+            audit += co.resources.gate.audit.records
+        return out
 
 
 def codes(out: dict[str, Any], code: str) -> list[dict[str, Any]]:
@@ -102,6 +110,27 @@ async def test_coordinator_plan_is_recorded_and_sees_no_arguments():
     sent = prompts(lm)
     assert "math.calculate" in sent and "text.stats" in sent
     assert "1234*5678" not in sent and "Bluebird" not in sent  # profiles only, no data
+
+
+async def test_every_call_to_a_model_outside_the_process_is_audited_with_its_run():
+    coordinator = scripted({"task_requirements": COORDINATOR})
+    arbitrator = scripted(
+        {"capability_comparison": {"allocation_decision": "external", **ARBITRATOR}}
+    )
+    audit: list[dict[str, Any]] = []
+    lms = {"coordinator": coordinator, "arbitrator": arbitrator}
+    out = await run(band_config(), BAND_REQUESTS[:1], lms, audit=audit)
+    calls = [r for r in audit if r["kind"] == "model_call"]
+    assert sorted(c["role"] for c in calls) == ["arbitrator", "coordinator"]
+    run_ids = {r["run_id"] for r in audit if r["kind"] == "external_call"}
+    assert len(run_ids) == 1 and out["status"] == "ok"
+    assert {c["run_id"] for c in calls} == run_ids
+    by_role = {c["role"]: c for c in calls}
+    assert by_role["arbitrator"]["request_id"] == "band"
+    assert by_role["coordinator"]["request_id"] is None  # about the whole run
+    for call in calls:
+        assert call["model"] == "dummy" and call["action"] == "allow" and call["outcome"] == "ok"
+        assert call["prompt_sensitivity"] == "public" and call["bytes_sent"] > 0
 
 
 async def test_malformed_coordinator_answer_falls_back_with_an_event():

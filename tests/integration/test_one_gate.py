@@ -178,3 +178,53 @@ async def test_every_pool_call_at_run_time_comes_through_the_gate(tmp_path: Path
     assert [t for t, via in seen if not via] == ["echo"]  # only the direct call above
     assert sorted(t for t, via in seen if via) == ["calculate", "calculate", "echo"]
     assert any(e["code"] == "REALLOCATION" for e in out["events"])  # the failures moved work
+
+
+# Where a model may be called, and why: the coordinator's own models through ``ask_lm`` (a
+# model outside the process passes ``Gate.consult`` there), a server's sampling request
+# through ``Gate.sample``, and the machinery of the two.
+ALLOWED_MODEL_CALLS = {
+    ("prompts/asking.py", "ask_lm.asked"),  # the one signature run, given what the gate let out
+    ("capabilities/client_features.py", "make_sampler.sample.complete"),  # run by Gate.sample
+    ("prompts/running.py", "arun_signature"),  # the dspy module's own call
+    ("prompts/structured.py", "StructuredAdapter.acall"),  # the adapter's super() call
+}
+MODEL_ENTRY_POINTS = {"arun_signature", "run_signature", "acall", "forward", "aforward"}
+
+
+def scan_model_calls(root: Path) -> tuple[list[str], set[tuple[str, str]]]:
+    """Calls of a model (a signature run, an LM's ``acall``) outside the allowed places."""
+    problems: list[str] = []
+    callers: set[tuple[str, str]] = set()
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        tree = ast.parse(path.read_text(), str(path))
+        for scope, node in _functions(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+            if name in MODEL_ENTRY_POINTS:
+                callers.add((rel, scope))
+                if (rel, scope) not in ALLOWED_MODEL_CALLS:
+                    problems.append(
+                        f"{rel}:{node.lineno} in {scope}: calls {name}() around the gate"
+                    )
+    return problems, callers
+
+
+def test_no_code_path_calls_a_model_around_the_gate() -> None:
+    problems, callers = scan_model_calls(SRC)
+    assert not problems, "\n".join(problems)
+    assert ("prompts/asking.py", "ask_lm.asked") in callers
+
+
+def test_the_model_scan_catches_a_bypass(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "sneaky.py").write_text(
+        "from hybridmcp.prompts.running import arun_signature\n"
+        "async def advise(lm, sig, text):\n"
+        "    return await arun_signature(sig, lm, task=text)\n"
+    )
+    problems, _ = scan_model_calls(tmp_path)
+    assert any("calls arun_signature() around the gate" in p for p in problems)

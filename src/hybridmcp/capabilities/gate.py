@@ -808,6 +808,95 @@ class Gate:
                 }
             )
 
+    async def consult(
+        self,
+        role: str,
+        model: str,
+        inputs: Mapping[str, Any],
+        ask: Callable[[Mapping[str, Any]], Awaitable[tuple[Any, str | None]]],
+        *,
+        run_id: str | None = None,
+        request_id: str | None = None,
+    ) -> tuple[Any, str | None]:
+        """A call of the coordinator's own to a model that does not run in this process (the
+        planner of ``--ask``, the coordinator's, arbitrator's or synchronizer's advice): an
+        external service cleared ``public``. What it is shown is scanned; above ``public`` the
+        privacy policy decides as for a tool: ``redact`` shows it pseudonyms (the answer's
+        text gets the raw values back), any other policy refuses, and the model is not asked.
+        ``ask`` (bounded by its caller's deadline) gets the inputs to send and returns
+        ``(prediction, error)``; a refusal returns ``(None, reason)``, which every caller
+        already takes as "no usable answer" and falls back on. Every consultation is audited
+        (``kind: model_call``), without its text. Model calls are not priced."""
+        cfg = self.privacy_settings
+        report = await self._scan(dict(inputs))
+        level = report.level if report is not None else scanner.Sensitivity.public
+        findings = report.findings if report is not None else []
+        verdict = release(
+            detected=level,
+            declared=scanner.Sensitivity.public,
+            clearance=scanner.Sensitivity.public,
+            action=cfg.policy,
+        )
+        shown: Mapping[str, Any] | None = inputs
+        vault: dict[str, str] = {}
+        redactions: list[dict[str, Any]] = []
+        action, reason = verdict.action, verdict.reason
+        if action == "redact" and report is not None:
+            redaction = scanner.redact(dict(inputs), report)
+            residual = await self._scan(redaction.value)
+            if residual is None or residual.level <= scanner.Sensitivity.public:
+                shown, vault = redaction.value, redaction.vault
+                redactions = redaction_summary(report.findings)
+            else:
+                action = "refuse"
+                reason = f"{reason}, but the redacted text still scans above the clearance"
+        if action not in ("allow", "redact"):
+            shown = None
+        prediction: Any = None
+        error: str | None = None
+        outcome, received, started = "cancelled", 0, time.perf_counter()
+        try:
+            if shown is None:
+                found = sorted({f"{f.entity_type} in {f.path.strip('/')}" for f in findings})
+                error = (
+                    f"not sent to a model outside this process ({', '.join(found)}): {reason}"
+                    if found
+                    else f"not sent to a model outside this process: {reason}"
+                )
+                outcome = "refused: privacy"
+                return None, error
+            prediction, error = await ask(shown)
+            if prediction is None:
+                outcome = f"error: {error or 'no usable answer'}"
+                return None, error
+            answer = {k: getattr(prediction, k) for k in prediction.keys()}
+            received = _size(answer)
+            if vault:
+                for name, value in scanner.restore(answer, vault).items():
+                    prediction[name] = value
+            outcome = "ok"
+            return prediction, error
+        finally:
+            if ": " in outcome:
+                outcome = self._audit_text(outcome)
+            self.audit.append(
+                {
+                    "run_id": run_id,
+                    "request_id": request_id,
+                    "kind": "model_call",
+                    "role": role,
+                    "model": model,
+                    "prompt_sensitivity": None if report is None else str(level),
+                    "action": action,
+                    "reason": reason,
+                    "redactions": redactions,
+                    "bytes_sent": _size(shown) if shown is not None else 0,
+                    "bytes_received": received,
+                    "outcome": outcome,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                }
+            )
+
 
 @dataclass
 class _Outbound:

@@ -204,7 +204,7 @@ async def analyze(
                 requirements[key] = needs
         profiles[rid] = needs | privacy[rid]
     started_at = res.clock()  # before the LM: its time counts against the run's deadline
-    coordination, events = await coordinate(res, state["requests"], profiles)
+    coordination, events = await coordinate(res, state["requests"], profiles, run_id)
     update: dict[str, Any] = {
         "run_id": run_id,
         "started_at": started_at,

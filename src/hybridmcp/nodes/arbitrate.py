@@ -162,6 +162,7 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         state["profiles"],
         state.get("constraints"),
         store=runtime.store or res.store,
+        run_id=state.get("run_id"),
     )
     events = (
         _server_events(res, skills)

@@ -173,6 +173,7 @@ async def synchronize(state: State, runtime: Runtime[Context]) -> dict[str, Any]
         answered,
         state.get("profiles", {}),
         store=runtime.store or res.store,
+        run_id=state.get("run_id"),
     )
     _keep_unresolved(results)
     events = _conflict_events(conflicts, results) + events + lm_events

@@ -128,6 +128,7 @@ async def _advise_one(
     profile: Mapping[str, Any],
     constraints: Any,
     stats: AdviceStats,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
     from hybridmcp.prompts.structured import StructuredAdapter
@@ -141,6 +142,9 @@ async def _advise_one(
         res,
         lm,
         signature,
+        role="arbitrator",
+        run_id=run_id,
+        request_id=rid,
         adapter=StructuredAdapter(text_chars=TEXT_CHARS),
         **_arbitration_inputs(res, allocation, profile, constraints),
     )
@@ -185,6 +189,7 @@ async def advise_allocations(
     profiles: Mapping[str, Mapping[str, Any]],
     constraints: Any = None,
     store: BaseStore | None = None,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Ask the arbitrator LM about the requests the 1.2 rule left in the hybrid band.
 
@@ -212,7 +217,14 @@ async def advise_allocations(
     )
     jobs = [
         _advise_one(
-            res, lm, rid, allocation, profiles[rid], constraints, stats[("arbitrator", skill)]
+            res,
+            lm,
+            rid,
+            allocation,
+            profiles[rid],
+            constraints,
+            stats[("arbitrator", skill)],
+            run_id,
         )
         for rid, skill, allocation in asked
     ]

@@ -81,6 +81,9 @@ async def ask_lm(
     lm: Any,
     signature: type[dspy.Signature],
     *,
+    role: str,
+    run_id: str | None = None,
+    request_id: str | None = None,
     demos: Sequence[Mapping[str, Any]] = (),
     adapter: Any = None,
     **inputs: Any,
@@ -89,18 +92,29 @@ async def ask_lm(
 
     The answer is bound to the signature's output schema
     (:class:`~hybridmcp.prompts.structured.StructuredAdapter` unless ``adapter`` is given).
+    A model that does not run in this process is an external service: the inputs pass the
+    gate first (:meth:`~hybridmcp.capabilities.gate.Gate.consult`: privacy, audit as
+    ``role``, for ``run_id``/``request_id`` when the call is about one), which may send them
+    redacted or refuse them (then ``(None, why)``, as for a model that gave no answer).
     """
     from hybridmcp.prompts.running import arun_signature
 
-    outcome = await arun_signature(
-        signature,
-        lm,
-        adapter=adapter,
-        demos=demos,
-        time_limit=res.config.llm_config.timeout_ms / 1000,
-        **inputs,
+    async def asked(shown: Mapping[str, Any]) -> tuple[Any, str | None]:
+        outcome = await arun_signature(
+            signature,
+            lm,
+            adapter=adapter,
+            demos=demos,
+            time_limit=res.config.llm_config.timeout_ms / 1000,
+            **shown,
+        )
+        return outcome.prediction, outcome.error
+
+    if is_local(lm):
+        return await asked(inputs)
+    return await res.gate.consult(
+        role, model_name(lm), inputs, asked, run_id=run_id, request_id=request_id
     )
-    return outcome.prediction, outcome.error
 
 
 def parse_choice(text: Any, choices: Sequence[str]) -> str | None:

@@ -27,7 +27,10 @@ def _profile_view(profile: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def coordinate(
-    res: Resources, requests: Sequence[Mapping[str, Any]], profiles: Mapping[str, Any]
+    res: Resources,
+    requests: Sequence[Mapping[str, Any]],
+    profiles: Mapping[str, Any],
+    run_id: str | None = None,
 ) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
     """The coordinator's plan for the run: ``(coordination record or None, events)``."""
     lm = res.lms.get("coordinator")
@@ -63,6 +66,8 @@ async def coordinate(
         res,
         lm,
         HybridCoordinatorSignature,
+        role="coordinator",
+        run_id=run_id,
         adapter=StructuredAdapter(text_chars=TEXT_CHARS),
         task_requirements=to_json(list(task.values())),
         internal_capabilities=to_json(internal or "none"),

@@ -186,7 +186,14 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     task, refused, best = text, None, None
     for _ in range(PLAN_ATTEMPTS):
         prediction, error = await ask_lm(
-            res, lm, TaskPlannerSignature, demos=demos, adapter=adapter, task=task, skills=shown
+            res,
+            lm,
+            TaskPlannerSignature,
+            role="planner",
+            demos=demos,
+            adapter=adapter,
+            task=task,
+            skills=shown,
         )
         if prediction is None:
             raise TaskError(f"the planner ({model_name(lm)}) gave no usable answer: {error}")

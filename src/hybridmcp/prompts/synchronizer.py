@@ -78,6 +78,7 @@ async def _ask_verdict(
     result: Mapping[str, Any],
     details: Mapping[str, Any],
     answers: Sequence[Answer],
+    run_id: str | None = None,
 ) -> tuple[Any, str | None]:
     from hybridmcp.prompts.signatures import ResultSynchronizerSignature
     from hybridmcp.prompts.structured import StructuredAdapter
@@ -92,6 +93,9 @@ async def _ask_verdict(
         res,
         lm,
         signature,
+        role="synchronizer",
+        run_id=run_id,
+        request_id=str(result["id"]),
         adapter=StructuredAdapter(text_chars=TEXT_CHARS),
         internal_results=internal,
         external_results=external,
@@ -111,6 +115,7 @@ async def _resolve_conflict(
     conflict: dict[str, Any],
     answers: Sequence[Answer],
     stats: AdviceStats,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Expert arbitration of one conflict. The verdict is bound to a side (or ``undecided``)
     and must name a side that answered; it replaces the deterministic resolution only while
@@ -118,7 +123,7 @@ async def _resolve_conflict(
     side's own (already validated) answer becomes the value: the LM never supplies one."""
     rid = result["id"]
     details = conflict["conflict_details"]
-    prediction, error = await _ask_verdict(res, lm, result, details, answers)
+    prediction, error = await _ask_verdict(res, lm, result, details, answers, run_id)
     rule = _rule_choice(result, answers)
     expert: dict[str, Any] = {
         "model": model_name(lm),
@@ -188,7 +193,11 @@ def _apply_verdict(
 
 
 async def _synthesize(
-    res: Resources, lm: Any, result: dict[str, Any], answers: Sequence[Answer]
+    res: Resources,
+    lm: Any,
+    result: dict[str, Any],
+    answers: Sequence[Answer],
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """An LM synthesis of agreeing text answers, recorded beside the deterministic merge."""
     from hybridmcp.prompts.signatures import ResultSynchronizerSignature
@@ -198,6 +207,9 @@ async def _synthesize(
         res,
         lm,
         ResultSynchronizerSignature,
+        role="synchronizer",
+        run_id=run_id,
+        request_id=str(result["id"]),
         internal_results=internal,
         external_results=external,
         integration_requirements=(
@@ -257,6 +269,7 @@ async def refine_integration(
     answers: Mapping[str, Sequence[Answer]],
     profiles: Mapping[str, Mapping[str, Any]],
     store: BaseStore | None = None,
+    run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The synchronizer LM on the run's cross-validated requests; changes records in place.
 
@@ -288,14 +301,14 @@ async def refine_integration(
                 }
                 continue
             skill_stats = stats[("synchronizer", str(result["skill"]))]
-            jobs.append(_resolve_conflict(res, lm, result, conflict, given, skill_stats))
+            jobs.append(_resolve_conflict(res, lm, result, conflict, given, skill_stats, run_id))
         elif result.get("strategy") == "hybrid_synthesis" and any(
             _has_text(a.value) for a in given
         ):
             if reason:
                 result.setdefault("synthesis", {})["lm_synthesis"] = {"withheld": reason}
                 continue
-            jobs.append(_synthesize(res, lm, result, given))
+            jobs.append(_synthesize(res, lm, result, given, run_id))
     events: list[dict[str, Any]] = []
     for found in await asyncio.gather(*jobs):
         events += found
