@@ -35,7 +35,7 @@ from hybridmcp import jsontext
 from hybridmcp.audit import ENV_KEY as ENV_AUDIT_KEY
 from hybridmcp.audit import NO_HEAD, AuditReport, load_key, parse_head
 from hybridmcp.audit import verify as verify_audit
-from hybridmcp.config import HttpServer, HybridConfig, load_config
+from hybridmcp.config import CONFIG_ENV, HttpServer, HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError, HybridMCPError, TaskError
 from hybridmcp.lazyimport import defer
 from hybridmcp.persistence import (
@@ -421,7 +421,13 @@ def run(
         str | None, typer.Argument(help="Task file (JSON/YAML), '-' for stdin; default: the demo.")
     ] = None,
     config: Annotated[
-        str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar=CONFIG_ENV,
+            help="Configuration file (YAML/JSON); default: the embedded one.",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     db: Annotated[
@@ -831,9 +837,23 @@ def _refuse(err: HybridMCPError) -> NoReturn:
     raise typer.Exit(EXIT_USAGE)
 
 
+def _load_config(path: str | None) -> HybridConfig:
+    """:func:`load_config`, its error naming ``$HYBRIDMCP_CONFIG`` when the path came from
+    there (a variable set for the served graph and forgotten)."""
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        named = path is not None and path == os.environ.get(CONFIG_ENV)
+        if named and not any(
+            a in ("-c", "--config") or a.startswith("--config=") for a in sys.argv
+        ):
+            raise ConfigError(f"{err} (named by ${CONFIG_ENV})") from None
+        raise
+
+
 def configured(path: str | None) -> HybridConfig:
     """The configuration, checked whole; one warning line on stderr per key it ignored."""
-    config = load_config(path)
+    config = _load_config(path)
     console = Console(stderr=True)
     for warning in config.warnings:
         console.print(
@@ -924,7 +944,13 @@ def _print_records(
 
 
 ConfigOption = Annotated[
-    str | None, typer.Option("--config", "-c", help="Configuration file (YAML/JSON).")
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help="Configuration file (YAML/JSON); default: the embedded one.",
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
 
@@ -1190,7 +1216,7 @@ def _token_store(db: str | None) -> TokenStore:
 
 
 async def _login(config_path: str | None, server: str, db: str | None) -> tuple[bool, str]:
-    config = load_config(config_path)
+    config = _load_config(config_path)
     entry = _oauth_server(config, server)
     assert entry.auth is not None
     store = _token_store(db)
@@ -1287,7 +1313,7 @@ def auth_status(
     """Show each OAuth server's state: logged in, expired, or not logged in (offline: no
     server is contacted, no token is shown)."""
     try:
-        cfg = load_config(config)
+        cfg = _load_config(config)
         records = auth_records(cfg, _token_store(db), time.time())
     except HybridMCPError as err:
         _refuse(err)
@@ -1312,7 +1338,7 @@ def auth_logout(
 ) -> None:
     """Forget the server's tokens and client registration."""
     try:
-        _oauth_server(load_config(config), server)
+        _oauth_server(_load_config(config), server)
         forgot = _token_store(db).forget(server, registration=True)
     except HybridMCPError as err:
         _refuse(err)

@@ -1319,6 +1319,11 @@ def parse_config(
     return config
 
 
+CONFIG_ENV = "HYBRIDMCP_CONFIG"
+"""The environment variable naming the configuration file when none is given (the CLI's
+``--config``, the served graph, ``HybridToolNode``)."""
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> HybridConfig:
     """Load a configuration file (YAML or JSON); with no path, the embedded default.
 

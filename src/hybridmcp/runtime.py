@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from hybridmcp.audit import AuditLog, load_key, trail_id, verify
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.workers import Workers
-from hybridmcp.config import HybridConfig, load_config
+from hybridmcp.config import CONFIG_ENV, HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError, CoordinatorClosed
 from hybridmcp.oauth import OAuthSessions, TokenStore
 from hybridmcp.persistence import head_anchor, tokens_path
@@ -419,7 +419,7 @@ async def resources_for(context: Context | None) -> Resources:
     global _SHARED_LOCK
     if context is not None and context.resources is not None:
         return context.resources
-    path = (context.config_path if context else None) or os.environ.get("HYBRIDMCP_CONFIG")
+    path = (context.config_path if context else None) or os.environ.get(CONFIG_ENV)
     if path in _SHARED:
         return _SHARED[path]
     if _SHARED_LOCK is None:

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hybridmcp.capabilities.registry import INTERNAL_CLEARANCE, Provider, Registry, Skill
 from hybridmcp.capabilities.registry import build_registry as _build_registry
-from hybridmcp.config import ComparatorConfig, CoordinationConfig, load_config
+from hybridmcp.config import CONFIG_ENV, ComparatorConfig, CoordinationConfig, load_config
 from hybridmcp.errors import HybridMCPError, TaskError, ToolError
 from hybridmcp.graph import build_graph
 from hybridmcp.policy.effects import Effect, tool_effect
@@ -391,7 +391,7 @@ class _Portal:
     def own_resources(self, config_path: str | None) -> Resources:
         with self.lock:
             if self.resources is None:
-                config = load_config(config_path or os.environ.get("HYBRIDMCP_CONFIG"))
+                config = load_config(config_path or os.environ.get(CONFIG_ENV))
                 self.resources = self.run(Resources.open(config))
             return self.resources
 
@@ -540,7 +540,7 @@ class HybridToolNode(ToolNode):
     def _configured(self) -> tuple[Registry, set[str]]:
         """The configured and built-in skills (no server is started to list its tools), and
         the configured servers."""
-        path = self.config_path or os.environ.get("HYBRIDMCP_CONFIG")
+        path = self.config_path or os.environ.get(CONFIG_ENV)
         config = load_config(path)
         return _build_registry(config, {}), set(config.mcpServers)
 

@@ -8,7 +8,7 @@ import sys
 
 import yaml
 
-from tests.integration.test_durable import cli
+from tests.integration.test_durable import cli, cli_env
 
 
 def config_with(marker, **changes):
@@ -151,3 +151,19 @@ def test_a_module_beside_the_configuration_imports_from_any_directory(tmp_path):
         f"error: invalid configuration in {config}: skills.double.providers.0.function: "
         "cannot import 'othertools': No module named 'othertools' (got 'othertools:double')"
     ]
+
+
+def test_the_cli_reads_the_configuration_named_by_hybridmcp_config(tmp_path):
+    named = tmp_path / "named.yaml"
+    named.write_text("mcpServers:\n  elsewhere: {command: nothing-here, disabled: true}\n")
+    given = tmp_path / "given.yaml"
+    given.write_text("mcpServers:\n  other: {command: nothing-here, disabled: true}\n")
+    env = cli_env(HYBRIDMCP_CONFIG=str(named))
+    listed = cli("servers", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [s["server"] for s in json.loads(listed.stdout)] == ["elsewhere"]
+    overridden = cli("servers", "--json", "-c", str(given), env=env)  # --config wins
+    assert [s["server"] for s in json.loads(overridden.stdout)] == ["other"]
+    missing = cli("run", "--json", env=cli_env(HYBRIDMCP_CONFIG=str(tmp_path / "gone.yaml")))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert "gone.yaml" in missing.stderr and "(named by $HYBRIDMCP_CONFIG)" in missing.stderr

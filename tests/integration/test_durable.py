@@ -21,6 +21,7 @@ PRIORS = {"internal": 1.0, "external": 25.0}  # the providers' configured expect
 def cli_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("HYBRIDMCP_DB", None)
+    env.pop("HYBRIDMCP_CONFIG", None)
     return env | extra
 
 
