@@ -415,20 +415,23 @@ def _import_the_run(db: str) -> None:
         importlib.import_module("langgraph.store.sqlite.aio")
 
 
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help="Configuration file (YAML/JSON); default: the embedded one.",
+    ),
+]
+
+
 @app.command()
 def run(
     task: Annotated[
         str | None, typer.Argument(help="Task file (JSON/YAML), '-' for stdin; default: the demo.")
     ] = None,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config",
-            "-c",
-            envvar=CONFIG_ENV,
-            help="Configuration file (YAML/JSON); default: the embedded one.",
-        ),
-    ] = None,
+    config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     db: Annotated[
         str | None,
@@ -943,15 +946,6 @@ def _print_records(
     Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
-ConfigOption = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar=CONFIG_ENV,
-        help="Configuration file (YAML/JSON); default: the embedded one.",
-    ),
-]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
 
 

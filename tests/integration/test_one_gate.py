@@ -60,44 +60,49 @@ def _functions(tree: ast.AST) -> Iterator[tuple[str, ast.AST]]:
     yield from walk(tree, [])
 
 
+def _source_nodes(root: Path) -> Iterator[tuple[str, str, ast.AST]]:
+    """Every node of the sources under ``root``: (file, function it is in, node)."""
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        for scope, node in _functions(ast.parse(path.read_text(), str(path))):
+            yield rel, scope, node
+
+
 def scan_source(root: Path) -> tuple[list[str], set[tuple[str, str]]]:
     """Violations, and every (file, function) that calls ``.call_tool`` / ``._send``."""
     problems: list[str] = []
     callers: set[tuple[str, str]] = set()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root).as_posix()
-        tree = ast.parse(path.read_text(), str(path))
-        for scope, node in _functions(tree):
-            where = f"{rel}:{getattr(node, 'lineno', '?')} in {scope or '<module>'}"
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-                if node.func.attr in ("call_tool", "_send", "send_request"):
-                    callers.add((rel, scope))
-                    if (rel, scope) not in ALLOWED_CALL_TOOL:
-                        problems.append(f"{where}: calls .{node.func.attr}() outside the gate")
-            if rel == POOL_MODULE:
-                continue
-            if isinstance(node, ast.Name | ast.Attribute):
-                name = node.id if isinstance(node, ast.Name) else node.attr
-                if name in CLIENT_NAMES:
-                    problems.append(f"{where}: uses the MCP client {name} outside the pool")
-                if name in POOL_INTERNALS:
-                    problems.append(f"{where}: reaches into the pool's sessions ({name})")
-            if isinstance(node, ast.ImportFrom | ast.Import):
-                modules = (
-                    [node.module or ""]
-                    if isinstance(node, ast.ImportFrom)
-                    else [a.name for a in node.names]
-                )
-                if any(
-                    m.startswith(CLIENT_MODULES)
-                    and not (rel == "oauth.py" and m.startswith(AUTH_MODULES))
-                    for m in modules
-                ):
-                    problems.append(f"{where}: imports MCP client code ({modules[0]})")
-                if isinstance(node, ast.ImportFrom):
-                    clash = CLIENT_NAMES & {a.name for a in node.names}
-                    if clash:
-                        problems.append(f"{where}: imports {sorted(clash)}")
+    for rel, scope, node in _source_nodes(root):
+        where = f"{rel}:{getattr(node, 'lineno', '?')} in {scope or '<module>'}"
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("call_tool", "_send", "send_request"):
+                callers.add((rel, scope))
+                if (rel, scope) not in ALLOWED_CALL_TOOL:
+                    problems.append(f"{where}: calls .{node.func.attr}() outside the gate")
+        if rel == POOL_MODULE:
+            continue
+        if isinstance(node, ast.Name | ast.Attribute):
+            name = node.id if isinstance(node, ast.Name) else node.attr
+            if name in CLIENT_NAMES:
+                problems.append(f"{where}: uses the MCP client {name} outside the pool")
+            if name in POOL_INTERNALS:
+                problems.append(f"{where}: reaches into the pool's sessions ({name})")
+        if isinstance(node, ast.ImportFrom | ast.Import):
+            modules = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+            )
+            if any(
+                m.startswith(CLIENT_MODULES)
+                and not (rel == "oauth.py" and m.startswith(AUTH_MODULES))
+                for m in modules
+            ):
+                problems.append(f"{where}: imports MCP client code ({modules[0]})")
+            if isinstance(node, ast.ImportFrom):
+                clash = CLIENT_NAMES & {a.name for a in node.names}
+                if clash:
+                    problems.append(f"{where}: imports {sorted(clash)}")
     return problems, callers
 
 
