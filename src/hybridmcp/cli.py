@@ -12,6 +12,7 @@ import contextlib
 import gc
 import importlib
 import importlib.metadata
+import itertools
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ from rich.table import Table
 from hybridmcp import jsontext
 from hybridmcp.audit import ENV_KEY as ENV_AUDIT_KEY
 from hybridmcp.audit import NO_HEAD, AuditReport, load_key, parse_head
+from hybridmcp.audit import iter_records as iter_audit_records
 from hybridmcp.audit import verify as verify_audit
 from hybridmcp.config import CONFIG_ENV, HttpServer, HybridConfig, load_config
 from hybridmcp.errors import AuditError, ConfigError, HybridMCPError, TaskError
@@ -940,7 +942,7 @@ def _print_records(
         return
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
     Console(width=None if sys.stdout.isatty() else 160).print(table)
@@ -1159,6 +1161,74 @@ def audit_head(
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)
     print(result.head)
+    raise typer.Exit(EXIT_OK)
+
+
+_SHOWN = ["seq", "ts", "kind", "run", "request", "to", "action", "outcome", "sent", "received"]
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    """One audit record as a row: who the data went to or came from, what was decided."""
+    to = record.get("model") or record.get("server") or record.get("provider")
+    if record.get("server") and record.get("tool"):
+        to = f"{record['server']}/{record['tool']}"
+    return {
+        "seq": record.get("seq"),
+        "ts": str(record.get("ts") or "")[:19].replace("T", " ") or None,
+        "kind": record.get("kind"),
+        "run": record.get("run_id"),
+        "request": record.get("request_id"),
+        "to": to,
+        "action": record.get("action") or record.get("privacy"),
+        "outcome": record.get("outcome"),
+        "sent": record.get("bytes_sent"),
+        "received": record.get("bytes_received", record.get("bytes_read")),
+    }
+
+
+@audit_app.command("show")
+def audit_show(
+    file: Annotated[str, typer.Argument(help="Audit trail (JSON lines).")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Only the records of this run (thread).")
+    ] = None,
+    kinds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--kind",
+            help="Only records of this kind (external_call, policy_decision, model_call, "
+            "sampling, elicitation, ...); repeat for several.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the records whole, one JSON line each.")
+    ] = False,
+    db: Annotated[str | None, _DB_OPTION] = None,
+    head_db: Annotated[str | None, _HEAD_DB_OPTION] = None,
+    key_file: Annotated[str | None, _KEY_OPTION] = None,
+) -> None:
+    """Show the verified trail's records, one row each (which run, where the data went, what
+    was decided); a trail that does not verify is not shown (exit 1, as `verify`)."""
+    try:
+        result, where = _check_trail(file, db, head_db, key_file)
+    except HybridMCPError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not result.ok:
+        _fail(result, where)
+    wanted = set(kinds or ())
+    records = [
+        r
+        for r in itertools.islice(iter_audit_records(file), result.records)  # those verified
+        if (run_id is None or r.get("run_id") == run_id) and (not wanted or r.get("kind") in wanted)
+    ]
+    if as_json:
+        for record in records:
+            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        raise typer.Exit(EXIT_OK)
+    title = f"{len(records)} of {result.records} records of {file}"
+    columns = [c for c in _SHOWN if c != "run" or run_id is None]
+    _print_records([_shown(r) for r in records], columns, False, title)
     raise typer.Exit(EXIT_OK)
 
 

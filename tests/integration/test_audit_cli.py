@@ -283,3 +283,34 @@ def test_verify_with_a_key_file_that_is_not_there_is_bad_input(
     proc = cli("audit", "verify", str(audit), "--key-file", str(tmp_path / "nope.key"))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == f"error: --key-file '{tmp_path / 'nope.key'}': no such file"
+
+
+def test_show_lists_the_verified_records_by_run_and_kind(
+    audited_run: tuple[Path, dict[str, Any], Path],
+) -> None:
+    audit, _, _ = audited_run
+    records = [json.loads(line) for line in audit.read_text().splitlines()]
+    (run_id,) = {r["run_id"] for r in records}
+    calls = [r for r in records if r["kind"] == "external_call"]
+    whole = cli("audit", "show", str(audit), "--run", run_id, "--kind", "external_call", "--json")
+    assert whole.returncode == 0, whole.stderr
+    assert [json.loads(line) for line in whole.stdout.splitlines()] == calls
+    assert cli("audit", "show", str(audit), "--run", "another-run", "--json").stdout == ""
+    two = cli("audit", "show", str(audit), "--kind", "external_call", "--kind", "policy_decision")
+    assert two.returncode == 0, two.stderr
+    assert f"{len(records)} of {len(records)} records" in two.stdout
+    assert "faulty/echo" in two.stdout and "faulty/calculate" in two.stdout
+    assert all(call["request_id"] in two.stdout for call in calls)
+    assert "redact" in two.stdout and "refuse" in two.stdout and EMAIL not in two.stdout
+
+
+def test_show_refuses_a_trail_that_does_not_verify(
+    audited_run: tuple[Path, dict[str, Any], Path], tmp_path: Path
+) -> None:
+    audit, _, _ = audited_run
+    lines = audit.read_text().splitlines(keepends=True)
+    target = tmp_path / "cut.jsonl"
+    target.write_text("".join(lines[:1] + lines[2:]))  # a record removed
+    proc = cli("audit", "show", str(target), "--key-file", f"{audit}.key")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "FAILED: line 2: seq 3 follows seq 1" in proc.stderr
