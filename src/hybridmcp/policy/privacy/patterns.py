@@ -19,6 +19,27 @@ def _luhn_card(digits: str) -> bool:
     return total % 10 == 0
 
 
+_NETWORKS: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
+    (("4",), (13, 16, 19)),  # Visa
+    (("51", "52", "53", "54", "55"), (16,)),  # Mastercard
+    (tuple(str(n) for n in range(2221, 2721)), (16,)),  # Mastercard 2-series
+    (("34", "37"), (15,)),  # American Express
+    (("6011", "65", *(str(n) for n in range(644, 650))), (16, 17, 18, 19)),  # Discover
+    (("300", "301", "302", "303", "304", "305", "36", "38", "39"), (14,)),  # Diners Club
+    (("36",), (16,)),  # Diners Club (16 digits)
+    (tuple(str(n) for n in range(3528, 3590)), (16, 17, 18, 19)),  # JCB
+    (("62",), (16, 17, 18, 19)),  # UnionPay
+)
+
+
+def _card_network(digits: str) -> bool:
+    """A card number of a network that issues it: its prefix and its length (stricter than
+    Luhn alone, for digits that only read as a card once joined)."""
+    return _luhn_card(digits) and any(
+        len(digits) in lengths and digits.startswith(prefixes) for prefixes, lengths in _NETWORKS
+    )
+
+
 def _cursor(value: str) -> bool:
     """Base64 of one whole JSON object that is not a JWT header (``{"page": 2}``)."""
     if "." in value:
@@ -246,11 +267,13 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "CREDIT_CARD",
         re.compile(
-            r"(?<![\w.+/-])[2-6][0-9]{2,5}(?:(?:[ ./-]|_(?=[0-9]))?[0-9]{3,6}){1,4}(?![\w/-])"
+            r"(?<![\w.+/-])[2-6][0-9]{2,5}"
+            r"(?:(?:[ ./-]|[ \t]{0,4}\r?\n[ \t]{0,4}|_(?=[0-9]))?[0-9]{3,6}){1,4}(?![\w/-])"
         ),
         0.8,
-        why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups or dots "
-        "is the same card. Its digits must pass Luhn and have a card network's length.",
+        why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups, dots, or "
+        "its groups on separate lines is the same card. Its digits must pass Luhn and have a "
+        "card network's length.",
         accept=lambda v: _luhn_card("".join(c for c in v if c.isdigit())),
     ),
 )

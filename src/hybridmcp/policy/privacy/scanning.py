@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import re
 import secrets
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from hybridmcp.policy.privacy.detection import (
 )
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
-from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE
+from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE, _card_network
 
 _SALT = secrets.token_bytes(16)
 
@@ -50,6 +51,12 @@ class _Leaf:
     """Words of the field names above the leaf: context for the detectors."""
     is_text: bool = True
     """A string (rather than a number rendered as text)."""
+    key_no: int = -1
+    """For a dict key: its number in document order (how a later walk masks it)."""
+    masked: bool = False
+    """For a dict key: its path is ``~k<index>`` (a finding in it does not leak it)."""
+    order: int = -1
+    """Position among the strings (keys and string values) in document order."""
 
 
 @dataclass
@@ -63,7 +70,17 @@ class _ScanState:
     raw_values: dict[str, Finding] = field(default_factory=dict)
     leaves: list[_Leaf] = field(default_factory=list)
     values: list[_Leaf] = field(default_factory=list)
-    """The value leaves (not keys) in document order: the windows of :func:`_window_pass`."""
+    """The string value leaves (not keys) in document order: windows of :func:`_window_pass`."""
+    keys: list[_Leaf] = field(default_factory=list)
+    """The dict keys in document order: windows of :func:`_window_pass`."""
+    strings: list[_Leaf] = field(default_factory=list)
+    """Keys and string values together in document order: windows of :func:`_window_pass`."""
+    runs: list[list[_Leaf]] = field(default_factory=list)
+    """Runs of short sibling scalars (see :func:`_runs_of`): joined whole by :func:`_run_pass`."""
+    mask: frozenset[int] = frozenset()
+    """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
+    to_mask: set[int] = field(default_factory=set)
+    """Numbers of unmasked dict keys a finding was added to in this walk."""
 
     def add(self, leaf: _Leaf, span: _Span, split_of: str | None = None) -> None:
         raw = leaf.text[span.start : span.end]
@@ -79,6 +96,8 @@ class _ScanState:
             digest=_digest(raw),
         )
         self.findings.append(finding)
+        if leaf.in_key and not leaf.masked:
+            self.to_mask.add(leaf.key_no)
         if raw.strip() and raw not in self.raw_values:
             self.raw_values[raw] = finding
 
@@ -97,9 +116,11 @@ def _echo_spans(text: str, found: tuple[_Span, ...], state: _ScanState) -> tuple
     return (*found, *extra)
 
 
-def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[str, tuple]:
+def _member_path(
+    path: str, index: int, key: str, key_no: int, state: _ScanState
+) -> tuple[str, tuple]:
     spans = _echo_spans(key, _detect(key, (), state.key, False), state)
-    if spans:
+    if spans or key_no in state.mask:
         masked = f"{path}/~k{index}"
         return masked, spans
     return f"{path}/{_escape(key)}", ()
@@ -107,11 +128,22 @@ def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[st
 
 def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> None:
     if isinstance(node, Mapping):
+        run: list[_Leaf] = []
         for index, (raw_key, child) in enumerate(node.items()):
             key = _leaf_text(raw_key)
-            child_path, key_spans = _member_path(path, index, key, state)
-            key_leaf = _Leaf(child_path, key, in_key=True)
+            key_no = len(state.keys)
+            child_path, key_spans = _member_path(path, index, key, key_no, state)
+            key_leaf = _Leaf(
+                child_path,
+                key,
+                in_key=True,
+                key_no=key_no,
+                masked=child_path.endswith(f"/~k{index}"),
+                order=len(state.strings),
+            )
             state.leaves.append(key_leaf)
+            state.keys.append(key_leaf)
+            state.strings.append(key_leaf)
             for span in key_spans:
                 state.add(key_leaf, span)
             words = _key_words(key) or context
@@ -119,15 +151,22 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
                 leaf = _scan_leaf(child, child_path, words, state)
                 if _SECRET_KEY_RE.match(key) and not isinstance(child, float):
                     _flag_whole(leaf, state)
+                run = _extend_run(run, child, leaf, state)
             else:
+                run = _extend_run(run, None, None, state)
                 _walk(child, child_path, words, state)
+        _extend_run(run, None, None, state)
     elif isinstance(node, list | tuple):
+        run = []
         for index, child in enumerate(node):
             child_path = f"{path}/{index}"
             if _is_leaf(child):
-                _scan_leaf(child, child_path, context, state)
+                leaf = _scan_leaf(child, child_path, context, state)
+                run = _extend_run(run, child, leaf, state)
             else:
+                run = _extend_run(run, None, None, state)
                 _walk(child, child_path, context, state)
+        _extend_run(run, None, None, state)
     elif _is_leaf(node):
         _scan_leaf(node, path, context, state)
 
@@ -136,7 +175,9 @@ def _scan_leaf(value: Any, path: str, context: tuple[str, ...], state: _ScanStat
     leaf = _Leaf(path, _leaf_text(value), words=context, is_text=isinstance(value, str))
     state.leaves.append(leaf)
     if leaf.is_text:
+        leaf.order = len(state.strings)
         state.values.append(leaf)
+        state.strings.append(leaf)
     for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key, False), state):
         state.add(leaf, span)
     return leaf
@@ -158,22 +199,35 @@ of a card number in four fields)."""
 _WINDOW_EDGE = 512
 """Characters of a leaf's end and start that take part in a window: a value split at a field
 boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
-_MAX_WINDOW_LEAVES = 512
 
 
 def _window_pass(state: _ScanState) -> None:
-    """Find values split across adjacent string leaves (in document order, through nesting).
+    """Find values split across adjacent strings (in document order, through nesting).
 
-    Windows of two to four neighbouring leaves are joined with nothing (a value cut
+    Windows of two to four neighbouring strings are joined with nothing (a value cut
     mid-token: "alice.smi" + "th@example.com") and with a space (parts given as words), and
-    every detector runs on them. A finding that crosses a leaf boundary is reported in each
-    leaf it touches, with ``split_of`` naming their innermost common container, so redaction
-    replaces the whole value wherever its pieces are. Only strings take part: a list of
-    integers is not one long number (a number is scanned whole, as its decimal text). The
-    first :data:`_MAX_WINDOW_LEAVES` strings of a request are windowed.
+    every detector runs on them. A finding that crosses a boundary is reported in each
+    string it touches, with ``split_of`` naming their innermost common container, so
+    redaction replaces the whole value wherever its pieces are. Three sequences are windowed:
+    keys and string values together in document order (a value cut between a key and its
+    value, or a value and the next key), the values alone (sibling fields, their keys
+    between them) and the keys alone (a value cut over dict keys); a window of the second or
+    third that is also a window of the first is run once. Numbers take part through
+    :func:`_run_pass` only: a list of integers is not one long number unless it is a run
+    read whole.
     """
-    leaves = state.values[:_MAX_WINDOW_LEAVES]
-    seen: set[tuple[str, int, int, str]] = set()
+    seen: set[_Seen] = set()
+    _windows_over(state.strings, False, state, seen)
+    _windows_over(state.values, True, state, seen)
+    _windows_over(state.keys, True, state, seen)
+    _run_pass(state, seen)
+
+
+def _windows_over(
+    leaves: list[_Leaf], skip_adjacent: bool, state: _ScanState, seen: set[_Seen]
+) -> None:
+    """Every window of two to four consecutive ``leaves`` (``skip_adjacent``: not those whose
+    strings are consecutive in document order too: the document-order pass ran them)."""
     for i in range(len(leaves) - 1):
         for size in range(2, _WINDOW_LEAVES + 1):
             window = leaves[i : i + size]
@@ -181,10 +235,62 @@ def _window_pass(state: _ScanState) -> None:
                 break
             if size > 2 and any(len(w.text) > 64 for w in window[1:-1]):
                 break  # a value spread over 3+ fields has short middle parts
+            if skip_adjacent and all(b.order == a.order + 1 for a, b in itertools.pairwise(window)):
+                continue
             texts = _window_texts(window)
             words = tuple(sorted({w for leaf in window for w in leaf.words}))
             for sep in ("", " "):
                 _scan_window(window, texts, sep, words, state, seen)
+
+
+_RUN_MIN = 3
+"""Sibling scalars read as one run: at least this many short ones (two numbers suffice)."""
+_SHORT_PIECE = 6
+"""A string of at most this many characters is a short piece (a digit string of up to 19)."""
+_RUN_WINDOW = 64
+"""A run is read in windows of this many pieces (overlapping by half)."""
+
+
+def _short_piece(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    if not isinstance(value, str):
+        return False
+    return len(value) <= _SHORT_PIECE or (len(value) <= 19 and _is_digits(value))
+
+
+def _is_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
+def _extend_run(run: list[_Leaf], value: Any, leaf: _Leaf | None, state: _ScanState) -> list[_Leaf]:
+    """``run`` with ``leaf`` added, or, when ``value`` is not a short piece, closed (kept in
+    the state when it is worth reading whole) and a new empty run."""
+    if leaf is not None and _short_piece(value):
+        run.append(leaf)
+        return run
+    if len(run) >= _RUN_MIN or (len(run) == 2 and not all(leaf.is_text for leaf in run)):
+        state.runs.append(run)
+    return []
+
+
+def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
+    """Read each run of short sibling scalars (list items, or the values of one dict) whole:
+    a card number as ``[4111, 1111, 1111, 1111]`` or one digit per item, an address one
+    character per item. Joined with nothing, a finding touching two or more pieces counts;
+    joined with spaces only one spanning the whole run (or window) does: inside a longer list
+    of numbers, four of them reading as a card by chance are not one. A card found this way
+    must also have a card network's prefix and length (:func:`.patterns._card_network`): a
+    list of numbers passes Luhn one time in ten."""
+    for run in state.runs:
+        step = _RUN_WINDOW // 2
+        starts = range(0, max(1, len(run) - step), step) if len(run) > _RUN_WINDOW else [0]
+        for start in starts:
+            window = run[start : start + _RUN_WINDOW]
+            texts = [(0, leaf.text) for leaf in window]
+            words = tuple(sorted({w for leaf in window for w in leaf.words}))
+            _scan_window(window, texts, "", words, state, seen, min_touched=2, run=True)
+            _scan_window(window, texts, " ", words, state, seen, run=True)
 
 
 def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
@@ -224,8 +330,13 @@ def _scan_window(
     sep: str,
     words: tuple[str, ...],
     state: _ScanState,
-    seen: set[tuple[str, int, int, str]],
+    seen: set[_Seen],
+    min_touched: int | None = None,
+    run: bool = False,
 ) -> None:
+    """Report the values ``window`` joined with ``sep`` holds across its pieces: those
+    touching every piece (``min_touched``: at least that many; smaller windows report
+    the rest)."""
     joined = sep.join(text for _, text in texts)
     bounds = []
     pos = 0
@@ -245,15 +356,25 @@ def _scan_window(
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
             continue
-        if len(touched) < len(bounds) or not _plausible_split(span, touched, joined):
+        if len(touched) < (min_touched or len(bounds)) or not _plausible_split(
+            span, touched, joined
+        ):
+            continue
+        if (
+            run
+            and span.entity_type == "CREDIT_CARD"
+            and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
+        ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
         if _overreach(span, bounds, joined, words, state):
+            continue
+        if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
             end = min(span.end, hi) - lo + shift
-            ident = (leaf.path, start, end, span.entity_type)
+            ident = (leaf.path, leaf.in_key, start, end, span.entity_type)
             if end > start and ident not in seen:
                 seen.add(ident)
                 part = _Span(span.entity_type, start, end, span.score, span.source)
@@ -282,6 +403,8 @@ def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
 _PSEUDONYM_AT_END_RE = re.compile(r"<[A-Z][A-Z0-9_]*?_\d+>\Z")
 _CONTEXT_SECRETS = frozenset({"SECRET_KEYWORD", "BASIC_AUTH", "BEARER_TOKEN"})
 _Bound = tuple[_Leaf, int, int, int]
+_Seen = tuple[str, bool, int, int, str]
+"""A part already reported: path, in a key, start, end, entity type."""
 _QUAD_RE = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])")
 
 
@@ -334,15 +457,62 @@ def _overreach(
     return any(s.start == span.start and s.end == len(prefix) for s in own)
 
 
-def _add_if_new(
-    bound: _Bound, span: _Span, state: _ScanState, seen: set[tuple[str, int, int, str]]
-) -> None:
+_FIELD_WORDS = frozenset(
+    "email mail to from cc bcc recipient sender reply address addr contact user username login "
+    "owner author assignee customer client member person phone mobile tel fax number card "
+    "account iban ssn ip host server url uri token key secret password value text note body "
+    "message data id name field query input content description comment title subject item "
+    "list line arg payload param detail info".split()
+)
+"""Words that make a dict key a field name: the name of what its value is, or holds."""
+
+
+def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _ScanState) -> bool:
+    """A value complete in one string value, run on into the dict keys beside it: the key is
+    the field's name ("email" + "bob@example.com" joined reads as one address), not a piece.
+
+    Only when the rest of the span is a finding of its own in that value, and each key it
+    runs into is short (under six characters, too few to identify anything) or is wholly
+    taken and names a field (:data:`_FIELD_WORDS`). A key that is a piece of a value split
+    across it ("alice.smi" + "th@example.com") names nothing and stays part of the value.
+    """
+    for n, (leaf, lo, hi, shift) in enumerate(touched):
+        if leaf.in_key:
+            continue
+        start, end = max(span.start, lo), min(span.end, hi)
+        at_start, at_end = start == lo, end == hi
+        if not ((at_start and n > 0) or (at_end and n < len(touched) - 1)):
+            continue
+        own = _detect(leaf.text, leaf.words, state.key, False)
+        rel = (start - lo + shift, end - lo + shift)
+        if not any(s.entity_type == span.entity_type and (s.start, s.end) == rel for s in own):
+            continue
+        others = [b for m, b in enumerate(touched) if m != n]
+        if all(_names_a_field(b, span, joined) for b in others):
+            return True
+    return False
+
+
+def _names_a_field(bound: _Bound, span: _Span, joined: str) -> bool:
+    leaf, lo, hi, _ = bound
+    part = joined[max(span.start, lo) : min(span.end, hi)]
+    if not leaf.in_key:
+        return len(part) < _ECHO_MIN_LENGTH
+    if len(part) < _ECHO_MIN_LENGTH:
+        return True
+    words = _key_words(part)
+    return part == leaf.text and any(
+        w in _FIELD_WORDS or w.rstrip("s") in _FIELD_WORDS for w in words
+    )
+
+
+def _add_if_new(bound: _Bound, span: _Span, state: _ScanState, seen: set[_Seen]) -> None:
     leaf, lo, _, shift = bound
     start, end = span.start - lo + shift, span.end - lo + shift
     own = _detect(leaf.text, leaf.words, state.key, False)
     if any(s.start <= start and end <= s.end for s in own):
         return
-    ident = (leaf.path, start, end, span.entity_type)
+    ident = (leaf.path, leaf.in_key, start, end, span.entity_type)
     if ident not in seen:
         seen.add(ident)
         state.add(leaf, _Span(span.entity_type, start, end, span.score, span.source))
@@ -377,28 +547,36 @@ def _walk_and_join(value: Any, state: _ScanState) -> None:
         _window_pass(state)
 
 
+_MAX_WALKS = 4
+
+
 def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
     """Classify a request's arguments and locate every sensitive span in them.
 
     Walks nested dicts, lists and scalars (numbers as their decimal text, so a card number sent
     as an int is still a card number), scanning values and keys, then values split across
-    sibling fields. The level is the highest level of any finding, ``public`` when there is
-    none.
+    neighbouring keys and values. The level is the highest level of any finding, ``public``
+    when there is none.
 
-    When something was found, a second walk also flags every other occurrence of the found
+    When something was found, a further walk also flags every other occurrence of the found
     values (six characters or longer): in ``{"password": "hunter22", "note": "use hunter22"}``
     the note alone says nothing, yet it carries the password. It is a second walk rather than a
-    patch on the first so that a dict key found this way is masked in every path below it too.
+    patch on the first so that a dict key found this way is masked in every path below it too;
+    so is a key that only holds a piece of a value split across it and its neighbours.
     """
     config = config or PrivacyConfig()
     key = _detector_key(config)
     state = _ScanState(key=key, split=config.split_fields)
     _walk_and_join(value, state)
-    echo = _echo_regex(state)
-    if echo is not None:
+    for _ in range(_MAX_WALKS):
+        echo = _echo_regex(state) or state.echo
+        mask = state.mask | state.to_mask
+        same_echo = echo is None or (state.echo is not None and echo.pattern == state.echo.pattern)
+        if same_echo and mask == state.mask:
+            break
         first = state
-        state = _ScanState(key=key, split=config.split_fields, echo=echo)
-        state.echo_origin = first.raw_values
+        state = _ScanState(key=key, split=config.split_fields, echo=echo, mask=frozenset(mask))
+        state.echo_origin = {**first.echo_origin, **first.raw_values}
         _walk_and_join(value, state)
     unique: dict[tuple[str, bool, int, int, str], Finding] = {}
     for f in state.findings:
