@@ -64,6 +64,9 @@ class _Pattern:
     group: int = 0
     why: str = ""
     accept: Callable[[str], bool] | None = None
+    trim: Callable[[str], int | None] | None = None
+    """How much of a match is the value (None: none of it), for a regex that can run on
+    into the words after it."""
 
 
 _PATTERNS: tuple[_Pattern, ...] = (
@@ -296,6 +299,24 @@ def _iban(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+def _iban_end(value: str) -> int | None:
+    """Where an IBAN at the start of ``value`` ends (None: there is none): its country's
+    length of letters and digits, at the end of a group (the regex runs on into the words
+    after an IBAN written without spaces: "ES0460... about the")."""
+    length = _IBAN_LENGTHS.get(value[:2].upper())
+    if length is None:
+        return None
+    seen = 0
+    for i, c in enumerate(value):
+        seen += c.isalnum()
+        if seen == length:
+            end = i + 1
+            if end < len(value) and value[end].isalnum():
+                return None
+            return end if _iban(value[:end]) else None
+    return None
+
+
 _PATTERNS += (
     _Pattern(
         "IBAN_CODE",
@@ -303,7 +324,7 @@ _PATTERNS += (
         0.8,
         why="Presidio's IBAN recognizer wants capitals; an IBAN typed in lower case is the "
         "same account. Its country's length and the mod-97 check must hold.",
-        accept=_iban,
+        trim=_iban_end,
     ),
 )
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import re
 import secrets
 from collections.abc import Mapping
@@ -18,6 +17,8 @@ from hybridmcp.policy.privacy.detection import (
     _DetectorKey,
     _is_templated,
     _Span,
+    presidio_candidate,
+    window_needs_presidio,
 )
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
@@ -55,8 +56,6 @@ class _Leaf:
     """For a dict key: its number in document order (how a later walk masks it)."""
     masked: bool = False
     """For a dict key: its path is ``~k<index>`` (a finding in it does not leak it)."""
-    order: int = -1
-    """Position among the strings (keys and string values) in document order."""
 
 
 @dataclass
@@ -119,7 +118,7 @@ def _echo_spans(text: str, found: tuple[_Span, ...], state: _ScanState) -> tuple
 def _member_path(
     path: str, index: int, key: str, key_no: int, state: _ScanState
 ) -> tuple[str, tuple]:
-    spans = _echo_spans(key, _detect(key, (), state.key, False), state)
+    spans = _echo_spans(key, _detect(key, (), state.key), state)
     if spans or key_no in state.mask:
         masked = f"{path}/~k{index}"
         return masked, spans
@@ -139,7 +138,6 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
                 in_key=True,
                 key_no=key_no,
                 masked=child_path.endswith(f"/~k{index}"),
-                order=len(state.strings),
             )
             state.leaves.append(key_leaf)
             state.keys.append(key_leaf)
@@ -175,10 +173,9 @@ def _scan_leaf(value: Any, path: str, context: tuple[str, ...], state: _ScanStat
     leaf = _Leaf(path, _leaf_text(value), words=context, is_text=isinstance(value, str))
     state.leaves.append(leaf)
     if leaf.is_text:
-        leaf.order = len(state.strings)
         state.values.append(leaf)
         state.strings.append(leaf)
-    for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key, False), state):
+    for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key), state):
         state.add(leaf, span)
     return leaf
 
@@ -196,6 +193,9 @@ def _flag_whole(leaf: _Leaf, state: _ScanState) -> None:
 _WINDOW_LEAVES = 4
 """A value is looked for across up to this many adjacent leaves (two halves, or four groups
 of a card number in four fields)."""
+_MIDDLE_MAX = 24
+"""The longest middle part of a window of three or four: a value cut in three or more has
+short middle parts (a longer middle part of a token reads as one on its own)."""
 _WINDOW_EDGE = 512
 """Characters of a leaf's end and start that take part in a window: a value split at a field
 boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
@@ -208,39 +208,57 @@ def _window_pass(state: _ScanState) -> None:
     mid-token: "alice.smi" + "th@example.com") and with a space (parts given as words), and
     every detector runs on them. A finding that crosses a boundary is reported in each
     string it touches, with ``split_of`` naming their innermost common container, so
-    redaction replaces the whole value wherever its pieces are. Three sequences are windowed:
-    keys and string values together in document order (a value cut between a key and its
-    value, or a value and the next key), the values alone (sibling fields, their keys
-    between them) and the keys alone (a value cut over dict keys); a window of the second or
-    third that is also a window of the first is run once. Numbers take part through
-    :func:`_run_pass` only: a list of integers is not one long number unless it is a run
-    read whole.
+    redaction replaces the whole value wherever its pieces are. The string values are
+    windowed (sibling fields, their keys between them), the dict keys too (a value cut over
+    keys), and each key with the string just before and just after it in document order (a
+    value cut between a key and its value, or between a value and the next key). Numbers
+    take part through :func:`_run_pass` only: a list of integers is not one long number
+    unless it is a run read whole.
     """
     seen: set[_Seen] = set()
-    _windows_over(state.strings, False, state, seen)
-    _windows_over(state.values, True, state, seen)
-    _windows_over(state.keys, True, state, seen)
+    _windows_over(state.values, _WINDOW_LEAVES, state, seen)
+    _windows_over(state.keys, _WINDOW_LEAVES, state, seen)
+    strings = state.strings
+    for i in range(len(strings) - 1):
+        pair = strings[i : i + 2]
+        if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
+            _scan_windows(pair, state, seen)
     _run_pass(state, seen)
 
 
-def _windows_over(
-    leaves: list[_Leaf], skip_adjacent: bool, state: _ScanState, seen: set[_Seen]
-) -> None:
-    """Every window of two to four consecutive ``leaves`` (``skip_adjacent``: not those whose
-    strings are consecutive in document order too: the document-order pass ran them)."""
+def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: set[_Seen]) -> None:
+    """Every window of two to ``largest`` consecutive ``leaves``."""
     for i in range(len(leaves) - 1):
-        for size in range(2, _WINDOW_LEAVES + 1):
+        for size in range(2, largest + 1):
             window = leaves[i : i + size]
             if len(window) < size:
                 break
-            if size > 2 and any(len(w.text) > 64 for w in window[1:-1]):
+            if size > 2 and any(len(w.text) > _MIDDLE_MAX for w in window[1:-1]):
                 break  # a value spread over 3+ fields has short middle parts
-            if skip_adjacent and all(b.order == a.order + 1 for a, b in itertools.pairwise(window)):
-                continue
-            texts = _window_texts(window)
-            words = tuple(sorted({w for leaf in window for w in leaf.words}))
-            for sep in ("", " "):
-                _scan_window(window, texts, sep, words, state, seen)
+            _scan_windows(window, state, seen)
+
+
+def _scan_windows(window: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> None:
+    words = tuple(sorted({w for leaf in window for w in leaf.words}))
+    memo = (tuple(leaf.text for leaf in window), words, state.key)
+    if memo in _CLEAN_WINDOWS:
+        return
+    found = len(state.findings)
+    texts = _window_texts(window)
+    for sep in ("", " "):
+        _scan_window(window, texts, sep, words, state, seen)
+    if len(state.findings) == found and sum(len(t) for t in memo[0]) <= _CLEAN_WINDOW_CHARS:
+        if len(_CLEAN_WINDOWS) >= _CLEAN_WINDOWS_KEPT:
+            _CLEAN_WINDOWS.clear()
+        _CLEAN_WINDOWS[memo] = None
+
+
+_CLEAN_WINDOWS: dict[tuple[tuple[str, ...], tuple[str, ...], _DetectorKey], None] = {}
+"""Windows (their strings, field-name words and detector settings) in which nothing was found:
+a scan is a pure function of them, and requests repeat their strings. Raw strings, in
+process memory only, like the detection cache."""
+_CLEAN_WINDOWS_KEPT = 16384
+_CLEAN_WINDOW_CHARS = 1024
 
 
 _RUN_MIN = 3
@@ -343,7 +361,11 @@ def _scan_window(
     for leaf, (shift, text) in zip(window, texts, strict=True):
         bounds.append((leaf, pos, pos + len(text), shift))
         pos += len(text) + len(sep)
-    for found in _detect(joined, words, state.key, False):
+    edges = [(hi, bounds[n + 1][1]) for n, (_, _, hi, _) in enumerate(bounds[:-1])]
+    presidio = presidio_candidate(joined, state.key.entities) and window_needs_presidio(
+        joined, edges, state.key
+    )
+    for found in _detect(joined, words, state.key, presidio):
         # Pseudonyms are what redaction left: a value found only by reading one as part of it
         # ("secret=<SECRET_2>" + "last note") is the neighbour's text, not a split value.
         span = _without_pseudonyms(found, joined)
@@ -453,7 +475,7 @@ def _overreach(
     if min(span.end, hi) - lo >= _ECHO_MIN_LENGTH:
         return False
     prefix = joined[: bounds[-2][2]]
-    own = _detect(prefix, words, state.key, False)
+    own = _detect(prefix, words, state.key)
     return any(s.start == span.start and s.end == len(prefix) for s in own)
 
 
@@ -483,7 +505,7 @@ def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _
         at_start, at_end = start == lo, end == hi
         if not ((at_start and n > 0) or (at_end and n < len(touched) - 1)):
             continue
-        own = _detect(leaf.text, leaf.words, state.key, False)
+        own = _detect(leaf.text, leaf.words, state.key)
         rel = (start - lo + shift, end - lo + shift)
         if not any(s.entity_type == span.entity_type and (s.start, s.end) == rel for s in own):
             continue
@@ -509,7 +531,7 @@ def _names_a_field(bound: _Bound, span: _Span, joined: str) -> bool:
 def _add_if_new(bound: _Bound, span: _Span, state: _ScanState, seen: set[_Seen]) -> None:
     leaf, lo, _, shift = bound
     start, end = span.start - lo + shift, span.end - lo + shift
-    own = _detect(leaf.text, leaf.words, state.key, False)
+    own = _detect(leaf.text, leaf.words, state.key)
     if any(s.start <= start and end <= s.end for s in own):
         return
     ident = (leaf.path, leaf.in_key, start, end, span.entity_type)
