@@ -74,8 +74,8 @@ class _ScanState:
     """The dict keys in document order: windows of :func:`_window_pass`."""
     strings: list[_Leaf] = field(default_factory=list)
     """Keys and string values together in document order: windows of :func:`_window_pass`."""
-    runs: list[list[_Leaf]] = field(default_factory=list)
-    """Runs of short sibling scalars (see :func:`_runs_of`): joined whole by :func:`_run_pass`."""
+    runs: list[tuple[list[_Leaf], bool]] = field(default_factory=list)
+    """Runs of sibling scalars, and whether they are numbers (see :func:`_collect_runs`)."""
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
@@ -127,7 +127,7 @@ def _member_path(
 
 def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> None:
     if isinstance(node, Mapping):
-        run: list[_Leaf] = []
+        siblings: list[tuple[Any, _Leaf] | None] = []
         for index, (raw_key, child) in enumerate(node.items()):
             key = _leaf_text(raw_key)
             key_no = len(state.keys)
@@ -149,22 +149,22 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
                 leaf = _scan_leaf(child, child_path, words, state)
                 if _SECRET_KEY_RE.match(key) and not isinstance(child, float):
                     _flag_whole(leaf, state)
-                run = _extend_run(run, child, leaf, state)
+                siblings.append((child, leaf))
             else:
-                run = _extend_run(run, None, None, state)
+                siblings.append(None)
                 _walk(child, child_path, words, state)
-        _extend_run(run, None, None, state)
+        _collect_runs(siblings, state)
     elif isinstance(node, list | tuple):
-        run = []
+        siblings = []
         for index, child in enumerate(node):
             child_path = f"{path}/{index}"
             if _is_leaf(child):
                 leaf = _scan_leaf(child, child_path, context, state)
-                run = _extend_run(run, child, leaf, state)
+                siblings.append((child, leaf))
             else:
-                run = _extend_run(run, None, None, state)
+                siblings.append(None)
                 _walk(child, child_path, context, state)
-        _extend_run(run, None, None, state)
+        _collect_runs(siblings, state)
     elif _is_leaf(node):
         _scan_leaf(node, path, context, state)
 
@@ -262,45 +262,51 @@ _CLEAN_WINDOW_CHARS = 1024
 
 
 _RUN_MIN = 3
-"""Sibling scalars read as one run: at least this many short ones (two numbers suffice)."""
+"""Short sibling scalars read as one run: at least this many (numbers: two)."""
 _SHORT_PIECE = 6
-"""A string of at most this many characters is a short piece (a digit string of up to 19)."""
+"""A string of at most this many characters is a short piece."""
 _RUN_WINDOW = 64
 """A run is read in windows of this many pieces (overlapping by half)."""
 
 
-def _short_piece(value: Any) -> bool:
+def _is_number(value: Any) -> bool:
+    """An integer, or a string of 1 to 19 ASCII digits: a group of a number's digits."""
     if isinstance(value, int) and not isinstance(value, bool):
         return True
-    if not isinstance(value, str):
-        return False
-    return len(value) <= _SHORT_PIECE or (len(value) <= 19 and _is_digits(value))
+    return isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit()
 
 
-def _is_digits(text: str) -> bool:
-    return text.isascii() and text.isdigit()
-
-
-def _extend_run(run: list[_Leaf], value: Any, leaf: _Leaf | None, state: _ScanState) -> list[_Leaf]:
-    """``run`` with ``leaf`` added, or, when ``value`` is not a short piece, closed (kept in
-    the state when it is worth reading whole) and a new empty run."""
-    if leaf is not None and _short_piece(value):
-        run.append(leaf)
-        return run
-    if len(run) >= _RUN_MIN or (len(run) == 2 and not all(leaf.is_text for leaf in run)):
-        state.runs.append(run)
-    return []
+def _collect_runs(siblings: list[tuple[Any, _Leaf] | None], state: _ScanState) -> None:
+    """Keep the runs of one container's scalars (list items, or one dict's values; None
+    marks a child that is not a scalar) that :func:`_run_pass` reads whole: maximal runs of
+    numbers, and maximal runs of short pieces (numbers, strings of up to six characters)."""
+    if len(siblings) < 2:
+        return
+    for is_part, least, numeric in (
+        (_is_number, 2, True),
+        (lambda v: _is_number(v) or (isinstance(v, str) and len(v) <= _SHORT_PIECE), 3, False),
+    ):
+        run: list[_Leaf] = []
+        for item in [*siblings, None]:
+            if item is not None and is_part(item[0]):
+                run.append(item[1])
+                continue
+            if len(run) >= least and not (
+                numeric is False and all(_is_number(leaf.text) for leaf in run)
+            ):
+                state.runs.append((run, numeric))
+            run = []
 
 
 def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
-    """Read each run of short sibling scalars (list items, or the values of one dict) whole:
-    a card number as ``[4111, 1111, 1111, 1111]`` or one digit per item, an address one
-    character per item. Joined with nothing, a finding touching two or more pieces counts;
-    joined with spaces only one spanning the whole run (or window) does: inside a longer list
-    of numbers, four of them reading as a card by chance are not one. A card found this way
+    """Read each run of sibling scalars whole: a card number as ``[4111, 1111, 1111, 1111]``
+    or one digit per item, an address one character per item. Joined with nothing, a finding
+    touching two or more pieces counts. A run of numbers is also joined with spaces, and then
+    only a finding spanning the whole run (or window) counts: inside a longer list of
+    numbers, four of them reading as a card by chance are not one. A card found in a run
     must also have a card network's prefix and length (:func:`.patterns._card_network`): a
     list of numbers passes Luhn one time in ten."""
-    for run in state.runs:
+    for run, numeric in state.runs:
         step = _RUN_WINDOW // 2
         starts = range(0, max(1, len(run) - step), step) if len(run) > _RUN_WINDOW else [0]
         for start in starts:
@@ -308,7 +314,8 @@ def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
             texts = [(0, leaf.text) for leaf in window]
             words = tuple(sorted({w for leaf in window for w in leaf.words}))
             _scan_window(window, texts, "", words, state, seen, min_touched=2, run=True)
-            _scan_window(window, texts, " ", words, state, seen, run=True)
+            if numeric:
+                _scan_window(window, texts, " ", words, state, seen, run=True)
 
 
 def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
@@ -388,7 +395,7 @@ def _scan_window(
             and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
         ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
-        if _overreach(span, bounds, joined, words, state):
+        if not run and _overreach(span, bounds, joined, words, state):
             continue
         if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
