@@ -497,17 +497,16 @@ _FIELD_WORDS = frozenset(
 
 
 def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _ScanState) -> bool:
-    """A value complete in one string value, run on into the dict keys beside it: the key is
-    the field's name ("email" + "bob@example.com" joined reads as one address), not a piece.
+    """A value complete in one string, run on into the dict keys beside it: the key is the
+    field's name ("email" + "bob@example.com" joined reads as one address; a token at the end
+    of one key runs on into the next key's word characters), not a piece of the value.
 
-    Only when the rest of the span is a finding of its own in that value, and each key it
-    runs into is short (under six characters, too few to identify anything) or is wholly
+    Only when the rest of the span is a finding of its own in that one string, and each key
+    it runs into is short (under six characters, too few to identify anything) or is wholly
     taken and names a field (:data:`_FIELD_WORDS`). A key that is a piece of a value split
     across it ("alice.smi" + "th@example.com") names nothing and stays part of the value.
     """
     for n, (leaf, lo, hi, shift) in enumerate(touched):
-        if leaf.in_key:
-            continue
         start, end = max(span.start, lo), min(span.end, hi)
         at_start, at_end = start == lo, end == hi
         if not ((at_start and n > 0) or (at_end and n < len(touched) - 1)):
