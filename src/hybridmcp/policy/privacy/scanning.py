@@ -211,7 +211,8 @@ def _window_pass(state: _ScanState) -> None:
     redaction replaces the whole value wherever its pieces are. The string values are
     windowed (sibling fields, their keys between them), the dict keys too (a value cut over
     keys), and each key with the string just before and just after it in document order (a
-    value cut between a key and its value, or between a value and the next key). Numbers
+    value cut between a key and its value, or between a value and the next key; joined with
+    nothing only: a key is not a word of a sentence). Numbers
     take part through :func:`_run_pass` only: a list of integers is not one long number
     unless it is a run read whole.
     """
@@ -222,7 +223,7 @@ def _window_pass(state: _ScanState) -> None:
     for i in range(len(strings) - 1):
         pair = strings[i : i + 2]
         if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
-            _scan_windows(pair, state, seen)
+            _scan_windows(pair, state, seen, ("",))
     _run_pass(state, seen)
 
 
@@ -238,14 +239,16 @@ def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: se
             _scan_windows(window, state, seen)
 
 
-def _scan_windows(window: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> None:
+def _scan_windows(
+    window: list[_Leaf], state: _ScanState, seen: set[_Seen], seps: tuple[str, ...] = ("", " ")
+) -> None:
     words = tuple(sorted({w for leaf in window for w in leaf.words}))
-    memo = (tuple(leaf.text for leaf in window), words, state.key)
+    memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
     if memo in _CLEAN_WINDOWS:
         return
     found = len(state.findings)
     texts = _window_texts(window)
-    for sep in ("", " "):
+    for sep in seps:
         _scan_window(window, texts, sep, words, state, seen)
     if len(state.findings) == found and sum(len(t) for t in memo[0]) <= _CLEAN_WINDOW_CHARS:
         if len(_CLEAN_WINDOWS) >= _CLEAN_WINDOWS_KEPT:
@@ -253,8 +256,11 @@ def _scan_windows(window: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> N
         _CLEAN_WINDOWS[memo] = None
 
 
-_CLEAN_WINDOWS: dict[tuple[tuple[str, ...], tuple[str, ...], _DetectorKey], None] = {}
-"""Windows (their strings, field-name words and detector settings) in which nothing was found:
+_CLEAN_WINDOWS: dict[
+    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey], None
+] = {}
+"""Windows (their strings, field-name words, separators and detector settings) in which nothing
+was found:
 a scan is a pure function of them, and requests repeat their strings. Raw strings, in
 process memory only, like the detection cache."""
 _CLEAN_WINDOWS_KEPT = 16384
