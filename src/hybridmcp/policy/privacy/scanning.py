@@ -193,6 +193,9 @@ def _flag_whole(leaf: _Leaf, state: _ScanState) -> None:
 _WINDOW_LEAVES = 4
 """A value is looked for across up to this many adjacent leaves (two halves, or four groups
 of a card number in four fields)."""
+_PAIR_EDGE = 64
+"""Characters of a string joined with a dict key beside it (the value's start after its key,
+a value's end before the next key); more when something found reaches the cut."""
 _MIDDLE_MAX = 24
 """The longest middle part of a window of three or four: a value cut in three or more has
 short middle parts (a longer middle part of a token reads as one on its own)."""
@@ -223,7 +226,7 @@ def _window_pass(state: _ScanState) -> None:
     for i in range(len(strings) - 1):
         pair = strings[i : i + 2]
         if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
-            _scan_windows(pair, state, seen, ("",))
+            _scan_windows(pair, state, seen, ("",), _PAIR_EDGE)
     _run_pass(state, seen)
 
 
@@ -240,16 +243,26 @@ def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: se
 
 
 def _scan_windows(
-    window: list[_Leaf], state: _ScanState, seen: set[_Seen], seps: tuple[str, ...] = ("", " ")
+    window: list[_Leaf],
+    state: _ScanState,
+    seen: set[_Seen],
+    seps: tuple[str, ...] = ("", " "),
+    edge: int = 0,
 ) -> None:
+    """Run ``window`` joined with each of ``seps`` (see :func:`_scan_window`), its outer
+    pieces cut to ``edge`` characters (:data:`_WINDOW_EDGE` by default). When something found
+    reaches a cut end, it may go on past it: the window runs again at the default edge."""
     words = tuple(sorted({w for leaf in window for w in leaf.words}))
     memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
     if memo in _CLEAN_WINDOWS:
         return
     found = len(state.findings)
-    texts = _window_texts(window)
-    for sep in seps:
-        _scan_window(window, texts, sep, words, state, seen)
+    texts = _window_texts(window, edge)
+    cut = [_scan_window(window, texts, sep, words, state, seen) for sep in seps]
+    if any(cut) and edge and edge < _WINDOW_EDGE:
+        texts = _window_texts(window)
+        for sep in seps:
+            _scan_window(window, texts, sep, words, state, seen)
     if len(state.findings) == found and sum(len(t) for t in memo[0]) <= _CLEAN_WINDOW_CHARS:
         if len(_CLEAN_WINDOWS) >= _CLEAN_WINDOWS_KEPT:
             _CLEAN_WINDOWS.clear()
@@ -319,37 +332,44 @@ def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
             window = run[start : start + _RUN_WINDOW]
             texts = [(0, leaf.text) for leaf in window]
             words = tuple(sorted({w for leaf in window for w in leaf.words}))
-            _scan_window(window, texts, "", words, state, seen, min_touched=2, run=True)
+            # Two numbers are a card's halves at most (our card pattern); Presidio (SSNs,
+            # phones) only reads runs of three or more: [123, 45, 6789], [415, 867, 5309].
+            presidio = not numeric or len(window) >= 3
+            _scan_window(
+                window, texts, "", words, state, seen, min_touched=2, run=True, presidio=presidio
+            )
             if numeric:
-                _scan_window(window, texts, " ", words, state, seen, run=True)
+                _scan_window(window, texts, " ", words, state, seen, run=True, presidio=presidio)
 
 
-def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
-    """Each leaf's part in a window: the end of the first, the start of the last, middles
+def _window_texts(window: list[_Leaf], edge: int = 0) -> list[tuple[int, str]]:
+    """Each leaf's part in a window: the end of the first, the start of the last (their
+    last and first ``edge`` characters as read, :data:`_WINDOW_EDGE` by default), middles
     whole; with the offset of the part in the leaf."""
+    edge = edge or _WINDOW_EDGE
     out = []
     last = len(window) - 1
     for n, leaf in enumerate(window):
         text = leaf.text
-        edge = _edge(text) if len(text) > _WINDOW_EDGE and n in (0, last) else len(text)
-        if n == 0 and len(text) > edge:
-            out.append((len(text) - edge, text[-edge:]))
-        elif n == last and len(text) > edge:
-            out.append((0, text[:edge]))
+        size = _edge(text, edge) if len(text) > edge and n in (0, last) else len(text)
+        if n == 0 and len(text) > size:
+            out.append((len(text) - size, text[-size:]))
+        elif n == last and len(text) > size:
+            out.append((0, text[:size]))
         else:
             out.append((0, text))
     return out
 
 
-def _edge(text: str) -> int:
-    """How many characters of a long leaf take part in a window: :data:`_WINDOW_EDGE` of
-    the text as read, so more of a text whose escapes take several characters each
-    (``\\u0040`` is one character as read)."""
+def _edge(text: str, edge: int) -> int:
+    """How many characters of a long leaf take part in a window: ``edge`` of the text as
+    read, so more of a text whose escapes take several characters each (``\\u0040`` is one
+    character as read)."""
     view = surface(text)
     if view is None or not view.text:
-        return _WINDOW_EDGE
+        return edge
     ratio = min(_MAX_EDGE_RATIO, -(-len(text) // len(view.text)))
-    return _WINDOW_EDGE * ratio
+    return edge * ratio
 
 
 _MAX_EDGE_RATIO = 10
@@ -364,21 +384,29 @@ def _scan_window(
     seen: set[_Seen],
     min_touched: int | None = None,
     run: bool = False,
-) -> None:
+    presidio: bool = True,
+) -> bool:
     """Report the values ``window`` joined with ``sep`` holds across its pieces: those
     touching every piece (``min_touched``: at least that many; smaller windows report
-    the rest)."""
+    the rest). Return whether anything detected reaches an end where a piece was cut."""
     joined = sep.join(text for _, text in texts)
+    cut_start = texts[0][0] > 0
+    cut_end = len(texts[-1][1]) < len(window[-1].text)
+    reaches_cut = False
     bounds = []
     pos = 0
     for leaf, (shift, text) in zip(window, texts, strict=True):
         bounds.append((leaf, pos, pos + len(text), shift))
         pos += len(text) + len(sep)
     edges = [(hi, bounds[n + 1][1]) for n, (_, _, hi, _) in enumerate(bounds[:-1])]
-    presidio = presidio_candidate(joined, state.key.entities) and window_needs_presidio(
-        joined, edges, state.key
+    presidio = (
+        presidio
+        and presidio_candidate(joined, state.key.entities)
+        and window_needs_presidio(joined, edges, state.key)
     )
     for found in _detect(joined, words, state.key, presidio):
+        if (cut_start and found.start == 0) or (cut_end and found.end == len(joined)):
+            reaches_cut = True
         # Pseudonyms are what redaction left: a value found only by reading one as part of it
         # ("secret=<SECRET_2>" + "last note") is the neighbour's text, not a split value.
         span = _without_pseudonyms(found, joined)
@@ -394,13 +422,13 @@ def _scan_window(
         if len(touched) < (min_touched or len(bounds)) or not _plausible_split(
             span, touched, joined
         ):
-            continue
+            continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
         if (
             run
             and span.entity_type == "CREDIT_CARD"
             and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
         ):
-            continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
+            continue
         if not run and _overreach(span, bounds, joined, words, state):
             continue
         if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
@@ -414,6 +442,7 @@ def _scan_window(
                 seen.add(ident)
                 part = _Span(span.entity_type, start, end, span.score, span.source)
                 state.add(leaf, part, split_of=first)
+    return reaches_cut
 
 
 def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
