@@ -250,17 +250,29 @@ def _scan_windows(
     edge: int = 0,
 ) -> None:
     """Run ``window`` joined with each of ``seps`` (see :func:`_scan_window`), its outer
-    pieces cut to ``edge`` characters (:data:`_WINDOW_EDGE` by default). When something found
-    reaches a cut end, it may go on past it: the window runs again at the default edge."""
+    pieces cut to ``edge`` characters (:data:`_WINDOW_EDGE` by default). When something
+    detected reaches a cut end, it may go on past it: what that run found is dropped and the
+    window runs again at the default edge."""
     words = tuple(sorted({w for leaf in window for w in leaf.words}))
     memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
     if memo in _CLEAN_WINDOWS:
         return
     found = len(state.findings)
     texts = _window_texts(window, edge)
-    cut = [_scan_window(window, texts, sep, words, state, seen) for sep in seps]
-    if any(cut) and edge and edge < _WINDOW_EDGE:
-        texts = _window_texts(window)
+    if edge and edge < _WINDOW_EDGE:
+        before = (set(seen), set(state.raw_values), set(state.to_mask))
+        if any([_scan_window(window, texts, sep, words, state, seen) for sep in seps]):
+            # What the cut pieces gave is not kept (a cut can make a value: "<SECRET_"):
+            # the window runs again at the default edge.
+            del state.findings[found:]
+            seen.intersection_update(before[0])
+            for raw in set(state.raw_values) - before[1]:
+                del state.raw_values[raw]
+            state.to_mask.intersection_update(before[2])
+            texts = _window_texts(window)
+            for sep in seps:
+                _scan_window(window, texts, sep, words, state, seen)
+    else:
         for sep in seps:
             _scan_window(window, texts, sep, words, state, seen)
     if len(state.findings) == found and sum(len(t) for t in memo[0]) <= _CLEAN_WINDOW_CHARS:
