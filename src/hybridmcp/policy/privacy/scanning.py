@@ -79,7 +79,9 @@ class _ScanState:
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
-    """Numbers of unmasked dict keys a finding was added to in this walk."""
+    """Numbers of unmasked dict keys a finding was added to in this walk: the next walk masks
+    them (a path must not carry a raw key, and redaction finds a key's findings by its
+    masked path)."""
 
     def add(self, leaf: _Leaf, span: _Span, split_of: str | None = None) -> None:
         raw = leaf.text[span.start : span.end]
@@ -622,7 +624,9 @@ def _walk_and_join(value: Any, state: _ScanState) -> None:
         _window_pass(state)
 
 
-_MAX_WALKS = 4
+_MORE_WALKS = 4
+"""Walks beyond one per dict key (a key masked per walk) before the last one stands (its
+findings still count, and redaction replaces a finding's key where its path names it)."""
 
 
 def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
@@ -643,7 +647,7 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
     key = _detector_key(config)
     state = _ScanState(key=key, split=config.split_fields)
     _walk_and_join(value, state)
-    for _ in range(_MAX_WALKS):
+    for _ in range(len(state.keys) + _MORE_WALKS):  # the mask only grows: two in practice
         echo = _echo_regex(state) or state.echo
         mask = state.mask | state.to_mask
         same_echo = echo is None or (state.echo is not None and echo.pattern == state.echo.pattern)
