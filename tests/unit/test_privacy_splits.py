@@ -189,3 +189,31 @@ def test_joining_covers_the_whole_request_in_linear_work(
         assert scanner.scan({"lines": [piece]}).level == PUBLIC
     split = {"lines": [*lines[:3500], "pay with 4111 1111", "1111 1111 today", *lines[3500:]]}
     assert scanner.scan(split).level > PUBLIC
+
+
+def test_redaction_follows_the_paths_the_scan_gave() -> None:
+    """A key masked on a finding's path is masked in redaction even without a finding of its
+    own (the scan masks every key a walk found a piece in); a finding in a key whose path
+    names it unmasked still replaces the key."""
+    args = {"k": {"inner": "mail alice@example.com"}, "alice.smi": 1}
+    below_masked = scanner.SensitivityReport(
+        level=scanner.Sensitivity.confidential,
+        findings=[
+            scanner.Finding(
+                path="/~k0/inner", entity_type="EMAIL_ADDRESS", start=5, end=22, score=1.0,
+                source="presidio",
+            )
+        ],
+    )  # fmt: skip
+    out = scanner.redact(args, below_masked).value
+    assert out == {"k": {"inner": "mail <EMAIL_1>"}, "alice.smi": 1}
+    unmasked_key = scanner.SensitivityReport(
+        level=scanner.Sensitivity.confidential,
+        findings=[
+            scanner.Finding(
+                path="/alice.smi", entity_type="EMAIL_ADDRESS", start=0, end=9, score=1.0,
+                source="presidio", in_key=True,
+            )
+        ],
+    )  # fmt: skip
+    assert "alice.smi" not in scanner.redact(args, unmasked_key).value
