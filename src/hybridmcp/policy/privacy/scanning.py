@@ -550,10 +550,11 @@ def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _
     field's name ("email" + "bob@example.com" joined reads as one address; a token at the end
     of one key runs on into the next key's word characters), not a piece of the value.
 
-    Only when the rest of the span is a finding of its own in that one string, and each key
-    it runs into is short (under six characters, too few to identify anything) or is wholly
-    taken and names a field (:data:`_FIELD_WORDS`). A key that is a piece of a value split
-    across it ("alice.smi" + "th@example.com") names nothing and stays part of the value.
+    Only when the rest of the span is a finding of its own in that one string (or a value the
+    allow list lets through), and each key it runs into is short (under six characters, too
+    few to identify anything) or is wholly taken and names a field (:data:`_FIELD_WORDS`).
+    A key that is a piece of a value split across it ("alice.smi" + "th@example.com") names
+    nothing and stays part of the value.
     """
     for n, (leaf, lo, hi, shift) in enumerate(touched):
         start, end = max(span.start, lo), min(span.end, hi)
@@ -562,7 +563,10 @@ def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _
             continue
         own = _detect(leaf.text, leaf.words, state.key)
         rel = (start - lo + shift, end - lo + shift)
-        if not any(s.entity_type == span.entity_type and (s.start, s.end) == rel for s in own):
+        allowed = joined[start:end].strip().lower() in state.key.allow_list
+        if not allowed and not any(
+            s.entity_type == span.entity_type and (s.start, s.end) == rel for s in own
+        ):
             continue
         others = [b for m, b in enumerate(touched) if m != n]
         if all(_names_a_field(b, span, joined) for b in others):
