@@ -273,7 +273,9 @@ class LocalModel:
     def chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> LocalCompletion:
         """Generate one assistant turn; bounded by ``max_tokens``, the context window and
         ``time_limit`` (seconds of generation, if given). Options as :meth:`achat`."""
-        job = _Job(self._job(messages, **options), options.get("time_limit"), options["max_tokens"])
+        job = _Job(
+            self._job(messages, **options), options.get("time_limit"), options["max_tokens"]
+        )
         future, _ = self._submit(job)
         return future.result()
 
