@@ -12,6 +12,7 @@ import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.privacy import scanning
@@ -217,3 +218,27 @@ def test_redaction_follows_the_paths_the_scan_gave() -> None:
         ],
     )  # fmt: skip
     assert "alice.smi" not in scanner.redact(args, unmasked_key).value
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.text(max_size=40)
+    | st.builds(
+        lambda pre, word, post: pre + word + post,
+        st.text(max_size=8),
+        st.sampled_from(
+            [
+                "PASSWORD", "Passwd", "pa\u017f\u017fword", "API_KEY", "apiKEY", "\u212aey",
+                "SeCrEt", "PWD", "Contrase\u00d1a", "CONTRASENA", "db_pass", "priv_key",
+            ]
+        ),
+        st.text(max_size=8),
+    )
+)  # fmt: skip
+def test_the_keyword_precheck_never_hides_a_hint(text: str) -> None:
+    """The cheap literal check before the keyword rules: wherever the case-insensitive hint
+    search finds a keyword, the check lets the rules run."""
+    from hybridmcp.policy.privacy import detection
+
+    if detection._KEYWORD_HINT_RE.search(text) is not None:
+        assert detection._may_hint(text), text
