@@ -193,3 +193,117 @@ def encoded_cases(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], tuple[str,
     else:
         fields = [before + encoded + after]
     return f"{kind}/{how}", secret, _nest(fields, nesting), (before, after, "header", "footer")
+
+
+# -- values cut across dict keys and values, digits given as numbers, long requests ----------
+
+KEYED_PLACES = ("key_then_value", "value_then_key", "adjacent_keys", "keys_apart")
+"""Where the two pieces of a cut value go: a key and its value; a value and the next key;
+two keys with no string between them; two keys with string values between them."""
+FILLERS: tuple[Any, ...] = (1, None, True, 2.5, [], {}, [7, 8], {"n": 1})
+"""Values (not strings) under a key that holds a piece."""
+BENIGN_TEXTS = (
+    "header", "footer", "see the attached notes", "Europe/Paris", "status: ok",
+    "retry in 5 minutes", "v1.2.3", "the order shipped",
+)  # fmt: skip
+
+
+def _wrap(draw: st.DrawFn, value: Any, depth: int) -> Any:
+    """``value`` nested ``depth`` levels deep in lists and dicts, with benign siblings."""
+    for _ in range(depth):
+        before = draw(st.sampled_from(BENIGN_TEXTS))
+        after = draw(st.sampled_from(BENIGN_TEXTS))
+        shape = draw(st.sampled_from(("list", "dict", "list_alone", "dict_alone")))
+        if shape == "list":
+            value = [before, value, after]
+        elif shape == "dict":
+            value = {"before": before, "item": value, "after": after}
+        elif shape == "list_alone":
+            value = [value]
+        else:
+            value = {"item": value}
+    return value
+
+
+@st.composite
+def keyed_cases(draw: st.DrawFn, kinds: tuple[str, ...] = SHAPE_KINDS) -> PrivacyCase:
+    """A value of any kind, with text around it or not, cut at any position into two
+    pieces that go into dict keys and values (:data:`KEYED_PLACES`), nested at any depth."""
+    kind = draw(st.sampled_from(kinds))
+    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
+    before, after = draw(st.sampled_from(SURROUNDINGS))
+    a, b = split_fields(text, draw(st.integers(1, len(text) - 1)), before, after)
+    place = draw(st.sampled_from(KEYED_PLACES))
+    filler = draw(st.sampled_from(FILLERS))
+    if place == "key_then_value":
+        obj: dict[str, Any] = {a: b}
+    elif place == "value_then_key":
+        obj = {"note": a, b: filler}
+    elif place == "adjacent_keys":
+        obj = {a: filler, b: draw(st.sampled_from(FILLERS))}
+    else:
+        obj = {a: "first", b: "second"}
+    args = _wrap(draw, obj, draw(st.integers(0, 4)))
+    background = (before, after, "note", "first", "second", *BENIGN_TEXTS)
+    return PrivacyCase(f"{kind}/{place}", secret, {"data": args}, background)
+
+
+@dataclass(frozen=True)
+class NumberCase:
+    kind: str
+    pieces: tuple[str, ...]
+    """The pieces the digits were cut into, as text: none may reach a server."""
+    args: dict[str, Any]
+    text: str = ""
+    """For groups on separate lines: the string that holds them."""
+
+
+@st.composite
+def number_cases(draw: st.DrawFn) -> NumberCase:
+    """A card number given as numbers: its digits cut into pieces (its own groups, one digit
+    each, or cut at any positions), each piece an int or a digit string, as the items of a
+    list (with a label before them or not) or the values of a dict, nested at any depth
+    among text; or its groups on separate lines of one string."""
+    text, _ = shaped_value("credit_card", random.Random(draw(st.integers(0, 2**32))))
+    digits = "".join(c for c in text if c.isdigit())
+    how = draw(st.sampled_from(("groups", "single", "cuts", "lines")))
+    if how == "lines":
+        sep = draw(st.sampled_from(("\n", "\r\n", "\n  ")))
+        lines = sep.join(re.split(r"[^0-9]+", text))
+        before, after = draw(st.sampled_from(SURROUNDINGS))
+        args = {"data": _wrap(draw, before + lines + after, draw(st.integers(0, 3)))}
+        return NumberCase("card/lines", (), args, lines)
+    if how == "groups":
+        pieces = re.split(r"[^0-9]+", text)
+    elif how == "single":
+        pieces = list(digits)
+    else:
+        cuts = sorted(draw(st.sets(st.integers(1, len(digits) - 1), min_size=1, max_size=8)))
+        pieces = [digits[i:j] for i, j in zip([0, *cuts], [*cuts, len(digits)], strict=True)]
+    as_ints = draw(st.lists(st.booleans(), min_size=len(pieces), max_size=len(pieces)))
+    items: list[Any] = [
+        int(p) if use_int and not p.startswith("0") else p
+        for p, use_int in zip(pieces, as_ints, strict=True)
+    ]
+    obj: Any
+    if draw(st.booleans()):
+        label = draw(st.sampled_from(("card", "pan", "n", "data", "card number:")))
+        obj = [label, *items] if draw(st.booleans()) else items
+    else:
+        obj = {f"g{i}": item for i, item in enumerate(items)}
+    args = {"data": _wrap(draw, obj, draw(st.integers(0, 3)))}
+    return NumberCase(f"card/{how}", tuple(pieces), args)
+
+
+@st.composite
+def crowded_cases(draw: st.DrawFn, kinds: tuple[str, ...] = SHAPE_KINDS) -> PrivacyCase:
+    """A value cut in two adjacent strings somewhere among hundreds to thousands of benign
+    strings (past the first 512)."""
+    kind = draw(st.sampled_from(kinds))
+    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
+    a, b = split_fields(text, draw(st.integers(1, len(text) - 1)))
+    n = draw(st.integers(520, 2500))
+    at = draw(st.integers(0, n))
+    crowd = [f"line {i}: {BENIGN_TEXTS[i % len(BENIGN_TEXTS)]}" for i in range(n)]
+    items = [*crowd[:at], a, b, *crowd[at:]]
+    return PrivacyCase(f"{kind}/crowd@{at}", secret, {"lines": items}, (*crowd[:1],))

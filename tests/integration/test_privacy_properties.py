@@ -26,9 +26,17 @@ from hypothesis import HealthCheck, given, settings
 from hybridmcp.config import parse_config
 from hybridmcp.coordinator import Coordinator
 from hybridmcp.task import parse_task
-from hybridmcp.testing.canary import fragments_leaked, shaped_corpus
+from hybridmcp.testing.canary import fragments_leaked, shaped_corpus, strings_in
 from hybridmcp.testing.harness import faultserver_stdio
-from tests.privacy_cases import PrivacyCase, encoded_cases, fragments, privacy_cases
+from tests.privacy_cases import (
+    NumberCase,
+    PrivacyCase,
+    encoded_cases,
+    fragments,
+    keyed_cases,
+    number_cases,
+    privacy_cases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +174,49 @@ def test_no_encoded_value_reaches_a_recording_server(recorded: Recorded, case: A
             assert result["value"]["payload"] == {**args, "case_id": result["id"]}
         else:
             assert got == [], (policy, what, args)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=keyed_cases())
+def test_no_value_cut_across_keys_and_values_reaches_a_recording_server(
+    recorded: Recorded, case: PrivacyCase
+) -> None:
+    """A value cut at any position into a key and its value, a value and the next key, or
+    two keys, nested at any depth: held back, or sent only as pseudonyms and restored."""
+    for policy in POLICIES:
+        _check(recorded, policy, [case])
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(case=number_cases())
+def test_no_card_given_as_numbers_reaches_a_recording_server(
+    recorded: Recorded, case: NumberCase
+) -> None:
+    """A card number's digits as a list of numbers (groups, one digit each, cut anywhere;
+    ints or strings) or its groups on separate lines: no piece of it reaches the server."""
+    for policy in POLICIES:
+        out, got = recorded.run(policy, [case.args])
+        [result] = out["results"].values()
+        if policy != "redact":
+            assert got == [], (policy, case.kind, case.args)
+            continue
+        [payload] = got
+        if case.text:
+            assert fragments_leaked(payload, case.text) == [], (case.kind, payload)
+        else:
+            pieces = set(case.pieces)
+            assert [s for s in strings_in(payload) if s in pieces] == [], (case.kind, payload)
+        assert result["value"]["payload"] == {**case.args, "case_id": result["id"]}
 
 
 def test_a_sample_of_the_shaped_corpus_through_the_gate(recorded: Recorded) -> None:

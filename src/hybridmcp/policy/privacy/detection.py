@@ -363,8 +363,21 @@ def _lines(text: str) -> Iterable[tuple[int, str]]:
         offset += len(line) + 1
 
 
+_KEYWORD_LITERALS = ("key", "pass", "pwd", "secret", "contrase")
+"""Every alternative of :data:`_KEYWORD_HINT_RE` holds one of these (in any case): text whose
+case-folded form holds none of them has no keyword hint, a check many times cheaper than the
+case-insensitive search (none of them has an ``i``, whose dotted and dotless forms fold apart)."""
+
+
+def _may_hint(text: str) -> bool:
+    folded = text.casefold()
+    return any(word in folded for word in _KEYWORD_LITERALS)
+
+
 def _keyword_spans(text: str) -> list[_Span]:
     spans: list[_Span] = []
+    if not _may_hint(text):
+        return spans
     for offset, line in _lines(text):
         hints = 0
         for _ in _KEYWORD_HINT_RE.finditer(line):
@@ -449,7 +462,12 @@ def _pattern_spans(text: str, key: _DetectorKey) -> list[_Span]:
             value = text[start:end]
             if end <= start or _is_templated(value):
                 continue
-            if pattern.accept is None or pattern.accept(value):
+            if pattern.trim is not None:
+                cut = pattern.trim(value)
+                if cut is None:
+                    continue
+                end = start + cut
+            if pattern.accept is None or pattern.accept(text[start:end]):
                 spans.append(_Span(pattern.entity, start, end, pattern.score, "pattern"))
     return spans
 
@@ -458,8 +476,9 @@ _ID_PREFIX_RE = re.compile(r"\A[a-z]{1,12}_")
 _CACHE_MAX_CHARS = 4096
 
 
-def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool) -> tuple:
-    """All spans in one string that pass the config.
+def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True) -> tuple:
+    """All spans in one string that pass the config (``presidio``: Presidio's too; without,
+    only the detectors of our own and detect-secrets run, see :func:`window_needs_presidio`).
 
     Requests repeat their strings (retries, hedged calls, the same field in every call of a
     run), so short strings are cached; long ones are not, which bounds the cache's memory to
@@ -468,22 +487,21 @@ def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio_onl
     if len(text) < 3:
         return ()
     if len(text) > _CACHE_MAX_CHARS:
-        return _detect_uncached(text, context, key, presidio_only)
-    return _detect_cached(text, context, key, presidio_only)
+        return _detect_uncached(text, context, key, presidio)
+    return _detect_cached(text, context, key, presidio)
 
 
 def _detect_uncached(
-    text: str, context: tuple[str, ...], key: _DetectorKey, presidio_only: bool
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True
 ) -> tuple:
-    spans = _presidio_spans(text, context, key)
-    if not presidio_only:
-        spans += _secret_spans(text, key)
-        spans += _pattern_spans(text, key)
+    spans = _presidio_spans(text, context, key) if presidio else []
+    spans += _secret_spans(text, key)
+    spans += _pattern_spans(text, key)
     for view in decoded_views(text):
         # What a reader decodes from the text (full-width digits, zero-width characters,
         # %40, \u0040, base64, ...) is scanned too; a finding there covers the characters
         # of the text it came from (see :mod:`.decoding`).
-        for span in _detect(view.text, context, key, presidio_only):
+        for span in _detect(view.text, context, key):
             start, end = view.source(span.start, span.end)
             spans.append(_Span(span.entity_type, start, end, span.score, span.source))
     kept: dict[tuple[str, int, int], _Span] = {}
@@ -499,3 +517,38 @@ def _detect_uncached(
 
 
 _detect_cached = functools.lru_cache(maxsize=8192)(_detect_uncached)
+
+
+def window_needs_presidio(
+    joined: str, boundaries: Iterable[tuple[int, int]], key: _DetectorKey
+) -> bool:
+    """Whether Presidio can find, in pieces joined into ``joined``, a value that crosses one
+    of the ``boundaries`` (the ``(end of a piece, start of the next)`` positions); values
+    within one piece were looked for in that piece alone.
+
+    Presidio runs only on text :func:`presidio_candidate` accepts, and every recognizer but
+    the email one matches digits, a dotted quad, a colon-separated address or a wallet
+    address. A digit run (with its separators) is matched whole by :data:`_CANDIDATE_RE`, so a
+    value across a boundary has a candidate match across it; so does a wallet address (looked
+    for alone, so that a digit run before it cannot hide its start). Colon-separated matches
+    can tile (``85a3`` | ``:0000``), so a colon near a boundary calls Presidio. An email can
+    be cut anywhere around its ``@``: any ``@`` calls Presidio. Entities with looser
+    candidates (URL, UUID, dates, NHS numbers) call it whenever they are enabled.
+    """
+    if "@" in joined or key.entities & _LOOSE_PRESIDIO:
+        return True
+    edges = list(boundaries)
+    for end, start in edges:
+        if ":" in joined[max(0, end - _COLON_REACH) : start + _COLON_REACH]:
+            return True
+    for regex in (_CANDIDATE_RE, _WALLET_RE):
+        for match in regex.finditer(joined):
+            s, e = match.span()
+            if any(s < start and e > end for end, start in edges):
+                return True
+    return False
+
+
+_COLON_REACH = 6
+_WALLET_RE = re.compile(r"\b(?:[13][1-9A-HJ-NP-Za-km-z]{25,34}|bc1[0-9a-z]{20,}|0x[0-9a-fA-F]{40})")
+_LOOSE_PRESIDIO = frozenset({*_LOOSE_CANDIDATES, "DATE_TIME", "UK_NHS"})

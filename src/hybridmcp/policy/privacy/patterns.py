@@ -19,6 +19,27 @@ def _luhn_card(digits: str) -> bool:
     return total % 10 == 0
 
 
+_NETWORKS: tuple[tuple[tuple[str, ...], tuple[int, ...]], ...] = (
+    (("4",), (13, 16, 19)),  # Visa
+    (("51", "52", "53", "54", "55"), (16,)),  # Mastercard
+    (tuple(str(n) for n in range(2221, 2721)), (16,)),  # Mastercard 2-series
+    (("34", "37"), (15,)),  # American Express
+    (("6011", "65", *(str(n) for n in range(644, 650))), (16, 17, 18, 19)),  # Discover
+    (("300", "301", "302", "303", "304", "305", "36", "38", "39"), (14,)),  # Diners Club
+    (("36",), (16,)),  # Diners Club (16 digits)
+    (tuple(str(n) for n in range(3528, 3590)), (16, 17, 18, 19)),  # JCB
+    (("62",), (16, 17, 18, 19)),  # UnionPay
+)
+
+
+def _card_network(digits: str) -> bool:
+    """A card number of a network that issues it: its prefix and its length (stricter than
+    Luhn alone, for digits that only read as a card once joined)."""
+    return _luhn_card(digits) and any(
+        len(digits) in lengths and digits.startswith(prefixes) for prefixes, lengths in _NETWORKS
+    )
+
+
 def _cursor(value: str) -> bool:
     """Base64 of one whole JSON object that is not a JWT header (``{"page": 2}``)."""
     if "." in value:
@@ -43,6 +64,9 @@ class _Pattern:
     group: int = 0
     why: str = ""
     accept: Callable[[str], bool] | None = None
+    trim: Callable[[str], int | None] | None = None
+    """How much of a match is the value (None: none of it), for a regex that can run on
+    into the words after it."""
 
 
 _PATTERNS: tuple[_Pattern, ...] = (
@@ -246,11 +270,13 @@ _PATTERNS: tuple[_Pattern, ...] = (
     _Pattern(
         "CREDIT_CARD",
         re.compile(
-            r"(?<![\w.+/-])[2-6][0-9]{2,5}(?:(?:[ ./-]|_(?=[0-9]))?[0-9]{3,6}){1,4}(?![\w/-])"
+            r"(?<![\w.+/-])[2-6][0-9]{2,5}"
+            r"(?:(?:[ ./-]|[ \t]{0,4}\r?\n[ \t]{0,4}|_(?=[0-9]))?[0-9]{3,6}){1,4}(?![\w/-])"
         ),
         0.8,
-        why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups or dots "
-        "is the same card. Its digits must pass Luhn and have a card network's length.",
+        why="Presidio's card regex wants 4-4-4-4 groups; a card with other groups, dots, or "
+        "its groups on separate lines is the same card. Its digits must pass Luhn and have a "
+        "card network's length.",
         accept=lambda v: _luhn_card("".join(c for c in v if c.isdigit())),
     ),
 )
@@ -273,6 +299,24 @@ def _iban(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
 
 
+def _iban_end(value: str) -> int | None:
+    """Where an IBAN at the start of ``value`` ends (None: there is none): its country's
+    length of letters and digits, at the end of a group (the regex runs on into the words
+    after an IBAN written without spaces: "ES0460... about the")."""
+    length = _IBAN_LENGTHS.get(value[:2].upper())
+    if length is None:
+        return None
+    seen = 0
+    for i, c in enumerate(value):
+        seen += c.isalnum()
+        if seen == length:
+            end = i + 1
+            if end < len(value) and value[end].isalnum():
+                return None
+            return end if _iban(value[:end]) else None
+    return None
+
+
 _PATTERNS += (
     _Pattern(
         "IBAN_CODE",
@@ -280,7 +324,7 @@ _PATTERNS += (
         0.8,
         why="Presidio's IBAN recognizer wants capitals; an IBAN typed in lower case is the "
         "same account. Its country's length and the mod-97 check must hold.",
-        accept=_iban,
+        trim=_iban_end,
     ),
 )
 

@@ -118,23 +118,28 @@ def _collect_tokens(node: Any, out: set[str]) -> None:
 
 
 def _apply(
-    node: Any, path: str, index: dict[tuple[str, bool], list[Finding]], names: _Pseudonyms
+    node: Any,
+    path: str,
+    index: dict[tuple[str, bool], list[Finding]],
+    names: _Pseudonyms,
+    masked_paths: set[str],
 ) -> Any:
     if isinstance(node, Mapping):
         out = {}
         for i, (raw_key, child) in enumerate(node.items()):
             masked = f"{path}/~k{i}"
-            key_spans = index.get((masked, True))
-            if key_spans:
+            if masked in masked_paths:
                 child_path = masked
-                new_key = _redact_leaf(raw_key, key_spans, names)
-            else:
+                new_key = _redact_leaf(raw_key, index.get((masked, True), []), names)
+            else:  # (a key with findings is masked by the scan; replaced here all the same)
                 child_path = f"{path}/{_escape(_leaf_text(raw_key))}"
-                new_key = raw_key
-            out[new_key] = _apply(child, child_path, index, names)
+                new_key = _redact_leaf(raw_key, index.get((child_path, True), []), names)
+            out[new_key] = _apply(child, child_path, index, names, masked_paths)
         return out
     if isinstance(node, list | tuple):
-        items = [_apply(child, f"{path}/{i}", index, names) for i, child in enumerate(node)]
+        items = [
+            _apply(child, f"{path}/{i}", index, names, masked_paths) for i, child in enumerate(node)
+        ]
         return type(node)(items) if isinstance(node, tuple) else items
     if _is_leaf(node):
         return _redact_leaf(node, index.get((path, False), []), names)
@@ -165,9 +170,16 @@ def redact(
     _collect_tokens(value, reserved)
     names = _Pseudonyms(vault, reserved)
     index: dict[tuple[str, bool], list[Finding]] = {}
+    masked_paths: set[str] = set()
     for f in report.findings:
         index.setdefault((f.path, f.in_key), []).append(f)
-    return Redaction(value=_apply(value, "", index, names), vault=vault)
+        # Every masked key on the way (``.../~k<i>``): the scan masked it, so the paths of
+        # the findings below it go through its masked form.
+        segments = f.path.split("/")
+        for n, segment in enumerate(segments):
+            if segment.startswith("~k"):
+                masked_paths.add("/".join(segments[: n + 1]))
+    return Redaction(value=_apply(value, "", index, names, masked_paths), vault=vault)
 
 
 def _restore_text(text: str, vault: Mapping[str, str]) -> Any:

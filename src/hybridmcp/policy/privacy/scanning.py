@@ -17,10 +17,12 @@ from hybridmcp.policy.privacy.detection import (
     _DetectorKey,
     _is_templated,
     _Span,
+    presidio_candidate,
+    window_needs_presidio,
 )
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
-from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE
+from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE, _card_network
 
 _SALT = secrets.token_bytes(16)
 
@@ -50,6 +52,10 @@ class _Leaf:
     """Words of the field names above the leaf: context for the detectors."""
     is_text: bool = True
     """A string (rather than a number rendered as text)."""
+    key_no: int = -1
+    """For a dict key: its number in document order (how a later walk masks it)."""
+    masked: bool = False
+    """For a dict key: its path is ``~k<index>`` (a finding in it does not leak it)."""
 
 
 @dataclass
@@ -63,7 +69,19 @@ class _ScanState:
     raw_values: dict[str, Finding] = field(default_factory=dict)
     leaves: list[_Leaf] = field(default_factory=list)
     values: list[_Leaf] = field(default_factory=list)
-    """The value leaves (not keys) in document order: the windows of :func:`_window_pass`."""
+    """The string value leaves (not keys) in document order: windows of :func:`_window_pass`."""
+    keys: list[_Leaf] = field(default_factory=list)
+    """The dict keys in document order: windows of :func:`_window_pass`."""
+    strings: list[_Leaf] = field(default_factory=list)
+    """Keys and string values together in document order: windows of :func:`_window_pass`."""
+    runs: list[tuple[list[_Leaf], bool]] = field(default_factory=list)
+    """Runs of sibling scalars, and whether they are numbers (see :func:`_collect_runs`)."""
+    mask: frozenset[int] = frozenset()
+    """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
+    to_mask: set[int] = field(default_factory=set)
+    """Numbers of unmasked dict keys a finding was added to in this walk: the next walk masks
+    them (a path must not carry a raw key, and redaction finds a key's findings by its
+    masked path)."""
 
     def add(self, leaf: _Leaf, span: _Span, split_of: str | None = None) -> None:
         raw = leaf.text[span.start : span.end]
@@ -79,6 +97,8 @@ class _ScanState:
             digest=_digest(raw),
         )
         self.findings.append(finding)
+        if leaf.in_key and not leaf.masked:
+            self.to_mask.add(leaf.key_no)
         if raw.strip() and raw not in self.raw_values:
             self.raw_values[raw] = finding
 
@@ -97,9 +117,11 @@ def _echo_spans(text: str, found: tuple[_Span, ...], state: _ScanState) -> tuple
     return (*found, *extra)
 
 
-def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[str, tuple]:
-    spans = _echo_spans(key, _detect(key, (), state.key, False), state)
-    if spans:
+def _member_path(
+    path: str, index: int, key: str, key_no: int, state: _ScanState
+) -> tuple[str, tuple]:
+    spans = _echo_spans(key, _detect(key, (), state.key), state)
+    if spans or key_no in state.mask:
         masked = f"{path}/~k{index}"
         return masked, spans
     return f"{path}/{_escape(key)}", ()
@@ -107,11 +129,21 @@ def _member_path(path: str, index: int, key: str, state: _ScanState) -> tuple[st
 
 def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> None:
     if isinstance(node, Mapping):
+        siblings: list[tuple[Any, _Leaf] | None] = []
         for index, (raw_key, child) in enumerate(node.items()):
             key = _leaf_text(raw_key)
-            child_path, key_spans = _member_path(path, index, key, state)
-            key_leaf = _Leaf(child_path, key, in_key=True)
+            key_no = len(state.keys)
+            child_path, key_spans = _member_path(path, index, key, key_no, state)
+            key_leaf = _Leaf(
+                child_path,
+                key,
+                in_key=True,
+                key_no=key_no,
+                masked=child_path.endswith(f"/~k{index}"),
+            )
             state.leaves.append(key_leaf)
+            state.keys.append(key_leaf)
+            state.strings.append(key_leaf)
             for span in key_spans:
                 state.add(key_leaf, span)
             words = _key_words(key) or context
@@ -119,15 +151,22 @@ def _walk(node: Any, path: str, context: tuple[str, ...], state: _ScanState) -> 
                 leaf = _scan_leaf(child, child_path, words, state)
                 if _SECRET_KEY_RE.match(key) and not isinstance(child, float):
                     _flag_whole(leaf, state)
+                siblings.append((child, leaf))
             else:
+                siblings.append(None)
                 _walk(child, child_path, words, state)
+        _collect_runs(siblings, state)
     elif isinstance(node, list | tuple):
+        siblings = []
         for index, child in enumerate(node):
             child_path = f"{path}/{index}"
             if _is_leaf(child):
-                _scan_leaf(child, child_path, context, state)
+                leaf = _scan_leaf(child, child_path, context, state)
+                siblings.append((child, leaf))
             else:
+                siblings.append(None)
                 _walk(child, child_path, context, state)
+        _collect_runs(siblings, state)
     elif _is_leaf(node):
         _scan_leaf(node, path, context, state)
 
@@ -137,7 +176,8 @@ def _scan_leaf(value: Any, path: str, context: tuple[str, ...], state: _ScanStat
     state.leaves.append(leaf)
     if leaf.is_text:
         state.values.append(leaf)
-    for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key, False), state):
+        state.strings.append(leaf)
+    for span in _echo_spans(leaf.text, _detect(leaf.text, context, state.key), state):
         state.add(leaf, span)
     return leaf
 
@@ -155,64 +195,195 @@ def _flag_whole(leaf: _Leaf, state: _ScanState) -> None:
 _WINDOW_LEAVES = 4
 """A value is looked for across up to this many adjacent leaves (two halves, or four groups
 of a card number in four fields)."""
+_PAIR_EDGE = 64
+"""Characters of a string joined with a dict key beside it (the value's start after its key,
+a value's end before the next key); more when something found reaches the cut."""
+_MIDDLE_MAX = 24
+"""The longest middle part of a window of three or four: a value cut in three or more has
+short middle parts (a longer middle part of a token reads as one on its own)."""
 _WINDOW_EDGE = 512
 """Characters of a leaf's end and start that take part in a window: a value split at a field
 boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
-_MAX_WINDOW_LEAVES = 512
 
 
 def _window_pass(state: _ScanState) -> None:
-    """Find values split across adjacent string leaves (in document order, through nesting).
+    """Find values split across adjacent strings (in document order, through nesting).
 
-    Windows of two to four neighbouring leaves are joined with nothing (a value cut
+    Windows of two to four neighbouring strings are joined with nothing (a value cut
     mid-token: "alice.smi" + "th@example.com") and with a space (parts given as words), and
-    every detector runs on them. A finding that crosses a leaf boundary is reported in each
-    leaf it touches, with ``split_of`` naming their innermost common container, so redaction
-    replaces the whole value wherever its pieces are. Only strings take part: a list of
-    integers is not one long number (a number is scanned whole, as its decimal text). The
-    first :data:`_MAX_WINDOW_LEAVES` strings of a request are windowed.
+    every detector runs on them. A finding that crosses a boundary is reported in each
+    string it touches, with ``split_of`` naming their innermost common container, so
+    redaction replaces the whole value wherever its pieces are. The string values are
+    windowed (sibling fields, their keys between them), the dict keys too (a value cut over
+    keys), and each key with the string just before and just after it in document order (a
+    value cut between a key and its value, or between a value and the next key; joined with
+    nothing only: a key is not a word of a sentence). Numbers
+    take part through :func:`_run_pass` only: a list of integers is not one long number
+    unless it is a run read whole.
     """
-    leaves = state.values[:_MAX_WINDOW_LEAVES]
-    seen: set[tuple[str, int, int, str]] = set()
+    seen: set[_Seen] = set()
+    _windows_over(state.values, _WINDOW_LEAVES, state, seen)
+    _windows_over(state.keys, _WINDOW_LEAVES, state, seen)
+    strings = state.strings
+    for i in range(len(strings) - 1):
+        pair = strings[i : i + 2]
+        if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
+            _scan_windows(pair, state, seen, ("",), _PAIR_EDGE)
+    _run_pass(state, seen)
+
+
+def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: set[_Seen]) -> None:
+    """Every window of two to ``largest`` consecutive ``leaves``."""
     for i in range(len(leaves) - 1):
-        for size in range(2, _WINDOW_LEAVES + 1):
+        for size in range(2, largest + 1):
             window = leaves[i : i + size]
             if len(window) < size:
                 break
-            if size > 2 and any(len(w.text) > 64 for w in window[1:-1]):
+            if size > 2 and any(len(w.text) > _MIDDLE_MAX for w in window[1:-1]):
                 break  # a value spread over 3+ fields has short middle parts
+            _scan_windows(window, state, seen)
+
+
+def _scan_windows(
+    window: list[_Leaf],
+    state: _ScanState,
+    seen: set[_Seen],
+    seps: tuple[str, ...] = ("", " "),
+    edge: int = 0,
+) -> None:
+    """Run ``window`` joined with each of ``seps`` (see :func:`_scan_window`), its outer
+    pieces cut to ``edge`` characters (:data:`_WINDOW_EDGE` by default). When something
+    detected reaches a cut end, it may go on past it: what that run found is dropped and the
+    window runs again at the default edge."""
+    words = tuple(sorted({w for leaf in window for w in leaf.words}))
+    memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
+    if memo in _CLEAN_WINDOWS:
+        return
+    found = len(state.findings)
+    texts = _window_texts(window, edge)
+    if edge and edge < _WINDOW_EDGE:
+        before = (set(seen), set(state.raw_values), set(state.to_mask))
+        if any([_scan_window(window, texts, sep, words, state, seen) for sep in seps]):
+            # What the cut pieces gave is not kept (a cut can make a value: "<SECRET_"):
+            # the window runs again at the default edge.
+            del state.findings[found:]
+            seen.intersection_update(before[0])
+            for raw in set(state.raw_values) - before[1]:
+                del state.raw_values[raw]
+            state.to_mask.intersection_update(before[2])
             texts = _window_texts(window)
-            words = tuple(sorted({w for leaf in window for w in leaf.words}))
-            for sep in ("", " "):
+            for sep in seps:
                 _scan_window(window, texts, sep, words, state, seen)
+    else:
+        for sep in seps:
+            _scan_window(window, texts, sep, words, state, seen)
+    if len(state.findings) == found and sum(len(t) for t in memo[0]) <= _CLEAN_WINDOW_CHARS:
+        if len(_CLEAN_WINDOWS) >= _CLEAN_WINDOWS_KEPT:
+            _CLEAN_WINDOWS.clear()
+        _CLEAN_WINDOWS[memo] = None
 
 
-def _window_texts(window: list[_Leaf]) -> list[tuple[int, str]]:
-    """Each leaf's part in a window: the end of the first, the start of the last, middles
+_CLEAN_WINDOWS: dict[
+    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey], None
+] = {}
+"""Windows (their strings, field-name words, separators and detector settings) in which nothing
+was found:
+a scan is a pure function of them, and requests repeat their strings. Raw strings, in
+process memory only, like the detection cache."""
+_CLEAN_WINDOWS_KEPT = 16384
+_CLEAN_WINDOW_CHARS = 1024
+
+
+_RUN_MIN = 3
+"""Short sibling scalars read as one run: at least this many (numbers: two)."""
+_SHORT_PIECE = 6
+"""A string of at most this many characters is a short piece."""
+_RUN_WINDOW = 64
+"""A run is read in windows of this many pieces (overlapping by half)."""
+
+
+def _is_number(value: Any) -> bool:
+    """An integer, or a string of 1 to 19 ASCII digits: a group of a number's digits."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    return isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit()
+
+
+def _collect_runs(siblings: list[tuple[Any, _Leaf] | None], state: _ScanState) -> None:
+    """Keep the runs of one container's scalars (list items, or one dict's values; None
+    marks a child that is not a scalar) that :func:`_run_pass` reads whole: maximal runs of
+    numbers, and maximal runs of short pieces (numbers, strings of up to six characters)."""
+    if len(siblings) < 2:
+        return
+    for is_part, least, numeric in (
+        (_is_number, 2, True),
+        (lambda v: _is_number(v) or (isinstance(v, str) and len(v) <= _SHORT_PIECE), 3, False),
+    ):
+        run: list[_Leaf] = []
+        for item in [*siblings, None]:
+            if item is not None and is_part(item[0]):
+                run.append(item[1])
+                continue
+            if len(run) >= least and not (
+                numeric is False and all(_is_number(leaf.text) for leaf in run)
+            ):
+                state.runs.append((run, numeric))
+            run = []
+
+
+def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
+    """Read each run of sibling scalars whole: a card number as ``[4111, 1111, 1111, 1111]``
+    or one digit per item, an address one character per item. Joined with nothing, a finding
+    touching two or more pieces counts. A run of numbers is also joined with spaces, and then
+    only a finding spanning the whole run (or window) counts: inside a longer list of
+    numbers, four of them reading as a card by chance are not one. A card found in a run
+    must also have a card network's prefix and length (:func:`.patterns._card_network`): a
+    list of numbers passes Luhn one time in ten."""
+    for run, numeric in state.runs:
+        step = _RUN_WINDOW // 2
+        starts = range(0, max(1, len(run) - step), step) if len(run) > _RUN_WINDOW else [0]
+        for start in starts:
+            window = run[start : start + _RUN_WINDOW]
+            texts = [(0, leaf.text) for leaf in window]
+            words = tuple(sorted({w for leaf in window for w in leaf.words}))
+            # Two numbers are a card's halves at most (our card pattern); Presidio (SSNs,
+            # phones) only reads runs of three or more: [123, 45, 6789], [415, 867, 5309].
+            presidio = not numeric or len(window) >= 3
+            _scan_window(
+                window, texts, "", words, state, seen, min_touched=2, run=True, presidio=presidio
+            )
+            if numeric:
+                _scan_window(window, texts, " ", words, state, seen, run=True, presidio=presidio)
+
+
+def _window_texts(window: list[_Leaf], edge: int = 0) -> list[tuple[int, str]]:
+    """Each leaf's part in a window: the end of the first, the start of the last (their
+    last and first ``edge`` characters as read, :data:`_WINDOW_EDGE` by default), middles
     whole; with the offset of the part in the leaf."""
+    edge = edge or _WINDOW_EDGE
     out = []
     last = len(window) - 1
     for n, leaf in enumerate(window):
         text = leaf.text
-        edge = _edge(text) if len(text) > _WINDOW_EDGE and n in (0, last) else len(text)
-        if n == 0 and len(text) > edge:
-            out.append((len(text) - edge, text[-edge:]))
-        elif n == last and len(text) > edge:
-            out.append((0, text[:edge]))
+        size = _edge(text, edge) if len(text) > edge and n in (0, last) else len(text)
+        if n == 0 and len(text) > size:
+            out.append((len(text) - size, text[-size:]))
+        elif n == last and len(text) > size:
+            out.append((0, text[:size]))
         else:
             out.append((0, text))
     return out
 
 
-def _edge(text: str) -> int:
-    """How many characters of a long leaf take part in a window: :data:`_WINDOW_EDGE` of
-    the text as read, so more of a text whose escapes take several characters each
-    (``\\u0040`` is one character as read)."""
+def _edge(text: str, edge: int) -> int:
+    """How many characters of a long leaf take part in a window: ``edge`` of the text as
+    read, so more of a text whose escapes take several characters each (``\\u0040`` is one
+    character as read)."""
     view = surface(text)
     if view is None or not view.text:
-        return _WINDOW_EDGE
+        return edge
     ratio = min(_MAX_EDGE_RATIO, -(-len(text) // len(view.text)))
-    return _WINDOW_EDGE * ratio
+    return edge * ratio
 
 
 _MAX_EDGE_RATIO = 10
@@ -224,15 +395,32 @@ def _scan_window(
     sep: str,
     words: tuple[str, ...],
     state: _ScanState,
-    seen: set[tuple[str, int, int, str]],
-) -> None:
+    seen: set[_Seen],
+    min_touched: int | None = None,
+    run: bool = False,
+    presidio: bool = True,
+) -> bool:
+    """Report the values ``window`` joined with ``sep`` holds across its pieces: those
+    touching every piece (``min_touched``: at least that many; smaller windows report
+    the rest). Return whether anything detected reaches an end where a piece was cut."""
     joined = sep.join(text for _, text in texts)
+    cut_start = texts[0][0] > 0
+    cut_end = len(texts[-1][1]) < len(window[-1].text)
+    reaches_cut = False
     bounds = []
     pos = 0
     for leaf, (shift, text) in zip(window, texts, strict=True):
         bounds.append((leaf, pos, pos + len(text), shift))
         pos += len(text) + len(sep)
-    for found in _detect(joined, words, state.key, False):
+    edges = [(hi, bounds[n + 1][1]) for n, (_, _, hi, _) in enumerate(bounds[:-1])]
+    presidio = (
+        presidio
+        and presidio_candidate(joined, state.key.entities)
+        and window_needs_presidio(joined, edges, state.key)
+    )
+    for found in _detect(joined, words, state.key, presidio):
+        if (cut_start and found.start == 0) or (cut_end and found.end == len(joined)):
+            reaches_cut = True
         # Pseudonyms are what redaction left: a value found only by reading one as part of it
         # ("secret=<SECRET_2>" + "last note") is the neighbour's text, not a split value.
         span = _without_pseudonyms(found, joined)
@@ -245,19 +433,30 @@ def _scan_window(
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
             continue
-        if len(touched) < len(bounds) or not _plausible_split(span, touched, joined):
+        if len(touched) < (min_touched or len(bounds)) or not _plausible_split(
+            span, touched, joined
+        ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
-        if _overreach(span, bounds, joined, words, state):
+        if (
+            run
+            and span.entity_type == "CREDIT_CARD"
+            and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
+        ):
+            continue
+        if not run and _overreach(span, bounds, joined, words, state):
+            continue
+        if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
             end = min(span.end, hi) - lo + shift
-            ident = (leaf.path, start, end, span.entity_type)
+            ident = (leaf.path, leaf.in_key, start, end, span.entity_type)
             if end > start and ident not in seen:
                 seen.add(ident)
                 part = _Span(span.entity_type, start, end, span.score, span.source)
                 state.add(leaf, part, split_of=first)
+    return reaches_cut
 
 
 def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
@@ -282,6 +481,8 @@ def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
 _PSEUDONYM_AT_END_RE = re.compile(r"<[A-Z][A-Z0-9_]*?_\d+>\Z")
 _CONTEXT_SECRETS = frozenset({"SECRET_KEYWORD", "BASIC_AUTH", "BEARER_TOKEN"})
 _Bound = tuple[_Leaf, int, int, int]
+_Seen = tuple[str, bool, int, int, str]
+"""A part already reported: path, in a key, start, end, entity type."""
 _QUAD_RE = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])")
 
 
@@ -330,19 +531,69 @@ def _overreach(
     if min(span.end, hi) - lo >= _ECHO_MIN_LENGTH:
         return False
     prefix = joined[: bounds[-2][2]]
-    own = _detect(prefix, words, state.key, False)
+    own = _detect(prefix, words, state.key)
     return any(s.start == span.start and s.end == len(prefix) for s in own)
 
 
-def _add_if_new(
-    bound: _Bound, span: _Span, state: _ScanState, seen: set[tuple[str, int, int, str]]
-) -> None:
+_FIELD_WORDS = frozenset(
+    "email mail to from cc bcc recipient sender reply address addr contact user username login "
+    "owner author assignee customer client member person phone mobile tel fax number card "
+    "account iban ssn ip host server url uri token key secret password value text note body "
+    "message data id name field query input content description comment title subject item "
+    "list line arg payload param detail info".split()
+)
+"""Words that make a dict key a field name: the name of what its value is, or holds."""
+
+
+def _field_name_run_on(span: _Span, touched: list[_Bound], joined: str, state: _ScanState) -> bool:
+    """A value complete in one string, run on into the dict keys beside it: the key is the
+    field's name ("email" + "bob@example.com" joined reads as one address; a token at the end
+    of one key runs on into the next key's word characters), not a piece of the value.
+
+    Only when the rest of the span is a finding of its own in that one string (or a value the
+    allow list lets through), and each key it runs into is short (under six characters, too
+    few to identify anything) or is wholly taken and names a field (:data:`_FIELD_WORDS`).
+    A key that is a piece of a value split across it ("alice.smi" + "th@example.com") names
+    nothing and stays part of the value.
+    """
+    for n, (leaf, lo, hi, shift) in enumerate(touched):
+        start, end = max(span.start, lo), min(span.end, hi)
+        at_start, at_end = start == lo, end == hi
+        if not ((at_start and n > 0) or (at_end and n < len(touched) - 1)):
+            continue
+        own = _detect(leaf.text, leaf.words, state.key)
+        rel = (start - lo + shift, end - lo + shift)
+        allowed = joined[start:end].strip().lower() in state.key.allow_list
+        if not allowed and not any(
+            s.entity_type == span.entity_type and (s.start, s.end) == rel for s in own
+        ):
+            continue
+        others = [b for m, b in enumerate(touched) if m != n]
+        if all(_names_a_field(b, span, joined) for b in others):
+            return True
+    return False
+
+
+def _names_a_field(bound: _Bound, span: _Span, joined: str) -> bool:
+    leaf, lo, hi, _ = bound
+    part = joined[max(span.start, lo) : min(span.end, hi)]
+    if not leaf.in_key:
+        return len(part) < _ECHO_MIN_LENGTH
+    if len(part) < _ECHO_MIN_LENGTH:
+        return True
+    words = _key_words(part)
+    return part == leaf.text and any(
+        w in _FIELD_WORDS or w.rstrip("s") in _FIELD_WORDS for w in words
+    )
+
+
+def _add_if_new(bound: _Bound, span: _Span, state: _ScanState, seen: set[_Seen]) -> None:
     leaf, lo, _, shift = bound
     start, end = span.start - lo + shift, span.end - lo + shift
-    own = _detect(leaf.text, leaf.words, state.key, False)
+    own = _detect(leaf.text, leaf.words, state.key)
     if any(s.start <= start and end <= s.end for s in own):
         return
-    ident = (leaf.path, start, end, span.entity_type)
+    ident = (leaf.path, leaf.in_key, start, end, span.entity_type)
     if ident not in seen:
         seen.add(ident)
         state.add(leaf, _Span(span.entity_type, start, end, span.score, span.source))
@@ -377,28 +628,38 @@ def _walk_and_join(value: Any, state: _ScanState) -> None:
         _window_pass(state)
 
 
+_MORE_WALKS = 4
+"""Walks beyond one per dict key (a key masked per walk) before the last one stands (its
+findings still count, and redaction replaces a finding's key where its path names it)."""
+
+
 def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
     """Classify a request's arguments and locate every sensitive span in them.
 
     Walks nested dicts, lists and scalars (numbers as their decimal text, so a card number sent
     as an int is still a card number), scanning values and keys, then values split across
-    sibling fields. The level is the highest level of any finding, ``public`` when there is
-    none.
+    neighbouring keys and values. The level is the highest level of any finding, ``public``
+    when there is none.
 
-    When something was found, a second walk also flags every other occurrence of the found
+    When something was found, a further walk also flags every other occurrence of the found
     values (six characters or longer): in ``{"password": "hunter22", "note": "use hunter22"}``
     the note alone says nothing, yet it carries the password. It is a second walk rather than a
-    patch on the first so that a dict key found this way is masked in every path below it too.
+    patch on the first so that a dict key found this way is masked in every path below it too;
+    so is a key that only holds a piece of a value split across it and its neighbours.
     """
     config = config or PrivacyConfig()
     key = _detector_key(config)
     state = _ScanState(key=key, split=config.split_fields)
     _walk_and_join(value, state)
-    echo = _echo_regex(state)
-    if echo is not None:
+    for _ in range(len(state.keys) + _MORE_WALKS):  # the mask only grows: two in practice
+        echo = _echo_regex(state) or state.echo
+        mask = state.mask | state.to_mask
+        same_echo = echo is None or (state.echo is not None and echo.pattern == state.echo.pattern)
+        if same_echo and mask == state.mask:
+            break
         first = state
-        state = _ScanState(key=key, split=config.split_fields, echo=echo)
-        state.echo_origin = first.raw_values
+        state = _ScanState(key=key, split=config.split_fields, echo=echo, mask=frozenset(mask))
+        state.echo_origin = {**first.echo_origin, **first.raw_values}
         _walk_and_join(value, state)
     unique: dict[tuple[str, bool, int, int, str], Finding] = {}
     for f in state.findings:
