@@ -117,7 +117,7 @@ async def test_a_write_runs_once_per_request_whatever_the_faults(tmp_path, monke
     for w in external:
         rid = f"r{w['entry'][1:]}"
         [sent] = [a for a in out["results"][rid]["attempts"] if a["side"] == "external"]
-        key = f"writes:{rid}:{sent['provider']}:{sent['round']}"  # run:request:provider:round
+        key = json.dumps(["writes", rid, sent["provider"], sent["round"]], separators=(",", ":"))
         assert w["key"] == digest_id(key) and sent["provider"] == "mcp:journal/append", (w, sent)
 
 
@@ -188,3 +188,24 @@ def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
     result = next(r for r in out["results"] if r["id"] == "w")
     assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
     assert [w["entry"] for w in lines(journal)] == ["x"]  # not written a second time
+
+
+async def test_calls_of_threads_whose_ids_run_together_carry_different_keys(tmp_path):
+    """Thread ``tenant1`` asking request ``order:42`` and thread ``tenant1:order`` asking
+    ``42`` read alike joined with colons; the keys their calls carry in ``_meta`` differ, so a
+    server that keeps keys never takes the second for a repeat of the first."""
+    journal = tmp_path / "journal.jsonl"
+    cfg = journal_config(journal)
+    cfg["skills"]["journal.add"]["providers"] = [
+        {"side": "external", "server": "journal", "tool": "append"}
+    ]
+    async with asyncio.timeout(60), Coordinator.open(parse_config(cfg)) as co:
+        for thread, rid in (("tenant1", "order:42"), ("tenant1:order", "42")):
+            task = {"requests": [{"id": rid, "skill": "journal.add", "args": {"entry": thread}}]}
+            out = await co.run(parse_task(task), thread_id=thread)
+            assert out["results"][rid]["status"] == "ok", out["results"]
+    first, second = lines(journal)
+    assert (first["entry"], second["entry"]) == ("tenant1", "tenant1:order")
+    assert first["key"].startswith("sha256:") and second["key"].startswith("sha256:")
+    assert first["key"] != second["key"], (first, second)
+

@@ -98,7 +98,8 @@ async def test_each_run_on_a_thread_makes_its_own_writes(tmp_path):
     # each run is a run of its own: its id, its one attempt, its own idempotency key
     assert [run_id for run_id, _ in runs] == ["one-thread", "one-thread#2", "one-thread#3"]
     assert [keys for _, keys in runs] == [
-        [f"{run_id}:r1:mcp:sqlite/write_query:1"] for run_id, _ in runs
+        [json.dumps([run_id, "r1", "mcp:sqlite/write_query", 1], separators=(",", ":"))]
+        for run_id, _ in runs
     ], runs
 
 
