@@ -209,3 +209,66 @@ async def test_calls_of_threads_whose_ids_run_together_carry_different_keys(tmp_
     assert first["key"].startswith("sha256:") and second["key"].startswith("sha256:")
     assert first["key"] != second["key"], (first, second)
 
+
+def growing_config(journal: Path) -> dict[str, Any]:
+    """Two replicas of ``tests.growing_server`` (one journal), and a skill on their tool
+    ``late``, which neither lists at start-up; a call times out after 400 ms."""
+    root = str(Path(SRC).parent)
+    server = {
+        "command": sys.executable,
+        "args": ["-m", "tests.growing_server"],
+        "env": {"PYTHONPATH": f"{SRC}:{root}", "GROWING_JOURNAL": str(journal)},
+        "timeout_ms": 400,
+    }
+    return {
+        "mcpServers": {"a": server, "b": server},
+        "skills": {
+            "note.late": {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"entry": {"type": "string"}, "sleep_ms": {"type": "integer"}},
+                    "required": ["entry"],
+                },
+                "providers": [{"side": "external", "server": s, "tool": "late"} for s in "ab"],
+            }
+        },
+    }
+
+
+async def until(condition: Any, what: str, tries: int = 1000) -> None:
+    """Wait for ``condition`` (up to ``tries`` times 20 ms)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_tool_listed_after_start_up_is_classed_by_its_annotations(tmp_path):
+    """A tool a server adds after start-up (``tools/list_changed``) with ``destructiveHint``
+    is a write from then on: not listed at start-up it was a read (a call could not act);
+    listed, a call that writes and then times out is not moved to the other replica. The new
+    tool is also a skill of its own (``a.late``)."""
+    journal = tmp_path / "journal.txt"
+    async with asyncio.timeout(90), Coordinator.open(parse_config(growing_config(journal))) as co:
+        res = co.resources
+        assert res.registry.provider("mcp:a/late").effect == "read"  # not listed (yet)
+        grow = [
+            {"id": s, "skill": f"{s}.grow", "args": {"name": "late", "hint": "destructive"}}
+            for s in "ab"
+        ]
+        out = await co.run(parse_task({"requests": grow}))
+        assert all(r["status"] == "ok" for r in out["results"].values()), out["results"]
+
+        def relisted() -> bool:
+            registry = res.registry
+            return all(registry.provider(f"mcp:{s}/late").effect == "write" for s in "ab")
+
+        await until(relisted, "both replicas' late listed again, as writes")
+        assert res.registry.get("a.late").effect == "write"
+        assert [t.name for t in res.pool.status("a").tools] == ["grow", "late"]
+        slow = {"id": "slow", "skill": "note.late", "args": {"entry": "slow", "sleep_ms": 1500}}
+        out = await co.run(parse_task({"requests": [slow]}))
+    assert journal.read_text().splitlines() == ["late slow"]  # one replica wrote, once
+    result = out["results"]["slow"]
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
