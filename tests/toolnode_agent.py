@@ -1,7 +1,7 @@
 """An agent's LangGraph graph whose tools node is a ``HybridToolNode``, checkpointed in SQLite:
 run it, kill it anywhere, resume it (``tests/integration/test_toolnode_resume.py``).
 
-``python -m tests.toolnode_agent run|resume DIR --mode async|sync``: the first turn of the
+``python -m tests.toolnode_agent run|resume DIR --mode async|sync|plain``: the first turn of the
 scripted model asks ``note__write`` (the ``bare`` tool of ``tests.annotation_server``: no
 annotations, a write) twice, ``slow`` (which sleeps after writing) and ``fast``; the second
 turn asks ``fast`` again under the same tool call id; then the model answers. ``run`` starts
@@ -11,7 +11,9 @@ JSON line ``{"id", "status", "content", "replayed"}``.
 - ``async``: ``graph.ainvoke`` with LangGraph's ``AsyncSqliteSaver`` (``DIR/agent.db``), the
   node's resources opened on the same loop with the store of ``DIR/runs.db``;
 - ``sync``: ``graph.invoke`` with the sync ``SqliteSaver``, the resources opened on an event
-  loop in another thread (the node runs its calls there).
+  loop in another thread (the node runs its calls there);
+- ``plain``: as ``async``, the tools node LangGraph's plain ``ToolNode`` of the skills as
+  ``SkillTool`` tools (``tools_for_model``).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.graph import START, MessagesState, StateGraph
-from langgraph.prebuilt import tools_condition
+from langgraph.prebuilt import ToolNode, tools_condition
 
 from hybridmcp import Resources, parse_config
 from hybridmcp.persistence import open_persistence
-from hybridmcp.toolnode import HybridToolNode
+from hybridmcp.toolnode import HybridToolNode, tools_for_model
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD = {"configurable": {"thread_id": "agent-1"}}
@@ -75,7 +77,7 @@ def agent(state: MessagesState) -> dict[str, Any]:
     return {"messages": [AIMessage("" if calls else "done", tool_calls=calls)]}
 
 
-def build(node: HybridToolNode) -> StateGraph[MessagesState]:
+def build(node: ToolNode) -> StateGraph[MessagesState]:
     builder = StateGraph(MessagesState)
     builder.add_node("agent", agent)
     builder.add_node("tools", node)
@@ -101,14 +103,17 @@ async def resources(where: Path) -> AsyncIterator[Resources]:
             yield res
 
 
-async def run_async(phase: str, where: Path) -> None:
+async def run_async(phase: str, where: Path, plain: bool = False) -> None:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     async with (
         resources(where) as res,
         AsyncSqliteSaver.from_conn_string(str(where / "agent.db")) as saver,
     ):
-        graph = build(HybridToolNode(resources=res)).compile(checkpointer=saver)
+        node: ToolNode = HybridToolNode(resources=res)
+        if plain:
+            node = ToolNode(tools_for_model(res), handle_tool_errors=True)
+        graph = build(node).compile(checkpointer=saver)
         first = {"messages": [("user", "write the notes")]}
         report(await graph.ainvoke(first if phase == "run" else None, THREAD))
 
@@ -142,10 +147,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("phase", choices=["run", "resume"])
     parser.add_argument("dir", type=Path)
-    parser.add_argument("--mode", choices=["async", "sync"], default="async")
+    parser.add_argument("--mode", choices=["async", "sync", "plain"], default="async")
     args = parser.parse_args()
-    if args.mode == "async":
-        asyncio.run(run_async(args.phase, args.dir))
+    if args.mode != "sync":
+        asyncio.run(run_async(args.phase, args.dir, plain=args.mode == "plain"))
     else:
         run_sync(args.phase, args.dir)
 

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import threading
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -338,11 +339,34 @@ class SkillTool(BaseTool):
     """The :class:`HybridToolNode` that runs it."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
 
-    def _run(self, **args: Any) -> tuple[str, dict[str, Any]]:
-        return self.node._call_tool_sync(self.name, args)
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = super()._to_args_and_kwargs(tool_input, tool_call_id)
+        return args, {**kwargs, _CALL_ID: tool_call_id}  # what the call is known by
 
-    async def _arun(self, **args: Any) -> tuple[str, dict[str, Any]]:
-        return await self.node._call_tool(self.name, args)
+    def _run(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
+        call = _call_of(config, args.pop(_CALL_ID, None))
+        return self.node._call_tool_sync(self.name, args, call)
+
+    async def _arun(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
+        call = _call_of(config, args.pop(_CALL_ID, None))
+        return await self.node._call_tool(self.name, args, call)
+
+
+_CALL_ID = "__hybridmcp_tool_call_id"
+"""Where a :class:`SkillTool` passes itself the id of the tool call it answers."""
+
+
+def _call_of(config: RunnableConfig, call_id: str | None) -> tuple[str, str]:
+    """The run id and request id of a :class:`SkillTool` call: in a graph with a thread, for a
+    model's tool call, the node's run (:func:`node_run_id`) and the call's id, so the call
+    resumed from its checkpoint finds its write's dispatch record; otherwise a run of its own
+    (each call of a node's several is apart: none takes another's record)."""
+    run_id = node_run_id(config)
+    if run_id is None or not call_id:
+        return uuid.uuid4().hex, "call"
+    return f"{run_id}/{call_id}", call_id
 
 
 def _skill_tool(skill: Skill, node: HybridToolNode, return_direct: bool = False) -> SkillTool:
@@ -685,18 +709,30 @@ class HybridToolNode(ToolNode):
 
     # -- SkillTool's entry points
 
-    async def _call_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def _call_tool(
+        self, name: str, args: dict[str, Any], call: tuple[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         context = self._context(None)
-        return await self._on_their_loop(context, lambda _: self._one(name, args, context))
+        return await self._on_their_loop(context, lambda _: self._one(name, args, context, call))
 
-    def _call_tool_sync(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return self._sync(None, lambda context: self._one(name, args, context))
+    def _call_tool_sync(
+        self, name: str, args: dict[str, Any], call: tuple[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        return self._sync(None, lambda context: self._one(name, args, context, call))
 
     async def _one(
-        self, name: str, args: dict[str, Any], context: Context
+        self,
+        name: str,
+        args: dict[str, Any],
+        context: Context,
+        call: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        call = {"name": name, "args": args, "id": "call", "type": "tool_call"}
-        [(outcome, error)] = await self._run_calls([call], context)
+        """One call of a :class:`SkillTool`: ``call`` is its run id and request id
+        (:func:`_call_of`). It runs apart from the graph's checkpoints: the other calls of the
+        same node would share them."""
+        run_id, call_id = call or (uuid.uuid4().hex, "call")
+        tool_call = {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+        [(outcome, error)] = await self._run_calls([tool_call], context, run_id, apart=True)
         if error is not None:
             raise error
         assert outcome is not None

@@ -1,6 +1,7 @@
 """An agent's graph killed inside its ``HybridToolNode`` and resumed from its checkpoint makes
 no write twice: ``tests/toolnode_agent.py`` (a ``StateGraph`` checkpointed in SQLite, async
-and sync) SIGKILLed while a write it asked sleeps on the server after writing, then resumed.
+and sync, and with LangGraph's plain ``ToolNode`` of ``SkillTool`` tools) SIGKILLed while a write
+it asked sleeps on the server after writing, then resumed.
 The writes are counted in the journal ``tests/annotation_server.py`` appends to."""
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def messages(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("mode", ["async", "sync"])
+@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
 @pytest.mark.parametrize("extra_s", [0.0, 0.4])
 def test_an_agent_killed_inside_its_tool_node_resumes_without_writing_again(
     tmp_path, mode, extra_s
