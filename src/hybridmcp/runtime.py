@@ -333,14 +333,20 @@ class Resources:
         await self.close()
 
     async def tools_changed(self, server: str) -> None:
-        """``server`` listed its tools again after saying they changed: the registry takes
-        their annotations (a tool added since start-up with ``destructiveHint`` is a write from
-        now on) and the new tools as skills."""
+        """``server`` listed its tools again (it said they changed, or it is up again or at
+        last): the registry takes their annotations (a tool added since start-up with
+        ``destructiveHint`` is a write from now on) and the new tools as skills."""
         from hybridmcp.capabilities.registry import build_registry, relisted
 
         tools = {name: s.tools for name, s in self.pool.statuses().items() if s.up}
         tools[server] = self.pool.status(server).tools
-        fresh = await asyncio.to_thread(build_registry, self.config, tools)
+        try:
+            fresh = await asyncio.to_thread(build_registry, self.config, tools)
+        except Exception as err:  # the start-up listing built; this one could not: keep it
+            logging.getLogger("hybridmcp.pool").warning(
+                "MCP server %r: its new tool list was not taken: %s", server, err
+            )
+            return
         listed = [t.name for t in tools[server]]
         self.registry = relisted(self.registry, fresh, server, listed)
 

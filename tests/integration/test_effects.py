@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hybridmcp import Coordinator, parse_task
+from hybridmcp import Coordinator, TaskError, parse_task
 from hybridmcp.capabilities.gate import digest_id
 from hybridmcp.config import parse_config
 from hybridmcp.events import EventCode
@@ -272,3 +272,47 @@ async def test_a_tool_listed_after_start_up_is_classed_by_its_annotations(tmp_pa
     assert journal.read_text().splitlines() == ["late slow"]  # one replica wrote, once
     result = out["results"]["slow"]
     assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
+
+
+async def test_a_server_down_at_start_up_has_its_tools_classed_once_it_is_up(tmp_path):
+    """A server that cannot start when the coordinator does (its command exits until a flag
+    file exists): its configured tool is a write (nothing says otherwise) and its other
+    tools are no skills. Once the pool's health loop opens it, its listing counts: the tool
+    is what its annotations say (idempotent) and a skill of its own, and the server is no
+    longer reported down."""
+    flag = tmp_path / "up"
+    root = str(Path(SRC).parent)
+    script = f'test -f "{flag}" && exec "{sys.executable}" -m tests.growing_server'
+    server = {
+        "command": "/bin/sh",
+        "args": ["-c", script],
+        "env": {"PYTHONPATH": f"{SRC}:{root}", "GROWING_JOURNAL": str(tmp_path / "j.txt")},
+        "startup_timeout_ms": 5000,
+    }
+    config = {
+        "mcpServers": {"g": server},
+        "skills": {
+            "note.grow": {
+                "input_schema": {"type": "object"},
+                "providers": [{"side": "external", "server": "g", "tool": "grow"}],
+            }
+        },
+        "resilience": {
+            "pool": {
+                "health_interval_ms": 100,
+                "reopen_backoff_ms": 50,
+                "reopen_backoff_max_ms": 200,
+            },
+        },
+    }
+    async with asyncio.timeout(90), Coordinator.open(parse_config(config)) as co:
+        res = co.resources
+        assert not res.pool.status("g").up and "g" in res.registry.unavailable
+        assert res.registry.get("note.grow").effect == "write"  # not listed: the default
+        with pytest.raises(TaskError, match="is down"):
+            res.registry.get("g.grow")
+        flag.touch()
+        await until(lambda: "g.grow" in res.registry.skills, "the server's tools as skills")
+        assert res.registry.get("note.grow").effect == "idempotent"  # its annotations
+        assert res.registry.get("g.grow").effect == "idempotent"
+        assert "g" not in res.registry.unavailable

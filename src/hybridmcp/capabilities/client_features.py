@@ -15,7 +15,7 @@ The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -214,7 +214,7 @@ class ClientHooks:
     release: ReleaseFn | None = None
     """The privacy policy on a person's answer before it goes to the server (the gate's
     ``release_answer``): without it, no person's answer is sent (declined)."""
-    tools_changed: Callable[[str], Awaitable[None]] | None = None
+    tools_changed: Callable[[str], Coroutine[Any, Any, None]] | None = None
     """Called with a server's name once its tools were listed again after it said they changed
     (``notifications/tools/list_changed``): the registry takes their new annotations."""
 

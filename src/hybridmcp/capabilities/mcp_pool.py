@@ -458,6 +458,7 @@ class _ServerSession:
                     self.status.error = None
                     self.status.opened_at = time.time()
                     published = True
+                    self._announce()  # a server up again (or up at last) may list other tools
                 ready.set()
                 await stop.wait()
         except asyncio.CancelledError:
@@ -563,8 +564,17 @@ class _ServerSession:
         if self._session is not session:  # replaced meanwhile: the new session listed them
             return
         self.status.tools = list(listed.tools)
-        if self.hooks.tools_changed is not None:
-            await self.hooks.tools_changed(self.name)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the registry the server's tools as last listed (once the pool's hooks are set:
+        the first listing at start-up builds the registry)."""
+        hook = self.hooks.tools_changed
+        if hook is None:
+            return
+        task = asyncio.create_task(hook(self.name), name=f"mcp-tools-changed:{self.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         self._closed = True
