@@ -653,7 +653,17 @@ async def _once(
     dispatch without its attempt does not call again: the outcome is unknown (the server may
     have written)."""
     key = dispatch_key(item)
-    prior = await _claim(item, res, store, journal)
+    claim = asyncio.ensure_future(_claim(item, res, store, journal))
+    try:
+        prior = await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        # Cut while taking the dispatch (its record may be written, its lock still being let
+        # go): once the claim has ended, a dispatch it took was never sent, so it is
+        # forgotten and the resumed run sends the write.
+        with contextlib.suppress(Exception):
+            if await claim is None:
+                await _forget_dispatch(store, key)
+        raise
     if prior is not None and prior.value.get("attempt"):
         return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
