@@ -57,6 +57,11 @@ class ThreadBusy(HybridMCPError):
     is running now: a thread names one run, so it is not run twice at once."""
 
 
+class ThreadLockLost(HybridMCPError):
+    """A run's thread lock was lost mid-run (the PostgreSQL connection holding it ended, which
+    frees it for every other process): the run is stopped rather than going on unguarded."""
+
+
 class PolicyError(HybridMCPError):
     """A policy (privacy, budget, circuit breaker) refused a call."""
 

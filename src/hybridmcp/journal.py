@@ -33,15 +33,16 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_config, get_stream_writer
 from langgraph.runtime import ExecutionInfo
 
-_CHECKPOINTER = "__pregel_checkpointer"
+CHECKPOINTER_KEY = "__pregel_checkpointer"
 """Where LangGraph hands a run's checkpointer to the run's tasks (``configurable``; LangGraph's
 ``CONFIG_KEY_CHECKPOINTER``, not public API: were it to move, the journal would find no
-checkpointer and do nothing, which ``tests/integration/test_batches.py`` catches)."""
+checkpointer and do nothing, which ``tests/integration/test_batches.py`` catches). A graph run
+as a subgraph is lent its parent's there; ``None`` there runs it without one."""
 
 
 def _checkpointer() -> BaseCheckpointSaver | None:
     try:
-        saver = get_config().get("configurable", {}).get(_CHECKPOINTER)
+        saver = get_config().get("configurable", {}).get(CHECKPOINTER_KEY)
     except RuntimeError:  # not inside a graph run
         return None
     return saver if isinstance(saver, BaseCheckpointSaver) else None

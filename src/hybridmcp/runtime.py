@@ -282,6 +282,7 @@ class Resources:
         resources = cls(config, pool, registry, gate, store)
         resources.loop = asyncio.get_running_loop()
         pool.hooks.record = gate.audit.append
+        pool.hooks.tools_changed = resources.tools_changed
         pool.hooks.release = getattr(gate, "release_answer", None)
         pool.hooks.sample = make_sampler(
             gate, lambda: resources.lms, config.llm_config.timeout_ms / 1000
@@ -330,6 +331,24 @@ class Resources:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def tools_changed(self, server: str) -> None:
+        """``server`` listed its tools again (it said they changed, or it is up again or at
+        last): the registry takes their annotations (a tool added since start-up with
+        ``destructiveHint`` is a write from now on) and the new tools as skills."""
+        from hybridmcp.capabilities.registry import build_registry, relisted
+
+        tools = {name: s.tools for name, s in self.pool.statuses().items() if s.up}
+        tools[server] = self.pool.status(server).tools
+        try:
+            fresh = await asyncio.to_thread(build_registry, self.config, tools)
+        except Exception as err:  # the start-up listing built; this one could not: keep it
+            logging.getLogger("hybridmcp.pool").warning(
+                "MCP server %r: its new tool list was not taken: %s", server, err
+            )
+            return
+        listed = [t.name for t in tools[server]]
+        self.registry = relisted(self.registry, fresh, server, listed)
 
     def breaker_windows(self) -> dict[str, dict[str, Any]]:
         """Each external provider's circuit breaker state: the observed error rates."""

@@ -8,6 +8,7 @@ context. Keys written by the parallel ``internal``/``external`` branches have re
 
 from __future__ import annotations
 
+import json
 import operator
 from typing import Annotated, Any, NotRequired, TypedDict
 
@@ -107,6 +108,20 @@ class State(InputState, OutputState):
     """The current round, from 1 (arbitrate, reallocate)."""
 
 
+def idempotency_key(run_id: str, request_id: str, provider: str, round_no: int) -> str:
+    """A call's idempotency key: its run, request, provider and round as a JSON array, which no
+    two calls share (joined with colons, thread ``t`` asking request ``a:b`` and thread ``t:a``
+    asking ``b`` would read alike)."""
+    call = [run_id, request_id, provider, round_no]
+    return json.dumps(call, separators=(",", ":"), ensure_ascii=False)
+
+
+def colon_key(run_id: str, request_id: str, provider: str, round_no: int) -> str:
+    """The key earlier versions gave a call (``run:request:provider:round``): what their
+    dispatch records are kept under, and what the calls of runs they checkpointed carry."""
+    return f"{run_id}:{request_id}:{provider}:{round_no}"
+
+
 def work_item(
     state: State, request: dict[str, Any], provider: str, skill: str, side: str, round_no: int
 ) -> WorkItem:
@@ -123,7 +138,7 @@ def work_item(
         provider=provider,
         side=side,
         round=round_no,
-        idempotency_key=f"{run_id}:{request['id']}:{provider}:{round_no}",
+        idempotency_key=idempotency_key(run_id, str(request["id"]), provider, round_no),
         run_id=run_id,
         sensitivity=profile["data_sensitivity"],
         declared_sensitivity=profile.get("declared_sensitivity", "public"),

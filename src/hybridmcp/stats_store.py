@@ -131,12 +131,12 @@ async def stats_lock(
     asked once, not at every update.
     """
     async with local:
-        pg_pool = _postgres_pool(store)
+        pg_pool = postgres_pool(store)
         if pg_pool is not None:
             async with _pg_locks(pg_pool, pairs):
                 yield
             return
-        path = await _sqlite_path(store, files)
+        path = await sqlite_path(store, files)
         if path:
             with await file_lock(lock_path(path), LOCK_TIMEOUT_S, "learned statistics"):
                 yield
@@ -144,7 +144,9 @@ async def stats_lock(
         yield
 
 
-def _postgres_pool(store: BaseStore) -> Any:
+def postgres_pool(store: BaseStore) -> Any:
+    """The connection pool of a PostgreSQL store (``AsyncPostgresStore`` on a pool), else
+    None: where the advisory locks of the processes sharing the database are taken."""
     if "langgraph.store.postgres.aio" not in sys.modules:
         return None  # no PostgreSQL store was made in this process: psycopg is not imported
     try:
@@ -174,7 +176,9 @@ async def _pg_locks(pool: Any, pairs: Iterable[tuple[str, str]]) -> AsyncIterato
         yield  # the transaction's end releases the locks, after the update was saved
 
 
-async def _sqlite_path(store: BaseStore, files: StoreFiles | None = None) -> str | None:
+async def sqlite_path(store: BaseStore, files: StoreFiles | None = None) -> str | None:
+    """The file of a SQLite store (``AsyncSqliteStore``), else None: what the file locks of
+    the processes sharing it are taken beside (``files`` remembers it per store)."""
     try:
         from langgraph.store.sqlite.aio import AsyncSqliteStore
     except ImportError:

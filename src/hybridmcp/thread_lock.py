@@ -17,8 +17,15 @@ run have a thread at a time; the others are refused at once with :class:`ThreadB
 
 Both are released by the database or the kernel when the process dies, so a thread whose
 process was killed is resumed by the next process that runs it. On a store of another kind
-(in memory: one process), the first is enough. A lock the database lost (its connection
-dropped mid-run) is not noticed: the run goes on.
+(in memory: one process), the first is enough.
+
+A PostgreSQL connection that ends mid-run (a database restart, a network cut, an
+administrator's ``pg_terminate_backend``) ends its locks with it, and another process may then
+start the thread. So while it holds threads, the connection is checked every ``WATCH_S``
+seconds; once it fails, each run holding a lock on it is cancelled and fails with
+:class:`ThreadLockLost` (run again, it resumes where its checkpoints stop). A run is cancelled
+where it waits: a stream's reader waiting on something else than the stream gets the
+cancellation there.
 """
 
 from __future__ import annotations
@@ -34,9 +41,9 @@ from typing import Any
 
 from langgraph.store.base import BaseStore
 
-from hybridmcp.errors import ThreadBusy
+from hybridmcp.errors import ThreadBusy, ThreadLockLost
 from hybridmcp.persistence import LockTimeout
-from hybridmcp.stats_store import StoreFiles, _postgres_pool, _sqlite_path
+from hybridmcp.stats_store import StoreFiles, postgres_pool, sqlite_path
 
 _KEY_PREFIX = b"hybridmcp-thread:"
 LOCAL_GRACE_S = 2.0
@@ -44,6 +51,9 @@ LOCAL_GRACE_S = 2.0
 refused: a stream its reader stopped reading ends only once the event loop closes it."""
 DB_TIMEOUT_S = 30.0
 """The longest wait for PostgreSQL to connect, or to take or give back a thread's lock."""
+WATCH_S = 5.0
+"""How often the connection holding this process's thread locks on PostgreSQL is checked while
+it holds any (one ``SELECT 1``): the longest a run goes on after its lock was lost."""
 
 
 def thread_key(thread_id: str) -> int:
@@ -77,6 +87,11 @@ class ThreadLocks:
         self._pg_lock = asyncio.Lock()
         self._files: dict[str, int] = {}
         """One open descriptor per SQLite lock file."""
+        self.watch_s = WATCH_S
+        """How often a connection holding thread locks is checked (:data:`WATCH_S`)."""
+        self._holders: dict[int, dict[object, tuple[asyncio.Task[Any], asyncio.Event]]] = {}
+        """By connection: the runs holding a lock on it, each with the event set if lost."""
+        self._watchers: dict[int, asyncio.Task[None]] = {}
 
     @asynccontextmanager
     async def hold(
@@ -91,12 +106,12 @@ class ThreadLocks:
                 raise _busy(thread_id, "this process")
         mine = self.running[thread_id] = asyncio.Event()
         try:
-            pool = _postgres_pool(store) if store is not None else None
+            pool = postgres_pool(store) if store is not None else None
             if pool is not None:
                 async with self._pg_hold(pool, thread_id):
                     yield
                 return
-            path = await _sqlite_path(store, files) if store is not None else None
+            path = await sqlite_path(store, files) if store is not None else None
             if path:
                 with self._file_hold(threads_lock_path(path), thread_id):
                     yield
@@ -139,10 +154,66 @@ class ThreadLocks:
             ) from None
         if not (row and row[0]):
             raise _busy(thread_id, "another process")
+        holder = asyncio.current_task()
+        assert holder is not None
+        token, lost = object(), asyncio.Event()
+        self._watch(conn, token, holder, lost)
         try:
-            yield
+            try:
+                yield
+            finally:
+                self._holders.get(id(conn), {}).pop(token, None)
+                await self._shielded(self._pg_release_locked(conn, key))
+        except BaseException:  # the watch's cancellation, or what the run made of it
+            if not lost.is_set():
+                raise
+            if holder.cancelling():
+                holder.uncancel()  # cancelled by the watch: the run fails, its caller is not cut
+            raise ThreadLockLost(
+                f"thread {thread_id!r}: the PostgreSQL connection holding its lock ended "
+                "mid-run, which freed the thread for any other process; the run was stopped "
+                "so that two processes do not run it at once unnoticed. Run it again: it "
+                "resumes where its checkpoints stop"
+            ) from None
+
+    def _watch(
+        self, conn: Any, token: object, holder: asyncio.Task[Any], lost: asyncio.Event
+    ) -> None:
+        """Watch ``conn`` while ``holder`` holds a lock on it (one watch per connection)."""
+        self._holders.setdefault(id(conn), {})[token] = (holder, lost)
+        watcher = self._watchers.get(id(conn))
+        if watcher is None or watcher.done():
+            self._watchers[id(conn)] = asyncio.create_task(
+                self._watching(conn), name="hybridmcp-thread-locks-watch"
+            )
+
+    async def _watching(self, conn: Any) -> None:
+        """Check ``conn`` every :attr:`watch_s` while runs hold locks on it; once it fails,
+        mark their locks lost and cancel them (their holds raise :class:`ThreadLockLost`)."""
+        try:
+            while self._holders.get(id(conn)):
+                await asyncio.sleep(self.watch_s)
+                try:
+                    async with self._pg_lock, asyncio.timeout(DB_TIMEOUT_S):
+                        await conn.execute("SELECT 1")
+                except Exception:  # ended, or cannot say within the deadline: the locks are gone
+                    break
+            else:
+                return
+            for holder, lost in self._holders.pop(id(conn), {}).values():
+                lost.set()
+                holder.cancel()
+            await self._forget(conn)
         finally:
-            await self._shielded(self._pg_release_locked(conn, key))
+            if self._watchers.get(id(conn)) is asyncio.current_task():
+                del self._watchers[id(conn)]
+
+    async def _forget(self, conn: Any) -> None:
+        """Close a connection this process no longer trusts (the next hold opens another)."""
+        if self._pg.get(self._pool_of.get(id(conn), -1)) is conn:
+            del self._pg[self._pool_of[id(conn)]]
+        with contextlib.suppress(Exception):
+            await conn.close()
 
     async def _pg_release_locked(self, conn: Any, key: int) -> None:
         async with self._pg_lock:
@@ -165,10 +236,7 @@ class ThreadLocks:
             return
         except Exception:
             pass
-        if self._pg.get(self._pool_of.get(id(conn), -1)) is conn:
-            del self._pg[self._pool_of[id(conn)]]
-        with contextlib.suppress(Exception):
-            await conn.close()
+        await self._forget(conn)
 
     # -- SQLite ----------------------------------------------------------------------------------
 
@@ -193,6 +261,10 @@ class ThreadLocks:
 
     async def close(self) -> None:
         """Close the handles (releasing whatever they still hold)."""
+        watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         if self._releasing:
             await asyncio.wait(list(self._releasing), timeout=DB_TIMEOUT_S)
         conns, self._pg = list(self._pg.values()), {}

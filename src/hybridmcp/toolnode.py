@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import threading
+import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
@@ -52,8 +53,10 @@ from hybridmcp.capabilities.registry import build_registry as _build_registry
 from hybridmcp.config import CONFIG_ENV, ComparatorConfig, CoordinationConfig, load_config
 from hybridmcp.errors import HybridMCPError, TaskError, ToolError
 from hybridmcp.graph import build_graph
+from hybridmcp.journal import CHECKPOINTER_KEY
 from hybridmcp.policy.effects import Effect, tool_effect
 from hybridmcp.runtime import Context, Resources, resources_for
+from hybridmcp.state import InputState
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_-]")
 MAX_TOOL_NAME = 64
@@ -336,11 +339,34 @@ class SkillTool(BaseTool):
     """The :class:`HybridToolNode` that runs it."""
     response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
 
-    def _run(self, **args: Any) -> tuple[str, dict[str, Any]]:
-        return self.node._call_tool_sync(self.name, args)
+    def _to_args_and_kwargs(
+        self, tool_input: str | dict[str, Any], tool_call_id: str | None
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, kwargs = super()._to_args_and_kwargs(tool_input, tool_call_id)
+        return args, {**kwargs, _CALL_ID: tool_call_id}  # what the call is known by
 
-    async def _arun(self, **args: Any) -> tuple[str, dict[str, Any]]:
-        return await self.node._call_tool(self.name, args)
+    def _run(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
+        call = _call_of(config, args.pop(_CALL_ID, None))
+        return self.node._call_tool_sync(self.name, args, call)
+
+    async def _arun(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
+        call = _call_of(config, args.pop(_CALL_ID, None))
+        return await self.node._call_tool(self.name, args, call)
+
+
+_CALL_ID = "__hybridmcp_tool_call_id"
+"""Where a :class:`SkillTool` passes itself the id of the tool call it answers."""
+
+
+def _call_of(config: RunnableConfig, call_id: str | None) -> tuple[str, str]:
+    """The run id and request id of a :class:`SkillTool` call: in a graph with a thread, for a
+    model's tool call, the node's run (:func:`node_run_id`) and the call's id, so the call
+    resumed from its checkpoint finds its write's dispatch record; otherwise a run of its own
+    (each call of a node's several is apart: none takes another's record)."""
+    run_id = node_run_id(config)
+    if run_id is None or not call_id:
+        return uuid.uuid4().hex, "call"
+    return f"{run_id}/{call_id}", call_id
 
 
 def _skill_tool(skill: Skill, node: HybridToolNode, return_direct: bool = False) -> SkillTool:
@@ -418,6 +444,19 @@ def _runtime(config: RunnableConfig) -> Runtime[Any] | None:
     """The graph's runtime (its context), when the node runs in a graph. Read from the config,
     not asked for as a parameter, so the node also runs on its own (``node.invoke(...)``)."""
     return (config.get("configurable") or {}).get(CONFIG_KEY_RUNTIME)
+
+
+def node_run_id(config: RunnableConfig) -> str | None:
+    """The id of the coordinated run a node call makes: the agent graph's thread and the
+    node's task there (``agent-1/tools:<task id>``), or None outside a graph with a thread.
+
+    LangGraph derives a task's id from the checkpoint it runs from, so a node call resumed
+    after a crash has the same id, and so do its writes' dispatch records: the resumed call
+    finds them and does not write again. Each node call has an id of its own, so a later
+    turn of the agent asking a write again (even under a tool call id used before) makes it."""
+    conf = config.get("configurable") or {}
+    thread, task = conf.get("thread_id"), conf.get("checkpoint_ns")
+    return f"{thread}/{task}" if thread and task else None
 
 
 def _not_in_a_running_loop(what: str, instead: str = "use the async form (ainvoke) there") -> None:
@@ -597,19 +636,21 @@ class HybridToolNode(ToolNode):
             return given
         return Context(config_path=self.config_path)
 
-    async def _on_their_loop(self, context: Context, coro: Coroutine[Any, Any, _T]) -> _T:
-        """Run on the loop the resources live on (their MCP sessions are bound to it)."""
+    async def _on_their_loop(
+        self, context: Context, make: Callable[[bool], Coroutine[Any, Any, _T]]
+    ) -> _T:
+        """Run on the loop the resources live on (their MCP sessions are bound to it);
+        ``make(apart)``: the coroutine, told whether it runs apart from the caller's loop."""
         res = context.resources
         loop = getattr(res, "loop", None)
         if loop is None or loop is asyncio.get_running_loop():
-            return await coro
+            return await make(False)
         if not loop.is_running():
-            coro.close()
             raise RuntimeError(
                 "HybridToolNode: the resources' event loop is not running; call the node "
                 "from that loop, or give it no resources so it opens its own"
             )
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(True), loop))
 
     def _sync(
         self, runtime: Runtime[Any] | None, make: Callable[[Context], Coroutine[Any, Any, _T]]
@@ -651,29 +692,47 @@ class HybridToolNode(ToolNode):
     def _func(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
         runtime = _runtime(config)
-        outputs = self._sync(runtime, lambda context: self._messages(calls, context))
+        run_id = node_run_id(config)
+        outputs = self._sync(
+            runtime, lambda context: self._messages(calls, context, run_id, apart=True)
+        )
         return self._combine_tool_outputs(list(outputs), input_type)
 
     async def _afunc(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
         context = self._context(_runtime(config))
-        outputs = await self._on_their_loop(context, self._messages(calls, context))
+        run_id = node_run_id(config)
+        outputs = await self._on_their_loop(
+            context, lambda apart: self._messages(calls, context, run_id, apart=apart)
+        )
         return self._combine_tool_outputs(list(outputs), input_type)
 
     # -- SkillTool's entry points
 
-    async def _call_tool(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    async def _call_tool(
+        self, name: str, args: dict[str, Any], call: tuple[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         context = self._context(None)
-        return await self._on_their_loop(context, self._one(name, args, context))
+        return await self._on_their_loop(context, lambda _: self._one(name, args, context, call))
 
-    def _call_tool_sync(self, name: str, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        return self._sync(None, lambda context: self._one(name, args, context))
+    def _call_tool_sync(
+        self, name: str, args: dict[str, Any], call: tuple[str, str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        return self._sync(None, lambda context: self._one(name, args, context, call))
 
     async def _one(
-        self, name: str, args: dict[str, Any], context: Context
+        self,
+        name: str,
+        args: dict[str, Any],
+        context: Context,
+        call: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        call = {"name": name, "args": args, "id": "call", "type": "tool_call"}
-        [(outcome, error)] = await self._run_calls([call], context)
+        """One call of a :class:`SkillTool`: ``call`` is its run id and request id
+        (:func:`_call_of`). It runs apart from the graph's checkpoints: the other calls of the
+        same node would share them."""
+        run_id, call_id = call or (uuid.uuid4().hex, "call")
+        tool_call = {"name": name, "args": args, "id": call_id, "type": "tool_call"}
+        [(outcome, error)] = await self._run_calls([tool_call], context, run_id, apart=True)
         if error is not None:
             raise error
         assert outcome is not None
@@ -681,8 +740,10 @@ class HybridToolNode(ToolNode):
 
     # -- the coordinated run
 
-    async def _messages(self, calls: list[Any], context: Context) -> list[Any]:
-        outcomes = await self._run_calls(calls, context)
+    async def _messages(
+        self, calls: list[Any], context: Context, run_id: str | None = None, apart: bool = False
+    ) -> list[Any]:
+        outcomes = await self._run_calls(calls, context, run_id, apart=apart)
         messages: list[Any] = []
         for call, (outcome, error) in zip(calls, outcomes, strict=True):
             if error is not None:
@@ -722,9 +783,20 @@ class HybridToolNode(ToolNode):
 
     # Long by design: one coordinated run for all calls, then one message per call in order.
     async def _run_calls(
-        self, calls: list[Any], context: Context
+        self,
+        calls: list[Any],
+        context: Context,
+        run_id: str | None = None,
+        *,
+        apart: bool = False,
     ) -> list[tuple[tuple[str, dict[str, Any]] | None, HybridToolError | None]]:
-        """Each call's (text, artifact), or the error it ended with."""
+        """Each call's (text, artifact), or the error it ended with.
+
+        ``run_id``: the run's id (:func:`node_run_id`; default: one of its own). In a graph
+        with a checkpointer the run is checkpointed as the node's subgraph, so a resumed node
+        replays the calls that finished; ``apart`` (from sync code, or on another event loop
+        than the graph's, where the graph's checkpointer may not serve it) it runs without
+        checkpoints, its writes kept once by their dispatch records alone."""
         res = await resources_for(context)
         self._register(res.registry, res.config.coordination_config.default_timeout_ms)
         if self._offered is None:  # what the model may call: the run's skills (no I/O here)
@@ -762,11 +834,13 @@ class HybridToolNode(ToolNode):
         results: dict[str, dict[str, Any]] = {}
         if requests:
             max_rounds = res.config.coordination_config.max_rounds
-            out = await self._graph.ainvoke(
-                {"requests": requests, "constraints": self.constraints},
-                {"recursion_limit": 25 + 4 * max_rounds},
-                context=Context(resources=res),
-            )
+            config: RunnableConfig = {"recursion_limit": 25 + 4 * max_rounds}
+            if apart:  # not the graph's checkpointer (LangGraph lends a subgraph its own)
+                config["configurable"] = {CHECKPOINTER_KEY: None}
+            given = InputState(requests=requests, constraints=self.constraints)
+            if run_id:
+                given["run_id"] = run_id
+            out = await self._graph.ainvoke(given, config, context=Context(resources=res))
             results = out.get("results", {})
         for i, (name, skill, label) in labels.items():
             if outcomes[i] is not None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hybridmcp import Coordinator, parse_task
+from hybridmcp import Coordinator, TaskError, parse_task
 from hybridmcp.capabilities.gate import digest_id
 from hybridmcp.config import parse_config
 from hybridmcp.events import EventCode
@@ -117,7 +117,7 @@ async def test_a_write_runs_once_per_request_whatever_the_faults(tmp_path, monke
     for w in external:
         rid = f"r{w['entry'][1:]}"
         [sent] = [a for a in out["results"][rid]["attempts"] if a["side"] == "external"]
-        key = f"writes:{rid}:{sent['provider']}:{sent['round']}"  # run:request:provider:round
+        key = json.dumps(["writes", rid, sent["provider"], sent["round"]], separators=(",", ":"))
         assert w["key"] == digest_id(key) and sent["provider"] == "mcp:journal/append", (w, sent)
 
 
@@ -188,3 +188,131 @@ def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
     result = next(r for r in out["results"] if r["id"] == "w")
     assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
     assert [w["entry"] for w in lines(journal)] == ["x"]  # not written a second time
+
+
+async def test_calls_of_threads_whose_ids_run_together_carry_different_keys(tmp_path):
+    """Thread ``tenant1`` asking request ``order:42`` and thread ``tenant1:order`` asking
+    ``42`` read alike joined with colons; the keys their calls carry in ``_meta`` differ, so a
+    server that keeps keys never takes the second for a repeat of the first."""
+    journal = tmp_path / "journal.jsonl"
+    cfg = journal_config(journal)
+    cfg["skills"]["journal.add"]["providers"] = [
+        {"side": "external", "server": "journal", "tool": "append"}
+    ]
+    async with asyncio.timeout(60), Coordinator.open(parse_config(cfg)) as co:
+        for thread, rid in (("tenant1", "order:42"), ("tenant1:order", "42")):
+            task = {"requests": [{"id": rid, "skill": "journal.add", "args": {"entry": thread}}]}
+            out = await co.run(parse_task(task), thread_id=thread)
+            assert out["results"][rid]["status"] == "ok", out["results"]
+    first, second = lines(journal)
+    assert (first["entry"], second["entry"]) == ("tenant1", "tenant1:order")
+    assert first["key"].startswith("sha256:") and second["key"].startswith("sha256:")
+    assert first["key"] != second["key"], (first, second)
+
+
+def growing_config(journal: Path) -> dict[str, Any]:
+    """Two replicas of ``tests.growing_server`` (one journal), and a skill on their tool
+    ``late``, which neither lists at start-up; a call times out after 400 ms."""
+    root = str(Path(SRC).parent)
+    server = {
+        "command": sys.executable,
+        "args": ["-m", "tests.growing_server"],
+        "env": {"PYTHONPATH": f"{SRC}:{root}", "GROWING_JOURNAL": str(journal)},
+        "timeout_ms": 400,
+    }
+    return {
+        "mcpServers": {"a": server, "b": server},
+        "skills": {
+            "note.late": {
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"entry": {"type": "string"}, "sleep_ms": {"type": "integer"}},
+                    "required": ["entry"],
+                },
+                "providers": [{"side": "external", "server": s, "tool": "late"} for s in "ab"],
+            }
+        },
+    }
+
+
+async def until(condition: Any, what: str, tries: int = 1000) -> None:
+    """Wait for ``condition`` (up to ``tries`` times 20 ms)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_tool_listed_after_start_up_is_classed_by_its_annotations(tmp_path):
+    """A tool a server adds after start-up (``tools/list_changed``) with ``destructiveHint``
+    is a write from then on: not listed at start-up it was a read (a call could not act);
+    listed, a call that writes and then times out is not moved to the other replica. The new
+    tool is also a skill of its own (``a.late``)."""
+    journal = tmp_path / "journal.txt"
+    async with asyncio.timeout(90), Coordinator.open(parse_config(growing_config(journal))) as co:
+        res = co.resources
+        assert res.registry.provider("mcp:a/late").effect == "read"  # not listed (yet)
+        grow = [
+            {"id": s, "skill": f"{s}.grow", "args": {"name": "late", "hint": "destructive"}}
+            for s in "ab"
+        ]
+        out = await co.run(parse_task({"requests": grow}))
+        assert all(r["status"] == "ok" for r in out["results"].values()), out["results"]
+
+        def relisted() -> bool:
+            registry = res.registry
+            return all(registry.provider(f"mcp:{s}/late").effect == "write" for s in "ab")
+
+        await until(relisted, "both replicas' late listed again, as writes")
+        assert res.registry.get("a.late").effect == "write"
+        assert [t.name for t in res.pool.status("a").tools] == ["grow", "late"]
+        slow = {"id": "slow", "skill": "note.late", "args": {"entry": "slow", "sleep_ms": 1500}}
+        out = await co.run(parse_task({"requests": [slow]}))
+    assert journal.read_text().splitlines() == ["late slow"]  # one replica wrote, once
+    result = out["results"]["slow"]
+    assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
+
+
+async def test_a_server_down_at_start_up_has_its_tools_classed_once_it_is_up(tmp_path):
+    """A server that cannot start when the coordinator does (its command exits until a flag
+    file exists): its configured tool is a write (nothing says otherwise) and its other
+    tools are no skills. Once the pool's health loop opens it, its listing counts: the tool
+    is what its annotations say (idempotent) and a skill of its own, and the server is no
+    longer reported down."""
+    flag = tmp_path / "up"
+    root = str(Path(SRC).parent)
+    script = f'test -f "{flag}" && exec "{sys.executable}" -m tests.growing_server'
+    server = {
+        "command": "/bin/sh",
+        "args": ["-c", script],
+        "env": {"PYTHONPATH": f"{SRC}:{root}", "GROWING_JOURNAL": str(tmp_path / "j.txt")},
+        "startup_timeout_ms": 5000,
+    }
+    config = {
+        "mcpServers": {"g": server},
+        "skills": {
+            "note.grow": {
+                "input_schema": {"type": "object"},
+                "providers": [{"side": "external", "server": "g", "tool": "grow"}],
+            }
+        },
+        "resilience": {
+            "pool": {
+                "health_interval_ms": 100,
+                "reopen_backoff_ms": 50,
+                "reopen_backoff_max_ms": 200,
+            },
+        },
+    }
+    async with asyncio.timeout(90), Coordinator.open(parse_config(config)) as co:
+        res = co.resources
+        assert not res.pool.status("g").up and "g" in res.registry.unavailable
+        assert res.registry.get("note.grow").effect == "write"  # not listed: the default
+        with pytest.raises(TaskError, match="is down"):
+            res.registry.get("g.grow")
+        flag.touch()
+        await until(lambda: "g.grow" in res.registry.skills, "the server's tools as skills")
+        assert res.registry.get("note.grow").effect == "idempotent"  # its annotations
+        assert res.registry.get("g.grow").effect == "idempotent"
+        assert "g" not in res.registry.unavailable

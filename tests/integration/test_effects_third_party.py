@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,8 @@ async def test_each_run_on_a_thread_makes_its_own_writes(tmp_path):
     # each run is a run of its own: its id, its one attempt, its own idempotency key
     assert [run_id for run_id, _ in runs] == ["one-thread", "one-thread#2", "one-thread#3"]
     assert [keys for _, keys in runs] == [
-        [f"{run_id}:r1:mcp:sqlite/write_query:1"] for run_id, _ in runs
+        [json.dumps([run_id, "r1", "mcp:sqlite/write_query", 1], separators=(",", ":"))]
+        for run_id, _ in runs
     ], runs
 
 
@@ -545,6 +547,51 @@ async def test_runs_on_one_server_thread_each_make_their_writes(tmp_path):
     for out in outs:
         result = out["results"]["r1"]
         assert result["status"] == "ok" and len(result["attempts"]) == 1, result
+
+
+async def test_runs_asked_at_once_on_one_server_thread_run_one_after_another(tmp_path):
+    """Why server runs need no thread lock of hybridmcp's: ``langgraph dev`` starts a run on a
+    thread only once the thread's running run has ended, whatever the multitask strategy.
+    Three runs asked at once on one thread, each a write that sleeps after writing: the
+    second (``enqueue``) starts after the first has ended, the third (``reject``) is refused
+    while they run; each write asked is made once."""
+    from langgraph_sdk import get_client
+    from langgraph_sdk.errors import ConflictError
+
+    from tests.integration.test_server import serve
+
+    journal = tmp_path / "journal.txt"
+    config = annotation_config(journal, "bare")
+    for server in config["mcpServers"].values():
+        server["timeout_ms"] = 20_000
+    (tmp_path / "notes.json").write_text(json.dumps(config))
+
+    def task(entry: str) -> dict[str, Any]:
+        args = {"entry": entry, "sleep_ms": 1000}
+        return {"requests": [{"id": "w", "skill": "note.write", "args": args}]}
+
+    with serve(tmp_path / "server.log", HYBRIDMCP_CONFIG=str(tmp_path / "notes.json")) as url:
+        client = get_client(url=url)
+        async with asyncio.timeout(120):
+            thread = (await client.threads.create())["thread_id"]
+            first = await client.runs.create(thread, "hybridmcp", input=task("first"))
+            second = await client.runs.create(
+                thread, "hybridmcp", input=task("second"), multitask_strategy="enqueue"
+            )
+            with pytest.raises(ConflictError):
+                await client.runs.create(
+                    thread, "hybridmcp", input=task("third"), multitask_strategy="reject"
+                )
+            await client.runs.join(thread, first["run_id"])
+            await client.runs.join(thread, second["run_id"])
+            runs = {r["run_id"]: r for r in await client.runs.list(thread)}
+            state = (await client.threads.get_state(thread))["values"]
+    assert sorted(journal_lines(journal)) == ["bare first", "bare second"]
+    assert runs[first["run_id"]]["status"] == runs[second["run_id"]]["status"] == "success"
+    [attempt] = state["attempts"]  # the second run's own (each run starts without the first's)
+    assert attempt["ok"] and attempt["value"]["entry"] == "second", attempt
+    first_done = runs[first["run_id"]]["updated_at"]  # when the first run ended
+    assert datetime.fromtimestamp(attempt["started_at"], UTC) > datetime.fromisoformat(first_done)
 
 
 @requires_sqlite

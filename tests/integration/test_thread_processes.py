@@ -195,3 +195,40 @@ async def test_a_run_cancelled_while_it_takes_its_thread_leaves_it_free(pg_url: 
             await locks.close()
             await other.close()
     assert held == [], f"{len(held)} of 120 threads left locked"
+
+
+async def test_a_run_whose_thread_lock_connection_drops_is_stopped(pg_url: str) -> None:
+    """The connection holding a running thread's advisory lock on PostgreSQL is ended (a
+    database restart, a network cut: here ``pg_terminate_backend``), which frees the lock for
+    any other process: the run notices and stops with :class:`ThreadLockLost` instead of
+    going on unguarded; run again, the thread resumes (a new connection takes its lock) and
+    finishes."""
+    import psycopg
+
+    from hybridmcp.errors import ThreadLockLost
+    from hybridmcp.thread_lock import thread_key
+
+    faults = {"*": {"latency_ms": 4000}}
+    cfg = parse_config({"mcpServers": {"faults": faultserver_stdio(faults, timeout_ms=60_000)}})
+    task = parse_task({"requests": REQUESTS})
+    key = thread_key("job")
+    async with (
+        asyncio.timeout(120),
+        open_persistence(pg_url) as (saver, store),
+        Coordinator.open(cfg, checkpointer=saver, store=store) as co,
+        await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as other,
+    ):
+        co.resources.thread_locks.watch_s = 0.2
+        first = asyncio.create_task(co.run(task, thread_id="job"))
+        while co.resources.pool.status("faults").in_flight == 0:  # noqa: ASYNC110 (a counter)
+            await asyncio.sleep(0.01)
+        cursor = await other.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid::bigint = %s AND objid::bigint = %s AND objsubid = 1",
+            ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+        )
+        assert await cursor.fetchall() == [(True,)]  # the lock's connection, ended
+        with pytest.raises(ThreadLockLost, match="'job'"):
+            await first
+        out = await co.run(task, thread_id="job")
+    assert out["status"] == "ok", out

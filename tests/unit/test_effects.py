@@ -3,7 +3,7 @@
 import pytest
 from mcp.types import Tool, ToolAnnotations
 
-from hybridmcp.capabilities.registry import build_registry
+from hybridmcp.capabilities.registry import build_registry, relisted
 from hybridmcp.config import ResilienceConfig, parse_config
 from hybridmcp.policy.arbitration import add_probe, arbitrate
 from hybridmcp.policy.degradation import plan_round
@@ -72,6 +72,42 @@ def test_config_overrides_annotations_per_provider_and_skill():
     assert reg.get("a.two").effect == "idempotent"
     assert reg.get("a.three").effect == "read"  # internal providers are read unless declared
     assert reg.get("ro.q").effect == "read" and reg.get("ro.d").effect == "write"
+
+
+def test_a_relisted_server_takes_its_tools_new_annotations_and_nothing_else():
+    """``s`` lists ``w`` (read-only), then ``late`` (destructive) and ``w`` again, read-only
+    still; ``gone`` leaves its list: it keeps its class. A declared effect wins over the new
+    annotations; the other server's providers and skills added since (a tool given to a
+    HybridToolNode) are kept as they were."""
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "x"}, "o": {"command": "x"}},
+            "skills": {
+                "n.late": {"providers": [{"side": "external", "server": "s", "tool": "late"}]},
+                "n.kept": {
+                    "effect": "read",
+                    "providers": [{"side": "external", "server": "s", "tool": "late"}],
+                },
+                "n.gone": {"providers": [{"side": "external", "server": "s", "tool": "gone"}]},
+                "n.other": {"providers": [{"side": "external", "server": "o", "tool": "x"}]},
+            },
+        }
+    )
+    first = build_registry(cfg, {"s": [tool("w", readOnlyHint=True), tool("gone")], "o": []})
+    assert first.get("n.late").effect == "read"  # not listed: a call cannot act
+    assert first.get("n.gone").effect == "write" and first.get("n.other").effect == "read"
+    first.skills["mine"] = first.get("s.w")  # registered after start-up
+    listing = [tool("w", readOnlyHint=True), tool("late", destructiveHint=True)]
+    fresh = build_registry(cfg, {"s": listing, "o": []})
+    after = relisted(first, fresh, "s", [t.name for t in listing])
+    assert after is not first and first.get("n.late").effect == "read"  # a new registry
+    assert after.get("n.late").effect == "write"
+    assert after.get("s.late").effect == "write"  # a skill of its own, as at start-up
+    assert after.get("n.kept").effect == "read"  # declared
+    assert after.get("n.gone").effect == "write"  # no longer listed: kept
+    assert after.get("n.other").effect == "read" and after.get("s.w").effect == "read"
+    assert after.get("mine") is first.get("mine")
+    assert after.provider("mcp:s/late").effect == "write"
 
 
 def decide(critical=False, strategy="auto", effect="write"):

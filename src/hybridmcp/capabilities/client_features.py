@@ -15,7 +15,7 @@ The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,9 @@ from mcp.types import (
     ListRootsResult,
     LoggingMessageNotificationParams,
     Root,
+    ServerNotification,
     TextContent,
+    ToolListChangedNotification,
 )
 from pydantic import FileUrl
 
@@ -212,6 +214,9 @@ class ClientHooks:
     release: ReleaseFn | None = None
     """The privacy policy on a person's answer before it goes to the server (the gate's
     ``release_answer``): without it, no person's answer is sent (declined)."""
+    tools_changed: Callable[[str], Coroutine[Any, Any, None]] | None = None
+    """Called with a server's name once its tools were listed again after it said they changed
+    (``notifications/tools/list_changed``): the registry takes their new annotations."""
 
 
 class ServerFeatures:
@@ -232,6 +237,8 @@ class ServerFeatures:
         self.unreadable: Exception | None = None
         """The last thing the server sent that was not a JSON-RPC message (what a start-up
         that timed out got instead of an answer)."""
+        self.on_tools_changed: Callable[[], None] | None = None
+        """What the session does when the server says its tool list changed (list it again)."""
 
     def session_kwargs(self) -> dict[str, Any]:
         """The ``ClientSession`` keywords: identity, log and message handlers always; roots,
@@ -260,8 +267,13 @@ class ServerFeatures:
         self.server_log.log(log_level(params.level), "%s: %s", source, params.data)
 
     async def on_message(self, message: Any) -> None:
-        """Anything the session could not read (a server writing garbage to stdout) is logged
-        as one line; the session goes on."""
+        """A server saying its tool list changed has it listed again; anything the session
+        could not read (a server writing garbage to stdout) is logged as one line; the session
+        goes on."""
+        if isinstance(message, ServerNotification):
+            if isinstance(message.root, ToolListChangedNotification) and self.on_tools_changed:
+                self.on_tools_changed()
+            return
         if isinstance(message, Exception):
             self.unreadable = message
             log.info(

@@ -377,7 +377,9 @@ class _ServerSession:
         self.settings = settings
         self.auth = auth
         """The server's OAuth (held across re-opens, so its tokens are too)."""
-        self.features = ServerFeatures(name, config, self._sole_scope, hooks or ClientHooks())
+        self.hooks = hooks or ClientHooks()
+        self.features = ServerFeatures(name, config, self._sole_scope, self.hooks)
+        self.features.on_tools_changed = self._tools_changed
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
         self._owner: asyncio.Task[None] | None = None
@@ -456,6 +458,7 @@ class _ServerSession:
                     self.status.error = None
                     self.status.opened_at = time.time()
                     published = True
+                    self._announce()  # a server up again (or up at last) may list other tools
                 ready.set()
                 await stop.wait()
         except asyncio.CancelledError:
@@ -533,6 +536,45 @@ class _ServerSession:
         self.status.error = why
         self._retire()
         self.reopen_in_background()
+
+    def _tools_changed(self) -> None:
+        """The server said its tool list changed: list it again, apart from the session's
+        reading of messages (which waits for this notification's handling to end, and would
+        never read the listing's answer)."""
+        task = asyncio.create_task(self._relist(), name=f"mcp-relist:{self.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _relist(self) -> None:
+        """The server's tools listed again, for the registry to take their annotations; a
+        listing that fails or takes longer than a start-up may is logged and changes nothing."""
+        session = self._session
+        if session is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.startup_timeout_ms / 1000):
+                listed = await session.list_tools()
+        except Exception as err:
+            log.warning(
+                "MCP server %r: its tools changed and could not be listed again: %s",
+                self.name,
+                _describe(err) or type(err).__name__,
+            )
+            return
+        if self._session is not session:  # replaced meanwhile: the new session listed them
+            return
+        self.status.tools = list(listed.tools)
+        self._announce()
+
+    def _announce(self) -> None:
+        """Tell the registry the server's tools as last listed (once the pool's hooks are set:
+        the first listing at start-up builds the registry)."""
+        hook = self.hooks.tools_changed
+        if hook is None:
+            return
+        task = asyncio.create_task(hook(self.name), name=f"mcp-tools-changed:{self.name}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         self._closed = True

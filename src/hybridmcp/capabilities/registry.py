@@ -343,6 +343,33 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
     return registry
 
 
+def relisted(registry: Registry, fresh: Registry, server: str, listed: Iterable[str]) -> Registry:
+    """``registry`` once ``server`` listed its tools again (``listed``, their names): its
+    providers of a listed tool are ``fresh``'s (built from the new lists, so their effect class
+    comes from the new annotations unless config declares one), a listed tool that is no skill
+    yet becomes one; a tool no longer listed keeps the class it had, never weakened by leaving
+    the list; the server is no longer unavailable. Everything else (skills registered since
+    start-up too) is kept as it is. A new registry: what was derived from the old one
+    (provider indexes) is derived afresh."""
+    names = set(listed)
+    new = {  # by skill too: the providers of one tool in two skills may differ in effect
+        (s.name, p.id): p
+        for s in fresh.skills.values()
+        for p in s.providers
+        if p.server == server and p.tool in names
+    }
+    skills = dict(registry.skills)
+    for name, skill in registry.skills.items():
+        providers = tuple(new.get((name, p.id), p) for p in skill.providers)
+        if providers != skill.providers:
+            skills[name] = dataclasses.replace(skill, providers=providers)
+    for name, skill in fresh.skills.items():
+        if name not in skills and any(p.server == server for p in skill.providers):
+            skills[name] = skill
+    unavailable = {name: why for name, why in registry.unavailable.items() if name != server}
+    return Registry(skills=skills, unavailable=unavailable, disabled=registry.disabled)
+
+
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -69,7 +68,7 @@ from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
 from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
-from hybridmcp.state import Batch, WorkItem
+from hybridmcp.state import Batch, WorkItem, colon_key, idempotency_key
 from hybridmcp.stats_store import stats_lock
 
 SUSPECT = "suspect"
@@ -591,15 +590,18 @@ def _breaker_events(res: Resources, attempts: list[dict[str, Any]]) -> list[dict
 
 
 def dispatch_key(item: WorkItem) -> str:
-    """A write's key in the store: its run, request, provider and round as a JSON array, which
-    no two calls share (the idempotency key joins them with colons, so thread ``t`` asking
-    request ``a:b`` and thread ``t:a`` asking ``b`` read alike there)."""
-    call = [item["run_id"], item["request_id"], item["provider"], item["round"]]
-    return json.dumps(call, separators=(",", ":"), ensure_ascii=False)
+    """A write's key in the store: its :func:`~hybridmcp.state.idempotency_key` (a JSON array
+    of its run, request, provider and round), computed afresh: a call of a run checkpointed by
+    an earlier version carries that version's colon-joined key."""
+    return idempotency_key(item["run_id"], item["request_id"], item["provider"], item["round"])
+
+
+def _colon_key(item: WorkItem) -> str:
+    return colon_key(item["run_id"], item["request_id"], item["provider"], item["round"])
 
 
 def _earlier_form(prior: Item | None, item: WorkItem) -> Item | None:
-    """A record kept under the idempotency key (how a dispatch was recorded before
+    """A record kept under the colon-joined key (how a dispatch was recorded before
     :func:`dispatch_key`): this call's when its attempt says so; one still without an attempt
     is taken as this call's (a write in flight when the run stopped is not repeated)."""
     if prior is None:
@@ -625,7 +627,7 @@ async def _claim(
     refresh = (store.ttl_config or {}).get("refresh_on_read", True)  # as ``aget`` does
     async with stats_lock(store, [(DISPATCH_LOCK, key)], res.learn_lock, res.store_files):
         found = await store.abatch(
-            [GetOp(DISPATCHED, key, refresh), GetOp(DISPATCHED, item["idempotency_key"], refresh)]
+            [GetOp(DISPATCHED, key, refresh), GetOp(DISPATCHED, _colon_key(item), refresh)]
         )
         prior = found[0] if isinstance(found[0], Item) else None
         prior = prior or _earlier_form(found[1] if isinstance(found[1], Item) else None, item)
@@ -651,7 +653,17 @@ async def _once(
     dispatch without its attempt does not call again: the outcome is unknown (the server may
     have written)."""
     key = dispatch_key(item)
-    prior = await _claim(item, res, store, journal)
+    claim = asyncio.ensure_future(_claim(item, res, store, journal))
+    try:
+        prior = await asyncio.shield(claim)
+    except asyncio.CancelledError:
+        # Cut while taking the dispatch (its record may be written, its lock still being let
+        # go): once the claim has ended, a dispatch it took was never sent, so it is
+        # forgotten and the resumed run sends the write.
+        with contextlib.suppress(Exception):
+            if await claim is None:
+                await _forget_dispatch(store, key)
+        raise
     if prior is not None and prior.value.get("attempt"):
         return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
