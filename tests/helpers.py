@@ -160,3 +160,37 @@ def time_as_text(timezone: str) -> str:
     from hybridmcp.testing.shapes_server import current_time_text
 
     return current_time_text(timezone)
+
+
+_ARITHMETIC = {
+    "Add": lambda a, b: a + b,
+    "Sub": lambda a, b: a - b,
+    "Mult": lambda a, b: a * b,
+    "Div": lambda a, b: a / b,
+    "Pow": lambda a, b: a**b,
+}
+
+
+def _arithmetic(node: Any) -> Any:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_arithmetic(node.operand)
+    if isinstance(node, ast.BinOp) and type(node.op).__name__ in _ARITHMETIC:
+        return _ARITHMETIC[type(node.op).__name__](_arithmetic(node.left), _arithmetic(node.right))
+    raise ValueError(f"unsupported expression: {ast.dump(node)}")
+
+
+def arithmetic(expression: str) -> float | int:
+    """``math.eval`` served internally: the number an arithmetic expression comes to, as a
+    Python number (``mcp-server-calculator`` answers the same as its text: ``"5.0"``)."""
+    import ast
+
+    return _arithmetic(ast.parse(expression.replace("^", "**"), mode="eval").body)
+
+
+def arithmetic_rounded(expression: str) -> float:
+    """A fast ``math.eval`` that rounds to two places: wrong wherever that matters."""
+    return round(float(arithmetic(expression)), 2)

@@ -220,6 +220,8 @@ def _merge_with_builtin(name: str, skill: SkillConfig, builtin: SkillConfig) -> 
 def _internal_provider(
     skill: str, cfg: InternalProviderConfig, default_timeout: float, effect: Effect | None = None
 ) -> Provider:
+    """``internal:<name or skill>``; :func:`build_registry` makes a second unnamed function of
+    one skill ``internal:<skill>#<module:function>``."""
     return Provider(
         id=f"internal:{cfg.name or skill}",
         skill=skill,
@@ -307,12 +309,15 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
         for p in cfg.providers:
             if isinstance(p, InternalProviderConfig):
                 resolve_function(p.function)  # fail at load time, not mid-run
-                providers.append(_internal_provider(name, p, default_timeout, cfg.effect))
+                made = _internal_provider(name, p, default_timeout, cfg.effect)
+                if any(q.id == made.id for q in providers):  # a second function of the skill
+                    made = dataclasses.replace(made, id=f"{made.id}#{p.function}")
             else:
                 tool = listed.get((p.server, p.tool))
                 unlisted = tool is None and p.server in tools
-                made = _external_provider(name, p, config, tool, cfg.effect, unlisted)
-                providers.append(ids.distinct(made))
+                made = ids.distinct(_external_provider(name, p, config, tool, cfg.effect, unlisted))
+            if all(q.id != made.id for q in providers):  # the same provider twice is one
+                providers.append(made)
         registry.skills[name] = Skill(
             name=name,
             description=cfg.description,

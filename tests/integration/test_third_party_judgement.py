@@ -1,0 +1,212 @@
+"""Judgement on third-party MCP servers nobody shaped the code around, each cross-validated
+against an internal function as a user would configure it:
+
+- ``mcp-server-calculator`` (PyPI, built on FastMCP): ``calculate`` is declared ``-> str`` and
+  answers ``str(result)``, sent as structured content ``{"result": "5.0"}`` with an output
+  schema; its internal twin returns the Python number;
+- ``mcp-server-fetch`` (PyPI): pages of a local HTTP server this test starts; a page that is
+  not there is the request's error, never the server's;
+- ``@modelcontextprotocol/server-sequential-thinking`` (npm, TypeScript SDK): structured content
+  beside its JSON text, and invalid arguments reported as a tool error, not as JSON-RPC;
+- ``mcp-server-git`` (PyPI): a repository the test creates; a revision that does not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from langgraph.store.memory import InMemoryStore
+
+from hybridmcp import Coordinator, parse_task
+from hybridmcp.config import parse_config
+from hybridmcp.stats_store import all_stats
+from tests.helpers import arithmetic
+
+pytestmark = pytest.mark.integration
+HYBRIDMCP = str(Path(sys.executable).with_name("hybridmcp"))
+CALC = "mcp:calc/calculate"
+
+
+def events(out: dict[str, Any], code: str) -> list[dict[str, Any]]:
+    return [e for e in out["events"] if e["code"] == code]
+
+
+def calculator_skill(*internal: str) -> dict[str, Any]:
+    """``math.eval``: the given internal functions and ``mcp-server-calculator``'s tool. Its
+    tool has no annotations (so it would be a write): the user declares it a read."""
+    return {
+        "description": "The number an arithmetic expression comes to.",
+        "effect": "read",
+        "input_schema": {
+            "type": "object",
+            "properties": {"expression": {"type": "string"}},
+            "required": ["expression"],
+        },
+        "providers": [
+            *({"side": "internal", "function": f"tests.helpers:{fn}"} for fn in internal),
+            {"side": "external", "server": "calc", "tool": "calculate"},
+        ],
+    }
+
+
+def calculator_config(*internal: str) -> dict[str, Any]:
+    return {
+        "mcpServers": {
+            # a local process, cleared for anything: the privacy scan takes some numbers for
+            # what they are not (``51.10546875`` reads as a phone number)
+            "calc": {
+                "command": "mcp-server-calculator",
+                "timeout_ms": 10_000,
+                "clearance": "restricted",
+            }
+        },
+        "skills": {"math.eval": calculator_skill(*internal)},
+    }
+
+
+def evaluate(expressions: list[str], **extra: Any) -> Any:
+    return parse_task(
+        [{"id": e, "skill": "math.eval", "args": {"expression": e}, **extra} for e in expressions]
+    )
+
+
+# -- mcp-server-calculator: a number sent as its text is that number -----------------------
+
+
+EXPRESSIONS = ["2+3", "10/2", "0.1+0.2", "2**0.5", "1/3", "-7*6", "2**70", "1e3/8"]
+
+
+async def test_a_fastmcp_str_answer_agrees_with_the_number_its_twin_returns() -> None:
+    """``"5.0"`` from the calculator and ``5.0`` from the internal twin are one answer: every
+    critical request is cross-validated and agrees (it was unresolved, exit 4, on all of them);
+    the metrics count each one cross-validated and none in conflict."""
+    async with (
+        asyncio.timeout(60),
+        Coordinator.open(parse_config(calculator_config("arithmetic"))) as co,
+    ):
+        out = await co.run(evaluate(EXPRESSIONS, critical=True))
+    assert out["status"] == "ok", out["events"]
+    for expression, result in out["results"].items():
+        assert result["status"] == "ok" and result["agreement"] is True, result
+        assert [a["ok"] for a in result["attempts"]] == [True, True], result["attempts"]
+        assert float(result["value"]) == arithmetic(expression)
+    assert out["conflicts"] == [] and not events(out, "CONFLICT_UNRESOLVED")
+    assert out["quality"]["cross_validated"] == len(EXPRESSIONS)
+    assert out["quality"]["unresolved"] == 0
+
+
+async def test_a_wrong_answer_is_still_a_conflict() -> None:
+    """The twin that rounds to two places disagrees wherever rounding matters, and is
+    recorded as a conflict, unresolved on a critical request; where it does not, it agrees."""
+    async with (
+        asyncio.timeout(60),
+        Coordinator.open(parse_config(calculator_config("arithmetic_rounded"))) as co,
+    ):
+        out = await co.run(evaluate(["1/3", "2**0.5", "10/4", "2+3"], critical=True))
+    results = out["results"]
+    for wrong in ("1/3", "2**0.5"):
+        assert results[wrong]["status"] == "unresolved", results[wrong]
+        assert results[wrong]["values"] == {
+            "internal:math.eval": round(arithmetic(wrong), 2),
+            CALC: str(arithmetic(wrong)),
+        }
+    for right in ("10/4", "2+3"):
+        assert results[right]["agreement"] is True, results[right]
+    assert {c["request_id"] for c in out["conflicts"]} == {"1/3", "2**0.5"}
+    assert out["quality"]["unresolved"] == 2 and out["quality"]["cross_validated"] == 4
+
+
+async def test_after_learning_the_fast_rounding_side_never_wins() -> None:
+    """Critical requests with a third provider (an exact internal twin) show the fast rounding
+    side wrong; afterwards, with only the rounding side and the calculator, the calculator wins
+    every conflict on evidence, though the internal side is far faster and cheaper."""
+    store = InMemoryStore()
+    learn = ["1/3", "2/3", "2**0.5", "1/7"]
+    async with asyncio.timeout(120):
+        cfg = parse_config(calculator_config("arithmetic_rounded", "arithmetic"))
+        async with Coordinator.open(cfg, store=store) as co:
+            for expression in learn:
+                out = await co.run(evaluate([expression], critical=True))
+                result = out["results"][expression]
+                assert result["status"] == "ok", result
+                assert float(result["value"]) == arithmetic(expression), result
+        cfg = parse_config(calculator_config("arithmetic_rounded"))
+        async with Coordinator.open(cfg, store=store) as co:
+            out = await co.run(evaluate(["1/9", "5/7"], strategy="hybrid"))
+    for expression, result in out["results"].items():
+        assert result["status"] == "ok", result
+        assert result["served_by"]["provider"] == CALC, result
+        assert float(result["value"]) == arithmetic(expression)
+    assert {c["resolution_strategy"] for c in out["conflicts"]} == {"EVIDENCE_OF_CORRECTNESS"}
+    learned = {s.provider: s for s in await all_stats(store)}
+    assert learned[CALC].successes == learned[CALC].calls == len(learn) + 2
+
+
+def test_generated_expressions_agree_through_the_real_calculator() -> None:
+    """Hypothesis over sums, products and quotients of integers and floats, each sent to the
+    real calculator and to the internal twin: every one agrees, whatever text the server
+    makes of the number (``1e+16``, ``-0.0``, ``5.0``)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    floats = st.floats(min_value=-1e12, max_value=1e12).filter(lambda x: abs(x) > 1e-3)
+    numbers = st.integers(-(10**6), 10**6) | floats
+    expressions = st.builds(
+        lambda a, op, b: f"{a!r}{op}({b!r})", numbers, st.sampled_from("+-*/"), numbers
+    ).filter(lambda e: "/(0" not in e and "/(-0" not in e)
+    cfg = parse_config(calculator_config("arithmetic"))
+    with asyncio.Runner() as runner:
+        co_cm = Coordinator.open(cfg)
+        co = runner.run(co_cm.__aenter__())
+        try:
+
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+            @given(st.lists(expressions, min_size=1, max_size=6, unique=True))
+            def check(batch: list[str]) -> None:
+                out = runner.run(co.run(evaluate(batch, critical=True)))
+                for expression, result in out["results"].items():
+                    assert result["agreement"] is True, (expression, out["events"])
+                assert out["conflicts"] == []
+
+            check()
+        finally:
+            runner.run(co_cm.__aexit__(None, None, None))
+
+
+def test_the_cli_cross_validates_the_calculator(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(calculator_config("arithmetic")))
+    task = tmp_path / "task.json"
+    task.write_text(
+        json.dumps(
+            {
+                "requests": [
+                    {"id": e, "skill": "math.eval", "args": {"expression": e}, "critical": True}
+                    for e in ("0.1+0.2", "10/2")
+                ]
+            }
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [HYBRIDMCP, "run", "--json", "--db", ":memory:", "-c", str(config), str(task)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "ok"
+    assert [(r["agreement"], float(r["value"])) for r in data["results"]] == [
+        (True, 0.1 + 0.2),
+        (True, 5.0),
+    ]
