@@ -18,6 +18,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +214,90 @@ def test_the_cli_cross_validates_the_calculator(tmp_path: Path) -> None:
         (True, 0.1 + 0.2),
         (True, 5.0),
     ]
+
+
+# -- mcp-server-fetch: a page that is not there is the request's ----------------------------
+
+
+@contextmanager
+def local_site(root: Path) -> Iterator[str]:
+    """An HTTP server of ``root`` on a free port, in a thread; ``/busy`` answers 503."""
+
+    class Handler(SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)
+
+        def do_GET(self) -> None:
+            if self.path.startswith("/busy"):
+                self.send_error(503, "Service Unavailable")
+            else:
+                super().do_GET()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+FETCH = "mcp:fetch/fetch"
+
+
+def fetch_config() -> Any:
+    args = ["--allow-private-ips", "--ignore-robots-txt"]
+    return parse_config({"mcpServers": {"fetch": {"command": "mcp-server-fetch", "args": args}}})
+
+
+def fetches(site: str, paths: list[str], **args: Any) -> Any:
+    return parse_task(
+        [{"id": p, "skill": "fetch.fetch", "args": {"url": f"{site}/{p}", **args}} for p in paths]
+    )
+
+
+async def test_pages_that_are_not_there_are_the_requests_not_the_fetch_servers(
+    tmp_path: Path,
+) -> None:
+    """Eight pages that are not there (``status code 404``) fail as the requests' errors: no
+    degradation, no circuit opened (five of them used to open it, and the next page that was
+    there was refused for 30 s), nothing learned against the server. The next page is served,
+    and a truncated one (``<error>Content truncated...</error>`` at its end) is an answer."""
+    (tmp_path / "note.txt").write_text("hello, fetch\n" * 3)
+    store = InMemoryStore()
+    missing = [f"missing-{i}.json" for i in range(8)]
+    with local_site(tmp_path) as site:
+        async with asyncio.timeout(90), Coordinator.open(fetch_config(), store=store) as co:
+            first = await co.run(fetches(site, missing))
+            second = await co.run(fetches(site, ["note.txt"]))
+            third = await co.run(fetches(site, ["note.txt"], max_length=5))
+    for path in missing:
+        result = first["results"][path]
+        assert result["status"] == "error", result
+        assert "status code 404" in result["error"], result
+        assert [a["error_kind"] for a in result["attempts"]] == ["request"], result["attempts"]
+    assert not events(first, "CIRCUIT_OPENED")
+    assert not events(first, "EXTERNAL_DEGRADATION_DETECTED")
+    page = second["results"]["note.txt"]
+    assert page["status"] == "ok" and "hello, fetch" in page["value"], page
+    assert second["metrics"]["circuits"][FETCH]["trips"] == 0
+    cut = third["results"]["note.txt"]
+    assert cut["status"] == "ok" and "Content truncated" in cut["value"], cut
+    learned = {s.provider: s for s in await all_stats(store)}[FETCH]
+    assert learned.calls == learned.successes == 2
+
+
+async def test_a_page_the_site_fails_to_serve_is_the_providers(tmp_path: Path) -> None:
+    """A 503 from the site is the external side failing (its error names the status), not
+    the request: the attempt is the provider's and its degradation is reported."""
+    with local_site(tmp_path) as site:
+        async with asyncio.timeout(60), Coordinator.open(fetch_config()) as co:
+            out = await co.run(fetches(site, ["busy"]))
+    result = out["results"]["busy"]
+    assert "status code 503" in result["error"], result
+    assert [a["error_kind"] for a in result["attempts"]] == ["provider"]
+    assert events(out, "EXTERNAL_DEGRADATION_DETECTED")

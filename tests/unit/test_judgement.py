@@ -57,6 +57,11 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Error executing tool add: 1 validation error for addArguments\nb\n  Field required",
         # the TypeScript SDK's, as a tool error
         "MCP error -32602: Input validation error: Invalid arguments for tool get-sum",
+        # an HTTP client error a tool passes on: mcp-server-fetch, of a page that is not there
+        "Failed to fetch http://localhost:8000/missing.json - status code 404",
+        "Request failed with status code 400",
+        "HTTP 422: the query parameter 'q' is empty",
+        "GitHub API error: status_code=410 (gone)",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -85,6 +90,12 @@ def test_errors_that_blame_the_input(text: str) -> None:
         "Object of type datetime is not JSON serializable",
         "Error: database is locked",
         "Service temporarily unavailable: no such table cache, try again later",
+        # HTTP statuses of the server's own failure, limits or credentials
+        "Failed to fetch http://localhost:8000/data.json - status code 503",
+        "HTTP/1.1 500 while reading the invalid row",
+        "Request failed with status code 429",
+        "status code 401: invalid token",
+        "Failed to fetch http://localhost:8000/x: ConnectError('All connection attempts failed')",
     ],
 )
 def test_errors_that_do_not(text: str) -> None:
