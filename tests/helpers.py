@@ -194,3 +194,18 @@ def arithmetic(expression: str) -> float | int:
 def arithmetic_rounded(expression: str) -> float:
     """A fast ``math.eval`` that rounds to two places: wrong wherever that matters."""
     return round(float(arithmetic(expression)), 2)
+
+
+def thought_step(
+    thought: str, nextThoughtNeeded: bool, thoughtNumber: Any, totalThoughts: Any, **_: Any
+) -> dict[str, Any]:
+    """``think.step`` served internally: the step as
+    ``@modelcontextprotocol/server-sequential-thinking`` answers it, with its numbers read from
+    whatever was sent (``"2"`` or ``2``) as Python floats, its keys in another order, and
+    without the server's session state (``thoughtHistoryLength``)."""
+    return {
+        "nextThoughtNeeded": nextThoughtNeeded,
+        "totalThoughts": float(totalThoughts),
+        "thoughtNumber": float(thoughtNumber),
+        "branches": [],
+    }

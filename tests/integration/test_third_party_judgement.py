@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -301,3 +302,97 @@ async def test_a_page_the_site_fails_to_serve_is_the_providers(tmp_path: Path) -
     assert "status code 503" in result["error"], result
     assert [a["error_kind"] for a in result["attempts"]] == ["provider"]
     assert events(out, "EXTERNAL_DEGRADATION_DETECTED")
+
+
+# -- @modelcontextprotocol/server-sequential-thinking (TypeScript) --------------------------
+
+
+def sequential_thinking_entry() -> str | None:
+    prefix = os.environ.get("MCP_EVERYTHING_DIR")
+    if not prefix:
+        return None
+    entry = Path(
+        prefix, "node_modules/@modelcontextprotocol/server-sequential-thinking/dist/index.js"
+    )
+    return str(entry) if entry.exists() else None
+
+
+requires_sequential_thinking = pytest.mark.skipif(
+    shutil.which("node") is None or sequential_thinking_entry() is None,
+    reason="needs node and @modelcontextprotocol/server-sequential-thinking "
+    "(npm install --prefix DIR ... with MCP_EVERYTHING_DIR=DIR)",
+)
+THINK = "mcp:thinking/sequentialthinking"
+
+
+def thinking_config() -> Any:
+    node = shutil.which("node") or "node"
+    return parse_config(
+        {
+            "mcpServers": {
+                "thinking": {
+                    "command": node,
+                    "args": [str(sequential_thinking_entry())],
+                    "env": {"PATH": os.environ["PATH"], "DISABLE_THOUGHT_LOGGING": "true"},
+                    "timeout_ms": 10_000,
+                }
+            },
+            "skills": {
+                "think.step": {
+                    "comparator": {
+                        "type": "json_subset",
+                        "fields": ["thoughtNumber", "totalThoughts", "nextThoughtNeeded"],
+                    },
+                    "providers": [
+                        {"side": "internal", "function": "tests.helpers:thought_step"},
+                        {"side": "external", "server": "thinking", "tool": "sequentialthinking"},
+                    ],
+                }
+            },
+        }
+    )
+
+
+def step(rid: str, number: Any, total: Any, more: bool = True) -> dict[str, Any]:
+    args = {
+        "thought": f"step {number} ✓ — ünïcode",
+        "nextThoughtNeeded": more,
+        "thoughtNumber": number,
+        "totalThoughts": total,
+    }
+    return {"id": rid, "skill": "think.step", "args": args, "critical": True}
+
+
+@requires_sequential_thinking
+async def test_a_typescript_servers_structured_answer_agrees_with_a_twin_in_another_shape() -> None:
+    """The server sends structured content beside its JSON text (2-space indented), with an
+    output schema; the twin sends floats, other key order, numbers it was given as text. They
+    agree on the compared fields, whatever the server's own session state. Invalid steps
+    (``thoughtNumber`` 0 or ``"abc"``), which the TypeScript SDK reports as a tool error
+    (``MCP error -32602: Input validation error``, ``isError``) rather than as JSON-RPC, are
+    the requests' errors: not the server's, nothing reallocated or learned against it."""
+    store = InMemoryStore()
+    task = parse_task([step("one", 1, 3), step("two", "2", "3"), step("three", 3.0, 3, more=False)])
+    bad = parse_task([step("zero", 0, 3), step("word", "abc", 3)])
+    async with asyncio.timeout(60), Coordinator.open(thinking_config(), store=store) as co:
+        out = await co.run(task)
+        wrong = await co.run(bad)
+    for rid in ("one", "two", "three"):
+        result = out["results"][rid]
+        assert result["status"] == "ok" and result["agreement"] is True, result
+        assert [a["ok"] for a in result["attempts"]] == [True, True]
+    assert out["conflicts"] == [] and out["quality"]["cross_validated"] == 3
+    for rid in ("zero", "word"):
+        kinds = {a["provider"]: a.get("error_kind") for a in wrong["results"][rid]["attempts"]}
+        assert kinds[THINK] == "request", wrong["results"][rid]["attempts"]
+    # the twin takes step 0, which the server refuses: served by the twin, the server's
+    # rejection is no degradation (it was reported as one), the skipped cross-validation said
+    zero = wrong["results"]["zero"]
+    assert zero["status"] == "ok" and zero["served_by"]["side"] == "internal", zero
+    assert [e["request_id"] for e in events(wrong, "CROSS_VALIDATION_SKIPPED")] == ["zero"]
+    word = wrong["results"]["word"]  # both sides reject "abc"
+    assert word["status"] == "error" and "Input validation error" in word["error"], word
+    assert [e["request_id"] for e in events(wrong, "REQUEST_ERROR")] == ["word"]
+    assert not events(wrong, "EXTERNAL_DEGRADATION_DETECTED")
+    learned = {s.provider: s for s in await all_stats(store)}[THINK]
+    assert learned.calls == learned.successes == 3

@@ -62,6 +62,11 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Request failed with status code 400",
         "HTTP 422: the query parameter 'q' is empty",
         "GitHub API error: status_code=410 (gone)",
+        # mcp-server-git: a revision, a branch, a path that names nothing
+        "Ref 'nope' did not resolve to an object",
+        "Cmd('git') failed due to: exit code(128)\n  cmdline: git add -- x.txt\n  stderr: "
+        "'fatal: pathspec 'x.txt' did not match any files'",
+        "fatal: ambiguous argument 'nope': unknown revision or path not in the working tree.",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:

@@ -256,3 +256,19 @@ def test_every_request_is_planned_as_before_the_short_path(
     finally:
         d._plan_request = before
     assert now == reference
+
+
+def test_a_side_that_rejected_the_request_is_not_degraded_when_the_other_answered():
+    """A hybrid request: the server rejects the input (``MCP error -32602``, a request error)
+    while the internal side answers it. The request settles on the answer; the server is not
+    reported degraded (it was, with an error rate counting the rejection), nor does the
+    rejection count among the run's failed calls of that server."""
+    hybrid = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    rejected = {**attempt("e", False, error="rejected the request"), "error_kind": "request"}
+    p = plan(hybrid, [attempt("i", True), rejected])
+    assert p.settled == ["r"] and not p.moves and not p.failed
+    assert p.events == []
+    assert run_calls([attempt("i", True), rejected, attempt("e", False, error="boom")]) == {
+        "i": (0, 1),
+        "e": (1, 2),
+    }

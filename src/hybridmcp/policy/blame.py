@@ -33,7 +33,8 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\bnot found\b",
     r"\bno such (file|directory|table|column|key|resource)",
     r"\bdoes not exist\b",
-    r"\bunknown (timezone|argument|parameter|key|field|column|table)\b",
+    r"\bdid not (resolve|match any)\b",  # git: a ref, a pathspec that names nothing
+    r"\bunknown (timezone|argument|parameter|key|field|column|table|revision|branch)\b",
     r"\b(is|are) required\b",
     r"\bmissing (required )?(argument|parameter|field|property)",
     r"\bvalidation error",
