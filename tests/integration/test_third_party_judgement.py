@@ -186,35 +186,54 @@ def test_generated_expressions_agree_through_the_real_calculator() -> None:
             runner.run(co_cm.__aexit__(None, None, None))
 
 
-def test_the_cli_cross_validates_the_calculator(tmp_path: Path) -> None:
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(calculator_config("arithmetic")))
-    task = tmp_path / "task.json"
-    task.write_text(
-        json.dumps(
-            {
-                "requests": [
-                    {"id": e, "skill": "math.eval", "args": {"expression": e}, "critical": True}
-                    for e in ("0.1+0.2", "10/2")
-                ]
-            }
-        )
-    )
+def hybridmcp(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run(
-        [HYBRIDMCP, "run", "--json", "--db", ":memory:", "-c", str(config), str(task)],
+    return subprocess.run(
+        [HYBRIDMCP, "run", "--json", "--db", ":memory:", *args],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
     )
+
+
+def test_the_cli_cross_validates_the_calculator(tmp_path: Path) -> None:
+    """Through ``hybridmcp run`` (checkpointed): a number as text agrees with the number, and
+    an integer beyond 64 bits (``2**70``), which a checkpoint cannot hold, is its decimal text
+    on both sides and agrees (the run crashed with a traceback at its first checkpoint)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(calculator_config("arithmetic")))
+    task = tmp_path / "task.json"
+    requests = [
+        {"id": e, "skill": "math.eval", "args": {"expression": e}, "critical": True}
+        for e in ("0.1+0.2", "10/2", "2**70")
+    ]
+    task.write_text(json.dumps({"requests": requests}))
+    proc = hybridmcp("-c", str(config), str(task))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "ok"
     assert [(r["agreement"], float(r["value"])) for r in data["results"]] == [
         (True, 0.1 + 0.2),
         (True, 5.0),
+        (True, 2.0**70),
     ]
+    assert data["results"][2]["value"] == str(2**70)
+
+
+def test_the_built_in_calculator_past_64_bits_and_an_argument_past_them(tmp_path: Path) -> None:
+    task = tmp_path / "task.json"
+    task.write_text(
+        json.dumps([{"id": "a", "skill": "math.calculate", "args": {"expression": "3**50"}}])
+    )
+    proc = hybridmcp(str(task))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["value"] == {"value": str(3**50)}
+    big = {"data": {"id": 3**50}, "path": "$.id"}
+    task.write_text(json.dumps([{"id": "a", "skill": "json.query", "args": big}]))
+    proc = hybridmcp(str(task))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "args.data.id is an integer beyond 64 bits" in proc.stderr
 
 
 # -- mcp-server-fetch: a page that is not there is the request's ----------------------------

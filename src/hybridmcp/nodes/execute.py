@@ -47,7 +47,7 @@ from hybridmcp.callcontext import apart_from_step
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.pairs import PairKey
-from hybridmcp.capabilities.registry import Provider, invoke_internal
+from hybridmcp.capabilities.registry import Provider, checkpointable, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
     BackPressureError,
@@ -128,7 +128,7 @@ def _attempt(
         "queue_ms": round(timing.queue_ms, 3),
         "sent": sent,
         "cost": cost if sent else 0.0,
-        "value": value,
+        "value": checkpointable(value),
         "error": error,
     }
     if timing.in_flight is not None:
