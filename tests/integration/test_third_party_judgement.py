@@ -415,3 +415,33 @@ async def test_a_typescript_servers_structured_answer_agrees_with_a_twin_in_anot
     assert not events(wrong, "EXTERNAL_DEGRADATION_DETECTED")
     learned = {s.provider: s for s in await all_stats(store)}[THINK]
     assert learned.calls == learned.successes == 3
+
+
+async def test_a_failed_call_that_was_sent_is_paid_in_the_cost_report() -> None:
+    """The calculator at 0.5 a call, a budget of 1.0: a call the server fails (an unknown
+    name) and one it answers both reached it and both are paid, as the gate's budget keeps
+    them; the run's cost said 0.5 spent and 0.5 remaining (the failed call cost 0), and so
+    contradicted the gate, which refuses the third call."""
+    cfg = calculator_config("arithmetic")
+    cfg["mcpServers"]["calc"]["cost_per_call"] = 0.5
+    pinned = {"strategy": "external", "fallback": False}
+    task = parse_task(
+        {
+            "requests": [
+                {"id": "bad", "skill": "math.eval", "args": {"expression": "foo(1)"}, **pinned},
+                {"id": "good", "skill": "math.eval", "args": {"expression": "1+1"}, **pinned},
+            ],
+            "constraints": {"budget": 1.0},
+        }
+    )
+    async with asyncio.timeout(60), Coordinator.open(parse_config(cfg)) as co:
+        out = await co.run(task)
+        after = await co.run(parse_task({**task.model_dump(), "constraints": {"budget": 0.4}}))
+    bad, good = out["results"]["bad"], out["results"]["good"]
+    assert bad["status"] == "error" and good["status"] == "ok", (bad, good)
+    assert [a["cost"] for a in bad["attempts"] + good["attempts"]] == [0.5, 0.5]
+    assert out["cost"]["spent"] == 1.0 and out["cost"]["budget_remaining"] == 0.0
+    assert out["cost"]["by_provider"][CALC] == {"side": "external", "calls": 2, "cost": 1.0}
+    # never sent (the budget cannot pay): no cost
+    assert all(a["cost"] == 0.0 for r in after["results"].values() for a in r["attempts"])
+    assert after["cost"]["spent"] == 0.0

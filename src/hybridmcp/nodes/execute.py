@@ -289,7 +289,9 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
     except Exception as err:  # a provider's own bug must not take the run down
         error, record = f"{type(err).__name__}: {err}", {"error_kind": blame.PROVIDER}
     timing.mark_ended()
-    return _attempt(item, timing, ok=False, started=started, cost=0.0, error=error, **record)
+    # A call that was sent is paid, answered or not (the gate's budget keeps its price)
+    cost = provider.cost_per_call
+    return _attempt(item, timing, ok=False, started=started, cost=cost, error=error, **record)
 
 
 def _timing(res: Resources) -> CallTiming:
