@@ -445,3 +445,58 @@ async def test_a_failed_call_that_was_sent_is_paid_in_the_cost_report() -> None:
     # never sent (the budget cannot pay): no cost
     assert all(a["cost"] == 0.0 for r in after["results"].values() for a in r["attempts"])
     assert after["cost"]["spent"] == 0.0
+
+
+# -- mcp-server-git: a revision that is not there is the request's ----------------------------
+
+
+def git_repo(path: Path) -> Path:
+    """A repository with two commits, one message in other scripts."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org"}
+    env |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=path, env=env, check=True, capture_output=True)
+
+    path.mkdir()
+    git("init", "-q")
+    (path / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("commit", "-qm", "first")
+    (path / "a.txt").write_text("one\ntwo\n")
+    git("commit", "-qam", "second: ünïcode ✓ 日本")
+    return path
+
+
+async def test_revisions_that_do_not_exist_are_the_requests_not_the_git_servers(
+    tmp_path: Path,
+) -> None:
+    """Six ``git_show`` of revisions and branches that are not there (``Ref 'v9' did not
+    resolve to an object``) are the requests' errors: no circuit opened on the healthy git
+    server (five opened it), nothing learned against it; ``HEAD`` is then shown."""
+    repo = str(git_repo(tmp_path / "repo"))
+    cfg = parse_config(
+        {"mcpServers": {"git": {"command": "mcp-server-git", "args": ["--repository", repo]}}}
+    )
+    store = InMemoryStore()
+    revisions = ["v9", "nope", "main~7", "deadbeef", "feature/x", "HEAD~5"]
+    bad = [
+        {"id": r, "skill": "git.git_show", "args": {"repo_path": repo, "revision": r}}
+        for r in revisions
+    ]
+    head = [
+        {"id": "head", "skill": "git.git_show", "args": {"repo_path": repo, "revision": "HEAD"}}
+    ]
+    async with asyncio.timeout(60), Coordinator.open(cfg, store=store) as co:
+        first = await co.run(parse_task(bad))
+        second = await co.run(parse_task(head))
+    for revision in revisions:
+        result = first["results"][revision]
+        assert result["status"] == "error", result
+        assert [a["error_kind"] for a in result["attempts"]] == ["request"], result["attempts"]
+    assert not events(first, "CIRCUIT_OPENED")
+    assert not events(first, "EXTERNAL_DEGRADATION_DETECTED")
+    shown = second["results"]["head"]
+    assert shown["status"] == "ok" and "second: ünïcode ✓ 日本" in shown["value"], shown
+    learned = {s.provider: s for s in await all_stats(store)}["mcp:git/git_show"]
+    assert learned.calls == learned.successes == 1
