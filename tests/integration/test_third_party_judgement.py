@@ -500,3 +500,29 @@ async def test_revisions_that_do_not_exist_are_the_requests_not_the_git_servers(
     assert shown["status"] == "ok" and "second: ünïcode ✓ 日本" in shown["value"], shown
     learned = {s.provider: s for s in await all_stats(store)}["mcp:git/git_show"]
     assert learned.calls == learned.successes == 1
+
+
+# -- a tool error told only in structured content --------------------------------------------
+
+
+async def test_a_tool_error_told_in_structured_content_is_read_and_blamed_by_what_it_says() -> None:
+    """``isError`` with ``{"error": ...}`` as structured content and no text part: the error
+    says what the server said (it read ``(no message)``) and is blamed by it, an invalid input
+    the request's, an unreachable upstream the server's."""
+    from tests.integration.test_answer_shapes import shapes_stdio
+
+    cfg = parse_config({"mcpServers": {"shapes": shapes_stdio()}})
+    task = parse_task(
+        [
+            {"id": kind, "skill": "shapes.structured_error", "args": {"kind": kind}}
+            for kind in ("input", "server")
+        ]
+    )
+    async with asyncio.timeout(60), Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    said = out["results"]["input"]
+    assert "Invalid timezone: Mars/Base" in said["error"], said
+    assert [a["error_kind"] for a in said["attempts"]] == ["request"]
+    server = out["results"]["server"]
+    assert "the upstream store is unreachable" in server["error"], server
+    assert [a["error_kind"] for a in server["attempts"]] == ["provider"]

@@ -29,6 +29,7 @@ from hybridmcp.capabilities.registry import (
     ParsedText,
     Provider,
     answer_to_judge,
+    error_text,
     extract_result,
     json_value,
     map_arguments,
@@ -637,7 +638,7 @@ class Gate:
         """The answer as a value: tool errors raised, untrusted output checked, pseudonyms
         restored, the skill's shape validated."""
         if result.isError:
-            text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+            text = error_text(result)
             _raise_tool_error(provider, text, text[:500] or "(no message)")
         schema = self._output_schema(provider)
         parsed = self._check_output(provider, result, received, schema)

@@ -514,6 +514,15 @@ def _tool_text(result: CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
 
 
+def error_text(result: CallToolResult) -> str:
+    """What a tool error (``isError``) says: its text parts, or, when it has none, its
+    structured content as JSON text (``{"error": "Invalid timezone: ..."}``)."""
+    text = _tool_text(result)
+    if text.strip() or result.structuredContent is None:
+        return text
+    return json.dumps(result.structuredContent, ensure_ascii=False, default=str)
+
+
 # -- answer shapes: what each way an MCP tool can answer becomes (README "Answer shapes") -------
 
 FASTMCP_WRAP_MARKER = "x-fastmcp-wrap-result"
@@ -712,7 +721,7 @@ def extract_result(
     ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping);
     ``parsed``: the answer's text part and its :func:`json_value`, when the caller has it."""
     if result.isError:
-        text = _tool_text(result)
+        text = error_text(result)
         raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
     value = _answer_value(
         result,
