@@ -311,6 +311,32 @@ async def test_pages_that_are_not_there_are_the_requests_not_the_fetch_servers(
     assert learned.calls == learned.successes == 2
 
 
+async def test_answers_over_the_coordinators_size_limit_are_not_held_against_the_server(
+    tmp_path: Path,
+) -> None:
+    """Six requests for a 1.2 MB page with a ``max_length`` that lets it all through: each
+    answer is over ``tool_output.max_bytes`` (1 MB), a limit of the coordinator's own, so the
+    attempt fails and says so, but the healthy server is neither degraded nor broken (five
+    such answers opened its circuit), nor learned against; the page asked for in parts is
+    served."""
+    (tmp_path / "big.txt").write_text(("lorem ipsum dolor sit amet " * 5 + "\n") * 9000)
+    store = InMemoryStore()
+    with local_site(tmp_path) as site:
+        async with asyncio.timeout(90), Coordinator.open(fetch_config(), store=store) as co:
+            whole = [await co.run(fetches(site, ["big.txt"], max_length=999_999)) for _ in range(6)]
+            part = await co.run(fetches(site, ["big.txt"], max_length=50_000))
+    for out in whole:
+        result = out["results"]["big.txt"]
+        assert result["status"] == "error", result
+        assert "exceeds the 1000000-byte limit" in result["error"], result
+        assert not events(out, "EXTERNAL_DEGRADATION_DETECTED")
+        assert not events(out, "CIRCUIT_OPENED")
+    served = part["results"]["big.txt"]
+    assert served["status"] == "ok" and "lorem ipsum" in served["value"], served
+    learned = {s.provider: s for s in await all_stats(store)}[FETCH]
+    assert learned.calls == learned.successes == 1
+
+
 async def test_a_page_the_site_fails_to_serve_is_the_providers(tmp_path: Path) -> None:
     """A 503 from the site is the external side failing (its error names the status), not
     the request: the attempt is the provider's and its degradation is reported."""

@@ -266,3 +266,11 @@ def test_load_that_slows_every_call_is_not_degradation() -> None:
 
 def test_the_threshold_has_a_floor() -> None:
     assert watch().threshold("p", 0.2) == DegradationConfig().min_slow_ms
+
+
+def test_an_answer_over_the_coordinators_size_limit_is_not_learned_nor_the_requests() -> None:
+    """The provider answered, more than ``tool_output.max_bytes``: the limit is the
+    coordinator's, so nothing is learned of it and the request is free to move elsewhere."""
+    big = attempt("a", "p1", False, error_kind="too_large")
+    assert learnable(big, request_faults([big])) is None
+    assert request_faults([big, attempt("a", "p2", False, error_kind="too_large")]) == set()

@@ -272,3 +272,14 @@ def test_a_side_that_rejected_the_request_is_not_degraded_when_the_other_answere
         "i": (0, 1),
         "e": (1, 2),
     }
+
+
+def test_an_answer_too_large_for_the_coordinator_moves_without_blaming_the_server():
+    big = {
+        **attempt("e", False, error="answer of 2000000 bytes exceeds ..."),
+        "error_kind": "too_large",
+    }
+    p = plan(ALLOC, [big])
+    assert [m["provider"] for m in p.moves] == ["i"]
+    assert p.events == []
+    assert run_calls([big]) == {"e": (0, 1)}

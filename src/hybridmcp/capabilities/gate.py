@@ -37,6 +37,7 @@ from hybridmcp.capabilities.registry import (
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ServerConfig, ToolOutputSettings
 from hybridmcp.errors import (
+    AnswerTooLarge,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -65,10 +66,11 @@ from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
 :func:`digest_id`): a server that writes can recognise a request it has already served."""
-_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed")
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large")
 """Outcomes never held against the provider by its circuit breaker."""
 _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
     RequestError: "request error",
+    AnswerTooLarge: "too large",
     BackPressureError: "not sent",
     CoordinatorClosed: "closed",
 }
@@ -469,8 +471,8 @@ class Gate:
         if problem and is_error_answer(problem):  # a tool error, blamed as one
             said = text if structured is None else _json(structured)
             _raise_tool_error(provider, said, problem)
-        if problem:
-            raise ProviderError(f"{provider.id}: {problem}")
+        if problem:  # too large for the coordinator: its limit, not the provider's failure
+            raise AnswerTooLarge(f"{provider.id}: {problem}")
         return parsed
 
     async def call(
@@ -596,7 +598,7 @@ class Gate:
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
             raise
-        except (RequestError, BackPressureError, CoordinatorClosed) as err:
+        except (RequestError, AnswerTooLarge, BackPressureError, CoordinatorClosed) as err:
             kind = next(o for t, o in _NOT_THE_PROVIDERS_BY_TYPE.items() if isinstance(err, t))
             outcome = f"{kind}: {err}"
             if timing.sent_at is None:

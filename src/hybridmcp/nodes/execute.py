@@ -50,6 +50,7 @@ from hybridmcp.capabilities.pairs import PairKey
 from hybridmcp.capabilities.registry import Provider, checkpointable, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
+    AnswerTooLarge,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -275,6 +276,8 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
         error, record = str(err), {"error_kind": blame.QUEUED}
+    except AnswerTooLarge as err:
+        error, record = str(err), {"error_kind": blame.TOO_LARGE}
     except DeadlineExceededError as err:
         error, record = str(err), {"error_kind": blame.TIMEOUT}
     except RequestError as err:

@@ -93,6 +93,9 @@ REFUSED = "refused"
 """Refused by the gate (privacy, budget, open circuit): never sent."""
 QUEUED = "queued"
 """Still waiting for a session slot at its deadline: never sent."""
+TOO_LARGE = "too_large"
+"""Answered, but larger than the coordinator takes (``tool_output.max_bytes``): the
+coordinator's limit, not the provider's failure; the request may move elsewhere."""
 
 
 def never_sent(attempt: Mapping[str, Any]) -> bool:
@@ -142,7 +145,9 @@ def request_faults(attempts: Iterable[Mapping[str, Any]]) -> set[str]:
 def learnable(attempt: Mapping[str, Any], faults: set[str]) -> str | None:
     """How an attempt enters the provider's statistics: ``"outcome"`` (success or failure,
     with its latency), ``"censored"`` (a latency lower bound only), or None (not at all)."""
-    if not attempt.get("sent", True) or refused(attempt) or attempt.get("error_kind") == QUEUED:
+    if not attempt.get("sent", True) or refused(attempt):
+        return None
+    if attempt.get("error_kind") in (QUEUED, TOO_LARGE):
         return None
     if attempt.get("replayed"):  # recorded by an earlier process of the run, not observed now
         return None

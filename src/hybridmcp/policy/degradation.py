@@ -27,6 +27,7 @@ from hybridmcp.policy.blame import (
     LATENESS_SHARED,
     REQUEST,
     STRAGGLER,
+    TOO_LARGE,
     never_sent,
     request_faults,
 )
@@ -85,7 +86,7 @@ def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int
 
 def _provider_failed(attempt: Mapping[str, Any]) -> bool:
     """Did the attempt fail by its provider's doing (not its request's)?"""
-    return not attempt["ok"] and attempt.get("error_kind") != REQUEST
+    return not attempt["ok"] and attempt.get("error_kind") not in (REQUEST, TOO_LARGE)
 
 
 def _error_rates(
@@ -458,7 +459,7 @@ def _after_failure(
     target_side = rnd.sides.get(target) if target else None
     # A call still queued when it ended (our slots, the caller's deadline) never reached
     # its provider: no degradation is said of it, no side is blamed.
-    informative = [a for a in failed_now if not never_sent(a) and a.get("error_kind") != REQUEST]
+    informative = [a for a in failed_now if not never_sent(a) and _provider_failed(a)]
     for a in informative:
         reasons = rnd.assess(allocation, a) or ["error"]
         plan.events.append(
