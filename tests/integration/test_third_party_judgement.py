@@ -155,6 +155,24 @@ async def test_after_learning_the_fast_rounding_side_never_wins() -> None:
     assert learned[CALC].successes == learned[CALC].calls == len(learn) + 2
 
 
+async def test_hundreds_of_cross_validations_on_one_calculator_blame_it_for_nothing() -> None:
+    """300 hybrid requests at once on the single stdio calculator: most wait for one of its 8
+    session slots (the coordinator's queue, not the server's time). Every one agrees, none
+    fails, no circuit opens, and the server's learned success is every call it got."""
+    store = InMemoryStore()
+    expressions = [f"{i}*3/7" for i in range(300)]
+    cfg = parse_config(calculator_config("arithmetic"))
+    async with asyncio.timeout(120), Coordinator.open(cfg, store=store) as co:
+        out = await co.run(evaluate(expressions, strategy="hybrid"))
+    assert out["status"] == "ok"
+    assert all(r["agreement"] is True for r in out["results"].values())
+    assert out["quality"]["cross_validated"] == 300 and out["conflicts"] == []
+    assert out["metrics"]["failed_calls"] == {"internal": 0, "external": 0}
+    assert not events(out, "CIRCUIT_OPENED")
+    learned = {s.provider: s for s in await all_stats(store)}[CALC]
+    assert learned.calls == learned.successes == 300
+
+
 def test_generated_expressions_agree_through_the_real_calculator() -> None:
     """Hypothesis over sums, products and quotients of integers and floats, each sent to the
     real calculator and to the internal twin: every one agrees, whatever text the server
