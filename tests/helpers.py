@@ -209,3 +209,17 @@ def thought_step(
         "thoughtNumber": float(thoughtNumber),
         "branches": [],
     }
+
+
+def sha256_hex(data: str) -> str:
+    """``hash.sha256`` served internally, as ``mcp-hashlib``'s ``hash_sha256`` answers it."""
+    import hashlib
+
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
+def blake2b_hex(data: str, digest_size: int = 64) -> str:
+    """``hash.blake2b`` served internally, as ``mcp-hashlib``'s ``hash_blake2b`` answers it."""
+    import hashlib
+
+    return hashlib.blake2b(data.encode(), digest_size=digest_size).hexdigest()

@@ -570,3 +570,115 @@ async def test_a_tool_error_told_in_structured_content_is_read_and_blamed_by_wha
     server = out["results"]["server"]
     assert "the upstream store is unreachable" in server["error"], server
     assert [a["error_kind"] for a in server["attempts"]] == ["provider"]
+
+
+# -- mcp-hashlib: a standalone FastMCP (4.x) server on the mcp 2.x SDK ------------------------
+
+
+def hashlib_command() -> str | None:
+    """``mcp-hashlib`` from its own virtual environment (``$HYBRIDMCP_PY_SERVERS``): it is
+    built on the standalone ``fastmcp`` and the mcp 2.x SDK, which hybridmcp's own environment
+    (mcp 1.x) cannot hold beside itself."""
+    prefix = os.environ.get("HYBRIDMCP_PY_SERVERS")
+    found = Path(prefix, "bin", "mcp-hashlib") if prefix else None
+    return str(found) if found is not None and found.exists() else None
+
+
+requires_hashlib = pytest.mark.skipif(
+    hashlib_command() is None,
+    reason="needs mcp-hashlib in a virtual environment of its own: python -m venv DIR && "
+    "DIR/bin/pip install mcp-hashlib, with HYBRIDMCP_PY_SERVERS=DIR",
+)
+
+
+def hashlib_config() -> Any:
+    def skill(tool: str, function: str) -> dict[str, Any]:
+        return {
+            "effect": "read",  # the server's tools carry no annotations
+            "providers": [
+                {"side": "internal", "function": f"tests.helpers:{function}"},
+                {"side": "external", "server": "hash", "tool": tool},
+            ],
+        }
+
+    return parse_config(
+        {
+            "mcpServers": {
+                "hash": {
+                    "command": hashlib_command(),
+                    "timeout_ms": 10_000,
+                    "clearance": "restricted",
+                }
+            },
+            "skills": {
+                "hash.sha256": skill("hash_sha256", "sha256_hex"),
+                "hash.blake2b": skill("hash_blake2b", "blake2b_hex"),
+            },
+        }
+    )
+
+
+@requires_hashlib
+def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
+    """Hypothesis over texts (any Unicode, lone surrogates included), each hashed by the
+    server (a ``-> str`` tool: ``{"result": "<hex>"}`` under the ``x-fastmcp-wrap-result``
+    schema marker) and by the internal twin, critical: a text both can hash agrees; one
+    neither can (a lone surrogate is no UTF-8) is the request's error on both and is never
+    sent (the MCP client failed writing it, broke the session, and it counted against the
+    server until its circuit opened). Then a digest size both refuse (``must be between 1
+    and 64``) is the request's too; nothing was held against the server."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    store = InMemoryStore()
+    with asyncio.Runner() as runner:
+        co_cm = Coordinator.open(hashlib_config(), store=store)
+        co = runner.run(co_cm.__aenter__())
+        try:
+            any_text = st.text(st.characters(exclude_categories=()), max_size=40)  # with Cs
+            lone = st.sampled_from(["\ud800", "a\udfffb"])  # surrogates, for sure
+
+            @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+            @given(st.lists(any_text | lone, min_size=1, max_size=5, unique=True))
+            def check(texts: list[str]) -> None:
+                task = parse_task(
+                    [
+                        {
+                            "id": f"t{i}",
+                            "skill": "hash.sha256",
+                            "args": {"data": t},
+                            "critical": True,
+                        }
+                        for i, t in enumerate(texts)
+                    ]
+                )
+                out = runner.run(co.run(task))
+                for i, text in enumerate(texts):
+                    result = out["results"][f"t{i}"]
+                    try:
+                        text.encode()
+                    except UnicodeEncodeError:
+                        assert result["status"] == "error", result
+                        assert {a["error_kind"] for a in result["attempts"]} == {"request"}
+                        sent = {a["provider"]: a["sent"] for a in result["attempts"]}
+                        assert sent["mcp:hash/hash_sha256"] is False, result["attempts"]
+                        assert [e["request_id"] for e in events(out, "REQUEST_ERROR")].count(
+                            f"t{i}"
+                        ) == 1
+                        continue
+                    assert result["agreement"] is True, (text, result["attempts"], out["events"])
+                assert not events(out, "EXTERNAL_DEGRADATION_DETECTED")
+
+            check()
+            args = {"data": "x", "digest_size": 100}
+            out = runner.run(
+                co.run(parse_task([{"id": "big", "skill": "hash.blake2b", "args": args}]))
+            )
+        finally:
+            runner.run(co_cm.__aexit__(None, None, None))
+        stats = runner.run(all_stats(store))
+    result = out["results"]["big"]
+    assert result["status"] == "error" and "must be between 1 and 64" in result["error"], result
+    assert events(out, "REQUEST_ERROR") and not events(out, "EXTERNAL_DEGRADATION_DETECTED")
+    learned = {s.provider: s for s in stats}["mcp:hash/hash_sha256"]
+    assert learned.successes == learned.calls > 0
