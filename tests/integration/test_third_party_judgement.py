@@ -682,3 +682,34 @@ def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
     assert events(out, "REQUEST_ERROR") and not events(out, "EXTERNAL_DEGRADATION_DETECTED")
     learned = {s.provider: s for s in stats}["mcp:hash/hash_sha256"]
     assert learned.successes == learned.calls > 0
+
+
+async def test_calls_the_run_deadline_left_queued_or_cut_say_nothing_of_their_provider() -> None:
+    """300 hybrid requests under a 60 ms run deadline: most of the calculator's calls are still
+    queued for its 8 session slots when the deadline comes, those in flight are cut, and so
+    are internal calls still running. None of that is a provider's doing: no degradation is
+    reported of a call never sent or cut by the deadline (each was ``*_DEGRADATION_DETECTED``,
+    ``detected_by: error``), and nothing of it is learned as a failure."""
+    store = InMemoryStore()
+    cfg = parse_config(calculator_config("arithmetic"))
+    requests = [
+        {
+            "id": f"r{i}",
+            "skill": "math.eval",
+            "args": {"expression": f"{i}+1"},
+            "strategy": "hybrid",
+        }
+        for i in range(300)
+    ]
+    async with asyncio.timeout(120), Coordinator.open(cfg, store=store) as co:
+        await co.run(evaluate(["1+1"], strategy="external"))  # the session is up
+        out = await co.run(parse_task({"requests": requests, "constraints": {"deadline_ms": 60}}))
+    attempts = {(r["id"], a["provider"]): a for r in out["results"].values() for a in r["attempts"]}
+    cut = [a for a in attempts.values() if a.get("error_kind") == "queued" or a.get("censored")]
+    assert cut  # the case at hand: calls the deadline left queued or cut
+    for event in out["events"]:
+        if event["code"].endswith("_DEGRADATION_DETECTED"):
+            a = attempts[event["request_id"], event["degradation_metrics"]["provider"]]
+            assert a["sent"] and not a.get("censored"), (event, a)
+    for learned in await all_stats(store):
+        assert learned.failures == 0, learned

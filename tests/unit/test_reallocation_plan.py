@@ -283,3 +283,21 @@ def test_an_answer_too_large_for_the_coordinator_moves_without_blaming_the_serve
     assert [m["provider"] for m in p.moves] == ["i"]
     assert p.events == []
     assert run_calls([big]) == {"e": (0, 1)}
+
+
+def test_a_call_the_coordinator_never_made_or_cut_itself_is_no_degradation():
+    """A hybrid request answered by the internal side, its external call still queued at the
+    run's deadline, refused by the gate (budget, circuit, privacy) or cut by the run's
+    deadline: nothing is said against the server (each was EXTERNAL_DEGRADATION_DETECTED,
+    ``detected_by: error``: 300 of them for one run of 300 requests with a deadline)."""
+    hybrid = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    never = [
+        {**attempt("e", False, error="queued"), "error_kind": "queued", "sent": False},
+        {**attempt("e", False, error="budget"), "error_kind": "refused", "sent": False},
+        {**attempt("e", False, error="open"), "circuit_open": True, "sent": False},
+        {**attempt("e", False, error="cancelled: the run's deadline"), "censored": "run deadline"},
+    ]
+    for a in never:
+        p = plan(hybrid, [attempt("i", True), a])
+        assert p.settled == ["r"] and p.events == [], a
+        assert run_calls([a])["e"][0] == 0, a

@@ -25,10 +25,12 @@ from hybridmcp.events import EventCode
 from hybridmcp.policy.blame import (
     HEDGE_LOST,
     LATENESS_SHARED,
+    QUEUED,
     REQUEST,
     STRAGGLER,
     TOO_LARGE,
     never_sent,
+    refused,
     request_faults,
 )
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
@@ -85,8 +87,12 @@ def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int
 
 
 def _provider_failed(attempt: Mapping[str, Any]) -> bool:
-    """Did the attempt fail by its provider's doing (not its request's)?"""
-    return not attempt["ok"] and attempt.get("error_kind") not in (REQUEST, TOO_LARGE)
+    """Did the attempt fail by its provider's doing? Not when its request was wrong or its
+    answer too large for the coordinator, nor when the coordinator never sent it (still
+    queued, refused by the gate) or cut it itself (censored: the run's deadline)."""
+    if attempt["ok"] or attempt.get("censored") or not attempt.get("sent", True):
+        return False
+    return not refused(attempt) and attempt.get("error_kind") not in (REQUEST, TOO_LARGE, QUEUED)
 
 
 def _error_rates(
