@@ -33,7 +33,7 @@ from langgraph.store.memory import InMemoryStore
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.config import parse_config
 from hybridmcp.stats_store import all_stats
-from tests.helpers import arithmetic
+from tests.judgement_helpers import arithmetic
 
 pytestmark = pytest.mark.integration
 HYBRIDMCP = str(Path(sys.executable).with_name("hybridmcp"))
@@ -56,7 +56,7 @@ def calculator_skill(*internal: str) -> dict[str, Any]:
             "required": ["expression"],
         },
         "providers": [
-            *({"side": "internal", "function": f"tests.helpers:{fn}"} for fn in internal),
+            *({"side": "internal", "function": f"tests.judgement_helpers:{fn}"} for fn in internal),
             {"side": "external", "server": "calc", "tool": "calculate"},
         ],
     }
@@ -407,7 +407,7 @@ def thinking_config() -> Any:
                         "fields": ["thoughtNumber", "totalThoughts", "nextThoughtNeeded"],
                     },
                     "providers": [
-                        {"side": "internal", "function": "tests.helpers:thought_step"},
+                        {"side": "internal", "function": "tests.judgement_helpers:thought_step"},
                         {"side": "external", "server": "thinking", "tool": "sequentialthinking"},
                     ],
                 }
@@ -596,7 +596,7 @@ def hashlib_config() -> Any:
         return {
             "effect": "read",  # the server's tools carry no annotations
             "providers": [
-                {"side": "internal", "function": f"tests.helpers:{function}"},
+                {"side": "internal", "function": f"tests.judgement_helpers:{function}"},
                 {"side": "external", "server": "hash", "tool": tool},
             ],
         }

@@ -196,9 +196,12 @@ def test_every_internal_provider_of_a_skill_is_a_provider_of_its_own():
             "skills": {
                 "math.eval": {
                     "providers": [
-                        {"side": "internal", "function": "tests.helpers:arithmetic_rounded"},
-                        {"side": "internal", "function": "tests.helpers:arithmetic"},
-                        {"side": "internal", "function": "tests.helpers:arithmetic"},
+                        {
+                            "side": "internal",
+                            "function": "tests.judgement_helpers:arithmetic_rounded",
+                        },
+                        {"side": "internal", "function": "tests.judgement_helpers:arithmetic"},
+                        {"side": "internal", "function": "tests.judgement_helpers:arithmetic"},
                     ]
                 },
                 "time.now": {
@@ -209,10 +212,10 @@ def test_every_internal_provider_of_a_skill_is_a_provider_of_its_own():
     )
     registry = build_registry(cfg, {})
     ids = [p.id for p in registry.get("math.eval").providers]
-    assert ids == ["internal:math.eval", "internal:math.eval#tests.helpers:arithmetic"]
+    assert ids == ["internal:math.eval", "internal:math.eval#tests.judgement_helpers:arithmetic"]
     assert [registry.provider(i).function for i in ids] == [
-        "tests.helpers:arithmetic_rounded",
-        "tests.helpers:arithmetic",
+        "tests.judgement_helpers:arithmetic_rounded",
+        "tests.judgement_helpers:arithmetic",
     ]
     now = [p.id for p in registry.get("time.now").providers]
     assert now == ["internal:time.now", "internal:time.now#tests.helpers:wrong_time"]
