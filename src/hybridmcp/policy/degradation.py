@@ -76,8 +76,8 @@ def shape_error(comparator: ComparatorConfig, value: Any) -> str | None:
 
 
 def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``; a call the
-    provider rejected for its request's fault is a call, not a failed one."""
+    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``; failed by
+    the provider's doing only (:func:`_provider_failed`)."""
     out: dict[str, tuple[int, int]] = {}
     for a in attempts:
         if not a.get("cancelled"):
@@ -145,9 +145,9 @@ def assess(
     baseline: Mapping[str, Any] | None,
     cfg: DegradationConfig,
 ) -> list[str]:
-    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not. An
-    input the provider rejected (a request error) is no error of its own. The threshold:
-    :func:`threshold_ms`."""
+    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not. A
+    failure not of the provider's doing (:func:`_provider_failed`) is no error of its own. The
+    threshold: :func:`threshold_ms`."""
     threshold = threshold_ms(attempt, baseline, cfg)
     late = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
     slow = late and not attempt.get(LATENESS_SHARED)
