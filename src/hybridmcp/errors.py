@@ -40,6 +40,12 @@ class RequestError(HybridMCPError):
     error, never held against the provider that reported it."""
 
 
+class AnswerTooLarge(HybridMCPError):
+    """An answer larger than the coordinator takes (``tool_output.max_bytes``). The provider
+    answered; the limit is the coordinator's, so it is not held against the provider (no
+    breaker failure, no degradation, nothing learned), and the request may move elsewhere."""
+
+
 class BackPressureError(HybridMCPError):
     """A call waited for a session slot until its deadline and was never sent: the coordinator's
     own queue, never held against the provider."""

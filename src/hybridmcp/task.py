@@ -6,7 +6,8 @@ import sys
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import ormsgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hybridmcp.errors import TaskError
 from hybridmcp.limits import (
@@ -40,6 +41,35 @@ class Request(BaseModel):
     sensitivity: SensitivityField | None = Field(
         None, description="Declared sensitivity; the privacy scan may only raise it."
     )
+
+    @field_validator("args")
+    @classmethod
+    def _checkpointable(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """A run's checkpoints hold integers of 64 bits at most (LangGraph's msgpack): a
+        larger one is refused here, not met as a crash mid-run."""
+        try:
+            ormsgpack.packb(args, option=ormsgpack.OPT_NON_STR_KEYS)
+        except (TypeError, ValueError):
+            where = _large_integer(args, "args")
+            if where is not None:
+                raise ValueError(
+                    f"{where} is an integer beyond 64 bits, which a run's checkpoints cannot "
+                    "hold; send it as a string"
+                ) from None
+        return args
+
+
+def _large_integer(value: Any, path: str) -> str | None:
+    """The path of the first integer beyond 64 bits in ``value``, or None."""
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return path
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            found = _large_integer(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    return None
 
 
 class Constraints(BaseModel):

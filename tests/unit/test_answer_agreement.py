@@ -7,6 +7,7 @@ string keys; object keys come in any order. None of that is a disagreement."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -106,7 +107,20 @@ def test_a_different_value_conflicts(value: Any) -> None:
         (True, 1, False),
         (False, 0, False),
         (None, 0, False),
-        ("1", 1, False),  # exact: a string is not a number
+        ("1", 1, True),  # the JSON text of a number is that number (a `-> str` tool's str(n))
+        ("5.0", 5, True),
+        (" 1e3\n", 1000, True),
+        ("0.30000000000000004", 0.1 + 0.2, True),
+        ({"n": "2", "xs": ["1.5", 2]}, {"xs": [1.5, 2.0], "n": 2}, True),
+        ("0.3", 0.1 + 0.2, False),
+        ("5.0", "5", False),  # two texts are compared as texts
+        ("1.10", "1.1", False),
+        ("007", 7, False),  # not JSON text of a number
+        ("1e400", 1e308, False),
+        ("true", True, False),
+        ("null", None, False),
+        ("5", True, False),
+        ("1", [1], False),
         (1, 1.5, False),
         (0.1 + 0.2, 0.3, False),  # exact is exact; numeric has a tolerance
     ],
@@ -187,3 +201,40 @@ def test_a_time_without_an_offset_is_judged_alike_on_every_machine(
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def number_spelled(value: Any, draw: Any) -> Any:
+    """The value with some of its numbers sent as their text, as a FastMCP tool declared
+    ``-> str`` sends them (``str(n)``; ``json.dumps(n)`` for a JavaScript server)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value) and draw(st.booleans()):
+            return draw(st.sampled_from([str, repr, json.dumps]))(value)
+        return value
+    if isinstance(value, list):
+        return [number_spelled(v, draw) for v in value]
+    if isinstance(value, dict):
+        return {k: number_spelled(v, draw) for k, v in value.items()}
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.data())
+def test_numbers_sent_as_their_text_agree_and_a_different_number_conflicts(
+    value: Any, data: Any
+) -> None:
+    spelled = number_spelled(value, data.draw)
+    assert compare(value, spelled, EXACT).agree
+    assert compare(spelled, value, EXACT).agree
+    other = bumped(value)
+    if other is not None and not (isinstance(other, float) and math.isinf(other)):
+        assert not compare(spelled, other, EXACT).agree
+        assert not compare(other, spelled, EXACT).agree
+
+
+@settings(max_examples=300, deadline=None)
+@given(finite | st.integers(), finite | st.integers())
+def test_a_number_and_a_text_agree_exactly_when_the_text_spells_that_number(
+    x: float, y: float
+) -> None:
+    assert compare(str(x), y, EXACT).agree is (x == y)
+    assert compare(str(x), str(y), EXACT).agree is (str(x) == str(y))

@@ -94,8 +94,11 @@ def test_plain_text_stays_text_and_nan_is_not_json() -> None:
 def test_a_tool_error_is_a_provider_error() -> None:
     with pytest.raises(ProviderError, match="returned an error: Invalid timezone"):
         read(answer(text("Invalid timezone"), error=True))
-    with pytest.raises(ProviderError, match=r"\(no message\)"):
+    # told only in structured content: what it says is that content
+    with pytest.raises(ProviderError, match='returned an error: {"result": "x"}'):
         read(answer(structured={"result": "x"}, error=True))
+    with pytest.raises(ProviderError, match=r"\(no message\)"):
+        read(answer(error=True))
 
 
 # -- FastMCP's {"result": ...} wrapper -----------------------------------------------------

@@ -149,3 +149,18 @@ def test_quality_metrics():
     assert q["overall"] == pytest.approx(
         (q["completeness"] + q["consistency"] + q["reliability"] + q["transparency"]) / 4, abs=1e-3
     )
+
+
+def test_an_unresolved_conflict_counts_as_cross_validated_and_inconsistent():
+    """A critical conflict nothing decided was cross-validated, and its sides disagreed: the
+    run's consistency says so (it read 1.0, with the conflict left out of both counts)."""
+    hybrid = {"allocation": "hybrid", "attempts": [], "confidence": 0.0}
+    results = {
+        "agreed": {**hybrid, "status": "ok", "error": None, "agreement": True},
+        "undecided": {**hybrid, "status": "unresolved", "error": None, "agreement": False},
+        "failed": {**hybrid, "status": "error", "error": "boom", "agreement": None},
+    }
+    q = quality_metrics(results)
+    assert q["cross_validated"] == 2 and q["unresolved"] == 1
+    assert q["consistency"] == 0.5
+    assert q["completeness"] == pytest.approx(1 / 3, abs=1e-3)

@@ -57,6 +57,16 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Error executing tool add: 1 validation error for addArguments\nb\n  Field required",
         # the TypeScript SDK's, as a tool error
         "MCP error -32602: Input validation error: Invalid arguments for tool get-sum",
+        # an HTTP client error a tool passes on: mcp-server-fetch, of a page that is not there
+        "Failed to fetch http://localhost:8000/missing.json - status code 404",
+        "Request failed with status code 400",
+        "HTTP 422: the query parameter 'q' is empty",
+        "GitHub API error: status_code=410 (gone)",
+        # mcp-server-git: a revision, a branch, a path that names nothing
+        "Ref 'nope' did not resolve to an object",
+        "Cmd('git') failed due to: exit code(128)\n  cmdline: git add -- x.txt\n  stderr: "
+        "'fatal: pathspec 'x.txt' did not match any files'",
+        "fatal: ambiguous argument 'nope': unknown revision or path not in the working tree.",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -85,6 +95,12 @@ def test_errors_that_blame_the_input(text: str) -> None:
         "Object of type datetime is not JSON serializable",
         "Error: database is locked",
         "Service temporarily unavailable: no such table cache, try again later",
+        # HTTP statuses of the server's own failure, limits or credentials
+        "Failed to fetch http://localhost:8000/data.json - status code 503",
+        "HTTP/1.1 500 while reading the invalid row",
+        "Request failed with status code 429",
+        "status code 401: invalid token",
+        "Failed to fetch http://localhost:8000/x: ConnectError('All connection attempts failed')",
     ],
 )
 def test_errors_that_do_not(text: str) -> None:
@@ -250,3 +266,11 @@ def test_load_that_slows_every_call_is_not_degradation() -> None:
 
 def test_the_threshold_has_a_floor() -> None:
     assert watch().threshold("p", 0.2) == DegradationConfig().min_slow_ms
+
+
+def test_an_answer_over_the_coordinators_size_limit_is_not_learned_nor_the_requests() -> None:
+    """The provider answered, more than ``tool_output.max_bytes``: the limit is the
+    coordinator's, so nothing is learned of it and the request is free to move elsewhere."""
+    big = attempt("a", "p1", False, error_kind="too_large")
+    assert learnable(big, request_faults([big])) is None
+    assert request_faults([big, attempt("a", "p2", False, error_kind="too_large")]) == set()

@@ -18,7 +18,7 @@ from hybridmcp.capabilities.gate import Gate, PrivacyDecision, _answer_size
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import Provider, answer_to_judge, extract_result
 from hybridmcp.config import ToolOutputSettings
-from hybridmcp.errors import ProviderError, RequestError, ToolError
+from hybridmcp.errors import AnswerTooLarge, ProviderError, RequestError, ToolError
 from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.output import compile_patterns, is_error_answer, output_problem
 
@@ -69,7 +69,7 @@ def apart(call: Any) -> tuple[str, Any]:
     """An outcome: the value, or the error raised (its kind and message)."""
     try:
         return "value", call()
-    except (ProviderError, RequestError) as err:
+    except (ProviderError, RequestError, AnswerTooLarge) as err:
         return "error", (type(err).__name__, str(err))
 
 
@@ -117,8 +117,8 @@ def test_an_answer_read_once_reads_as_checked_and_read_apart(
             if says_input_is_wrong(judged):
                 raise RequestError(f"{p.id} rejected the request: {problem}")
             raise ToolError(f"{p.id} returned an error: {problem}")
-        if problem:
-            raise ProviderError(f"{p.id}: {problem}")
+        if problem:  # too large: the coordinator's limit
+            raise AnswerTooLarge(f"{p.id}: {problem}")
         return extract_result(p, result, output_schema=None)
 
     once = apart(lambda: gate._read(p, result, size, decision, None))

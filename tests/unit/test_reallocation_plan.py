@@ -256,3 +256,48 @@ def test_every_request_is_planned_as_before_the_short_path(
     finally:
         d._plan_request = before
     assert now == reference
+
+
+def test_a_side_that_rejected_the_request_is_not_degraded_when_the_other_answered():
+    """A hybrid request: the server rejects the input (``MCP error -32602``, a request error)
+    while the internal side answers it. The request settles on the answer; the server is not
+    reported degraded (it was, with an error rate counting the rejection), nor does the
+    rejection count among the run's failed calls of that server."""
+    hybrid = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    rejected = {**attempt("e", False, error="rejected the request"), "error_kind": "request"}
+    p = plan(hybrid, [attempt("i", True), rejected])
+    assert p.settled == ["r"] and not p.moves and not p.failed
+    assert p.events == []
+    assert run_calls([attempt("i", True), rejected, attempt("e", False, error="boom")]) == {
+        "i": (0, 1),
+        "e": (1, 2),
+    }
+
+
+def test_an_answer_too_large_for_the_coordinator_moves_without_blaming_the_server():
+    big = {
+        **attempt("e", False, error="answer of 2000000 bytes exceeds ..."),
+        "error_kind": "too_large",
+    }
+    p = plan(ALLOC, [big])
+    assert [m["provider"] for m in p.moves] == ["i"]
+    assert p.events == []
+    assert run_calls([big]) == {"e": (0, 1)}
+
+
+def test_a_call_the_coordinator_never_made_or_cut_itself_is_no_degradation():
+    """A hybrid request answered by the internal side, its external call still queued at the
+    run's deadline, refused by the gate (budget, circuit, privacy) or cut by the run's
+    deadline: nothing is said against the server (each was EXTERNAL_DEGRADATION_DETECTED,
+    ``detected_by: error``: 300 of them for one run of 300 requests with a deadline)."""
+    hybrid = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    never = [
+        {**attempt("e", False, error="queued"), "error_kind": "queued", "sent": False},
+        {**attempt("e", False, error="budget"), "error_kind": "refused", "sent": False},
+        {**attempt("e", False, error="open"), "circuit_open": True, "sent": False},
+        {**attempt("e", False, error="cancelled: the run's deadline"), "censored": "run deadline"},
+    ]
+    for a in never:
+        p = plan(hybrid, [attempt("i", True), a])
+        assert p.settled == ["r"] and p.events == [], a
+        assert run_calls([a])["e"][0] == 0, a

@@ -185,3 +185,37 @@ def test_a_tool_of_a_disabled_server_says_the_server_is_disabled():
     )
     with pytest.raises(TaskError, match="unknown skill 'offline.x'"):
         build_registry(cfg, {}).get("offline.x")
+
+
+def test_every_internal_provider_of_a_skill_is_a_provider_of_its_own():
+    """Two internal functions on one skill (or one added to a built-in) each get an id of their
+    own: sharing ``internal:<skill>`` made the second one silently vanish (never called, never
+    a third opinion, its statistics merged with the first's)."""
+    cfg = parse_config(
+        {
+            "skills": {
+                "math.eval": {
+                    "providers": [
+                        {
+                            "side": "internal",
+                            "function": "tests.judgement_helpers:arithmetic_rounded",
+                        },
+                        {"side": "internal", "function": "tests.judgement_helpers:arithmetic"},
+                        {"side": "internal", "function": "tests.judgement_helpers:arithmetic"},
+                    ]
+                },
+                "time.now": {
+                    "providers": [{"side": "internal", "function": "tests.helpers:wrong_time"}]
+                },
+            }
+        }
+    )
+    registry = build_registry(cfg, {})
+    ids = [p.id for p in registry.get("math.eval").providers]
+    assert ids == ["internal:math.eval", "internal:math.eval#tests.judgement_helpers:arithmetic"]
+    assert [registry.provider(i).function for i in ids] == [
+        "tests.judgement_helpers:arithmetic_rounded",
+        "tests.judgement_helpers:arithmetic",
+    ]
+    now = [p.id for p in registry.get("time.now").providers]
+    assert now == ["internal:time.now", "internal:time.now#tests.helpers:wrong_time"]

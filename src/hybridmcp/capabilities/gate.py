@@ -29,6 +29,7 @@ from hybridmcp.capabilities.registry import (
     ParsedText,
     Provider,
     answer_to_judge,
+    error_text,
     extract_result,
     json_value,
     map_arguments,
@@ -36,6 +37,7 @@ from hybridmcp.capabilities.registry import (
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ServerConfig, ToolOutputSettings
 from hybridmcp.errors import (
+    AnswerTooLarge,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -64,10 +66,11 @@ from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
 :func:`digest_id`): a server that writes can recognise a request it has already served."""
-_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed")
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large")
 """Outcomes never held against the provider by its circuit breaker."""
 _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
     RequestError: "request error",
+    AnswerTooLarge: "too large",
     BackPressureError: "not sent",
     CoordinatorClosed: "closed",
 }
@@ -361,6 +364,20 @@ def _json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def _unsendable(arguments: Any, text: str) -> str | None:
+    """Why ``arguments`` (whose JSON text, :func:`_json`, is ``text``) cannot be sent, or None:
+    a lone surrogate (``"\\ud800"`` in a task's JSON) is a Python ``str`` but no UTF-8 text;
+    the MCP client fails writing it, and the session with it."""
+    if "\\ud" not in text:  # every surrogate is escaped so in the ASCII text
+        return None
+    try:
+        json.dumps(arguments, ensure_ascii=False, default=str).encode("utf-8")
+    except UnicodeEncodeError as err:
+        lone = err.object[err.start : err.end].encode("unicode_escape").decode()
+        return f"the arguments hold a lone surrogate ({lone}): no UTF-8 text, so no MCP message"
+    return None
+
+
 def _size(value: Any) -> int:
     """The value's size as JSON, in bytes: the text is ASCII (non-ASCII is escaped), so its
     length is its size."""
@@ -468,8 +485,8 @@ class Gate:
         if problem and is_error_answer(problem):  # a tool error, blamed as one
             said = text if structured is None else _json(structured)
             _raise_tool_error(provider, said, problem)
-        if problem:
-            raise ProviderError(f"{provider.id}: {problem}")
+        if problem:  # too large for the coordinator: its limit, not the provider's failure
+            raise AnswerTooLarge(f"{provider.id}: {problem}")
         return parsed
 
     async def call(
@@ -579,6 +596,9 @@ class Gate:
         sent = decision.size if decision.size is not None else _size(decision.arguments)
         outcome, received = "cancelled", 0
         try:
+            why = _unsendable(decision.arguments, _json(decision.arguments))
+            if why is not None:
+                raise RequestError(f"{provider.id} was not called: {why}")
             result = await self.pool.call_tool(
                 str(provider.server),
                 str(provider.tool),
@@ -595,7 +615,7 @@ class Gate:
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
             raise
-        except (RequestError, BackPressureError, CoordinatorClosed) as err:
+        except (RequestError, AnswerTooLarge, BackPressureError, CoordinatorClosed) as err:
             kind = next(o for t, o in _NOT_THE_PROVIDERS_BY_TYPE.items() if isinstance(err, t))
             outcome = f"{kind}: {err}"
             if timing.sent_at is None:
@@ -637,7 +657,7 @@ class Gate:
         """The answer as a value: tool errors raised, untrusted output checked, pseudonyms
         restored, the skill's shape validated."""
         if result.isError:
-            text = "\n".join(c.text for c in result.content if getattr(c, "type", None) == "text")
+            text = error_text(result)
             _raise_tool_error(provider, text, text[:500] or "(no message)")
         schema = self._output_schema(provider)
         parsed = self._check_output(provider, result, received, schema)

@@ -25,6 +25,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import ormsgpack
 import yaml
 from mcp.types import (
     AudioContent,
@@ -220,6 +221,8 @@ def _merge_with_builtin(name: str, skill: SkillConfig, builtin: SkillConfig) -> 
 def _internal_provider(
     skill: str, cfg: InternalProviderConfig, default_timeout: float, effect: Effect | None = None
 ) -> Provider:
+    """``internal:<name or skill>``; :func:`build_registry` makes a second unnamed function of
+    one skill ``internal:<skill>#<module:function>``."""
     return Provider(
         id=f"internal:{cfg.name or skill}",
         skill=skill,
@@ -307,12 +310,15 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
         for p in cfg.providers:
             if isinstance(p, InternalProviderConfig):
                 resolve_function(p.function)  # fail at load time, not mid-run
-                providers.append(_internal_provider(name, p, default_timeout, cfg.effect))
+                made = _internal_provider(name, p, default_timeout, cfg.effect)
+                if any(q.id == made.id for q in providers):  # a second function of the skill
+                    made = dataclasses.replace(made, id=f"{made.id}#{p.function}")
             else:
                 tool = listed.get((p.server, p.tool))
                 unlisted = tool is None and p.server in tools
-                made = _external_provider(name, p, config, tool, cfg.effect, unlisted)
-                providers.append(ids.distinct(made))
+                made = ids.distinct(_external_provider(name, p, config, tool, cfg.effect, unlisted))
+            if all(q.id != made.id for q in providers):  # the same provider twice is one
+                providers.append(made)
         registry.skills[name] = Skill(
             name=name,
             description=cfg.description,
@@ -408,6 +414,46 @@ def internal_value(value: Any) -> Any:
         return value
 
 
+_INT64 = range(-(2**63), 2**64)
+"""The integers a checkpoint holds (LangGraph's msgpack format): 64 bits, signed or not."""
+
+
+def checkpointable(value: Any) -> Any:
+    """An answer as the run's checkpoints can hold it: an integer beyond 64 bits (``2**70``,
+    a 25-digit id) is its decimal text (hexadecimal ``0x...`` past Python's 4300 digits), which
+    the comparators read as that number (:func:`hybridmcp.policy.comparators.same`). Anything
+    else is returned as it is, not copied (checked first by packing it as a checkpoint does:
+    about 2 ms per MB, where walking it in Python takes 30)."""
+    try:
+        ormsgpack.packb(value, option=ormsgpack.OPT_NON_STR_KEYS)
+    except (TypeError, ValueError):  # an integer too large, or what a checkpoint packs its way
+        try:
+            return _checkpointable(value)
+        except RecursionError:  # nested deeper than Python walks: left to the checkpoint
+            return value
+    return value
+
+
+def _checkpointable(value: Any) -> Any:
+    kind = type(value)
+    if kind is int:
+        return value if value in _INT64 else _int_text(value)
+    if kind is dict:
+        items = {k: _checkpointable(v) for k, v in value.items()}
+        return value if all(items[k] is v for k, v in value.items()) else items
+    if kind is list:
+        parts = [_checkpointable(v) for v in value]
+        return value if all(p is v for p, v in zip(parts, value, strict=True)) else parts
+    return value
+
+
+def _int_text(value: int) -> str:
+    try:
+        return str(value)
+    except ValueError:  # more digits than int -> str converts
+        return hex(value)
+
+
 async def invoke_internal(
     provider: Provider,
     args: Mapping[str, Any],
@@ -493,6 +539,15 @@ def map_arguments(mapping: Mapping[str, Any] | None, args: Mapping[str, Any]) ->
 
 def _tool_text(result: CallToolResult) -> str:
     return "\n".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def error_text(result: CallToolResult) -> str:
+    """What a tool error (``isError``) says: its text parts, or, when it has none, its
+    structured content as JSON text (``{"error": "Invalid timezone: ..."}``)."""
+    text = _tool_text(result)
+    if text.strip() or result.structuredContent is None:
+        return text
+    return json.dumps(result.structuredContent, ensure_ascii=False, default=str)
 
 
 # -- answer shapes: what each way an MCP tool can answer becomes (README "Answer shapes") -------
@@ -693,7 +748,7 @@ def extract_result(
     ``output_schema`` is the tool's, when the caller has it (it settles FastMCP wrapping);
     ``parsed``: the answer's text part and its :func:`json_value`, when the caller has it."""
     if result.isError:
-        text = _tool_text(result)
+        text = error_text(result)
         raise ProviderError(f"{provider.id} returned an error: {text[:500] or '(no message)'}")
     value = _answer_value(
         result,

@@ -46,9 +46,10 @@ from hybridmcp.callcontext import apart_from_step
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.gate import CallContext
 from hybridmcp.capabilities.pairs import PairKey
-from hybridmcp.capabilities.registry import Provider, invoke_internal
+from hybridmcp.capabilities.registry import Provider, checkpointable, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
+    AnswerTooLarge,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -127,7 +128,7 @@ def _attempt(
         "queue_ms": round(timing.queue_ms, 3),
         "sent": sent,
         "cost": cost if sent else 0.0,
-        "value": value,
+        "value": checkpointable(value),
         "error": error,
     }
     if timing.in_flight is not None:
@@ -274,6 +275,8 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
         error, record = str(err), {"error_kind": blame.QUEUED}
+    except AnswerTooLarge as err:
+        error, record = str(err), {"error_kind": blame.TOO_LARGE}
     except DeadlineExceededError as err:
         error, record = str(err), {"error_kind": blame.TIMEOUT}
     except RequestError as err:
@@ -288,7 +291,9 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
     except Exception as err:  # a provider's own bug must not take the run down
         error, record = f"{type(err).__name__}: {err}", {"error_kind": blame.PROVIDER}
     timing.mark_ended()
-    return _attempt(item, timing, ok=False, started=started, cost=0.0, error=error, **record)
+    # A call that was sent is paid, answered or not (the gate's budget keeps its price)
+    cost = provider.cost_per_call
+    return _attempt(item, timing, ok=False, started=started, cost=cost, error=error, **record)
 
 
 def _timing(res: Resources) -> CallTiming:

@@ -24,12 +24,17 @@ STRAGGLER = "straggler"
 INVALID_PARAMS = -32602
 """JSON-RPC: invalid method parameter(s)."""
 
+HTTP_STATUS = r"\b(?:status(?:[ _]code)?|HTTP(?:/[\d.]+)?|response code)\s*[:=]?\s*"
+"""What precedes an HTTP status code in an error text: ``status code 404``, ``HTTP 422``,
+``HTTP/1.1 503``, ``status: 400``."""
+
 CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\binvalid\b",
     r"\bnot found\b",
     r"\bno such (file|directory|table|column|key|resource)",
     r"\bdoes not exist\b",
-    r"\bunknown (timezone|argument|parameter|key|field|column|table)\b",
+    r"\bdid not (resolve|match any)\b",  # git: a ref, a pathspec that names nothing
+    r"\bunknown (timezone|argument|parameter|key|field|column|table|revision|branch)\b",
     r"\b(is|are) required\b",
     r"\bmissing (required )?(argument|parameter|field|property)",
     r"\bvalidation error",
@@ -43,8 +48,12 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\bsyntax error\b",
     r"\bnot allowed\b",
     r"\bonly\b.{0,60}\ballowed\b",
+    HTTP_STATUS + r"(?:400|404|405|409|410|411|412|413|414|415|416|422)\b",
 )
-"""Tool error texts that say the input is wrong (case-insensitive)."""
+"""Tool error texts that say the input is wrong (case-insensitive); among them an HTTP client
+error a tool passes on (``Failed to fetch URL - status code 404``: the page asked for is not
+there), but for the 4xx codes about the server's own credentials, time or limits (401, 403,
+407, 408, 423, 429: ``SERVER_ERROR_PATTERNS``)."""
 
 SERVER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\b(unknown|no such) tool\b",
@@ -60,10 +69,12 @@ SERVER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\brate[ -]limit",
     r"\bquota\b",
     r"\b(is locked|busy|unavailable|overloaded|temporarily|try again later)\b",
+    HTTP_STATUS + r"(?:401|403|407|408|423|429|5\d\d)\b",
 )
 """Tool error texts that name the server's own failure (case-insensitive): its tool missing,
 its answer not serializable or not matching its own output schema, an internal error, its
-upstream, its credentials, its limits, a transient state (locked, busy, unavailable). They are
+upstream, its credentials, its limits, a transient state (locked, busy, unavailable), an HTTP
+status that says so (5xx; 401, 403, 407, 408, 423, 429). They are
 the provider's, though they may also say "invalid" or "not found" (``Error serializing to JSON:
 invalid utf-8 ...``), and the same such error on two providers is not the request's either."""
 
@@ -82,6 +93,9 @@ REFUSED = "refused"
 """Refused by the gate (privacy, budget, open circuit): never sent."""
 QUEUED = "queued"
 """Still waiting for a session slot at its deadline: never sent."""
+TOO_LARGE = "too_large"
+"""Answered, but larger than the coordinator takes (``tool_output.max_bytes``): the
+coordinator's limit, not the provider's failure; the request may move elsewhere."""
 
 
 def never_sent(attempt: Mapping[str, Any]) -> bool:
@@ -131,7 +145,9 @@ def request_faults(attempts: Iterable[Mapping[str, Any]]) -> set[str]:
 def learnable(attempt: Mapping[str, Any], faults: set[str]) -> str | None:
     """How an attempt enters the provider's statistics: ``"outcome"`` (success or failure,
     with its latency), ``"censored"`` (a latency lower bound only), or None (not at all)."""
-    if not attempt.get("sent", True) or refused(attempt) or attempt.get("error_kind") == QUEUED:
+    if not attempt.get("sent", True) or refused(attempt):
+        return None
+    if attempt.get("error_kind") in (QUEUED, TOO_LARGE):
         return None
     if attempt.get("replayed"):  # recorded by an earlier process of the run, not observed now
         return None

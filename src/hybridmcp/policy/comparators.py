@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,15 +85,56 @@ def _spelled(text: Any, value: Any) -> bool:
     return isinstance(spelled, dict | list) and canonical(spelled) == canonical(value)
 
 
+_JSON_NUMBER = re.compile(r"\s*-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?\s*")
+
+
+def _number_spelled(text: str) -> float | int | None:
+    """The number a text is the JSON text of (``"5"``, ``"5.0"``, ``"1e3"``), or None: a
+    FastMCP tool declared ``-> str`` that returns ``str(total)`` means the number."""
+    if not _JSON_NUMBER.fullmatch(text):
+        return None
+    try:
+        number = json.loads(text)
+    except (ValueError, RecursionError):  # digits beyond int()'s limit
+        return None
+    return number if not isinstance(number, float) or math.isfinite(number) else None
+
+
+def _alike(a: Any, b: Any) -> bool:
+    """Do two JSON values (read by :func:`_as_json`) mean the same, where one side spells as
+    text what the other sends as a value, at any depth: the JSON text of an object or array is
+    that object or array, the JSON text of a number that number. Two texts are compared as
+    texts (``"1.10"`` is not ``"1.1"``), and ``"true"`` is not ``true``."""
+    if isinstance(a, str) and not isinstance(b, str):
+        a, b = b, a
+    if isinstance(b, str) and not isinstance(a, str):
+        if isinstance(a, dict | list):
+            return _spelled(b, a)
+        if isinstance(a, int | float) and not isinstance(a, bool):
+            number = _number_spelled(b)
+            return number is not None and _as_json(number) == a
+        return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_alike(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_alike(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and bool(a == b)
+
+
 def same(a: Any, b: Any) -> bool:
     """Do two answers mean the same JSON value? (Equal texts first: the common case costs no
-    more than two encodings.)"""
+    more than two encodings; values spelled as text on one side only when they differ.)"""
     try:
         if json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str):
             return True
     except TypeError:  # keys of mixed types cannot be sorted: compared as JSON keys below
         pass
-    return canonical(a) == canonical(b) or _spelled(a, b) or _spelled(b, a)
+    if canonical(a) == canonical(b):
+        return True
+    try:
+        return _alike(_as_json(a), _as_json(b))
+    except RecursionError:
+        return False
 
 
 def _exact(a: Any, b: Any, path: str) -> Comparison:

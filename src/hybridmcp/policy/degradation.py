@@ -25,8 +25,12 @@ from hybridmcp.events import EventCode
 from hybridmcp.policy.blame import (
     HEDGE_LOST,
     LATENESS_SHARED,
+    QUEUED,
+    REQUEST,
     STRAGGLER,
+    TOO_LARGE,
     never_sent,
+    refused,
     request_faults,
 )
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
@@ -72,13 +76,23 @@ def shape_error(comparator: ComparatorConfig, value: Any) -> str | None:
 
 
 def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``."""
+    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``; failed by
+    the provider's doing only (:func:`_provider_failed`)."""
     out: dict[str, tuple[int, int]] = {}
     for a in attempts:
         if not a.get("cancelled"):
             failed, calls = out.get(a["provider"], (0, 0))
-            out[a["provider"]] = (failed + (not a["ok"]), calls + 1)
+            out[a["provider"]] = (failed + _provider_failed(a), calls + 1)
     return out
+
+
+def _provider_failed(attempt: Mapping[str, Any]) -> bool:
+    """Did the attempt fail by its provider's doing? Not when its request was wrong or its
+    answer too large for the coordinator, nor when the coordinator never sent it (still
+    queued, refused by the gate) or cut it itself (censored: the run's deadline)."""
+    if attempt["ok"] or attempt.get("censored") or not attempt.get("sent", True):
+        return False
+    return not refused(attempt) and attempt.get("error_kind") not in (REQUEST, TOO_LARGE, QUEUED)
 
 
 def _error_rates(
@@ -131,8 +145,9 @@ def assess(
     baseline: Mapping[str, Any] | None,
     cfg: DegradationConfig,
 ) -> list[str]:
-    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not.
-    The threshold: :func:`threshold_ms`."""
+    """Why an attempt counts as degraded (``error``, ``latency``); empty when it does not. A
+    failure not of the provider's doing (:func:`_provider_failed`) is no error of its own. The
+    threshold: :func:`threshold_ms`."""
     threshold = threshold_ms(attempt, baseline, cfg)
     late = threshold is not None and (attempt.get("latency_ms") or 0.0) > threshold
     slow = late and not attempt.get(LATENESS_SHARED)
@@ -140,7 +155,7 @@ def assess(
         return ["latency"] if slow else []
     if attempt.get("cancelled") == STRAGGLER:
         return ["latency"]
-    reasons = [] if attempt["ok"] else ["error"]
+    reasons = ["error"] if _provider_failed(attempt) else []
     return [*reasons, "latency"] if slow else reasons
 
 
@@ -450,7 +465,7 @@ def _after_failure(
     target_side = rnd.sides.get(target) if target else None
     # A call still queued when it ended (our slots, the caller's deadline) never reached
     # its provider: no degradation is said of it, no side is blamed.
-    informative = [a for a in failed_now if not never_sent(a)]
+    informative = [a for a in failed_now if not never_sent(a) and _provider_failed(a)]
     for a in informative:
         reasons = rnd.assess(allocation, a) or ["error"]
         plan.events.append(

@@ -371,7 +371,8 @@ def _synthesis(
 
 def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The spec's quality metrics over a run's results, each in [0, 1], and their mean; an
-    unresolved conflict is not a complete answer."""
+    unresolved conflict is not a complete answer, and counts as cross-validated and in
+    disagreement (``consistency``)."""
     if not results:
         return {
             "completeness": 0.0,
@@ -384,7 +385,13 @@ def quality_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         }
     values = list(results.values())
     answered = [r for r in values if r.get("status", "ok") == "ok" and r.get("error") is None]
-    checked = [r for r in answered if r.get("agreement") is not None]
+    # cross-validated: both sides answered and were compared, whether the conflict was then
+    # decided or left unresolved (an unresolved conflict is the plainest inconsistency)
+    checked = [
+        r
+        for r in values
+        if r.get("agreement") is not None and r.get("status", "ok") in ("ok", UNRESOLVED)
+    ]
     metrics = {
         "completeness": len(answered) / len(values),
         "consistency": (

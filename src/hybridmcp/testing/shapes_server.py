@@ -18,7 +18,8 @@ FastMCP decides the shape from a tool's return annotation, so each tool here is 
   parts, ``captioned_image`` -> a text and an image (no structured content for these);
 - ``fail`` -> a tool error (``isError=true``); ``raw_bytes`` -> ``bytes`` that are not UTF-8,
   which FastMCP cannot serialize: a tool error of the server's own (``Error serializing to
-  JSON: invalid utf-8 ...``), whatever the arguments.
+  JSON: invalid utf-8 ...``), whatever the arguments; ``structured_error(kind)`` -> a tool
+  error told only in structured content (``{"error": ...}``, no text part).
 
 Every tool is annotated ``readOnlyHint: true`` (an unannotated tool would be a ``write``).
 
@@ -39,6 +40,7 @@ from mcp.server.fastmcp import Audio, FastMCP, Image
 from mcp.server.fastmcp.exceptions import ToolError
 from mcp.types import (
     BlobResourceContents,
+    CallToolResult,
     ContentBlock,
     EmbeddedResource,
     ResourceLink,
@@ -185,6 +187,17 @@ def build_server() -> FastMCP:
     @server.tool(annotations=READ_ONLY)
     def raw_bytes() -> bytes:
         return BLOB
+
+    @server.tool(annotations=READ_ONLY)
+    def structured_error(kind: str) -> CallToolResult:
+        """A tool error told only in structured content (no text part): ``kind`` "input"
+        blames the input, anything else the server's upstream."""
+        said = (
+            "Invalid timezone: Mars/Base"
+            if kind == "input"
+            else "the upstream store is unreachable"
+        )
+        return CallToolResult(content=[], structuredContent={"error": said}, isError=True)
 
     return server
 
