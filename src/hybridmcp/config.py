@@ -487,6 +487,12 @@ class StdioServer(_ServerCommon):
     cwd: str | None = None
     encoding: str | None = Field(None, description="Of the server's stdio (default utf-8).")
     encoding_error_handler: Literal["strict", "ignore", "replace"] | None = None
+    max_message_bytes: int = Field(
+        16_000_000,
+        gt=0,
+        description="The longest line the server may write (one message); a longer one ends "
+        "its session, and the calls in flight on it fail at once, naming why.",
+    )
 
     _strings = field_validator("env", mode="before")(_as_strings)
 

@@ -11,7 +11,14 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (never answers ``initialize``), ``garbage_init`` (answers ``initialize`` only with lines
   that are not JSON-RPC), ``odd_schemas`` (tools whose input schemas are invalid
   (``broken``), refer to what nothing resolves (``remote_ref``), or hold a pattern that
-  backtracks for ever on ``aaa…!`` (``backtracking``));
+  backtracks for ever on ``aaa…!`` (``backtracking``)); and, answering ``tools/call``:
+  ``wrong_id`` (an answer under an id no one asked for, never the right one), ``dup_id``
+  (the answer twice), ``no_id`` (an answer without an id), ``odd_part`` (a content part of a
+  type MCP does not have), ``drip`` (the answer a byte at a time, 0.2 s apart), ``latin1``
+  (an answer that is not UTF-8), ``huge_line`` (a line of 100 MB), ``flood`` (log
+  notifications without end, never the answer), ``no_list`` (answers ``initialize``, never
+  ``tools/list``), ``asks`` (sends the client requests and stops reading its stdin),
+  ``shut_stdout`` (closes its stdout and keeps running);
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
   (status 500 with a text body), ``hang`` (never answers).
 """
@@ -19,6 +26,7 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +41,17 @@ STDIO_MODES = (
     "slow_init",
     "garbage_init",
     "odd_schemas",
+    "wrong_id",
+    "dup_id",
+    "no_id",
+    "odd_part",
+    "drip",
+    "latin1",
+    "huge_line",
+    "flood",
+    "no_list",
+    "asks",
+    "shut_stdout",
 )
 HTTP_MODES = ("html", "json", "e500", "hang")
 TOOL = {
@@ -68,6 +87,8 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
         }
         _send({"jsonrpc": "2.0", "id": request_id, "result": result})
     elif method == "tools/list":
+        if mode == "no_list":
+            return
         tools: Any = "not a list" if mode == "bad_list" else [TOOL]
         if mode == "odd_schemas":
             pattern = {"type": "string", "pattern": "(a|aa)+$"}
@@ -89,7 +110,9 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
             ]
         _send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
-        if mode == "bad_result":
+        if mode in _MISBEHAVE:
+            _MISBEHAVE[mode](request_id)
+        elif mode == "bad_result":
             result = {"content": "not a list", "isError": "maybe"}
             _send({"jsonrpc": "2.0", "id": request_id, "result": result})
         elif mode == "nan":
@@ -107,6 +130,53 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
     else:
         error = {"code": -32601, "message": f"no method {method}"}
         _send({"jsonrpc": "2.0", "id": request_id, "error": error})
+
+
+def _echoed(request_id: Any, text: str = "{}") -> bytes:
+    result = {"content": [{"type": "text", "text": text}]}
+    return (json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}) + "\n").encode()
+
+
+def _drip(request_id: Any) -> None:
+    for byte in _echoed(request_id):
+        _raw(bytes([byte]))
+        time.sleep(0.2)
+
+
+def _flood(request_id: Any) -> None:
+    note = {"level": "info", "logger": "flood", "data": "x" * 200}
+    line = (json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": note}))
+    block = ((line + "\n") * 100).encode()
+    while True:
+        _raw(block)
+
+
+def _asks(request_id: Any) -> None:
+    for n in range(100_000):  # far more answers than a pipe holds, none of them read
+        _send({"jsonrpc": "2.0", "id": f"s{n}", "method": "ping"})
+    time.sleep(3600)
+
+
+def _shut_stdout(request_id: Any) -> None:
+    sys.stdout.flush()
+    os.close(1)
+    time.sleep(3600)
+
+
+_MISBEHAVE: dict[str, Any] = {
+    "wrong_id": lambda i: _raw(_echoed(i + 1000 if isinstance(i, int) else f"{i}x")),
+    "dup_id": lambda i: _raw(_echoed(i, '{"first": 1}') + _echoed(i, '{"second": 2}')),
+    "no_id": lambda i: _raw(_echoed(i).replace(b'"id": %s, ' % json.dumps(i).encode(), b"")),
+    "odd_part": lambda i: _send(
+        {"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "video", "url": "x"}]}}
+    ),
+    "drip": _drip,
+    "latin1": lambda i: _raw(_echoed(i, "caf\u00e9").replace(b"\\u00e9", b"\xe9")),
+    "huge_line": lambda i: _raw(_echoed(i, "x" * 100_000_000)),
+    "flood": _flood,
+    "asks": _asks,
+    "shut_stdout": _shut_stdout,
+}
 
 
 def serve_stdio(mode: str) -> None:
