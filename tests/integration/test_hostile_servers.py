@@ -268,3 +268,77 @@ def test_a_servers_input_schema_never_hangs_or_breaks_a_run(tool, text, code, sa
     else:
         (result,) = json.loads(proc.stdout)["results"]
         assert result["value"] == {"text": text}
+
+
+PROTOCOL_FAULTS = {
+    # mode: what the failed call's error says
+    "wrong_id": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
+    "no_id": "meanwhile it sent what answers no request: ValidationError: the server's JSONRPC",
+    "odd_part": "content.0: type 'video' is not one MCP has ('text', 'image'",
+    "drip": "did not answer within 2000 ms",
+    "latin1": "the server wrote a line that is not utf-8 (bytes e9 22",
+    "huge_line": "the server sent a message of more than 16,000,000 bytes",
+    "flood": "did not answer within 2000 ms",
+    "asks": "did not answer within 2000 ms",
+    "shut_stdout": "the connection closed mid-call",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PROTOCOL_FAULTS))
+async def test_a_call_answered_against_the_protocol_fails_in_one_line_and_the_next_works(
+    mode: str,
+) -> None:
+    """Each way a server can break JSON-RPC mid-call (a real process): the call ends within
+    its deadline in one line naming what the server did, and the next call on the pool is
+    answered (the session replaced where it broke)."""
+    entry = _stdio(mode) | {"timeout_ms": 2000}
+    config = parse_config({"mcpServers": {"h": entry}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        assert pool.is_up("h"), pool.status("h").error
+        with pytest.raises(Exception) as failed:
+            await pool.call_tool("h", "echo", {"text": "hostile"}, timeout_s=2.0)
+        message = str(failed.value)
+        assert PROTOCOL_FAULTS[mode] in message, message
+        assert "\n" not in message and len(message) < 600, message
+        result = await pool.call_tool("h", "echo", {"text": "next"}, timeout_s=20.0)
+        assert json.loads(result.content[0].text) == {"text": "next"}  # type: ignore[union-attr]
+    finally:
+        await pool.close()
+
+
+def test_an_answer_given_twice_is_taken_once(tmp_path) -> None:
+    config = _write_config(tmp_path, _stdio("dup_id"))
+    task = tmp_path / "t.json"
+    texts = {"a": "hostile", "b": "next"}  # the first answered twice, the second once
+    requests = [{"id": n, "skill": "h.echo", "args": {"text": t}} for n, t in texts.items()]
+    task.write_text(json.dumps({"requests": requests}))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = [r["value"] for r in json.loads(proc.stdout)["results"]]
+    assert values == [{"first": 1}, {"text": "next"}]
+
+
+@pytest.mark.parametrize("mode", ["huge_line", "latin1"])
+def test_a_run_whose_server_writes_what_cannot_be_a_message_ends_at_once(mode, tmp_path) -> None:
+    """Through the command line, with a deadline of ten minutes: the call fails as soon as
+    the line is seen to be too long or not UTF-8 (a wait for the deadline would be the
+    subprocess' timeout, 90 s), in one line, and the run exits."""
+    config = _write_config(tmp_path, _stdio(mode) | {"timeout_ms": 600_000})
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps([{"id": "e", "skill": "h.echo", "args": {"text": "hostile"}}]))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert PROTOCOL_FAULTS[mode] in result["error"], result["error"]
+
+
+def test_a_start_up_answered_at_initialize_only_says_where_it_stopped(tmp_path) -> None:
+    reason = _down_reason(tmp_path, _stdio("no_list") | {"startup_timeout_ms": 1000})
+    assert reason == "did not start within 1 s (it answered initialize, never tools/list)"

@@ -11,7 +11,8 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (never answers ``initialize``), ``garbage_init`` (answers ``initialize`` only with lines
   that are not JSON-RPC), ``odd_schemas`` (tools whose input schemas are invalid
   (``broken``), refer to what nothing resolves (``remote_ref``), or hold a pattern that
-  backtracks for ever on ``aaa…!`` (``backtracking``)); and, answering ``tools/call``:
+  backtracks for ever on ``aaa…!`` (``backtracking``)); and, answering a ``tools/call`` of
+  ``echo`` whose ``text`` is ``hostile`` (any other is echoed):
   ``wrong_id`` (an answer under an id no one asked for, never the right one), ``dup_id``
   (the answer twice), ``no_id`` (an answer without an id), ``odd_part`` (a content part of a
   type MCP does not have), ``drip`` (the answer a byte at a time, 0.2 s apart), ``latin1``
@@ -110,7 +111,7 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
             ]
         _send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
-        if mode in _MISBEHAVE:
+        if mode in _MISBEHAVE and (params.get("arguments") or {}).get("text") == "hostile":
             _MISBEHAVE[mode](request_id)
         elif mode == "bad_result":
             result = {"content": "not a list", "isError": "maybe"}
