@@ -19,6 +19,7 @@ import pytest
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
+from hybridmcp.errors import DeadlineExceededError
 from hybridmcp.testing.harness import HttpFaultServer
 from tests.integration.test_durable import cli as durable_cli
 
@@ -342,3 +343,46 @@ def test_a_run_whose_server_writes_what_cannot_be_a_message_ends_at_once(mode, t
 def test_a_start_up_answered_at_initialize_only_says_where_it_stopped(tmp_path) -> None:
     reason = _down_reason(tmp_path, _stdio("no_list") | {"startup_timeout_ms": 1000})
     assert reason == "did not start within 1 s (it answered initialize, never tools/list)"
+
+
+HTTP_CALL_FAULTS = {
+    "sse_silent": "did not answer within 2000 ms",
+    "sse_garbage": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
+    "json_stall": "did not answer within 2000 ms",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(HTTP_CALL_FAULTS))
+async def test_an_http_call_held_open_or_answered_with_garbage_ends_at_its_deadline(
+    mode: str, http_port: int
+) -> None:
+    """Streamable HTTP whose handshake works and whose call gets an event stream that never
+    sends an event, events that are not JSON-RPC, or a JSON body promised and never sent:
+    the call ends at its deadline in one line, the next call is answered, the pool closes."""
+    entry = {"url": f"http://127.0.0.1:{http_port}/{mode}", "startup_timeout_ms": 5000}
+    config = parse_config({"mcpServers": {"h": entry}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        assert pool.is_up("h"), pool.status("h").error
+        with pytest.raises(DeadlineExceededError) as failed:
+            await pool.call_tool("h", "echo", {"text": "hostile"}, timeout_s=2.0)
+        message = str(failed.value)
+        assert HTTP_CALL_FAULTS[mode] in message, message
+        assert "\n" not in message and len(message) < 600, message
+        result = await pool.call_tool("h", "echo", {"text": "next"}, timeout_s=20.0)
+        assert json.loads(result.content[0].text) == {"text": "next"}  # type: ignore[union-attr]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("mode", ["sse_mute", "sse_foreign"])
+def test_an_sse_stream_that_never_gives_a_usable_endpoint_is_down_in_time(
+    mode, http_port, tmp_path
+) -> None:
+    server = {
+        "type": "sse",
+        "url": f"http://127.0.0.1:{http_port}/{mode}",
+        "startup_timeout_ms": 1500,
+    }
+    assert _down_reason(tmp_path, server).startswith("did not start within 1.5 s")
