@@ -6,7 +6,14 @@ import sys
 from importlib import resources
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hybridmcp.errors import TaskError
 from hybridmcp.limits import (
@@ -14,6 +21,7 @@ from hybridmcp.limits import (
     InputLimits,
     InvalidJSON,
     decode,
+    lone_surrogate_in,
     parse_document,
     preview,
     read_capped,
@@ -40,6 +48,15 @@ class Request(BaseModel):
     sensitivity: SensitivityField | None = Field(
         None, description="Declared sensitivity; the privacy scan may only raise it."
     )
+
+    @field_validator("args")
+    @classmethod
+    def _sendable(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Arguments no server could be sent are the request's fault, refused here: a lone
+        surrogate once ended the server's session mid-call and was held against the server."""
+        if why := lone_surrogate_in(args):
+            raise ValueError(why)
+        return args
 
 
 class Constraints(BaseModel):

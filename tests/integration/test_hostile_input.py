@@ -51,6 +51,15 @@ HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
         "requests.0.args.x: nan",
     ),
     "escaped quotes": (b'["' + b'\\"' * 400_000, "invalid JSON"),
+    # valid JSON text that no UTF-8 file, store or server can hold: a lone surrogate
+    "lone surrogate": (
+        b'{"requests": [{"id": "a", "skill": "text.stats", "args": {"text": "x\\udc00"}}]}',
+        "requests.0.args.text: a string holding a lone surrogate (U+DC00",
+    ),
+    "lone surrogate key": (
+        b'{"requests": [{"id": "a", "skill": "json.query", "args": {"data": {"\\ud800": 1}}}]}',
+        "requests.0.args.data (a key): a string holding a lone surrogate (U+D800",
+    ),
 }
 
 
@@ -200,3 +209,17 @@ def test_an_internal_function_past_its_deadline_never_holds_the_command(tmp_path
     assert proc.returncode == 1, proc.stderr[-2000:]
     (result,) = json.loads(proc.stdout)["results"]
     assert "deadline exceeded after 300 ms" in result["error"]
+
+
+def test_a_lone_surrogate_for_a_server_is_refused_not_held_against_it(tmp_path):
+    """It once reached the real mcp-server-time, ended its session mid-call (the SDK could
+    not write it as UTF-8), and was recorded as the server's failure: now the task is refused
+    before anything runs, and nothing is learned of the server."""
+    task = tmp_path / "task.json"
+    task.write_bytes(
+        b'{"requests": [{"id": "a", "skill": "time.now", "strategy": "external",'
+        b' "args": {"timezone": "U\\udc00TC"}}]}'
+    )
+    db = tmp_path / "runs.db"
+    refused(cli("run", str(task), "--db", str(db), cwd=tmp_path), "lone surrogate")
+    assert not db.exists()
