@@ -32,7 +32,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -169,10 +169,16 @@ class DatabaseBusy(HybridMCPError):
     """A SQLite file stayed locked by other processes for longer than :data:`BUSY_TIMEOUT_S`."""
 
 
+def _locked(err: sqlite3.Error) -> bool:
+    """The error is SQLite's busy timeout running out (another process holds the lock)."""
+    text = str(err)
+    return "locked" in text or "busy" in text
+
+
 def sqlite_failure(path: str, err: sqlite3.Error) -> HybridMCPError:
     """One line for a SQLite error met while using the database ``path``."""
     text = " ".join(str(err).split())
-    if "locked" in text or "busy" in text:
+    if _locked(err):
         return DatabaseBusy(
             f"database {path!r} stayed locked by other processes for over "
             f"{BUSY_TIMEOUT_S:.0f} s ({text})"
@@ -275,14 +281,48 @@ def _saver_class() -> Any:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     class WholeWritesSqliteSaver(AsyncSqliteSaver):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._one_write = asyncio.Lock()
+            self.busy_until = 0.0
+            """``time.monotonic()`` until which a write does not wait for the lock again:
+            the file stayed locked by another process for the whole busy timeout before."""
+
         async def aput(self, *args: Any, **kwargs: Any) -> Any:
-            return await _whole(self.conn, super().aput(*args, **kwargs))
+            return await self._write(
+                lambda: super(WholeWritesSqliteSaver, self).aput(*args, **kwargs)
+            )
 
         async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
-            await _whole(self.conn, super().aput_writes(*args, **kwargs))
+            await self._write(
+                lambda: super(WholeWritesSqliteSaver, self).aput_writes(*args, **kwargs)
+            )
 
         async def adelete_thread(self, thread_id: str) -> None:
-            await _whole(self.conn, super().adelete_thread(thread_id))
+            await self._write(lambda: super(WholeWritesSqliteSaver, self).adelete_thread(thread_id))
+
+        async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+            """One write, whole (:func:`_whole`). After a write that waited the whole busy
+            timeout in vain, the next ones for as long again try the lock without waiting:
+            a run's writes (its checkpoint, its pending writes, the clean-up of a run without
+            a thread) each waited the whole timeout, one after the other (three minutes for
+            one failed run)."""
+            async with self._one_write:  # (they run one at a time on the connection anyway)
+                hurry = time.monotonic() < self.busy_until
+                if hurry:
+                    await self.conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    return await _whole(self.conn, write())
+                except sqlite3.OperationalError as err:
+                    if not hurry and _locked(err):
+                        self.busy_until = time.monotonic() + BUSY_TIMEOUT_S
+                    raise
+                finally:
+                    if hurry:
+                        with contextlib.suppress(sqlite3.Error, ValueError):
+                            await self.conn.execute(
+                                f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}"
+                            )
 
     _SAVER_CLASS = WholeWritesSqliteSaver
     return _SAVER_CLASS

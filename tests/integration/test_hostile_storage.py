@@ -220,3 +220,33 @@ def test_an_audit_path_that_is_a_directory_or_under_a_file_is_one_line(args, tmp
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, lines[:5]
     assert str(directory) in lines[0] or str(plain) in lines[0]
+
+
+async def test_a_file_locked_past_the_timeout_is_waited_for_once_not_per_write(
+    tmp_path, monkeypatch
+):
+    """A run's writes after one that waited the whole busy timeout in vain (its pending
+    writes, the clean-up of a run without a thread) try the lock without waiting again: a
+    failed run used to wait the timeout three times over (3 minutes). Once the other process
+    lets go, writes go through at once, and the busy timeout is the configured one again."""
+    from hybridmcp import persistence
+    from hybridmcp.persistence import open_persistence
+    from tests.integration.test_sqlite_processes import hold_write_lock, release_lock
+
+    monkeypatch.setattr(persistence, "BUSY_TIMEOUT_S", 1.0)
+    db = str(tmp_path / "runs.db")
+    async with open_persistence(db) as (saver, _store):
+        seen: list[str] = []
+        await saver.conn.set_trace_callback(seen.append)
+        holder = hold_write_lock(db)
+        try:
+            for _ in range(3):
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    await saver.adelete_thread("t")
+        finally:
+            release_lock(holder)
+        hurried = [s for s in seen if s.startswith("PRAGMA busy_timeout")]
+        assert hurried == ["PRAGMA busy_timeout = 0", "PRAGMA busy_timeout = 1000"] * 2, seen
+        await saver.adelete_thread("t")  # the lock is free: at once, whatever the hurry
+        async with saver.conn.execute("PRAGMA busy_timeout") as cursor:
+            assert (await cursor.fetchone())[0] == 1000
