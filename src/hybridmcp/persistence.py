@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -425,10 +426,30 @@ def check_sqlite(
         with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             problem = _sqlite_problem(conn, own_tables)
     except sqlite3.DatabaseError as err:
-        problem = f"is not a usable SQLite database ({err})"
+        problem = _unopened(file, err)
     if problem:
         _remove_new_sidecars(sidecars, existed)
         raise _refuse(path, problem, hint)
+
+
+LOW_DISK_BYTES = 1 << 20
+"""Free space below which an I/O error opening a database is put down to a full disk (a WAL
+file needs room for its shared-memory index, 32 KiB, before it can even be read)."""
+
+
+def _unopened(file: Path, err: sqlite3.DatabaseError) -> str:
+    """Why a database could not even be read: a full disk, said as such (SQLite says only
+    "disk I/O error", which reads as a damaged file), or the file not being a database."""
+    name = str(getattr(err, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")):
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(file.parent).free
+            if free < LOW_DISK_BYTES:
+                return (
+                    f"cannot be opened: the disk holding it is full ({free:,} bytes free; "
+                    f"{err}); free some space"
+                )
+    return f"is not a usable SQLite database ({err})"
 
 
 def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:

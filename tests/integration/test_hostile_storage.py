@@ -4,10 +4,12 @@ with one line, no traceback, and the file byte for byte as it was; an older hybr
 
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 import struct
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -250,3 +252,79 @@ async def test_a_file_locked_past_the_timeout_is_waited_for_once_not_per_write(
         await saver.adelete_thread("t")  # the lock is free: at once, whatever the hurry
         async with saver.conn.execute("PRAGMA busy_timeout") as cursor:
             assert (await cursor.fetchone())[0] == 1000
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system of 2 MiB of its own (tmpfs), to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path, leave_kib: int) -> Path:
+    """Fill the disk but ``leave_kib`` KiB; the filler file, to remove to free it again."""
+    filler = disk / "filler"
+    free = shutil.disk_usage(disk).free
+    with filler.open("wb") as out:
+        out.truncate(0)
+        out.write(b"\0" * max(0, free - leave_kib * 1024))
+    return filler
+
+
+def intact(db: Path, threads: set[str]) -> None:
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        kept = {row[0] for row in conn.execute("SELECT DISTINCT thread_id FROM checkpoints")}
+    assert threads <= kept, kept
+
+
+@pytest.mark.parametrize("command", ["run", "stats"])
+def test_a_full_disk_at_open_is_named_and_the_database_kept(command, small_disk, tmp_path):
+    """SQLite says only "disk I/O error" when a WAL file cannot even be read for want of
+    room (its index needs 32 KiB), which reads as a damaged file: the line says the disk is
+    full, and once there is room the file is as it was."""
+    db = small_disk / "runs.db"
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    made = cli("run", str(task), "--db", str(db), "--thread", "kept", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    filler = fill(small_disk, leave_kib=0)
+    args = ["run", str(task)] if command == "run" else ["stats"]
+    proc = cli(*args, "--db", str(db), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "the disk holding it is full" in line and "not a usable" not in line, line
+    filler.unlink()
+    intact(db, {"kept"})
+
+
+@pytest.mark.parametrize("leave_kib", [40, 160, 640])
+def test_a_disk_that_fills_during_a_run_ends_it_in_one_line_and_keeps_the_rest(
+    leave_kib, small_disk, tmp_path
+):
+    db = small_disk / "runs.db"
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    assert cli("run", str(task), "--db", str(db), "--thread", "kept", cwd=tmp_path).returncode == 0
+    big = tmp_path / "big.json"
+    requests = [
+        {"id": f"r{i}", "skill": "text.stats", "args": {"text": "word " * 200}}
+        for i in range(200)
+    ]
+    big.write_text(json.dumps(requests))
+    filler = fill(small_disk, leave_kib)
+    proc = cli("run", str(big), "--db", str(db), "--thread", "big", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "full" in line, line
+    filler.unlink()
+    intact(db, {"kept"})
+    again = cli("run", str(task), "--db", str(db), "--thread", "after", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
