@@ -138,6 +138,7 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                     await _wal(saver.conn, path)
                     await saver.setup()
                     await store.setup()
+                    saver.watch(path)
             except BaseException:
                 if made_lock:  # a database refused leaves nothing new beside it
                     lock.unlink(missing_ok=True)
@@ -288,6 +289,30 @@ def _saver_class() -> Any:
             self.busy_until = 0.0
             """``time.monotonic()`` until which a write does not wait for the lock again:
             the file stayed locked by another process for the whole busy timeout before."""
+            self.file: tuple[str, int, int] | None = None
+            """The database's path, device and inode, once opened (:meth:`watch`)."""
+
+        def watch(self, path: str) -> None:
+            """Check before each write that ``path`` is still the file opened: SQLite goes
+            on writing to a file deleted under it, and what it writes is lost with it."""
+            st = os.stat(path)
+            self.file = (path, st.st_dev, st.st_ino)
+
+        def _moved(self) -> None:
+            if self.file is None:
+                return
+            path, dev, ino = self.file
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    return
+                what = "replaced by another file"
+            except FileNotFoundError:
+                what = "deleted"
+            raise sqlite3.OperationalError(
+                f"the file was {what} while in use: what this process wrote to it since is "
+                "lost with the old file, and nothing more is written"
+            )
 
         async def aput(self, *args: Any, **kwargs: Any) -> Any:
             return await self._write(
@@ -309,6 +334,7 @@ def _saver_class() -> Any:
             a thread) each waited the whole timeout, one after the other (three minutes for
             one failed run)."""
             async with self._one_write:  # (they run one at a time on the connection anyway)
+                self._moved()
                 hurry = time.monotonic() < self.busy_until
                 if hurry:
                     await self.conn.execute("PRAGMA busy_timeout = 0")

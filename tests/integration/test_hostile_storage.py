@@ -5,6 +5,7 @@ with one line, no traceback, and the file byte for byte as it was; an older hybr
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -17,6 +18,7 @@ import pytest
 
 from hybridmcp.persistence import APPLICATION_ID, SCHEMA_VERSION
 from tests.integration.test_durable import cli as durable_cli
+from tests.integration.test_durable import cli_env
 
 TASK = '[{"id": "a", "skill": "math.calculate", "args": {"expression": "2*3"}}]'
 EXTERNAL_TASK = (
@@ -314,8 +316,7 @@ def test_a_disk_that_fills_during_a_run_ends_it_in_one_line_and_keeps_the_rest(
     assert cli("run", str(task), "--db", str(db), "--thread", "kept", cwd=tmp_path).returncode == 0
     big = tmp_path / "big.json"
     requests = [
-        {"id": f"r{i}", "skill": "text.stats", "args": {"text": "word " * 200}}
-        for i in range(200)
+        {"id": f"r{i}", "skill": "text.stats", "args": {"text": "word " * 200}} for i in range(200)
     ]
     big.write_text(json.dumps(requests))
     filler = fill(small_disk, leave_kib)
@@ -328,3 +329,58 @@ def test_a_disk_that_fills_during_a_run_ends_it_in_one_line_and_keeps_the_rest(
     intact(db, {"kept"})
     again = cli("run", str(task), "--db", str(db), "--thread", "after", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
+
+
+WIPE = '''
+import os, shutil
+
+
+def wipe(how: str) -> dict:
+    """Deletes the run database under the run, or puts a copy in its place."""
+    db = os.environ["WIPED_DB"]
+    if how == "replaced":
+        shutil.copy(db, db + ".copy")
+        shutil.copy(db, db + ".put")  # what was put in its place, to compare with
+        os.replace(db + ".copy", db)
+    else:
+        os.remove(db)
+    for sidecar in (db + "-wal", db + "-shm"):
+        if how == "deleted" and os.path.exists(sidecar):
+            os.remove(sidecar)
+    return {"done": how}
+'''
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_database_deleted_or_replaced_mid_run_is_one_line_not_a_silent_loss(how, tmp_path):
+    """SQLite goes on writing to a file deleted under it: the run used to end `ok`, its
+    checkpoints and what it learned gone with the file. Now its next write says so, exit 2,
+    and a file put in its place is left as it was put."""
+    (tmp_path / "wipemod.py").write_text(WIPE)
+    schema = {"type": "object", "properties": {"how": {"type": "string"}}}
+    skill = {
+        "input_schema": schema,
+        "providers": [{"side": "internal", "function": "wipemod:wipe"}],
+    }
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"mcpServers": {}, "skills": {"wipe": skill}}))
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps([{"id": "w", "skill": "wipe", "args": {"how": how}}]))
+    db = tmp_path / "runs.db"
+    make_db(db)
+    proc = durable_cli(
+        "run", str(task), "--config", str(config), "--db", str(db), "--thread", "t",
+        cwd=tmp_path, timeout=120, env=cli_env(WIPED_DB=str(db), PYTHONPATH=cli_env()["PYTHONPATH"] + os.pathsep + str(tmp_path)),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert (
+        f"the file was {how if how == 'deleted' else 'replaced by another file'} while in use"
+        in line
+    )
+    if how == "replaced":
+        assert db.read_bytes() == (tmp_path / "runs.db.put").read_bytes()
+        intact(db, set())
+    else:
+        assert not db.exists()
