@@ -368,9 +368,10 @@ def test_a_database_deleted_or_replaced_mid_run_is_one_line_not_a_silent_loss(ho
     task.write_text(json.dumps([{"id": "w", "skill": "wipe", "args": {"how": how}}]))
     db = tmp_path / "runs.db"
     make_db(db)
+    path = cli_env()["PYTHONPATH"] + os.pathsep + str(tmp_path)  # (wipemod)
     proc = durable_cli(
         "run", str(task), "--config", str(config), "--db", str(db), "--thread", "t",
-        cwd=tmp_path, timeout=120, env=cli_env(WIPED_DB=str(db), PYTHONPATH=cli_env()["PYTHONPATH"] + os.pathsep + str(tmp_path)),
+        cwd=tmp_path, timeout=120, env=cli_env(WIPED_DB=str(db), PYTHONPATH=path),
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr

@@ -4,6 +4,8 @@ encoding are one error each, saying which."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ def test_the_lines_are_the_streams_whatever_the_chunks(lines, tail, cuts) -> Non
     framer = LineFramer(max_bytes=64)
     got: list[bytes] = []
     points = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         got += framer.feed(stream[start:end])
     assert got == lines  # the unterminated tail is no line yet
 

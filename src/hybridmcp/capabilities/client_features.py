@@ -401,7 +401,9 @@ def _field_names(content: Any, params: Any) -> list[str]:
     return sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
 
 
-_UNKNOWN_ID = re.compile(r"unknown request ID: .*?JSONRPC(?:Response|Error)\(jsonrpc='2\.0', id=([^,]{1,80}),")
+_UNKNOWN_ID = re.compile(
+    r"unknown request ID: .*?JSONRPC(?:Response|Error)\(jsonrpc='2\.0', id=([^,]{1,80}),"
+)
 
 
 def _unasked(err: Exception) -> Exception:

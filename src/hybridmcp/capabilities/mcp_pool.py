@@ -885,7 +885,9 @@ class _ServerSession:
             waited += f" of its last progress ({total_ms:.0f} ms in all)"
         if self.features.unreadable_count > call.unreadable_before:
             got = self.features.unreadable
-            waited += f"; meanwhile it sent what answers no request: {_describe(got)}" if got else ""
+            waited += (
+                f"; meanwhile it sent what answers no request: {_describe(got)}" if got else ""
+            )
         call.outcome.set_exception(
             DeadlineExceededError(f"{self.name}/{call.tool} did not answer {waited}")
         )

@@ -160,7 +160,7 @@ def _drip(request_id: Any) -> None:
 
 def _flood(request_id: Any) -> None:
     note = {"level": "info", "logger": "flood", "data": "x" * 200}
-    line = (json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": note}))
+    line = json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": note})
     block = ((line + "\n") * 100).encode()
     while True:
         _raw(block)
@@ -260,7 +260,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, "application/json", bytes(answered).strip())
             return
         self.send_response(200)
-        self.send_header("content-type", "text/event-stream" if "sse" in mode else "application/json")
+        self.send_header(
+            "content-type", "text/event-stream" if "sse" in mode else "application/json"
+        )
         if mode == "json_stall":  # a body promised, never sent
             self.send_header("content-length", "1000")
         self.end_headers()
