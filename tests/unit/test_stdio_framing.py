@@ -10,7 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridmcp.capabilities.stdio import LineFramer, ServerMessageError, decode_line
+from hybridmcp.capabilities.stdio import (
+    LineFramer,
+    ServerMessageError,
+    decode_line,
+    utf8_transcoder,
+)
 
 lines_ = st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=8)
 
@@ -63,3 +68,40 @@ def test_a_line_not_in_the_encoding_names_the_bytes_and_the_fix() -> None:
         decode_line(b'{"text": "caf\xe9"}', "utf-8", "strict")
     assert "not utf-8 (bytes e9 22 7d at offset 13" in str(err.value)
     assert "encoding_error_handler: replace" in str(err.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(st.text(max_size=20).map(lambda t: t.replace("\n", "")), max_size=6),
+    encoding=st.sampled_from(["utf-16-le", "utf-16-be", "utf-32-le", "cp037"]),
+    cut=st.integers(min_value=1, max_value=7),
+)
+def test_an_encoding_whose_newline_is_not_the_byte_is_framed_on_its_text(
+    lines, encoding, cut
+) -> None:
+    """UTF-16 and UTF-32 (and EBCDIC) hold the byte 0x0A inside other characters ('Ċ' is
+    0A 01 in UTF-16-LE): their text is framed, decoded across chunk boundaries."""
+    text = "".join(line + "\n" for line in lines)
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:  # a character the code page lacks
+        return
+    transcode = utf8_transcoder(encoding, "strict")
+    assert transcode is not None
+    framer = LineFramer(max_bytes=1_000)
+    got = [
+        decode_line(line, "utf-8", "strict")
+        for i in range(0, len(data), cut)
+        for line in framer.feed(transcode(data[i : i + cut]))
+    ]
+    assert got == lines
+
+
+def test_an_ascii_compatible_encoding_is_framed_on_its_bytes() -> None:
+    assert utf8_transcoder("utf-8", "strict") is None
+    assert utf8_transcoder("latin-1", "strict") is None
+    assert utf8_transcoder("shift_jis", "strict") is None
+    with pytest.raises(ServerMessageError, match="not utf-16-le"):
+        transcode = utf8_transcoder("utf-16-le", "strict")
+        assert transcode is not None
+        transcode(b"\x00\xd8a\x00")  # a lone high surrogate, then 'a'

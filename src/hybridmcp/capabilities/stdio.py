@@ -14,8 +14,9 @@ fail now, naming why, instead of at their deadline.
 
 from __future__ import annotations
 
+import codecs
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TextIO
 
@@ -94,6 +95,26 @@ def decode_line(line: bytes, encoding: str, errors: str) -> str:
         ) from None
 
 
+def utf8_transcoder(encoding: str, errors: str) -> Callable[[bytes], bytes] | None:
+    """For an encoding in which the byte ``\\n`` is not always a newline (UTF-16, UTF-32,
+    EBCDIC), a function turning its chunks into UTF-8 (decoding across chunk boundaries);
+    None for the others (UTF-8, Latin-1, Shift-JIS: framed on their own bytes)."""
+    if "\n".encode(encoding) == b"\n":
+        return None
+    decoder = codecs.getincrementaldecoder(encoding)(errors)
+
+    def transcode(chunk: bytes) -> bytes:
+        try:
+            return decoder.decode(chunk).encode("utf-8", "surrogatepass")
+        except UnicodeDecodeError as err:
+            raise ServerMessageError(
+                f"the server wrote what is not {encoding} ({err.reason}); set the server's "
+                "encoding, or encoding_error_handler: replace"
+            ) from None
+
+    return transcode
+
+
 @asynccontextmanager
 async def stdio_client(
     server: StdioServerParameters, errlog: TextIO = sys.stderr, *, max_bytes: int
@@ -121,11 +142,15 @@ async def stdio_client(
 
     async def stdout_reader() -> None:
         framer = LineFramer(max_bytes)
+        encoding, errors = server.encoding, server.encoding_error_handler
+        as_utf8 = utf8_transcoder(encoding, errors)
+        if as_utf8 is not None:  # lines framed on the UTF-8 the text becomes
+            encoding, errors = "utf-8", "strict"
         try:
             async with reader_in:
                 async for chunk in process.stdout:
-                    for line in framer.feed(chunk):
-                        text = decode_line(line, server.encoding, server.encoding_error_handler)
+                    for line in framer.feed(chunk if as_utf8 is None else as_utf8(chunk)):
+                        text = decode_line(line, encoding, errors)
                         try:
                             message = types.JSONRPCMessage.model_validate_json(text)
                         except Exception as exc:  # the session's message handler hears of it
