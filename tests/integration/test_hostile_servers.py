@@ -386,3 +386,19 @@ def test_an_sse_stream_that_never_gives_a_usable_endpoint_is_down_in_time(
         "startup_timeout_ms": 1500,
     }
     assert _down_reason(tmp_path, server).startswith("did not start within 1.5 s")
+
+
+def test_a_server_listing_odd_tool_names_still_serves_its_tools(tmp_path) -> None:
+    """Tool names MCP does not forbid: empty, dotted, 5,000 characters, with a right-to-left
+    override, listed twice. The server is up and its tools are called by name."""
+    config = _write_config(tmp_path, _stdio("odd_names"))
+    task = tmp_path / "t.json"
+    requests = [{"id": s, "skill": f"h.{s}", "args": {"text": s}} for s in ("echo", "dup", "a.b")]
+    task.write_text(json.dumps(requests))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    values = [r["value"] for r in json.loads(proc.stdout)["results"]]
+    assert values == [{"text": "echo"}, {"text": "dup"}, {"text": "a.b"}]

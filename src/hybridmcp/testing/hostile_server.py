@@ -11,7 +11,9 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (never answers ``initialize``), ``garbage_init`` (answers ``initialize`` only with lines
   that are not JSON-RPC), ``odd_schemas`` (tools whose input schemas are invalid
   (``broken``), refer to what nothing resolves (``remote_ref``), or hold a pattern that
-  backtracks for ever on ``aaa…!`` (``backtracking``)); and, answering a ``tools/call`` of
+  backtracks for ever on ``aaa…!`` (``backtracking``)), ``odd_names`` (tools named ``""``,
+  ``a.b``, 5,000 characters, with a right-to-left override, one listed twice); and,
+  answering a ``tools/call`` of
   ``echo`` whose ``text`` is ``hostile`` (any other is echoed):
   ``wrong_id`` (an answer under an id no one asked for, never the right one), ``dup_id``
   (the answer twice), ``no_id`` (an answer without an id), ``odd_part`` (a content part of a
@@ -47,6 +49,7 @@ STDIO_MODES = (
     "slow_init",
     "garbage_init",
     "odd_schemas",
+    "odd_names",
     "wrong_id",
     "dup_id",
     "no_id",
@@ -123,6 +126,9 @@ def _answer(
                     "inputSchema": {"type": "object", "properties": {"text": pattern}},
                 },
             ]
+        if mode == "odd_names":
+            names = ["", "a.b", "x" * 5_000, "sp ace", "\u202eevil", "echo", "dup", "dup"]
+            tools = [TOOL | {"name": name} for name in names]
         send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
         if mode in _MISBEHAVE and (params.get("arguments") or {}).get("text") == "hostile":
