@@ -15,6 +15,7 @@ fail now, naming why, instead of at their deadline.
 from __future__ import annotations
 
 import codecs
+import logging
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,6 +36,10 @@ from mcp.client.stdio import (
 from mcp.shared.message import SessionMessage
 
 from hybridmcp.errors import HybridMCPError
+
+sdk_log = logging.getLogger("mcp.client.stdio")
+"""The SDK reader's logger, kept for what it reported (a line that is not JSON-RPC, with its
+traceback: ``--log-file`` keeps it whole), so logging set up for it goes on working."""
 
 Streams = tuple[
     MemoryObjectReceiveStream[SessionMessage | Exception],
@@ -154,6 +159,7 @@ async def stdio_client(
                         try:
                             message = types.JSONRPCMessage.model_validate_json(text)
                         except Exception as exc:  # the session's message handler hears of it
+                            sdk_log.exception("Failed to parse JSONRPC message from server")
                             await reader_in.send(exc)
                             continue
                         await reader_in.send(SessionMessage(message))
