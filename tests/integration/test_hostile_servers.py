@@ -349,6 +349,9 @@ HTTP_CALL_FAULTS = {
     "sse_silent": "did not answer within 2000 ms",
     "sse_garbage": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
     "json_stall": "did not answer within 2000 ms",
+    # read as fast as loopback gives it, an endless body took about 1 GB in the 2 s
+    "json_endless": "ServerMessageError: the server sent a response of more than 16,000,000",
+    "sse_endless": "ServerMessageError: the server sent an event of more than 16,000,000",
 }
 
 
@@ -357,8 +360,9 @@ async def test_an_http_call_held_open_or_answered_with_garbage_ends_at_its_deadl
     mode: str, http_port: int
 ) -> None:
     """Streamable HTTP whose handshake works and whose call gets an event stream that never
-    sends an event, events that are not JSON-RPC, or a JSON body promised and never sent:
-    the call ends at its deadline in one line, the next call is answered, the pool closes."""
+    sends an event, events that are not JSON-RPC, a JSON body promised and never sent, or a
+    body or an event that never ends (refused past max_message_bytes, never read whole): the
+    call ends at its deadline in one line, the next call is answered, the pool closes."""
     entry = {"url": f"http://127.0.0.1:{http_port}/{mode}", "startup_timeout_ms": 5000}
     config = parse_config({"mcpServers": {"h": entry}})
     pool = SessionPool(config.mcpServers)

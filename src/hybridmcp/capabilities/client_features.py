@@ -262,6 +262,13 @@ class ServerFeatures:
         source = f"{self.name}/{params.logger}" if params.logger else self.name
         self.server_log.log(log_level(params.level), "%s: %s", source, params.data)
 
+    def on_refused(self, err: Exception) -> None:
+        """A message refused before the session could see it (too long): counted and kept
+        like one it could not read (the SDK drops some such errors of an event stream)."""
+        self.unreadable = err
+        self.unreadable_count += 1
+        log.info("MCP server %r: %s", self.name, _one_line(err))
+
     async def on_message(self, message: Any) -> None:
         """Anything the session could not read (a server writing garbage to stdout) is logged
         as one line; the session goes on."""

@@ -110,6 +110,7 @@ from mcp.types import (
     Tool,
 )
 
+from hybridmcp.capabilities.bounded_http import bounded_client_factory
 from hybridmcp.capabilities.client_features import (
     CallScope,
     ClientHooks,
@@ -475,6 +476,10 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
+                connection["httpx_client_factory"] = bounded_client_factory(
+                    self.config.max_message_bytes, self.features.on_refused
+                )
             # The configured session_kwargs (a client_info of the user's own) win over ours.
             connection["session_kwargs"] = {
                 **self.features.session_kwargs(),

@@ -26,8 +26,9 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (status 500 with a text body), ``hang`` (never answers); and streamable-HTTP servers whose
   handshake works, answering a call of ``echo`` with ``text`` ``hostile`` by: ``sse_silent``
   (an event stream that never sends an event), ``sse_garbage`` (events that are not JSON-RPC
-  and an answer to another id, then nothing), ``json_stall`` (a JSON body promised, never
-  sent); and SSE servers (the older transport) whose event stream never names its endpoint
+  and an answer to another id, then nothing), ``sse_endless`` (an event that never ends),
+  ``json_stall`` (a JSON body promised, never sent), ``json_endless`` (a JSON body that never
+  ends); and SSE servers (the older transport) whose event stream never names its endpoint
   (``sse_mute``) or names one on another origin (``sse_foreign``).
 """
 
@@ -63,7 +64,7 @@ STDIO_MODES = (
     "shut_stdout",
 )
 HTTP_MODES = ("html", "json", "e500", "hang")
-HTTP_CALL_MODES = ("sse_silent", "sse_garbage", "json_stall")
+HTTP_CALL_MODES = ("sse_silent", "sse_garbage", "sse_endless", "json_stall", "json_endless")
 SSE_MODES = ("sse_mute", "sse_foreign")
 TOOL = {
     "name": "echo",
@@ -272,6 +273,11 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "json_stall":  # a body promised, never sent
             self.send_header("content-length", "1000")
         self.end_headers()
+        if mode in ("json_endless", "sse_endless"):  # a body (an event) that never ends
+            self.wfile.write(b"data: " if mode == "sse_endless" else b"")
+            block = b"x" * 65536
+            while True:
+                self.wfile.write(block)
         if mode == "sse_garbage":
             self.wfile.write(b"data: {not json\n\nevent: message\ndata: [1, 2\n\n: hi\n\n")
             self.wfile.write(b"event: message\ndata: " + _echoed(request_id + 1000))
