@@ -102,7 +102,9 @@ def parse_task(data: Any, source: str = "<task>", limits: InputLimits | None = N
         lines = [f"invalid task in {source}:"]
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-            lines.append(f"  {loc}: {e['msg']}")
+            given = e.get("input")  # a scalar given is quoted, short (a mapping never is)
+            got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
+            lines.append(f"  {loc}: {e['msg']}{got}")
         raise TaskError("\n".join(lines)) from None
 
 
