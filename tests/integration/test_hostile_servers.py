@@ -1,7 +1,11 @@
 """Servers that break the MCP protocol itself (``hybridmcp.testing.hostile_server``, real
 processes over stdio and HTTP), through the real command line and the pool: why a server is
 down is one line naming what it sent, a start-up that times out says what came instead of an
-answer, and an answer holding NaN never makes ``--json`` print something JSON cannot read."""
+answer, and an answer holding NaN never makes ``--json`` print something JSON cannot read.
+Mid-call (answers under the wrong id, twice or without one, content parts MCP lacks, answers
+dripped, floods, requests to the client it never reads, a closed stdout, lines of 100 MB or
+not UTF-8, HTTP bodies held open, endless or garbled): each call ends within its deadline in
+one line naming what the server did, and the next call is answered."""
 
 from __future__ import annotations
 
