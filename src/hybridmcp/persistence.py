@@ -467,7 +467,13 @@ def _unopened(file: Path, err: sqlite3.DatabaseError) -> str:
     """Why a database could not even be read: a full disk, said as such (SQLite says only
     "disk I/O error", which reads as a damaged file), or the file not being a database."""
     name = str(getattr(err, "sqlite_errorname", ""))
-    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")):
+    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        if not os.access(file.parent, os.W_OK):  # (EROFS even for root)
+            return (
+                f"cannot be opened: its directory cannot be written to ({err}), and SQLite "
+                "keeps its write-ahead log and index beside the file (a read-only file "
+                "system?)"
+            )
         with contextlib.suppress(OSError):
             free = shutil.disk_usage(file.parent).free
             if free < LOW_DISK_BYTES:
@@ -486,7 +492,8 @@ def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
         return
     for sidecar, was_there in zip(sidecars, existed, strict=True):
         if not was_there:
-            sidecar.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a read-only directory: none was made)
+                sidecar.unlink(missing_ok=True)
 
 
 def _sqlite_problem(conn: sqlite3.Connection, own_tables: frozenset[str]) -> str | None:

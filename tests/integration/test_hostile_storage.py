@@ -385,3 +385,27 @@ def test_a_database_deleted_or_replaced_mid_run_is_one_line_not_a_silent_loss(ho
         intact(db, set())
     else:
         assert not db.exists()
+
+
+@pytest.mark.parametrize("command", ["run", "stats"])
+def test_a_database_on_a_read_only_file_system_is_one_line_naming_it(command, small_disk, tmp_path):
+    """The file can be read, but SQLite cannot put its write-ahead log beside it: one line
+    saying so (it used to be "cannot run: [Errno 30] ..." from removing a sidecar, or "not a
+    usable SQLite database"), exit 2, and the file as it was."""
+    db = small_disk / "runs.db"
+    task = tmp_path / "task.json"
+    task.write_text(TASK)
+    assert cli("run", str(task), "--db", str(db), "--thread", "kept", cwd=tmp_path).returncode == 0
+    before = db.read_bytes()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        args = ["run", str(task)] if command == "run" else ["stats"]
+        proc = cli(*args, "--db", str(db), cwd=tmp_path)
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "its directory cannot be written to" in line and str(db) in line, line
+    assert db.read_bytes() == before
+    intact(db, {"kept"})
