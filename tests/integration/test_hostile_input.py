@@ -113,11 +113,13 @@ def test_a_hostile_task_on_stdin_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["binary", "latin-1", "deep json", "alias bomb", "huge string", "huge file"]
+    "name",
+    ["binary", "latin-1", "deep json", "alias bomb", "huge string", "huge file", "lone surrogate"],
 )
 def test_a_hostile_config_file_is_refused(name, tmp_path):
     content, reason = HOSTILE_TASKS[name]
-    config = tmp_path / ("config.json" if name == "deep json" else "config.yaml")
+    json_text = name in ("deep json", "lone surrogate")  # (YAML has no lone surrogate)
+    config = tmp_path / ("config.json" if json_text else "config.yaml")
     config.write_bytes(content)
     db = tmp_path / "runs.db"
     refused(cli("run", "--config", str(config), "--db", str(db), cwd=tmp_path), reason)
