@@ -401,6 +401,12 @@ class _ServerCommon(_Model):
     max_concurrency: int = Field(
         8, ge=1, le=1024, description="Calls in flight on this server at once; more wait."
     )
+    max_message_bytes: int = Field(
+        16_000_000,
+        gt=0,
+        description="The longest message the server may send (a stdio line, an HTTP body, one "
+        "SSE event); past it the message is refused, naming why, never read whole.",
+    )
     session_kwargs: SessionKwargs | None = Field(
         None, description="ClientSession arguments (langchain-mcp-adapters)."
     )

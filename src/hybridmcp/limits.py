@@ -363,6 +363,8 @@ def check_strings(data: Any, limits: InputLimits) -> None:
                     f"{limits.max_string_chars} (input_limits.max_string_chars): "
                     f"{preview(value)}"
                 )
+            if not value.isascii() and (why := _lone_surrogate(value)):
+                raise InputLimitError(f"{_where(data, value)}: {why}")
         elif isinstance(value, float):
             if not math.isfinite(value):
                 raise InputLimitError(
@@ -383,15 +385,56 @@ def check_strings(data: Any, limits: InputLimits) -> None:
             pending.extend(value)
 
 
-def _where(data: Any, bad: float | int) -> str:
-    """The key path of a value (``requests.0.args.x``), looked for only once it is refused."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(text: str) -> str | None:
+    """Why a string cannot be written as UTF-8 (sent to a server, stored, printed): a lone
+    surrogate (JSON's ``"\\udc00"``), named by its code point, never quoted."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"a string holding a lone surrogate (U+{ord(found.group()):04X} at character "
+        f"{found.start()}), which UTF-8 cannot carry: no server could be sent it"
+    )
+
+
+def lone_surrogate_in(data: Any) -> str | None:
+    """Where and why a string (key or value) in ``data`` cannot be written as UTF-8, or None."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if not value.isascii() and (why := _lone_surrogate(value)):
+                return f"{_where(data, value)}: {why}"
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple | set):
+            pending.extend(value)
+    return None
+
+
+def _key(key: Any) -> str:
+    """A key as a path shows it: as written, or quoted with escapes when it holds what a
+    terminal cannot show (a lone surrogate, a control character)."""
+    text = str(key)
+    return text if text.isprintable() else repr(text)
+
+
+def _where(data: Any, bad: Any) -> str:
+    """The key path of a value (``requests.0.args.x``), looked for only once it is refused;
+    of a key, its mapping's path and ``(a key)``."""
     pending: list[tuple[Any, str]] = [(data, "")]
     while pending:
         value, path = pending.pop()
         if value is bad or (isinstance(value, float) and value != value and bad != bad):
             return path or "<root>"
         if isinstance(value, dict):
-            pending.extend((v, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+            if any(key is bad for key in value):
+                return f"{path or '<root>'} (a key)"
+            pending.extend((v, f"{path}.{_key(k)}" if path else _key(k)) for k, v in value.items())
         elif isinstance(value, list | tuple):
             pending.extend((v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(value))
     return repr(bad)

@@ -29,10 +29,11 @@ import asyncio
 import contextlib
 import contextvars
 import os
+import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager, closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -137,6 +138,7 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
                     await _wal(saver.conn, path)
                     await saver.setup()
                     await store.setup()
+                    saver.watch(path)
             except BaseException:
                 if made_lock:  # a database refused leaves nothing new beside it
                     lock.unlink(missing_ok=True)
@@ -169,10 +171,16 @@ class DatabaseBusy(HybridMCPError):
     """A SQLite file stayed locked by other processes for longer than :data:`BUSY_TIMEOUT_S`."""
 
 
+def _locked(err: sqlite3.Error) -> bool:
+    """The error is SQLite's busy timeout running out (another process holds the lock)."""
+    text = str(err)
+    return "locked" in text or "busy" in text
+
+
 def sqlite_failure(path: str, err: sqlite3.Error) -> HybridMCPError:
     """One line for a SQLite error met while using the database ``path``."""
     text = " ".join(str(err).split())
-    if "locked" in text or "busy" in text:
+    if _locked(err):
         return DatabaseBusy(
             f"database {path!r} stayed locked by other processes for over "
             f"{BUSY_TIMEOUT_S:.0f} s ({text})"
@@ -275,14 +283,73 @@ def _saver_class() -> Any:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     class WholeWritesSqliteSaver(AsyncSqliteSaver):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._one_write = asyncio.Lock()
+            self.busy_until = 0.0
+            """``time.monotonic()`` until which a write does not wait for the lock again:
+            the file stayed locked by another process for the whole busy timeout before."""
+            self.file: tuple[str, int, int] | None = None
+            """The database's path, device and inode, once opened (:meth:`watch`)."""
+
+        def watch(self, path: str) -> None:
+            """Check before each write that ``path`` is still the file opened: SQLite goes
+            on writing to a file deleted under it, and what it writes is lost with it."""
+            st = os.stat(path)
+            self.file = (path, st.st_dev, st.st_ino)
+
+        def _moved(self) -> None:
+            if self.file is None:
+                return
+            path, dev, ino = self.file
+            try:
+                st = os.stat(path)
+                if (st.st_dev, st.st_ino) == (dev, ino):
+                    return
+                what = "replaced by another file"
+            except FileNotFoundError:
+                what = "deleted"
+            raise sqlite3.OperationalError(
+                f"the file was {what} while in use: what this process wrote to it since is "
+                "lost with the old file, and nothing more is written"
+            )
+
         async def aput(self, *args: Any, **kwargs: Any) -> Any:
-            return await _whole(self.conn, super().aput(*args, **kwargs))
+            return await self._write(
+                lambda: super(WholeWritesSqliteSaver, self).aput(*args, **kwargs)
+            )
 
         async def aput_writes(self, *args: Any, **kwargs: Any) -> None:
-            await _whole(self.conn, super().aput_writes(*args, **kwargs))
+            await self._write(
+                lambda: super(WholeWritesSqliteSaver, self).aput_writes(*args, **kwargs)
+            )
 
         async def adelete_thread(self, thread_id: str) -> None:
-            await _whole(self.conn, super().adelete_thread(thread_id))
+            await self._write(lambda: super(WholeWritesSqliteSaver, self).adelete_thread(thread_id))
+
+        async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
+            """One write, whole (:func:`_whole`). After a write that waited the whole busy
+            timeout in vain, the next ones for as long again try the lock without waiting:
+            a run's writes (its checkpoint, its pending writes, the clean-up of a run without
+            a thread) each waited the whole timeout, one after the other (three minutes for
+            one failed run)."""
+            async with self._one_write:  # (they run one at a time on the connection anyway)
+                self._moved()
+                hurry = time.monotonic() < self.busy_until
+                if hurry:
+                    await self.conn.execute("PRAGMA busy_timeout = 0")
+                try:
+                    return await _whole(self.conn, write())
+                except sqlite3.OperationalError as err:
+                    if not hurry and _locked(err):
+                        self.busy_until = time.monotonic() + BUSY_TIMEOUT_S
+                    raise
+                finally:
+                    if hurry:
+                        with contextlib.suppress(sqlite3.Error, ValueError):
+                            await self.conn.execute(
+                                f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}"
+                            )
 
     _SAVER_CLASS = WholeWritesSqliteSaver
     return _SAVER_CLASS
@@ -385,10 +452,36 @@ def check_sqlite(
         with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
             problem = _sqlite_problem(conn, own_tables)
     except sqlite3.DatabaseError as err:
-        problem = f"is not a usable SQLite database ({err})"
+        problem = _unopened(file, err)
     if problem:
         _remove_new_sidecars(sidecars, existed)
         raise _refuse(path, problem, hint)
+
+
+LOW_DISK_BYTES = 1 << 20
+"""Free space below which an I/O error opening a database is put down to a full disk (a WAL
+file needs room for its shared-memory index, 32 KiB, before it can even be read)."""
+
+
+def _unopened(file: Path, err: sqlite3.DatabaseError) -> str:
+    """Why a database could not even be read: a full disk, said as such (SQLite says only
+    "disk I/O error", which reads as a damaged file), or the file not being a database."""
+    name = str(getattr(err, "sqlite_errorname", ""))
+    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_READONLY")):
+        if not os.access(file.parent, os.W_OK):  # (EROFS even for root)
+            return (
+                f"cannot be opened: its directory cannot be written to ({err}), and SQLite "
+                "keeps its write-ahead log and index beside the file (a read-only file "
+                "system?)"
+            )
+        with contextlib.suppress(OSError):
+            free = shutil.disk_usage(file.parent).free
+            if free < LOW_DISK_BYTES:
+                return (
+                    f"cannot be opened: the disk holding it is full ({free:,} bytes free; "
+                    f"{err}); free some space"
+                )
+    return f"is not a usable SQLite database ({err})"
 
 
 def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
@@ -399,7 +492,8 @@ def _remove_new_sidecars(sidecars: list[Path], existed: list[bool]) -> None:
         return
     for sidecar, was_there in zip(sidecars, existed, strict=True):
         if not was_there:
-            sidecar.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a read-only directory: none was made)
+                sidecar.unlink(missing_ok=True)
 
 
 def _sqlite_problem(conn: sqlite3.Connection, own_tables: frozenset[str]) -> str | None:

@@ -15,6 +15,7 @@ from hybridmcp.limits import (
     InputLimits,
     InvalidJSON,
     decode,
+    lone_surrogate_in,
     parse_document,
     preview,
     read_capped,
@@ -41,6 +42,15 @@ class Request(BaseModel):
     sensitivity: SensitivityField | None = Field(
         None, description="Declared sensitivity; the privacy scan may only raise it."
     )
+
+    @field_validator("args")
+    @classmethod
+    def _sendable(cls, args: dict[str, Any]) -> dict[str, Any]:
+        """Arguments no server could be sent are the request's fault, refused here: a lone
+        surrogate once ended the server's session mid-call and was held against the server."""
+        if why := lone_surrogate_in(args):
+            raise ValueError(why)
+        return args
 
     @field_validator("args")
     @classmethod
@@ -115,7 +125,9 @@ def parse_task(data: Any, source: str = "<task>", limits: InputLimits | None = N
         lines = [f"invalid task in {source}:"]
         for e in err.errors():
             loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-            lines.append(f"  {loc}: {e['msg']}")
+            given = e.get("input")  # a scalar given is quoted, short (a mapping never is)
+            got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
+            lines.append(f"  {loc}: {e['msg']}{got}")
         raise TaskError("\n".join(lines)) from None
 
 

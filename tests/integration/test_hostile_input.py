@@ -51,6 +51,15 @@ HOSTILE_TASKS: dict[str, tuple[bytes, str]] = {
         "requests.0.args.x: nan",
     ),
     "escaped quotes": (b'["' + b'\\"' * 400_000, "invalid JSON"),
+    # valid JSON text that no UTF-8 file, store or server can hold: a lone surrogate
+    "lone surrogate": (
+        b'{"requests": [{"id": "a", "skill": "text.stats", "args": {"text": "x\\udc00"}}]}',
+        "requests.0.args.text: a string holding a lone surrogate (U+DC00",
+    ),
+    "lone surrogate key": (
+        b'{"requests": [{"id": "a", "skill": "json.query", "args": {"data": {"\\ud800": 1}}}]}',
+        "requests.0.args.data (a key): a string holding a lone surrogate (U+D800",
+    ),
 }
 
 
@@ -104,11 +113,13 @@ def test_a_hostile_task_on_stdin_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["binary", "latin-1", "deep json", "alias bomb", "huge string", "huge file"]
+    "name",
+    ["binary", "latin-1", "deep json", "alias bomb", "huge string", "huge file", "lone surrogate"],
 )
 def test_a_hostile_config_file_is_refused(name, tmp_path):
     content, reason = HOSTILE_TASKS[name]
-    config = tmp_path / ("config.json" if name == "deep json" else "config.yaml")
+    json_text = name in ("deep json", "lone surrogate")  # (YAML has no lone surrogate)
+    config = tmp_path / ("config.json" if json_text else "config.yaml")
     config.write_bytes(content)
     db = tmp_path / "runs.db"
     refused(cli("run", "--config", str(config), "--db", str(db), cwd=tmp_path), reason)
@@ -200,3 +211,17 @@ def test_an_internal_function_past_its_deadline_never_holds_the_command(tmp_path
     assert proc.returncode == 1, proc.stderr[-2000:]
     (result,) = json.loads(proc.stdout)["results"]
     assert "deadline exceeded after 300 ms" in result["error"]
+
+
+def test_a_lone_surrogate_for_a_server_is_refused_not_held_against_it(tmp_path):
+    """It once reached the real mcp-server-time, ended its session mid-call (the SDK could
+    not write it as UTF-8), and was recorded as the server's failure: now the task is refused
+    before anything runs, and nothing is learned of the server."""
+    task = tmp_path / "task.json"
+    task.write_bytes(
+        b'{"requests": [{"id": "a", "skill": "time.now", "strategy": "external",'
+        b' "args": {"timezone": "U\\udc00TC"}}]}'
+    )
+    db = tmp_path / "runs.db"
+    refused(cli("run", str(task), "--db", str(db), cwd=tmp_path), "lone surrogate")
+    assert not db.exists()

@@ -1,7 +1,11 @@
 """Servers that break the MCP protocol itself (``hybridmcp.testing.hostile_server``, real
 processes over stdio and HTTP), through the real command line and the pool: why a server is
 down is one line naming what it sent, a start-up that times out says what came instead of an
-answer, and an answer holding NaN never makes ``--json`` print something JSON cannot read."""
+answer, and an answer holding NaN never makes ``--json`` print something JSON cannot read.
+Mid-call (answers under the wrong id, twice or without one, content parts MCP lacks, answers
+dripped, floods, requests to the client it never reads, a closed stdout, lines of 100 MB or
+not UTF-8, HTTP bodies held open, endless or garbled): each call ends within its deadline in
+one line naming what the server did, and the next call is answered."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import pytest
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
+from hybridmcp.errors import DeadlineExceededError
 from hybridmcp.testing.harness import HttpFaultServer
 from tests.integration.test_durable import cli as durable_cli
 
@@ -268,3 +273,140 @@ def test_a_servers_input_schema_never_hangs_or_breaks_a_run(tool, text, code, sa
     else:
         (result,) = json.loads(proc.stdout)["results"]
         assert result["value"] == {"text": text}
+
+
+PROTOCOL_FAULTS = {
+    # mode: what the failed call's error says
+    "wrong_id": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
+    "no_id": "meanwhile it sent what answers no request: ValidationError: the server's JSONRPC",
+    "odd_part": "content.0: type 'video' is not one MCP has ('text', 'image'",
+    "drip": "did not answer within 2000 ms",
+    "latin1": "the server wrote a line that is not utf-8 (bytes e9 22",
+    "huge_line": "the server sent a message of more than 16,000,000 bytes",
+    "flood": "did not answer within 2000 ms",
+    "asks": "did not answer within 2000 ms",
+    "shut_stdout": "the connection closed mid-call",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(PROTOCOL_FAULTS))
+async def test_a_call_answered_against_the_protocol_fails_in_one_line_and_the_next_works(
+    mode: str,
+) -> None:
+    """Each way a server can break JSON-RPC mid-call (a real process): the call ends within
+    its deadline in one line naming what the server did, and the next call on the pool is
+    answered (the session replaced where it broke)."""
+    entry = _stdio(mode) | {"timeout_ms": 2000}
+    config = parse_config({"mcpServers": {"h": entry}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        assert pool.is_up("h"), pool.status("h").error
+        with pytest.raises(Exception) as failed:
+            await pool.call_tool("h", "echo", {"text": "hostile"}, timeout_s=2.0)
+        message = str(failed.value)
+        assert PROTOCOL_FAULTS[mode] in message, message
+        assert "\n" not in message and len(message) < 600, message
+        result = await pool.call_tool("h", "echo", {"text": "next"}, timeout_s=20.0)
+        assert json.loads(result.content[0].text) == {"text": "next"}  # type: ignore[union-attr]
+    finally:
+        await pool.close()
+
+
+def test_an_answer_given_twice_is_taken_once(tmp_path) -> None:
+    config = _write_config(tmp_path, _stdio("dup_id"))
+    task = tmp_path / "t.json"
+    texts = {"a": "hostile", "b": "next"}  # the first answered twice, the second once
+    requests = [{"id": n, "skill": "h.echo", "args": {"text": t}} for n, t in texts.items()]
+    task.write_text(json.dumps({"requests": requests}))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    values = [r["value"] for r in json.loads(proc.stdout)["results"]]
+    assert values == [{"first": 1}, {"text": "next"}]
+
+
+@pytest.mark.parametrize("mode", ["huge_line", "latin1"])
+def test_a_run_whose_server_writes_what_cannot_be_a_message_ends_at_once(mode, tmp_path) -> None:
+    """Through the command line, with a deadline of ten minutes: the call fails as soon as
+    the line is seen to be too long or not UTF-8 (a wait for the deadline would be the
+    subprocess' timeout, 90 s), in one line, and the run exits."""
+    config = _write_config(tmp_path, _stdio(mode) | {"timeout_ms": 600_000})
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps([{"id": "e", "skill": "h.echo", "args": {"text": "hostile"}}]))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (result,) = json.loads(proc.stdout)["results"]
+    assert PROTOCOL_FAULTS[mode] in result["error"], result["error"]
+
+
+def test_a_start_up_answered_at_initialize_only_says_where_it_stopped(tmp_path) -> None:
+    reason = _down_reason(tmp_path, _stdio("no_list") | {"startup_timeout_ms": 1000})
+    assert reason == "did not start within 1 s (it answered initialize, never tools/list)"
+
+
+HTTP_CALL_FAULTS = {
+    "sse_silent": "did not answer within 2000 ms",
+    "sse_garbage": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
+    "json_stall": "did not answer within 2000 ms",
+    # read as fast as loopback gives it, an endless body took about 1 GB in the 2 s
+    "json_endless": "ServerMessageError: the server sent a response of more than 16,000,000",
+    "sse_endless": "ServerMessageError: the server sent an event of more than 16,000,000",
+}
+
+
+@pytest.mark.parametrize("mode", sorted(HTTP_CALL_FAULTS))
+async def test_an_http_call_held_open_or_answered_with_garbage_ends_at_its_deadline(
+    mode: str, http_port: int
+) -> None:
+    """Streamable HTTP whose handshake works and whose call gets an event stream that never
+    sends an event, events that are not JSON-RPC, a JSON body promised and never sent, or a
+    body or an event that never ends (refused past max_message_bytes, never read whole): the
+    call ends at its deadline in one line, the next call is answered, the pool closes."""
+    entry = {"url": f"http://127.0.0.1:{http_port}/{mode}", "startup_timeout_ms": 5000}
+    config = parse_config({"mcpServers": {"h": entry}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        assert pool.is_up("h"), pool.status("h").error
+        with pytest.raises(DeadlineExceededError) as failed:
+            await pool.call_tool("h", "echo", {"text": "hostile"}, timeout_s=2.0)
+        message = str(failed.value)
+        assert HTTP_CALL_FAULTS[mode] in message, message
+        assert "\n" not in message and len(message) < 600, message
+        result = await pool.call_tool("h", "echo", {"text": "next"}, timeout_s=20.0)
+        assert json.loads(result.content[0].text) == {"text": "next"}  # type: ignore[union-attr]
+    finally:
+        await pool.close()
+
+
+@pytest.mark.parametrize("mode", ["sse_mute", "sse_foreign"])
+def test_an_sse_stream_that_never_gives_a_usable_endpoint_is_down_in_time(
+    mode, http_port, tmp_path
+) -> None:
+    server = {
+        "type": "sse",
+        "url": f"http://127.0.0.1:{http_port}/{mode}",
+        "startup_timeout_ms": 1500,
+    }
+    assert _down_reason(tmp_path, server).startswith("did not start within 1.5 s")
+
+
+def test_a_server_listing_odd_tool_names_still_serves_its_tools(tmp_path) -> None:
+    """Tool names MCP does not forbid: empty, dotted, 5,000 characters, with a right-to-left
+    override, listed twice. The server is up and its tools are called by name."""
+    config = _write_config(tmp_path, _stdio("odd_names"))
+    task = tmp_path / "t.json"
+    requests = [{"id": s, "skill": f"h.{s}", "args": {"text": s}} for s in ("echo", "dup", "a.b")]
+    task.write_text(json.dumps(requests))
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    values = [r["value"] for r in json.loads(proc.stdout)["results"]]
+    assert values == [{"text": "echo"}, {"text": "dup"}, {"text": "a.b"}]

@@ -31,12 +31,16 @@ def test_task_from_stdin(monkeypatch):
     ("data", "message"),
     [
         ({"requests": []}, "requests"),
-        ({"requests": [{"id": "a", "skill": "x", "strategy": "fastest"}]}, "requests.0.strategy"),
+        (
+            {"requests": [{"id": "a", "skill": "x", "strategy": "fastest"}]},
+            r"requests.0.strategy: .* \(got 'fastest'\)",
+        ),
+        ({"requests": [{"id": 1, "skill": "x"}]}, r"requests.0.id: .*string \(got 1\)$"),
         ({"requests": [{"id": "a", "skill": "x"}, {"id": "a", "skill": "y"}]}, "duplicate"),
         ({"requests": [{"id": "a", "skill": "x", "colour": 1}]}, "requests.0.colour"),
         (
             {"requests": [{"id": "a", "skill": "x"}], "constraints": {"deadline_ms": -1}},
-            "constraints.deadline_ms",
+            r"constraints.deadline_ms: .* \(got -1\)",
         ),
     ],
 )

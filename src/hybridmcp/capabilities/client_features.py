@@ -15,6 +15,7 @@ The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -235,8 +236,10 @@ class ServerFeatures:
         self._hooks = hooks
         self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
         self.unreadable: Exception | None = None
-        """The last thing the server sent that was not a JSON-RPC message (what a start-up
-        that timed out got instead of an answer)."""
+        """The last thing the server sent that was not a JSON-RPC message, or an answer to
+        no request (what a start-up or a call that timed out got instead of an answer)."""
+        self.unreadable_count = 0
+        """How many such things it sent (a call compares it before and after)."""
         self.on_tools_changed: Callable[[], None] | None = None
         """What the session does when the server says its tool list changed (list it again)."""
 
@@ -266,6 +269,13 @@ class ServerFeatures:
         source = f"{self.name}/{params.logger}" if params.logger else self.name
         self.server_log.log(log_level(params.level), "%s: %s", source, params.data)
 
+    def on_refused(self, err: Exception) -> None:
+        """A message refused before the session could see it (too long): counted and kept
+        like one it could not read (the SDK drops some such errors of an event stream)."""
+        self.unreadable = err
+        self.unreadable_count += 1
+        log.info("MCP server %r: %s", self.name, _one_line(err))
+
     async def on_message(self, message: Any) -> None:
         """A server saying its tool list changed has it listed again; anything the session
         could not read (a server writing garbage to stdout) is logged as one line; the session
@@ -275,7 +285,9 @@ class ServerFeatures:
                 self.on_tools_changed()
             return
         if isinstance(message, Exception):
+            message = _unasked(message)
             self.unreadable = message
+            self.unreadable_count += 1
             log.info(
                 "MCP server %r sent something that is not a JSON-RPC message: %s",
                 self.name,
@@ -406,6 +418,20 @@ def _field_names(content: Any, params: Any) -> list[str]:
     props = schema.get("properties") if isinstance(schema, Mapping) else None
     known = props if isinstance(props, Mapping) else {}
     return sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
+
+
+_UNKNOWN_ID = re.compile(
+    r"unknown request ID: .*?JSONRPC(?:Response|Error)\(jsonrpc='2\.0', id=([^,]{1,80}),"
+)
+
+
+def _unasked(err: Exception) -> Exception:
+    """The SDK's error for an answer to no request (its whole message quoted) as one line
+    naming the id it carried."""
+    found = _UNKNOWN_ID.search(str(err)[:500])
+    if isinstance(err, RuntimeError) and found:
+        return RuntimeError(f"an answer to id {found.group(1)}, which no request has")
+    return err
 
 
 def _one_line(err: BaseException) -> str:

@@ -91,14 +91,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import httpx
 import pydantic
 from langchain_mcp_adapters.sessions import create_session
 from mcp import ClientSession, StdioServerParameters
-from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
@@ -111,12 +110,14 @@ from mcp.types import (
     Tool,
 )
 
+from hybridmcp.capabilities.bounded_http import bounded_client_factory
 from hybridmcp.capabilities.client_features import (
     CallScope,
     ClientHooks,
     ElicitationRequired,
     ServerFeatures,
 )
+from hybridmcp.capabilities.stdio import stdio_client
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
@@ -177,6 +178,7 @@ def to_connection(server: ServerConfig) -> dict[str, Any]:
             "cwd": server.cwd,
             "encoding": server.encoding,
             "encoding_error_handler": server.encoding_error_handler,
+            "max_message_bytes": server.max_message_bytes,
         }
     else:
         assert isinstance(server, HttpServer)
@@ -214,9 +216,11 @@ def _from_environ(match: re.Match[str]) -> str:
 async def _session_for(
     connection: dict[str, Any], server_log: str | None
 ) -> AsyncIterator[ClientSession]:
-    """A session on the connection; a stdio server's stderr appended to ``server_log`` when
-    set (``langchain-mcp-adapters`` leaves it on the coordinator's own stderr)."""
-    if connection["transport"] != "stdio" or server_log is None:
+    """A session on the connection. A stdio server runs under hybridmcp's own transport
+    (:mod:`hybridmcp.capabilities.stdio`: lines framed in linear time and bounded by
+    ``max_message_bytes``), its stderr appended to ``server_log`` when set (else the
+    coordinator's own stderr)."""
+    if connection["transport"] != "stdio":
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
         return
@@ -225,15 +229,18 @@ async def _session_for(
     if given.get("env") is not None:  # ${VAR} expanded, as langchain-mcp-adapters does
         given["env"] = {k: _BRACED_VAR.sub(_from_environ, v) for k, v in given["env"].items()}
     params = StdioServerParameters(**given)
-    log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
+    log: TextIO = sys.stderr
+    if server_log is not None:
+        log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
     try:
         async with (
-            stdio_client(params, errlog=log) as (read, write),
-            ClientSession(read, write, **(connection.get("session_kwargs") or {})) as session,
+            stdio_client(params, log, max_bytes=connection["max_message_bytes"]) as streams,
+            ClientSession(*streams, **(connection.get("session_kwargs") or {})) as session,
         ):
             yield session
     finally:
-        log.close()
+        if log is not sys.stderr:
+            log.close()
 
 
 @dataclass
@@ -295,10 +302,7 @@ def _describe(err: BaseException) -> str:
     first fields at fault, and no message spans lines or links to a library's docs."""
     err = _innermost(err)
     if isinstance(err, pydantic.ValidationError):
-        faults = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
-            for e in err.errors()[:3]
-        )
+        faults = "; ".join(_faults(err.errors())[:3])
         text = f"the server's {err.title} is not valid MCP ({faults})"
     else:
         text = str(err) or type(err).__name__
@@ -307,6 +311,30 @@ def _describe(err: BaseException) -> str:
     if len(text) > _DESCRIBED_CHARS:
         text = text[: _DESCRIBED_CHARS - 1] + "…"
     return f"{type(err).__name__}: {text}" if text != type(err).__name__ else text
+
+
+def _faults(errors: list[Any]) -> list[str]:
+    """Each fault as ``where: what``. A value whose ``type`` is none of a union's (a content
+    part of a type MCP does not have) is one fault naming the types MCP has, not one per
+    field of each type it is not."""
+    kinds: dict[tuple[Any, ...], list[str]] = {}
+    for e in errors:  # a union's variants each refusing the value's type: (..., Variant, "type")
+        if e["type"] == "literal_error" and len(e["loc"]) >= 2 and e["loc"][-1] == "type":
+            kinds.setdefault(tuple(e["loc"][:-2]), []).append(str(e["ctx"]["expected"]))
+    faults = []
+    for where, expected in kinds.items():
+        if len(expected) > 1:
+            given = next(e["input"] for e in errors if tuple(e["loc"][:-2]) == where)
+            faults.append(
+                f"{'.'.join(map(str, where)) or '<root>'}: type {str(given)[:40]!r} is not "
+                f"one MCP has ({', '.join(expected)})"
+            )
+    unions = [w for w, expected in kinds.items() if len(expected) > 1]
+    for e in errors:
+        loc = tuple(e["loc"])
+        if not any(loc[: len(w)] == w for w in unions):
+            faults.append(f"{'.'.join(str(p) for p in loc) or '<root>'}: {e['msg']}")
+    return faults
 
 
 def _open_error(
@@ -392,6 +420,8 @@ class _ServerSession:
         self._slots = asyncio.Semaphore(config.max_concurrency)
         self._call_name = f"mcp-call:{name}"
         self._suspect = False
+        self._listing = False
+        """The start-up under way has its ``initialize`` answered and waits for ``tools/list``."""
         self._closed = False
         self._last_used = time.monotonic()
         self._answered_at = 0.0
@@ -412,12 +442,17 @@ class _ServerSession:
         self._owner = owner
         timeout = self.config.startup_timeout_ms / 1000
         self.features.unreadable = None
+        self._listing = False
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
             got = self.features.unreadable  # what came instead of an answer, if anything
             self.status.error = f"did not start within {timeout:g} s" + (
-                f" (it sent what is not JSON-RPC: {_describe(got)})" if got is not None else ""
+                f" (it sent what is not JSON-RPC: {_describe(got)})"
+                if got is not None
+                else " (it answered initialize, never tools/list)"
+                if self._listing
+                else ""
             )
             self._retire()
             owner.cancel()  # a hung start-up has nothing to close gracefully: end it now
@@ -443,6 +478,10 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
+                connection["httpx_client_factory"] = bounded_client_factory(
+                    self.config.max_message_bytes, self.features.on_refused
+                )
             # The configured session_kwargs (a client_info of the user's own) win over ours.
             connection["session_kwargs"] = {
                 **self.features.session_kwargs(),
@@ -450,7 +489,9 @@ class _ServerSession:
             }
             async with _session_for(connection, self.settings.server_log) as session:
                 await session.initialize()
+                self._listing = self._owner is me
                 listed = await session.list_tools()
+                self._listing = False
                 if self._owner is me:
                     self._session = session
                     self.status.tools = list(listed.tools)
@@ -782,6 +823,7 @@ class _ServerSession:
         for other in self._in_flight:  # the load: most other calls in flight beside each one
             other.timing.in_flight = max(other.timing.in_flight or 0, len(self._in_flight) - 1)
         call.sent_at = loop.time()
+        call.unreadable_before = self.features.unreadable_count
         call.deadline = deadline = call.sent_at + call.timeout_s
         call.timer = loop.call_at(deadline, self._expire, call)
         self.status.calls += 1
@@ -888,6 +930,11 @@ class _ServerSession:
         if call.deadline - call.sent_at > call.timeout_s + 1e-6:
             total_ms = (call.deadline - call.sent_at) * 1000
             waited += f" of its last progress ({total_ms:.0f} ms in all)"
+        if self.features.unreadable_count > call.unreadable_before:
+            got = self.features.unreadable
+            waited += (
+                f"; meanwhile it sent what answers no request: {_describe(got)}" if got else ""
+            )
         call.outcome.set_exception(
             DeadlineExceededError(f"{self.name}/{call.tool} did not answer {waited}")
         )
@@ -941,6 +988,8 @@ class _Call:
     deadline: float = 0.0
     """``loop.time()`` of the deadline (moved by progress where configured)."""
     timer: asyncio.TimerHandle | None = None
+    unreadable_before: int = 0
+    """The server's unreadable messages before this call was sent."""
     started: bool = False
     """Its request task has begun (and gives the slot back when it ends)."""
 

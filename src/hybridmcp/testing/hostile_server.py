@@ -11,14 +11,31 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (never answers ``initialize``), ``garbage_init`` (answers ``initialize`` only with lines
   that are not JSON-RPC), ``odd_schemas`` (tools whose input schemas are invalid
   (``broken``), refer to what nothing resolves (``remote_ref``), or hold a pattern that
-  backtracks for ever on ``aaa…!`` (``backtracking``));
+  backtracks for ever on ``aaa…!`` (``backtracking``)), ``odd_names`` (tools named ``""``,
+  ``a.b``, 5,000 characters, with a right-to-left override, one listed twice); and,
+  answering a ``tools/call`` of
+  ``echo`` whose ``text`` is ``hostile`` (any other is echoed):
+  ``wrong_id`` (an answer under an id no one asked for, never the right one), ``dup_id``
+  (the answer twice), ``no_id`` (an answer without an id), ``odd_part`` (a content part of a
+  type MCP does not have), ``drip`` (the answer a byte at a time, 0.2 s apart), ``latin1``
+  (an answer that is not UTF-8), ``huge_line`` (a line of 100 MB), ``flood`` (log
+  notifications without end, never the answer), ``no_list`` (answers ``initialize``, never
+  ``tools/list``), ``asks`` (sends the client requests and stops reading its stdin),
+  ``shut_stdout`` (closes its stdout and keeps running);
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
-  (status 500 with a text body), ``hang`` (never answers).
+  (status 500 with a text body), ``hang`` (never answers); and streamable-HTTP servers whose
+  handshake works, answering a call of ``echo`` with ``text`` ``hostile`` by: ``sse_silent``
+  (an event stream that never sends an event), ``sse_garbage`` (events that are not JSON-RPC
+  and an answer to another id, then nothing), ``sse_endless`` (an event that never ends),
+  ``json_stall`` (a JSON body promised, never sent), ``json_endless`` (a JSON body that never
+  ends); and SSE servers (the older transport) whose event stream never names its endpoint
+  (``sse_mute``) or names one on another origin (``sse_foreign``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,8 +50,22 @@ STDIO_MODES = (
     "slow_init",
     "garbage_init",
     "odd_schemas",
+    "odd_names",
+    "wrong_id",
+    "dup_id",
+    "no_id",
+    "odd_part",
+    "drip",
+    "latin1",
+    "huge_line",
+    "flood",
+    "no_list",
+    "asks",
+    "shut_stdout",
 )
 HTTP_MODES = ("html", "json", "e500", "hang")
+HTTP_CALL_MODES = ("sse_silent", "sse_garbage", "sse_endless", "json_stall", "json_endless")
+SSE_MODES = ("sse_mute", "sse_foreign")
 TOOL = {
     "name": "echo",
     "description": "Echo the arguments.",
@@ -51,23 +82,32 @@ def _raw(data: bytes) -> None:
     sys.stdout.buffer.flush()
 
 
-def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> None:
+def _answer(
+    mode: str, method: str, request_id: Any, params: dict[str, Any], out: Any = None
+) -> None:
+    write = out or _raw
+
+    def send(message: dict[str, Any]) -> None:
+        write((json.dumps(message) + "\n").encode())
+
     if method == "initialize":
         if mode == "slow_init":
             time.sleep(3600)
         if mode == "garbage_init":
-            _raw(b"Server ready!\n{not json}\n[1, 2\n")
+            write(b"Server ready!\n{not json}\n[1, 2\n")
             return
         if mode == "bad_init":
-            _send({"jsonrpc": "2.0", "id": request_id, "result": {"protocolVersion": 5}})
+            send({"jsonrpc": "2.0", "id": request_id, "result": {"protocolVersion": 5}})
             return
         result = {
             "protocolVersion": params.get("protocolVersion", "2025-06-18"),
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "hostile", "version": "1"},
         }
-        _send({"jsonrpc": "2.0", "id": request_id, "result": result})
+        send({"jsonrpc": "2.0", "id": request_id, "result": result})
     elif method == "tools/list":
+        if mode == "no_list":
+            return
         tools: Any = "not a list" if mode == "bad_list" else [TOOL]
         if mode == "odd_schemas":
             pattern = {"type": "string", "pattern": "(a|aa)+$"}
@@ -87,13 +127,18 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
                     "inputSchema": {"type": "object", "properties": {"text": pattern}},
                 },
             ]
-        _send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
+        if mode == "odd_names":
+            names = ["", "a.b", "x" * 5_000, "sp ace", "\u202eevil", "echo", "dup", "dup"]
+            tools = [TOOL | {"name": name} for name in names]
+        send({"jsonrpc": "2.0", "id": request_id, "result": {"tools": tools}})
     elif method == "tools/call":
-        if mode == "bad_result":
+        if mode in _MISBEHAVE and (params.get("arguments") or {}).get("text") == "hostile":
+            _MISBEHAVE[mode](request_id)
+        elif mode == "bad_result":
             result = {"content": "not a list", "isError": "maybe"}
-            _send({"jsonrpc": "2.0", "id": request_id, "result": result})
+            send({"jsonrpc": "2.0", "id": request_id, "result": result})
         elif mode == "nan":
-            _raw(
+            write(
                 b'{"jsonrpc": "2.0", "id": %d, "result": {"content": [{"type": "text", '
                 b'"text": "{\\"v\\": NaN, \\"w\\": Infinity}"}], '
                 b'"structuredContent": {"v": NaN, "w": Infinity}}}\n' % request_id
@@ -101,12 +146,59 @@ def _answer(mode: str, method: str, request_id: Any, params: dict[str, Any]) -> 
         else:
             text = json.dumps(params.get("arguments") or {})
             result = {"content": [{"type": "text", "text": text}]}
-            _send({"jsonrpc": "2.0", "id": request_id, "result": result})
+            send({"jsonrpc": "2.0", "id": request_id, "result": result})
     elif method == "ping":
-        _send({"jsonrpc": "2.0", "id": request_id, "result": {}})
+        send({"jsonrpc": "2.0", "id": request_id, "result": {}})
     else:
         error = {"code": -32601, "message": f"no method {method}"}
-        _send({"jsonrpc": "2.0", "id": request_id, "error": error})
+        send({"jsonrpc": "2.0", "id": request_id, "error": error})
+
+
+def _echoed(request_id: Any, text: str = "{}") -> bytes:
+    result = {"content": [{"type": "text", "text": text}]}
+    return (json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}) + "\n").encode()
+
+
+def _drip(request_id: Any) -> None:
+    for byte in _echoed(request_id):
+        _raw(bytes([byte]))
+        time.sleep(0.2)
+
+
+def _flood(request_id: Any) -> None:
+    note = {"level": "info", "logger": "flood", "data": "x" * 200}
+    line = json.dumps({"jsonrpc": "2.0", "method": "notifications/message", "params": note})
+    block = ((line + "\n") * 100).encode()
+    while True:
+        _raw(block)
+
+
+def _asks(request_id: Any) -> None:
+    for n in range(100_000):  # far more answers than a pipe holds, none of them read
+        _send({"jsonrpc": "2.0", "id": f"s{n}", "method": "ping"})
+    time.sleep(3600)
+
+
+def _shut_stdout(request_id: Any) -> None:
+    sys.stdout.flush()
+    os.close(1)
+    time.sleep(3600)
+
+
+_MISBEHAVE: dict[str, Any] = {
+    "wrong_id": lambda i: _raw(_echoed(i + 1000 if isinstance(i, int) else f"{i}x")),
+    "dup_id": lambda i: _raw(_echoed(i, '{"first": 1}') + _echoed(i, '{"second": 2}')),
+    "no_id": lambda i: _raw(_echoed(i).replace(b'"id": %s, ' % json.dumps(i).encode(), b"")),
+    "odd_part": lambda i: _send(
+        {"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "video", "url": "x"}]}}
+    ),
+    "drip": _drip,
+    "latin1": lambda i: _raw(_echoed(i, "caf\u00e9").replace(b"\\u00e9", b"\xe9")),
+    "huge_line": lambda i: _raw(_echoed(i, "x" * 100_000_000)),
+    "flood": _flood,
+    "asks": _asks,
+    "shut_stdout": _shut_stdout,
+}
 
 
 def serve_stdio(mode: str) -> None:
@@ -132,10 +224,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _any(self) -> None:
         length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
+        body = self.rfile.read(length) if length else b""
         mode = self.path.strip("/").split("/")[0]
-        if mode == "hang":
+        if mode in HTTP_CALL_MODES:
+            self._mcp(mode, body)
+        elif mode in ("sse_mute", "sse_foreign") and self.command == "GET":
+            self.send_response(200)
+            self.send_header("content-type", "text/event-stream")
+            self.end_headers()
+            if mode == "sse_foreign":
+                self.wfile.write(b"event: endpoint\ndata: http://192.0.2.1:9/messages\n\n")
+            self.wfile.write(b": keep-alive\n\n")
+            self.wfile.flush()
+            time.sleep(3600)
+        elif mode == "hang":
             time.sleep(3600)
         elif mode == "html":
             self._reply(200, "text/html", b"<html><body><h1>Welcome to nginx!</h1></body></html>")
@@ -145,6 +247,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(500, "text/plain", b"Internal Server Error\nsee the logs")
         else:
             self._reply(404, "text/plain", b"no such mode")
+
+    def _mcp(self, mode: str, body: bytes) -> None:
+        """Streamable HTTP, JSON answers: a working handshake; an ``echo`` call whose ``text``
+        is ``hostile`` answered the mode's way."""
+        if self.command != "POST":  # no stream of the server's own messages
+            self._reply(405 if self.command == "GET" else 200, "text/plain", b"")
+            return
+        message = json.loads(body)
+        params = message.get("params") or {}
+        if "id" not in message:  # a notification
+            self._reply(202, "text/plain", b"")
+            return
+        method, request_id = message["method"], message["id"]
+        hostile = (params.get("arguments") or {}).get("text") == "hostile"
+        if method != "tools/call" or not hostile:
+            answered = bytearray()
+            _answer("ok", method, request_id, params, answered.extend)
+            self._reply(200, "application/json", bytes(answered).strip())
+            return
+        self.send_response(200)
+        self.send_header(
+            "content-type", "text/event-stream" if "sse" in mode else "application/json"
+        )
+        if mode == "json_stall":  # a body promised, never sent
+            self.send_header("content-length", "1000")
+        self.end_headers()
+        if mode in ("json_endless", "sse_endless"):  # a body (an event) that never ends
+            self.wfile.write(b"data: " if mode == "sse_endless" else b"")
+            block = b"x" * 65536
+            while True:
+                self.wfile.write(block)
+        if mode == "sse_garbage":
+            self.wfile.write(b"data: {not json\n\nevent: message\ndata: [1, 2\n\n: hi\n\n")
+            self.wfile.write(b"event: message\ndata: " + _echoed(request_id + 1000))
+            self.wfile.write(b"\n")
+            self.wfile.flush()
+        time.sleep(3600)
 
     do_GET = do_POST = do_DELETE = _any
 

@@ -1,0 +1,72 @@
+"""The bound on an HTTP server's messages (:mod:`hybridmcp.capabilities.bounded_http`): an
+event stream of events each within the bound passes whole, however it is cut into chunks;
+an event (or a body) past the bound is refused as it passes it, and the refusal is heard."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridmcp.capabilities.bounded_http import _BoundedStream
+from hybridmcp.capabilities.stdio import ServerMessageError
+
+
+class _Chunks:
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.given = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            self.given += 1
+            yield chunk
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _read(stream: _BoundedStream) -> bytes:
+    async def read() -> bytes:
+        return b"".join([chunk async for chunk in stream])
+
+    return asyncio.run(read())
+
+
+def _cut(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in itertools.pairwise(points)]
+
+
+ends = st.sampled_from([b"\n\n", b"\r\n\r\n", b"\r\r"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(st.integers(min_value=0, max_value=90), min_size=1, max_size=8),
+    end=ends,
+    cuts=st.lists(st.integers(min_value=0, max_value=2_000), max_size=10),
+)
+def test_events_within_the_bound_pass_whole_however_cut(events, end, cuts) -> None:
+    data = b"".join(b"data: " + b"x" * n + end for n in events)  # each at most 96 + 4 bytes
+    stream = _BoundedStream(_Chunks(_cut(data, cuts)), 100, True, "http://s/mcp", None)
+    assert _read(stream) == data
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(min_value=101, max_value=1_000), events=st.booleans(),
+       cuts=st.lists(st.integers(min_value=0, max_value=2_000), max_size=10))  # fmt: skip
+def test_a_message_past_the_bound_is_refused_and_heard(size, events, cuts) -> None:
+    data = (b"data: " if events else b"") + b"y" * size  # no end in sight
+    refused: list[Exception] = []
+    inner = _Chunks(_cut(data, cuts))
+    stream = _BoundedStream(inner, 100, events, "http://s/mcp", refused.append)
+    with pytest.raises(ServerMessageError, match="of more than 100 bytes") as err:
+        _read(stream)
+    assert refused == [err.value]
+    assert ("an event" if events else "a response") in str(err.value)
+    assert "http://s/mcp" in str(err.value)
