@@ -368,6 +368,7 @@ def test_a_module_that_fails_to_import_is_one_line(tmp_path, monkeypatch):
 # -- properties ---------------------------------------------------------------------------------
 
 KNOWN_SERVER_KEYS = _field_names(StdioServer) | _field_names(HttpServer) | {"type", "transportType"}
+KNOWN_SERVER_KEYS |= {"envFile"}  # read for the server (VS Code, Cursor), never a field of it
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
     lambda inner: (
