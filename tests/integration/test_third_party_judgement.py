@@ -32,6 +32,7 @@ from langgraph.store.memory import InMemoryStore
 
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.config import parse_config
+from hybridmcp.errors import TaskError
 from hybridmcp.stats_store import all_stats
 from tests.judgement_helpers import arithmetic
 
@@ -618,17 +619,28 @@ def hashlib_config() -> Any:
     )
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 @requires_hashlib
 def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
     """Hypothesis over texts (any Unicode, lone surrogates included), each hashed by the
     server (a ``-> str`` tool: ``{"result": "<hex>"}`` under the ``x-fastmcp-wrap-result``
-    schema marker) and by the internal twin, critical: a text both can hash agrees; one
-    neither can (a lone surrogate is no UTF-8) is the request's error on both and is never
-    sent (the MCP client failed writing it, broke the session, and it counted against the
-    server until its circuit opened). Then a digest size both refuse (``must be between 1
-    and 64``) is the request's too; nothing was held against the server."""
+    schema marker) and by the internal twin, critical: a text both can hash agrees. One
+    neither can (a lone surrogate is no UTF-8) is refused with the task (exit 2 in the CLI);
+    given as graph input, as the LangGraph server's API takes it, it is the request's error on
+    both sides and is never sent (the MCP client failed writing it, broke the session, and it
+    counted against the server until its circuit opened). Then a digest size both refuse
+    (``must be between 1 and 64``) is the request's too; nothing was held against the server."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
+
+    from hybridmcp.runtime import Context
 
     store = InMemoryStore()
     with asyncio.Runner() as runner:
@@ -641,23 +653,25 @@ def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
             @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
             @given(st.lists(any_text | lone, min_size=1, max_size=5, unique=True))
             def check(texts: list[str]) -> None:
-                task = parse_task(
-                    [
-                        {
-                            "id": f"t{i}",
-                            "skill": "hash.sha256",
-                            "args": {"data": t},
-                            "critical": True,
-                        }
-                        for i, t in enumerate(texts)
-                    ]
-                )
-                out = runner.run(co.run(task))
+                requests = [
+                    {"id": f"t{i}", "skill": "hash.sha256", "args": {"data": t}, "critical": True}
+                    for i, t in enumerate(texts)
+                ]
+                if any(_has_lone_surrogate(t) for t in texts):
+                    with pytest.raises(TaskError, match="lone surrogate"):
+                        parse_task(requests)
+                    out = runner.run(  # the graph's own input: the server API's path
+                        co.graph.ainvoke(
+                            {"requests": requests},
+                            co.run_config(),
+                            context=Context(resources=co.resources),
+                        )
+                    )
+                else:
+                    out = runner.run(co.run(parse_task(requests)))
                 for i, text in enumerate(texts):
                     result = out["results"][f"t{i}"]
-                    try:
-                        text.encode()
-                    except UnicodeEncodeError:
+                    if _has_lone_surrogate(text):
                         assert result["status"] == "error", result
                         assert {a["error_kind"] for a in result["attempts"]} == {"request"}
                         sent = {a["provider"]: a["sent"] for a in result["attempts"]}
