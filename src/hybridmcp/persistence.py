@@ -153,13 +153,21 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
         except sqlite3.Error as err:  # raised by the saver or the store inside a run
             raise sqlite_failure(path, err) from None
         except BaseExceptionGroup as group:  # the same, through a task group
-            found, rest = group.split(sqlite3.Error)
-            if found is None or rest is not None:
-                raise
-            first: BaseException = found
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise sqlite_failure(path, first) from None  # type: ignore[arg-type]
+            raise sqlite_failure(path, _only(group, sqlite3.Error)) from None
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _only(group: BaseExceptionGroup[Any], kind: type[E]) -> E:
+    """The first error of ``group`` when all of them are ``kind``s; else ``group`` raised."""
+    found, rest = group.split(kind)
+    if found is None or rest is not None:
+        raise group
+    first: BaseException = found
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first  # type: ignore[return-value]
 
 
 BUSY_TIMEOUT_S = 60.0
@@ -678,6 +686,67 @@ async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> N
         await conn.close()
 
 
+PG_POOL_WAIT_S = 60.0
+"""Longest wait of a run for a connection of its process's pool (all of them busy)."""
+
+
+def _pool_class() -> Any:
+    """psycopg's connection pool, each connection checked as it is handed out, and a server
+    that cannot be reached said so within :data:`PG_CONNECT_TIMEOUT_S` or so.
+
+    A connection the server closed while it sat idle in the pool (the server restarted, a
+    failover, an idle-session timeout) would fail the first statement of the run given it:
+    one empty query finds it out first, and then every idle connection of the pool is checked
+    at once (they were most likely all closed together) and replaced. psycopg's own ``check``
+    option does the first part, but sleeps 1, 2, 4, ... s between broken connections: a pool
+    of 8 stale ones takes a minute. And while no connection can be made, a run would wait the
+    pool's whole :data:`PG_POOL_WAIT_S` for one: instead, once a wait has lasted
+    :data:`PG_CONNECT_TIMEOUT_S`, one connection is tried directly, and if the server does
+    not answer, that is the error at once."""
+    global _POOL_CLASS
+    if _POOL_CLASS is not None:
+        return _POOL_CLASS
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+    class CheckedPool(AsyncConnectionPool[Any]):
+        async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            for _ in range(self.max_size + 2):  # each idle connection once, then new ones
+                conn = await self._wait_conn(deadline)
+                try:
+                    await conn.execute("")
+                except psycopg.Error:  # closed under it while idle in the pool
+                    await self.putconn(conn)  # (discarded: it is broken)
+                    await self.check()  # the others, closed with it most likely
+                    continue
+                return conn
+            raise PoolTimeout(f"no working connection after {self.max_size + 2} tries")
+
+        async def _wait_conn(self, deadline: float) -> Any:
+            probed = False
+            while True:
+                left = deadline - time.monotonic()
+                wait = left if probed else min(left, float(PG_CONNECT_TIMEOUT_S))
+                try:
+                    return await super().getconn(timeout=max(wait, 0.0))
+                except PoolTimeout:
+                    if probed or time.monotonic() >= deadline:
+                        raise
+                # Waited long: is the server there at all (else the pool is only busy)?
+                conn = await psycopg.AsyncConnection.connect(
+                    str(self.conninfo), connect_timeout=PG_CONNECT_TIMEOUT_S
+                )  # raises OperationalError (connection refused, timed out) when it is not
+                await conn.close()
+                probed = True
+
+    _POOL_CLASS = CheckedPool
+    return _POOL_CLASS
+
+
+_POOL_CLASS: Any = None
+
+
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     _pg_imports()
@@ -687,12 +756,12 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = _pool_class()(
         url,
         min_size=1,
         max_size=PG_POOL_MAX,
         open=False,
-        timeout=60,
+        timeout=PG_POOL_WAIT_S,
         kwargs={
             "autocommit": True,
             "prepare_threshold": 0,
@@ -713,9 +782,24 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
             await _pg_setup(url, saver, store)
         except psycopg.Error as err:
             raise _pg_refuse(url, f"cannot be used: {_one_line(err)}") from None
-        yield saver, store
+        try:
+            yield saver, store
+        except psycopg.Error as err:  # the server went away, or refused a statement, mid-run
+            raise pg_failure(url, err) from None
+        except BaseExceptionGroup as group:  # the same, through a task group
+            raise pg_failure(url, _only(group, psycopg.Error)) from None
     finally:
         await pool.close()
+
+
+def pg_failure(url: str, err: BaseException) -> HybridMCPError:
+    """One line for a PostgreSQL error met inside a run (the server stopped, restarted or
+    unreachable): what happened and how to go on, without the user or password."""
+    return HybridMCPError(
+        f"database {pg_where(url)} failed: {_one_line(err)[:300]} (the run stopped there; "
+        "run it again with the same --thread once the database is back: it resumes where "
+        "its checkpoints stop)"
+    )
 
 
 class SqliteHeads:

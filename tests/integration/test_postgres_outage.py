@@ -1,0 +1,137 @@
+"""PostgreSQL going away under a coordinator (a real cluster of the test's own, stopped and
+started again with ``pg_ctl``): a run it cuts fails in one line and is resumed later without
+repeating a completed call or learning one twice; a long-lived process keeps working once the
+server is back, without being restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from hybridmcp.testing.harness import child_processes
+from hybridmcp.testing.pgcluster import ClusterError, TempCluster
+from tests.integration.test_durable import (
+    FAST,
+    SLOW,
+    cli,
+    cli_env,
+    fault_server_setup,
+    recorded,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster() -> Iterator[TempCluster]:
+    """A cluster of this test's own: stopping it disturbs no other test's database."""
+    try:
+        made = TempCluster().start()
+    except ClusterError as err:  # CI installs PostgreSQL: a skip there fails the run
+        pytest.skip(f"no PostgreSQL to test against: {err}")
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+async def test_a_process_keeps_working_after_the_server_restarts(cluster):
+    """One long-lived process (a server replica, a worker): the server is restarted while
+    every connection of the pool sits idle in it. Every later use of the checkpointer, the
+    store and the statistics lock succeeds (no connection the restart closed is handed out),
+    and each update is counted once."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from hybridmcp.persistence import PG_POOL_MAX, open_persistence
+    from hybridmcp.policy.learning import observe_call
+    from hybridmcp.stats_store import all_stats, load_stats, save_stats, stats_lock
+
+    db = cluster.create_database("outage")
+    lock = asyncio.Lock()
+    async with open_persistence(db) as (saver, store):
+
+        async def use(i: int) -> None:
+            config = {"configurable": {"thread_id": f"t{i}", "checkpoint_ns": ""}}
+            await saver.aput(config, empty_checkpoint(), {}, {})  # type: ignore[arg-type]
+            async with stats_lock(store, [("p", "s")], lock):
+                loaded = await load_stats(store, [("p", "s")])
+                seen = loaded[("p", "s")]
+                await save_stats(store, [observe_call(seen, ok=True, latency_ms=1.0, cost=0.0,
+                                                      now=0.0)])  # fmt: skip
+
+        async def busy() -> None:  # the pool's every connection opened, then idle in it
+            pool = store.conn  # type: ignore[attr-defined]
+            async with contextlib.AsyncExitStack() as held:
+                for _ in range(PG_POOL_MAX):
+                    await held.enter_async_context(pool.connection())
+            assert pool.get_stats()["pool_available"] == PG_POOL_MAX
+            await asyncio.gather(*(use(i) for i in range(PG_POOL_MAX * 2)))
+
+        await busy()
+        await asyncio.to_thread(cluster.halt)  # each connection the pool holds is closed
+        await asyncio.to_thread(cluster.start)
+        await busy()
+        for i in range(PG_POOL_MAX + 1):  # one at a time, more than the pool holds
+            await use(100 + i)
+        assert [s.calls for s in await all_stats(store)] == [PG_POOL_MAX * 4 + PG_POOL_MAX + 1]
+        assert len([c async for c in saver.alist(None)]) == PG_POOL_MAX * 4 + PG_POOL_MAX + 1
+
+
+def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp_path):
+    """A CLI run on a thread whose database stops while a call is in flight: one line, exit
+    2, no traceback; once the server is back, the thread resumes without repeating a completed
+    call, and what is learned counts each call made once."""
+    db = cluster.create_database("cut")
+    faults, record, config, task = fault_server_setup(tmp_path)
+    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 3000}}))
+    args = ["run", str(task), "--config", str(config), "--db", db, "--json", "--thread", "job-1"]
+    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args], env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
+        cluster.halt()  # while the slow call is in flight
+        out, err = first.communicate(timeout=180)  # a hang fails here
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 2, err
+    said = one_line(err)
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert "database postgresql://127.0.0.1" in said and "/cut" in said, said
+    assert "--thread" in said, said  # how to go on: run the thread again
+    # the server is gone, said as such (not a pool's wait for a connection, run to its end)
+    assert "connection failed" in said or "server closed the connection" in said, said
+    assert "couldn't get a connection" not in said, said
+    assert out == ""
+    assert not child_processes(first.pid)
+
+    cluster.start()
+    faults.write_text("{}")
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ok"
+    calls = [(c["tool"], c["arguments"]) for c in recorded(record)]
+    for tool, arguments in FAST.values():
+        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
+    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+    with psycopg.connect(db) as conn:
+        value = conn.execute(
+            "SELECT value FROM store WHERE prefix = 'hybridmcp.provider_stats'"
+        ).fetchall()
+    learned = {v[0]["provider"]: v[0]["calls"] + v[0]["censored"] for v in value}
+    # learned once, by the run that finished: the cut one never reached learn, and the slow
+    # call's answer is in the thread once, whichever run received it
+    assert learned == {"mcp:faults/calculate": 2, "mcp:faults/word_count": 1, "mcp:faults/echo": 1}
