@@ -107,9 +107,7 @@ def call_of(thread: int, attempt: dict) -> tuple[str, str]:
 
 
 def made_calls(record: Path) -> Counter[tuple[str, str]]:
-    return Counter(
-        (c["tool"], next(iter(c["arguments"].values()))) for c in recorded(record)
-    )
+    return Counter((c["tool"], next(iter(c["arguments"].values()))) for c in recorded(record))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -174,9 +172,7 @@ def test_killed_learners_resume_without_repeating_or_losing_a_call(
     again = start(db, config, everyone)  # another process runs every thread again
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-3000:]
-    assert sorted(json.loads(line)["status"] for line in out.splitlines()) == ["ok"] * len(
-        everyone
-    )
+    assert sorted(json.loads(line)["status"] for line in out.splitlines()) == ["ok"] * len(everyone)
 
     after, stats = asyncio.run(final_states(db, everyone))
     calls = made_calls(record)
