@@ -75,3 +75,55 @@ def test_a_statistics_row_of_another_shape_is_refused_untouched(backend, shape, 
     shown = cli("stats", "--db", db, "--json")
     learned = {r["provider"]: r for r in json.loads(shown.stdout)}
     assert learned["internal:math.calculate"]["calls"] == 1  # learned afresh, once
+
+
+CHECKPOINT_DAMAGE = {  # (SQLite, PostgreSQL): a thread's saved state of another format
+    "a serialization this version refuses": (
+        "UPDATE checkpoints SET type = 'pickle'",
+        "UPDATE checkpoint_blobs SET type = 'pickle' WHERE type = 'msgpack'",
+    ),
+    "bytes of another format": (
+        "UPDATE checkpoints SET checkpoint = x'00ff00ff'",
+        "UPDATE checkpoint_blobs SET blob = '\\x00ff00ff'::bytea WHERE type = 'msgpack'",
+    ),
+}
+
+
+def checkpoint_rows(db: str) -> list[tuple]:
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db) as conn:
+            return conn.execute(
+                "SELECT thread_id, channel, type, blob FROM checkpoint_blobs ORDER BY 1, 2, 3"
+            ).fetchall()
+    with closing(sqlite3.connect(db)) as conn:
+        return conn.execute(
+            "SELECT thread_id, checkpoint_id, type, checkpoint FROM checkpoints ORDER BY 1, 2"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("damage", list(CHECKPOINT_DAMAGE))
+def test_a_thread_whose_checkpoint_cannot_be_read_is_one_line(backend, damage, request, tmp_path):
+    db = request.getfixturevalue("pg_url") if backend == "postgresql" else str(tmp_path / "r.db")
+    first = cli("run", "--json", "--db", db, "--thread", "job-1")
+    assert first.returncode == 0, first.stderr
+    sql = CHECKPOINT_DAMAGE[damage][backend == "postgresql"]
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(sql)
+    else:
+        with closing(sqlite3.connect(db)) as conn, conn:
+            conn.execute(sql)
+    before = checkpoint_rows(db)
+    proc = cli("run", "--json", "--db", db, "--thread", "job-1")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.count("error:") == 1, proc.stderr
+    # (bytes that happen to decode, as another value, read as another task's thread)
+    assert "thread 'job-1': its checkpoint cannot be read" in said or (
+        "thread 'job-1' already holds a different task" in said
+    ), said
+    assert "new thread id" in said and proc.stdout == ""
+    assert checkpoint_rows(db) == before  # left as it was
+    other = cli("run", "--json", "--db", db, "--thread", "job-2")  # the database still works
+    assert other.returncode == 0, other.stderr
