@@ -32,9 +32,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster() -> Iterator[TempCluster]:
-    """A cluster of this test's own: stopping it disturbs no other test's database."""
+    """A cluster of this test's own: stopping it disturbs no other test's database. Commits
+    are synchronous (the throwaway cluster's default is not), so a crash loses none."""
     try:
-        made = TempCluster().start()
+        made = TempCluster(settings={"synchronous_commit": "on"}).start()
     except ClusterError as err:  # CI installs PostgreSQL: a skip there fails the run
         pytest.skip(f"no PostgreSQL to test against: {err}")
     try:
@@ -47,7 +48,8 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-async def test_a_process_keeps_working_after_the_server_restarts(cluster):
+@pytest.mark.parametrize("mode", ["fast", "immediate"])  # told, or as a crash
+async def test_a_process_keeps_working_after_the_server_restarts(cluster, mode):
     """One long-lived process (a server replica, a worker): the server is restarted while
     every connection of the pool sits idle in it. Every later use of the checkpointer, the
     store and the statistics lock succeeds (no connection the restart closed is handed out),
@@ -80,7 +82,7 @@ async def test_a_process_keeps_working_after_the_server_restarts(cluster):
             await asyncio.gather(*(use(i) for i in range(PG_POOL_MAX * 2)))
 
         await busy()
-        await asyncio.to_thread(cluster.halt)  # each connection the pool holds is closed
+        await asyncio.to_thread(cluster.halt, mode)  # each connection the pool holds is closed
         await asyncio.to_thread(cluster.start)
         await busy()
         for i in range(PG_POOL_MAX + 1):  # one at a time, more than the pool holds
