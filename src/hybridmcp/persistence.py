@@ -717,10 +717,23 @@ def _pool_class() -> Any:
             for _ in range(self.max_size + 2):  # each idle connection once, then new ones
                 conn = await self._wait_conn(deadline)
                 if not _closed_by_server(conn):
-                    return conn
+                    return conn  # (no await in between: a cancelled caller loses nothing)
+                # Given back and the others checked whole, even if the caller is cancelled
+                # meanwhile: the pool must not lose count of a connection, nor psycopg's
+                # check() the idle connections it took out to look at.
+                await self._whole(self._replace(conn))
+
+        async def _replace(self, conn: Any) -> None:
+            with contextlib.suppress(psycopg.Error):
                 await conn.close()
-                await self.putconn(conn)  # (discarded: it is closed)
-                await self.check()  # the others, closed with it most likely
+            await self.putconn(conn)  # (discarded: it is closed)
+            await self.check()  # the others, closed with it most likely
+
+        async def _whole(self, work: Any) -> None:
+            task = asyncio.ensure_future(work)
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            await asyncio.shield(task)
             raise PoolTimeout(f"no working connection after {self.max_size + 2} tries")
 
         async def _wait_conn(self, deadline: float) -> Any:
@@ -761,6 +774,8 @@ def _closed_by_server(conn: Any) -> bool:
 
 
 _POOL_CLASS: Any = None
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+"""Pool upkeep under way, held until it ends (a task only the loop references may vanish)."""
 
 
 @asynccontextmanager
