@@ -722,6 +722,8 @@ def _pool_class() -> Any:
                 # meanwhile: the pool must not lose count of a connection, nor psycopg's
                 # check() the idle connections it took out to look at.
                 await self._whole(self._replace(conn))
+            await self._probe()  # the server is there (else that is the error), but:
+            raise PoolTimeout(f"no working connection after {self.max_size + 2} tries")
 
         async def _replace(self, conn: Any) -> None:
             with contextlib.suppress(psycopg.Error):
@@ -734,7 +736,6 @@ def _pool_class() -> Any:
             _BACKGROUND.add(task)
             task.add_done_callback(_BACKGROUND.discard)
             await asyncio.shield(task)
-            raise PoolTimeout(f"no working connection after {self.max_size + 2} tries")
 
         async def _wait_conn(self, deadline: float) -> Any:
             probed = False
@@ -746,12 +747,16 @@ def _pool_class() -> Any:
                 except PoolTimeout:
                     if probed or time.monotonic() >= deadline:
                         raise
-                # Waited long: is the server there at all (else the pool is only busy)?
-                conn = await psycopg.AsyncConnection.connect(
-                    str(self.conninfo), connect_timeout=PG_CONNECT_TIMEOUT_S
-                )  # raises OperationalError (connection refused, timed out) when it is not
-                await conn.close()
-                probed = True
+                await self._probe()  # waited long: is the server there at all?
+                probed = True  # it is: the pool is only busy
+
+        async def _probe(self) -> None:
+            """One connection made directly: OperationalError (refused, timed out, shutting
+            down) when the server cannot be reached."""
+            conn = await psycopg.AsyncConnection.connect(
+                str(self.conninfo), connect_timeout=PG_CONNECT_TIMEOUT_S
+            )
+            await conn.close()
 
     _POOL_CLASS = CheckedPool
     return _POOL_CLASS
