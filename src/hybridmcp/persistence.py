@@ -772,7 +772,12 @@ def _closed_by_server(conn: Any) -> bool:
     if conn.closed or conn.broken:
         return True
     try:
-        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+        fd = conn.pgconn.socket
+        if hasattr(select, "poll"):  # any descriptor (select() stops at 1024)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
     except Exception:  # the connection is no longer usable
         return True
     return bool(readable)

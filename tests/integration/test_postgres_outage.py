@@ -148,3 +148,31 @@ def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp
     # learned once, by the run that finished: the cut one never reached learn, and the slow
     # call's answer is in the thread once, whichever run received it
     assert learned == {"mcp:faults/calculate": 2, "mcp:faults/word_count": 1, "mcp:faults/echo": 1}
+
+
+def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(cluster):
+    """The check a pooled connection passes as it is handed out: a healthy one passes, even
+    with a descriptor past select()'s 1024 (a server process holding many sockets); one the
+    server closed does not."""
+    import os
+    import resource
+
+    from hybridmcp.persistence import _closed_by_server
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    spare = []
+    try:
+        while len(spare) < 1100 and (not spare or spare[-1] < 1030):
+            spare.append(os.open(os.devnull, os.O_RDONLY))
+        with psycopg.connect(cluster.create_database("fds"), autocommit=True) as conn:
+            assert conn.pgconn.socket > 1024
+            conn.execute("SELECT 1")
+            assert not _closed_by_server(conn)
+            cluster.halt()
+            wait_for(lambda: _closed_by_server(conn), 30, "the server's goodbye")
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
