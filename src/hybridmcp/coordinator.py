@@ -22,7 +22,7 @@ from hybridmcp.capabilities.client_features import human_answer
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
-from hybridmcp.errors import CoordinatorClosed, TaskError
+from hybridmcp.errors import CoordinatorClosed, StoredRecordError, TaskError
 from hybridmcp.graph import build_graph
 from hybridmcp.nodes.review import check_choices
 from hybridmcp.policy.disclosure import plain_json
@@ -108,8 +108,16 @@ class Coordinator:
         error: a thread id names one run."""
         if self.graph.checkpointer is None or thread_id is None:
             return ThreadStatus("new", {})
-        snapshot = await self.graph.aget_state(self.run_config(thread_id))
-        values = dict(snapshot.values or {})
+        try:
+            snapshot = await self.graph.aget_state(self.run_config(thread_id))
+            values = dict(snapshot.values or {})
+        except _UNREADABLE as err:  # not the database failing: what it holds
+            text = " ".join(str(err).split())[:200]
+            raise StoredRecordError(
+                f"thread {thread_id!r}: its checkpoint cannot be read ({type(err).__name__}: "
+                f"{text}): written by another application or version, or damaged; it was not "
+                "changed (run the task on a new thread id)"
+            ) from None
         if not values:
             return ThreadStatus("new", {})
         given = self.graph_input(task)
@@ -304,6 +312,11 @@ def _check_answer(answer: Any, schema: dict[str, Any], question: str) -> None:
         human_answer(answer, schema, only_asked=True)
     except ValueError as err:
         raise TaskError(f"answer to question {question}: {err}") from None
+
+
+_UNREADABLE = (TypeError, ValueError, KeyError, IndexError, AttributeError, NotImplementedError)
+"""What LangGraph's serializer raises on a checkpoint it cannot decode (bytes of another
+format, a type it refuses such as ``pickle``, a value of another shape)."""
 
 
 @dataclass(frozen=True)

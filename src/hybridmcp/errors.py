@@ -90,3 +90,8 @@ class CircuitOpen(PolicyError):
 
 class AuditError(HybridMCPError):
     """The audit trail is missing, malformed, or fails verification."""
+
+
+class StoredRecordError(HybridMCPError):
+    """A record of learned statistics in the store that this version cannot read: written by
+    another application, by hand, or by a version whose fields had other types."""

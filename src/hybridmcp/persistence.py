@@ -153,13 +153,21 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
         except sqlite3.Error as err:  # raised by the saver or the store inside a run
             raise sqlite_failure(path, err) from None
         except BaseExceptionGroup as group:  # the same, through a task group
-            found, rest = group.split(sqlite3.Error)
-            if found is None or rest is not None:
-                raise
-            first: BaseException = found
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise sqlite_failure(path, first) from None  # type: ignore[arg-type]
+            raise sqlite_failure(path, _only(group, sqlite3.Error)) from None
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _only(group: BaseExceptionGroup[Any], kind: type[E]) -> E:
+    """The first error of ``group`` when all of them are ``kind``s; else ``group`` raised."""
+    found, rest = group.split(kind)
+    if found is None or rest is not None:
+        raise group
+    first: BaseException = found
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first  # type: ignore[return-value]
 
 
 BUSY_TIMEOUT_S = 60.0
@@ -678,6 +686,108 @@ async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> N
         await conn.close()
 
 
+PG_POOL_WAIT_S = 60.0
+"""Longest wait of a run for a connection of its process's pool (all of them busy)."""
+
+
+def _pool_class() -> Any:
+    """psycopg's connection pool, each connection checked as it is handed out, and a server
+    that cannot be reached said so within :data:`PG_CONNECT_TIMEOUT_S` or so.
+
+    A connection the server closed while it sat idle in the pool (the server restarted, a
+    failover, an idle-session timeout) would fail the first statement of the run given it:
+    its socket, readable when nothing should be (the server's farewell, or its end), tells
+    without a round trip (:func:`_closed_by_server`); then every idle connection of the pool
+    is checked at once (they were most likely all closed together) and replaced. psycopg's
+    own ``check`` option costs a round trip per checkout (2.5x a small query's time here), and
+    sleeps 1, 2, 4, ... s between broken connections: a pool of 8 stale ones takes a minute.
+
+    While no connection can be made, a run would wait the pool's whole :data:`PG_POOL_WAIT_S`
+    for one: instead, once a wait has lasted :data:`PG_CONNECT_TIMEOUT_S`, one connection is
+    tried directly, and if the server does not answer, that is the error at once."""
+    global _POOL_CLASS
+    if _POOL_CLASS is not None:
+        return _POOL_CLASS
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+    class CheckedPool(AsyncConnectionPool[Any]):
+        async def getconn(self, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+            deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+            for _ in range(self.max_size + 2):  # each idle connection once, then new ones
+                conn = await self._wait_conn(deadline)
+                if not _closed_by_server(conn):
+                    return conn  # (no await in between: a cancelled caller loses nothing)
+                # Given back and the others checked whole, even if the caller is cancelled
+                # meanwhile: the pool must not lose count of a connection, nor psycopg's
+                # check() the idle connections it took out to look at.
+                await self._whole(self._replace(conn))
+            await self._probe()  # the server is there (else that is the error), but:
+            raise PoolTimeout(f"no working connection after {self.max_size + 2} tries")
+
+        async def _replace(self, conn: Any) -> None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+            await self.putconn(conn)  # (discarded: it is closed)
+            await self.check()  # the others, closed with it most likely
+
+        async def _whole(self, work: Any) -> None:
+            task = asyncio.ensure_future(work)
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            await asyncio.shield(task)
+
+        async def _wait_conn(self, deadline: float) -> Any:
+            probed = False
+            while True:
+                left = deadline - time.monotonic()
+                wait = left if probed else min(left, float(PG_CONNECT_TIMEOUT_S))
+                try:
+                    return await super().getconn(timeout=max(wait, 0.0))
+                except PoolTimeout:
+                    if probed or time.monotonic() >= deadline:
+                        raise
+                await self._probe()  # waited long: is the server there at all?
+                probed = True  # it is: the pool is only busy
+
+        async def _probe(self) -> None:
+            """One connection made directly: OperationalError (refused, timed out, shutting
+            down) when the server cannot be reached."""
+            conn = await psycopg.AsyncConnection.connect(
+                str(self.conninfo), connect_timeout=PG_CONNECT_TIMEOUT_S
+            )
+            await conn.close()
+
+    _POOL_CLASS = CheckedPool
+    return _POOL_CLASS
+
+
+def _closed_by_server(conn: Any) -> bool:
+    """Has the server closed (or begun closing) this idle connection? Without a round trip:
+    an idle connection's socket has nothing to read, unless the server sent its farewell
+    ("terminating connection ...") or closed it; a socket that cannot be looked at is
+    taken as closed."""
+    import select
+
+    if conn.closed or conn.broken:
+        return True
+    try:
+        fd = conn.pgconn.socket
+        if hasattr(select, "poll"):  # any descriptor (select() stops at 1024)
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([fd], [], [], 0)
+    except Exception:  # the connection is no longer usable
+        return True
+    return bool(readable)
+
+
+_POOL_CLASS: Any = None
+_BACKGROUND: set[asyncio.Task[Any]] = set()
+"""Pool upkeep under way, held until it ends (a task only the loop references may vanish)."""
+
+
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     _pg_imports()
@@ -687,12 +797,12 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
 
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = _pool_class()(
         url,
         min_size=1,
         max_size=PG_POOL_MAX,
         open=False,
-        timeout=60,
+        timeout=PG_POOL_WAIT_S,
         kwargs={
             "autocommit": True,
             "prepare_threshold": 0,
@@ -713,9 +823,24 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
             await _pg_setup(url, saver, store)
         except psycopg.Error as err:
             raise _pg_refuse(url, f"cannot be used: {_one_line(err)}") from None
-        yield saver, store
+        try:
+            yield saver, store
+        except psycopg.Error as err:  # the server went away, or refused a statement, mid-run
+            raise pg_failure(url, err) from None
+        except BaseExceptionGroup as group:  # the same, through a task group
+            raise pg_failure(url, _only(group, psycopg.Error)) from None
     finally:
         await pool.close()
+
+
+def pg_failure(url: str, err: BaseException) -> HybridMCPError:
+    """One line for a PostgreSQL error met inside a run (the server stopped, restarted or
+    unreachable): what happened and how to go on, without the user or password."""
+    return HybridMCPError(
+        f"database {pg_where(url)} failed: {_one_line(err)[:300]} (the run stopped there; "
+        "run it again with the same --thread once the database is back: it resumes where "
+        "its checkpoints stop)"
+    )
 
 
 class SqliteHeads:

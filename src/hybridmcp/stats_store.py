@@ -10,18 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import sys
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
+from hybridmcp.errors import StoredRecordError
 from hybridmcp.persistence import LockTimeout, file_lock, lock_path
 from hybridmcp.policy.learning import ProviderStats
 
 NAMESPACE = ("hybridmcp", "provider_stats")
+T = TypeVar("T")
+ADVICE_NAMESPACE = ("hybridmcp", "advice_stats")
+"""Where the learned accuracies of LM advice live (:mod:`hybridmcp.prompts.trust`)."""
 
 
 StoreFiles = weakref.WeakKeyDictionary[Any, tuple[Any, str | None]]
@@ -42,18 +47,34 @@ async def load_stats(
     if not wanted:
         return {}
     refresh = _refresh_on_read(store)
-    items = cast(
-        "list[Item | None]",
-        await store.abatch(
-            [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
-        ),
+    ops = [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
+    items = cast("list[Item | None]", await _decoded(store.abatch(ops)))
+    found = {}
+    for (provider, skill), item in zip(wanted, items, strict=True):
+        found[(provider, skill)] = _read(item) if item else ProviderStats(provider, skill)
+    return found
+
+
+def _read(item: Item) -> ProviderStats:
+    """The statistics an item holds, or :class:`StoredRecordError` naming the item."""
+    try:
+        stats = ProviderStats.from_dict(item.value)
+    except StoredRecordError as err:
+        raise StoredRecordError(_unreadable(item, str(err))) from None
+    if item.key != stats_key(stats.provider, stats.skill):
+        raise StoredRecordError(_unreadable(item, "holds another provider's statistics"))
+    return stats
+
+
+def _unreadable(item: Item | None, problem: str) -> str:
+    record = (
+        f"the learned statistics record {item.key!r}" if item else "a learned statistics record"
     )
-    return {
-        (provider, skill): (
-            ProviderStats.from_dict(item.value) if item else ProviderStats(provider, skill)
-        )
-        for (provider, skill), item in zip(wanted, items, strict=True)
-    }
+    return (
+        f"{record} {problem}: it was written by another "
+        "application or version and was not read (forget what was learned with "
+        "`hybridmcp stats --reset`, or use another database with --db)"
+    )
 
 
 async def save_stats(store: BaseStore, stats: Iterable[ProviderStats]) -> None:
@@ -81,16 +102,49 @@ def _default_ttl(store: BaseStore) -> float | None:
 
 
 async def all_stats(store: BaseStore) -> list[ProviderStats]:
-    items = await store.asearch(NAMESPACE, limit=10_000)
-    return [ProviderStats.from_dict(i.value) for i in items]
+    items = await _decoded(store.asearch(NAMESPACE, limit=10_000))
+    return [_read(i) for i in items]
+
+
+async def _decoded(read: Awaitable[T]) -> T:
+    """What the store read, or :class:`StoredRecordError` when it could not decode a record
+    (LangGraph's PostgreSQL store decodes a JSON value that is not an object itself, and
+    fails on it before the value is seen here)."""
+    try:
+        return await read
+    except json.JSONDecodeError as err:
+        raise StoredRecordError(
+            _unreadable(None, f"is not a JSON object the store can read ({err})")
+        ) from None
 
 
 async def reset_stats(store: BaseStore) -> int:
-    """Forget everything learned; returns how many (provider, skill) records were deleted."""
-    items = await store.asearch(NAMESPACE, limit=10_000)
-    for item in items:
-        await store.adelete(NAMESPACE, item.key)
-    return len(items)
+    """Forget everything learned, the statistics of providers and the accuracies of LM
+    advice, without reading any record (one another version wrote goes too); returns how many
+    records were deleted."""
+    deleted = 0
+    pg_pool = postgres_pool(store)
+    sqlite = _sqlite_store(store)
+    for namespace in (NAMESPACE, ADVICE_NAMESPACE):
+        # On the databases hybridmcp opens, one DELETE: a search decodes each value, and
+        # fails on one that is not JSON, which is what a reset must clear.
+        prefix = ".".join(namespace)
+        if pg_pool is not None:
+            async with pg_pool.connection() as conn:
+                cursor = await conn.execute("DELETE FROM store WHERE prefix = %s", (prefix,))
+                deleted += cursor.rowcount
+            continue
+        if sqlite is not None:
+            async with sqlite.lock:  # the store's connection, in autocommit: one transaction
+                cursor = await sqlite.conn.execute("DELETE FROM store WHERE prefix = ?", (prefix,))
+                deleted += cursor.rowcount
+                await cursor.close()
+            continue
+        items = await store.asearch(namespace, limit=10_000)
+        for item in items:
+            await store.adelete(namespace, item.key)
+        deleted += len(items)
+    return deleted
 
 
 def stats_record(stats: ProviderStats) -> dict[str, Any]:
@@ -176,14 +230,21 @@ async def _pg_locks(pool: Any, pairs: Iterable[tuple[str, str]]) -> AsyncIterato
         yield  # the transaction's end releases the locks, after the update was saved
 
 
-async def sqlite_path(store: BaseStore, files: StoreFiles | None = None) -> str | None:
-    """The file of a SQLite store (``AsyncSqliteStore``), else None: what the file locks of
-    the processes sharing it are taken beside (``files`` remembers it per store)."""
+def _sqlite_store(store: BaseStore) -> Any:
+    """The store itself if it is LangGraph's SQLite store, else None."""
+    if "langgraph.store.sqlite.aio" not in sys.modules:
+        return None
     try:
         from langgraph.store.sqlite.aio import AsyncSqliteStore
     except ImportError:
         return None
-    if not isinstance(store, AsyncSqliteStore):
+    return store if isinstance(store, AsyncSqliteStore) else None
+
+
+async def sqlite_path(store: Any, files: StoreFiles | None = None) -> str | None:
+    """The file of a SQLite store (``AsyncSqliteStore``), else None: what the file locks of
+    the processes sharing it are taken beside (``files`` remembers it per store)."""
+    if _sqlite_store(store) is None:
         return None
     try:
         known = files.get(store) if files is not None else None

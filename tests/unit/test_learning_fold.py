@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hybridmcp.errors import StoredRecordError
 from hybridmcp.policy.learning import (
     TAIL_DEVIATIONS,
     ProviderStats,
@@ -235,5 +236,5 @@ def test_a_stored_record_reads_back_as_the_constructor_builds_it(data):
 
 
 def test_a_stored_record_without_its_provider_is_refused():
-    with pytest.raises(TypeError):
+    with pytest.raises(StoredRecordError, match="has no provider"):
         ProviderStats.from_dict({"skill": "s"})

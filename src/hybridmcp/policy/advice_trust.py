@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from hybridmcp.errors import StoredRecordError
+
 __all__ = [
     "MIN_SCORED",
     "AdviceStats",
@@ -59,6 +61,11 @@ class AdviceStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdviceStats:
+        """The stored record; one of another shape (a count that is not a whole number, runs
+        that are not strings) is :class:`StoredRecordError`, never coerced into numbers."""
+        problem = _advice_problem(data)
+        if problem:
+            raise StoredRecordError(f"the learned advice record {problem}")
         return cls(
             role=str(data["role"]),
             skill=str(data["skill"]),
@@ -68,6 +75,22 @@ class AdviceStats:
             rule_scored=int(data.get("rule_scored", 0)),
             runs=tuple(data.get("runs", ())),
         )
+
+
+def _advice_problem(data: Any) -> str | None:
+    if not isinstance(data, Mapping):
+        return f"is not an object (a {type(data).__name__})"
+    for name in ("role", "skill"):
+        if not isinstance(data.get(name), str):
+            return f"has no {name} string"
+    for name in ("advice_right", "advice_scored", "rule_right", "rule_scored"):
+        value = data.get(name, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"has {name} = {value!r:.40}, where a whole number >= 0 belongs"
+    runs = data.get("runs", ())
+    if not isinstance(runs, list | tuple) or not all(isinstance(r, str) for r in runs):
+        return f"has runs = {runs!r:.40}, where a list of strings belongs"
+    return None
 
 
 def accuracy(right: int, scored: int) -> float:

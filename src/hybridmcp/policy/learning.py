@@ -20,9 +20,12 @@ Two refinements keep the memory honest over time:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, dataclass
 from typing import Any
+
+from hybridmcp.errors import StoredRecordError
 
 DEFAULT_ALPHA = 0.2
 DEFAULT_HALF_LIFE = 25.0
@@ -92,7 +95,12 @@ class ProviderStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderStats:
         """Tolerant of records written by older versions (unknown keys dropped, evidence
-        defaulting to the call count)."""
+        defaulting to the call count); a record that is not statistics (a field of another
+        type, not an object at all) is :class:`StoredRecordError`, never a wrong number
+        read (:func:`record_problem`)."""
+        problem = record_problem(data)
+        if problem:
+            raise StoredRecordError(problem)
         fields = cls.__dataclass_fields__
         if cls is not ProviderStats or "provider" not in data or "skill" not in data:
             values = {k: v for k, v in data.items() if k in fields}
@@ -107,6 +115,66 @@ class ProviderStats:
             draft["evidence"] = float(draft["calls"])
         draft["recent_runs"] = tuple(draft["recent_runs"] or ())
         return from_draft(draft)
+
+
+_COUNTS = (
+    "calls", "successes", "cross_validations", "agreements", "agreement_streak",
+    "confirmations", "refutations", "censored", "passed_over",
+)  # fmt: skip
+_NUMBERS = ("ewma_latency_dev_ms", "evidence")
+_OPTIONAL_NUMBERS = (
+    "ewma_latency_ms", "p95_latency_ms", "success_rate", "slow_rate", "cost_per_call",
+    "last_call_at", "updated_at",
+)  # fmt: skip
+_FIELD_KINDS = (
+    {k: "text" for k in ("provider", "skill")}
+    | {k: "count" for k in _COUNTS}
+    | {k: "number" for k in _NUMBERS}
+    | {k: "optional number" for k in _OPTIONAL_NUMBERS}
+    | {"recent_runs": "runs"}
+)
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "runs":
+        return value is None or (
+            isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        )
+    if value is None:
+        return kind == "optional number"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if kind == "count":
+        return isinstance(value, int) and value >= 0
+    return math.isfinite(value)
+
+
+_SHOWN = {
+    "text": "a string",
+    "count": "a whole number >= 0",
+    "number": "a finite number",
+    "optional number": "a finite number or null",
+    "runs": "a list of strings",
+}
+
+
+def record_problem(data: Any) -> str | None:
+    """Why ``data`` cannot be read as a statistics record, if it cannot: not an object, no
+    provider or skill, or a field of the wrong type (a count that is a string, a latency that
+    is not finite). Unknown keys are ignored (an older or newer version's extra fields)."""
+    if not isinstance(data, Mapping):
+        return f"is not an object of statistics (a {type(data).__name__})"
+    for name in ("provider", "skill"):
+        if name not in data:
+            return f"has no {name}"
+    for name, kind in _FIELD_KINDS.items():
+        if name in data and not _fits(kind, data[name]):
+            shown = repr(data[name])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            return f"has {name} = {shown}, where {_SHOWN[kind]} belongs"
+    return None
 
 
 _DEFAULTS = {

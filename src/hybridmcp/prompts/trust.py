@@ -13,6 +13,7 @@ from typing import Any
 
 from langgraph.store.base import BaseStore
 
+from hybridmcp.errors import StoredRecordError
 from hybridmcp.policy.advice_trust import (
     AdviceStats,
     arbitration_truth,
@@ -21,10 +22,11 @@ from hybridmcp.policy.advice_trust import (
     review_truth,
     trust_view,
 )
+from hybridmcp.stats_store import ADVICE_NAMESPACE
 
 __all__ = ["NAMESPACE", "advice_records", "learn_advice", "load_advice_stats"]
 
-NAMESPACE = ("hybridmcp", "advice_stats")
+NAMESPACE = ADVICE_NAMESPACE
 
 
 def _key(role: str, skill: str) -> str:
@@ -38,7 +40,16 @@ async def load_advice_stats(
     out: dict[tuple[str, str], AdviceStats] = {}
     for role, skill in set(keys):
         item = await store.aget(NAMESPACE, _key(role, skill)) if store is not None else None
-        out[(role, skill)] = AdviceStats.from_dict(item.value) if item else AdviceStats(role, skill)
+        try:
+            out[(role, skill)] = (
+                AdviceStats.from_dict(item.value) if item else AdviceStats(role, skill)
+            )
+        except StoredRecordError as err:
+            raise StoredRecordError(
+                f"{err} ({_key(role, skill)!r}): it was written by another application or "
+                "version and was not read (forget what was learned with `hybridmcp stats "
+                "--reset`, or use another database with --db)"
+            ) from None
     return out
 
 

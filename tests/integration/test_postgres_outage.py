@@ -1,0 +1,182 @@
+"""PostgreSQL going away under a coordinator (a real cluster of the test's own, stopped and
+started again with ``pg_ctl``): a run it cuts fails in one line and is resumed later without
+repeating a completed call or learning one twice; a long-lived process keeps working once the
+server is back, without being restarted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from hybridmcp.testing.harness import child_processes
+from hybridmcp.testing.pgcluster import ClusterError, TempCluster
+from tests.integration.test_durable import (
+    FAST,
+    SLOW,
+    cli,
+    cli_env,
+    fault_server_setup,
+    recorded,
+    wait_for,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster() -> Iterator[TempCluster]:
+    """A cluster of this test's own: stopping it disturbs no other test's database. Commits
+    are synchronous (the throwaway cluster's default is not), so a crash loses none."""
+    try:
+        made = TempCluster(settings={"synchronous_commit": "on"}).start()
+    except ClusterError as err:  # CI installs PostgreSQL: a skip there fails the run
+        pytest.skip(f"no PostgreSQL to test against: {err}")
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])  # told, or as a crash
+async def test_a_process_keeps_working_after_the_server_restarts(cluster, mode):
+    """One long-lived process (a server replica, a worker): the server is restarted while
+    every connection of the pool sits idle in it. Every later use of the checkpointer, the
+    store and the statistics lock succeeds (no connection the restart closed is handed out),
+    and each update is counted once."""
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from hybridmcp.persistence import PG_POOL_MAX, open_persistence
+    from hybridmcp.policy.learning import observe_call
+    from hybridmcp.stats_store import all_stats, load_stats, save_stats, stats_lock
+
+    db = cluster.create_database("outage")
+    lock = asyncio.Lock()
+    async with open_persistence(db) as (saver, store):
+
+        async def use(i: int, record: tuple[str, str] = ("p", "s")) -> None:
+            config = {"configurable": {"thread_id": f"t{i}", "checkpoint_ns": ""}}
+            await saver.aput(config, empty_checkpoint(), {}, {})  # type: ignore[arg-type]
+            async with stats_lock(store, [record], lock):
+                loaded = await load_stats(store, [record])
+                seen = loaded[record]
+                await save_stats(store, [observe_call(seen, ok=True, latency_ms=1.0, cost=0.0,
+                                                      now=0.0)])  # fmt: skip
+
+        async def busy() -> None:  # the pool's every connection opened, then idle in it
+            pool = store.conn  # type: ignore[attr-defined]
+            async with contextlib.AsyncExitStack() as held:
+                for _ in range(PG_POOL_MAX):  # (a connection the pool lost count of: fails)
+                    await held.enter_async_context(pool.connection(timeout=20))
+            assert pool.get_stats()["pool_available"] == PG_POOL_MAX
+            await asyncio.gather(*(use(i) for i in range(PG_POOL_MAX * 2)))
+
+        await busy()
+        await asyncio.to_thread(cluster.halt, mode)  # each connection the pool holds is closed
+        await asyncio.to_thread(cluster.start)
+        await busy()
+        await asyncio.to_thread(cluster.halt, mode)  # again, then
+        await asyncio.to_thread(cluster.start)
+        # uses cancelled by their callers at every point, while stale connections are replaced
+        cut = [asyncio.ensure_future(use(200 + i, ("q", "s"))) for i in range(PG_POOL_MAX * 2)]
+        for k, task in enumerate(cut):
+            for _ in range(k):
+                await asyncio.sleep(0)
+            task.cancel()
+        ended = await asyncio.gather(*cut, return_exceptions=True)
+        assert all(e is None or isinstance(e, asyncio.CancelledError) for e in ended), ended
+        await busy()
+        for i in range(PG_POOL_MAX + 1):  # one at a time, more than the pool holds
+            await use(100 + i)
+        learned = {s.provider: s.calls for s in await all_stats(store)}
+        assert learned["p"] == PG_POOL_MAX * 6 + PG_POOL_MAX + 1
+
+
+def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp_path):
+    """A CLI run on a thread whose database stops while a call is in flight: one line, exit
+    2, no traceback; once the server is back, the thread resumes without repeating a completed
+    call, and what is learned counts each call made once."""
+    db = cluster.create_database("cut")
+    faults, record, config, task = fault_server_setup(tmp_path)
+    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 3000}}))
+    args = ["run", str(task), "--config", str(config), "--db", db, "--json", "--thread", "job-1"]
+    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args], env=cli_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
+        cluster.halt()  # while the slow call is in flight
+        out, err = first.communicate(timeout=180)  # a hang fails here
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 2, err
+    said = one_line(err)
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    if "the PostgreSQL connection holding its lock ended mid-run" in said:
+        pass  # the thread lock's connection was seen to end first (ThreadLockLost)
+    else:  # a statement of the run met the server gone
+        assert "database postgresql://127.0.0.1" in said and "/cut" in said, said
+        assert "--thread" in said, said  # how to go on: run the thread again
+        # the server is gone, said as such (not a pool's wait for a connection, run to its end)
+        assert "connection failed" in said or "server closed the connection" in said, said
+        assert "couldn't get a connection" not in said, said
+    assert "resumes where its checkpoints stop" in said, said
+    assert out == ""
+    assert not child_processes(first.pid)
+
+    cluster.start()
+    faults.write_text("{}")
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ok"
+    calls = [(c["tool"], c["arguments"]) for c in recorded(record)]
+    for tool, arguments in FAST.values():
+        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
+    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+    with psycopg.connect(db) as conn:
+        value = conn.execute(
+            "SELECT value FROM store WHERE prefix = 'hybridmcp.provider_stats'"
+        ).fetchall()
+    learned = {v[0]["provider"]: v[0]["calls"] + v[0]["censored"] for v in value}
+    # learned once, by the run that finished: the cut one never reached learn, and the slow
+    # call's answer is in the thread once, whichever run received it
+    assert learned == {"mcp:faults/calculate": 2, "mcp:faults/word_count": 1, "mcp:faults/echo": 1}
+
+
+def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(cluster):
+    """The check a pooled connection passes as it is handed out: a healthy one passes, even
+    with a descriptor past select()'s 1024 (a server process holding many sockets); one the
+    server closed does not."""
+    import os
+    import resource
+
+    from hybridmcp.persistence import _closed_by_server
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200 <= hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    spare = []
+    try:
+        while len(spare) < 1100 and (not spare or spare[-1] < 1030):
+            spare.append(os.open(os.devnull, os.O_RDONLY))
+        with psycopg.connect(cluster.create_database("fds"), autocommit=True) as conn:
+            assert conn.pgconn.socket > 1024
+            conn.execute("SELECT 1")
+            assert not _closed_by_server(conn)
+            cluster.halt()
+            wait_for(lambda: _closed_by_server(conn), 30, "the server's goodbye")
+    finally:
+        for fd in spare:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
