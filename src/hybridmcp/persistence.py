@@ -697,7 +697,7 @@ def _pool_class() -> Any:
     A connection the server closed while it sat idle in the pool (the server restarted, a
     failover, an idle-session timeout) would fail the first statement of the run given it:
     its socket, readable when nothing should be (the server's farewell, or its end), tells
-    without a round trip (:func:`_closed_by_server`); then every idle connection of the pool
+    without a round trip (:func:`closed_by_server`); then every idle connection of the pool
     is checked at once (they were most likely all closed together) and replaced. psycopg's
     own ``check`` option costs a round trip per checkout (2.5x a small query's time here), and
     sleeps 1, 2, 4, ... s between broken connections: a pool of 8 stale ones takes a minute.
@@ -716,7 +716,7 @@ def _pool_class() -> Any:
             deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
             for _ in range(self.max_size + 2):  # each idle connection once, then new ones
                 conn = await self._wait_conn(deadline)
-                if not _closed_by_server(conn):
+                if not closed_by_server(conn):
                     return conn  # (no await in between: a cancelled caller loses nothing)
                 # Given back and the others checked whole, even if the caller is cancelled
                 # meanwhile: the pool must not lose count of a connection, nor psycopg's
@@ -762,7 +762,7 @@ def _pool_class() -> Any:
     return _POOL_CLASS
 
 
-def _closed_by_server(conn: Any) -> bool:
+def closed_by_server(conn: Any) -> bool:
     """Has the server closed (or begun closing) this idle connection? Without a round trip:
     an idle connection's socket has nothing to read, unless the server sent its farewell
     ("terminating connection ...") or closed it; a socket that cannot be looked at is

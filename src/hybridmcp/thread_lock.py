@@ -42,7 +42,7 @@ from typing import Any
 from langgraph.store.base import BaseStore
 
 from hybridmcp.errors import ThreadBusy, ThreadLockLost
-from hybridmcp.persistence import LockTimeout
+from hybridmcp.persistence import LockTimeout, closed_by_server
 from hybridmcp.stats_store import StoreFiles, postgres_pool, sqlite_path
 
 _KEY_PREFIX = b"hybridmcp-thread:"
@@ -124,8 +124,14 @@ class ThreadLocks:
     # -- PostgreSQL ------------------------------------------------------------------------------
 
     async def _pg_connection(self, pool: Any) -> Any:
+        """This process's lock session on ``pool``'s database, opened again when the server
+        closed it (a restart: its locks ended with it; a run still holding one is stopped by
+        its watch)."""
         conn = self._pg.get(id(pool))
-        if conn is None or conn.closed:
+        if conn is not None and closed_by_server(conn):
+            await self._forget(conn)
+            conn = None
+        if conn is None:
             import psycopg
 
             conn = await psycopg.AsyncConnection.connect(

@@ -180,3 +180,31 @@ def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(clus
         for fd in spare:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_the_thread_lock_session_is_opened_again_after_the_server_restarts(cluster, mode):
+    """A process holds its own session for thread locks. A restart closes it; the next run of
+    any thread takes its lock on a new session instead of failing on the closed one (as the
+    first run after every restart did), and the lock still keeps another holder out."""
+    from hybridmcp.errors import ThreadBusy
+    from hybridmcp.persistence import open_persistence
+    from hybridmcp.thread_lock import ThreadLocks
+
+    db = cluster.create_database("locks")
+    async with open_persistence(db) as (_saver, store):
+        locks, other = ThreadLocks(), ThreadLocks()  # this process, and another one
+        try:
+            async with locks.hold(store, "t1"):
+                pass
+            await asyncio.to_thread(cluster.halt, mode)
+            await asyncio.to_thread(cluster.start)
+            async with locks.hold(store, "t2"):
+                with pytest.raises(ThreadBusy):
+                    async with other.hold(store, "t2"):
+                        pass
+            async with other.hold(store, "t2"):  # released: free for the other process
+                pass
+        finally:
+            await locks.close()
+            await other.close()
