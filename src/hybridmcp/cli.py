@@ -1095,6 +1095,21 @@ def _check_trail(
             close()
 
 
+def _verified(
+    file: str, db: str | None, head_db: str | None, key_file: str | None, head: str | None = None
+) -> tuple[AuditReport, str]:
+    """The trail's verification, and where its head was looked for; bad options exit 2, a
+    trail that does not verify exits 1 naming its problems (:func:`_fail`)."""
+    try:
+        result, where = _check_trail(file, db, head_db, key_file, head)
+    except HybridMCPError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    if not result.ok:
+        _fail(result, where)
+    return result, where
+
+
 def _fail(result: AuditReport, where: str) -> None:
     problems = [
         f"{p} (looked in {where}: give verify the --db or --head-db the run used)"
@@ -1121,13 +1136,7 @@ def audit_verify(
 ) -> None:
     """Check the MAC chain and the anchored head: exit 1, naming the first bad record, on any
     edit, removal, insertion, reordering, cut tail, emptied file or recomputed chain."""
-    try:
-        result, where = _check_trail(file, db, head_db, key_file, head)
-    except HybridMCPError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if not result.ok:
-        _fail(result, where)
+    result, where = _verified(file, db, head_db, key_file, head)
     if result.head is None:
         print("ok: 0 records (the trail is empty: no external call or decision was recorded)")
     else:
@@ -1150,13 +1159,7 @@ def audit_head(
 ) -> None:
     """Print the verified trail's head (SEQ:MAC) to keep elsewhere; check the trail against it
     later with `audit verify FILE --head SEQ:MAC`."""
-    try:
-        result, where = _check_trail(file, db, head_db, key_file)
-    except HybridMCPError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if not result.ok:
-        _fail(result, where)
+    result, _ = _verified(file, db, head_db, key_file)
     if result.head is None:
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)
@@ -1209,13 +1212,7 @@ def audit_show(
 ) -> None:
     """Show the verified trail's records, one row each (which run, where the data went, what
     was decided); a trail that does not verify is not shown (exit 1, as `verify`)."""
-    try:
-        result, where = _check_trail(file, db, head_db, key_file)
-    except HybridMCPError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(EXIT_USAGE) from None
-    if not result.ok:
-        _fail(result, where)
+    result, _ = _verified(file, db, head_db, key_file)
     wanted = set(kinds or ())
     records = [
         r
