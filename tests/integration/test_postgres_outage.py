@@ -161,7 +161,7 @@ def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(clus
     import os
     import resource
 
-    from hybridmcp.persistence import _closed_by_server
+    from hybridmcp.persistence import closed_by_server
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1200 <= hard:
@@ -173,9 +173,9 @@ def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(clus
         with psycopg.connect(cluster.create_database("fds"), autocommit=True) as conn:
             assert conn.pgconn.socket > 1024
             conn.execute("SELECT 1")
-            assert not _closed_by_server(conn)
+            assert not closed_by_server(conn)
             cluster.halt()
-            wait_for(lambda: _closed_by_server(conn), 30, "the server's goodbye")
+            wait_for(lambda: closed_by_server(conn), 30, "the server's goodbye")
     finally:
         for fd in spare:
             os.close(fd)
