@@ -49,6 +49,7 @@ from hybridmcp.errors import (
     RequestError,
     ToolError,
 )
+from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.blame import says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard, Transition
@@ -364,20 +365,6 @@ def _json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
-def _unsendable(arguments: Any, text: str) -> str | None:
-    """Why ``arguments`` (whose JSON text, :func:`_json`, is ``text``) cannot be sent, or None:
-    a lone surrogate (``"\\ud800"`` in a task's JSON) is a Python ``str`` but no UTF-8 text;
-    the MCP client fails writing it, and the session with it."""
-    if "\\ud" not in text:  # every surrogate is escaped so in the ASCII text
-        return None
-    try:
-        json.dumps(arguments, ensure_ascii=False, default=str).encode("utf-8")
-    except UnicodeEncodeError as err:
-        lone = err.object[err.start : err.end].encode("unicode_escape").decode()
-        return f"the arguments hold a lone surrogate ({lone}): no UTF-8 text, so no MCP message"
-    return None
-
-
 def _size(value: Any) -> int:
     """The value's size as JSON, in bytes: the text is ASCII (non-ASCII is escaped), so its
     length is its size."""
@@ -596,7 +583,9 @@ class Gate:
         sent = decision.size if decision.size is not None else _size(decision.arguments)
         outcome, received = "cancelled", 0
         try:
-            why = _unsendable(decision.arguments, _json(decision.arguments))
+            # a lone surrogate is a Python str but no UTF-8 text: the MCP client would fail
+            # writing it, and the session with it
+            why = lone_surrogate_in(decision.arguments)
             if why is not None:
                 raise RequestError(f"{provider.id} was not called: {why}")
             result = await self.pool.call_tool(
