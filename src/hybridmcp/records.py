@@ -7,6 +7,7 @@ record may lack; the keys always present are ``Required``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Required, TypedDict
 
 
@@ -113,3 +114,11 @@ class Event(TypedDict, total=False):
 
     code: Required[str]
     request_id: str
+
+
+def failure_of(attempt: Mapping[str, Any]) -> str:
+    """A failed attempt's error, named by its provider once: ``provider: error``, or the error
+    as it is when it already begins with the provider's id (the gate's own messages do)."""
+    provider, error = attempt["provider"], str(attempt.get("error"))
+    named = error.startswith(provider) and error[len(provider) : len(provider) + 1] in (" ", ":")
+    return error if named else f"{provider}: {error}"

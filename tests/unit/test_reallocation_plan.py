@@ -301,3 +301,21 @@ def test_a_call_the_coordinator_never_made_or_cut_itself_is_no_degradation():
         p = plan(hybrid, [attempt("i", True), a])
         assert p.settled == ["r"] and p.events == [], a
         assert run_calls([a])["e"][0] == 0, a
+
+
+def test_a_request_error_names_each_provider_once():
+    """The gate's messages begin with the provider's id; the request's error and its
+    ``REQUEST_ERROR`` event name it once, as they do an error that does not."""
+    own = {
+        **attempt("e", False, error="e rejected the request: Access denied"),
+        "error_kind": "request",
+    }
+    bare = {**attempt("i", False, error="bad input"), "error_kind": "request"}
+    alloc = {"mode": "hybrid", "providers": ["i", "e"], "ranking": ["i", "e"], "scores": {}}
+    p = plan(alloc, [own, bare])
+    why = "e rejected the request: Access denied; i: bad input"
+    assert p.failed == {"r": f"request error (the request itself is wrong): {why}"}
+    assert p.events == [{"code": "REQUEST_ERROR", "request_id": "r", "errors": why}]
+    # an error that merely starts with the id's letters is still named
+    other = {**attempt("e", False, error="effect refused"), "error_kind": "request"}
+    assert "e: effect refused" in plan(ALLOC, [other]).failed["r"]

@@ -19,7 +19,7 @@ from hybridmcp.policy.integration import (
     run_status,
 )
 from hybridmcp.prompts.synchronizer import refine_integration
-from hybridmcp.records import Allocation, Attempt
+from hybridmcp.records import Allocation, Attempt, failure_of
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 
@@ -123,7 +123,7 @@ def _why_not(
         if side is None or e["side"] == side
     ]
     failed = [
-        f"{a['provider']}: {a.get('error')}"
+        failure_of(a)
         for a in result["attempts"]
         if not a["ok"] and (side is None or a["side"] == side)
     ]

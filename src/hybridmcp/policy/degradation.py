@@ -35,6 +35,7 @@ from hybridmcp.policy.blame import (
 )
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
 from hybridmcp.policy.hedging import at_load, slow_threshold_ms
+from hybridmcp.records import failure_of
 
 SHIFT = {"external": "SHIFT_TO_INTERNAL_PROCESSING", "internal": "SHIFT_TO_EXTERNAL_PROCESSING"}
 DEGRADED = {
@@ -397,7 +398,7 @@ def _plan_request(
     elif ok and rid in rnd.disputed and can_move:
         _tie_break(rnd, plan, rid, ok, remaining[0])
     elif not ok and failed_now and rid in rnd.faults:
-        why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in failed_now)
+        why = "; ".join(failure_of(a) for a in failed_now)
         plan.failed[rid] = f"request error (the request itself is wrong): {why}"
         plan.events.append({"code": EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
     elif ok:
@@ -508,7 +509,7 @@ def _after_failure(
 
 
 def _why_failed(rnd: _Round, tried: list[Mapping[str, Any]], remaining: list[str]) -> str:
-    errors = "; ".join(f"{a['provider']}: {a.get('error')}" for a in tried if not a["ok"])
+    errors = "; ".join(failure_of(a) for a in tried if not a["ok"])
     if rnd.deadline_passed and not any(a.get("sent") for a in tried):
         why = "the run's deadline passed before any call was sent (nothing was learned)"
     elif rnd.deadline_passed:

@@ -24,6 +24,7 @@ from typing import Any
 from mcp.types import Tool
 
 from hybridmcp.config import Effect
+from hybridmcp.records import failure_of
 
 READ: Effect = "read"
 IDEMPOTENT: Effect = "idempotent"
@@ -73,7 +74,7 @@ def unrepeatable_reason(attempts: Iterable[Mapping[str, Any]]) -> str:
     """The error of a request whose write is not repeated: ``outcome_unknown`` unless the server
     answered with an error (then the write is known to have failed)."""
     attempts = list(attempts)
-    why = "; ".join(f"{a['provider']}: {a.get('error')}" for a in attempts)
+    why = "; ".join(failure_of(a) for a in attempts)
     if all(a.get("tool_error") for a in attempts):
         return f"write failed, not repeated (write effect): {why}"
     return (
