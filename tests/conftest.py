@@ -47,10 +47,13 @@ def time_config() -> HybridConfig:
 @pytest.fixture(autouse=True)
 def _private_database(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """CLI runs started by a test keep their checkpoints and statistics in a database of the
-    test session, never in the user's data directory."""
+    test session, never in the user's data directory: so do those that drop ``HYBRIDMCP_DB``
+    to use the default location (``XDG_DATA_HOME`` is the session's, as the servers' log)."""
     if "HYBRIDMCP_DB" not in os.environ:
         db = tmp_path_factory.getbasetemp() / "hybridmcp.db"
         monkeypatch.setenv("HYBRIDMCP_DB", str(db))
+    if "XDG_DATA_HOME" not in os.environ:
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data-home"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

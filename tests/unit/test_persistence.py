@@ -30,6 +30,12 @@ def test_the_default_lives_in_the_user_data_directory(monkeypatch, tmp_path):
         assert path == Path(platformdirs.user_data_dir("hybridmcp")) / "hybridmcp.db"
 
 
+def test_cli_runs_of_the_tests_keep_out_of_the_users_data_directory(tmp_path_factory):
+    """The CLI tests that drop ``HYBRIDMCP_DB`` (to use the default location) write a
+    database of the test session, never the one of whoever runs the tests."""
+    assert default_db_path().is_relative_to(tmp_path_factory.getbasetemp())
+
+
 async def test_sqlite_file_keeps_statistics_between_openings(tmp_path):
     db = tmp_path / "a" / "b" / "stats.db"
     async with open_persistence(str(db)) as (_saver, store):
