@@ -111,10 +111,9 @@ def open_audit(config: HybridConfig) -> AuditSink:
 def _check_privacy_skills(config: HybridConfig, registry: Registry) -> None:
     unknown = sorted(set(config.privacy.skills) - set(registry.skills))
     if unknown:
-        raise ConfigError(
-            f"privacy.skills: unknown skill(s) {', '.join(map(repr, unknown))}; "
-            f"known skills: {', '.join(sorted(registry.skills))}"
-        )
+        from hybridmcp.capabilities.registry import unknown_skills  # loaded with the registry
+
+        raise ConfigError(f"privacy.skills: {unknown_skills(unknown, registry.skills)}")
 
 
 def freeze_startup_objects() -> None:

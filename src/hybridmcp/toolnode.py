@@ -48,7 +48,13 @@ from langgraph.types import Command
 from mcp.types import Tool, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybridmcp.capabilities.registry import INTERNAL_CLEARANCE, Provider, Registry, Skill
+from hybridmcp.capabilities.registry import (
+    INTERNAL_CLEARANCE,
+    Provider,
+    Registry,
+    Skill,
+    unknown_skills,
+)
 from hybridmcp.capabilities.registry import build_registry as _build_registry
 from hybridmcp.config import CONFIG_ENV, ComparatorConfig, CoordinationConfig, load_config
 from hybridmcp.errors import HybridMCPError, TaskError, ToolError
@@ -286,8 +292,8 @@ def register_tools(
         if known is None:
             if skill != tool.name and tool.name in provides:
                 raise TaskError(
-                    f"HybridToolNode: provides[{tool.name!r}] names unknown skill {skill!r}; "
-                    f"known skills: {', '.join(sorted(registry.skills))}"
+                    f"HybridToolNode: provides[{tool.name!r}] names an "
+                    + unknown_skills([skill], registry.skills)
                 )
             registry.skills[skill] = Skill(
                 name=skill,

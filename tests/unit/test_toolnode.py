@@ -141,7 +141,7 @@ def test_a_tool_named_after_a_skill_joins_its_providers() -> None:
         registry, [clock, my_calc], default_timeout_ms=5000, provides={"my_calc": "math.calculate"}
     )
     assert len(registry.get("time.now").providers) == len(before) + 1
-    with pytest.raises(TaskError, match="provides\\['my_calc'\\] names unknown skill 'nope'"):
+    with pytest.raises(TaskError, match="provides\\['my_calc'\\] names an unknown skill 'nope'"):
         register_tools(registry, [my_calc], default_timeout_ms=5000, provides={"my_calc": "nope"})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import dataclasses
+import difflib
 import inspect
 import json
 import logging
@@ -154,6 +155,36 @@ class Skill:
         }
 
 
+LISTED_SKILLS = 12
+"""Up to this many known skills, an unknown name's error lists them all; past it, it names
+the closest and points to ``hybridmcp tools``."""
+
+
+def unknown_skills(names: Iterable[str], known: Iterable[str], what: str = "skill") -> str:
+    """The error for skill names not known: each with the known name it is closest to (the
+    same letters with another case or separators, else a near spelling), then the known
+    skills (a few: all of them; many: how to list them)."""
+    known = sorted(known)
+    folded: dict[str, str] = {}
+    for k in known:
+        folded.setdefault(_fold(k), k)
+    parts = []
+    for name in names:
+        near = folded.get(_fold(name))
+        if near is None:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            near = close[0] if close else None
+        parts.append(f"{name!r}" + (f" (did you mean {near!r}?)" if near else ""))
+    head = f"unknown {what}{'' if len(parts) == 1 else 's'} {', '.join(parts)}"
+    if len(known) <= LISTED_SKILLS:
+        return f"{head}; known skills: {', '.join(known)}"
+    return f"{head}; {len(known)} skills are known (`hybridmcp tools` lists them)"
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.casefold())
+
+
 @dataclass
 class Registry:
     """Every skill a run can use, built from configuration and the servers' tool lists."""
@@ -185,9 +216,7 @@ class Registry:
                     f"skill {name!r}: MCP server {down!r} is down ({self.unavailable[down]}), "
                     "so its tools cannot be called; `hybridmcp servers` shows every server's state"
                 ) from None
-            raise TaskError(
-                f"unknown skill {name!r}; known skills: {', '.join(sorted(self.skills))}"
-            ) from None
+            raise TaskError(unknown_skills([name], self.skills)) from None
 
     def provider(self, provider_id: str) -> Provider:
         return self._providers[provider_id]
