@@ -337,3 +337,35 @@ def test_cursor_mcp_json_with_variables(tmp_path):
         f"error: invalid configuration in {config}: mcpServers.remote.headers.Authorization: "
         "environment variable 'HYBRIDMCP_TEST_TOKEN' is not set"
     ]
+
+
+
+async def test_a_configured_servers_connection_opens_with_langchain_mcp_adapters():
+    """``to_connection`` gives a server's connection as ``MultiServerMCPClient`` takes it (the
+    criteria benchmark's adapters baseline opens every server so): nothing of the pool's own
+    transports in it, over stdio and HTTP alike."""
+    from langchain_mcp_adapters.client import MultiServerMCPClient
+
+    from hybridmcp import parse_config
+    from hybridmcp.capabilities.mcp_pool import to_connection
+
+    http = HttpFaultServer(transport="streamable-http")
+    await http.start()
+    try:
+        cfg = parse_config(
+            {
+                "mcpServers": {
+                    "time": TIME | {"max_message_bytes": 1_000_000},
+                    "remote": {"url": http.url, "max_message_bytes": 1_000_000},
+                }
+            }
+        )
+        connections = {name: to_connection(cfg.mcpServers[name]) for name in ("time", "remote")}
+        client = MultiServerMCPClient(connections)  # type: ignore[arg-type]
+        tools = {t.name: t for t in await asyncio.wait_for(client.get_tools(), 60)}
+        answer = await asyncio.wait_for(tools["get_current_time"].ainvoke({"timezone": "UTC"}), 60)
+        assert '"timezone": "UTC"' in str(answer)
+        echoed = await asyncio.wait_for(tools["echo"].ainvoke({"text": "hi"}), 60)
+        assert "hi" in str(echoed)
+    finally:
+        await http.stop()

@@ -165,7 +165,9 @@ def resolve_command(command: str) -> str:
 def to_connection(server: ServerConfig) -> dict[str, Any]:
     """The ``langchain-mcp-adapters`` connection for a configured server: its transport's
     keys (``headers`` on every HTTP request; ``timeout`` and ``sse_read_timeout`` in seconds)
-    and the ``ClientSession`` arguments of ``session_kwargs``."""
+    and the ``ClientSession`` arguments of ``session_kwargs``. It opens the server with
+    ``MultiServerMCPClient`` as it is; the pool adds what only its own transports take (the
+    answer size bound, OAuth, its client features)."""
     conn: dict[str, Any]
     if isinstance(server, StdioServer):
         conn = {
@@ -178,7 +180,6 @@ def to_connection(server: ServerConfig) -> dict[str, Any]:
             "cwd": server.cwd,
             "encoding": server.encoding,
             "encoding_error_handler": server.encoding_error_handler,
-            "max_message_bytes": server.max_message_bytes,
         }
     else:
         assert isinstance(server, HttpServer)
@@ -482,6 +483,8 @@ class _ServerSession:
                 connection["httpx_client_factory"] = bounded_client_factory(
                     self.config.max_message_bytes, self.features.on_refused
                 )
+            else:  # our own stdio transport (:func:`_session_for`)
+                connection["max_message_bytes"] = self.config.max_message_bytes
             # The configured session_kwargs (a client_info of the user's own) win over ours.
             connection["session_kwargs"] = {
                 **self.features.session_kwargs(),
