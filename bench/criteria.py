@@ -532,6 +532,14 @@ async def run_strategy(
         out.append(rec)
     ok = sum(r["correct"] for r in out)
     print(f"{strategy:24} {ok}/{len(out)} correct  ({time.perf_counter() - t0:.1f} s)", flush=True)
+    tried = [r for r in out if r["allocation"] != "none"]  # what the strategy could serve
+    if tried and not any(r["answered"] for r in tried):
+        # every request failing is the harness failing (a baseline that cannot even call),
+        # not a figure to publish
+        raise RuntimeError(
+            f"{strategy}: none of the {len(tried)} requests it served was answered; the "
+            f"first error: {tried[0].get('error')}"
+        )
     return out
 
 
