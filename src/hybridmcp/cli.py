@@ -163,18 +163,23 @@ def _attempts_cell(attempts: list[dict[str, Any]]) -> str:
     return "\n".join(marks) or "-"
 
 
-def render(data: dict[str, Any], console: Console) -> None:
-    if not data["results"]:  # paused before any request settled: its questions follow
-        console.print(f"hybridmcp run: {data['status']}", highlight=False)
-        render_totals(data, console)
-        return
+WIDE_TABLE = 120
+"""From this many columns the results are a column per field; below it (an 80-column
+terminal, a pipe) the allocation, attempts, agreement and confidence share one column, so the
+value keeps half the width instead of a few letters."""
+
+
+def _results_table(data: dict[str, Any], *, wide: bool) -> Table:
     table = Table(title=f"hybridmcp run: {data['status']}", show_lines=True)
-    table.add_column("request", overflow="fold", max_width=22)
-    table.add_column("allocation")
-    table.add_column("served by")
-    table.add_column("attempts", no_wrap=True)
-    table.add_column("agree")
-    table.add_column("conf", justify="right")
+    table.add_column("request", overflow="fold", max_width=22 if wide else 20)
+    if wide:
+        table.add_column("allocation")
+        table.add_column("served by")
+        table.add_column("attempts", no_wrap=True)
+        table.add_column("agree")
+        table.add_column("conf", justify="right")
+    else:
+        table.add_column("allocation → served by", no_wrap=True)
     table.add_column("value", overflow="fold", ratio=1)
     for r in data["results"]:
         agree = {True: "yes", False: "[red]CONFLICT[/red]", None: "-"}[r["agreement"]]
@@ -185,16 +190,22 @@ def render(data: dict[str, Any], console: Console) -> None:
         else:
             value = _text(r["value"], 120)
         served = r.get("served_by")
-        table.add_row(
-            escape(r["id"]),
-            r["allocation"],
-            served["side"] if served else "-",
-            _attempts_cell(r["attempts"]),
-            agree,
-            f"{r['confidence']:.2f}",
-            value,
-        )
-    console.print(table)
+        side = served["side"] if served else "-"
+        attempts, conf = _attempts_cell(r["attempts"]), f"{r['confidence']:.2f}"
+        if wide:
+            table.add_row(escape(r["id"]), r["allocation"], side, attempts, agree, conf, value)
+        else:
+            outcome = f"{r['allocation']} → {side}\n{attempts}\nagree {agree}, conf {conf}"
+            table.add_row(escape(r["id"]), outcome, value)
+    return table
+
+
+def render(data: dict[str, Any], console: Console) -> None:
+    if not data["results"]:  # paused before any request settled: its questions follow
+        console.print(f"hybridmcp run: {data['status']}", highlight=False)
+        render_totals(data, console)
+        return
+    console.print(_results_table(data, wide=console.width >= WIDE_TABLE))
     for e in data["events"]:
         detail = {k: v for k, v in e.items() if k not in ("code", "coordination_status")}
         console.print(f"[yellow]event[/yellow] {e['code']}: {_text(detail, 160)}", highlight=False)

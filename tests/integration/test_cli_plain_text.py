@@ -77,6 +77,45 @@ def test_the_table_shows_ids_values_and_errors_as_text(tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("columns", [80, 100])
+def test_a_narrow_terminal_keeps_the_values_readable(tmp_path, columns):
+    """Below 120 columns (an 80-column terminal; a pipe, which Rich reads as 80) the
+    allocation, attempts, agreement and confidence share one column: the value keeps
+    a third of the width or more, its words whole, instead of a column of a few letters."""
+    task = tmp_path / "task.json"
+    text = "the quick brown fox jumps over the lazy dog near the riverbank"
+    task.write_text(
+        json.dumps({"requests": [{"id": "words", "skill": "text.stats", "args": {"text": text}}]})
+    )
+    proc = cli("run", str(task), "--db", str(tmp_path / "r.db"), env=cli_env(COLUMNS=str(columns)))
+    _clean(proc, "internal → internal", "agree -, conf", '"words": 12')
+    lines = proc.stdout.splitlines()
+    table = [line for line in lines if line[:1] in "┏┃┡│├└"]
+    assert table and max(len(line) for line in table) <= columns
+    header = next(line for line in lines if "value" in line)
+    assert len(header.split("┃")[-2]) >= columns // 3, header
+
+
+@pytest.mark.integration
+def test_a_wide_terminal_gives_each_field_its_column(tmp_path):
+    task = tmp_path / "task.json"
+    task.write_text(
+        json.dumps({"requests": [{"id": "w", "skill": "text.stats", "args": {"text": "a b"}}]})
+    )
+    proc = cli("run", str(task), "--db", str(tmp_path / "r.db"), env=cli_env(COLUMNS="160"))
+    header = next(line for line in proc.stdout.splitlines() if "value" in line)
+    assert [c.strip() for c in header.strip("┃").split("┃")] == [
+        "request",
+        "allocation",
+        "served by",
+        "attempts",
+        "agree",
+        "conf",
+        "value",
+    ]
+
+
+@pytest.mark.integration
 def test_the_summary_of_a_big_run_shows_names_as_text(tmp_path):
     config = _config(tmp_path)
     proc = cli(
