@@ -1005,18 +1005,29 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+STATS_FULL_WIDTH = 110
+"""Narrower than this, the statistics table leaves out the evidence and the time of the last
+update (``--json`` has them), so the figures it shows keep every digit."""
+
+
 def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
     if not records:
         console.print(f"nothing learned yet in {escape(db)}", highlight=False)
         return
-    table = Table(title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD)
-    table.add_column("provider / skill", no_wrap=True)
-    for name in ("calls", "success", "latency ms", "p95 ms", "agree", "cost/call", "evidence"):
+    full = console.width >= STATS_FULL_WIDTH
+    table = Table(
+        title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    # The names fold (they can be long); the figures never lose a digit.
+    table.add_column("provider /\nskill", overflow="fold", min_width=14, ratio=1)
+    figures = ["calls", "success", "latency\nms", "p95\nms", "agree", "cost/\ncall"]
+    for name in figures + (["evidence"] if full else []):
         table.add_column(name, justify="right", no_wrap=True)
-    table.add_column("updated (UTC)", no_wrap=True)
+    if full:
+        table.add_column("updated\n(UTC)", no_wrap=True)
     for r in records:
         updated = r["updated_at"]
-        table.add_row(
+        row = [
             f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
             f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
@@ -1025,12 +1036,17 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
             f"{_share(r['agreement_rate'])} of {r['cross_validations']}"
             if r["cross_validations"]
             else "-",
-            "-" if r["cost_per_call"] is None else f"{r['cost_per_call']:g}",
-            f"{r['evidence']:.1f}" + (f" ({r['passed_over']} passes)" if r["passed_over"] else ""),
-            "-"
-            if updated is None
-            else datetime.fromtimestamp(updated, UTC).strftime("%Y-%m-%d %H:%M:%S"),
-        )
+            "-" if r["cost_per_call"] is None else f"{r['cost_per_call']:.3g}",
+        ]
+        if full:
+            passes = f" ({r['passed_over']} passes)" if r["passed_over"] else ""
+            row.append(f"{r['evidence']:.1f}{passes}")
+            row.append(
+                "-"
+                if updated is None
+                else datetime.fromtimestamp(updated, UTC).strftime("%Y-%m-%d\n%H:%M:%S")
+            )
+        table.add_row(*row)
     console.print(table)
 
 
