@@ -178,6 +178,11 @@ class Resources:
         """Orders this process's updates of the learned statistics (``stats_store.stats_lock``)."""
         self.store_files: StoreFiles = weakref.WeakKeyDictionary()
         """Each SQLite store's file, asked once (``stats_store.stats_lock``)."""
+        self.old_runs_forgotten: weakref.WeakKeyDictionary[Any, str] = (
+            weakref.WeakKeyDictionary()
+        )
+        """The UTC day each store last had its old runs' records deleted
+        (``stats_store.forget_old_runs``): once a day, not at every learn."""
         self._lms: dict[str, Any] | None = None
         self._provider_index: tuple[Any, dict[str, str], dict[str, str]] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

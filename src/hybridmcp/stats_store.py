@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import sys
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import asynccontextmanager
@@ -43,16 +44,43 @@ async def load_stats(
 ) -> dict[tuple[str, str], ProviderStats]:
     """Stats for each (provider, skill) pair; a pair never seen gets empty stats. One store
     batch for all of them (one query on a database), read as ``aget`` reads each."""
+    found, _learned = await load_run_stats(store, pairs, None)
+    return found
+
+
+LEARNED_NAMESPACE = ("hybridmcp", "learned_runs")
+"""One record per run that learned: saved with the statistics it changed, in the same write."""
+LEARNED_KEPT_DAYS = 30
+"""How long a run's record is kept: a run resumed within this many days of its start is
+learned from once, however many runs learned meanwhile."""
+
+
+def learned_key(run_id: str, started_at: float) -> str:
+    """A run's record key: the UTC day it started first, so the old ones are one range of
+    keys (:func:`forget_old_runs`)."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(started_at))
+    return f"{day}|{run_id}@{started_at!r}"
+
+
+async def load_run_stats(
+    store: BaseStore, pairs: Iterable[tuple[str, str]], run: str | None
+) -> tuple[dict[tuple[str, str], ProviderStats], bool]:
+    """:func:`load_stats`, and whether the run keyed ``run`` (:func:`learned_key`) has
+    already learned (its statistics were saved: a run resumed after its learn step wrote
+    them and before its checkpoint did), in the same store batch."""
     wanted = list(set(pairs))
-    if not wanted:
-        return {}
+    if not wanted and run is None:
+        return {}, False
     refresh = _refresh_on_read(store)
     ops = [GetOp(NAMESPACE, stats_key(provider, skill), refresh) for provider, skill in wanted]
+    if run is not None:
+        ops.append(GetOp(LEARNED_NAMESPACE, run, refresh))
     items = cast("list[Item | None]", await _decoded(store.abatch(ops)))
+    learned = run is not None and items.pop() is not None
     found = {}
     for (provider, skill), item in zip(wanted, items, strict=True):
         found[(provider, skill)] = _read(item) if item else ProviderStats(provider, skill)
-    return found
+    return found, learned
 
 
 def _read(item: Item) -> ProviderStats:
@@ -77,16 +105,47 @@ def _unreadable(item: Item | None, problem: str) -> str:
     )
 
 
-async def save_stats(store: BaseStore, stats: Iterable[ProviderStats]) -> None:
-    """Write each record as ``aput`` writes it, in one store batch (one transaction on a
-    database)."""
+async def save_stats(
+    store: BaseStore, stats: Iterable[ProviderStats], run: str | None = None
+) -> None:
+    """Write each record as ``aput`` writes it, in one store batch (one statement, so one
+    transaction, on a database); with ``run`` (:func:`learned_key`), the run's record that
+    it learned goes in the same write."""
     ttl = _default_ttl(store)
     ops = [
         PutOp(NAMESPACE, stats_key(s.provider, s.skill), s.to_dict(), index=None, ttl=ttl)
         for s in stats
     ]
+    if run is not None:
+        kept = LEARNED_KEPT_DAYS * 24 * 60 if store.supports_ttl else None
+        ops.append(PutOp(LEARNED_NAMESPACE, run, {"at": time.time()}, index=False, ttl=kept))
     if ops:
         await store.abatch(ops)
+
+
+async def forget_old_runs(store: BaseStore, now: float) -> int:
+    """Delete the records of runs that started more than :data:`LEARNED_KEPT_DAYS` ago, on
+    the databases hybridmcp opens (one range of keys: cheap at every learn); another store
+    lets its TTL expire them. Returns how many went."""
+    oldest = time.strftime("%Y-%m-%d", time.gmtime(now - LEARNED_KEPT_DAYS * 86400))
+    prefix = ".".join(LEARNED_NAMESPACE)
+    pg_pool = postgres_pool(store)
+    if pg_pool is not None:
+        async with pg_pool.connection() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM store WHERE prefix = %s AND key < %s", (prefix, oldest)
+            )
+            return int(cursor.rowcount)
+    sqlite = _sqlite_store(store)
+    if sqlite is not None:
+        async with sqlite.lock:
+            cursor = await sqlite.conn.execute(
+                "DELETE FROM store WHERE prefix = ? AND key < ?", (prefix, oldest)
+            )
+            deleted = int(cursor.rowcount)
+            await cursor.close()
+            return deleted
+    return 0
 
 
 def _refresh_on_read(store: BaseStore) -> bool:

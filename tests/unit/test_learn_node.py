@@ -4,6 +4,7 @@ so they say nothing of the provider and are not learned as its failures."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -154,3 +155,63 @@ async def test_a_run_folds_every_attempt_in_the_order_the_calls_started() -> Non
             alpha=resources.config.arbitration_config.ewma_alpha,
         )
     assert now_used == mark_learned(expected, "run@1000.0")
+
+
+def _run_state(run_id: str, started_at: float, n: int = 2) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "started_at": started_at,
+        "requests": [{"id": f"r{i}", "skill": SKILL, "args": {}} for i in range(n)],
+        "attempts": [attempt(i, True) for i in range(n)],
+        "results": {},
+        "allocations": {},
+    }
+
+
+@pytest.mark.parametrize("others", [0, 1, 40])
+async def test_a_run_resumed_at_its_learn_step_is_counted_once_however_many_learned_since(
+    tmp_path, others: int
+) -> None:
+    """A run killed after its learn step saved the statistics and before the step's checkpoint
+    runs learn again when resumed. Its own record in the store (saved in the same write as the
+    statistics) says it learned: nothing is counted twice, even after more runs than the
+    statistics' own list of recent runs (16) learned into the same records meanwhile."""
+    from hybridmcp.persistence import open_persistence
+
+    resources = await Resources.open(parse_config({}))
+    try:
+        async with open_persistence(str(tmp_path / "learn.db")) as (_saver, store):
+            runtime = Runtime(context=Context(resources=resources), store=store)
+            start = time.time()
+            killed = _run_state("killed", start)
+            await learn(killed, runtime)  # type: ignore[arg-type]
+            for k in range(others):
+                await learn(_run_state(f"other{k}", start + 1 + k), runtime)  # type: ignore[arg-type]
+            await learn(killed, runtime)  # type: ignore[arg-type]  # the resumed run
+            stats = (await load_stats(store, [(PROVIDER, SKILL)]))[(PROVIDER, SKILL)]
+    finally:
+        await resources.close()
+    assert stats.calls == 2 * (1 + others)
+
+
+async def test_the_records_of_runs_older_than_the_kept_days_are_deleted(tmp_path) -> None:
+    """One record per learned run would grow without end: those of runs that started more
+    than ``LEARNED_KEPT_DAYS`` ago go (one range of keys, once a day per store)."""
+    from hybridmcp.persistence import open_persistence
+    from hybridmcp.stats_store import LEARNED_KEPT_DAYS, LEARNED_NAMESPACE
+
+    day = 86400.0
+    now = 1_800_000_000.0
+    clock = [now - (LEARNED_KEPT_DAYS + 3) * day]
+    resources = await Resources.open(parse_config({}))
+    resources.clock = lambda: clock[0]
+    try:
+        async with open_persistence(str(tmp_path / "learn.db")) as (_saver, store):
+            runtime = Runtime(context=Context(resources=resources), store=store)
+            for k, age in enumerate((LEARNED_KEPT_DAYS + 3, LEARNED_KEPT_DAYS + 1, 2, 0)):
+                clock[0] = now - age * day
+                await learn(_run_state(f"r{k}", clock[0]), runtime)  # type: ignore[arg-type]
+            kept = await store.asearch(LEARNED_NAMESPACE, limit=100)
+    finally:
+        await resources.close()
+    assert sorted(item.key.partition("|")[2].partition("@")[0] for item in kept) == ["r2", "r3"]

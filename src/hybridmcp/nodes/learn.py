@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -26,7 +27,13 @@ from hybridmcp.policy.learning import (
 from hybridmcp.prompts.trust import advice_records, learn_advice
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
-from hybridmcp.stats_store import load_stats, save_stats, stats_lock
+from hybridmcp.stats_store import (
+    forget_old_runs,
+    learned_key,
+    load_run_stats,
+    save_stats,
+    stats_lock,
+)
 
 
 def run_metrics(state: State, now: float) -> dict[str, Any]:
@@ -125,9 +132,18 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     pairs = [*((a["provider"], a["skill"]) for a in attempts), *passes]
     # Read, fold and save under a lock that other processes on the same database respect:
     # two runs finishing at once each add their own observations, neither overwrites the other.
+    # The run's own record is read and saved with them: a run resumed after this step saved
+    # and before its checkpoint did learns nothing twice, however many runs learned since.
+    marker = learned_key(state["run_id"], state["started_at"]) if state.get("started_at") else None
     async with stats_lock(store, pairs, res.learn_lock, res.store_files):
-        loaded = await load_stats(store, pairs)
-        await save_stats(store, _fold_run(state, loaded, skill_of, passes, res, now))
+        loaded, learned = await load_run_stats(store, pairs, marker)
+        if not learned:
+            folded = _fold_run(state, loaded, skill_of, passes, res, now)
+            await save_stats(store, folded, marker)
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    if res.old_runs_forgotten.get(store) != today:
+        await forget_old_runs(store, now)
+        res.old_runs_forgotten[store] = today
     run = f"{state.get('run_id')}@{state.get('started_at')}"
     metrics = run_metrics(state, now)
     metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
