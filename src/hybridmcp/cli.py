@@ -1029,7 +1029,7 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
         updated = r["updated_at"]
         row = [
             f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
-            f"{r['calls']} ({r['failures']} failed)" if r["failures"] else str(r["calls"]),
+            f"{r['calls']}\n{r['failures']} failed" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
             _ms(r["ewma_latency_ms"]),
             _ms(r["p95_latency_ms"]),
