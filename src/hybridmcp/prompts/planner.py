@@ -24,7 +24,6 @@ from hybridmcp.prompts.asking import ask_lm, clip, is_local, model_name
 from hybridmcp.prompts.clauses import uncovered
 
 if TYPE_CHECKING:
-
     from hybridmcp.runtime import Resources
 
 __all__ = [
