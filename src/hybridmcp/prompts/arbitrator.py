@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from hybridmcp.policy.advice_trust import AdviceStats
     from hybridmcp.runtime import Resources
 
-__all__ = ["ALLOCATION_CHOICES", "advise_allocations", "in_hybrid_band", "rule_choice"]
+__all__ = [
+    "ALLOCATION_CHOICES",
+    "advice_signature",
+    "advise_allocations",
+    "in_hybrid_band",
+    "rule_choice",
+]
 
 ALLOCATION_CHOICES = ("internal", "external", "hybrid")
 TEXT_CHARS = 160  # the arbitrator's free-text fields: a sentence or two each
@@ -103,6 +109,18 @@ def _arbitration_inputs(
     }
 
 
+def advice_signature() -> Any:
+    """The spec's ``CapabilityArbitratorSignature`` with its decision bound to the three
+    choices (an ``enum`` in the answer's schema and grammar)."""
+    from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
+
+    return CapabilityArbitratorSignature.with_updated_fields(
+        "allocation_decision",
+        type_=Literal["internal", "external", "hybrid"],
+        desc="Optimal work allocation strategy: internal, external or hybrid (both)",
+    )
+
+
 def _apply_decision(allocation: dict[str, Any], decision: str) -> None:
     """Narrow a hybrid allocation to the side the arbitrator chose (its best provider)."""
     if decision == "hybrid":
@@ -132,18 +150,12 @@ async def _advise_one(
     stats: AdviceStats,
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
-    signature = CapabilityArbitratorSignature.with_updated_fields(
-        "allocation_decision",
-        type_=Literal["internal", "external", "hybrid"],
-        desc="Optimal work allocation strategy: internal, external or hybrid (both)",
-    )
     prediction, error = await ask_lm(
         res,
         lm,
-        signature,
+        advice_signature(),
         role="arbitrator",
         run_id=run_id,
         request_id=rid,
