@@ -191,19 +191,21 @@ def test_a_complete_plan_in_a_fence_or_prose_runs(tmp_path, start_model, wrap):
 
 
 @pytest.mark.parametrize(
-    ("answer", "error"),
+    ("answer", "error", "asked"),
     [
-        ({"__content__": "I cannot plan this."}, "not a JSON object"),
-        ({"__status__": 500, "__body__": "line one\nline two"}, "LMServerError"),
-        ({"__sleep__": 30}, "TimeoutError"),
-        (PLAN | {"rationale": "\udc80"}, "cannot be written as UTF-8"),
-        ({"__content__": json.dumps(PLAN)[:-1] + ', "requests": []}'}, "twice"),
+        ({"__content__": "I cannot plan this."}, "not a JSON object", 2),
+        ({"__status__": 500, "__body__": "line one\nline two"}, "LMServerError", 1),
+        ({"__sleep__": 30}, "TimeoutError", 1),
+        (PLAN | {"rationale": "\udc80"}, "cannot be written as UTF-8", 2),
+        ({"__content__": json.dumps(PLAN)[:-1] + ', "requests": []}'}, "twice", 2),
     ],
     ids=["prose", "server error", "too slow", "lone surrogate", "a key twice"],
 )
 def test_a_planner_that_answers_badly_is_one_error_line_and_nothing_runs(
-    tmp_path, start_model, answer, error
+    tmp_path, start_model, answer, error, asked
 ):
+    """An answer outside its form is asked for again once, with the reason; no answer at all
+    (a server's failure, no answer in time) is not."""
     model = start_model([answer])
     slow = "__sleep__" in answer
     done = ask(tmp_path, model, "Count the words in: the quick brown fox", 1500 if slow else 20_000)
@@ -212,3 +214,28 @@ def test_a_planner_that_answers_badly_is_one_error_line_and_nothing_runs(
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("error: the planner (openai/recorded) gave no usable answer")
     assert error in line
+    assert len(model.bodies()) == asked
+    if asked == 2:
+        assert "A previous answer was refused" in model.bodies()[1]
+
+
+MANY = {"requests": PLAN["requests"] * 20, "rationale": "twenty counts"}
+LONG_ID = {"requests": [PLAN["requests"][0] | {"id": "x" * 5000}], "rationale": "count"}
+
+
+def test_a_plan_longer_than_its_bound_is_refused_and_asked_again(tmp_path, start_model):
+    model = start_model([MANY, PLAN])
+    done = ask(tmp_path, model, "Count the words in: the quick brown fox")
+    assert done.returncode == 0, done.stderr
+    assert [r["id"] for r in json.loads(done.stdout)["results"]] == ["r1"]
+    _, second = model.bodies()
+    assert "20 requests, more than a plan may hold (8)" in second
+
+
+def test_a_plan_the_task_checks_refuse_is_asked_again_then_a_clear_error(tmp_path, start_model):
+    model = start_model([LONG_ID])
+    done = ask(tmp_path, model, "Count the words in: the quick brown fox")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "at most 200 characters" in done.stderr
+    assert '"plan"' not in done.stderr  # refused before it was shown, nothing ran
+    assert len(model.bodies()) == 2 and "at most 200 characters" in model.bodies()[1]

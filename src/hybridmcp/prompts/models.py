@@ -73,7 +73,7 @@ def describe(exc: BaseException) -> str:
     spreads the whole answer over several paragraphs); every other error's text is folded
     onto one line."""
     if isinstance(exc, AdapterParseError):
-        reason = str(exc).split("\n\n", 1)[0].strip()
+        reason = " ".join(str(exc).split("\n\n", 1)[0].split())
         text = f"{type(exc).__name__}: {reason} (answer: {str(exc.lm_response)!r:.200})"
     else:
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts.asking import ask_lm, clip, is_local, model_name
 from hybridmcp.prompts.clauses import uncovered
+from hybridmcp.task import parse_task
 
 if TYPE_CHECKING:
     from hybridmcp.runtime import Resources
@@ -110,7 +111,9 @@ def _compact_catalogue(catalogue: str) -> str:
 
 
 PLAN_ATTEMPTS = 2
-"""A refused plan, or one that misses a part of the question, is put back to the planner once."""
+"""A refused plan (an answer outside its form, a plan the catalogue or the task's own checks
+refuse), or one that misses a part of the question, is put back to the planner once."""
+_MALFORMED = "AdapterParseError"  # an answer outside its form (not: no answer in time)
 
 _RATIONALE = {"type": "string", "minLength": 1, "maxLength": 120}
 
@@ -195,9 +198,14 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
             skills=shown,
         )
         if prediction is None:
-            raise TaskError(f"the planner ({model_name(lm)}) gave no usable answer: {error}")
+            refused = TaskError(f"the planner ({model_name(lm)}) gave no usable answer: {error}")
+            if not str(error).startswith(_MALFORMED):  # no answer (time, server, privacy)
+                raise refused
+            task = f"{text}\n(A previous answer was refused: {error:.300}. Fix it.)"
+            continue
         try:
             requests = parse_plan(prediction.requests, catalogue)
+            parse_task({"requests": requests}, "the planner's plan", res.config.input_limits)
         except TaskError as exc:
             refused = exc
             task = f"{text}\n(A previous plan was refused: {exc}. Fix it.)"
