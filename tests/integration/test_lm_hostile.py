@@ -239,3 +239,28 @@ def test_a_plan_the_task_checks_refuse_is_asked_again_then_a_clear_error(tmp_pat
     assert "at most 200 characters" in done.stderr
     assert '"plan"' not in done.stderr  # refused before it was shown, nothing ran
     assert len(model.bodies()) == 2 and "at most 200 characters" in model.bodies()[1]
+
+
+def test_a_task_that_is_not_utf8_on_the_command_line_is_refused_before_the_planner(
+    tmp_path, start_model
+):
+    model = start_model([PLAN])
+    config = tmp_path / "config.yaml"
+    config.write_text("llm_config: {planner_model: 'python:tests.helpers:served_model_lm'}\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+        MODEL_URL_ENV: model.url,
+    }
+    text = b"Count the words in: \xff the fox"  # reaches Python as a lone surrogate
+    done = subprocess.run(
+        [HYBRIDMCP, b"run", b"--ask", text, b"-c", str(config), b"--db", b":memory:"],
+        capture_output=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 2 and done.stdout == b""
+    (line,) = done.stderr.decode().strip().splitlines()
+    assert line.startswith("error: --ask: the task text is not valid UTF-8")
+    assert "U+DCFF" in line
+    assert model.bodies() == []

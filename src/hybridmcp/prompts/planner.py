@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError, TaskError
+from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.prompts.asking import ask_lm, clip, is_local, model_name
 from hybridmcp.prompts.clauses import uncovered
 from hybridmcp.task import parse_task
@@ -174,6 +175,8 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     """
     if not isinstance(text, str) or not text.strip():
         raise TaskError("--ask: the task text is empty")
+    if why := lone_surrogate_in(text):  # bytes that were not UTF-8 on the command line
+        raise TaskError(f"--ask: the task text is not valid UTF-8 ({why.removeprefix('<root>: ')})")
     from hybridmcp.prompts.plans import parse_plan, skill_catalogue
     from hybridmcp.prompts.signatures import TaskPlannerSignature
 
