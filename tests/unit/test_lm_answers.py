@@ -63,6 +63,14 @@ def test_an_answer_naming_a_key_twice_is_refused_not_guessed():
         planner_adapter(CATALOGUE).parse(TaskPlannerSignature, nested)
 
 
+def test_an_answer_holding_two_objects_is_refused_not_guessed():
+    internal = json.dumps(COORDINATION)
+    external = json.dumps(COORDINATION | {"coordination_strategy": "run everything outside"})
+    for text in (f"{internal} {external}", f"First: {internal}\nOr rather: {external}"):
+        with pytest.raises(AdapterParseError, match="more than one JSON object"):
+            StructuredAdapter().parse(HybridCoordinatorSignature, text)
+
+
 @pytest.mark.parametrize(
     "wrap",
     [

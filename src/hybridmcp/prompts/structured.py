@@ -46,6 +46,7 @@ _CHARS_PER_TOKEN_ESTIMATE = 3.0  # for models whose tokenizer is not at hand (ov
 _FORMAT_ATTR = "_hybridmcp_response_format"
 _CUT = "… [cut: kept {kept} of {total} characters]"
 _OBJECT_STARTS = 32  # `{` positions tried for a complete object inside prose
+_OBJECT_START = re.compile(r"\{")
 
 
 class PromptDoesNotFit(ValueError):
@@ -278,7 +279,7 @@ class StructuredAdapter(dspy.Adapter):
         messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
         try:
             value = _load_object(completion, repair=self.repair)
-        except DuplicateKey as exc:
+        except AmbiguousAnswer as exc:
             raise AdapterParseError(
                 adapter_name=type(self).__name__,
                 signature=signature,
@@ -327,25 +328,21 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
     found (at any of the first few ``{``); an answer cut off at its token budget is closed by
     json_repair only with ``repair``, and then held to the schema like any other.
 
-    An object that names a key twice raises :class:`DuplicateKey`: which of two decisions
-    the model meant is not for the parser to guess (JSON's last-one-wins would pick one
-    silently).
+    An object that names a key twice, or an answer holding two objects, raises
+    :class:`AmbiguousAnswer`: which of two decisions the model meant is not for the parser
+    to guess (JSON's last-one-wins, or taking the first, would pick one silently).
     """
     text = text.strip()
     decoder = json.JSONDecoder(strict=False, object_pairs_hook=_unique_keys)
     try:
         value = decoder.decode(text)
     except (json.JSONDecodeError, RecursionError):
-        value = None
-        for tried, match in enumerate(re.finditer(r"\{", text)):
-            if tried >= _OBJECT_STARTS:
-                break
-            try:
-                found, _ = decoder.raw_decode(text, match.start())
-            except (json.JSONDecodeError, RecursionError):
-                continue
-            if isinstance(found, dict):
-                return found
+        found = _first_object(decoder, text)
+        if found is not None:
+            value, end = found
+            if _first_object(decoder, text, end) is not None:
+                raise AmbiguousAnswer("the answer holds more than one JSON object") from None
+            return value
         start = text.find("{")
         if start < 0 or not repair:
             return None
@@ -356,15 +353,32 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-class DuplicateKey(ValueError):
-    """An answer's object names the same key twice."""
+def _first_object(
+    decoder: json.JSONDecoder, text: str, start: int = 0
+) -> tuple[dict[str, Any], int] | None:
+    """The first complete JSON object in ``text`` from ``start`` and where it ends (trying
+    the first few ``{``), or None."""
+    for tried, match in enumerate(_OBJECT_START.finditer(text, start)):
+        if tried >= _OBJECT_STARTS:
+            break
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(value, dict):
+            return value, end
+    return None
+
+
+class AmbiguousAnswer(ValueError):
+    """An answer that says two things: a key named twice, or two objects."""
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise DuplicateKey(f"the answer names {key!r:.80} twice")
+            raise AmbiguousAnswer(f"the answer names {key!r:.80} twice")
         out[key] = value
     return out
 
