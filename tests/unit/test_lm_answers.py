@@ -161,3 +161,30 @@ def test_a_well_formed_header_passes(tmp_path: Path):
     path = tmp_path / "model.gguf"
     path.write_bytes(_header() + b"\0" * 64)
     check_gguf(path)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    answer=st.one_of(
+        st.text(max_size=300),
+        json_values.map(json.dumps),
+        st.dictionaries(st.sampled_from(list(COORDINATION)), json_values).map(json.dumps),
+        st.builds(lambda a, b: a + json.dumps(COORDINATION) + b, st.text(), st.text()),
+    ),
+    repair=st.booleans(),
+)
+def test_any_answer_is_read_or_refused_with_a_parse_error(answer, repair):
+    try:
+        out = StructuredAdapter(repair=repair).parse(HybridCoordinatorSignature, answer)
+    except AdapterParseError as exc:
+        assert "\n" not in describe(exc)
+    else:
+        assert set(out) == set(COORDINATION)
+        assert all(isinstance(v, str) for v in out.values())
