@@ -65,7 +65,7 @@ def test_the_cli_refuses_it_in_one_line_before_running(tmp_path):
     assert line.startswith("error: local model file") and "is not a GGUF model" in line
 
 
-def test_a_model_cut_short_fails_once_and_is_not_read_again(tmp_path):
+def test_a_model_cut_short_fails_once_and_is_read_again_only_once_replaced(tmp_path):
     whole = smollm2_gguf_path().read_bytes()
     path = tmp_path / "cut.gguf"
     path.write_bytes(whole[: len(whole) // 3])  # a download that stopped: its header is right
@@ -75,3 +75,5 @@ def test_a_model_cut_short_fails_once_and_is_not_read_again(tmp_path):
     with pytest.raises(ConfigError) as again:
         get_local_model(path)
     assert again.value is first.value  # the one failure, not a second load
+    path.write_bytes(whole)  # the download finished: the file is tried again, and loads
+    assert get_local_model(path).n_ctx > 0

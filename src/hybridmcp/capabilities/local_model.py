@@ -421,7 +421,7 @@ class LocalModel:
 
 
 _models: dict[Path, LocalModel] = {}
-_failed: dict[Path, ConfigError] = {}
+_failed: dict[tuple[Path, int, int], ConfigError] = {}  # by file and its version
 _models_lock = threading.Lock()
 
 
@@ -445,14 +445,16 @@ def get_local_model(model_path: str | Path | None = None) -> LocalModel:
     with _models_lock:
         model = _models.get(path)
         if model is None:
-            if path in _failed:  # a file that did not load is not read again on every call
-                raise _failed[path]
+            stat = path.stat()
+            version = (path, stat.st_mtime_ns, stat.st_size)  # a file replaced is tried again
+            if version in _failed:  # a file that did not load is not read again on every call
+                raise _failed[version]
             name = LOCAL_MODEL if model_path is None else f"{LOCAL_PATH_PREFIX}{path}"
             try:
                 model = LocalModel(path, name=name)
             except ValueError as exc:  # llama.cpp: "Failed to load model from file"
-                _failed[path] = ConfigError(f"local model {name!r} did not load: {exc}")
-                raise _failed[path] from exc
+                _failed[version] = ConfigError(f"local model {name!r} did not load: {exc}")
+                raise _failed[version] from exc
             if not _models:
                 atexit.register(_close_models)
             _models[path] = model
