@@ -34,9 +34,7 @@ _SPLIT = re.compile(
 )
 # A token with a digit holds ASCII around it only: in a script written without spaces the
 # words next to a number ("2+2*3はいくつ") are not part of it.
-_TOKEN = re.compile(
-    r"[A-Za-z0-9_.+\-*/^%()]*\d[A-Za-z0-9_.+\-*/^%()]*|[^\W\d_]{3,}", re.UNICODE
-)
+_TOKEN = re.compile(r"[A-Za-z0-9_.+\-*/^%()]*\d[A-Za-z0-9_.+\-*/^%()]*|[^\W\d_]{3,}", re.UNICODE)
 _STOP = frozenset(
     """
     the and what how who whom whose which when where why are was were is its it's this that

@@ -278,7 +278,9 @@ class StructuredAdapter(dspy.Adapter):
         on as it came (a JSON text of it is accepted); its caller checks it with better
         messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
         try:
-            value = _load_object(completion, repair=self.repair)
+            value = _load_object(
+                completion, repair=self.repair, keys=frozenset(signature.output_fields)
+            )
         except AmbiguousAnswer as exc:
             raise AdapterParseError(
                 adapter_name=type(self).__name__,
@@ -322,11 +324,14 @@ class StructuredAdapter(dspy.Adapter):
         return out
 
 
-def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
+def _load_object(
+    text: str, *, repair: bool = True, keys: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """The answer's JSON object. Control characters inside strings are accepted (a server
     whose grammar lets them through); a complete object inside prose or a code fence is
-    found (at any of the first few ``{``); an answer cut off at its token budget is closed by
-    json_repair only with ``repair``, and then held to the schema like any other.
+    found (at any of the first few ``{``, holding one of the answer's ``keys``, so an object
+    inside an answer cut short is not taken for it); an answer cut off at its token budget is
+    closed by json_repair only with ``repair``, and then held to the schema like any other.
 
     An object that names a key twice, or an answer holding two objects, raises
     :class:`AmbiguousAnswer`: which of two decisions the model meant is not for the parser
@@ -337,10 +342,10 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
     try:
         value = decoder.decode(text)
     except (json.JSONDecodeError, RecursionError):
-        found = _first_object(decoder, text)
+        found = _first_object(decoder, text, keys)
         if found is not None:
             value, end = found
-            if _first_object(decoder, text, end) is not None:
+            if _first_object(decoder, text, keys, end) is not None:
                 raise AmbiguousAnswer("the answer holds more than one JSON object") from None
             return value
         start = text.find("{")
@@ -354,10 +359,10 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
 
 
 def _first_object(
-    decoder: json.JSONDecoder, text: str, start: int = 0
+    decoder: json.JSONDecoder, text: str, keys: frozenset[str], start: int = 0
 ) -> tuple[dict[str, Any], int] | None:
-    """The first complete JSON object in ``text`` from ``start`` and where it ends (trying
-    the first few ``{``), or None."""
+    """The first complete JSON object in ``text`` from ``start`` holding one of ``keys`` (any,
+    when none are given) and where it ends (trying the first few ``{``), or None."""
     for tried, match in enumerate(_OBJECT_START.finditer(text, start)):
         if tried >= _OBJECT_STARTS:
             break
@@ -365,7 +370,7 @@ def _first_object(
             value, end = decoder.raw_decode(text, match.start())
         except (json.JSONDecodeError, RecursionError):
             continue
-        if isinstance(value, dict):
+        if isinstance(value, dict) and (not keys or keys & value.keys()):
             return value, end
     return None
 
