@@ -27,7 +27,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before llama_cpp loads (see local_model)
 
@@ -208,13 +208,9 @@ def arbitration_inputs(case: tuple[float, float, float, float]) -> dict[str, str
 
 
 def arbitrator_signature() -> Any:
-    from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
+    from hybridmcp.prompts.arbitrator import advice_signature
 
-    return CapabilityArbitratorSignature.with_updated_fields(
-        "allocation_decision",
-        type_=Literal["internal", "external", "hybrid"],
-        desc="Optimal work allocation strategy: internal, external or hybrid (both)",
-    )
+    return advice_signature()  # exactly the form the arbitrator asks in
 
 
 async def before_after(lm: Any, n: int) -> dict[str, Any]:

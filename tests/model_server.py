@@ -5,6 +5,15 @@ Every ``POST /v1/chat/completions`` body is appended to ``LOG`` (JSON lines) bef
 answered; the answer's content is the next of the JSON objects in ``ANSWERS`` (a JSON list,
 the last one repeated), as a JSON text, the form the structured adapter asks for. The port it
 listens on (127.0.0.1, chosen by the system) is printed on the first line of stdout.
+
+An answer may instead be a directive, to answer the way a misbehaving server does:
+
+- ``{"__content__": X}``: the message content is ``X`` exactly (any text, ``null``);
+- ``{"__status__": 429, "__body__": "..."}``: that HTTP status with that body;
+- ``{"__garbage__": "..."}``: a 200 whose body is that text (not a completion);
+- ``{"__bytes__": "c3 28"}``: the message content carries these raw bytes (hex), undecoded;
+- ``{"__sleep__": 5, ...}``: wait that many seconds first (then the rest of the directive,
+  or the next answer form if none).
 """
 
 from __future__ import annotations
@@ -16,6 +25,23 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+
+def _completion(served: int, content: Any) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{served}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": "recorded",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 def serve(log: Path, answers: list[Any]) -> None:
@@ -33,27 +59,31 @@ def serve(log: Path, answers: list[Any]) -> None:
                     out.write(body.replace(b"\n", b" ") + b"\n")
                 answer = answers[min(served[0], len(answers) - 1)]
                 served[0] += 1
-            content = json.dumps(answer)
-            self._reply(
-                200,
-                {
-                    "id": f"chatcmpl-{served[0]}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": "recorded",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                },
-            )
+                count = served[0]
+            directive = answer if isinstance(answer, dict) else {}
+            if "__sleep__" in directive:
+                time.sleep(float(directive["__sleep__"]))
+                answer = {k: v for k, v in directive.items() if k != "__sleep__"}
+                directive = answer
+            if "__status__" in directive:
+                body = str(directive.get("__body__", "")).encode()
+                self._send(int(directive["__status__"]), body)
+            elif "__garbage__" in directive:
+                self._send(200, str(directive["__garbage__"]).encode())
+            elif "__bytes__" in directive:
+                marker = "\u0000RAW\u0000"
+                data = json.dumps(_completion(count, marker)).encode()
+                raw = bytes.fromhex(str(directive["__bytes__"]))
+                self._send(200, data.replace(json.dumps(marker).encode()[1:-1], raw))
+            elif "__content__" in directive:
+                self._reply(200, _completion(count, directive["__content__"]))
+            else:
+                self._reply(200, _completion(count, json.dumps(answer)))
 
         def _reply(self, status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
+            self._send(status, json.dumps(payload).encode())
+
+        def _send(self, status: int, data: bytes) -> None:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -64,6 +94,7 @@ def serve(log: Path, answers: list[Any]) -> None:
             return None
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
     print(server.server_address[1], flush=True)
     server.serve_forever()
 

@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -38,6 +39,7 @@ __all__ = [
     "ContextOverflow",
     "LocalCompletion",
     "LocalModel",
+    "check_gguf",
     "get_local_model",
     "import_llama",
     "local_model_installed",
@@ -134,6 +136,45 @@ def resolve_model_path(model_path: str | Path | None) -> Path:
     if not path.is_file():
         raise ConfigError(f"local model file not found: {str(model_path)!r} (resolved to {path})")
     return path
+
+
+_GGUF_MAGIC = b"GGUF"
+_GGUF_VERSIONS = (1, 2, 3)
+_GGUF_MAX_COUNT = 1 << 24  # tensors or metadata keys: far above any real model's
+
+
+def check_gguf(path: Path) -> None:
+    """Raise :class:`ConfigError` unless ``path`` starts like a GGUF model file.
+
+    Reads only the fixed header (magic, version, tensor and metadata counts), so a file that
+    is not a model at all (empty, an HTML error page saved under the name, random bytes) is
+    a configuration error when the LM is built, not a failure on every call of a run. A file
+    whose header is right but whose body is damaged is found when the weights load
+    (:func:`get_local_model`).
+    """
+    try:
+        with path.open("rb") as f:
+            head = f.read(24)
+    except OSError as exc:
+        raise ConfigError(f"local model file {str(path)!r} cannot be read: {exc}") from exc
+    if head[:4] != _GGUF_MAGIC:
+        raise ConfigError(
+            f"local model file {str(path)!r} is not a GGUF model: it does not start with "
+            f"'GGUF' (starts with {head[:8]!r})"
+        )
+    if len(head) < 24:
+        raise ConfigError(f"local model file {str(path)!r} is cut short: {len(head)} bytes")
+    version, tensors, keys = struct.unpack("<IQQ", head[4:24])
+    if version not in _GGUF_VERSIONS:
+        raise ConfigError(
+            f"local model file {str(path)!r} has GGUF version {version}, not one of "
+            f"{list(_GGUF_VERSIONS)}"
+        )
+    if not 0 < tensors < _GGUF_MAX_COUNT or keys >= _GGUF_MAX_COUNT:
+        raise ConfigError(
+            f"local model file {str(path)!r} has a damaged GGUF header "
+            f"({tensors} tensors, {keys} metadata keys)"
+        )
 
 
 @dataclass(frozen=True)
@@ -273,9 +314,7 @@ class LocalModel:
     def chat(self, messages: Sequence[Mapping[str, str]], **options: Any) -> LocalCompletion:
         """Generate one assistant turn; bounded by ``max_tokens``, the context window and
         ``time_limit`` (seconds of generation, if given). Options as :meth:`achat`."""
-        job = _Job(
-            self._job(messages, **options), options.get("time_limit"), options["max_tokens"]
-        )
+        job = _Job(self._job(messages, **options), options.get("time_limit"), options["max_tokens"])
         future, _ = self._submit(job)
         return future.result()
 
@@ -382,6 +421,7 @@ class LocalModel:
 
 
 _models: dict[Path, LocalModel] = {}
+_failed: dict[tuple[Path, int, int], ConfigError] = {}  # by file and its version
 _models_lock = threading.Lock()
 
 
@@ -405,8 +445,17 @@ def get_local_model(model_path: str | Path | None = None) -> LocalModel:
     with _models_lock:
         model = _models.get(path)
         if model is None:
+            stat = path.stat()
+            version = (path, stat.st_mtime_ns, stat.st_size)  # a file replaced is tried again
+            if version in _failed:  # a file that did not load is not read again on every call
+                raise _failed[version]
             name = LOCAL_MODEL if model_path is None else f"{LOCAL_PATH_PREFIX}{path}"
+            try:
+                model = LocalModel(path, name=name)
+            except ValueError as exc:  # llama.cpp: "Failed to load model from file"
+                _failed[version] = ConfigError(f"local model {name!r} did not load: {exc}")
+                raise _failed[version] from exc
             if not _models:
                 atexit.register(_close_models)
-            model = _models[path] = LocalModel(path, name=name)
+            _models[path] = model
         return model

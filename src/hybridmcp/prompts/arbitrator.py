@@ -2,13 +2,13 @@
 1.2 bias rule left undecided.
 
 Asked only inside the hybrid band (both sides eligible, neither fitness above 1.2 times the
-other, strategy ``auto``, not critical, not an audit); hard constraints (clearance,
-availability, breaker, a requested strategy) were applied before and are never revisited. The
-answer is bound to ``internal``, ``external`` or ``hybrid``. Advice is a provider too
-(:mod:`hybridmcp.policy.advice_trust`): it is recorded beside the rule's pick (the side with
-the higher fitness), and it narrows the allocation to one side only while its learned accuracy
-for this skill beats the rule's. Until then the request stays ``hybrid``, both sides run, and
-the run shows which pick was right.
+other, strategy ``auto``, not critical, not an audit, not a circuit's trial call); hard
+constraints (clearance, availability, breaker, a requested strategy) were applied before and
+are never revisited. The answer is bound to ``internal``, ``external`` or ``hybrid``. Advice
+is a provider too (:mod:`hybridmcp.policy.advice_trust`): it is recorded beside the rule's
+pick (the side with the higher fitness), and it narrows the allocation to one side only while
+its learned accuracy for this skill beats the rule's. Until then the request stays
+``hybrid``, both sides run, and the run shows which pick was right.
 
 Privacy: the prompt carries fitness numbers and requirement profiles, never request arguments.
 """
@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from hybridmcp.policy.advice_trust import AdviceStats
     from hybridmcp.runtime import Resources
 
-__all__ = ["ALLOCATION_CHOICES", "advise_allocations", "in_hybrid_band", "rule_choice"]
+__all__ = [
+    "ALLOCATION_CHOICES",
+    "advice_signature",
+    "advise_allocations",
+    "in_hybrid_band",
+    "rule_choice",
+]
 
 ALLOCATION_CHOICES = ("internal", "external", "hybrid")
 TEXT_CHARS = 160  # the arbitrator's free-text fields: a sentence or two each
@@ -38,12 +44,14 @@ def in_hybrid_band(allocation: Mapping[str, Any], critical: bool, bias_ratio: fl
     """True when the 1.2 rule left the request undecided: the one place advice may decide.
 
     Not when a user asked for a strategy or marked the request critical, not when only one
-    side is eligible, not when one side clearly won (then the numbers decide), and not for an
-    audit of learned agreement (its point is to cross-validate).
+    side is eligible, not when one side clearly won (then the numbers decide), not for an
+    audit of learned agreement (its point is to cross-validate), and not for a half-open
+    circuit's trial call (``probe``: the rule had chosen one side; the other runs to test its
+    recovery, which narrowing would skip).
     """
     if allocation.get("mode") != "hybrid" or allocation.get("strategy") != "auto" or critical:
         return False
-    if (allocation.get("validation_sampling") or {}).get("audit"):
+    if (allocation.get("validation_sampling") or {}).get("audit") or allocation.get("probe"):
         return False
     i, e = allocation.get("internal_fitness"), allocation.get("external_fitness")
     if i is None or e is None:
@@ -101,6 +109,18 @@ def _arbitration_inputs(
     }
 
 
+def advice_signature() -> Any:
+    """The spec's ``CapabilityArbitratorSignature`` with its decision bound to the three
+    choices (an ``enum`` in the answer's schema and grammar)."""
+    from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
+
+    return CapabilityArbitratorSignature.with_updated_fields(
+        "allocation_decision",
+        type_=Literal["internal", "external", "hybrid"],
+        desc="Optimal work allocation strategy: internal, external or hybrid (both)",
+    )
+
+
 def _apply_decision(allocation: dict[str, Any], decision: str) -> None:
     """Narrow a hybrid allocation to the side the arbitrator chose (its best provider)."""
     if decision == "hybrid":
@@ -130,18 +150,12 @@ async def _advise_one(
     stats: AdviceStats,
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
-    from hybridmcp.prompts.signatures import CapabilityArbitratorSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
-    signature = CapabilityArbitratorSignature.with_updated_fields(
-        "allocation_decision",
-        type_=Literal["internal", "external", "hybrid"],
-        desc="Optimal work allocation strategy: internal, external or hybrid (both)",
-    )
     prediction, error = await ask_lm(
         res,
         lm,
-        signature,
+        advice_signature(),
         role="arbitrator",
         run_id=run_id,
         request_id=rid,

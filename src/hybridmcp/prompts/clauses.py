@@ -3,9 +3,11 @@
 A small planner often plans one part of a two-part question ("what time is it in Tokyo and
 what is 2+2*3" became only the Tokyo call). The rule here, pure and deliberately simple:
 
-- the question is split into clauses at ``?``, ``;``, line breaks and the words ``and``,
-  ``also``, ``then``, ``plus``; a clause without a content word (a word of three letters or more
-  that is not a common function word, or a token with a digit) is dropped;
+- the question is split into clauses at ``?``, ``;`` (and their full-width and Arabic
+  forms), ``。``, line breaks and the words ``and``, ``also``, ``then``, ``plus`` (and their
+  German, French, Spanish, Italian and Portuguese counterparts); a clause without a content
+  word (a word of three letters or more that is not a common function word, or a token with a
+  digit and the ASCII characters around it) is dropped;
 - a clause is *covered* when one of its content words appears in some request's skill name or
   arguments (``tokyo`` in ``Asia/Tokyo``).
 
@@ -23,8 +25,16 @@ from typing import Any
 
 __all__ = ["clauses", "uncovered"]
 
-_SPLIT = re.compile(r"[?;\n]|\b(?:and|also|then|plus)\b", re.IGNORECASE)
-_TOKEN = re.compile(r"[\w.+\-*/^%()]*\d[\w.+\-*/^%()]*|[^\W\d_]{3,}", re.UNICODE)
+# Question marks and semicolons of other scripts (full-width, Arabic), the ideographic full
+# stop, and "and / also / then" in German, French, Spanish, Italian and Portuguese.
+_SPLIT = re.compile(
+    r"[?;\n？；؟。]|\b(?:and|also|then|plus|und|auch|dann|sowie|et|puis|aussi|también|luego"
+    r"|además|poi|anche|depois|também)\b",
+    re.IGNORECASE,
+)
+# A token with a digit holds ASCII around it only: in a script written without spaces the
+# words next to a number ("2+2*3はいくつ") are not part of it.
+_TOKEN = re.compile(r"[A-Za-z0-9_.+\-*/^%()]*\d[A-Za-z0-9_.+\-*/^%()]*|[^\W\d_]{3,}", re.UNICODE)
 _STOP = frozenset(
     """
     the and what how who whom whose which when where why are was were is its it's this that

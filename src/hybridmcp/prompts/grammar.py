@@ -107,7 +107,6 @@ def _repeat(match: re.Match[str]) -> str:
     return f'"\\"" char{{{low},{high}}} "\\""'
 
 
-
 def _tokens(schema: Mapping[str, Any]) -> int:
     if "enum" in schema:
         return max((len(json.dumps(v)) for v in schema["enum"]), default=1)

@@ -28,6 +28,7 @@ from dspy.lm15 import (
     Usage,
     response_to_events,
 )
+from dspy.utils.exceptions import AdapterParseError
 
 from hybridmcp.capabilities.local_model import (
     LOCAL_MODEL,
@@ -35,6 +36,7 @@ from hybridmcp.capabilities.local_model import (
     ContextOverflow,
     LocalCompletion,
     LocalModel,
+    check_gguf,
     get_local_model,
     import_llama,
     resolve_model_path,
@@ -65,7 +67,16 @@ GENERATION_LIMIT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 
 
 def describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    """One line naming the failure: an event's ``error``, or the one line of a CLI error.
+
+    A parse failure says what was wrong and quotes the start of the answer (dspy's own text
+    spreads the whole answer over several paragraphs); every other error's text is folded
+    onto one line."""
+    if isinstance(exc, AdapterParseError):
+        reason = " ".join(str(exc).split("\n\n", 1)[0].split())
+        text = f"{type(exc).__name__}: {reason} (answer: {str(exc.lm_response)!r:.200})"
+    else:
+        text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 3] + "..."
 
 
@@ -190,6 +201,7 @@ class LocalLlamaLM(dspy.LM):
     ) -> None:
         import_llama()
         path = resolve_model_path(model_path)
+        check_gguf(path)
         explicit = model_path is not None and str(model_path).strip() != ""
         engine = LlamaCppEngine(path if explicit else None, seed=seed)
         super().__init__(

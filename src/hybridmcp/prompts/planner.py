@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError, TaskError
+from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.prompts.asking import ask_lm, clip, is_local, model_name
 from hybridmcp.prompts.clauses import uncovered
+from hybridmcp.task import parse_task
 
 if TYPE_CHECKING:
-
     from hybridmcp.runtime import Resources
 
 __all__ = [
@@ -111,7 +112,9 @@ def _compact_catalogue(catalogue: str) -> str:
 
 
 PLAN_ATTEMPTS = 2
-"""A refused plan, or one that misses a part of the question, is put back to the planner once."""
+"""A refused plan (an answer outside its form, a plan the catalogue or the task's own checks
+refuse), or one that misses a part of the question, is put back to the planner once."""
+_MALFORMED = "AdapterParseError"  # an answer outside its form (not: no answer in time)
 
 _RATIONALE = {"type": "string", "minLength": 1, "maxLength": 120}
 
@@ -172,6 +175,8 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
     """
     if not isinstance(text, str) or not text.strip():
         raise TaskError("--ask: the task text is empty")
+    if why := lone_surrogate_in(text):  # bytes that were not UTF-8 on the command line
+        raise TaskError(f"--ask: the task text is not valid UTF-8 ({why.removeprefix('<root>: ')})")
     from hybridmcp.prompts.plans import parse_plan, skill_catalogue
     from hybridmcp.prompts.signatures import TaskPlannerSignature
 
@@ -196,9 +201,14 @@ async def plan_requests(res: Resources, text: str, lm: Any = None) -> Plan:
             skills=shown,
         )
         if prediction is None:
-            raise TaskError(f"the planner ({model_name(lm)}) gave no usable answer: {error}")
+            refused = TaskError(f"the planner ({model_name(lm)}) gave no usable answer: {error}")
+            if not str(error).startswith(_MALFORMED):  # no answer (time, server, privacy)
+                raise refused
+            task = f"{text}\n(A previous answer was refused: {error:.300}. Fix it.)"
+            continue
         try:
             requests = parse_plan(prediction.requests, catalogue)
+            parse_task({"requests": requests}, "the planner's plan", res.config.input_limits)
         except TaskError as exc:
             refused = exc
             task = f"{text}\n(A previous plan was refused: {exc}. Fix it.)"

@@ -169,17 +169,22 @@ def _unknown_skill(index: int, skill: Any, known: Iterable[str]) -> TaskError:
     )
 
 
-def parse_plan(text: str | Sequence[Any], skills: Any) -> list[dict[str, Any]]:
+def parse_plan(
+    text: str | Sequence[Any], skills: Any, *, max_requests: int = MAX_PLAN_REQUESTS
+) -> list[dict[str, Any]]:
     """Turn a planner's ``requests`` answer into validated ``{id, skill, args}`` requests.
 
-    Every skill name must be in the catalogue and every ``args`` valid against that skill's
-    input JSON schema; ids default to ``r1``, ``r2``, ... and must be unique. Anything else
-    raises :class:`TaskError` saying which request is wrong and why, so bad LM output stops
-    here instead of reaching a provider.
+    At most ``max_requests`` (the bound the plan's schema gave the planner), every skill name
+    in the catalogue and every ``args`` valid against that skill's input JSON schema; ids
+    default to ``r1``, ``r2``, ... and must be unique. Anything else raises
+    :class:`TaskError` saying which request is wrong and why, so bad LM output stops here
+    instead of reaching a provider.
     """
     raw = _extract_requests(text) if isinstance(text, str) else list(text)
     if not raw:
         raise TaskError("plan: the planner returned an empty list of requests")
+    if len(raw) > max_requests:
+        raise TaskError(f"plan: {len(raw)} requests, more than a plan may hold ({max_requests})")
     catalogue = {entry["name"]: entry["input_schema"] for entry in _catalogue_entries(skills)}
     validators: dict[str, Any] = {}
     requests: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import dspy
 
+from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.prompts.models import GENERATION_LIMIT, LocalLlamaLM, describe
 from hybridmcp.prompts.structured import StructuredAdapter
 
@@ -70,6 +71,12 @@ def _check(signature: type[dspy.Signature], prediction: Any) -> SignatureOutcome
     ]
     if empty:
         return SignatureOutcome(None, f"AdapterParseError: empty output field(s) {empty}")
+    # Text that cannot be written as UTF-8 would fail later, far from here: in a table on a
+    # terminal, a checkpoint, an audit line. It is not an answer.
+    answer = {name: getattr(prediction, name, None) for name in signature.output_fields}
+    if why := lone_surrogate_in(answer):
+        why = f"the answer cannot be written as UTF-8 ({why})"
+        return SignatureOutcome(None, f"AdapterParseError: {why}")
     return SignatureOutcome(prediction, None)
 
 

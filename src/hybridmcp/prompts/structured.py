@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,6 +45,8 @@ MIN_INPUT_CHARS = 200
 _CHARS_PER_TOKEN_ESTIMATE = 3.0  # for models whose tokenizer is not at hand (over-counts)
 _FORMAT_ATTR = "_hybridmcp_response_format"
 _CUT = "… [cut: kept {kept} of {total} characters]"
+_OBJECT_STARTS = 32  # `{` positions tried for a complete object inside prose
+_OBJECT_START = re.compile(r"\{")
 
 
 class PromptDoesNotFit(ValueError):
@@ -274,7 +277,17 @@ class StructuredAdapter(dspy.Adapter):
         """The answer's fields, held to the schema. A field with a schema of its own is passed
         on as it came (a JSON text of it is accepted); its caller checks it with better
         messages (the planner's :func:`~hybridmcp.prompts.plans.parse_plan`)."""
-        value = _load_object(completion, repair=self.repair)
+        try:
+            value = _load_object(
+                completion, repair=self.repair, keys=frozenset(signature.output_fields)
+            )
+        except AmbiguousAnswer as exc:
+            raise AdapterParseError(
+                adapter_name=type(self).__name__,
+                signature=signature,
+                lm_response=completion,
+                message=str(exc),
+            ) from exc
         if value is None:
             raise AdapterParseError(
                 adapter_name=type(self).__name__,
@@ -311,14 +324,30 @@ class StructuredAdapter(dspy.Adapter):
         return out
 
 
-def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
+def _load_object(
+    text: str, *, repair: bool = True, keys: frozenset[str] = frozenset()
+) -> dict[str, Any] | None:
     """The answer's JSON object. Control characters inside strings are accepted (a server
-    whose grammar lets them through); an answer cut off at its token budget is closed by
-    json_repair and then held to the schema like any other."""
+    whose grammar lets them through); a complete object inside prose or a code fence is
+    found (at any of the first few ``{``, holding one of the answer's ``keys``, so an object
+    inside an answer cut short is not taken for it); an answer cut off at its token budget is
+    closed by json_repair only with ``repair``, and then held to the schema like any other.
+
+    An object that names a key twice, or an answer holding two objects, raises
+    :class:`AmbiguousAnswer`: which of two decisions the model meant is not for the parser
+    to guess (JSON's last-one-wins, or taking the first, would pick one silently).
+    """
     text = text.strip()
+    decoder = json.JSONDecoder(strict=False, object_pairs_hook=_unique_keys)
     try:
-        value = json.loads(text, strict=False)
-    except json.JSONDecodeError:
+        value = decoder.decode(text)
+    except (json.JSONDecodeError, RecursionError):
+        found = _first_object(decoder, text, keys)
+        if found is not None:
+            value, end = found
+            if _first_object(decoder, text, keys, end) is not None:
+                raise AmbiguousAnswer("the answer holds more than one JSON object") from None
+            return value
         start = text.find("{")
         if start < 0 or not repair:
             return None
@@ -327,6 +356,36 @@ def _load_object(text: str, *, repair: bool = True) -> dict[str, Any] | None:
         except Exception:
             return None
     return value if isinstance(value, dict) else None
+
+
+def _first_object(
+    decoder: json.JSONDecoder, text: str, keys: frozenset[str], start: int = 0
+) -> tuple[dict[str, Any], int] | None:
+    """The first complete JSON object in ``text`` from ``start`` holding one of ``keys`` (any,
+    when none are given) and where it ends (trying the first few ``{``), or None."""
+    for tried, match in enumerate(_OBJECT_START.finditer(text, start)):
+        if tried >= _OBJECT_STARTS:
+            break
+        try:
+            value, end = decoder.raw_decode(text, match.start())
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if isinstance(value, dict) and (not keys or keys & value.keys()):
+            return value, end
+    return None
+
+
+class AmbiguousAnswer(ValueError):
+    """An answer that says two things: a key named twice, or two objects."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise AmbiguousAnswer(f"the answer names {key!r:.80} twice")
+        out[key] = value
+    return out
 
 
 def _loose(schema: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:

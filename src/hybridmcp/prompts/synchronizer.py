@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hybridmcp.policy.integration import Answer
     from hybridmcp.runtime import Resources
 
-__all__ = ["EXPERT_ARBITRATION", "VERDICT_CHOICES", "refine_integration"]
+__all__ = ["EXPERT_ARBITRATION", "VERDICT_CHOICES", "refine_integration", "verdict_signature"]
 
 EXPERT_ARBITRATION = "EXPERT_ARBITRATION_WITH_ADDITIONAL_VALIDATION"
 VERDICT_CHOICES = ("internal", "external", "undecided")
@@ -72,6 +72,18 @@ def _rule_choice(result: Mapping[str, Any], answers: Sequence[Answer]) -> str | 
     return side if side in ("internal", "external") else None
 
 
+def verdict_signature() -> Any:
+    """The spec's ``ResultSynchronizerSignature`` for a conflict: its result is a verdict
+    bound to ``internal``, ``external`` or ``undecided``."""
+    from hybridmcp.prompts.signatures import ResultSynchronizerSignature
+
+    return ResultSynchronizerSignature.with_updated_fields(
+        "synchronized_results",
+        type_=Literal["internal", "external", "undecided"],
+        desc="Which side's answer is correct: internal, external or undecided",
+    )
+
+
 async def _ask_verdict(
     res: Resources,
     lm: Any,
@@ -80,19 +92,13 @@ async def _ask_verdict(
     answers: Sequence[Answer],
     run_id: str | None = None,
 ) -> tuple[Any, str | None]:
-    from hybridmcp.prompts.signatures import ResultSynchronizerSignature
     from hybridmcp.prompts.structured import StructuredAdapter
 
-    signature = ResultSynchronizerSignature.with_updated_fields(
-        "synchronized_results",
-        type_=Literal["internal", "external", "undecided"],
-        desc="Which side's answer is correct: internal, external or undecided",
-    )
     internal, external = _sides(answers)
     return await ask_lm(
         res,
         lm,
-        signature,
+        verdict_signature(),
         role="synchronizer",
         run_id=run_id,
         request_id=str(result["id"]),
