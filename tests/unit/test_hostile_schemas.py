@@ -134,3 +134,41 @@ def test_an_elicitation_answer_against_a_backtracking_pattern_ends_at_once() -> 
     with pytest.raises(ValueError, match="not valid"):
         human_answer({"name": "x"}, {"type": "object", "properties": 5})
     assert time.monotonic() - started < TIME_BOUND_S
+
+
+# Zod's JSON Schema (the TypeScript SDK's servers, ``@playwright/mcp``) lists a property with a
+# default among the required ones; the server fills it in when it is left out.
+ZOD_SCREENSHOT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "filename": {"type": "string"},
+        "scale": {"default": "css", "type": "string", "enum": ["css", "device"]},
+        "nested": {
+            "type": "object",
+            "properties": {"depth": {"type": "number", "default": 3}, "id": {"type": "string"}},
+            "required": ["depth", "id"],
+        },
+    },
+    "required": ["scale", "filename"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"filename": "a.png"}, None),  # scale left to the server's default
+        ({"filename": "a.png", "scale": "device"}, None),
+        ({"scale": "css"}, "'filename' is a required property"),
+        ({"filename": "a.png", "scale": "huge"}, "'huge' is not one of"),
+        ({"filename": "a.png", "nested": {"id": "x"}}, None),
+        ({"filename": "a.png", "nested": {"depth": 1}}, "'id' is a required property"),
+    ],
+)
+def test_a_required_property_with_a_default_may_be_left_to_the_server(args, error) -> None:
+    err = _check(ZOD_SCREENSHOT, args)
+    if error is None:
+        assert err is None, err
+    else:
+        assert err is not None and error in str(err), err

@@ -96,8 +96,14 @@ from typing import Any, TextIO
 import anyio
 import httpx
 import pydantic
-from langchain_mcp_adapters.sessions import create_session
+from anyio.abc import ObjectReceiveStream
+from langchain_mcp_adapters.sessions import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_SSE_READ_TIMEOUT,
+    create_session,
+)
 from mcp import ClientSession, StdioServerParameters
+from mcp.client.sse import sse_client
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
@@ -143,6 +149,9 @@ REARM_MIN_S = 0.005
 """How long an abandoned request may outlive its deadline before the MCP client's own read
 timeout ends it (a server that answers neither the call nor ``notifications/cancelled``)."""
 _SESSION_GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
+SESSION_TERMINATED = 32600
+"""The code the SDK's streamable HTTP client gives an HTTP 404 on a session's request (sic:
+not JSON-RPC's -32600)."""
 
 
 def resolve_command(command: str) -> str:
@@ -213,14 +222,60 @@ def _from_environ(match: re.Match[str]) -> str:
     return os.environ.get(match.group(1), match.group(0))
 
 
+class _WatchedStream(ObjectReceiveStream[Any]):
+    """A session's read stream that says when it ended. An SSE server's event stream that
+    ends (the server restarted, or dropped the client) closes it, and the session never
+    says so: its calls would go on being posted to an endpoint that no longer knows them."""
+
+    def __init__(self, inner: ObjectReceiveStream[Any], ended: asyncio.Event) -> None:
+        self._inner = inner
+        self._ended = ended
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._ended.set()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _sse_session(
+    connection: dict[str, Any], ended: asyncio.Event
+) -> AsyncIterator[ClientSession]:
+    """langchain-mcp-adapters' SSE session, with its read stream watched."""
+    factory = connection.get("httpx_client_factory")
+    async with (
+        sse_client(
+            connection["url"],
+            connection.get("headers"),
+            connection.get("timeout", DEFAULT_HTTP_TIMEOUT),
+            connection.get("sse_read_timeout", DEFAULT_SSE_READ_TIMEOUT),
+            auth=connection.get("auth"),
+            **({"httpx_client_factory": factory} if factory is not None else {}),
+        ) as (read, write),
+        ClientSession(
+            _WatchedStream(read, ended), write, **(connection.get("session_kwargs") or {})
+        ) as session,
+    ):
+        yield session
+
+
 @contextlib.asynccontextmanager
 async def _session_for(
-    connection: dict[str, Any], server_log: str | None
+    connection: dict[str, Any], server_log: str | None, ended: asyncio.Event
 ) -> AsyncIterator[ClientSession]:
     """A session on the connection. A stdio server runs under hybridmcp's own transport
     (:mod:`hybridmcp.capabilities.stdio`: lines framed in linear time and bounded by
     ``max_message_bytes``), its stderr appended to ``server_log`` when set (else the
-    coordinator's own stderr)."""
+    coordinator's own stderr). ``ended`` is set when an SSE server's event stream ends."""
+    if connection["transport"] == "sse":
+        async with _sse_session(connection, ended) as session:
+            yield session
+        return
     if connection["transport"] != "stdio":
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
@@ -382,6 +437,23 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
     return None
 
 
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def _session_unknown(err: McpError) -> bool:
+    """A streamable HTTP server answered 404 to a request on the session: it does not know the
+    session (restarted, or it expired it), and handled nothing; the MCP specification has the
+    client start a new session. The SDK turns that answer into this error."""
+    return err.error.code == SESSION_TERMINATED and err.error.message == "Session terminated"
+
+
 def _closed(err: BaseException) -> bool:
     """The connection ended under the session (anyio's exception groups unwrapped)."""
     err = _innermost(err)
@@ -490,7 +562,8 @@ class _ServerSession:
                 **self.features.session_kwargs(),
                 **(connection.get("session_kwargs") or {}),
             }
-            async with _session_for(connection, self.settings.server_log) as session:
+            ended = asyncio.Event()
+            async with _session_for(connection, self.settings.server_log, ended) as session:
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await session.list_tools()
@@ -504,7 +577,9 @@ class _ServerSession:
                     published = True
                     self._announce()  # a server up again (or up at last) may list other tools
                 ready.set()
-                await stop.wait()
+                await _first_of(stop, ended)
+                if not stop.is_set() and self._owner is me:
+                    self.status.error = "the server closed its event stream"
         except asyncio.CancelledError:
             raise
         except BaseException as err:
@@ -855,9 +930,19 @@ class _ServerSession:
                         progress_callback=progressed,
                         meta=call.meta,
                     )
-                except _SESSION_GONE as err:
-                    # Nothing reached the server: safe to send again on a fresh session.
-                    self._broken(f"session closed: {_describe(err)}", session, but=call)
+                except (*_SESSION_GONE, McpError) as err:
+                    # Nothing reached the server, or it did not know the session (a
+                    # streamable HTTP server restarted since: HTTP 404, which the SDK reads as
+                    # "Session terminated", and which it answers before acting on anything):
+                    # safe to send again on a fresh session.
+                    if isinstance(err, McpError) and not _session_unknown(err):
+                        raise
+                    why = (
+                        "the server no longer knows the session (HTTP 404: restarted?)"
+                        if isinstance(err, McpError)
+                        else f"session closed: {_describe(err)}"
+                    )
+                    self._broken(why, session, but=call)
                     if attempt == 2 or call.outcome.done():
                         raise ServerUnavailableError(
                             f"{where}: the session closed and re-opening did not help"
