@@ -102,8 +102,14 @@ class Provider:
         }
 
     def mapping_signature(self) -> str:
-        """What makes two providers of one tool different providers: their mappings."""
-        return json.dumps([self.arguments, self.result_path], sort_keys=True, default=str)
+        """What makes two providers of one tool different providers: their mappings, and what
+        their skills have them do differently (effect class, deadline, price). Calls find their
+        provider by id: two skills' providers sharing one would each be run as the first."""
+        return json.dumps(
+            [self.arguments, self.result_path, self.effect, self.timeout_ms, self.cost_per_call],
+            sort_keys=True,
+            default=str,
+        )
 
 
 @dataclass(frozen=True)
@@ -300,7 +306,8 @@ def _external_provider(
 
 class _Ids:
     """Provider ids: ``mcp:server/tool`` for the first mapping of a tool, and for every other
-    with the same mapping; ``mcp:server/tool#skill`` for a skill that maps it differently."""
+    with the same mapping; ``mcp:server/tool#skill`` for a skill that maps it differently
+    (or gives it another effect class, ``timeout_ms`` or ``cost_per_call``)."""
 
     def __init__(self) -> None:
         self._mappings: dict[str, str] = {}
