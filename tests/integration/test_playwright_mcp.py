@@ -17,6 +17,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ import pytest
 
 from hybridmcp import Coordinator, parse_task
 from hybridmcp.config import parse_config
+from hybridmcp.testing.harness import child_processes
 
 pytestmark = pytest.mark.integration
 OUTER_S = 180
@@ -65,6 +68,8 @@ class Site:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 site.hits.append(("GET", self.path))
+                if self.path == "/visit":  # a page that takes its time
+                    time.sleep(SLOW_S)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.end_headers()
@@ -242,3 +247,44 @@ async def test_a_click_is_made_once_whether_critical_hedged_or_cut_by_its_deadli
     assert len(result["attempts"]) == 1 and result["attempts"][0]["sent"] is True, result
     assert [e["outcome"] for e in cut["events"] if e["code"] == "WRITE_NOT_REPEATED"] == ["unknown"]
     assert site.presses("/slow-press") == 1
+
+
+@requires_playwright
+def test_a_navigation_in_flight_when_the_run_is_killed_is_not_made_again_on_resume(tmp_path, site):
+    """``browser_navigate`` is a write too: the CLI (``run --thread --db``) is SIGKILLed while
+    a slow page loads, and run again on the thread. The resumed run starts a new browser; it
+    does not load the page again (the page's server counts one visit): the navigation's
+    outcome is unknown. The snapshot beside it, a read, is made again."""
+    from tests.integration.test_durable import alive, cli, cli_env, wait_for
+
+    config, task = tmp_path / "c.json", tmp_path / "t.json"
+    config.write_text(json.dumps({"mcpServers": {"web": browser(tmp_path, "web")}}))
+    visit = {"id": "go", "skill": "web.browser_navigate", "args": {"url": f"{site.url}visit"}}
+    look = {"id": "look", "skill": "web.browser_snapshot", "args": {}}
+    task.write_text(json.dumps({"requests": [visit, look]}))
+    args = ["run", str(task), "--config", str(config), "--db", str(tmp_path / "runs.db")]
+    args += ["--json", "--thread", "t-1"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        wait_for(lambda: ("GET", "/visit") in site.hits or first.poll() is not None, 120, "visit")
+        assert first.poll() is None, first.communicate()
+        servers = child_processes(first.pid)
+        first.kill()
+        first.wait(timeout=10)
+        wait_for(lambda: not any(alive(p) for p in servers), 30, "the server to exit")
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    done = cli(*args, timeout=180)
+    assert done.returncode in (1, 3), done.stderr  # failed or partial: the visit is unknown
+    results = {r["id"]: r for r in json.loads(done.stdout)["results"]}
+    assert results["go"]["status"] == "error", results["go"]
+    assert results["go"]["error"].startswith("outcome_unknown"), results["go"]
+    assert results["look"]["status"] == "ok", results["look"]
+    assert site.hits.count(("GET", "/visit")) == 1, site.hits
