@@ -214,3 +214,46 @@ async def test_a_write_cut_by_a_proxy_restart_is_never_made_again(tmp_path, tran
     assert rows(db) == ["a", "b"]
     calls, successes = await learned(store, "mcp:sqlite/write_query")
     assert (calls, successes) == (3, 2)
+
+
+@requires_proxy
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_write_to_a_proxy_gone_away_moves_to_its_replica(tmp_path, transport):
+    """The proxy stopped between calls; the skill's second provider is the same database's
+    server over stdio. The next write finds its connection refused, which proves it never
+    reached the server: it is not sent, not an unknown outcome, and moves to the replica (it
+    was ``outcome_unknown`` over streamable HTTP, the connection "closed mid-call"); over SSE
+    the server is known to be down before the run. One row each, and the proxy is not held to
+    have failed a call."""
+    db = sqlite_db(tmp_path / "t.db")
+    store = InMemoryStore()
+    put = {
+        "description": "Write to the database.",
+        "providers": [
+            {"side": "external", "server": "proxied", "tool": "write_query", "quality": 0.99},
+            {"side": "external", "server": "local", "tool": "write_query", "quality": 0.1},
+        ],
+    }
+    async with asyncio.timeout(OUTER_S), proxied(SQLITE, "--db-path", str(db)) as proxy:
+        entry = {"transport": transport, "url": proxy.url(transport), "timeout_ms": 10_000}
+        local = {"command": SQLITE, "args": ["--db-path", str(db)]}
+        cfg = parse_config(
+            {"mcpServers": {"proxied": entry, "local": local}, "skills": {"db.put": put}}
+        )
+        async with Coordinator.open(cfg, store=store) as co:
+            first = await co.run(parse_task([insert("a") | {"skill": "db.put"}]))
+            await proxy.stop()
+            second = await co.run(parse_task([insert("b") | {"skill": "db.put"}]))
+    assert [a["provider"] for a in first["results"]["a"]["attempts"]] == ["mcp:proxied/write_query"]
+    result = second["results"]["b"]
+    assert result["status"] == "ok", result
+    assert result["served_by"]["provider"] == "mcp:local/write_query", result["attempts"]
+    tried = {a["provider"]: a for a in result["attempts"]}
+    if transport == "streamable_http":  # tried, and refused
+        refused = tried["mcp:proxied/write_query"]
+        assert refused["sent"] is False and "not delivered" in refused["error"], refused
+    else:  # the event stream's end had the server down before the run: not even tried
+        assert list(tried) == ["mcp:local/write_query"], tried
+    assert not [e for e in second["events"] if e["code"] == "WRITE_NOT_REPEATED"]
+    assert rows(db) == ["a", "b"]
+    assert await learned(store, "mcp:proxied/write_query") == (1, 1)

@@ -551,9 +551,12 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            opened: list[ClientSession] = []  # the session, once there is one
             if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
                 connection["httpx_client_factory"] = bounded_client_factory(
-                    self.config.max_message_bytes, self.features.on_refused
+                    self.config.max_message_bytes,
+                    self.features.on_refused,
+                    functools.partial(self._undelivered, opened),
                 )
             else:  # our own stdio transport (:func:`_session_for`)
                 connection["max_message_bytes"] = self.config.max_message_bytes
@@ -564,6 +567,7 @@ class _ServerSession:
             }
             ended = asyncio.Event()
             async with _session_for(connection, self.settings.server_log, ended) as session:
+                opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await session.list_tools()
@@ -600,12 +604,30 @@ class _ServerSession:
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
 
+    def _undelivered(self, opened: list[ClientSession], request_id: Any) -> None:
+        """The server refused the connection a request was to be POSTed on: that call was
+        never delivered, whatever the session's end makes of it."""
+        for call in self._in_flight:
+            if opened and call.session is opened[0] and call.request_id == request_id:
+                call.undelivered = True
+
+    def _not_delivered(self, call: _Call, why: str) -> ServerUnavailableError:
+        """The error of a call whose request never reached the server: never sent."""
+        call.timing.mark_unsent()
+        return ServerUnavailableError(
+            f"{self.name}/{call.tool}: MCP server {self.name!r} is not available ({why}); "
+            "the request was not delivered"
+        )
+
     def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
         """The calls in flight on a session that ended by itself fail now, not at their
-        deadline (their outcome is unknown: the server may have acted on them)."""
+        deadline (their outcome is unknown: the server may have acted on them, unless their
+        HTTP connection was refused)."""
         for call in [c for c in self._in_flight if c.session is session]:
             where = f"{self.name}/{call.tool}"
-            if why.startswith("needs authentication"):  # a step-up only a login can give
+            if call.undelivered:
+                _settle(call, self._not_delivered(call, why))
+            elif why.startswith("needs authentication"):  # a step-up only a login can give
                 _settle(call, ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}"))
             else:
                 _settle(
@@ -988,6 +1010,8 @@ class _ServerSession:
             self._broken(
                 f"connection closed during {where}", call.session if call else None, but=call
             )
+            if call is not None and call.undelivered:
+                return self._not_delivered(call, "it refused the connection")
             if why := refused_mid_call(self.auth):  # a step-up only a login can give
                 return ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}")
             return ServerUnavailableError(
@@ -1080,6 +1104,8 @@ class _Call:
     """The server's unreadable messages before this call was sent."""
     started: bool = False
     """Its request task has begun (and gives the slot back when it ends)."""
+    undelivered: bool = False
+    """Its HTTP connection was refused: the server never had the request."""
 
 
 def _settle(call: _Call, answer: CallToolResult | Exception) -> None:
