@@ -91,12 +91,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 import httpx
 import pydantic
 from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 from langchain_mcp_adapters.sessions import (
     DEFAULT_HTTP_TIMEOUT,
     DEFAULT_SSE_READ_TIMEOUT,
@@ -258,7 +259,10 @@ async def _sse_session(
             **({"httpx_client_factory": factory} if factory is not None else {}),
         ) as (read, write),
         ClientSession(
-            _WatchedStream(read, ended), write, **(connection.get("session_kwargs") or {})
+            # the session only receives from it, as from any anyio object stream
+            cast("MemoryObjectReceiveStream[Any]", _WatchedStream(read, ended)),
+            write,
+            **(connection.get("session_kwargs") or {}),
         ) as session,
     ):
         yield session
@@ -565,8 +569,8 @@ class _ServerSession:
                 **self.features.session_kwargs(),
                 **(connection.get("session_kwargs") or {}),
             }
-            ended = asyncio.Event()
-            async with _session_for(connection, self.settings.server_log, ended) as session:
+            stream_ended = asyncio.Event()
+            async with _session_for(connection, self.settings.server_log, stream_ended) as session:
                 opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
@@ -581,7 +585,7 @@ class _ServerSession:
                     published = True
                     self._announce()  # a server up again (or up at last) may list other tools
                 ready.set()
-                await _first_of(stop, ended)
+                await _first_of(stop, stream_ended)
                 if not stop.is_set() and self._owner is me:
                     self.status.error = "the server closed its event stream"
         except asyncio.CancelledError:
