@@ -150,9 +150,9 @@ REARM_MIN_S = 0.005
 """How long an abandoned request may outlive its deadline before the MCP client's own read
 timeout ends it (a server that answers neither the call nor ``notifications/cancelled``)."""
 _SESSION_GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
-SESSION_TERMINATED = 32600
-"""The code the SDK's streamable HTTP client gives an HTTP 404 on a session's request (sic:
-not JSON-RPC's -32600)."""
+SESSION_TERMINATED = (32600, -32600)
+"""The code the SDK's streamable HTTP client gives an HTTP 404 on a session's request (mcp
+1.x: 32600, sic; JSON-RPC's invalid request is -32600)."""
 
 
 def resolve_command(command: str) -> str:
@@ -455,7 +455,7 @@ def _session_unknown(err: McpError) -> bool:
     """A streamable HTTP server answered 404 to a request on the session: it does not know the
     session (restarted, or it expired it), and handled nothing; the MCP specification has the
     client start a new session. The SDK turns that answer into this error."""
-    return err.error.code == SESSION_TERMINATED and err.error.message == "Session terminated"
+    return err.error.code in SESSION_TERMINATED and err.error.message == "Session terminated"
 
 
 def _closed(err: BaseException) -> bool:
