@@ -166,7 +166,7 @@ async def test_a_proxy_restarted_between_calls_costs_no_call_and_no_blame(tmp_pa
         await proxy.start()
         if transport == "sse":  # the ended event stream is noticed, before any call
             status = co.resources.pool.status("sqlite")
-            await until(lambda: status.replacements == 1, "the session replaced")
+            await until(lambda: status.replacements >= 1, "the session replaced")
         outs = [await co.run(parse_task([insert(rid)])) for rid in ("b", "c")]
         read = await co.run(
             parse_task(
