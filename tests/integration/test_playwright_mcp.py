@@ -157,7 +157,8 @@ async def test_a_page_is_read_and_photographed_with_the_servers_defaults(tmp_pat
     """Navigate, read the page's snapshot, and take a screenshot with no arguments: its schema
     lists ``scale`` as required though it gives it a default (zod's JSON Schema), and the
     server answers without it; the call was refused as an invalid task before it was sent.
-    The answer keeps its text and its PNG image whole."""
+    The answer keeps its text and its PNG image whole. A navigation to an address Chromium
+    refuses is the request's error."""
     cfg = parse_config({"mcpServers": {"web": browser(tmp_path, "web")}})
     async with asyncio.timeout(OUTER_S), Coordinator.open(cfg) as co:
         effects = {
@@ -169,6 +170,8 @@ async def test_a_page_is_read_and_photographed_with_the_servers_defaults(tmp_pat
             await run(co, {"id": "look", "skill": "web.browser_snapshot", "args": {}}), "look"
         )
         shot = await run(co, {"id": "shot", "skill": "web.browser_take_screenshot", "args": {}})
+        port_1 = {"url": "http://127.0.0.1:1/"}  # a port Chromium refuses to open
+        wrong = await run(co, {"id": "wrong", "skill": "web.browser_navigate", "args": port_1})
     assert effects == {
         "browser_click": "write",
         "browser_navigate": "write",
@@ -180,6 +183,12 @@ async def test_a_page_is_read_and_photographed_with_the_servers_defaults(tmp_pat
     assert image["type"] == "image" and image["mime_type"] == "image/png", image.keys()
     assert base64.b64decode(image["data"]).startswith(b"\x89PNG\r\n\x1a\n")
     assert site.presses() == 0
+    # the address is the request's fault (net::ERR_UNSAFE_PORT), not the browser's: it was
+    # reported degraded and learned as a failure
+    result = wrong["results"]["wrong"]
+    assert result["status"] == "error" and "request error" in result["error"], result
+    codes = [e["code"] for e in wrong["events"]]
+    assert "REQUEST_ERROR" in codes and "EXTERNAL_DEGRADATION_DETECTED" not in codes, codes
 
 
 def press_config(tmp_path: Path, **resilience: Any) -> Any:
