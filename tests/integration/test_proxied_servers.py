@@ -223,8 +223,8 @@ async def test_a_write_to_a_proxy_gone_away_moves_to_its_replica(tmp_path, trans
     server over stdio. The next write finds its connection refused, which proves it never
     reached the server: it is not sent, not an unknown outcome, and moves to the replica (it
     was ``outcome_unknown`` over streamable HTTP, the connection "closed mid-call"); over SSE
-    the server is known to be down before the run. One row each, and the proxy is not held to
-    have failed a call."""
+    the server may be known to be down before the run. One row each, and the proxy is not held
+    to have failed a call."""
     db = sqlite_db(tmp_path / "t.db")
     store = InMemoryStore()
     put = {
@@ -249,11 +249,12 @@ async def test_a_write_to_a_proxy_gone_away_moves_to_its_replica(tmp_path, trans
     assert result["status"] == "ok", result
     assert result["served_by"]["provider"] == "mcp:local/write_query", result["attempts"]
     tried = {a["provider"]: a for a in result["attempts"]}
-    if transport == "streamable_http":  # tried, and refused
+    # over SSE the event stream's end may have the server down before the run (not tried)
+    if transport == "streamable_http" or "mcp:proxied/write_query" in tried:
         refused = tried["mcp:proxied/write_query"]
-        assert refused["sent"] is False and "not delivered" in refused["error"], refused
-    else:  # the event stream's end had the server down before the run: not even tried
-        assert list(tried) == ["mcp:local/write_query"], tried
+        assert refused["sent"] is False, refused
+        if transport == "streamable_http":
+            assert "the request was not delivered" in refused["error"], refused
     assert not [e for e in second["events"] if e["code"] == "WRITE_NOT_REPEATED"]
     assert rows(db) == ["a", "b"]
     assert await learned(store, "mcp:proxied/write_query") == (1, 1)
