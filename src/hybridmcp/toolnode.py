@@ -611,6 +611,9 @@ class HybridToolNode(ToolNode):
         for skill in names:
             if skill not in registry.skills and skill.partition(".")[0] in pending:
                 continue
+            if self._only is None and skill in registry.skills:
+                if not registry.skills[skill].model_visible:  # its server's interface's own
+                    continue
             tool = _skill_tool(registry.get(skill), self, return_direct=skill in direct)
             clash = offered.get(tool.name)
             if clash is not None:

@@ -197,3 +197,36 @@ def test_each_skill_mapping_of_a_tool_is_its_own_provider():
     }
     assert reg.provider("mcp:s/w#a.text").arguments == {"x": "$.text"}
     assert reg.provider("mcp:s/w").arguments is None
+
+
+def test_a_tool_given_another_deadline_effect_or_price_by_a_skill_is_its_own_provider():
+    """Calls find their provider by id: a second skill's ``timeout_ms``, ``effect`` or
+    ``cost_per_call`` for a tool, under the first skill's id, was never used (a click given
+    1.5 s ran for as long as the first skill allowed)."""
+    mapped = {"side": "external", "server": "s", "tool": "w"}
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "x", "timeout_ms": 60_000}},
+            "skills": {
+                "a.plain": {"providers": [mapped]},
+                "a.brief": {"providers": [mapped | {"timeout_ms": 1_500}]},
+                "a.kept": {"providers": [mapped | {"effect": "idempotent"}]},
+                "a.cheap": {"providers": [mapped | {"cost_per_call": 0.0}]},
+            },
+        }
+    )
+    reg = build_registry(cfg, {"s": [tool("w", destructiveHint=True)]})
+    providers = {name: reg.get(name).providers[0] for name in ("a.plain", "a.brief", "a.kept")}
+    providers["a.cheap"] = reg.get("a.cheap").providers[0]
+    assert {name: p.id for name, p in providers.items()} == {
+        "a.plain": "mcp:s/w",
+        "a.brief": "mcp:s/w#a.brief",
+        "a.kept": "mcp:s/w#a.kept",
+        "a.cheap": "mcp:s/w#a.cheap",
+    }
+    for p in providers.values():
+        assert reg.provider(p.id) == p
+    assert reg.provider("mcp:s/w#a.brief").timeout_ms == 1_500
+    assert reg.provider("mcp:s/w#a.kept").effect == "idempotent"
+    assert reg.provider("mcp:s/w").effect == "write"
+    assert reg.get("s.w").providers[0].id == "mcp:s/w"  # the generic skill: same as a.plain

@@ -134,3 +134,82 @@ def test_an_elicitation_answer_against_a_backtracking_pattern_ends_at_once() -> 
     with pytest.raises(ValueError, match="not valid"):
         human_answer({"name": "x"}, {"type": "object", "properties": 5})
     assert time.monotonic() - started < TIME_BOUND_S
+
+
+# Zod's JSON Schema (the TypeScript SDK's servers, ``@playwright/mcp``) lists a property with a
+# default among the required ones; the server fills it in when it is left out.
+ZOD_SCREENSHOT = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "filename": {"type": "string"},
+        "scale": {"default": "css", "type": "string", "enum": ["css", "device"]},
+        "nested": {
+            "type": "object",
+            "properties": {"depth": {"type": "number", "default": 3}, "id": {"type": "string"}},
+            "required": ["depth", "id"],
+        },
+    },
+    "required": ["scale", "filename"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        ({"filename": "a.png"}, None),  # scale left to the server's default
+        ({"filename": "a.png", "scale": "device"}, None),
+        ({"scale": "css"}, "'filename' is a required property"),
+        ({"filename": "a.png", "scale": "huge"}, "'huge' is not one of"),
+        ({"filename": "a.png", "nested": {"id": "x"}}, None),
+        ({"filename": "a.png", "nested": {"depth": 1}}, "'id' is a required property"),
+    ],
+)
+def test_a_required_property_with_a_default_may_be_left_to_the_server(args, error) -> None:
+    err = _check(ZOD_SCREENSHOT, args)
+    if error is None:
+        assert err is None, err
+    else:
+        assert err is not None and error in str(err), err
+
+
+_KINDS = {
+    "string": st.text(max_size=3),
+    "number": st.floats(allow_nan=False, allow_infinity=False) | st.integers(),
+    "boolean": st.booleans(),
+}
+
+
+@st.composite
+def _defaulted_schema_and_args(draw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    names = draw(st.lists(st.sampled_from("abcdef"), unique=True, max_size=5))
+    properties: dict[str, Any] = {}
+    for name in names:
+        kind = draw(st.sampled_from(sorted(_KINDS)))
+        prop: dict[str, Any] = {"type": kind}
+        if draw(st.booleans()):
+            prop["default"] = draw(_KINDS[kind])
+        properties[name] = prop
+    required = draw(st.lists(st.sampled_from(names), unique=True)) if names else []
+    schema = {"type": "object", "properties": properties, "required": required}
+    values = st.one_of(*_KINDS.values(), st.none())
+    args = draw(st.dictionaries(st.sampled_from(names or ["z"]), values, max_size=5))
+    return schema, args
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_defaulted_schema_and_args())
+def test_arguments_pass_exactly_when_they_would_with_the_servers_defaults_filled_in(case) -> None:
+    """The oracle is plain JSON Schema on the arguments as the server completes them (each
+    required property it has a default for filled in): the same verdict, whatever the
+    schema's defaults and the arguments' values."""
+    import jsonschema
+
+    schema, args = case
+    completed = dict(args)
+    for name in schema["required"]:
+        if name not in completed and "default" in schema["properties"][name]:
+            completed[name] = schema["properties"][name]["default"]
+    expected = jsonschema.Draft202012Validator(schema).is_valid(completed)
+    assert (_check(schema, args) is None) == expected, (schema, args)

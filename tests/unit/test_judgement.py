@@ -67,6 +67,10 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "Cmd('git') failed due to: exit code(128)\n  cmdline: git add -- x.txt\n  stderr: "
         "'fatal: pathspec 'x.txt' did not match any files'",
         "fatal: ambiguous argument 'nope': unknown revision or path not in the working tree.",
+        # @playwright/mcp: Chromium refusing the address a navigation was given
+        "### Error\nError: browserBackend.callTool: net::ERR_UNSAFE_PORT at http://127.0.0.1:1/",
+        "Error: page.goto: net::ERR_INVALID_URL at http://[::1",
+        "Error: page.goto: net::ERR_UNKNOWN_URL_SCHEME at gopher://x",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -101,6 +105,9 @@ def test_errors_that_blame_the_input(text: str) -> None:
         "Request failed with status code 429",
         "status code 401: invalid token",
         "Failed to fetch http://localhost:8000/x: ConnectError('All connection attempts failed')",
+        # the browser's own network, or the site's state, not the address given
+        "Error: browserBackend.callTool: net::ERR_NAME_NOT_RESOLVED at https://example.test/",
+        "Error: page.goto: net::ERR_CONNECTION_REFUSED at http://127.0.0.1:9/",
     ],
 )
 def test_errors_that_do_not(text: str) -> None:

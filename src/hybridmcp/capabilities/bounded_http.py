@@ -11,6 +11,7 @@ deadline error says so.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from hybridmcp.capabilities.stdio import ServerMessageError
 
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 Refused = Callable[[Exception], None] | None
+Undelivered = Callable[[Any], None] | None
 
 
 class _BoundedStream(httpx.AsyncByteStream):
@@ -63,14 +65,38 @@ class _BoundedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+def _request_id(request: httpx.Request) -> Any:
+    """The JSON-RPC id of the request a POST carries, or None (a notification, a response,
+    a body that is not one JSON-RPC request)."""
+    try:
+        body = json.loads(request.content)
+    except (httpx.RequestNotRead, ValueError):
+        return None
+    return body.get("id") if isinstance(body, dict) and "method" in body else None
+
+
 class _BoundedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, inner: httpx.AsyncBaseTransport, max_bytes: int, refused: Refused) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        max_bytes: int,
+        refused: Refused,
+        undelivered: Undelivered = None,
+    ) -> None:
         self._inner = inner
         self._max = max_bytes
         self._refused = refused
+        self._undelivered = undelivered
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # No connection, so nothing of the request reached the server.
+            if self._undelivered is not None and request.method == "POST":
+                if (rid := _request_id(request)) is not None:
+                    self._undelivered(rid)
+            raise
         events = response.headers.get("content-type", "").startswith("text/event-stream")
         response.stream = _BoundedStream(
             response.stream, self._max, events, str(request.url), self._refused
@@ -81,10 +107,14 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def bounded_client_factory(max_bytes: int, refused: Refused = None) -> Any:
+def bounded_client_factory(
+    max_bytes: int, refused: Refused = None, undelivered: Undelivered = None
+) -> Any:
     """An ``httpx_client_factory`` for the MCP SDK's HTTP transports: its clients are the
     SDK's (same timeouts, headers, auth), their responses bounded (see the module docstring);
-    ``refused`` hears of each message refused (the SDK drops an event stream's errors)."""
+    ``refused`` hears of each message refused (the SDK drops an event stream's errors), and
+    ``undelivered`` of the JSON-RPC id of each request POSTed to a server that refused the
+    connection (the SDK ends the session on it, as when a request was cut mid-call)."""
 
     def factory(
         headers: dict[str, str] | None = None,
@@ -96,7 +126,9 @@ def bounded_client_factory(max_bytes: int, refused: Refused = None) -> Any:
             timeout=timeout
             or httpx.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
             auth=auth,
-            transport=_BoundedTransport(httpx.AsyncHTTPTransport(), max_bytes, refused),
+            transport=_BoundedTransport(
+                httpx.AsyncHTTPTransport(), max_bytes, refused, undelivered
+            ),
         )
 
     return factory

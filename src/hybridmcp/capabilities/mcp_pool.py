@@ -91,13 +91,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import anyio
 import httpx
 import pydantic
-from langchain_mcp_adapters.sessions import create_session
+from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
+from langchain_mcp_adapters.sessions import (
+    DEFAULT_HTTP_TIMEOUT,
+    DEFAULT_SSE_READ_TIMEOUT,
+    create_session,
+)
 from mcp import ClientSession, StdioServerParameters
+from mcp.client.sse import sse_client
 from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
@@ -143,6 +150,9 @@ REARM_MIN_S = 0.005
 """How long an abandoned request may outlive its deadline before the MCP client's own read
 timeout ends it (a server that answers neither the call nor ``notifications/cancelled``)."""
 _SESSION_GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream)
+SESSION_TERMINATED = (32600, -32600)
+"""The code the SDK's streamable HTTP client gives an HTTP 404 on a session's request (mcp
+1.x: 32600, sic; JSON-RPC's invalid request is -32600)."""
 
 
 def resolve_command(command: str) -> str:
@@ -213,14 +223,63 @@ def _from_environ(match: re.Match[str]) -> str:
     return os.environ.get(match.group(1), match.group(0))
 
 
+class _WatchedStream(ObjectReceiveStream[Any]):
+    """A session's read stream that says when it ended. An SSE server's event stream that
+    ends (the server restarted, or dropped the client) closes it, and the session never
+    says so: its calls would go on being posted to an endpoint that no longer knows them."""
+
+    def __init__(self, inner: ObjectReceiveStream[Any], ended: asyncio.Event) -> None:
+        self._inner = inner
+        self._ended = ended
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._ended.set()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _sse_session(
+    connection: dict[str, Any], ended: asyncio.Event
+) -> AsyncIterator[ClientSession]:
+    """langchain-mcp-adapters' SSE session, with its read stream watched."""
+    factory = connection.get("httpx_client_factory")
+    async with (
+        sse_client(
+            connection["url"],
+            connection.get("headers"),
+            connection.get("timeout", DEFAULT_HTTP_TIMEOUT),
+            connection.get("sse_read_timeout", DEFAULT_SSE_READ_TIMEOUT),
+            auth=connection.get("auth"),
+            **({"httpx_client_factory": factory} if factory is not None else {}),
+        ) as (read, write),
+        ClientSession(
+            # the session only receives from it, as from any anyio object stream
+            cast("MemoryObjectReceiveStream[Any]", _WatchedStream(read, ended)),
+            write,
+            **(connection.get("session_kwargs") or {}),
+        ) as session,
+    ):
+        yield session
+
+
 @contextlib.asynccontextmanager
 async def _session_for(
-    connection: dict[str, Any], server_log: str | None
+    connection: dict[str, Any], server_log: str | None, ended: asyncio.Event
 ) -> AsyncIterator[ClientSession]:
     """A session on the connection. A stdio server runs under hybridmcp's own transport
     (:mod:`hybridmcp.capabilities.stdio`: lines framed in linear time and bounded by
     ``max_message_bytes``), its stderr appended to ``server_log`` when set (else the
-    coordinator's own stderr)."""
+    coordinator's own stderr). ``ended`` is set when an SSE server's event stream ends."""
+    if connection["transport"] == "sse":
+        async with _sse_session(connection, ended) as session:
+            yield session
+        return
     if connection["transport"] != "stdio":
         async with create_session(connection) as session:  # type: ignore[arg-type]
             yield session
@@ -382,6 +441,23 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
     return None
 
 
+async def _first_of(*events: asyncio.Event) -> None:
+    """Wait until one of ``events`` is set."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def _session_unknown(err: McpError) -> bool:
+    """A streamable HTTP server answered 404 to a request on the session: it does not know the
+    session (restarted, or it expired it), and handled nothing; the MCP specification has the
+    client start a new session. The SDK turns that answer into this error."""
+    return err.error.code in SESSION_TERMINATED and err.error.message == "Session terminated"
+
+
 def _closed(err: BaseException) -> bool:
     """The connection ended under the session (anyio's exception groups unwrapped)."""
     err = _innermost(err)
@@ -479,9 +555,12 @@ class _ServerSession:
             connection = await asyncio.to_thread(to_connection, self.config)
             if self.auth is not None:
                 connection["auth"] = self.auth
+            opened: list[ClientSession] = []  # the session, once there is one
             if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
                 connection["httpx_client_factory"] = bounded_client_factory(
-                    self.config.max_message_bytes, self.features.on_refused
+                    self.config.max_message_bytes,
+                    self.features.on_refused,
+                    functools.partial(self._undelivered, opened),
                 )
             else:  # our own stdio transport (:func:`_session_for`)
                 connection["max_message_bytes"] = self.config.max_message_bytes
@@ -490,7 +569,9 @@ class _ServerSession:
                 **self.features.session_kwargs(),
                 **(connection.get("session_kwargs") or {}),
             }
-            async with _session_for(connection, self.settings.server_log) as session:
+            stream_ended = asyncio.Event()
+            async with _session_for(connection, self.settings.server_log, stream_ended) as session:
+                opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await session.list_tools()
@@ -504,7 +585,9 @@ class _ServerSession:
                     published = True
                     self._announce()  # a server up again (or up at last) may list other tools
                 ready.set()
-                await stop.wait()
+                await _first_of(stop, stream_ended)
+                if not stop.is_set() and self._owner is me:
+                    self.status.error = "the server closed its event stream"
         except asyncio.CancelledError:
             raise
         except BaseException as err:
@@ -525,12 +608,30 @@ class _ServerSession:
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
 
+    def _undelivered(self, opened: list[ClientSession], request_id: Any) -> None:
+        """The server refused the connection a request was to be POSTed on: that call was
+        never delivered, whatever the session's end makes of it."""
+        for call in self._in_flight:
+            if opened and call.session is opened[0] and call.request_id == request_id:
+                call.undelivered = True
+
+    def _not_delivered(self, call: _Call, why: str) -> ServerUnavailableError:
+        """The error of a call whose request never reached the server: never sent."""
+        call.timing.mark_unsent()
+        return ServerUnavailableError(
+            f"{self.name}/{call.tool}: MCP server {self.name!r} is not available ({why}); "
+            "the request was not delivered"
+        )
+
     def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
         """The calls in flight on a session that ended by itself fail now, not at their
-        deadline (their outcome is unknown: the server may have acted on them)."""
+        deadline (their outcome is unknown: the server may have acted on them, unless their
+        HTTP connection was refused)."""
         for call in [c for c in self._in_flight if c.session is session]:
             where = f"{self.name}/{call.tool}"
-            if why.startswith("needs authentication"):  # a step-up only a login can give
+            if call.undelivered:
+                _settle(call, self._not_delivered(call, why))
+            elif why.startswith("needs authentication"):  # a step-up only a login can give
                 _settle(call, ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}"))
             else:
                 _settle(
@@ -855,9 +956,19 @@ class _ServerSession:
                         progress_callback=progressed,
                         meta=call.meta,
                     )
-                except _SESSION_GONE as err:
-                    # Nothing reached the server: safe to send again on a fresh session.
-                    self._broken(f"session closed: {_describe(err)}", session, but=call)
+                except (*_SESSION_GONE, McpError) as err:
+                    # Nothing reached the server, or it did not know the session (a
+                    # streamable HTTP server restarted since: HTTP 404, which the SDK reads as
+                    # "Session terminated", and which it answers before acting on anything):
+                    # safe to send again on a fresh session.
+                    if isinstance(err, McpError) and not _session_unknown(err):
+                        raise
+                    why = (
+                        "the server no longer knows the session (HTTP 404: restarted?)"
+                        if isinstance(err, McpError)
+                        else f"session closed: {_describe(err)}"
+                    )
+                    self._broken(why, session, but=call)
                     if attempt == 2 or call.outcome.done():
                         raise ServerUnavailableError(
                             f"{where}: the session closed and re-opening did not help"
@@ -903,6 +1014,8 @@ class _ServerSession:
             self._broken(
                 f"connection closed during {where}", call.session if call else None, but=call
             )
+            if call is not None and call.undelivered:
+                return self._not_delivered(call, "it refused the connection")
             if why := refused_mid_call(self.auth):  # a step-up only a login can give
                 return ServerUnavailableError(f"{where}: MCP server {self.name!r} {why}")
             return ServerUnavailableError(
@@ -995,6 +1108,8 @@ class _Call:
     """The server's unreadable messages before this call was sent."""
     started: bool = False
     """Its request task has begun (and gives the slot back when it ends)."""
+    undelivered: bool = False
+    """Its HTTP connection was refused: the server never had the request."""
 
 
 def _settle(call: _Call, answer: CallToolResult | Exception) -> None:

@@ -102,8 +102,14 @@ class Provider:
         }
 
     def mapping_signature(self) -> str:
-        """What makes two providers of one tool different providers: their mappings."""
-        return json.dumps([self.arguments, self.result_path], sort_keys=True, default=str)
+        """What makes two providers of one tool different providers: their mappings, and what
+        their skills have them do differently (effect class, deadline, price). Calls find their
+        provider by id: two skills' providers sharing one would each be run as the first."""
+        return json.dumps(
+            [self.arguments, self.result_path, self.effect, self.timeout_ms, self.cost_per_call],
+            sort_keys=True,
+            default=str,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,10 @@ class Skill:
     integration: IntegrationStrategy | None = None
     tags: tuple[str, ...] = ()
     complexity: str = "low"
+    model_visible: bool = True
+    """False for a tool its server keeps for its own user interface (MCP Apps: its
+    ``_meta.ui.visibility`` leaves out ``"model"``): not offered to a model (the planner's
+    catalogue, :class:`~hybridmcp.toolnode.HybridToolNode`), still callable by name."""
 
     def providers_on(self, side: Side) -> list[Provider]:
         return [p for p in self.providers if p.side == side]
@@ -232,7 +242,8 @@ class Registry:
         return index
 
     def catalogue(self) -> list[dict[str, Any]]:
-        return [s.catalogue_entry() for s in self.skills.values()]
+        """The skills a model may be shown (not those kept for a server's own interface)."""
+        return [s.catalogue_entry() for s in self.skills.values() if s.model_visible]
 
 
 def builtin_skill_configs() -> dict[str, SkillConfig]:
@@ -300,7 +311,8 @@ def _external_provider(
 
 class _Ids:
     """Provider ids: ``mcp:server/tool`` for the first mapping of a tool, and for every other
-    with the same mapping; ``mcp:server/tool#skill`` for a skill that maps it differently."""
+    with the same mapping; ``mcp:server/tool#skill`` for a skill that maps it differently
+    (or gives it another effect class, ``timeout_ms`` or ``cost_per_call``)."""
 
     def __init__(self) -> None:
         self._mappings: dict[str, str] = {}
@@ -374,8 +386,17 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
                 input_schema=tool.inputSchema or {"type": "object"},
                 providers=(provider,),
                 comparator=ComparatorConfig(),
+                model_visible=model_visible(tool),
             )
     return registry
+
+
+def model_visible(tool: Tool) -> bool:
+    """Whether a model may be offered the tool: not when its server lists it for its own
+    interface only (MCP Apps, ``_meta.ui.visibility: ["app"]``; default both)."""
+    ui = (tool.meta or {}).get("ui")
+    visibility = ui.get("visibility") if isinstance(ui, Mapping) else None
+    return not isinstance(visibility, list) or "model" in visibility
 
 
 def relisted(registry: Registry, fresh: Registry, server: str, listed: Iterable[str]) -> Registry:

@@ -71,25 +71,46 @@ def _pattern_properties(
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
 
-def checked_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+def _required_unless_defaulted(
+    validator: Any, required: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """``required``, less the properties whose schema gives a ``default``: the server fills
+    those in. Zod's JSON Schema (the TypeScript SDK's, ``@playwright/mcp``'s) lists every
+    property with a default as required: ``browser_take_screenshot`` requires ``scale``,
+    ``default: "css"``, and answers a call without it."""
+    if not validator.is_type(instance, "object") or not isinstance(required, list):
+        return  # draft 3's boolean ``required`` is checked under ``properties``
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, Mapping) else {}
+    for name in required:
+        sub = properties.get(name)
+        if name not in instance and not (isinstance(sub, Mapping) and "default" in sub):
+            yield jsonschema.ValidationError(f"{name!r} is a required property")
+
+
+def checked_validator(
+    schema: Mapping[str, Any], *, server_fills_defaults: bool = False
+) -> jsonschema.protocols.Validator:
     """A validator of ``schema`` whose patterns run with a time limit, the schema checked
     first: :class:`jsonschema.SchemaError` when it is not valid JSON Schema (another error for
-    a schema of a shape no draft has)."""
+    a schema of a shape no draft has). ``server_fills_defaults``: a required property with a
+    ``default`` may be left out (arguments, which the server completes)."""
     with warnings.catch_warnings():  # an unknown $schema: the latest draft
         warnings.simplefilter("ignore", DeprecationWarning)
         cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(dict(schema))
-    bounded = jsonschema.validators.extend(
-        cls, {"pattern": _pattern, "patternProperties": _pattern_properties}
-    )
-    return bounded(schema)
+    keywords: dict[str, Any] = {"pattern": _pattern, "patternProperties": _pattern_properties}
+    if server_fills_defaults:
+        keywords["required"] = _required_unless_defaulted
+    return jsonschema.validators.extend(cls, keywords)(schema)
 
 
 def argument_validator(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator | None:
-    """:func:`checked_validator`, or None (and one warning) when the schema is not valid JSON
+    """:func:`checked_validator` for a tool's arguments (a required property with a
+    ``default`` may be left out), or None (and one warning) when the schema is not valid JSON
     Schema: the arguments are then left to the server."""
     try:
-        return checked_validator(schema)
+        return checked_validator(schema, server_fills_defaults=True)
     except Exception as err:  # SchemaError, or a schema of a shape no draft has
         log.warning("input schema not used, arguments left to the server: %s", _one_line(err))
         return None

@@ -130,6 +130,12 @@ class CallTiming:
             self.sent_at = self.clock()
         self.sent.set()
 
+    def mark_unsent(self) -> None:
+        """The request was written to the session but never reached the server (its HTTP
+        connection was refused): it counts as never sent."""
+        self.sent_at = None
+        self.sent.clear()
+
     def mark_ended(self) -> None:
         if self.ended_at is None:
             self.ended_at = self.clock()

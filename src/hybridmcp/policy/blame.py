@@ -49,6 +49,9 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\bnot allowed\b",
     r"\bonly\b.{0,60}\ballowed\b",
     HTTP_STATUS + r"(?:400|404|405|409|410|411|412|413|414|415|416|422)\b",
+    # Chromium (@playwright/mcp) refusing the address it was asked for; a name that does not
+    # resolve or a host that refuses is left to the provider, as mcp-server-fetch's are
+    r"\bnet::ERR_(INVALID_URL|UNSAFE_PORT|UNKNOWN_URL_SCHEME|DISALLOWED_URL_SCHEME|ADDRESS_INVALID)\b",
 )
 """Tool error texts that say the input is wrong (case-insensitive); among them an HTTP client
 error a tool passes on (``Failed to fetch URL - status code 404``: the page asked for is not
