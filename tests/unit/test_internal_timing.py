@@ -36,9 +36,7 @@ async def test_a_thread_function_is_timed_without_the_loops_wake_up() -> None:
         woken.append(time.perf_counter())
         return handle
 
-    provider = Provider(
-        "tiny", "t.tiny", "internal", 1.0, 1.0, 0.0, "public", 10_000.0, call=_tiny
-    )
+    provider = Provider("tiny", "t.tiny", "internal", 1.0, 1.0, 0.0, "public", 10_000.0, call=_tiny)
     workers = Workers()
     _RAN.clear()
     loop.call_soon_threadsafe = busy_wake  # type: ignore[method-assign]

@@ -426,6 +426,10 @@ class _ServerSession:
         self._last_used = time.monotonic()
         self._answered_at = 0.0
         """``time.perf_counter()`` when a request on the session last ended."""
+        self._starting: asyncio.Event | None = None
+        """The start-up under way waits on it (set when the session is ready, or cannot be)."""
+        self._start_refused: Exception | None = None
+        """What the transport refused during that start-up: the start-up has failed."""
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -443,6 +447,7 @@ class _ServerSession:
         timeout = self.config.startup_timeout_ms / 1000
         self.features.unreadable = None
         self._listing = False
+        self._starting, self._start_refused = ready, None
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
@@ -456,6 +461,13 @@ class _ServerSession:
             )
             self._retire()
             owner.cancel()  # a hung start-up has nothing to close gracefully: end it now
+        finally:
+            self._starting = None
+        if (refused := self._start_refused) is not None:  # the transport cannot go on
+            self._start_refused = None
+            self.status.error = _describe(refused)
+            self._retire()
+            owner.cancel()
         if self._session is not None and self._owner is owner:
             self.status.opens += 1
             self.status.failed_opens = 0
@@ -479,8 +491,11 @@ class _ServerSession:
             if self.auth is not None:
                 connection["auth"] = self.auth
             if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
+                sse = self.config.transport == "sse"
                 connection["httpx_client_factory"] = bounded_client_factory(
-                    self.config.max_message_bytes, self.features.on_refused
+                    self.config.max_message_bytes,
+                    self._refused,
+                    self.config.url if sse else None,
                 )
             # The configured session_kwargs (a client_info of the user's own) win over ours.
             connection["session_kwargs"] = {
@@ -521,6 +536,26 @@ class _ServerSession:
                     self._fail_in_flight(ended, self.status.error or "transport closed")
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
+
+    def _refused(self, err: Exception) -> None:
+        """The HTTP transport refused what the server sent (too long, or an SSE endpoint on
+        another origin), an error the MCP SDK would leave unheard: a start-up under way fails
+        now, and a call whose answer it was fails now, not at its deadline."""
+        self.features.on_refused(err)
+        starting = self._starting
+        if starting is not None and not starting.is_set():
+            self._start_refused = err
+            starting.set()
+            return
+        request_id = getattr(err, "answering", None)
+        if request_id is None:
+            return
+        for call in self._in_flight:
+            if call.request_id == request_id and call.session is self._session:
+                self._suspect = True
+                _settle(call, ProviderError(f"{self.name}/{call.tool} failed: {_describe(err)}"))
+                self._abandon(call, "its answer was refused")  # its request runs out alone
+                return
 
     def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
         """The calls in flight on a session that ended by itself fail now, not at their

@@ -48,7 +48,13 @@ Streams = tuple[
 
 
 class ServerMessageError(HybridMCPError):
-    """What a server wrote cannot be a message: too long, or not in its encoding."""
+    """What a server wrote cannot be a message: too long, or not in its encoding.
+    ``answering``: the JSON-RPC id of the request whose answer it was, where the transport
+    knows it (an HTTP response to that request's POST); None otherwise."""
+
+    def __init__(self, message: str, answering: Any = None) -> None:
+        super().__init__(message)
+        self.answering = answering
 
 
 class LineFramer:
