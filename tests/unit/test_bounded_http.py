@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridmcp.capabilities.bounded_http import EndpointCheck, _BoundedStream, answering
+from hybridmcp.capabilities.bounded_http import AnswerLost, EndpointCheck, _BoundedStream, answering
 from hybridmcp.capabilities.stdio import ServerMessageError
 
 
@@ -129,3 +129,36 @@ def test_an_sse_endpoint_on_another_origin_is_refused_however_the_stream_is_cut(
 def test_a_refused_response_names_the_request_it_answers(method, body, expected) -> None:
     request = httpx.Request(method, "http://s/mcp", content=body or None)
     assert answering(request) == expected
+
+
+class _Broken(_Chunks):
+    """Chunks, then the connection breaks (as httpx reports a peer that went away)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in super().__aiter__():
+            yield chunk
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+@pytest.mark.parametrize(
+    ("sent", "answering", "heard"),
+    [
+        ([b'event: message\ndata: {"jsonrpc"'], 7, True),  # an answer cut in two
+        ([], 7, True),  # nothing came after the headers
+        ([b"id: 1\nevent: message\ndata: {}\n\n"], 7, False),  # resumable: the SDK resumes
+        ([b"data: {}"], None, False),  # a stream of the server's own: the SDK's to handle
+    ],
+)
+def test_a_connection_broken_mid_answer_is_heard_with_the_request_it_answered(
+    sent, answering, heard
+) -> None:
+    refused: list[Exception] = []
+    stream = _BoundedStream(_Broken(sent), 10_000, True, "http://s/mcp", refused.append, answering)
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(stream)
+    if not heard:
+        assert refused == []
+        return
+    (lost,) = refused
+    assert isinstance(lost, AnswerLost) and lost.answering == answering
+    assert str(lost) == "RemoteProtocolError: peer closed connection without sending complete body"

@@ -26,9 +26,30 @@ import httpx
 from mcp.shared._httpx_utils import MCP_DEFAULT_SSE_READ_TIMEOUT, MCP_DEFAULT_TIMEOUT
 
 from hybridmcp.capabilities.stdio import ServerMessageError
+from hybridmcp.errors import HybridMCPError
 
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 Refused = Callable[[Exception], None] | None
+
+
+class AnswerLost(HybridMCPError):
+    """The connection broke while a response was under way (the message: how, as httpx
+    said). ``answering``: the JSON-RPC id of the request it answered (None for an SSE
+    server's own stream)."""
+
+    def __init__(self, message: str, answering: Any = None) -> None:
+        super().__init__(message)
+        self.answering = answering
+
+
+def describe_transport(err: httpx.TransportError) -> str:
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+
+
+def _names_an_id(chunk: bytes) -> bool:
+    """Does the chunk hold an event's ``id`` field (at a line's start; a field split across
+    chunks is missed, which only makes a resumable stream's loss reported, once)?"""
+    return chunk.startswith(b"id:") or b"\nid:" in chunk or b"\rid:" in chunk
 
 
 def answering(request: httpx.Request) -> Any:
@@ -117,6 +138,24 @@ class _BoundedStream(httpx.AsyncByteStream):
         self._endpoint = endpoint
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        resumable = False  # an event with an id: the SDK reconnects to resume the stream
+        try:
+            async for chunk in self._read():
+                resumable = resumable or (self._events and _names_an_id(chunk))
+                yield chunk
+        except httpx.TransportError as err:
+            # The connection broke before the answer to a request (or an SSE server's
+            # endpoint) came whole: the SDK drops that error, and the call would wait for its
+            # deadline. A stream it can resume (its events carry ids) it reconnects itself.
+            if self._refused is not None and not resumable and self._answers_someone:
+                self._refused(AnswerLost(describe_transport(err), self._answering))
+            raise
+
+    @property
+    def _answers_someone(self) -> bool:
+        return self._answering is not None or self._endpoint is not None
+
+    async def _read(self) -> AsyncIterator[bytes]:
         size = 0  # of the message under way
         tail = b""  # the last bytes seen, for an event's end split across chunks
         async for chunk in self._inner:

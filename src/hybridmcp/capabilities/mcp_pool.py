@@ -110,7 +110,7 @@ from mcp.types import (
     Tool,
 )
 
-from hybridmcp.capabilities.bounded_http import bounded_client_factory
+from hybridmcp.capabilities.bounded_http import AnswerLost, bounded_client_factory
 from hybridmcp.capabilities.client_features import (
     CallScope,
     ClientHooks,
@@ -539,8 +539,9 @@ class _ServerSession:
 
     def _refused(self, err: Exception) -> None:
         """The HTTP transport refused what the server sent (too long, or an SSE endpoint on
-        another origin), an error the MCP SDK would leave unheard: a start-up under way fails
-        now, and a call whose answer it was fails now, not at its deadline."""
+        another origin), or lost it (the connection broke mid-answer), an error the MCP SDK
+        would leave unheard: a start-up under way fails now, and a call whose answer it was
+        fails now, not at its deadline."""
         self.features.on_refused(err)
         starting = self._starting
         if starting is not None and not starting.is_set():
@@ -552,8 +553,16 @@ class _ServerSession:
             return
         for call in self._in_flight:
             if call.request_id == request_id and call.session is self._session:
-                self._suspect = True
-                _settle(call, ProviderError(f"{self.name}/{call.tool} failed: {_describe(err)}"))
+                self._suspect = True  # pinged before the next call: replaced if it is gone
+                where = f"{self.name}/{call.tool}"
+                if isinstance(err, AnswerLost):
+                    failed: Exception = ServerUnavailableError(
+                        f"{where}: the connection closed mid-call (server crashed or went "
+                        f"away: {' '.join(str(err).split())[:200]})"
+                    )
+                else:
+                    failed = ProviderError(f"{where} failed: {_describe(err)}")
+                _settle(call, failed)
                 self._abandon(call, "its answer was refused")  # its request runs out alone
                 return
 
