@@ -18,7 +18,7 @@ import pytest
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
 from hybridmcp.coordinator import Coordinator
-from hybridmcp.errors import DeadlineExceededError, ServerUnavailableError
+from hybridmcp.errors import DeadlineExceededError, ProviderError, ServerUnavailableError
 from hybridmcp.stats_store import all_stats
 from hybridmcp.task import parse_task
 from hybridmcp.testing.harness import HttpFaultServer, faultserver_stdio
@@ -114,6 +114,32 @@ async def test_a_server_stalling_mid_answer_ends_at_the_deadline_and_the_next_ca
         assert str(failed.value) == "f/echo did not answer within 1000 ms"
         await pool.call_tool("f", "fault_control", {"faults": {}}, timeout_s=FAR_S)
         assert await echo(pool, "next") == {"text": "next"}
+
+
+@pytest.mark.parametrize("transport", ["stdio", "streamable-http", "sse"])
+async def test_an_answer_past_max_message_bytes_fails_its_call_at_once_saying_so(
+    transport: str,
+) -> None:
+    """Over stdio the line, over streamable HTTP the POST's event, over SSE the one stream of
+    answers: refused as it passes the bound, the call failing then, naming the bound (over
+    SSE the stream was taken for a crash), and the next call answered."""
+    faults = {"echo": {"oversized_bytes": 300_000}}
+    async with asyncio.timeout(3 * FAR_S), pool_entry(transport, faults) as entry:
+        entry = entry | {"max_message_bytes": 100_000}
+        pool = SessionPool(parse_config({"mcpServers": {"f": entry}}).mcpServers)
+        try:
+            await pool.open()
+            with pytest.raises(ServerUnavailableError if transport != "streamable-http"
+                               else ProviderError) as failed:  # fmt: skip
+                await echo(pool, "too long")
+            assert not isinstance(failed.value, DeadlineExceededError), failed.value
+            message = str(failed.value)
+            assert "more than 100,000 bytes" in message and "max_message_bytes" in message
+            assert "\n" not in message and len(message) < 700, message
+            value = await pool.call_tool("f", "calculate", {"expression": "6*7"}, timeout_s=FAR_S)
+            assert json.loads(value.content[0].text) == {"value": 42}  # type: ignore[union-attr]
+        finally:
+            await pool.close()
 
 
 # -- through the coordinator: what is learned from each pattern ---------------------------------

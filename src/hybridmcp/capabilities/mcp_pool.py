@@ -550,6 +550,13 @@ class _ServerSession:
             return
         request_id = getattr(err, "answering", None)
         if request_id is None:
+            sse = isinstance(self.config, HttpServer) and self.config.transport == "sse"
+            if sse and self._session is not None:  # its one stream of answers is gone
+                if isinstance(err, AnswerLost):  # the message: how httpx saw it break
+                    why = f"its event stream broke: {' '.join(str(err).split())[:200]}"
+                else:
+                    why = f"its event stream was refused: {_describe(err)}"
+                self._broken(why, self._session)
             return
         for call in self._in_flight:
             if call.request_id == request_id and call.session is self._session:
