@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from langgraph.store.memory import InMemoryStore
 
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
@@ -266,3 +267,29 @@ async def test_bimodal_latency_is_hedged_and_each_call_is_learned_once() -> None
             len(answered),
             len(cut),
         )
+
+
+async def test_a_server_slow_at_its_start_then_healthy_keeps_its_circuit_closed() -> None:
+    """Learned healthy in one process; in the next, its server (a new process) is slow for
+    its first six calls, a cold start, and answers in time after. Those calls are judged slow
+    against what was learned (hedged or moved, and counted for the breaker), but the calls
+    that show it healthy again do not open its circuit: the requests stay with it."""
+    store = InMemoryStore()
+    healthy = faultserver_stdio({"calculate": {"latency_ms": 2}})
+    async with (
+        asyncio.timeout(240),
+        Coordinator.open(coordinator_config(healthy), store=store) as co,
+    ):
+        for n in range(15):
+            await calc_run(co, n, strategy="external")
+    cold = faultserver_stdio({"calculate": {"latency_ms": 2, "slow_first": 6, "slow_ms": 300}})
+    async with asyncio.timeout(240), Coordinator.open(coordinator_config(cold), store=store) as co:
+        codes: list[str] = []
+        sides: list[list[str]] = []
+        for n in range(12):
+            out = await calc_run(co, n, strategy="external")
+            codes += [ev["code"] for ev in out["events"]]
+            sides.append(served(out))
+        assert "CIRCUIT_OPENED" not in codes, (codes, sides)
+        assert "internal" in sides[0], sides  # its slow start was not waited for
+        assert all(s == ["external", "external"] for s in sides[-4:]), sides
