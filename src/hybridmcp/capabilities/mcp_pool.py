@@ -494,7 +494,7 @@ class _ServerSession:
                 sse = self.config.transport == "sse"
                 connection["httpx_client_factory"] = bounded_client_factory(
                     self.config.max_message_bytes,
-                    self._refused,
+                    functools.partial(self._refused, me),  # heard only while it is current
                     self.config.url if sse else None,
                 )
             # The configured session_kwargs (a client_info of the user's own) win over ours.
@@ -537,12 +537,15 @@ class _ServerSession:
                     self._broken(f"session ended: {self.status.error or 'transport closed'}")
             ready.set()
 
-    def _refused(self, err: Exception) -> None:
+    def _refused(self, owner: asyncio.Task[None] | None, err: Exception) -> None:
         """The HTTP transport refused what the server sent (too long, or an SSE endpoint on
         another origin), or lost it (the connection broke mid-answer), an error the MCP SDK
         would leave unheard: a start-up under way fails now, and a call whose answer it was
-        fails now, not at its deadline."""
+        fails now, not at its deadline. ``owner``: the task of the session whose transport it
+        was; one already retired changes nothing."""
         self.features.on_refused(err)
+        if owner is not self._owner:
+            return
         starting = self._starting
         if starting is not None and not starting.is_set():
             self._start_refused = err
