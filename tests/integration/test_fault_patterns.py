@@ -112,7 +112,10 @@ async def test_a_server_stalling_mid_answer_ends_at_the_deadline_and_the_next_ca
         )
         with pytest.raises(DeadlineExceededError) as failed:
             await echo(pool, "stalls", timeout_s=1.0)
-        assert str(failed.value) == "f/echo did not answer within 1000 ms"
+        message = str(failed.value)
+        assert message.startswith("f/echo did not answer within 1000 ms"), message
+        if transport == "stdio":  # what it left: half a line
+            assert message.endswith(" bytes of a message, not ended"), message
         await pool.call_tool("f", "fault_control", {"faults": {}}, timeout_s=FAR_S)
         assert await echo(pool, "next") == {"text": "next"}
 

@@ -280,7 +280,7 @@ PROTOCOL_FAULTS = {
     "wrong_id": "meanwhile it sent what answers no request: RuntimeError: an answer to id",
     "no_id": "meanwhile it sent what answers no request: ValidationError: the server's JSONRPC",
     "odd_part": "content.0: type 'video' is not one MCP has ('text', 'image'",
-    "drip": "did not answer within 2000 ms",
+    "drip": "did not answer within 2000 ms; it had written ",  # "... bytes of a message"
     "latin1": "the server wrote a line that is not utf-8 (bytes e9 22",
     "huge_line": "the server sent a message of more than 16,000,000 bytes",
     "flood": "did not answer within 2000 ms",

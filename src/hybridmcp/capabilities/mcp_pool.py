@@ -117,7 +117,7 @@ from hybridmcp.capabilities.client_features import (
     ElicitationRequired,
     ServerFeatures,
 )
-from hybridmcp.capabilities.stdio import stdio_client
+from hybridmcp.capabilities.stdio import LineFramer, stdio_client
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
@@ -214,7 +214,7 @@ def _from_environ(match: re.Match[str]) -> str:
 
 @contextlib.asynccontextmanager
 async def _session_for(
-    connection: dict[str, Any], server_log: str | None
+    connection: dict[str, Any], server_log: str | None, framer: LineFramer | None = None
 ) -> AsyncIterator[ClientSession]:
     """A session on the connection. A stdio server runs under hybridmcp's own transport
     (:mod:`hybridmcp.capabilities.stdio`: lines framed in linear time and bounded by
@@ -234,7 +234,9 @@ async def _session_for(
         log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
     try:
         async with (
-            stdio_client(params, log, max_bytes=connection["max_message_bytes"]) as streams,
+            stdio_client(
+                params, log, max_bytes=connection["max_message_bytes"], framer=framer
+            ) as streams,
             ClientSession(*streams, **(connection.get("session_kwargs") or {})) as session,
         ):
             yield session
@@ -426,6 +428,8 @@ class _ServerSession:
         self._last_used = time.monotonic()
         self._answered_at = 0.0
         """``time.perf_counter()`` when a request on the session last ended."""
+        self._framer: LineFramer | None = None
+        """The stdio session's line framer (what a server left mid-line is in it)."""
         self._starting: asyncio.Event | None = None
         """The start-up under way waits on it (set when the session is ready, or cannot be)."""
         self._start_refused: Exception | None = None
@@ -502,7 +506,10 @@ class _ServerSession:
                 **self.features.session_kwargs(),
                 **(connection.get("session_kwargs") or {}),
             }
-            async with _session_for(connection, self.settings.server_log) as session:
+            framer = None
+            if isinstance(self.config, StdioServer):  # read at a deadline: a line left open?
+                framer = self._framer = LineFramer(self.config.max_message_bytes)
+            async with _session_for(connection, self.settings.server_log, framer) as session:
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await session.list_tools()
@@ -989,6 +996,9 @@ class _ServerSession:
             waited += (
                 f"; meanwhile it sent what answers no request: {_describe(got)}" if got else ""
             )
+        framer = self._framer
+        if framer is not None and framer.pending and call.session is self._session:
+            waited += f"; it had written {framer.pending:,} bytes of a message, not ended"
         call.outcome.set_exception(
             DeadlineExceededError(f"{self.name}/{call.tool} did not answer {waited}")
         )
