@@ -181,3 +181,14 @@ def served_model_lm(max_tokens: int = 1000, **_options: Any) -> Any:
         cache=False,
         num_retries=0,
     )
+
+
+def slow_calculate(expression: str) -> dict[str, Any]:
+    """An internal twin of the fault server's ``calculate`` that is always 50 ms slow (a
+    plain function: it runs in a worker thread)."""
+    import time
+
+    from hybridmcp.testing.faultserver import calculate
+
+    time.sleep(0.05)
+    return calculate(expression)

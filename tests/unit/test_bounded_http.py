@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridmcp.capabilities.bounded_http import _BoundedStream
+from hybridmcp.capabilities.bounded_http import AnswerLost, EndpointCheck, _BoundedStream, answering
 from hybridmcp.capabilities.stdio import ServerMessageError
 
 
@@ -70,3 +72,93 @@ def test_a_message_past_the_bound_is_refused_and_heard(size, events, cuts) -> No
     assert refused == [err.value]
     assert ("an event" if events else "a response") in str(err.value)
     assert "http://s/mcp" in str(err.value)
+
+
+ENDPOINTS = {
+    "/messages/?session_id=1": None,
+    "http://s:8/messages": None,
+    "http://other:8/messages": "another origin (http://other:8/messages)",
+    "https://s:8/messages": "another origin (https://s:8/messages)",
+    "http://s:9/messages": "another origin (http://s:9/messages)",
+    "//elsewhere/messages": "another origin (http://elsewhere/messages)",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    endpoint=st.sampled_from(sorted(ENDPOINTS)),
+    before=st.lists(st.sampled_from([b": keep-alive", b"event: ping\ndata: x"]), max_size=3),
+    end=ends,
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=12),
+)
+def test_an_sse_endpoint_on_another_origin_is_refused_however_the_stream_is_cut(
+    endpoint, before, end, cuts
+) -> None:
+    """The SDK's rule (scheme and host:port of the stream's URL), on the first ``endpoint``
+    event, whatever comes before it and however its bytes are split into chunks."""
+    nl = end[: len(end) // 2]
+    named = b"event: endpoint\ndata: " + endpoint.encode()
+    blocks = [b.replace(b"\n", nl) for b in [*before, named]]
+    data = b"".join(b + end for b in blocks) + b"event: message\ndata: {}" + end
+    refused: list[Exception] = []
+    check = EndpointCheck("http://s:8/sse")
+    stream = _BoundedStream(
+        _Chunks(_cut(data, cuts)), 10_000, True, "http://s:8/sse", refused.append, None, check
+    )
+    said = ENDPOINTS[endpoint]
+    if said is None:
+        assert _read(stream) == data and not refused and check.done
+        return
+    with pytest.raises(ServerMessageError, match=re.escape(said)) as err:
+        _read(stream)
+    assert refused == [err.value]
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "expected"),
+    [
+        ("POST", b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call"}', 7),
+        ("POST", b'{"jsonrpc": "2.0", "id": "a", "method": "ping"}', "a"),
+        ("POST", b'{"jsonrpc": "2.0", "method": "notifications/initialized"}', None),
+        ("POST", b'{"jsonrpc": "2.0", "id": 7, "result": {}}', None),  # our answer to it
+        ("POST", b"[1, 2]", None),
+        ("POST", b"\xff not json", None),
+        ("GET", b"", None),
+    ],
+)
+def test_a_refused_response_names_the_request_it_answers(method, body, expected) -> None:
+    request = httpx.Request(method, "http://s/mcp", content=body or None)
+    assert answering(request) == expected
+
+
+class _Broken(_Chunks):
+    """Chunks, then the connection breaks (as httpx reports a peer that went away)."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in super().__aiter__():
+            yield chunk
+        raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+@pytest.mark.parametrize(
+    ("sent", "answering", "heard"),
+    [
+        ([b'event: message\ndata: {"jsonrpc"'], 7, True),  # an answer cut in two
+        ([], 7, True),  # nothing came after the headers
+        ([b"id: 1\nevent: message\ndata: {}\n\n"], 7, False),  # resumable: the SDK resumes
+        ([b"data: {}"], None, False),  # a stream of the server's own: the SDK's to handle
+    ],
+)
+def test_a_connection_broken_mid_answer_is_heard_with_the_request_it_answered(
+    sent, answering, heard
+) -> None:
+    refused: list[Exception] = []
+    stream = _BoundedStream(_Broken(sent), 10_000, True, "http://s/mcp", refused.append, answering)
+    with pytest.raises(httpx.RemoteProtocolError):
+        _read(stream)
+    if not heard:
+        assert refused == []
+        return
+    (lost,) = refused
+    assert isinstance(lost, AnswerLost) and lost.answering == answering
+    assert str(lost) == "RemoteProtocolError: peer closed connection without sending complete body"

@@ -32,11 +32,29 @@ def test_a_success_resets_the_run_of_failures():
 
 def test_failure_rate_needs_minimum_calls():
     b = breaker(consecutive_failures=100, minimum_calls=4, failure_rate_threshold=0.5)
-    assert b.record(False, 0) is None
     assert b.record(True, 0) is None
     assert b.record(False, 0) is None
-    t = b.record(True, 0)  # 4 calls, 50% failed
+    assert b.record(True, 0) is None
+    t = b.record(False, 0)  # 4 calls, 50% failed
     assert t is not None and t.failure_rate == 0.5 and t.window_calls == 4
+
+
+def test_a_call_answered_in_time_never_opens_the_circuit():
+    """A slow start (or a warm-up after recovery), then healthy: the call that reaches the
+    minimum with the slow ones still at the rate shows the provider well, and does not open
+    it (resilience4j's would); the next slow call, with the rate still there, does."""
+    b = breaker(consecutive_failures=100, minimum_calls=10, failure_rate_threshold=0.5)
+    for _ in range(5):
+        assert b.record(True, 0, slow=True) is None
+    for _ in range(5):
+        assert b.record(True, 0) is None  # 10 calls, 50% slow: healthy now
+    assert b.state == "closed"
+    t = b.record(True, 0, slow=True)  # 11 calls, 6 slow
+    assert t is not None and "slow-call rate" in t.reason
+    c = breaker(consecutive_failures=100, minimum_calls=4, failure_rate_threshold=0.5)
+    for ok in (False, False, True, True, True):
+        assert c.record(ok, 0) is None
+    assert c.state == "closed"
 
 
 def test_slow_calls_open_it_like_failures():

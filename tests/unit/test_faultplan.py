@@ -365,3 +365,47 @@ def test_current_time_is_now():
 def test_convert_time_refuses(args, message):
     with pytest.raises(ToolInputError, match=message):
         convert_time(*args)
+
+
+# ---- patterns: a slow start, bimodal latency, intermittent failures, a cut answer -----------
+
+
+def test_a_slow_start_then_healthy():
+    p = plan({"echo": {"latency_ms": 2, "slow_first": 3, "slow_ms": 100}})
+    assert [decide(p, "echo", n).delay_s for n in range(1, 7)] == [0.102] * 3 + [0.002] * 3
+
+
+def test_bimodal_latency_takes_the_slow_mode_at_its_rate_and_the_same_calls_every_time():
+    p = plan({"echo": {"latency_ms": 5, "slow_rate": 0.25, "slow_ms": 200}})
+    delays = [decide(p, "echo", n).delay_s for n in range(1, 2001)]
+    assert set(delays) == {0.005, 0.205}
+    assert 0.2 < delays.count(0.205) / len(delays) < 0.3
+    assert delays == [decide(p, "echo", n).delay_s for n in range(1, 2001)]
+
+
+def test_every_kth_call_fails_and_only_those():
+    p = plan({"echo": {"fail_every": 3}})
+    actions = [decide(p, "echo", n).action for n in range(1, 10)]
+    assert actions == ["answer", "answer", "fail"] * 3
+    assert decide(p, "echo", 6).reason == "fail_every=3 (call 6)"
+    counted_over_all = plan({"*": {"fail_every": 2}})
+    assert decide(counted_over_all, "echo", 1, total=4).action == "fail"
+
+
+@pytest.mark.parametrize(
+    ("how", "action"), [("stall", "partial_stall"), ("crash", "partial_crash")]
+)
+def test_a_cut_answer_comes_after_a_failure_would(how, action):
+    assert decide(plan({"echo": {"partial": how}}), "echo", 1).action == action
+    failing = plan({"echo": {"partial": how, "fail_first": 1}})
+    assert [decide(failing, "echo", n).action for n in (1, 2)] == ["fail", action]
+
+
+def test_new_patterns_are_validated_by_key():
+    for bad, key in [
+        ({"echo": {"fail_every": 0}}, "faults.echo.fail_every"),
+        ({"echo": {"slow_rate": 1.5}}, "faults.echo.slow_rate"),
+        ({"echo": {"partial": "later"}}, "faults.echo.partial"),
+    ]:
+        with pytest.raises(ConfigError, match=key):
+            plan(bad)

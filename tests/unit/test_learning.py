@@ -249,3 +249,23 @@ def test_percentile_ends_and_one_value():
     assert percentile([1.0, 2.0], 50) == 1.5
     with pytest.raises(ValueError):
         percentile([], 50)
+
+
+def test_prediction_accuracy_scores_only_what_the_provider_did():
+    """A hedge that lost, a straggler cut, a call cut by the run's deadline, one never sent
+    (still queued, refused by the gate), one failed by its request's fault: none proves a
+    prediction wrong (a run with one cancelled hedge scored 2 of 3 on success before)."""
+    predicted = {"success": 0.9, "latency_ms": 10.0}
+    ours = [
+        {"ok": False, "latency_ms": 0.3, "censored": "hedge lost", "cancelled": "hedge lost"},
+        {"ok": False, "latency_ms": 40.0, "censored": "straggler", "cancelled": "straggler"},
+        {"ok": False, "latency_ms": 50.0, "censored": "run deadline"},
+        {"ok": False, "latency_ms": 0.0, "sent": False, "error_kind": "queued"},
+        {"ok": False, "latency_ms": 0.0, "sent": False, "error_kind": "refused"},
+        {"ok": False, "latency_ms": 2.0, "error_kind": "request"},
+    ]
+    attempts = [{"request_id": "r0", "provider": "e", "ok": True, "latency_ms": 11.0}]
+    attempts += [{"request_id": f"r{i}", "provider": "e", **a} for i, a in enumerate(ours, 1)]
+    predictions = {(a["request_id"], "e"): predicted for a in attempts}
+    acc = prediction_accuracy(attempts, predictions)
+    assert (acc["attempts"], acc["accuracy"], acc["success_accuracy"]) == (1, 1.0, 1.0)

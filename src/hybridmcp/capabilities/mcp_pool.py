@@ -117,14 +117,14 @@ from mcp.types import (
     Tool,
 )
 
-from hybridmcp.capabilities.bounded_http import bounded_client_factory
+from hybridmcp.capabilities.bounded_http import AnswerLost, bounded_client_factory
 from hybridmcp.capabilities.client_features import (
     CallScope,
     ClientHooks,
     ElicitationRequired,
     ServerFeatures,
 )
-from hybridmcp.capabilities.stdio import stdio_client
+from hybridmcp.capabilities.stdio import LineFramer, stdio_client
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
 from hybridmcp.errors import (
@@ -270,7 +270,10 @@ async def _sse_session(
 
 @contextlib.asynccontextmanager
 async def _session_for(
-    connection: dict[str, Any], server_log: str | None, ended: asyncio.Event
+    connection: dict[str, Any],
+    server_log: str | None,
+    ended: asyncio.Event,
+    framer: LineFramer | None = None,
 ) -> AsyncIterator[ClientSession]:
     """A session on the connection. A stdio server runs under hybridmcp's own transport
     (:mod:`hybridmcp.capabilities.stdio`: lines framed in linear time and bounded by
@@ -294,7 +297,9 @@ async def _session_for(
         log = await asyncio.to_thread(open, server_log, "a", encoding="utf-8", buffering=1)
     try:
         async with (
-            stdio_client(params, log, max_bytes=connection["max_message_bytes"]) as streams,
+            stdio_client(
+                params, log, max_bytes=connection["max_message_bytes"], framer=framer
+            ) as streams,
             ClientSession(*streams, **(connection.get("session_kwargs") or {})) as session,
         ):
             yield session
@@ -503,6 +508,12 @@ class _ServerSession:
         self._last_used = time.monotonic()
         self._answered_at = 0.0
         """``time.perf_counter()`` when a request on the session last ended."""
+        self._framer: LineFramer | None = None
+        """The stdio session's line framer (what a server left mid-line is in it)."""
+        self._starting: asyncio.Event | None = None
+        """The start-up under way waits on it (set when the session is ready, or cannot be)."""
+        self._start_refused: Exception | None = None
+        """What the transport refused during that start-up: the start-up has failed."""
 
     # -- opening and closing ------------------------------------------------------------------
 
@@ -520,6 +531,7 @@ class _ServerSession:
         timeout = self.config.startup_timeout_ms / 1000
         self.features.unreadable = None
         self._listing = False
+        self._starting, self._start_refused = ready, None
         try:
             await asyncio.wait_for(ready.wait(), timeout)
         except TimeoutError:
@@ -533,6 +545,13 @@ class _ServerSession:
             )
             self._retire()
             owner.cancel()  # a hung start-up has nothing to close gracefully: end it now
+        finally:
+            self._starting = None
+        if (refused := self._start_refused) is not None:  # the transport cannot go on
+            self._start_refused = None
+            self.status.error = _describe(refused)
+            self._retire()
+            owner.cancel()
         if self._session is not None and self._owner is owner:
             self.status.opens += 1
             self.status.failed_opens = 0
@@ -557,10 +576,12 @@ class _ServerSession:
                 connection["auth"] = self.auth
             opened: list[ClientSession] = []  # the session, once there is one
             if isinstance(self.config, HttpServer):  # responses bounded like stdio lines
+                sse = self.config.transport == "sse"
                 connection["httpx_client_factory"] = bounded_client_factory(
                     self.config.max_message_bytes,
-                    self.features.on_refused,
+                    functools.partial(self._refused, me),  # heard only while it is current
                     functools.partial(self._undelivered, opened),
+                    self.config.url if sse else None,
                 )
             else:  # our own stdio transport (:func:`_session_for`)
                 connection["max_message_bytes"] = self.config.max_message_bytes
@@ -570,7 +591,12 @@ class _ServerSession:
                 **(connection.get("session_kwargs") or {}),
             }
             stream_ended = asyncio.Event()
-            async with _session_for(connection, self.settings.server_log, stream_ended) as session:
+            framer = None
+            if isinstance(self.config, StdioServer):  # read at a deadline: a line left open?
+                framer = self._framer = LineFramer(self.config.max_message_bytes)
+            async with _session_for(
+                connection, self.settings.server_log, stream_ended, framer
+            ) as session:
                 opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
@@ -622,6 +648,45 @@ class _ServerSession:
             f"{self.name}/{call.tool}: MCP server {self.name!r} is not available ({why}); "
             "the request was not delivered"
         )
+
+    def _refused(self, owner: asyncio.Task[None] | None, err: Exception) -> None:
+        """The HTTP transport refused what the server sent (too long, or an SSE endpoint on
+        another origin), or lost it (the connection broke mid-answer), an error the MCP SDK
+        would leave unheard: a start-up under way fails now, and a call whose answer it was
+        fails now, not at its deadline. ``owner``: the task of the session whose transport it
+        was; one already retired changes nothing."""
+        self.features.on_refused(err)
+        if owner is not self._owner:
+            return
+        starting = self._starting
+        if starting is not None and not starting.is_set():
+            self._start_refused = err
+            starting.set()
+            return
+        request_id = getattr(err, "answering", None)
+        if request_id is None:
+            sse = isinstance(self.config, HttpServer) and self.config.transport == "sse"
+            if sse and self._session is not None:  # its one stream of answers is gone
+                if isinstance(err, AnswerLost):  # the message: how httpx saw it break
+                    why = f"its event stream broke: {' '.join(str(err).split())[:200]}"
+                else:
+                    why = f"its event stream was refused: {_describe(err)}"
+                self._broken(why, self._session)
+            return
+        for call in self._in_flight:
+            if call.request_id == request_id and call.session is self._session:
+                self._suspect = True  # pinged before the next call: replaced if it is gone
+                where = f"{self.name}/{call.tool}"
+                if isinstance(err, AnswerLost):
+                    failed: Exception = ServerUnavailableError(
+                        f"{where}: the connection closed mid-call (server crashed or went "
+                        f"away: {' '.join(str(err).split())[:200]})"
+                    )
+                else:
+                    failed = ProviderError(f"{where} failed: {_describe(err)}")
+                _settle(call, failed)
+                self._abandon(call, "its answer was refused")  # its request runs out alone
+                return
 
     def _fail_in_flight(self, session: ClientSession | None, why: str) -> None:
         """The calls in flight on a session that ended by itself fail now, not at their
@@ -1051,6 +1116,9 @@ class _ServerSession:
             waited += (
                 f"; meanwhile it sent what answers no request: {_describe(got)}" if got else ""
             )
+        framer = self._framer
+        if framer is not None and framer.pending and call.session is self._session:
+            waited += f"; it had written {framer.pending:,} bytes of a message, not ended"
         call.outcome.set_exception(
             DeadlineExceededError(f"{self.name}/{call.tool} did not answer {waited}")
         )

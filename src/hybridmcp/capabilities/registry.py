@@ -547,12 +547,21 @@ async def invoke_internal(
         with starting:
             if abandoned.is_set():
                 return None
+            # Stamped before waking the loop: a caller that gives up from now on finds the
+            # call sent (the lock), and the wake-up's write to the loop's pipe, which hands
+            # the interpreter to a busy loop for a switch interval or more, is not the
+            # function's time (see the next stamp).
             timing.sent_at = time.perf_counter()
         loop.call_soon_threadsafe(timing.sent.set)
+        begun = time.perf_counter()
         try:
             value = fn(**args)
         finally:
-            timing.ended_at = time.perf_counter()
+            ended = time.perf_counter()
+            # The function's own time only: what the thread waited for the interpreter
+            # before it began is the loop's queue, not the provider's latency.
+            timing.sent_at = begun
+            timing.ended_at = ended
         return internal_value(value)  # in the thread too
 
     try:

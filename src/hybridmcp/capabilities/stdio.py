@@ -48,7 +48,13 @@ Streams = tuple[
 
 
 class ServerMessageError(HybridMCPError):
-    """What a server wrote cannot be a message: too long, or not in its encoding."""
+    """What a server wrote cannot be a message: too long, or not in its encoding.
+    ``answering``: the JSON-RPC id of the request whose answer it was, where the transport
+    knows it (an HTTP response to that request's POST); None otherwise."""
+
+    def __init__(self, message: str, answering: Any = None) -> None:
+        super().__init__(message)
+        self.answering = answering
 
 
 class LineFramer:
@@ -59,6 +65,11 @@ class LineFramer:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._pending = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes of a line begun and not yet ended (a server that stopped mid-message)."""
+        return len(self._pending)
 
     def feed(self, chunk: bytes) -> list[bytes]:
         lines: list[bytes] = []
@@ -122,9 +133,14 @@ def utf8_transcoder(encoding: str, errors: str) -> Callable[[bytes], bytes] | No
 
 @asynccontextmanager
 async def stdio_client(
-    server: StdioServerParameters, errlog: TextIO = sys.stderr, *, max_bytes: int
+    server: StdioServerParameters,
+    errlog: TextIO = sys.stderr,
+    *,
+    max_bytes: int,
+    framer: LineFramer | None = None,
 ) -> AsyncIterator[Streams]:
-    """The SDK's ``stdio_client``, its reader replaced (see the module docstring)."""
+    """The SDK's ``stdio_client``, its reader replaced (see the module docstring); ``framer``:
+    the one to frame the server's lines with (the caller may read what it holds)."""
     reader_in: MemoryObjectSendStream[SessionMessage | Exception]
     reader_out: MemoryObjectReceiveStream[SessionMessage | Exception]
     writer_in: MemoryObjectSendStream[SessionMessage]
@@ -145,8 +161,9 @@ async def stdio_client(
             await stream.aclose()
         raise
 
+    framer = framer or LineFramer(max_bytes)
+
     async def stdout_reader() -> None:
-        framer = LineFramer(max_bytes)
         encoding, errors = server.encoding, server.encoding_error_handler
         as_utf8 = utf8_transcoder(encoding, errors)
         if as_utf8 is not None:  # lines framed on the UTF-8 the text becomes

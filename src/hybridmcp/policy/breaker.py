@@ -6,7 +6,10 @@ A pure state machine per provider, driven by outcomes and the time passed in (``
   last ``consecutive_failures`` outcomes all failed (Envoy's ``consecutive_5xx``; slow calls do
   not count here: they come in bursts when many runs share a server), or when the
   window holds at least ``minimum_calls`` outcomes and the share of failures, or of slow calls,
-  reaches ``failure_rate_threshold`` (resilience4j's failure-rate and slow-call-rate rules).
+  reaches ``failure_rate_threshold`` (resilience4j's failure-rate and slow-call-rate rules),
+  judged when a failed or slow call comes in: unlike resilience4j's, a call answered in time
+  never opens the circuit, so a provider slow at its start (or warming up after a recovery)
+  and healthy since is not taken out of rotation by the call that shows it healthy.
   A *slow* call is one that answered past the provider's degradation threshold, taken at the
   call's load (the calls in flight beside it on its session:
   :func:`hybridmcp.policy.hedging.at_load`), so a server working through our own calls in
@@ -119,7 +122,9 @@ class CircuitBreaker:
         self.consecutive_bad = self.consecutive_bad + 1 if not ok else 0
         if self.consecutive_bad >= self.config.consecutive_failures:
             return self._open(now, f"{self.consecutive_bad} failed calls in a row")
-        if len(self.window) >= self.config.minimum_calls:
+        # Only a bad outcome trips a rate: a call answered in time says the provider is well
+        # now, whatever the window still holds (a slow start, a warm-up after recovery).
+        if bad and len(self.window) >= self.config.minimum_calls:
             failure_rate, slow_rate = self.rates()
             threshold = self.config.failure_rate_threshold
             if failure_rate >= threshold:

@@ -77,13 +77,19 @@ def shape_error(comparator: ComparatorConfig, value: Any) -> str | None:
 
 
 def run_calls(attempts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """Per provider, this run's calls that were not cancelled: ``(failed, calls)``; failed by
-    the provider's doing only (:func:`_provider_failed`)."""
+    """Per provider, this run's calls that it answered or failed: ``(failed, calls)``; failed
+    by the provider's doing only (:func:`_provider_failed`). A call the coordinator never sent
+    (still queued, refused by the gate) or ended itself (a cancelled hedge or straggler, the
+    run's deadline) is no call of the provider's: counted, it would water its error rate
+    down."""
     out: dict[str, tuple[int, int]] = {}
     for a in attempts:
-        if not a.get("cancelled"):
-            failed, calls = out.get(a["provider"], (0, 0))
-            out[a["provider"]] = (failed + _provider_failed(a), calls + 1)
+        if a.get("cancelled") or a.get("censored") or not a.get("sent", True) or refused(a):
+            continue
+        if a.get("error_kind") == QUEUED:
+            continue
+        failed, calls = out.get(a["provider"], (0, 0))
+        out[a["provider"]] = (failed + _provider_failed(a), calls + 1)
     return out
 
 

@@ -26,6 +26,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any
 
 from hybridmcp.errors import StoredRecordError
+from hybridmcp.policy.blame import learnable, request_faults
 
 DEFAULT_ALPHA = 0.2
 DEFAULT_HALF_LIFE = 25.0
@@ -551,12 +552,17 @@ def prediction_accuracy(
     """The share of attempts predicted right (:func:`prediction_hit`), with its two parts.
 
     ``predictions`` maps (request id, provider) to the prediction arbitration made; attempts
-    without one (hedges to a provider never scored) are not counted.
+    without one (hedges to a provider never scored) are not counted, nor are those whose
+    outcome is not the provider's (:func:`~hybridmcp.policy.blame.learnable`): a call cut by
+    the coordinator (a hedge that lost, a straggler, the run's deadline), never sent, or
+    failed by its request's own fault. A cancelled hedge proves no prediction wrong.
     """
+    attempts = list(attempts)
+    faults = request_faults(attempts)
     scored = success_hits = latency_hits = latency_n = hits = 0
     for a in attempts:
         p = predictions.get((a["request_id"], a["provider"]))
-        if p is None:
+        if p is None or learnable(a, faults) != "outcome":
             continue
         scored += 1
         success_hits += (float(p["success"]) >= 0.5) == a["ok"]

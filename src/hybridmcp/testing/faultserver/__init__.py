@@ -50,14 +50,23 @@ with ``fault_control``. Keys of one tool's spec, all optional:
 
 ``latency_ms``, ``jitter_ms``
     Delay added to every call: ``latency_ms`` plus a uniform draw in ``[0, jitter_ms]``.
-``fail_rate``, ``fail_first``
+``slow_ms`` with ``slow_first``, ``slow_rate``
+    ``slow_ms`` more for the first ``slow_first`` calls (a slow start, then healthy), and for
+    each call with probability ``slow_rate`` (bimodal latency: most calls fast, some slow).
+``fail_rate``, ``fail_first``, ``fail_every``
     The call fails with an MCP tool error (``isError=true``): with probability ``fail_rate``
-    (deterministic given ``--seed``), or for the first ``fail_first`` calls.
+    (deterministic given ``--seed``), for the first ``fail_first`` calls, or for every
+    ``fail_every``-th call (intermittent: calls k, 2k, 3k, ...).
 ``hang``, ``hang_rate``
     The call never answers (always, or with probability ``hang_rate``).
 ``crash``, ``crash_after``
     The process exits with ``os._exit(1)`` in the middle of the call, without answering: on every
     call, or on call ``crash_after + 1`` and later.
+``partial``
+    ``"stall"`` or ``"crash"``: over stdio, the first half of the answer's JSON-RPC line is
+    written, then the server stalls (answering nothing more, its later answers written after
+    the cut line) or exits. Over HTTP (whose response the server framework writes) ``"stall"``
+    hangs the call and ``"crash"`` exits in the middle of it, its response begun.
 ``malformed``
     ``true`` or ``"invalid_json"``: the text is truncated JSON (no structured content);
     ``"wrong_shape"``: valid JSON of the wrong shape (``{"status": "ok", "data": [values]}``).
@@ -69,11 +78,12 @@ with ``fault_control``. Keys of one tool's spec, all optional:
     A plausible but different value: ``calculate`` +1, times shifted by 3 hours, ``word_count``
     one word more, ``echo`` one character less, ``sleep`` one millisecond more.
 
-Counting keys (``fail_first``, ``crash_after``) count the calls of the scope they are written in:
-under a tool name, that tool's calls; under ``"*"``, all tool calls. Precedence when several
-apply: crash, hang, fail; then error_text, malformed, oversized, wrong_answer. Random draws come
-from ``random.Random`` seeded by (seed, tool, call number), so a given call of a given tool gets
-the same fate whatever the order or concurrency of the calls.
+Counting keys (``slow_first``, ``fail_first``, ``fail_every``, ``crash_after``) count the calls
+of the scope they are written in: under a tool name, that tool's calls; under ``"*"``, all tool
+calls. Precedence when several apply: crash, hang, fail, partial; then error_text, malformed,
+oversized, wrong_answer. Random draws come from ``random.Random`` seeded by (seed, tool, call
+number), so a given call of a given tool gets the same fate whatever the order or concurrency
+of the calls.
 
 ``--record FILE`` appends one JSON line per received tool call, before any fault is applied::
 

@@ -44,8 +44,12 @@ class FaultSpec(BaseModel):
 
     latency_ms: float = Field(default=0.0, ge=0)
     jitter_ms: float = Field(default=0.0, ge=0)
+    slow_ms: float = Field(default=0.0, ge=0)
+    slow_first: int = Field(default=0, ge=0)
+    slow_rate: float = Field(default=0.0, ge=0, le=1)
     fail_rate: float = Field(default=0.0, ge=0, le=1)
     fail_first: int = Field(default=0, ge=0)
+    fail_every: int | None = Field(default=None, ge=1)
     hang: bool = False
     hang_rate: float = Field(default=0.0, ge=0, le=1)
     crash: bool = False
@@ -54,9 +58,10 @@ class FaultSpec(BaseModel):
     oversized_bytes: int | None = Field(default=None, ge=0)
     error_text: str | None = None
     wrong_answer: bool = False
+    partial: Literal["stall", "crash"] | None = None
 
 
-Action = Literal["answer", "fail", "hang", "crash"]
+Action = Literal["answer", "fail", "hang", "crash", "partial_stall", "partial_crash"]
 Output = Literal["normal", "error_text", "invalid_json", "wrong_shape", "oversized", "wrong_answer"]
 
 
@@ -151,10 +156,11 @@ class FaultPlan(BaseModel):
     ) -> FaultDecision:
         """The fate of call number ``tool_call`` of ``tool`` (``total_call`` over all tools).
 
-        Both numbers count from 1 and include this call. ``rng`` is drawn from exactly three
+        Both numbers count from 1 and include this call. ``rng`` is drawn from exactly four
         times whatever the plan, so decisions do not shift when the plan changes.
         """
         u_jitter, u_hang, u_fail = rng.random(), rng.random(), rng.random()
+        u_slow = rng.random()  # drawn last: the first three draws are those of older plans
 
         def get(name: str) -> Any:
             return self._key(tool, name)[0]
@@ -162,7 +168,9 @@ class FaultPlan(BaseModel):
         def count(name: str) -> int:
             return total_call if self._key(tool, name)[1] == WILDCARD else tool_call
 
-        delay_s = (get("latency_ms") + get("jitter_ms") * u_jitter) / 1000.0
+        slow = count("slow_first") <= get("slow_first") or u_slow < get("slow_rate")
+        delay_ms = get("latency_ms") + get("jitter_ms") * u_jitter
+        delay_s = (delay_ms + (get("slow_ms") if slow else 0.0)) / 1000.0
 
         crash_after = get("crash_after")
         if get("crash"):
@@ -182,6 +190,15 @@ class FaultPlan(BaseModel):
             )
         if u_fail < get("fail_rate"):
             return FaultDecision(delay_s, "fail", reason=f"fail_rate={get('fail_rate')}")
+        fail_every = get("fail_every")
+        if fail_every is not None and count("fail_every") % fail_every == 0:
+            return FaultDecision(
+                delay_s, "fail", reason=f"fail_every={fail_every} (call {count('fail_every')})"
+            )
+        partial = get("partial")
+        if partial is not None:
+            action: Action = "partial_crash" if partial == "crash" else "partial_stall"
+            return FaultDecision(delay_s, action, reason=f"partial={partial}")
 
         if get("error_text") is not None:
             return FaultDecision(delay_s, output="error_text", error_text=get("error_text"))

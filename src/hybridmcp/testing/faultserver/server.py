@@ -55,10 +55,18 @@ class CallRecorder:
 class FaultState:
     """The live fault plan, the call counters and the seed; shared by all sessions."""
 
-    def __init__(self, plan: FaultPlan, seed: int, recorder: CallRecorder | None = None) -> None:
+    def __init__(
+        self,
+        plan: FaultPlan,
+        seed: int,
+        recorder: CallRecorder | None = None,
+        stdio: bool = True,
+    ) -> None:
         self.plan = plan
         self.seed = seed
         self.recorder = recorder
+        self.stdio = stdio
+        """Served over stdio: a ``partial`` answer is written to stdout by hand."""
         self.counters: dict[str, int] = {}
         self.total_calls = 0
 
@@ -115,6 +123,28 @@ class FaultMCP(FastMCP):
             return result.model_copy(update={"structuredContent": None})
         return result
 
+    async def _partial(self, name: str, arguments: dict[str, Any], decision: Any) -> None:
+        """Over stdio, the first half of the answer's line, then a stall or an exit; over HTTP,
+        a hang or an exit in the middle of the call."""
+        crash = decision.action == "partial_crash"
+        if self.fault_state.stdio:
+            result = await super().call_tool(name, arguments)
+            content = result[0] if isinstance(result, tuple) else getattr(result, "content", [])
+            texts = [getattr(part, "text", "") for part in content]
+            line = json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": self.get_context().request_context.request_id,
+                    "result": {"content": [{"type": "text", "text": t} for t in texts]},
+                }
+            ).encode()
+            os.write(1, line[: len(line) // 2])
+        if crash:
+            print(f"faultserver: injected crash mid-answer in {name}", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(1)
+        await asyncio.Event().wait()
+
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         state = self.fault_state
         if state.recorder is not None:
@@ -128,6 +158,8 @@ class FaultMCP(FastMCP):
             print(f"faultserver: injected crash in {name} ({decision.reason})", file=sys.stderr)
             sys.stderr.flush()
             os._exit(1)
+        if decision.action in ("partial_stall", "partial_crash"):
+            await self._partial(name, arguments, decision)
         if decision.action == "hang":
             await asyncio.Event().wait()  # nobody ever sets it: the call never answers
         if decision.action == "fail":
@@ -326,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"faultserver: error: --record {args.record!r}: {err.strerror}", file=sys.stderr)
         return 2
-    state = FaultState(plan, seed, recorder)
+    state = FaultState(plan, seed, recorder, stdio=args.transport == "stdio")
     server = build_server(
         state, host=args.host, port=args.port, log_level=args.log_level, answers=args.answers
     )
