@@ -1,0 +1,53 @@
+"""The graph as the LangGraph server serves it (``langgraph.json``: ``graphs.hybridmcp``).
+
+The server orders the runs of a thread within its own run queue, but separate server processes
+that share one database (``langgraph dev`` twice with ``langgraph.postgres.json``, or on one
+SQLite file) each keep their own queue: asked the same thread at once, both would run it,
+making its reads twice and saving checkpoints on the thread in turn. So each run holds its
+thread (:mod:`hybridmcp.thread_lock`, the lock ``hybridmcp run --thread`` and ``Coordinator``
+take) for as long as it runs: the server enters this factory when a run starts and leaves it
+when the run ends, and a run of a thread another process is running fails at once, in one
+line (:class:`~hybridmcp.errors.ThreadBusy`), before anything is called. Within one process
+the server never starts a thread's run while another runs, so the lock refuses nothing there.
+Reading a thread's state, drawing the graph (Studio) take no lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph_sdk.runtime import ServerRuntime
+
+from hybridmcp.graph import graph as compiled
+from hybridmcp.runtime import Context, resources_for
+
+_FOR_EXECUTION = "__is_for_execution__"
+"""Where the server says the graph is wanted for a run (``configurable``), not for reading a
+thread or drawing the graph."""
+
+
+def _context(given: Any) -> Context:
+    """The run's context (given to the run as a mapping, or as a :class:`Context`)."""
+    if isinstance(given, Context):
+        return given
+    path = given.get("config_path") if isinstance(given, Mapping) else None
+    return Context(config_path=path if isinstance(path, str) else None)
+
+
+@asynccontextmanager
+async def graph(
+    config: RunnableConfig, runtime: ServerRuntime
+) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+    """The coordinator's graph; for a run on a thread, held for the run (see the module)."""
+    conf = config.get("configurable") or {}
+    thread_id = conf.get("thread_id")
+    if not conf.get(_FOR_EXECUTION) or not thread_id:
+        yield compiled
+        return
+    res = await resources_for(_context(getattr(runtime, "context", None)))
+    async with res.thread_locks.hold(runtime.store, str(thread_id), res.store_files):
+        yield compiled
