@@ -70,7 +70,7 @@ async def test_a_thread_running_on_one_server_is_refused_by_another(tmp_path: Pa
             assert lines() == ["bare once", "bare twice"]
 
 
-@pytest.mark.parametrize("strategy", ["interrupt"])
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
 async def test_a_run_that_ends_the_running_one_takes_its_thread(
     strategy: str, tmp_path: Path
 ) -> None:
