@@ -228,7 +228,10 @@ def check_graph_input(data: Any) -> None:
         loc = ".".join(str(p) for p in ("constraints", *first["loc"]))
         given = first.get("input")
         got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
-        raise TaskError(f"{_GRAPH_INPUT}: {loc}: {first['msg']}{got}") from None
+        raise TaskError(
+            f"{_GRAPH_INPUT}: {loc}: {first['msg']}{got}; a thread keeps the constraints an "
+            "earlier input gave: give valid ones (or {}) with the next input"
+        ) from None
 
 
 def request_problem(request: dict[str, Any]) -> str | None:

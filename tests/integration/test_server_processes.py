@@ -70,13 +70,13 @@ async def test_a_thread_running_on_one_server_is_refused_by_another(tmp_path: Pa
             assert lines() == ["bare once", "bare twice"]
 
 
-@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback", "cancel"])
 async def test_a_run_that_ends_the_running_one_takes_its_thread(
     strategy: str, tmp_path: Path
 ) -> None:
     """One server: a run asked with ``multitask_strategy`` ``interrupt`` or ``rollback`` ends
-    the thread's running run, then runs itself: the thread's lock, let go by the ended run,
-    refuses nothing here."""
+    the thread's running run, then runs itself, as does a run asked after the client cancelled
+    the running one: the thread's lock, let go by the ended run, refuses nothing here."""
     journal = tmp_path / "journal.txt"
     journal.touch()
     settings = tmp_path / "hybridmcp.json"
@@ -89,13 +89,17 @@ async def test_a_run_that_ends_the_running_one_takes_its_thread(
             job = (await client.threads.create())["thread_id"]
             first = await client.runs.create(job, "hybridmcp", input=_write("slow", 6000))
             await _until(lambda: lines() == ["bare slow"], "the first run's write")
-            second = await client.runs.create(
-                job, "hybridmcp", input=_write("next"), multitask_strategy=strategy
-            )
+            if strategy == "cancel":  # the client's cancel, then a new run
+                await client.runs.cancel(job, first["run_id"], wait=True)
+                second = await client.runs.create(job, "hybridmcp", input=_write("next"))
+            else:
+                second = await client.runs.create(
+                    job, "hybridmcp", input=_write("next"), multitask_strategy=strategy
+                )
             out = await client.runs.join(job, second["run_id"])
             assert "__error__" not in out, out
             assert out["results"]["w"]["status"] == "ok", out
             assert (await client.runs.get(job, second["run_id"]))["status"] == "success"
-            if strategy == "interrupt":
+            if strategy != "rollback":  # (a rolled-back run is deleted)
                 assert (await client.runs.get(job, first["run_id"]))["status"] == "interrupted"
     assert lines() == ["bare slow", "bare next"]
