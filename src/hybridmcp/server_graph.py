@@ -14,13 +14,13 @@ Reading a thread's state, drawing the graph (Studio) take no lock.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
-from langgraph_sdk.runtime import ServerRuntime
+from langgraph.store.base import BaseStore
 
 from hybridmcp.graph import graph as compiled
 from hybridmcp.runtime import Context, resources_for
@@ -28,26 +28,25 @@ from hybridmcp.runtime import Context, resources_for
 _FOR_EXECUTION = "__is_for_execution__"
 """Where the server says the graph is wanted for a run (``configurable``), not for reading a
 thread or drawing the graph."""
+_RUNTIME, _STORE = "__pregel_runtime", "__pregel_store"
+"""Where the server hands the factory its store (``configurable``: a runtime holding it, or,
+on servers before the runtime API, the store itself)."""
 
 
-def _context(given: Any) -> Context:
-    """The run's context (given to the run as a mapping, or as a :class:`Context`)."""
-    if isinstance(given, Context):
-        return given
-    path = given.get("config_path") if isinstance(given, Mapping) else None
-    return Context(config_path=path if isinstance(path, str) else None)
+def _store(configurable: dict[str, Any]) -> BaseStore | None:
+    store = getattr(configurable.get(_RUNTIME), "store", None) or configurable.get(_STORE)
+    return store if isinstance(store, BaseStore) else None
 
 
 @asynccontextmanager
-async def graph(
-    config: RunnableConfig, runtime: ServerRuntime
-) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
+async def graph(config: RunnableConfig) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """The coordinator's graph; for a run on a thread, held for the run (see the module)."""
     conf = config.get("configurable") or {}
     thread_id = conf.get("thread_id")
     if not conf.get(_FOR_EXECUTION) or not thread_id:
         yield compiled
         return
-    res = await resources_for(_context(getattr(runtime, "context", None)))
-    async with res.thread_locks.hold(runtime.store, str(thread_id), res.store_files):
+    path = conf.get("config_path")  # the run's context, mirrored here by the server
+    res = await resources_for(Context(config_path=path if isinstance(path, str) else None))
+    async with res.thread_locks.hold(_store(conf), str(thread_id), res.store_files):
         yield compiled
