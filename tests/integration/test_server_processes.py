@@ -1,6 +1,7 @@
 """Two ``langgraph dev`` processes on one database (``langgraph.postgres.json`` on one SQLite
-file): a thread asked of the second while the first runs it is refused there in one line, its
-write made once; once the first run has ended, the second server runs the thread.
+file, and on one PostgreSQL): a thread asked of the second while the first runs it is refused
+there in one line, its write made once; once the first run has ended, the second server runs
+the thread.
 
 The write goes to the real stdio server ``tests/annotation_server.py`` (its ``bare`` tool: a
 write, sleeping after it wrote), counted in the journal it appends to."""
@@ -36,11 +37,19 @@ async def _until(check: Any, what: str) -> None:
 
 
 async def test_a_thread_running_on_one_server_is_refused_by_another(tmp_path: Path) -> None:
+    await _two_servers(tmp_path, str(tmp_path / "shared.db"))
+
+
+async def test_the_same_on_postgres(tmp_path: Path, pg_url: str) -> None:
+    await _two_servers(tmp_path, pg_url)
+
+
+async def _two_servers(tmp_path: Path, db: str) -> None:
     journal = tmp_path / "journal.txt"
     journal.touch()
     settings = tmp_path / "hybridmcp.json"
     settings.write_text(json.dumps(config(journal)), encoding="utf-8")
-    env = {"HYBRIDMCP_DB": str(tmp_path / "shared.db"), "HYBRIDMCP_CONFIG": str(settings)}
+    env = {"HYBRIDMCP_DB": db, "HYBRIDMCP_CONFIG": str(settings)}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     job = str(uuid.uuid4())
