@@ -8,8 +8,9 @@ thread (:mod:`hybridmcp.thread_lock`, the lock ``hybridmcp run --thread`` and ``
 take) for as long as it runs: the server enters this factory when a run starts and leaves it
 when the run ends, and a run of a thread another process is running fails at once, in one
 line (:class:`~hybridmcp.errors.ThreadBusy`), before anything is called. Within one process
-the server never starts a thread's run while another runs, so the lock refuses nothing there.
-Reading a thread's state, drawing the graph (Studio) take no lock.
+the server never starts a thread's run while another runs, so the lock refuses nothing there,
+and a server whose store no other process can share (``langgraph dev`` with ``langgraph.json``)
+takes none. Reading a thread's state, drawing the graph (Studio) take no lock.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from langgraph.store.base import BaseStore
 
 from hybridmcp.graph import graph as compiled
 from hybridmcp.runtime import Context, resources_for
+from hybridmcp.stats_store import postgres_pool, sqlite_path
 
 _FOR_EXECUTION = "__is_for_execution__"
 """Where the server says the graph is wanted for a run (``configurable``), not for reading a
@@ -42,11 +44,21 @@ def _store(configurable: dict[str, Any]) -> BaseStore | None:
 async def graph(config: RunnableConfig) -> AsyncIterator[CompiledStateGraph[Any, Any, Any, Any]]:
     """The coordinator's graph; for a run on a thread, held for the run (see the module)."""
     conf = config.get("configurable") or {}
-    thread_id = conf.get("thread_id")
-    if not conf.get(_FOR_EXECUTION) or not thread_id:
+    thread_id, store = conf.get("thread_id"), _store(conf)
+    if not conf.get(_FOR_EXECUTION) or not thread_id or not await _shared(store):
         yield compiled
         return
     path = conf.get("config_path")  # the run's context, mirrored here by the server
     res = await resources_for(Context(config_path=path if isinstance(path, str) else None))
-    async with res.thread_locks.hold(_store(conf), str(thread_id), res.store_files):
+    async with res.thread_locks.hold(store, str(thread_id), res.store_files):
         yield compiled
+
+
+async def _shared(store: BaseStore | None) -> bool:
+    """Is ``store`` one other processes may share (PostgreSQL, a SQLite file)? A store of one
+    process (``langgraph dev``'s own) needs no lock: the server orders its runs itself, and the
+    run opens the resources (its MCP servers) itself, not the factory (the server logs a
+    factory that takes seconds as an error)."""
+    return store is not None and (
+        postgres_pool(store) is not None or await sqlite_path(store) is not None
+    )

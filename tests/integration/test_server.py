@@ -225,6 +225,12 @@ async def test_bad_input_over_the_api_is_one_line_and_the_thread_goes_on(server:
     async with asyncio.timeout(RUN_DEADLINE_S):
         thread = (await client.threads.create())["thread_id"]
         bad = [
+            (
+                {"requests": REQUESTS[:1]},
+                {"config_path": "/nonexistent/hybridmcp.yaml"},
+                "ConfigError",
+                "/nonexistent/hybridmcp.yaml",
+            ),
             ({"requests": "calc"}, None, "TaskError", "graph input: 'requests' must be a list"),
             (
                 {"requests": [{"id": "a", "skill": "math.calculate"}] * 2},
@@ -237,12 +243,6 @@ async def test_bad_input_over_the_api_is_one_line_and_the_thread_goes_on(server:
                 None,
                 "TaskError",
                 "graph input: constraints.deadline_ms",
-            ),
-            (
-                {"requests": REQUESTS[:1]},
-                {"config_path": "/nonexistent/hybridmcp.yaml"},
-                "ConfigError",
-                "/nonexistent/hybridmcp.yaml",
             ),
         ]
         for given, context, kind, says in bad:
