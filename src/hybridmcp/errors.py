@@ -7,8 +7,13 @@ what was wrong, with what value, and what to do about it.
 from __future__ import annotations
 
 
-class HybridMCPError(Exception):
-    """Base class of every error hybridmcp raises on purpose."""
+class HybridMCPError(RuntimeError):
+    """Base class of every error hybridmcp raises on purpose.
+
+    A ``RuntimeError``: the LangGraph server shows a failed run's error message to its client
+    only for the exception classes it knows carry no private data (``ValueError``,
+    ``RuntimeError``, ...) and replaces any other's with "An internal error occurred"; every
+    message here is written for the user (no secret, no raw argument value)."""
 
 
 class ConfigError(HybridMCPError):

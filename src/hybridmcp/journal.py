@@ -48,7 +48,7 @@ def _checkpointer() -> BaseCheckpointSaver | None:
     return saver if isinstance(saver, BaseCheckpointSaver) else None
 
 
-def _graph_namespace(task_namespace: str) -> str:
+def graph_namespace(task_namespace: str) -> str:
     """The checkpoint namespace of the graph running the task: a task's own is the graph's,
     then ``|node:task_id`` (or ``node:task_id`` in the root graph)."""
     return task_namespace.rsplit("|", 1)[0] if "|" in task_namespace else ""
@@ -122,7 +122,7 @@ class CallJournal:
         config: RunnableConfig = {
             "configurable": {
                 "thread_id": info.thread_id,
-                "checkpoint_ns": _graph_namespace(info.checkpoint_ns),
+                "checkpoint_ns": graph_namespace(info.checkpoint_ns),
                 "checkpoint_id": info.checkpoint_id,
             }
         }

@@ -335,6 +335,28 @@ def _saver_class() -> Any:
         async def adelete_thread(self, thread_id: str) -> None:
             await self._write(lambda: super(WholeWritesSqliteSaver, self).adelete_thread(thread_id))
 
+        async def adelete_for_runs(self, run_ids: Iterable[str]) -> None:
+            """Delete the checkpoints the given runs saved, and their writes: the LangGraph
+            server's ``rollback`` of a run it cancelled (its ``multitask_strategy``)."""
+            ids = [str(r) for r in run_ids]
+            if not ids:
+                return
+            marks = ", ".join("?" * len(ids))
+            theirs = f"json_extract(CAST(metadata AS TEXT), '$.run_id') IN ({marks})"
+
+            async def delete() -> None:
+                async with self.lock, self.conn.cursor() as cur:
+                    await cur.execute(
+                        "DELETE FROM writes WHERE (thread_id, checkpoint_ns, checkpoint_id) IN "
+                        f"(SELECT thread_id, checkpoint_ns, checkpoint_id FROM checkpoints "
+                        f"WHERE {theirs})",
+                        ids,
+                    )
+                    await cur.execute(f"DELETE FROM checkpoints WHERE {theirs}", ids)
+                    await self.conn.commit()
+
+            await self._write(delete)
+
         async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
             """One write, whole (:func:`_whole`). After a write that waited the whole busy
             timeout in vain, the next ones for as long again try the lock without waiting:
@@ -788,11 +810,44 @@ _BACKGROUND: set[asyncio.Task[Any]] = set()
 """Pool upkeep under way, held until it ends (a task only the loop references may vanish)."""
 
 
+def _pg_saver_class() -> Any:
+    """LangGraph's PostgreSQL checkpointer, with the deletion of a run's checkpoints the
+    LangGraph server's ``rollback`` asks of it (:meth:`adelete_for_runs`)."""
+    global _PG_SAVER_CLASS
+    if _PG_SAVER_CLASS is not None:
+        return _PG_SAVER_CLASS
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    class RunsPostgresSaver(AsyncPostgresSaver):
+        async def adelete_for_runs(self, run_ids: Iterable[str]) -> None:
+            """Delete the checkpoints the given runs saved, and their writes (their channel
+            values stay: they are keyed by version, and may be shared with other checkpoints;
+            deleting the thread deletes them)."""
+            ids = [str(r) for r in run_ids]
+            if not ids:
+                return
+            async with self._cursor(pipeline=True) as cur:
+                await cur.execute(
+                    "DELETE FROM checkpoint_writes w USING checkpoints c "
+                    "WHERE c.metadata->>'run_id' = ANY(%s) AND w.thread_id = c.thread_id "
+                    "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id",
+                    (ids,),
+                )
+                await cur.execute(
+                    "DELETE FROM checkpoints WHERE metadata->>'run_id' = ANY(%s)", (ids,)
+                )
+
+    _PG_SAVER_CLASS = RunsPostgresSaver
+    return _PG_SAVER_CLASS
+
+
+_PG_SAVER_CLASS: Any = None
+
+
 @asynccontextmanager
 async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
     _pg_imports()
     import psycopg
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
     from psycopg.rows import dict_row
     from psycopg_pool import AsyncConnectionPool
@@ -817,7 +872,7 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
         await pool.close()
         raise _pg_refuse(url, f"is unreachable: {_one_line(err)}") from None
     try:
-        saver = AsyncPostgresSaver(conn=pool)
+        saver = _pg_saver_class()(conn=pool)
         store = AsyncPostgresStore(conn=pool)
         try:
             await _pg_setup(url, saver, store)

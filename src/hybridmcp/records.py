@@ -8,7 +8,9 @@ record may lack; the keys always present are ``Required``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Required, TypedDict
+from typing import Any, Required
+
+from typing_extensions import TypedDict
 
 
 class Attempt(TypedDict, total=False):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import operator
-from typing import Annotated, Any, NotRequired, TypedDict
+from typing import Annotated, Any, NotRequired
+
+from typing_extensions import TypedDict
 
 from hybridmcp.records import Allocation, Attempt, Event, RequestResult
 

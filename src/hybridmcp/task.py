@@ -180,3 +180,64 @@ def load_task(path: str | None, limits: InputLimits | None = None) -> Task:
     except OSError as err:
         raise TaskError(f"cannot read task file {preview(path)}: {err.strerror}") from None
     return task_from_bytes(raw, source, limits)
+
+
+_STRATEGIES = ("auto", "internal", "external", "hybrid")
+_GRAPH_INPUT = "graph input"
+
+
+def check_graph_input(data: Any) -> None:
+    """The graph's own input (the LangGraph server's runs, a parent graph, ``graph.ainvoke``),
+    which no :func:`parse_task` has checked: its shape as a whole, refused with one line
+    (:class:`TaskError`) before anything runs. What is wrong with one request alone (its
+    skill, its arguments, its strategy) is that request's error instead, the others run."""
+    requests = data.get("requests") if isinstance(data, dict) else None
+    if not isinstance(requests, list):
+        got = type(data).__name__ if not isinstance(data, dict) else type(requests).__name__
+        what = "'requests'" if isinstance(data, dict) and "requests" in data else "no 'requests'"
+        raise TaskError(
+            f"{_GRAPH_INPUT}: 'requests' must be a list of request objects "
+            f"({{id, skill, args}}); got {what if what.startswith('no') else got}"
+        )
+    seen: dict[str, int] = {}
+    for i, request in enumerate(requests):
+        if not isinstance(request, dict):
+            raise TaskError(
+                f"{_GRAPH_INPUT}: requests[{i}] must be an object {{id, skill, args}}, "
+                f"got {type(request).__name__} {preview(request, 40)}"
+            )
+        rid = request.get("id")
+        if isinstance(rid, bool) or not isinstance(rid, str | int) or rid == "":
+            raise TaskError(
+                f"{_GRAPH_INPUT}: requests[{i}] needs an 'id' (a non-empty string: its result "
+                f"is keyed by it), got {preview(rid, 40)}"
+            )
+        if str(rid) in seen:
+            raise TaskError(
+                f"{_GRAPH_INPUT}: duplicate request id {preview(str(rid))} (requests"
+                f"[{seen[str(rid)]}] and [{i}]); results are keyed by id: give each its own"
+            )
+        seen[str(rid)] = i
+    constraints = data.get("constraints")
+    if constraints is None:
+        return
+    try:
+        Constraints.model_validate(constraints)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in ("constraints", *first["loc"]))
+        given = first.get("input")
+        got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
+        raise TaskError(
+            f"{_GRAPH_INPUT}: {loc}: {first['msg']}{got}; a thread keeps the constraints an "
+            "earlier input gave: give valid ones (or {}) with the next input"
+        ) from None
+
+
+def request_problem(request: dict[str, Any]) -> str | None:
+    """What makes one request of the graph's input unrunnable on its own that the registry
+    does not check (its skill and arguments are checked there), or None."""
+    strategy = request.get("strategy", "auto")
+    if strategy not in _STRATEGIES:
+        return f"strategy {preview(strategy, 40)} is not one of {', '.join(_STRATEGIES)}"
+    return None

@@ -25,6 +25,7 @@ named ``time__now``; :func:`tool_name` and :func:`skill_name` map between the tw
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -352,11 +353,11 @@ class SkillTool(BaseTool):
         return args, {**kwargs, _CALL_ID: tool_call_id}  # what the call is known by
 
     def _run(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
-        call = _call_of(config, args.pop(_CALL_ID, None))
+        call = self.node._call_of(config, args.pop(_CALL_ID, None), self.name, args)
         return self.node._call_tool_sync(self.name, args, call)
 
     async def _arun(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
-        call = _call_of(config, args.pop(_CALL_ID, None))
+        call = self.node._call_of(config, args.pop(_CALL_ID, None), self.name, args)
         return await self.node._call_tool(self.name, args, call)
 
 
@@ -364,15 +365,18 @@ _CALL_ID = "__hybridmcp_tool_call_id"
 """Where a :class:`SkillTool` passes itself the id of the tool call it answers."""
 
 
-def _call_of(config: RunnableConfig, call_id: str | None) -> tuple[str, str]:
-    """The run id and request id of a :class:`SkillTool` call: in a graph with a thread, for a
-    model's tool call, the node's run (:func:`node_run_id`) and the call's id, so the call
-    resumed from its checkpoint finds its write's dispatch record; otherwise a run of its own
-    (each call of a node's several is apart: none takes another's record)."""
-    run_id = node_run_id(config)
-    if run_id is None or not call_id:
-        return uuid.uuid4().hex, "call"
-    return f"{run_id}/{call_id}", call_id
+_TASK_KEY = "__pregel_read"
+"""Where LangGraph hands a node's task its state reader (``configurable``; LangGraph's
+``CONFIG_KEY_READ``, not public API): an object made for each execution of a task, the same
+for every call made in it, which the numbering of the calls given no tool call id is kept by
+(:meth:`HybridToolNode._call_of`). Were it to move, such calls would get a run of their own
+each time again, which ``tests/integration/test_skilltool_resume.py`` catches."""
+
+
+def _args_digest(tool: str, args: Mapping[str, Any]) -> str:
+    """A short digest of a call's tool and arguments (what calls given no id are told apart by)."""
+    text = json.dumps([tool, args], sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def _skill_tool(skill: Skill, node: HybridToolNode, return_direct: bool = False) -> SkillTool:
@@ -543,6 +547,11 @@ class HybridToolNode(ToolNode):
         self.config_path = config_path
         self._portal: _Portal | None = None
         self._portal_lock = threading.Lock()
+        self._unnamed_calls: weakref.WeakKeyDictionary[Any, dict[str, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        """By execution of a node task: how many calls given no tool call id it made, by
+        tool and arguments (:meth:`_call_of`)."""
         if connect and resources is None:
             _not_in_a_running_loop(
                 "HybridToolNode(connect=True)",
@@ -718,6 +727,35 @@ class HybridToolNode(ToolNode):
 
     # -- SkillTool's entry points
 
+    def _call_of(
+        self, config: RunnableConfig, call_id: str | None, tool: str, args: Mapping[str, Any]
+    ) -> tuple[str, str]:
+        """The run id and request id of a :class:`SkillTool` call.
+
+        In a graph with a thread, the node's run (:func:`node_run_id`) and the call's id, so
+        the call resumed from its checkpoint finds its write's dispatch record (each call of a
+        node's several is apart: none takes another's record). A call given no tool call id
+        (``await tool.ainvoke(args)`` in a node of the user's own) is known by its tool, its
+        arguments and how many such calls the node's task made before it in this execution:
+        a node run again (resumed after an interrupt or a crash) makes the same calls in the
+        same order and finds their records. Outside a graph with a thread: a run of its own."""
+        run_id = node_run_id(config)
+        if run_id is None:
+            return uuid.uuid4().hex, "call"
+        if not call_id:
+            marker = (config.get("configurable") or {}).get(_TASK_KEY)
+            if marker is None:
+                return uuid.uuid4().hex, "call"
+            digest = _args_digest(tool, args)
+            with self._portal_lock:
+                try:
+                    counts = self._unnamed_calls.setdefault(marker, {})
+                except TypeError:  # not an object a weak reference can hold
+                    return uuid.uuid4().hex, "call"
+                n = counts[digest] = counts.get(digest, -1) + 1
+            call_id = f"{tool}-{digest}-{n}"
+        return f"{run_id}/{call_id}", call_id
+
     async def _call_tool(
         self, name: str, args: dict[str, Any], call: tuple[str, str] | None = None
     ) -> tuple[str, dict[str, Any]]:
@@ -737,7 +775,7 @@ class HybridToolNode(ToolNode):
         call: tuple[str, str] | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """One call of a :class:`SkillTool`: ``call`` is its run id and request id
-        (:func:`_call_of`). It runs apart from the graph's checkpoints: the other calls of the
+        (:meth:`_call_of`). It runs apart from the graph's checkpoints: the other calls of the
         same node would share them."""
         run_id, call_id = call or (uuid.uuid4().hex, "call")
         tool_call = {"name": name, "args": args, "id": call_id, "type": "tool_call"}

@@ -194,6 +194,75 @@ async def test_server_streams_updates_and_a_second_run_reuses_its_resources(serv
     assert out["status"] == "ok" and out["results"]["now"]["agreement"] is True
 
 
+async def test_studio_sees_the_graph_its_schemas_and_a_threads_state(server: str) -> None:
+    """What Studio reads through the server's factory (``hybridmcp.server_graph``): the graph's
+    nodes, its input and output schemas (no internal key), and a thread's state and history,
+    all plain JSON."""
+    client = get_client(url=server)
+    async with asyncio.timeout(RUN_DEADLINE_S):
+        [assistant] = await client.assistants.search(graph_id="hybridmcp")
+        drawn = await client.assistants.get_graph(assistant["assistant_id"])
+        schemas = await client.assistants.get_schemas(assistant["assistant_id"])
+        thread = (await client.threads.create())["thread_id"]
+        await client.runs.wait(thread, "hybridmcp", input={"requests": REQUESTS[:1]})
+        state = await client.threads.get_state(thread)
+        history = await client.threads.get_history(thread)
+    nodes = {n["id"] for n in drawn["nodes"]}
+    assert nodes >= {"assess", "internal", "external", "settle", "reallocate", "review"}, nodes
+    assert schemas["input_schema"] is not None, "the server could not build the input schema"
+    assert set(schemas["input_schema"]["properties"]) == {"requests", "constraints", "run_id"}
+    output = schemas["output_schema"]["properties"]
+    assert set(output) >= {"status", "results", "events"} and "pending" not in output
+    assert state["values"]["status"] == "ok" and not state["next"]
+    assert len(history) >= 3 and json.dumps(history, allow_nan=False)
+
+
+async def test_bad_input_over_the_api_is_one_line_and_the_thread_goes_on(server: str) -> None:
+    """The server's API takes the graph's input unchecked: input of the wrong shape ends the
+    run with one line naming what is wrong (shown to the client: not "An internal error
+    occurred"), a configuration that does not load too; the thread then takes a good run."""
+    client = get_client(url=server)
+    async with asyncio.timeout(RUN_DEADLINE_S):
+        thread = (await client.threads.create())["thread_id"]
+        bad = [
+            (
+                {"requests": REQUESTS[:1]},
+                {"config_path": "/nonexistent/hybridmcp.yaml"},
+                "ConfigError",
+                "/nonexistent/hybridmcp.yaml",
+            ),
+            ({"requests": "calc"}, None, "TaskError", "graph input: 'requests' must be a list"),
+            (
+                {"requests": [{"id": "a", "skill": "math.calculate"}] * 2},
+                None,
+                "TaskError",
+                "graph input: duplicate request id 'a' (requests[0] and [1])",
+            ),
+            (
+                {"requests": REQUESTS[:1], "constraints": {"deadline_ms": "soon"}},
+                None,
+                "TaskError",
+                "graph input: constraints.deadline_ms",
+            ),
+        ]
+        for given, context, kind, says in bad:
+            out = await client.runs.wait(
+                thread, "hybridmcp", input=given, context=context, raise_error=False
+            )
+            error = out["__error__"]
+            assert error["error"] == kind and says in error["message"], error
+            assert "\n" not in error["message"], error
+        # The thread keeps the constraints an earlier input gave (LangGraph's state): the bad
+        # ones still hold, and the error says how to lift them.
+        out = await client.runs.wait(
+            thread, "hybridmcp", input={"requests": REQUESTS[:1]}, raise_error=False
+        )
+        assert "give valid ones (or {}) with the next input" in out["__error__"]["message"]
+        good = {"requests": REQUESTS[:1], "constraints": {}}
+        out = await client.runs.wait(thread, "hybridmcp", input=good)
+    assert out["status"] == "ok" and out["results"]["calc"]["value"] == {"value": 655.5}, out
+
+
 def test_the_server_client_example(server: str) -> None:
     example = ROOT / "examples" / "server_client.py"
     proc = subprocess.run(

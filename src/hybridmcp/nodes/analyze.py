@@ -14,6 +14,7 @@ from langgraph.types import Overwrite
 from hybridmcp.capabilities.gate import PrivacyPolicy, ScanningPolicy
 from hybridmcp.config import PrivacySettings
 from hybridmcp.errors import TaskError
+from hybridmcp.journal import graph_namespace
 from hybridmcp.policy.arbitration import analyze_requirements
 from hybridmcp.policy.disclosure import assess, json_text, plain_json
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
@@ -21,6 +22,7 @@ from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State
+from hybridmcp.task import check_graph_input, request_problem
 
 INLINE_SCAN_BYTES = 512
 """Arguments up to this size in all (as JSON) are scanned on the event loop: tens of
@@ -114,17 +116,26 @@ RUN_RECORDS = {
 without."""
 
 
-def run_identity(state: State, thread: Any) -> tuple[str, bool]:
+def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, bool]:
     """The run's id, and whether it follows an earlier run on the same thread.
 
     A thread takes run after run (the LangGraph server, Studio): each new input starts a new
     run, and this node runs once per run (a resumed run goes on from its checkpoint; one cut
     inside this node runs it again, before anything was dispatched). The first run's id is
     the thread's; a later one's is the earlier id with ``#<n>`` after it, so its idempotency
-    keys are its own: a write asked again is a new call, never the earlier run's result."""
+    keys are its own: a write asked again is a new call, never the earlier run's result.
+
+    Run as a subgraph (``namespace``: the graph's checkpoint namespace, ``node:<task id>``
+    of the parent's task), each run is a task of the parent's thread: its id is the thread's
+    and the namespace (``thread/co:<task id>``), the same when the parent's task is resumed,
+    another for each later task (a parent's next turn asking a write again makes it)."""
     earlier = state.get("run_id")
     if not earlier or not any(state.get(key) for key in RUN_RECORDS):
-        return earlier or (str(thread) if thread else uuid.uuid4().hex), False
+        if earlier:
+            return earlier, False
+        if not thread:
+            return uuid.uuid4().hex, False
+        return (f"{thread}/{namespace}" if namespace else str(thread)), False
     base, n = _numbered(earlier)
     return f"{base}#{n + 1}", True
 
@@ -148,9 +159,13 @@ def _memory_scan(
 async def analyze(
     state: State, runtime: Runtime[Context], config: RunnableConfig
 ) -> dict[str, Any]:
+    validated = runtime.context is not None and runtime.context.validated
+    if not validated:  # the graph's own input (the server's API, a parent graph)
+        check_graph_input(state)
     res = await resources_for(runtime.context)
-    thread = (config.get("configurable") or {}).get("thread_id")
-    run_id, again = run_identity(state, thread)
+    configurable = config.get("configurable") or {}
+    namespace = graph_namespace(str(configurable.get("checkpoint_ns") or ""))
+    run_id, again = run_identity(state, configurable.get("thread_id"), namespace)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     inline = _inline_sizes(state["requests"], res.config.privacy)
@@ -174,7 +189,6 @@ async def analyze(
             _scan_all, state["requests"], res.config.privacy, None, scan, None, measured
         )
         sizes = measured
-    validated = runtime.context is not None and runtime.context.validated
     # The requirements read the skill, the arguments' size and the sensitivity only: requests
     # alike share them (each profile is a dict of its own, merged with its privacy fields).
     requirements: dict[tuple[str, int, str], dict[str, Any]] = {}
@@ -183,6 +197,8 @@ async def analyze(
         try:
             skill = res.registry.get(str(request.get("skill")))
             if not validated:
+                if problem := request_problem(request):
+                    raise TaskError(problem)
                 skill.validate_args(request.get("args", {}))
         except TaskError as err:
             errors[rid] = str(err)

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
@@ -601,6 +603,15 @@ def dispatch_key(item: WorkItem) -> str:
     return idempotency_key(item["run_id"], item["request_id"], item["provider"], item["round"])
 
 
+def call_digest(item: WorkItem) -> str:
+    """What a write's dispatch record knows its call by beside its key: the digest of its
+    arguments. A run forked from an earlier checkpoint of its thread (time travel, an input
+    changed with ``update_state``) gives its calls the keys of the run it was forked from; a
+    record under such a key made with other arguments is another call's (:func:`_once`)."""
+    text = json.dumps(item["args"], sort_keys=True, ensure_ascii=False, default=repr)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def _colon_key(item: WorkItem) -> str:
     return colon_key(item["run_id"], item["request_id"], item["provider"], item["round"])
 
@@ -638,7 +649,8 @@ async def _claim(
         prior = prior or _earlier_form(found[1] if isinstance(found[1], Item) else None, item)
         if prior is not None and not await journal.gone(prior.value.get("checkpoint")):
             return prior
-        await _record_dispatch(store, key, journal, {"state": "dispatched", "at": res.clock()})
+        dispatched = {"state": "dispatched", "at": res.clock(), "call": call_digest(item)}
+        await _record_dispatch(store, key, journal, dispatched)
     return None
 
 
@@ -669,6 +681,8 @@ async def _once(
             if await claim is None:
                 await _forget_dispatch(store, key)
         raise
+    if prior is not None and prior.value.get("call") not in (None, call_digest(item)):
+        return _update([_another_call(item, res)], [])
     if prior is not None and prior.value.get("attempt"):
         return _update([prior.value["attempt"] | {"replayed": True}], [])
     if prior is not None:
@@ -698,8 +712,22 @@ async def _once(
     finally:
         _TIMINGS.reset(token)
     primary = next(a for a in update["attempts"] if a["provider"] == item["provider"])
-    await _record_dispatch(store, key, journal, {"state": "done", "attempt": primary})
+    done = {"state": "done", "attempt": primary, "call": call_digest(item)}
+    await _record_dispatch(store, key, journal, done)
     return update
+
+
+def _another_call(item: WorkItem, res: Resources) -> dict[str, Any]:
+    """The attempt of a write whose key an earlier call with other arguments has taken: the
+    run was forked from an earlier checkpoint of its thread with its input changed. Not sent
+    (the server would take the key for a repeat), and the request's own error: not moved."""
+    error = (
+        f"write not made: its idempotency key {item['idempotency_key']} was taken by an "
+        "earlier call of this thread with other arguments (a run forked from an earlier "
+        "checkpoint, its input changed); run the changed task on a new thread"
+    )
+    attempt = _attempt(item, CallTiming(), ok=False, started=res.clock(), cost=0.0, error=error)
+    return attempt | {"sent": False, "error_kind": blame.REQUEST}
 
 
 async def _forget_dispatch(store: BaseStore, key: str) -> None:
