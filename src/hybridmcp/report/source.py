@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.persistence import open_persistence
+from hybridmcp.persistence import MEMORY, is_postgres, open_persistence
 from hybridmcp.stats_store import NAMESPACE, all_stats, stats_record
 
 _SERDE_LOG = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
@@ -40,8 +41,11 @@ def _check(values: dict[str, Any], thread: str, where: str) -> dict[str, Any]:
 
 
 async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The thread's checkpointed state and every learned statistic, from ``db``."""
+    """The thread's checkpointed state and every learned statistic, from ``db``. A SQLite
+    file that does not exist (or is empty) holds no run: it is refused, not created."""
     from hybridmcp.graph import build_graph
+
+    _check_made(db)
 
     async with open_persistence(db) as (checkpointer, store):
         graph = build_graph().compile(checkpointer=checkpointer, store=store)
@@ -50,6 +54,18 @@ async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict
         values = _check(dict(snapshot.values or {}), thread, db)
         learned = [stats_record(s) for s in await all_stats(store)]
     return values, learned
+
+
+def _check_made(db: str) -> None:
+    if db == MEMORY or is_postgres(db):
+        return
+    file = Path(db).expanduser()
+    empty = file.is_file() and file.stat().st_size == 0
+    if empty or not file.exists():
+        what = "is empty" if empty else "does not exist"
+        raise ConfigError(
+            f"database {db!r} {what}: it holds no run (give the --db the run was started with)"
+        )
 
 
 async def from_server(
