@@ -92,6 +92,36 @@ class _OneLine(logging.Formatter):
         return text
 
 
+class _Output(Console):
+    """A console on stdout that a reader may stop reading (``| head``): the rest of the
+    output is dropped and the command ends with its own exit code (Rich exits 1 here,
+    which ``run`` documents as a failed run)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """What is still to be written to stdout goes nowhere: its reader is gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _output() -> Iterator[None]:
+    """Write a command's output to stdout; a reader that stopped reading ends the output, not
+    the command (click would exit 1 on the closed pipe)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
+
+
 def _ours(record: logging.LogRecord) -> bool:
     return record.name.startswith("hybridmcp") and not record.name.startswith("hybridmcp.server")
 
@@ -528,7 +558,7 @@ def run(
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result: a table, or above
     50 requests a summary."""
-    console = Console(stderr=as_json)
+    console = Console(stderr=True) if as_json else _Output()
     try:
         configure_logging(verbose, log_file)
         decision = _parse_answer(answer) if answer is not None else None
@@ -591,7 +621,8 @@ def run(
     except KeyboardInterrupt:
         _interrupted(thread)
     _note_thread(data["thread"]["found"], thread, answered=answer is not None)
-    _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
+    with _output():
+        _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
         notes.print(f"servers' stderr: {escape(str(log_path))}", highlight=False, soft_wrap=True)
@@ -949,14 +980,16 @@ def _print_records(
     records: list[dict[str, Any]], columns: list[str], as_json: bool, title: str
 ) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(records, default=str) + "\n")
+        with _output():
+            sys.stdout.write(json.dumps(records, default=str) + "\n")
         return
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in columns:
         table.add_column(column, overflow="fold")
     for r in records:
         table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    with _output():
+        _Output(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
@@ -1081,11 +1114,13 @@ def stats(
         Console(stderr=True).print(
             f"reset: {deleted} statistics deleted from {escape(shown_db(where))}", highlight=False
         )
-    if as_json:
-        sys.stdout.write(json.dumps(records) + "\n")
-    elif not reset or records:
-        # piped output gets room for the whole table; a terminal gets its own width
-        render_stats(records, shown_db(where), Console(width=None if sys.stdout.isatty() else 130))
+    with _output():
+        if as_json:
+            sys.stdout.write(json.dumps(records) + "\n")
+        elif not reset or records:
+            # piped output gets room for the whole table; a terminal gets its own width
+            width = None if sys.stdout.isatty() else 130
+            render_stats(records, shown_db(where), _Output(width=width))
 
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
@@ -1164,6 +1199,12 @@ def audit_verify(
     """Check the MAC chain and the anchored head: exit 1, naming the first bad record, on any
     edit, removal, insertion, reordering, cut tail, emptied file or recomputed chain."""
     result, where = _verified(file, db, head_db, key_file, head)
+    with _output():
+        _print_verified(result, where)
+    raise typer.Exit(EXIT_OK)
+
+
+def _print_verified(result: AuditReport, where: str) -> None:
     if result.head is None:
         print("ok: 0 records (the trail is empty: no external call or decision was recorded)")
     else:
@@ -1174,7 +1215,6 @@ def audit_verify(
         print(f"head anchored in {where}: matches")
     for note in result.notes:
         print(f"note: {note}")
-    raise typer.Exit(EXIT_OK)
 
 
 @audit_app.command("head")
@@ -1190,7 +1230,8 @@ def audit_head(
     if result.head is None:
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)
-    print(result.head)
+    with _output():
+        print(result.head)
     raise typer.Exit(EXIT_OK)
 
 
@@ -1247,8 +1288,9 @@ def audit_show(
         if (run_id is None or r.get("run_id") == run_id) and (not wanted or r.get("kind") in wanted)
     ]
     if as_json:
-        for record in records:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        with _output():
+            for record in records:
+                sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         raise typer.Exit(EXIT_OK)
     title = f"{len(records)} of {result.records} records of {file}"
     columns = [c for c in _SHOWN if c != "run" or run_id is None]
@@ -1406,7 +1448,8 @@ def auth_status(
     except HybridMCPError as err:
         _refuse(err)
     if as_json:
-        sys.stdout.write(json.dumps(records) + "\n")
+        with _output():
+            sys.stdout.write(json.dumps(records) + "\n")
         return
     for r in records:
         r["expires (UTC)"] = (

@@ -5,11 +5,14 @@ server that holds terminal control sequences."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_durable import cli
+from tests.integration.test_durable import cli, cli_env
 
 pytestmark = pytest.mark.integration
 
@@ -33,3 +36,64 @@ def test_a_report_from_a_database_that_holds_nothing_makes_none(made: str, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     if made == "empty":
         assert db.stat().st_size == 0
+
+
+PARTIAL = {  # one answered, one the request's own error: exit 3
+    "requests": [
+        {"id": "ok", "skill": "math.calculate", "args": {"expression": "6 * 7"}},
+        {"id": "bad", "skill": "json.query", "args": {"data": {"a": 1}, "path": "$.[/zz]"}},
+    ]
+}
+
+
+def closed_reader(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI writing to a pipe no one reads any more (``| head`` that has its lines,
+    ``| true``): the read end is closed before the command writes."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "hybridmcp.cli", *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env=cli_env(),
+            cwd=cwd,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("output", ["--json", "--table", "summary"])
+def test_a_reader_that_stops_reading_leaves_the_runs_exit_code(output: str, tmp_path: Path):
+    """``hybridmcp run … | head``: the run's exit code is still the run's (3, partial here),
+    not 1 (a failed run) as Rich and click make it, and nothing is said on stderr."""
+    task = tmp_path / "task.json"
+    many = [  # above the summary's threshold, for the summary
+        {"id": f"n{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"}}
+        for i in range(60 if output == "summary" else 0)
+    ]
+    task.write_text(json.dumps({"requests": PARTIAL["requests"] + many}))
+    args = ["run", str(task), "--db", ":memory:"] + ([output] if output != "summary" else [])
+    proc = closed_reader(*args, cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr and "Broken pipe" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["stats"], ["stats", "--json"], ["tools"], ["tools", "--json"]]
+)
+def test_a_listing_read_by_a_closed_pipe_exits_0(command: list[str], tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    first = cli("run", "--db", str(db), "--json", str(_task(tmp_path)), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    proc = closed_reader(*command, *(["--db", str(db)] if "stats" in command else []), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def _task(tmp_path: Path) -> Path:
+    task = tmp_path / "ok.json"
+    task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
+    return task
