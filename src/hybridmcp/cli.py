@@ -29,7 +29,6 @@ import anyio.lowlevel
 import typer
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp import jsontext
@@ -55,6 +54,7 @@ from hybridmcp.persistence import (
 from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
 from hybridmcp.task import load_task, parse_task
+from hybridmcp.terminal import plain, shown
 
 # The rest is imported where it is used, so that each command loads only what it needs: `run`
 # starts its MCP servers first and imports the graph while they start (see `_started`); the HTML
@@ -161,7 +161,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _text(value: Any, width: int = 60) -> str:
     """A value cut to ``width``, as console markup that shows it as the text it is."""
-    return escape(_short(value, width))
+    return shown(_short(value, width))
 
 
 def report(out: dict[str, Any]) -> dict[str, Any]:
@@ -223,10 +223,10 @@ def _results_table(data: dict[str, Any], *, wide: bool) -> Table:
         side = served["side"] if served else "-"
         attempts, conf = _attempts_cell(r["attempts"]), f"{r['confidence']:.2f}"
         if wide:
-            table.add_row(escape(r["id"]), r["allocation"], side, attempts, agree, conf, value)
+            table.add_row(shown(r["id"]), r["allocation"], side, attempts, agree, conf, value)
         else:
             outcome = f"{r['allocation']} → {side}\n{attempts}\nagree {agree}, conf {conf}"
-            table.add_row(escape(r["id"]), outcome, value)
+            table.add_row(shown(r["id"]), outcome, value)
     return table
 
 
@@ -270,13 +270,13 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     table.add_column("args", overflow="fold", ratio=1)
     for r in plan.requests:
         table.add_row(
-            *map(escape, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
+            *map(shown, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
         )
     console.print(table)
     if plan.rationale:
-        console.print(f"rationale: {escape(plan.rationale)}", highlight=False)
+        console.print(f"rationale: {shown(plan.rationale)}", highlight=False)
     for part in plan.uncovered:
-        console.print(f"[yellow]not planned:[/] {escape(part)}", highlight=False)
+        console.print(f"[yellow]not planned:[/] {shown(part)}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
@@ -625,9 +625,9 @@ def run(
         _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {escape(str(log_path))}", highlight=False, soft_wrap=True)
+        notes.print(f"servers' stderr: {shown(str(log_path))}", highlight=False, soft_wrap=True)
     if report_file and not quiet:
-        notes.print(f"report: {escape(str(report_file))}", highlight=False, soft_wrap=True)
+        notes.print(f"report: {shown(str(report_file))}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
@@ -641,7 +641,7 @@ def _interrupted(thread: str | None) -> NoReturn:
         )
     else:
         note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
-    Console(stderr=True).print(escape(note), highlight=False, soft_wrap=True)
+    Console(stderr=True).print(shown(note), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -655,7 +655,7 @@ def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
         "paused": "was paused for a human decision"
         + ("; answered" if answered else "; answer it with --answer"),
     }[found]
-    Console(stderr=True).print(escape(f"thread {thread!r} {note}"), highlight=False)
+    Console(stderr=True).print(shown(f"thread {thread!r} {note}"), highlight=False)
 
 
 def _print_run(
@@ -772,7 +772,7 @@ def report_command(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
-    Console(stderr=True).print(f"report: {escape(str(output))}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"report: {shown(str(output))}", highlight=False, soft_wrap=True)
 
 
 def coerce(text: str, prop: dict[str, Any]) -> Any:
@@ -825,7 +825,7 @@ def answer_question(value: Any, ask: Callable[[str, str | None], str]) -> Any:
                 content[name] = coerce(text, prop)
                 break
             except ValueError as err:
-                Console(stderr=True).print(f"  [red]{escape(str(err))}[/red]", highlight=False)
+                Console(stderr=True).print(f"  [red]{shown(str(err))}[/red]", highlight=False)
     return content
 
 
@@ -834,7 +834,11 @@ def ask_on_terminal(pending: list[Any]) -> Any:
     stderr); ``None`` when the input ends."""
 
     def ask(label: str, default: str | None) -> str:
-        return str(typer.prompt(label, default=default or "", show_default=bool(default), err=True))
+        shown_default = plain(default or "")  # the server's schema's: shown as text
+        text = typer.prompt(
+            plain(label), default=shown_default, show_default=bool(default), err=True
+        )
+        return default if default and text == shown_default else str(text)
 
     try:
         answers = {i.id: answer_question(i.value, ask) for i in pending}
@@ -860,7 +864,7 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
         fields = ", ".join((q.get("requested_schema") or {}).get("properties") or {})
         console.print(
             "[yellow]paused[/yellow] "
-            + escape(
+            + shown(
                 f"{q.get('type', 'question')} {q['id']}: {what}"
                 + (f" (fields: {fields})" if fields else "")
             ),
@@ -873,13 +877,13 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
             if thread
             else "run it again with --thread ID to be able to answer"
         )
-        console.print(f"resume: {escape(how)}", highlight=False, soft_wrap=True)
+        console.print(f"resume: {shown(how)}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
     """Exit 2 with the error on stderr, unwrapped (a limit's message is one line)."""
     Console(stderr=True).print(
-        f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+        f"[red]error:[/red] {shown(str(err))}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(EXIT_USAGE)
 
@@ -904,7 +908,7 @@ def configured(path: str | None) -> HybridConfig:
     console = Console(stderr=True)
     for warning in config.warnings:
         console.print(
-            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+            f"[yellow]warning:[/yellow] {shown(warning)}", highlight=False, soft_wrap=True
         )
     return config
 
@@ -915,7 +919,7 @@ def warn_unavailable(resources: Resources) -> None:
     for server, reason in sorted(resources.registry.unavailable.items()):
         state = "" if reason.startswith("needs authentication") else "is down: "
         console.print(
-            f"[yellow]warning:[/yellow] MCP server {escape(repr(server))} {state}{escape(reason)}",
+            f"[yellow]warning:[/yellow] MCP server {shown(repr(server))} {state}{shown(reason)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -987,7 +991,7 @@ def _print_records(
     for column in columns:
         table.add_column(column, overflow="fold")
     for r in records:
-        table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
+        table.add_row(*("-" if r.get(c) is None else shown(str(r[c])) for c in columns))
     with _output():
         _Output(width=None if sys.stdout.isatty() else 160).print(table)
 
@@ -1045,11 +1049,11 @@ update (``--json`` has them), so the figures it shows keep every digit."""
 
 def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
     if not records:
-        console.print(f"nothing learned yet in {escape(db)}", highlight=False)
+        console.print(f"nothing learned yet in {shown(db)}", highlight=False)
         return
     full = console.width >= STATS_FULL_WIDTH
     table = Table(
-        title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD, pad_edge=False
+        title=f"learned provider statistics ({shown(db)})", box=box.SIMPLE_HEAD, pad_edge=False
     )
     # The names fold (they can be long); the figures never lose a digit.
     table.add_column("provider /\nskill", overflow="fold", min_width=14, ratio=1)
@@ -1061,7 +1065,7 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
     for r in records:
         updated = r["updated_at"]
         row = [
-            f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
+            f"{shown(r['provider'])}\n[dim]{shown(r['skill'])}[/dim]",
             f"{r['calls']}\n{r['failures']} failed" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
             _ms(r["ewma_latency_ms"]),
@@ -1112,7 +1116,7 @@ def stats(
         _refuse(err)
     if reset:
         Console(stderr=True).print(
-            f"reset: {deleted} statistics deleted from {escape(shown_db(where))}", highlight=False
+            f"reset: {deleted} statistics deleted from {shown(shown_db(where))}", highlight=False
         )
     with _output():
         if as_json:
@@ -1165,7 +1169,7 @@ def _verified(
     try:
         result, where = _check_trail(file, db, head_db, key_file, head)
     except HybridMCPError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(plain(f"error: {err}"), err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
         _fail(result, where)
@@ -1179,9 +1183,9 @@ def _fail(result: AuditReport, where: str) -> None:
         else p
         for p in result.problems
     ]
-    typer.echo(f"FAILED: {problems[0]}", err=True)  # one line per problem, unwrapped
+    typer.echo(plain(f"FAILED: {problems[0]}"), err=True)  # one line per problem, unwrapped
     for problem in problems[1:10]:
-        typer.echo(f"  also: {problem}", err=True)
+        typer.echo(plain(f"  also: {problem}"), err=True)
     raise typer.Exit(EXIT_FAILED)
 
 
@@ -1214,7 +1218,7 @@ def _print_verified(result: AuditReport, where: str) -> None:
     if result.anchored is not None:
         print(f"head anchored in {where}: matches")
     for note in result.notes:
-        print(f"note: {note}")
+        print(plain(f"note: {note}"))
 
 
 @audit_app.command("head")
@@ -1394,7 +1398,7 @@ def auth_login(
     except HybridMCPError as err:
         _refuse(err)
     if not ok:
-        typer.echo(f"error: MCP server {server!r}: {message}", err=True)
+        typer.echo(plain(f"error: MCP server {server!r}: {message}"), err=True)
         raise typer.Exit(EXIT_FAILED)
     typer.echo(message)
 
