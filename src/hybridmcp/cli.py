@@ -89,7 +89,7 @@ class _OneLine(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             err = record.exc_info[1]
             text += f" ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-        return text
+        return plain(text)  # a server's log message, as the text it is
 
 
 class _Output(Console):

@@ -104,3 +104,12 @@ def test_plain_text_is_kept_and_nothing_acting_survives(text: str) -> None:
         if all(c.isprintable() or c in "\n\t" for c in text):
             assert shown_text == text  # ordinary text is left as it is
     assert "\n" not in shown(text.replace("\n", "")) or "\n" in text
+
+
+def test_a_servers_log_message_on_stderr_does_not_act_on_the_terminal() -> None:
+    import logging
+
+    from hybridmcp.cli import _OneLine
+
+    record = logging.LogRecord("hybridmcp.server.x", logging.INFO, "", 0, "%s", (HOSTILE,), None)
+    assert not _acts(_OneLine().format(record))
