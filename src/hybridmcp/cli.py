@@ -812,13 +812,13 @@ def answer_question(value: Any, ask: Callable[[str, str | None], str]) -> Any:
             f" ({prop['description']})" if prop.get("description") else ""
         )
         default = prop.get("default")
-        shown = (
+        offered = (
             None
             if default is None
             else (", ".join(map(str, default)) if isinstance(default, list) else str(default))
         )
         while True:
-            text = ask(label, shown)
+            text = ask(label, offered)
             if not text and name not in required:
                 break
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,27 @@ def _task(tmp_path: Path) -> Path:
     task = tmp_path / "ok.json"
     task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
     return task
+
+
+def test_the_report_of_a_run_interrupted_midway_says_so_and_shows_its_ended_calls(tmp_path):
+    """Ctrl-C while one call hangs and three have ended: the report says the run did not
+    finish and how to resume it (not a status ``unknown``), draws the three ended calls (held
+    in the checkpoint's pending writes), and shows no ``null`` or ``None`` for what is not
+    settled yet."""
+    from tests.integration.test_durable import FAST, SLOW, fault_server_setup
+    from tests.integration.test_interrupted_run import _interrupted
+
+    faults, record, config, task = fault_server_setup(tmp_path)
+    db = tmp_path / "runs.db"
+    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 600_000}}))
+    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+    _interrupted(args, record, db, "job-1")
+    out = tmp_path / "r.html"
+    proc = cli("report", "--thread", "job-1", "--db", str(db), "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    html = out.read_text()
+    assert 'id="unfinished-note"' in html and "--thread</code> resumes it" in html
+    assert 'id="run-status">unfinished<' in html
+    drawn = re.findall(r'<g class="bar bar-(\w+) side-external" data-request="(\w+)"', html)
+    assert {rid for _kind, rid in drawn} >= set(FAST), drawn
+    assert ">None<" not in html and ">null<" not in html and "rounds None" not in html

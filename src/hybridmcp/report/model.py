@@ -387,7 +387,7 @@ def request_record(
         "integration": result.get("strategy"),
         "confidence": result.get("confidence"),
         "served_by": (result.get("served_by") or {}).get("provider"),
-        "value": short(result.get("value")),
+        "value": short(result["value"]) if "value" in result else None,
         "error": short(result.get("error"), 400) if result.get("error") else None,
         "attempts": [
             {
@@ -523,7 +523,9 @@ def summary(state: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) 
     optimization = cost.get("cost_optimization") or {}
     served = Counter((r.get("served_by") or {}).get("side", "none") for r in results.values())
     return {
-        "status": state.get("status", "unknown"),
+        # synchronize sets it: without it the run stopped before its answers were reconciled
+        "status": state.get("status") or "unfinished",
+        "unfinished": not state.get("status"),
         "requests": len(state.get("requests") or []),
         "statuses": dict(sorted(Counter(r.get("status") for r in results.values()).items())),
         "served": dict(sorted(served.items())),

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError
 from hybridmcp.persistence import MEMORY, is_postgres, open_persistence
 from hybridmcp.stats_store import NAMESPACE, all_stats, stats_record
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 _SERDE_LOG = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
 
@@ -49,11 +52,29 @@ async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict
 
     async with open_persistence(db) as (checkpointer, store):
         graph = build_graph().compile(checkpointer=checkpointer, store=store)
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
         with own_types_quiet():
-            snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+            snapshot = await graph.aget_state(config)
+            saved = await checkpointer.aget_tuple(config)
         values = _check(dict(snapshot.values or {}), thread, db)
+        values = _with_ended_calls(values, saved.pending_writes if saved is not None else None)
         learned = [stats_record(s) for s in await all_stats(store)]
     return values, learned
+
+
+def _with_ended_calls(values: dict[str, Any], writes: Sequence[Any] | None) -> dict[str, Any]:
+    """A run stopped while its calls ran: the attempts that ended are in the checkpoint's
+    pending writes (a resume takes them, it does not make them again), not yet in its values.
+    They are shown with the rest."""
+    ended = [
+        attempt
+        for _task, channel, value in writes or ()
+        if channel == "attempts" and isinstance(value, list)
+        for attempt in value
+    ]
+    if not ended:
+        return values
+    return values | {"attempts": [*(values.get("attempts") or []), *ended]}
 
 
 def _check_made(db: str) -> None:
