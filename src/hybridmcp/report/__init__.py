@@ -14,6 +14,7 @@ plotting library at run time and opens offline in any browser.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,7 @@ def _num(value: Any) -> str:
 
 
 def _ms(value: float | None) -> str:
-    if value is None:
+    if not isinstance(value, int | float) or not math.isfinite(value):
         return "-"
     return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.1f} ms"
 
