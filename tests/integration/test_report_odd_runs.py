@@ -122,3 +122,34 @@ def test_the_report_of_a_run_interrupted_midway_says_so_and_shows_its_ended_call
     drawn = re.findall(r'<g class="bar bar-(\w+) side-external" data-request="(\w+)"', html)
     assert {rid for _kind, rid in drawn} >= set(FAST), drawn
     assert ">None<" not in html and ">null<" not in html and "rounds None" not in html
+
+
+def test_a_right_to_left_override_in_an_id_cannot_reorder_the_page_around_it(tmp_path: Path):
+    """A request id or a provider holding U+202E (right-to-left override): wherever the page
+    writes it beside other text (a lane's label, a bar's tooltip, the request's heading the
+    page's script writes) it is an isolate, so the status after it reads as it is; in HTML
+    cells, ``code`` isolates it."""
+    from hybridmcp.report import write_report
+    from tests.integration.test_report import dump_dom
+
+    rid, provider = "\u202eevil", "mcp:\u202ex/t"
+    attempt = {
+        "request_id": rid, "skill": "s", "provider": provider, "side": "external", "round": 1,
+        "ok": True, "started_at": 1.0, "latency_ms": 3.0, "queue_ms": 0.0,
+    }  # fmt: skip
+    state = {
+        "requests": [{"id": rid, "skill": "s", "args": {}}],
+        "attempts": [attempt],
+        "results": {rid: {"id": rid, "status": "ok", "value": 1, "agreement": None}},
+        "started_at": 1.0,
+        "status": "ok",
+    }
+    page = write_report(tmp_path / "r.html", state)
+    html = page.read_text()
+    iso = "\u2068{}\u2069"
+    assert f"{iso.format(rid)} · {iso.format(provider)}</text>" in html  # the lane's label
+    assert f"<title>{iso.format(rid)} · {iso.format(provider)} · round 1" in html
+    assert "unicode-bidi: isolate" in html
+    dom = dump_dom(page)
+    [heading] = dom.inside("detail", "h3")
+    assert heading["text"] == f"{iso.format(rid)} (s): ok", heading

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from hybridmcp import jsontext
-from hybridmcp.report.model import BAR_KINDS, page_records, report_model
+from hybridmcp.report.model import BAR_KINDS, isolated, page_records, report_model
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -83,7 +83,13 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    helpers: dict[str, Any] = {"num": _num, "ms": _ms, "share": _share, "bar_style": _bar_style}
+    helpers: dict[str, Any] = {
+        "num": _num,
+        "ms": _ms,
+        "share": _share,
+        "bar_style": _bar_style,
+        "iso": isolated,
+    }
     env.globals.update(helpers)
     return env
 

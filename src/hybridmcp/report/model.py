@@ -52,6 +52,12 @@ def short(value: Any, width: int = VALUE_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def isolated(text: Any) -> str:
+    """``text`` as a bidirectional isolate (between U+2068 and U+2069): a right-to-left
+    override in a server's or a task's text cannot reorder what the page writes after it."""
+    return f"\u2068{text}\u2069"
+
+
 def bar_kind(attempt: Mapping[str, Any]) -> str:
     """One of :data:`BAR_KINDS` for an attempt record."""
     if attempt.get("hedge") == "hedge":
@@ -187,7 +193,8 @@ def timeline(
                         "x": round(start_ms * scale, 2),
                         "queue_w": round(queue * scale, 2),
                         "w": round(max(latency * scale, MIN_BAR), 2),
-                        "title": f"{rid} · {provider} · round {a.get('round')} · {kind}"
+                        "title": f"{isolated(rid)} · {isolated(provider)} · round "
+                        f"{a.get('round')} · {kind}"
                         f" · queue {queue:.1f} ms · call {latency:.1f} ms"
                         + (f" · {short(a.get('error'), 120)}" if a.get("error") else ""),
                     }
@@ -202,7 +209,7 @@ def timeline(
     transitions = [
         {
             "x": round(((e.get("at") or t0) - t0) * 1000 * scale, 2),
-            "label": f"{e.get('provider')}: {e.get('from_state')} → {e.get('to_state')}",
+            "label": f"{isolated(e.get('provider'))}: {e.get('from_state')} → {e.get('to_state')}",
             "code": str(e["code"]),
         }
         for e in state.get("events") or []
