@@ -45,7 +45,9 @@ from hybridmcp.persistence import (
     check_sqlite,
     default_db_path,
     head_anchor,
+    heads_path,
     is_postgres,
+    lock_path,
     open_persistence,
     resolve_db,
     shown_db,
@@ -298,9 +300,12 @@ async def _run(
     captured: dict[str, Any] | None = None,
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
+    report_file: str | None = None,
 ) -> dict[str, Any]:
     with _collector_paused():
         config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
+        if report_file is not None:
+            _refuse_overwrite(report_file, "--report", _run_files(config, task_path, config_path))
         task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -601,6 +606,7 @@ def run(
                 captured=captured,
                 answer=decision,
                 prompt=ask_on_terminal if answer is None and sys.stdin.isatty() else None,
+                report_file=report_file,
             )
         )
         if report_file and captured is not None:
@@ -705,6 +711,51 @@ def _check_writable(path: str, option: str) -> None:
         raise ConfigError(f"{option} {path!r} cannot be written: {err.strerror}") from None
 
 
+def _db_files(db: str) -> list[str]:
+    """The run database ``db`` and the files hybridmcp keeps beside it."""
+    from hybridmcp.thread_lock import threads_lock_path
+
+    if db == MEMORY:
+        return []
+    files = [] if is_postgres(db) else [db, f"{db}-wal", f"{db}-shm", str(lock_path(db))]
+    if not is_postgres(db):
+        files += [str(threads_lock_path(db)), str(heads_path(db))]
+    tokens = tokens_path(db)
+    return files + ([str(tokens)] if tokens is not None else [])
+
+
+def _run_files(config: HybridConfig, task: str | None, config_path: str | None) -> dict[str, Any]:
+    """What a run reads or keeps, by what it is: a report written over one would destroy it."""
+    trail = config.audit.path
+    return {
+        "the task file": [task] if task not in (None, "-") else [],
+        "the configuration file": [config_path] if config_path else [],
+        "the run database or a file kept beside it": _db_files(resolve_db(config.audit.run_db)),
+        "the audit trail or its key": [trail, str(config.audit.key_path(trail))] if trail else [],
+        "the audit heads file": [config.audit.head_db] if config.audit.head_db else [],
+        "the servers' log": [config.resilience.pool.server_log or ""],
+    }
+
+
+def _refuse_overwrite(path: str, option: str, kept: dict[str, Any]) -> None:
+    """Refuse an output that names a file the command reads or keeps."""
+    out = Path(path).expanduser()
+    for what, files in kept.items():
+        if any(f and _same_file(out, Path(f).expanduser()) for f in files):
+            raise ConfigError(
+                f"{option} {path!r} is {what}: the report would overwrite it (choose another file)"
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -760,6 +811,9 @@ def report_command(
     from hybridmcp.report.source import from_database, from_server
 
     try:
+        if url is None:
+            kept = {"the run database or a file kept beside it": _db_files(resolve_db(db))}
+            _refuse_overwrite(output, "--output", kept)
         _check_writable(output, "--output")
         if url is not None:
             state, learned = asyncio.run(from_server(url, thread, api_key))

@@ -153,3 +153,40 @@ def test_a_right_to_left_override_in_an_id_cannot_reorder_the_page_around_it(tmp
     dom = dump_dom(page)
     [heading] = dom.inside("detail", "h3")
     assert heading["text"] == f"{iso.format(rid)} (s): ok", heading
+
+
+@pytest.mark.parametrize("target", ["db", "db-wal", "task", "config", "audit", "audit key"])
+def test_a_report_named_as_a_file_the_run_keeps_is_refused_before_it_runs(target, tmp_path):
+    """``--report`` naming the run database (or a file beside it), the task, the
+    configuration or the audit trail would overwrite it with HTML: the checkpoints and what
+    was learned, the trail's evidence, the user's own task gone. One error line, exit 2,
+    every file as it was."""
+    db, task, config, audit = (tmp_path / n for n in ("r.db", "t.json", "c.json", "a.jsonl"))
+    task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
+    config.write_text(json.dumps({"mcpServers": {}}))
+    base = ["run", str(task), "--db", str(db), "--config", str(config), "--audit", str(audit)]
+    first = cli(*base, "--json", "--thread", "t", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    audit.touch()  # (no external call: the trail may not have been made)
+    named = {"db": db, "db-wal": Path(f"{db}-wal"), "task": task, "config": config,
+             "audit": audit, "audit key": Path(f"{audit}.key")}[target]  # fmt: skip
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    proc = cli(*base, "--thread", "t2", "--report", str(named), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: --report") and "would overwrite it" in line, line
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert after == before
+
+
+def test_a_report_written_over_its_own_run_database_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    task = tmp_path / "t.json"
+    task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
+    assert cli("run", str(task), "--db", str(db), "--thread", "t", cwd=tmp_path).returncode == 0
+    before = db.read_bytes()
+    proc = cli("report", "--thread", "t", "--db", str(db), "-o", str(db), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "is the run database" in proc.stderr and db.read_bytes() == before
+    again = cli("report", "--thread", "t", "--db", str(db), "-o", "r.html", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # the database still holds the run
