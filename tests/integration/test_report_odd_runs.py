@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,39 @@ def test_a_report_written_over_its_own_run_database_is_refused(tmp_path: Path) -
     assert "is the run database" in proc.stderr and db.read_bytes() == before
     again = cli("report", "--thread", "t", "--db", str(db), "-o", "r.html", cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # the database still holds the run
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system of 2 MiB of its own (tmpfs), 8 KiB of it left free."""
+    from tests.integration.test_hostile_storage import fill
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        (mount / "r.html").write_text("<html>the earlier report</html>")
+        fill(mount, leave_kib=8)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_report_that_does_not_fit_on_the_disk_leaves_the_one_there(full_disk, tmp_path):
+    """``report -o`` over an earlier report on a disk with no room left: one error line,
+    exit 2, and the earlier report still whole (not cut to what fitted, nor emptied)."""
+    db = tmp_path / "r.db"
+    task = tmp_path / "t.json"
+    many = [
+        {"id": f"n{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"}}
+        for i in range(40)
+    ]
+    task.write_text(json.dumps({"requests": many}))
+    assert cli("run", str(task), "--db", str(db), "--thread", "t", cwd=tmp_path).returncode == 0
+    out = full_disk / "r.html"
+    proc = cli("report", "--thread", "t", "--db", str(db), "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: cannot write the report") and "No space" in line, line
+    assert out.read_text() == "<html>the earlier report</html>"
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "r.html"]

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,8 +132,18 @@ def write_report(
     learned: Sequence[Mapping[str, Any]] = (),
     **options: Any,
 ) -> Path:
-    """Write the report to ``path`` (its directory created); returns the path."""
+    """Write the report to ``path`` (its directory created); returns the path. It is written
+    whole beside ``path`` first, then put in its place: a write that fails (a full disk, an
+    interruption) leaves the file that was there as it was."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(state, learned, **options), encoding="utf-8")
+    text = render_report(state, learned, **options)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    try:
+        with partial.open("x", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return out
