@@ -29,7 +29,6 @@ import anyio.lowlevel
 import typer
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from hybridmcp import jsontext
@@ -46,7 +45,9 @@ from hybridmcp.persistence import (
     check_sqlite,
     default_db_path,
     head_anchor,
+    heads_path,
     is_postgres,
+    lock_path,
     open_persistence,
     resolve_db,
     shown_db,
@@ -55,6 +56,7 @@ from hybridmcp.persistence import (
 from hybridmcp.prompts.planner import Plan, plan_requests
 from hybridmcp.report.summary import SUMMARY_ABOVE, render_summary, render_totals
 from hybridmcp.task import load_task, parse_task
+from hybridmcp.terminal import plain, shown
 
 # The rest is imported where it is used, so that each command loads only what it needs: `run`
 # starts its MCP servers first and imports the graph while they start (see `_started`); the HTML
@@ -89,7 +91,37 @@ class _OneLine(logging.Formatter):
         if record.exc_info and record.exc_info[1] is not None:
             err = record.exc_info[1]
             text += f" ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
-        return text
+        return plain(text)  # a server's log message, as the text it is
+
+
+class _Output(Console):
+    """A console on stdout that a reader may stop reading (``| head``): the rest of the
+    output is dropped and the command ends with its own exit code (Rich exits 1 here,
+    which ``run`` documents as a failed run)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """What is still to be written to stdout goes nowhere: its reader is gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+@contextlib.contextmanager
+def _output() -> Iterator[None]:
+    """Write a command's output to stdout; a reader that stopped reading ends the output, not
+    the command (click would exit 1 on the closed pipe)."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
 
 
 def _ours(record: logging.LogRecord) -> bool:
@@ -131,7 +163,7 @@ def _short(value: Any, width: int = 60) -> str:
 
 def _text(value: Any, width: int = 60) -> str:
     """A value cut to ``width``, as console markup that shows it as the text it is."""
-    return escape(_short(value, width))
+    return shown(_short(value, width))
 
 
 def report(out: dict[str, Any]) -> dict[str, Any]:
@@ -193,10 +225,10 @@ def _results_table(data: dict[str, Any], *, wide: bool) -> Table:
         side = served["side"] if served else "-"
         attempts, conf = _attempts_cell(r["attempts"]), f"{r['confidence']:.2f}"
         if wide:
-            table.add_row(escape(r["id"]), r["allocation"], side, attempts, agree, conf, value)
+            table.add_row(shown(r["id"]), r["allocation"], side, attempts, agree, conf, value)
         else:
             outcome = f"{r['allocation']} → {side}\n{attempts}\nagree {agree}, conf {conf}"
-            table.add_row(escape(r["id"]), outcome, value)
+            table.add_row(shown(r["id"]), outcome, value)
     return table
 
 
@@ -240,13 +272,13 @@ def show_plan(plan: Plan, console: Console, as_json: bool) -> None:
     table.add_column("args", overflow="fold", ratio=1)
     for r in plan.requests:
         table.add_row(
-            *map(escape, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
+            *map(shown, (r["id"], r["skill"], json.dumps(r["args"], ensure_ascii=False)))
         )
     console.print(table)
     if plan.rationale:
-        console.print(f"rationale: {escape(plan.rationale)}", highlight=False)
+        console.print(f"rationale: {shown(plan.rationale)}", highlight=False)
     for part in plan.uncovered:
-        console.print(f"[yellow]not planned:[/] {escape(part)}", highlight=False)
+        console.print(f"[yellow]not planned:[/] {shown(part)}", highlight=False)
 
 
 def plan_record(plan: Plan) -> dict[str, Any]:
@@ -268,9 +300,12 @@ async def _run(
     captured: dict[str, Any] | None = None,
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
+    report_file: str | None = None,
 ) -> dict[str, Any]:
     with _collector_paused():
         config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
+        if report_file is not None:
+            _refuse_overwrite(report_file, "--report", _run_files(config, task_path, config_path))
         task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -528,7 +563,7 @@ def run(
 ) -> None:
     """Run a task (or the embedded demo) and print the coordinated result: a table, or above
     50 requests a summary."""
-    console = Console(stderr=as_json)
+    console = Console(stderr=True) if as_json else _Output()
     try:
         configure_logging(verbose, log_file)
         decision = _parse_answer(answer) if answer is not None else None
@@ -571,6 +606,7 @@ def run(
                 captured=captured,
                 answer=decision,
                 prompt=ask_on_terminal if answer is None and sys.stdin.isatty() else None,
+                report_file=report_file,
             )
         )
         if report_file and captured is not None:
@@ -591,12 +627,13 @@ def run(
     except KeyboardInterrupt:
         _interrupted(thread)
     _note_thread(data["thread"]["found"], thread, answered=answer is not None)
-    _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
+    with _output():
+        _print_run(data, console, as_json=as_json, quiet=quiet, table=table, thread=thread)
     notes = Console(stderr=True)
     if _size(log_path) > log_size and not quiet:
-        notes.print(f"servers' stderr: {escape(str(log_path))}", highlight=False, soft_wrap=True)
+        notes.print(f"servers' stderr: {shown(str(log_path))}", highlight=False, soft_wrap=True)
     if report_file and not quiet:
-        notes.print(f"report: {escape(str(report_file))}", highlight=False, soft_wrap=True)
+        notes.print(f"report: {shown(str(report_file))}", highlight=False, soft_wrap=True)
     raise typer.Exit(_EXIT.get(data["status"], EXIT_FAILED))
 
 
@@ -610,7 +647,7 @@ def _interrupted(thread: str | None) -> NoReturn:
         )
     else:
         note = "interrupted: nothing is kept of an unnamed run (give --thread ID to resume one)"
-    Console(stderr=True).print(escape(note), highlight=False, soft_wrap=True)
+    Console(stderr=True).print(shown(note), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -624,7 +661,7 @@ def _note_thread(found: str, thread: str | None, *, answered: bool) -> None:
         "paused": "was paused for a human decision"
         + ("; answered" if answered else "; answer it with --answer"),
     }[found]
-    Console(stderr=True).print(escape(f"thread {thread!r} {note}"), highlight=False)
+    Console(stderr=True).print(shown(f"thread {thread!r} {note}"), highlight=False)
 
 
 def _print_run(
@@ -672,6 +709,51 @@ def _check_writable(path: str, option: str) -> None:
             where.unlink()
     except OSError as err:
         raise ConfigError(f"{option} {path!r} cannot be written: {err.strerror}") from None
+
+
+def _db_files(db: str) -> list[str]:
+    """The run database ``db`` and the files hybridmcp keeps beside it."""
+    from hybridmcp.thread_lock import threads_lock_path
+
+    if db == MEMORY:
+        return []
+    files = [] if is_postgres(db) else [db, f"{db}-wal", f"{db}-shm", str(lock_path(db))]
+    if not is_postgres(db):
+        files += [str(threads_lock_path(db)), str(heads_path(db))]
+    tokens = tokens_path(db)
+    return files + ([str(tokens)] if tokens is not None else [])
+
+
+def _run_files(config: HybridConfig, task: str | None, config_path: str | None) -> dict[str, Any]:
+    """What a run reads or keeps, by what it is: a report written over one would destroy it."""
+    trail = config.audit.path
+    return {
+        "the task file": [task] if task not in (None, "-") else [],
+        "the configuration file": [config_path] if config_path else [],
+        "the run database or a file kept beside it": _db_files(resolve_db(config.audit.run_db)),
+        "the audit trail or its key": [trail, str(config.audit.key_path(trail))] if trail else [],
+        "the audit heads file": [config.audit.head_db] if config.audit.head_db else [],
+        "the servers' log": [config.resilience.pool.server_log or ""],
+    }
+
+
+def _refuse_overwrite(path: str, option: str, kept: dict[str, Any]) -> None:
+    """Refuse an output that names a file the command reads or keeps."""
+    out = Path(path).expanduser()
+    for what, files in kept.items():
+        if any(f and _same_file(out, Path(f).expanduser()) for f in files):
+            raise ConfigError(
+                f"{option} {path!r} is {what}: the report would overwrite it (choose another file)"
+            )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _size(path: str) -> int:
@@ -729,6 +811,9 @@ def report_command(
     from hybridmcp.report.source import from_database, from_server
 
     try:
+        if url is None:
+            kept = {"the run database or a file kept beside it": _db_files(resolve_db(db))}
+            _refuse_overwrite(output, "--output", kept)
         _check_writable(output, "--output")
         if url is not None:
             state, learned = asyncio.run(from_server(url, thread, api_key))
@@ -741,7 +826,7 @@ def report_command(
         _refuse(err)
     except OSError as err:
         _refuse(HybridMCPError(f"cannot write the report {output!r}: {err}"))
-    Console(stderr=True).print(f"report: {escape(str(output))}", highlight=False, soft_wrap=True)
+    Console(stderr=True).print(f"report: {shown(str(output))}", highlight=False, soft_wrap=True)
 
 
 def coerce(text: str, prop: dict[str, Any]) -> Any:
@@ -781,20 +866,20 @@ def answer_question(value: Any, ask: Callable[[str, str | None], str]) -> Any:
             f" ({prop['description']})" if prop.get("description") else ""
         )
         default = prop.get("default")
-        shown = (
+        offered = (
             None
             if default is None
             else (", ".join(map(str, default)) if isinstance(default, list) else str(default))
         )
         while True:
-            text = ask(label, shown)
+            text = ask(label, offered)
             if not text and name not in required:
                 break
             try:
                 content[name] = coerce(text, prop)
                 break
             except ValueError as err:
-                Console(stderr=True).print(f"  [red]{escape(str(err))}[/red]", highlight=False)
+                Console(stderr=True).print(f"  [red]{shown(str(err))}[/red]", highlight=False)
     return content
 
 
@@ -803,7 +888,11 @@ def ask_on_terminal(pending: list[Any]) -> Any:
     stderr); ``None`` when the input ends."""
 
     def ask(label: str, default: str | None) -> str:
-        return str(typer.prompt(label, default=default or "", show_default=bool(default), err=True))
+        shown_default = plain(default or "")  # the server's schema's: shown as text
+        text = typer.prompt(
+            plain(label), default=shown_default, show_default=bool(default), err=True
+        )
+        return default if default and text == shown_default else str(text)
 
     try:
         answers = {i.id: answer_question(i.value, ask) for i in pending}
@@ -829,7 +918,7 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
         fields = ", ".join((q.get("requested_schema") or {}).get("properties") or {})
         console.print(
             "[yellow]paused[/yellow] "
-            + escape(
+            + shown(
                 f"{q.get('type', 'question')} {q['id']}: {what}"
                 + (f" (fields: {fields})" if fields else "")
             ),
@@ -842,13 +931,13 @@ def show_questions(data: dict[str, Any], thread: str | None, console: Console) -
             if thread
             else "run it again with --thread ID to be able to answer"
         )
-        console.print(f"resume: {escape(how)}", highlight=False, soft_wrap=True)
+        console.print(f"resume: {shown(how)}", highlight=False, soft_wrap=True)
 
 
 def _refuse(err: HybridMCPError) -> NoReturn:
     """Exit 2 with the error on stderr, unwrapped (a limit's message is one line)."""
     Console(stderr=True).print(
-        f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True
+        f"[red]error:[/red] {shown(str(err))}", highlight=False, soft_wrap=True
     )
     raise typer.Exit(EXIT_USAGE)
 
@@ -873,7 +962,7 @@ def configured(path: str | None) -> HybridConfig:
     console = Console(stderr=True)
     for warning in config.warnings:
         console.print(
-            f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True
+            f"[yellow]warning:[/yellow] {shown(warning)}", highlight=False, soft_wrap=True
         )
     return config
 
@@ -884,7 +973,7 @@ def warn_unavailable(resources: Resources) -> None:
     for server, reason in sorted(resources.registry.unavailable.items()):
         state = "" if reason.startswith("needs authentication") else "is down: "
         console.print(
-            f"[yellow]warning:[/yellow] MCP server {escape(repr(server))} {state}{escape(reason)}",
+            f"[yellow]warning:[/yellow] MCP server {shown(repr(server))} {state}{shown(reason)}",
             highlight=False,
             soft_wrap=True,
         )
@@ -949,14 +1038,16 @@ def _print_records(
     records: list[dict[str, Any]], columns: list[str], as_json: bool, title: str
 ) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(records, default=str) + "\n")
+        with _output():
+            sys.stdout.write(json.dumps(records, default=str) + "\n")
         return
     table = Table(title=title, box=box.SIMPLE_HEAD)
     for column in columns:
         table.add_column(column, overflow="fold")
     for r in records:
-        table.add_row(*("-" if r.get(c) is None else escape(str(r[c])) for c in columns))
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+        table.add_row(*("-" if r.get(c) is None else shown(str(r[c])) for c in columns))
+    with _output():
+        _Output(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON list.")]
@@ -1012,11 +1103,11 @@ update (``--json`` has them), so the figures it shows keep every digit."""
 
 def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> None:
     if not records:
-        console.print(f"nothing learned yet in {escape(db)}", highlight=False)
+        console.print(f"nothing learned yet in {shown(db)}", highlight=False)
         return
     full = console.width >= STATS_FULL_WIDTH
     table = Table(
-        title=f"learned provider statistics ({escape(db)})", box=box.SIMPLE_HEAD, pad_edge=False
+        title=f"learned provider statistics ({shown(db)})", box=box.SIMPLE_HEAD, pad_edge=False
     )
     # The names fold (they can be long); the figures never lose a digit.
     table.add_column("provider /\nskill", overflow="fold", min_width=14, ratio=1)
@@ -1028,7 +1119,7 @@ def render_stats(records: list[dict[str, Any]], db: str, console: Console) -> No
     for r in records:
         updated = r["updated_at"]
         row = [
-            f"{escape(r['provider'])}\n[dim]{escape(r['skill'])}[/dim]",
+            f"{shown(r['provider'])}\n[dim]{shown(r['skill'])}[/dim]",
             f"{r['calls']}\n{r['failures']} failed" if r["failures"] else str(r["calls"]),
             _share(r["success_rate"]),
             _ms(r["ewma_latency_ms"]),
@@ -1079,13 +1170,15 @@ def stats(
         _refuse(err)
     if reset:
         Console(stderr=True).print(
-            f"reset: {deleted} statistics deleted from {escape(shown_db(where))}", highlight=False
+            f"reset: {deleted} statistics deleted from {shown(shown_db(where))}", highlight=False
         )
-    if as_json:
-        sys.stdout.write(json.dumps(records) + "\n")
-    elif not reset or records:
-        # piped output gets room for the whole table; a terminal gets its own width
-        render_stats(records, shown_db(where), Console(width=None if sys.stdout.isatty() else 130))
+    with _output():
+        if as_json:
+            sys.stdout.write(json.dumps(records) + "\n")
+        elif not reset or records:
+            # piped output gets room for the whole table; a terminal gets its own width
+            width = None if sys.stdout.isatty() else 130
+            render_stats(records, shown_db(where), _Output(width=width))
 
 
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
@@ -1130,7 +1223,7 @@ def _verified(
     try:
         result, where = _check_trail(file, db, head_db, key_file, head)
     except HybridMCPError as err:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(plain(f"error: {err}"), err=True)
         raise typer.Exit(EXIT_USAGE) from None
     if not result.ok:
         _fail(result, where)
@@ -1144,9 +1237,9 @@ def _fail(result: AuditReport, where: str) -> None:
         else p
         for p in result.problems
     ]
-    typer.echo(f"FAILED: {problems[0]}", err=True)  # one line per problem, unwrapped
+    typer.echo(plain(f"FAILED: {problems[0]}"), err=True)  # one line per problem, unwrapped
     for problem in problems[1:10]:
-        typer.echo(f"  also: {problem}", err=True)
+        typer.echo(plain(f"  also: {problem}"), err=True)
     raise typer.Exit(EXIT_FAILED)
 
 
@@ -1164,6 +1257,12 @@ def audit_verify(
     """Check the MAC chain and the anchored head: exit 1, naming the first bad record, on any
     edit, removal, insertion, reordering, cut tail, emptied file or recomputed chain."""
     result, where = _verified(file, db, head_db, key_file, head)
+    with _output():
+        _print_verified(result, where)
+    raise typer.Exit(EXIT_OK)
+
+
+def _print_verified(result: AuditReport, where: str) -> None:
     if result.head is None:
         print("ok: 0 records (the trail is empty: no external call or decision was recorded)")
     else:
@@ -1173,8 +1272,7 @@ def audit_verify(
     if result.anchored is not None:
         print(f"head anchored in {where}: matches")
     for note in result.notes:
-        print(f"note: {note}")
-    raise typer.Exit(EXIT_OK)
+        print(plain(f"note: {note}"))
 
 
 @audit_app.command("head")
@@ -1190,7 +1288,8 @@ def audit_head(
     if result.head is None:
         typer.echo("FAILED: the trail has no records: there is no head to export", err=True)
         raise typer.Exit(EXIT_FAILED)
-    print(result.head)
+    with _output():
+        print(result.head)
     raise typer.Exit(EXIT_OK)
 
 
@@ -1247,8 +1346,9 @@ def audit_show(
         if (run_id is None or r.get("run_id") == run_id) and (not wanted or r.get("kind") in wanted)
     ]
     if as_json:
-        for record in records:
-            sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        with _output():
+            for record in records:
+                sys.stdout.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
         raise typer.Exit(EXIT_OK)
     title = f"{len(records)} of {result.records} records of {file}"
     columns = [c for c in _SHOWN if c != "run" or run_id is None]
@@ -1352,7 +1452,7 @@ def auth_login(
     except HybridMCPError as err:
         _refuse(err)
     if not ok:
-        typer.echo(f"error: MCP server {server!r}: {message}", err=True)
+        typer.echo(plain(f"error: MCP server {server!r}: {message}"), err=True)
         raise typer.Exit(EXIT_FAILED)
     typer.echo(message)
 
@@ -1406,7 +1506,8 @@ def auth_status(
     except HybridMCPError as err:
         _refuse(err)
     if as_json:
-        sys.stdout.write(json.dumps(records) + "\n")
+        with _output():
+            sys.stdout.write(json.dumps(records) + "\n")
         return
     for r in records:
         r["expires (UTC)"] = (

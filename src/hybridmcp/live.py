@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,6 +17,7 @@ from rich.progress import (
 )
 
 from hybridmcp.progress import ATTEMPT_KEYS
+from hybridmcp.terminal import shown
 
 
 class LiveProgress:
@@ -99,7 +99,7 @@ class LiveProgress:
                 self.failed += 1
                 self._log(
                     "[red]✗[/red] "
-                    + escape(
+                    + shown(
                         f"{event['request_id']}: {event['provider']} failed: {event.get('error')}"
                     )
                 )
@@ -107,7 +107,7 @@ class LiveProgress:
         elif kind == "reallocation":
             self._log(
                 "[yellow]↪[/yellow] "
-                + escape(
+                + shown(
                     f"{event['request_id']}: reallocated to {event['to_provider']}"
                     f" (round {event['round']})"
                 )
@@ -115,7 +115,7 @@ class LiveProgress:
         elif kind == "conflict":
             self._log(
                 "[red]≠[/red] "
-                + escape(
+                + shown(
                     f"{event['request_id']}: the sides disagree "
                     f"(disagreement {event.get('disagreement_level')})"
                 )
@@ -126,7 +126,7 @@ class LiveProgress:
             share = f"{done:g}/{total:g}" if total else f"{done:g}"
             note = f" {event['message']}" if event.get("message") else ""
             self.progress.update(
-                self.task, description=escape(f"{event.get('provider')} {share}{note}"[:60])
+                self.task, description=shown(f"{event.get('provider')} {share}{note}"[:60])
             )
         elif kind == "event":
             self._log(f"[yellow]event[/yellow] {event.get('code')}")

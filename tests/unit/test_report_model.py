@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 from html.parser import HTMLParser
 from typing import Any
@@ -275,3 +276,54 @@ def test_a_number_json_has_no_form_for_leaves_the_page_readable():
         raise ValueError(constant)
 
     json.loads(records.group(1), parse_constant=refuse)
+
+
+ODD_NUMBERS = st.one_of(
+    st.none(),
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), -1.0, 0.0, True, "12"]),
+    st.floats(0, 1e6),
+)
+
+
+@st.composite
+def odd_attempts(draw: st.DrawFn) -> dict[str, Any]:
+    """An attempt as another version may have written it: any optional field missing, null,
+    not finite or of another type."""
+    attempt: dict[str, Any] = {
+        "request_id": draw(st.sampled_from(["r0", "r1", 7])),
+        "provider": draw(st.sampled_from(["internal:s", "mcp:x/t", None])),
+        "side": draw(st.sampled_from(["internal", "external", None])),
+        "ok": draw(st.booleans()),
+    }
+    for key in ("queue_ms", "latency_ms", "round", "sent", "cost"):
+        if draw(st.booleans()):
+            attempt[key] = draw(ODD_NUMBERS)
+    if draw(st.booleans()):
+        attempt["started_at"] = draw(st.one_of(ODD_NUMBERS, st.floats(T0, T0 + 5)))
+    return attempt
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(odd_attempts(), max_size=6),
+    st.sampled_from([{"provider": "p", "side": "external"}, "p", None, 3]),
+    st.sampled_from([{}, {"provider": "p"}, {"at": T0}]),
+    ODD_NUMBERS,
+)
+def test_a_state_of_another_shape_renders_with_every_bar_placed(attempts, served, event, wall):
+    """An attempt's missing, null or non-finite time, a ``served_by`` that is not a mapping,
+    a circuit event without its provider: the page renders, every bar at a finite place."""
+    state = {
+        "requests": [{"id": "r0", "skill": "s", "args": {}}, {"id": "r1", "skill": "s"}],
+        "attempts": attempts,
+        "results": {"r0": {"id": "r0", "status": "ok", "served_by": served, "value": 1}},
+        "started_at": T0,
+        "metrics": {"wall_ms": wall},
+        "events": [{"code": "CIRCUIT_OPENED", **event}],
+    }
+    model = report_model(state)
+    for lane in model["timeline"]["lanes"]:
+        for bar in lane["bars"]:
+            assert all(math.isfinite(bar[k]) for k in ("x", "w", "queue_w")), bar
+    html = render_report(state)
+    assert "nan" not in re.findall(r'(?:x|width)="([^"]*)"', html)

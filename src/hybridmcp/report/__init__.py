@@ -14,6 +14,9 @@ plotting library at run time and opens offline in any browser.
 from __future__ import annotations
 
 import importlib.metadata
+import math
+import os
+import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from markupsafe import Markup
 
 from hybridmcp import jsontext
-from hybridmcp.report.model import BAR_KINDS, page_records, report_model
+from hybridmcp.report.model import BAR_KINDS, isolated, page_records, report_model
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -39,7 +42,7 @@ def _num(value: Any) -> str:
 
 
 def _ms(value: float | None) -> str:
-    if value is None:
+    if not isinstance(value, int | float) or not math.isfinite(value):
         return "-"
     return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.1f} ms"
 
@@ -82,7 +85,13 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    helpers: dict[str, Any] = {"num": _num, "ms": _ms, "share": _share, "bar_style": _bar_style}
+    helpers: dict[str, Any] = {
+        "num": _num,
+        "ms": _ms,
+        "share": _share,
+        "bar_style": _bar_style,
+        "iso": isolated,
+    }
     env.globals.update(helpers)
     return env
 
@@ -123,8 +132,18 @@ def write_report(
     learned: Sequence[Mapping[str, Any]] = (),
     **options: Any,
 ) -> Path:
-    """Write the report to ``path`` (its directory created); returns the path."""
+    """Write the report to ``path`` (its directory created); returns the path. It is written
+    whole beside ``path`` first, then put in its place: a write that fails (a full disk, an
+    interruption) leaves the file that was there as it was."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_report(state, learned, **options), encoding="utf-8")
+    text = render_report(state, learned, **options)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    try:
+        with partial.open("x", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(partial, out)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return out

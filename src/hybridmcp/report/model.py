@@ -52,6 +52,12 @@ def short(value: Any, width: int = VALUE_CHARS) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def isolated(text: Any) -> str:
+    """``text`` as a bidirectional isolate (between U+2068 and U+2069): a right-to-left
+    override in a server's or a task's text cannot reorder what the page writes after it."""
+    return f"\u2068{text}\u2069"
+
+
 def bar_kind(attempt: Mapping[str, Any]) -> str:
     """One of :data:`BAR_KINDS` for an attempt record."""
     if attempt.get("hedge") == "hedge":
@@ -60,7 +66,7 @@ def bar_kind(attempt: Mapping[str, Any]) -> str:
         return "cancelled"
     if not attempt.get("ok"):
         return "failed"
-    if int(attempt.get("round") or 1) > 1:
+    if (_finite(attempt.get("round")) or 1) > 1:
         return "reallocated"
     return "ok"
 
@@ -74,6 +80,30 @@ def _pct(values: Sequence[float], q: float) -> float | None:
 
 def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _finite(value: Any) -> float | None:
+    """A number the page can place: finite, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def readable(attempt: Mapping[str, Any]) -> dict[str, Any]:
+    """An attempt record as the page reads it: its request and provider as text, its times
+    finite numbers or ``None`` (a record another version wrote may lack one; a state read from
+    a server may hold a NaN or an infinity)."""
+    out = dict(attempt)
+    out["request_id"] = str(attempt.get("request_id"))
+    out["provider"] = str(attempt.get("provider") or "?")
+    for key in ("started_at", "queue_ms", "latency_ms"):
+        out[key] = _finite(attempt.get(key))
+    return out
+
+
+def served_by(result: Mapping[str, Any]) -> Mapping[str, Any]:
+    served = result.get("served_by")
+    return served if isinstance(served, Mapping) else {}
 
 
 # -- the timeline -----------------------------------------------------------------------------
@@ -126,7 +156,7 @@ def timeline(
     state: Mapping[str, Any], sample: Sequence[str], by_request: Mapping[str, Sequence[Any]]
 ) -> dict[str, Any]:
     """Lanes (one per request and provider) and their bars: the queue wait, then the call."""
-    t0 = float(state.get("started_at") or 0.0)
+    t0 = _finite(state.get("started_at")) or 0.0
     attempts = [a for rid in by_request for a in by_request[rid]]
     ends = [
         (a.get("started_at") or t0)
@@ -134,7 +164,8 @@ def timeline(
         + ((a.get("queue_ms") or 0.0) + (a.get("latency_ms") or 0.0)) / 1000
         for a in attempts
     ]
-    span_ms = max([e * 1000 for e in ends] + [(state.get("metrics") or {}).get("wall_ms") or 0.0])
+    wall_ms = _finite((state.get("metrics") or {}).get("wall_ms")) or 0.0
+    span_ms = max([e * 1000 for e in ends] + [wall_ms])
     span_ms = max(span_ms, 1.0)
     scale = CHART_WIDTH / span_ms
     results = state.get("results") or {}
@@ -162,7 +193,8 @@ def timeline(
                         "x": round(start_ms * scale, 2),
                         "queue_w": round(queue * scale, 2),
                         "w": round(max(latency * scale, MIN_BAR), 2),
-                        "title": f"{rid} · {provider} · round {a.get('round')} · {kind}"
+                        "title": f"{isolated(rid)} · {isolated(provider)} · round "
+                        f"{a.get('round')} · {kind}"
                         f" · queue {queue:.1f} ms · call {latency:.1f} ms"
                         + (f" · {short(a.get('error'), 120)}" if a.get("error") else ""),
                     }
@@ -177,7 +209,7 @@ def timeline(
     transitions = [
         {
             "x": round(((e.get("at") or t0) - t0) * 1000 * scale, 2),
-            "label": f"{e['provider']}: {e.get('from_state')} → {e.get('to_state')}",
+            "label": f"{isolated(e.get('provider'))}: {e.get('from_state')} → {e.get('to_state')}",
             "code": str(e["code"]),
         }
         for e in state.get("events") or []
@@ -198,7 +230,7 @@ def in_flight_lanes(
 ) -> list[dict[str, Any]]:
     """One aggregated lane per provider over every attempt: how many of its calls were in
     flight in each of :data:`HEAT_BUCKETS` time slices (the peak per slice)."""
-    t0 = float(state.get("started_at") or 0.0)
+    t0 = _finite(state.get("started_at")) or 0.0
     width = span_ms / HEAT_BUCKETS
     by_provider: dict[str, list[int]] = {}
     sides: dict[str, str] = {}
@@ -284,9 +316,12 @@ def by_skill(
         )
         g["requests"] += 1
         g["status"][result.get("status", "none")] += 1
-        served = result.get("served_by") or {}
-        g["served"][served.get("side", "-")] += 1
-        g["latency"] += [a["latency_ms"] for a in by_request.get(rid, ()) if a.get("ok")]
+        g["served"][served_by(result).get("side", "-")] += 1
+        g["latency"] += [
+            a["latency_ms"]
+            for a in by_request.get(rid, ())
+            if a.get("ok") and a.get("latency_ms") is not None
+        ]
     return [
         {
             "skill": skill,
@@ -314,7 +349,11 @@ def by_provider(
             continue
         made = runs[key]
         judged = [a for a in made if a.get("sent", True) and not a.get("censored")]
-        latencies = [float(a["latency_ms"]) for a in judged if a.get("ok")]
+        latencies = [
+            float(a["latency_ms"])
+            for a in judged
+            if a.get("ok") and a.get("latency_ms") is not None
+        ]
         stats = known.get(key, {})
         rows.append(
             {
@@ -386,8 +425,8 @@ def request_record(
         "similarity": result.get("similarity"),
         "integration": result.get("strategy"),
         "confidence": result.get("confidence"),
-        "served_by": (result.get("served_by") or {}).get("provider"),
-        "value": short(result.get("value")),
+        "served_by": served_by(result).get("provider"),
+        "value": short(result["value"]) if "value" in result else None,
         "error": short(result.get("error"), 400) if result.get("error") else None,
         "attempts": [
             {
@@ -521,9 +560,11 @@ def summary(state: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) 
     metrics = state.get("metrics") or {}
     cost = state.get("cost") or {}
     optimization = cost.get("cost_optimization") or {}
-    served = Counter((r.get("served_by") or {}).get("side", "none") for r in results.values())
+    served = Counter(served_by(r).get("side", "none") for r in results.values())
     return {
-        "status": state.get("status", "unknown"),
+        # synchronize sets it: without it the run stopped before its answers were reconciled
+        "status": state.get("status") or "unfinished",
+        "unfinished": not state.get("status"),
         "requests": len(state.get("requests") or []),
         "statuses": dict(sorted(Counter(r.get("status") for r in results.values()).items())),
         "served": dict(sorted(served.items())),
@@ -541,7 +582,7 @@ def summary(state: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) 
         "failed_calls": metrics.get("failed_calls"),
         "cancelled_calls": metrics.get("cancelled_calls") or {},
         "reallocations": metrics.get("reallocations"),
-        "wall_ms": metrics.get("wall_ms"),
+        "wall_ms": _finite(metrics.get("wall_ms")),
         "circuits": metrics.get("circuits") or {},
     }  # fmt: skip
 
@@ -556,13 +597,15 @@ def report_model(
     """The report's content from a run's final state and the learned statistics."""
     requests = list(state.get("requests") or [])
     results = state.get("results") or {}
-    attempts = list(state.get("attempts") or [])
+    attempts = [readable(a) for a in state.get("attempts") or [] if isinstance(a, Mapping)]
     by_request: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for a in attempts:
         by_request[str(a["request_id"])].append(a)
-    t0 = float(state.get("started_at") or 0.0)
+    t0 = _finite(state.get("started_at")) or 0.0
     for rid in by_request:
-        by_request[rid].sort(key=lambda a: (a.get("started_at") or t0, a.get("round") or 1))
+        by_request[rid].sort(
+            key=lambda a: (a.get("started_at") or t0, _finite(a.get("round")) or 1)
+        )
     order = sorted(
         (str(r["id"]) for r in requests),
         key=lambda rid: min([a.get("started_at") or t0 for a in by_request.get(rid, [])] or [t0]),

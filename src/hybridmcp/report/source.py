@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.persistence import open_persistence
+from hybridmcp.persistence import MEMORY, is_postgres, open_persistence
 from hybridmcp.stats_store import NAMESPACE, all_stats, stats_record
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
 
 _SERDE_LOG = logging.getLogger("langgraph.checkpoint.serde.jsonplus")
 
@@ -40,16 +44,49 @@ def _check(values: dict[str, Any], thread: str, where: str) -> dict[str, Any]:
 
 
 async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The thread's checkpointed state and every learned statistic, from ``db``."""
+    """The thread's checkpointed state and every learned statistic, from ``db``. A SQLite
+    file that does not exist (or is empty) holds no run: it is refused, not created."""
     from hybridmcp.graph import build_graph
+
+    _check_made(db)
 
     async with open_persistence(db) as (checkpointer, store):
         graph = build_graph().compile(checkpointer=checkpointer, store=store)
+        config: RunnableConfig = {"configurable": {"thread_id": thread}}
         with own_types_quiet():
-            snapshot = await graph.aget_state({"configurable": {"thread_id": thread}})
+            snapshot = await graph.aget_state(config)
+            saved = await checkpointer.aget_tuple(config)
         values = _check(dict(snapshot.values or {}), thread, db)
+        values = _with_ended_calls(values, saved.pending_writes if saved is not None else None)
         learned = [stats_record(s) for s in await all_stats(store)]
     return values, learned
+
+
+def _with_ended_calls(values: dict[str, Any], writes: Sequence[Any] | None) -> dict[str, Any]:
+    """A run stopped while its calls ran: the attempts that ended are in the checkpoint's
+    pending writes (a resume takes them, it does not make them again), not yet in its values.
+    They are shown with the rest."""
+    ended = [
+        attempt
+        for _task, channel, value in writes or ()
+        if channel == "attempts" and isinstance(value, list)
+        for attempt in value
+    ]
+    if not ended:
+        return values
+    return values | {"attempts": [*(values.get("attempts") or []), *ended]}
+
+
+def _check_made(db: str) -> None:
+    if db == MEMORY or is_postgres(db):
+        return
+    file = Path(db).expanduser()
+    empty = file.is_file() and file.stat().st_size == 0
+    if empty or not file.exists():
+        what = "is empty" if empty else "does not exist"
+        raise ConfigError(
+            f"database {db!r} {what}: it holds no run (give the --db the run was started with)"
+        )
 
 
 async def from_server(

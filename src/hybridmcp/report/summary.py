@@ -13,8 +13,9 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+
+from hybridmcp.terminal import shown
 
 SUMMARY_ABOVE = 50
 """Runs of more requests print this summary by default."""
@@ -59,7 +60,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
     for name in ("skill", "requests", "status", "served by"):
         table.add_column(name, justify="right" if name == "requests" else "left")
     for row in skill_rows(results):
-        table.add_row(escape(row["skill"]), str(row["requests"]), _counts(row["status"]),
+        table.add_row(shown(row["skill"]), str(row["requests"]), _counts(row["status"]),
                       _counts(row["side"]))  # fmt: skip
     console.print(table)
     failed = [r for r in results if r.get("status") not in ("ok",)]
@@ -71,7 +72,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                 if r.get("status") == "unresolved"
                 else r.get("status")
             )
-            say(escape(f"  {r['id']} ({r.get('skill')}): {_one_line(why, 140)}"))
+            say(shown(f"  {r['id']} ({r.get('skill')}): {_one_line(why, 140)}"))
         if len(failed) > FAILURES_LISTED:
             say(f"  … {len(failed) - FAILURES_LISTED} more (--table or --json lists them all)")
     if data.get("conflicts"):

@@ -21,6 +21,9 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   (an answer that is not UTF-8), ``huge_line`` (a line of 100 MB), ``flood`` (log
   notifications without end, never the answer), ``no_list`` (answers ``initialize``, never
   ``tools/list``), ``asks`` (sends the client requests and stops reading its stdin),
+  ``asks_unsupported`` (asks the client, mid-call, what it did not offer or MCP does not
+  have: a method no one defined, ``roots/list``, ``sampling/createMessage``,
+  ``elicitation/create``; answers the call with the client's answers to each, in order),
   ``shut_stdout`` (closes its stdout and keeps running);
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
   (status 500 with a text body), ``hang`` (never answers); and streamable-HTTP servers whose
@@ -61,6 +64,7 @@ STDIO_MODES = (
     "flood",
     "no_list",
     "asks",
+    "asks_unsupported",
     "shut_stdout",
 )
 HTTP_MODES = ("html", "json", "e500", "hang")
@@ -179,6 +183,39 @@ def _asks(request_id: Any) -> None:
     time.sleep(3600)
 
 
+UNSUPPORTED_ASKS = {
+    "tasks/bogus": {},
+    "roots/list": {},
+    "sampling/createMessage": {
+        "messages": [{"role": "user", "content": {"type": "text", "text": "hi"}}],
+        "maxTokens": 5,
+    },
+    "elicitation/create": {
+        "message": "name?",
+        "requestedSchema": {"type": "object", "properties": {"n": {"type": "string"}}},
+    },
+}
+"""What ``asks_unsupported`` asks the client (none of it offered by a client configured with
+no ``roots``, ``sampling`` or ``elicitation``)."""
+
+
+def _asks_unsupported(request_id: Any) -> None:
+    answers = []
+    for n, (method, params) in enumerate(UNSUPPORTED_ASKS.items()):
+        _send({"jsonrpc": "2.0", "id": f"ask{n}", "method": method, "params": params})
+        while True:  # the client's answer (notifications in between are skipped)
+            line = sys.stdin.buffer.readline()
+            if not line:
+                return
+            message = json.loads(line)
+            if message.get("id") == f"ask{n}":
+                answers.append(
+                    {"method": method, **{k: message.get(k) for k in ("result", "error")}}
+                )
+                break
+    _raw(_echoed(request_id, json.dumps({"answers": answers})))
+
+
 def _shut_stdout(request_id: Any) -> None:
     sys.stdout.flush()
     os.close(1)
@@ -197,6 +234,7 @@ _MISBEHAVE: dict[str, Any] = {
     "huge_line": lambda i: _raw(_echoed(i, "x" * 100_000_000)),
     "flood": _flood,
     "asks": _asks,
+    "asks_unsupported": _asks_unsupported,
     "shut_stdout": _shut_stdout,
 }
 
