@@ -504,9 +504,12 @@ def _detect_uncached(
         for span in _detect(view.text, context, key):
             start, end = view.source(span.start, span.end)
             spans.append(_Span(span.entity_type, start, end, span.score, span.source))
+    decimals = _decimal_fractions(text)
     kept: dict[tuple[str, int, int], _Span] = {}
     for span in spans:
         if span.score < key.min_score or span.entity_type not in key.entities:
+            continue
+        if decimals and span.entity_type in _DIGIT_ENTITIES and _in_a_fraction(span, decimals):
             continue
         if key.allow_list and text[span.start : span.end].strip().lower() in key.allow_list:
             continue
@@ -517,6 +520,31 @@ def _detect_uncached(
 
 
 _detect_cached = functools.lru_cache(maxsize=8192)(_detect_uncached)
+
+
+_DECIMAL_RE = re.compile(r"(?<![0-9.,])[0-9]+(\.)[0-9]+(?![0-9]|[.,][0-9])")
+"""A decimal number as written alone: digits, one point, digits (not a dotted group of a card
+or phone number, ``4111.1111.1111.1111``, ``415.867.5309``, nor one of thousands' groups)."""
+_DIGIT_ENTITIES = frozenset(
+    {"CREDIT_CARD", "PHONE_NUMBER", "US_SSN", "US_ITIN", "US_BANK_NUMBER", "US_DRIVER_LICENSE",
+     "US_PASSPORT", "UK_NHS", "MEDICAL_LICENSE", "AU_TFN", "AU_MEDICARE", "IN_AADHAAR"}
+)  # fmt: skip
+"""Entities written in digits alone: none of them is written with a decimal point."""
+
+
+def _decimal_fractions(text: str) -> list[tuple[int, int]]:
+    """Where the decimal point and the fraction of each decimal number in ``text`` lie."""
+    if "." not in text:
+        return []
+    return [(m.start(1), m.end()) for m in _DECIMAL_RE.finditer(text)]
+
+
+def _in_a_fraction(span: _Span, decimals: list[tuple[int, int]]) -> bool:
+    """Whether a digits-only value reaches a decimal number's point or fraction: random
+    digits after a point (a coordinate, ``51.10546875``; a ratio) pass Luhn one time in ten
+    and fit a phone's length; a card or phone given as a float (``4111111111111111.0``) lies
+    wholly before its point and is kept."""
+    return any(span.start < end and span.end > point for point, end in decimals)
 
 
 def window_needs_presidio(

@@ -12,6 +12,7 @@ from typing import Any
 
 from hybridmcp.policy.privacy.decoding import surface
 from hybridmcp.policy.privacy.detection import (
+    _DIGIT_ENTITIES,
     _detect,
     _detector_key,
     _DetectorKey,
@@ -433,8 +434,10 @@ def _scan_window(
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
             continue
-        if len(touched) < (min_touched or len(bounds)) or not _plausible_split(
-            span, touched, joined
+        if (
+            len(touched) < (min_touched or len(bounds))
+            or not _plausible_split(span, touched, joined)
+            or _glued_decimals(span, touched)
         ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
         if (
@@ -519,6 +522,18 @@ def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
     if span.entity_type == "IP_ADDRESS":
         return not any(_is_quad(m.group(0)) for p in parts for m in _QUAD_RE.finditer(p))
     return True
+
+
+_WHOLE_DECIMAL_RE = re.compile(r"[+-]?[0-9]+\.[0-9]+")
+
+
+def _glued_decimals(span: _Span, touched: list[_Bound]) -> bool:
+    """A value in digits read across two or more pieces that are each a decimal number
+    (``"2721.0121618597"`` twice): numbers side by side, not a card or phone cut in pieces
+    (a dotted card cut in two has a piece with two points, or ending in one)."""
+    if span.entity_type not in _DIGIT_ENTITIES:
+        return False
+    return sum(1 for b in touched if _WHOLE_DECIMAL_RE.fullmatch(b[0].text.strip())) >= 2
 
 
 def _overreach(
