@@ -30,9 +30,9 @@ def _engines() -> None:
 
 def _decimals() -> st.SearchStrategy[object]:
     """Decimal numbers as floats (not integral) or as written digits, point, digits."""
-    floats = st.floats(
-        min_value=-1e7, max_value=1e7, allow_nan=False, allow_infinity=False
-    ).filter(lambda f: not f.is_integer())
+    floats = st.floats(min_value=-1e7, max_value=1e7, allow_nan=False, allow_infinity=False).filter(
+        lambda f: not f.is_integer()
+    )
     written = st.builds(
         lambda sign, whole, frac: f"{sign}{whole}.{frac}",
         st.sampled_from(("", "-")),

@@ -691,3 +691,27 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def sequence_findings(
+    pieces: list[Any], words: tuple[str, ...], config: PrivacyConfig | None = None
+) -> list[Finding]:
+    """The values that ``pieces`` (scalars, in order) hold across two or more of them, read as
+    the items of one list are: windows of two to four neighbours joined with nothing and with
+    a space, and runs of numbers or short strings read whole. ``words`` are the field-name
+    words around them. A finding's path is ``/<index>`` of the piece it lies in; a value
+    complete within one piece is not reported (the scan of that piece's own request finds
+    it)."""
+    config = config or PrivacyConfig()
+    state = _ScanState(key=_detector_key(config), split=True)
+    siblings: list[tuple[Any, _Leaf] | None] = []
+    for index, piece in enumerate(pieces):
+        leaf = _Leaf(f"/{index}", _leaf_text(piece), words=words, is_text=isinstance(piece, str))
+        state.leaves.append(leaf)
+        if leaf.is_text:
+            state.values.append(leaf)
+            state.strings.append(leaf)
+        siblings.append((piece, leaf))
+    _collect_runs(siblings, state)
+    _window_pass(state)
+    return state.findings  # (windows and runs only: no piece was scanned alone here)
