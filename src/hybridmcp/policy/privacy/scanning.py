@@ -440,11 +440,7 @@ def _scan_window(
             or _glued_decimals(span, touched)
         ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
-        if (
-            run
-            and span.entity_type == "CREDIT_CARD"
-            and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
-        ):
+        if run and not _number_in_a_run(span, joined):
             continue
         if not run and _overreach(span, bounds, joined, words, state):
             continue
@@ -460,6 +456,23 @@ def _scan_window(
                 part = _Span(span.entity_type, start, end, span.score, span.source)
                 state.add(leaf, part, split_of=first)
     return reaches_cut
+
+
+_RUN_PHONE_DIGITS = 10
+"""Digits of a phone number read from a run of numbers: a national number with its area code
+(10 in North America and France, 10 to 11 in the UK and Germany). Fewer digits glued from a
+list are small numbers side by side (``[0, 201, 100]``)."""
+
+
+def _number_in_a_run(span: _Span, joined: str) -> bool:
+    """Whether a value read from a run of numbers has the shape of one: a card also has a card
+    network's prefix and length, a phone its area code's digits."""
+    if span.entity_type not in ("CREDIT_CARD", "PHONE_NUMBER"):
+        return True
+    digits = "".join(c for c in joined[span.start : span.end] if c.isdigit())
+    if span.entity_type == "CREDIT_CARD":
+        return _card_network(digits)
+    return len(digits) >= _RUN_PHONE_DIGITS
 
 
 def _without_pseudonyms(span: _Span, text: str) -> _Span | None:

@@ -11,11 +11,14 @@ the earlier pieces, each of which scanned clean, have left.
 What is joined, exactly: for each scalar argument (a string or a number, at its JSON
 pointer), the last :data:`DEPTH` distinct values sent at the same pointer to the same server
 in the same run, in the order sent, then this call's value (``h1 h2 h3 c``: a value cut in
-up to four pieces sent in order), and this call's value followed by them newest first
-(``c h3 h2 h1``: pieces that arrived out of order, as parallel branches send them). Each is
+up to four pieces sent in order); and this call's value with each of them alone, before it
+and after it (``h1 c``, ``c h1``, ...: a value cut in two, other pieces sent between its
+halves, or its halves sent in the other order, as parallel branches do). Each is
 read as the items of one list are (:func:`~.scanning.sequence_findings`: neighbours joined
 with nothing and with a space, runs of numbers and short strings read whole). A value found
-there that reaches this call's piece is a finding in it. A piece equal to the last one sent
+there that reaches this call's piece is a finding in it; a value of two pieces that lies in
+the earlier one (a password whose keyword this call completes) makes this call's piece a
+finding whole. A piece equal to the last one sent
 there by the same request (a retry, a hedge: the same idempotency key) adds nothing and is
 not joined again; the same value sent by another request is (a card's groups repeat).
 
@@ -69,6 +72,10 @@ def scalar_fields(
     return out
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
 def _kept(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 2 * EDGE:
         return value[:EDGE] + value[-EDGE:]
@@ -105,11 +112,21 @@ class SentPieces:
             if not earlier or earlier[-1] == (piece, request_key):
                 continue
             before = [p for p, _ in earlier]
-            last = len(before)
-            for order, at in (([*before, piece], last), ([piece, *reversed(before)], 0)):
+            orders = [([*before, piece], len(before))]  # in the order sent
+            for other in before[:-1]:  # two pieces with others sent between them
+                orders.append(([other, piece], 1))
+            for other in before:  # two pieces sent in the other order
+                orders.append(([piece, other], 0))
+            for order, at in orders:
                 for f in sequence_findings(order, words, config):
+                    if f.path != f"/{at}":
+                        if len(order) > 2:
+                            continue  # among earlier pieces: judged when the last was sent
+                        # A value in the earlier piece that this one completes ("p" before
+                        # "assword=..."): this piece is what makes it one, so it is held.
+                        f = f.model_copy(update={"start": 0, "end": len(_text(piece))})
                     ident = (path, f.start, f.end, f.entity_type)
-                    if f.path == f"/{at}" and ident not in found:
+                    if ident not in found:
                         found[ident] = f.model_copy(update={"path": path, "split_of": path})
         return list(found.values())
 
