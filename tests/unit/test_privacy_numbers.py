@@ -2,7 +2,7 @@
 (ints, integral floats, runs of numbers inside longer runs) are found.
 
 Pure scanning stands in for the gate here (as in tests/unit/test_privacy_splits.py);
-tests/integration/test_privacy_runs.py sends such values through the gate to recording
+tests/integration/test_privacy_gate_gaps.py sends such values through the gate to recording
 MCP servers.
 """
 
@@ -93,3 +93,97 @@ def test_a_card_given_as_a_float_is_still_found(seed: int) -> None:
         return
     args = {"amount": float(digits)}
     assert scanner.scan(args).level > PUBLIC, args
+
+
+@st.composite
+def card_in_a_longer_run(draw: st.DrawFn) -> tuple[list[object], list[str]]:
+    """A card's digits as numbers (one digit per item, or its own groups; ints, integral
+    floats or digit strings) with other numbers of other widths before and after it (an
+    expiry month and year, a count): the list, and the pieces that must not remain."""
+    text, _ = shaped_value("credit_card", random.Random(draw(st.integers(0, 2**32))))
+    groups = [g for g in text.replace("-", " ").split() if g]
+    pieces = list("".join(groups)) if draw(st.booleans()) else groups
+    width = len(pieces[0]) if len({len(p) for p in pieces}) == 1 else 0
+    other = st.integers(10, 99) if width != 2 else st.integers(100, 999)
+    before = draw(st.lists(other, max_size=3))
+    after = draw(st.lists(other, max_size=3))
+    if not before and not after:
+        after = [draw(other)]
+
+    def as_number(piece: str) -> object:
+        how = draw(st.sampled_from(("int", "float", "str")))
+        if how == "str" or piece.startswith("0"):
+            return piece
+        return int(piece) if how == "int" else float(piece)
+
+    return [*before, *[as_number(p) for p in pieces], *after], pieces
+
+
+@SETTINGS
+@given(case=card_in_a_longer_run(), label=st.sampled_from(("n", "items", "card")))
+def test_a_card_inside_a_longer_run_of_numbers_is_found_and_replaced(case, label: str) -> None:
+    items, pieces = case
+    args = {"data": {label: items}}
+    report = scanner.scan(args)
+    assert report.level > PUBLIC, args
+    red = scanner.redact(args, report)
+    assert scanner.restore(red.value, red.vault) == args
+    left = [v for v in red.value["data"][label] if not isinstance(v, str) or "<" not in v]
+    assert len(left) == len(items) - len(pieces), (args, red.value)
+
+
+@SETTINGS
+@given(
+    area=st.integers(200, 999).filter(lambda n: n % 100 != 11),
+    exchange=st.integers(200, 999),
+    line=st.integers(1000, 9999),
+    country=st.booleans(),
+    more=st.lists(st.integers(0, 99), min_size=1, max_size=3),
+    field=st.sampled_from(("phone", "mobile_numbers", "tel")),
+)
+def test_a_phone_given_as_numbers_under_a_phone_field_is_found(
+    area: int, exchange: int, line: int, country: bool, more: list[int], field: str
+) -> None:
+    args = {field: [*([1] if country else []), area, exchange, line, *more]}
+    assert scanner.scan(args).level > PUBLIC, args
+
+
+@SETTINGS
+@given(
+    area=st.integers(100, 899).filter(lambda n: n != 666),
+    group=st.integers(10, 99),
+    serial=st.integers(1000, 9999),
+    more=st.lists(st.integers(0, 99), min_size=1, max_size=3),
+)
+def test_an_ssn_given_as_numbers_under_an_ssn_field_is_found(
+    area: int, group: int, serial: int, more: list[int]
+) -> None:
+    args = {"ssn": [area, group, serial, *more]}
+    assert scanner.scan(args).level > PUBLIC, args
+
+
+@SETTINGS
+@given(
+    numbers=st.lists(
+        st.one_of(st.integers(0, 99), st.floats(0, 1e4, allow_nan=False)), min_size=3, max_size=40
+    ),
+    field=st.sampled_from(("n", "values", "scores", "counts")),
+)
+def test_lists_of_small_numbers_stay_public(numbers: list, field: str) -> None:
+    args = {field: numbers}
+    assert scanner.scan(args).level == PUBLIC, args
+
+
+def test_the_documented_number_shapes() -> None:
+    found = (
+        {"card": [4, *[1] * 15, 12, 28]},
+        {"card": [7, 4111, 1111, 1111, 1111, 12, 28]},
+        {"card": [4111.0, 1111.0, 1111.0, 1111.0]},
+        {"amount": 4111111111111111.0},
+        {"phone": [1, 415, 867, 5309, 2]},
+        {"ssn": [536, 22, 4124, 7]},
+    )
+    for args in found:
+        assert scanner.scan(args).level > PUBLIC, args
+    for args in ({"years": list(range(2000, 2030))}, {"pi": [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]}):
+        assert scanner.scan(args).level == PUBLIC, args

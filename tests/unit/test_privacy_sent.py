@@ -1,7 +1,7 @@
 """Values cut over several calls of one run (``policy/privacy/sent.py``), the pure part: a
 call whose piece completes a value with pieces the run sent the same server before is found,
 in order (up to four pieces) and for two pieces in either order; ordinary successive calls
-are not; memory stays bounded. tests/integration/test_privacy_across_calls.py runs it
+are not; memory stays bounded. tests/integration/test_privacy_gate_gaps.py runs it
 through the gate to recording MCP servers."""
 
 from __future__ import annotations

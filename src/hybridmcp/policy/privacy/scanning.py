@@ -21,7 +21,7 @@ from hybridmcp.policy.privacy.detection import (
     presidio_candidate,
     window_needs_presidio,
 )
-from hybridmcp.policy.privacy.engines import _key_words
+from hybridmcp.policy.privacy.engines import _key_words, _supports
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
 from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE, _card_network
 
@@ -41,7 +41,14 @@ def _is_leaf(value: Any) -> bool:
 
 
 def _leaf_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INTEGRAL_FLOAT_MAX:
+        return str(int(value))  # 4111111111111111.0 and 4.111111111111111e+15: its digits
+    return str(value)
+
+
+_INTEGRAL_FLOAT_MAX = 1e19
 
 
 @dataclass
@@ -304,9 +311,12 @@ _RUN_WINDOW = 64
 
 
 def _is_number(value: Any) -> bool:
-    """An integer, or a string of 1 to 19 ASCII digits: a group of a number's digits."""
+    """An integer (or a float of an integer's value), or a string of 1 to 19 ASCII digits: a
+    group of a number's digits."""
     if isinstance(value, int) and not isinstance(value, bool):
         return True
+    if isinstance(value, float):
+        return value.is_integer() and 0 <= value < _INTEGRAL_FLOAT_MAX
     return isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit()
 
 
@@ -355,6 +365,82 @@ def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
             )
             if numeric:
                 _scan_window(window, texts, " ", words, state, seen, run=True, presidio=presidio)
+        if numeric:
+            _values_inside(run, state, seen)
+
+
+_CARD_GROUPINGS = ((4, 4, 4, 4), (4, 6, 5), (4, 4, 4, 4, 3), (4, 4, 4, 3))
+"""How card numbers are grouped when written (the widths of the groups)."""
+_PHONE_GROUPINGS = ((3, 3, 4), (1, 3, 3, 4))
+_SSN_GROUPINGS = ((3, 2, 4),)
+_PHONE_FIELD_WORDS = frozenset({"phone", "mobile", "tel", "fax", "cell", "sms", "whatsapp"})
+_SSN_FIELD_WORDS = frozenset({"ssn", "social"})
+
+
+def _values_inside(run: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> None:
+    """Values whose pieces are some of a longer run of numbers, which the run read whole
+    does not show (``[4, 1, ..., 1, 12, 28]``: a card's digits, then its expiry). A card: its
+    digits one per item (13 to 19 items of one digit, the whole of such a stretch) or its own
+    groups (4-4-4-4, 4-6-5, ...; no group of the same width just before or after), with a card
+    network's prefix and length. A phone (3-3-4, 1-3-3-4) or an SSN (3-2-4) only under a field
+    that names one: lists of numbers take those shapes by chance."""
+    widths = [len(leaf.text) if leaf.text.isdigit() else 0 for leaf in run]
+    if len(run) < 3 or 0 in widths:
+        return
+    words = {w for leaf in run for w in leaf.words}
+    shapes: list[tuple[str, tuple[int, ...]]] = [("CREDIT_CARD", g) for g in _CARD_GROUPINGS]
+    if _supports(_PHONE_FIELD_WORDS, words):
+        shapes += [("PHONE_NUMBER", g) for g in _PHONE_GROUPINGS]
+    if _supports(_SSN_FIELD_WORDS, words):
+        shapes += [("US_SSN", g) for g in _SSN_GROUPINGS]
+    found: list[tuple[str, int, int]] = []
+    for start in range(len(run)):
+        for entity, shape in shapes:
+            end = start + len(shape)
+            if end > len(run) or tuple(widths[start:end]) != shape:
+                continue
+            if (start > 0 and widths[start - 1] == shape[0]) or (
+                end < len(run) and widths[end] == shape[-1]
+            ):
+                continue  # part of a longer stretch of groups like these
+            found.append((entity, start, end))
+    start = 0
+    while start < len(run):  # stretches of one digit per item
+        end = start
+        while end < len(run) and widths[end] == 1:
+            end += 1
+        if 13 <= end - start <= 19:
+            found.append(("CREDIT_CARD", start, end))
+        start = max(end, start + 1)
+    for entity, start, end in found:
+        if (start, end) == (0, len(run)):
+            continue  # the whole run: read as one already
+        digits = "".join(leaf.text for leaf in run[start:end])
+        if entity == "CREDIT_CARD" and not _card_network(digits):
+            continue
+        if entity == "US_SSN" and not _ssn_like(digits):
+            continue
+        if entity == "PHONE_NUMBER" and not _nanp_like(digits[-10:]):
+            continue
+        if entity not in state.key.entities:
+            continue
+        first = _common_parent([leaf.path for leaf in run[start:end]])
+        for leaf in run[start:end]:
+            ident = (leaf.path, leaf.in_key, 0, len(leaf.text), entity)
+            if ident not in seen:
+                seen.add(ident)
+                state.add(leaf, _Span(entity, 0, len(leaf.text), 0.85, "pattern"), split_of=first)
+
+
+def _ssn_like(digits: str) -> bool:
+    """An SSN's area, group and serial as issued (not 000, 666 or 9xx; not 00; not 0000)."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _nanp_like(digits: str) -> bool:
+    """A North American number: area code and exchange not starting with 0 or 1."""
+    return len(digits) == 10 and digits[0] not in "01" and digits[3] not in "01"
 
 
 def _window_texts(window: list[_Leaf], edge: int = 0) -> list[tuple[int, str]]:
