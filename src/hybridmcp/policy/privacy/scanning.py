@@ -206,9 +206,22 @@ of a card number in four fields)."""
 _PAIR_EDGE = 64
 """Characters of a string joined with a dict key beside it (the value's start after its key,
 a value's end before the next key); more when something found reaches the cut."""
-_MIDDLE_MAX = 24
-"""The longest middle part of a window of three or four: a value cut in three or more has
-short middle parts (a longer middle part of a token reads as one on its own)."""
+_MIDDLE_MAX = 48
+"""The longest middle part of a window of three or four that holds a space: the values
+written with spaces (a card, a phone, an IBAN in groups) are shorter than this."""
+_MIDDLE_TOKEN_MAX = 512
+"""The longest middle part of a window of three or four without a space: a token (a JWT, a
+key, an address) can be cut anywhere, its middle part as long as the token."""
+
+
+def _middle(text: str) -> bool:
+    """Whether a string can be the middle piece of a value cut in three or more."""
+    if len(text) <= _MIDDLE_MAX:
+        return True
+    return len(text) <= _MIDDLE_TOKEN_MAX and not _SPACE_RE.search(text)
+
+
+_SPACE_RE = re.compile(r"\s")
 _WINDOW_EDGE = 512
 """Characters of a leaf's end and start that take part in a window: a value split at a field
 boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
@@ -237,19 +250,33 @@ def _window_pass(state: _ScanState) -> None:
         pair = strings[i : i + 2]
         if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
             _scan_windows(pair, state, seen, ("",), _PAIR_EDGE)
+    # A value in three or four pieces alternating between keys and values
+    # ({"AKIAIO": {"SFODNN7": "EXAMPLE"}}, {"alice": "smith@exa", "mple.com": 1}).
+    _windows_over(strings, _WINDOW_LEAVES, state, seen, smallest=3, seps=("",), mixed=True)
     _run_pass(state, seen)
 
 
-def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: set[_Seen]) -> None:
-    """Every window of two to ``largest`` consecutive ``leaves``."""
+def _windows_over(
+    leaves: list[_Leaf],
+    largest: int,
+    state: _ScanState,
+    seen: set[_Seen],
+    smallest: int = 2,
+    seps: tuple[str, ...] = ("", " "),
+    mixed: bool = False,
+) -> None:
+    """Every window of ``smallest`` to ``largest`` consecutive ``leaves`` (``mixed``: only
+    those holding both keys and values)."""
     for i in range(len(leaves) - 1):
-        for size in range(2, largest + 1):
+        for size in range(smallest, largest + 1):
             window = leaves[i : i + size]
             if len(window) < size:
                 break
-            if size > 2 and any(len(w.text) > _MIDDLE_MAX for w in window[1:-1]):
-                break  # a value spread over 3+ fields has short middle parts
-            _scan_windows(window, state, seen)
+            if size > 2 and not _middle(window[-2].text):
+                break  # a value spread over 3+ fields has short or unbroken middle parts
+            if mixed and all(w.in_key == window[0].in_key for w in window):
+                continue  # keys alone, or values alone: windowed among themselves
+            _scan_windows(window, state, seen, seps)
 
 
 def _scan_windows(
@@ -514,8 +541,8 @@ def _scan_window(
         if span is None:
             continue
         touched = [b for b in bounds if span.start < b[2] and span.end > b[1]]
-        if len(touched) == 1 and len(bounds) == 2 and span.entity_type in _CONTEXT_SECRETS:
-            # Within one leaf, yet found only with its neighbour: the keyword is in the other
+        if len(touched) == 1 and span.entity_type in _CONTEXT_SECRETS:
+            # Within one leaf, yet found only with its neighbours: the keyword is in another
             # field ("password=" | "hunter22"). Unless the leaf alone found it too.
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
