@@ -548,7 +548,11 @@ def _scan_window(
                 _add_if_new(touched[0], span, state, seen)
             continue
         if (
-            len(touched) < (min_touched or len(bounds))
+            # (a secret found by its keyword in another piece counts wherever it lies)
+            (
+                len(touched) < (min_touched or len(bounds))
+                and span.entity_type not in _CONTEXT_SECRETS
+            )
             or not _plausible_split(span, touched, joined)
             or _glued_decimals(span, touched)
         ):
