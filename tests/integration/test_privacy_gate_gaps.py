@@ -1,10 +1,16 @@
-"""A value cut over several calls of one run, through the real gate to recording MCP servers.
+"""The privacy gaps closed after the first release, through the real gate to recording MCP
+servers (stdio fault servers, ``--record``), under each policy:
 
-Each piece goes in its own request of one task (the same skill and field), so each call is
-clean on its own: the gate remembers what the run sent each server and judges the call that
-completes the value as the value (``policy/privacy/sent.py``). Under ``refuse`` and
-``route_internal`` that call is not sent; under ``redact`` it is sent as a pseudonym and its
-answer restored. Either way the server never holds the value whole.
+- a value cut over several calls of one run: each piece goes in its own request of one task
+  (the same skill and field), so each call is clean on its own; the gate remembers what the
+  run sent each server and judges the call that completes the value as the value
+  (``policy/privacy/sent.py``). Under ``refuse`` and ``route_internal`` that call is not
+  sent; under ``redact`` it is sent as a pseudonym and its answer restored. Either way the
+  server never holds the value whole;
+- a value in three or four pieces alternating between keys and values, or with long middle
+  pieces;
+- a card's digits inside a longer run of numbers (ints, integral floats, digit strings);
+- decimals (coordinates) under a ``phone`` field: not sensitive, so sent as they are.
 """
 
 from __future__ import annotations
@@ -17,7 +23,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.testing.canary import SHAPE_KINDS, shaped_value, split_fields, strings_in
-from tests.integration.test_privacy_properties import POLICIES, Recorded
+from tests.integration.test_privacy_properties import POLICIES, Recorded, _check
+from tests.privacy_cases import (
+    PrivacyCase,
+    alternating_cases,
+    card_in_a_longer_run,
+    long_middle_cases,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +85,53 @@ def test_runs_and_servers_are_kept_apart(recorded: Recorded) -> None:
     out2, got2 = recorded.run("refuse", [{"text": "mple.com"}])
     assert [g["text"] for g in got1 + got2] == ["alice.smith@exa", "mple.com"]
     assert all(r["error"] is None for r in [*out1["results"].values(), *out2["results"].values()])
+
+
+GATE_SETTINGS = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+
+@GATE_SETTINGS
+@given(case=st.one_of(alternating_cases(), long_middle_cases()))
+def test_a_value_in_three_or_four_pieces_never_reaches_a_server(
+    recorded: Recorded, case: PrivacyCase
+) -> None:
+    for policy in POLICIES:
+        _check(recorded, policy, [case])
+
+
+@GATE_SETTINGS
+@given(case=card_in_a_longer_run())
+def test_a_card_inside_a_longer_run_of_numbers_never_reaches_a_server(
+    recorded: Recorded, case: tuple[list[object], list[str]]
+) -> None:
+    items, pieces = case
+    args = {"numbers": items}
+    for policy in POLICIES:
+        out, got = recorded.run(policy, [args])
+        [result] = out["results"].values()
+        if policy != "redact":
+            assert got == [], (policy, args)
+            continue
+        [payload] = got
+        sent = payload["numbers"]
+        assert len([v for v in sent if isinstance(v, str) and "<" in v]) == len(pieces), sent
+        assert result["value"]["payload"] == {**args, "case_id": result["id"]}
+
+
+@GATE_SETTINGS
+@given(
+    value=st.floats(-180, 180, allow_nan=False).filter(lambda f: not f.is_integer()),
+    field=st.sampled_from(("phone", "mobile", "card", "location")),
+)
+def test_decimals_are_sent_as_they_are(recorded: Recorded, value: float, field: str) -> None:
+    """Coordinates are public: even under ``refuse`` the call goes out unchanged."""
+    args = {field: value, "near": 51.10546875}
+    out, got = recorded.run("refuse", [args])
+    [result] = out["results"].values()
+    assert result["error"] is None, result
+    assert [{k: v for k, v in g.items() if k != "case_id"} for g in got] == [args]

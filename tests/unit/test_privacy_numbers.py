@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.testing.canary import shaped_value
+from tests.privacy_cases import card_in_a_longer_run
 
 PUBLIC = scanner.Sensitivity.public
 SETTINGS = settings(
@@ -93,30 +94,6 @@ def test_a_card_given_as_a_float_is_still_found(seed: int) -> None:
         return
     args = {"amount": float(digits)}
     assert scanner.scan(args).level > PUBLIC, args
-
-
-@st.composite
-def card_in_a_longer_run(draw: st.DrawFn) -> tuple[list[object], list[str]]:
-    """A card's digits as numbers (one digit per item, or its own groups; ints, integral
-    floats or digit strings) with other numbers of other widths before and after it (an
-    expiry month and year, a count): the list, and the pieces that must not remain."""
-    text, _ = shaped_value("credit_card", random.Random(draw(st.integers(0, 2**32))))
-    groups = [g for g in text.replace("-", " ").split() if g]
-    pieces = list("".join(groups)) if draw(st.booleans()) else groups
-    width = len(pieces[0]) if len({len(p) for p in pieces}) == 1 else 0
-    other = st.integers(10, 99) if width != 2 else st.integers(100, 999)
-    before = draw(st.lists(other, max_size=3))
-    after = draw(st.lists(other, max_size=3))
-    if not before and not after:
-        after = [draw(other)]
-
-    def as_number(piece: str) -> object:
-        how = draw(st.sampled_from(("int", "float", "str")))
-        if how == "str" or piece.startswith("0"):
-            return piece
-        return int(piece) if how == "int" else float(piece)
-
-    return [*before, *[as_number(p) for p in pieces], *after], pieces
 
 
 @SETTINGS

@@ -9,97 +9,22 @@ MCP servers.
 
 from __future__ import annotations
 
-import random
-from typing import Any
-
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings
 
 from hybridmcp.policy import privacy as scanner
-from hybridmcp.testing.canary import SHAPE_KINDS, fragments_leaked, shaped_value
-from tests.privacy_cases import BENIGN_TEXTS, FILLERS, PrivacyCase, _wrap
+from hybridmcp.testing.canary import fragments_leaked
+from tests.privacy_cases import PrivacyCase, alternating_cases, long_middle_cases
 
 PUBLIC = scanner.Sensitivity.public
 SETTINGS = settings(
     deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
 )
-LONG_KINDS = ("jwt", "github_token", "openai_key", "slack_token", "email", "aws_key", "iban")
-"""Kinds whose values are long enough for a middle piece of more than 24 characters."""
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _engines() -> None:
     scanner.engines_ready()
-
-
-def _pieces(draw: st.DrawFn, text: str, n: int, long_middle: bool = False) -> list[str]:
-    if long_middle:
-        first = draw(st.integers(1, max(1, len(text) - 27)))
-        second = draw(st.integers(min(len(text) - 1, first + 25), len(text) - 1))
-        cuts = [first, second]
-        if n == 4 and second < len(text) - 1:
-            cuts.append(draw(st.integers(second + 1, len(text) - 1)))
-    else:
-        cuts = sorted(draw(st.sets(st.integers(1, len(text) - 1), min_size=n - 1, max_size=n - 1)))
-    return [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-
-
-ALTERNATING = ("k-v-k", "v-k-v", "k-v-k-v", "v-k-v-k", "k-k-v", "k-v-v")
-
-
-def _place(draw: st.DrawFn, shape: str, pieces: list[str]) -> Any:
-    filler = draw(st.sampled_from(FILLERS))
-    p = pieces
-    if shape == "k-v-k":
-        return {p[0]: p[1], p[2]: filler}
-    if shape == "v-k-v":
-        return {"note": p[0], p[1]: p[2]}
-    if shape == "k-v-k-v":
-        return {p[0]: p[1], p[2]: p[3]}
-    if shape == "v-k-v-k":
-        return {"note": p[0], p[1]: p[2], p[3]: filler}
-    if shape == "k-k-v":
-        return {p[0]: {p[1]: p[2]}}
-    return {p[0]: [p[1], p[2]]}
-
-
-@st.composite
-def alternating_cases(draw: st.DrawFn) -> PrivacyCase:
-    kind = draw(st.sampled_from(SHAPE_KINDS))
-    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
-    shape = draw(st.sampled_from(ALTERNATING))
-    n = 4 if shape.count("-") == 3 else 3
-    pieces = _pieces(draw, text, n)
-    if len(pieces) < n:
-        pieces.append("")
-    assume(len(set(pieces)) == len(pieces))  # (two equal keys would be one)
-    args = _wrap(draw, _place(draw, shape, pieces), draw(st.integers(0, 3)))
-    return PrivacyCase(f"{kind}/{shape}", secret, {"data": args}, ("note", *BENIGN_TEXTS))
-
-
-@st.composite
-def long_middle_cases(draw: st.DrawFn) -> PrivacyCase:
-    kind = draw(st.sampled_from(LONG_KINDS))
-    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
-    if len(text) < 30:
-        text = text + " " + text  # (an IBAN in groups is 27 to 42 characters)
-        secret = text
-    n = draw(st.sampled_from((3, 4)))
-    pieces = _pieces(draw, text, n, long_middle=True)
-    n = len(pieces)
-    assume(len(set(pieces)) == n)
-    where = draw(st.sampled_from(("fields", "list", "alternating")))
-    if where == "fields":
-        obj: Any = {f"f{i}": piece for i, piece in enumerate(pieces)}
-    elif where == "list":
-        obj = ["header", *pieces, "footer"]
-    else:
-        obj = {pieces[0]: pieces[1], **({pieces[2]: pieces[3]} if n == 4 else {pieces[2]: 1})}
-    args = _wrap(draw, obj, draw(st.integers(0, 3)))
-    return PrivacyCase(
-        f"{kind}/{where}/{n}", secret, {"data": args}, ("header", "footer", *BENIGN_TEXTS)
-    )
 
 
 def _check(case: PrivacyCase) -> None:
