@@ -13,6 +13,8 @@ from typing import Any
 from hybridmcp.policy.privacy.decoding import surface
 from hybridmcp.policy.privacy.detection import (
     _DIGIT_ENTITIES,
+    _LOOSE_PRESIDIO,
+    _WALLET_RE,
     _detect,
     _detector_key,
     _DetectorKey,
@@ -530,6 +532,7 @@ def _scan_window(
     presidio = (
         presidio
         and presidio_candidate(joined, state.key.entities)
+        and (len(texts) < 3 or _presidio_can_span(texts, joined, state.key))
         and window_needs_presidio(joined, edges, state.key)
     )
     for found in _detect(joined, words, state.key, presidio):
@@ -590,6 +593,27 @@ def _number_in_a_run(span: _Span, joined: str) -> bool:
     if span.entity_type == "CREDIT_CARD":
         return _card_network(digits)
     return len(digits) >= _RUN_PHONE_DIGITS
+
+
+_NUMBER_PIECE_RE = re.compile(r"[0-9A-Fa-f\s().+/:\-]*")
+_ID_PIECE_RE = re.compile(r"[A-Za-z0-9]{1,12}")
+
+
+def _presidio_can_span(texts: list[tuple[int, str]], joined: str, key: _DetectorKey) -> bool:
+    """Whether a value Presidio finds can hold every middle piece of a window of three or
+    more whole (a value found there touches every piece; smaller windows report the rest).
+    Its values are numbers, addresses and short ids: digits, hex digits and separators (cards,
+    phones, SSNs, IPs, MACs), ids of up to 12 characters with two letters at most (passports,
+    licences), an email (an ``@``) or a wallet address; not a word like ``time``."""
+    if "@" in joined or key.entities & _LOOSE_PRESIDIO or _WALLET_RE.search(joined):
+        return True
+    for _, text in texts[1:-1]:
+        if _NUMBER_PIECE_RE.fullmatch(text):
+            continue
+        if _ID_PIECE_RE.fullmatch(text) and sum(c.isalpha() for c in text) <= 2:
+            continue
+        return False
+    return True
 
 
 def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
@@ -823,25 +847,55 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
 # --------------------------------------------------------------------------------------------
 
 
-def sequence_findings(
-    pieces: list[Any], words: tuple[str, ...], config: PrivacyConfig | None = None
-) -> list[Finding]:
-    """The values that ``pieces`` (scalars, in order) hold across two or more of them, read as
-    the items of one list are: windows of two to four neighbours joined with nothing and with
-    a space, and runs of numbers or short strings read whole. ``words`` are the field-name
-    words around them. A finding's path is ``/<index>`` of the piece it lies in; a value
-    complete within one piece is not reported (the scan of that piece's own request finds
-    it)."""
+def completing_findings(
+    earlier: list[Any], piece: Any, words: tuple[str, ...], config: PrivacyConfig | None = None
+) -> tuple[list[Finding], set[str]]:
+    """The values ``piece`` completes with ``earlier`` pieces (scalars, oldest first) read as
+    the items of one list are: ``piece`` after the last one to three of them (in the order
+    sent), after each of them alone and before each of them alone (joined with nothing), and
+    the run of numbers they make with it. ``words`` are
+    the field-name words around them. Returns the findings in ``piece`` (path ``/<index>``,
+    its index after the earlier pieces), and the entity types of values found that lie wholly
+    in an earlier piece yet only with ``piece`` (a password whose keyword ``piece`` completes).
+    Only windows holding ``piece`` are read: the others were judged when their last piece
+    was."""
     config = config or PrivacyConfig()
-    state = _ScanState(key=_detector_key(config), split=True)
-    siblings: list[tuple[Any, _Leaf] | None] = []
-    for index, piece in enumerate(pieces):
-        leaf = _Leaf(f"/{index}", _leaf_text(piece), words=words, is_text=isinstance(piece, str))
-        state.leaves.append(leaf)
-        if leaf.is_text:
-            state.values.append(leaf)
-            state.strings.append(leaf)
-        siblings.append((piece, leaf))
-    _collect_runs(siblings, state)
-    _window_pass(state)
-    return state.findings  # (windows and runs only: no piece was scanned alone here)
+    key = _detector_key(config)
+    memo = (tuple((type(v), v) for v in earlier), type(piece), piece, words, key)
+    if memo in _CLEAN_COMPLETIONS:
+        return [], set()
+    state = _ScanState(key=key, split=True)
+    leaves = [
+        _Leaf(f"/{index}", _leaf_text(value), words=words, is_text=isinstance(value, str))
+        for index, value in enumerate([*earlier, piece])
+    ]
+    last = leaves[-1]
+    seen: set[_Seen] = set()
+    if last.is_text:
+        texts = [leaf for leaf in leaves[:-1] if leaf.is_text]
+        windows: list[list[_Leaf]] = []
+        for size in range(2, _WINDOW_LEAVES + 1):
+            if size - 1 > len(texts) or (size > 2 and not _middle(texts[1 - size].text)):
+                break
+            windows.append([*texts[1 - size :], last])
+        windows += [[other, last] for other in texts[:-1]]
+        windows += [[last, other] for other in texts]
+        for window in windows:
+            _scan_windows(window, state, seen, ("",))  # (a space between calls: no sentence)
+    elsewhere = {f.entity_type for f in state.findings if f.path != last.path}
+    _collect_runs([(v, leaf) for v, leaf in zip([*earlier, piece], leaves, strict=True)], state)
+    # Runs of numbers only (a card's groups one per call); runs of short strings, a value one
+    # character per call, are not read across calls.
+    state.runs = [(run, numeric) for run, numeric in state.runs if numeric]
+    _run_pass(state, seen)
+    found = [f for f in state.findings if f.path == last.path]
+    if not found and not elsewhere and sum(len(leaf.text) for leaf in leaves) <= 1024:
+        if len(_CLEAN_COMPLETIONS) >= _CLEAN_WINDOWS_KEPT:
+            _CLEAN_COMPLETIONS.clear()
+        _CLEAN_COMPLETIONS[memo] = None
+    return found, elsewhere
+
+
+_CLEAN_COMPLETIONS: dict[tuple[Any, ...], None] = {}
+"""Pieces (with their types, field-name words and detector settings) that completed nothing:
+the same call again is not joined again. Raw strings, in process memory only."""

@@ -14,8 +14,8 @@ in the same run, in the order sent, then this call's value (``h1 h2 h3 c``: a va
 up to four pieces sent in order); and this call's value with each of them alone, before it
 and after it (``h1 c``, ``c h1``, ...: a value cut in two, other pieces sent between its
 halves, or its halves sent in the other order, as parallel branches do). Each is
-read as the items of one list are (:func:`~.scanning.sequence_findings`: neighbours joined
-with nothing and with a space, runs of numbers and short strings read whole). A value found
+read as the items of one list are (:func:`~.scanning.completing_findings`: neighbours joined
+with nothing, runs of numbers read whole). A value found
 there that reaches this call's piece is a finding in it; a value of two pieces that lies in
 the earlier one (a password whose keyword this call completes) makes this call's piece a
 finding whole. A piece equal to the last one sent
@@ -36,7 +36,7 @@ from typing import Any
 
 from hybridmcp.policy.privacy.engines import _key_words
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig
-from hybridmcp.policy.privacy.scanning import sequence_findings
+from hybridmcp.policy.privacy.scanning import completing_findings
 
 RUNS_KEPT = 256
 """Run-and-destination pairs remembered (the least recently used are forgotten)."""
@@ -112,22 +112,22 @@ class SentPieces:
             if not earlier or earlier[-1] == (piece, request_key):
                 continue
             before = [p for p, _ in earlier]
-            orders = [([*before, piece], len(before))]  # in the order sent
-            for other in before[:-1]:  # two pieces with others sent between them
-                orders.append(([other, piece], 1))
-            for other in before:  # two pieces sent in the other order
-                orders.append(([piece, other], 0))
-            for order, at in orders:
-                for f in sequence_findings(order, words, config):
-                    if f.path != f"/{at}":
-                        if len(order) > 2:
-                            continue  # among earlier pieces: judged when the last was sent
-                        # A value in the earlier piece that this one completes ("p" before
-                        # "assword=..."): this piece is what makes it one, so it is held.
-                        f = f.model_copy(update={"start": 0, "end": len(_text(piece))})
-                    ident = (path, f.start, f.end, f.entity_type)
-                    if ident not in found:
-                        found[ident] = f.model_copy(update={"path": path, "split_of": path})
+            in_piece, elsewhere = completing_findings(before, piece, words, config)
+            for entity in sorted(elsewhere):  # a value of an earlier piece this one completes
+                in_piece.append(
+                    Finding(
+                        path="",
+                        entity_type=entity,
+                        start=0,
+                        end=len(_text(piece)),
+                        score=1.0,
+                        source="pattern",
+                    )
+                )  # (this piece is what makes it one: held whole)
+            for f in in_piece:
+                ident = (path, f.start, f.end, f.entity_type)
+                if ident not in found:
+                    found[ident] = f.model_copy(update={"path": path, "split_of": path})
         return list(found.values())
 
     def record(self, run_id: str, destination: str, arguments: Any, request_key: str) -> None:
