@@ -258,6 +258,41 @@ def _window_pass(state: _ScanState) -> None:
     _run_pass(state, seen)
 
 
+_FIELD_NAME_RE = re.compile(
+    r"(?=.{2,40}\Z)[a-z]*[aeiouy][a-z]*(?:[_-][a-z]*[aeiouy][a-z]*|[A-Z][a-z]*[aeiouy][a-z]*)*"
+    r"[0-9]{0,2}"
+)
+"""A key as programs name fields: lowercase words with a vowel each, in snake, kebab or
+camel case (``timezone``, ``source_timezone``, ``maxResults``), maybe a number after."""
+_SECRET_WORDS = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "xoxb-",
+    "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "github_pat_", "glpat-", "sk_live_", "sk-proj-", "npm_", "pypi-", "dop_v1_", "shpat_",
+)  # fmt: skip
+"""Words and secrets' prefixes that make what follows them a secret: a key that is a piece of
+one may be a piece of a value."""
+
+
+def _names_fields_only(window: list[_Leaf]) -> bool:
+    """Whether every key in ``window`` names a field (:data:`_FIELD_NAME_RE`, and no piece of
+    a word that makes what follows a secret: "pa" + "ss" + "word=...") and no value in it
+    holds an ``@``. A value in three or more pieces alternating with keys then has words for
+    keys and no address in it: a random token's pieces are not words, an address has its
+    ``@``, a number its digits. (Such a value cut into words is a gap the documentation
+    names; the pairs of a key and its neighbour are still joined.)"""
+    for leaf in window:
+        if not leaf.in_key:
+            if "@" in leaf.text:
+                return False
+            continue
+        if len(leaf.text) < 4 or not _FIELD_NAME_RE.fullmatch(leaf.text):
+            return False
+        lowered = leaf.text.lower()
+        if any(lowered in word for word in _SECRET_WORDS):
+            return False
+    return True
+
+
 def _windows_over(
     leaves: list[_Leaf],
     largest: int,
@@ -276,8 +311,12 @@ def _windows_over(
                 break
             if size > 2 and not _middle(window[-2].text):
                 break  # a value spread over 3+ fields has short or unbroken middle parts
-            if mixed and all(w.in_key == window[0].in_key for w in window):
-                continue  # keys alone, or values alone: windowed among themselves
+            if mixed and (
+                all(w.in_key == window[0].in_key for w in window)
+                or _names_fields_only(window)
+            ):
+                continue  # keys alone, or values alone (windowed among themselves); or keys
+                # that all name fields, among values with no "@"
             _scan_windows(window, state, seen, seps)
 
 
