@@ -87,8 +87,12 @@ def _plausible_secret(value: str, line: str) -> bool:
     return not is_indirect_reference(line)
 
 
-def _presidio_spans(text: str, context: tuple[str, ...], key: _DetectorKey) -> list[_Span]:
-    entities = sorted(key.entities & _PRESIDIO_ENTITIES)
+def _presidio_spans(
+    text: str, context: tuple[str, ...], key: _DetectorKey, phones: bool = True
+) -> list[_Span]:
+    """Presidio's findings (``phones=False``: without its phone recognizer, libphonenumber's
+    matcher, by far its costliest; phones by shape are patterns of our own)."""
+    entities = sorted(key.entities & _PRESIDIO_ENTITIES - (set() if phones else {"PHONE_NUMBER"}))
     if not entities or not presidio_candidate(text, key.entities):
         # The cheap pre-scan: without it, Presidio (a second to import and build) would load
         # for the first request that has a digit or a colon in it.
@@ -476,9 +480,12 @@ _ID_PREFIX_RE = re.compile(r"\A[a-z]{1,12}_")
 _CACHE_MAX_CHARS = 4096
 
 
-def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True) -> tuple:
+def _detect(
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool | str = True
+) -> tuple:
     """All spans in one string that pass the config (``presidio``: Presidio's too; without,
-    only the detectors of our own and detect-secrets run, see :func:`window_needs_presidio`).
+    only the detectors of our own and detect-secrets run, see :func:`window_needs_presidio`;
+    ``"no_phones"``: Presidio's but its phone recognizer).
 
     Requests repeat their strings (retries, hedged calls, the same field in every call of a
     run), so short strings are cached; long ones are not, which bounds the cache's memory to
@@ -492,9 +499,9 @@ def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bo
 
 
 def _detect_uncached(
-    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool | str = True
 ) -> tuple:
-    spans = _presidio_spans(text, context, key) if presidio else []
+    spans = _presidio_spans(text, context, key, presidio != "no_phones") if presidio else []
     spans += _secret_spans(text, key)
     spans += _pattern_spans(text, key)
     for view in decoded_views(text):

@@ -86,6 +86,8 @@ class _ScanState:
     """Keys and string values together in document order: windows of :func:`_window_pass`."""
     runs: list[tuple[list[_Leaf], bool]] = field(default_factory=list)
     """Runs of sibling scalars, and whether they are numbers (see :func:`_collect_runs`)."""
+    presidio: bool | str = True
+    """How windows call Presidio (see :func:`.detection._detect`)."""
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
@@ -553,7 +555,7 @@ def _scan_window(
     seen: set[_Seen],
     min_touched: int | None = None,
     run: bool = False,
-    presidio: bool = True,
+    presidio: bool | str = True,
 ) -> bool:
     """Report the values ``window`` joined with ``sep`` holds across its pieces: those
     touching every piece (``min_touched``: at least that many; smaller windows report
@@ -569,12 +571,12 @@ def _scan_window(
         pos += len(text) + len(sep)
     edges = [(hi, bounds[n + 1][1]) for n, (_, _, hi, _) in enumerate(bounds[:-1])]
     presidio = (
-        presidio
+        (state.presidio if presidio is True else presidio)
         and presidio_candidate(joined, state.key.entities)
         and (len(texts) < 3 or _presidio_can_span(texts, joined, state.key))
         and window_needs_presidio(joined, edges, state.key)
     )
-    for found in _detect(joined, words, state.key, presidio):
+    for found in _detect(joined, words, state.key, state.presidio if presidio else False):
         if (cut_start and found.start == 0) or (cut_end and found.end == len(joined)):
             reaches_cut = True
         # Pseudonyms are what redaction left: a value found only by reading one as part of it
@@ -903,7 +905,9 @@ def completing_findings(
     memo = (tuple((type(v), v) for v in earlier), type(piece), piece, words, key)
     if memo in _CLEAN_COMPLETIONS:
         return [], set()
-    state = _ScanState(key=key, split=True)
+    # Phones across calls by their shape only (patterns of our own): libphonenumber's matcher
+    # on every join of a field's last values costs more than the call's own scan.
+    state = _ScanState(key=key, split=True, presidio="no_phones")
     leaves = [
         _Leaf(f"/{index}", _leaf_text(value), words=words, is_text=isinstance(value, str))
         for index, value in enumerate([*earlier, piece])
