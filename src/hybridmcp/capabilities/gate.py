@@ -127,7 +127,9 @@ class ScanningPolicy:
     applies: ``redact`` sends pseudonyms (the vault lives only in this call's closure and
     restores the answer), ``route_internal`` and ``refuse`` refuse the call (the run then moves
     the work to another provider or reports the error). A redaction that still scans above the
-    clearance is refused: fail closed.
+    clearance is refused: fail closed. A call whose values complete a value with what its run
+    sent the same server before (:class:`~hybridmcp.policy.privacy.sent.SentPieces`) is
+    judged with that value found in it.
     """
 
     def __init__(self, settings: PrivacySettings | None = None) -> None:
