@@ -23,7 +23,8 @@ Detection combines three sources, because none of them is enough alone:
 
 Values split across fields are found by windows (:mod:`.scanning`): two to four adjacent
 string values, in document order through any nesting (and likewise the dict keys, and keys and
-values together), joined with nothing and with a space, run through every detector; runs of numbers (a card as ``[4111, 1111, 1111, 1111]``) and of short strings
+values together), joined with nothing and with a space, run through every detector; runs of
+numbers (a card as ``[4111, 1111, 1111, 1111]``) and of short strings
 in one list or dict are read whole; a value crossing a boundary is a finding in each field it
 touches, so redaction replaces all of it. Every string of a request takes part; the work grows
 in proportion to the request. Version-like dotted numbers ("1.2.3.4", "Section 2.3.1.4")

@@ -314,8 +314,7 @@ def _windows_over(
             if size > 2 and not _middle(window[-2].text):
                 break  # a value spread over 3+ fields has short or unbroken middle parts
             if mixed and (
-                all(w.in_key == window[0].in_key for w in window)
-                or _names_fields_only(window)
+                all(w.in_key == window[0].in_key for w in window) or _names_fields_only(window)
             ):
                 continue  # keys alone, or values alone (windowed among themselves); or keys
                 # that all name fields, among values with no "@"
@@ -459,9 +458,9 @@ def _values_inside(run: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> Non
         return
     words = {w for leaf in run for w in leaf.words}
     shapes: list[tuple[str, tuple[int, ...]]] = [("CREDIT_CARD", g) for g in _CARD_GROUPINGS]
-    if _supports(_PHONE_FIELD_WORDS, words):
+    if _supports(set(_PHONE_FIELD_WORDS), words):
         shapes += [("PHONE_NUMBER", g) for g in _PHONE_GROUPINGS]
-    if _supports(_SSN_FIELD_WORDS, words):
+    if _supports(set(_SSN_FIELD_WORDS), words):
         shapes += [("US_SSN", g) for g in _SSN_GROUPINGS]
     found: list[tuple[str, int, int]] = []
     for start in range(len(run)):

@@ -14,11 +14,11 @@ in the same run, in the order sent, then this call's value (``h1 h2 h3 c``: a va
 up to four pieces sent in order); and this call's value with each of them alone, before it
 and after it (``h1 c``, ``c h1``, ...: a value cut in two, other pieces sent between its
 halves, or its halves sent in the other order, as parallel branches do). Each is
-read as the items of one list are (:func:`~.scanning.completing_findings`: neighbours joined
-with nothing, runs of numbers read whole; phones by their shape, without libphonenumber). A value found
-there that reaches this call's piece is a finding in it; a value of two pieces that lies in
-the earlier one (a password whose keyword this call completes) makes this call's piece a
-finding whole. A piece equal to the last one sent
+read as the items of one list are (:func:`~.scanning.completing_findings`: neighbours
+joined with nothing, runs of numbers read whole; phones by their shape, without
+libphonenumber). A value found there that reaches this call's piece is a finding in it; a
+value of two pieces that lies in the earlier one (a password whose keyword this call
+completes) makes this call's piece a finding whole. A piece equal to the last one sent
 there by the same request (a retry, a hedge: the same idempotency key) adds nothing and is
 not joined again; the same value sent by another request is (a card's groups repeat).
 
