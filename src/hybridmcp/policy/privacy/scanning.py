@@ -88,6 +88,9 @@ class _ScanState:
     """Runs of sibling scalars, and whether they are numbers (see :func:`_collect_runs`)."""
     presidio: bool | str = True
     """How windows call Presidio (see :func:`.detection._detect`)."""
+    mixed: bool = False
+    """Windows of keys and values together in threes and fours are being read (a value
+    found in them is the keys' only when the values alone do not hold it)."""
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
@@ -256,7 +259,9 @@ def _window_pass(state: _ScanState) -> None:
             _scan_windows(pair, state, seen, ("",), _PAIR_EDGE)
     # A value in three or four pieces alternating between keys and values
     # ({"AKIAIO": {"SFODNN7": "EXAMPLE"}}, {"alice": "smith@exa", "mple.com": 1}).
+    state.mixed = True
     _windows_over(strings, _WINDOW_LEAVES, state, seen, smallest=3, seps=("",), mixed=True)
+    state.mixed = False
     _run_pass(state, seen)
 
 
@@ -606,6 +611,8 @@ def _scan_window(
             continue
         if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
+        if state.mixed and _values_hold(span.entity_type, window, texts, words, state):
+            continue  # a value cut over values with keys between them: not the keys'
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
@@ -728,6 +735,23 @@ def _glued_decimals(span: _Span, touched: list[_Bound]) -> bool:
     if span.entity_type not in _DIGIT_ENTITIES:
         return False
     return sum(1 for b in touched if _WHOLE_DECIMAL_RE.fullmatch(b[0].text.strip())) >= 2
+
+
+def _values_hold(
+    entity: str,
+    window: list[_Leaf],
+    texts: list[tuple[int, str]],
+    words: tuple[str, ...],
+    state: _ScanState,
+) -> bool:
+    """Whether the values of a window of keys and values, joined without its keys, hold a
+    value of ``entity`` too: then it is cut over the values (windowed among themselves), and
+    the keys between them only name fields (``{"part_a": "password=hun", "part_b": "ter22"}``
+    is not a password running through the key ``part_b``)."""
+    values = [text for leaf, (_, text) in zip(window, texts, strict=True) if not leaf.in_key]
+    if len(values) < 2:
+        return False
+    return any(s.entity_type == entity for s in _detect("".join(values), words, state.key))
 
 
 def _overreach(
@@ -924,7 +948,11 @@ def completing_findings(
         windows += [[last, other] for other in texts]
         for window in windows:
             _scan_windows(window, state, seen, ("",))  # (a space between calls: no sentence)
-    elsewhere = {f.entity_type for f in state.findings if f.path != last.path}
+    elsewhere = {
+        f.entity_type
+        for f in state.findings
+        if f.path != last.path and f.entity_type in _CONTEXT_SECRETS
+    }  # (any other value wholly in an earlier piece was that piece's own: judged with it)
     _collect_runs([(v, leaf) for v, leaf in zip([*earlier, piece], leaves, strict=True)], state)
     # Runs of numbers only (a card's groups one per call); runs of short strings, a value one
     # character per call, are not read across calls.

@@ -76,6 +76,15 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _in_value(start: int, end: int, value: Any) -> tuple[int, int]:
+    """Offsets in what :func:`_kept` kept of ``value`` as offsets in ``value`` itself (a span
+    across the cut covers everything between)."""
+    if not isinstance(value, str) or len(value) <= 2 * EDGE:
+        return start, end
+    shift = len(value) - 2 * EDGE
+    return (start + shift if start >= EDGE else start), (end + shift if end > EDGE else end)
+
+
 def _kept(value: Any) -> Any:
     if isinstance(value, str) and len(value) > 2 * EDGE:
         return value[:EDGE] + value[-EDGE:]
@@ -125,9 +134,12 @@ class SentPieces:
                     )
                 )  # (this piece is what makes it one: held whole)
             for f in in_piece:
-                ident = (path, f.start, f.end, f.entity_type)
+                start, end = _in_value(f.start, f.end, value)
+                ident = (path, start, end, f.entity_type)
                 if ident not in found:
-                    found[ident] = f.model_copy(update={"path": path, "split_of": path})
+                    found[ident] = f.model_copy(
+                        update={"path": path, "split_of": path, "start": start, "end": end}
+                    )
         return list(found.values())
 
     def record(self, run_id: str, destination: str, arguments: Any, request_key: str) -> None:
