@@ -280,6 +280,15 @@ _SECRET_WORDS = (
 one may be a piece of a value."""
 
 
+def _field_name(key: str) -> bool:
+    """Whether a key names a field (:data:`_FIELD_NAME_RE`, four characters or more) and is
+    no piece of a word or prefix that makes what follows it a secret."""
+    if len(key) < 4 or not _FIELD_NAME_RE.fullmatch(key):
+        return False
+    lowered = key.lower()
+    return not any(lowered in word for word in _SECRET_WORDS)
+
+
 def _names_fields_only(window: list[_Leaf]) -> bool:
     """Whether every key in ``window`` names a field (:data:`_FIELD_NAME_RE`, and no piece of
     a word that makes what follows a secret: "pa" + "ss" + "word=...") and no value in it
@@ -292,10 +301,7 @@ def _names_fields_only(window: list[_Leaf]) -> bool:
             if "@" in leaf.text:
                 return False
             continue
-        if len(leaf.text) < 4 or not _FIELD_NAME_RE.fullmatch(leaf.text):
-            return False
-        lowered = leaf.text.lower()
-        if any(lowered in word for word in _SECRET_WORDS):
+        if not _field_name(leaf.text):
             return False
     return True
 
@@ -602,7 +608,7 @@ def _scan_window(
                 and span.entity_type not in _CONTEXT_SECRETS
             )
             or not _plausible_split(span, touched, joined)
-            or _glued_decimals(span, touched)
+            or _glued_decimals(span, touched, joined)
         ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
         if run and not _number_in_a_run(span, joined):
@@ -611,8 +617,12 @@ def _scan_window(
             continue
         if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
-        if state.mixed and _values_hold(span.entity_type, window, texts, words, state):
-            continue  # a value cut over values with keys between them: not the keys'
+        if (
+            state.mixed
+            and all(_field_name(b[0].text) for b in touched if b[0].in_key)
+            and _values_hold(span.entity_type, window, texts, words, state)
+        ):
+            continue  # a value cut over values with field names between them: not the keys'
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
@@ -728,13 +738,21 @@ def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
 _WHOLE_DECIMAL_RE = re.compile(r"[+-]?[0-9]+\.[0-9]+")
 
 
-def _glued_decimals(span: _Span, touched: list[_Bound]) -> bool:
+def _glued_decimals(span: _Span, touched: list[_Bound], joined: str) -> bool:
     """A value in digits read across two or more pieces that are each a decimal number
     (``"2721.0121618597"`` twice): numbers side by side, not a card or phone cut in pieces
     (a dotted card cut in two has a piece with two points, or ending in one)."""
     if span.entity_type not in _DIGIT_ENTITIES:
         return False
-    return sum(1 for b in touched if _WHOLE_DECIMAL_RE.fullmatch(b[0].text.strip())) >= 2
+    if sum(1 for b in touched if _WHOLE_DECIMAL_RE.fullmatch(b[0].text.strip())) < 2:
+        return False
+    # Groups of a card or phone written with points have 2 to 6 digits ("404.442.0721"
+    # cut as "4" | "04.4" | "42.0721"); glued decimals have a longer run somewhere.
+    pieces = [joined[max(span.start, lo) : min(span.end, hi)] for _, lo, hi, _ in touched]
+    return any(len(group) > _POINT_GROUP_MAX for group in re.split(r"[^0-9]+", "".join(pieces)))
+
+
+_POINT_GROUP_MAX = 6
 
 
 def _values_hold(
