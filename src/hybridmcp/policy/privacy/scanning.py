@@ -763,12 +763,10 @@ def _values_hold(
     state: _ScanState,
 ) -> bool:
     """Whether the values of a window of keys and values, joined without its keys, hold a
-    value of ``entity`` too: then it is cut over the values (windowed among themselves), and
-    the keys between them only name fields (``{"part_a": "password=hun", "part_b": "ter22"}``
+    value of ``entity`` too: then it is in the values (or cut over them, windowed among
+    themselves), and the keys beside them only name fields (``{"part_a": "password=hun", "part_b": "ter22"}``
     is not a password running through the key ``part_b``)."""
     values = [text for leaf, (_, text) in zip(window, texts, strict=True) if not leaf.in_key]
-    if len(values) < 2:
-        return False
     return any(s.entity_type == entity for s in _detect("".join(values), words, state.key))
 
 
