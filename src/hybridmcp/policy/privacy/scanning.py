@@ -595,17 +595,22 @@ def _scan_window(
         if span is None:
             continue
         touched = [b for b in bounds if span.start < b[2] and span.end > b[1]]
-        if len(touched) == 1 and span.entity_type in _CONTEXT_SECRETS:
+        if (
+            len(touched) == 1
+            and (len(bounds) == 2 or state.mixed)
+            and span.entity_type in _CONTEXT_SECRETS
+        ):
             # Within one leaf, yet found only with its neighbours: the keyword is in another
             # field ("password=" | "hunter22"). Unless the leaf alone found it too.
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
             continue
         if (
-            # (a secret found by its keyword in another piece counts wherever it lies)
+            # (in keys and values together, a secret found by its keyword in another piece
+            # counts wherever it lies)
             (
                 len(touched) < (min_touched or len(bounds))
-                and span.entity_type not in _CONTEXT_SECRETS
+                and not (state.mixed and span.entity_type in _CONTEXT_SECRETS)
             )
             or not _plausible_split(span, touched, joined)
             or _glued_decimals(span, touched, joined)
@@ -764,8 +769,8 @@ def _values_hold(
 ) -> bool:
     """Whether the values of a window of keys and values, joined without its keys, hold a
     value of ``entity`` too: then it is in the values (or cut over them, windowed among
-    themselves), and the keys beside them only name fields (``{"part_a": "password=hun", "part_b": "ter22"}``
-    is not a password running through the key ``part_b``)."""
+    themselves), and the keys beside them only name fields (in ``{"part_a": "password=hun",
+    "part_b": "ter22"}`` no password runs through the key ``part_b``)."""
     values = [text for leaf, (_, text) in zip(window, texts, strict=True) if not leaf.in_key]
     return any(s.entity_type == entity for s in _detect("".join(values), words, state.key))
 
