@@ -267,10 +267,11 @@ def _window_pass(state: _ScanState) -> None:
 
 _FIELD_NAME_RE = re.compile(
     r"(?=.{2,40}\Z)[a-z]*[aeiouy][a-z]*(?:[_-][a-z]*[aeiouy][a-z]*|[A-Z][a-z]*[aeiouy][a-z]*)*"
-    r"[0-9]{0,2}"
+    r"(?:[_-]?[a-z0-9]{1,2})?"
 )
 """A key as programs name fields: lowercase words with a vowel each, in snake, kebab or
-camel case (``timezone``, ``source_timezone``, ``maxResults``), maybe a number after."""
+camel case (``timezone``, ``source_timezone``, ``maxResults``), maybe a short part after
+(``body_2``, ``part_b``)."""
 _SECRET_WORDS = (
     "password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "xoxb-",
     "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
