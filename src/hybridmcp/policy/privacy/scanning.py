@@ -91,6 +91,11 @@ class _ScanState:
     mixed: bool = False
     """Windows of keys and values together in threes and fours are being read (a value
     found in them is the keys' only when the values alone do not hold it)."""
+
+    @property
+    def mode(self) -> tuple[Any, ...]:
+        """How windows are read now: part of what a clean window is remembered by."""
+        return (self.presidio, self.mixed)
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
@@ -283,11 +288,11 @@ one may be a piece of a value."""
 
 def _field_name(key: str) -> bool:
     """Whether a key names a field (:data:`_FIELD_NAME_RE`, four characters or more) and is
-    no piece of a word or prefix that makes what follows it a secret."""
+    no piece of a word or prefix that makes what follows it a secret, nor holds one."""
     if len(key) < 4 or not _FIELD_NAME_RE.fullmatch(key):
         return False
     lowered = key.lower()
-    return not any(lowered in word for word in _SECRET_WORDS)
+    return not any(lowered in word or word in lowered for word in _SECRET_WORDS)
 
 
 def _names_fields_only(window: list[_Leaf]) -> bool:
@@ -345,7 +350,7 @@ def _scan_windows(
     detected reaches a cut end, it may go on past it: what that run found is dropped and the
     window runs again at the default edge."""
     words = tuple(sorted({w for leaf in window for w in leaf.words}))
-    memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
+    memo = (tuple(leaf.text for leaf in window), words, seps, state.key, state.mode)
     if memo in _CLEAN_WINDOWS:
         return
     found = len(state.findings)
@@ -373,10 +378,10 @@ def _scan_windows(
 
 
 _CLEAN_WINDOWS: dict[
-    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey], None
+    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey, tuple[Any, ...]], None
 ] = {}
-"""Windows (their strings, field-name words, separators and detector settings) in which nothing
-was found:
+"""Windows (their strings, field-name words, separators, detector settings and how they were
+read, :attr:`_ScanState.mode`) in which nothing was found:
 a scan is a pure function of them, and requests repeat their strings. Raw strings, in
 process memory only, like the detection cache."""
 _CLEAN_WINDOWS_KEPT = 16384
