@@ -152,13 +152,18 @@ _IP_WORDS = frozenset(
 )
 
 
+_VERSION_FIELD_WORDS = frozenset(
+    "version versions ver release releases build builds tag tags semver revision rev".split()
+)
+
+
 def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> bool:
     """A dotted quad that reads as a version or a section number, not an address.
 
     "1.2.3.4", "4.7.2.0" and "Section 2.3.1.4" pass Presidio's IPv4 pattern. Without a word
     about addresses nearby (or in the field's name), a quad after "version", "v", "section"
-    and the like, or one whose parts are all small (<= 20, other than 10.x private ranges), is
-    read as a version.
+    and the like, one in a field named like ``version``, or one whose parts are all small
+    (<= 20, other than 10.x private ranges), is read as a version.
     """
     value = text[start:end]
     parts = value.split(".")
@@ -169,6 +174,8 @@ def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> 
         return False
     if _VERSION_WORD_RE.search(text[max(0, start - 16) : start]):
         return True
+    if _VERSION_FIELD_WORDS.intersection(context):
+        return True  # a field named "version": "1.8.7" and "1.22.5" glued are not an address
     return parts[0] != "10" and all(int(p) <= 20 for p in parts)
 
 
