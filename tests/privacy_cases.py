@@ -312,7 +312,7 @@ def crowded_cases(draw: st.DrawFn, kinds: tuple[str, ...] = SHAPE_KINDS) -> Priv
 
 # -- values in three or four pieces; numbers inside longer runs (gaps closed later) ----------
 
-LONG_KINDS = ("jwt", "github_token", "openai_key", "slack_token", "email", "aws_key", "iban")
+LONG_KINDS = ("jwt", "github_token", "openai_key", "slack_token", "email")
 """Kinds whose values are long enough for a middle piece of more than 24 characters."""
 
 
@@ -365,9 +365,7 @@ def alternating_cases(draw: st.DrawFn) -> PrivacyCase:
 def long_middle_cases(draw: st.DrawFn) -> PrivacyCase:
     kind = draw(st.sampled_from(LONG_KINDS))
     text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
-    if len(text) < 30:
-        text = text + " " + text  # (an IBAN in groups is 27 to 42 characters)
-        secret = text
+    assume(len(text) >= 30)  # long enough for a middle piece of 25 characters or more
     n = draw(st.sampled_from((3, 4)))
     pieces = _pieces(draw, text, n, long_middle=True)
     n = len(pieces)

@@ -218,9 +218,9 @@ of a card number in four fields)."""
 _PAIR_EDGE = 64
 """Characters of a string joined with a dict key beside it (the value's start after its key,
 a value's end before the next key); more when something found reaches the cut."""
-_MIDDLE_MAX = 48
+_MIDDLE_MAX = 24
 """The longest middle part of a window of three or four that holds a space: the values
-written with spaces (a card, a phone, an IBAN in groups) are shorter than this."""
+written with spaces (a card, a phone) are short; prose is not read in threes and fours."""
 _MIDDLE_TOKEN_MAX = 512
 """The longest middle part of a window of three or four without a space: a token (a JWT, a
 key, an address) can be cut anywhere, its middle part as long as the token."""
