@@ -96,6 +96,7 @@ class _ScanState:
     def mode(self) -> tuple[Any, ...]:
         """How windows are read now: part of what a clean window is remembered by."""
         return (self.presidio, self.mixed)
+
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
