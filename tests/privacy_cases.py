@@ -13,6 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
+from hypothesis import assume
 from hypothesis import strategies as st
 
 from hybridmcp.testing.canary import SHAPE_KINDS, shaped_value, split_fields, strings_in
@@ -307,3 +308,100 @@ def crowded_cases(draw: st.DrawFn, kinds: tuple[str, ...] = SHAPE_KINDS) -> Priv
     crowd = [f"line {i}: {BENIGN_TEXTS[i % len(BENIGN_TEXTS)]}" for i in range(n)]
     items = [*crowd[:at], a, b, *crowd[at:]]
     return PrivacyCase(f"{kind}/crowd@{at}", secret, {"lines": items}, (*crowd[:1],))
+
+
+# -- values in three or four pieces; numbers inside longer runs (gaps closed later) ----------
+
+LONG_KINDS = ("jwt", "github_token", "openai_key", "slack_token", "email")
+"""Kinds whose values are long enough for a middle piece of more than 24 characters."""
+
+
+def _pieces(draw: st.DrawFn, text: str, n: int, long_middle: bool = False) -> list[str]:
+    if long_middle:
+        first = draw(st.integers(1, max(1, len(text) - 27)))
+        second = draw(st.integers(min(len(text) - 1, first + 25), len(text) - 1))
+        cuts = [first, second]
+        if n == 4 and second < len(text) - 1:
+            cuts.append(draw(st.integers(second + 1, len(text) - 1)))
+    else:
+        cuts = sorted(draw(st.sets(st.integers(1, len(text) - 1), min_size=n - 1, max_size=n - 1)))
+    return [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+ALTERNATING = ("k-v-k", "v-k-v", "k-v-k-v", "v-k-v-k", "k-k-v", "k-v-v")
+
+
+def _place(draw: st.DrawFn, shape: str, pieces: list[str]) -> Any:
+    filler = draw(st.sampled_from(FILLERS))
+    p = pieces
+    if shape == "k-v-k":
+        return {p[0]: p[1], p[2]: filler}
+    if shape == "v-k-v":
+        return {"note": p[0], p[1]: p[2]}
+    if shape == "k-v-k-v":
+        return {p[0]: p[1], p[2]: p[3]}
+    if shape == "v-k-v-k":
+        return {"note": p[0], p[1]: p[2], p[3]: filler}
+    if shape == "k-k-v":
+        return {p[0]: {p[1]: p[2]}}
+    return {p[0]: [p[1], p[2]]}
+
+
+@st.composite
+def alternating_cases(draw: st.DrawFn) -> PrivacyCase:
+    kind = draw(st.sampled_from(SHAPE_KINDS))
+    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
+    shape = draw(st.sampled_from(ALTERNATING))
+    n = 4 if shape.count("-") == 3 else 3
+    pieces = _pieces(draw, text, n)
+    if len(pieces) < n:
+        pieces.append("")
+    assume(len(set(pieces)) == len(pieces))  # (two equal keys would be one)
+    args = _wrap(draw, _place(draw, shape, pieces), draw(st.integers(0, 3)))
+    return PrivacyCase(f"{kind}/{shape}", secret, {"data": args}, ("note", *BENIGN_TEXTS))
+
+
+@st.composite
+def long_middle_cases(draw: st.DrawFn) -> PrivacyCase:
+    kind = draw(st.sampled_from(LONG_KINDS))
+    text, secret = shaped_value(kind, random.Random(draw(st.integers(0, 2**32))))
+    assume(len(text) >= 30)  # long enough for a middle piece of 25 characters or more
+    n = draw(st.sampled_from((3, 4)))
+    pieces = _pieces(draw, text, n, long_middle=True)
+    n = len(pieces)
+    assume(len(set(pieces)) == n)
+    where = draw(st.sampled_from(("fields", "list", "alternating")))
+    if where == "fields":
+        obj: Any = {f"f{i}": piece for i, piece in enumerate(pieces)}
+    elif where == "list":
+        obj = ["header", *pieces, "footer"]
+    else:
+        obj = {pieces[0]: pieces[1], **({pieces[2]: pieces[3]} if n == 4 else {pieces[2]: 1})}
+    args = _wrap(draw, obj, draw(st.integers(0, 3)))
+    return PrivacyCase(
+        f"{kind}/{where}/{n}", secret, {"data": args}, ("header", "footer", *BENIGN_TEXTS)
+    )
+
+
+@st.composite
+def card_in_a_longer_run(draw: st.DrawFn) -> tuple[list[object], list[str]]:
+    """A card's digits as numbers (one digit per item, or its own groups; ints, integral
+    floats or digit strings) with other numbers of other widths before and after it (an
+    expiry month and year, a count): the list, and the pieces that must not remain."""
+    text, _ = shaped_value("credit_card", random.Random(draw(st.integers(0, 2**32))))
+    groups = [g for g in text.replace("-", " ").split() if g]
+    pieces = list("".join(groups)) if draw(st.booleans()) else groups
+    width = len(pieces[0]) if len({len(p) for p in pieces}) == 1 else 0
+    other = st.integers(10, 99) if width != 2 else st.integers(100, 999)
+    before = draw(st.lists(other, max_size=3))
+    after = draw(st.lists(other, max_size=3))
+    if not before and not after:
+        after = [draw(other)]
+
+    def as_number(piece: str) -> object:
+        how = draw(st.sampled_from(("int", "float", "str")))
+        if how == "str" or piece.startswith("0"):
+            return piece
+        return int(piece) if how == "int" else float(piece)
+
+    return [*before, *[as_number(p) for p in pieces], *after], pieces

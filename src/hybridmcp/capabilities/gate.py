@@ -63,6 +63,7 @@ from hybridmcp.policy.disclosure import (
 )
 from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer, output_problem
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
+from hybridmcp.policy.privacy.sent import SentPieces
 
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
@@ -126,13 +127,17 @@ class ScanningPolicy:
     applies: ``redact`` sends pseudonyms (the vault lives only in this call's closure and
     restores the answer), ``route_internal`` and ``refuse`` refuse the call (the run then moves
     the work to another provider or reports the error). A redaction that still scans above the
-    clearance is refused: fail closed.
+    clearance is refused: fail closed. A call whose values complete a value with what its run
+    sent the same server before (:class:`~hybridmcp.policy.privacy.sent.SentPieces`) is
+    judged with that value found in it.
     """
 
     def __init__(self, settings: PrivacySettings | None = None) -> None:
         self.settings = settings or PrivacySettings()
         self._clean = _CleanScans()
         self._releases: dict[tuple[Any, ...], Release] = {}
+        self._sent = SentPieces()
+        """What each run sent each server: a value cut over several calls is judged whole."""
 
     def _release(
         self,
@@ -189,6 +194,16 @@ class ScanningPolicy:
             if cfg.enabled and not oversized
             else None
         )  # None: nothing found
+        destination = str(provider.server)
+        joined = (
+            self._sent.completed(
+                ctx.run_id, destination, arguments, ctx.idempotency_key, cfg.detection
+            )
+            if cfg.enabled and not oversized
+            else []
+        )
+        if joined:  # pieces of a value cut over this run's calls: judged as the value
+            report = _with_findings(report, joined, cfg.detection)
         action = policy_for(
             ctx.skill, provider.server, default=cfg.policy, skills=cfg.skills, servers=cfg.servers
         )
@@ -200,18 +215,34 @@ class ScanningPolicy:
             oversized and cfg.enabled,
             provider.effect,
         )
+        if joined and verdict.action != "allow":
+            verdict = Release(
+                verdict.action,
+                f"{verdict.reason} (a value completed with what this run sent {destination})",
+            )
+        if verdict.action == "refuse":
+            return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
         if verdict.action != "redact":
+            self._sent.record(ctx.run_id, destination, arguments, ctx.idempotency_key)
             return PrivacyDecision(verdict.action, verdict.reason, arguments, size=size)
         report = report or scanner.SensitivityReport()
         vault: dict[str, str] = {}
         redacted = scanner.redact(arguments, report, vault=vault).value
         residual = scanner.scan(redacted, cfg.detection).level
+        if residual <= clearance and joined:
+            again = self._sent.completed(
+                ctx.run_id, destination, redacted, ctx.idempotency_key, cfg.detection
+            )
+            residual = max(
+                (cfg.detection.level_for(f.entity_type) for f in again), default=residual
+            )
         if residual > clearance:
             return PrivacyDecision(
                 "refuse",
                 f"{verdict.reason}, but the redacted arguments still scan {residual}",
                 arguments,
             )
+        self._sent.record(ctx.run_id, destination, redacted, ctx.idempotency_key)
         return PrivacyDecision(
             "redact",
             f"{verdict.reason}: {len(vault)} value(s) replaced by pseudonyms",
@@ -219,6 +250,17 @@ class ScanningPolicy:
             restore=lambda value: scanner.restore(value, vault),
             redactions=redaction_summary(report.findings),
         )
+
+
+def _with_findings(
+    report: scanner.SensitivityReport | None,
+    more: list[scanner.Finding],
+    config: scanner.PrivacyConfig,
+) -> scanner.SensitivityReport:
+    """``report`` (None: nothing found) with ``more`` findings, and the level they give."""
+    findings = [*(report.findings if report is not None else ()), *more]
+    level = max(config.level_for(f.entity_type) for f in findings)
+    return scanner.SensitivityReport(level=level, findings=findings)
 
 
 class _CleanScans:

@@ -22,9 +22,9 @@ Detection combines three sources, because none of them is enough alone:
   validity is not needed), cards in any grouping by Luhn, the tail of a key block.
 
 Values split across fields are found by windows (:mod:`.scanning`): two to four adjacent
-string values, in document order through any nesting (and likewise the dict keys, and each key
-with the strings just before and after it), joined with nothing and with a space, run through
-every detector; runs of numbers (a card as ``[4111, 1111, 1111, 1111]``) and of short strings
+string values, in document order through any nesting (and likewise the dict keys, and keys and
+values together), joined with nothing and with a space, run through every detector; runs of
+numbers (a card as ``[4111, 1111, 1111, 1111]``) and of short strings
 in one list or dict are read whole; a value crossing a boundary is a finding in each field it
 touches, so redaction replaces all of it. Every string of a request takes part; the work grows
 in proportion to the request. Version-like dotted numbers ("1.2.3.4", "Section 2.3.1.4")
@@ -64,8 +64,9 @@ backtrack quadratically on crafted input, so their input is bounded (see
 Known gaps (no NLP model here): names and street addresses are not detected; a bare nine-digit
 SSN in prose is not (one in a field named like ``ssn`` is); "password is ..." is caught only
 when the value does not look like an ordinary word; a value split over fields that are not
-neighbours (other strings between them), or over more than four fields with long middle parts,
-is not reassembled (docs/privacy-and-audit.md, "Known gaps", lists exactly which splits).
+neighbours (other strings between them), or over more than four fields, is not reassembled;
+over several calls of a run only the same field to the same server is joined (the gate's
+:mod:`.sent`; docs/privacy-and-audit.md, "Known gaps", lists exactly which splits).
 """
 
 from __future__ import annotations

@@ -87,8 +87,12 @@ def _plausible_secret(value: str, line: str) -> bool:
     return not is_indirect_reference(line)
 
 
-def _presidio_spans(text: str, context: tuple[str, ...], key: _DetectorKey) -> list[_Span]:
-    entities = sorted(key.entities & _PRESIDIO_ENTITIES)
+def _presidio_spans(
+    text: str, context: tuple[str, ...], key: _DetectorKey, phones: bool = True
+) -> list[_Span]:
+    """Presidio's findings (``phones=False``: without its phone recognizer, libphonenumber's
+    matcher, by far its costliest; phones by shape are patterns of our own)."""
+    entities = sorted(key.entities & _PRESIDIO_ENTITIES - (set() if phones else {"PHONE_NUMBER"}))
     if not entities or not presidio_candidate(text, key.entities):
         # The cheap pre-scan: without it, Presidio (a second to import and build) would load
         # for the first request that has a digit or a colon in it.
@@ -148,13 +152,18 @@ _IP_WORDS = frozenset(
 )
 
 
+_VERSION_FIELD_WORDS = frozenset(
+    "version versions ver release releases build builds tag tags semver revision rev".split()
+)
+
+
 def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> bool:
     """A dotted quad that reads as a version or a section number, not an address.
 
     "1.2.3.4", "4.7.2.0" and "Section 2.3.1.4" pass Presidio's IPv4 pattern. Without a word
     about addresses nearby (or in the field's name), a quad after "version", "v", "section"
-    and the like, or one whose parts are all small (<= 20, other than 10.x private ranges), is
-    read as a version.
+    and the like, one in a field named like ``version``, or one whose parts are all small
+    (<= 20, other than 10.x private ranges), is read as a version.
     """
     value = text[start:end]
     parts = value.split(".")
@@ -165,6 +174,8 @@ def _version_like(text: str, start: int, end: int, context: tuple[str, ...]) -> 
         return False
     if _VERSION_WORD_RE.search(text[max(0, start - 16) : start]):
         return True
+    if _VERSION_FIELD_WORDS.intersection(context):
+        return True  # a field named "version": "1.8.7" and "1.22.5" glued are not an address
     return parts[0] != "10" and all(int(p) <= 20 for p in parts)
 
 
@@ -476,9 +487,12 @@ _ID_PREFIX_RE = re.compile(r"\A[a-z]{1,12}_")
 _CACHE_MAX_CHARS = 4096
 
 
-def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True) -> tuple:
+def _detect(
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool | str = True
+) -> tuple:
     """All spans in one string that pass the config (``presidio``: Presidio's too; without,
-    only the detectors of our own and detect-secrets run, see :func:`window_needs_presidio`).
+    only the detectors of our own and detect-secrets run, see :func:`window_needs_presidio`;
+    ``"no_phones"``: Presidio's but its phone recognizer).
 
     Requests repeat their strings (retries, hedged calls, the same field in every call of a
     run), so short strings are cached; long ones are not, which bounds the cache's memory to
@@ -492,9 +506,9 @@ def _detect(text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bo
 
 
 def _detect_uncached(
-    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool = True
+    text: str, context: tuple[str, ...], key: _DetectorKey, presidio: bool | str = True
 ) -> tuple:
-    spans = _presidio_spans(text, context, key) if presidio else []
+    spans = _presidio_spans(text, context, key, presidio != "no_phones") if presidio else []
     spans += _secret_spans(text, key)
     spans += _pattern_spans(text, key)
     for view in decoded_views(text):
@@ -504,9 +518,12 @@ def _detect_uncached(
         for span in _detect(view.text, context, key):
             start, end = view.source(span.start, span.end)
             spans.append(_Span(span.entity_type, start, end, span.score, span.source))
+    decimals = _decimal_fractions(text)
     kept: dict[tuple[str, int, int], _Span] = {}
     for span in spans:
         if span.score < key.min_score or span.entity_type not in key.entities:
+            continue
+        if decimals and span.entity_type in _DIGIT_ENTITIES and _in_a_fraction(span, decimals):
             continue
         if key.allow_list and text[span.start : span.end].strip().lower() in key.allow_list:
             continue
@@ -517,6 +534,31 @@ def _detect_uncached(
 
 
 _detect_cached = functools.lru_cache(maxsize=8192)(_detect_uncached)
+
+
+_DECIMAL_RE = re.compile(r"(?<![0-9.,])[0-9]+(\.)[0-9]+(?![0-9]|[.,][0-9])")
+"""A decimal number as written alone: digits, one point, digits (not a dotted group of a card
+or phone number, ``4111.1111.1111.1111``, ``415.867.5309``, nor one of thousands' groups)."""
+_DIGIT_ENTITIES = frozenset(
+    {"CREDIT_CARD", "PHONE_NUMBER", "US_SSN", "US_ITIN", "US_BANK_NUMBER", "US_DRIVER_LICENSE",
+     "US_PASSPORT", "UK_NHS", "MEDICAL_LICENSE", "AU_TFN", "AU_MEDICARE", "IN_AADHAAR"}
+)  # fmt: skip
+"""Entities written in digits alone: none of them is written with a decimal point."""
+
+
+def _decimal_fractions(text: str) -> list[tuple[int, int]]:
+    """Where the decimal point and the fraction of each decimal number in ``text`` lie."""
+    if "." not in text:
+        return []
+    return [(m.start(1), m.end()) for m in _DECIMAL_RE.finditer(text)]
+
+
+def _in_a_fraction(span: _Span, decimals: list[tuple[int, int]]) -> bool:
+    """Whether a digits-only value reaches a decimal number's point or fraction: random
+    digits after a point (a coordinate, ``51.10546875``; a ratio) pass Luhn one time in ten
+    and fit a phone's length; a card or phone given as a float (``4111111111111111.0``) lies
+    wholly before its point and is kept."""
+    return any(span.start < end and span.end > point for point, end in decimals)
 
 
 def window_needs_presidio(

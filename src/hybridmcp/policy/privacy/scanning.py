@@ -12,6 +12,9 @@ from typing import Any
 
 from hybridmcp.policy.privacy.decoding import surface
 from hybridmcp.policy.privacy.detection import (
+    _DIGIT_ENTITIES,
+    _LOOSE_PRESIDIO,
+    _WALLET_RE,
     _detect,
     _detector_key,
     _DetectorKey,
@@ -20,7 +23,7 @@ from hybridmcp.policy.privacy.detection import (
     presidio_candidate,
     window_needs_presidio,
 )
-from hybridmcp.policy.privacy.engines import _key_words
+from hybridmcp.policy.privacy.engines import _key_words, _supports
 from hybridmcp.policy.privacy.levels import Finding, PrivacyConfig, Sensitivity, SensitivityReport
 from hybridmcp.policy.privacy.patterns import _PSEUDONYM_RE, _SECRET_KEY_RE, _card_network
 
@@ -40,7 +43,14 @@ def _is_leaf(value: Any) -> bool:
 
 
 def _leaf_text(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < _INTEGRAL_FLOAT_MAX:
+        return str(int(value))  # 4111111111111111.0 and 4.111111111111111e+15: its digits
+    return str(value)
+
+
+_INTEGRAL_FLOAT_MAX = 1e19
 
 
 @dataclass
@@ -76,6 +86,17 @@ class _ScanState:
     """Keys and string values together in document order: windows of :func:`_window_pass`."""
     runs: list[tuple[list[_Leaf], bool]] = field(default_factory=list)
     """Runs of sibling scalars, and whether they are numbers (see :func:`_collect_runs`)."""
+    presidio: bool | str = True
+    """How windows call Presidio (see :func:`.detection._detect`)."""
+    mixed: bool = False
+    """Windows of keys and values together in threes and fours are being read (a value
+    found in them is the keys' only when the values alone do not hold it)."""
+
+    @property
+    def mode(self) -> tuple[Any, ...]:
+        """How windows are read now: part of what a clean window is remembered by."""
+        return (self.presidio, self.mixed)
+
     mask: frozenset[int] = frozenset()
     """Numbers of the dict keys to mask: keys a value split across was found in last walk."""
     to_mask: set[int] = field(default_factory=set)
@@ -199,8 +220,21 @@ _PAIR_EDGE = 64
 """Characters of a string joined with a dict key beside it (the value's start after its key,
 a value's end before the next key); more when something found reaches the cut."""
 _MIDDLE_MAX = 24
-"""The longest middle part of a window of three or four: a value cut in three or more has
-short middle parts (a longer middle part of a token reads as one on its own)."""
+"""The longest middle part of a window of three or four that holds a space: the values
+written with spaces (a card, a phone) are short; prose is not read in threes and fours."""
+_MIDDLE_TOKEN_MAX = 512
+"""The longest middle part of a window of three or four without a space: a token (a JWT, a
+key, an address) can be cut anywhere, its middle part as long as the token."""
+
+
+def _middle(text: str) -> bool:
+    """Whether a string can be the middle piece of a value cut in three or more."""
+    if len(text) <= _MIDDLE_MAX:
+        return True
+    return len(text) <= _MIDDLE_TOKEN_MAX and not _SPACE_RE.search(text)
+
+
+_SPACE_RE = re.compile(r"\s")
 _WINDOW_EDGE = 512
 """Characters of a leaf's end and start that take part in a window: a value split at a field
 boundary lies within this distance of it (a long text is scanned whole on its own anyway)."""
@@ -229,19 +263,80 @@ def _window_pass(state: _ScanState) -> None:
         pair = strings[i : i + 2]
         if pair[0].in_key != pair[1].in_key:  # two keys: windowed with the keys above
             _scan_windows(pair, state, seen, ("",), _PAIR_EDGE)
+    # A value in three or four pieces alternating between keys and values
+    # ({"AKIAIO": {"SFODNN7": "EXAMPLE"}}, {"alice": "smith@exa", "mple.com": 1}).
+    state.mixed = True
+    _windows_over(strings, _WINDOW_LEAVES, state, seen, smallest=3, seps=("",), mixed=True)
+    state.mixed = False
     _run_pass(state, seen)
 
 
-def _windows_over(leaves: list[_Leaf], largest: int, state: _ScanState, seen: set[_Seen]) -> None:
-    """Every window of two to ``largest`` consecutive ``leaves``."""
+_FIELD_NAME_RE = re.compile(
+    r"(?=.{2,40}\Z)[a-z]*[aeiouy][a-z]*(?:[_-][a-z]*[aeiouy][a-z]*|[A-Z][a-z]*[aeiouy][a-z]*)*"
+    r"(?:[_-]?[a-z0-9]{1,2})?"
+)
+"""A key as programs name fields: lowercase words with a vowel each, in snake, kebab or
+camel case (``timezone``, ``source_timezone``, ``maxResults``), maybe a short part after
+(``body_2``, ``part_b``)."""
+_SECRET_WORDS = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "api_key", "xoxb-",
+    "xoxp-", "xoxa-", "xoxr-", "xoxs-", "xoxe-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_",
+    "github_pat_", "glpat-", "sk_live_", "sk-proj-", "npm_", "pypi-", "dop_v1_", "shpat_",
+)  # fmt: skip
+"""Words and secrets' prefixes that make what follows them a secret: a key that is a piece of
+one may be a piece of a value."""
+
+
+def _field_name(key: str) -> bool:
+    """Whether a key names a field (:data:`_FIELD_NAME_RE`, four characters or more) and is
+    no piece of a word or prefix that makes what follows it a secret, nor holds one."""
+    if len(key) < 4 or not _FIELD_NAME_RE.fullmatch(key):
+        return False
+    lowered = key.lower()
+    return not any(lowered in word or word in lowered for word in _SECRET_WORDS)
+
+
+def _names_fields_only(window: list[_Leaf]) -> bool:
+    """Whether every key in ``window`` names a field (:data:`_FIELD_NAME_RE`, and no piece of
+    a word that makes what follows a secret: "pa" + "ss" + "word=...") and no value in it
+    holds an ``@``. A value in three or more pieces alternating with keys then has words for
+    keys and no address in it: a random token's pieces are not words, an address has its
+    ``@``, a number its digits. (Such a value cut into words is a gap the documentation
+    names; the pairs of a key and its neighbour are still joined.)"""
+    for leaf in window:
+        if not leaf.in_key:
+            if "@" in leaf.text:
+                return False
+            continue
+        if not _field_name(leaf.text):
+            return False
+    return True
+
+
+def _windows_over(
+    leaves: list[_Leaf],
+    largest: int,
+    state: _ScanState,
+    seen: set[_Seen],
+    smallest: int = 2,
+    seps: tuple[str, ...] = ("", " "),
+    mixed: bool = False,
+) -> None:
+    """Every window of ``smallest`` to ``largest`` consecutive ``leaves`` (``mixed``: only
+    those holding both keys and values)."""
     for i in range(len(leaves) - 1):
-        for size in range(2, largest + 1):
+        for size in range(smallest, largest + 1):
             window = leaves[i : i + size]
             if len(window) < size:
                 break
-            if size > 2 and any(len(w.text) > _MIDDLE_MAX for w in window[1:-1]):
-                break  # a value spread over 3+ fields has short middle parts
-            _scan_windows(window, state, seen)
+            if size > 2 and not _middle(window[-2].text):
+                break  # a value spread over 3+ fields has short or unbroken middle parts
+            if mixed and (
+                all(w.in_key == window[0].in_key for w in window) or _names_fields_only(window)
+            ):
+                continue  # keys alone, or values alone (windowed among themselves); or keys
+                # that all name fields, among values with no "@"
+            _scan_windows(window, state, seen, seps)
 
 
 def _scan_windows(
@@ -256,7 +351,7 @@ def _scan_windows(
     detected reaches a cut end, it may go on past it: what that run found is dropped and the
     window runs again at the default edge."""
     words = tuple(sorted({w for leaf in window for w in leaf.words}))
-    memo = (tuple(leaf.text for leaf in window), words, seps, state.key)
+    memo = (tuple(leaf.text for leaf in window), words, seps, state.key, state.mode)
     if memo in _CLEAN_WINDOWS:
         return
     found = len(state.findings)
@@ -284,10 +379,10 @@ def _scan_windows(
 
 
 _CLEAN_WINDOWS: dict[
-    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey], None
+    tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], _DetectorKey, tuple[Any, ...]], None
 ] = {}
-"""Windows (their strings, field-name words, separators and detector settings) in which nothing
-was found:
+"""Windows (their strings, field-name words, separators, detector settings and how they were
+read, :attr:`_ScanState.mode`) in which nothing was found:
 a scan is a pure function of them, and requests repeat their strings. Raw strings, in
 process memory only, like the detection cache."""
 _CLEAN_WINDOWS_KEPT = 16384
@@ -303,9 +398,12 @@ _RUN_WINDOW = 64
 
 
 def _is_number(value: Any) -> bool:
-    """An integer, or a string of 1 to 19 ASCII digits: a group of a number's digits."""
+    """An integer (or a float of an integer's value), or a string of 1 to 19 ASCII digits: a
+    group of a number's digits."""
     if isinstance(value, int) and not isinstance(value, bool):
         return True
+    if isinstance(value, float):
+        return value.is_integer() and 0 <= value < _INTEGRAL_FLOAT_MAX
     return isinstance(value, str) and 0 < len(value) <= 19 and value.isascii() and value.isdigit()
 
 
@@ -354,6 +452,82 @@ def _run_pass(state: _ScanState, seen: set[_Seen]) -> None:
             )
             if numeric:
                 _scan_window(window, texts, " ", words, state, seen, run=True, presidio=presidio)
+        if numeric:
+            _values_inside(run, state, seen)
+
+
+_CARD_GROUPINGS = ((4, 4, 4, 4), (4, 6, 5), (4, 4, 4, 4, 3), (4, 4, 4, 3))
+"""How card numbers are grouped when written (the widths of the groups)."""
+_PHONE_GROUPINGS = ((3, 3, 4), (1, 3, 3, 4))
+_SSN_GROUPINGS = ((3, 2, 4),)
+_PHONE_FIELD_WORDS = frozenset({"phone", "mobile", "tel", "fax", "cell", "sms", "whatsapp"})
+_SSN_FIELD_WORDS = frozenset({"ssn", "social"})
+
+
+def _values_inside(run: list[_Leaf], state: _ScanState, seen: set[_Seen]) -> None:
+    """Values whose pieces are some of a longer run of numbers, which the run read whole
+    does not show (``[4, 1, ..., 1, 12, 28]``: a card's digits, then its expiry). A card: its
+    digits one per item (13 to 19 items of one digit, the whole of such a stretch) or its own
+    groups (4-4-4-4, 4-6-5, ...; no group of the same width just before or after), with a card
+    network's prefix and length. A phone (3-3-4, 1-3-3-4) or an SSN (3-2-4) only under a field
+    that names one: lists of numbers take those shapes by chance."""
+    widths = [len(leaf.text) if leaf.text.isdigit() else 0 for leaf in run]
+    if len(run) < 3 or 0 in widths:
+        return
+    words = {w for leaf in run for w in leaf.words}
+    shapes: list[tuple[str, tuple[int, ...]]] = [("CREDIT_CARD", g) for g in _CARD_GROUPINGS]
+    if _supports(set(_PHONE_FIELD_WORDS), words):
+        shapes += [("PHONE_NUMBER", g) for g in _PHONE_GROUPINGS]
+    if _supports(set(_SSN_FIELD_WORDS), words):
+        shapes += [("US_SSN", g) for g in _SSN_GROUPINGS]
+    found: list[tuple[str, int, int]] = []
+    for start in range(len(run)):
+        for entity, shape in shapes:
+            end = start + len(shape)
+            if end > len(run) or tuple(widths[start:end]) != shape:
+                continue
+            if (start > 0 and widths[start - 1] == shape[0]) or (
+                end < len(run) and widths[end] == shape[-1]
+            ):
+                continue  # part of a longer stretch of groups like these
+            found.append((entity, start, end))
+    start = 0
+    while start < len(run):  # stretches of one digit per item
+        end = start
+        while end < len(run) and widths[end] == 1:
+            end += 1
+        if 13 <= end - start <= 19:
+            found.append(("CREDIT_CARD", start, end))
+        start = max(end, start + 1)
+    for entity, start, end in found:
+        if (start, end) == (0, len(run)):
+            continue  # the whole run: read as one already
+        digits = "".join(leaf.text for leaf in run[start:end])
+        if entity == "CREDIT_CARD" and not _card_network(digits):
+            continue
+        if entity == "US_SSN" and not _ssn_like(digits):
+            continue
+        if entity == "PHONE_NUMBER" and not _nanp_like(digits[-10:]):
+            continue
+        if entity not in state.key.entities:
+            continue
+        first = _common_parent([leaf.path for leaf in run[start:end]])
+        for leaf in run[start:end]:
+            ident = (leaf.path, leaf.in_key, 0, len(leaf.text), entity)
+            if ident not in seen:
+                seen.add(ident)
+                state.add(leaf, _Span(entity, 0, len(leaf.text), 0.85, "pattern"), split_of=first)
+
+
+def _ssn_like(digits: str) -> bool:
+    """An SSN's area, group and serial as issued (not 000, 666 or 9xx; not 00; not 0000)."""
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _nanp_like(digits: str) -> bool:
+    """A North American number: area code and exchange not starting with 0 or 1."""
+    return len(digits) == 10 and digits[0] not in "01" and digits[3] not in "01"
 
 
 def _window_texts(window: list[_Leaf], edge: int = 0) -> list[tuple[int, str]]:
@@ -398,7 +572,7 @@ def _scan_window(
     seen: set[_Seen],
     min_touched: int | None = None,
     run: bool = False,
-    presidio: bool = True,
+    presidio: bool | str = True,
 ) -> bool:
     """Report the values ``window`` joined with ``sep`` holds across its pieces: those
     touching every piece (``min_touched``: at least that many; smaller windows report
@@ -414,11 +588,12 @@ def _scan_window(
         pos += len(text) + len(sep)
     edges = [(hi, bounds[n + 1][1]) for n, (_, _, hi, _) in enumerate(bounds[:-1])]
     presidio = (
-        presidio
+        (state.presidio if presidio is True else presidio)
         and presidio_candidate(joined, state.key.entities)
+        and (len(texts) < 3 or _presidio_can_span(texts, joined, state.key))
         and window_needs_presidio(joined, edges, state.key)
     )
-    for found in _detect(joined, words, state.key, presidio):
+    for found in _detect(joined, words, state.key, state.presidio if presidio else False):
         if (cut_start and found.start == 0) or (cut_end and found.end == len(joined)):
             reaches_cut = True
         # Pseudonyms are what redaction left: a value found only by reading one as part of it
@@ -427,26 +602,39 @@ def _scan_window(
         if span is None:
             continue
         touched = [b for b in bounds if span.start < b[2] and span.end > b[1]]
-        if len(touched) == 1 and len(bounds) == 2 and span.entity_type in _CONTEXT_SECRETS:
-            # Within one leaf, yet found only with its neighbour: the keyword is in the other
+        if (
+            len(touched) == 1
+            and (len(bounds) == 2 or state.mixed)
+            and span.entity_type in _CONTEXT_SECRETS
+        ):
+            # Within one leaf, yet found only with its neighbours: the keyword is in another
             # field ("password=" | "hunter22"). Unless the leaf alone found it too.
             if span is found:
                 _add_if_new(touched[0], span, state, seen)
             continue
-        if len(touched) < (min_touched or len(bounds)) or not _plausible_split(
-            span, touched, joined
+        if (
+            # (in keys and values together, a secret found by its keyword in another piece
+            # counts wherever it lies)
+            (
+                len(touched) < (min_touched or len(bounds))
+                and not (state.mixed and span.entity_type in _CONTEXT_SECRETS)
+            )
+            or not _plausible_split(span, touched, joined)
+            or _glued_decimals(span, touched, joined)
         ):
             continue  # within fewer leaves: a smaller window (or the leaf itself) reports it
-        if (
-            run
-            and span.entity_type == "CREDIT_CARD"
-            and not _card_network("".join(c for c in joined[span.start : span.end] if c.isdigit()))
-        ):
+        if run and not _number_in_a_run(span, joined):
             continue
         if not run and _overreach(span, bounds, joined, words, state):
             continue
         if any(b[0].in_key for b in touched) and _field_name_run_on(span, touched, joined, state):
             continue
+        if (
+            state.mixed
+            and all(_field_name(b[0].text) for b in touched if b[0].in_key)
+            and _values_hold(span.entity_type, window, texts, words, state)
+        ):
+            continue  # a value cut over values with field names between them: not the keys'
         first = _common_parent([b[0].path for b in touched])
         for leaf, lo, hi, shift in touched:
             start = max(span.start, lo) - lo + shift
@@ -457,6 +645,44 @@ def _scan_window(
                 part = _Span(span.entity_type, start, end, span.score, span.source)
                 state.add(leaf, part, split_of=first)
     return reaches_cut
+
+
+_RUN_PHONE_DIGITS = 10
+"""Digits of a phone number read from a run of numbers: a national number with its area code
+(10 in North America and France, 10 to 11 in the UK and Germany). Fewer digits glued from a
+list are small numbers side by side (``[0, 201, 100]``)."""
+
+
+def _number_in_a_run(span: _Span, joined: str) -> bool:
+    """Whether a value read from a run of numbers has the shape of one: a card also has a card
+    network's prefix and length, a phone its area code's digits."""
+    if span.entity_type not in ("CREDIT_CARD", "PHONE_NUMBER"):
+        return True
+    digits = "".join(c for c in joined[span.start : span.end] if c.isdigit())
+    if span.entity_type == "CREDIT_CARD":
+        return _card_network(digits)
+    return len(digits) >= _RUN_PHONE_DIGITS
+
+
+_NUMBER_PIECE_RE = re.compile(r"[0-9A-Fa-f\s().+/:\-]*")
+_ID_PIECE_RE = re.compile(r"[A-Za-z0-9]{1,12}")
+
+
+def _presidio_can_span(texts: list[tuple[int, str]], joined: str, key: _DetectorKey) -> bool:
+    """Whether a value Presidio finds can hold every middle piece of a window of three or
+    more whole (a value found there touches every piece; smaller windows report the rest).
+    Its values are numbers, addresses and short ids: digits, hex digits and separators (cards,
+    phones, SSNs, IPs, MACs), ids of up to 12 characters with two letters at most (passports,
+    licences), an email (an ``@``) or a wallet address; not a word like ``time``."""
+    if "@" in joined or key.entities & _LOOSE_PRESIDIO or _WALLET_RE.search(joined):
+        return True
+    for _, text in texts[1:-1]:
+        if _NUMBER_PIECE_RE.fullmatch(text):
+            continue
+        if _ID_PIECE_RE.fullmatch(text) and sum(c.isalpha() for c in text) <= 2:
+            continue
+        return False
+    return True
 
 
 def _without_pseudonyms(span: _Span, text: str) -> _Span | None:
@@ -519,6 +745,41 @@ def _plausible_split(span: _Span, touched: list[_Bound], joined: str) -> bool:
     if span.entity_type == "IP_ADDRESS":
         return not any(_is_quad(m.group(0)) for p in parts for m in _QUAD_RE.finditer(p))
     return True
+
+
+_WHOLE_DECIMAL_RE = re.compile(r"[+-]?[0-9]+\.[0-9]+")
+
+
+def _glued_decimals(span: _Span, touched: list[_Bound], joined: str) -> bool:
+    """A value in digits read across two or more pieces that are each a decimal number
+    (``"2721.0121618597"`` twice): numbers side by side, not a card or phone cut in pieces
+    (a dotted card cut in two has a piece with two points, or ending in one)."""
+    if span.entity_type not in _DIGIT_ENTITIES:
+        return False
+    if sum(1 for b in touched if _WHOLE_DECIMAL_RE.fullmatch(b[0].text.strip())) < 2:
+        return False
+    # Groups of a card or phone written with points have 2 to 6 digits ("404.442.0721"
+    # cut as "4" | "04.4" | "42.0721"); glued decimals have a longer run somewhere.
+    pieces = [joined[max(span.start, lo) : min(span.end, hi)] for _, lo, hi, _ in touched]
+    return any(len(group) > _POINT_GROUP_MAX for group in re.split(r"[^0-9]+", "".join(pieces)))
+
+
+_POINT_GROUP_MAX = 6
+
+
+def _values_hold(
+    entity: str,
+    window: list[_Leaf],
+    texts: list[tuple[int, str]],
+    words: tuple[str, ...],
+    state: _ScanState,
+) -> bool:
+    """Whether the values of a window of keys and values, joined without its keys, hold a
+    value of ``entity`` too: then it is in the values (or cut over them, windowed among
+    themselves), and the keys beside them only name fields (in ``{"part_a": "password=hun",
+    "part_b": "ter22"}`` no password runs through the key ``part_b``)."""
+    values = [text for leaf, (_, text) in zip(window, texts, strict=True) if not leaf.in_key]
+    return any(s.entity_type == entity for s in _detect("".join(values), words, state.key))
 
 
 def _overreach(
@@ -676,3 +937,63 @@ def scan(value: Any, config: PrivacyConfig | None = None) -> SensitivityReport:
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def completing_findings(
+    earlier: list[Any], piece: Any, words: tuple[str, ...], config: PrivacyConfig | None = None
+) -> tuple[list[Finding], set[str]]:
+    """The values ``piece`` completes with ``earlier`` pieces (scalars, oldest first) read as
+    the items of one list are: ``piece`` after the last one to three of them (in the order
+    sent), after each of them alone and before each of them alone (joined with nothing), and
+    the run of numbers they make with it. ``words`` are
+    the field-name words around them. Returns the findings in ``piece`` (path ``/<index>``,
+    its index after the earlier pieces), and the entity types of values found that lie wholly
+    in an earlier piece yet only with ``piece`` (a password whose keyword ``piece`` completes).
+    Only windows holding ``piece`` are read: the others were judged when their last piece
+    was."""
+    config = config or PrivacyConfig()
+    key = _detector_key(config)
+    memo = (tuple((type(v), v) for v in earlier), type(piece), piece, words, key)
+    if memo in _CLEAN_COMPLETIONS:
+        return [], set()
+    # Phones across calls by their shape only (patterns of our own): libphonenumber's matcher
+    # on every join of a field's last values costs more than the call's own scan.
+    state = _ScanState(key=key, split=True, presidio="no_phones")
+    leaves = [
+        _Leaf(f"/{index}", _leaf_text(value), words=words, is_text=isinstance(value, str))
+        for index, value in enumerate([*earlier, piece])
+    ]
+    last = leaves[-1]
+    seen: set[_Seen] = set()
+    if last.is_text:
+        texts = [leaf for leaf in leaves[:-1] if leaf.is_text]
+        windows: list[list[_Leaf]] = []
+        for size in range(2, _WINDOW_LEAVES + 1):
+            if size - 1 > len(texts) or (size > 2 and not _middle(texts[1 - size].text)):
+                break
+            windows.append([*texts[1 - size :], last])
+        windows += [[other, last] for other in texts[:-1]]
+        windows += [[last, other] for other in texts]
+        for window in windows:
+            _scan_windows(window, state, seen, ("",))  # (a space between calls: no sentence)
+    elsewhere = {
+        f.entity_type
+        for f in state.findings
+        if f.path != last.path and f.entity_type in _CONTEXT_SECRETS
+    }  # (any other value wholly in an earlier piece was that piece's own: judged with it)
+    _collect_runs([(v, leaf) for v, leaf in zip([*earlier, piece], leaves, strict=True)], state)
+    # Runs of numbers only (a card's groups one per call); runs of short strings, a value one
+    # character per call, are not read across calls.
+    state.runs = [(run, numeric) for run, numeric in state.runs if numeric]
+    _run_pass(state, seen)
+    found = [f for f in state.findings if f.path == last.path]
+    if not found and not elsewhere and sum(len(leaf.text) for leaf in leaves) <= 1024:
+        if len(_CLEAN_COMPLETIONS) >= _CLEAN_WINDOWS_KEPT:
+            _CLEAN_COMPLETIONS.clear()
+        _CLEAN_COMPLETIONS[memo] = None
+    return found, elsewhere
+
+
+_CLEAN_COMPLETIONS: dict[tuple[Any, ...], None] = {}
+"""Pieces (with their types, field-name words and detector settings) that completed nothing:
+the same call again is not joined again. Raw strings, in process memory only."""
