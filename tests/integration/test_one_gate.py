@@ -27,6 +27,7 @@ ALLOWED_CALL_TOOL = {
     ("capabilities/mcp_pool.py", "_ServerSession.call"),  # deadline and re-open around _send
     ("capabilities/mcp_pool.py", "_ServerSession._send"),  # the one session.call_tool
     ("testing/faultserver/server.py", "FaultMCP.call_tool"),  # the server side (super().call_tool)
+    ("testing/faultserver/server.py", "FaultMCP._partial"),  # the server side: half an answer
 }
 POOL_INTERNALS = {"_sessions", "_ServerSession"}  # how SessionPool.call_tool reaches a session
 # Client machinery that can reach an MCP server: only the session pool may touch it.
