@@ -13,10 +13,15 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from hypothesis import assume
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
 from hybridmcp.testing.canary import SHAPE_KINDS, shaped_value, split_fields, strings_in
+
+SCAN_SETTINGS = settings(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
+)
+"""Hypothesis settings of the scan's property tests: the same examples on every run."""
 
 SURROUNDINGS: tuple[tuple[str, str], ...] = (
     ("", ""),

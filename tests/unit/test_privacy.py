@@ -19,7 +19,6 @@ from hybridmcp.policy.privacy import (
     PrivacyConfig,
     Sensitivity,
     SensitivityReport,
-    engines_ready,
     redact,
     restore,
     scan,
@@ -40,9 +39,7 @@ JWT = (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _types(report: SensitivityReport) -> set[str]:

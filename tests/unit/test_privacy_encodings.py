@@ -26,9 +26,7 @@ from tests.privacy_cases import SURROUNDINGS, encoded_cases, fragments
 PUBLIC = scanner.Sensitivity.public
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 @settings(

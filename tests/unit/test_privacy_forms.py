@@ -31,9 +31,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PUBLIC = scanner.Sensitivity.public
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _sent(args: object) -> object | None:

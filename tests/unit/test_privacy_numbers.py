@@ -11,22 +11,18 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.testing.canary import shaped_value
-from tests.privacy_cases import card_in_a_longer_run
+from tests.privacy_cases import SCAN_SETTINGS, card_in_a_longer_run
 
 PUBLIC = scanner.Sensitivity.public
-SETTINGS = settings(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
-)
+SETTINGS = SCAN_SETTINGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _decimals() -> st.SearchStrategy[object]:

@@ -10,21 +10,17 @@ MCP servers.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.testing.canary import fragments_leaked
-from tests.privacy_cases import PrivacyCase, alternating_cases, long_middle_cases
+from tests.privacy_cases import SCAN_SETTINGS, PrivacyCase, alternating_cases, long_middle_cases
 
 PUBLIC = scanner.Sensitivity.public
-SETTINGS = settings(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
-)
+SETTINGS = SCAN_SETTINGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _check(case: PrivacyCase) -> None:

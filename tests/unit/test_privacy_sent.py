@@ -10,24 +10,22 @@ import random
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.privacy import sent
 from hybridmcp.policy.privacy.sent import SentPieces
 from hybridmcp.testing.canary import SHAPE_KINDS, benign_corpus, shaped_value
+from tests.privacy_cases import SCAN_SETTINGS
 
 CONFIG = scanner.PrivacyConfig()
+
 PUBLIC = scanner.Sensitivity.public
-SETTINGS = settings(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
-)
+SETTINGS = SCAN_SETTINGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _send(calls: list[dict], run: str = "run-1", server: str = "s") -> list[list]:

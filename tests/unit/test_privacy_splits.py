@@ -18,6 +18,7 @@ from hybridmcp.policy import privacy as scanner
 from hybridmcp.policy.privacy import scanning
 from hybridmcp.testing.canary import benign_corpus, fragments_leaked, strings_in
 from tests.privacy_cases import (
+    SCAN_SETTINGS,
     NumberCase,
     PrivacyCase,
     crowded_cases,
@@ -26,14 +27,10 @@ from tests.privacy_cases import (
 )
 
 PUBLIC = scanner.Sensitivity.public
-SETTINGS = settings(
-    deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None
-)
+SETTINGS = SCAN_SETTINGS
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _engines() -> None:
-    scanner.engines_ready()
+pytestmark = pytest.mark.usefixtures("privacy_engines")
 
 
 def _redacted(args: object) -> object:
