@@ -19,6 +19,7 @@ An answer may instead be a directive, to answer the way a misbehaving server doe
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -97,6 +98,40 @@ def serve(log: Path, answers: list[Any]) -> None:
     server.daemon_threads = True
     print(server.server_address[1], flush=True)
     server.serve_forever()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Model:
+    """A started recording model server: its URL and what it was sent."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url, self.log = url, log
+
+    def bodies(self) -> list[str]:
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+def start(folder: Path, answers: list[Any], n: int = 0) -> tuple[Model, subprocess.Popen[str]]:
+    """This server in a subprocess answering ``answers`` (files ``answers<n>.json`` and
+    ``model<n>.jsonl`` in ``folder``); the caller stops the process."""
+    script = folder / f"answers{n}.json"
+    script.write_text(json.dumps(answers))
+    log = folder / f"model{n}.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.model_server", str(log), str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    try:
+        port = int(process.stdout.readline())
+    except ValueError:
+        process.kill()
+        raise
+    return Model(f"http://127.0.0.1:{port}/v1", log), process
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hybridmcp.audit import iter_records
 from tests.helpers import MODEL_URL_ENV
+from tests.model_server import Model
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,39 +33,6 @@ COORDINATION = {
     "performance_optimization": "none needed",
 }
 TASK = "requests:\n  - {id: w, skill: text.stats, args: {text: 'the quick brown fox'}}\n"
-
-
-class Model:
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
-
-    def bodies(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture
-def start_model(tmp_path: Path) -> Iterator[Any]:
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(answers: list[Any]) -> Model:
-        script = tmp_path / f"answers{len(processes)}.json"
-        script.write_text(json.dumps(answers))
-        log = tmp_path / f"model{len(processes)}.jsonl"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.model_server", str(log), str(script)],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        return Model(f"http://127.0.0.1:{port}/v1", log)
-
-    yield start
-    for process in processes:
-        process.kill()
-        process.wait(timeout=10)
 
 
 def cli(

@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,57 +22,13 @@ from hybridmcp.audit import iter_records
 from hybridmcp.capabilities.builtin import text_stats
 from hybridmcp.policy.privacy import redact
 from tests.helpers import MODEL_URL_ENV
+from tests.model_server import Model
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 HYBRIDMCP = str(Path(sys.executable).with_name("hybridmcp"))
 EMAIL = "ada.lovelace@example.com"
 PRIVATE_TASK = f"Count the words in: Please email {EMAIL} about the invoice"
-
-
-class Model:
-    """The recording model server: its URL and what it was sent."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
-
-    def bodies(self) -> list[str]:
-        return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture
-def start_model(tmp_path: Path) -> Iterator[Any]:
-    """Start the recording model with its answers; stopped when the test ends."""
-    processes: list[subprocess.Popen[str]] = []
-
-    def start(answers: list[Any]) -> Model:
-        model, process = _start(tmp_path, answers)
-        processes.append(process)
-        return model
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def _start(tmp_path: Path, answers: list[Any]) -> tuple[Model, subprocess.Popen[str]]:
-    script = tmp_path / "answers.json"
-    script.write_text(json.dumps(answers))
-    log = tmp_path / "model.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.model_server", str(log), str(script)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    try:
-        port = int(process.stdout.readline())
-    except ValueError:
-        process.kill()
-        raise
-    return Model(f"http://127.0.0.1:{port}/v1", log), process
 
 
 def plan(requests: list[dict[str, Any]]) -> dict[str, Any]:
