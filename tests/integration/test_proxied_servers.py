@@ -14,11 +14,9 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +27,7 @@ from hybridmcp.capabilities.mcp_pool import resolve_command
 from hybridmcp.config import parse_config
 from hybridmcp.stats_store import all_stats
 from hybridmcp.testing.harness import child_processes, free_port
+from tests.integration.test_effects_third_party import rows, sqlite_db
 
 pytestmark = pytest.mark.integration
 PROXY = resolve_command("mcp-proxy")
@@ -108,17 +107,6 @@ async def until(check: Any, what: str, limit_s: float = 20) -> None:
     while not check():
         assert time.monotonic() < deadline, f"never happened: {what}"
         await asyncio.sleep(0.05)
-
-
-def sqlite_db(path: Path) -> Path:
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE t (v TEXT)")
-    return path
-
-
-def rows(path: Path) -> list[str]:
-    with sqlite3.connect(path) as db:
-        return [v for (v,) in db.execute("SELECT v FROM t ORDER BY rowid")]
 
 
 def insert(rid: str, **extra: Any) -> dict[str, Any]:
