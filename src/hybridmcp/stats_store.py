@@ -55,11 +55,14 @@ LEARNED_KEPT_DAYS = 30
 learned from once, however many runs learned meanwhile."""
 
 
+def _day(at: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(at))
+
+
 def learned_key(run_id: str, started_at: float) -> str:
     """A run's record key: the UTC day it started first, so the old ones are one range of
     keys (:func:`forget_old_runs`)."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(started_at))
-    return f"{day}|{run_id}@{started_at!r}"
+    return f"{_day(started_at)}|{run_id}@{started_at!r}"
 
 
 async def load_run_stats(
@@ -123,29 +126,44 @@ async def save_stats(
         await store.abatch(ops)
 
 
-async def forget_old_runs(store: BaseStore, now: float) -> int:
+async def forget_old_runs(
+    store: BaseStore, now: float, done: weakref.WeakKeyDictionary[Any, str]
+) -> int:
     """Delete the records of runs that started more than :data:`LEARNED_KEPT_DAYS` ago, on
-    the databases hybridmcp opens (one range of keys: cheap at every learn); another store
-    lets its TTL expire them. Returns how many went."""
-    oldest = time.strftime("%Y-%m-%d", time.gmtime(now - LEARNED_KEPT_DAYS * 86400))
-    prefix = ".".join(LEARNED_NAMESPACE)
+    the databases hybridmcp opens (one range of keys), once a UTC day per store: ``done``
+    holds the day each store last had them deleted. Another store lets its TTL expire them.
+    Returns how many went."""
+    today = _day(now)
+    if done.get(store) == today:
+        return 0
+    deleted = await _delete_rows(
+        store, LEARNED_NAMESPACE, "AND key < ?", (_day(now - LEARNED_KEPT_DAYS * 86400),)
+    )
+    done[store] = today
+    return deleted or 0
+
+
+async def _delete_rows(
+    store: BaseStore, namespace: tuple[str, ...], where: str = "", params: tuple[Any, ...] = ()
+) -> int | None:
+    """``DELETE FROM store WHERE prefix = <namespace> <where>`` (``?`` placeholders) on the
+    databases hybridmcp opens, in one statement, without reading a record; the rows deleted,
+    or None on another store."""
+    query = f"DELETE FROM store WHERE prefix = ? {where}".rstrip()
+    args = (".".join(namespace), *params)
     pg_pool = postgres_pool(store)
     if pg_pool is not None:
         async with pg_pool.connection() as conn:
-            cursor = await conn.execute(
-                "DELETE FROM store WHERE prefix = %s AND key < %s", (prefix, oldest)
-            )
+            cursor = await conn.execute(query.replace("?", "%s"), args)
             return int(cursor.rowcount)
     sqlite = _sqlite_store(store)
     if sqlite is not None:
-        async with sqlite.lock:
-            cursor = await sqlite.conn.execute(
-                "DELETE FROM store WHERE prefix = ? AND key < ?", (prefix, oldest)
-            )
+        async with sqlite.lock:  # the store's connection, in autocommit: one transaction
+            cursor = await sqlite.conn.execute(query, args)
             deleted = int(cursor.rowcount)
             await cursor.close()
             return deleted
-    return 0
+    return None
 
 
 def _refresh_on_read(store: BaseStore) -> bool:
@@ -182,22 +200,12 @@ async def reset_stats(store: BaseStore) -> int:
     advice, without reading any record (one another version wrote goes too); returns how many
     records were deleted."""
     deleted = 0
-    pg_pool = postgres_pool(store)
-    sqlite = _sqlite_store(store)
     for namespace in (NAMESPACE, ADVICE_NAMESPACE):
         # On the databases hybridmcp opens, one DELETE: a search decodes each value, and
         # fails on one that is not JSON, which is what a reset must clear.
-        prefix = ".".join(namespace)
-        if pg_pool is not None:
-            async with pg_pool.connection() as conn:
-                cursor = await conn.execute("DELETE FROM store WHERE prefix = %s", (prefix,))
-                deleted += cursor.rowcount
-            continue
-        if sqlite is not None:
-            async with sqlite.lock:  # the store's connection, in autocommit: one transaction
-                cursor = await sqlite.conn.execute("DELETE FROM store WHERE prefix = ?", (prefix,))
-                deleted += cursor.rowcount
-                await cursor.close()
+        rows = await _delete_rows(store, namespace)
+        if rows is not None:
+            deleted += rows
             continue
         items = await store.asearch(namespace, limit=10_000)
         for item in items:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any, cast
 
@@ -140,10 +139,7 @@ async def learn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         if not learned:
             folded = _fold_run(state, loaded, skill_of, passes, res, now)
             await save_stats(store, folded, marker)
-    today = time.strftime("%Y-%m-%d", time.gmtime(now))
-    if res.old_runs_forgotten.get(store) != today:
-        await forget_old_runs(store, now)
-        res.old_runs_forgotten[store] = today
+    await forget_old_runs(store, now, res.old_runs_forgotten)
     run = f"{state.get('run_id')}@{state.get('started_at')}"
     metrics = run_metrics(state, now)
     metrics["circuits"] = res.breaker_windows()  # each external provider's circuit breaker
