@@ -717,9 +717,10 @@ def _db_files(db: str) -> list[str]:
 
     if db == MEMORY:
         return []
-    files = [] if is_postgres(db) else [db, f"{db}-wal", f"{db}-shm", str(lock_path(db))]
-    if not is_postgres(db):
-        files += [str(threads_lock_path(db)), str(heads_path(db))]
+    files = []
+    if not is_postgres(db):  # a SQLite file, its journal and the locks and heads beside it
+        beside = (lock_path(db), threads_lock_path(db), heads_path(db))
+        files = [db, f"{db}-wal", f"{db}-shm", *map(str, beside)]
     tokens = tokens_path(db)
     return files + ([str(tokens)] if tokens is not None else [])
 
