@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -46,7 +45,7 @@ from langgraph.types import interrupt
 
 from hybridmcp.callcontext import apart_from_step
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
-from hybridmcp.capabilities.gate import CallContext
+from hybridmcp.capabilities.gate import CallContext, digest_id
 from hybridmcp.capabilities.pairs import PairKey
 from hybridmcp.capabilities.registry import Provider, checkpointable, invoke_internal
 from hybridmcp.capabilities.timing import CallTiming
@@ -609,7 +608,7 @@ def call_digest(item: WorkItem) -> str:
     changed with ``update_state``) gives its calls the keys of the run it was forked from; a
     record under such a key made with other arguments is another call's (:func:`_once`)."""
     text = json.dumps(item["args"], sort_keys=True, ensure_ascii=False, default=repr)
-    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return digest_id(text)  # as the server is told the call's key
 
 
 def _colon_key(item: WorkItem) -> str:
