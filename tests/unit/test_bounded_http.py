@@ -153,7 +153,11 @@ def test_a_connection_broken_mid_answer_is_heard_with_the_request_it_answered(
     sent, answering, heard
 ) -> None:
     refused: list[Exception] = []
-    stream = _BoundedStream(_Broken(sent), 10_000, True, "http://s/mcp", refused.append, answering)
+    request = None
+    if answering is not None:  # the POST of the request the response answers
+        call = {"jsonrpc": "2.0", "id": answering, "method": "tools/call"}
+        request = httpx.Request("POST", "http://s/mcp", json=call)
+    stream = _BoundedStream(_Broken(sent), 10_000, True, "http://s/mcp", refused.append, request)
     with pytest.raises(httpx.RemoteProtocolError):
         _read(stream)
     if not heard:

@@ -127,7 +127,7 @@ class _BoundedStream(httpx.AsyncByteStream):
         events: bool,
         url: str,
         refused: Refused,
-        answering: Any = None,
+        request: httpx.Request | None = None,
         endpoint: EndpointCheck | None = None,
     ) -> None:
         self._inner = inner
@@ -135,7 +135,7 @@ class _BoundedStream(httpx.AsyncByteStream):
         self._events = events
         self._url = url
         self._refused = refused
-        self._answering = answering
+        self._request = request  # its JSON-RPC id read only when a refusal needs it
         self._endpoint = endpoint
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -149,12 +149,12 @@ class _BoundedStream(httpx.AsyncByteStream):
             # endpoint) came whole: the SDK drops that error, and the call would wait for its
             # deadline. A stream it can resume (its events carry ids) it reconnects itself.
             if self._refused is not None and not resumable and self._answers_someone:
-                self._refused(AnswerLost(describe_transport(err), self._answering))
+                self._refused(AnswerLost(describe_transport(err), self._answering()))
             raise
 
     @property
     def _answers_someone(self) -> bool:
-        return self._answering is not None or self._endpoint is not None
+        return self._endpoint is not None or self._answering() is not None
 
     async def _read(self) -> AsyncIterator[bytes]:
         size = 0  # of the message under way
@@ -174,7 +174,7 @@ class _BoundedStream(httpx.AsyncByteStream):
                     ServerMessageError(
                         f"the server sent {what} of more than {self._max:,} bytes "
                         f"({size:,} so far, no end in sight; max_message_bytes) from {self._url}",
-                        self._answering,
+                        self._answering(),
                     )
                 )
             if self._endpoint is not None:
@@ -183,6 +183,10 @@ class _BoundedStream(httpx.AsyncByteStream):
                 except ServerMessageError as err:
                     self._refuse(err)
             yield chunk
+
+    def _answering(self) -> Any:
+        """The JSON-RPC id of the request this response answers (:func:`answering`)."""
+        return None if self._request is None else answering(self._request)
 
     def _refuse(self, err: ServerMessageError) -> None:
         if self._refused is not None:
@@ -226,7 +230,7 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
             events,
             str(request.url),
             self._refused,
-            answering(request),
+            request,
             check,
         )
         return response
