@@ -14,6 +14,7 @@ plans with the same numbers so that work goes to cheaper providers before money 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -26,6 +27,13 @@ from hybridmcp.policy.arbitration import Candidate
 BUDGET_EXHAUSTED = EventCode.BUDGET_EXHAUSTED
 MAX_PRESSURE = 3.0
 """The cost weight grows at most to ``(1 + MAX_PRESSURE)`` times its configured value."""
+
+
+def over(total: float, limit: float) -> bool:
+    """Does spending ``total`` exceed ``limit``? Beyond the rounding of a sum of prices only
+    (0.1 + 0.2 fits a budget of 0.3), relative to the amounts: a budget of 1e-15 does not pay
+    for a call of 1e-13."""
+    return total > limit and not math.isclose(total, limit, rel_tol=1e-9, abs_tol=0.0)
 
 
 def pressure(budget: float | None, projected: float) -> float:
@@ -60,7 +68,7 @@ class Budget:
 
     def reserve(self, provider_id: str, price: float) -> None:
         """Count ``price`` as spent, or raise :class:`BudgetExhausted` when it does not fit."""
-        if self.limit is not None and self.spent + price > self.limit + 1e-12:
+        if self.limit is not None and over(self.spent + price, self.limit):
             raise BudgetExhausted(
                 f"budget exhausted: {provider_id} costs {price:g}, "
                 f"{self.remaining:g} of {self.limit:g} left"
@@ -90,9 +98,11 @@ class BudgetPlan:
 
     def admit(self, request_id: str, candidate: Candidate, price: float) -> Candidate:
         """The candidate, marked unavailable when its price is above what is left."""
-        left = self.remaining
-        if left is None or price <= left + 1e-12 or not candidate.available:
+        if self.limit is None or not candidate.available:
             return candidate
+        if not over(self.spent + self.planned + price, self.limit):
+            return candidate
+        left = self.remaining
         self.affected.setdefault(request_id, []).append(candidate.provider)
         return replace(
             candidate,
@@ -114,12 +124,18 @@ class BudgetPlan:
             "code": BUDGET_EXHAUSTED,
             "stage": "arbitrate",
             "budget": self.limit,
-            "planned": round(self.planned, 6),
+            "planned": money(self.planned),
             "remaining": self.remaining,
             "excluded": dict(self.affected),
             "served_by_cheaper_provider": moved,
             "failed": [r for r in self.affected if r not in moved],
         }
+
+
+def money(amount: float) -> float:
+    """An amount as reported: to 12 significant digits, which hides the rounding of a sum of
+    prices (0.1 + 0.2) and keeps the smallest prices (a call of 1e-9 is not reported as 0)."""
+    return float(f"{amount:.12g}")
 
 
 def cost_report(
@@ -145,7 +161,7 @@ def cost_report(
         if entry is None:
             entry = by_provider[a["provider"]] = {"side": a["side"], "calls": 0, "cost": 0.0}
         entry["calls"] += 1
-        entry["cost"] = round(entry["cost"] + cost, 6)
+        entry["cost"] = money(entry["cost"] + cost)
         by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost
         spent += cost
     compared = {r: external_price.get(s) for r, s in skills.items()}
@@ -155,15 +171,15 @@ def cost_report(
     )
     saved = baseline - spent_compared
     return {
-        "spent": round(spent, 6),
-        "by_side": {k: round(v, 6) for k, v in by_side.items()},
+        "spent": money(spent),
+        "by_side": {k: money(v) for k, v in by_side.items()},
         "by_provider": by_provider,
         "budget": budget,
-        "budget_remaining": None if budget is None else round(max(0.0, budget - spent), 6),
+        "budget_remaining": None if budget is None else money(max(0.0, budget - spent)),
         "cost_optimization": {
-            "spent": round(spent_compared, 6),
-            "always_external": round(baseline, 6),
-            "saved": round(saved, 6),
+            "spent": money(spent_compared),
+            "always_external": money(baseline),
+            "saved": money(saved),
             "saved_pct": round(100 * saved / baseline, 2) if baseline > 0 else None,
             "requests_compared": sum(1 for p in compared.values() if p is not None),
             "basis": "each request once on its skill's cheapest external provider",
