@@ -4,6 +4,7 @@ internal fallback or a per-request error), and the gate never overspends a run's
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,54 @@ async def test_the_gate_never_overspends_a_run(tmp_path: Path) -> None:
         other_run = CallContext("run-2", "r", "note.echo", "k", budget=0.015)
         await gate.call(provider, {"text": "three"}, other_run, timeout_s=10)
     assert [c["arguments"]["text"] for c in calls(record)] == ["one", "three"]
+
+
+async def test_a_call_cut_while_still_queued_costs_the_budget_nothing(tmp_path: Path) -> None:
+    """A call cancelled before it was sent (waiting for the server's only slot: a hedge that
+    lost, the run's deadline) was never paid: its price goes back to the run's budget, and
+    the next call that fits is made."""
+    record = tmp_path / "calls.jsonl"
+    one_slot = faultserver_stdio(record=record, cost_per_call=PRICE, max_concurrency=1)
+    async with Coordinator.open(parse_config({"mcpServers": {"paid": one_slot}})) as co:
+        gate = co.resources.gate
+        sleep = co.resources.registry.provider("mcp:paid/sleep")
+        echo = co.resources.registry.provider("mcp:paid/echo")
+
+        def ctx(key: str) -> CallContext:
+            return CallContext("run-1", key, "paid.sleep", key, budget=2 * PRICE)
+
+        busy = asyncio.create_task(gate.call(sleep, {"ms": 400}, ctx("a"), timeout_s=10))
+        queued = asyncio.create_task(gate.call(echo, {"text": "queued"}, ctx("b"), timeout_s=10))
+        await asyncio.sleep(0.2)  # the first call holds the slot; the second waits for it
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        await busy
+        await gate.call(echo, {"text": "paid"}, ctx("c"), timeout_s=10)
+        with pytest.raises(BudgetExhausted):
+            await gate.call(echo, {"text": "over"}, ctx("d"), timeout_s=10)
+    assert [c["tool"] for c in calls(record)] == ["sleep", "echo"]
+    assert [c["arguments"].get("text") for c in calls(record)] == [None, "paid"]
+
+
+async def test_many_parallel_calls_send_only_what_the_budget_pays(tmp_path: Path) -> None:
+    """Forty calls of one run at once against a budget for seven: exactly seven reach the
+    server, the others are refused before anything is sent."""
+    record = tmp_path / "calls.jsonl"
+    async with Coordinator.open(config(record)) as co:
+        gate = co.resources.gate
+        echo = co.resources.registry.provider("mcp:paid/echo")
+        outcomes = await asyncio.gather(
+            *(
+                gate.call(
+                    echo,
+                    {"text": f"t{i}"},
+                    CallContext("run-1", f"r{i}", "note.echo", f"k{i}", budget=7 * PRICE),
+                    timeout_s=10,
+                )
+                for i in range(40)
+            ),
+            return_exceptions=True,
+        )
+    refused = [o for o in outcomes if isinstance(o, BudgetExhausted)]
+    assert len(refused) == 33 and len(calls(record)) == 7

@@ -658,6 +658,8 @@ class Gate:
             raise
         finally:
             timing.mark_ended()
+            if outcome == "cancelled" and timing.sent_at is None:  # cut while still queued
+                budget.refund(provider.cost_per_call)
             if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
             if ": " in outcome:  # a message (a category alone holds nothing)
