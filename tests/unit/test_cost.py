@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hybridmcp.config import OptimizationCriteria
+from hybridmcp.errors import BudgetExhausted
 from hybridmcp.policy.arbitration import Candidate
 from hybridmcp.policy.cost import (
     BUDGET_EXHAUSTED,
     MAX_PRESSURE,
+    Budget,
     BudgetPlan,
     budget_criteria,
     cost_report,
@@ -70,3 +74,75 @@ def test_cost_report_per_provider_and_against_always_external() -> None:
     assert opt["always_external"] == 0.02 and opt["spent"] == 0.01
     assert opt["saved"] == 0.01 and opt["saved_pct"] == 50.0
     assert opt["requests_compared"] == 2  # c has no external provider
+
+
+# -- the gate's budget: charges by call, and a run resumed from its checkpointed attempts ----
+
+_calls = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", "e"]),  # the call's key
+        st.integers(0, 24).map(lambda n: n / 8),  # its price (exact: sums in any order agree)
+        st.booleans(),  # sent (else refunded: never left the process)
+    ),
+    max_size=12,
+)
+
+
+@given(limit=st.integers(0, 80).map(lambda n: n / 8), calls=_calls, cut=st.integers(0, 12))
+def test_a_budget_resumed_from_its_attempts_spends_what_it_would_have(
+    limit: float, calls: list[tuple[str, float, bool]], cut: int
+) -> None:
+    """A run's spending, rebuilt in another process from the attempts checkpointed so far
+    (``note``), refuses and admits the rest of the calls as the first process would have, and
+    never lets more be charged than the limit."""
+    keys = [f"{k}{i}" for i, (k, _price, _sent) in enumerate(calls)]
+    first, attempts = Budget(limit), []
+    outcomes = []
+    for key, (_k, price, sent) in zip(keys, calls, strict=True):
+        try:
+            first.reserve("mcp:x", price, key)
+        except BudgetExhausted:
+            outcomes.append("refused")
+            continue
+        if not sent:
+            first.refund(price, key)
+        attempts.append((key, price if sent else 0.0))
+        outcomes.append("sent" if sent else "refunded")
+    assert first.spent <= limit + 1e-9
+
+    # another process: the attempts checkpointed before the cut are noted, then the calls go on
+    done = [k for k, o in zip(keys, outcomes, strict=True) if o != "refused"][:cut]
+    resumed = Budget(limit)
+    for key, cost in attempts:
+        if key in done:
+            resumed.note(key, cost)
+            resumed.note(key, cost)  # replayed twice: counted once
+    again = []
+    for key, (_k, price, sent) in zip(keys, calls, strict=True):
+        if key in done:
+            again.append(outcomes[keys.index(key)])
+            continue
+        try:
+            resumed.reserve("mcp:x", price, key)
+        except BudgetExhausted:
+            again.append("refused")
+            continue
+        if not sent:
+            resumed.refund(price, key)
+        again.append("sent" if sent else "refunded")
+    assert again == outcomes
+    assert resumed.spent == pytest.approx(first.spent)
+
+
+def test_a_call_charged_by_the_budget_is_not_noted_again() -> None:
+    budget = Budget(1.0)
+    budget.reserve("mcp:x", 0.5, "k")
+    budget.note("k", 0.5)  # the same call, replayed from the journal in the same process
+    assert budget.spent == 0.5
+    budget.note("other", 0.75)  # made by another process: paid, even past the limit
+    assert budget.spent == 1.25 and budget.remaining == 0.0
+    with pytest.raises(BudgetExhausted):
+        budget.reserve("mcp:x", 0.0001, "k2")
+    unlimited = Budget()
+    unlimited.reserve("mcp:x", 1.0, "k")
+    assert unlimited.charged == {}  # nothing to keep without a limit

@@ -65,6 +65,7 @@ from hybridmcp.errors import (
 from hybridmcp.events import EventCode
 from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
+from hybridmcp.policy.cost import spent_by
 from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
@@ -160,6 +161,22 @@ def _refusal(err: Exception) -> dict[str, Any]:
     return {"circuit_open": True}
 
 
+def _context(item: WorkItem) -> CallContext:
+    """The call as the gate knows it: who calls, for policy and audit, and the run's budget
+    with what the run had spent before the round."""
+    return CallContext(
+        item["run_id"],
+        item["request_id"],
+        item["skill"],
+        item["idempotency_key"],
+        item["sensitivity"],
+        item.get("declared_sensitivity", "public"),
+        item.get("budget"),
+        item["round"],
+        item.get("spent", 0.0),
+    )
+
+
 async def _call(
     item: WorkItem, provider: Provider, res: Resources, timing: CallTiming, run_left: float | None
 ) -> tuple[Any, dict[str, Any]]:
@@ -175,21 +192,12 @@ async def _call(
         timing.mark_ended()
         validate(value)
         return value, {"cost": provider.cost_per_call}
-    ctx = CallContext(
-        item["run_id"],
-        item["request_id"],
-        item["skill"],
-        item["idempotency_key"],
-        item["sensitivity"],
-        item.get("declared_sensitivity", "public"),
-        item.get("budget"),
-    )
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
     scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
     calling = res.gate.call(
         provider,
         item["args"],
-        ctx,
+        _context(item),
         timeout_s=timeout,
         slow_after_s=None if slow_after_ms is None else _slow_after(res, provider, slow_after_ms),
         validate=validate,
@@ -577,6 +585,19 @@ async def _watched(
             call.task.cancel()
 
 
+def _paid(res: Resources, item: WorkItem, attempts: list[dict[str, Any]]) -> None:
+    """Count in the round's spending the attempts checkpointed before the run was resumed
+    (by another process, or by this one before it forgot the round): each once by its key,
+    none the round has charged itself."""
+    budget = res.gate.run_budget(
+        item["run_id"], item["round"], item["budget"] or 0.0, item.get("spent", 0.0)
+    )
+    for attempt in attempts:
+        cost = spent_by([attempt])
+        if cost:
+            budget.note(attempt["idempotency_key"], cost)
+
+
 def _update(attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
     """A worker's state update. No empty ``events`` write: LangGraph rescans the step's pending
     writes for each one a task saves, so every write costs in proportion to the fan-out."""
@@ -683,7 +704,10 @@ async def _once(
     if prior is not None and prior.value.get("call") not in (None, call_digest(item)):
         return _update([_another_call(item, res)], [])
     if prior is not None and prior.value.get("attempt"):
-        return _update([prior.value["attempt"] | {"replayed": True}], [])
+        replayed = prior.value["attempt"] | {"replayed": True}
+        if item.get("budget") is not None:
+            _paid(res, item, [replayed])
+        return _update([replayed], [])
     if prior is not None:
         timing = CallTiming()
         error = (
@@ -839,6 +863,8 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
     async def one(item: WorkItem) -> dict[str, Any] | None:
         key = item["idempotency_key"]
         update = journal.done.get(key)
+        if update is not None and item.get("budget") is not None:
+            _paid(res, item, update["attempts"])  # made before the run was resumed
         if update is None:
             attempt_started(item)
             try:

@@ -56,17 +56,24 @@ def budget_criteria(criteria: OptimizationCriteria, budget_pressure: float) -> O
 
 class Budget:
     """A run's spending at call time; ``None`` means unlimited. The gate reserves a call's price
-    before sending it and refunds it when the call was never sent."""
+    before sending it and refunds it when the call was never sent.
 
-    def __init__(self, limit: float | None = None) -> None:
+    ``spent`` starts from what the run had spent before (its checkpointed attempts), so a run
+    resumed in another process does not get its budget afresh. With a limit, each charge is
+    kept by the call's key (its idempotency key): :meth:`note` counts a call this process did
+    not make (an attempt replayed from the checkpoint) once, and never one it made itself."""
+
+    def __init__(self, limit: float | None = None, spent: float = 0.0) -> None:
         self.limit = limit
-        self.spent = 0.0
+        self.spent = spent
+        self.charged: dict[str, float] = {}
+        """By call key, what was charged (a budget without a limit keeps none)."""
 
     @property
     def remaining(self) -> float | None:
         return None if self.limit is None else max(0.0, self.limit - self.spent)
 
-    def reserve(self, provider_id: str, price: float) -> None:
+    def reserve(self, provider_id: str, price: float, key: str | None = None) -> None:
         """Count ``price`` as spent, or raise :class:`BudgetExhausted` when it does not fit."""
         if self.limit is not None and over(self.spent + price, self.limit):
             raise BudgetExhausted(
@@ -74,10 +81,28 @@ class Budget:
                 f"{self.remaining:g} of {self.limit:g} left"
             )
         self.spent += price
+        if key is not None and self.limit is not None:
+            self.charged[key] = self.charged.get(key, 0.0) + price
 
-    def refund(self, price: float) -> None:
+    def refund(self, price: float, key: str | None = None) -> None:
         """A reserved call that was never sent costs nothing."""
         self.spent = max(0.0, self.spent - price)
+        if key is not None and key in self.charged:
+            self.charged[key] = max(0.0, self.charged[key] - price)
+
+    def note(self, key: str, cost: float) -> None:
+        """A call already paid for (an attempt replayed from the checkpoint): counted unless
+        this budget charged it itself. It may take the spending past the limit (the money is
+        gone); later calls are refused."""
+        if self.limit is None or key in self.charged:
+            return
+        self.charged[key] = cost
+        self.spent += cost
+
+
+def spent_by(attempts: Iterable[Mapping[str, Any]]) -> float:
+    """What the attempts cost: each call sent."""
+    return sum(float(a.get("cost") or 0.0) for a in attempts)
 
 
 @dataclass
@@ -166,9 +191,7 @@ def cost_report(
         spent += cost
     compared = {r: external_price.get(s) for r, s in skills.items()}
     baseline = sum(p for p in compared.values() if p is not None)
-    spent_compared = sum(
-        float(a.get("cost") or 0.0) for a in attempts if compared.get(a["request_id"]) is not None
-    )
+    spent_compared = spent_by(a for a in attempts if compared.get(a["request_id"]) is not None)
     saved = baseline - spent_compared
     return {
         "spent": money(spent),
