@@ -175,3 +175,42 @@ async def test_many_parallel_calls_send_only_what_the_budget_pays(tmp_path: Path
         )
     refused = [o for o in outcomes if isinstance(o, BudgetExhausted)]
     assert len(refused) == 33 and len(calls(record)) == 7
+
+
+async def test_a_priced_internal_side_counts_against_the_budget(tmp_path: Path) -> None:
+    """Internal work with a price is paid from the run's budget like external work: a request
+    moved to a priced internal provider after its external call failed is refused when the
+    budget has nothing left for it, instead of spending past the budget."""
+    record = tmp_path / "calls.jsonl"
+    failing = faultserver_stdio(
+        {"echo": {"fail_first": 100}}, record=record, cost_per_call=1.0
+    )
+    cfg = parse_config(
+        {
+            "mcpServers": {"paid": failing},
+            "builtin_skills": False,
+            "skills": {
+                "note.echo": {
+                    "input_schema": {"type": "object"},
+                    "providers": [
+                        {"side": "external", "server": "paid", "tool": "echo", "quality": 1.0},
+                        {"side": "internal", "function": "tests.helpers:echo_text",
+                         "cost_per_call": 1.0, "quality": 0.5},
+                    ],
+                }
+            },
+        }
+    )  # fmt: skip
+    task = parse_task(
+        {
+            "requests": [{"id": "e", "skill": "note.echo", "args": {"text": "hi"},
+                          "strategy": "external"}],
+            "constraints": {"budget": 1.5},
+        }
+    )  # fmt: skip
+    async with Coordinator.open(cfg) as co:
+        out = await co.run(task)
+    attempts = out["results"]["e"]["attempts"]
+    assert [a["side"] for a in attempts][:1] == ["external"] and len(calls(record)) == 1
+    assert out["cost"]["spent"] <= 1.5, out["cost"]
+    assert "budget exhausted" in str(out["results"]["e"]["error"]), attempts

@@ -65,7 +65,7 @@ from hybridmcp.errors import (
 from hybridmcp.events import EventCode
 from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
-from hybridmcp.policy.cost import spent_by
+from hybridmcp.policy.cost import Budget, spent_by
 from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
@@ -184,11 +184,17 @@ async def _call(
     validate = _validator(res, item["skill"])
     timeout = provider.timeout_ms / 1000
     if provider.side == "internal":
-        async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
-            try:
-                value = await invoke_internal(provider, item["args"], timing, res.workers)
-            except ProviderError as err:
-                raise ToolError(str(err)) from None
+        budget = _internal_budget(res, item, provider)
+        try:
+            async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
+                try:
+                    value = await invoke_internal(provider, item["args"], timing, res.workers)
+                except ProviderError as err:
+                    raise ToolError(str(err)) from None
+        except BaseException:
+            if budget is not None and timing.sent_at is None:  # never started: costs nothing
+                budget.refund(provider.cost_per_call, item["idempotency_key"])
+            raise
         timing.mark_ended()
         validate(value)
         return value, {"cost": provider.cost_per_call}
@@ -220,6 +226,18 @@ async def _call(
     if scope.notifications:
         extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
     return result.value, extra
+
+
+def _internal_budget(res: Resources, item: WorkItem, provider: Provider) -> Budget | None:
+    """The run's budget with a priced internal call's price reserved in it (it counts against
+    the budget as arbitration and the cost report count it), or None (no budget, or a free
+    provider); raises :class:`BudgetExhausted` when the budget cannot pay for it."""
+    limit = item.get("budget")
+    if limit is None or not provider.cost_per_call:
+        return None
+    budget = res.gate.run_budget(item["run_id"], item["round"], limit, item.get("spent", 0.0))
+    budget.reserve(provider.id, provider.cost_per_call, item["idempotency_key"])
+    return budget
 
 
 def _slow_after(
