@@ -17,6 +17,7 @@ from hybridmcp.policy.cost import (
     budget_criteria,
     cost_report,
     pressure,
+    spent_by,
 )
 from hybridmcp.policy.learning import Prediction
 
@@ -146,3 +147,17 @@ def test_a_call_charged_by_the_budget_is_not_noted_again() -> None:
     unlimited = Budget()
     unlimited.reserve("mcp:x", 1.0, "k")
     assert unlimited.charged == {}  # nothing to keep without a limit
+
+
+def test_sampling_answers_are_in_the_report_and_the_spending() -> None:
+    attempts = [
+        {"request_id": "a", "provider": "mcp:ev/t", "side": "external", "cost": 0.1,
+         "sampling": {"server": "ev", "answers": 2, "cost": 0.5}},
+        {"request_id": "b", "provider": "mcp:ev/t", "side": "external", "cost": 0.1},
+    ]  # fmt: skip
+    report = cost_report(attempts, {"a": "s", "b": "s"}, {"s": 0.1}, 1.0)
+    assert report["spent"] == pytest.approx(0.7) == spent_by(attempts)
+    assert report["by_provider"]["sampling:ev"] == {"side": "external", "calls": 2, "cost": 0.5}
+    assert report["by_side"]["external"] == pytest.approx(0.7)
+    assert report["budget_remaining"] == pytest.approx(0.3)
+    assert report["cost_optimization"]["spent"] == pytest.approx(0.7)

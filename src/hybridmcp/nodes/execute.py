@@ -65,7 +65,7 @@ from hybridmcp.errors import (
 from hybridmcp.events import EventCode
 from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
-from hybridmcp.policy.cost import Budget, spent_by
+from hybridmcp.policy.cost import Budget, money, spent_by
 from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
@@ -178,7 +178,12 @@ def _context(item: WorkItem) -> CallContext:
 
 
 async def _call(
-    item: WorkItem, provider: Provider, res: Resources, timing: CallTiming, run_left: float | None
+    item: WorkItem,
+    provider: Provider,
+    res: Resources,
+    timing: CallTiming,
+    run_left: float | None,
+    scope: CallScope | None,
 ) -> tuple[Any, dict[str, Any]]:
     """Make the call; returns the validated value and what to record beside it."""
     validate = _validator(res, item["skill"])
@@ -199,7 +204,6 @@ async def _call(
         validate(value)
         return value, {"cost": provider.cost_per_call}
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
-    scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
     calling = res.gate.call(
         provider,
         item["args"],
@@ -223,9 +227,9 @@ async def _call(
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }
-    if scope.notifications:
+    if scope is not None and scope.notifications:
         extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
-    return result.value, extra
+    return result.value, extra | _sampled(scope, provider)
 
 
 def _internal_budget(res: Resources, item: WorkItem, provider: Provider) -> Budget | None:
@@ -238,6 +242,14 @@ def _internal_budget(res: Resources, item: WorkItem, provider: Provider) -> Budg
     budget = res.gate.run_budget(item["run_id"], item["round"], limit, item.get("spent", 0.0))
     budget.reserve(provider.id, provider.cost_per_call, item["idempotency_key"])
     return budget
+
+
+def _sampled(scope: CallScope | None, provider: Provider) -> dict[str, Any]:
+    """The sampling answers the server was given during the call, charged to the run."""
+    if scope is None or not scope.sampled:
+        return {}
+    cost = money(scope.sampling_cost)
+    return {"sampling": {"server": provider.server, "answers": scope.sampled, "cost": cost}}
 
 
 def _slow_after(
@@ -267,16 +279,27 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
     return report
 
 
-async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
+def _scope(item: WorkItem, provider: Provider) -> CallScope | None:
+    """What an external call's server sees of it while it runs (progress, a person's answers,
+    the sampling answers it was given); an internal call has none."""
+    if provider.side != "external":
+        return None
+    return CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
+
+
+async def _run(
+    item: WorkItem, res: Resources, timing: CallTiming, scope: CallScope | None = None
+) -> dict[str, Any]:
     """One attempt; never raises except when cancelled or when the coordinator closed."""
     provider = res.registry.provider(item["provider"])
     started = res.clock()
     run_left = _run_left_s(item, started)
     record: dict[str, Any]
+    scope = scope or _scope(item, provider)
     try:
         if run_left is not None and run_left <= 0:
             raise TimeoutError
-        value, extra = await _call(item, provider, res, timing, run_left)
+        value, extra = await _call(item, provider, res, timing, run_left, scope)
         return _attempt(item, timing, ok=True, started=started, value=value, **extra)
     except TimeoutError:
         # The run's deadline (asyncio's), or an internal call past its own timeout.
@@ -320,6 +343,7 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
     timing.mark_ended()
     # A call that was sent is paid, answered or not (the gate's budget keeps its price)
     cost = provider.cost_per_call
+    record |= _sampled(scope, provider)
     return _attempt(item, timing, ok=False, started=started, cost=cost, error=error, **record)
 
 
@@ -343,12 +367,14 @@ class _Call:
     started: float
 
     watch: HealthWatch
+    scope: CallScope | None
 
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
         timing = _timing(res)
-        task = asyncio.create_task(_run(item, res, timing))
-        return cls(item, task, timing, res.clock(), res.watch)
+        scope = _scope(item, res.registry.provider(item["provider"]))
+        task = asyncio.create_task(_run(item, res, timing, scope))
+        return cls(item, task, timing, res.clock(), res.watch, scope)
 
     def at_load(self, at_ms: float, *, tail: bool) -> float:
         """A lone call's timer (a hedge delay when ``tail``, else a slow threshold) at this
@@ -379,6 +405,7 @@ class _Call:
             error=f"cancelled: {why}",
             censored=why,
             **extra,
+            **_sampled(self.scope, provider),
         )
         attempt["latency_ms"] = round(latency_ms, 3)
         if not attempt["sent"]:

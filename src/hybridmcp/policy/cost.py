@@ -101,8 +101,14 @@ class Budget:
 
 
 def spent_by(attempts: Iterable[Mapping[str, Any]]) -> float:
-    """What the attempts cost: each call sent."""
-    return sum(float(a.get("cost") or 0.0) for a in attempts)
+    """What the attempts cost: each call sent, and each sampling answer given during one."""
+    return sum(float(a.get("cost") or 0.0) + sampling_cost(a) for a in attempts)
+
+
+def sampling_cost(attempt: Mapping[str, Any]) -> float:
+    """What the sampling answers given during the attempt's call cost."""
+    sampling = attempt.get("sampling")
+    return float(sampling.get("cost") or 0.0) if isinstance(sampling, Mapping) else 0.0
 
 
 @dataclass
@@ -169,9 +175,10 @@ def cost_report(
     external_price: Mapping[str, float | None],
     budget: float | None,
 ) -> dict[str, Any]:
-    """The run's cost: per provider and side, the budget, and the spec's ``cost_optimization``
-    (what was spent against what sending every request to the cheapest external provider of its
-    skill, once, would have cost).
+    """The run's cost: per provider and side (the sampling answers servers were given during
+    calls as ``sampling:<server>``), the budget, and the spec's ``cost_optimization`` (what was
+    spent against what sending every request to the cheapest external provider of its skill,
+    once, would have cost).
 
     ``skills`` maps request id -> skill; ``external_price`` skill -> the cheapest external
     provider's price per call (None when the skill has no external provider).
@@ -189,6 +196,16 @@ def cost_report(
         entry["cost"] = money(entry["cost"] + cost)
         by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost
         spent += cost
+        sampling = a.get("sampling")
+        if isinstance(sampling, Mapping):  # answers the server was given during the call
+            name = f"sampling:{sampling.get('server')}"
+            entry = by_provider.get(name)
+            if entry is None:
+                entry = by_provider[name] = {"side": "external", "calls": 0, "cost": 0.0}
+            entry["calls"] += int(sampling.get("answers") or 0)
+            entry["cost"] = money(entry["cost"] + sampling_cost(a))
+            by_side["external"] += sampling_cost(a)
+            spent += sampling_cost(a)
     compared = {r: external_price.get(s) for r, s in skills.items()}
     baseline = sum(p for p in compared.values() if p is not None)
     spent_compared = spent_by(a for a in attempts if compared.get(a["request_id"]) is not None)
