@@ -214,3 +214,6 @@ async def test_a_priced_internal_side_counts_against_the_budget(tmp_path: Path) 
     assert [a["side"] for a in attempts][:1] == ["external"] and len(calls(record)) == 1
     assert out["cost"]["spent"] <= 1.5, out["cost"]
     assert "budget exhausted" in str(out["results"]["e"]["error"]), attempts
+    by_provider = out["cost"]["by_provider"]  # calls made, as the server counts them
+    assert by_provider["mcp:paid/echo"] == {"side": "external", "calls": 1, "cost": 1.0}
+    assert by_provider["internal:note.echo"] == {"side": "internal", "calls": 0, "cost": 0.0}

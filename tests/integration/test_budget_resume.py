@@ -99,4 +99,5 @@ def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_pat
     assert "budget exhausted" in str(x["error"]), x
     assert recorded(spare_record) == []  # the second provider was never paid
     assert out["cost"]["spent"] <= 4
+    assert out["cost"]["by_provider"]["mcp:second"]["calls"] == 0  # refused: never sent
     assert [c["tool"] for c in recorded(record)].count("echo") == 2  # in flight, then again

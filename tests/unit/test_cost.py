@@ -161,3 +161,12 @@ def test_sampling_answers_are_in_the_report_and_the_spending() -> None:
     assert report["by_side"]["external"] == pytest.approx(0.7)
     assert report["budget_remaining"] == pytest.approx(0.3)
     assert report["cost_optimization"]["spent"] == pytest.approx(0.7)
+
+
+def test_a_call_never_sent_is_no_call_of_its_provider() -> None:
+    attempts = [
+        {"request_id": "a", "provider": "mcp:x", "side": "external", "cost": 0.1, "sent": True},
+        {"request_id": "b", "provider": "mcp:x", "side": "external", "cost": 0.0, "sent": False},
+    ]
+    report = cost_report(attempts, {}, {}, None)
+    assert report["by_provider"]["mcp:x"] == {"side": "external", "calls": 1, "cost": 0.1}

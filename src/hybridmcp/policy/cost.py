@@ -192,7 +192,8 @@ def cost_report(
         entry = by_provider.get(a["provider"])
         if entry is None:
             entry = by_provider[a["provider"]] = {"side": a["side"], "calls": 0, "cost": 0.0}
-        entry["calls"] += 1
+        if a.get("sent", True):  # a call refused or cut while queued never reached it
+            entry["calls"] += 1
         entry["cost"] = money(entry["cost"] + cost)
         by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost
         spent += cost
