@@ -170,3 +170,21 @@ def test_a_call_never_sent_is_no_call_of_its_provider() -> None:
     ]
     report = cost_report(attempts, {}, {}, None)
     assert report["by_provider"]["mcp:x"] == {"side": "external", "calls": 1, "cost": 0.1}
+
+
+@given(
+    price=st.floats(1e-12, 1e6, allow_nan=False, allow_infinity=False),
+    calls=st.integers(1, 200),
+)
+def test_a_budget_spent_to_the_last_call_has_nothing_left(price: float, calls: int) -> None:
+    """A budget of exactly ``calls`` times a price, spent by as many calls, is reported spent:
+    nothing left and nothing saved, whatever the rounding of the sum."""
+    attempts = [
+        {"request_id": str(i), "provider": "mcp:x", "side": "external", "cost": price}
+        for i in range(calls)
+    ]
+    budget = price * calls
+    report = cost_report(attempts, {str(i): "s" for i in range(calls)}, {"s": price}, budget)
+    assert report["budget_remaining"] == 0.0
+    assert report["cost_optimization"]["saved"] == 0.0
+    assert report["cost_optimization"]["saved_pct"] == 0.0

@@ -169,6 +169,14 @@ def money(amount: float) -> float:
     return float(f"{amount:.12g}")
 
 
+def difference(amount: float, less: float) -> float:
+    """``amount - less`` as reported: 0 when they differ only by the rounding of a sum (a budget
+    of 0.1 spent by ten calls of 0.01 has nothing left, not 1.4e-17)."""
+    if math.isclose(amount, less, rel_tol=1e-9, abs_tol=0.0):
+        return 0.0
+    return money(amount - less)
+
+
 def cost_report(
     attempts: Iterable[Mapping[str, Any]],
     skills: Mapping[str, str],
@@ -210,17 +218,17 @@ def cost_report(
     compared = {r: external_price.get(s) for r, s in skills.items()}
     baseline = sum(p for p in compared.values() if p is not None)
     spent_compared = spent_by(a for a in attempts if compared.get(a["request_id"]) is not None)
-    saved = baseline - spent_compared
+    saved = difference(baseline, spent_compared)
     return {
         "spent": money(spent),
         "by_side": {k: money(v) for k, v in by_side.items()},
         "by_provider": by_provider,
         "budget": budget,
-        "budget_remaining": None if budget is None else money(max(0.0, budget - spent)),
+        "budget_remaining": None if budget is None else max(0.0, difference(budget, spent)),
         "cost_optimization": {
             "spent": money(spent_compared),
             "always_external": money(baseline),
-            "saved": money(saved),
+            "saved": saved,
             "saved_pct": round(100 * saved / baseline, 2) if baseline > 0 else None,
             "requests_compared": sum(1 for p in compared.values() if p is not None),
             "basis": "each request once on its skill's cheapest external provider",
