@@ -217,3 +217,42 @@ async def test_a_priced_internal_side_counts_against_the_budget(tmp_path: Path) 
     by_provider = out["cost"]["by_provider"]  # calls made, as the server counts them
     assert by_provider["mcp:paid/echo"] == {"side": "external", "calls": 1, "cost": 1.0}
     assert by_provider["internal:note.echo"] == {"side": "internal", "calls": 0, "cost": 0.0}
+
+
+async def test_a_hybrid_goes_to_one_side_when_the_budget_cannot_pay_both(tmp_path: Path) -> None:
+    """Cross-validation runs both sides, so it is planned at both prices: a request whose two
+    sides each fit what is left, but not together, runs on the side that fits (the dearer one
+    is excluded), instead of being planned over the budget, refused at the gate, and leaving
+    the next requests nothing."""
+    record = tmp_path / "calls.jsonl"
+    cfg = parse_config(
+        {
+            "mcpServers": {"paid": faultserver_stdio(record=record, cost_per_call=0.01)},
+            "builtin_skills": False,
+            "skills": {
+                "math.calculate": {
+                    "providers": [
+                        {"side": "external", "server": "paid", "tool": "calculate"},
+                        {"side": "internal", "cost_per_call": 0.005,
+                         "function": "hybridmcp.testing.faultserver:calculate"},
+                    ]
+                }
+            },
+        }
+    )  # fmt: skip
+    requests = [
+        {"id": f"r{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"},
+         "strategy": "hybrid"}
+        for i in range(4)
+    ]  # fmt: skip
+    async with Coordinator.open(cfg) as co:
+        out = await co.run(parse_task({"requests": requests, "constraints": {"budget": 0.04}}))
+    assert out["status"] == "ok", {r: v["error"] for r, v in out["results"].items()}
+    modes = {r: v["allocation"] for r, v in out["results"].items()}
+    assert modes == {"r0": "hybrid", "r1": "hybrid", "r2": "internal", "r3": "internal"}
+    assert len(calls(record)) == 2 == out["cost"]["by_provider"]["mcp:paid/calculate"]["calls"]
+    assert out["cost"]["spent"] == pytest.approx(0.04) and out["cost"]["budget_remaining"] == 0
+    budget_events = [e for e in out["events"] if e["code"] == "BUDGET_EXHAUSTED"]
+    assert [e["stage"] for e in budget_events] == ["arbitrate"]  # nothing refused at the gate
+    excluded = {"r2": ["mcp:paid/calculate"], "r3": ["mcp:paid/calculate"]}
+    assert budget_events[0]["excluded"] == excluded

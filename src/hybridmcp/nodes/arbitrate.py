@@ -315,20 +315,35 @@ class _Arbiter:
         if decided is not None:
             allocation = dict(decided)  # its lists are shared, read-only, like its scores
         else:
-            allocation = decide(
-                strategy=strategy,
-                critical=critical,
-                profile=profile,
-                candidates=candidates,
-                criteria=self.criteria,
-                arbitration=cfg.arbitration_config,
-                mapping=cfg.capability_mapping,
-                audit_key=f"{self.state['run_id']}:{rid}",
-                fallback=fallback,
-                effect=effect,
-                cross_validate=cfg.coordination_config.quality_validation,
-                memo=self.memo,
-            )
+            while True:
+                allocation = decide(
+                    strategy=strategy,
+                    critical=critical,
+                    profile=profile,
+                    candidates=candidates,
+                    criteria=self.criteria,
+                    arbitration=cfg.arbitration_config,
+                    mapping=cfg.capability_mapping,
+                    audit_key=f"{self.state['run_id']}:{rid}",
+                    fallback=fallback,
+                    effect=effect,
+                    cross_validate=cfg.coordination_config.quality_validation,
+                    memo=self.memo,
+                )
+                # Both sides of a hybrid each fit what is left, but not together: the dearer
+                # one is excluded and the request decided again (a provider less each time).
+                if allocation["mode"] != "hybrid" or self.budget.limit is None:
+                    break
+                chosen = _chosen(self.res, allocation)
+                price = sum(p.cost_per_call for p in chosen)
+                if self.budget.fits(price):
+                    break
+                dearer = max(chosen, key=lambda p: p.cost_per_call).id
+                why = f"both sides cost {price:g}"
+                candidates = [
+                    self.budget.exclude(rid, c, why) if c.provider == dearer else c
+                    for c in candidates
+                ]
             if alike is not None and "validation_sampling" not in allocation:
                 self.decided[alike] = dict(allocation)
         if self.budget.limit is not None:

@@ -127,18 +127,24 @@ class BudgetPlan:
             return None
         return max(0.0, self.limit - self.spent - self.planned)
 
+    def fits(self, price: float) -> bool:
+        """Can what is left pay ``price`` (one call, or the calls of one allocation)?"""
+        return self.limit is None or not over(self.spent + self.planned + price, self.limit)
+
     def admit(self, request_id: str, candidate: Candidate, price: float) -> Candidate:
         """The candidate, marked unavailable when its price is above what is left."""
-        if self.limit is None or not candidate.available:
+        if self.limit is None or not candidate.available or self.fits(price):
             return candidate
-        if not over(self.spent + self.planned + price, self.limit):
-            return candidate
-        left = self.remaining
+        return self.exclude(request_id, candidate, f"costs {price:g}")
+
+    def exclude(self, request_id: str, candidate: Candidate, why: str) -> Candidate:
+        """The candidate, marked unavailable: what is left cannot pay ``why``."""
+        left, limit = self.remaining, self.limit
         self.affected.setdefault(request_id, []).append(candidate.provider)
         return replace(
             candidate,
             available=False,
-            unavailable_reason=f"budget: costs {price:g}, {left:g} of {self.limit:g} left",
+            unavailable_reason=f"budget: {why}, {left:g} of {limit:g} left",
         )
 
     def commit(self, prices: Iterable[float]) -> None:
