@@ -96,20 +96,27 @@ async def test_exhausted_budget_without_internal_provider_is_a_per_request_error
 
 
 async def test_budget_steers_arbitration_to_the_cheaper_provider(tmp_path: Path) -> None:
-    record = tmp_path / "calls.jsonl"
     """Without a budget the dearer, better provider wins; with a budget that could pay for it
-    (0.03 for three requests whose dearest provider costs 0.02: pressure 2, cost weight 0.3 ->
-    0.9) the cheaper one does while the dearer one is still affordable."""
+    for every request (0.036 for three requests whose dearest provider costs 0.02, the
+    cheapest 0.008: 0.02 + 2 x 0.008 fits; pressure 1.67, cost weight 0.3 -> 0.8) the cheaper
+    one does while the dearer one is affordable. With 0.03, the dearer one is affordable for
+    no request without taking what the others need to be served at all: it is excluded for
+    each, and each is served by the cheaper one."""
+    record = tmp_path / "calls.jsonl"
     async with Coordinator.open(config(record)) as co:  # fresh statistics for each
         free = await co.run(calc(3, budget=None, skill="math.priced"))
     async with Coordinator.open(config(record)) as co:
+        steered = await co.run(calc(3, budget=0.036, skill="math.priced"))
+    async with Coordinator.open(config(record)) as co:
         tight = await co.run(calc(3, budget=0.03, skill="math.priced"))
     assert {r["attempts"][0]["provider"] for r in free["results"].values()} == {"mcp:dear"}
-    assert {r["attempts"][0]["provider"] for r in tight["results"].values()} == {"mcp:cheap"}
-    # r0 and r1 chose cheap with dear affordable; by r2 dear no longer fits (0.014 left)
+    for out in (steered, tight):
+        assert {r["attempts"][0]["provider"] for r in out["results"].values()} == {"mcp:cheap"}
+        assert out["cost"]["spent"] == pytest.approx(0.024)
+    assert not [e for e in steered["events"] if e["code"] == "BUDGET_EXHAUSTED"]
     event = next(e for e in tight["events"] if e["code"] == "BUDGET_EXHAUSTED")
-    assert event["excluded"] == {"r2": ["mcp:dear"]}
-    assert tight["cost"]["spent"] == pytest.approx(0.024)
+    assert event["excluded"] == {r: ["mcp:dear"] for r in ("r0", "r1", "r2")}
+    assert event["failed"] == []
 
 
 async def test_the_gate_never_overspends_a_run(tmp_path: Path) -> None:
@@ -256,3 +263,36 @@ async def test_a_hybrid_goes_to_one_side_when_the_budget_cannot_pay_both(tmp_pat
     assert [e["stage"] for e in budget_events] == ["arbitrate"]  # nothing refused at the gate
     excluded = {"r2": ["mcp:paid/calculate"], "r3": ["mcp:paid/calculate"]}
     assert budget_events[0]["excluded"] == excluded
+
+
+async def test_no_request_is_left_unserved_for_another_ones_extras(tmp_path: Path) -> None:
+    """Thirty requests that arbitration would cross-validate (both sides: 0.015), under a
+    budget that pays every one of them on its cheapest provider (internal, 0.005) and a few
+    cross-validations: each is answered. Before any request gets a dearer provider or both
+    sides, what the requests after it need at the least is kept for them."""
+    record = tmp_path / "calls.jsonl"
+    cfg = parse_config(
+        {
+            "mcpServers": {"paid": faultserver_stdio(record=record, cost_per_call=0.01)},
+            "builtin_skills": False,
+            "skills": {
+                "math.calculate": {
+                    "providers": [
+                        {"side": "external", "server": "paid", "tool": "calculate"},
+                        {"side": "internal", "cost_per_call": 0.005,
+                         "function": "hybridmcp.testing.faultserver:calculate"},
+                    ]
+                }
+            },
+        }
+    )  # fmt: skip
+    requests = [
+        {"id": f"r{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"}}
+        for i in range(30)
+    ]
+    async with Coordinator.open(cfg) as co:
+        out = await co.run(parse_task({"requests": requests, "constraints": {"budget": 0.2}}))
+    assert out["status"] == "ok", {r: v["error"] for r, v in out["results"].items() if v["error"]}
+    modes = [v["allocation"] for v in out["results"].values()]
+    assert modes.count("hybrid") == len(calls(record)) == 5  # (0.2 - 30 x 0.005) / 0.01
+    assert out["cost"]["spent"] == pytest.approx(0.2)

@@ -188,3 +188,29 @@ def test_a_budget_spent_to_the_last_call_has_nothing_left(price: float, calls: i
     assert report["budget_remaining"] == 0.0
     assert report["cost_optimization"]["saved"] == 0.0
     assert report["cost_optimization"]["saved_pct"] == 0.0
+
+
+@given(
+    requests=st.lists(
+        st.lists(st.integers(0, 40).map(lambda n: n / 8), min_size=1, max_size=3),
+        min_size=1,
+        max_size=15,
+    ),
+    spare=st.integers(0, 40).map(lambda n: n / 8),
+)
+def test_a_budget_that_pays_every_requests_cheapest_serves_every_request(
+    requests: list[list[float]], spare: float
+) -> None:
+    """Whatever each request would rather spend (here: its dearest provider the budget admits),
+    a budget of at least every request's cheapest price leaves none unserved, and the plan
+    never exceeds it."""
+    limit = sum(min(prices) for prices in requests) + spare
+    plan = BudgetPlan(limit, owed=sum(min(prices) for prices in requests))
+    for i, prices in enumerate(requests):
+        plan.start(min(prices))
+        admitted = [
+            p for p in prices if plan.admit(f"r{i}", _candidate(f"mcp:{p}"), p).available
+        ]
+        assert admitted, (i, prices, plan)
+        plan.commit([max(admitted)])
+    assert plan.planned <= limit * (1 + 1e-9)

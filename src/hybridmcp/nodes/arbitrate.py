@@ -205,6 +205,14 @@ class _Arbiter:
         if optimize and self.budget.limit is not None:
             projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
             self.criteria = budget_criteria(self.criteria, pressure(self.budget.limit, projected))
+        # With a budget, each request's cheapest price is kept for it until it is planned.
+        self.cheapest: dict[str, float] = {}
+        if self.budget.limit is not None:
+            self.cheapest = {
+                rid: min((p.cost_per_call for p in s.providers), default=0.0)
+                for rid, s in skills.items()
+            }
+            self.budget.owed = sum(self.cheapest.values())
         self.candidates: dict[tuple[str, bool], Candidate] = {}
         self.memo: dict[Any, Any] = {}
         self.decided: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -276,6 +284,8 @@ class _Arbiter:
     ) -> tuple[dict[str, Any] | None, str | None]:
         """The request's allocation, and why it cannot be served (or None)."""
         rid, cfg = str(request["id"]), self.res.config
+        if self.budget.limit is not None:
+            self.budget.start(self.cheapest.get(rid, 0.0))
         privacy = self.disclosure(rid, skill)
         if privacy.refused:
             return None, f"refused by privacy policy: {privacy.refused}"
@@ -341,7 +351,7 @@ class _Arbiter:
                 dearer = max(chosen, key=lambda p: p.cost_per_call).id
                 why = f"both sides cost {price:g}"
                 candidates = [
-                    self.budget.exclude(rid, c, why) if c.provider == dearer else c
+                    self.budget.exclude(rid, c, why, price) if c.provider == dearer else c
                     for c in candidates
                 ]
             if alike is not None and "validation_sampling" not in allocation:

@@ -118,6 +118,12 @@ class BudgetPlan:
     limit: float | None
     spent: float = 0.0
     planned: float = 0.0
+    owed: float = 0.0
+    """What the requests not planned yet, after the current one, cost at the least (each its
+    cheapest provider): kept for them, so that no request pays for a dearer provider or a
+    cross-validation with the money a later one needs to be served at all."""
+    own: float = 0.0
+    """The current request's cheapest price: the one choice not held to what is owed."""
     affected: dict[str, list[str]] = field(default_factory=dict)
     """Request id -> providers excluded because the budget could not pay for them."""
 
@@ -127,24 +133,40 @@ class BudgetPlan:
             return None
         return max(0.0, self.limit - self.spent - self.planned)
 
+    def start(self, cheapest: float) -> None:
+        """The next request is planned; ``cheapest``: its cheapest provider's price (counted
+        in ``owed`` until now)."""
+        self.owed = max(0.0, self.owed - cheapest)
+        self.own = cheapest
+
     def fits(self, price: float) -> bool:
-        """Can what is left pay ``price`` (one call, or the calls of one allocation)?"""
-        return self.limit is None or not over(self.spent + self.planned + price, self.limit)
+        """Can what is left pay ``price`` (one call, or the calls of one allocation) for the
+        current request? Beyond its cheapest price, only with what is owed to the requests
+        after it kept for them."""
+        if self.limit is None:
+            return True
+        total = self.spent + self.planned + price
+        if not over(total + self.owed, self.limit):
+            return True
+        return price <= self.own and not over(total, self.limit)
 
     def admit(self, request_id: str, candidate: Candidate, price: float) -> Candidate:
         """The candidate, marked unavailable when its price is above what is left."""
         if self.limit is None or not candidate.available or self.fits(price):
             return candidate
-        return self.exclude(request_id, candidate, f"costs {price:g}")
+        return self.exclude(request_id, candidate, f"costs {price:g}", price)
 
-    def exclude(self, request_id: str, candidate: Candidate, why: str) -> Candidate:
-        """The candidate, marked unavailable: what is left cannot pay ``why``."""
+    def exclude(self, request_id: str, candidate: Candidate, why: str, price: float) -> Candidate:
+        """The candidate, marked unavailable: what is left cannot pay ``why`` (``price``)."""
         left, limit = self.remaining, self.limit
+        kept = ""
+        if self.owed and not over(self.spent + self.planned + price, limit or 0.0):
+            kept = f" ({self.owed:g} of it kept for the requests after it)"
         self.affected.setdefault(request_id, []).append(candidate.provider)
         return replace(
             candidate,
             available=False,
-            unavailable_reason=f"budget: {why}, {left:g} of {limit:g} left",
+            unavailable_reason=f"budget: {why}, {left:g} of {limit:g} left{kept}",
         )
 
     def commit(self, prices: Iterable[float]) -> None:
