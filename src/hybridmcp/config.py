@@ -39,6 +39,7 @@ from pydantic import (
 from hybridmcp.entities import PrivacyConfig
 from hybridmcp.errors import ConfigError
 from hybridmcp.limits import (
+    Amount,
     InputLimitError,
     InputLimits,
     decode,
@@ -379,7 +380,7 @@ class _ServerCommon(_Model):
     )
     startup_timeout_ms: float = Field(20_000, gt=0)
     clearance: SensitivityField = Sensitivity.public
-    cost_per_call: float = Field(0.001, ge=0)
+    cost_per_call: Amount = 0.001
     enabled: bool = True
     disabled: bool | None = Field(
         None, description="Cline's spelling of enabled: false (the server is not started)."
@@ -447,8 +448,8 @@ class _ServerCommon(_Model):
         gt=0,
         description="The most tokens a sampling answer may have (the server may ask for fewer).",
     )
-    sampling_cost: float = Field(
-        0.0, ge=0, description="What one sampling answer costs against the run's budget."
+    sampling_cost: Amount = Field(
+        0.0, description="What one sampling answer costs against the run's budget."
     )
     extend_deadline_on_progress: bool = Field(
         False,
@@ -824,7 +825,7 @@ class InternalProviderConfig(_Model):
     name: str | None = None
     quality: float = Field(0.9, ge=0, le=1, description="Prior quality before anything is learned.")
     expected_latency_ms: float = Field(1.0, ge=0)
-    cost_per_call: float = Field(0.0, ge=0)
+    cost_per_call: Amount = 0.0
     timeout_ms: float | None = Field(None, gt=0)
     effect: Effect | None = Field(
         None,
@@ -856,7 +857,7 @@ class ExternalProviderConfig(_Model):
     result: str | None = Field(None, description="'$.path' into the tool's result; None: whole.")
     quality: float = Field(0.9, ge=0, le=1)
     expected_latency_ms: float = Field(25.0, ge=0)
-    cost_per_call: float | None = Field(None, ge=0, description="Default: the server's.")
+    cost_per_call: Amount | None = Field(None, description="Default: the server's.")
     timeout_ms: float | None = Field(None, gt=0)
     effect: Effect | None = Field(
         None,

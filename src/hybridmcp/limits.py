@@ -17,12 +17,31 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 PREVIEW_CHARS = 80
+
+
+def _amount(value: Any) -> Any:
+    """Refuse what would read as an amount but is none: ``true`` (1.0 to pydantic) and a
+    number that is not finite (NaN compares false with every limit), written as text too."""
+    number = value
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value  # pydantic says it is no number
+    if isinstance(value, bool) or (isinstance(number, float) and not math.isfinite(number)):
+        raise PydanticCustomError("amount", "Input should be a finite number, 0 or more")
+    return value
+
+
+Amount = Annotated[float, BeforeValidator(_amount), Field(ge=0, allow_inf_nan=False)]
+"""A price or a budget: a finite number, 0 or more (``true`` is not 1, nor ``inf`` unlimited)."""
 
 _BOMS = (  # UTF-32 first: its little-endian BOM begins with UTF-16's
     (codecs.BOM_UTF32_LE, "utf-32-le"),

@@ -35,6 +35,9 @@ class Attempt(TypedDict, total=False):
     latency is judged at (:func:`hybridmcp.policy.hedging.at_load`)."""
     sent: bool
     cost: float
+    sampling: dict[str, Any]
+    """The sampling answers the server was given during the call: ``server``, ``answers``,
+    ``cost`` (charged to the run's budget besides ``cost``)."""
     value: Any
     error: str | None
     error_kind: str

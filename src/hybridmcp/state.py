@@ -52,6 +52,9 @@ class WorkItem(TypedDict):
     """Absolute wall-clock deadline of the run (from ``constraints.deadline_ms``), if any."""
     budget: NotRequired[float | None]
     """The run's budget (``constraints.budget``), enforced by the gate per run."""
+    spent: NotRequired[float]
+    """With a budget, what the run's attempts cost before this round (reallocate): where the
+    gate's count of the round's spending starts, in whichever process runs it."""
     watch: NotRequired[dict[str, Any]]
     """What the worker watches while the call runs: slow threshold, hedge, straggler peer
     (:func:`hybridmcp.policy.hedging.watch_plan`)."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hybridmcp.errors import TaskError
 from hybridmcp.limits import (
+    Amount,
     InputLimitError,
     InputLimits,
     InvalidJSON,
@@ -86,7 +87,7 @@ class Constraints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     deadline_ms: float | None = Field(None, gt=0)
-    budget: float | None = Field(None, ge=0)
+    budget: Amount | None = None
     min_quality: float | None = Field(None, ge=0, le=1)
 
 

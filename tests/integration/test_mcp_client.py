@@ -401,6 +401,27 @@ async def test_sampling_answers_pass_the_privacy_policy_and_budget(monkeypatch) 
 
 
 @requires_everything
+async def test_sampling_answers_are_in_the_runs_cost(monkeypatch) -> None:
+    """A sampling answer the server was given during a call is spent from the run's budget and
+    shows in the run's cost: what the report says was spent is what the budget paid."""
+    monkeypatch.setenv(FIXED_LM_ENV, "Hello there.")
+    config = _sampling_config(model="python:tests.helpers:fixed_answer_lm", sampling_cost=0.25)
+    config.mcpServers["ev"].cost_per_call = 0.1
+    task = parse_task({**SAMPLE, "constraints": {"budget": 1.0}})
+    async with asyncio.timeout(60), Coordinator.open(config) as co:
+        out = await co.run(task)
+        [record] = [r for r in co.resources.gate.audit.records if r["kind"] == "sampling"]
+    assert out["status"] == "ok", out["results"]["s"]["error"]
+    assert record["outcome"] == "ok" and record["cost"] == 0.25
+    [attempt] = out["results"]["s"]["attempts"]
+    assert attempt["cost"] == 0.1
+    assert attempt["sampling"] == {"server": "ev", "answers": 1, "cost": 0.25}
+    cost = out["cost"]
+    assert cost["by_provider"]["sampling:ev"] == {"side": "external", "calls": 1, "cost": 0.25}
+    assert cost["spent"] == pytest.approx(0.35) and cost["budget_remaining"] == pytest.approx(0.65)
+
+
+@requires_everything
 async def test_sampling_declined_by_policy() -> None:
     result = await call(everything(sampling="decline"), "trigger-sampling-request", {"prompt": "x"})
     assert result.isError and "sampling declined by policy" in text(result)

@@ -96,6 +96,11 @@ class CallScope:
     """The call's last progress notification."""
     notifications: int = 0
     """Progress notifications received."""
+    sampled: int = 0
+    """Sampling answers given to the server during the call (each charged ``sampling_cost``
+    to the caller's run)."""
+    sampling_cost: float = 0.0
+    """What those answers cost."""
 
 
 # -- pure decisions ---------------------------------------------------------------------------
@@ -400,6 +405,9 @@ class ServerFeatures:
         except Exception as err:  # the model failed: the server gets an error, the run goes on
             log.warning("sampling for MCP server %r failed: %s", self.name, _one_line(err))
             return ErrorData(code=INTERNAL_ERROR, message=f"sampling failed: {_one_line(err)}")
+        if scope is not None and scope.caller is not None:  # charged to the caller's run
+            scope.sampled += 1
+            scope.sampling_cost += self.config.sampling_cost
         return CreateMessageResult(
             role="assistant",
             content=TextContent(type="text", text=text),

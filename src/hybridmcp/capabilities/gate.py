@@ -78,7 +78,8 @@ _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
 }
 """The outcome of a call that ended in one of these errors (none held against the provider)."""
 RUN_BUDGETS_KEPT = 1024
-"""Runs whose spending the gate remembers (a resumed run past this many starts afresh)."""
+"""Rounds of runs whose spending the gate remembers, the least recently used forgotten first
+(a round forgotten starts again from the run's checkpointed spending)."""
 CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
@@ -99,6 +100,11 @@ class CallContext:
     declared_sensitivity: str = "public"
     budget: float | None = None
     """The run's budget; the gate keeps each run's spending against it."""
+    round: int | None = None
+    """The run's round the call belongs to: the gate keeps each round's spending apart."""
+    spent: float = 0.0
+    """What the run had spent before this round (its checkpointed attempts): where the
+    round's spending starts, in whichever process the round runs."""
 
 
 @dataclass
@@ -452,7 +458,7 @@ class Gate:
         self.clock = clock
         self.output = output or ToolOutputSettings()
         self._error_patterns = compile_patterns(self.output.error_patterns)
-        self.run_budgets: OrderedDict[str, Budget] = OrderedDict()
+        self.run_budgets: OrderedDict[tuple[str, int | None], Budget] = OrderedDict()
         self._schemas: dict[str, tuple[list[Any], int, dict[str, dict[str, Any] | None]]] = {}
         """By server: its tool list, its length and each tool's output schema by name."""
 
@@ -463,14 +469,26 @@ class Gate:
         return settings if isinstance(settings, PrivacySettings) else PrivacySettings(enabled=False)
 
     def budget_for(self, ctx: CallContext) -> Budget:
-        """The run's own budget when it has one (the last runs' are kept), else the gate's."""
+        """The run's own budget when it has one, else the gate's."""
         if ctx.budget is None:
             return self.budget
-        budget = self.run_budgets.get(ctx.run_id)
+        return self.run_budget(ctx.run_id, ctx.round, ctx.budget, ctx.spent)
+
+    def run_budget(
+        self, run_id: str, round_no: int | None, limit: float, spent: float = 0.0
+    ) -> Budget:
+        """The spending of a run's round: from ``spent`` (what the run's checkpointed attempts
+        cost before the round), plus what the round's calls are charged as they go. A round
+        is kept apart from the run's earlier ones so that its starting point is the durable
+        record, whichever process ran them (the last ``RUN_BUDGETS_KEPT`` rounds are kept)."""
+        key = (run_id, round_no)
+        budget = self.run_budgets.get(key)
         if budget is None:
-            budget = self.run_budgets[ctx.run_id] = Budget(ctx.budget)
+            budget = self.run_budgets[key] = Budget(limit, spent)
             while len(self.run_budgets) > RUN_BUDGETS_KEPT:
                 self.run_budgets.popitem(last=False)
+        else:
+            self.run_budgets.move_to_end(key)
         return budget
 
     def _output_schema(self, provider: Provider) -> dict[str, Any] | None:
@@ -587,7 +605,7 @@ class Gate:
         """Reserve the call's price in the run's budget (refunded if it is never sent)."""
         budget = self.budget_for(call.ctx)
         try:
-            budget.reserve(call.provider.id, call.provider.cost_per_call)
+            budget.reserve(call.provider.id, call.provider.cost_per_call, call.key)
         except PolicyError as err:
             self.audit.append(
                 call.record(
@@ -605,7 +623,7 @@ class Gate:
     def _admit(self, call: _Call, budget: Budget) -> None:
         """The circuit breaker: an open circuit refuses the call before it is sent."""
         if not self.breaker.allow(call.provider.id, self.clock()):
-            budget.refund(call.provider.cost_per_call)
+            budget.refund(call.provider.cost_per_call, call.key)
             raise CircuitOpen(f"circuit breaker for {call.provider.id} is open")
 
     async def _dispatch(
@@ -650,7 +668,7 @@ class Gate:
             kind = next(o for t, o in _NOT_THE_PROVIDERS_BY_TYPE.items() if isinstance(err, t))
             outcome = f"{kind}: {err}"
             if timing.sent_at is None:
-                budget.refund(provider.cost_per_call)
+                budget.refund(provider.cost_per_call, call.key)
             raise
         except ProviderError as err:
             outcome = f"error: {err}"
@@ -658,6 +676,8 @@ class Gate:
             raise
         finally:
             timing.mark_ended()
+            if outcome == "cancelled" and timing.sent_at is None:  # cut while still queued
+                budget.refund(provider.cost_per_call, call.key)
             if outcome == "cancelled" or outcome.startswith(_NOT_THE_PROVIDERS):
                 self.breaker.release(provider.id, self.clock())
             if ": " in outcome:  # a message (a category alone holds nothing)
@@ -803,6 +823,7 @@ class Gate:
         prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
+        key = ctx.idempotency_key if ctx is not None else None
         outcome, answer_level, action, reason = "cancelled", None, "refuse", ""
         redactions: list[dict[str, Any]] = []
         started = time.perf_counter()
@@ -819,7 +840,7 @@ class Gate:
                 )
                 raise PrivacyRefused(f"sampling:{server}", reason)
             try:
-                budget.reserve(f"sampling:{server}", price)
+                budget.reserve(f"sampling:{server}", price, key)
             except BudgetExhausted as err:
                 outcome, reason = "refused: budget", str(err)
                 raise
@@ -843,7 +864,7 @@ class Gate:
             raise
         finally:
             if outcome != "ok" and not outcome.startswith("refused: budget"):
-                budget.refund(price)
+                budget.refund(price, key)
             self.audit.append(
                 {
                     **base,
@@ -968,6 +989,11 @@ class _Call:
     provider: Provider
     ctx: CallContext
     timing: CallTiming
+
+    @property
+    def key(self) -> str:
+        """What the run's budget keeps the call's charge under."""
+        return self.ctx.idempotency_key
 
     def record(self, **fields: Any) -> dict[str, Any]:
         """An audit record about this call (never an argument value)."""

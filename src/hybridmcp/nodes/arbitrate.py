@@ -205,6 +205,14 @@ class _Arbiter:
         if optimize and self.budget.limit is not None:
             projected = sum(max(p.cost_per_call for p in s.providers) for s in skills.values())
             self.criteria = budget_criteria(self.criteria, pressure(self.budget.limit, projected))
+        # With a budget, each request's cheapest price is kept for it until it is planned.
+        self.cheapest: dict[str, float] = {}
+        if self.budget.limit is not None:
+            self.cheapest = {
+                rid: min((p.cost_per_call for p in s.providers), default=0.0)
+                for rid, s in skills.items()
+            }
+            self.budget.owed = sum(self.cheapest.values())
         self.candidates: dict[tuple[str, bool], Candidate] = {}
         self.memo: dict[Any, Any] = {}
         self.decided: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -276,6 +284,8 @@ class _Arbiter:
     ) -> tuple[dict[str, Any] | None, str | None]:
         """The request's allocation, and why it cannot be served (or None)."""
         rid, cfg = str(request["id"]), self.res.config
+        if self.budget.limit is not None:
+            self.budget.start(self.cheapest.get(rid, 0.0))
         privacy = self.disclosure(rid, skill)
         if privacy.refused:
             return None, f"refused by privacy policy: {privacy.refused}"
@@ -315,20 +325,35 @@ class _Arbiter:
         if decided is not None:
             allocation = dict(decided)  # its lists are shared, read-only, like its scores
         else:
-            allocation = decide(
-                strategy=strategy,
-                critical=critical,
-                profile=profile,
-                candidates=candidates,
-                criteria=self.criteria,
-                arbitration=cfg.arbitration_config,
-                mapping=cfg.capability_mapping,
-                audit_key=f"{self.state['run_id']}:{rid}",
-                fallback=fallback,
-                effect=effect,
-                cross_validate=cfg.coordination_config.quality_validation,
-                memo=self.memo,
-            )
+            while True:
+                allocation = decide(
+                    strategy=strategy,
+                    critical=critical,
+                    profile=profile,
+                    candidates=candidates,
+                    criteria=self.criteria,
+                    arbitration=cfg.arbitration_config,
+                    mapping=cfg.capability_mapping,
+                    audit_key=f"{self.state['run_id']}:{rid}",
+                    fallback=fallback,
+                    effect=effect,
+                    cross_validate=cfg.coordination_config.quality_validation,
+                    memo=self.memo,
+                )
+                # Both sides of a hybrid each fit what is left, but not together: the dearer
+                # one is excluded and the request decided again (a provider less each time).
+                if allocation["mode"] != "hybrid" or self.budget.limit is None:
+                    break
+                chosen = _chosen(self.res, allocation)
+                price = sum(p.cost_per_call for p in chosen)
+                if self.budget.fits(price):
+                    break
+                dearer = max(chosen, key=lambda p: p.cost_per_call).id
+                why = f"both sides cost {price:g}"
+                candidates = [
+                    self.budget.exclude(rid, c, why, price) if c.provider == dearer else c
+                    for c in candidates
+                ]
             if alike is not None and "validation_sampling" not in allocation:
                 self.decided[alike] = dict(allocation)
         if self.budget.limit is not None:

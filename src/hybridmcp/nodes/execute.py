@@ -65,6 +65,7 @@ from hybridmcp.errors import (
 from hybridmcp.events import EventCode
 from hybridmcp.journal import CallJournal
 from hybridmcp.policy import blame
+from hybridmcp.policy.cost import Budget, money, spent_by
 from hybridmcp.policy.degradation import HEDGE_LOST, STRAGGLER, shape_error
 from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
@@ -160,22 +161,10 @@ def _refusal(err: Exception) -> dict[str, Any]:
     return {"circuit_open": True}
 
 
-async def _call(
-    item: WorkItem, provider: Provider, res: Resources, timing: CallTiming, run_left: float | None
-) -> tuple[Any, dict[str, Any]]:
-    """Make the call; returns the validated value and what to record beside it."""
-    validate = _validator(res, item["skill"])
-    timeout = provider.timeout_ms / 1000
-    if provider.side == "internal":
-        async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
-            try:
-                value = await invoke_internal(provider, item["args"], timing, res.workers)
-            except ProviderError as err:
-                raise ToolError(str(err)) from None
-        timing.mark_ended()
-        validate(value)
-        return value, {"cost": provider.cost_per_call}
-    ctx = CallContext(
+def _context(item: WorkItem) -> CallContext:
+    """The call as the gate knows it: who calls, for policy and audit, and the run's budget
+    with what the run had spent before the round."""
+    return CallContext(
         item["run_id"],
         item["request_id"],
         item["skill"],
@@ -183,13 +172,42 @@ async def _call(
         item["sensitivity"],
         item.get("declared_sensitivity", "public"),
         item.get("budget"),
+        item["round"],
+        item.get("spent", 0.0),
     )
+
+
+async def _call(
+    item: WorkItem,
+    provider: Provider,
+    res: Resources,
+    timing: CallTiming,
+    run_left: float | None,
+    scope: CallScope | None,
+) -> tuple[Any, dict[str, Any]]:
+    """Make the call; returns the validated value and what to record beside it."""
+    validate = _validator(res, item["skill"])
+    timeout = provider.timeout_ms / 1000
+    if provider.side == "internal":
+        budget = _internal_budget(res, item, provider)
+        try:
+            async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
+                try:
+                    value = await invoke_internal(provider, item["args"], timing, res.workers)
+                except ProviderError as err:
+                    raise ToolError(str(err)) from None
+        except BaseException:
+            if budget is not None and timing.sent_at is None:  # never started: costs nothing
+                budget.refund(provider.cost_per_call, item["idempotency_key"])
+            raise
+        timing.mark_ended()
+        validate(value)
+        return value, {"cost": provider.cost_per_call}
     slow_after_ms = (item.get("watch") or {}).get("slow_after_ms")
-    scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
     calling = res.gate.call(
         provider,
         item["args"],
-        ctx,
+        _context(item),
         timeout_s=timeout,
         slow_after_s=None if slow_after_ms is None else _slow_after(res, provider, slow_after_ms),
         validate=validate,
@@ -209,9 +227,29 @@ async def _call(
         "bytes_sent": result.bytes_sent,
         "bytes_received": result.bytes_received,
     }
-    if scope.notifications:
+    if scope is not None and scope.notifications:
         extra |= {"progress": scope.progress, "progress_notifications": scope.notifications}
-    return result.value, extra
+    return result.value, extra | _sampled(scope, provider)
+
+
+def _internal_budget(res: Resources, item: WorkItem, provider: Provider) -> Budget | None:
+    """The run's budget with a priced internal call's price reserved in it (it counts against
+    the budget as arbitration and the cost report count it), or None (no budget, or a free
+    provider); raises :class:`BudgetExhausted` when the budget cannot pay for it."""
+    limit = item.get("budget")
+    if limit is None or not provider.cost_per_call:
+        return None
+    budget = res.gate.run_budget(item["run_id"], item["round"], limit, item.get("spent", 0.0))
+    budget.reserve(provider.id, provider.cost_per_call, item["idempotency_key"])
+    return budget
+
+
+def _sampled(scope: CallScope | None, provider: Provider) -> dict[str, Any]:
+    """The sampling answers the server was given during the call, charged to the run."""
+    if scope is None or not scope.sampled:
+        return {}
+    cost = money(scope.sampling_cost)
+    return {"sampling": {"server": provider.server, "answers": scope.sampled, "cost": cost}}
 
 
 def _slow_after(
@@ -241,16 +279,27 @@ def _progress_reporter(item: WorkItem) -> Callable[[dict[str, Any]], None]:
     return report
 
 
-async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, Any]:
+def _scope(item: WorkItem, provider: Provider) -> CallScope | None:
+    """What an external call's server sees of it while it runs (progress, a person's answers,
+    the sampling answers it was given); an internal call has none."""
+    if provider.side != "external":
+        return None
+    return CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
+
+
+async def _run(
+    item: WorkItem, res: Resources, timing: CallTiming, scope: CallScope | None = None
+) -> dict[str, Any]:
     """One attempt; never raises except when cancelled or when the coordinator closed."""
     provider = res.registry.provider(item["provider"])
     started = res.clock()
     run_left = _run_left_s(item, started)
     record: dict[str, Any]
+    scope = scope or _scope(item, provider)
     try:
         if run_left is not None and run_left <= 0:
             raise TimeoutError
-        value, extra = await _call(item, provider, res, timing, run_left)
+        value, extra = await _call(item, provider, res, timing, run_left, scope)
         return _attempt(item, timing, ok=True, started=started, value=value, **extra)
     except TimeoutError:
         # The run's deadline (asyncio's), or an internal call past its own timeout.
@@ -294,6 +343,7 @@ async def _run(item: WorkItem, res: Resources, timing: CallTiming) -> dict[str, 
     timing.mark_ended()
     # A call that was sent is paid, answered or not (the gate's budget keeps its price)
     cost = provider.cost_per_call
+    record |= _sampled(scope, provider)
     return _attempt(item, timing, ok=False, started=started, cost=cost, error=error, **record)
 
 
@@ -317,12 +367,14 @@ class _Call:
     started: float
 
     watch: HealthWatch
+    scope: CallScope | None
 
     @classmethod
     def start(cls, item: WorkItem, res: Resources) -> _Call:
         timing = _timing(res)
-        task = asyncio.create_task(_run(item, res, timing))
-        return cls(item, task, timing, res.clock(), res.watch)
+        scope = _scope(item, res.registry.provider(item["provider"]))
+        task = asyncio.create_task(_run(item, res, timing, scope))
+        return cls(item, task, timing, res.clock(), res.watch, scope)
 
     def at_load(self, at_ms: float, *, tail: bool) -> float:
         """A lone call's timer (a hedge delay when ``tail``, else a slow threshold) at this
@@ -353,6 +405,7 @@ class _Call:
             error=f"cancelled: {why}",
             censored=why,
             **extra,
+            **_sampled(self.scope, provider),
         )
         attempt["latency_ms"] = round(latency_ms, 3)
         if not attempt["sent"]:
@@ -577,6 +630,19 @@ async def _watched(
             call.task.cancel()
 
 
+def _paid(res: Resources, item: WorkItem, attempts: list[dict[str, Any]]) -> None:
+    """Count in the round's spending the attempts checkpointed before the run was resumed
+    (by another process, or by this one before it forgot the round): each once by its key,
+    none the round has charged itself."""
+    budget = res.gate.run_budget(
+        item["run_id"], item["round"], item["budget"] or 0.0, item.get("spent", 0.0)
+    )
+    for attempt in attempts:
+        cost = spent_by([attempt])
+        if cost:
+            budget.note(attempt["idempotency_key"], cost)
+
+
 def _update(attempts: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
     """A worker's state update. No empty ``events`` write: LangGraph rescans the step's pending
     writes for each one a task saves, so every write costs in proportion to the fan-out."""
@@ -683,7 +749,10 @@ async def _once(
     if prior is not None and prior.value.get("call") not in (None, call_digest(item)):
         return _update([_another_call(item, res)], [])
     if prior is not None and prior.value.get("attempt"):
-        return _update([prior.value["attempt"] | {"replayed": True}], [])
+        replayed = prior.value["attempt"] | {"replayed": True}
+        if item.get("budget") is not None:
+            _paid(res, item, [replayed])
+        return _update([replayed], [])
     if prior is not None:
         timing = CallTiming()
         error = (
@@ -839,6 +908,8 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
     async def one(item: WorkItem) -> dict[str, Any] | None:
         key = item["idempotency_key"]
         update = journal.done.get(key)
+        if update is not None and item.get("budget") is not None:
+            _paid(res, item, update["attempts"])  # made before the run was resumed
         if update is None:
             attempt_started(item)
             try:

@@ -8,6 +8,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from hybridmcp.events import EventCode
+from hybridmcp.policy.cost import spent_by
 from hybridmcp.policy.hedging import watch_plan
 from hybridmcp.runtime import Context, resources_for
 from hybridmcp.state import State, work_item
@@ -19,6 +20,10 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     requests = {str(r["id"]): r for r in state["requests"]}
     pending = []
     events: list[dict[str, Any]] = []
+    # With a budget, the round's spending starts from what the checkpointed attempts cost,
+    # whichever process runs it (a run resumed elsewhere does not get its budget afresh).
+    budget = (state.get("constraints") or {}).get("budget")
+    spent = spent_by(state.get("attempts", ())) if budget is not None else 0.0
     for move in state.get("moves", []):
         provider = res.registry.provider(move["provider"])
         item = work_item(
@@ -29,6 +34,8 @@ async def reallocate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             provider.side,
             round_no,
         )
+        if spent:
+            item["spent"] = spent
         allocation: Mapping[str, Any] = state.get("allocations", {}).get(move["request_id"], {})
         coordination = res.config.coordination_config
         item["watch"] = watch_plan(

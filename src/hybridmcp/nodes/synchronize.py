@@ -38,6 +38,7 @@ _WHEN_SET = (
     "censored",
     "hedge",
     "progress_notifications",
+    "sampling",
     "replayed",
 )
 _PREDICTED = ("latency_ms", "p95_latency_ms", "success")
