@@ -16,7 +16,7 @@ from typing import Any, Literal, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
-from langgraph.types import Command, Interrupt
+from langgraph.types import Command, Interrupt, StateSnapshot
 
 from hybridmcp.capabilities.client_features import human_answer
 from hybridmcp.capabilities.gate import Gate
@@ -129,7 +129,7 @@ class Coordinator:
             )
         if snapshot.interrupts:
             return ThreadStatus("paused", values | {"__interrupt__": list(snapshot.interrupts)})
-        return ThreadStatus("unfinished" if snapshot.next else "finished", values)
+        return ThreadStatus("finished" if _ended(snapshot) else "unfinished", values)
 
     async def _start(self, task: Task, thread_id: str | None) -> tuple[ThreadStatus, Any]:
         """Validate the task; what to give the graph to start or resume it on the thread."""
@@ -222,7 +222,7 @@ class Coordinator:
         if not snapshot.values:
             raise TaskError(f"thread {thread_id!r} holds no run to resume")
         if not snapshot.interrupts:
-            state = "unfinished" if snapshot.next else "finished"
+            state = "finished" if _ended(snapshot) else "unfinished"
             raise TaskError(
                 f"thread {thread_id!r} is not paused for a decision (its run is {state}); "
                 "an unfinished run finishes when its task runs on the thread again"
@@ -325,6 +325,14 @@ class ThreadStatus:
 
     state: str
     values: dict[str, Any]
+
+
+def _ended(snapshot: StateSnapshot) -> bool:
+    """Whether the run of a thread's latest checkpoint has ended: no task is left to it. Not
+    ``snapshot.next`` alone, which leaves out the tasks whose writes are saved: a run killed
+    after a step's node finished (its writes are saved at once) and before the step's
+    checkpoint has no ``next``, yet resuming it applies those writes and goes on."""
+    return not snapshot.next and not snapshot.tasks
 
 
 def output_of(values: dict[str, Any]) -> dict[str, Any]:
