@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import threading
@@ -192,7 +194,9 @@ def load_key(
 
 def _jsonable(value: Any, where: str) -> Any:
     """Plain JSON values only, so the hash recomputed from the stored line is the same."""
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return _utf8(value)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -203,7 +207,7 @@ def _jsonable(value: Any, where: str) -> Any:
     if isinstance(value, datetime):
         return _iso_utc(value, where)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+        return {_utf8(str(k)): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, set | frozenset):
@@ -217,6 +221,17 @@ def _jsonable(value: Any, where: str) -> Any:
     )
 
 
+def _utf8(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (a Python ``str`` no file can hold,
+    such as a server's ``"\\ud800"`` read from JSON) is written as its escape, ``\\ud800``, as
+    text. Any other string is returned as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _iso_utc(value: datetime | str, where: str = "ts") -> str:
     if isinstance(value, str):
         try:
@@ -226,6 +241,32 @@ def _iso_utc(value: datetime | str, where: str = "ts") -> str:
     if value.tzinfo is None:
         raise AuditError(f"audit field {where} has no time zone; pass an aware (UTC) datetime")
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _why(err: OSError) -> str:
+    """An OS error as the few words that say what to do about it."""
+    if err.errno == errno.ENOSPC:
+        return "the disk holding it is full"
+    if err.errno == errno.EFBIG:
+        return "the file reached the size limit of the file system or of the process"
+    if err.errno == errno.EDQUOT:
+        return "the disk quota is used up"
+    return err.strerror or type(err).__name__
+
+
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+"""Characters some readers take for the end of a line (``str.splitlines``, JavaScript before
+ES2019): written escaped, so a record is one line to every reader (JSON reads them back the
+same, and the MAC is of the values, not of how the line spells them)."""
+_BREAKS = re.compile("[\u2028\u2029\x85]")
+
+
+def _line(record: Mapping[str, Any]) -> bytes:
+    """A record as its line in the file: JSON on one line, UTF-8, newline-terminated."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    if _BREAKS.search(text):
+        text = _BREAKS.sub(lambda m: _LINE_BREAKS[m.group()], text)
+    return (text + "\n").encode("utf-8")
 
 
 def canonical_json(record: Mapping[str, Any]) -> bytes:
@@ -418,13 +459,7 @@ class AuditLog:
                 self._sync_tail(fd)
                 written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
                 written[self._mac_field] = self._seal(written)
-                line = json.dumps(written, ensure_ascii=False, allow_nan=False) + "\n"
-                data = line.encode("utf-8")
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
+                self._write(fd, _line(written))
                 self._seq, self._hash = written["seq"], written[self._mac_field]
                 self._size = os.fstat(fd).st_size
                 if self.anchor is not None:  # still under the file lock: one head per file
@@ -433,6 +468,31 @@ class AuditLog:
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
         return written
+
+    def _write(self, fd: int, data: bytes) -> None:
+        """Write one whole line at the end of the file (locked), or nothing: a write that
+        fails part way (the disk full, the file size limit, an I/O error) is cut off again,
+        so the trail still ends at its last whole record, and the failure is one line."""
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as err:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as undo:
+                raise AuditError(
+                    f"audit trail {self.path}: a record could not be written ({_why(err)}) "
+                    f"nor its part removed ({_why(undo)}): the trail ends in an incomplete "
+                    "line; run `hybridmcp audit verify`"
+                ) from None
+            raise AuditError(
+                f"audit trail {self.path}: a record could not be written ({_why(err)}); the "
+                "trail ends at its last whole record, as before"
+            ) from None
 
     async def append_async(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """:meth:`append` off the event loop, for callers that must not block on the disk."""
