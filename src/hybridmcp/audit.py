@@ -373,9 +373,9 @@ class AuditLog:
         size = os.fstat(fd).st_size
         if size == self._size:
             return
-        if size == 0:
-            self._size, self._seq, self._hash = 0, 0, GENESIS_HASH
+        if size == 0:  # (what it saw is taken only once checked, as for a last line)
             self._check_anchor(Head(0, GENESIS_HASH))
+            self._size, self._seq, self._hash = 0, 0, GENESIS_HASH
             return
         start = max(0, size - _TAIL_CHUNK)
         tail = os.pread(fd, size - start, start)
@@ -453,8 +453,7 @@ class AuditLog:
         ts = body.pop("ts", None)
         ts = _iso_utc(ts if ts is not None else self.clock())
         with self._lock:
-            fd = self._open()
-            _flock(fd, True, self.path)
+            fd = self._locked()
             try:
                 self._sync_tail(fd)
                 written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
@@ -465,9 +464,39 @@ class AuditLog:
                 if self.anchor is not None:  # still under the file lock: one head per file
                     self.anchor.save(self._trail, Head(self._seq, self._hash))
             finally:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                self._unlock(fd)
         return written
+
+    def _locked(self) -> int:
+        """The trail's descriptor, locked, for the file at :attr:`path` now: a trail deleted
+        or moved away while open is refused (writing on would put the records in a file no one
+        sees); another file put in its place is opened (and checked as any trail)."""
+        while True:
+            fd = self._open()
+            _flock(fd, True, self.path)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                self._unlock(fd)
+                raise AuditError(
+                    f"audit trail {self.path} is gone (deleted or moved while it was written); "
+                    "nothing was appended. Find it, or run `hybridmcp audit verify` on it and "
+                    "give the run a new audit file"
+                ) from None
+            except OSError:
+                self._unlock(fd)
+                raise
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            self._unlock(fd)  # another file at the path: that one is the trail now
+            os.close(fd)
+            self._fd, self._size = None, -1
+
+    @staticmethod
+    def _unlock(fd: int) -> None:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _write(self, fd: int, data: bytes) -> None:
         """Write one whole line at the end of the file (locked), or nothing: a write that

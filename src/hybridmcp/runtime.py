@@ -82,8 +82,15 @@ def open_audit(config: HybridConfig) -> AuditSink:
             f"audit.path: cannot keep the trail's key beside {str(path)!r}: {why}"
         ) from None
     anchor = head_anchor(settings.run_db, settings.head_db, durable=settings.fsync)
-    if anchor is not None:  # a head database that cannot be reached fails here, not mid-run
-        anchor.load(trail_id(path))
+    # a head database that cannot be reached fails here, not mid-run
+    anchored = anchor.load(trail_id(path)) if anchor is not None else None
+    if anchored is not None and not path.exists():
+        raise AuditError(
+            f"audit.path: {str(path)!r} is missing, but a trail of seq {anchored.seq} was "
+            "written there (its head is anchored): it was deleted or moved, so nothing will be "
+            "appended in its place. Find it and run `hybridmcp audit verify` on it, or give "
+            "the run a new audit file."
+        )
     if path.exists():
         report = verify(path, key=key, anchor=anchor)
         if report.keyed is False:
