@@ -84,6 +84,10 @@ CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
 """Arguments longer than this as JSON are always scanned."""
+AUDIT_TEXT_CHARS = 2000
+"""The most of a message (a server's error) an audit record keeps."""
+AUDIT_TEXT_CONTEXT = 512
+"""How far past the cut a kept message is scanned, so that a value across it is found."""
 RELEASES_KEPT = 256
 """Release verdicts the privacy step remembers (see :meth:`ScanningPolicy._release`)."""
 
@@ -689,13 +693,22 @@ class Gate:
         """``text`` as the audit trail may keep it: a server's error can quote the raw
         arguments it was sent (within its clearance), which the trail never holds; every
         finding is replaced by a pseudonym whose value is kept nowhere. On the event loop no
-        detection engine is built: a text that would need one keeps only its first words."""
+        detection engine is built: a text that would need one keeps only its first words.
+        A server's message can be megabytes long: only its first ``AUDIT_TEXT_CHARS`` are
+        kept, scanned with ``AUDIT_TEXT_CONTEXT`` more after them (so a value across the cut
+        is found whole), which bounds both the record and the scan."""
+        whole = len(text)
+        if whole > AUDIT_TEXT_CHARS:
+            text = text[: AUDIT_TEXT_CHARS + AUDIT_TEXT_CONTEXT]
         try:
             with without_loading():
-                return str(scanner.redact(text, self.privacy_settings.detection).value)
+                kept = str(scanner.redact(text, self.privacy_settings.detection).value)
         except EnginesNotLoaded:
-            head = text.split(":", 1)[0]
+            head = text.split(":", 1)[0][:AUDIT_TEXT_CHARS]
             return f"{head}: (the message is not kept: it could not be scanned here)"
+        if whole > AUDIT_TEXT_CHARS:
+            kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
+        return kept
 
     def _read(
         self,
