@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,9 @@ import pytest
 
 from hybridmcp import Coordinator, parse_config, parse_task
 from hybridmcp.audit import iter_records
+from hybridmcp.testing.harness import faultserver_stdio
 from hybridmcp.testing.hostile_server import ODD_ERROR
-from tests.integration.test_durable import cli_env, recorded
+from tests.integration.test_durable import cli_env, recorded, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -125,3 +129,92 @@ async def test_a_servers_hostile_error_text_is_recorded_on_one_line_that_verifie
     assert len(call["outcome"]) < 2200  # (a tool error's text is cut at 500 already)
     assert mode == "odd_tool_error" or call["outcome"].endswith(" characters in all)")
     verified(trail, db)
+
+
+# -- a trail that cannot be written -----------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A file system of 2 MiB of its own (tmpfs), to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    with filler.open("wb") as out:
+        out.write(b"\0" * shutil.disk_usage(disk).free)
+    return filler
+
+
+def _echo_setup(tmp_path: Path, trail: Path, faults: dict[str, Any], n: int) -> tuple[Path, Path]:
+    record = tmp_path / "calls.jsonl"
+    config, task = tmp_path / "config.json", tmp_path / "task.json"
+    server = faultserver_stdio(faults, record=record, max_concurrency=1, timeout_ms=60_000)
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {"f": server},
+                "skills": {"t.echo": {"providers": [{**EXT, "tool": "echo"}]}},
+                "audit": {"path": str(trail)},
+            }
+        )
+    )
+    requests = [{"id": f"e{i}", "skill": "t.echo", "args": {"text": f"e{i}"}} for i in range(n)]
+    task.write_text(json.dumps({"requests": requests}))
+    return config, task
+
+
+def test_a_trail_whose_disk_fills_mid_run_stops_the_run_in_one_line_nothing_unrecorded(
+    small_disk, tmp_path
+) -> None:
+    """The trail's disk fills while calls are in flight and queued: the run stops at the first
+    record it cannot write (exit 2, one line saying why and how to resume; it used to go on,
+    each call's answer replaced by the audit error, blamed on the server as a degradation),
+    sends nothing more, and every call the server received has the record written before it
+    was sent. Once there is room, the same command resumes the run, and the trail verifies."""
+    trail, db = small_disk / "audit.jsonl", tmp_path / "runs.db"
+    config, task = _echo_setup(tmp_path, trail, {"echo": {"latency_ms": 400}}, 6)
+    args = ["run", str(task), "-c", str(config), "--db", str(db), "--thread", "t1", "--json"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
+    try:
+        wait_for(lambda: len(recorded(tmp_path / "calls.jsonl")) >= 1, 60, "the first call")
+        filler = fill(small_disk)
+        _out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 2, err[-2000:]
+    assert "Traceback" not in err
+    (line,) = err.strip().splitlines()
+    assert "the disk holding it is full" in line and "the run stopped" in line, line
+    assert "thread 't1'" in line, line
+    got = received(tmp_path / "calls.jsonl", "text")
+    assert sum(got.values()) < 6  # it stopped: not every call went
+    sent = sends(trail)
+    for rid, n in got.items():
+        assert sent[rid] >= n, (rid, got, sent)  # recorded before it was sent
+    filler.unlink()
+    verified(trail, db)
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert {r["status"] for r in json.loads(again.stdout)["results"]} == {"ok"}
+    verified(trail, db)
+    got = received(tmp_path / "calls.jsonl", "text")
+    sent, done = sends(trail), ended(trail)
+    assert set(got) == {f"e{i}" for i in range(6)}
+    for rid, n in got.items():
+        assert sent[rid] >= n >= done[rid] >= 1, (rid, got, sent, done)
