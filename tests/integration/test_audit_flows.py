@@ -13,9 +13,12 @@ import collections
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,13 +66,17 @@ def sends(trail: Path) -> collections.Counter[str]:
 
 
 def ended(trail: Path) -> collections.Counter[str]:
-    """Per request: the ``external_call`` records of calls that were sent."""
-    return collections.Counter(
-        r["request_id"]
-        for r in records(trail, "external_call")
-        if not r["outcome"].startswith(("not sent", "request error", "closed"))
-        and (r["cost"] > 0 or r["latency_ms"] > 0)
-    )
+    """Per request: how many times the calls whose ``external_call`` record was written
+    reached the server (their ``sends``)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for r in records(trail, "external_call"):
+        counts[r["request_id"]] += r["sends"]
+    return counts
+
+
+def calls(trail: Path) -> collections.Counter[str]:
+    """Per request: the ``external_call`` records, sent or not."""
+    return collections.Counter(r["request_id"] for r in records(trail, "external_call"))
 
 
 def received(record: Path, by: str) -> collections.Counter[str]:
@@ -218,3 +225,222 @@ def test_a_trail_whose_disk_fills_mid_run_stops_the_run_in_one_line_nothing_unre
     assert set(got) == {f"e{i}" for i in range(6)}
     for rid, n in got.items():
         assert sent[rid] >= n >= done[rid] >= 1, (rid, got, sent, done)
+
+
+# -- one for one ------------------------------------------------------------------------------
+
+
+def _ts(record: dict[str, Any]) -> float:
+    return datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
+
+
+async def test_every_call_the_server_received_has_its_records_one_for_one(tmp_path) -> None:
+    """Calls that fail, are cut at their deadline, are cut by the run's deadline while queued
+    or in flight: per request, the ``external_call`` records say how many times each call
+    reached the server (``sends``), one for one with what the server received (a call cut
+    while queued, 0; its record said nothing of it: cost and latency 0), and every decision
+    that let a call go (written before it reached the server) has its call's record."""
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    record = tmp_path / "calls.jsonl"
+    faults = {"calculate": {"fail_first": 3}, "sleep": {"hang": True}}
+    config = parse_config(
+        {
+            "mcpServers": {
+                "f": faultserver_stdio(faults, record=record, timeout_ms=1000, max_concurrency=2)
+            },
+            "skills": {
+                "t.calc": {"providers": [{**EXT, "tool": "calculate"}]},
+                "t.sleep": {"providers": [{**EXT, "tool": "sleep"}]},
+                "t.echo": {"providers": [{**EXT, "tool": "echo"}]},
+            },
+            "audit": {"path": str(trail), "run_db": str(db)},
+        }
+    )
+    calcs = [{"id": f"c{i}", "skill": "t.calc", "args": {"expression": f"{i}+1"}} for i in range(4)]
+    slow = [{"id": f"s{i}", "skill": "t.sleep", "args": {"ms": 10 + i}} for i in range(3)]
+    echoes = [{"id": f"e{i}", "skill": "t.echo", "args": {"text": f"e{i}"}} for i in range(4)]
+    async with asyncio.timeout(120), Coordinator.open(config) as co:
+        await co.run(parse_task({"requests": [*calcs, *slow, *echoes]}))
+        cut = parse_task(
+            {"requests": [*slow, *echoes], "constraints": {"deadline_ms": 300}}
+        )  # the run's deadline cuts calls in flight and queued
+        await co.run(cut)
+    by_args = {"calculate": "expression", "sleep": "ms", "echo": "text"}
+    names = {
+        str(c["args"][by_args[tool]]): c["id"]
+        for tool, group in (("calculate", calcs), ("sleep", slow), ("echo", echoes))
+        for c in group
+    }
+    server: collections.Counter[str] = collections.Counter()
+    first_seen: dict[str, float] = {}
+    for call in recorded(record):
+        rid = names[str(call["arguments"][by_args[call["tool"]]])]
+        server[rid] += 1
+        first_seen.setdefault(rid, call["ts"])
+    sent, done = sends(trail), ended(trail)
+    assert sum(server.values()) >= 11
+    assert +done == +server, (done, server)  # what reached the server, one for one
+    assert sent == calls(trail)  # each call let go has its record: sent, or cut queued
+    assert any(r["sends"] == 0 for r in records(trail, "external_call"))  # some were
+    decided: dict[str, float] = {}
+    for r in records(trail, "policy_decision"):
+        if r.get("stage") == "gate":
+            decided.setdefault(r["request_id"], _ts(r))
+    for rid, ts in first_seen.items():
+        assert decided[rid] <= ts, rid  # the record was written before the call arrived
+    verified(trail, db)
+
+
+async def test_a_call_the_circuit_breaker_refuses_at_the_gate_has_its_record(tmp_path) -> None:
+    """The breaker opens between arbitration and the gate: the call is not sent, and the
+    trail says why (it had only the privacy decision allowing it, which is what a call cut
+    by a crash leaves)."""
+    from hybridmcp.capabilities.gate import CallContext
+    from hybridmcp.errors import CircuitOpen
+
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    record = tmp_path / "calls.jsonl"
+    config = parse_config(
+        {
+            "mcpServers": {"f": faultserver_stdio(record=record)},
+            "skills": {"t.echo": {"providers": [{**EXT, "tool": "echo"}]}},
+            "resilience": {"breaker": {"consecutive_failures": 1}},
+            "audit": {"path": str(trail), "run_db": str(db)},
+        }
+    )
+    async with asyncio.timeout(60), Coordinator.open(config) as co:
+        gate = co.resources.gate
+        provider = co.resources.registry.provider("mcp:f/echo")
+        gate.breaker.record(provider.id, False, gate.clock())  # opens it
+        ctx = CallContext("run-b", "r1", "t.echo", "run-b:r1")
+        with pytest.raises(CircuitOpen):
+            await gate.call(provider, {"text": "x"}, ctx)
+    assert recorded(record) == []
+    (decision, refusal) = records(trail)
+    assert decision["action"] == "allow" and decision["request_id"] == "r1"
+    assert refusal["policy"] == "breaker" and refusal["action"] == "refuse"
+    assert sends(trail)["r1"] == 0
+    verified(trail, db)
+
+
+# -- a process killed mid-call, then resumed ---------------------------------------------------
+
+
+def test_a_run_killed_mid_call_leaves_every_call_recorded_and_its_resumption_too(
+    tmp_path,
+) -> None:
+    """SIGKILL while calls are in flight: every call the server received has the record
+    written before it was sent; the trail verifies (a record written but its head not
+    anchored is the one-record slack). The same command resumes the thread: the calls cut
+    are sent again, each with its own records, nothing duplicated or missing, and the trail
+    verifies."""
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    faults = {"echo": {"latency_ms": 600_000}}
+    config, task = _echo_setup(tmp_path, trail, faults, 4)
+    args = ["run", str(task), "-c", str(config), "--db", str(db), "--thread", "k", "--json"]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=cli_env(),
+    )
+    try:
+        wait_for(lambda: len(recorded(tmp_path / "calls.jsonl")) >= 1, 60, "a call in flight")
+        time.sleep(0.3)
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    cut = received(tmp_path / "calls.jsonl", "text")  # in flight when killed
+    let_go = sends(trail)  # in flight or queued
+    assert cut and not calls(trail)
+    for rid, n in cut.items():
+        assert let_go[rid] >= n, (rid, cut, let_go)
+    verified(trail, db)
+    _echo_setup(tmp_path, trail, {}, 4)  # the server answers at once now
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr[-2000:]
+    verified(trail, db)
+    got, done = received(tmp_path / "calls.jsonl", "text"), ended(trail)
+    assert set(got) == {f"e{i}" for i in range(4)}
+    assert got == done + cut  # the resumed run's calls one for one, and those cut by the kill
+    assert sends(trail) == calls(trail) + let_go  # every decision has its call's record, but
+    # the killed run's: the records of a crash
+
+
+# -- a request sent again after the server forgot its session ---------------------------------
+
+
+ECHO_A, ECHO_B = {"text": "a"}, {"text": "b"}
+
+
+class LoggedHttpServer:
+    """The fault server over streamable HTTP on a port of its own, its HTTP access log (every
+    request it received, with the status it answered) in a file; started again at will."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        from hybridmcp.testing.harness import faultserver_args, free_port
+
+        self.port = free_port()
+        self.log = tmp_path / "access.log"
+        self.record = tmp_path / "calls.jsonl"
+        self.args = [*faultserver_args(record=self.record), "--transport", "streamable-http"]
+        self.args += ["--port", str(self.port), "--log-level", "INFO"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import socket
+
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, *self.args], stdout=out, stderr=out)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("the fault server did not listen")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def posts(self, status: int) -> int:
+        return sum(
+            f'"POST /mcp HTTP/1.1" {status}' in line for line in self.log.read_text().splitlines()
+        )
+
+
+async def test_a_request_sent_again_after_http_404_is_recorded_as_sent_twice(tmp_path) -> None:
+    """A streamable HTTP server restarted between calls answers the old session's request
+    with 404 before acting on it; the pool sends it again on a new session. Both requests
+    carried the arguments to the server: the call's record says ``sends: 2`` (it said
+    nothing of the first), and the server's log shows both."""
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    server = LoggedHttpServer(tmp_path)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/mcp"
+        config = parse_config(
+            {
+                "mcpServers": {"f": {"transport": "streamable_http", "url": url}},
+                "skills": {"t.echo": {"providers": [{**EXT, "tool": "echo"}]}},
+                "audit": {"path": str(trail), "run_db": str(db)},
+            }
+        )
+        async with asyncio.timeout(120), Coordinator.open(config) as co:
+            first = await co.run(parse_task([{"id": "a", "skill": "t.echo", "args": ECHO_A}]))
+            server.stop()
+            before = server.posts(404)
+            server.start()
+            again = await co.run(parse_task([{"id": "b", "skill": "t.echo", "args": ECHO_B}]))
+    finally:
+        server.stop()
+    assert first["status"] == again["status"] == "ok", again["results"]
+    assert server.posts(404) == before + 1  # the old session's request, refused
+    assert received(server.record, "text") == {"a": 1, "b": 1}  # acted on once
+    by_request = {r["request_id"]: r for r in records(trail, "external_call")}
+    assert by_request["a"]["sends"] == 1 and by_request["b"]["sends"] == 2
+    verified(trail, db)

@@ -628,7 +628,18 @@ class Gate:
         """The circuit breaker: an open circuit refuses the call before it is sent."""
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
-            raise CircuitOpen(f"circuit breaker for {call.provider.id} is open")
+            reason = f"circuit breaker for {call.provider.id} is open"
+            self.audit.append(
+                call.record(
+                    kind="policy_decision",
+                    stage="gate",
+                    policy="breaker",
+                    action="refuse",
+                    reason=reason,
+                    redactions=[],
+                )
+            )
+            raise CircuitOpen(reason)
 
     async def _dispatch(
         self,
@@ -748,6 +759,7 @@ class Gate:
             outcome=outcome,
             queue_ms=round(timing.queue_ms, 3),
             latency_ms=round(timing.latency_ms(), 3),
+            sends=0 if timing.sent_at is None else 1 + timing.resent,
         )
 
     async def release_answer(
@@ -937,6 +949,8 @@ class Gate:
                 reason = f"{reason}, but the redacted text still scans above the clearance"
         if action not in ("allow", "redact"):
             shown = None
+        about = {"run_id": run_id, "request_id": request_id}
+        sent = _size(shown) if shown is not None else 0
         prediction: Any = None
         error: str | None = None
         outcome, received, started = "cancelled", 0, time.perf_counter()
@@ -966,8 +980,7 @@ class Gate:
                 outcome = self._audit_text(outcome)
             self.audit.append(
                 {
-                    "run_id": run_id,
-                    "request_id": request_id,
+                    **about,
                     "kind": "model_call",
                     "role": role,
                     "model": model,
@@ -975,7 +988,7 @@ class Gate:
                     "action": action,
                     "reason": reason,
                     "redactions": redactions,
-                    "bytes_sent": _size(shown) if shown is not None else 0,
+                    "bytes_sent": sent,
                     "bytes_received": received,
                     "outcome": outcome,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
