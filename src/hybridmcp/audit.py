@@ -44,6 +44,7 @@ import secrets
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,6 +67,7 @@ __all__ = [
     "AuditReport",
     "Head",
     "HeadAnchor",
+    "MemoryAudit",
     "canonical_json",
     "load_key",
     "parse_head",
@@ -294,6 +296,18 @@ def _chain_fields(keyed: bool) -> tuple[str, str]:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class MemoryAudit:
+    """Keeps the latest audit records in memory; the default when no audit file is configured
+    (bounded, so a long-lived process does not grow without end)."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records.append(record)
+        return record
 
 
 class AuditLog:

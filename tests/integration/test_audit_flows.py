@@ -444,3 +444,36 @@ async def test_a_request_sent_again_after_http_404_is_recorded_as_sent_twice(tmp
     by_request = {r["request_id"]: r for r in records(trail, "external_call")}
     assert by_request["a"]["sends"] == 1 and by_request["b"]["sends"] == 2
     verified(trail, db)
+
+
+# -- the client's answers to a server ------------------------------------------------------------
+
+
+def test_the_roots_a_server_is_answered_are_recorded_one_for_one(tmp_path) -> None:
+    """``mcp-server-filesystem`` asks the client for its roots (local paths, which leave the
+    process): each answer it received has its ``kind: roots`` record, written before it was
+    sent, with how many roots and their size, never the paths (it had none)."""
+    from tests.integration.test_mcp_client import NODE, filesystem_entry
+
+    entry = filesystem_entry()
+    assert entry is not None, "needs MCP_EVERYTHING_DIR (npm servers)"
+    data = tmp_path / "private-name"
+    data.mkdir()
+    trail, db, server_log = tmp_path / "audit.jsonl", tmp_path / "runs.db", tmp_path / "srv.log"
+    fs = {"command": NODE, "args": [entry], "roots": [str(data)]}
+    allowed = {**EXT, "server": "fs", "tool": "list_allowed_directories"}
+    skills = {"fs.allowed": {"providers": [allowed]}}
+    config, task = tmp_path / "config.json", tmp_path / "task.json"
+    config.write_text(json.dumps({"mcpServers": {"fs": fs}, "skills": skills}))
+    task.write_text(json.dumps([{"id": "a", "skill": "fs.allowed", "args": {}}]))
+    done = cli(
+        "run", str(task), "-c", str(config), "--db", str(db), "--audit", str(trail),
+        "--server-log", str(server_log), "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    answered = server_log.read_text().count("Updated allowed directories from MCP roots: 1")
+    roots = records(trail, "roots")
+    assert answered >= 1 and len(roots) == answered, (answered, roots)
+    assert all(r["server"] == "fs" and r["roots"] == 1 and r["bytes_sent"] > 0 for r in roots)
+    assert "private-name" not in trail.read_text()
+    verified(trail, db)

@@ -265,10 +265,26 @@ class ServerFeatures:
         return kwargs
 
     async def list_roots(self, context: RequestContext[Any, Any]) -> ListRootsResult:
+        """The configured roots; the answer, data that leaves the process (local paths), is
+        audited before it is sent (``kind: roots``: how many, their size, never the paths)."""
         roots = self.config.roots or []
-        return ListRootsResult(
+        result = ListRootsResult(
             roots=[Root(uri=FileUrl(uri), name=uri.rstrip("/").rsplit("/", 1)[-1]) for uri in roots]
         )
+        if self._hooks.record is not None:
+            scope = self._scope()
+            caller = scope.caller if scope is not None else None
+            self._hooks.record(
+                {
+                    "kind": "roots",
+                    "run_id": getattr(caller, "run_id", None),
+                    "request_id": getattr(caller, "request_id", None),
+                    "server": self.name,
+                    "roots": len(result.roots),
+                    "bytes_sent": len(result.model_dump_json(by_alias=True, exclude_none=True)),
+                }
+            )
+        return result
 
     async def on_log(self, params: LoggingMessageNotificationParams) -> None:
         source = f"{self.name}/{params.logger}" if params.logger else self.name

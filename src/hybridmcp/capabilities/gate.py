@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from mcp.types import TextContent
 
+from hybridmcp.audit import MemoryAudit
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
@@ -384,18 +385,6 @@ def digest_id(value: str) -> str:
     its SHA-256 (stable across processes, so a server still recognises a repeat; the run and
     request ids in it, labels a task's author chose, never leave the process)."""
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-
-
-class MemoryAudit:
-    """Keeps the latest audit records in memory; the default when no audit file is configured
-    (bounded, so a long-lived process does not grow without end)."""
-
-    def __init__(self, keep: int = 10_000) -> None:
-        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
-
-    def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.records.append(record)
-        return record
 
 
 @dataclass
