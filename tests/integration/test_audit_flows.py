@@ -446,6 +446,51 @@ async def test_a_request_sent_again_after_http_404_is_recorded_as_sent_twice(tmp
     verified(trail, db)
 
 
+# -- a model outside the process -------------------------------------------------------------
+
+
+def test_a_run_killed_while_a_remote_model_is_asked_has_the_record_of_what_it_was_shown(
+    tmp_path, start_model
+) -> None:
+    """The planner's model (outside the process) has the task when the process is killed: the
+    trail already holds the decision that sent it (``policy_decision``, ``stage: model``: the
+    role, the model, the bytes shown), written before the request left; the model's
+    ``model_call`` record comes only after its answer (it was the only record, so a kill left
+    nothing), and the trail verifies."""
+    from tests.helpers import MODEL_URL_ENV
+
+    plan = {"requests": [], "rationale": "nothing to do"}
+    model = start_model([{"__sleep__": 60, **plan}])
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "llm_config: {planner_model: 'python:tests.helpers:served_model_lm'}\n"
+        f"audit: {{path: '{trail}'}}\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = cli_env(**{MODEL_URL_ENV: model.url, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), str(root)])
+    ask = ["run", "--ask", "count the words in: a b c", "-c", str(config), "--db", str(db)]
+    run = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *ask, "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        wait_for(lambda: len(model.bodies()) >= 1, 90, "the model asked")
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+    (shown,) = model.bodies()
+    (decision,) = records(trail)
+    assert decision["kind"] == "policy_decision" and decision["stage"] == "model"
+    assert decision["role"] == "planner" and decision["action"] == "allow"
+    assert decision["model"] and 0 < decision["bytes_sent"] < len(shown)
+    verified(trail, db)
+
+
 # -- the client's answers to a server ------------------------------------------------------------
 
 

@@ -858,6 +858,19 @@ class Gate:
             except BudgetExhausted as err:
                 outcome, reason = "refused: budget", str(err)
                 raise
+            if model_clearance is not None:  # the server's request leaves for the model:
+                # recorded before it is sent (its sampling record follows the answer)
+                self.audit.append(
+                    {
+                        **base,
+                        "kind": "policy_decision",
+                        "stage": "sampling",
+                        "action": "allow",
+                        "reason": f"to a model outside this process, cleared {model_clearance}",
+                        "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
+                        "bytes_sent": _size(messages),
+                    }
+                )
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
             out = await self._outbound(text, server, config, ctx)
@@ -940,6 +953,21 @@ class Gate:
             shown = None
         about = {"run_id": run_id, "request_id": request_id}
         sent = _size(shown) if shown is not None else 0
+        # Written before anything is sent: a process that dies while the model is asked
+        # leaves this record of what went to it (its model_call record follows the answer).
+        self.audit.append(
+            {
+                **about,
+                "kind": "policy_decision",
+                "stage": "model",
+                "role": role,
+                "model": model,
+                "action": action,
+                "reason": reason,
+                "redactions": redactions,
+                "bytes_sent": sent,
+            }
+        )
         prediction: Any = None
         error: str | None = None
         outcome, received, started = "cancelled", 0, time.perf_counter()
