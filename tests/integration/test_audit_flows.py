@@ -522,3 +522,39 @@ def test_the_roots_a_server_is_answered_are_recorded_one_for_one(tmp_path) -> No
     assert all(r["server"] == "fs" and r["roots"] == 1 and r["bytes_sent"] > 0 for r in roots)
     assert "private-name" not in trail.read_text()
     verified(trail, db)
+
+
+# -- two processes, one trail -------------------------------------------------------------------
+
+
+def test_two_runs_in_two_processes_write_one_trail_that_verifies(tmp_path) -> None:
+    """Two CLI runs at once append to the same trail (each its own fault server): no line torn
+    or interleaved, one chain that verifies against one anchored head, and each run's records
+    one for one with what its server received."""
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    procs = []
+    for n in (1, 2):
+        folder = tmp_path / f"p{n}"
+        folder.mkdir()
+        config, task = _echo_setup(folder, trail, {"echo": {"jitter_ms": 30}}, 12)
+        args = ["run", str(task), "-c", str(config), "--db", str(db), "--thread", f"t{n}"]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "hybridmcp.cli", *args, "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=cli_env(),
+            )
+        )
+    outs = [p.communicate(timeout=180) for p in procs]
+    for proc, (_out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    text = trail.read_text()
+    assert all(line.startswith('{"seq": ') and line.endswith("}") for line in text.splitlines())
+    verified(trail, db)
+    assert {r["run_id"] for r in records(trail)} == {"t1", "t2"}
+    for n in (1, 2):
+        got = received(tmp_path / f"p{n}" / "calls.jsonl", "text")
+        mine = [r for r in records(trail, "external_call") if r["run_id"] == f"t{n}"]
+        assert sum(r["sends"] for r in mine) == sum(got.values()) == 12
