@@ -698,15 +698,14 @@ class Gate:
         kept, scanned with ``AUDIT_TEXT_CONTEXT`` more after them (so a value across the cut
         is found whole), which bounds both the record and the scan."""
         whole = len(text)
-        if whole > AUDIT_TEXT_CHARS:
-            text = text[: AUDIT_TEXT_CHARS + AUDIT_TEXT_CONTEXT]
+        text = text[: AUDIT_TEXT_CHARS + AUDIT_TEXT_CONTEXT]
         try:
             with without_loading():
                 kept = str(scanner.redact(text, self.privacy_settings.detection).value)
         except EnginesNotLoaded:
             head = text.split(":", 1)[0][:AUDIT_TEXT_CHARS]
             return f"{head}: (the message is not kept: it could not be scanned here)"
-        if whole > AUDIT_TEXT_CHARS:
+        if len(kept) > AUDIT_TEXT_CHARS or len(text) < whole:
             kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
         return kept
 
