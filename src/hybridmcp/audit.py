@@ -472,11 +472,19 @@ class AuditLog:
                 self._sync_tail(fd)
                 written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
                 written[self._mac_field] = self._seal(written)
+                head = Head(written["seq"], written[self._mac_field])
+                start = os.fstat(fd).st_size
                 self._write(fd, _line(written))
-                self._seq, self._hash = written["seq"], written[self._mac_field]
-                self._size = os.fstat(fd).st_size
                 if self.anchor is not None:  # still under the file lock: one head per file
-                    self.anchor.save(self._trail, Head(self._seq, self._hash))
+                    try:
+                        self.anchor.save(self._trail, head)
+                    except Exception:
+                        # Not anchored: taken back, so the file still ends at its head (records
+                        # past it would fail verification); as if nothing had been written.
+                        os.ftruncate(fd, start)
+                        raise
+                self._seq, self._hash = head
+                self._size = os.fstat(fd).st_size
             finally:
                 self._unlock(fd)
         return written

@@ -558,3 +558,40 @@ def test_two_runs_in_two_processes_write_one_trail_that_verifies(tmp_path) -> No
         got = received(tmp_path / f"p{n}" / "calls.jsonl", "text")
         mine = [r for r in records(trail, "external_call") if r["run_id"] == f"t{n}"]
         assert sum(r["sends"] for r in mine) == sum(got.values()) == 12
+
+
+# -- a head that cannot be anchored -----------------------------------------------------------
+
+
+def test_a_record_whose_head_cannot_be_anchored_is_taken_back(small_disk, tmp_path) -> None:
+    """The heads database's disk is full: each append that cannot anchor its head fails in
+    one line and takes its record back, so the trail still ends at its anchored head and
+    verifies (records written without their heads, two or more, made a trail that failed
+    verification for good, every later run refusing it). Once there is room, appends go on."""
+    from hybridmcp.audit import AuditLog, verify
+    from hybridmcp.errors import AuditError
+    from hybridmcp.persistence import SqliteHeads
+
+    trail, key = tmp_path / "audit.jsonl", b"k" * 32
+    heads = SqliteHeads(small_disk / "heads.db")
+    with AuditLog(trail, key=key, anchor=heads) as log:
+        for i in range(3):
+            log.append({"kind": "external_call", "i": i})
+        filler = fill(small_disk)
+        for _ in range(3):
+            try:  # SQLite may still find room in pages it has: fill until it does not
+                log.append({"kind": "external_call", "big": "x" * 50_000})
+            except AuditError as err:
+                assert "\n" not in str(err)
+                break
+        else:
+            pytest.fail("the heads database never ran out of room")
+        with pytest.raises(AuditError):
+            log.append({"kind": "external_call", "big": "x" * 50_000})
+        report = verify(trail, key=key, anchor=heads)
+        assert report.ok and not report.notes, (report.problems, report.notes)
+        filler.unlink()
+        log.append({"kind": "external_call", "after": True})
+    report = verify(trail, key=key, anchor=heads)
+    assert report.ok and report.head == report.anchored, report.problems
+    heads.close()
