@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import errno
 import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +67,7 @@ __all__ = [
     "AuditReport",
     "Head",
     "HeadAnchor",
+    "MemoryAudit",
     "canonical_json",
     "load_key",
     "parse_head",
@@ -192,7 +196,9 @@ def load_key(
 
 def _jsonable(value: Any, where: str) -> Any:
     """Plain JSON values only, so the hash recomputed from the stored line is the same."""
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return _utf8(value)
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -203,7 +209,7 @@ def _jsonable(value: Any, where: str) -> Any:
     if isinstance(value, datetime):
         return _iso_utc(value, where)
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
+        return {_utf8(str(k)): _jsonable(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, set | frozenset):
@@ -217,6 +223,17 @@ def _jsonable(value: Any, where: str) -> Any:
     )
 
 
+def _utf8(text: str) -> str:
+    """``text`` as UTF-8 can hold it: a lone surrogate (a Python ``str`` no file can hold,
+    such as a server's ``"\\ud800"`` read from JSON) is written as its escape, ``\\ud800``, as
+    text. Any other string is returned as it is."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _iso_utc(value: datetime | str, where: str = "ts") -> str:
     if isinstance(value, str):
         try:
@@ -226,6 +243,32 @@ def _iso_utc(value: datetime | str, where: str = "ts") -> str:
     if value.tzinfo is None:
         raise AuditError(f"audit field {where} has no time zone; pass an aware (UTC) datetime")
     return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _why(err: OSError) -> str:
+    """An OS error as the few words that say what to do about it."""
+    if err.errno == errno.ENOSPC:
+        return "the disk holding it is full"
+    if err.errno == errno.EFBIG:
+        return "the file reached the size limit of the file system or of the process"
+    if err.errno == errno.EDQUOT:
+        return "the disk quota is used up"
+    return err.strerror or type(err).__name__
+
+
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
+"""Characters some readers take for the end of a line (``str.splitlines``, JavaScript before
+ES2019): written escaped, so a record is one line to every reader (JSON reads them back the
+same, and the MAC is of the values, not of how the line spells them)."""
+_BREAKS = re.compile("[\u2028\u2029\x85]")
+
+
+def _line(record: Mapping[str, Any]) -> bytes:
+    """A record as its line in the file: JSON on one line, UTF-8, newline-terminated."""
+    text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+    if _BREAKS.search(text):
+        text = _BREAKS.sub(lambda m: _LINE_BREAKS[m.group()], text)
+    return (text + "\n").encode("utf-8")
 
 
 def canonical_json(record: Mapping[str, Any]) -> bytes:
@@ -253,6 +296,18 @@ def _chain_fields(keyed: bool) -> tuple[str, str]:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class MemoryAudit:
+    """Keeps the latest audit records in memory; the default when no audit file is configured
+    (bounded, so a long-lived process does not grow without end)."""
+
+    def __init__(self, keep: int = 10_000) -> None:
+        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def append(self, record: dict[str, Any]) -> dict[str, Any]:
+        self.records.append(record)
+        return record
 
 
 class AuditLog:
@@ -332,9 +387,9 @@ class AuditLog:
         size = os.fstat(fd).st_size
         if size == self._size:
             return
-        if size == 0:
-            self._size, self._seq, self._hash = 0, 0, GENESIS_HASH
+        if size == 0:  # (what it saw is taken only once checked, as for a last line)
             self._check_anchor(Head(0, GENESIS_HASH))
+            self._size, self._seq, self._hash = 0, 0, GENESIS_HASH
             return
         start = max(0, size - _TAIL_CHUNK)
         tail = os.pread(fd, size - start, start)
@@ -412,27 +467,83 @@ class AuditLog:
         ts = body.pop("ts", None)
         ts = _iso_utc(ts if ts is not None else self.clock())
         with self._lock:
-            fd = self._open()
-            _flock(fd, True, self.path)
+            fd = self._locked()
             try:
                 self._sync_tail(fd)
                 written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
                 written[self._mac_field] = self._seal(written)
-                line = json.dumps(written, ensure_ascii=False, allow_nan=False) + "\n"
-                data = line.encode("utf-8")
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self.fsync:
-                    os.fsync(fd)
-                self._seq, self._hash = written["seq"], written[self._mac_field]
-                self._size = os.fstat(fd).st_size
+                head = Head(written["seq"], written[self._mac_field])
+                start = os.fstat(fd).st_size
+                self._write(fd, _line(written))
                 if self.anchor is not None:  # still under the file lock: one head per file
-                    self.anchor.save(self._trail, Head(self._seq, self._hash))
+                    try:
+                        self.anchor.save(self._trail, head)
+                    except Exception:
+                        # Not anchored: taken back, so the file still ends at its head (records
+                        # past it would fail verification); as if nothing had been written.
+                        os.ftruncate(fd, start)
+                        raise
+                self._seq, self._hash = head
+                self._size = os.fstat(fd).st_size
             finally:
-                if fcntl is not None:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
+                self._unlock(fd)
         return written
+
+    def _locked(self) -> int:
+        """The trail's descriptor, locked, for the file at :attr:`path` now: a trail deleted
+        or moved away while open is refused (writing on would put the records in a file no one
+        sees); another file put in its place is opened (and checked as any trail)."""
+        while True:
+            fd = self._open()
+            _flock(fd, True, self.path)
+            try:
+                now = os.stat(self.path)
+            except FileNotFoundError:
+                self._unlock(fd)
+                raise AuditError(
+                    f"audit trail {self.path} is gone (deleted or moved while it was written); "
+                    "nothing was appended. Find it, or run `hybridmcp audit verify` on it and "
+                    "give the run a new audit file"
+                ) from None
+            except OSError:
+                self._unlock(fd)
+                raise
+            held = os.fstat(fd)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+            self._unlock(fd)  # another file at the path: that one is the trail now
+            os.close(fd)
+            self._fd, self._size = None, -1
+
+    @staticmethod
+    def _unlock(fd: int) -> None:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        """Write one whole line at the end of the file (locked), or nothing: a write that
+        fails part way (the disk full, the file size limit, an I/O error) is cut off again,
+        so the trail still ends at its last whole record, and the failure is one line."""
+        start = os.fstat(fd).st_size
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as err:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as undo:
+                raise AuditError(
+                    f"audit trail {self.path}: a record could not be written ({_why(err)}) "
+                    f"nor its part removed ({_why(undo)}): the trail ends in an incomplete "
+                    "line; run `hybridmcp audit verify`"
+                ) from None
+            raise AuditError(
+                f"audit trail {self.path}: a record could not be written ({_why(err)}); the "
+                "trail ends at its last whole record, as before"
+            ) from None
 
     async def append_async(self, record: Mapping[str, Any]) -> dict[str, Any]:
         """:meth:`append` off the event loop, for callers that must not block on the disk."""

@@ -22,7 +22,7 @@ from hybridmcp.capabilities.client_features import human_answer
 from hybridmcp.capabilities.gate import Gate
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
-from hybridmcp.errors import CoordinatorClosed, StoredRecordError, TaskError
+from hybridmcp.errors import AuditError, CoordinatorClosed, StoredRecordError, TaskError
 from hybridmcp.graph import build_graph
 from hybridmcp.nodes.review import check_choices
 from hybridmcp.policy.disclosure import plain_json
@@ -184,6 +184,8 @@ class Coordinator:
                     yield
                 except CoordinatorClosed as err:
                     raise CoordinatorClosed(self._closed_mid_run(err, thread_id)) from None
+                except AuditError as err:
+                    raise AuditError(self._unaudited_mid_run(err, thread_id)) from None
 
     def _thread(self, thread_id: str | None) -> AbstractAsyncContextManager[None]:
         """The thread held for the run (a durable run's only: one without a checkpointer
@@ -193,14 +195,22 @@ class Coordinator:
         res = self.resources
         return res.thread_locks.hold(self.store, thread_id, res.store_files)
 
-    def _closed_mid_run(self, err: CoordinatorClosed, thread_id: str | None) -> str:
+    def _resumable(self, thread_id: str | None, fixed: str) -> str:
         if self.graph.checkpointer is not None and thread_id is not None:
-            kept = (
-                f"run the task again on thread {thread_id!r} with an open coordinator to "
-                "resume it where its checkpoints stop"
+            return (
+                f"run the task again on thread {thread_id!r} {fixed} to resume it where its "
+                "checkpoints stop"
             )
-        else:
-            kept = "nothing of it was kept (no checkpointer and thread id): it cannot resume"
+        return "nothing of it was kept (no checkpointer and thread id): it cannot resume"
+
+    def _unaudited_mid_run(self, err: AuditError, thread_id: str | None) -> str:
+        """A run stopped because its audit trail could not take a record: no external call
+        goes out that the trail cannot record."""
+        kept = self._resumable(thread_id, "once the trail can be written")
+        return f"{err}; the run stopped, sending nothing more; {kept}"
+
+    def _closed_mid_run(self, err: CoordinatorClosed, thread_id: str | None) -> str:
+        kept = self._resumable(thread_id, "with an open coordinator")
         return (
             f"the coordinator closed while the run was in flight ({err}); nothing was "
             f"learned from it; {kept}"

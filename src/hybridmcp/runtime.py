@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridmcp.audit import AuditLog, load_key, trail_id, verify
+from hybridmcp.audit import AuditLog, MemoryAudit, load_key, trail_id, verify
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import CONFIG_ENV, HybridConfig, load_config
@@ -61,8 +61,6 @@ def open_audit(config: HybridConfig) -> AuditSink:
     """The audit trail of the configuration: a MAC-chained file whose head is anchored in the
     run database, or records in memory. A trail that does not verify is refused (nothing is
     written to it), so a cut or rewritten trail is never continued and hidden."""
-    from hybridmcp.capabilities.gate import MemoryAudit
-
     settings = config.audit
     if settings.path is None:
         return MemoryAudit()
@@ -82,8 +80,15 @@ def open_audit(config: HybridConfig) -> AuditSink:
             f"audit.path: cannot keep the trail's key beside {str(path)!r}: {why}"
         ) from None
     anchor = head_anchor(settings.run_db, settings.head_db, durable=settings.fsync)
-    if anchor is not None:  # a head database that cannot be reached fails here, not mid-run
-        anchor.load(trail_id(path))
+    # a head database that cannot be reached fails here, not mid-run
+    anchored = anchor.load(trail_id(path)) if anchor is not None else None
+    if anchored is not None and not path.exists():
+        raise AuditError(
+            f"audit.path: {str(path)!r} is missing, but a trail of seq {anchored.seq} was "
+            "written there (its head is anchored): it was deleted or moved, so nothing will be "
+            "appended in its place. Find it and run `hybridmcp audit verify` on it, or give "
+            "the run a new audit file."
+        )
     if path.exists():
         report = verify(path, key=key, anchor=anchor)
         if report.keyed is False:
@@ -242,23 +247,20 @@ class Resources:
         store: BaseStore | None = None,
     ) -> Resources:
         # The audit trail (and its anchored head) is checked before any server starts: a bad
-        # trail or head file is refused with nothing started and nothing written. Records kept
-        # in memory need no check: their sink is made once the servers are starting.
-        audit: AuditSink | None = None
-        if config.audit.path is not None:
-            audit = await asyncio.to_thread(open_audit, config)
+        # trail or head file is refused with nothing started and nothing written. It takes the
+        # records of what the servers are answered from their start (roots asked at once).
+        audit = await asyncio.to_thread(open_audit, config)
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
-            pool = await SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth).open()
+            pool = SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth)
+            pool.hooks.record = audit.append
+            await pool.open()
         except BaseException:
             _close_audit(audit)
             raise
         try:
-            from hybridmcp.capabilities.gate import MemoryAudit
             from hybridmcp.capabilities.registry import build_registry
 
-            if audit is None:
-                audit = MemoryAudit()
             tools = {name: s.tools for name, s in pool.statuses().items() if s.up}
             # Reads files and imports the internal providers' modules: off the event loop.
             registry = await asyncio.to_thread(build_registry, config, tools)

@@ -215,8 +215,15 @@ async def test_a_sampling_prompt_above_public_never_reaches_a_non_local_model() 
     SHOWN_TO_MODEL.clear()
     async with asyncio.timeout(60), Coordinator.open(config) as co:
         out = await co.run(task)
-        records = [r for r in co.resources.gate.audit.records if r["kind"] == "sampling"]
+        trail = list(co.resources.gate.audit.records)
+        records = [r for r in trail if r["kind"] == "sampling"]
     assert EMAIL not in json.dumps(SHOWN_TO_MODEL)
+    # what left for the model was recorded before it left; what did not leave, not so
+    shown = [(r["kind"], r.get("stage"), r["request_id"]) for r in trail]
+    assert shown.index(("policy_decision", "sampling", "pub")) < shown.index(
+        ("sampling", None, "pub")
+    )
+    assert ("policy_decision", "sampling", "mail") not in shown
     assert any("Say hello." in shown for shown in SHOWN_TO_MODEL)  # the control
     by_request = {r["request_id"]: r for r in records}
     assert by_request["pub"]["outcome"] == "ok"

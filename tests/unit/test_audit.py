@@ -263,3 +263,109 @@ def test_two_processes_appending_keep_a_valid_chain(tmp_path: Path) -> None:
     assert report.records == 300
     writers = [r["writer"] for r in iter_records(path)]
     assert writers.count(0) == writers.count(1) == 150
+
+
+# -- a sink that fails, and what a record may hold ----------------------------------------------
+
+_CUT_WRITES = """
+import json, resource, sys
+from pathlib import Path
+from hybridmcp.audit import AuditLog, verify
+from hybridmcp.errors import AuditError
+
+path, key = Path(sys.argv[1]), b"k" * 32
+record = {"kind": "external_call", "outcome": "ok", "note": "x" * 40}
+errors = []
+for cut in range(0, 400, 7):
+    path.unlink(missing_ok=True)
+    log = AuditLog(path, key=key)
+    log.append(record)
+    size = path.stat().st_size
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size + cut, resource.RLIM_INFINITY))
+    try:
+        log.append(record)
+        wrote = True
+    except AuditError as err:
+        wrote = False
+        errors.append(str(err))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+    log.append(record)  # room again: the trail goes on
+    log.close()
+    report = verify(path, key=key)
+    seqs = [json.loads(line)["seq"] for line in path.read_text().splitlines()]
+    print(json.dumps({"cut": cut, "wrote": wrote, "ok": report.ok,
+                      "problems": report.problems, "seqs": seqs}))
+print(json.dumps({"errors": errors}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_a_write_cut_by_the_file_size_limit_leaves_the_trail_whole(tmp_path: Path) -> None:
+    """A record the file system takes only part of (the size limit, a full disk) is removed
+    again: the trail still verifies and goes on; the failure is one line. (A process that
+    hits the limit is not killed: Python ignores SIGXFSZ.)"""
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", _CUT_WRITES, str(tmp_path / "trail.jsonl")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    *cases, last = [json.loads(line) for line in done.stdout.splitlines()]
+    assert any(not c["wrote"] for c in cases) and any(c["wrote"] for c in cases)
+    for case in cases:
+        assert case["ok"], case
+        assert case["seqs"] == ([1, 2, 3] if case["wrote"] else [1, 2]), case
+    for error in last["errors"]:
+        assert "\n" not in error and "size limit" in error, error
+        assert "ends at its last whole record" in error, error
+
+
+def _text() -> object:
+    from hypothesis import strategies as st
+
+    line_breaks = st.sampled_from(["\n", "\r", "\u2028", "\u2029", "\x85", "\x0b", "\x1c", "\x00"])
+    surrogates = st.integers(0xD800, 0xDFFF).map(chr)
+    pieces = st.one_of(st.text(max_size=20), line_breaks, surrogates, st.just("\x1b[2J"))
+    return st.lists(pieces, max_size=8).map("".join)
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+def test_any_text_in_any_field_is_one_line_that_verifies(tmp_path: Path, keyed: bool) -> None:
+    """Hostile text in a record (a server's error message, a run's label: line breaks of every
+    kind, control characters, lone surrogates no UTF-8 file can hold) is written: one line
+    to every reader, which verifies, its values read back as written (a lone surrogate as
+    its escape)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    key = b"k" * 32 if keyed else None
+
+    @settings(
+        max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(st.lists(st.tuples(_text(), _text()), min_size=1, max_size=4))
+    def check(fields: list[tuple[str, str]]) -> None:
+        path = tmp_path / "hostile.jsonl"
+        path.unlink(missing_ok=True)
+        record = {"kind": "external_call", "outcome": fields[0][1], "labels": dict(fields)}
+        with AuditLog(path, key=key) as log:
+            for _ in range(2):
+                log.append(record)
+        text = path.read_bytes().decode("utf-8")  # UTF-8 throughout
+        assert len(text.splitlines()) == 2 == text.count("\n")
+        report = verify(path, key=key)
+        assert report.ok and report.records == 2, report.problems
+        first = next(iter_records(path))
+
+        def written(value: str) -> str:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+        assert first["outcome"] == written(fields[0][1])
+        assert first["labels"] == {written(k): written(v) for k, v in dict(fields).items()}
+
+    check()

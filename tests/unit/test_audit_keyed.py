@@ -221,6 +221,36 @@ def test_the_writer_refuses_to_continue_a_cut_or_rewritten_trail(
         log.append({"kind": "external_call"})
 
 
+@pytest.mark.parametrize("how", ["emptied", "cut", "deleted", "replaced"])
+def test_a_refused_trail_stays_refused_on_every_later_append(
+    tmp_path: Path, heads: SqliteHeads, how: str
+):
+    """A writer that found its trail cut, emptied, deleted or replaced (another file moved
+    to its name) while it had it open refuses every later append too, not only the first:
+    nothing goes to a file no one sees, and its anchored head is never overwritten with a new
+    chain."""
+    path = tmp_path / "a.jsonl"
+    _write(path, heads)
+    anchored = heads.load(trail_id(path))
+    with AuditLog(path, key=KEY, anchor=heads) as log:
+        log.append({"kind": "external_call"})  # open, at the end of the trail
+        if how == "emptied":
+            path.write_text("")
+        elif how == "cut":
+            path.write_text("".join(_lines(path)[:2]))
+        elif how == "deleted":
+            path.unlink()
+        else:
+            (tmp_path / "new.jsonl").write_text("")
+            os.replace(tmp_path / "new.jsonl", path)
+        for _ in range(3):
+            with pytest.raises(AuditError, match="anchored head|is gone"):
+                log.append({"kind": "external_call"})
+    assert anchored is not None and heads.load(trail_id(path)).seq == anchored.seq + 1
+    assert not verify(path, key=KEY, anchor=heads).ok
+    assert path.exists() == (how != "deleted")
+
+
 def test_key_file_is_made_once_with_mode_0600_and_must_stay_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
@@ -264,6 +294,24 @@ def test_open_audit_writes_keyed_records_and_refuses_a_trail_that_does_not_verif
         unkeyed.append({"kind": "external_call"})
     with pytest.raises(AuditError, match="unkeyed trail"):
         open_audit(_config(old, db))  # type: ignore[arg-type]
+
+
+def test_open_audit_refuses_a_trail_deleted_or_moved_since_its_head_was_anchored(
+    tmp_path: Path,
+):
+    """A run does not start a new trail at the name of one that was written and is gone:
+    refused at open, in one line, before any server starts (not at the first external call,
+    as a failure of that call's server), and nothing is written there."""
+    path, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    log = open_audit(_config(path, db))  # type: ignore[arg-type]
+    log.append({"kind": "external_call"})
+    log.close()
+    path.rename(tmp_path / "moved.jsonl")
+    with pytest.raises(AuditError, match="is missing, but a trail of seq 1 was written") as err:
+        open_audit(_config(path, db))  # type: ignore[arg-type]
+    assert "\n" not in str(err.value) and not path.exists()
+    fresh = tmp_path / "fresh.jsonl"  # a name no trail had: a new trail
+    open_audit(_config(fresh, db)).close()  # type: ignore[union-attr]
 
 
 def _keyed_writer(path: str, db: str, writer: int, n: int, start: object) -> None:

@@ -3,13 +3,14 @@ levels, sampling messages, roots from configuration."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp.types import CreateMessageRequestParams, ImageContent, SamplingMessage, TextContent
 
@@ -301,3 +302,50 @@ def test_no_detection_engine_is_built_on_the_event_loop_for_what_a_server_is_ans
     assert kept.startswith("error: ") and "4111" not in kept and "alice" not in kept
     assert before == []  # the audit text built nothing
     assert sent == {"phone": "call <PHONE_1>"} and decision == "redact" and loaded
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(0, 3000),
+    st.integers(1, 300),
+    st.sampled_from(["defaults", "ask"]),
+)
+def test_an_elicitation_record_is_bounded_whatever_the_schema_asks(
+    count: int, name_length: int, policy: str
+) -> None:
+    """A server's schema may ask for thousands of fields with long names, all with defaults:
+    the audit record lists the first 64 names, each cut to 64 characters, and how many there
+    were (it listed them all: a record of megabytes)."""
+    from mcp.types import ElicitRequestFormParams
+
+    from hybridmcp.capabilities.client_features import (
+        FIELD_NAME_CHARS,
+        FIELDS_KEPT,
+        CallScope,
+        ClientHooks,
+        ServerFeatures,
+    )
+    from hybridmcp.config import parse_config
+
+    server = parse_config({"mcpServers": {"s": {"command": "x", "elicitation": policy}}})
+    records: list[dict[str, object]] = []
+
+    async def allow(_server, _config, content, _caller):  # type: ignore[no-untyped-def]
+        return content, {"privacy": "allow", "reason": "within clearance", "redactions": []}
+
+    hooks = ClientHooks(record=records.append, release=allow)
+    names = [f"f{i:05d}" + "n" * name_length for i in range(count)]
+    props = {n: {"type": "string", "default": "v"} for n in names}
+    scope = CallScope(answers=[{}])  # a person accepting every default
+    features = ServerFeatures("s", server.mcpServers["s"], lambda: scope, hooks)
+    params = ElicitRequestFormParams(
+        message="m", requestedSchema={"type": "object", "properties": props}
+    )
+    result = asyncio.run(features.elicit(None, params))  # type: ignore[arg-type]
+    assert result.action == "accept"
+    (record,) = records
+    assert len(json.dumps(record)) < 8_000
+    fields = record["fields"]
+    assert isinstance(fields, list) and len(fields) == min(count, FIELDS_KEPT)
+    assert all(len(f) <= FIELD_NAME_CHARS + 3 for f in fields)
+    assert record.get("field_count", len(fields)) == count

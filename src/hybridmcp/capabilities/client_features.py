@@ -265,10 +265,26 @@ class ServerFeatures:
         return kwargs
 
     async def list_roots(self, context: RequestContext[Any, Any]) -> ListRootsResult:
+        """The configured roots; the answer, data that leaves the process (local paths), is
+        audited before it is sent (``kind: roots``: how many, their size, never the paths)."""
         roots = self.config.roots or []
-        return ListRootsResult(
+        result = ListRootsResult(
             roots=[Root(uri=FileUrl(uri), name=uri.rstrip("/").rsplit("/", 1)[-1]) for uri in roots]
         )
+        if self._hooks.record is not None:
+            scope = self._scope()
+            caller = scope.caller if scope is not None else None
+            self._hooks.record(
+                {
+                    "kind": "roots",
+                    "run_id": getattr(caller, "run_id", None),
+                    "request_id": getattr(caller, "request_id", None),
+                    "server": self.name,
+                    "roots": len(result.roots),
+                    "bytes_sent": len(result.model_dump_json(by_alias=True, exclude_none=True)),
+                }
+            )
+        return result
 
     async def on_log(self, params: LoggingMessageNotificationParams) -> None:
         source = f"{self.name}/{params.logger}" if params.logger else self.name
@@ -324,7 +340,7 @@ class ServerFeatures:
                     "server": self.name,
                     "policy": self.config.elicitation,
                     "action": getattr(result, "action", "error"),
-                    "fields": _field_names(getattr(result, "content", None), params),
+                    **_field_names(getattr(result, "content", None), params),
                     "paused": scope is not None and scope.question is not None,
                     **released,
                 }
@@ -416,16 +432,28 @@ class ServerFeatures:
         )
 
 
-def _field_names(content: Any, params: Any) -> list[str]:
-    """The names of an answer's fields, for the audit trail: the requested schema's own
-    names; any other name (a person's answer may add fields, and a name is data too) as
-    ``~k<n>``, its place in the answer."""
+FIELDS_KEPT = 64
+"""The most field names of an answer an audit record lists (a server's schema may ask for
+thousands); ``field_count`` says how many there were."""
+FIELD_NAME_CHARS = 64
+"""The longest field name an audit record keeps whole (a server chooses them)."""
+
+
+def _field_names(content: Any, params: Any) -> dict[str, Any]:
+    """The names of an answer's fields, for the audit trail (``fields``): the requested
+    schema's own names; any other name (a person's answer may add fields, and a name is data
+    too) as ``~k<n>``, its place in the answer. Bounded: the first ``FIELDS_KEPT`` names,
+    each cut to ``FIELD_NAME_CHARS``, and ``field_count`` when there were more."""
     if not isinstance(content, Mapping):
-        return []
+        return {"fields": []}
     schema = getattr(params, "requestedSchema", None)
     props = schema.get("properties") if isinstance(schema, Mapping) else None
     known = props if isinstance(props, Mapping) else {}
-    return sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
+    names = sorted(str(k) if k in known else f"~k{n}" for n, k in enumerate(content))
+    kept = [n if len(n) <= FIELD_NAME_CHARS else f"{n[:FIELD_NAME_CHARS]}..." for n in names]
+    if len(kept) <= FIELDS_KEPT:
+        return {"fields": kept}
+    return {"fields": kept[:FIELDS_KEPT], "field_count": len(kept)}
 
 
 _UNKNOWN_ID = re.compile(

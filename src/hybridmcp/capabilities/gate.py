@@ -15,13 +15,14 @@ import asyncio
 import hashlib
 import json
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from mcp.types import TextContent
 
+from hybridmcp.audit import MemoryAudit
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
@@ -84,6 +85,10 @@ CLEAN_SCANS_KEPT = 1024
 """Small plain arguments the privacy step remembers as scanning clean (see :class:`_CleanScans`)."""
 CLEAN_SCAN_MAX_CHARS = 1024
 """Arguments longer than this as JSON are always scanned."""
+AUDIT_TEXT_CHARS = 2000
+"""The most of a message (a server's error) an audit record keeps."""
+AUDIT_TEXT_CONTEXT = 512
+"""How far past the cut a kept message is scanned, so that a value across it is found."""
 RELEASES_KEPT = 256
 """Release verdicts the privacy step remembers (see :meth:`ScanningPolicy._release`)."""
 
@@ -382,18 +387,6 @@ def digest_id(value: str) -> str:
     return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-class MemoryAudit:
-    """Keeps the latest audit records in memory; the default when no audit file is configured
-    (bounded, so a long-lived process does not grow without end)."""
-
-    def __init__(self, keep: int = 10_000) -> None:
-        self.records: deque[dict[str, Any]] = deque(maxlen=keep)
-
-    def append(self, record: dict[str, Any]) -> dict[str, Any]:
-        self.records.append(record)
-        return record
-
-
 @dataclass
 class GateResult:
     value: Any
@@ -624,7 +617,18 @@ class Gate:
         """The circuit breaker: an open circuit refuses the call before it is sent."""
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
-            raise CircuitOpen(f"circuit breaker for {call.provider.id} is open")
+            reason = f"circuit breaker for {call.provider.id} is open"
+            self.audit.append(
+                call.record(
+                    kind="policy_decision",
+                    stage="gate",
+                    policy="breaker",
+                    action="refuse",
+                    reason=reason,
+                    redactions=[],
+                )
+            )
+            raise CircuitOpen(reason)
 
     async def _dispatch(
         self,
@@ -689,13 +693,21 @@ class Gate:
         """``text`` as the audit trail may keep it: a server's error can quote the raw
         arguments it was sent (within its clearance), which the trail never holds; every
         finding is replaced by a pseudonym whose value is kept nowhere. On the event loop no
-        detection engine is built: a text that would need one keeps only its first words."""
+        detection engine is built: a text that would need one keeps only its first words.
+        A server's message can be megabytes long: only its first ``AUDIT_TEXT_CHARS`` are
+        kept, scanned with ``AUDIT_TEXT_CONTEXT`` more after them (so a value across the cut
+        is found whole), which bounds both the record and the scan."""
+        whole = len(text)
+        text = text[: AUDIT_TEXT_CHARS + AUDIT_TEXT_CONTEXT]
         try:
             with without_loading():
-                return str(scanner.redact(text, self.privacy_settings.detection).value)
+                kept = str(scanner.redact(text, self.privacy_settings.detection).value)
         except EnginesNotLoaded:
-            head = text.split(":", 1)[0]
+            head = text.split(":", 1)[0][:AUDIT_TEXT_CHARS]
             return f"{head}: (the message is not kept: it could not be scanned here)"
+        if len(kept) > AUDIT_TEXT_CHARS or len(text) < whole:
+            kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
+        return kept
 
     def _read(
         self,
@@ -735,6 +747,7 @@ class Gate:
             outcome=outcome,
             queue_ms=round(timing.queue_ms, 3),
             latency_ms=round(timing.latency_ms(), 3),
+            sends=0 if timing.sent_at is None else 1 + timing.resent,
         )
 
     async def release_answer(
@@ -844,6 +857,19 @@ class Gate:
             except BudgetExhausted as err:
                 outcome, reason = "refused: budget", str(err)
                 raise
+            if model_clearance is not None:  # the server's request leaves for the model:
+                # recorded before it is sent (its sampling record follows the answer)
+                self.audit.append(
+                    {
+                        **base,
+                        "kind": "policy_decision",
+                        "stage": "sampling",
+                        "action": "allow",
+                        "reason": f"to a model outside this process, cleared {model_clearance}",
+                        "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
+                        "bytes_sent": _size(messages),
+                    }
+                )
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
             out = await self._outbound(text, server, config, ctx)
@@ -924,6 +950,23 @@ class Gate:
                 reason = f"{reason}, but the redacted text still scans above the clearance"
         if action not in ("allow", "redact"):
             shown = None
+        about = {"run_id": run_id, "request_id": request_id}
+        sent = _size(shown) if shown is not None else 0
+        # Written before anything is sent: a process that dies while the model is asked
+        # leaves this record of what went to it (its model_call record follows the answer).
+        self.audit.append(
+            {
+                **about,
+                "kind": "policy_decision",
+                "stage": "model",
+                "role": role,
+                "model": model,
+                "action": action,
+                "reason": reason,
+                "redactions": redactions,
+                "bytes_sent": sent,
+            }
+        )
         prediction: Any = None
         error: str | None = None
         outcome, received, started = "cancelled", 0, time.perf_counter()
@@ -953,8 +996,7 @@ class Gate:
                 outcome = self._audit_text(outcome)
             self.audit.append(
                 {
-                    "run_id": run_id,
-                    "request_id": request_id,
+                    **about,
                     "kind": "model_call",
                     "role": role,
                     "model": model,
@@ -962,7 +1004,7 @@ class Gate:
                     "action": action,
                     "reason": reason,
                     "redactions": redactions,
-                    "bytes_sent": _size(shown) if shown is not None else 0,
+                    "bytes_sent": sent,
                     "bytes_received": received,
                     "outcome": outcome,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),

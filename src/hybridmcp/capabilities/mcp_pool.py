@@ -1040,6 +1040,8 @@ class _ServerSession:
                         ) from None
                     async with asyncio.timeout_at(deadline):
                         session = await self._ensure()
+                    if isinstance(err, McpError):  # the refused request did reach the server
+                        call.timing.resent += 1
                     continue
                 question = call.scope.question if call.scope is not None else None
                 _settle(call, ElicitationRequired(question) if question else result)

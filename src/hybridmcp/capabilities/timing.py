@@ -123,6 +123,11 @@ class CallTiming:
     sending), for the service time of a call still running or abandoned."""
     clock: Callable[[], float] = field(default=time.perf_counter, repr=False)
     """The timeline's clock, the one its :class:`LoopLag` reads (given in tests)."""
+    resent: int = 0
+    """How many times the request was written again after reaching the server: a
+    streamable HTTP server that no longer knew the session refused it (HTTP 404) before acting
+    on it, and the pool sent it on a new session (set by the session pool; the audit counts
+    each sending)."""
     _held_at_end: float | None = field(default=None, repr=False)
 
     def mark_sent(self) -> None:

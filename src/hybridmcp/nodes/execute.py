@@ -51,6 +51,7 @@ from hybridmcp.capabilities.registry import Provider, checkpointable, invoke_int
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.errors import (
     AnswerTooLarge,
+    AuditError,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -319,8 +320,10 @@ async def _run(
             error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
     except ElicitationRequired:
         raise  # the node pauses the run for a human (see _work)
-    except CoordinatorClosed:
-        raise  # the run ends with it: nothing is known of the provider (Coordinator.run)
+    except (CoordinatorClosed, AuditError):
+        # the run ends with it: nothing is known of the provider (Coordinator.run); with the
+        # audit trail unwritable no further call goes out
+        raise
     except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
@@ -771,9 +774,10 @@ async def _once(
         # call is made again once a human has answered.
         await store.adelete(DISPATCHED, key)
         raise
-    except (asyncio.CancelledError, CoordinatorClosed):
-        # The run ended (cancelled, or its coordinator closed) with the write still queued:
-        # it was never sent, so the resumed run sends it. A write sent stays unknown.
+    except (asyncio.CancelledError, CoordinatorClosed, AuditError):
+        # The run ended (cancelled, its coordinator closed, its audit trail unwritable) with
+        # the write still queued: it was never sent, so the resumed run sends it. A write sent
+        # stays unknown.
         if not any(t.sent_at is not None for t in timings):
             await _forget_dispatch(store, key)
         raise

@@ -24,7 +24,10 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   ``asks_unsupported`` (asks the client, mid-call, what it did not offer or MCP does not
   have: a method no one defined, ``roots/list``, ``sampling/createMessage``,
   ``elicitation/create``; answers the call with the client's answers to each, in order),
-  ``shut_stdout`` (closes its stdout and keeps running);
+  ``shut_stdout`` (closes its stdout and keeps running), ``odd_error`` (a JSON-RPC error
+  whose message of 250,000 characters holds line breaks of every kind, NUL, control
+  characters and terminal escapes: ``ODD_ERROR``), ``odd_tool_error`` (the same
+  text as a tool error, ``isError``);
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
   (status 500 with a text body), ``hang`` (never answers); and streamable-HTTP servers whose
   handshake works, answering a call of ``echo`` with ``text`` ``hostile`` by: ``sse_silent``
@@ -66,7 +69,13 @@ STDIO_MODES = (
     "asks",
     "asks_unsupported",
     "shut_stdout",
+    "odd_error",
+    "odd_tool_error",
 )
+ODD_ERROR = "Error: bad input\nline two\r\u2028three\u2029four\x85five\x00\x1b[2J\x07 " + "".join(
+    f"w{n} ab{n % 97}cd " for n in range(20_000)
+)
+"""The message of ``odd_error`` and ``odd_tool_error``."""
 HTTP_MODES = ("html", "json", "e500", "hang")
 HTTP_CALL_MODES = ("sse_silent", "sse_garbage", "sse_endless", "json_stall", "json_endless")
 SSE_MODES = ("sse_mute", "sse_foreign")
@@ -236,6 +245,16 @@ _MISBEHAVE: dict[str, Any] = {
     "asks": _asks,
     "asks_unsupported": _asks_unsupported,
     "shut_stdout": _shut_stdout,
+    "odd_error": lambda i: _send(
+        {"jsonrpc": "2.0", "id": i, "error": {"code": -32603, "message": ODD_ERROR}}
+    ),
+    "odd_tool_error": lambda i: _send(
+        {
+            "jsonrpc": "2.0",
+            "id": i,
+            "result": {"content": [{"type": "text", "text": ODD_ERROR}], "isError": True},
+        }
+    ),
 }
 
 
