@@ -226,13 +226,20 @@ def check_graph_input(data: Any) -> None:
         Constraints.model_validate(constraints)
     except ValidationError as err:
         first = err.errors()[0]
-        loc = ".".join(str(p) for p in ("constraints", *first["loc"]))
+        loc = ".".join(map(_loc_part, ("constraints", *first["loc"])))
         given = first.get("input")
         got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
         raise TaskError(
             f"{_GRAPH_INPUT}: {loc}: {first['msg']}{got}; a thread keeps the constraints an "
             "earlier input gave: give valid ones (or {}) with the next input"
         ) from None
+
+
+def _loc_part(part: Any) -> str:
+    """A key of a path in an error's one line: as it is when it is a plain name or an index,
+    else quoted with its escapes (a key may hold a newline or a terminal's control bytes)."""
+    text = str(part)
+    return text if isinstance(part, int) or text.isidentifier() else repr(text)
 
 
 def request_problem(request: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hybridmcp.errors import TaskError
@@ -38,6 +38,8 @@ inputs = (
 
 @settings(max_examples=400, deadline=None)
 @given(inputs)
+@example({"requests": [], "constraints": {"a\n": 0}})  # a key's newline in the error's path
+@example({"requests": [], "constraints": {"\u2028": None}})
 def test_any_input_passes_or_is_refused_in_one_line(data: Any) -> None:
     try:
         check_graph_input(data)
