@@ -25,6 +25,7 @@ from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import parse_config
 from hybridmcp.errors import DeadlineExceededError, ProviderError
 from hybridmcp.testing.harness import HttpFaultServer
+from hybridmcp.testing.hostile_server import SERVER_ERROR
 from tests.integration.test_durable import cli as durable_cli
 
 SERVER = [sys.executable, "-m", "hybridmcp.testing.hostile_server"]
@@ -313,6 +314,32 @@ async def test_a_call_answered_against_the_protocol_fails_in_one_line_and_the_ne
         await pool.close()
 
 
+async def test_a_servers_own_error_of_the_connection_closed_code_leaves_its_session_alone() -> None:
+    """A server may answer an error with code -32000 (JSON-RPC's first code for servers' own
+    errors), the code the MCP client also gives a request whose connection ended. The answer
+    is the server's error: its message, the session kept (no replacement, no restart of the
+    process, the calls beside it not failed as lost)."""
+    entry = _stdio("server_error") | {"timeout_ms": 5000}
+    config = parse_config({"mcpServers": {"h": entry}})
+    pool = SessionPool(config.mcpServers)
+    try:
+        await pool.open()
+        beside = asyncio.create_task(
+            pool.call_tool("h", "echo", {"text": "beside"}, timeout_s=20.0)
+        )
+        with pytest.raises(ProviderError) as failed:
+            await pool.call_tool("h", "echo", {"text": "hostile"}, timeout_s=5.0)
+        message = str(failed.value)
+        assert SERVER_ERROR["message"] in message and "connection closed" not in message
+        assert json.loads((await beside).content[0].text) == {"text": "beside"}  # type: ignore[union-attr]
+        result = await pool.call_tool("h", "echo", {"text": "next"}, timeout_s=20.0)
+        assert json.loads(result.content[0].text) == {"text": "next"}  # type: ignore[union-attr]
+        status = pool.status("h")
+        assert (status.opens, status.replacements) == (1, 0), status.describe()
+    finally:
+        await pool.close()
+
+
 def test_an_answer_given_twice_is_taken_once(tmp_path) -> None:
     config = _write_config(tmp_path, _stdio("dup_id"))
     task = tmp_path / "t.json"
@@ -412,9 +439,7 @@ async def test_an_http_answer_past_the_bound_fails_its_call_as_it_streams(
         await pool.close()
 
 
-def test_an_sse_stream_that_never_gives_an_endpoint_is_down_in_time(
-    http_port, tmp_path
-) -> None:
+def test_an_sse_stream_that_never_gives_an_endpoint_is_down_in_time(http_port, tmp_path) -> None:
     server = {
         "type": "sse",
         "url": f"http://127.0.0.1:{http_port}/sse_mute",
@@ -423,9 +448,7 @@ def test_an_sse_stream_that_never_gives_an_endpoint_is_down_in_time(
     assert _down_reason(tmp_path, server).startswith("did not start within 1.5 s")
 
 
-def test_an_sse_endpoint_on_another_origin_is_down_at_once_saying_so(
-    http_port, tmp_path
-) -> None:
+def test_an_sse_endpoint_on_another_origin_is_down_at_once_saying_so(http_port, tmp_path) -> None:
     """The MCP SDK refuses it where nobody hears: the start-up waited for its timeout (here
     far away, so a start-up left to it says "did not start within 60 s")."""
     url = f"http://127.0.0.1:{http_port}/sse_foreign"

@@ -463,11 +463,22 @@ def _session_unknown(err: McpError) -> bool:
     return err.error.code in SESSION_TERMINATED and err.error.message == "Session terminated"
 
 
+def _lost(err: McpError) -> bool:
+    """The MCP client's own error for a request whose connection ended (the session gives
+    each request still waiting this when its stream closes). Not every error of its code: a
+    server may answer with ``-32000`` itself, the first code of JSON-RPC's range for server
+    errors, and then the connection is alive and the answer is the server's."""
+    error = err.error
+    return (
+        error.code == CONNECTION_CLOSED and error.message == "Connection closed" and not error.data
+    )
+
+
 def _closed(err: BaseException) -> bool:
     """The connection ended under the session (anyio's exception groups unwrapped)."""
     err = _innermost(err)
     if isinstance(err, McpError):
-        return err.error.code == CONNECTION_CLOSED
+        return _lost(err)
     return isinstance(err, _SESSION_GONE)
 
 
@@ -1077,7 +1088,7 @@ class _ServerSession:
             self._suspect = True
             return ProviderError(f"{where} failed: {_describe(err)}")
         code = err.error.code
-        if code == CONNECTION_CLOSED:
+        if _lost(err):
             self._broken(
                 f"connection closed during {where}", call.session if call else None, but=call
             )

@@ -27,7 +27,9 @@ URL's path (``http://127.0.0.1:PORT/html``). Modes:
   ``shut_stdout`` (closes its stdout and keeps running), ``odd_error`` (a JSON-RPC error
   whose message of 250,000 characters holds line breaks of every kind, NUL, control
   characters and terminal escapes: ``ODD_ERROR``), ``odd_tool_error`` (the same
-  text as a tool error, ``isError``);
+  text as a tool error, ``isError``), ``server_error`` (a JSON-RPC error of code -32000, the
+  first of the range for servers' own errors, which the MCP client also gives a request whose
+  connection ended: :data:`SERVER_ERROR`);
 - http: ``html`` (a web page, status 200), ``json`` (JSON that is not JSON-RPC), ``e500``
   (status 500 with a text body), ``hang`` (never answers); and streamable-HTTP servers whose
   handshake works, answering a call of ``echo`` with ``text`` ``hostile`` by: ``sse_silent``
@@ -71,11 +73,14 @@ STDIO_MODES = (
     "shut_stdout",
     "odd_error",
     "odd_tool_error",
+    "server_error",
 )
 ODD_ERROR = "Error: bad input\nline two\r\u2028three\u2029four\x85five\x00\x1b[2J\x07 " + "".join(
     f"w{n} ab{n % 97}cd " for n in range(20_000)
 )
 """The message of ``odd_error`` and ``odd_tool_error``."""
+SERVER_ERROR = {"code": -32000, "message": "Server error: the backend is busy, try again later"}
+"""The error ``server_error`` answers with."""
 HTTP_MODES = ("html", "json", "e500", "hang")
 HTTP_CALL_MODES = ("sse_silent", "sse_garbage", "sse_endless", "json_stall", "json_endless")
 SSE_MODES = ("sse_mute", "sse_foreign")
@@ -248,6 +253,7 @@ _MISBEHAVE: dict[str, Any] = {
     "odd_error": lambda i: _send(
         {"jsonrpc": "2.0", "id": i, "error": {"code": -32603, "message": ODD_ERROR}}
     ),
+    "server_error": lambda i: _send({"jsonrpc": "2.0", "id": i, "error": SERVER_ERROR}),
     "odd_tool_error": lambda i: _send(
         {
             "jsonrpc": "2.0",
