@@ -156,6 +156,59 @@ def test_a_right_to_left_override_in_an_id_cannot_reorder_the_page_around_it(tmp
     assert heading["text"] == f"{iso.format(rid)} (s): ok", heading
 
 
+TYPED = ["__proto__", "constructor", "toString", "plain", "valueOf", "hasOwnProperty", "skill"]
+"""What a user types into the page's lookup: ids of the run's requests that are also names
+JavaScript objects have, a plain one, and names that are no request's id."""
+
+
+def test_any_id_typed_into_the_lookup_shows_its_own_request_or_nothing(tmp_path: Path) -> None:
+    """Request ids named ``__proto__``, ``constructor`` and ``toString``: each typed into the
+    lookup shows its own request; a name that is no request's id (``valueOf``,
+    ``hasOwnProperty``, a field of a record) leaves the panel as it was, in headless Chromium.
+    The test types them as a user would: it sets the field and fires its ``change`` event."""
+    from hybridmcp.report import write_report
+    from tests.integration.test_report import dump_dom
+
+    ids = ["__proto__", "constructor", "toString", "plain"]
+    state = {
+        "requests": [{"id": rid, "skill": f"s-{n}", "args": {}} for n, rid in enumerate(ids)],
+        "attempts": [
+            {"request_id": rid, "skill": f"s-{n}", "provider": "mcp:x/t", "side": "external"}
+            | {"round": 1, "ok": True, "started_at": 1.0 + n, "latency_ms": 3.0, "queue_ms": 0.0}
+            for n, rid in enumerate(ids)
+        ],
+        "results": {
+            rid: {"id": rid, "status": "ok", "value": n, "agreement": None}
+            for n, rid in enumerate(ids)
+        },
+        "started_at": 1.0,
+        "status": "ok",
+    }
+    page = write_report(tmp_path / "r.html", state)
+    typing = f"""<script>
+    (function () {{
+      var lookup = document.getElementById("lookup"), d = document.getElementById("detail");
+      var seen = {json.dumps(TYPED)}.map(function (id) {{
+        lookup.value = id;
+        lookup.dispatchEvent(new Event("change"));
+        var h = d.querySelector("h3");
+        return [id, d.dataset.request || null, h ? h.textContent : null];
+      }});
+      var out = document.createElement("pre");
+      out.id = "typed"; out.textContent = JSON.stringify(seen);
+      document.body.appendChild(out);
+    }})();
+    </script></body>"""
+    typed = tmp_path / "typed.html"
+    typed.write_text(page.read_text().replace("</body>", typing))
+    [out] = dump_dom(typed).find(id="typed")
+    seen = {rid: (shown, heading) for rid, shown, heading in json.loads(out["text"])}
+    for n, rid in enumerate(ids):  # each its own request
+        assert seen[rid] == (rid, f"\u2068{rid}\u2069 (s-{n}): ok"), seen
+    for name in ("valueOf", "hasOwnProperty", "skill"):  # no request: the last one stays
+        assert seen[name] == seen["plain"], seen
+
+
 @pytest.mark.parametrize("target", ["db", "db-wal", "task", "config", "audit", "audit key"])
 def test_a_report_named_as_a_file_the_run_keeps_is_refused_before_it_runs(target, tmp_path):
     """``--report`` naming the run database (or a file beside it), the task, the
