@@ -246,6 +246,55 @@ def test_a_report_written_over_its_own_run_database_is_refused(tmp_path: Path) -
     assert again.returncode == 0, again.stderr  # the database still holds the run
 
 
+def _older(db: Path, what: str) -> None:
+    """Make ``db`` as an older hybridmcp left it: from before the application id (no id, no
+    version), and for ``"store"`` also with LangGraph's store from before its TTL migrations
+    (no ``expires_at``, ``ttl_minutes``), which the store's reads now select."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute("PRAGMA application_id = 0")
+        conn.execute("PRAGMA user_version = 0")
+        if what == "store":
+            conn.execute("DROP INDEX IF EXISTS idx_store_expires_at")
+            conn.execute("ALTER TABLE store DROP COLUMN ttl_minutes")
+            conn.execute("ALTER TABLE store DROP COLUMN expires_at")
+            conn.execute("DELETE FROM store_migrations WHERE v >= 2")
+
+
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+
+
+@pytest.mark.parametrize("made_by", ["this version", "an older version", "an older store"])
+def test_a_report_only_reads_the_run_database(made_by: str, tmp_path: Path) -> None:
+    """``report`` reads the database and changes nothing in it or beside it: not stamped,
+    not migrated, no lock file (every byte and modification time as they were). A database
+    whose tables cannot be read without migrating them is refused in one line, as it was."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    db = runs / "r.db"
+    task = _task(tmp_path)
+    assert cli("run", str(task), "--db", str(db), "--thread", "t", cwd=tmp_path).returncode == 0
+    if made_by != "this version":
+        _older(db, "store" if made_by == "an older store" else "id")
+    for p in runs.iterdir():  # an hour ago: a write now would show
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns - 3_600 * 10**9))
+    before = _files(runs)
+    out = tmp_path / "r.html"
+    proc = cli("report", "--thread", "t", "--db", str(db), "-o", str(out), cwd=tmp_path)
+    assert _files(runs) == before
+    if made_by == "an older store":
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert "cannot be read without migrating it" in line and "expires_at" in line, line
+        assert "it was not changed" in line and not out.exists()
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert 'data-request="ok"' in out.read_text()
+
+
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
     """A file system of 2 MiB of its own (tmpfs), 8 KiB of it left free."""
