@@ -209,21 +209,28 @@ def test_any_id_typed_into_the_lookup_shows_its_own_request_or_nothing(tmp_path:
         assert seen[name] == seen["plain"], seen
 
 
-@pytest.mark.parametrize("target", ["db", "db-wal", "task", "config", "audit", "audit key"])
+@pytest.mark.parametrize(
+    "target", ["db", "db-wal", "task", "config", "audit", "audit key", "log file"]
+)
 def test_a_report_named_as_a_file_the_run_keeps_is_refused_before_it_runs(target, tmp_path):
     """``--report`` naming the run database (or a file beside it), the task, the
-    configuration or the audit trail would overwrite it with HTML: the checkpoints and what
-    was learned, the trail's evidence, the user's own task gone. One error line, exit 2,
-    every file as it was."""
-    db, task, config, audit = (tmp_path / n for n in ("r.db", "t.json", "c.json", "a.jsonl"))
+    configuration, the audit trail or the ``--log-file`` would overwrite it with HTML: the
+    checkpoints and what was learned, the trail's evidence, the user's own task, the log gone.
+    One error line, exit 2, every file as it was."""
+    db, task, config, audit, log = (
+        tmp_path / n for n in ("r.db", "t.json", "c.json", "a.jsonl", "run.log")
+    )
     task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
     config.write_text(json.dumps({"mcpServers": {}}))
     base = ["run", str(task), "--db", str(db), "--config", str(config), "--audit", str(audit)]
+    base += ["--log-file", str(log)]
     first = cli(*base, "--json", "--thread", "t", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     audit.touch()  # (no external call: the trail may not have been made)
+    log.write_text("the log of the first run\n")
     named = {"db": db, "db-wal": Path(f"{db}-wal"), "task": task, "config": config,
-             "audit": audit, "audit key": Path(f"{audit}.key")}[target]  # fmt: skip
+             "audit": audit, "audit key": Path(f"{audit}.key"),
+             "log file": log}[target]  # fmt: skip
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     proc = cli(*base, "--thread", "t2", "--report", str(named), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
@@ -231,6 +238,56 @@ def test_a_report_named_as_a_file_the_run_keeps_is_refused_before_it_runs(target
     assert line.startswith("error: --report") and "would overwrite it" in line, line
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "harm"),
+    [
+        ("--log-file", "db", "the log would be appended to it"),
+        ("--log-file", "task", "the log would be appended to it"),
+        ("--server-log", "db", "the servers' stderr would be appended to it"),
+        ("--server-log", "config", "the servers' stderr would be appended to it"),
+        ("--audit", "task", "the audit trail would be appended to it"),
+        ("--audit", "db", "the audit trail would be appended to it"),
+    ],
+)
+def test_a_log_or_trail_named_as_a_file_the_run_keeps_is_refused_before_it_runs(
+    option: str, target: str, harm: str, tmp_path: Path
+) -> None:
+    """A log (``--log-file``, ``--server-log``) or the audit trail appends to its file: named
+    as the run database, the task, the configuration or the other log, it would write lines
+    into it. One error line, exit 2, every file as it was."""
+    db, task, config, audit, log, servers = (
+        tmp_path / n for n in ("r.db", "t.json", "c.json", "a.jsonl", "run.log", "servers.log")
+    )
+    task.write_text(json.dumps({"requests": PARTIAL["requests"][:1]}))
+    config.write_text(json.dumps({"mcpServers": {}}))
+    assert cli("run", str(task), "--db", str(db), "--thread", "t", cwd=tmp_path).returncode == 0
+    log.write_text("the log of the first run\n")
+    named = {"db": db, "task": task, "config": config, "log file": log}[target]
+    given = {"--log-file": log, "--server-log": servers, "--audit": audit} | {option: named}
+    args = [x for o, path in given.items() for x in (o, str(path))]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    proc = cli(
+        "run", str(task), "--db", str(db), "--config", str(config), *args, "--thread", "t2",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {option} ") and harm in line, line
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert {n: b for n, b in after.items() if n in before} == before
+    assert set(after) - set(before) <= {"servers.log", "a.jsonl"}  # opened, nothing written
+
+
+def test_the_two_logs_may_share_one_file(tmp_path: Path) -> None:
+    task = _task(tmp_path)
+    log = tmp_path / "all.log"
+    proc = cli(
+        "run", str(task), "--db", ":memory:", "--log-file", str(log), "--server-log", str(log),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_a_report_written_over_its_own_run_database_is_refused(tmp_path: Path) -> None:
