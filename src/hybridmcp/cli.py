@@ -1049,11 +1049,13 @@ def server_records(config: HybridConfig, resources: Resources) -> list[dict[str,
 
 
 def tool_records(resources: Resources) -> list[dict[str, Any]]:
-    """Each skill (and so each tool) with its providers, sides and effect classes."""
+    """Each skill (and so each tool) with its providers, sides and effect classes, and
+    whether its server keeps it for its own user interface (``app_only``: MCP Apps)."""
     return [
         {
             "skill": skill.name,
             "effect": skill.effect,
+            "app_only": not skill.model_visible,
             "providers": [
                 {
                     "id": p.id,
@@ -1115,7 +1117,8 @@ def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List skills and tools with their providers, sides and effect classes."""
+    """List skills and tools with their providers, sides and effect classes; a tool its
+    server keeps for its own user interface (MCP Apps) is marked app only."""
     configure_logging()
     try:
         records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
@@ -1125,7 +1128,7 @@ def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         _print_records(records, [], True, "")
         return
     rows = [
-        {"skill": r["skill"], "effect": r["effect"]}
+        {"skill": r["skill"] + (" (app only)" if r["app_only"] else ""), "effect": r["effect"]}
         | {"provider": p["id"], "side": p["side"], "provider effect": p["effect"]}
         for r in records
         for p in r["providers"]
