@@ -240,23 +240,22 @@ def test_a_report_named_as_a_file_the_run_keeps_is_refused_before_it_runs(target
     assert after == before
 
 
-@pytest.mark.parametrize(
-    ("option", "target", "harm"),
-    [
-        ("--log-file", "db", "the log would be appended to it"),
-        ("--log-file", "task", "the log would be appended to it"),
-        ("--server-log", "db", "the servers' stderr would be appended to it"),
-        ("--server-log", "config", "the servers' stderr would be appended to it"),
-        ("--audit", "task", "the audit trail would be appended to it"),
-        ("--audit", "db", "the audit trail would be appended to it"),
-    ],
-)
+APPENDS = {
+    "--log-file": "the log would be appended to it",
+    "--server-log": "the servers' stderr would be appended to it",
+    "--audit": "the audit trail would be appended to it",
+}
+
+
+@pytest.mark.parametrize("option", list(APPENDS))
+@pytest.mark.parametrize("target", ["db", "task", "config"])
 def test_a_log_or_trail_named_as_a_file_the_run_keeps_is_refused_before_it_runs(
-    option: str, target: str, harm: str, tmp_path: Path
+    option: str, target: str, tmp_path: Path
 ) -> None:
     """A log (``--log-file``, ``--server-log``) or the audit trail appends to its file: named
-    as the run database, the task, the configuration or the other log, it would write lines
-    into it. One error line, exit 2, every file as it was."""
+    as the run database, the task or the configuration, it would write lines into it. One
+    error line, exit 2, every file as it was."""
+    harm = APPENDS[option]
     db, task, config, audit, log, servers = (
         tmp_path / n for n in ("r.db", "t.json", "c.json", "a.jsonl", "run.log", "servers.log")
     )
