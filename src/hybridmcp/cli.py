@@ -301,11 +301,21 @@ async def _run(
     answer: Any = None,
     prompt: Callable[[list[Any]], Any] | None = None,
     report_file: str | None = None,
+    log_file: str | None = None,
 ) -> dict[str, Any]:
     with _collector_paused():
         config = _run_config(config_path, server_log=server_log, audit=audit, db=db)
-        if report_file is not None:
-            _refuse_overwrite(report_file, "--report", _run_files(config, task_path, config_path))
+        _refuse_clashes(
+            config,
+            task_path,
+            config_path,
+            report_file=report_file,
+            log_file=log_file,
+            audit_option="--audit" if audit is not None else "audit.path",
+            server_log_option="--server-log"
+            if server_log not in (None, str(_SERVER_LOG))
+            else "the servers' log",
+        )
         task = load_task(task_path, config.input_limits) if ask is None else None
     thread_id = thread or uuid.uuid4().hex
     planned: dict[str, Any] = {}
@@ -607,6 +617,7 @@ def run(
                 answer=decision,
                 prompt=ask_on_terminal if answer is None and sys.stdin.isatty() else None,
                 report_file=report_file,
+                log_file=log_file,
             )
         )
         if report_file and captured is not None:
@@ -725,27 +736,62 @@ def _db_files(db: str) -> list[str]:
     return files + ([str(tokens)] if tokens is not None else [])
 
 
-def _run_files(config: HybridConfig, task: str | None, config_path: str | None) -> dict[str, Any]:
-    """What a run reads or keeps, by what it is: a report written over one would destroy it."""
+_TRAIL = "the audit trail or its key"
+_LOGS = ("the servers' log", "the log file")
+
+
+def _run_files(
+    config: HybridConfig, task: str | None, config_path: str | None, log_file: str | None
+) -> dict[str, Any]:
+    """What a run reads or keeps, by what it is: a file the run writes that named one would
+    destroy it (:func:`_refuse_clashes`)."""
     trail = config.audit.path
     return {
         "the task file": [task] if task not in (None, "-") else [],
         "the configuration file": [config_path] if config_path else [],
         "the run database or a file kept beside it": _db_files(resolve_db(config.audit.run_db)),
-        "the audit trail or its key": [trail, str(config.audit.key_path(trail))] if trail else [],
+        _TRAIL: [trail, str(config.audit.key_path(trail))] if trail else [],
         "the audit heads file": [config.audit.head_db] if config.audit.head_db else [],
-        "the servers' log": [config.resilience.pool.server_log or ""],
+        _LOGS[0]: [config.resilience.pool.server_log or ""],
+        _LOGS[1]: [log_file or ""],
     }
 
 
-def _refuse_overwrite(path: str, option: str, kept: dict[str, Any]) -> None:
+def _refuse_clashes(
+    config: HybridConfig,
+    task: str | None,
+    config_path: str | None,
+    *,
+    report_file: str | None,
+    log_file: str | None,
+    audit_option: str,
+    server_log_option: str,
+) -> None:
+    """Refuse a file the run writes that names another file it reads or keeps: the report
+    would overwrite it; a log or the audit trail would be appended to it (a database, a task
+    or a trail with log lines in it). The two logs may share one file."""
+    kept = _run_files(config, task, config_path, log_file)
+    writes = [
+        ("--report", report_file, "the report would overwrite it", ()),
+        ("--log-file", log_file, "the log would be appended to it", _LOGS),
+        (server_log_option, config.resilience.pool.server_log, "the servers' stderr would be "
+         "appended to it", _LOGS),
+        (audit_option, config.audit.path, "the audit trail would be appended to it", (_TRAIL,)),
+    ]  # fmt: skip
+    for option, path, harm, own in writes:
+        if path:
+            others = {what: files for what, files in kept.items() if what not in own}
+            _refuse_overwrite(path, option, others, harm)
+
+
+def _refuse_overwrite(
+    path: str, option: str, kept: dict[str, Any], harm: str = "the report would overwrite it"
+) -> None:
     """Refuse an output that names a file the command reads or keeps."""
     out = Path(path).expanduser()
     for what, files in kept.items():
         if any(f and _same_file(out, Path(f).expanduser()) for f in files):
-            raise ConfigError(
-                f"{option} {path!r} is {what}: the report would overwrite it (choose another file)"
-            )
+            raise ConfigError(f"{option} {path!r} is {what}: {harm} (choose another file)")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -1003,11 +1049,13 @@ def server_records(config: HybridConfig, resources: Resources) -> list[dict[str,
 
 
 def tool_records(resources: Resources) -> list[dict[str, Any]]:
-    """Each skill (and so each tool) with its providers, sides and effect classes."""
+    """Each skill (and so each tool) with its providers, sides and effect classes, and
+    whether its server keeps it for its own user interface (``app_only``: MCP Apps)."""
     return [
         {
             "skill": skill.name,
             "effect": skill.effect,
+            "app_only": not skill.model_visible,
             "providers": [
                 {
                     "id": p.id,
@@ -1069,7 +1117,8 @@ def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 @app.command()
 def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """List skills and tools with their providers, sides and effect classes."""
+    """List skills and tools with their providers, sides and effect classes; a tool its
+    server keeps for its own user interface (MCP Apps) is marked app only."""
     configure_logging()
     try:
         records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
@@ -1079,7 +1128,7 @@ def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         _print_records(records, [], True, "")
         return
     rows = [
-        {"skill": r["skill"], "effect": r["effect"]}
+        {"skill": r["skill"] + (" (app only)" if r["app_only"] else ""), "effect": r["effect"]}
         | {"provider": p["id"], "side": p["side"], "provider effect": p["effect"]}
         for r in records
         for p in r["providers"]

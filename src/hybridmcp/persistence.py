@@ -107,6 +107,23 @@ async def open_persistence(db: str) -> AsyncIterator[tuple[BaseCheckpointSaver, 
             yield opened
 
 
+@asynccontextmanager
+async def open_for_reading(db: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    """The checkpointer and the store on ``db``, to read only: nothing is created, stamped,
+    migrated or locked, and the database is opened read-only, so reading changes nothing.
+    A database whose tables are too old to be read as they are is refused in one line, and
+    left as it was."""
+    if is_postgres(db):
+        async with _postgres(db, read_only=True) as opened:
+            yield opened
+    elif db == MEMORY:
+        async with open_persistence(db) as opened:
+            yield opened
+    else:
+        async with _sqlite_read_only(db) as opened:
+            yield opened
+
+
 def _prepare_file(db: str) -> str:
     """The database file's path, its directory created."""
     path = Path(db).expanduser()
@@ -156,6 +173,77 @@ async def _sqlite(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSto
             raise sqlite_failure(path, _only(group, sqlite3.Error)) from None
 
 
+@asynccontextmanager
+async def _sqlite_read_only(path: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    """LangGraph's saver and store on read-only connections to ``path``, told their tables are
+    set up (their ``setup`` would create and migrate them); the ``-wal`` and ``-shm`` files a
+    read-only look makes are removed after it (:func:`_remove_new_sidecars`)."""
+    path = _expanded(path)
+    sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    existed = [p.exists() for p in sidecars]
+    try:
+        check_sqlite(path)
+        async with AsyncExitStack() as stack:
+            try:
+                uri = _read_only_uri(path)
+                saver = _saver_class()(await _connect(stack, uri, None, uri=True))
+                store = _store_class()(await _connect(stack, uri, None, uri=True))
+                saver.is_setup = store.is_setup = True
+                await _check_tables(saver.conn, path)
+            except (OSError, sqlite3.Error) as err:
+                raise ConfigError(f"database {path!r} cannot be read: {err}") from None
+            try:
+                yield saver, store
+            except sqlite3.OperationalError as err:
+                raise _older(path, err) from None
+            except sqlite3.Error as err:
+                raise sqlite_failure(path, err) from None
+    finally:
+        _remove_new_sidecars(sidecars, existed)
+
+
+def _expanded(path: str) -> str:
+    return str(Path(path).expanduser())
+
+
+def _read_only_uri(path: str) -> str:
+    return f"{Path(path).resolve().as_uri()}?mode=ro"
+
+
+_READ_TABLES = ("checkpoints", "writes", "store")
+"""The tables a run is read from: the checkpoints, their pending writes, the store."""
+
+
+async def _check_tables(conn: Any, path: str) -> None:
+    """A file with none of the tables holds no run; one with some of them was made by an
+    older version and cannot be read until it is migrated."""
+    async with conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
+        tables = {str(row[0]) for row in await cursor.fetchall()}
+    missing = [t for t in _READ_TABLES if t not in tables]
+    if len(missing) == len(_READ_TABLES):
+        raise ConfigError(
+            f"database {path!r} holds no run (give the --db the run was started with)"
+        )
+    if missing:
+        raise _older(path, sqlite3.OperationalError(f"no such table: {missing[0]}"))
+
+
+def _older(path: str, err: sqlite3.OperationalError) -> HybridMCPError:
+    """A table or column this version reads is missing: the file is from an older version."""
+    text = " ".join(str(err).split())
+    if not text.startswith(("no such table", "no such column")):
+        return sqlite_failure(path, err)
+    return ConfigError(f"database {path!r} {_needs_migrating(text)}")
+
+
+def _needs_migrating(why: str) -> str:
+    """What is said of a database too old to be read without migrating its tables."""
+    return (
+        f"was made by an older hybridmcp and cannot be read without migrating it ({why}); "
+        "it was not changed (a `hybridmcp run` or `hybridmcp stats` with this --db migrates it)"
+    )
+
+
 E = TypeVar("E", bound=BaseException)
 
 
@@ -196,12 +284,14 @@ def sqlite_failure(path: str, err: sqlite3.Error) -> HybridMCPError:
     return HybridMCPError(f"database {path!r} failed: {text}")
 
 
-async def _connect(stack: AsyncExitStack, path: str, isolation_level: str | None) -> Any:
-    """An aiosqlite connection to ``path`` closed with ``stack``, waiting up to
-    :data:`BUSY_TIMEOUT_S` for a lock another connection holds."""
+async def _connect(
+    stack: AsyncExitStack, path: str, isolation_level: str | None, *, uri: bool = False
+) -> Any:
+    """An aiosqlite connection to ``path`` (a ``file:`` URI with ``uri``) closed with
+    ``stack``, waiting up to :data:`BUSY_TIMEOUT_S` for a lock another connection holds."""
     import aiosqlite
 
-    conn = aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=isolation_level)
+    conn = aiosqlite.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=isolation_level, uri=uri)
     return await stack.enter_async_context(conn)
 
 
@@ -479,7 +569,7 @@ def check_sqlite(
     sidecars = [Path(f"{path}-wal"), Path(f"{path}-shm")]
     existed = [p.exists() for p in sidecars]
     try:
-        with closing(sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with closing(sqlite3.connect(_read_only_uri(path), uri=True)) as conn:
             problem = _sqlite_problem(conn, own_tables)
     except sqlite3.DatabaseError as err:
         problem = _unopened(file, err)
@@ -708,6 +798,21 @@ async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> N
         await conn.close()
 
 
+async def _pg_check_readable(url: str) -> None:
+    """A database to read only: one with no checkpoint tables holds no run; one migrated
+    further than this version knows is refused, as for writing."""
+    conn = await _pg_connect(url)
+    try:
+        versions = await _pg_versions(conn)
+    finally:
+        await conn.close()
+    if versions.get("checkpoint_migrations") is None:
+        raise _pg_refuse(url, "holds no run")
+    problem = pg_schema_problem(versions)
+    if problem:
+        raise _pg_refuse(url, problem)
+
+
 PG_POOL_WAIT_S = 60.0
 """Longest wait of a run for a connection of its process's pool (all of them busy)."""
 
@@ -845,7 +950,11 @@ _PG_SAVER_CLASS: Any = None
 
 
 @asynccontextmanager
-async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+async def _postgres(
+    url: str, read_only: bool = False
+) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseStore]]:
+    """The saver and the store on one pool; ``read_only``: its sessions read only, and the
+    tables neither created nor migrated (:func:`_pg_check_readable`)."""
     _pg_imports()
     import psycopg
     from langgraph.store.postgres.aio import AsyncPostgresStore
@@ -863,7 +972,8 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
             "prepare_threshold": 0,
             "row_factory": dict_row,
             "connect_timeout": PG_CONNECT_TIMEOUT_S,
-        },
+        }
+        | ({"options": "-c default_transaction_read_only=on"} if read_only else {}),
     )
     await (await _pg_connect(url)).close()  # unreachable: one clear line, before the pool
     try:
@@ -875,11 +985,13 @@ async def _postgres(url: str) -> AsyncIterator[tuple[BaseCheckpointSaver, BaseSt
         saver = _pg_saver_class()(conn=pool)
         store = AsyncPostgresStore(conn=pool)
         try:
-            await _pg_setup(url, saver, store)
+            await (_pg_check_readable(url) if read_only else _pg_setup(url, saver, store))
         except psycopg.Error as err:
             raise _pg_refuse(url, f"cannot be used: {_one_line(err)}") from None
         try:
             yield saver, store
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as err:
+            raise _pg_refuse(url, _needs_migrating(_one_line(err))) from None
         except psycopg.Error as err:  # the server went away, or refused a statement, mid-run
             raise pg_failure(url, err) from None
         except BaseExceptionGroup as group:  # the same, through a task group

@@ -179,7 +179,9 @@ def _default_ttl(store: BaseStore) -> float | None:
 
 
 async def all_stats(store: BaseStore) -> list[ProviderStats]:
-    items = await _decoded(store.asearch(NAMESPACE, limit=10_000))
+    """Every learned record. Reading writes nothing: statistics have no TTL to refresh (the
+    PostgreSQL store would refresh it with an ``UPDATE``, refused in a read-only session)."""
+    items = await _decoded(store.asearch(NAMESPACE, limit=10_000, refresh_ttl=False))
     return [_read(i) for i in items]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import shutil
 from pathlib import Path
@@ -61,10 +62,10 @@ def tiny_pdf(path: Path) -> bytes:
     return text.encode()
 
 
-def pdf_config(folder: Path) -> Any:
+def pdf_server(folder: Path) -> dict[str, Any]:
     entry = pdf_entry()
     assert entry is not None
-    server = {
+    return {
         "command": shutil.which("node") or "node",
         "args": [entry, "--stdio", str(folder)],
         "env": {"PATH": os.environ["PATH"], "HOME": str(folder)},
@@ -72,7 +73,10 @@ def pdf_config(folder: Path) -> Any:
         "timeout_ms": 30_000,
         "clearance": "restricted",
     }
-    return parse_config({"mcpServers": {"pdf": server}})
+
+
+def pdf_config(folder: Path) -> Any:
+    return parse_config({"mcpServers": {"pdf": pdf_server(folder)}})
 
 
 @requires_pdf_server
@@ -113,3 +117,26 @@ async def test_a_model_is_offered_only_the_tools_an_apps_server_gives_it(tmp_pat
     result = out["results"]["bytes"]
     assert result["status"] == "ok", result
     assert base64.b64decode(result["value"]["bytes"]) == tiny
+
+
+@requires_pdf_server
+def test_hybridmcp_tools_marks_the_tools_an_apps_server_keeps_for_its_viewer(tmp_path):
+    """``hybridmcp tools`` lists both kinds; the viewer's own are marked app only, in the
+    table and in ``--json`` (``app_only``)."""
+    from tests.integration.test_durable import cli, cli_env
+
+    config = tmp_path / "pdf.json"
+    config.write_text(json.dumps({"mcpServers": {"pdf": pdf_server(tmp_path)}}))
+    listed = cli("tools", "--json", "--config", str(config), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    app_only = {r["skill"]: r["app_only"] for r in json.loads(listed.stdout)}
+    assert {"pdf.read_pdf_bytes", "pdf.submit_page_data", "pdf.poll_pdf_commands"} <= {
+        skill for skill, only in app_only.items() if only
+    }, app_only
+    assert not app_only["pdf.display_pdf"] and not app_only["pdf.list_pdfs"]
+    assert not app_only["math.calculate"]
+    table = cli("tools", "--config", str(config), cwd=tmp_path, env=cli_env(COLUMNS="200"))
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line for line in table.stdout.splitlines() if line.strip()}
+    for skill, only in app_only.items():
+        assert ("(app only)" in rows[skill]) is only, rows[skill]

@@ -191,6 +191,32 @@ async def test_a_page_is_read_and_photographed_with_the_servers_defaults(tmp_pat
     assert "REQUEST_ERROR" in codes and "EXTERNAL_DEGRADATION_DETECTED" not in codes, codes
 
 
+@requires_playwright
+async def test_a_wait_that_runs_out_in_the_tools_own_time_is_the_requests_error(tmp_path, site):
+    """``browser_wait_for`` a text the page never shows: the tool answers, after its own 5 s,
+    that the wait timed out. That is the request's error (the condition it named did not
+    come), not the browser's degradation: no ``EXTERNAL_DEGRADATION_DETECTED``, nothing held
+    against the server by its circuit breaker, and the next wait on it answers."""
+    cfg = parse_config({"mcpServers": {"web": browser(tmp_path, "web")}})
+    async with asyncio.timeout(OUTER_S), Coordinator.open(cfg) as co:
+        await run(co, {"id": "go", "skill": "web.browser_navigate", "args": {"url": site.url}})
+        never = {"text": "Never on this page"}
+        out = await run(co, {"id": "wait", "skill": "web.browser_wait_for", "args": never})
+        breaker = co.resources.gate.breaker.snapshot(co.resources.clock())
+        seen = await run(co, {"id": "seen", "skill": "web.browser_wait_for",
+                              "args": {"text": "Counter"}})  # fmt: skip
+    result = out["results"]["wait"]
+    assert result["status"] == "error" and "request error" in result["error"], result
+    assert "waiting for" in result["error"]  # the tool's own words: what it waited for
+    (attempt,) = result["attempts"]
+    assert attempt["error_kind"] == "request"
+    codes = [e["code"] for e in out["events"]]
+    assert "REQUEST_ERROR" in codes and "EXTERNAL_DEGRADATION_DETECTED" not in codes, codes
+    waits = breaker.get("mcp:web/browser_wait_for", {})
+    assert not waits.get("failure_rate") and waits.get("state", "closed") == "closed", waits
+    assert seen["results"]["seen"]["status"] == "ok"
+
+
 def press_config(tmp_path: Path, **resilience: Any) -> Any:
     """Two browsers, and ``ui.press``: a click on either. For a read, the second browser is
     where a failed or slow call would move, or a hedge would start. ``ui.press_briefly`` is

@@ -326,3 +326,27 @@ async def test_the_langgraph_server_keeps_checkpoints_and_statistics_in_postgres
     assert sum(v[0]["calls"] for v in value) == sum(
         len(r["attempts"]) for o in outputs for r in o["results"].values()
     )
+
+
+def test_a_report_reads_postgres_in_read_only_sessions_and_migrates_nothing(pg_url, tmp_path):
+    """``report`` on a database whose store is a migration behind (its last one's row gone):
+    the report is written, and the migration is not run (its row still missing), where
+    opening the database to write would run it."""
+    faults, _record, config, task = fault_server_setup(tmp_path)
+    faults.write_text("{}")
+    env = cli_env(HYBRIDMCP_DB=pg_url)
+    ran = cli("run", str(task), "--config", str(config), "--thread", "t", env=env)
+    assert ran.returncode == 0, ran.stderr
+    last = "SELECT max(v) AS v FROM store_migrations"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        (newest,) = conn.execute(last).fetchone()
+        conn.execute("DELETE FROM store_migrations WHERE v = %s", (newest,))
+    out = tmp_path / "r.html"
+    proc = cli("report", "--thread", "t", "-o", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'data-request="' in out.read_text()
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(last).fetchone() == (newest - 1,)
+    assert cli("stats", env=env).returncode == 0  # opened to write: migrated
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute(last).fetchone() == (newest,)

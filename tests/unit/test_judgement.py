@@ -71,6 +71,14 @@ def attempt(rid: str, provider: str, ok: bool, **extra: Any) -> dict[str, Any]:
         "### Error\nError: browserBackend.callTool: net::ERR_UNSAFE_PORT at http://127.0.0.1:1/",
         "Error: page.goto: net::ERR_INVALID_URL at http://[::1",
         "Error: page.goto: net::ERR_UNKNOWN_URL_SCHEME at gopher://x",
+        # a wait the request asked for that ran out in the tool's own time: @playwright/mcp,
+        # Playwright's other waits, Puppeteer, Selenium, chrome-devtools-mcp's wording
+        "### Error\nTimeoutError: Timeout 5000ms exceeded.\nCall log:\n\x1b[2m  - waiting for "
+        "getByText('Never there').first() to be visible\x1b[22m\n",
+        'page.waitForURL: Timeout 3000ms exceeded.\n=== logs ===\nwaiting for navigation to "**/x"',
+        "Error: Waiting for selector `.result` failed: Waiting failed: 30000ms exceeded",
+        "TimeoutException: Message: timeout waiting for element #submit to be clickable",
+        "Timed out waiting for text 'Done' after 5000 ms",
     ],
 )
 def test_errors_that_blame_the_input(text: str) -> None:
@@ -108,6 +116,14 @@ def test_errors_that_blame_the_input(text: str) -> None:
         # the browser's own network, or the site's state, not the address given
         "Error: browserBackend.callTool: net::ERR_NAME_NOT_RESOLVED at https://example.test/",
         "Error: page.goto: net::ERR_CONNECTION_REFUSED at http://127.0.0.1:9/",
+        # a timeout that waited for nothing the request named, or for the server's own
+        # resources or what is behind it
+        "Failed to fetch http://localhost:8000/x: ReadTimeout('timed out')",
+        "AxiosError: timeout of 5000ms exceeded",
+        "Timeout waiting for connection from pool",
+        "upstream timed out (110: Connection timed out) while waiting for response",
+        "Error: timed out waiting for the lock on table runs",
+        "TimeoutError: Timeout 30000ms exceeded while waiting for a reply from the backend",
     ],
 )
 def test_errors_that_do_not(text: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from dspy.utils import DummyLM
 
 from hybridmcp.capabilities.local_model import LOCAL_MODEL
+from hybridmcp.capabilities.registry import unknown_skills
 from hybridmcp.errors import ConfigError, TaskError
 from hybridmcp.prompts.models import make_lm, make_lms
 from hybridmcp.prompts.plans import parse_plan, skill_catalogue
@@ -318,10 +319,25 @@ def test_parse_plan_rejects_bad_json(text, message):
 
 
 def test_parse_plan_rejects_unknown_skill_and_suggests_a_close_one():
-    with pytest.raises(TaskError, match=r"unknown skill 'ecno'; did you mean 'echo'"):
+    with pytest.raises(TaskError, match=r"unknown skill 'ecno' \(did you mean 'echo'\?\)"):
         parse_plan('[{"skill": "ecno", "args": {"text": "hi"}}]', SKILLS)
-    with pytest.raises(TaskError, match=r"unknown skill None"):
+    with pytest.raises(TaskError, match=r"unknown skill 'ECHO' \(did you mean 'echo'\?\)"):
+        parse_plan('[{"skill": "ECHO", "args": {"text": "hi"}}]', SKILLS)
+    with pytest.raises(TaskError, match=r"unknown skill None; known skills: add, echo, now"):
         parse_plan('[{"args": {}}]', SKILLS)
+
+
+@pytest.mark.parametrize("name", ["ECHO", "Ec-ho", "echo_", "ecno", "weather.forecast", 7])
+@pytest.mark.parametrize("many", [False, True])
+def test_a_plans_unknown_skill_is_said_as_a_tasks_is(name, many):
+    """The planner's unknown skill is told as the registry tells a task's: the same name found
+    through another case or separators, the same list (or count) of known skills."""
+    skills = SKILLS + [{"name": f"extra.s{i}"} for i in range(20 if many else 0)]
+    text = json.dumps([{"skill": name, "args": {}}])
+    with pytest.raises(TaskError) as info:
+        parse_plan(text, skills)
+    known = [s["name"] for s in skills]
+    assert str(info.value) == f"plan: request #1 names {unknown_skills([name], known)}"
 
 
 @pytest.mark.parametrize(

@@ -170,18 +170,19 @@ LISTED_SKILLS = 12
 the closest and points to ``hybridmcp tools``."""
 
 
-def unknown_skills(names: Iterable[str], known: Iterable[str], what: str = "skill") -> str:
+def unknown_skills(names: Iterable[object], known: Iterable[str], what: str = "skill") -> str:
     """The error for skill names not known: each with the known name it is closest to (the
     same letters with another case or separators, else a near spelling), then the known
-    skills (a few: all of them; many: how to list them)."""
+    skills (a few: all of them; many: how to list them). A name that is not a string (an LM's
+    plan may hold one) is shown as it is, with no suggestion."""
     known = sorted(known)
     folded: dict[str, str] = {}
     for k in known:
         folded.setdefault(_fold(k), k)
     parts = []
     for name in names:
-        near = folded.get(_fold(name))
-        if near is None:
+        near = folded.get(_fold(name)) if isinstance(name, str) else None
+        if near is None and isinstance(name, str):
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
             near = close[0] if close else None
         parts.append(f"{name!r}" + (f" (did you mean {near!r}?)" if near else ""))

@@ -52,11 +52,21 @@ CALLER_ERROR_PATTERNS: tuple[str, ...] = (
     # Chromium (@playwright/mcp) refusing the address it was asked for; a name that does not
     # resolve or a host that refuses is left to the provider, as mcp-server-fetch's are
     r"\bnet::ERR_(INVALID_URL|UNSAFE_PORT|UNKNOWN_URL_SCHEME|DISALLOWED_URL_SCHEME|ADDRESS_INVALID)\b",
+    # a wait the request asked for that ran out: the condition it named did not come in the
+    # tool's own time (text, an element, a selector); the tool answered, its server is well
+    r"\b(time[ds]?[ -]?out|timeout)\b[\s\S]{0,80}?\bwaiting for\b",
+    r"\bwaiting for\b[\s\S]{0,120}?\b(timed out|timeout|exceeded)\b",
 )
 """Tool error texts that say the input is wrong (case-insensitive); among them an HTTP client
 error a tool passes on (``Failed to fetch URL - status code 404``: the page asked for is not
 there), but for the 4xx codes about the server's own credentials, time or limits (401, 403,
-407, 408, 423, 429: ``SERVER_ERROR_PATTERNS``)."""
+407, 408, 423, 429: ``SERVER_ERROR_PATTERNS``); and a wait the request asked for that ran out
+in the tool's own time (``Timeout 5000ms exceeded ... waiting for getByText('x')``, ``Timed out
+waiting for text``, ``Waiting for selector `.x` failed: 30000ms exceeded``): the tool answered,
+and says the condition the request named did not come. A timeout that waited for nothing
+named (an HTTP client's ``ReadTimeout``, ``timeout of 5000ms exceeded``) or for the server's
+own resources (a connection from its pool, a lock, a reply from behind it) stays the
+provider's, as a host that refuses is."""
 
 SERVER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\b(unknown|no such) tool\b",
@@ -72,6 +82,9 @@ SERVER_ERROR_PATTERNS: tuple[str, ...] = (
     r"\brate[ -]limit",
     r"\bquota\b",
     r"\b(is locked|busy|unavailable|overloaded|temporarily|try again later)\b",
+    # waiting for the server's own resources, or a reply from what is behind it
+    r"\bwaiting for (an? |the )?(connection|lock|slot|worker|thread|pool|response|reply|server"
+    r"|backend|database)\b",
     HTTP_STATUS + r"(?:401|403|407|408|423|429|5\d\d)\b",
 )
 """Tool error texts that name the server's own failure (case-insensitive): its tool missing,

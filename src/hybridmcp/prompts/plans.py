@@ -7,7 +7,6 @@ catalogue as a JSON schema, the form a planner's answer is bound to.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 
 import jsonschema
 
+from hybridmcp.capabilities.registry import unknown_skills
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
 from hybridmcp.errors import ConfigError, TaskError
 
@@ -159,16 +159,6 @@ def _request_id(raw: Any, index: int) -> str:
     return str(raw)
 
 
-def _unknown_skill(index: int, skill: Any, known: Iterable[str]) -> TaskError:
-    known = sorted(known)
-    close = difflib.get_close_matches(str(skill), known, n=3) if isinstance(skill, str) else []
-    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-    listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-    return TaskError(
-        f"plan: request #{index + 1} names unknown skill {skill!r}{hint} (known: {listed})"
-    )
-
-
 def parse_plan(
     text: str | Sequence[Any], skills: Any, *, max_requests: int = MAX_PLAN_REQUESTS
 ) -> list[dict[str, Any]]:
@@ -194,7 +184,8 @@ def parse_plan(
             raise TaskError(f"plan: request #{index + 1} is not an object: {item!r:.200}")
         skill = item.get("skill")
         if not isinstance(skill, str) or skill not in catalogue:
-            raise _unknown_skill(index, skill, catalogue)
+            unknown = unknown_skills([skill], catalogue)
+            raise TaskError(f"plan: request #{index + 1} names {unknown}")
         args = item.get("args", {})
         if args is None:
             args = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hybridmcp.errors import ConfigError
-from hybridmcp.persistence import MEMORY, is_postgres, open_persistence
+from hybridmcp.persistence import MEMORY, is_postgres, open_for_reading
 from hybridmcp.stats_store import NAMESPACE, all_stats, stats_record
 
 if TYPE_CHECKING:
@@ -44,13 +44,14 @@ def _check(values: dict[str, Any], thread: str, where: str) -> dict[str, Any]:
 
 
 async def from_database(db: str, thread: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The thread's checkpointed state and every learned statistic, from ``db``. A SQLite
-    file that does not exist (or is empty) holds no run: it is refused, not created."""
+    """The thread's checkpointed state and every learned statistic, from ``db``, read only
+    (:func:`~hybridmcp.persistence.open_for_reading`: the database is left as it was). A
+    SQLite file that does not exist (or is empty) holds no run: it is refused, not created."""
     from hybridmcp.graph import build_graph
 
     _check_made(db)
 
-    async with open_persistence(db) as (checkpointer, store):
+    async with open_for_reading(db) as (checkpointer, store):
         graph = build_graph().compile(checkpointer=checkpointer, store=store)
         config: RunnableConfig = {"configurable": {"thread_id": thread}}
         with own_types_quiet():
