@@ -226,13 +226,9 @@ async def test_a_priced_internal_side_counts_against_the_budget(tmp_path: Path) 
     assert by_provider["internal:note.echo"] == {"side": "internal", "calls": 0, "cost": 0.0}
 
 
-async def test_a_hybrid_goes_to_one_side_when_the_budget_cannot_pay_both(tmp_path: Path) -> None:
-    """Cross-validation runs both sides, so it is planned at both prices: a request whose two
-    sides each fit what is left, but not together, runs on the side that fits (the dearer one
-    is excluded), instead of being planned over the budget, refused at the gate, and leaving
-    the next requests nothing."""
-    record = tmp_path / "calls.jsonl"
-    cfg = parse_config(
+def priced_sides(record: Path) -> HybridConfig:
+    """``math.calculate`` on a server at 0.01 a call and on an internal function at 0.005."""
+    return parse_config(
         {
             "mcpServers": {"paid": faultserver_stdio(record=record, cost_per_call=0.01)},
             "builtin_skills": False,
@@ -247,6 +243,15 @@ async def test_a_hybrid_goes_to_one_side_when_the_budget_cannot_pay_both(tmp_pat
             },
         }
     )  # fmt: skip
+
+
+async def test_a_hybrid_goes_to_one_side_when_the_budget_cannot_pay_both(tmp_path: Path) -> None:
+    """Cross-validation runs both sides, so it is planned at both prices: a request whose two
+    sides each fit what is left, but not together, runs on the side that fits (the dearer one
+    is excluded), instead of being planned over the budget, refused at the gate, and leaving
+    the next requests nothing."""
+    record = tmp_path / "calls.jsonl"
+    cfg = priced_sides(record)
     requests = [
         {"id": f"r{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"},
          "strategy": "hybrid"}
@@ -271,21 +276,7 @@ async def test_no_request_is_left_unserved_for_another_ones_extras(tmp_path: Pat
     cross-validations: each is answered. Before any request gets a dearer provider or both
     sides, what the requests after it need at the least is kept for them."""
     record = tmp_path / "calls.jsonl"
-    cfg = parse_config(
-        {
-            "mcpServers": {"paid": faultserver_stdio(record=record, cost_per_call=0.01)},
-            "builtin_skills": False,
-            "skills": {
-                "math.calculate": {
-                    "providers": [
-                        {"side": "external", "server": "paid", "tool": "calculate"},
-                        {"side": "internal", "cost_per_call": 0.005,
-                         "function": "hybridmcp.testing.faultserver:calculate"},
-                    ]
-                }
-            },
-        }
-    )  # fmt: skip
+    cfg = priced_sides(record)
     requests = [
         {"id": f"r{i}", "skill": "math.calculate", "args": {"expression": f"{i} + 1"}}
         for i in range(30)

@@ -600,16 +600,7 @@ class Gate:
         try:
             budget.reserve(call.provider.id, call.provider.cost_per_call, call.key)
         except PolicyError as err:
-            self.audit.append(
-                call.record(
-                    kind="policy_decision",
-                    stage="gate",
-                    policy="budget",
-                    action="refuse",
-                    reason=str(err),
-                    redactions=[],
-                )
-            )
+            self.audit.append(call.refused("budget", str(err)))
             raise
         return budget
 
@@ -618,16 +609,7 @@ class Gate:
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
             reason = f"circuit breaker for {call.provider.id} is open"
-            self.audit.append(
-                call.record(
-                    kind="policy_decision",
-                    stage="gate",
-                    policy="breaker",
-                    action="refuse",
-                    reason=reason,
-                    redactions=[],
-                )
-            )
+            self.audit.append(call.refused("breaker", reason))
             raise CircuitOpen(reason)
 
     async def _dispatch(
@@ -1036,6 +1018,17 @@ class _Call:
     def key(self) -> str:
         """What the run's budget keeps the call's charge under."""
         return self.ctx.idempotency_key
+
+    def refused(self, policy: str, reason: str) -> dict[str, Any]:
+        """The audit record of the gate refusing this call by ``policy`` (nothing was sent)."""
+        return self.record(
+            kind="policy_decision",
+            stage="gate",
+            policy=policy,
+            action="refuse",
+            reason=reason,
+            redactions=[],
+        )
 
     def record(self, **fields: Any) -> dict[str, Any]:
         """An audit record about this call (never an argument value)."""
