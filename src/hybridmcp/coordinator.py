@@ -24,6 +24,7 @@ from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.config import HybridConfig
 from hybridmcp.errors import AuditError, CoordinatorClosed, StoredRecordError, TaskError
 from hybridmcp.graph import build_graph
+from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.nodes.review import check_choices
 from hybridmcp.policy.disclosure import plain_json
 from hybridmcp.runtime import Context, Resources
@@ -106,6 +107,7 @@ class Coordinator:
         (started, interrupted mid-way: resuming finishes it), ``paused`` (waiting for a human
         decision, see :meth:`resume`) or ``finished``. A thread holding another task is an
         error: a thread id names one run."""
+        _check_thread(thread_id)
         if self.graph.checkpointer is None or thread_id is None:
             return ThreadStatus("new", {})
         try:
@@ -178,6 +180,7 @@ class Coordinator:
         """A run: refused on a closed coordinator, and on a thread another run is running now
         (:mod:`hybridmcp.thread_lock`); one the coordinator's close ends mid-way fails with
         one :class:`CoordinatorClosed` that says what was kept."""
+        _check_thread(thread_id)
         with self.resources.running():
             async with self._thread(thread_id):
                 try:
@@ -335,6 +338,17 @@ class ThreadStatus:
 
     state: str
     values: dict[str, Any]
+
+
+def _check_thread(thread_id: str | None) -> None:
+    """Refuse a thread id no database can hold (a lone surrogate: on a command line, bytes
+    that are not UTF-8) in one line, before it is looked up."""
+    if thread_id is not None and (why := lone_surrogate_in(thread_id)):
+        raise TaskError(
+            f"thread id {thread_id!r} is not text a database can hold "
+            f"({why.removeprefix('<root>: ').split(', which')[0]}, which UTF-8 cannot carry); "
+            "on a command line: bytes that are not UTF-8"
+        )
 
 
 def _ended(snapshot: StateSnapshot) -> bool:

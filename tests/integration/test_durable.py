@@ -283,6 +283,18 @@ def test_a_thread_holds_one_task(tmp_path):
     assert "thread 't' already holds a different task" in " ".join(proc.stderr.split())
 
 
+def test_a_thread_id_of_bytes_that_are_not_utf8_is_refused_saying_so(tmp_path):
+    task = tmp_path / "task.json"
+    request = {"id": "x", "skill": "math.calculate", "args": {"expression": "1+2"}}
+    task.write_text(json.dumps({"requests": [request]}))
+    db = tmp_path / "runs.db"
+    proc = cli("run", str(task), "--db", str(db), "--thread", os.fsdecode(b"job\xff"))
+    assert proc.returncode == 2, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "is not text a database can hold" in said and "not UTF-8" in said, said
+    assert "written by another application" not in said
+
+
 def test_a_thread_on_a_database_in_memory_is_said_to_be_kept_nowhere(tmp_path):
     task = tmp_path / "task.json"
     request = {"id": "x", "skill": "math.calculate", "args": {"expression": "1+2"}}
