@@ -410,3 +410,13 @@ def card_in_a_longer_run(draw: st.DrawFn) -> tuple[list[object], list[str]]:
         return int(piece) if how == "int" else float(piece)
 
     return [*before, *[as_number(p) for p in pieces], *after], pieces
+
+
+_DIGEST = re.compile(r"(?<![0-9a-f])(?=[0-9a-f]*[a-f])[0-9a-f]{12,}(?![0-9a-f])")
+
+
+def without_digests(text: str) -> str:
+    """``text`` with its hex digests (audit MACs, value digests, ids) taken out: a search for
+    a raw value's digits (``"4111"``) must not find them by chance inside a hash. A run of
+    digits alone is kept (a card number written without spaces is one)."""
+    return _DIGEST.sub("<digest>", text)
