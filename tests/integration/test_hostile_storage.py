@@ -10,7 +10,7 @@ import shutil
 import sqlite3
 import struct
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -254,18 +254,6 @@ async def test_a_file_locked_past_the_timeout_is_waited_for_once_not_per_write(
         await saver.adelete_thread("t")  # the lock is free: at once, whatever the hurry
         async with saver.conn.execute("PRAGMA busy_timeout") as cursor:
             assert (await cursor.fetchone())[0] == 1000
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A file system of 2 MiB of its own (tmpfs), to fill up."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def fill(disk: Path, leave_kib: int) -> Path:
