@@ -97,6 +97,11 @@ class AuditError(HybridMCPError):
     """The audit trail is missing, malformed, or fails verification."""
 
 
+class SendNotRecorded(HybridMCPError):
+    """A priced call whose send the store could not record (:mod:`hybridmcp.sends`): not
+    sent, and the run stops, as when a write's dispatch cannot be recorded."""
+
+
 class StoredRecordError(HybridMCPError):
     """A record of learned statistics in the store that this version cannot read: written by
     another application, by hand, or by a version whose fields had other types."""

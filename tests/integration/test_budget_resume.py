@@ -1,16 +1,26 @@
 """A run's budget survives the process: a run killed with SIGKILL mid-way and resumed by
 another process (the command line on the same thread, SQLite checkpoints) starts from what its
-checkpointed attempts cost, not from a fresh budget; each call counted at the fault servers."""
+checkpointed attempts cost, not from a fresh budget, and with the sends the killed process
+made whose answers it lost (``hybridmcp.sends``); each call counted at the fault servers."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.store.base import Op, PutOp, Result
+from langgraph.store.memory import InMemoryStore
 
+from hybridmcp import Coordinator, parse_task
+from hybridmcp.config import parse_config
+from hybridmcp.errors import SendNotRecorded
+from hybridmcp.sends import SENDING
 from tests.integration.test_durable import (
     FAST,
     SRC,
@@ -36,11 +46,10 @@ def _server(faults: Path, record: Path) -> dict:
     }
 
 
-def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_path: Path) -> None:
-    """Four requests at 1 each under a budget of 4. The first process answers three and is
-    killed while the fourth (``x``) is in flight. The resumed process makes ``x`` again, which
-    now fails: the run has spent its 4, so the reallocation of ``x`` to its second provider is
-    refused by the gate (a fresh budget would have paid for it)."""
+def _configure(tmp_path: Path, budget: float | None) -> tuple[list[str], Path, Path, Path]:
+    """Three fast requests at 1 each on ``faults``, and ``x`` (``note.echo``) at 1 on ``first``
+    (the same server), or at 1 on ``second`` (another). Returns the CLI's arguments, the
+    fault file of ``faults``, and each server's record of the calls it received."""
     faults, spare_faults = tmp_path / "faults.json", tmp_path / "spare.json"
     record, spare_record = tmp_path / "calls.jsonl", tmp_path / "spare.jsonl"
     spare_faults.write_text("{}")
@@ -71,10 +80,13 @@ def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_pat
         {"id": rid, "skill": f"faults.{tool}", "args": args} for rid, (tool, args) in FAST.items()
     ]
     requests.append({"id": "x", "skill": "note.echo", "args": {"text": "slow one"}})
-    task.write_text(json.dumps({"requests": requests, "constraints": {"budget": 4}}))
-    db = tmp_path / "runs.db"
-    args = ["run", str(task), "--config", str(config), "--db", str(db), "--json"]
+    constraints = {} if budget is None else {"budget": budget}
+    task.write_text(json.dumps({"requests": requests, "constraints": constraints}))
+    args = ["run", str(task), "--config", str(config), "--db", str(tmp_path / "runs.db"), "--json"]
+    return args, faults, record, spare_record
 
+
+def _killed_while_x_is_in_flight(args: list[str], faults: Path, record: Path, db: Path) -> None:
     faults.write_text(json.dumps({"echo": {"latency_ms": 600_000}}))  # x hangs
     first = subprocess.Popen(
         [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "job-1"],
@@ -91,13 +103,81 @@ def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_pat
             first.kill()
         first.communicate()
 
-    faults.write_text(json.dumps({"echo": {"fail_first": 1000}}))  # x now fails on "first"
+
+def _sends_recorded(db: Path) -> int:
+    """Priced sends the store still holds records of (each deleted once checkpointed)."""
+    with sqlite3.connect(db) as conn:
+        query = "SELECT count(*) FROM store WHERE prefix LIKE 'hybridmcp.sending.%'"
+        return int(conn.execute(query).fetchone()[0])
+
+
+def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_path: Path) -> None:
+    """Four requests at 1 each under a budget of 4. The first process answers three and is
+    killed while the fourth (``x``) is in flight: the run has spent its 4, the last on a send
+    whose answer was lost. The resumed process counts that send before anything goes out, so
+    it can pay neither ``x`` again nor its second provider (a budget rebuilt from the
+    checkpointed attempts alone would have paid for one of them, and passed the budget)."""
+    args, faults, record, spare_record = _configure(tmp_path, budget=4)
+    db = tmp_path / "runs.db"
+    _killed_while_x_is_in_flight(args, faults, record, db)
+    assert _sends_recorded(db) == 1  # x's, sent and never answered
+
+    faults.write_text("{}")  # x would answer now
     resumed = cli(*args, "--thread", "job-1")
     assert resumed.returncode == 3, resumed.stderr  # partial: x failed
     out = json.loads(resumed.stdout)
     x = next(r for r in out["results"] if r["id"] == "x")
     assert "budget exhausted" in str(x["error"]), x
     assert recorded(spare_record) == []  # the second provider was never paid
-    assert out["cost"]["spent"] <= 4
+    assert [c["tool"] for c in recorded(record)].count("echo") == 1  # not sent again
+    assert out["cost"]["spent"] == 4
+    assert out["cost"]["budget_remaining"] == 0
+    assert out["cost"]["by_provider"]["mcp:first"] == {"side": "external", "calls": 1, "cost": 1}
     assert out["cost"]["by_provider"]["mcp:second"]["calls"] == 0  # refused: never sent
+    assert _sends_recorded(db) == 0
+
+
+def test_a_send_the_killed_process_made_is_paid_beside_the_one_that_answered(
+    tmp_path: Path,
+) -> None:
+    """Without a budget, ``x`` in flight at the kill is made again on resume, and answers:
+    the run paid for both sends, and its cost says so."""
+    args, faults, record, _spare = _configure(tmp_path, budget=None)
+    db = tmp_path / "runs.db"
+    _killed_while_x_is_in_flight(args, faults, record, db)
+
+    faults.write_text("{}")
+    resumed = cli(*args, "--thread", "job-1")
+    assert resumed.returncode == 0, resumed.stderr
+    out = json.loads(resumed.stdout)
     assert [c["tool"] for c in recorded(record)].count("echo") == 2  # in flight, then again
+    assert out["cost"]["spent"] == 5  # three fast calls, and x's two sends
+    assert out["cost"]["by_provider"]["mcp:first"] == {"side": "external", "calls": 2, "cost": 2}
+    assert _sends_recorded(db) == 0
+    again = cli(*args, "--thread", "job-1")  # finished: the stored result, nothing paid
+    assert json.loads(again.stdout)["cost"] == out["cost"]
+
+
+class _FullStore(InMemoryStore):
+    """A store that cannot take a priced send's record (as a full disk would refuse it)."""
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        if any(isinstance(op, PutOp) and op.namespace[:2] == SENDING for op in ops):
+            raise OSError(28, "No space left on device")
+        return await super().abatch(ops)
+
+
+async def test_a_priced_call_whose_send_cannot_be_recorded_is_not_sent(tmp_path: Path) -> None:
+    """On a durable run, a priced read goes out only once a resumed run could count it: a
+    store that cannot record the send stops the run, the server receiving nothing."""
+    faults, record = tmp_path / "faults.json", tmp_path / "calls.jsonl"
+    faults.write_text("{}")
+    config = parse_config({"mcpServers": {"faults": _server(faults, record)}})
+    task = parse_task([{"id": "a", "skill": "faults.echo", "args": {"text": "hi"}}])
+    async with Coordinator.open(
+        config, checkpointer=InMemorySaver(), store=_FullStore()
+    ) as coordinator:
+        with pytest.raises(SendNotRecorded, match="No space left on device"):
+            await coordinator.run(task, thread_id="t-1")
+    assert recorded(record) == []

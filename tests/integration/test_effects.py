@@ -153,14 +153,15 @@ async def test_a_write_moves_only_when_it_was_never_sent(tmp_path, monkeypatch):
 
 def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
     """The CLI is killed while a write is in flight (the line is written, the answer is not
-    in); the resumed thread reports ``outcome_unknown`` and does not call again."""
+    in); the resumed thread reports ``outcome_unknown`` and does not call again. The write
+    may have been made, so its price is counted as paid (a budget is never passed by it)."""
     import subprocess
 
     from tests.integration.test_durable import cli, cli_env, wait_for
 
     journal, config, task = tmp_path / "j.jsonl", tmp_path / "c.json", tmp_path / "t.json"
     data = journal_config(journal)
-    data["mcpServers"]["journal"]["timeout_ms"] = 300_000
+    data["mcpServers"]["journal"] |= {"timeout_ms": 300_000, "cost_per_call": 0.25}
     config.write_text(json.dumps(data))
     request = {"id": "w", "skill": "journal.append", "args": {"entry": "x", "sleep_ms": 600_000}}
     task.write_text(json.dumps({"requests": [request]}))
@@ -188,6 +189,8 @@ def test_a_resumed_run_never_repeats_a_write_whose_outcome_is_unknown(tmp_path):
     result = next(r for r in out["results"] if r["id"] == "w")
     assert result["status"] == "error" and result["error"].startswith("outcome_unknown"), result
     assert [w["entry"] for w in lines(journal)] == ["x"]  # not written a second time
+    assert out["cost"]["spent"] == 0.25
+    assert out["cost"]["by_provider"]["mcp:journal/append"]["calls"] == 1
 
 
 async def test_calls_of_threads_whose_ids_run_together_carry_different_keys(tmp_path):

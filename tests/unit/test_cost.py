@@ -172,6 +172,19 @@ def test_a_call_never_sent_is_no_call_of_its_provider() -> None:
     assert report["by_provider"]["mcp:x"] == {"side": "external", "calls": 1, "cost": 0.1}
 
 
+def test_sends_a_killed_run_lost_are_calls_of_their_provider() -> None:
+    """A resumed call's attempt carries the sends an earlier, killed run of it made
+    (``lost_sends``, paid in its ``cost``): each reached the provider."""
+    attempts = [
+        {"request_id": "a", "provider": "mcp:x", "side": "external", "cost": 0.3, "sent": True,
+         "lost_sends": 2},
+        {"request_id": "b", "provider": "mcp:x", "side": "external", "cost": 0.1, "sent": False,
+         "lost_sends": 1},
+    ]  # fmt: skip
+    report = cost_report(attempts, {}, {}, None)
+    assert report["by_provider"]["mcp:x"] == {"side": "external", "calls": 4, "cost": 0.4}
+
+
 @given(
     price=st.floats(1e-12, 1e6, allow_nan=False, allow_infinity=False),
     calls=st.integers(1, 200),

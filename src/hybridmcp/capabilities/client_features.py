@@ -101,6 +101,10 @@ class CallScope:
     to the caller's run)."""
     sampling_cost: float = 0.0
     """What those answers cost."""
+    before_send: Callable[[], Awaitable[None]] | None = None
+    """Awaited by the session pool once the call has its slot, just before it is written (a
+    priced call's send recorded, :mod:`hybridmcp.sends`); what it raises fails the call
+    unsent."""
 
 
 # -- pure decisions ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from hybridmcp.errors import (
     PrivacyRefused,
     ProviderError,
     RequestError,
+    SendNotRecorded,
     ToolError,
 )
 from hybridmcp.limits import lone_surrogate_in
@@ -75,6 +76,7 @@ _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
     RequestError: "request error",
     AnswerTooLarge: "too large",
     BackPressureError: "not sent",
+    SendNotRecorded: "not sent",
     CoordinatorClosed: "closed",
 }
 """The outcome of a call that ended in one of these errors (none held against the provider)."""
@@ -650,7 +652,13 @@ class Gate:
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
             raise
-        except (RequestError, AnswerTooLarge, BackPressureError, CoordinatorClosed) as err:
+        except (
+            RequestError,
+            AnswerTooLarge,
+            BackPressureError,
+            CoordinatorClosed,
+            SendNotRecorded,
+        ) as err:
             kind = next(o for t, o in _NOT_THE_PROVIDERS_BY_TYPE.items() if isinstance(err, t))
             outcome = f"{kind}: {err}"
             if timing.sent_at is None:

@@ -997,6 +997,20 @@ class _ServerSession:
         if call.outcome.done():  # the caller left before the request was written: skip it
             self._slots.release()
             return
+        if call.scope is not None and call.scope.before_send is not None:
+            try:
+                await call.scope.before_send()
+            except asyncio.CancelledError:  # the pool's own close
+                self._slots.release()
+                _settle(call, CoordinatorClosed(f"{where}: the session pool closed"))
+                raise
+            except Exception as err:  # not sent
+                self._slots.release()
+                _settle(call, err)
+                return
+            if call.outcome.done():  # the caller left meanwhile: not sent
+                self._slots.release()
+                return
         call.timing.last_answer = self._last_answer
         call.timing.mark_sent()
         self._in_flight.add(call)

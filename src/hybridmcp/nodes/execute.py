@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +61,7 @@ from hybridmcp.errors import (
     PrivacyRefused,
     ProviderError,
     RequestError,
+    SendNotRecorded,
     ToolError,
 )
 from hybridmcp.events import EventCode
@@ -72,6 +73,7 @@ from hybridmcp.policy.effects import OUTCOME_UNKNOWN, WRITE
 from hybridmcp.policy.hedging import HealthWatch
 from hybridmcp.progress import attempt_finished, attempt_started, current_writer
 from hybridmcp.runtime import Context, Resources, resources_for
+from hybridmcp.sends import RequestRound, Sends
 from hybridmcp.state import Batch, WorkItem, colon_key, idempotency_key
 from hybridmcp.stats_store import stats_lock
 
@@ -92,6 +94,8 @@ _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answer
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 _TIMINGS: ContextVar[list[CallTiming] | None] = ContextVar("hybridmcp_timings", default=None)
+_SENDS: ContextVar[Sends | None] = ContextVar("hybridmcp_sends", default=None)
+"""The batch's priced sends (set by the batch for its calls, :mod:`hybridmcp.sends`)."""
 """The timelines of a write's attempts (:func:`_once`): was any of them sent?"""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
@@ -285,7 +289,18 @@ def _scope(item: WorkItem, provider: Provider) -> CallScope | None:
     the sampling answers it was given); an internal call has none."""
     if provider.side != "external":
         return None
-    return CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
+    scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
+    sends = _SENDS.get()
+    if sends is not None and sends.active and _priced_read(provider):
+        request = (item["request_id"], item["round"])
+        price = provider.cost_per_call
+        scope.before_send = sends.before_send(dispatch_key(item), request, provider.id, price)
+    return scope
+
+
+def _priced_read(provider: Provider) -> bool:
+    """An external call a resumed run would make again, and pay again (:mod:`hybridmcp.sends`)."""
+    return provider.side == "external" and provider.cost_per_call > 0 and provider.effect != WRITE
 
 
 async def _run(
@@ -320,7 +335,7 @@ async def _run(
             error, record = "cancelled: the run's deadline", {"censored": RUN_DEADLINE}
     except ElicitationRequired:
         raise  # the node pauses the run for a human (see _work)
-    except (CoordinatorClosed, AuditError):
+    except (CoordinatorClosed, AuditError, SendNotRecorded):
         # the run ends with it: nothing is known of the provider (Coordinator.run); with the
         # audit trail unwritable no further call goes out
         raise
@@ -633,13 +648,18 @@ async def _watched(
             call.task.cancel()
 
 
+def _budget(res: Resources, item: WorkItem) -> Budget:
+    """The spending of the item's run's round (the item has a budget)."""
+    return res.gate.run_budget(
+        item["run_id"], item["round"], item["budget"] or 0.0, item.get("spent", 0.0)
+    )
+
+
 def _paid(res: Resources, item: WorkItem, attempts: list[dict[str, Any]]) -> None:
     """Count in the round's spending the attempts checkpointed before the run was resumed
     (by another process, or by this one before it forgot the round): each once by its key,
     none the round has charged itself."""
-    budget = res.gate.run_budget(
-        item["run_id"], item["round"], item["budget"] or 0.0, item.get("spent", 0.0)
-    )
+    budget = _budget(res, item)
     for attempt in attempts:
         cost = spent_by([attempt])
         if cost:
@@ -764,7 +784,12 @@ async def _once(
             "repeated (write effect)"
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
-        return _update([attempt | {"sent": True, "replayed": True}], [])
+        # it may have been sent: counted as paid, so that the budget is never passed
+        price = res.registry.provider(item["provider"]).cost_per_call
+        attempt |= {"sent": True, "replayed": True, "cost": price}
+        if item.get("budget") is not None:
+            _paid(res, item, [attempt])
+        return _update([attempt], [])
     timings: list[CallTiming] = []
     token = _TIMINGS.set(timings)
     try:
@@ -874,6 +899,39 @@ def _answer(questions: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
     return answers
 
 
+async def _sends(
+    store: BaseStore, journal: CallJournal, res: Resources, items: Sequence[WorkItem]
+) -> Sends:
+    """The batch's priced sends: recorded only on a durable run, for requests a priced read
+    may answer (their provider's or a hedge's); with the sends an earlier run lost."""
+    if journal.saver is None:
+        return Sends()
+    provider = res.registry.provider
+    priced: dict[RequestRound, str] = {}
+    for item in items:
+        hedge = (item.get("watch") or {}).get("hedge")
+        names = [item["provider"], *([hedge["provider"]] if hedge else [])]
+        if any(_priced_read(provider(name)) for name in names):
+            priced[(item["request_id"], item["round"])] = item["idempotency_key"]
+    return await Sends.open(
+        store, items[0]["run_id"], priced, lambda request: priced[request] in journal.done
+    )
+
+
+def _with_lost(update: dict[str, Any], item: WorkItem, lost: tuple[int, float]) -> dict[str, Any]:
+    """The request's update with the sends an earlier, killed run lost counted in its
+    attempt's cost (:mod:`hybridmcp.sends`)."""
+    count, cost = lost
+    if not count:
+        return update
+    attempts = list(update["attempts"])
+    at = next(i for i, a in enumerate(attempts) if a["provider"] == item["provider"])
+    mine = attempts[at]
+    paid = money(float(mine.get("cost") or 0.0) + cost)
+    attempts[at] = mine | {"cost": paid, "lost_sends": count}
+    return {**update, "attempts": attempts}
+
+
 def batches(pending: list[WorkItem]) -> list[tuple[str, Batch]]:
     """The round's work as (side, batch) pairs: per side, in order, at most ``BATCH_SIZE``
     attempts a batch."""
@@ -907,6 +965,7 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
     items = batch["items"]
     questions = await _asked(store, items)
     answers = _answer(questions)  # a resumed run: the person's answers so far
+    sends = await _sends(store, journal, res, items)
     new: list[str] = []
 
     async def one(item: WorkItem) -> dict[str, Any] | None:
@@ -916,6 +975,10 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
             _paid(res, item, update["attempts"])  # made before the run was resumed
         if update is None:
             attempt_started(item)
+            request = (item["request_id"], item["round"])
+            lost = sends.lost_for(request)
+            if lost[1] and item.get("budget") is not None:  # paid before anything is sent
+                _budget(res, item).note(f"{key}:lost", lost[1])
             try:
                 update = await _work(item, res, store, journal, answers.get(key, ()))
             except ElicitationRequired as need:  # asked at the end, in the order asked
@@ -926,25 +989,39 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
                 return None
             if key in questions:
                 await store.adelete(ASKED, key)
+            update = _with_lost(update, item, lost)
             await journal.record(key, update)
+            await sends.settled(request)
         attempt_finished(update)
         return update
 
-    with apart_from_step():  # what outlives a call (its timers) must not keep the run's state
-        if len(items) == 1 or not res.config.coordination_config.parallel_execution:
-            updates = [await one(item) for item in items]  # one at a time
-        else:  # a call that fails the batch (its store or journal) cancels the others
-            try:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(one(item)) for item in items]
-            except BaseExceptionGroup as failed:
-                raise failed.exceptions[0] from None
-            updates = [task.result() for task in tasks]
+    token = _SENDS.set(sends)
+    try:
+        updates = await _each(one, items, res.config.coordination_config.parallel_execution)
+    finally:
+        _SENDS.reset(token)
     if new:  # the calls that finished are journaled; the run pauses for the person
         _answer({key: [questions[key][-1]] for key in new})
     done = [u for u in updates if u is not None]
     attempts = [a for u in done for a in u["attempts"]]
     return _update(attempts, [e for u in done for e in u.get("events", ())])
+
+
+async def _each(
+    one: Callable[[WorkItem], Coroutine[Any, Any, dict[str, Any] | None]],
+    items: Sequence[WorkItem],
+    parallel: bool,
+) -> list[dict[str, Any] | None]:
+    """``one`` of each item: concurrently, or one at a time (``parallel`` off)."""
+    with apart_from_step():  # what outlives a call (its timers) must not keep the run's state
+        if len(items) == 1 or not parallel:
+            return [await one(item) for item in items]  # one at a time
+        try:  # a call that fails the batch (its store or journal) cancels the others
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(item)) for item in items]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return [task.result() for task in tasks]
 
 
 async def internal(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
