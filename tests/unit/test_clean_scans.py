@@ -150,3 +150,31 @@ def test_entity_settings_changed_in_place_are_part_of_what_was_remembered() -> N
     assert policy.decide(PROVIDER, args, CTX).action == "allow"
     detection.enabled_entities.add("EMAIL_ADDRESS")
     assert policy.decide(PROVIDER, args, CTX).action == "refuse"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=st.sampled_from(SENSITIVE), data=st.data())
+def test_a_decision_says_a_value_was_completed_only_when_the_pieces_made_it(
+    value: str, data: st.DataObject
+) -> None:
+    """A run sends a field a piece of a value, then the field again. The second decision says
+    the value was completed with what the run sent only when its piece alone is not it: a
+    call holding the whole value is decided, and said, as it would be alone."""
+    cut = data.draw(st.integers(1, len(value) - 1))
+    ctx = CallContext("run", "r2", "s.t", "k2", "public")
+    whole = ScanningPolicy(PrivacySettings(policy="refuse"))
+    whole.decide(PROVIDER, {"note": value[:cut]}, CallContext("run", "r1", "s.t", "k1", "public"))
+    alone = ScanningPolicy(PrivacySettings(policy="refuse")).decide(PROVIDER, {"note": value}, ctx)
+    said = whole.decide(PROVIDER, {"note": value}, ctx)
+    assert (said.action, said.reason) == (alone.action, alone.reason)
+
+    split = ScanningPolicy(PrivacySettings(policy="refuse"))
+    first = split.decide(
+        PROVIDER, {"note": value[:cut]}, CallContext("run", "r1", "s.t", "k1", "public")
+    )
+    rest = split.decide(PROVIDER, {"note": value[cut:]}, ctx)
+    piece = ScanningPolicy(PrivacySettings(policy="refuse")).decide(
+        PROVIDER, {"note": value[cut:]}, ctx
+    )
+    if alone.action == "refuse" and first.action == piece.action == "allow":  # both sent
+        assert rest.action == "refuse" and "completed with what this run sent" in rest.reason

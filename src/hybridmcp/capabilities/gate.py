@@ -215,6 +215,7 @@ class ScanningPolicy:
             if cfg.enabled and not oversized
             else []
         )
+        alone = scanner.Sensitivity.public if report is None else report.level
         if joined:  # pieces of a value cut over this run's calls: judged as the value
             report = _with_findings(report, joined, cfg.detection)
         action = policy_for(
@@ -228,7 +229,9 @@ class ScanningPolicy:
             oversized and cfg.enabled,
             provider.effect,
         )
-        if joined and verdict.action != "allow":
+        if joined and verdict.action != "allow" and report is not None and report.level > alone:
+            # said only when the pieces made it more: a call holding a whole value is said
+            # to be what it is alone
             verdict = Release(
                 verdict.action,
                 f"{verdict.reason} (a value completed with what this run sent {destination})",
