@@ -6,16 +6,19 @@ of those was sent twice and is paid twice; counting only the attempts the checkp
 resumed run would not see the first payment, and could pass its budget by the price of every
 call in flight at the kill.
 
-So on a durable run (one with a checkpointer) a priced external call is recorded in the store
-just before it is written to its server, under its run and its
+So on a durable run (one with a checkpointer) with a budget, a priced external call is
+recorded in the store just before it is written to its server, under its run and its
 :func:`~hybridmcp.nodes.execute.dispatch_key`, and the record is deleted once the call's
-attempt is checkpointed. A record the resumed batch finds without its request's attempt is a
-send whose answer was lost: its price goes into the round's budget before anything is sent,
-and into the cost of the request's attempt (with ``lost_sends``, how many), so the budget
-holds across a kill and the reported spending is what was paid. A call's record is written
-when its session slot is taken, not while it waits for one: a queued call cut by the kill was
-never sent and costs nothing. A store that cannot take the record stops the run before the
-call is sent (:class:`~hybridmcp.errors.SendNotRecorded`), as a write's dispatch does.
+attempt is checkpointed (the batch's records in one write, once its calls are done). A record
+costs a store write, so a run without a budget, which nothing would stop, records none.
+
+A record the resumed batch finds without its request's attempt is a send whose answer was
+lost: its price goes into the round's budget before anything is sent, and into the cost of
+the request's attempt (with ``lost_sends``, how many), so the budget holds across a kill and
+the reported spending is what was paid. A call's record is written when its session slot is
+taken, not while it waits for one: a queued call cut by the kill was never sent and costs
+nothing. A store that cannot take the record stops the run before the call is sent
+(:class:`~hybridmcp.errors.SendNotRecorded`), as a write's dispatch does.
 
 Writes are not repeated on resume (their dispatch record, ``nodes.execute._once``); one whose
 outcome is unknown is counted as paid there.
@@ -52,6 +55,8 @@ class Sends:
     """By dispatch key: the record of each send no checkpointed attempt answers."""
     recorded: dict[RequestRound, set[str]] = field(default_factory=dict)
     """By request and round: the dispatch keys recorded (or found) for it."""
+    done: set[str] = field(default_factory=set)
+    """Keys of records whose request's attempt is checkpointed, to delete."""
 
     @classmethod
     async def open(
@@ -73,10 +78,11 @@ class Sends:
             for item in page:
                 value = item.value if isinstance(item.value, Mapping) else {}
                 mine = (value.get("request_id"), value.get("round"))
-                if mine in wanted:
+                if mine in wanted and journaled(mine):  # answered: left to delete
+                    sends.done.add(item.key)
+                elif mine in wanted:
                     sends.recorded.setdefault(mine, set()).add(item.key)
-                    if not journaled(mine):
-                        sends.lost[item.key] = dict(value)
+                    sends.lost[item.key] = dict(value)
             if len(page) < SEARCH_PAGE:
                 return sends
             offset += SEARCH_PAGE
@@ -124,15 +130,19 @@ class Sends:
 
         return record
 
-    async def settled(self, request: RequestRound) -> None:
-        """The request's attempt is checkpointed: its records are no longer needed."""
-        keys = self.recorded.pop(request, set())
-        if self.store is None or not keys:
+    def settled(self, request: RequestRound) -> None:
+        """The request's attempt is checkpointed: its records are no longer needed (deleted
+        with the batch's others, :meth:`forget`; until then a resumed run reads them as
+        answered, its attempt being checkpointed)."""
+        self.done.update(self.recorded.pop(request, set()))
+
+    async def forget(self) -> None:
+        """Delete the records of the batch's checkpointed requests, in one write."""
+        if self.store is None or not self.done:
             return
         namespace = (*SENDING, self.run_id)
-        await self.store.abatch([PutOp(namespace, key, None) for key in sorted(keys)])
-        for key in keys:
-            self.lost.pop(key, None)
+        await self.store.abatch([PutOp(namespace, key, None) for key in sorted(self.done)])
+        self.done.clear()
 
 
 def _count(value: Any) -> int:

@@ -46,7 +46,7 @@ def _server(faults: Path, record: Path) -> dict:
     }
 
 
-def _configure(tmp_path: Path, budget: float | None) -> tuple[list[str], Path, Path, Path]:
+def _configure(tmp_path: Path, budget: float) -> tuple[list[str], Path, Path, Path]:
     """Three fast requests at 1 each on ``faults``, and ``x`` (``note.echo``) at 1 on ``first``
     (the same server), or at 1 on ``second`` (another). Returns the CLI's arguments, the
     fault file of ``faults``, and each server's record of the calls it received."""
@@ -80,8 +80,7 @@ def _configure(tmp_path: Path, budget: float | None) -> tuple[list[str], Path, P
         {"id": rid, "skill": f"faults.{tool}", "args": args} for rid, (tool, args) in FAST.items()
     ]
     requests.append({"id": "x", "skill": "note.echo", "args": {"text": "slow one"}})
-    constraints = {} if budget is None else {"budget": budget}
-    task.write_text(json.dumps({"requests": requests, "constraints": constraints}))
+    task.write_text(json.dumps({"requests": requests, "constraints": {"budget": budget}}))
     args = ["run", str(task), "--config", str(config), "--db", str(tmp_path / "runs.db"), "--json"]
     return args, faults, record, spare_record
 
@@ -104,11 +103,12 @@ def _killed_while_x_is_in_flight(args: list[str], faults: Path, record: Path, db
         first.communicate()
 
 
-def _sends_recorded(db: Path) -> int:
-    """Priced sends the store still holds records of (each deleted once checkpointed)."""
+def _sends_recorded(db: Path) -> list[str]:
+    """The requests whose priced sends the store still holds records of (deleted once their
+    attempts are checkpointed, a batch's together when its calls are done)."""
     with sqlite3.connect(db) as conn:
-        query = "SELECT count(*) FROM store WHERE prefix LIKE 'hybridmcp.sending.%'"
-        return int(conn.execute(query).fetchone()[0])
+        query = "SELECT value FROM store WHERE prefix LIKE 'hybridmcp.sending.%'"
+        return sorted(json.loads(row[0])["request_id"] for row in conn.execute(query))
 
 
 def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_pat
     args, faults, record, spare_record = _configure(tmp_path, budget=4)
     db = tmp_path / "runs.db"
     _killed_while_x_is_in_flight(args, faults, record, db)
-    assert _sends_recorded(db) == 1  # x's, sent and never answered
+    assert _sends_recorded(db) == sorted([*FAST, "x"])  # x's never answered
 
     faults.write_text("{}")  # x would answer now
     resumed = cli(*args, "--thread", "job-1")
@@ -134,15 +134,15 @@ def test_a_run_resumed_in_another_process_does_not_get_its_budget_afresh(tmp_pat
     assert out["cost"]["budget_remaining"] == 0
     assert out["cost"]["by_provider"]["mcp:first"] == {"side": "external", "calls": 1, "cost": 1}
     assert out["cost"]["by_provider"]["mcp:second"]["calls"] == 0  # refused: never sent
-    assert _sends_recorded(db) == 0
+    assert _sends_recorded(db) == []
 
 
 def test_a_send_the_killed_process_made_is_paid_beside_the_one_that_answered(
     tmp_path: Path,
 ) -> None:
-    """Without a budget, ``x`` in flight at the kill is made again on resume, and answers:
-    the run paid for both sends, and its cost says so."""
-    args, faults, record, _spare = _configure(tmp_path, budget=None)
+    """Under a budget that pays for it, ``x`` in flight at the kill is made again on resume,
+    and answers: the run paid for both sends, and its cost says so."""
+    args, faults, record, _spare = _configure(tmp_path, budget=100)
     db = tmp_path / "runs.db"
     _killed_while_x_is_in_flight(args, faults, record, db)
 
@@ -152,8 +152,9 @@ def test_a_send_the_killed_process_made_is_paid_beside_the_one_that_answered(
     out = json.loads(resumed.stdout)
     assert [c["tool"] for c in recorded(record)].count("echo") == 2  # in flight, then again
     assert out["cost"]["spent"] == 5  # three fast calls, and x's two sends
+    assert out["cost"]["budget_remaining"] == 95
     assert out["cost"]["by_provider"]["mcp:first"] == {"side": "external", "calls": 2, "cost": 2}
-    assert _sends_recorded(db) == 0
+    assert _sends_recorded(db) == []
     again = cli(*args, "--thread", "job-1")  # finished: the stored result, nothing paid
     assert json.loads(again.stdout)["cost"] == out["cost"]
 
@@ -169,12 +170,18 @@ class _FullStore(InMemoryStore):
 
 
 async def test_a_priced_call_whose_send_cannot_be_recorded_is_not_sent(tmp_path: Path) -> None:
-    """On a durable run, a priced read goes out only once a resumed run could count it: a
-    store that cannot record the send stops the run, the server receiving nothing."""
+    """On a durable run with a budget, a priced read goes out only once a resumed run could
+    count it: a store that cannot record the send stops the run, the server receiving
+    nothing."""
     faults, record = tmp_path / "faults.json", tmp_path / "calls.jsonl"
     faults.write_text("{}")
     config = parse_config({"mcpServers": {"faults": _server(faults, record)}})
-    task = parse_task([{"id": "a", "skill": "faults.echo", "args": {"text": "hi"}}])
+    task = parse_task(
+        {
+            "requests": [{"id": "a", "skill": "faults.echo", "args": {"text": "hi"}}],
+            "constraints": {"budget": 10},
+        }
+    )
     async with Coordinator.open(
         config, checkpointer=InMemorySaver(), store=_FullStore()
     ) as coordinator:

@@ -902,9 +902,10 @@ def _answer(questions: dict[str, list[dict[str, Any]]]) -> dict[str, list[Any]]:
 async def _sends(
     store: BaseStore, journal: CallJournal, res: Resources, items: Sequence[WorkItem]
 ) -> Sends:
-    """The batch's priced sends: recorded only on a durable run, for requests a priced read
-    may answer (their provider's or a hedge's); with the sends an earlier run lost."""
-    if journal.saver is None:
+    """The batch's priced sends: recorded only on a durable run with a budget, for requests a
+    priced read may answer (their provider's or a hedge's); with the sends an earlier run
+    lost."""
+    if journal.saver is None or items[0].get("budget") is None:
         return Sends()
     provider = res.registry.provider
     priced: dict[RequestRound, str] = {}
@@ -991,7 +992,7 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
                 await store.adelete(ASKED, key)
             update = _with_lost(update, item, lost)
             await journal.record(key, update)
-            await sends.settled(request)
+            sends.settled(request)
         attempt_finished(update)
         return update
 
@@ -1000,6 +1001,7 @@ async def _calls(batch: Batch, runtime: Runtime[Context]) -> dict[str, Any]:
         updates = await _each(one, items, res.config.coordination_config.parallel_execution)
     finally:
         _SENDS.reset(token)
+    await sends.forget()
     if new:  # the calls that finished are journaled; the run pauses for the person
         _answer({key: [questions[key][-1]] for key in new})
     done = [u for u in updates if u is not None]
