@@ -311,6 +311,26 @@ async def test_straggler_in_a_hybrid_request_is_cut_as_degraded():
         assert event["cost_impact"]["cost"] == 0.0
 
 
+async def test_the_side_a_conflict_would_keep_is_waited_for_not_cut():
+    """As above, but the skill needs a strength only the external side has (real-time data):
+    its answer is the one a disagreement would keep, so the request does not settle on the
+    internal answer alone; the slow external call is waited for, and both are compared."""
+    cfg = config(faultserver_stdio(), degradation={"min_observations": 1})
+    cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
+    cfg.skills["math.calculate"].tags = ["real_time_data"]
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        for i in range(3):
+            warm = await run(co, calc(f"w{i}", "hybrid"))
+            assert warm["results"][f"w{i}"]["agreement"] is True
+        await set_faults(co, {"calculate": {"latency_ms": 3000}})
+        out = await run(co, calc("s", "hybrid"))
+        assert out["status"] == "ok" and out["results"]["s"]["value"] == {"value": 42}
+        by_side = {a["side"]: a for a in out["results"]["s"]["attempts"]}
+        assert by_side["external"]["ok"] is True, by_side["external"]
+        assert by_side["external"]["latency_ms"] >= 3000
+        assert out["results"]["s"]["agreement"] is True
+
+
 # -- a third-party server: @modelcontextprotocol/server-everything ----------------------------
 
 EVERYTHING_INSTALL = "npm install -g @modelcontextprotocol/server-everything"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from hybridmcp.config import (
     ComparatorConfig,
     DegradationConfig,
@@ -187,3 +190,60 @@ def test_a_critical_requests_slow_side_is_waited_for_not_cut():
     assert watch_plan(hybrid, "e", ResilienceConfig())["peer_side"] == "internal"
     critical = hybrid | {"critical": True}
     assert watch_plan(critical, "e", ResilienceConfig())["peer_side"] is None
+
+
+def _score(side: str, quality: float, confirmations: int = 0, refutations: int = 0) -> dict:
+    return {
+        "side": side,
+        "quality": quality,
+        "prediction": prediction(quality=quality)
+        | {"confirmations": confirmations, "refutations": refutations},
+    }
+
+
+def _hybrid(internal: dict, external: dict) -> dict:
+    return {
+        "mode": "hybrid",
+        "providers": ["i", "e"],
+        "ranking": ["i", "e"],
+        "scores": {"i": internal, "e": external},
+    }
+
+
+def test_the_side_a_conflict_would_keep_is_never_cut_as_a_straggler():
+    cfg = ResilienceConfig()
+    # the external side carries the strength the request needs (its quality's bonus)
+    needs_external = _hybrid(_score("internal", 0.8), _score("external", 0.95))
+    assert watch_plan(needs_external, "e", cfg)["kept"] is True
+    assert "kept" not in watch_plan(needs_external, "i", cfg)
+    assert watch_plan(needs_external, "i", cfg)["peer_side"] == "external"
+    assert watch_plan(needs_external, "e", cfg)["peer_side"] == "internal"  # still paired
+    # evidence of correctness outranks the a-priori confidence, as in a conflict
+    proven = _hybrid(_score("internal", 0.8, confirmations=6), _score("external", 0.95, 0, 4))
+    assert watch_plan(proven, "i", cfg)["kept"] is True
+    assert "kept" not in watch_plan(proven, "e", cfg)
+    # a tie keeps either answer: either may be cut
+    tie = _hybrid(_score("internal", 0.9), _score("external", 0.9))
+    assert not any("kept" in watch_plan(tie, p, cfg) for p in ("i", "e"))
+
+
+@given(
+    qualities=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    evidence=st.tuples(*[st.integers(0, 12)] * 4),
+)
+def test_at_most_one_side_is_kept_and_a_cut_side_never_outranks_the_other(
+    qualities: tuple[float, float], evidence: tuple[int, int, int, int]
+) -> None:
+    """Whatever the scores, settling on one answer never returns the answer a conflict
+    would override: a side that may be cut loses (or ties) a conflict with the other."""
+    from hybridmcp.policy.integration import kept_over
+
+    internal = _score("internal", qualities[0], evidence[0], evidence[1])
+    external = _score("external", qualities[1], evidence[2], evidence[3])
+    plans = {p: watch_plan(_hybrid(internal, external), p, ResilienceConfig()) for p in "ie"}
+    assert sum("kept" in plan for plan in plans.values()) <= 1
+    for me, mine, theirs in (("i", internal, external), ("e", external, internal)):
+        if "kept" not in plans[me]:
+            assert not kept_over(mine, theirs)
+        else:
+            assert not kept_over(theirs, mine)

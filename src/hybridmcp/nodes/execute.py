@@ -593,10 +593,11 @@ async def _serve(item: WorkItem, res: Resources) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
     key = (item["run_id"], item["request_id"], item["round"])
     peer_side, hedge = plan.get("peer_side"), plan.get("hedge")
+    cut_by = None if plan.get("kept") else peer_side  # a side a conflict would keep: waited for
     pairing = res.pairs.pair(key) if peer_side else contextlib.nullcontext()
     with pairing:
-        if hedge or (peer_side and threshold is not None):
-            attempts = await _watched(item, res, hedge, threshold, key, peer_side, events)
+        if hedge or (cut_by and threshold is not None):
+            attempts = await _watched(item, res, hedge, threshold, key, cut_by, events)
         else:  # nothing to watch the call for: it runs in this task
             attempts = [await _run(item, res, _timing(res))]
         if peer_side and attempts[0]["ok"]:

@@ -10,7 +10,11 @@ trigger a hedge, so a provider's first calls never do.
 
 A *straggler* is one side of a hybrid (cross-validated) request that runs past its degradation
 threshold after the other side has already answered: the worker stops waiting for it, and the
-request settles on the answer it has.
+request settles on the answer it has. Only a side a conflict would not keep is cut so: when
+its answer would win a disagreement (the side whose strengths the request needs, or with the
+stronger evidence or a-priori confidence, :func:`~hybridmcp.policy.integration.kept_over`),
+settling on the other side's answer would return the answer a conflict overrides, so it is
+waited for.
 
 *In flight.* Calls the coordinator sends at once share the server's session; a server that works
 through them one at a time (a single stdio process) answers a call that shares it with ``k``
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridmcp.config import DegradationConfig, HedgingConfig, ResilienceConfig
+from hybridmcp.policy.integration import kept_over
 
 OTHER_SIDE = {"internal": "external", "external": "internal"}
 
@@ -99,9 +104,11 @@ def watch_plan(
     ``slow_after_ms``: the degradation threshold (a later answer counts as slow for the circuit
     breaker); ``hedge``: the provider to start past ``after_ms``; ``peer_side``: in a hybrid,
     non-critical request's first round, the side whose answer lets this one stop as a
-    straggler. Without performance ``monitoring`` nothing is judged by its latency (no
-    threshold, no hedge, no straggler cut); without ``parallel`` execution nothing races (no
-    hedge, no straggler cut). Errors still move work either way.
+    straggler, unless ``kept``: a conflict would keep this side's answer, so it is waited for
+    (the other side still stops when this one answers first). Without performance
+    ``monitoring`` nothing is judged by its latency (no threshold, no hedge, no straggler
+    cut); without ``parallel`` execution nothing races (no hedge, no straggler cut). Errors
+    still move work either way.
     """
     mine = allocation.get("scores", {}).get(provider_id, {})
     plan: dict[str, Any] = {
@@ -118,7 +125,26 @@ def watch_plan(
         hybrid = allocation.get("mode") == "hybrid" and not allocation.get("critical")
         if hybrid and cfg.degradation.cut_stragglers:
             plan["peer_side"] = OTHER_SIDE.get(mine.get("side", ""))
+            if _kept_over_peer(allocation, mine, plan["peer_side"]):
+                plan["kept"] = True  # waited for: its answer would win a disagreement
     return plan
+
+
+def _kept_over_peer(
+    allocation: Mapping[str, Any], mine: Mapping[str, Any], peer_side: str | None
+) -> bool:
+    """Would a conflict keep this provider's answer over the other side's (its first chosen
+    provider's)? Then it is never cut as a straggler."""
+    scores = allocation.get("scores", {})
+    peer = next(
+        (
+            scores[p]
+            for p in allocation.get("providers", ())
+            if p in scores and scores[p].get("side") == peer_side
+        ),
+        None,
+    )
+    return peer is not None and kept_over(mine, peer)
 
 
 @dataclass

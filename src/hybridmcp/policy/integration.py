@@ -230,6 +230,20 @@ def _resolve(
     return best, PRIOR
 
 
+def kept_over(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
+    """Would a conflict of a non-critical request between an answer of the provider scored
+    ``mine`` and one of the provider scored ``theirs`` (their allocation ``scores``) keep
+    mine, whichever came first? (A tie keeps either.)"""
+    blank = {"value": None, "latency_ms": 0.0}
+    a = answer_for({**blank, "provider": "mine", "side": "mine"}, mine)
+    b = answer_for({**blank, "provider": "theirs", "side": "theirs"}, theirs)
+    rule = EvidenceRule()
+    return all(
+        (won := _resolve(groups, False, rule)[0]) is not None and won[0] is a
+        for groups in ([[a], [b]], [[b], [a]])
+    )
+
+
 def _value(strategy: str, answers: Sequence[Answer]) -> Any:
     if strategy == "weighted_average":
         return _average([a.value for a in answers], [a.confidence for a in answers])
