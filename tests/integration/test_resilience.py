@@ -289,6 +289,27 @@ async def test_slow_single_side_request_is_hedged_and_the_loser_cancelled():
         assert hedge["hedge_provider"] == "internal:math.calculate"
 
 
+async def test_a_call_is_not_hedged_to_a_side_lacking_what_the_request_needs():
+    """As above, but the skill needs a strength only the external side has (real-time data):
+    the internal answer would not do, so the slow call is waited for, not hedged."""
+    cfg = config(
+        faultserver_stdio(),
+        hedging={"min_observations": 1, "budget_ratio": 1.0},
+        breaker={"consecutive_failures": 100},
+    )
+    cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
+    cfg.skills["math.calculate"].tags = ["real_time_data"]
+    async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
+        for i in range(3):
+            warm = await run(co, calc(f"w{i}"))
+            assert attempts(warm, f"w{i}") == [("external", True, 1)]
+        await set_faults(co, {"calculate": {"latency_ms": 2000}})
+        out = await run(co, calc("h"))
+        assert out["status"] == "ok" and out["results"]["h"]["value"] == {"value": 42}
+        assert attempts(out, "h") == [("external", True, 1)]
+        assert not [e for e in out["events"] if e["code"] == "HEDGE_STARTED"]
+
+
 async def test_straggler_in_a_hybrid_request_is_cut_as_degraded():
     cfg = config(faultserver_stdio(), degradation={"min_observations": 1})
     cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]

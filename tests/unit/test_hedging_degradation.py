@@ -247,3 +247,12 @@ def test_at_most_one_side_is_kept_and_a_cut_side_never_outranks_the_other(
             assert not kept_over(mine, theirs)
         else:
             assert not kept_over(theirs, mine)
+
+
+def test_a_call_is_not_hedged_to_a_side_lacking_a_strength_the_request_needs():
+    needs_external = allocation() | {"strengths_needed": {"internal": [], "external": ["rt"]}}
+    assert hedge_target(needs_external, "e", HedgingConfig()) is None
+    both = allocation() | {"strengths_needed": {"internal": ["ctx"], "external": ["rt"]}}
+    assert hedge_target(both, "e", HedgingConfig()) is not None
+    needs_internal = allocation() | {"strengths_needed": {"internal": ["ctx"], "external": []}}
+    assert hedge_target(needs_internal, "e", HedgingConfig()) is not None  # to the side with it

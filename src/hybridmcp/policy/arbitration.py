@@ -248,6 +248,7 @@ def arbitrate(
         )
     chosen = [f for f in (internal, external) if f is not None and mode in (f.side, "hybrid")]
     chosen.sort(key=lambda f: -f.total)
+    needs = needed_strengths(profile, mapping)
     return (
         {
             "mode": mode,
@@ -265,6 +266,7 @@ def arbitrate(
         | ({"validation_sampling": sampling} if sampling is not None else {})
         | ({"pin": pin} if pin is not None else {})
         | ({"effect": effect} if effect != "read" else {})
+        | ({"strengths_needed": needs} if any(needs.values()) else {})
     )
 
 

@@ -67,7 +67,10 @@ def slow_threshold_ms(prediction: Mapping[str, Any] | None, cfg: DegradationConf
 def hedge_target(
     allocation: Mapping[str, Any], provider_id: str, cfg: HedgingConfig
 ) -> dict[str, Any] | None:
-    """Where and when to hedge a single-side request's call to ``provider_id``, or None."""
+    """Where and when to hedge a single-side request's call to ``provider_id``, or None. Never
+    to a side that lacks the strengths the request needs when this one has them
+    (``strengths_needed``: e.g. real-time data, which a replica's answer may not hold): the
+    call is waited for instead, and moves only if it fails."""
     if not cfg.enabled or allocation.get("mode") not in ("internal", "external"):
         return None
     if allocation.get("effect") == "write":  # a hedge would write a second time
@@ -78,6 +81,9 @@ def hedge_target(
     if (prediction.get("observations") or 0) < cfg.min_observations:
         return None
     other = OTHER_SIDE.get(mine.get("side", ""))
+    needed = allocation.get("strengths_needed") or {}
+    if needed.get(mine.get("side")) and not needed.get(other):
+        return None  # the other side lacks what the request needs: its answer would not do
     alternative = next(
         (p for p in allocation.get("ranking", ()) if scores.get(p, {}).get("side") == other), None
     )
