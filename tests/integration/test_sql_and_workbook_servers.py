@@ -311,8 +311,8 @@ def test_a_write_in_flight_when_the_cli_is_killed_is_not_made_again(tmp_path: Pa
     the test holds. The CLI is SIGKILLed while the insert waits; the lock is let go, so the
     server, left running on its own, makes the insert. The resumed run (same thread) makes
     neither write again: the sheet's answer is the one recorded, the insert is
-    ``outcome_unknown`` (WRITE_NOT_REPEATED), and nothing is learned against the server.
-    Counted in the files: one row, one
+    ``outcome_unknown`` (WRITE_NOT_REPEATED) and is no failure of the server's (no
+    degradation reported, nothing learned against it). Counted in the files: one row, one
     new sheet; the trail has one call of each across both runs."""
     db = table(tmp_path / "d.db")
     book = tmp_path / "book.xlsx"
@@ -373,6 +373,7 @@ def test_a_write_in_flight_when_the_cli_is_killed_is_not_made_again(tmp_path: Pa
     assert ins["status"] == "error" and ins["error"].startswith("outcome_unknown"), ins
     codes = [e["code"] for e in out["events"]]
     assert "WRITE_NOT_REPEATED" in codes, codes
+    assert "EXTERNAL_DEGRADATION_DETECTED" not in codes, out["events"]  # our process died
     again = cli(*args)
     assert again.returncode == 3 and json.loads(again.stdout)["results"] == out["results"]
 
