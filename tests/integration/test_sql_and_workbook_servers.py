@@ -198,6 +198,36 @@ async def test_dbhub_reads_writes_and_errors_through_the_python_api(tmp_path: Pa
 
 
 @requires_dbhub
+async def test_a_locked_database_is_the_servers_failure_and_the_write_is_not_repeated(
+    tmp_path: Path,
+) -> None:
+    """dbhub waits out its busy timeout on a database another process holds, then answers
+    ``database is locked``: the server's failure (not the request's), the write not made
+    again; once the lock is gone the same insert, asked again, is made once."""
+    db = table(tmp_path / "d.db")
+    config = parse_config({"mcpServers": {"db": dbhub_server(db, clearance="restricted")}})
+    insert = sql("ins", f"INSERT INTO people (email) VALUES ('{EMAIL}')")
+    lock = sqlite3.connect(db, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        async with asyncio.timeout(90), Coordinator.open(config) as co:
+            locked = await co.run(parse_task({"requests": [insert]}))
+            lock.execute("ROLLBACK")
+            free = await co.run(parse_task({"requests": [insert]}))
+    finally:
+        lock.close()
+    result = locked["results"]["ins"]
+    assert result["status"] == "error" and "database is locked" in result["error"], result
+    assert result["error"].startswith("write failed"), result
+    assert [a["error_kind"] for a in result["attempts"]] == ["provider"], result
+    assert [e["outcome"] for e in locked["events"] if e["code"] == "WRITE_NOT_REPEATED"] == [
+        "failed"
+    ]
+    assert free["results"]["ins"]["status"] == "ok", free["results"]["ins"]
+    assert people(db) == [(EMAIL, None)]
+
+
+@requires_dbhub
 async def test_dbhub_cleared_public_never_receives_the_private_row(tmp_path: Path) -> None:
     """The default clearance is ``public``: a write holding an email and a card is not sent
     (a write is never sent redacted either); the table stays empty and the trail says why."""
