@@ -547,6 +547,58 @@ async def test_revisions_that_do_not_exist_are_the_requests_not_the_git_servers(
     assert learned.calls == learned.successes == 1
 
 
+def git_subjects(repo: Path) -> list[str]:
+    log = subprocess.run(
+        ["git", "log", "--format=%s"], cwd=repo, capture_output=True, text=True, check=True
+    )
+    return log.stdout.splitlines()
+
+
+async def test_git_on_a_directory_that_is_no_repository_is_the_requests_error(
+    tmp_path: Path,
+) -> None:
+    """``mcp-server-git`` started without ``--repository`` takes any ``repo_path``; asked
+    about a directory that is no repository, or a path that is not there, it answers with
+    GitPython's exception, whose whole text is the path it was given (``/tmp/x``). That is
+    the request's error: its input named nothing the tool could use; the server is not
+    degraded, no circuit opens (five such calls would), nothing is learned against it; the
+    repository is then read, and a commit made in it, once."""
+    repo = git_repo(tmp_path / "repo")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cfg = parse_config({"mcpServers": {"git": {"command": "mcp-server-git"}}})
+    store = InMemoryStore()
+    wrong = [str(plain), str(tmp_path / "missing"), str(plain / "sub")]
+    bad = [
+        {"id": f"{tool}-{i}", "skill": f"git.{tool}", "args": {"repo_path": path}}
+        for i, path in enumerate(wrong)
+        for tool in ("git_status", "git_log")
+    ]
+    (repo / "b.txt").write_text("new\n")
+    good = [
+        {"id": "status", "skill": "git.git_status", "args": {"repo_path": str(repo)}},
+        {"id": "add", "skill": "git.git_add", "args": {"repo_path": str(repo), "files": ["b.txt"]}},
+    ]
+    commit = {"repo_path": str(repo), "message": "third"}
+    async with asyncio.timeout(60), Coordinator.open(cfg, store=store) as co:
+        first = await co.run(parse_task(bad))
+        second = await co.run(parse_task(good))
+        third = await co.run(parse_task([{"id": "c", "skill": "git.git_commit", "args": commit}]))
+    for request in bad:
+        result = first["results"][request["id"]]
+        assert result["status"] == "error", result
+        assert request["args"]["repo_path"] in result["error"], result
+        assert [a["error_kind"] for a in result["attempts"]] == ["request"], result["attempts"]
+    assert not events(first, "CIRCUIT_OPENED")
+    assert not events(first, "EXTERNAL_DEGRADATION_DETECTED")
+    assert "b.txt" in second["results"]["status"]["value"], second["results"]["status"]
+    assert third["results"]["c"]["status"] == "ok", third["results"]["c"]
+    assert git_subjects(repo) == ["third", "second: ünïcode ✓ 日本", "first"]  # made once
+    learned = {s.provider: s for s in await all_stats(store)}
+    assert learned["mcp:git/git_status"].calls == learned["mcp:git/git_status"].successes == 1
+    assert learned["mcp:git/git_log"].calls == 0
+
+
 # -- a tool error told only in structured content --------------------------------------------
 
 

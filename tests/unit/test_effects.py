@@ -169,6 +169,15 @@ def test_a_write_that_may_have_reached_the_server_is_not_moved():
     assert not p.moves and p.failed["r"].startswith("write failed")
 
 
+def test_a_write_found_in_flight_after_its_process_stopped_blames_nobody():
+    """A resumed run's write whose earlier process stopped mid-call (``censored: run
+    stopped``): not moved, ``outcome_unknown``, and no degradation of its provider."""
+    error = "outcome_unknown: an earlier run of this thread dispatched this write ..."
+    p = plan(failed(True, error=error, replayed=True, censored="run stopped"))
+    assert not p.moves and p.failed["r"].startswith("outcome_unknown")
+    assert [e["code"] for e in p.events] == ["WRITE_NOT_REPEATED"]
+
+
 def test_a_write_never_sent_moves_and_other_effects_move_anyway():
     assert [m["provider"] for m in plan(failed(False, error_kind="refused")).moves] == ["i"]
     assert [m["provider"] for m in plan(failed(True), effect="idempotent").moves] == ["i"]

@@ -9,7 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hybridmcp.config import ComparatorConfig, DegradationConfig, HedgingConfig
-from hybridmcp.policy.blame import learnable, request_faults, says_input_is_wrong
+from hybridmcp.policy.blame import (
+    echoes_an_argument,
+    learnable,
+    request_faults,
+    says_input_is_wrong,
+)
 from hybridmcp.policy.hedging import HealthWatch, HedgeBudget
 from hybridmcp.policy.integration import (
     MAJORITY,
@@ -128,6 +133,37 @@ def test_errors_that_blame_the_input(text: str) -> None:
 )
 def test_errors_that_do_not(text: str) -> None:
     assert not says_input_is_wrong(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "arguments"),
+    [
+        ("/tmp/plain", {"repo_path": "/tmp/plain"}),  # GitPython's exceptions: the path
+        ("  /tmp/plain\n", {"repo_path": "/tmp/plain"}),
+        ("'colour'", {"options": {"key": "colour"}}),  # a KeyError, nested
+        ("Error executing tool lookup: 'colour'", {"keys": ["size", "colour"]}),  # FastMCP
+        ('"feature/x"', {"branch": "feature/x"}),
+    ],
+)
+def test_an_error_that_is_only_an_argument_echoed_is_the_requests(
+    text: str, arguments: dict[str, Any]
+) -> None:
+    assert echoes_an_argument(text, arguments)
+
+
+@pytest.mark.parametrize(
+    ("text", "arguments"),
+    [
+        ("/tmp/plain: permission denied", {"repo_path": "/tmp/plain"}),  # says more
+        ("x", {"key": "x"}),  # too short to tell
+        ("", {"key": ""}),
+        ("upstream", {"source": "upstream"}),  # names the server's own failure
+        ("/tmp/other", {"repo_path": "/tmp/plain"}),
+        ("42", {"n": 42}),  # numbers are no text a tool echoes
+    ],
+)
+def test_errors_that_do_not_only_echo_an_argument(text: str, arguments: dict[str, Any]) -> None:
+    assert not echoes_an_argument(text, arguments)
 
 
 def test_the_same_input_failing_on_two_providers_is_the_requests_fault() -> None:

@@ -53,7 +53,7 @@ from hybridmcp.errors import (
 )
 from hybridmcp.limits import lone_surrogate_in
 from hybridmcp.policy import privacy as scanner
-from hybridmcp.policy.blame import says_input_is_wrong
+from hybridmcp.policy.blame import echoes_an_argument, says_input_is_wrong
 from hybridmcp.policy.breaker import BreakerBoard, Transition
 from hybridmcp.policy.cost import Budget
 from hybridmcp.policy.disclosure import (
@@ -714,7 +714,10 @@ class Gate:
         restored, the skill's shape validated."""
         if result.isError:
             text = error_text(result)
-            _raise_tool_error(provider, text, text[:500] or "(no message)")
+            detail = text[:500] or "(no message)"
+            if echoes_an_argument(text, decision.arguments):  # the input it could not use
+                raise RequestError(f"{provider.id} rejected the request: {detail}")
+            _raise_tool_error(provider, text, detail)
         schema = self._output_schema(provider)
         parsed = self._check_output(provider, result, received, schema)
         value = decision.restore(

@@ -81,6 +81,9 @@ SUSPECT = "suspect"
 """Hedge reason: the provider's last judged call was degraded."""
 RUN_DEADLINE = "run deadline"
 """Censoring reason: the run's deadline came before the provider's own."""
+RUN_STOPPED = "run stopped"
+"""Censoring reason: the run's process stopped (killed, crashed) with the call in flight; a
+resumed run finds its dispatch without an outcome. The provider was not seen to fail."""
 INTERNAL_ERRORS_OF_INPUT = (RequestError, ValueError, ArithmeticError)
 """What an internal skill raises when its input is wrong: a request error, not its fault."""
 BATCH_SIZE = 64
@@ -785,9 +788,11 @@ async def _once(
             "repeated (write effect)"
         )
         attempt = _attempt(item, timing, ok=False, started=res.clock(), cost=0.0, error=error)
-        # it may have been sent: counted as paid, so that the budget is never passed
+        # Our process stopped, not the provider: no failure of its own (invariant 7), so no
+        # degradation is reported against it; the request still ends outcome_unknown. It may
+        # have been sent: counted as paid, so that the budget is never passed.
         price = res.registry.provider(item["provider"]).cost_per_call
-        attempt |= {"sent": True, "replayed": True, "cost": price}
+        attempt |= {"sent": True, "replayed": True, "censored": RUN_STOPPED, "cost": price}
         if item.get("budget") is not None:
             _paid(res, item, [attempt])
         return _update([attempt], [])

@@ -131,6 +131,39 @@ def says_input_is_wrong(error_text: str) -> bool:
     return bool(_CALLER_ERROR.search(text)) and not _SERVER_ERROR.search(text)
 
 
+_TOOL_ERROR_PREFIX = re.compile(r"^Error executing tool \S+:\s*")
+"""What FastMCP puts before the text of an exception a tool raised."""
+_QUOTES = "'\"`"
+
+
+def echoes_an_argument(error_text: str, arguments: Any) -> bool:
+    """Is a tool's error message nothing but one of the values it was sent (quoted or not,
+    after FastMCP's ``Error executing tool NAME:``)? An exception raised on an input and
+    passed on as its bare text says which input it could not use: GitPython's
+    ``InvalidGitRepositoryError`` and ``NoSuchPathError`` are the path (``mcp-server-git``
+    asked for the status of a directory that is no repository answers ``/tmp/x``), a
+    ``KeyError`` is the key's repr. A value under two characters, or one that names the
+    server's own failure (``SERVER_ERROR_PATTERNS``), does not count."""
+    said = _TOOL_ERROR_PREFIX.sub("", (error_text or "").strip()).strip().strip(_QUOTES).strip()
+    if len(said) < 2 or _SERVER_ERROR.search(said):
+        return False
+    return any(said == value.strip() for value in _strings(arguments))
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string among a JSON value's leaves (and its object keys)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, Mapping):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
 def refused(attempt: Mapping[str, Any]) -> bool:
     """Refused by the gate (privacy, budget, open circuit): the call never left the process."""
     return bool(
