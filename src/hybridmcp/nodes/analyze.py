@@ -125,18 +125,24 @@ def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, b
     the thread's; a later one's is the earlier id with ``#<n>`` after it, so its idempotency
     keys are its own: a write asked again is a new call, never the earlier run's result.
 
+    A copy of a thread (the server's ``threads.copy``) holds the state of the thread it was
+    copied from, whose later runs would take the same ids: a later run on the copy (its state
+    says its id was made on another thread, ``run_thread``) takes an id of the copy's own,
+    numbered on from the earlier one, so neither thread's writes answer the other's.
+
     Run as a subgraph (``namespace``: the graph's checkpoint namespace, ``node:<task id>``
     of the parent's task), each run is a task of the parent's thread: its id is the thread's
     and the namespace (``thread/co:<task id>``), the same when the parent's task is resumed,
     another for each later task (a parent's next turn asking a write again makes it)."""
+    own = (f"{thread}/{namespace}" if namespace else str(thread)) if thread else None
     earlier = state.get("run_id")
     if not earlier or not any(state.get(key) for key in RUN_RECORDS):
         if earlier:
             return earlier, False
-        if not thread:
-            return uuid.uuid4().hex, False
-        return (f"{thread}/{namespace}" if namespace else str(thread)), False
+        return own or uuid.uuid4().hex, False
     base, n = _numbered(earlier)
+    if thread and state.get("run_thread", str(thread)) != str(thread):
+        base = str(own)  # a copy of another thread: ids of its own from here on
     return f"{base}#{n + 1}", True
 
 
@@ -165,7 +171,8 @@ async def analyze(
     res = await resources_for(runtime.context)
     configurable = config.get("configurable") or {}
     namespace = graph_namespace(str(configurable.get("checkpoint_ns") or ""))
-    run_id, again = run_identity(state, configurable.get("thread_id"), namespace)
+    thread = configurable.get("thread_id")
+    run_id, again = run_identity(state, thread, namespace)
     profiles: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     inline = _inline_sizes(state["requests"], res.config.privacy)
@@ -223,6 +230,7 @@ async def analyze(
     coordination, events = await coordinate(res, state["requests"], profiles, run_id)
     update: dict[str, Any] = {
         "run_id": run_id,
+        **({"run_thread": str(thread)} if thread else {}),
         "started_at": started_at,
         "profiles": profiles,
         "errors": errors,
