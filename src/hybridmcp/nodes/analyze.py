@@ -20,7 +20,7 @@ from hybridmcp.policy.disclosure import assess, json_text, plain_json
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
-from hybridmcp.runtime import Context, resources_for
+from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 from hybridmcp.task import check_graph_input, request_problem
 
@@ -152,6 +152,22 @@ def _numbered(run_id: str) -> tuple[str, int]:
     return (base, int(n)) if sep and n.isdigit() else (run_id, 1)
 
 
+def _request_problems(requests: list[dict[str, Any]], res: Resources) -> dict[str, str]:
+    """The graph's own input (no task file checked it): each request whose skill is unknown
+    or whose fields are wrong (:func:`~hybridmcp.task.request_problem`), with why. Found
+    before the privacy scan, which reads a request's declared ``sensitivity``."""
+    errors: dict[str, str] = {}
+    for request in requests:
+        try:
+            res.registry.get(str(request.get("skill")))
+        except TaskError as err:
+            errors[str(request.get("id"))] = str(err)
+            continue
+        if problem := request_problem(request):
+            errors[str(request.get("id"))] = problem
+    return errors
+
+
 def _memory_scan(
     privacy: PrivacyPolicy,
 ) -> Callable[[Any, PrivacyConfig | None], SensitivityReport]:
@@ -174,15 +190,16 @@ async def analyze(
     thread = configurable.get("thread_id")
     run_id, again = run_identity(state, thread, namespace)
     profiles: dict[str, dict[str, Any]] = {}
-    errors: dict[str, str] = {}
-    inline = _inline_sizes(state["requests"], res.config.privacy)
+    errors = {} if validated else _request_problems(state["requests"], res)
+    requests = [r for r in state["requests"] if str(r.get("id")) not in errors]
+    inline = _inline_sizes(requests, res.config.privacy)
     sizes = inline[0] if inline is not None else None
     privacy: dict[str, Any] | None = None
     if inline is not None:
         try:
             with without_loading():
                 privacy = _scan_all(
-                    state["requests"],
+                    requests,
                     res.config.privacy,
                     sizes,
                     _memory_scan(res.gate.privacy),
@@ -191,21 +208,19 @@ async def analyze(
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
     if privacy is None:
-        measured: list[int | None] = [None] * len(state["requests"])
+        measured: list[int | None] = [None] * len(requests)
         privacy = await asyncio.to_thread(
-            _scan_all, state["requests"], res.config.privacy, None, scan, None, measured
+            _scan_all, requests, res.config.privacy, None, scan, None, measured
         )
         sizes = measured
     # The requirements read the skill, the arguments' size and the sensitivity only: requests
     # alike share them (each profile is a dict of its own, merged with its privacy fields).
     requirements: dict[tuple[str, int, str], dict[str, Any]] = {}
-    for i, request in enumerate(state["requests"]):
+    for i, request in enumerate(requests):
         rid = str(request.get("id"))
         try:
             skill = res.registry.get(str(request.get("skill")))
             if not validated:
-                if problem := request_problem(request):
-                    raise TaskError(problem)
                 skill.validate_args(request.get("args", {}))
         except TaskError as err:
             errors[rid] = str(err)
