@@ -29,3 +29,11 @@ def test_a_copy_of_a_thread_numbers_its_runs_under_its_own_id() -> None:
 
 def test_state_saved_before_the_thread_was_recorded_keeps_its_numbering() -> None:
     assert run_identity(_after("t#2"), "other") == ("t#3", True)
+
+
+def test_a_thread_id_holding_a_hash_never_takes_another_threads_run_id() -> None:
+    assert run_identity({}, "job#2") == ("job%232", False)
+    assert run_identity(_after("job%232", "job#2"), "job#2") == ("job%232#2", True)
+    assert run_identity({}, "job%232") == ("job%25232", False)
+    assert run_identity(_after("job", "job"), "job") == ("job#2", True)
+    assert run_identity({}, "t", "co:#1") == ("t/co:%231", False)

@@ -123,7 +123,9 @@ def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, b
     run, and this node runs once per run (a resumed run goes on from its checkpoint; one cut
     inside this node runs it again, before anything was dispatched). The first run's id is
     the thread's; a later one's is the earlier id with ``#<n>`` after it, so its idempotency
-    keys are its own: a write asked again is a new call, never the earlier run's result.
+    keys are its own: a write asked again is a new call, never the earlier run's result. A
+    thread id that holds a ``#`` (or a ``%``) has them written ``%23`` (``%25``) in its run
+    ids, so that no thread's first run (``order#2``) takes the id of another's second.
 
     A copy of a thread (the server's ``threads.copy``) holds the state of the thread it was
     copied from, whose later runs would take the same ids: a later run on the copy (its state
@@ -134,7 +136,7 @@ def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, b
     of the parent's task), each run is a task of the parent's thread: its id is the thread's
     and the namespace (``thread/co:<task id>``), the same when the parent's task is resumed,
     another for each later task (a parent's next turn asking a write again makes it)."""
-    own = (f"{thread}/{namespace}" if namespace else str(thread)) if thread else None
+    own = _first_id(thread, namespace) if thread else None
     earlier = state.get("run_id")
     if not earlier or not any(state.get(key) for key in RUN_RECORDS):
         if earlier:
@@ -144,6 +146,14 @@ def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, b
     if thread and state.get("run_thread", str(thread)) != str(thread):
         base = str(own)  # a copy of another thread: ids of its own from here on
     return f"{base}#{n + 1}", True
+
+
+def _first_id(thread: Any, namespace: str) -> str:
+    """The id of a thread's first run: the thread's, ``#`` and ``%`` escaped."""
+    label = f"{thread}/{namespace}" if namespace else str(thread)
+    if "#" in label or "%" in label:
+        label = label.replace("%", "%25").replace("#", "%23")
+    return label
 
 
 def _numbered(run_id: str) -> tuple[str, int]:
