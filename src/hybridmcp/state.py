@@ -93,6 +93,9 @@ class State(InputState, OutputState):
     """The whole checkpointed state. Written by the node named in each comment."""
 
     run_id: str  # type: ignore[misc]  # optional in the input, always set once analyze ran
+    run_thread: NotRequired[str]
+    """The thread the run's id was made on (analyze): on a copy of the thread (the server's
+    ``threads.copy``), whose state says another, a later run takes an id of the copy's own."""
     started_at: float
     """Wall-clock start (analyze)."""
     errors: Annotated[dict[str, str], merge]

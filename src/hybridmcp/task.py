@@ -219,6 +219,13 @@ def check_graph_input(data: Any) -> None:
                 f"[{seen[str(rid)]}] and [{i}]); results are keyed by id: give each its own"
             )
         seen[str(rid)] = i
+    run_id = data.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        raise TaskError(
+            f"{_GRAPH_INPUT}: 'run_id' must be a string (the run's id), got "
+            f"{preview(run_id, 40)}; a thread keeps the run_id an input gave: give a string "
+            "with the next input, or null to have it derived from the thread"
+        )
     constraints = data.get("constraints")
     if constraints is None:
         return
@@ -244,8 +251,24 @@ def _loc_part(part: Any) -> str:
 
 def request_problem(request: dict[str, Any]) -> str | None:
     """What makes one request of the graph's input unrunnable on its own that the registry
-    does not check (its skill and arguments are checked there), or None."""
+    does not check (its skill and arguments are checked there), or None: a field of the wrong
+    type or value (``critical: "no"``, an unknown ``sensitivity`` or ``strategy``), a field no
+    request has (``critcal``), arguments no server could be sent. As a task file's request is
+    checked (:class:`Request`), in one line."""
     strategy = request.get("strategy", "auto")
     if strategy not in _STRATEGIES:
         return f"strategy {preview(strategy, 40)} is not one of {', '.join(_STRATEGIES)}"
+    try:
+        Request.model_validate(request | {"id": str(request.get("id"))}, strict=True)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(map(_loc_part, first["loc"])) or "<request>"
+        given = first.get("input")
+        got = f" (got {preview(given, 40)})" if isinstance(given, int | float | str) else ""
+        if first["type"] == "extra_forbidden":
+            return f"{loc}: no request has this field (its fields: {', '.join(_FIELDS)})"
+        return f"{loc}: {first['msg'].removeprefix('Value error, ')}{got}"
     return None
+
+
+_FIELDS = tuple(Request.model_fields)

@@ -154,3 +154,24 @@ async def test_a_request_with_an_unknown_strategy_is_its_own_error() -> None:
         "strategy 'fast' is not one of auto, internal, external, hybrid"
     )
     assert out["results"]["b"]["status"] == "ok"
+
+
+async def test_a_thread_named_like_another_threads_later_run_keeps_its_writes_apart(
+    tmp_path: Path,
+) -> None:
+    """Thread ``job``'s second run and thread ``job#2``'s first used to take one run id: the
+    write asked on ``job`` was answered with ``job#2``'s record, and not made."""
+    journal = tmp_path / "journal.txt"
+    journal.touch()
+    graph = build_graph()
+    async with open_persistence(str(tmp_path / "runs.db")) as (saver, store):
+        async with await Resources.open(parse_config(config(journal)), store=store) as res:
+            compiled = graph.compile(checkpointer=saver, store=store)
+            for thread, entry in [("job#2", "x"), ("job", "y"), ("job", "x")]:
+                given = {"requests": [{"id": "w", "skill": "note.write", "args": {"entry": entry}}]}
+                out = await compiled.ainvoke(
+                    given, {"configurable": {"thread_id": thread}}, context=Context(resources=res)
+                )
+                [attempt] = out["results"]["w"]["attempts"]
+                assert attempt["ok"] and not attempt.get("replayed"), (thread, out)
+    assert writes(journal) == ["bare x", "bare y", "bare x"]

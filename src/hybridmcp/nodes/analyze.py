@@ -20,7 +20,7 @@ from hybridmcp.policy.disclosure import assess, json_text, plain_json
 from hybridmcp.policy.privacy import PrivacyConfig, SensitivityReport, scan
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.prompts.coordinator import coordinate
-from hybridmcp.runtime import Context, resources_for
+from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import State
 from hybridmcp.task import check_graph_input, request_problem
 
@@ -123,27 +123,59 @@ def run_identity(state: State, thread: Any, namespace: str = "") -> tuple[str, b
     run, and this node runs once per run (a resumed run goes on from its checkpoint; one cut
     inside this node runs it again, before anything was dispatched). The first run's id is
     the thread's; a later one's is the earlier id with ``#<n>`` after it, so its idempotency
-    keys are its own: a write asked again is a new call, never the earlier run's result.
+    keys are its own: a write asked again is a new call, never the earlier run's result. A
+    thread id that holds a ``#`` (or a ``%``) has them written ``%23`` (``%25``) in its run
+    ids, so that no thread's first run (``order#2``) takes the id of another's second.
+
+    A copy of a thread (the server's ``threads.copy``) holds the state of the thread it was
+    copied from, whose later runs would take the same ids: a later run on the copy (its state
+    says its id was made on another thread, ``run_thread``) takes an id of the copy's own,
+    numbered on from the earlier one, so neither thread's writes answer the other's.
 
     Run as a subgraph (``namespace``: the graph's checkpoint namespace, ``node:<task id>``
     of the parent's task), each run is a task of the parent's thread: its id is the thread's
     and the namespace (``thread/co:<task id>``), the same when the parent's task is resumed,
     another for each later task (a parent's next turn asking a write again makes it)."""
+    own = _first_id(thread, namespace) if thread else None
     earlier = state.get("run_id")
     if not earlier or not any(state.get(key) for key in RUN_RECORDS):
         if earlier:
             return earlier, False
-        if not thread:
-            return uuid.uuid4().hex, False
-        return (f"{thread}/{namespace}" if namespace else str(thread)), False
+        return own or uuid.uuid4().hex, False
     base, n = _numbered(earlier)
+    if thread and state.get("run_thread", str(thread)) != str(thread):
+        base = str(own)  # a copy of another thread: ids of its own from here on
     return f"{base}#{n + 1}", True
+
+
+def _first_id(thread: Any, namespace: str) -> str:
+    """The id of a thread's first run: the thread's, ``#`` and ``%`` escaped."""
+    label = f"{thread}/{namespace}" if namespace else str(thread)
+    if "#" in label or "%" in label:
+        label = label.replace("%", "%25").replace("#", "%23")
+    return label
 
 
 def _numbered(run_id: str) -> tuple[str, int]:
     """``thread#3`` is run 3 of ``thread``; ``thread`` its run 1."""
     base, sep, n = run_id.rpartition("#")
     return (base, int(n)) if sep and n.isdigit() else (run_id, 1)
+
+
+def _request_problems(requests: list[dict[str, Any]], res: Resources) -> dict[str, str]:
+    """The graph's own input (no task file checked it): each request whose skill is unknown
+    or whose fields are wrong (:func:`~hybridmcp.task.request_problem`), with why. Found
+    before the privacy scan, which reads a request's declared ``sensitivity``."""
+    errors: dict[str, str] = {}
+    for request in requests:
+        try:
+            res.registry.get(str(request.get("skill")))
+        except TaskError as err:
+            errors[str(request.get("id"))] = str(err)
+            continue
+        if problem := request_problem(request):
+            errors[str(request.get("id"))] = problem
+    return errors
 
 
 def _memory_scan(
@@ -165,17 +197,19 @@ async def analyze(
     res = await resources_for(runtime.context)
     configurable = config.get("configurable") or {}
     namespace = graph_namespace(str(configurable.get("checkpoint_ns") or ""))
-    run_id, again = run_identity(state, configurable.get("thread_id"), namespace)
+    thread = configurable.get("thread_id")
+    run_id, again = run_identity(state, thread, namespace)
     profiles: dict[str, dict[str, Any]] = {}
-    errors: dict[str, str] = {}
-    inline = _inline_sizes(state["requests"], res.config.privacy)
+    errors = {} if validated else _request_problems(state["requests"], res)
+    requests = [r for r in state["requests"] if str(r.get("id")) not in errors]
+    inline = _inline_sizes(requests, res.config.privacy)
     sizes = inline[0] if inline is not None else None
     privacy: dict[str, Any] | None = None
     if inline is not None:
         try:
             with without_loading():
                 privacy = _scan_all(
-                    state["requests"],
+                    requests,
                     res.config.privacy,
                     sizes,
                     _memory_scan(res.gate.privacy),
@@ -184,21 +218,19 @@ async def analyze(
         except EnginesNotLoaded:  # the first scan that needs an engine builds it, off the loop
             privacy = None
     if privacy is None:
-        measured: list[int | None] = [None] * len(state["requests"])
+        measured: list[int | None] = [None] * len(requests)
         privacy = await asyncio.to_thread(
-            _scan_all, state["requests"], res.config.privacy, None, scan, None, measured
+            _scan_all, requests, res.config.privacy, None, scan, None, measured
         )
         sizes = measured
     # The requirements read the skill, the arguments' size and the sensitivity only: requests
     # alike share them (each profile is a dict of its own, merged with its privacy fields).
     requirements: dict[tuple[str, int, str], dict[str, Any]] = {}
-    for i, request in enumerate(state["requests"]):
+    for i, request in enumerate(requests):
         rid = str(request.get("id"))
         try:
             skill = res.registry.get(str(request.get("skill")))
             if not validated:
-                if problem := request_problem(request):
-                    raise TaskError(problem)
                 skill.validate_args(request.get("args", {}))
         except TaskError as err:
             errors[rid] = str(err)
@@ -223,6 +255,7 @@ async def analyze(
     coordination, events = await coordinate(res, state["requests"], profiles, run_id)
     update: dict[str, Any] = {
         "run_id": run_id,
+        **({"run_thread": str(thread)} if thread else {}),
         "started_at": started_at,
         "profiles": profiles,
         "errors": errors,
