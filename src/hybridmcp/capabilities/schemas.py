@@ -1,8 +1,9 @@
 """Checking a request's arguments against a skill's input schema, which may come from a
-server: a schema that is not valid JSON Schema, or whose ``$ref`` nothing resolves, cannot check
-anything (the arguments go to the server, which judges them; a warning says so once), and a
-``pattern`` runs with a time limit, so a server's pattern that backtracks for ever on the
-arguments given (``^(a+)+$`` on ``aaa…!``) is one error, never a coordinator that hangs.
+server: a schema that is not valid JSON Schema, whose ``$ref`` nothing resolves, or whose
+references loop without end (``{"$ref": "#"}``) cannot check anything (the arguments go to the
+server, which judges them; a warning says so), and a ``pattern`` runs with a time limit, so a
+server's pattern that backtracks for ever on the arguments given (``^(a+)+$`` on ``aaa…!``) is
+one error, never a coordinator that hangs.
 
 Python's ``re`` cannot be interrupted (and holds the interpreter while it runs), so patterns
 are searched with the ``regex`` module's ``timeout``; its default syntax is ``re``'s.
@@ -120,11 +121,18 @@ def argument_errors(
     validator: jsonschema.protocols.Validator, args: Any
 ) -> list[jsonschema.ValidationError]:
     """The arguments' errors, the first by path first; :class:`SchemaUnusable` when the schema
-    turns out unable to check them (a reference that does not resolve)."""
+    turns out unable to check them: a reference that does not resolve, or references that lead
+    back to themselves without reading any of the arguments (``{"$ref": "#"}``, ``a`` to ``b``
+    to ``a``; the check would recurse without end; so would arguments nested deeper than
+    Python's recursion limit under a recursive schema)."""
     try:
         return sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
     except (Unresolvable, jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as err:
         raise SchemaUnusable(_one_line(err)) from None
+    except RecursionError:
+        raise SchemaUnusable(
+            "its references loop without end, or the arguments nest deeper than can be checked"
+        ) from None
 
 
 def _one_line(err: BaseException) -> str:
