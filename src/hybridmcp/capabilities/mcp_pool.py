@@ -114,6 +114,7 @@ from mcp.types import (
     CancelledNotificationParams,
     ClientNotification,
     Implementation,
+    PaginatedRequestParams,
     Tool,
 )
 
@@ -446,6 +447,50 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
     return None
 
 
+MAX_TOOL_PAGES = 1000
+"""Most pages of ``tools/list`` read from one server (each page a round trip)."""
+
+
+class ListingError(Exception):
+    """A server's ``tools/list`` could not be read whole."""
+
+
+async def list_all_tools(session: ClientSession) -> list[Tool]:
+    """Every tool the server lists, following ``nextCursor`` page after page. A listing that
+    cannot be read whole is :class:`ListingError` naming the page: a page that fails, a cursor
+    given before (the pages would loop for ever), more than :data:`MAX_TOOL_PAGES` pages. A
+    catalogue in part would make a tool of a missing page an unknown skill."""
+    tools: list[Tool] = []
+    cursors: set[str] = set()
+    cursor: str | None = None
+    for page in range(1, MAX_TOOL_PAGES + 1):
+        try:
+            params = None if cursor is None else PaginatedRequestParams(cursor=cursor)
+            listed = await session.list_tools(params=params)
+        except McpError as err:
+            if page == 1:
+                raise
+            raise ListingError(
+                f"tools/list page {page} (cursor {_clip(cursor)}) failed: {_describe(err)}"
+            ) from None
+        tools.extend(listed.tools)
+        cursor = listed.nextCursor
+        if not cursor:
+            return tools
+        if cursor in cursors:
+            raise ListingError(
+                f"tools/list page {page} gave the cursor {_clip(cursor)} of an earlier page: "
+                "the pages loop"
+            )
+        cursors.add(cursor)
+    raise ListingError(f"tools/list has more than {MAX_TOOL_PAGES} pages")
+
+
+def _clip(cursor: str | None) -> str:
+    text = repr(cursor)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 async def _first_of(*events: asyncio.Event) -> None:
     """Wait until one of ``events`` is set."""
     waits = [asyncio.ensure_future(e.wait()) for e in events]
@@ -611,11 +656,11 @@ class _ServerSession:
                 opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
-                listed = await session.list_tools()
+                listed = await list_all_tools(session)
                 self._listing = False
                 if self._owner is me:
                     self._session = session
-                    self.status.tools = list(listed.tools)
+                    self.status.tools = listed
                     self.status.up = True
                     self.status.error = None
                     self.status.opened_at = time.time()
@@ -774,7 +819,7 @@ class _ServerSession:
             return
         try:
             async with asyncio.timeout(self.config.startup_timeout_ms / 1000):
-                listed = await session.list_tools()
+                listed = await list_all_tools(session)
         except Exception as err:
             log.warning(
                 "MCP server %r: its tools changed and could not be listed again: %s",
@@ -784,7 +829,7 @@ class _ServerSession:
             return
         if self._session is not session:  # replaced meanwhile: the new session listed them
             return
-        self.status.tools = list(listed.tools)
+        self.status.tools = listed
         self._announce()
 
     def _announce(self) -> None:

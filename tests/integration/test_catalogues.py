@@ -1,0 +1,160 @@
+"""Tool catalogues of shapes the client was not written around (``tests/catalog_server.py``,
+a real server process per test): listings over several pages, pages that loop or fail, 1,500
+tools, none, odd names, odd capabilities and protocol versions, input schemas of every kind,
+a tool list that changes mid-session. Through the real command line and the Python API: what
+can be listed and called is, what cannot is one line naming why, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.catalog_server import LONG_NAME, NAMES, PAGES
+from tests.integration.test_durable import cli as durable_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return durable_cli(*args, cwd=cwd, timeout=90)
+
+
+def _server(mode: str) -> dict[str, Any]:
+    return {
+        "command": sys.executable,
+        "args": ["-m", "tests.catalog_server", mode],
+        "cwd": str(ROOT),
+        "env": {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join(sys.path)},
+        "timeout_ms": 5000,
+        "startup_timeout_ms": 8000,
+    }
+
+
+def _config(tmp_path: Path, mode: str) -> Path:
+    path = tmp_path / f"{mode}.json"
+    path.write_text(json.dumps({"mcpServers": {"c": _server(mode)}}))
+    return path
+
+
+def _tools(tmp_path: Path, mode: str) -> tuple[list[str], str]:
+    proc = cli("tools", "--json", "--config", str(_config(tmp_path, mode)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    skills = [r["skill"] for r in json.loads(proc.stdout) if r["skill"].startswith("c.")]
+    return skills, proc.stderr
+
+
+def _run(
+    tmp_path: Path, mode: str, requests: list[dict[str, Any]]
+) -> subprocess.CompletedProcess[str]:
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"requests": requests}))
+    config = _config(tmp_path, mode)
+    proc = cli(
+        "run", str(task), "--config", str(config), "--json", "--db", ":memory:", cwd=tmp_path
+    )
+    assert "Traceback" not in proc.stderr and "│" not in proc.stderr, proc.stderr[-3000:]
+    return proc
+
+
+def _values(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {r["id"]: r["value"] for r in json.loads(proc.stdout)["results"]}
+
+
+def test_every_page_of_a_paginated_listing_is_listed_and_callable(tmp_path) -> None:
+    skills, _ = _tools(tmp_path, "pages")
+    assert skills == [f"c.{name}" for page in PAGES for name in page]
+    last = PAGES[-1][-1]
+    values = _values(_run(tmp_path, "pages", [{"id": "x", "skill": f"c.{last}", "args": {}}]))
+    assert values == {"x": {"tool": last}}
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("loop", "tools/list page 2 gave the cursor 'again' of an earlier page: the pages loop"),
+        ("page_fails", "tools/list page 2 (cursor 'next') failed: McpError: the second page"),
+    ],
+)
+def test_a_listing_that_cannot_be_read_whole_is_a_server_down_in_one_line(
+    mode, said, tmp_path
+) -> None:
+    skills, stderr = _tools(tmp_path, mode)
+    assert skills == []
+    (warning,) = [line for line in stderr.splitlines() if "MCP server 'c'" in line]
+    assert warning.startswith("warning: MCP server 'c' is down: ") and said in warning
+    proc = _run(tmp_path, mode, [{"id": "x", "skill": "c.echo", "args": {}}])
+    assert proc.returncode == 2
+    assert f"skill 'c.echo': MCP server 'c' is down (ListingError: {said}" in proc.stderr
+
+
+def test_a_catalogue_of_1500_tools_is_listed_and_its_last_tool_called(tmp_path) -> None:
+    skills, _ = _tools(tmp_path, "many")
+    assert len(skills) == 1500
+    proc = _run(tmp_path, "many", [{"id": "x", "skill": "c.t1499", "args": {"text": "hi"}}])
+    assert _values(proc) == {"x": {"tool": "t1499", "text": "hi"}}
+
+
+@pytest.mark.parametrize("mode", ["no_caps", "v2024", "v2025", "instructions"])
+def test_odd_capabilities_versions_and_instructions_still_list_and_call(mode, tmp_path) -> None:
+    assert _tools(tmp_path, mode)[0] == ["c.echo"]
+    proc = _run(tmp_path, mode, [{"id": "x", "skill": "c.echo", "args": {"text": mode}}])
+    assert _values(proc) == {"x": {"tool": "echo", "text": mode}}
+
+
+def test_an_empty_catalogue_is_a_server_up_with_no_tools(tmp_path) -> None:
+    assert _tools(tmp_path, "empty") == ([], "")
+    proc = _run(tmp_path, "empty", [{"id": "x", "skill": "c.echo", "args": {}}])
+    assert proc.returncode == 2 and "unknown skill 'c.echo'" in proc.stderr
+
+
+def test_tools_named_with_dots_slashes_unicode_and_200_characters_are_called(tmp_path) -> None:
+    skills, _ = _tools(tmp_path, "names")
+    assert sorted(skills) == sorted(f"c.{name}" for name in NAMES)
+    requests = [{"id": f"r{n}", "skill": f"c.{name}", "args": {}} for n, name in enumerate(NAMES)]
+    values = _values(_run(tmp_path, "names", requests))
+    assert [values[f"r{n}"] for n in range(len(NAMES))] == [{"tool": name} for name in NAMES]
+    assert LONG_NAME in NAMES
+
+
+SCHEMA_CALLS = [
+    # (skill, args, None when called as given, else what the one-line error says)
+    ("tree", {"root": {"value": 1, "children": [{"value": 2}]}}, None),
+    (
+        "tree",
+        {"root": {"value": 1, "children": [{"value": "x"}]}},
+        "argument root/children/0/value",
+    ),
+    ("cyclic", {"x": 1}, None),  # references that loop: left to the server
+    ("self_ref", {"x": 1}, None),
+    ("choice", {"target": {"id": 3}, "mode": None, "limits": 5}, None),
+    ("choice", {"target": {"id": 3}, "limits": 50}, "argument limits: 50 is greater than"),
+    ("choice", {"target": {"id": 3}, "other": 1}, "Additional properties are not allowed"),
+    ("nullable", {"when": None, "kind": None, "extra": {"a": 1.5}}, None),
+    ("nullable", {"kind": "two"}, "argument kind: 'two' is not one of [1, 'one', None, True"),
+    ("modern", {"pair": ["a", 1], "tag": "x"}, None),
+    ("modern", {"pair": ["a", 1]}, "'tag' is a dependency of 'pair'"),
+    ("no_props", {}, None),
+    ("not_schema", {"text": "a"}, None),  # not JSON Schema: left to the server
+    ("odd_required", {"a": 1}, None),
+]
+
+
+@pytest.mark.parametrize(("tool", "args", "said"), SCHEMA_CALLS)
+def test_input_schemas_of_every_kind_check_what_they_can_and_nothing_else(
+    tool, args, said, tmp_path
+) -> None:
+    proc = _run(tmp_path, "schemas", [{"id": "x", "skill": f"c.{tool}", "args": args}])
+    if said is None:
+        assert _values(proc) == {"x": {"tool": tool, **args}}
+    else:
+        assert proc.returncode == 2
+        (line,) = [x for x in proc.stderr.splitlines() if "request 'x'" in x]
+        assert f"request 'x': skill 'c.{tool}': " in line and said in line
