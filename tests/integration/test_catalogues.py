@@ -6,6 +6,7 @@ can be listed and called is, what cannot is one line naming why, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,10 @@ from typing import Any
 
 import pytest
 
+from hybridmcp import Coordinator
+from hybridmcp.config import parse_config
+from hybridmcp.errors import TaskError
+from hybridmcp.task import parse_task
 from tests.catalog_server import LONG_NAME, NAMES, PAGES
 from tests.integration.test_durable import cli as durable_cli
 
@@ -158,3 +163,25 @@ def test_input_schemas_of_every_kind_check_what_they_can_and_nothing_else(
         assert proc.returncode == 2
         (line,) = [x for x in proc.stderr.splitlines() if "request 'x'" in x]
         assert f"request 'x': skill 'c.{tool}': " in line and said in line
+
+
+def test_a_tool_list_that_changes_mid_session_is_taken_for_the_next_request(tmp_path) -> None:
+    """After ``shift``, the server drops ``gone`` and wants ``count`` of ``echo`` as an
+    integer: the next request is checked against what it lists now."""
+
+    async def scenario() -> None:
+        config = parse_config({"mcpServers": {"c": _server("changes")}})
+        async with Coordinator.open(config) as co:
+            assert (await co.run(parse_task([{"id": "s", "skill": "c.shift"}])))["status"] == "ok"
+            for _ in range(100):  # the notification is handled apart from the call
+                if co.resources.registry.get("c.gone").unlisted:
+                    break
+                await asyncio.sleep(0.05)
+            with pytest.raises(TaskError, match="MCP server 'c' no longer lists the tool 'gone'"):
+                await co.run(parse_task([{"id": "g", "skill": "c.gone"}]))
+            with pytest.raises(TaskError, match="argument count: '3' is not of type 'integer'"):
+                await co.run(parse_task([{"id": "e", "skill": "c.echo", "args": {"count": "3"}}]))
+            out = await co.run(parse_task([{"id": "e", "skill": "c.echo", "args": {"count": 3}}]))
+            assert out["results"]["e"]["value"] == {"tool": "echo", "count": 3}
+
+    asyncio.run(scenario())
