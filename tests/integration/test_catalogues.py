@@ -185,3 +185,39 @@ def test_a_tool_list_that_changes_mid_session_is_taken_for_the_next_request(tmp_
             assert out["results"]["e"]["value"] == {"tool": "echo", "count": 3}
 
     asyncio.run(scenario())
+
+
+def test_a_plan_of_tools_whose_schemas_are_odd_or_not_json_schema_runs(tmp_path) -> None:
+    """``--ask`` over the ``schemas`` server: the plan's form is built from every schema, and a
+    tool whose schema is not JSON Schema is planned and called as a direct request is."""
+    from tests.helpers import PLANNER_ANSWER_ENV
+    from tests.integration.test_durable import cli_env
+
+    requests = [
+        {"id": "n", "skill": "c.not_schema", "args": {"text": "a"}},
+        {"id": "b", "skill": "c.bare_props", "args": {"a": 1}},
+        {"id": "t", "skill": "c.tree", "args": {"root": {"value": 1}}},
+    ]
+    answer = {"requests": json.dumps(requests), "rationale": "one call per question"}
+    config = tmp_path / "ask.json"
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {"c": _server("schemas")},
+                "llm_config": {"planner_model": "python:tests.helpers:scripted_planner_lm"},
+            }
+        )
+    )
+    env = cli_env(
+        **{PLANNER_ANSWER_ENV: json.dumps(answer), "PYTHONPATH": os.pathsep.join(sys.path)}
+    )
+    proc = durable_cli(
+        "run", "--ask", "call them", "--config", str(config), "--json", "--db", ":memory:",
+        env=env, cwd=tmp_path, timeout=90,
+    )  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    assert _values(proc) == {
+        "n": {"tool": "not_schema", "text": "a"},
+        "b": {"tool": "bare_props", "a": 1},
+        "t": {"tool": "tree", "root": {"value": 1}},
+    }
