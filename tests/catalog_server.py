@@ -18,7 +18,8 @@ Modes:
   their structured content matches, does not match, or that refer to themselves for ever;
 - ``changes``: a call of ``shift`` makes the server drop ``gone``, require ``count`` of
   ``echo`` as an integer, and send ``notifications/tools/list_changed``;
-- ``names``: tools named with dots, slashes, unicode and 200 characters.
+- ``names``: tools named with dots, slashes, unicode and 200 characters;
+- ``one:NAME``: one tool, named NAME.
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ class Server:
             count = {"type": "integer" if self.shifted else "string"}
             echo = _tool("echo", {"type": "object", "properties": {"count": count}})
             return [echo, _tool("shift")] + ([] if self.shifted else [_tool("gone")])
+        if self.mode.startswith("one:"):
+            return [_tool(self.mode.removeprefix("one:"))]
         return [_tool("echo")]
 
     def initialize(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -221,3 +221,22 @@ def test_a_plan_of_tools_whose_schemas_are_odd_or_not_json_schema_runs(tmp_path)
         "b": {"tool": "bare_props", "a": 1},
         "t": {"tool": "tree", "root": {"value": 1}},
     }
+
+
+def test_two_servers_whose_tools_spell_one_name_are_named_in_a_warning(tmp_path) -> None:
+    """``c`` lists ``dot.ted``, ``c.dot`` lists ``ted``: both are ``c.dot.ted``. The first
+    server's is called by that name, a warning names the other, which a configured skill
+    reaches."""
+    config = tmp_path / "two.json"
+    servers = {"c": _server("one:dot.ted"), "c.dot": _server("one:ted")}
+    skill = {"providers": [{"side": "external", "server": "c.dot", "tool": "ted"}]}
+    config.write_text(json.dumps({"mcpServers": servers, "skills": {"other.ted": skill}}))
+    proc = cli("tools", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if "c.dot.ted" in x]
+    assert "c/dot.ted is called by that name, c.dot/ted is not" in line
+    task = tmp_path / "task.json"
+    requests = [{"id": "a", "skill": "c.dot.ted"}, {"id": "b", "skill": "other.ted"}]
+    task.write_text(json.dumps({"requests": requests}))
+    args = ("run", str(task), "--config", str(config), "--json", "--db", ":memory:")
+    assert _values(cli(*args, cwd=tmp_path)) == {"a": {"tool": "dot.ted"}, "b": {"tool": "ted"}}

@@ -390,6 +390,7 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
         for tool in server_tools:
             name = f"{server}.{tool.name}"
             if name in registry.skills:
+                _name_taken(registry.skills[name], server, tool.name)
                 continue
             provider = ids.distinct(
                 _external_provider(
@@ -406,6 +407,24 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
                 listed_by=server,
             )
     return registry
+
+
+def _name_taken(taken: Skill, server: str, tool: str) -> None:
+    """Warn that the ``server.tool`` name of ``tool`` is another server's tool's already
+    (servers ``a`` listing ``b.c`` and ``a.b`` listing ``c`` are both ``a.b.c``): the first
+    server's is called by that name, this one only through a skill of the configuration."""
+    if taken.listed_by in (None, server):  # a configured skill, or a name listed twice
+        return
+    (first,) = taken.providers
+    log.warning(
+        "skill %r names tools of two servers: %s/%s is called by that name, %s/%s is not "
+        "(give it a skill of its own in the configuration)",
+        taken.name,
+        first.server,
+        first.tool,
+        server,
+        tool,
+    )
 
 
 def model_visible(tool: Tool) -> bool:
