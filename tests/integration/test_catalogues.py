@@ -240,3 +240,21 @@ def test_two_servers_whose_tools_spell_one_name_are_named_in_a_warning(tmp_path)
     task.write_text(json.dumps({"requests": requests}))
     args = ("run", str(task), "--config", str(config), "--json", "--db", ":memory:")
     assert _values(cli(*args, cwd=tmp_path)) == {"a": {"tool": "dot.ted"}, "b": {"tool": "ted"}}
+
+
+@pytest.mark.parametrize(
+    ("tool", "said"),
+    [
+        ("typed_ok", None),
+        ("typed_bad", "Invalid structured content returned by tool typed_bad: 'one' is not of"),
+        ("typed_cyclic", "could not be checked against the tool's outputSchema (its references"),
+    ],
+)
+def test_structured_content_is_held_to_its_output_schema_in_one_line(tool, said, tmp_path) -> None:
+    proc = _run(tmp_path, "schemas", [{"id": "x", "skill": f"c.{tool}", "args": {}}])
+    if said is None:
+        assert _values(proc) == {"x": {"n": 1}}
+        return
+    (result,) = json.loads(proc.stdout)["results"]
+    assert result["status"] == "error" and said in result["error"]
+    assert "\n" not in result["error"]

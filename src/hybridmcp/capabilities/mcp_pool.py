@@ -1129,6 +1129,12 @@ class _ServerSession:
         """The project's error for a failed request (the session is marked as it deserves)."""
         if isinstance(err, HybridMCPError):
             return err
+        if isinstance(err, RecursionError):  # the MCP client checking the answer's structure
+            return ProviderError(
+                f"{where} failed: its answer could not be checked against the tool's "
+                "outputSchema (its references loop without end, or the answer nests deeper "
+                "than can be checked)"
+            )
         if not isinstance(err, McpError):
             self._suspect = True
             return ProviderError(f"{where} failed: {_describe(err)}")
