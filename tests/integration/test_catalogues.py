@@ -147,6 +147,8 @@ SCHEMA_CALLS = [
     ("modern", {"pair": ["a", 1], "tag": "x"}, None),
     ("modern", {"pair": ["a", 1]}, "'tag' is a dependency of 'pair'"),
     ("no_props", {}, None),
+    ("bare_props", {"a": 1, "c": [2]}, None),
+    ("bare_props", {"b": 1}, "argument b: 'b' is not allowed (its schema is false)"),
     ("not_schema", {"text": "a"}, None),  # not JSON Schema: left to the server
     ("odd_required", {"a": 1}, None),
 ]

@@ -291,3 +291,40 @@ def test_a_plan_checked_against_a_schema_whose_references_loop_ends_at_once() ->
 
     skills = [{"name": "s.loop", "description": "", "input_schema": {"$ref": "#"}}]
     assert parse_plan([{"skill": "s.loop", "args": {"a": 1}}], skills)[0]["args"] == {"a": 1}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+    st.lists(st.sampled_from(["p", "q"]), max_size=3),
+    st.sampled_from(["properties", "patternProperties"]),
+)
+def test_a_property_whose_schema_is_false_is_that_arguments_error(name, outer, keyword) -> None:
+    """``{"properties": {name: false}}``, at any depth: giving ``name`` is one error naming
+    the argument's path (jsonschema's own error names none)."""
+    import regex
+
+    key = f"^{regex.escape(name)}$" if keyword == "patternProperties" else name
+    schema: dict = {"type": "object", keyword: {key: False}}
+    args: dict = {name: 1}
+    for part in reversed(outer):
+        schema, args = {"type": "object", "properties": {part: schema}}, {part: args}
+    err = _check(schema, args)
+    assert err is not None and len(str(err).splitlines()) == 1
+    plain = name.isprintable() and "/" not in name
+    where = "/".join([*outer, name if plain else repr(name)])
+    assert f"argument {where}: {name!r} is not allowed" in str(err)
+    assert _check(schema, {}) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=3))
+def test_an_arguments_error_is_one_line_whatever_its_names_hold(names) -> None:
+    """Names of any characters (line breaks, escapes, ``/``, none): the error is one line."""
+    schema: dict = {"type": "integer"}
+    args: object = "x"
+    for name in reversed(names):
+        schema, args = {"type": "object", "properties": {name: schema}}, {name: args}
+    err = _check(schema, args)
+    assert err is not None and len(str(err).splitlines()) == 1
+    assert "'x' is not of type 'integer'" in str(err)

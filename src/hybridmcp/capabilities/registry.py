@@ -42,7 +42,12 @@ from mcp.types import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from hybridmcp.capabilities.builtin import query_path
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
+from hybridmcp.capabilities.schemas import (
+    SchemaUnusable,
+    argument_errors,
+    argument_path,
+    argument_validator,
+)
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import (
@@ -165,7 +170,7 @@ class Skill:
             return
         if errors:
             err = errors[0]
-            where = "/".join(str(p) for p in err.absolute_path) or "<arguments>"
+            where = argument_path(err) or "<arguments>"
             raise TaskError(f"skill {self.name!r}: argument {where}: {err.message}")
 
     def catalogue_entry(self) -> dict[str, Any]:

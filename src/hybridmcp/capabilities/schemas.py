@@ -58,6 +58,31 @@ def _pattern(
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def _false_property(name: str) -> jsonschema.ValidationError:
+    """The error of property ``name`` whose schema is ``false``, at its path (jsonschema's own
+    leaves the path out, so the error named no argument)."""
+    return jsonschema.ValidationError(
+        f"{name!r} is not allowed (its schema is false)", path=(name,)
+    )
+
+
+def _properties_of(draft_properties: Any) -> Any:
+    """The draft's ``properties`` keyword, but a property whose schema is ``false`` is the
+    error of that property (:func:`_false_property`)."""
+
+    def properties(
+        validator: Any, properties: Any, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(properties, Mapping) and validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if subschema is False and name in instance:
+                    yield _false_property(name)
+            properties = {k: v for k, v in properties.items() if v is not False}
+        yield from draft_properties(validator, properties, instance, schema) or ()
+
+    return properties
+
+
 def _pattern_properties(
     validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[jsonschema.ValidationError]:
@@ -68,6 +93,8 @@ def _pattern_properties(
             found = _search(pattern, name)
             if found is None:
                 yield _untold(f"property name {name[:40]!r}", pattern)
+            elif found and subschema is False:
+                yield _false_property(name)
             elif found:
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
@@ -100,7 +127,12 @@ def checked_validator(
         warnings.simplefilter("ignore", DeprecationWarning)
         cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(dict(schema))
-    keywords: dict[str, Any] = {"pattern": _pattern, "patternProperties": _pattern_properties}
+    keywords: dict[str, Any] = {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+    }
+    if (draft_properties := cls.VALIDATORS.get("properties")) is not None:
+        keywords["properties"] = _properties_of(draft_properties)
     if server_fills_defaults:
         keywords["required"] = _required_unless_defaulted
     return jsonschema.validators.extend(cls, keywords)(schema)
@@ -133,6 +165,15 @@ def argument_errors(
         raise SchemaUnusable(
             "its references loop without end, or the arguments nest deeper than can be checked"
         ) from None
+
+
+def argument_path(err: jsonschema.ValidationError) -> str:
+    """Where an error is in the arguments, ``a/b/0``, on one line: a name that is empty or
+    holds ``/`` or a character that is not printable (a line break) is shown as its repr."""
+    return "/".join(
+        str(p) if not isinstance(p, str) or (p.isprintable() and p and "/" not in p) else repr(p)
+        for p in err.absolute_path
+    )
 
 
 def _one_line(err: BaseException) -> str:

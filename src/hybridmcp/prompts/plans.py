@@ -15,7 +15,12 @@ from typing import Any
 import jsonschema
 
 from hybridmcp.capabilities.registry import unknown_skills
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
+from hybridmcp.capabilities.schemas import (
+    SchemaUnusable,
+    argument_errors,
+    argument_path,
+    checked_validator,
+)
 from hybridmcp.errors import ConfigError, TaskError
 
 __all__ = ["MAX_PLAN_REQUESTS", "parse_plan", "plan_schema", "skill_catalogue"]
@@ -207,7 +212,7 @@ def parse_plan(
             validators[skill] = _validator(catalogue[skill])
         error = jsonschema.exceptions.best_match(_errors(validators[skill], dict(args)))
         if error is not None:
-            where = "/".join(map(str, error.absolute_path)) or "(top level)"
+            where = argument_path(error) or "(top level)"
             raise TaskError(
                 f"plan: request {request_id!r} ({skill}) has invalid args at {where}: "
                 f"{error.message}"
