@@ -19,7 +19,9 @@ Modes:
 - ``changes``: a call of ``shift`` makes the server drop ``gone``, require ``count`` of
   ``echo`` as an integer, and send ``notifications/tools/list_changed``;
 - ``names``: tools named with dots, slashes, unicode and 200 characters;
-- ``one:NAME``: one tool, named NAME.
+- ``one:NAME``: one tool, named NAME;
+- ``bad_tool``: ``echo`` and, on the same page, entries that are not MCP tools (no input
+  schema, a name that is a number, an input schema that is a list).
 """
 
 from __future__ import annotations
@@ -138,6 +140,9 @@ class Server:
             count = {"type": "integer" if self.shifted else "string"}
             echo = _tool("echo", {"type": "object", "properties": {"count": count}})
             return [echo, _tool("shift")] + ([] if self.shifted else [_tool("gone")])
+        if self.mode == "bad_tool":
+            odd = [{"name": "no_schema"}, _tool("x") | {"name": 5}, _tool("listed", ["a"])]
+            return [_tool("echo"), *odd, _tool("after")]
         if self.mode.startswith("one:"):
             return [_tool(self.mode.removeprefix("one:"))]
         return [_tool("echo")]

@@ -260,3 +260,17 @@ def test_structured_content_is_held_to_its_output_schema_in_one_line(tool, said,
     (result,) = json.loads(proc.stdout)["results"]
     assert result["status"] == "error" and said in result["error"]
     assert "\n" not in result["error"]
+
+
+def test_entries_that_are_not_mcp_tools_are_left_out_and_named_the_rest_kept(tmp_path) -> None:
+    skills, stderr = _tools(tmp_path, "bad_tool")
+    assert skills == ["c.after", "c.echo"]
+    left_out = [line for line in stderr.splitlines() if "left out" in line]
+    assert [line.split("tools/list ", 1)[1].split(":", 1)[0] for line in left_out] == [
+        "entry 2 (name 'no_schema')",
+        "entry 3 (name 5)",
+        "entry 4 (name 'listed')",
+    ]
+    assert "inputSchema: Field required" in left_out[0]
+    requests = [{"id": "a", "skill": "c.after", "args": {"text": "x"}}]
+    assert _values(_run(tmp_path, "bad_tool", requests)) == {"a": {"tool": "after", "text": "x"}}

@@ -113,8 +113,11 @@ from mcp.types import (
     CancelledNotification,
     CancelledNotificationParams,
     ClientNotification,
+    ClientRequest,
     Implementation,
+    ListToolsRequest,
     PaginatedRequestParams,
+    Result,
     Tool,
 )
 
@@ -455,28 +458,65 @@ class ListingError(Exception):
     """A server's ``tools/list`` could not be read whole."""
 
 
-async def list_all_tools(session: ClientSession) -> list[Tool]:
+class _ToolsPage(Result):
+    """A page of ``tools/list`` whose tools are read one by one (:func:`list_all_tools`)."""
+
+    model_config = pydantic.ConfigDict(extra="allow", title="ListToolsResult")
+    tools: list[Any]
+    nextCursor: str | None = None
+
+
+@dataclass
+class Listing:
+    """A server's tools, and the entries of its list that are not MCP tools, each as one line
+    (``tools/list entry 3 (name 5): ...``)."""
+
+    tools: list[Tool]
+    left_out: list[str] = field(default_factory=list)
+
+
+async def list_all_tools(session: ClientSession) -> Listing:
     """Every tool the server lists, following ``nextCursor`` page after page. A listing that
     cannot be read whole is :class:`ListingError` naming the page: a page that fails, a cursor
     given before (the pages would loop for ever), more than :data:`MAX_TOOL_PAGES` pages. A
-    catalogue in part would make a tool of a missing page an unknown skill."""
-    tools: list[Tool] = []
+    catalogue in part would make a tool of a missing page an unknown skill.
+
+    Each entry is read on its own: one that is not an MCP tool (no input schema, a name that
+    is not a string) is left out, named in :attr:`Listing.left_out`, and the server's other
+    tools are kept. The MCP client's record of output schemas, which it checks answers
+    against, is kept as its own listing would keep it (else it would list the tools again,
+    strictly, before every call)."""
+    listing = Listing([])
     cursors: set[str] = set()
     cursor: str | None = None
     for page in range(1, MAX_TOOL_PAGES + 1):
         try:
             params = None if cursor is None else PaginatedRequestParams(cursor=cursor)
-            listed = await session.list_tools(params=params)
+            request = ClientRequest(ListToolsRequest(params=params))
+            listed = await session.send_request(request, _ToolsPage)
         except McpError as err:
             if page == 1:
                 raise
             raise ListingError(
                 f"tools/list page {page} (cursor {_clip(cursor)}) failed: {_describe(err)}"
             ) from None
-        tools.extend(listed.tools)
+        for raw in listed.tools:
+            entry = len(listing.tools) + len(listing.left_out) + 1
+            try:
+                tool = Tool.model_validate(raw)
+            except pydantic.ValidationError as err:
+                name = raw.get("name") if isinstance(raw, dict) else None
+                listing.left_out.append(
+                    f"tools/list entry {entry} (name {name!r:.80}): {_describe(err)}"
+                )
+                continue
+            listing.tools.append(tool)
+            schemas = getattr(session, "_tool_output_schemas", None)
+            if isinstance(schemas, dict):
+                schemas[tool.name] = tool.outputSchema
         cursor = listed.nextCursor
         if not cursor:
-            return tools
+            return listing
         if cursor in cursors:
             raise ListingError(
                 f"tools/list page {page} gave the cursor {_clip(cursor)} of an earlier page: "
@@ -484,6 +524,13 @@ async def list_all_tools(session: ClientSession) -> list[Tool]:
             )
         cursors.add(cursor)
     raise ListingError(f"tools/list has more than {MAX_TOOL_PAGES} pages")
+
+
+def _left_out(server: str, listing: Listing) -> list[Tool]:
+    """The listing's tools, once each entry left out is logged (one warning line each)."""
+    for why in listing.left_out:
+        log.warning("MCP server %r: not an MCP tool, left out: %s", server, why)
+    return listing.tools
 
 
 def _clip(cursor: str | None) -> str:
@@ -660,7 +707,7 @@ class _ServerSession:
                 self._listing = False
                 if self._owner is me:
                     self._session = session
-                    self.status.tools = listed
+                    self.status.tools = _left_out(self.name, listed)
                     self.status.up = True
                     self.status.error = None
                     self.status.opened_at = time.time()
@@ -829,7 +876,7 @@ class _ServerSession:
             return
         if self._session is not session:  # replaced meanwhile: the new session listed them
             return
-        self.status.tools = listed
+        self.status.tools = _left_out(self.name, listed)
         self._announce()
 
     def _announce(self) -> None:
