@@ -20,6 +20,8 @@ Modes:
   ``echo`` as an integer, and send ``notifications/tools/list_changed``;
 - ``names``: tools named with dots, slashes, unicode and 200 characters;
 - ``one:NAME``: one tool, named NAME;
+- ``churn``: a call of ``echo`` sends ``notifications/tools/list_changed`` 2,000 times first,
+  and answers how many ``tools/list`` requests came so far (``lists``);
 - ``bad_tool``: ``echo`` and, on the same page, entries that are not MCP tools (no input
   schema, a name that is a number, an input schema that is a list).
 """
@@ -125,6 +127,7 @@ class Server:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.shifted = False
+        self.lists = 0
 
     def tools(self) -> list[dict[str, Any]]:
         if self.mode == "many":
@@ -180,6 +183,10 @@ class Server:
                 "content": [{"type": "text", "text": json.dumps(structured)}],
                 "structuredContent": structured,
             }
+        if self.mode == "churn":
+            for _ in range(2000):
+                _send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            arguments = {**arguments, "lists": self.lists}
         if self.mode == "changes" and name == "shift":
             self.shifted = True
             _send({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
@@ -194,6 +201,7 @@ class Server:
             if method == "initialize":
                 result = self.initialize(params)
             elif method == "tools/list":
+                self.lists += 1
                 result = self.list_page(params.get("cursor"))
             elif method == "tools/call":
                 result = self.call(params["name"], params.get("arguments") or {})

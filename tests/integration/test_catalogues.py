@@ -274,3 +274,21 @@ def test_entries_that_are_not_mcp_tools_are_left_out_and_named_the_rest_kept(tmp
     assert "inputSchema: Field required" in left_out[0]
     requests = [{"id": "a", "skill": "c.after", "args": {"text": "x"}}]
     assert _values(_run(tmp_path, "bad_tool", requests)) == {"a": {"tool": "after", "text": "x"}}
+
+
+def test_a_flood_of_tool_list_changes_lists_the_tools_a_few_times_not_once_each() -> None:
+    """2,000 ``list_changed`` notifications in a row: one listing runs at a time, and those
+    that come meanwhile are one more after it (each listing also rebuilds the registry)."""
+
+    async def scenario() -> None:
+        config = parse_config({"mcpServers": {"c": _server("churn")}})
+        async with Coordinator.open(config) as co:
+            await co.run(parse_task([{"id": "a", "skill": "c.echo", "args": {"text": "x"}}]))
+            for _ in range(100):
+                if not any(t.get_name().startswith("mcp-relist") for t in asyncio.all_tasks()):
+                    break
+                await asyncio.sleep(0.05)
+            out = await co.run(parse_task([{"id": "b", "skill": "c.echo", "args": {}}]))
+            assert out["results"]["b"]["value"]["lists"] <= 4  # at start-up, then a few
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

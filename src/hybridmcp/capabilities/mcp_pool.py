@@ -600,6 +600,8 @@ class _ServerSession:
         self._opening: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._relisting: asyncio.Task[None] | None = None
+        self._relist_again = False
         self._requests: set[asyncio.Task[None]] = set()
         self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
@@ -853,10 +855,22 @@ class _ServerSession:
     def _tools_changed(self) -> None:
         """The server said its tool list changed: list it again, apart from the session's
         reading of messages (which waits for this notification's handling to end, and would
-        never read the listing's answer)."""
-        task = asyncio.create_task(self._relist(), name=f"mcp-relist:{self.name}")
+        never read the listing's answer). One listing at a time: notifications that come
+        while one runs are one more listing after it, however many (a server that sends
+        thousands would otherwise have its tools listed, and the registry built, as often)."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+        task = asyncio.create_task(self._relists(), name=f"mcp-relist:{self.name}")
+        self._relisting = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _relists(self) -> None:
+        self._relist_again = True
+        while self._relist_again:
+            self._relist_again = False
+            await self._relist()
 
     async def _relist(self) -> None:
         """The server's tools listed again, for the registry to take their annotations; a
