@@ -10,6 +10,8 @@ Modes:
 - ``many``: 1,500 tools on one page;
 - ``empty``: no tools;
 - ``no_caps``: announces no ``tools`` capability, and answers ``tools/list`` all the same;
+- ``no_tools``: announces only ``prompts``, and answers ``tools/list`` that it has no such
+  method;
 - ``instructions``: an ``instructions`` field of 4 MB;
 - ``v2024`` and ``v2025``: protocol version 2024-11-05 and 2025-03-26 whatever is asked;
 - ``schemas``: tools whose input schemas use references (recursive too), ``oneOf``,
@@ -154,7 +156,10 @@ class Server:
         version = {"v2024": "2024-11-05", "v2025": "2025-03-26"}.get(self.mode)
         result: dict[str, Any] = {
             "protocolVersion": version or params.get("protocolVersion", "2025-06-18"),
-            "capabilities": {} if self.mode == "no_caps" else {"tools": {"listChanged": True}},
+            "capabilities": {
+                "no_caps": {},
+                "no_tools": {"prompts": {}},
+            }.get(self.mode, {"tools": {"listChanged": True}}),
             "serverInfo": {"name": "catalog", "version": "1"},
         }
         if self.mode == "instructions":
@@ -200,7 +205,7 @@ class Server:
         try:
             if method == "initialize":
                 result = self.initialize(params)
-            elif method == "tools/list":
+            elif method == "tools/list" and self.mode != "no_tools":
                 self.lists += 1
                 result = self.list_page(params.get("cursor"))
             elif method == "tools/call":
@@ -209,6 +214,10 @@ class Server:
                 result = {}
             else:
                 raise NotImplementedError(f"no method {method}")
+        except NotImplementedError as err:
+            error = {"code": -32601, "message": str(err)}
+            _send({"jsonrpc": "2.0", "id": request_id, "error": error})
+            return
         except Exception as err:
             error = {"code": -32603, "message": str(err)}
             _send({"jsonrpc": "2.0", "id": request_id, "error": error})

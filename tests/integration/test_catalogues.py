@@ -292,3 +292,13 @@ def test_a_flood_of_tool_list_changes_lists_the_tools_a_few_times_not_once_each(
             assert out["results"]["b"]["value"]["lists"] <= 4  # at start-up, then a few
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_server_of_prompts_only_is_up_with_no_tools(tmp_path) -> None:
+    """It announces no ``tools`` capability and has no ``tools/list``: up, not down."""
+    config = _config(tmp_path, "no_tools")
+    proc = cli("servers", "--json", "--config", str(config), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    (record,) = json.loads(proc.stdout)
+    assert (record["state"], record["tools"]) == ("up", 0)
+    assert _tools(tmp_path, "no_tools") == ([], "")

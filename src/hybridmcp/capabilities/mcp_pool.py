@@ -109,6 +109,7 @@ from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     CallToolResult,
     CancelledNotification,
     CancelledNotificationParams,
@@ -483,9 +484,10 @@ async def list_all_tools(session: ClientSession) -> Listing:
 
     Each entry is read on its own: one that is not an MCP tool (no input schema, a name that
     is not a string) is left out, named in :attr:`Listing.left_out`, and the server's other
-    tools are kept. The MCP client's record of output schemas, which it checks answers
-    against, is kept as its own listing would keep it (else it would list the tools again,
-    strictly, before every call)."""
+    tools are kept. A server that does not announce the ``tools`` capability and has no
+    ``tools/list`` (prompts or resources only) has no tools. The MCP client's record of
+    output schemas, which it checks answers against, is kept as its own listing would keep it
+    (else it would list the tools again, strictly, before every call)."""
     listing = Listing([])
     cursors: set[str] = set()
     cursor: str | None = None
@@ -495,6 +497,8 @@ async def list_all_tools(session: ClientSession) -> Listing:
             request = ClientRequest(ListToolsRequest(params=params))
             listed = await session.send_request(request, _ToolsPage)
         except McpError as err:
+            if page == 1 and err.error.code == METHOD_NOT_FOUND and not _offers_tools(session):
+                return listing  # a server of prompts or resources only: up, with no tools
             if page == 1:
                 raise
             raise ListingError(
@@ -524,6 +528,12 @@ async def list_all_tools(session: ClientSession) -> Listing:
             )
         cursors.add(cursor)
     raise ListingError(f"tools/list has more than {MAX_TOOL_PAGES} pages")
+
+
+def _offers_tools(session: ClientSession) -> bool:
+    """Whether the server announced the ``tools`` capability (or announced nothing)."""
+    capabilities = session.get_server_capabilities()
+    return capabilities is None or capabilities.tools is not None
 
 
 def _left_out(server: str, listing: Listing) -> list[Tool]:
