@@ -118,6 +118,7 @@ TYPED = {
     "typed_ok": (OUTPUT, {"n": 1}),
     "typed_bad": (OUTPUT, {"n": "one"}),
     "typed_cyclic": (CYCLIC_OUTPUT, {"n": 1}),
+    "typed_invalid": ({"type": "object", "properties": {"n": {"type": 12}}}, {"n": 1}),
 }
 
 

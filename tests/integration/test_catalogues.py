@@ -250,6 +250,7 @@ def test_two_servers_whose_tools_spell_one_name_are_named_in_a_warning(tmp_path)
         ("typed_ok", None),
         ("typed_bad", "Invalid structured content returned by tool typed_bad: 'one' is not of"),
         ("typed_cyclic", "could not be checked against the tool's outputSchema (its references"),
+        ("typed_invalid", None),  # not JSON Schema: the answer is taken unchecked
     ],
 )
 def test_structured_content_is_held_to_its_output_schema_in_one_line(tool, said, tmp_path) -> None:
@@ -302,3 +303,12 @@ def test_a_server_of_prompts_only_is_up_with_no_tools(tmp_path) -> None:
     (record,) = json.loads(proc.stdout)
     assert (record["state"], record["tools"]) == ("up", 0)
     assert _tools(tmp_path, "no_tools") == ([], "")
+
+
+def test_an_output_schema_that_is_not_json_schema_is_named_once_and_answers_are_kept(
+    tmp_path,
+) -> None:
+    proc = _run(tmp_path, "schemas", [{"id": "x", "skill": "c.typed_invalid", "args": {}}])
+    assert _values(proc) == {"x": {"n": 1}}
+    (line,) = [x for x in proc.stderr.splitlines() if "outputSchema" in x]
+    assert "answers not checked against it: tool 'typed_invalid': 12 is not valid" in line

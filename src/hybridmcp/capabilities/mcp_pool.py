@@ -129,6 +129,7 @@ from hybridmcp.capabilities.client_features import (
     ElicitationRequired,
     ServerFeatures,
 )
+from hybridmcp.capabilities.schemas import checked_validator
 from hybridmcp.capabilities.stdio import LineFramer, stdio_client
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
@@ -474,6 +475,9 @@ class Listing:
 
     tools: list[Tool]
     left_out: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    """Tools whose ``outputSchema`` is not valid JSON Schema, each with why: their answers
+    are taken without that check (the MCP client would refuse every one)."""
 
 
 async def list_all_tools(session: ClientSession) -> Listing:
@@ -487,7 +491,9 @@ async def list_all_tools(session: ClientSession) -> Listing:
     tools are kept. A server that does not announce the ``tools`` capability and has no
     ``tools/list`` (prompts or resources only) has no tools. The MCP client's record of
     output schemas, which it checks answers against, is kept as its own listing would keep it
-    (else it would list the tools again, strictly, before every call)."""
+    (else it would list the tools again, strictly, before every call); an output schema that
+    is not valid JSON Schema is recorded as none (:attr:`Listing.unchecked`), where the
+    client would refuse every answer of the tool, whose work is done."""
     listing = Listing([])
     cursors: set[str] = set()
     cursor: str | None = None
@@ -515,9 +521,13 @@ async def list_all_tools(session: ClientSession) -> Listing:
                 )
                 continue
             listing.tools.append(tool)
+            output = tool.outputSchema
+            if output is not None and (why := _unusable(output)) is not None:
+                listing.unchecked.append(f"tool {tool.name!r:.80}: {why}")
+                output = None
             schemas = getattr(session, "_tool_output_schemas", None)
             if isinstance(schemas, dict):
-                schemas[tool.name] = tool.outputSchema
+                schemas[tool.name] = output
         cursor = listed.nextCursor
         if not cursor:
             return listing
@@ -530,6 +540,15 @@ async def list_all_tools(session: ClientSession) -> Listing:
     raise ListingError(f"tools/list has more than {MAX_TOOL_PAGES} pages")
 
 
+def _unusable(schema: dict[str, Any]) -> str | None:
+    """Why an output schema cannot check anything (it is not valid JSON Schema), or None."""
+    try:
+        checked_validator(schema)
+    except Exception as err:  # SchemaError, or a schema of a shape no draft has
+        return " ".join(str(getattr(err, "message", err)).split())[:200] or type(err).__name__
+    return None
+
+
 def _offers_tools(session: ClientSession) -> bool:
     """Whether the server announced the ``tools`` capability (or announced nothing)."""
     capabilities = session.get_server_capabilities()
@@ -540,6 +559,12 @@ def _left_out(server: str, listing: Listing) -> list[Tool]:
     """The listing's tools, once each entry left out is logged (one warning line each)."""
     for why in listing.left_out:
         log.warning("MCP server %r: not an MCP tool, left out: %s", server, why)
+    for why in listing.unchecked:
+        log.warning(
+            "MCP server %r: outputSchema not valid JSON Schema, answers not checked against it: %s",
+            server,
+            why,
+        )
     return listing.tools
 
 
