@@ -1118,10 +1118,16 @@ def servers(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def tools(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List skills and tools with their providers, sides and effect classes; a tool its
-    server keeps for its own user interface (MCP Apps) is marked app only."""
+    server keeps for its own user interface (MCP Apps) is marked app only. A server that is
+    down (its tools missing from the list) is one warning line on stderr."""
     configure_logging()
+
+    def listed(_cfg: HybridConfig, res: Resources) -> list[dict[str, Any]]:
+        warn_unavailable(res)
+        return tool_records(res)
+
     try:
-        records = asyncio.run(_inspect(config, lambda _cfg, res: tool_records(res)))
+        records = asyncio.run(_inspect(config, listed))
     except HybridMCPError as err:
         _refuse(err)
     if as_json:

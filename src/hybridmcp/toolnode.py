@@ -76,9 +76,22 @@ ErrorHandling = bool | str | Callable[..., str] | type[Exception] | tuple[type[E
 # -- names ----------------------------------------------------------------------------------
 
 
+_PLAIN = re.compile(r"[a-zA-Z0-9-]+(?:[._][a-zA-Z0-9-]+)*")
+"""A skill name whose tool name spells it alone: letters, digits and ``-`` parted by single
+dots and underscores (so ``__`` in the tool name is a dot and ``_`` an underscore)."""
+_HASH_CHARS = 8
+
+
 def tool_name(skill: str) -> str:
-    """A skill's name as a model tool name (``time.now`` -> ``time__now``)."""
-    return _INVALID.sub("_", skill.replace(".", "__"))[:MAX_TOOL_NAME]
+    """A skill's name as a model tool name (``time.now`` -> ``time__now``). A name that does
+    not spell back alone (characters a model API refuses, ``名前``; ``__`` or a dot beside an
+    underscore; past 64 characters) is cut and ends in a short hash of the whole name
+    (``c.名前`` -> ``c_____3f1c9a0b``-like), so two skills are never one tool."""
+    plain = skill.replace(".", "__")
+    if _PLAIN.fullmatch(skill) and len(plain) <= MAX_TOOL_NAME:
+        return plain
+    digest = hashlib.blake2s(skill.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
+    return f"{_INVALID.sub('_', plain)[: MAX_TOOL_NAME - _HASH_CHARS - 1]}_{digest}"
 
 
 def skill_name(tool: str, registry: Registry) -> str:

@@ -5,6 +5,7 @@ from mcp.types import Tool, ToolAnnotations
 
 from hybridmcp.capabilities.registry import build_registry, relisted
 from hybridmcp.config import ResilienceConfig, parse_config
+from hybridmcp.errors import TaskError
 from hybridmcp.policy.arbitration import add_probe, arbitrate
 from hybridmcp.policy.degradation import plan_round
 from hybridmcp.policy.effects import tool_effect
@@ -239,3 +240,44 @@ def test_a_tool_given_another_deadline_effect_or_price_by_a_skill_is_its_own_pro
     assert reg.provider("mcp:s/w#a.kept").effect == "idempotent"
     assert reg.provider("mcp:s/w").effect == "write"
     assert reg.get("s.w").providers[0].id == "mcp:s/w"  # the generic skill: same as a.plain
+
+
+def test_a_relisted_servers_own_tool_skills_take_its_new_schemas_and_lose_what_it_dropped():
+    """``s`` lists ``echo`` with a ``count`` of strings and ``gone``; then ``echo`` with a
+    ``count`` of integers, and no ``gone``. ``s.echo`` checks arguments against the new schema
+    and description; ``s.gone`` is refused with one line and no longer offered to a model,
+    its provider kept for a run already using it; a configured skill of ``gone`` is kept."""
+
+    def echo(kind: str) -> Tool:
+        schema = {"type": "object", "properties": {"count": {"type": kind}}}
+        return Tool(name="echo", description=f"count as {kind}", inputSchema=schema)
+
+    cfg = parse_config(
+        {
+            "mcpServers": {"s": {"command": "x"}},
+            "skills": {
+                "n.gone": {"providers": [{"side": "external", "server": "s", "tool": "gone"}]}
+            },
+        }
+    )
+    first = build_registry(cfg, {"s": [echo("string"), tool("gone")]})
+    first.get("s.echo").validate_args({"count": "3"})
+    listing = [echo("integer")]
+    after = relisted(first, build_registry(cfg, {"s": listing}), "s", [t.name for t in listing])
+    after.get("s.echo").validate_args({"count": 3})
+    with pytest.raises(TaskError, match=r"^skill 's.echo': argument count: '3' is not of type"):
+        after.get("s.echo").validate_args({"count": "3"})
+    assert after.get("s.echo").description == "count as integer"
+    with pytest.raises(TaskError) as refused:
+        after.get("s.gone").validate_args({})
+    assert str(refused.value) == (
+        "skill 's.gone': MCP server 's' no longer lists the tool 'gone' (its tool list "
+        "changed); `hybridmcp tools` lists what it has"
+    )
+    names = [entry["name"] for entry in after.catalogue()]
+    assert "s.gone" not in names and "s.echo" in names and "n.gone" in names
+    assert after.provider("mcp:s/gone").tool == "gone"  # a run using it goes on
+    after.get("n.gone").validate_args({})
+    back = [echo("integer"), tool("gone")]  # listed again: callable again
+    again = relisted(after, build_registry(cfg, {"s": back}), "s", [t.name for t in back])
+    again.get("s.gone").validate_args({})

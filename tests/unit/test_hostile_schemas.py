@@ -213,3 +213,118 @@ def test_arguments_pass_exactly_when_they_would_with_the_servers_defaults_filled
             completed[name] = schema["properties"][name]["default"]
     expected = jsonschema.Draft202012Validator(schema).is_valid(completed)
     assert (_check(schema, args) is None) == expected, (schema, args)
+
+
+# References between definitions, as a server may send them: any graph of ``$ref``s over a few
+# definitions, each definition a reference or a schema that reads the arguments (a property or
+# the items of an array) before referring on. A loop that reads nothing recurses without end.
+_DEFS = ("a", "b", "c")
+_ref = st.sampled_from(["#", *(f"#/$defs/{d}" for d in _DEFS)]).map(lambda r: {"$ref": r})
+_definition = (
+    _ref
+    | st.builds(lambda r: {"type": "object", "properties": {"next": r}}, _ref)
+    | st.builds(lambda r: {"type": "array", "items": r}, _ref)
+    | st.builds(lambda r, s: {"anyOf": [r, s]}, _ref, _ref)
+    | st.builds(lambda r: {"allOf": [r, {"type": "object"}]}, _ref)
+    | st.just({"type": "integer"})
+)
+referring = st.builds(
+    lambda defs, root: {"$defs": defs, **root},
+    st.fixed_dictionaries({d: _definition for d in _DEFS}),
+    _definition,
+)
+nested = st.recursive(
+    st.integers() | st.none(),
+    lambda inner: st.fixed_dictionaries({"next": inner}) | st.lists(inner, max_size=2),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(referring, nested)
+def test_references_that_loop_leave_the_arguments_to_the_server_never_recurse_out(
+    schema, args
+) -> None:
+    assert _check(schema, args) is None or len(str(_check(schema, args)).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"$ref": "#"},
+        {"$defs": {"a": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"},
+        {
+            "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"allOf": [{"$ref": "#/$defs/a"}]}},
+            "type": "object",
+            "properties": {"x": {"$ref": "#/$defs/a"}},
+        },
+    ],
+)
+def test_a_schema_whose_references_loop_leaves_the_arguments_to_the_server(schema) -> None:
+    assert _check(schema, {"x": 1}) is None
+
+
+def test_a_recursive_schema_that_reads_the_arguments_still_checks_them() -> None:
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {
+                    "v": {"type": "integer"},
+                    "kids": {"items": {"$ref": "#/$defs/node"}},
+                },
+            }
+        },
+        "$ref": "#/$defs/node",
+    }
+    assert _check(tree, {"v": 1, "kids": [{"v": 2, "kids": [{"v": 3}]}]}) is None
+    err = _check(tree, {"v": 1, "kids": [{"v": 2, "kids": [{"v": "x"}]}]})
+    assert err is not None and "argument kids/0/kids/0/v" in str(err)
+    deep: dict = {"v": 0}
+    for n in range(5000):  # deeper than the check can recurse: left to the server
+        deep = {"v": n, "kids": [deep]}
+    assert _check(tree, deep) is None
+
+
+def test_a_plan_checked_against_a_schema_whose_references_loop_ends_at_once() -> None:
+    from hybridmcp.prompts.plans import parse_plan
+
+    skills = [{"name": "s.loop", "description": "", "input_schema": {"$ref": "#"}}]
+    assert parse_plan([{"skill": "s.loop", "args": {"a": 1}}], skills)[0]["args"] == {"a": 1}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+    st.lists(st.sampled_from(["p", "q"]), max_size=3),
+    st.sampled_from(["properties", "patternProperties"]),
+)
+def test_a_property_whose_schema_is_false_is_that_arguments_error(name, outer, keyword) -> None:
+    """``{"properties": {name: false}}``, at any depth: giving ``name`` is one error naming
+    the argument's path (jsonschema's own error names none)."""
+    import regex
+
+    key = f"^{regex.escape(name)}$" if keyword == "patternProperties" else name
+    schema: dict = {"type": "object", keyword: {key: False}}
+    args: dict = {name: 1}
+    for part in reversed(outer):
+        schema, args = {"type": "object", "properties": {part: schema}}, {part: args}
+    err = _check(schema, args)
+    assert err is not None and len(str(err).splitlines()) == 1
+    plain = name.isprintable() and "/" not in name
+    where = "/".join([*outer, name if plain else repr(name)])
+    assert f"argument {where}: {name!r} is not allowed" in str(err)
+    assert _check(schema, {}) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(max_size=6), min_size=1, max_size=3))
+def test_an_arguments_error_is_one_line_whatever_its_names_hold(names) -> None:
+    """Names of any characters (line breaks, escapes, ``/``, none): the error is one line."""
+    schema: dict = {"type": "integer"}
+    args: object = "x"
+    for name in reversed(names):
+        schema, args = {"type": "object", "properties": {name: schema}}, {name: args}
+    err = _check(schema, args)
+    assert err is not None and len(str(err).splitlines()) == 1
+    assert "'x' is not of type 'integer'" in str(err)

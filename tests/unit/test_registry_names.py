@@ -1,9 +1,13 @@
 """The error for a skill name the registry does not know."""
 
-from hypothesis import given
-from hypothesis import strategies as st
+import logging
 
-from hybridmcp.capabilities.registry import LISTED_SKILLS, unknown_skills
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp.types import Tool
+
+from hybridmcp.capabilities.registry import LISTED_SKILLS, build_registry, unknown_skills
+from hybridmcp.config import parse_config
 
 SERVER_TOOLS = ["ev.get-tiny-image", "ev.get-sum", "ev.trigger-long-running-operation", "ev.echo"]
 
@@ -38,3 +42,37 @@ def test_a_known_name_spelled_in_another_case_is_always_found(known):
         if k.replace("-", "").replace("_", "") == target.replace("-", "").replace("_", "")
     }
     assert any(f"(did you mean {k!r}?)" in said for k in folded)
+
+
+# Servers and tools named with dots: ``a`` listing ``b.c`` and ``a.b`` listing ``c`` are both
+# ``a.b.c``. Every tool is called by its ``server.tool`` name, or a warning names it.
+_part = st.sampled_from(["a", "b", "c", "a.b", "b.c", "x/y", "é"])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(_part, st.lists(_part, min_size=1, max_size=3), min_size=1, max_size=4))
+def test_every_tool_is_callable_by_its_server_tool_name_or_a_warning_names_it(listing) -> None:
+    config = parse_config({"mcpServers": {s: {"command": "x"} for s in listing}})
+    tools = {s: [Tool(name=t, inputSchema={}) for t in ts] for s, ts in listing.items()}
+    handler = _Records()
+    logging.getLogger("hybridmcp.registry").addHandler(handler)
+    try:
+        registry = build_registry(config, tools)
+    finally:
+        logging.getLogger("hybridmcp.registry").removeHandler(handler)
+    warned = " ".join(handler.messages)
+    for server, names in listing.items():
+        for tool in names:
+            (provider,) = registry.get(f"{server}.{tool}").providers
+            if (provider.server, provider.tool) != (server, tool):
+                assert f"{server}/{tool} is not" in warned
+                assert f"{provider.server}/{provider.tool} is called" in warned
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())

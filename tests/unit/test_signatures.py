@@ -372,10 +372,14 @@ def test_parse_plan_accepts_catalogue_shapes():
             parse_plan('[{"skill": "add", "args": {"a": 1}}]', catalogue)
 
 
-def test_parse_plan_reports_a_broken_catalogue_as_config_error():
+def test_parse_plan_leaves_the_args_of_a_schema_that_is_not_json_schema_unchecked():
+    """A server's schema may be anything: one that cannot check arguments leaves them to the
+    skill's own check and its server, as a request given directly does."""
     broken = [{"name": "bad", "input_schema": {"type": "not-a-type"}}]
-    with pytest.raises(ConfigError, match="skill 'bad' has an invalid input schema"):
-        parse_plan('[{"skill": "bad", "args": {}}]', broken)
+    assert parse_plan('[{"skill": "bad", "args": {"a": 1}}]', broken)[0]["args"] == {"a": 1}
+
+
+def test_parse_plan_reports_a_nameless_catalogue_entry_as_config_error():
     with pytest.raises(ConfigError, match="no name"):
         parse_plan('[{"skill": "x"}]', [{"description": "nameless"}])
 

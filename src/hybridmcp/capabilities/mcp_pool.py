@@ -109,11 +109,16 @@ from mcp.shared.exceptions import McpError
 from mcp.types import (
     CONNECTION_CLOSED,
     INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     CallToolResult,
     CancelledNotification,
     CancelledNotificationParams,
     ClientNotification,
+    ClientRequest,
     Implementation,
+    ListToolsRequest,
+    PaginatedRequestParams,
+    Result,
     Tool,
 )
 
@@ -124,6 +129,7 @@ from hybridmcp.capabilities.client_features import (
     ElicitationRequired,
     ServerFeatures,
 )
+from hybridmcp.capabilities.schemas import checked_validator
 from hybridmcp.capabilities.stdio import LineFramer, stdio_client
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import HttpServer, PoolConfig, ServerConfig, StdioServer
@@ -446,6 +452,127 @@ def _endpoint_hint(config: HttpServer, err: BaseException) -> str | None:
     return None
 
 
+MAX_TOOL_PAGES = 1000
+"""Most pages of ``tools/list`` read from one server (each page a round trip)."""
+
+
+class ListingError(Exception):
+    """A server's ``tools/list`` could not be read whole."""
+
+
+class _ToolsPage(Result):
+    """A page of ``tools/list`` whose tools are read one by one (:func:`list_all_tools`)."""
+
+    model_config = pydantic.ConfigDict(extra="allow", title="ListToolsResult")
+    tools: list[Any]
+    nextCursor: str | None = None
+
+
+@dataclass
+class Listing:
+    """A server's tools, and the entries of its list that are not MCP tools, each as one line
+    (``tools/list entry 3 (name 5): ...``)."""
+
+    tools: list[Tool]
+    left_out: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+    """Tools whose ``outputSchema`` is not valid JSON Schema, each with why: their answers
+    are taken without that check (the MCP client would refuse every one)."""
+
+
+async def list_all_tools(session: ClientSession) -> Listing:
+    """Every tool the server lists, following ``nextCursor`` page after page. A listing that
+    cannot be read whole is :class:`ListingError` naming the page: a page that fails, a cursor
+    given before (the pages would loop for ever), more than :data:`MAX_TOOL_PAGES` pages. A
+    catalogue in part would make a tool of a missing page an unknown skill.
+
+    Each entry is read on its own: one that is not an MCP tool (no input schema, a name that
+    is not a string) is left out, named in :attr:`Listing.left_out`, and the server's other
+    tools are kept. A server that does not announce the ``tools`` capability and has no
+    ``tools/list`` (prompts or resources only) has no tools. The MCP client's record of
+    output schemas, which it checks answers against, is kept as its own listing would keep it
+    (else it would list the tools again, strictly, before every call); an output schema that
+    is not valid JSON Schema is recorded as none (:attr:`Listing.unchecked`), where the
+    client would refuse every answer of the tool, whose work is done."""
+    listing = Listing([])
+    cursors: set[str] = set()
+    cursor: str | None = None
+    for page in range(1, MAX_TOOL_PAGES + 1):
+        try:
+            params = None if cursor is None else PaginatedRequestParams(cursor=cursor)
+            request = ClientRequest(ListToolsRequest(params=params))
+            listed = await session.send_request(request, _ToolsPage)
+        except McpError as err:
+            if page == 1 and err.error.code == METHOD_NOT_FOUND and not _offers_tools(session):
+                return listing  # a server of prompts or resources only: up, with no tools
+            if page == 1:
+                raise
+            raise ListingError(
+                f"tools/list page {page} (cursor {_clip(cursor)}) failed: {_describe(err)}"
+            ) from None
+        for raw in listed.tools:
+            entry = len(listing.tools) + len(listing.left_out) + 1
+            try:
+                tool = Tool.model_validate(raw)
+            except pydantic.ValidationError as err:
+                name = raw.get("name") if isinstance(raw, dict) else None
+                listing.left_out.append(
+                    f"tools/list entry {entry} (name {name!r:.80}): {_describe(err)}"
+                )
+                continue
+            listing.tools.append(tool)
+            output = tool.outputSchema
+            if output is not None and (why := _unusable(output)) is not None:
+                listing.unchecked.append(f"tool {tool.name!r:.80}: {why}")
+                output = None
+            schemas = getattr(session, "_tool_output_schemas", None)
+            if isinstance(schemas, dict):
+                schemas[tool.name] = output
+        cursor = listed.nextCursor
+        if not cursor:
+            return listing
+        if cursor in cursors:
+            raise ListingError(
+                f"tools/list page {page} gave the cursor {_clip(cursor)} of an earlier page: "
+                "the pages loop"
+            )
+        cursors.add(cursor)
+    raise ListingError(f"tools/list has more than {MAX_TOOL_PAGES} pages")
+
+
+def _unusable(schema: dict[str, Any]) -> str | None:
+    """Why an output schema cannot check anything (it is not valid JSON Schema), or None."""
+    try:
+        checked_validator(schema)
+    except Exception as err:  # SchemaError, or a schema of a shape no draft has
+        return " ".join(str(getattr(err, "message", err)).split())[:200] or type(err).__name__
+    return None
+
+
+def _offers_tools(session: ClientSession) -> bool:
+    """Whether the server announced the ``tools`` capability (or announced nothing)."""
+    capabilities = session.get_server_capabilities()
+    return capabilities is None or capabilities.tools is not None
+
+
+def _left_out(server: str, listing: Listing) -> list[Tool]:
+    """The listing's tools, once each entry left out is logged (one warning line each)."""
+    for why in listing.left_out:
+        log.warning("MCP server %r: not an MCP tool, left out: %s", server, why)
+    for why in listing.unchecked:
+        log.warning(
+            "MCP server %r: outputSchema not valid JSON Schema, answers not checked against it: %s",
+            server,
+            why,
+        )
+    return listing.tools
+
+
+def _clip(cursor: str | None) -> str:
+    text = repr(cursor)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 async def _first_of(*events: asyncio.Event) -> None:
     """Wait until one of ``events`` is set."""
     waits = [asyncio.ensure_future(e.wait()) for e in events]
@@ -508,6 +635,8 @@ class _ServerSession:
         self._opening: asyncio.Task[None] | None = None
         self._retired: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._relisting: asyncio.Task[None] | None = None
+        self._relist_again = False
         self._requests: set[asyncio.Task[None]] = set()
         self._in_flight: set[_Call] = set()
         self._slots = asyncio.Semaphore(config.max_concurrency)
@@ -611,11 +740,11 @@ class _ServerSession:
                 opened.append(session)
                 await session.initialize()
                 self._listing = self._owner is me
-                listed = await session.list_tools()
+                listed = await list_all_tools(session)
                 self._listing = False
                 if self._owner is me:
                     self._session = session
-                    self.status.tools = list(listed.tools)
+                    self.status.tools = _left_out(self.name, listed)
                     self.status.up = True
                     self.status.error = None
                     self.status.opened_at = time.time()
@@ -761,10 +890,22 @@ class _ServerSession:
     def _tools_changed(self) -> None:
         """The server said its tool list changed: list it again, apart from the session's
         reading of messages (which waits for this notification's handling to end, and would
-        never read the listing's answer)."""
-        task = asyncio.create_task(self._relist(), name=f"mcp-relist:{self.name}")
+        never read the listing's answer). One listing at a time: notifications that come
+        while one runs are one more listing after it, however many (a server that sends
+        thousands would otherwise have its tools listed, and the registry built, as often)."""
+        if self._relisting is not None and not self._relisting.done():
+            self._relist_again = True
+            return
+        task = asyncio.create_task(self._relists(), name=f"mcp-relist:{self.name}")
+        self._relisting = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _relists(self) -> None:
+        self._relist_again = True
+        while self._relist_again:
+            self._relist_again = False
+            await self._relist()
 
     async def _relist(self) -> None:
         """The server's tools listed again, for the registry to take their annotations; a
@@ -774,7 +915,7 @@ class _ServerSession:
             return
         try:
             async with asyncio.timeout(self.config.startup_timeout_ms / 1000):
-                listed = await session.list_tools()
+                listed = await list_all_tools(session)
         except Exception as err:
             log.warning(
                 "MCP server %r: its tools changed and could not be listed again: %s",
@@ -784,7 +925,7 @@ class _ServerSession:
             return
         if self._session is not session:  # replaced meanwhile: the new session listed them
             return
-        self.status.tools = list(listed.tools)
+        self.status.tools = _left_out(self.name, listed)
         self._announce()
 
     def _announce(self) -> None:
@@ -1098,6 +1239,12 @@ class _ServerSession:
         """The project's error for a failed request (the session is marked as it deserves)."""
         if isinstance(err, HybridMCPError):
             return err
+        if isinstance(err, RecursionError):  # the MCP client checking the answer's structure
+            return ProviderError(
+                f"{where} failed: its answer could not be checked against the tool's "
+                "outputSchema (its references loop without end, or the answer nests deeper "
+                "than can be checked)"
+            )
         if not isinstance(err, McpError):
             self._suspect = True
             return ProviderError(f"{where} failed: {_describe(err)}")

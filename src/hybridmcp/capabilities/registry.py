@@ -42,7 +42,12 @@ from mcp.types import (
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from hybridmcp.capabilities.builtin import query_path
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, argument_validator
+from hybridmcp.capabilities.schemas import (
+    SchemaUnusable,
+    argument_errors,
+    argument_path,
+    argument_validator,
+)
 from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import (
@@ -126,6 +131,12 @@ class Skill:
     """False for a tool its server keeps for its own user interface (MCP Apps: its
     ``_meta.ui.visibility`` leaves out ``"model"``): not offered to a model (the planner's
     catalogue, :class:`~hybridmcp.toolnode.HybridToolNode`), still callable by name."""
+    listed_by: str | None = None
+    """The server whose tool this ``server.tool`` skill is (None for a configured skill): its
+    description and schema are the server's, taken afresh when it lists its tools again."""
+    unlisted: bool = False
+    """The server no longer lists the tool (its tool list changed): a new request for it is
+    refused (one already running goes on), and it is not offered to a model."""
 
     def providers_on(self, side: Side) -> list[Provider]:
         return [p for p in self.providers if p.side == side]
@@ -142,7 +153,14 @@ class Skill:
     def validate_args(self, args: Any) -> None:
         """Raise :class:`TaskError` naming the first bad argument. A schema that cannot check
         them (a server's invalid schema) leaves the arguments to the server
-        (:mod:`hybridmcp.capabilities.schemas`)."""
+        (:mod:`hybridmcp.capabilities.schemas`). A tool its server no longer lists cannot be
+        asked for at all."""
+        if self.unlisted:
+            (provider,) = self.providers
+            raise TaskError(
+                f"skill {self.name!r}: MCP server {provider.server!r} no longer lists the tool "
+                f"{provider.tool!r} (its tool list changed); `hybridmcp tools` lists what it has"
+            )
         if self._validator is None:
             return
         try:
@@ -152,7 +170,7 @@ class Skill:
             return
         if errors:
             err = errors[0]
-            where = "/".join(str(p) for p in err.absolute_path) or "<arguments>"
+            where = argument_path(err) or "<arguments>"
             raise TaskError(f"skill {self.name!r}: argument {where}: {err.message}")
 
     def catalogue_entry(self) -> dict[str, Any]:
@@ -244,7 +262,9 @@ class Registry:
 
     def catalogue(self) -> list[dict[str, Any]]:
         """The skills a model may be shown (not those kept for a server's own interface)."""
-        return [s.catalogue_entry() for s in self.skills.values() if s.model_visible]
+        return [
+            s.catalogue_entry() for s in self.skills.values() if s.model_visible and not s.unlisted
+        ]
 
 
 def builtin_skill_configs() -> dict[str, SkillConfig]:
@@ -375,6 +395,7 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
         for tool in server_tools:
             name = f"{server}.{tool.name}"
             if name in registry.skills:
+                _name_taken(registry.skills[name], server, tool.name)
                 continue
             provider = ids.distinct(
                 _external_provider(
@@ -388,8 +409,27 @@ def build_registry(config: HybridConfig, tools: Mapping[str, Iterable[Tool]]) ->
                 providers=(provider,),
                 comparator=ComparatorConfig(),
                 model_visible=model_visible(tool),
+                listed_by=server,
             )
     return registry
+
+
+def _name_taken(taken: Skill, server: str, tool: str) -> None:
+    """Warn that the ``server.tool`` name of ``tool`` is another server's tool's already
+    (servers ``a`` listing ``b.c`` and ``a.b`` listing ``c`` are both ``a.b.c``): the first
+    server's is called by that name, this one only through a skill of the configuration."""
+    if taken.listed_by in (None, server):  # a configured skill, or a name listed twice
+        return
+    (first,) = taken.providers
+    log.warning(
+        "skill %r names tools of two servers: %s/%s is called by that name, %s/%s is not "
+        "(give it a skill of its own in the configuration)",
+        taken.name,
+        first.server,
+        first.tool,
+        server,
+        tool,
+    )
 
 
 def model_visible(tool: Tool) -> bool:
@@ -405,9 +445,11 @@ def relisted(registry: Registry, fresh: Registry, server: str, listed: Iterable[
     providers of a listed tool are ``fresh``'s (built from the new lists, so their effect class
     comes from the new annotations unless config declares one), a listed tool that is no skill
     yet becomes one; a tool no longer listed keeps the class it had, never weakened by leaving
-    the list; the server is no longer unavailable. Everything else (skills registered since
-    start-up too) is kept as it is. A new registry: what was derived from the old one
-    (provider indexes) is derived afresh."""
+    the list; the server is no longer unavailable. A ``server.tool`` skill of the server is
+    ``fresh``'s (its description and input schema as now listed); one whose tool is no longer
+    listed stays (a run already using it goes on) but is :attr:`Skill.unlisted`. Everything
+    else (skills registered since start-up too) is kept as it is. A new registry: what was
+    derived from the old one (provider indexes) is derived afresh."""
     names = set(listed)
     new = {  # by skill too: the providers of one tool in two skills may differ in effect
         (s.name, p.id): p
@@ -417,6 +459,13 @@ def relisted(registry: Registry, fresh: Registry, server: str, listed: Iterable[
     }
     skills = dict(registry.skills)
     for name, skill in registry.skills.items():
+        if skill.listed_by == server and skill.name == name:
+            now = fresh.skills.get(name)
+            if now is not None and now.listed_by == server:
+                skills[name] = now
+            else:
+                skills[name] = dataclasses.replace(skill, unlisted=True)
+            continue
         providers = tuple(new.get((name, p.id), p) for p in skill.providers)
         if providers != skill.providers:
             skills[name] = dataclasses.replace(skill, providers=providers)

@@ -1,8 +1,9 @@
 """Checking a request's arguments against a skill's input schema, which may come from a
-server: a schema that is not valid JSON Schema, or whose ``$ref`` nothing resolves, cannot check
-anything (the arguments go to the server, which judges them; a warning says so once), and a
-``pattern`` runs with a time limit, so a server's pattern that backtracks for ever on the
-arguments given (``^(a+)+$`` on ``aaa…!``) is one error, never a coordinator that hangs.
+server: a schema that is not valid JSON Schema, whose ``$ref`` nothing resolves, or whose
+references loop without end (``{"$ref": "#"}``) cannot check anything (the arguments go to the
+server, which judges them; a warning says so), and a ``pattern`` runs with a time limit, so a
+server's pattern that backtracks for ever on the arguments given (``^(a+)+$`` on ``aaa…!``) is
+one error, never a coordinator that hangs.
 
 Python's ``re`` cannot be interrupted (and holds the interpreter while it runs), so patterns
 are searched with the ``regex`` module's ``timeout``; its default syntax is ``re``'s.
@@ -57,6 +58,31 @@ def _pattern(
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
+def _false_property(name: str) -> jsonschema.ValidationError:
+    """The error of property ``name`` whose schema is ``false``, at its path (jsonschema's own
+    leaves the path out, so the error named no argument)."""
+    return jsonschema.ValidationError(
+        f"{name!r} is not allowed (its schema is false)", path=(name,)
+    )
+
+
+def _properties_of(draft_properties: Any) -> Any:
+    """The draft's ``properties`` keyword, but a property whose schema is ``false`` is the
+    error of that property (:func:`_false_property`)."""
+
+    def properties(
+        validator: Any, properties: Any, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        if isinstance(properties, Mapping) and validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if subschema is False and name in instance:
+                    yield _false_property(name)
+            properties = {k: v for k, v in properties.items() if v is not False}
+        yield from draft_properties(validator, properties, instance, schema) or ()
+
+    return properties
+
+
 def _pattern_properties(
     validator: Any, patterns: Mapping[str, Any], instance: Any, schema: Mapping[str, Any]
 ) -> Iterator[jsonschema.ValidationError]:
@@ -67,6 +93,8 @@ def _pattern_properties(
             found = _search(pattern, name)
             if found is None:
                 yield _untold(f"property name {name[:40]!r}", pattern)
+            elif found and subschema is False:
+                yield _false_property(name)
             elif found:
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
@@ -99,7 +127,12 @@ def checked_validator(
         warnings.simplefilter("ignore", DeprecationWarning)
         cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(dict(schema))
-    keywords: dict[str, Any] = {"pattern": _pattern, "patternProperties": _pattern_properties}
+    keywords: dict[str, Any] = {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+    }
+    if (draft_properties := cls.VALIDATORS.get("properties")) is not None:
+        keywords["properties"] = _properties_of(draft_properties)
     if server_fills_defaults:
         keywords["required"] = _required_unless_defaulted
     return jsonschema.validators.extend(cls, keywords)(schema)
@@ -120,11 +153,27 @@ def argument_errors(
     validator: jsonschema.protocols.Validator, args: Any
 ) -> list[jsonschema.ValidationError]:
     """The arguments' errors, the first by path first; :class:`SchemaUnusable` when the schema
-    turns out unable to check them (a reference that does not resolve)."""
+    turns out unable to check them: a reference that does not resolve, or references that lead
+    back to themselves without reading any of the arguments (``{"$ref": "#"}``, ``a`` to ``b``
+    to ``a``; the check would recurse without end; so would arguments nested deeper than
+    Python's recursion limit under a recursive schema)."""
     try:
         return sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
     except (Unresolvable, jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as err:
         raise SchemaUnusable(_one_line(err)) from None
+    except RecursionError:
+        raise SchemaUnusable(
+            "its references loop without end, or the arguments nest deeper than can be checked"
+        ) from None
+
+
+def argument_path(err: jsonschema.ValidationError) -> str:
+    """Where an error is in the arguments, ``a/b/0``, on one line: a name that is empty or
+    holds ``/`` or a character that is not printable (a line break) is shown as its repr."""
+    return "/".join(
+        str(p) if not isinstance(p, str) or (p.isprintable() and p and "/" not in p) else repr(p)
+        for p in err.absolute_path
+    )
 
 
 def _one_line(err: BaseException) -> str:

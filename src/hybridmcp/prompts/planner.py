@@ -97,16 +97,20 @@ PLANNER_DEMOS = (
 
 
 def _compact_catalogue(catalogue: str) -> str:
-    """One line per skill: name, argument types (``?`` when optional), what it does. About a
-    third of the JSON schema's tokens, so a 2k-token local model has room to answer."""
+    """One line per skill: name, argument types (``?`` when optional; ``string|null`` for a
+    nullable one, ``any`` where the schema names no JSON type), what it does. About a third
+    of the JSON schema's tokens, so a 2k-token local model has room to answer. Any schema a
+    server sends gives a line (what is ill-formed in it is left out)."""
+    from hybridmcp.prompts.plans import schema_properties, schema_types
+
     lines = []
     for entry in json.loads(catalogue):
-        schema = entry["input_schema"]
-        required = set(schema.get("required", []))
+        properties, required = schema_properties(entry["input_schema"])
         args = {
-            name: f"{(spec or {}).get('type', 'any')}{'' if name in required else '?'}"
-            for name, spec in (schema.get("properties") or {}).items()
+            name: f"{'|'.join(schema_types(spec)) or 'any'}{'' if name in required else '?'}"
+            for name, spec in properties.items()
         }
+        args.update({name: "any" for name in required if name not in args})
         lines.append(f"{entry['name']} {json.dumps(args)} - {clip(entry['description'], 90)}")
     return "\n".join(lines)
 

@@ -15,7 +15,12 @@ from typing import Any
 import jsonschema
 
 from hybridmcp.capabilities.registry import unknown_skills
-from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
+from hybridmcp.capabilities.schemas import (
+    SchemaUnusable,
+    argument_errors,
+    argument_path,
+    checked_validator,
+)
 from hybridmcp.errors import ConfigError, TaskError
 
 __all__ = ["MAX_PLAN_REQUESTS", "parse_plan", "plan_schema", "skill_catalogue"]
@@ -135,16 +140,21 @@ def _repair_closed_list(text: str) -> list[Any] | None:
     return None
 
 
-def _validator(name: str, schema: Mapping[str, Any]) -> Any:
+def _validator(schema: Mapping[str, Any]) -> Any:
+    """The schema's validator (its patterns under a time limit), or None when it is not valid
+    JSON Schema: a server's schema may be anything, and what cannot check arguments leaves
+    them to the skill's own check and its server, as a request given directly does."""
     try:
-        return checked_validator(schema)  # its patterns under a time limit
-    except jsonschema.SchemaError as exc:
-        raise ConfigError(f"skill {name!r} has an invalid input schema: {exc.message}") from exc
+        return checked_validator(schema)
+    except Exception:  # SchemaError, or a schema of a shape no draft has
+        return None
 
 
 def _errors(validator: Any, args: dict[str, Any]) -> list[jsonschema.ValidationError]:
     """The plan's arguments' errors; none when the schema cannot check them (the skill's
     own check, or its server, judges them)."""
+    if validator is None:
+        return []
     try:
         return argument_errors(validator, args)
     except SchemaUnusable:
@@ -199,10 +209,10 @@ def parse_plan(
             raise TaskError(f"plan: request id {request_id!r} is used twice")
         seen.add(request_id)
         if skill not in validators:
-            validators[skill] = _validator(skill, catalogue[skill])
+            validators[skill] = _validator(catalogue[skill])
         error = jsonschema.exceptions.best_match(_errors(validators[skill], dict(args)))
         if error is not None:
-            where = "/".join(map(str, error.absolute_path)) or "(top level)"
+            where = argument_path(error) or "(top level)"
             raise TaskError(
                 f"plan: request {request_id!r} ({skill}) has invalid args at {where}: "
                 f"{error.message}"
@@ -211,38 +221,70 @@ def parse_plan(
     return requests
 
 
-_GRAMMAR_KEYS = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "enum",
-        "const",
-        "items",
-        "minItems",
-        "maxItems",
-        "minLength",
-        "maxLength",
-        "minimum",
-        "maximum",
-        "description",
-    }
-)
+_JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "array", "null"})
+_COUNTS = ("minItems", "maxItems", "minLength", "maxLength")
+_BOUNDS = ("minimum", "maximum")
 _ARG_CHARS = 300  # longest string argument a plan's grammar allows where the schema says none
 
 
-def _grammar_safe(schema: Any) -> Any:
-    """A skill's input schema narrowed to what a grammar compiles: keywords a grammar cannot
-    express (patterns, formats, references) are dropped, strings get a length bound and objects
-    no extra keys. Only the form is narrowed; :func:`parse_plan` still checks the full schema."""
+def schema_types(schema: Any) -> list[str]:
+    """The JSON types a schema's ``type`` names (``"string"``, ``["string", "null"]``); none
+    when it names none, or names what is not a JSON type (a server's schema may say anything)."""
+    kind = schema.get("type") if isinstance(schema, Mapping) else None
+    kinds = [kind] if isinstance(kind, str) else kind if isinstance(kind, list) else []
+    if not kinds or not all(isinstance(k, str) and k in _JSON_TYPES for k in kinds):
+        return []
+    return list(dict.fromkeys(kinds))
+
+
+def schema_properties(schema: Any) -> tuple[dict[str, Any], list[str]]:
+    """A schema's ``properties`` (those a value may have: a ``false`` one may not) and the
+    names ``required`` lists, each kept only as far as it is well-formed."""
     if not isinstance(schema, Mapping):
-        return {"type": "object"}
-    out = {k: v for k, v in schema.items() if k in _GRAMMAR_KEYS}
-    if isinstance(out.get("properties"), Mapping):
-        out["properties"] = {k: _grammar_safe(v) for k, v in out["properties"].items()}
+        return {}, []
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, Mapping) else {}
+    required = schema.get("required")
+    required = required if isinstance(required, list) else []
+    named = {str(k): v for k, v in properties.items() if v is not False}
+    return named, list(dict.fromkeys(r for r in required if isinstance(r, str)))
+
+
+def _grammar_safe(schema: Any) -> dict[str, Any]:
+    """A skill's input schema narrowed to what a grammar compiles, and valid JSON Schema
+    whatever the server sent: keywords a grammar cannot express (patterns, formats,
+    references, combinators) and ill-formed values are dropped, strings get a length bound,
+    objects no extra keys but every required name (one the schema does not describe may be
+    anything). Only the form is narrowed; :func:`parse_plan` still checks the full schema."""
+    if not isinstance(schema, Mapping):
+        return {}  # ``true``, or what is not a schema: anything
+    out: dict[str, Any] = {}
+    kinds = schema_types(schema)
+    if kinds:
+        out["type"] = kinds[0] if len(kinds) == 1 else kinds
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        out["enum"] = schema["enum"]
+    if "const" in schema:
+        out["const"] = schema["const"]
+    for key in _COUNTS:
+        value = schema.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[key] = value
+    for key in _BOUNDS:
+        value = schema.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
+    if isinstance(schema.get("description"), str):
+        out["description"] = schema["description"]
+    properties, required = schema_properties(schema)
+    if isinstance(schema.get("properties"), Mapping) or required:
+        out["properties"] = {k: _grammar_safe(v) for k, v in properties.items()}
+        out["properties"].update({r: {} for r in required if r not in out["properties"]})
         out["additionalProperties"] = False
-    if isinstance(out.get("items"), Mapping):
-        out["items"] = _grammar_safe(out["items"])
+    if required:
+        out["required"] = required
+    if isinstance(schema.get("items"), Mapping):
+        out["items"] = _grammar_safe(schema["items"])
     if out.get("type") == "string" and "enum" not in out and "maxLength" not in out:
         out["maxLength"] = _ARG_CHARS
     return out
