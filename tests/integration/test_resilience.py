@@ -310,15 +310,20 @@ async def test_a_call_is_not_hedged_to_a_side_lacking_what_the_request_needs():
         assert not [e for e in out["events"] if e["code"] == "HEDGE_STARTED"]
 
 
+async def _hybrid_once_external_slows(co: Coordinator) -> dict[str, Any]:
+    """Three hybrid calculations that agree, then one (``s``) with the external side 3 s slow."""
+    for i in range(3):
+        warm = await run(co, calc(f"w{i}", "hybrid"))
+        assert warm["results"][f"w{i}"]["agreement"] is True
+    await set_faults(co, {"calculate": {"latency_ms": 3000}})
+    return await run(co, calc("s", "hybrid"))
+
+
 async def test_straggler_in_a_hybrid_request_is_cut_as_degraded():
     cfg = config(faultserver_stdio(), degradation={"min_observations": 1})
     cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
     async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
-        for i in range(3):
-            warm = await run(co, calc(f"w{i}", "hybrid"))
-            assert warm["results"][f"w{i}"]["agreement"] is True
-        await set_faults(co, {"calculate": {"latency_ms": 3000}})
-        out = await run(co, calc("s", "hybrid"))
+        out = await _hybrid_once_external_slows(co)
         assert out["status"] == "ok" and out["results"]["s"]["value"] == {"value": 42}
         by_side = {a["side"]: a for a in out["results"]["s"]["attempts"]}
         assert by_side["external"]["error"].startswith("cancelled: straggler")
@@ -340,11 +345,7 @@ async def test_the_side_a_conflict_would_keep_is_waited_for_not_cut():
     cfg.skills["math.calculate"].providers[-1].timeout_ms = 10_000  # type: ignore[union-attr]
     cfg.skills["math.calculate"].tags = ["real_time_data"]
     async with asyncio.timeout(OUTER_S), coordinator(cfg) as co:
-        for i in range(3):
-            warm = await run(co, calc(f"w{i}", "hybrid"))
-            assert warm["results"][f"w{i}"]["agreement"] is True
-        await set_faults(co, {"calculate": {"latency_ms": 3000}})
-        out = await run(co, calc("s", "hybrid"))
+        out = await _hybrid_once_external_slows(co)
         assert out["status"] == "ok" and out["results"]["s"]["value"] == {"value": 42}
         by_side = {a["side"]: a for a in out["results"]["s"]["attempts"]}
         assert by_side["external"]["ok"] is True, by_side["external"]
