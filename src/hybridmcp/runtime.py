@@ -253,7 +253,7 @@ class Resources:
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
             pool = SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth)
-            pool.hooks.record = getattr(audit, "append_async", audit.append)  # off the loop
+            pool.hooks.record = audit.append
             await pool.open()
         except BaseException:
             _close_audit(audit)
@@ -287,7 +287,7 @@ class Resources:
         )
         resources = cls(config, pool, registry, gate, store)
         resources.loop = asyncio.get_running_loop()
-        pool.hooks.record = gate.record
+        pool.hooks.record = gate.audit.append
         pool.hooks.tools_changed = resources.tools_changed
         pool.hooks.release = getattr(gate, "release_answer", None)
         pool.hooks.sample = make_sampler(

@@ -14,7 +14,6 @@ The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -215,21 +214,13 @@ ReleaseFn = Callable[
 """``(server, config, answer, caller) -> (what the server may receive or None, audit fields)``."""
 
 
-async def _recorded(outcome: Any) -> None:
-    """Wait for an audit record :attr:`ClientHooks.record` is writing, when it is a
-    coroutine."""
-    if inspect.isawaitable(outcome):
-        await outcome
-
-
 @dataclass
 class ClientHooks:
     """What the sessions' callbacks reach beyond the pool, attached once the gate exists."""
 
     sample: SampleFn | None = None
     record: Callable[[dict[str, Any]], Any] | None = None
-    """The audit trail's ``append`` (or the gate's ``record``, a coroutine function that
-    writes it off the event loop): what a server was answered when it asked for input."""
+    """The audit trail's ``append``: what a server was answered when it asked for input."""
     release: ReleaseFn | None = None
     """The privacy policy on a person's answer before it goes to the server (the gate's
     ``release_answer``): without it, no person's answer is sent (declined)."""
@@ -287,7 +278,7 @@ class ServerFeatures:
         if self._hooks.record is not None:
             scope = self._scope()
             caller = scope.caller if scope is not None else None
-            await _recorded(self._hooks.record(
+            self._hooks.record(
                 {
                     "kind": "roots",
                     "run_id": getattr(caller, "run_id", None),
@@ -296,7 +287,7 @@ class ServerFeatures:
                     "roots": len(result.roots),
                     "bytes_sent": len(result.model_dump_json(by_alias=True, exclude_none=True)),
                 }
-            ))
+            )
         return result
 
     async def on_log(self, params: LoggingMessageNotificationParams) -> None:
@@ -345,7 +336,7 @@ class ServerFeatures:
         ):  # a person's answer leaves the process: the privacy policy decides what goes
             result, released = await self._released(result.content, caller)
         if self._hooks.record is not None:
-            await _recorded(self._hooks.record(
+            self._hooks.record(
                 {
                     "kind": "elicitation",
                     "run_id": getattr(caller, "run_id", None),
@@ -357,7 +348,7 @@ class ServerFeatures:
                     "paused": scope is not None and scope.question is not None,
                     **released,
                 }
-            ))
+            )
         return result
 
     async def _released(self, content: Any, caller: Any) -> tuple[ElicitResult, dict[str, Any]]:

@@ -472,19 +472,6 @@ class Gate:
             return self.budget
         return self.run_budget(ctx.run_id, ctx.round, ctx.budget, ctx.spent)
 
-    async def record(self, *records: dict[str, Any]) -> None:
-        """Append audit records, in order. A sink that writes to disk (an audit file, its head
-        in a database: one with ``append_async``) is written from a worker thread, so no run's
-        event loop waits on the disk (the LangGraph server refuses blocking calls on its loop);
-        the caller waits for the records, as before, so they are written before what they
-        record happens, and a sink that fails stops the caller. A sink in memory is appended
-        to at once."""
-        if getattr(self.audit, "append_async", None) is None:
-            for record in records:
-                self.audit.append(record)
-        elif records:
-            await asyncio.to_thread(lambda: [self.audit.append(r) for r in records])
-
     def run_budget(
         self, run_id: str, round_no: int | None, limit: float, spent: float = 0.0
     ) -> Budget:
@@ -575,9 +562,9 @@ class Gate:
         call = _Call(provider, ctx, timing or CallTiming())
         if scope is not None:
             scope.caller = ctx
-        decision = await self._privacy(call, map_arguments(provider.arguments, args))
-        budget = await self._reserve(call)
-        await self._admit(call, budget)
+        decision = self._privacy(call, map_arguments(provider.arguments, args))
+        budget = self._reserve(call)
+        self._admit(call, budget)
         value, sent, received = await self._dispatch(
             call,
             decision,
@@ -596,10 +583,10 @@ class Gate:
 
     # -- the steps, in order ------------------------------------------------------------------
 
-    async def _privacy(self, call: _Call, arguments: dict[str, Any]) -> PrivacyDecision:
+    def _privacy(self, call: _Call, arguments: dict[str, Any]) -> PrivacyDecision:
         """Re-scan the exact arguments about to be sent; record the decision; refuse or redact."""
         decision = self.privacy.decide(call.provider, arguments, call.ctx)
-        await self.record(
+        self.audit.append(
             call.record(
                 kind="policy_decision",
                 stage="gate",
@@ -612,22 +599,22 @@ class Gate:
             raise PrivacyRefused(call.provider.id, decision.reason)
         return decision
 
-    async def _reserve(self, call: _Call) -> Budget:
+    def _reserve(self, call: _Call) -> Budget:
         """Reserve the call's price in the run's budget (refunded if it is never sent)."""
         budget = self.budget_for(call.ctx)
         try:
             budget.reserve(call.provider.id, call.provider.cost_per_call, call.key)
         except PolicyError as err:
-            await self.record(call.refused("budget", str(err)))
+            self.audit.append(call.refused("budget", str(err)))
             raise
         return budget
 
-    async def _admit(self, call: _Call, budget: Budget) -> None:
+    def _admit(self, call: _Call, budget: Budget) -> None:
         """The circuit breaker: an open circuit refuses the call before it is sent."""
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
             reason = f"circuit breaker for {call.provider.id} is open"
-            await self.record(call.refused("breaker", reason))
+            self.audit.append(call.refused("breaker", reason))
             raise CircuitOpen(reason)
 
     async def _dispatch(
@@ -692,7 +679,7 @@ class Gate:
                 self.breaker.release(provider.id, self.clock())
             if ": " in outcome:  # a message (a category alone holds nothing)
                 outcome = self._audit_text(outcome)
-            await self.record(self._call_record(call, decision, sent, received, outcome))
+            self.audit.append(self._call_record(call, decision, sent, received, outcome))
         return value, sent, received
 
     def _audit_text(self, text: str) -> str:
@@ -868,7 +855,7 @@ class Gate:
                 raise
             if model_clearance is not None:  # the server's request leaves for the model:
                 # recorded before it is sent (its sampling record follows the answer)
-                await self.record(
+                self.audit.append(
                     {
                         **base,
                         "kind": "policy_decision",
@@ -900,7 +887,7 @@ class Gate:
         finally:
             if outcome != "ok" and not outcome.startswith("refused: budget"):
                 budget.refund(price, key)
-            await self.record(
+            self.audit.append(
                 {
                     **base,
                     "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
@@ -963,7 +950,7 @@ class Gate:
         sent = _size(shown) if shown is not None else 0
         # Written before anything is sent: a process that dies while the model is asked
         # leaves this record of what went to it (its model_call record follows the answer).
-        await self.record(
+        self.audit.append(
             {
                 **about,
                 "kind": "policy_decision",
@@ -1003,7 +990,7 @@ class Gate:
         finally:
             if ": " in outcome:
                 outcome = self._audit_text(outcome)
-            await self.record(
+            self.audit.append(
                 {
                     **about,
                     "kind": "model_call",

@@ -155,7 +155,6 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             allocations[rid] = allocation
         if error is not None:
             errors[rid] = error
-    await res.gate.record(*arbiter.audits)  # before any call is sent (by the next node)
     advice_events = await advise_allocations(
         res,
         requests,
@@ -223,9 +222,6 @@ class _Arbiter:
         self.plans: dict[tuple[Any, ...], DisclosurePlan] = {}
         self.policy = res.config.privacy.policy_table()
         self.events: list[dict[str, Any]] = []
-        self.audits: list[dict[str, Any]] = []
-        """The privacy decisions' audit records, written (off the event loop) once the pass
-        ends, before anything is sent."""
         self.effects: dict[str, str] = {}
         """Each skill's effect class (a property computed from its providers at each read)."""
         self.lineups: dict[tuple[int, int], list[Candidate]] = {}
@@ -279,7 +275,7 @@ class _Arbiter:
         if not plan.decisions:
             return plan  # nothing decided, nothing to audit
         for record in decision_records(plan, self.state["run_id"], rid, skill.name, profile):
-            self.audits.append({**record, "kind": "policy_decision"})
+            self.res.gate.audit.append({**record, "kind": "policy_decision"})
             self.events.append({"code": EventCode.PRIVACY_DECISION, **record})
         return plan
 
