@@ -911,7 +911,7 @@ async def _sends(
     """The batch's priced sends: recorded only on a durable run with a budget, for requests a
     priced read may answer (their provider's or a hedge's); with the sends an earlier run
     lost."""
-    if journal.saver is None or items[0].get("budget") is None:
+    if not items or journal.saver is None or items[0].get("budget") is None:
         return Sends()
     provider = res.registry.provider
     priced: dict[RequestRound, str] = {}
