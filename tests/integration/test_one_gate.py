@@ -26,6 +26,8 @@ ALLOWED_CALL_TOOL = {
     ("capabilities/gate.py", "Gate._dispatch"),  # the gate's send step: pool.call_tool
     ("capabilities/mcp_pool.py", "_ServerSession.call"),  # deadline and re-open around _send
     ("capabilities/mcp_pool.py", "_ServerSession._send"),  # the one session.call_tool
+    # tools/list, page by page (send_request with a cursor): it sends no request's data
+    ("capabilities/mcp_pool.py", "list_all_tools"),
     ("testing/faultserver/server.py", "FaultMCP.call_tool"),  # the server side (super().call_tool)
     ("testing/faultserver/server.py", "FaultMCP._partial"),  # the server side: half an answer
 }
