@@ -685,9 +685,10 @@ def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
     server (a ``-> str`` tool: ``{"result": "<hex>"}`` under the ``x-fastmcp-wrap-result``
     schema marker) and by the internal twin, critical: a text both can hash agrees. One
     neither can (a lone surrogate is no UTF-8) is refused with the task (exit 2 in the CLI);
-    given as graph input, as the LangGraph server's API takes it, it is the request's error on
-    both sides and is never sent (the MCP client failed writing it, broke the session, and it
-    counted against the server until its circuit opened). Then a digest size both refuse
+    given as graph input, as the LangGraph server's API takes it, it is the request's error,
+    found when the input is read (as a task file's), and is never sent (the MCP client
+    failed writing it, broke the session, and it counted against the server until its
+    circuit opened). Then a digest size both refuse
     (``must be between 1 and 64``) is the request's too; nothing was held against the server."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
@@ -723,14 +724,10 @@ def test_a_fastmcp_4_server_agrees_with_its_twin_on_generated_texts() -> None:
                     out = runner.run(co.run(parse_task(requests)))
                 for i, text in enumerate(texts):
                     result = out["results"][f"t{i}"]
-                    if _has_lone_surrogate(text):
+                    if _has_lone_surrogate(text):  # the request's error, found before a call
                         assert result["status"] == "error", result
-                        assert {a["error_kind"] for a in result["attempts"]} == {"request"}
-                        sent = {a["provider"]: a["sent"] for a in result["attempts"]}
-                        assert sent["mcp:hash/hash_sha256"] is False, result["attempts"]
-                        assert [e["request_id"] for e in events(out, "REQUEST_ERROR")].count(
-                            f"t{i}"
-                        ) == 1
+                        assert "lone surrogate" in str(result["error"]), result
+                        assert not any(a["sent"] for a in result["attempts"]), result
                         continue
                     assert result["agreement"] is True, (text, result["attempts"], out["events"])
                 assert not events(out, "EXTERNAL_DEGRADATION_DETECTED")
