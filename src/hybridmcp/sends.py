@@ -33,6 +33,7 @@ from typing import Any
 from langgraph.store.base import BaseStore, PutOp
 
 from hybridmcp.errors import SendNotRecorded
+from hybridmcp.policy.cost import whole_count
 
 SENDING = ("hybridmcp", "sending")
 """Store namespace prefix of priced sends not yet checkpointed: ``(*SENDING, run_id)``."""
@@ -97,7 +98,7 @@ class Sends:
         for key in self.recorded.get(request, ()):
             lost = self.lost.get(key)
             if lost is not None:
-                sends = _count(lost.get("sends"))
+                sends = whole_count(lost.get("sends"))
                 count += sends
                 cost += sends * _price(lost.get("price"))
         return count, cost
@@ -110,7 +111,7 @@ class Sends:
 
         async def record() -> None:
             assert self.store is not None
-            earlier = _count(self.lost.get(key, {}).get("sends"))
+            earlier = whole_count(self.lost.get(key, {}).get("sends"))
             value = {
                 "request_id": request[0],
                 "round": request[1],
@@ -143,10 +144,6 @@ class Sends:
         namespace = (*SENDING, self.run_id)
         await self.store.abatch([PutOp(namespace, key, None) for key in sorted(self.done)])
         self.done.clear()
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _price(value: Any) -> float:

@@ -97,9 +97,9 @@ _ANSWERS: ContextVar[tuple[Any, ...]] = ContextVar("hybridmcp_elicitation_answer
 _WRITER: ContextVar[Callable[[Any], None] | None] = ContextVar("hybridmcp_writer", default=None)
 """The run's progress writer bound to the graph's context (set by the batch for its calls)."""
 _TIMINGS: ContextVar[list[CallTiming] | None] = ContextVar("hybridmcp_timings", default=None)
+"""The timelines of a write's attempts (:func:`_once`): was any of them sent?"""
 _SENDS: ContextVar[Sends | None] = ContextVar("hybridmcp_sends", default=None)
 """The batch's priced sends (set by the batch for its calls, :mod:`hybridmcp.sends`)."""
-"""The timelines of a write's attempts (:func:`_once`): was any of them sent?"""
 DISPATCHED = ("hybridmcp", "dispatched")
 """Store namespace of write calls dispatched, by :func:`dispatch_key` (what a resume may not
 redo)."""
@@ -244,10 +244,9 @@ def _internal_budget(res: Resources, item: WorkItem, provider: Provider) -> Budg
     """The run's budget with a priced internal call's price reserved in it (it counts against
     the budget as arbitration and the cost report count it), or None (no budget, or a free
     provider); raises :class:`BudgetExhausted` when the budget cannot pay for it."""
-    limit = item.get("budget")
-    if limit is None or not provider.cost_per_call:
+    if item.get("budget") is None or not provider.cost_per_call:
         return None
-    budget = res.gate.run_budget(item["run_id"], item["round"], limit, item.get("spent", 0.0))
+    budget = _budget(res, item)
     budget.reserve(provider.id, provider.cost_per_call, item["idempotency_key"])
     return budget
 

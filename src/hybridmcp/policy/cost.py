@@ -105,7 +105,8 @@ def spent_by(attempts: Iterable[Mapping[str, Any]]) -> float:
     return sum(float(a.get("cost") or 0.0) + sampling_cost(a) for a in attempts)
 
 
-def _whole(value: Any) -> int:
+def whole_count(value: Any) -> int:
+    """A count read from a record: a positive whole number, else 0 (``True`` is no count)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
@@ -234,7 +235,7 @@ def cost_report(
             entry = by_provider[a["provider"]] = {"side": a["side"], "calls": 0, "cost": 0.0}
         if a.get("sent", True):  # a call refused or cut while queued never reached it
             entry["calls"] += 1
-        entry["calls"] += _whole(a.get("lost_sends"))  # sent by a killed run, paid in ``cost``
+        entry["calls"] += whole_count(a.get("lost_sends"))  # sent by a killed run, paid in ``cost``
         entry["cost"] = money(entry["cost"] + cost)
         by_side[a["side"]] = by_side.get(a["side"], 0.0) + cost
         spent += cost
