@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -352,19 +351,13 @@ def test_a_report_only_reads_the_run_database(made_by: str, tmp_path: Path) -> N
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A file system of 2 MiB of its own (tmpfs), 8 KiB of it left free."""
+def full_disk(small_disk: Path) -> Path:
+    """The 2 MiB file system of ``small_disk`` with an earlier report, 8 KiB of it left free."""
     from tests.integration.test_hostile_storage import fill
 
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
-    try:
-        (mount / "r.html").write_text("<html>the earlier report</html>")
-        fill(mount, leave_kib=8)
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
+    (small_disk / "r.html").write_text("<html>the earlier report</html>")
+    fill(small_disk, leave_kib=8)
+    return small_disk
 
 
 def test_a_report_that_does_not_fit_on_the_disk_leaves_the_one_there(full_disk, tmp_path):
