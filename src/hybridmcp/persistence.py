@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import math
 import os
 import shutil
 import sqlite3
@@ -669,6 +670,13 @@ PG_POOL_MAX = 8
 """Connections per process (the checkpointer, the store and the learning locks share them)."""
 SETUP_TIMEOUT_S = 120.0
 """Longest wait for another process creating or migrating the tables."""
+PG_ANSWER_TIMEOUT_S = 60.0
+"""Longest wait for the database's answer to a statement of a run (to each round trip of it):
+a lock another session holds on a table the run needs, or a server that stopped answering,
+ends the run in one line instead of hanging it. ``$HYBRIDMCP_DB_TIMEOUT_S`` sets another
+limit (seconds; ``0``: none). Creating or migrating the tables may take
+:data:`SETUP_TIMEOUT_S` if that is longer."""
+ENV_DB_TIMEOUT = "HYBRIDMCP_DB_TIMEOUT_S"
 SCHEMA_TABLE = "hybridmcp_schema"
 _SETUP_LOCK = 0x48594D43  # advisory lock held while a process creates or migrates the tables
 
@@ -705,13 +713,68 @@ def _pg_imports() -> None:
         ) from None
 
 
+def pg_answer_timeout() -> float | None:
+    """The longest wait for the database's answer (:data:`PG_ANSWER_TIMEOUT_S`, or
+    ``$HYBRIDMCP_DB_TIMEOUT_S``); None: no limit."""
+    text = os.environ.get(ENV_DB_TIMEOUT, "").strip()
+    if not text:
+        return PG_ANSWER_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(
+            f"${ENV_DB_TIMEOUT} must be a number of seconds (0: no limit), not {text[:40]!r}"
+        )
+    return value or None
+
+
+_ANSWER_LIMIT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "hybridmcp_db_answer_limit", default=None
+)
+"""Set while the tables are created or migrated: a longer limit for those statements."""
+
+
+def _bounded_connection(limit: float | None) -> Any:
+    """psycopg's async connection, each wait for the server's answer bounded by ``limit``
+    seconds: past it, psycopg cancels the statement (or, with a server that does not answer
+    that either, closes the connection, within seconds) and the statement fails with an
+    ``OperationalError`` saying so, which ends the run in one line like a server gone."""
+    cls = _BOUNDED.get(limit)
+    if cls is not None:
+        return cls
+    import psycopg
+
+    class BoundedConnection(psycopg.AsyncConnection[Any]):
+        async def wait(self, *args: Any, **kwargs: Any) -> Any:
+            bound = limit if limit is None else max(limit, _ANSWER_LIMIT.get() or 0.0)
+            if bound is None:
+                return await super().wait(*args, **kwargs)
+            try:
+                async with asyncio.timeout(bound):
+                    return await super().wait(*args, **kwargs)
+            except TimeoutError:
+                raise psycopg.OperationalError(
+                    f"no answer from the database within {bound:g} s (a lock another "
+                    "session holds on a table the run needs, or a server that stopped "
+                    f"answering; ${ENV_DB_TIMEOUT} sets the limit)"
+                ) from None
+
+    _BOUNDED[limit] = BoundedConnection
+    return BoundedConnection
+
+
+_BOUNDED: dict[float | None, Any] = {}
+
+
 async def _pg_connect(url: str) -> Any:
     """One autocommit connection, or the one-line reason the server cannot be reached."""
     import psycopg
     from psycopg.rows import dict_row
 
     try:
-        return await psycopg.AsyncConnection.connect(
+        return await _bounded_connection(pg_answer_timeout()).connect(
             url,
             autocommit=True,
             row_factory=dict_row,
@@ -783,8 +846,12 @@ async def _pg_setup(url: str, saver: BaseCheckpointSaver, store: BaseStore) -> N
         problem = pg_schema_problem(await _pg_versions(conn))
         if problem:
             raise _pg_refuse(url, problem)
-        await saver.setup()  # type: ignore[attr-defined]
-        await store.setup()  # type: ignore[attr-defined]
+        migrating = _ANSWER_LIMIT.set(SETUP_TIMEOUT_S)  # creating indexes may take long
+        try:
+            await saver.setup()  # type: ignore[attr-defined]
+            await store.setup()  # type: ignore[attr-defined]
+        finally:
+            _ANSWER_LIMIT.reset(migrating)
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY)"
         )
@@ -963,6 +1030,7 @@ async def _postgres(
 
     pool: AsyncConnectionPool[Any] = _pool_class()(
         url,
+        connection_class=_bounded_connection(pg_answer_timeout()),
         min_size=1,
         max_size=PG_POOL_MAX,
         open=False,
@@ -1005,7 +1073,7 @@ def pg_failure(url: str, err: BaseException) -> HybridMCPError:
     unreachable): what happened and how to go on, without the user or password."""
     return HybridMCPError(
         f"database {pg_where(url)} failed: {_one_line(err)[:300]} (the run stopped there; "
-        "run it again with the same --thread once the database is back: it resumes where "
+        "run it again with the same --thread once the database answers again: it resumes where "
         "its checkpoints stop)"
     )
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -152,6 +155,86 @@ def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp
     # learned once, by the run that finished: the cut one never reached learn, and the slow
     # call's answer is in the thread once, whichever run received it
     assert learned == {"mcp:faults/calculate": 2, "mcp:faults/word_count": 1, "mcp:faults/echo": 1}
+
+
+def _server_processes(cluster: TempCluster) -> list[int]:
+    """The cluster's postmaster and every process it started (its backends)."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True)
+    return [postmaster, *(int(pid) for pid in children.stdout.split())]
+
+
+@pytest.mark.parametrize("how", ["locked", "frozen"])
+def test_a_run_the_database_stops_answering_under_fails_in_one_line_and_resumes(
+    cluster, tmp_path, how
+):
+    """The database stops answering a run without closing its connections, while a call is
+    in flight: another session holds a lock on the checkpoint tables (a migration, a stuck
+    transaction), or the server is frozen (SIGSTOP: a host that hangs, a partition). The
+    run's next checkpoint waits at most ``$HYBRIDMCP_DB_TIMEOUT_S``, then ends the run in one
+    line and exit 2, instead of hanging; once the database answers, the thread resumes
+    without repeating a completed call."""
+    db = cluster.create_database("hang")
+    faults, record, config, task = fault_server_setup(tmp_path)
+    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 3000}}))
+    args = ["run", str(task), "--config", str(config), "--db", db, "--json", "--thread", "job-1"]
+    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args],
+                             env=cli_env(HYBRIDMCP_DB_TIMEOUT_S="2"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    holder: psycopg.Connection[Any] | None = None
+    frozen: list[int] = []
+    try:
+        wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
+        if how == "locked":  # while the slow call is in flight
+            holder = psycopg.connect(db)
+            holder.execute("LOCK TABLE checkpoints, checkpoint_writes IN ACCESS EXCLUSIVE MODE")
+        else:
+            frozen = _server_processes(cluster)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        out, err = first.communicate(timeout=120)  # a hang fails here
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 2, err
+    said = one_line(err)
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    # (a frozen server was noticed before, later, by the thread lock's watch on its session)
+    assert "database postgresql://127.0.0.1" in said and "/hang" in said, said
+    assert "no answer from the database within 2 s" in said, said
+    assert "resumes where its checkpoints stop" in said, said
+    assert out == ""
+    assert not child_processes(first.pid)
+
+    faults.write_text("{}")
+    resumed = cli(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ok"
+    calls = [(c["tool"], c["arguments"]) for c in recorded(record)]
+    for tool, arguments in FAST.values():
+        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
+    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+
+
+def test_a_bad_database_timeout_is_one_line(tmp_path):
+    """``$HYBRIDMCP_DB_TIMEOUT_S`` that is no number of seconds: refused before anything."""
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"requests": [{"id": "a", "skill": "math.add",
+                                              "args": {"a": 1, "b": 2}}]}))  # fmt: skip
+    url = "postgresql://nobody@127.0.0.1:1/none"
+    for bad in ("soon", "-1", "nan", "inf"):
+        done = cli("run", str(task), "--db", url, env=cli_env(HYBRIDMCP_DB_TIMEOUT_S=bad))
+        assert done.returncode == 2, done.stderr
+        assert one_line(done.stderr) == (
+            f"error: $HYBRIDMCP_DB_TIMEOUT_S must be a number of seconds (0: no limit), not {bad!r}"
+        ), done.stderr
 
 
 def test_a_connection_is_told_closed_by_its_socket_at_any_descriptor_number(cluster):
