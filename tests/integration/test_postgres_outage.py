@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,6 +186,7 @@ def test_a_run_the_database_stops_answering_under_fails_in_one_line_and_resumes(
     frozen: list[int] = []
     try:
         wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
+        time.sleep(0.5)  # the fast calls' answers checkpointed; the slow one in flight (3 s)
         if how == "locked":  # while the slow call is in flight
             holder = psycopg.connect(db)
             holder.execute("LOCK TABLE checkpoints, checkpoint_writes IN ACCESS EXCLUSIVE MODE")
