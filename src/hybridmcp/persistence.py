@@ -730,6 +730,29 @@ def pg_answer_timeout() -> float | None:
     return value or None
 
 
+def no_answer_error() -> type[Exception]:
+    """The error of a statement the database did not answer in time (an ``OperationalError``,
+    so it ends a run as a server gone does); raised by the bounded connections below."""
+    global _NO_ANSWER
+    if _NO_ANSWER is None:
+        import psycopg
+
+        class NoAnswer(psycopg.OperationalError):
+            pass
+
+        _NO_ANSWER = NoAnswer
+    return _NO_ANSWER
+
+
+def _no_answer(limit: float) -> Exception:
+    return no_answer_error()(
+        f"no answer from the database within {limit:g} s (a lock another session holds on a "
+        f"table it needs, or a server that stopped answering; ${ENV_DB_TIMEOUT} sets the limit)"
+    )
+
+
+_NO_ANSWER: type[Exception] | None = None
+
 _ANSWER_LIMIT: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "hybridmcp_db_answer_limit", default=None
 )
@@ -755,17 +778,45 @@ def _bounded_connection(limit: float | None) -> Any:
                 async with asyncio.timeout(bound):
                     return await super().wait(*args, **kwargs)
             except TimeoutError:
-                raise psycopg.OperationalError(
-                    f"no answer from the database within {bound:g} s (a lock another "
-                    "session holds on a table the run needs, or a server that stopped "
-                    f"answering; ${ENV_DB_TIMEOUT} sets the limit)"
-                ) from None
+                raise _no_answer(bound) from None
 
     _BOUNDED[limit] = BoundedConnection
     return BoundedConnection
 
 
 _BOUNDED: dict[float | None, Any] = {}
+
+
+def _bounded_sync_connection(limit: float | None) -> Any:
+    """psycopg's blocking connection, each wait for the server's answer bounded by ``limit``
+    seconds (the audit heads'): past it the statement is cancelled, the connection closed, and
+    it fails with an ``OperationalError`` saying so."""
+    cls = _BOUNDED_SYNC.get(limit)
+    if cls is not None:
+        return cls
+    import psycopg
+
+    class BoundedSyncConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, *args: Any, **kwargs: Any) -> Any:
+            if limit is None or kwargs.get("timeout") is not None or len(args) > 1:
+                return super().wait(gen, *args, **kwargs)
+            kwargs["timeout"] = limit
+            try:
+                return super().wait(gen, *args, **kwargs)
+            except psycopg.OperationalError as err:
+                if type(err).__name__ != "_WaitTimeout":  # psycopg's own, for a wait cut
+                    raise
+                with contextlib.suppress(Exception):
+                    self.cancel_safe(timeout=5.0)
+                with contextlib.suppress(Exception):
+                    self.pgconn.finish()
+                raise _no_answer(limit) from None
+
+    _BOUNDED_SYNC[limit] = BoundedSyncConnection
+    return BoundedSyncConnection
+
+
+_BOUNDED_SYNC: dict[float | None, Any] = {}
 
 
 async def _pg_connect(url: str) -> Any:
@@ -1224,7 +1275,7 @@ class PostgresHeads:
             for attempt in (1, 2):  # a connection broken since the last call is made again
                 try:
                     if self._conn is None or self._conn.closed:
-                        self._conn = psycopg.connect(
+                        self._conn = _bounded_sync_connection(pg_answer_timeout()).connect(
                             self.url, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S
                         )
                         try:
@@ -1234,7 +1285,7 @@ class PostgresHeads:
                     return self._conn.execute(sql, params).fetchall()
                 except psycopg.OperationalError as err:
                     self.close_connection()
-                    if attempt == 2:
+                    if attempt == 2 or isinstance(err, no_answer_error()):
                         raise self._error(err) from None
                 except psycopg.Error as err:
                     raise self._error(err) from None

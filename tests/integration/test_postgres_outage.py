@@ -293,3 +293,54 @@ async def test_the_thread_lock_session_is_opened_again_after_the_server_restarts
         finally:
             await locks.close()
             await other.close()
+
+
+@pytest.mark.parametrize("how", ["locked", "frozen"])
+def test_audit_heads_on_a_database_that_stops_answering_are_an_audit_error(
+    cluster, monkeypatch, how
+):
+    """The audit-head anchor's statements (a blocking connection of its own) are bounded as
+    a run's are: a lock another session holds on its table, or a frozen server, is an audit
+    error naming the limit, not a wait without end."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hybridmcp.audit import Head
+    from hybridmcp.errors import AuditError
+    from hybridmcp.persistence import PostgresHeads
+
+    monkeypatch.setenv("HYBRIDMCP_DB_TIMEOUT_S", "1")
+    db = cluster.create_database("heads")
+    anchor = PostgresHeads(db)
+    anchor.save("trail", Head(1, "mac-1"))
+    assert anchor.load("trail") == Head(1, "mac-1")
+    holder: psycopg.Connection[Any] | None = None
+    frozen: list[int] = []
+    pool = ThreadPoolExecutor(1)
+    try:
+        if how == "locked":
+            holder = psycopg.connect(db)
+            holder.execute(f"LOCK TABLE {PostgresHeads.TABLE} IN ACCESS EXCLUSIVE MODE")
+        else:
+            frozen = _server_processes(cluster)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        saving = pool.submit(anchor.save, "trail", Head(2, "mac-2"))
+        with pytest.raises(AuditError) as err:
+            saving.result(timeout=60)  # a hang fails here
+        said = str(err.value)
+        assert "\n" not in said and "no answer from the database within 1 s" in said, said
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+        pool.shutdown(wait=False)
+    # answered again: the head before, or (frozen) the new one, if the server read the
+    # statement from its socket before it saw the connection closed
+    assert anchor.load("trail") in ((Head(1, "mac-1"),) if how == "locked" else (
+        Head(1, "mac-1"), Head(2, "mac-2")))  # fmt: skip
+    anchor.save("trail", Head(2, "mac-2"))
+    assert anchor.load("trail") == Head(2, "mac-2")
+    anchor.close()
