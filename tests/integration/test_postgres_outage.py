@@ -161,8 +161,7 @@ def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp
 def _server_processes(cluster: TempCluster) -> list[int]:
     """The cluster's postmaster and every process it started (its backends)."""
     postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
-    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True)
-    return [postmaster, *(int(pid) for pid in children.stdout.split())]
+    return [postmaster, *child_processes(postmaster)]
 
 
 @pytest.mark.parametrize("how", ["locked", "frozen"])
