@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from hybridmcp.errors import AuditError
+from hybridmcp.errors import AnchorUnanswered, AuditError
 
 logger = logging.getLogger(__name__)
 
@@ -478,6 +478,13 @@ class AuditLog:
                 if self.anchor is not None:  # still under the file lock: one head per file
                     try:
                         self.anchor.save(self._trail, head)
+                    except AnchorUnanswered:
+                        # Anchored or not, no one can say (the anchor's server may still take
+                        # the head): the record stays, so the trail ends at the anchored head
+                        # or one record past it (the slack verify allows; the next append
+                        # anchors it). Taken back, a head saved after all would be past the
+                        # trail's end: a cut tail to verify.
+                        raise
                     except Exception:
                         # Not anchored: taken back, so the file still ends at its head (records
                         # past it would fail verification); as if nothing had been written.

@@ -97,6 +97,11 @@ class AuditError(HybridMCPError):
     """The audit trail is missing, malformed, or fails verification."""
 
 
+class AnchorUnanswered(AuditError):
+    """The audit-head anchor did not answer in time: whether it saved the head is not known
+    (the record it was for stays in the trail, one past the anchored head or at it)."""
+
+
 class SendNotRecorded(HybridMCPError):
     """A priced call whose send the store could not record (:mod:`hybridmcp.sends`): not
     sent, and the run stops, as when a write's dispatch cannot be recorded."""

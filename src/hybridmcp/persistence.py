@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hybridmcp.audit import Head
-from hybridmcp.errors import AuditError, ConfigError, HybridMCPError
+from hybridmcp.errors import AnchorUnanswered, AuditError, ConfigError, HybridMCPError
 from hybridmcp.lazyimport import defer
 
 if TYPE_CHECKING:
@@ -1285,7 +1285,9 @@ class PostgresHeads:
                     return self._conn.execute(sql, params).fetchall()
                 except psycopg.OperationalError as err:
                     self.close_connection()
-                    if attempt == 2 or isinstance(err, no_answer_error()):
+                    if isinstance(err, no_answer_error()):
+                        raise AnchorUnanswered(str(self._error(err))) from None
+                    if attempt == 2:
                         raise self._error(err) from None
                 except psycopg.Error as err:
                     raise self._error(err) from None
