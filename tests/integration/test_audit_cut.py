@@ -7,7 +7,8 @@ callers at seeded random moments, and the coordinator closed at another.
 Whatever was cut where, every call the gate let out has exactly its records: its decision
 (written before the call was sent) and one ``external_call`` record after it; a call cut while
 its decision was still being written is recorded as ``cancelled``, nothing sent. Every call the
-server received is recorded as sent, and the trail verifies.
+server received is recorded as sent, and the trail verifies. A process killed outright keeps
+the record of every answer its run was given.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import fcntl
+import json
 import os
 import random
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -189,3 +193,70 @@ async def test_the_cli_reads_a_trail_while_runs_write_it(tmp_path: Path) -> None
     done = len((await cli("show", "--json")).splitlines())
     calls = [r for r in iter_records(trail) if r["kind"] == "external_call"]
     assert len(calls) == 20 * 3 and done == len(list(iter_records(trail))), done
+
+
+KILLED_RUN = """
+import asyncio, json, sys
+from hybridmcp import Coordinator, parse_config, parse_task
+
+async def main(config, n):
+    async with Coordinator.open(parse_config(json.loads(config))) as co:
+        requests = [
+            {"id": f"r{i}", "skill": "faulty.sleep", "args": {"ms": 20 + (37 * i) % 400}}
+            for i in range(int(n))
+        ]
+        async for event in co.stream(parse_task({"requests": requests})):
+            if event.get("type") == "attempt" and event.get("ok"):
+                print(event["request_id"], flush=True)  # the run was given its answer
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def killed_ms(i: int) -> int:
+    """What the killed run's call ``r{i}`` sleeps (as its script says): unique per call."""
+    return 20 + (37 * i) % 400
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_process_killed_keeps_the_record_of_every_answer_its_run_was_given(
+    tmp_path: Path, seed: int
+) -> None:
+    """SIGKILL at a seeded random point while a run's calls end one after another (records
+    flushed one by one): every call whose answer the run was given (its attempt reported
+    finished) has its ``external_call`` record, ``ok``, in the trail, every call the server
+    received has its decision, and the trail verifies (an append cut between its record and
+    its head is the documented one-record slack)."""
+    trail, db, record = tmp_path / "trail.jsonl", tmp_path / "runs.db", tmp_path / "got.jsonl"
+    config = {
+        "mcpServers": {"faulty": faultserver_stdio(record=record)},
+        "audit": {"path": str(trail), "run_db": str(db), "fsync": True},
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, json.dumps(config), "40"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(),
+    )
+    given: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for _ in range(random.Random(seed).randint(1, 25)):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            given.append(line.strip())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert given, "no answer was given before the kill"
+    report = verify(trail, key=load_key(f"{trail}.key", create=False), anchor=heads(trail))
+    assert report.ok, report
+    records = list(iter_records(trail))
+    ok = {r["request_id"] for r in records if r["kind"] == "external_call" and r["outcome"] == "ok"}
+    assert set(given) <= ok, sorted(set(given) - ok)
+    decided = {r["request_id"] for r in records if r["kind"] == "policy_decision"}
+    ids = {killed_ms(i): f"r{i}" for i in range(40)}
+    got = {ids[c["arguments"]["ms"]] for c in recorded(record) if c["tool"] == "sleep"}
+    assert got <= decided, sorted(got - decided)  # decided (in the file) before it was sent
