@@ -27,11 +27,21 @@ caller; an audit trail that holds the data it protects would be a leak with a ch
 Writers may be many: asyncio tasks and threads in one process (a lock), and several processes
 appending to the same file (``fcntl.flock`` on POSIX; each append re-reads the last line when the
 file grew behind its back, so the chain continues across processes and restarts).
+
+An event loop never writes: it hands records to the log's writer thread with
+:meth:`AuditLog.submit` (:func:`hand_over` for any sink), which queues them in order and returns
+at once. Nothing can take a record back once handed over (the future it returns cannot be
+cancelled, so a caller cancelled while it waits loses nothing); :meth:`AuditLog.flush` and
+:meth:`AuditLog.close` wait until every record handed over is written, and so does the
+interpreter's exit. A caller that must know a record is in the file (before it sends what the
+record describes) waits for the future (:func:`written`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import enum
 import errno
 import hashlib
@@ -44,6 +54,7 @@ import secrets
 import stat
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -69,12 +80,14 @@ __all__ = [
     "HeadAnchor",
     "MemoryAudit",
     "canonical_json",
+    "hand_over",
     "load_key",
     "parse_head",
     "record_hash",
     "record_mac",
     "trail_id",
     "verify",
+    "written",
 ]
 
 ENV_KEY = "HYBRIDMCP_AUDIT_KEY"
@@ -346,6 +359,14 @@ class AuditLog:
         self._size = -1
         self._seq = 0
         self._hash = GENESIS_HASH
+        # The records handed over (submit), waiting for the writer thread, in order.
+        self._queue: deque[tuple[dict[str, Any], concurrent.futures.Future[dict[str, Any]]]] = (
+            deque()
+        )
+        self._queued = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._writing = False
+        self._stopping = False
 
     # -- file handling ----------------------------------------------------------------------
 
@@ -358,6 +379,11 @@ class AuditLog:
         return self._fd
 
     def close(self) -> None:
+        """Write every record handed over (:meth:`flush`), stop the writer thread, and close
+        the file and the anchor. A record handed over later is still written (the file is
+        opened again)."""
+        self.flush()
+        self._stop_writer()
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -458,19 +484,28 @@ class AuditLog:
     def _seal(self, written: dict[str, Any]) -> str:
         return record_mac(written, self.key) if self.key is not None else record_hash(written)
 
-    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Write one record and return it as written (with seq, ts and the chain fields)."""
+    def _prepare(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """The record's fields as they will be written, with its ``ts`` (the time it is
+        given, not the time it is written): a record that cannot be written is refused here,
+        in the caller, as one-line :class:`AuditError`."""
         clash = [k for k in _RESERVED if k in record]
         if clash:
             raise AuditError(f"audit record may not set {', '.join(clash)}: the log assigns them")
         body = _jsonable(dict(record), "record")
         ts = body.pop("ts", None)
-        ts = _iso_utc(ts if ts is not None else self.clock())
+        return {"ts": _iso_utc(ts if ts is not None else self.clock()), **body}
+
+    def append(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Write one record and return it as written (with seq, ts and the chain fields), in
+        the calling thread (an event loop hands records to :meth:`submit` instead)."""
+        return self._append(self._prepare(record))
+
+    def _append(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             fd = self._locked()
             try:
                 self._sync_tail(fd)
-                written = {"seq": self._seq + 1, "ts": ts, **body, self._prev_field: self._hash}
+                written = {"seq": self._seq + 1, **body, self._prev_field: self._hash}
                 written[self._mac_field] = self._seal(written)
                 head = Head(written["seq"], written[self._mac_field])
                 start = os.fstat(fd).st_size
@@ -495,6 +530,76 @@ class AuditLog:
             finally:
                 self._unlock(fd)
         return written
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def submit(self, record: Mapping[str, Any]) -> concurrent.futures.Future[dict[str, Any]]:
+        """Hand a record to the writer thread: it is queued (records are written in the order
+        they are handed over) and this returns at once, never waiting for the disk, so an
+        event loop may call it. The future gives the record as written, or the
+        :class:`AuditError` that kept it out of the file; it cannot be cancelled (a record
+        handed over is written whatever becomes of its caller). A record that cannot be
+        written at all (a field that is not JSON) is refused here."""
+        body = self._prepare(record)
+        future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        future.set_running_or_notify_cancel()  # running from now on: cancel() is refused
+        with self._queued:
+            self._queue.append((body, future))
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_queued, name=f"audit {self.path.name}", daemon=True
+                )
+                self._writer.start()
+                _WRITERS.add(self)
+            self._queued.notify_all()
+        return future
+
+    def _write_queued(self) -> None:
+        """The writer thread: each record handed over, in order, until stopped with nothing
+        left to write. A record that fails is the failure of its future (raised where its
+        write is waited for); the records after it are still written."""
+        while True:
+            with self._queued:
+                while not self._queue:
+                    if self._stopping:
+                        self._writer = None
+                        self._queued.notify_all()
+                        return
+                    self._queued.wait()
+                body, future = self._queue.popleft()
+                self._writing = True
+            try:
+                future.set_result(self._append(body))
+            except Exception as err:  # the caller waiting for the record raises it
+                future.set_exception(err)
+            finally:
+                with self._queued:
+                    self._writing = False
+                    self._queued.notify_all()
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every record handed over so far is written (or failed). False when
+        ``timeout_s`` passed first."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        with self._queued:
+            while self._queue or self._writing:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._queued.wait(left)
+        return True
+
+    def _stop_writer(self) -> None:
+        with self._queued:
+            writer = self._writer
+            if writer is None:
+                return
+            self._stopping = True
+            self._queued.notify_all()
+        if writer is not threading.current_thread():
+            writer.join()
+        with self._queued:
+            self._stopping = False
 
     def _locked(self) -> int:
         """The trail's descriptor, locked, for the file at :attr:`path` now: a trail deleted
@@ -553,8 +658,50 @@ class AuditLog:
             ) from None
 
     async def append_async(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        """:meth:`append` off the event loop, for callers that must not block on the disk."""
-        return await asyncio.to_thread(self.append, record)
+        """:meth:`submit`, waiting until the record is written (cancelling the wait does not
+        take the record back)."""
+        return await written(self.submit(record))
+
+
+_WRITERS: weakref.WeakSet[AuditLog] = weakref.WeakSet()
+"""The logs with a writer thread, whose queued records the interpreter's exit writes."""
+EXIT_FLUSH_S = 30.0
+"""Longest wait at the interpreter's exit for each log's queued records (a trail locked by a
+stopped process must not hold the exit for ever)."""
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for log in list(_WRITERS):
+        if not log.flush(EXIT_FLUSH_S):
+            logger.error("audit trail %s: records were still queued at exit", log.path)
+
+
+def hand_over(sink: Any, record: dict[str, Any]) -> concurrent.futures.Future[Any] | None:
+    """Give ``record`` to an audit sink without waiting for a disk: queued with the sink's
+    ``submit`` (an :class:`AuditLog`: the future of its write), else appended at once (a sink
+    in memory: None). Nothing happens between taking the record and queuing it that a task's
+    cancellation could cut."""
+    submit = getattr(sink, "submit", None)
+    if submit is None:
+        sink.append(record)
+        return None
+    future: concurrent.futures.Future[Any] = submit(record)
+    return future
+
+
+async def written(future: concurrent.futures.Future[Any] | None) -> Any:
+    """Wait until a record handed over (:func:`hand_over`) is written; its write's error is
+    raised here. Cancelling the wait leaves the record to be written all the same. Anything
+    but a future (what a sink that appends at once returned) is already written."""
+    if not isinstance(future, concurrent.futures.Future):
+        return future
+    if future.done():
+        return future.result()
+    waited = asyncio.wrap_future(future)
+    # Read when it ends, so a failure no one waits for any longer is not logged twice.
+    waited.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return await asyncio.shield(waited)
 
 
 # ------------------------------------------------------------------------------------------

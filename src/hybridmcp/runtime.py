@@ -17,10 +17,11 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hybridmcp.audit import AuditLog, MemoryAudit, load_key, trail_id, verify
+from hybridmcp.audit import AuditLog, MemoryAudit, hand_over, load_key, trail_id, verify
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.workers import Workers
 from hybridmcp.config import CONFIG_ENV, HybridConfig, load_config
@@ -183,9 +184,7 @@ class Resources:
         """Orders this process's updates of the learned statistics (``stats_store.stats_lock``)."""
         self.store_files: StoreFiles = weakref.WeakKeyDictionary()
         """Each SQLite store's file, asked once (``stats_store.stats_lock``)."""
-        self.old_runs_forgotten: weakref.WeakKeyDictionary[Any, str] = (
-            weakref.WeakKeyDictionary()
-        )
+        self.old_runs_forgotten: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         """The UTC day each store last had its old runs' records deleted
         (``stats_store.forget_old_runs``): once a day, not at every learn."""
         self._lms: dict[str, Any] | None = None
@@ -253,10 +252,10 @@ class Resources:
         oauth = OAuthSessions(TokenStore(tokens_path(config.audit.run_db)))
         try:
             pool = SessionPool(config.mcpServers, config.resilience.pool, oauth=oauth)
-            pool.hooks.record = audit.append
+            pool.hooks.record = partial(hand_over, audit)
             await pool.open()
         except BaseException:
-            _close_audit(audit)
+            await _close_audit(audit)
             raise
         try:
             from hybridmcp.capabilities.registry import build_registry
@@ -270,7 +269,7 @@ class Resources:
             _check_privacy_skills(config, registry)
         except BaseException:
             await pool.close()
-            _close_audit(audit)
+            await _close_audit(audit)
             raise
         from hybridmcp.capabilities.client_features import make_sampler
         from hybridmcp.capabilities.gate import Gate, ScanningPolicy
@@ -287,7 +286,7 @@ class Resources:
         )
         resources = cls(config, pool, registry, gate, store)
         resources.loop = asyncio.get_running_loop()
-        pool.hooks.record = gate.audit.append
+        pool.hooks.record = partial(hand_over, gate.audit)
         pool.hooks.tools_changed = resources.tools_changed
         pool.hooks.release = getattr(gate, "release_answer", None)
         pool.hooks.sample = make_sampler(
@@ -329,7 +328,7 @@ class Resources:
             for wait in late:
                 wait.cancel()
         await self.thread_locks.close()
-        _close_audit(self.gate.audit)
+        await _close_audit(self.gate.audit)
         self.workers.close()
 
     async def __aenter__(self) -> Resources:
@@ -429,10 +428,12 @@ async def opening(
             await starting.discard()
 
 
-def _close_audit(audit: object) -> None:
+async def _close_audit(audit: object) -> None:
+    """Close the audit trail once every record handed to it is written: in a worker thread
+    (it waits for the trail's writer thread, then closes the file)."""
     close = getattr(audit, "close", None)
     if close is not None:
-        close()
+        await asyncio.to_thread(close)
 
 
 _SHARED: dict[str | None, Resources] = {}

@@ -25,7 +25,7 @@ import pytest
 
 from hybridmcp import Coordinator, parse_config, parse_task
 from hybridmcp.audit import iter_records
-from hybridmcp.testing.harness import faultserver_stdio
+from hybridmcp.testing.harness import HttpFaultServer, faultserver_stdio
 from hybridmcp.testing.hostile_server import ODD_ERROR
 from tests.integration.test_durable import cli_env, recorded, wait_for
 
@@ -221,20 +221,31 @@ def _ts(record: dict[str, Any]) -> float:
     return datetime.fromisoformat(record["ts"].replace("Z", "+00:00")).timestamp()
 
 
-async def test_every_call_the_server_received_has_its_records_one_for_one(tmp_path) -> None:
+@pytest.mark.parametrize("transport", ["stdio", "streamable_http"])
+async def test_every_call_the_server_received_has_its_records_one_for_one(
+    tmp_path, transport
+) -> None:
     """Calls that fail, are cut at their deadline, are cut by the run's deadline while queued
     or in flight: per request, the ``external_call`` records say how many times each call
     reached the server (``sends``), one for one with what the server received (a call cut
     while queued, 0; its record said nothing of it: cost and latency 0), and every decision
     that let a call go (written before it reached the server) has its call's record."""
-    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
     record = tmp_path / "calls.jsonl"
     faults = {"calculate": {"fail_first": 3}, "sleep": {"hang": True}}
+    limits = {"timeout_ms": 1000, "max_concurrency": 2}
+    if transport == "stdio":
+        await _one_for_one(tmp_path, faultserver_stdio(faults, record=record, **limits))
+        return
+    async with HttpFaultServer(faults, record=record) as http:
+        await _one_for_one(tmp_path, http.server_config(**limits))
+
+
+async def _one_for_one(tmp_path: Path, server: dict[str, Any]) -> None:
+    trail, db = tmp_path / "audit.jsonl", tmp_path / "runs.db"
+    record = tmp_path / "calls.jsonl"
     config = parse_config(
         {
-            "mcpServers": {
-                "f": faultserver_stdio(faults, record=record, timeout_ms=1000, max_concurrency=2)
-            },
+            "mcpServers": {"f": server},
             "skills": {
                 "t.calc": {"providers": [{**EXT, "tool": "calculate"}]},
                 "t.sleep": {"providers": [{**EXT, "tool": "sleep"}]},

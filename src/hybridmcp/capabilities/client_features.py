@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,7 @@ from mcp.types import (
 )
 from pydantic import FileUrl
 
+from hybridmcp.audit import written
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
 from hybridmcp.errors import HybridMCPError
 
@@ -219,8 +221,10 @@ class ClientHooks:
     """What the sessions' callbacks reach beyond the pool, attached once the gate exists."""
 
     sample: SampleFn | None = None
-    record: Callable[[dict[str, Any]], Any] | None = None
-    """The audit trail's ``append``: what a server was answered when it asked for input."""
+    record: Callable[[dict[str, Any]], Future[Any] | None] | None = None
+    """Hands an audit record to the trail (:func:`hybridmcp.audit.hand_over`: the future of
+    its write, waited for before the server is answered): what a server was answered when
+    it asked for input."""
     release: ReleaseFn | None = None
     """The privacy policy on a person's answer before it goes to the server (the gate's
     ``release_answer``): without it, no person's answer is sent (declined)."""
@@ -278,15 +282,17 @@ class ServerFeatures:
         if self._hooks.record is not None:
             scope = self._scope()
             caller = scope.caller if scope is not None else None
-            self._hooks.record(
-                {
-                    "kind": "roots",
-                    "run_id": getattr(caller, "run_id", None),
-                    "request_id": getattr(caller, "request_id", None),
-                    "server": self.name,
-                    "roots": len(result.roots),
-                    "bytes_sent": len(result.model_dump_json(by_alias=True, exclude_none=True)),
-                }
+            await written(
+                self._hooks.record(
+                    {
+                        "kind": "roots",
+                        "run_id": getattr(caller, "run_id", None),
+                        "request_id": getattr(caller, "request_id", None),
+                        "server": self.name,
+                        "roots": len(result.roots),
+                        "bytes_sent": len(result.model_dump_json(by_alias=True, exclude_none=True)),
+                    }
+                )
             )
         return result
 
@@ -336,18 +342,20 @@ class ServerFeatures:
         ):  # a person's answer leaves the process: the privacy policy decides what goes
             result, released = await self._released(result.content, caller)
         if self._hooks.record is not None:
-            self._hooks.record(
-                {
-                    "kind": "elicitation",
-                    "run_id": getattr(caller, "run_id", None),
-                    "request_id": getattr(caller, "request_id", None),
-                    "server": self.name,
-                    "policy": self.config.elicitation,
-                    "action": getattr(result, "action", "error"),
-                    **_field_names(getattr(result, "content", None), params),
-                    "paused": scope is not None and scope.question is not None,
-                    **released,
-                }
+            await written(
+                self._hooks.record(
+                    {
+                        "kind": "elicitation",
+                        "run_id": getattr(caller, "run_id", None),
+                        "request_id": getattr(caller, "request_id", None),
+                        "server": self.name,
+                        "policy": self.config.elicitation,
+                        "action": getattr(result, "action", "error"),
+                        **_field_names(getattr(result, "content", None), params),
+                        "paused": scope is not None and scope.question is not None,
+                        **released,
+                    }
+                )
             )
         return result
 

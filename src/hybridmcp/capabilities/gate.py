@@ -17,12 +17,13 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
 
 from mcp.types import TextContent
 
-from hybridmcp.audit import MemoryAudit
+from hybridmcp.audit import MemoryAudit, hand_over, written
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
@@ -39,6 +40,7 @@ from hybridmcp.capabilities.timing import CallTiming
 from hybridmcp.config import PrivacySettings, ServerConfig, ToolOutputSettings
 from hybridmcp.errors import (
     AnswerTooLarge,
+    AuditError,
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
@@ -382,6 +384,10 @@ class AlwaysClosed:
 
 
 class AuditSink(Protocol):
+    """Where the gate's audit records go: ``append`` (a sink that may write on the event
+    loop, such as one in memory), or also ``submit`` (:class:`hybridmcp.audit.AuditLog`:
+    records queued for a writer thread, see :func:`hybridmcp.audit.hand_over`)."""
+
     def append(self, record: dict[str, Any]) -> Any: ...
 
 
@@ -562,13 +568,17 @@ class Gate:
         call = _Call(provider, ctx, timing or CallTiming())
         if scope is not None:
             scope.caller = ctx
-        decision = self._privacy(call, map_arguments(provider.arguments, args))
-        budget = self._reserve(call)
-        self._admit(call, budget)
+        # From the decision's record on, every way out records the call's end: the gate's
+        # refusal, or the call's own record (in _dispatch, even if the call is cut while its
+        # decision is being written).
+        decision, noted = await self._privacy(call, map_arguments(provider.arguments, args))
+        budget = await self._reserve(call)
+        await self._admit(call, budget)
         value, sent, received = await self._dispatch(
             call,
             decision,
             budget,
+            noted=noted,
             timeout_s=provider.timeout_ms / 1000 if timeout_s is None else timeout_s,
             queue_timeout_s=queue_timeout_s,
             validate=validate,
@@ -583,38 +593,44 @@ class Gate:
 
     # -- the steps, in order ------------------------------------------------------------------
 
-    def _privacy(self, call: _Call, arguments: dict[str, Any]) -> PrivacyDecision:
-        """Re-scan the exact arguments about to be sent; record the decision; refuse or redact."""
+    async def _privacy(
+        self, call: _Call, arguments: dict[str, Any]
+    ) -> tuple[PrivacyDecision, Future[Any] | None]:
+        """Re-scan the exact arguments about to be sent; record the decision; refuse or redact.
+        Returns the decision and the write of its record (handed to the trail's writer, not
+        yet waited for: :meth:`_dispatch` waits for it before sending)."""
         decision = self.privacy.decide(call.provider, arguments, call.ctx)
-        self.audit.append(
+        noted = hand_over(
+            self.audit,
             call.record(
                 kind="policy_decision",
                 stage="gate",
                 action=decision.action,
                 reason=decision.reason,
                 redactions=decision.redactions,
-            )
+            ),
         )
-        if decision.action == "refuse":
+        if decision.action == "refuse":  # the refusal is the call's end: written, then raised
+            await written(noted)
             raise PrivacyRefused(call.provider.id, decision.reason)
-        return decision
+        return decision, noted
 
-    def _reserve(self, call: _Call) -> Budget:
+    async def _reserve(self, call: _Call) -> Budget:
         """Reserve the call's price in the run's budget (refunded if it is never sent)."""
         budget = self.budget_for(call.ctx)
         try:
             budget.reserve(call.provider.id, call.provider.cost_per_call, call.key)
         except PolicyError as err:
-            self.audit.append(call.refused("budget", str(err)))
+            await written(hand_over(self.audit, call.refused("budget", str(err))))
             raise
         return budget
 
-    def _admit(self, call: _Call, budget: Budget) -> None:
+    async def _admit(self, call: _Call, budget: Budget) -> None:
         """The circuit breaker: an open circuit refuses the call before it is sent."""
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
             reason = f"circuit breaker for {call.provider.id} is open"
-            self.audit.append(call.refused("breaker", reason))
+            await written(hand_over(self.audit, call.refused("breaker", reason)))
             raise CircuitOpen(reason)
 
     async def _dispatch(
@@ -627,13 +643,23 @@ class Gate:
         queue_timeout_s: float | None,
         validate: Callable[[Any], None] | None,
         scope: CallScope | None = None,
+        noted: Future[Any] | None = None,
     ) -> tuple[Any, int, int]:
-        """Send within the deadline and read the answer; record the outcome whatever it is.
+        """Send within the deadline and read the answer; record the outcome whatever it is
+        (cut while the decision's record is written: ``cancelled``, nothing sent). Nothing is
+        sent before the decision's record is written (``noted``): a process killed after the
+        call left has it in its trail. The outcome's record is written before this returns.
         Returns the value, the bytes sent and the bytes received."""
         provider, timing = call.provider, call.timing
         sent = decision.size if decision.size is not None else _size(decision.arguments)
         outcome, received = "cancelled", 0
         try:
+            try:
+                await written(noted)
+            except AuditError as err:  # the decision is not in the trail: nothing is sent
+                outcome = f"not sent: {err}"
+                budget.refund(provider.cost_per_call, call.key)
+                raise
             # a lone surrogate is a Python str but no UTF-8 text: the MCP client would fail
             # writing it, and the session with it
             why = lone_surrogate_in(decision.arguments)
@@ -679,7 +705,9 @@ class Gate:
                 self.breaker.release(provider.id, self.clock())
             if ": " in outcome:  # a message (a category alone holds nothing)
                 outcome = self._audit_text(outcome)
-            self.audit.append(self._call_record(call, decision, sent, received, outcome))
+            await written(
+                hand_over(self.audit, self._call_record(call, decision, sent, received, outcome))
+            )
         return value, sent, received
 
     def _audit_text(self, text: str) -> str:
@@ -855,7 +883,8 @@ class Gate:
                 raise
             if model_clearance is not None:  # the server's request leaves for the model:
                 # recorded before it is sent (its sampling record follows the answer)
-                self.audit.append(
+                noted = hand_over(
+                    self.audit,
                     {
                         **base,
                         "kind": "policy_decision",
@@ -864,8 +893,9 @@ class Gate:
                         "reason": f"to a model outside this process, cleared {model_clearance}",
                         "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
                         "bytes_sent": _size(messages),
-                    }
+                    },
                 )
+                await written(noted)
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
             out = await self._outbound(text, server, config, ctx)
@@ -887,7 +917,8 @@ class Gate:
         finally:
             if outcome != "ok" and not outcome.startswith("refused: budget"):
                 budget.refund(price, key)
-            self.audit.append(
+            record = hand_over(
+                self.audit,
                 {
                     **base,
                     "prompt_sensitivity": None if prompt_level is None else str(prompt_level),
@@ -899,8 +930,9 @@ class Gate:
                     "cost": price if outcome == "ok" else 0.0,
                     "outcome": outcome,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                }
+                },
             )
+            await written(record)
 
     async def consult(
         self,
@@ -950,7 +982,8 @@ class Gate:
         sent = _size(shown) if shown is not None else 0
         # Written before anything is sent: a process that dies while the model is asked
         # leaves this record of what went to it (its model_call record follows the answer).
-        self.audit.append(
+        noted = hand_over(
+            self.audit,
             {
                 **about,
                 "kind": "policy_decision",
@@ -961,12 +994,13 @@ class Gate:
                 "reason": reason,
                 "redactions": redactions,
                 "bytes_sent": sent,
-            }
+            },
         )
         prediction: Any = None
         error: str | None = None
         outcome, received, started = "cancelled", 0, time.perf_counter()
         try:
+            await written(noted)
             if shown is None:
                 found = sorted({f"{f.entity_type} in {f.path.strip('/')}" for f in findings})
                 error = (
@@ -990,7 +1024,8 @@ class Gate:
         finally:
             if ": " in outcome:
                 outcome = self._audit_text(outcome)
-            self.audit.append(
+            record = hand_over(
+                self.audit,
                 {
                     **about,
                     "kind": "model_call",
@@ -1004,8 +1039,9 @@ class Gate:
                     "bytes_received": received,
                     "outcome": outcome,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                }
+                },
             )
+            await written(record)
 
 
 @dataclass

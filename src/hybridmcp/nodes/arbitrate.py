@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from typing import Any
 
 from langgraph.runtime import Runtime
 
+from hybridmcp.audit import hand_over, written
 from hybridmcp.capabilities.registry import Provider, Skill
 from hybridmcp.events import EventCode
 from hybridmcp.policy.arbitration import Candidate, add_probe
@@ -155,6 +157,8 @@ async def arbitrate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             allocations[rid] = allocation
         if error is not None:
             errors[rid] = error
+    for noted in arbiter.noted:  # in the trail before any call is sent (by the next node)
+        await written(noted)
     advice_events = await advise_allocations(
         res,
         requests,
@@ -222,6 +226,9 @@ class _Arbiter:
         self.plans: dict[tuple[Any, ...], DisclosurePlan] = {}
         self.policy = res.config.privacy.policy_table()
         self.events: list[dict[str, Any]] = []
+        self.noted: list[Future[Any] | None] = []
+        """The writes of the privacy decisions' audit records (handed to the trail's writer
+        as they are made; waited for once the pass ends, before anything is sent)."""
         self.effects: dict[str, str] = {}
         """Each skill's effect class (a property computed from its providers at each read)."""
         self.lineups: dict[tuple[int, int], list[Candidate]] = {}
@@ -275,7 +282,7 @@ class _Arbiter:
         if not plan.decisions:
             return plan  # nothing decided, nothing to audit
         for record in decision_records(plan, self.state["run_id"], rid, skill.name, profile):
-            self.res.gate.audit.append({**record, "kind": "policy_decision"})
+            self.noted.append(hand_over(self.res.gate.audit, {**record, "kind": "policy_decision"}))
             self.events.append({"code": EventCode.PRIVACY_DECISION, **record})
         return plan
 
