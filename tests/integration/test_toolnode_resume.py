@@ -37,20 +37,14 @@ def messages(stdout: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
-@pytest.mark.parametrize("extra_s", [0.0, 0.4])
-def test_an_agent_killed_inside_its_tool_node_resumes_without_writing_again(
-    tmp_path, mode, extra_s
-):
-    """Killed once ``slow`` and ``fast`` (asked beside it) are written, ``extra_s`` later: the
-    resumed graph writes neither again (``slow`` is reported with its outcome unknown,
-    ``fast`` with its recorded answer, or unknown too when the kill came before the answer
-    was recorded), and its next turn's write, asked under the same tool call id as ``fast``,
-    is made. Resumed once more, nothing is written."""
-    run = agent("run", tmp_path, mode, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def killed_inside_the_node(where: Path, mode: str, extra_s: float) -> None:
+    """The agent's first turn run and SIGKILLed ``extra_s`` after both its writes were made
+    (``slow`` still sleeping on the server after writing)."""
+    run = agent("run", where, mode, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
+
         def written() -> bool:
-            return len(journal(tmp_path)) == 2 or run.poll() is not None
+            return len(journal(where)) == 2 or run.poll() is not None
 
         wait_for(written, 60, "both writes")
         time.sleep(extra_s)
@@ -63,6 +57,19 @@ def test_an_agent_killed_inside_its_tool_node_resumes_without_writing_again(
             run.kill()
         _, err = run.communicate()
     assert run.returncode == -9, err  # killed inside the node, not ended
+
+
+@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
+@pytest.mark.parametrize("extra_s", [0.0, 0.4])
+def test_an_agent_killed_inside_its_tool_node_resumes_without_writing_again(
+    tmp_path, mode, extra_s
+):
+    """Killed once ``slow`` and ``fast`` (asked beside it) are written, ``extra_s`` later: the
+    resumed graph writes neither again (``slow`` is reported with its outcome unknown,
+    ``fast`` with its recorded answer, or unknown too when the kill came before the answer
+    was recorded), and its next turn's write, asked under the same tool call id as ``fast``,
+    is made. Resumed once more, nothing is written."""
+    killed_inside_the_node(tmp_path, mode, extra_s)
     assert sorted(journal(tmp_path)) == ["bare fast", "bare slow"]
     resumed = agent("resume", tmp_path, mode, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = resumed.communicate(timeout=120)
@@ -82,3 +89,47 @@ def test_an_agent_killed_inside_its_tool_node_resumes_without_writing_again(
     out, err = once_more.communicate(timeout=120)
     assert once_more.returncode == 0, err[-3000:]
     assert sorted(journal(tmp_path)) == ["bare again", "bare fast", "bare slow"]
+
+
+def resumed(where: Path, mode: str, *thread: str) -> list[dict[str, Any]]:
+    """The tool messages of the agent resumed (on ``--thread``, when given)."""
+    extra = ["--thread", *thread] if thread else []
+    command = [sys.executable, "-m", "tests.toolnode_agent", "resume", str(where), "--mode", mode]
+    env = cli_env(PYTHONPATH=f"{ROOT / 'src'}:{ROOT}")
+    done = subprocess.run(
+        [*command, *extra], cwd=ROOT, env=env, text=True, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return messages(done.stdout)
+
+
+@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
+@pytest.mark.parametrize("copy_first", [False, True])
+def test_a_copy_of_an_agent_killed_inside_its_tool_node_makes_no_write_again(
+    tmp_path, mode, copy_first
+):
+    """The killed agent's thread copied (as the LangGraph server's ``threads.copy`` does),
+    then the original and the copy resumed, in either order: the write in flight at the kill
+    is made again by neither, each reporting it ``outcome_unknown``, since in each thread's
+    history it was sent; ``fast``, answered before the kill, is not made again either. Each
+    thread's next turn, asked after the copy, is its own: made once on each."""
+    killed_inside_the_node(tmp_path, mode, 0.0)
+    copy = subprocess.run(
+        [sys.executable, "-m", "tests.toolnode_agent", "copy", str(tmp_path)],
+        cwd=ROOT,
+        env=cli_env(PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+        text=True,
+        capture_output=True,
+        timeout=60,
+    )
+    assert copy.returncode == 0, copy.stderr[-3000:]
+    threads = [("agent-2",), ()] if copy_first else [(), ("agent-2",)]
+    for thread in threads:
+        slow, fast, again = resumed(tmp_path, mode, *thread)
+        assert slow["id"] == "call_1" and slow["status"] == "error", (thread, slow)
+        assert "outcome_unknown" in slow["content"], (thread, slow)
+        if fast["status"] != "success":  # killed between its write and its record
+            assert "outcome_unknown" in fast["content"], (thread, fast)
+        assert again["status"] == "success" and not again["replayed"], (thread, again)
+    lines = sorted(journal(tmp_path))
+    assert lines == ["bare again", "bare again", "bare fast", "bare slow"], lines
