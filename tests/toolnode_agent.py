@@ -1,15 +1,15 @@
 """An agent's LangGraph graph whose tools node is a ``HybridToolNode``, checkpointed in SQLite:
 run it, kill it anywhere, resume it (``tests/integration/test_toolnode_resume.py``).
 
-``python -m tests.toolnode_agent run|resume|copy DIR --mode async|sync|plain [--thread T]``:
+``python -m tests.toolnode_agent run|resume|copy|delete DIR --mode async|sync|plain [--thread T]``:
 the first turn of the scripted model asks ``note__write`` (the ``bare`` tool of
 ``tests.annotation_server``: no annotations, a write) twice, ``slow`` (which sleeps after
 writing) and ``fast``; the second turn asks ``fast`` again under the same tool call id; then
 the model answers. ``run`` starts the thread (``agent-1``), ``resume`` goes on from its last
 checkpoint, ``copy`` copies the thread to ``--thread`` (default ``agent-2``) as the LangGraph
 server's ``threads.copy`` does on a checkpointer of the application's own (every checkpoint
-and pending write, under the same checkpoint ids); ``--thread`` also names the thread
-``resume`` goes on with. Each tool message is printed as a
+and pending write, under the same checkpoint ids), ``delete`` deletes ``agent-1``;
+``--thread`` also names the thread ``resume`` goes on with. Each tool message is printed as a
 JSON line ``{"id", "status", "content", "replayed"}``.
 
 - ``async``: ``graph.ainvoke`` with LangGraph's ``AsyncSqliteSaver`` (``DIR/agent.db``), the
@@ -142,6 +142,14 @@ async def copy_thread(where: Path, target: str) -> None:
                 await saver.aput_writes(stored, writes, task_id)
 
 
+async def delete_thread(where: Path) -> None:
+    """``agent-1`` deleted, as the server's thread delete deletes a thread's checkpoints."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(where / "agent.db")) as saver:
+        await saver.adelete_thread(THREAD["configurable"]["thread_id"])
+
+
 async def run_async(
     phase: str, where: Path, plain: bool = False, thread: str | None = None
 ) -> None:
@@ -186,13 +194,15 @@ def run_sync(phase: str, where: Path, thread: str | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["run", "resume", "copy"])
+    parser.add_argument("phase", choices=["run", "resume", "copy", "delete"])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--mode", choices=["async", "sync", "plain"], default="async")
     parser.add_argument("--thread")
     args = parser.parse_args()
     if args.phase == "copy":
         asyncio.run(copy_thread(args.dir, args.thread or COPY))
+    elif args.phase == "delete":
+        asyncio.run(delete_thread(args.dir))
     elif args.mode != "sync":
         asyncio.run(run_async(args.phase, args.dir, args.mode == "plain", args.thread))
     else:

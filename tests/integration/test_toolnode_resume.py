@@ -133,3 +133,23 @@ def test_a_copy_of_an_agent_killed_inside_its_tool_node_makes_no_write_again(
         assert again["status"] == "success" and not again["replayed"], (thread, again)
     lines = sorted(journal(tmp_path))
     assert lines == ["bare again", "bare again", "bare fast", "bare slow"], lines
+
+
+@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
+def test_a_copy_resumed_after_its_original_was_deleted_makes_no_write_again(tmp_path, mode):
+    """The killed agent's thread copied, then the original deleted (the server's thread
+    delete): the copy still holds the checkpoint the write in flight was sent from, so its
+    resumed node reports it ``outcome_unknown`` and does not make it again."""
+    killed_inside_the_node(tmp_path, mode, 0.0)
+    for phase in ("copy", "delete"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.toolnode_agent", phase, str(tmp_path)],
+            cwd=ROOT, env=cli_env(PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+            text=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    slow, _fast, again = resumed(tmp_path, mode, "agent-2")
+    assert slow["status"] == "error" and "outcome_unknown" in slow["content"], slow
+    assert again["status"] == "success", again
+    lines = sorted(journal(tmp_path))
+    assert lines == ["bare again", "bare fast", "bare slow"], lines
