@@ -1,15 +1,16 @@
 """An agent's LangGraph graph whose tools node is a ``HybridToolNode``, checkpointed in SQLite:
 run it, kill it anywhere, resume it (``tests/integration/test_toolnode_resume.py``).
 
-``python -m tests.toolnode_agent run|resume|copy|delete DIR --mode async|sync|plain [--thread T]``:
+``python -m tests.toolnode_agent PHASE DIR --mode async|sync|plain [--thread T]``:
 the first turn of the scripted model asks ``note__write`` (the ``bare`` tool of
 ``tests.annotation_server``: no annotations, a write) twice, ``slow`` (which sleeps after
 writing) and ``fast``; the second turn asks ``fast`` again under the same tool call id; then
-the model answers. ``run`` starts the thread (``agent-1``), ``resume`` goes on from its last
-checkpoint, ``copy`` copies the thread to ``--thread`` (default ``agent-2``) as the LangGraph
-server's ``threads.copy`` does on a checkpointer of the application's own (every checkpoint
-and pending write, under the same checkpoint ids), ``delete`` deletes ``agent-1``;
-``--thread`` also names the thread ``resume`` goes on with. Each tool message is printed as a
+the model answers. ``run`` starts the thread (``agent-1``), ``pause`` too but stops before
+the tools node, ``resume`` goes on from its last checkpoint, ``copy`` copies the thread to
+``--thread`` (default ``agent-2``) as the LangGraph server's ``threads.copy`` does on a
+checkpointer of the application's own (every checkpoint and pending write, under the same
+checkpoint ids), ``delete`` deletes ``agent-1``; ``--thread`` also names the thread
+``resume`` goes on with. Each tool message is printed as a
 JSON line ``{"id", "status", "content", "replayed"}``.
 
 - ``async``: ``graph.ainvoke`` with LangGraph's ``AsyncSqliteSaver`` (``DIR/agent.db``), the
@@ -108,6 +109,11 @@ async def resources(where: Path) -> AsyncIterator[Resources]:
             yield res
 
 
+def _paused(phase: str) -> list[str] | None:
+    """``pause`` starts the thread as ``run`` does, but stops before the tools node."""
+    return ["tools"] if phase == "pause" else None
+
+
 def _thread(thread: str | None) -> dict[str, Any]:
     return {"configurable": {"thread_id": thread}} if thread else THREAD
 
@@ -162,9 +168,10 @@ async def run_async(
         node: ToolNode = HybridToolNode(resources=res)
         if plain:
             node = ToolNode(tools_for_model(res), handle_tool_errors=True)
-        graph = build(node).compile(checkpointer=saver)
+        graph = build(node).compile(checkpointer=saver, interrupt_before=_paused(phase))
         first = {"messages": [("user", "write the notes")]}
-        report(await graph.ainvoke(first if phase == "run" else None, _thread(thread)))
+        given = first if phase in ("run", "pause") else None
+        report(await graph.ainvoke(given, _thread(thread)))
 
 
 def run_sync(phase: str, where: Path, thread: str | None = None) -> None:
@@ -184,9 +191,11 @@ def run_sync(phase: str, where: Path, thread: str | None = None) -> None:
     res = asyncio.run_coroutine_threadsafe(asyncio.wait_for(opened, 60), loop).result()
     try:
         conn = sqlite3.connect(where / "agent.db", check_same_thread=False)
-        graph = build(HybridToolNode(resources=res)).compile(checkpointer=SqliteSaver(conn))
+        graph = build(HybridToolNode(resources=res)).compile(
+            checkpointer=SqliteSaver(conn), interrupt_before=_paused(phase)
+        )
         first = {"messages": [("user", "write the notes")]}
-        report(graph.invoke(first if phase == "run" else None, _thread(thread)))
+        report(graph.invoke(first if phase in ("run", "pause") else None, _thread(thread)))
     finally:
         loop.call_soon_threadsafe(stop.set)
         held.result(timeout=60)
@@ -194,7 +203,7 @@ def run_sync(phase: str, where: Path, thread: str | None = None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["run", "resume", "copy", "delete"])
+    parser.add_argument("phase", choices=["run", "pause", "resume", "copy", "delete"])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--mode", choices=["async", "sync", "plain"], default="async")
     parser.add_argument("--thread")

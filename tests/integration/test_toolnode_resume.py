@@ -153,3 +153,23 @@ def test_a_copy_resumed_after_its_original_was_deleted_makes_no_write_again(tmp_
     assert again["status"] == "success", again
     lines = sorted(journal(tmp_path))
     assert lines == ["bare again", "bare fast", "bare slow"], lines
+
+
+@pytest.mark.parametrize("mode", ["async", "sync", "plain"])
+def test_a_copy_made_before_the_tool_node_ran_makes_its_own_writes(tmp_path, mode):
+    """The agent stopped before its tools node (``interrupt_before``), its thread copied, then
+    both resumed: the node had not run when the copy was made, so each thread's calls are its
+    own, every write made once on each (none answered with the other thread's record)."""
+    for phase in ("pause", "copy"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.toolnode_agent", phase, str(tmp_path), "--mode", mode],
+            cwd=ROOT, env=cli_env(PYTHONPATH=f"{ROOT / 'src'}:{ROOT}"),
+            text=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert journal(tmp_path) == []
+    for thread in [(), ("agent-2",)]:
+        for message in resumed(tmp_path, mode, *thread):
+            assert message["status"] == "success" and not message["replayed"], (thread, message)
+    lines = sorted(journal(tmp_path))
+    assert lines == sorted(["bare slow", "bare fast", "bare again"] * 2), lines
