@@ -192,3 +192,23 @@ def slow_calculate(expression: str) -> dict[str, Any]:
 
     time.sleep(0.05)
     return calculate(expression)
+
+
+HOLD_ENV = "HYBRIDMCP_TEST_HOLD"
+
+
+def held_lookup(text: str) -> dict[str, Any]:
+    """A lookup served internally that leaves a line in ``$HYBRIDMCP_TEST_JOURNAL`` for each
+    call it starts (how many times it ran, seen from outside a killed process), then waits as
+    long as the file ``$HYBRIDMCP_TEST_HOLD`` exists (at most ten minutes)."""
+    import os
+    import time
+    from pathlib import Path
+
+    with Path(os.environ[JOURNAL_ENV]).open("a", encoding="utf-8") as journal:
+        journal.write(text + "\n")
+    hold = os.environ.get(HOLD_ENV)
+    deadline = time.monotonic() + 600
+    while hold and Path(hold).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"text": text}

@@ -1,11 +1,16 @@
 """An agent's LangGraph graph whose tools node is a ``HybridToolNode``, checkpointed in SQLite:
 run it, kill it anywhere, resume it (``tests/integration/test_toolnode_resume.py``).
 
-``python -m tests.toolnode_agent run|resume DIR --mode async|sync|plain``: the first turn of the
-scripted model asks ``note__write`` (the ``bare`` tool of ``tests.annotation_server``: no
-annotations, a write) twice, ``slow`` (which sleeps after writing) and ``fast``; the second
-turn asks ``fast`` again under the same tool call id; then the model answers. ``run`` starts
-the thread, ``resume`` goes on from its last checkpoint. Each tool message is printed as a
+``python -m tests.toolnode_agent PHASE DIR --mode async|sync|plain [--thread T]``:
+the first turn of the scripted model asks ``note__write`` (the ``bare`` tool of
+``tests.annotation_server``: no annotations, a write) twice, ``slow`` (which sleeps after
+writing) and ``fast``; the second turn asks ``fast`` again under the same tool call id; then
+the model answers. ``run`` starts the thread (``agent-1``), ``pause`` too but stops before
+the tools node, ``resume`` goes on from its last checkpoint, ``copy`` copies the thread to
+``--thread`` (default ``agent-2``) as the LangGraph server's ``threads.copy`` does on a
+checkpointer of the application's own (every checkpoint and pending write, under the same
+checkpoint ids), ``delete`` deletes ``agent-1``; ``--thread`` also names the thread
+``resume`` goes on with. Each tool message is printed as a
 JSON line ``{"id", "status", "content", "replayed"}``.
 
 - ``async``: ``graph.ainvoke`` with LangGraph's ``AsyncSqliteSaver`` (``DIR/agent.db``), the
@@ -39,6 +44,7 @@ from hybridmcp.toolnode import HybridToolNode, tools_for_model
 
 ROOT = Path(__file__).resolve().parents[1]
 THREAD = {"configurable": {"thread_id": "agent-1"}}
+COPY = "agent-2"
 TURNS = [
     [
         {"name": "note__write", "args": {"entry": "slow", "sleep_ms": 3000}, "id": "call_1"},
@@ -103,7 +109,56 @@ async def resources(where: Path) -> AsyncIterator[Resources]:
             yield res
 
 
-async def run_async(phase: str, where: Path, plain: bool = False) -> None:
+def _paused(phase: str) -> list[str] | None:
+    """``pause`` starts the thread as ``run`` does, but stops before the tools node."""
+    return ["tools"] if phase == "pause" else None
+
+
+def _thread(thread: str | None) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread}} if thread else THREAD
+
+
+async def copy_thread(where: Path, target: str) -> None:
+    """``agent-1`` copied to ``target`` as the LangGraph server's ``threads.copy`` copies a
+    thread on a checkpointer of the application's own (``langgraph_api``'s checkpointer
+    adapter, which needs the server's settings to import): every checkpoint, subgraphs' too,
+    oldest first, put again under the target thread with its pending writes."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(where / "agent.db")) as saver:
+        saved = [cp async for cp in saver.alist(THREAD)]
+        saved.sort(key=lambda cp: cp.config["configurable"]["checkpoint_id"])
+        for cp in saved:
+            conf: dict[str, Any] = {
+                "thread_id": target,
+                "checkpoint_ns": cp.config["configurable"].get("checkpoint_ns", ""),
+            }
+            parent = (cp.parent_config or {}).get("configurable") or {}
+            if parent.get("checkpoint_id") is not None:
+                conf["checkpoint_id"] = parent["checkpoint_id"]
+            metadata: Any = dict(cp.metadata) | (
+                {"thread_id": target} if "thread_id" in cp.metadata else {}
+            )
+            versions = cp.checkpoint.get("channel_versions", {})
+            stored = await saver.aput({"configurable": conf}, cp.checkpoint, metadata, versions)
+            by_task: dict[str, list[tuple[str, Any]]] = {}
+            for task_id, channel, value in cp.pending_writes or ():
+                by_task.setdefault(task_id, []).append((channel, value))
+            for task_id, writes in by_task.items():
+                await saver.aput_writes(stored, writes, task_id)
+
+
+async def delete_thread(where: Path) -> None:
+    """``agent-1`` deleted, as the server's thread delete deletes a thread's checkpoints."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    async with AsyncSqliteSaver.from_conn_string(str(where / "agent.db")) as saver:
+        await saver.adelete_thread(THREAD["configurable"]["thread_id"])
+
+
+async def run_async(
+    phase: str, where: Path, plain: bool = False, thread: str | None = None
+) -> None:
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     async with (
@@ -113,12 +168,13 @@ async def run_async(phase: str, where: Path, plain: bool = False) -> None:
         node: ToolNode = HybridToolNode(resources=res)
         if plain:
             node = ToolNode(tools_for_model(res), handle_tool_errors=True)
-        graph = build(node).compile(checkpointer=saver)
+        graph = build(node).compile(checkpointer=saver, interrupt_before=_paused(phase))
         first = {"messages": [("user", "write the notes")]}
-        report(await graph.ainvoke(first if phase == "run" else None, THREAD))
+        given = first if phase in ("run", "pause") else None
+        report(await graph.ainvoke(given, _thread(thread)))
 
 
-def run_sync(phase: str, where: Path) -> None:
+def run_sync(phase: str, where: Path, thread: str | None = None) -> None:
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     loop = asyncio.new_event_loop()
@@ -135,9 +191,11 @@ def run_sync(phase: str, where: Path) -> None:
     res = asyncio.run_coroutine_threadsafe(asyncio.wait_for(opened, 60), loop).result()
     try:
         conn = sqlite3.connect(where / "agent.db", check_same_thread=False)
-        graph = build(HybridToolNode(resources=res)).compile(checkpointer=SqliteSaver(conn))
+        graph = build(HybridToolNode(resources=res)).compile(
+            checkpointer=SqliteSaver(conn), interrupt_before=_paused(phase)
+        )
         first = {"messages": [("user", "write the notes")]}
-        report(graph.invoke(first if phase == "run" else None, THREAD))
+        report(graph.invoke(first if phase in ("run", "pause") else None, _thread(thread)))
     finally:
         loop.call_soon_threadsafe(stop.set)
         held.result(timeout=60)
@@ -145,14 +203,19 @@ def run_sync(phase: str, where: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("phase", choices=["run", "resume"])
+    parser.add_argument("phase", choices=["run", "pause", "resume", "copy", "delete"])
     parser.add_argument("dir", type=Path)
     parser.add_argument("--mode", choices=["async", "sync", "plain"], default="async")
+    parser.add_argument("--thread")
     args = parser.parse_args()
-    if args.mode != "sync":
-        asyncio.run(run_async(args.phase, args.dir, plain=args.mode == "plain"))
+    if args.phase == "copy":
+        asyncio.run(copy_thread(args.dir, args.thread or COPY))
+    elif args.phase == "delete":
+        asyncio.run(delete_thread(args.dir))
+    elif args.mode != "sync":
+        asyncio.run(run_async(args.phase, args.dir, args.mode == "plain", args.thread))
     else:
-        run_sync(args.phase, args.dir)
+        run_sync(args.phase, args.dir, args.thread)
 
 
 if __name__ == "__main__":

@@ -137,11 +137,19 @@ class CallJournal:
 
     async def gone(self, where: dict[str, Any] | None) -> bool:
         """Is the checkpoint ``where`` (from :meth:`where`, maybe of an earlier run) no longer
-        saved? Its thread was deleted, or the run rolled back. False when not known: no
-        checkpointer here, or none given."""
+        saved, on its thread nor on this one? Its thread was deleted, or the run rolled back.
+        A copy of the thread (the server's ``threads.copy``) holds the checkpoint under the
+        same id, so a call made before the copy is the copy's too, its original deleted or
+        not. False when not known: no checkpointer here, or none given."""
         if self.saver is None or not where:
             return False
-        return await self.saver.aget_tuple({"configurable": where}) is None
+        if await self.saver.aget_tuple({"configurable": where}) is not None:
+            return False
+        here = (self.config or {}).get("configurable", {}).get("thread_id")
+        if here is None or here == where.get("thread_id"):
+            return True
+        copied = {**where, "thread_id": here}
+        return await self.saver.aget_tuple({"configurable": copied}) is None
 
     async def record(self, key: str, update: dict[str, Any]) -> None:
         """Save one finished call's state update (a no-op without a checkpointer)."""

@@ -6,8 +6,10 @@ of those was sent twice and is paid twice; counting only the attempts the checkp
 resumed run would not see the first payment, and could pass its budget by the price of every
 call in flight at the kill.
 
-So on a durable run (one with a checkpointer) with a budget, a priced external call is
-recorded in the store just before it is written to its server, under its run and its
+So on a durable run (one with a checkpointer) with a budget, a priced call that does not
+write is recorded in the store just before it is sent (an external call just before it is
+written to its server, an internal one just before its function is started), under its run
+and its
 :func:`~hybridmcp.nodes.execute.dispatch_key`, and the record is deleted once the call's
 attempt is checkpointed (the batch's records in one write, once its calls are done). A record
 costs a store write, so a run without a budget, which nothing would stop, records none.
@@ -17,7 +19,11 @@ lost: its price goes into the round's budget before anything is sent, and into t
 the request's attempt (with ``lost_sends``, how many), so the budget holds across a kill and
 the reported spending is what was paid. A call's record is written when its session slot is
 taken, not while it waits for one: a queued call cut by the kill was never sent and costs
-nothing. A store that cannot take the record stops the run before the call is sent
+nothing. An internal plain function is recorded before it waits for a worker thread: one still
+queued at the kill is counted though it never ran (the budget errs on the side of holding).
+An internal provider's price is what its call costs as an external's is (an in-house agent
+paying a model, a metered service behind a function), so it is counted the same way. A
+store that cannot take the record stops the run before the call is sent
 (:class:`~hybridmcp.errors.SendNotRecorded`), as a write's dispatch does.
 
 Writes are not repeated on resume (their dispatch record, ``nodes.execute._once``); one whose

@@ -41,7 +41,12 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool, ToolException
 from langchain_core.tools import tool as create_tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from langgraph._internal._constants import CONFIG_KEY_RUNTIME
+from langgraph._internal._constants import (
+    CONFIG_KEY_CHECKPOINT_MAP,
+    CONFIG_KEY_RUNTIME,
+    CONFIG_KEY_TASK_ID,
+)
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.prebuilt import ToolNode
 from langgraph.prebuilt.tool_node import _get_all_injected_args, _infer_handled_types
 from langgraph.runtime import Runtime
@@ -60,7 +65,7 @@ from hybridmcp.capabilities.registry import build_registry as _build_registry
 from hybridmcp.config import CONFIG_ENV, ComparatorConfig, CoordinationConfig, load_config
 from hybridmcp.errors import HybridMCPError, TaskError, ToolError
 from hybridmcp.graph import build_graph
-from hybridmcp.journal import CHECKPOINTER_KEY
+from hybridmcp.journal import CHECKPOINTER_KEY, graph_namespace
 from hybridmcp.policy.effects import Effect, tool_effect
 from hybridmcp.runtime import Context, Resources, resources_for
 from hybridmcp.state import InputState
@@ -366,11 +371,13 @@ class SkillTool(BaseTool):
         return args, {**kwargs, _CALL_ID: tool_call_id}  # what the call is known by
 
     def _run(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
-        call = self.node._call_of(config, args.pop(_CALL_ID, None), self.name, args)
+        run_id = recorded_run_id_sync(config)
+        call = self.node._call_of(config, run_id, args.pop(_CALL_ID, None), self.name, args)
         return self.node._call_tool_sync(self.name, args, call)
 
     async def _arun(self, config: RunnableConfig, **args: Any) -> tuple[str, dict[str, Any]]:
-        call = self.node._call_of(config, args.pop(_CALL_ID, None), self.name, args)
+        run_id = await recorded_run_id(config)
+        call = self.node._call_of(config, run_id, args.pop(_CALL_ID, None), self.name, args)
         return await self.node._call_tool(self.name, args, call)
 
 
@@ -480,6 +487,75 @@ def node_run_id(config: RunnableConfig) -> str | None:
     conf = config.get("configurable") or {}
     thread, task = conf.get("thread_id"), conf.get("checkpoint_ns")
     return f"{thread}/{task}" if thread and task else None
+
+
+_RUN_WRITE = "__hybridmcp_node_run__"
+"""The channel of the pending write a node call leaves in the agent's checkpoint, under the
+task id ``<node task id>:hybridmcp-run``, saying its run's id (:func:`recorded_run_id`).
+LangGraph applies a checkpoint's pending writes only to the task whose id they carry: no task
+has this one, so the graph never reads it."""
+
+
+def _run_record(config: RunnableConfig) -> tuple[BaseCheckpointSaver, RunnableConfig, str] | None:
+    """The agent's checkpointer, the checkpoint the node's task runs from, and the task id the
+    run's record is kept under; None without a checkpointer."""
+    conf = config.get("configurable") or {}
+    saver, task, thread = (
+        conf.get(CHECKPOINTER_KEY),
+        conf.get(CONFIG_KEY_TASK_ID),
+        conf.get("thread_id"),
+    )
+    parent = graph_namespace(str(conf.get("checkpoint_ns") or ""))
+    checkpoint = (conf.get(CONFIG_KEY_CHECKPOINT_MAP) or {}).get(parent)
+    if not isinstance(saver, BaseCheckpointSaver) or not (task and thread and checkpoint):
+        return None
+    where: RunnableConfig = {
+        "configurable": {"thread_id": thread, "checkpoint_ns": parent, "checkpoint_id": checkpoint}
+    }
+    return saver, where, f"{task}:hybridmcp-run"
+
+
+def _recorded(saved: CheckpointTuple | None, task: str) -> str | None:
+    for task_id, channel, value in (saved.pending_writes if saved else None) or ():
+        if task_id == task and channel == _RUN_WRITE and isinstance(value, str):
+            return value
+    return None
+
+
+async def recorded_run_id(config: RunnableConfig) -> str | None:
+    """The node call's run id (:func:`node_run_id`), kept in the agent's checkpoint the first
+    time the task runs and read back when it runs again. A copy of the thread (the server's
+    ``threads.copy``, a checkpointer's ``copy_thread``) made while the node ran holds that
+    checkpoint, record included: the copy's resumed node goes on under the run id the call
+    began with, so it finds the dispatch records of the writes already sent (a write in flight
+    is ``outcome_unknown`` there too, never made again unseen). A copy made before the node
+    ran holds no record: its calls are its own."""
+    own, record = node_run_id(config), _run_record(config)
+    if own is None or record is None:
+        return own
+    saver, where, task = record
+    try:
+        found = _recorded(await saver.aget_tuple(where), task)
+        if found is None:
+            await saver.aput_writes(where, [(_RUN_WRITE, own)], task)
+    except NotImplementedError:  # a sync-only saver: the graph is run by invoke
+        return own
+    return found or own
+
+
+def recorded_run_id_sync(config: RunnableConfig) -> str | None:
+    """:func:`recorded_run_id` for a graph run by ``invoke`` (a sync checkpointer)."""
+    own, record = node_run_id(config), _run_record(config)
+    if own is None or record is None:
+        return own
+    saver, where, task = record
+    try:
+        found = _recorded(saver.get_tuple(where), task)
+        if found is None:
+            saver.put_writes(where, [(_RUN_WRITE, own)], task)
+    except NotImplementedError:
+        return own
+    return found or own
 
 
 def _not_in_a_running_loop(what: str, instead: str = "use the async form (ainvoke) there") -> None:
@@ -723,7 +799,7 @@ class HybridToolNode(ToolNode):
     def _func(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
         runtime = _runtime(config)
-        run_id = node_run_id(config)
+        run_id = recorded_run_id_sync(config)
         outputs = self._sync(
             runtime, lambda context: self._messages(calls, context, run_id, apart=True)
         )
@@ -732,7 +808,7 @@ class HybridToolNode(ToolNode):
     async def _afunc(self, input: Any, config: RunnableConfig) -> Any:  # type: ignore[override]
         calls, input_type = self._parse_input(input)
         context = self._context(_runtime(config))
-        run_id = node_run_id(config)
+        run_id = await recorded_run_id(config)
         outputs = await self._on_their_loop(
             context, lambda apart: self._messages(calls, context, run_id, apart=apart)
         )
@@ -741,18 +817,23 @@ class HybridToolNode(ToolNode):
     # -- SkillTool's entry points
 
     def _call_of(
-        self, config: RunnableConfig, call_id: str | None, tool: str, args: Mapping[str, Any]
+        self,
+        config: RunnableConfig,
+        run_id: str | None,
+        call_id: str | None,
+        tool: str,
+        args: Mapping[str, Any],
     ) -> tuple[str, str]:
         """The run id and request id of a :class:`SkillTool` call.
 
-        In a graph with a thread, the node's run (:func:`node_run_id`) and the call's id, so
+        In a graph with a thread, the node's run (``run_id``, :func:`recorded_run_id`) and the
+        call's id, so
         the call resumed from its checkpoint finds its write's dispatch record (each call of a
         node's several is apart: none takes another's record). A call given no tool call id
         (``await tool.ainvoke(args)`` in a node of the user's own) is known by its tool, its
         arguments and how many such calls the node's task made before it in this execution:
         a node run again (resumed after an interrupt or a crash) makes the same calls in the
         same order and finds their records. Outside a graph with a thread: a run of its own."""
-        run_id = node_run_id(config)
         if run_id is None:
             return uuid.uuid4().hex, "call"
         if not call_id:

@@ -6,6 +6,7 @@ made whose answers it lost (``hybridmcp.sends``); each call counted at the fault
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -188,3 +189,76 @@ async def test_a_priced_call_whose_send_cannot_be_recorded_is_not_sent(tmp_path:
         with pytest.raises(SendNotRecorded, match="No space left on device"):
             await coordinator.run(task, thread_id="t-1")
     assert recorded(record) == []
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _internal(tmp_path: Path, budget: float) -> tuple[list[str], dict[str, str], Path, Path]:
+    """One request ``x`` served by an internal provider at 1 a call (``held_lookup``, a read
+    that journals each call it starts and waits while the hold file exists). Returns the
+    CLI's arguments and environment, the journal, and the hold file."""
+    config, task = tmp_path / "config.json", tmp_path / "task.json"
+    journal, hold = tmp_path / "calls.txt", tmp_path / "hold"
+    provider = {
+        "side": "internal", "function": "tests.helpers:held_lookup", "cost_per_call": 1,
+        "effect": "read", "timeout_ms": 600_000,
+    }  # fmt: skip
+    skill = {"input_schema": {"type": "object"}, "providers": [provider]}
+    config.write_text(json.dumps({"builtin_skills": False, "skills": {"note.lookup": skill}}))
+    request = {"id": "x", "skill": "note.lookup", "args": {"text": "x"}}
+    task.write_text(json.dumps({"requests": [request], "constraints": {"budget": budget}}))
+    args = ["run", str(task), "--config", str(config), "--db", str(tmp_path / "runs.db"), "--json"]
+    env = cli_env(
+        PYTHONPATH=f"{SRC}{os.pathsep}{ROOT}",
+        HYBRIDMCP_TEST_JOURNAL=str(journal),
+        HYBRIDMCP_TEST_HOLD=str(hold),
+    )
+    return args, env, journal, hold
+
+
+def _calls(journal: Path) -> int:
+    return len(journal.read_text().splitlines()) if journal.exists() else 0
+
+
+def _killed_while_internal_x_runs(args: list[str], env: dict[str, str], journal: Path) -> None:
+    first = subprocess.Popen(
+        [sys.executable, "-m", "hybridmcp.cli", *args, "--thread", "job-1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _calls(journal) == 1 or first.poll() is not None, 60, "x's call")
+        first.kill()
+    finally:
+        _, err = first.communicate(timeout=10)
+    assert first.returncode == -9, err  # killed while x ran, not ended
+
+
+@pytest.mark.parametrize("budget", [1, 100])
+def test_a_priced_internal_call_in_flight_at_a_kill_is_paid_on_resume(
+    tmp_path: Path, budget: float
+) -> None:
+    """An internal provider's price counts against the budget as an external one's does, so
+    its call in flight when the process is killed is counted by the resumed run as a send it
+    lost: under a budget of 1, spent on it, the resumed run cannot pay for it again (a budget
+    rebuilt from the checkpointed attempts alone would have, and run it twice); under one that
+    pays for both, it runs again and both calls are in its cost."""
+    args, env, journal, hold = _internal(tmp_path, budget)
+    hold.touch()
+    _killed_while_internal_x_runs(args, env, journal)
+    assert _sends_recorded(tmp_path / "runs.db") == ["x"]
+    hold.unlink()
+    resumed = cli(*args, "--thread", "job-1", env=env, cwd=ROOT)
+    out = json.loads(resumed.stdout or "{}")
+    x = next((r for r in out.get("results", ()) if r["id"] == "x"), {})
+    if budget == 1:
+        assert resumed.returncode == 1, resumed.stderr  # its one request failed
+        assert "budget exhausted" in str(x.get("error")), x
+        assert _calls(journal) == 1  # not run again
+        assert out["cost"]["spent"] == 1
+    else:
+        assert resumed.returncode == 0, resumed.stderr
+        assert _calls(journal) == 2 and x["status"] == "ok", x
+        assert out["cost"]["spent"] == 2
+        assert out["cost"]["by_provider"]["internal:note.lookup"]["cost"] == 2, out["cost"]
+    assert _sends_recorded(tmp_path / "runs.db") == []

@@ -218,13 +218,54 @@ async def test_a_locked_database_is_the_servers_failure_and_the_write_is_not_rep
         lock.close()
     result = locked["results"]["ins"]
     assert result["status"] == "error" and "database is locked" in result["error"], result
-    assert result["error"].startswith("write failed"), result
+    assert result["error"].startswith("outcome_unknown"), result  # an error answer, a write
     assert [a["error_kind"] for a in result["attempts"]] == ["provider"], result
     assert [e["outcome"] for e in locked["events"] if e["code"] == "WRITE_NOT_REPEATED"] == [
-        "failed"
+        "unknown"
     ]
     assert free["results"]["ins"]["status"] == "ok", free["results"]["ins"]
     assert people(db) == [(EMAIL, None)]
+
+
+@requires_dbhub
+async def test_a_sql_batch_that_fails_after_writing_leaves_the_outcome_unknown(
+    tmp_path: Path,
+) -> None:
+    """``execute_sql`` with an insert, then a statement the database refuses: dbhub answers
+    with an error naming the missing table, yet the insert is kept. The request is not said
+    to be rejected, nor its write to have failed: it ends ``outcome_unknown`` (the error still
+    the request's, the provider not blamed), the write is not made again, and a model told
+    so through ``HybridToolNode`` reads the same."""
+    from hybridmcp import HybridToolNode, Resources
+
+    db = table(tmp_path / "d.db")
+    config = parse_config({"mcpServers": {"db": dbhub_server(db, clearance="restricted")}})
+    batch = f"INSERT INTO people (email) VALUES ('{EMAIL}'); INSERT INTO no_table_here VALUES (1)"
+    async with asyncio.timeout(90), Coordinator.open(config) as co:
+        out = await co.run(parse_task({"requests": [sql("ins", batch)]}))
+    assert people(db) == [(EMAIL, None)]  # the first statement was kept
+    result = out["results"]["ins"]
+    assert result["status"] == "error", result
+    assert result["error"].startswith("outcome_unknown"), result["error"]
+    assert "no such table: no_table_here" in result["error"]
+    assert "rejected" not in result["error"], result["error"]
+    assert [(a["error_kind"], a["sent"]) for a in result["attempts"]] == [("request", True)]
+    held = [e for e in out["events"] if e["code"] == "WRITE_NOT_REPEATED"]
+    assert [e["outcome"] for e in held] == ["unknown"], out["events"]
+    assert not [e for e in out["events"] if e["code"] == "EXTERNAL_DEGRADATION_DETECTED"]
+
+    async with asyncio.timeout(90), await Resources.open(config) as res:
+        node = HybridToolNode(resources=res)
+        call = {"name": "db__execute_sql", "args": {"sql": batch}, "id": "c1", "type": "tool_call"}
+        [message] = (await node.ainvoke({"messages": [_ai(call)]}))["messages"]
+    assert message.status == "error" and "outcome_unknown" in message.content, message.content
+    assert people(db) == [(EMAIL, None), (EMAIL, None)]  # asked again, once, never repeated
+
+
+def _ai(call: dict[str, Any]) -> Any:
+    from langchain_core.messages import AIMessage
+
+    return AIMessage("", tool_calls=[call])
 
 
 @requires_dbhub

@@ -166,8 +166,40 @@ def test_a_write_that_may_have_reached_the_server_is_not_moved():
     p = plan(failed(True, error_kind="timeout"))
     assert not p.moves and p.failed["r"].startswith("outcome_unknown")
     assert p.events[-1]["code"] == "WRITE_NOT_REPEATED" and p.events[-1]["outcome"] == "unknown"
-    p = plan(failed(True, tool_error=True))
-    assert not p.moves and p.failed["r"].startswith("write failed")
+
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"tool_error": True, "error_kind": "provider"},  # the tool's error
+        {"error_kind": "request", "error": "e rejected the request: no such table: t"},
+    ],
+)
+def test_a_writes_error_answer_leaves_its_outcome_unknown(answer):
+    """A write's tool that answers with an error may have written before failing (a SQL
+    batch whose first statement was kept): the request is not moved nor repeated and ends
+    ``outcome_unknown``, never worded as a write known to have failed, whether the error is
+    the tool's or names the request (which stays the request's error, not the provider's)."""
+    p = plan(failed(True) | answer)
+    assert not p.moves and p.failed["r"].startswith("outcome_unknown"), p.failed
+    assert "does not say that nothing was written" in p.failed["r"]
+    [held] = [e for e in p.events if e["code"] == "WRITE_NOT_REPEATED"]
+    assert held["outcome"] == "unknown"
+    codes = [e["code"] for e in p.events]
+    assert ("REQUEST_ERROR" in codes) == (answer["error_kind"] == "request")
+
+
+@pytest.mark.parametrize("error_kind", ["provider", "request"])
+def test_an_idempotent_tools_error_answer_is_no_unknown_outcome(error_kind):
+    """A tool annotated idempotent may be repeated: its error answer is moved (the tool's
+    failure) or is the request's error, with no outcome left unknown."""
+    p = plan(failed(True, tool_error=error_kind == "provider", error_kind=error_kind), "idempotent")
+    assert not any(e["code"] == "WRITE_NOT_REPEATED" for e in p.events)
+    if error_kind == "request":
+        assert p.failed["r"].startswith("request error"), p.failed
+    else:
+        assert [m["provider"] for m in p.moves] == ["i"], p
 
 
 def test_a_write_found_in_flight_after_its_process_stopped_blames_nobody():

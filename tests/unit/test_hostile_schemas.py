@@ -328,3 +328,94 @@ def test_an_arguments_error_is_one_line_whatever_its_names_hold(names) -> None:
     err = _check(schema, args)
     assert err is not None and len(str(err).splitlines()) == 1
     assert "'x' is not of type 'integer'" in str(err)
+
+
+_NAMES = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8)
+_PLACES = [
+    "properties",
+    "patternProperties",
+    "additionalProperties",
+    "prefixItems",
+    "items",
+    "ref",
+    "allOf",
+    "then",
+    "dependentSchemas",
+]
+"""Where a subschema can sit on the way down to the arguments: the keywords that descend into
+a member (a path step), and those that apply to the same value (none)."""
+
+
+@st.composite
+def _false_somewhere(draw: st.DrawFn) -> tuple[dict, dict, list[str | int], str]:
+    """A schema with one ``false`` subschema under a chain of places Hypothesis picks, in
+    draft 2020-12 or 7 (where ``prefixItems`` is ``items`` as an array and ``$defs`` is
+    ``definitions``), arguments that reach it, the path to it, and the draft."""
+    import regex
+
+    draft7 = draw(st.booleans())
+    defs_key = "definitions" if draft7 else "$defs"
+    places = draw(st.lists(st.sampled_from(_PLACES), max_size=5))
+    schema: Any = False
+    value: Any = draw(st.one_of(st.integers(), st.text(max_size=5), st.none()))
+    path: list[str | int] = []
+    defs: dict[str, Any] = {}
+    for place in reversed(places):
+        if place in ("properties", "patternProperties", "additionalProperties"):
+            name = draw(_NAMES)
+            key = f"^{regex.escape(name)}$" if place == "patternProperties" else name
+            if place == "additionalProperties":
+                if schema is False:  # worded by the keyword itself, tested apart
+                    schema = {"allOf": [False]}
+                schema = {"type": "object", "properties": {}, place: schema}
+            else:
+                schema = {"type": "object", place: {key: schema}}
+            value, path = {name: value}, [name, *path]
+        elif place in ("prefixItems", "items"):
+            before = draw(st.integers(1 if place == "items" else 0, 2))  # no empty tuple
+            if place == "items" and schema is False:  # worded by the keyword itself
+                schema = {"allOf": [False]}
+            if place == "prefixItems":
+                subs = [True] * before + [schema]
+                schema = {"type": "array", ("items" if draft7 else "prefixItems"): subs}
+            else:
+                tuple_key = "items" if draft7 else "prefixItems"
+                rest = "additionalItems" if draft7 else "items"
+                schema = {"type": "array", tuple_key: [True] * before, rest: schema}
+            value, path = [0] * before + [value], [before, *path]
+        elif place == "ref":
+            name = f"d{len(defs)}"
+            defs[name] = schema
+            schema = {"$ref": f"#/{defs_key}/{name}"}
+        elif place == "allOf":
+            schema = {"allOf": [True, schema]}
+        elif place == "then":
+            schema = {"if": True, "then": schema}
+        else:  # dependentSchemas (draft 7: dependencies), applied when a property is there
+            trigger = draw(_NAMES)
+            key = "dependencies" if draft7 else "dependentSchemas"
+            schema = {"allOf": [schema], key: {trigger: True}}
+    name = draw(_NAMES)  # the arguments are an object
+    root: dict[str, Any] = {"type": "object", "properties": {name: schema}, defs_key: defs}
+    if draft7:
+        root["$schema"] = "http://json-schema.org/draft-07/schema#"
+    return root, {name: value}, [name, *path], "7" if draft7 else "2020-12"
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_false_somewhere())
+def test_a_false_subschema_is_that_arguments_error_at_its_path(case) -> None:
+    """A ``false`` subschema under any chain of ``properties``, ``patternProperties``,
+    ``additionalProperties``, ``prefixItems`` (draft 7's ``items`` array), ``items``
+    (``additionalItems``), ``$ref`` to ``$defs`` (``definitions``), ``allOf``, ``then`` and
+    ``dependentSchemas``: the arguments that reach it are one error, on one line, naming the
+    path to it (jsonschema's own error named the path of the last ``properties`` above it)."""
+    schema, args, path, _draft = case
+    err = _check(schema, args)
+    assert err is not None and len(str(err).splitlines()) == 1
+    where = "/".join(
+        str(p) if not isinstance(p, str) or (p.isprintable() and "/" not in p) else repr(p)
+        for p in path
+    )
+    assert f"argument {where}: " in str(err), (str(err), where)
+    assert "is not allowed (its schema is false)" in str(err), str(err)

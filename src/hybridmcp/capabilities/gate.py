@@ -65,6 +65,7 @@ from hybridmcp.policy.disclosure import (
     redaction_summary,
     release,
 )
+from hybridmcp.policy.effects import WRITE
 from hybridmcp.policy.output import UNPARSED, compile_patterns, is_error_answer, output_problem
 from hybridmcp.policy.privacy.engines import EnginesNotLoaded, without_loading
 from hybridmcp.policy.privacy.sent import SentPieces
@@ -744,7 +745,7 @@ class Gate:
             text = error_text(result)
             detail = text[:500] or "(no message)"
             if echoes_an_argument(text, decision.arguments):  # the input it could not use
-                raise RequestError(f"{provider.id} rejected the request: {detail}")
+                raise _request_error(provider, detail)
             _raise_tool_error(provider, text, detail)
         schema = self._output_schema(provider)
         parsed = self._check_output(provider, result, received, schema)
@@ -1105,5 +1106,16 @@ def _raise_tool_error(provider: Provider, text: str, detail: str) -> NoReturn:
     ``detail`` what the attempt's error says of it); one whose text says the input is wrong
     is the request's, not the tool's."""
     if says_input_is_wrong(text):
-        raise RequestError(f"{provider.id} rejected the request: {detail}")
+        raise _request_error(provider, detail)
     raise ToolError(f"{provider.id} returned an error: {detail}")
+
+
+def _request_error(provider: Provider, detail: str) -> RequestError:
+    """A tool error that blames the request. A write's is no rejection: its tool may have
+    acted before it failed (a SQL batch keeps the statements before the failing one)."""
+    if provider.effect == WRITE:
+        return RequestError(
+            f"{provider.id} answered the write with an error naming the request (it may "
+            f"still have written): {detail}"
+        )
+    return RequestError(f"{provider.id} rejected the request: {detail}")

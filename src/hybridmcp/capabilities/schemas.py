@@ -58,29 +58,74 @@ def _pattern(
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
 
-def _false_property(name: str) -> jsonschema.ValidationError:
-    """The error of property ``name`` whose schema is ``false``, at its path (jsonschema's own
-    leaves the path out, so the error named no argument)."""
-    return jsonschema.ValidationError(
-        f"{name!r} is not allowed (its schema is false)", path=(name,)
-    )
+def _false(instance: Any, path: str | int | None) -> jsonschema.ValidationError:
+    """The error of ``instance`` where the schema is ``false``, at its place in the arguments
+    (``path``, relative to the schema that descended into it): jsonschema's own leaves the
+    path out, so the error named the argument holding it, or none."""
+    if path is None:  # the same place as the schema around it (allOf, $ref, then, ...)
+        plain = isinstance(instance, (str, int, float)) and len(repr(instance)) <= 40
+        what = repr(instance) if plain else "the value"  # a property name, under propertyNames
+        return jsonschema.ValidationError(f"{what} is not allowed (its schema is false)")
+    what = f"item {path}" if isinstance(path, int) else repr(path)
+    return jsonschema.ValidationError(f"{what} is not allowed (its schema is false)", path=(path,))
 
 
-def _properties_of(draft_properties: Any) -> Any:
-    """The draft's ``properties`` keyword, but a property whose schema is ``false`` is the
-    error of that property (:func:`_false_property`)."""
+class _FalseAtItsPath:
+    """A validator as a keyword that descends into a member sees it, but a ``false``
+    subschema it descends into is an error at the member's path (:func:`_false`). Composition,
+    not a subclass (jsonschema's validator classes are not meant to be subclassed); plain
+    functions handing back generators, so a check takes no more frames per level of the
+    arguments than jsonschema's own (references that loop recurse to the same limit)."""
 
-    def properties(
-        validator: Any, properties: Any, instance: Any, schema: Mapping[str, Any]
+    __slots__ = ("_validator",)
+
+    def __init__(self, validator: Any) -> None:
+        self._validator = validator
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._validator, name)
+
+    def descend(
+        self,
+        instance: Any,
+        schema: Any,
+        path: str | int | None = None,
+        schema_path: str | int | None = None,
+        resolver: Any = None,
     ) -> Iterator[jsonschema.ValidationError]:
-        if isinstance(properties, Mapping) and validator.is_type(instance, "object"):
-            for name, subschema in properties.items():
-                if subschema is False and name in instance:
-                    yield _false_property(name)
-            properties = {k: v for k, v in properties.items() if v is not False}
-        yield from draft_properties(validator, properties, instance, schema) or ()
+        if schema is not False:
+            return self._validator.descend(instance, schema, path, schema_path, resolver)
+        error = _false(instance, path)
+        if schema_path is not None:
+            error.schema_path.appendleft(schema_path)
+        return iter([error])
 
-    return properties
+
+_MEMBER_KEYWORDS = frozenset(
+    {
+        "properties",
+        "patternProperties",
+        "additionalProperties",
+        "prefixItems",
+        "items",
+        "additionalItems",
+        "unevaluatedItems",
+        "unevaluatedProperties",
+    }
+)
+"""The keywords that descend into a member of the value (a path step), in every draft: the
+others (``allOf``, ``$ref``, ``then``, ``dependentSchemas``, ...) apply a subschema to the
+value itself, so jsonschema's error of a ``false`` one is already at its place
+(:func:`argument_errors` words it as the others)."""
+
+
+def _false_at_its_path(keyword: Any) -> Any:
+    def checked(
+        validator: Any, value: Any, instance: Any, schema: Mapping[str, Any]
+    ) -> Iterator[jsonschema.ValidationError]:
+        return keyword(_FalseAtItsPath(validator), value, instance, schema) or iter(())
+
+    return checked
 
 
 def _pattern_properties(
@@ -93,8 +138,6 @@ def _pattern_properties(
             found = _search(pattern, name)
             if found is None:
                 yield _untold(f"property name {name[:40]!r}", pattern)
-            elif found and subschema is False:
-                yield _false_property(name)
             elif found:
                 yield from validator.descend(value, subschema, path=name, schema_path=pattern)
 
@@ -128,13 +171,14 @@ def checked_validator(
         cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(dict(schema))
     keywords: dict[str, Any] = {
+        **cls.VALIDATORS,
         "pattern": _pattern,
         "patternProperties": _pattern_properties,
     }
-    if (draft_properties := cls.VALIDATORS.get("properties")) is not None:
-        keywords["properties"] = _properties_of(draft_properties)
     if server_fills_defaults:
         keywords["required"] = _required_unless_defaulted
+    for name in _MEMBER_KEYWORDS & keywords.keys():
+        keywords[name] = _false_at_its_path(keywords[name])
     return jsonschema.validators.extend(cls, keywords)(schema)
 
 
@@ -158,13 +202,25 @@ def argument_errors(
     to ``a``; the check would recurse without end; so would arguments nested deeper than
     Python's recursion limit under a recursive schema)."""
     try:
-        return sorted(validator.iter_errors(args), key=lambda e: [str(p) for p in e.absolute_path])
+        errors = [_worded(error) for error in validator.iter_errors(args)]
+        return sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
     except (Unresolvable, jsonschema.SchemaError, jsonschema.exceptions.UnknownType) as err:
         raise SchemaUnusable(_one_line(err)) from None
     except RecursionError:
         raise SchemaUnusable(
             "its references loop without end, or the arguments nest deeper than can be checked"
         ) from None
+
+
+def _worded(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """jsonschema's error of a ``false`` subschema applied to the value itself (under
+    ``allOf``, ``$ref``, ``then``, ...: its place is right) worded as the others
+    (:func:`_false`)."""
+    if error.validator is None and error.schema is False:
+        worded = _false(error.instance, None)
+        worded.path.extend(error.path)
+        return worded
+    return error
 
 
 def argument_path(err: jsonschema.ValidationError) -> str:

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +199,8 @@ async def _call(
     if provider.side == "internal":
         budget = _internal_budget(res, item, provider)
         try:
+            if budget is not None:  # recorded as a send is (mod:`hybridmcp.sends`)
+                await _record_send(item, provider)
             async with asyncio.timeout(timeout if run_left is None else min(timeout, run_left)):
                 try:
                     value = await invoke_internal(provider, item["args"], timing, res.workers)
@@ -292,17 +294,31 @@ def _scope(item: WorkItem, provider: Provider) -> CallScope | None:
     if provider.side != "external":
         return None
     scope = CallScope(on_progress=_progress_reporter(item), answers=list(_ANSWERS.get()))
-    sends = _SENDS.get()
-    if sends is not None and sends.active and _priced_read(provider):
-        request = (item["request_id"], item["round"])
-        price = provider.cost_per_call
-        scope.before_send = sends.before_send(dispatch_key(item), request, provider.id, price)
+    scope.before_send = _before_send(item, provider)
     return scope
 
 
+def _before_send(item: WorkItem, provider: Provider) -> Callable[[], Awaitable[None]] | None:
+    """What records the call's send, when its batch records sends and it is priced: awaited
+    by the session pool once an external call has its slot, before an internal one starts."""
+    sends = _SENDS.get()
+    if sends is None or not sends.active or not _priced_read(provider):
+        return None
+    request = (item["request_id"], item["round"])
+    price = provider.cost_per_call
+    return sends.before_send(dispatch_key(item), request, provider.id, price)
+
+
+async def _record_send(item: WorkItem, provider: Provider) -> None:
+    record = _before_send(item, provider)
+    if record is not None:
+        await record()
+
+
 def _priced_read(provider: Provider) -> bool:
-    """An external call a resumed run would make again, and pay again (:mod:`hybridmcp.sends`)."""
-    return provider.side == "external" and provider.cost_per_call > 0 and provider.effect != WRITE
+    """A call a resumed run would make again, and pay again (:mod:`hybridmcp.sends`): a priced
+    one that does not write, on either side."""
+    return provider.cost_per_call > 0 and provider.effect != WRITE
 
 
 async def _run(

@@ -33,7 +33,7 @@ from hybridmcp.policy.blame import (
     refused,
     request_faults,
 )
-from hybridmcp.policy.effects import OUTCOME_UNKNOWN, unrepeatable, unrepeatable_reason
+from hybridmcp.policy.effects import unrepeatable, unrepeatable_reason
 from hybridmcp.policy.hedging import at_load, slow_threshold_ms
 from hybridmcp.records import failure_of
 
@@ -309,7 +309,8 @@ def plan_round(
     error (``REQUEST_ERROR``), not a move: the same input would fail elsewhere too.
     ``effects`` maps provider id to its effect class: a failed ``write`` that may have reached
     the server (:func:`hybridmcp.policy.effects.unrepeatable`) is never moved; the request
-    ends ``outcome_unknown`` (``WRITE_NOT_REPEATED``), or as a failed write when the server said so.
+    ends ``outcome_unknown`` (``WRITE_NOT_REPEATED``), its tool's error answer included (a
+    write may act before it fails), the request's own error too.
     """
     rnd = _Round(
         attempts=attempts,
@@ -407,11 +408,33 @@ def _plan_request(
         why = "; ".join(failure_of(a) for a in failed_now)
         plan.failed[rid] = f"request error (the request itself is wrong): {why}"
         plan.events.append({"code": EventCode.REQUEST_ERROR, "request_id": rid, "errors": why})
+        _hold_writes(rnd, plan, rid, failed_now)  # the request's error, but it may have written
     elif ok:
         _settle(rnd, plan, rid, allocation, this_round, served=ok[0])
     elif failed_now:
         _after_failure(rnd, plan, rid, allocation, tried, failed_now, remaining, can_move)
     # else: nothing ran for it this round; still in flight elsewhere
+
+
+def _hold_writes(
+    rnd: _Round, plan: RoundPlan, rid: str, failed: list[Mapping[str, Any]]
+) -> None:
+    """The request's writes that may have reached their server (:func:`unrepeatable`, an
+    error answer included) are not repeated: the request ends ``outcome_unknown``
+    (``WRITE_NOT_REPEATED``)."""
+    held = [a for a in failed if unrepeatable(a, rnd.effects.get(a["provider"], ""))]
+    if not held:
+        return
+    plan.failed[rid] = unrepeatable_reason(held)
+    plan.events.append(
+        {
+            "code": EventCode.WRITE_NOT_REPEATED,
+            "request_id": rid,
+            "providers": [a["provider"] for a in held],
+            "outcome": "unknown",
+            "reason": plan.failed[rid],
+        }
+    )
 
 
 def _tie_break(
@@ -491,16 +514,7 @@ def _after_failure(
             }
         )
     if held:
-        plan.failed[rid] = unrepeatable_reason(held)
-        plan.events.append(
-            {
-                "code": EventCode.WRITE_NOT_REPEATED,
-                "request_id": rid,
-                "providers": [a["provider"] for a in held],
-                "outcome": "unknown" if OUTCOME_UNKNOWN in plan.failed[rid] else "failed",
-                "reason": plan.failed[rid],
-            }
-        )
+        _hold_writes(rnd, plan, rid, held)
     elif target is None:
         plan.failed[rid] = _why_failed(rnd, tried, remaining)
     else:

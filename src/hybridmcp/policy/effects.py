@@ -24,6 +24,7 @@ from typing import Any
 from mcp.types import Tool
 
 from hybridmcp.config import Effect
+from hybridmcp.policy.blame import REQUEST
 from hybridmcp.records import failure_of
 
 READ: Effect = "read"
@@ -70,13 +71,26 @@ def unrepeatable(attempt: Mapping[str, Any], effect: str) -> bool:
     return effect == WRITE and not attempt.get("ok") and bool(attempt.get("sent", True))
 
 
+def answered_with_an_error(attempt: Mapping[str, Any]) -> bool:
+    """Did the provider answer the call, with an error (its tool's error, or one naming the
+    request)? For a write that does not say nothing was written: a tool may act, then fail
+    (a SQL batch whose first statement was kept when a later one failed)."""
+    return not attempt.get("ok") and bool(
+        attempt.get("tool_error") or attempt.get("error_kind") == REQUEST
+    )
+
+
 def unrepeatable_reason(attempts: Iterable[Mapping[str, Any]]) -> str:
-    """The error of a request whose write is not repeated: ``outcome_unknown`` unless the server
-    answered with an error (then the write is known to have failed)."""
+    """The error of a request whose write is not repeated: ``outcome_unknown``, whether the
+    call was cut or its tool answered with an error (which does not say whether it wrote:
+    only a tool annotated idempotent is classed safe to repeat, and then it is no ``write``)."""
     attempts = list(attempts)
     why = "; ".join(failure_of(a) for a in attempts)
-    if all(a.get("tool_error") for a in attempts):
-        return f"write failed, not repeated (write effect): {why}"
+    if all(answered_with_an_error(a) for a in attempts):
+        return (
+            f"{OUTCOME_UNKNOWN}: the write's tool answered with an error, which does not say "
+            f"that nothing was written; not repeated (write effect): {why}"
+        )
     return (
         f"{OUTCOME_UNKNOWN}: the write may have reached the server and is not repeated "
         f"(write effect): {why}"
