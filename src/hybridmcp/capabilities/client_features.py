@@ -101,6 +101,10 @@ class CallScope:
     to the caller's run)."""
     sampling_cost: float = 0.0
     """What those answers cost."""
+    refusal: str | None = None
+    """What the client refused first of the server's requests during the call, by its own
+    policy (sampling declined, refused or failed on this side; a person's answer withheld by
+    the privacy policy): a tool error after it is the client's doing, not the server's."""
     before_send: Callable[[], Awaitable[None]] | None = None
     """Awaited by the session pool once the call has its slot, just before it is written (a
     priced call's send recorded, :mod:`hybridmcp.sends`); what it raises fails the call
@@ -335,6 +339,8 @@ class ServerFeatures:
             and result.content
         ):  # a person's answer leaves the process: the privacy policy decides what goes
             result, released = await self._released(result.content, caller)
+            if released.get("privacy") == "refuse":
+                _refused(scope, "a person's answer was withheld by the privacy policy")
         if self._hooks.record is not None:
             self._hooks.record(
                 {
@@ -408,9 +414,10 @@ class ServerFeatures:
         self, context: RequestContext[Any, Any], params: CreateMessageRequestParams
     ) -> CreateMessageResult | ErrorData:
         sample = self._hooks.sample
-        if self.config.sampling != "lm" or sample is None:
-            return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
         scope = self._scope()
+        if self.config.sampling != "lm" or sample is None:
+            _refused(scope, "sampling declined by policy")
+            return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
         max_tokens = max(1, min(params.maxTokens, self.config.sampling_max_tokens))
         try:
             text, model = await sample(
@@ -421,9 +428,11 @@ class ServerFeatures:
                 scope.caller if scope is not None else None,
             )
         except HybridMCPError as err:
+            _refused(scope, f"sampling refused: {_one_line(err)}")
             return ErrorData(code=INVALID_REQUEST, message=f"sampling refused: {err}")
         except Exception as err:  # the model failed: the server gets an error, the run goes on
             log.warning("sampling for MCP server %r failed: %s", self.name, _one_line(err))
+            _refused(scope, f"sampling failed: {_one_line(err)}")
             return ErrorData(code=INTERNAL_ERROR, message=f"sampling failed: {_one_line(err)}")
         if scope is not None and scope.caller is not None:  # charged to the caller's run
             scope.sampled += 1
@@ -434,6 +443,12 @@ class ServerFeatures:
             model=model,
             stopReason="endTurn",
         )
+
+
+def _refused(scope: CallScope | None, what: str) -> None:
+    """Note on the call's scope the first of its server's requests the client refused."""
+    if scope is not None and scope.refusal is None:
+        scope.refusal = what
 
 
 FIELDS_KEPT = 64

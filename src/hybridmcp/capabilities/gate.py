@@ -42,6 +42,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    ClientRefused,
     CoordinatorClosed,
     DeadlineExceededError,
     PolicyError,
@@ -70,7 +71,7 @@ from hybridmcp.policy.privacy.sent import SentPieces
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
 :func:`digest_id`): a server that writes can recognise a request it has already served."""
-_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large")
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large", "refused")
 """Outcomes never held against the provider by its circuit breaker."""
 _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
     RequestError: "request error",
@@ -650,10 +651,13 @@ class Gate:
                 scope=scope,
             )
             received = _answer_size(result)
-            value = self._read(provider, result, received, decision, validate)
+            value = self._read_after(provider, result, received, decision, validate, scope)
             outcome = "ok"
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
+            raise
+        except ClientRefused as err:
+            outcome = f"refused: {err}"
             raise
         except (
             RequestError,
@@ -701,6 +705,30 @@ class Gate:
         if len(kept) > AUDIT_TEXT_CHARS or len(text) < whole:
             kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
         return kept
+
+    def _read_after(
+        self,
+        provider: Provider,
+        result: Any,
+        received: int,
+        decision: PrivacyDecision,
+        validate: Callable[[Any], None] | None,
+        scope: CallScope | None,
+    ) -> Any:
+        """:meth:`_read`; a tool error after the client refused one of the server's requests
+        during the call (``scope.refusal``) is that refusal's (:class:`ClientRefused`), not
+        the server's nor the request's."""
+        try:
+            return self._read(provider, result, received, decision, validate)
+        except (ToolError, RequestError) as err:
+            refusal = scope.refusal if scope is not None else None
+            if refusal is None:
+                raise
+            raise ClientRefused(
+                f"{provider.id} failed after the client refused what its server asked "
+                f"({refusal}): {err}",
+                refusal,
+            ) from None
 
     def _read(
         self,
@@ -819,7 +847,10 @@ class Gate:
         within its clearance), the answer is charged
         (``sampling_cost``) to the run's budget, computed within ``timeout_s``, scanned, and
         released to the server under the same privacy policy as a call's arguments (allowed
-        within the server's clearance; above it redacted or refused as the policy says).
+        within the server's clearance; above it redacted or refused as the policy says). A
+        request of no single call in flight (``ctx`` None) is charged to the gate's own
+        budget; when that has no limit and the answer has a price, it is refused: no run's
+        budget could hold it.
         Every step is audited; nothing of the text itself is written."""
         base = {
             "run_id": ctx.run_id if ctx else None,
@@ -849,6 +880,11 @@ class Gate:
                 )
                 raise PrivacyRefused(f"sampling:{server}", reason)
             try:
+                if ctx is None and price > 0 and budget.limit is None:
+                    raise BudgetExhausted(
+                        f"sampling:{server} costs {price:g} and belongs to no single call in "
+                        "flight (none, or several at once): no run's budget can pay for it"
+                    )
                 budget.reserve(f"sampling:{server}", price, key)
             except BudgetExhausted as err:
                 outcome, reason = "refused: budget", str(err)
