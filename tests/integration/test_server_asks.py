@@ -159,3 +159,27 @@ async def test_priced_sampling_with_several_calls_in_flight_is_refused_not_charg
     assert len(sampled) == 2 and all(r["outcome"] == "refused: budget" for r in sampled)
     assert all(r["run_id"] is None for r in sampled)
     assert "sampling:a" not in out["cost"]["by_provider"]
+
+
+# -- privacy: what a model outside the process reads --------------------------------------------
+
+
+async def test_a_card_cut_across_sampling_messages_never_reaches_a_model_outside(
+    monkeypatch,
+) -> None:
+    """A server (cleared to hold a card) asks for a sampling answer with the card cut across
+    two messages: the model outside the process reads the turns one after another, so it
+    would read the card whole; the request is refused before it is asked."""
+    monkeypatch.setenv(FIXED_LM_ENV, "Hello.")
+    turns = ["the card is 4111 1111", "1111 1111, charge it"]
+    params = {
+        "messages": [{"role": "user", "content": {"type": "text", "text": t}} for t in turns],
+        "maxTokens": 5,
+    }
+    async with asyncio.timeout(60), Coordinator.open(config(clearance="restricted")) as co:
+        _, result = await run_one(co, "ask", {"method": "sampling/createMessage", "params": params})
+        [record] = records(co, "sampling")
+        sent = [r for r in records(co, "policy_decision") if r.get("stage") == "sampling"]
+    assert "refused" in result["value"], result
+    assert record["outcome"] == "refused: privacy" and record["prompt_sensitivity"] == "restricted"
+    assert not sent  # nothing was recorded as sent to the model

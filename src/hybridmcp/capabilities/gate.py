@@ -859,7 +859,9 @@ class Gate:
             "server": server,
             "kind": "sampling",
         }
-        prompt = await self._scan(messages)
+        # scanned as the model reads it: the turns one after another, with nothing of the
+        # protocol between them (a value cut across turns joins as it does for the model)
+        prompt = await self._scan([m.get("content", "") for m in messages])
         prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
