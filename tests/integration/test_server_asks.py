@@ -183,3 +183,34 @@ async def test_a_card_cut_across_sampling_messages_never_reaches_a_model_outside
     assert "refused" in result["value"], result
     assert record["outcome"] == "refused: privacy" and record["prompt_sensitivity"] == "restricted"
     assert not sent  # nothing was recorded as sent to the model
+
+
+# -- hostile questions ---------------------------------------------------------------------------
+
+NOT_A_SCHEMA = [
+    {"type": "object", "properties": {"city": {"type": "nonsense", "default": "Lisbon"}}},
+    {"type": "object", "properties": "city"},
+    {"type": "object", "properties": {"n": {"type": "integer", "default": "three"}}},
+]
+
+
+@pytest.mark.parametrize("policy", ["defaults", "ask"])
+@pytest.mark.parametrize("schema", NOT_A_SCHEMA)
+async def test_a_question_whose_schema_is_not_valid_gets_a_clear_error(
+    policy, schema, caplog
+) -> None:
+    """A server asks for input with a requested schema that is not valid JSON Schema (or
+    whose own defaults do not fit it): it gets a JSON-RPC error saying so and one warning
+    line is logged; nothing is accepted, and no run pauses on a question no answer can fit."""
+    params = {"message": "Which city?", "requestedSchema": schema}
+    async with asyncio.timeout(60), Coordinator.open(config(elicitation=policy)) as co:
+        out, result = await run_one(co, "ask", {"method": "elicitation/create", "params": params})
+        [record] = records(co, "elicitation")
+    assert "__interrupt__" not in out
+    refused = result["value"]["refused"]
+    assert refused["code"] == -32602, refused
+    assert refused["message"].startswith("invalid requestedSchema: "), refused
+    assert record["action"] == "error" and record["fields"] == [], record
+    [warning] = [r for r in caplog.records if "requestedSchema" in r.getMessage()]
+    assert warning.levelname == "WARNING" and "\n" not in warning.getMessage()
+    assert "'a'" in warning.getMessage()

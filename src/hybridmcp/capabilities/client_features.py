@@ -8,8 +8,8 @@ to that call when it is the only one in flight on the session (the protocol does
 call a request belongs to); otherwise it has no call: elicitation ``ask`` then declines, and
 sampling is charged to the gate's own budget and audited without a run.
 
-The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
-:func:`log_level`, :func:`sampling_messages`), tested alone.
+The decisions are pure functions (:func:`schema_defaults`, :func:`schema_problem`,
+:func:`human_answer`, :func:`log_level`, :func:`sampling_messages`), tested alone.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import jsonschema
 from mcp.shared.context import RequestContext
 from mcp.types import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     CreateMessageRequestParams,
     CreateMessageResult,
@@ -144,6 +145,25 @@ def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     if any(not isinstance(name, str) or name not in content for name in names):
         return None
     return content
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """What makes a requested schema one no answer can fit, in one line: not valid JSON
+    Schema (its patterns time-limited), or a default that does not fit its field; None when
+    it is usable (a required field without a default is not a problem: a person fills it)."""
+    unrequired = {k: v for k, v in schema.items() if k != "required"}
+    try:
+        checked_validator(schema)
+        defaults = schema_defaults({"properties": schema.get("properties")}) or {}
+        errors = argument_errors(checked_validator(unrequired), defaults)
+    except (jsonschema.SchemaError, SchemaUnusable) as err:
+        why = err.message if isinstance(err, jsonschema.SchemaError) else str(err)
+        return _one_line(ValueError(why))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "a field"
+        return _one_line(ValueError(f"the default of {where} does not fit it: {first.message}"))
+    return None
 
 
 def human_answer(
@@ -377,14 +397,20 @@ class ServerFeatures:
             log.info("MCP server %r asked for a URL elicitation: declined", self.name)
             return ElicitResult(action="decline")
         schema = dict(params.requestedSchema)
+        if policy not in ("defaults", "ask"):
+            return ElicitResult(action="decline")
+        problem = schema_problem(schema)
+        if problem is not None:  # no answer could fit it: the server is told, no one asked
+            log.warning(
+                "MCP server %r asked for input: invalid requestedSchema: %s", self.name, problem
+            )
+            return ErrorData(code=INVALID_PARAMS, message=f"invalid requestedSchema: {problem}")
         if policy == "defaults":
             content = schema_defaults(schema)
             if content is None:
                 log.info("MCP server %r: a required field has no default: declined", self.name)
                 return ElicitResult(action="decline")
             return ElicitResult(action="accept", content=content)
-        if policy != "ask":
-            return ElicitResult(action="decline")
         if scope is None:
             log.warning(
                 "MCP server %r asked for input outside a single call in flight: declined",
