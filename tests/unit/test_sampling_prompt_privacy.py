@@ -88,3 +88,18 @@ def test_a_card_or_key_in_pieces_over_several_messages_is_not_shown(
     messages = [{"role": "user", "content": p} for p in pieces]
     assert not _asked(messages)
     assert _asked([{"role": "user", "content": "the weather in Lisbon"}])
+
+
+def test_a_request_larger_than_the_scan_limit_is_restricted_unscanned() -> None:
+    """A server's request (or an answer) larger than ``privacy.max_scan_bytes`` is not
+    scanned on the event loop (megabytes take seconds, and every call waits) but counted
+    ``restricted``, as a call's arguments are: a model outside the process never reads it."""
+    import time
+
+    huge = "the weather in Lisbon is fine; " * 200_000  # 6 MB
+    started = time.perf_counter()
+    assert not _asked([{"role": "user", "content": huge}])
+    assert time.perf_counter() - started < 2.0  # a scan takes over ten seconds
+    record = list(GATE.audit.records)[-1]
+    assert record["kind"] == "sampling" and record["prompt_sensitivity"] == "restricted", record
+    assert "max_scan_bytes" in record["reason"], record

@@ -787,10 +787,14 @@ class Gate:
 
     async def _scan(self, value: Any) -> scanner.SensitivityReport | None:
         """:func:`scanner.scan` under the privacy settings (None when scanning is off), on the
-        event loop unless a detection engine must be built first: then in a worker thread."""
+        event loop unless a detection engine must be built first: then in a worker thread. A
+        value larger than ``max_scan_bytes`` is ``restricted`` without a scan (megabytes would
+        hold the event loop for seconds), as a call's arguments are."""
         cfg = self.privacy_settings
         if not cfg.enabled:
             return None
+        if _size(value) > cfg.max_scan_bytes:  # as a call's arguments: restricted, unscanned
+            return scanner.SensitivityReport(level=scanner.Sensitivity.restricted)
         try:
             with without_loading():
                 return scanner.scan(value, cfg.detection)
@@ -880,6 +884,12 @@ class Gate:
                     f"the request holds {prompt_level} data, above the clearance "
                     f"{model_clearance} of a model outside this process: not sent to it"
                 )
+                if _size(messages) > self.privacy_settings.max_scan_bytes:
+                    reason = (
+                        f"the request is larger than privacy.max_scan_bytes "
+                        f"({self.privacy_settings.max_scan_bytes:,}): counted restricted "
+                        f"unscanned, not sent to a model outside this process"
+                    )
                 raise PrivacyRefused(f"sampling:{server}", reason)
             try:
                 if ctx is None and price > 0 and budget.limit is None:
