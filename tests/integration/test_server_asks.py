@@ -214,3 +214,55 @@ async def test_a_question_whose_schema_is_not_valid_gets_a_clear_error(
     [warning] = [r for r in caplog.records if "requestedSchema" in r.getMessage()]
     assert warning.levelname == "WARNING" and "\n" not in warning.getMessage()
     assert "'a'" in warning.getMessage()
+
+
+MALFORMED = [
+    ("sampling/createMessage", {"messages": "hello", "maxTokens": "many"}),
+    ("sampling/createMessage", {"messages": [], "maxTokens": 5}),
+    (
+        "sampling/createMessage",
+        {
+            "messages": [
+                {"role": "user", "content": {"type": "resource", "resource": {"uri": "x:/"}}}
+            ],
+            "maxTokens": 5,
+        },
+    ),
+    ("elicitation/create", {"message": "x", "requestedSchema": "city"}),
+    ("roots/list", {"_meta": "not an object"}),
+]
+
+
+@pytest.mark.parametrize(("method", "params"), MALFORMED)
+async def test_a_request_whose_params_are_not_mcps_gets_an_error_a_line_and_a_record(
+    method, params, caplog
+) -> None:
+    """Params of the wrong types, no messages, a content type sampling does not have: the
+    server gets -32602, one warning line names the server and what was wrong, the request is
+    audited (refused), and the call goes on."""
+    async with asyncio.timeout(60), Coordinator.open(config(elicitation="defaults")) as co:
+        _, result = await run_one(co, "ask", {"method": method, "params": params})
+        [record] = records(co, "server_request")
+    assert result["value"]["refused"]["code"] == -32602, result
+    assert record["server"] == "a" and record["method"] == method, record
+    assert record["outcome"] == "refused: invalid params" and record["run_id"], record
+    ours = [r for r in caplog.records if r.name == "hybridmcp.client" and r.levelname == "WARNING"]
+    assert len(ours) == 1, [r.getMessage() for r in ours]
+    said = ours[0].getMessage()
+    assert "'a'" in said and method in said and "\n" not in said
+    assert all("\n" not in r.getMessage() for r in caplog.records), [
+        r.getMessage() for r in caplog.records if "\n" in r.getMessage()
+    ]
+
+
+async def test_a_call_failing_after_its_server_sent_a_malformed_request_is_the_servers() -> None:
+    """The server sends a sampling request that is not MCP's, is told so, and fails its
+    tool with the client's "invalid" in its message: the server's fault, not the request's."""
+    params = {"messages": "hello", "maxTokens": "many"}
+    async with asyncio.timeout(60), Coordinator.open(config()) as co:
+        _, result = await run_one(
+            co, "ask_or_fail", {"method": "sampling/createMessage", "params": params}
+        )
+    [attempt] = result["attempts"]
+    assert attempt["error_kind"] == "provider", attempt
+    assert "sent a request that is not MCP's" in attempt["error"], attempt

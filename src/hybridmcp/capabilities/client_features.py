@@ -38,10 +38,11 @@ from mcp.types import (
     LoggingMessageNotificationParams,
     Root,
     ServerNotification,
+    ServerRequest,
     TextContent,
     ToolListChangedNotification,
 )
-from pydantic import FileUrl
+from pydantic import FileUrl, ValidationError
 
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
 from hybridmcp.errors import HybridMCPError
@@ -106,6 +107,10 @@ class CallScope:
     """What the client refused first of the server's requests during the call, by its own
     policy (sampling declined, refused or failed on this side; a person's answer withheld by
     the privacy policy): a tool error after it is the client's doing, not the server's."""
+    server_fault: str | None = None
+    """The first request the server sent during the call that was not MCP's (params of the
+    wrong shape, no messages to sample): a tool error after it is the server's doing, not
+    the request's."""
     before_send: Callable[[], Awaitable[None]] | None = None
     """Awaited by the session pool once the call has its slot, just before it is written (a
     priced call's send recorded, :mod:`hybridmcp.sends`); what it raises fails the call
@@ -292,6 +297,38 @@ class ServerFeatures:
             kwargs["sampling_callback"] = self.sample
         return kwargs
 
+    def read_requests(self, session: Any) -> None:
+        """Have ``session`` read the server's requests through :meth:`malformed` (the SDK
+        answers one whose params are not MCP's with -32602, logging its whole validation
+        error, many lines naming no server)."""
+        if hasattr(session, "_receive_request_type"):
+            session._receive_request_type = _CheckedRequests(self)
+
+    def malformed(self, method: str, why: str) -> str:
+        """A request of the server's whose params are not MCP's: one warning line, an audit
+        record (``kind: server_request``), the call in flight told (``server_fault``).
+        Returns the line."""
+        scope = self._scope()
+        if scope is not None and scope.server_fault is None:
+            scope.server_fault = f"{method}: {why}"
+        line = f"MCP server {self.name!r} sent {method} with params that are not MCP's: {why}"
+        log.warning("%s", line)
+        if self._hooks.record is not None:
+            caller = scope.caller if scope is not None else None
+            self._hooks.record(
+                {
+                    "kind": "server_request",
+                    "run_id": getattr(caller, "run_id", None),
+                    "request_id": getattr(caller, "request_id", None),
+                    "server": self.name,
+                    "method": method,
+                    "action": "error",
+                    "reason": why,
+                    "outcome": "refused: invalid params",
+                }
+            )
+        return line
+
     async def list_roots(self, context: RequestContext[Any, Any]) -> ListRootsResult:
         """The configured roots; the answer, data that leaves the process (local paths), is
         audited before it is sent (``kind: roots``: how many, their size, never the paths)."""
@@ -441,6 +478,10 @@ class ServerFeatures:
     ) -> CreateMessageResult | ErrorData:
         sample = self._hooks.sample
         scope = self._scope()
+        if not params.messages:  # nothing to answer: the server's request is wrong
+            why = "messages: at least one message is required"
+            self.malformed("sampling/createMessage", why)
+            return ErrorData(code=INVALID_PARAMS, message=f"invalid params: {why}")
         if self.config.sampling != "lm" or sample is None:
             _refused(scope, "sampling declined by policy")
             return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
@@ -499,6 +540,37 @@ def _field_names(content: Any, params: Any) -> dict[str, Any]:
     if len(kept) <= FIELDS_KEPT:
         return {"fields": kept}
     return {"fields": kept[:FIELDS_KEPT], "field_count": len(kept)}
+
+
+class _CheckedRequests:
+    """What a session reads a server's requests with, in place of the SDK's
+    ``ServerRequest``: the same model, but a request whose params are not MCP's is
+    :meth:`ServerFeatures.malformed` (the SDK then answers it -32602)."""
+
+    def __init__(self, features: ServerFeatures) -> None:
+        self._features = features
+
+    def model_validate(self, data: Any) -> ServerRequest:
+        try:
+            return ServerRequest.model_validate(data)
+        except ValidationError as err:
+            method = data.get("method") if isinstance(data, Mapping) else None
+            name = str(method)[:80] if isinstance(method, str) else "a request"
+            raise ValueError(self._features.malformed(name, _first_error(err))) from None
+
+
+def _first_error(err: ValidationError) -> str:
+    """The first thing wrong with a request, as the MCP method its ``method`` names sees it
+    (the SDK's model is a union of every request: the others' complaints are noise): where,
+    and what; never the value."""
+    errors = err.errors()
+    other = {e["loc"][0] for e in errors if tuple(e["loc"][1:]) == ("method",)}
+    mine = [e for e in errors if e["loc"] and e["loc"][0] not in other]
+    if not mine:
+        return "a method MCP does not have"
+    first = mine[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "params"
+    return _one_line(ValueError(f"{where}: {first['msg']}"))[:300]
 
 
 _UNKNOWN_ID = re.compile(

@@ -717,18 +717,25 @@ class Gate:
     ) -> Any:
         """:meth:`_read`; a tool error after the client refused one of the server's requests
         during the call (``scope.refusal``) is that refusal's (:class:`ClientRefused`), not
-        the server's nor the request's."""
+        the server's nor the request's; one after the server sent a request that is not MCP's
+        (``scope.server_fault``) is the server's, never the request's."""
         try:
             return self._read(provider, result, received, decision, validate)
         except (ToolError, RequestError) as err:
             refusal = scope.refusal if scope is not None else None
-            if refusal is None:
-                raise
-            raise ClientRefused(
-                f"{provider.id} failed after the client refused what its server asked "
-                f"({refusal}): {err}",
-                refusal,
-            ) from None
+            fault = scope.server_fault if scope is not None else None
+            if refusal is not None:
+                raise ClientRefused(
+                    f"{provider.id} failed after the client refused what its server asked "
+                    f"({refusal}): {err}",
+                    refusal,
+                ) from None
+            if fault is not None and isinstance(err, RequestError):
+                raise ToolError(
+                    f"{provider.id} failed after its server sent a request that is not "
+                    f"MCP's ({fault}): {err}"
+                ) from None
+            raise
 
     def _read(
         self,

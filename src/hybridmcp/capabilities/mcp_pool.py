@@ -738,6 +738,7 @@ class _ServerSession:
                 connection, self.settings.server_log, stream_ended, framer
             ) as session:
                 opened.append(session)
+                self.features.read_requests(session)
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await list_all_tools(session)
