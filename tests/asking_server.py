@@ -13,6 +13,8 @@ Run: ``python tests/asking_server.py``. Tools:
   as results, as refusals (errors), and their messages;
 - ``ask_later(method, params, delay_s)``: answers at once, then sends the request ``delay_s``
   later (after the call ended); ``later()`` answers what came back for it so far;
+- ``progress(n, message_chars)``: sends ``n`` progress notifications, each with a message of
+  ``message_chars`` characters, then answers;
 - ``ask_or_fail(method, params)``: sends the request and fails the tool call (``isError``) with
   the client's error when it gets one, as most servers do.
 """
@@ -104,6 +106,13 @@ async def ask_later(ctx: Context, method: str, params: Any = None, delay_s: floa
     _TASKS.add(task)
     task.add_done_callback(_TASKS.discard)
     return "asked later"
+
+
+@server.tool()
+async def progress(ctx: Context, n: int = 3, message_chars: int = 10) -> str:  # type: ignore[type-arg]
+    for i in range(n):
+        await ctx.report_progress(i + 1, n, f"step {i + 1} " + "x" * message_chars)
+    return "done"
 
 
 @server.tool()

@@ -24,7 +24,7 @@ from tests.helpers import FIXED_LM_ENV
 pytestmark = pytest.mark.integration
 
 ASKING = str(Path(__file__).resolve().parents[1] / "asking_server.py")
-TOOLS = ("ask", "flood", "ask_later", "later", "ask_or_fail")
+TOOLS = ("ask", "flood", "ask_later", "later", "ask_or_fail", "progress")
 EMAIL = "alice.jones@example.com"
 
 
@@ -266,3 +266,24 @@ async def test_a_call_failing_after_its_server_sent_a_malformed_request_is_the_s
     [attempt] = result["attempts"]
     assert attempt["error_kind"] == "provider", attempt
     assert "sent a request that is not MCP's" in attempt["error"], attempt
+
+
+async def test_a_progress_message_of_megabytes_is_kept_bounded() -> None:
+    """A server's progress message is the server's text in the run's progress events (and
+    its state): a message of megabytes is kept cut, with its length said."""
+    task = parse_task(
+        {
+            "requests": [
+                {"id": "r", "skill": "progress", "args": {"n": 3, "message_chars": 2_000_000}}
+            ]
+        }
+    )
+    async with asyncio.timeout(60), Coordinator.open(config()) as co:
+        events = [e async for e in co.stream(task)]
+    assert events[-1]["output"]["results"]["r"]["status"] == "ok"
+    said = [e for e in events if e["type"] == "progress"]
+    assert len(said) == 3, said
+    for event in said:
+        message = event["message"]
+        assert len(message) < 1_000 and message.startswith("step "), message[:100]
+        assert "2,000,007 characters in all" in message, message[-80:]

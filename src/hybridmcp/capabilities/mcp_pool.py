@@ -229,6 +229,11 @@ def _from_environ(match: re.Match[str]) -> str:
     return os.environ.get(match.group(1), match.group(0))
 
 
+PROGRESS_MESSAGE_CHARS = 500
+"""The most of a server's progress message a progress event keeps (a server may send
+megabytes, each time)."""
+
+
 class _WatchedStream(ObjectReceiveStream[Any]):
     """A session's read stream that says when it ended. An SSE server's event stream that
     ends (the server restarted, or dropped the client) closes it, and the session never
@@ -1032,7 +1037,11 @@ class _ServerSession:
         self, call: _Call, progress: float, total: float | None, message: str | None
     ) -> None:
         """A progress notification of ``call``: a progress event, and, where configured, a
-        deadline restarted (never past ``max_call_ms`` from sending)."""
+        deadline restarted (never past ``max_call_ms`` from sending). Its message is the
+        server's text in the run's events and state: kept to ``PROGRESS_MESSAGE_CHARS``."""
+        if isinstance(message, str) and len(message) > PROGRESS_MESSAGE_CHARS:
+            whole = len(message)
+            message = f"{message[:PROGRESS_MESSAGE_CHARS]}... (cut: {whole:,} characters in all)"
         event = {"progress": progress, "total": total, "message": message}
         scope = call.scope
         if scope is not None:
