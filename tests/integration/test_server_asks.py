@@ -101,6 +101,7 @@ async def test_a_call_failing_after_the_client_refused_its_server_is_not_the_ser
     assert attempt["error_kind"] == "refused", attempt
     assert "the client refused" in attempt["error"] and "refused" in attempt["error"]
     assert not attempt.get("tool_error"), attempt
+    assert attempt["client_refused"].startswith("sampling "), attempt
     assert call["outcome"].startswith("refused: "), call
     assert breaker.consecutive_bad == 0 and not any(failed for failed, _ in breaker.window)
     assert EMAIL not in json.dumps(out, default=str)
