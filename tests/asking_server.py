@@ -15,8 +15,8 @@ Run: ``python tests/asking_server.py``. Tools:
   later (after the call ended); ``later()`` answers what came back for it so far;
 - ``progress(n, message_chars)``: sends ``n`` progress notifications, each with a message of
   ``message_chars`` characters, then answers;
-- ``ask_or_fail(method, params)``: sends the request and fails the tool call (``isError``) with
-  the client's error when it gets one, as most servers do.
+- ``ask_or_fail(method, params, delay_s)``: waits ``delay_s``, sends the request and fails
+  the tool call (``isError``) with the client's error when it gets one, as most servers do.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ async def later() -> str:
 
 
 @server.tool()
-async def ask_or_fail(ctx: Context, method: str, params: Any = None) -> str:  # type: ignore[type-arg]
+async def ask_or_fail(  # type: ignore[type-arg]
+    ctx: Context, method: str, params: Any = None, delay_s: float = 0
+) -> str:
+    await asyncio.sleep(delay_s)
     answer = await _send(ctx, method, _params(params), 60)
     if "refused" in answer:
         raise ValueError(f"the client refused: {answer['refused']['message']}")

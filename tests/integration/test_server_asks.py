@@ -288,3 +288,24 @@ async def test_a_progress_message_of_megabytes_is_kept_bounded() -> None:
         message = event["message"]
         assert len(message) < 1_000 and message.startswith("step "), message[:100]
         assert "2,000,007 characters in all" in message, message[-80:]
+
+
+async def test_calls_failing_after_a_refusal_no_single_call_owns_are_not_the_servers(
+    monkeypatch,
+) -> None:
+    """With several calls in flight, hybridmcp refuses a priced sampling request (no run can
+    pay for it) and the calls' tools fail for it: any of them may be the one that asked, so
+    none of their failures is held against the server."""
+    monkeypatch.setenv(FIXED_LM_ENV, "Hello.")
+    args = {"method": "sampling/createMessage", "params": sampling(), "delay_s": 0.5}
+    task = {
+        "requests": [{"id": f"r{n}", "skill": "ask_or_fail", "args": args} for n in range(2)]
+        + [{"id": "long", "skill": "ask", "args": {"method": "ping", "delay_s": 2.0}}],
+        "constraints": {"budget": 1.0},
+    }
+    async with asyncio.timeout(60), Coordinator.open(config(sampling_cost=0.2)) as co:
+        out = await co.run(parse_task(task))
+    for n in range(2):
+        [attempt] = out["results"][f"r{n}"]["attempts"]
+        assert attempt["error_kind"] == "refused", attempt
+        assert "no single call" in attempt["client_refused"], attempt

@@ -267,10 +267,14 @@ class ServerFeatures:
         config: ServerConfig,
         scope: Callable[[], CallScope | None],
         hooks: ClientHooks,
+        in_flight: Callable[[], list[CallScope]] | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self._scope = scope
+        self._in_flight = in_flight or (lambda: [])
+        """The scopes of every call in flight on the session (a request no single call owns
+        may be any of theirs)."""
         self._hooks = hooks
         self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
         self.unreadable: Exception | None = None
@@ -304,13 +308,25 @@ class ServerFeatures:
         if hasattr(session, "_receive_request_type"):
             session._receive_request_type = _CheckedRequests(self)
 
+    def _owners(self, scope: CallScope | None) -> list[CallScope]:
+        """The calls a request may belong to: its own, or, when no single call owns it,
+        every call in flight (any of them may be the one)."""
+        return [scope] if scope is not None else self._in_flight()
+
+    def _refused(self, scope: CallScope | None, what: str) -> None:
+        """Note on the calls the request may belong to the first request the client refused."""
+        for owner in self._owners(scope):
+            if owner.refusal is None:
+                owner.refusal = what
+
     def malformed(self, method: str, why: str) -> str:
         """A request of the server's whose params are not MCP's: one warning line, an audit
         record (``kind: server_request``), the call in flight told (``server_fault``).
         Returns the line."""
         scope = self._scope()
-        if scope is not None and scope.server_fault is None:
-            scope.server_fault = f"{method}: {why}"
+        for owner in self._owners(scope):
+            if owner.server_fault is None:
+                owner.server_fault = f"{method}: {why}"
         line = f"MCP server {self.name!r} sent {method} with params that are not MCP's: {why}"
         log.warning("%s", line)
         if self._hooks.record is not None:
@@ -397,7 +413,7 @@ class ServerFeatures:
         ):  # a person's answer leaves the process: the privacy policy decides what goes
             result, released = await self._released(result.content, caller)
             if released.get("privacy") == "refuse":
-                _refused(scope, "a person's answer was withheld by the privacy policy")
+                self._refused(scope, "a person's answer was withheld by the privacy policy")
         if self._hooks.record is not None:
             self._hooks.record(
                 {
@@ -483,7 +499,7 @@ class ServerFeatures:
             self.malformed("sampling/createMessage", why)
             return ErrorData(code=INVALID_PARAMS, message=f"invalid params: {why}")
         if self.config.sampling != "lm" or sample is None:
-            _refused(scope, "sampling declined by policy")
+            self._refused(scope, "sampling declined by policy")
             return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
         max_tokens = max(1, min(params.maxTokens, self.config.sampling_max_tokens))
         try:
@@ -495,11 +511,11 @@ class ServerFeatures:
                 scope.caller if scope is not None else None,
             )
         except HybridMCPError as err:
-            _refused(scope, f"sampling refused: {_one_line(err)}")
+            self._refused(scope, f"sampling refused: {_one_line(err)}")
             return ErrorData(code=INVALID_REQUEST, message=f"sampling refused: {err}")
         except Exception as err:  # the model failed: the server gets an error, the run goes on
             log.warning("sampling for MCP server %r failed: %s", self.name, _one_line(err))
-            _refused(scope, f"sampling failed: {_one_line(err)}")
+            self._refused(scope, f"sampling failed: {_one_line(err)}")
             return ErrorData(code=INTERNAL_ERROR, message=f"sampling failed: {_one_line(err)}")
         if scope is not None and scope.caller is not None:  # charged to the caller's run
             scope.sampled += 1
@@ -510,12 +526,6 @@ class ServerFeatures:
             model=model,
             stopReason="endTurn",
         )
-
-
-def _refused(scope: CallScope | None, what: str) -> None:
-    """Note on the call's scope the first of its server's requests the client refused."""
-    if scope is not None and scope.refusal is None:
-        scope.refusal = what
 
 
 FIELDS_KEPT = 64

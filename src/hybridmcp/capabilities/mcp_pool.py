@@ -631,7 +631,9 @@ class _ServerSession:
         self.auth = auth
         """The server's OAuth (held across re-opens, so its tokens are too)."""
         self.hooks = hooks or ClientHooks()
-        self.features = ServerFeatures(name, config, self._sole_scope, self.hooks)
+        self.features = ServerFeatures(
+            name, config, self._sole_scope, self.hooks, self._scopes_in_flight
+        )
         self.features.on_tools_changed = self._tools_changed
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
@@ -1026,6 +1028,10 @@ class _ServerSession:
         return CoordinatorClosed(f"MCP server {self.name!r}: the session pool is closed")
 
     # -- calls ----------------------------------------------------------------------------------
+
+    def _scopes_in_flight(self) -> list[CallScope]:
+        """The scopes of every call in flight on the session."""
+        return [call.scope for call in self._in_flight if call.scope is not None]
 
     def _sole_scope(self) -> CallScope | None:
         """The scope of the only call in flight: the call a server's request belongs to."""
