@@ -93,6 +93,17 @@ class CircuitOpen(PolicyError):
     """The provider's circuit breaker is open: the call was not made."""
 
 
+class ClientRefused(PolicyError):
+    """A call failed after hybridmcp refused what its server asked during it (a sampling
+    answer declined, over the run's budget or above the server's clearance; a person's answer
+    withheld): the failure is the client's own policy, held against neither the server nor
+    the request. ``refusal`` is what the server was told (no raw value in it)."""
+
+    def __init__(self, message: str, refusal: str) -> None:
+        super().__init__(message)
+        self.refusal = refusal
+
+
 class AuditError(HybridMCPError):
     """The audit trail is missing, malformed, or fails verification."""
 

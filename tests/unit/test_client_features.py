@@ -20,6 +20,7 @@ from hybridmcp.capabilities.client_features import (
     log_level,
     sampling_messages,
     schema_defaults,
+    schema_problem,
 )
 from hybridmcp.config import load_config, parse_config, root_uri
 from hybridmcp.errors import ConfigError
@@ -349,3 +350,43 @@ def test_an_elicitation_record_is_bounded_whatever_the_schema_asks(
     assert isinstance(fields, list) and len(fields) == min(count, FIELDS_KEPT)
     assert all(len(f) <= FIELD_NAME_CHARS + 3 for f in fields)
     assert record.get("field_count", len(fields)) == count
+
+
+@pytest.mark.parametrize(
+    ("schema", "said"),
+    [
+        ({"type": "object", "properties": {"a": {"type": "nonsense"}}}, "is not valid"),
+        ({"type": "object", "properties": "a"}, "is not of type 'object'"),
+        ({"type": "object", "properties": {"n": {"type": "integer", "default": "x"}}}, "n"),
+        ({"type": "object", "properties": {"s": {"type": "string", "pattern": "("}}}, "regex"),
+    ],
+)
+def test_a_schema_no_answer_can_fit_is_named_in_one_line(schema, said) -> None:
+    problem = schema_problem(schema)
+    assert problem is not None and said in problem and "\n" not in problem
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.dictionaries(
+        st.text(min_size=1, max_size=8),
+        st.sampled_from(
+            [
+                {"type": "string", "default": "Lisbon"},
+                {"type": "integer", "minimum": 0, "default": 3},
+                {"type": "boolean"},
+                {"type": "string", "enum": ["a", "b"], "default": "a"},
+            ]
+        ),
+        max_size=5,
+    )
+)
+def test_a_valid_flat_schema_with_fitting_defaults_has_no_problem(properties) -> None:
+    assert schema_problem({"type": "object", "properties": properties}) is None
+
+
+def test_a_required_field_without_a_default_is_no_problem() -> None:
+    """A person fills it (``defaults`` declines such a question; ``ask`` asks it)."""
+    schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+    assert schema_problem(schema) is None
+    assert schema_problem({**schema, "required": "name"}) is not None  # not a list: invalid

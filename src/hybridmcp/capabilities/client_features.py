@@ -8,8 +8,8 @@ to that call when it is the only one in flight on the session (the protocol does
 call a request belongs to); otherwise it has no call: elicitation ``ask`` then declines, and
 sampling is charged to the gate's own budget and audited without a run.
 
-The decisions are pure functions (:func:`schema_defaults`, :func:`human_answer`,
-:func:`log_level`, :func:`sampling_messages`), tested alone.
+The decisions are pure functions (:func:`schema_defaults`, :func:`schema_problem`,
+:func:`human_answer`, :func:`log_level`, :func:`sampling_messages`), tested alone.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import jsonschema
 from mcp.shared.context import RequestContext
 from mcp.types import (
     INTERNAL_ERROR,
+    INVALID_PARAMS,
     INVALID_REQUEST,
     CreateMessageRequestParams,
     CreateMessageResult,
@@ -38,10 +39,11 @@ from mcp.types import (
     LoggingMessageNotificationParams,
     Root,
     ServerNotification,
+    ServerRequest,
     TextContent,
     ToolListChangedNotification,
 )
-from pydantic import FileUrl
+from pydantic import FileUrl, ValidationError
 
 from hybridmcp.audit import written
 from hybridmcp.capabilities.schemas import SchemaUnusable, argument_errors, checked_validator
@@ -103,6 +105,14 @@ class CallScope:
     to the caller's run)."""
     sampling_cost: float = 0.0
     """What those answers cost."""
+    refusal: str | None = None
+    """What the client refused first of the server's requests during the call, by its own
+    policy (sampling declined, refused or failed on this side; a person's answer withheld by
+    the privacy policy): a tool error after it is the client's doing, not the server's."""
+    server_fault: str | None = None
+    """The first request the server sent during the call that was not MCP's (params of the
+    wrong shape, no messages to sample): a tool error after it is the server's doing, not
+    the request's."""
     before_send: Callable[[], Awaitable[None]] | None = None
     """Awaited by the session pool once the call has its slot, just before it is written (a
     priced call's send recorded, :mod:`hybridmcp.sends`); what it raises fails the call
@@ -142,6 +152,25 @@ def schema_defaults(schema: Mapping[str, Any]) -> dict[str, Any] | None:
     if any(not isinstance(name, str) or name not in content for name in names):
         return None
     return content
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """What makes a requested schema one no answer can fit, in one line: not valid JSON
+    Schema (its patterns time-limited), or a default that does not fit its field; None when
+    it is usable (a required field without a default is not a problem: a person fills it)."""
+    unrequired = {k: v for k, v in schema.items() if k != "required"}
+    try:
+        checked_validator(schema)
+        defaults = schema_defaults({"properties": schema.get("properties")}) or {}
+        errors = argument_errors(checked_validator(unrequired), defaults)
+    except (jsonschema.SchemaError, SchemaUnusable) as err:
+        why = err.message if isinstance(err, jsonschema.SchemaError) else str(err)
+        return _one_line(ValueError(why))
+    if errors:
+        first = errors[0]
+        where = ".".join(str(p) for p in first.absolute_path) or "a field"
+        return _one_line(ValueError(f"the default of {where} does not fit it: {first.message}"))
+    return None
 
 
 def human_answer(
@@ -242,10 +271,14 @@ class ServerFeatures:
         config: ServerConfig,
         scope: Callable[[], CallScope | None],
         hooks: ClientHooks,
+        in_flight: Callable[[], list[CallScope]] | None = None,
     ) -> None:
         self.name = name
         self.config = config
         self._scope = scope
+        self._in_flight = in_flight or (lambda: [])
+        """The scopes of every call in flight on the session (a request no single call owns
+        may be any of theirs)."""
         self._hooks = hooks
         self.server_log = logging.getLogger(f"hybridmcp.server.{name}")
         self.unreadable: Exception | None = None
@@ -271,6 +304,50 @@ class ServerFeatures:
         if self.config.sampling is not None:
             kwargs["sampling_callback"] = self.sample
         return kwargs
+
+    def read_requests(self, session: Any) -> None:
+        """Have ``session`` read the server's requests through :meth:`malformed` (the SDK
+        answers one whose params are not MCP's with -32602, logging its whole validation
+        error, many lines naming no server)."""
+        if hasattr(session, "_receive_request_type"):
+            session._receive_request_type = _CheckedRequests(self)
+
+    def _owners(self, scope: CallScope | None) -> list[CallScope]:
+        """The calls a request may belong to: its own, or, when no single call owns it,
+        every call in flight (any of them may be the one)."""
+        return [scope] if scope is not None else self._in_flight()
+
+    def _refused(self, scope: CallScope | None, what: str) -> None:
+        """Note on the calls the request may belong to the first request the client refused."""
+        for owner in self._owners(scope):
+            if owner.refusal is None:
+                owner.refusal = what
+
+    def malformed(self, method: str, why: str) -> str:
+        """A request of the server's whose params are not MCP's: one warning line, an audit
+        record (``kind: server_request``), the call in flight told (``server_fault``).
+        Returns the line."""
+        scope = self._scope()
+        for owner in self._owners(scope):
+            if owner.server_fault is None:
+                owner.server_fault = f"{method}: {why}"
+        line = f"MCP server {self.name!r} sent {method} with params that are not MCP's: {why}"
+        log.warning("%s", line)
+        if self._hooks.record is not None:
+            caller = scope.caller if scope is not None else None
+            self._hooks.record(
+                {
+                    "kind": "server_request",
+                    "run_id": getattr(caller, "run_id", None),
+                    "request_id": getattr(caller, "request_id", None),
+                    "server": self.name,
+                    "method": method,
+                    "action": "error",
+                    "reason": why,
+                    "outcome": "refused: invalid params",
+                }
+            )
+        return line
 
     async def list_roots(self, context: RequestContext[Any, Any]) -> ListRootsResult:
         """The configured roots; the answer, data that leaves the process (local paths), is
@@ -341,6 +418,8 @@ class ServerFeatures:
             and result.content
         ):  # a person's answer leaves the process: the privacy policy decides what goes
             result, released = await self._released(result.content, caller)
+            if released.get("privacy") == "refuse":
+                self._refused(scope, "a person's answer was withheld by the privacy policy")
         if self._hooks.record is not None:
             await written(
                 self._hooks.record(
@@ -379,14 +458,20 @@ class ServerFeatures:
             log.info("MCP server %r asked for a URL elicitation: declined", self.name)
             return ElicitResult(action="decline")
         schema = dict(params.requestedSchema)
+        if policy not in ("defaults", "ask"):
+            return ElicitResult(action="decline")
+        problem = schema_problem(schema)
+        if problem is not None:  # no answer could fit it: the server is told, no one asked
+            log.warning(
+                "MCP server %r asked for input: invalid requestedSchema: %s", self.name, problem
+            )
+            return ErrorData(code=INVALID_PARAMS, message=f"invalid requestedSchema: {problem}")
         if policy == "defaults":
             content = schema_defaults(schema)
             if content is None:
                 log.info("MCP server %r: a required field has no default: declined", self.name)
                 return ElicitResult(action="decline")
             return ElicitResult(action="accept", content=content)
-        if policy != "ask":
-            return ElicitResult(action="decline")
         if scope is None:
             log.warning(
                 "MCP server %r asked for input outside a single call in flight: declined",
@@ -416,9 +501,14 @@ class ServerFeatures:
         self, context: RequestContext[Any, Any], params: CreateMessageRequestParams
     ) -> CreateMessageResult | ErrorData:
         sample = self._hooks.sample
-        if self.config.sampling != "lm" or sample is None:
-            return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
         scope = self._scope()
+        if not params.messages:  # nothing to answer: the server's request is wrong
+            why = "messages: at least one message is required"
+            self.malformed("sampling/createMessage", why)
+            return ErrorData(code=INVALID_PARAMS, message=f"invalid params: {why}")
+        if self.config.sampling != "lm" or sample is None:
+            self._refused(scope, "sampling declined by policy")
+            return ErrorData(code=INVALID_REQUEST, message="sampling declined by policy")
         max_tokens = max(1, min(params.maxTokens, self.config.sampling_max_tokens))
         try:
             text, model = await sample(
@@ -429,9 +519,11 @@ class ServerFeatures:
                 scope.caller if scope is not None else None,
             )
         except HybridMCPError as err:
+            self._refused(scope, f"sampling refused: {_one_line(err)}")
             return ErrorData(code=INVALID_REQUEST, message=f"sampling refused: {err}")
         except Exception as err:  # the model failed: the server gets an error, the run goes on
             log.warning("sampling for MCP server %r failed: %s", self.name, _one_line(err))
+            self._refused(scope, f"sampling failed: {_one_line(err)}")
             return ErrorData(code=INTERNAL_ERROR, message=f"sampling failed: {_one_line(err)}")
         if scope is not None and scope.caller is not None:  # charged to the caller's run
             scope.sampled += 1
@@ -466,6 +558,37 @@ def _field_names(content: Any, params: Any) -> dict[str, Any]:
     if len(kept) <= FIELDS_KEPT:
         return {"fields": kept}
     return {"fields": kept[:FIELDS_KEPT], "field_count": len(kept)}
+
+
+class _CheckedRequests:
+    """What a session reads a server's requests with, in place of the SDK's
+    ``ServerRequest``: the same model, but a request whose params are not MCP's is
+    :meth:`ServerFeatures.malformed` (the SDK then answers it -32602)."""
+
+    def __init__(self, features: ServerFeatures) -> None:
+        self._features = features
+
+    def model_validate(self, data: Any) -> ServerRequest:
+        try:
+            return ServerRequest.model_validate(data)
+        except ValidationError as err:
+            method = data.get("method") if isinstance(data, Mapping) else None
+            name = str(method)[:80] if isinstance(method, str) else "a request"
+            raise ValueError(self._features.malformed(name, _first_error(err))) from None
+
+
+def _first_error(err: ValidationError) -> str:
+    """The first thing wrong with a request, as the MCP method its ``method`` names sees it
+    (the SDK's model is a union of every request: the others' complaints are noise): where,
+    and what; never the value."""
+    errors = err.errors()
+    other = {e["loc"][0] for e in errors if tuple(e["loc"][1:]) == ("method",)}
+    mine = [e for e in errors if e["loc"] and e["loc"][0] not in other]
+    if not mine:
+        return "a method MCP does not have"
+    first = mine[0]
+    where = ".".join(str(p) for p in first["loc"][1:]) or "params"
+    return _one_line(ValueError(f"{where}: {first['msg']}"))[:300]
 
 
 _UNKNOWN_ID = re.compile(

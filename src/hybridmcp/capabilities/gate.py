@@ -44,6 +44,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    ClientRefused,
     CoordinatorClosed,
     DeadlineExceededError,
     PolicyError,
@@ -73,7 +74,7 @@ from hybridmcp.policy.privacy.sent import SentPieces
 IDEMPOTENCY_META_KEY = "idempotency_key"
 """The key of the request's idempotency key in each ``tools/call``'s ``_meta`` (its digest,
 :func:`digest_id`): a server that writes can recognise a request it has already served."""
-_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large")
+_NOT_THE_PROVIDERS = ("request error", "not sent", "paused", "closed", "too large", "refused")
 """Outcomes never held against the provider by its circuit breaker."""
 _NOT_THE_PROVIDERS_BY_TYPE: dict[type[Exception], str] = {
     RequestError: "request error",
@@ -677,10 +678,13 @@ class Gate:
                 scope=scope,
             )
             received = _answer_size(result)
-            value = self._read(provider, result, received, decision, validate)
+            value = self._read_after(provider, result, received, decision, validate, scope)
             outcome = "ok"
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
+            raise
+        except ClientRefused as err:
+            outcome = f"refused: {err}"
             raise
         except (
             RequestError,
@@ -730,6 +734,37 @@ class Gate:
         if len(kept) > AUDIT_TEXT_CHARS or len(text) < whole:
             kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
         return kept
+
+    def _read_after(
+        self,
+        provider: Provider,
+        result: Any,
+        received: int,
+        decision: PrivacyDecision,
+        validate: Callable[[Any], None] | None,
+        scope: CallScope | None,
+    ) -> Any:
+        """:meth:`_read`; a tool error after the client refused one of the server's requests
+        during the call (``scope.refusal``) is that refusal's (:class:`ClientRefused`), not
+        the server's nor the request's; one after the server sent a request that is not MCP's
+        (``scope.server_fault``) is the server's, never the request's."""
+        try:
+            return self._read(provider, result, received, decision, validate)
+        except (ToolError, RequestError) as err:
+            refusal = scope.refusal if scope is not None else None
+            fault = scope.server_fault if scope is not None else None
+            if refusal is not None:
+                raise ClientRefused(
+                    f"{provider.id} failed after the client refused what its server asked "
+                    f"({refusal}): {err}",
+                    refusal,
+                ) from None
+            if fault is not None and isinstance(err, RequestError):
+                raise ToolError(
+                    f"{provider.id} failed after its server sent a request that is not "
+                    f"MCP's ({fault}): {err}"
+                ) from None
+            raise
 
     def _read(
         self,
@@ -788,10 +823,14 @@ class Gate:
 
     async def _scan(self, value: Any) -> scanner.SensitivityReport | None:
         """:func:`scanner.scan` under the privacy settings (None when scanning is off), on the
-        event loop unless a detection engine must be built first: then in a worker thread."""
+        event loop unless a detection engine must be built first: then in a worker thread. A
+        value larger than ``max_scan_bytes`` is ``restricted`` without a scan (megabytes would
+        hold the event loop for seconds), as a call's arguments are."""
         cfg = self.privacy_settings
         if not cfg.enabled:
             return None
+        if _size(value) > cfg.max_scan_bytes:  # as a call's arguments: restricted, unscanned
+            return scanner.SensitivityReport(level=scanner.Sensitivity.restricted)
         try:
             with without_loading():
                 return scanner.scan(value, cfg.detection)
@@ -848,7 +887,10 @@ class Gate:
         within its clearance), the answer is charged
         (``sampling_cost``) to the run's budget, computed within ``timeout_s``, scanned, and
         released to the server under the same privacy policy as a call's arguments (allowed
-        within the server's clearance; above it redacted or refused as the policy says).
+        within the server's clearance; above it redacted or refused as the policy says). A
+        request of no single call in flight (``ctx`` None) is charged to the gate's own
+        budget; when that has no limit and the answer has a price, it is refused: no run's
+        budget could hold it.
         Every step is audited; nothing of the text itself is written."""
         base = {
             "run_id": ctx.run_id if ctx else None,
@@ -857,7 +899,9 @@ class Gate:
             "server": server,
             "kind": "sampling",
         }
-        prompt = await self._scan(messages)
+        # scanned as the model reads it: the turns one after another, with nothing of the
+        # protocol between them (a value cut across turns joins as it does for the model)
+        prompt = await self._scan([m.get("content", "") for m in messages])
         prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
@@ -876,8 +920,19 @@ class Gate:
                     f"the request holds {prompt_level} data, above the clearance "
                     f"{model_clearance} of a model outside this process: not sent to it"
                 )
+                if _size(messages) > self.privacy_settings.max_scan_bytes:
+                    reason = (
+                        f"the request is larger than privacy.max_scan_bytes "
+                        f"({self.privacy_settings.max_scan_bytes:,}): counted restricted "
+                        f"unscanned, not sent to a model outside this process"
+                    )
                 raise PrivacyRefused(f"sampling:{server}", reason)
             try:
+                if ctx is None and price > 0 and budget.limit is None:
+                    raise BudgetExhausted(
+                        f"sampling:{server} costs {price:g} and belongs to no single call in "
+                        "flight (none, or several at once): no run's budget can pay for it"
+                    )
                 budget.reserve(f"sampling:{server}", price, key)
             except BudgetExhausted as err:
                 outcome, reason = "refused: budget", str(err)

@@ -229,6 +229,11 @@ def _from_environ(match: re.Match[str]) -> str:
     return os.environ.get(match.group(1), match.group(0))
 
 
+PROGRESS_MESSAGE_CHARS = 500
+"""The most of a server's progress message a progress event keeps (a server may send
+megabytes, each time)."""
+
+
 class _WatchedStream(ObjectReceiveStream[Any]):
     """A session's read stream that says when it ended. An SSE server's event stream that
     ends (the server restarted, or dropped the client) closes it, and the session never
@@ -626,7 +631,9 @@ class _ServerSession:
         self.auth = auth
         """The server's OAuth (held across re-opens, so its tokens are too)."""
         self.hooks = hooks or ClientHooks()
-        self.features = ServerFeatures(name, config, self._sole_scope, self.hooks)
+        self.features = ServerFeatures(
+            name, config, self._sole_scope, self.hooks, self._scopes_in_flight
+        )
         self.features.on_tools_changed = self._tools_changed
         self.status = ServerStatus(name)
         self._session: ClientSession | None = None
@@ -738,6 +745,7 @@ class _ServerSession:
                 connection, self.settings.server_log, stream_ended, framer
             ) as session:
                 opened.append(session)
+                self.features.read_requests(session)
                 await session.initialize()
                 self._listing = self._owner is me
                 listed = await list_all_tools(session)
@@ -1021,6 +1029,10 @@ class _ServerSession:
 
     # -- calls ----------------------------------------------------------------------------------
 
+    def _scopes_in_flight(self) -> list[CallScope]:
+        """The scopes of every call in flight on the session."""
+        return [call.scope for call in self._in_flight if call.scope is not None]
+
     def _sole_scope(self) -> CallScope | None:
         """The scope of the only call in flight: the call a server's request belongs to."""
         if len(self._in_flight) != 1:
@@ -1031,7 +1043,11 @@ class _ServerSession:
         self, call: _Call, progress: float, total: float | None, message: str | None
     ) -> None:
         """A progress notification of ``call``: a progress event, and, where configured, a
-        deadline restarted (never past ``max_call_ms`` from sending)."""
+        deadline restarted (never past ``max_call_ms`` from sending). Its message is the
+        server's text in the run's events and state: kept to ``PROGRESS_MESSAGE_CHARS``."""
+        if isinstance(message, str) and len(message) > PROGRESS_MESSAGE_CHARS:
+            whole = len(message)
+            message = f"{message[:PROGRESS_MESSAGE_CHARS]}... (cut: {whole:,} characters in all)"
         event = {"progress": progress, "total": total, "message": message}
         scope = call.scope
         if scope is not None:

@@ -55,6 +55,7 @@ from hybridmcp.errors import (
     BackPressureError,
     BudgetExhausted,
     CircuitOpen,
+    ClientRefused,
     CoordinatorClosed,
     DeadlineExceededError,
     HybridMCPError,
@@ -161,11 +162,14 @@ def _validator(res: Resources, skill: str) -> Any:
 
 
 def _refusal(err: Exception) -> dict[str, Any]:
-    """What the gate refused, as attempt flags (the call never left the process)."""
+    """What the gate refused, as attempt flags (the call never left the process, but for
+    :class:`ClientRefused`)."""
     if isinstance(err, PrivacyRefused):
         return {"privacy": "refuse"}
     if isinstance(err, BudgetExhausted):
         return {"budget_exhausted": True}
+    if isinstance(err, ClientRefused):  # sent; failed for what the client refused its server
+        return {"client_refused": err.refusal}
     return {"circuit_open": True}
 
 
@@ -357,7 +361,7 @@ async def _run(
         # the run ends with it: nothing is known of the provider (Coordinator.run); with the
         # audit trail unwritable no further call goes out
         raise
-    except (PrivacyRefused, BudgetExhausted, CircuitOpen) as err:
+    except (PrivacyRefused, BudgetExhausted, CircuitOpen, ClientRefused) as err:
         error, record = str(err), {"error_kind": blame.REFUSED, **_refusal(err)}
     except BackPressureError as err:
         error, record = str(err), {"error_kind": blame.QUEUED}

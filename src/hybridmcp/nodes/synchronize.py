@@ -39,6 +39,7 @@ _WHEN_SET = (
     "hedge",
     "progress_notifications",
     "sampling",
+    "client_refused",
     "replayed",
 )
 _PREDICTED = ("latency_ms", "p95_latency_ms", "success")

@@ -106,7 +106,8 @@ REQUEST = "request"
 PROVIDER = "provider"
 TIMEOUT = "timeout"
 REFUSED = "refused"
-"""Refused by the gate (privacy, budget, open circuit): never sent."""
+"""Refused by the gate (privacy, budget, open circuit): never sent; or sent, and failed for
+what the client refused its server during it (``client_refused``): the client's doing."""
 QUEUED = "queued"
 """Still waiting for a session slot at its deadline: never sent."""
 TOO_LARGE = "too_large"
@@ -165,7 +166,9 @@ def _strings(value: Any) -> Iterable[str]:
 
 
 def refused(attempt: Mapping[str, Any]) -> bool:
-    """Refused by the gate (privacy, budget, open circuit): the call never left the process."""
+    """Refused by the gate (privacy, budget, open circuit): the call never left the process;
+    or failed for what the client refused its server (``client_refused``). Neither says
+    anything of the provider."""
     return bool(
         attempt.get("error_kind") == REFUSED
         or attempt.get("privacy") == "refuse"
