@@ -164,6 +164,31 @@ def _server_processes(cluster: TempCluster) -> list[int]:
     return [postmaster, *child_processes(postmaster)]
 
 
+@contextlib.contextmanager
+def not_answering(cluster: TempCluster, db: str, how: str, tables: str) -> Iterator[None]:
+    """The database stops answering without closing a connection until the block ends:
+    ``locked``, another session holds ``tables`` (ACCESS EXCLUSIVE) in an open transaction;
+    ``frozen``, every process of the server is stopped (SIGSTOP), then let go on."""
+    holder: psycopg.Connection[Any] | None = None
+    frozen: list[int] = []
+    try:
+        if how == "locked":
+            holder = psycopg.connect(db)
+            holder.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+        else:
+            frozen = _server_processes(cluster)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+        yield
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        if holder is not None:
+            holder.rollback()
+            holder.close()
+
+
 @pytest.mark.parametrize("how", ["locked", "frozen"])
 def test_a_run_the_database_stops_answering_under_fails_in_one_line_and_resumes(
     cluster, tmp_path, how
@@ -181,26 +206,12 @@ def test_a_run_the_database_stops_answering_under_fails_in_one_line_and_resumes(
     first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args],
                              env=cli_env(HYBRIDMCP_DB_TIMEOUT_S="2"),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    holder: psycopg.Connection[Any] | None = None
-    frozen: list[int] = []
     try:
         wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
         time.sleep(0.5)  # the fast calls' answers checkpointed; the slow one in flight (3 s)
-        if how == "locked":  # while the slow call is in flight
-            holder = psycopg.connect(db)
-            holder.execute("LOCK TABLE checkpoints, checkpoint_writes IN ACCESS EXCLUSIVE MODE")
-        else:
-            frozen = _server_processes(cluster)
-            for pid in frozen:
-                os.kill(pid, signal.SIGSTOP)
-        out, err = first.communicate(timeout=120)  # a hang fails here
+        with not_answering(cluster, db, how, "checkpoints, checkpoint_writes"):
+            out, err = first.communicate(timeout=120)  # a hang fails here
     finally:
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-        if holder is not None:
-            holder.rollback()
-            holder.close()
         if first.poll() is None:
             first.kill()
             first.communicate()
@@ -312,33 +323,19 @@ def test_audit_heads_on_a_database_that_stops_answering_are_an_audit_error(
     monkeypatch.setenv("HYBRIDMCP_DB_TIMEOUT_S", "1")
     db = cluster.create_database("heads")
     trail, key, heads = tmp_path / "audit.jsonl", b"k" * 32, PostgresHeads(db)
-    holder: psycopg.Connection[Any] | None = None
-    frozen: list[int] = []
     pool = ThreadPoolExecutor(1)
     with AuditLog(trail, key=key, anchor=heads) as log:
         for i in range(3):
             log.append({"kind": "external_call", "i": i})
         try:
-            if how == "locked":
-                holder = psycopg.connect(db)
-                holder.execute(f"LOCK TABLE {PostgresHeads.TABLE} IN ACCESS EXCLUSIVE MODE")
-            else:
-                frozen = _server_processes(cluster)
-                for pid in frozen:
-                    os.kill(pid, signal.SIGSTOP)
-            appending = pool.submit(log.append, {"kind": "external_call", "i": 3})
-            with pytest.raises(AuditError) as err:
-                appending.result(timeout=60)  # a hang fails here
-            said = str(err.value)
-            assert "\n" not in said and "no answer from the database within 1 s" in said, said
+            with not_answering(cluster, db, how, PostgresHeads.TABLE):
+                appending = pool.submit(log.append, {"kind": "external_call", "i": 3})
+                with pytest.raises(AuditError) as err:
+                    appending.result(timeout=60)  # a hang fails here
         finally:
-            for pid in frozen:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGCONT)
-            if holder is not None:
-                holder.rollback()
-                holder.close()
             pool.shutdown(wait=False)
+        said = str(err.value)
+        assert "\n" not in said and "no answer from the database within 1 s" in said, said
         time.sleep(0.5)  # a statement the frozen server had read is taken by now
         report = verify(trail, key=key, anchor=heads)
         assert report.ok, (report.problems, report.notes)
