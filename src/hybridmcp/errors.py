@@ -42,7 +42,13 @@ class DeadlineExceededError(ProviderError):
 
 class RequestError(HybridMCPError):
     """The request itself is wrong (invalid parameters, an input the tool rejects): a caller's
-    error, never held against the provider that reported it."""
+    error, never held against the provider that reported it. ``by_tool``: the tool's own
+    error answer said so (it ran, and a write may have acted before failing), not the
+    protocol's rejection of the arguments before any tool ran (JSON-RPC -32602)."""
+
+    def __init__(self, message: str, *, by_tool: bool = False) -> None:
+        super().__init__(message)
+        self.by_tool = by_tool
 
 
 class AnswerTooLarge(HybridMCPError):

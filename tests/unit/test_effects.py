@@ -173,7 +173,11 @@ def test_a_write_that_may_have_reached_the_server_is_not_moved():
     "answer",
     [
         {"tool_error": True, "error_kind": "provider"},  # the tool's error
-        {"error_kind": "request", "error": "e rejected the request: no such table: t"},
+        {  # a tool's error answer naming the request
+            "error_kind": "request",
+            "tool_error": True,
+            "error": "e rejected the request: no such table: t",
+        },
     ],
 )
 def test_a_writes_error_answer_leaves_its_outcome_unknown(answer):
@@ -313,3 +317,11 @@ def test_a_relisted_servers_own_tool_skills_take_its_new_schemas_and_lose_what_i
     back = [echo("integer"), tool("gone")]  # listed again: callable again
     again = relisted(after, build_registry(cfg, {"s": back}), "s", [t.name for t in back])
     again.get("s.gone").validate_args({})
+
+
+def test_a_write_whose_arguments_the_protocol_rejected_wrote_nothing():
+    """JSON-RPC -32602 (the server refused the arguments before any tool ran) is the
+    request's error, and no write was made: no outcome is left unknown."""
+    p = plan(failed(True, error_kind="request", error="e rejected the arguments: bad 'sql'"))
+    assert not p.moves and p.failed["r"].startswith("request error"), p.failed
+    assert not any(e["code"] == "WRITE_NOT_REPEATED" for e in p.events), p.events

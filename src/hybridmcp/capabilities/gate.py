@@ -1171,6 +1171,7 @@ def _request_error(provider: Provider, detail: str) -> RequestError:
     if provider.effect == WRITE:
         return RequestError(
             f"{provider.id} answered the write with an error naming the request (it may "
-            f"still have written): {detail}"
+            f"still have written): {detail}",
+            by_tool=True,
         )
-    return RequestError(f"{provider.id} rejected the request: {detail}")
+    return RequestError(f"{provider.id} rejected the request: {detail}", by_tool=True)

@@ -371,6 +371,8 @@ async def _run(
         error, record = str(err), {"error_kind": blame.TIMEOUT}
     except RequestError as err:
         error, record = str(err), {"error_kind": blame.REQUEST}
+        if err.by_tool:  # the tool ran and answered so (a write may have acted first)
+            record["tool_error"] = True
     except ToolError as err:
         error, record = str(err), {"error_kind": blame.PROVIDER, "tool_error": True}
     except HybridMCPError as err:

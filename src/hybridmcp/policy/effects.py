@@ -67,17 +67,29 @@ def strongest(effects: Iterable[str]) -> Effect:
 def unrepeatable(attempt: Mapping[str, Any], effect: str) -> bool:
     """A failed write that may have reached the server (it was sent; or its sending is not
     known): repeating it elsewhere could write twice. Only definite non-delivery (never sent:
-    refused by the gate, still queued, circuit open, server down at dispatch) may move."""
-    return effect == WRITE and not attempt.get("ok") and bool(attempt.get("sent", True))
+    refused by the gate, still queued, circuit open, server down at dispatch), or the
+    protocol's rejection of its arguments before any tool ran, is known to have written
+    nothing."""
+    return (
+        effect == WRITE
+        and not attempt.get("ok")
+        and bool(attempt.get("sent", True))
+        and not rejected_unrun(attempt)
+    )
 
 
 def answered_with_an_error(attempt: Mapping[str, Any]) -> bool:
-    """Did the provider answer the call, with an error (its tool's error, or one naming the
-    request)? For a write that does not say nothing was written: a tool may act, then fail
-    (a SQL batch whose first statement was kept when a later one failed)."""
-    return not attempt.get("ok") and bool(
-        attempt.get("tool_error") or attempt.get("error_kind") == REQUEST
-    )
+    """Did the provider's tool answer the call with an error (its own failure, or one naming
+    the request; ``tool_error``)? For a write that does not say nothing was written: a tool
+    may act, then fail (a SQL batch whose first statement was kept when a later one failed).
+    The protocol's rejection of the arguments (JSON-RPC -32602) comes before any tool runs."""
+    return not attempt.get("ok") and bool(attempt.get("tool_error"))
+
+
+def rejected_unrun(attempt: Mapping[str, Any]) -> bool:
+    """A request error no tool answered (the arguments refused by the protocol before the
+    tool ran, JSON-RPC -32602): nothing was written."""
+    return attempt.get("error_kind") == REQUEST and not attempt.get("tool_error")
 
 
 def unrepeatable_reason(attempts: Iterable[Mapping[str, Any]]) -> str:
