@@ -40,36 +40,45 @@ def shop(tmp_path: Path) -> Path:
     return db
 
 
-def sqlite_config(db: Path) -> Any:
+def sqlite_config(db: Path, **server: Any) -> Any:
     return parse_config(
-        {"mcpServers": {"sqlite": {"command": SQLITE, "args": ["--db-path", str(db)]}}}
+        {"mcpServers": {"sqlite": {"command": SQLITE, "args": ["--db-path", str(db)], **server}}}
     )
 
 
 @pytest.mark.skipif(
     shutil.which(SQLITE) is None, reason="needs mcp-server-sqlite (pip install mcp-server-sqlite)"
 )
+@pytest.mark.parametrize("read_only", [True, False])
 async def test_bad_queries_on_mcp_server_sqlite_are_the_callers_not_the_servers(
-    tmp_path: Path,
+    tmp_path: Path, read_only: bool
 ) -> None:
     """mcp-server-sqlite answers a bad query with ``Database error: no such table: ...`` as
     plain text (``isError=false``). Twelve such queries in a row are the caller's errors: each
     request says so, no circuit opens, nothing is learned against the server, and a good
-    query after them is served."""
+    query after them is served. Its tools carry no annotations: on a server marked
+    ``read_only`` they are reads, a plain request error; else writes, whose error answer
+    leaves the outcome unknown (the tool ran), still the request's error."""
     store = InMemoryStore()
     bad = [
         {"id": f"bad{i}", "skill": "sqlite.read_query", "args": {"query": f"SELECT * FROM t{i}"}}
         for i in range(12)
     ]
     good = {"id": "good", "skill": "sqlite.read_query", "args": {"query": "SELECT id FROM items"}}
-    cfg = sqlite_config(shop(tmp_path))
+    cfg = sqlite_config(shop(tmp_path), read_only=read_only)
     async with asyncio.timeout(120), Coordinator.open(cfg, store=store) as co:
         out = await co.run(parse_task({"requests": bad}))
         after = await co.run(parse_task({"requests": [good]}))
     for i in range(12):
         error = out["results"][f"bad{i}"]["error"]
-        assert "request error" in error and f"no such table: t{i}" in error, error
+        assert f"no such table: t{i}" in error, error
+        if read_only:
+            assert error.startswith("request error"), error
+        else:
+            assert error.startswith("outcome_unknown") and "naming the request" in error, error
+        assert [a["error_kind"] for a in out["results"][f"bad{i}"]["attempts"]] == ["request"]
     assert len(events(out, "REQUEST_ERROR")) == 12
+    assert len(events(out, "WRITE_NOT_REPEATED")) == (0 if read_only else 12)
     assert not events(out, "CIRCUIT_OPENED")
     assert after["results"]["good"]["error"] is None
     learned = {s.provider: s for s in await all_stats(store)}
