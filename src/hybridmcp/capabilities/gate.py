@@ -678,7 +678,13 @@ class Gate:
                 scope=scope,
             )
             received = _answer_size(result)
-            value = self._read_after(provider, result, received, decision, validate, scope)
+            try:
+                value = self._read(provider, result, received, decision, validate)
+            except (ToolError, RequestError) as err:
+                blamed = _after_server_asks(err, provider.id, scope)
+                if blamed is None:
+                    raise
+                raise blamed from None
             outcome = "ok"
         except ElicitationRequired:
             outcome = "paused: the server asked for a human's input"
@@ -734,37 +740,6 @@ class Gate:
         if len(kept) > AUDIT_TEXT_CHARS or len(text) < whole:
             kept = f"{kept[:AUDIT_TEXT_CHARS]}... (cut: {whole:,} characters in all)"
         return kept
-
-    def _read_after(
-        self,
-        provider: Provider,
-        result: Any,
-        received: int,
-        decision: PrivacyDecision,
-        validate: Callable[[Any], None] | None,
-        scope: CallScope | None,
-    ) -> Any:
-        """:meth:`_read`; a tool error after the client refused one of the server's requests
-        during the call (``scope.refusal``) is that refusal's (:class:`ClientRefused`), not
-        the server's nor the request's; one after the server sent a request that is not MCP's
-        (``scope.server_fault``) is the server's, never the request's."""
-        try:
-            return self._read(provider, result, received, decision, validate)
-        except (ToolError, RequestError) as err:
-            refusal = scope.refusal if scope is not None else None
-            fault = scope.server_fault if scope is not None else None
-            if refusal is not None:
-                raise ClientRefused(
-                    f"{provider.id} failed after the client refused what its server asked "
-                    f"({refusal}): {err}",
-                    refusal,
-                ) from None
-            if fault is not None and isinstance(err, RequestError):
-                raise ToolError(
-                    f"{provider.id} failed after its server sent a request that is not "
-                    f"MCP's ({fault}): {err}"
-                ) from None
-            raise
 
     def _read(
         self,
@@ -1163,6 +1138,30 @@ def _raise_tool_error(provider: Provider, text: str, detail: str) -> NoReturn:
     if says_input_is_wrong(text):
         raise _request_error(provider, detail)
     raise ToolError(f"{provider.id} returned an error: {detail}")
+
+
+def _after_server_asks(
+    err: ToolError | RequestError, provider_id: str, scope: CallScope | None
+) -> Exception | None:
+    """What a tool error is when the server asked the client something during the call: after
+    the client refused one of its requests (``scope.refusal``), that refusal's
+    (:class:`ClientRefused`), not the server's nor the request's; after the server sent a
+    request that is not MCP's (``scope.server_fault``), the server's, never the request's.
+    None: the error stands as it is."""
+    if scope is None:
+        return None
+    if scope.refusal is not None:
+        return ClientRefused(
+            f"{provider_id} failed after the client refused what its server asked "
+            f"({scope.refusal}): {err}",
+            scope.refusal,
+        )
+    if scope.server_fault is not None and isinstance(err, RequestError):
+        return ToolError(
+            f"{provider_id} failed after its server sent a request that is not "
+            f"MCP's ({scope.server_fault}): {err}"
+        )
+    return None
 
 
 def _request_error(provider: Provider, detail: str) -> RequestError:
