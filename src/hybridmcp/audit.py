@@ -79,6 +79,7 @@ __all__ = [
     "Head",
     "HeadAnchor",
     "MemoryAudit",
+    "append_written",
     "canonical_json",
     "hand_over",
     "load_key",
@@ -702,6 +703,12 @@ async def written(future: concurrent.futures.Future[Any] | None) -> Any:
     # Read when it ends, so a failure no one waits for any longer is not logged twice.
     waited.add_done_callback(lambda done: done.cancelled() or done.exception())
     return await asyncio.shield(waited)
+
+
+async def append_written(sink: Any, record: dict[str, Any]) -> Any:
+    """Hand ``record`` to ``sink`` (:func:`hand_over`) and wait until it is written
+    (:func:`written`): for a record that must be in the trail before the caller goes on."""
+    return await written(hand_over(sink, record))
 
 
 # ------------------------------------------------------------------------------------------

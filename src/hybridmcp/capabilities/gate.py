@@ -23,7 +23,7 @@ from typing import Any, NoReturn, Protocol
 
 from mcp.types import TextContent
 
-from hybridmcp.audit import MemoryAudit, hand_over, written
+from hybridmcp.audit import MemoryAudit, append_written, hand_over, written
 from hybridmcp.capabilities.client_features import CallScope, ElicitationRequired
 from hybridmcp.capabilities.mcp_pool import SessionPool
 from hybridmcp.capabilities.registry import (
@@ -623,7 +623,7 @@ class Gate:
         try:
             budget.reserve(call.provider.id, call.provider.cost_per_call, call.key)
         except PolicyError as err:
-            await written(hand_over(self.audit, call.refused("budget", str(err))))
+            await append_written(self.audit, call.refused("budget", str(err)))
             raise
         return budget
 
@@ -632,7 +632,7 @@ class Gate:
         if not self.breaker.allow(call.provider.id, self.clock()):
             budget.refund(call.provider.cost_per_call, call.key)
             reason = f"circuit breaker for {call.provider.id} is open"
-            await written(hand_over(self.audit, call.refused("breaker", reason)))
+            await append_written(self.audit, call.refused("breaker", reason))
             raise CircuitOpen(reason)
 
     async def _dispatch(
@@ -716,8 +716,8 @@ class Gate:
                 self.breaker.release(provider.id, self.clock())
             if ": " in outcome:  # a message (a category alone holds nothing)
                 outcome = self._audit_text(outcome)
-            await written(
-                hand_over(self.audit, self._call_record(call, decision, sent, received, outcome))
+            await append_written(
+                self.audit, self._call_record(call, decision, sent, received, outcome)
             )
         return value, sent, received
 
@@ -796,15 +796,16 @@ class Gate:
         fields = {"privacy": out.action, "reason": out.reason, "redactions": out.redactions}
         return out.value, fields
 
-    async def _scan(self, value: Any) -> scanner.SensitivityReport | None:
+    async def _scan(self, value: Any, size: int | None = None) -> scanner.SensitivityReport | None:
         """:func:`scanner.scan` under the privacy settings (None when scanning is off), on the
         event loop unless a detection engine must be built first: then in a worker thread. A
         value larger than ``max_scan_bytes`` is ``restricted`` without a scan (megabytes would
-        hold the event loop for seconds), as a call's arguments are."""
+        hold the event loop for seconds), as a call's arguments are; ``size``: its size, when
+        the caller has measured it."""
         cfg = self.privacy_settings
         if not cfg.enabled:
             return None
-        if _size(value) > cfg.max_scan_bytes:  # as a call's arguments: restricted, unscanned
+        if (_size(value) if size is None else size) > cfg.max_scan_bytes:  # restricted, unscanned
             return scanner.SensitivityReport(level=scanner.Sensitivity.restricted)
         try:
             with without_loading():
@@ -876,7 +877,9 @@ class Gate:
         }
         # scanned as the model reads it: the turns one after another, with nothing of the
         # protocol between them (a value cut across turns joins as it does for the model)
-        prompt = await self._scan([m.get("content", "") for m in messages])
+        turns = [m.get("content", "") for m in messages]
+        turns_size = _size(turns)  # past max_scan_bytes: restricted, unscanned
+        prompt = await self._scan(turns, turns_size)
         prompt_level = prompt.level if prompt is not None else None
         price = config.sampling_cost
         budget = self.budget_for(ctx) if ctx is not None else self.budget
@@ -895,7 +898,7 @@ class Gate:
                     f"the request holds {prompt_level} data, above the clearance "
                     f"{model_clearance} of a model outside this process: not sent to it"
                 )
-                if _size(messages) > self.privacy_settings.max_scan_bytes:
+                if turns_size > self.privacy_settings.max_scan_bytes:  # (as _scan saw it)
                     reason = (
                         f"the request is larger than privacy.max_scan_bytes "
                         f"({self.privacy_settings.max_scan_bytes:,}): counted restricted "
@@ -914,7 +917,7 @@ class Gate:
                 raise
             if model_clearance is not None:  # the server's request leaves for the model:
                 # recorded before it is sent (its sampling record follows the answer)
-                noted = hand_over(
+                await append_written(
                     self.audit,
                     {
                         **base,
@@ -926,7 +929,6 @@ class Gate:
                         "bytes_sent": _size(messages),
                     },
                 )
-                await written(noted)
             async with asyncio.timeout(timeout_s):
                 text, model = await complete()
             out = await self._outbound(text, server, config, ctx)
@@ -948,7 +950,7 @@ class Gate:
         finally:
             if outcome != "ok" and not outcome.startswith("refused: budget"):
                 budget.refund(price, key)
-            record = hand_over(
+            await append_written(
                 self.audit,
                 {
                     **base,
@@ -963,7 +965,6 @@ class Gate:
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
-            await written(record)
 
     async def consult(
         self,
@@ -1055,7 +1056,7 @@ class Gate:
         finally:
             if ": " in outcome:
                 outcome = self._audit_text(outcome)
-            record = hand_over(
+            await append_written(
                 self.audit,
                 {
                     **about,
@@ -1072,7 +1073,6 @@ class Gate:
                     "latency_ms": round((time.perf_counter() - started) * 1000, 3),
                 },
             )
-            await written(record)
 
 
 @dataclass
