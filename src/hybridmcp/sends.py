@@ -9,8 +9,7 @@ call in flight at the kill.
 So on a durable run (one with a checkpointer) with a budget, a priced call that does not
 write is recorded in the store just before it is sent (an external call just before it is
 written to its server, an internal one just before its function is started), under its run
-and its
-:func:`~hybridmcp.nodes.execute.dispatch_key`, and the record is deleted once the call's
+and its :func:`~hybridmcp.nodes.execute.dispatch_key`, and the record is deleted once the call's
 attempt is checkpointed (the batch's records in one write, once its calls are done). A record
 costs a store write, so a run without a budget, which nothing would stop, records none.
 
