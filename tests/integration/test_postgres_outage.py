@@ -13,7 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -106,27 +109,74 @@ async def test_a_process_keeps_working_after_the_server_restarts(cluster, mode):
         assert learned["p"] == PG_POOL_MAX * 6 + PG_POOL_MAX + 1
 
 
-def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp_path):
-    """A CLI run on a thread whose database stops while a call is in flight: one line, exit
-    2, no traceback; once the server is back, the thread resumes without repeating a completed
-    call, and what is learned counts each call made once."""
-    db = cluster.create_database("cut")
+@dataclass
+class CutRun:
+    """A CLI run on a thread of the fault server's task, cut by its database while the slow
+    call was in flight: its arguments (to run it again), the calls the server recorded, and
+    its error as one line."""
+
+    args: list[str]
+    faults: Path
+    record: Path
+    said: str
+
+
+def cut_cli_run(
+    tmp_path: Path,
+    db: str,
+    cut: Callable[[], AbstractContextManager[Any]],
+    patience_s: float,
+    **env: str,
+) -> CutRun:
+    """Start the run, wait until the fast calls are made and the slow one (3 s) is in flight,
+    then hold ``cut()`` open until the run ends: it must end within ``patience_s``, exit
+    2, with one error line, no traceback, nothing on stdout and no child left."""
     faults, record, config, task = fault_server_setup(tmp_path)
     faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 3000}}))
     args = ["run", str(task), "--config", str(config), "--db", db, "--json", "--thread", "job-1"]
-    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args], env=cli_env(),
+    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args], env=cli_env(**env),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
-        cluster.halt()  # while the slow call is in flight
-        out, err = first.communicate(timeout=180)  # a hang fails here
+        with cut():
+            out, err = first.communicate(timeout=patience_s)  # a hang fails here
     finally:
         if first.poll() is None:
             first.kill()
             first.communicate()
     assert first.returncode == 2, err
-    said = one_line(err)
     assert "Traceback" not in err and err.count("error:") == 1, err
+    assert out == ""
+    assert not child_processes(first.pid)
+    return CutRun(args, faults, record, one_line(err))
+
+
+def resumed_without_repeats(run: CutRun) -> None:
+    """The cut run's thread, run again with the database back, ends ok, having made no
+    completed call again (the slow one again if its answer was lost)."""
+    run.faults.write_text("{}")
+    resumed = cli(*run.args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "ok"
+    calls = [(c["tool"], c["arguments"]) for c in recorded(run.record)]
+    for tool, arguments in FAST.values():
+        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
+    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+
+
+def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp_path):
+    """A CLI run on a thread whose database stops while a call is in flight: one line, exit
+    2, no traceback; once the server is back, the thread resumes without repeating a completed
+    call, and what is learned counts each call made once."""
+    db = cluster.create_database("cut")
+
+    @contextlib.contextmanager
+    def halted() -> Iterator[None]:
+        cluster.halt()  # while the slow call is in flight
+        yield
+
+    run = cut_cli_run(tmp_path, db, halted, 180)
+    said = run.said
     if "the PostgreSQL connection holding its lock ended mid-run" in said:
         pass  # the thread lock's connection was seen to end first (ThreadLockLost)
     else:  # a statement of the run met the server gone
@@ -136,18 +186,9 @@ def test_a_run_the_server_stops_under_fails_in_one_line_and_resumes(cluster, tmp
         assert "connection failed" in said or "server closed the connection" in said, said
         assert "couldn't get a connection" not in said, said
     assert "resumes where its checkpoints stop" in said, said
-    assert out == ""
-    assert not child_processes(first.pid)
 
     cluster.start()
-    faults.write_text("{}")
-    resumed = cli(*args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "ok"
-    calls = [(c["tool"], c["arguments"]) for c in recorded(record)]
-    for tool, arguments in FAST.values():
-        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
-    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+    resumed_without_repeats(run)
     with psycopg.connect(db) as conn:
         value = conn.execute(
             "SELECT value FROM store WHERE prefix = 'hybridmcp.provider_stats'"
@@ -200,39 +241,20 @@ def test_a_run_the_database_stops_answering_under_fails_in_one_line_and_resumes(
     line and exit 2, instead of hanging; once the database answers, the thread resumes
     without repeating a completed call."""
     db = cluster.create_database("hang")
-    faults, record, config, task = fault_server_setup(tmp_path)
-    faults.write_text(json.dumps({SLOW[1]: {"latency_ms": 3000}}))
-    args = ["run", str(task), "--config", str(config), "--db", db, "--json", "--thread", "job-1"]
-    first = subprocess.Popen([sys.executable, "-m", "hybridmcp.cli", *args],
-                             env=cli_env(HYBRIDMCP_DB_TIMEOUT_S="2"),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        wait_for(lambda: len(recorded(record)) == len(FAST) + 1, 90, "the calls to be made")
+
+    @contextlib.contextmanager
+    def stopped_answering() -> Iterator[None]:
         time.sleep(0.5)  # the fast calls' answers checkpointed; the slow one in flight (3 s)
         with not_answering(cluster, db, how, "checkpoints, checkpoint_writes"):
-            out, err = first.communicate(timeout=120)  # a hang fails here
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
-    assert first.returncode == 2, err
-    said = one_line(err)
-    assert "Traceback" not in err and err.count("error:") == 1, err
+            yield
+
+    run = cut_cli_run(tmp_path, db, stopped_answering, 120, HYBRIDMCP_DB_TIMEOUT_S="2")
+    said = run.said
     # (a frozen server was noticed before, later, by the thread lock's watch on its session)
     assert "database postgresql://127.0.0.1" in said and "/hang" in said, said
     assert "no answer from the database within 2 s" in said, said
     assert "resumes where its checkpoints stop" in said, said
-    assert out == ""
-    assert not child_processes(first.pid)
-
-    faults.write_text("{}")
-    resumed = cli(*args)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.loads(resumed.stdout)["status"] == "ok"
-    calls = [(c["tool"], c["arguments"]) for c in recorded(record)]
-    for tool, arguments in FAST.values():
-        assert calls.count((tool, arguments)) == 1, calls  # checkpointed before the cut
-    assert calls.count((SLOW[1], SLOW[2])) in (1, 2)  # made again if its answer was lost
+    resumed_without_repeats(run)
 
 
 def test_a_bad_database_timeout_is_one_line(tmp_path):
